@@ -1,0 +1,54 @@
+import asyncio
+
+import pytest
+
+from streamer.channel import Channel, ChannelClosed, DropPolicy
+
+
+async def test_block_policy_waits_for_room_and_keeps_order():
+    ch: Channel[int] = Channel(2)
+    await ch.put(1)
+    await ch.put(2)
+    blocked = asyncio.create_task(ch.put(3))
+    await asyncio.sleep(0.01)
+    assert not blocked.done()  # full: the producer waits (backpressure)
+    assert await ch.get() == 1
+    await asyncio.wait_for(blocked, 1)
+    await ch.close()
+    assert [x async for x in ch] == [2, 3]
+    assert ch.dropped == 0
+
+
+async def test_drop_oldest_keeps_newest_and_counts():
+    ch: Channel[int] = Channel(3, DropPolicy.DROP_OLDEST)
+    for i in range(10):
+        await ch.put(i)
+    await ch.close()
+    assert [x async for x in ch] == [7, 8, 9]
+    assert ch.dropped == 7
+
+
+async def test_close_wakes_blocked_reader_and_rejects_puts():
+    ch: Channel[int] = Channel(1)
+    reader = asyncio.create_task(ch.get())
+    await asyncio.sleep(0.01)
+    await ch.close()
+    with pytest.raises(ChannelClosed):
+        await asyncio.wait_for(reader, 1)
+    with pytest.raises(ChannelClosed):
+        await ch.put(1)
+
+
+async def test_close_wakes_blocked_writer():
+    ch: Channel[int] = Channel(1)
+    await ch.put(1)
+    writer = asyncio.create_task(ch.put(2))
+    await asyncio.sleep(0.01)
+    await ch.close()
+    with pytest.raises(ChannelClosed):
+        await asyncio.wait_for(writer, 1)
+
+
+def test_capacity_must_be_positive():
+    with pytest.raises(ValueError, match="capacity must be ≥ 1, got 0"):
+        Channel(0)
