@@ -1,0 +1,355 @@
+"""The `Encoder` base class: input handling, inference mode, OOM splitting and fallback, info.
+
+A family subclass (CLIP, DINOv2, default) only implements `_forward(pixels) -> (tokens,
+pooled)`; everything between the caller's frames and that call lives here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from encoders.errors import WeightsUnavailableError
+from encoders.preprocess import FrameGroup, preprocess_frames, split_images
+from encoders.registry import ModelRef, PreprocessConfig
+
+__all__ = [
+    "PRECISIONS",
+    "RANDOM_WEIGHTS",
+    "Encoder",
+    "EncoderInfo",
+    "EncoderOutput",
+    "WeightsSource",
+    "local_weights_path",
+    "resolve_device",
+    "resolve_dtype",
+    "seeded",
+]
+
+logger = logging.getLogger("encoders")
+
+PRECISIONS: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
+
+Batch = tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where an encoder's weights came from.
+
+    Attributes:
+        description: for people, e.g. "open_clip pretrained 'openai' (cache)".
+        random: True when the weights are an untrained initialisation.
+    """
+
+    description: str
+    random: bool = False
+
+
+RANDOM_WEIGHTS = WeightsSource("random weights (not trained)", random=True)
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """A snapshot of what an encoder is and where it runs (for logs, the HUD, benchmarks).
+
+    Attributes:
+        kind, model: as passed to `create_encoder` ("clip", "ViT-B/32").
+        dim: size of `embed()` vectors; token_dim: size of each token of `encoder(images)`.
+        num_params: parameters of the whole model (CLIP: image and text towers).
+        image_size: the model's square input side.
+        weights: where the weights came from, for people ("local file /x/y.pt", ...).
+        random_weights: True for an untrained initialisation.
+        device, dtype: where and in what precision it runs now ("cuda:0", "float16").
+    """
+
+    kind: str
+    model: str
+    dim: int
+    token_dim: int
+    num_params: int
+    image_size: int
+    weights: str
+    random_weights: bool
+    device: str
+    dtype: str
+
+
+@dataclass(frozen=True)
+class EncoderOutput:
+    """One forward pass's results.
+
+    Attributes:
+        tokens: [batch, tokens, token_dim] in the model's dtype, CLS first.
+        embeddings: [batch, dim] float32, L2-normalised.
+    """
+
+    tokens: torch.Tensor
+    embeddings: torch.Tensor
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`device`, or CUDA when available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The model dtype for a precision name: "auto" is fp16 on CUDA and fp32 elsewhere.
+
+    Raises:
+        ValueError: for an unknown precision name.
+    """
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if precision not in PRECISIONS:
+        valid = ", ".join(["auto", *PRECISIONS])
+        raise ValueError(f"precision must be one of {valid}, got {precision!r}")
+    return PRECISIONS[precision]
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with a fixed CPU RNG seed, restoring the caller's RNG state afterwards.
+
+    Random initialisations are seeded so a labelled random-weights run gives the same
+    embeddings every time (file mode promises identical output run to run).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def local_weights_path(weights: str | Path, what: str) -> Path:
+    """A user-supplied weights path, which must exist.
+
+    Args:
+        weights: the path given as `weights=`.
+        what: the model, for the message, e.g. "clip 'tiny'".
+
+    Raises:
+        WeightsUnavailableError: when nothing exists at the path.
+    """
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise WeightsUnavailableError(
+            f"weights path {str(path)!r} for {what} does not exist; pass an existing checkpoint "
+            "(as written by encoder.save()), weights='pretrained' for the library's cached "
+            "weights, or weights='random' for untrained weights"
+        )
+    return path.resolve()
+
+
+class Encoder:
+    """An image encoder: uint8 frames in, token features and L2-normalised embeddings out.
+
+    Calling conventions (`images` as accepted by `encoders.preprocess.split_images`):
+    `encoder(images)` gives tokens [batch, tokens, token_dim] (CLS first), `encoder.embed(images)`
+    gives [batch, dim] float32 unit vectors, `encoder.encode(images)` gives both from one
+    forward pass. Results are on `encoder.device`.
+    """
+
+    kind: ClassVar[str] = ""
+    has_text: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        module: nn.Module,
+        ref: ModelRef,
+        preprocess_cfg: PreprocessConfig,
+        weights: WeightsSource,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        self._module = module.eval().requires_grad_(False).to(device=device, dtype=dtype)
+        self._ref = ref
+        self._preprocess_cfg = preprocess_cfg
+        self._weights = weights
+        self._device = device
+        self._dtype = dtype
+        self._num_params = sum(p.numel() for p in module.parameters())
+        if weights.random:
+            logger.warning(
+                "%s %r uses random weights (not trained): its embeddings carry no meaning, so "
+                "tags and scene scores are noise",
+                self.kind,
+                ref.name,
+            )
+
+    # -- the family's part -------------------------------------------------------------------
+
+    def _forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model input Bx3xSxS on the device -> (tokens [B, T, token_dim], pooled [B, dim])."""
+        raise NotImplementedError
+
+    # -- public API ----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def encode(self, images: Any) -> EncoderOutput:
+        """Tokens and embeddings from one forward pass.
+
+        Args:
+            images: a HxWx3 uint8 frame (numpy array or torch tensor), a BxHxWx3 uint8 batch, a
+                list of HxWx3 uint8 frames of any sizes (grouped by size, order kept), or an
+                already-normalised float tensor Bx3xSxS (S = `preprocess_cfg.size`).
+
+        Returns:
+            `EncoderOutput(tokens, embeddings)`, in input order, on `self.device`.
+
+        Raises:
+            EncoderInputError: for images in any other form.
+        """
+        groups, count = split_images(images, self._preprocess_cfg.size)
+        results = [self._run_oom_safe(self._group_forward(g), (g.data,)) for g in groups]
+        tokens = _merge([r[0] for r in results], groups, count, self._device)
+        pooled = _merge([r[1] for r in results], groups, count, self._device)
+        return EncoderOutput(tokens, F.normalize(pooled.float(), dim=-1))
+
+    def __call__(self, images: Any) -> torch.Tensor:
+        """Token features [batch, tokens, token_dim], CLS first (see `encode`)."""
+        return self.encode(images).tokens
+
+    def embed(self, images: Any) -> torch.Tensor:
+        """L2-normalised float32 embeddings [batch, dim] (see `encode`)."""
+        return self.encode(images).embeddings
+
+    def save(self, path: str | Path) -> Path:
+        """Write the weights as a state-dict file that `weights=path` loads back.
+
+        Returns:
+            The path written.
+        """
+        path = Path(path).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self._module.state_dict(), path)
+        return path
+
+    @property
+    def info(self) -> EncoderInfo:
+        """What this encoder is, where its weights came from and where it runs now."""
+        return EncoderInfo(
+            kind=self.kind,
+            model=self._ref.name,
+            dim=self.dim,
+            token_dim=self.token_dim,
+            num_params=self._num_params,
+            image_size=self._preprocess_cfg.size,
+            weights=self._weights.description,
+            random_weights=self._weights.random,
+            device=str(self._device),
+            dtype=str(self._dtype).removeprefix("torch."),
+        )
+
+    @property
+    def preprocess_cfg(self) -> PreprocessConfig:
+        """The preprocessing this model's weights expect (taken from the model's library)."""
+        return self._preprocess_cfg
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs now (the CPU after an out-of-memory fallback)."""
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's dtype now."""
+        return self._dtype
+
+    @property
+    def module(self) -> nn.Module:
+        """The underlying torch module (open_clip CLIP, transformers Dinov2Model, ...)."""
+        return self._module
+
+    @property
+    def dim(self) -> int:
+        """Size of `embed()` vectors."""
+        raise NotImplementedError
+
+    @property
+    def token_dim(self) -> int:
+        """Feature size of each token of `encoder(images)`."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={self._ref.name!r}, dim={self.dim}, "
+            f"weights={self._weights.description!r}, device='{self._device}', "
+            f"dtype={str(self._dtype).removeprefix('torch.')})"
+        )
+
+    # -- batching and out-of-memory handling ---------------------------------------------------
+
+    def _group_forward(self, group: FrameGroup) -> Callable[[torch.Tensor], Batch]:
+        # Reads self._device/_dtype at call time: after a CPU fallback the remaining halves of
+        # the batch are preprocessed and run on the CPU.
+        if group.normalised:
+            return lambda pixels: self._forward(pixels.to(self._device, self._dtype))
+        return lambda frames: self._forward(
+            preprocess_frames(frames, self._preprocess_cfg, self._device, self._dtype)
+        )
+
+    def _run_oom_safe(self, fn: Callable[..., Batch], inputs: Batch) -> Batch:
+        """`fn(*inputs)`, halving the batch on CUDA out-of-memory, then falling back to the CPU.
+
+        Halves are encoded independently and concatenated, so results equal an unsplit run.
+        """
+        try:
+            return fn(*inputs)
+        except torch.cuda.OutOfMemoryError:
+            if len(inputs[0]) == 1 and not self._can_fall_back():
+                raise
+        # Out of the except block: the failed attempt's traceback, and the activations it pins,
+        # are released before retrying.
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        size = len(inputs[0])
+        if size == 1:
+            self._fall_back_to_cpu()
+            return self._run_oom_safe(fn, inputs)
+        logger.info("CUDA out of memory on a batch of %d; splitting it in halves", size)
+        half = size // 2
+        first = self._run_oom_safe(fn, tuple(x[:half] for x in inputs))
+        second = self._run_oom_safe(fn, tuple(x[half:] for x in inputs))
+        return tuple(torch.cat([a.to(b.device), b]) for a, b in zip(first, second, strict=True))
+
+    def _can_fall_back(self) -> bool:
+        return self._device.type != "cpu" or self._dtype != torch.float32
+
+    def _fall_back_to_cpu(self) -> None:
+        previous = f"{self._device} ({str(self._dtype).removeprefix('torch.')})"
+        self._module.to(device="cpu", dtype=torch.float32)
+        self._device, self._dtype = torch.device("cpu"), torch.float32
+        logger.warning(
+            "CUDA out of memory encoding a single image with %s %r on %s: moved the model to "
+            "the CPU (float32) and continuing there, much slower; free GPU memory or pick a "
+            "smaller model to stay on the GPU",
+            self.kind,
+            self._ref.name,
+            previous,
+        )
+
+
+def _merge(
+    parts: list[torch.Tensor], groups: list[FrameGroup], count: int, device: torch.device
+) -> torch.Tensor:
+    """Concatenate per-size-group results and put them back in the caller's order."""
+    if len(parts) == 1:
+        return parts[0].to(device)
+    merged = torch.cat([p.to(device) for p in parts])
+    order = torch.tensor([i for g in groups for i in g.indices], device=device)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(count, device=device)
+    return merged[inverse]

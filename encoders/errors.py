@@ -1,0 +1,58 @@
+"""Errors raised by `encoders`.
+
+One small tree; each error also subclasses the builtin a caller would naturally catch::
+
+    EncoderError(Exception)
+    ├── UnknownEncoderError(EncoderError, ValueError)
+    │       unknown kind, model name, pretrained tag or use case; the message lists the valid ones
+    ├── WeightsUnavailableError(EncoderError, FileNotFoundError)
+    │       pretrained weights neither cached nor downloadable, or a local weights path that is
+    │       missing; the message names the model and the fixes
+    └── EncoderInputError(EncoderError, ValueError)
+            images that are not uint8 HxWx3 RGB frames (or a normalised Bx3xSxS float tensor)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EncoderError",
+    "EncoderInputError",
+    "UnknownEncoderError",
+    "WeightsUnavailableError",
+]
+
+
+class EncoderError(Exception):
+    """Base class of every error raised by `encoders`."""
+
+
+class UnknownEncoderError(EncoderError, ValueError):
+    """An encoder kind, model name, pretrained tag or use case that is not registered."""
+
+
+class WeightsUnavailableError(EncoderError, FileNotFoundError):
+    """Weights that cannot be loaded: not cached and not downloadable, or a missing local path."""
+
+
+class EncoderInputError(EncoderError, ValueError):
+    """Images in a form the encoder does not accept."""
+
+
+def weights_unavailable(model: str, reason: str, *, library: str) -> WeightsUnavailableError:
+    """Build the error for pretrained weights that cannot be had, with the three ways out.
+
+    Args:
+        model: what the user asked for, e.g. "clip 'ViT-B/32' (open_clip tag 'openai')".
+        reason: why loading failed (offline mode, unreachable host, missing repo file...).
+        library: the library whose cache would hold the weights ("open_clip", "transformers").
+
+    Returns:
+        The error, for the caller to raise `from` the underlying cause.
+    """
+    return WeightsUnavailableError(
+        f"Pretrained weights for {model} are not in the local cache and cannot be downloaded: "
+        f"{reason}. Fixes: connect to the network once so {library} downloads and caches the "
+        "weights (later runs load them offline); or pass weights=PATH (CLI: --weights PATH) "
+        "with a local checkpoint; or pass weights='random' (CLI: --weights random) for a run "
+        "with untrained weights, labelled as such."
+    )

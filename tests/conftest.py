@@ -1,0 +1,78 @@
+"""Fixtures shared by every test: the real sample clip, ffprobe, small encoders."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from streamer.samples import sample_clip as fetch_sample_clip
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def sample_clip() -> Path:
+    """Big Buck Bunny, 1280×720 H.264 + AAC, 25 fps, 132 frames (fetched once into .cache/)."""
+    return fetch_sample_clip(REPO / ".cache" / "samples")
+
+
+@pytest.fixture(scope="session")
+def small_clip(tmp_path_factory, sample_clip) -> Path:
+    """The first 2 s of the sample clip at 320×180, with its audio: fast end-to-end runs."""
+    out = tmp_path_factory.mktemp("clips") / "small.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(sample_clip),
+            "-t",
+            "2",
+            "-vf",
+            "scale=320:180",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "copy",
+            str(out),
+        ],
+        check=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def long_clip(tmp_path_factory, sample_clip) -> Path:
+    """The sample clip six times over (792 frames, 31.7 s): long enough to interrupt."""
+    out = tmp_path_factory.mktemp("clips") / "long.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-stream_loop",
+            "5",
+            "-i",
+            str(sample_clip),
+            "-c",
+            "copy",
+            str(out),
+        ],
+        check=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder():
+    """A real open_clip CLIP architecture, tiny and random: the whole pipeline, fast."""
+    import encoders
+
+    return encoders.create_encoder("clip", "tiny", weights="random", device="cpu")

@@ -1,0 +1,45 @@
+"""Shared fixtures for the encoder tests: real video frames and small real encoders.
+
+The frames come from the sample clip (`sample_clip` in tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+import encoders
+
+FRAME_INDICES = (0, 45, 90, 131)  # spread over the clip: different scenes
+
+
+@pytest.fixture(scope="session")
+def video_frames(sample_clip: Path) -> list[np.ndarray]:
+    """Four decoded 720x1280x3 uint8 RGB frames from different scenes of the clip."""
+    frames = []
+    with av.open(str(sample_clip)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in FRAME_INDICES:
+                frames.append(frame.to_ndarray(format="rgb24"))
+    assert len(frames) == len(FRAME_INDICES)
+    return frames
+
+
+@pytest.fixture(scope="session")
+def tiny_clip() -> encoders.ClipEncoder:
+    """The registered tiny CLIP (real open_clip code and tokenizer, random weights), CPU fp32."""
+    return encoders.create_clip_encoder("tiny", "cpu", weights="random", precision="fp32")
+
+
+@pytest.fixture(scope="session")
+def default_encoder() -> encoders.DefaultEncoder:
+    return encoders.create_default_encoder("cpu", precision="fp32")
+
+
+@pytest.fixture(scope="session")
+def dinov2_small() -> encoders.Dinov2Encoder:
+    """DINOv2 small with its real architecture and random weights, CPU fp32."""
+    return encoders.create_dinov2_encoder("small", "cpu", weights="random", precision="fp32")

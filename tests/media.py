@@ -1,0 +1,93 @@
+"""Helpers for checking what the pipeline wrote: ffprobe, strict SRT/WebVTT and JSONL readers."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+_SRT_TIME = r"(\d{2}):(\d{2}):(\d{2}),(\d{3})"
+_VTT_TIME = r"(\d{2}):(\d{2}):(\d{2})\.(\d{3})"
+
+
+def ffprobe(path: str | Path, *extra: str) -> dict:
+    """ffprobe's JSON for a file, with decoded frame counts (`nb_read_frames`); `extra`
+    arguments (e.g. "-show_frames") go to ffprobe."""
+    if shutil.which("ffprobe") is None:
+        pytest.fail("ffprobe is missing: run `bash scripts/setup.sh --test` (installs ffmpeg)")
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_streams",
+            "-show_format",
+            *extra,
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def video_stream(info: dict) -> dict:
+    return next(s for s in info["streams"] if s["codec_type"] == "video")
+
+
+def stream_types(info: dict) -> list[str]:
+    return [s["codec_type"] for s in info["streams"]]
+
+
+def _seconds(match: tuple[str, ...]) -> float:
+    h, m, s, ms = (int(x) for x in match)
+    return h * 3600 + m * 60 + s + ms / 1000
+
+
+def parse_srt(text: str) -> list[tuple[float, float, str]]:
+    """Strictly parse SubRip: numbered cues from 1, well-formed times, end > start, monotonic."""
+    cues = []
+    blocks = [b for b in text.replace("\r\n", "\n").split("\n\n") if b.strip()]
+    for number, block in enumerate(blocks, start=1):
+        lines = block.strip("\n").split("\n")
+        assert lines[0] == str(number), f"cue {number} is numbered {lines[0]!r}"
+        times = re.fullmatch(f"{_SRT_TIME} --> {_SRT_TIME}", lines[1])
+        assert times, f"bad SRT time line {lines[1]!r}"
+        start, end = _seconds(times.groups()[:4]), _seconds(times.groups()[4:])
+        body = "\n".join(lines[2:])
+        assert body.strip(), f"cue {number} is empty"
+        assert end > start, f"cue {number} ends before it starts"
+        assert not cues or start >= cues[-1][0], "cues out of order"
+        cues.append((start, end, body))
+    return cues
+
+
+def parse_vtt(text: str) -> list[tuple[float, float, str]]:
+    """Strictly parse WebVTT: header, well-formed times, end > start, monotonic."""
+    assert text.startswith("WEBVTT"), "missing WEBVTT header"
+    cues = []
+    for block in [b for b in text.split("\n\n")[1:] if b.strip()]:
+        lines = block.strip("\n").split("\n")
+        timing = next(i for i, line in enumerate(lines) if "-->" in line)
+        times = re.match(f"{_VTT_TIME} --> {_VTT_TIME}", lines[timing])
+        assert times, f"bad VTT time line {lines[timing]!r}"
+        start, end = _seconds(times.groups()[:4]), _seconds(times.groups()[4:])
+        body = "\n".join(lines[timing + 1 :])
+        assert body.strip() and end > start
+        assert not cues or start >= cues[-1][0]
+        cues.append((start, end, body))
+    return cues
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Every line must be one JSON object."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
