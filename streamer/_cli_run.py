@@ -1,0 +1,172 @@
+"""`streamer run`: flags → RunConfig → the file pipeline → summary and exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from encoders import EncoderError, UnknownEncoderError
+from streamer.batcher import BatchPolicy
+from streamer.captioner import CaptionPolicy
+from streamer.cli import (
+    EXIT_ERROR,
+    EXIT_INCOMPLETE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    run_with_signals,
+)
+from streamer.config import AnalysisConfig, OutputConfig, RunConfig
+from streamer.encoder_worker import EncoderChoice
+from streamer.errors import ConfigError, SourceError
+from streamer.labels import DEFAULT_PROMPT, load_labels
+from streamer.pipeline import RunSummary, annotate_file
+from streamer.samples import cache_dir
+from streamer.sinks import SinkError
+
+log = logging.getLogger("streamer")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser(
+        "run",
+        help="annotate a video file",
+        description="Annotate a video file: zero-shot tags, scene changes and captions drawn on "
+        "every frame, written as video, subtitles and JSON Lines.",
+    )
+    run.add_argument("input", help="video file")
+    out = run.add_argument_group("outputs (at least one)")
+    out.add_argument("-o", "--output", help="annotated video (MP4, H.264; audio copied)")
+    out.add_argument("--srt", help="SubRip subtitles, one cue per caption")
+    out.add_argument("--vtt", help="WebVTT subtitles, one cue per caption")
+    out.add_argument("--jsonl", help="JSON Lines: a record per analysed frame and per caption")
+    out.add_argument("--preset", default="veryfast", help="x264 preset (default: veryfast)")
+    out.add_argument("--crf", type=int, default=20, help="x264 quality, 0..51 (default: 20)")
+    out.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
+    enc = run.add_argument_group("encoder")
+    enc.add_argument("--encoder", default="clip", help="clip | dinov2 | default (default: clip)")
+    enc.add_argument(
+        "--model", help="model of the encoder, e.g. ViT-B/32, ViT-B-32:laion2b_s34b_b79k, small"
+    )
+    enc.add_argument(
+        "--weights",
+        default="pretrained",
+        help="pretrained | random | auto (pretrained if available, else random, labelled) | PATH",
+    )
+    enc.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available)")
+    enc.add_argument("--precision", default="auto", help="auto | fp32 | fp16 | bf16")
+    ana = run.add_argument_group("analysis")
+    ana.add_argument("--analyze-fps", default="2", help="analysed frames per second, or 'all'")
+    ana.add_argument("--max-batch", type=int, default=8, help="frames per encoder batch")
+    ana.add_argument("--max-wait-ms", type=float, default=50.0, help="batch deadline (ms)")
+    ana.add_argument("--labels", help="label file (one per line) or 'dog, cat, person'")
+    ana.add_argument("--prompt", default=DEFAULT_PROMPT, help="text template per label")
+    ana.add_argument("--top-k", type=int, default=3, help="tags per analysed frame")
+    cap = run.add_argument_group("captions")
+    cap.add_argument(
+        "--caption-interval", type=float, default=2.0, help="min seconds between captions"
+    )
+    cap.add_argument(
+        "--caption-max-age", type=float, default=10.0, help="refresh after this many s"
+    )
+    cap.add_argument(
+        "--scene-threshold", type=float, default=0.15, help="cosine distance = new scene"
+    )
+    run.add_argument("--queue-frames", type=int, default=32, help="frames buffered in flight")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--no-cache", action="store_true", help="do not cache label text embeddings on disk"
+    )
+    run.set_defaults(handler=run_command)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Build and validate the run configuration; raises ConfigError naming the flag."""
+    try:
+        fps = None if args.analyze_fps.strip().lower() == "all" else float(args.analyze_fps)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--analyze-fps must be a number > 0 or 'all', got {args.analyze_fps!r}"
+        ) from exc
+    try:
+        batch = BatchPolicy(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+        captions = CaptionPolicy(
+            min_interval=args.caption_interval,
+            max_age=args.caption_max_age,
+            scene_threshold=args.scene_threshold,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return RunConfig(
+        input=args.input,
+        outputs=OutputConfig(
+            video=args.output,
+            srt=args.srt,
+            vtt=args.vtt,
+            jsonl=args.jsonl,
+            preset=args.preset,
+            crf=args.crf,
+            copy_audio=not args.no_audio,
+        ),
+        encoder=EncoderChoice(
+            kind=args.encoder,
+            model=args.model,
+            weights=args.weights,
+            device=args.device,
+            precision=args.precision,
+        ),
+        analysis=AnalysisConfig(
+            analyze_fps=fps,
+            batch=batch,
+            top_k=args.top_k,
+            labels=load_labels(args.labels) if args.labels else None,
+            prompt=args.prompt,
+            text_cache=None if args.no_cache else str(cache_dir() / "text"),
+        ),
+        captions=captions,
+        queue_frames=args.queue_frames,
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        return _fail(exc, EXIT_USAGE)
+    progress = not args.no_progress and sys.stderr.isatty()
+    try:
+        summary = run_with_signals(lambda stop: annotate_file(config, stop=stop, progress=progress))
+    except UnknownEncoderError as exc:
+        return _fail(exc, EXIT_USAGE)
+    except (SourceError, EncoderError, SinkError, OSError) as exc:
+        return _fail(exc, EXIT_ERROR)
+    except asyncio.CancelledError:
+        print("streamer: aborted; outputs closed with what was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    _print_summary(summary, config)
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_INCOMPLETE if summary.incomplete else EXIT_OK
+
+
+def _fail(exc: BaseException, code: int) -> int:
+    print(f"streamer: error: {exc}", file=sys.stderr)
+    return code
+
+
+def _print_summary(summary: RunSummary, config: RunConfig) -> None:
+    state = "stopped early" if summary.interrupted else "done"
+    print(
+        f"streamer: {state}: {summary.frames} frames, {summary.analysed} analysed, "
+        f"{summary.captions} captions in {summary.wall_s:.1f} s ({summary.fps:.1f} fps); "
+        f"wrote {', '.join(config.outputs.paths())}",
+        file=sys.stderr,
+    )
+    if summary.random_weights:
+        print(
+            "streamer: note: the encoder used RANDOM weights; tags are meaningless", file=sys.stderr
+        )
+    if summary.incomplete:
+        print(f"streamer: input incomplete: {summary.incomplete}", file=sys.stderr)

@@ -1,0 +1,116 @@
+"""Run configuration: frozen dataclasses, validated on construction.
+
+Only the CLI reads argv; everything below it receives one of these.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from streamer.batcher import BatchPolicy
+from streamer.captioner import CaptionPolicy
+from streamer.encoder_worker import EncoderChoice
+from streamer.errors import ConfigError
+from streamer.labels import DEFAULT_PROMPT
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisConfig:
+    """What is analysed and how.
+
+    Attributes:
+        analyze_fps: analysed frames per media second; None analyses every frame.
+        batch: micro-batching of analysed frames onto the encoder.
+        top_k: tags kept per analysed frame.
+        labels: zero-shot vocabulary; None for the shipped default.
+        prompt: text template per label; must contain "{label}".
+        text_cache: folder for cached label text embeddings; None computes them every run.
+    """
+
+    analyze_fps: float | None = 2.0
+    batch: BatchPolicy = field(default_factory=BatchPolicy)
+    top_k: int = 3
+    labels: tuple[str, ...] | None = None
+    prompt: str = DEFAULT_PROMPT
+    text_cache: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.analyze_fps is not None and not self.analyze_fps > 0:
+            raise ConfigError(f"analyze_fps must be > 0 (or 'all'), got {self.analyze_fps}")
+        if self.top_k < 1:
+            raise ConfigError(f"top_k must be ≥ 1, got {self.top_k}")
+        if "{label}" not in self.prompt:
+            raise ConfigError(f"prompt must contain '{{label}}', got {self.prompt!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class OutputConfig:
+    """Where results go; at least one output must be set.
+
+    Attributes:
+        video: annotated video file (H.264 MP4 by default).
+        srt, vtt: subtitle files, one cue per caption.
+        jsonl: JSON Lines events: one record per analysed frame and per caption.
+        preset, crf: libx264 speed preset and quality.
+        copy_audio: copy the input's audio into the video output.
+    """
+
+    video: str | None = None
+    srt: str | None = None
+    vtt: str | None = None
+    jsonl: str | None = None
+    preset: str = "veryfast"
+    crf: int = 20
+    copy_audio: bool = True
+
+    def __post_init__(self) -> None:
+        if not any(self.paths()):
+            raise ConfigError(
+                "nothing to write: give at least one of -o/--output, --srt, --vtt, --jsonl"
+            )
+        if not 0 <= self.crf <= 51:
+            raise ConfigError(f"crf must be in 0..51, got {self.crf}")
+        for path in self.paths():
+            check_writable(path)
+
+    def paths(self) -> list[str]:
+        return [p for p in (self.video, self.srt, self.vtt, self.jsonl) if p]
+
+
+def check_writable(path: str) -> None:
+    """Fail fast, before any work, when an output cannot be created."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ConfigError(f"output {path!r} is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise ConfigError(f"output {path!r}: folder {folder!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"output {path!r}: folder {folder!r} is not writable")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ConfigError(f"output {path!r} exists and is not writable")
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """One file-annotation run.
+
+    Attributes:
+        input: the video file.
+        outputs: where results go.
+        encoder: which image encoder to load.
+        analysis: sampling, batching, tags.
+        captions: caption timing.
+        queue_frames: frames buffered between decode and output (bounds memory).
+    """
+
+    input: str
+    outputs: OutputConfig
+    encoder: EncoderChoice = field(default_factory=EncoderChoice)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    captions: CaptionPolicy = field(default_factory=CaptionPolicy)
+    queue_frames: int = 32
+
+    def __post_init__(self) -> None:
+        if self.queue_frames < 2:
+            raise ConfigError(f"queue_frames must be ≥ 2, got {self.queue_frames}")

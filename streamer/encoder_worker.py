@@ -1,0 +1,120 @@
+"""The encoder worker: one thread owns the model and the device.
+
+Every call to the encoder runs on the same single thread, so the device is never driven from two
+threads at once, and the event loop only awaits results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+import encoders
+from encoders import Encoder, WeightsUnavailableError
+
+log = logging.getLogger("streamer.encoder")
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderChoice:
+    """Which encoder to load.
+
+    Attributes:
+        kind: "clip", "dinov2" or "default".
+        model: model name within the kind (None: the kind's default).
+        weights: "pretrained", "random", "auto" (pretrained when available, else random, said
+            loudly), or a local checkpoint path.
+        device: "cpu", "cuda", "cuda:1"… (None: CUDA when present).
+        precision: "auto", "fp32", "fp16" or "bf16".
+    """
+
+    kind: str = "clip"
+    model: str | None = None
+    weights: str = "pretrained"
+    device: str | None = None
+    precision: str = "auto"
+
+
+def load_encoder(choice: EncoderChoice) -> Encoder:
+    """Create the encoder `choice` names.
+
+    With `weights="auto"`, a missing pretrained checkpoint is reported as a warning and the
+    encoder is created with random weights instead (the overlay says so); every other failure
+    propagates.
+    """
+    if choice.weights != "auto":
+        return encoders.create_encoder(
+            choice.kind,
+            choice.model,
+            weights=choice.weights,
+            device=choice.device,
+            precision=choice.precision,
+        )
+    try:
+        return encoders.create_encoder(
+            choice.kind,
+            choice.model,
+            weights="pretrained",
+            device=choice.device,
+            precision=choice.precision,
+        )
+    except WeightsUnavailableError as exc:
+        log.warning(
+            "%s\n→ --weights auto: continuing with RANDOM weights; tags are meaningless.", exc
+        )
+        return encoders.create_encoder(
+            choice.kind,
+            choice.model,
+            weights="random",
+            device=choice.device,
+            precision=choice.precision,
+        )
+
+
+class EncoderWorker:
+    """Runs an encoder on one dedicated thread.
+
+    Args:
+        encoder: the encoder to drive.
+
+    Attributes:
+        batches, images: how much work was done.
+        busy_s: seconds spent inside the encoder.
+    """
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
+        self.batches = 0
+        self.images = 0
+        self.busy_s = 0.0
+
+    async def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        """L2-normalised embeddings [len(images), dim], float32, on the host."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._embed, images)
+
+    async def embed_text(self, texts: list[str]) -> np.ndarray:
+        """Text embeddings [len(texts), dim], float32, on the host (CLIP encoders only)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._embed_text, texts)
+
+    def _embed(self, images: list[np.ndarray]) -> np.ndarray:
+        start = time.perf_counter()
+        out = self.encoder.embed(images).float().cpu().numpy()
+        self.busy_s += time.perf_counter() - start
+        self.batches += 1
+        self.images += len(images)
+        return out
+
+    def _embed_text(self, texts: list[str]) -> np.ndarray:
+        return self.encoder.embed_text(texts).float().cpu().numpy()
+
+    def close(self) -> None:
+        """Wait for the running call and stop the thread."""
+        self._thread.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,96 @@
+"""The file pipeline end to end, in-process, with the tiny CLIP and real clips."""
+
+import asyncio
+
+import pytest
+from media import ffprobe, parse_srt, parse_vtt, read_jsonl, stream_types, video_stream
+
+from streamer import AnalysisConfig, OutputConfig, RunConfig, annotate_file
+
+pytestmark = pytest.mark.integration
+
+
+def _config(clip, out, **analysis):
+    return RunConfig(
+        input=str(clip),
+        outputs=OutputConfig(
+            video=str(out / "a.mp4"),
+            srt=str(out / "a.srt"),
+            vtt=str(out / "a.vtt"),
+            jsonl=str(out / "a.jsonl"),
+            preset="ultrafast",
+        ),
+        analysis=AnalysisConfig(**analysis),
+    )
+
+
+async def test_every_frame_written_with_timing_audio_and_records(
+    tmp_path, small_clip, tiny_encoder
+):
+    summary = await annotate_file(_config(small_clip, tmp_path), encoder=tiny_encoder)
+    source, written = ffprobe(small_clip), ffprobe(tmp_path / "a.mp4")
+    assert video_stream(written)["nb_read_frames"] == video_stream(source)["nb_read_frames"] == "50"
+    assert float(video_stream(written)["duration"]) == pytest.approx(
+        float(video_stream(source)["duration"]), abs=0.04
+    )
+    assert stream_types(written) == ["video", "audio"]  # audio copied through
+    assert summary.frames == 50 and not summary.interrupted and summary.incomplete is None
+
+    records = read_jsonl(tmp_path / "a.jsonl")
+    analysed = [r for r in records if r["type"] == "analysis"]
+    captions = [r for r in records if r["type"] == "caption"]
+    assert [r["frame"] for r in analysed] == [0, 13, 25, 38]  # 2 fps on a 25 fps grid
+    assert summary.analysed == 4
+    for r in analysed:
+        assert len(r["tags"]) == 3 and r["stream"] == "small" and r["scene_score"] >= 0
+    assert captions and captions[0]["frame"] == 0 and captions[0]["source"] == "tags"
+
+    srt = parse_srt((tmp_path / "a.srt").read_text())
+    vtt = parse_vtt((tmp_path / "a.vtt").read_text())
+    assert len(srt) == len(vtt) == len(captions)
+    assert srt[0][0] == 0.0 and srt[-1][1] == pytest.approx(2.0, abs=0.05)
+    assert summary.loop_lag_max_s < 0.5, "something blocked the event loop"
+
+
+async def test_same_input_gives_identical_records_and_subtitles(tmp_path, small_clip, tiny_encoder):
+    runs = []
+    for name in ("one", "two"):
+        out = tmp_path / name
+        out.mkdir()
+        await annotate_file(_config(small_clip, out, analyze_fps=5.0), encoder=tiny_encoder)
+        runs.append(((out / "a.jsonl").read_text(), (out / "a.srt").read_text()))
+    assert runs[0] == runs[1]
+
+
+async def test_analyze_every_frame(tmp_path, small_clip, tiny_encoder):
+    summary = await annotate_file(
+        _config(small_clip, tmp_path, analyze_fps=None), encoder=tiny_encoder
+    )
+    analysed = [r for r in read_jsonl(tmp_path / "a.jsonl") if r["type"] == "analysis"]
+    assert summary.analysed == len(analysed) == 50
+
+
+async def test_stop_finalises_playable_outputs(tmp_path, long_clip, tiny_encoder):
+    stop = asyncio.Event()
+    run = asyncio.create_task(
+        annotate_file(_config(long_clip, tmp_path), encoder=tiny_encoder, stop=stop)
+    )
+    await asyncio.sleep(1.0)
+    stop.set()
+    summary = await asyncio.wait_for(run, 30)
+    assert summary.interrupted and 0 < summary.frames < 792
+    assert int(video_stream(ffprobe(tmp_path / "a.mp4"))["nb_read_frames"]) == summary.frames
+    parse_srt((tmp_path / "a.srt").read_text())
+    read_jsonl(tmp_path / "a.jsonl")
+
+
+async def test_encoder_without_text_tower_gives_scene_scores_only(tmp_path, small_clip):
+    import encoders
+
+    encoder = encoders.create_encoder("default", weights="random", device="cpu")
+    config = RunConfig(input=str(small_clip), outputs=OutputConfig(jsonl=str(tmp_path / "a.jsonl")))
+    summary = await annotate_file(config, encoder=encoder)
+    records = read_jsonl(tmp_path / "a.jsonl")
+    assert summary.random_weights
+    assert all(r["tags"] == [] for r in records if r["type"] == "analysis")
+    assert any(r["scene_score"] > 0 for r in records if r["type"] == "analysis")
