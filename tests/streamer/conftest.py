@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from media import ffprobe
 
 
 def _need(tool: str) -> str:
@@ -23,16 +23,7 @@ def _need(tool: str) -> str:
 @pytest.fixture(scope="session")
 def probe() -> Callable[..., dict[str, Any]]:
     """`probe(path, *extra_args)` → ffprobe's JSON (streams and format, frames counted)."""
-    ffprobe = _need("ffprobe")
-
-    def run(path: str | Path, *extra: str) -> dict[str, Any]:
-        args = [ffprobe, "-v", "error", "-count_frames", "-show_streams", "-show_format", *extra]
-        out = subprocess.run(
-            [*args, "-of", "json", str(path)], capture_output=True, text=True, check=True
-        )
-        return json.loads(out.stdout)
-
-    return run
+    return ffprobe
 
 
 @pytest.fixture(scope="session")
