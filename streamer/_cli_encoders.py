@@ -32,12 +32,12 @@ def _table(rows: list[list[str]]) -> str:
 def _list(args: argparse.Namespace) -> int:
     import encoders
 
-    specs = encoders.list_encoders()
-    if not specs:
-        print("no encoders registered", file=sys.stderr)
-        return EXIT_ERROR
-    names = [f.name for f in dataclasses.fields(specs[0])]
-    rows = [names] + [[_cell(getattr(spec, n)) for n in names] for spec in specs]
+    rows = [["kind", "model", "dim", "tokens", "input", "text tags", "weights"]]
+    for spec in encoders.list_encoders():
+        pre = spec.preprocess
+        size = f"{pre.size}px" + (f" (from {pre.resize_size})" if pre.resize_size else "")
+        rows.append([spec.kind, spec.model, str(spec.dim), f"{spec.tokens}x{spec.token_dim}",
+                     size, "yes" if spec.has_text else "no", spec.weights])  # fmt: skip
     print(_table(rows))
     return EXIT_OK
 

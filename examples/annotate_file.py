@@ -1,0 +1,30 @@
+"""Annotate a video file: MP4 with overlays, subtitles and JSON Lines.
+
+    python examples/annotate_file.py [INPUT] [OUTPUT_DIR]
+
+Without INPUT (or with "") it uses the sample clip. Weights: pretrained CLIP ViT-B/32 when
+available, else random (labelled on the video).
+"""
+
+import asyncio
+import sys
+from pathlib import Path
+
+from streamer import EncoderChoice, OutputConfig, RunConfig, annotate_file
+from streamer.samples import sample_clip
+
+source = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else str(sample_clip())
+out = Path(sys.argv[2] if len(sys.argv) > 2 else "out")
+out.mkdir(parents=True, exist_ok=True)
+config = RunConfig(
+    input=source,
+    outputs=OutputConfig(
+        video=str(out / "annotated.mp4"),
+        srt=str(out / "annotated.srt"),
+        vtt=str(out / "annotated.vtt"),
+        jsonl=str(out / "annotated.jsonl"),
+    ),
+    encoder=EncoderChoice("clip", "ViT-B/32", weights="auto"),
+)
+summary = asyncio.run(annotate_file(config, progress=True))
+print(f"{summary.frames} frames, {summary.analysed} analysed, {summary.fps:.1f} fps -> {out}/")
