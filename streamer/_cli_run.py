@@ -135,7 +135,7 @@ def run_command(args: argparse.Namespace) -> int:
         config = config_from_args(args)
     except ConfigError as exc:
         return _fail(exc, EXIT_USAGE)
-    progress = not args.no_progress and sys.stderr.isatty()
+    progress = not args.no_progress
     try:
         summary = run_with_signals(lambda stop: annotate_file(config, stop=stop, progress=progress))
     except UnknownEncoderError as exc:

@@ -47,33 +47,22 @@ def load_encoder(choice: EncoderChoice) -> Encoder:
     encoder is created with random weights instead (the overlay says so); every other failure
     propagates.
     """
-    if choice.weights != "auto":
-        return encoders.create_encoder(
-            choice.kind,
-            choice.model,
-            weights=choice.weights,
-            device=choice.device,
-            precision=choice.precision,
-        )
+    weights = "pretrained" if choice.weights == "auto" else choice.weights
     try:
-        return encoders.create_encoder(
-            choice.kind,
-            choice.model,
-            weights="pretrained",
-            device=choice.device,
-            precision=choice.precision,
-        )
+        return _create(choice, weights)
     except WeightsUnavailableError as exc:
+        if choice.weights != "auto":
+            raise
         log.warning(
             "%s\n→ --weights auto: continuing with RANDOM weights; tags are meaningless.", exc
         )
-        return encoders.create_encoder(
-            choice.kind,
-            choice.model,
-            weights="random",
-            device=choice.device,
-            precision=choice.precision,
-        )
+        return _create(choice, "random")
+
+
+def _create(choice: EncoderChoice, weights: str) -> Encoder:
+    return encoders.create_encoder(
+        choice.kind, choice.model, weights=weights, device=choice.device, precision=choice.precision
+    )
 
 
 class EncoderWorker:

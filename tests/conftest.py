@@ -71,6 +71,18 @@ def long_clip(tmp_path_factory, sample_clip) -> Path:
 
 
 @pytest.fixture(scope="session")
+def truncated_clip(tmp_path_factory, sample_clip) -> Path:
+    """The sample clip with its index first (faststart), cut after 500 kB: about 49 of its 132
+    frames decode, then the file ends mid-stream."""
+    folder = tmp_path_factory.mktemp("clips")
+    whole, cut = folder / "faststart.mp4", folder / "truncated.mp4"
+    ffmpeg = ["ffmpeg", "-v", "error", "-y", "-i", str(sample_clip), "-c", "copy"]
+    subprocess.run([*ffmpeg, "-movflags", "+faststart", str(whole)], check=True)
+    cut.write_bytes(whole.read_bytes()[:500_000])
+    return cut
+
+
+@pytest.fixture(scope="session")
 def tiny_encoder():
     """A real open_clip CLIP architecture, tiny and random: the whole pipeline, fast."""
     import encoders

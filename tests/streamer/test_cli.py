@@ -12,6 +12,10 @@ from media import ffprobe, parse_srt, read_jsonl, stream_types, video_stream
 pytestmark = pytest.mark.integration
 
 
+# The tiny registered CLIP and the fastest x264 preset: the command's behaviour, quickly.
+TINY = ["--model", "tiny", "--weights", "random", "--preset", "ultrafast"]
+
+
 def streamer(*args, timeout=120, **kwargs):
     return subprocess.run(
         [sys.executable, "-m", "streamer", *map(str, args)],
@@ -109,39 +113,9 @@ def test_unknown_encoder_or_model_lists_valid_names(tmp_path, small_clip, args, 
     assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
 
 
-def test_truncated_input_annotates_what_decodes_and_exits_3(tmp_path, sample_clip):
-    whole = tmp_path / "whole.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-i",
-            str(sample_clip),
-            "-c",
-            "copy",
-            "-movflags",
-            "+faststart",
-            str(whole),
-        ],
-        check=True,
-    )
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(whole.read_bytes()[:500_000])
-    done = streamer(
-        "run",
-        cut,
-        "-o",
-        tmp_path / "a.mp4",
-        "--srt",
-        tmp_path / "a.srt",
-        "--model",
-        "tiny",
-        "--weights",
-        "random",
-        "--preset",
-        "ultrafast",
-    )
+def test_truncated_input_annotates_what_decodes_and_exits_3(tmp_path, truncated_clip):
+    outputs = ["-o", tmp_path / "a.mp4", "--srt", tmp_path / "a.srt"]
+    done = streamer("run", truncated_clip, *outputs, *TINY)
     assert done.returncode == 3, done.stderr
     assert "input incomplete" in done.stderr and "stopped after frame" in done.stderr
     frames = int(video_stream(ffprobe(tmp_path / "a.mp4"))["nb_read_frames"])
@@ -151,26 +125,9 @@ def test_truncated_input_annotates_what_decodes_and_exits_3(tmp_path, sample_cli
 
 def test_sigint_finalises_a_playable_mp4_and_complete_subtitles(tmp_path, long_clip):
     out = tmp_path / "a.mp4"
+    outputs = ["-o", out, "--srt", tmp_path / "a.srt", "--jsonl", tmp_path / "a.jsonl"]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamer",
-            "run",
-            str(long_clip),
-            "-o",
-            str(out),
-            "--srt",
-            str(tmp_path / "a.srt"),
-            "--jsonl",
-            str(tmp_path / "a.jsonl"),
-            "--model",
-            "tiny",
-            "--weights",
-            "random",
-            "--preset",
-            "ultrafast",
-        ],
+        [sys.executable, "-m", "streamer", "run", long_clip, *outputs, *TINY],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
