@@ -163,3 +163,31 @@ def test_sample_command_prints_the_clip_path(tmp_path, sample_clip):
     done = streamer("sample", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(cached) and "Blender" in done.stderr
+
+
+def test_missing_pretrained_weights_offline_fail_fast_naming_the_fixes(tmp_path, small_clip):
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="http://127.0.0.1:9")
+    started = time.monotonic()
+    done = streamer("run", small_clip, "--jsonl", tmp_path / "a.jsonl", env=env)
+    assert done.returncode == 1, done.stderr
+    assert "ViT-B/32" in done.stderr and "--weights random" in done.stderr
+    assert "--weights PATH" in done.stderr and "Traceback" not in done.stderr
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "a.jsonl").exists()  # no half-made output from a run that never began
+
+
+def test_second_sigint_aborts_but_still_closes_the_video(tmp_path, long_clip):
+    out = tmp_path / "a.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "run", long_clip, "-o", out, *TINY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 200_000):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert int(video_stream(ffprobe(out))["nb_read_frames"]) > 0
