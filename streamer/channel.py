@@ -4,6 +4,9 @@ A stage reads its inbox with `async for item in channel` and closes its outbox w
 so the stage after it ends in turn (Trio's memory-channel discipline). The drop policy is
 explicit: `BLOCK` gives backpressure (files: nothing lost), `DROP_OLDEST` keeps the freshest
 items (live: the newest frame wins) and counts what it dropped.
+
+Channels belong to one event loop; threads hand items in with
+`loop.call_soon_threadsafe(channel.put_nowait, item)`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ class ChannelClosed(Exception):
     """`put` on a closed channel, or `get` on a closed and empty one."""
 
 
+class ChannelFull(Exception):
+    """`put_nowait` on a full `BLOCK` channel."""
+
+
 class Channel(Generic[T]):
     """An asyncio queue with a capacity, a drop policy and an end.
 
@@ -48,7 +55,8 @@ class Channel(Generic[T]):
         self.dropped = 0
         self._items: collections.deque[T] = collections.deque()
         self._closed = False
-        self._changed = asyncio.Condition()
+        self._getters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._putters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -57,43 +65,76 @@ class Channel(Generic[T]):
     def closed(self) -> bool:
         return self._closed
 
+    def put_nowait(self, item: T) -> None:
+        """Add an item without waiting: drops the oldest when full under `DROP_OLDEST`.
+
+        Raises:
+            ChannelClosed: the channel is closed.
+            ChannelFull: the channel is full and its policy is `BLOCK`.
+        """
+        if self._closed:
+            raise ChannelClosed(f"channel {self.name!r} is closed")
+        if len(self._items) >= self.capacity:
+            if self.policy is DropPolicy.BLOCK:
+                raise ChannelFull(f"channel {self.name!r} is full")
+            self._items.popleft()
+            self.dropped += 1
+        self._items.append(item)
+        _wake(self._getters)
+
     async def put(self, item: T) -> None:
         """Add an item; waits for room under `BLOCK`, drops the oldest under `DROP_OLDEST`."""
-        async with self._changed:
-            if self._closed:
-                raise ChannelClosed(f"channel {self.name!r} is closed")
-            if self.policy is DropPolicy.DROP_OLDEST:
-                if len(self._items) >= self.capacity:
-                    self._items.popleft()
-                    self.dropped += 1
-            else:
-                await self._changed.wait_for(
-                    lambda: self._closed or len(self._items) < self.capacity
-                )
-                if self._closed:
-                    raise ChannelClosed(f"channel {self.name!r} closed while waiting to put")
-            self._items.append(item)
-            self._changed.notify_all()
+        while (
+            self.policy is DropPolicy.BLOCK
+            and not self._closed
+            and len(self._items) >= self.capacity
+        ):
+            await _wait(self._putters)
+        self.put_nowait(item)
 
     async def get(self) -> T:
         """Take the oldest item; raises `ChannelClosed` once closed and drained."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._items or self._closed)
-            if not self._items:
+        while not self._items:
+            if self._closed:
                 raise ChannelClosed(f"channel {self.name!r} is closed")
-            item = self._items.popleft()
-            self._changed.notify_all()
-            return item
+            await _wait(self._getters)
+        item = self._items.popleft()
+        _wake(self._putters)
+        return item
+
+    def close_nowait(self) -> None:
+        """End the channel: readers drain what is left, then stop. Idempotent."""
+        self._closed = True
+        _wake(self._getters, every=True)
+        _wake(self._putters, every=True)
 
     async def close(self) -> None:
-        """End the channel: readers drain what is left, then stop. Idempotent."""
-        async with self._changed:
-            self._closed = True
-            self._changed.notify_all()
+        """`close_nowait`, awaitable for symmetry with `put`."""
+        self.close_nowait()
 
     async def __aiter__(self) -> AsyncIterator[T]:
         while True:
             try:
                 yield await self.get()
             except ChannelClosed:
+                return
+
+
+async def _wait(waiters: collections.deque[asyncio.Future[None]]) -> None:
+    future = asyncio.get_running_loop().create_future()
+    waiters.append(future)
+    try:
+        await future
+    finally:
+        if future in waiters:
+            waiters.remove(future)
+
+
+def _wake(waiters: collections.deque[asyncio.Future[None]], every: bool = False) -> None:
+    """Wake one waiter (or all): it re-checks its condition, so a spurious wake is harmless."""
+    while waiters:
+        future = waiters.popleft()
+        if not future.done():
+            future.set_result(None)
+            if not every:
                 return

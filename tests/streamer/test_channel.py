@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from streamer.channel import Channel, ChannelClosed, DropPolicy
+from streamer.channel import Channel, ChannelClosed, ChannelFull, DropPolicy
 
 
 async def test_block_policy_waits_for_room_and_keeps_order():
@@ -52,3 +52,34 @@ async def test_close_wakes_blocked_writer():
 def test_capacity_must_be_positive():
     with pytest.raises(ValueError, match="capacity must be ≥ 1, got 0"):
         Channel(0)
+
+
+async def test_put_nowait_from_a_thread_via_the_loop():
+    ch: Channel[int] = Channel(2, DropPolicy.DROP_OLDEST)
+    loop = asyncio.get_running_loop()
+
+    def produce():
+        for i in range(5):
+            loop.call_soon_threadsafe(ch.put_nowait, i)
+        loop.call_soon_threadsafe(ch.close_nowait)
+
+    await asyncio.to_thread(produce)
+    assert [x async for x in ch] == [3, 4] and ch.dropped == 3
+
+
+def test_put_nowait_on_full_block_channel_raises():
+    ch: Channel[int] = Channel(1)
+    ch.put_nowait(1)
+    with pytest.raises(ChannelFull):
+        ch.put_nowait(2)
+
+
+async def test_cancelled_getter_does_not_lose_an_item():
+    ch: Channel[int] = Channel(4)
+    getter = asyncio.create_task(ch.get())
+    await asyncio.sleep(0)
+    getter.cancel()
+    ch.put_nowait(7)
+    with pytest.raises(asyncio.CancelledError):
+        await getter
+    assert await asyncio.wait_for(ch.get(), 1) == 7
