@@ -153,7 +153,7 @@ def mode_pipeline(args) -> tuple[int, float]:
     import asyncio
 
     from encoders import create_encoder
-    from streamer import AnalysisConfig, OutputConfig, RunConfig, annotate_file
+    from streamer import AnalysisConfig, OutputConfig, RunConfig, run_pipeline
     from streamer.labels import default_labels, prompts
     from streamer.text_cache import cached_text_embeddings
 
@@ -172,7 +172,7 @@ def mode_pipeline(args) -> tuple[int, float]:
         cached_text_embeddings(args.text_cache, encoder.info, prompts(default_labels()), embed)
     )
     started = time.perf_counter()
-    frames = asyncio.run(annotate_file(config, encoder=encoder)).frames
+    frames = asyncio.run(run_pipeline(config, encoder=encoder)).frames
     return frames, time.perf_counter() - started
 
 

@@ -10,7 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from streamer import EncoderChoice, OutputConfig, RunConfig, annotate_file
+from streamer import EncoderChoice, OutputConfig, RunConfig, run_pipeline
 from streamer.samples import sample_clip
 
 source = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else str(sample_clip())
@@ -26,5 +26,5 @@ config = RunConfig(
     ),
     encoder=EncoderChoice("clip", "ViT-B/32", weights="auto"),
 )
-summary = asyncio.run(annotate_file(config, progress=True))
+summary = asyncio.run(run_pipeline(config, progress=True))
 print(f"{summary.frames} frames, {summary.analysed} analysed, {summary.fps:.1f} fps -> {out}/")

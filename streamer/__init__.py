@@ -5,9 +5,9 @@ tags, scene-change scores and captions, and drawn onto every frame on the way to
 
 Example:
     >>> import asyncio
-    >>> from streamer import OutputConfig, RunConfig, annotate_file
+    >>> from streamer import OutputConfig, RunConfig, run_pipeline
     >>> config = RunConfig(input="clip.mp4", outputs=OutputConfig(video="out.mp4", srt="out.srt"))
-    >>> summary = asyncio.run(annotate_file(config))  # doctest: +SKIP
+    >>> summary = asyncio.run(run_pipeline(config))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from streamer.errors import (
     StreamerError,
 )
 from streamer.frame import Annotation, Caption, Frame, Tag
-from streamer.pipeline import RunSummary, annotate_file
+from streamer.pipeline import RunSummary, StreamSummary, run_pipeline
 
 __all__ = [
     "AnalysisConfig",
@@ -45,8 +45,10 @@ __all__ = [
     "SourceError",
     "SourceNotFoundError",
     "SourceOpenError",
+    "StreamSummary",
     "StreamerError",
     "Tag",
     "__version__",
     "annotate_file",
+    "run_pipeline",
 ]

@@ -22,7 +22,7 @@ from streamer.config import AnalysisConfig, OutputConfig, RunConfig
 from streamer.encoder_worker import EncoderChoice
 from streamer.errors import ConfigError, SourceError
 from streamer.labels import DEFAULT_PROMPT, load_labels
-from streamer.pipeline import RunSummary, annotate_file
+from streamer.pipeline import RunSummary, run_pipeline
 from streamer.samples import cache_dir
 from streamer.sinks import SinkError
 
@@ -36,8 +36,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Annotate a video file: zero-shot tags, scene changes and captions drawn on "
         "every frame, written as video, subtitles and JSON Lines.",
     )
-    run.add_argument("input", help="video file")
-    out = run.add_argument_group("outputs (at least one)")
+    run.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="video file, camera (0, /dev/video0) or URL (rtsp://, http(s)://, .m3u8); several "
+        "inputs run as several streams in one process",
+    )  # fmt: skip
+    out = run.add_argument_group(
+        "outputs (at least one; with several inputs put {stream} in the names)"
+    )
     out.add_argument("-o", "--output", help="annotated video (MP4, H.264; audio copied)")
     out.add_argument("--srt", help="SubRip subtitles, one cue per caption")
     out.add_argument("--vtt", help="WebVTT subtitles, one cue per caption")
@@ -74,6 +80,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     cap.add_argument(
         "--scene-threshold", type=float, default=0.15, help="cosine distance = new scene"
     )
+    mode = run.add_argument_group("contract")
+    live = mode.add_mutually_exclusive_group()
+    live.add_argument(
+        "--live", dest="live", action="store_const", const=True, default=None,
+        help="treat every input as live: freshest frame wins (files play at their frame rate)",
+    )  # fmt: skip
+    live.add_argument(
+        "--no-drop", dest="live", action="store_const", const=False,
+        help="deliver every frame of every input, live ones included (backpressure)",
+    )  # fmt: skip
+    mode.add_argument(
+        "--status-every", type=float, default=5.0, help="seconds between status tables"
+    )
     run.add_argument("--queue-frames", type=int, default=32, help="frames buffered in flight")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
@@ -100,7 +119,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     return RunConfig(
-        input=args.input,
+        input=tuple(args.inputs),
         outputs=OutputConfig(
             video=args.output,
             srt=args.srt,
@@ -127,6 +146,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         ),
         captions=captions,
         queue_frames=args.queue_frames,
+        live=args.live,
+        status_every=args.status_every,
     )
 
 
@@ -137,8 +158,8 @@ def run_command(args: argparse.Namespace) -> int:
         return _fail(exc, EXIT_USAGE)
     progress = not args.no_progress
     try:
-        summary = run_with_signals(lambda stop: annotate_file(config, stop=stop, progress=progress))
-    except UnknownEncoderError as exc:
+        summary = run_with_signals(lambda stop: run_pipeline(config, stop=stop, progress=progress))
+    except (UnknownEncoderError, ConfigError) as exc:
         return _fail(exc, EXIT_USAGE)
     except (SourceError, EncoderError, SinkError, OSError) as exc:
         return _fail(exc, EXIT_ERROR)
@@ -160,13 +181,20 @@ def _print_summary(summary: RunSummary, config: RunConfig) -> None:
     state = "stopped early" if summary.interrupted else "done"
     print(
         f"streamer: {state}: {summary.frames} frames, {summary.analysed} analysed, "
-        f"{summary.captions} captions in {summary.wall_s:.1f} s ({summary.fps:.1f} fps); "
-        f"wrote {', '.join(config.outputs.paths())}",
+        f"{summary.captions} captions in {summary.wall_s:.1f} s ({summary.fps:.1f} fps)",
         file=sys.stderr,
     )
+    if len(summary.streams) > 1 or any(s.reconnects or s.dropped for s in summary.streams):
+        for s in summary.streams:
+            p50, p95, p99 = s.latency_ms
+            print(
+                f"streamer:   {s.name}: {s.frames} frames, {s.analysed} analysed, {s.dropped} "
+                f"dropped, {s.reconnects} reconnects, latency p50/p95/p99 "
+                f"{p50:.0f}/{p95:.0f}/{p99:.0f} ms, {s.state}",
+                file=sys.stderr,
+            )
     if summary.random_weights:
-        print(
-            "streamer: note: the encoder used RANDOM weights; tags are meaningless", file=sys.stderr
-        )
+        print("streamer: note: the encoder used RANDOM weights; tags are meaningless",
+              file=sys.stderr)  # fmt: skip
     if summary.incomplete:
         print(f"streamer: input incomplete: {summary.incomplete}", file=sys.stderr)

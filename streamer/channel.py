@@ -138,3 +138,63 @@ def _wake(waiters: collections.deque[asyncio.Future[None]], every: bool = False)
             future.set_result(None)
             if not every:
                 return
+
+
+class FairChannel(Generic[T]):
+    """Several streams' items in one inbox, taken round-robin so no stream starves another.
+
+    Each stream has its own bounded lane with its own policy: a file stream blocks its
+    producer when its lane is full, a live stream keeps only its newest items. `get` takes
+    from the lanes in turn; the channel ends when every lane is closed and drained.
+
+    Args:
+        name: for messages.
+    """
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self._lanes: dict[str, Channel[T]] = {}
+        self._turn = 0
+        self._getters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def add_lane(self, stream: str, capacity: int, policy: DropPolicy) -> None:
+        """Open a lane for `stream` before anything is put into it."""
+        self._lanes[stream] = Channel(capacity, policy, name=f"{self.name}/{stream}")
+
+    def lane(self, stream: str) -> Channel[T]:
+        return self._lanes[stream]
+
+    def __len__(self) -> int:
+        return sum(len(lane) for lane in self._lanes.values())
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        return {stream: lane.dropped for stream, lane in self._lanes.items()}
+
+    async def put(self, stream: str, item: T) -> None:
+        await self._lanes[stream].put(item)
+        _wake(self._getters)
+
+    def close_lane(self, stream: str) -> None:
+        self._lanes[stream].close_nowait()
+        _wake(self._getters, every=True)
+
+    async def get(self) -> T:
+        """The next item, taking the lanes in turn; `ChannelClosed` when all have ended."""
+        while True:
+            lanes = list(self._lanes.values())
+            for step in range(len(lanes)):
+                lane = lanes[(self._turn + step) % len(lanes)]
+                if len(lane):
+                    self._turn = (self._turn + step + 1) % len(lanes)
+                    return await lane.get()  # non-empty: returns without waiting
+            if all(lane.closed for lane in lanes):
+                raise ChannelClosed(f"channel {self.name!r} is closed")
+            await _wait(self._getters)
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        while True:
+            try:
+                yield await self.get()
+            except ChannelClosed:
+                return

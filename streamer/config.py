@@ -6,7 +6,7 @@ Only the CLI reads argv; everything below it receives one of these.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from streamer.batcher import BatchPolicy
 from streamer.captioner import CaptionPolicy
@@ -71,11 +71,31 @@ class OutputConfig:
             )
         if not 0 <= self.crf <= 51:
             raise ConfigError(f"crf must be in 0..51, got {self.crf}")
-        for path in self.paths():
-            check_writable(path)
 
     def paths(self) -> list[str]:
         return [p for p in (self.video, self.srt, self.vtt, self.jsonl) if p]
+
+    def for_stream(self, stream: str) -> OutputConfig:
+        """This configuration with `{stream}` in each path replaced by the stream's name."""
+
+        def fill(path: str | None) -> str | None:
+            return path.replace("{stream}", stream) if path else None
+
+        return replace(self, video=fill(self.video), srt=fill(self.srt), vtt=fill(self.vtt),
+                       jsonl=fill(self.jsonl))  # fmt: skip
+
+    def check(self, streams: list[str]) -> None:
+        """Fail fast, before any work, when the outputs cannot serve these streams."""
+        if len(streams) > 1:
+            shared = [p for p in self.paths() if "{stream}" not in p]
+            if shared:
+                raise ConfigError(
+                    f"{len(streams)} streams would write the same file {shared[0]!r}: put "
+                    "'{stream}' in output names, e.g. -o 'out/{stream}.mp4'"
+                )
+        for stream in streams:
+            for path in self.for_stream(stream).paths():
+                check_writable(path)
 
 
 def check_writable(path: str) -> None:
@@ -93,24 +113,39 @@ def check_writable(path: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class RunConfig:
-    """One file-annotation run.
+    """One run over one or more inputs.
 
     Attributes:
-        input: the video file.
-        outputs: where results go.
-        encoder: which image encoder to load.
+        input: a source spec (file, camera, URL), or several; each becomes a stream.
+        outputs: where results go; with several streams, paths contain "{stream}".
+        encoder: which image encoder to load (one, shared by every stream).
         analysis: sampling, batching, tags.
         captions: caption timing.
-        queue_frames: frames buffered between decode and output (bounds memory).
+        live: None picks the contract by source kind (files: every frame; cameras and URLs:
+            freshest frame wins); True treats every input as live (files are paced at their
+            frame rate); False delivers every frame of every input (`--no-drop`).
+        queue_frames: frames buffered between stages of a file stream (bounds memory).
+        status_every: seconds between status tables on the console for live runs.
     """
 
-    input: str
+    input: str | tuple[str, ...]
     outputs: OutputConfig
     encoder: EncoderChoice = field(default_factory=EncoderChoice)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     captions: CaptionPolicy = field(default_factory=CaptionPolicy)
+    live: bool | None = None
     queue_frames: int = 32
+    status_every: float = 5.0
 
     def __post_init__(self) -> None:
+        if not self.inputs:
+            raise ConfigError("no input: give at least one file, camera or URL")
         if self.queue_frames < 2:
             raise ConfigError(f"queue_frames must be ≥ 2, got {self.queue_frames}")
+        if not self.status_every > 0:
+            raise ConfigError(f"status_every must be > 0 s, got {self.status_every}")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The inputs as a tuple, whether one or several were given."""
+        return (self.input,) if isinstance(self.input, str) else tuple(self.input)

@@ -1,14 +1,18 @@
 """The outputs of one stream: overlay drawing plus the video, subtitle and JSON Lines sinks.
 
-`write_frame` and `close` run on the pipeline's writer thread; `record_*` run on the event loop
-(they only append a line to small text files).
+`write_frame` and `close` run on the stream's writer thread; `record_*` run on the event loop
+(they only append a line to small text files). The video file is opened at the first frame,
+when the frame size is known (a live camera's is not before it connects).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from fractions import Fraction
 
-from encoders import EncoderInfo
+import cv2
+
 from streamer.config import OutputConfig
 from streamer.frame import Annotation, Caption, Frame
 from streamer.overlay import Hud, Overlay, OverlayStyle
@@ -19,80 +23,59 @@ from streamer.sinks import (
     annotation_record,
     caption_record,
 )
-from streamer.sources import FileSource
 
 log = logging.getLogger("streamer.outputs")
 
 RANDOM_WEIGHTS_WARNING = "RANDOM WEIGHTS: tags and captions are meaningless"
+LIVE_TIME_BASE = Fraction(1, 1000)  # live video is timed by the wall clock, in milliseconds
+
+
+@dataclass(frozen=True, slots=True)
+class VideoTiming:
+    """How frames are timed in the output video.
+
+    Attributes:
+        time_base: units of the written timestamps.
+        rate: nominal frame rate, None when variable (live).
+        media: True writes the source's own timestamps (files); False the stream timeline.
+    """
+
+    time_base: Fraction
+    rate: Fraction | None
+    media: bool
 
 
 class Outputs:
-    """Everything one stream writes. Build with `Outputs.open`."""
+    """Everything one stream writes.
 
-    def __init__(
-        self,
-        video: VideoWriter | None,
-        subtitles: SubtitleWriter | None,
-        jsonl: JsonlWriter | None,
-        overlay: Overlay,
-        hud_model: str,
-        warning: str | None,
-        expected: int | None,
-    ) -> None:
-        self.video = video
-        self.subtitles = subtitles
-        self.jsonl = jsonl
-        self.overlay = overlay
-        self.hud_model = hud_model
-        self.warning = warning
-        self.expected = expected
+    Args:
+        config: this stream's output paths (already filled in with the stream name).
+        timing: how the video is timed.
+        audio_from: a file whose audio is copied into the video, or None.
+    """
+
+    def __init__(self, config: OutputConfig, timing: VideoTiming, audio_from: str | None) -> None:
+        self.config = config
+        self.timing = timing
+        self.audio_from = audio_from
+        self.overlay = Overlay(OverlayStyle())
+        self.video: VideoWriter | None = None
         self.end_pts = 0.0
         self._closed = False
-
-    @classmethod
-    def open(cls, config: OutputConfig, source: FileSource, info: EncoderInfo) -> Outputs:
-        """Create every output `config` names; on failure, close what was already opened."""
-        opened: list = []
-        try:
-            video = None
-            if config.video:
-                meta = source.info
-                video = VideoWriter(
-                    config.video,
-                    width=meta.width,
-                    height=meta.height,
-                    time_base=meta.time_base,
-                    rate=meta.fps,
-                    audio_from=source.path if config.copy_audio and meta.audio else None,
-                    preset=config.preset,
-                    crf=config.crf,
-                )
-                opened.append(video)
-            subtitles = None
-            if config.srt or config.vtt:
-                subtitles = SubtitleWriter(config.srt, config.vtt)
-                opened.append(subtitles)
-            jsonl = JsonlWriter(config.jsonl) if config.jsonl else None
-        except BaseException:
-            for sink in opened:
-                sink.close() if not isinstance(sink, SubtitleWriter) else sink.close(0.0)
-            raise
-        warning = RANDOM_WEIGHTS_WARNING if info.random_weights else None
-        if warning:
-            log.warning("%s (%s %s)", warning, info.kind, info.model)
-        return cls(
-            video,
-            subtitles,
-            jsonl,
-            Overlay(OverlayStyle()),
-            f"{info.kind} {info.model}",
-            warning,
-            source.info.frames,
+        self._resize_warned = False
+        self.subtitles = (
+            SubtitleWriter(config.srt, config.vtt) if config.srt or config.vtt else None
         )
+        try:
+            self.jsonl = JsonlWriter(config.jsonl) if config.jsonl else None
+        except BaseException:
+            if self.subtitles:
+                self.subtitles.close(0.0)
+            raise
 
-    def record_analysis(self, annotation: Annotation) -> None:
+    def record_analysis(self, annotation: Annotation, **extra: object) -> None:
         if self.jsonl:
-            self.jsonl.write(annotation_record(annotation))
+            self.jsonl.write({**annotation_record(annotation), **extra})
 
     def record_caption(self, caption: Caption) -> None:
         if self.subtitles:
@@ -100,30 +83,67 @@ class Outputs:
         if self.jsonl:
             self.jsonl.write(caption_record(caption))
 
-    def write_frame(
-        self, frame: Frame, annotation: Annotation | None, caption: Caption | None
-    ) -> None:
-        """Draw the overlay and write the frame (writer thread)."""
-        self.end_pts = max(self.end_pts, frame.pts + self._frame_duration(frame))
-        if self.video is None:
-            return
-        total = f"/{self.expected}" if self.expected else ""
-        hud = Hud(
-            lines=(
-                f"{frame.stream}  {frame.pts:7.2f} s  frame {frame.index + 1}{total}",
-                self.hud_model,
-            ),
-            warning=self.warning,
-            status=None,
-        )
-        image = self.overlay.draw(
-            frame.image, annotation=annotation, caption=caption, now_pts=frame.pts, hud=hud
-        )
-        self.video.write(image, frame.pts_raw if frame.pts_raw is not None else frame.index)
+    def record(self, record: dict) -> None:
+        if self.jsonl:
+            self.jsonl.write(record)
 
-    def _frame_duration(self, frame: Frame) -> float:
-        rate = self.video.rate if self.video is not None else None
-        return float(1 / rate) if rate else 0.04
+    def write_frame(
+        self,
+        frame: Frame,
+        timeline: float,
+        annotation: Annotation | None,
+        caption: Caption | None,
+        hud: Hud,
+    ) -> None:
+        """Draw the overlay and write the frame (writer thread).
+
+        Args:
+            frame: the frame.
+            timeline: the frame's time on the stream's timeline (media time for files,
+                seconds since start for live streams).
+            annotation, caption: what to show.
+            hud: the heads-up lines.
+        """
+        self.end_pts = max(self.end_pts, timeline + self._frame_duration())
+        if not self.config.video:
+            return
+        image = self.overlay.draw(
+            frame.image, annotation=annotation, caption=caption, now_pts=timeline, hud=hud
+        )
+        video = self._video_for(image)
+        if (image.shape[1], image.shape[0]) != self._video_size:
+            image = self._fit(image)
+        if self.timing.media and frame.pts_raw is not None:
+            video.write(image, frame.pts_raw)
+        else:
+            video.write(image, round(timeline / self.timing.time_base))
+
+    def _video_for(self, image) -> VideoWriter:
+        if self.video is None:
+            height, width = image.shape[:2]
+            self._video_size = (width, height)
+            self.video = VideoWriter(
+                self.config.video, width=width, height=height, time_base=self.timing.time_base,
+                rate=self.timing.rate, audio_from=self.audio_from, preset=self.config.preset,
+                crf=self.config.crf,
+            )  # fmt: skip
+        return self.video
+
+    def _fit(self, image):
+        # A live source can come back at another resolution; the file keeps its first size.
+        if not self._resize_warned:
+            log.warning(
+                "%s: frame size changed to %dx%d; scaling to the video's %dx%d",
+                self.config.video,
+                image.shape[1],
+                image.shape[0],
+                *self._video_size,
+            )
+            self._resize_warned = True
+        return cv2.resize(image, self._video_size, interpolation=cv2.INTER_AREA)
+
+    def _frame_duration(self) -> float:
+        return float(1 / self.timing.rate) if self.timing.rate else 0.04
 
     def close(self) -> None:
         """Finish every output; each is closed even when another fails."""
@@ -134,7 +154,7 @@ class Outputs:
         for close in (self._close_video, self._close_subtitles, self._close_jsonl):
             try:
                 close()
-            except Exception as exc:
+            except Exception as exc:  # collected, and the first re-raised below
                 errors.append(exc)
         if errors:
             raise errors[0]

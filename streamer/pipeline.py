@@ -1,16 +1,15 @@
-"""The file-annotation pipeline: every stage as a task in one TaskGroup.
+"""The pipeline: every stage of every stream as a task in one TaskGroup.
 
 ::
 
-    FileSource (decode thread) ─► frames ─► route ─┬─► sampled ─► batch_items ─► batches ─► analyse
-                                                   │                                          │
-                                                   └─► outgoing (frame + its analysis future) ◄┘
-                                                           │
-                                                      deliver: overlay + video/SRT/VTT/JSONL
-                                                      (one writer thread, in frame order)
+    source (thread) ─► frames ─► route ─┬─► inbox (fair across streams) ─► batch_items ─► analyse
+      one per stream                    │                                   shared: one encoder
+                                        └─► outgoing ─► deliver: overlay + video/SRT/VTT/JSONL
+                                                         (one writer thread per stream)
 
-File contract: nothing is dropped (every channel blocks when full) and every frame shows the
-analysis of the latest analysed frame at or before it, so output does not depend on speed.
+File streams deliver every frame, each with the analysis that covers it; live streams keep the
+freshest frames and show the latest analysis (`streamer.stream`). A stream that fails or ends
+never stops the others.
 """
 
 from __future__ import annotations
@@ -18,34 +17,54 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from encoders import Encoder
 from streamer.analyzer import Analyzer, Vocabulary
 from streamer.batcher import batch_items
 from streamer.captioner import CaptionSchedule, TagCaptioner
-from streamer.channel import Channel
+from streamer.channel import Channel, FairChannel
 from streamer.config import RunConfig
 from streamer.encoder_worker import EncoderWorker, load_encoder
-from streamer.frame import Annotation, Caption, Frame
 from streamer.labels import default_labels, prompts
-from streamer.outputs import Outputs
+from streamer.outputs import RANDOM_WEIGHTS_WARNING
 from streamer.progress import Counters, ProgressBar
 from streamer.sampler import Sampler
 from streamer.sources import FileSource, open_source
+from streamer.stats import RateMeter, StreamRow, status_table
+from streamer.stream import Analysis, AnalysisRequest, Shared, StreamRun
 from streamer.text_cache import cached_text_embeddings
 
 log = logging.getLogger("streamer")
 
 
 @dataclass(frozen=True, slots=True)
-class Analysis:
-    """The result of analysing one sampled frame: its annotation, and a caption if one is due."""
+class StreamSummary:
+    """How one stream ended.
 
-    annotation: Annotation
-    caption: Caption | None
+    Attributes:
+        name: stream name.
+        frames: frames delivered to the outputs.
+        analysed: frames the encoder saw.
+        captions: captions made.
+        dropped: frames dropped (live streams only).
+        latency_ms: capture → delivered, (p50, p95, p99) in milliseconds.
+        reconnects: times a live source reconnected.
+        state: the source's last state ("ended", "failed", ...).
+        error: why the stream failed or ended early, None when it did not.
+    """
+
+    name: str
+    frames: int
+    analysed: int
+    captions: int
+    dropped: int
+    latency_ms: tuple[float, float, float]
+    reconnects: int
+    state: str
+    error: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +72,13 @@ class RunSummary:
     """How a run ended.
 
     Attributes:
-        frames: frames written to the outputs.
-        analysed: frames the encoder saw.
-        captions: captions made.
-        wall_s: seconds from the first frame decoded to outputs closed.
-        interrupted: the run was stopped before the end of the input.
-        incomplete: why the input ended early (truncated or damaged), None when it decoded whole.
+        frames, analysed, captions: totals over every stream.
+        wall_s: seconds from the start of the first stream to outputs closed.
+        interrupted: stopped before the inputs ended.
+        incomplete: why an input ended early (truncated, damaged, failed), None when none did.
         random_weights: the encoder ran with untrained weights.
         loop_lag_max_s: the longest the event loop was seen blocked.
+        streams: per-stream summaries.
     """
 
     frames: int
@@ -71,64 +89,105 @@ class RunSummary:
     incomplete: str | None
     random_weights: bool
     loop_lag_max_s: float
+    streams: tuple[StreamSummary, ...] = ()
 
     @property
     def fps(self) -> float:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
 
 
-async def annotate_file(
+async def run_pipeline(
     config: RunConfig,
     *,
     encoder: Encoder | None = None,
     stop: asyncio.Event | None = None,
     progress: bool = False,
 ) -> RunSummary:
-    """Annotate one video file into the outputs `config` names.
+    """Run every input of `config` through the pipeline into its outputs.
 
     Args:
         config: the run.
         encoder: an encoder already loaded (else `config.encoder` is loaded, in a thread).
-        stop: set it to end early; the outputs are finalised with what was written so far.
-        progress: draw a progress bar on stderr.
+        stop: set it to end early; outputs are finalised with what was written so far.
+        progress: show progress on stderr (a bar for files, a status table for live streams).
 
     Returns:
         What happened.
 
     Raises:
-        SourceError: the input cannot be opened (before any output is created).
+        SourceError: an input cannot be opened (before any output is created).
+        ConfigError: the outputs cannot serve the inputs (before any work).
         EncoderError: the encoder cannot be loaded.
         SinkError: an output cannot be written.
     """
-    source = open_source(config.input)
+    sources = [open_source(spec) for spec in config.inputs]
+    _name_uniquely(sources)
+    config.outputs.check([s.name for s in sources])
     if encoder is None:
         encoder = await asyncio.to_thread(load_encoder, config.encoder)
-    run = _FileRun(config, source, encoder, stop or asyncio.Event(), progress)
+    run = _Run(config, sources, encoder, stop or asyncio.Event(), progress)
     return await run.run()
 
 
-class _FileRun:
-    """State shared by the stages of one file run."""
+annotate_file = run_pipeline  # the name of the file-only first version
+
+
+def _name_uniquely(sources: list) -> None:
+    seen: dict[str, int] = {}
+    for source in sources:
+        count = seen.get(source.name, 0)
+        seen[source.name] = count + 1
+        if count:
+            source.name = f"{source.name}-{count + 1}"
+
+
+def _is_live(source, live: bool | None) -> bool:
+    if live is None:
+        return bool(getattr(source, "live", False))
+    return live
+
+
+class _Run:
+    """State shared by the stages of one run."""
 
     def __init__(
-        self,
-        config: RunConfig,
-        source: FileSource,
-        encoder: Encoder,
-        stop: asyncio.Event,
+        self, config: RunConfig, sources: list, encoder: Encoder, stop: asyncio.Event,
         progress: bool,
-    ) -> None:
+    ) -> None:  # fmt: skip
         self.config = config
-        self.source = source
         self.encoder = encoder
         self.stop = stop
+        self.progress = progress
         self.worker = EncoderWorker(encoder)
-        self.counters = Counters(expected=source.info.frames)
-        self.bar = ProgressBar(self.counters) if progress else None
-        self.sampler = Sampler(config.analysis.analyze_fps)
         self.schedule = CaptionSchedule(config.captions)
         self.captioner = TagCaptioner()
         self.done = asyncio.Event()
+        self.loop_lag_max_s = 0.0
+        info = encoder.info
+        warning = RANDOM_WEIGHTS_WARNING if info.random_weights else None
+        if warning:
+            log.warning("%s (%s %s)", warning, info.kind, info.model)
+        self.shared = Shared(
+            inbox=FairChannel("analysis"), sampler=Sampler(config.analysis.analyze_fps),
+            hud_model=f"{info.kind} {info.model}", warning=warning, started=time.monotonic(),
+            queue_frames=config.queue_frames, copy_audio=config.outputs.copy_audio,
+        )  # fmt: skip
+        self.streams = self._open_streams(sources)
+
+    def _open_streams(self, sources: list) -> list[StreamRun]:
+        streams: list[StreamRun] = []
+        try:
+            for source in sources:
+                live = _is_live(source, self.config.live)
+                if live and isinstance(source, FileSource):
+                    source.paced = True  # a file played as a camera: at its own frame rate
+                outputs = self.config.outputs.for_stream(source.name)
+                streams.append(StreamRun(source, live, outputs, self.shared))
+        except BaseException:
+            for stream in streams:
+                stream.close()
+            raise
+        return streams
 
     async def run(self) -> RunSummary:
         started = time.monotonic()
@@ -137,120 +196,162 @@ class _FileRun:
             await self._run_stages(analyzer)
         finally:
             self.worker.close()
-        return RunSummary(
-            frames=self.counters.written,
-            analysed=self.counters.analysed,
-            captions=self.counters.captions,
-            wall_s=time.monotonic() - started,
-            interrupted=self.stop.is_set() and not self.source.ended,
-            incomplete=str(self.source.incomplete) if self.source.incomplete else None,
-            random_weights=self.encoder.info.random_weights,
-            loop_lag_max_s=self.counters.loop_lag_max_s,
-        )
+        return self._summary(time.monotonic() - started)
 
     async def _vocabulary(self) -> Vocabulary | None:
         if not self.encoder.has_text:
-            log.warning(
-                "%s has no text tower: no zero-shot tags, scene scores only",
-                self.encoder.info.model,
-            )
+            log.warning("%s has no text tower: no zero-shot tags, scene scores only",
+                        self.encoder.info.model)  # fmt: skip
             return None
         analysis = self.config.analysis
         labels = analysis.labels or default_labels()
         text = await cached_text_embeddings(
-            analysis.text_cache,
-            self.encoder.info,
-            prompts(labels, analysis.prompt),
+            analysis.text_cache, self.encoder.info, prompts(labels, analysis.prompt),
             self.worker.embed_text,
-        )
+        )  # fmt: skip
         return Vocabulary(labels, text, getattr(self.encoder, "logit_scale", 100.0))
 
     async def _run_stages(self, analyzer: Analyzer) -> None:
-        cap = self.config.queue_frames
-        batch = self.config.analysis.batch
-        frames: Channel[Frame] = Channel(cap, name="frames")
-        sampled: Channel[tuple[Frame, asyncio.Future]] = Channel(
-            batch.max_batch * 2, name="sampled"
-        )
-        batches: Channel[list] = Channel(2, name="batches")
-        outgoing: Channel[tuple[Frame, asyncio.Future]] = Channel(cap, name="outgoing")
-        outputs = Outputs.open(self.config.outputs, self.source, self.encoder.info)
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.source.run(frames, self.stop))
-            tg.create_task(self._route(frames, sampled, outgoing))
-            tg.create_task(batch_items(sampled, batches, batch))
-            tg.create_task(self._analyse(batches, analyzer))
-            tg.create_task(self._deliver(outgoing, outputs))
-            tg.create_task(self._watch())
-
-    async def _route(self, inbox: Channel[Frame], sampled: Channel, outgoing: Channel) -> None:
-        """Send every frame out, and sampled ones to analysis; each frame carries the future of
-        the analysis that covers it (its own when sampled, else the previous sampled frame's)."""
-        loop = asyncio.get_running_loop()
-        covering: asyncio.Future | None = None
+        batches: Channel[list[AnalysisRequest]] = Channel(2, name="batches")
         try:
-            async for frame in inbox:
-                self.counters.decoded += 1
-                # The first frame of a stream is always sampled, so `covering` is set from then on.
-                if self.sampler.take(frame.stream, frame.pts):
-                    covering = loop.create_future()
-                    await sampled.put((frame, covering))
-                await outgoing.put((frame, covering))
+            await self._run_tasks(analyzer, batches)
         finally:
-            await sampled.close()
-            await outgoing.close()
+            self._close_streams()
 
-    async def _analyse(self, batches: Channel[list], analyzer: Analyzer) -> None:
+    def _close_streams(self) -> None:
+        errors = []
+        for stream in self.streams:
+            try:
+                stream.close()
+            except Exception as exc:  # every stream is closed; the first error is raised
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    async def _run_tasks(self, analyzer: Analyzer, batches: Channel[list[AnalysisRequest]]) -> None:
+        async with asyncio.TaskGroup() as tg:
+            delivering = []
+            for stream in self.streams:
+                tg.create_task(stream.source.run(stream.frames, self.stop))
+                tg.create_task(stream.route())
+                delivering.append(tg.create_task(stream.deliver()))
+            tg.create_task(batch_items(self.shared.inbox, batches, self.config.analysis.batch))
+            tg.create_task(self._analyse(batches, analyzer))
+            tg.create_task(self._monitor())
+            try:
+                await asyncio.gather(*delivering)
+            finally:
+                self.done.set()
+
+    async def _analyse(self, batches: Channel[list[AnalysisRequest]], analyzer: Analyzer) -> None:
         async for batch in batches:
-            embeddings = await self.worker.embed([frame.image for frame, _ in batch])
-            for (frame, future), embedding in zip(batch, embeddings, strict=True):
-                annotation = analyzer.analyze(frame.stream, frame.index, frame.pts, embedding)
+            embeddings = await self.worker.embed([request.frame.image for request in batch])
+            for request, embedding in zip(batch, embeddings, strict=True):
+                name = request.stream.name
+                annotation = analyzer.analyze(
+                    name, request.frame.index, request.timeline, embedding
+                )
                 caption = None
                 if self.schedule.due(annotation):
-                    analyzer.set_reference(frame.stream, embedding)
+                    analyzer.set_reference(name, embedding)
                     caption = self.captioner.caption(annotation)
-                self.counters.analysed += 1
-                future.set_result(Analysis(annotation, caption))
+                analysis = Analysis(annotation, caption)
+                request.future.set_result(analysis)
+                request.stream.on_analysis(analysis)
 
-    async def _deliver(self, inbox: Channel, outputs: Outputs) -> None:
-        """Overlay and write every frame in order, on one writer thread."""
-        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer")
-        loop = asyncio.get_running_loop()
-        current: Analysis | None = None
-        caption: Caption | None = None
-        try:
-            async for frame, future in inbox:
-                analysis = await future
-                if analysis is not current:
-                    current = analysis
-                    outputs.record_analysis(analysis.annotation)
-                    if analysis.caption is not None:
-                        caption = analysis.caption
-                        outputs.record_caption(caption)
-                        self.counters.captions += 1
-                await loop.run_in_executor(
-                    writer, outputs.write_frame, frame, analysis.annotation, caption
-                )
-                self.counters.written += 1
-        finally:
-            # Closing runs on the writer thread after any write in flight, and is waited for
-            # here without awaiting, so even a cancelled run leaves finished files.
-            writer.submit(outputs.close).result()
-            writer.shutdown(wait=True)
-            self.done.set()
-
-    async def _watch(self) -> None:
-        """Progress bar and event-loop lag: a loop blocked for long is a bug to find."""
+    async def _monitor(self) -> None:
+        """Event-loop lag (a loop blocked for long is a bug), progress, status, state changes."""
         period = 0.1
-        last_draw = 0.0
+        reporter = _Reporter(self) if self.progress else None
+        states = {stream.name: None for stream in self.streams}
         while not self.done.is_set():
             before = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.done.wait(), period)
-            lag = time.monotonic() - before - period
-            self.counters.loop_lag_max_s = max(self.counters.loop_lag_max_s, lag)
-            if self.bar and time.monotonic() - last_draw >= 0.25:
-                last_draw = time.monotonic()
-                self.bar.update()
-        if self.bar:
-            self.bar.update(final=True)
+            self.loop_lag_max_s = max(self.loop_lag_max_s, time.monotonic() - before - period)
+            self._record_state_changes(states)
+            if reporter:
+                reporter.tick()
+        if reporter:
+            reporter.tick(final=True)
+
+    def _record_state_changes(self, states: dict) -> None:
+        for stream in self.streams:
+            status = getattr(stream.source, "status", None)
+            if status is None or states[stream.name] == status.state:
+                continue
+            states[stream.name] = status.state
+            stream.outputs.record({
+                "type": "status", "stream": stream.name, "state": status.state,
+                "wall": round(time.time(), 3), "offline_since": status.offline_since,
+                "reconnects": status.reconnects, "error": status.last_error,
+            })  # fmt: skip
+
+    def _summary(self, wall_s: float) -> RunSummary:
+        streams = tuple(_stream_summary(stream) for stream in self.streams)
+        problems = [f"{s.name}: {s.error}" for s in streams if s.error]
+        ended = all(getattr(stream.source, "ended", True) for stream in self.streams)
+        return RunSummary(
+            frames=sum(s.frames for s in streams), analysed=sum(s.analysed for s in streams),
+            captions=sum(s.captions for s in streams), wall_s=wall_s,
+            interrupted=self.stop.is_set() and not ended,
+            incomplete="; ".join(problems) or None,
+            random_weights=self.encoder.info.random_weights,
+            loop_lag_max_s=self.loop_lag_max_s, streams=streams,
+        )  # fmt: skip
+
+
+def _stream_summary(stream: StreamRun) -> StreamSummary:
+    status = getattr(stream.source, "status", None)
+    incomplete = getattr(stream.source, "incomplete", None)
+    error = str(incomplete) if incomplete else None
+    if status is not None and status.state == "failed":
+        error = status.last_error or "failed"
+    p50, p95, p99 = stream.stats.latency.percentiles(50, 95, 99)
+    return StreamSummary(
+        name=stream.name, frames=stream.stats.delivered, analysed=stream.stats.analysed,
+        captions=stream.stats.captions, dropped=stream.dropped,
+        latency_ms=(p50 * 1000, p95 * 1000, p99 * 1000),
+        reconnects=status.reconnects if status is not None else 0,
+        state=status.state if status is not None else "ended", error=error,
+    )  # fmt: skip
+
+
+class _Reporter:
+    """Progress on stderr: a bar while every stream is a file, else a status table."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.files = all(not s.live for s in run.streams)
+        self.counters = Counters()
+        self.bar = ProgressBar(self.counters) if self.files else None
+        self.meters = {s.name: (RateMeter(), RateMeter(), RateMeter()) for s in run.streams}
+        self.last_table = time.monotonic()
+        expected = [s.expected for s in run.streams]
+        self.counters.expected = sum(expected) if all(expected) else None
+
+    def tick(self, final: bool = False) -> None:
+        streams = self.run.streams
+        if self.bar is not None:
+            self.counters.written = sum(s.stats.delivered for s in streams)
+            self.counters.analysed = sum(s.stats.analysed for s in streams)
+            self.counters.captions = sum(s.stats.captions for s in streams)
+            self.bar.update(final=final)
+            return
+        now = time.monotonic()
+        if final or now - self.last_table >= self.run.config.status_every:
+            self.last_table = now
+            print(status_table([self._row(s, now) for s in streams]), file=sys.stderr, flush=True)
+
+    def _row(self, stream: StreamRun, now: float) -> StreamRow:
+        m_in, m_ana, m_out = self.meters[stream.name]
+        status = getattr(stream.source, "status", None)
+        p50, p95, p99 = stream.stats.latency.percentiles(50, 95, 99)
+        return StreamRow(
+            name=stream.name, state=status.state if status is not None else "file",
+            in_fps=m_in.rate(stream.stats.decoded, now),
+            analysed_fps=m_ana.rate(stream.stats.analysed, now),
+            out_fps=m_out.rate(stream.stats.delivered, now), dropped=stream.dropped,
+            p50_ms=p50 * 1000, p95_ms=p95 * 1000, p99_ms=p99 * 1000,
+            reconnects=status.reconnects if status is not None else 0,
+        )  # fmt: skip

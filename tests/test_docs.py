@@ -46,7 +46,7 @@ def test_readme_snippet_runs(index, tmp_path, user_env):
     script = tmp_path / "snippet.py"
     script.write_text(SNIPPETS[index])
     _run([str(script)], tmp_path, user_env)
-    if "annotate_file" in SNIPPETS[index]:
+    if "run_pipeline" in SNIPPETS[index]:
         assert (tmp_path / "out.mp4").stat().st_size > 0
         assert (tmp_path / "out.srt").read_text().startswith("1\n")
 

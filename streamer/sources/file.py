@@ -8,19 +8,20 @@ that ends early (truncated) delivers what it decoded and reports where it stoppe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import av.error
 
-from streamer.channel import Channel
+from streamer.channel import Channel, ChannelClosed, DropPolicy
 from streamer.errors import SourceDecodeError, SourceNotFoundError, SourceOpenError
 from streamer.frame import Frame
 
@@ -132,6 +133,10 @@ class FileSource:
         path: the video file.
         name: stream name for the frames.
 
+    Set `paced` to play the file at its own frame rate, as a camera would deliver it (for live
+    runs on recorded video); then frames are offered without waiting, and a full outbox with the
+    drop-oldest policy drops instead of slowing the file down.
+
     After `run` returns, `ended` says whether the source got to the end of the file (rather than
     being stopped), `incomplete` holds a `SourceDecodeError` when decoding stopped before
     the end of the file, and `corrupt_packets` counts packets that failed to decode and were
@@ -146,6 +151,8 @@ class FileSource:
         self.corrupt_packets = 0
         self.incomplete: SourceDecodeError | None = None
         self.ended = False
+        self.live = False
+        self.paced = False
 
     async def run(self, out: Channel[Frame], stop: asyncio.Event) -> None:
         """Decode every frame into `out`, then close it. Returns early when `stop` is set."""
@@ -158,24 +165,22 @@ class FileSource:
             await out.close()
 
     def _decode_into(
-        self,
-        out: Channel[Frame],
-        loop: asyncio.AbstractEventLoop,
-        halt: threading.Event,
+        self, out: Channel[Frame], loop: asyncio.AbstractEventLoop, halt: threading.Event,
         stop: asyncio.Event,
-    ) -> None:
+    ) -> None:  # fmt: skip
+        clock: tuple[float, float] | None = None  # (monotonic, pts) of the first paced frame
         for frame in self._frames():
             if halt.is_set() or stop.is_set():
                 return
-            future = asyncio.run_coroutine_threadsafe(out.put(frame), loop)
-            while True:
-                try:
-                    future.result(timeout=_HANDOFF_POLL_S)
-                    break
-                except TimeoutError:
-                    if halt.is_set():
-                        future.cancel()
-                        return
+            if self.paced:
+                clock = clock or (time.monotonic(), frame.pts)
+                if halt.wait(max(0.0, clock[0] + frame.pts - clock[1] - time.monotonic())):
+                    return
+                frame = replace(frame, captured=time.monotonic())
+            if out.policy is DropPolicy.DROP_OLDEST:
+                loop.call_soon_threadsafe(_offer, out, frame)
+            elif not _hand_over(out, frame, loop, halt):
+                return
 
     def _frames(self) -> Iterator[Frame]:
         with _open_container(self.path) as container:
@@ -232,6 +237,29 @@ class FileSource:
             f"{self.path}: {why}; stopped {where}", frames=self.frames_read, pts=pts
         )
         log.error("%s", self.incomplete)
+
+
+def _offer(out: Channel[Frame], frame: Frame) -> None:
+    """Put without waiting (on the loop thread); a closed outbox means nobody is reading."""
+    with contextlib.suppress(ChannelClosed):
+        out.put_nowait(frame)
+
+
+def _hand_over(
+    out: Channel[Frame], frame: Frame, loop: asyncio.AbstractEventLoop, halt: threading.Event
+) -> bool:
+    """Put and wait for room (backpressure); False when the run is being torn down."""
+    future = asyncio.run_coroutine_threadsafe(out.put(frame), loop)
+    while True:
+        try:
+            future.result(timeout=_HANDOFF_POLL_S)
+            return True
+        except TimeoutError:
+            if halt.is_set():
+                future.cancel()
+                return False
+        except ChannelClosed:
+            return False
 
 
 def _frame_step(info: VideoInfo, time_base: Fraction) -> int:

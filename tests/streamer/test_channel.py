@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from streamer.channel import Channel, ChannelClosed, ChannelFull, DropPolicy
+from streamer.channel import Channel, ChannelClosed, ChannelFull, DropPolicy, FairChannel
 
 
 async def test_block_policy_waits_for_room_and_keeps_order():
@@ -83,3 +83,27 @@ async def test_cancelled_getter_does_not_lose_an_item():
     with pytest.raises(asyncio.CancelledError):
         await getter
     assert await asyncio.wait_for(ch.get(), 1) == 7
+
+
+async def test_fair_channel_takes_streams_in_turn_and_ends_when_all_lanes_close():
+    fair: FairChannel[str] = FairChannel()
+    fair.add_lane("a", 10, DropPolicy.BLOCK)
+    fair.add_lane("b", 10, DropPolicy.BLOCK)
+    for i in range(4):
+        await fair.put("a", f"a{i}")
+    await fair.put("b", "b0")
+    fair.close_lane("a")
+    fair.close_lane("b")
+    assert [x async for x in fair] == ["a0", "b0", "a1", "a2", "a3"]
+
+
+async def test_fair_channel_live_lane_keeps_newest_and_wakes_a_waiting_reader():
+    fair: FairChannel[int] = FairChannel()
+    fair.add_lane("cam", 1, DropPolicy.DROP_OLDEST)
+    reader = asyncio.create_task(fair.get())
+    await asyncio.sleep(0)
+    await fair.put("cam", 1)
+    assert await asyncio.wait_for(reader, 1) == 1
+    for i in range(2, 6):
+        await fair.put("cam", i)
+    assert await fair.get() == 5 and fair.dropped == {"cam": 3}

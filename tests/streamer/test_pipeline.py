@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from media import ffprobe, parse_srt, parse_vtt, read_jsonl, stream_types, video_stream
 
-from streamer import AnalysisConfig, OutputConfig, RunConfig, annotate_file
+from streamer import AnalysisConfig, OutputConfig, RunConfig, run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ def _config(clip, out, **analysis):
 async def test_every_frame_written_with_timing_audio_and_records(
     tmp_path, small_clip, tiny_encoder
 ):
-    summary = await annotate_file(_config(small_clip, tmp_path), encoder=tiny_encoder)
+    summary = await run_pipeline(_config(small_clip, tmp_path), encoder=tiny_encoder)
     source, written = ffprobe(small_clip), ffprobe(tmp_path / "a.mp4")
     assert video_stream(written)["nb_read_frames"] == video_stream(source)["nb_read_frames"] == "50"
     assert float(video_stream(written)["duration"]) == pytest.approx(
@@ -57,13 +57,13 @@ async def test_same_input_gives_identical_records_and_subtitles(tmp_path, small_
     for name in ("one", "two"):
         out = tmp_path / name
         out.mkdir()
-        await annotate_file(_config(small_clip, out, analyze_fps=5.0), encoder=tiny_encoder)
+        await run_pipeline(_config(small_clip, out, analyze_fps=5.0), encoder=tiny_encoder)
         runs.append(((out / "a.jsonl").read_text(), (out / "a.srt").read_text()))
     assert runs[0] == runs[1]
 
 
 async def test_analyze_every_frame(tmp_path, small_clip, tiny_encoder):
-    summary = await annotate_file(
+    summary = await run_pipeline(
         _config(small_clip, tmp_path, analyze_fps=None), encoder=tiny_encoder
     )
     analysed = [r for r in read_jsonl(tmp_path / "a.jsonl") if r["type"] == "analysis"]
@@ -73,7 +73,7 @@ async def test_analyze_every_frame(tmp_path, small_clip, tiny_encoder):
 async def test_stop_finalises_playable_outputs(tmp_path, long_clip, tiny_encoder):
     stop = asyncio.Event()
     run = asyncio.create_task(
-        annotate_file(_config(long_clip, tmp_path), encoder=tiny_encoder, stop=stop)
+        run_pipeline(_config(long_clip, tmp_path), encoder=tiny_encoder, stop=stop)
     )
     await asyncio.sleep(1.0)
     stop.set()
@@ -89,7 +89,7 @@ async def test_encoder_without_text_tower_gives_scene_scores_only(tmp_path, smal
 
     encoder = encoders.create_encoder("default", weights="random", device="cpu")
     config = RunConfig(input=str(small_clip), outputs=OutputConfig(jsonl=str(tmp_path / "a.jsonl")))
-    summary = await annotate_file(config, encoder=encoder)
+    summary = await run_pipeline(config, encoder=encoder)
     records = read_jsonl(tmp_path / "a.jsonl")
     assert summary.random_weights
     assert all(r["tags"] == [] for r in records if r["type"] == "analysis")

@@ -1,0 +1,200 @@
+"""One stream's part of the pipeline: route its frames to analysis and out, deliver them.
+
+Two contracts (see DESIGN.md): a *file* stream delivers every frame and each frame waits for
+the analysis that covers it, so the output does not depend on speed; a *live* stream keeps
+only the freshest frames, never waits for analysis, and shows the latest result it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from streamer.channel import Channel, DropPolicy, FairChannel
+from streamer.config import OutputConfig
+from streamer.frame import Annotation, Caption, Frame
+from streamer.outputs import LIVE_TIME_BASE, Outputs, VideoTiming
+from streamer.overlay import Hud
+from streamer.sampler import Sampler
+from streamer.sources import FileSource
+from streamer.stats import StreamStats
+
+LIVE_QUEUE = 2  # live frames buffered per stage: any more would only add latency
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """The result of analysing one sampled frame: its annotation, and a caption if one is due."""
+
+    annotation: Annotation
+    caption: Caption | None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class AnalysisRequest:
+    """A sampled frame on its way to the encoder, and where its result goes."""
+
+    stream: StreamRun
+    frame: Frame
+    timeline: float
+    future: asyncio.Future
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What every stream of a run shares.
+
+    Attributes:
+        inbox: sampled frames of all streams, taken in turn by the batcher.
+        sampler: which frames are analysed.
+        hud_model: the encoder, as shown on the HUD.
+        warning: banner for every frame (random weights), or None.
+        started: `time.monotonic()` at the start of the run (live timelines count from it).
+        queue_frames: frames buffered per stage of a file stream.
+        copy_audio: copy a file's audio into its video output.
+    """
+
+    inbox: FairChannel[AnalysisRequest]
+    sampler: Sampler
+    hud_model: str
+    warning: str | None
+    started: float
+    queue_frames: int
+    copy_audio: bool
+
+
+class StreamRun:
+    """The route and deliver stages of one stream, and its outputs and statistics.
+
+    Args:
+        source: where frames come from (`run(out, stop)`).
+        live: the live contract (drop oldest, never wait) rather than the file contract.
+        outputs: this stream's output paths.
+        shared: the run's shared parts.
+    """
+
+    def __init__(self, source, live: bool, outputs: OutputConfig, shared: Shared) -> None:
+        self.source = source
+        self.name: str = source.name
+        self.live = live
+        self.shared = shared
+        self.stats = StreamStats()
+        self.latest: Analysis | None = None
+        self.caption: Caption | None = None
+        self._hud_at, self._hud_latency = 0.0, ""
+        capacity = LIVE_QUEUE if live else shared.queue_frames
+        policy = DropPolicy.DROP_OLDEST if live else DropPolicy.BLOCK
+        self.frames: Channel[Frame] = Channel(capacity, policy, name=f"{self.name}/frames")
+        self.outgoing: Channel[tuple] = Channel(capacity, policy, name=f"{self.name}/out")
+        shared.inbox.add_lane(self.name, 1 if live else 16, policy)
+        self.outputs = Outputs(outputs, self._timing(), self._audio_from())
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writer-{self.name}")
+
+    @property
+    def dropped(self) -> int:
+        """Frames dropped anywhere in this stream (live only; files drop nothing)."""
+        return (
+            self.frames.dropped + self.outgoing.dropped + self.shared.inbox.lane(self.name).dropped
+        )
+
+    @property
+    def expected(self) -> int | None:
+        info = getattr(self.source, "info", None)
+        return info.frames if info is not None and not self.live else None
+
+    def _timing(self) -> VideoTiming:
+        if self.live or not isinstance(self.source, FileSource):
+            return VideoTiming(LIVE_TIME_BASE, None, media=False)
+        return VideoTiming(self.source.info.time_base, self.source.info.fps, media=True)
+
+    def _audio_from(self) -> str | None:
+        if self.live or not isinstance(self.source, FileSource) or not self.shared.copy_audio:
+            return None
+        return self.source.path if self.source.info.audio else None
+
+    def timeline(self, frame: Frame) -> float:
+        """Media time for files; seconds since the run started for live streams (a live
+        stream's own timestamps restart when it reconnects)."""
+        return frame.captured - self.shared.started if self.live else frame.pts
+
+    async def route(self) -> None:
+        """Send every frame out, and sampled ones to analysis; each frame carries the future
+        of the analysis that covers it (its own when sampled, else the previous one's)."""
+        loop = asyncio.get_running_loop()
+        covering: asyncio.Future | None = None
+        try:
+            async for frame in self.frames:
+                self.stats.decoded += 1
+                timeline = self.timeline(frame)
+                # The first frame of a stream is always sampled, so `covering` is set from then on.
+                if self.shared.sampler.take(self.name, timeline):
+                    covering = loop.create_future()
+                    request = AnalysisRequest(self, frame, timeline, covering)
+                    await self.shared.inbox.put(self.name, request)
+                await self.outgoing.put((frame, timeline, covering))
+        finally:
+            self.shared.inbox.close_lane(self.name)
+            self.outgoing.close_nowait()
+
+    def on_analysis(self, analysis: Analysis) -> None:
+        """Called by the analyse stage when one of this stream's frames is analysed."""
+        self.stats.analysed += 1
+        self.latest = analysis
+        if self.live:  # files record in frame order, in `deliver`
+            self._record(analysis)
+
+    def _record(self, analysis: Analysis) -> None:
+        extra = {"wall": round(time.time(), 3)} if self.live else {}
+        self.outputs.record_analysis(analysis.annotation, **extra)
+        if analysis.caption is not None:
+            self.caption = analysis.caption
+            self.outputs.record_caption(analysis.caption)
+            self.stats.captions += 1
+
+    async def deliver(self) -> None:
+        """Overlay and write every frame that reaches it, in order, on the writer thread."""
+        loop = asyncio.get_running_loop()
+        shown: Analysis | None = None
+        async for frame, timeline, future in self.outgoing:
+            analysis = self.latest if self.live else await future
+            if not self.live and analysis is not shown:
+                self._record(analysis)
+            shown = analysis
+            annotation = analysis.annotation if analysis is not None else None
+            await loop.run_in_executor(
+                self._writer, self.outputs.write_frame, frame, timeline, annotation,
+                self.caption, self._hud(frame, timeline),
+            )  # fmt: skip
+            self.stats.delivered += 1
+            self.stats.latency.add(time.monotonic() - frame.captured)
+
+    def close(self) -> None:
+        """Finish the outputs, after any write in flight (blocking: the run's last step).
+
+        It runs on the writer thread and is waited for without awaiting, so a cancelled run
+        still leaves finished files. Called once the analysis stage has ended too, so a live
+        stream's last analyses are recorded before its files close.
+        """
+        try:
+            self._writer.submit(self.outputs.close).result()
+        finally:
+            self._writer.shutdown(wait=True)
+
+    def _hud(self, frame: Frame, timeline: float) -> Hud:
+        if self.live:
+            # Percentiles over the window cost ~0.1 ms: refresh them twice a second, not per frame.
+            if timeline - self._hud_at >= 0.5 or not self._hud_latency:
+                p50, p99 = self.stats.latency.percentiles(50, 99)
+                self._hud_latency = (
+                    f"latency {p50 * 1000:.0f}/{p99 * 1000:.0f} ms" if p50 == p50 else ""
+                )
+                self._hud_at = timeline
+            first = f"{self.name}  {timeline:8.1f} s  {self._hud_latency}"
+            second = f"drops {self.dropped}  {self.shared.hud_model}"
+        else:
+            total = f"/{self.expected}" if self.expected else ""
+            first = f"{self.name}  {frame.pts:7.2f} s  frame {frame.index + 1}{total}"
+            second = self.shared.hud_model
+        return Hud(lines=(first, second), warning=self.shared.warning, status=None)

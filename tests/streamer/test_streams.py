@@ -1,0 +1,96 @@
+"""Several streams in one run, and the live contract (freshest frame wins), on real clips."""
+
+import time
+
+import pytest
+from media import ffprobe, read_jsonl, video_stream
+
+from streamer import AnalysisConfig, ConfigError, OutputConfig, RunConfig, run_pipeline
+
+pytestmark = pytest.mark.integration
+
+
+class SlowEncoder:
+    """The tiny CLIP with a slow `embed`: an analyser that cannot keep up with the video."""
+
+    def __init__(self, encoder, seconds: float) -> None:
+        self._encoder = encoder
+        self._seconds = seconds
+        self.batches: list[int] = []
+
+    def embed(self, images):
+        self.batches.append(len(images))
+        time.sleep(self._seconds)
+        return self._encoder.embed(images)
+
+    def __getattr__(self, name):
+        return getattr(self._encoder, name)
+
+
+async def test_two_files_in_one_run_each_get_every_frame_and_their_own_outputs(
+    tmp_path, small_clip, sample_clip, tiny_encoder
+):
+    outputs = OutputConfig(
+        video=str(tmp_path / "{stream}.mp4"), jsonl=str(tmp_path / "{stream}.jsonl"),
+        preset="ultrafast",
+    )  # fmt: skip
+    config = RunConfig(input=(str(small_clip), str(sample_clip)), outputs=outputs)
+    summary = await run_pipeline(config, encoder=tiny_encoder)
+    by_name = {s.name: s for s in summary.streams}
+    assert by_name["small"].frames == 50 and by_name["bigbuckbunny"].frames == 132
+    assert video_stream(ffprobe(tmp_path / "small.mp4"))["nb_read_frames"] == "50"
+    assert video_stream(ffprobe(tmp_path / "bigbuckbunny.mp4"))["nb_read_frames"] == "132"
+    for name in ("small", "bigbuckbunny"):
+        records = read_jsonl(tmp_path / f"{name}.jsonl")
+        assert records and {r["stream"] for r in records} == {name}
+    assert all(s.dropped == 0 for s in summary.streams)  # files: nothing dropped
+
+
+async def test_same_input_twice_gets_distinct_names(tmp_path, small_clip, tiny_encoder):
+    config = RunConfig(input=(str(small_clip), str(small_clip)),
+                       outputs=OutputConfig(jsonl=str(tmp_path / "{stream}.jsonl")))  # fmt: skip
+    summary = await run_pipeline(config, encoder=tiny_encoder)
+    assert [s.name for s in summary.streams] == ["small", "small-2"]
+    assert (tmp_path / "small-2.jsonl").exists()
+
+
+async def test_several_streams_need_stream_in_output_names(tmp_path, small_clip, tiny_encoder):
+    config = RunConfig(input=(str(small_clip), str(small_clip)),
+                       outputs=OutputConfig(video=str(tmp_path / "out.mp4")))  # fmt: skip
+    with pytest.raises(ConfigError, match=r"put '\{stream\}' in output names"):
+        await run_pipeline(config, encoder=tiny_encoder)
+
+
+async def test_live_contract_with_a_slow_analyser_keeps_latency_bounded_and_counts_drops(
+    tmp_path, small_clip, tiny_encoder
+):
+    slow = SlowEncoder(tiny_encoder, seconds=0.4)
+    config = RunConfig(
+        input=str(small_clip), live=True,
+        outputs=OutputConfig(video=str(tmp_path / "a.mp4"), jsonl=str(tmp_path / "a.jsonl"),
+                             preset="ultrafast"),
+        analysis=AnalysisConfig(analyze_fps=10.0),
+    )  # fmt: skip
+    summary = await run_pipeline(config, encoder=slow)
+    (stream,) = summary.streams
+    # The analyser manages ~2.5 frames/s of the 10 asked for: analysis frames are dropped and
+    # counted, the video is not held back by it.
+    assert stream.dropped > 0
+    assert stream.analysed < 15
+    assert stream.frames >= 40  # of 50: the writer keeps up, so almost every frame is shown
+    _, _, p99 = stream.latency_ms
+    assert p99 < 400, f"live frames waited for the analyser: p99 {p99:.0f} ms"
+    assert int(video_stream(ffprobe(tmp_path / "a.mp4"))["nb_read_frames"]) == stream.frames
+    records = read_jsonl(tmp_path / "a.jsonl")
+    assert all("wall" in r for r in records if r["type"] == "analysis")
+
+
+async def test_file_contract_with_the_same_slow_analyser_waits_and_drops_nothing(
+    tmp_path, small_clip, tiny_encoder
+):
+    slow = SlowEncoder(tiny_encoder, seconds=0.05)
+    config = RunConfig(input=str(small_clip), outputs=OutputConfig(jsonl=str(tmp_path / "a.jsonl")),
+                       analysis=AnalysisConfig(analyze_fps=10.0))  # fmt: skip
+    summary = await run_pipeline(config, encoder=slow)
+    (stream,) = summary.streams
+    assert stream.dropped == 0 and stream.frames == 50 and stream.analysed == 20
