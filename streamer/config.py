@@ -84,8 +84,9 @@ class OutputConfig:
         return replace(self, video=fill(self.video), srt=fill(self.srt), vtt=fill(self.vtt),
                        jsonl=fill(self.jsonl))  # fmt: skip
 
-    def check(self, streams: list[str]) -> None:
-        """Fail fast, before any work, when the outputs cannot serve these streams."""
+    def check(self, streams: list[str], inputs: tuple[str, ...] = ()) -> None:
+        """Fail fast, before any work, when the outputs cannot serve these streams (or would
+        overwrite one of the `inputs`)."""
         if len(streams) > 1:
             shared = [p for p in self.paths() if "{stream}" not in p]
             if shared:
@@ -93,9 +94,14 @@ class OutputConfig:
                     f"{len(streams)} streams would write the same file {shared[0]!r}: put "
                     "'{stream}' in output names, e.g. -o 'out/{stream}.mp4'"
                 )
+        sources = {os.path.realpath(spec) for spec in inputs if os.path.exists(spec)}
         for stream in streams:
             for path in self.for_stream(stream).paths():
                 check_writable(path)
+                if os.path.realpath(path) in sources:
+                    raise ConfigError(
+                        f"output {path!r} is an input of this run; choose another name"
+                    )
 
 
 def check_writable(path: str) -> None:

@@ -122,7 +122,7 @@ async def run_pipeline(
     """
     sources = [open_source(spec) for spec in config.inputs]
     _name_uniquely(sources)
-    config.outputs.check([s.name for s in sources])
+    config.outputs.check([s.name for s in sources], config.inputs)
     if encoder is None:
         encoder = await asyncio.to_thread(load_encoder, config.encoder)
     run = _Run(config, sources, encoder, stop or asyncio.Event(), progress)
@@ -347,8 +347,9 @@ class _Reporter:
         m_in, m_ana, m_out = self.meters[stream.name]
         status = getattr(stream.source, "status", None)
         p50, p95, p99 = stream.stats.latency.percentiles(50, 95, 99)
+        state = status.state if status is not None else "playing" if stream.live else "file"
         return StreamRow(
-            name=stream.name, state=status.state if status is not None else "file",
+            name=stream.name, state=state,
             in_fps=m_in.rate(stream.stats.decoded, now),
             analysed_fps=m_ana.rate(stream.stats.analysed, now),
             out_fps=m_out.rate(stream.stats.delivered, now), dropped=stream.dropped,

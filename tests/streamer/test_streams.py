@@ -94,3 +94,14 @@ async def test_file_contract_with_the_same_slow_analyser_waits_and_drops_nothing
     summary = await run_pipeline(config, encoder=slow)
     (stream,) = summary.streams
     assert stream.dropped == 0 and stream.frames == 50 and stream.analysed == 20
+
+
+async def test_an_output_that_would_overwrite_an_input_is_refused(
+    tmp_path, small_clip, tiny_encoder
+):
+    clip = tmp_path / "cam.mp4"
+    clip.write_bytes(small_clip.read_bytes())
+    config = RunConfig(input=str(clip), outputs=OutputConfig(video=str(tmp_path / "{stream}.mp4")))
+    with pytest.raises(ConfigError, match="is an input of this run"):
+        await run_pipeline(config, encoder=tiny_encoder)
+    assert clip.read_bytes() == small_clip.read_bytes()
