@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up streamer in a virtual environment (.venv) beside this script's repository.
 #   bash scripts/setup.sh          the package and its runtime dependencies
-#   bash scripts/setup.sh --test   also the test tools and Debian's ffmpeg (ffprobe checks outputs)
+#   bash scripts/setup.sh --test   also the test tools, Debian's ffmpeg (ffprobe checks outputs)
+#                                  and GStreamer's RTSP server (the live-source tests' camera)
 # Safe to run again: it reinstalls only when pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,24 @@ if [ "$want_tests" = 1 ] && ! command -v ffprobe >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
   else
     echo "setup: the tests need ffprobe: install ffmpeg (e.g. 'sudo apt-get install ffmpeg')" >&2
+    exit 1
+  fi
+fi
+
+# The live-source tests run a real RTSP server on Debian's Python (it has `gi`; the venv does not).
+rtsp_check='import gi; gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0")
+from gi.repository import Gst, GstRtspServer
+Gst.init(None)
+assert all(Gst.ElementFactory.find(e) for e in ("videotestsrc", "x264enc", "rtph264pay", "qtdemux", "h264parse"))'
+rtsp_packages="gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad"
+if [ "$want_tests" = 1 ] && ! /usr/bin/python3 -c "$rtsp_check" >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing GStreamer's RTSP server (the live-source tests stream from it)"
+    # shellcheck disable=SC2086  # a word list on purpose
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $rtsp_packages >/dev/null
+  else
+    echo "setup: the tests need GStreamer's RTSP server: sudo apt-get install" $rtsp_packages >&2
     exit 1
   fi
 fi

@@ -5,10 +5,16 @@
     StreamerError
     ├── ConfigError (ValueError)          a bad option value; names the option and what is allowed
     ├── SourceError
-    │   ├── SourceNotFoundError (FileNotFoundError)   the input path does not exist
+    │   ├── SourceNotFoundError (FileNotFoundError)   the input path or URL does not exist (404)
     │   ├── SourceOpenError (OSError)     the input exists but cannot be opened as video
-    │   └── SourceDecodeError             decoding stopped part-way (truncated or corrupt input)
+    │   │   └── SourceAuthError (PermissionError)     the server refused the credentials (401/403)
+    │   ├── SourceDecodeError             decoding stopped part-way (truncated or corrupt input)
+    │   ├── SourceUnavailableError (ConnectionError)  a live source is unreachable or dropped
+    │   └── SourceTimeout (TimeoutError)  a live source did not answer or stalled
     └── (sink errors live in `streamer.sinks.errors` and derive from SinkError)
+
+Live sources retry `SourceUnavailableError` and `SourceTimeout` with backoff; the others are
+permanent when they happen at the first open (the source is then marked failed).
 
 Every message names the bad value and, where there is one, the fix.
 """
@@ -29,11 +35,24 @@ class SourceError(StreamerError):
 
 
 class SourceNotFoundError(SourceError, FileNotFoundError):
-    """The input path does not exist."""
+    """The input path does not exist, or the server has no stream at that URL."""
 
 
 class SourceOpenError(SourceError, OSError):
     """The input exists but is not a readable video."""
+
+
+class SourceAuthError(SourceOpenError, PermissionError):
+    """The server refused the request: missing or wrong credentials, or no permission."""
+
+
+class SourceUnavailableError(SourceError, ConnectionError):
+    """A live source cannot be reached, or it dropped the connection; worth retrying."""
+
+
+class SourceTimeout(SourceError, TimeoutError):
+    """A live source did not answer within the open timeout, or sent no frame within the read
+    timeout; worth retrying."""
 
 
 class SourceDecodeError(SourceError):

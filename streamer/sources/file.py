@@ -140,8 +140,11 @@ class FileSource:
     After `run` returns, `ended` says whether the source got to the end of the file (rather than
     being stopped), `incomplete` holds a `SourceDecodeError` when decoding stopped before
     the end of the file, and `corrupt_packets` counts packets that failed to decode and were
-    skipped.
+    skipped. `live` is False: the pipeline gives a file the file contract unless told otherwise
+    (`open_source(..., live=True)`).
     """
+
+    live: bool = False
 
     def __init__(self, path: str | os.PathLike[str], name: str | None = None) -> None:
         self.path = os.fspath(path)

@@ -1,0 +1,404 @@
+"""The reconnecting core shared by live sources (network streams and cameras).
+
+One connection at a time runs in its own decode thread: open, then read frames until the input
+ends or fails. The event loop supervises: it waits for the connection to finish or for the stop
+event, classifies a failure as permanent or retryable, sleeps the backoff on a stop-aware wait,
+and opens the next connection. So the loop never blocks, and a stop returns at once even while
+FFmpeg sits in a blocking open: that thread is told to halt and ends by itself within its
+timeouts, touching nothing once halted.
+
+Frames reach the pipeline's channel on the loop's thread. Under `DropPolicy.DROP_OLDEST` (live)
+the decode thread never waits: `loop.call_soon_threadsafe(put_nowait)` and the freshest frame
+wins. Under `BLOCK` (`--no-drop`, remote files) it waits for room, like the file source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from typing import Any, Protocol
+
+import numpy as np
+
+from streamer.channel import Channel, ChannelClosed, DropPolicy
+from streamer.errors import SourceError, SourceTimeout, SourceUnavailableError
+from streamer.frame import Frame
+from streamer.sources.backoff import Backoff
+from streamer.sources.file import VideoInfo
+from streamer.sources.options import SourceOptions
+from streamer.sources.redact import redact
+from streamer.sources.status import SourceStatus
+
+log = logging.getLogger("streamer.sources")
+
+# How often a decode thread blocked on a full BLOCK channel re-checks for a halt.
+_HANDOFF_POLL_S = 0.25
+# How long a stop waits for the decode thread to finish before leaving it to end by itself.
+_JOIN_GRACE_S = 0.5
+_STOPPED = "stopped"
+_ENDED = "ended"
+
+
+class Reader(Protocol):
+    """One open connection, used from its decode thread only.
+
+    Attributes:
+        info: what the connection says about the video.
+        finite: the input announced an end (a clip, a remote file, a finished HLS playlist), so
+            a clean end of input means the stream is over. Otherwise (a camera) it means the
+            connection dropped, and the source reconnects.
+    """
+
+    info: VideoInfo
+    finite: bool
+
+    def frames(self) -> Iterator[tuple[np.ndarray, int | None]]:
+        """Yield (RGB image, pts in `info.time_base` units or None); return at the end of input.
+
+        Raises:
+            SourceError: the connection failed or stalled.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+class LiveSource:
+    """A live source: reconnects with backoff, reports its state in `status`.
+
+    Subclasses implement `_open_reader` (blocking; runs in the decode thread).
+
+    Attributes:
+        name: stream name (no credentials).
+        spec: the source spec with credentials redacted.
+        live: the live contract (reconnect on a drop; timestamps continue across reconnects).
+            False (`--no-drop`, a remote file) resumes after the last frame instead.
+        status: what the source is doing now.
+        info: the current connection's video description, once connected.
+        error: the error that made the source fail, when `status.state == "failed"`.
+    """
+
+    def __init__(self, spec: str, name: str, options: SourceOptions, *, live: bool = True):
+        self.spec = redact(spec)
+        self.name = redact(name)
+        self.options = options
+        self.live = live
+        self.status = SourceStatus()
+        self.info: VideoInfo | None = None
+        self.error: SourceError | None = None
+        self._backoff = Backoff(
+            options.backoff_initial,
+            options.backoff_cap,
+            options.backoff_jitter,
+            options.max_attempts,
+        )
+        self._ever_online = False
+        self._offline_at: float | None = None  # monotonic, for "back online after N s"
+        self._consumer_gone = False
+        self._timeline = _Timeline()
+
+    def _open_reader(self, resume_after: int | None) -> Reader:
+        """Open one connection (blocking). `resume_after`: for non-live sources, the raw pts of
+        the last frame delivered, to seek past. Raises `SourceError`."""
+        raise NotImplementedError
+
+    def _is_permanent(self, error: SourceError) -> bool:
+        """Whether a failure at the first open is not worth retrying."""
+        return not isinstance(error, SourceUnavailableError | SourceTimeout)
+
+    async def run(self, out: Channel[Frame], stop: asyncio.Event) -> None:
+        """Decode frames into `out` until `stop` is set, the stream ends, or the source fails
+        (permanent error, or `max_attempts` reached: `status.state` says which); reconnects
+        with backoff on the way. Closes `out` when it returns."""
+        try:
+            await self._supervise(out, stop)
+        finally:
+            out.close_nowait()
+
+    async def _supervise(self, out: Channel[Frame], stop: asyncio.Event) -> None:
+        attempts = 0
+        while not stop.is_set() and not self._consumer_gone:
+            if attempts:
+                self.status.reconnects += 1
+            attempts += 1
+            outcome = await self._connection(out, stop)
+            if outcome == _STOPPED:
+                return
+            if outcome == _ENDED:
+                self.status.state = "ended"
+                log.info("%s: stream ended after %d frames", self.name, self.status.frames)
+                return
+            delay = self._after_failure(outcome)
+            if delay is None or await _stopped_within(stop, delay):
+                return
+
+    def _after_failure(self, error: SourceError) -> float | None:
+        """Record a failed connection; return the delay before the next try, or None to give up."""
+        status = self.status
+        status.last_error = str(error)
+        if not self._ever_online and self._is_permanent(error):
+            self._fail(error, f"{error}")
+            return None
+        delay = self._backoff.next_delay()
+        if delay is None:
+            self._fail(error, f"gave up after {self._backoff.failures} failed attempts: {error}")
+            return None
+        if status.state != "offline":
+            status.state = "offline"
+            status.offline_since = time.time()
+            self._offline_at = time.monotonic()
+        log.warning(
+            "%s: %s; reconnect attempt %d in %.1f s",
+            self.name,
+            error,
+            status.reconnects + 1,
+            delay,
+        )
+        return delay
+
+    def _fail(self, error: SourceError, message: str) -> None:
+        self.status.state = "failed"
+        self.error = error
+        log.error("%s failed: %s", self.name, message)
+
+    async def _connection(self, out: Channel[Frame], stop: asyncio.Event) -> Any:
+        """Run one connection in a decode thread; return _ENDED, _STOPPED or the SourceError."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        halt = threading.Event()
+        thread = threading.Thread(
+            target=self._thread_main,
+            args=(loop, out, halt, done),
+            name=f"source:{self.name}",
+            daemon=True,  # a thread stuck in a blocking open must not hold up interpreter exit
+        )
+        thread.start()
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((done, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not done.done():
+                halt.set()
+        if not done.done():
+            await _join_briefly(thread, _JOIN_GRACE_S)
+            return _STOPPED
+        return done.result()
+
+    def _thread_main(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        out: Channel[Frame],
+        halt: threading.Event,
+        done: asyncio.Future[Any],
+    ) -> None:
+        try:
+            outcome: Any = self._read_connection(loop, out, halt)
+        except SourceError as exc:
+            outcome = exc
+        except BaseException as exc:  # a bug, not a source failure: surface it from run()
+            _call(loop, _settle, done, None, exc)
+            return
+        _call(loop, _settle, done, outcome, None)
+
+    def _read_connection(
+        self, loop: asyncio.AbstractEventLoop, out: Channel[Frame], halt: threading.Event
+    ) -> str:
+        resume = None if self.live else self._timeline.last_raw
+        reader = self._open_reader(resume)
+        try:
+            if halt.is_set():
+                return _STOPPED
+            self.info = reader.info
+            self._timeline.new_connection(reader.info, rebase=self.live)
+            hand_off = (
+                self._hand_off_now if out.policy is DropPolicy.DROP_OLDEST else self._wait_room
+            )
+            online = False
+            for image, raw in reader.frames():
+                if halt.is_set() or self._consumer_gone:
+                    return _STOPPED
+                frame = self._timeline.stamp(self.name, image, raw)
+                if frame is None:  # resuming: already delivered before the reconnect
+                    continue
+                if not online:
+                    online = True
+                    _call(loop, self._went_online)
+                if not hand_off(loop, out, halt, frame):
+                    return _STOPPED
+            if reader.finite:
+                return _ENDED
+            raise SourceUnavailableError(f"{self.spec}: the server closed the stream")
+        finally:
+            reader.close()
+
+    def _hand_off_now(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        out: Channel[Frame],
+        halt: threading.Event,
+        frame: Frame,
+    ) -> bool:
+        return _call(loop, self._deliver, out, frame)
+
+    def _deliver(self, out: Channel[Frame], frame: Frame) -> None:
+        """On the loop: hand a frame on; the channel drops the oldest when full."""
+        try:
+            out.put_nowait(frame)
+        except ChannelClosed:  # the consumer closed its inbox: nobody wants frames any more
+            self._consumer_gone = True
+            return
+        self.status.frames += 1
+
+    def _wait_room(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        out: Channel[Frame],
+        halt: threading.Event,
+        frame: Frame,
+    ) -> bool:
+        """Hand a frame on through a BLOCK channel, waiting for room (nothing dropped)."""
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._put(out, frame), loop)
+        except RuntimeError:  # the loop is closed
+            return False
+        while True:
+            try:
+                future.result(timeout=_HANDOFF_POLL_S)
+                return True
+            except concurrent.futures.TimeoutError:
+                if halt.is_set():
+                    future.cancel()
+                    return False
+            except (ChannelClosed, concurrent.futures.CancelledError):
+                self._consumer_gone = True
+                return False
+
+    async def _put(self, out: Channel[Frame], frame: Frame) -> None:
+        await out.put(frame)
+        self.status.frames += 1
+
+    def _went_online(self) -> None:
+        """On the loop: the connection delivers frames."""
+        status = self.status
+        if self._offline_at is not None:
+            log.info(
+                "%s: back online after %.1f s (%d reconnect attempts)",
+                self.name,
+                time.monotonic() - self._offline_at,
+                status.reconnects,
+            )
+        elif not self._ever_online:
+            log.info("%s: online (%s)", self.name, _describe(self.spec, self.info))
+        status.state = "online"
+        status.offline_since = None
+        self._offline_at = None
+        self._ever_online = True
+        self._backoff.reset()
+
+
+class _Timeline:
+    """Frame numbers and timestamps across connections.
+
+    Indexes keep counting over reconnects. A live stream's timestamps restart (near 0, or at a
+    random RTP offset) on every connection; rebasing continues them from the last frame plus
+    the wall time the source was away, so they never go backwards and a recording shows the
+    outage as a gap. A non-live source resumes instead: frames up to the last delivered one are
+    skipped.
+    """
+
+    def __init__(self) -> None:
+        self.index = 0
+        self.last_raw: int | None = None  # this connection's raw pts of the last frame
+        self._last_pts: float | None = None
+        self._last_captured = 0.0
+        self._time_base = Fraction(1, 1000)
+        self._step = 1
+        self._offset: int | None = 0
+        self._resume_after: int | None = None
+        self._conn_raw: int | None = None
+
+    def new_connection(self, info: VideoInfo, *, rebase: bool) -> None:
+        self._time_base = info.time_base
+        fps = info.fps or Fraction(25)
+        self._step = max(1, round(1 / (fps * info.time_base)))
+        self._conn_raw = None
+        # None: work the offset out from the first frame of this connection.
+        self._offset = None if rebase and self._last_pts is not None else 0
+        self._resume_after = None if rebase else self.last_raw
+
+    def stamp(self, stream: str, image: np.ndarray, raw: int | None) -> Frame | None:
+        """The next Frame, or None for a frame already delivered before a reconnect."""
+        if raw is None:  # some packets carry no pts: count on from the last one
+            raw = 0 if self._conn_raw is None else self._conn_raw + self._step
+        self._conn_raw = raw
+        if self._resume_after is not None and raw <= self._resume_after:
+            return None
+        captured = time.monotonic()
+        if self._offset is None:
+            assert self._last_pts is not None
+            away = max(captured - self._last_captured, float(self._step * self._time_base))
+            self._offset = round((self._last_pts + away) / self._time_base) - raw
+        pts_raw = raw + self._offset
+        frame = Frame(
+            stream=stream,
+            index=self.index,
+            pts=float(pts_raw * self._time_base),
+            captured=captured,
+            image=image,
+            pts_raw=pts_raw,
+            time_base=self._time_base,
+        )
+        self.index += 1
+        self.last_raw = raw
+        self._last_pts = frame.pts
+        self._last_captured = captured
+        return frame
+
+
+def _describe(spec: str, info: VideoInfo | None) -> str:
+    if info is None:
+        return spec
+    fps = f" at {float(info.fps):g} fps" if info.fps else ""
+    return f"{spec}, {info.width}×{info.height} {info.codec}{fps}"
+
+
+def _call(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object) -> bool:
+    """`call_soon_threadsafe` from a decode thread; False once the loop is closed (the run that
+    started the thread is long gone, so there is nobody to tell)."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:
+        return False
+    return True
+
+
+def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(result)
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait `seconds` unless `stop` is set first; True when stopped."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _join_briefly(thread: threading.Thread, limit: float) -> None:
+    """Give a halted decode thread a moment to close its connection cleanly (between two
+    frames it notices at once); one blocked in FFmpeg finishes later, on its own."""
+    deadline = time.monotonic() + limit
+    while thread.is_alive() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)

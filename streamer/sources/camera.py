@@ -1,0 +1,141 @@
+"""Local cameras through OpenCV (`cv2.VideoCapture`): a device index or a device path.
+
+Cameras have no media time, so a frame's pts is the wall time since the source's first frame,
+in milliseconds. A camera that stops delivering (unplugged, taken by another program, a driver
+hiccup) is reopened with backoff like a network source.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from typing import Any
+
+import cv2
+import numpy as np
+
+from streamer.errors import SourceOpenError, SourceUnavailableError
+from streamer.sources._live import LiveSource
+from streamer.sources.file import VideoInfo
+from streamer.sources.options import SourceOptions
+
+__all__ = ["CameraSource", "camera_stream_name"]
+
+_TIME_BASE = Fraction(1, 1000)
+
+
+def camera_stream_name(device: int | str) -> str:
+    """`cam0` for index 0 or `/dev/video0`; other device paths by their sanitised file name."""
+    if isinstance(device, int):
+        return f"cam{device}"
+    match = re.fullmatch(r"/dev/video(\d+)", device)
+    if match:
+        return f"cam{match.group(1)}"
+    return re.sub(r"[^A-Za-z0-9.\-]+", "_", os.path.basename(device)).strip("_.") or "camera"
+
+
+class CameraSource(LiveSource):
+    """A local camera read with OpenCV in a thread, converted BGR → RGB.
+
+    Args:
+        device: camera index (0 is the first camera) or device path (`/dev/video0`).
+        name: stream name; defaults to `cam0` for camera 0.
+        options: read timeout and reconnect backoff (`open_timeout` is not used: OpenCV's
+            backends open a local device without one).
+        capture_factory: makes the capture from `device`; defaults to `cv2.VideoCapture`.
+            Pass e.g. `lambda d: cv2.VideoCapture(d, cv2.CAP_V4L2)` to pick a backend.
+
+    Example:
+        >>> CameraSource(0).name
+        'cam0'
+    """
+
+    def __init__(
+        self,
+        device: int | str,
+        name: str | None = None,
+        *,
+        options: SourceOptions = SourceOptions(),  # noqa: B008 (frozen, so sharing is safe)
+        capture_factory: Callable[[int | str], Any] = cv2.VideoCapture,
+    ) -> None:
+        spec = f"camera {device}" if isinstance(device, int) else str(device)
+        super().__init__(spec, name or camera_stream_name(device), options, live=True)
+        self.device = device
+        self._capture_factory = capture_factory
+        self._t0: float | None = None  # monotonic time of the first frame: pts 0
+
+    def _open_reader(self, resume_after: int | None) -> _CameraReader:
+        return _CameraReader(self._capture_factory(self.device), self.spec, self._clock)
+
+    def _clock(self) -> int:
+        """Milliseconds since the source's first frame."""
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        return round((now - self._t0) * 1000)
+
+
+class _CameraReader:
+    """One open capture (used from its decode thread only)."""
+
+    finite = False  # a camera never ends: no frame means it went away
+
+    def __init__(self, capture: Any, spec: str, clock: Callable[[], int]) -> None:
+        self.capture = capture
+        self.spec = spec
+        self._clock = clock
+        if not capture.isOpened():
+            capture.release()
+            raise SourceOpenError(
+                f"{spec}: the camera cannot be opened. Fix: check the index or path "
+                "(`ls /dev/video*`), that no other program holds it, and the permissions "
+                "(the `video` group)."
+            )
+        ok, first = capture.read()
+        if not ok or first is None:
+            capture.release()
+            raise SourceUnavailableError(f"{spec}: the camera opened but sends no frames")
+        self._first: np.ndarray | None = first
+        self.info = self._describe(first)
+
+    def _describe(self, image: np.ndarray) -> VideoInfo:
+        fps = self.capture.get(cv2.CAP_PROP_FPS)
+        return VideoInfo(
+            width=image.shape[1],
+            height=image.shape[0],
+            fps=Fraction(fps).limit_denominator(1001) if fps and fps > 0 else None,
+            time_base=_TIME_BASE,
+            frames=None,
+            duration=None,
+            start=0.0,
+            codec="camera",
+            audio=None,
+        )
+
+    def frames(self) -> Iterator[tuple[np.ndarray, int | None]]:
+        """RGB frames stamped with the wall clock; raises when the camera stops sending."""
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield to_rgb(first), self._clock()
+        while True:
+            ok, image = self.capture.read()
+            if not ok or image is None:
+                raise SourceUnavailableError(
+                    f"{self.spec}: the camera stopped sending frames (unplugged or busy?)"
+                )
+            yield to_rgb(image), self._clock()
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """An OpenCV capture image (BGR, BGRA or grey) as H×W×3 uint8 RGB."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,300 @@
+"""Network streams through PyAV: RTSP(S) cameras, HTTP(S) MJPEG, HLS playlists, remote files.
+
+FFmpeg options, and why:
+
+- `rtsp_transport=tcp` (default): RTP interleaved in the RTSP connection. No packet loss, no UDP
+  ports to open through NAT or a firewall; `udp` is there for cameras that only do UDP.
+- `timeout` (RTSP, microseconds): FFmpeg's own socket I/O timeout. FFmpeg 8 reads `timeout`
+  (the older `stimeout` is ignored without a word). Set a second past PyAV's timeouts, as a
+  backstop: PyAV's `timeout=(open, read)` interrupt fires first, for every protocol (HLS
+  segment fetches too), and separates a slow open from a stall.
+- `analyzeduration`: how much of the stream FFmpeg reads at open to learn its parameters. RTSP
+  describes its streams in the SDP, so half a second (not FFmpeg's 5) keeps opens and reconnects
+  quick. `fflags=nobuffer` is deliberately not set: it throws away the packets read while
+  probing, among them the first key frame, so nothing decodes until the next one (a clip with
+  a single key frame then never decodes at all).
+- Decoding: `thread_type="AUTO"` with the codec flag `low_delay` on live streams. `low_delay`
+  makes FFmpeg pick slice threads instead of frame threads: frame threads hold back one frame
+  per thread (about 80 ms at 25 fps on 3 threads here, more than half a second on a 16-core
+  machine), slice threads hold back nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import av
+import av.error
+import numpy as np
+from av.codec.context import Flags
+
+from streamer.errors import (
+    SourceAuthError,
+    SourceError,
+    SourceNotFoundError,
+    SourceOpenError,
+    SourceTimeout,
+    SourceUnavailableError,
+)
+from streamer.sources._live import LiveSource
+from streamer.sources.file import VideoInfo, _describe
+from streamer.sources.options import SourceOptions
+from streamer.sources.redact import install_libav_redaction, redact
+
+__all__ = ["NETWORK_SCHEMES", "NetworkSource", "url_stream_name"]
+
+log = logging.getLogger("streamer.sources")
+
+NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
+# A URL path ending like this is a file on a web server: read it to the end, nothing dropped.
+_FILE_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".flv", ".mpg", ".mpeg")
+# A finite stream that stops this far short of its announced duration was cut off.
+_EARLY_END_S = 1.0
+
+
+def url_stream_name(url: str) -> str:
+    """A stream name for a URL: host, port and path, credentials and query left out.
+
+    Example:
+        >>> url_stream_name("rtsp://admin:pw@127.0.0.1:8554/cam1")
+        '127.0.0.1_8554_cam1'
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    pieces = [host, str(parts.port) if parts.port else "", parts.path]
+    name = re.sub(r"[^A-Za-z0-9.\-]+", "_", "_".join(p for p in pieces if p))
+    return name.strip("_.") or "stream"
+
+
+def _is_live_url(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme.lower() in ("rtsp", "rtsps"):
+        return True
+    return not parts.path.lower().endswith(_FILE_SUFFIXES)
+
+
+class NetworkSource(LiveSource):
+    """A network stream read with PyAV, reconnecting with backoff.
+
+    Args:
+        url: `rtsp://`, `rtsps://`, `http://` or `https://` URL; may carry credentials, which
+            never appear in names, logs, errors or `status`.
+        name: stream name; defaults to host, port and path (`127.0.0.1_8554_cam1`).
+        live: the live contract; by default True except for URLs of video files.
+        options: timeouts, transport and backoff.
+
+    Example:
+        >>> source = NetworkSource("rtsp://user:pw@10.0.0.7/stream1")
+        >>> source.name, source.spec
+        ('10.0.0.7_stream1', 'rtsp://***@10.0.0.7/stream1')
+    """
+
+    def __init__(
+        self,
+        url: str,
+        name: str | None = None,
+        *,
+        live: bool | None = None,
+        options: SourceOptions = SourceOptions(),  # noqa: B008 (frozen, so sharing is safe)
+    ) -> None:
+        _check_url(url)
+        super().__init__(
+            url,
+            name or url_stream_name(url),
+            options,
+            live=_is_live_url(url) if live is None else live,
+        )
+        self._url = url  # with credentials: for FFmpeg only, never printed
+        install_libav_redaction()
+
+    def _open_reader(self, resume_after: int | None) -> _NetworkReader:
+        return _NetworkReader(self._url, self.spec, self.options, self.live, resume_after)
+
+    def container_options(self) -> dict[str, str]:
+        """The FFmpeg demuxer/protocol options this source opens its URL with."""
+        return _container_options(self._url, self.options)
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (raises ValueError on a malformed port)
+    except ValueError:
+        raise SourceOpenError(
+            f"{redact(url)!r}: the port is not a number from 0 to 65535"
+        ) from None
+    if parts.scheme.lower() not in NETWORK_SCHEMES or not parts.hostname:
+        raise SourceOpenError(
+            f"{redact(url)!r} is not a network URL this source reads "
+            f"(expected {', '.join(s + '://HOST/…' for s in NETWORK_SCHEMES)})"
+        )
+
+
+def _container_options(url: str, options: SourceOptions) -> dict[str, str]:
+    opts = {"analyzeduration": _micros(options.analyze_duration)}
+    if urlsplit(url).scheme.lower() in ("rtsp", "rtsps"):
+        opts["rtsp_transport"] = options.rtsp_transport
+        opts["timeout"] = _micros(max(options.open_timeout, options.read_timeout) + 1.0)
+    return opts
+
+
+def _micros(seconds: float) -> str:
+    return str(round(seconds * 1_000_000))
+
+
+class _NetworkReader:
+    """One open connection to a network stream (used from its decode thread only)."""
+
+    def __init__(
+        self,
+        url: str,
+        spec: str,
+        options: SourceOptions,
+        live: bool,
+        resume_after: int | None,
+    ) -> None:
+        self.spec = spec
+        self.options = options
+        started = time.monotonic()
+        try:
+            self.container = av.open(
+                url,
+                container_options=_container_options(url, options),
+                timeout=(options.open_timeout, options.read_timeout),
+                metadata_errors="ignore",
+            )
+        except (av.error.FFmpegError, OSError, EOFError) as exc:
+            # FFmpeg's RTSP demuxer reports PyAV's timeout as "invalid data": tell by the clock.
+            timed_out = time.monotonic() - started >= options.open_timeout * 0.95
+            # `from None`: PyAV's exception holds the URL with its credentials.
+            raise _translate(exc, spec, options, opening=True, timed_out=timed_out) from None
+        try:
+            self.stream, self.info = self._prepare(live, resume_after)
+        except BaseException:
+            self.container.close()
+            raise
+        # A stream that announces its length (a clip, a file, a finished playlist) ends at
+        # end of input; one that does not (a camera) has dropped when its input ends.
+        self.finite = self.container.duration is not None
+
+    def _prepare(self, live: bool, resume_after: int | None) -> tuple[av.VideoStream, VideoInfo]:
+        streams = self.container.streams.video
+        if streams and streams[0].codec_context is None:
+            raise SourceOpenError(
+                f"{self.spec}: the video codec cannot be decoded by this FFmpeg build. "
+                "Fix: have the camera send H.264, H.265 or MJPEG."
+            )
+        info = _describe(self.spec, self.container)  # raises when there is no video stream
+        stream = streams[0]
+        stream.thread_type = "AUTO"
+        if live:
+            stream.codec_context.flags |= Flags.low_delay  # slice threads: no frame delay
+        if resume_after is not None:
+            self._seek(stream, resume_after)
+        return stream, info
+
+    def _seek(self, stream: av.VideoStream, raw: int) -> None:
+        """Seek to the key frame before `raw`; frames up to it are skipped by the caller."""
+        try:
+            self.container.seek(raw, stream=stream, backward=True)
+        except av.error.FFmpegError as exc:  # not seekable: decode from the start and skip
+            log.info("%s: cannot seek to resume (%s); skipping ahead", self.spec, exc.strerror)
+
+    def frames(self) -> Iterator[tuple[np.ndarray, int | None]]:
+        """Decoded RGB frames with their raw pts; returns at the end of input."""
+        last_frame = time.monotonic()
+        last_raw: int | None = None
+        try:
+            for packet in self.container.demux(self.stream):
+                for frame in self._decode(packet):
+                    last_frame = time.monotonic()
+                    last_raw = frame.pts if frame.pts is not None else last_raw
+                    yield frame.to_ndarray(format="rgb24"), frame.pts
+                # Packets without pictures (garbage, or waiting for a key frame) are a stall too.
+                if time.monotonic() - last_frame > self.options.read_timeout:
+                    raise SourceTimeout(
+                        f"{self.spec}: no picture decoded for {self.options.read_timeout:g} s"
+                    )
+        except (av.error.FFmpegError, OSError) as exc:
+            raise _translate(exc, self.spec, self.options, opening=False) from None
+        self._check_whole(last_raw)
+
+    def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
+        try:
+            return packet.decode()
+        except av.error.InvalidDataError:
+            # A damaged packet (UDP loss, a glitch): the next key frame repairs the picture.
+            return []
+
+    def _check_whole(self, last_raw: int | None) -> None:
+        """A finite stream that ends well before its announced duration was cut off."""
+        duration = self.container.duration
+        if not self.finite or duration is None:
+            return
+        expected = duration / av.time_base + self.info.start
+        reached = float(last_raw * self.info.time_base) if last_raw is not None else 0.0
+        if reached < expected - _EARLY_END_S:
+            self.finite = False  # so the source reconnects instead of ending
+            raise SourceUnavailableError(
+                f"{self.spec}: the stream stopped at {reached:.1f} s of {expected:.1f} s"
+            )
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _translate(
+    exc: BaseException,
+    spec: str,
+    options: SourceOptions,
+    *,
+    opening: bool,
+    timed_out: bool = False,
+) -> SourceError:
+    """A PyAV error as a redacted `SourceError`: permanent ones name the fix, retryable ones
+    (`SourceUnavailableError`, `SourceTimeout`) say what happened."""
+    what = redact(str(getattr(exc, "strerror", None) or exc))
+    if isinstance(exc, av.error.HTTPNotFoundError):
+        return SourceNotFoundError(
+            f"{spec}: the server has no stream there ({what}). Fix: check the path in the URL "
+            "(the RTSP mount or stream name in the camera's manual)."
+        )
+    if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
+        return SourceAuthError(
+            f"{spec}: the server refused access ({what}). Fix: put the right user and "
+            "password in the URL (rtsp://USER:PASSWORD@HOST/…), or give that user access."
+        )
+    if isinstance(exc, av.error.HTTPClientError) and not isinstance(
+        exc, av.error.HTTPTooManyRequestsError
+    ):
+        return SourceOpenError(f"{spec}: the server refused the request ({what}).")
+    if isinstance(exc, av.error.ProtocolNotFoundError | av.error.DecoderNotFoundError):
+        return SourceOpenError(f"{spec}: this FFmpeg build cannot read it ({what}).")
+    return _retryable(exc, spec, options, what, opening=opening, timed_out=timed_out)
+
+
+def _retryable(
+    exc: BaseException,
+    spec: str,
+    options: SourceOptions,
+    what: str,
+    *,
+    opening: bool,
+    timed_out: bool,
+) -> SourceError:
+    # ExitError: PyAV's timeout interrupted FFmpeg.
+    if timed_out or isinstance(exc, av.error.ExitError | TimeoutError):
+        if opening:
+            return SourceTimeout(f"{spec}: no answer within {options.open_timeout:g} s")
+        return SourceTimeout(f"{spec}: no data for {options.read_timeout:g} s (stalled)")
+    if isinstance(exc, ConnectionRefusedError):
+        return SourceUnavailableError(f"{spec}: connection refused (nothing listening there)")
+    if isinstance(exc, av.error.InvalidDataError):
+        return SourceUnavailableError(f"{spec}: the server sent no readable video ({what})")
+    if not opening:
+        return SourceUnavailableError(f"{spec}: the connection broke ({what})")
+    return SourceUnavailableError(f"{spec}: {what}")
