@@ -25,6 +25,7 @@ from streamer.labels import DEFAULT_PROMPT, load_labels
 from streamer.pipeline import RunSummary, run_pipeline
 from streamer.samples import cache_dir
 from streamer.sinks import SinkError
+from streamer.sources import SourceOptions
 
 log = logging.getLogger("streamer")
 
@@ -93,6 +94,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     mode.add_argument(
         "--status-every", type=float, default=5.0, help="seconds between status tables"
     )
+    net = run.add_argument_group("live sources")
+    net.add_argument("--rtsp-transport", default="tcp", help="tcp | udp (default: tcp)")
+    net.add_argument("--open-timeout", type=float, default=5.0, help="seconds to open a source")
+    net.add_argument(
+        "--read-timeout", type=float, default=5.0, help="seconds without a frame = stalled, reopen"
+    )
+    net.add_argument(
+        "--reconnect-initial", type=float, default=0.5, help="first reconnect delay (s)"
+    )
+    net.add_argument(
+        "--reconnect-max", type=float, default=10.0, help="longest reconnect delay (s)"
+    )
+    net.add_argument(
+        "--reconnect-attempts", type=int, default=None,
+        help="give a source up after this many failed attempts in a row (default: never)",
+    )  # fmt: skip
     run.add_argument("--queue-frames", type=int, default=32, help="frames buffered in flight")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
@@ -147,6 +164,14 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         captions=captions,
         queue_frames=args.queue_frames,
         live=args.live,
+        sources=SourceOptions(
+            rtsp_transport=args.rtsp_transport,
+            open_timeout=args.open_timeout,
+            read_timeout=args.read_timeout,
+            backoff_initial=args.reconnect_initial,
+            backoff_cap=args.reconnect_max,
+            max_attempts=args.reconnect_attempts,
+        ),
         status_every=args.status_every,
     )
 
@@ -169,6 +194,8 @@ def run_command(args: argparse.Namespace) -> int:
     _print_summary(summary, config)
     if summary.interrupted:
         return EXIT_INTERRUPTED
+    if any(s.state == "failed" for s in summary.streams):
+        return EXIT_ERROR
     return EXIT_INCOMPLETE if summary.incomplete else EXIT_OK
 
 

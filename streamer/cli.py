@@ -2,6 +2,7 @@
 
 Exit codes: 0 done; 1 a runtime error (input, encoder, output); 2 bad usage or option value;
 3 the input ended early (truncated or damaged; what decoded was annotated and written);
+1 also when a live source failed for good (wrong URL, bad credentials, attempts used up);
 130 interrupted (outputs finalised with the frames written so far).
 """
 

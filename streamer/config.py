@@ -13,6 +13,7 @@ from streamer.captioner import CaptionPolicy
 from streamer.encoder_worker import EncoderChoice
 from streamer.errors import ConfigError
 from streamer.labels import DEFAULT_PROMPT
+from streamer.sources import SourceOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,7 @@ class RunConfig:
         live: None picks the contract by source kind (files: every frame; cameras and URLs:
             freshest frame wins); True treats every input as live (files are paced at their
             frame rate); False delivers every frame of every input (`--no-drop`).
+        sources: how live sources connect, time out and reconnect.
         queue_frames: frames buffered between stages of a file stream (bounds memory).
         status_every: seconds between status tables on the console for live runs.
     """
@@ -140,6 +142,7 @@ class RunConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     captions: CaptionPolicy = field(default_factory=CaptionPolicy)
     live: bool | None = None
+    sources: SourceOptions = field(default_factory=SourceOptions)
     queue_frames: int = 32
     status_every: float = 5.0
 

@@ -120,7 +120,9 @@ async def run_pipeline(
         EncoderError: the encoder cannot be loaded.
         SinkError: an output cannot be written.
     """
-    sources = [open_source(spec) for spec in config.inputs]
+    sources = [
+        open_source(spec, live=config.live, options=config.sources) for spec in config.inputs
+    ]
     _name_uniquely(sources)
     config.outputs.check([s.name for s in sources], config.inputs)
     if encoder is None:
@@ -139,12 +141,6 @@ def _name_uniquely(sources: list) -> None:
         seen[source.name] = count + 1
         if count:
             source.name = f"{source.name}-{count + 1}"
-
-
-def _is_live(source, live: bool | None) -> bool:
-    if live is None:
-        return bool(getattr(source, "live", False))
-    return live
 
 
 class _Run:
@@ -178,7 +174,7 @@ class _Run:
         streams: list[StreamRun] = []
         try:
             for source in sources:
-                live = _is_live(source, self.config.live)
+                live = source.live
                 if live and isinstance(source, FileSource):
                     source.paced = True  # a file played as a camera: at its own frame rate
                 outputs = self.config.outputs.for_stream(source.name)
@@ -290,7 +286,7 @@ class _Run:
     def _summary(self, wall_s: float) -> RunSummary:
         streams = tuple(_stream_summary(stream) for stream in self.streams)
         problems = [f"{s.name}: {s.error}" for s in streams if s.error]
-        ended = all(getattr(stream.source, "ended", True) for stream in self.streams)
+        ended = all(_source_ended(stream.source) for stream in self.streams)
         return RunSummary(
             frames=sum(s.frames for s in streams), analysed=sum(s.analysed for s in streams),
             captions=sum(s.captions for s in streams), wall_s=wall_s,
@@ -299,6 +295,14 @@ class _Run:
             random_weights=self.encoder.info.random_weights,
             loop_lag_max_s=self.loop_lag_max_s, streams=streams,
         )  # fmt: skip
+
+
+def _source_ended(source) -> bool:
+    """Whether a source got to its own end (or failed for good) rather than being stopped."""
+    status = getattr(source, "status", None)
+    if status is not None:
+        return status.state in ("ended", "failed")
+    return source.ended
 
 
 def _stream_summary(stream: StreamRun) -> StreamSummary:

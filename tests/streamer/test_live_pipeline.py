@@ -1,0 +1,117 @@
+"""The whole pipeline on live RTSP streams from a real GStreamer server on loopback."""
+
+import asyncio
+import logging
+
+import pytest
+from live_helpers import wait_until
+from media import ffprobe, read_jsonl, video_stream
+
+from streamer import OutputConfig, RunConfig, run_pipeline
+from streamer.sources import SourceOptions
+
+pytestmark = pytest.mark.integration
+
+FAST_RECONNECT = SourceOptions(open_timeout=2.0, read_timeout=1.0, backoff_initial=0.2,
+                               backoff_cap=0.8)  # fmt: skip
+
+
+def _lines(path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _outputs(tmp_path) -> OutputConfig:
+    video, jsonl = str(tmp_path / "{stream}.mp4"), str(tmp_path / "{stream}.jsonl")
+    return OutputConfig(video=video, jsonl=jsonl, preset="ultrafast")
+
+
+async def _run_until(config, encoder, condition, timeout, what):
+    """Run the pipeline until `condition()` holds, then stop it and return its summary."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_pipeline(config, encoder=encoder, stop=stop))
+    try:
+        await wait_until(lambda: condition() or task.done(), timeout, what)
+    finally:
+        stop.set()
+    return await asyncio.wait_for(task, 30)
+
+
+def _states(path) -> list[str]:
+    return [r["state"] for r in read_jsonl(path) if r["type"] == "status"]
+
+
+async def test_two_live_streams_share_the_encoder_and_write_their_own_outputs(
+    tmp_path, rtsp_server, tiny_encoder
+):
+    urls = (rtsp_server.url("cam1"), rtsp_server.url("cam2"))
+    config = RunConfig(input=urls, outputs=_outputs(tmp_path), sources=FAST_RECONNECT)
+    names = [f"127.0.0.1_{rtsp_server.port}_cam1", f"127.0.0.1_{rtsp_server.port}_cam2"]
+    summary = await _run_until(
+        config, tiny_encoder,
+        lambda: all(_lines(tmp_path / f"{n}.jsonl") >= 5 for n in names), 30, "both analysed",
+    )  # fmt: skip
+    assert summary.interrupted  # live runs end by being stopped
+    for stream in summary.streams:
+        assert stream.name in names and stream.frames > 10 and stream.analysed >= 2
+        assert stream.latency_ms[2] < 2000  # bounded, on a loaded 2-core machine
+        written = int(video_stream(ffprobe(tmp_path / f"{stream.name}.mp4"))["nb_read_frames"])
+        assert written == stream.frames
+        assert _states(tmp_path / f"{stream.name}.jsonl")[:2] == ["connecting", "online"]
+
+
+async def test_server_killed_and_restarted_the_run_reconnects_and_keeps_going(
+    tmp_path, own_rtsp_server, tiny_encoder
+):
+    url = own_rtsp_server.url("cam")
+    config = RunConfig(input=url, outputs=_outputs(tmp_path), sources=FAST_RECONNECT)
+    name = f"127.0.0.1_{own_rtsp_server.port}_cam"
+    jsonl = tmp_path / f"{name}.jsonl"
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop))
+    try:
+        await wait_until(
+            lambda: "online" in _states(jsonl) if jsonl.exists() else False, 30, "online"
+        )
+        own_rtsp_server.kill()
+        await wait_until(lambda: "offline" in _states(jsonl), 15, "offline after the kill")
+        await asyncio.sleep(1.0)
+        own_rtsp_server.start()
+        await wait_until(lambda: _states(jsonl).count("online") >= 2, 20, "online again")
+        analysed_before = sum(1 for r in read_jsonl(jsonl) if r["type"] == "analysis")
+        await wait_until(
+            lambda: sum(1 for r in read_jsonl(jsonl) if r["type"] == "analysis") > analysed_before,
+            15, "analysis after the reconnect",
+        )  # fmt: skip
+    finally:
+        stop.set()
+    summary = await asyncio.wait_for(task, 30)
+    (stream,) = summary.streams
+    assert stream.reconnects >= 1
+    offline = next(
+        r for r in read_jsonl(jsonl) if r["type"] == "status" and r["state"] == "offline"
+    )
+    assert offline["offline_since"] is not None and offline["error"]
+    assert int(video_stream(ffprobe(tmp_path / f"{name}.mp4"))["nb_read_frames"]) == stream.frames
+
+
+async def test_a_failing_stream_does_not_stop_the_others_and_credentials_stay_hidden(
+    tmp_path, rtsp_server, tiny_encoder, caplog
+):
+    good = rtsp_server.url("cam1")
+    bad = rtsp_server.url("nope", userinfo="admin:s3cr3t-pw")
+    config = RunConfig(input=(good, bad), outputs=_outputs(tmp_path), sources=FAST_RECONNECT)
+    good_jsonl = tmp_path / f"127.0.0.1_{rtsp_server.port}_cam1.jsonl"
+    with caplog.at_level(logging.DEBUG):
+        summary = await _run_until(
+            config, tiny_encoder, lambda: _lines(good_jsonl) >= 6, 30, "the good stream ran"
+        )
+    by_state = {s.state: s for s in summary.streams}
+    assert by_state["failed"].error and "no stream there" in by_state["failed"].error
+    assert by_state["online"].frames > 10
+    everything = (
+        caplog.text
+        + str(summary)
+        + "".join(p.read_text(errors="replace") for p in tmp_path.glob("*.jsonl"))
+    )
+    assert "s3cr3t-pw" not in everything
+    assert not any("s3cr3t" in p.name for p in tmp_path.iterdir())
