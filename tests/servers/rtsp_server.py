@@ -5,7 +5,8 @@ Run it with Debian's Python (it has `gi`; the project's virtual environment does
     /usr/bin/python3 tests/servers/rtsp_server.py --port 8554 \
         --mount cam1=pattern --mount clip=/path/to/clip.mp4
 
-`NAME=pattern` serves a live 320×180 25 fps test pattern (H.264, a key frame every second);
+`NAME=pattern` serves a live 320×180 25 fps test pattern (H.264, a key frame every second;
+`NAME=pattern:640x360` for another size);
 `NAME=/path/clip.mp4` serves that MP4's H.264 video once, at its own pace, then ends. Media
 factories are shared, so several clients of one mount see one pipeline. The server prints
 "READY" on stdout once it listens, and runs until it is killed.
@@ -23,7 +24,7 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 PATTERN = (
-    "( videotestsrc is-live=true ! video/x-raw,width=320,height=180,framerate=25/1 "
+    "( videotestsrc is-live=true ! video/x-raw,width={width},height={height},framerate=25/1 "
     "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 "
     "! rtph264pay name=pay0 pt=96 )"
 )
@@ -31,9 +32,11 @@ CLIP = '( filesrc location="{path}" ! qtdemux ! h264parse ! rtph264pay name=pay0
 
 
 def launch_line(what: str) -> str:
-    """The GStreamer launch line that serves `what`: "pattern" or an MP4 path."""
-    if what == "pattern":
-        return PATTERN
+    """The GStreamer launch line that serves `what`: "pattern" (320×180), "pattern:WxH", or an
+    MP4 path."""
+    if what == "pattern" or what.startswith("pattern:"):
+        width, _, height = (what.partition(":")[2] or "320x180").partition("x")
+        return PATTERN.format(width=int(width), height=int(height))
     if '"' in what:
         raise SystemExit(f"a clip path may not contain a double quote, got {what!r}")
     return CLIP.format(path=what)
