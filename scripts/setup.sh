@@ -54,3 +54,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   .venv/bin/python -m pip install --quiet -e ".$extras"
   echo "$digest" > "$stamp"
 fi
+
+if [ "$want_tests" = 1 ]; then
+  # The LLM client tests need a real OpenAI-compatible server (llama-cpp-python + SmolLM2);
+  # the script skips whatever is already installed.
+  bash scripts/llm_server.sh
+fi

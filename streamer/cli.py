@@ -43,10 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from streamer import _cli_encoders, _cli_run
+    from streamer import _cli_encoders, _cli_llm, _cli_run
 
     _cli_run.add_parser(commands)
     _cli_encoders.add_parser(commands)
+    _cli_llm.add_parser(commands)
     sample = commands.add_parser("sample", help="fetch the sample clip and print its path")
     sample.add_argument("--cache-dir", help="where to keep it (default: ~/.cache/streamer/samples)")
     sample.set_defaults(handler=_sample)

@@ -1,0 +1,48 @@
+"""Captions from a local LLM server: LM Studio first, any OpenAI-compatible server as well.
+
+Example:
+    >>> import aiohttp
+    >>> from streamer.llm import CaptionRequest, LlmClient, LlmConfig
+    >>> async def one(frame):  # doctest: +SKIP
+    ...     async with aiohttp.ClientSession() as session:
+    ...         client = LlmClient(LlmConfig(url="http://localhost:1234/v1"), session)
+    ...         return await client.caption(CaptionRequest("cam1", 12.5, ("dog",), frame))
+"""
+
+from __future__ import annotations
+
+from streamer.llm.client import CaptionRequest, LlmClient, LlmState, LlmStats
+from streamer.llm.config import DEFAULT_URL, LlmConfig
+from streamer.llm.errors import (
+    LlmAuthError,
+    LlmCircuitOpenError,
+    LlmConfigError,
+    LlmError,
+    LlmInputError,
+    LlmNoVisionError,
+    LlmTimeoutError,
+    LlmUnavailableError,
+)
+from streamer.llm.probe import ModelInfo, ServerInfo
+from streamer.llm.prompts import DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
+
+__all__ = [
+    "DEFAULT_PROMPT",
+    "DEFAULT_SYSTEM_PROMPT",
+    "DEFAULT_URL",
+    "CaptionRequest",
+    "LlmAuthError",
+    "LlmCircuitOpenError",
+    "LlmClient",
+    "LlmConfig",
+    "LlmConfigError",
+    "LlmError",
+    "LlmInputError",
+    "LlmNoVisionError",
+    "LlmState",
+    "LlmStats",
+    "LlmTimeoutError",
+    "LlmUnavailableError",
+    "ModelInfo",
+    "ServerInfo",
+]

@@ -1,0 +1,102 @@
+"""What the client reads back: the answer text of a chat completion, cleaned for an overlay.
+
+Models answer with markdown, reasoning blocks, several paragraphs or nothing at all; the overlay
+wants one short paragraph of plain text. `clean_caption` makes one, and an answer with nothing
+left after cleaning is an error (`LlmInputError`, kind "empty_answer") rather than a blank
+caption: the caller keeps its previous caption, and the request is not retried because the same
+prompt tends to give the same nothing (a silent context overflow, a reasoning-only answer).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from streamer.llm.errors import LlmInputError, LlmUnavailableError
+
+__all__ = ["MAX_CAPTION_CHARS", "answer_text", "clean_caption"]
+
+MAX_CAPTION_CHARS = 300
+
+_THINK = re.compile(
+    r"<(think|thinking|reasoning)>.*?(</\1>|$)|^.*?</(think|thinking|reasoning)>", re.S | re.I
+)
+_FENCE = re.compile(r"^\s*(```|~~~)[\w+-]*\s*$", re.M)
+_HEADER = re.compile(r"^\s{0,3}#{1,6}\s+", re.M)
+_BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+", re.M)
+_QUOTE = re.compile(r"^\s*>\s?", re.M)
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+# Paired emphasis only, so snake_case words and a lone "*" survive.
+_EMPHASIS = re.compile(r"(\*\*|__|\*|_|~~)(?=\S)(.+?)(?<=\S)\1(?!\w)", re.S)
+_CODE = re.compile(r"`+([^`]*)`+")
+_LABEL = re.compile(r"^(caption|answer|description)\s*:\s*", re.I)
+
+
+def answer_text(body: object, *, where: str) -> str:
+    """The raw answer text of a non-streamed chat completion.
+
+    Args:
+        body: the decoded JSON of a 2xx response that carries no error.
+        where: what was asked, for the message.
+
+    Raises:
+        LlmUnavailableError: the body is not a chat completion (kind "bad_response").
+    """
+    try:
+        message = body["choices"][0]["message"]  # type: ignore[index]
+        content = message.get("content")
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise LlmUnavailableError(
+            f"{where} answered with something that is not a chat completion: {str(body)[:200]!r}",
+            kind="bad_response",
+            reason="bad response",
+        ) from exc
+    if isinstance(content, list):  # some servers answer in parts, like the request's
+        content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
+
+
+def clean_caption(text: str, max_chars: int = MAX_CAPTION_CHARS) -> str:
+    """One paragraph of plain text from a model's answer.
+
+    Removes reasoning blocks (`<think>…</think>`, also an unclosed one cut off by the token
+    limit), code fences, markdown headers, bullets, quotes, emphasis and links, control and
+    invisible characters and U+FFFD (left by bytes that were not UTF-8); collapses whitespace and
+    surrounding quotes; cuts to `max_chars` at a word boundary with an ellipsis.
+
+    Raises:
+        LlmInputError: no letter or digit is left (kind "empty_answer").
+    """
+    text = _THINK.sub(" ", text)
+    for pattern in (_FENCE, _HEADER, _BULLET, _QUOTE):
+        text = pattern.sub(" ", text)
+    text = _LINK.sub(r"\1", text)
+    text = _CODE.sub(r"\1", text)
+    text = _EMPHASIS.sub(r"\2", text)
+    text = "".join(" " if _invisible(ch) else ch for ch in text)
+    text = " ".join(text.split())
+    text = _LABEL.sub("", text).strip().strip("\"'“”‘’").strip()
+    if not any(ch.isalnum() for ch in text):  # nothing but leftover markup or symbols
+        raise LlmInputError(
+            "the model answered with no caption text (a reasoning-only answer, or a context "
+            "overflow the server did not report)",
+            kind="empty_answer",
+            reason="empty answer",
+        )
+    return _cut(text, max_chars)
+
+
+def _invisible(ch: str) -> bool:
+    # Cc control, Cf format (zero-width, bidi), Co/Cs/Cn; Z* separators other than a space.
+    category = unicodedata.category(ch)
+    return ch == "\ufffd" or category[0] == "C" or (category[0] == "Z" and ch != " ")
+
+
+def _cut(text: str, max_chars: int) -> str:
+    if len(text) <= max_chars:
+        return text
+    cut = text[: max_chars - 1]
+    space = cut.rfind(" ")
+    if space > max_chars // 2:  # one very long "word" is cut mid-word rather than dropped
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-") + "…"

@@ -1,0 +1,411 @@
+"""`LlmClient`: one caption per call from an OpenAI-compatible server, robust to its faults.
+
+A call probes the server once (kind, model, vision; `probe.py`), sends one chat request (a JPEG
+and the tags for a vision model, the tags alone otherwise), retries only retryable failures
+with exponential backoff and full jitter, and returns one cleaned paragraph. A circuit breaker
+stops sending to a server that keeps failing and lets one trial through every
+`breaker_probe_every` seconds. Time is read from the injected clock and waited with the injected
+sleep, so tests step time instead of sleeping.
+
+Example:
+    >>> async with aiohttp.ClientSession() as session:  # doctest: +SKIP
+    ...     client = LlmClient(LlmConfig(), session)
+    ...     print(await client.probe())
+    ...     text = await client.caption(CaptionRequest("cam1", 12.5, ("dog", "lawn"), frame))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+import aiohttp
+import numpy as np
+
+from streamer.llm._http import Http, check
+from streamer.llm.answers import answer_text, clean_caption
+from streamer.llm.breaker import Breaker, BreakerState
+from streamer.llm.config import LlmConfig
+from streamer.llm.errors import (
+    LlmCircuitOpenError,
+    LlmConfigError,
+    LlmError,
+    LlmInputError,
+    LlmNoVisionError,
+    LlmUnavailableError,
+)
+from streamer.llm.images import check_image, encode_jpeg, jpeg_data_uri, probe_image
+from streamer.llm.probe import ServerInfo, discover
+from streamer.llm.prompts import chat_messages, render
+
+__all__ = ["CaptionRequest", "LlmClient", "LlmState", "LlmStats"]
+
+log = logging.getLogger("streamer.llm")
+
+
+class LlmState(enum.Enum):
+    """The client's health, for the overlay and metrics."""
+
+    OK = "ok"
+    SLOW = "slow"  # captions come, slower than `slow_after`
+    DOWN = "down"  # unreachable, timing out or failing; the breaker may be open
+    NO_VISION = "text-only"  # captions come from the tags: the model takes no images
+    ERROR = "error"  # a setup problem: no model loaded, unknown model, bad key, wrong URL
+
+
+@dataclass(frozen=True)
+class CaptionRequest:
+    """What one caption is about.
+
+    Attributes:
+        stream: the stream's name (prompt field {stream}).
+        time: media time in seconds for files, a Unix time for live streams (field {time}).
+        tags: zero-shot tags, best first (field {tags}).
+        image: the frame, HxWx3 uint8 RGB; None sends the tags only.
+
+    Raises:
+        LlmInputError: `image` is not an HxWx3 uint8 array.
+    """
+
+    stream: str
+    time: float
+    tags: tuple[str, ...] = ()
+    image: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        tags = (self.tags,) if isinstance(self.tags, str) else tuple(self.tags)
+        if not all(isinstance(tag, str) for tag in tags):
+            got = sorted({type(tag).__name__ for tag in tags if not isinstance(tag, str)})
+            raise LlmInputError(f"tags must be strings (labels), got {got}", kind="bad_request")
+        object.__setattr__(self, "tags", tags)
+        if self.image is not None:
+            check_image(self.image)
+
+
+@dataclass
+class LlmStats:
+    """Counters for metrics.
+
+    Attributes:
+        requests: chat requests sent (every attempt, the image probe included).
+        captions: captions returned.
+        errors: `caption` calls that raised.
+        retries: attempts made after a retryable failure.
+        rejected: calls refused at once by the open breaker (nothing sent).
+        fallbacks: image requests resent as tags only after an image error.
+        last_latency_s: round trip of the last answered chat request, seconds.
+    """
+
+    requests: int = 0
+    captions: int = 0
+    errors: int = 0
+    retries: int = 0
+    rejected: int = 0
+    fallbacks: int = 0
+    last_latency_s: float | None = None
+
+
+class LlmClient:
+    """Captions from one LLM server through the caller's aiohttp session.
+
+    Args:
+        config: where the server is and what to ask.
+        session: an open `aiohttp.ClientSession`; the caller owns and closes it.
+        clock: monotonic seconds (breaker waits, latency, SLOW).
+        sleep: awaited for backoff delays.
+        rng: uniform [0, 1) for the jitter.
+
+    Attributes:
+        state, state_detail: health and its overlay text ("LLM ok", "LLM slow 6.2 s",
+            "LLM down since 12:03:04", "LLM text-only", "LLM error: no model loaded").
+        on_state_change: called as `(state, detail)` once per change of `state`, so a fault is
+            reported once, not per request. The client itself logs only at DEBUG: reporting
+            is the owner's job.
+        last_error: the last error raised, with the cause and the fix in its message.
+        info: what the last probe found; None until probed and after a failure.
+        stats: counters for metrics.
+    """
+
+    def __init__(
+        self,
+        config: LlmConfig,
+        session: aiohttp.ClientSession,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self._http = Http(session, config)
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng
+        self._breaker = Breaker(config.breaker_failures, config.breaker_probe_every, clock)
+        self.state = LlmState.OK
+        self.state_detail = "LLM ok"
+        self.on_state_change: Callable[[LlmState, str], None] | None = None
+        self.last_error: LlmError | None = None
+        self.info: ServerInfo | None = None
+        self.stats = LlmStats()
+        self._vision: dict[str, tuple[bool, str]] = {}  # learned per model, wins over metadata
+        self._warm: set[str] = set()  # models that answered: no JIT load ahead, short timeout
+        self._slots = asyncio.Semaphore(1)  # one at a time until the probe says more
+        self._slot_count = 1
+        self._probe_lock = asyncio.Lock()
+
+    @property
+    def breaker_state(self) -> BreakerState:
+        """The circuit breaker's state (closed, open, half-open)."""
+        return self._breaker.state
+
+    # -- probe ---------------------------------------------------------------------------------
+
+    async def probe(self) -> ServerInfo:
+        """Ask the server what it is and settle the model and its vision (cached per model).
+
+        Returns:
+            What was found. `info.model` is None (and the state ERROR) when no model can be
+            chosen; `info.problem` says why.
+
+        Raises:
+            LlmUnavailableError: the server cannot be reached (state DOWN).
+            LlmConfigError: wrong URL or API key (state ERROR).
+        """
+        try:
+            async with self._probe_lock:
+                info = await self._probe()
+        except LlmUnavailableError as exc:
+            self._breaker.failure()
+            self._failed(exc)
+            raise
+        except LlmError as exc:
+            self._breaker.success()
+            self._failed(exc)
+            raise
+        self._breaker.success()
+        if info.model is None:
+            self._set_state(LlmState.ERROR, "LLM error: no model loaded", info.problem)
+        else:
+            self._answered(0.0)
+        return info
+
+    async def _probe(self) -> ServerInfo:
+        info = await discover(self._http, self.config.model)
+        if info.model is not None:
+            info = await self._settle_vision(info, info.model)
+        if info.parallel != self._slot_count:
+            # Requests holding a slot keep the old semaphore; the new one bounds new requests.
+            self._slots = asyncio.Semaphore(info.parallel)
+            self._slot_count = info.parallel
+        self.info = info
+        return info
+
+    async def _settle_vision(self, info: ServerInfo, model: str) -> ServerInfo:
+        if model in self._vision:
+            vision, source = self._vision[model]
+        elif self.config.vision is not None:
+            vision, source = self.config.vision, "config"
+        elif info.vision is not None:
+            return info
+        else:
+            vision, source = await self._image_probe(model), "image probe"
+            self._vision[model] = (vision, source)
+        return replace(info, vision=vision, vision_source=source)
+
+    async def _image_probe(self, model: str) -> bool:
+        """Send one 16x16 JPEG: a model that answers takes images."""
+        uri = jpeg_data_uri(encode_jpeg(probe_image()))
+        try:
+            await self._chat(model, "Reply with one word.", "What colour is this?", uri, 1)
+        except LlmError as exc:
+            # No answer (the server is down) or a setup fault (unknown model, no key) says
+            # nothing about images.
+            if exc.status is None or isinstance(exc, LlmConfigError):
+                raise
+            # Any refusal of a 16x16 JPEG (llama-cpp-python's 500, LM Studio's 200 "does not
+            # support images", a 400) means images will not work with this model.
+            log.debug("LLM %s takes no images: %s", model, exc)
+            return False
+        return True
+
+    # -- caption -------------------------------------------------------------------------------
+
+    async def caption(self, request: CaptionRequest) -> str:
+        """One caption for `request`.
+
+        Returns:
+            One paragraph of plain text, at most 300 characters.
+
+        Raises:
+            LlmUnavailableError: unreachable, timed out, or failing after the retries; at once
+                (`LlmCircuitOpenError`, nothing sent) while the breaker is open.
+            LlmConfigError: no model loaded, unknown model, bad API key, wrong URL.
+            LlmInputError: the server refused this request (context overflow, bad image), or
+                answered with no text (kind "empty_answer").
+        """
+        start = self._clock()
+        try:
+            text = await self._with_retries(request)
+        except LlmError as exc:
+            self.stats.errors += 1
+            self._failed(exc)
+            raise
+        self.stats.captions += 1
+        self._answered(self._clock() - start)
+        return text
+
+    async def _with_retries(self, request: CaptionRequest) -> str:
+        attempt = 0
+        while True:
+            if not self._breaker.allow():
+                self.stats.rejected += 1
+                raise self._circuit_open()
+            try:
+                text = await self._attempt(request)
+            except LlmUnavailableError:
+                self._breaker.failure()
+                opened = self._breaker.state is not BreakerState.CLOSED
+                if opened or attempt >= self.config.max_retries:  # an open breaker's trials
+                    raise  # replace retries
+            except LlmError:
+                self._breaker.success()  # the server answered: it is up
+                raise
+            except BaseException:
+                self._breaker.abandon()  # cancelled: do not leave a trial hanging
+                raise
+            else:
+                self._breaker.success()
+                return text
+            attempt += 1
+            self.stats.retries += 1
+            await self._sleep(self._backoff(attempt))
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base·2^(attempt-1))]."""
+        ceiling = min(self.config.retry_cap, self.config.retry_base * 2 ** (attempt - 1))
+        return self._rng() * ceiling
+
+    def _circuit_open(self) -> LlmCircuitOpenError:
+        cause = f": {self.last_error.reason}" if self.last_error else ""
+        return LlmCircuitOpenError(
+            f"not sent: the LLM server at {self.config.url} keeps failing{cause}; the next "
+            f"trial request goes in {self._breaker.retry_in():.1f} s",
+            kind="circuit_open",
+            reason="circuit open",
+        )
+
+    async def _attempt(self, request: CaptionRequest) -> str:
+        info = await self._ensure_probed()
+        model = info.model
+        if model is None:
+            raise LlmConfigError(
+                info.problem or "no model to ask", kind="no_models_loaded", reason="no model loaded"
+            )
+        fields = {"tags": request.tags, "stream": request.stream, "time": request.time}
+        system = render(self.config.system_prompt, **fields)
+        user = render(self.config.prompt, **fields)
+        if request.image is not None and info.vision is not False:
+            uri = await asyncio.to_thread(self._jpeg_uri, request.image)
+            try:
+                return clean_caption(await self._chat(model, system, user, uri))
+            except LlmNoVisionError as exc:
+                # Text-only after all (a model without its vision add-on or mmproj, or metadata
+                # that said otherwise): remember it and send the same request without the image.
+                log.debug("LLM %s refused an image; tags only from now on: %s", model, exc)
+                self._learn_text_only(model)
+                self.stats.fallbacks += 1
+        return clean_caption(await self._chat(model, system, user, None))
+
+    async def _ensure_probed(self) -> ServerInfo:
+        if self.info is None:
+            async with self._probe_lock:
+                if self.info is None:
+                    await self._probe()
+        assert self.info is not None
+        return self.info
+
+    def _jpeg_uri(self, image: np.ndarray) -> str:
+        return jpeg_data_uri(
+            encode_jpeg(image, self.config.image_long_edge, self.config.jpeg_quality)
+        )
+
+    def _learn_text_only(self, model: str) -> None:
+        self._vision[model] = (False, "image error")
+        if self.info is not None and self.info.model == model:
+            self.info = replace(self.info, vision=False, vision_source="image error")
+
+    async def _chat(
+        self,
+        model: str,
+        system: str,
+        user: str,
+        image_uri: str | None,
+        max_tokens: int | None = None,
+    ) -> str:
+        """One chat completion; returns the raw answer text or raises the classified error."""
+        payload = {
+            "model": model,
+            "messages": chat_messages(system, user, image_uri),
+            "temperature": self.config.temperature,
+            "max_tokens": max_tokens or self.config.max_tokens,
+            "stream": False,
+        }
+        # The first request may load the model (LM Studio's JIT: 15-25 s and more).
+        cold = model not in self._warm
+        timeout = self.config.first_request_timeout if cold else self.config.read_timeout
+        url = self._http.base + "/chat/completions"
+        async with self._slots:
+            self.stats.requests += 1
+            sent = self._clock()
+            reply = await self._http.send("POST", url, read_timeout=timeout, payload=payload)
+            latency = self._clock() - sent
+        check(reply, f"POST {url}")
+        text = answer_text(reply.body, where=f"POST {url}")
+        self._warm.add(model)
+        self.stats.last_latency_s = latency
+        return text
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _answered(self, elapsed: float) -> None:
+        text_only = self.info is not None and self.info.vision is False
+        if elapsed > self.config.slow_after:
+            suffix = " (text-only)" if text_only else ""
+            self._set_state(LlmState.SLOW, f"LLM slow {elapsed:.1f} s{suffix}")
+        elif text_only:
+            self._set_state(LlmState.NO_VISION, "LLM text-only")
+        else:
+            self._set_state(LlmState.OK, "LLM ok")
+
+    def _failed(self, exc: LlmError) -> None:
+        if not isinstance(exc, LlmCircuitOpenError):  # keep the cause, not "not sent"
+            self.last_error = exc
+        if isinstance(exc, LlmUnavailableError):
+            # Forget what the server was: it may come back with another model (or cold).
+            self.info = None
+            self._warm.clear()
+            if self.state is not LlmState.DOWN:
+                since = time.strftime("%H:%M:%S")
+                self._set_state(LlmState.DOWN, f"LLM down since {since}", str(exc))
+        elif isinstance(exc, LlmConfigError):
+            self.info = None  # re-probe next time: the user may load a model meanwhile
+            self._set_state(LlmState.ERROR, f"LLM error: {exc.reason}", str(exc))
+        elif isinstance(exc, LlmInputError):
+            log.debug("LLM refused one request: %s", exc)
+
+    def _set_state(self, state: LlmState, detail: str, cause: str | None = None) -> None:
+        changed = state is not self.state
+        self.state = state
+        self.state_detail = detail
+        if not changed:
+            return
+        # Reporting is the owner's job (`on_state_change`, `last_error`): logging it here too
+        # would say every fault twice.
+        log.debug("%s%s", detail, f": {cause}" if cause else "")
+        if self.on_state_change is not None:
+            self.on_state_change(state, detail)

@@ -1,0 +1,119 @@
+"""`LlmConfig`: everything the LLM client is told, validated once on construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from streamer.errors import ConfigError
+from streamer.llm.prompts import DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT, check_template
+
+__all__ = ["DEFAULT_URL", "LlmConfig"]
+
+DEFAULT_URL = "http://localhost:1234/v1"
+"""LM Studio's OpenAI-compatible base on its default port."""
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    """How to reach the LLM server and what to ask it.
+
+    Attributes:
+        url: the OpenAI-compatible base URL, ending in /v1 (LM Studio's by default).
+        model: the model to use; None picks the loaded one (a vision model first).
+        api_key: sent as `Authorization: Bearer …` when given (LM Studio's API token).
+        connect_timeout: seconds to open a connection.
+        read_timeout: seconds to wait for a caption.
+        first_request_timeout: seconds for a model's first caption, which may load it (JIT).
+        max_retries: further attempts after a retryable failure.
+        retry_base: first backoff ceiling, seconds; it doubles per retry (full jitter).
+        retry_cap: the largest backoff ceiling, seconds.
+        breaker_failures: consecutive unavailability failures that open the circuit breaker.
+        breaker_probe_every: seconds between the trial requests an open breaker lets through.
+        image_long_edge: frames are scaled down to at most this many pixels on the long edge.
+        jpeg_quality: JPEG quality of the frames sent (1–100).
+        max_tokens: the answer's token budget.
+        temperature: sampling temperature; 0 makes answers repeatable.
+        system_prompt: the system message; may use the fields {tags}, {stream} and {time}.
+        prompt: the user message template; fields {tags}, {stream} and {time}.
+        vision: True or False overrides what the server reports about images.
+        slow_after: a caption taking longer than this (seconds) marks the state SLOW.
+
+    Raises:
+        ConfigError: a value out of range, named with what is allowed.
+    """
+
+    url: str = DEFAULT_URL
+    model: str | None = None
+    api_key: str | None = None
+    connect_timeout: float = 3.0
+    read_timeout: float = 30.0
+    first_request_timeout: float = 120.0
+    max_retries: int = 2
+    retry_base: float = 0.5
+    retry_cap: float = 8.0
+    breaker_failures: int = 3
+    breaker_probe_every: float = 10.0
+    image_long_edge: int = 1024
+    jpeg_quality: int = 85
+    max_tokens: int = 60
+    temperature: float = 0.0
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    prompt: str = DEFAULT_PROMPT
+    vision: bool | None = None
+    slow_after: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"`url` must be an http:// or https:// URL, got {self.url!r}")
+        # A trailing slash would make "…/v1//chat/completions", which LM Studio answers with
+        # a 200 "Unexpected endpoint" error.
+        object.__setattr__(self, "url", self.url.rstrip("/"))
+        for name in ("model", "api_key"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"`{name}` must be a non-empty string or None, got {value!r}")
+        self._check_positive()
+        self._check_ranges()
+        check_template("system_prompt", self.system_prompt)
+        check_template("prompt", self.prompt)
+        if self.vision not in (None, True, False):
+            raise ConfigError(f"`vision` must be True, False or None, got {self.vision!r}")
+
+    def _check_positive(self) -> None:
+        for name in (
+            "connect_timeout",
+            "read_timeout",
+            "first_request_timeout",
+            "retry_base",
+            "retry_cap",
+            "breaker_probe_every",
+            "slow_after",
+        ):
+            value = getattr(self, name)
+            if not _is_number(value) or not value > 0 or not math.isfinite(value):
+                raise ConfigError(f"`{name}` must be a positive number of seconds, got {value!r}")
+
+    def _check_ranges(self) -> None:
+        _int_in("max_retries", self.max_retries, 0, 10)
+        _int_in("breaker_failures", self.breaker_failures, 1, 1000)
+        # 5120² pixels is LM Studio's hard limit; 16 px is the smallest useful frame.
+        _int_in("image_long_edge", self.image_long_edge, 16, 5120)
+        _int_in("jpeg_quality", self.jpeg_quality, 1, 100)
+        _int_in("max_tokens", self.max_tokens, 1, 4096)
+        if not _is_number(self.temperature) or not 0 <= self.temperature <= 2:
+            raise ConfigError(f"`temperature` must be between 0 and 2, got {self.temperature!r}")
+        if self.retry_cap < self.retry_base:
+            raise ConfigError(
+                f"`retry_cap` must be at least `retry_base` ({self.retry_base}), "
+                f"got {self.retry_cap!r}"
+            )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _int_in(name: str, value: object, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"`{name}` must be an integer from {low} to {high}, got {value!r}")
