@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from encoders import EncoderError, UnknownEncoderError
@@ -22,6 +23,7 @@ from streamer.config import AnalysisConfig, OutputConfig, RunConfig
 from streamer.encoder_worker import EncoderChoice
 from streamer.errors import ConfigError, SourceError
 from streamer.labels import DEFAULT_PROMPT, load_labels
+from streamer.llm import DEFAULT_URL, LlmConfig
 from streamer.pipeline import RunSummary, run_pipeline
 from streamer.samples import cache_dir
 from streamer.sinks import SinkError
@@ -69,7 +71,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     ana.add_argument("--max-batch", type=int, default=8, help="frames per encoder batch")
     ana.add_argument("--max-wait-ms", type=float, default=50.0, help="batch deadline (ms)")
     ana.add_argument("--labels", help="label file (one per line) or 'dog, cat, person'")
-    ana.add_argument("--prompt", default=DEFAULT_PROMPT, help="text template per label")
+    ana.add_argument(
+        "--label-prompt", default=DEFAULT_PROMPT, help="text template per label ({label})"
+    )
     ana.add_argument("--top-k", type=int, default=3, help="tags per analysed frame")
     cap = run.add_argument_group("captions")
     cap.add_argument(
@@ -81,6 +85,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     cap.add_argument(
         "--scene-threshold", type=float, default=0.15, help="cosine distance = new scene"
     )
+    llm = run.add_argument_group("LLM captions (LM Studio or any OpenAI-compatible server)")
+    llm.add_argument(
+        "--llm-url", default=DEFAULT_URL, help=f"server base URL (default {DEFAULT_URL})"
+    )
+    llm.add_argument("--llm-model", help="model to ask (default: the one the server has loaded)")
+    llm.add_argument("--llm-api-key", help="API key, if the server wants one")
+    llm.add_argument("--no-llm", action="store_true", help="captions from tags only")
+    llm.add_argument("--llm-max-in-flight", type=int, default=1, help="requests per live stream")
+    llm.add_argument(
+        "--caption-wait", type=float, default=10.0,
+        help="seconds a file's output waits for its pending caption (default 10)",
+    )  # fmt: skip
+    llm.add_argument("--prompt", help="user prompt template ({tags} {stream} {time}), or a file")
+    llm.add_argument("--system-prompt", help="system prompt, or a file")
     mode = run.add_argument_group("contract")
     live = mode.add_mutually_exclusive_group()
     live.add_argument(
@@ -158,12 +176,15 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             batch=batch,
             top_k=args.top_k,
             labels=load_labels(args.labels) if args.labels else None,
-            prompt=args.prompt,
+            prompt=args.label_prompt,
             text_cache=None if args.no_cache else str(cache_dir() / "text"),
         ),
         captions=captions,
         queue_frames=args.queue_frames,
         live=args.live,
+        llm=None if args.no_llm else _llm_config(args),
+        llm_max_in_flight=args.llm_max_in_flight,
+        caption_wait=args.caption_wait,
         sources=SourceOptions(
             rtsp_transport=args.rtsp_transport,
             open_timeout=args.open_timeout,
@@ -174,6 +195,24 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         ),
         status_every=args.status_every,
     )
+
+
+def _llm_config(args: argparse.Namespace) -> LlmConfig:
+    prompts = {}
+    for field, value in (("prompt", args.prompt), ("system_prompt", args.system_prompt)):
+        if value is not None:
+            prompts[field] = _text_or_file(value, f"--{field.replace('_', '-')}")
+    return LlmConfig(url=args.llm_url, model=args.llm_model, api_key=args.llm_api_key, **prompts)
+
+
+def _text_or_file(value: str, flag: str) -> str:
+    if not os.path.isfile(value):
+        return value
+    try:
+        with open(value, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{flag}: cannot read {value!r}: {exc}") from exc
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -2,15 +2,20 @@
 
 The schedule runs on media time: a stream gets a caption at its first analysed frame, when the
 scene score crosses the threshold (no sooner than `min_interval` after the last one), and when
-the last caption is older than `max_age`. Until a language model answers (LLM captions are a
-later stage), the caption text is made from the zero-shot tags and marked as such.
+the last caption is older than `max_age`. The text comes from an LLM server (`LlmCaptioner`),
+or, with none, from the zero-shot tags, marked as such.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import difflib
+import re
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
 
 from streamer.frame import Annotation, Caption
+from streamer.llm import CaptionRequest, LlmClient, LlmError
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,12 @@ def tag_caption_text(annotation: Annotation) -> str:
     return "Looks like: " + ", ".join(tag.label for tag in annotation.tags)
 
 
+def tag_caption(annotation: Annotation) -> Caption:
+    """The caption the tags of `annotation` give."""
+    return Caption(annotation.stream, annotation.frame_index, annotation.pts,
+                   tag_caption_text(annotation), "tags")  # fmt: skip
+
+
 class TagCaptioner:
     """Captions made from the zero-shot tags; a repeat of the stream's last text is not new."""
 
@@ -75,14 +86,103 @@ class TagCaptioner:
 
     def caption(self, annotation: Annotation) -> Caption | None:
         """The caption for `annotation`, or None when it would repeat the current one."""
-        text = tag_caption_text(annotation)
-        if self._last_text.get(annotation.stream) == text:
+        caption = tag_caption(annotation)
+        if self._last_text.get(annotation.stream) == caption.text:
             return None
-        self._last_text[annotation.stream] = text
-        return Caption(
-            stream=annotation.stream,
-            frame_index=annotation.frame_index,
-            pts=annotation.pts,
-            text=text,
-            source=self.source,
-        )
+        self._last_text[annotation.stream] = caption.text
+        return caption
+
+
+def near_duplicate(a: str, b: str, threshold: float = 0.9) -> bool:
+    """Whether two captions say the same thing (case, punctuation and small edits aside)."""
+    words_a, words_b = _words(a), _words(b)
+    if words_a == words_b:
+        return True
+    return difflib.SequenceMatcher(None, words_a, words_b).ratio() >= threshold
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())
+
+
+class LlmCaptioner:
+    """Asks the LLM for captions without ever holding up the video.
+
+    Files get one request per caption point, in media order, and a future the output waits
+    on (bounded by the run's caption wait). Live streams get at most `max_in_flight` requests
+    each; a caption point that comes while they are busy waits as the stream's one candidate,
+    replaced by any newer one, and the answer shows from when it arrives. A failed request
+    (server down, breaker open, bad answer) falls back to the caption from tags.
+
+    Args:
+        client: the LLM client (shared by every stream).
+        max_in_flight: requests per live stream at once.
+        spawn: starts a task inside the run's TaskGroup.
+    """
+
+    def __init__(
+        self, client: LlmClient, max_in_flight: int, spawn: Callable[[Coroutine], asyncio.Task]
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"llm max_in_flight must be ≥ 1, got {max_in_flight}")
+        self.client = client
+        self.max_in_flight = max_in_flight
+        self._spawn = spawn
+        self._in_flight: dict[str, int] = {}
+        self._candidate: dict[str, tuple] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    def _start(self, coro: Coroutine) -> None:
+        task = self._spawn(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def cancel(self) -> None:
+        """Cancel the requests still out (the run is ending) and forget the candidates."""
+        self._candidate.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def for_file(self, request: CaptionRequest, annotation: Annotation) -> asyncio.Future:
+        """Request now; the future gets the `Caption` (LLM, or tags when the LLM failed)."""
+        future = asyncio.get_running_loop().create_future()
+
+        async def fill() -> None:
+            caption = await self._ask(request, annotation)
+            if not future.done():
+                future.set_result(caption)
+
+        self._start(fill())
+        return future
+
+    def for_live(
+        self, request: CaptionRequest, annotation: Annotation,
+        deliver: Callable[[Caption], None], now: Callable[[], float],
+    ) -> None:  # fmt: skip
+        """Request when the stream has room, else keep it as the stream's newest candidate;
+        `deliver` gets the caption, timed `now()` (when it arrived)."""
+        stream = annotation.stream
+        if self._in_flight.get(stream, 0) >= self.max_in_flight:
+            self._candidate[stream] = (request, annotation, deliver, now)
+            return
+        self._in_flight[stream] = self._in_flight.get(stream, 0) + 1
+        self._start(self._live(request, annotation, deliver, now))
+
+    async def _live(self, request, annotation, deliver, now) -> None:
+        try:
+            caption = await self._ask(request, annotation)
+            deliver(replace(caption, pts=now()))
+        finally:
+            self._in_flight[annotation.stream] -= 1
+            waiting = self._candidate.pop(annotation.stream, None)
+            if waiting is not None:
+                self.for_live(*waiting)
+
+    async def _ask(self, request: CaptionRequest, annotation: Annotation) -> Caption:
+        try:
+            text = await self.client.caption(request)
+        except LlmError:
+            # Reported once per state change by the client's owner; the video goes on with
+            # the caption the tags give.
+            return tag_caption(annotation)
+        return Caption(annotation.stream, annotation.frame_index, annotation.pts, text, "llm")

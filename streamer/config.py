@@ -13,6 +13,7 @@ from streamer.captioner import CaptionPolicy
 from streamer.encoder_worker import EncoderChoice
 from streamer.errors import ConfigError
 from streamer.labels import DEFAULT_PROMPT
+from streamer.llm import LlmConfig
 from streamer.sources import SourceOptions
 
 
@@ -132,6 +133,10 @@ class RunConfig:
             freshest frame wins); True treats every input as live (files are paced at their
             frame rate); False delivers every frame of every input (`--no-drop`).
         sources: how live sources connect, time out and reconnect.
+        llm: the LLM server for captions; None makes captions from tags only.
+        llm_max_in_flight: caption requests per live stream at once.
+        caption_wait: seconds a file's output waits for the pending caption of its time before
+            it goes on with the caption from tags.
         queue_frames: frames buffered between stages of a file stream (bounds memory).
         status_every: seconds between status tables on the console for live runs.
     """
@@ -143,6 +148,9 @@ class RunConfig:
     captions: CaptionPolicy = field(default_factory=CaptionPolicy)
     live: bool | None = None
     sources: SourceOptions = field(default_factory=SourceOptions)
+    llm: LlmConfig | None = None
+    llm_max_in_flight: int = 1
+    caption_wait: float = 10.0
     queue_frames: int = 32
     status_every: float = 5.0
 
@@ -151,6 +159,10 @@ class RunConfig:
             raise ConfigError("no input: give at least one file, camera or URL")
         if self.queue_frames < 2:
             raise ConfigError(f"queue_frames must be ≥ 2, got {self.queue_frames}")
+        if self.llm_max_in_flight < 1:
+            raise ConfigError(f"llm_max_in_flight must be ≥ 1, got {self.llm_max_in_flight}")
+        if not self.caption_wait >= 0:
+            raise ConfigError(f"caption_wait must be ≥ 0 s, got {self.caption_wait}")
         if not self.status_every > 0:
             raise ConfigError(f"status_every must be > 0 s, got {self.status_every}")
 

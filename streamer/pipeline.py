@@ -21,18 +21,22 @@ import sys
 import time
 from dataclasses import dataclass
 
+import aiohttp
+
 from encoders import Encoder
 from streamer.analyzer import Analyzer, Vocabulary
 from streamer.batcher import batch_items
-from streamer.captioner import CaptionSchedule, TagCaptioner
+from streamer.captioner import CaptionSchedule, LlmCaptioner, tag_caption
 from streamer.channel import Channel, FairChannel
 from streamer.config import RunConfig
 from streamer.encoder_worker import EncoderWorker, load_encoder
+from streamer.frame import Annotation
 from streamer.labels import default_labels, prompts
+from streamer.llm import CaptionRequest, LlmClient, LlmError, LlmState
 from streamer.outputs import RANDOM_WEIGHTS_WARNING
 from streamer.progress import Counters, ProgressBar
 from streamer.sampler import Sampler
-from streamer.sources import FileSource, open_source
+from streamer.sources import FileSource, open_source, redact
 from streamer.stats import RateMeter, StreamRow, status_table
 from streamer.stream import Analysis, AnalysisRequest, Shared, StreamRun
 from streamer.text_cache import cached_text_embeddings
@@ -127,8 +131,39 @@ async def run_pipeline(
     config.outputs.check([s.name for s in sources], config.inputs)
     if encoder is None:
         encoder = await asyncio.to_thread(load_encoder, config.encoder)
-    run = _Run(config, sources, encoder, stop or asyncio.Event(), progress)
-    return await run.run()
+    async with contextlib.AsyncExitStack() as stack:
+        client = await _llm_client(config, sources, stack)
+        run = _Run(config, sources, encoder, stop or asyncio.Event(), progress, client)
+        return await run.run()
+
+
+async def _llm_client(config: RunConfig, sources: list, stack) -> LlmClient | None:
+    """The run's LLM client after its startup probe, or None for captions from tags.
+
+    A file-only run with no reachable server goes on with tags for the whole run (the same
+    captions every run); a live run keeps the client, whose breaker retries now and then.
+    """
+    if config.llm is None:
+        return None
+    session = await stack.enter_async_context(aiohttp.ClientSession())
+    client = LlmClient(config.llm, session)
+    client.on_state_change = _report_llm_state
+    try:
+        info = await client.probe()
+    except LlmError as exc:
+        if not any(source.live for source in sources):
+            log.warning("no LLM captions: %s\n→ captions come from the tags for this run", exc)
+            return None
+        log.warning("LLM not available yet: %s\n→ captions from tags until it answers", exc)
+        return client
+    vision = "sees images" if info.vision else "text only: captions from tags and time"
+    log.info("LLM: %s at %s, model %s (%s)", info.kind, redact(config.llm.url), info.model, vision)
+    return client
+
+
+def _report_llm_state(state: LlmState, detail: str) -> None:
+    level = logging.INFO if state in (LlmState.OK, LlmState.NO_VISION) else logging.WARNING
+    log.log(level, "%s", detail)
 
 
 annotate_file = run_pipeline  # the name of the file-only first version
@@ -148,7 +183,7 @@ class _Run:
 
     def __init__(
         self, config: RunConfig, sources: list, encoder: Encoder, stop: asyncio.Event,
-        progress: bool,
+        progress: bool, client: LlmClient | None = None,
     ) -> None:  # fmt: skip
         self.config = config
         self.encoder = encoder
@@ -156,7 +191,8 @@ class _Run:
         self.progress = progress
         self.worker = EncoderWorker(encoder)
         self.schedule = CaptionSchedule(config.captions)
-        self.captioner = TagCaptioner()
+        self.client = client
+        self.llm: LlmCaptioner | None = None  # made inside the TaskGroup its requests run in
         self.done = asyncio.Event()
         self.loop_lag_max_s = 0.0
         info = encoder.info
@@ -167,6 +203,8 @@ class _Run:
             inbox=FairChannel("analysis"), sampler=Sampler(config.analysis.analyze_fps),
             hud_model=f"{info.kind} {info.model}", warning=warning, started=time.monotonic(),
             queue_frames=config.queue_frames, copy_audio=config.outputs.copy_audio,
+            caption_wait=config.caption_wait,
+            llm_status=(lambda: client.state_detail) if client is not None else None,
         )  # fmt: skip
         self.streams = self._open_streams(sources)
 
@@ -226,6 +264,8 @@ class _Run:
 
     async def _run_tasks(self, analyzer: Analyzer, batches: Channel[list[AnalysisRequest]]) -> None:
         async with asyncio.TaskGroup() as tg:
+            if self.client is not None:
+                self.llm = LlmCaptioner(self.client, self.config.llm_max_in_flight, tg.create_task)
             delivering = []
             for stream in self.streams:
                 tg.create_task(stream.source.run(stream.frames, self.stop))
@@ -238,6 +278,8 @@ class _Run:
                 await asyncio.gather(*delivering)
             finally:
                 self.done.set()
+                if self.llm is not None:
+                    self.llm.cancel()  # live requests still out: nobody will show them now
 
     async def _analyse(self, batches: Channel[list[AnalysisRequest]], analyzer: Analyzer) -> None:
         async for batch in batches:
@@ -247,13 +289,26 @@ class _Run:
                 annotation = analyzer.analyze(
                     name, request.frame.index, request.timeline, embedding
                 )
-                caption = None
+                analysis = Analysis(annotation, None)
                 if self.schedule.due(annotation):
                     analyzer.set_reference(name, embedding)
-                    caption = self.captioner.caption(annotation)
-                analysis = Analysis(annotation, caption)
+                    analysis = self._caption(request, annotation)
                 request.future.set_result(analysis)
                 request.stream.on_analysis(analysis)
+
+    def _caption(self, request: AnalysisRequest, annotation: Annotation) -> Analysis:
+        """The analysis with its caption: from tags now, or asked of the LLM."""
+        if self.llm is None:
+            return Analysis(annotation, tag_caption(annotation))
+        stream = request.stream
+        tags = tuple(tag.label for tag in annotation.tags)
+        when = time.time() if stream.live else request.timeline
+        # A copy: the frame is drawn on (overlay) while the request may still be encoding it.
+        ask = CaptionRequest(stream.name, when, tags, request.frame.image.copy())
+        if stream.live:
+            self.llm.for_live(ask, annotation, stream.on_caption, stream.now)
+            return Analysis(annotation, None)
+        return Analysis(annotation, None, pending=self.llm.for_file(ask, annotation))
 
     async def _monitor(self) -> None:
         """Event-loop lag (a loop blocked for long is a bug), progress, status, state changes."""

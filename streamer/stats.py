@@ -50,6 +50,7 @@ class StreamStats:
     analysed: int = 0
     delivered: int = 0
     captions: int = 0
+    caption_timeouts: int = 0
     latency: LatencyTracker = field(default_factory=LatencyTracker)
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from streamer.captioner import near_duplicate, tag_caption
 from streamer.channel import Channel, DropPolicy, FairChannel
 from streamer.config import OutputConfig
 from streamer.frame import Annotation, Caption, Frame
@@ -26,10 +28,17 @@ LIVE_QUEUE = 2  # live frames buffered per stage: any more would only add latenc
 
 @dataclass(frozen=True, slots=True)
 class Analysis:
-    """The result of analysing one sampled frame: its annotation, and a caption if one is due."""
+    """The result of analysing one sampled frame.
+
+    Attributes:
+        annotation: tags and scene score.
+        caption: the caption made now (from tags), if one was due.
+        pending: a file stream's caption still coming from the LLM (a future of `Caption`).
+    """
 
     annotation: Annotation
     caption: Caption | None
+    pending: asyncio.Future | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -54,6 +63,8 @@ class Shared:
         started: `time.monotonic()` at the start of the run (live timelines count from it).
         queue_frames: frames buffered per stage of a file stream.
         copy_audio: copy a file's audio into its video output.
+        caption_wait: seconds a file's output waits for a pending LLM caption.
+        llm_status: the LLM's state for the HUD ("LLM ok"), None without an LLM.
     """
 
     inbox: FairChannel[AnalysisRequest]
@@ -63,6 +74,8 @@ class Shared:
     started: float
     queue_frames: int
     copy_audio: bool
+    caption_wait: float = 10.0
+    llm_status: Callable[[], str] | None = None
 
 
 class StreamRun:
@@ -143,15 +156,36 @@ class StreamRun:
         self.stats.analysed += 1
         self.latest = analysis
         if self.live:  # files record in frame order, in `deliver`
-            self._record(analysis)
+            self.outputs.record_analysis(analysis.annotation, wall=round(time.time(), 3))
+            if analysis.caption is not None:
+                self.on_caption(analysis.caption)
 
-    def _record(self, analysis: Analysis) -> None:
-        extra = {"wall": round(time.time(), 3)} if self.live else {}
-        self.outputs.record_analysis(analysis.annotation, **extra)
-        if analysis.caption is not None:
-            self.caption = analysis.caption
-            self.outputs.record_caption(analysis.caption)
-            self.stats.captions += 1
+    def on_caption(self, caption: Caption) -> None:
+        """Show and record a caption, unless it only repeats the one shown."""
+        if self.caption is not None and near_duplicate(caption.text, self.caption.text):
+            return
+        self.caption = caption
+        self.outputs.record_caption(caption)
+        self.stats.captions += 1
+
+    def now(self) -> float:
+        """The live timeline's present (seconds since the run started)."""
+        return time.monotonic() - self.shared.started
+
+    async def _settle(self, analysis: Analysis) -> None:
+        """Record a file stream's analysis and its caption, waiting (bounded) for the LLM's."""
+        self.outputs.record_analysis(analysis.annotation)
+        caption = analysis.caption
+        if analysis.pending is not None:
+            try:
+                caption = await asyncio.wait_for(
+                    asyncio.shield(analysis.pending), self.shared.caption_wait
+                )
+            except TimeoutError:
+                caption = tag_caption(analysis.annotation)
+                self.stats.caption_timeouts += 1
+        if caption is not None:
+            self.on_caption(caption)
 
     async def deliver(self) -> None:
         """Overlay and write every frame that reaches it, in order, on the writer thread."""
@@ -160,7 +194,7 @@ class StreamRun:
         async for frame, timeline, future in self.outgoing:
             analysis = self.latest if self.live else await future
             if not self.live and analysis is not shown:
-                self._record(analysis)
+                await self._settle(analysis)
             shown = analysis
             annotation = analysis.annotation if analysis is not None else None
             await loop.run_in_executor(
@@ -197,4 +231,5 @@ class StreamRun:
             total = f"/{self.expected}" if self.expected else ""
             first = f"{self.name}  {frame.pts:7.2f} s  frame {frame.index + 1}{total}"
             second = self.shared.hud_model
-        return Hud(lines=(first, second), warning=self.shared.warning, status=None)
+        status = self.shared.llm_status() if self.shared.llm_status else None
+        return Hud(lines=(first, second), warning=self.shared.warning, status=status)

@@ -1,0 +1,168 @@
+"""LLM captions inside the pipeline: the file contract (media-time captions the output waits
+for), the live contract (never in the way of the video), and a server that fails."""
+
+import asyncio
+import logging
+import time
+
+import pytest
+from doubles.lmstudio import LmStudioDouble
+from media import parse_srt, read_jsonl
+from servers.llm_server import llm_server  # noqa: F401  (session fixture)
+
+from streamer import AnalysisConfig, CaptionPolicy, OutputConfig, RunConfig, run_pipeline
+from streamer.llm import LlmConfig
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def double():
+    server = LmStudioDouble()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def _config(clip, out, llm, **kwargs) -> RunConfig:
+    outputs = OutputConfig(srt=str(out / "a.srt"), jsonl=str(out / "a.jsonl"))
+    return RunConfig(input=str(clip), outputs=outputs, llm=llm, **kwargs)
+
+
+def _captions(path) -> list[dict]:
+    return [r for r in read_jsonl(path) if r["type"] == "caption"]
+
+
+# One caption a second on a 2 s clip: points at 0 s and 1 s (every analysed frame a "change").
+EVERY_SECOND = CaptionPolicy(min_interval=1.0, max_age=1.0, scene_threshold=1e-9)
+
+
+async def test_file_captions_come_from_the_llm_at_media_time_with_the_frame(
+    tmp_path, small_clip, tiny_encoder, double
+):
+    scenes = {1: "A big rabbit wakes up in a green meadow", 2: "Birds fly over the hills at dawn"}
+
+    def answer(body, count):
+        parts = body["messages"][-1]["content"]
+        image = any(p.get("type") == "image_url" for p in parts if isinstance(p, dict))
+        return f"{scenes[count]} ({'seen' if image else 'blind'})."
+
+    double.answer = answer
+    config = _config(small_clip, tmp_path, LlmConfig(url=double.url), captions=EVERY_SECOND)
+    summary = await run_pipeline(config, encoder=tiny_encoder)
+    captions = _captions(tmp_path / "a.jsonl")
+    assert [c["source"] for c in captions] == ["llm", "llm"]
+    assert [c["pts"] for c in captions] == [0.0, 1.0]
+    assert all("(seen)" in c["text"] for c in captions)  # a vision model got the frame
+    cues = parse_srt((tmp_path / "a.srt").read_text())
+    assert [text for _, _, text in cues] == [c["text"] for c in captions]
+    assert double.counts["POST /v1/chat/completions"] >= 2 and summary.captions == 2
+
+
+async def test_a_near_duplicate_answer_is_not_a_new_caption(
+    tmp_path, small_clip, tiny_encoder, double
+):
+    double.answer = lambda body, count: [
+        "A grey rabbit sits in the grass.",
+        "a grey rabbit sits in the grass!",
+    ][count % 2]
+    config = _config(small_clip, tmp_path, LlmConfig(url=double.url), captions=EVERY_SECOND)
+    await run_pipeline(config, encoder=tiny_encoder)
+    assert len(_captions(tmp_path / "a.jsonl")) == 1
+    assert len(parse_srt((tmp_path / "a.srt").read_text())) == 1
+
+
+def _answer_by_media_time(body, count) -> str:
+    """Like a real model at temperature 0, the answer depends on the request, not on when it
+    arrives: here on the media time the prompt names."""
+    prompt = str(body["messages"][-1]["content"])
+    return "The rabbit stretches." if "0:00:01" in prompt else "A rabbit in a meadow."
+
+
+async def test_file_run_gives_identical_subtitles_at_any_server_speed(
+    tmp_path, small_clip, tiny_encoder, double
+):
+    srts = []
+    for name, delay in (("fast", 0.0), ("slow", 0.4)):
+        double.delay_s = delay
+        out = tmp_path / name
+        out.mkdir()
+        double.answer = _answer_by_media_time
+        await run_pipeline(_config(small_clip, out, LlmConfig(url=double.url),
+                                   captions=EVERY_SECOND), encoder=tiny_encoder)  # fmt: skip
+        srts.append((out / "a.srt").read_text())
+    assert srts[0] == srts[1] and "The rabbit stretches." in srts[0]
+
+
+async def test_no_server_gives_tag_captions_and_says_so(tmp_path, small_clip, tiny_encoder, caplog):
+    refused = LlmConfig(url="http://127.0.0.1:9/v1", connect_timeout=1.0)
+    with caplog.at_level(logging.WARNING, logger="streamer"):
+        await run_pipeline(_config(small_clip, tmp_path, refused), encoder=tiny_encoder)
+    assert {c["source"] for c in _captions(tmp_path / "a.jsonl")} == {"tags"}
+    assert "captions come from the tags" in caplog.text
+
+
+async def test_a_caption_slower_than_the_wait_falls_back_to_tags(
+    tmp_path, small_clip, tiny_encoder, double
+):
+    double.delay_s = 1.0
+    config = _config(small_clip, tmp_path, LlmConfig(url=double.url), caption_wait=0.1)
+    summary = await run_pipeline(config, encoder=tiny_encoder)
+    assert _captions(tmp_path / "a.jsonl")[0]["source"] == "tags"
+    assert summary.frames == 50
+
+
+async def test_live_captions_never_slow_the_video_and_respect_the_throttle(
+    tmp_path, small_clip, tiny_encoder, double
+):
+    double.delay_s = 0.8  # a slow server: each caption takes most of a second
+    policy = CaptionPolicy(min_interval=0.5, max_age=0.5, scene_threshold=1e-9)
+    config = _config(small_clip, tmp_path, LlmConfig(url=double.url), live=True, captions=policy,
+                     analysis=AnalysisConfig(analyze_fps=10.0))  # fmt: skip
+    started = time.monotonic()
+    summary = await run_pipeline(config, encoder=tiny_encoder)
+    elapsed = time.monotonic() - started
+    (stream,) = summary.streams
+    assert stream.frames >= 45 and stream.latency_ms[2] < 500  # the video kept its pace
+    # One request at a time per stream, each ~0.8 s: at most one per 0.8 s of the ~2 s clip,
+    # plus the probe's; never one per analysed frame (20 of them).
+    chats = double.counts["POST /v1/chat/completions"]
+    assert 1 <= chats <= elapsed / 0.8 + 2
+    assert double.max_in_flight == 1
+
+
+async def test_server_down_mid_run_the_video_goes_on_and_captions_fall_back(
+    tmp_path, small_clip, tiny_encoder, double
+):
+    policy = CaptionPolicy(min_interval=0.3, max_age=0.3, scene_threshold=1e-9)
+    config = _config(small_clip, tmp_path, LlmConfig(url=double.url, connect_timeout=0.5,
+                                                     max_retries=0),
+                     live=True, captions=policy)  # fmt: skip
+
+    async def take_it_down():
+        await asyncio.sleep(0.7)
+        await double.stop()
+
+    summary, _ = await asyncio.gather(run_pipeline(config, encoder=tiny_encoder), take_it_down())
+    assert summary.streams[0].frames >= 45
+    sources = [c["source"] for c in _captions(tmp_path / "a.jsonl")]
+    assert sources[0] == "llm" and "tags" in sources
+
+
+async def test_real_llama_cpp_server_same_file_twice_gives_identical_srt(
+    tmp_path,
+    small_clip,
+    tiny_encoder,
+    llm_server,  # noqa: F811
+):
+    srts = []
+    for name in ("one", "two"):
+        out = tmp_path / name
+        out.mkdir()
+        llm = LlmConfig(url=llm_server.url, temperature=0.0, read_timeout=60.0)
+        await run_pipeline(_config(small_clip, out, llm, captions=EVERY_SECOND),
+                           encoder=tiny_encoder)  # fmt: skip
+        captions = _captions(out / "a.jsonl")
+        assert [c["source"] for c in captions] == ["llm"] * len(captions) and captions
+        srts.append((out / "a.srt").read_text())
+    assert srts[0] == srts[1]
