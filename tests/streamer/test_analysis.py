@@ -1,10 +1,20 @@
+import asyncio
+
 import numpy as np
 import pytest
 
 from streamer.analyzer import Analyzer, Vocabulary
-from streamer.captioner import CaptionPolicy, CaptionSchedule, TagCaptioner, tag_caption_text
+from streamer.captioner import (
+    CaptionPolicy,
+    CaptionSchedule,
+    LlmCaptioner,
+    TagCaptioner,
+    near_duplicate,
+    tag_caption_text,
+)
 from streamer.frame import Annotation, Tag
 from streamer.labels import default_labels, load_labels, prompts
+from streamer.llm import CaptionRequest, LlmUnavailableError
 
 
 def _unit(v):
@@ -82,3 +92,55 @@ def test_labels_default_list_file_and_errors(tmp_path):
     with pytest.raises(ValueError, match="no labels"):
         load_labels(" , ")
     assert prompts(("dog",)) == ["a photo of dog."]
+
+
+class _GatedClient:
+    """An LLM client whose answers the test releases one by one."""
+
+    def __init__(self):
+        self.asked: list[float] = []
+        self.gates: list[asyncio.Event] = []
+
+    async def caption(self, request):
+        self.asked.append(request.time)
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        return f"caption for t={request.time}"
+
+
+async def test_live_llm_captioner_keeps_one_request_in_flight_and_the_newest_candidate():
+    client = _GatedClient()
+    tasks = []
+    captioner = LlmCaptioner(client, max_in_flight=1, spawn=lambda c: tasks.append(
+        asyncio.ensure_future(c)) or tasks[-1])  # fmt: skip
+    shown = []
+    for t in (1.0, 2.0, 3.0):  # 2.0 waits as the candidate, then 3.0 replaces it
+        ann = _ann(t, 0.5)
+        captioner.for_live(CaptionRequest("s", t), ann, shown.append, lambda: 99.0)
+        await asyncio.sleep(0)
+    assert client.asked == [1.0]
+    client.gates[0].set()
+    await asyncio.sleep(0.01)
+    assert [c.text for c in shown] == ["caption for t=1.0"] and shown[0].pts == 99.0
+    assert client.asked == [1.0, 3.0]  # the newest candidate, not the stale one
+    client.gates[1].set()
+    await asyncio.gather(*tasks)
+    assert [c.source for c in shown] == ["llm", "llm"]
+
+
+async def test_llm_failure_falls_back_to_the_tag_caption():
+    class Down:
+        async def caption(self, request):
+            raise LlmUnavailableError("server down", kind="unreachable")
+
+    tasks = []
+    captioner = LlmCaptioner(Down(), 1, spawn=lambda c: tasks.append(asyncio.ensure_future(c))
+                             or tasks[-1])  # fmt: skip
+    caption = await captioner.for_file(CaptionRequest("s", 0.0), _ann(0.0, 0.0))
+    assert caption.source == "tags" and caption.text == "Looks like: dog"
+
+
+def test_near_duplicates():
+    assert near_duplicate("A dog runs.", "a dog runs!")
+    assert not near_duplicate("A dog runs on grass.", "A cat sleeps on a sofa.")

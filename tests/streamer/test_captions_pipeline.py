@@ -166,3 +166,18 @@ async def test_real_llama_cpp_server_same_file_twice_gives_identical_srt(
         assert [c["source"] for c in captions] == ["llm"] * len(captions) and captions
         srts.append((out / "a.srt").read_text())
     assert srts[0] == srts[1]
+
+
+async def test_real_llama_cpp_server_live_run_shows_its_captions(
+    tmp_path,
+    small_clip,
+    tiny_encoder,
+    llm_server,  # noqa: F811
+):
+    policy = CaptionPolicy(min_interval=0.5, max_age=0.5, scene_threshold=1e-9)
+    llm = LlmConfig(url=llm_server.url, temperature=0.0, read_timeout=60.0)
+    summary = await run_pipeline(_config(small_clip, tmp_path, llm, live=True, captions=policy),
+                                 encoder=tiny_encoder)  # fmt: skip
+    captions = _captions(tmp_path / "a.jsonl")
+    assert summary.streams[0].frames >= 45
+    assert captions and captions[0]["source"] == "llm" and captions[0]["text"].strip()
