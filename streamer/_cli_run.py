@@ -40,9 +40,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "every frame, written as video, subtitles and JSON Lines.",
     )
     run.add_argument(
-        "inputs", nargs="+", metavar="INPUT",
-        help="video file, camera (0, /dev/video0) or URL (rtsp://, http(s)://, .m3u8); several "
-        "inputs run as several streams in one process",
+        "inputs", nargs="*", metavar="INPUT",
+        help="video file, camera (0, /dev/video0) or URL (rtsp://, http(s)://, .m3u8), "
+        "optionally named: door=rtsp://...; several inputs run as streams of one process",
+    )  # fmt: skip
+    run.add_argument(
+        "--sources", metavar="FILE",
+        help="more inputs, one per line (NAME=SPEC or SPEC, # comments)",
     )  # fmt: skip
     out = run.add_argument_group(
         "outputs (at least one; with several inputs put {stream} in the names)"
@@ -154,7 +158,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     return RunConfig(
-        input=tuple(args.inputs),
+        input=tuple(args.inputs) + _sources_file(args.sources),
         outputs=OutputConfig(
             video=args.output,
             srt=args.srt,
@@ -195,6 +199,21 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         ),
         status_every=args.status_every,
     )
+
+
+def _sources_file(path: str | None) -> tuple[str, ...]:
+    """Inputs listed in a file, one per line (`NAME=SPEC` or `SPEC`; `#` comments)."""
+    if path is None:
+        return ()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = [line.split(" #", 1)[0].strip() for line in fh]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--sources: cannot read {path!r}: {exc}") from exc
+    specs = tuple(line for line in lines if line and not line.startswith("#"))
+    if not specs:
+        raise ConfigError(f"--sources: no inputs in {path!r}; write one per line")
+    return specs
 
 
 def _llm_config(args: argparse.Namespace) -> LlmConfig:

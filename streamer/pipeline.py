@@ -36,7 +36,7 @@ from streamer.llm import CaptionRequest, LlmClient, LlmError, LlmState
 from streamer.outputs import RANDOM_WEIGHTS_WARNING
 from streamer.progress import Counters, ProgressBar
 from streamer.sampler import Sampler
-from streamer.sources import FileSource, open_source, redact
+from streamer.sources import FileSource, open_source, redact, split_stream_name
 from streamer.stats import RateMeter, StreamRow, status_table
 from streamer.stream import Analysis, AnalysisRequest, Shared, StreamRun
 from streamer.text_cache import cached_text_embeddings
@@ -125,7 +125,8 @@ async def run_pipeline(
         SinkError: an output cannot be written.
     """
     sources = [
-        open_source(spec, live=config.live, options=config.sources) for spec in config.inputs
+        open_source(spec, name, live=config.live, options=config.sources)
+        for name, spec in map(split_stream_name, config.inputs)
     ]
     _name_uniquely(sources)
     config.outputs.check([s.name for s in sources], config.inputs)

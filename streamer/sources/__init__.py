@@ -44,9 +44,22 @@ __all__ = [
     "open_source",
     "probe_video",
     "redact",
+    "split_stream_name",
 ]
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+_NAMED = re.compile(r"^([A-Za-z0-9_.\-]+)=(.+)$")
+
+
+def split_stream_name(spec: str) -> tuple[str | None, str]:
+    """`"door=rtsp://cam/1"` → `("door", "rtsp://cam/1")`; a spec without a name → `(None, spec)`.
+
+    A path that exists as given is never split, so a file whose name contains "=" still opens.
+    """
+    match = _NAMED.match(spec)
+    if match is None or os.path.exists(spec):
+        return None, spec
+    return match.group(1), match.group(2)
 
 
 def open_source(

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from doubles.lmstudio import LmStudioDouble
+from live_helpers import wait_until
 from media import parse_srt, read_jsonl
 from servers.llm_server import llm_server  # noqa: F401  (session fixture)
 
@@ -181,3 +182,40 @@ async def test_real_llama_cpp_server_live_run_shows_its_captions(
     captions = _captions(tmp_path / "a.jsonl")
     assert summary.streams[0].frames >= 45
     assert captions and captions[0]["source"] == "llm" and captions[0]["text"].strip()
+
+
+@pytest.mark.parametrize("fault", ["error-200", "loading-503", "500", "drop", "garbage", "empty"])
+async def test_each_server_fault_leaves_the_live_video_at_full_rate(
+    tmp_path, small_clip, tiny_encoder, double, fault
+):
+    double.faults.extend([fault] * 3)
+    policy = CaptionPolicy(min_interval=0.3, max_age=0.3, scene_threshold=1e-9)
+    llm = LlmConfig(url=double.url, max_retries=1, retry_base=0.05, retry_cap=0.1)
+    summary = await run_pipeline(_config(small_clip, tmp_path, llm, live=True, captions=policy),
+                                 encoder=tiny_encoder)  # fmt: skip
+    (stream,) = summary.streams
+    assert stream.frames >= 45 and stream.latency_ms[2] < 500
+    assert _captions(tmp_path / "a.jsonl")  # something was shown: tags, then the LLM's
+
+
+async def test_captions_resume_when_the_server_comes_back(
+    tmp_path, long_clip, tiny_encoder, double
+):
+    policy = CaptionPolicy(min_interval=0.3, max_age=0.3, scene_threshold=1e-9)
+    llm = LlmConfig(url=double.url, connect_timeout=0.5, max_retries=0, breaker_failures=1,
+                    breaker_probe_every=0.5)  # fmt: skip
+    double.answer = lambda body, count: ["A rabbit.", "Two birds fly.", "A tree falls."][count % 3]
+    config = _config(long_clip, tmp_path, llm, live=True, captions=policy)
+    stop = asyncio.Event()
+    run = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop))
+    sources = lambda: [c["source"] for c in _captions(tmp_path / "a.jsonl")]  # noqa: E731
+    try:
+        await asyncio.sleep(1.5)
+        await double.stop()
+        await wait_until(lambda: sources()[-1:] == ["tags"], 10, "tag captions while it is down")
+        await double.start()
+        await wait_until(lambda: sources()[-1:] == ["llm"], 10, "LLM captions again")
+    finally:
+        stop.set()
+    summary = await asyncio.wait_for(run, 30)
+    assert summary.streams[0].frames > 0

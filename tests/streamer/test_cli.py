@@ -191,3 +191,16 @@ def test_second_sigint_aborts_but_still_closes_the_video(tmp_path, long_clip):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert int(video_stream(ffprobe(out))["nb_read_frames"]) > 0
+
+
+def test_sources_file_adds_named_inputs(tmp_path, small_clip):
+    listing = tmp_path / "cams.txt"
+    listing.write_text(f"# two cameras\nfront={small_clip}\n\nback={small_clip}  # the yard\n")
+    done = streamer("run", "--sources", listing, "--jsonl", tmp_path / "{stream}.jsonl",
+                    "--no-llm", *TINY)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "front.jsonl").exists() and (tmp_path / "back.jsonl").exists()
+    empty = tmp_path / "none.txt"
+    empty.write_text("# nothing\n")
+    done = streamer("run", "--sources", empty, "--jsonl", tmp_path / "x.jsonl")
+    assert done.returncode == 2 and "no inputs in" in done.stderr

@@ -105,3 +105,19 @@ async def test_an_output_that_would_overwrite_an_input_is_refused(
     with pytest.raises(ConfigError, match="is an input of this run"):
         await run_pipeline(config, encoder=tiny_encoder)
     assert clip.read_bytes() == small_clip.read_bytes()
+
+
+async def test_inputs_can_be_named(tmp_path, small_clip, tiny_encoder):
+    config = RunConfig(input=(f"door={small_clip}", f"yard={small_clip}"),
+                       outputs=OutputConfig(jsonl=str(tmp_path / "{stream}.jsonl")))  # fmt: skip
+    summary = await run_pipeline(config, encoder=tiny_encoder)
+    assert [s.name for s in summary.streams] == ["door", "yard"]
+    assert {r["stream"] for r in read_jsonl(tmp_path / "yard.jsonl")} == {"yard"}
+
+
+def test_split_stream_name():
+    from streamer.sources import split_stream_name
+
+    assert split_stream_name("door=rtsp://u:p@cam/1") == ("door", "rtsp://u:p@cam/1")
+    assert split_stream_name("rtsp://cam/1?a=b") == (None, "rtsp://cam/1?a=b")
+    assert split_stream_name("0") == (None, "0")
