@@ -2,11 +2,11 @@
 
 Streams from GStreamer's RTSP server on loopback (live 25 fps test patterns), runs the pipeline
 twice for --seconds each: once with captions from tags only (`--no-llm`), once against the
-in-process LM Studio double answering every caption in --answer-s seconds. Every analysed frame
-counts as a scene change, so the throttle (not the scene) decides when to ask. Reports the
-delivered fps and latency of both runs side by side, their ratio, and the caption requests the
-server counted against what the policy allows (one at a time per stream, at least
---interval s apart).
+LM Studio double (run as its own process) answering every caption in --answer-s seconds.
+Every analysed frame counts as a scene change, so the throttle (not the scene) decides when
+to ask. Reports the delivered fps and latency of both runs side by side, their ratio, and
+the caption requests the server counted against what the policy allows (one at a time per
+stream, at least --interval s apart).
 
 Run:  python bench/live_captions.py [--streams 1] [--seconds 240] [--answer-s 2]
 """
@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +27,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "streamer")]
 
-from doubles.lmstudio import LmStudioDouble  # noqa: E402
 from live_helpers import SYSTEM_PYTHON, RtspServer  # noqa: E402
 
 from encoders import create_encoder  # noqa: E402
@@ -57,32 +58,24 @@ async def main_async(args) -> None:
     names = [f"cam{i + 1}" for i in range(args.streams)]
     server = RtspServer(SYSTEM_PYTHON, {n: f"pattern:{args.size}" for n in names})
     server.start()
-    double = LmStudioDouble(delay_s=args.answer_s, answer=_answer)
-    await double.start()
+    double = subprocess.Popen(
+        [sys.executable, str(REPO / "tests/doubles/serve.py"), "--delay", str(args.answer_s)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    double_url = double.stdout.readline().split()[1]
     try:
         urls = [server.url(n) for n in names]
         results = {}
-        for label, url in (("captions off", None), ("slow LLM", double.url)):
+        for label, url in (("captions off", None), ("slow LLM", double_url)):
             with tempfile.TemporaryDirectory() as folder:
                 started = time.monotonic()
                 summary = await one_run(urls, encoder, args.seconds, args.interval, Path(folder),
                                         url)  # fmt: skip
                 results[label] = (summary, time.monotonic() - started)
     finally:
-        await double.stop()
+        out, _ = double.communicate("", timeout=30)
         server.kill()
-    _report(results, double, args)
-
-
-SENTENCES = (
-    "Coloured bars fill the screen above a moving noise pattern.",
-    "A test card with a grey ramp and a small white box.",
-    "Broadcast colour bars with a ticking counter in one corner.",
-)
-
-
-def _answer(body, count) -> str:
-    return SENTENCES[count % len(SENTENCES)]
+    _report(results, json.loads(out.strip().splitlines()[-1]), args)
 
 
 def _report(results, double, args) -> None:
@@ -93,21 +86,21 @@ def _report(results, double, args) -> None:
         for s in summary.streams:
             rate = s.frames / wall
             fps.setdefault(label, []).append((rate, s.latency_ms))
-            print(f"{label:<14}{s.name:<24}{s.frames:>8}{rate:>7.1f}{s.latency_ms[0]:>8.0f}"
-                  f"{s.latency_ms[2]:>8.0f}{s.captions:>10}")  # fmt: skip
+            print(f"{label:<14}{s.name:<24}{s.frames:>8}{rate:>7.1f}{s.latency_ms[0]:>8.1f}"
+                  f"{s.latency_ms[2]:>8.1f}{s.captions:>10}")  # fmt: skip
     off, on = fps["captions off"], fps["slow LLM"]
     for (r_off, l_off), (r_on, l_on) in zip(off, on, strict=True):
         print(
             f"ratio (slow LLM / captions off): fps {r_on / r_off:.3f}, "
             f"p50 {l_on[0] / l_off[0]:.2f}, p99 {l_on[2] / l_off[2]:.2f}"
         )
-    chats = double.counts["POST /v1/chat/completions"]
+    chats = double["counts"].get("POST /v1/chat/completions", 0)
     per_stream = min(args.seconds / args.interval, args.seconds / args.answer_s) + 1
     print(
         f"caption requests counted by the server: {chats}; the policy allows at most "
         f"{per_stream * args.streams:.0f} ({args.streams} stream(s), one in flight each, "
         f"≥ {args.interval} s apart, {args.answer_s} s per answer); most at once: "
-        f"{double.max_in_flight}"
+        f"{double['max_in_flight']}"
     )
 
 
