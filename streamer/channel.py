@@ -35,7 +35,21 @@ class ChannelFull(Exception):
     """`put_nowait` on a full `BLOCK` channel."""
 
 
-class Channel(Generic[T]):
+class _Readable(Generic[T]):
+    """`async for item in channel` until the channel is closed and drained."""
+
+    async def get(self) -> T:
+        raise NotImplementedError
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        while True:
+            try:
+                yield await self.get()
+            except ChannelClosed:
+                return
+
+
+class Channel(_Readable[T]):
     """An asyncio queue with a capacity, a drop policy and an end.
 
     Args:
@@ -112,13 +126,6 @@ class Channel(Generic[T]):
         """`close_nowait`, awaitable for symmetry with `put`."""
         self.close_nowait()
 
-    async def __aiter__(self) -> AsyncIterator[T]:
-        while True:
-            try:
-                yield await self.get()
-            except ChannelClosed:
-                return
-
 
 async def _wait(waiters: collections.deque[asyncio.Future[None]]) -> None:
     future = asyncio.get_running_loop().create_future()
@@ -140,7 +147,7 @@ def _wake(waiters: collections.deque[asyncio.Future[None]], every: bool = False)
                 return
 
 
-class FairChannel(Generic[T]):
+class FairChannel(_Readable[T]):
     """Several streams' items in one inbox, taken round-robin so no stream starves another.
 
     Each stream has its own bounded lane with its own policy: a file stream blocks its
@@ -191,10 +198,3 @@ class FairChannel(Generic[T]):
             if all(lane.closed for lane in lanes):
                 raise ChannelClosed(f"channel {self.name!r} is closed")
             await _wait(self._getters)
-
-    async def __aiter__(self) -> AsyncIterator[T]:
-        while True:
-            try:
-                yield await self.get()
-            except ChannelClosed:
-                return

@@ -15,7 +15,6 @@ wins. Under `BLOCK` (`--no-drop`, remote files) it waits for room, like the file
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 import time
@@ -28,6 +27,7 @@ import numpy as np
 from streamer.channel import Channel, ChannelClosed, DropPolicy
 from streamer.errors import SourceError, SourceTimeout, SourceUnavailableError
 from streamer.frame import Frame
+from streamer.sources._handoff import Handoff, put_and_wait
 from streamer.sources.backoff import Backoff
 from streamer.sources.file import VideoInfo
 from streamer.sources.options import SourceOptions
@@ -36,8 +36,6 @@ from streamer.sources.status import SourceStatus
 
 log = logging.getLogger("streamer.sources")
 
-# How often a decode thread blocked on a full BLOCK channel re-checks for a halt.
-_HANDOFF_POLL_S = 0.25
 # How long a stop waits for the decode thread to finish before leaving it to end by itself.
 _JOIN_GRACE_S = 0.5
 _STOPPED = "stopped"
@@ -263,21 +261,10 @@ class LiveSource:
         frame: Frame,
     ) -> bool:
         """Hand a frame on through a BLOCK channel, waiting for room (nothing dropped)."""
-        try:
-            future = asyncio.run_coroutine_threadsafe(self._put(out, frame), loop)
-        except RuntimeError:  # the loop is closed
-            return False
-        while True:
-            try:
-                future.result(timeout=_HANDOFF_POLL_S)
-                return True
-            except concurrent.futures.TimeoutError:
-                if halt.is_set():
-                    future.cancel()
-                    return False
-            except (ChannelClosed, concurrent.futures.CancelledError):
-                self._consumer_gone = True
-                return False
+        outcome = put_and_wait(loop, self._put(out, frame), halt)
+        if outcome is Handoff.GONE:
+            self._consumer_gone = True
+        return outcome is Handoff.DONE
 
     async def _put(self, out: Channel[Frame], frame: Frame) -> None:
         await out.put(frame)

@@ -24,12 +24,9 @@ import av.error
 from streamer.channel import Channel, ChannelClosed, DropPolicy
 from streamer.errors import SourceDecodeError, SourceNotFoundError, SourceOpenError
 from streamer.frame import Frame
+from streamer.sources._handoff import Handoff, put_and_wait
 
 log = logging.getLogger("streamer.sources")
-
-# Handing a frame to the event loop waits at most this long before re-checking for a stop, so
-# the decode thread never outlives a cancelled pipeline by more than this.
-_HANDOFF_POLL_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +179,7 @@ class FileSource:
                 frame = replace(frame, captured=time.monotonic())
             if out.policy is DropPolicy.DROP_OLDEST:
                 loop.call_soon_threadsafe(_offer, out, frame)
-            elif not _hand_over(out, frame, loop, halt):
+            elif put_and_wait(loop, out.put(frame), halt) is not Handoff.DONE:
                 return
 
     def _frames(self) -> Iterator[Frame]:
@@ -246,23 +243,6 @@ def _offer(out: Channel[Frame], frame: Frame) -> None:
     """Put without waiting (on the loop thread); a closed outbox means nobody is reading."""
     with contextlib.suppress(ChannelClosed):
         out.put_nowait(frame)
-
-
-def _hand_over(
-    out: Channel[Frame], frame: Frame, loop: asyncio.AbstractEventLoop, halt: threading.Event
-) -> bool:
-    """Put and wait for room (backpressure); False when the run is being torn down."""
-    future = asyncio.run_coroutine_threadsafe(out.put(frame), loop)
-    while True:
-        try:
-            future.result(timeout=_HANDOFF_POLL_S)
-            return True
-        except TimeoutError:
-            if halt.is_set():
-                future.cancel()
-                return False
-        except ChannelClosed:
-            return False
 
 
 def _frame_step(info: VideoInfo, time_base: Fraction) -> int:
