@@ -18,32 +18,17 @@ def sample_clip() -> Path:
     return fetch_sample_clip(REPO / ".cache" / "samples")
 
 
+def _ffmpeg(*args: str | Path) -> None:
+    """Run Debian's ffmpeg quietly, overwriting its output; fail the test when it fails."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True)
+
+
 @pytest.fixture(scope="session")
 def small_clip(tmp_path_factory, sample_clip) -> Path:
     """The first 2 s of the sample clip at 320×180, with its audio: fast end-to-end runs."""
     out = tmp_path_factory.mktemp("clips") / "small.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-y",
-            "-i",
-            str(sample_clip),
-            "-t",
-            "2",
-            "-vf",
-            "scale=320:180",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-c:a",
-            "copy",
-            str(out),
-        ],
-        check=True,
-    )
+    _ffmpeg("-i", sample_clip, "-t", "2", "-vf", "scale=320:180", "-c:v", "libx264",
+            "-preset", "ultrafast", "-c:a", "copy", out)  # fmt: skip
     return out
 
 
@@ -51,22 +36,7 @@ def small_clip(tmp_path_factory, sample_clip) -> Path:
 def long_clip(tmp_path_factory, sample_clip) -> Path:
     """The sample clip six times over (792 frames, 31.7 s): long enough to interrupt."""
     out = tmp_path_factory.mktemp("clips") / "long.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-y",
-            "-stream_loop",
-            "5",
-            "-i",
-            str(sample_clip),
-            "-c",
-            "copy",
-            str(out),
-        ],
-        check=True,
-    )
+    _ffmpeg("-stream_loop", "5", "-i", sample_clip, "-c", "copy", out)
     return out
 
 
@@ -76,8 +46,7 @@ def truncated_clip(tmp_path_factory, sample_clip) -> Path:
     frames decode, then the file ends mid-stream."""
     folder = tmp_path_factory.mktemp("clips")
     whole, cut = folder / "faststart.mp4", folder / "truncated.mp4"
-    ffmpeg = ["ffmpeg", "-v", "error", "-y", "-i", str(sample_clip), "-c", "copy"]
-    subprocess.run([*ffmpeg, "-movflags", "+faststart", str(whole)], check=True)
+    _ffmpeg("-i", sample_clip, "-c", "copy", "-movflags", "+faststart", whole)
     cut.write_bytes(whole.read_bytes()[:500_000])
     return cut
 
