@@ -94,6 +94,7 @@ class Outputs:
         annotation: Annotation | None,
         caption: Caption | None,
         hud: Hud,
+        shared: bool = False,
     ) -> None:
         """Draw the overlay and write the frame (writer thread).
 
@@ -103,12 +104,15 @@ class Outputs:
                 seconds since start for live streams).
             annotation, caption: what to show.
             hud: the heads-up lines.
+            shared: the frame's pixels are also read elsewhere (by the encoder or a caption
+                request, possibly at this moment): draw on a copy, not on them.
         """
         self.end_pts = max(self.end_pts, timeline + self._frame_duration())
         if not self.config.video:
             return
+        image = frame.image.copy() if shared else frame.image
         image = self.overlay.draw(
-            frame.image, annotation=annotation, caption=caption, now_pts=timeline, hud=hud
+            image, annotation=annotation, caption=caption, now_pts=timeline, hud=hud
         )
         video = self._video_for(image)
         if (image.shape[1], image.shape[0]) != self._video_size:

@@ -304,8 +304,8 @@ class _Run:
         stream = request.stream
         tags = tuple(tag.label for tag in annotation.tags)
         when = time.time() if stream.live else request.timeline
-        # A copy: the frame is drawn on (overlay) while the request may still be encoding it.
-        ask = CaptionRequest(stream.name, when, tags, request.frame.image.copy())
+        # No copy: the writer draws the overlay of a sampled frame on a copy of its own.
+        ask = CaptionRequest(stream.name, when, tags, request.frame.image)
         if stream.live:
             self.llm.for_live(ask, annotation, stream.on_caption, stream.now)
             return Analysis(annotation, None)

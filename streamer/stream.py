@@ -142,11 +142,12 @@ class StreamRun:
                 self.stats.decoded += 1
                 timeline = self.timeline(frame)
                 # The first frame of a stream is always sampled, so `covering` is set from then on.
-                if self.shared.sampler.take(self.name, timeline):
+                sampled = self.shared.sampler.take(self.name, timeline)
+                if sampled:
                     covering = loop.create_future()
                     request = AnalysisRequest(self, frame, timeline, covering)
                     await self.shared.inbox.put(self.name, request)
-                await self.outgoing.put((frame, timeline, covering))
+                await self.outgoing.put((frame, timeline, covering, sampled))
         finally:
             self.shared.inbox.close_lane(self.name)
             self.outgoing.close_nowait()
@@ -191,7 +192,7 @@ class StreamRun:
         """Overlay and write every frame that reaches it, in order, on the writer thread."""
         loop = asyncio.get_running_loop()
         shown: Analysis | None = None
-        async for frame, timeline, future in self.outgoing:
+        async for frame, timeline, future, sampled in self.outgoing:
             analysis = self.latest if self.live else await future
             if not self.live and analysis is not shown:
                 await self._settle(analysis)
@@ -199,7 +200,7 @@ class StreamRun:
             annotation = analysis.annotation if analysis is not None else None
             await loop.run_in_executor(
                 self._writer, self.outputs.write_frame, frame, timeline, annotation,
-                self.caption, self._hud(frame, timeline),
+                self.caption, self._hud(frame, timeline), sampled,
             )  # fmt: skip
             self.stats.delivered += 1
             self.stats.latency.add(time.monotonic() - frame.captured)

@@ -52,18 +52,28 @@ class Http:
         self.headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
 
     async def send(
-        self, method: str, url: str, *, read_timeout: float, payload: object = None
+        self,
+        method: str,
+        url: str,
+        *,
+        read_timeout: float,
+        payload: object = None,
+        data: bytes | None = None,
     ) -> Reply:
-        """One request; raises LlmUnavailableError/LlmTimeoutError when no response came."""
+        """One request with a JSON body (`payload`, or `data` already serialised); raises
+        LlmUnavailableError/LlmTimeoutError when no response came."""
         timeout = aiohttp.ClientTimeout(
             total=self.config.connect_timeout + read_timeout,
             sock_connect=self.config.connect_timeout,
             sock_read=read_timeout,
         )
         where = f"{method} {url}"
+        headers = self.headers
+        if data is not None:
+            headers = {**headers, "Content-Type": "application/json"}
         try:
             async with self.session.request(
-                method, url, json=payload, headers=self.headers, timeout=timeout
+                method, url, json=payload, data=data, headers=headers, timeout=timeout
             ) as response:
                 raw = await response.read()
                 status = response.status

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
 import random
 import time
@@ -27,6 +28,7 @@ from dataclasses import dataclass, replace
 import aiohttp
 import numpy as np
 
+from streamer.background import run_in_background
 from streamer.llm._http import Http, check
 from streamer.llm.answers import answer_text, clean_caption
 from streamer.llm.breaker import Breaker, BreakerState
@@ -310,9 +312,8 @@ class LlmClient:
         system = render(self.config.system_prompt, **fields)
         user = render(self.config.prompt, **fields)
         if request.image is not None and info.vision is not False:
-            uri = await asyncio.to_thread(self._jpeg_uri, request.image)
             try:
-                return clean_caption(await self._chat(model, system, user, uri))
+                return clean_caption(await self._chat(model, system, user, request.image))
             except LlmNoVisionError as exc:
                 # Text-only after all (a model without its vision add-on or mmproj, or metadata
                 # that said otherwise): remember it and send the same request without the image.
@@ -344,17 +345,28 @@ class LlmClient:
         model: str,
         system: str,
         user: str,
-        image_uri: str | None,
+        image: np.ndarray | str | None,
         max_tokens: int | None = None,
     ) -> str:
-        """One chat completion; returns the raw answer text or raises the classified error."""
-        payload = {
-            "model": model,
-            "messages": chat_messages(system, user, image_uri),
-            "temperature": self.config.temperature,
-            "max_tokens": max_tokens or self.config.max_tokens,
-            "stream": False,
-        }
+        """One chat completion; returns the raw answer text or raises the classified error.
+
+        `image` is a frame (encoded here as JPEG), a ready data URI, or None (text only).
+        """
+
+        def body() -> bytes:
+            uri = self._jpeg_uri(image) if isinstance(image, np.ndarray) else image
+            payload = {
+                "model": model,
+                "messages": chat_messages(system, user, uri),
+                "temperature": self.config.temperature,
+                "max_tokens": max_tokens or self.config.max_tokens,
+                "stream": False,
+            }
+            return json.dumps(payload).encode()
+
+        # With an image, the JPEG, its base64 and the JSON around it (~100 KB) are made on a
+        # low-priority thread: the video's threads come first (see `streamer.background`).
+        data = await run_in_background(body) if image is not None else body()
         # The first request may load the model (LM Studio's JIT: 15-25 s and more).
         cold = model not in self._warm
         timeout = self.config.first_request_timeout if cold else self.config.read_timeout
@@ -362,7 +374,7 @@ class LlmClient:
         async with self._slots:
             self.stats.requests += 1
             sent = self._clock()
-            reply = await self._http.send("POST", url, read_timeout=timeout, payload=payload)
+            reply = await self._http.send("POST", url, read_timeout=timeout, data=data)
             latency = self._clock() - sent
         check(reply, f"POST {url}")
         text = answer_text(reply.body, where=f"POST {url}")

@@ -219,3 +219,47 @@ async def test_captions_resume_when_the_server_comes_back(
         stop.set()
     summary = await asyncio.wait_for(run, 30)
     assert summary.streams[0].frames > 0
+
+
+async def test_the_llm_sees_the_frame_without_the_overlay_drawn_on_it(
+    tmp_path, small_clip, tiny_encoder, double, monkeypatch
+):
+    """Live, a frame is written while its caption request is still to be encoded: the writer
+    draws on its own copy of a sampled frame, so the JPEG made later on the background thread
+    shows the video, not the caption box and tags drawn for the output."""
+    import base64
+
+    import av
+    import cv2
+    import numpy as np
+
+    import streamer.llm.client as client_module
+
+    def late_jpeg(*args):  # a busy machine: the low-priority thread gets a core late
+        time.sleep(0.3)
+        return encode_jpeg(*args)
+
+    encode_jpeg = client_module.encode_jpeg
+    monkeypatch.setattr(client_module, "encode_jpeg", late_jpeg)
+
+    config = RunConfig(
+        input=str(small_clip),
+        outputs=OutputConfig(video=str(tmp_path / "a.mp4"), jsonl=str(tmp_path / "a.jsonl")),
+        llm=LlmConfig(url=double.url, jpeg_quality=95), captions=EVERY_SECOND, live=True,
+    )  # fmt: skip
+    await run_pipeline(config, encoder=tiny_encoder)
+    parts = double.chat_bodies[0]["messages"][-1]["content"]
+    uri = next(p["image_url"]["url"] for p in parts if p.get("type") == "image_url")
+    jpeg = np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8)
+    sent = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    with av.open(str(small_clip)) as container:
+        first = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    with av.open(str(tmp_path / "a.mp4")) as container:
+        drawn = next(container.decode(video=0)).to_ndarray(format="rgb24")
+
+    def worst_block(a, b) -> float:  # the largest mean difference over 20x20 blocks
+        diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).mean(axis=2)
+        return float(diff.reshape(9, 20, 16, 20).mean(axis=(1, 3)).max())
+
+    assert worst_block(drawn, first) > 40  # the output does carry an overlay ...
+    assert worst_block(sent, first) < 12  # ... the LLM's frame does not (JPEG loss only)

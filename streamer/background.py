@@ -1,0 +1,98 @@
+"""Background work that must never take a core from the video: low-priority worker threads.
+
+Encoding a caption's JPEG, building its request body, and (for the web viewer) encoding
+preview frames are work the video does not wait for. Done on the default thread pool they
+compete as equals with decode and the writers, and on a small machine a frame that arrives
+while such work runs waits for a core: that shows up as latency. These threads lower their own
+scheduling priority (Linux keeps a nice value per thread), so the kernel runs them only on
+what the video threads leave idle. Where per-thread priority is not available they run at
+normal priority, which is correct, only less polite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+__all__ = ["BACKGROUND_NICE", "LowPriorityPool", "run_in_background", "thread_nice"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: How much nicer than the process the background threads are (0 normal … 19 lowest).
+BACKGROUND_NICE = 10
+
+
+def _lower_priority(step: int) -> None:
+    """Thread initializer: raise this thread's nice value by `step` (Linux: per thread)."""
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + step))
+    except (AttributeError, OSError) as exc:  # not Linux/BSD, or not allowed
+        log.debug("background thread keeps normal priority: %s", exc)
+
+
+def thread_nice() -> int | None:
+    """The calling thread's nice value, where the platform has one (for tests and logs)."""
+    try:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    except (AttributeError, OSError):
+        return None
+
+
+class LowPriorityPool:
+    """A lazily started pool of `workers` low-priority threads.
+
+    Args:
+        name: thread name prefix (shows in py-spy and thread dumps).
+        workers: threads; work beyond them queues in order.
+        nice: how much lower than the process the threads run.
+    """
+
+    def __init__(self, name: str, workers: int = 1, nice: int = BACKGROUND_NICE) -> None:
+        self.name = name
+        self.workers = workers
+        self.nice = nice
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self.workers,
+                    thread_name_prefix=self.name,
+                    initializer=_lower_priority,
+                    initargs=(self.nice,),
+                )
+            return self._executor
+
+    async def run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """Run `fn(*args, **kwargs)` on the pool and await its result."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
+        return await loop.run_in_executor(self.executor, call)
+
+    def shutdown(self) -> None:
+        """Stop the threads after the work already queued (a later `run` starts new ones)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+
+_shared = LowPriorityPool("background", workers=1)
+
+
+async def run_in_background(fn: Callable[..., T], *args: object) -> T:
+    """Run `fn(*args)` on the process's shared low-priority thread."""
+    return await _shared.run(fn, *args)
