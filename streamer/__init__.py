@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 from streamer.batcher import BatchPolicy
 from streamer.captioner import CaptionPolicy
-from streamer.config import AnalysisConfig, OutputConfig, RunConfig
+from streamer.config import AnalysisConfig, OutputConfig, RunConfig, ServeConfig
 from streamer.encoder_worker import EncoderChoice
 from streamer.errors import (
     ConfigError,
@@ -41,6 +41,7 @@ __all__ = [
     "OutputConfig",
     "RunConfig",
     "RunSummary",
+    "ServeConfig",
     "SourceDecodeError",
     "SourceError",
     "SourceNotFoundError",

@@ -48,7 +48,7 @@ class AnalysisConfig:
 
 @dataclass(frozen=True, slots=True)
 class OutputConfig:
-    """Where results go; at least one output must be set.
+    """Where results go (files). A run needs at least one of them, or a viewer (`RunConfig`).
 
     Attributes:
         video: annotated video file (H.264 MP4 by default).
@@ -67,10 +67,6 @@ class OutputConfig:
     copy_audio: bool = True
 
     def __post_init__(self) -> None:
-        if not any(self.paths()):
-            raise ConfigError(
-                "nothing to write: give at least one of -o/--output, --srt, --vtt, --jsonl"
-            )
         if not 0 <= self.crf <= 51:
             raise ConfigError(f"crf must be in 0..51, got {self.crf}")
 
@@ -120,6 +116,25 @@ def check_writable(path: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """The web viewer (`--serve`).
+
+    Attributes:
+        host: address to bind; 127.0.0.1 (this machine only) unless told otherwise.
+        port: TCP port; 0 picks a free one.
+        token: when set, every route needs `Authorization: Bearer TOKEN` (or `?token=`).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"serve port must be in 0..65535, got {self.port}")
+
+
+@dataclass(frozen=True, slots=True)
 class RunConfig:
     """One run over one or more inputs.
 
@@ -139,10 +154,12 @@ class RunConfig:
             it goes on with the caption from tags.
         queue_frames: frames buffered between stages of a file stream (bounds memory).
         status_every: seconds between status tables on the console for live runs.
+        serve: the web viewer, None for none.
+        show: a window per stream on this machine's display.
     """
 
     input: str | tuple[str, ...]
-    outputs: OutputConfig
+    outputs: OutputConfig = field(default_factory=OutputConfig)
     encoder: EncoderChoice = field(default_factory=EncoderChoice)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     captions: CaptionPolicy = field(default_factory=CaptionPolicy)
@@ -153,10 +170,17 @@ class RunConfig:
     caption_wait: float = 10.0
     queue_frames: int = 32
     status_every: float = 5.0
+    serve: ServeConfig | None = None
+    show: bool = False
 
     def __post_init__(self) -> None:
         if not self.inputs:
             raise ConfigError("no input: give at least one file, camera or URL")
+        if not self.outputs.paths() and self.serve is None and not self.show:
+            raise ConfigError(
+                "nothing to write or show: give at least one of -o/--output, --srt, --vtt, "
+                "--jsonl, --serve, --show"
+            )
         if self.queue_frames < 2:
             raise ConfigError(f"queue_frames must be ≥ 2, got {self.queue_frames}")
         if self.llm_max_in_flight < 1:

@@ -14,6 +14,7 @@ from fractions import Fraction
 import cv2
 
 from streamer.config import OutputConfig
+from streamer.events import Observers
 from streamer.frame import Annotation, Caption, Frame
 from streamer.overlay import Hud, Overlay, OverlayStyle
 from streamer.sinks import (
@@ -52,10 +53,21 @@ class Outputs:
         config: this stream's output paths (already filled in with the stream name).
         timing: how the video is timed.
         audio_from: a file whose audio is copied into the video, or None.
+        name: the stream's name (what observers are told).
+        observers: who else sees the drawn frames (web viewer, window).
     """
 
-    def __init__(self, config: OutputConfig, timing: VideoTiming, audio_from: str | None) -> None:
+    def __init__(
+        self,
+        config: OutputConfig,
+        timing: VideoTiming,
+        audio_from: str | None,
+        name: str = "",
+        observers: Observers | None = None,
+    ) -> None:
         self.config = config
+        self.name = name
+        self.observers = observers if observers is not None else Observers()
         self.timing = timing
         self.audio_from = audio_from
         self.overlay = Overlay(OverlayStyle())
@@ -108,12 +120,17 @@ class Outputs:
                 request, possibly at this moment): draw on a copy, not on them.
         """
         self.end_pts = max(self.end_pts, timeline + self._frame_duration())
-        if not self.config.video:
+        watched = self.observers.wants_frames
+        if not self.config.video and not watched:
             return
         image = frame.image.copy() if shared else frame.image
         image = self.overlay.draw(
             image, annotation=annotation, caption=caption, now_pts=timeline, hud=hud
         )
+        if watched:
+            self.observers.frame(self.name, image, timeline)
+        if not self.config.video:
+            return
         video = self._video_for(image)
         if (image.shape[1], image.shape[0]) != self._video_size:
             image = self._fit(image)

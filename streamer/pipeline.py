@@ -19,6 +19,7 @@ import contextlib
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -30,6 +31,7 @@ from streamer.captioner import CaptionSchedule, LlmCaptioner, tag_caption
 from streamer.channel import Channel, FairChannel
 from streamer.config import RunConfig
 from streamer.encoder_worker import EncoderWorker, load_encoder
+from streamer.events import Observer, Observers
 from streamer.frame import Annotation
 from streamer.labels import default_labels, prompts
 from streamer.llm import CaptionRequest, LlmClient, LlmError, LlmState
@@ -106,6 +108,7 @@ async def run_pipeline(
     encoder: Encoder | None = None,
     stop: asyncio.Event | None = None,
     progress: bool = False,
+    observers: Sequence[Observer] = (),
 ) -> RunSummary:
     """Run every input of `config` through the pipeline into its outputs.
 
@@ -114,6 +117,7 @@ async def run_pipeline(
         encoder: an encoder already loaded (else `config.encoder` is loaded, in a thread).
         stop: set it to end early; outputs are finalised with what was written so far.
         progress: show progress on stderr (a bar for files, a status table for live streams).
+        observers: also told what happens (`streamer.events`): a web viewer, a window, ...
 
     Returns:
         What happened.
@@ -134,8 +138,15 @@ async def run_pipeline(
         encoder = await asyncio.to_thread(load_encoder, config.encoder)
     async with contextlib.AsyncExitStack() as stack:
         client = await _llm_client(config, sources, stack)
-        run = _Run(config, sources, encoder, stop or asyncio.Event(), progress, client)
+        watchers = Observers([*_observers_from_config(config), *observers])
+        run = _Run(config, sources, encoder, stop or asyncio.Event(), progress, client, watchers)
         return await run.run()
+
+
+def _observers_from_config(config: RunConfig) -> list[Observer]:
+    """The observers the configuration asks for (web viewer, window, webhook)."""
+    observers: list[Observer] = []
+    return observers
 
 
 async def _llm_client(config: RunConfig, sources: list, stack) -> LlmClient | None:
@@ -184,7 +195,7 @@ class _Run:
 
     def __init__(
         self, config: RunConfig, sources: list, encoder: Encoder, stop: asyncio.Event,
-        progress: bool, client: LlmClient | None = None,
+        progress: bool, client: LlmClient | None = None, observers: Observers | None = None,
     ) -> None:  # fmt: skip
         self.config = config
         self.encoder = encoder
@@ -196,6 +207,7 @@ class _Run:
         self.llm: LlmCaptioner | None = None  # made inside the TaskGroup its requests run in
         self.done = asyncio.Event()
         self.loop_lag_max_s = 0.0
+        self.observers = observers if observers is not None else Observers()
         info = encoder.info
         warning = RANDOM_WEIGHTS_WARNING if info.random_weights else None
         if warning:
@@ -206,7 +218,9 @@ class _Run:
             queue_frames=config.queue_frames, copy_audio=config.outputs.copy_audio,
             caption_wait=config.caption_wait,
             llm_status=(lambda: client.state_detail) if client is not None else None,
+            observers=self.observers,
         )  # fmt: skip
+        self.started = self.shared.started
         self.streams = self._open_streams(sources)
 
     def _open_streams(self, sources: list) -> list[StreamRun]:
@@ -228,7 +242,11 @@ class _Run:
         started = time.monotonic()
         try:
             analyzer = Analyzer(await self._vocabulary(), self.config.analysis.top_k)
-            await self._run_stages(analyzer)
+            await self.observers.start(self)
+            try:
+                await self._run_stages(analyzer)
+            finally:
+                await self.observers.stop()
         finally:
             self.worker.close()
         return self._summary(time.monotonic() - started)

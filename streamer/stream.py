@@ -11,11 +11,12 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from streamer.captioner import near_duplicate, tag_caption
 from streamer.channel import Channel, DropPolicy, FairChannel
 from streamer.config import OutputConfig
+from streamer.events import Observers
 from streamer.frame import Annotation, Caption, Frame
 from streamer.outputs import LIVE_TIME_BASE, Outputs, VideoTiming
 from streamer.overlay import Hud
@@ -65,6 +66,7 @@ class Shared:
         copy_audio: copy a file's audio into its video output.
         caption_wait: seconds a file's output waits for a pending LLM caption.
         llm_status: the LLM's state for the HUD ("LLM ok"), None without an LLM.
+        observers: who else is told what happens (web viewer, window, webhook).
     """
 
     inbox: FairChannel[AnalysisRequest]
@@ -76,6 +78,7 @@ class Shared:
     copy_audio: bool
     caption_wait: float = 10.0
     llm_status: Callable[[], str] | None = None
+    observers: Observers = field(default_factory=Observers)
 
 
 class StreamRun:
@@ -102,7 +105,9 @@ class StreamRun:
         self.frames: Channel[Frame] = Channel(capacity, policy, name=f"{self.name}/frames")
         self.outgoing: Channel[tuple] = Channel(capacity, policy, name=f"{self.name}/out")
         shared.inbox.add_lane(self.name, 1 if live else 16, policy)
-        self.outputs = Outputs(outputs, self._timing(), self._audio_from())
+        self.outputs = Outputs(
+            outputs, self._timing(), self._audio_from(), self.name, shared.observers
+        )
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writer-{self.name}")
 
     @property
@@ -158,6 +163,7 @@ class StreamRun:
         self.latest = analysis
         if self.live:  # files record in frame order, in `deliver`
             self.outputs.record_analysis(analysis.annotation, wall=round(time.time(), 3))
+            self.shared.observers.analysis(self.name, analysis.annotation)
             if analysis.caption is not None:
                 self.on_caption(analysis.caption)
 
@@ -168,6 +174,7 @@ class StreamRun:
         self.caption = caption
         self.outputs.record_caption(caption)
         self.stats.captions += 1
+        self.shared.observers.caption(self.name, caption)
 
     def now(self) -> float:
         """The live timeline's present (seconds since the run started)."""
@@ -176,6 +183,7 @@ class StreamRun:
     async def _settle(self, analysis: Analysis) -> None:
         """Record a file stream's analysis and its caption, waiting (bounded) for the LLM's."""
         self.outputs.record_analysis(analysis.annotation)
+        self.shared.observers.analysis(self.name, analysis.annotation)
         caption = analysis.caption
         if analysis.pending is not None:
             try:
