@@ -1,14 +1,15 @@
 """Live captions cost the video nothing: the same live run with captions off and with a slow LLM.
 
 Streams from GStreamer's RTSP server on loopback (live 25 fps test patterns), runs the pipeline
-twice for --seconds each: once with captions from tags only (`--no-llm`), once against the
-LM Studio double (run as its own process) answering every caption in --answer-s seconds.
-Every analysed frame counts as a scene change, so the throttle (not the scene) decides when
-to ask. Reports the delivered fps and latency of both runs side by side, their ratio, and
-the caption requests the server counted against what the policy allows (one at a time per
-stream, at least --interval s apart).
+with captions from tags only (`--no-llm`) and against the LM Studio double (run as its own
+process) answering every caption in --answer-s seconds, --seconds of each in all. The two
+conditions alternate in --rounds segments each (off, on, on, off, ...) so that a drift of the
+machine over the benchmark cancels out. Every analysed frame counts as a scene change, so the
+throttle (not the scene) decides when to ask. Reports the delivered fps and latency of both
+side by side, their ratio, and the caption requests the server counted against what the policy
+allows (one at a time per stream, at least --interval s apart).
 
-Run:  python bench/live_captions.py [--streams 1] [--seconds 240] [--answer-s 2]
+Run:  python bench/live_captions.py [--streams 1] [--seconds 240] [--rounds 2] [--answer-s 2]
 """
 
 from __future__ import annotations
@@ -65,13 +66,19 @@ async def main_async(args) -> None:
     double_url = double.stdout.readline().split()[1]
     try:
         urls = [server.url(n) for n in names]
-        results = {}
-        for label, url in (("captions off", None), ("slow LLM", double_url)):
-            with tempfile.TemporaryDirectory() as folder:
-                started = time.monotonic()
-                summary = await one_run(urls, encoder, args.seconds, args.interval, Path(folder),
-                                        url)  # fmt: skip
-                results[label] = (summary, time.monotonic() - started)
+        results: dict[str, list] = {"captions off": [], "slow LLM": []}
+        urls_of = {"captions off": None, "slow LLM": double_url}
+        # ABBA...: each condition runs `rounds` segments, alternating which goes first, so a
+        # drift of the machine over the benchmark (heat, caches, the server) cancels out.
+        segment = args.seconds / args.rounds
+        for r in range(args.rounds):
+            order = ("captions off", "slow LLM") if r % 2 == 0 else ("slow LLM", "captions off")
+            for label in order:
+                with tempfile.TemporaryDirectory() as folder:
+                    started = time.monotonic()
+                    summary = await one_run(urls, encoder, segment, args.interval, Path(folder),
+                                            urls_of[label])  # fmt: skip
+                    results[label].append((summary, time.monotonic() - started))
     finally:
         out, _ = double.communicate("", timeout=30)
         server.kill()
@@ -79,23 +86,32 @@ async def main_async(args) -> None:
 
 
 def _report(results, double, args) -> None:
-    print(f"\n{'run':<14}{'stream':<24}{'frames':>8}{'fps':>7}{'p50 ms':>8}{'p99 ms':>8}"
-          f"{'captions':>10}")  # fmt: skip
-    fps = {}
-    for label, (summary, wall) in results.items():
-        for s in summary.streams:
-            rate = s.frames / wall
-            fps.setdefault(label, []).append((rate, s.latency_ms))
-            print(f"{label:<14}{s.name:<24}{s.frames:>8}{rate:>7.1f}{s.latency_ms[0]:>8.1f}"
-                  f"{s.latency_ms[2]:>8.1f}{s.captions:>10}")  # fmt: skip
-    off, on = fps["captions off"], fps["slow LLM"]
-    for (r_off, l_off), (r_on, l_on) in zip(off, on, strict=True):
+    print(f"\n{'run':<14}{'seg':>4} {'stream':<24}{'frames':>8}{'fps':>7}{'p50 ms':>8}"
+          f"{'p99 ms':>8}{'captions':>10}")  # fmt: skip
+    per: dict[tuple[str, int], list] = {}  # (condition, stream index) -> [(fps, p50, p99)]
+    for label, runs in results.items():
+        for seg, (summary, wall) in enumerate(runs):
+            for i, s in enumerate(summary.streams):
+                rate = s.frames / wall
+                per.setdefault((label, i), []).append((rate, s.latency_ms[0], s.latency_ms[2]))
+                p50, _, p99 = s.latency_ms
+                print(f"{label:<14}{seg + 1:>4} {s.name:<24}{s.frames:>8}{rate:>7.1f}"
+                      f"{p50:>8.1f}{p99:>8.1f}{s.captions:>10}")  # fmt: skip
+
+    def mean(rows, k):
+        return sum(r[k] for r in rows) / len(rows)
+
+    for i in range(args.streams):
+        off, on = per[("captions off", i)], per[("slow LLM", i)]
         print(
-            f"ratio (slow LLM / captions off): fps {r_on / r_off:.3f}, "
-            f"p50 {l_on[0] / l_off[0]:.2f}, p99 {l_on[2] / l_off[2]:.2f}"
+            f"stream {i + 1}, mean over {len(on)} segment(s) each, slow LLM / captions off: "
+            f"fps {mean(on, 0) / mean(off, 0):.3f}, p50 {mean(on, 1):.2f}/{mean(off, 1):.2f} ms "
+            f"= {mean(on, 1) / mean(off, 1):.3f}, p99 {mean(on, 2):.2f}/{mean(off, 2):.2f} ms "
+            f"= {mean(on, 2) / mean(off, 2):.3f}"
         )
     chats = double["counts"].get("POST /v1/chat/completions", 0)
-    per_stream = min(args.seconds / args.interval, args.seconds / args.answer_s) + 1
+    segment = args.seconds / args.rounds
+    per_stream = (min(segment / args.interval, segment / args.answer_s) + 1) * args.rounds
     print(
         f"caption requests counted by the server: {chats}; the policy allows at most "
         f"{per_stream * args.streams:.0f} ({args.streams} stream(s), one in flight each, "
@@ -108,15 +124,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=1)
     parser.add_argument("--size", default="640x360")
-    parser.add_argument("--seconds", type=float, default=240.0)
+    parser.add_argument("--seconds", type=float, default=240.0, help="per condition, in all")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="segments per condition, alternating order (ABBA...)")  # fmt: skip
     parser.add_argument("--answer-s", type=float, default=2.0)
     parser.add_argument("--interval", type=float, default=1.0, help="caption min interval (s)")
     parser.add_argument("--encoder", default="default")
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.streams} RTSP stream(s) "
-        f"{args.size} 25 fps; {args.seconds:.0f} s per run; LLM double answering in "
-        f"{args.answer_s} s; encoder {args.encoder} (random weights) on cpu"
+        f"{args.size} 25 fps; {args.seconds:.0f} s per condition in {args.rounds} segment(s); "
+        f"LLM double answering in {args.answer_s} s; encoder {args.encoder} (random weights) on cpu"
     )
     asyncio.run(main_async(args))
 
