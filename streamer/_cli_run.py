@@ -240,21 +240,30 @@ def run_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(exc, EXIT_USAGE)
     progress = not args.no_progress
+    signals: list[int] = []
     try:
-        summary = run_with_signals(lambda stop: run_pipeline(config, stop=stop, progress=progress))
+        summary = run_with_signals(
+            lambda stop: run_pipeline(config, stop=stop, progress=progress), signals
+        )
     except (UnknownEncoderError, ConfigError) as exc:
         return _fail(exc, EXIT_USAGE)
     except (SourceError, EncoderError, SinkError, OSError) as exc:
         return _fail(exc, EXIT_ERROR)
     except asyncio.CancelledError:
         print("streamer: aborted; outputs closed with what was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted(signals)
     _print_summary(summary, config)
     if summary.interrupted:
-        return EXIT_INTERRUPTED
+        return _interrupted(signals)
     if any(s.state == "failed" for s in summary.streams):
         return EXIT_ERROR
     return EXIT_INCOMPLETE if summary.incomplete else EXIT_OK
+
+
+def _interrupted(signals: list[int]) -> int:
+    """130 for Ctrl-C (or a stop from inside, e.g. the window's quit key), 128 + N for signal N
+    (143 for SIGTERM), as shells report a process a signal ended."""
+    return 128 + signals[0] if signals else EXIT_INTERRUPTED
 
 
 def _fail(exc: BaseException, code: int) -> int:

@@ -3,7 +3,8 @@
 Exit codes: 0 done; 1 a runtime error (input, encoder, output); 2 bad usage or option value;
 3 the input ended early (truncated or damaged; what decoded was annotated and written);
 1 also when a live source failed for good (wrong URL, bad credentials, attempts used up);
-130 interrupted (outputs finalised with the frames written so far).
+130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM (outputs finalised with the frames
+written so far, in both cases).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _setup_logging(level: int) -> None:
         logging.getLogger(name).setLevel(max(logging.WARNING, levels[max(-2, min(1, level))]))
 
 
-def run_with_signals(coro_factory) -> object:
+def run_with_signals(coro_factory, received: list[int] | None = None) -> object:
     """Run a coroutine under `asyncio.run` with graceful Ctrl-C / SIGTERM.
 
     The first SIGINT or SIGTERM sets the stop event the coroutine was given (sources stop,
@@ -88,6 +89,7 @@ def run_with_signals(coro_factory) -> object:
 
     Args:
         coro_factory: called with the stop event, returns the coroutine to run.
+        received: the signals that arrived are appended to it (for the exit code).
     """
 
     async def runner():
@@ -96,6 +98,8 @@ def run_with_signals(coro_factory) -> object:
         task = asyncio.current_task()
 
         def on_signal(signum: int) -> None:
+            if received is not None:
+                received.append(signum)
             if not stop.is_set():
                 print(
                     f"\nstreamer: {signal.Signals(signum).name}: stopping, finishing outputs "

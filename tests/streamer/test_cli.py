@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from media import ffprobe, parse_srt, read_jsonl, stream_types, video_stream
+from media import ffprobe, parse_srt, parse_vtt, read_jsonl, stream_types, video_stream
 
 pytestmark = pytest.mark.integration
 
@@ -123,7 +123,10 @@ def test_truncated_input_annotates_what_decodes_and_exits_3(tmp_path, truncated_
     assert parse_srt((tmp_path / "a.srt").read_text())
 
 
-def test_sigint_finalises_a_playable_mp4_and_complete_subtitles(tmp_path, long_clip):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_finalises_a_playable_mp4_and_complete_subtitles(
+    tmp_path, long_clip, signum, code
+):
     out = tmp_path / "a.mp4"
     outputs = ["-o", out, "--srt", tmp_path / "a.srt", "--jsonl", tmp_path / "a.jsonl"]
     proc = subprocess.Popen(
@@ -135,10 +138,10 @@ def test_sigint_finalises_a_playable_mp4_and_complete_subtitles(tmp_path, long_c
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 200_000):
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert "stopping" in stderr
+    assert proc.returncode == code, stderr
+    assert f"{signal.Signals(signum).name}: stopping" in stderr
     frames = int(video_stream(ffprobe(out))["nb_read_frames"])
     assert 0 < frames < 132 * 6
     assert f"{frames} frames" in stderr  # the summary counts exactly what the file holds
@@ -204,3 +207,29 @@ def test_sources_file_adds_named_inputs(tmp_path, small_clip):
     empty.write_text("# nothing\n")
     done = streamer("run", "--sources", empty, "--jsonl", tmp_path / "x.jsonl")
     assert done.returncode == 2 and "no inputs in" in done.stderr
+
+
+def test_sigterm_during_a_live_run_finalises_every_output_and_exits_143(tmp_path, small_clip):
+    """A file played as a live camera (`--live`), stopped as a service manager stops it."""
+    out = tmp_path / "live.mp4"
+    outputs = ["-o", out, "--srt", tmp_path / "a.srt", "--vtt", tmp_path / "a.vtt",
+               "--jsonl", tmp_path / "a.jsonl"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "run", f"cam={small_clip}", "--live", *outputs, *TINY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (
+        (tmp_path / "a.jsonl").exists() and (tmp_path / "a.jsonl").stat().st_size > 0
+    ):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    frames = int(video_stream(ffprobe(out))["nb_read_frames"])
+    assert frames > 0
+    records = read_jsonl(tmp_path / "a.jsonl")  # every line parses: none cut short
+    assert any(r["type"] == "analysis" for r in records)
+    parse_srt((tmp_path / "a.srt").read_text())
+    parse_vtt((tmp_path / "a.vtt").read_text())
