@@ -29,6 +29,8 @@ _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 # Paired emphasis only, so snake_case words and a lone "*" survive.
 _EMPHASIS = re.compile(r"(\*\*|__|\*|_|~~)(?=\S)(.+?)(?<=\S)\1(?!\w)", re.S)
 _CODE = re.compile(r"`+([^`]*)`+")
+# Terminal escape sequences (colours, cursor moves): CSI `ESC [ ... letter` and OSC `ESC ] ... BEL`.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
 _LABEL = re.compile(r"^(caption|answer|description)\s*:\s*", re.I)
 
 
@@ -60,14 +62,15 @@ def clean_caption(text: str, max_chars: int = MAX_CAPTION_CHARS) -> str:
     """One paragraph of plain text from a model's answer.
 
     Removes reasoning blocks (`<think>…</think>`, also an unclosed one cut off by the token
-    limit), code fences, markdown headers, bullets, quotes, emphasis and links, control and
-    invisible characters and U+FFFD (left by bytes that were not UTF-8); collapses whitespace and
-    surrounding quotes; cuts to `max_chars` at a word boundary with an ellipsis.
+    limit), terminal escape sequences, code fences, markdown headers, bullets, quotes, emphasis
+    and links, control and invisible characters and U+FFFD (left by bytes that were not UTF-8);
+    collapses whitespace and surrounding quotes; cuts to `max_chars` at a word boundary with an
+    ellipsis.
 
     Raises:
         LlmInputError: no letter or digit is left (kind "empty_answer").
     """
-    text = _THINK.sub(" ", text)
+    text = _ANSI.sub("", _THINK.sub(" ", text))
     for pattern in (_FENCE, _HEADER, _BULLET, _QUOTE):
         text = pattern.sub(" ", text)
     text = _LINK.sub(r"\1", text)

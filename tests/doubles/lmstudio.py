@@ -20,6 +20,7 @@ fault          the chat request gets
 "drop"         the headers and half a body, then the connection is closed
 "garbage"      200 with a body that is not JSON
 "empty"        200 with an empty answer (LM Studio's silent context overflow)
+"non-utf8"     200 with a JSON answer whose text holds bytes that are not UTF-8
 "hang"         nothing for an hour (a read timeout)
 =============  ===========================================================================
 
@@ -438,6 +439,10 @@ class LmStudioDouble:
         if fault == "garbage":
             return web.Response(status=200, text='{"choices": [{"mess\x00<html>',
                                 content_type="application/json")  # fmt: skip
+        if fault == "non-utf8":
+            good = json.dumps(_completion("qwen2-vl-2b-instruct", "A cat MARK on a mat", 10))
+            body = good.encode().replace(b"MARK", b"\xff\xfe\xc3")
+            return web.Response(status=200, body=body, content_type="application/json")
         if fault == "empty":
             return _json(200, _completion("qwen2-vl-2b-instruct", "", 10))
         if fault == "hang":

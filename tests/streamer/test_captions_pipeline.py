@@ -8,7 +8,7 @@ import time
 import pytest
 from doubles.lmstudio import LmStudioDouble
 from live_helpers import wait_until
-from media import parse_srt, read_jsonl
+from media import parse_srt, parse_vtt, read_jsonl
 from servers.llm_server import llm_server  # noqa: F401  (session fixture)
 
 from streamer import AnalysisConfig, CaptionPolicy, OutputConfig, RunConfig, run_pipeline
@@ -263,3 +263,50 @@ async def test_the_llm_sees_the_frame_without_the_overlay_drawn_on_it(
 
     assert worst_block(drawn, first) > 40  # the output does carry an overlay ...
     assert worst_block(sent, first) < 12  # ... the LLM's frame does not (JPEG loss only)
+
+
+HOSTILE = {  # by request; 1 and 2 are faults (bytes that are not UTF-8, an empty answer)
+    3: "word " * 2000,  # huge
+    4: "```python\nprint('x')\n```\n# Title\n- **A dog** runs on [grass](http://x)",
+    5: "A\x00 cat\x1b[31m in red\u202e\n\n2\n00:00:00,000 --> 00:00:09,000\nfake cue "
+    "<b>bold</b> & <script>alert(1)</script> {\\an8}top",
+}
+
+
+async def test_hostile_answers_leave_every_output_well_formed(tmp_path, small_clip, tiny_encoder,
+                                                              double):  # fmt: skip
+    """Huge, markdown, control characters, cue-breaking lines, markup, bytes that are not UTF-8,
+    an empty answer: the video, SRT, WebVTT and JSON Lines all stay well-formed, one cue per
+    caption, each a single line of plain text."""
+    double.faults.extend(["non-utf8", "empty"])
+    double.answer = lambda body, count: HOSTILE.get(count, f"Fine {count}.")
+    out = {kind: str(tmp_path / f"a.{kind}") for kind in ("mp4", "srt", "vtt", "jsonl")}
+    outputs = OutputConfig(video=out["mp4"], srt=out["srt"], vtt=out["vtt"], jsonl=out["jsonl"])
+    config = RunConfig(
+        input=str(small_clip), outputs=outputs, llm=LlmConfig(url=double.url),
+        analysis=AnalysisConfig(analyze_fps=4.0),
+        captions=CaptionPolicy(min_interval=0.25, max_age=0.25, scene_threshold=1e-9),
+    )  # fmt: skip
+    summary = await run_pipeline(config, encoder=tiny_encoder)
+    assert summary.frames == 50
+    assert double.counts["POST /v1/chat/completions"] >= 5
+    captions = _captions(tmp_path / "a.jsonl")  # every line parsed as JSON
+    texts = [c["text"] for c in captions]
+    assert texts[0] == "A cat on a mat"  # the bytes that were not UTF-8 are gone
+    for text in texts:
+        assert text and text == " ".join(text.split())  # one line, no control characters
+        assert all(ch.isprintable() for ch in text) and len(text) <= 300
+    assert not any("```" in t or "**" in t or "[31m" in t for t in texts)
+    assert any("A dog runs on grass" in t for t in texts)
+    srt = parse_srt((tmp_path / "a.srt").read_text())
+    assert len(srt) == len(texts)  # one cue per caption: no text broke a cue apart
+    assert not any("<" in text or "-->" in text or "{\\" in text for _, _, text in srt)
+    vtt = parse_vtt((tmp_path / "a.vtt").read_text())
+    assert len(vtt) == len(texts)
+    assert all("<script>" not in text for _, _, text in vtt)
+    assert any("&lt;script&gt;" in text for _, _, text in vtt)
+    assert [c["source"] for c in captions].count("tags") >= 1  # the empty answer fell back
+    import av
+
+    with av.open(str(tmp_path / "a.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 50

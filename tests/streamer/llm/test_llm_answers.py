@@ -24,7 +24,7 @@ from streamer.llm.errors import LlmInputError, LlmUnavailableError
         ("> A [dog](http://x) runs `fast`.", "A dog runs fast."),
         ('Caption: "A dog runs."', "A dog runs."),
         ("snake_case_name and 2 * 3 stay", "snake_case_name and 2 * 3 stay"),
-        ("A\x00 dog\x1b[31m\u200b runs\ufffd\r\n\tfast", "A dog [31m runs fast"),
+        ("A\x00 dog\x1b[31m\u200b runs\ufffd\r\n\tfast", "A dog runs fast"),
         ("Un chien « joyeux » 🐶 court", "Un chien « joyeux » 🐶 court"),
         ("  many    spaces\n\n\nand lines  ", "many spaces and lines"),
     ],
