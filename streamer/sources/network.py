@@ -16,22 +16,25 @@ FFmpeg options, and why:
 - Decoding: `thread_type="AUTO"` with the codec flag `low_delay` on live streams. `low_delay`
   makes FFmpeg pick slice threads instead of frame threads: frame threads hold back one frame
   per thread (about 80 ms at 25 fps on 3 threads here, more than half a second on a 16-core
-  machine), slice threads hold back nothing.
+  machine), slice threads hold back nothing. Conversion to RGB follows the run's
+  `DecodePlan`, as for files (`streamer.sources.file`); `--hwaccel cuda` decodes on the GPU.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import av
 import av.error
 import numpy as np
-from av.codec.context import Flags
 
+from streamer.channel import Channel
 from streamer.errors import (
     SourceAuthError,
     SourceError,
@@ -40,10 +43,15 @@ from streamer.errors import (
     SourceTimeout,
     SourceUnavailableError,
 )
+from streamer.frame import Frame, Picture
 from streamer.sources._live import LiveSource
-from streamer.sources.file import VideoInfo, _describe
-from streamer.sources.options import SourceOptions
+from streamer.sources.file import FrameConverter, VideoInfo, _describe, configure_decoder
+from streamer.sources.hwaccel import hwaccel_for
+from streamer.sources.options import DecodePlan, SourceOptions
 from streamer.sources.redact import install_libav_redaction, redact
+
+if TYPE_CHECKING:
+    from streamer.sources.decode_pool import DecodePool
 
 __all__ = ["NETWORK_SCHEMES", "NetworkSource", "url_stream_name"]
 
@@ -87,6 +95,10 @@ class NetworkSource(LiveSource):
         live: the live contract; by default True except for URLs of video files.
         options: timeouts, transport and backoff.
 
+    `plan` (a `DecodePlan`) says what to make of each frame (the pipeline sets it for the run);
+    with `pool` set (a `DecodePool`), a decode worker process reads the stream instead of a
+    thread of this process, and `status`, `info` and `error` follow the worker's.
+
     Example:
         >>> source = NetworkSource("rtsp://user:pw@10.0.0.7/stream1")
         >>> source.name, source.spec
@@ -109,10 +121,30 @@ class NetworkSource(LiveSource):
             live=_is_live_url(url) if live is None else live,
         )
         self._url = url  # with credentials: for FFmpeg only, never printed
+        self.plan = DecodePlan()
+        self.pool: DecodePool | None = None
+        self._converter: FrameConverter | None = None
         install_libav_redaction()
 
+    @property
+    def url(self) -> str:
+        """The URL with its credentials: only for handing to a decode worker, never to print."""
+        return self._url
+
+    async def run(self, out: Channel[Frame], stop: asyncio.Event) -> None:
+        """As `LiveSource.run`, in a decode worker process when `pool` is set."""
+        if self.pool is not None:
+            await self.pool.run(self, out, stop)
+            return
+        await super().run(out, stop)
+
     def _open_reader(self, resume_after: int | None) -> _NetworkReader:
-        return _NetworkReader(self._url, self.spec, self.options, self.live, resume_after)
+        # One converter for every connection: its sampler keeps the analysis grid across them.
+        if self._converter is None or self._converter.plan is not self.plan:
+            self._converter = FrameConverter(self.plan, self.name)
+        return _NetworkReader(
+            self._url, self.spec, self.options, self.live, resume_after, self._converter
+        )
 
     def container_options(self) -> dict[str, str]:
         """The FFmpeg demuxer/protocol options this source opens its URL with."""
@@ -156,9 +188,12 @@ class _NetworkReader:
         options: SourceOptions,
         live: bool,
         resume_after: int | None,
+        converter: FrameConverter | None = None,
     ) -> None:
         self.spec = spec
         self.options = options
+        self.live = live
+        self.converter = converter or FrameConverter(DecodePlan(), spec)
         started = time.monotonic()
         try:
             self.container = av.open(
@@ -166,6 +201,7 @@ class _NetworkReader:
                 container_options=_container_options(url, options),
                 timeout=(options.open_timeout, options.read_timeout),
                 metadata_errors="ignore",
+                hwaccel=hwaccel_for(self.converter.plan.hwaccel),
             )
         except (av.error.FFmpegError, OSError, EOFError) as exc:
             # FFmpeg's RTSP demuxer reports PyAV's timeout as "invalid data": tell by the clock.
@@ -190,9 +226,7 @@ class _NetworkReader:
             )
         info = _describe(self.spec, self.container)  # raises when there is no video stream
         stream = streams[0]
-        stream.thread_type = "AUTO"
-        if live:
-            stream.codec_context.flags |= Flags.low_delay  # slice threads: no frame delay
+        configure_decoder(stream, self.converter.plan, live=live, name=self.spec)
         if resume_after is not None:
             self._seek(stream, resume_after)
         return stream, info
@@ -204,8 +238,12 @@ class _NetworkReader:
         except av.error.FFmpegError as exc:  # not seekable: decode from the start and skip
             log.info("%s: cannot seek to resume (%s); skipping ahead", self.spec, exc.strerror)
 
-    def frames(self) -> Iterator[tuple[np.ndarray, int | None]]:
-        """Decoded RGB frames with their raw pts; returns at the end of input."""
+    def frames(self) -> Iterator[tuple[np.ndarray | Picture, int | None]]:
+        """Decoded frames with their raw pts; returns at the end of input.
+
+        A frame is an RGB array, or a `Picture` when the run's plan converts only some frames
+        (`Frame` takes either).
+        """
         last_frame = time.monotonic()
         last_raw: int | None = None
         try:
@@ -213,7 +251,7 @@ class _NetworkReader:
                 for frame in self._decode(packet):
                     last_frame = time.monotonic()
                     last_raw = frame.pts if frame.pts is not None else last_raw
-                    yield frame.to_ndarray(format="rgb24"), frame.pts
+                    yield self.converter.picture(frame, self._timeline(frame)), frame.pts
                 # Packets without pictures (garbage, or waiting for a key frame) are a stall too.
                 if time.monotonic() - last_frame > self.options.read_timeout:
                     raise SourceTimeout(
@@ -222,6 +260,13 @@ class _NetworkReader:
         except (av.error.FFmpegError, OSError) as exc:
             raise _translate(exc, self.spec, self.options, opening=False) from None
         self._check_whole(last_raw)
+
+    def _timeline(self, frame: av.VideoFrame) -> float | None:
+        """The frame's time as the pipeline's sampler will see it: the clock for live streams
+        (near the capture time the frame is stamped with), media time otherwise."""
+        if self.live:
+            return time.monotonic()
+        return frame.time
 
     def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
         try:
