@@ -1,14 +1,16 @@
 """The `Encoder` base class: input handling, inference mode, OOM splitting and fallback, info.
 
 A family subclass (CLIP, DINOv2, default) only implements `_forward(pixels) -> (tokens,
-pooled)`; everything between the caller's frames and that call lives here.
+pooled)`; everything between the caller's frames and that call lives here: staging the frames
+in reusable (pinned) host buffers, preprocessing on the device, the optional speed-ups
+(`encoders.acceleration`: CUDA graphs, torch.compile), and the out-of-memory handling.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,8 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from encoders.acceleration import Acceleration, CompiledForward
+from encoders.cuda_graphs import GraphRunner, bucket_for, cuda_graphs_unsupported
 from encoders.errors import WeightsUnavailableError
-from encoders.preprocess import FrameGroup, preprocess_frames, split_images
+from encoders.preprocess import FrameGroup, HostStaging, preprocess_frames, split_images
 from encoders.registry import ModelRef, PreprocessConfig
 
 __all__ = [
@@ -73,6 +77,8 @@ class EncoderInfo:
         weights: where the weights came from, for people ("local file /x/y.pt", ...).
         random_weights: True for an untrained initialisation.
         device, dtype: where and in what precision it runs now ("cuda:0", "float16").
+        speedups: the speed-ups in use now: "eager", "cuda-graphs", "compile" or
+            "compile+cuda-graphs".
     """
 
     kind: str
@@ -85,6 +91,7 @@ class EncoderInfo:
     random_weights: bool
     device: str
     dtype: str
+    speedups: str = "eager"
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,9 @@ class Encoder:
     `encoder(images)` gives tokens [batch, tokens, token_dim] (CLS first), `encoder.embed(images)`
     gives [batch, dim] float32 unit vectors, `encoder.encode(images)` gives both from one
     forward pass. Results are on `encoder.device`.
+
+    The forward runs eagerly until `accelerate()` turns on CUDA graphs or torch.compile. An
+    encoder is driven from one thread at a time (the streamer's encoder worker).
     """
 
     kind: ClassVar[str] = ""
@@ -181,6 +191,11 @@ class Encoder:
         self._device = device
         self._dtype = dtype
         self._num_params = sum(p.numel() for p in module.parameters())
+        self._staging = HostStaging(device)
+        self._acceleration = Acceleration(cuda_graphs=False)
+        self._graphs: GraphRunner | None = None
+        self._compiled: CompiledForward | None = None
+        self._batch_limit: int | None = None
         if weights.random:
             logger.warning(
                 "%s %r uses random weights (not trained): its embeddings carry no meaning, so "
@@ -212,8 +227,12 @@ class Encoder:
         Raises:
             EncoderInputError: for images in any other form.
         """
-        groups, count = split_images(images, self._preprocess_cfg.size)
-        results = [self._run_oom_safe(self._group_forward(g), (g.data,)) for g in groups]
+        staging = self._staging  # a CPU fallback mid-call swaps it; release what was taken
+        try:
+            groups, count = split_images(images, self._preprocess_cfg.size, staging)
+            results = [self._encode_group(g) for g in groups]
+        finally:
+            staging.uploaded()
         tokens = _merge([r[0] for r in results], groups, count, self._device)
         pooled = _merge([r[1] for r in results], groups, count, self._device)
         return EncoderOutput(tokens, F.normalize(pooled.float(), dim=-1))
@@ -225,6 +244,53 @@ class Encoder:
     def embed(self, images: Any) -> torch.Tensor:
         """L2-normalised float32 embeddings [batch, dim] (see `encode`)."""
         return self.encode(images).embeddings
+
+    def accelerate(self, acceleration: Acceleration) -> None:
+        """Choose the forward's speed-ups (replacing earlier ones); results stay the same.
+
+        CUDA graphs are recorded lazily, per padded batch size, at first use (or by
+        `warm_up`); torch.compile compiles at the first batch of each shape. Either one falls
+        back to the eager forward, with a warning, if it fails.
+
+        Args:
+            acceleration: what to use; `Acceleration()` picks CUDA graphs on CUDA only.
+        """
+        self._acceleration = acceleration
+        self._compiled = None
+        if acceleration.compile:
+            self._compiled = CompiledForward(
+                self._forward, acceleration.compile_backend, acceleration.compile_mode
+            )
+        self._graphs = None
+        if acceleration.wants_graphs(self._device):
+            reason = cuda_graphs_unsupported(self._device)
+            if reason is None:
+                self._graphs = GraphRunner(self._forward_once, acceleration.graph_sizes)
+            elif acceleration.cuda_graphs:
+                logger.warning("cuda_graphs=True (--cuda-graphs) does nothing here: %s", reason)
+
+    @torch.inference_mode()
+    def warm_up(self, batch_sizes: Sequence[int]) -> None:
+        """Run the forward once per batch size on blank input, before real frames arrive.
+
+        With CUDA graphs this records the graph of each size's bucket; with torch.compile it
+        compiles each shape; on any device it settles the allocator and kernel choices, so the
+        first real batches are not the slow ones.
+        """
+        size = self._preprocess_cfg.size
+        for batch in batch_sizes:
+            pixels = torch.zeros(batch, 3, size, size, device=self._device, dtype=self._dtype)
+            self._run_model(pixels)
+
+    @property
+    def acceleration(self) -> Acceleration:
+        """The speed-ups asked for with `accelerate()` (`info.speedups`: what is in use now)."""
+        return self._acceleration
+
+    @property
+    def batch_limit(self) -> int | None:
+        """The largest batch run at once since a CUDA out-of-memory split; None: no limit."""
+        return self._batch_limit
 
     def save(self, path: str | Path) -> Path:
         """Write the weights as a state-dict file that `weights=path` loads back.
@@ -251,7 +317,16 @@ class Encoder:
             random_weights=self._weights.random,
             device=str(self._device),
             dtype=str(self._dtype).removeprefix("torch."),
+            speedups=self._speedups(),
         )
+
+    def _speedups(self) -> str:
+        used = []
+        if self._compiled is not None and self._compiled.active:
+            used.append("compile")
+        if self._graphs is not None and self._graphs.enabled:
+            used.append("cuda-graphs")
+        return "+".join(used) or "eager"
 
     @property
     def preprocess_cfg(self) -> PreprocessConfig:
@@ -290,14 +365,43 @@ class Encoder:
             f"dtype={str(self._dtype).removeprefix('torch.')})"
         )
 
+    # -- the forward: graphs, compiled or eager ------------------------------------------------
+
+    def _forward_once(self, pixels: torch.Tensor) -> Batch:
+        """The model forward without graphs: compiled when asked and working, else eager."""
+        if self._compiled is not None:
+            return self._compiled(pixels)
+        return self._forward(pixels)
+
+    def _run_model(self, pixels: torch.Tensor) -> Batch:
+        graphs = self._graphs  # only ever set on CUDA (accelerate), dropped on a CPU fallback
+        if graphs is not None and graphs.enabled:
+            padded = bucket_for(len(pixels), graphs.sizes) or graphs.sizes[-1]
+            # Padding past a size that ran out of memory would risk it again: eager instead.
+            if self._batch_limit is None or padded <= self._batch_limit:
+                return graphs(pixels)
+        return self._forward_once(pixels)
+
     # -- batching and out-of-memory handling ---------------------------------------------------
+
+    def _encode_group(self, group: FrameGroup) -> Batch:
+        """One same-size group, in pieces of at most `batch_limit` images."""
+        forward = self._group_forward(group)
+        limit = self._batch_limit
+        if limit is None or len(group.data) <= limit:
+            return self._run_oom_safe(forward, (group.data,))
+        parts = [
+            self._run_oom_safe(forward, (group.data[start : start + limit],))
+            for start in range(0, len(group.data), limit)
+        ]
+        return _concat(parts)
 
     def _group_forward(self, group: FrameGroup) -> Callable[[torch.Tensor], Batch]:
         # Reads self._device/_dtype at call time: after a CPU fallback the remaining halves of
         # the batch are preprocessed and run on the CPU.
         if group.normalised:
-            return lambda pixels: self._forward(pixels.to(self._device, self._dtype))
-        return lambda frames: self._forward(
+            return lambda pixels: self._run_model(pixels.to(self._device, self._dtype))
+        return lambda frames: self._run_model(
             preprocess_frames(frames, self._preprocess_cfg, self._device, self._dtype)
         )
 
@@ -305,6 +409,8 @@ class Encoder:
         """`fn(*inputs)`, halving the batch on CUDA out-of-memory, then falling back to the CPU.
 
         Halves are encoded independently and concatenated, so results equal an unsplit run.
+        The size that worked caps later batches (`batch_limit`), so each of them does not run
+        out of memory again first.
         """
         try:
             return fn(*inputs)
@@ -319,11 +425,25 @@ class Encoder:
         if size == 1:
             self._fall_back_to_cpu()
             return self._run_oom_safe(fn, inputs)
-        logger.info("CUDA out of memory on a batch of %d; splitting it in halves", size)
         half = size // 2
+        self._limit_batches(size - half, size)
         first = self._run_oom_safe(fn, tuple(x[:half] for x in inputs))
         second = self._run_oom_safe(fn, tuple(x[half:] for x in inputs))
-        return tuple(torch.cat([a.to(b.device), b]) for a, b in zip(first, second, strict=True))
+        return _concat([first, second])
+
+    def _limit_batches(self, limit: int, failed: int) -> None:
+        if self._batch_limit is not None and self._batch_limit <= limit:
+            return
+        self._batch_limit = limit
+        logger.warning(
+            "CUDA out of memory on a batch of %d with %s %r: splitting it, and running later "
+            "batches in pieces of at most %d images; lower --max-batch or free GPU memory to "
+            "avoid the split",
+            failed,
+            self.kind,
+            self._ref.name,
+            limit,
+        )
 
     def _can_fall_back(self) -> bool:
         return self._device.type != "cpu" or self._dtype != torch.float32
@@ -332,6 +452,9 @@ class Encoder:
         previous = f"{self._device} ({str(self._dtype).removeprefix('torch.')})"
         self._module.to(device="cpu", dtype=torch.float32)
         self._device, self._dtype = torch.device("cpu"), torch.float32
+        # Graphs and the pinned buffers belong to the GPU; a CPU has its own memory limits.
+        self._graphs, self._batch_limit = None, None
+        self._staging = HostStaging(self._device)
         logger.warning(
             "CUDA out of memory encoding a single image with %s %r on %s: moved the model to "
             "the CPU (float32) and continuing there, much slower; free GPU memory or pick a "
@@ -340,6 +463,15 @@ class Encoder:
             self._ref.name,
             previous,
         )
+
+
+def _concat(parts: list[Batch]) -> Batch:
+    """Concatenate the results of consecutive pieces of a batch (on the last piece's device)."""
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(
+        torch.cat([p.to(column[-1].device) for p in column]) for column in zip(*parts, strict=True)
+    )
 
 
 def _merge(

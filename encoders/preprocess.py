@@ -11,10 +11,15 @@ reference arithmetic:
 3. clamp to 0..255 and round, because PIL resizes into a uint8 image;
 4. center crop with the reference library's rounding of odd margins;
 5. `/255`, `-mean`, `/std` folded into one multiply-add.
+
+Frames reach the device through `HostStaging`: reusable host buffers (page-locked on CUDA) that
+a batch is stacked into directly, so the upload is one asynchronous copy from pinned memory
+instead of an allocation, a copy into fresh pinned memory and then the upload.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +33,7 @@ from encoders.registry import PreprocessConfig
 
 __all__ = [
     "FrameGroup",
+    "HostStaging",
     "center_crop_offsets",
     "preprocess_frames",
     "resized_shape",
@@ -50,13 +56,19 @@ class FrameGroup:
     normalised: bool = False
 
 
-def split_images(images: Any, size: int) -> tuple[list[FrameGroup], int]:
+def split_images(
+    images: Any, size: int, staging: HostStaging | None = None
+) -> tuple[list[FrameGroup], int]:
     """Validate an `images` argument and group it into same-size batches.
 
     Args:
         images: one HxWx3 uint8 frame (numpy array or torch tensor), a BxHxWx3 uint8 batch, a
             list of HxWx3 uint8 frames of any sizes, or a normalised float tensor Bx3xSxS.
         size: the encoder's input size S.
+        staging: reusable host buffers: a list of frames is stacked into one of them instead
+            of into a new tensor, and a batch array is copied into one when the buffers are
+            pinned (on a CPU it is used in place). Frames already on a GPU and normalised
+            tensors are not staged.
 
     Returns:
         The groups (one per distinct frame size) and the total number of images.
@@ -73,13 +85,17 @@ def split_images(images: Any, size: int) -> tuple[list[FrameGroup], int]:
         batch = frames if frames.ndim == 4 else frames.unsqueeze(0)
         if batch.shape[0] == 0:
             raise EncoderInputError("images is an empty batch; pass at least one frame")
+        if staging is not None and staging.pin and batch.device.type == "cpu":
+            batch = staging.take(tuple(batch.shape)).copy_(batch)
         return [FrameGroup(tuple(range(batch.shape[0])), batch)], batch.shape[0]
     if isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
-        return _group_by_size(images, size), len(images)
+        return _group_by_size(images, size, staging), len(images)
     raise _input_error(images, size)
 
 
-def _group_by_size(images: Sequence[Any], size: int) -> list[FrameGroup]:
+def _group_by_size(
+    images: Sequence[Any], size: int, staging: HostStaging | None
+) -> list[FrameGroup]:
     if len(images) == 0:
         raise EncoderInputError("images is an empty list; pass at least one frame")
     by_shape: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
@@ -89,9 +105,91 @@ def _group_by_size(images: Sequence[Any], size: int) -> list[FrameGroup]:
             raise _input_error(image, size, item=index)
         by_shape.setdefault(tuple(frame.shape), []).append((index, frame))
     return [
-        FrameGroup(tuple(i for i, _ in items), torch.stack([f for _, f in items]))
+        FrameGroup(tuple(i for i, _ in items), _stack([f for _, f in items], staging))
         for items in by_shape.values()
     ]
+
+
+def _stack(frames: list[torch.Tensor], staging: HostStaging | None) -> torch.Tensor:
+    if staging is None or frames[0].device.type != "cpu":
+        return torch.stack(frames)
+    return torch.stack(frames, out=staging.take((len(frames), *frames[0].shape)))
+
+
+class HostStaging:
+    """Reusable host buffers that uint8 batches are stacked into before they are uploaded.
+
+    For a CUDA device the buffers are page-locked, so the host-to-device copy runs
+    asynchronously, overlapping the previous batch's compute. A buffer handed out by `take` is
+    in use until `uploaded()` is called after the batch's copies were queued; it becomes free
+    again once a CUDA event recorded then has completed, so a batch is never overwritten while
+    its copy is still running. At most `max_buffers` are kept.
+
+    Args:
+        device: where the frames go; a CUDA device gets page-locked buffers and events, any
+            other device plain reusable buffers.
+        max_buffers: buffers kept for reuse (frames of several sizes in one call take one each).
+    """
+
+    def __init__(self, device: torch.device, max_buffers: int = 4) -> None:
+        self.device = device
+        self.pin = device.type == "cuda"
+        self._max = max_buffers
+        self._free: list[torch.Tensor] = []
+        self._taken: list[torch.Tensor] = []
+        self._in_flight: list[tuple[Any, list[torch.Tensor]]] = []
+        self.allocations = 0
+
+    def take(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """A contiguous uint8 host tensor of `shape`, reused when a free buffer is big enough."""
+        numel = math.prod(shape)
+        self._reclaim(wait=False)
+        buffer = self._pop_free(numel)
+        if buffer is None and self._in_flight and self._count() >= self._max:
+            self._reclaim(wait=True)  # full: wait for the oldest uploads rather than grow
+            buffer = self._pop_free(numel)
+        if buffer is None:
+            if self._free and self._count() >= self._max:
+                self._free.sort(key=torch.Tensor.numel)
+                del self._free[0]  # the smallest free one is too small: make room
+            buffer = torch.empty(numel, dtype=torch.uint8, pin_memory=self.pin)
+            self.allocations += 1
+        self._taken.append(buffer)
+        return buffer[:numel].view(shape)
+
+    def _pop_free(self, numel: int) -> torch.Tensor | None:
+        # Tensors compare element-wise, so buffers are found by position, never by value.
+        fits = [i for i, b in enumerate(self._free) if b.numel() >= numel]
+        if not fits:
+            return None
+        return self._free.pop(min(fits, key=lambda i: self._free[i].numel()))
+
+    def _count(self) -> int:
+        in_flight = sum(len(buffers) for _, buffers in self._in_flight)
+        return len(self._free) + len(self._taken) + in_flight
+
+    def uploaded(self) -> None:
+        """Every buffer taken since the last call has had its copy queued (or is done with)."""
+        if not self._taken:
+            return
+        if self.pin:
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(self.device))
+            self._in_flight.append((event, self._taken))
+        else:
+            self._free.extend(self._taken)
+        self._taken = []
+
+    def _reclaim(self, wait: bool) -> None:
+        still = []
+        for event, buffers in self._in_flight:
+            if wait:
+                event.synchronize()
+            if wait or event.query():
+                self._free.extend(buffers)
+            else:
+                still.append((event, buffers))
+        self._in_flight = still
 
 
 def _frames_tensor(image: Any, size: int, item: int | None = None) -> torch.Tensor:
@@ -162,8 +260,10 @@ def _to_device(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
     if frames.device == device:
         return frames
     if device.type == "cuda" and frames.device.type == "cpu":
-        # Pinned host memory lets the copy run asynchronously with the previous batch's compute.
-        return frames.pin_memory().to(device, non_blocking=True)
+        # Pinned host memory lets the copy run asynchronously with the previous batch's compute;
+        # staged batches (HostStaging) already are, anything else is pinned here.
+        pinned = frames if frames.is_pinned() else frames.pin_memory()
+        return pinned.to(device, non_blocking=True)
     return frames.to(device)
 
 

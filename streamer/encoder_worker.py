@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import numpy as np
 
 import encoders
 from encoders import Encoder, WeightsUnavailableError
+from encoders.acceleration import Acceleration
 
 log = logging.getLogger("streamer.encoder")
 
@@ -31,6 +33,10 @@ class EncoderChoice:
             loudly), or a local checkpoint path.
         device: "cpu", "cuda", "cuda:1"… (None: CUDA when present).
         precision: "auto", "fp32", "fp16" or "bf16".
+        cuda_graphs: None: on when the encoder runs on CUDA; True: wanted (a warning says it
+            does nothing on a CPU); False: off (`encoders.acceleration.Acceleration`).
+        compile: run the forward through torch.compile (off by default: compiling costs tens
+            of seconds and was not measured to pay on top of CUDA graphs).
     """
 
     kind: str = "clip"
@@ -38,10 +44,17 @@ class EncoderChoice:
     weights: str = "pretrained"
     device: str | None = None
     precision: str = "auto"
+    cuda_graphs: bool | None = None
+    compile: bool = False
+
+    @property
+    def acceleration(self) -> Acceleration:
+        """The speed-ups this choice asks for."""
+        return Acceleration(cuda_graphs=self.cuda_graphs, compile=self.compile)
 
 
 def load_encoder(choice: EncoderChoice) -> Encoder:
-    """Create the encoder `choice` names.
+    """Create the encoder `choice` names, with the speed-ups it asks for.
 
     With `weights="auto"`, a missing pretrained checkpoint is reported as a warning and the
     encoder is created with random weights instead (the overlay says so); every other failure
@@ -49,14 +62,16 @@ def load_encoder(choice: EncoderChoice) -> Encoder:
     """
     weights = "pretrained" if choice.weights == "auto" else choice.weights
     try:
-        return _create(choice, weights)
+        encoder = _create(choice, weights)
     except WeightsUnavailableError as exc:
         if choice.weights != "auto":
             raise
         log.warning(
             "%s\n→ --weights auto: continuing with RANDOM weights; tags are meaningless.", exc
         )
-        return _create(choice, "random")
+        encoder = _create(choice, "random")
+    encoder.accelerate(choice.acceleration)
+    return encoder
 
 
 def _create(choice: EncoderChoice, weights: str) -> Encoder:
@@ -70,36 +85,47 @@ class EncoderWorker:
 
     Args:
         encoder: the encoder to drive.
+        on_batch: called on the event loop after each image batch with (images, seconds
+            inside the encoder), e.g. `BatchSizer.encoded` for adaptive batching.
 
     Attributes:
         batches, images: how much work was done.
         busy_s: seconds spent inside the encoder.
     """
 
-    def __init__(self, encoder: Encoder) -> None:
+    def __init__(
+        self, encoder: Encoder, on_batch: Callable[[int, float], None] | None = None
+    ) -> None:
         self.encoder = encoder
+        self.on_batch = on_batch
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
         self.batches = 0
         self.images = 0
         self.busy_s = 0.0
+        self.batch_sizes: dict[int, int] = {}  # images in a batch → batches of that size
 
     async def embed(self, images: list[np.ndarray]) -> np.ndarray:
         """L2-normalised embeddings [len(images), dim], float32, on the host."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._embed, images)
+        out, seconds = await loop.run_in_executor(self._thread, self._embed, images)
+        if self.on_batch is not None:
+            self.on_batch(len(images), seconds)
+        return out
 
     async def embed_text(self, texts: list[str]) -> np.ndarray:
         """Text embeddings [len(texts), dim], float32, on the host (CLIP encoders only)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._embed_text, texts)
 
-    def _embed(self, images: list[np.ndarray]) -> np.ndarray:
+    def _embed(self, images: list[np.ndarray]) -> tuple[np.ndarray, float]:
         start = time.perf_counter()
         out = self.encoder.embed(images).float().cpu().numpy()
-        self.busy_s += time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        self.busy_s += seconds
         self.batches += 1
         self.images += len(images)
-        return out
+        self.batch_sizes[len(images)] = self.batch_sizes.get(len(images), 0) + 1
+        return out, seconds
 
     def _embed_text(self, texts: list[str]) -> np.ndarray:
         return self.encoder.embed_text(texts).float().cpu().numpy()

@@ -75,5 +75,5 @@ def test_info_fields() -> None:
     fields = list(encoders.EncoderInfo.__dataclass_fields__)
     assert fields == [
         "kind", "model", "dim", "token_dim", "num_params", "image_size",
-        "weights", "random_weights", "device", "dtype",
+        "weights", "random_weights", "device", "dtype", "speedups",
     ]  # fmt: skip

@@ -1,0 +1,16 @@
+"""Benchmarks behind `streamer bench`: the encoder table and the pipeline against its floors.
+
+Modules, each usable on its own and from `bench/*.py`:
+
+    measure     timing and peak-memory helpers shared by every benchmark
+    encoders    `streamer bench encoders`: latency, throughput, memory and size per encoder
+    clips       a benchmark clip of at least N seconds (the input looped, streams copied)
+    file        file annotation: decode floor, floor+draw, a naive loop and the pipeline,
+                each in its own process, paced like a camera for the live rows
+    live        live RTSP streams (steady state and an outage) for `bench/live_streams.py`
+    pipeline    `streamer bench pipeline`: the file and live rows and their ratios, one run
+
+Timings are never asserted in tests; the tests check that these run and what they print.
+"""
+
+__all__: list[str] = []
