@@ -3,6 +3,7 @@
 #   bash scripts/setup.sh          the package and its runtime dependencies
 #   bash scripts/setup.sh --test   also the test tools, Debian's ffmpeg (ffprobe checks outputs)
 #                                  and GStreamer's RTSP server (the live-source tests' camera)
+#                                  and Debian's chromium (the web viewer's browser test)
 # Safe to run again: it reinstalls only when pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,16 @@ if [ "$want_tests" = 1 ] && ! command -v ffprobe >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
   else
     echo "setup: the tests need ffprobe: install ffmpeg (e.g. 'sudo apt-get install ffmpeg')" >&2
+    exit 1
+  fi
+fi
+
+if [ "$want_tests" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's chromium (the web viewer test loads its page headless)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: the tests need chromium: install it (e.g. 'sudo apt-get install chromium')" >&2
     exit 1
   fi
 fi

@@ -2,15 +2,54 @@
 
 from __future__ import annotations
 
+import bisect
 import collections
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+#: Upper bounds (seconds) of the latency histogram's buckets: a frame on time is tens of
+#: milliseconds late, one held up by a stall is seconds late.
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Histogram:
+    """Counts of observations per bucket over the whole run (for `/metrics`).
+
+    Unlike `LatencyTracker`'s window, a histogram never forgets: a scraper takes differences
+    between its readings, so the counts must only grow.
+
+    Args:
+        bounds: increasing upper bounds of the buckets; a last, unbounded bucket is implied.
+    """
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        if list(bounds) != sorted(set(bounds)):
+            raise ValueError(f"histogram bounds must be increasing, got {list(bounds)}")
+        self.bounds: tuple[float, ...] = tuple(bounds)
+        self._counts = [0] * (len(self.bounds) + 1)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.count += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """`(upper bound, observations ≤ it)` per bucket, the last bound being +inf."""
+        out, total = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self._counts, strict=True):
+            total += count
+            out.append((bound, total))
+        return out
+
 
 class LatencyTracker:
-    """Keeps the most recent latencies (seconds) and answers percentiles over them.
+    """Keeps the most recent latencies (seconds) and answers percentiles over them; every
+    latency also goes into `histogram`, which keeps counts for the whole run.
 
     Args:
         window: how many recent samples to keep (a sliding window, so a long run reports its
@@ -19,9 +58,11 @@ class LatencyTracker:
 
     def __init__(self, window: int = 4096) -> None:
         self._samples: collections.deque[float] = collections.deque(maxlen=window)
+        self.histogram = Histogram(LATENCY_BUCKETS)
 
     def add(self, seconds: float) -> None:
         self._samples.append(seconds)
+        self.histogram.observe(seconds)
 
     def __len__(self) -> int:
         return len(self._samples)
@@ -43,6 +84,7 @@ class StreamStats:
         analysed: frames the encoder saw.
         delivered: frames written to the outputs with their overlay.
         captions: captions made.
+        alerts: text-query alerts fired.
         latency: capture → delivered, seconds (live streams).
     """
 
@@ -51,6 +93,7 @@ class StreamStats:
     delivered: int = 0
     captions: int = 0
     caption_timeouts: int = 0
+    alerts: int = 0
     latency: LatencyTracker = field(default_factory=LatencyTracker)
 
 

@@ -1,0 +1,143 @@
+// The streamer viewer page: one card per stream (live MJPEG video, caption, tags, status and a
+// caption history), kept up to date by the server's event stream. Plain JS, no build step.
+"use strict";
+
+(() => {
+  const HISTORY = 200; // history items kept per stream on the page
+  const token = new URLSearchParams(location.search).get("token");
+  const cards = new Map();
+  let lastId = 0;
+  let runId = null;
+
+  // <img> and EventSource cannot send headers: the token travels in the query.
+  function withToken(path) {
+    if (!token) return path;
+    return `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
+  }
+
+  function text(el, value) {
+    el.textContent = value == null ? "" : String(value);
+  }
+
+  function videoUrl(name) {
+    return withToken(`streams/${encodeURIComponent(name)}/mjpeg`);
+  }
+
+  function card(name) {
+    let entry = cards.get(name);
+    if (entry) return entry;
+    const node = document.getElementById("stream-card").content.firstElementChild.cloneNode(true);
+    node.dataset.stream = name;
+    const q = (sel) => node.querySelector(sel);
+    entry = {
+      node, img: q("img.video"), state: q(".state"), caption: q(".caption-text"),
+      source: q(".caption-source"), tags: q(".tags"), stats: q(".stats"),
+      problem: q(".problem"), history: q(".history"),
+    };
+    text(q(".name"), name);
+    entry.img.alt = `live video of ${name}`;
+    entry.img.addEventListener("error", () => {
+      // The server restarted or the connection dropped: try again shortly.
+      setTimeout(() => { if (!document.hidden) entry.img.src = videoUrl(name); }, 2000);
+    });
+    if (!document.hidden) entry.img.src = videoUrl(name);
+    document.getElementById("streams").appendChild(node);
+    cards.set(name, entry);
+    return entry;
+  }
+
+  function fmt(value, digits, unit) {
+    return value == null ? "–" : `${Number(value).toFixed(digits)}${unit}`;
+  }
+
+  function clock(seconds) {
+    return new Date(seconds * 1000).toLocaleTimeString();
+  }
+
+  function showStream(s) {
+    const c = card(s.name);
+    text(c.state, s.state);
+    c.state.dataset.state = s.state;
+    if (s.caption) {
+      text(c.caption, s.caption.text);
+      text(c.source, `(${s.caption.source})`);
+    }
+    c.tags.replaceChildren(...s.tags.map((t) => {
+      const li = document.createElement("li");
+      text(li, `${t.label} ${fmt(t.score == null ? null : t.score * 100, 0, "%")}`);
+      return li;
+    }));
+    const lat = s.latency_ms;
+    const parts = [
+      `in ${fmt(s.fps.in, 1, "")} fps`, `out ${fmt(s.fps.out, 1, "")} fps`,
+      `analysed ${fmt(s.fps.analysed, 1, "")}/s`,
+      `latency ${fmt(lat.p50, 0, "")}/${fmt(lat.p95, 0, "")} ms`,
+      `drops ${s.frames.dropped}`, `frames ${s.frames.delivered}`,
+    ];
+    if (s.live) parts.push(`reconnects ${s.reconnects}`);
+    text(c.stats, parts.join(" · "));
+    const problem = s.offline_since != null
+      ? `offline since ${clock(s.offline_since)}${s.last_error ? `: ${s.last_error}` : ""}`
+      : s.state === "failed" ? `failed: ${s.last_error || "gave up"}` : "";
+    text(c.problem, problem);
+    c.problem.hidden = !problem;
+  }
+
+  function showStatus(status) {
+    if (runId && status.run_id !== runId) {
+      location.reload(); // another run on this address: its event ids start again
+      return;
+    }
+    runId = status.run_id;
+    const enc = status.encoder;
+    text(document.getElementById("run"),
+      `${enc.model || ""}${enc.random_weights ? " (random weights)" : ""} · up ${Math.round(status.uptime_s)} s`);
+    const llm = document.getElementById("llm");
+    llm.hidden = !status.llm;
+    if (status.llm) {
+      text(llm, status.llm.detail);
+      llm.dataset.state = status.llm.state;
+    }
+    status.streams.forEach(showStream);
+  }
+
+  function addHistory(kind, rec) {
+    if (rec.id <= lastId) return; // already shown (a replay after reconnecting)
+    lastId = rec.id;
+    const c = card(rec.stream);
+    const li = document.createElement("li");
+    li.className = kind;
+    li.dataset.id = rec.id;
+    const when = document.createElement("time");
+    text(when, kind === "alert" ? clock(rec.wall) : `${clock(rec.wall)} · ${fmt(rec.pts, 1, " s")}`);
+    const body = document.createElement("span");
+    text(body, kind === "alert" ? `alert: ${rec.query} (${fmt(rec.score, 2, "")})` : rec.text);
+    li.append(when, " ", body);
+    c.history.prepend(li);
+    while (c.history.children.length > HISTORY) c.history.lastElementChild.remove();
+    if (kind === "caption") {
+      text(c.caption, rec.text);
+      text(c.source, `(${rec.source})`);
+    }
+  }
+
+  function connect() {
+    const conn = document.getElementById("connection");
+    const events = new EventSource(withToken("events"));
+    events.addEventListener("open", () => { text(conn, "live"); conn.dataset.state = "ok"; });
+    events.addEventListener("error", () => { text(conn, "reconnecting…"); conn.dataset.state = "down"; });
+    events.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
+    events.addEventListener("caption", (e) => addHistory("caption", JSON.parse(e.data)));
+    events.addEventListener("alert", (e) => addHistory("alert", JSON.parse(e.data)));
+  }
+
+  // A hidden tab stops its video streams: the server then encodes nothing for it.
+  document.addEventListener("visibilitychange", () => {
+    for (const [name, c] of cards) {
+      if (document.hidden) c.img.removeAttribute("src");
+      else c.img.src = videoUrl(name);
+    }
+  });
+
+  connect();
+})();
