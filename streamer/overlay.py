@@ -13,6 +13,7 @@ becomes its ASCII look-alike, and characters with no ASCII form (emoji, CJK) are
 
     ┌────────────────────────────────────────────┐
     │ RANDOM WEIGHTS: tags and captions are …    │  warning banner (red), when set
+    │ ALERT a person at the door 0.31            │  alert banner (red), while one is recent
     │ dog 0.62                        12.3 fps   │  top tags (left), HUD lines (right)
     │ grass 0.21                   frame 120/500 │
     │                                            │
@@ -63,11 +64,14 @@ class Hud:
         warning: shown as a red banner across the top when set, e.g. "RANDOM WEIGHTS: tags
             and captions are meaningless".
         status: one highlighted line under `lines`, e.g. "LLM: offline, retrying".
+        alert: shown as a red banner under the warning while an alert is recent, e.g.
+            "ALERT a person at the door 0.31".
     """
 
     lines: tuple[str, ...] = ()
     warning: str | None = None
     status: str | None = None
+    alert: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ class Overlay:
             annotation: the stream's latest analysis; its top tags are drawn top-left.
             caption: the caption in force; drawn at the bottom with its source and age.
             now_pts: media time of this frame, for the caption's age.
-            hud: text for the top-right corner and the warning banner.
+            hud: text for the top-right corner, the warning banner and the alert banner.
 
         Raises:
             ValueError: `image` is not an H×W×3 uint8 array.
@@ -191,15 +195,21 @@ class Overlay:
         lay = _layout(width, height, self.style)
         banner = self._warning_rows(lay, hud.warning) if hud.warning else []
         top = _block_height(lay, len(banner)) if banner else 0
+        alert_y = top
+        alert = _fit(ascii_text(hud.alert), _text_width(lay), lay) if hud.alert else ""
+        if alert:
+            top += _block_height(lay, 1)
         if annotation is not None and self.style.top_k_tags:
             self._draw_tags(image, lay, annotation, top)
         self._draw_hud(image, lay, hud, top)
         if caption is not None:
             self._draw_caption(image, lay, caption, now_pts)
+        # Banners are drawn last, so nothing covers them even on frames too small for everything.
+        opacity = max(self.style.box_opacity, _WARNING_OPACITY)
         if banner:
-            # Drawn last, so nothing covers it even on frames too small for everything.
-            opacity = max(self.style.box_opacity, _WARNING_OPACITY)
             _draw_block(image, lay, banner, 0, 0, lay.width, (_RED, opacity))
+        if alert:
+            _draw_block(image, lay, [(alert, _WHITE)], 0, alert_y, lay.width, (_RED, opacity))
         return image
 
     def _warning_rows(self, lay: _Layout, warning: str) -> list[tuple[str, tuple[int, int, int]]]:

@@ -2,14 +2,14 @@
 
 - `VideoWriter`: H.264 MP4 (or any container PyAV writes) with the source's timing and audio.
 - `SubtitleWriter`: one SRT/WebVTT cue per caption, in media time.
-- `JsonlWriter`: JSON Lines records (`annotation_record`, `caption_record`).
+- `JsonlWriter`: JSON Lines records (`annotation_record`, `caption_record`, `alert_record`).
 
 Every sink opens its file at construction (a bad path raises `SinkOpenError` at once), writes
 as it goes so an interrupted run leaves usable files, and has an idempotent `close`.
 """
 
 from streamer.sinks.errors import SinkError, SinkOpenError
-from streamer.sinks.jsonl import JsonlWriter, annotation_record, caption_record
+from streamer.sinks.jsonl import JsonlWriter, alert_record, annotation_record, caption_record
 from streamer.sinks.subtitles import SubtitleWriter
 from streamer.sinks.video import VideoWriter
 
@@ -19,6 +19,7 @@ __all__ = [
     "SinkOpenError",
     "SubtitleWriter",
     "VideoWriter",
+    "alert_record",
     "annotation_record",
     "caption_record",
 ]

@@ -11,14 +11,18 @@ import json
 import math
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from streamer.frame import Annotation, Caption
+from streamer.sinks._append import append_whole
 from streamer.sinks.errors import SinkError, open_error
 
-__all__ = ["JsonlWriter", "annotation_record", "caption_record"]
+if TYPE_CHECKING:
+    from streamer.alerts import Alert
+
+__all__ = ["JsonlWriter", "alert_record", "annotation_record", "caption_record"]
 
 _DIGITS = 4
 
@@ -63,11 +67,7 @@ class JsonlWriter:
         with self._lock:
             if self._file.closed:
                 raise SinkError(f"JSON Lines output {self._path!r} is closed")
-            try:
-                self._file.write(line)
-                self._file.flush()
-            except OSError as exc:
-                raise SinkError(f"cannot write JSON Lines output {self._path!r}: {exc}") from exc
+            append_whole(self._file, line, "JSON Lines", self._path)
             self._lines += 1
 
     def close(self) -> None:
@@ -120,6 +120,24 @@ def caption_record(c: Caption) -> dict[str, Any]:
         "text": c.text,
         "source": c.source,
     }
+
+
+def alert_record(a: Alert, *, wall: bool) -> dict[str, Any]:
+    """The JSON Lines record of an alert; `wall` adds its wall-clock time (live streams only:
+    a file's records stay the same from run to run)."""
+    record = {
+        "type": "alert",
+        "stream": a.stream,
+        "frame": a.frame_index,
+        "pts": _round(a.time),
+        "query": a.query,
+        "score": _round(a.score),
+        "threshold": a.threshold,
+        "caption": a.caption,
+    }
+    if wall:
+        record["wall"] = round(a.wall, 3)
+    return record
 
 
 def _round(x: float) -> float | None:
