@@ -16,7 +16,9 @@ The pipeline tells every observer what happens, as it happens:
 An observer that raises is logged once and its further calls of that kind are skipped: a
 broken viewer never stops the video. `wants_frames` (a property) says whether frames are needed
 now (a window, a viewer with a client connected): the writer draws a frame that has no video
-output only when some observer wants it.
+output only when some observer wants it. `wants_raw` asks for frames as decoded, without the
+overlay (a window with its overlay turned off): they are not drawn for it, and when nothing
+else needs the overlay they are not drawn at all.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ class Observer:
 
     @property
     def wants_frames(self) -> bool:
+        return False
+
+    @property
+    def wants_raw(self) -> bool:
+        """`frame()` gets frames without the overlay (read only while `wants_frames`)."""
         return False
 
     async def start(self, run: Any) -> None:
@@ -76,13 +83,38 @@ class Observers(Observer):
     def wants_frames(self) -> bool:
         return any(self._safe(o, "wants_frames", lambda o: o.wants_frames) for o in self.items)
 
-    async def start(self, run: Any) -> None:
-        for observer in self.items:
-            await observer.start(run)  # a viewer that cannot bind its port is the user's error
+    @property
+    def wants_raw(self) -> bool:
+        """Some observer wants frames without the overlay now."""
+        return any(self._wants(o, raw=True) for o in self.items)
 
-    def frame(self, stream: str, image: np.ndarray, timeline: float) -> None:
+    @property
+    def wants_drawn(self) -> bool:
+        """Some observer wants frames with the overlay now."""
+        return any(self._wants(o, raw=False) for o in self.items)
+
+    def _wants(self, observer: Observer, raw: bool) -> bool:
+        if not self._safe(observer, "wants_frames", lambda o: o.wants_frames):
+            return False
+        return bool(self._safe(observer, "wants_raw", lambda o: o.wants_raw)) == raw
+
+    async def start(self, run: Any) -> None:
+        """Start each in turn; if one fails, those already started are stopped again and its
+        error is raised (a viewer that cannot bind its port is the user's error)."""
+        started: list[Observer] = []
+        try:
+            for observer in self.items:
+                await observer.start(run)
+                started.append(observer)
+        except BaseException:
+            await Observers(started).stop()
+            raise
+
+    def frame(self, stream: str, image: np.ndarray, timeline: float, raw: bool = False) -> None:
+        """Hand the frame to the observers that want it: drawn ones, or `raw` ones."""
         for o in self.items:
-            self._safe(o, "frame", lambda o: o.frame(stream, image, timeline))
+            if self._wants(o, raw):
+                self._safe(o, "frame", lambda o: o.frame(stream, image, timeline))
 
     def analysis(self, stream: str, annotation: Annotation) -> None:
         for o in self.items:

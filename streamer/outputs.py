@@ -29,6 +29,7 @@ log = logging.getLogger("streamer.outputs")
 
 RANDOM_WEIGHTS_WARNING = "RANDOM WEIGHTS: tags and captions are meaningless"
 LIVE_TIME_BASE = Fraction(1, 1000)  # live video is timed by the wall clock, in milliseconds
+LIVE_NOMINAL_FPS = 25.0  # a live stream's rate is not known ahead: keyframe spacing assumes this
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,8 @@ class Outputs:
         watched = self.observers.wants_frames
         if not self.config.video and not watched:
             return
+        if watched and self.observers.wants_raw and self._hand_raw(frame, timeline, shared):
+            return
         image = frame.image.copy() if shared else frame.image
         image = self.overlay.draw(
             image, annotation=annotation, caption=caption, now_pts=timeline, hud=hud
@@ -139,14 +142,32 @@ class Outputs:
         else:
             video.write(image, round(timeline / self.timing.time_base))
 
+    def _hand_raw(self, frame: Frame, timeline: float, shared: bool) -> bool:
+        """Give the observers that want frames without the overlay the frame as decoded.
+
+        Returns True when nothing else needs the frame drawn (no video, no observer of drawn
+        frames): then it is not drawn at all.
+        """
+        drawn = bool(self.config.video) or self.observers.wants_drawn
+        # The overlay draws in place on an unshared frame: the raw observers keep a clean copy.
+        raw = frame.image.copy() if drawn and not shared else frame.image
+        self.observers.frame(self.name, raw, timeline, raw=True)
+        return not drawn
+
     def _video_for(self, image) -> VideoWriter:
         if self.video is None:
             height, width = image.shape[:2]
             self._video_size = (width, height)
+            fragmented = self.config.fragmented
+            if fragmented is None:
+                fragmented = not self.timing.media  # live: a crash must not lose the file
+            rate = float(self.timing.rate) if self.timing.rate else LIVE_NOMINAL_FPS
             self.video = VideoWriter(
                 self.config.video, width=width, height=height, time_base=self.timing.time_base,
                 rate=self.timing.rate, audio_from=self.audio_from, preset=self.config.preset,
-                crf=self.config.crf,
+                crf=self.config.crf, fragmented=fragmented,
+                keyframe_every=max(1, round(rate * self.config.keyframe_seconds))
+                if fragmented else None,
             )  # fmt: skip
         return self.video
 
