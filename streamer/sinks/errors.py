@@ -12,6 +12,8 @@ exception. It is also an `OSError`, so code that already handles file errors cat
 
 from __future__ import annotations
 
+import errno
+
 
 class SinkError(Exception):
     """Writing an output (video, subtitles, JSON Lines) failed."""
@@ -19,6 +21,26 @@ class SinkError(Exception):
 
 class SinkOpenError(SinkError, OSError):
     """An output file could not be created or opened for writing."""
+
+
+_FULL = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file is over the size limit",
+         errno.EDQUOT: "the disk quota is used up"}  # fmt: skip
+
+
+def write_error(kind: str, path: str, cause: BaseException, verb: str = "write") -> SinkError:
+    """Build the `SinkError` for a failed write, with the fix when the disk is full."""
+    reason = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
+    full = _FULL.get(getattr(cause, "errno", None) or -1)
+    if full is None and "No space left" in str(cause):
+        full = _FULL[errno.ENOSPC]
+    if full:
+        return SinkError(
+            f"cannot {verb} {kind} output {path!r}: {full} ({reason}). Fix: free space or "
+            "write the outputs to another disk; what was written so far is kept (subtitles and "
+            "JSON Lines up to the last complete line; a fragmented MP4, the default for live "
+            "streams and --fragmented for files, plays up to its last fragment)"
+        )
+    return SinkError(f"cannot {verb} {kind} output {path!r}: {reason}")
 
 
 def open_error(kind: str, path: str, cause: BaseException) -> SinkOpenError:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from streamer.frame import Caption
+from streamer.sinks._append import append_whole
 from streamer.sinks.errors import SinkError, open_error
 
 __all__ = ["SubtitleWriter"]
@@ -167,14 +168,15 @@ class SubtitleWriter:
         if _millis(end) <= _millis(cue.start):
             return
         self._cues_written += 1
+        # Each cue goes in whole or not at all (a full disk): the files stay parseable.
         if self._srt is not None:
             times = f"{_timestamp(cue.start, ',')} --> {_timestamp(end, ',')}"
-            self._srt.write(f"{self._cues_written}\n{times}\n{_escape_srt(cue.text)}\n\n")
-            self._srt.flush()
+            block = f"{self._cues_written}\n{times}\n{_escape_srt(cue.text)}\n\n"
+            append_whole(self._srt, block, "SRT", self._srt.name)
         if self._vtt is not None:
             times = f"{_timestamp(cue.start, '.')} --> {_timestamp(end, '.')}"
-            self._vtt.write(f"{times}\n{_escape_vtt(cue.text)}\n\n")
-            self._vtt.flush()
+            block = f"{times}\n{_escape_vtt(cue.text)}\n\n"
+            append_whole(self._vtt, block, "WebVTT", self._vtt.name)
 
 
 def _open(path: str | os.PathLike[str] | None, kind: str) -> TextIO | None:

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import Colorspace
 
-from streamer.sinks.errors import SinkError, open_error
+from streamer.sinks.errors import SinkError, open_error, write_error
 
 __all__ = ["VideoWriter"]
 
@@ -57,6 +57,12 @@ class VideoWriter:
         preset: x264/x265 speed preset.
         crf: x264/x265 constant rate factor (lower is better quality, bigger files).
         threads: encoder threads; 0 lets the encoder choose.
+        fragmented: write MP4/MOV as fragments (`empty_moov`, a fragment from each keyframe):
+            a file cut short by a crash, `kill -9` or a full disk still plays up to its last
+            complete fragment, where a plain MP4 (its index at the end) would not play at all.
+            Other containers ignore it (Matroska is written progressively anyway).
+        keyframe_every: at most this many frames between keyframes (so between fragments);
+            None keeps the encoder's default (x264: 250).
 
     Raises:
         SinkOpenError: the file cannot be created, the extension names no known container,
@@ -82,6 +88,8 @@ class VideoWriter:
         preset: str = "veryfast",
         crf: int = 20,
         threads: int = 0,
+        fragmented: bool = False,
+        keyframe_every: int | None = None,
     ) -> None:
         _check_args(width, height, time_base, rate)
         self._path = path = os.fspath(path)
@@ -94,10 +102,12 @@ class VideoWriter:
                 "%s: odd frame size %dx%d; padding to %dx%d (edge pixels copied) for yuv420p",
                 path, width, height, width + self._pad[1], height + self._pad[0],
             )  # fmt: skip
-        self._container = _open_container(path)
+        self._container = _open_container(path, fragmented)
         self._audio: _AudioCopy | None = None
         try:
             self._stream = self._add_video_stream(codec, preset, crf, threads)
+            if keyframe_every:
+                self._stream.codec_context.gop_size = keyframe_every
             self._audio = _AudioCopy.attach(audio_from, self._container) if audio_from else None
             self._container.start_encoding()
         except (OSError, ValueError, av.FFmpegError) as exc:
@@ -151,7 +161,7 @@ class VideoWriter:
                 if self._audio is not None:
                     self._audio.mux_until(self._container, frame.pts * self._time_base)
             except (OSError, av.FFmpegError) as exc:
-                raise SinkError(f"cannot write video output {self._path!r}: {exc}") from exc
+                raise write_error("video", self._path, exc) from exc
             self._held = frame
             self._frames += 1
 
@@ -174,7 +184,7 @@ class VideoWriter:
                 finally:
                     self._abandon()
             except (OSError, av.FFmpegError) as exc:
-                raise SinkError(f"cannot finish video output {self._path!r}: {exc}") from exc
+                raise write_error("video", self._path, exc, "finish") from exc
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -277,9 +287,13 @@ def _check_args(width: int, height: int, time_base: Fraction, rate: Fraction | N
         raise ValueError(f"`rate` must be >= 0 or None, got {rate!r}")
 
 
-def _open_container(path: str) -> av.container.OutputContainer:
+_FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+
+
+def _open_container(path: str, fragmented: bool = False) -> av.container.OutputContainer:
+    fragments = fragmented and os.path.splitext(path)[1].lower() in (".mp4", ".m4v", ".mov")
     try:
-        return av.open(path, "w")
+        return av.open(path, "w", options=_FRAGMENTED if fragments else None)
     except (OSError, ValueError, av.FFmpegError) as exc:
         raise open_error("video", path, exc) from exc
 
