@@ -115,3 +115,37 @@ async def test_a_failing_stream_does_not_stop_the_others_and_credentials_stay_hi
     )
     assert "s3cr3t-pw" not in everything
     assert not any("s3cr3t" in p.name for p in tmp_path.iterdir())
+
+
+async def test_a_camera_that_comes_back_at_another_resolution_keeps_one_video_size(
+    tmp_path, own_rtsp_server, tiny_encoder, caplog
+):
+    """320x180 before the restart, 640x360 after: the file keeps its first size, every frame
+    is written (scaled), the analyses go on, and the change is said once."""
+    url = own_rtsp_server.url("cam")
+    config = RunConfig(input=f"cam={url}", outputs=_outputs(tmp_path), sources=FAST_RECONNECT)
+    jsonl = tmp_path / "cam.jsonl"
+    caplog.set_level(logging.WARNING)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop))
+    try:
+        await wait_until(lambda: "online" in _states(jsonl) if jsonl.exists() else False, 30,
+                         "online")  # fmt: skip
+        own_rtsp_server.kill()
+        await wait_until(lambda: "offline" in _states(jsonl), 15, "offline after the kill")
+        own_rtsp_server.mounts = {"cam": "pattern:640x360"}
+        own_rtsp_server.start()
+        await wait_until(lambda: _states(jsonl).count("online") >= 2, 20, "online again")
+        before = sum(1 for r in read_jsonl(jsonl) if r["type"] == "analysis")
+        await wait_until(
+            lambda: sum(1 for r in read_jsonl(jsonl) if r["type"] == "analysis") > before + 2,
+            20, "analyses of the larger frames",
+        )  # fmt: skip
+    finally:
+        stop.set()
+    summary = await asyncio.wait_for(task, 30)
+    (stream,) = summary.streams
+    assert caplog.text.count("frame size changed to 640x360") == 1
+    video = video_stream(ffprobe(tmp_path / "cam.mp4"))
+    assert (int(video["width"]), int(video["height"])) == (320, 180)
+    assert int(video["nb_read_frames"]) == stream.frames

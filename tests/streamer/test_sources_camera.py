@@ -82,7 +82,9 @@ async def test_camera_frames_arrive_at_the_camera_rate_in_rgb(small_clip):
     assert all(b.pts > a.pts for a, b in itertools.pairwise(frames))
     assert frames[0].pts == pytest.approx(0, abs=0.05) and frames[0].time_base == Fraction(1, 1000)
     rate = (len(frames) - 1) / (frames[-1].pts - frames[0].pts)
-    assert 10 < rate < 40, rate  # about 25 (the clip's rate); generous for a loaded machine
+    # About 25 (the clip's rate); a burst would be hundreds. No lower bound: a loaded machine
+    # can only make a paced camera slower.
+    assert rate < 40, rate
     # BGR → RGB: the same picture as PyAV's RGB decode of the clip's first frame.
     with av.open(str(small_clip)) as container:
         expected = next(container.decode(video=0)).to_ndarray(format="rgb24").astype(int)

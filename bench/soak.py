@@ -1,0 +1,213 @@
+"""Soak: live streams for a long run with the camera server restarted now and then; does
+anything grow?
+
+Runs the pipeline in this process on --streams RTSP test patterns from GStreamer's server on
+loopback, kills and restarts the server every --restart-every seconds (the streams reconnect),
+and samples every --sample-every seconds: resident memory (RSS), open file descriptors, threads
+and asyncio tasks. After --warmup seconds it fits a straight line to each series and reports
+its slope and the spread; it writes the samples (CSV), the summary (JSON) and a plot (PNG,
+drawn with OpenCV) into --out.
+
+Run:  python bench/soak.py --minutes 60 --streams 4 --out soak-results   (an hour, by hand)
+      python bench/soak.py --minutes 3 --streams 2                        (a few minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "streamer")]
+
+from live_helpers import SYSTEM_PYTHON, RtspServer  # noqa: E402
+
+from encoders import create_encoder  # noqa: E402
+from streamer import CaptionPolicy, OutputConfig, RunConfig, run_pipeline  # noqa: E402
+from streamer.events import Observer  # noqa: E402
+from streamer.sources import SourceOptions  # noqa: E402
+
+SERIES = ("rss_mb", "fds", "threads", "tasks")
+
+
+@dataclass(frozen=True)
+class Sample:
+    t: float
+    rss_mb: float
+    fds: int
+    threads: int
+    tasks: int
+    analysed: int
+    restarts: int
+
+
+class _Counter(Observer):
+    analysed = 0
+
+    def analysis(self, stream, annotation) -> None:
+        self.analysed += 1
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def growth(samples: list[Sample], warmup: float) -> dict[str, dict[str, float]]:
+    """Per series after `warmup` s: the fitted slope per hour, min, max and the last value."""
+    late = [s for s in samples if s.t >= warmup]
+    out: dict[str, dict[str, float]] = {}
+    if len(late) < 3:
+        return out
+    t = np.array([s.t for s in late])
+    for name in SERIES:
+        y = np.array([getattr(s, name) for s in late], dtype=float)
+        slope = float(np.polyfit(t, y, 1)[0]) if np.ptp(t) > 0 else 0.0
+        out[name] = {
+            "slope_per_hour": round(slope * 3600, 3),
+            "min": float(y.min()),
+            "max": float(y.max()),
+            "first": float(y[0]),
+            "last": float(y[-1]),
+        }
+    return out
+
+
+def plot(samples: list[Sample], warmup: float, path: Path, title: str) -> None:
+    """Four stacked panels (one per series) against time, warm-up shaded; a PNG."""
+    width, panel, margin = 900, 170, 60
+    image = np.full((margin + panel * len(SERIES) + 30, width, 3), 255, np.uint8)
+    cv2.putText(image, title, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    t = np.array([s.t for s in samples])
+    t_max = max(float(t.max()), 1.0) if len(t) else 1.0
+    x0, x1 = 80, width - 20
+    for i, name in enumerate(SERIES):
+        top = margin + i * panel
+        y0, y1 = top + 10, top + panel - 30
+        y = np.array([getattr(s, name) for s in samples], dtype=float)
+        lo, hi = (float(y.min()), float(y.max())) if len(y) else (0.0, 1.0)
+        pad = max((hi - lo) * 0.1, 1.0 if name != "rss_mb" else 5.0)
+        lo, hi = lo - pad, hi + pad
+        warm = int(x0 + (x1 - x0) * min(warmup / t_max, 1.0))
+        cv2.rectangle(image, (x0, y0), (warm, y1), (235, 235, 235), -1)
+        cv2.rectangle(image, (x0, y0), (x1, y1), (160, 160, 160), 1)
+        label = f"{name}  {lo + pad:.0f} .. {hi - pad:.0f}"
+        cv2.putText(image, label, (x0, y1 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)  # fmt: skip
+        if len(y) > 1:
+            xs = x0 + (x1 - x0) * t / t_max
+            ys = y1 - (y1 - y0) * (y - lo) / (hi - lo)
+            points = np.stack([xs, ys], axis=1).round().astype(np.int32)
+            cv2.polylines(image, [points], False, (200, 80, 0), 2, cv2.LINE_AA)
+    axis = f"time 0 .. {t_max:.0f} s (grey: warm-up, not judged)"
+    cv2.putText(image, axis, (x0, image.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+    cv2.imwrite(str(path), image)
+
+
+async def soak(args, out: Path) -> tuple[list[Sample], object]:
+    kind, _, model = args.encoder.partition(":")
+    encoder = create_encoder(kind, model or ("tiny" if kind == "clip" else None),
+                             weights="random", device="cpu")  # fmt: skip
+    names = [f"cam{i + 1}" for i in range(args.streams)]
+    server = RtspServer(SYSTEM_PYTHON, {n: f"pattern:{args.size}" for n in names})
+    server.start()
+    samples: list[Sample] = []
+    restarts = 0
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            config = RunConfig(
+                input=tuple(f"{n}={server.url(n)}" for n in names),
+                outputs=OutputConfig(jsonl=str(Path(folder) / "{stream}.jsonl")),
+                captions=CaptionPolicy(min_interval=2.0),
+                sources=SourceOptions(backoff_initial=0.5, backoff_cap=2.0),
+                status_every=3600.0,
+            )  # fmt: skip
+            stop = asyncio.Event()
+            counter = _Counter()  # analysed frames: proof that the streams keep flowing
+            task = asyncio.create_task(
+                run_pipeline(config, encoder=encoder, stop=stop, observers=[counter])
+            )
+            started = time.monotonic()
+            next_restart = started + args.restart_every
+            end = started + args.minutes * 60
+            while time.monotonic() < end and not task.done():
+                await asyncio.sleep(args.sample_every)
+                now = time.monotonic()
+                if now >= next_restart:
+                    server.kill()
+                    await asyncio.sleep(1.0)
+                    await asyncio.to_thread(server.start)
+                    restarts += 1
+                    next_restart = now + args.restart_every
+                samples.append(Sample(
+                    round(now - started, 1), round(_rss_mb(), 1), _fds(),
+                    threading.active_count(), len(asyncio.all_tasks()), counter.analysed,
+                    restarts,
+                ))  # fmt: skip
+                print(f"{samples[-1]}", flush=True)
+            stop.set()
+            summary = await task
+    finally:
+        server.kill()
+    return samples, summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--streams", type=int, default=2)
+    parser.add_argument("--size", default="320x180")
+    parser.add_argument("--restart-every", type=float, default=45.0, help="seconds")
+    parser.add_argument("--sample-every", type=float, default=5.0, help="seconds")
+    parser.add_argument("--warmup", type=float, default=60.0, help="seconds not judged")
+    parser.add_argument("--encoder", default="clip:tiny")
+    parser.add_argument("--out", default="soak-results", help="folder for CSV, JSON, PNG")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"soak: {args.streams} stream(s) {args.size}, {args.minutes:g} min, server restarted "
+          f"every {args.restart_every:g} s; {machine}", flush=True)  # fmt: skip
+    samples, summary = asyncio.run(soak(args, out))
+    with open(out / "soak.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(samples[0])) if samples else ["t"])
+        writer.writeheader()
+        writer.writerows(asdict(s) for s in samples)
+    result = {
+        "machine": machine,
+        "args": vars(args),
+        "frames_delivered": summary.frames,
+        "restarts": samples[-1].restarts if samples else 0,
+        "reconnects": sum(s.reconnects for s in summary.streams),
+        "growth_after_warmup": growth(samples, args.warmup),
+    }
+    (out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
+    title = f"streamer soak: {args.streams} streams, {args.minutes:g} min, {result['restarts']} " \
+            f"server restarts ({machine})"  # fmt: skip
+    plot(samples, args.warmup, out / "soak.png", title)
+    print(json.dumps(result["growth_after_warmup"], indent=2))
+    print(f"frames delivered {summary.frames}, reconnects {result['reconnects']}; wrote "
+          f"{out / 'soak.csv'}, {out / 'soak.json'}, {out / 'soak.png'}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
