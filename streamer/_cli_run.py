@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
+import re
 import sys
+from pathlib import Path
 
 from encoders import EncoderError, UnknownEncoderError
+from streamer import config_file
+from streamer.alerts import DEFAULT_ALERT_THRESHOLD, AlertRule
 from streamer.batcher import BatchPolicy
 from streamer.captioner import CaptionPolicy
 from streamer.cli import (
@@ -19,7 +24,7 @@ from streamer.cli import (
     EXIT_USAGE,
     run_with_signals,
 )
-from streamer.config import AnalysisConfig, OutputConfig, RunConfig
+from streamer.config import AnalysisConfig, OutputConfig, RunConfig, ServeConfig
 from streamer.encoder_worker import EncoderChoice
 from streamer.errors import ConfigError, SourceError
 from streamer.labels import DEFAULT_PROMPT, load_labels
@@ -27,7 +32,10 @@ from streamer.llm import DEFAULT_URL, LlmConfig
 from streamer.pipeline import RunSummary, run_pipeline
 from streamer.samples import cache_dir
 from streamer.sinks import SinkError
-from streamer.sources import SourceOptions
+from streamer.sources import SourceOptions, split_stream_name
+from streamer.sources.camera import camera_stream_name
+from streamer.sources.network import url_stream_name
+from streamer.window import show_mode
 
 log = logging.getLogger("streamer")
 
@@ -48,16 +56,28 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--sources", metavar="FILE",
         help="more inputs, one per line (NAME=SPEC or SPEC, # comments)",
     )  # fmt: skip
+    run.add_argument(
+        "--config", metavar="FILE",
+        help="TOML file of these options and [[sources]] (README: Configuration file); "
+        "flags given here override it, inputs given here are added",
+    )  # fmt: skip
     out = run.add_argument_group(
         "outputs (at least one; with several inputs put {stream} in the names)"
     )
     out.add_argument("-o", "--output", help="annotated video (MP4, H.264; audio copied)")
     out.add_argument("--srt", help="SubRip subtitles, one cue per caption")
     out.add_argument("--vtt", help="WebVTT subtitles, one cue per caption")
-    out.add_argument("--jsonl", help="JSON Lines: a record per analysed frame and per caption")
+    out.add_argument(
+        "--jsonl", help="JSON Lines: a record per analysed frame, per caption and per alert"
+    )
     out.add_argument("--preset", default="veryfast", help="x264 preset (default: veryfast)")
     out.add_argument("--crf", type=int, default=20, help="x264 quality, 0..51 (default: 20)")
     out.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
+    out.add_argument(
+        "--fragmented", action=argparse.BooleanOptionalAction, default=None,
+        help="write the MP4 in fragments, a keyframe every 2 s: it plays up to the last fragment "
+        "after a crash, kill -9 or a full disk (default: on for live streams, off for files)",
+    )  # fmt: skip
     enc = run.add_argument_group("encoder")
     enc.add_argument("--encoder", default="clip", help="clip | dinov2 | default (default: clip)")
     enc.add_argument(
@@ -70,10 +90,31 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     enc.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available)")
     enc.add_argument("--precision", default="auto", help="auto | fp32 | fp16 | bf16")
+    enc.add_argument(
+        "--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+        help="replay the encoder as CUDA graphs recorded for batch sizes 1/4/16/64/256 "
+        "(default: on with CUDA; does nothing on a CPU)",
+    )  # fmt: skip
+    enc.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=False,
+        help="torch.compile the encoder (default: off; compiling takes tens of seconds)",
+    )  # fmt: skip
     ana = run.add_argument_group("analysis")
     ana.add_argument("--analyze-fps", default="2", help="analysed frames per second, or 'all'")
     ana.add_argument("--max-batch", type=int, default=8, help="frames per encoder batch")
     ana.add_argument("--max-wait-ms", type=float, default=50.0, help="batch deadline (ms)")
+    ana.add_argument(
+        "--adaptive-batch", action=argparse.BooleanOptionalAction, default=False,
+        help="batch size follows the load: grows (to --batch-ceiling) while frames back up, "
+        "halves when a batch takes longer than --latency-budget-ms (default: off)",
+    )  # fmt: skip
+    ana.add_argument(
+        "--batch-ceiling", type=int, default=64, help="largest adaptive batch (default 64)"
+    )
+    ana.add_argument(
+        "--latency-budget-ms", type=float, default=200.0,
+        help="adaptive batching's budget per batch (default 200)",
+    )  # fmt: skip
     ana.add_argument("--labels", help="label file (one per line) or 'dog, cat, person'")
     ana.add_argument(
         "--label-prompt", default=DEFAULT_PROMPT, help="text template per label ({label})"
@@ -116,6 +157,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     mode.add_argument(
         "--status-every", type=float, default=5.0, help="seconds between status tables"
     )
+    display = run.add_argument_group("display")
+    display.add_argument(
+        "--show", nargs="?", const=True, choices=("grid",), metavar="grid",
+        help="show the streams in a window on this display (one per stream up to 4, else a "
+        "grid; 'grid': always a grid). Keys: q/Esc quit, space pause, o overlay, h help",
+    )  # fmt: skip
+    _add_alert_arguments(run)
+    _add_serve_arguments(run)
     net = run.add_argument_group("live sources")
     net.add_argument("--rtsp-transport", default="tcp", help="tcp | udp (default: tcp)")
     net.add_argument("--open-timeout", type=float, default=5.0, help="seconds to open a source")
@@ -132,12 +181,24 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--reconnect-attempts", type=int, default=None,
         help="give a source up after this many failed attempts in a row (default: never)",
     )  # fmt: skip
+    dec = run.add_argument_group("decode")
+    dec.add_argument(
+        "--hwaccel", default="none", choices=("none", "cuda", "auto"),
+        help="decode on the GPU with NVDEC: cuda (fails at start when CUDA is missing), auto "
+        "(CUDA when it works, else the CPU), none (default)",
+    )  # fmt: skip
+    dec.add_argument(
+        "--decode-workers", default=0, type=_decode_workers, metavar="N|auto",
+        help="processes that decode files and network streams (shared-memory frames); 0 "
+        "(default) decodes in this process; auto: when there are many streams for the cores",
+    )  # fmt: skip
     run.add_argument("--queue-frames", type=int, default=32, help="frames buffered in flight")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
         "--no-cache", action="store_true", help="do not cache label text embeddings on disk"
     )
     run.set_defaults(handler=run_command)
+    config_file.install(run)  # --config FILE: the file's values become this parse's defaults
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -149,7 +210,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             f"--analyze-fps must be a number > 0 or 'all', got {args.analyze_fps!r}"
         ) from exc
     try:
-        batch = BatchPolicy(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+        batch = BatchPolicy(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                            adaptive=args.adaptive_batch, batch_ceiling=args.batch_ceiling,
+                            latency_budget_ms=args.latency_budget_ms)  # fmt: skip
         captions = CaptionPolicy(
             min_interval=args.caption_interval,
             max_age=args.caption_max_age,
@@ -157,8 +220,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    inputs = tuple(args.inputs) + _sources_file(args.sources)
     return RunConfig(
-        input=tuple(args.inputs) + _sources_file(args.sources),
+        input=inputs,
         outputs=OutputConfig(
             video=args.output,
             srt=args.srt,
@@ -167,6 +231,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             preset=args.preset,
             crf=args.crf,
             copy_audio=not args.no_audio,
+            fragmented=args.fragmented,
         ),
         encoder=EncoderChoice(
             kind=args.encoder,
@@ -174,6 +239,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             weights=args.weights,
             device=args.device,
             precision=args.precision,
+            cuda_graphs=args.cuda_graphs,
+            compile=args.compile,
         ),
         analysis=AnalysisConfig(
             analyze_fps=fps,
@@ -196,9 +263,146 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             backoff_initial=args.reconnect_initial,
             backoff_cap=args.reconnect_max,
             max_attempts=args.reconnect_attempts,
+            hwaccel=args.hwaccel,
+            decode_workers=args.decode_workers,
         ),
         status_every=args.status_every,
+        alerts=_alert_rules(args, inputs),
+        webhook=args.webhook,
+        show=show_mode(args.show),
+        serve=_serve_config(args.serve, args.serve_token),
     )
+
+
+def _add_alert_arguments(run: argparse.ArgumentParser) -> None:
+    alerts = run.add_argument_group("alerts (text queries: need a CLIP encoder)")
+    alerts.add_argument(
+        "--alert", action="append", default=[], metavar="[STREAM=]QUERY",
+        help="fire an alert when analysed frames look like QUERY, e.g. 'a person at the door' "
+        "(repeatable). 'door=a person' watches only the stream named door: the part before the "
+        "first '=' is a stream name only when it names one of this run's streams, otherwise the "
+        "whole value is the query. Alerts go to --jsonl, the overlay and --webhook",
+    )  # fmt: skip
+    alerts.add_argument(
+        "--alert-threshold", type=float, default=DEFAULT_ALERT_THRESHOLD, metavar="COSINE",
+        help="cosine similarity of frame and query, -1..1, that counts as a match (default "
+        f"{DEFAULT_ALERT_THRESHOLD}: with CLIP ViT-B/32 a query that describes the frame scores "
+        "about 0.27-0.33, an unrelated one 0.12-0.22; other models need their own value)",
+    )  # fmt: skip
+    alerts.add_argument(
+        "--alert-frames", type=int, default=2, metavar="N",
+        help="consecutive matching analysed frames that fire an alert, ≥ 1 (default 2)",
+    )  # fmt: skip
+    alerts.add_argument(
+        "--alert-cooldown", type=float, default=30.0, metavar="SECONDS",
+        help="seconds of stream time a query stays quiet after it fired, ≥ 0 (default 30)",
+    )  # fmt: skip
+    alerts.add_argument(
+        "--webhook", metavar="URL",
+        help="POST every alert as JSON with a JPEG snapshot to this http(s) URL; retried with "
+        "backoff, never holds up the video",
+    )  # fmt: skip
+
+
+def _alert_rules(args: argparse.Namespace, inputs: tuple[str, ...]) -> tuple[AlertRule, ...]:
+    """The `--alert` rules, with the flags that tune them checked by name."""
+    threshold, frames, cooldown = args.alert_threshold, args.alert_frames, args.alert_cooldown
+    if not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
+        raise ConfigError(
+            f"--alert-threshold must be a cosine similarity in -1..1, got {threshold:g}"
+        )
+    if frames < 1:
+        raise ConfigError(f"--alert-frames must be ≥ 1 analysed frames, got {frames}")
+    if not (math.isfinite(cooldown) and cooldown >= 0):
+        raise ConfigError(f"--alert-cooldown must be ≥ 0 seconds, got {cooldown:g}")
+    names = _stream_names(inputs)
+    rules = []
+    for value in args.alert:
+        stream, named, rest = value.partition("=")
+        if named and stream.strip() in names:
+            streams, query = (stream.strip(),), rest
+        else:
+            streams, query = (), value
+        if not query.strip():
+            raise ConfigError(
+                f"--alert {value!r} has no query text; e.g. --alert 'a person at the door' or, "
+                "for one stream, --alert 'door=a person at the door'"
+            )
+        rules.append(AlertRule(query.strip(), streams, threshold, frames, cooldown))
+    return tuple(rules)
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def _stream_names(inputs: tuple[str, ...]) -> set[str]:
+    """The names the run will give its streams (as `open_source` and the pipeline name them:
+    NAME=SPEC, else the camera, URL or file name; repeats get -2, -3, ...), so `--alert`
+    can tell a stream name from a query that contains '='."""
+    names: list[str] = []
+    for given in inputs:
+        name, spec = split_stream_name(given)
+        if name is None and (spec.isdigit() or spec.startswith("/dev/")):
+            name = camera_stream_name(int(spec) if spec.isdigit() else spec)
+        elif name is None:
+            name = url_stream_name(spec) if _URL.match(spec) else Path(spec).stem
+        names.append(name)
+    seen: dict[str, int] = {}
+    unique = set()
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.add(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return unique
+
+
+def _add_serve_arguments(run: argparse.ArgumentParser) -> None:
+    web = run.add_argument_group("web viewer")
+    web.add_argument(
+        "--serve", metavar="[HOST:]PORT",
+        help="serve a page with every stream's live video, captions and status, plus /metrics "
+        "(Prometheus), /healthz and JSON at /api/status; HOST defaults to 127.0.0.1 (this "
+        "machine only): 0.0.0.0:8080 opens it to the network",
+    )  # fmt: skip
+    web.add_argument(
+        "--serve-token", metavar="TOKEN",
+        help="require this token on every route of --serve: open the page as /?token=TOKEN, "
+        "tools send 'Authorization: Bearer TOKEN' (a config file keeps it off the command line)",
+    )  # fmt: skip
+
+
+def _serve_config(serve: str | None, token: str | None) -> ServeConfig | None:
+    """`--serve [HOST:]PORT` and `--serve-token` → the viewer's configuration, or None."""
+    if serve is None:
+        if token is not None:
+            raise ConfigError("--serve-token needs --serve [HOST:]PORT")
+        return None
+    text = serve.strip()
+    bracketed = re.fullmatch(r"\[([^\]]+)\]:(.*)", text)  # [IPv6]:PORT
+    if bracketed:
+        host, port = bracketed.groups()
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    elif ":" not in text:
+        host, port = ServeConfig().host, text
+    else:
+        host, port = "", ""
+    if not host:
+        raise ConfigError(f"--serve must be [HOST:]PORT (an IPv6 host in brackets), got {serve!r}")
+    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ConfigError(f"--serve: PORT must be a number in 0..65535, got {serve!r}")
+    if token is not None and not token.strip():
+        raise ConfigError("--serve-token must not be empty; leave it out for no token")
+    return ServeConfig(host=host, port=int(port), token=token)
+
+
+def _decode_workers(text: str | int) -> int | str:
+    """`--decode-workers`: a whole number ≥ 0, or "auto"."""
+    value = str(text).strip().lower()
+    if value == "auto":
+        return value
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 0 or 'auto', got {text!r}")
+    return int(value)
 
 
 def _sources_file(path: str | None) -> tuple[str, ...]:
@@ -287,6 +491,11 @@ def _print_summary(summary: RunSummary, config: RunConfig) -> None:
                 f"{p50:.0f}/{p95:.0f}/{p99:.0f} ms, {s.state}",
                 file=sys.stderr,
             )
+    for s in summary.streams:
+        if s.damaged_packets:
+            print(f"streamer: note: {s.name}: skipped {s.damaged_packets} damaged packet(s) "
+                  "that did not decode; the frames around them were annotated",
+                  file=sys.stderr)  # fmt: skip
     if summary.random_weights:
         print("streamer: note: the encoder used RANDOM weights; tags are meaningless",
               file=sys.stderr)  # fmt: skip

@@ -44,11 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from streamer import _cli_encoders, _cli_llm, _cli_run
+    from streamer import _cli_bench, _cli_config, _cli_encoders, _cli_llm, _cli_run
 
     _cli_run.add_parser(commands)
+    _cli_config.add_parser(commands)  # after run: it takes run's options
     _cli_encoders.add_parser(commands)
     _cli_llm.add_parser(commands)
+    _cli_bench.add_parser(commands)
     sample = commands.add_parser("sample", help="fetch the sample clip and print its path")
     sample.add_argument("--cache-dir", help="where to keep it (default: ~/.cache/streamer/samples)")
     sample.set_defaults(handler=_sample)
@@ -76,8 +78,13 @@ def _setup_logging(level: int) -> None:
         stream=sys.stderr,
     )
     # Libraries below us are chatty at INFO; keep their warnings and errors only.
-    for name in ("httpx", "huggingface_hub", "urllib3", "open_clip", "root"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, levels[max(-2, min(1, level))]))
+    quiet = max(logging.WARNING, levels[max(-2, min(1, level))])
+    for name in ("httpx", "huggingface_hub", "urllib3", "open_clip"):
+        logging.getLogger(name).setLevel(quiet)
+    # open_clip also logs on the root logger itself: drop those below WARNING at the handler
+    # (setting the root logger's level would silence streamer's own INFO lines as well).
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda record: record.name != "root" or record.levelno >= quiet)
 
 
 def run_with_signals(coro_factory, received: list[int] | None = None) -> object:

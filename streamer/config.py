@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
+from streamer.alerts import AlertRule
 from streamer.batcher import BatchPolicy
 from streamer.captioner import CaptionPolicy
 from streamer.encoder_worker import EncoderChoice
@@ -15,6 +16,7 @@ from streamer.errors import ConfigError
 from streamer.labels import DEFAULT_PROMPT
 from streamer.llm import LlmConfig
 from streamer.sources import SourceOptions
+from streamer.webhook import check_webhook_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,10 @@ class OutputConfig:
         jsonl: JSON Lines events: one record per analysed frame and per caption.
         preset, crf: libx264 speed preset and quality.
         copy_audio: copy the input's audio into the video output.
+        fragmented: write the MP4 in fragments (plays up to the last one after a crash, a
+            `kill -9` or a full disk); None: yes for live streams, no for files.
+        keyframe_seconds: most seconds between keyframes of a fragmented MP4 (what a crash
+            can lose at most).
     """
 
     video: str | None = None
@@ -65,8 +71,12 @@ class OutputConfig:
     preset: str = "veryfast"
     crf: int = 20
     copy_audio: bool = True
+    fragmented: bool | None = None
+    keyframe_seconds: float = 2.0
 
     def __post_init__(self) -> None:
+        if not self.keyframe_seconds > 0:
+            raise ConfigError(f"keyframe_seconds must be > 0, got {self.keyframe_seconds}")
         if not 0 <= self.crf <= 51:
             raise ConfigError(f"crf must be in 0..51, got {self.crf}")
 
@@ -156,6 +166,8 @@ class RunConfig:
         status_every: seconds between status tables on the console for live runs.
         serve: the web viewer, None for none.
         show: a window per stream on this machine's display.
+        alerts: text queries to watch for (`streamer.alerts`); they need a CLIP encoder.
+        webhook: an http(s) URL every alert is POSTed to, None for none.
     """
 
     input: str | tuple[str, ...]
@@ -172,6 +184,8 @@ class RunConfig:
     status_every: float = 5.0
     serve: ServeConfig | None = None
     show: bool = False
+    alerts: tuple[AlertRule, ...] = ()
+    webhook: str | None = None
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -189,6 +203,19 @@ class RunConfig:
             raise ConfigError(f"caption_wait must be ≥ 0 s, got {self.caption_wait}")
         if not self.status_every > 0:
             raise ConfigError(f"status_every must be > 0 s, got {self.status_every}")
+        self._check_alerts()
+
+    def _check_alerts(self) -> None:
+        if not all(isinstance(rule, AlertRule) for rule in self.alerts):
+            raise ConfigError(f"alerts must be AlertRule objects, got {self.alerts!r}")
+        if self.webhook is None:
+            return
+        check_webhook_url(self.webhook)
+        if not self.alerts:
+            raise ConfigError(
+                "--webhook sends alerts, but there are none: add --alert 'TEXT' (e.g. "
+                "--alert 'a person at the door')"
+            )
 
     @property
     def inputs(self) -> tuple[str, ...]:

@@ -24,13 +24,15 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from encoders import Encoder
+from encoders import Encoder, list_encoders
+from streamer.alerts import AlertDetector, check_rule_streams
 from streamer.analyzer import Analyzer, Vocabulary
-from streamer.batcher import batch_items
+from streamer.batcher import BatchSizer, batch_items
 from streamer.captioner import CaptionSchedule, LlmCaptioner, tag_caption
 from streamer.channel import Channel, FairChannel
 from streamer.config import RunConfig
 from streamer.encoder_worker import EncoderWorker, load_encoder
+from streamer.errors import ConfigError
 from streamer.events import Observer, Observers
 from streamer.frame import Annotation
 from streamer.labels import default_labels, prompts
@@ -39,9 +41,15 @@ from streamer.outputs import RANDOM_WEIGHTS_WARNING
 from streamer.progress import Counters, ProgressBar
 from streamer.sampler import Sampler
 from streamer.sources import FileSource, open_source, redact, split_stream_name
+from streamer.sources.decode_pool import decoding
+from streamer.sources.hwaccel import resolve_hwaccel
+from streamer.sources.options import AnalysisSize, DecodePlan, decode_threads
 from streamer.stats import RateMeter, StreamRow, status_table
 from streamer.stream import Analysis, AnalysisRequest, Shared, StreamRun
 from streamer.text_cache import cached_text_embeddings
+from streamer.web import WebViewer
+from streamer.webhook import WebhookSender
+from streamer.window import WindowViewer
 
 log = logging.getLogger("streamer")
 
@@ -60,6 +68,8 @@ class StreamSummary:
         reconnects: times a live source reconnected.
         state: the source's last state ("ended", "failed", ...).
         error: why the stream failed or ended early, None when it did not.
+        damaged_packets: packets that did not decode and were skipped (the frames around
+            them were annotated).
     """
 
     name: str
@@ -71,6 +81,7 @@ class StreamSummary:
     reconnects: int
     state: str
     error: str | None
+    damaged_packets: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,25 +139,78 @@ async def run_pipeline(
         EncoderError: the encoder cannot be loaded.
         SinkError: an output cannot be written.
     """
+    _check_alert_encoder(config, encoder)
     sources = [
         open_source(spec, name, live=config.live, options=config.sources)
         for name, spec in map(split_stream_name, config.inputs)
     ]
     _name_uniquely(sources)
     config.outputs.check([s.name for s in sources], config.inputs)
+    check_rule_streams(config.alerts, [s.name for s in sources])
+    hwaccel = resolve_hwaccel(config.sources.hwaccel)  # `cuda` without CUDA fails here
     if encoder is None:
         encoder = await asyncio.to_thread(load_encoder, config.encoder)
+        _check_alert_encoder(config, encoder)
     async with contextlib.AsyncExitStack() as stack:
         client = await _llm_client(config, sources, stack)
         watchers = Observers([*_observers_from_config(config), *observers])
+        plan = _decode_plan(config, encoder, watchers, hwaccel, len(sources))
+        await stack.enter_async_context(decoding(sources, plan, config.sources.decode_workers))
         run = _Run(config, sources, encoder, stop or asyncio.Event(), progress, client, watchers)
         return await run.run()
+
+
+def _decode_plan(
+    config: RunConfig, encoder: Encoder, watchers: Observers, hwaccel: str | None, streams: int
+) -> DecodePlan:
+    """What the decode threads make of each frame (`streamer.sources.DecodePlan`): full-size
+    RGB only when something draws every frame; analysed frames at the encoder's input size."""
+    draws = (
+        config.outputs.video is not None
+        or config.serve is not None
+        or bool(config.show)
+        or any(type(o).wants_frames is not Observer.wants_frames for o in watchers.items)
+    )
+    cfg = getattr(encoder, "preprocess_cfg", None)
+    return DecodePlan(
+        full_frames=draws,
+        analysis=AnalysisSize.from_preprocess(cfg) if cfg is not None else None,
+        analyze_fps=config.analysis.analyze_fps,
+        # A caption request sends the LLM a JPEG of the frame, an alert keeps it as snapshot.
+        full_analysed=config.llm is not None or bool(config.alerts),
+        threads=decode_threads(streams),
+        hwaccel=hwaccel,
+    )
 
 
 def _observers_from_config(config: RunConfig) -> list[Observer]:
     """The observers the configuration asks for (web viewer, window, webhook)."""
     observers: list[Observer] = []
+    if config.serve:
+        observers.append(WebViewer(config.serve))
+    if config.show:
+        observers.append(WindowViewer.from_config(config.show))
+    if config.webhook:
+        observers.append(WebhookSender(config.webhook))
     return observers
+
+
+def _check_alert_encoder(config: RunConfig, encoder: Encoder | None) -> None:
+    """Alerts compare frames with the text of their queries: fail before any work when the
+    encoder has no text tower (judged by its kind until it is loaded)."""
+    if not config.alerts:
+        return
+    if encoder is not None:
+        has_text, name = encoder.has_text, f"the {encoder.info.kind} encoder"
+    else:
+        kind = config.encoder.kind.strip().lower()
+        has_text = kind not in {spec.kind for spec in list_encoders() if not spec.has_text}
+        name = f"the {kind} encoder"
+    if not has_text:
+        raise ConfigError(
+            f"--alert needs an encoder with a text tower to embed its query, and {name} has "
+            "none. Fix: --encoder clip (or leave out --alert)"
+        )
 
 
 async def _llm_client(config: RunConfig, sources: list, stack) -> LlmClient | None:
@@ -181,6 +245,16 @@ def _report_llm_state(state: LlmState, detail: str) -> None:
 annotate_file = run_pipeline  # the name of the file-only first version
 
 
+def _first_failure(exc: BaseException) -> BaseException:
+    """The first real error inside a TaskGroup's exception group (else `exc` itself)."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_failure(inner)
+            if not isinstance(found, asyncio.CancelledError):
+                return found
+    return exc
+
+
 def _name_uniquely(sources: list) -> None:
     seen: dict[str, int] = {}
     for source in sources:
@@ -201,13 +275,18 @@ class _Run:
         self.encoder = encoder
         self.stop = stop
         self.progress = progress
-        self.worker = EncoderWorker(encoder)
+        # One sizer sees both sides: how long batches wait (batcher) and take (encoder).
+        self.sizer = BatchSizer(config.analysis.batch) if config.analysis.batch.adaptive else None
+        self.worker = EncoderWorker(
+            encoder, on_batch=self.sizer.encoded if self.sizer is not None else None
+        )
         self.schedule = CaptionSchedule(config.captions)
         self.client = client
         self.llm: LlmCaptioner | None = None  # made inside the TaskGroup its requests run in
         self.done = asyncio.Event()
         self.loop_lag_max_s = 0.0
         self.observers = observers if observers is not None else Observers()
+        self.alerts: AlertDetector | None = None  # made at the start of `run`
         info = encoder.info
         warning = RANDOM_WEIGHTS_WARNING if info.random_weights else None
         if warning:
@@ -242,7 +321,12 @@ class _Run:
         started = time.monotonic()
         try:
             analyzer = Analyzer(await self._vocabulary(), self.config.analysis.top_k)
-            await self.observers.start(self)
+            self.alerts = await self._alert_detector()
+            try:
+                await self.observers.start(self)
+            except BaseException:
+                self._close_streams(failing=True)  # no stage ran: close the files it opened
+                raise
             try:
                 await self._run_stages(analyzer)
             finally:
@@ -264,21 +348,41 @@ class _Run:
         )  # fmt: skip
         return Vocabulary(labels, text, getattr(self.encoder, "logit_scale", 100.0))
 
+    async def _alert_detector(self) -> AlertDetector | None:
+        """The alert rules with their queries embedded as written (no prompt template)."""
+        rules = self.config.alerts
+        if not rules:
+            return None
+        text = await cached_text_embeddings(
+            self.config.analysis.text_cache, self.encoder.info, [rule.query for rule in rules],
+            self.worker.embed_text,
+        )  # fmt: skip
+        return AlertDetector(rules, text)
+
     async def _run_stages(self, analyzer: Analyzer) -> None:
         batches: Channel[list[AnalysisRequest]] = Channel(2, name="batches")
         try:
             await self._run_tasks(analyzer, batches)
-        finally:
-            self._close_streams()
+        except BaseException as exc:
+            # The failure that stopped the run is the one to report: closing the files after it
+            # (a full disk fails both) only logs its own errors.
+            self._close_streams(failing=True)
+            first = _first_failure(exc)
+            if first is exc:
+                raise
+            raise first from None  # one stage's error, not the TaskGroup's wrapper
+        self._close_streams()
 
-    def _close_streams(self) -> None:
+    def _close_streams(self, failing: bool = False) -> None:
         errors = []
         for stream in self.streams:
             try:
                 stream.close()
             except Exception as exc:  # every stream is closed; the first error is raised
                 errors.append(exc)
-        if errors:
+                if failing:
+                    log.warning("%s", exc)
+        if errors and not failing:
             raise errors[0]
 
     async def _run_tasks(self, analyzer: Analyzer, batches: Channel[list[AnalysisRequest]]) -> None:
@@ -290,7 +394,8 @@ class _Run:
                 tg.create_task(stream.source.run(stream.frames, self.stop))
                 tg.create_task(stream.route())
                 delivering.append(tg.create_task(stream.deliver()))
-            tg.create_task(batch_items(self.shared.inbox, batches, self.config.analysis.batch))
+            tg.create_task(batch_items(self.shared.inbox, batches, self.config.analysis.batch,
+                                       sizer=self.sizer))  # fmt: skip
             tg.create_task(self._analyse(batches, analyzer))
             tg.create_task(self._monitor())
             try:
@@ -302,12 +407,18 @@ class _Run:
 
     async def _analyse(self, batches: Channel[list[AnalysisRequest]], analyzer: Analyzer) -> None:
         async for batch in batches:
-            embeddings = await self.worker.embed([request.frame.image for request in batch])
+            embeddings = await self.worker.embed([r.frame.analysis_image for r in batch])
             for request, embedding in zip(batch, embeddings, strict=True):
                 name = request.stream.name
                 annotation = analyzer.analyze(
                     name, request.frame.index, request.timeline, embedding
                 )
+                if self.alerts is not None:
+                    frame = request.frame
+                    for alert in self.alerts.check(
+                        name, frame.index, request.timeline, embedding, frame.image
+                    ):
+                        request.stream.on_alert(alert)
                 analysis = Analysis(annotation, None)
                 if self.schedule.due(annotation):
                     analyzer.set_reference(name, embedding)
@@ -392,6 +503,7 @@ def _stream_summary(stream: StreamRun) -> StreamSummary:
         latency_ms=(p50 * 1000, p95 * 1000, p99 * 1000),
         reconnects=status.reconnects if status is not None else 0,
         state=status.state if status is not None else "ended", error=error,
+        damaged_packets=getattr(stream.source, "corrupt_packets", 0),
     )  # fmt: skip
 
 

@@ -11,8 +11,9 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from streamer.alerts import Alert
 from streamer.captioner import near_duplicate, tag_caption
 from streamer.channel import Channel, DropPolicy, FairChannel
 from streamer.config import OutputConfig
@@ -21,10 +22,12 @@ from streamer.frame import Annotation, Caption, Frame
 from streamer.outputs import LIVE_TIME_BASE, Outputs, VideoTiming
 from streamer.overlay import Hud
 from streamer.sampler import Sampler
+from streamer.sinks import alert_record
 from streamer.sources import FileSource
 from streamer.stats import StreamStats
 
 LIVE_QUEUE = 2  # live frames buffered per stage: any more would only add latency
+ALERT_SHOWN_S = 3.0  # seconds of stream time an alert stays on the overlay
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,10 @@ class StreamRun:
         self.latest: Analysis | None = None
         self.caption: Caption | None = None
         self._hud_at, self._hud_latency = 0.0, ""
+        # A file's alerts wait for their frame's turn (frame, time) → alerts; then the overlay
+        # shows them for ALERT_SHOWN_S.
+        self._alerts_due: dict[tuple[int, float], list[Alert]] = {}
+        self._alerts_shown: list[Alert] = []
         capacity = LIVE_QUEUE if live else shared.queue_frames
         policy = DropPolicy.DROP_OLDEST if live else DropPolicy.BLOCK
         self.frames: Channel[Frame] = Channel(capacity, policy, name=f"{self.name}/frames")
@@ -176,6 +183,29 @@ class StreamRun:
         self.stats.captions += 1
         self.shared.observers.caption(self.name, caption)
 
+    def on_alert(self, alert: Alert) -> None:
+        """Called by the analyse stage when a text-query alert fires on one of this stream's
+        frames. A live stream reports it now; a file stream when its frame is delivered, so its
+        records stay in frame order and the banner starts on that frame."""
+        if self.live:
+            self._report_alert(alert)
+        else:
+            self._alerts_due.setdefault((alert.frame_index, alert.time), []).append(alert)
+
+    def _report_alert(self, alert: Alert) -> None:
+        alert = replace(alert, caption=self.caption.text if self.caption is not None else None)
+        self.stats.alerts += 1
+        self.outputs.record(alert_record(alert, wall=self.live))
+        self._alerts_shown.append(alert)
+        self.shared.observers.alert(self.name, alert)
+
+    def _alert_banner(self, timeline: float) -> str | None:
+        """The overlay's alert line: the alerts of the last ALERT_SHOWN_S seconds, newest first."""
+        shown = [a for a in self._alerts_shown if timeline - a.time < ALERT_SHOWN_S]
+        self._alerts_shown = shown
+        recent = [a for a in shown if a.time <= timeline]
+        return "  |  ".join(a.banner for a in reversed(recent)) or None
+
     def now(self) -> float:
         """The live timeline's present (seconds since the run started)."""
         return time.monotonic() - self.shared.started
@@ -195,6 +225,9 @@ class StreamRun:
                 self.stats.caption_timeouts += 1
         if caption is not None:
             self.on_caption(caption)
+        key = (analysis.annotation.frame_index, analysis.annotation.pts)
+        for alert in self._alerts_due.pop(key, ()):
+            self._report_alert(alert)
 
     async def deliver(self) -> None:
         """Overlay and write every frame that reaches it, in order, on the writer thread."""
@@ -241,4 +274,7 @@ class StreamRun:
             first = f"{self.name}  {frame.pts:7.2f} s  frame {frame.index + 1}{total}"
             second = self.shared.hud_model
         status = self.shared.llm_status() if self.shared.llm_status else None
-        return Hud(lines=(first, second), warning=self.shared.warning, status=status)
+        return Hud(
+            lines=(first, second), warning=self.shared.warning, status=status,
+            alert=self._alert_banner(timeline),
+        )  # fmt: skip

@@ -161,8 +161,9 @@ async def test_real_llama_cpp_server_same_file_twice_gives_identical_srt(
         out = tmp_path / name
         out.mkdir()
         llm = LlmConfig(url=llm_server.url, temperature=0.0, read_timeout=60.0)
-        await run_pipeline(_config(small_clip, out, llm, captions=EVERY_SECOND),
-                           encoder=tiny_encoder)  # fmt: skip
+        # A generous wait: on a loaded 2-core machine the real server can take 15 s or more.
+        config = _config(small_clip, out, llm, captions=EVERY_SECOND, caption_wait=180.0)
+        await run_pipeline(config, encoder=tiny_encoder)
         captions = _captions(out / "a.jsonl")
         assert [c["source"] for c in captions] == ["llm"] * len(captions) and captions
         srts.append((out / "a.srt").read_text())
