@@ -120,6 +120,8 @@ def _frames(clip: str, live: bool) -> Iterator[tuple[int, float, object, float]]
     """(pts, seconds, RGB image, capture time) per frame; paced at the frame rate if `live`."""
     import av
 
+    from streamer.sources.file import to_rgb
+
     with av.open(clip) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -130,7 +132,9 @@ def _frames(clip: str, live: bool) -> Iterator[tuple[int, float, object, float]]
             due = start + (seconds - first)
             if live and due > time.monotonic():
                 time.sleep(due - time.monotonic())
-            image = frame.to_ndarray(format="rgb24")
+            # The pipeline's own conversion (a reused swscale context): the floor must not be
+            # slower than the pipeline at something they both do.
+            image = to_rgb(frame)
             yield frame.pts, seconds, image, due if live else time.monotonic()
 
 
