@@ -28,9 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "streamer")]
 
-from live_helpers import SYSTEM_PYTHON, RtspServer  # noqa: E402
+from _live_setup import pattern_server, random_encoder  # noqa: E402
 
-from encoders import create_encoder  # noqa: E402
 from streamer import CaptionPolicy, OutputConfig, RunConfig, run_pipeline  # noqa: E402
 from streamer.llm import LlmConfig  # noqa: E402
 
@@ -53,12 +52,8 @@ async def one_run(urls, encoder, seconds, interval, folder: Path, llm_url: str |
 
 
 async def main_async(args) -> None:
-    kind, _, model = args.encoder.partition(":")
-    encoder = create_encoder(kind, model or ("tiny" if kind == "clip" else None),
-                             weights="random", device="cpu")  # fmt: skip
-    names = [f"cam{i + 1}" for i in range(args.streams)]
-    server = RtspServer(SYSTEM_PYTHON, {n: f"pattern:{args.size}" for n in names})
-    server.start()
+    encoder = random_encoder(args.encoder)
+    server, names = pattern_server(args.streams, args.size)
     double = subprocess.Popen(
         [sys.executable, str(REPO / "tests/doubles/serve.py"), "--delay", str(args.answer_s)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,

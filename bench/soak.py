@@ -33,9 +33,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "streamer")]
 
-from live_helpers import SYSTEM_PYTHON, RtspServer  # noqa: E402
+from _live_setup import pattern_server, random_encoder  # noqa: E402
 
-from encoders import create_encoder  # noqa: E402
 from streamer import CaptionPolicy, OutputConfig, RunConfig, run_pipeline  # noqa: E402
 from streamer.events import Observer  # noqa: E402
 from streamer.sources import SourceOptions  # noqa: E402
@@ -124,12 +123,8 @@ def plot(samples: list[Sample], warmup: float, path: Path, title: str) -> None:
 
 
 async def soak(args, out: Path) -> tuple[list[Sample], object]:
-    kind, _, model = args.encoder.partition(":")
-    encoder = create_encoder(kind, model or ("tiny" if kind == "clip" else None),
-                             weights="random", device="cpu")  # fmt: skip
-    names = [f"cam{i + 1}" for i in range(args.streams)]
-    server = RtspServer(SYSTEM_PYTHON, {n: f"pattern:{args.size}" for n in names})
-    server.start()
+    encoder = random_encoder(args.encoder)
+    server, names = pattern_server(args.streams, args.size)
     samples: list[Sample] = []
     restarts = 0
     try:

@@ -25,10 +25,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "streamer")]
 
+from _live_setup import pattern_server, random_encoder  # noqa: E402
 from browser import Chromium  # noqa: E402
-from live_helpers import SYSTEM_PYTHON, RtspServer, free_port  # noqa: E402
+from live_helpers import free_port  # noqa: E402
 
-from encoders import create_encoder  # noqa: E402
 from streamer import OutputConfig, RunConfig, ServeConfig, run_pipeline  # noqa: E402
 
 
@@ -60,12 +60,8 @@ async def one_segment(urls, encoder, seconds: float, folder: Path, page_open: bo
 
 
 async def main_async(args) -> None:
-    kind, _, model = args.encoder.partition(":")
-    encoder = create_encoder(kind, model or ("tiny" if kind == "clip" else None),
-                             weights="random", device="cpu")  # fmt: skip
-    names = [f"cam{i + 1}" for i in range(args.streams)]
-    server = RtspServer(SYSTEM_PYTHON, {n: f"pattern:{args.size}" for n in names})
-    server.start()
+    encoder = random_encoder(args.encoder)
+    server, names = pattern_server(args.streams, args.size)
     results: dict[str, list] = {"page closed": [], "page open": []}
     try:
         urls = [f"{n}={server.url(n)}" for n in names]

@@ -1,0 +1,28 @@
+"""What the live benchmarks share: an encoder with random weights and a server of patterns."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "streamer")]
+
+from live_helpers import SYSTEM_PYTHON, RtspServer  # noqa: E402
+
+from encoders import Encoder, create_encoder  # noqa: E402
+
+
+def random_encoder(spec: str) -> Encoder:
+    """`kind[:model]` (clip defaults to the tiny test model) with random weights, on the CPU."""
+    kind, _, model = spec.partition(":")
+    return create_encoder(kind, model or ("tiny" if kind == "clip" else None),
+                          weights="random", device="cpu")  # fmt: skip
+
+
+def pattern_server(streams: int, size: str) -> tuple[RtspServer, list[str]]:
+    """A started RTSP server with live test patterns at /cam1 … /camN, and those names."""
+    names = [f"cam{i + 1}" for i in range(streams)]
+    server = RtspServer(SYSTEM_PYTHON, {n: f"pattern:{size}" for n in names})
+    server.start()
+    return server, names
