@@ -6,7 +6,9 @@ Run it with Debian's Python (it has `gi`; the project's virtual environment does
         --mount cam1=pattern --mount clip=/path/to/clip.mp4
 
 `NAME=pattern` serves a live 320×180 25 fps test pattern (H.264, a key frame every second;
-`NAME=pattern:640x360` for another size);
+`NAME=pattern:640x360` for another size); `NAME=lossy:0.05` is the 320×180 pattern with that
+share of its encoded frames dropped at random before they are packetised, which is what lost
+packets do to a decoder (pictures missing, later frames referring to them);
 `NAME=/path/clip.mp4` serves that MP4's H.264 video once, at its own pace, then ends. Media
 factories are shared, so several clients of one mount see one pipeline. The server prints
 "READY" on stdout once it listens, and runs until it is killed.
@@ -28,6 +30,11 @@ PATTERN = (
     "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 "
     "! rtph264pay name=pay0 pt=96 )"
 )
+LOSSY = (
+    "( videotestsrc is-live=true ! video/x-raw,width=320,height=180,framerate=25/1 "
+    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 "
+    "! identity drop-probability={p} ! rtph264pay name=pay0 pt=96 )"
+)
 CLIP = '( filesrc location="{path}" ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 )'
 
 
@@ -37,6 +44,8 @@ def launch_line(what: str) -> str:
     if what == "pattern" or what.startswith("pattern:"):
         width, _, height = (what.partition(":")[2] or "320x180").partition("x")
         return PATTERN.format(width=int(width), height=int(height))
+    if what.startswith("lossy:"):
+        return LOSSY.format(p=float(what.partition(":")[2]))
     if '"' in what:
         raise SystemExit(f"a clip path may not contain a double quote, got {what!r}")
     return CLIP.format(path=what)
