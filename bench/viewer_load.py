@@ -86,8 +86,9 @@ def _report(results, args) -> None:
     for label, runs in results.items():
         for seg, (summary, _wall) in enumerate(runs):
             for s in summary.streams:
-                # Delivered rate over the stream's own time on air: frames / segment length.
-                rate = s.frames / (args.seconds / args.rounds)
+                # Delivered rate over the run's own time (start of the streams to files closed);
+                # a segment with the page open runs longer by the browser's start-up.
+                rate = s.frames / summary.wall_s
                 p50, _, p99 = s.latency_ms
                 per.setdefault((label, s.name), []).append((rate, p50, p99, s.dropped))
                 print(f"{label:<12}{seg + 1:>4} {s.name:<8}{s.frames:>8}{rate:>7.1f}"
