@@ -26,3 +26,17 @@ def pattern_server(streams: int, size: str) -> tuple[RtspServer, list[str]]:
     server = RtspServer(SYSTEM_PYTHON, {n: f"pattern:{size}" for n in names})
     server.start()
     return server, names
+
+
+def abba(first: str, second: str, rounds: int) -> list[str]:
+    """The order of segments for two conditions, alternating which goes first each round
+    (A B B A A B ...), so a drift of the machine over the benchmark cancels out."""
+    order: list[str] = []
+    for r in range(rounds):
+        order += [first, second] if r % 2 == 0 else [second, first]
+    return order
+
+
+def mean(rows: list[tuple], k: int) -> float:
+    """The mean of column `k` over per-segment result rows."""
+    return sum(row[k] for row in rows) / len(rows)

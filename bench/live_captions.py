@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "streamer")]
 
-from _live_setup import pattern_server, random_encoder  # noqa: E402
+from _live_setup import abba, mean, pattern_server, random_encoder  # noqa: E402
 
 from streamer import CaptionPolicy, OutputConfig, RunConfig, run_pipeline  # noqa: E402
 from streamer.llm import LlmConfig  # noqa: E402
@@ -63,17 +63,13 @@ async def main_async(args) -> None:
         urls = [server.url(n) for n in names]
         results: dict[str, list] = {"captions off": [], "slow LLM": []}
         urls_of = {"captions off": None, "slow LLM": double_url}
-        # ABBA...: each condition runs `rounds` segments, alternating which goes first, so a
-        # drift of the machine over the benchmark (heat, caches, the server) cancels out.
         segment = args.seconds / args.rounds
-        for r in range(args.rounds):
-            order = ("captions off", "slow LLM") if r % 2 == 0 else ("slow LLM", "captions off")
-            for label in order:
-                with tempfile.TemporaryDirectory() as folder:
-                    started = time.monotonic()
-                    summary = await one_run(urls, encoder, segment, args.interval, Path(folder),
-                                            urls_of[label])  # fmt: skip
-                    results[label].append((summary, time.monotonic() - started))
+        for label in abba("captions off", "slow LLM", args.rounds):
+            with tempfile.TemporaryDirectory() as folder:
+                started = time.monotonic()
+                summary = await one_run(urls, encoder, segment, args.interval, Path(folder),
+                                        urls_of[label])  # fmt: skip
+                results[label].append((summary, time.monotonic() - started))
     finally:
         out, _ = double.communicate("", timeout=30)
         server.kill()
@@ -92,9 +88,6 @@ def _report(results, double, args) -> None:
                 p50, _, p99 = s.latency_ms
                 print(f"{label:<14}{seg + 1:>4} {s.name:<24}{s.frames:>8}{rate:>7.1f}"
                       f"{p50:>8.1f}{p99:>8.1f}{s.captions:>10}")  # fmt: skip
-
-    def mean(rows, k):
-        return sum(r[k] for r in rows) / len(rows)
 
     for i in range(args.streams):
         off, on = per[("captions off", i)], per[("slow LLM", i)]

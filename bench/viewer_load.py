@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "streamer")]
 
-from _live_setup import pattern_server, random_encoder  # noqa: E402
+from _live_setup import abba, mean, pattern_server, random_encoder  # noqa: E402
 from browser import Chromium  # noqa: E402
 from live_helpers import free_port  # noqa: E402
 
@@ -66,14 +66,12 @@ async def main_async(args) -> None:
     try:
         urls = [f"{n}={server.url(n)}" for n in names]
         segment = args.seconds / args.rounds
-        for r in range(args.rounds):
-            order = ("page closed", "page open") if r % 2 == 0 else ("page open", "page closed")
-            for label in order:
-                with tempfile.TemporaryDirectory() as folder:
-                    started = time.monotonic()
-                    summary = await one_segment(urls, encoder, segment, Path(folder),
-                                                label == "page open")  # fmt: skip
-                    results[label].append((summary, time.monotonic() - started))
+        for label in abba("page closed", "page open", args.rounds):
+            with tempfile.TemporaryDirectory() as folder:
+                started = time.monotonic()
+                summary = await one_segment(urls, encoder, segment, Path(folder),
+                                            label == "page open")  # fmt: skip
+                results[label].append((summary, time.monotonic() - started))
     finally:
         server.kill()
     _report(results, args)
@@ -93,9 +91,6 @@ def _report(results, args) -> None:
                 per.setdefault((label, s.name), []).append((rate, p50, p99, s.dropped))
                 print(f"{label:<12}{seg + 1:>4} {s.name:<8}{s.frames:>8}{rate:>7.1f}"
                       f"{s.dropped:>9}{p50:>8.1f}{p99:>8.1f}")  # fmt: skip
-
-    def mean(rows, k):
-        return sum(r[k] for r in rows) / len(rows)
 
     names = sorted({name for _, name in per})
     ratios = []
