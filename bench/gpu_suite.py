@@ -11,6 +11,9 @@ Sections (each one's failure is recorded and the next one still runs):
   decode      PyAV decode of the clip with thread_type AUTO vs NONE, and NVDEC where it works
   pipeline    the file pipeline with every frame analysed, against the decode floor (and with
               NVDEC decoding where `--hwaccel` exists and CUDA works)
+  oom         a real CUDA out-of-memory (a per-process memory cap below what a big batch of 720p
+              frames needs): the batch is split, later batches are capped, embeddings equal the
+              uncapped run's; with a cap nothing fits under, the encoder falls back to the CPU
   targets     the issue's GPU targets for ViT-B/32, met or missed (only on CUDA)
 
 On a lent GPU:      bench/gpu.sh [OUT]          (installs the carried wheels, then this)
@@ -282,6 +285,104 @@ def section_pipeline(plan: Plan, clip: str, folder: Path) -> dict:
     return result
 
 
+# -- a real out-of-memory -----------------------------------------------------------------------
+
+
+def section_oom(plan: Plan) -> dict:
+    """The reliability issue's "CUDA out of memory -> smaller batches, then CPU" on a real GPU.
+
+    The CPU tests inject the error; here the caching allocator raises it for real, under
+    `torch.cuda.set_per_process_memory_fraction`, inside preprocessing or the forward.
+    """
+    if not plan.cuda:
+        return {"skipped": "a real out-of-memory needs a CUDA device"}
+    import logging
+
+    kind, name = parse_encoder_spec(plan.models[0])
+    frames = np.stack(_clip_frames(plan, 16))
+    batch = np.concatenate([frames] * (128 // len(frames)))  # 128 frames of 720p
+    device = torch.device(plan.device)
+    if device.index is None:  # set_per_process_memory_fraction wants an index
+        device = torch.device("cuda", torch.cuda.current_device())
+    total = torch.cuda.get_device_properties(device).total_memory
+    warnings: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING:
+                warnings.append(record.getMessage()[:300])
+
+    handler = Keep()
+    logging.getLogger().addHandler(handler)
+    result: dict = {"frames": list(batch.shape)}
+    try:
+        for variant, graphs in (("eager", False), ("cuda-graphs", True)):
+            encoder = create_encoder(kind, name, weights="random", device=plan.device,
+                                     precision="fp16")  # fmt: skip
+            encoder.accelerate(Acceleration(cuda_graphs=graphs))
+            _free(plan)
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            reference = encoder.embed(list(batch)).float().cpu()
+            peak = torch.cuda.max_memory_allocated(device)
+            _free(plan)
+            # Room for about a tenth of the batch above what is held now.
+            held = torch.cuda.memory_reserved(device)
+            cap = held + (peak - base) // 10
+            torch.cuda.set_per_process_memory_fraction(cap / total, device)
+            warnings.clear()
+            started = time.perf_counter()
+            try:
+                capped = encoder.embed(list(batch)).float().cpu()
+                row = {
+                    "peak_mb_uncapped": (peak - base) / 2**20,
+                    "cap_mb_above_held": (cap - held) / 2**20,
+                    "batch_limit_after": encoder.batch_limit,
+                    "device_after": str(encoder.device),
+                    "min_cos_vs_uncapped": float(F.cosine_similarity(capped, reference).min()),
+                    "seconds": time.perf_counter() - started,
+                    "warnings": list(warnings),
+                }
+                again = time.perf_counter()
+                encoder.embed(list(batch))  # capped from the start: no new out-of-memory expected
+                row["second_batch_s"] = time.perf_counter() - again
+                row["warnings_second_batch"] = len(warnings) - len(row["warnings"])
+            except Exception as exc:
+                row = {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}
+            finally:
+                torch.cuda.set_per_process_memory_fraction(1.0, device)
+            result[variant] = row
+            del encoder
+            _free(plan)
+        # Nothing fits: a cap at what the weights hold already -> the CPU, fp32.
+        encoder = create_encoder(kind, name, weights="random", device=plan.device,
+                                 precision="fp16")  # fmt: skip
+        encoder.accelerate(Acceleration(cuda_graphs=False))
+        small = list(batch[:4])
+        reference = encoder.embed(small).float().cpu()
+        _free(plan)
+        torch.cuda.set_per_process_memory_fraction(
+            (torch.cuda.memory_reserved(device) + 2**20) / total, device
+        )
+        warnings.clear()
+        try:
+            out = encoder.embed(small).float().cpu()
+            result["nothing fits"] = {
+                "device_after": str(encoder.device),
+                "dtype_after": str(encoder.dtype),
+                "min_cos_vs_gpu_fp16": float(F.cosine_similarity(out, reference).min()),
+                "warnings": list(warnings),
+            }
+        except Exception as exc:
+            result["nothing fits"] = {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}
+        finally:
+            torch.cuda.set_per_process_memory_fraction(1.0, device)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        _free(plan)
+    return result
+
+
 # -- targets, running and writing --------------------------------------------------------------
 
 
@@ -332,6 +433,7 @@ def run_suite(plan: Plan, out: Path) -> dict:
             ("encoders", lambda: section_encoders(plan)),
             ("upload", lambda: section_upload(plan)),
             ("preprocess", lambda: _then_free(plan, section_preprocess(plan))),
+            ("oom", lambda: section_oom(plan)),
             ("decode", lambda: section_decode(plan, clip)),
             ("pipeline", lambda: section_pipeline(plan, clip, folder)),
         ]
@@ -381,7 +483,7 @@ def markdown(results: dict) -> str:
                          f" | {r['prepare_s']:.1f} | {ms} | {ips} | "
                          f"{r['min_cos_vs_eager']:.5f} |")  # fmt: skip
         lines.append("")
-    for name in ("upload", "preprocess", "decode", "pipeline", "targets"):
+    for name in ("upload", "preprocess", "decode", "pipeline", "oom", "targets"):
         if name == "encoders" or name not in sections:
             continue
         lines += [f"## {name}", "", "```", json.dumps(sections[name], indent=1, default=str)[:4000],

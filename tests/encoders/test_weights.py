@@ -53,7 +53,8 @@ def _run_isolated(hf_home: Path, models: list[tuple[str, str]], env: dict, *extr
     clean |= {
         "HF_HOME": str(hf_home),
         "XDG_CACHE_HOME": str(hf_home / "xdg"),  # open_clip's URL downloads cache here
-        "PYTHONPATH": str(REPO_ROOT),
+        # Kept: packages installed with --target (e.g. wheels carried to a GPU machine).
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
         **env,
     }
     proc = subprocess.run(
@@ -165,7 +166,10 @@ def test_importing_encoders_does_not_import_the_model_libraries() -> None:
         "import sys, encoders; "
         "print(sorted(m for m in ('open_clip', 'transformers') if m in sys.modules))"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     proc = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True
     )
