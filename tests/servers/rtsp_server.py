@@ -7,8 +7,10 @@ Run it with Debian's Python (it has `gi`; the project's virtual environment does
 
 `NAME=pattern` serves a live 320×180 25 fps test pattern (H.264, a key frame every second;
 `NAME=pattern:640x360` for another size); `NAME=lossy:0.05` is the 320×180 pattern with that
-share of its encoded frames dropped at random before they are packetised, which is what lost
-packets do to a decoder (pictures missing, later frames referring to them);
+share of its encoded frames dropped at random before they are packetised (whole pictures
+missing, later frames referring to them; every RTP packet that is sent arrives). For what a
+network really does, losing UDP datagrams (slices and FU-A fragments, sequence gaps, RTCP),
+put `udp_loss_proxy.py` beside this file between the client and a plain `pattern` mount.
 `NAME=/path/clip.mp4` serves that MP4's H.264 video once, at its own pace, then ends. Media
 factories are shared, so several clients of one mount see one pipeline. The server prints
 "READY" on stdout once it listens, and runs until it is killed.

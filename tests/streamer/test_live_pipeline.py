@@ -6,6 +6,7 @@ import logging
 import pytest
 from live_helpers import RtspServer, wait_until
 from media import ffprobe, read_jsonl, video_stream
+from servers.udp_loss_proxy import ProxyThread, UdpLossProxy
 
 from streamer import OutputConfig, RunConfig, run_pipeline
 from streamer.sources import SourceOptions
@@ -172,4 +173,44 @@ async def test_packet_loss_over_udp_damages_pictures_not_the_run(tmp_path, gst_r
         server.kill()
     (stream,) = summary.streams
     assert stream.state != "failed" and stream.frames > 50
+    assert int(video_stream(ffprobe(tmp_path / "cam.mp4"))["nb_read_frames"]) == stream.frames
+
+
+async def test_udp_datagrams_lost_between_camera_and_streamer_damage_pictures_not_the_run(
+    tmp_path, gst_rtsp, tiny_encoder
+):
+    """RTSP over UDP through a proxy that loses 5 % of the RTP (and RTCP) datagrams, as a
+    network does: a 640x360 picture spans several datagrams, so the decoder meets pictures
+    with slices or fragments missing and gaps in the sequence numbers. The stream stays online
+    and keeps being analysed and written; the proxy really relayed a UDP session and lost
+    some of it."""
+    server = RtspServer(gst_rtsp, {"cam": "pattern:640x360"})
+    server.start()
+    proxy = UdpLossProxy("127.0.0.1", server.port, loss=0.05, rtcp_loss=0.05, seed=7)
+    jsonl = tmp_path / "cam.jsonl"
+
+    def analysed_through_losses() -> bool:
+        analyses = sum(1 for r in read_jsonl(jsonl) if r["type"] == "analysis")
+        return analyses >= 12 and proxy.counters.rtp_dropped >= 10
+
+    try:
+        with ProxyThread(proxy):
+            options = SourceOptions(rtsp_transport="udp", open_timeout=3.0, read_timeout=5.0,
+                                    backoff_initial=0.2, backoff_cap=0.8)  # fmt: skip
+            config = RunConfig(input=f"cam={proxy.url('cam')}", outputs=_outputs(tmp_path),
+                               sources=options)  # fmt: skip
+            summary = await _run_until(
+                config, tiny_encoder, lambda: jsonl.exists() and analysed_through_losses(),
+                60, "12 analyses and 10 datagrams lost",
+            )  # fmt: skip
+    finally:
+        server.kill()
+    counters = proxy.counters
+    assert not proxy.errors
+    assert counters.udp_setups >= 1 and counters.other_setups == 0 and counters.interleaved == 0
+    assert counters.rtp_dropped >= 10
+    assert 0.02 < counters.rtp_dropped / (counters.rtp_dropped + counters.rtp_relayed) < 0.1
+    (stream,) = summary.streams
+    assert stream.state != "failed" and stream.frames > 50 and stream.analysed >= 12
+    assert "online" in _states(jsonl)
     assert int(video_stream(ffprobe(tmp_path / "cam.mp4"))["nb_read_frames"]) == stream.frames
