@@ -482,12 +482,14 @@ def _print_summary(summary: RunSummary, config: RunConfig) -> None:
         f"{summary.captions} captions in {summary.wall_s:.1f} s ({summary.fps:.1f} fps)",
         file=sys.stderr,
     )
-    if len(summary.streams) > 1 or any(s.reconnects or s.dropped for s in summary.streams):
+    if len(summary.streams) > 1 or any(
+        s.reconnects or s.dropped or s.damaged for s in summary.streams
+    ):
         for s in summary.streams:
             p50, p95, p99 = s.latency_ms
             print(
                 f"streamer:   {s.name}: {s.frames} frames, {s.analysed} analysed, {s.dropped} "
-                f"dropped, {s.reconnects} reconnects, latency p50/p95/p99 "
+                f"dropped, {s.reconnects} reconnects, {s.damaged} damaged, latency p50/p95/p99 "
                 f"{p50:.0f}/{p95:.0f}/{p99:.0f} ms, {s.state}",
                 file=sys.stderr,
             )
@@ -495,6 +497,11 @@ def _print_summary(summary: RunSummary, config: RunConfig) -> None:
         if s.damaged_packets:
             print(f"streamer: note: {s.name}: skipped {s.damaged_packets} damaged packet(s) "
                   "that did not decode; the frames around them were annotated",
+                  file=sys.stderr)  # fmt: skip
+        elif s.damaged:  # a live stream: lost packets on the way from the camera
+            print(f"streamer: note: {s.name}: {s.damaged} damaged (packets that did not decode "
+                  "or pictures decoded with errors): usually packets lost on the way from the "
+                  "camera (RTSP over UDP); --rtsp-transport tcp, the default, loses none",
                   file=sys.stderr)  # fmt: skip
     if summary.random_weights:
         print("streamer: note: the encoder used RANDOM weights; tags are meaningless",

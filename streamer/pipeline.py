@@ -44,6 +44,7 @@ from streamer.sources import FileSource, open_source, redact, split_stream_name
 from streamer.sources.decode_pool import decoding
 from streamer.sources.hwaccel import resolve_hwaccel
 from streamer.sources.options import AnalysisSize, DecodePlan, decode_threads
+from streamer.sources.status import damaged_count
 from streamer.stats import RateMeter, StreamRow, status_table
 from streamer.stream import Analysis, AnalysisRequest, Shared, StreamRun
 from streamer.text_cache import cached_text_embeddings
@@ -70,6 +71,9 @@ class StreamSummary:
         error: why the stream failed or ended early, None when it did not.
         damaged_packets: packets that did not decode and were skipped (the frames around
             them were annotated).
+        damaged: what the stream counted as damaged: for a live source, packets that did not
+            decode plus pictures decoded with errors, over all connections (packet loss on
+            the way from the camera; `SourceStatus.damaged`); for a file, `damaged_packets`.
     """
 
     name: str
@@ -82,6 +86,7 @@ class StreamSummary:
     state: str
     error: str | None
     damaged_packets: int = 0
+    damaged: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,7 +470,8 @@ class _Run:
             stream.outputs.record({
                 "type": "status", "stream": stream.name, "state": status.state,
                 "wall": round(time.time(), 3), "offline_since": status.offline_since,
-                "reconnects": status.reconnects, "error": status.last_error,
+                "reconnects": status.reconnects, "damaged": status.damaged,
+                "error": status.last_error,
             })  # fmt: skip
 
     def _summary(self, wall_s: float) -> RunSummary:
@@ -504,6 +510,7 @@ def _stream_summary(stream: StreamRun) -> StreamSummary:
         reconnects=status.reconnects if status is not None else 0,
         state=status.state if status is not None else "ended", error=error,
         damaged_packets=getattr(stream.source, "corrupt_packets", 0),
+        damaged=damaged_count(stream.source),
     )  # fmt: skip
 
 
@@ -545,4 +552,5 @@ class _Reporter:
             out_fps=m_out.rate(stream.stats.delivered, now), dropped=stream.dropped,
             p50_ms=p50 * 1000, p95_ms=p95 * 1000, p99_ms=p99 * 1000,
             reconnects=status.reconnects if status is not None else 0,
+            damaged=damaged_count(stream.source),
         )  # fmt: skip

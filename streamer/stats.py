@@ -114,7 +114,11 @@ class RateMeter:
 
 @dataclass(frozen=True, slots=True)
 class StreamRow:
-    """One line of the status table."""
+    """One line of the status table.
+
+    `damaged`: packets that did not decode plus pictures decoded with errors (a live
+    camera's packet loss), over the run; see `SourceStatus.damaged`.
+    """
 
     name: str
     state: str
@@ -126,18 +130,19 @@ class StreamRow:
     p95_ms: float
     p99_ms: float
     reconnects: int
+    damaged: int = 0
 
 
 def status_table(rows: list[StreamRow]) -> str:
     """A compact fixed-width table for the console."""
     head = f"{'stream':<20}{'state':<11}{'in/s':>7}{'ana/s':>7}{'out/s':>7}{'drops':>7}" \
-           f"{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'recon':>6}"  # fmt: skip
+           f"{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'recon':>6}{'damaged':>8}"  # fmt: skip
     lines = [head]
     for r in rows:
         lines.append(
             f"{r.name[:19]:<20}{r.state[:10]:<11}{r.in_fps:>7.1f}{r.analysed_fps:>7.1f}"
             f"{r.out_fps:>7.1f}{r.dropped:>7d}{_ms(r.p50_ms)}{_ms(r.p95_ms)}{_ms(r.p99_ms)}"
-            f"{r.reconnects:>6d}"
+            f"{r.reconnects:>6d}{r.damaged:>8d}"
         )
     return "\n".join(lines)
 

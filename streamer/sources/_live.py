@@ -50,6 +50,9 @@ class Reader(Protocol):
         finite: the input announced an end (a clip, a remote file, a finished HLS playlist), so
             a clean end of input means the stream is over. Otherwise (a camera) it means the
             connection dropped, and the source reconnects.
+        damaged (optional): packets that failed to decode plus pictures decoded with errors on
+            this connection so far; the source adds it to `status.damaged` (a reader without
+            it, a local camera, counts none).
     """
 
     info: VideoInfo
@@ -209,6 +212,7 @@ class LiveSource:
     ) -> str:
         resume = None if self.live else self._timeline.last_raw
         reader = self._open_reader(resume)
+        reported = 0  # of this connection's damaged count, already added to `status`
         try:
             if halt.is_set():
                 return _STOPPED
@@ -221,6 +225,7 @@ class LiveSource:
             for image, raw in reader.frames():
                 if halt.is_set() or self._consumer_gone:
                     return _STOPPED
+                reported = self._report_damaged(loop, reader, reported)
                 frame = self._timeline.stamp(self.name, image, raw)
                 if frame is None:  # resuming: already delivered before the reconnect
                     continue
@@ -233,7 +238,24 @@ class LiveSource:
                 return _ENDED
             raise SourceUnavailableError(f"{self.spec}: the server closed the stream")
         finally:
+            if not halt.is_set():  # packets that failed after the last picture count too
+                self._report_damaged(loop, reader, reported)
             reader.close()
+
+    def _report_damaged(
+        self, loop: asyncio.AbstractEventLoop, reader: Reader, reported: int
+    ) -> int:
+        """Post what `reader` counted as damaged since `reported` to `status.damaged` (on the
+        loop, where the status is updated); return the reader's count. Counted per connection
+        by the reader, summed over reconnects here."""
+        damaged = getattr(reader, "damaged", 0)
+        if damaged > reported:
+            _call(loop, self._add_damaged, damaged - reported)
+        return damaged
+
+    def _add_damaged(self, count: int) -> None:
+        """On the loop."""
+        self.status.damaged += count
 
     def _hand_off_now(
         self,

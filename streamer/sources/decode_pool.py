@@ -513,8 +513,8 @@ class _Lane:
 
 
 def _apply_status(source: NetworkSource, report: dict) -> None:
-    """A live source's state, as its copy in the worker has it (but `frames`: counted here, as
-    frames reach the pipeline)."""
+    """A live source's state, as its copy in the worker has it (`damaged` too: the worker's
+    decoder counts it; but `frames`: counted here, as frames reach the pipeline)."""
     for field, value in report["status"].items():
         if field != "frames":
             setattr(source.status, field, value)

@@ -179,7 +179,18 @@ def _micros(seconds: float) -> str:
 
 
 class _NetworkReader:
-    """One open connection to a network stream (used from its decode thread only)."""
+    """One open connection to a network stream (used from its decode thread only).
+
+    `damaged` counts, for this connection, packets that failed to decode and pictures FFmpeg
+    flagged as decoded with errors (`is_corrupt`); the source adds it to `status.damaged`.
+    Counting only: every picture the decoder outputs is still delivered (a picture with a
+    slice missing is better than a gap for a live view), and the decoder's options are not
+    touched for it (`flags2=+showall`, `output_corrupt` and `err_detect` changed nothing
+    measurable at 5 % datagram loss). Measured there (640x360, 8 s): no packet failed, and
+    FFmpeg flagged 10-14 of ~215 pictures, about one in five of those its decoder logged
+    errors for: with slice threads (`low_delay`) FFmpeg runs no error concealment, which is
+    what flags most of them (single-threaded, ~67 were flagged). A lower bound, then.
+    """
 
     def __init__(
         self,
@@ -194,6 +205,7 @@ class _NetworkReader:
         self.options = options
         self.live = live
         self.converter = converter or FrameConverter(DecodePlan(), spec)
+        self.damaged = 0
         started = time.monotonic()
         try:
             self.container = av.open(
@@ -270,10 +282,17 @@ class _NetworkReader:
 
     def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
         try:
-            return packet.decode()
-        except av.error.InvalidDataError:
+            frames = packet.decode()
+        except av.error.InvalidDataError as exc:
             # A damaged packet (UDP loss, a glitch): the next key frame repairs the picture.
+            self.damaged += 1
+            log.debug("%s: a packet did not decode (%s)", self.spec, redact(str(exc)))
             return []
+        for frame in frames:
+            # Slices missing (lost datagrams): FFmpeg shows the picture and flags it.
+            if frame.is_corrupt:
+                self.damaged += 1
+        return frames
 
     def _check_whole(self, last_raw: int | None) -> None:
         """A finite stream that ends well before its announced duration was cut off."""

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from streamer.frame import Caption
+from streamer.sources.status import damaged_count
 
 #: Every state a stream can be in: a live source's (`SourceStatus.state`), or "playing" for a
 #: file stream that has not ended.
@@ -103,6 +104,8 @@ def stream_status(stream: Any, rates: Rates) -> dict[str, Any]:
         },
         "captions": stream.stats.captions,
         "reconnects": status.reconnects if status is not None else 0,
+        # Packets that did not decode plus pictures decoded with errors: a camera's packet loss.
+        "damaged": damaged_count(stream.source),
         "offline_since": status.offline_since if status is not None else None,
         "last_error": status.last_error if status is not None else None,
         "caption": None

@@ -16,6 +16,7 @@ streamer_frames_dropped_total               counter    frames dropped (live stre
 streamer_captions_total                     counter    captions shown
 streamer_caption_timeouts_total             counter    file captions that fell back to tags
 streamer_reconnects_total                   counter    reopen attempts of a live source
+streamer_damaged_total                      counter    packets not decoded + pictures with errors
 streamer_stream_state                       gauge      1 for the stream's state, else 0
 streamer_stream_offline_since_seconds       gauge      Unix time it went offline (offline only)
 streamer_latency_seconds                    histogram  capture → delivered
@@ -41,6 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from streamer.sources.status import damaged_count
 from streamer.web._status import STREAM_STATES, stream_state
 
 __all__ = ["CONTENT_TYPE", "Exposition", "HistogramValue", "render_metrics"]
@@ -231,6 +233,12 @@ def _stream_families(out: Exposition, streams: Sequence[Any]) -> None:
         "streamer_reconnects_total",
         "Reopen attempts of a live source.",
         each(lambda s: status(s, "reconnects")),
+    )
+    out.counter(
+        "streamer_damaged_total",
+        "Packets that did not decode plus pictures decoded with errors (a live camera's packet "
+        "loss, e.g. RTSP over UDP; a lower bound); for a file, packets that did not decode.",
+        each(lambda s: damaged_count(s.source)),
     )
     out.gauge(
         "streamer_stream_state",

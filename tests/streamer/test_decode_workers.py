@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from live_helpers import FAST, Running, wait_until
+from live_helpers import FAST, RtspServer, Running, wait_until
+from servers.udp_loss_proxy import ProxyThread, UdpLossProxy
 
 from streamer import AnalysisConfig, OutputConfig, RunConfig, run_pipeline
 from streamer.channel import Channel, DropPolicy
@@ -182,10 +183,30 @@ async def test_a_live_rtsp_stream_in_a_worker(rtsp_server):
         async with Running(source) as run:
             await run.until(lambda: len(run.frames) >= 25, 20, "25 frames")
             assert source.status.state == "online" and source.status.frames >= 25
+            assert source.status.damaged == 0  # over TCP nothing is lost
     frames = run.frames
     assert all(f.analysis_image.shape == (224, 398, 3) for f in frames)
     assert [f.index for f in frames] == list(range(len(frames)))  # a quick reader drops none
     assert (source.info.width, source.info.height) == (320, 180)
+
+
+@pytest.mark.integration
+async def test_damage_counted_in_a_worker_reaches_the_source(gst_rtsp):
+    """A stream losing 5 % of its RTP datagrams, decoded in a worker process: the damaged
+    pictures the worker's copy of the source counts show in this process's `status`."""
+    server = RtspServer(gst_rtsp, {"cam": "pattern:640x360"})
+    server.start()
+    proxy = UdpLossProxy("127.0.0.1", server.port, loss=0.05, seed=5)
+    try:
+        with ProxyThread(proxy):
+            options = SourceOptions(rtsp_transport="udp", open_timeout=3.0, read_timeout=5.0)
+            source = open_source(proxy.url("cam"), options=options)
+            async with decoding([source], DecodePlan(), workers=1), Running(source) as run:
+                await run.until(lambda: source.status.damaged >= 2, 30, "2 damaged pictures")
+    finally:
+        server.kill()
+    assert proxy.counters.rtp_dropped >= 2
+    assert 2 <= source.status.damaged < len(run.frames)
 
 
 @pytest.mark.integration

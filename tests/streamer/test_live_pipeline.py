@@ -3,13 +3,18 @@
 import asyncio
 import logging
 
+import aiohttp
 import pytest
 from live_helpers import RtspServer, wait_until
 from media import ffprobe, read_jsonl, video_stream
+from prometheus_client.parser import text_string_to_metric_families
 from servers.udp_loss_proxy import ProxyThread, UdpLossProxy
 
 from streamer import OutputConfig, RunConfig, run_pipeline
+from streamer.config import ServeConfig
+from streamer.events import Observer
 from streamer.sources import SourceOptions
+from streamer.web import WebViewer
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +46,34 @@ def _states(path) -> list[str]:
     return [r["state"] for r in read_jsonl(path) if r["type"] == "status"]
 
 
+class _Watch(Observer):
+    """Keeps the live run, so a test can read its sources' status while it runs."""
+
+    def __init__(self) -> None:
+        self.run = None
+
+    async def start(self, run) -> None:
+        self.run = run
+
+    def damaged(self) -> int:
+        return self.run.streams[0].source.status.damaged if self.run is not None else 0
+
+
+async def _damaged_served(viewer: WebViewer, stream: str) -> tuple[float, int]:
+    """`streamer_damaged_total` from /metrics (read by Prometheus' parser) and `damaged` from
+    /api/status, for `stream`."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(viewer.url + "metrics") as response:
+            metrics = await response.text()
+        async with session.get(viewer.url + "api/status") as response:
+            status = await response.json()
+    (family,) = [f for f in text_string_to_metric_families(metrics) if f.name == "streamer_damaged"]
+    assert family.type == "counter" and family.documentation.startswith("Packets that did not")
+    (sample,) = [s for s in family.samples if s.labels == {"stream": stream}]
+    (served,) = [s for s in status["streams"] if s["name"] == stream]
+    return sample.value, served["damaged"]
+
+
 async def test_two_live_streams_share_the_encoder_and_write_their_own_outputs(
     tmp_path, rtsp_server, tiny_encoder
 ):
@@ -58,6 +91,7 @@ async def test_two_live_streams_share_the_encoder_and_write_their_own_outputs(
         written = int(video_stream(ffprobe(tmp_path / f"{stream.name}.mp4"))["nb_read_frames"])
         assert written == stream.frames
         assert _states(tmp_path / f"{stream.name}.jsonl")[:2] == ["connecting", "online"]
+        assert stream.damaged == 0  # RTSP over TCP loses nothing: nothing counted as damaged
 
 
 async def test_server_killed_and_restarted_the_run_reconnects_and_keeps_going(
@@ -183,15 +217,17 @@ async def test_udp_datagrams_lost_between_camera_and_streamer_damage_pictures_no
     network does: a 640x360 picture spans several datagrams, so the decoder meets pictures
     with slices or fragments missing and gaps in the sequence numbers. The stream stays online
     and keeps being analysed and written; the proxy really relayed a UDP session and lost
-    some of it."""
+    some of it; the damage is counted, and the viewer's /metrics and /api/status serve the
+    count while the run goes on."""
     server = RtspServer(gst_rtsp, {"cam": "pattern:640x360"})
     server.start()
     proxy = UdpLossProxy("127.0.0.1", server.port, loss=0.05, rtcp_loss=0.05, seed=7)
     jsonl = tmp_path / "cam.jsonl"
+    watch, viewer = _Watch(), WebViewer(ServeConfig(port=0))
 
     def analysed_through_losses() -> bool:
         analyses = sum(1 for r in read_jsonl(jsonl) if r["type"] == "analysis")
-        return analyses >= 12 and proxy.counters.rtp_dropped >= 10
+        return analyses >= 12 and proxy.counters.rtp_dropped >= 10 and watch.damaged() >= 1
 
     try:
         with ProxyThread(proxy):
@@ -199,10 +235,20 @@ async def test_udp_datagrams_lost_between_camera_and_streamer_damage_pictures_no
                                     backoff_initial=0.2, backoff_cap=0.8)  # fmt: skip
             config = RunConfig(input=f"cam={proxy.url('cam')}", outputs=_outputs(tmp_path),
                                sources=options)  # fmt: skip
-            summary = await _run_until(
-                config, tiny_encoder, lambda: jsonl.exists() and analysed_through_losses(),
-                60, "12 analyses and 10 datagrams lost",
-            )  # fmt: skip
+            stop = asyncio.Event()
+            task = asyncio.create_task(
+                run_pipeline(config, encoder=tiny_encoder, stop=stop, observers=[watch, viewer])
+            )
+            try:
+                await wait_until(
+                    lambda: (jsonl.exists() and analysed_through_losses()) or task.done(),
+                    60, "12 analyses, 10 datagrams lost and a damaged picture counted",
+                )  # fmt: skip
+                assert not task.done(), "the run ended by itself"
+                metric, served = await _damaged_served(viewer, "cam")
+            finally:
+                stop.set()
+            summary = await asyncio.wait_for(task, 30)
     finally:
         server.kill()
     counters = proxy.counters
@@ -214,3 +260,9 @@ async def test_udp_datagrams_lost_between_camera_and_streamer_damage_pictures_no
     assert stream.state != "failed" and stream.frames > 50 and stream.analysed >= 12
     assert "online" in _states(jsonl)
     assert int(video_stream(ffprobe(tmp_path / "cam.mp4"))["nb_read_frames"]) == stream.frames
+    # Counted, never more than once a picture or packet, and only growing: what was served
+    # mid-run is at most what the summary says at the end.
+    assert 1 <= metric <= stream.damaged and 1 <= served <= stream.damaged
+    assert stream.damaged < stream.frames  # the damaged ones, not every picture
+    assert stream.damaged_packets == 0  # a file's field: a live source leaves it alone
+    assert all("damaged" in r for r in read_jsonl(jsonl) if r["type"] == "status")

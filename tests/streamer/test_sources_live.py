@@ -15,7 +15,8 @@ import av
 import av.logging
 import numpy as np
 import pytest
-from live_helpers import FAST, Running, free_port, wait_until
+from live_helpers import FAST, RtspServer, Running, free_port, wait_until
+from servers.udp_loss_proxy import ProxyThread, UdpLossProxy
 
 from streamer.channel import DropPolicy
 from streamer.errors import SourceNotFoundError
@@ -109,6 +110,41 @@ async def test_reconnects_by_itself_when_the_server_is_killed_and_restarted(
     assert "the server closed the stream" in warnings[0]
     assert all("reconnect attempt" in w for w in warnings)
     assert len(_infos(caplog, "back online after")) == 1
+
+
+async def test_damage_from_lost_datagrams_is_counted_and_adds_up_across_reconnects(gst_rtsp):
+    """RTSP over UDP through a proxy that loses 5 % of the RTP datagrams: pictures arrive with
+    slices missing and the source counts them in `status.damaged`. When the server dies and
+    comes back, the new connection's damage adds to the count: it never goes down."""
+    server = RtspServer(gst_rtsp, {"cam": "pattern:640x360"})
+    server.start()
+    proxy = UdpLossProxy("127.0.0.1", server.port, loss=0.05, seed=3)
+    seen: list[int] = []  # `status.damaged` at every poll
+
+    def damaged() -> int:
+        seen.append(source.status.damaged)
+        return seen[-1]
+
+    try:
+        with ProxyThread(proxy):
+            options = dataclasses.replace(FAST, rtsp_transport="udp")
+            source = open_source(proxy.url("cam"), options=options)
+            async with Running(source) as run:
+                await run.until(lambda: damaged() >= 2, 30, "2 damaged pictures")
+                server.kill()
+                await run.until(lambda: damaged() and source.status.state == "offline", 10,
+                                "offline after the kill")  # fmt: skip
+                before = damaged()
+                server.start()
+                await run.until(
+                    lambda: damaged() > before and source.status.state == "online", 30,
+                    "damage counted on the new connection",
+                )  # fmt: skip
+    finally:
+        server.kill()
+    assert source.status.reconnects >= 1 and proxy.counters.rtp_dropped >= 10
+    assert seen == sorted(seen), "the damaged count went down at a reconnect"
+    assert source.status.damaged < source.status.frames  # the damaged pictures, not all
 
 
 async def test_a_stalled_server_times_out_then_comes_back(own_rtsp_server, caplog):

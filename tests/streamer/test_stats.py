@@ -23,7 +23,7 @@ def test_rate_meter_counts_per_second_between_readings():
 
 def test_status_table_has_a_row_per_stream_and_dashes_for_no_latency():
     rows = [
-        StreamRow("door", "online", 25.0, 2.0, 24.9, 3, 41.0, 80.0, 120.0, 1),
+        StreamRow("door", "online", 25.0, 2.0, 24.9, 3, 41.0, 80.0, 120.0, 1, damaged=17),
         StreamRow("yard-with-a-very-long-name", "offline", 0, 0, 0, 0, *[float("nan")] * 3, 4),
     ]
     lines = status_table(rows).splitlines()
@@ -39,5 +39,7 @@ def test_status_table_has_a_row_per_stream_and_dashes_for_no_latency():
         "80",
         "120",
         "1",
+        "17",
     ]
-    assert lines[2].split()[-4:] == ["-", "-", "-", "4"]
+    assert lines[0].split()[-2:] == ["recon", "damaged"]
+    assert lines[2].split()[-5:] == ["-", "-", "-", "4", "0"]

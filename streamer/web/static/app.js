@@ -75,6 +75,7 @@
       `drops ${s.frames.dropped}`, `frames ${s.frames.delivered}`,
     ];
     if (s.live) parts.push(`reconnects ${s.reconnects}`);
+    if (s.live || s.damaged) parts.push(`damaged ${s.damaged}`); // packet loss, undecodable packets
     text(c.stats, parts.join(" · "));
     const problem = s.offline_since != null
       ? `offline since ${clock(s.offline_since)}${s.last_error ? `: ${s.last_error}` : ""}`

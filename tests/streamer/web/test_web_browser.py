@@ -87,6 +87,8 @@ async def test_the_page_shows_the_live_video_and_the_pipelines_captions(
             caption = _llm_captions(jsonl)[0]
             history = "document.querySelector('[data-stream=\"cam\"] .history').innerText"
             await page.wait_for(f"{history}.includes({json.dumps(caption)})", 30, caption)
+            stats = "document.querySelector('[data-stream=\"cam\"] .stats').innerText"
+            await page.wait_for(f"{stats}.includes('damaged 0')", 10, "the damaged count")
             await asyncio.sleep(0.5)  # let the video show a frame drawn with that caption
             shown = await page.evaluate(
                 "document.querySelector('[data-stream=\"cam\"] .caption-text').textContent"

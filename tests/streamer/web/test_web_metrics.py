@@ -1,6 +1,7 @@
 """`/metrics` as Prometheus reads it: the exposition parsed by prometheus_client's own parser."""
 
 import math
+import random
 
 import aiohttp
 import pytest
@@ -111,6 +112,7 @@ async def test_metrics_after_a_real_run_match_its_summary(
         "streamer_frames_decoded": "counter", "streamer_frames_analysed": "counter",
         "streamer_frames_delivered": "counter", "streamer_frames_dropped": "counter",
         "streamer_captions": "counter", "streamer_reconnects": "counter",
+        "streamer_damaged": "counter",
         "streamer_stream_state": "gauge", "streamer_latency_seconds": "histogram",
         "streamer_llm_requests": "counter", "streamer_llm_errors": "counter",
         "streamer_llm_last_latency_seconds": "gauge", "streamer_llm_state": "gauge",
@@ -131,6 +133,7 @@ async def test_metrics_after_a_real_run_match_its_summary(
     assert value("streamer_frames_delivered_total", stream="clip") == stream.frames == 50
     assert value("streamer_frames_analysed_total", stream="clip") == stream.analysed
     assert value("streamer_frames_dropped_total", stream="clip") == 0
+    assert value("streamer_damaged_total", stream="clip") == stream.damaged == 0
     assert value("streamer_captions_total", stream="clip") == stream.captions == 2
     assert value("streamer_stream_state", stream="clip", state="ended") == 1
     assert value("streamer_stream_state", stream="clip", state="playing") == 0
@@ -145,3 +148,31 @@ async def test_metrics_after_a_real_run_match_its_summary(
     assert value("streamer_encoder_images_total") == stream.analysed
     assert value("streamer_encoder_batch_size_count") == value("streamer_encoder_batches_total")
     assert value("streamer_encoder_batch_size_sum") == stream.analysed
+
+
+async def test_a_damaged_file_shows_its_damaged_packets_in_metrics_and_status(
+    tmp_path, small_clip, tiny_encoder
+):
+    """A file with bytes overwritten mid-way: the packets that do not decode are counted once,
+    and /metrics, /api/status and the summary agree on the number."""
+    data = bytearray(small_clip.read_bytes())
+    rng = random.Random(7)
+    for offset in (len(data) // 2, len(data) // 2 + 40_000):
+        data[offset : offset + 3000] = rng.randbytes(3000)
+    path = tmp_path / "damaged.mp4"
+    path.write_bytes(bytes(data))
+    viewer = WebViewer(ServeConfig(port=0))
+    config = RunConfig(input=f"clip={path}", outputs=OutputConfig(jsonl=str(tmp_path / "a.jsonl")))
+
+    async def check(viewer):
+        async with aiohttp.ClientSession() as session:
+            async with session.get(viewer.url + "metrics") as response:
+                metrics = _families(await response.text())["streamer_damaged"]
+            async with session.get(viewer.url + "api/status") as response:
+                (status,) = (await response.json())["streams"]
+        return _value(metrics, "streamer_damaged_total", stream="clip"), status["damaged"]
+
+    summary, (metric, served) = await run_and_check(config, tiny_encoder, viewer, check)
+    (stream,) = summary.streams
+    assert stream.damaged_packets > 0
+    assert metric == served == stream.damaged == stream.damaged_packets

@@ -137,6 +137,7 @@ async def test_routes_answer_what_the_run_did(tmp_path, small_clip, tiny_encoder
     assert stream["name"] == "clip" and stream["frames"]["delivered"] == summary.frames == 50
     assert stream["frames"]["analysed"] == summary.streams[0].analysed
     assert stream["state"] == "ended" and stream["caption"]["source"] == "tags"
+    assert stream["damaged"] == 0  # an intact file
     assert status["encoder"]["model"] == "clip tiny" and status["encoder"]["random_weights"]
     assert status["encoder"]["images"] == summary.analysed and status["llm"] is None
     records = read_jsonl(tmp_path / "a.jsonl")
