@@ -70,8 +70,9 @@ def test_disk_full_mid_run_says_so_and_what_was_written_stays_valid(tmp_path, sa
 def test_a_full_disk_never_leaves_a_torn_json_line(tmp_path, sample_clip):
     """The JSON Lines file is the one that fills: it ends after its last whole record."""
     path = tmp_path / "a.jsonl"
-    done = _streamer(sample_clip, "--jsonl", path, "--analyze-fps", "all", *TINY, limit=6_000,
-                     timeout=60)
+    done = _streamer(
+        sample_clip, "--jsonl", path, "--analyze-fps", "all", *TINY, limit=6_000, timeout=60
+    )
     assert done.returncode == 1, done.stderr
     assert "JSON Lines output" in done.stderr and "over the size limit" in done.stderr
     records = _complete_jsonl(path)
