@@ -5,14 +5,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import os
 import re
 import sys
 from pathlib import Path
 
 from encoders import EncoderError, UnknownEncoderError
+from encoders.base import PRECISIONS
+from encoders.registry import KINDS, parse_model_name
 from streamer import config_file
+from streamer._cli_types import (
+    float_above,
+    float_at_least,
+    float_in,
+    http_url,
+    int_at_least,
+    int_in,
+    int_or_auto,
+    one_of,
+    rate_or_all,
+    serve_address,
+    split_serve_address,
+    template_with,
+    torch_device,
+)
 from streamer.alerts import DEFAULT_ALERT_THRESHOLD, AlertRule
 from streamer.batcher import BatchPolicy
 from streamer.captioner import CaptionPolicy
@@ -38,6 +54,11 @@ from streamer.sources.network import url_stream_name
 from streamer.window import show_mode
 
 log = logging.getLogger("streamer")
+
+# libx264's speed presets, fastest first.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow", "placebo")  # fmt: skip
+SECONDS = "seconds"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -70,8 +91,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     out.add_argument(
         "--jsonl", help="JSON Lines: a record per analysed frame, per caption and per alert"
     )
-    out.add_argument("--preset", default="veryfast", help="x264 preset (default: veryfast)")
-    out.add_argument("--crf", type=int, default=20, help="x264 quality, 0..51 (default: 20)")
+    out.add_argument(
+        "--preset", default="veryfast", type=one_of(*X264_PRESETS),
+        help="x264 preset, ultrafast..placebo: slower is smaller for the same quality "
+        "(default: veryfast)",
+    )  # fmt: skip
+    out.add_argument(
+        "--crf", type=int_in(0, 51), default=20,
+        help="x264 quality, 0..51: lower is better and bigger (default: 20)",
+    )  # fmt: skip
     out.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
     out.add_argument(
         "--fragmented", action=argparse.BooleanOptionalAction, default=None,
@@ -79,7 +107,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "after a crash, kill -9 or a full disk (default: on for live streams, off for files)",
     )  # fmt: skip
     enc = run.add_argument_group("encoder")
-    enc.add_argument("--encoder", default="clip", help="clip | dinov2 | default (default: clip)")
+    enc.add_argument(
+        "--encoder", default="clip", type=one_of(*KINDS),
+        help="clip | dinov2 | default (default: clip)",
+    )  # fmt: skip
     enc.add_argument(
         "--model", help="model of the encoder, e.g. ViT-B/32, ViT-B-32:laion2b_s34b_b79k, small"
     )
@@ -88,8 +119,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default="pretrained",
         help="pretrained | random | auto (pretrained if available, else random, labelled) | PATH",
     )
-    enc.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available)")
-    enc.add_argument("--precision", default="auto", help="auto | fp32 | fp16 | bf16")
+    enc.add_argument(
+        "--device", type=torch_device(), help="cpu | cuda | cuda:N (default: cuda when available)"
+    )
+    enc.add_argument(
+        "--precision", default="auto", type=one_of("auto", *PRECISIONS),
+        help="auto | fp32 | fp16 | bf16 (default auto: fp16 on CUDA, fp32 on a CPU)",
+    )  # fmt: skip
     enc.add_argument(
         "--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
         help="replay the encoder as CUDA graphs recorded for batch sizes 1/4/16/64/256 "
@@ -100,47 +136,66 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="torch.compile the encoder (default: off; compiling takes tens of seconds)",
     )  # fmt: skip
     ana = run.add_argument_group("analysis")
-    ana.add_argument("--analyze-fps", default="2", help="analysed frames per second, or 'all'")
-    ana.add_argument("--max-batch", type=int, default=8, help="frames per encoder batch")
-    ana.add_argument("--max-wait-ms", type=float, default=50.0, help="batch deadline (ms)")
+    ana.add_argument(
+        "--analyze-fps", default=2.0, type=rate_or_all(),
+        help="analysed frames per second, > 0, or 'all' (default 2)",
+    )  # fmt: skip
+    ana.add_argument(
+        "--max-batch", type=int_at_least(1), default=8, help="frames per encoder batch, ≥ 1"
+    )
+    ana.add_argument(
+        "--max-wait-ms", type=float_at_least(0, "milliseconds"), default=50.0,
+        help="batch deadline in ms, ≥ 0",
+    )  # fmt: skip
     ana.add_argument(
         "--adaptive-batch", action=argparse.BooleanOptionalAction, default=False,
         help="batch size follows the load: grows (to --batch-ceiling) while frames back up, "
         "halves when a batch takes longer than --latency-budget-ms (default: off)",
     )  # fmt: skip
     ana.add_argument(
-        "--batch-ceiling", type=int, default=64, help="largest adaptive batch (default 64)"
-    )
+        "--batch-ceiling", type=int_at_least(1), default=64,
+        help="largest adaptive batch, ≥ --max-batch (default 64)",
+    )  # fmt: skip
     ana.add_argument(
-        "--latency-budget-ms", type=float, default=200.0,
-        help="adaptive batching's budget per batch (default 200)",
+        "--latency-budget-ms", type=float_above(0, "milliseconds"), default=200.0,
+        help="adaptive batching's budget per batch in ms, > --max-wait-ms (default 200)",
     )  # fmt: skip
     ana.add_argument("--labels", help="label file (one per line) or 'dog, cat, person'")
     ana.add_argument(
-        "--label-prompt", default=DEFAULT_PROMPT, help="text template per label ({label})"
+        "--label-prompt", default=DEFAULT_PROMPT, type=template_with("label"),
+        help="text template per label, with {label} where the label goes",
+    )  # fmt: skip
+    ana.add_argument(
+        "--top-k", type=int_at_least(1), default=3, help="tags per analysed frame, ≥ 1"
     )
-    ana.add_argument("--top-k", type=int, default=3, help="tags per analysed frame")
     cap = run.add_argument_group("captions")
     cap.add_argument(
-        "--caption-interval", type=float, default=2.0, help="min seconds between captions"
-    )
+        "--caption-interval", type=float_at_least(0, SECONDS), default=2.0,
+        help="min seconds between captions, ≥ 0",
+    )  # fmt: skip
     cap.add_argument(
-        "--caption-max-age", type=float, default=10.0, help="refresh after this many s"
-    )
+        "--caption-max-age", type=float_at_least(0, SECONDS, allow_inf=True), default=10.0,
+        help="refresh a caption after this many seconds, ≥ --caption-interval (inf: never)",
+    )  # fmt: skip
     cap.add_argument(
-        "--scene-threshold", type=float, default=0.15, help="cosine distance = new scene"
-    )
+        "--scene-threshold", type=float_in(0, 2, "a cosine distance", low_open=True),
+        default=0.15, help="cosine distance that counts as a new scene, > 0 and ≤ 2",
+    )  # fmt: skip
     llm = run.add_argument_group("LLM captions (LM Studio or any OpenAI-compatible server)")
     llm.add_argument(
-        "--llm-url", default=DEFAULT_URL, help=f"server base URL (default {DEFAULT_URL})"
-    )
+        "--llm-url", default=DEFAULT_URL, type=http_url(),
+        help=f"server base URL (default {DEFAULT_URL})",
+    )  # fmt: skip
     llm.add_argument("--llm-model", help="model to ask (default: the one the server has loaded)")
     llm.add_argument("--llm-api-key", help="API key, if the server wants one")
     llm.add_argument("--no-llm", action="store_true", help="captions from tags only")
-    llm.add_argument("--llm-max-in-flight", type=int, default=1, help="requests per live stream")
     llm.add_argument(
-        "--caption-wait", type=float, default=10.0,
-        help="seconds a file's output waits for its pending caption (default 10)",
+        "--llm-max-in-flight", type=int_at_least(1), default=1,
+        help="requests at once per live stream, ≥ 1",
+    )  # fmt: skip
+    llm.add_argument(
+        "--caption-wait", type=float_at_least(0, SECONDS), default=10.0,
+        help="seconds a file's output waits for its pending caption, ≥ 0 (default 10)",
     )  # fmt: skip
     llm.add_argument("--prompt", help="user prompt template ({tags} {stream} {time}), or a file")
     llm.add_argument("--system-prompt", help="system prompt, or a file")
@@ -155,8 +210,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="deliver every frame of every input, live ones included (backpressure)",
     )  # fmt: skip
     mode.add_argument(
-        "--status-every", type=float, default=5.0, help="seconds between status tables"
-    )
+        "--status-every", type=float_above(0, SECONDS), default=5.0,
+        help="seconds between status tables, > 0",
+    )  # fmt: skip
     display = run.add_argument_group("display")
     display.add_argument(
         "--show", nargs="?", const=True, choices=("grid",), metavar="grid",
@@ -166,20 +222,29 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     _add_alert_arguments(run)
     _add_serve_arguments(run)
     net = run.add_argument_group("live sources")
-    net.add_argument("--rtsp-transport", default="tcp", help="tcp | udp (default: tcp)")
-    net.add_argument("--open-timeout", type=float, default=5.0, help="seconds to open a source")
     net.add_argument(
-        "--read-timeout", type=float, default=5.0, help="seconds without a frame = stalled, reopen"
-    )
+        "--rtsp-transport", default="tcp", type=one_of("tcp", "udp"),
+        help="tcp | udp (default: tcp)",
+    )  # fmt: skip
     net.add_argument(
-        "--reconnect-initial", type=float, default=0.5, help="first reconnect delay (s)"
-    )
+        "--open-timeout", type=float_above(0, SECONDS), default=5.0,
+        help="seconds to open a source, > 0",
+    )  # fmt: skip
     net.add_argument(
-        "--reconnect-max", type=float, default=10.0, help="longest reconnect delay (s)"
-    )
+        "--read-timeout", type=float_above(0, SECONDS), default=5.0,
+        help="seconds without a frame = stalled, reopen; > 0",
+    )  # fmt: skip
     net.add_argument(
-        "--reconnect-attempts", type=int, default=None,
-        help="give a source up after this many failed attempts in a row (default: never)",
+        "--reconnect-initial", type=float_above(0, SECONDS), default=0.5,
+        help="first reconnect delay in seconds, > 0",
+    )  # fmt: skip
+    net.add_argument(
+        "--reconnect-max", type=float_above(0, SECONDS), default=10.0,
+        help="longest reconnect delay in seconds, ≥ --reconnect-initial",
+    )  # fmt: skip
+    net.add_argument(
+        "--reconnect-attempts", type=int_at_least(1), default=None,
+        help="give a source up after this many failed attempts in a row, ≥ 1 (default: never)",
     )  # fmt: skip
     dec = run.add_argument_group("decode")
     dec.add_argument(
@@ -188,11 +253,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "(CUDA when it works, else the CPU), none (default)",
     )  # fmt: skip
     dec.add_argument(
-        "--decode-workers", default=0, type=_decode_workers, metavar="N|auto",
+        "--decode-workers", default=0, type=int_or_auto(0), metavar="N|auto",
         help="processes that decode files and network streams (shared-memory frames); 0 "
         "(default) decodes in this process; auto: when there are many streams for the cores",
     )  # fmt: skip
-    run.add_argument("--queue-frames", type=int, default=32, help="frames buffered in flight")
+    run.add_argument(
+        "--queue-frames", type=int_at_least(2), default=32, help="frames buffered in flight, ≥ 2"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
         "--no-cache", action="store_true", help="do not cache label text embeddings on disk"
@@ -202,13 +269,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """Build and validate the run configuration; raises ConfigError naming the flag."""
-    try:
-        fps = None if args.analyze_fps.strip().lower() == "all" else float(args.analyze_fps)
-    except ValueError as exc:
-        raise ConfigError(
-            f"--analyze-fps must be a number > 0 or 'all', got {args.analyze_fps!r}"
-        ) from exc
+    """Build and validate the run configuration; raises ConfigError naming the flag.
+
+    Each flag's own value was checked when it was parsed (its argparse `type`, which a
+    configuration file's value goes through too); what is left are the checks between flags,
+    named as the user gave them: the flag, and the file's key where a file set it.
+    """
+    _check_flag_pairs(args)
+    _check_model(args)
+    fps = None if args.analyze_fps == "all" else args.analyze_fps
     try:
         batch = BatchPolicy(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                             adaptive=args.adaptive_batch, batch_ceiling=args.batch_ceiling,
@@ -274,6 +343,53 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     )
 
 
+# Flags that must stay in order: (larger, smaller, relation, only with this switch).
+_ORDERED_FLAGS = (
+    ("batch_ceiling", "max_batch", "≥", "adaptive_batch"),
+    ("latency_budget_ms", "max_wait_ms", ">", "adaptive_batch"),  # a batch may wait to fill
+    ("caption_max_age", "caption_interval", "≥", None),
+    ("reconnect_max", "reconnect_initial", "≥", None),
+)
+
+
+def _check_flag_pairs(args: argparse.Namespace) -> None:
+    """The checks between two flags, which no argparse `type` can make, in the flags' names."""
+    for larger, smaller, relation, switch in _ORDERED_FLAGS:
+        if switch is not None and not getattr(args, switch):
+            continue
+        high, low = getattr(args, larger), getattr(args, smaller)
+        if high > low or (relation == "≥" and high == low):
+            continue
+        when = f" with {_named(args, switch, '')}" if switch else ""
+        raise ConfigError(
+            f"{_named(args, larger, f'{high:g}')} must be {relation} "
+            f"{_named(args, smaller, f'{low:g}')}{when}; raise {_flag(larger)} or lower "
+            f"{_flag(smaller)}"
+        )
+
+
+def _check_model(args: argparse.Namespace) -> None:
+    """`--model` must name a model of `--encoder` (checked here, so `config --check` sees it)."""
+    try:
+        parse_model_name(args.encoder, args.model)
+    except UnknownEncoderError as exc:
+        raise ConfigError(f"{_named(args, 'model', repr(args.model))}: {exc}") from exc
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _named(args: argparse.Namespace, dest: str, shown: str) -> str:
+    """`--flag VALUE` as typed, and the configuration file's key when the file set it."""
+    loaded: config_file.FileOptions | None = getattr(args, "config_loaded", None)
+    origin = loaded.origins.get(dest) if loaded else None
+    given = f"{_flag(dest)} {shown}".rstrip()
+    if origin is not None and getattr(args, dest) == loaded.values.get(dest):
+        return f"{given} (file key {origin})"
+    return given
+
+
 def _add_alert_arguments(run: argparse.ArgumentParser) -> None:
     alerts = run.add_argument_group("alerts (text queries: need a CLIP encoder)")
     alerts.add_argument(
@@ -284,17 +400,18 @@ def _add_alert_arguments(run: argparse.ArgumentParser) -> None:
         "whole value is the query. Alerts go to --jsonl, the overlay and --webhook",
     )  # fmt: skip
     alerts.add_argument(
-        "--alert-threshold", type=float, default=DEFAULT_ALERT_THRESHOLD, metavar="COSINE",
+        "--alert-threshold", type=float_in(-1, 1, "a cosine similarity"),
+        default=DEFAULT_ALERT_THRESHOLD, metavar="COSINE",
         help="cosine similarity of frame and query, -1..1, that counts as a match (default "
         f"{DEFAULT_ALERT_THRESHOLD}: with CLIP ViT-B/32 a query that describes the frame scores "
         "about 0.27-0.33, an unrelated one 0.12-0.22; other models need their own value)",
     )  # fmt: skip
     alerts.add_argument(
-        "--alert-frames", type=int, default=2, metavar="N",
+        "--alert-frames", type=int_at_least(1), default=2, metavar="N",
         help="consecutive matching analysed frames that fire an alert, ≥ 1 (default 2)",
     )  # fmt: skip
     alerts.add_argument(
-        "--alert-cooldown", type=float, default=30.0, metavar="SECONDS",
+        "--alert-cooldown", type=float_at_least(0, SECONDS), default=30.0, metavar="SECONDS",
         help="seconds of stream time a query stays quiet after it fired, ≥ 0 (default 30)",
     )  # fmt: skip
     alerts.add_argument(
@@ -305,16 +422,8 @@ def _add_alert_arguments(run: argparse.ArgumentParser) -> None:
 
 
 def _alert_rules(args: argparse.Namespace, inputs: tuple[str, ...]) -> tuple[AlertRule, ...]:
-    """The `--alert` rules, with the flags that tune them checked by name."""
+    """The `--alert` rules (the flags that tune them are checked when parsed)."""
     threshold, frames, cooldown = args.alert_threshold, args.alert_frames, args.alert_cooldown
-    if not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
-        raise ConfigError(
-            f"--alert-threshold must be a cosine similarity in -1..1, got {threshold:g}"
-        )
-    if frames < 1:
-        raise ConfigError(f"--alert-frames must be ≥ 1 analysed frames, got {frames}")
-    if not (math.isfinite(cooldown) and cooldown >= 0):
-        raise ConfigError(f"--alert-cooldown must be ≥ 0 seconds, got {cooldown:g}")
     names = _stream_names(inputs)
     rules = []
     for value in args.alert:
@@ -358,7 +467,7 @@ def _stream_names(inputs: tuple[str, ...]) -> set[str]:
 def _add_serve_arguments(run: argparse.ArgumentParser) -> None:
     web = run.add_argument_group("web viewer")
     web.add_argument(
-        "--serve", metavar="[HOST:]PORT",
+        "--serve", metavar="[HOST:]PORT", type=serve_address(ServeConfig().host),
         help="serve a page with every stream's live video, captions and status, plus /metrics "
         "(Prometheus), /healthz and JSON at /api/status; HOST defaults to 127.0.0.1 (this "
         "machine only): 0.0.0.0:8080 opens it to the network",
@@ -376,33 +485,13 @@ def _serve_config(serve: str | None, token: str | None) -> ServeConfig | None:
         if token is not None:
             raise ConfigError("--serve-token needs --serve [HOST:]PORT")
         return None
-    text = serve.strip()
-    bracketed = re.fullmatch(r"\[([^\]]+)\]:(.*)", text)  # [IPv6]:PORT
-    if bracketed:
-        host, port = bracketed.groups()
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    elif ":" not in text:
-        host, port = ServeConfig().host, text
-    else:
-        host, port = "", ""
-    if not host:
-        raise ConfigError(f"--serve must be [HOST:]PORT (an IPv6 host in brackets), got {serve!r}")
-    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        raise ConfigError(f"--serve: PORT must be a number in 0..65535, got {serve!r}")
+    try:
+        host, port = split_serve_address(serve, ServeConfig().host)
+    except ValueError as exc:  # checked when parsed; here for a Namespace built by hand
+        raise ConfigError(f"--serve must be [HOST:]PORT, got {serve!r}") from exc
     if token is not None and not token.strip():
         raise ConfigError("--serve-token must not be empty; leave it out for no token")
-    return ServeConfig(host=host, port=int(port), token=token)
-
-
-def _decode_workers(text: str | int) -> int | str:
-    """`--decode-workers`: a whole number ≥ 0, or "auto"."""
-    value = str(text).strip().lower()
-    if value == "auto":
-        return value
-    if not value.isdigit():
-        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 0 or 'auto', got {text!r}")
-    return int(value)
+    return ServeConfig(host=host, port=port, token=token)
 
 
 def _sources_file(path: str | None) -> tuple[str, ...]:

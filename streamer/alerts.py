@@ -68,14 +68,18 @@ class AlertRule:
             )
         if not (_is_number(self.threshold) and -1.0 <= self.threshold <= 1.0):
             raise ConfigError(
-                f"alert threshold must be a cosine similarity in -1..1, got {self.threshold!r}"
+                f"alert threshold must be a cosine similarity in -1..1, got {self.threshold!r} "
+                "(--alert-threshold)"
             )
-        if not (isinstance(self.frames, int) and not isinstance(self.frames, bool)):
-            raise ConfigError(f"alert frames must be an integer ≥ 1, got {self.frames!r}")
-        if self.frames < 1:
-            raise ConfigError(f"alert frames must be an integer ≥ 1, got {self.frames!r}")
+        frames = self.frames
+        if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
+            raise ConfigError(
+                f"alert frames must be an integer ≥ 1, got {frames!r} (--alert-frames)"
+            )
         if not (_is_number(self.cooldown_s) and self.cooldown_s >= 0):
-            raise ConfigError(f"alert cooldown must be ≥ 0 s, got {self.cooldown_s!r}")
+            raise ConfigError(
+                f"alert cooldown must be ≥ 0 s, got {self.cooldown_s!r} (--alert-cooldown)"
+            )
 
     def watches(self, stream: str) -> bool:
         """Whether this rule applies to `stream`."""

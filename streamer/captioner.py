@@ -34,14 +34,18 @@ class CaptionPolicy:
 
     def __post_init__(self) -> None:
         if not self.min_interval >= 0:
-            raise ValueError(f"caption min_interval must be ≥ 0 s, got {self.min_interval}")
+            raise ValueError(
+                f"caption min_interval must be ≥ 0 s, got {self.min_interval} (--caption-interval)"
+            )
         if not self.max_age >= self.min_interval:
             raise ValueError(
                 f"caption max_age must be ≥ min_interval ({self.min_interval} s), "
-                f"got {self.max_age}"
+                f"got {self.max_age} (--caption-max-age)"
             )
         if not 0 < self.scene_threshold <= 2:
-            raise ValueError(f"scene_threshold must be in (0, 2], got {self.scene_threshold}")
+            raise ValueError(
+                f"scene_threshold must be in (0, 2], got {self.scene_threshold} (--scene-threshold)"
+            )
 
 
 class CaptionSchedule:
@@ -124,7 +128,9 @@ class LlmCaptioner:
         self, client: LlmClient, max_in_flight: int, spawn: Callable[[Coroutine], asyncio.Task]
     ) -> None:
         if max_in_flight < 1:
-            raise ValueError(f"llm max_in_flight must be ≥ 1, got {max_in_flight}")
+            raise ValueError(
+                f"llm max_in_flight must be ≥ 1, got {max_in_flight} (--llm-max-in-flight)"
+            )
         self.client = client
         self.max_in_flight = max_in_flight
         self._spawn = spawn

@@ -41,11 +41,15 @@ class AnalysisConfig:
 
     def __post_init__(self) -> None:
         if self.analyze_fps is not None and not self.analyze_fps > 0:
-            raise ConfigError(f"analyze_fps must be > 0 (or 'all'), got {self.analyze_fps}")
+            raise ConfigError(
+                f"analyze_fps must be > 0 (or 'all'), got {self.analyze_fps} (--analyze-fps)"
+            )
         if self.top_k < 1:
-            raise ConfigError(f"top_k must be ≥ 1, got {self.top_k}")
+            raise ConfigError(f"top_k must be ≥ 1, got {self.top_k} (--top-k)")
         if "{label}" not in self.prompt:
-            raise ConfigError(f"prompt must contain '{{label}}', got {self.prompt!r}")
+            raise ConfigError(
+                f"prompt must contain '{{label}}', got {self.prompt!r} (--label-prompt)"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +82,7 @@ class OutputConfig:
         if not self.keyframe_seconds > 0:
             raise ConfigError(f"keyframe_seconds must be > 0, got {self.keyframe_seconds}")
         if not 0 <= self.crf <= 51:
-            raise ConfigError(f"crf must be in 0..51, got {self.crf}")
+            raise ConfigError(f"crf must be in 0..51, got {self.crf} (--crf)")
 
     def paths(self) -> list[str]:
         return [p for p in (self.video, self.srt, self.vtt, self.jsonl) if p]
@@ -141,7 +145,7 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
-            raise ConfigError(f"serve port must be in 0..65535, got {self.port}")
+            raise ConfigError(f"serve port must be in 0..65535, got {self.port} (--serve)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +192,22 @@ class RunConfig:
     webhook: str | None = None
 
     def __post_init__(self) -> None:
+        # Bad values first: a user fixing "nothing to write" should not then meet the next one.
+        if self.queue_frames < 2:
+            raise ConfigError(f"queue_frames must be ≥ 2, got {self.queue_frames} (--queue-frames)")
+        if self.llm_max_in_flight < 1:
+            raise ConfigError(
+                f"llm_max_in_flight must be ≥ 1, got {self.llm_max_in_flight} (--llm-max-in-flight)"
+            )
+        if not self.caption_wait >= 0:
+            raise ConfigError(
+                f"caption_wait must be ≥ 0 s, got {self.caption_wait} (--caption-wait)"
+            )
+        if not self.status_every > 0:
+            raise ConfigError(
+                f"status_every must be > 0 s, got {self.status_every} (--status-every)"
+            )
+        self._check_alerts()
         if not self.inputs:
             raise ConfigError("no input: give at least one file, camera or URL")
         if not self.outputs.paths() and self.serve is None and not self.show:
@@ -195,15 +215,6 @@ class RunConfig:
                 "nothing to write or show: give at least one of -o/--output, --srt, --vtt, "
                 "--jsonl, --serve, --show"
             )
-        if self.queue_frames < 2:
-            raise ConfigError(f"queue_frames must be ≥ 2, got {self.queue_frames}")
-        if self.llm_max_in_flight < 1:
-            raise ConfigError(f"llm_max_in_flight must be ≥ 1, got {self.llm_max_in_flight}")
-        if not self.caption_wait >= 0:
-            raise ConfigError(f"caption_wait must be ≥ 0 s, got {self.caption_wait}")
-        if not self.status_every > 0:
-            raise ConfigError(f"status_every must be > 0 s, got {self.status_every}")
-        self._check_alerts()
 
     def _check_alerts(self) -> None:
         if not all(isinstance(rule, AlertRule) for rule in self.alerts):

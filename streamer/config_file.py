@@ -485,6 +485,9 @@ def _expected(action: argparse.Action) -> str:
     if action.choices is not None:
         return "one of " + ", ".join(_toml(c) for c in action.choices)
     kind = action.type
+    described = getattr(kind, "expected", None)  # a checked type says what it allows
+    if isinstance(described, str):
+        return described
     if kind is int:
         return "an integer"
     if kind is float:

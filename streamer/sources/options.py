@@ -22,6 +22,11 @@ HWACCELS = ("none", "cuda", "auto")
 _INTERPOLATIONS = ("bicubic", "bilinear")
 # FFmpeg's own cap on automatic decoder threads: more only adds frames held in flight.
 _MAX_DECODE_THREADS = 16
+# The `streamer run` flag of each field, named in messages for those who met it as a flag.
+_FLAGS = {"rtsp_transport": "--rtsp-transport", "open_timeout": "--open-timeout",
+          "read_timeout": "--read-timeout", "backoff_initial": "--reconnect-initial",
+          "backoff_cap": "--reconnect-max", "max_attempts": "--reconnect-attempts",
+          "hwaccel": "--hwaccel", "decode_workers": "--decode-workers"}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +69,7 @@ class SourceOptions:
         if self.rtsp_transport not in _TRANSPORTS:
             raise ConfigError(
                 f"`rtsp_transport` must be one of {', '.join(_TRANSPORTS)}, "
-                f"got {self.rtsp_transport!r}"
+                f"got {self.rtsp_transport!r}{_flag('rtsp_transport')}"
             )
         for field in ("open_timeout", "read_timeout", "analyze_duration", "backoff_initial"):
             _positive(field, getattr(self, field))
@@ -72,7 +77,7 @@ class SourceOptions:
         if self.backoff_cap < self.backoff_initial:
             raise ConfigError(
                 f"`backoff_cap` must be ≥ `backoff_initial` ({self.backoff_initial}), "
-                f"got {self.backoff_cap}"
+                f"got {self.backoff_cap}{_flag('backoff_cap')}"
             )
         jitter = self.backoff_jitter
         if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 1:
@@ -83,10 +88,12 @@ class SourceOptions:
         ):
             raise ConfigError(
                 f"`max_attempts` must be a whole number ≥ 1, or None for no limit, got {attempts!r}"
+                f"{_flag('max_attempts')}"
             )
         if self.hwaccel not in HWACCELS:
             raise ConfigError(
                 f"`hwaccel` must be one of {', '.join(HWACCELS)}, got {self.hwaccel!r}"
+                f"{_flag('hwaccel')}"
             )
         workers = self.decode_workers
         if workers != "auto" and (
@@ -94,6 +101,7 @@ class SourceOptions:
         ):
             raise ConfigError(
                 f"`decode_workers` must be a whole number ≥ 0 or 'auto', got {workers!r}"
+                f"{_flag('decode_workers')}"
             )
 
 
@@ -104,7 +112,13 @@ def _positive(field: str, value: object) -> None:
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise ConfigError(f"`{field}` must be a positive number of seconds, got {value!r}")
+        raise ConfigError(
+            f"`{field}` must be a positive number of seconds, got {value!r}{_flag(field)}"
+        )
+
+
+def _flag(field: str) -> str:
+    return f" ({_FLAGS[field]})" if field in _FLAGS else ""
 
 
 @dataclass(frozen=True, slots=True)

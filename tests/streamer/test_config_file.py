@@ -62,7 +62,7 @@ input = "clip.mp4"
 
 def test_file_keys_become_run_options_typed_by_their_flags(tmp_path):
     args = parse("run", "--config", write(tmp_path, CAMERAS))
-    assert args.crf == 30 and args.analyze_fps == "4" and args.no_llm is True
+    assert args.crf == 30 and args.analyze_fps == 4.0 and args.no_llm is True
     assert args.live is True and args.llm_max_in_flight == 2
     assert args.llm_url == "http://localhost:9999/v1"
     assert args.jsonl == "rec/{stream}.jsonl" and args.srt == "rec/{stream}.srt"
@@ -127,9 +127,9 @@ def load_error(tmp_path: Path, text: str) -> str:
         ('[llm]\nulr = "x"', ["llm.ulr: unknown key", "did you mean 'url'", "url, model"]),
         ("[nosuchtable]\nx = 1", ["nosuchtable: unknown key", "[outputs]", "[llm] url"]),
         ('llm = "x"', ["llm = \"x\": llm is a table", "url, model, api-key"]),
-        ("crf = 2.5", ["crf = 2.5", "expected an integer", "--crf"]),
-        ('crf = "high"', ['crf = "high"', "expected an integer"]),
-        ("crf = [20]", ["crf = [20]", "got a list", "an integer"]),
+        ("crf = 2.5", ["crf = 2.5", "must be a whole number in 0..51, got '2.5'", "--crf"]),
+        ('crf = "high"', ['crf = "high"', "must be a whole number in 0..51"]),
+        ("crf = [20]", ["crf = [20]", "got a list", "expected a whole number in 0..51"]),
         ('show = "grd"', ['show = "grd"', 'not an allowed value; allowed: "grid"']),
         ('no-audio = "yes"', ['no-audio = "yes"', "true or false"]),
         ("max-wait-ms = true", ["max-wait-ms = true", "a number"]),

@@ -72,5 +72,5 @@ def test_run_defaults_leave_graphs_to_the_device(tmp_path) -> None:
 
 
 def test_inconsistent_adaptive_flags_are_a_config_error(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="batch_ceiling must be ≥ max_batch"):
+    with pytest.raises(ConfigError, match="--batch-ceiling 8 must be ≥ --max-batch 16"):
         _run_config(tmp_path, "--adaptive-batch", "--max-batch", "16", "--batch-ceiling", "8")

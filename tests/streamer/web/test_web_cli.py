@@ -31,9 +31,13 @@ def test_serve_takes_host_and_port_and_binds_loopback_by_default(value, host, po
 
 
 @pytest.mark.parametrize("value", ["nope", "::1", ":8080", "host:99999", "host:", "[::1]", "8o"])
-def test_a_bad_serve_address_is_refused_naming_the_flag(value):
-    with pytest.raises(ConfigError, match="--serve"):
+def test_a_bad_serve_address_is_refused_naming_the_flag(value, capsys):
+    with pytest.raises(SystemExit) as caught:  # checked as the flag is parsed
         _config("--serve", value)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --serve: must be [HOST:]PORT with PORT in 0..65535" in err
+    assert repr(value) in err
 
 
 def test_the_token_goes_with_serve_and_only_with_it():
