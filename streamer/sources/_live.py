@@ -201,7 +201,12 @@ class LiveSource:
         try:
             outcome: Any = self._read_connection(loop, out, halt)
         except SourceError as exc:
-            outcome = exc
+            # Handed on bare. Its traceback holds this frame, which holds `outcome`, which
+            # holds the exception: a reference cycle that kept the closed connection's reader
+            # and decoder (frame buffers, megabytes per stream) alive until a full garbage
+            # collection, so RSS rose at every reconnect. The message says what happened.
+            outcome = exc.with_traceback(None)
+            outcome.__context__ = None  # PyAV's error, whose traceback holds the reader
         except BaseException as exc:  # a bug, not a source failure: surface it from run()
             _call(loop, _settle, done, None, exc)
             return

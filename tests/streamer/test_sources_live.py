@@ -320,3 +320,39 @@ def test_rtsp_options_use_tcp_and_ffmpeg_8_microsecond_timeouts():
     opts = NetworkSource("rtsp://127.0.0.1/cam", options=options).container_options()
     assert opts == {"analyzeduration": "500000", "rtsp_transport": "udp", "timeout": "4000000"}
     assert "rtsp_transport" not in NetworkSource("http://127.0.0.1/a.m3u8").container_options()
+
+
+async def test_a_dropped_connection_is_freed_at_once_not_at_the_next_garbage_collection(
+    own_rtsp_server, monkeypatch
+):
+    """A connection that fails must be released by reference counting as soon as the source
+    reconnects: a reference cycle through the failure's traceback kept each dead reader and
+    its decoder (megabytes of frame buffers) until a full garbage collection, which a
+    long-running process rarely does; RSS rose at every camera reconnect."""
+    import gc
+    import weakref
+
+    readers: list[weakref.ref] = []
+    original = NetworkSource._open_reader
+
+    def tracked(self, resume_after):
+        reader = original(self, resume_after)
+        readers.append(weakref.ref(reader))
+        return reader
+
+    monkeypatch.setattr(NetworkSource, "_open_reader", tracked)
+    source = open_source(own_rtsp_server.url("cam"), options=FAST)
+    gc.collect()
+    gc.disable()  # only reference counting may free the dead connection
+    try:
+        async with Running(source) as run:
+            await run.until(lambda: len(run.frames) >= 10, 15, "10 frames")
+            own_rtsp_server.kill()
+            await run.until(lambda: source.status.state == "offline", 5, "offline")
+            own_rtsp_server.start()
+            await run.until(lambda: len(readers) >= 2 and source.status.state == "online", 15,
+                            "a second connection")  # fmt: skip
+            first = readers[0]
+            assert first() is None, "the dropped connection's reader is still alive"
+    finally:
+        gc.enable()
