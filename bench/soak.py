@@ -10,6 +10,13 @@ drawn with OpenCV) into --out.
 
 Run:  python bench/soak.py --minutes 60 --streams 4 --out soak-results   (an hour, by hand)
       python bench/soak.py --minutes 3 --streams 2                        (a few minutes)
+
+When RSS grows, `--tracemalloc` tells Python and NumPy allocations from native ones (FFmpeg,
+torch, the C allocator): it starts tracing Python's allocator when the warm-up ends, and at the
+end writes the 25 call sites holding the most memory allocated since then and still alive
+(tracemalloc.txt): what grows is among them; frames in flight and replaced caches are too.
+`--trim` calls glibc's malloc_trim(0) before each RSS sample, so memory freed but kept by the
+allocator does not count as growth.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -64,6 +72,15 @@ def _rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         pages = int(statm.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _trim() -> None:
+    """Give freed heap memory back to the kernel (glibc only; a no-op elsewhere)."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _fds() -> int:
@@ -142,6 +159,7 @@ async def soak(args, out: Path) -> tuple[list[Sample], object]:
                 run_pipeline(config, encoder=encoder, stop=stop, observers=[counter])
             )
             started = time.monotonic()
+            tracing = False
             next_restart = started + args.restart_every
             end = started + args.minutes * 60
             while time.monotonic() < end and not task.done():
@@ -153,17 +171,38 @@ async def soak(args, out: Path) -> tuple[list[Sample], object]:
                     await asyncio.to_thread(server.start)
                     restarts += 1
                     next_restart = now + args.restart_every
+                if args.trim:
+                    _trim()
+                if args.tracemalloc and not tracing and now - started >= args.warmup:
+                    tracemalloc.start(8)
+                    tracing = True
                 samples.append(Sample(
                     round(now - started, 1), round(_rss_mb(), 1), _fds(),
                     threading.active_count(), len(asyncio.all_tasks()), counter.analysed,
                     restarts,
                 ))  # fmt: skip
                 print(f"{samples[-1]}", flush=True)
+            if tracing:
+                _write_growth(tracemalloc.take_snapshot(), out)
+                tracemalloc.stop()
             stop.set()
             summary = await task
     finally:
         server.kill()
     return samples, summary
+
+
+def _write_growth(snapshot: tracemalloc.Snapshot, out: Path) -> None:
+    """The call sites holding the most memory allocated after the warm-up, with their stacks."""
+    snapshot = snapshot.filter_traces((tracemalloc.Filter(False, tracemalloc.__file__),))
+    stats = snapshot.statistics("traceback")
+    total = sum(s.size for s in stats)
+    lines = [f"allocated after the warm-up and alive at the end: {total / 2**20:.2f} MiB", ""]
+    for stat in stats[:25]:
+        lines.append(f"{stat.size / 2**20:.3f} MiB in {stat.count} blocks")
+        lines += [f"    {line}" for line in stat.traceback.format(limit=8)]
+    (out / "tracemalloc.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:60]), flush=True)
 
 
 def main() -> None:
@@ -176,6 +215,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds not judged")
     parser.add_argument("--encoder", default="clip:tiny")
     parser.add_argument("--out", default="soak-results", help="folder for CSV, JSON, PNG")
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="trace Python/NumPy allocations; write the growth after warm-up",
+    )
+    parser.add_argument(
+        "--trim", action="store_true", help="malloc_trim(0) before each RSS sample (glibc)"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
