@@ -221,7 +221,12 @@ class LiveSource:
         try:
             if halt.is_set():
                 return _STOPPED
-            self.info = reader.info
+            previous, self.info = self.info, reader.info
+            if previous is not None and _shape(previous) != _shape(reader.info):
+                # A camera reconfigured while it was away (another codec, profile or size):
+                # decoding goes on with the new one; the outputs keep their first frame size.
+                log.warning("%s: the stream came back as %s (was %s)", self.name,
+                            _shape(reader.info), _shape(previous))  # fmt: skip
             self._timeline.new_connection(reader.info, rebase=self.live)
             hand_off = (
                 self._hand_off_now if out.policy is DropPolicy.DROP_OLDEST else self._wait_room
@@ -314,6 +319,11 @@ class LiveSource:
         self._offline_at = None
         self._ever_online = True
         self._backoff.reset()
+
+
+def _shape(info: VideoInfo) -> str:
+    """What a reconnect can change about a stream: its codec and its frame size."""
+    return f"{info.codec} {info.width}x{info.height}"
 
 
 class _Timeline:

@@ -6,7 +6,8 @@ Run it with Debian's Python (it has `gi`; the project's virtual environment does
         --mount cam1=pattern --mount clip=/path/to/clip.mp4
 
 `NAME=pattern` serves a live 320×180 25 fps test pattern (H.264, a key frame every second;
-`NAME=pattern:640x360` for another size); `NAME=lossy:0.05` is the 320×180 pattern with that
+`NAME=pattern:640x360` for another size, `NAME=pattern:320x180:h265` or `:h264-444` for
+another encoding); `NAME=lossy:0.05` is the 320×180 pattern with that
 share of its encoded frames dropped at random before they are packetised (whole pictures
 missing, later frames referring to them; every RTP packet that is sent arrives). For what a
 network really does, losing UDP datagrams (slices and FU-A fragments, sequence gaps, RTCP),
@@ -29,9 +30,20 @@ from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 PATTERN = (
     "( videotestsrc is-live=true ! video/x-raw,width={width},height={height},framerate=25/1 "
-    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 "
-    "! rtph264pay name=pay0 pt=96 )"
+    "! {encode} )"
 )
+#: How a pattern mount encodes and packetises, by the name after its size ("pattern:WxH:NAME"):
+#: what a camera reconfigured between two connections may send instead of plain H.264.
+ENCODINGS = {
+    "h264": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 "
+    "! rtph264pay name=pay0 pt=96",
+    # H.264 High 4:4:4: the same codec with other parameters (profile, chroma format).
+    "h264-444": "videoconvert ! video/x-raw,format=Y444 "
+    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 "
+    "! rtph264pay name=pay0 pt=96",
+    "h265": "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=25 "
+    "! rtph265pay name=pay0 pt=96",
+}
 LOSSY = (
     "( videotestsrc is-live=true ! video/x-raw,width=320,height=180,framerate=25/1 "
     "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 "
@@ -41,11 +53,15 @@ CLIP = '( filesrc location="{path}" ! qtdemux ! h264parse ! rtph264pay name=pay0
 
 
 def launch_line(what: str) -> str:
-    """The GStreamer launch line that serves `what`: "pattern" (320×180), "pattern:WxH", or an
-    MP4 path."""
+    """The GStreamer launch line that serves `what`: "pattern" (320×180), "pattern:WxH",
+    "pattern:WxH:ENCODING" (one of `ENCODINGS`), "lossy:P", or an MP4 path."""
     if what == "pattern" or what.startswith("pattern:"):
-        width, _, height = (what.partition(":")[2] or "320x180").partition("x")
-        return PATTERN.format(width=int(width), height=int(height))
+        size, _, encoding = what.partition(":")[2].partition(":")
+        width, _, height = (size or "320x180").partition("x")
+        if (encoding or "h264") not in ENCODINGS:
+            raise SystemExit(f"unknown encoding {encoding!r}: one of {', '.join(ENCODINGS)}")
+        encode = ENCODINGS[encoding or "h264"]
+        return PATTERN.format(width=int(width), height=int(height), encode=encode)
     if what.startswith("lossy:"):
         return LOSSY.format(p=float(what.partition(":")[2]))
     if '"' in what:

@@ -186,6 +186,47 @@ async def test_a_camera_that_comes_back_at_another_resolution_keeps_one_video_si
     assert int(video["nb_read_frames"]) == stream.frames
 
 
+async def test_a_camera_that_comes_back_with_another_codec_or_profile_keeps_going(
+    tmp_path, own_rtsp_server, tiny_encoder, caplog
+):
+    """H.264 before the first restart, H.265 after it, then H.264 High 4:4:4 (the same codec
+    with another profile and chroma format): each connection's decoder is the stream's own,
+    the stream is analysed and written throughout, and the codec change is said."""
+    url = own_rtsp_server.url("cam")
+    config = RunConfig(input=f"cam={url}", outputs=_outputs(tmp_path), sources=FAST_RECONNECT)
+    jsonl = tmp_path / "cam.jsonl"
+    caplog.set_level(logging.WARNING)
+
+    def analysed() -> int:
+        return sum(1 for r in read_jsonl(jsonl) if r["type"] == "analysis")
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop))
+    try:
+        await wait_until(lambda: "online" in _states(jsonl) if jsonl.exists() else False, 30,
+                         "online")  # fmt: skip
+        for onlines, encoding in enumerate(("h265", "h264-444"), start=2):
+            own_rtsp_server.kill()
+            await wait_until(lambda: _states(jsonl)[-1] == "offline", 15, "offline")
+            own_rtsp_server.mounts = {"cam": f"pattern:320x180:{encoding}"}
+            own_rtsp_server.start()
+            await wait_until(lambda n=onlines: _states(jsonl).count("online") >= n, 20,
+                             f"online again with {encoding}")  # fmt: skip
+            before = analysed()
+            await wait_until(lambda b=before: analysed() > b + 2, 20,
+                             f"analyses of the {encoding} frames")  # fmt: skip
+    finally:
+        stop.set()
+    summary = await asyncio.wait_for(task, 30)
+    (stream,) = summary.streams
+    assert stream.state != "failed" and stream.reconnects >= 2
+    assert "the stream came back as hevc 320x180 (was h264 320x180)" in caplog.text
+    assert "the stream came back as h264 320x180 (was hevc 320x180)" in caplog.text
+    video = video_stream(ffprobe(tmp_path / "cam.mp4"))
+    assert (video["codec_name"], int(video["width"]), int(video["height"])) == ("h264", 320, 180)
+    assert int(video["nb_read_frames"]) == stream.frames
+
+
 async def test_packet_loss_over_udp_damages_pictures_not_the_run(tmp_path, gst_rtsp, tiny_encoder):
     """RTSP over UDP from a server that loses 5 % of the encoded frames: the decoder meets
     missing pictures and broken references; the stream stays online and keeps being analysed
