@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
 import subprocess
@@ -91,3 +92,14 @@ def read_jsonl(path: str | Path) -> list[dict]:
     """Every line must be one JSON object."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
+
+
+def damaged_copy(clip: Path, out: Path) -> Path:
+    """`clip` with two 3000-byte runs in its middle overwritten by random bytes (seeded): a
+    file whose packets there do not decode, the rest intact."""
+    data = bytearray(clip.read_bytes())
+    rng = random.Random(7)
+    for offset in (len(data) // 2, len(data) // 2 + 40_000):
+        data[offset : offset + 3000] = rng.randbytes(3000)
+    out.write_bytes(bytes(data))
+    return out

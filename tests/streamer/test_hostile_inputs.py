@@ -6,7 +6,6 @@ through the real source and, where it matters, the whole CLI.
 
 import asyncio
 import os
-import random
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from media import ffprobe, read_jsonl, video_stream
+from media import damaged_copy, ffprobe, read_jsonl, video_stream
 
 from streamer.channel import Channel
 from streamer.errors import SourceError, SourceOpenError
@@ -65,12 +64,7 @@ def test_a_codec_ffmpeg_cannot_decode_is_refused_naming_the_fix(tmp_path, small_
 
 
 def test_damaged_packets_mid_file_are_skipped_counted_and_the_rest_annotated(tmp_path, small_clip):
-    data = bytearray(small_clip.read_bytes())
-    rng = random.Random(7)
-    for offset in (len(data) // 2, len(data) // 2 + 40_000):
-        data[offset : offset + 3000] = rng.randbytes(3000)
-    path = tmp_path / "damaged.mp4"
-    path.write_bytes(bytes(data))
+    path = damaged_copy(small_clip, tmp_path / "damaged.mp4")
     done = _streamer(path, "-o", tmp_path / "a.mp4", "--jsonl", tmp_path / "a.jsonl", *TINY)
     assert done.returncode in (0, 3), done.stderr
     assert "damaged packet(s)" in done.stderr

@@ -1,11 +1,11 @@
 """`/metrics` as Prometheus reads it: the exposition parsed by prometheus_client's own parser."""
 
 import math
-import random
 
 import aiohttp
 import pytest
 from doubles.lmstudio import LmStudioDouble
+from media import damaged_copy
 from prometheus_client.parser import text_string_to_metric_families
 from web_helpers import run_and_check
 
@@ -155,12 +155,7 @@ async def test_a_damaged_file_shows_its_damaged_packets_in_metrics_and_status(
 ):
     """A file with bytes overwritten mid-way: the packets that do not decode are counted once,
     and /metrics, /api/status and the summary agree on the number."""
-    data = bytearray(small_clip.read_bytes())
-    rng = random.Random(7)
-    for offset in (len(data) // 2, len(data) // 2 + 40_000):
-        data[offset : offset + 3000] = rng.randbytes(3000)
-    path = tmp_path / "damaged.mp4"
-    path.write_bytes(bytes(data))
+    path = damaged_copy(small_clip, tmp_path / "damaged.mp4")
     viewer = WebViewer(ServeConfig(port=0))
     config = RunConfig(input=f"clip={path}", outputs=OutputConfig(jsonl=str(tmp_path / "a.jsonl")))
 
