@@ -4,7 +4,6 @@ import math
 
 import aiohttp
 import pytest
-from doubles.lmstudio import LmStudioDouble
 from media import damaged_copy
 from prometheus_client.parser import text_string_to_metric_families
 from web_helpers import run_and_check
@@ -78,14 +77,6 @@ def test_a_family_written_twice_or_a_bad_name_is_a_bug_caught_at_once():
         out.counter("streamer_c", "C.", [])
     with pytest.raises(ValueError, match="metric name"):
         out.gauge("streamer-bad", "B.", [])
-
-
-@pytest.fixture
-async def double():
-    server = LmStudioDouble(answer=lambda body, count: f"Caption number {count}.")
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def test_metrics_after_a_real_run_match_its_summary(

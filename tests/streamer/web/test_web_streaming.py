@@ -8,7 +8,6 @@ import json
 
 import aiohttp
 import pytest
-from doubles.lmstudio import LmStudioDouble
 from live_helpers import wait_until
 from media import read_jsonl
 from PIL import Image
@@ -44,14 +43,6 @@ async def _events(response, wanted, limit: int = 200) -> list[tuple[str, dict]]:
 
 def _captions(events) -> list[dict]:
     return [data for kind, data in events if kind == "caption"]
-
-
-@pytest.fixture
-async def double():
-    server = LmStudioDouble(answer=lambda body, count: f"Caption number {count}.")
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def test_events_mjpeg_and_snapshots_while_a_live_run_plays(
