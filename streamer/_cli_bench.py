@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from streamer._cli_run import add_speedup_flags
 from streamer.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
 
@@ -43,7 +44,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="CPU threads for torch (default: torch's, one per core); 1 is steadier on a busy "
         "machine",
     )  # fmt: skip
-    _add_speedup_flags(enc)
+    add_speedup_flags(enc)
     enc.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     enc.set_defaults(handler=_encoders)
 
@@ -71,18 +72,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     pipe.add_argument("--no-live", action="store_true", help="no live (paced) rows")
     pipe.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     pipe.set_defaults(handler=_pipeline)
-
-
-def _add_speedup_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
-        help="record CUDA graphs for fixed batch sizes (default: on with CUDA; does nothing on "
-        "a CPU)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--compile", action=argparse.BooleanOptionalAction, default=False,
-        help="torch.compile the encoder forward (default: off)",
-    )  # fmt: skip
 
 
 def _ints(text: str, flag: str) -> tuple[int, ...]:

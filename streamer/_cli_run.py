@@ -61,6 +61,19 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 SECONDS = "seconds"
 
 
+def add_speedup_flags(group: argparse._ActionsContainer) -> None:
+    """--cuda-graphs and --compile, shared by `streamer run` and `streamer bench encoders`."""
+    group.add_argument(
+        "--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+        help="replay the encoder as CUDA graphs recorded for batch sizes 1/4/16/64/256 "
+        "(default: on with CUDA; does nothing on a CPU)",
+    )  # fmt: skip
+    group.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=False,
+        help="torch.compile the encoder (default: off; compiling takes tens of seconds)",
+    )  # fmt: skip
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "run",
@@ -126,15 +139,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--precision", default="auto", type=one_of("auto", *PRECISIONS),
         help="auto | fp32 | fp16 | bf16 (default auto: fp16 on CUDA, fp32 on a CPU)",
     )  # fmt: skip
-    enc.add_argument(
-        "--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
-        help="replay the encoder as CUDA graphs recorded for batch sizes 1/4/16/64/256 "
-        "(default: on with CUDA; does nothing on a CPU)",
-    )  # fmt: skip
-    enc.add_argument(
-        "--compile", action=argparse.BooleanOptionalAction, default=False,
-        help="torch.compile the encoder (default: off; compiling takes tens of seconds)",
-    )  # fmt: skip
+    add_speedup_flags(enc)
     ana = run.add_argument_group("analysis")
     ana.add_argument(
         "--analyze-fps", default=2.0, type=rate_or_all(),
