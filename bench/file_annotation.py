@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from streamer.bench.pipeline import PipelineBench, run_pipeline_bench  # noqa: E402
-from streamer.samples import sample_clip  # noqa: E402
+from streamer.core.samples import sample_clip  # noqa: E402
 
 
 def main() -> None:

@@ -114,7 +114,7 @@ def _default_clip() -> Path:
     carried = REPO / ".cache" / "samples" / "bigbuckbunny.mp4"
     if carried.is_file():
         return carried
-    from streamer.samples import sample_clip
+    from streamer.core.samples import sample_clip
 
     return sample_clip()
 

@@ -44,7 +44,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "streamer")
 from _live_setup import pattern_server, random_encoder  # noqa: E402
 
 from streamer import CaptionPolicy, OutputConfig, RunConfig, run_pipeline  # noqa: E402
-from streamer.events import Observer  # noqa: E402
+from streamer.core.events import Observer  # noqa: E402
 from streamer.sources import SourceOptions  # noqa: E402
 
 SERIES = ("rss_mb", "fds", "threads", "tasks")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from streamer import EncoderChoice, OutputConfig, RunConfig, run_pipeline
-from streamer.samples import sample_clip
+from streamer.core.samples import sample_clip
 
 source = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else str(sample_clip())
 out = Path(sys.argv[2] if len(sys.argv) > 2 else "out")

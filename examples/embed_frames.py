@@ -8,7 +8,7 @@ import sys
 import av
 
 from encoders import create_clip_encoder
-from streamer.samples import sample_clip
+from streamer.core.samples import sample_clip
 
 path = sys.argv[1] if len(sys.argv) > 1 else str(sample_clip())
 with av.open(path) as container:

@@ -14,7 +14,7 @@ import contextlib
 from pathlib import Path
 
 from streamer import EncoderChoice, OutputConfig, RunConfig, ServeConfig, run_pipeline
-from streamer.alerts import AlertRule
+from streamer.analysis.alerts import AlertRule
 
 parser = argparse.ArgumentParser()
 parser.add_argument("cameras", nargs="+", metavar="NAME=URL")

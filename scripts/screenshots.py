@@ -32,9 +32,9 @@ from PIL import Image  # noqa: E402
 import encoders  # noqa: E402
 from streamer import OutputConfig, RunConfig, run_pipeline  # noqa: E402
 from streamer.config import ServeConfig  # noqa: E402
-from streamer.events import Observer  # noqa: E402
-from streamer.samples import sample_clip  # noqa: E402
-from streamer.web import WebViewer  # noqa: E402
+from streamer.core.events import Observer  # noqa: E402
+from streamer.core.samples import sample_clip  # noqa: E402
+from streamer.watch.web import WebViewer  # noqa: E402
 
 MAX_BYTES = 300_000
 STREAMS = ("front", "yard")

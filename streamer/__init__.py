@@ -8,26 +8,42 @@ Example:
     >>> from streamer import OutputConfig, RunConfig, run_pipeline
     >>> config = RunConfig(input="clip.mp4", outputs=OutputConfig(video="out.mp4", srt="out.srt"))
     >>> summary = asyncio.run(run_pipeline(config))  # doctest: +SKIP
+
+The names below load on first use (PEP 562), so `import streamer.sources` or
+`import streamer.core` never pays for the pipeline's imports (torch, open_clip).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from streamer.batcher import BatchPolicy
-from streamer.captioner import CaptionPolicy
-from streamer.config import AnalysisConfig, OutputConfig, RunConfig, ServeConfig
-from streamer.encoder_worker import EncoderChoice
-from streamer.errors import (
-    ConfigError,
-    SourceDecodeError,
-    SourceError,
-    SourceNotFoundError,
-    SourceOpenError,
-    StreamerError,
-)
-from streamer.frame import Annotation, Caption, Frame, Tag
-from streamer.pipeline import RunSummary, StreamSummary, run_pipeline
+# public name → the module that defines it
+_EXPORTS = {
+    "AnalysisConfig": "streamer.config",
+    "Annotation": "streamer.core.frame",
+    "BatchPolicy": "streamer.core.batcher",
+    "Caption": "streamer.core.frame",
+    "CaptionPolicy": "streamer.analysis.captioner",
+    "ConfigError": "streamer.errors",
+    "EncoderChoice": "streamer.analysis.worker",
+    "Frame": "streamer.core.frame",
+    "OutputConfig": "streamer.config",
+    "RunConfig": "streamer.config",
+    "RunSummary": "streamer.pipeline",
+    "ServeConfig": "streamer.config",
+    "SourceDecodeError": "streamer.errors",
+    "SourceError": "streamer.errors",
+    "SourceNotFoundError": "streamer.errors",
+    "SourceOpenError": "streamer.errors",
+    "StreamSummary": "streamer.pipeline",
+    "StreamerError": "streamer.errors",
+    "Tag": "streamer.core.frame",
+    "annotate_file": "streamer.pipeline",
+    "run_pipeline": "streamer.pipeline",
+}
 
 __all__ = [
     "AnalysisConfig",
@@ -53,3 +69,33 @@ __all__ = [
     "annotate_file",
     "run_pipeline",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'streamer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from streamer.analysis.captioner import CaptionPolicy
+    from streamer.analysis.worker import EncoderChoice
+    from streamer.config import AnalysisConfig, OutputConfig, RunConfig, ServeConfig
+    from streamer.core.batcher import BatchPolicy
+    from streamer.core.frame import Annotation, Caption, Frame, Tag
+    from streamer.errors import (
+        ConfigError,
+        SourceDecodeError,
+        SourceError,
+        SourceNotFoundError,
+        SourceOpenError,
+        StreamerError,
+    )
+    from streamer.pipeline import RunSummary, StreamSummary, annotate_file, run_pipeline

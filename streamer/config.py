@@ -8,15 +8,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
-from streamer.alerts import AlertRule
-from streamer.batcher import BatchPolicy
-from streamer.captioner import CaptionPolicy
-from streamer.encoder_worker import EncoderChoice
+from streamer.analysis.alerts import AlertRule
+from streamer.analysis.captioner import CaptionPolicy
+from streamer.analysis.labels import DEFAULT_PROMPT
+from streamer.analysis.worker import EncoderChoice
+from streamer.core.batcher import BatchPolicy
 from streamer.errors import ConfigError
-from streamer.labels import DEFAULT_PROMPT
 from streamer.llm import LlmConfig
 from streamer.sources import SourceOptions
-from streamer.webhook import check_webhook_url
+from streamer.watch.webhook import check_webhook_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +170,7 @@ class RunConfig:
         status_every: seconds between status tables on the console for live runs.
         serve: the web viewer, None for none.
         show: a window per stream on this machine's display.
-        alerts: text queries to watch for (`streamer.alerts`); they need a CLIP encoder.
+        alerts: text queries to watch for (`streamer.analysis.alerts`); they need a CLIP encoder.
         webhook: an http(s) URL every alert is POSTed to, None for none.
     """
 

@@ -11,7 +11,7 @@
     │   ├── SourceDecodeError             decoding stopped part-way (truncated or corrupt input)
     │   ├── SourceUnavailableError (ConnectionError)  a live source is unreachable or dropped
     │   └── SourceTimeout (TimeoutError)  a live source did not answer or stalled
-    └── (sink errors live in `streamer.sinks.errors` and derive from SinkError)
+    └── (sink errors live in `streamer.outputs.errors` and derive from SinkError)
 
 Live sources retry `SourceUnavailableError` and `SourceTimeout` with backoff; the others are
 permanent when they happen at the first open (the source is then marked failed).

@@ -25,32 +25,32 @@ from dataclasses import dataclass
 import aiohttp
 
 from encoders import Encoder, list_encoders
-from streamer.alerts import AlertDetector, check_rule_streams
-from streamer.analyzer import Analyzer, Vocabulary
-from streamer.batcher import BatchSizer, batch_items
-from streamer.captioner import CaptionSchedule, LlmCaptioner, tag_caption
-from streamer.channel import Channel, FairChannel
+from streamer.analysis.alerts import AlertDetector, check_rule_streams
+from streamer.analysis.analyzer import Analyzer, Vocabulary
+from streamer.analysis.captioner import CaptionSchedule, LlmCaptioner, tag_caption
+from streamer.analysis.labels import default_labels, prompts
+from streamer.analysis.text_cache import cached_text_embeddings
+from streamer.analysis.worker import EncoderWorker, load_encoder
 from streamer.config import RunConfig
-from streamer.encoder_worker import EncoderWorker, load_encoder
+from streamer.core.batcher import BatchSizer, batch_items
+from streamer.core.channel import Channel, FairChannel
+from streamer.core.events import Observer, Observers
+from streamer.core.frame import Annotation
+from streamer.core.progress import Counters, ProgressBar
+from streamer.core.sampler import Sampler
+from streamer.core.stats import RateMeter, StreamRow, status_table
 from streamer.errors import ConfigError
-from streamer.events import Observer, Observers
-from streamer.frame import Annotation
-from streamer.labels import default_labels, prompts
 from streamer.llm import CaptionRequest, LlmClient, LlmError, LlmState
-from streamer.outputs import RANDOM_WEIGHTS_WARNING
-from streamer.progress import Counters, ProgressBar
-from streamer.sampler import Sampler
+from streamer.outputs.fanout import RANDOM_WEIGHTS_WARNING
 from streamer.sources import FileSource, open_source, redact, split_stream_name
 from streamer.sources.decode_pool import decoding
 from streamer.sources.hwaccel import resolve_hwaccel
 from streamer.sources.options import AnalysisSize, DecodePlan, decode_threads
 from streamer.sources.status import damaged_count
-from streamer.stats import RateMeter, StreamRow, status_table
 from streamer.stream import Analysis, AnalysisRequest, Shared, StreamRun
-from streamer.text_cache import cached_text_embeddings
-from streamer.web import WebViewer
-from streamer.webhook import WebhookSender
-from streamer.window import WindowViewer
+from streamer.watch.web import WebViewer
+from streamer.watch.webhook import WebhookSender
+from streamer.watch.window import WindowViewer
 
 log = logging.getLogger("streamer")
 
@@ -133,7 +133,7 @@ async def run_pipeline(
         encoder: an encoder already loaded (else `config.encoder` is loaded, in a thread).
         stop: set it to end early; outputs are finalised with what was written so far.
         progress: show progress on stderr (a bar for files, a status table for live streams).
-        observers: also told what happens (`streamer.events`): a web viewer, a window, ...
+        observers: also told what happens (`streamer.core.events`): a web viewer, a window, ...
 
     Returns:
         What happened.

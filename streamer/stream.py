@@ -13,18 +13,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from streamer.alerts import Alert
-from streamer.captioner import near_duplicate, tag_caption
-from streamer.channel import Channel, DropPolicy, FairChannel
+from streamer.analysis.alerts import Alert
+from streamer.analysis.captioner import near_duplicate, tag_caption
 from streamer.config import OutputConfig
-from streamer.events import Observers
-from streamer.frame import Annotation, Caption, Frame
-from streamer.outputs import LIVE_TIME_BASE, Outputs, VideoTiming
-from streamer.overlay import Hud
-from streamer.sampler import Sampler
-from streamer.sinks import alert_record
+from streamer.core.channel import Channel, DropPolicy, FairChannel
+from streamer.core.events import Observers
+from streamer.core.frame import Annotation, Caption, Frame
+from streamer.core.sampler import Sampler
+from streamer.core.stats import StreamStats
+from streamer.outputs import alert_record
+from streamer.outputs.fanout import LIVE_TIME_BASE, Outputs, VideoTiming
+from streamer.outputs.overlay import Hud
 from streamer.sources import FileSource
-from streamer.stats import StreamStats
 
 LIVE_QUEUE = 2  # live frames buffered per stage: any more would only add latency
 ALERT_SHOWN_S = 3.0  # seconds of stream time an alert stays on the overlay

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.samples import sample_clip as fetch_sample_clip
+from streamer.core.samples import sample_clip as fetch_sample_clip
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -101,7 +101,7 @@ class ModeResult:
 
 
 def _writer(clip: str, out: str, preset: str):
-    from streamer.sinks import VideoWriter
+    from streamer.outputs import VideoWriter
     from streamer.sources import probe_video
 
     info = probe_video(clip)
@@ -164,14 +164,14 @@ class _Loop:
 
 
 def _hud(t: float, n: int):
-    from streamer.overlay import Hud
+    from streamer.outputs.overlay import Hud
 
     return Hud(lines=(f"{t:7.2f} s frame {n}", "bench"), warning=None, status=None)
 
 
 def mode_floor(config: ModeConfig, draw: bool) -> ModeResult:
-    from streamer.frame import Annotation, Caption, Tag
-    from streamer.overlay import Overlay, OverlayStyle
+    from streamer.core.frame import Annotation, Caption, Tag
+    from streamer.outputs.overlay import Overlay, OverlayStyle
 
     overlay = Overlay(OverlayStyle())
     annotation = Annotation("bench", 0, 0.0, (Tag("a label", 0.5), Tag("another", 0.3)), 0.0)
@@ -193,10 +193,10 @@ def mode_naive(config: ModeConfig) -> ModeResult:
     from PIL import Image
 
     from encoders import create_encoder
-    from streamer.frame import Annotation, Caption, Tag
-    from streamer.labels import default_labels, prompts
-    from streamer.overlay import Overlay, OverlayStyle
-    from streamer.sampler import Sampler
+    from streamer.analysis.labels import default_labels, prompts
+    from streamer.core.frame import Annotation, Caption, Tag
+    from streamer.core.sampler import Sampler
+    from streamer.outputs.overlay import Overlay, OverlayStyle
 
     encoder = create_encoder(
         "clip", config.model, weights="random", device=config.device, precision="fp32"
@@ -236,8 +236,8 @@ def mode_pipeline(config: ModeConfig) -> ModeResult:
     from encoders import create_encoder
     from encoders.acceleration import Acceleration
     from streamer import AnalysisConfig, OutputConfig, RunConfig, run_pipeline
-    from streamer.labels import default_labels, prompts
-    from streamer.text_cache import cached_text_embeddings
+    from streamer.analysis.labels import default_labels, prompts
+    from streamer.analysis.text_cache import cached_text_embeddings
 
     encoder = create_encoder("clip", config.model, weights="random", device=config.device)
     encoder.accelerate(Acceleration())  # what `streamer run` does by default

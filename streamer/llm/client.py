@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 import aiohttp
 import numpy as np
 
-from streamer.background import run_in_background
+from streamer.core.background import run_in_background
 from streamer.llm._http import Http, check
 from streamer.llm.answers import answer_text, clean_caption
 from streamer.llm.breaker import Breaker, BreakerState
@@ -365,7 +365,7 @@ class LlmClient:
             return json.dumps(payload).encode()
 
         # With an image, the JPEG, its base64 and the JSON around it (~100 KB) are made on a
-        # low-priority thread: the video's threads come first (see `streamer.background`).
+        # low-priority thread: the video's threads come first (see `streamer.core.background`).
         data = await run_in_background(body) if image is not None else body()
         # The first request may load the model (LM Studio's JIT: 15-25 s and more).
         cold = model not in self._warm

@@ -22,14 +22,14 @@ import os
 import re
 from urllib.parse import urlsplit
 
+from streamer.core.redact import redact
+from streamer.core.retry import Backoff
 from streamer.errors import SourceOpenError
 from streamer.sources._live import LiveSource
-from streamer.sources.backoff import Backoff
 from streamer.sources.camera import CameraSource
 from streamer.sources.file import FileSource, VideoInfo, probe_video
 from streamer.sources.network import NETWORK_SCHEMES, NetworkSource
 from streamer.sources.options import SourceOptions
-from streamer.sources.redact import redact
 from streamer.sources.status import SourceStatus
 
 __all__ = [

@@ -8,7 +8,7 @@ import enum
 import threading
 from collections.abc import Coroutine
 
-from streamer.channel import ChannelClosed
+from streamer.core.channel import ChannelClosed
 
 # A waiting decode thread re-checks for a stop this often, so it never outlives a cancelled
 # run by more than this.

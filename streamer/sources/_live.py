@@ -24,14 +24,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from streamer.channel import Channel, ChannelClosed, DropPolicy
+from streamer.core.channel import Channel, ChannelClosed, DropPolicy
+from streamer.core.frame import Frame
+from streamer.core.redact import redact
+from streamer.core.retry import Backoff
 from streamer.errors import SourceError, SourceTimeout, SourceUnavailableError
-from streamer.frame import Frame
 from streamer.sources._handoff import Handoff, put_and_wait
-from streamer.sources.backoff import Backoff
 from streamer.sources.file import VideoInfo
 from streamer.sources.options import SourceOptions
-from streamer.sources.redact import redact
 from streamer.sources.status import SourceStatus
 
 log = logging.getLogger("streamer.sources")

@@ -63,9 +63,9 @@ from typing import Any
 import numpy as np
 
 from streamer import errors
-from streamer.channel import Channel, ChannelClosed, DropPolicy
+from streamer.core.channel import Channel, ChannelClosed, DropPolicy
+from streamer.core.frame import Frame, Picture
 from streamer.errors import SourceDecodeError, SourceError
-from streamer.frame import Frame, Picture
 from streamer.sources.file import FileSource
 from streamer.sources.network import NetworkSource
 from streamer.sources.options import DecodePlan, SourceOptions

@@ -38,10 +38,10 @@ import numpy as np
 from av.codec.context import Flags
 from av.video.reformatter import VideoReformatter
 
-from streamer.channel import Channel, ChannelClosed, DropPolicy
+from streamer.core.channel import Channel, ChannelClosed, DropPolicy
+from streamer.core.frame import Frame, Picture
+from streamer.core.sampler import Sampler
 from streamer.errors import SourceDecodeError, SourceNotFoundError, SourceOpenError
-from streamer.frame import Frame, Picture
-from streamer.sampler import Sampler
 from streamer.sources._handoff import Handoff, put_and_wait
 from streamer.sources.hwaccel import check_stream, hwaccel_for
 from streamer.sources.options import AnalysisSize, DecodePlan

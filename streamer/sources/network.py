@@ -34,7 +34,9 @@ import av
 import av.error
 import numpy as np
 
-from streamer.channel import Channel
+from streamer.core.channel import Channel
+from streamer.core.frame import Frame, Picture
+from streamer.core.redact import install_libav_redaction, redact
 from streamer.errors import (
     SourceAuthError,
     SourceError,
@@ -43,12 +45,10 @@ from streamer.errors import (
     SourceTimeout,
     SourceUnavailableError,
 )
-from streamer.frame import Frame, Picture
 from streamer.sources._live import LiveSource
 from streamer.sources.file import FrameConverter, VideoInfo, _describe, configure_decoder
 from streamer.sources.hwaccel import hwaccel_for
 from streamer.sources.options import DecodePlan, SourceOptions
-from streamer.sources.redact import install_libav_redaction, redact
 
 if TYPE_CHECKING:
     from streamer.sources.decode_pool import DecodePool

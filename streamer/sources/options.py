@@ -177,7 +177,7 @@ class DecodePlan:
             when it is analysed, and the others are never converted (a run that writes JSON
             Lines and subtitles needs only their timestamps). A frame that was not converted
             still converts itself on first use, so nothing breaks when a frame is picked that
-            the decoder did not expect (`streamer.frame.Picture`).
+            the decoder did not expect (`streamer.core.frame.Picture`).
         analysis: resize the frames that will be analysed to the encoder's input size while
             decoding; None leaves all resizing to the encoder.
         analyze_fps: the run's analysis rate (None: every frame). The decoder runs the same

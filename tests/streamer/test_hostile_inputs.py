@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from media import damaged_copy, ffprobe, read_jsonl, video_stream
 
-from streamer.channel import Channel
+from streamer.core.channel import Channel
 from streamer.errors import SourceError, SourceOpenError
 from streamer.sources import open_source
 

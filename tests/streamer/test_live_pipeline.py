@@ -12,9 +12,9 @@ from servers.udp_loss_proxy import ProxyThread, UdpLossProxy
 
 from streamer import OutputConfig, RunConfig, run_pipeline
 from streamer.config import ServeConfig
-from streamer.events import Observer
+from streamer.core.events import Observer
 from streamer.sources import SourceOptions
-from streamer.web import WebViewer
+from streamer.watch.web import WebViewer
 
 pytestmark = pytest.mark.integration
 

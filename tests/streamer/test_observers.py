@@ -5,7 +5,7 @@ import logging
 from media import read_jsonl
 
 from streamer import OutputConfig, RunConfig, run_pipeline
-from streamer.events import Observer
+from streamer.core.events import Observer
 
 
 class Recorder(Observer):
@@ -83,7 +83,7 @@ async def test_a_broken_observer_is_reported_once_and_the_run_goes_on(
 ):
     recorder = Recorder()
     config = RunConfig(input=str(small_clip), outputs=OutputConfig(video=str(tmp_path / "a.mp4")))
-    with caplog.at_level(logging.ERROR, logger="streamer.events"):
+    with caplog.at_level(logging.ERROR, logger="streamer.core.events"):
         summary = await run_pipeline(config, encoder=tiny_encoder, observers=[Broken(), recorder])
     assert summary.frames == 50
     assert len([e for e in recorder.events if e[0] == "frame"]) == 50  # the next one still sees

@@ -11,7 +11,7 @@ import asyncio
 
 from doubles.lmstudio import LmStudioDouble
 
-from streamer import _cli_llm
+from streamer.cli import llm as _cli_llm
 
 
 async def check(*argv: str) -> int:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from doubles.lmstudio import LmStudioDouble
 
-from streamer.hybrid import HybridPixelLLM
-from streamer.labels import default_labels
+from streamer.analysis.hybrid import HybridPixelLLM
+from streamer.analysis.labels import default_labels
 from streamer.llm import LlmUnavailableError
 
 TINY_CLIP = {"model": "tiny", "weights": "random", "device": "cpu"}

@@ -1,0 +1,194 @@
+"""When to caption, and the caption built from tags.
+
+The schedule runs on media time: a stream gets a caption at its first analysed frame, when the
+scene score crosses the threshold (no sooner than `min_interval` after the last one), and when
+the last caption is older than `max_age`. The text comes from an LLM server (`LlmCaptioner`),
+or, with none, from the zero-shot tags, marked as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import re
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
+
+from streamer.core.frame import Annotation, Caption
+from streamer.llm import CaptionRequest, LlmClient, LlmError
+
+
+@dataclass(frozen=True, slots=True)
+class CaptionPolicy:
+    """Caption timing, in media seconds.
+
+    Attributes:
+        min_interval: least time between two captions of a stream.
+        max_age: a caption older than this is refreshed even without a scene change.
+        scene_threshold: scene score (cosine distance, 0..2) that counts as a scene change.
+    """
+
+    min_interval: float = 2.0
+    max_age: float = 10.0
+    scene_threshold: float = 0.15
+
+    def __post_init__(self) -> None:
+        if not self.min_interval >= 0:
+            raise ValueError(
+                f"caption min_interval must be ≥ 0 s, got {self.min_interval} (--caption-interval)"
+            )
+        if not self.max_age >= self.min_interval:
+            raise ValueError(
+                f"caption max_age must be ≥ min_interval ({self.min_interval} s), "
+                f"got {self.max_age} (--caption-max-age)"
+            )
+        if not 0 < self.scene_threshold <= 2:
+            raise ValueError(
+                f"scene_threshold must be in (0, 2], got {self.scene_threshold} (--scene-threshold)"
+            )
+
+
+class CaptionSchedule:
+    """Decides, per stream and in media time, whether an analysed frame gets a caption."""
+
+    def __init__(self, policy: CaptionPolicy) -> None:
+        self.policy = policy
+        self._last: dict[str, float] = {}
+
+    def due(self, annotation: Annotation) -> bool:
+        """True when `annotation`'s frame should be captioned; records it when so."""
+        last = self._last.get(annotation.stream)
+        if last is not None:
+            age = annotation.pts - last
+            changed = annotation.scene_score >= self.policy.scene_threshold
+            if not (age >= self.policy.max_age or (changed and age >= self.policy.min_interval)):
+                return False
+        self._last[annotation.stream] = annotation.pts
+        return True
+
+
+def tag_caption_text(annotation: Annotation) -> str:
+    """A one-line caption from tags, e.g. "Looks like: a dog, grass, a park"."""
+    if not annotation.tags:
+        return "No tags: this encoder has no text tower (use a CLIP encoder for tags)."
+    return "Looks like: " + ", ".join(tag.label for tag in annotation.tags)
+
+
+def tag_caption(annotation: Annotation) -> Caption:
+    """The caption the tags of `annotation` give."""
+    return Caption(annotation.stream, annotation.frame_index, annotation.pts,
+                   tag_caption_text(annotation), "tags")  # fmt: skip
+
+
+class TagCaptioner:
+    """Captions made from the zero-shot tags; a repeat of the stream's last text is not new."""
+
+    source = "tags"
+
+    def __init__(self) -> None:
+        self._last_text: dict[str, str] = {}
+
+    def caption(self, annotation: Annotation) -> Caption | None:
+        """The caption for `annotation`, or None when it would repeat the current one."""
+        caption = tag_caption(annotation)
+        if self._last_text.get(annotation.stream) == caption.text:
+            return None
+        self._last_text[annotation.stream] = caption.text
+        return caption
+
+
+def near_duplicate(a: str, b: str, threshold: float = 0.9) -> bool:
+    """Whether two captions say the same thing (case, punctuation and small edits aside)."""
+    words_a, words_b = _words(a), _words(b)
+    if words_a == words_b:
+        return True
+    return difflib.SequenceMatcher(None, words_a, words_b).ratio() >= threshold
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())
+
+
+class LlmCaptioner:
+    """Asks the LLM for captions without ever holding up the video.
+
+    Files get one request per caption point, in media order, and a future the output waits
+    on (bounded by the run's caption wait). Live streams get at most `max_in_flight` requests
+    each; a caption point that comes while they are busy waits as the stream's one candidate,
+    replaced by any newer one, and the answer shows from when it arrives. A failed request
+    (server down, breaker open, bad answer) falls back to the caption from tags.
+
+    Args:
+        client: the LLM client (shared by every stream).
+        max_in_flight: requests per live stream at once.
+        spawn: starts a task inside the run's TaskGroup.
+    """
+
+    def __init__(
+        self, client: LlmClient, max_in_flight: int, spawn: Callable[[Coroutine], asyncio.Task]
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(
+                f"llm max_in_flight must be ≥ 1, got {max_in_flight} (--llm-max-in-flight)"
+            )
+        self.client = client
+        self.max_in_flight = max_in_flight
+        self._spawn = spawn
+        self._in_flight: dict[str, int] = {}
+        self._candidate: dict[str, tuple] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    def _start(self, coro: Coroutine) -> None:
+        task = self._spawn(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def cancel(self) -> None:
+        """Cancel the requests still out (the run is ending) and forget the candidates."""
+        self._candidate.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def for_file(self, request: CaptionRequest, annotation: Annotation) -> asyncio.Future:
+        """Request now; the future gets the `Caption` (LLM, or tags when the LLM failed)."""
+        future = asyncio.get_running_loop().create_future()
+
+        async def fill() -> None:
+            caption = await self._ask(request, annotation)
+            if not future.done():
+                future.set_result(caption)
+
+        self._start(fill())
+        return future
+
+    def for_live(
+        self, request: CaptionRequest, annotation: Annotation,
+        deliver: Callable[[Caption], None], now: Callable[[], float],
+    ) -> None:  # fmt: skip
+        """Request when the stream has room, else keep it as the stream's newest candidate;
+        `deliver` gets the caption, timed `now()` (when it arrived)."""
+        stream = annotation.stream
+        if self._in_flight.get(stream, 0) >= self.max_in_flight:
+            self._candidate[stream] = (request, annotation, deliver, now)
+            return
+        self._in_flight[stream] = self._in_flight.get(stream, 0) + 1
+        self._start(self._live(request, annotation, deliver, now))
+
+    async def _live(self, request, annotation, deliver, now) -> None:
+        try:
+            caption = await self._ask(request, annotation)
+            deliver(replace(caption, pts=now()))
+        finally:
+            self._in_flight[annotation.stream] -= 1
+            waiting = self._candidate.pop(annotation.stream, None)
+            if waiting is not None:
+                self.for_live(*waiting)
+
+    async def _ask(self, request: CaptionRequest, annotation: Annotation) -> Caption:
+        try:
+            text = await self.client.caption(request)
+        except LlmError:
+            # Reported once per state change by the client's owner; the video goes on with
+            # the caption the tags give.
+            return tag_caption(annotation)
+        return Caption(annotation.stream, annotation.frame_index, annotation.pts, text, "llm")

@@ -1,0 +1,85 @@
+"""A disk cache for label text embeddings.
+
+Embedding a vocabulary of a hundred prompts through CLIP's text tower costs seconds on a CPU
+(77 tokens each), and the answer only changes with the model, its weights and the prompts. The
+cache is keyed by those; because a checkpoint can change under the same name, a hit is checked
+by embedding the first prompt again and comparing (one prompt instead of all of them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import numpy as np
+
+from encoders import EncoderInfo
+
+log = logging.getLogger("streamer.analysis.text_cache")
+
+_AGREE = 0.999  # cosine of a fresh first-prompt embedding to the cached one
+
+
+def cache_key(info: EncoderInfo, texts: list[str]) -> str:
+    """A file-name-safe key for `texts` embedded by the encoder `info` describes."""
+    import open_clip
+    import torch
+
+    parts = [info.kind, info.model, info.weights, info.num_params, info.dim, info.dtype,
+             torch.__version__, open_clip.__version__, texts]  # fmt: skip
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+async def cached_text_embeddings(
+    folder: str | os.PathLike[str] | None,
+    info: EncoderInfo,
+    texts: list[str],
+    embed: Callable[[list[str]], Awaitable[np.ndarray]],
+) -> np.ndarray:
+    """Text embeddings for `texts`, from the cache in `folder` when valid, else computed.
+
+    Args:
+        folder: cache folder (created if missing); None disables the cache.
+        info: the encoder's description (part of the key).
+        texts: the prompts.
+        embed: computes embeddings for a list of prompts ([n, dim] float32).
+
+    Returns:
+        [len(texts), dim] float32.
+    """
+    if folder is None:
+        return await embed(texts)
+    path = Path(folder) / f"{cache_key(info, texts)}.npy"
+    cached = _load(path, len(texts))
+    if cached is not None:
+        fresh = await embed(texts[:1])
+        if float(fresh[0] @ cached[0]) >= _AGREE:
+            return cached
+        log.info("text embedding cache %s is stale (weights changed); recomputing", path.name)
+    embeddings = await embed(texts)
+    _store(path, embeddings)
+    return embeddings
+
+
+def _load(path: Path, rows: int) -> np.ndarray | None:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return array if array.ndim == 2 and array.shape[0] == rows else None
+
+
+def _store(path: Path, embeddings: np.ndarray) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(partial, "wb") as fh:
+            np.save(fh, embeddings.astype(np.float32))
+        partial.replace(path)  # atomic: concurrent runs never read half a file
+    except OSError as exc:
+        # A cache that cannot be written costs time, not correctness: say so and go on.
+        log.warning("cannot write the text embedding cache %s: %s", path, exc)

@@ -1,0 +1,1 @@
+"""The `streamer` command: one module per subcommand (`main` is the entry point)."""

@@ -1,0 +1,184 @@
+"""`streamer bench`: the encoder table and the pipeline against its floors, on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from streamer.cli.main import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from streamer.cli.run import add_speedup_flags
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("bench", help="measure encoders and the pipeline on this machine")
+    sub = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
+    enc = sub.add_parser(
+        "encoders",
+        help="latency, throughput, memory and size of each encoder (random weights)",
+        description="Print the encoder table (markdown) for this machine. Random weights: "
+        "speed and memory do not depend on them, and nothing is downloaded.",
+    )
+    enc.add_argument(
+        "--encoders", metavar="LIST",
+        help="comma-separated kind:model, e.g. clip:ViT-B/32,dinov2:small,default (default: "
+        "the smaller ones on a CPU, all on a GPU)",
+    )  # fmt: skip
+    enc.add_argument("--all", action="store_true", help="every registered encoder, also on CPU")
+    enc.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available)")
+    enc.add_argument("--precision", default="auto", help="auto | fp32 | fp16 | bf16")
+    enc.add_argument(
+        "--batches", metavar="LIST", help="batch sizes (default: 1,4,16 on CPU, 1,4,16,64,256 "
+        "on CUDA)",
+    )  # fmt: skip
+    enc.add_argument("--seconds", type=float, default=2.0, help="time per batch size (default 2)")
+    enc.add_argument(
+        "--frames", metavar="WxH",
+        help="feed uint8 frames of this size from the host (upload and preprocessing "
+        "included) instead of model input on the device",
+    )  # fmt: skip
+    enc.add_argument(
+        "--threads", type=int,
+        help="CPU threads for torch (default: torch's, one per core); 1 is steadier on a busy "
+        "machine",
+    )  # fmt: skip
+    add_speedup_flags(enc)
+    enc.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    enc.set_defaults(handler=_encoders)
+
+    pipe = sub.add_parser(
+        "pipeline",
+        help="file and live fps and latency against the decode floor and a naive loop",
+        description="Run the decode floor, floor+draw, a naive one-thread loop and the "
+        "pipeline on the same clip, each in its own process, for files and paced like a "
+        "camera, and print the ratios (markdown).",
+    )
+    pipe.add_argument("--clip", help="input video (default: the sample clip, fetched once)")
+    pipe.add_argument(
+        "--seconds", type=float, default=20.0,
+        help="shortest benchmark clip: the input is repeated whole (default 20)",
+    )  # fmt: skip
+    pipe.add_argument("--model", default="ViT-B/32", help="CLIP model (random weights)")
+    pipe.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
+    pipe.add_argument("--preset", default="veryfast", help="x264 preset (default: veryfast)")
+    pipe.add_argument(
+        "--analyze-fps", type=float, default=2.0, help="default analysis rate (default 2)"
+    )
+    pipe.add_argument(
+        "--skip-every-frame", action="store_true", help="no file rows with every frame analysed"
+    )
+    pipe.add_argument("--no-live", action="store_true", help="no live (paced) rows")
+    pipe.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    pipe.set_defaults(handler=_pipeline)
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise ValueError(f"{flag} must be positive integers separated by commas, got {text!r}")
+    return values
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or "0" in (width, height):
+        raise ValueError(f"--frames must be WIDTHxHEIGHT, e.g. 1280x720, got {text!r}")
+    return int(width), int(height)
+
+
+def _encoders(args: argparse.Namespace) -> int:
+    import encoders
+    from encoders.acceleration import Acceleration
+    from encoders.base import resolve_device
+    from streamer.bench.encoders import (
+        bench_encoder,
+        default_batches,
+        default_encoders,
+        markdown_table,
+    )
+
+    try:
+        device = resolve_device(args.device)
+        batches = _ints(args.batches, "--batches") if args.batches else default_batches(device)
+        frames = _size(args.frames) if args.frames else None
+        if not args.seconds > 0:
+            raise ValueError(f"--seconds must be > 0, got {args.seconds}")
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"--threads must be ≥ 1, got {args.threads}")
+    except (ValueError, RuntimeError) as exc:
+        return _fail(exc, EXIT_USAGE)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    specs = (
+        [s.strip() for s in args.encoders.split(",") if s.strip()]
+        if args.encoders
+        else list(default_encoders(device, args.all))
+    )
+    acceleration = Acceleration(cuda_graphs=args.cuda_graphs, compile=args.compile)
+    rows = []
+    for spec in specs:
+        print(f"streamer: measuring {spec} on {device} ...", file=sys.stderr)
+        try:
+            rows.append(bench_encoder(spec, device=device, precision=args.precision,
+                                      batches=batches, seconds=args.seconds,
+                                      acceleration=acceleration, frame_size=frames))  # fmt: skip
+        except (encoders.UnknownEncoderError, ValueError) as exc:
+            return _fail(exc, EXIT_USAGE)
+        except encoders.EncoderError as exc:
+            return _fail(exc, EXIT_ERROR)
+    print(markdown_table(rows))
+    if args.json:
+        _write_json(args.json, [row.to_json() for row in rows])
+    return EXIT_OK
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from streamer.bench.pipeline import PipelineBench, run_pipeline_bench
+    from streamer.core.samples import sample_clip
+
+    try:
+        clip = Path(args.clip) if args.clip else sample_clip()
+        if not clip.is_file():
+            raise ValueError(f"--clip {str(clip)!r} is not a file")
+        bench = PipelineBench(
+            clip=clip,
+            seconds=args.seconds,
+            model=args.model,
+            device=args.device,
+            preset=args.preset,
+            analyze_fps=args.analyze_fps,
+            every_frame=not args.skip_every_frame,
+            live=not args.no_live,
+        )
+    except ValueError as exc:
+        return _fail(exc, EXIT_USAGE)
+    except RuntimeError as exc:  # the sample clip could not be fetched
+        return _fail(exc, EXIT_ERROR)
+    with tempfile.TemporaryDirectory(prefix="streamer-bench-") as tmp:
+        try:
+            report = run_pipeline_bench(
+                bench, Path(tmp),
+                progress=lambda name: print(f"streamer: running {name} ...", file=sys.stderr),
+            )  # fmt: skip
+        except RuntimeError as exc:
+            return _fail(exc, EXIT_ERROR)
+    print(report.markdown())
+    if args.json:
+        _write_json(args.json, report.to_json())
+    return EXIT_OK
+
+
+def _write_json(path: str, data: object) -> None:
+    Path(path).expanduser().write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _fail(exc: BaseException, code: int) -> int:
+    print(f"streamer: error: {exc}", file=sys.stderr)
+    return code

@@ -1,0 +1,81 @@
+"""`streamer encoders`: the registered encoders, the selection matrix, one encoder's details."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from streamer.cli.main import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("encoders", help="list encoders, the selection matrix, details")
+    sub = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
+    sub.add_parser("list", help="every registered encoder and model").set_defaults(handler=_list)
+    sub.add_parser("matrix", help="which encoder for which use case").set_defaults(handler=_matrix)
+    info = sub.add_parser("info", help="load one encoder and print what it reports")
+    info.add_argument("--encoder", default="clip")
+    info.add_argument("--model")
+    info.add_argument("--weights", default="pretrained")
+    info.add_argument("--device")
+    info.set_defaults(handler=_info)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _list(args: argparse.Namespace) -> int:
+    import encoders
+
+    rows = [["kind", "model", "dim", "tokens", "input", "text tags", "weights"]]
+    for spec in encoders.list_encoders():
+        pre = spec.preprocess
+        size = f"{pre.size}px" + (f" (from {pre.resize_size})" if pre.resize_size else "")
+        rows.append([spec.kind, spec.model, str(spec.dim), f"{spec.tokens}x{spec.token_dim}",
+                     size, "yes" if spec.has_text else "no", spec.weights])  # fmt: skip
+    print(_table(rows))
+    return EXIT_OK
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    import encoders
+
+    rows = [["use case", "encoder", "model", "why"]]
+    rows += [[u.name, u.kind, u.model, u.why] for u in encoders.encoder_matrix()]
+    print(_table(rows))
+    return EXIT_OK
+
+
+def _info(args: argparse.Namespace) -> int:
+    import encoders
+
+    try:
+        encoder = encoders.create_encoder(
+            args.encoder, args.model, weights=args.weights, device=args.device
+        )
+    except encoders.UnknownEncoderError as exc:
+        print(f"streamer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except encoders.EncoderError as exc:
+        print(f"streamer: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for field in dataclasses.fields(encoder.info):
+        print(f"{field.name:>15}: {_cell(getattr(encoder.info, field.name))}")
+    for field in dataclasses.fields(encoder.preprocess_cfg):
+        print(f"{field.name:>15}: {_cell(getattr(encoder.preprocess_cfg, field.name))}")
+    return EXIT_OK
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ",".join(_cell(v) for v in value)
+    if isinstance(value, int) and value >= 10_000:
+        return f"{value / 1e6:.1f}M"
+    return str(value)

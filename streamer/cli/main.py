@@ -1,0 +1,132 @@
+"""The `streamer` command line: the only place that reads argv and installs signal handlers.
+
+Exit codes: 0 done; 1 a runtime error (input, encoder, output); 2 bad usage or option value;
+3 the input ended early (truncated or damaged; what decoded was annotated and written);
+1 also when a live source failed for good (wrong URL, bad credentials, attempts used up);
+130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM (outputs finalised with the frames
+written so far, in both cases).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from streamer import __version__
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+log = logging.getLogger("streamer")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `streamer` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose - args.quiet)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("streamer: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamer",
+        description="Annotate video with image-encoder tags, scene changes and captions.",
+    )
+    parser.add_argument("--version", action="version", version=f"streamer {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from streamer.cli import bench, config, encoders, llm, run
+
+    run.add_parser(commands)
+    config.add_parser(commands)  # after run: it takes run's options
+    encoders.add_parser(commands)
+    llm.add_parser(commands)
+    bench.add_parser(commands)
+    sample = commands.add_parser("sample", help="fetch the sample clip and print its path")
+    sample.add_argument("--cache-dir", help="where to keep it (default: ~/.cache/streamer/samples)")
+    sample.set_defaults(handler=_sample)
+    return parser
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from streamer.core.samples import CREDIT, sample_clip
+
+    try:
+        path = sample_clip(args.cache_dir)
+    except RuntimeError as exc:
+        print(f"streamer: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(path)
+    print(f"({CREDIT})", file=sys.stderr)
+    return EXIT_OK
+
+
+def _setup_logging(level: int) -> None:
+    levels = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
+    logging.basicConfig(
+        level=levels[max(-2, min(1, level))],
+        format="streamer: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Libraries below us are chatty at INFO; keep their warnings and errors only.
+    quiet = max(logging.WARNING, levels[max(-2, min(1, level))])
+    for name in ("httpx", "huggingface_hub", "urllib3", "open_clip"):
+        logging.getLogger(name).setLevel(quiet)
+    # open_clip also logs on the root logger itself: drop those below WARNING at the handler
+    # (setting the root logger's level would silence streamer's own INFO lines as well).
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda record: record.name != "root" or record.levelno >= quiet)
+
+
+def run_with_signals(coro_factory, received: list[int] | None = None) -> object:
+    """Run a coroutine under `asyncio.run` with graceful Ctrl-C / SIGTERM.
+
+    The first SIGINT or SIGTERM sets the stop event the coroutine was given (sources stop,
+    the pipeline drains, outputs are finalised); a second one cancels the run outright, which
+    still closes every file.
+
+    Args:
+        coro_factory: called with the stop event, returns the coroutine to run.
+        received: the signals that arrived are appended to it (for the exit code).
+    """
+
+    async def runner():
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        task = asyncio.current_task()
+
+        def on_signal(signum: int) -> None:
+            if received is not None:
+                received.append(signum)
+            if not stop.is_set():
+                print(
+                    f"\nstreamer: {signal.Signals(signum).name}: stopping, finishing outputs "
+                    "(again to abort)",
+                    file=sys.stderr,
+                )
+                stop.set()
+            else:
+                task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            return await coro_factory(stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(runner())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Micro-batching of analysis frames: flush when full or when the oldest has waited long enough.
+
+Deadline batching keeps the encoder busy with large batches under load and still bounds how
+long any one frame waits when frames trickle in.
+
+With `BatchPolicy(adaptive=True)` the flush size follows the load (`BatchSizer`): it doubles
+while frames back up in the inbox behind full batches (bigger batches: more frames per second
+from the encoder), and halves when a batch took longer than the latency budget. Batching
+never drops anything: every item reaches the outbox, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from streamer.core.channel import Channel, ChannelClosed
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    """When a batch is sent.
+
+    Attributes:
+        max_batch: send as soon as this many items are gathered (with `adaptive`: the
+            starting size).
+        max_wait_ms: send when the first item of the batch has waited this long.
+        adaptive: let the batch size follow the load (`BatchSizer`), between 1 and
+            `batch_ceiling`.
+        batch_ceiling: the largest size adaptive batching grows to.
+        latency_budget_ms: adaptive batching halves the size when a batch took longer than
+            this, from its first item to the encoder taking it (or to its embeddings, where the
+            consumer reports encode times).
+    """
+
+    max_batch: int = 8
+    max_wait_ms: float = 50.0
+    adaptive: bool = False
+    batch_ceiling: int = 64
+    latency_budget_ms: float = 200.0
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be ≥ 1, got {self.max_batch} (--max-batch)")
+        if not self.max_wait_ms >= 0:
+            raise ValueError(f"max_wait_ms must be ≥ 0, got {self.max_wait_ms} (--max-wait-ms)")
+        if self.adaptive and self.batch_ceiling < self.max_batch:
+            raise ValueError(
+                f"batch_ceiling must be ≥ max_batch ({self.max_batch}) with adaptive batching, "
+                f"got {self.batch_ceiling} (--batch-ceiling)"
+            )
+        if self.adaptive and not self.latency_budget_ms > self.max_wait_ms:
+            raise ValueError(
+                f"latency_budget_ms must be > max_wait_ms ({self.max_wait_ms}) with adaptive "
+                f"batching (a batch may wait that long to fill), got {self.latency_budget_ms} "
+                "(--latency-budget-ms)"
+            )
+
+
+class BatchSizer:
+    """The flush size in force: `policy.max_batch`, or adapted to the load when adaptive.
+
+    Rules, deliberately simple so a run is easy to reason about:
+
+    - shrink (halve, down to 1) when a batch's latency exceeded the budget;
+    - grow (double, up to `batch_ceiling`) when a full batch left at least as many items
+      waiting behind it, unless twice this batch's latency would exceed the budget.
+
+    Args:
+        policy: sizes and budget; with `adaptive=False` the size stays `max_batch`.
+
+    Attributes:
+        size: the current flush size.
+        changes: how many times the size changed (for logs and benchmarks).
+    """
+
+    def __init__(self, policy: BatchPolicy) -> None:
+        self.policy = policy
+        self.size = policy.max_batch
+        self.changes = 0
+
+    def flushed(self, count: int, latency_s: float, backlog: int) -> None:
+        """A batch of `count` items was handed on `latency_s` after its first item was taken;
+        `backlog` items were waiting in the inbox then."""
+        if not self.policy.adaptive:
+            return
+        budget_s = self.policy.latency_budget_ms / 1000.0
+        if latency_s > budget_s:
+            self._resize(self.size // 2)
+        elif count >= self.size and backlog >= self.size and 2 * latency_s <= budget_s:
+            self._resize(self.size * 2)
+
+    def encoded(self, count: int, seconds: float) -> None:
+        """A consumer's report: a batch of `count` took `seconds` to encode (shrinks only).
+
+        Batches already queued were formed at the old size; each report caps the size at half
+        the batch it describes, so a few late reports do not shrink it again and again.
+        """
+        if self.policy.adaptive and seconds * 1000.0 > self.policy.latency_budget_ms:
+            self._resize(min(self.size, count // 2))
+
+    def _resize(self, size: int) -> None:
+        size = max(1, min(size, self.policy.batch_ceiling))
+        if size != self.size:
+            self.size = size
+            self.changes += 1
+
+
+async def batch_items(
+    inbox: Channel[T],
+    outbox: Channel[list[T]],
+    policy: BatchPolicy,
+    clock: Callable[[], float] = time.monotonic,
+    sizer: BatchSizer | None = None,
+) -> None:
+    """Group items from `inbox` into lists for `outbox`; closes `outbox` at the end.
+
+    Args:
+        inbox: items to batch, in order.
+        outbox: receives non-empty lists of items, in order: at most `policy.max_batch` each,
+            or at most the adaptive size in force (`BatchSizer`).
+        policy: size and deadline.
+        clock: seconds, monotonic; injectable for tests.
+        sizer: the size in force; pass one to also feed it encode times (`sizer.encoded`);
+            None makes one from `policy`.
+    """
+    sizer = sizer if sizer is not None else BatchSizer(policy)
+    try:
+        while True:
+            try:
+                first = await inbox.get()
+            except ChannelClosed:
+                return
+            batch = [first]
+            started = clock()
+            deadline = started + policy.max_wait_ms / 1000.0
+            ended = await _fill(inbox, batch, sizer.size, deadline, clock)
+            await outbox.put(batch)  # waits while the encoder is busy (file contract)
+            sizer.flushed(len(batch), clock() - started, len(inbox))
+            if ended:
+                return
+    finally:
+        await outbox.close()
+
+
+async def _fill(
+    inbox: Channel[T], batch: list[T], size: int, deadline: float, clock: Callable[[], float]
+) -> bool:
+    """Add items until `size` or `deadline`; True when the inbox has ended."""
+    while len(batch) < size:
+        if len(inbox):  # ready items join without waiting for the deadline
+            batch.append(await inbox.get())
+            continue
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return False
+        try:
+            batch.append(await asyncio.wait_for(inbox.get(), remaining))
+        except TimeoutError:
+            return False
+        except ChannelClosed:
+            return True
+    return False

@@ -1,0 +1,249 @@
+"""Checked argparse `type`s for `streamer run`: each converts one value and says what is allowed.
+
+A bad value should be reported in the words the user typed. argparse prints a type's
+`ArgumentTypeError` as ``argument --max-batch: must be a whole number ≥ 1, got '0'``, and a
+configuration file runs the same function on its value (`streamer.cli.config_file`), so its error
+names the key instead: ``analysis.max-batch = 0: must be a whole number ≥ 1, got '0'``. One
+check, two front doors, and both report the value before anything else is looked at (a missing
+output, say).
+
+Every checker here is a `Checked`: a callable with `expected`, the allowed values in words,
+which the configuration file also uses when a value has the wrong TOML type altogether (a list,
+a boolean). The dataclasses keep their own checks: they guard the Python API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Callable
+from typing import Generic, TypeVar
+from urllib.parse import urlsplit
+
+__all__ = [
+    "Checked",
+    "float_above",
+    "float_at_least",
+    "float_in",
+    "http_url",
+    "int_at_least",
+    "int_in",
+    "int_or_auto",
+    "one_of",
+    "rate_or_all",
+    "serve_address",
+    "split_serve_address",
+    "template_with",
+    "torch_device",
+]
+
+T = TypeVar("T")
+
+_WHOLE = re.compile(r"[+-]?\d+")
+
+
+class Checked(Generic[T]):
+    """An argparse `type` that converts a value, or rejects it naming what is allowed.
+
+    Args:
+        expected: the allowed values in words, completing "must be ..." ("a whole number ≥ 1").
+        convert: text → value; raises ValueError for any value that is not allowed.
+    """
+
+    def __init__(self, expected: str, convert: Callable[[str], T]) -> None:
+        self.expected = expected
+        self._convert = convert
+        # argparse names a type by its __name__ when a conversion fails without a message.
+        self.__name__ = expected
+
+    def __call__(self, text: str) -> T:
+        try:
+            return self._convert(str(text).strip())
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"must be {self.expected}, got {text!r}") from exc
+
+    def __repr__(self) -> str:
+        return f"Checked({self.expected!r})"
+
+
+def _whole(text: str) -> int:
+    if not _WHOLE.fullmatch(text):
+        raise ValueError(text)
+    return int(text)
+
+
+def _finite(text: str, allow_inf: bool = False) -> float:
+    value = float(text)  # ValueError for text that is no number
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise ValueError(text)
+    return value
+
+
+def _require(ok: bool, text: str) -> None:
+    if not ok:
+        raise ValueError(text)
+
+
+def _of(unit: str) -> str:
+    return f"a number of {unit}" if unit else "a number"
+
+
+def int_at_least(low: int) -> Checked[int]:
+    """A whole number ≥ `low` (`--max-batch`: 1)."""
+
+    def convert(text: str) -> int:
+        value = _whole(text)
+        _require(value >= low, text)
+        return value
+
+    return Checked(f"a whole number ≥ {low}", convert)
+
+
+def int_in(low: int, high: int) -> Checked[int]:
+    """A whole number in `low`..`high`, both included (`--crf`: 0..51)."""
+
+    def convert(text: str) -> int:
+        value = _whole(text)
+        _require(low <= value <= high, text)
+        return value
+
+    return Checked(f"a whole number in {low}..{high}", convert)
+
+
+def int_or_auto(low: int) -> Checked[int | str]:
+    """A whole number ≥ `low`, or "auto" (any case), returned as "auto"."""
+
+    def convert(text: str) -> int | str:
+        if text.lower() == "auto":
+            return "auto"
+        value = _whole(text)
+        _require(value >= low, text)
+        return value
+
+    return Checked(f"a whole number ≥ {low} or 'auto'", convert)
+
+
+def float_at_least(low: float, unit: str = "", *, allow_inf: bool = False) -> Checked[float]:
+    """A number ≥ `low`, e.g. of seconds ≥ 0; finite unless `allow_inf` ("never")."""
+
+    def convert(text: str) -> float:
+        value = _finite(text, allow_inf)
+        _require(value >= low, text)
+        return value
+
+    return Checked(f"{_of(unit)} ≥ {low:g}", convert)
+
+
+def float_above(low: float, unit: str = "") -> Checked[float]:
+    """A finite number > `low`, e.g. a number of seconds > 0."""
+
+    def convert(text: str) -> float:
+        value = _finite(text)
+        _require(value > low, text)
+        return value
+
+    return Checked(f"{_of(unit)} > {low:g}", convert)
+
+
+def float_in(
+    low: float, high: float, what: str = "a number", *, low_open: bool = False
+) -> Checked[float]:
+    """A number in `low`..`high` (`low` itself excluded when `low_open`)."""
+
+    def convert(text: str) -> float:
+        value = _finite(text)
+        _require((value > low if low_open else value >= low) and value <= high, text)
+        return value
+
+    span = f"> {low:g} and ≤ {high:g}" if low_open else f"in {low:g}..{high:g}"
+    return Checked(f"{what} {span}", convert)
+
+
+def one_of(*values: str) -> Checked[str]:
+    """One of `values`, in any case; the value as listed is returned."""
+    canonical = {v.lower(): v for v in values}
+
+    def convert(text: str) -> str:
+        _require(text.lower() in canonical, text)
+        return canonical[text.lower()]
+
+    return Checked("one of " + ", ".join(values), convert)
+
+
+def rate_or_all() -> Checked[float | str]:
+    """`--analyze-fps`: frames per second > 0, or "all" (every frame)."""
+
+    def convert(text: str) -> float | str:
+        if text.lower() == "all":
+            return "all"
+        value = _finite(text)
+        _require(value > 0, text)
+        return value
+
+    return Checked("a number of frames per second > 0, or 'all'", convert)
+
+
+def template_with(field: str) -> Checked[str]:
+    """A text template that contains `{field}` (`--label-prompt`: "a photo of {label}")."""
+
+    def convert(text: str) -> str:
+        _require("{" + field + "}" in text, text)
+        return text
+
+    return Checked(f"a text with '{{{field}}}' where the {field} goes", convert)
+
+
+def http_url() -> Checked[str]:
+    """An http:// or https:// URL with a host (`--llm-url`)."""
+
+    def convert(text: str) -> str:
+        parts = urlsplit(text)
+        _require(parts.scheme.lower() in ("http", "https") and bool(parts.hostname), text)
+        return text
+
+    return Checked("an http:// or https:// URL with a host, e.g. http://localhost:1234/v1", convert)
+
+
+def torch_device() -> Checked[str]:
+    """A device torch can name: cpu, cuda, cuda:N (mps, xpu, ... where torch has them)."""
+
+    def convert(text: str) -> str:
+        import torch  # the CLI has it loaded already; keep this module light for others
+
+        try:
+            torch.device(text)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(text) from exc
+        return text
+
+    return Checked("a device: cpu, cuda or cuda:N", convert)
+
+
+def split_serve_address(text: str, default_host: str) -> tuple[str, int]:
+    """`[HOST:]PORT` → (host, port); `[IPv6]:PORT` for IPv6 hosts. ValueError when malformed."""
+    text = text.strip()
+    bracketed = re.fullmatch(r"\[([^\]]+)\]:(.*)", text)
+    if bracketed:
+        host, port = bracketed.groups()
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    elif ":" not in text:
+        host, port = default_host, text
+    else:
+        host, port = "", ""
+    _require(bool(host) and port.isascii() and port.isdigit() and int(port) <= 65535, text)
+    return host, int(port)
+
+
+def serve_address(default_host: str) -> Checked[str]:
+    """`--serve [HOST:]PORT`, checked; the text is kept as given (printed configurations
+    show it as typed), and split where the run is configured."""
+
+    def convert(text: str) -> str:
+        split_serve_address(text, default_host)
+        return text
+
+    return Checked(
+        "[HOST:]PORT with PORT in 0..65535 (an IPv6 HOST in brackets: [::1]:8080)", convert
+    )

@@ -1,0 +1,165 @@
+"""JSON Lines sink: one JSON object per line (analysis results, captions, alerts).
+
+Each line is flushed as it is written, so a consumer can `tail -f` the file and an interrupted
+run leaves only complete lines. Lines are UTF-8 (`ensure_ascii=False`) and strict JSON: NaN
+and infinities become `null`, because most JSON parsers outside Python reject them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from streamer.core.frame import Annotation, Caption
+from streamer.outputs._append import append_whole
+from streamer.outputs.errors import SinkError, open_error
+
+if TYPE_CHECKING:
+    from streamer.analysis.alerts import Alert
+
+__all__ = ["JsonlWriter", "alert_record", "annotation_record", "caption_record"]
+
+_DIGITS = 4
+
+
+class JsonlWriter:
+    """Appends JSON objects to a file, one per line, flushed per line.
+
+    Args:
+        path: the file to create (truncated if it exists).
+
+    Raises:
+        SinkOpenError: the file cannot be created.
+
+    Example:
+        >>> with JsonlWriter("events.jsonl") as out:  # doctest: +SKIP
+        ...     out.write(annotation_record(annotation))
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = path = os.fspath(path)
+        try:
+            self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise open_error("JSON Lines", path, exc) from exc
+        # Stages write from different tasks/threads; a line must never interleave with another.
+        self._lock = threading.Lock()
+        self._lines = 0
+
+    @property
+    def lines_written(self) -> int:
+        """Number of records written so far."""
+        return self._lines
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Write `record` as one line and flush it.
+
+        Raises:
+            TypeError: a value is not JSON-serialisable.
+            SinkError: the writer is closed or the file cannot be written.
+        """
+        line = dumps_line(record)
+        with self._lock:
+            if self._file.closed:
+                raise SinkError(f"JSON Lines output {self._path!r} is closed")
+            append_whole(self._file, line, "JSON Lines", self._path)
+            self._lines += 1
+
+    def close(self) -> None:
+        """Close the file. Safe to call more than once."""
+        with self._lock:
+            self._file.close()
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def dumps_line(record: dict[str, Any]) -> bytes:
+    """Encode `record` as one strict-JSON UTF-8 line ending in a newline."""
+    text = json.dumps(_finite(record), ensure_ascii=False, allow_nan=False, default=_default)
+    # U+2028/U+2029 are legal inside JSON strings but `str.splitlines` and some JS tooling
+    # treat them as line ends; escape them so one record is always exactly one line.
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    # A lone surrogate cannot be UTF-8; "replace" keeps the line valid.
+    return (text + "\n").encode("utf-8", "replace")
+
+
+def annotation_record(a: Annotation) -> dict[str, Any]:
+    """The JSON Lines record of an analysed frame: tags and scene-change score.
+
+    Example:
+        >>> from streamer.core.frame import Tag
+        >>> annotation_record(Annotation("cam", 7, 0.28, (Tag("dog", 0.61834),), 0.1))
+        {'type': 'analysis', 'stream': 'cam', 'frame': 7, 'pts': 0.28, 'tags': [{'label': 'dog', 'score': 0.6183}], 'scene_score': 0.1}
+    """  # noqa: E501 - a doctest line cannot wrap
+    return {
+        "type": "analysis",
+        "stream": a.stream,
+        "frame": a.frame_index,
+        "pts": _round(a.pts),
+        "tags": [{"label": t.label, "score": _round(t.score)} for t in a.tags],
+        "scene_score": _round(a.scene_score),
+    }
+
+
+def caption_record(c: Caption) -> dict[str, Any]:
+    """The JSON Lines record of a caption."""
+    return {
+        "type": "caption",
+        "stream": c.stream,
+        "frame": c.frame_index,
+        "pts": _round(c.pts),
+        "text": c.text,
+        "source": c.source,
+    }
+
+
+def alert_record(a: Alert, *, wall: bool) -> dict[str, Any]:
+    """The JSON Lines record of an alert; `wall` adds its wall-clock time (live streams only:
+    a file's records stay the same from run to run)."""
+    record = {
+        "type": "alert",
+        "stream": a.stream,
+        "frame": a.frame_index,
+        "pts": _round(a.time),
+        "query": a.query,
+        "score": _round(a.score),
+        "threshold": a.threshold,
+        "caption": a.caption,
+    }
+    if wall:
+        record["wall"] = round(a.wall, 3)
+    return record
+
+
+def _round(x: float) -> float | None:
+    x = float(x)
+    return round(x, _DIGITS) if math.isfinite(x) else None
+
+
+def _finite(value: Any) -> Any:
+    # json has no hook for floats, so non-finite values are replaced before encoding.
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _default(value: Any) -> Any:
+    # numpy scalars and arrays come straight out of the analyser.
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    raise TypeError(f"record value of type {type(value).__name__} is not JSON-serialisable")

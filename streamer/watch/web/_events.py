@@ -1,0 +1,127 @@
+"""Live events for the page (Server-Sent Events) and the caption history behind them.
+
+Each event is serialised once and put on every client's bounded queue. A client that falls
+`queue_size` events behind has its queue dropped and its connection closed: its browser
+reconnects (EventSource does so by itself) and catches up from the history, and the pipeline
+never waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import time
+from typing import Any
+
+from streamer.core.frame import Caption
+from streamer.watch.web._status import caption_record
+
+_ALERT_FIELDS = ("time", "wall", "query", "score", "threshold", "frame_index", "caption")
+
+
+def sse_message(event: str, data: dict[str, Any], ident: int | None = None) -> bytes:
+    """One Server-Sent Event (`data` as one JSON line, so no line break can split it)."""
+    head = f"id: {ident}\n" if ident is not None else ""
+    body = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return f"{head}event: {event}\ndata: {body}\n\n".encode()
+
+
+def alert_record(stream: str, alert: Any, ident: int) -> dict[str, Any]:
+    """An alert's JSON-ready fields (the frame itself stays out)."""
+    record: dict[str, Any] = {"id": ident, "stream": stream}
+    for name in _ALERT_FIELDS:
+        value = getattr(alert, name, None)
+        if isinstance(value, float):
+            value = round(value, 4)
+        record[name] = value if isinstance(value, str | int | float | type(None)) else str(value)
+    return record
+
+
+class EventClient:
+    """One connected event-stream client: a bounded queue; None in it means "close"."""
+
+    def __init__(self, queue_size: int) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(queue_size + 1)  # + the None
+        self.limit = queue_size
+
+    def offer(self, message: bytes) -> bool:
+        """Queue `message`; False (and the queue emptied, closing) when the client is behind."""
+        if self.queue.qsize() >= self.limit:
+            self.close()
+            return False
+        self.queue.put_nowait(message)
+        return True
+
+    def close(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
+
+class EventHub:
+    """Captions and alerts of the run: a history per stream, and live delivery to clients.
+
+    Args:
+        history: captions and alerts kept per stream.
+        queue_size: events a client may be behind before it is disconnected.
+    """
+
+    def __init__(self, history: int, queue_size: int) -> None:
+        self._history: dict[str, collections.deque] = collections.defaultdict(
+            lambda: collections.deque(maxlen=history)
+        )
+        self._queue_size = queue_size
+        self._next_id = 0
+        self.clients: set[EventClient] = set()
+        self.overflows = 0
+
+    def caption(self, caption: Caption) -> dict[str, Any]:
+        record = caption_record(caption, self._take_id(), time.time())
+        self._keep(caption.stream, "caption", record)
+        return record
+
+    def alert(self, stream: str, alert: Any) -> dict[str, Any]:
+        record = alert_record(stream, alert, self._take_id())
+        self._keep(stream, "alert", record)
+        return record
+
+    def publish(self, message: bytes) -> None:
+        """Offer `message` to every client; ones too far behind are closed."""
+        for client in list(self.clients):
+            if not client.offer(message):
+                self.clients.discard(client)
+                self.overflows += 1
+
+    def subscribe(self) -> EventClient:
+        client = EventClient(self._queue_size)
+        self.clients.add(client)
+        return client
+
+    def unsubscribe(self, client: EventClient) -> None:
+        self.clients.discard(client)
+
+    def records(self, kind: str, stream: str | None = None, after: int = 0) -> list[dict[str, Any]]:
+        """Kept records of `kind` ("caption", "alert"), oldest first, with `id` > `after`."""
+        lanes = [self._history.get(stream, ())] if stream is not None else self._history.values()
+        found = [rec for lane in lanes for k, rec, _ in lane if k == kind and rec["id"] > after]
+        return sorted(found, key=lambda rec: rec["id"])
+
+    def replay(self, after: int) -> bytes:
+        """Every kept event with `id` > `after`, in order, as one chunk of messages."""
+        kept = [(rec["id"], msg) for lane in self._history.values() for _, rec, msg in lane]
+        return b"".join(msg for ident, msg in sorted(kept) if ident > after)
+
+    def close(self) -> None:
+        for client in list(self.clients):
+            client.close()
+        self.clients.clear()
+
+    def _take_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def _keep(self, stream: str, kind: str, record: dict[str, Any]) -> None:
+        message = sse_message(kind, record, record["id"])
+        self._history[stream].append((kind, record, message))
+        self.publish(message)

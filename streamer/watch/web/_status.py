@@ -1,0 +1,157 @@
+"""What the viewer says about a run: plain, JSON-ready dicts read from the run's own counters.
+
+Everything here runs on the event loop, where the counters are updated, so the numbers of one
+snapshot belong together.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from typing import Any
+
+from streamer.core.frame import Caption
+from streamer.sources.status import damaged_count
+
+#: Every state a stream can be in: a live source's (`SourceStatus.state`), or "playing" for a
+#: file stream that has not ended.
+STREAM_STATES = ("connecting", "online", "offline", "playing", "ended", "failed")
+
+
+def stream_state(stream: Any) -> str:
+    """The stream's state, one of `STREAM_STATES`."""
+    status = getattr(stream.source, "status", None)
+    if status is not None:
+        return status.state
+    return "ended" if getattr(stream.source, "ended", False) else "playing"
+
+
+def caption_record(caption: Caption, ident: int, wall: float) -> dict[str, Any]:
+    """A caption as the page and `/api/captions` show it; `id` orders captions of the run."""
+    return {
+        "id": ident,
+        "stream": caption.stream,
+        "text": caption.text,
+        "source": caption.source,
+        "pts": round(caption.pts, 3),
+        "frame": caption.frame_index,
+        "wall": round(wall, 3),
+    }
+
+
+class Rates:
+    """Frames per second of each stream over the last few seconds, from periodic readings.
+
+    Readings come from one timer, not from requests, so the rates do not depend on how many
+    clients ask or how often.
+
+    Args:
+        window: seconds the rates are averaged over.
+    """
+
+    def __init__(self, window: float = 3.0) -> None:
+        self.window = window
+        self._readings: dict[str, collections.deque] = {}
+
+    def read(self, streams: list[Any], now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        for s in streams:
+            readings = self._readings.setdefault(s.name, collections.deque())
+            readings.append((now, s.stats.decoded, s.stats.analysed, s.stats.delivered))
+            while len(readings) > 2 and now - readings[1][0] >= self.window:
+                readings.popleft()
+
+    def of(self, name: str) -> dict[str, float]:
+        """`{"in", "analysed", "out"}` frames per second (0 before two readings)."""
+        readings = self._readings.get(name)
+        if not readings or len(readings) < 2:
+            return {"in": 0.0, "analysed": 0.0, "out": 0.0}
+        (t0, *first), (t1, *last) = readings[0], readings[-1]
+        span = t1 - t0
+        rates = [(b - a) / span if span > 0 else 0.0 for a, b in zip(first, last, strict=True)]
+        return {
+            key: round(rate, 2) for key, rate in zip(("in", "analysed", "out"), rates, strict=True)
+        }
+
+
+def _ms(seconds: float) -> float | None:
+    return _finite(seconds * 1000, 1)
+
+
+def _finite(value: float | None, digits: int) -> float | None:
+    """`value` rounded, or None where JSON has no number for it (NaN, infinity)."""
+    return None if value is None or not math.isfinite(value) else round(float(value), digits)
+
+
+def stream_status(stream: Any, rates: Rates) -> dict[str, Any]:
+    """One stream: state, rates, latency, counters, caption and tags."""
+    status = getattr(stream.source, "status", None)
+    p50, p95, p99 = stream.stats.latency.percentiles(50, 95, 99)
+    latest = stream.latest.annotation if stream.latest is not None else None
+    caption = stream.caption
+    return {
+        "name": stream.name,
+        "live": stream.live,
+        "state": stream_state(stream),
+        "fps": rates.of(stream.name),
+        "latency_ms": {"p50": _ms(p50), "p95": _ms(p95), "p99": _ms(p99)},
+        "frames": {
+            "decoded": stream.stats.decoded,
+            "analysed": stream.stats.analysed,
+            "delivered": stream.stats.delivered,
+            "dropped": stream.dropped,
+        },
+        "captions": stream.stats.captions,
+        "reconnects": status.reconnects if status is not None else 0,
+        # Packets that did not decode plus pictures decoded with errors: a camera's packet loss.
+        "damaged": damaged_count(stream.source),
+        "offline_since": status.offline_since if status is not None else None,
+        "last_error": status.last_error if status is not None else None,
+        "caption": None
+        if caption is None
+        else {
+            "text": caption.text,
+            "source": caption.source,
+            "pts": round(caption.pts, 3),
+        },
+        "tags": []
+        if latest is None
+        else [{"label": t.label, "score": _finite(t.score, 4)} for t in latest.tags],
+        "scene_score": None if latest is None else _finite(latest.scene_score, 4),
+    }
+
+
+def llm_status(client: Any) -> dict[str, Any] | None:
+    """The LLM client's state and counters, None when captions come from tags."""
+    if client is None:
+        return None
+    stats = client.stats
+    state = getattr(client, "state", None)
+    return {
+        "state": getattr(state, "value", None),
+        "detail": client.state_detail,
+        "requests": stats.requests,
+        "captions": stats.captions,
+        "errors": stats.errors,
+        "last_latency_s": _finite(stats.last_latency_s, 3),
+    }
+
+
+def run_status(run: Any, rates: Rates, clients: dict[str, int]) -> dict[str, Any]:
+    """The whole run, as `/api/status` and the page's status events show it."""
+    worker = getattr(run.worker, "stats", run.worker)
+    info = run.encoder.info if getattr(run, "encoder", None) is not None else None
+    return {
+        "uptime_s": round(time.monotonic() - run.started, 1),
+        "encoder": {
+            "model": f"{info.kind} {info.model}" if info is not None else None,
+            "random_weights": bool(getattr(info, "random_weights", False)),
+            "batches": getattr(worker, "batches", 0),
+            "images": getattr(worker, "images", 0),
+            "busy_s": round(float(getattr(worker, "busy_s", 0.0)), 3),
+        },
+        "llm": llm_status(run.client),
+        "clients": dict(clients),
+        "streams": [stream_status(stream, rates) for stream in run.streams],
+    }

@@ -1,0 +1,440 @@
+"""The web viewer: an aiohttp server beside the pipeline, told what happens as an `Observer`.
+
+Routes (a fixed table: no route reads a file path from the request; static files are the
+package's own, read once with importlib.resources)::
+
+    /                           the page: every stream's video, caption, tags, status, history
+    /static/app.js, style.css   the page's script and style
+    /streams/{name}/mjpeg       the stream's overlaid video (multipart MJPEG)
+    /streams/{name}/snapshot.jpg  one current frame
+    /events                     Server-Sent Events: status (every second), caption, alert
+    /api/status                 the run as JSON
+    /api/captions, /api/alerts  history as JSON (?stream=NAME, ?after=ID)
+    /healthz                    200 while the run is up
+    /metrics                    Prometheus text (`streamer.watch.web.metrics`)
+
+With a token set, every route needs `Authorization: Bearer TOKEN` or `?token=TOKEN` (the page
+passes its own along, as `<img>` and `EventSource` cannot send headers). No route takes a
+body. Clients cannot hold the pipeline up: frames are encoded once per stream at a bounded
+rate on a low-priority thread, each client gets the newest one when it is ready for it, event
+queues are bounded, and a client whose write stalls past `write_timeout_s` is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hmac
+import importlib.resources
+import ipaddress
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+from aiohttp import web
+
+from streamer.config import ServeConfig
+from streamer.core.events import Observer
+from streamer.core.frame import Caption
+from streamer.errors import ConfigError
+from streamer.watch.web._events import EventHub, sse_message
+from streamer.watch.web._frames import BOUNDARY, FrameHub
+from streamer.watch.web._status import Rates, run_status, stream_state
+from streamer.watch.web.metrics import CONTENT_TYPE, render_metrics
+
+__all__ = ["ViewerLimits", "WebViewer"]
+
+log = logging.getLogger("streamer.watch.web")
+
+_STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # the page's address may hold the token
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerLimits:
+    """How much the viewer may do and hold.
+
+    Attributes:
+        max_fps: preview frames encoded per second per stream, at most.
+        jpeg_quality: JPEG quality of the previews (1..100).
+        long_edge: previews are scaled down to this many pixels on their long side.
+        write_timeout_s: a client whose socket takes no data for this long is disconnected.
+        max_clients: streaming connections (video and events) open at once; more get 503.
+        history: captions and alerts kept per stream (page history, `/api/captions`).
+        queue_events: events a client may be behind before it is disconnected.
+        status_every_s: seconds between status events on the page.
+    """
+
+    max_fps: float = 10.0
+    jpeg_quality: int = 75
+    long_edge: int = 1280
+    write_timeout_s: float = 5.0
+    max_clients: int = 32
+    history: int = 200
+    queue_events: int = 64
+    status_every_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_fps", "write_timeout_s", "status_every_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"viewer {name} must be > 0, got {getattr(self, name)}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"viewer jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        for name in ("long_edge", "max_clients", "history", "queue_events"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"viewer {name} must be ≥ 1, got {getattr(self, name)}")
+
+
+class WebViewer(Observer):
+    """Serves a running pipeline to browsers and tools; started and stopped with the run.
+
+    Args:
+        config: where to listen and the optional token.
+        limits: rates, sizes and timeouts.
+
+    Attributes:
+        url: the page's address once started (with the port bound, for `port=0`), else None.
+
+    Example:
+        >>> viewer = WebViewer(ServeConfig(port=0))  # doctest: +SKIP
+        >>> await run_pipeline(config, observers=[viewer])  # doctest: +SKIP
+    """
+
+    def __init__(self, config: ServeConfig, limits: ViewerLimits | None = None) -> None:
+        self.config = config
+        self.limits = limits or ViewerLimits()
+        self.url: str | None = None
+        self.run: Any = None
+        self._streams: dict[str, Any] = {}
+        self._frames: FrameHub | None = None
+        self._events = EventHub(self.limits.history, self.limits.queue_events)
+        self._rates = Rates()
+        self._clients = {"mjpeg": 0, "events": 0}
+        self._disconnects: collections.Counter[str] = collections.Counter()
+        self._runner: web.AppRunner | None = None
+        self._ticker: asyncio.Task | None = None
+        self._page = b""
+        self._run_id = secrets.token_hex(6)
+        self._static: dict[str, bytes] = {}
+
+    # -- observer hooks ------------------------------------------------------------------------
+
+    @property
+    def wants_frames(self) -> bool:
+        return self._frames is not None and self._frames.watched
+
+    async def start(self, run: Any) -> None:
+        self.run = run
+        self._streams = {stream.name: stream for stream in run.streams}
+        limits = self.limits
+        self._frames = FrameHub(
+            list(self._streams), limits.max_fps, limits.jpeg_quality, limits.long_edge
+        )
+        self._load_static()
+        self._rates.read(run.streams)
+        runner = web.AppRunner(_app(self), access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.config.host, self.config.port)
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            await self._frames.close()
+            raise ConfigError(
+                f"web viewer: cannot listen on {self.config.host}:{self.config.port}: "
+                f"{exc.strerror or exc}; choose another --serve port (0 picks a free one)"
+            ) from exc
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        self.url = f"http://{_url_host(host)}:{port}/"
+        self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="web-status")
+        log.info("web viewer: %s%s", self.url, " (token required)" if self.config.token else "")
+        if not self.config.token and not _loopback(self.config.host):
+            log.warning(
+                "web viewer listens on %s without a token: anyone who can reach it "
+                "sees the video; set --serve-token",
+                self.config.host,
+            )
+
+    def frame(self, stream: str, image: np.ndarray, timeline: float) -> None:
+        if self._frames is not None:
+            self._frames.store(stream, image)
+
+    def caption(self, stream: str, caption: Caption) -> None:
+        self._events.caption(caption)
+
+    def alert(self, stream: str, alert: Any) -> None:
+        self._events.alert(stream, alert)
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        self._events.close()
+        if self._frames is not None:
+            await self._frames.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The run as `/api/status` shows it; `run_id` tells one run's viewer from the next
+        (the page reloads when it changes, as event ids start again)."""
+        return {"run_id": self._run_id, **run_status(self.run, self._rates, self._clients)}
+
+    def metrics(self) -> str:
+        """The Prometheus exposition `/metrics` serves."""
+        disconnects = dict(self._disconnects)
+        disconnects["overflow"] = disconnects.get("overflow", 0) + self._events.overflows
+        return render_metrics(self.run, {"clients": self._clients, "disconnects": disconnects})
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.status_every_s)
+            self._rates.read(self.run.streams)
+            if self._events.clients:
+                self._events.publish(sse_message("status", self.status()))
+
+    def _load_static(self) -> None:
+        folder = importlib.resources.files("streamer.watch.web") / "static"
+        self._page = (folder / "index.html").read_bytes()
+        self._static = {name: (folder / name).read_bytes() for name in _STATIC}
+
+    # -- routes --------------------------------------------------------------------------------
+
+    async def index(self, request: web.Request) -> web.Response:
+        # The page's own static links carry the token when the page was opened with one.
+        token = request.query.get("token") if self.config.token else None
+        query = f"?token={quote(token, safe='')}" if token else ""
+        page = self._page.replace(b"{{query}}", query.encode("ascii"))
+        return web.Response(body=page, content_type="text/html", charset="utf-8")
+
+    def static(self, name: str):
+        """The handler of one of the page's static files (a route per file, no path lookup)."""
+
+        async def serve(request: web.Request) -> web.Response:
+            return web.Response(
+                body=self._static[name], content_type=_STATIC[name], charset="utf-8"
+            )
+
+        return serve
+
+    async def mjpeg(self, request: web.Request) -> web.StreamResponse:
+        slot = self._slot(request)
+        if not self._admit("mjpeg"):
+            return _too_many()
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                "Cache-Control": "no-store",
+            }
+        )
+        slot.watch()
+        try:
+            await response.prepare(request)
+            version = 0
+            while (jpeg := await slot.next_jpeg(version)) is not None:
+                version = jpeg.version
+                if not await self._send(request, response, jpeg.part):
+                    break
+        finally:
+            slot.unwatch()
+            self._clients["mjpeg"] -= 1
+        return response
+
+    async def snapshot(self, request: web.Request) -> web.Response:
+        slot = self._slot(request)
+        state = stream_state(self._streams[slot.name])
+        # A stream that has ended draws no new frame: its last preview, if anyone watched.
+        jpeg = slot.jpeg if state in ("ended", "failed") else await slot.fresh_jpeg(timeout=5.0)
+        if jpeg is None:
+            raise web.HTTPServiceUnavailable(
+                text=f"stream {slot.name!r} has no frame to show (it is {state}); "
+                "a snapshot needs a stream that is drawing frames",
+                headers={"Retry-After": "1"},
+            )
+        return web.Response(
+            body=jpeg.jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"}
+        )
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        after = _int_param(request.headers.get("Last-Event-ID") or request.query.get("after"))
+        if not self._admit("events"):
+            return _too_many()
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",  # a proxy in front must pass events on at once
+            }
+        )
+        try:
+            await response.prepare(request)
+            # Subscribe and take the replay with no await between: nothing missed, nothing twice.
+            client = self._events.subscribe()
+            try:
+                first = b"retry: 2000\n\n" + sse_message("status", self.status())
+                ok = await self._send(request, response, first + self._events.replay(after))
+                while ok and (message := await client.queue.get()) is not None:
+                    ok = await self._send(request, response, message)
+            finally:
+                self._events.unsubscribe(client)
+        finally:
+            self._clients["events"] -= 1
+        return response
+
+    async def api_status(self, request: web.Request) -> web.Response:
+        return _json(self.status())
+
+    async def api_captions(self, request: web.Request) -> web.Response:
+        return self._records(request, "caption")
+
+    async def api_alerts(self, request: web.Request) -> web.Response:
+        return self._records(request, "alert")
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok", "streams": len(self._streams)})
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics().encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _slot(self, request: web.Request):
+        name = request.match_info["name"]
+        if self._frames is None or name not in self._frames.slots:
+            raise web.HTTPNotFound(text=f"no stream named {name!r}; /api/status lists them")
+        return self._frames.slots[name]
+
+    def _records(self, request: web.Request, kind: str) -> web.Response:
+        stream = request.query.get("stream")
+        if stream is not None and stream not in self._streams:
+            raise web.HTTPNotFound(text=f"no stream named {stream!r}; /api/status lists them")
+        after = _int_param(request.query.get("after"))
+        return _json({f"{kind}s": self._events.records(kind, stream, after)})
+
+    def _admit(self, kind: str) -> bool:
+        if sum(self._clients.values()) >= self.limits.max_clients:
+            self._disconnects["full"] += 1
+            return False
+        self._clients[kind] += 1
+        return True
+
+    async def _send(self, request: web.Request, response: web.StreamResponse, data: bytes) -> bool:
+        """Write to a streaming client; False when it is gone or was cut off for stalling."""
+        try:
+            await asyncio.wait_for(response.write(data), self.limits.write_timeout_s)
+        except TimeoutError:
+            self._disconnects["stalled"] += 1
+            if request.transport is not None:
+                request.transport.abort()  # drops what is buffered for it
+            return False
+        except ConnectionError:
+            return False
+        return True
+
+
+def _app(viewer: WebViewer) -> web.Application:
+    token = viewer.config.token
+    # Without a token, a web page elsewhere that points its own name at 127.0.0.1 (DNS
+    # rebinding) could read a machine-only viewer through the browser of someone on it.
+    local_names_only = token is None and _loopback(viewer.config.host)
+
+    @web.middleware
+    async def guard(request: web.Request, handler):
+        if local_names_only and not _loopback(request.url.host or ""):
+            raise web.HTTPForbidden(
+                text="403: this viewer listens on this machine only: open it as "
+                "http://127.0.0.1:PORT/ or http://localhost:PORT/; behind a proxy or under "
+                "another name, set --serve-token"
+            )
+        if token is not None and not _authorized(request, token):
+            raise web.HTTPUnauthorized(
+                text="401: this viewer needs its token: open it as /?token=TOKEN or send "
+                "'Authorization: Bearer TOKEN'",
+                headers={"WWW-Authenticate": 'Bearer realm="streamer"'},
+            )
+        if request.content_length or "Transfer-Encoding" in request.headers:
+            raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length)
+        return await handler(request)
+
+    async def secure(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(_SECURITY_HEADERS)
+
+    app = web.Application(middlewares=[guard], client_max_size=1024)
+    app.on_response_prepare.append(secure)
+    app.router.add_get("/", viewer.index)
+    for name in _STATIC:
+        app.router.add_get(f"/static/{name}", viewer.static(name))
+    app.router.add_get("/streams/{name}/mjpeg", viewer.mjpeg, allow_head=False)
+    app.router.add_get("/streams/{name}/snapshot.jpg", viewer.snapshot)
+    app.router.add_get("/events", viewer.events, allow_head=False)
+    app.router.add_get("/api/status", viewer.api_status)
+    app.router.add_get("/api/captions", viewer.api_captions)
+    app.router.add_get("/api/alerts", viewer.api_alerts)
+    app.router.add_get("/healthz", viewer.healthz)
+    app.router.add_get("/metrics", viewer.prometheus)
+    return app
+
+
+def _authorized(request: web.Request, token: str) -> bool:
+    expected = token.encode()
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), expected):
+        return True
+    given = request.query.get("token")
+    return given is not None and hmac.compare_digest(given.encode(), expected)
+
+
+def _int_param(value: str | None) -> int:
+    if value is None or value == "":
+        return 0
+    try:
+        return max(0, int(value))
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=f"'after' must be an event id (an integer), got {value!r}"
+        ) from None
+
+
+def _json(data: dict[str, Any]) -> web.Response:
+    body = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return web.Response(
+        text=body, content_type="application/json", headers={"Cache-Control": "no-store"}
+    )
+
+
+def _too_many() -> web.Response:
+    return web.Response(
+        status=503,
+        text="503: too many viewers are connected; try again later",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

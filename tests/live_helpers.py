@@ -1,0 +1,283 @@
+"""Running a live source in a test: collect its frames, poll for conditions with deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import http.server
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from streamer.core.channel import Channel, DropPolicy
+from streamer.core.frame import Frame
+from streamer.sources import SourceOptions
+
+# Short timeouts and backoff, so failure paths take seconds; no jitter, so log lines are exact.
+FAST = SourceOptions(
+    open_timeout=2.0,
+    read_timeout=2.0,
+    backoff_initial=0.2,
+    backoff_cap=0.8,
+    backoff_jitter=0.0,
+)
+
+
+class Running:
+    """`async with Running(source) as run:` runs the source and collects its frames in
+    `run.frames` until the block ends, then stops it (and checks it stopped)."""
+
+    def __init__(self, source, capacity: int = 8, policy: DropPolicy = DropPolicy.DROP_OLDEST):
+        self.source = source
+        self.channel: Channel[Frame] = Channel(capacity, policy, name=source.name)
+        self.stop = asyncio.Event()
+        self.frames: list[Frame] = []
+        self.task: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Running:
+        self.task = asyncio.create_task(self.source.run(self.channel, self.stop))
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        async for frame in self.channel:
+            self.frames.append(frame)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        assert self.task is not None and self._reader is not None
+        await asyncio.wait_for(self.task, 5)
+        await asyncio.wait_for(self._reader, 1)
+        assert self.channel.closed
+
+    async def until(self, condition: Callable[[], bool], timeout: float, what: str) -> float:
+        """Poll `condition` until true; return the seconds it took. Fails naming `what`."""
+        return await wait_until(condition, timeout, f"{what} (status: {self.source.status})")
+
+    async def ended(self, timeout: float) -> None:
+        """Wait for the source to return by itself."""
+        assert self.task is not None
+        await asyncio.wait_for(asyncio.shield(self.task), timeout)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers for the live-source tests (fixtures in conftest.py start and stop them).
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+RTSP_SERVER = Path(__file__).resolve().parent / "servers" / "rtsp_server.py"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the kernel's pick; free until someone binds it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RtspServer:
+    """A real RTSP server process on 127.0.0.1: `mounts` maps a path to "pattern" (a live
+    25 fps 320×180 test pattern) or to an MP4 clip (served once at its own pace)."""
+
+    def __init__(self, python: str, mounts: dict[str, str | Path], port: int | None = None):
+        self.python = python
+        self.mounts = mounts
+        self.port = port or free_port()
+        self.process: subprocess.Popen[str] | None = None
+
+    def url(self, mount: str, userinfo: str = "") -> str:
+        auth = f"{userinfo}@" if userinfo else ""
+        return f"rtsp://{auth}127.0.0.1:{self.port}/{mount}"
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start the server (again, on the same port) and wait for its READY line."""
+        args = [self.python, str(RTSP_SERVER), "--port", str(self.port)]
+        for mount, what in self.mounts.items():
+            args += ["--mount", f"{mount}={what}"]
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        ready = threading.Event()
+        threading.Thread(target=self._await_ready, args=(ready,), daemon=True).start()
+        if not ready.wait(timeout) or self.process.poll() is not None:
+            self.kill()
+            err = self.process.stderr.read() if self.process.stderr else ""
+            pytest.fail(f"the RTSP server did not start on port {self.port}: {err[-500:]}")
+
+    def _await_ready(self, ready: threading.Event) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.strip() == "READY":
+                break
+        ready.set()  # READY, or it exited: start() tells which by poll()
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL), as a crash or a power cut would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        if self.process is not None:
+            for pipe in (self.process.stdout, self.process.stderr):
+                if pipe is not None:
+                    pipe.close()
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open but nothing is sent (a stall)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+
+class SilentServer:
+    """A TCP server that accepts connections and never sends a byte (a hung camera)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class StaticServer:
+    """Python's HTTP file server on 127.0.0.1 over `folder`, in a thread."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        handler = functools.partial(_QuietHandler, directory=str(folder))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class MjpegServer:
+    """An HTTP MJPEG camera on 127.0.0.1 (`multipart/x-mixed-replace`, as IP cameras serve
+    it): `jpegs` in a loop at `fps`; each connection is dropped after `per_connection` frames,
+    as a flaky camera would."""
+
+    def __init__(self, jpegs: list[bytes], fps: float = 25.0, per_connection: int = 30):
+        self.jpegs = jpegs
+        self.fps = fps
+        self.per_connection = per_connection
+        self.connections = 0
+        handler = functools.partial(_MjpegHandler, self)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/video.mjpg"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _MjpegHandler(http.server.BaseHTTPRequestHandler):
+    def __init__(self, server_state: MjpegServer, *args: object) -> None:
+        self.state = server_state
+        super().__init__(*args)  # type: ignore[arg-type]
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # the standard library's name
+        self.state.connections += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        start = time.monotonic()
+        try:
+            for n in range(self.state.per_connection):
+                jpeg = self.state.jpegs[n % len(self.state.jpegs)]
+                head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                self.wfile.write(head.encode() + jpeg + b"\r\n")
+                self.wfile.flush()
+                time.sleep(max(0.0, start + (n + 1) / self.state.fps - time.monotonic()))
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+
+class FlakyFileServer:
+    """HTTP on 127.0.0.1 serving one file whose first download breaks off half-way (the
+    connection closes early); later downloads are whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.data = path.read_bytes()
+        self.requests = 0
+        handler = functools.partial(_FlakyHandler, self)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/remote.mp4"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _FlakyHandler(http.server.BaseHTTPRequestHandler):
+    def __init__(self, server_state: FlakyFileServer, *args: object) -> None:
+        self.state = server_state
+        super().__init__(*args)  # type: ignore[arg-type]
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # the standard library's name
+        self.state.requests += 1
+        data = self.state.data
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data if self.state.requests > 1 else data[: len(data) // 2])
+        self.close_connection = True

@@ -1,0 +1,321 @@
+"""Text-query alerts: the tracker's rules stepped by hand, then whole runs on a real clip."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import av
+import numpy as np
+import pytest
+from media import read_jsonl
+
+from streamer import ConfigError, OutputConfig, RunConfig, run_pipeline
+from streamer.analysis.alerts import AlertDetector, AlertRule, AlertTracker, check_rule_streams
+from streamer.cli.main import EXIT_USAGE, build_parser, main
+from streamer.core.events import Observer
+from streamer.outputs.overlay import Hud, Overlay
+
+# ---------------------------------------------------------------------------------------------
+# The tracker: pure logic over (score, time) pairs.
+
+
+def fired(tracker: AlertTracker, steps: list[tuple[float, float]]) -> list[float]:
+    """The times at which `tracker` fires over `steps` of (score, time)."""
+    return [t for score, t in steps if tracker.update(score, t)]
+
+
+def test_fires_after_n_consecutive_frames_at_or_above_the_threshold():
+    tracker = AlertTracker(AlertRule("a dog", threshold=0.3, frames=3, cooldown_s=100))
+    steps = [(0.31, 0.0), (0.30, 0.5), (0.35, 1.0), (0.4, 1.5)]
+    assert fired(tracker, steps) == [1.0]  # the third in a row; 0.30 counts (at the threshold)
+
+
+def test_a_frame_below_the_threshold_starts_the_count_again():
+    tracker = AlertTracker(AlertRule("a dog", threshold=0.3, frames=2, cooldown_s=0))
+    steps = [(0.5, 0.0), (0.1, 0.5), (0.5, 1.0), (0.29, 1.5), (0.5, 2.0), (0.5, 2.5)]
+    assert fired(tracker, steps) == [2.5]
+
+
+def test_the_cooldown_keeps_it_quiet_then_a_lasting_match_fires_again():
+    tracker = AlertTracker(AlertRule("a dog", threshold=0.3, frames=2, cooldown_s=10))
+    above = [(0.5, t / 2) for t in range(60)]  # 0.0 … 29.5 s, always matching
+    assert fired(tracker, above) == [0.5, 10.5, 20.5]
+
+
+def test_after_the_cooldown_a_new_match_needs_n_frames_again():
+    tracker = AlertTracker(AlertRule("a dog", threshold=0.3, frames=2, cooldown_s=5))
+    steps = [(0.5, 0.0), (0.5, 1.0), (0.0, 2.0), (0.5, 8.0), (0.5, 9.0)]
+    assert fired(tracker, steps) == [1.0, 9.0]  # 8.0 is past the cooldown but alone
+
+
+def test_each_stream_has_its_own_trackers_and_a_rule_can_watch_one_stream():
+    everywhere = AlertRule("anything", threshold=0.5, frames=2, cooldown_s=0)
+    door_only = AlertRule("a person", streams=("door",), threshold=0.5, frames=1, cooldown_s=0)
+    detector = AlertDetector((everywhere, door_only), np.eye(2, 4, dtype=np.float32))
+    both = np.array([0.8, 0.6, 0.0, 0.0], np.float32)  # cosine 0.8 and 0.6 with the two queries
+    # Interleaved frames of two streams: neither's run of matches counts for the other.
+    door1 = detector.check("door", 0, 0.0, both)
+    yard1 = detector.check("yard", 0, 0.0, both)
+    door2 = detector.check("door", 1, 0.5, both)
+    yard2 = detector.check("yard", 1, 0.5, both)
+    assert [a.query for a in door1] == ["a person"]
+    assert yard1 == []
+    assert sorted(a.query for a in door2) == ["a person", "anything"]
+    assert [(a.stream, a.query, a.frame_index, a.time) for a in yard2] == [
+        ("yard", "anything", 1, 0.5)
+    ]
+    assert yard2[0].score == pytest.approx(0.8)
+
+
+def test_an_alert_keeps_the_frame_for_its_snapshot():
+    detector = AlertDetector(
+        (AlertRule("x", threshold=-1.0, frames=1),), np.eye(1, 3), clock=lambda: 123.0
+    )
+    image = np.zeros((4, 6, 3), np.uint8)
+    (alert,) = detector.check("cam", 7, 2.5, np.array([0.0, 1.0, 0.0]), image)
+    assert alert.image is image and alert.wall == 123.0 and alert.threshold == -1.0
+    assert alert.banner == "ALERT x 0.00"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"query": "  "}, "query"),
+        ({"threshold": 1.5}, "-1..1"),
+        ({"threshold": float("nan")}, "-1..1"),
+        ({"frames": 0}, "frames must be an integer ≥ 1"),
+        ({"cooldown_s": -1}, "cooldown must be ≥ 0"),
+        ({"streams": "door"}, "tuple of stream names"),
+    ],
+)
+def test_a_bad_rule_is_refused_with_the_reason(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        AlertRule(**{"query": "a dog", **kwargs})
+
+
+def test_a_rule_for_a_stream_the_run_does_not_have_is_refused():
+    rules = (AlertRule("a dog", streams=("gate",)),)
+    with pytest.raises(ConfigError, match=r"'gate'.*door, yard"):
+        check_rule_streams(rules, ["door", "yard"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The overlay's banner.
+
+
+def test_the_alert_banner_is_red_across_the_top():
+    overlay = Overlay()
+    plain = overlay.draw(np.full((360, 640, 3), 90, np.uint8), annotation=None, caption=None,
+                         now_pts=0.0, hud=Hud())  # fmt: skip
+    alerted = overlay.draw(
+        np.full((360, 640, 3), 90, np.uint8), annotation=None, caption=None, now_pts=0.0,
+        hud=Hud(alert="ALERT a person at the door 0.31"),
+    )  # fmt: skip
+    top = alerted[:20].astype(int)
+    assert (top[..., 0] - top[..., 1]).mean() > 60  # red dominates the band
+    assert np.array_equal(plain[200:], alerted[200:])  # nothing else moved
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole runs on the small clip (2 s, 50 frames; analysed at 2 per second) with the tiny random
+# CLIP: its scores mean nothing, so a threshold of -1 always matches and 1 never does.
+
+
+class AlertLog(Observer):
+    def __init__(self) -> None:
+        self.alerts: list = []
+        self.run = None
+
+    async def start(self, run) -> None:
+        self.run = run
+
+    def alert(self, stream, alert) -> None:
+        self.alerts.append(alert)
+
+
+def alert_config(clip, folder, name: str, threshold: float, **rule) -> RunConfig:
+    outputs = OutputConfig(video=str(folder / f"{name}.mp4"), jsonl=str(folder / f"{name}.jsonl"),
+                           preset="ultrafast")  # fmt: skip
+    rules = (AlertRule("a rabbit in a meadow", threshold=threshold, **rule),)
+    return RunConfig(input=f"clip={clip}", outputs=outputs, alerts=rules)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, small_clip, tiny_encoder):
+    """The clip with an alert that always matches (cooldown 1 s) and one that never does."""
+    folder = tmp_path_factory.mktemp("alerts")
+    observer = AlertLog()
+    loud = alert_config(small_clip, folder, "loud", -1.0, frames=2, cooldown_s=1.0)
+    quiet = alert_config(small_clip, folder, "quiet", 1.0, frames=2, cooldown_s=1.0)
+
+    async def both():
+        first = await run_pipeline(loud, encoder=tiny_encoder, observers=[observer])
+        return first, await run_pipeline(quiet, encoder=tiny_encoder)
+
+    loud_summary, quiet_summary = asyncio.run(both())
+    return {
+        "folder": folder, "observer": observer,
+        "loud": (loud_summary, read_jsonl(folder / "loud.jsonl")),
+        "quiet": (quiet_summary, read_jsonl(folder / "quiet.jsonl")),
+    }  # fmt: skip
+
+
+def test_alerts_are_recorded_at_media_time_after_n_frames_and_a_cooldown(two_runs):
+    _, records = two_runs["loud"]
+    analysed = [r["pts"] for r in records if r["type"] == "analysis"]
+    alerts = [r for r in records if r["type"] == "alert"]
+    # The same rule applied by hand: the 2nd analysed frame, then the first ≥ 1 s later.
+    expected, last = [], None
+    for i, pts in enumerate(analysed):
+        if i >= 1 and (last is None or pts - last >= 1.0):
+            expected.append(pts)
+            last = pts
+    assert len(expected) >= 2
+    assert [a["pts"] for a in alerts] == expected
+    for a in alerts:
+        assert a["stream"] == "clip" and a["query"] == "a rabbit in a meadow"
+        assert -1.0 <= a["score"] <= 1.0 and a["threshold"] == -1.0
+        assert a["caption"]  # the caption in force at that frame
+        assert "wall" not in a  # a file's records are the same every run
+
+
+def test_a_file_records_each_alert_right_after_its_frame_analysis(two_runs):
+    _, records = two_runs["loud"]
+    for i, record in enumerate(records):
+        if record["type"] == "alert":
+            analysis = next(r for r in reversed(records[:i]) if r["type"] == "analysis")
+            assert (analysis["frame"], analysis["pts"]) == (record["frame"], record["pts"])
+
+
+def test_alerts_leave_the_frames_and_the_other_records_as_they_were(two_runs, probe):
+    loud_summary, loud = two_runs["loud"]
+    quiet_summary, quiet = two_runs["quiet"]
+    assert loud_summary.frames == quiet_summary.frames == 50
+    assert not [r for r in quiet if r["type"] == "alert"]  # a threshold of 1 never fires
+    assert [r for r in loud if r["type"] != "alert"] == quiet
+    folder = two_runs["folder"]
+    for name in ("loud", "quiet"):
+        (video,) = [
+            s for s in probe(folder / f"{name}.mp4")["streams"] if s["codec_type"] == "video"
+        ]
+        assert video["nb_read_frames"] == "50"
+
+
+def test_observers_get_each_alert_with_its_caption_and_frame(two_runs):
+    _, records = two_runs["loud"]
+    alerts = two_runs["observer"].alerts
+    recorded = [r for r in records if r["type"] == "alert"]
+    assert [(a.time, a.caption) for a in alerts] == [(r["pts"], r["caption"]) for r in recorded]
+    assert all(a.image is not None and a.image.shape == (180, 320, 3) for a in alerts)
+    (stream,) = two_runs["observer"].run.streams
+    assert stream.stats.alerts == len(recorded) > 0
+
+
+def test_the_video_shows_the_alert_banner_from_the_alert_frame(two_runs):
+    """The frame at an alert time carries a red band under the random-weights warning that the
+    quiet run's frame does not; the first frame (before any alert) is alike in both."""
+    folder = two_runs["folder"]
+    _, records = two_runs["loud"]
+    first_alert = next(r["pts"] for r in records if r["type"] == "alert")
+
+    def frames(name):
+        with av.open(str(folder / f"{name}.mp4")) as container:
+            return {round(float(f.time), 2): f.to_ndarray(format="rgb24")
+                    for f in container.decode(video=0)}  # fmt: skip
+
+    loud, quiet = frames("loud"), frames("quiet")
+
+    def redness(image):
+        band = image[18:40].astype(int)  # under the warning banner of a 180-row frame
+        return float((band[..., 0] - (band[..., 1] + band[..., 2]) / 2).mean())
+
+    at = round(first_alert, 2)
+    assert redness(loud[at]) - redness(quiet[at]) > 30
+    assert abs(redness(loud[0.0]) - redness(quiet[0.0])) < 5
+
+
+async def test_a_live_stream_records_alerts_on_its_timeline_with_wall_time(
+    tmp_path, small_clip, tiny_encoder
+):
+    observer = AlertLog()
+    rule = AlertRule("a rabbit", threshold=-1.0, frames=1, cooldown_s=0.6)
+    config = RunConfig(input=f"cam={small_clip}", live=True, alerts=(rule,),
+                       outputs=OutputConfig(jsonl=str(tmp_path / "a.jsonl")))  # fmt: skip
+    before = time.time()
+    summary = await run_pipeline(config, encoder=tiny_encoder, observers=[observer])
+    alerts = [r for r in read_jsonl(tmp_path / "a.jsonl") if r["type"] == "alert"]
+    assert summary.frames > 0 and len(alerts) >= 2
+    times = [a["pts"] for a in alerts]
+    assert all(t >= 0 for t in times)  # seconds since the run started
+    assert all(b - a >= 0.6 for a, b in itertools.pairwise(times))  # the cooldown
+    assert all(before <= a["wall"] <= time.time() for a in alerts)
+    assert [a.time for a in observer.alerts] == pytest.approx(times, abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line.
+
+
+def args_for(*argv: str):
+    return build_parser().parse_args(["run", *argv, "--jsonl", "out.jsonl"])
+
+
+def test_cli_alert_names_a_stream_only_when_the_run_has_it(tmp_path):
+    from streamer.cli.run import config_from_args
+
+    config = config_from_args(args_for(
+        "door=rtsp://cam/1", "yard.mp4", "--alert", "door=a person at the door",
+        "--alert", "yard=a fox", "--alert", "e=mc2", "--alert", "a parcel",
+        "--alert-threshold", "0.3", "--alert-frames", "3", "--alert-cooldown", "5",
+    ))  # fmt: skip
+    rules = [(r.query, r.streams) for r in config.alerts]
+    assert rules == [
+        ("a person at the door", ("door",)),
+        ("a fox", ("yard",)),  # an unnamed input is named by its file: yard
+        ("e=mc2", ()),  # "e" is no stream of this run: the whole value is the query
+        ("a parcel", ()),
+    ]
+    assert {(r.threshold, r.frames, r.cooldown_s) for r in config.alerts} == {(0.3, 3, 5.0)}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # --alert-threshold, --alert-frames and --alert-cooldown are checked when parsed
+        # (tests/streamer/cli/test_cli_values.py); here what only the run's configuration can tell
+        (["--alert", "cam="], "no query text"),
+        (["--alert", "x", "--webhook", "ftp://host/hook"], "--webhook must be an http"),
+        (["--webhook", "http://127.0.0.1:9/hook"], "--webhook sends alerts.*--alert"),
+    ],
+)
+def test_cli_bad_alert_options_name_the_flag(argv, message):
+    from streamer.cli.run import config_from_args
+
+    with pytest.raises(ConfigError, match=message):
+        config_from_args(args_for("cam=clip.mp4", *argv))
+
+
+@pytest.mark.parametrize("encoder", ["default", "dinov2"])
+def test_cli_alert_without_a_text_tower_is_a_usage_error_before_any_work(
+    tmp_path, small_clip, capsys, encoder
+):
+    out = tmp_path / "out.jsonl"
+    code = main(["run", str(small_clip), "--jsonl", str(out), "--encoder", encoder,
+                 "--alert", "a person at the door", "--no-progress"])  # fmt: skip
+    assert code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--alert" in err and "text tower" in err and "--encoder clip" in err
+    assert not out.exists()
+
+
+async def test_an_encoder_without_text_passed_in_is_refused_too(tmp_path, small_clip):
+    import encoders
+
+    encoder = encoders.create_encoder("default", weights="random", device="cpu")
+    config = RunConfig(input=str(small_clip), outputs=OutputConfig(jsonl=str(tmp_path / "a.jsonl")),
+                       alerts=(AlertRule("a dog"),))  # fmt: skip
+    with pytest.raises(ConfigError, match="--encoder clip"):
+        await run_pipeline(config, encoder=encoder)
+    assert not (tmp_path / "a.jsonl").exists()

@@ -1,0 +1,76 @@
+"""The encoder worker: speed-up choices reach the encoder, encode times reach the batcher."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamer.analysis.worker import EncoderChoice, EncoderWorker, load_encoder
+from streamer.cli.main import build_parser
+from streamer.core.batcher import BatchPolicy, BatchSizer
+from streamer.errors import ConfigError
+
+
+def test_default_choice_asks_for_graphs_on_cuda_only_and_no_compile() -> None:
+    acceleration = EncoderChoice().acceleration
+    assert acceleration.cuda_graphs is None and acceleration.compile is False
+
+
+def test_load_encoder_applies_the_speedups() -> None:
+    choice = EncoderChoice("clip", "tiny", weights="random", device="cpu", compile=True,
+                           cuda_graphs=False)  # fmt: skip
+    encoder = load_encoder(choice)
+    assert encoder.acceleration.compile and encoder.info.speedups == "compile"
+    assert encoder.acceleration.cuda_graphs is False
+
+
+async def test_worker_reports_each_batch_to_the_sizer(tiny_encoder) -> None:
+    # A budget of a nanosecond: any real encode is over it.
+    policy = BatchPolicy(
+        max_batch=8, max_wait_ms=0, adaptive=True, batch_ceiling=8, latency_budget_ms=1e-6
+    )
+    sizer = BatchSizer(policy)
+    reports = []
+
+    def on_batch(count: int, seconds: float) -> None:
+        reports.append((count, seconds))
+        sizer.encoded(count, seconds)
+
+    worker = EncoderWorker(tiny_encoder, on_batch=on_batch)
+    try:
+        frames = [np.full((48, 64, 3), i * 40, np.uint8) for i in range(4)]
+        embeddings = await worker.embed(frames)
+    finally:
+        worker.close()
+    assert embeddings.shape == (4, 64)
+    assert [count for count, _ in reports] == [4] and reports[0][1] > 0
+    assert sizer.size == 2
+    assert worker.batches == 1 and worker.images == 4 and worker.batch_sizes == {4: 1}
+
+
+def _run_config(tmp_path, *flags: str):
+    from streamer.cli.run import config_from_args
+
+    clip = tmp_path / "in.mp4"
+    clip.write_bytes(b"")
+    args = build_parser().parse_args(["run", str(clip), "-o", str(tmp_path / "o.mp4"), *flags])
+    return config_from_args(args)
+
+
+def test_run_flags_reach_the_encoder_choice_and_the_batch_policy(tmp_path) -> None:
+    config = _run_config(tmp_path, "--no-cuda-graphs", "--compile", "--adaptive-batch",
+                         "--batch-ceiling", "32", "--latency-budget-ms", "150")  # fmt: skip
+    assert config.encoder.cuda_graphs is False and config.encoder.compile is True
+    batch = config.analysis.batch
+    assert (batch.adaptive, batch.batch_ceiling, batch.latency_budget_ms) == (True, 32, 150.0)
+
+
+def test_run_defaults_leave_graphs_to_the_device(tmp_path) -> None:
+    config = _run_config(tmp_path)
+    assert config.encoder.cuda_graphs is None and config.encoder.compile is False
+    assert config.analysis.batch.adaptive is False
+
+
+def test_inconsistent_adaptive_flags_are_a_config_error(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="--batch-ceiling 8 must be ≥ --max-batch 16"):
+        _run_config(tmp_path, "--adaptive-batch", "--max-batch", "16", "--batch-ceiling", "8")

@@ -1,0 +1,217 @@
+"""`streamer bench`, the benchmark clip helper and the GPU suite, at tiny sizes.
+
+These check that the benchmarks run and what they print, never how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from media import ffprobe, video_stream
+
+from streamer.bench.clips import looped_clip
+from streamer.bench.encoders import EncoderRow, markdown_table, parse_encoder_spec
+from streamer.cli.main import main
+
+REPO = Path(__file__).resolve().parents[3]
+ENCODER_HEADER = (
+    "| encoder | params (M) | size (MB) | latency b1 (ms) | latency b4 (ms) | best batch "
+    "| throughput (img/s) | peak memory (MB) |"
+)
+
+
+def _table_rows(text: str, header: str) -> list[list[str]]:
+    lines = text.splitlines()
+    start = lines.index(header)
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+# -- streamer bench encoders -------------------------------------------------------------------
+
+
+def test_bench_encoders_prints_the_table_and_writes_json(tmp_path, capsys) -> None:
+    out = tmp_path / "encoders.json"
+    code = main(["bench", "encoders", "--encoders", "clip:tiny,default", "--device", "cpu",
+                 "--batches", "1,4", "--seconds", "0.05", "--json", str(out)])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "RANDOM weights" in printed and "Device cpu (" in printed and "float32" in printed
+    rows = _table_rows(printed, ENCODER_HEADER)
+    assert [r[0] for r in rows] == ["clip:tiny", "default"]
+    for row in rows:
+        params, size, b1, b4, best, throughput, peak = map(float, row[1:])
+        assert params > 0 and size > 0 and b1 > 0 and b4 > 0 and throughput > 0 and peak >= 0
+        assert best in (1, 4)
+    assert float(rows[1][1]) == pytest.approx(30.8, abs=0.1)  # ViT 4x768: 30.8 M parameters
+    data = json.loads(out.read_text())
+    assert [d["encoder"] for d in data] == ["clip:tiny", "default"]
+    assert set(data[0]["latency_ms"]) == {"1", "4"} and data[0]["random_weights"] is True
+    assert data[0]["memory_kind"] in ("RSS peak delta", "RSS process peak")
+
+
+def test_bench_encoders_from_frames(capsys) -> None:
+    code = main(["bench", "encoders", "--encoders", "clip:tiny", "--device", "cpu",
+                 "--batches", "2", "--seconds", "0.05", "--frames", "160x90"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and "input: uint8 frames 160x90" in printed
+    (row,) = _table_rows(printed, ENCODER_HEADER)
+    assert row[3] == row[4] == "–" and row[5] == "2"  # no batch 1 or 4 measured
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--threads", "0"], "--threads must be ≥ 1"),
+        (["--batches", "0,4"], "--batches must be positive integers"),
+        (["--batches", "one"], "--batches must be positive integers"),
+        (["--frames", "1280"], "--frames must be WIDTHxHEIGHT"),
+        (["--seconds", "0"], "--seconds must be > 0"),
+        (["--encoders", "clip:ViT-Q/99"], "unknown clip model"),
+        (["--encoders", "resnet"], "unknown encoder kind"),
+    ],
+)
+def test_bench_encoders_rejects_bad_flags(flags, message, capsys) -> None:
+    code = main(["bench", "encoders", "--device", "cpu", "--seconds", "0.01", *flags])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_markdown_table_marks_missing_batches() -> None:
+    row = EncoderRow("clip:tiny", "cpu", "float32", "eager", 3.4, 13.0,
+                     latency_ms={1: 2.5, 16: 20.0}, throughput={1: 400.0, 16: 800.0},
+                     peak_mb=50.0, memory_kind="RSS peak delta")  # fmt: skip
+    (cells,) = _table_rows(markdown_table([row]), ENCODER_HEADER)
+    assert cells == ["clip:tiny", "3.4", "13", "2.50", "–", "16", "800.0", "50"]
+    assert row.to_json()["best_batch"] == 16
+
+
+def test_encoder_specs_keep_open_clip_tags() -> None:
+    assert parse_encoder_spec("clip:ViT-B/32") == ("clip", "ViT-B/32")
+    assert parse_encoder_spec("clip:ViT-B-32:laion2b_s34b_b79k") == (
+        "clip",
+        "ViT-B-32:laion2b_s34b_b79k",
+    )
+    assert parse_encoder_spec("default") == ("default", None)
+
+
+# -- the benchmark clip ------------------------------------------------------------------------
+
+
+def test_looped_clip_repeats_the_clip_whole_and_decodes(small_clip, tmp_path) -> None:
+    out, loops = looped_clip(small_clip, 3.0, tmp_path / "looped.mp4")
+    assert loops == 2
+    video = video_stream(ffprobe(out))
+    assert int(video["nb_read_frames"]) == 100  # 2 x 50 frames, every one decodable
+    assert float(video["duration"]) == pytest.approx(4.0, abs=0.1)
+    assert "audio" not in [s["codec_type"] for s in ffprobe(out)["streams"]]
+
+
+def test_trimmed_clip_keeps_a_decodable_prefix(small_clip, tmp_path) -> None:
+    out, loops = looped_clip(small_clip, 0, tmp_path / "short.mp4", loops=3, trim=1.0)
+    frames = int(video_stream(ffprobe(out))["nb_read_frames"])
+    assert loops == 3 and 3 * 20 <= frames <= 3 * 26  # about 25 frames a copy
+
+
+# -- streamer bench pipeline -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_bench_pipeline_reports_every_mode_and_the_ratios(small_clip, tmp_path, capsys) -> None:
+    out = tmp_path / "pipeline.json"
+    code = main(["bench", "pipeline", "--clip", str(small_clip), "--seconds", "1",
+                 "--model", "tiny", "--preset", "ultrafast", "--skip-every-frame",
+                 "--json", str(out)])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0
+    data = json.loads(out.read_text())
+    results = data["results"]
+    assert list(results) == ["file floor", "file floor+draw", "file naive @2 fps",
+                             "file pipeline @2 fps", "live floor", "live naive @2 fps",
+                             "live pipeline @2 fps"]  # fmt: skip
+    for name, r in results.items():
+        assert r["fps"] > 0 and r["peak_rss_mb"] > 0, name
+        assert (r["latency_ms"] is not None) == name.startswith("live"), name
+        if name.startswith("file") or name in ("live floor", "live naive @2 fps"):
+            assert r["frames"] == 50, name  # nothing dropped: files, and loops that cannot drop
+        if "floor" in name:
+            assert r["analysed"] == 0, name
+        else:  # 2 s of media at 2 analysed frames per second
+            assert 3 <= r["analysed"] <= 5, name
+    assert 0 < results["live pipeline @2 fps"]["frames"] <= 50
+    assert set(data["ratios"]) == {
+        "file @2 fps: pipeline/floor",
+        "file @2 fps: pipeline/(floor+draw)",
+        "file @2 fps: pipeline/naive",
+        "live: delivered fps pipeline/floor",
+        "live: latency p50 naive/pipeline",
+        "live: latency p99 naive/pipeline",
+    }
+    assert all(v > 0 for v in data["ratios"].values() if not math.isnan(v))
+    rows = _table_rows(printed, printed.splitlines()[2])
+    assert [r[0] for r in rows] == list(results)
+    assert "| file @2 fps: pipeline/naive |" in printed
+
+
+def test_bench_pipeline_rejects_a_missing_clip(tmp_path, capsys) -> None:
+    code = main(["bench", "pipeline", "--clip", str(tmp_path / "nope.mp4")])
+    assert code == 2 and "is not a file" in capsys.readouterr().err
+
+
+# -- the GPU suite, on the CPU ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_gpu_suite_quick_runs_on_the_cpu_through_gpu_sh(small_clip, tmp_path) -> None:
+    out = tmp_path / "results"
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(
+        ["bash", str(REPO / "bench" / "gpu.sh"), str(out), "--device", "cpu", "--quick",
+         "--models", "clip:tiny", "--clip", str(small_clip)],
+        capture_output=True, text=True, env=env, timeout=280, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "gpu_suite.json").read_text())
+    sections = results["sections"]
+    eager, graphs = sections["encoders"]["rows"]
+    assert (eager["variant"], eager["speedups"]) == ("eager", "eager")
+    assert set(eager["ms"]) == {"1", "4"} and eager["min_cos_vs_eager"] == pytest.approx(1.0)
+    assert graphs["skipped"] == "CUDA graphs need a CUDA device"
+    assert "skipped" in sections["upload"]
+    assert sections["preprocess"]["frames_to_embeddings_fps"] > 0
+    assert sections["decode"]["AUTO decode+rgb24 fps"] > 0
+    assert sections["decode"]["NVDEC"].startswith("skipped")
+    pipeline = sections["pipeline"]["pipeline, every frame"]
+    assert pipeline["analysed"] == pipeline["frames"] > 0 and pipeline["ratio_to_floor"] > 0
+    assert sections["targets"]["status"].startswith("not yet measured")
+    assert "not yet measured" in (out / "gpu_suite.md").read_text()
+
+
+@pytest.mark.skipif(
+    not Path("/usr/bin/python3").exists()
+    or subprocess.run(["/usr/bin/python3", "-c", "import av"], capture_output=True).returncode == 0,
+    reason="needs a python3 without PyAV, like the GPU machine's",
+)
+def test_gpu_sh_without_wheels_says_what_to_do(tmp_path) -> None:
+    env = {**os.environ, "PYTHON": "/usr/bin/python3", "WHEELS": str(tmp_path)}
+    command = ["bash", str(REPO / "bench" / "gpu.sh"), str(tmp_path / "out")]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1
+    assert "bench/gpu.sh fetch" in done.stderr and str(tmp_path) in done.stderr
+
+
+def test_gpu_sh_is_valid_bash() -> None:
+    assert shutil.which("bash")
+    subprocess.run(["bash", "-n", str(REPO / "bench" / "gpu.sh")], check=True)

@@ -1,0 +1,279 @@
+"""Every bad value of a `streamer run` option is refused in the words the user wrote it in.
+
+On the command line the error names the flag, in a configuration file the key path; both give
+the bad value and what is allowed, and both come before anything else is checked (a run with
+no output still hears about its bad value first). The list of options is read from the parser
+itself, so an option added without a check fails here until it gets one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamer.cli import config_file
+from streamer.cli.main import build_parser, main
+from streamer.cli.run import config_from_args
+from streamer.config import RunConfig
+from streamer.core.checks import Checked
+from streamer.errors import ConfigError
+
+# Options whose values are free text (paths, names, queries, prompts, secrets): nothing to range.
+FREE_TEXT = {
+    "--sources", "--config", "--output", "--srt", "--vtt", "--jsonl", "--model", "--weights",
+    "--labels", "--llm-model", "--llm-api-key", "--prompt", "--system-prompt", "--alert",
+    "--webhook", "--serve-token",
+}  # fmt: skip
+
+# Every other option that takes a value: a bad value, and words its error uses for what is allowed.
+BAD = {
+    "--preset": ("quick", ["one of ultrafast, superfast", "placebo"]),
+    "--crf": ("99", ["a whole number in 0..51"]),
+    "--encoder": ("nope", ["one of clip, dinov2, default"]),
+    "--device": ("gpu", ["cpu, cuda or cuda:N"]),
+    "--precision": ("fp8", ["one of auto, fp32, fp16, bf16"]),
+    "--analyze-fps": ("-2", ["a number of frames per second > 0, or 'all'"]),
+    "--max-batch": ("0", ["a whole number ≥ 1"]),
+    "--max-wait-ms": ("-1", ["a number of milliseconds ≥ 0"]),
+    "--batch-ceiling": ("0", ["a whole number ≥ 1"]),
+    "--latency-budget-ms": ("0", ["a number of milliseconds > 0"]),
+    "--label-prompt": ("a photo", ["'{label}'"]),
+    "--top-k": ("0", ["a whole number ≥ 1"]),
+    "--caption-interval": ("-3", ["a number of seconds ≥ 0"]),
+    "--caption-max-age": ("-1", ["a number of seconds ≥ 0"]),
+    "--scene-threshold": ("7", ["a cosine distance > 0 and ≤ 2"]),
+    "--llm-url": ("localhost:1234/v1", ["an http:// or https:// URL"]),
+    "--llm-max-in-flight": ("0", ["a whole number ≥ 1"]),
+    "--caption-wait": ("-1", ["a number of seconds ≥ 0"]),
+    "--status-every": ("0", ["a number of seconds > 0"]),
+    "--show": ("grd", ["grid"]),
+    "--alert-threshold": ("1.5", ["a cosine similarity in -1..1"]),
+    "--alert-frames": ("0", ["a whole number ≥ 1"]),
+    "--alert-cooldown": ("-2", ["a number of seconds ≥ 0"]),
+    "--serve": ("host:99999", ["[HOST:]PORT with PORT in 0..65535"]),
+    "--rtsp-transport": ("http", ["one of tcp, udp"]),
+    "--open-timeout": ("0", ["a number of seconds > 0"]),
+    "--read-timeout": ("-1", ["a number of seconds > 0"]),
+    "--reconnect-initial": ("-1", ["a number of seconds > 0"]),
+    "--reconnect-max": ("0", ["a number of seconds > 0"]),
+    "--reconnect-attempts": ("0", ["a whole number ≥ 1"]),
+    "--hwaccel": ("vaapi", ["none", "cuda", "auto"]),
+    "--decode-workers": ("-1", ["a whole number ≥ 0 or 'auto'"]),
+    "--queue-frames": ("1", ["a whole number ≥ 2"]),
+}
+CASES = [pytest.param(flag, bad, allowed, id=flag) for flag, (bad, allowed) in BAD.items()]
+
+
+def run_parser() -> argparse.ArgumentParser:
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices["run"]
+
+
+def long_flag(action: argparse.Action) -> str:
+    return next(s for s in action.option_strings if s.startswith("--"))
+
+
+def value_options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """The options that take a value (switches and counters take none), by long flag."""
+    return {
+        long_flag(a): a
+        for a in parser._actions
+        if a.option_strings
+        and a.nargs != 0
+        and not isinstance(a, argparse._HelpAction | argparse._CountAction)
+    }
+
+
+def test_every_option_that_takes_a_value_is_checked_or_free_text():
+    options = value_options(run_parser())
+    unchecked = sorted(
+        flag for flag, action in options.items()
+        if flag not in FREE_TEXT and action.choices is None and not isinstance(action.type, Checked)
+    )  # fmt: skip
+    assert not unchecked, (
+        f"give {unchecked} a checked type from streamer.core.checks (or choices), or, for free "
+        "text, add them to FREE_TEXT"
+    )
+    assert all(options[flag].type in (None, str) for flag in FREE_TEXT), "free text is text"
+    assert set(BAD) == set(options) - FREE_TEXT, "BAD needs a bad value for every checked option"
+
+
+@pytest.mark.parametrize(("flag", "bad", "allowed"), CASES)
+def test_a_bad_flag_exits_2_naming_the_flag_the_value_and_what_is_allowed(
+    capsys, flag, bad, allowed
+):
+    with pytest.raises(SystemExit) as caught:  # no output given: the bad value is what is said
+        build_parser().parse_args(["run", "clip.mp4", f"{flag}={bad}"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: " in err and repr(bad) in err, err
+    assert all(words in err for words in allowed), err
+
+
+def toml_value(text: str) -> str:
+    """`text` as the TOML a user would write: a number where it is one, else a string."""
+    try:
+        float(text)
+    except ValueError:
+        return json.dumps(text)
+    return text
+
+
+@pytest.mark.parametrize(("flag", "bad", "allowed"), CASES)
+def test_a_bad_file_value_names_the_key_path_the_value_and_what_is_allowed(
+    tmp_path, flag, bad, allowed
+):
+    option = config_file.Options(run_parser()).by_key[flag[2:]]
+    where = f"{option.group}.{option.key}" if option.group else option.key  # [table] key = ...
+    value = toml_value(bad)
+    table = f"[{option.group}]\n" if option.group else ""
+    path = tmp_path / "streamer.toml"
+    path.write_text(f'inputs = ["clip.mp4"]\n{table}{option.key} = {value}\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        config_file.load(str(path), run_parser())
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {where} = {value}: "), message
+    assert message.endswith(f"(like {flag})"), message
+    assert all(words in message for words in allowed), message
+
+
+def test_a_value_of_the_wrong_toml_type_is_told_what_the_option_takes(tmp_path):
+    path = tmp_path / "streamer.toml"
+    path.write_text("[analysis]\nmax-batch = [8]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"analysis\.max-batch = \[8\]: got a list; expected "
+                       "a whole number ≥ 1"):  # fmt: skip
+        config_file.load(str(path), run_parser())
+
+
+def test_good_values_are_converted_as_the_run_uses_them():
+    args = build_parser().parse_args([
+        "run", "clip.mp4", "--jsonl", "a.jsonl", "--analyze-fps", "ALL", "--encoder", "CLIP",
+        "--precision", "FP16", "--preset", "UltraFast", "--rtsp-transport", "UDP",
+        "--device", "cuda:1", "--caption-max-age", "inf", "--decode-workers", "Auto",
+        "--crf", "0", "--scene-threshold", "2", "--alert-threshold", "-1", "--serve", "[::1]:0",
+    ])  # fmt: skip
+    assert (args.analyze_fps, args.encoder, args.precision) == ("all", "clip", "fp16")
+    assert (args.preset, args.rtsp_transport, args.device) == ("ultrafast", "udp", "cuda:1")
+    assert (args.caption_max_age, args.decode_workers, args.crf) == (float("inf"), "auto", 0)
+    config = config_from_args(args)
+    assert config.analysis.analyze_fps is None and config.serve.host == "::1"
+    assert config.captions.scene_threshold == 2.0 and config.sources.rtsp_transport == "udp"
+    fps = build_parser().parse_args(["run", "clip.mp4", "--analyze-fps", "2.5"]).analyze_fps
+    assert fps == 2.5
+
+
+# Checks between two flags: made after parsing, in the flags' names, still before the outputs.
+PAIRS = [
+    pytest.param(
+        ["--adaptive-batch", "--max-batch", "16", "--batch-ceiling", "8"],
+        "--batch-ceiling 8 must be ≥ --max-batch 16 with --adaptive-batch; raise --batch-ceiling "
+        "or lower --max-batch", id="batch-ceiling",
+    ),
+    pytest.param(
+        ["--adaptive-batch", "--max-wait-ms", "200", "--latency-budget-ms", "200"],
+        "--latency-budget-ms 200 must be > --max-wait-ms 200 with --adaptive-batch",
+        id="latency-budget",
+    ),
+    pytest.param(
+        ["--caption-interval", "5", "--caption-max-age", "3"],
+        "--caption-max-age 3 must be ≥ --caption-interval 5", id="caption-max-age",
+    ),
+    pytest.param(
+        ["--reconnect-initial", "20", "--reconnect-max", "10"],
+        "--reconnect-max 10 must be ≥ --reconnect-initial 20", id="reconnect-max",
+    ),
+    pytest.param(
+        ["--model", "ViT-Q/99"], "--model 'ViT-Q/99': unknown clip model", id="model",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "message"), PAIRS)
+def test_flags_that_disagree_are_named_together(argv, message):
+    args = build_parser().parse_args(["run", "clip.mp4", *argv])  # no output, on purpose
+    with pytest.raises(ConfigError) as caught:
+        config_from_args(args)
+    assert message in str(caught.value)
+
+
+def test_the_pairs_are_only_checked_where_they_apply():
+    lone = ["--max-batch", "16", "--batch-ceiling", "8", "--max-wait-ms", "300"]  # not adaptive
+    config = config_from_args(build_parser().parse_args(["run", "c.mp4", "--jsonl", "a", *lone]))
+    assert config.analysis.batch.max_batch == 16
+    equal = ["--caption-interval", "4", "--caption-max-age", "4", "--reconnect-initial", "3",
+             "--reconnect-max", "3"]  # fmt: skip
+    config = config_from_args(build_parser().parse_args(["run", "c.mp4", "--jsonl", "a", *equal]))
+    assert config.captions.max_age == 4.0 and config.sources.backoff_cap == 3.0
+
+
+def test_flags_that_disagree_in_a_file_are_named_with_their_keys(tmp_path, capsys):
+    path = tmp_path / "cams.toml"
+    path.write_text('inputs = ["clip.mp4"]\nadaptive-batch = true\n[analysis]\nmax-batch = 16\n'
+                    "batch-ceiling = 8\n", encoding="utf-8")  # fmt: skip
+    assert main(["config", "--check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"streamer: error: {path}: ")
+    assert (
+        "--batch-ceiling 8 (file key analysis.batch-ceiling) must be ≥ --max-batch 16 (file key "
+        "analysis.max-batch) with --adaptive-batch (file key adaptive-batch)"
+    ) in err
+    # the command line overrides one of them: it is named as a flag only
+    assert main(["config", "--check", str(path), "--batch-ceiling", "4"]) == 2
+    assert (
+        "--batch-ceiling 4 must be ≥ --max-batch 16 (file key analysis" in capsys.readouterr().err
+    )
+
+
+def test_a_bad_value_in_a_file_without_outputs_is_reported_before_the_missing_output(
+    tmp_path, capsys
+):
+    path = tmp_path / "cams.toml"
+    path.write_text('inputs = ["clip.mp4"]\n[llm]\nmax-in-flight = 0\n', encoding="utf-8")
+    with pytest.raises(SystemExit) as caught:
+        main(["config", "--check", str(path)])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{path}: llm.max-in-flight = 0: must be a whole number ≥ 1" in err
+    assert "--llm-max-in-flight" in err and "nothing to write" not in err
+    path.write_text('inputs = ["clip.mp4"]\nllm-max-in-flight = 2\n', encoding="utf-8")
+    assert main(["config", "--check", str(path)]) == 2  # good values: now the output is missing
+    assert "nothing to write" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [({"queue_frames": 1}, "queue_frames must be ≥ 2, got 1 (--queue-frames)"),
+     ({"llm_max_in_flight": 0}, "llm_max_in_flight must be ≥ 1, got 0 (--llm-max-in-flight)"),
+     ({"status_every": 0}, "status_every must be > 0 s, got 0 (--status-every)")],
+)  # fmt: skip
+def test_the_python_api_reports_a_bad_value_before_the_missing_output(fields, words):
+    with pytest.raises(ConfigError) as caught:
+        RunConfig(input="clip.mp4", **fields)
+    assert words in str(caught.value)
+
+
+def streamer(*args: object, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streamer", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+@pytest.mark.integration
+def test_the_command_refuses_a_bad_flag_and_a_bad_file_value_with_exit_2(tmp_path):
+    done = streamer("run", "--max-batch", "0", "x.mp4", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "argument --max-batch: must be a whole number ≥ 1, got '0'" in done.stderr
+    assert "Traceback" not in done.stderr
+    (tmp_path / "cams.toml").write_text(
+        'inputs = ["x.mp4"]\n[live-sources]\nreconnect-initial = -1\n', encoding="utf-8"
+    )
+    done = streamer("config", "--check", "cams.toml", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "streamer: error: cams.toml: live-sources.reconnect-initial = -1: must be a number of "
+        "seconds > 0, got '-1' (like --reconnect-initial)\n"
+    )

@@ -1,0 +1,324 @@
+"""Configuration files: real TOML files through the real `streamer run` parser and CLI."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from media import ffprobe, parse_srt, read_jsonl, video_stream
+
+from streamer.cli import config_file
+from streamer.cli.main import build_parser, main
+from streamer.cli.run import config_from_args
+from streamer.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def run_parser() -> argparse.ArgumentParser:
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices["run"]
+
+
+def write(tmp_path: Path, text: str, name: str = "streamer.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def parse(*argv: object) -> argparse.Namespace:
+    return build_parser().parse_args([str(a) for a in argv])
+
+
+CAMERAS = """
+crf = 30
+analyze_fps = 4                 # underscore form, a number for a string-typed flag
+no-llm = true
+live = true
+alert = ["a dog"]
+
+[outputs]
+jsonl = "rec/{stream}.jsonl"
+srt = "rec/{stream}.srt"
+
+[llm]
+url = "http://localhost:9999/v1"
+max-in-flight = 2
+
+[[sources]]
+name = "door"
+input = "rtsp://viewer:pw@cam1.local/stream"
+alert = ["a person at the door", "a parcel"]
+
+[[sources]]
+input = "clip.mp4"
+"""
+
+
+def test_file_keys_become_run_options_typed_by_their_flags(tmp_path):
+    args = parse("run", "--config", write(tmp_path, CAMERAS))
+    assert args.crf == 30 and args.analyze_fps == 4.0 and args.no_llm is True
+    assert args.live is True and args.llm_max_in_flight == 2
+    assert args.llm_url == "http://localhost:9999/v1"
+    assert args.jsonl == "rec/{stream}.jsonl" and args.srt == "rec/{stream}.srt"
+    assert args.inputs == ["door=rtsp://viewer:pw@cam1.local/stream", "clip.mp4"]
+    config = config_from_args(args)
+    assert config.outputs.crf == 30 and config.analysis.analyze_fps == 4.0
+    assert config.llm is None and config.live is True
+
+
+def test_sources_per_stream_alerts_watch_only_their_stream(tmp_path):
+    args = parse("run", "--config", write(tmp_path, CAMERAS))
+    assert args.alert == ["a dog", "door=a person at the door", "door=a parcel"]
+    rules = {rule.query: rule.streams for rule in config_from_args(args).alerts}
+    assert rules == {"a dog": (), "a person at the door": ("door",), "a parcel": ("door",)}
+
+
+def test_command_line_overrides_the_file_and_adds_inputs_and_alerts(tmp_path):
+    args = parse(
+        "run", "--crf", "25", "--config", write(tmp_path, CAMERAS), "--no-drop",
+        "--alert", "a cat", "--llm-url", "http://other:1/v1", "more.mp4",
+    )  # fmt: skip
+    assert args.crf == 25 and args.live is False and args.llm_url == "http://other:1/v1"
+    assert args.inputs == ["door=rtsp://viewer:pw@cam1.local/stream", "clip.mp4", "more.mp4"]
+    assert args.alert == ["a dog", "door=a person at the door", "door=a parcel", "a cat"]
+    assert args.jsonl == "rec/{stream}.jsonl"  # not given on the command line: the file's
+
+
+def test_a_command_line_value_equal_to_the_default_still_wins(tmp_path):
+    args = parse("run", "--config", write(tmp_path, "crf = 30\n"), "--crf", "20", "a.mp4")
+    assert args.crf == 20
+
+
+def test_tables_accept_group_names_and_flag_prefixes(tmp_path):
+    text = """
+[encoder]
+model = "tiny"
+[reconnect]
+max = 30
+attempts = 3
+[live-sources]
+rtsp_transport = "udp"
+"""
+    args = parse("run", "--config", write(tmp_path, text))
+    assert args.model == "tiny" and args.reconnect_max == 30.0 and args.reconnect_attempts == 3
+    assert args.rtsp_transport == "udp"
+
+
+def load_error(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        config_file.load(str(write(tmp_path, text)), run_parser())
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("crff = 2", ["crff: unknown key", "did you mean 'crf'", "allowed here:", "preset"]),
+        (
+            '[[sources]]\ninput = "a.mp4"\n[[sources]]\nnmae = "b"\ninput = "b.mp4"',
+            ["sources[1].nmae: unknown key", "did you mean 'name'", "name, input, alert"],
+        ),
+        ('[llm]\nulr = "x"', ["llm.ulr: unknown key", "did you mean 'url'", "url, model"]),
+        ("[nosuchtable]\nx = 1", ["nosuchtable: unknown key", "[outputs]", "[llm] url"]),
+        ('llm = "x"', ["llm = \"x\": llm is a table", "url, model, api-key"]),
+        ("crf = 2.5", ["crf = 2.5", "must be a whole number in 0..51, got '2.5'", "--crf"]),
+        ('crf = "high"', ['crf = "high"', "must be a whole number in 0..51"]),
+        ("crf = [20]", ["crf = [20]", "got a list", "expected a whole number in 0..51"]),
+        ('show = "grd"', ['show = "grd"', 'not an allowed value; allowed: "grid"']),
+        ('no-audio = "yes"', ['no-audio = "yes"', "true or false"]),
+        ("max-wait-ms = true", ["max-wait-ms = true", "a number"]),
+        ("live = true\nno-drop = true", ["no-drop", "live", "exclude each other"]),
+        ("crf = 20\n[outputs]\ncrf = 21", ["outputs.crf", "set twice", "at crf"]),
+        ('config = "other.toml"', ["config", "cannot name another", "--config"]),
+        ('[sources]\ninput = "a.mp4"', ["write [[sources]]"]),
+        ('[[sources]]\nname = "door"', ["sources[0].input", "is missing"]),
+        ('[[sources]]\ninput = "a.mp4"\nalert = "a dog"', ["sources[0].alert", "add name ="]),
+        ('[[sources]]\nname = "front door"\ninput = "a"', ["sources[0].name", "letters, digits"]),
+        (
+            '[[sources]]\nname = "a"\ninput = "x"\n[[sources]]\nname = "a"\ninput = "y"',
+            ["sources[1].name", "already the name of sources[0]"],
+        ),
+        ("inputs = [1]", ["inputs[0]", "a file, camera or URL"]),
+        (
+            'name = "x"\ncrf = 2 0',
+            ["line 2, column 9", "not valid TOML", "    2 | crf = 2 0", "^"],
+        ),
+    ],
+    ids=[
+        "unknown-key", "unknown-source-key", "unknown-table-key", "unknown-table",
+        "table-as-value", "float-for-int", "text-for-int", "list-for-int", "choices",
+        "switch-as-text", "bool-for-number",
+        "exclusive", "twice", "nested-config", "sources-single-table", "source-no-input",
+        "alert-without-name", "bad-name", "duplicate-name", "input-not-text", "syntax",
+    ],
+)  # fmt: skip
+def test_every_mistake_names_the_file_the_key_and_what_is_allowed(tmp_path, text, words):
+    message = load_error(tmp_path, text)
+    assert message.startswith(str(tmp_path / "streamer.toml") + ": ")
+    for word in words:
+        assert word in message, message
+
+
+def test_missing_unreadable_and_non_utf8_files_say_so(tmp_path):
+    parser = run_parser()
+    with pytest.raises(ConfigError, match="does not exist"):
+        config_file.load(str(tmp_path / "nope.toml"), parser)
+    with pytest.raises(ConfigError, match="is a folder"):
+        config_file.load(str(tmp_path), parser)
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('labels = "café"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        config_file.load(str(latin1), parser)
+
+
+@pytest.mark.parametrize("command", ["run", "config --print"])
+def test_a_bad_file_is_a_usage_error_exit_2_without_traceback(tmp_path, capsys, command):
+    bad = write(tmp_path, '[[sources]]\nnmae = "x"\ninput = "a.mp4"\n')
+    with pytest.raises(SystemExit) as caught:
+        main([*command.split(), "--config", str(bad), "a.mp4", "--jsonl", "a.jsonl"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("streamer: error: ") and "sources[0].nmae" in err
+    assert "Traceback" not in err and "usage:" not in err
+
+
+def test_print_masks_secrets_and_marks_where_values_came_from(tmp_path, capsys):
+    text = CAMERAS + '\n[web-viewer]\nserve = 8080\nserve-token = "tok-SECRET1"\n'
+    text = text.replace("[llm]\n", '[llm]\napi-key = "key-SECRET2"\n')
+    webhook = "https://user:SECRET3@hooks.example.com/services/T0/SECRET4?token=SECRET5"
+    code = main(["config", "--print", "--config", str(write(tmp_path, text)), "--crf", "25",
+                 "--webhook", webhook])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "SECRET" not in out and ":pw@" not in out
+    assert 'llm-api-key = "***"' in out and 'serve-token = "***"' in out
+    assert 'webhook = "https://***@hooks.example.com/***?***"' in out
+    assert '"door=rtsp://***@cam1.local/stream"' in out
+    assert "crf = 25  # from the command line" in out
+    assert 'jsonl = "rec/{stream}.jsonl"  # from the file' in out
+    assert "# llm-model: not set" in out
+    assert 'serve = "8080"  # from the file' in out
+
+
+def test_printed_configuration_loads_back_to_the_same_options(tmp_path, capsys):
+    argv = ["--config", str(write(tmp_path, CAMERAS)), "--no-drop", "--alert", "a cat", "x.mp4"]
+    original = parse("run", *argv)
+    assert main(["config", "--print", *argv]) == 0
+    printed = write(tmp_path, capsys.readouterr().out, "printed.toml")
+    again = parse("run", "--config", printed)
+    ignore = {"config", "config_loaded", "inputs"}
+    assert {k: v for k, v in vars(again).items() if k not in ignore} == {
+        k: v for k, v in vars(original).items() if k not in ignore
+    }
+    # inputs print with credentials masked; everything else is exactly as it was
+    assert again.inputs == ["door=rtsp://***@cam1.local/stream", "clip.mp4", "x.mp4"]
+
+
+def test_print_without_a_file_shows_defaults_and_flags(capsys):
+    assert main(["config", "--print", "--top-k", "5", "a.mp4"]) == 0
+    document = tomllib.loads(capsys.readouterr().out)
+    assert document["top-k"] == 5 and document["inputs"] == ["a.mp4"]
+    assert document["crf"] == 20 and document["no-audio"] is False
+
+
+def test_check_accepts_a_valid_file_and_rejects_an_unusable_run(tmp_path, capsys):
+    good = write(tmp_path, CAMERAS)
+    assert main(["config", "--check", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "ok: 2 input(s)" in out and "door=rtsp://***@cam1.local/stream" in out
+    no_outputs = write(tmp_path, 'inputs = ["a.mp4"]\n', "nothing.toml")
+    assert main(["config", "--check", str(no_outputs)]) == 2
+    assert "nothing to write" in capsys.readouterr().err
+    # flags after the file count too
+    assert main(["config", "--check", str(no_outputs), "--jsonl", "a.jsonl"]) == 0
+
+
+def test_the_example_file_is_valid_and_has_named_cameras_with_alerts(capsys):
+    example = REPO / "examples" / "streamer.toml"
+    assert main(["config", "--check", str(example)]) == 0
+    args = parse("run", "--config", example)
+    assert [spec.split("=", 1)[0] for spec in args.inputs] == ["door", "yard"]
+    assert all(spec.split("=", 1)[1].startswith("rtsp://") for spec in args.inputs)
+    assert {rule.streams for rule in config_from_args(args).alerts} == {("door",), ("yard",)}
+    assert "{stream}" in args.output and args.serve and args.llm_url
+
+
+def test_readme_configuration_snippets_are_valid():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    snippets = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
+    assert snippets
+    for snippet in snippets:
+        loaded = config_file.from_mapping(tomllib.loads(snippet), run_parser(), "README.md")
+        assert loaded.inputs
+
+
+def test_any_flag_of_a_parser_is_a_key_typed_by_its_own_action(tmp_path):
+    """The file format follows argparse: a flag added tomorrow works in files today."""
+
+    def duration(text: str) -> float:
+        if not text.endswith("s"):
+            raise argparse.ArgumentTypeError(f"a duration ends in 's', got {text!r}")
+        return float(text[:-1])
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("inputs", nargs="*")
+    parser.add_argument("--config")
+    parser.add_argument("--wait", type=duration, default=1.0)
+    parser.add_argument("--mode", choices=("fast", "slow"), default="fast")
+    parser.add_argument("--size", type=int, nargs=2)
+    parser.add_argument("--tag", action="append", default=[])
+    parser.add_argument("--loud", action="count", default=0)
+    parser.add_argument("--colour", action=argparse.BooleanOptionalAction, default=None)
+    config_file.install(parser)
+    good = write(tmp_path, 'wait = "2.5s"\nmode = "slow"\nsize = [640, 360]\ntag = "x"\n'
+                 "loud = 2\ncolour = false\ninputs = ['a']\n")  # fmt: skip
+    args = parser.parse_args(["--config", str(good), "--tag", "y", "b"])
+    assert (args.wait, args.mode, args.size, args.tag) == (2.5, "slow", [640, 360], ["x", "y"])
+    assert (args.loud, args.colour, args.inputs) == (2, False, ["a", "b"])
+    for text, words in [
+        ('wait = "3m"', "a duration ends in 's'"),
+        ("size = [640]", "exactly 2 values"),
+        ('mode = "medium"', 'allowed: "fast", "slow"'),
+        ("colour = 1", "true or false"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            config_file.load(str(write(tmp_path, text, "bad.toml")), parser)
+
+
+@pytest.mark.integration
+def test_a_real_run_from_a_config_file_writes_its_outputs(tmp_path, small_clip):
+    text = f"""
+no-llm = true
+no-progress = true
+no-cache = true
+[encoder]
+model = "tiny"
+weights = "random"
+device = "cpu"
+[outputs]
+output = "out/{{stream}}.mp4"
+srt = "out/{{stream}}.srt"
+jsonl = "out/{{stream}}.jsonl"
+preset = "ultrafast"
+[[sources]]
+name = "clip"
+input = {str(small_clip)!r}
+"""
+    (tmp_path / "out").mkdir()
+    config = write(tmp_path, text)
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "run", "--config", str(config), "--srt", "cli.srt"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert video_stream(ffprobe(tmp_path / "out" / "clip.mp4"))["nb_read_frames"] == "50"
+    records = read_jsonl(tmp_path / "out" / "clip.jsonl")
+    assert [r for r in records if r["type"] == "analysis"]
+    assert parse_srt((tmp_path / "cli.srt").read_text())  # the flag replaced the file's srt
+    assert not (tmp_path / "out" / "clip.srt").exists()

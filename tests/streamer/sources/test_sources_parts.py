@@ -1,0 +1,172 @@
+"""The small parts of live sources: backoff arithmetic, option validation, redaction, the spec
+dispatch of `open_source`, and the redaction of FFmpeg's own log lines."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import av.logging
+import pytest
+
+from streamer.core.redact import install_libav_redaction
+from streamer.errors import ConfigError, SourceOpenError
+from streamer.sources import (
+    Backoff,
+    CameraSource,
+    FileSource,
+    NetworkSource,
+    SourceOptions,
+    open_source,
+    redact,
+)
+
+
+def _fixed(*values: float):
+    cycle = itertools.cycle(values)
+    return lambda: next(cycle)
+
+
+def test_backoff_doubles_from_initial_up_to_the_cap():
+    backoff = Backoff(0.5, 10.0, jitter=0.0)
+    assert [backoff.next_delay() for _ in range(7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+def test_backoff_jitter_only_shortens_within_its_fraction():
+    low = Backoff(1.0, 4.0, jitter=0.25, random=_fixed(0.999999))
+    high = Backoff(1.0, 4.0, jitter=0.25, random=_fixed(0.0))
+    lows = [low.next_delay() for _ in range(4)]
+    highs = [high.next_delay() for _ in range(4)]
+    assert highs == [1.0, 2.0, 4.0, 4.0]  # never above the cap
+    assert lows == pytest.approx([0.75, 1.5, 3.0, 3.0], abs=1e-5)
+    half = Backoff(1.0, 4.0, jitter=0.25, random=_fixed(0.5))
+    assert half.next_delay() == 0.875
+
+
+def test_backoff_gives_up_after_max_attempts_and_resets_after_a_success():
+    backoff = Backoff(0.1, 1.0, jitter=0.0, max_attempts=3)
+    assert [backoff.next_delay() for _ in range(3)] == [0.1, 0.2, None]
+    backoff.reset()
+    assert backoff.next_delay() == 0.1
+
+
+def test_backoff_survives_a_source_down_for_days():
+    backoff = Backoff(0.5, 10.0, jitter=0.0)
+    for _ in range(5000):
+        delay = backoff.next_delay()
+    assert delay == 10.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("rtsp_transport", "http", "`rtsp_transport` must be one of tcp, udp, got 'http'"),
+        ("open_timeout", 0, "`open_timeout` must be a positive number of seconds, got 0"),
+        ("read_timeout", -1.0, "`read_timeout` must be a positive number of seconds, got -1.0"),
+        ("read_timeout", "5", "`read_timeout` must be a positive number of seconds, got '5'"),
+        ("backoff_initial", float("nan"), "`backoff_initial` must be a positive number"),
+        ("backoff_cap", 0.1, "`backoff_cap` must be ≥ `backoff_initial` (0.5), got 0.1"),
+        ("backoff_jitter", 1.5, "`backoff_jitter` must be a fraction in 0..1, got 1.5"),
+        ("max_attempts", 0, "`max_attempts` must be a whole number ≥ 1, or None"),
+        ("max_attempts", 2.5, "`max_attempts` must be a whole number ≥ 1, or None"),
+    ],
+)
+def test_source_options_name_the_bad_value(field, value, message):
+    with pytest.raises(ConfigError) as caught:
+        SourceOptions(**{field: value})
+    assert message in str(caught.value)
+
+
+def test_source_options_are_frozen_with_live_defaults():
+    options = SourceOptions()
+    assert (options.rtsp_transport, options.open_timeout, options.read_timeout) == ("tcp", 5, 5)
+    assert options.max_attempts is None
+    with pytest.raises(AttributeError):
+        options.read_timeout = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("rtsp://user:secret@10.0.0.7:554/a", "rtsp://***@10.0.0.7:554/a"),
+        ("rtsp://user@10.0.0.7/a", "rtsp://***@10.0.0.7/a"),
+        ("rtsp://admin:p@ss@cam.local/live", "rtsp://***@cam.local/live"),
+        ("HTTPS://u:p@host/x.m3u8?ch=1", "HTTPS://***@host/x.m3u8?ch=1"),
+        (
+            "open 'rtsp://a:b@h1/x' and 'http://c:d@h2/y' failed",
+            "open 'rtsp://***@h1/x' and 'http://***@h2/y' failed",
+        ),
+        (
+            "http://cam/snap.cgi?user=admin&password=hunter2",
+            "http://cam/snap.cgi?user=admin&password=***",
+        ),
+        ("http://cam/live?token=abc123#x", "http://cam/live?token=***#x"),
+        ("rtsp://10.0.0.7/path/with@sign", "rtsp://10.0.0.7/path/with@sign"),
+        ("mail me at a@b.example", "mail me at a@b.example"),
+        ("no url here", "no url here"),
+    ],
+)
+def test_redact_blanks_credentials_in_any_text(text, expected):
+    assert redact(text) == expected
+
+
+def test_libav_log_lines_are_redacted(caplog):
+    install_libav_redaction()
+    caplog.set_level(logging.DEBUG)
+    av.logging.set_level(av.logging.VERBOSE)
+    try:
+        # Through PyAV's own callback, as FFmpeg's messages come: logger `libav.rtsp`.
+        av.logging.log(av.logging.ERROR, "rtsp", "DESCRIBE rtsp://admin:secret@10.0.0.7/x failed")
+    finally:
+        av.logging.set_level(None)
+    logging.getLogger("libav.tcp").warning("to %s", "http://u:secret@h/")
+    assert [r.name for r in caplog.records] == ["libav.rtsp", "libav.tcp"]
+    assert "secret" not in caplog.text
+    assert "DESCRIBE rtsp://***@10.0.0.7/x failed" in caplog.text
+    assert "to http://***@h/" in caplog.text
+
+
+def test_open_source_dispatches_by_spec(small_clip):
+    cases = {
+        "rtsp://cam.local:8554/live/main": (NetworkSource, True, "cam.local_8554_live_main"),
+        "rtsps://u:p@cam.local/s1": (NetworkSource, True, "cam.local_s1"),
+        "http://10.0.0.7/mjpg/video.mjpg": (NetworkSource, True, "10.0.0.7_mjpg_video.mjpg"),
+        "https://example.org/live/index.m3u8?k=1": (NetworkSource, True, None),
+        "https://example.org/media/clip.mp4": (NetworkSource, False, "example.org_media_clip.mp4"),
+        "0": (CameraSource, True, "cam0"),
+        "/dev/video1": (CameraSource, True, "cam1"),
+        str(small_clip): (FileSource, False, "small"),
+    }
+    for spec, (kind, live, name) in cases.items():
+        source = open_source(spec)
+        assert type(source) is kind, spec
+        assert source.live is live, spec
+        if name:
+            assert source.name == name, spec
+    assert open_source("https://example.org/live/index.m3u8?k=1").name == (
+        "example.org_live_index.m3u8"
+    )
+
+
+def test_open_source_live_overrides_the_default_contract(small_clip):
+    assert open_source(str(small_clip), live=True).live is True
+    assert open_source("rtsp://cam.local/s", live=False).live is False
+    assert open_source("http://h/clip.mp4", live=True).live is True
+    assert open_source("0", live=False).live is False
+
+
+def test_unsupported_url_schemes_are_refused_with_the_alternatives():
+    with pytest.raises(SourceOpenError, match=r"ftp:// streams are not supported. Fix: use rtsp"):
+        open_source("ftp://user:secret@host/video.mp4")
+    with pytest.raises(SourceOpenError) as caught:
+        open_source("ftp://user:secret@host/video.mp4")
+    assert "secret" not in str(caught.value)
+    with pytest.raises(SourceOpenError, match=r"'rtsp://\*\*\*@host:80x/a': the port is not"):
+        open_source("rtsp://user:secret@host:80x/a")
+
+
+def test_network_source_spec_and_name_carry_no_credentials():
+    source = NetworkSource("rtsp://admin:secret@127.0.0.1:8554/cam1?token=t0k")
+    assert source.spec == "rtsp://***@127.0.0.1:8554/cam1?token=***"
+    assert source.name == "127.0.0.1_8554_cam1"
+    assert source.status.state == "connecting" and source.info is None
