@@ -24,7 +24,7 @@ from streamer.errors import SourceDecodeError, SourceError
 from streamer.sources.options import DecodePlan
 from streamer.sources.status import SourceStatus
 
-__all__ = ["Source", "SourceBase", "StreamSpec", "VideoInfo"]
+__all__ = ["Source", "SourceBase", "VideoInfo", "WorkerSpec"]
 
 log = logging.getLogger("streamer.sources")
 
@@ -55,7 +55,7 @@ class VideoInfo:
     audio: str | None
 
 
-class StreamSpec(Protocol):
+class WorkerSpec(Protocol):
     """How a decode worker process re-creates a source: a small picklable record (the kinds
     are in `streamer.sources.pool.wire`)."""
 
@@ -94,7 +94,7 @@ class Source(Protocol):
         until the input ends, the source gives up, or `stop` is set; close `out` on return."""
         ...
 
-    def worker_spec(self) -> StreamSpec | None:
+    def worker_spec(self) -> WorkerSpec | None:
         """How a decode worker process re-creates this source, or None when it cannot run
         elsewhere (a camera belongs to the process that opened it)."""
         ...
@@ -144,7 +144,7 @@ class SourceBase:
         self.incomplete: SourceDecodeError | None = None
         self.error: SourceError | None = None
 
-    def worker_spec(self) -> StreamSpec | None:
+    def worker_spec(self) -> WorkerSpec | None:
         return None
 
     def follow(

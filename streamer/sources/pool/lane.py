@@ -20,7 +20,7 @@ import numpy as np
 
 from streamer.core.channel import Channel, ChannelClosed, DropPolicy
 from streamer.core.frame import Frame, Picture
-from streamer.sources.base import Source
+from streamer.sources.base import Source, WorkerSpec
 from streamer.sources.options import DecodePlan
 from streamer.sources.pool.wire import (
     Close,
@@ -35,7 +35,6 @@ from streamer.sources.pool.wire import (
     Ring,
     Status,
     Stop,
-    StreamSpec,
     ToWorker,
 )
 
@@ -184,7 +183,7 @@ class Lane:
 
     # -- event loop ----------------------------------------------------------------------------
 
-    async def run(self, spec: StreamSpec, plan: DecodePlan, stop: asyncio.Event) -> None:
+    async def run(self, spec: WorkerSpec, plan: DecodePlan, stop: asyncio.Event) -> None:
         """Have the worker decode the stream; deliver its frames until it is over."""
         self.worker.lanes[self.id] = self
         opened = self.worker.send(Open(self.id, spec, plan, self.slots))

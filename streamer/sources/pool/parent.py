@@ -28,7 +28,7 @@ from pathlib import Path
 from streamer.core.channel import Channel
 from streamer.core.frame import Frame
 from streamer.errors import SourceError
-from streamer.sources.base import Source
+from streamer.sources.base import Source, WorkerSpec
 from streamer.sources.options import DecodePlan
 from streamer.sources.pool.lane import Lane
 from streamer.sources.pool.wire import (
@@ -36,7 +36,6 @@ from streamer.sources.pool.wire import (
     Log,
     Quit,
     Ready,
-    StreamSpec,
     ToWorker,
     from_worker,
 )
@@ -91,7 +90,7 @@ class SourceRunner:
         self,
         plan: DecodePlan,
         pool: DecodePool | None = None,
-        pooled: dict[Source, StreamSpec] | None = None,
+        pooled: dict[Source, WorkerSpec] | None = None,
     ) -> None:
         self.plan = plan
         self.pool = pool
@@ -189,7 +188,7 @@ class DecodePool:
     async def run(
         self,
         source: Source,
-        spec: StreamSpec,
+        spec: WorkerSpec,
         plan: DecodePlan,
         out: Channel[Frame],
         stop: asyncio.Event,

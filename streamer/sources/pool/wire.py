@@ -33,7 +33,7 @@ from streamer.errors import (
     SourceTimeout,
     SourceUnavailableError,
 )
-from streamer.sources.base import Source, SourceBase, VideoInfo
+from streamer.sources.base import Source, SourceBase, VideoInfo, WorkerSpec
 from streamer.sources.options import DecodePlan, SourceOptions
 from streamer.sources.status import SourceStatus
 
@@ -57,7 +57,6 @@ __all__ = [
     "SourceReport",
     "Status",
     "Stop",
-    "StreamSpec",
     "ToWorker",
     "from_worker",
     "to_worker",
@@ -87,8 +86,6 @@ class NetworkSpec:
     live: bool
     options: SourceOptions
 
-
-StreamSpec = FileSpec | NetworkSpec
 
 # The errors a report may carry, by name (exceptions do not travel as objects: a
 # `SourceDecodeError` does not survive pickling, and a traceback can hold credentials).
@@ -195,7 +192,7 @@ class Open:
     """Start decoding a stream with `slots` frames in flight."""
 
     stream: int
-    source: StreamSpec
+    source: WorkerSpec  # a FileSpec or a NetworkSpec
     plan: DecodePlan
     slots: int
 

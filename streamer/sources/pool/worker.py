@@ -25,7 +25,7 @@ import numpy as np
 
 from streamer.core.channel import Channel, DropPolicy
 from streamer.core.frame import Frame
-from streamer.sources.base import SourceBase
+from streamer.sources.base import SourceBase, WorkerSpec
 from streamer.sources.file import FileSource
 from streamer.sources.network import NetworkSource
 from streamer.sources.options import DecodePlan
@@ -48,7 +48,6 @@ from streamer.sources.pool.wire import (
     SourceReport,
     Status,
     Stop,
-    StreamSpec,
     ToWorker,
     to_worker,
 )
@@ -80,7 +79,7 @@ def main(fd: int) -> None:
             conn.close()
 
 
-def source_from(spec: StreamSpec) -> SourceBase:
+def source_from(spec: WorkerSpec) -> SourceBase:
     """The source a spec describes, as the pipeline's process had it."""
     match spec:
         case FileSpec(path, name, live, paced):
@@ -180,7 +179,7 @@ class _WorkerStream:
     """One stream in the worker: the real source, decoding into a channel that this task
     empties into the stream's shared-memory slots."""
 
-    def __init__(self, stream_id: int, spec: StreamSpec, slots: int, worker: _Worker) -> None:
+    def __init__(self, stream_id: int, spec: WorkerSpec, slots: int, worker: _Worker) -> None:
         self.id = stream_id
         self.spec = spec
         self.slots = slots
