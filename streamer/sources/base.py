@@ -145,6 +145,7 @@ class SourceBase:
         self.error: SourceError | None = None
 
     def worker_spec(self) -> WorkerSpec | None:
+        """None: a source runs in this process unless its kind says how a worker makes it."""
         return None
 
     def follow(

@@ -255,6 +255,7 @@ class Lane:
         )
 
     def close(self) -> None:
+        """The stream is over here: tell the worker to drop it, and remove its segments."""
         self.worker.lanes.pop(self.id, None)
         self.worker.send(Close(self.id))
         with self._segment_lock:

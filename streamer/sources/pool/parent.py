@@ -266,6 +266,11 @@ class WorkerHandle:
         self._receiver.start()
 
     def wait_ready(self) -> None:
+        """Block until the worker says it is ready (a thread of the pool's `start`).
+
+        Raises:
+            SourceError: it died or did not answer within START_TIMEOUT_S; it is killed.
+        """
         if not self._ready.wait(START_TIMEOUT_S) or not self.alive:
             self.process.kill()
             raise SourceError(

@@ -114,6 +114,7 @@ class Failure:
 
     @classmethod
     def of(cls, error: SourceError | None) -> Failure | None:
+        """How `error` travels (None stays None)."""
         if error is None:
             return None
         if isinstance(error, SourceDecodeError):
