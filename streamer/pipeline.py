@@ -42,11 +42,9 @@ from streamer.core.stats import RateMeter, StreamRow, status_table
 from streamer.errors import ConfigError
 from streamer.llm import CaptionRequest, LlmClient, LlmError, LlmState
 from streamer.outputs.fanout import RANDOM_WEIGHTS_WARNING
-from streamer.sources import FileSource, open_source, redact, split_stream_name
-from streamer.sources.decode_pool import decoding
+from streamer.sources import Source, SourceRunner, decoding, open_source, redact, stream_names
 from streamer.sources.hwaccel import resolve_hwaccel
 from streamer.sources.options import AnalysisSize, DecodePlan, decode_threads
-from streamer.sources.status import damaged_count
 from streamer.stream import Analysis, AnalysisRequest, Shared, StreamRun
 from streamer.watch.web import WebViewer
 from streamer.watch.webhook import WebhookSender
@@ -145,11 +143,10 @@ async def run_pipeline(
         SinkError: an output cannot be written.
     """
     _check_alert_encoder(config, encoder)
-    sources = [
+    sources: list[Source] = [
         open_source(spec, name, live=config.live, options=config.sources)
-        for name, spec in map(split_stream_name, config.inputs)
+        for name, spec in stream_names(config.inputs)
     ]
-    _name_uniquely(sources)
     config.outputs.check([s.name for s in sources], config.inputs)
     check_rule_streams(config.alerts, [s.name for s in sources])
     hwaccel = resolve_hwaccel(config.sources.hwaccel)  # `cuda` without CUDA fails here
@@ -160,8 +157,11 @@ async def run_pipeline(
         client = await _llm_client(config, sources, stack)
         watchers = Observers([*_observers_from_config(config), *observers])
         plan = _decode_plan(config, encoder, watchers, hwaccel, len(sources))
-        await stack.enter_async_context(decoding(sources, plan, config.sources.decode_workers))
-        run = _Run(config, sources, encoder, stop or asyncio.Event(), progress, client, watchers)
+        runner = await stack.enter_async_context(
+            decoding(sources, plan, config.sources.decode_workers)
+        )
+        run = _Run(config, sources, encoder, stop or asyncio.Event(), progress, client, watchers,
+                   runner=runner)  # fmt: skip
         return await run.run()
 
 
@@ -260,23 +260,16 @@ def _first_failure(exc: BaseException) -> BaseException:
     return exc
 
 
-def _name_uniquely(sources: list) -> None:
-    seen: dict[str, int] = {}
-    for source in sources:
-        count = seen.get(source.name, 0)
-        seen[source.name] = count + 1
-        if count:
-            source.name = f"{source.name}-{count + 1}"
-
-
 class _Run:
     """State shared by the stages of one run."""
 
     def __init__(
         self, config: RunConfig, sources: list, encoder: Encoder, stop: asyncio.Event,
         progress: bool, client: LlmClient | None = None, observers: Observers | None = None,
+        *, runner: SourceRunner,
     ) -> None:  # fmt: skip
         self.config = config
+        self.runner = runner  # who runs each source (this process or a decode worker), and how
         self.encoder = encoder
         self.stop = stop
         self.progress = progress
@@ -307,15 +300,12 @@ class _Run:
         self.started = self.shared.started
         self.streams = self._open_streams(sources)
 
-    def _open_streams(self, sources: list) -> list[StreamRun]:
+    def _open_streams(self, sources: list[Source]) -> list[StreamRun]:
         streams: list[StreamRun] = []
         try:
             for source in sources:
-                live = source.live
-                if live and isinstance(source, FileSource):
-                    source.paced = True  # a file played as a camera: at its own frame rate
                 outputs = self.config.outputs.for_stream(source.name)
-                streams.append(StreamRun(source, live, outputs, self.shared))
+                streams.append(StreamRun(source, source.live, outputs, self.shared))
         except BaseException:
             for stream in streams:
                 stream.close()
@@ -396,7 +386,7 @@ class _Run:
                 self.llm = LlmCaptioner(self.client, self.config.llm_max_in_flight, tg.create_task)
             delivering = []
             for stream in self.streams:
-                tg.create_task(stream.source.run(stream.frames, self.stop))
+                tg.create_task(self.runner.run(stream.source, stream.frames, self.stop))
                 tg.create_task(stream.route())
                 delivering.append(tg.create_task(stream.deliver()))
             tg.create_task(batch_items(self.shared.inbox, batches, self.config.analysis.batch,
@@ -462,9 +452,10 @@ class _Run:
             reporter.tick(final=True)
 
     def _record_state_changes(self, states: dict) -> None:
+        """A status record whenever a connecting source's state changes (files only play)."""
         for stream in self.streams:
-            status = getattr(stream.source, "status", None)
-            if status is None or states[stream.name] == status.state:
+            status = stream.source.status
+            if not stream.source.connects or states[stream.name] == status.state:
                 continue
             states[stream.name] = status.state
             stream.outputs.record({
@@ -477,7 +468,7 @@ class _Run:
     def _summary(self, wall_s: float) -> RunSummary:
         streams = tuple(_stream_summary(stream) for stream in self.streams)
         problems = [f"{s.name}: {s.error}" for s in streams if s.error]
-        ended = all(_source_ended(stream.source) for stream in self.streams)
+        ended = all(stream.source.status.finished for stream in self.streams)
         return RunSummary(
             frames=sum(s.frames for s in streams), analysed=sum(s.analysed for s in streams),
             captions=sum(s.captions for s in streams), wall_s=wall_s,
@@ -488,29 +479,20 @@ class _Run:
         )  # fmt: skip
 
 
-def _source_ended(source) -> bool:
-    """Whether a source got to its own end (or failed for good) rather than being stopped."""
-    status = getattr(source, "status", None)
-    if status is not None:
-        return status.state in ("ended", "failed")
-    return source.ended
-
-
 def _stream_summary(stream: StreamRun) -> StreamSummary:
-    status = getattr(stream.source, "status", None)
-    incomplete = getattr(stream.source, "incomplete", None)
-    error = str(incomplete) if incomplete else None
-    if status is not None and status.state == "failed":
+    source = stream.source
+    status = source.status
+    error = str(source.incomplete) if source.incomplete else None
+    if status.state == "failed":
         error = status.last_error or "failed"
     p50, p95, p99 = stream.stats.latency.percentiles(50, 95, 99)
     return StreamSummary(
         name=stream.name, frames=stream.stats.delivered, analysed=stream.stats.analysed,
         captions=stream.stats.captions, dropped=stream.dropped,
-        latency_ms=(p50 * 1000, p95 * 1000, p99 * 1000),
-        reconnects=status.reconnects if status is not None else 0,
-        state=status.state if status is not None else "ended", error=error,
-        damaged_packets=getattr(stream.source, "corrupt_packets", 0),
-        damaged=damaged_count(stream.source),
+        latency_ms=(p50 * 1000, p95 * 1000, p99 * 1000), reconnects=status.reconnects,
+        # A file's summary says "ended" however it ended: `error` tells the rest.
+        state=status.state if source.connects else "ended", error=error,
+        damaged_packets=0 if source.connects else status.damaged, damaged=status.damaged,
     )  # fmt: skip
 
 
@@ -542,15 +524,15 @@ class _Reporter:
 
     def _row(self, stream: StreamRun, now: float) -> StreamRow:
         m_in, m_ana, m_out = self.meters[stream.name]
-        status = getattr(stream.source, "status", None)
+        source = stream.source
+        status = source.status
         p50, p95, p99 = stream.stats.latency.percentiles(50, 95, 99)
-        state = status.state if status is not None else "playing" if stream.live else "file"
+        state = status.state if source.connects else "playing" if stream.live else "file"
         return StreamRow(
             name=stream.name, state=state,
             in_fps=m_in.rate(stream.stats.decoded, now),
             analysed_fps=m_ana.rate(stream.stats.analysed, now),
             out_fps=m_out.rate(stream.stats.delivered, now), dropped=stream.dropped,
             p50_ms=p50 * 1000, p95_ms=p95 * 1000, p99_ms=p99 * 1000,
-            reconnects=status.reconnects if status is not None else 0,
-            damaged=damaged_count(stream.source),
+            reconnects=status.reconnects, damaged=status.damaged,
         )  # fmt: skip

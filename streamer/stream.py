@@ -24,7 +24,7 @@ from streamer.core.stats import StreamStats
 from streamer.outputs import alert_record
 from streamer.outputs.fanout import LIVE_TIME_BASE, Outputs, VideoTiming
 from streamer.outputs.overlay import Hud
-from streamer.sources import FileSource
+from streamer.sources import Source
 
 LIVE_QUEUE = 2  # live frames buffered per stage: any more would only add latency
 ALERT_SHOWN_S = 3.0  # seconds of stream time an alert stays on the overlay
@@ -94,7 +94,7 @@ class StreamRun:
         shared: the run's shared parts.
     """
 
-    def __init__(self, source, live: bool, outputs: OutputConfig, shared: Shared) -> None:
+    def __init__(self, source: Source, live: bool, outputs: OutputConfig, shared: Shared) -> None:
         self.source = source
         self.name: str = source.name
         self.live = live
@@ -126,18 +126,22 @@ class StreamRun:
 
     @property
     def expected(self) -> int | None:
-        info = getattr(self.source, "info", None)
+        info = self.source.info
         return info.frames if info is not None and not self.live else None
 
     def _timing(self) -> VideoTiming:
-        if self.live or not isinstance(self.source, FileSource):
+        # Media timing for what describes itself before it runs (a local file); a network
+        # stream's time base is only known once it connects.
+        info = self.source.info
+        if self.live or info is None:
             return VideoTiming(LIVE_TIME_BASE, None, media=False)
-        return VideoTiming(self.source.info.time_base, self.source.info.fps, media=True)
+        return VideoTiming(info.time_base, info.fps, media=True)
 
     def _audio_from(self) -> str | None:
-        if self.live or not isinstance(self.source, FileSource) or not self.shared.copy_audio:
+        info, path = self.source.info, self.source.path
+        if self.live or not self.shared.copy_audio or info is None or path is None:
             return None
-        return self.source.path if self.source.info.audio else None
+        return path if info.audio else None
 
     def timeline(self, frame: Frame) -> float:
         """Media time for files; seconds since the run started for live streams (a live

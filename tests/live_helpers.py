@@ -17,7 +17,8 @@ import pytest
 
 from streamer.core.channel import Channel, DropPolicy
 from streamer.core.frame import Frame
-from streamer.sources import SourceOptions
+from streamer.sources import SourceOptions, SourceRunner
+from streamer.sources.options import DecodePlan
 
 # Short timeouts and backoff, so failure paths take seconds; no jitter, so log lines are exact.
 FAST = SourceOptions(
@@ -31,10 +32,24 @@ FAST = SourceOptions(
 
 class Running:
     """`async with Running(source) as run:` runs the source and collects its frames in
-    `run.frames` until the block ends, then stops it (and checks it stopped)."""
+    `run.frames` until the block ends, then stops it (and checks it stopped).
 
-    def __init__(self, source, capacity: int = 8, policy: DropPolicy = DropPolicy.DROP_OLDEST):
+    `plan`: what the source makes of each frame (its default: full-size RGB); `runner`: run
+    it through a `SourceRunner` (e.g. in a decode worker) rather than by itself.
+    """
+
+    def __init__(
+        self,
+        source,
+        capacity: int = 8,
+        policy: DropPolicy = DropPolicy.DROP_OLDEST,
+        *,
+        plan: DecodePlan | None = None,
+        runner: SourceRunner | None = None,
+    ):
         self.source = source
+        self.plan = plan
+        self.runner = runner
         self.channel: Channel[Frame] = Channel(capacity, policy, name=source.name)
         self.stop = asyncio.Event()
         self.frames: list[Frame] = []
@@ -42,7 +57,13 @@ class Running:
         self._reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Running:
-        self.task = asyncio.create_task(self.source.run(self.channel, self.stop))
+        if self.runner is not None:
+            running = self.runner.run(self.source, self.channel, self.stop)
+        elif self.plan is not None:
+            running = self.source.run(self.channel, self.stop, self.plan)
+        else:
+            running = self.source.run(self.channel, self.stop)
+        self.task = asyncio.create_task(running)
         self._reader = asyncio.create_task(self._read())
         return self
 

@@ -6,9 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
-import re
 import sys
-from pathlib import Path
 
 from encoders import EncoderError, UnknownEncoderError
 from encoders.base import PRECISIONS
@@ -48,9 +46,7 @@ from streamer.errors import ConfigError, SourceError
 from streamer.llm import DEFAULT_URL, LlmConfig
 from streamer.outputs import SinkError
 from streamer.pipeline import RunSummary, run_pipeline
-from streamer.sources import SourceOptions, split_stream_name
-from streamer.sources.camera import camera_stream_name
-from streamer.sources.network import url_stream_name
+from streamer.sources import SourceOptions, stream_names
 from streamer.watch.window import show_mode
 
 log = logging.getLogger("streamer")
@@ -429,7 +425,8 @@ def _add_alert_arguments(run: argparse.ArgumentParser) -> None:
 def _alert_rules(args: argparse.Namespace, inputs: tuple[str, ...]) -> tuple[AlertRule, ...]:
     """The `--alert` rules (the flags that tune them are checked when parsed)."""
     threshold, frames, cooldown = args.alert_threshold, args.alert_frames, args.alert_cooldown
-    names = _stream_names(inputs)
+    # The run's stream names, to tell STREAM=QUERY from a query that contains "=".
+    names = {name for name, _ in stream_names(inputs)}
     rules = []
     for value in args.alert:
         stream, named, rest = value.partition("=")
@@ -444,29 +441,6 @@ def _alert_rules(args: argparse.Namespace, inputs: tuple[str, ...]) -> tuple[Ale
             )
         rules.append(AlertRule(query.strip(), streams, threshold, frames, cooldown))
     return tuple(rules)
-
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-
-
-def _stream_names(inputs: tuple[str, ...]) -> set[str]:
-    """The names the run will give its streams (as `open_source` and the pipeline name them:
-    NAME=SPEC, else the camera, URL or file name; repeats get -2, -3, ...), so `--alert`
-    can tell a stream name from a query that contains '='."""
-    names: list[str] = []
-    for given in inputs:
-        name, spec = split_stream_name(given)
-        if name is None and (spec.isdigit() or spec.startswith("/dev/")):
-            name = camera_stream_name(int(spec) if spec.isdigit() else spec)
-        elif name is None:
-            name = url_stream_name(spec) if _URL.match(spec) else Path(spec).stem
-        names.append(name)
-    seen: dict[str, int] = {}
-    unique = set()
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        unique.add(name if seen[name] == 1 else f"{name}-{seen[name]}")
-    return unique
 
 
 def _add_serve_arguments(run: argparse.ArgumentParser) -> None:

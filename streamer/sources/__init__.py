@@ -12,24 +12,29 @@ spec                                   source              default contract
 a file path                            `FileSource`        file
 =====================================  ==================  ==========================
 
-Live sources (`LiveSource`: cameras and network streams) reconnect with backoff, keep their
-state in a `SourceStatus`, and never show credentials (`redact`).
+Every source is a `Source` (`base.py`): made with its final name and contract, it says what
+it is doing in a `SourceStatus`. Live sources (`LiveSource`: cameras and network streams)
+reconnect with backoff and never show credentials (`redact`). A run names its inputs with
+`stream_names` (`names.py`), and `decoding` (`pool/`) decides whether each source runs in
+this process or in a decode worker process.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from urllib.parse import urlsplit
 
 from streamer.core.redact import redact
 from streamer.core.retry import Backoff
 from streamer.errors import SourceOpenError
 from streamer.sources._live import LiveSource
+from streamer.sources.base import Source, VideoInfo
 from streamer.sources.camera import CameraSource
-from streamer.sources.file import FileSource, VideoInfo, probe_video
+from streamer.sources.file import FileSource, probe_video
+from streamer.sources.names import spec_kind, split_stream_name, stream_names
 from streamer.sources.network import NETWORK_SCHEMES, NetworkSource
 from streamer.sources.options import SourceOptions
+from streamer.sources.pool import SourceRunner, decoding
 from streamer.sources.status import SourceStatus
 
 __all__ = [
@@ -38,28 +43,18 @@ __all__ = [
     "FileSource",
     "LiveSource",
     "NetworkSource",
+    "Source",
     "SourceOptions",
+    "SourceRunner",
     "SourceStatus",
     "VideoInfo",
+    "decoding",
     "open_source",
     "probe_video",
     "redact",
     "split_stream_name",
+    "stream_names",
 ]
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-_NAMED = re.compile(r"^([A-Za-z0-9_.\-]+)=(.+)$")
-
-
-def split_stream_name(spec: str) -> tuple[str | None, str]:
-    """`"door=rtsp://cam/1"` → `("door", "rtsp://cam/1")`; a spec without a name → `(None, spec)`.
-
-    A path that exists as given is never split, so a file whose name contains "=" still opens.
-    """
-    match = _NAMED.match(spec)
-    if match is None or os.path.exists(spec):
-        return None, spec
-    return match.group(1), match.group(2)
 
 
 def open_source(
@@ -68,17 +63,18 @@ def open_source(
     *,
     live: bool | None = None,
     options: SourceOptions = SourceOptions(),  # noqa: B008 (frozen, so sharing is safe)
-) -> FileSource | LiveSource:
+) -> FileSource | NetworkSource | CameraSource:
     """Open an input by its spec. Network and camera sources connect when they run.
 
     Args:
         spec: a camera index (`"0"`) or device path (`/dev/video0`); an `rtsp://`, `rtsps://`,
             `http://` or `https://` URL; or a video file path.
         name: stream name; defaults to the file's stem, `cam0`, or the URL's host, port and
-            path without credentials (`127.0.0.1_8554_cam1`).
-        live: force the live contract (True) or the file contract (False: nothing dropped);
-            None picks by kind (see the module table). Sets the source's `live` attribute,
-            which the pipeline reads to choose its channel's drop policy.
+            path without credentials (`127.0.0.1_8554_cam1`). A run names all its inputs at
+            once with `stream_names`, which makes them unique.
+        live: force the live contract (True: a file then plays at its own frame rate) or the
+            file contract (False: nothing dropped); None picks by kind (see the module table).
+            The pipeline reads the source's `live` to choose its channel's drop policy.
         options: connection, timeout and reconnect settings of live sources.
 
     Raises:
@@ -90,11 +86,11 @@ def open_source(
         'rtsp://***@127.0.0.1:8554/cam1'
     """
     text = os.fspath(spec)
-    if text.isdigit() or text.startswith("/dev/"):
-        camera = CameraSource(int(text) if text.isdigit() else text, name, options=options)
-        camera.live = camera.live if live is None else live
-        return camera
-    if _URL.match(text):
+    kind = spec_kind(text)
+    if kind == "camera":
+        device = int(text) if text.isdigit() else text
+        return CameraSource(device, name, live=True if live is None else live, options=options)
+    if kind == "url":
         scheme = urlsplit(text).scheme.lower()
         if scheme not in NETWORK_SCHEMES:
             raise SourceOpenError(
@@ -102,7 +98,4 @@ def open_source(
                 f"{', '.join(s + '://' for s in NETWORK_SCHEMES)}, a camera index or a file."
             )
         return NetworkSource(text, name, live=live, options=options)
-    source = FileSource(text, name=name)
-    if live is not None:
-        source.live = live
-    return source
+    return FileSource(text, name, live=bool(live))

@@ -30,8 +30,8 @@ from streamer.core.redact import redact
 from streamer.core.retry import Backoff
 from streamer.errors import SourceError, SourceTimeout, SourceUnavailableError
 from streamer.sources._handoff import Handoff, put_and_wait
-from streamer.sources.file import VideoInfo
-from streamer.sources.options import SourceOptions
+from streamer.sources.base import SourceBase, VideoInfo
+from streamer.sources.options import DecodePlan, SourceOptions
 from streamer.sources.status import SourceStatus
 
 log = logging.getLogger("streamer.sources")
@@ -50,13 +50,14 @@ class Reader(Protocol):
         finite: the input announced an end (a clip, a remote file, a finished HLS playlist), so
             a clean end of input means the stream is over. Otherwise (a camera) it means the
             connection dropped, and the source reconnects.
-        damaged (optional): packets that failed to decode plus pictures decoded with errors on
-            this connection so far; the source adds it to `status.damaged` (a reader without
-            it, a local camera, counts none).
+        damaged: packets that failed to decode plus pictures decoded with errors on this
+            connection so far; the source adds it to `status.damaged` (a local camera's
+            reader counts none).
     """
 
     info: VideoInfo
     finite: bool
+    damaged: int
 
     def frames(self) -> Iterator[tuple[np.ndarray, int | None]]:
         """Yield (RGB image, pts in `info.time_base` units or None); return at the end of input.
@@ -69,7 +70,7 @@ class Reader(Protocol):
     def close(self) -> None: ...
 
 
-class LiveSource:
+class LiveSource(SourceBase):
     """A live source: reconnects with backoff, reports its state in `status`.
 
     Subclasses implement `_open_reader` (blocking; runs in the decode thread).
@@ -84,14 +85,12 @@ class LiveSource:
         error: the error that made the source fail, when `status.state == "failed"`.
     """
 
+    connects = True
+
     def __init__(self, spec: str, name: str, options: SourceOptions, *, live: bool = True):
+        super().__init__(redact(name), live=live, info=None, status=SourceStatus())
         self.spec = redact(spec)
-        self.name = redact(name)
         self.options = options
-        self.live = live
-        self.status = SourceStatus()
-        self.info: VideoInfo | None = None
-        self.error: SourceError | None = None
         self._backoff = Backoff(
             options.backoff_initial,
             options.backoff_cap,
@@ -112,10 +111,16 @@ class LiveSource:
         """Whether a failure at the first open is not worth retrying."""
         return not isinstance(error, SourceUnavailableError | SourceTimeout)
 
-    async def run(self, out: Channel[Frame], stop: asyncio.Event) -> None:
+    async def run(
+        self,
+        out: Channel[Frame],
+        stop: asyncio.Event,
+        plan: DecodePlan = DecodePlan(),  # noqa: B008 (frozen, so sharing is safe)
+    ) -> None:
         """Decode frames into `out` until `stop` is set, the stream ends, or the source fails
         (permanent error, or `max_attempts` reached: `status.state` says which); reconnects
-        with backoff on the way. Closes `out` when it returns."""
+        with backoff on the way. Closes `out` when it returns. `plan`: what to make of each
+        frame, for the sources that decode with PyAV (a camera's frames are RGB as read)."""
         try:
             await self._supervise(out, stop)
         finally:
@@ -258,7 +263,7 @@ class LiveSource:
         """Post what `reader` counted as damaged since `reported` to `status.damaged` (on the
         loop, where the status is updated); return the reader's count. Counted per connection
         by the reader, summed over reconnects here."""
-        damaged = getattr(reader, "damaged", 0)
+        damaged = reader.damaged
         if damaged > reported:
             _call(loop, self._add_damaged, damaged - reported)
         return damaged

@@ -7,8 +7,6 @@ hiccup) is reopened with backoff like a network source.
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -19,22 +17,13 @@ import numpy as np
 
 from streamer.errors import SourceOpenError, SourceUnavailableError
 from streamer.sources._live import LiveSource
-from streamer.sources.file import VideoInfo
+from streamer.sources.base import VideoInfo
+from streamer.sources.names import camera_stream_name
 from streamer.sources.options import SourceOptions
 
-__all__ = ["CameraSource", "camera_stream_name"]
+__all__ = ["CameraSource"]
 
 _TIME_BASE = Fraction(1, 1000)
-
-
-def camera_stream_name(device: int | str) -> str:
-    """`cam0` for index 0 or `/dev/video0`; other device paths by their sanitised file name."""
-    if isinstance(device, int):
-        return f"cam{device}"
-    match = re.fullmatch(r"/dev/video(\d+)", device)
-    if match:
-        return f"cam{match.group(1)}"
-    return re.sub(r"[^A-Za-z0-9.\-]+", "_", os.path.basename(device)).strip("_.") or "camera"
 
 
 class CameraSource(LiveSource):
@@ -43,6 +32,8 @@ class CameraSource(LiveSource):
     Args:
         device: camera index (0 is the first camera) or device path (`/dev/video0`).
         name: stream name; defaults to `cam0` for camera 0.
+        live: the live contract (the default); False delivers every frame it reads, waiting
+            for the pipeline (`--no-drop`).
         options: read timeout and reconnect backoff (`open_timeout` is not used: OpenCV's
             backends open a local device without one).
         capture_factory: makes the capture from `device`; defaults to `cv2.VideoCapture`.
@@ -58,11 +49,12 @@ class CameraSource(LiveSource):
         device: int | str,
         name: str | None = None,
         *,
+        live: bool = True,
         options: SourceOptions = SourceOptions(),  # noqa: B008 (frozen, so sharing is safe)
         capture_factory: Callable[[int | str], Any] = cv2.VideoCapture,
     ) -> None:
         spec = f"camera {device}" if isinstance(device, int) else str(device)
-        super().__init__(spec, name or camera_stream_name(device), options, live=True)
+        super().__init__(spec, name or camera_stream_name(device), options, live=live)
         self.device = device
         self._capture_factory = capture_factory
         self._t0: float | None = None  # monotonic time of the first frame: pts 0
@@ -82,6 +74,7 @@ class _CameraReader:
     """One open capture (used from its decode thread only)."""
 
     finite = False  # a camera never ends: no frame means it went away
+    damaged = 0  # OpenCV says nothing of damaged pictures
 
     def __init__(self, capture: Any, spec: str, clock: Callable[[], int]) -> None:
         self.capture = capture

@@ -17,17 +17,15 @@ FFmpeg options, and why:
   makes FFmpeg pick slice threads instead of frame threads: frame threads hold back one frame
   per thread (about 80 ms at 25 fps on 3 threads here, more than half a second on a 16-core
   machine), slice threads hold back nothing. Conversion to RGB follows the run's
-  `DecodePlan`, as for files (`streamer.sources.file`); `--hwaccel cuda` decodes on the GPU.
+  `DecodePlan`, as for files (`streamer.sources._pyav`); `--hwaccel cuda` decodes on the GPU.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import av
@@ -46,14 +44,14 @@ from streamer.errors import (
     SourceUnavailableError,
 )
 from streamer.sources._live import LiveSource
-from streamer.sources.file import FrameConverter, VideoInfo, _describe, configure_decoder
+from streamer.sources._pyav import FrameConverter, configure_decoder, describe
+from streamer.sources.base import VideoInfo
 from streamer.sources.hwaccel import hwaccel_for
+from streamer.sources.names import url_stream_name
 from streamer.sources.options import DecodePlan, SourceOptions
+from streamer.sources.pool.wire import NetworkSpec
 
-if TYPE_CHECKING:
-    from streamer.sources.decode_pool import DecodePool
-
-__all__ = ["NETWORK_SCHEMES", "NetworkSource", "url_stream_name"]
+__all__ = ["NETWORK_SCHEMES", "NetworkSource"]
 
 log = logging.getLogger("streamer.sources")
 
@@ -62,20 +60,6 @@ NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
 _FILE_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".flv", ".mpg", ".mpeg")
 # A finite stream that stops this far short of its announced duration was cut off.
 _EARLY_END_S = 1.0
-
-
-def url_stream_name(url: str) -> str:
-    """A stream name for a URL: host, port and path, credentials and query left out.
-
-    Example:
-        >>> url_stream_name("rtsp://admin:pw@127.0.0.1:8554/cam1")
-        '127.0.0.1_8554_cam1'
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    pieces = [host, str(parts.port) if parts.port else "", parts.path]
-    name = re.sub(r"[^A-Za-z0-9.\-]+", "_", "_".join(p for p in pieces if p))
-    return name.strip("_.") or "stream"
 
 
 def _is_live_url(url: str) -> bool:
@@ -95,9 +79,9 @@ class NetworkSource(LiveSource):
         live: the live contract; by default True except for URLs of video files.
         options: timeouts, transport and backoff.
 
-    `plan` (a `DecodePlan`) says what to make of each frame (the pipeline sets it for the run);
-    with `pool` set (a `DecodePool`), a decode worker process reads the stream instead of a
-    thread of this process, and `status`, `info` and `error` follow the worker's.
+    A decode worker process can read the stream instead of a thread of this process
+    (`worker_spec`, `streamer.sources.pool`); `status`, `info` and `error` then follow the
+    worker's copy.
 
     Example:
         >>> source = NetworkSource("rtsp://user:pw@10.0.0.7/stream1")
@@ -121,27 +105,26 @@ class NetworkSource(LiveSource):
             live=_is_live_url(url) if live is None else live,
         )
         self._url = url  # with credentials: for FFmpeg only, never printed
-        self.plan = DecodePlan()
-        self.pool: DecodePool | None = None
         self._converter: FrameConverter | None = None
         install_libav_redaction()
 
-    @property
-    def url(self) -> str:
-        """The URL with its credentials: only for handing to a decode worker, never to print."""
-        return self._url
+    def worker_spec(self) -> NetworkSpec:
+        """A decode worker opens the same URL (credentials included: it goes over a private
+        socket) with the same options."""
+        return NetworkSpec(self._url, self.name, live=self.live, options=self.options)
 
-    async def run(self, out: Channel[Frame], stop: asyncio.Event) -> None:
-        """As `LiveSource.run`, in a decode worker process when `pool` is set."""
-        if self.pool is not None:
-            await self.pool.run(self, out, stop)
-            return
-        await super().run(out, stop)
+    async def run(
+        self,
+        out: Channel[Frame],
+        stop: asyncio.Event,
+        plan: DecodePlan = DecodePlan(),  # noqa: B008 (frozen, so sharing is safe)
+    ) -> None:
+        """As `LiveSource.run`; every connection converts frames as `plan` asks."""
+        # One converter for every connection: its sampler keeps the analysis grid across them.
+        self._converter = FrameConverter(plan, self.name)
+        await super().run(out, stop, plan)
 
     def _open_reader(self, resume_after: int | None) -> _NetworkReader:
-        # One converter for every connection: its sampler keeps the analysis grid across them.
-        if self._converter is None or self._converter.plan is not self.plan:
-            self._converter = FrameConverter(self.plan, self.name)
         return _NetworkReader(
             self._url, self.spec, self.options, self.live, resume_after, self._converter
         )
@@ -236,7 +219,7 @@ class _NetworkReader:
                 f"{self.spec}: the video codec cannot be decoded by this FFmpeg build. "
                 "Fix: have the camera send H.264, H.265 or MJPEG."
             )
-        info = _describe(self.spec, self.container)  # raises when there is no video stream
+        info = describe(self.spec, self.container)  # raises when there is no video stream
         stream = streams[0]
         configure_decoder(stream, self.converter.plan, live=live, name=self.spec)
         if resume_after is not None:

@@ -1,32 +1,39 @@
-"""What a live source is doing now: read by the pipeline for the overlay, the console and
-the web/JSON outputs."""
+"""What a source is doing now: read by the pipeline for the overlay, the console and the
+web/JSON outputs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SourceStatus", "damaged_count"]
+__all__ = ["FILE_STATES", "LIVE_STATES", "SourceStatus"]
 
-STATES = ("connecting", "online", "offline", "ended", "failed")
+#: The states of a source that connects (a camera, a network stream).
+LIVE_STATES = ("connecting", "online", "offline", "ended", "failed")
+#: The states of a local file: it plays until it ends (`incomplete` says whether it ended early).
+FILE_STATES = ("playing", "ended")
 
 
 @dataclass(slots=True)
 class SourceStatus:
-    """The state of one live source, updated on the event loop's thread.
+    """The state of one source, updated by the source itself.
 
     Attributes:
-        state: "connecting" (first open), "online" (frames flowing), "offline" (lost or never
-            reached; reconnecting), "ended" (the stream finished), "failed" (gave up: a
-            permanent error or `max_attempts` reached).
-        offline_since: `time.time()` when it went offline; None while online.
-        reconnects: reopen attempts after the first one, successful or not.
+        state: for a source that connects, "connecting" (first open), "online" (frames
+            flowing), "offline" (lost or never reached; reconnecting), "ended" (the stream
+            finished), "failed" (gave up: a permanent error or `max_attempts` reached). For a
+            file, "playing", then "ended" once it has been read to its end (or as far as it
+            decodes). A source that was stopped keeps the state it had.
+        offline_since: `time.time()` when it went offline; None while online (and for files).
+        reconnects: reopen attempts after the first one, successful or not (0 for files).
         frames: frames decoded and handed on, over all connections.
-        damaged: packets that failed to decode plus pictures the decoder flagged as decoded
-            with errors, over all connections: the sign of packets lost between the camera
-            and here (RTSP over UDP, Wi-Fi). A lower bound, not a loss rate: FFmpeg's H.264
-            decoder with slice threads (how live streams decode) flags only part of the
-            pictures that miss a slice.
-        last_error: the last failure, redacted (safe to show); kept after recovery.
+        damaged: what the source counted as damaged. A live source: packets that failed to
+            decode plus pictures the decoder flagged as decoded with errors, over all
+            connections: the sign of packets lost between the camera and here (RTSP over UDP,
+            Wi-Fi). A lower bound, not a loss rate: FFmpeg's H.264 decoder with slice threads
+            (how live streams decode) flags only part of the pictures that miss a slice. A
+            file: packets that failed to decode and were skipped.
+        last_error: the last failure of a live source, redacted (safe to show); kept after
+            recovery. None for files (their `incomplete` says why they ended early).
     """
 
     state: str = "connecting"
@@ -36,12 +43,8 @@ class SourceStatus:
     damaged: int = 0
     last_error: str | None = None
 
-
-def damaged_count(source: object) -> int:
-    """What a stream's source counted as damaged, for every place that reports it: a live
-    source's `status.damaged`, a file's `corrupt_packets` (a file counts packets that failed
-    to decode only)."""
-    status = getattr(source, "status", None)
-    if status is not None:
-        return int(getattr(status, "damaged", 0))
-    return int(getattr(source, "corrupt_packets", 0))
+    @property
+    def finished(self) -> bool:
+        """Whether the source got to its own end or gave up for good, rather than being
+        stopped (or still running)."""
+        return self.state in ("ended", "failed")

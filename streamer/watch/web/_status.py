@@ -12,19 +12,15 @@ import time
 from typing import Any
 
 from streamer.core.frame import Caption
-from streamer.sources.status import damaged_count
 
-#: Every state a stream can be in: a live source's (`SourceStatus.state`), or "playing" for a
-#: file stream that has not ended.
+#: Every state a stream can be in: its source's (`SourceStatus.state`): a live source's, or
+#: "playing" then "ended" for a file.
 STREAM_STATES = ("connecting", "online", "offline", "playing", "ended", "failed")
 
 
 def stream_state(stream: Any) -> str:
     """The stream's state, one of `STREAM_STATES`."""
-    status = getattr(stream.source, "status", None)
-    if status is not None:
-        return status.state
-    return "ended" if getattr(stream.source, "ended", False) else "playing"
+    return stream.source.status.state
 
 
 def caption_record(caption: Caption, ident: int, wall: float) -> dict[str, Any]:
@@ -86,7 +82,7 @@ def _finite(value: float | None, digits: int) -> float | None:
 
 def stream_status(stream: Any, rates: Rates) -> dict[str, Any]:
     """One stream: state, rates, latency, counters, caption and tags."""
-    status = getattr(stream.source, "status", None)
+    status = stream.source.status
     p50, p95, p99 = stream.stats.latency.percentiles(50, 95, 99)
     latest = stream.latest.annotation if stream.latest is not None else None
     caption = stream.caption
@@ -103,11 +99,11 @@ def stream_status(stream: Any, rates: Rates) -> dict[str, Any]:
             "dropped": stream.dropped,
         },
         "captions": stream.stats.captions,
-        "reconnects": status.reconnects if status is not None else 0,
+        "reconnects": status.reconnects,
         # Packets that did not decode plus pictures decoded with errors: a camera's packet loss.
-        "damaged": damaged_count(stream.source),
-        "offline_since": status.offline_since if status is not None else None,
-        "last_error": status.last_error if status is not None else None,
+        "damaged": status.damaged,
+        "offline_since": status.offline_since,
+        "last_error": status.last_error,
         "caption": None
         if caption is None
         else {

@@ -42,7 +42,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from streamer.sources.status import damaged_count
 from streamer.watch.web._status import STREAM_STATES, stream_state
 
 __all__ = ["CONTENT_TYPE", "Exposition", "HistogramValue", "render_metrics"]
@@ -199,10 +198,6 @@ def _stream_families(out: Exposition, streams: Sequence[Any]) -> None:
     def each(read) -> list[tuple[Labels, float]]:
         return [({"stream": s.name}, read(s)) for s in streams]
 
-    def status(s, field: str, default: Any = 0) -> Any:
-        value = getattr(getattr(s.source, "status", None), field, default)
-        return default if value is None else value
-
     out.counter(
         "streamer_frames_decoded_total",
         "Frames that reached the pipeline.",
@@ -232,13 +227,13 @@ def _stream_families(out: Exposition, streams: Sequence[Any]) -> None:
     out.counter(
         "streamer_reconnects_total",
         "Reopen attempts of a live source.",
-        each(lambda s: status(s, "reconnects")),
+        each(lambda s: s.source.status.reconnects),
     )
     out.counter(
         "streamer_damaged_total",
         "Packets that did not decode plus pictures decoded with errors (a live camera's packet "
         "loss, e.g. RTSP over UDP; a lower bound); for a file, packets that did not decode.",
-        each(lambda s: damaged_count(s.source)),
+        each(lambda s: s.source.status.damaged),
     )
     out.gauge(
         "streamer_stream_state",
@@ -253,9 +248,9 @@ def _stream_families(out: Exposition, streams: Sequence[Any]) -> None:
         "streamer_stream_offline_since_seconds",
         "Unix time the stream went offline (only while it is offline).",
         [
-            ({"stream": s.name}, status(s, "offline_since"))
+            ({"stream": s.name}, s.source.status.offline_since)
             for s in streams
-            if status(s, "offline_since", None) is not None
+            if s.source.status.offline_since is not None
         ],
     )
     out.histogram(

@@ -22,7 +22,7 @@ from streamer.core.frame import Frame, Picture, PixelsUnavailable
 from streamer.core.sampler import Sampler
 from streamer.errors import ConfigError
 from streamer.sources import open_source
-from streamer.sources.file import to_rgb, to_rgb_resized
+from streamer.sources._pyav import to_rgb, to_rgb_resized
 from streamer.sources.options import AnalysisSize, DecodePlan, decode_threads
 
 CPU = torch.device("cpu")
@@ -36,11 +36,10 @@ MIN_COSINE = 0.999  # per frame, embeddings of the small path against the full p
 
 async def _decode(path, plan: DecodePlan) -> list[Frame]:
     source = open_source(path)
-    source.plan = plan
     channel: Channel[Frame] = Channel(4)
     frames = []
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(source.run(channel, asyncio.Event()))
+        tg.create_task(source.run(channel, asyncio.Event(), plan))
         async for frame in channel:
             frames.append(frame)
     return frames
@@ -200,9 +199,9 @@ async def test_a_live_stream_that_draws_nothing_converts_about_the_analysed_fram
     """Live frames are picked on the clock: the decoder expects about `analyze_fps` of them per
     second; any other frame still converts itself if the pipeline picks it after a drop."""
     source = open_source(rtsp_server.url("cam2"), options=FAST)
-    source.plan = DecodePlan(full_frames=False, analysis=AnalysisSize(224), analyze_fps=5.0,
-                             full_analysed=False)  # fmt: skip
-    async with Running(source) as run:
+    plan = DecodePlan(full_frames=False, analysis=AnalysisSize(224), analyze_fps=5.0,
+                      full_analysed=False)  # fmt: skip
+    async with Running(source, plan=plan) as run:
         await run.until(lambda: len(run.frames) >= 50, 20, "50 frames")
     frames = run.frames
     small = [f for f in frames if f.picture.analysis is not None]

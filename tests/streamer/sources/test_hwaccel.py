@@ -75,11 +75,10 @@ async def test_cuda_decodes_every_frame_like_the_cpu(sample_clip):
 
     async def decode(hwaccel: str | None) -> list[np.ndarray]:
         source = open_source(sample_clip)
-        source.plan = DecodePlan(hwaccel=hwaccel)
         channel = Channel(4)
         images = []
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(source.run(channel, asyncio.Event()))
+            tg.create_task(source.run(channel, asyncio.Event(), DecodePlan(hwaccel=hwaccel)))
             async for frame in channel:
                 images.append(frame.image)
         return images

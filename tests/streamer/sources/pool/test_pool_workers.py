@@ -23,8 +23,8 @@ from streamer.cli.main import build_parser
 from streamer.core.channel import Channel, DropPolicy
 from streamer.core.frame import Frame
 from streamer.sources import SourceOptions, open_source
-from streamer.sources.decode_pool import SHM_FOLDER, decoding, worker_count
 from streamer.sources.options import AnalysisSize, DecodePlan
+from streamer.sources.pool import SHM_FOLDER, SourceRunner, decoding, worker_count
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,15 +41,19 @@ def _no_leaked_segments():
     assert _segments() == [], "a shared-memory segment outlived its stream"
 
 
-async def _read(source, *, capacity: int = 4, stop: asyncio.Event | None = None,
-                every: float = 0.0, until: int | None = None) -> list[Frame]:  # fmt: skip
-    """Run `source`, collecting its frames; `every` s per frame makes a slow consumer; `until`
-    sets `stop` after that many frames."""
+async def _read(source, runner: SourceRunner | None, *, capacity: int = 4,
+                stop: asyncio.Event | None = None, every: float = 0.0,
+                until: int | None = None) -> list[Frame]:  # fmt: skip
+    """Run `source` through `runner` (by itself when None), collecting its frames; `every` s
+    per frame makes a slow consumer; `until` sets `stop` after that many frames."""
     stop = stop or asyncio.Event()
     channel: Channel[Frame] = Channel(capacity, DropPolicy.BLOCK)
     frames: list[Frame] = []
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(source.run(channel, stop))
+        if runner is None:
+            tg.create_task(source.run(channel, stop))
+        else:
+            tg.create_task(runner.run(source, channel, stop))
         async for frame in channel:
             frames.append(frame)
             if until is not None and len(frames) == until:
@@ -80,28 +84,29 @@ def test_cli_reads_decode_workers_and_hwaccel():
 
 
 async def test_a_file_in_a_worker_gives_every_frame_in_order_with_its_pixels(sample_clip):
-    reference = await _read(open_source(sample_clip))
+    reference = await _read(open_source(sample_clip), None)
     source = open_source(sample_clip)
-    async with decoding([source], DecodePlan(), workers=1) as pool:
-        assert pool is not None and source.pool is pool
+    async with decoding([source], DecodePlan(), workers=1) as runner:
+        assert runner.pool is not None and runner.in_worker(source)
         # A slow reader: the worker must wait for it (backpressure), not drop or reorder.
-        frames = await _read(source, capacity=2, every=0.005)
-    assert source.pool is None
+        frames = await _read(source, runner, capacity=2, every=0.005)
+    assert runner.pool.pids == []  # the workers are gone with the context
     assert [f.index for f in frames] == list(range(132))
     assert [(f.pts, f.pts_raw, f.time_base) for f in frames] == [
         (f.pts, f.pts_raw, f.time_base) for f in reference
     ]
     for ours, theirs in zip(frames[::13], reference[::13], strict=True):
         assert np.array_equal(ours.image, theirs.image)  # the same decode, copied exactly
-    assert source.ended and source.incomplete is None and source.frames_read == 132
+    assert source.status.state == "ended" and source.incomplete is None
+    assert source.status.frames == 132
 
 
 async def test_a_worker_sends_only_the_pictures_the_plan_asks_for(sample_clip):
     plan = DecodePlan(full_frames=False, analysis=AnalysisSize(224), analyze_fps=2.0,
                       full_analysed=False)  # fmt: skip
     source = open_source(sample_clip)
-    async with decoding([source], plan, workers=1):
-        frames = await _read(source)
+    async with decoding([source], plan, workers=1) as runner:
+        frames = await _read(source, runner)
     analysed = [f.index for f in frames if f.picture.analysis is not None]
     assert len(frames) == 132 and len(analysed) == 11
     assert all(f.analysis_image.shape == (224, 398, 3) for f in frames if f.index in analysed)
@@ -110,8 +115,8 @@ async def test_a_worker_sends_only_the_pictures_the_plan_asks_for(sample_clip):
 
 async def test_a_truncated_file_in_a_worker_says_where_it_stopped(truncated_clip):
     source = open_source(truncated_clip)
-    async with decoding([source], DecodePlan(), workers=1):
-        frames = await _read(source)
+    async with decoding([source], DecodePlan(), workers=1) as runner:
+        frames = await _read(source, runner)
     assert 10 < len(frames) < 132
     assert source.incomplete is not None and source.incomplete.frames == len(frames)
     assert f"{len(frames)} of 132 frames" in str(source.incomplete)
@@ -119,8 +124,8 @@ async def test_a_truncated_file_in_a_worker_says_where_it_stopped(truncated_clip
 
 async def test_a_stop_ends_a_file_in_a_worker_promptly(long_clip):
     source = open_source(long_clip)
-    async with decoding([source], DecodePlan(), workers=1):
-        frames = await asyncio.wait_for(_read(source, capacity=2, until=10), 20)
+    async with decoding([source], DecodePlan(), workers=1) as runner:
+        frames = await asyncio.wait_for(_read(source, runner, capacity=2, until=10), 20)
     assert 10 <= len(frames) < 60  # what was in flight, then nothing
     assert [f.index for f in frames] == list(range(len(frames)))
 
@@ -128,19 +133,19 @@ async def test_a_stop_ends_a_file_in_a_worker_promptly(long_clip):
 async def test_a_killed_worker_fails_its_file_stream_instead_of_hanging(long_clip):
     source = open_source(long_clip)
     stop = asyncio.Event()
-    async with decoding([source], DecodePlan(), workers=1) as pool:
-        assert pool is not None
+    async with decoding([source], DecodePlan(), workers=1) as runner:
+        assert runner.pool is not None
         channel: Channel[Frame] = Channel(2)
         frames = 0
         async with asyncio.timeout(30):
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(source.run(channel, stop))
+                tg.create_task(runner.run(source, channel, stop))
                 async for _ in channel:
                     frames += 1
                     if frames == 20:
-                        os.kill(pool.pids[0], signal.SIGKILL)  # as the OOM killer would
+                        os.kill(runner.pool.pids[0], signal.SIGKILL)  # as the OOM killer would
     assert 20 <= frames < 792
-    assert source.incomplete is not None and source.ended
+    assert source.incomplete is not None and source.status.finished
     assert "decode worker process died (exit code -9)" in str(source.incomplete)
     assert source.incomplete.frames == frames
 
@@ -176,11 +181,11 @@ def _analyses(path: Path) -> list[dict]:
 async def test_a_live_rtsp_stream_in_a_worker(rtsp_server):
     source = open_source(rtsp_server.url("cam1"), options=FAST)
     plan = DecodePlan(full_frames=False, analysis=AnalysisSize(224), analyze_fps=5.0)
-    async with decoding([source], plan, workers=1):
+    async with decoding([source], plan, workers=1) as runner:
         # Live and drawing nothing: every frame carries its analysis-size picture, since the
         # pipeline may pick any of them and a worker's frame cannot be converted later.
-        assert source.plan.analysis_every_frame
-        async with Running(source) as run:
+        assert runner.plan_for(source).analysis_every_frame
+        async with Running(source, runner=runner) as run:
             await run.until(lambda: len(run.frames) >= 25, 20, "25 frames")
             assert source.status.state == "online" and source.status.frames >= 25
             assert source.status.damaged == 0  # over TCP nothing is lost
@@ -201,7 +206,10 @@ async def test_damage_counted_in_a_worker_reaches_the_source(gst_rtsp):
         with ProxyThread(proxy):
             options = SourceOptions(rtsp_transport="udp", open_timeout=3.0, read_timeout=5.0)
             source = open_source(proxy.url("cam"), options=options)
-            async with decoding([source], DecodePlan(), workers=1), Running(source) as run:
+            async with (
+                decoding([source], DecodePlan(), workers=1) as runner,
+                Running(source, runner=runner) as run,
+            ):
                 await run.until(lambda: source.status.damaged >= 2, 30, "2 damaged pictures")
     finally:
         server.kill()
@@ -212,11 +220,11 @@ async def test_damage_counted_in_a_worker_reaches_the_source(gst_rtsp):
 @pytest.mark.integration
 async def test_a_killed_worker_fails_its_live_stream(rtsp_server):
     source = open_source(rtsp_server.url("cam2"), options=FAST)
-    async with decoding([source], DecodePlan(), workers=1) as pool:
-        assert pool is not None
-        async with Running(source) as run:
+    async with decoding([source], DecodePlan(), workers=1) as runner:
+        assert runner.pool is not None
+        async with Running(source, runner=runner) as run:
             await run.until(lambda: len(run.frames) >= 5, 20, "5 frames")
-            os.kill(pool.pids[0], signal.SIGKILL)
+            os.kill(runner.pool.pids[0], signal.SIGKILL)
             await run.ended(10)
     assert source.status.state == "failed"
     assert "decode worker process died" in source.status.last_error
@@ -225,12 +233,12 @@ async def test_a_killed_worker_fails_its_live_stream(rtsp_server):
 
 async def test_workers_ignore_ctrl_c_and_leave_when_the_pool_closes(sample_clip):
     source = open_source(sample_clip)
-    async with decoding([source], DecodePlan(), workers=2) as pool:
-        assert pool is not None
-        pids = pool.pids
+    async with decoding([source], DecodePlan(), workers=2) as runner:
+        assert runner.pool is not None
+        pids = runner.pool.pids
         for pid in pids:
             os.kill(pid, signal.SIGINT)  # a terminal's Ctrl-C must not kill a worker mid-frame
-        frames = await _read(source)
+        frames = await _read(source, runner)
         assert len(frames) == 132
     await wait_until(lambda: not any(_alive(pid) for pid in pids), 5, "workers gone")
 
@@ -244,11 +252,12 @@ def _alive(pid: int) -> bool:
 
 
 def _worker_pids() -> set[int]:
-    """Every decode worker process on this machine (their command line runs `worker_main`)."""
+    """Every decode worker process on this machine (their command line runs the worker's
+    `main`)."""
     found = set()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            if b"decode_pool import worker_main" in cmdline.read_bytes():
+            if b"streamer.sources.pool.worker import main" in cmdline.read_bytes():
                 found.add(int(cmdline.parent.name))
         except OSError:  # the process ended while we looked
             continue

@@ -1,0 +1,232 @@
+"""PyAV helpers that file and network sources share: describing a container's video, turning
+decoded frames into the RGB pictures a run's `DecodePlan` asks for, and setting up decoders.
+
+Decoding, for files and network streams alike (`DecodePlan`):
+
+- Threads: `thread_type="AUTO"` (frame and slice threads); one stream takes every core, several
+  share them (`decode_threads`).
+- RGB only where it is used: the conversion from YUV costs about as much as decoding. A run
+  that draws on its frames converts each one at full size; every run converts the frames it
+  will analyse straight to the encoder's resize size (a fraction of the work, and the encoder
+  skips its own resize); a run that draws nothing converts no other frame at all. The decoder
+  knows which frames will be analysed by running the pipeline's own media-time sampler.
+- One libswscale context per thread and purpose, reused frame after frame: PyAV's
+  `frame.to_ndarray(format=...)` builds a new one for every frame, which costs more than the
+  conversion itself at 720p.
+"""
+
+from __future__ import annotations
+
+import threading
+from fractions import Fraction
+
+import av
+import av.error
+import numpy as np
+from av.codec.context import Flags
+from av.video.reformatter import VideoReformatter
+
+from streamer.core.frame import Picture
+from streamer.core.sampler import Sampler
+from streamer.errors import SourceOpenError
+from streamer.sources.base import VideoInfo
+from streamer.sources.hwaccel import check_stream
+from streamer.sources.options import AnalysisSize, DecodePlan
+
+__all__ = [
+    "MAX_SIDE",
+    "FrameConverter",
+    "configure_decoder",
+    "describe",
+    "quarter_turns",
+    "to_rgb",
+    "to_rgb_resized",
+    "turn",
+]
+
+#: The largest frame side accepted (8K is 7680x4320): a larger frame is refused at open rather
+#: than decoded into hundreds of megabytes per frame.
+MAX_SIDE = 8192
+
+
+def describe(where: str, container: av.container.InputContainer) -> VideoInfo:
+    """Check that an open container has a video stream this FFmpeg decodes, and describe it.
+
+    Args:
+        where: the input as messages name it (a path, or a URL without credentials).
+
+    Raises:
+        SourceOpenError: no video stream, no decoder for its codec, no frame size, or frames
+            larger than `MAX_SIDE`.
+    """
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+        raise SourceOpenError(
+            f"input {where!r} has no video stream (it holds {', '.join(kinds)}). "
+            "Fix: give a file with video."
+        )
+    stream = container.streams.video[0]
+    ctx = stream.codec_context
+    if not ctx:
+        raise SourceOpenError(
+            f"input {where!r}: its video is in a codec FFmpeg has no decoder for. Fix: convert "
+            "it, e.g. `ffmpeg -i INPUT -c:v libx264 -c:a copy OUTPUT.mp4`."
+        )
+    if not ctx.width or not ctx.height:
+        raise SourceOpenError(f"input {where!r}: video stream has no frame size; is it damaged?")
+    if max(ctx.width, ctx.height) > MAX_SIDE:
+        raise SourceOpenError(
+            f"input {where!r} is {ctx.width}x{ctx.height}: larger than streamer takes (at most "
+            f"{MAX_SIDE} pixels a side; one RGB frame of it is "
+            f"{ctx.width * ctx.height * 3 / 2**20:.0f} MB). Fix: scale it down first, e.g. "
+            "`ffmpeg -i INPUT -vf scale=3840:-2 OUTPUT.mp4`."
+        )
+    fps = stream.average_rate or stream.guessed_rate
+    duration = _duration(container, stream)
+    frames = stream.frames or None
+    if frames is None and duration and fps:
+        frames = round(duration * fps)
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+    return VideoInfo(
+        width=ctx.width,
+        height=ctx.height,
+        fps=Fraction(fps) if fps else None,
+        time_base=Fraction(stream.time_base),
+        frames=frames,
+        duration=duration,
+        start=start,
+        codec=ctx.name,
+        audio=audio,
+    )
+
+
+def _duration(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+_local = threading.local()
+_SWS_INTERPOLATION = {"bicubic": "BICUBIC", "bilinear": "BILINEAR"}
+
+
+def _reformatter(purpose: str) -> VideoReformatter:
+    """This thread's libswscale context for `purpose` ("full" or "analysis"): one per size
+    and thread, since a context is rebuilt whenever its sizes change and is not thread-safe."""
+    cache = _local.__dict__.setdefault("reformatters", {})
+    if purpose not in cache:
+        cache[purpose] = VideoReformatter()
+    return cache[purpose]
+
+
+def to_rgb(decoded: av.VideoFrame) -> np.ndarray:
+    """A decoded frame (YUV, NV12 from NVDEC, …) as H×W×3 uint8 RGB at its own size.
+
+    One swscale thread: decode threads and other streams keep the other cores busy.
+    """
+    return _reformatter("full").reformat(decoded, format="rgb24", threads=1).to_ndarray()
+
+
+def to_rgb_resized(decoded: av.VideoFrame, size: AnalysisSize) -> np.ndarray:
+    """A decoded frame as RGB at the encoder's resize size, converted and scaled in one pass.
+
+    libswscale's bicubic filter widens with the downscale factor (it antialiases, like PIL's),
+    so the encoder's input matches what its reference transform makes of the full-size frame
+    (cosine of the embeddings above 0.9998 on the sample clip).
+    """
+    height, width = size.shape(decoded.height, decoded.width)
+    return (
+        _reformatter("analysis")
+        .reformat(
+            decoded,
+            width,
+            height,
+            format="rgb24",
+            interpolation=_SWS_INTERPOLATION[size.interpolation],
+            threads=1,
+        )
+        .to_ndarray()
+    )
+
+
+class FrameConverter:
+    """Makes of each decoded frame the pictures a run's `DecodePlan` asks for.
+
+    Args:
+        plan: what the run needs.
+        name: the stream's name (the sampler is keyed by it, as the pipeline's is).
+
+    `picture(decoded, timeline)` is called in decode order with the frame's time on the
+    pipeline's timeline (media time for files, the monotonic clock for live streams); the
+    sampler then picks the same frames the pipeline will.
+    """
+
+    def __init__(self, plan: DecodePlan, name: str) -> None:
+        self.plan = plan
+        self.name = name
+        predict = not plan.full_frames or plan.analysis is not None
+        self._sampler = Sampler(plan.analyze_fps) if predict else None
+
+    def picture(self, decoded: av.VideoFrame, timeline: float | None) -> np.ndarray | Picture:
+        """A plain array when only the full-size picture is made, else a `Picture`; turned
+        upright when the stream says it is shown rotated (phone videos)."""
+        plan = self.plan
+        analysed = (
+            self._sampler is not None
+            and timeline is not None
+            and self._sampler.take(self.name, timeline)
+        )
+        turns = quarter_turns(decoded)
+        small = None
+        if plan.analysis is not None and (analysed or plan.analysis_every_frame):
+            small = turn(to_rgb_resized(decoded, plan.analysis), turns)
+        wants_full = plan.full_analysed or plan.analysis is None
+        full = (
+            turn(to_rgb(decoded), turns) if plan.full_frames or (analysed and wants_full) else None
+        )
+        if small is None and full is not None:
+            return full
+        return Picture(full, small, None if full is not None else _Upright(decoded, turns))
+
+
+class _Upright:
+    """Makes the full-size upright picture of a decoded frame later (a picklable closure)."""
+
+    __slots__ = ("decoded", "turns")
+
+    def __init__(self, decoded: av.VideoFrame, turns: int) -> None:
+        self.decoded, self.turns = decoded, turns
+
+    def __call__(self) -> np.ndarray:
+        return turn(to_rgb(self.decoded), self.turns)
+
+
+def quarter_turns(decoded: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns that show the frame upright (its display matrix)."""
+    try:
+        rotation = decoded.rotation
+    except (AttributeError, ValueError):
+        return 0
+    return round((rotation or 0) / 90) % 4
+
+
+def turn(image: np.ndarray, turns: int) -> np.ndarray:
+    """`image` turned `turns` quarter turns counter-clockwise (contiguous again)."""
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+def configure_decoder(stream: av.VideoStream, plan: DecodePlan, *, live: bool, name: str) -> None:
+    """Threads for one stream's decoder; call before the first packet is decoded.
+
+    Live streams add the codec flag `low_delay`: FFmpeg then uses slice threads only, which
+    hold back no frame (frame threads hold one per thread: latency).
+    """
+    stream.thread_type = "AUTO"
+    if plan.threads:
+        stream.codec_context.thread_count = plan.threads
+    if live:
+        stream.codec_context.flags |= Flags.low_delay
+    check_stream(stream, plan.hwaccel, name)
