@@ -6,17 +6,40 @@ Only the CLI reads argv; everything below it receives one of these.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 from streamer.analysis.alerts import AlertRule
 from streamer.analysis.captioner import CaptionPolicy
-from streamer.analysis.labels import DEFAULT_PROMPT
+from streamer.analysis.labels import DEFAULT_PROMPT, load_labels
 from streamer.analysis.worker import EncoderChoice
 from streamer.core.batcher import BatchPolicy
+from streamer.core.checks import (
+    float_above,
+    float_at_least,
+    int_at_least,
+    int_in,
+    one_of,
+    rate_or_all,
+    serve_address,
+    split_serve_address,
+    template_with,
+)
+from streamer.core.options import Option, option, section, validate
 from streamer.errors import ConfigError
 from streamer.llm import LlmConfig
 from streamer.sources import SourceOptions
 from streamer.watch.webhook import check_webhook_url
+
+# libx264's speed presets, fastest first.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow", "placebo")  # fmt: skip
+LOCAL_HOST = "127.0.0.1"  # the viewer's default: this machine only
+
+
+def _every_frame(rate: Any) -> float | None:
+    """`--analyze-fps all` (or None) analyses every frame: the field holds None."""
+    return None if rate is None or rate == "all" else rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,24 +55,28 @@ class AnalysisConfig:
         text_cache: folder for cached label text embeddings; None computes them every run.
     """
 
-    analyze_fps: float | None = 2.0
-    batch: BatchPolicy = field(default_factory=BatchPolicy)
-    top_k: int = 3
-    labels: tuple[str, ...] | None = None
-    prompt: str = DEFAULT_PROMPT
+    analyze_fps: float | None = option(
+        2.0,
+        Option("--analyze-fps", "analysed frames per second, > 0, or 'all'", rate_or_all(),
+               to_field=_every_frame),
+    )  # fmt: skip
+    batch: BatchPolicy = section(BatchPolicy)
+    top_k: int = option(3, Option("--top-k", "tags per analysed frame", int_at_least(1)))
+    labels: tuple[str, ...] | None = option(
+        None,
+        Option("--labels", "label file (one per line) or 'dog, cat, person'",
+               to_field=load_labels, default_text="the shipped vocabulary"),
+    )  # fmt: skip
+    prompt: str = option(
+        DEFAULT_PROMPT,
+        Option("--label-prompt", "text template per label, with {label} where the label goes",
+               template_with("label")),
+    )  # fmt: skip
     text_cache: str | None = None
 
     def __post_init__(self) -> None:
-        if self.analyze_fps is not None and not self.analyze_fps > 0:
-            raise ConfigError(
-                f"analyze_fps must be > 0 (or 'all'), got {self.analyze_fps} (--analyze-fps)"
-            )
-        if self.top_k < 1:
-            raise ConfigError(f"top_k must be ≥ 1, got {self.top_k} (--top-k)")
-        if "{label}" not in self.prompt:
-            raise ConfigError(
-                f"prompt must contain '{{label}}', got {self.prompt!r} (--label-prompt)"
-            )
+        object.__setattr__(self, "analyze_fps", _every_frame(self.analyze_fps))
+        validate(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,21 +95,38 @@ class OutputConfig:
             can lose at most).
     """
 
-    video: str | None = None
-    srt: str | None = None
-    vtt: str | None = None
-    jsonl: str | None = None
-    preset: str = "veryfast"
-    crf: int = 20
-    copy_audio: bool = True
-    fragmented: bool | None = None
+    video: str | None = option(
+        None, Option("--output", "annotated video (MP4, H.264; audio copied)", short="-o")
+    )
+    srt: str | None = option(None, Option("--srt", "SubRip subtitles, one cue per caption"))
+    vtt: str | None = option(None, Option("--vtt", "WebVTT subtitles, one cue per caption"))
+    jsonl: str | None = option(
+        None,
+        Option("--jsonl", "JSON Lines: a record per analysed frame, per caption and per alert"),
+    )
+    preset: str = option(
+        "veryfast",
+        Option("--preset", "x264 preset, ultrafast..placebo: slower is smaller for the same "
+               "quality", one_of(*X264_PRESETS)),
+    )  # fmt: skip
+    crf: int = option(
+        20, Option("--crf", "x264 quality, 0..51: lower is better and bigger", int_in(0, 51))
+    )
+    copy_audio: bool = option(
+        True, Option("--no-audio", "do not copy the input's audio", kind="negated")
+    )
+    fragmented: bool | None = option(
+        None,
+        Option("--fragmented", "write the MP4 in fragments, a keyframe every 2 s: it plays up "
+               "to the last fragment after a crash, kill -9 or a full disk", kind="toggle",
+               default_text="on for live streams, off for files"),
+    )  # fmt: skip
     keyframe_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.keyframe_seconds > 0:
             raise ConfigError(f"keyframe_seconds must be > 0, got {self.keyframe_seconds}")
-        if not 0 <= self.crf <= 51:
-            raise ConfigError(f"crf must be in 0..51, got {self.crf} (--crf)")
+        validate(self)
 
     def paths(self) -> list[str]:
         return [p for p in (self.video, self.srt, self.vtt, self.jsonl) if p]
@@ -139,13 +183,29 @@ class ServeConfig:
         token: when set, every route needs `Authorization: Bearer TOKEN` (or `?token=`).
     """
 
-    host: str = "127.0.0.1"
+    host: str = LOCAL_HOST
     port: int = 8080
-    token: str | None = None
+    token: str | None = option(
+        None,
+        Option("--serve-token", "require this token on every route of --serve: open the page "
+               "as /?token=TOKEN, tools send 'Authorization: Bearer TOKEN' (a config file keeps "
+               "it off the command line)", metavar="TOKEN", secret=True),
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"serve port must be in 0..65535, got {self.port} (--serve)")
+        if self.token is not None and not self.token.strip():
+            raise ConfigError("--serve-token must not be empty; leave it out for no token")
+
+    @classmethod
+    def at(cls, address: str, token: str | None = None) -> ServeConfig:
+        """The viewer at `[HOST:]PORT` (`--serve`), HOST defaulting to this machine only."""
+        try:
+            host, port = split_serve_address(address, LOCAL_HOST)
+        except ValueError as exc:
+            raise ConfigError(f"--serve must be [HOST:]PORT, got {address!r}") from exc
+        return cls(host=host, port=port, token=token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,38 +235,74 @@ class RunConfig:
     """
 
     input: str | tuple[str, ...]
-    outputs: OutputConfig = field(default_factory=OutputConfig)
-    encoder: EncoderChoice = field(default_factory=EncoderChoice)
-    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
-    captions: CaptionPolicy = field(default_factory=CaptionPolicy)
-    live: bool | None = None
-    sources: SourceOptions = field(default_factory=SourceOptions)
-    llm: LlmConfig | None = None
-    llm_max_in_flight: int = 1
-    caption_wait: float = 10.0
-    queue_frames: int = 32
-    status_every: float = 5.0
-    serve: ServeConfig | None = None
-    show: bool = False
-    alerts: tuple[AlertRule, ...] = ()
-    webhook: str | None = None
+    outputs: OutputConfig = section(OutputConfig, group="outputs")
+    encoder: EncoderChoice = section(EncoderChoice, group="encoder")
+    analysis: AnalysisConfig = section(AnalysisConfig, group="analysis")
+    captions: CaptionPolicy = section(CaptionPolicy, group="captions")
+    live: bool | None = option(
+        None,
+        Option("--live", "treat every input as live: freshest frame wins (files play at their "
+               "frame rate)", kind="const", const=True, group="contract"),
+        Option("--no-drop", "deliver every frame of every input, live ones included "
+               "(backpressure)", kind="const", const=False, group="contract"),
+    )  # fmt: skip
+    sources: SourceOptions = section(SourceOptions, group="live-sources")
+    llm: LlmConfig | None = section(
+        LlmConfig, Option("--no-llm", "captions from tags only", kind="negated"),
+        group="llm-captions", default=None,
+    )  # fmt: skip
+    llm_max_in_flight: int = option(
+        1,
+        Option("--llm-max-in-flight", "requests at once per live stream", int_at_least(1),
+               group="llm-captions"),
+    )  # fmt: skip
+    caption_wait: float = option(
+        10.0,
+        Option("--caption-wait", "seconds a file's output waits for its pending caption",
+               float_at_least(0, "seconds"), group="llm-captions"),
+    )  # fmt: skip
+    queue_frames: int = option(
+        32, Option("--queue-frames", "frames buffered in flight", int_at_least(2))
+    )
+    status_every: float = option(
+        5.0,
+        Option("--status-every", "seconds between status tables", float_above(0, "seconds"),
+               group="contract"),
+    )  # fmt: skip
+    serve: ServeConfig | None = section(
+        ServeConfig,
+        Option("--serve", "serve a page with every stream's live video, captions and status, "
+               "plus /metrics (Prometheus), /healthz and JSON at /api/status; HOST defaults to "
+               "127.0.0.1 (this machine only): 0.0.0.0:8080 opens it to the network",
+               serve_address(LOCAL_HOST), metavar="[HOST:]PORT"),
+        group="web-viewer", default=None,
+    )  # fmt: skip
+    show: bool | str = option(
+        False,
+        Option("--show", "show the streams in a window on this display (one per stream up to "
+               "4, else a grid; 'grid': always a grid). Keys: q/Esc quit, space pause, "
+               "o overlay, h help", one_of("grid"), optional=True, const=True, metavar="grid",
+               group="display"),
+    )  # fmt: skip
+    alerts: tuple[AlertRule, ...] = section(
+        AlertRule,
+        Option("--alert", "fire an alert when analysed frames look like QUERY, e.g. 'a person "
+               "at the door' (repeatable). 'door=a person' watches only the stream named door: "
+               "the part before the first '=' is a stream name only when it names one of this "
+               "run's streams, otherwise the whole value is the query. Alerts go to --jsonl, "
+               "the overlay and --webhook", kind="list", metavar="[STREAM=]QUERY"),
+        group="alerts", default=(), many=True,
+    )  # fmt: skip
+    webhook: str | None = option(
+        None,
+        Option("--webhook", "POST every alert as JSON with a JPEG snapshot to this http(s) "
+               "URL; retried with backoff, never holds up the video", metavar="URL",
+               group="alerts"),
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         # Bad values first: a user fixing "nothing to write" should not then meet the next one.
-        if self.queue_frames < 2:
-            raise ConfigError(f"queue_frames must be ≥ 2, got {self.queue_frames} (--queue-frames)")
-        if self.llm_max_in_flight < 1:
-            raise ConfigError(
-                f"llm_max_in_flight must be ≥ 1, got {self.llm_max_in_flight} (--llm-max-in-flight)"
-            )
-        if not self.caption_wait >= 0:
-            raise ConfigError(
-                f"caption_wait must be ≥ 0 s, got {self.caption_wait} (--caption-wait)"
-            )
-        if not self.status_every > 0:
-            raise ConfigError(
-                f"status_every must be > 0 s, got {self.status_every} (--status-every)"
-            )
+        validate(self)
         self._check_alerts()
         if not self.inputs:
             raise ConfigError("no input: give at least one file, camera or URL")

@@ -1,15 +1,19 @@
-"""README's "Every flag" table is the one `scripts/flag_table.py` makes from the parser."""
+"""README's "Every flag" table is the one `scripts/flag_table.py` makes from the option table."""
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from streamer.cli.options import TABLE, Group, groups
+from streamer.core.checks import float_above
+from streamer.core.options import Option, declared, option
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "flag_table.py"
@@ -35,18 +39,18 @@ def test_readme_flag_table_is_up_to_date(flag_table):
         )
 
 
-def test_every_flag_of_run_has_one_row_under_its_group(flag_table):
-    parser = flag_table.run_parser()
-    table = flag_table.flag_table(parser)
+def test_every_option_of_run_has_one_row_under_its_group(flag_table):
+    table = flag_table.flag_table()
     rows = [line for line in table.splitlines() if line.startswith("| `")]
-    options = [
-        a for a in parser._actions if a.option_strings and not isinstance(a, argparse._HelpAction)
-    ]
-    assert len(rows) == len(options) + 1  # and the INPUT row
+    assert len(rows) == len(TABLE)
     assert rows[0].startswith("| `[INPUT ...]` |")
-    flags_per_row = [set(re.findall(r"`(-[-\w]+)", row.split(" | ")[0])) for row in rows]
-    for action in options:
-        assert flags_per_row.count(set(action.option_strings)) == 1, action.option_strings
+    flags_per_row = [set(re.findall(r"`(-[-\w]+)", row.split(" | ")[0])) for row in rows[1:]]
+    for row in TABLE[1:]:
+        opt = row.option
+        flags = {opt.flag, *([opt.short] if opt.short else [])}
+        if opt.kind == "toggle":
+            flags.add(f"--no-{opt.key}")
+        assert flags_per_row.count(flags) == 1, flags
     sections = [line for line in table.splitlines() if line.startswith("**")]
     assert sections[0] == "**inputs and general**"
     assert "**encoder** · file table `[encoder]`" in sections
@@ -54,13 +58,17 @@ def test_every_flag_of_run_has_one_row_under_its_group(flag_table):
     assert all(len(re.split(r"(?<!\\)\|", row)) == 6 for row in rows)
 
 
-def test_a_new_flag_shows_up_in_the_table(flag_table):
-    parser = flag_table.run_parser()
-    group = parser.add_argument_group("night vision")
-    group.add_argument(
-        "--ir-gain", type=float, default=1.5, metavar="X|auto", help="infrared gain | boost"
+@dataclass(frozen=True)
+class NightVision:
+    ir_gain: float = option(
+        1.5, Option("--ir-gain", "infrared gain | boost", float_above(0), metavar="X|auto")
     )
-    table = flag_table.flag_table(parser)
+
+
+def test_a_new_option_shows_up_in_the_table(flag_table):
+    rows = tuple(declared(NightVision, group="night-vision"))
+    sections = [*groups(), Group("night-vision", "night vision", rows)]
+    table = flag_table.flag_table(sections)
     assert "**night vision** · file table `[night-vision]`" in table
     assert "| `--ir-gain X\\|auto` | `ir-gain` | `1.5` | infrared gain \\| boost |" in table
     assert table != flag_table.flag_table()

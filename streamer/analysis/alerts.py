@@ -17,13 +17,14 @@ reported every `cooldown_s`, not once.
 
 from __future__ import annotations
 
-import math
 import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from streamer.core.checks import float_at_least, float_in, int_at_least
+from streamer.core.options import Option, option, validate
 from streamer.errors import ConfigError
 
 __all__ = [
@@ -55,9 +56,23 @@ class AlertRule:
 
     query: str
     streams: tuple[str, ...] = ()
-    threshold: float = DEFAULT_ALERT_THRESHOLD
-    frames: int = 2
-    cooldown_s: float = 30.0
+    threshold: float = option(
+        DEFAULT_ALERT_THRESHOLD,
+        Option("--alert-threshold", "cosine similarity of frame and query, -1..1, that counts "
+               "as a match (with CLIP ViT-B/32 a query that describes the frame scores about "
+               "0.27-0.33, an unrelated one 0.12-0.22; other models need their own value)",
+               float_in(-1, 1, "a cosine similarity"), metavar="COSINE"),
+    )  # fmt: skip
+    frames: int = option(
+        2,
+        Option("--alert-frames", "consecutive matching analysed frames that fire an alert",
+               int_at_least(1), metavar="N"),
+    )  # fmt: skip
+    cooldown_s: float = option(
+        30.0,
+        Option("--alert-cooldown", "seconds of stream time a query stays quiet after it fired",
+               float_at_least(0, "seconds"), metavar="SECONDS"),
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if not isinstance(self.query, str) or not self.query.strip():
@@ -66,28 +81,11 @@ class AlertRule:
             raise ConfigError(
                 f"alert streams must be a tuple of stream names, got the string {self.streams!r}"
             )
-        if not (_is_number(self.threshold) and -1.0 <= self.threshold <= 1.0):
-            raise ConfigError(
-                f"alert threshold must be a cosine similarity in -1..1, got {self.threshold!r} "
-                "(--alert-threshold)"
-            )
-        frames = self.frames
-        if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
-            raise ConfigError(
-                f"alert frames must be an integer ≥ 1, got {frames!r} (--alert-frames)"
-            )
-        if not (_is_number(self.cooldown_s) and self.cooldown_s >= 0):
-            raise ConfigError(
-                f"alert cooldown must be ≥ 0 s, got {self.cooldown_s!r} (--alert-cooldown)"
-            )
+        validate(self)
 
     def watches(self, stream: str) -> bool:
         """Whether this rule applies to `stream`."""
         return not self.streams or stream in self.streams
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_rule_streams(rules: tuple[AlertRule, ...], streams: list[str]) -> None:

@@ -13,9 +13,14 @@ import difflib
 import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
+from streamer.core.checks import float_at_least, float_in
 from streamer.core.frame import Annotation, Caption
+from streamer.core.options import Option, Ordered, option, validate
 from streamer.llm import CaptionRequest, LlmClient, LlmError
+
+SECONDS = "seconds"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,24 +33,25 @@ class CaptionPolicy:
         scene_threshold: scene score (cosine distance, 0..2) that counts as a scene change.
     """
 
-    min_interval: float = 2.0
-    max_age: float = 10.0
-    scene_threshold: float = 0.15
+    min_interval: float = option(
+        2.0,
+        Option("--caption-interval", "min seconds between captions", float_at_least(0, SECONDS)),
+    )
+    max_age: float = option(
+        10.0,
+        Option("--caption-max-age", "refresh a caption after this many seconds, "
+               "≥ --caption-interval (inf: never)", float_at_least(0, SECONDS, allow_inf=True)),
+    )  # fmt: skip
+    scene_threshold: float = option(
+        0.15,
+        Option("--scene-threshold", "cosine distance that counts as a new scene",
+               float_in(0, 2, "a cosine distance", low_open=True)),
+    )  # fmt: skip
+
+    RULES: ClassVar = (Ordered("max_age", "≥", "min_interval"),)
 
     def __post_init__(self) -> None:
-        if not self.min_interval >= 0:
-            raise ValueError(
-                f"caption min_interval must be ≥ 0 s, got {self.min_interval} (--caption-interval)"
-            )
-        if not self.max_age >= self.min_interval:
-            raise ValueError(
-                f"caption max_age must be ≥ min_interval ({self.min_interval} s), "
-                f"got {self.max_age} (--caption-max-age)"
-            )
-        if not 0 < self.scene_threshold <= 2:
-            raise ValueError(
-                f"scene_threshold must be in (0, 2], got {self.scene_threshold} (--scene-threshold)"
-            )
+        validate(self)
 
 
 class CaptionSchedule:

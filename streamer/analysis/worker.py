@@ -18,6 +18,10 @@ import numpy as np
 import encoders
 from encoders import Encoder, WeightsUnavailableError
 from encoders.acceleration import Acceleration
+from encoders.base import PRECISIONS
+from encoders.registry import KINDS
+from streamer.core.checks import one_of, torch_device
+from streamer.core.options import Option, option, validate
 
 log = logging.getLogger("streamer.encoder")
 
@@ -39,13 +43,42 @@ class EncoderChoice:
             of seconds and was not measured to pay on top of CUDA graphs).
     """
 
-    kind: str = "clip"
-    model: str | None = None
-    weights: str = "pretrained"
-    device: str | None = None
-    precision: str = "auto"
-    cuda_graphs: bool | None = None
-    compile: bool = False
+    kind: str = option(
+        "clip", Option("--encoder", "the image encoder: " + " | ".join(KINDS), one_of(*KINDS))
+    )
+    model: str | None = option(
+        None,
+        Option("--model", "model of the encoder, e.g. ViT-B/32, ViT-B-32:laion2b_s34b_b79k, "
+               "small", default_text="the encoder's default"),
+    )  # fmt: skip
+    weights: str = option(
+        "pretrained",
+        Option("--weights", "pretrained | random | auto (pretrained if available, else random, "
+               "labelled) | PATH"),
+    )  # fmt: skip
+    device: str | None = option(
+        None,
+        Option("--device", "cpu | cuda | cuda:N", torch_device(),
+               default_text="cuda when available"),
+    )  # fmt: skip
+    precision: str = option(
+        "auto",
+        Option("--precision", "auto (fp16 on CUDA, fp32 on a CPU) | fp32 | fp16 | bf16",
+               one_of("auto", *PRECISIONS)),
+    )  # fmt: skip
+    cuda_graphs: bool | None = option(
+        None,
+        Option("--cuda-graphs", "replay the encoder as CUDA graphs recorded for batch sizes "
+               "1/4/16/64/256", kind="toggle", default_text="on with CUDA; does nothing on a CPU"),
+    )  # fmt: skip
+    compile: bool = option(
+        False,
+        Option("--compile", "torch.compile the encoder (compiling takes tens of seconds)",
+               kind="toggle"),
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     @property
     def acceleration(self) -> Acceleration:

@@ -8,8 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from streamer.cli.flags import add_options
 from streamer.cli.main import EXIT_ERROR, EXIT_OK, EXIT_USAGE
-from streamer.cli.run import add_speedup_flags
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -27,8 +27,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "the smaller ones on a CPU, all on a GPU)",
     )  # fmt: skip
     enc.add_argument("--all", action="store_true", help="every registered encoder, also on CPU")
-    enc.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available)")
-    enc.add_argument("--precision", default="auto", help="auto | fp32 | fp16 | bf16")
     enc.add_argument(
         "--batches", metavar="LIST", help="batch sizes (default: 1,4,16 on CPU, 1,4,16,64,256 "
         "on CUDA)",
@@ -44,7 +42,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="CPU threads for torch (default: torch's, one per core); 1 is steadier on a busy "
         "machine",
     )  # fmt: skip
-    add_speedup_flags(enc)
+    add_options(enc, ["device", "precision", "cuda-graphs", "compile"], defaults=True)
     enc.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     enc.set_defaults(handler=_encoders)
 

@@ -11,23 +11,25 @@ without opening an input or loading a model. Exit 0 when valid, 2 with the reaso
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 
-from streamer.cli import config_file
+from streamer.cli._toml import mask, toml
+from streamer.cli.build import Settings, configure, settings
+from streamer.cli.flags import add_options
 from streamer.cli.main import EXIT_OK, EXIT_USAGE
+from streamer.cli.options import groups
+from streamer.core.options import Declared
+from streamer.core.redact import redact
 from streamer.errors import ConfigError
-from streamer.sources import redact
+
+__all__ = ["add_parser", "config_command", "render"]
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    """Register `config` on the `streamer` command's subparsers; `run` must be registered first,
-    as `config` takes every option of `run` (they are what it prints and checks)."""
-    run = commands.choices["run"]
+    """Register `config` on the `streamer` command's subparsers: it takes every option of
+    `run` (they are what it prints and checks)."""
     parser = commands.add_parser(
         "config",
-        parents=[run],
-        add_help=False,  # `run`'s -h comes with its options
         help="print the effective configuration, or check a configuration file",
         usage="streamer config (--print [--config FILE] | --check FILE) [run options] [INPUT ...]",
         description="Print the options `streamer run` would use with these arguments "
@@ -40,23 +42,70 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     mode.add_argument(
         "--check", metavar="FILE", help="check a configuration file (and any flags given)"
     )
-    parser.set_defaults(handler=functools.partial(config_command, run))
-    config_file.install(parser, file_dests=("config", "check"), keys_from=run)
+    add_options(parser)
+    parser.set_defaults(handler=config_command)
 
 
-def config_command(run: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """Print (`--print`) or check (`--check`); `run` is the `streamer run` parser."""
-    if args.print:
-        sys.stdout.write(config_file.render(run, args))
-        return EXIT_OK
-    from streamer.cli.run import config_from_args
-
+def config_command(args: argparse.Namespace) -> int:
+    """Print (`--print`) or check (`--check`)."""
+    if args.check is not None:
+        if vars(args).get("config", args.check) != args.check:
+            return _usage(f"two config files given ({args.config}, {args.check}); give one")
+        args = argparse.Namespace(**{**vars(args), "config": args.check})
     try:
-        config = config_from_args(args)
+        given = settings(args)
     except ConfigError as exc:
-        print(f"streamer: error: {args.check}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage(str(exc))
+    if args.print:
+        sys.stdout.write(render(given))
+        return EXIT_OK
+    try:
+        config = configure(given)
+    except ConfigError as exc:
+        return _usage(f"{args.check}: {exc}")
     inputs = ", ".join(redact(spec) for spec in config.inputs)
     outputs = ", ".join(config.outputs.paths()) or "no files"
     print(f"{args.check}: ok: {len(config.inputs)} input(s): {inputs}; outputs: {outputs}")
     return EXIT_OK
+
+
+def _usage(message: str) -> int:
+    print(f"streamer: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def render(given: Settings) -> str:
+    """The effective options as a TOML configuration file, secrets masked.
+
+    Every option is written (unset ones as comments), grouped as in `--help`, each value that
+    differs from its default marked with where it came from. Loading the output gives the same
+    options back, except the masked secrets.
+    """
+    source = (
+        f"defaults < {given.file.path} < command line" if given.file else "defaults < command line"
+    )
+    lines = [
+        "# The effective options of `streamer run` (" + source + ").",
+        "# Secrets are shown as ***.",
+        f"inputs = {toml([mask('input', i) for i in given.values.get('inputs', [])])}",
+    ]
+    for group in groups():
+        rows = [r for r in group.rows if r.option.key not in ("config", "inputs")]
+        if not rows:
+            continue
+        table = f"  (table [{group.name}])" if group.name else ""
+        lines += ["", f"# {group.title}{table}" if group.name else "# general"]
+        lines += [_line(row, given) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _line(row: Declared, given: Settings) -> str:
+    opt, key = row.option, row.option.key
+    value = given.get(key)
+    if value is None:
+        return f"# {key}: not set"
+    line = f"{key} = {toml(mask(key, value, opt.secret))}"
+    if key not in given.values or value == row.default:
+        return line
+    where = "the file" if key in given.origins else "the command line"
+    return f"{line}  # from {where}"

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     from streamer.cli import bench, config, encoders, llm, run
 
     run.add_parser(commands)
-    config.add_parser(commands)  # after run: it takes run's options
+    config.add_parser(commands)
     encoders.add_parser(commands)
     llm.add_parser(commands)
     bench.add_parser(commands)

@@ -15,9 +15,11 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from streamer.core.channel import Channel, ChannelClosed
+from streamer.core.checks import float_above, float_at_least, int_at_least
+from streamer.core.options import Option, Ordered, option, validate
 
 T = TypeVar("T")
 
@@ -38,28 +40,33 @@ class BatchPolicy:
             consumer reports encode times).
     """
 
-    max_batch: int = 8
-    max_wait_ms: float = 50.0
-    adaptive: bool = False
-    batch_ceiling: int = 64
-    latency_budget_ms: float = 200.0
+    max_batch: int = option(8, Option("--max-batch", "frames per encoder batch", int_at_least(1)))
+    max_wait_ms: float = option(
+        50.0, Option("--max-wait-ms", "batch deadline in ms", float_at_least(0, "milliseconds"))
+    )
+    adaptive: bool = option(
+        False,
+        Option("--adaptive-batch", "batch size follows the load: grows (to --batch-ceiling) "
+               "while frames back up, halves when a batch takes longer than "
+               "--latency-budget-ms", kind="toggle"),
+    )  # fmt: skip
+    batch_ceiling: int = option(
+        64, Option("--batch-ceiling", "largest adaptive batch, ≥ --max-batch", int_at_least(1))
+    )
+    latency_budget_ms: float = option(
+        200.0,
+        Option("--latency-budget-ms", "adaptive batching's budget per batch in ms, "
+               "> --max-wait-ms", float_above(0, "milliseconds")),
+    )  # fmt: skip
+
+    RULES: ClassVar = (
+        Ordered("batch_ceiling", "≥", "max_batch", when="adaptive"),
+        Ordered("latency_budget_ms", ">", "max_wait_ms", when="adaptive",
+                why="a batch may wait that long to fill"),
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise ValueError(f"max_batch must be ≥ 1, got {self.max_batch} (--max-batch)")
-        if not self.max_wait_ms >= 0:
-            raise ValueError(f"max_wait_ms must be ≥ 0, got {self.max_wait_ms} (--max-wait-ms)")
-        if self.adaptive and self.batch_ceiling < self.max_batch:
-            raise ValueError(
-                f"batch_ceiling must be ≥ max_batch ({self.max_batch}) with adaptive batching, "
-                f"got {self.batch_ceiling} (--batch-ceiling)"
-            )
-        if self.adaptive and not self.latency_budget_ms > self.max_wait_ms:
-            raise ValueError(
-                f"latency_budget_ms must be > max_wait_ms ({self.max_wait_ms}) with adaptive "
-                f"batching (a batch may wait that long to fill), got {self.latency_budget_ms} "
-                "(--latency-budget-ms)"
-            )
+        validate(self)
 
 
 class BatchSizer:

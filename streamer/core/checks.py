@@ -1,25 +1,29 @@
-"""Checked argparse `type`s for `streamer run`: each converts one value and says what is allowed.
+"""Checked value types for the options of a run: each converts one value and says what is allowed.
 
-A bad value should be reported in the words the user typed. argparse prints a type's
-`ArgumentTypeError` as ``argument --max-batch: must be a whole number ≥ 1, got '0'``, and a
-configuration file runs the same function on its value (`streamer.cli.config_file`), so its error
-names the key instead: ``analysis.max-batch = 0: must be a whole number ≥ 1, got '0'``. One
-check, two front doors, and both report the value before anything else is looked at (a missing
-output, say).
+A bad value should be reported in the words the user typed. On the command line a check is the
+flag's argparse `type`, and argparse prints its `ArgumentTypeError` as ``argument --max-batch:
+must be a whole number ≥ 1, got '0'``; a configuration file runs the same check on its value, so
+its error names the key instead: ``analysis.max-batch = 0: must be a whole number ≥ 1, got
+'0'``; and a config dataclass runs it on the value it is given (`streamer.core.options.validate`),
+so the Python API refuses ``BatchPolicy(max_batch=0)`` in the same words. One check, three front
+doors, and each reports the value before anything else is looked at (a missing output, say).
 
 Every checker here is a `Checked`: a callable with `expected`, the allowed values in words,
 which the configuration file also uses when a value has the wrong TOML type altogether (a list,
-a boolean). The dataclasses keep their own checks: they guard the Python API.
+a boolean).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 from collections.abc import Callable
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit
+
+from streamer.errors import ConfigError
 
 __all__ = [
     "Checked",
@@ -35,6 +39,7 @@ __all__ = [
     "serve_address",
     "split_serve_address",
     "template_with",
+    "text_or_file",
     "torch_device",
 ]
 
@@ -57,9 +62,14 @@ class Checked(Generic[T]):
         # argparse names a type by its __name__ when a conversion fails without a message.
         self.__name__ = expected
 
+    def convert(self, text: str) -> T:
+        """The value `text` stands for; ValueError when it is not allowed."""
+        return self._convert(str(text).strip())
+
     def __call__(self, text: str) -> T:
+        """As an argparse `type`: the value, or `ArgumentTypeError` in the words above."""
         try:
-            return self._convert(str(text).strip())
+            return self.convert(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"must be {self.expected}, got {text!r}") from exc
 
@@ -247,3 +257,18 @@ def serve_address(default_host: str) -> Checked[str]:
     return Checked(
         "[HOST:]PORT with PORT in 0..65535 (an IPv6 HOST in brackets: [::1]:8080)", convert
     )
+
+
+def text_or_file(value: str) -> str:
+    """The text itself, or, when `value` names a file, the file's text (a prompt kept in a file).
+
+    Raises:
+        ConfigError: the file exists but cannot be read as UTF-8 text.
+    """
+    if not os.path.isfile(value):
+        return value
+    try:
+        with open(value, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {value!r}: {exc}") from exc

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from streamer.core.checks import http_url, text_or_file
+from streamer.core.options import Option, option, validate
 from streamer.errors import ConfigError
 from streamer.llm.prompts import DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT, check_template
 
@@ -43,9 +45,14 @@ class LlmConfig:
         ConfigError: a value out of range, named with what is allowed.
     """
 
-    url: str = DEFAULT_URL
-    model: str | None = None
-    api_key: str | None = None
+    url: str = option(DEFAULT_URL, Option("--llm-url", "server base URL", http_url()))
+    model: str | None = option(
+        None,
+        Option("--llm-model", "model to ask", default_text="the one the server has loaded"),
+    )
+    api_key: str | None = option(
+        None, Option("--llm-api-key", "API key, if the server wants one", secret=True)
+    )
     connect_timeout: float = 3.0
     read_timeout: float = 30.0
     first_request_timeout: float = 120.0
@@ -58,12 +65,21 @@ class LlmConfig:
     jpeg_quality: int = 85
     max_tokens: int = 60
     temperature: float = 0.0
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    prompt: str = DEFAULT_PROMPT
+    system_prompt: str = option(
+        DEFAULT_SYSTEM_PROMPT,
+        Option("--system-prompt", "system prompt, or a file", to_field=text_or_file,
+               default_text="a short captioning instruction"),
+    )  # fmt: skip
+    prompt: str = option(
+        DEFAULT_PROMPT,
+        Option("--prompt", "user prompt template ({tags} {stream} {time}), or a file",
+               to_field=text_or_file, default_text="the tags, stream and time"),
+    )  # fmt: skip
     vision: bool | None = None
     slow_after: float = 5.0
 
     def __post_init__(self) -> None:
+        validate(self)
         if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
             raise ConfigError(f"`url` must be an http:// or https:// URL, got {self.url!r}")
         # A trailing slash would make "…/v1//chat/completions", which LM Studio answers with

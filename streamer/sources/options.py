@@ -11,22 +11,19 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from streamer.core.checks import float_above, int_at_least, int_or_auto, one_of
+from streamer.core.options import Option, Ordered, option, validate
 from streamer.errors import ConfigError
 
 __all__ = ["HWACCELS", "AnalysisSize", "DecodePlan", "SourceOptions", "decode_threads"]
 
-_TRANSPORTS = ("tcp", "udp")
 HWACCELS = ("none", "cuda", "auto")
 _INTERPOLATIONS = ("bicubic", "bilinear")
 # FFmpeg's own cap on automatic decoder threads: more only adds frames held in flight.
 _MAX_DECODE_THREADS = 16
-# The `streamer run` flag of each field, named in messages for those who met it as a flag.
-_FLAGS = {"rtsp_transport": "--rtsp-transport", "open_timeout": "--open-timeout",
-          "read_timeout": "--read-timeout", "backoff_initial": "--reconnect-initial",
-          "backoff_cap": "--reconnect-max", "max_attempts": "--reconnect-attempts",
-          "hwaccel": "--hwaccel", "decode_workers": "--decode-workers"}  # fmt: skip
+_SECONDS = "seconds"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,55 +51,55 @@ class SourceOptions:
             spreads decode over processes when there are many streams for the cores.
     """
 
-    rtsp_transport: str = "tcp"
-    open_timeout: float = 5.0
-    read_timeout: float = 5.0
+    rtsp_transport: str = option(
+        "tcp", Option("--rtsp-transport", "how RTSP carries the video", one_of("tcp", "udp"))
+    )
+    open_timeout: float = option(
+        5.0, Option("--open-timeout", "seconds to open a source", float_above(0, _SECONDS))
+    )
+    read_timeout: float = option(
+        5.0,
+        Option("--read-timeout", "seconds without a frame = stalled, reopen",
+               float_above(0, _SECONDS)),
+    )  # fmt: skip
     analyze_duration: float = 0.5
-    backoff_initial: float = 0.5
-    backoff_cap: float = 10.0
+    backoff_initial: float = option(
+        0.5,
+        Option("--reconnect-initial", "first reconnect delay in seconds",
+               float_above(0, _SECONDS)),
+    )  # fmt: skip
+    backoff_cap: float = option(
+        10.0,
+        Option("--reconnect-max", "longest reconnect delay in seconds, ≥ --reconnect-initial",
+               float_above(0, _SECONDS)),
+    )  # fmt: skip
     backoff_jitter: float = 0.25
-    max_attempts: int | None = None
-    hwaccel: str = "none"
-    decode_workers: int | str = 0
+    max_attempts: int | None = option(
+        None,
+        Option("--reconnect-attempts", "give a source up after this many failed attempts in a "
+               "row", int_at_least(1), default_text="never"),
+    )  # fmt: skip
+    hwaccel: str = option(
+        "none",
+        Option("--hwaccel", "decode on the GPU with NVDEC: cuda (fails at start when CUDA is "
+               "missing), auto (CUDA when it works, else the CPU), none", one_of(*HWACCELS),
+               group="decode"),
+    )  # fmt: skip
+    decode_workers: int | str = option(
+        0,
+        Option("--decode-workers", "processes that decode files and network streams "
+               "(shared-memory frames); 0 decodes in this process; auto: when there are many "
+               "streams for the cores", int_or_auto(0), metavar="N|auto", group="decode"),
+    )  # fmt: skip
+
+    RULES: ClassVar = (Ordered("backoff_cap", "≥", "backoff_initial"),)
 
     def __post_init__(self) -> None:
-        if self.rtsp_transport not in _TRANSPORTS:
-            raise ConfigError(
-                f"`rtsp_transport` must be one of {', '.join(_TRANSPORTS)}, "
-                f"got {self.rtsp_transport!r}{_flag('rtsp_transport')}"
-            )
-        for field in ("open_timeout", "read_timeout", "analyze_duration", "backoff_initial"):
-            _positive(field, getattr(self, field))
-        _positive("backoff_cap", self.backoff_cap)
-        if self.backoff_cap < self.backoff_initial:
-            raise ConfigError(
-                f"`backoff_cap` must be ≥ `backoff_initial` ({self.backoff_initial}), "
-                f"got {self.backoff_cap}{_flag('backoff_cap')}"
-            )
+        validate(self)
+        _positive("analyze_duration", self.analyze_duration)
         jitter = self.backoff_jitter
         if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 1:
             raise ConfigError(f"`backoff_jitter` must be a fraction in 0..1, got {jitter!r}")
-        attempts = self.max_attempts
-        if attempts is not None and (
-            isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1
-        ):
-            raise ConfigError(
-                f"`max_attempts` must be a whole number ≥ 1, or None for no limit, got {attempts!r}"
-                f"{_flag('max_attempts')}"
-            )
-        if self.hwaccel not in HWACCELS:
-            raise ConfigError(
-                f"`hwaccel` must be one of {', '.join(HWACCELS)}, got {self.hwaccel!r}"
-                f"{_flag('hwaccel')}"
-            )
-        workers = self.decode_workers
-        if workers != "auto" and (
-            isinstance(workers, bool) or not isinstance(workers, int) or workers < 0
-        ):
-            raise ConfigError(
-                f"`decode_workers` must be a whole number ≥ 0 or 'auto', got {workers!r}"
-                f"{_flag('decode_workers')}"
-            )
 
 
 def _positive(field: str, value: object) -> None:
@@ -112,13 +109,7 @@ def _positive(field: str, value: object) -> None:
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise ConfigError(
-            f"`{field}` must be a positive number of seconds, got {value!r}{_flag(field)}"
-        )
-
-
-def _flag(field: str) -> str:
-    return f" ({_FLAGS[field]})" if field in _FLAGS else ""
+        raise ConfigError(f"`{field}` must be a positive number of seconds, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,8 +85,8 @@ def test_an_alert_keeps_the_frame_for_its_snapshot():
         ({"query": "  "}, "query"),
         ({"threshold": 1.5}, "-1..1"),
         ({"threshold": float("nan")}, "-1..1"),
-        ({"frames": 0}, "frames must be an integer ≥ 1"),
-        ({"cooldown_s": -1}, "cooldown must be ≥ 0"),
+        ({"frames": 0}, "frames must be a whole number ≥ 1, got 0 .--alert-frames."),
+        ({"cooldown_s": -1}, "cooldown_s must be a number of seconds ≥ 0, got -1"),
         ({"streams": "door"}, "tuple of stream names"),
     ],
 )

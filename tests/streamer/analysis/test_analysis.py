@@ -66,9 +66,9 @@ def test_schedule_first_frame_scene_change_and_max_age():
 
 
 def test_policy_validation_names_the_field():
-    with pytest.raises(ValueError, match="scene_threshold must be in"):
+    with pytest.raises(ValueError, match="scene_threshold must be a cosine distance > 0"):
         CaptionPolicy(scene_threshold=0)
-    with pytest.raises(ValueError, match="max_age must be ≥ min_interval"):
+    with pytest.raises(ValueError, match=r"max_age must be ≥ min_interval \(5\), got 1"):
         CaptionPolicy(min_interval=5, max_age=1)
 
 

@@ -2,13 +2,12 @@
 
 On the command line the error names the flag, in a configuration file the key path; both give
 the bad value and what is allowed, and both come before anything else is checked (a run with
-no output still hears about its bad value first). The list of options is read from the parser
-itself, so an option added without a check fails here until it gets one.
+no output still hears about its bad value first). The list of options is read from the option
+table itself, so an option declared without a check fails here until it gets one.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -18,9 +17,9 @@ import pytest
 
 from streamer.cli import config_file
 from streamer.cli.main import build_parser, main
+from streamer.cli.options import TABLE, by_key
 from streamer.cli.run import config_from_args
 from streamer.config import RunConfig
-from streamer.core.checks import Checked
 from streamer.errors import ConfigError
 
 # Options whose values are free text (paths, names, queries, prompts, secrets): nothing to range.
@@ -69,37 +68,22 @@ BAD = {
 CASES = [pytest.param(flag, bad, allowed, id=flag) for flag, (bad, allowed) in BAD.items()]
 
 
-def run_parser() -> argparse.ArgumentParser:
-    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return commands.choices["run"]
-
-
-def long_flag(action: argparse.Action) -> str:
-    return next(s for s in action.option_strings if s.startswith("--"))
-
-
-def value_options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    """The options that take a value (switches and counters take none), by long flag."""
-    return {
-        long_flag(a): a
-        for a in parser._actions
-        if a.option_strings
-        and a.nargs != 0
-        and not isinstance(a, argparse._HelpAction | argparse._CountAction)
-    }
+def value_options() -> dict[str, object]:
+    """The options that take a value (switches take none), by flag, from the option table."""
+    return {row.option.flag: row.option for row in TABLE
+            if row.option.takes_value and row.option.kind != "positional"}  # fmt: skip
 
 
 def test_every_option_that_takes_a_value_is_checked_or_free_text():
-    options = value_options(run_parser())
+    options = value_options()
     unchecked = sorted(
-        flag for flag, action in options.items()
-        if flag not in FREE_TEXT and action.choices is None and not isinstance(action.type, Checked)
-    )  # fmt: skip
-    assert not unchecked, (
-        f"give {unchecked} a checked type from streamer.core.checks (or choices), or, for free "
-        "text, add them to FREE_TEXT"
+        flag for flag, opt in options.items() if flag not in FREE_TEXT and opt.check is None
     )
-    assert all(options[flag].type in (None, str) for flag in FREE_TEXT), "free text is text"
+    assert not unchecked, (
+        f"give {unchecked} a check from streamer.core.checks, or, for free text, add them to "
+        "FREE_TEXT"
+    )
+    assert all(options[flag].check is None for flag in FREE_TEXT), "free text is text"
     assert set(BAD) == set(options) - FREE_TEXT, "BAD needs a bad value for every checked option"
 
 
@@ -128,14 +112,15 @@ def toml_value(text: str) -> str:
 def test_a_bad_file_value_names_the_key_path_the_value_and_what_is_allowed(
     tmp_path, flag, bad, allowed
 ):
-    option = config_file.Options(run_parser()).by_key[flag[2:]]
-    where = f"{option.group}.{option.key}" if option.group else option.key  # [table] key = ...
+    row = by_key()[flag[2:]]
+    key = row.option.key
+    where = f"{row.group}.{key}" if row.group else key  # [table] key = ...
     value = toml_value(bad)
-    table = f"[{option.group}]\n" if option.group else ""
+    table = f"[{row.group}]\n" if row.group else ""
     path = tmp_path / "streamer.toml"
-    path.write_text(f'inputs = ["clip.mp4"]\n{table}{option.key} = {value}\n', encoding="utf-8")
+    path.write_text(f'inputs = ["clip.mp4"]\n{table}{key} = {value}\n', encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
-        config_file.load(str(path), run_parser())
+        config_file.load(str(path))
     message = str(caught.value)
     assert message.startswith(f"{path}: {where} = {value}: "), message
     assert message.endswith(f"(like {flag})"), message
@@ -147,7 +132,7 @@ def test_a_value_of_the_wrong_toml_type_is_told_what_the_option_takes(tmp_path):
     path.write_text("[analysis]\nmax-batch = [8]\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"analysis\.max-batch = \[8\]: got a list; expected "
                        "a whole number ≥ 1"):  # fmt: skip
-        config_file.load(str(path), run_parser())
+        config_file.load(str(path))
 
 
 def test_good_values_are_converted_as_the_run_uses_them():
@@ -234,9 +219,7 @@ def test_a_bad_value_in_a_file_without_outputs_is_reported_before_the_missing_ou
 ):
     path = tmp_path / "cams.toml"
     path.write_text('inputs = ["clip.mp4"]\n[llm]\nmax-in-flight = 0\n', encoding="utf-8")
-    with pytest.raises(SystemExit) as caught:
-        main(["config", "--check", str(path)])
-    assert caught.value.code == 2
+    assert main(["config", "--check", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}: llm.max-in-flight = 0: must be a whole number ≥ 1" in err
     assert "--llm-max-in-flight" in err and "nothing to write" not in err
@@ -247,9 +230,10 @@ def test_a_bad_value_in_a_file_without_outputs_is_reported_before_the_missing_ou
 
 @pytest.mark.parametrize(
     ("fields", "words"),
-    [({"queue_frames": 1}, "queue_frames must be ≥ 2, got 1 (--queue-frames)"),
-     ({"llm_max_in_flight": 0}, "llm_max_in_flight must be ≥ 1, got 0 (--llm-max-in-flight)"),
-     ({"status_every": 0}, "status_every must be > 0 s, got 0 (--status-every)")],
+    [({"queue_frames": 1}, "queue_frames must be a whole number ≥ 2, got 1 (--queue-frames)"),
+     ({"llm_max_in_flight": 0},
+      "llm_max_in_flight must be a whole number ≥ 1, got 0 (--llm-max-in-flight)"),
+     ({"status_every": 0}, "status_every must be a number of seconds > 0, got 0 (--status-every)")],
 )  # fmt: skip
 def test_the_python_api_reports_a_bad_value_before_the_missing_output(fields, words):
     with pytest.raises(ConfigError) as caught:

@@ -1,4 +1,4 @@
-"""Configuration files: real TOML files through the real `streamer run` parser and CLI."""
+"""Configuration files: real TOML files through the real `streamer run` option table and CLI."""
 
 from __future__ import annotations
 
@@ -7,22 +7,20 @@ import re
 import subprocess
 import sys
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from media import ffprobe, parse_srt, read_jsonl, video_stream
 
 from streamer.cli import config_file
+from streamer.cli.build import Settings, configure, settings
 from streamer.cli.main import build_parser, main
-from streamer.cli.run import config_from_args
+from streamer.core.checks import Checked
+from streamer.core.options import Option, declared, option
 from streamer.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def run_parser() -> argparse.ArgumentParser:
-    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return commands.choices["run"]
 
 
 def write(tmp_path: Path, text: str, name: str = "streamer.toml") -> Path:
@@ -33,6 +31,11 @@ def write(tmp_path: Path, text: str, name: str = "streamer.toml") -> Path:
 
 def parse(*argv: object) -> argparse.Namespace:
     return build_parser().parse_args([str(a) for a in argv])
+
+
+def given(*argv: object) -> Settings:
+    """The options a `streamer run` command line gives, with its --config file's."""
+    return settings(parse("run", *argv))
 
 
 CAMERAS = """
@@ -61,38 +64,42 @@ input = "clip.mp4"
 
 
 def test_file_keys_become_run_options_typed_by_their_flags(tmp_path):
-    args = parse("run", "--config", write(tmp_path, CAMERAS))
-    assert args.crf == 30 and args.analyze_fps == 4.0 and args.no_llm is True
-    assert args.live is True and args.llm_max_in_flight == 2
-    assert args.llm_url == "http://localhost:9999/v1"
-    assert args.jsonl == "rec/{stream}.jsonl" and args.srt == "rec/{stream}.srt"
-    assert args.inputs == ["door=rtsp://viewer:pw@cam1.local/stream", "clip.mp4"]
-    config = config_from_args(args)
+    options = given("--config", write(tmp_path, CAMERAS))
+    get = options.get
+    assert get("crf") == 30 and get("analyze-fps") == 4.0 and get("no-llm") is True
+    assert get("live") is True and get("llm-max-in-flight") == 2
+    assert get("llm-url") == "http://localhost:9999/v1"
+    assert get("jsonl") == "rec/{stream}.jsonl" and get("srt") == "rec/{stream}.srt"
+    assert get("inputs") == ["door=rtsp://viewer:pw@cam1.local/stream", "clip.mp4"]
+    config = configure(options)
     assert config.outputs.crf == 30 and config.analysis.analyze_fps == 4.0
     assert config.llm is None and config.live is True
 
 
 def test_sources_per_stream_alerts_watch_only_their_stream(tmp_path):
-    args = parse("run", "--config", write(tmp_path, CAMERAS))
-    assert args.alert == ["a dog", "door=a person at the door", "door=a parcel"]
-    rules = {rule.query: rule.streams for rule in config_from_args(args).alerts}
+    options = given("--config", write(tmp_path, CAMERAS))
+    assert options.get("alert") == ["a dog", "door=a person at the door", "door=a parcel"]
+    rules = {rule.query: rule.streams for rule in configure(options).alerts}
     assert rules == {"a dog": (), "a person at the door": ("door",), "a parcel": ("door",)}
 
 
 def test_command_line_overrides_the_file_and_adds_inputs_and_alerts(tmp_path):
-    args = parse(
-        "run", "--crf", "25", "--config", write(tmp_path, CAMERAS), "--no-drop",
+    options = given(
+        "--crf", "25", "--config", write(tmp_path, CAMERAS), "--no-drop",
         "--alert", "a cat", "--llm-url", "http://other:1/v1", "more.mp4",
     )  # fmt: skip
-    assert args.crf == 25 and args.live is False and args.llm_url == "http://other:1/v1"
-    assert args.inputs == ["door=rtsp://viewer:pw@cam1.local/stream", "clip.mp4", "more.mp4"]
-    assert args.alert == ["a dog", "door=a person at the door", "door=a parcel", "a cat"]
-    assert args.jsonl == "rec/{stream}.jsonl"  # not given on the command line: the file's
+    get = options.get
+    assert get("crf") == 25 and get("llm-url") == "http://other:1/v1"
+    assert get("no-drop") is True and get("live") is False  # the flag replaced the file's live
+    assert configure(options).live is False
+    assert get("inputs") == ["door=rtsp://viewer:pw@cam1.local/stream", "clip.mp4", "more.mp4"]
+    assert get("alert") == ["a dog", "door=a person at the door", "door=a parcel", "a cat"]
+    assert get("jsonl") == "rec/{stream}.jsonl"  # not given on the command line: the file's
 
 
 def test_a_command_line_value_equal_to_the_default_still_wins(tmp_path):
-    args = parse("run", "--config", write(tmp_path, "crf = 30\n"), "--crf", "20", "a.mp4")
-    assert args.crf == 20
+    options = given("--config", write(tmp_path, "crf = 30\n"), "--crf", "20", "a.mp4")
+    assert options.get("crf") == 20 and "crf" not in options.origins
 
 
 def test_tables_accept_group_names_and_flag_prefixes(tmp_path):
@@ -105,14 +112,14 @@ attempts = 3
 [live-sources]
 rtsp_transport = "udp"
 """
-    args = parse("run", "--config", write(tmp_path, text))
-    assert args.model == "tiny" and args.reconnect_max == 30.0 and args.reconnect_attempts == 3
-    assert args.rtsp_transport == "udp"
+    get = given("--config", write(tmp_path, text)).get
+    assert get("model") == "tiny" and get("reconnect-max") == 30.0
+    assert get("reconnect-attempts") == 3 and get("rtsp-transport") == "udp"
 
 
 def load_error(tmp_path: Path, text: str) -> str:
     with pytest.raises(ConfigError) as caught:
-        config_file.load(str(write(tmp_path, text)), run_parser())
+        config_file.load(str(write(tmp_path, text)))
     return str(caught.value)
 
 
@@ -130,7 +137,7 @@ def load_error(tmp_path: Path, text: str) -> str:
         ("crf = 2.5", ["crf = 2.5", "must be a whole number in 0..51, got '2.5'", "--crf"]),
         ('crf = "high"', ['crf = "high"', "must be a whole number in 0..51"]),
         ("crf = [20]", ["crf = [20]", "got a list", "expected a whole number in 0..51"]),
-        ('show = "grd"', ['show = "grd"', 'not an allowed value; allowed: "grid"']),
+        ('show = "grd"', ['show = "grd"', "must be one of grid, got 'grd'"]),
         ('no-audio = "yes"', ['no-audio = "yes"', "true or false"]),
         ("max-wait-ms = true", ["max-wait-ms = true", "a number"]),
         ("live = true\nno-drop = true", ["no-drop", "live", "exclude each other"]),
@@ -166,23 +173,20 @@ def test_every_mistake_names_the_file_the_key_and_what_is_allowed(tmp_path, text
 
 
 def test_missing_unreadable_and_non_utf8_files_say_so(tmp_path):
-    parser = run_parser()
     with pytest.raises(ConfigError, match="does not exist"):
-        config_file.load(str(tmp_path / "nope.toml"), parser)
+        config_file.load(str(tmp_path / "nope.toml"))
     with pytest.raises(ConfigError, match="is a folder"):
-        config_file.load(str(tmp_path), parser)
+        config_file.load(str(tmp_path))
     latin1 = tmp_path / "latin1.toml"
     latin1.write_bytes('labels = "café"\n'.encode("latin-1"))
     with pytest.raises(ConfigError, match="not UTF-8"):
-        config_file.load(str(latin1), parser)
+        config_file.load(str(latin1))
 
 
 @pytest.mark.parametrize("command", ["run", "config --print"])
 def test_a_bad_file_is_a_usage_error_exit_2_without_traceback(tmp_path, capsys, command):
     bad = write(tmp_path, '[[sources]]\nnmae = "x"\ninput = "a.mp4"\n')
-    with pytest.raises(SystemExit) as caught:
-        main([*command.split(), "--config", str(bad), "a.mp4", "--jsonl", "a.jsonl"])
-    assert caught.value.code == 2
+    assert main([*command.split(), "--config", str(bad), "a.mp4", "--jsonl", "a.jsonl"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("streamer: error: ") and "sources[0].nmae" in err
     assert "Traceback" not in err and "usage:" not in err
@@ -208,16 +212,15 @@ def test_print_masks_secrets_and_marks_where_values_came_from(tmp_path, capsys):
 
 def test_printed_configuration_loads_back_to_the_same_options(tmp_path, capsys):
     argv = ["--config", str(write(tmp_path, CAMERAS)), "--no-drop", "--alert", "a cat", "x.mp4"]
-    original = parse("run", *argv)
+    original = given(*argv)
     assert main(["config", "--print", *argv]) == 0
     printed = write(tmp_path, capsys.readouterr().out, "printed.toml")
-    again = parse("run", "--config", printed)
-    ignore = {"config", "config_loaded", "inputs"}
-    assert {k: v for k, v in vars(again).items() if k not in ignore} == {
-        k: v for k, v in vars(original).items() if k not in ignore
-    }
+    again = given("--config", printed)
+    keys = [row.option.key for row in config_file.TABLE if row.option.key not in
+            ("config", "inputs")]  # fmt: skip
+    assert {k: again.get(k) for k in keys} == {k: original.get(k) for k in keys}
     # inputs print with credentials masked; everything else is exactly as it was
-    assert again.inputs == ["door=rtsp://***@cam1.local/stream", "clip.mp4", "x.mp4"]
+    assert again.get("inputs") == ["door=rtsp://***@cam1.local/stream", "clip.mp4", "x.mp4"]
 
 
 def test_print_without_a_file_shows_defaults_and_flags(capsys):
@@ -242,11 +245,13 @@ def test_check_accepts_a_valid_file_and_rejects_an_unusable_run(tmp_path, capsys
 def test_the_example_file_is_valid_and_has_named_cameras_with_alerts(capsys):
     example = REPO / "examples" / "streamer.toml"
     assert main(["config", "--check", str(example)]) == 0
-    args = parse("run", "--config", example)
-    assert [spec.split("=", 1)[0] for spec in args.inputs] == ["door", "yard"]
-    assert all(spec.split("=", 1)[1].startswith("rtsp://") for spec in args.inputs)
-    assert {rule.streams for rule in config_from_args(args).alerts} == {("door",), ("yard",)}
-    assert "{stream}" in args.output and args.serve and args.llm_url
+    options = given("--config", example)
+    inputs = options.get("inputs")
+    assert [spec.split("=", 1)[0] for spec in inputs] == ["door", "yard"]
+    assert all(spec.split("=", 1)[1].startswith("rtsp://") for spec in inputs)
+    assert {rule.streams for rule in configure(options).alerts} == {("door",), ("yard",)}
+    assert "{stream}" in options.get("output") and options.get("serve")
+    assert options.get("llm-url")
 
 
 def test_readme_configuration_snippets_are_valid():
@@ -254,41 +259,50 @@ def test_readme_configuration_snippets_are_valid():
     snippets = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
     assert snippets
     for snippet in snippets:
-        loaded = config_file.from_mapping(tomllib.loads(snippet), run_parser(), "README.md")
+        loaded = config_file.from_mapping(tomllib.loads(snippet), "README.md")
         assert loaded.inputs
 
 
-def test_any_flag_of_a_parser_is_a_key_typed_by_its_own_action(tmp_path):
-    """The file format follows argparse: a flag added tomorrow works in files today."""
+def _seconds(text: str) -> float:
+    if not text.endswith("s"):
+        raise ValueError(text)
+    return float(text[:-1])
 
-    def duration(text: str) -> float:
-        if not text.endswith("s"):
-            raise argparse.ArgumentTypeError(f"a duration ends in 's', got {text!r}")
-        return float(text[:-1])
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("inputs", nargs="*")
-    parser.add_argument("--config")
-    parser.add_argument("--wait", type=duration, default=1.0)
-    parser.add_argument("--mode", choices=("fast", "slow"), default="fast")
-    parser.add_argument("--size", type=int, nargs=2)
-    parser.add_argument("--tag", action="append", default=[])
-    parser.add_argument("--loud", action="count", default=0)
-    parser.add_argument("--colour", action=argparse.BooleanOptionalAction, default=None)
-    config_file.install(parser)
-    good = write(tmp_path, 'wait = "2.5s"\nmode = "slow"\nsize = [640, 360]\ntag = "x"\n'
-                 "loud = 2\ncolour = false\ninputs = ['a']\n")  # fmt: skip
-    args = parser.parse_args(["--config", str(good), "--tag", "y", "b"])
-    assert (args.wait, args.mode, args.size, args.tag) == (2.5, "slow", [640, 360], ["x", "y"])
-    assert (args.loud, args.colour, args.inputs) == (2, False, ["a", "b"])
+def _mode(text: str) -> str:
+    if text not in ("fast", "slow"):
+        raise ValueError(text)
+    return text
+
+
+@dataclass(frozen=True)
+class NightVision:
+    """A section declared tomorrow: its options are keys of a file today."""
+
+    wait: float = option(1.0, Option("--wait", "how long", Checked("a duration in s", _seconds)))
+    mode: str = option("fast", Option("--mode", "speed", Checked("fast or slow", _mode)))
+    tag: tuple[str, ...] = option((), Option("--tag", "tags", kind="list"))
+    loud: bool = option(False, Option("--loud", "louder", kind="switch"))
+    colour: bool | None = option(None, Option("--colour", "colour", kind="toggle"))
+
+
+def test_any_declared_option_is_a_key_typed_by_its_own_check(tmp_path):
+    """The file format follows the declarations: an option added tomorrow works in files."""
+    rows = list(declared(NightVision, group="night-vision"))
+    good = write(tmp_path, 'inputs = ["a"]\nwait = "2.5s"\n[night-vision]\nmode = "slow"\n'
+                 'tag = "x"\nloud = true\ncolour = false\n')  # fmt: skip
+    loaded = config_file.load(str(good), rows)
+    assert loaded.values == {"wait": 2.5, "mode": "slow", "tag": ["x"], "loud": True,
+                             "colour": False}  # fmt: skip
+    assert loaded.origins["mode"] == "night-vision.mode" and loaded.inputs == ("a",)
     for text, words in [
-        ('wait = "3m"', "a duration ends in 's'"),
-        ("size = [640]", "exactly 2 values"),
-        ('mode = "medium"', 'allowed: "fast", "slow"'),
+        ('wait = "3m"', "must be a duration in s, got '3m' (like --wait)"),
+        ('mode = "medium"', "must be fast or slow"),
         ("colour = 1", "true or false"),
+        ("tag = [[1]]", "got a list; expected a string"),
     ]:
         with pytest.raises(ConfigError, match=re.escape(words)):
-            config_file.load(str(write(tmp_path, text, "bad.toml")), parser)
+            config_file.load(str(write(tmp_path, text, "bad.toml")), rows)
 
 
 @pytest.mark.integration

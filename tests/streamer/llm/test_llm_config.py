@@ -25,7 +25,7 @@ def test_a_trailing_slash_is_dropped():
 @pytest.mark.parametrize(
     ("field", "value", "says"),
     [
-        ("url", "localhost:1234/v1", "`url` must be an http:// or https:// URL, got"),
+        ("url", "localhost:1234/v1", "url must be an http:// or https:// URL with a host"),
         ("model", "", "`model` must be a non-empty string or None, got ''"),
         ("connect_timeout", 0, "`connect_timeout` must be a positive number of seconds, got 0"),
         ("read_timeout", float("inf"), "`read_timeout` must be a positive number"),

@@ -60,15 +60,15 @@ def test_backoff_survives_a_source_down_for_days():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("rtsp_transport", "http", "`rtsp_transport` must be one of tcp, udp, got 'http'"),
-        ("open_timeout", 0, "`open_timeout` must be a positive number of seconds, got 0"),
-        ("read_timeout", -1.0, "`read_timeout` must be a positive number of seconds, got -1.0"),
-        ("read_timeout", "5", "`read_timeout` must be a positive number of seconds, got '5'"),
-        ("backoff_initial", float("nan"), "`backoff_initial` must be a positive number"),
-        ("backoff_cap", 0.1, "`backoff_cap` must be ≥ `backoff_initial` (0.5), got 0.1"),
+        ("rtsp_transport", "http", "rtsp_transport must be one of tcp, udp, got 'http'"),
+        ("open_timeout", 0, "open_timeout must be a number of seconds > 0, got 0"),
+        ("read_timeout", -1.0, "read_timeout must be a number of seconds > 0, got -1.0"),
+        ("read_timeout", "5", "read_timeout must be a number of seconds > 0, got '5'"),
+        ("backoff_initial", float("nan"), "backoff_initial must be a number of seconds > 0"),
+        ("backoff_cap", 0.1, "backoff_cap must be ≥ backoff_initial (0.5), got 0.1"),
         ("backoff_jitter", 1.5, "`backoff_jitter` must be a fraction in 0..1, got 1.5"),
-        ("max_attempts", 0, "`max_attempts` must be a whole number ≥ 1, or None"),
-        ("max_attempts", 2.5, "`max_attempts` must be a whole number ≥ 1, or None"),
+        ("max_attempts", 0, "max_attempts must be a whole number ≥ 1, got 0"),
+        ("max_attempts", 2.5, "max_attempts must be a whole number ≥ 1, got 2.5"),
     ],
 )
 def test_source_options_name_the_bad_value(field, value, message):

@@ -1,0 +1,274 @@
+"""From what the user gave (flags, a `--config` file) to the run's configuration.
+
+`settings(args)` merges the option table's defaults < the file < the command line, keeping
+where each value came from; `configure(settings)` checks what no single option can (pairs of
+options, the model name), then builds `RunConfig` field by field from the table. The options
+that do not map onto one field are built here by name: the inputs, the alert rules, the
+viewer, the LLM switch, the text cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from encoders import UnknownEncoderError
+from encoders.registry import parse_model_name
+from streamer.analysis.alerts import AlertRule
+from streamer.cli import config_file
+from streamer.cli.flags import dest
+from streamer.cli.options import TABLE, by_key
+from streamer.config import RunConfig, ServeConfig
+from streamer.core.options import Declared, Ordered
+from streamer.core.samples import cache_dir
+from streamer.errors import ConfigError
+from streamer.llm import LlmConfig
+from streamer.sources import stream_names
+from streamer.watch.window import show_mode
+
+__all__ = ["Settings", "configure", "settings"]
+
+#: Sections the builder makes itself (their own options decide whether they exist at all).
+_BUILT_HERE = ("llm", "serve", "alerts")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The options a run was given, by file key, with where each came from.
+
+    Attributes:
+        values: key → typed value, for every option the file or the command line set.
+        origins: key → the file's key path, for values the file set and the command line
+            did not override.
+        file: the configuration file read, if any.
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+    file: config_file.FileOptions | None = None
+
+    def get(self, key: str) -> Any:
+        """The effective value of an option: given, else its declared default (for a switch:
+        whether it was given)."""
+        if key in self.values:
+            return self.values[key]
+        row = by_key()[key]
+        return False if row.option.kind in ("switch", "negated", "const") else row.default
+
+    def named(self, key: str, shown: str) -> str:
+        """`--flag VALUE` as the user gave it, with the file's key when the file set it."""
+        given = f"--{key} {shown}".rstrip()
+        origin = self.origins.get(key)
+        return f"{given} (file key {origin})" if origin else given
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    """Merge a parse of `streamer run` with the `--config` file it names (if any).
+
+    Raises:
+        ConfigError: the file cannot be read or holds a bad key or value.
+    """
+    given = {r.option.key: getattr(args, dest(r)) for r in TABLE if hasattr(args, dest(r))}
+    path = given.get("config")
+    if path is None:
+        return Settings(given)
+    loaded = config_file.load(path)
+    values, origins = dict(loaded.values), dict(loaded.origins)
+    rows = by_key()
+    for key, value in given.items():
+        for other in [k for k in values if k != key and _exclusive(rows[k], rows[key])]:
+            values.pop(other)  # `--no-drop` given: the file's `live = true` gives way
+            origins.pop(other, None)
+        if rows[key].option.kind == "list" and key in values:
+            value = [*values[key], *value]  # repeatable flags add to the file's
+        values[key] = value
+        origins.pop(key, None)
+    values["inputs"] = [*loaded.inputs, *given.get("inputs", [])]
+    return Settings(values, origins, loaded)
+
+
+def _exclusive(one: Declared, other: Declared) -> bool:
+    return one.path == other.path and one.option.kind == other.option.kind == "const"
+
+
+# --- building the run's configuration ---------------------------------------------------------
+
+
+def configure(given: Settings) -> RunConfig:
+    """The run's configuration; ConfigError names the option as the user gave it."""
+    _check_pairs(given)
+    _check_model(given)
+    inputs = tuple(given.get("inputs")) + _sources_file(given.get("sources"))
+    fields = _fields(given)
+    run = fields.pop("", {})
+    cache = None if given.get("no-cache") else str(cache_dir() / "text")
+    fields.setdefault("analysis", {})["text_cache"] = cache
+    sections = {name: _section(name, fields.get(name, {})) for name in _sections()}
+    if "show" in run:
+        run["show"] = show_mode(run["show"])
+    return RunConfig(
+        input=inputs,
+        **sections,
+        **run,
+        llm=None if given.get("no-llm") else LlmConfig(**fields.get("llm", {})),
+        serve=_serve(given, fields.get("serve", {})),
+        alerts=_alert_rules(given.get("alert") or (), fields.get("alerts", {}), inputs),
+    )
+
+
+def _sections() -> list[str]:
+    """The RunConfig fields holding a section built from its fields alone."""
+    return [
+        f.name
+        for f in dataclasses.fields(RunConfig)
+        if "streamer.section" in f.metadata and f.name not in _BUILT_HERE
+    ]
+
+
+def _fields(given: Settings) -> dict[str, dict[str, Any]]:
+    """The field values the options set, by section path ("" for RunConfig's own fields)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in TABLE:
+        key = row.option.key
+        if row.on_section or row.path.startswith("cli.") or key not in given.values:
+            continue
+        section, _, name = row.path.rpartition(".")
+        out.setdefault(section, {})[name] = _field_value(row, given.values[key])
+    nested = {k: v for k, v in out.items() if k.count(".") == 1}
+    for path, values in nested.items():  # a section inside a section (analysis.batch)
+        parent, _, name = path.partition(".")
+        out.setdefault(parent, {})[name] = values
+        del out[path]
+    return out
+
+
+def _field_value(row: Declared, value: Any) -> Any:
+    opt = row.option
+    if opt.kind == "negated":
+        return False
+    if opt.kind in ("switch", "const"):
+        return opt.const if opt.kind == "const" else True
+    if opt.kind == "list":
+        value = tuple(value)
+    if opt.to_field is None:
+        return value
+    try:
+        return opt.to_field(value)
+    except ConfigError as exc:
+        text = str(exc)
+        raise ConfigError(text if text.startswith(opt.flag) else f"{opt.flag}: {text}") from exc
+
+
+def _section(name: str, values: dict[str, Any]) -> Any:
+    """A section of RunConfig from its fields' values (nested sections from theirs)."""
+    cls = next(f for f in dataclasses.fields(RunConfig) if f.name == name).metadata[
+        "streamer.section"
+    ][0]
+    inner = {f.name: f.metadata["streamer.section"][0] for f in dataclasses.fields(cls)
+             if "streamer.section" in f.metadata}  # fmt: skip
+    for key, kind in inner.items():
+        if isinstance(values.get(key), dict):
+            values[key] = kind(**values[key])
+    return cls(**values)
+
+
+def _serve(given: Settings, fields: dict[str, Any]) -> ServeConfig | None:
+    address, token = given.get("serve"), fields.get("token")
+    if address is None:
+        if token is not None:
+            raise ConfigError("--serve-token needs --serve [HOST:]PORT")
+        return None
+    return ServeConfig.at(address, token)
+
+
+# --- checks between options ---------------------------------------------------------------------
+
+
+def _check_pairs(given: Settings) -> None:
+    """The `Ordered` rules of every section, on the values as given, in the flags' names."""
+    rows = {row.path: row for row in TABLE if not row.on_section}
+    for section_path, cls in _section_classes():
+        for rule in getattr(cls, "RULES", ()):
+            _check_pair(given, rule, rows, section_path)
+
+
+def _section_classes() -> list[tuple[str, type]]:
+    found: list[tuple[str, type]] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        for f in dataclasses.fields(cls):
+            inner = f.metadata.get("streamer.section")
+            if inner is not None:
+                found.append((f"{prefix}{f.name}", inner[0]))
+                walk(inner[0], f"{prefix}{f.name}.")
+
+    walk(RunConfig, "")
+    return found
+
+
+def _check_pair(given: Settings, rule: Ordered, rows: dict[str, Declared], section: str) -> None:
+    larger, smaller = rows[f"{section}.{rule.larger}"], rows[f"{section}.{rule.smaller}"]
+    if rule.when is not None and not given.get(rows[f"{section}.{rule.when}"].option.key):
+        return
+    high, low = given.get(larger.option.key), given.get(smaller.option.key)
+    if high is None or low is None or rule.holds(high, low):
+        return
+    big, small = larger.option.key, smaller.option.key
+    when = ""
+    if rule.when is not None:
+        when = f" with {given.named(rows[f'{section}.{rule.when}'].option.key, '')}"
+    raise ConfigError(
+        f"{given.named(big, f'{high:g}')} must be {rule.relation} "
+        f"{given.named(small, f'{low:g}')}{when}; raise --{big} or lower --{small}"
+    )
+
+
+def _check_model(given: Settings) -> None:
+    """`--model` must name a model of `--encoder` (checked here, so `config --check` sees it)."""
+    model = given.get("model")
+    try:
+        parse_model_name(given.get("encoder"), model)
+    except UnknownEncoderError as exc:
+        raise ConfigError(f"{given.named('model', repr(model))}: {exc}") from exc
+
+
+# --- inputs and alert rules -------------------------------------------------------------------
+
+
+def _sources_file(path: str | None) -> tuple[str, ...]:
+    """Inputs listed in a file, one per line (`NAME=SPEC` or `SPEC`; `#` comments)."""
+    if path is None:
+        return ()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = [line.split(" #", 1)[0].strip() for line in fh]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--sources: cannot read {path!r}: {exc}") from exc
+    specs = tuple(line for line in lines if line and not line.startswith("#"))
+    if not specs:
+        raise ConfigError(f"--sources: no inputs in {path!r}; write one per line")
+    return specs
+
+
+def _alert_rules(
+    values: Any, settings_of_rules: dict[str, Any], inputs: tuple[str, ...]
+) -> tuple[AlertRule, ...]:
+    """The `--alert [STREAM=]QUERY` rules, each with the `--alert-*` settings."""
+    # The run's stream names, to tell STREAM=QUERY from a query that contains "=".
+    names = {name for name, _ in stream_names(inputs)}
+    rules = []
+    for value in values:
+        stream, named, rest = value.partition("=")
+        if named and stream.strip() in names:
+            streams, query = (stream.strip(),), rest
+        else:
+            streams, query = (), value
+        if not query.strip():
+            raise ConfigError(
+                f"--alert {value!r} has no query text; e.g. --alert 'a person at the door' or, "
+                "for one stream, --alert 'door=a person at the door'"
+            )
+        rules.append(AlertRule(query.strip(), streams, **settings_of_rules))
+    return tuple(rules)

@@ -1,0 +1,276 @@
+"""Options declared once, on the field that keeps them.
+
+Every user-settable value of a run is a field of a frozen config dataclass (`RunConfig` and the
+sections it holds: `OutputConfig`, `BatchPolicy`, `SourceOptions`, ...). The field says what
+the option is, once: its default (the field's own), its flag, its help, the check that turns a
+typed text into the value, and its table in a configuration file. Everything else is generated
+from that declaration: the `streamer run` parser, the `--config` TOML reader, `streamer config
+--print`, the README's flag table, and the validation the dataclass runs on construction, so the
+Python API and the command line refuse a bad value with the same words.
+
+    @dataclass(frozen=True, slots=True)
+    class BatchPolicy:
+        max_batch: int = option(8, Option("--max-batch", "frames per encoder batch",
+                                          int_at_least(1)))
+
+        def __post_init__(self) -> None:
+            validate(self)
+
+Checks between two fields of one dataclass are declared beside its fields (`Ordered`) and
+evaluated by `validate` too; the CLI evaluates the same declarations on the values as typed, so
+its message names the flags and the file keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import MISSING, dataclass, field
+from typing import Any, Literal
+
+from streamer.core.checks import Checked
+from streamer.errors import ConfigError
+
+__all__ = [
+    "Declared",
+    "Option",
+    "Ordered",
+    "declared",
+    "option",
+    "section",
+    "validate",
+]
+
+#: How an option is given: with a value; a switch that sets True; a switch that sets False
+#: (`--no-audio`); a pair `--x/--no-x` (`toggle`, None when neither is given); one of several
+#: flags that each set the field to their `const` (`--live`/`--no-drop`); repeatable (`list`);
+#: the positional inputs.
+Kind = Literal["value", "switch", "negated", "toggle", "const", "list", "positional"]
+
+_OPTIONS = "streamer.options"
+_SECTION = "streamer.section"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One option of `streamer run`, as its field declares it.
+
+    Attributes:
+        flag: the long flag (`--max-batch`); the configuration file's key is it without the
+            dashes. For the positional inputs, their name (`inputs`).
+        help: what it does, for `--help` and the README; the default is added from the field.
+        check: turns the text a user typed (or a file's value) into the field's value, or
+            refuses it naming what is allowed; None for free text.
+        kind: how it is given (`Kind`).
+        const: what a `const` flag sets, or what an option given without its `optional` value
+            means (`--show` alone: a window per stream).
+        optional: the value may be left out.
+        short: a short flag (`-o`).
+        metavar: the value's name in `--help`.
+        group: the help section and file table, when not the section's own.
+        default_text: the default in words, where the field's default is not a plain value
+            (None that means "on for live streams", "never", ...).
+        secret: shown masked wherever the configuration is printed.
+        to_field: the command line's value → the field's value, where the two differ (a file
+            of labels → the labels); applied when the run is configured, not when parsed, so
+            a printed configuration shows what was typed.
+    """
+
+    flag: str
+    help: str
+    check: Checked[Any] | None = None
+    kind: Kind = "value"
+    const: Any = None
+    optional: bool = False
+    short: str | None = None
+    metavar: str | None = None
+    group: str | None = None
+    default_text: str | None = None
+    secret: bool = False
+    to_field: Callable[[Any], Any] | None = None
+
+    @property
+    def key(self) -> str:
+        """The configuration file's key (`max-batch`)."""
+        return self.flag.removeprefix("--")
+
+    @property
+    def takes_value(self) -> bool:
+        return self.kind in ("value", "list", "positional")
+
+
+def option(default: Any, *options: Option, factory: Callable[[], Any] | None = None) -> Any:
+    """A dataclass field holding `default`, declared as the option(s) `options`."""
+    metadata = {_OPTIONS: options}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def section(
+    cls: type, *options: Option, group: str = "", default: Any = MISSING, many: bool = False
+) -> Any:
+    """A field holding a config dataclass whose options belong to `group`.
+
+    Args:
+        cls: the dataclass held.
+        options: options of the section itself (`--serve ADDRESS` makes `serve`, `--no-llm`
+            turns `llm` off); the command line builds such sections itself.
+        group: the help section and file table of its options (nested sections inherit it).
+        default: None for a section that is off unless configured; else a `cls()`.
+        many: the field holds a tuple of `cls` records (alert rules); its options are the
+            settings every record gets.
+    """
+    metadata = {_SECTION: (cls, group, many), _OPTIONS: options}
+    if default is not MISSING:
+        return field(default=default, metadata=metadata)
+    return field(default_factory=cls, metadata=metadata)
+
+
+@dataclass(frozen=True, slots=True)
+class Declared:
+    """An option found in the config tree.
+
+    Attributes:
+        path: where its value goes, from the root (`analysis.batch.max_batch`); a section's
+            own options have the section's path.
+        option: the declaration.
+        default: the field's default (for a section's own options: None).
+        group: the help section and file table it is listed under.
+        on_section: it is a section's own option (the CLI builds that section itself).
+    """
+
+    path: str
+    option: Option
+    default: Any
+    group: str
+    on_section: bool = False
+
+
+def declared(cls: type, prefix: str = "", group: str = "") -> Iterator[Declared]:
+    """Every option of the dataclass `cls` and the sections it holds, in field order."""
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}{f.name}"
+        options: tuple[Option, ...] = f.metadata.get(_OPTIONS, ())
+        inner = f.metadata.get(_SECTION)
+        if inner is not None:
+            inner_cls, inner_group, _many = inner
+            for opt in options:
+                yield Declared(path, opt, None, opt.group or inner_group or group, True)
+            yield from declared(inner_cls, f"{path}.", inner_group or group)
+            continue
+        for opt in options:
+            yield Declared(path, opt, _default(f), opt.group or group)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return None
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ordered:
+    """Two fields of one dataclass that must stay in order: `larger relation smaller`.
+
+    Attributes:
+        larger, smaller: field names.
+        relation: "≥" or ">".
+        when: a boolean field that switches the check on (None: always).
+        why: a few words of reason for the message, if it is not obvious.
+    """
+
+    larger: str
+    relation: Literal["≥", ">"]
+    smaller: str
+    when: str | None = None
+    why: str = ""
+
+    def holds(self, high: float, low: float) -> bool:
+        return high > low or (self.relation == "≥" and high == low)
+
+
+def validate(instance: Any) -> None:
+    """Check every declared option of a config dataclass, then its `Ordered` rules.
+
+    Each value goes through the check its option declares (the same function that types it on
+    the command line), so `BatchPolicy(max_batch=0)` and `--max-batch 0` are refused alike;
+    a value the check normalises (`"VeryFast"` → `"veryfast"`) is stored normalised.
+
+    Raises:
+        ConfigError: naming the field, the value, what is allowed and the flag.
+    """
+    for f in dataclasses.fields(instance):
+        for opt in f.metadata.get(_OPTIONS, ()):
+            if opt.check is None or f.metadata.get(_SECTION):
+                continue
+            value = getattr(instance, f.name)
+            checked = _checked(f, opt, value)
+            if checked is not value and checked != value:
+                object.__setattr__(instance, f.name, checked)
+    for rule in getattr(type(instance), "RULES", ()):
+        _check_rule(instance, rule)
+
+
+def _checked(f: dataclasses.Field, opt: Option, value: Any) -> Any:
+    if value is None and "None" in str(f.type):
+        return value
+    if value is f.default or (opt.optional and value is opt.const):
+        return value  # the default, or what the flag alone means (`--show`: True)
+    if opt.kind == "list":
+        return tuple(_one(f, opt, v) for v in value)
+    return _one(f, opt, value)
+
+
+def _one(f: dataclasses.Field, opt: Option, value: Any) -> Any:
+    assert opt.check is not None
+    text = _as_text(value)
+    try:
+        if text is None:
+            raise ValueError(value)
+        converted = opt.check.convert(text)
+        if isinstance(value, str) and not isinstance(converted, str):
+            raise ValueError(value)  # "5" for a number of seconds: typed wrong in Python
+        return converted
+    except ValueError as exc:
+        raise ConfigError(
+            f"{f.name} must be {opt.check.expected}, got {value!r} ({opt.flag})"
+        ) from exc
+
+
+def _as_text(value: Any) -> str | None:
+    """A Python value as the text a user would type for it; None when it is no such value."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    if isinstance(value, int | str):
+        return str(value)
+    return None
+
+
+def _check_rule(instance: Any, rule: Ordered) -> None:
+    if rule.when is not None and not getattr(instance, rule.when):
+        return
+    high, low = getattr(instance, rule.larger), getattr(instance, rule.smaller)
+    if high is None or low is None or rule.holds(high, low):
+        return
+    when = f" with {rule.when}" if rule.when else ""
+    why = f" ({rule.why})" if rule.why else ""
+    raise ConfigError(
+        f"{rule.larger} must be {rule.relation} {rule.smaller} ({low:g}){when}{why}, "
+        f"got {high:g}{_flag_of(instance, rule.larger)}"
+    )
+
+
+def _flag_of(instance: Any, name: str) -> str:
+    for f in dataclasses.fields(instance):
+        if f.name == name and f.metadata.get(_OPTIONS):
+            return f" ({f.metadata[_OPTIONS][0].flag})"
+    return ""
