@@ -15,8 +15,7 @@ import functools
 import sys
 
 from streamer.cli import config_file
-from streamer.cli.main import EXIT_OK, EXIT_USAGE
-from streamer.errors import ConfigError
+from streamer.cli.exits import EXIT_OK, report
 from streamer.sources import redact
 
 
@@ -53,9 +52,8 @@ def config_command(run: argparse.ArgumentParser, args: argparse.Namespace) -> in
 
     try:
         config = config_from_args(args)
-    except ConfigError as exc:
-        print(f"streamer: error: {args.check}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except Exception as exc:
+        return report(exc, context=f"{args.check}: ")
     inputs = ", ".join(redact(spec) for spec in config.inputs)
     outputs = ", ".join(config.outputs.paths()) or "no files"
     print(f"{args.check}: ok: {len(config.inputs)} input(s): {inputs}; outputs: {outputs}")

@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from encoders import EncoderError, UnknownEncoderError
+from encoders import UnknownEncoderError
 from encoders.base import PRECISIONS
 from encoders.registry import KINDS, parse_model_name
 from streamer.analysis.alerts import DEFAULT_ALERT_THRESHOLD, AlertRule
@@ -18,14 +18,8 @@ from streamer.analysis.captioner import CaptionPolicy
 from streamer.analysis.labels import DEFAULT_PROMPT, load_labels
 from streamer.analysis.worker import EncoderChoice
 from streamer.cli import config_file
-from streamer.cli.main import (
-    EXIT_ERROR,
-    EXIT_INCOMPLETE,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    run_with_signals,
-)
+from streamer.cli.exits import EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, report
+from streamer.cli.main import run_with_signals
 from streamer.config import AnalysisConfig, OutputConfig, RunConfig, ServeConfig
 from streamer.core.batcher import BatchPolicy
 from streamer.core.checks import (
@@ -44,9 +38,8 @@ from streamer.core.checks import (
     torch_device,
 )
 from streamer.core.samples import cache_dir
-from streamer.errors import ConfigError, SourceError
+from streamer.errors import ConfigError
 from streamer.llm import DEFAULT_URL, LlmConfig
-from streamer.outputs import SinkError
 from streamer.pipeline import RunSummary, run_pipeline
 from streamer.sources import SourceOptions, split_stream_name
 from streamer.sources.camera import camera_stream_name
@@ -535,18 +528,16 @@ def _text_or_file(value: str, flag: str) -> str:
 def run_command(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
-    except ConfigError as exc:
-        return _fail(exc, EXIT_USAGE)
+    except Exception as exc:
+        return report(exc)
     progress = not args.no_progress
     signals: list[int] = []
     try:
         summary = run_with_signals(
             lambda stop: run_pipeline(config, stop=stop, progress=progress), signals
         )
-    except (UnknownEncoderError, ConfigError) as exc:
-        return _fail(exc, EXIT_USAGE)
-    except (SourceError, EncoderError, SinkError, OSError) as exc:
-        return _fail(exc, EXIT_ERROR)
+    except Exception as exc:  # the tree states each error's exit code; a bug is re-raised
+        return report(exc)
     except asyncio.CancelledError:
         print("streamer: aborted; outputs closed with what was written", file=sys.stderr)
         return _interrupted(signals)
@@ -562,11 +553,6 @@ def _interrupted(signals: list[int]) -> int:
     """130 for Ctrl-C (or a stop from inside, e.g. the window's quit key), 128 + N for signal N
     (143 for SIGTERM), as shells report a process a signal ended."""
     return 128 + signals[0] if signals else EXIT_INTERRUPTED
-
-
-def _fail(exc: BaseException, code: int) -> int:
-    print(f"streamer: error: {exc}", file=sys.stderr)
-    return code
 
 
 def _print_summary(summary: RunSummary, config: RunConfig) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from streamer.core.channel import Channel, ChannelClosed
+from streamer.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -46,16 +47,16 @@ class BatchPolicy:
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
-            raise ValueError(f"max_batch must be ≥ 1, got {self.max_batch} (--max-batch)")
+            raise ConfigError(f"max_batch must be ≥ 1, got {self.max_batch} (--max-batch)")
         if not self.max_wait_ms >= 0:
-            raise ValueError(f"max_wait_ms must be ≥ 0, got {self.max_wait_ms} (--max-wait-ms)")
+            raise ConfigError(f"max_wait_ms must be ≥ 0, got {self.max_wait_ms} (--max-wait-ms)")
         if self.adaptive and self.batch_ceiling < self.max_batch:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_ceiling must be ≥ max_batch ({self.max_batch}) with adaptive batching, "
                 f"got {self.batch_ceiling} (--batch-ceiling)"
             )
         if self.adaptive and not self.latency_budget_ms > self.max_wait_ms:
-            raise ValueError(
+            raise ConfigError(
                 f"latency_budget_ms must be > max_wait_ms ({self.max_wait_ms}) with adaptive "
                 f"batching (a batch may wait that long to fill), got {self.latency_budget_ms} "
                 "(--latency-budget-ms)"

@@ -29,11 +29,7 @@ import aiohttp
 import numpy as np
 
 from streamer.core.background import run_in_background
-from streamer.llm._http import Http, check
-from streamer.llm.answers import answer_text, clean_caption
-from streamer.llm.breaker import Breaker, BreakerState
-from streamer.llm.config import LlmConfig
-from streamer.llm.errors import (
+from streamer.errors import (
     LlmCircuitOpenError,
     LlmConfigError,
     LlmError,
@@ -41,6 +37,10 @@ from streamer.llm.errors import (
     LlmNoVisionError,
     LlmUnavailableError,
 )
+from streamer.llm._http import Http, check
+from streamer.llm.answers import answer_text, clean_caption
+from streamer.llm.breaker import Breaker, BreakerState
+from streamer.llm.config import LlmConfig
 from streamer.llm.images import check_image, encode_jpeg, jpeg_data_uri, probe_image
 from streamer.llm.probe import ServerInfo, discover
 from streamer.llm.prompts import chat_messages, render

@@ -160,7 +160,7 @@ class DecodePool:
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
-            raise ValueError(f"a decode pool needs at least one worker, got {workers}")
+            raise errors.ConfigError(f"a decode pool needs at least one worker, got {workers}")
         self.size = workers
         self.prefix = f"streamer-{os.getpid()}-{secrets.token_hex(4)}-"
         self._workers: list[_WorkerHandle] = []
