@@ -17,15 +17,14 @@ import pytest
 
 from streamer.core.channel import Channel, DropPolicy
 from streamer.core.frame import Frame
+from streamer.core.retry import RetryPolicy
 from streamer.sources import SourceOptions
 
 # Short timeouts and backoff, so failure paths take seconds; no jitter, so log lines are exact.
 FAST = SourceOptions(
     open_timeout=2.0,
     read_timeout=2.0,
-    backoff_initial=0.2,
-    backoff_cap=0.8,
-    backoff_jitter=0.0,
+    reconnect=RetryPolicy(initial=0.2, cap=0.8, jitter=0.0),
 )
 
 

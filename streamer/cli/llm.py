@@ -11,12 +11,14 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import aiohttp
 import numpy as np
 
 from streamer.cli.exits import EXIT_ERROR, EXIT_OK, report
 from streamer.llm import (
+    DEFAULT_RETRY,
     DEFAULT_URL,
     CaptionRequest,
     LlmClient,
@@ -66,7 +68,7 @@ def check(args: argparse.Namespace) -> int:
             api_key=args.api_key or None,
             first_request_timeout=args.timeout,
             read_timeout=args.timeout,
-            max_retries=0,  # a check reports the first failure as it is
+            retry=replace(DEFAULT_RETRY, max_attempts=1),  # report the first failure as it is
         )
     except Exception as exc:
         return report(exc, _PROG)

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from encoders import UnknownEncoderError
@@ -44,6 +45,7 @@ from streamer.pipeline import RunSummary, run_pipeline
 from streamer.sources import SourceOptions, split_stream_name
 from streamer.sources.camera import camera_stream_name
 from streamer.sources.network import url_stream_name
+from streamer.sources.options import DEFAULT_RECONNECT
 from streamer.watch.window import show_mode
 
 log = logging.getLogger("streamer")
@@ -327,9 +329,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             rtsp_transport=args.rtsp_transport,
             open_timeout=args.open_timeout,
             read_timeout=args.read_timeout,
-            backoff_initial=args.reconnect_initial,
-            backoff_cap=args.reconnect_max,
-            max_attempts=args.reconnect_attempts,
+            reconnect=replace(
+                DEFAULT_RECONNECT,
+                initial=args.reconnect_initial,
+                cap=args.reconnect_max,
+                max_attempts=args.reconnect_attempts,
+            ),
             hwaccel=args.hwaccel,
             decode_workers=args.decode_workers,
         ),

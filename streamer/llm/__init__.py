@@ -22,12 +22,13 @@ from streamer.errors import (
     LlmUnavailableError,
 )
 from streamer.llm.client import CaptionRequest, LlmClient, LlmState, LlmStats
-from streamer.llm.config import DEFAULT_URL, LlmConfig
+from streamer.llm.config import DEFAULT_RETRY, DEFAULT_URL, LlmConfig
 from streamer.llm.probe import ModelInfo, ServerInfo
 from streamer.llm.prompts import DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
 
 __all__ = [
     "DEFAULT_PROMPT",
+    "DEFAULT_RETRY",
     "DEFAULT_SYSTEM_PROMPT",
     "DEFAULT_URL",
     "CaptionRequest",

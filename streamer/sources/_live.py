@@ -92,12 +92,7 @@ class LiveSource:
         self.status = SourceStatus()
         self.info: VideoInfo | None = None
         self.error: SourceError | None = None
-        self._backoff = Backoff(
-            options.backoff_initial,
-            options.backoff_cap,
-            options.backoff_jitter,
-            options.max_attempts,
-        )
+        self._backoff = Backoff(options.reconnect)
         self._ever_online = False
         self._offline_at: float | None = None  # monotonic, for "back online after N s"
         self._consumer_gone = False

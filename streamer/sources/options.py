@@ -13,9 +13,17 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from streamer.core.retry import RetryPolicy
 from streamer.errors import ConfigError
 
-__all__ = ["HWACCELS", "AnalysisSize", "DecodePlan", "SourceOptions", "decode_threads"]
+__all__ = [
+    "DEFAULT_RECONNECT",
+    "HWACCELS",
+    "AnalysisSize",
+    "DecodePlan",
+    "SourceOptions",
+    "decode_threads",
+]
 
 _TRANSPORTS = ("tcp", "udp")
 HWACCELS = ("none", "cuda", "auto")
@@ -24,9 +32,12 @@ _INTERPOLATIONS = ("bicubic", "bilinear")
 _MAX_DECODE_THREADS = 16
 # The `streamer run` flag of each field, named in messages for those who met it as a flag.
 _FLAGS = {"rtsp_transport": "--rtsp-transport", "open_timeout": "--open-timeout",
-          "read_timeout": "--read-timeout", "backoff_initial": "--reconnect-initial",
-          "backoff_cap": "--reconnect-max", "max_attempts": "--reconnect-attempts",
-          "hwaccel": "--hwaccel", "decode_workers": "--decode-workers"}  # fmt: skip
+          "read_timeout": "--read-timeout", "hwaccel": "--hwaccel",
+          "decode_workers": "--decode-workers"}  # fmt: skip
+# How a live source reconnects: 0.5 s doubling to 10 s, a quarter jittered, without end (a
+# camera may come back); `streamer run`'s --reconnect-initial, --reconnect-max and
+# --reconnect-attempts set `initial`, `cap` and `max_attempts`.
+DEFAULT_RECONNECT = RetryPolicy(initial=0.5, cap=10.0, jitter=0.25, max_attempts=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +52,10 @@ class SourceOptions:
         analyze_duration: seconds of a network stream FFmpeg may read at open to learn its
             parameters; short keeps opens and reconnects quick (RTSP's SDP already describes
             the stream).
-        backoff_initial: first delay before a reconnect, seconds.
-        backoff_cap: longest delay between reconnects, seconds.
-        backoff_jitter: fraction of each delay that is random (0..1).
-        max_attempts: consecutive failed attempts before giving up (status "failed");
-            None retries forever, the default for cameras that may come back.
+        reconnect: the delays between reconnects (`initial`, doubling up to `cap`, with a
+            fraction `jitter` random) and `max_attempts`, the failed attempts in a row before
+            giving up (status "failed"); None retries forever, the default for cameras that may
+            come back.
         hwaccel: "none" (decode on the CPU), "cuda" (NVDEC through FFmpeg; the run fails
             before any work when CUDA or this FFmpeg build cannot), or "auto" (CUDA when it
             works, else the CPU, said once).
@@ -58,10 +68,7 @@ class SourceOptions:
     open_timeout: float = 5.0
     read_timeout: float = 5.0
     analyze_duration: float = 0.5
-    backoff_initial: float = 0.5
-    backoff_cap: float = 10.0
-    backoff_jitter: float = 0.25
-    max_attempts: int | None = None
+    reconnect: RetryPolicy = DEFAULT_RECONNECT
     hwaccel: str = "none"
     decode_workers: int | str = 0
 
@@ -71,25 +78,10 @@ class SourceOptions:
                 f"`rtsp_transport` must be one of {', '.join(_TRANSPORTS)}, "
                 f"got {self.rtsp_transport!r}{_flag('rtsp_transport')}"
             )
-        for field in ("open_timeout", "read_timeout", "analyze_duration", "backoff_initial"):
+        for field in ("open_timeout", "read_timeout", "analyze_duration"):
             _positive(field, getattr(self, field))
-        _positive("backoff_cap", self.backoff_cap)
-        if self.backoff_cap < self.backoff_initial:
-            raise ConfigError(
-                f"`backoff_cap` must be ≥ `backoff_initial` ({self.backoff_initial}), "
-                f"got {self.backoff_cap}{_flag('backoff_cap')}"
-            )
-        jitter = self.backoff_jitter
-        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 1:
-            raise ConfigError(f"`backoff_jitter` must be a fraction in 0..1, got {jitter!r}")
-        attempts = self.max_attempts
-        if attempts is not None and (
-            isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1
-        ):
-            raise ConfigError(
-                f"`max_attempts` must be a whole number ≥ 1, or None for no limit, got {attempts!r}"
-                f"{_flag('max_attempts')}"
-            )
+        if not isinstance(self.reconnect, RetryPolicy):
+            raise ConfigError(f"`reconnect` must be a RetryPolicy, got {self.reconnect!r}")
         if self.hwaccel not in HWACCELS:
             raise ConfigError(
                 f"`hwaccel` must be one of {', '.join(HWACCELS)}, got {self.hwaccel!r}"
