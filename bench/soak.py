@@ -45,6 +45,7 @@ from _live_setup import pattern_server, random_encoder  # noqa: E402
 
 from streamer import CaptionPolicy, OutputConfig, RunConfig, run_pipeline  # noqa: E402
 from streamer.core.events import Observer  # noqa: E402
+from streamer.core.retry import RetryPolicy  # noqa: E402
 from streamer.sources import SourceOptions  # noqa: E402
 
 SERIES = ("rss_mb", "fds", "threads", "tasks")
@@ -150,7 +151,7 @@ async def soak(args, out: Path) -> tuple[list[Sample], object]:
                 input=tuple(f"{n}={server.url(n)}" for n in names),
                 outputs=OutputConfig(jsonl=str(Path(folder) / "{stream}.jsonl")),
                 captions=CaptionPolicy(min_interval=2.0),
-                sources=SourceOptions(backoff_initial=0.5, backoff_cap=2.0),
+                sources=SourceOptions(reconnect=RetryPolicy(initial=0.5, cap=2.0, jitter=0.25)),
                 status_every=3600.0,
             )  # fmt: skip
             stop = asyncio.Event()

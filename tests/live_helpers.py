@@ -17,6 +17,7 @@ import pytest
 
 from streamer.core.channel import Channel, DropPolicy
 from streamer.core.frame import Frame
+from streamer.core.retry import RetryPolicy
 from streamer.sources import SourceOptions, SourceRunner
 from streamer.sources.options import DecodePlan
 
@@ -24,9 +25,7 @@ from streamer.sources.options import DecodePlan
 FAST = SourceOptions(
     open_timeout=2.0,
     read_timeout=2.0,
-    backoff_initial=0.2,
-    backoff_cap=0.8,
-    backoff_jitter=0.0,
+    reconnect=RetryPolicy(initial=0.2, cap=0.8, jitter=0.0),
 )
 
 

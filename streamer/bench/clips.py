@@ -14,6 +14,8 @@ from pathlib import Path
 
 import av
 
+from streamer.errors import SourceOpenError
+
 __all__ = ["clip_seconds", "looped_clip"]
 
 
@@ -57,7 +59,7 @@ def looped_clip(
             end = packets[0].dts + trim / stream.time_base
             packets = [p for p in packets if p.dts < end]
         if not packets:
-            raise ValueError(f"{clip}: no video packets")
+            raise SourceOpenError(f"{clip}: no video packets")
         span = max(p.pts + (p.duration or 0) for p in packets) - min(p.pts for p in packets)
         length = float(span * stream.time_base)
         if loops is None:

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from streamer.bench.measure import percentiles
+from streamer.errors import BenchError, ConfigError
 
 __all__ = ["MODES", "ModeConfig", "ModeResult", "run_mode", "spawn"]
 
@@ -71,7 +72,7 @@ class ModeConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.labels is not None:  # a list after a JSON round trip
             object.__setattr__(self, "labels", tuple(self.labels))
 
@@ -298,7 +299,7 @@ def spawn(config: ModeConfig, timeout: float | None = None) -> ModeResult:
     """Run one mode in a child process and return what it measured.
 
     Raises:
-        RuntimeError: the child failed; the message ends with its stderr.
+        BenchError: the child failed; the message ends with its stderr.
     """
     root = str(Path(__file__).resolve().parents[2])  # the folder holding `streamer/`
     env = dict(os.environ)
@@ -308,7 +309,7 @@ def spawn(config: ModeConfig, timeout: float | None = None) -> ModeResult:
         command, capture_output=True, text=True, check=False, env=env, timeout=timeout
     )
     if done.returncode != 0:
-        raise RuntimeError(f"benchmark mode {config.mode} failed:\n{done.stderr[-3000:]}")
+        raise BenchError(f"benchmark mode {config.mode} failed:\n{done.stderr[-3000:]}")
     fields = json.loads(done.stdout.strip().splitlines()[-1])
     if fields["latency_ms"] is not None:
         fields["latency_ms"] = tuple(fields["latency_ms"])

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from streamer.bench.clips import looped_clip
 from streamer.bench.file import ModeConfig, ModeResult, spawn
+from streamer.errors import ConfigError
 
 __all__ = ["PipelineBench", "PipelineReport", "run_pipeline_bench"]
 
@@ -58,11 +59,11 @@ class PipelineBench:
 
     def __post_init__(self) -> None:
         if not self.seconds > 0:
-            raise ValueError(f"seconds must be > 0, got {self.seconds}")
+            raise ConfigError(f"seconds must be > 0, got {self.seconds}")
         if self.loops is not None and self.loops < 1:
-            raise ValueError(f"loops must be ≥ 1, got {self.loops}")
+            raise ConfigError(f"loops must be ≥ 1, got {self.loops}")
         if self.analyze_fps is not None and not self.analyze_fps > 0:
-            raise ValueError(f"analyze_fps must be > 0 (or None: every frame), got "
+            raise ConfigError(f"analyze_fps must be > 0 (or None: every frame), got "
                              f"{self.analyze_fps}")  # fmt: skip
 
 

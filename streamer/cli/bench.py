@@ -7,9 +7,16 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from streamer.cli.exits import EXIT_OK, report
 from streamer.cli.flags import add_options
-from streamer.cli.main import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from streamer.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from streamer.bench.encoders import EncoderRow
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -78,38 +85,31 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
     except ValueError:
         values = ()
     if not values or min(values) < 1:
-        raise ValueError(f"{flag} must be positive integers separated by commas, got {text!r}")
+        raise ConfigError(f"{flag} must be positive integers separated by commas, got {text!r}")
     return values
 
 
 def _size(text: str) -> tuple[int, int]:
     width, sep, height = text.lower().partition("x")
     if not sep or not width.isdigit() or not height.isdigit() or "0" in (width, height):
-        raise ValueError(f"--frames must be WIDTHxHEIGHT, e.g. 1280x720, got {text!r}")
+        raise ConfigError(f"--frames must be WIDTHxHEIGHT, e.g. 1280x720, got {text!r}")
     return int(width), int(height)
 
 
 def _encoders(args: argparse.Namespace) -> int:
-    import encoders
     from encoders.acceleration import Acceleration
-    from encoders.base import resolve_device
-    from streamer.bench.encoders import (
-        bench_encoder,
-        default_batches,
-        default_encoders,
-        markdown_table,
-    )
+    from streamer.bench.encoders import default_batches, default_encoders, markdown_table
 
     try:
-        device = resolve_device(args.device)
+        device = _device(args.device)
         batches = _ints(args.batches, "--batches") if args.batches else default_batches(device)
         frames = _size(args.frames) if args.frames else None
         if not args.seconds > 0:
-            raise ValueError(f"--seconds must be > 0, got {args.seconds}")
+            raise ConfigError(f"--seconds must be > 0, got {args.seconds}")
         if args.threads is not None and args.threads < 1:
-            raise ValueError(f"--threads must be ≥ 1, got {args.threads}")
-    except (ValueError, RuntimeError) as exc:
-        return _fail(exc, EXIT_USAGE)
+            raise ConfigError(f"--threads must be ≥ 1, got {args.threads}")
+    except Exception as exc:
+        return report(exc)
     if args.threads is not None:
         import torch
 
@@ -124,13 +124,11 @@ def _encoders(args: argparse.Namespace) -> int:
     for spec in specs:
         print(f"streamer: measuring {spec} on {device} ...", file=sys.stderr)
         try:
-            rows.append(bench_encoder(spec, device=device, precision=args.precision,
-                                      batches=batches, seconds=args.seconds,
-                                      acceleration=acceleration, frame_size=frames))  # fmt: skip
-        except (encoders.UnknownEncoderError, ValueError) as exc:
-            return _fail(exc, EXIT_USAGE)
-        except encoders.EncoderError as exc:
-            return _fail(exc, EXIT_ERROR)
+            rows.append(_measure(spec, device=device, precision=args.precision,
+                                 batches=batches, seconds=args.seconds,
+                                 acceleration=acceleration, frame_size=frames))  # fmt: skip
+        except Exception as exc:
+            return report(exc)
     print(markdown_table(rows))
     if args.json:
         _write_json(args.json, [row.to_json() for row in rows])
@@ -144,7 +142,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     try:
         clip = Path(args.clip) if args.clip else sample_clip()
         if not clip.is_file():
-            raise ValueError(f"--clip {str(clip)!r} is not a file")
+            raise ConfigError(f"--clip {str(clip)!r} is not a file")
         bench = PipelineBench(
             clip=clip,
             seconds=args.seconds,
@@ -155,21 +153,19 @@ def _pipeline(args: argparse.Namespace) -> int:
             every_frame=not args.skip_every_frame,
             live=not args.no_live,
         )
-    except ValueError as exc:
-        return _fail(exc, EXIT_USAGE)
-    except RuntimeError as exc:  # the sample clip could not be fetched
-        return _fail(exc, EXIT_ERROR)
+    except Exception as exc:  # a bad option (exit 2), or the sample clip not to be had (1)
+        return report(exc)
     with tempfile.TemporaryDirectory(prefix="streamer-bench-") as tmp:
         try:
-            report = run_pipeline_bench(
+            result = run_pipeline_bench(
                 bench, Path(tmp),
                 progress=lambda name: print(f"streamer: running {name} ...", file=sys.stderr),
             )  # fmt: skip
-        except RuntimeError as exc:
-            return _fail(exc, EXIT_ERROR)
-    print(report.markdown())
+        except Exception as exc:
+            return report(exc)
+    print(result.markdown())
     if args.json:
-        _write_json(args.json, report.to_json())
+        _write_json(args.json, result.to_json())
     return EXIT_OK
 
 
@@ -177,6 +173,24 @@ def _write_json(path: str, data: object) -> None:
     Path(path).expanduser().write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _fail(exc: BaseException, code: int) -> int:
-    print(f"streamer: error: {exc}", file=sys.stderr)
-    return code
+def _device(name: str | None) -> torch.device:
+    """`--device`, or the default; torch's own words when it names no device torch knows."""
+    from encoders.base import resolve_device
+
+    try:
+        return resolve_device(name)
+    except RuntimeError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _measure(spec: str, **options: Any) -> EncoderRow:
+    """One encoder's row; `encoders`' plain checks of a value (the precision) are bad usage."""
+    import encoders
+    from streamer.bench.encoders import bench_encoder
+
+    try:
+        return bench_encoder(spec, **options)
+    except ValueError as exc:
+        if isinstance(exc, encoders.EncoderError):
+            raise  # its twin in the tree states the exit code
+        raise ConfigError(str(exc)) from exc

@@ -21,7 +21,7 @@ from streamer.cli import config_file
 from streamer.cli.flags import dest
 from streamer.cli.options import TABLE, by_key
 from streamer.config import RunConfig, ServeConfig
-from streamer.core.options import Declared, Ordered
+from streamer.core.options import Declared, Ordered, section_of
 from streamer.core.samples import cache_dir
 from streamer.errors import ConfigError
 from streamer.llm import LlmConfig
@@ -123,7 +123,7 @@ def _sections() -> list[str]:
     return [
         f.name
         for f in dataclasses.fields(RunConfig)
-        if "streamer.section" in f.metadata and f.name not in _BUILT_HERE
+        if section_of(f) is not None and f.name not in _BUILT_HERE
     ]
 
 
@@ -162,16 +162,21 @@ def _field_value(row: Declared, value: Any) -> Any:
 
 
 def _section(name: str, values: dict[str, Any]) -> Any:
-    """A section of RunConfig from its fields' values (nested sections from theirs)."""
-    cls = next(f for f in dataclasses.fields(RunConfig) if f.name == name).metadata[
-        "streamer.section"
-    ][0]
-    inner = {f.name: f.metadata["streamer.section"][0] for f in dataclasses.fields(cls)
-             if "streamer.section" in f.metadata}  # fmt: skip
-    for key, kind in inner.items():
-        if isinstance(values.get(key), dict):
-            values[key] = kind(**values[key])
-    return cls(**values)
+    """A section of RunConfig: its default with the fields the options set (a section inside
+    it from its own default and fields)."""
+    return _with(_default_of(RunConfig, name), values)
+
+
+def _with(default: Any, values: dict[str, Any]) -> Any:
+    for f in dataclasses.fields(default):
+        if section_of(f) is not None and isinstance(values.get(f.name), dict):
+            values[f.name] = _with(getattr(default, f.name), values[f.name])
+    return dataclasses.replace(default, **values)
+
+
+def _default_of(cls: type, name: str) -> Any:
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
 def _serve(given: Settings, fields: dict[str, Any]) -> ServeConfig | None:
@@ -199,10 +204,10 @@ def _section_classes() -> list[tuple[str, type]]:
 
     def walk(cls: type, prefix: str) -> None:
         for f in dataclasses.fields(cls):
-            inner = f.metadata.get("streamer.section")
+            inner = section_of(f)
             if inner is not None:
-                found.append((f"{prefix}{f.name}", inner[0]))
-                walk(inner[0], f"{prefix}{f.name}.")
+                found.append((f"{prefix}{f.name}", inner))
+                walk(inner, f"{prefix}{f.name}.")
 
     walk(RunConfig, "")
     return found

@@ -15,8 +15,8 @@ import sys
 
 from streamer.cli._toml import mask, toml
 from streamer.cli.build import Settings, configure, settings
+from streamer.cli.exits import EXIT_OK, report
 from streamer.cli.flags import add_options
-from streamer.cli.main import EXIT_OK, EXIT_USAGE
 from streamer.cli.options import groups
 from streamer.core.options import Declared
 from streamer.core.redact import redact
@@ -50,28 +50,24 @@ def config_command(args: argparse.Namespace) -> int:
     """Print (`--print`) or check (`--check`)."""
     if args.check is not None:
         if vars(args).get("config", args.check) != args.check:
-            return _usage(f"two config files given ({args.config}, {args.check}); give one")
+            two = f"two config files given ({args.config}, {args.check}); give one"
+            return report(ConfigError(two))
         args = argparse.Namespace(**{**vars(args), "config": args.check})
     try:
         given = settings(args)
-    except ConfigError as exc:
-        return _usage(str(exc))
+    except Exception as exc:
+        return report(exc)
     if args.print:
         sys.stdout.write(render(given))
         return EXIT_OK
     try:
         config = configure(given)
-    except ConfigError as exc:
-        return _usage(f"{args.check}: {exc}")
+    except Exception as exc:
+        return report(exc, context=f"{args.check}: ")
     inputs = ", ".join(redact(spec) for spec in config.inputs)
     outputs = ", ".join(config.outputs.paths()) or "no files"
     print(f"{args.check}: ok: {len(config.inputs)} input(s): {inputs}; outputs: {outputs}")
     return EXIT_OK
-
-
-def _usage(message: str) -> int:
-    print(f"streamer: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 def render(given: Settings) -> str:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 
-from streamer.cli.main import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from streamer.cli.exits import EXIT_OK, report
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -58,12 +57,8 @@ def _info(args: argparse.Namespace) -> int:
         encoder = encoders.create_encoder(
             args.encoder, args.model, weights=args.weights, device=args.device
         )
-    except encoders.UnknownEncoderError as exc:
-        print(f"streamer: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except encoders.EncoderError as exc:
-        print(f"streamer: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    except Exception as exc:
+        return report(exc)
     for field in dataclasses.fields(encoder.info):
         print(f"{field.name:>15}: {_cell(getattr(encoder.info, field.name))}")
     for field in dataclasses.fields(encoder.preprocess_cfg):

@@ -11,13 +11,14 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import aiohttp
 import numpy as np
 
-from streamer.cli.main import EXIT_ERROR, EXIT_OK, EXIT_USAGE
-from streamer.errors import ConfigError
+from streamer.cli.exits import EXIT_ERROR, EXIT_OK, report
 from streamer.llm import (
+    DEFAULT_RETRY,
     DEFAULT_URL,
     CaptionRequest,
     LlmClient,
@@ -27,6 +28,7 @@ from streamer.llm import (
     ServerInfo,
 )
 
+_PROG = "streamer llm-check"
 _URL_HINT = (
     "pass --url for another server (llama.cpp: http://localhost:8080/v1, "
     "Ollama: http://localhost:11434/v1, vLLM: http://localhost:8000/v1)"
@@ -66,11 +68,10 @@ def check(args: argparse.Namespace) -> int:
             api_key=args.api_key or None,
             first_request_timeout=args.timeout,
             read_timeout=args.timeout,
-            max_retries=0,  # a check reports the first failure as it is
+            retry=replace(DEFAULT_RETRY, max_attempts=1),  # report the first failure as it is
         )
-    except ConfigError as exc:
-        print(f"streamer llm-check: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except Exception as exc:
+        return report(exc, _PROG)
     return asyncio.run(_check(config))
 
 
@@ -79,18 +80,18 @@ async def _check(config: LlmConfig) -> int:
         client = LlmClient(config, session)
         try:
             info = await client.probe()
-        except LlmError as exc:
+        except Exception as exc:
             return _failed(exc)
         _print_info(info)
         if info.model is None:
-            print(f"streamer llm-check: error: {info.problem}", file=sys.stderr)
+            print(f"{_PROG}: error: {info.problem}", file=sys.stderr)
             return EXIT_ERROR
         image = _test_card() if info.vision else None
         request = CaptionRequest("llm-check", 0.0, ("test card", "colour bars"), image)
         started = time.perf_counter()
         try:
             text = await client.caption(request)
-        except LlmError as exc:
+        except Exception as exc:
             return _failed(exc)
         elapsed = time.perf_counter() - started
     sent = "image + tags" if image is not None else "tags only"
@@ -99,11 +100,11 @@ async def _check(config: LlmConfig) -> int:
     return EXIT_OK
 
 
-def _failed(exc: LlmError) -> int:
-    print(f"streamer llm-check: error: {exc}", file=sys.stderr)
-    if exc.kind in ("unreachable", "timeout", "wrong_url"):
+def _failed(exc: Exception) -> int:
+    code = report(exc, _PROG)
+    if isinstance(exc, LlmError) and exc.kind in ("unreachable", "timeout", "wrong_url"):
         print(f"  hint: {_URL_HINT}", file=sys.stderr)
-    return EXIT_ERROR
+    return code
 
 
 def _print_info(info: ServerInfo) -> None:

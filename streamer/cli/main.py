@@ -1,10 +1,6 @@
 """The `streamer` command line: the only place that reads argv and installs signal handlers.
 
-Exit codes: 0 done; 1 a runtime error (input, encoder, output); 2 bad usage or option value;
-3 the input ended early (truncated or damaged; what decoded was annotated and written);
-1 also when a live source failed for good (wrong URL, bad credentials, attempts used up);
-130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM (outputs finalised with the frames
-written so far, in both cases).
+Exit codes are listed in `streamer.cli.exits`; each error states its own (`streamer.errors`).
 """
 
 from __future__ import annotations
@@ -17,8 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from streamer import __version__
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from streamer.cli.exits import EXIT_INTERRUPTED, EXIT_OK, report
 
 log = logging.getLogger("streamer")
 
@@ -62,9 +57,8 @@ def _sample(args: argparse.Namespace) -> int:
 
     try:
         path = sample_clip(args.cache_dir)
-    except RuntimeError as exc:
-        print(f"streamer: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    except Exception as exc:
+        return report(exc)
     print(path)
     print(f"({CREDIT})", file=sys.stderr)
     return EXIT_OK

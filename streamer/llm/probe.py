@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from streamer.errors import LlmConfigError
 from streamer.llm._http import Http
-from streamer.llm.errors import LlmConfigError
 
 __all__ = ["SERVER_KINDS", "ModelInfo", "ServerInfo", "choose_model", "discover", "find_model"]
 

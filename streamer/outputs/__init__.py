@@ -8,7 +8,7 @@ Every sink opens its file at construction (a bad path raises `SinkOpenError` at 
 as it goes so an interrupted run leaves usable files, and has an idempotent `close`.
 """
 
-from streamer.outputs.errors import SinkError, SinkOpenError
+from streamer.errors import SinkError, SinkOpenError
 from streamer.outputs.jsonl import JsonlWriter, alert_record, annotation_record, caption_record
 from streamer.outputs.subtitles import SubtitleWriter
 from streamer.outputs.video import VideoWriter

@@ -11,7 +11,7 @@ import contextlib
 import os
 from typing import IO
 
-from streamer.outputs.errors import write_error
+from streamer.outputs._errors import write_error
 
 
 def append_whole(file: IO, text: str | bytes, kind: str, path: str) -> None:

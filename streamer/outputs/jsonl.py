@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from streamer.core.frame import Annotation, Caption
+from streamer.errors import SinkError
 from streamer.outputs._append import append_whole
-from streamer.outputs.errors import SinkError, open_error
+from streamer.outputs._errors import open_error
 
 if TYPE_CHECKING:
     from streamer.analysis.alerts import Alert

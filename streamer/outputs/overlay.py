@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from streamer.core.frame import Annotation, Caption
+from streamer.errors import ConfigError
 
 __all__ = ["Hud", "Overlay", "OverlayStyle", "ascii_text"]
 
@@ -101,12 +102,12 @@ class OverlayStyle:
 def _check_number(name: str, value: object, expected: str, ok: Callable[[float], bool]) -> None:
     valid = isinstance(value, int | float) and not isinstance(value, bool)
     if not (valid and math.isfinite(value) and ok(value)):  # type: ignore[arg-type]
-        raise ValueError(f"`{name}` must be a number {expected}, got {value!r}")
+        raise ConfigError(f"`{name}` must be a number {expected}, got {value!r}")
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
     if not (isinstance(value, int) and not isinstance(value, bool) and value >= minimum):
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
+        raise ConfigError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from streamer.core.frame import Caption
+from streamer.errors import SinkError
 from streamer.outputs._append import append_whole
-from streamer.outputs.errors import SinkError, open_error
+from streamer.outputs._errors import open_error
 
 __all__ = ["SubtitleWriter"]
 

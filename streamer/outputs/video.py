@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 from av.video.reformatter import Colorspace
 
-from streamer.outputs.errors import SinkError, open_error, write_error
+from streamer.errors import ConfigError, SinkError
+from streamer.outputs._errors import open_error, write_error
 
 __all__ = ["VideoWriter"]
 
@@ -280,11 +281,11 @@ class VideoWriter:
 def _check_args(width: int, height: int, time_base: Fraction, rate: Fraction | None) -> None:
     for name, value in (("width", width), ("height", height)):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+            raise ConfigError(f"`{name}` must be a positive integer, got {value!r}")
     if not time_base or time_base <= 0:
-        raise ValueError(f"`time_base` must be a positive fraction, got {time_base!r}")
+        raise ConfigError(f"`time_base` must be a positive fraction, got {time_base!r}")
     if rate is not None and rate < 0:
-        raise ValueError(f"`rate` must be >= 0 or None, got {rate!r}")
+        raise ConfigError(f"`rate` must be >= 0 or None, got {rate!r}")
 
 
 _FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}

@@ -91,12 +91,7 @@ class LiveSource(SourceBase):
         super().__init__(redact(name), live=live, info=None, status=SourceStatus())
         self.spec = redact(spec)
         self.options = options
-        self._backoff = Backoff(
-            options.backoff_initial,
-            options.backoff_cap,
-            options.backoff_jitter,
-            options.max_attempts,
-        )
+        self._backoff = Backoff(options.reconnect)
         self._ever_online = False
         self._offline_at: float | None = None  # monotonic, for "back online after N s"
         self._consumer_gone = False

@@ -11,19 +11,31 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from streamer.core.checks import float_above, int_at_least, int_or_auto, one_of
-from streamer.core.options import Option, Ordered, option, validate
+from streamer.core.options import Option, option, section, validate
+from streamer.core.retry import RetryPolicy
 from streamer.errors import ConfigError
 
-__all__ = ["HWACCELS", "AnalysisSize", "DecodePlan", "SourceOptions", "decode_threads"]
+__all__ = [
+    "DEFAULT_RECONNECT",
+    "HWACCELS",
+    "AnalysisSize",
+    "DecodePlan",
+    "SourceOptions",
+    "decode_threads",
+]
 
 HWACCELS = ("none", "cuda", "auto")
 _INTERPOLATIONS = ("bicubic", "bilinear")
 # FFmpeg's own cap on automatic decoder threads: more only adds frames held in flight.
 _MAX_DECODE_THREADS = 16
 _SECONDS = "seconds"
+# How a live source reconnects: 0.5 s doubling to 10 s, a quarter jittered, without end (a
+# camera may come back); `streamer run`'s --reconnect-initial, --reconnect-max and
+# --reconnect-attempts set `initial`, `cap` and `max_attempts`.
+DEFAULT_RECONNECT = RetryPolicy(initial=0.5, cap=10.0, jitter=0.25, max_attempts=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +50,10 @@ class SourceOptions:
         analyze_duration: seconds of a network stream FFmpeg may read at open to learn its
             parameters; short keeps opens and reconnects quick (RTSP's SDP already describes
             the stream).
-        backoff_initial: first delay before a reconnect, seconds.
-        backoff_cap: longest delay between reconnects, seconds.
-        backoff_jitter: fraction of each delay that is random (0..1).
-        max_attempts: consecutive failed attempts before giving up (status "failed");
-            None retries forever, the default for cameras that may come back.
+        reconnect: the delays between reconnects (`initial`, doubling up to `cap`, with a
+            fraction `jitter` random) and `max_attempts`, the failed attempts in a row before
+            giving up (status "failed"); None retries forever, the default for cameras that may
+            come back.
         hwaccel: "none" (decode on the CPU), "cuda" (NVDEC through FFmpeg; the run fails
             before any work when CUDA or this FFmpeg build cannot), or "auto" (CUDA when it
             works, else the CPU, said once).
@@ -63,21 +74,18 @@ class SourceOptions:
                float_above(0, _SECONDS)),
     )  # fmt: skip
     analyze_duration: float = 0.5
-    backoff_initial: float = option(
-        0.5,
-        Option("--reconnect-initial", "first reconnect delay in seconds",
-               float_above(0, _SECONDS)),
-    )  # fmt: skip
-    backoff_cap: float = option(
-        10.0,
-        Option("--reconnect-max", "longest reconnect delay in seconds, ≥ --reconnect-initial",
-               float_above(0, _SECONDS)),
-    )  # fmt: skip
-    backoff_jitter: float = 0.25
-    max_attempts: int | None = option(
-        None,
-        Option("--reconnect-attempts", "give a source up after this many failed attempts in a "
-               "row", int_at_least(1), default_text="never"),
+    reconnect: RetryPolicy = section(
+        RetryPolicy,
+        default=DEFAULT_RECONNECT,
+        fields={
+            "initial": Option("--reconnect-initial", "first reconnect delay in seconds",
+                              float_above(0, _SECONDS)),
+            "cap": Option("--reconnect-max", "longest reconnect delay in seconds, "
+                          "≥ --reconnect-initial", float_above(0, _SECONDS)),
+            "max_attempts": Option("--reconnect-attempts", "give a source up after this many "
+                                   "failed attempts in a row", int_at_least(1),
+                                   default_text="never"),
+        },
     )  # fmt: skip
     hwaccel: str = option(
         "none",
@@ -92,14 +100,11 @@ class SourceOptions:
                "streams for the cores", int_or_auto(0), metavar="N|auto", group="decode"),
     )  # fmt: skip
 
-    RULES: ClassVar = (Ordered("backoff_cap", "≥", "backoff_initial"),)
-
     def __post_init__(self) -> None:
         validate(self)
         _positive("analyze_duration", self.analyze_duration)
-        jitter = self.backoff_jitter
-        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 1:
-            raise ConfigError(f"`backoff_jitter` must be a fraction in 0..1, got {jitter!r}")
+        if not isinstance(self.reconnect, RetryPolicy):
+            raise ConfigError(f"`reconnect` must be a RetryPolicy, got {self.reconnect!r}")
 
 
 def _positive(field: str, value: object) -> None:

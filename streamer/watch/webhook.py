@@ -10,7 +10,8 @@ Delivery::
 
     2xx                           delivered
     connection error, timeout,    retried: exponential backoff with jitter (`Backoff`), at most
-    5xx, 429                      `attempts` tries (a 429's Retry-After is honoured, capped)
+    5xx, 429                      `retry.max_attempts` tries (a 429's Retry-After is honoured,
+                                  up to `retry.cap`)
     any other status (4xx)        refused: not retried (the same body would be refused again);
                                   logged once, then counted
 
@@ -49,16 +50,18 @@ import aiohttp
 from streamer.analysis.alerts import Alert
 from streamer.core.background import run_in_background
 from streamer.core.events import Observer
-from streamer.core.retry import Backoff
+from streamer.core.retry import Backoff, RetryPolicy
 from streamer.errors import ConfigError
 from streamer.llm.images import encode_jpeg
 
-__all__ = ["WebhookPolicy", "WebhookSender", "check_webhook_url", "webhook_body"]
+__all__ = ["DEFAULT_RETRY", "WebhookPolicy", "WebhookSender", "check_webhook_url", "webhook_body"]
 
 log = logging.getLogger("streamer.watch.webhook")
 
 _HEADERS = {"Content-Type": "application/json"}
 _OK, _RETRY, _REFUSED = "ok", "retry", "refused"
+DEFAULT_RETRY = RetryPolicy(initial=0.5, cap=8.0, jitter=0.5, max_attempts=5)
+"""The webhook's default retries: 0.5 s doubling to 8 s, half of each delay random, 5 tries."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,33 +72,29 @@ class WebhookPolicy:
         queue: alerts waiting to be sent; beyond it the oldest is dropped (counted). Each
             holds its frame until sent (6 MB at 1080p), so the queue is short: with a cooldown
             per query and stream, 16 alerts waiting means the receiver is down, not slow.
-        attempts: tries per alert (the first included) on retryable failures.
+        retry: the delays between tries (0.5 s doubling to 8 s, half of each random) and
+            `max_attempts`, the tries per alert on retryable failures (the first included).
         timeout_s: seconds one POST may take, connect to last byte.
-        backoff_initial_s, backoff_cap_s: the first retry delay and the longest one.
         flush_s: seconds `stop` waits for the queue to empty before giving up on the rest.
         snapshot_long_edge: the snapshot's long side is scaled down to at most this many pixels.
     """
 
     queue: int = 16
-    attempts: int = 5
+    retry: RetryPolicy = DEFAULT_RETRY
     timeout_s: float = 5.0
-    backoff_initial_s: float = 0.5
-    backoff_cap_s: float = 8.0
     flush_s: float = 5.0
     snapshot_long_edge: int = 1024
 
     def __post_init__(self) -> None:
         if self.queue < 1:
             raise ConfigError(f"webhook queue must be ≥ 1 alert, got {self.queue}")
-        if self.attempts < 1:
-            raise ConfigError(f"webhook attempts must be ≥ 1, got {self.attempts}")
+        if not isinstance(self.retry, RetryPolicy) or self.retry.max_attempts is None:
+            raise ConfigError(
+                "webhook retry must be a RetryPolicy with a number of max_attempts (an alert is "
+                f"not retried forever), got {self.retry!r}"
+            )
         if not self.timeout_s > 0:
             raise ConfigError(f"webhook timeout must be > 0 s, got {self.timeout_s}")
-        if not 0 < self.backoff_initial_s <= self.backoff_cap_s:
-            raise ConfigError(
-                "webhook backoff needs 0 < initial ≤ cap, got "
-                f"{self.backoff_initial_s} and {self.backoff_cap_s}"
-            )
         if not self.flush_s >= 0:
             raise ConfigError(f"webhook flush must be ≥ 0 s, got {self.flush_s}")
         if self.snapshot_long_edge < 16:
@@ -156,7 +155,7 @@ class WebhookSender(Observer):
 
     Attributes:
         delivered: alerts the receiver accepted (2xx).
-        failed: alerts given up after `policy.attempts` retryable failures.
+        failed: alerts given up after `policy.retry.max_attempts` retryable failures.
         refused: alerts the receiver refused with a status that is not retried (4xx).
         dropped: alerts dropped from a full queue.
         abandoned: alerts still queued or in flight when `stop` gave up waiting.
@@ -246,8 +245,8 @@ class WebhookSender(Observer):
         log.warning(
             "webhook: %d of %d alerts not delivered to %s (%d failed after %d attempts, %d "
             "refused, %d dropped from a full queue, %d still queued when the run ended)",
-            self.undelivered, total, where, self.failed, self.policy.attempts, self.refused,
-            self.dropped, self.abandoned,
+            self.undelivered, total, where, self.failed, self.policy.retry.max_attempts,
+            self.refused, self.dropped, self.abandoned,
         )  # fmt: skip
 
     async def _send_all(self) -> None:
@@ -270,8 +269,7 @@ class WebhookSender(Observer):
     async def _send(self, alert: Alert) -> None:
         body = await run_in_background(webhook_body, alert, self.policy.snapshot_long_edge)
         policy = self.policy
-        backoff = Backoff(policy.backoff_initial_s, policy.backoff_cap_s, jitter=0.5,
-                          max_attempts=policy.attempts, random=self._random)  # fmt: skip
+        backoff = Backoff(policy.retry, random=self._random)
         while True:
             outcome, detail, retry_after = await self._post(body)
             if outcome == _OK:
@@ -285,10 +283,10 @@ class WebhookSender(Observer):
             if delay is None:
                 self.failed += 1
                 log.debug("webhook: alert %r given up after %d attempts", alert.query,
-                          policy.attempts)  # fmt: skip
+                          policy.retry.max_attempts)  # fmt: skip
                 return
             if retry_after is not None:
-                delay = max(delay, min(retry_after, policy.backoff_cap_s))
+                delay = max(delay, min(retry_after, policy.retry.cap))
             await asyncio.sleep(delay)
 
     async def _post(self, body: bytes) -> tuple[str, str, float | None]:

@@ -16,11 +16,13 @@ Keys: q or Esc quits (the run stops as with Ctrl-C: outputs are finished), space
 resumes the display (the pipeline goes on), o turns the overlay off and on, h shows the keys.
 Closing a window quits too.
 
-HighGUI sits behind a small backend (`GuiBackend`: imshow, wait_key, destroy_window, is_open),
-so the display logic runs the same against OpenCV and against an in-process backend in tests.
-The project installs `opencv-python-headless`, which has no HighGUI: `require_gui` says so
-before any work, with the fix. (On macOS, Cocoa wants HighGUI on the main thread; this viewer
-runs it on its own thread, which Linux's GTK and Qt backends and Windows accept.)
+HighGUI sits behind a small backend (`GuiBackend`: imshow, wait_key, destroy_window, is_open;
+`streamer.watch._gui`), so the display logic runs the same against OpenCV and against an
+in-process backend in tests. The project installs `opencv-python-headless`, which has no
+HighGUI: `require_gui` says so before any work, with the fix. (On macOS, Cocoa wants HighGUI
+on the main thread; this viewer runs it on its own thread, which Linux's GTK and Qt backends
+and Windows accept.) What each window shows, a frame per window or a grid of labelled tiles,
+is `streamer.watch._layout`'s.
 """
 
 from __future__ import annotations
@@ -29,22 +31,26 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import math
-import os
-import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-import cv2
 import numpy as np
 
 from streamer.core.background import LowPriorityPool
 from streamer.core.events import Observer
 from streamer.errors import ConfigError
+from streamer.watch._gui import GuiBackend, OpenCvGui, require_gui
+from streamer.watch._layout import (
+    GRID_WINDOW,
+    GridLayout,
+    PerStream,
+    help_box,
+    outlined_text,
+)
 
 __all__ = [
+    "GRID_WINDOW",
     "GridLayout",
     "GuiBackend",
     "OpenCvGui",
@@ -59,8 +65,6 @@ Layout = Literal["auto", "grid"]
 
 MAX_FPS = 30.0  # a display refresh beyond this is work nobody sees
 MAX_WINDOWS = 4  # `--show` opens a window per stream up to this many streams, else one grid
-MAX_VIEW = (1920, 1080)  # larger frames are scaled down to fit a screen
-GRID_WINDOW = "streamer"
 CLOSE_TIMEOUT_S = 2.0  # how long stop() waits for the display thread to close its windows
 KEY_HELP = (
     "q / Esc  quit (outputs are finished)",
@@ -69,98 +73,6 @@ KEY_HELP = (
     "h        this help",
 )
 _ESC = 27
-
-_FIX = "watch in a browser with --serve PORT, or write a video with -o"
-
-
-# ---------------------------------------------------------------------------------------------
-# The GUI backend and the startup check
-
-
-class GuiBackend(Protocol):
-    """The HighGUI calls the viewer makes, all from its one display thread."""
-
-    def imshow(self, window: str, image: np.ndarray) -> None:
-        """Show a BGR uint8 image in `window`, creating the window the first time."""
-
-    def wait_key(self, delay_ms: int) -> int:
-        """Process window events for up to `delay_ms`; the key pressed, or -1."""
-
-    def destroy_window(self, window: str) -> None:
-        """Close `window`."""
-
-    def is_open(self, window: str) -> bool:
-        """Whether `window` is still open (False once the user closed it)."""
-
-
-def require_gui(environ: Mapping[str, str] | None = None, platform: str | None = None) -> None:
-    """Fail with a ConfigError unless OpenCV can open a window on a display here.
-
-    Checked before any work (and before any HighGUI call: a GUI toolkit with no display may
-    end the process instead of raising).
-
-    Args:
-        environ: the environment to look for a display in (default: this process's).
-        platform: `sys.platform` (default: this one's).
-
-    Raises:
-        ConfigError: the OpenCV build has no GUI (opencv-python-headless), or there is no
-            display (Linux: neither DISPLAY nor WAYLAND_DISPLAY is set).
-    """
-    framework = _gui_framework()
-    if not framework:
-        raise ConfigError(
-            f"--show: this OpenCV build ({cv2.__version__}) has no window support "
-            "(opencv-python-headless). Fix: pip uninstall -y opencv-python-headless && "
-            f"pip install opencv-python, or {_FIX}"
-        )
-    environ = os.environ if environ is None else environ
-    platform = sys.platform if platform is None else platform
-    if platform in ("win32", "darwin", "cygwin"):
-        return
-    if not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")):
-        raise ConfigError(
-            "--show: there is no display to open a window on (neither DISPLAY nor "
-            "WAYLAND_DISPLAY is set: an SSH session or a service?). Fix: run it in a desktop "
-            f"session or over `ssh -X`, or {_FIX}"
-        )
-
-
-def _gui_framework() -> str:
-    """The GUI toolkit OpenCV was built with ("GTK3", "QT5", "WIN32UI", ...), "" for none."""
-    current = getattr(cv2, "currentUIFramework", None)
-    if current is not None:
-        return str(current())
-    for line in cv2.getBuildInformation().splitlines():  # OpenCV before 4.6
-        key, _, value = line.partition(":")
-        if key.strip() == "GUI":
-            return "" if value.strip().upper() in ("", "NONE") else value.strip()
-    return ""
-
-
-class OpenCvGui:
-    """HighGUI through OpenCV: resizable windows that keep the frame's aspect ratio."""
-
-    def __init__(self) -> None:
-        require_gui()
-        self._made: set[str] = set()
-
-    def imshow(self, window: str, image: np.ndarray) -> None:
-        if window not in self._made:
-            flags = cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL
-            cv2.namedWindow(window, flags)
-            self._made.add(window)
-        cv2.imshow(window, image)
-
-    def wait_key(self, delay_ms: int) -> int:
-        return cv2.waitKey(delay_ms)
-
-    def destroy_window(self, window: str) -> None:
-        self._made.discard(window)
-        cv2.destroyWindow(window)
-
-    def is_open(self, window: str) -> bool:
-        return cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) >= 1
 
 
 def show_mode(value: str | bool | None) -> bool | str:
@@ -182,106 +94,6 @@ def show_mode(value: str | bool | None) -> bool | str:
         raise ConfigError(f"--show takes nothing or 'grid', got {value!r}")
     require_gui()
     return "grid" if value == "grid" else True
-
-
-# ---------------------------------------------------------------------------------------------
-# Layouts: what each window shows
-
-
-def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`image` scaled down (never up) to fit inside `size` (width, height), aspect kept."""
-    height, width = image.shape[:2]
-    scale = min(size[0] / width, size[1] / height)
-    if scale >= 1:
-        return image
-    new = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(image, new, interpolation=cv2.INTER_AREA)
-
-
-def _text(image: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.5) -> None:
-    """White text with a dark outline: readable on any picture."""
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    cv2.putText(image, text, org, font, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(image, text, org, font, scale, (255, 255, 255), 1, cv2.LINE_AA)
-
-
-class _PerStream:
-    """One window per stream, named "streamer: NAME"."""
-
-    def __init__(self, streams: Sequence[str]) -> None:
-        self.windows = {name: f"streamer: {name}" for name in streams}
-        self.images: dict[str, np.ndarray] = {}
-
-    def put(self, stream: str, rgb: np.ndarray) -> str:
-        window = self.windows.setdefault(stream, f"streamer: {stream}")
-        self.images[window] = cv2.cvtColor(_fit(rgb, MAX_VIEW), cv2.COLOR_RGB2BGR)
-        return window
-
-
-class GridLayout:
-    """Every stream in one window: tiles in rows, each labelled with its stream's name.
-
-    Streams fill the tiles in order, left to right and top to bottom; a tile keeps its frame's
-    aspect ratio (black bars) and shows "waiting" until its stream's first frame.
-
-    Args:
-        streams: the stream names, in tile order.
-        tile: one tile's (width, height); default: 16:9, at most 480 wide, the grid at most
-            1920 wide.
-    """
-
-    LABEL_H = 22
-
-    def __init__(self, streams: Sequence[str], tile: tuple[int, int] | None = None) -> None:
-        if not streams:
-            raise ValueError("a grid needs at least one stream")
-        self.streams = list(streams)
-        self.rows, self.cols = self.shape(len(self.streams))
-        if tile is None:
-            width = min(480, MAX_VIEW[0] // self.cols) // 2 * 2
-            tile = (width, width * 9 // 16 // 2 * 2)
-        self.tile = tile
-        self.canvas = np.zeros((self.rows * tile[1], self.cols * tile[0], 3), np.uint8)
-        self.images = {GRID_WINDOW: self.canvas}
-        for index, name in enumerate(self.streams):
-            self._label(index, f"{name}  (waiting)")
-
-    @staticmethod
-    def shape(count: int) -> tuple[int, int]:
-        """(rows, columns) for `count` tiles: as square as possible, wider than tall."""
-        cols = math.ceil(math.sqrt(count))
-        return math.ceil(count / cols), cols
-
-    def origin(self, index: int) -> tuple[int, int]:
-        """The (x, y) of tile `index`'s top-left corner in the canvas."""
-        row, col = divmod(index, self.cols)
-        return col * self.tile[0], row * self.tile[1]
-
-    def put(self, stream: str, rgb: np.ndarray) -> str:
-        if stream not in self.streams:
-            return GRID_WINDOW  # a stream the run did not announce: no tile for it
-        index = self.streams.index(stream)
-        x, y = self.origin(index)
-        width, height = self.tile
-        cell = self.canvas[y : y + height, x : x + width]
-        fitted = cv2.resize(
-            rgb, self._inside(rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA
-        )
-        cell[:] = 0
-        top, left = (height - fitted.shape[0]) // 2, (width - fitted.shape[1]) // 2
-        cell[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted[..., ::-1]
-        self._label(index, stream)
-        return GRID_WINDOW
-
-    def _inside(self, width: int, height: int) -> tuple[int, int]:
-        scale = min(self.tile[0] / width, self.tile[1] / height)
-        return max(1, round(width * scale)), max(1, round(height * scale))
-
-    def _label(self, index: int, text: str) -> None:
-        x, y = self.origin(index)
-        band = self.canvas[y : y + self.LABEL_H, x : x + self.tile[0]]
-        band[:] = band // 3  # darken, so the name reads on any picture
-        _text(self.canvas, text, (x + 6, y + 16))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,7 +176,7 @@ class WindowViewer(Observer):
         self._stop_run = run.stop
         streams = [stream.name for stream in run.streams]
         grid = self.layout == "grid" or len(streams) > MAX_WINDOWS
-        layout = GridLayout(streams) if grid else _PerStream(streams)
+        layout = GridLayout(streams) if grid else PerStream(streams)
         log.info("window: %s", ";  ".join(" ".join(k.split()) for k in KEY_HELP))
         self._display = self._pool.executor.submit(self._show_until_closed, layout)
 
@@ -390,7 +202,7 @@ class WindowViewer(Observer):
 
     # --- the display thread ---------------------------------------------------------------
 
-    def _show_until_closed(self, layout: _PerStream | GridLayout) -> None:
+    def _show_until_closed(self, layout: PerStream | GridLayout) -> None:
         shown: set[str] = set()
         try:
             self._display_loop(layout, shown)
@@ -406,7 +218,7 @@ class WindowViewer(Observer):
                 except Exception as exc:  # closing is best effort: the window may be gone
                     log.debug("window: closing %s: %s", window, exc)
 
-    def _display_loop(self, layout: _PerStream | GridLayout, shown: set[str]) -> None:
+    def _display_loop(self, layout: PerStream | GridLayout, shown: set[str]) -> None:
         next_show = time.monotonic()
         redraw: set[str] = set()
         opened: set[str] = set()
@@ -441,7 +253,7 @@ class WindowViewer(Observer):
                 return window
         return None
 
-    def _take_fresh(self, layout: _PerStream | GridLayout) -> set[str]:
+    def _take_fresh(self, layout: PerStream | GridLayout) -> set[str]:
         with self._lock:
             fresh, self._fresh = self._fresh, {}
         if self._paused:
@@ -454,9 +266,9 @@ class WindowViewer(Observer):
             return image
         image = image.copy()
         if self._paused:
-            _text(image, "PAUSED (space resumes)", (10, image.shape[0] // 2), 0.7)
+            outlined_text(image, "PAUSED (space resumes)", (10, image.shape[0] // 2), 0.7)
         if self._help:
-            _help_box(image, KEY_HELP)
+            help_box(image, KEY_HELP)
         return image
 
     def _on_key(self, key: int) -> bool:
@@ -484,16 +296,3 @@ class WindowViewer(Observer):
             return
         with contextlib.suppress(RuntimeError):  # a closed loop: the run is over anyway
             loop.call_soon_threadsafe(stop.set)
-
-
-def _help_box(image: np.ndarray, lines: Iterable[str]) -> None:
-    """The key help in a dark box, centred."""
-    lines = list(lines)
-    line_h, width = 24, 360
-    height = line_h * len(lines) + 12
-    x = max(0, (image.shape[1] - width) // 2)
-    y = max(0, (image.shape[0] - height) // 2)
-    box = image[y : y + height, x : x + width]
-    box[:] = box // 4
-    for index, line in enumerate(lines):
-        _text(image, line, (x + 10, y + 24 + index * line_h))

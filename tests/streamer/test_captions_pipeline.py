@@ -2,6 +2,7 @@
 for), the live contract (never in the way of the video), and a server that fails."""
 
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -12,7 +13,8 @@ from media import parse_srt, parse_vtt, read_jsonl
 from servers.llm_server import llm_server  # noqa: F401  (session fixture)
 
 from streamer import AnalysisConfig, CaptionPolicy, OutputConfig, RunConfig, run_pipeline
-from streamer.llm import LlmConfig
+from streamer.core.retry import RetryPolicy
+from streamer.llm import DEFAULT_RETRY, LlmConfig
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +37,7 @@ def _captions(path) -> list[dict]:
 
 
 # One caption a second on a 2 s clip: points at 0 s and 1 s (every analysed frame a "change").
+ONE_ATTEMPT = dataclasses.replace(DEFAULT_RETRY, max_attempts=1)  # the first failure counts
 EVERY_SECOND = CaptionPolicy(min_interval=1.0, max_age=1.0, scene_threshold=1e-9)
 
 
@@ -137,7 +140,7 @@ async def test_server_down_mid_run_the_video_goes_on_and_captions_fall_back(
 ):
     policy = CaptionPolicy(min_interval=0.3, max_age=0.3, scene_threshold=1e-9)
     config = _config(small_clip, tmp_path, LlmConfig(url=double.url, connect_timeout=0.5,
-                                                     max_retries=0),
+                                                     retry=ONE_ATTEMPT),
                      live=True, captions=policy)  # fmt: skip
 
     async def take_it_down():
@@ -191,7 +194,8 @@ async def test_each_server_fault_leaves_the_live_video_at_full_rate(
 ):
     double.faults.extend([fault] * 3)
     policy = CaptionPolicy(min_interval=0.3, max_age=0.3, scene_threshold=1e-9)
-    llm = LlmConfig(url=double.url, max_retries=1, retry_base=0.05, retry_cap=0.1)
+    retry = RetryPolicy(initial=0.05, cap=0.1, jitter=1.0, max_attempts=2)
+    llm = LlmConfig(url=double.url, retry=retry)
     summary = await run_pipeline(_config(small_clip, tmp_path, llm, live=True, captions=policy),
                                  encoder=tiny_encoder)  # fmt: skip
     (stream,) = summary.streams
@@ -203,7 +207,7 @@ async def test_captions_resume_when_the_server_comes_back(
     tmp_path, long_clip, tiny_encoder, double
 ):
     policy = CaptionPolicy(min_interval=0.3, max_age=0.3, scene_threshold=1e-9)
-    llm = LlmConfig(url=double.url, connect_timeout=0.5, max_retries=0, breaker_failures=1,
+    llm = LlmConfig(url=double.url, connect_timeout=0.5, retry=ONE_ATTEMPT, breaker_failures=1,
                     breaker_probe_every=0.5)  # fmt: skip
     double.answer = lambda body, count: ["A rabbit.", "Two birds fly.", "A tree falls."][count % 3]
     config = _config(long_clip, tmp_path, llm, live=True, captions=policy)

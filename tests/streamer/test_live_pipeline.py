@@ -13,13 +13,14 @@ from servers.udp_loss_proxy import ProxyThread, UdpLossProxy
 from streamer import OutputConfig, RunConfig, run_pipeline
 from streamer.config import ServeConfig
 from streamer.core.events import Observer
+from streamer.core.retry import RetryPolicy
 from streamer.sources import SourceOptions
 from streamer.watch.web import WebViewer
 
 pytestmark = pytest.mark.integration
 
-FAST_RECONNECT = SourceOptions(open_timeout=2.0, read_timeout=1.0, backoff_initial=0.2,
-                               backoff_cap=0.8)  # fmt: skip
+RECONNECT = RetryPolicy(initial=0.2, cap=0.8, jitter=0.25)
+FAST_RECONNECT = SourceOptions(open_timeout=2.0, read_timeout=1.0, reconnect=RECONNECT)
 
 
 def _lines(path) -> int:
@@ -235,7 +236,7 @@ async def test_packet_loss_over_udp_damages_pictures_not_the_run(tmp_path, gst_r
     server.start()
     try:
         options = SourceOptions(rtsp_transport="udp", open_timeout=3.0, read_timeout=3.0,
-                                backoff_initial=0.2, backoff_cap=0.8)  # fmt: skip
+                                reconnect=RECONNECT)  # fmt: skip
         config = RunConfig(input=f"cam={server.url('cam')}", outputs=_outputs(tmp_path),
                            sources=options)  # fmt: skip
         jsonl = tmp_path / "cam.jsonl"
@@ -273,7 +274,7 @@ async def test_udp_datagrams_lost_between_camera_and_streamer_damage_pictures_no
     try:
         with ProxyThread(proxy):
             options = SourceOptions(rtsp_transport="udp", open_timeout=3.0, read_timeout=5.0,
-                                    backoff_initial=0.2, backoff_cap=0.8)  # fmt: skip
+                                    reconnect=RECONNECT)  # fmt: skip
             config = RunConfig(input=f"cam={proxy.url('cam')}", outputs=_outputs(tmp_path),
                                sources=options)  # fmt: skip
             stop = asyncio.Event()

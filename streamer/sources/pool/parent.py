@@ -27,7 +27,7 @@ from pathlib import Path
 
 from streamer.core.channel import Channel
 from streamer.core.frame import Frame
-from streamer.errors import SourceError
+from streamer.errors import ConfigError, SourceError
 from streamer.sources.base import Source, WorkerSpec
 from streamer.sources.options import DecodePlan
 from streamer.sources.pool.lane import Lane
@@ -159,7 +159,7 @@ class DecodePool:
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
-            raise ValueError(f"a decode pool needs at least one worker, got {workers}")
+            raise ConfigError(f"a decode pool needs at least one worker, got {workers}")
         self.size = workers
         self.prefix = f"streamer-{os.getpid()}-{secrets.token_hex(4)}-"
         self._workers: list[WorkerHandle] = []

@@ -1,8 +1,11 @@
-"""`/metrics`: the run's counters in Prometheus' text exposition format (version 0.0.4).
+"""`/metrics`: the run's counters for Prometheus, through `prometheus_client`.
 
-Written by hand rather than with `prometheus_client`: the format is small, the values already
-live in the run's own counters (read at scrape time, nothing is counted twice), and the runtime
-keeps one dependency fewer. The tests parse the output with `prometheus_client`'s parser.
+The numbers already live in the run's own counters, so nothing here counts: `RunCollector`
+reads them when the registry is collected, at scrape time, and `prometheus_client` writes the
+text exposition (version 0.0.4: every name here is a classic one). Each viewer has its own
+`CollectorRegistry` (`metrics_registry`), never the library's global one, so two runs in one
+process (tests, a notebook) do not mix, and the process collectors of the global registry are
+not served.
 
 Families (every per-stream one has a `stream` label):
 
@@ -36,23 +39,48 @@ streamer_uptime_seconds                     gauge      seconds since the run sta
 from __future__ import annotations
 
 import math
-import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
+
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from streamer.watch.web._status import STREAM_STATES, stream_state
 
-__all__ = ["CONTENT_TYPE", "Exposition", "HistogramValue", "render_metrics"]
+__all__ = ["CONTENT_TYPE", "RunCollector", "metrics_registry", "render_metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""What `generate_latest` writes for classic names; every Prometheus version reads it."""
 
 #: Bucket bounds of the encoder batch size histogram (images per call).
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
-_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+WebNumbers = Mapping[str, Mapping[str, int]]
+"""The viewer's own numbers: {"clients": {kind: n}, "disconnects": {reason: n}}."""
+
+_STREAM_COUNTERS: tuple[tuple[str, str, Callable[[Any], float]], ...] = (
+    ("streamer_frames_decoded", "Frames that reached the pipeline.", lambda s: s.stats.decoded),
+    ("streamer_frames_analysed", "Frames the image encoder saw.", lambda s: s.stats.analysed),
+    ("streamer_frames_delivered", "Frames drawn and written to the outputs.",
+     lambda s: s.stats.delivered),
+    ("streamer_frames_dropped", "Frames dropped to stay live (freshest wins).",
+     lambda s: s.dropped),
+    ("streamer_captions", "Captions shown.", lambda s: s.stats.captions),
+    ("streamer_caption_timeouts", "File captions that did not come in time and were made from "
+     "tags.", lambda s: s.stats.caption_timeouts),
+    ("streamer_reconnects", "Reopen attempts of a live source.",
+     lambda s: s.source.status.reconnects),
+    ("streamer_damaged", "Packets that did not decode plus pictures decoded with errors (a live "
+     "camera's packet loss, e.g. RTSP over UDP; a lower bound); for a file, packets that did "
+     "not decode.", lambda s: s.source.status.damaged),
+)  # fmt: skip
 _LLM_COUNTERS = (
     ("requests", "Chat requests sent to the LLM server, every attempt."),
     ("captions", "Captions the LLM returned."),
@@ -62,243 +90,162 @@ _LLM_COUNTERS = (
     ("fallbacks", "Image requests resent as tags only after an image error."),
 )
 _LLM_STATES = ("ok", "slow", "down", "text-only", "error")
-
-Labels = Mapping[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class HistogramValue:
-    """One histogram series: `(upper bound, cumulative count)` per bucket, +inf last."""
-
-    buckets: Sequence[tuple[float, int]]
-    sum: float
-    count: int
+_ENCODER_COUNTERS = (
+    ("batches", "streamer_encoder_batches", "Calls of the image encoder (batches)."),
+    ("images", "streamer_encoder_images", "Images the encoder embedded."),
+    ("busy_s", "streamer_encoder_busy_seconds", "Seconds spent inside the encoder."),
+)
 
 
-class Exposition:
-    """Builds one exposition: each family's `# HELP` and `# TYPE` once, then its samples."""
+class RunCollector(Collector):
+    """Reads a running pipeline's counters each time it is collected.
 
-    def __init__(self) -> None:
-        self._lines: list[str] = []
-        self._families: set[str] = set()
+    Args:
+        run: the live run an observer is given (`streamer.core.events`).
+        web: returns the viewer's own numbers (`WebNumbers`) at collection time.
+    """
 
-    def counter(self, name: str, help: str, samples: Iterable[tuple[Labels, float]]) -> None:
-        """A counter family; `name` ends in `_total`."""
-        if not name.endswith("_total"):
-            raise ValueError(f"a counter's name ends in _total, got {name!r}")
-        self._family(name, "counter", help)
-        for labels, value in samples:
-            self._sample(name, labels, value)
+    def __init__(self, run: Any, web: Callable[[], WebNumbers] = dict) -> None:
+        self.run = run
+        self.web = web
 
-    def gauge(self, name: str, help: str, samples: Iterable[tuple[Labels, float]]) -> None:
-        self._family(name, "gauge", help)
-        for labels, value in samples:
-            self._sample(name, labels, value)
-
-    def histogram(
-        self, name: str, help: str, samples: Iterable[tuple[Labels, HistogramValue]]
-    ) -> None:
-        """A histogram family: `_bucket{le=…}` per bucket (cumulative), `_sum` and `_count`."""
-        self._family(name, "histogram", help)
-        for labels, value in samples:
-            for bound, count in value.buckets:
-                self._sample(f"{name}_bucket", {**labels, "le": _number(bound)}, count)
-            self._sample(f"{name}_sum", labels, value.sum)
-            self._sample(f"{name}_count", labels, value.count)
-
-    def text(self) -> str:
-        return "\n".join(self._lines) + "\n"
-
-    def _family(self, name: str, kind: str, help: str) -> None:
-        if not _NAME.match(name):
-            raise ValueError(f"not a Prometheus metric name: {name!r}")
-        if name in self._families:
-            raise ValueError(f"metric family {name!r} written twice")
-        self._families.add(name)
-        self._lines.append(f"# HELP {name} {_escape_help(help)}")
-        self._lines.append(f"# TYPE {name} {kind}")
-
-    def _sample(self, name: str, labels: Labels, value: float) -> None:
-        if labels:
-            for key in labels:
-                if not _LABEL.match(key):
-                    raise ValueError(f"not a Prometheus label name: {key!r}")
-            inner = ",".join(f'{k}="{_escape_label(str(v))}"' for k, v in labels.items())
-            self._lines.append(f"{name}{{{inner}}} {_number(value)}")
-        else:
-            self._lines.append(f"{name} {_number(value)}")
+    def collect(self) -> Iterator[Metric]:
+        run = self.run
+        yield from _stream_families(run.streams)
+        if run.client is not None:
+            yield from _llm_families(run.client)
+        yield from _encoder_families(encoder_counters(run))
+        yield from _web_families(self.web())
+        yield GaugeMetricFamily(
+            "streamer_uptime_seconds",
+            "Seconds since the run started.",
+            value=round(time.monotonic() - run.started, 3),
+        )
 
 
-def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
+def metrics_registry(run: Any, web: Callable[[], WebNumbers] = dict) -> CollectorRegistry:
+    """A registry of its own holding a `RunCollector` for `run`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RunCollector(run, web))
+    return registry
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _escape_help(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def histogram_value(histogram: Any) -> HistogramValue:
-    """A `streamer.core.stats.Histogram` as one series."""
-    return HistogramValue(histogram.cumulative(), histogram.sum, histogram.count)
-
-
-def counts_histogram(counts: Mapping[int, int], bounds: Sequence[float]) -> HistogramValue:
-    """A histogram from `{observed value: times}` (the encoder's batch sizes)."""
-    buckets, total = [], 0
-    items = sorted(counts.items())
-    for bound in (*bounds, math.inf):
-        total = sum(times for value, times in items if value <= bound)
-        buckets.append((bound, total))
-    return HistogramValue(buckets, float(sum(v * n for v, n in items)), total)
-
-
-def render_metrics(run: Any, web: Mapping[str, Mapping[str, int]] | None = None) -> str:
-    """The exposition for a running pipeline.
+def render_metrics(run: Any, web: WebNumbers | None = None) -> str:
+    """The exposition of `run` now, in Prometheus' text format (`CONTENT_TYPE`).
 
     Args:
         run: the live run an observer is given (`streamer.core.events`).
         web: the viewer's own numbers: {"clients": {kind: n}, "disconnects": {reason: n}}.
     """
-    out = Exposition()
-    _stream_families(out, run.streams)
-    if run.client is not None:
-        _llm_families(out, run.client)
-    _encoder_families(out, run.worker)
-    web = web or {}
-    out.gauge(
-        "streamer_web_clients",
-        "Open streaming clients of the web viewer, by kind.",
-        [({"kind": k}, n) for k, n in sorted(web.get("clients", {}).items())],
-    )
-    out.counter(
-        "streamer_web_disconnects_total",
-        "Clients the web viewer disconnected (stalled: stopped reading; overflow: too far "
-        "behind; full: too many clients).",
-        [({"reason": k}, n) for k, n in sorted(web.get("disconnects", {}).items())],
-    )
-    out.gauge(
-        "streamer_uptime_seconds",
-        "Seconds since the run started.",
-        [({}, round(time.monotonic() - run.started, 3))],
-    )
-    return out.text()
+    return generate_latest(metrics_registry(run, lambda: web or {})).decode()
 
 
-def _stream_families(out: Exposition, streams: Sequence[Any]) -> None:
-    def each(read) -> list[tuple[Labels, float]]:
-        return [({"stream": s.name}, read(s)) for s in streams]
+def encoder_counters(run: Any) -> Any:
+    """Where the run keeps the encoder's counters (`batches`, `images`, `busy_s`,
+    `batch_sizes`): on the worker, or on its `stats`. The one place that knows."""
+    return getattr(run.worker, "stats", run.worker)
 
-    out.counter(
-        "streamer_frames_decoded_total",
-        "Frames that reached the pipeline.",
-        each(lambda s: s.stats.decoded),
-    )
-    out.counter(
-        "streamer_frames_analysed_total",
-        "Frames the image encoder saw.",
-        each(lambda s: s.stats.analysed),
-    )
-    out.counter(
-        "streamer_frames_delivered_total",
-        "Frames drawn and written to the outputs.",
-        each(lambda s: s.stats.delivered),
-    )
-    out.counter(
-        "streamer_frames_dropped_total",
-        "Frames dropped to stay live (freshest wins).",
-        each(lambda s: s.dropped),
-    )
-    out.counter("streamer_captions_total", "Captions shown.", each(lambda s: s.stats.captions))
-    out.counter(
-        "streamer_caption_timeouts_total",
-        "File captions that did not come in time and were made from tags.",
-        each(lambda s: s.stats.caption_timeouts),
-    )
-    out.counter(
-        "streamer_reconnects_total",
-        "Reopen attempts of a live source.",
-        each(lambda s: s.source.status.reconnects),
-    )
-    out.counter(
-        "streamer_damaged_total",
-        "Packets that did not decode plus pictures decoded with errors (a live camera's packet "
-        "loss, e.g. RTSP over UDP; a lower bound); for a file, packets that did not decode.",
-        each(lambda s: s.source.status.damaged),
-    )
-    out.gauge(
+
+def histogram_buckets(histogram: Any) -> list[tuple[str, float]]:
+    """A `streamer.core.stats.Histogram`'s cumulative buckets as `(le, count)`, +Inf last."""
+    return [(_le(bound), count) for bound, count in histogram.cumulative()]
+
+
+def counts_buckets(counts: Mapping[int, int], bounds: Sequence[float]) -> list[tuple[str, int]]:
+    """Cumulative buckets from `{observed value: times}` (the encoder's batch sizes)."""
+    return [
+        (_le(bound), sum(times for value, times in counts.items() if value <= bound))
+        for bound in (*bounds, math.inf)
+    ]
+
+
+def _le(bound: float) -> str:
+    """A bucket's bound as its `le` label: 4 for a whole number, 0.1, +Inf."""
+    if isinstance(bound, int):
+        return str(bound)
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+def _stream_families(streams: Sequence[Any]) -> Iterator[Metric]:
+    for name, help, read in _STREAM_COUNTERS:
+        family = CounterMetricFamily(name, help, labels=["stream"])
+        for s in streams:
+            family.add_metric([s.name], read(s))
+        yield family
+    states = GaugeMetricFamily(
         "streamer_stream_state",
         "1 for the state the stream is in, 0 for the others.",
-        [
-            ({"stream": s.name, "state": state}, int(stream_state(s) == state))
-            for s in streams
-            for state in STREAM_STATES
-        ],
+        labels=["stream", "state"],
     )
-    out.gauge(
+    offline = GaugeMetricFamily(
         "streamer_stream_offline_since_seconds",
         "Unix time the stream went offline (only while it is offline).",
-        [
-            ({"stream": s.name}, s.source.status.offline_since)
-            for s in streams
-            if s.source.status.offline_since is not None
-        ],
+        labels=["stream"],
     )
-    out.histogram(
+    latency = HistogramMetricFamily(
         "streamer_latency_seconds",
         "Seconds from a frame leaving the decoder to its delivery with the overlay.",
-        [({"stream": s.name}, histogram_value(s.stats.latency.histogram)) for s in streams],
+        labels=["stream"],
     )
+    for s in streams:
+        now = stream_state(s)
+        for state in STREAM_STATES:
+            states.add_metric([s.name, state], int(state == now))
+        if s.source.status.offline_since is not None:
+            offline.add_metric([s.name], s.source.status.offline_since)
+        histogram = s.stats.latency.histogram
+        latency.add_metric([s.name], histogram_buckets(histogram), histogram.sum)
+    yield from (states, offline, latency)
 
 
-def _llm_families(out: Exposition, client: Any) -> None:
+def _llm_families(client: Any) -> Iterator[Metric]:
     stats = client.stats
     for field, help in _LLM_COUNTERS:
-        out.counter(f"streamer_llm_{field}_total", help, [({}, getattr(stats, field, 0))])
-    latency = getattr(stats, "last_latency_s", None)
-    out.gauge(
+        yield CounterMetricFamily(f"streamer_llm_{field}", help, value=getattr(stats, field, 0))
+    latency = GaugeMetricFamily(
         "streamer_llm_last_latency_seconds",
         "Round trip of the last answered LLM request (absent before the first).",
-        [({}, latency)] if latency is not None else [],
+        labels=[],
     )
-    state = getattr(getattr(client, "state", None), "value", None)
-    out.gauge(
-        "streamer_llm_state",
-        "1 for the LLM client's state, 0 for the others.",
-        [({"state": s}, int(s == state)) for s in _LLM_STATES],
+    if getattr(stats, "last_latency_s", None) is not None:
+        latency.add_metric([], stats.last_latency_s)
+    yield latency
+    now = getattr(getattr(client, "state", None), "value", None)
+    states = GaugeMetricFamily(
+        "streamer_llm_state", "1 for the LLM client's state, 0 for the others.", labels=["state"]
     )
+    for state in _LLM_STATES:
+        states.add_metric([state], int(state == now))
+    yield states
 
 
-def _encoder_families(out: Exposition, worker: Any) -> None:
-    stats = getattr(worker, "stats", worker)  # counters on the worker or on its `stats`
-    out.counter(
-        "streamer_encoder_batches_total",
-        "Calls of the image encoder (batches).",
-        [({}, getattr(stats, "batches", 0))],
-    )
-    out.counter(
-        "streamer_encoder_images_total",
-        "Images the encoder embedded.",
-        [({}, getattr(stats, "images", 0))],
-    )
-    out.counter(
-        "streamer_encoder_busy_seconds_total",
-        "Seconds spent inside the encoder.",
-        [({}, float(getattr(stats, "busy_s", 0.0)))],
-    )
+def _encoder_families(stats: Any) -> Iterator[Metric]:
+    for field, name, help in _ENCODER_COUNTERS:
+        yield CounterMetricFamily(name, help, value=getattr(stats, field, 0))
     sizes = getattr(stats, "batch_sizes", None)
     if sizes is not None:
-        out.histogram(
-            "streamer_encoder_batch_size",
-            "Images per encoder call.",
-            [({}, counts_histogram(dict(sizes), BATCH_BUCKETS))],
-        )
+        sizes = dict(sizes)
+        batch = HistogramMetricFamily("streamer_encoder_batch_size", "Images per encoder call.")
+        total = float(sum(size * times for size, times in sizes.items()))
+        batch.add_metric([], counts_buckets(sizes, BATCH_BUCKETS), total)
+        yield batch
+
+
+def _web_families(web: WebNumbers) -> Iterator[Metric]:
+    clients = GaugeMetricFamily(
+        "streamer_web_clients",
+        "Open streaming clients of the web viewer, by kind.",
+        labels=["kind"],
+    )
+    for kind, n in sorted(web.get("clients", {}).items()):
+        clients.add_metric([kind], n)
+    yield clients
+    disconnects = CounterMetricFamily(
+        "streamer_web_disconnects",
+        "Clients the web viewer disconnected (stalled: stopped reading; overflow: too far "
+        "behind; full: too many clients).",
+        labels=["reason"],
+    )
+    for reason, n in sorted(web.get("disconnects", {}).items()):
+        disconnects.add_metric([reason], n)
+    yield disconnects

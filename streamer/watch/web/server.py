@@ -37,6 +37,8 @@ from urllib.parse import quote
 
 import numpy as np
 from aiohttp import web
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import CollectorRegistry
 
 from streamer.config import ServeConfig
 from streamer.core.events import Observer
@@ -45,7 +47,7 @@ from streamer.errors import ConfigError
 from streamer.watch.web._events import EventHub, sse_message
 from streamer.watch.web._frames import BOUNDARY, FrameHub
 from streamer.watch.web._status import Rates, run_status, stream_state
-from streamer.watch.web.metrics import CONTENT_TYPE, render_metrics
+from streamer.watch.web.metrics import CONTENT_TYPE, WebNumbers, metrics_registry
 
 __all__ = ["ViewerLimits", "WebViewer"]
 
@@ -127,6 +129,7 @@ class WebViewer(Observer):
         self._page = b""
         self._run_id = secrets.token_hex(6)
         self._static: dict[str, bytes] = {}
+        self._registry: CollectorRegistry | None = None  # /metrics: made for the run
 
     # -- observer hooks ------------------------------------------------------------------------
 
@@ -143,6 +146,7 @@ class WebViewer(Observer):
         )
         self._load_static()
         self._rates.read(run.streams)
+        self._registry = metrics_registry(run, self._web_numbers)
         runner = web.AppRunner(_app(self), access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         try:
@@ -197,10 +201,14 @@ class WebViewer(Observer):
         return {"run_id": self._run_id, **run_status(self.run, self._rates, self._clients)}
 
     def metrics(self) -> str:
-        """The Prometheus exposition `/metrics` serves."""
+        """The Prometheus exposition `/metrics` serves (once started)."""
+        assert self._registry is not None, "start() makes the registry"
+        return generate_latest(self._registry).decode()
+
+    def _web_numbers(self) -> WebNumbers:
         disconnects = dict(self._disconnects)
         disconnects["overflow"] = disconnects.get("overflow", 0) + self._events.overflows
-        return render_metrics(self.run, {"clients": self._clients, "disconnects": disconnects})
+        return {"clients": self._clients, "disconnects": disconnects}
 
     async def _tick(self) -> None:
         while True:

@@ -13,7 +13,8 @@ from media import read_jsonl
 
 from streamer import ConfigError, OutputConfig, RunConfig, run_pipeline
 from streamer.analysis.alerts import AlertDetector, AlertRule, AlertTracker, check_rule_streams
-from streamer.cli.main import EXIT_USAGE, build_parser, main
+from streamer.cli.exits import EXIT_USAGE
+from streamer.cli.main import build_parser, main
 from streamer.core.events import Observer
 from streamer.outputs.overlay import Hud, Overlay
 

@@ -193,7 +193,7 @@ def test_the_pairs_are_only_checked_where_they_apply():
     equal = ["--caption-interval", "4", "--caption-max-age", "4", "--reconnect-initial", "3",
              "--reconnect-max", "3"]  # fmt: skip
     config = config_from_args(build_parser().parse_args(["run", "c.mp4", "--jsonl", "a", *equal]))
-    assert config.captions.max_age == 4.0 and config.sources.backoff_cap == 3.0
+    assert config.captions.max_age == 4.0 and config.sources.reconnect.cap == 3.0
 
 
 def test_flags_that_disagree_in_a_file_are_named_with_their_keys(tmp_path, capsys):

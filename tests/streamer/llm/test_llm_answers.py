@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from streamer.errors import LlmInputError, LlmUnavailableError
 from streamer.llm.answers import MAX_CAPTION_CHARS, answer_text, clean_caption
-from streamer.llm.errors import LlmInputError, LlmUnavailableError
 
 
 @pytest.mark.parametrize(

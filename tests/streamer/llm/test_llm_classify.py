@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamer.llm._http import Reply, check
-from streamer.llm.classify import ErrorBody, classify, error_body
-from streamer.llm.errors import (
+from streamer.errors import (
     LlmAuthError,
     LlmConfigError,
     LlmInputError,
@@ -14,6 +12,8 @@ from streamer.llm.errors import (
     LlmTimeoutError,
     LlmUnavailableError,
 )
+from streamer.llm._http import Reply, check
+from streamer.llm.classify import ErrorBody, classify, error_body
 
 CASES = [
     # (name, status, body, error class, kind)

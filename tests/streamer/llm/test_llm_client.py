@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import re
 import time
@@ -15,7 +16,9 @@ import pytest
 from doubles.lmstudio import FakeModel, LmStudioDouble
 from PIL import Image
 
+from streamer.core.retry import RetryPolicy
 from streamer.llm import (
+    DEFAULT_RETRY,
     CaptionRequest,
     LlmCircuitOpenError,
     LlmClient,
@@ -27,6 +30,14 @@ from streamer.llm import (
     LlmUnavailableError,
 )
 from streamer.llm.breaker import BreakerState
+
+THREE_ATTEMPTS = dataclasses.replace(DEFAULT_RETRY, max_attempts=3)
+
+
+def attempts(n: int) -> RetryPolicy:
+    """The client's default retries, with `n` attempts in all."""
+    return dataclasses.replace(DEFAULT_RETRY, max_attempts=n)
+
 
 CHAT = "POST /v1/chat/completions"
 FRAME = np.full((720, 1280, 3), (30, 160, 60), np.uint8)
@@ -104,17 +115,18 @@ async def test_retryable_faults_are_retried_with_jittered_backoff(
     double, make_client, fake_time, fault, kind
 ):
     double.faults.extend([fault, fault])
-    client, changes = make_client(double.url, retry_base=0.5, rng=lambda: 0.5)
+    retry = RetryPolicy(initial=0.5, cap=8.0, jitter=1.0, max_attempts=3)
+    client, changes = make_client(double.url, retry=retry, rng=lambda: 0.5)
     assert await client.caption(request()) == "Caption 3 by qwen2-vl-2b-instruct, with an image."
     assert double.counts[CHAT] == 3
     assert client.stats.retries == 2
-    assert fake_time.sleeps == [0.25, 0.5]  # rng·min(cap, base·2^n): full jitter
+    assert fake_time.sleeps == [0.25, 0.5]  # (1 - rng)·min(cap, initial·2^n): full jitter
     assert changes == []  # recovered within the call: nothing to report
 
 
 async def test_a_fault_that_outlasts_the_retries_is_raised_and_reported_once(double, make_client):
     double.faults.extend(["loading-503"] * 9)
-    client, changes = make_client(double.url, max_retries=2, breaker_failures=100)
+    client, changes = make_client(double.url, retry=THREE_ATTEMPTS, breaker_failures=100)
     for _ in range(3):
         with pytest.raises(LlmUnavailableError) as caught:
             await client.caption(request())
@@ -140,7 +152,8 @@ async def test_a_read_timeout_is_retryable(double, session, fake_time):
 
 async def test_timeouts_raise_llm_timeout_error(double, session):
     double.faults.extend(["hang"] * 2)
-    config = LlmConfig(url=double.url, read_timeout=0.2, first_request_timeout=0.2, max_retries=1)
+    config = LlmConfig(url=double.url, read_timeout=0.2, first_request_timeout=0.2,
+                       retry=attempts(2))  # fmt: skip
     client = LlmClient(config, session, sleep=lambda s: asyncio.sleep(0))
     with pytest.raises(LlmTimeoutError, match=r"no answer within 0\.2 s"):
         await client.caption(request())
@@ -200,7 +213,7 @@ async def test_input_faults_fail_that_request_only(double, make_client):
 async def test_jit_loading_gets_the_first_request_timeout_then_the_read_timeout(double, session):
     double.jit_load_delay_s = 0.5
     config = LlmConfig(url=double.url, model=TEXT_MODEL, read_timeout=0.2,
-                       first_request_timeout=5, max_retries=0)  # fmt: skip
+                       first_request_timeout=5, retry=attempts(1))  # fmt: skip
     client = LlmClient(config, session)
     info = await client.probe()
     assert info.loaded is False
@@ -229,7 +242,7 @@ async def test_a_slow_server_marks_slow_and_recovers_to_ok(double, session):
 async def test_the_server_going_down_opens_the_breaker_and_coming_back_closes_it(
     double, make_client, fake_time
 ):
-    client, changes = make_client(double.url, max_retries=2, breaker_failures=3,
+    client, changes = make_client(double.url, retry=THREE_ATTEMPTS, breaker_failures=3,
                                   breaker_probe_every=10)  # fmt: skip
     assert await client.caption(request())
     await double.stop()

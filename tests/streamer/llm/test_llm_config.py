@@ -6,6 +6,7 @@ import datetime
 
 import pytest
 
+from streamer.core.retry import RetryPolicy
 from streamer.errors import ConfigError
 from streamer.llm import DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT, LlmConfig
 from streamer.llm.prompts import chat_messages, format_time, render
@@ -30,14 +31,22 @@ def test_a_trailing_slash_is_dropped():
         ("connect_timeout", 0, "`connect_timeout` must be a positive number of seconds, got 0"),
         ("read_timeout", float("inf"), "`read_timeout` must be a positive number"),
         ("read_timeout", True, "`read_timeout` must be a positive number"),
-        ("max_retries", -1, "`max_retries` must be an integer from 0 to 10, got -1"),
-        ("max_retries", 1.5, "`max_retries` must be an integer from 0 to 10, got 1.5"),
+        ("retry", 2, "`retry` must be a RetryPolicy, got 2"),
+        (
+            "retry",
+            RetryPolicy(max_attempts=None),
+            "`retry.max_attempts` must be an integer from 1 to 11, got None",
+        ),
+        (
+            "retry",
+            RetryPolicy(max_attempts=12),
+            "`retry.max_attempts` must be an integer from 1 to 11, got 12",
+        ),
         ("breaker_failures", 0, "`breaker_failures` must be an integer from 1 to 1000, got 0"),
         ("image_long_edge", 8000, "`image_long_edge` must be an integer from 16 to 5120"),
         ("jpeg_quality", 101, "`jpeg_quality` must be an integer from 1 to 100, got 101"),
         ("max_tokens", 0, "`max_tokens` must be an integer from 1 to 4096, got 0"),
         ("temperature", 3, "`temperature` must be between 0 and 2, got 3"),
-        ("retry_cap", 0.1, "`retry_cap` must be at least `retry_base` (0.5), got 0.1"),
         ("vision", "yes", "`vision` must be True, False or None, got 'yes'"),
         (
             "prompt",

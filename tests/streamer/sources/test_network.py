@@ -19,6 +19,7 @@ from live_helpers import FAST, RtspServer, Running, free_port, wait_until
 from servers.udp_loss_proxy import ProxyThread, UdpLossProxy
 
 from streamer.core.channel import DropPolicy
+from streamer.core.retry import RetryPolicy
 from streamer.errors import SourceNotFoundError
 from streamer.sources import NetworkSource, SourceOptions, open_source
 
@@ -192,7 +193,8 @@ async def test_a_refused_port_is_retried_with_backoff(caplog):
 
 
 async def test_max_attempts_gives_up_and_marks_the_source_failed(caplog):
-    options = dataclasses.replace(FAST, backoff_initial=0.05, backoff_cap=0.05, max_attempts=3)
+    quick = RetryPolicy(initial=0.05, cap=0.05, jitter=0.0, max_attempts=3)
+    options = dataclasses.replace(FAST, reconnect=quick)
     source = open_source(f"rtsp://127.0.0.1:{free_port()}/cam", options=options)
     async with Running(source) as run:
         await run.ended(10)
@@ -246,7 +248,7 @@ async def test_stop_returns_promptly_while_connecting_backing_off_or_streaming(
     silent_server, rtsp_server
 ):
     slow_open = dataclasses.replace(FAST, open_timeout=30.0)
-    long_backoff = dataclasses.replace(FAST, backoff_initial=30.0, backoff_cap=30.0)
+    long_backoff = dataclasses.replace(FAST, reconnect=RetryPolicy(30.0, 30.0, jitter=0.0))
     cases = [
         (f"rtsp://127.0.0.1:{silent_server.port}/cam", slow_open, "connecting"),
         (f"rtsp://127.0.0.1:{free_port()}/cam", long_backoff, "offline"),

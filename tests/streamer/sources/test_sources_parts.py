@@ -1,18 +1,18 @@
-"""The small parts of live sources: backoff arithmetic, option validation, redaction, the spec
-dispatch of `open_source`, and the redaction of FFmpeg's own log lines."""
+"""The small parts of live sources: option validation, redaction, the spec dispatch of
+`open_source`, and the redaction of FFmpeg's own log lines (the backoff arithmetic is tested
+with `RetryPolicy` in tests/streamer/core/test_retry.py)."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 
 import av.logging
 import pytest
 
 from streamer.core.redact import install_libav_redaction
+from streamer.core.retry import RetryPolicy
 from streamer.errors import ConfigError, SourceOpenError
 from streamer.sources import (
-    Backoff,
     CameraSource,
     FileSource,
     NetworkSource,
@@ -22,41 +22,6 @@ from streamer.sources import (
 )
 
 
-def _fixed(*values: float):
-    cycle = itertools.cycle(values)
-    return lambda: next(cycle)
-
-
-def test_backoff_doubles_from_initial_up_to_the_cap():
-    backoff = Backoff(0.5, 10.0, jitter=0.0)
-    assert [backoff.next_delay() for _ in range(7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
-
-
-def test_backoff_jitter_only_shortens_within_its_fraction():
-    low = Backoff(1.0, 4.0, jitter=0.25, random=_fixed(0.999999))
-    high = Backoff(1.0, 4.0, jitter=0.25, random=_fixed(0.0))
-    lows = [low.next_delay() for _ in range(4)]
-    highs = [high.next_delay() for _ in range(4)]
-    assert highs == [1.0, 2.0, 4.0, 4.0]  # never above the cap
-    assert lows == pytest.approx([0.75, 1.5, 3.0, 3.0], abs=1e-5)
-    half = Backoff(1.0, 4.0, jitter=0.25, random=_fixed(0.5))
-    assert half.next_delay() == 0.875
-
-
-def test_backoff_gives_up_after_max_attempts_and_resets_after_a_success():
-    backoff = Backoff(0.1, 1.0, jitter=0.0, max_attempts=3)
-    assert [backoff.next_delay() for _ in range(3)] == [0.1, 0.2, None]
-    backoff.reset()
-    assert backoff.next_delay() == 0.1
-
-
-def test_backoff_survives_a_source_down_for_days():
-    backoff = Backoff(0.5, 10.0, jitter=0.0)
-    for _ in range(5000):
-        delay = backoff.next_delay()
-    assert delay == 10.0
-
-
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -64,11 +29,7 @@ def test_backoff_survives_a_source_down_for_days():
         ("open_timeout", 0, "open_timeout must be a number of seconds > 0, got 0"),
         ("read_timeout", -1.0, "read_timeout must be a number of seconds > 0, got -1.0"),
         ("read_timeout", "5", "read_timeout must be a number of seconds > 0, got '5'"),
-        ("backoff_initial", float("nan"), "backoff_initial must be a number of seconds > 0"),
-        ("backoff_cap", 0.1, "backoff_cap must be ≥ backoff_initial (0.5), got 0.1"),
-        ("backoff_jitter", 1.5, "`backoff_jitter` must be a fraction in 0..1, got 1.5"),
-        ("max_attempts", 0, "max_attempts must be a whole number ≥ 1, got 0"),
-        ("max_attempts", 2.5, "max_attempts must be a whole number ≥ 1, got 2.5"),
+        ("reconnect", (0.5, 10.0), "`reconnect` must be a RetryPolicy, got (0.5, 10.0)"),
     ],
 )
 def test_source_options_name_the_bad_value(field, value, message):
@@ -80,7 +41,8 @@ def test_source_options_name_the_bad_value(field, value, message):
 def test_source_options_are_frozen_with_live_defaults():
     options = SourceOptions()
     assert (options.rtsp_transport, options.open_timeout, options.read_timeout) == ("tcp", 5, 5)
-    assert options.max_attempts is None
+    assert options.reconnect == RetryPolicy(initial=0.5, cap=10.0, jitter=0.25)
+    assert options.reconnect.max_attempts is None  # a camera may come back: retry forever
     with pytest.raises(AttributeError):
         options.read_timeout = 1  # type: ignore[misc]
 

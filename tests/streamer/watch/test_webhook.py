@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import threading
@@ -19,13 +20,16 @@ from media import read_jsonl
 
 from streamer import ConfigError, OutputConfig, RunConfig, run_pipeline
 from streamer.analysis.alerts import Alert, AlertRule
+from streamer.core.retry import RetryPolicy
 from streamer.watch import webhook
 from streamer.watch.webhook import WebhookPolicy, WebhookSender
 
 FIELDS = {"type", "stream", "time", "wall", "frame", "query", "score", "threshold", "caption",
           "snapshot_jpeg_base64"}  # fmt: skip
 # Retries in milliseconds, so the tests do not wait; no jitter, so they are exact.
-FAST = WebhookPolicy(backoff_initial_s=0.01, backoff_cap_s=0.05, attempts=3, flush_s=5.0)
+FAST = WebhookPolicy(
+    retry=RetryPolicy(initial=0.01, cap=0.05, jitter=0.5, max_attempts=3), flush_s=5.0
+)
 
 
 class Receiver:
@@ -142,7 +146,7 @@ async def test_attempts_are_bounded_and_the_give_up_is_counted(caplog):
     async with Receiver(statuses=(502,)) as receiver:
         with caplog.at_level(logging.WARNING, logger="streamer.watch.webhook"):
             sender = await send(receiver.url, [an_alert("one"), an_alert("two")])
-    assert len(receiver.bodies) == 2 * FAST.attempts
+    assert len(receiver.bodies) == 2 * FAST.retry.max_attempts
     assert (sender.delivered, sender.failed, sender.undelivered) == (0, 2, 2)
     retrying = [r for r in caplog.records if "retrying" in r.getMessage()]
     assert len(retrying) == 1  # once per outage, not once per attempt
@@ -237,7 +241,8 @@ async def test_a_receiver_that_is_down_costs_the_run_nothing(
 
 
 async def test_a_receiver_that_hangs_does_not_hold_up_the_run(tmp_path, small_clip, tiny_encoder):
-    policy = WebhookPolicy(timeout_s=60.0, attempts=2, flush_s=0.5)
+    retry = dataclasses.replace(webhook.DEFAULT_RETRY, max_attempts=2)
+    policy = WebhookPolicy(timeout_s=60.0, retry=retry, flush_s=0.5)
     async with Receiver(hang=True) as receiver:
         sender = WebhookSender(receiver.url, policy)
         summary = await run_pipeline(

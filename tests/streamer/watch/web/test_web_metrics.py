@@ -1,10 +1,13 @@
 """`/metrics` as Prometheus reads it: the exposition parsed by prometheus_client's own parser."""
 
-import math
+import time
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
 from media import damaged_copy
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from web_helpers import run_and_check
 
@@ -13,7 +16,7 @@ from streamer.config import ServeConfig
 from streamer.core.stats import Histogram
 from streamer.llm import LlmConfig
 from streamer.watch.web import WebViewer
-from streamer.watch.web.metrics import Exposition, counts_histogram, histogram_value
+from streamer.watch.web.metrics import encoder_counters, metrics_registry, render_metrics
 
 
 def _families(text: str) -> dict:
@@ -27,40 +30,52 @@ def _value(family, name: str, **labels) -> float:
     raise AssertionError(f"no sample {name}{labels} in {family.samples}")
 
 
-def test_label_values_and_help_are_escaped_so_the_parser_reads_them_back():
-    out = Exposition()
+def _stream(name: str, latencies=(0.05, 0.1, 0.5, 3.0), **status) -> SimpleNamespace:
+    """A stream as the collector reads it: its stats, drops and (live) source status."""
+    histogram = Histogram((0.1, 1.0))
+    for value in latencies:
+        histogram.observe(value)
+    stats = SimpleNamespace(decoded=10, analysed=4, delivered=9, captions=2, caption_timeouts=0,
+                            latency=SimpleNamespace(histogram=histogram))  # fmt: skip
+    state = {"state": "online", "reconnects": 0, "offline_since": None, "damaged": 0, **status}
+    return SimpleNamespace(name=name, stats=stats, dropped=1,
+                           source=SimpleNamespace(status=SimpleNamespace(**state)))  # fmt: skip
+
+
+def _run(*streams, batch_sizes=None) -> SimpleNamespace:
+    worker = SimpleNamespace(batches=4, images=12, busy_s=0.5, batch_sizes=batch_sizes or {})
+    return SimpleNamespace(streams=list(streams), client=None, worker=worker,
+                           started=time.monotonic())  # fmt: skip
+
+
+def test_label_values_are_escaped_so_the_parser_reads_them_back():
     odd = 'cam "front"\\yard\nnorth'
-    out.counter("streamer_x_total", "Help with a \\ backslash\nand a line break.", [
-        ({"stream": odd}, 3), ({"stream": "plain"}, 0),
-    ])  # fmt: skip
-    out.gauge("streamer_y", "A gauge.", [({}, float("nan")), ({"k": "inf"}, math.inf)])
-    families = _families(out.text())
-    counter = families["streamer_x"]
-    assert counter.type == "counter"
-    assert counter.documentation == "Help with a \\ backslash\nand a line break."
-    assert _value(counter, "streamer_x_total", stream=odd) == 3
-    gauge = families["streamer_y"]
-    assert math.isnan(gauge.samples[0].value) and gauge.samples[1].value == math.inf
+    text = render_metrics(_run(_stream(odd, state="offline", offline_since=1718000000.5)))
+    families = _families(text)
+    assert _value(families["streamer_frames_decoded"], "streamer_frames_decoded_total",
+                  stream=odd) == 10  # fmt: skip
+    assert _value(families["streamer_stream_state"], "streamer_stream_state", stream=odd,
+                  state="offline") == 1  # fmt: skip
+    offline = families["streamer_stream_offline_since_seconds"]
+    assert _value(offline, "streamer_stream_offline_since_seconds", stream=odd) == 1718000000.5
+    assert families["streamer_frames_decoded"].documentation == "Frames that reached the pipeline."
 
 
 def test_histograms_are_cumulative_with_an_infinite_bucket_sum_and_count():
-    histogram = Histogram((0.1, 1.0))
-    for value in (0.05, 0.1, 0.5, 3.0):
-        histogram.observe(value)
-    out = Exposition()
-    out.histogram("streamer_h_seconds", "H.", [({"stream": "a"}, histogram_value(histogram))])
-    out.histogram("streamer_b", "B.", [({}, counts_histogram({1: 2, 3: 1, 9: 1}, (1, 2, 4, 8)))])
-    families = _families(out.text())
-    h = families["streamer_h_seconds"]
+    run = _run(_stream("a"), batch_sizes={1: 2, 3: 1, 9: 1})
+    families = _families(render_metrics(run))
+    h = families["streamer_latency_seconds"]
     assert h.type == "histogram"
     buckets = {s.labels["le"]: s.value for s in h.samples if s.name.endswith("_bucket")}
     assert buckets == {"0.1": 2, "1.0": 3, "+Inf": 4}  # 0.1 itself is in the ≤ 0.1 bucket
-    assert _value(h, "streamer_h_seconds_count", stream="a") == 4
-    assert _value(h, "streamer_h_seconds_sum", stream="a") == pytest.approx(3.65)
-    b = families["streamer_b"]
+    assert _value(h, "streamer_latency_seconds_count", stream="a") == 4
+    assert _value(h, "streamer_latency_seconds_sum", stream="a") == pytest.approx(3.65)
+    b = families["streamer_encoder_batch_size"]
     buckets = [(s.labels["le"], s.value) for s in b.samples if s.name.endswith("_bucket")]
-    assert buckets == [("1", 2), ("2", 2), ("4", 3), ("8", 3), ("+Inf", 4)]
-    assert _value(b, "streamer_b_sum") == 14 and _value(b, "streamer_b_count") == 4
+    assert buckets == [("1", 2), ("2", 2), ("4", 3), ("8", 3), ("16", 4), ("32", 4), ("64", 4),
+                       ("128", 4), ("+Inf", 4)]  # fmt: skip
+    assert _value(b, "streamer_encoder_batch_size_sum") == 14
+    assert _value(b, "streamer_encoder_batch_size_count") == 4
 
 
 def test_histogram_bounds_must_increase():
@@ -68,15 +83,45 @@ def test_histogram_bounds_must_increase():
         Histogram((1.0, 0.5))
 
 
-def test_a_family_written_twice_or_a_bad_name_is_a_bug_caught_at_once():
-    out = Exposition()
-    out.gauge("streamer_a", "A.", [])
-    with pytest.raises(ValueError, match="twice"):
-        out.gauge("streamer_a", "A.", [])
-    with pytest.raises(ValueError, match="_total"):
-        out.counter("streamer_c", "C.", [])
-    with pytest.raises(ValueError, match="metric name"):
-        out.gauge("streamer-bad", "B.", [])
+def test_each_family_is_written_once_with_its_help_and_type():
+    text = render_metrics(_run(_stream("a"), _stream("b")), {"clients": {"mjpeg": 1}})
+    names = [family.name for family in text_string_to_metric_families(text)]
+    assert len(names) == len(set(names)) == 18  # without an LLM: its eight are left out
+    for kind in ("HELP", "TYPE"):
+        lines = [line.split()[2] for line in text.splitlines() if line.startswith(f"# {kind} ")]
+        assert len(lines) == len(set(lines)) == len(names)
+    counters = [f for f in text_string_to_metric_families(text) if f.type == "counter"]
+    assert all(s.name.endswith("_total") for f in counters for s in f.samples)
+
+
+def test_each_registry_reads_its_own_run_at_scrape_time():
+    first, second = _run(_stream("a")), _run(_stream("b"))
+    registry = metrics_registry(first, lambda: {"disconnects": {"stalled": first.stalls}})
+    first.stalls = 0
+    scrape = lambda: _families(generate_latest(registry).decode())  # noqa: E731
+    before = scrape()
+    first.streams[0].stats.decoded = 25  # the run counts; the collector only reads
+    first.stalls = 2
+    after = scrape()
+    decoded = after["streamer_frames_decoded"]
+    assert _value(before["streamer_frames_decoded"], "streamer_frames_decoded_total") == 10
+    assert _value(decoded, "streamer_frames_decoded_total", stream="a") == 25
+    assert [s.labels["stream"] for s in decoded.samples] == ["a"]  # not the other run's "b"
+    stalled = after["streamer_web_disconnects"]
+    assert _value(stalled, "streamer_web_disconnects_total", reason="stalled") == 2
+    assert _value(_families(render_metrics(second))["streamer_frames_decoded"],
+                  "streamer_frames_decoded_total", stream="b") == 10  # fmt: skip
+    # nothing was put in prometheus_client's global registry
+    assert not any(f.name.startswith("streamer_") for f in REGISTRY.collect())
+
+
+def test_encoder_counters_are_read_from_the_worker_or_its_stats():
+    run = _run(_stream("a"))
+    assert encoder_counters(run) is run.worker
+    run.worker = SimpleNamespace(stats=run.worker)
+    assert encoder_counters(run) is run.worker.stats
+    assert _value(_families(render_metrics(run))["streamer_encoder_images"],
+                  "streamer_encoder_images_total") == 12  # fmt: skip
 
 
 async def test_metrics_after_a_real_run_match_its_summary(

@@ -1,27 +1,15 @@
-"""Errors raised by the output sinks.
+"""The messages of the sinks' errors (`SinkError`, `SinkOpenError` in `streamer.errors`).
 
-::
-
-    SinkError(Exception)                 any failure writing an output
-     └── SinkOpenError(SinkError, OSError)  the output could not be created or opened
-
-`SinkOpenError` is raised at construction, so a bad path fails before the first frame is
-processed. Its message names the path and the cause, and it is raised `from` the original
-exception. It is also an `OSError`, so code that already handles file errors catches it.
+Each names the output and the cause, and the fix when there is one (a full disk). The caller
+raises the error `from` the original exception; `SinkOpenError` is also an `OSError`, so code
+that already handles file errors catches it.
 """
 
 from __future__ import annotations
 
 import errno
 
-
-class SinkError(Exception):
-    """Writing an output (video, subtitles, JSON Lines) failed."""
-
-
-class SinkOpenError(SinkError, OSError):
-    """An output file could not be created or opened for writing."""
-
+from streamer.errors import SinkError, SinkOpenError
 
 _FULL = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file is over the size limit",
          errno.EDQUOT: "the disk quota is used up"}  # fmt: skip
