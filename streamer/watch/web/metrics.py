@@ -174,7 +174,7 @@ def render_metrics(run: Any, web: Mapping[str, Mapping[str, int]] | None = None)
     _stream_families(out, run.streams)
     if run.client is not None:
         _llm_families(out, run.client)
-    _encoder_families(out, run.worker)
+    _encoder_families(out, run.encoder.load())
     web = web or {}
     out.gauge(
         "streamer_web_clients",
