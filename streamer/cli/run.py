@@ -12,7 +12,7 @@ from pathlib import Path
 
 from encoders import EncoderError, UnknownEncoderError
 from encoders.base import PRECISIONS
-from encoders.registry import KINDS, parse_model_name
+from encoders.registry import kinds, parse_model_name
 from streamer.analysis.alerts import DEFAULT_ALERT_THRESHOLD, AlertRule
 from streamer.analysis.captioner import CaptionPolicy
 from streamer.analysis.labels import DEFAULT_PROMPT, load_labels
@@ -121,8 +121,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     enc = run.add_argument_group("encoder")
     enc.add_argument(
-        "--encoder", default="clip", type=one_of(*KINDS),
-        help="clip | dinov2 | default (default: clip)",
+        "--encoder", default="clip", type=one_of(*kinds()),
+        help=" | ".join(kinds()) + " (default: clip)",
     )  # fmt: skip
     enc.add_argument(
         "--model", help="model of the encoder, e.g. ViT-B/32, ViT-B-32:laion2b_s34b_b79k, small"
