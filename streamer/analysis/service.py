@@ -206,7 +206,7 @@ class EncoderService(Protocol[T]):
         ...
 
     def results(self) -> AsyncIterator[EncodedBatch[T]]:
-        """Batches as they are encoded; ends after the last lane's last frame."""
+        """Batches as they are encoded, for one reader; ends after the last lane's last frame."""
         ...
 
     async def embed_text(self, texts: Sequence[str]) -> np.ndarray:
