@@ -18,7 +18,8 @@ and the load. Threads, torch tensors and the `Encoder` object stay behind it, so
 interface can be served from somewhere else (a pool of Ray actors fed analysis-size crops).
 
 `LocalEncoderService` is the in-process implementation: `FairChannel` lanes, the deadline
-batcher (`streamer.core.batcher`) and one encoder thread (`EncoderWorker`).
+batcher (`streamer.core.batcher`) and one encoder thread (`EncoderWorker`). Importing this
+module loads no torch: a process that only submits frames and reads results never needs it.
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from encoders import Encoder, EncoderInfo, PreprocessConfig
-from streamer.analysis.worker import EncoderChoice, EncoderWorker, load_encoder
 from streamer.core.batcher import BatchPolicy, BatchSizer, batch_items
 from streamer.core.channel import Channel, ChannelClosed, DropPolicy, FairChannel
+
+if TYPE_CHECKING:
+    from encoders import Encoder, EncoderInfo, PreprocessConfig
+    from streamer.analysis.worker import EncoderChoice
 
 __all__ = [
     "FILE_LANE",
@@ -232,6 +235,8 @@ class LocalEncoderService(Generic[T]):
     """
 
     def __init__(self, encoder: Encoder, policy: BatchPolicy | None = None) -> None:
+        from streamer.analysis.worker import EncoderWorker  # torch: only where a model runs
+
         self._policy = policy if policy is not None else BatchPolicy()
         self._model = ModelCard.of(encoder)
         self._worker = EncoderWorker(encoder)
@@ -339,5 +344,7 @@ async def local_encoder_service(
         EncoderError: the encoder cannot be loaded (see `load_encoder`).
     """
     if encoder is None:
+        from streamer.analysis.worker import load_encoder
+
         encoder = await asyncio.to_thread(load_encoder, choice)
     return LocalEncoderService(encoder, policy)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import subprocess
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 
@@ -262,3 +264,10 @@ async def test_close_stops_the_thread_and_refuses_more_work(tiny_encoder) -> Non
     with pytest.raises(RuntimeError, match="encoder service is closed"):
         await svc.embed_text(["a dog"])
     svc.close()  # idempotent
+
+
+def test_the_interface_loads_no_torch() -> None:
+    # A process that only submits frames and reads embeddings (a cluster shard) stays light.
+    code = "import sys, streamer.analysis.service; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
