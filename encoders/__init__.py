@@ -9,9 +9,15 @@ open_clip and transformers are imported only when a CLIP or DINOv2 encoder is bu
 """
 
 from encoders.base import Encoder, EncoderInfo, EncoderOutput
+
+# isort: off
+# Each family registers itself in `encoders.registry` when imported; this order is the table's
+# (`list_encoders()`, the kinds, `--encoder`). A new family: its module, and a line here.
 from encoders.clip import ClipEncoder, create_clip_encoder
-from encoders.default import DefaultEncoder, create_default_encoder
 from encoders.dinov2 import Dinov2Encoder, create_dinov2_encoder
+from encoders.default import DefaultEncoder, create_default_encoder
+
+# isort: on
 from encoders.errors import (
     EncoderError,
     EncoderInputError,

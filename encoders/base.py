@@ -3,7 +3,8 @@
 A family subclass (CLIP, DINOv2, default) only implements `_forward(pixels) -> (tokens,
 pooled)`; everything between the caller's frames and that call lives here: staging the frames
 in reusable (pinned) host buffers, preprocessing on the device, the optional speed-ups
-(`encoders.acceleration`: CUDA graphs, torch.compile), and the out-of-memory handling.
+(`encoders.acceleration`: CUDA graphs, torch.compile), and the out-of-memory handling (its
+own module, `encoders._oom`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from encoders._oom import Batch, OutOfMemoryHandling, concat_parts
 from encoders.acceleration import Acceleration, CompiledForward
 from encoders.cuda_graphs import GraphRunner, bucket_for, cuda_graphs_unsupported
 from encoders.errors import WeightsUnavailableError
@@ -45,8 +47,6 @@ PRECISIONS: dict[str, torch.dtype] = {
     "fp16": torch.float16,
     "bf16": torch.bfloat16,
 }
-
-Batch = tuple[torch.Tensor, ...]
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def local_weights_path(weights: str | Path, what: str) -> Path:
     return path.resolve()
 
 
-class Encoder:
+class Encoder(OutOfMemoryHandling):
     """An image encoder: uint8 frames in, token features and L2-normalised embeddings out.
 
     Calling conventions (`images` as accepted by `encoders.preprocess.split_images`):
@@ -382,7 +382,7 @@ class Encoder:
                 return graphs(pixels)
         return self._forward_once(pixels)
 
-    # -- batching and out-of-memory handling ---------------------------------------------------
+    # -- batching: same-size groups, in pieces, preprocessed on the device ----------------------
 
     def _encode_group(self, group: FrameGroup) -> Batch:
         """One same-size group, in pieces of at most `batch_limit` images."""
@@ -394,7 +394,7 @@ class Encoder:
             self._run_oom_safe(forward, (group.data[start : start + limit],))
             for start in range(0, len(group.data), limit)
         ]
-        return _concat(parts)
+        return concat_parts(parts)
 
     def _group_forward(self, group: FrameGroup) -> Callable[[torch.Tensor], Batch]:
         # Reads self._device/_dtype at call time: after a CPU fallback the remaining halves of
@@ -404,74 +404,6 @@ class Encoder:
         return lambda frames: self._run_model(
             preprocess_frames(frames, self._preprocess_cfg, self._device, self._dtype)
         )
-
-    def _run_oom_safe(self, fn: Callable[..., Batch], inputs: Batch) -> Batch:
-        """`fn(*inputs)`, halving the batch on CUDA out-of-memory, then falling back to the CPU.
-
-        Halves are encoded independently and concatenated, so results equal an unsplit run.
-        The size that worked caps later batches (`batch_limit`), so each of them does not run
-        out of memory again first.
-        """
-        try:
-            return fn(*inputs)
-        except torch.cuda.OutOfMemoryError:
-            if len(inputs[0]) == 1 and not self._can_fall_back():
-                raise
-        # Out of the except block: the failed attempt's traceback, and the activations it pins,
-        # are released before retrying.
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        size = len(inputs[0])
-        if size == 1:
-            self._fall_back_to_cpu()
-            return self._run_oom_safe(fn, inputs)
-        half = size // 2
-        self._limit_batches(size - half, size)
-        first = self._run_oom_safe(fn, tuple(x[:half] for x in inputs))
-        second = self._run_oom_safe(fn, tuple(x[half:] for x in inputs))
-        return _concat([first, second])
-
-    def _limit_batches(self, limit: int, failed: int) -> None:
-        if self._batch_limit is not None and self._batch_limit <= limit:
-            return
-        self._batch_limit = limit
-        logger.warning(
-            "CUDA out of memory on a batch of %d with %s %r: splitting it, and running later "
-            "batches in pieces of at most %d images; lower --max-batch or free GPU memory to "
-            "avoid the split",
-            failed,
-            self.kind,
-            self._ref.name,
-            limit,
-        )
-
-    def _can_fall_back(self) -> bool:
-        return self._device.type != "cpu" or self._dtype != torch.float32
-
-    def _fall_back_to_cpu(self) -> None:
-        previous = f"{self._device} ({str(self._dtype).removeprefix('torch.')})"
-        self._module.to(device="cpu", dtype=torch.float32)
-        self._device, self._dtype = torch.device("cpu"), torch.float32
-        # Graphs and the pinned buffers belong to the GPU; a CPU has its own memory limits.
-        self._graphs, self._batch_limit = None, None
-        self._staging = HostStaging(self._device)
-        logger.warning(
-            "CUDA out of memory encoding a single image with %s %r on %s: moved the model to "
-            "the CPU (float32) and continuing there, much slower; free GPU memory or pick a "
-            "smaller model to stay on the GPU",
-            self.kind,
-            self._ref.name,
-            previous,
-        )
-
-
-def _concat(parts: list[Batch]) -> Batch:
-    """Concatenate the results of consecutive pieces of a batch (on the last piece's device)."""
-    if len(parts) == 1:
-        return parts[0]
-    return tuple(
-        torch.cat([p.to(column[-1].device) for p in column]) for column in zip(*parts, strict=True)
-    )
 
 
 def _merge(

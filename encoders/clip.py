@@ -6,8 +6,10 @@ local state-dict file, or an explicit random initialisation. open_clip is import
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,12 +33,56 @@ from encoders.errors import (
     WeightsUnavailableError,
     weights_unavailable,
 )
-from encoders.registry import DEFAULT_CLIP_MODEL, ModelRef, PreprocessConfig, parse_model_name
+from encoders.registry import (
+    OPENAI_MEAN,
+    OPENAI_STD,
+    EncoderSpec,
+    Family,
+    ModelRef,
+    PreprocessConfig,
+    parse_model_name,
+    register_family,
+)
 
-__all__ = ["ClipEncoder", "create_clip_encoder", "preprocess_config_from_open_clip"]
+__all__ = [
+    "CLIP_MODELS",
+    "DEFAULT_CLIP_MODEL",
+    "FAMILY",
+    "ClipEncoder",
+    "ClipModel",
+    "create_clip_encoder",
+    "preprocess_config_from_open_clip",
+]
 
 # The preprocessing fields an open_clip pretrained tag may set ("size" comes from the model).
 _TAG_PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode", "fill_color")
+
+
+@dataclass(frozen=True)
+class ClipModel:
+    """A registered CLIP name: its open_clip architecture, pretrained tag and shapes."""
+
+    name: str
+    arch: str
+    tag: str | None
+    dim: int
+    token_dim: int
+    image_size: int
+    patch_size: int
+
+
+DEFAULT_CLIP_MODEL = "ViT-B/32"
+
+# OpenAI's weights were trained with QuickGELU; open_clip's plain names use nn.GELU, so the
+# OpenAI names map to the "-quickgelu" architectures (the same weights, the right activation).
+CLIP_MODELS: tuple[ClipModel, ...] = (
+    ClipModel("ViT-B/32", "ViT-B-32-quickgelu", "openai", 512, 768, 224, 32),
+    ClipModel("ViT-B/16", "ViT-B-16-quickgelu", "openai", 512, 768, 224, 16),
+    ClipModel("ViT-L/14", "ViT-L-14-quickgelu", "openai", 768, 1024, 224, 14),
+    ClipModel("ViT-L/14@336px", "ViT-L-14-336-quickgelu", "openai", 768, 1024, 336, 14),
+    # A real open_clip CLIP, 64 wide and 2 layers per tower, for fast tests (random weights).
+    ClipModel("tiny", "tiny", None, 64, 64, 64, 16),
+)
 
 
 def create_clip_encoder(
@@ -71,6 +117,13 @@ def create_clip_encoder(
         torch.Size([1, 64])
     """
     ref = parse_model_name("clip", model_name)
+    return _build(ref, device, weights=weights, precision=precision)
+
+
+def _build(
+    ref: ModelRef, device: str | torch.device | None, *, weights: str, precision: str
+) -> ClipEncoder:
+    """`create_clip_encoder` for a name parsed already (the family's `create`)."""
     open_clip = load_open_clip()
     target = resolve_device(device)
     dtype = resolve_dtype(precision, target)
@@ -86,6 +139,36 @@ def create_clip_encoder(
         )
     tokenizer = open_clip.get_tokenizer(ref.arch)
     return ClipEncoder(model, ref, source, target, dtype, tokenizer=tokenizer)
+
+
+def _parse_clip(name: str) -> ModelRef:
+    registered = {m.name.lower(): m for m in CLIP_MODELS}
+    known = registered.get(name.strip().lower())
+    if known is not None:
+        return ModelRef("clip", known.name, known.arch, known.tag)
+    arch, sep, tag = name.strip().partition(":")
+    open_clip = load_open_clip()
+    if "/" in arch or "@" in arch or arch not in open_clip.list_models():
+        raise UnknownEncoderError(_unknown_clip_message(name, open_clip.list_models()))
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    if sep and tag not in tags:
+        raise UnknownEncoderError(
+            f"unknown pretrained tag {tag!r} for open_clip model {arch!r}; "
+            f"valid tags: {', '.join(tags) or '(none: use weights=PATH or weights=random)'}"
+        )
+    return ModelRef("clip", name.strip(), arch, tag or None)
+
+
+def _unknown_clip_message(name: str, open_clip_names: list[str]) -> str:
+    registered = ", ".join(m.name for m in CLIP_MODELS)
+    close = difflib.get_close_matches(name.partition(":")[0], open_clip_names, n=5, cutoff=0.6)
+    hint = f"; closest open_clip names: {', '.join(close)}" if close else ""
+    return (
+        f"unknown clip model {name!r}; valid: {registered}, or any of the "
+        f"{len(open_clip_names)} open_clip model names (open_clip.list_models()) with an "
+        f"optional ':pretrained-tag', e.g. ViT-B-32:laion2b_s34b_b79k{hint}. "
+        "OpenAI names (with '/') take no tag."
+    )
 
 
 def _resolve_weights(ref: ModelRef, weights: str) -> tuple[str | None, WeightsSource, dict]:
@@ -257,3 +340,33 @@ class ClipEncoder(Encoder):
     @property
     def token_dim(self) -> int:
         return self._token_dim
+
+
+def _clip_spec(m: ClipModel) -> EncoderSpec:
+    weights = (
+        f"open_clip pretrained {m.tag!r} (Hugging Face cache), or a local file"
+        if m.tag
+        else "random weights (test model), or a local file"
+    )
+    return EncoderSpec(
+        kind="clip",
+        model=m.name,
+        dim=m.dim,
+        token_dim=m.token_dim,
+        tokens=(m.image_size // m.patch_size) ** 2 + 1,
+        preprocess=PreprocessConfig(m.image_size, OPENAI_MEAN, OPENAI_STD),
+        weights=weights,
+        has_text=ClipEncoder.has_text,
+    )
+
+
+FAMILY = register_family(
+    Family(
+        kind="clip",
+        default_model=DEFAULT_CLIP_MODEL,
+        parse=_parse_clip,
+        specs=lambda: [_clip_spec(m) for m in CLIP_MODELS],
+        create=_build,
+        has_text=ClipEncoder.has_text,
+    )
+)

@@ -7,6 +7,8 @@ and repr say "random weights". A state-dict file written by `save()` can be load
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -18,16 +20,40 @@ from encoders.base import (
     resolve_device,
     resolve_dtype,
 )
+from encoders.errors import UnknownEncoderError
 from encoders.registry import (
-    DEFAULT_MODEL,
     OPENAI_MEAN,
     OPENAI_STD,
-    DefaultViTConfig,
+    EncoderSpec,
+    Family,
+    ModelRef,
     PreprocessConfig,
-    parse_model_name,
+    register_family,
 )
 
-__all__ = ["DefaultEncoder", "RandomViT", "create_default_encoder"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "FAMILY",
+    "DefaultEncoder",
+    "DefaultViTConfig",
+    "RandomViT",
+    "create_default_encoder",
+]
+
+DEFAULT_MODEL = "vit-4x768"
+
+
+@dataclass(frozen=True)
+class DefaultViTConfig:
+    """The default encoder's architecture: a small pre-norm ViT with a CLS token."""
+
+    image_size: int = 224
+    patch_size: int = 32
+    width: int = 768
+    layers: int = 4
+    heads: int = 12
+    mlp_ratio: int = 4
+    seed: int = 0  # random init is seeded so a "random" run is the same run to run
 
 
 def create_default_encoder(
@@ -47,7 +73,13 @@ def create_default_encoder(
     Returns:
         The encoder, in eval mode on `device`; it logs a "random weights" warning.
     """
-    ref = parse_model_name("default", DEFAULT_MODEL)
+    return _build(_parse(DEFAULT_MODEL), device, weights=weights, precision=precision)
+
+
+def _build(
+    ref: ModelRef, device: str | torch.device | None, *, weights: str, precision: str
+) -> DefaultEncoder:
+    """`create_default_encoder` (the family's `create`; there is one model)."""
     target = resolve_device(device)
     dtype = resolve_dtype(precision, target)
     cfg = DefaultViTConfig()
@@ -59,6 +91,30 @@ def create_default_encoder(
         source = WeightsSource(f"local file {path}")
     preprocess_cfg = PreprocessConfig(cfg.image_size, OPENAI_MEAN, OPENAI_STD, "bicubic")
     return DefaultEncoder(model, ref, preprocess_cfg, source, target, dtype)
+
+
+def _parse(name: str) -> ModelRef:
+    if name.strip().lower() != DEFAULT_MODEL:
+        raise UnknownEncoderError(
+            f"unknown default-encoder model {name!r}; valid: {DEFAULT_MODEL} (or None)"
+        )
+    return ModelRef("default", DEFAULT_MODEL, DEFAULT_MODEL)
+
+
+def _specs() -> list[EncoderSpec]:
+    cfg = DefaultViTConfig()
+    return [
+        EncoderSpec(
+            kind="default",
+            model=DEFAULT_MODEL,
+            dim=cfg.width,
+            token_dim=cfg.width,
+            tokens=(cfg.image_size // cfg.patch_size) ** 2 + 1,
+            preprocess=PreprocessConfig(cfg.image_size, OPENAI_MEAN, OPENAI_STD),
+            weights="random weights by design (seeded), or a local state-dict file",
+            has_text=DefaultEncoder.has_text,
+        )
+    ]
 
 
 class _Block(nn.Module):
@@ -131,3 +187,15 @@ class DefaultEncoder(Encoder):
     @property
     def token_dim(self) -> int:
         return self.dim
+
+
+FAMILY = register_family(
+    Family(
+        kind="default",
+        default_model=DEFAULT_MODEL,
+        parse=_parse,
+        specs=_specs,
+        create=_build,
+        has_text=DefaultEncoder.has_text,
+    )
+)

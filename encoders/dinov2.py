@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +26,28 @@ from encoders.base import (
     resolve_dtype,
     seeded,
 )
-from encoders.errors import weights_unavailable
+from encoders.errors import UnknownEncoderError, weights_unavailable
 from encoders.registry import (
-    DEFAULT_DINOV2_SIZE,
-    DINOV2_PREPROCESS,
-    Dinov2Size,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EncoderSpec,
+    Family,
     ModelRef,
     PreprocessConfig,
-    dinov2_size,
     parse_model_name,
+    register_family,
 )
 
 __all__ = [
+    "DEFAULT_DINOV2_SIZE",
+    "DINOV2_PREPROCESS",
+    "DINOV2_SIZES",
+    "FAMILY",
     "Dinov2Encoder",
+    "Dinov2Size",
     "create_dinov2_encoder",
     "dinov2_config",
+    "dinov2_size",
     "preprocess_config_from_hf",
     "preprocess_config_to_hf",
 ]
@@ -50,6 +58,44 @@ _PROCESSOR_FILE = "preprocessor_config.json"
 _STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 # PIL resampling codes used in transformers' processor configs.
 _RESAMPLE = {3: "bicubic", 2: "bilinear"}
+
+
+@dataclass(frozen=True)
+class Dinov2Size:
+    """The real hyper-parameters of one DINOv2 size (facebook/dinov2-{name} config.json)."""
+
+    name: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    use_swiglu_ffn: bool = False
+    patch_size: int = 14
+    image_size: int = 518  # the size the position embeddings were trained at; interpolated
+
+    @property
+    def hub_id(self) -> str:
+        return f"facebook/dinov2-{self.name}"
+
+
+DEFAULT_DINOV2_SIZE = "large"
+
+DINOV2_SIZES: tuple[Dinov2Size, ...] = (
+    Dinov2Size("small", 384, 12, 6),
+    Dinov2Size("base", 768, 12, 12),
+    Dinov2Size("large", 1024, 24, 16),
+    Dinov2Size("giant", 1536, 40, 24, use_swiglu_ffn=True),
+)
+
+# The facebook/dinov2-* preprocessor_config.json (BitImageProcessor): shortest edge 256,
+# bicubic, center crop 224 (floor rounding), ImageNet mean/std.
+DINOV2_PREPROCESS = PreprocessConfig(
+    size=224,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    interpolation="bicubic",
+    resize_size=256,
+    crop_rounding="floor",
+)
 
 
 def create_dinov2_encoder(
@@ -78,10 +124,31 @@ def create_dinov2_encoder(
             offline), or a missing weights path.
     """
     ref = parse_model_name("dinov2", size)
+    return _build(ref, device, weights=weights, precision=precision)
+
+
+def _build(
+    ref: ModelRef, device: str | torch.device | None, *, weights: str, precision: str
+) -> Dinov2Encoder:
+    """`create_dinov2_encoder` for a name parsed already (the family's `create`)."""
     target = resolve_device(device)
     dtype = resolve_dtype(precision, target)
     model, preprocess_cfg, source = _load(ref, weights)
     return Dinov2Encoder(model, ref, preprocess_cfg, source, target, dtype)
+
+
+def _parse_dinov2(name: str) -> ModelRef:
+    key = name.strip().lower().removeprefix("facebook/").removeprefix("dinov2-")
+    for size in DINOV2_SIZES:
+        if size.name == key:
+            return ModelRef("dinov2", size.name, size.hub_id)
+    valid = ", ".join(s.name for s in DINOV2_SIZES)
+    raise UnknownEncoderError(f"unknown dinov2 size {name!r}; valid sizes: {valid}")
+
+
+def dinov2_size(ref: ModelRef) -> Dinov2Size:
+    """The hyper-parameters of a parsed DINOv2 reference."""
+    return next(s for s in DINOV2_SIZES if s.name == ref.name)
 
 
 def dinov2_config(size: Dinov2Size) -> Any:
@@ -277,3 +344,29 @@ class Dinov2Encoder(Encoder):
         with open(path / _PROCESSOR_FILE, "w", encoding="utf-8") as f:
             json.dump(preprocess_config_to_hf(self._preprocess_cfg), f, indent=2)
         return path
+
+
+def _dinov2_spec(s: Dinov2Size) -> EncoderSpec:
+    return EncoderSpec(
+        kind="dinov2",
+        model=s.name,
+        dim=s.hidden_size,
+        token_dim=s.hidden_size,
+        tokens=(224 // s.patch_size) ** 2 + 1,
+        preprocess=DINOV2_PREPROCESS,
+        weights=f"transformers from_pretrained {s.hub_id!r} (Hugging Face cache), or a local "
+        "save_pretrained folder / state-dict file",
+        has_text=Dinov2Encoder.has_text,
+    )
+
+
+FAMILY = register_family(
+    Family(
+        kind="dinov2",
+        default_model=DEFAULT_DINOV2_SIZE,
+        parse=_parse_dinov2,
+        specs=lambda: [_dinov2_spec(s) for s in DINOV2_SIZES],
+        create=_build,
+        has_text=Dinov2Encoder.has_text,
+    )
+)

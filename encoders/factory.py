@@ -1,14 +1,11 @@
-"""`create_encoder`: the one front door over the three family factories."""
+"""`create_encoder`: the one front door over the registered families' factories."""
 
 from __future__ import annotations
 
 import torch
 
 from encoders.base import Encoder
-from encoders.clip import create_clip_encoder
-from encoders.default import create_default_encoder
-from encoders.dinov2 import create_dinov2_encoder
-from encoders.registry import parse_model_name
+from encoders.registry import family, parse_model_name
 
 __all__ = ["create_encoder"]
 
@@ -24,7 +21,7 @@ def create_encoder(
     """Build an encoder by kind and model name.
 
     Args:
-        kind: "clip", "dinov2" or "default".
+        kind: a registered kind: "clip", "dinov2" or "default" (`encoders.registry.kinds()`).
         model: a model name of that kind (see `parse_model_name`); None for the kind's default
             (ViT-B/32, large, vit-4x768).
         weights: "pretrained" (the library's cached weights, downloaded once), "random"
@@ -46,8 +43,4 @@ def create_encoder(
         64
     """
     ref = parse_model_name(kind, model)
-    if ref.kind == "clip":
-        return create_clip_encoder(ref.name, device, weights=weights, precision=precision)
-    if ref.kind == "dinov2":
-        return create_dinov2_encoder(ref.name, device, weights=weights, precision=precision)
-    return create_default_encoder(device, weights=weights, precision=precision)
+    return family(ref.kind).create(ref, device, weights=weights, precision=precision)

@@ -1,42 +1,48 @@
-"""The encoder registry: frozen configs, the one model-name parser and the spec table.
+"""The encoder registry: the table of families, the one model-name parser, the shared configs.
+
+Each family (CLIP, DINOV2, the default encoder) lives in one module that describes itself with a
+`Family` record and registers it when imported; `encoders/__init__.py` imports them, and its
+import order is the table's order. Everything that lists or chooses encoders reads the table:
+`parse_model_name`, `list_encoders`, `create_encoder`, `kinds()` (`KINDS`) and the CLI's
+`--encoder` choices. A new family is one module plus its import in `encoders/__init__.py`.
 
 Every name a user can type (`create_encoder(kind, model)`, the CLI's `--encoder/--model`) goes
-through `parse_model_name`, which turns it into a `ModelRef`. The family modules only ever see a
-`ModelRef`, so there is one place that knows what "ViT-B/32" or "giant" means.
+through `parse_model_name`, which hands it to its family's parser and gets a `ModelRef` back;
+the rest of a family only ever sees a `ModelRef`.
 """
 
 from __future__ import annotations
 
-import difflib
+import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
-from encoders._openclip import load_open_clip
 from encoders.errors import UnknownEncoderError
 
+if TYPE_CHECKING:
+    import torch
+
+    from encoders.base import Encoder
+
 __all__ = [
-    "CLIP_MODELS",
-    "DEFAULT_CLIP_MODEL",
-    "DEFAULT_DINOV2_SIZE",
-    "DEFAULT_MODEL",
-    "DINOV2_PREPROCESS",
-    "DINOV2_SIZES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "KINDS",
     "OPENAI_MEAN",
     "OPENAI_STD",
-    "ClipModel",
-    "DefaultViTConfig",
-    "Dinov2Size",
+    "CreateEncoder",
     "EncoderSpec",
+    "Family",
     "ModelRef",
     "PreprocessConfig",
-    "dinov2_size",
+    "families",
+    "family",
+    "kinds",
     "list_encoders",
     "parse_model_name",
+    "register_family",
+    "unregister_family",
 ]
-
-KINDS = ("clip", "dinov2", "default")
 
 # Registry data: the normalisation constants the libraries ship with their weights. Encoders
 # read their live config from the loaded model; these only describe the registered specs.
@@ -106,7 +112,7 @@ class ModelRef:
     """A parsed, validated model name.
 
     Attributes:
-        kind: "clip", "dinov2" or "default".
+        kind: a registered kind: "clip", "dinov2", "default"…
         name: the canonical user-facing name ("ViT-B/32", "ViT-B-32:laion2b_s34b_b79k", "small").
         arch: the library's architecture id: an open_clip model name, a Hugging Face hub id, or
             the default encoder's name.
@@ -117,157 +123,6 @@ class ModelRef:
     name: str
     arch: str
     tag: str | None = None
-
-
-@dataclass(frozen=True)
-class ClipModel:
-    """A registered CLIP name: its open_clip architecture, pretrained tag and shapes."""
-
-    name: str
-    arch: str
-    tag: str | None
-    dim: int
-    token_dim: int
-    image_size: int
-    patch_size: int
-
-
-@dataclass(frozen=True)
-class Dinov2Size:
-    """The real hyper-parameters of one DINOv2 size (facebook/dinov2-{name} config.json)."""
-
-    name: str
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    use_swiglu_ffn: bool = False
-    patch_size: int = 14
-    image_size: int = 518  # the size the position embeddings were trained at; interpolated
-
-    @property
-    def hub_id(self) -> str:
-        return f"facebook/dinov2-{self.name}"
-
-
-@dataclass(frozen=True)
-class DefaultViTConfig:
-    """The default encoder's architecture: a small pre-norm ViT with a CLS token."""
-
-    image_size: int = 224
-    patch_size: int = 32
-    width: int = 768
-    layers: int = 4
-    heads: int = 12
-    mlp_ratio: int = 4
-    seed: int = 0  # random init is seeded so a "random" run is the same run to run
-
-
-DEFAULT_CLIP_MODEL = "ViT-B/32"
-DEFAULT_DINOV2_SIZE = "large"
-DEFAULT_MODEL = "vit-4x768"
-
-# OpenAI's weights were trained with QuickGELU; open_clip's plain names use nn.GELU, so the
-# OpenAI names map to the "-quickgelu" architectures (the same weights, the right activation).
-CLIP_MODELS: tuple[ClipModel, ...] = (
-    ClipModel("ViT-B/32", "ViT-B-32-quickgelu", "openai", 512, 768, 224, 32),
-    ClipModel("ViT-B/16", "ViT-B-16-quickgelu", "openai", 512, 768, 224, 16),
-    ClipModel("ViT-L/14", "ViT-L-14-quickgelu", "openai", 768, 1024, 224, 14),
-    ClipModel("ViT-L/14@336px", "ViT-L-14-336-quickgelu", "openai", 768, 1024, 336, 14),
-    # A real open_clip CLIP, 64 wide and 2 layers per tower, for fast tests (random weights).
-    ClipModel("tiny", "tiny", None, 64, 64, 64, 16),
-)
-
-DINOV2_SIZES: tuple[Dinov2Size, ...] = (
-    Dinov2Size("small", 384, 12, 6),
-    Dinov2Size("base", 768, 12, 12),
-    Dinov2Size("large", 1024, 24, 16),
-    Dinov2Size("giant", 1536, 40, 24, use_swiglu_ffn=True),
-)
-
-# The facebook/dinov2-* preprocessor_config.json (BitImageProcessor): shortest edge 256,
-# bicubic, center crop 224 (floor rounding), ImageNet mean/std.
-DINOV2_PREPROCESS = PreprocessConfig(
-    size=224,
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
-    interpolation="bicubic",
-    resize_size=256,
-    crop_rounding="floor",
-)
-
-
-def parse_model_name(kind: str, model: str | None = None) -> ModelRef:
-    """Parse and validate an encoder kind and model name; the only place names are parsed.
-
-    Args:
-        kind: "clip", "dinov2" or "default" (case-insensitive).
-        model: a model name of that kind, or None for the kind's default. CLIP: OpenAI names
-            ("ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14@336px"), "tiny", or any open_clip
-            name with an optional ":tag" ("ViT-B-32", "ViT-B-32:laion2b_s34b_b79k"). DINOv2:
-            "small", "base", "large", "giant" (or "facebook/dinov2-<size>").
-
-    Returns:
-        The validated `ModelRef`.
-
-    Raises:
-        UnknownEncoderError: for an unknown kind, name or tag; the message lists valid ones.
-    """
-    kind_key = kind.strip().lower() if isinstance(kind, str) else kind
-    if kind_key == "clip":
-        return _parse_clip(model or DEFAULT_CLIP_MODEL)
-    if kind_key == "dinov2":
-        return _parse_dinov2(model or DEFAULT_DINOV2_SIZE)
-    if kind_key == "default":
-        if model is not None and model.strip().lower() != DEFAULT_MODEL:
-            raise UnknownEncoderError(
-                f"unknown default-encoder model {model!r}; valid: {DEFAULT_MODEL} (or None)"
-            )
-        return ModelRef("default", DEFAULT_MODEL, DEFAULT_MODEL)
-    raise UnknownEncoderError(f"unknown encoder kind {kind!r}; valid kinds: {', '.join(KINDS)}")
-
-
-def _parse_clip(name: str) -> ModelRef:
-    registered = {m.name.lower(): m for m in CLIP_MODELS}
-    known = registered.get(name.strip().lower())
-    if known is not None:
-        return ModelRef("clip", known.name, known.arch, known.tag)
-    arch, sep, tag = name.strip().partition(":")
-    open_clip = load_open_clip()
-    if "/" in arch or "@" in arch or arch not in open_clip.list_models():
-        raise UnknownEncoderError(_unknown_clip_message(name, open_clip.list_models()))
-    tags = open_clip.list_pretrained_tags_by_model(arch)
-    if sep and tag not in tags:
-        raise UnknownEncoderError(
-            f"unknown pretrained tag {tag!r} for open_clip model {arch!r}; "
-            f"valid tags: {', '.join(tags) or '(none: use weights=PATH or weights=random)'}"
-        )
-    return ModelRef("clip", name.strip(), arch, tag or None)
-
-
-def _unknown_clip_message(name: str, open_clip_names: list[str]) -> str:
-    registered = ", ".join(m.name for m in CLIP_MODELS)
-    close = difflib.get_close_matches(name.partition(":")[0], open_clip_names, n=5, cutoff=0.6)
-    hint = f"; closest open_clip names: {', '.join(close)}" if close else ""
-    return (
-        f"unknown clip model {name!r}; valid: {registered}, or any of the "
-        f"{len(open_clip_names)} open_clip model names (open_clip.list_models()) with an "
-        f"optional ':pretrained-tag', e.g. ViT-B-32:laion2b_s34b_b79k{hint}. "
-        "OpenAI names (with '/') take no tag."
-    )
-
-
-def _parse_dinov2(name: str) -> ModelRef:
-    key = name.strip().lower().removeprefix("facebook/").removeprefix("dinov2-")
-    for size in DINOV2_SIZES:
-        if size.name == key:
-            return ModelRef("dinov2", size.name, size.hub_id)
-    valid = ", ".join(s.name for s in DINOV2_SIZES)
-    raise UnknownEncoderError(f"unknown dinov2 size {name!r}; valid sizes: {valid}")
-
-
-def dinov2_size(ref: ModelRef) -> Dinov2Size:
-    """The hyper-parameters of a parsed DINOv2 reference."""
-    return next(s for s in DINOV2_SIZES if s.name == ref.name)
 
 
 @dataclass(frozen=True)
@@ -294,6 +149,113 @@ class EncoderSpec:
     has_text: bool
 
 
+class CreateEncoder(Protocol):
+    """A family's factory: a parsed name, a device, weights and precision → an encoder."""
+
+    def __call__(
+        self, ref: ModelRef, device: str | torch.device | None, *, weights: str, precision: str
+    ) -> Encoder: ...
+
+
+@dataclass(frozen=True)
+class Family:
+    """One encoder family, as its module registers it.
+
+    Attributes:
+        kind: what users type as the encoder kind ("clip"), lower case.
+        default_model: the model name used when none is given.
+        parse: a model name (never empty) → its `ModelRef`; raises `UnknownEncoderError`
+            naming the valid names.
+        specs: the family's registered models, for `list_encoders()`.
+        create: builds an encoder from a parsed name (`CreateEncoder`).
+        has_text: its encoders embed text (zero-shot tags, alert queries).
+    """
+
+    kind: str
+    default_model: str
+    parse: Callable[[str], ModelRef]
+    specs: Callable[[], Sequence[EncoderSpec]]
+    create: CreateEncoder
+    has_text: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.kind or self.kind != self.kind.strip().lower():
+            raise ValueError(f"kind must be a non-empty lower-case name, got {self.kind!r}")
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(entry: Family) -> Family:
+    """Add a family to the table (its module does this when imported).
+
+    Returns:
+        `entry`, so a module can keep it: `FAMILY = register_family(Family(...))`.
+
+    Raises:
+        ValueError: a family of that kind is registered already.
+    """
+    if entry.kind in _FAMILIES:
+        raise ValueError(f"encoder kind {entry.kind!r} is already registered")
+    _FAMILIES[entry.kind] = entry
+    return entry
+
+
+def unregister_family(kind: str) -> None:
+    """Remove a family from the table (for tests that register one of their own).
+
+    Raises:
+        UnknownEncoderError: no family of that kind is registered.
+    """
+    family(kind)
+    del _FAMILIES[kind.strip().lower()]
+
+
+def families() -> tuple[Family, ...]:
+    """Every registered family, in table order."""
+    return tuple(_FAMILIES.values())
+
+
+def kinds() -> tuple[str, ...]:
+    """The registered kinds, in table order: ("clip", "dinov2", "default")."""
+    return tuple(_FAMILIES)
+
+
+def family(kind: str) -> Family:
+    """The family registered for `kind` (case-insensitive).
+
+    Raises:
+        UnknownEncoderError: for an unknown kind; the message lists the registered ones.
+    """
+    key = kind.strip().lower() if isinstance(kind, str) else None
+    found = _FAMILIES.get(key) if key is not None else None
+    if found is None:
+        raise UnknownEncoderError(
+            f"unknown encoder kind {kind!r}; valid kinds: {', '.join(kinds())}"
+        )
+    return found
+
+
+def parse_model_name(kind: str, model: str | None = None) -> ModelRef:
+    """Parse and validate an encoder kind and model name; the only place names are parsed.
+
+    Args:
+        kind: a registered kind, "clip", "dinov2" or "default" (case-insensitive).
+        model: a model name of that kind, or None for the kind's default. CLIP: OpenAI names
+            ("ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14@336px"), "tiny", or any open_clip
+            name with an optional ":tag" ("ViT-B-32", "ViT-B-32:laion2b_s34b_b79k"). DINOv2:
+            "small", "base", "large", "giant" (or "facebook/dinov2-<size>").
+
+    Returns:
+        The validated `ModelRef`.
+
+    Raises:
+        UnknownEncoderError: for an unknown kind, name or tag; the message lists valid ones.
+    """
+    entry = family(kind)
+    return entry.parse(model or entry.default_model)
+
+
 def list_encoders() -> list[EncoderSpec]:
     """Every registered kind/model with its preprocessing, dims and weight source.
 
@@ -301,53 +263,31 @@ def list_encoders() -> list[EncoderSpec]:
     listed because its dims are only known once open_clip builds it.
 
     Returns:
-        The specs, CLIP first, then DINOv2, then the default encoder.
+        The specs, family by family in table order: CLIP, then DINOv2, then the default encoder.
     """
-    specs = [_clip_spec(m) for m in CLIP_MODELS]
-    specs += [_dinov2_spec(s) for s in DINOV2_SIZES]
-    cfg = DefaultViTConfig()
-    specs.append(
-        EncoderSpec(
-            kind="default",
-            model=DEFAULT_MODEL,
-            dim=cfg.width,
-            token_dim=cfg.width,
-            tokens=(cfg.image_size // cfg.patch_size) ** 2 + 1,
-            preprocess=PreprocessConfig(cfg.image_size, OPENAI_MEAN, OPENAI_STD),
-            weights="random weights by design (seeded), or a local state-dict file",
-            has_text=False,
-        )
-    )
-    return specs
+    return [spec for entry in _FAMILIES.values() for spec in entry.specs()]
 
 
-def _clip_spec(m: ClipModel) -> EncoderSpec:
-    weights = (
-        f"open_clip pretrained {m.tag!r} (Hugging Face cache), or a local file"
-        if m.tag
-        else "random weights (test model), or a local file"
-    )
-    return EncoderSpec(
-        kind="clip",
-        model=m.name,
-        dim=m.dim,
-        token_dim=m.token_dim,
-        tokens=(m.image_size // m.patch_size) ** 2 + 1,
-        preprocess=PreprocessConfig(m.image_size, OPENAI_MEAN, OPENAI_STD),
-        weights=weights,
-        has_text=True,
-    )
+# Read through `__getattr__`, so not in `__all__`: `KINDS` (the registered kinds, as `kinds()`),
+# and the names that lived here before each family moved into its own module.
+_MOVED = {
+    "CLIP_MODELS": "encoders.clip",
+    "ClipModel": "encoders.clip",
+    "DEFAULT_CLIP_MODEL": "encoders.clip",
+    "DEFAULT_DINOV2_SIZE": "encoders.dinov2",
+    "DINOV2_PREPROCESS": "encoders.dinov2",
+    "DINOV2_SIZES": "encoders.dinov2",
+    "Dinov2Size": "encoders.dinov2",
+    "dinov2_size": "encoders.dinov2",
+    "DEFAULT_MODEL": "encoders.default",
+    "DefaultViTConfig": "encoders.default",
+}
 
 
-def _dinov2_spec(s: Dinov2Size) -> EncoderSpec:
-    return EncoderSpec(
-        kind="dinov2",
-        model=s.name,
-        dim=s.hidden_size,
-        token_dim=s.hidden_size,
-        tokens=(224 // s.patch_size) ** 2 + 1,
-        preprocess=DINOV2_PREPROCESS,
-        weights=f"transformers from_pretrained {s.hub_id!r} (Hugging Face cache), or a local "
-        "save_pretrained folder / state-dict file",
-        has_text=False,
-    )
+def __getattr__(name: str) -> Any:
+    if name == "KINDS":  # read when asked, so a family registered later is in it
+        return kinds()
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

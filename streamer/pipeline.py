@@ -2,8 +2,8 @@
 
 ::
 
-    source (thread) ─► frames ─► route ─┬─► inbox (fair across streams) ─► batch_items ─► analyse
-      one per stream                    │                                   shared: one encoder
+    source (thread) ─► frames ─► route ─┬─► encoder service (a lane per stream) ─► analyse
+      one per stream                    │     shared: fair batching, one encoder
                                         └─► outgoing ─► deliver: overlay + video/SRT/VTT/JSONL
                                                          (one writer thread per stream)
 
@@ -29,11 +29,9 @@ from streamer.analysis.alerts import AlertDetector, check_rule_streams
 from streamer.analysis.analyzer import Analyzer, Vocabulary
 from streamer.analysis.captioner import CaptionSchedule, LlmCaptioner, tag_caption
 from streamer.analysis.labels import default_labels, prompts
+from streamer.analysis.service import EncoderService, ModelCard, local_encoder_service
 from streamer.analysis.text_cache import cached_text_embeddings
-from streamer.analysis.worker import EncoderWorker, load_encoder
 from streamer.config import RunConfig
-from streamer.core.batcher import BatchSizer, batch_items
-from streamer.core.channel import Channel, FairChannel
 from streamer.core.events import Observer, Observers
 from streamer.core.frame import Annotation
 from streamer.core.progress import Counters, ProgressBar
@@ -142,7 +140,7 @@ async def run_pipeline(
         EncoderError: the encoder cannot be loaded.
         SinkError: an output cannot be written.
     """
-    _check_alert_encoder(config, encoder)
+    _check_alert_encoder(config, ModelCard.of(encoder) if encoder is not None else None)
     sources: list[Source] = [
         open_source(spec, name, live=config.live, options=config.sources)
         for name, spec in stream_names(config.inputs)
@@ -150,23 +148,23 @@ async def run_pipeline(
     config.outputs.check([s.name for s in sources], config.inputs)
     check_rule_streams(config.alerts, [s.name for s in sources])
     hwaccel = resolve_hwaccel(config.sources.hwaccel)  # `cuda` without CUDA fails here
-    if encoder is None:
-        encoder = await asyncio.to_thread(load_encoder, config.encoder)
-        _check_alert_encoder(config, encoder)
+    service = await local_encoder_service(config.encoder, config.analysis.batch, encoder)
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(service.close)
+        _check_alert_encoder(config, service.model)
         client = await _llm_client(config, sources, stack)
         watchers = Observers([*_observers_from_config(config), *observers])
-        plan = _decode_plan(config, encoder, watchers, hwaccel, len(sources))
+        plan = _decode_plan(config, service.model, watchers, hwaccel, len(sources))
         runner = await stack.enter_async_context(
             decoding(sources, plan, config.sources.decode_workers)
         )
-        run = _Run(config, sources, encoder, stop or asyncio.Event(), progress, client, watchers,
+        run = _Run(config, sources, service, stop or asyncio.Event(), progress, client, watchers,
                    runner=runner)  # fmt: skip
         return await run.run()
 
 
 def _decode_plan(
-    config: RunConfig, encoder: Encoder, watchers: Observers, hwaccel: str | None, streams: int
+    config: RunConfig, model: ModelCard, watchers: Observers, hwaccel: str | None, streams: int
 ) -> DecodePlan:
     """What the decode threads make of each frame (`streamer.sources.DecodePlan`): full-size
     RGB only when something draws every frame; analysed frames at the encoder's input size."""
@@ -176,7 +174,7 @@ def _decode_plan(
         or bool(config.show)
         or any(type(o).wants_frames is not Observer.wants_frames for o in watchers.items)
     )
-    cfg = getattr(encoder, "preprocess_cfg", None)
+    cfg = model.preprocess
     return DecodePlan(
         full_frames=draws,
         analysis=AnalysisSize.from_preprocess(cfg) if cfg is not None else None,
@@ -200,13 +198,13 @@ def _observers_from_config(config: RunConfig) -> list[Observer]:
     return observers
 
 
-def _check_alert_encoder(config: RunConfig, encoder: Encoder | None) -> None:
+def _check_alert_encoder(config: RunConfig, model: ModelCard | None) -> None:
     """Alerts compare frames with the text of their queries: fail before any work when the
     encoder has no text tower (judged by its kind until it is loaded)."""
     if not config.alerts:
         return
-    if encoder is not None:
-        has_text, name = encoder.has_text, f"the {encoder.info.kind} encoder"
+    if model is not None:
+        has_text, name = model.has_text, f"the {model.kind} encoder"
     else:
         kind = config.encoder.kind.strip().lower()
         has_text = kind not in {spec.kind for spec in list_encoders() if not spec.has_text}
@@ -264,20 +262,15 @@ class _Run:
     """State shared by the stages of one run."""
 
     def __init__(
-        self, config: RunConfig, sources: list, encoder: Encoder, stop: asyncio.Event,
-        progress: bool, client: LlmClient | None = None, observers: Observers | None = None,
-        *, runner: SourceRunner,
+        self, config: RunConfig, sources: list, encoder: EncoderService[AnalysisRequest],
+        stop: asyncio.Event, progress: bool, client: LlmClient | None = None,
+        observers: Observers | None = None, *, runner: SourceRunner,
     ) -> None:  # fmt: skip
         self.config = config
         self.runner = runner  # who runs each source (this process or a decode worker), and how
         self.encoder = encoder
         self.stop = stop
         self.progress = progress
-        # One sizer sees both sides: how long batches wait (batcher) and take (encoder).
-        self.sizer = BatchSizer(config.analysis.batch) if config.analysis.batch.adaptive else None
-        self.worker = EncoderWorker(
-            encoder, on_batch=self.sizer.encoded if self.sizer is not None else None
-        )
         self.schedule = CaptionSchedule(config.captions)
         self.client = client
         self.llm: LlmCaptioner | None = None  # made inside the TaskGroup its requests run in
@@ -285,13 +278,13 @@ class _Run:
         self.loop_lag_max_s = 0.0
         self.observers = observers if observers is not None else Observers()
         self.alerts: AlertDetector | None = None  # made at the start of `run`
-        info = encoder.info
-        warning = RANDOM_WEIGHTS_WARNING if info.random_weights else None
+        model = encoder.model
+        warning = RANDOM_WEIGHTS_WARNING if model.random_weights else None
         if warning:
-            log.warning("%s (%s %s)", warning, info.kind, info.model)
+            log.warning("%s (%s %s)", warning, model.kind, model.name)
         self.shared = Shared(
-            inbox=FairChannel("analysis"), sampler=Sampler(config.analysis.analyze_fps),
-            hud_model=f"{info.kind} {info.model}", warning=warning, started=time.monotonic(),
+            encoder=encoder, sampler=Sampler(config.analysis.analyze_fps),
+            hud_model=f"{model.kind} {model.name}", warning=warning, started=time.monotonic(),
             queue_frames=config.queue_frames, copy_audio=config.outputs.copy_audio,
             caption_wait=config.caption_wait,
             llm_status=(lambda: client.state_detail) if client is not None else None,
@@ -314,34 +307,31 @@ class _Run:
 
     async def run(self) -> RunSummary:
         started = time.monotonic()
+        analyzer = Analyzer(await self._vocabulary(), self.config.analysis.top_k)
+        self.alerts = await self._alert_detector()
         try:
-            analyzer = Analyzer(await self._vocabulary(), self.config.analysis.top_k)
-            self.alerts = await self._alert_detector()
-            try:
-                await self.observers.start(self)
-            except BaseException:
-                self._close_streams(failing=True)  # no stage ran: close the files it opened
-                raise
-            try:
-                await self._run_stages(analyzer)
-            finally:
-                await self.observers.stop()
+            await self.observers.start(self)
+        except BaseException:
+            self._close_streams(failing=True)  # no stage ran: close the files it opened
+            raise
+        try:
+            await self._run_stages(analyzer)
         finally:
-            self.worker.close()
+            await self.observers.stop()
         return self._summary(time.monotonic() - started)
 
     async def _vocabulary(self) -> Vocabulary | None:
-        if not self.encoder.has_text:
-            log.warning("%s has no text tower: no zero-shot tags, scene scores only",
-                        self.encoder.info.model)  # fmt: skip
+        model = self.encoder.model
+        if not model.has_text:
+            log.warning("%s has no text tower: no zero-shot tags, scene scores only", model.name)
             return None
         analysis = self.config.analysis
         labels = analysis.labels or default_labels()
         text = await cached_text_embeddings(
-            analysis.text_cache, self.encoder.info, prompts(labels, analysis.prompt),
-            self.worker.embed_text,
+            analysis.text_cache, model.info, prompts(labels, analysis.prompt),
+            self.encoder.embed_text,
         )  # fmt: skip
-        return Vocabulary(labels, text, getattr(self.encoder, "logit_scale", 100.0))
+        return Vocabulary(labels, text, model.logit_scale)
 
     async def _alert_detector(self) -> AlertDetector | None:
         """The alert rules with their queries embedded as written (no prompt template)."""
@@ -349,15 +339,14 @@ class _Run:
         if not rules:
             return None
         text = await cached_text_embeddings(
-            self.config.analysis.text_cache, self.encoder.info, [rule.query for rule in rules],
-            self.worker.embed_text,
+            self.config.analysis.text_cache, self.encoder.model.info,
+            [rule.query for rule in rules], self.encoder.embed_text,
         )  # fmt: skip
         return AlertDetector(rules, text)
 
     async def _run_stages(self, analyzer: Analyzer) -> None:
-        batches: Channel[list[AnalysisRequest]] = Channel(2, name="batches")
         try:
-            await self._run_tasks(analyzer, batches)
+            await self._run_tasks(analyzer)
         except BaseException as exc:
             # The failure that stopped the run is the one to report: closing the files after it
             # (a full disk fails both) only logs its own errors.
@@ -380,7 +369,7 @@ class _Run:
         if errors and not failing:
             raise errors[0]
 
-    async def _run_tasks(self, analyzer: Analyzer, batches: Channel[list[AnalysisRequest]]) -> None:
+    async def _run_tasks(self, analyzer: Analyzer) -> None:
         async with asyncio.TaskGroup() as tg:
             if self.client is not None:
                 self.llm = LlmCaptioner(self.client, self.config.llm_max_in_flight, tg.create_task)
@@ -389,9 +378,8 @@ class _Run:
                 tg.create_task(self.runner.run(stream.source, stream.frames, self.stop))
                 tg.create_task(stream.route())
                 delivering.append(tg.create_task(stream.deliver()))
-            tg.create_task(batch_items(self.shared.inbox, batches, self.config.analysis.batch,
-                                       sizer=self.sizer))  # fmt: skip
-            tg.create_task(self._analyse(batches, analyzer))
+            tg.create_task(self.encoder.run())
+            tg.create_task(self._analyse(analyzer))
             tg.create_task(self._monitor())
             try:
                 await asyncio.gather(*delivering)
@@ -400,10 +388,9 @@ class _Run:
                 if self.llm is not None:
                     self.llm.cancel()  # live requests still out: nobody will show them now
 
-    async def _analyse(self, batches: Channel[list[AnalysisRequest]], analyzer: Analyzer) -> None:
-        async for batch in batches:
-            embeddings = await self.worker.embed([r.frame.analysis_image for r in batch])
-            for request, embedding in zip(batch, embeddings, strict=True):
+    async def _analyse(self, analyzer: Analyzer) -> None:
+        async for batch in self.encoder.results():
+            for request, embedding in batch:
                 name = request.stream.name
                 annotation = analyzer.analyze(
                     name, request.frame.index, request.timeline, embedding
@@ -474,7 +461,7 @@ class _Run:
             captions=sum(s.captions for s in streams), wall_s=wall_s,
             interrupted=self.stop.is_set() and not ended,
             incomplete="; ".join(problems) or None,
-            random_weights=self.encoder.info.random_weights,
+            random_weights=self.encoder.model.random_weights,
             loop_lag_max_s=self.loop_lag_max_s, streams=streams,
         )  # fmt: skip
 

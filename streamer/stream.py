@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, replace
 
 from streamer.analysis.alerts import Alert
 from streamer.analysis.captioner import near_duplicate, tag_caption
+from streamer.analysis.service import EncoderService
 from streamer.config import OutputConfig
-from streamer.core.channel import Channel, DropPolicy, FairChannel
+from streamer.core.channel import Channel, DropPolicy
 from streamer.core.events import Observers
 from streamer.core.frame import Annotation, Caption, Frame
 from streamer.core.sampler import Sampler
@@ -60,7 +61,7 @@ class Shared:
     """What every stream of a run shares.
 
     Attributes:
-        inbox: sampled frames of all streams, taken in turn by the batcher.
+        encoder: the encoder service: each stream submits its sampled frames on its own lane.
         sampler: which frames are analysed.
         hud_model: the encoder, as shown on the HUD.
         warning: banner for every frame (random weights), or None.
@@ -72,7 +73,7 @@ class Shared:
         observers: who else is told what happens (web viewer, window, webhook).
     """
 
-    inbox: FairChannel[AnalysisRequest]
+    encoder: EncoderService[AnalysisRequest]
     sampler: Sampler
     hud_model: str
     warning: str | None
@@ -111,7 +112,7 @@ class StreamRun:
         policy = DropPolicy.DROP_OLDEST if live else DropPolicy.BLOCK
         self.frames: Channel[Frame] = Channel(capacity, policy, name=f"{self.name}/frames")
         self.outgoing: Channel[tuple] = Channel(capacity, policy, name=f"{self.name}/out")
-        shared.inbox.add_lane(self.name, 1 if live else 16, policy)
+        shared.encoder.open_lane(self.name, live=live)
         self.outputs = Outputs(
             outputs, self._timing(), self._audio_from(), self.name, shared.observers
         )
@@ -120,9 +121,7 @@ class StreamRun:
     @property
     def dropped(self) -> int:
         """Frames dropped anywhere in this stream (live only; files drop nothing)."""
-        return (
-            self.frames.dropped + self.outgoing.dropped + self.shared.inbox.lane(self.name).dropped
-        )
+        return self.frames.dropped + self.outgoing.dropped + self.shared.encoder.dropped(self.name)
 
     @property
     def expected(self) -> int | None:
@@ -162,10 +161,10 @@ class StreamRun:
                 if sampled:
                     covering = loop.create_future()
                     request = AnalysisRequest(self, frame, timeline, covering)
-                    await self.shared.inbox.put(self.name, request)
+                    await self.shared.encoder.submit(self.name, frame.analysis_image, request)
                 await self.outgoing.put((frame, timeline, covering, sampled))
         finally:
-            self.shared.inbox.close_lane(self.name)
+            self.shared.encoder.close_lane(self.name)
             self.outgoing.close_nowait()
 
     def on_analysis(self, analysis: Analysis) -> None:

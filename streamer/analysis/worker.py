@@ -1,7 +1,8 @@
-"""The encoder worker: one thread owns the model and the device.
+"""Which encoder to load, and the encoder worker: one thread owns the model and the device.
 
 Every call to the encoder runs on the same single thread, so the device is never driven from two
-threads at once, and the event loop only awaits results.
+threads at once, and the event loop only awaits results. The pipeline reaches the worker only
+through the encoder service (`streamer.analysis.service`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -19,8 +19,8 @@ import encoders
 from encoders import Encoder, WeightsUnavailableError
 from encoders.acceleration import Acceleration
 from encoders.base import PRECISIONS
-from encoders.registry import KINDS
-from streamer.core.checks import one_of, torch_device
+from encoders.registry import kinds
+from streamer.core.checks import one_of, one_of_registered, torch_device
 from streamer.core.options import Option, option, validate
 
 log = logging.getLogger("streamer.encoder")
@@ -44,7 +44,12 @@ class EncoderChoice:
     """
 
     kind: str = option(
-        "clip", Option("--encoder", "the image encoder: " + " | ".join(KINDS), one_of(*KINDS))
+        "clip",
+        Option(
+            "--encoder",
+            "the image encoder: clip | dinov2 | default (or a family registered by a plugin)",
+            one_of_registered(kinds),
+        ),
     )
     model: str | None = option(
         None,
@@ -116,34 +121,22 @@ def _create(choice: EncoderChoice, weights: str) -> Encoder:
 class EncoderWorker:
     """Runs an encoder on one dedicated thread.
 
+    The in-process encoder service (`streamer.analysis.service`) drives the encoder only
+    through this, so the model and its device are never used from two threads at once.
+
     Args:
         encoder: the encoder to drive.
-        on_batch: called on the event loop after each image batch with (images, seconds
-            inside the encoder), e.g. `BatchSizer.encoded` for adaptive batching.
-
-    Attributes:
-        batches, images: how much work was done.
-        busy_s: seconds spent inside the encoder.
     """
 
-    def __init__(
-        self, encoder: Encoder, on_batch: Callable[[int, float], None] | None = None
-    ) -> None:
+    def __init__(self, encoder: Encoder) -> None:
         self.encoder = encoder
-        self.on_batch = on_batch
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
-        self.batches = 0
-        self.images = 0
-        self.busy_s = 0.0
-        self.batch_sizes: dict[int, int] = {}  # images in a batch → batches of that size
 
-    async def embed(self, images: list[np.ndarray]) -> np.ndarray:
-        """L2-normalised embeddings [len(images), dim], float32, on the host."""
+    async def embed(self, images: list[np.ndarray]) -> tuple[np.ndarray, float]:
+        """L2-normalised embeddings [len(images), dim], float32, on the host, and the seconds
+        spent inside the encoder."""
         loop = asyncio.get_running_loop()
-        out, seconds = await loop.run_in_executor(self._thread, self._embed, images)
-        if self.on_batch is not None:
-            self.on_batch(len(images), seconds)
-        return out
+        return await loop.run_in_executor(self._thread, self._embed, images)
 
     async def embed_text(self, texts: list[str]) -> np.ndarray:
         """Text embeddings [len(texts), dim], float32, on the host (CLIP encoders only)."""
@@ -153,12 +146,7 @@ class EncoderWorker:
     def _embed(self, images: list[np.ndarray]) -> tuple[np.ndarray, float]:
         start = time.perf_counter()
         out = self.encoder.embed(images).float().cpu().numpy()
-        seconds = time.perf_counter() - start
-        self.busy_s += seconds
-        self.batches += 1
-        self.images += len(images)
-        self.batch_sizes[len(images)] = self.batch_sizes.get(len(images), 0) + 1
-        return out, seconds
+        return out, time.perf_counter() - start
 
     def _embed_text(self, texts: list[str]) -> np.ndarray:
         return self.encoder.embed_text(texts).float().cpu().numpy()

@@ -127,6 +127,9 @@ async def batch_items(
 ) -> None:
     """Group items from `inbox` into lists for `outbox`; closes `outbox` at the end.
 
+    A batch is sent when it holds the size in force or when its first item has waited
+    `policy.max_wait_ms` by `clock`; an item taken after that deadline starts the next batch.
+
     Args:
         inbox: items to batch, in order.
         outbox: receives non-empty lists of items, in order: at most `policy.max_batch` each,
@@ -137,18 +140,22 @@ async def batch_items(
             None makes one from `policy`.
     """
     sizer = sizer if sizer is not None else BatchSizer(policy)
+    late: list[T] = []  # an item that arrived after its batch's deadline: the next one's first
     try:
         while True:
-            try:
-                first = await inbox.get()
-            except ChannelClosed:
-                return
+            if late:
+                first = late.pop()
+            else:
+                try:
+                    first = await inbox.get()
+                except ChannelClosed:
+                    return
             batch = [first]
             started = clock()
             deadline = started + policy.max_wait_ms / 1000.0
-            ended = await _fill(inbox, batch, sizer.size, deadline, clock)
+            ended = await _fill(inbox, batch, sizer.size, deadline, clock, late)
             await outbox.put(batch)  # waits while the encoder is busy (file contract)
-            sizer.flushed(len(batch), clock() - started, len(inbox))
+            sizer.flushed(len(batch), clock() - started, len(inbox) + len(late))
             if ended:
                 return
     finally:
@@ -156,9 +163,18 @@ async def batch_items(
 
 
 async def _fill(
-    inbox: Channel[T], batch: list[T], size: int, deadline: float, clock: Callable[[], float]
+    inbox: Channel[T],
+    batch: list[T],
+    size: int,
+    deadline: float,
+    clock: Callable[[], float],
+    late: list[T],
 ) -> bool:
-    """Add items until `size` or `deadline`; True when the inbox has ended."""
+    """Add items until `size` or `deadline`; True when the inbox has ended.
+
+    The wait for the next item is bounded by the deadline in real seconds, but `clock` decides:
+    an item it shows arriving after the deadline goes to `late`, not into this batch.
+    """
     while len(batch) < size:
         if len(inbox):  # ready items join without waiting for the deadline
             batch.append(await inbox.get())
@@ -167,9 +183,13 @@ async def _fill(
         if remaining <= 0:
             return False
         try:
-            batch.append(await asyncio.wait_for(inbox.get(), remaining))
+            item = await asyncio.wait_for(inbox.get(), remaining)
         except TimeoutError:
             return False
         except ChannelClosed:
             return True
+        if clock() > deadline:
+            late.append(item)
+            return False
+        batch.append(item)
     return False

@@ -19,7 +19,7 @@ import argparse
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
@@ -35,6 +35,7 @@ __all__ = [
     "int_in",
     "int_or_auto",
     "one_of",
+    "one_of_registered",
     "rate_or_all",
     "serve_address",
     "split_serve_address",
@@ -52,15 +53,21 @@ class Checked(Generic[T]):
     """An argparse `type` that converts a value, or rejects it naming what is allowed.
 
     Args:
-        expected: the allowed values in words, completing "must be ..." ("a whole number ≥ 1").
+        expected: the allowed values in words, completing "must be ..." ("a whole number ≥ 1"),
+            or a function that says them when asked (values that can change: registered kinds).
         convert: text → value; raises ValueError for any value that is not allowed.
     """
 
-    def __init__(self, expected: str, convert: Callable[[str], T]) -> None:
-        self.expected = expected
+    def __init__(self, expected: str | Callable[[], str], convert: Callable[[str], T]) -> None:
+        self._expected = expected
         self._convert = convert
         # argparse names a type by its __name__ when a conversion fails without a message.
-        self.__name__ = expected
+        self.__name__ = "value"
+
+    @property
+    def expected(self) -> str:
+        """The allowed values in words."""
+        return self._expected() if callable(self._expected) else self._expected
 
     def convert(self, text: str) -> T:
         """The value `text` stands for; ValueError when it is not allowed."""
@@ -179,6 +186,18 @@ def one_of(*values: str) -> Checked[str]:
         return canonical[text.lower()]
 
     return Checked("one of " + ", ".join(values), convert)
+
+
+def one_of_registered(values: Callable[[], Iterable[str]]) -> Checked[str]:
+    """One of the values `values()` gives when the check runs, in any case (`--encoder`: the
+    encoder families registered by then)."""
+
+    def convert(text: str) -> str:
+        canonical = {v.lower(): v for v in values()}
+        _require(text.lower() in canonical, text)
+        return canonical[text.lower()]
+
+    return Checked(lambda: "one of " + ", ".join(values()), convert)
 
 
 def rate_or_all() -> Checked[float | str]:

@@ -5,7 +5,7 @@ The pipeline tells every observer what happens, as it happens:
 - `start(run)` once the streams are open (await it: a web server binds its port here);
   `run` is the live run: `run.streams` (each a `StreamRun` with `name`, `live`, `stats`,
   `dropped`, `caption`, `latest`, `source.status`), `run.client` (the `LlmClient` or None),
-  `run.worker` (the `EncoderWorker`, with its `stats`), `run.config` and `run.started`.
+  `run.encoder` (the encoder service: `model`, `load()`), `run.config` and `run.started`.
 - `frame(stream, image, timeline)` from the stream's writer thread, with the frame as drawn
   (overlay included). The image is not drawn on again: an observer may keep a reference.
   Must return at once (store it, hand it on); never encode or send here.

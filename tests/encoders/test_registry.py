@@ -5,13 +5,9 @@ from __future__ import annotations
 import pytest
 
 import encoders
-from encoders.registry import (
-    CLIP_MODELS,
-    DINOV2_PREPROCESS,
-    ModelRef,
-    PreprocessConfig,
-    parse_model_name,
-)
+from encoders.clip import CLIP_MODELS
+from encoders.dinov2 import DINOV2_PREPROCESS
+from encoders.registry import ModelRef, PreprocessConfig, parse_model_name
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,7 @@ async def test_an_observer_sees_every_drawn_frame_and_each_record_in_order(
     assert [e[2] for e in recorder.events if e[0] == "analysis"] == analysed
     captions = [r["text"] for r in records if r["type"] == "caption"]
     assert [e[2] for e in recorder.events if e[0] == "caption"] == captions and captions
-    assert recorder.run is not None and recorder.run.worker is not None
+    assert recorder.run is not None and recorder.run.encoder.load().images == summary.analysed
 
 
 async def test_frames_are_not_drawn_for_an_observer_that_does_not_want_them(

@@ -136,16 +136,15 @@ def llm_status(client: Any) -> dict[str, Any] | None:
 
 def run_status(run: Any, rates: Rates, clients: dict[str, int]) -> dict[str, Any]:
     """The whole run, as `/api/status` and the page's status events show it."""
-    worker = getattr(run.worker, "stats", run.worker)
-    info = run.encoder.info if getattr(run, "encoder", None) is not None else None
+    model, load = run.encoder.model, run.encoder.load()  # the encoder service's
     return {
         "uptime_s": round(time.monotonic() - run.started, 1),
         "encoder": {
-            "model": f"{info.kind} {info.model}" if info is not None else None,
-            "random_weights": bool(getattr(info, "random_weights", False)),
-            "batches": getattr(worker, "batches", 0),
-            "images": getattr(worker, "images", 0),
-            "busy_s": round(float(getattr(worker, "busy_s", 0.0)), 3),
+            "model": f"{model.kind} {model.name}",
+            "random_weights": model.random_weights,
+            "batches": load.batches,
+            "images": load.images,
+            "busy_s": round(load.busy_s, 3),
         },
         "llm": llm_status(run.client),
         "clients": dict(clients),

@@ -141,9 +141,9 @@ def render_metrics(run: Any, web: WebNumbers | None = None) -> str:
 
 
 def encoder_counters(run: Any) -> Any:
-    """Where the run keeps the encoder's counters (`batches`, `images`, `busy_s`,
-    `batch_sizes`): on the worker, or on its `stats`. The one place that knows."""
-    return getattr(run.worker, "stats", run.worker)
+    """The encoder's counters (`batches`, `images`, `busy_s`, `batch_sizes`): the encoder
+    service's load report, read at scrape time."""
+    return run.encoder.load()
 
 
 def histogram_buckets(histogram: Any) -> list[tuple[str, float]]:

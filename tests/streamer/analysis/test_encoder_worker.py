@@ -1,4 +1,7 @@
-"""The encoder worker: speed-up choices reach the encoder, encode times reach the batcher."""
+"""The encoder worker: speed-up choices reach the encoder; the thread embeds and times the model.
+
+How encode times reach adaptive batching: `test_service.py`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import pytest
 
 from streamer.analysis.worker import EncoderChoice, EncoderWorker, load_encoder
 from streamer.cli.main import build_parser
-from streamer.core.batcher import BatchPolicy, BatchSizer
 from streamer.errors import ConfigError
 
 
@@ -24,28 +26,16 @@ def test_load_encoder_applies_the_speedups() -> None:
     assert encoder.acceleration.cuda_graphs is False
 
 
-async def test_worker_reports_each_batch_to_the_sizer(tiny_encoder) -> None:
-    # A budget of a nanosecond: any real encode is over it.
-    policy = BatchPolicy(
-        max_batch=8, max_wait_ms=0, adaptive=True, batch_ceiling=8, latency_budget_ms=1e-6
-    )
-    sizer = BatchSizer(policy)
-    reports = []
-
-    def on_batch(count: int, seconds: float) -> None:
-        reports.append((count, seconds))
-        sizer.encoded(count, seconds)
-
-    worker = EncoderWorker(tiny_encoder, on_batch=on_batch)
+async def test_worker_embeds_on_its_thread_and_times_the_model(tiny_encoder) -> None:
+    worker = EncoderWorker(tiny_encoder)
     try:
         frames = [np.full((48, 64, 3), i * 40, np.uint8) for i in range(4)]
-        embeddings = await worker.embed(frames)
+        embeddings, seconds = await worker.embed(frames)
     finally:
         worker.close()
-    assert embeddings.shape == (4, 64)
-    assert [count for count, _ in reports] == [4] and reports[0][1] > 0
-    assert sizer.size == 2
-    assert worker.batches == 1 and worker.images == 4 and worker.batch_sizes == {4: 1}
+    assert embeddings.shape == (4, 64) and embeddings.dtype == np.float32
+    np.testing.assert_allclose(embeddings, tiny_encoder.embed(frames).numpy(), atol=1e-5)
+    assert seconds > 0
 
 
 def _run_config(tmp_path, *flags: str):
