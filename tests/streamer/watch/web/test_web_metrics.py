@@ -43,8 +43,9 @@ def _stream(name: str, latencies=(0.05, 0.1, 0.5, 3.0), **status) -> SimpleNames
 
 
 def _run(*streams, batch_sizes=None) -> SimpleNamespace:
-    worker = SimpleNamespace(batches=4, images=12, busy_s=0.5, batch_sizes=batch_sizes or {})
-    return SimpleNamespace(streams=list(streams), client=None, worker=worker,
+    load = SimpleNamespace(batches=4, images=12, busy_s=0.5, batch_sizes=batch_sizes or {})
+    encoder = SimpleNamespace(load=lambda: load)  # the encoder service's load report
+    return SimpleNamespace(streams=list(streams), client=None, encoder=encoder,
                            started=time.monotonic())  # fmt: skip
 
 
@@ -115,13 +116,14 @@ def test_each_registry_reads_its_own_run_at_scrape_time():
     assert not any(f.name.startswith("streamer_") for f in REGISTRY.collect())
 
 
-def test_encoder_counters_are_read_from_the_worker_or_its_stats():
+def test_encoder_counters_are_the_encoder_services_load_read_at_scrape_time():
     run = _run(_stream("a"))
-    assert encoder_counters(run) is run.worker
-    run.worker = SimpleNamespace(stats=run.worker)
-    assert encoder_counters(run) is run.worker.stats
+    assert encoder_counters(run) is run.encoder.load()
     assert _value(_families(render_metrics(run))["streamer_encoder_images"],
                   "streamer_encoder_images_total") == 12  # fmt: skip
+    run.encoder.load().images = 20  # the next scrape sees the work done since
+    assert _value(_families(render_metrics(run))["streamer_encoder_images"],
+                  "streamer_encoder_images_total") == 20  # fmt: skip
 
 
 async def test_metrics_after_a_real_run_match_its_summary(
