@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 import encoders
-from encoders import Encoder, WeightsUnavailableError
+from encoders import Encoder, EncoderError, WeightsUnavailableError
 from encoders.acceleration import Acceleration
 from encoders.base import PRECISIONS
 from encoders.registry import kinds
 from streamer.core.checks import one_of, one_of_registered, torch_device
 from streamer.core.options import Option, option, validate
+from streamer.errors import from_encoder_error
 
 log = logging.getLogger("streamer.encoder")
 
@@ -47,7 +48,8 @@ class EncoderChoice:
         "clip",
         Option(
             "--encoder",
-            "the image encoder: clip | dinov2 | default (or a family registered by a plugin)",
+            "the image encoder: clip | dinov2 | default, or another family registered in "
+            "encoders.registry",
             one_of_registered(kinds),
         ),
     )
@@ -96,18 +98,27 @@ def load_encoder(choice: EncoderChoice) -> Encoder:
 
     With `weights="auto"`, a missing pretrained checkpoint is reported as a warning and the
     encoder is created with random weights instead (the overlay says so); every other failure
-    propagates.
+    propagates as the `StreamerError` twin of the `encoders` error (`streamer.errors`), which
+    is still an instance of the `encoders` class.
+
+    Raises:
+        UnknownModelError: an unknown kind or model (also `encoders.UnknownEncoderError`).
+        WeightsMissingError: the weights cannot be had (also `WeightsUnavailableError`).
+        ModelError: any other failure of the encoder to load.
     """
     weights = "pretrained" if choice.weights == "auto" else choice.weights
     try:
-        encoder = _create(choice, weights)
-    except WeightsUnavailableError as exc:
-        if choice.weights != "auto":
-            raise
-        log.warning(
-            "%s\n→ --weights auto: continuing with RANDOM weights; tags are meaningless.", exc
-        )
-        encoder = _create(choice, "random")
+        try:
+            encoder = _create(choice, weights)
+        except WeightsUnavailableError as exc:
+            if choice.weights != "auto":
+                raise
+            log.warning(
+                "%s\n→ --weights auto: continuing with RANDOM weights; tags are meaningless.", exc
+            )
+            encoder = _create(choice, "random")
+    except EncoderError as exc:
+        raise from_encoder_error(exc) from exc
     encoder.accelerate(choice.acceleration)
     return encoder
 

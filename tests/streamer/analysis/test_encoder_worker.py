@@ -64,3 +64,20 @@ def test_run_defaults_leave_graphs_to_the_device(tmp_path) -> None:
 def test_inconsistent_adaptive_flags_are_a_config_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="--batch-ceiling 8 must be ≥ --max-batch 16"):
         _run_config(tmp_path, "--adaptive-batch", "--max-batch", "16", "--batch-ceiling", "8")
+
+
+def test_an_encoder_that_cannot_load_is_a_streamer_error_and_still_the_encoders_one(tmp_path):
+    import encoders
+    from streamer.errors import ConfigError, ModelError, StreamerError
+
+    with pytest.raises(StreamerError) as unknown:
+        load_encoder(EncoderChoice("clip", "ViT-Q/99", weights="random", device="cpu"))
+    assert isinstance(unknown.value, ConfigError)  # a bad --model: usage
+    assert isinstance(unknown.value, encoders.UnknownEncoderError)  # old `except`s still catch it
+    assert unknown.value.exit_code == 2 and "ViT-Q/99" in str(unknown.value)
+    assert isinstance(unknown.value.__cause__, encoders.UnknownEncoderError)
+    missing = tmp_path / "nothing.pt"
+    with pytest.raises(ModelError) as weights:
+        load_encoder(EncoderChoice("clip", "tiny", weights=str(missing), device="cpu"))
+    assert isinstance(weights.value, encoders.WeightsUnavailableError)
+    assert weights.value.exit_code == 1 and str(missing) in str(weights.value)
