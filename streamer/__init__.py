@@ -32,13 +32,13 @@ _EXPORTS = {
     "Frame": "streamer.core.frame",
     "OutputConfig": "streamer.config",
     "RunConfig": "streamer.config",
-    "RunSummary": "streamer.pipeline",
+    "RunSummary": "streamer.report",
     "ServeConfig": "streamer.config",
     "SourceDecodeError": "streamer.errors",
     "SourceError": "streamer.errors",
     "SourceNotFoundError": "streamer.errors",
     "SourceOpenError": "streamer.errors",
-    "StreamSummary": "streamer.pipeline",
+    "StreamSummary": "streamer.report",
     "StreamerError": "streamer.errors",
     "Tag": "streamer.core.frame",
     "annotate_file": "streamer.pipeline",
@@ -98,4 +98,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         SourceOpenError,
         StreamerError,
     )
-    from streamer.pipeline import RunSummary, StreamSummary, annotate_file, run_pipeline
+    from streamer.pipeline import annotate_file, run_pipeline
+    from streamer.report import RunSummary, StreamSummary

@@ -17,10 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import aiohttp
 
@@ -34,12 +32,11 @@ from streamer.analysis.text_cache import cached_text_embeddings
 from streamer.config import RunConfig
 from streamer.core.events import Observer, Observers
 from streamer.core.frame import Annotation
-from streamer.core.progress import Counters, ProgressBar
 from streamer.core.sampler import Sampler
-from streamer.core.stats import RateMeter, StreamRow, status_table
 from streamer.errors import ConfigError
 from streamer.llm import CaptionRequest, LlmClient, LlmError, LlmState
 from streamer.outputs.fanout import RANDOM_WEIGHTS_WARNING
+from streamer.report import Reporter, RunSummary, run_summary
 from streamer.sources import Source, SourceRunner, decoding, open_source, redact, stream_names
 from streamer.sources.hwaccel import resolve_hwaccel
 from streamer.sources.options import AnalysisSize, DecodePlan, decode_threads
@@ -49,69 +46,6 @@ from streamer.watch.webhook import WebhookSender
 from streamer.watch.window import WindowViewer
 
 log = logging.getLogger("streamer")
-
-
-@dataclass(frozen=True, slots=True)
-class StreamSummary:
-    """How one stream ended.
-
-    Attributes:
-        name: stream name.
-        frames: frames delivered to the outputs.
-        analysed: frames the encoder saw.
-        captions: captions made.
-        dropped: frames dropped (live streams only).
-        latency_ms: capture → delivered, (p50, p95, p99) in milliseconds.
-        reconnects: times a live source reconnected.
-        state: the source's last state ("ended", "failed", ...).
-        error: why the stream failed or ended early, None when it did not.
-        damaged_packets: packets that did not decode and were skipped (the frames around
-            them were annotated).
-        damaged: what the stream counted as damaged: for a live source, packets that did not
-            decode plus pictures decoded with errors, over all connections (packet loss on
-            the way from the camera; `SourceStatus.damaged`); for a file, `damaged_packets`.
-    """
-
-    name: str
-    frames: int
-    analysed: int
-    captions: int
-    dropped: int
-    latency_ms: tuple[float, float, float]
-    reconnects: int
-    state: str
-    error: str | None
-    damaged_packets: int = 0
-    damaged: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    """How a run ended.
-
-    Attributes:
-        frames, analysed, captions: totals over every stream.
-        wall_s: seconds from the start of the first stream to outputs closed.
-        interrupted: stopped before the inputs ended.
-        incomplete: why an input ended early (truncated, damaged, failed), None when none did.
-        random_weights: the encoder ran with untrained weights.
-        loop_lag_max_s: the longest the event loop was seen blocked.
-        streams: per-stream summaries.
-    """
-
-    frames: int
-    analysed: int
-    captions: int
-    wall_s: float
-    interrupted: bool
-    incomplete: str | None
-    random_weights: bool
-    loop_lag_max_s: float
-    streams: tuple[StreamSummary, ...] = ()
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
 
 
 async def run_pipeline(
@@ -425,7 +359,7 @@ class _Run:
     async def _monitor(self) -> None:
         """Event-loop lag (a loop blocked for long is a bug), progress, status, state changes."""
         period = 0.1
-        reporter = _Reporter(self) if self.progress else None
+        reporter = Reporter(self.streams, self.config.status_every) if self.progress else None
         states = {stream.name: None for stream in self.streams}
         while not self.done.is_set():
             before = time.monotonic()
@@ -453,73 +387,8 @@ class _Run:
             })  # fmt: skip
 
     def _summary(self, wall_s: float) -> RunSummary:
-        streams = tuple(_stream_summary(stream) for stream in self.streams)
-        problems = [f"{s.name}: {s.error}" for s in streams if s.error]
-        ended = all(stream.source.status.finished for stream in self.streams)
-        return RunSummary(
-            frames=sum(s.frames for s in streams), analysed=sum(s.analysed for s in streams),
-            captions=sum(s.captions for s in streams), wall_s=wall_s,
-            interrupted=self.stop.is_set() and not ended,
-            incomplete="; ".join(problems) or None,
+        return run_summary(
+            self.streams, wall_s, stopped=self.stop.is_set(),
             random_weights=self.encoder.model.random_weights,
-            loop_lag_max_s=self.loop_lag_max_s, streams=streams,
-        )  # fmt: skip
-
-
-def _stream_summary(stream: StreamRun) -> StreamSummary:
-    source = stream.source
-    status = source.status
-    error = str(source.incomplete) if source.incomplete else None
-    if status.state == "failed":
-        error = status.last_error or "failed"
-    p50, p95, p99 = stream.stats.latency.percentiles(50, 95, 99)
-    return StreamSummary(
-        name=stream.name, frames=stream.stats.delivered, analysed=stream.stats.analysed,
-        captions=stream.stats.captions, dropped=stream.dropped,
-        latency_ms=(p50 * 1000, p95 * 1000, p99 * 1000), reconnects=status.reconnects,
-        # A file's summary says "ended" however it ended: `error` tells the rest.
-        state=status.state if source.connects else "ended", error=error,
-        damaged_packets=0 if source.connects else status.damaged, damaged=status.damaged,
-    )  # fmt: skip
-
-
-class _Reporter:
-    """Progress on stderr: a bar while every stream is a file, else a status table."""
-
-    def __init__(self, run: _Run) -> None:
-        self.run = run
-        self.files = all(not s.live for s in run.streams)
-        self.counters = Counters()
-        self.bar = ProgressBar(self.counters) if self.files else None
-        self.meters = {s.name: (RateMeter(), RateMeter(), RateMeter()) for s in run.streams}
-        self.last_table = time.monotonic()
-        expected = [s.expected for s in run.streams]
-        self.counters.expected = sum(expected) if all(expected) else None
-
-    def tick(self, final: bool = False) -> None:
-        streams = self.run.streams
-        if self.bar is not None:
-            self.counters.written = sum(s.stats.delivered for s in streams)
-            self.counters.analysed = sum(s.stats.analysed for s in streams)
-            self.counters.captions = sum(s.stats.captions for s in streams)
-            self.bar.update(final=final)
-            return
-        now = time.monotonic()
-        if final or now - self.last_table >= self.run.config.status_every:
-            self.last_table = now
-            print(status_table([self._row(s, now) for s in streams]), file=sys.stderr, flush=True)
-
-    def _row(self, stream: StreamRun, now: float) -> StreamRow:
-        m_in, m_ana, m_out = self.meters[stream.name]
-        source = stream.source
-        status = source.status
-        p50, p95, p99 = stream.stats.latency.percentiles(50, 95, 99)
-        state = status.state if source.connects else "playing" if stream.live else "file"
-        return StreamRow(
-            name=stream.name, state=state,
-            in_fps=m_in.rate(stream.stats.decoded, now),
-            analysed_fps=m_ana.rate(stream.stats.analysed, now),
-            out_fps=m_out.rate(stream.stats.delivered, now), dropped=stream.dropped,
-            p50_ms=p50 * 1000, p95_ms=p95 * 1000, p99_ms=p99 * 1000,
-            reconnects=status.reconnects, damaged=status.damaged,
+            loop_lag_max_s=self.loop_lag_max_s,
         )  # fmt: skip

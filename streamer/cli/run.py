@@ -13,7 +13,8 @@ from streamer.cli.exits import EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EX
 from streamer.cli.flags import add_options
 from streamer.cli.main import run_with_signals
 from streamer.config import RunConfig
-from streamer.pipeline import RunSummary, run_pipeline
+from streamer.pipeline import run_pipeline
+from streamer.report import RunSummary
 
 log = logging.getLogger("streamer")
 

@@ -2,7 +2,7 @@
 
 from streamer.cli.run import _print_summary
 from streamer.config import OutputConfig, RunConfig
-from streamer.pipeline import RunSummary, StreamSummary
+from streamer.report import RunSummary, StreamSummary
 
 
 def _summary(*streams: StreamSummary) -> RunSummary:

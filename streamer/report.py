@@ -1,0 +1,175 @@
+"""What a run reports: progress while it runs, and its summary when it ends.
+
+Progress goes to stderr: a bar while every stream is a file, else a status table every
+`--status-every` seconds (per stream: state, input / analysed / output fps, drops, latency
+percentiles, reconnects, damaged). The summary (`RunSummary`, one `StreamSummary` per stream)
+is what `run_pipeline` returns and what the CLI prints and turns into an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from streamer.core.progress import Counters, ProgressBar
+from streamer.core.stats import RateMeter, StreamRow, status_table
+from streamer.stream import StreamRun
+
+__all__ = ["Reporter", "RunSummary", "StreamSummary", "run_summary", "stream_summary"]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSummary:
+    """How one stream ended.
+
+    Attributes:
+        name: stream name.
+        frames: frames delivered to the outputs.
+        analysed: frames the encoder saw.
+        captions: captions made.
+        dropped: frames dropped (live streams only).
+        latency_ms: capture → delivered, (p50, p95, p99) in milliseconds.
+        reconnects: times a live source reconnected.
+        state: the source's last state ("ended", "failed", ...).
+        error: why the stream failed or ended early, None when it did not.
+        damaged_packets: packets that did not decode and were skipped (the frames around
+            them were annotated).
+        damaged: what the stream counted as damaged: for a live source, packets that did not
+            decode plus pictures decoded with errors, over all connections (packet loss on
+            the way from the camera; `SourceStatus.damaged`); for a file, `damaged_packets`.
+    """
+
+    name: str
+    frames: int
+    analysed: int
+    captions: int
+    dropped: int
+    latency_ms: tuple[float, float, float]
+    reconnects: int
+    state: str
+    error: str | None
+    damaged_packets: int = 0
+    damaged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """How a run ended.
+
+    Attributes:
+        frames, analysed, captions: totals over every stream.
+        wall_s: seconds from the start of the first stream to outputs closed.
+        interrupted: stopped before the inputs ended.
+        incomplete: why an input ended early (truncated, damaged, failed), None when none did.
+        random_weights: the encoder ran with untrained weights.
+        loop_lag_max_s: the longest the event loop was seen blocked.
+        streams: per-stream summaries.
+    """
+
+    frames: int
+    analysed: int
+    captions: int
+    wall_s: float
+    interrupted: bool
+    incomplete: str | None
+    random_weights: bool
+    loop_lag_max_s: float
+    streams: tuple[StreamSummary, ...] = ()
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def run_summary(
+    streams: Sequence[StreamRun], wall_s: float, *, stopped: bool, random_weights: bool,
+    loop_lag_max_s: float,
+) -> RunSummary:  # fmt: skip
+    """The summary of a run over `streams` that took `wall_s` seconds.
+
+    Args:
+        streams: the run's streams, ended.
+        wall_s: seconds from the start of the first stream to the outputs closed.
+        stopped: the run was told to stop; it counts as interrupted unless every source got to
+            its own end first.
+        random_weights: the encoder ran with untrained weights.
+        loop_lag_max_s: the longest the event loop was seen blocked.
+    """
+    summaries = tuple(stream_summary(stream) for stream in streams)
+    problems = [f"{s.name}: {s.error}" for s in summaries if s.error]
+    ended = all(stream.source.status.finished for stream in streams)
+    return RunSummary(
+        frames=sum(s.frames for s in summaries), analysed=sum(s.analysed for s in summaries),
+        captions=sum(s.captions for s in summaries), wall_s=wall_s,
+        interrupted=stopped and not ended, incomplete="; ".join(problems) or None,
+        random_weights=random_weights, loop_lag_max_s=loop_lag_max_s, streams=summaries,
+    )  # fmt: skip
+
+
+def stream_summary(stream: StreamRun) -> StreamSummary:
+    """How one stream ended."""
+    source = stream.source
+    status = source.status
+    error = str(source.incomplete) if source.incomplete else None
+    if status.state == "failed":
+        error = status.last_error or "failed"
+    p50, p95, p99 = stream.stats.latency.percentiles(50, 95, 99)
+    return StreamSummary(
+        name=stream.name, frames=stream.stats.delivered, analysed=stream.stats.analysed,
+        captions=stream.stats.captions, dropped=stream.dropped,
+        latency_ms=(p50 * 1000, p95 * 1000, p99 * 1000), reconnects=status.reconnects,
+        # A file's summary says "ended" however it ended: `error` tells the rest.
+        state=status.state if source.connects else "ended", error=error,
+        damaged_packets=0 if source.connects else status.damaged, damaged=status.damaged,
+    )  # fmt: skip
+
+
+class Reporter:
+    """Progress on stderr: a bar while every stream is a file, else a status table.
+
+    Args:
+        streams: the run's streams.
+        status_every: seconds between status tables.
+    """
+
+    def __init__(self, streams: Sequence[StreamRun], status_every: float) -> None:
+        self.streams = streams
+        self.status_every = status_every
+        self.files = all(not s.live for s in streams)
+        self.counters = Counters()
+        self.bar = ProgressBar(self.counters) if self.files else None
+        self.meters = {s.name: (RateMeter(), RateMeter(), RateMeter()) for s in streams}
+        self.last_table = time.monotonic()
+        expected = [s.expected for s in streams]
+        self.counters.expected = sum(expected) if all(expected) else None
+
+    def tick(self, final: bool = False) -> None:
+        """Update the bar, or print the table when it is due (always when `final`)."""
+        streams = self.streams
+        if self.bar is not None:
+            self.counters.written = sum(s.stats.delivered for s in streams)
+            self.counters.analysed = sum(s.stats.analysed for s in streams)
+            self.counters.captions = sum(s.stats.captions for s in streams)
+            self.bar.update(final=final)
+            return
+        now = time.monotonic()
+        if final or now - self.last_table >= self.status_every:
+            self.last_table = now
+            print(status_table([self._row(s, now) for s in streams]), file=sys.stderr, flush=True)
+
+    def _row(self, stream: StreamRun, now: float) -> StreamRow:
+        m_in, m_ana, m_out = self.meters[stream.name]
+        source = stream.source
+        status = source.status
+        p50, p95, p99 = stream.stats.latency.percentiles(50, 95, 99)
+        state = status.state if source.connects else "playing" if stream.live else "file"
+        return StreamRow(
+            name=stream.name, state=state,
+            in_fps=m_in.rate(stream.stats.decoded, now),
+            analysed_fps=m_ana.rate(stream.stats.analysed, now),
+            out_fps=m_out.rate(stream.stats.delivered, now), dropped=stream.dropped,
+            p50_ms=p50 * 1000, p95_ms=p95 * 1000, p99_ms=p99 * 1000,
+            reconnects=status.reconnects, damaged=status.damaged,
+        )  # fmt: skip
