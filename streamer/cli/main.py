@@ -1,4 +1,5 @@
-"""The `streamer` command line: the only place that reads argv and installs signal handlers.
+"""The `streamer` command line: the entry point, the subcommands, logging. Only the CLI reads
+argv and installs signal handlers (`streamer run`: `streamer.cli.run.run_with_signals`).
 
 Exit codes are listed in `streamer.cli.exits`; each error states its own (`streamer.errors`).
 """
@@ -6,9 +7,7 @@ Exit codes are listed in `streamer.cli.exits`; each error states its own (`strea
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -79,47 +78,6 @@ def _setup_logging(level: int) -> None:
     # (setting the root logger's level would silence streamer's own INFO lines as well).
     for handler in logging.getLogger().handlers:
         handler.addFilter(lambda record: record.name != "root" or record.levelno >= quiet)
-
-
-def run_with_signals(coro_factory, received: list[int] | None = None) -> object:
-    """Run a coroutine under `asyncio.run` with graceful Ctrl-C / SIGTERM.
-
-    The first SIGINT or SIGTERM sets the stop event the coroutine was given (sources stop,
-    the pipeline drains, outputs are finalised); a second one cancels the run outright, which
-    still closes every file.
-
-    Args:
-        coro_factory: called with the stop event, returns the coroutine to run.
-        received: the signals that arrived are appended to it (for the exit code).
-    """
-
-    async def runner():
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        task = asyncio.current_task()
-
-        def on_signal(signum: int) -> None:
-            if received is not None:
-                received.append(signum)
-            if not stop.is_set():
-                print(
-                    f"\nstreamer: {signal.Signals(signum).name}: stopping, finishing outputs "
-                    "(again to abort)",
-                    file=sys.stderr,
-                )
-                stop.set()
-            else:
-                task.cancel()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal, sig)
-        try:
-            return await coro_factory(stop)
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-    return asyncio.run(runner())
 
 
 if __name__ == "__main__":

@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 
 from streamer.cli.build import configure, settings
 from streamer.cli.exits import EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, report
 from streamer.cli.flags import add_options
-from streamer.cli.main import run_with_signals
 from streamer.config import RunConfig
 from streamer.pipeline import run_pipeline
 from streamer.report import RunSummary
@@ -107,3 +107,44 @@ def _print_summary(summary: RunSummary, config: RunConfig) -> None:
               file=sys.stderr)  # fmt: skip
     if summary.incomplete:
         print(f"streamer: input incomplete: {summary.incomplete}", file=sys.stderr)
+
+
+def run_with_signals(coro_factory, received: list[int] | None = None) -> object:
+    """Run a coroutine under `asyncio.run` with graceful Ctrl-C / SIGTERM.
+
+    The first SIGINT or SIGTERM sets the stop event the coroutine was given (sources stop,
+    the pipeline drains, outputs are finalised); a second one cancels the run outright, which
+    still closes every file.
+
+    Args:
+        coro_factory: called with the stop event, returns the coroutine to run.
+        received: the signals that arrived are appended to it (for the exit code).
+    """
+
+    async def runner():
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        task = asyncio.current_task()
+
+        def on_signal(signum: int) -> None:
+            if received is not None:
+                received.append(signum)
+            if not stop.is_set():
+                print(
+                    f"\nstreamer: {signal.Signals(signum).name}: stopping, finishing outputs "
+                    "(again to abort)",
+                    file=sys.stderr,
+                )
+                stop.set()
+            else:
+                task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            return await coro_factory(stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(runner())
