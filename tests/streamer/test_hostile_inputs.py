@@ -141,8 +141,14 @@ def _rss_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+# derandomize: the same 40 mutants on every run and machine (a CI failure reproduces locally);
+# no example database, so what an earlier run found does not change what this one tries.
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     edits=st.lists(st.tuples(st.floats(0, 1), st.binary(min_size=1, max_size=64)), max_size=6),
