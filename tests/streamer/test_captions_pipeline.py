@@ -6,11 +6,11 @@ import logging
 import time
 
 import pytest
-from doubles.lmstudio import LmStudioDouble
 from live_helpers import wait_until
 from media import parse_srt, parse_vtt, read_jsonl
 from servers.llm_server import llm_server  # noqa: F401  (session fixture)
 
+from bench.harness.lmstudio import LmStudioDouble
 from streamer import AnalysisConfig, CaptionPolicy, OutputConfig, RunConfig, run_pipeline
 from streamer.llm import LlmConfig
 

@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 import pytest
-from doubles.lmstudio import FakeModel, LmStudioDouble
 from PIL import Image
 
+from bench.harness.lmstudio import FakeModel, LmStudioDouble
 from streamer.llm import (
     CaptionRequest,
     LlmCircuitOpenError,

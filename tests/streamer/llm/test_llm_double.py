@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from doubles.lmstudio import FakeModel, LmStudioDouble
+
+from bench.harness.lmstudio import FakeModel, LmStudioDouble
 
 MESSAGES = [{"role": "user", "content": "Describe a dog."}]
 
