@@ -1,10 +1,11 @@
 """An in-process LM Studio double (aiohttp) that injects the faults a real server rarely shows.
 
-It follows `LMSTUDIO.md` §8: the OpenAI routes (`GET /v1/models`, `POST /v1/chat/completions`,
-plain and streamed), LM Studio's REST metadata (`GET /api/v1/models`, `GET /api/v0/models`,
-`POST /api/v1/models/load`), `GET /lmstudio-greeting`, and LM Studio's catch-all, which answers
-unknown routes with **200** and an error body. Other flavours imitate llama.cpp's `llama-server`
-(`/props`, its error envelope and its 404s), Ollama (`/api/version`, `/api/show`), vLLM
+It follows `docs/llm-protocol.md` §8: the OpenAI routes (`GET /v1/models`,
+`POST /v1/chat/completions`, plain and streamed), LM Studio's REST metadata
+(`GET /api/v1/models`, `GET /api/v0/models`, `POST /api/v1/models/load`),
+`GET /lmstudio-greeting`, and LM Studio's catch-all, which answers unknown routes with **200**
+and an error body. Other flavours imitate llama.cpp's `llama-server` (`/props`, its error
+envelope and its 404s), Ollama (`/api/version`, `/api/show`), vLLM
 (`max_model_len` in the model list) and a bare OpenAI-compatible server.
 
 Knobs are plain attributes, changed at any time by the test. One-shot faults go in `faults`,
