@@ -119,6 +119,8 @@ class LmStudioDouble:
         unknown_model_mode: "invalid" (400 model_not_found), "legacy404" (404) or "silent"
             (the first loaded model answers).
         delay_s: every chat answer takes this long (a slow server).
+        hang_after: chat requests after the first `hang_after` get no answer for an hour (a
+            server that stops answering mid-run); None: never.
         reject_webp: a WebP data URI (or undecodable base64) gets 400.
         max_pixels: larger images get 400 (LM Studio's 5120² check).
         answer: makes the answer text from the request body and the chat request count.
@@ -135,6 +137,7 @@ class LmStudioDouble:
     require_auth: str | None = None
     unknown_model_mode: str = "invalid"
     delay_s: float = 0.0
+    hang_after: int | None = None
     reject_webp: bool = True
     max_pixels: int = 26_214_400
     parallel: int = 4
@@ -354,6 +357,8 @@ class LmStudioDouble:
     async def _chat_answer(
         self, request: web.Request, body: dict[str, Any], count: int
     ) -> web.StreamResponse:
+        if self.hang_after is not None and count > self.hang_after:
+            await asyncio.sleep(3600)
         if self.faults:
             fault = self.faults.popleft()
             response = await self._fault(request, fault)
