@@ -61,6 +61,7 @@ async def test_several_streams_need_stream_in_output_names(tmp_path, small_clip,
         await run_pipeline(config, encoder=tiny_encoder)
 
 
+@pytest.mark.slow
 async def test_live_contract_with_a_slow_analyser_keeps_latency_bounded_and_counts_drops(
     tmp_path, small_clip, tiny_encoder
 ):

@@ -109,8 +109,15 @@ def test_no_output_is_a_usage_error(small_clip):
 
 @pytest.mark.parametrize(
     ("args", "words"),
-    [(["--encoder", "nope"], "clip"), (["--encoder", "clip", "--model", "ViT-Q/99"], "ViT-B/32")],
-    ids=["encoder", "model"],
+    [
+        pytest.param(["--encoder", "nope"], "clip", id="encoder"),
+        pytest.param(
+            ["--encoder", "clip", "--model", "ViT-Q/99"],
+            "ViT-B/32",
+            id="model",
+            marks=pytest.mark.slow,
+        ),  # imports open_clip to list its model names
+    ],
 )
 def test_unknown_encoder_or_model_lists_valid_names(tmp_path, small_clip, args, words):
     done = streamer(
@@ -119,6 +126,7 @@ def test_unknown_encoder_or_model_lists_valid_names(tmp_path, small_clip, args, 
     assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_truncated_input_annotates_what_decodes_and_exits_3(tmp_path, truncated_clip):
     outputs = ["-o", tmp_path / "a.mp4", "--srt", tmp_path / "a.srt"]
     done = streamer("run", truncated_clip, *outputs, *TINY)
@@ -129,6 +137,7 @@ def test_truncated_input_annotates_what_decodes_and_exits_3(tmp_path, truncated_
     assert parse_srt((tmp_path / "a.srt").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_finalises_a_playable_mp4_and_complete_subtitles(
     tmp_path, long_clip, signum, code
@@ -156,6 +165,7 @@ def test_a_signal_finalises_a_playable_mp4_and_complete_subtitles(
     read_jsonl(tmp_path / "a.jsonl")
 
 
+@pytest.mark.slow
 def test_encoders_matrix_and_list():
     matrix = streamer("encoders", "matrix")
     assert matrix.returncode == 0
@@ -175,6 +185,7 @@ def test_sample_command_prints_the_clip_path(tmp_path, sample_clip):
     assert done.stdout.strip() == str(cached) and "Blender" in done.stderr
 
 
+@pytest.mark.slow
 def test_missing_pretrained_weights_offline_fail_fast_naming_the_fixes(tmp_path, small_clip):
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="http://127.0.0.1:9")
     started = time.monotonic()
@@ -232,6 +243,7 @@ class StderrReader:
         return self.text
 
 
+@pytest.mark.slow
 def test_second_sigint_aborts_a_graceful_stop_that_waits_and_still_closes_the_files(
     tmp_path, long_clip
 ):
@@ -273,6 +285,7 @@ def test_second_sigint_aborts_a_graceful_stop_that_waits_and_still_closes_the_fi
     ]
 
 
+@pytest.mark.slow
 def test_sources_file_adds_named_inputs(tmp_path, small_clip):
     listing = tmp_path / "cams.txt"
     listing.write_text(f"# two cameras\nfront={small_clip}\n\nback={small_clip}  # the yard\n")
@@ -286,6 +299,7 @@ def test_sources_file_adds_named_inputs(tmp_path, small_clip):
     assert done.returncode == 2 and "no inputs in" in done.stderr
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_live_run_finalises_every_output_and_exits_143(tmp_path, small_clip):
     """A file played as a live camera (`--live`), stopped as a service manager stops it."""
     out = tmp_path / "live.mp4"

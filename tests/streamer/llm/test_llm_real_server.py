@@ -32,6 +32,7 @@ async def test_the_probe_finds_llama_cpp_python_serving_a_text_only_smollm2(llm_
     assert client.state is LlmState.NO_VISION and client.stats.requests == 1
 
 
+@pytest.mark.slow
 async def test_a_caption_from_tags_is_cleaned_text_and_repeats_at_temperature_0(
     llm_server, session
 ):
@@ -61,6 +62,7 @@ async def test_an_image_gets_its_500_and_the_same_request_goes_again_with_tags(l
     assert client.stats.requests == 3  # no image sent again
 
 
+@pytest.mark.slow
 def test_llm_check_prints_the_server_and_times_a_caption(llm_server):
     done = subprocess.run(
         [sys.executable, "-m", "streamer", "llm-check", "--url", llm_server.url],
