@@ -28,7 +28,7 @@ PACKAGES = ("streamer", "encoders")
 # from one above. Every module of `streamer` and `encoders` must fall in a room listed here.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("commands", ("streamer", "streamer.__main__", "streamer.cli", "streamer.bench")),
-    ("wiring", ("streamer.pipeline", "streamer.config")),
+    ("wiring", ("streamer.pipeline", "streamer.report", "streamer.config")),
     ("streams and outputs", ("streamer.stream", "streamer.watch", "streamer.outputs",
                              "streamer.archive", "streamer.cluster")),
     ("analysis, LLM and sources", ("streamer.analysis", "streamer.llm", "streamer.sources")),
