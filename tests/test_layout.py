@@ -133,7 +133,7 @@ def import_cycles(modules: dict[str, Module]) -> list[set[str]]:
     low: dict[str, int] = {}
     on_stack: set[str] = set()
     stack: list[str] = []
-    components: list[list[str]] = []
+    components: list[set[str]] = []
 
     def connect(name: str) -> None:
         index[name] = low[name] = len(index)
