@@ -32,7 +32,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("streams and outputs", ("streamer.stream", "streamer.watch", "streamer.outputs",
                              "streamer.archive", "streamer.cluster")),
     ("analysis, LLM and sources", ("streamer.analysis", "streamer.llm", "streamer.sources")),
-    ("core", ("streamer.core", "streamer.errors")),
+    ("core", ("streamer.core",)),
+    ("errors", ("streamer.errors",)),
     ("encoders", ("encoders",)),
 ]  # fmt: skip
 # `streamer` itself (its __init__) is the public front door: it re-exports the layers below, so
@@ -428,6 +429,7 @@ ROOMS_TREE = {
         ("streamer/outputs/jsonl.py", "from streamer.cli.main import main", "streamer.cli.main"),
         ("streamer/stream.py", "from streamer.config import RunConfig", "streamer.config"),
         ("streamer/errors.py", "from streamer import run_pipeline", "streamer"),
+        ("streamer/errors.py", "from streamer.core.frame import Frame", "streamer.core.frame"),
         ("encoders/base.py", "from streamer.core.frame import Frame", "streamer.core.frame"),
         ("streamer/core/frame.py", "def f():\n    from ..watch import web", "streamer.watch.web"),
     ],
