@@ -6,10 +6,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "streamer")]
+sys.path.insert(0, str(REPO))
 
-from live_helpers import SYSTEM_PYTHON, RtspServer  # noqa: E402
-
+from bench.harness.rtsp import SYSTEM_PYTHON, RtspServer  # noqa: E402
 from encoders import Encoder, create_encoder  # noqa: E402
 
 

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 WHEELS=${WHEELS:-.whl}
 # Versions the project is tested with; the GPU machine has torch, transformers, timm, numpy,
-# aiohttp and opencv already (docs: TESTING.md, GPU section).
+# aiohttp and opencv already (docs/testing.md §6).
 PACKAGES=(av==18.1.0 open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4)
 
 if [[ "${1:-}" == "fetch" ]]; then

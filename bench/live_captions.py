@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "streamer")]
+sys.path.insert(0, str(REPO))
 
 from _live_setup import abba, mean, pattern_server, random_encoder  # noqa: E402
 
@@ -55,7 +55,8 @@ async def main_async(args) -> None:
     encoder = random_encoder(args.encoder)
     server, names = pattern_server(args.streams, args.size)
     double = subprocess.Popen(
-        [sys.executable, str(REPO / "tests/doubles/serve.py"), "--delay", str(args.answer_s)],
+        [sys.executable, str(REPO / "bench" / "harness" / "serve_lmstudio.py"),
+         "--delay", str(args.answer_s)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     double_url = double.stdout.readline().split()[1]

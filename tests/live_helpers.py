@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import http.server
-import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
+from bench.harness.rtsp import SYSTEM_PYTHON, RtspServer, free_port  # noqa: F401  (for the tests)
 from streamer.core.channel import Channel, DropPolicy
 from streamer.core.frame import Frame
 from streamer.core.retry import RetryPolicy
@@ -97,73 +94,8 @@ async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -
 
 
 # ---------------------------------------------------------------------------------------------
-# Servers for the live-source tests (fixtures in conftest.py start and stop them).
-
-SYSTEM_PYTHON = "/usr/bin/python3"
-RTSP_SERVER = Path(__file__).resolve().parent / "servers" / "rtsp_server.py"
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (the kernel's pick; free until someone binds it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RtspServer:
-    """A real RTSP server process on 127.0.0.1: `mounts` maps a path to "pattern" (a live
-    25 fps 320×180 test pattern) or to an MP4 clip (served once at its own pace)."""
-
-    def __init__(self, python: str, mounts: dict[str, str | Path], port: int | None = None):
-        self.python = python
-        self.mounts = mounts
-        self.port = port or free_port()
-        self.process: subprocess.Popen[str] | None = None
-
-    def url(self, mount: str, userinfo: str = "") -> str:
-        auth = f"{userinfo}@" if userinfo else ""
-        return f"rtsp://{auth}127.0.0.1:{self.port}/{mount}"
-
-    def start(self, timeout: float = 15.0) -> None:
-        """Start the server (again, on the same port) and wait for its READY line."""
-        args = [self.python, str(RTSP_SERVER), "--port", str(self.port)]
-        for mount, what in self.mounts.items():
-            args += ["--mount", f"{mount}={what}"]
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        ready = threading.Event()
-        threading.Thread(target=self._await_ready, args=(ready,), daemon=True).start()
-        if not ready.wait(timeout) or self.process.poll() is not None:
-            self.kill()
-            err = self.process.stderr.read() if self.process.stderr else ""
-            pytest.fail(f"the RTSP server did not start on port {self.port}: {err[-500:]}")
-
-    def _await_ready(self, ready: threading.Event) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.strip() == "READY":
-                break
-        ready.set()  # READY, or it exited: start() tells which by poll()
-
-    def kill(self) -> None:
-        """Kill the server at once (SIGKILL), as a crash or a power cut would."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        if self.process is not None:
-            for pipe in (self.process.stdout, self.process.stderr):
-                if pipe is not None:
-                    pipe.close()
-
-    def pause(self) -> None:
-        """Freeze the server (SIGSTOP): connections stay open but nothing is sent (a stall)."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
+# Servers for the live-source tests (fixtures in conftest.py start and stop them). The RTSP
+# server is the benchmarks' too, so it lives in `bench.harness`; these names stay importable here.
 
 
 class SilentServer:

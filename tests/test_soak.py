@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]  # a minute of live streams
 
 
 def test_a_short_soak_with_server_restarts_shows_no_growth(tmp_path):

@@ -1,7 +1,7 @@
 """Live RTSP streams: delivered fps and end-to-end latency, then recovery from a server outage.
 
 The pipeline runs on N live streams of an RTSP server the caller provides and starts
-(`bench/live_streams.py` uses the GStreamer server of the tests), each stream recorded to MP4
+(`bench/live_streams.py` uses GStreamer's, from `bench.harness.rtsp`), each stream recorded to MP4
 and JSON Lines, analysis at the default rate. Per stream:
 
   steady   delivered fps over the run, latency p50/p95/p99 (capture → frame written with its

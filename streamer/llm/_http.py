@@ -2,7 +2,7 @@
 
 Response bodies are read whole and decoded leniently (bytes that are not UTF-8 become U+FFFD),
 then parsed as JSON; whether that JSON is an error is decided by `classify`, never by the status
-alone (LMSTUDIO.md §0).
+alone (docs/llm-protocol.md §3).
 """
 
 from __future__ import annotations

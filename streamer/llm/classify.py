@@ -3,7 +3,7 @@
 Servers disagree on the error envelope (a string, an object, vLLM's old flat form) and on the
 status: LM Studio answers 200 for unknown routes and for some prediction failures, so the body
 decides before the status does. The order is: the error's `type`/`code` fields, then known
-message substrings (LMSTUDIO.md §5 and §6), then the status alone.
+message substrings (docs/llm-protocol.md §4), then the status alone.
 """
 
 from __future__ import annotations

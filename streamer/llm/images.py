@@ -2,8 +2,8 @@
 
 JPEG rather than PNG (smaller) or WebP (LM Studio's OpenAI route rejects it), at most
 `long_edge` pixels on the long side: LM Studio downscales to about 1024 px anyway and refuses
-anything above 5120² (LMSTUDIO.md §2). Encoding takes milliseconds, so callers on the event loop
-run it in a thread (OpenCV releases the GIL).
+anything above 5120² (docs/llm-protocol.md §2). Encoding takes milliseconds, so callers on the
+event loop run it in a thread (OpenCV releases the GIL).
 """
 
 from __future__ import annotations

@@ -76,8 +76,8 @@ def chat_messages(system: str, user: str, image_uri: str | None) -> list[dict[st
     """OpenAI chat messages: the system prompt, then the user text and at most one image.
 
     The image goes as an `image_url` part holding a base64 data URI, the one form every
-    OpenAI-compatible server accepts (LMSTUDIO.md §0); a text-only request keeps `content` a
-    plain string, which servers without multimodal support also parse.
+    OpenAI-compatible server accepts (docs/llm-protocol.md §1); a text-only request keeps
+    `content` a plain string, which servers without multimodal support also parse.
     """
     if image_uri is None:
         content: str | list[dict[str, Any]] = user

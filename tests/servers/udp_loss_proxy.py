@@ -1,6 +1,6 @@
 """An RTSP proxy that loses UDP datagrams the way a network does, for the packet-loss tests.
 
-It sits between an RTSP client (streamer) and a real RTSP server (`rtsp_server.py`)::
+It sits between an RTSP client (streamer) and a real RTSP server (`bench/harness/rtsp_server.py`)::
 
     client ──RTSP/TCP──► proxy ──RTSP/TCP──► server
     client ◄──RTP/UDP─── proxy ◄──RTP/UDP─── server     (server→client RTP: dropped with P)

@@ -7,11 +7,11 @@ import logging
 import time
 
 import pytest
-from doubles.lmstudio import LmStudioDouble
 from live_helpers import wait_until
 from media import parse_srt, parse_vtt, read_jsonl
 from servers.llm_server import llm_server  # noqa: F401  (session fixture)
 
+from bench.harness.lmstudio import LmStudioDouble
 from streamer import AnalysisConfig, CaptionPolicy, OutputConfig, RunConfig, run_pipeline
 from streamer.core.retry import RetryPolicy
 from streamer.llm import DEFAULT_RETRY, LlmConfig
@@ -153,6 +153,7 @@ async def test_server_down_mid_run_the_video_goes_on_and_captions_fall_back(
     assert sources[0] == "llm" and "tags" in sources
 
 
+@pytest.mark.slow
 async def test_real_llama_cpp_server_same_file_twice_gives_identical_srt(
     tmp_path,
     small_clip,
@@ -175,32 +176,110 @@ async def test_real_llama_cpp_server_same_file_twice_gives_identical_srt(
 
 async def test_real_llama_cpp_server_live_run_shows_its_captions(
     tmp_path,
-    small_clip,
+    long_clip,
     tiny_encoder,
     llm_server,  # noqa: F811
 ):
+    """Live against the real server: the first caption shown is the server's. The run goes on
+    until it has come (a loaded machine can make the server take seconds), then stops."""
     policy = CaptionPolicy(min_interval=0.5, max_age=0.5, scene_threshold=1e-9)
     llm = LlmConfig(url=llm_server.url, temperature=0.0, read_timeout=60.0)
-    summary = await run_pipeline(_config(small_clip, tmp_path, llm, live=True, captions=policy),
-                                 encoder=tiny_encoder)  # fmt: skip
+    config = _config(long_clip, tmp_path, llm, live=True, captions=policy)
+    stop = asyncio.Event()
+    run = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop))
+    try:
+        await wait_until(lambda: '"type": "caption"' in _whole_lines(tmp_path / "a.jsonl"), 90,
+                         "a caption")  # fmt: skip
+    finally:
+        stop.set()
+    summary = await asyncio.wait_for(run, 30)
     captions = _captions(tmp_path / "a.jsonl")
-    assert summary.streams[0].frames >= 45
+    assert summary.streams[0].frames > 0
     assert captions and captions[0]["source"] == "llm" and captions[0]["text"].strip()
 
 
-@pytest.mark.parametrize("fault", ["error-200", "loading-503", "500", "drop", "garbage", "empty"])
-async def test_each_server_fault_leaves_the_live_video_at_full_rate(
+def _whole_lines(path) -> str:
+    """The complete lines written so far (none while the file does not exist yet)."""
+    text = path.read_text() if path.exists() else ""
+    return text[: text.rfind("\n") + 1]
+
+
+# Faults a retry can cure (the client classes them as the server being unavailable), and one
+# it cannot: an empty answer is not asked again, the same prompt would give the same nothing.
+RETRYABLE = ["error-200", "loading-503", "500", "429", "drop", "garbage"]
+# Only the first analysed frame is a caption point on the 2 s clip: one request, in order.
+ONE_POINT = CaptionPolicy(min_interval=10.0, max_age=10.0, scene_threshold=2.0)
+ONE_RETRY = {"retry": RetryPolicy(initial=0.05, cap=0.1, jitter=1.0, max_attempts=2)}
+SECOND_ANSWER = "Caption 2 by qwen2-vl-2b-instruct, with an image."  # the double's 2nd reply
+
+
+@pytest.mark.parametrize(
+    ("fault", "times", "source", "chats"),
+    [
+        *[(fault, 1, "llm", 2) for fault in RETRYABLE],  # the retry gets the answer
+        *[(fault, 2, "tags", 2) for fault in RETRYABLE],  # the retry fails too: tags
+        ("empty", 1, "tags", 1),  # not retried: tags at once
+    ],
+)
+async def test_a_server_fault_gives_the_caption_it_must(
+    tmp_path, small_clip, tiny_encoder, double, fault, times, source, chats
+):
+    """File contract, one caption point (frame 0): what the JSON Lines and the SRT say after
+    each fault, and how many requests it took."""
+    double.faults.extend([fault] * times)
+    llm = LlmConfig(url=double.url, **ONE_RETRY)
+    summary = await run_pipeline(_config(small_clip, tmp_path, llm, captions=ONE_POINT),
+                                 encoder=tiny_encoder)  # fmt: skip
+    assert summary.frames == 50 and summary.captions == 1
+    records = read_jsonl(tmp_path / "a.jsonl")
+    (caption,) = _captions(tmp_path / "a.jsonl")
+    first = next(r for r in records if r["type"] == "analysis")
+    tags = "Looks like: " + ", ".join(tag["label"] for tag in first["tags"])
+    assert (caption["source"], caption["frame"], caption["pts"]) == (source, 0, 0.0)
+    assert caption["text"] == (SECOND_ANSWER if source == "llm" else tags)
+    assert double.chat_count() == chats
+    assert parse_srt((tmp_path / "a.srt").read_text()) == [(0.0, 2.0, caption["text"])]
+
+
+@pytest.mark.parametrize("fault", RETRYABLE)
+async def test_a_failing_server_opens_the_breaker_and_the_live_video_keeps_its_rate(
     tmp_path, small_clip, tiny_encoder, double, fault
 ):
+    """Live: three failures in a row (the first caption's two attempts, the second's one)
+    open the circuit breaker, so nothing more is sent during the 2 s clip; every caption
+    comes from the tags, and the video never waits."""
     double.faults.extend([fault] * 3)
     policy = CaptionPolicy(min_interval=0.3, max_age=0.3, scene_threshold=1e-9)
-    retry = RetryPolicy(initial=0.05, cap=0.1, jitter=1.0, max_attempts=2)
-    llm = LlmConfig(url=double.url, retry=retry)
+    llm = LlmConfig(url=double.url, breaker_failures=3, **ONE_RETRY)
     summary = await run_pipeline(_config(small_clip, tmp_path, llm, live=True, captions=policy),
                                  encoder=tiny_encoder)  # fmt: skip
     (stream,) = summary.streams
-    assert stream.frames >= 45 and stream.latency_ms[2] < 500
-    assert _captions(tmp_path / "a.jsonl")  # something was shown: tags, then the LLM's
+    assert stream.frames >= 45 and stream.latency_ms[2] < 1000
+    assert double.chat_count() == 3 and not double.faults
+    captions = _captions(tmp_path / "a.jsonl")
+    assert captions and {c["source"] for c in captions} == {"tags"}
+    assert all(c["text"].startswith("Looks like: ") for c in captions)
+    cues = parse_srt((tmp_path / "a.srt").read_text())
+    assert [text for _, _, text in cues] == [c["text"] for c in captions]
+
+
+async def test_an_empty_answer_live_shows_the_tags_then_the_next_answer(
+    tmp_path, small_clip, tiny_encoder, double
+):
+    """Live: an empty answer is a failed request but not a server failure: the first caption
+    comes from the tags, the breaker stays closed, and the next request's answer is shown."""
+    double.faults.append("empty")
+    policy = CaptionPolicy(min_interval=0.3, max_age=0.3, scene_threshold=1e-9)
+    llm = LlmConfig(url=double.url, **ONE_RETRY)
+    summary = await run_pipeline(_config(small_clip, tmp_path, llm, live=True, captions=policy),
+                                 encoder=tiny_encoder)  # fmt: skip
+    (stream,) = summary.streams
+    assert stream.frames >= 45 and stream.latency_ms[2] < 1000
+    captions = _captions(tmp_path / "a.jsonl")
+    assert [c["source"] for c in captions[:2]] == ["tags", "llm"]
+    assert captions[0]["text"].startswith("Looks like: ") and captions[1]["text"] == SECOND_ANSWER
+    assert captions[0]["pts"] < captions[1]["pts"]  # live: each shows from when it arrived
+    assert double.chat_count() >= 2
 
 
 async def test_captions_resume_when_the_server_comes_back(

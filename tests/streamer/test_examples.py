@@ -31,6 +31,7 @@ def _example(name, *args, cwd, env, timeout=240) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.slow
 def test_webcam_captioning_example_captions_a_live_source_and_serves_it(
     tmp_path, small_clip, user_env
 ):
@@ -46,6 +47,7 @@ def test_webcam_captioning_example_captions_a_live_source_and_serves_it(
     assert any(r["type"] == "analysis" for r in records)
 
 
+@pytest.mark.slow
 def test_rtsp_surveillance_example_records_cameras_and_fires_alerts(
     tmp_path, rtsp_server, user_env
 ):

@@ -63,6 +63,7 @@ def test_a_codec_ffmpeg_cannot_decode_is_refused_naming_the_fix(tmp_path, small_
     assert "Traceback" not in done.stderr and not (tmp_path / "a.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_damaged_packets_mid_file_are_skipped_counted_and_the_rest_annotated(tmp_path, small_clip):
     path = damaged_copy(small_clip, tmp_path / "damaged.mp4")
     done = _streamer(path, "-o", tmp_path / "a.mp4", "--jsonl", tmp_path / "a.jsonl", *TINY)
@@ -74,6 +75,7 @@ def test_damaged_packets_mid_file_are_skipped_counted_and_the_rest_annotated(tmp
     assert analysed[-1] >= 1.5  # annotation went on past the damage to the end
 
 
+@pytest.mark.slow
 def test_odd_dimensions_are_annotated_and_padded_by_one_pixel(tmp_path, small_clip):
     path = tmp_path / "odd.mkv"
     _ffmpeg("-i", small_clip, "-an", "-vf", "scale=321:181", "-c:v", "ffv1", path)
@@ -84,6 +86,7 @@ def test_odd_dimensions_are_annotated_and_padded_by_one_pixel(tmp_path, small_cl
     assert int(video["nb_read_frames"]) == 50
 
 
+@pytest.mark.slow
 def test_variable_frame_rate_keeps_every_timestamp(tmp_path, small_clip):
     path = tmp_path / "vfr.mp4"
     # 25 fps for a second, then 10 fps: the same 50 frames over 3.5 s.
@@ -101,6 +104,7 @@ def test_variable_frame_rate_keeps_every_timestamp(tmp_path, small_clip):
     assert analysed[-1] >= 3.0  # media time (frame count / nominal rate would stop at 2.0)
 
 
+@pytest.mark.slow
 def test_a_nonzero_start_time_is_kept_in_every_output(tmp_path, small_clip):
     path = tmp_path / "late.mp4"
     _ffmpeg("-i", small_clip, "-an", "-c:v", "copy", "-output_ts_offset", "10", path)
@@ -141,8 +145,14 @@ def _rss_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+# derandomize: the same 40 mutants on every run and machine (a CI failure reproduces locally);
+# no example database, so what an earlier run found does not change what this one tries.
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     edits=st.lists(st.tuples(st.floats(0, 1), st.binary(min_size=1, max_size=64)), max_size=6),

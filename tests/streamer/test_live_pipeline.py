@@ -228,6 +228,7 @@ async def test_a_camera_that_comes_back_with_another_codec_or_profile_keeps_goin
     assert int(video["nb_read_frames"]) == stream.frames
 
 
+@pytest.mark.slow
 async def test_packet_loss_over_udp_damages_pictures_not_the_run(tmp_path, gst_rtsp, tiny_encoder):
     """RTSP over UDP from a server that loses 5 % of the encoded frames: the decoder meets
     missing pictures and broken references; the stream stays online and keeps being analysed
@@ -252,6 +253,7 @@ async def test_packet_loss_over_udp_damages_pictures_not_the_run(tmp_path, gst_r
     assert int(video_stream(ffprobe(tmp_path / "cam.mp4"))["nb_read_frames"]) == stream.frames
 
 
+@pytest.mark.slow
 async def test_udp_datagrams_lost_between_camera_and_streamer_damage_pictures_not_the_run(
     tmp_path, gst_rtsp, tiny_encoder
 ):

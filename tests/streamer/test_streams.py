@@ -61,10 +61,11 @@ async def test_several_streams_need_stream_in_output_names(tmp_path, small_clip,
         await run_pipeline(config, encoder=tiny_encoder)
 
 
+@pytest.mark.slow
 async def test_live_contract_with_a_slow_analyser_keeps_latency_bounded_and_counts_drops(
     tmp_path, small_clip, tiny_encoder
 ):
-    slow = SlowEncoder(tiny_encoder, seconds=0.4)
+    slow = SlowEncoder(tiny_encoder, seconds=1.0)
     config = RunConfig(
         input=str(small_clip), live=True,
         outputs=OutputConfig(video=str(tmp_path / "a.mp4"), jsonl=str(tmp_path / "a.jsonl"),
@@ -73,13 +74,15 @@ async def test_live_contract_with_a_slow_analyser_keeps_latency_bounded_and_coun
     )  # fmt: skip
     summary = await run_pipeline(config, encoder=slow)
     (stream,) = summary.streams
-    # The analyser manages ~2.5 frames/s of the 10 asked for: analysis frames are dropped and
+    # The analyser manages ~1 frame/s of the 10 asked for: analysis frames are dropped and
     # counted, the video is not held back by it.
     assert stream.dropped > 0
     assert stream.analysed < 15
     assert stream.frames >= 40  # of 50: the writer keeps up, so almost every frame is shown
     _, _, p99 = stream.latency_ms
-    assert p99 < 400, f"live frames waited for the analyser: p99 {p99:.0f} ms"
+    # A frame that waited for the analyser would be at least 1000 ms late; a live frame that
+    # does not wait is a few tens of ms late, a few hundred on a loaded machine.
+    assert p99 < 500, f"live frames waited for the analyser: p99 {p99:.0f} ms"
     assert int(video_stream(ffprobe(tmp_path / "a.mp4"))["nb_read_frames"]) == stream.frames
     records = read_jsonl(tmp_path / "a.jsonl")
     assert all("wall" in r for r in records if r["type"] == "analysis")

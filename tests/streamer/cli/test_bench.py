@@ -41,6 +41,7 @@ def _table_rows(text: str, header: str) -> list[list[str]]:
 # -- streamer bench encoders -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bench_encoders_prints_the_table_and_writes_json(tmp_path, capsys) -> None:
     out = tmp_path / "encoders.json"
     code = main(["bench", "encoders", "--encoders", "clip:tiny,default", "--device", "cpu",

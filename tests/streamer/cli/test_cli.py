@@ -1,13 +1,19 @@
 """The `streamer` command as a user runs it: real clips, real exit codes, real files."""
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from media import ffprobe, parse_srt, parse_vtt, read_jsonl, stream_types, video_stream
+
+from bench.harness.lmstudio import LmStudioDouble
 
 pytestmark = pytest.mark.integration
 
@@ -103,8 +109,15 @@ def test_no_output_is_a_usage_error(small_clip):
 
 @pytest.mark.parametrize(
     ("args", "words"),
-    [(["--encoder", "nope"], "clip"), (["--encoder", "clip", "--model", "ViT-Q/99"], "ViT-B/32")],
-    ids=["encoder", "model"],
+    [
+        pytest.param(["--encoder", "nope"], "clip", id="encoder"),
+        pytest.param(
+            ["--encoder", "clip", "--model", "ViT-Q/99"],
+            "ViT-B/32",
+            id="model",
+            marks=pytest.mark.slow,
+        ),  # imports open_clip to list its model names
+    ],
 )
 def test_unknown_encoder_or_model_lists_valid_names(tmp_path, small_clip, args, words):
     done = streamer(
@@ -113,6 +126,7 @@ def test_unknown_encoder_or_model_lists_valid_names(tmp_path, small_clip, args, 
     assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_truncated_input_annotates_what_decodes_and_exits_3(tmp_path, truncated_clip):
     outputs = ["-o", tmp_path / "a.mp4", "--srt", tmp_path / "a.srt"]
     done = streamer("run", truncated_clip, *outputs, *TINY)
@@ -123,6 +137,7 @@ def test_truncated_input_annotates_what_decodes_and_exits_3(tmp_path, truncated_
     assert parse_srt((tmp_path / "a.srt").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_finalises_a_playable_mp4_and_complete_subtitles(
     tmp_path, long_clip, signum, code
@@ -142,13 +157,15 @@ def test_a_signal_finalises_a_playable_mp4_and_complete_subtitles(
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
     assert f"{signal.Signals(signum).name}: stopping" in stderr
+    assert "aborted" not in stderr  # one signal: a graceful stop, not an abort
     frames = int(video_stream(ffprobe(out))["nb_read_frames"])
     assert 0 < frames < 132 * 6
-    assert f"{frames} frames" in stderr  # the summary counts exactly what the file holds
+    assert f"streamer: stopped early: {frames} frames" in stderr  # exactly what the file holds
     parse_srt((tmp_path / "a.srt").read_text())
     read_jsonl(tmp_path / "a.jsonl")
 
 
+@pytest.mark.slow
 def test_encoders_matrix_and_list():
     matrix = streamer("encoders", "matrix")
     assert matrix.returncode == 0
@@ -168,6 +185,7 @@ def test_sample_command_prints_the_clip_path(tmp_path, sample_clip):
     assert done.stdout.strip() == str(cached) and "Blender" in done.stderr
 
 
+@pytest.mark.slow
 def test_missing_pretrained_weights_offline_fail_fast_naming_the_fixes(tmp_path, small_clip):
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="http://127.0.0.1:9")
     started = time.monotonic()
@@ -179,23 +197,95 @@ def test_missing_pretrained_weights_offline_fail_fast_naming_the_fixes(tmp_path,
     assert not (tmp_path / "a.jsonl").exists()  # no half-made output from a run that never began
 
 
-def test_second_sigint_aborts_but_still_closes_the_video(tmp_path, long_clip):
+@contextlib.contextmanager
+def double_in_a_thread(**knobs) -> Iterator[LmStudioDouble]:
+    """The LM Studio double served from its own event loop on a thread, for a `streamer`
+    subprocess to talk to while the test polls its counters."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    double = LmStudioDouble(**knobs)
+    asyncio.run_coroutine_threadsafe(double.start(), loop).result(10)
+    try:
+        yield double
+    finally:
+        asyncio.run_coroutine_threadsafe(double.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+class StderrReader:
+    """Collects a process's stderr on a thread, so the test can wait for a line while the
+    progress bar keeps writing."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.chunks: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe) -> None:
+        for chunk in iter(lambda: pipe.read(1), ""):
+            self.chunks.append(chunk)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+    def wait_for(self, words: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while words not in self.text:
+            assert time.monotonic() < deadline, f"no {words!r} within {timeout} s: {self.text}"
+            time.sleep(0.05)
+
+    def finish(self) -> str:
+        self._thread.join(30)
+        return self.text
+
+
+@pytest.mark.slow
+def test_second_sigint_aborts_a_graceful_stop_that_waits_and_still_closes_the_files(
+    tmp_path, long_clip
+):
+    """The first Ctrl-C starts the graceful stop, which here must wait (up to --caption-wait,
+    300 s) for a caption the LLM never sends; the second aborts it at once. The abort says so,
+    prints no summary of a finished stop, and still leaves every file closed and readable."""
     out = tmp_path / "a.mp4"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer", "run", long_clip, "-o", out, *TINY],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 200_000):
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert int(video_stream(ffprobe(out))["nb_read_frames"]) > 0
+    outputs = ["-o", out, "--srt", tmp_path / "a.srt", "--jsonl", tmp_path / "a.jsonl"]
+    with double_in_a_thread(hang_after=1) as double:  # the first caption, then silence
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamer", "run", long_clip, *outputs, *TINY,
+             "--llm-url", double.url, "--caption-wait", "300"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        stderr = StderrReader(proc)
+        deadline = time.monotonic() + 90
+        while double.chat_count() < 2:  # the second caption is asked for, and will not come
+            assert proc.poll() is None and time.monotonic() < deadline, stderr.text
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        stderr.wait_for("SIGINT: stopping, finishing outputs (again to abort)", 30)
+        time.sleep(1.0)
+        assert proc.poll() is None  # the graceful stop is waiting for that caption
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)  # far sooner than the 300 s the graceful stop would wait
+        text = stderr.finish()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 130, text
+    assert "streamer: aborted; outputs closed with what was written" in text
+    assert "stopped early" not in text  # no summary: the graceful stop never finished
+    assert double.chat_count() == 2
+    frames = int(video_stream(ffprobe(out))["nb_read_frames"])
+    assert 0 < frames < 132 * 6
+    captions = [r for r in read_jsonl(tmp_path / "a.jsonl") if r["type"] == "caption"]
+    assert [c["source"] for c in captions] == ["llm"]  # the one answer, nothing after it
+    assert [text for _, _, text in parse_srt((tmp_path / "a.srt").read_text())] == [
+        captions[0]["text"]
+    ]
 
 
+@pytest.mark.slow
 def test_sources_file_adds_named_inputs(tmp_path, small_clip):
     listing = tmp_path / "cams.txt"
     listing.write_text(f"# two cameras\nfront={small_clip}\n\nback={small_clip}  # the yard\n")
@@ -209,6 +299,7 @@ def test_sources_file_adds_named_inputs(tmp_path, small_clip):
     assert done.returncode == 2 and "no inputs in" in done.stderr
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_live_run_finalises_every_output_and_exits_143(tmp_path, small_clip):
     """A file played as a live camera (`--live`), stopped as a service manager stops it."""
     out = tmp_path / "live.mp4"

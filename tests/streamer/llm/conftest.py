@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
-from doubles.lmstudio import LmStudioDouble
 from servers.llm_server import llm_server  # noqa: F401  (the session fixture, re-exported)
 
+from bench.harness.lmstudio import LmStudioDouble
 from streamer.llm import LlmClient, LlmConfig
 
 

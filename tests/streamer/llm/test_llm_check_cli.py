@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from doubles.lmstudio import LmStudioDouble
-
+from bench.harness.lmstudio import LmStudioDouble
 from streamer.cli import llm as _cli_llm
 
 

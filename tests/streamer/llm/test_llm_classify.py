@@ -1,4 +1,5 @@
-"""Error normalisation and classification, one row per real server message (LMSTUDIO.md §5, §6)."""
+"""Error normalisation and classification, one row per real server message (the catalogue in
+docs/llm-protocol.md §3 and §4)."""
 
 from __future__ import annotations
 

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 import pytest
-from doubles.lmstudio import FakeModel, LmStudioDouble
 from PIL import Image
 
+from bench.harness.lmstudio import FakeModel, LmStudioDouble
 from streamer.core.retry import RetryPolicy
 from streamer.llm import (
     DEFAULT_RETRY,

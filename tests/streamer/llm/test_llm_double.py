@@ -1,11 +1,13 @@
 """The double itself, where the client tests lean on it: streaming answers and errors (the client
-does not stream), the 200 catch-all, counting, and coming back on the same port."""
+does not stream), the 200 catch-all, counting, coming back on the same port, and a server that
+stops answering."""
 
 from __future__ import annotations
 
 import aiohttp
 import pytest
-from doubles.lmstudio import FakeModel, LmStudioDouble
+
+from bench.harness.lmstudio import FakeModel, LmStudioDouble
 
 MESSAGES = [{"role": "user", "content": "Describe a dog."}]
 
@@ -47,3 +49,16 @@ async def test_it_stops_and_comes_back_on_the_same_port(double, session):
     assert double.port == port
     async with session.get(double.url + "/models") as response:
         assert response.status == 200
+
+
+async def test_hang_after_answers_the_first_requests_then_none(double, session):
+    double.hang_after = 1
+    body = {"model": "qwen2-vl-2b-instruct", "messages": MESSAGES}
+    async with session.post(double.url + "/chat/completions", json=body) as response:
+        assert response.status == 200 and (await response.json())["choices"]
+    hung = session.post(double.url + "/chat/completions", json=body,
+                        timeout=aiohttp.ClientTimeout(total=1.0))  # fmt: skip
+    with pytest.raises(TimeoutError):
+        async with hung:
+            pass
+    assert double.chat_count() == 2

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from doubles.lmstudio import LmStudioDouble
 
+from bench.harness.lmstudio import LmStudioDouble
 from streamer.analysis.hybrid import HybridPixelLLM
 from streamer.analysis.labels import default_labels
 from streamer.llm import LlmUnavailableError

@@ -4,8 +4,8 @@ a bare OpenAI-compatible server (the 16x16 image probe), auth, nothing loaded, a
 from __future__ import annotations
 
 import pytest
-from doubles.lmstudio import FakeModel, LmStudioDouble
 
+from bench.harness.lmstudio import FakeModel, LmStudioDouble
 from streamer.llm import LlmAuthError, LlmConfigError, LlmState, LlmUnavailableError
 from streamer.llm.breaker import BreakerState
 

@@ -51,6 +51,7 @@ def _complete_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in data.splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ext", ["mp4"])
 def test_disk_full_mid_run_says_so_and_what_was_written_stays_valid(tmp_path, sample_clip, ext):
     outputs = ["-o", tmp_path / f"a.{ext}", "--fragmented", "--srt", tmp_path / "a.srt",
@@ -67,6 +68,7 @@ def test_disk_full_mid_run_says_so_and_what_was_written_stays_valid(tmp_path, sa
     parse_vtt((tmp_path / "a.vtt").read_text())
 
 
+@pytest.mark.slow
 def test_a_full_disk_never_leaves_a_torn_json_line(tmp_path, sample_clip):
     """The JSON Lines file is the one that fills: it ends after its last whole record."""
     path = tmp_path / "a.jsonl"
@@ -79,6 +81,7 @@ def test_a_full_disk_never_leaves_a_torn_json_line(tmp_path, sample_clip):
     assert len(records) > 3 and path.stat().st_size <= 6_000
 
 
+@pytest.mark.slow
 def test_a_live_recording_killed_outright_still_plays(tmp_path, small_clip):
     """kill -9 gives no chance to finish the file: live MP4s are fragmented by default."""
     out = tmp_path / "live.mp4"

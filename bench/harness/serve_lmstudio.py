@@ -1,7 +1,7 @@
 """Run the LM Studio double as its own process (for benchmarks: its work then does not share
 the measured pipeline's event loop).
 
-    python tests/doubles/serve.py --delay 2.0
+    python bench/harness/serve_lmstudio.py --delay 2.0
 prints "READY <url>", serves until its standard input closes, then prints its request counts as
 one JSON line.
 """
@@ -14,9 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: run as a script
 
-from doubles.lmstudio import LmStudioDouble
+from bench.harness.lmstudio import LmStudioDouble
 
 SENTENCES = (
     "Coloured bars fill the screen above a moving noise pattern.",

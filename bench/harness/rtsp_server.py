@@ -1,8 +1,8 @@
-"""A real RTSP server for the live-source tests: GStreamer's RTSP server on 127.0.0.1.
+"""A real RTSP server for the live-source tests and benchmarks: GStreamer's, on 127.0.0.1.
 
 Run it with Debian's Python (it has `gi`; the project's virtual environment does not)::
 
-    /usr/bin/python3 tests/servers/rtsp_server.py --port 8554 \
+    /usr/bin/python3 bench/harness/rtsp_server.py --port 8554 \
         --mount cam1=pattern --mount clip=/path/to/clip.mp4
 
 `NAME=pattern` serves a live 320×180 25 fps test pattern (H.264, a key frame every second;
@@ -11,7 +11,7 @@ another encoding); `NAME=lossy:0.05` is the 320×180 pattern with that
 share of its encoded frames dropped at random before they are packetised (whole pictures
 missing, later frames referring to them; every RTP packet that is sent arrives). For what a
 network really does, losing UDP datagrams (slices and FU-A fragments, sequence gaps, RTCP),
-put `udp_loss_proxy.py` beside this file between the client and a plain `pattern` mount.
+put the tests' `tests/servers/udp_loss_proxy.py` between the client and a plain `pattern` mount.
 `NAME=/path/clip.mp4` serves that MP4's H.264 video once, at its own pace, then ends. Media
 factories are shared, so several clients of one mount see one pipeline. The server prints
 "READY" on stdout once it listens, and runs until it is killed.
