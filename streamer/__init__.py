@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 # public name → the module that defines it
 _EXPORTS = {
-    "AnalysisConfig": "streamer.config",
+    "AnalysisConfig": "streamer.analysis.options",
     "Annotation": "streamer.core.frame",
     "BatchPolicy": "streamer.core.batcher",
     "Caption": "streamer.core.frame",
@@ -30,10 +30,10 @@ _EXPORTS = {
     "ConfigError": "streamer.errors",
     "EncoderChoice": "streamer.analysis.worker",
     "Frame": "streamer.core.frame",
-    "OutputConfig": "streamer.config",
+    "OutputConfig": "streamer.outputs.options",
     "RunConfig": "streamer.config",
     "RunSummary": "streamer.report",
-    "ServeConfig": "streamer.config",
+    "ServeConfig": "streamer.watch.web.options",
     "SourceDecodeError": "streamer.errors",
     "SourceError": "streamer.errors",
     "SourceNotFoundError": "streamer.errors",
@@ -86,8 +86,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from streamer.analysis.captioner import CaptionPolicy
+    from streamer.analysis.options import AnalysisConfig
     from streamer.analysis.worker import EncoderChoice
-    from streamer.config import AnalysisConfig, OutputConfig, RunConfig, ServeConfig
+    from streamer.config import RunConfig
     from streamer.core.batcher import BatchPolicy
     from streamer.core.frame import Annotation, Caption, Frame, Tag
     from streamer.errors import (
@@ -98,5 +99,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         SourceOpenError,
         StreamerError,
     )
+    from streamer.outputs.options import OutputConfig
     from streamer.pipeline import annotate_file, run_pipeline
     from streamer.report import RunSummary, StreamSummary
+    from streamer.watch.web.options import ServeConfig

@@ -1,211 +1,42 @@
-"""Run configuration: frozen dataclasses, validated on construction.
+"""A run's configuration: `RunConfig`, one section per room (each declared in its room).
 
-Only the CLI reads argv; everything below it receives one of these.
+Only the CLI reads argv; everything below it receives one of these. The sections live with the
+room they configure (`OutputConfig` in `streamer.outputs.options`, `AnalysisConfig` in
+`streamer.analysis.options`, `ServeConfig` in `streamer.watch.web.options`, `SourceOptions`,
+`LlmConfig`, `EncoderChoice`, `CaptionPolicy`, `AlertRule` in theirs) and are importable from
+here too.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 from streamer.analysis.alerts import AlertRule
 from streamer.analysis.captioner import CaptionPolicy
-from streamer.analysis.labels import DEFAULT_PROMPT, load_labels
+from streamer.analysis.options import AnalysisConfig
 from streamer.analysis.worker import EncoderChoice
-from streamer.core.batcher import BatchPolicy
 from streamer.core.checks import (
     float_above,
     float_at_least,
     int_at_least,
-    int_in,
     one_of,
-    rate_or_all,
     serve_address,
-    split_serve_address,
-    template_with,
 )
 from streamer.core.options import Option, option, section, validate
 from streamer.errors import ConfigError
 from streamer.llm import LlmConfig
+from streamer.outputs.options import OutputConfig, check_writable
 from streamer.sources import SourceOptions
+from streamer.watch.web.options import LOCAL_HOST, ServeConfig
 from streamer.watch.webhook import check_webhook_url
 
-# libx264's speed presets, fastest first.
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
-                "slower", "veryslow", "placebo")  # fmt: skip
-LOCAL_HOST = "127.0.0.1"  # the viewer's default: this machine only
-
-
-def _every_frame(rate: Any) -> float | None:
-    """`--analyze-fps all` (or None) analyses every frame: the field holds None."""
-    return None if rate is None or rate == "all" else rate
-
-
-@dataclass(frozen=True, slots=True)
-class AnalysisConfig:
-    """What is analysed and how.
-
-    Attributes:
-        analyze_fps: analysed frames per media second; None analyses every frame.
-        batch: micro-batching of analysed frames onto the encoder.
-        top_k: tags kept per analysed frame.
-        labels: zero-shot vocabulary; None for the shipped default.
-        prompt: text template per label; must contain "{label}".
-        text_cache: folder for cached label text embeddings; None computes them every run.
-    """
-
-    analyze_fps: float | None = option(
-        2.0,
-        Option("--analyze-fps", "analysed frames per second, > 0, or 'all'", rate_or_all(),
-               to_field=_every_frame),
-    )  # fmt: skip
-    batch: BatchPolicy = section(BatchPolicy)
-    top_k: int = option(3, Option("--top-k", "tags per analysed frame", int_at_least(1)))
-    labels: tuple[str, ...] | None = option(
-        None,
-        Option("--labels", "label file (one per line) or 'dog, cat, person'",
-               to_field=load_labels, default_text="the shipped vocabulary"),
-    )  # fmt: skip
-    prompt: str = option(
-        DEFAULT_PROMPT,
-        Option("--label-prompt", "text template per label, with {label} where the label goes",
-               template_with("label")),
-    )  # fmt: skip
-    text_cache: str | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "analyze_fps", _every_frame(self.analyze_fps))
-        validate(self)
-
-
-@dataclass(frozen=True, slots=True)
-class OutputConfig:
-    """Where results go (files). A run needs at least one of them, or a viewer (`RunConfig`).
-
-    Attributes:
-        video: annotated video file (H.264 MP4 by default).
-        srt, vtt: subtitle files, one cue per caption.
-        jsonl: JSON Lines events: one record per analysed frame and per caption.
-        preset, crf: libx264 speed preset and quality.
-        copy_audio: copy the input's audio into the video output.
-        fragmented: write the MP4 in fragments (plays up to the last one after a crash, a
-            `kill -9` or a full disk); None: yes for live streams, no for files.
-        keyframe_seconds: most seconds between keyframes of a fragmented MP4 (what a crash
-            can lose at most).
-    """
-
-    video: str | None = option(
-        None, Option("--output", "annotated video (MP4, H.264; audio copied)", short="-o")
-    )
-    srt: str | None = option(None, Option("--srt", "SubRip subtitles, one cue per caption"))
-    vtt: str | None = option(None, Option("--vtt", "WebVTT subtitles, one cue per caption"))
-    jsonl: str | None = option(
-        None,
-        Option("--jsonl", "JSON Lines: a record per analysed frame, per caption and per alert"),
-    )
-    preset: str = option(
-        "veryfast",
-        Option("--preset", "x264 preset, ultrafast..placebo: slower is smaller for the same "
-               "quality", one_of(*X264_PRESETS)),
-    )  # fmt: skip
-    crf: int = option(
-        20, Option("--crf", "x264 quality, 0..51: lower is better and bigger", int_in(0, 51))
-    )
-    copy_audio: bool = option(
-        True, Option("--no-audio", "do not copy the input's audio", kind="negated")
-    )
-    fragmented: bool | None = option(
-        None,
-        Option("--fragmented", "write the MP4 in fragments, a keyframe every 2 s: it plays up "
-               "to the last fragment after a crash, kill -9 or a full disk", kind="toggle",
-               default_text="on for live streams, off for files"),
-    )  # fmt: skip
-    keyframe_seconds: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not self.keyframe_seconds > 0:
-            raise ConfigError(f"keyframe_seconds must be > 0, got {self.keyframe_seconds}")
-        validate(self)
-
-    def paths(self) -> list[str]:
-        return [p for p in (self.video, self.srt, self.vtt, self.jsonl) if p]
-
-    def for_stream(self, stream: str) -> OutputConfig:
-        """This configuration with `{stream}` in each path replaced by the stream's name."""
-
-        def fill(path: str | None) -> str | None:
-            return path.replace("{stream}", stream) if path else None
-
-        return replace(self, video=fill(self.video), srt=fill(self.srt), vtt=fill(self.vtt),
-                       jsonl=fill(self.jsonl))  # fmt: skip
-
-    def check(self, streams: list[str], inputs: tuple[str, ...] = ()) -> None:
-        """Fail fast, before any work, when the outputs cannot serve these streams (or would
-        overwrite one of the `inputs`)."""
-        if len(streams) > 1:
-            shared = [p for p in self.paths() if "{stream}" not in p]
-            if shared:
-                raise ConfigError(
-                    f"{len(streams)} streams would write the same file {shared[0]!r}: put "
-                    "'{stream}' in output names, e.g. -o 'out/{stream}.mp4'"
-                )
-        sources = {os.path.realpath(spec) for spec in inputs if os.path.exists(spec)}
-        for stream in streams:
-            for path in self.for_stream(stream).paths():
-                check_writable(path)
-                if os.path.realpath(path) in sources:
-                    raise ConfigError(
-                        f"output {path!r} is an input of this run; choose another name"
-                    )
-
-
-def check_writable(path: str) -> None:
-    """Fail fast, before any work, when an output cannot be created."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ConfigError(f"output {path!r} is a folder; give a file name")
-    if not os.path.isdir(folder):
-        raise ConfigError(f"output {path!r}: folder {folder!r} does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"output {path!r}: folder {folder!r} is not writable")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise ConfigError(f"output {path!r} exists and is not writable")
-
-
-@dataclass(frozen=True, slots=True)
-class ServeConfig:
-    """The web viewer (`--serve`).
-
-    Attributes:
-        host: address to bind; 127.0.0.1 (this machine only) unless told otherwise.
-        port: TCP port; 0 picks a free one.
-        token: when set, every route needs `Authorization: Bearer TOKEN` (or `?token=`).
-    """
-
-    host: str = LOCAL_HOST
-    port: int = 8080
-    token: str | None = option(
-        None,
-        Option("--serve-token", "require this token on every route of --serve: open the page "
-               "as /?token=TOKEN, tools send 'Authorization: Bearer TOKEN' (a config file keeps "
-               "it off the command line)", metavar="TOKEN", secret=True),
-    )  # fmt: skip
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"serve port must be in 0..65535, got {self.port} (--serve)")
-        if self.token is not None and not self.token.strip():
-            raise ConfigError("--serve-token must not be empty; leave it out for no token")
-
-    @classmethod
-    def at(cls, address: str, token: str | None = None) -> ServeConfig:
-        """The viewer at `[HOST:]PORT` (`--serve`), HOST defaulting to this machine only."""
-        try:
-            host, port = split_serve_address(address, LOCAL_HOST)
-        except ValueError as exc:
-            raise ConfigError(f"--serve must be [HOST:]PORT, got {address!r}") from exc
-        return cls(host=host, port=port, token=token)
+__all__ = [
+    "AnalysisConfig",
+    "OutputConfig",
+    "RunConfig",
+    "ServeConfig",
+    "check_writable",
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 from streamer.analysis.alerts import Alert
 from streamer.analysis.captioner import near_duplicate, tag_caption
 from streamer.analysis.service import EncoderService
-from streamer.config import OutputConfig
 from streamer.core.channel import Channel, DropPolicy
 from streamer.core.events import Observers
 from streamer.core.frame import Annotation, Caption, Frame
@@ -24,6 +23,7 @@ from streamer.core.sampler import Sampler
 from streamer.core.stats import StreamStats
 from streamer.outputs import alert_record
 from streamer.outputs.fanout import LIVE_TIME_BASE, Outputs, VideoTiming
+from streamer.outputs.options import OutputConfig
 from streamer.outputs.overlay import Hud
 from streamer.sources import Source
 

@@ -13,7 +13,6 @@ from fractions import Fraction
 
 import cv2
 
-from streamer.config import OutputConfig
 from streamer.core.events import Observers
 from streamer.core.frame import Annotation, Caption, Frame
 from streamer.outputs import (
@@ -23,6 +22,7 @@ from streamer.outputs import (
     annotation_record,
     caption_record,
 )
+from streamer.outputs.options import OutputConfig
 from streamer.outputs.overlay import Hud, Overlay, OverlayStyle
 
 log = logging.getLogger("streamer.outputs.fanout")

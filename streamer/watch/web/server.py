@@ -40,7 +40,6 @@ from aiohttp import web
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from streamer.config import ServeConfig
 from streamer.core.events import Observer
 from streamer.core.frame import Caption
 from streamer.errors import ConfigError
@@ -48,6 +47,7 @@ from streamer.watch.web._events import EventHub, sse_message
 from streamer.watch.web._frames import BOUNDARY, FrameHub
 from streamer.watch.web._status import Rates, run_status, stream_state
 from streamer.watch.web.metrics import CONTENT_TYPE, WebNumbers, metrics_registry
+from streamer.watch.web.options import ServeConfig
 
 __all__ = ["ViewerLimits", "WebViewer"]
 

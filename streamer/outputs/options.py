@@ -1,0 +1,110 @@
+"""Where a run's results go: `OutputConfig`, the outputs section of its options."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+from streamer.core.checks import int_in, one_of
+from streamer.core.options import Option, option, validate
+from streamer.errors import ConfigError
+
+__all__ = ["X264_PRESETS", "OutputConfig", "check_writable"]
+
+# libx264's speed presets, fastest first.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow", "placebo")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class OutputConfig:
+    """Where results go (files). A run needs at least one of them, or a viewer (`RunConfig`).
+
+    Attributes:
+        video: annotated video file (H.264 MP4 by default).
+        srt, vtt: subtitle files, one cue per caption.
+        jsonl: JSON Lines events: one record per analysed frame and per caption.
+        preset, crf: libx264 speed preset and quality.
+        copy_audio: copy the input's audio into the video output.
+        fragmented: write the MP4 in fragments (plays up to the last one after a crash, a
+            `kill -9` or a full disk); None: yes for live streams, no for files.
+        keyframe_seconds: most seconds between keyframes of a fragmented MP4 (what a crash
+            can lose at most).
+    """
+
+    video: str | None = option(
+        None, Option("--output", "annotated video (MP4, H.264; audio copied)", short="-o")
+    )
+    srt: str | None = option(None, Option("--srt", "SubRip subtitles, one cue per caption"))
+    vtt: str | None = option(None, Option("--vtt", "WebVTT subtitles, one cue per caption"))
+    jsonl: str | None = option(
+        None,
+        Option("--jsonl", "JSON Lines: a record per analysed frame, per caption and per alert"),
+    )
+    preset: str = option(
+        "veryfast",
+        Option("--preset", "x264 preset, ultrafast..placebo: slower is smaller for the same "
+               "quality", one_of(*X264_PRESETS)),
+    )  # fmt: skip
+    crf: int = option(
+        20, Option("--crf", "x264 quality, 0..51: lower is better and bigger", int_in(0, 51))
+    )
+    copy_audio: bool = option(
+        True, Option("--no-audio", "do not copy the input's audio", kind="negated")
+    )
+    fragmented: bool | None = option(
+        None,
+        Option("--fragmented", "write the MP4 in fragments, a keyframe every 2 s: it plays up "
+               "to the last fragment after a crash, kill -9 or a full disk", kind="toggle",
+               default_text="on for live streams, off for files"),
+    )  # fmt: skip
+    keyframe_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.keyframe_seconds > 0:
+            raise ConfigError(f"keyframe_seconds must be > 0, got {self.keyframe_seconds}")
+        validate(self)
+
+    def paths(self) -> list[str]:
+        return [p for p in (self.video, self.srt, self.vtt, self.jsonl) if p]
+
+    def for_stream(self, stream: str) -> OutputConfig:
+        """This configuration with `{stream}` in each path replaced by the stream's name."""
+
+        def fill(path: str | None) -> str | None:
+            return path.replace("{stream}", stream) if path else None
+
+        return replace(self, video=fill(self.video), srt=fill(self.srt), vtt=fill(self.vtt),
+                       jsonl=fill(self.jsonl))  # fmt: skip
+
+    def check(self, streams: list[str], inputs: tuple[str, ...] = ()) -> None:
+        """Fail fast, before any work, when the outputs cannot serve these streams (or would
+        overwrite one of the `inputs`)."""
+        if len(streams) > 1:
+            shared = [p for p in self.paths() if "{stream}" not in p]
+            if shared:
+                raise ConfigError(
+                    f"{len(streams)} streams would write the same file {shared[0]!r}: put "
+                    "'{stream}' in output names, e.g. -o 'out/{stream}.mp4'"
+                )
+        sources = {os.path.realpath(spec) for spec in inputs if os.path.exists(spec)}
+        for stream in streams:
+            for path in self.for_stream(stream).paths():
+                check_writable(path)
+                if os.path.realpath(path) in sources:
+                    raise ConfigError(
+                        f"output {path!r} is an input of this run; choose another name"
+                    )
+
+
+def check_writable(path: str) -> None:
+    """Fail fast, before any work, when an output cannot be created."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ConfigError(f"output {path!r} is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise ConfigError(f"output {path!r}: folder {folder!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"output {path!r}: folder {folder!r} is not writable")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ConfigError(f"output {path!r} exists and is not writable")

@@ -1,0 +1,48 @@
+"""The web viewer's options: `ServeConfig` (`--serve`, `--serve-token`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streamer.core.checks import split_serve_address
+from streamer.core.options import Option, option
+from streamer.errors import ConfigError
+
+__all__ = ["LOCAL_HOST", "ServeConfig"]
+
+LOCAL_HOST = "127.0.0.1"  # the viewer's default: this machine only
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """The web viewer (`--serve`).
+
+    Attributes:
+        host: address to bind; 127.0.0.1 (this machine only) unless told otherwise.
+        port: TCP port; 0 picks a free one.
+        token: when set, every route needs `Authorization: Bearer TOKEN` (or `?token=`).
+    """
+
+    host: str = LOCAL_HOST
+    port: int = 8080
+    token: str | None = option(
+        None,
+        Option("--serve-token", "require this token on every route of --serve: open the page "
+               "as /?token=TOKEN, tools send 'Authorization: Bearer TOKEN' (a config file keeps "
+               "it off the command line)", metavar="TOKEN", secret=True),
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"serve port must be in 0..65535, got {self.port} (--serve)")
+        if self.token is not None and not self.token.strip():
+            raise ConfigError("--serve-token must not be empty; leave it out for no token")
+
+    @classmethod
+    def at(cls, address: str, token: str | None = None) -> ServeConfig:
+        """The viewer at `[HOST:]PORT` (`--serve`), HOST defaulting to this machine only."""
+        try:
+            host, port = split_serve_address(address, LOCAL_HOST)
+        except ValueError as exc:
+            raise ConfigError(f"--serve must be [HOST:]PORT, got {address!r}") from exc
+        return cls(host=host, port=port, token=token)
