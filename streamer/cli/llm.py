@@ -17,6 +17,7 @@ import aiohttp
 import numpy as np
 
 from streamer.cli.exits import EXIT_ERROR, EXIT_OK, report
+from streamer.core.checks import http_url
 from streamer.llm import (
     DEFAULT_RETRY,
     DEFAULT_URL,
@@ -43,7 +44,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Probe the LLM server: its kind, models, the model captions would use, "
         "whether it takes images, its context length; then time one tiny caption request.",
     )
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"base URL (default: {DEFAULT_URL})")
+    parser.add_argument(
+        "--url", default=DEFAULT_URL, type=http_url(), help=f"base URL (default: {DEFAULT_URL})"
+    )
     parser.add_argument("--model", help="model to use (default: the loaded one)")
     parser.add_argument(
         "--api-key",

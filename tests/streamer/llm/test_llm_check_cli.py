@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+import pytest
+
 from bench.harness.lmstudio import LmStudioDouble
 from streamer.cli import llm as _cli_llm
 
@@ -71,8 +73,12 @@ async def test_an_unreachable_server_names_lm_studio_and_url(capsys):
 
 
 def test_a_bad_url_is_a_usage_error(capsys):
-    assert _cli_llm.main(["--url", "localhost:1234"]) == 2
-    assert "`url` must be an http:// or https:// URL" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as caught:
+        _cli_llm.main(["--url", "localhost:1234"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --url: must be an http:// or https:// URL with a host" in err
+    assert "'localhost:1234'" in err
 
 
 def test_it_registers_on_the_streamer_subcommands():
