@@ -74,6 +74,7 @@ def test_a_new_option_shows_up_in_the_table(flag_table):
     assert table != flag_table.flag_table()
 
 
+@pytest.mark.slow
 def test_write_then_check_round_trip_on_a_copy(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(

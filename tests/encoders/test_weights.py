@@ -69,6 +69,7 @@ def _run_isolated(hf_home: Path, models: list[tuple[str, str]], env: dict, *extr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "env",
     [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": REFUSED_ENDPOINT}],
@@ -88,6 +89,7 @@ def test_pretrained_without_cache_or_network_fails_fast_naming_the_fix(tmp_path,
         assert "weights='random'" in message and "--weights random" in message
 
 
+@pytest.mark.slow
 def test_pretrained_dinov2_loads_from_the_hub_cache_without_network(tmp_path, video_frames):
     # Lay out a hub cache entry for facebook/dinov2-small as from_pretrained would leave it,
     # holding a (perturbed) random model, then load it with the network refused.

@@ -246,6 +246,7 @@ def streamer(*args: object, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_the_command_refuses_a_bad_flag_and_a_bad_file_value_with_exit_2(tmp_path):
     done = streamer("run", "--max-batch", "0", "x.mp4", cwd=tmp_path)

@@ -305,6 +305,7 @@ def test_any_declared_option_is_a_key_typed_by_its_own_check(tmp_path):
             config_file.load(str(write(tmp_path, text, "bad.toml")), rows)
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_real_run_from_a_config_file_writes_its_outputs(tmp_path, small_clip):
     text = f"""

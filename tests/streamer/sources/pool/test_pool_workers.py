@@ -264,6 +264,7 @@ def _worker_pids() -> set[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_ctrl_c_stops_a_run_with_workers_and_leaves_no_process_or_segment(tmp_path, long_clip):
     before = _worker_pids()

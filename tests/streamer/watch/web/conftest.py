@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from doubles.lmstudio import LmStudioDouble
+
+from bench.harness.lmstudio import LmStudioDouble
 
 
 @pytest.fixture

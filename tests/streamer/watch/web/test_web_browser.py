@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from browser import Chromium, chromium_path
-from doubles.lmstudio import LmStudioDouble
 from live_helpers import wait_until
 from PIL import Image, ImageStat
 
+from bench.harness.browser import Chromium, chromium_path
+from bench.harness.lmstudio import LmStudioDouble
 from streamer import CaptionPolicy, OutputConfig, RunConfig, run_pipeline
 from streamer.config import ServeConfig
 from streamer.core.events import Observer

@@ -54,6 +54,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 async def test_the_command_serves_with_its_token_and_needs_no_file_output(long_clip):
     port = _free_port()
