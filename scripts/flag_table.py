@@ -12,7 +12,6 @@ its help. Generated, so an option declared on a config field shows up by running
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+from scripts.readme_table import ReadmeTable  # noqa: E402
 from streamer.cli.options import Group, groups, shown_default  # noqa: E402
 from streamer.core.options import Declared  # noqa: E402
 
@@ -75,41 +75,21 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+TABLE = ReadmeTable("flag table", BEGIN, END, REGENERATE, lambda: flag_table())
+
+
 def readme_table(text: str) -> str | None:
     """The table between the markers of README text, or None when the markers are missing."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        return None
-    return text[start + len(BEGIN) : end].strip("\n") + "\n"
+    return TABLE.in_readme(text)
 
 
 def with_table(text: str, table: str) -> str:
     """README text with the part between the markers replaced by `table`."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise SystemExit(f"README has no {BEGIN!r} ... {END!r} markers; add them where it goes")
-    return text[: start + len(BEGIN)] + "\n" + table + text[end:]
+    return TABLE.replaced(text, table)
 
 
 def main(argv: list[str] | None = None) -> int:
-    cli = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    mode = cli.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="update the README in place")
-    mode.add_argument("--check", action="store_true", help="exit 1 if the README differs")
-    cli.add_argument("--readme", type=Path, default=REPO / "README.md", help="README to use")
-    args = cli.parse_args(argv)
-    table = flag_table()
-    if not (args.write or args.check):
-        sys.stdout.write(table)
-        return 0
-    text = args.readme.read_text(encoding="utf-8")
-    if args.write:
-        args.readme.write_text(with_table(text, table), encoding="utf-8")
-        return 0
-    if readme_table(text) != table:
-        print(f"{args.readme}: the flag table is out of date; run: {REGENERATE}", file=sys.stderr)
-        return 1
-    return 0
+    return TABLE.main(argv, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":
