@@ -20,6 +20,7 @@ from servers.udp_loss_proxy import ProxyThread, UdpLossProxy
 
 from streamer import AnalysisConfig, OutputConfig, RunConfig, run_pipeline
 from streamer.cli.main import build_parser
+from streamer.cli.run import config_from_args
 from streamer.core.channel import Channel, DropPolicy
 from streamer.core.frame import Frame
 from streamer.sources import SourceOptions, open_source
@@ -73,12 +74,15 @@ def test_auto_spreads_decode_only_when_streams_outnumber_half_the_cores():
 
 
 def test_cli_reads_decode_workers_and_hwaccel():
+    def sources(*flags: str):
+        args = build_parser().parse_args(["run", "x.mp4", "--jsonl", "o.jsonl", *flags])
+        return config_from_args(args).sources
+
+    options = sources("--decode-workers", "auto")
+    assert options.decode_workers == "auto" and options.hwaccel == "none"
+    options = sources("--decode-workers", "3", "--hwaccel", "auto")
+    assert options.decode_workers == 3 and options.hwaccel == "auto"
     parse = build_parser().parse_args
-    args = parse(["run", "x.mp4", "--jsonl", "o.jsonl", "--decode-workers", "auto"])
-    assert args.decode_workers == "auto" and args.hwaccel == "none"
-    args = parse(["run", "x.mp4", "--jsonl", "o.jsonl", "--decode-workers", "3", "--hwaccel",
-                  "auto"])  # fmt: skip
-    assert args.decode_workers == 3 and args.hwaccel == "auto"
     with pytest.raises(SystemExit):
         parse(["run", "x.mp4", "--jsonl", "o.jsonl", "--decode-workers", "-1"])
 
