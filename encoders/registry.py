@@ -23,8 +23,6 @@ from encoders.errors import UnknownEncoderError
 if TYPE_CHECKING:
     import torch
 
-    from encoders.base import Encoder
-
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -150,11 +148,12 @@ class EncoderSpec:
 
 
 class CreateEncoder(Protocol):
-    """A family's factory: a parsed name, a device, weights and precision → an encoder."""
+    """A family's factory: a parsed name, a device, weights and precision → an encoder (an
+    `encoders.base.Encoder`; not named here, since `encoders.base` imports this module)."""
 
     def __call__(
         self, ref: ModelRef, device: str | torch.device | None, *, weights: str, precision: str
-    ) -> Encoder: ...
+    ) -> Any: ...
 
 
 @dataclass(frozen=True)
