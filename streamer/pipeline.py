@@ -329,12 +329,15 @@ class _Run:
                 annotation = analyzer.analyze(
                     name, request.frame.index, request.timeline, embedding
                 )
+                fired: list[str] = []
                 if self.alerts is not None:
                     frame = request.frame
                     for alert in self.alerts.check(
                         name, frame.index, request.timeline, embedding, frame.image
                     ):
                         request.stream.on_alert(alert)
+                        fired.append(alert.query)
+                self.observers.embedded(name, annotation, embedding, request.frame, tuple(fired))
                 analysis = Analysis(annotation, None)
                 if self.schedule.due(annotation):
                     analyzer.set_reference(name, embedding)
