@@ -1,0 +1,274 @@
+"""The archive's index of moments: one LanceDB table, `DIR/index/moments.lance`.
+
+Every row is a `Moment`. The embedding is stored as float16 in a fixed-size list (half the
+bytes of float32; cosine similarities change in the fourth decimal, and Lance searches float16
+vectors natively). Tags are two parallel lists, `tag_labels` and `tag_scores`, so a filter can
+ask `array_has(tag_labels, 'car')`.
+
+Each `add` is one LanceDB commit: a new version of the table, written beside the old one and
+made current by writing its manifest last. A writer killed mid-batch leaves files no manifest
+names, so the table reopens at the last committed batch (tests/streamer/archive/test_index.py
+kills one to see it).
+
+Indexes, built by `MomentTable.maintain` off the writer's path (`streamer.archive.writer`):
+a full-text index on captions (LanceDB's native FTS; rows added after it are still searched,
+by a scan, until the next `optimize` folds them in) and, once the table has `ann_rows` rows,
+an IVF_PQ vector index (bench/archive_search.py measures its speed and recall).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from streamer.archive.moments import Moment
+from streamer.errors import ArchiveError
+
+__all__ = [
+    "ANN_ROWS",
+    "IndexPolicy",
+    "MomentTable",
+    "damaged_table",
+    "lance_message",
+    "moments_schema",
+    "moments_to_arrow",
+]
+
+log = logging.getLogger("streamer.archive")
+
+TABLE = "moments"
+ANN_ROWS = 100_000  # below this, exact search over float16 vectors is fast enough
+VECTOR = "embedding"
+CAPTION = "caption"
+
+
+@dataclass(frozen=True)
+class IndexPolicy:
+    """When the table's indexes are made and refreshed.
+
+    Attributes:
+        ann_rows: rows at which the vector (ANN) index is built; below, search is exact.
+        ann_partitions: IVF partitions (None: LanceDB's choice, about rows / 8192).
+        ann_sub_vectors: PQ sub-vectors (None: LanceDB's choice, dim / 16).
+        optimize_every: batches between two `optimize` runs (compaction of the small
+            files each batch writes, and folding new rows into the indexes); LanceDB advises
+            one per about 20 modifications.
+        keep_versions_s: old table versions younger than this are kept by `optimize`, so a
+            reader (a search in another process) never loses the files of the version it
+            reads.
+    """
+
+    ann_rows: int = ANN_ROWS
+    ann_partitions: int | None = None
+    ann_sub_vectors: int | None = None
+    optimize_every: int = 20
+    keep_versions_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        for name in ("ann_rows", "optimize_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+
+
+def moments_schema(dim: int) -> pa.Schema:
+    """The table's Arrow schema for embeddings of `dim` values."""
+    return pa.schema(
+        [
+            pa.field("stream", pa.string(), nullable=False),
+            pa.field("media_time", pa.float64(), nullable=False),
+            pa.field("wall_time", pa.float64(), nullable=False),
+            pa.field(VECTOR, pa.list_(pa.float16(), dim), nullable=False),
+            pa.field("tag_labels", pa.list_(pa.string())),
+            pa.field("tag_scores", pa.list_(pa.float32())),
+            pa.field(CAPTION, pa.string()),
+            pa.field("caption_source", pa.string()),
+            pa.field("alerts", pa.list_(pa.string())),
+            pa.field("scene_score", pa.float32()),
+            pa.field("thumbnail", pa.binary()),
+            pa.field("media_path", pa.string()),
+            pa.field("media_size", pa.int64()),
+            pa.field("media_mtime", pa.float64()),
+        ]
+    )
+
+
+def moments_to_arrow(moments: Sequence[Moment], dim: int) -> pa.Table:
+    """Moments as an Arrow table of `moments_schema(dim)`.
+
+    Raises:
+        ValueError: a moment's embedding does not have `dim` values.
+    """
+    wrong = next((m for m in moments if m.embedding.shape != (dim,)), None)
+    if wrong is not None:
+        raise ValueError(f"embeddings must have {dim} values, got {wrong.embedding.shape}")
+    vectors = np.stack([m.embedding for m in moments]).astype(np.float16).ravel()
+    columns: dict[str, Any] = {
+        "stream": [m.stream for m in moments],
+        "media_time": [float(m.media_time) for m in moments],
+        "wall_time": [float(m.wall_time) for m in moments],
+        VECTOR: pa.FixedSizeListArray.from_arrays(pa.array(vectors), dim),
+        "tag_labels": [[label for label, _ in m.tags] for m in moments],
+        "tag_scores": [[float(score) for _, score in m.tags] for m in moments],
+        CAPTION: [m.caption for m in moments],
+        "caption_source": [m.caption_source for m in moments],
+        "alerts": [list(m.alerts) for m in moments],
+        "scene_score": [float(m.scene_score) for m in moments],
+        "thumbnail": [m.thumbnail for m in moments],
+        "media_path": [m.media_path for m in moments],
+        "media_size": [m.media_size for m in moments],
+        "media_mtime": [m.media_mtime for m in moments],
+    }
+    return pa.table(columns, schema=moments_schema(dim))
+
+
+class MomentTable:
+    """The moments table of one archive.
+
+    Use `MomentTable.open`. Reading needs no lock; adding, deleting and `maintain` belong to
+    the archive's one writer (`streamer.archive.store.WriterLock`).
+
+    Attributes:
+        lance: the LanceDB table (for queries: `streamer.archive.search`).
+        dim: length of the embedding vectors.
+        path: the table's directory, for messages.
+    """
+
+    def __init__(self, lance: Any, dim: int, path: Path) -> None:
+        self.lance = lance
+        self.dim = dim
+        self.path = path
+        self._indexed: set[str] = set()
+
+    @classmethod
+    def open(cls, index_dir: str | Path, dim: int, *, create: bool = False) -> MomentTable | None:
+        """Open the table in the LanceDB database at `index_dir`.
+
+        Args:
+            index_dir: the archive's `index/` directory.
+            dim: the archive's embedding length; the table's must be the same.
+            create: make an empty table when there is none.
+
+        Returns:
+            The table, or None when there is none and `create` is false (an archive that has
+            no moments yet).
+
+        Raises:
+            ArchiveError: the table cannot be opened (damaged, unreadable) or its embeddings
+                are not `dim` long.
+        """
+        import lancedb  # here: `import streamer.archive` stays light
+
+        index_dir = Path(index_dir)
+        path = index_dir / f"{TABLE}.lance"
+        if not path.exists() and not create:
+            return None
+        try:
+            # A reader in a long-lived process (the viewer) sees the writer's new commits.
+            db = lancedb.connect(index_dir, read_consistency_interval=dt.timedelta(seconds=1))
+            if path.exists():
+                lance = db.open_table(TABLE)
+            else:
+                lance = db.create_table(TABLE, schema=moments_schema(dim), exist_ok=True)
+            stored = lance.schema.field(VECTOR).type.list_size
+        except Exception as exc:  # LanceDB raises OSError, ValueError or its Rust errors
+            raise damaged_table(path, exc) from exc
+        if stored != dim:
+            raise ArchiveError(
+                f"the index {path} holds {stored}-d embeddings but archive.json says {dim}: "
+                "the archive's metadata and index disagree; restore archive.json"
+            )
+        return cls(lance, dim, path)
+
+    def add(self, moments: Sequence[Moment]) -> None:
+        """Append moments as one commit (one new version of the table).
+
+        Raises:
+            OSError, RuntimeError: the write failed (disk full, I/O error); nothing of the
+                batch is committed.
+        """
+        if moments:
+            self.lance.add(moments_to_arrow(moments, self.dim))
+
+    def count(self, where: str | None = None) -> int:
+        """Rows, all or those matching a SQL filter."""
+        return int(self.lance.count_rows(where))
+
+    def delete(self, where: str) -> int:
+        """Delete the rows matching a SQL filter; returns how many went."""
+        before = self.count()
+        self.lance.delete(where)
+        return before - self.count()
+
+    def has_vector_index(self) -> bool:
+        """Whether the ANN index exists (queries then tune nprobes and refinement)."""
+        return self._has_index(VECTOR)
+
+    def maintain(self, policy: IndexPolicy, *, optimize: bool = False) -> list[str]:
+        """Make the indexes that are due, and optimize when asked. Slow: off the hot path.
+
+        Returns:
+            What was done, for the log: "fts", "ann", "optimize".
+        """
+        done = []
+        rows = self.count()
+        if rows and not self._has_index(CAPTION):
+            self._create_fts()
+            done.append("fts")
+        if rows >= policy.ann_rows and not self._has_index(VECTOR):
+            self.create_vector_index(policy)
+            done.append("ann")
+        if optimize:
+            self.lance.optimize(cleanup_older_than=dt.timedelta(seconds=policy.keep_versions_s))
+            done.append("optimize")
+        return done
+
+    def create_vector_index(self, policy: IndexPolicy) -> None:
+        """Build the IVF_PQ index on the embeddings (cosine distance), replacing any."""
+        from lancedb.index import IvfPq
+
+        config = IvfPq(
+            distance_type="cosine",
+            num_partitions=policy.ann_partitions,
+            num_sub_vectors=policy.ann_sub_vectors,
+        )
+        self.lance.create_index(VECTOR, config=config, replace=True)
+        self._indexed.add(VECTOR)
+
+    def _create_fts(self) -> None:
+        from lancedb.index import FTS
+
+        # English stemming: "vans" finds "van"; stop words are left out of the ranking.
+        self.lance.create_index(CAPTION, config=FTS(), replace=True)
+        self._indexed.add(CAPTION)
+
+    def _has_index(self, column: str) -> bool:
+        if column not in self._indexed and any(
+            column in index.columns for index in self.lance.list_indices()
+        ):
+            self._indexed.add(column)
+        return column in self._indexed
+
+
+def lance_message(exc: BaseException) -> str:
+    """An error's text without the Rust source locations LanceDB appends."""
+    return _RUST_LOCATION.sub("", str(exc)).strip()
+
+
+_RUST_LOCATION = re.compile(r",?\s*/\S+\.rs:\d+:\d+")
+
+
+def damaged_table(path: Path, exc: BaseException) -> ArchiveError:
+    """The error for an index that LanceDB cannot read."""
+    return ArchiveError(
+        f"cannot read the archive's index {path}: {lance_message(exc)}. It may be damaged; "
+        "nothing was "
+        "changed. Move the archive aside and start a new one, or restore it from a backup"
+    )
