@@ -182,13 +182,13 @@ def search(table: MomentTable | None, query: Query, embedder: Embedder | None) -
     Raises:
         ConfigError: an unknown stream, an unreadable image, an image query with no embedder.
     """
-    if query.image is not None and embedder is None:
-        raise ConfigError("searching by picture needs the archive's encoder (an Embedder)")
     picture = None if query.image is None else load_image(query.image)
     if table is None:
         if query.stream is not None:
             raise ConfigError(f"unknown stream {query.stream!r}: the archive has no moments yet")
         return []
+    if picture is not None and embedder is None:
+        raise ConfigError("searching by picture needs the archive's encoder (an Embedder)")
     if query.stream is not None:
         check_stream(table, query.stream)
     where = query.where()

@@ -145,7 +145,8 @@ class MomentWriter:
                 self._queue.popleft()
                 self._counts["dropped"] += 1
             self._queue.append((self._clock(), moment))
-            if len(self._queue) >= self.policy.batch_rows:
+            # The first moment arms the flush deadline; a full batch is due at once.
+            if len(self._queue) in (1, self.policy.batch_rows):
                 self._cond.notify_all()
 
     def stats(self) -> WriterStats:

@@ -124,7 +124,7 @@ def test_damaged_metadata_is_an_archive_error_naming_file_and_fix(tmp_path, text
 
 def test_unreadable_metadata_is_an_archive_error(tmp_path):
     (tmp_path / "a" / ARCHIVE_FILE).mkdir(parents=True)  # unreadable as a file, even for root
-    with pytest.raises(ArchiveError, match="cannot read .*archive.json"):
+    with pytest.raises(ArchiveError, match=r"cannot read .*archive\.json"):
         read_meta(tmp_path / "a")
 
 
@@ -138,7 +138,7 @@ def test_a_file_is_not_an_archive(tmp_path):
 
 
 def test_reading_a_missing_archive_says_how_to_make_one(tmp_path):
-    with pytest.raises(ArchiveError, match="no archive at .*--archive"):
+    with pytest.raises(ArchiveError, match=r"no archive at .*--archive"):
         read_meta(tmp_path / "nothing")
     assert not (tmp_path / "nothing").exists()
 
@@ -147,16 +147,16 @@ def test_a_directory_of_other_things_is_not_taken_over(tmp_path):
     (tmp_path / "home" / "photos").mkdir(parents=True)
     (tmp_path / "home" / "todo.txt").write_text("x")
     before = snapshot(tmp_path / "home")
-    with pytest.raises(ArchiveError, match="not empty and not a streamer archive.*photos"):
+    with pytest.raises(ArchiveError, match=r"not empty and not a streamer archive.*photos"):
         open_for_writing(tmp_path / "home", CLIP)
-    with pytest.raises(ArchiveError, match="not a streamer archive .*no archive.json"):
+    with pytest.raises(ArchiveError, match=r"not a streamer archive .*no archive\.json"):
         read_meta(tmp_path / "home")
     assert snapshot(tmp_path / "home") == before
 
 
 def test_an_index_without_its_metadata_is_damaged_not_recreated(tmp_path):
     (tmp_path / "a" / "index" / "moments.lance").mkdir(parents=True)
-    with pytest.raises(ArchiveError, match="missing but .*index holds an index"):
+    with pytest.raises(ArchiveError, match=r"missing but .*index holds an index"):
         open_for_writing(tmp_path / "a", CLIP)
     assert not (tmp_path / "a" / ARCHIVE_FILE).exists()
 
