@@ -167,7 +167,14 @@ class Hit:
         return path
 
 
-def search(table: MomentTable | None, query: Query, embedder: Embedder | None) -> list[Hit]:
+def search(
+    table: MomentTable | None,
+    query: Query,
+    embedder: Embedder | None,
+    *,
+    nprobes: int = NPROBES,
+    refine: int = REFINE,
+) -> list[Hit]:
     """Run a query: vector and full-text sides over the filtered rows, fused by RRF.
 
     Args:
@@ -175,6 +182,8 @@ def search(table: MomentTable | None, query: Query, embedder: Embedder | None) -
         query: what to look for.
         embedder: turns the query's text or picture into a vector; None searches the captions
             only (and refuses an image query).
+        nprobes, refine: with the ANN index, the IVF partitions searched and the factor of
+            candidates re-ranked exactly (bench/archive_search.py measures their trade-off).
 
     Returns:
         At most `query.k` hits, best first.
@@ -193,14 +202,16 @@ def search(table: MomentTable | None, query: Query, embedder: Embedder | None) -
         check_stream(table, query.stream)
     where = query.where()
     depth = max(DEPTH, 4 * query.k)
+    ann = (nprobes, refine) if table.has_vector_index() else None
     lists: list[_Ranked] = []
     if picture is not None:
-        lists.append(_vector_side(table, embedder.image(picture), where, depth))  # type: ignore[union-attr]
+        vector = embedder.image(picture)  # type: ignore[union-attr]
+        lists.append(_vector_side(table, vector, where, depth, ann))
     if query.text is not None:
         if embedder is not None and embedder.text is not None:
-            lists.append(_vector_side(table, embedder.text(query.text), where, depth))
+            lists.append(_vector_side(table, embedder.text(query.text), where, depth, ann))
         lists.append(_text_side(table, query.text, where, depth))
-    return _fuse(lists, query.k)
+    return _fuse(table, lists, query.k)
 
 
 def check_stream(table: MomentTable, stream: str) -> None:
@@ -279,15 +290,22 @@ def sql_string(text: str) -> str:
 
 @dataclass
 class _Ranked:
-    rows: list[dict[str, Any]]  # best first, each with "_rowid"
+    rows: list[dict[str, Any]]  # best first: "_rowid", "wall_time" and the side's score
     kind: str  # "vector" or "text"
 
 
-def _vector_side(table: MomentTable, vector: np.ndarray, where: str | None, depth: int) -> _Ranked:
+def _vector_side(
+    table: MomentTable,
+    vector: np.ndarray,
+    where: str | None,
+    depth: int,
+    ann: tuple[int, int] | None,
+) -> _Ranked:
     builder = table.lance.search(np.asarray(vector, np.float32), vector_column_name=VECTOR)
     builder = builder.distance_type("cosine").limit(depth).with_row_id(True)
-    if table.has_vector_index():
-        builder = builder.nprobes(NPROBES).refine_factor(REFINE)
+    builder = builder.select(["wall_time", "_distance"])  # whole rows only for the hits
+    if ann is not None:
+        builder = builder.nprobes(ann[0]).refine_factor(ann[1])
     if where:
         builder = builder.where(where, prefilter=True)
     return _Ranked(builder.to_arrow().to_pylist(), "vector")
@@ -295,27 +313,28 @@ def _vector_side(table: MomentTable, vector: np.ndarray, where: str | None, dept
 
 def _text_side(table: MomentTable, text: str, where: str | None, depth: int) -> _Ranked:
     builder = table.lance.search(text, query_type="fts", fts_columns=CAPTION)
-    builder = builder.limit(depth).with_row_id(True)
+    builder = builder.limit(depth).with_row_id(True).select(["wall_time", "_score"])
     if where:
         builder = builder.where(where, prefilter=True)
     return _Ranked(builder.to_arrow().to_pylist(), "text")
 
 
-def _fuse(lists: Sequence[_Ranked], k: int) -> list[Hit]:
+def _fuse(table: MomentTable, lists: Sequence[_Ranked], k: int) -> list[Hit]:
     scores: dict[int, float] = {}
-    rows: dict[int, dict[str, Any]] = {}
+    wall: dict[int, float] = {}
     ranks: dict[int, dict[str, int]] = {}
     similarity: dict[int, float] = {}
     for ranked in lists:
         for rank, row in enumerate(ranked.rows, 1):
             key = row["_rowid"]
             scores[key] = scores.get(key, 0.0) + 1.0 / (RRF_K + rank)
-            rows.setdefault(key, row)
+            wall[key] = row["wall_time"]
             ranks.setdefault(key, {}).setdefault(ranked.kind, rank)
             if ranked.kind == "vector":
                 cosine = 1.0 - float(row["_distance"])
                 similarity[key] = max(similarity.get(key, -1.0), cosine)
-    best = sorted(scores, key=lambda key: (-scores[key], rows[key]["wall_time"]))[:k]
+    best = sorted(scores, key=lambda key: (-scores[key], wall[key]))[:k]
+    rows = _whole_rows(table, best)
     return [
         Hit(
             moment=row_to_moment(rows[key]),
@@ -326,6 +345,14 @@ def _fuse(lists: Sequence[_Ranked], k: int) -> list[Hit]:
         )
         for key in best
     ]
+
+
+def _whole_rows(table: MomentTable, row_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The hits' rows with every column, by row id (fetched once, for the k best only)."""
+    if not row_ids:
+        return {}
+    rows = table.lance.take_row_ids(row_ids).with_row_id().to_arrow().to_pylist()
+    return {row["_rowid"]: row for row in rows}
 
 
 def row_to_moment(row: dict[str, Any]) -> Moment:

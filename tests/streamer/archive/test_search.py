@@ -226,3 +226,23 @@ def test_times_relative_to_now():
     )
     assert parse_when(1234.5, now, "--since") == 1234.5
     assert parse_when(None, now, "--since") is None
+
+
+def test_rows_written_after_the_indexes_are_found_by_filters_and_words(
+    tmp_path, tiny_encoder, clip_moments
+):
+    with Archive.create(tmp_path / "a", tiny_spec(tiny_encoder)) as archive:
+        writer = archive.writer(WriterPolicy(batch_rows=64, flush_s=0.05), IndexPolicy(ann_rows=10))
+        for moment in clip_moments:
+            writer.put(moment)
+        assert writer.flush(60) and writer.wait_for_indexes(60)
+        late = dataclasses.replace(
+            clip_moments[2], stream="late", caption="A heron lands.", tags=(("a heron", 0.7),)
+        )
+        writer.put(late)  # after every index was built: in no index yet
+        assert writer.flush(60)
+        assert archive.table().lance.list_indices()[0].num_unindexed_rows == 1
+        reader = Archive(tmp_path / "a", embedder=Embedder.of(tiny_encoder))
+        for hits in (reader.search("heron", k=3), reader.search("x", stream="late", k=3),
+                     reader.search("x", tag="a heron", k=3)):  # fmt: skip
+            assert hits and hits[0].moment.caption == "A heron lands."
