@@ -217,11 +217,18 @@ class Archive:
         return search(table, query, self.embedder if table is not None else self._embedder)
 
     def info(self) -> ArchiveInfo:
-        """Streams, time spans, rows and disk use."""
+        """Streams, time spans, rows and disk use.
+
+        Raises:
+            ArchiveError: the index cannot be read.
+        """
         table = self.table()
         streams: tuple[StreamInfo, ...] = ()
-        if table is not None and table.count():
-            streams = _stream_infos(table)
+        vector_index = False
+        if table is not None:
+            with table.failures():
+                streams = _stream_infos(table) if table.count() else ()
+                vector_index = table.has_vector_index()
         return ArchiveInfo(
             root=self.root,
             meta=self.meta,
@@ -231,7 +238,7 @@ class Archive:
             recordings_bytes=_disk_use(self.recordings_dir),
             oldest=min((s.first_wall for s in streams), default=None),
             newest=max((s.last_wall for s in streams), default=None),
-            vector_index=table is not None and table.has_vector_index(),
+            vector_index=vector_index,
         )
 
     def prune_index(self, before_wall: float, stream: str | None = None) -> int:
@@ -243,7 +250,7 @@ class Archive:
             How many moments went.
 
         Raises:
-            ArchiveError: another run is writing the archive.
+            ArchiveError: another run is writing the archive, or the index cannot be written.
         """
         where = f"wall_time < {float(before_wall)!r}"
         if stream is not None:
@@ -270,7 +277,10 @@ class Archive:
 
     def _delete(self, where: str) -> int:
         table = self.table()
-        return 0 if table is None else table.delete(where)
+        if table is None:
+            return 0
+        with table.failures("pruning"):
+            return table.delete(where)
 
 
 def _stream_infos(table: MomentTable) -> tuple[StreamInfo, ...]:

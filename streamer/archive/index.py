@@ -19,10 +19,11 @@ a vector index (IVF_RQ by default; bench/archive_search.py measures its speed an
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ __all__ = [
     "ANN_ROWS",
     "IndexPolicy",
     "MomentTable",
-    "damaged_table",
+    "index_failure",
     "lance_message",
     "moments_schema",
     "moments_to_arrow",
@@ -191,13 +192,26 @@ class MomentTable:
                 lance = db.create_table(TABLE, schema=moments_schema(dim), exist_ok=True)
             stored = lance.schema.field(VECTOR).type.list_size
         except Exception as exc:  # LanceDB raises OSError, ValueError or its Rust errors
-            raise damaged_table(path, exc) from exc
+            raise index_failure(path, exc, "opening") from exc
         if stored != dim:
             raise ArchiveError(
                 f"the index {path} holds {stored}-d embeddings but archive.json says {dim}: "
                 "the archive's metadata and index disagree; restore archive.json"
             )
         return cls(lance, dim, path)
+
+    @contextlib.contextmanager
+    def failures(self, doing: str = "reading") -> Iterator[None]:
+        """Turn LanceDB's errors in the block (a damaged file, an I/O error) into an
+        `ArchiveError` naming the index; the block must call nothing but LanceDB.
+
+        Args:
+            doing: what the block does, for the message ("reading", "pruning").
+        """
+        try:
+            yield
+        except (OSError, RuntimeError) as exc:  # what LanceDB raises for I/O and bad data
+            raise index_failure(self.path, exc, doing) from exc
 
     def add(self, moments: Sequence[Moment]) -> None:
         """Append moments as one commit (one new version of the table).
@@ -289,10 +303,10 @@ def lance_message(exc: BaseException) -> str:
 _RUST_LOCATION = re.compile(r",?\s*/\S+\.rs:\d+:\d+")
 
 
-def damaged_table(path: Path, exc: BaseException) -> ArchiveError:
-    """The error for an index that LanceDB cannot read."""
+def index_failure(path: Path, exc: BaseException, doing: str = "reading") -> ArchiveError:
+    """The error for a LanceDB failure while `doing` something with the index at `path`."""
     return ArchiveError(
-        f"cannot read the archive's index {path}: {lance_message(exc)}. It may be damaged; "
-        "nothing was "
-        "changed. Move the archive aside and start a new one, or restore it from a backup"
+        f"{doing} the archive's index {path} failed: {lance_message(exc)}. Unless the disk is "
+        "full, the index may be damaged; nothing was changed: move the archive aside and "
+        "start a new one, or restore it from a backup"
     )

@@ -190,6 +190,7 @@ def search(
 
     Raises:
         ConfigError: an unknown stream, an unreadable image, an image query with no embedder.
+        ArchiveError: the index cannot be read (damaged, an I/O error).
     """
     picture = None if query.image is None else load_image(query.image)
     if table is None:
@@ -198,20 +199,18 @@ def search(
         return []
     if picture is not None and embedder is None:
         raise ConfigError("searching by picture needs the archive's encoder (an Embedder)")
-    if query.stream is not None:
-        check_stream(table, query.stream)
-    where = query.where()
-    depth = max(DEPTH, 4 * query.k)
-    ann = (nprobes, refine) if table.has_vector_index() else None
-    lists: list[_Ranked] = []
-    if picture is not None:
-        vector = embedder.image(picture)  # type: ignore[union-attr]
-        lists.append(_vector_side(table, vector, where, depth, ann))
-    if query.text is not None:
-        if embedder is not None and embedder.text is not None:
-            lists.append(_vector_side(table, embedder.text(query.text), where, depth, ann))
-        lists.append(_text_side(table, query.text, where, depth))
-    return _fuse(table, lists, query.k)
+    vectors = [] if picture is None else [embedder.image(picture)]  # type: ignore[union-attr]
+    if query.text is not None and embedder is not None and embedder.text is not None:
+        vectors.append(embedder.text(query.text))
+    where, depth = query.where(), max(DEPTH, 4 * query.k)
+    with table.failures("searching"):  # LanceDB only in here: the encoder's errors are its own
+        if query.stream is not None:
+            check_stream(table, query.stream)
+        ann = (nprobes, refine) if table.has_vector_index() else None
+        lists = [_vector_side(table, vector, where, depth, ann) for vector in vectors]
+        if query.text is not None:
+            lists.append(_text_side(table, query.text, where, depth))
+        return _fuse(table, lists, query.k)
 
 
 def check_stream(table: MomentTable, stream: str) -> None:

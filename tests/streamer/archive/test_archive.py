@@ -147,3 +147,28 @@ def test_the_package_exports_what_it_pins():
         assert getattr(archive, name).__name__ == name
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         archive.Nope  # noqa: B018
+
+
+@pytest.mark.parametrize("damage", ["truncated data", "missing data", "junk manifest"])
+def test_a_damaged_index_is_an_archive_error_naming_it_and_left_alone(filled, damage):
+    table = filled / "index" / "moments.lance"
+    if damage == "junk manifest":
+        for manifest in (table / "_versions").iterdir():
+            manifest.write_bytes(b"junk")
+    else:
+        for data in (table / "data").iterdir():
+            if damage == "missing data":
+                data.unlink()
+            else:
+                with open(data, "r+b") as file:
+                    file.truncate(100)
+    before = {p: p.read_bytes() for p in filled.rglob("*") if p.is_file()}
+    archive = Archive(filled, embedder=Embedder(lambda _: np.ones(DIM), None, SPEC))
+    attempts = (archive.info, lambda: archive.search(image=np.zeros((4, 4, 3), np.uint8)),
+                lambda: archive.search("a van"))  # fmt: skip
+    for attempt in attempts:
+        with pytest.raises(ArchiveError) as caught:
+            attempt()
+        message = str(caught.value)
+        assert str(table) in message and "may be damaged" in message and ".rs:" not in message
+    assert {p: p.read_bytes() for p in filled.rglob("*") if p.is_file()} == before
