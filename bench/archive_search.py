@@ -164,9 +164,10 @@ def _report(args, write_s, build_s, data_bytes, index_bytes, exact, ann, recall,
           f"{os.cpu_count()} CPUs; {args.ann_type} partitions {args.partitions or 'auto'}, "
           f"sub-vectors {args.sub_vectors or 'auto'}; nprobes {args.nprobes}, "
           f"refine {args.refine}")  # fmt: skip
-    print(f"write {write_s:.1f} s ({args.rows / write_s:,.0f} rows/s, with the caption and filter indexes), "
-          f"ANN build {build_s:.1f} s")  # fmt: skip
-    print(f"disk: {data_bytes / args.rows:,.0f} bytes/row in the table and caption index (vectors "
+    print(f"write {write_s:.1f} s ({args.rows / write_s:,.0f} rows/s, with the caption and "
+          f"filter indexes), ANN build {build_s:.1f} s")  # fmt: skip
+    print(f"disk: {data_bytes / args.rows:,.0f} bytes/row in the table and its caption and "
+          f"filter indexes (vectors "
           f"{args.dim * 2} B), ANN index {index_bytes / args.rows:,.0f} bytes/row")  # fmt: skip
     print("\n| top-10 search | p50 ms | p95 ms |\n|---|---:|---:|")
     rows = [("exact (no index)", [t for _, t in exact]), ("ANN", [t for _, t in ann]),

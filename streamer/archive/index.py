@@ -50,6 +50,7 @@ TABLE = "moments"
 _ANN_TYPES = {"IVF_RQ": "IvfRq", "IVF_SQ": "IvfSq", "IVF_PQ": "IvfPq"}  # → lancedb.index
 ANN_ROWS = 100_000  # below this, exact search over float16 vectors is fast enough
 VECTOR = "embedding"
+_ANN_NAME = re.compile(VECTOR + r"_ann_(\d+)")  # the index is named with its rows at build
 CAPTION = "caption"
 
 
@@ -59,6 +60,9 @@ class IndexPolicy:
 
     Attributes:
         ann_rows: rows at which the vector (ANN) index is built; below, search is exact.
+        ann_regrow: the index is built again, with partitions for the new size, once the
+            table holds this many times the rows it was built on (`optimize` adds new rows
+            to the old partitions, which then grow and slow every query).
         ann_type: "IVF_RQ" (RaBitQ: 1 bit a dimension), "IVF_SQ" (8 bits a dimension) or
             "IVF_PQ" (product quantization); queries re-rank their candidates by the stored
             vectors either way. IVF_RQ by default: on float16 vectors it builds as fast as
@@ -75,6 +79,7 @@ class IndexPolicy:
     """
 
     ann_rows: int = ANN_ROWS
+    ann_regrow: float = 4.0
     ann_type: str = "IVF_RQ"
     ann_partitions: int | None = None
     ann_sub_vectors: int | None = None
@@ -86,6 +91,8 @@ class IndexPolicy:
             raise ValueError(
                 f"ann_type must be one of {', '.join(_ANN_TYPES)}, got {self.ann_type!r}"
             )
+        if not self.ann_regrow > 1:
+            raise ValueError(f"ann_regrow must be > 1, got {self.ann_regrow}")
         for name in ("ann_rows", "optimize_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
@@ -251,24 +258,45 @@ class MomentTable:
         if rows and not self._has_index("stream"):
             self._create_filter_indexes()
             done.append("filters")
-        if rows >= policy.ann_rows and not self._has_index(VECTOR):
-            self.create_vector_index(policy)
+        built = self.vector_index_rows()
+        if rows >= policy.ann_rows and (built is None or rows >= policy.ann_regrow * built):
+            self.create_vector_index(policy, rows)
             done.append("ann")
         if optimize:
             self.lance.optimize(cleanup_older_than=dt.timedelta(seconds=policy.keep_versions_s))
             done.append("optimize")
         return done
 
-    def create_vector_index(self, policy: IndexPolicy) -> None:
-        """Build the ANN index on the embeddings (cosine distance), replacing any."""
+    def create_vector_index(self, policy: IndexPolicy, rows: int | None = None) -> None:
+        """Build the ANN index on the embeddings (cosine distance), then drop older ones.
+
+        Args:
+            policy: its kind and partitions.
+            rows: the table's rows now (counted when None), kept in the index's name so a
+                later `maintain` knows when the table has outgrown it.
+        """
         from lancedb import index
 
+        rows = self.count() if rows is None else rows
         kind = getattr(index, _ANN_TYPES[policy.ann_type])
         options = {"distance_type": "cosine", "num_partitions": policy.ann_partitions}
         if policy.ann_type == "IVF_PQ":
             options["num_sub_vectors"] = policy.ann_sub_vectors
-        self.lance.create_index(VECTOR, config=kind(**options), replace=True)
+        name = f"{VECTOR}_ann_{rows}"
+        older = [i.name for i in self.lance.list_indices() if i.columns == [VECTOR]]
+        self.lance.create_index(VECTOR, config=kind(**options), name=name, replace=True)
+        for stale in older:  # searches used the old one until the new one was committed
+            if stale != name:
+                self.lance.drop_index(stale)
         self._indexed.add(VECTOR)
+
+    def vector_index_rows(self) -> int | None:
+        """Rows the ANN index was built on (None: there is none; 1: unknown)."""
+        for config in self.lance.list_indices():
+            if config.columns == [VECTOR]:
+                match = _ANN_NAME.fullmatch(config.name)
+                return int(match[1]) if match else 1
+        return None
 
     def _create_fts(self) -> None:
         from lancedb.index import FTS

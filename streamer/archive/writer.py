@@ -264,7 +264,10 @@ class MomentWriter:
 
     def _fail(self, exc: Exception, batch_rows: int) -> None:
         message = f"writing the archive's index {self.table.path} failed: {lance_message(exc)}"
-        log.error("%s; the archive stops writing moments (the run goes on)", message)
+        # The disk's failures (OSError, LanceDB's RuntimeError) need no traceback; others do.
+        unexpected = not isinstance(exc, OSError | RuntimeError)
+        log.error("%s; the archive stops writing moments (the run goes on)", message,
+                  exc_info=exc if unexpected else None)  # fmt: skip
         with self._cond:
             self._state = "failed"
             self._error = message

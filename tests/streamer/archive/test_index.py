@@ -275,3 +275,30 @@ def test_the_writer_makes_the_caption_index_and_optimizes_off_its_path(tmp_path)
     # no vector index below ann_rows
     assert table.lance.stats()["fragment_stats"]["num_fragments"] < 8  # compacted
     assert table.count() == 40
+
+
+def test_the_ann_index_is_built_past_its_threshold_and_again_when_outgrown(tmp_path):
+    table = new_table(tmp_path)
+    policy = IndexPolicy(ann_rows=300, ann_regrow=2.0)
+    table.add(random_moments(299, DIM))
+    assert table.maintain(policy) == ["fts", "filters"]
+    assert table.vector_index_rows() is None and not table.has_vector_index()
+    table.add(random_moments(1, DIM, seed=1))
+    assert table.maintain(policy) == ["ann"]
+    assert table.vector_index_rows() == 300 and table.has_vector_index()
+    table.add(random_moments(299, DIM, seed=2))
+    assert table.maintain(policy) == []  # 599 rows: not yet twice as many
+    table.add(random_moments(1, DIM, seed=3))
+    assert table.maintain(policy, optimize=True) == ["ann", "optimize"]
+    vector_indexes = [i.name for i in table.lance.list_indices() if i.columns == ["embedding"]]
+    assert vector_indexes == ["embedding_ann_600"]  # the outgrown one is gone
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"ann_rows": 0}, "ann_rows must be ≥ 1"), ({"ann_regrow": 1.0}, "ann_regrow must be > 1"),
+     ({"ann_type": "HNSW"}, "ann_type must be one of IVF_RQ, IVF_SQ, IVF_PQ")],
+)  # fmt: skip
+def test_the_index_policy_refuses_bad_settings(options, message):
+    with pytest.raises(ValueError, match=message):
+        IndexPolicy(**options)
