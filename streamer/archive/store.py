@@ -77,10 +77,15 @@ class EncoderSpec:
 
         Args:
             encoder: the encoder (its `info` gives kind, model, dim and whether it is random).
-            weights: what was asked for when it is not random: "pretrained" or a path.
+            weights: what was asked for (`EncoderChoice.weights`): "pretrained", "auto" or a
+                path; the encoder itself says whether its weights ended up random.
         """
         info = encoder.info
-        return cls(info.kind, info.model, "random" if info.random_weights else weights, info.dim)
+        if info.random_weights:
+            weights = "random"
+        elif weights == "auto":  # and the pretrained weights were there
+            weights = "pretrained"
+        return cls(info.kind, info.model, weights, info.dim)
 
     def describe(self) -> str:
         """For messages: "clip ViT-B/32 (pretrained, 512-d)"."""

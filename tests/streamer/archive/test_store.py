@@ -210,3 +210,8 @@ def test_the_lock_of_a_killed_run_is_gone_with_it(tmp_path):
         assert lock.held
         assert (tmp_path / "a" / LOCK_FILE).read_text().strip() == str(os.getpid())
     assert not lock.held
+
+
+def test_the_spec_of_an_encoder_records_what_was_loaded(tiny_encoder):
+    assert EncoderSpec.of(tiny_encoder) == EncoderSpec("clip", "tiny", "random", 64)
+    assert EncoderSpec.of(tiny_encoder, weights="auto").weights == "random"
