@@ -31,6 +31,8 @@ shown in brackets, and states the exit code it ends the `streamer` command with:
     │       └── LlmNoVisionError          an image sent to a text-only model
     ├── SinkError                         writing an output (video, subtitles, JSON Lines) failed
     │   └── SinkOpenError (OSError)       an output file could not be created or opened
+    ├── ArchiveError                      an archive directory that cannot be used: newer format,
+    │                                     corrupt or missing metadata, locked by another run
     ├── SampleUnavailableError (RuntimeError)   the sample clip could not be fetched
     ├── BenchError (RuntimeError)         a benchmark mode failed in its own process
     ├── ChannelClosed                     `put` on a closed channel, `get` on a closed, empty one
@@ -57,6 +59,7 @@ import sys
 from typing import Any, ClassVar
 
 __all__ = [
+    "ArchiveError",
     "BenchError",
     "ChannelClosed",
     "ChannelFull",
@@ -216,6 +219,15 @@ class SinkError(StreamerError):
 class SinkOpenError(SinkError, OSError):
     """An output file could not be created or opened for writing; raised at construction, so a
     bad path fails before the first frame is processed."""
+
+
+# --- the archive -------------------------------------------------------------------------------
+
+
+class ArchiveError(StreamerError):
+    """An archive directory cannot be opened or written: not an archive, written by a newer
+    streamer, damaged metadata or index, or locked by another run; the message names the path
+    and the fix, and nothing of the archive is deleted."""
 
 
 # --- the rest ----------------------------------------------------------------------------------

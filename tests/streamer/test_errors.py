@@ -60,6 +60,7 @@ EXIT_CODES = {
     "LlmNoVisionError": EXIT_ERROR,
     "SinkError": EXIT_ERROR,
     "SinkOpenError": EXIT_ERROR,
+    "ArchiveError": EXIT_ERROR,
     "SampleUnavailableError": EXIT_ERROR,
     "BenchError": EXIT_ERROR,
     "ChannelClosed": EXIT_ERROR,

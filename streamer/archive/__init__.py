@@ -1,0 +1,71 @@
+"""The archive: what `streamer` remembers of every stream and file it has seen (issue 14).
+
+An archive directory holds `archive.json` (`store`), an index of moments in an embedded
+LanceDB database (`moments`, `index`, `writer`), searched by picture and by words (`search`),
+and the recordings of live streams. `Archive` is the Python API.
+
+Names load on first use: `import streamer.archive` costs nothing until one is used, and the
+ones that need LanceDB and pyarrow (`Archive`, `MomentWriter`, ...) load them only then.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "Archive",
+    "ArchiveError",
+    "ArchiveInfo",
+    "Embedder",
+    "EncoderSpec",
+    "Hit",
+    "IndexPolicy",
+    "Moment",
+    "MomentPicker",
+    "MomentWriter",
+    "Query",
+    "StreamInfo",
+    "WriterPolicy",
+    "WriterStats",
+    "thumbnail_jpeg",
+]
+
+_HOME = {
+    "Archive": "archive",
+    "ArchiveInfo": "archive",
+    "StreamInfo": "archive",
+    "ArchiveError": "store",
+    "EncoderSpec": "store",
+    "Embedder": "search",
+    "Hit": "search",
+    "Query": "search",
+    "IndexPolicy": "index",
+    "Moment": "moments",
+    "MomentPicker": "moments",
+    "thumbnail_jpeg": "moments",
+    "MomentWriter": "writer",
+    "WriterPolicy": "writer",
+    "WriterStats": "writer",
+}
+
+if TYPE_CHECKING:
+    from streamer.archive.archive import Archive, ArchiveInfo, StreamInfo
+    from streamer.archive.index import IndexPolicy
+    from streamer.archive.moments import Moment, MomentPicker, thumbnail_jpeg
+    from streamer.archive.search import Embedder, Hit, Query
+    from streamer.archive.store import ArchiveError, EncoderSpec
+    from streamer.archive.writer import MomentWriter, WriterPolicy, WriterStats
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: load the module that holds a name when the name is first asked for.
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"streamer.archive.{_HOME[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

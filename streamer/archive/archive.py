@@ -1,0 +1,315 @@
+"""`Archive`: the Python API of an archive directory (search, info, pruning the index).
+
+    >>> from streamer.archive import Archive
+    >>> with Archive("cams-archive") as archive:              # doctest: +SKIP
+    ...     for hit in archive.search("a red van at the gate", since="2h ago", k=5):
+    ...         print(hit.moment.stream, hit.moment.wall_time, hit.moment.caption)
+
+Later steps of issue 14 add, on this class: `ask` (an LLM answer citing retrieved moments),
+`clip` (cutting a moment's clip from the recordings, `streamer.archive.clips`) and the
+summaries table. They build on `search` and `MomentTable` as they are here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamer.archive.index import IndexPolicy, MomentTable
+from streamer.archive.search import Embedder, Hit, Query, search, sql_string
+from streamer.archive.store import (
+    INDEX_DIR,
+    RECORDINGS_DIR,
+    ArchiveMeta,
+    EncoderSpec,
+    WriterLock,
+    open_for_writing,
+    read_meta,
+)
+from streamer.archive.writer import MomentWriter, WriterPolicy
+from streamer.errors import ArchiveError
+
+__all__ = ["Archive", "ArchiveInfo", "StreamInfo"]
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """One stream's moments in the index.
+
+    Attributes:
+        stream: its name.
+        rows: moments indexed.
+        first_wall, last_wall: the span of wall time they cover (epoch seconds).
+        first_media, last_media: the span of media time (seconds in the stream).
+    """
+
+    stream: str
+    rows: int
+    first_wall: float
+    last_wall: float
+    first_media: float
+    last_media: float
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    """What an archive holds.
+
+    Attributes:
+        root: the archive directory.
+        meta: its `archive.json`.
+        rows: moments indexed, all streams.
+        streams: per stream, by name.
+        index_bytes, recordings_bytes: disk use of `index/` and `recordings/`.
+        oldest, newest: wall time of the first and last moment (None when empty).
+        vector_index: whether the ANN index exists (else search is exact).
+    """
+
+    root: Path
+    meta: ArchiveMeta
+    rows: int
+    streams: tuple[StreamInfo, ...]
+    index_bytes: int
+    recordings_bytes: int
+    oldest: float | None
+    newest: float | None
+    vector_index: bool
+
+
+class Archive:
+    """An archive directory, opened for reading (`Archive(path)`) or writing
+    (`Archive.create(path, encoder)`).
+
+    Reading takes no lock and sees what the writer has committed (within a second). Writing
+    holds the archive's single-writer lock until `close`.
+
+    Args:
+        path: the archive directory.
+        embedder: turns query text and pictures into vectors; must be the archive's encoder.
+            None: loaded from `archive.json` at the first search that needs it.
+        device: where that encoder runs, when it is loaded here (None: CUDA when present).
+
+    Raises:
+        ArchiveError: `path` is not a readable archive (missing, newer format, damaged).
+        ConfigError: `embedder` is another encoder than the archive's.
+    """
+
+    def __init__(
+        self, path: str | Path, *, embedder: Embedder | None = None, device: str | None = None
+    ) -> None:
+        self.root = Path(path)
+        self.meta = read_meta(self.root)
+        if embedder is not None:
+            self.meta.encoder.check_same(embedder.spec, self.root)
+        self._embedder = embedder
+        self._device = device
+        self._lock: WriterLock | None = None
+        self._table: MomentTable | None = None
+        self._writer: MomentWriter | None = None
+
+    @classmethod
+    def create(
+        cls, path: str | Path, encoder: EncoderSpec, *, embedder: Embedder | None = None
+    ) -> Archive:
+        """Open an archive for writing, creating it when `path` is new or empty.
+
+        Raises:
+            ArchiveError: `path` cannot be an archive, or another run is writing it.
+            ConfigError: the archive holds another encoder's embeddings.
+        """
+        _, lock = open_for_writing(path, encoder)
+        try:
+            archive = cls(path, embedder=embedder)
+        except BaseException:
+            lock.release()
+            raise
+        archive._lock = lock
+        return archive
+
+    @property
+    def index_dir(self) -> Path:
+        """The LanceDB database."""
+        return self.root / INDEX_DIR
+
+    @property
+    def recordings_dir(self) -> Path:
+        """The recordings of live streams."""
+        return self.root / RECORDINGS_DIR
+
+    @property
+    def writable(self) -> bool:
+        """Whether this archive holds the writer lock."""
+        return self._lock is not None and self._lock.held
+
+    def table(self) -> MomentTable | None:
+        """The moments table (None: nothing indexed yet). A writer creates it."""
+        if self._table is None:
+            self._table = MomentTable.open(
+                self.index_dir, self.meta.encoder.dim, create=self.writable
+            )
+        return self._table
+
+    def writer(
+        self, policy: WriterPolicy | None = None, index_policy: IndexPolicy | None = None
+    ) -> MomentWriter:
+        """The background writer of moments (one per archive; closed by `close`).
+
+        Raises:
+            ArchiveError: the archive was opened for reading (`Archive(path)`).
+        """
+        if not self.writable:
+            raise ArchiveError(
+                f"archive {self.root} was opened for reading; Archive.create() opens it for writing"
+            )
+        if self._writer is None:
+            table = self.table()
+            assert table is not None  # a writer creates it
+            self._writer = MomentWriter(table, policy, index_policy)
+        return self._writer
+
+    @property
+    def embedder(self) -> Embedder:
+        """The archive's encoder as an `Embedder`, loaded on first use (takes seconds)."""
+        if self._embedder is None:
+            from streamer.analysis.worker import EncoderChoice, load_encoder
+
+            spec = self.meta.encoder
+            choice = EncoderChoice(spec.kind, spec.model, spec.weights, self._device)
+            self._embedder = Embedder.of(load_encoder(choice), spec)
+        return self._embedder
+
+    def search(
+        self,
+        text: str | None = None,
+        *,
+        image: str | Path | np.ndarray | None = None,
+        stream: str | None = None,
+        since: float | str | dt.datetime | None = None,
+        until: float | str | dt.datetime | None = None,
+        tag: str | None = None,
+        k: int = 10,
+    ) -> list[Hit]:
+        """The best moments for words and/or a picture (see `streamer.archive.search`).
+
+        Args:
+            text: words: what the moment looks like, or what its caption says.
+            image: a picture (path or HxWx3 uint8 RGB array) to find look-alikes of.
+            stream: only this stream.
+            since, until: a span of wall time: epoch seconds, `datetime`, ISO text, "2h ago".
+            tag: only moments tagged with this label.
+            k: how many hits.
+
+        Returns:
+            Hits, best first.
+
+        Raises:
+            ConfigError: a bad query (empty, unreadable image, `since` after `until`, an
+                unknown stream).
+            ArchiveError: the index cannot be read.
+        """
+        query = Query(text, image, stream, since, until, tag, k)
+        table = self.table()
+        return search(table, query, self.embedder if table is not None else self._embedder)
+
+    def info(self) -> ArchiveInfo:
+        """Streams, time spans, rows and disk use.
+
+        Raises:
+            ArchiveError: the index cannot be read.
+        """
+        table = self.table()
+        streams: tuple[StreamInfo, ...] = ()
+        vector_index = False
+        if table is not None:
+            with table.failures():
+                streams = _stream_infos(table) if table.count() else ()
+                vector_index = table.has_vector_index()
+        return ArchiveInfo(
+            root=self.root,
+            meta=self.meta,
+            rows=sum(s.rows for s in streams),
+            streams=streams,
+            index_bytes=_disk_use(self.index_dir),
+            recordings_bytes=_disk_use(self.recordings_dir),
+            oldest=min((s.first_wall for s in streams), default=None),
+            newest=max((s.last_wall for s in streams), default=None),
+            vector_index=vector_index,
+        )
+
+    def prune_index(self, before_wall: float, stream: str | None = None) -> int:
+        """Delete moments seen before `before_wall` (of one stream, or all). Blocking.
+
+        Takes the writer lock for the time it runs unless this archive holds it already.
+
+        Returns:
+            How many moments went.
+
+        Raises:
+            ArchiveError: another run is writing the archive, or the index cannot be written.
+        """
+        where = f"wall_time < {float(before_wall)!r}"
+        if stream is not None:
+            where += f" AND stream = {sql_string(stream)}"
+        if self.writable:
+            return self._delete(where)
+        with WriterLock(self.root):
+            return self._delete(where)
+
+    def close(self) -> None:
+        """Finish the writer (if any) and let the lock go (idempotent)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _delete(self, where: str) -> int:
+        table = self.table()
+        if table is None:
+            return 0
+        with table.failures("pruning"):
+            return table.delete(where)
+
+
+def _stream_infos(table: MomentTable) -> tuple[StreamInfo, ...]:
+    columns = ["stream", "wall_time", "media_time"]
+    data = table.lance.search().select(columns).limit(None).to_arrow()
+    grouped = data.group_by("stream").aggregate(
+        [("wall_time", "min"), ("wall_time", "max"), ("media_time", "min"),
+         ("media_time", "max"), ("stream", "count")]
+    )  # fmt: skip
+    rows: list[dict[str, Any]] = grouped.to_pylist()
+    return tuple(
+        StreamInfo(
+            stream=r["stream"],
+            rows=r["stream_count"],
+            first_wall=r["wall_time_min"],
+            last_wall=r["wall_time_max"],
+            first_media=r["media_time_min"],
+            last_media=r["media_time_max"],
+        )
+        for r in sorted(rows, key=lambda r: r["stream"])
+    )
+
+
+def _disk_use(folder: Path) -> int:
+    total = 0
+    for directory, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_size
+            except OSError:  # removed while we walk (a segment pruned, a version cleaned)
+                continue
+    return total
