@@ -135,7 +135,7 @@ def catalogue_lock(folder: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def hold_writer_lock(folder: Path, wait_s: float = 2.0) -> int:
+def hold_writer_lock(folder: Path, wait_s: float = 0.5) -> int:
     """Take the stream's writer lock for as long as the returned descriptor stays open.
 
     Raises:
@@ -380,6 +380,8 @@ def _measure(path: Path) -> tuple[float, int]:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             for packet in container.demux(stream):
+                if packet.is_corrupt:  # cut in the middle by the crash: it does not play
+                    break
                 if packet.pts is None or not packet.size:
                     continue
                 frames += 1

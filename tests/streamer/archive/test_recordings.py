@@ -58,7 +58,8 @@ async def _record(url: str, root: Path, stream: str, seconds: float, segment_s: 
 
 @pytest.fixture(scope="module")
 def recorded(rtsp_server, tmp_path_factory) -> Recorded:
-    """About 7 s of the RTSP pattern (a key frame every second) in 2 s segments."""
+    """About 7 s of the RTSP pattern (a key frame every second) in 2 s segments: the tests
+    that use it are `slow`."""
     root = tmp_path_factory.mktemp("archive")
     return asyncio.run(_record(rtsp_server.url("cam1"), root, "cam1", 7.0, 2.0))
 
@@ -102,6 +103,7 @@ def test_a_live_stream_is_cut_into_segments_that_each_play_from_a_key_frame(reco
     assert [json.loads(line)["event"] for line in lines] == ["open", "close"] * len(found)
 
 
+@pytest.mark.slow  # the recording it reads takes a few seconds
 def test_locate_finds_the_segment_and_the_offset_in_it(recorded):
     found = segments(recorded.root, "cam1")
     for segment in found:
@@ -120,6 +122,7 @@ def _copy(recorded: Recorded, tmp_path: Path) -> tuple[Path, list[Segment]]:
     return root, segments(root)
 
 
+@pytest.mark.slow
 def test_prune_by_age_removes_the_oldest_first(recorded, tmp_path):
     root, found = _copy(recorded, tmp_path)
     # Keep what ends after the middle of the second segment's span.
@@ -134,6 +137,7 @@ def test_prune_by_age_removes_the_oldest_first(recorded, tmp_path):
     assert segments(root) == [] and not list((root / "recordings" / "cam1").glob("*.mp4"))
 
 
+@pytest.mark.slow
 def test_prune_by_size_removes_the_oldest_first_and_spares_what_keep_keeps(recorded, tmp_path):
     root, found = _copy(recorded, tmp_path)
     total = sum(s.bytes for s in found)
@@ -257,8 +261,8 @@ async def test_kill_9_leaves_the_segment_playable_and_the_catalogue_readable(
     # The next recorder of the stream closes it in the catalogue, with what plays of it.
     Recorder(tmp_path, "cam").sink().close()
     (repaired,) = segments(tmp_path)
-    assert not repaired.complete and repaired.frames == played
-    assert repaired.end_wall == pytest.approx(repaired.start_wall + played / 25, abs=0.05)
+    assert not repaired.complete and abs(repaired.frames - played) <= 1  # a torn last packet
+    assert repaired.end_wall == pytest.approx(repaired.start_wall + repaired.frames / 25, abs=0.05)
     lines = _lines(tmp_path, "cam")
     assert lines[-1] == b"" and b'{"event":"close","fi' in lines  # the torn line ended
     assert sum(1 for line in lines if line.startswith(b'{"event":"close","file"')) == 1
