@@ -193,10 +193,10 @@ class SegmentWriter:
 
     def close(self) -> None:
         """Finish the segment being written (what is queued goes in first) and stop."""
-        if self._closed:
+        if self._closed and self._lock_fd is None:
             return
         self._closed = True
-        if self._thread is not None:
+        if self._thread is not None and self._thread.is_alive():
             self._queue.put(_CLOSE)
             self._thread.join(CLOSE_WAIT_S)
             if self._thread.is_alive():
@@ -222,7 +222,14 @@ class SegmentWriter:
     # -- the writer thread -------------------------------------------------------------------
 
     def _run(self) -> None:
-        writer = _Writer(self)
+        try:
+            self._serve(_Writer(self))
+        except Exception as exc:  # a bug: say so, and stop taking packets; the stream goes on
+            log.exception("%s: the recording writer failed", self.folder)
+            self._set(state="failed", detail=f"recording stopped: {type(exc).__name__}: {exc}")
+            self._closed = True
+
+    def _serve(self, writer: _Writer) -> None:
         while True:
             item = self._queue.get()
             if isinstance(item, tuple):
@@ -252,6 +259,7 @@ class _Writer:
         self.open: _Open | None = None
         self.reason = "start"
         self.retry_at: float | None = None  # monotonic: after a write error
+        self.unwritten: list[dict[str, Any]] = []  # catalogue lines a full disk held back
 
     def connect(self, conn: _Connection) -> None:
         self.disconnect()
@@ -262,7 +270,7 @@ class _Writer:
             self.reason = "reconnect" if same else "format"
         self.conn = self.previous = conn
         if self.retry_at is None:
-            self.sink._set(state="waiting")
+            self.sink._set(state="waiting", detail=None)
 
     def disconnect(self) -> None:
         self._close(complete=True)
@@ -321,6 +329,7 @@ class _Writer:
             output = av.open(str(path), "w", format="mp4", container_options=_MOVFLAGS)
             video = output.add_stream_from_template(conn.video, opaque=True)
             audio = output.add_stream_from_template(conn.audio, opaque=True) if conn.audio else None
+            self._write_unwritten()  # close lines a full disk held back go first
             append_event(self.folder, {
                 "event": "open", "file": file, "start_wall": round(start_wall, 3),
                 "start_media": round(offset, 6), "reason": self.reason, "codec": conn.codec,
@@ -383,17 +392,24 @@ class _Writer:
         self.sink._set(bytes=state.bytes + file_size(seg.path), current=None)
 
     def _closed(self, seg: _Open, *, complete: bool) -> None:
-        """Write the segment's close line (best effort when the disk is full)."""
+        """Write the segment's close line; when the disk is full, keep it for later (else
+        the segment would pass for the one being written)."""
         duration = seg.end
+        self.unwritten.append({
+            "event": "close", "file": seg.file, "start_wall": round(seg.start_wall, 3),
+            "end_wall": round(seg.start_wall + duration, 3), "duration": round(duration, 3),
+            "frames": seg.frames, "bytes": file_size(seg.path), "complete": complete,
+        })  # fmt: skip
         try:
-            append_event(self.folder, {
-                "event": "close", "file": seg.file, "start_wall": round(seg.start_wall, 3),
-                "end_wall": round(seg.start_wall + duration, 3), "duration": round(duration, 3),
-                "frames": seg.frames, "bytes": file_size(seg.path), "complete": complete,
-            })  # fmt: skip
+            self._write_unwritten()
         except OSError as exc:
-            log.warning("%s: the close of %s is not in the catalogue (%s)", self.folder,
+            log.warning("%s: the close of %s is not in the catalogue yet (%s)", self.folder,
                         seg.file, exc)  # fmt: skip
+
+    def _write_unwritten(self) -> None:
+        while self.unwritten:
+            append_event(self.folder, self.unwritten[0])
+            del self.unwritten[0]
 
     def _failed(self, exc: BaseException, path: Path, closing: _Open | None = None) -> None:
         """A write failed: end the segment (it plays to its last fragment), say why, drop

@@ -17,6 +17,10 @@ process died): the writer's lock tells which. Two lock files beside the catalogu
 - `.writer.lock`, held by the one process that records the stream, for as long as it does;
 - `.catalogue.lock`, held briefly around an append and around a rewrite (`prune`), so that a
   line appended while the catalogue is being rewritten is not lost.
+
+A writer that starts repairs what a dead one left (`repair`): it ends a torn last line and
+closes the segments left open, as cut short (`"complete": false, "repaired": true`), with
+their length read from the file.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -244,8 +245,6 @@ def _write(pieces: list[Piece], out: Path, copy: bool) -> tuple[float, float]:
 
 
 def _when(wall: float) -> str:
-    import time
-
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall))
 
 

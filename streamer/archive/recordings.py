@@ -29,6 +29,7 @@ import contextlib
 import logging
 import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -145,8 +146,6 @@ def prune(
     Raises:
         ConfigError: `retain_s` or `max_bytes` is negative.
     """
-    import time
-
     for name, value in (("retain_s", retain_s), ("max_bytes", max_bytes)):
         if value is not None and not value >= 0:
             raise ConfigError(f"`{name}` must be ≥ 0 or None, got {value!r}")
