@@ -19,22 +19,25 @@ from typing import Any
 import av
 import av.error
 
-from streamer.archive._remux import MP4_AUDIO
+from streamer.archive._streams import MP4_AUDIO, adts_config, unwrap_adts
 from streamer.errors import ConfigError, SinkOpenError, SourceNotFoundError, SourceOpenError
 
 __all__ = ["CopyOut", "EncodeOut", "Piece", "open_media"]
 
 _FASTSTART = {"movflags": "+faststart"}  # the index first: a clip plays while it downloads
 _ENCODER = {"preset": "veryfast", "crf": "20"}  # as the `-o` video (`outputs/video.py`)
+_SEEK_MARGIN_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """`start`..`end` seconds of the media file `path` (a copied piece starts at a key frame)."""
+    """`start`..`end` seconds of the media file `path` (a copied piece starts at a key frame);
+    `key`: a key frame at or before `start` to read from, when one is known."""
 
     path: Path
     start: float
     end: float
+    key: float | None = None
 
 
 @contextlib.contextmanager
@@ -69,31 +72,53 @@ def _open_output(out: Path) -> av.container.OutputContainer:
         raise SinkOpenError(f"clip {out}: cannot be written ({exc})") from exc
 
 
-def _copy_audio(output: av.container.OutputContainer, audio: Any) -> Any | None:
-    """The output's copy of the input's audio stream, or None when it cannot hold it."""
-    if audio is None or audio.codec_context is None:
-        return None
-    if audio.codec_context.name not in MP4_AUDIO:
-        return None
+def _copy_audio(
+    output: av.container.OutputContainer, container: av.container.InputContainer
+) -> tuple[Any | None, bool]:
+    """The output's copy of the input's first audio stream (None when it has none or the
+    output cannot hold it), and whether it is AAC in ADTS frames, to unwrap (`_streams`)."""
+    audio = container.streams.audio[0] if container.streams.audio else None
+    ctx = audio.codec_context if audio is not None else None
+    if audio is None or ctx is None or ctx.name not in MP4_AUDIO:
+        return None, False
+    adts = ctx.name == "aac" and not ctx.extradata
+    config = _first_adts_config(container, audio) if adts else None
+    if adts and config is None:
+        return None, False
     try:
-        return output.add_stream_from_template(audio, opaque=True)
+        copy = output.add_stream_from_template(audio, opaque=True)
     except (ValueError, av.FFmpegError):
-        return None
+        return None, False
+    if config is not None:
+        copy.codec_context.extradata = config
+    return copy, adts
+
+
+def _first_adts_config(container: av.container.InputContainer, audio: Any) -> bytes | None:
+    """The AAC configuration in the header of the stream's first ADTS frame."""
+    try:
+        for packet in container.demux(audio):
+            if packet.size:
+                return adts_config(bytes(packet)[:7])
+    except av.error.FFmpegError:
+        pass
+    return None
 
 
 class _Out:
     """What both writers share: the output, its audio copy, where the clip stands, and the
     reading of one piece (`add`)."""
 
-    def __init__(self, out: Path, audio: Any | None) -> None:
+    def __init__(self, out: Path, container: av.container.InputContainer) -> None:
         self.path = out
         self.output = _open_output(out)
-        self.audio = _copy_audio(self.output, audio)
+        self.audio, self.adts = _copy_audio(self.output, container)
         self.base = 0.0  # where the next piece starts, in the clip's seconds
         self.first: float | None = None  # where the clip starts, in the first piece's seconds
         self.end = 0.0  # where the video written so far ends, in the clip's seconds
         self.frames = 0
         self.began: float | None = None  # where this piece's video began, in its seconds
+        self.shift = 0.0  # this piece's seconds minus the clip's
         self.last_audio: int | None = None  # dts, in the audio's own ticks
 
     def add(self, piece: Piece) -> None:
@@ -103,49 +128,55 @@ class _Out:
             video = container.streams.video[0]
             audio = container.streams.audio[0] if self.audio and container.streams.audio else None
             tb = Fraction(video.time_base)
-            _seek(container, video, round(piece.start / tb))
-            shift = piece.start - self.base  # the piece's seconds minus the clip's
+            # A little before the key frame: where a seek lands in a file without an index
+            # (MPEG-TS) is only roughly where it was asked to.
+            key = piece.start if piece.key is None else piece.key
+            _seek(container, video, round((key - _SEEK_MARGIN_S) / tb))
             self.began = None
             video_done = False
             for packet in _packets(container, video, audio):
                 if packet.stream_index == video.index:
                     if not video_done:
-                        video_done = not self.video_packet(packet, piece, shift)
+                        video_done = not self.video_packet(packet, piece)
                     # Audio is interleaved a little behind: read on briefly for its end.
                     if video_done and (audio is None or _dts(packet) * tb > piece.end + 1):
                         break
-                elif (
-                    self.began is not None and not self._audio(packet, piece, shift) and video_done
-                ):
+                elif self.began is not None and not self._audio(packet, piece) and video_done:
                     break
             if not video_done:
-                self.flush_piece(video, piece, shift)
+                self.flush_piece(video, piece)
         self.base = self.end
 
-    def video_packet(self, packet: av.Packet, piece: Piece, shift: float) -> bool:
+    def video_packet(self, packet: av.Packet, piece: Piece) -> bool:
         """Write a video packet of the piece; False once past its end."""
         raise NotImplementedError
 
-    def flush_piece(self, video: Any, piece: Piece, shift: float) -> None:
+    def flush_piece(self, video: Any, piece: Piece) -> None:
         """The piece's file ended before the span did."""
 
     def _start(self, when: float) -> None:
-        """The piece's video begins at `when` (its seconds)."""
+        """The piece's video begins at `when` (its seconds): there the clip goes on."""
         self.began = when
+        self.shift = when - self.base  # the piece's seconds minus the clip's
         if self.first is None:
             self.first = when
 
-    def _audio(self, packet: av.Packet, piece: Piece, shift: float) -> bool:
+    def _audio(self, packet: av.Packet, piece: Piece) -> bool:
         """Copy an audio packet that falls in the piece's span; False once past its end."""
         if self.audio is None or packet.pts is None:
             return True
+        if self.adts:
+            unwrapped = unwrap_adts(packet)
+            if unwrapped is None:
+                return True
+            packet = unwrapped
         when = float(packet.pts * packet.time_base)
         if when >= piece.end:
             return False
         assert self.began is not None
         if when < self.began:
             return True
-        ticks = packet.pts - round(shift / packet.time_base)
+        ticks = packet.pts - round(self.shift / packet.time_base)
         if self.last_audio is not None and ticks <= self.last_audio:
             return True  # overlaps the piece before: dropped rather than out of order
         self.last_audio = ticks
@@ -176,8 +207,9 @@ class _Out:
 class CopyOut(_Out):
     """Copies packets: each piece from its key frame (`Piece.start`) to its end."""
 
-    def __init__(self, out: Path, video: Any, audio: Any | None) -> None:
-        super().__init__(out, audio)
+    def __init__(self, out: Path, container: av.container.InputContainer) -> None:
+        super().__init__(out, container)
+        video = container.streams.video[0]
         try:
             self.video = self.output.add_stream_from_template(video, opaque=True)
         except (ValueError, av.FFmpegError) as exc:
@@ -191,7 +223,7 @@ class CopyOut(_Out):
         self.last_video = None  # timestamps are compared within a piece's time base
         super().add(piece)
 
-    def video_packet(self, packet: av.Packet, piece: Piece, shift: float) -> bool:
+    def video_packet(self, packet: av.Packet, piece: Piece) -> bool:
         tb = Fraction(packet.time_base)
         if self.began is None:
             # From the key frame at the piece's start (a seek may land a little before it).
@@ -204,7 +236,7 @@ class CopyOut(_Out):
             self._start(float(packet.pts * tb))
         if _dts(packet) * tb >= piece.end:
             return False
-        moved = round(shift / tb)
+        moved = round(self.shift / tb)
         dts = _dts(packet) - moved
         if self.last_video is not None and dts <= self.last_video:
             dts = self.last_video + 1
@@ -221,8 +253,9 @@ class CopyOut(_Out):
 class EncodeOut(_Out):
     """Decodes each piece and encodes its frames from `Piece.start` to its end (H.264)."""
 
-    def __init__(self, out: Path, video: Any, audio: Any | None) -> None:
-        super().__init__(out, audio)
+    def __init__(self, out: Path, container: av.container.InputContainer) -> None:
+        super().__init__(out, container)
+        video = container.streams.video[0]
         ctx = video.codec_context
         rate = video.average_rate or video.guessed_rate or Fraction(25)
         self.time_base = Fraction(1, 90_000)
@@ -239,18 +272,18 @@ class EncodeOut(_Out):
         self.video = stream
         self.last_pts: int | None = None
 
-    def video_packet(self, packet: av.Packet, piece: Piece, shift: float) -> bool:
-        return self._frames(_decode(packet), piece, shift)
+    def video_packet(self, packet: av.Packet, piece: Piece) -> bool:
+        return self._frames(_decode(packet), piece)
 
-    def flush_piece(self, video: Any, piece: Piece, shift: float) -> None:
+    def flush_piece(self, video: Any, piece: Piece) -> None:
         """The decoder holds the file's last frames back until it is drained."""
         try:
             rest = video.decode(None)
         except av.FFmpegError:
             return
-        self._frames(rest, piece, shift)
+        self._frames(rest, piece)
 
-    def _frames(self, frames: list[av.VideoFrame], piece: Piece, shift: float) -> bool:
+    def _frames(self, frames: list[av.VideoFrame], piece: Piece) -> bool:
         for frame in frames:
             when = frame.time
             if when is None or when < piece.start:
@@ -259,7 +292,7 @@ class EncodeOut(_Out):
                 return False
             if self.began is None:
                 self._start(when)
-            self._encode(frame, when - shift)
+            self._encode(frame, when - self.shift)
         return True
 
     def _encode(self, frame: av.VideoFrame | None, at: float = 0.0) -> None:

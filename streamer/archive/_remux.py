@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import logging
 import os
 import queue
@@ -32,20 +31,22 @@ import av
 import av.error
 
 from streamer.archive._segments import append_event, file_size, hold_writer_lock, repair
+from streamer.archive._streams import (
+    MP4_VIDEO,
+    Connection,
+    adts_config,
+    copy_parameters,
+    unwrap_adts,
+)
 from streamer.sources.tap import TapConnection
 
 if TYPE_CHECKING:
     from streamer.archive.recordings import Recorder
 
-__all__ = ["MP4_AUDIO", "MP4_VIDEO", "SegmentWriter"]
+__all__ = ["SegmentWriter"]
 
 log = logging.getLogger("streamer.archive")
 
-#: Codecs copied into MP4 (what browsers and players take there). Others are declined: an MJPEG
-#: camera is recorded by encoding its frames instead.
-MP4_VIDEO = frozenset({"h264", "hevc", "av1", "vp9"})
-#: Audio codecs copied along; other audio (G.711 from many cameras) is left out.
-MP4_AUDIO = frozenset({"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"})
 FRAGMENT_US = 1_000_000  # a fragment at least every second: what a crash can cost
 MAX_BACKLOG_BYTES = 32 * 2**20  # packets queued for a stalled disk before dropping
 RETRY_S = 30.0  # after a write error, how long before trying a new segment
@@ -64,22 +65,6 @@ _CLOSE = "close"
 
 
 @dataclass(slots=True)
-class _Connection:
-    """A connection's stream parameters, copied off its input (which closes on its own)."""
-
-    holder: Any  # the in-memory output container that owns the copies
-    video: Any
-    audio: Any | None
-    video_index: int
-    audio_index: int | None
-    codec: str
-    width: int
-    height: int
-    opened: float
-    wall0: float | None = None  # wall time of media time 0 on this connection (best estimate)
-
-
-@dataclass(slots=True)
 class _Open:
     """The segment being written."""
 
@@ -95,27 +80,6 @@ class _Open:
     frames: int = 0
     end: float = 0.0  # media seconds covered so far
     step: int = 0  # the last video frame's duration in ticks, for packets that carry none
-
-
-def _copy_parameters(connection: TapConnection, audio: bool) -> _Connection:
-    """Copy the connection's codec parameters into streams this writer owns (the input is
-    closed when its connection ends, maybe before the writer is done with them)."""
-    holder = av.open(io.BytesIO(), "w", format="mp4")
-    video = holder.add_stream_from_template(connection.video, opaque=True)
-    copied_audio = None
-    source = connection.audio
-    codec = source.codec_context.name if source is not None and source.codec_context else None
-    if audio and source is not None and codec in MP4_AUDIO:
-        try:
-            copied_audio = holder.add_stream_from_template(source, opaque=True)
-        except (ValueError, av.FFmpegError) as exc:
-            log.info("audio %s not recorded (%s)", codec, exc)
-    info = connection.info
-    return _Connection(
-        holder, video, copied_audio, connection.video.index,
-        source.index if copied_audio is not None and source is not None else None,
-        info.codec, info.width, info.height, connection.opened,
-    )  # fmt: skip
 
 
 class SegmentWriter:
@@ -166,7 +130,7 @@ class SegmentWriter:
             )
             return False
         try:
-            copied = _copy_parameters(connection, self._recorder.audio)
+            copied = copy_parameters(connection, self._recorder.audio)
         except (ValueError, av.FFmpegError) as exc:
             self._set(state="declined", detail=f"{codec} video cannot be copied: {exc}")
             return False
@@ -236,7 +200,7 @@ class SegmentWriter:
                 packet, wall = item
                 self._written += packet.size
                 writer.packet(packet, wall)
-            elif isinstance(item, _Connection):
+            elif isinstance(item, Connection):
                 writer.connect(item)
             elif item == _STOP:
                 writer.disconnect()
@@ -254,14 +218,14 @@ class _Writer:
         self.sink = sink
         self.folder = sink.folder
         self.segment_s = sink._recorder.segment_s
-        self.conn: _Connection | None = None
-        self.previous: _Connection | None = None
+        self.conn: Connection | None = None
+        self.previous: Connection | None = None
         self.open: _Open | None = None
         self.reason = "start"
         self.retry_at: float | None = None  # monotonic: after a write error
         self.unwritten: list[dict[str, Any]] = []  # catalogue lines a full disk held back
 
-    def connect(self, conn: _Connection) -> None:
+    def connect(self, conn: Connection) -> None:
         self.disconnect()
         if self.previous is not None:
             same = (conn.codec, conn.width, conn.height) == (
@@ -296,15 +260,23 @@ class _Writer:
             return
         if video:
             self._time(packet, wall, conn)
-            if packet.is_keyframe and self._cut_here(packet):
-                self._close(complete=True)
-                self._open(packet, conn)
+            if packet.is_keyframe:
+                conn.keys += 1
+                if self._cut_here(packet, conn):
+                    self._close(complete=True)
+                    self._open(packet, conn)
+        elif conn.adts:
+            conn.asc = conn.asc or adts_config(bytes(packet)[:7])
+            unwrapped = unwrap_adts(packet)
+            if unwrapped is None:
+                return
+            packet = unwrapped
         if self.open is not None:
-            self._write(packet, video)
+            self._write(packet, video, index)
         elif self.retry_at is not None:
             self.sink._add_dropped(1)
 
-    def _time(self, packet: av.Packet, wall: float, conn: _Connection) -> None:
+    def _time(self, packet: av.Packet, wall: float, conn: Connection) -> None:
         """Refine the connection's wall time of media time 0: the earliest that any packet
         allows (packets read in a burst after a stall arrive late, never early)."""
         at = wall - float((packet.dts if packet.dts is not None else packet.pts) * packet.time_base)
@@ -313,13 +285,15 @@ class _Writer:
             if self.open is not None:
                 self.open.start_wall = at + self.open.offset
 
-    def _cut_here(self, packet: av.Packet) -> bool:
+    def _cut_here(self, packet: av.Packet, conn: Connection) -> bool:
         """Whether this key frame starts a new segment."""
         if self.open is None:
+            if conn.adts and conn.asc is None and conn.keys < 2:
+                return False  # MP4 needs the audio's configuration first: from its 1st frame
             return self.retry_at is None or time.monotonic() >= self.retry_at
         return _seconds(packet) - self.open.offset >= self.segment_s
 
-    def _open(self, packet: av.Packet, conn: _Connection) -> None:
+    def _open(self, packet: av.Packet, conn: Connection) -> None:
         offset = _seconds(packet)
         assert conn.wall0 is not None
         start_wall = conn.wall0 + offset
@@ -328,7 +302,11 @@ class _Writer:
         try:
             output = av.open(str(path), "w", format="mp4", container_options=_MOVFLAGS)
             video = output.add_stream_from_template(conn.video, opaque=True)
-            audio = output.add_stream_from_template(conn.audio, opaque=True) if conn.audio else None
+            audio = None
+            if conn.audio is not None and (conn.asc or not conn.adts):
+                audio = output.add_stream_from_template(conn.audio, opaque=True)
+                if conn.adts:
+                    audio.codec_context.extradata = conn.asc
             self._write_unwritten()  # close lines a full disk held back go first
             append_event(self.folder, {
                 "event": "open", "file": file, "start_wall": round(start_wall, 3),
@@ -346,10 +324,11 @@ class _Writer:
         self.sink._set(state="recording", current=str(path), files=state.files + 1,
                        detail=None if state.state == "failed" else state.detail)  # fmt: skip
 
-    def _write(self, packet: av.Packet, video: bool) -> None:
+    def _write(self, packet: av.Packet, video: bool, index: int) -> None:
         seg = self.open
         assert seg is not None
-        index = packet.stream_index
+        if not video and seg.audio is None:
+            return
         offset = seg.offsets.get(index)
         if offset is None:
             offset = seg.offsets[index] = round(seg.offset / packet.time_base)

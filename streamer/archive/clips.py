@@ -35,6 +35,7 @@ __all__ = ["ClipResult", "clip_from_recordings", "cut_clip"]
 
 #: By default a copied clip starts at most this long before the asked start.
 MAX_LEAD_S = 4.0
+_FURTHER_BACK_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ def cut_clip(
             )
         key = _key_frame_before(container, video, start)
     copy = key is not None and start - key <= max_lead_s
-    piece = Piece(path, key if copy and key is not None else start, end)
+    piece = Piece(path, key if copy and key is not None else start, end, key)
     written = _write([piece], out, copy)
     return ClipResult(Path(out), written[0], written[1], copy, (start, end))
 
@@ -138,7 +139,9 @@ def clip_from_recordings(
         key = _key_frame_before(container, video, pieces[0].start)
     copy = key is not None and pieces[0].start - key <= max_lead_s and _same_parameters(pieces)
     if copy and key is not None:
-        pieces[0] = Piece(pieces[0].path, key, pieces[0].end)
+        pieces[0] = Piece(pieces[0].path, key, pieces[0].end, key)
+    else:
+        pieces[0] = Piece(pieces[0].path, pieces[0].start, pieces[0].end, key)
     begin, finish = _write(pieces, out, copy)
     # The file's seconds back to the wall clock, by the first segment's start (and the
     # clip's length: later segments join on without their gaps).
@@ -171,26 +174,26 @@ def _key_frame_before(
 ) -> float | None:
     """The time of the last key frame at or before `at` seconds, None when there is none.
 
-    Seeks near `at` first (the container's index), and reads from the start when the seek
-    lands after it (a fragmented file without an index).
+    Seeks near `at` first (the container's index); where a seek lands in a file without one
+    (MPEG-TS, a recording cut short) is rough, so then further back, then from the start.
     """
     tb = Fraction(video.time_base)
-    for target in (at, None):
+    for target in (at, at - _FURTHER_BACK_S, None):
         try:
             container.seek(0 if target is None else int(target / tb), stream=video, backward=True)
         except av.error.FFmpegError:
             continue
-        found, overshot = _scan_keys(container, video, at)
-        if found is not None or not overshot or target is None:
+        found = _scan_keys(container, video, at)
+        if found is not None:
             return found
     return None
 
 
 def _scan_keys(
     container: av.container.InputContainer, video: av.VideoStream, at: float
-) -> tuple[float | None, bool]:
-    """(last key frame at or before `at`, whether reading began after `at`)."""
-    found, first = None, True
+) -> float | None:
+    """The last key frame at or before `at`, reading on from where the container is."""
+    found = None
     try:
         for packet in container.demux(video):
             if packet.is_corrupt:
@@ -198,16 +201,13 @@ def _scan_keys(
             if packet.pts is None or not packet.size:
                 continue
             when = float(packet.pts * packet.time_base)
-            if first and when > at:
-                return None, True
-            first = False
             if when > at:
                 break
             if packet.is_keyframe:
                 found = when
     except av.error.FFmpegError:
         pass  # a recording cut short ends in a torn fragment: what was read counts
-    return found, False
+    return found
 
 
 def _same_parameters(pieces: list[Piece]) -> bool:
@@ -232,9 +232,7 @@ def _write(pieces: list[Piece], out: Path, copy: bool) -> tuple[float, float]:
     """Write the pieces one after the other into `out`; return (start, end) of what was
     written, in the first piece's seconds."""
     with open_media(pieces[0].path) as container:
-        video = container.streams.video[0]
-        audio = container.streams.audio[0] if container.streams.audio else None
-        writer = CopyOut(out, video, audio) if copy else EncodeOut(out, video, audio)
+        writer = CopyOut(out, container) if copy else EncodeOut(out, container)
     try:
         for piece in pieces:
             writer.add(piece)

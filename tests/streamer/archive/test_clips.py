@@ -33,6 +33,15 @@ def gop_clip(tmp_path_factory, sample_clip) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def ts_clip(gop_clip, tmp_path_factory) -> Path:
+    """The same as MPEG-TS: no index to seek with, AAC in ADTS frames, time from 1.4 s."""
+    out = tmp_path_factory.mktemp("clips") / "gop25.ts"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(gop_clip), "-c", "copy", str(out)],
+                   check=True)  # fmt: skip
+    return out
+
+
 class _Tapped:
     def __init__(self, tap: Recorder) -> None:
         self.tap = tap
@@ -108,6 +117,24 @@ def test_a_span_with_no_key_frame_near_enough_is_encoded_again(sample_clip, tmp_
     # With the default lead (4 s) the key frame at 0 fits: copied, and it says from where.
     copied = cut_clip(sample_clip, 3.0, 4.5, tmp_path / "copied.mp4")
     assert copied.copied and copied.start == 0.0 and copied.end == pytest.approx(4.5, abs=0.05)
+
+
+def test_an_mpeg_ts_file_is_cut_by_copy_and_by_encoding_with_its_audio(ts_clip, tmp_path, probe):
+    first = float(probe(ts_clip)["format"]["start_time"])  # its timeline starts there
+    start, end = first + 1.3, first + 3.0
+    copied = cut_clip(ts_clip, start, end, tmp_path / "copied.mp4")
+    assert copied.copied and copied.start == pytest.approx(first + 1.0, abs=0.001)
+    # (Not byte for byte: MP4 frames H.264 by lengths where MPEG-TS uses start codes.)
+    assert _packets(copied.path)[0]["flags"].startswith("K")
+    encoded = cut_clip(ts_clip, start, end, tmp_path / "encoded.mp4", max_lead_s=0.1)
+    assert not encoded.copied and start <= encoded.start < start + 0.04  # its first frame
+    assert encoded.end == pytest.approx(end, abs=0.04)
+    for result in (copied, encoded):
+        frames = round((result.end - result.start) * 25)
+        streams = {s["codec_name"]: s for s in probe(result.path)["streams"]}
+        assert int(streams["h264"]["nb_read_frames"]) == frames
+        assert float(streams["aac"]["duration"]) == pytest.approx(frames / 25, abs=0.1)
+        assert int(streams["aac"]["nb_read_frames"]) >= frames / 25 * 44  # 46.9 a second
 
 
 def test_a_clip_ends_where_the_media_does(gop_clip, tmp_path, probe):

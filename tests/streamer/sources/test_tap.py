@@ -9,12 +9,13 @@ import asyncio
 import fcntl
 import itertools
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from live_helpers import FAST, Running, wait_until
+from live_helpers import FAST, Running, StaticServer, wait_until
 
 from streamer.archive._segments import CATALOGUE_LOCK, WRITER_LOCK
 from streamer.archive.recordings import Recorder, segments
@@ -162,6 +163,32 @@ async def test_audio_is_tapped_with_the_video_when_the_stream_has_it(hls_server,
     info = probe(tmp_path / segment.path)
     assert sorted(s["codec_name"] for s in info["streams"]) == ["aac", "h264"]
     assert segment.audio == "aac" and segment.complete
+
+
+async def test_hls_with_aac_in_adts_frames_is_recorded_with_its_audio(sample_clip, tmp_path, probe):
+    # MPEG-TS carries AAC in ADTS frames, without the configuration MP4 wants in its header.
+    folder = tmp_path / "hls"
+    folder.mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(sample_clip), "-t", "3", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-f", "hls", "-hls_time",
+                    "1", "-hls_playlist_type", "vod", str(folder / "index.m3u8")],
+                   check=True)  # fmt: skip
+    server = StaticServer(folder)
+    try:
+        source = open_source(server.url("index.m3u8"), "hls", options=FAST)
+        recorder = Recorder(tmp_path, "hls", segment_s=60)
+        async with Running(source, runner=_Tapped(SourceRunner(DecodePlan()), recorder)) as run:
+            await run.ended(30)
+    finally:
+        server.close()
+    assert recorder.state.state == "closed" and recorder.state.detail is None
+    (segment,) = segments(tmp_path)
+    streams = {s["codec_name"]: s for s in probe(tmp_path / segment.path)["streams"]}
+    assert set(streams) == {"h264", "aac"} and segment.audio == "aac"
+    assert int(streams["h264"]["nb_read_frames"]) == segment.frames == 75
+    # Every audio frame decodes: 3 s of 48 kHz AAC is about 141 frames of 1024 samples.
+    assert int(streams["aac"]["nb_read_frames"]) >= 135
+    assert float(streams["aac"]["duration"]) == pytest.approx(3.0, abs=0.1)
 
 
 @pytest.mark.slow
