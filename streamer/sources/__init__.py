@@ -16,7 +16,8 @@ Every source is a `Source` (`base.py`): made with its final name and contract, i
 it is doing in a `SourceStatus`. Live sources (`LiveSource`: cameras and network streams)
 reconnect with backoff and never show credentials (`redact`). A run names its inputs with
 `stream_names` (`names.py`), and `decoding` (`pool/`) decides whether each source runs in
-this process or in a decode worker process.
+this process or in a decode worker process. A network source can also hand its compressed
+packets to a recorder as they arrive (`tap.py`: `run(..., tap=)`; `Source.tappable`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from streamer.sources.network import NETWORK_SCHEMES, NetworkSource
 from streamer.sources.options import SourceOptions
 from streamer.sources.pool import SourceRunner, decoding
 from streamer.sources.status import SourceStatus
+from streamer.sources.tap import PacketSink, PacketTap, TapConnection, TapState
 
 __all__ = [
     "Backoff",
@@ -43,10 +45,14 @@ __all__ = [
     "FileSource",
     "LiveSource",
     "NetworkSource",
+    "PacketSink",
+    "PacketTap",
     "Source",
     "SourceOptions",
     "SourceRunner",
     "SourceStatus",
+    "TapConnection",
+    "TapState",
     "VideoInfo",
     "decoding",
     "open_source",

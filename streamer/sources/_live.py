@@ -33,6 +33,7 @@ from streamer.sources._handoff import Handoff, put_and_wait
 from streamer.sources.base import SourceBase, VideoInfo
 from streamer.sources.options import DecodePlan, SourceOptions
 from streamer.sources.status import SourceStatus
+from streamer.sources.tap import PacketTap
 
 log = logging.getLogger("streamer.sources")
 
@@ -111,11 +112,14 @@ class LiveSource(SourceBase):
         out: Channel[Frame],
         stop: asyncio.Event,
         plan: DecodePlan = DecodePlan(),  # noqa: B008 (frozen, so sharing is safe)
+        tap: PacketTap | None = None,
     ) -> None:
         """Decode frames into `out` until `stop` is set, the stream ends, or the source fails
         (permanent error, or `max_attempts` reached: `status.state` says which); reconnects
         with backoff on the way. Closes `out` when it returns. `plan`: what to make of each
-        frame, for the sources that decode with PyAV (a camera's frames are RGB as read)."""
+        frame, for the sources that decode with PyAV (a camera's frames are RGB as read).
+        `tap`: refused here (ConfigError); the sources with packets take it (`tappable`)."""
+        self._refuse_tap(tap)
         try:
             await self._supervise(out, stop)
         finally:

@@ -16,13 +16,16 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from streamer.core.channel import Channel
 from streamer.core.frame import Frame
-from streamer.errors import SourceDecodeError, SourceError
+from streamer.errors import ConfigError, SourceDecodeError, SourceError
 from streamer.sources.options import DecodePlan
 from streamer.sources.status import SourceStatus
+
+if TYPE_CHECKING:
+    from streamer.sources.tap import PacketTap
 
 __all__ = ["Source", "SourceBase", "VideoInfo", "WorkerSpec"]
 
@@ -74,6 +77,9 @@ class Source(Protocol):
             its `status.state` follows the connection and every change is worth recording.
             False for a local file, which only plays and ends.
         path: the local file the frames come from (its audio can be copied), else None.
+        tappable: the source hands its compressed packets to a `PacketTap` given to `run`
+            (network streams); False for sources that have none to hand (cameras) or whose
+            input is never copied (local files): they refuse a tap.
         info: what the video says about itself; None until a live source first connects.
         status: what the source is doing now, and its counters (frames, damaged, reconnects).
         incomplete: set when a file stopped before its end (truncated or damaged, or its decode
@@ -84,14 +90,22 @@ class Source(Protocol):
     name: str
     live: bool
     connects: bool
+    tappable: bool
     path: str | None
     info: VideoInfo | None
     status: SourceStatus
     incomplete: SourceDecodeError | None
 
-    async def run(self, out: Channel[Frame], stop: asyncio.Event, plan: DecodePlan = ...) -> None:
+    async def run(
+        self,
+        out: Channel[Frame],
+        stop: asyncio.Event,
+        plan: DecodePlan = ...,
+        tap: PacketTap | None = None,
+    ) -> None:
         """Decode frames into `out` as `plan` asks (by default every frame in full-size RGB),
-        until the input ends, the source gives up, or `stop` is set; close `out` on return."""
+        until the input ends, the source gives up, or `stop` is set; close `out` on return.
+        `tap`: where a `tappable` source also hands its packets (`streamer.sources.tap`)."""
         ...
 
     def worker_spec(self) -> WorkerSpec | None:
@@ -118,14 +132,15 @@ class SourceBase:
     """The state every source keeps, and how it follows a copy of itself that a decode worker
     runs (`streamer.sources.pool`): the pool calls `follow`, `frame_delivered` and `lost`.
 
-    Subclasses set `connects` and implement `run`, and `worker_spec` when they can run in a
-    decode worker.
+    Subclasses set `connects` (and `tappable`) and implement `run`, and `worker_spec` when
+    they can run in a decode worker.
 
     Attributes:
         error: why a live source failed (`status.state == "failed"`); None otherwise.
     """
 
     connects: bool = False
+    tappable: bool = False
 
     def __init__(
         self,
@@ -147,6 +162,15 @@ class SourceBase:
     def worker_spec(self) -> WorkerSpec | None:
         """None: a source runs in this process unless its kind says how a worker makes it."""
         return None
+
+    def _refuse_tap(self, tap: PacketTap | None) -> None:
+        """A source that is not `tappable` was given a tap: a mistake of the caller, said
+        before anything runs rather than recording nothing without a word."""
+        if tap is not None:
+            raise ConfigError(
+                f"{self.name}: this source has no packets to record (only network streams "
+                "do); record it by encoding its frames instead"
+            )
 
     def follow(
         self,

@@ -32,6 +32,7 @@ from streamer.sources.hwaccel import hwaccel_for
 from streamer.sources.options import DecodePlan
 from streamer.sources.pool.wire import FileSpec
 from streamer.sources.status import SourceStatus
+from streamer.sources.tap import PacketTap
 
 __all__ = ["FileSource", "VideoInfo", "probe_video"]
 
@@ -126,9 +127,11 @@ class FileSource(SourceBase):
         out: Channel[Frame],
         stop: asyncio.Event,
         plan: DecodePlan = DecodePlan(),  # noqa: B008 (frozen, so sharing is safe)
+        tap: PacketTap | None = None,
     ) -> None:
         """Decode every frame into `out` in a thread, then close it. Returns early when
-        `stop` is set."""
+        `stop` is set. A file is never copied: it refuses a `tap` (ConfigError)."""
+        self._refuse_tap(tap)
         loop = asyncio.get_running_loop()
         halt = threading.Event()
         try:

@@ -50,6 +50,7 @@ from streamer.sources.hwaccel import hwaccel_for
 from streamer.sources.names import url_stream_name
 from streamer.sources.options import DecodePlan, SourceOptions
 from streamer.sources.pool.wire import NetworkSpec
+from streamer.sources.tap import PacketSink, PacketTap, TapConnection
 
 __all__ = ["NETWORK_SCHEMES", "NetworkSource"]
 
@@ -83,11 +84,17 @@ class NetworkSource(LiveSource):
     (`worker_spec`, `streamer.sources.pool`); `status`, `info` and `error` then follow the
     worker's copy.
 
+    Its packets can be recorded as they arrive (`tappable`: `run(..., tap=)`, see
+    `streamer.sources.tap`): each connection is offered to the tap's sink, and the video
+    packets (and the first audio stream's) of a connection it takes reach it after decoding.
+
     Example:
         >>> source = NetworkSource("rtsp://user:pw@10.0.0.7/stream1")
         >>> source.name, source.spec
         ('10.0.0.7_stream1', 'rtsp://***@10.0.0.7/stream1')
     """
+
+    tappable = True
 
     def __init__(
         self,
@@ -106,6 +113,7 @@ class NetworkSource(LiveSource):
         )
         self._url = url  # with credentials: for FFmpeg only, never printed
         self._converter: FrameConverter | None = None
+        self._sink: PacketSink | None = None
         install_libav_redaction()
 
     def worker_spec(self) -> NetworkSpec:
@@ -118,16 +126,26 @@ class NetworkSource(LiveSource):
         out: Channel[Frame],
         stop: asyncio.Event,
         plan: DecodePlan = DecodePlan(),  # noqa: B008 (frozen, so sharing is safe)
+        tap: PacketTap | None = None,
     ) -> None:
-        """As `LiveSource.run`; every connection converts frames as `plan` asks."""
+        """As `LiveSource.run`; every connection converts frames as `plan` asks, and is
+        offered to `tap`'s sink, which is closed (its files finished) before this returns."""
         # One converter for every connection: its sampler keeps the analysis grid across them.
         self._converter = FrameConverter(plan, self.name)
-        await super().run(out, stop, plan)
+        # Making the sink may touch the disk (a recorder's folder, lock, repairs): not on the loop.
+        self._sink = await asyncio.to_thread(tap.sink) if tap is not None else None
+        try:
+            await super().run(out, stop, plan)
+        finally:
+            sink, self._sink = self._sink, None
+            if sink is not None:  # finishing a file writes to disk: not on the loop
+                await asyncio.to_thread(sink.close)
 
     def _open_reader(self, resume_after: int | None) -> _NetworkReader:
         return _NetworkReader(
-            self._url, self.spec, self.options, self.live, resume_after, self._converter
-        )
+            self._url, self.spec, self.options, self.live, resume_after, self._converter,
+            self._sink,
+        )  # fmt: skip
 
     def container_options(self) -> dict[str, str]:
         """The FFmpeg demuxer/protocol options this source opens its URL with."""
@@ -183,6 +201,7 @@ class _NetworkReader:
         live: bool,
         resume_after: int | None,
         converter: FrameConverter | None = None,
+        sink: PacketSink | None = None,
     ) -> None:
         self.spec = spec
         self.options = options
@@ -203,8 +222,11 @@ class _NetworkReader:
             timed_out = time.monotonic() - started >= options.open_timeout * 0.95
             # `from None`: PyAV's exception holds the URL with its credentials.
             raise _translate(exc, spec, options, opening=True, timed_out=timed_out) from None
+        self.audio: av.AudioStream | None = None
+        self.tap: PacketSink | None = None  # `sink`, when it takes this connection
         try:
             self.stream, self.info = self._prepare(live, resume_after)
+            self._offer(sink)
         except BaseException:
             self.container.close()
             raise
@@ -226,6 +248,15 @@ class _NetworkReader:
             self._seek(stream, resume_after)
         return stream, info
 
+    def _offer(self, sink: PacketSink | None) -> None:
+        """Offer this connection to the run's packet sink; when it takes it, its packets
+        (video, and the first audio stream's) go there too."""
+        if sink is None:
+            return
+        audio = self.container.streams.audio[0] if self.container.streams.audio else None
+        if sink.start(TapConnection(self.stream, audio, self.info, time.time())):
+            self.tap, self.audio = sink, audio
+
     def _seek(self, stream: av.VideoStream, raw: int) -> None:
         """Seek to the key frame before `raw`; frames up to it are skipped by the caller."""
         try:
@@ -241,9 +272,20 @@ class _NetworkReader:
         """
         last_frame = time.monotonic()
         last_raw: int | None = None
+        tap, video = self.tap, self.stream.index
+        streams = (self.stream,) if self.audio is None else (self.stream, self.audio)
         try:
-            for packet in self.container.demux(self.stream):
-                for frame in self._decode(packet):
+            for packet in self.container.demux(*streams):
+                if packet.stream_index != video:  # audio, demuxed for the tap only
+                    if tap is not None and packet.size:
+                        tap.packet(packet)
+                    continue
+                frames = self._decode(packet)
+                # After decoding (the decoder has its own reference to the data), before the
+                # frames are handed on: the tap sees the packet as soon as it is safe to.
+                if tap is not None and packet.size:
+                    tap.packet(packet)
+                for frame in frames:
                     last_frame = time.monotonic()
                     last_raw = frame.pts if frame.pts is not None else last_raw
                     yield self.converter.picture(frame, self._timeline(frame)), frame.pts
@@ -291,7 +333,11 @@ class _NetworkReader:
             )
 
     def close(self) -> None:
-        self.container.close()
+        try:
+            if self.tap is not None:
+                self.tap.stop()
+        finally:
+            self.container.close()
 
 
 def _translate(

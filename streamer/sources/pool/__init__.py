@@ -16,6 +16,8 @@ GPU worker for every stream.
         out.put(frame) (waits under BLOCK), then
         Free(stream, slot) ───────────────────────────►   the slot can be written again
         source.follow(...)                            ◄── Status / End(stream, report)
+        tap.follow(state)                             ◄── Recorded(stream, state): a stream's
+                                                          packet tap records in the worker
 
 The messages are typed records (`wire.py`); each side dispatches on their class and refuses
 any other.

@@ -32,11 +32,13 @@ from streamer.sources.pool.wire import (
     FromWorker,
     Need,
     Open,
+    Recorded,
     Ring,
     Status,
     Stop,
     ToWorker,
 )
+from streamer.sources.tap import PacketTap
 
 __all__ = ["FILE_SLOTS", "LIVE_SLOTS", "Lane"]
 
@@ -82,7 +84,7 @@ class _Gone:
     """The worker did not confirm a stop in time: go on without it."""
 
 
-_Event = _Arrived | _Died | _Gone | Status | End | Failed
+_Event = _Arrived | _Died | _Gone | Status | Recorded | End | Failed
 
 
 class Lane:
@@ -112,6 +114,7 @@ class Lane:
         self.delivered = 0
         self.closed = False
         self.last_pts: float | None = None
+        self.tap: PacketTap | None = None
 
     # -- receiver thread -----------------------------------------------------------------------
 
@@ -122,7 +125,7 @@ class Lane:
                 self._post(_Arrived(self._unpack(meta), slot, meta.dropped))
             case Need(_, slot_bytes):
                 self._new_segment(slot_bytes)
-            case Status() | End() | Failed():
+            case Status() | Recorded() | End() | Failed():
                 self._post(message)
             case _:
                 raise TypeError(f"decode pool: {type(message).__name__} is not for a stream")
@@ -183,10 +186,18 @@ class Lane:
 
     # -- event loop ----------------------------------------------------------------------------
 
-    async def run(self, spec: WorkerSpec, plan: DecodePlan, stop: asyncio.Event) -> None:
-        """Have the worker decode the stream; deliver its frames until it is over."""
+    async def run(
+        self,
+        spec: WorkerSpec,
+        plan: DecodePlan,
+        stop: asyncio.Event,
+        tap: PacketTap | None = None,
+    ) -> None:
+        """Have the worker decode the stream (and record its packets with a copy of `tap`);
+        deliver its frames until it is over. `tap` follows its copy's state."""
         self.worker.lanes[self.id] = self
-        opened = self.worker.send(Open(self.id, spec, plan, self.slots))
+        self.tap = tap
+        opened = self.worker.send(Open(self.id, spec, plan, self.slots, tap))
         if not opened or not self.worker.alive:
             self._died(self.worker.exit_code)
             return
@@ -214,6 +225,10 @@ class Lane:
                 return False
             case Status(_, report):
                 report.apply_to(self.source)
+                return False
+            case Recorded(_, state):
+                if self.tap is not None:
+                    self.tap.follow(state)
                 return False
             case End(_, report):
                 report.apply_to(self.source)

@@ -39,6 +39,7 @@ from streamer.sources.pool.wire import (
     ToWorker,
     from_worker,
 )
+from streamer.sources.tap import PacketTap
 
 __all__ = ["SHM_FOLDER", "DecodePool", "SourceRunner", "decoding", "worker_count"]
 
@@ -108,14 +109,27 @@ class SourceRunner:
             return replace(self.plan, analysis_every_frame=True)
         return self.plan
 
-    async def run(self, source: Source, out: Channel[Frame], stop: asyncio.Event) -> None:
-        """Run `source` into `out` until it ends or `stop` is set; `out` is closed after."""
+    async def run(
+        self,
+        source: Source,
+        out: Channel[Frame],
+        stop: asyncio.Event,
+        tap: PacketTap | None = None,
+    ) -> None:
+        """Run `source` into `out` until it ends or `stop` is set; `out` is closed after.
+        `tap`: where a `tappable` source also hands its packets, wherever it runs (in a
+        decode worker, a copy of the tap records there and `tap` follows its state)."""
         plan = self.plan_for(source)
         spec = self._pooled.get(source)
         if self.pool is None or spec is None:
-            await source.run(out, stop, plan)
+            if tap is None:
+                await source.run(out, stop, plan)
+            else:
+                await source.run(out, stop, plan, tap)
             return
-        await self.pool.run(source, spec, plan, out, stop)
+        if tap is not None and not source.tappable:  # refused here as it would be there
+            raise ConfigError(f"{source.name}: this source has no packets to record")
+        await self.pool.run(source, spec, plan, out, stop, tap)
 
 
 @contextlib.asynccontextmanager
@@ -192,15 +206,16 @@ class DecodePool:
         plan: DecodePlan,
         out: Channel[Frame],
         stop: asyncio.Event,
+        tap: PacketTap | None = None,
     ) -> None:
         """Decode `source` (re-created in a worker from `spec`) into `out` until it ends, fails
         or `stop` is set; close `out`. `source` follows the worker's copy of it (`status`,
-        `info`, `incomplete`, …)."""
+        `info`, `incomplete`, …), and `tap` its copy's state."""
         worker = min(self._workers, key=lambda w: (not w.alive, len(w.lanes)))
         self._next_id += 1
         lane = Lane(self._next_id, source, out, worker, asyncio.get_running_loop())
         try:
-            await lane.run(spec, plan, stop)
+            await lane.run(spec, plan, stop, tap)
         finally:
             out.close_nowait()
             lane.close()

@@ -7,15 +7,18 @@ a bug on one side, refused loudly (`TypeError`) rather than skipped.
 ::
 
     pipeline → worker                          worker → pipeline
-      Open(stream, source, plan, slots)          Ready(pid)
+      Open(stream, source, plan, slots, tap)     Ready(pid)
       Ring(stream, segment, slot_bytes)          Log(level, logger, text)
       Free(stream, slot)                         Need(stream, slot_bytes)
       Stop(stream)                               FrameReady(stream, slot, meta)
       Close(stream)                              Status(stream, report)
-      Quit()                                     End(stream, report)
+      Quit()                                     Recorded(stream, state)
+                                                 End(stream, report)
                                                  Failed(stream, message)
 
 Pixels never travel here: they are in the stream's shared-memory slots (`FrameMeta` says where).
+Packets do not travel either: a stream's packet tap (`streamer.sources.tap`) goes to the worker
+in `Open`, records there, and only its state comes back (`Recorded`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from streamer.errors import (
 from streamer.sources.base import Source, SourceBase, VideoInfo, WorkerSpec
 from streamer.sources.options import DecodePlan, SourceOptions
 from streamer.sources.status import SourceStatus
+from streamer.sources.tap import PacketTap, TapState
 
 __all__ = [
     "Close",
@@ -53,6 +57,7 @@ __all__ = [
     "Open",
     "Quit",
     "Ready",
+    "Recorded",
     "Ring",
     "SourceReport",
     "Status",
@@ -190,12 +195,14 @@ class FrameMeta:
 
 @dataclass(frozen=True, slots=True)
 class Open:
-    """Start decoding a stream with `slots` frames in flight."""
+    """Start decoding a stream with `slots` frames in flight; `tap`: where the worker also
+    hands the stream's packets (it makes the tap's sink there), None for none."""
 
     stream: int
     source: WorkerSpec  # a FileSpec or a NetworkSpec
     plan: DecodePlan
     slots: int
+    tap: PacketTap | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +290,14 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class Recorded:
+    """The stream's packet tap changed state (what it writes, or why it stopped)."""
+
+    stream: int
+    state: TapState
+
+
+@dataclass(frozen=True, slots=True)
 class End:
     """The stream's source returned (ended, failed or stopped): its final state."""
 
@@ -299,7 +314,7 @@ class Failed:
     message: str
 
 
-FromWorker = Ready | Log | Need | FrameReady | Status | End | Failed
+FromWorker = Ready | Log | Need | FrameReady | Status | Recorded | End | Failed
 
 
 def to_worker(message: object) -> ToWorker:

@@ -44,6 +44,7 @@ from streamer.sources.pool.wire import (
     Open,
     Quit,
     Ready,
+    Recorded,
     Ring,
     SourceReport,
     Status,
@@ -51,6 +52,7 @@ from streamer.sources.pool.wire import (
     ToWorker,
     to_worker,
 )
+from streamer.sources.tap import PacketTap
 
 __all__ = ["main", "source_from"]
 
@@ -153,10 +155,10 @@ class _Worker:
         match message:
             case Quit():
                 self.quit.set()
-            case Open(stream_id, spec, plan, slots):
+            case Open(stream_id, spec, plan, slots, tap):
                 stream = _WorkerStream(stream_id, spec, slots, self)
                 self.streams[stream_id] = stream
-                task = stream.task = asyncio.ensure_future(stream.run(plan))
+                task = stream.task = asyncio.ensure_future(stream.run(plan, tap))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
             case Ring(stream_id, segment, slot_bytes):
@@ -192,24 +194,27 @@ class _WorkerStream:
         self.ring_ready: asyncio.Future[None] | None = None
         self.task: asyncio.Task | None = None
 
-    async def run(self, plan: DecodePlan) -> None:
+    async def run(self, plan: DecodePlan, tap: PacketTap | None) -> None:
         try:
-            await self._pump(source_from(self.spec), plan)
+            await self._pump(source_from(self.spec), plan, tap)
         except Exception as exc:  # reported to the pipeline, which fails the stream
             log.debug("worker stream failed", exc_info=True)
             self.worker.send(Failed(self.id, f"{type(exc).__name__}: {exc}"))
         finally:
             self.detach()
 
-    async def _pump(self, source: SourceBase, plan: DecodePlan) -> None:
+    async def _pump(self, source: SourceBase, plan: DecodePlan, tap: PacketTap | None) -> None:
         live = self.spec.live
         policy = DropPolicy.DROP_OLDEST if live else DropPolicy.BLOCK
         # Live: room for a connection's first burst (the frames FFmpeg decoded while probing
         # arrive at once) while the first segment is set up; empty again right after.
         capacity = LIVE_BURST if live else 2
         channel: Channel[Frame] = Channel(capacity, policy, name=f"{self.spec.name}/worker")
-        running = asyncio.ensure_future(source.run(channel, self.stop, plan))
-        reporting = asyncio.ensure_future(self._report_status(source))
+        if tap is None:
+            running = asyncio.ensure_future(source.run(channel, self.stop, plan))
+        else:
+            running = asyncio.ensure_future(source.run(channel, self.stop, plan, tap))
+        reporting = asyncio.ensure_future(self._report_status(source, tap))
         try:
             async for frame in channel:
                 await self._send_frame(frame, channel.dropped)
@@ -217,17 +222,22 @@ class _WorkerStream:
         finally:
             reporting.cancel()
             running.cancel()
+        if tap is not None:  # its last state: the files are finished now
+            self.worker.send(Recorded(self.id, tap.state))
         self.worker.send(End(self.id, SourceReport.of(source)))
 
-    async def _report_status(self, source: SourceBase) -> None:
+    async def _report_status(self, source: SourceBase, tap: PacketTap | None) -> None:
         """The source's state whenever it changes (but its frame count, which the pipeline
-        counts itself)."""
-        last = None
+        counts itself), and its tap's."""
+        last = recorded = None
         while True:
             report = _report(source)
             if report != last:
                 self.worker.send(Status(self.id, report))
                 last = report
+            if tap is not None and tap.state != recorded:
+                recorded = tap.state
+                self.worker.send(Recorded(self.id, recorded))
             await asyncio.sleep(STATUS_EVERY_S)
 
     async def _send_frame(self, frame: Frame, dropped: int) -> None:

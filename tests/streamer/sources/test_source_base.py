@@ -29,7 +29,7 @@ class NoCamera:
 
 def test_the_protocol_promises_what_the_pipeline_reads():
     assert PROMISED == [
-        "connects", "incomplete", "info", "live", "name", "path", "status",
+        "connects", "incomplete", "info", "live", "name", "path", "status", "tappable",
     ]  # fmt: skip
 
 
@@ -37,6 +37,7 @@ def test_a_file_has_everything_from_construction(small_clip):
     source = open_source(small_clip)
     assert {name: hasattr(source, name) for name in PROMISED} == dict.fromkeys(PROMISED, True)
     assert (source.name, source.live, source.connects) == ("small", False, False)
+    assert not source.tappable  # a file is never copied: an archive refers to it
     assert source.path == str(small_clip)
     assert source.info is not None and (source.info.width, source.info.height) == (320, 180)
     assert source.status == SourceStatus(state="playing")
@@ -47,6 +48,7 @@ def test_a_network_source_has_everything_before_it_connects():
     source = NetworkSource("rtsp://admin:secret@10.0.0.7/stream1")
     assert {name: hasattr(source, name) for name in PROMISED} == dict.fromkeys(PROMISED, True)
     assert (source.name, source.live, source.connects) == ("10.0.0.7_stream1", True, True)
+    assert source.tappable  # its packets can be recorded as they come
     assert source.path is None and source.info is None and source.incomplete is None
     assert source.status == SourceStatus(state="connecting")
     remote_file = NetworkSource("https://example.org/media/clip.mp4")
@@ -58,6 +60,7 @@ def test_a_camera_has_everything_before_it_is_opened():
     source = CameraSource("/dev/video4", capture_factory=cameras)
     assert {name: hasattr(source, name) for name in PROMISED} == dict.fromkeys(PROMISED, True)
     assert (source.name, source.live, source.connects) == ("cam4", True, True)
+    assert not source.tappable  # OpenCV gives pictures, not packets
     assert source.path is None and source.info is None and source.incomplete is None
     assert source.status == SourceStatus(state="connecting")
     assert cameras.opened == []

@@ -19,6 +19,7 @@ from streamer.sources.base import VideoInfo
 from streamer.sources.options import AnalysisSize, DecodePlan, SourceOptions
 from streamer.sources.pool import wire
 from streamer.sources.pool.parent import WorkerHandle
+from streamer.sources.tap import TapState
 
 INFO = VideoInfo(320, 180, Fraction(25), Fraction(1, 12800), 50, 2.0, 0.0, "h264", None)
 REPORT = wire.SourceReport(
@@ -48,6 +49,7 @@ MESSAGES = [
     wire.Need(1, 777600),
     wire.FrameReady(1, 3, META),
     wire.Status(2, REPORT),
+    wire.Recorded(2, TapState("recording", None, 2, 1_000_000, "recordings/door/a.mp4", 0)),
     wire.End(1, wire.SourceReport(SourceStatus("ended", frames=50), INFO)),
     wire.Failed(1, "MemoryError: out of memory"),
 ]
@@ -57,6 +59,18 @@ MESSAGES = [
 def test_every_message_survives_pickling(message):
     copy = pickle.loads(pickle.dumps(message))
     assert copy == message and type(copy) is type(message)
+
+
+def test_a_packet_tap_travels_in_open_as_it_was(tmp_path):
+    from streamer.archive.recordings import Recorder
+
+    tap = Recorder(tmp_path, "door", segment_s=30)
+    spec = wire.NetworkSpec("rtsp://cam/1", "door", live=True, options=SourceOptions())
+    copy = pickle.loads(pickle.dumps(wire.Open(3, spec, DecodePlan(), 4, tap))).tap
+    assert type(copy) is Recorder and copy is not tap
+    assert (copy.root, copy.stream, copy.segment_s, copy.state) == (
+        tmp_path, "door", 30.0, TapState(),
+    )  # fmt: skip
 
 
 def test_each_side_takes_only_its_own_messages():

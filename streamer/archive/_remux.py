@@ -1,0 +1,425 @@
+"""The segment writer: a live stream's tapped packets, remuxed into fragmented MP4 segments.
+
+The source's decode thread only queues each packet with its arrival time (`SegmentWriter`,
+the `PacketSink`); one writer thread per stream does the rest: it waits for a key frame, opens
+a segment there, rebases the packets' own timestamps so the segment starts at 0, and starts
+the next segment at the first key frame after `segment_s`, at every new connection, and after
+it fell behind or failed. Every segment therefore starts with a key frame and plays alone.
+
+The files are fragmented (`empty_moov`: the header first, then a fragment at each key frame and
+at least every second): a segment cut short by a crash or `kill -9` plays up to its last
+fragment, at most a second short.
+
+A write error (the disk is full) ends the segment where it is, says so in the tap's state, and
+drops packets until a retry `RETRY_S` later; the stream goes on meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import av
+import av.error
+
+from streamer.archive._segments import append_event, file_size, hold_writer_lock, repair
+from streamer.archive._streams import (
+    MP4_VIDEO,
+    Connection,
+    adts_config,
+    copy_parameters,
+    unwrap_adts,
+)
+from streamer.sources.tap import TapConnection
+
+if TYPE_CHECKING:
+    from streamer.archive.recordings import Recorder
+
+__all__ = ["SegmentWriter"]
+
+log = logging.getLogger("streamer.archive")
+
+FRAGMENT_US = 1_000_000  # a fragment at least every second: what a crash can cost
+MAX_BACKLOG_BYTES = 32 * 2**20  # packets queued for a stalled disk before dropping
+RETRY_S = 30.0  # after a write error, how long before trying a new segment
+CLOSE_WAIT_S = 10.0  # how long `close` waits for the writer to finish its files
+_MOVFLAGS = {
+    "movflags": "frag_keyframe+empty_moov+default_base_moof",
+    "frag_duration": str(FRAGMENT_US),
+    "flush_packets": "1",  # each fragment reaches the file as it is made
+}
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+# Queue items besides (packet, arrival wall time): a connection, its end, falling behind, close.
+_STOP = "stop"
+_BEHIND = "behind"
+_CLOSE = "close"
+
+
+@dataclass(slots=True)
+class _Open:
+    """The segment being written."""
+
+    output: Any
+    video: Any
+    audio: Any | None
+    file: str
+    path: Path
+    offset: float  # the connection's media time (s) of its first key frame
+    start_wall: float
+    offsets: dict[int, int] = field(default_factory=dict)  # stream index → ticks to subtract
+    last_dts: dict[int, int] = field(default_factory=dict)
+    frames: int = 0
+    end: float = 0.0  # media seconds covered so far
+    step: int = 0  # the last video frame's duration in ticks, for packets that carry none
+
+
+class SegmentWriter:
+    """A recorder's `PacketSink`, where the source runs: the decode thread queues, a writer
+    thread writes (see the module's docstring).
+
+    Args:
+        recorder: the tap it works for: where the files go, and whose `state` it keeps.
+    """
+
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+        self.folder = recorder.folder
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # around state updates, from both threads
+        self._closed = False
+        self._queued = 0  # bytes queued (decode thread) ...
+        self._written = 0  # ... and taken off the queue (writer thread)
+        self._behind = False
+        self._lock_fd: int | None = None
+        self._thread: threading.Thread | None = None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = hold_writer_lock(self.folder)
+            repair(self.folder)
+        except BlockingIOError:
+            self._set(state="failed", detail=f"{self.folder}: another process records it")
+            return
+        except OSError as exc:
+            self._set(state="failed", detail=f"cannot record into {self.folder}: {exc}")
+            return
+        self._thread = threading.Thread(
+            target=self._run, name=f"record:{recorder.stream}", daemon=True
+        )
+        self._thread.start()
+
+    # -- the decode thread -------------------------------------------------------------------
+
+    def start(self, connection: TapConnection) -> bool:
+        """Take the connection when its video can go into MP4 (see `MP4_VIDEO`)."""
+        if self._closed or self._thread is None:
+            return False
+        codec = connection.info.codec
+        if codec not in MP4_VIDEO:
+            self._set(
+                state="declined",
+                detail=f"{codec} video cannot be copied into MP4; record it by encoding",
+            )
+            return False
+        try:
+            copied = copy_parameters(connection, self._recorder.audio)
+        except (ValueError, av.FFmpegError) as exc:
+            self._set(state="declined", detail=f"{codec} video cannot be copied: {exc}")
+            return False
+        self._queue.put(copied)
+        return True
+
+    def packet(self, packet: av.Packet) -> None:
+        """Queue the packet (a reference, no copy); drop it when the writer is far behind."""
+        if self._closed:
+            return
+        if self._queued - self._written > MAX_BACKLOG_BYTES:
+            if not self._behind:
+                self._behind = True
+                self._queue.put(_BEHIND)
+            self._add_dropped(1)
+            return
+        self._behind = False
+        self._queued += packet.size
+        self._queue.put((packet, time.time()))
+
+    def stop(self) -> None:
+        if not self._closed:
+            self._queue.put(_STOP)
+
+    def close(self) -> None:
+        """Finish the segment being written (what is queued goes in first) and stop."""
+        if self._closed and self._lock_fd is None:
+            return
+        self._closed = True
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(_CLOSE)
+            self._thread.join(CLOSE_WAIT_S)
+            if self._thread.is_alive():
+                log.warning("%s: the recording writer is still busy; leaving it", self.folder)
+                return
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        if self._recorder.state.state != "failed":
+            self._set(state="closed", current=None)
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _set(self, **changes: Any) -> None:
+        with self._lock:
+            self._recorder.state = replace(self._recorder.state, **changes)
+
+    def _add_dropped(self, count: int) -> None:
+        with self._lock:
+            state = self._recorder.state
+            self._recorder.state = replace(state, dropped=state.dropped + count)
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._serve(_Writer(self))
+        except Exception as exc:  # a bug: say so, and stop taking packets; the stream goes on
+            log.exception("%s: the recording writer failed", self.folder)
+            self._set(state="failed", detail=f"recording stopped: {type(exc).__name__}: {exc}")
+            self._closed = True
+
+    def _serve(self, writer: _Writer) -> None:
+        while True:
+            item = self._queue.get()
+            if isinstance(item, tuple):
+                packet, wall = item
+                self._written += packet.size
+                writer.packet(packet, wall)
+            elif isinstance(item, Connection):
+                writer.connect(item)
+            elif item == _STOP:
+                writer.disconnect()
+            elif item == _BEHIND:
+                writer.fell_behind()
+            elif item == _CLOSE:
+                writer.finish()
+                return
+
+
+class _Writer:
+    """The writer thread's side: segments opened, written and closed."""
+
+    def __init__(self, sink: SegmentWriter) -> None:
+        self.sink = sink
+        self.folder = sink.folder
+        self.segment_s = sink._recorder.segment_s
+        self.conn: Connection | None = None
+        self.previous: Connection | None = None
+        self.open: _Open | None = None
+        self.reason = "start"
+        self.retry_at: float | None = None  # monotonic: after a write error
+        self.unwritten: list[dict[str, Any]] = []  # catalogue lines a full disk held back
+
+    def connect(self, conn: Connection) -> None:
+        self.disconnect()
+        if self.previous is not None:
+            same = (conn.codec, conn.width, conn.height) == (
+                self.previous.codec, self.previous.width, self.previous.height,
+            )  # fmt: skip
+            self.reason = "reconnect" if same else "format"
+        self.conn = self.previous = conn
+        if self.retry_at is None:
+            self.sink._set(state="waiting", detail=None)
+
+    def disconnect(self) -> None:
+        self._close(complete=True)
+        self.conn = None
+
+    def fell_behind(self) -> None:
+        self._close(complete=True)
+        self.reason = "resync"
+        self.sink._set(detail="the disk fell behind: packets dropped (see `dropped`)")
+
+    def finish(self) -> None:
+        self.disconnect()
+
+    def packet(self, packet: av.Packet, wall: float) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        index = packet.stream_index
+        video = index == conn.video_index
+        if not video and index != conn.audio_index:
+            return
+        if packet.dts is None and packet.pts is None:
+            return
+        if video:
+            self._time(packet, wall, conn)
+            if packet.is_keyframe:
+                conn.keys += 1
+                if self._cut_here(packet, conn):
+                    self._close(complete=True)
+                    self._open(packet, conn)
+        elif conn.adts:
+            conn.asc = conn.asc or adts_config(bytes(packet)[:7])
+            unwrapped = unwrap_adts(packet)
+            if unwrapped is None:
+                return
+            packet = unwrapped
+        if self.open is not None:
+            self._write(packet, video, index)
+        elif self.retry_at is not None:
+            self.sink._add_dropped(1)
+
+    def _time(self, packet: av.Packet, wall: float, conn: Connection) -> None:
+        """Refine the connection's wall time of media time 0: the earliest that any packet
+        allows (packets read in a burst after a stall arrive late, never early)."""
+        at = wall - float((packet.dts if packet.dts is not None else packet.pts) * packet.time_base)
+        if conn.wall0 is None or at < conn.wall0:
+            conn.wall0 = at
+            if self.open is not None:
+                self.open.start_wall = at + self.open.offset
+
+    def _cut_here(self, packet: av.Packet, conn: Connection) -> bool:
+        """Whether this key frame starts a new segment."""
+        if self.open is None:
+            if conn.adts and conn.asc is None and conn.keys < 2:
+                return False  # MP4 needs the audio's configuration first: from its 1st frame
+            return self.retry_at is None or time.monotonic() >= self.retry_at
+        return _seconds(packet) - self.open.offset >= self.segment_s
+
+    def _open(self, packet: av.Packet, conn: Connection) -> None:
+        offset = _seconds(packet)
+        assert conn.wall0 is not None
+        start_wall = conn.wall0 + offset
+        file = _file_name(self.folder, start_wall)
+        path = self.folder / file
+        try:
+            output = av.open(str(path), "w", format="mp4", container_options=_MOVFLAGS)
+            video = output.add_stream_from_template(conn.video, opaque=True)
+            audio = None
+            if conn.audio is not None and (conn.asc or not conn.adts):
+                audio = output.add_stream_from_template(conn.audio, opaque=True)
+                if conn.adts:
+                    audio.codec_context.extradata = conn.asc
+            self._write_unwritten()  # close lines a full disk held back go first
+            append_event(self.folder, {
+                "event": "open", "file": file, "start_wall": round(start_wall, 3),
+                "start_media": round(offset, 6), "reason": self.reason, "codec": conn.codec,
+                "width": conn.width, "height": conn.height,
+                "audio": audio.codec_context.name if audio is not None else None,
+            })  # fmt: skip
+        except (OSError, ValueError, av.FFmpegError) as exc:
+            self._failed(exc, path)
+            return
+        self.open = _Open(output, video, audio, file, path, offset, start_wall)
+        self.retry_at = None
+        self.reason = "time"  # why the next one starts, unless a new connection says otherwise
+        state = self.sink._recorder.state
+        self.sink._set(state="recording", current=str(path), files=state.files + 1,
+                       detail=None if state.state == "failed" else state.detail)  # fmt: skip
+
+    def _write(self, packet: av.Packet, video: bool, index: int) -> None:
+        seg = self.open
+        assert seg is not None
+        if not video and seg.audio is None:
+            return
+        offset = seg.offsets.get(index)
+        if offset is None:
+            offset = seg.offsets[index] = round(seg.offset / packet.time_base)
+        dts = (packet.dts if packet.dts is not None else packet.pts) - offset
+        pts = (packet.pts if packet.pts is not None else dts + offset) - offset
+        last = seg.last_dts.get(index)
+        if last is not None and dts <= last:
+            if not video:
+                return  # an audio packet out of order: drop it
+            dts = last + 1  # video must not lose a packet: nudge it after the previous one
+        if dts < 0:
+            return  # audio from before the segment's first key frame
+        packet.dts, packet.pts = dts, max(pts, dts)
+        seg.last_dts[index] = dts
+        if video:  # before muxing, which moves the timestamps to the file's time base
+            if last is not None:
+                seg.step = dts - last
+            lasts = packet.duration or seg.step
+            seg.end = max(seg.end, float((packet.pts + lasts) * packet.time_base))
+        packet.stream = seg.video if video else seg.audio
+        try:
+            seg.output.mux(packet)
+        except (OSError, ValueError, av.FFmpegError) as exc:
+            self._failed(exc, seg.path)
+            return
+        if video:
+            seg.frames += 1
+
+    def _close(self, *, complete: bool) -> None:
+        seg, self.open = self.open, None
+        if seg is None:
+            return
+        try:
+            seg.output.close()
+        except (OSError, ValueError, av.FFmpegError) as exc:
+            self._failed(exc, seg.path, closing=seg)
+            return
+        self._closed(seg, complete=complete)
+        state = self.sink._recorder.state
+        self.sink._set(bytes=state.bytes + file_size(seg.path), current=None)
+
+    def _closed(self, seg: _Open, *, complete: bool) -> None:
+        """Write the segment's close line; when the disk is full, keep it for later (else
+        the segment would pass for the one being written)."""
+        duration = seg.end
+        self.unwritten.append({
+            "event": "close", "file": seg.file, "start_wall": round(seg.start_wall, 3),
+            "end_wall": round(seg.start_wall + duration, 3), "duration": round(duration, 3),
+            "frames": seg.frames, "bytes": file_size(seg.path), "complete": complete,
+        })  # fmt: skip
+        try:
+            self._write_unwritten()
+        except OSError as exc:
+            log.warning("%s: the close of %s is not in the catalogue yet (%s)", self.folder,
+                        seg.file, exc)  # fmt: skip
+
+    def _write_unwritten(self) -> None:
+        while self.unwritten:
+            append_event(self.folder, self.unwritten[0])
+            del self.unwritten[0]
+
+    def _failed(self, exc: BaseException, path: Path, closing: _Open | None = None) -> None:
+        """A write failed: end the segment (it plays to its last fragment), say why, drop
+        packets until a retry."""
+        seg = closing or self.open
+        self.open = None
+        if seg is not None and closing is None:
+            # The trailer cannot be written either: the fragments already are.
+            with contextlib.suppress(OSError, ValueError, av.FFmpegError):
+                seg.output.close()
+        if seg is not None:
+            self._closed(seg, complete=False)
+        code = getattr(exc, "errno", None)
+        why = "the disk is full" if code in _NO_ROOM else "writing failed"
+        detail = f"{why} ({exc}): recording stopped at {path.name}; retrying in {RETRY_S:g} s"
+        log.error("%s: %s", self.folder, detail)
+        self.sink._set(state="failed", detail=detail, current=None)
+        self.retry_at = time.monotonic() + RETRY_S
+        self.reason = "retry"
+
+
+def _seconds(packet: av.Packet) -> float:
+    ticks = packet.dts if packet.dts is not None else packet.pts
+    return float(ticks * packet.time_base)
+
+
+def _file_name(folder: Path, wall: float) -> str:
+    """`20250101T120000.123Z.mp4` (UTC), unique in the folder."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(wall)) + f".{int(wall * 1000) % 1000:03d}Z"
+    name, number = f"{stamp}.mp4", 1
+    while (folder / name).exists():
+        number += 1
+        name = f"{stamp}-{number}.mp4"
+    return name
