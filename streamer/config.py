@@ -15,6 +15,7 @@ from streamer.analysis.alerts import AlertRule
 from streamer.analysis.captioner import CaptionPolicy
 from streamer.analysis.options import AnalysisConfig
 from streamer.analysis.worker import EncoderChoice
+from streamer.archive.options import ArchiveConfig
 from streamer.core.checks import (
     float_above,
     float_at_least,
@@ -124,6 +125,13 @@ class RunConfig:
                "the overlay and --webhook", kind="list", metavar="[STREAM=]QUERY"),
         group="alerts", default=(), many=True,
     )  # fmt: skip
+    archive: ArchiveConfig | None = section(
+        ArchiveConfig,
+        Option("--archive", "remember what the run sees in DIR: live streams recorded (their "
+               "own packets, no re-encode), and an index of moments (embedding, tags, caption, "
+               "alerts, thumbnail) for `streamer search`", metavar="DIR"),
+        group="archive", default=None,
+    )  # fmt: skip
     webhook: str | None = option(
         None,
         Option("--webhook", "POST every alert as JSON with a JPEG snapshot to this http(s) "
@@ -137,10 +145,10 @@ class RunConfig:
         self._check_alerts()
         if not self.inputs:
             raise ConfigError("no input: give at least one file, camera or URL")
-        if not self.outputs.paths() and self.serve is None and not self.show:
+        if not self.outputs.paths() and self.serve is None and not self.show and not self.archive:
             raise ConfigError(
                 "nothing to write or show: give at least one of -o/--output, --srt, --vtt, "
-                "--jsonl, --serve, --show"
+                "--jsonl, --archive, --serve, --show"
             )
 
     def _check_alerts(self) -> None:

@@ -29,6 +29,8 @@ from streamer.analysis.captioner import CaptionSchedule, LlmCaptioner, tag_capti
 from streamer.analysis.labels import default_labels, prompts
 from streamer.analysis.service import EncoderService, ModelCard, local_encoder_service
 from streamer.analysis.text_cache import cached_text_embeddings
+from streamer.archive.observer import ArchiveObserver
+from streamer.archive.recordings import Recorder
 from streamer.config import RunConfig
 from streamer.core.events import Observer, Observers
 from streamer.core.frame import Annotation
@@ -129,6 +131,9 @@ def _observers_from_config(config: RunConfig) -> list[Observer]:
         observers.append(WindowViewer.from_config(config.show))
     if config.webhook:
         observers.append(WebhookSender(config.webhook))
+    if config.archive:
+        weights, threshold = config.encoder.weights, config.captions.scene_threshold
+        observers.append(ArchiveObserver(config.archive, weights, threshold))
     return observers
 
 
@@ -309,7 +314,8 @@ class _Run:
                 self.llm = LlmCaptioner(self.client, self.config.llm_max_in_flight, tg.create_task)
             delivering = []
             for stream in self.streams:
-                tg.create_task(self.runner.run(stream.source, stream.frames, self.stop))
+                tap = self._recorder(stream.source)
+                tg.create_task(self.runner.run(stream.source, stream.frames, self.stop, tap))
                 tg.create_task(stream.route())
                 delivering.append(tg.create_task(stream.deliver()))
             tg.create_task(self.encoder.run())
@@ -322,6 +328,14 @@ class _Run:
                 if self.llm is not None:
                     self.llm.cancel()  # live requests still out: nobody will show them now
 
+    def _recorder(self, source: Source) -> Recorder | None:
+        """With `--archive`, the recorder of a live stream whose packets can be copied (its
+        own packets remuxed, no re-encode); None for files (the index points at the file)."""
+        archive = self.config.archive
+        if archive is None or not source.tappable or not source.live:
+            return None
+        return Recorder(archive.path, source.name, segment_s=archive.segment_s)
+
     async def _analyse(self, analyzer: Analyzer) -> None:
         async for batch in self.encoder.results():
             for request, embedding in batch:
@@ -329,12 +343,15 @@ class _Run:
                 annotation = analyzer.analyze(
                     name, request.frame.index, request.timeline, embedding
                 )
+                fired: list[str] = []
                 if self.alerts is not None:
                     frame = request.frame
                     for alert in self.alerts.check(
                         name, frame.index, request.timeline, embedding, frame.image
                     ):
                         request.stream.on_alert(alert)
+                        fired.append(alert.query)
+                self.observers.embedded(name, annotation, embedding, request.frame, tuple(fired))
                 analysis = Analysis(annotation, None)
                 if self.schedule.due(annotation):
                     analyzer.set_reference(name, embedding)

@@ -134,11 +134,13 @@ def prune(
     retain_s: float | None,
     max_bytes: int | None,
     keep: Callable[[Segment], bool] = lambda s: False,
+    now: float | None = None,
 ) -> list[Segment]:
     """Delete whole segments, oldest first, never one being written nor one `keep` keeps:
-    those ending more than `retain_s` seconds ago, then more until all segments together take
-    at most `max_bytes`. Each stream's catalogue is rewritten (atomically) before its files go,
-    so a crash in between leaves a file the catalogue does not name, never the other way.
+    those ending more than `retain_s` seconds before `now` (default: the present), then more
+    until all segments together take at most `max_bytes`. Each stream's catalogue is
+    rewritten (atomically) before its files go, so a crash in between leaves a file the
+    catalogue does not name, never the other way.
 
     Returns:
         The removed segments, oldest first.
@@ -154,7 +156,7 @@ def prune(
     candidates = [s for s in every if not s.writing and not keep(s)]
     doomed: list[Segment] = []
     if retain_s is not None:
-        horizon = time.time() - retain_s
+        horizon = (time.time() if now is None else now) - retain_s
         doomed = [s for s in candidates if s.end_estimate(root) < horizon]
     if max_bytes is not None:
         total = sum(s.bytes for s in every) - sum(s.bytes for s in doomed)

@@ -17,6 +17,7 @@ from typing import Any
 from encoders import UnknownEncoderError
 from encoders.registry import parse_model_name
 from streamer.analysis.alerts import AlertRule
+from streamer.archive.options import ArchiveConfig
 from streamer.cli import config_file
 from streamer.cli.flags import dest
 from streamer.cli.options import TABLE, by_key
@@ -31,7 +32,7 @@ from streamer.watch.window import show_mode
 __all__ = ["Settings", "configure", "settings"]
 
 #: Sections the builder makes itself (their own options decide whether they exist at all).
-_BUILT_HERE = ("llm", "serve", "alerts")
+_BUILT_HERE = ("llm", "serve", "alerts", "archive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,7 @@ def configure(given: Settings) -> RunConfig:
         **run,
         llm=None if given.get("no-llm") else LlmConfig(**fields.get("llm", {})),
         serve=_serve(given, fields.get("serve", {})),
+        archive=_archive(given, fields.get("archive", {})),
         alerts=_alert_rules(given.get("alert") or (), fields.get("alerts", {}), inputs),
     )
 
@@ -186,6 +188,16 @@ def _serve(given: Settings, fields: dict[str, Any]) -> ServeConfig | None:
             raise ConfigError("--serve-token needs --serve [HOST:]PORT")
         return None
     return ServeConfig.at(address, token)
+
+
+def _archive(given: Settings, fields: dict[str, Any]) -> ArchiveConfig | None:
+    path = given.get("archive")
+    if path is None:
+        if fields:
+            flag = next(r.option.flag for r in TABLE if r.path == f"archive.{next(iter(fields))}")
+            raise ConfigError(f"{flag} needs --archive DIR (the archive it applies to)")
+        return None
+    return ArchiveConfig(path=path, **fields)
 
 
 # --- checks between options ---------------------------------------------------------------------

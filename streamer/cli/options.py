@@ -32,6 +32,7 @@ GROUPS = {
     "display": "display",
     "alerts": "alerts (text queries: need a CLIP encoder)",
     "web-viewer": "web viewer",
+    "archive": "archive (remember and search: recordings and an index of moments)",
     "live-sources": "live sources",
     "decode": "decode",
 }

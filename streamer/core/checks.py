@@ -27,6 +27,7 @@ from streamer.errors import ConfigError
 
 __all__ = [
     "Checked",
+    "duration_above",
     "float_above",
     "float_at_least",
     "float_in",
@@ -37,6 +38,7 @@ __all__ = [
     "one_of",
     "one_of_registered",
     "rate_or_all",
+    "seconds_of",
     "serve_address",
     "split_serve_address",
     "template_with",
@@ -150,6 +152,32 @@ def float_at_least(low: float, unit: str = "", *, allow_inf: bool = False) -> Ch
         return value
 
     return Checked(f"{_of(unit)} ≥ {low:g}", convert)
+
+
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)")
+
+
+def seconds_of(text: str) -> float:
+    """`"90"`, `"90s"`, `"10m"`, `"2h"`, `"7d"`, `"1h30m"` → seconds; ValueError otherwise."""
+    text = text.strip().lower()
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+        raise ValueError(text)
+    if any(unit not in _UNITS for _, unit in parts):
+        raise ValueError(text)
+    return sum(float(number) * _UNITS[unit] for number, unit in parts)
+
+
+def duration_above(low: float) -> Checked[float]:
+    """A duration > `low` seconds, in seconds: `60`, `60s`, `10m`, `2h`, `7d`, `1h30m`."""
+
+    def convert(text: str) -> float:
+        value = seconds_of(text)
+        _require(math.isfinite(value) and value > low, text)
+        return value
+
+    return Checked(f"a duration > {low:g} s, e.g. 60s, 10m, 2h, 7d", convert)
 
 
 def float_above(low: float, unit: str = "") -> Checked[float]:

@@ -11,6 +11,10 @@ The pipeline tells every observer what happens, as it happens:
   Must return at once (store it, hand it on); never encode or send here.
 - `analysis(stream, annotation)`, `caption(stream, caption)`, `alert(stream, alert)` on the
   event loop, in each stream's order. Must not block either.
+- `embedded(stream, annotation, embedding, frame, alerts)` on the event loop for every analysed
+  frame, as soon as it is analysed: its pooled embedding (float32, L2-normalised), the `Frame`
+  (its small analysis picture is `frame.analysis_image`) and the names of the alerts that fired
+  on it (the archive indexes moments from these). Must not block either.
 - `stop()` once every stream is done, before the run returns (await it).
 
 An observer that raises is logged once and its further calls of that kind are skipped: a
@@ -28,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.core.frame import Annotation, Caption
+from streamer.core.frame import Annotation, Caption, Frame
 
 __all__ = ["Observer", "Observers"]
 
@@ -58,6 +62,16 @@ class Observer:
 
     def caption(self, stream: str, caption: Caption) -> None:
         """A new caption is shown (event loop)."""
+
+    def embedded(
+        self,
+        stream: str,
+        annotation: Annotation,
+        embedding: np.ndarray,
+        frame: Frame,
+        alerts: tuple[str, ...],
+    ) -> None:
+        """A frame was analysed: its embedding and picture (event loop)."""
 
     def alert(self, stream: str, alert: Any) -> None:
         """A text-query alert fired (event loop)."""
@@ -123,6 +137,18 @@ class Observers(Observer):
     def caption(self, stream: str, caption: Caption) -> None:
         for o in self.items:
             self._safe(o, "caption", lambda o: o.caption(stream, caption))
+
+    def embedded(
+        self,
+        stream: str,
+        annotation: Annotation,
+        embedding: np.ndarray,
+        frame: Frame,
+        alerts: tuple[str, ...],
+    ) -> None:
+        for o in self.items:
+            self._safe(o, "embedded", lambda o: o.embedded(stream, annotation, embedding, frame,
+                                                            alerts))  # fmt: skip
 
     def alert(self, stream: str, alert: Any) -> None:
         for o in self.items:

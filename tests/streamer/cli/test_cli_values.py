@@ -26,7 +26,7 @@ from streamer.errors import ConfigError
 FREE_TEXT = {
     "--sources", "--config", "--output", "--srt", "--vtt", "--jsonl", "--model", "--weights",
     "--labels", "--llm-model", "--llm-api-key", "--prompt", "--system-prompt", "--alert",
-    "--webhook", "--serve-token",
+    "--webhook", "--serve-token", "--archive",
 }  # fmt: skip
 
 # Every other option that takes a value: a bad value, and words its error uses for what is allowed.
@@ -64,6 +64,10 @@ BAD = {
     "--hwaccel": ("vaapi", ["none", "cuda", "auto"]),
     "--decode-workers": ("-1", ["a whole number ≥ 0 or 'auto'"]),
     "--queue-frames": ("1", ["a whole number ≥ 2"]),
+    "--segment": ("1x", ["a duration > 0 s, e.g. 60s, 10m, 2h, 7d"]),
+    "--retain": ("0d", ["a duration > 0 s"]),
+    "--archive-max-gb": ("-5", ["a number of GB > 0"]),
+    "--index-every": ("soon", ["a duration > 0 s"]),
 }
 CASES = [pytest.param(flag, bad, allowed, id=flag) for flag, (bad, allowed) in BAD.items()]
 

@@ -1,0 +1,59 @@
+"""The archive's options: `ArchiveConfig` (`--archive DIR` and what it keeps)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streamer.core.checks import duration_above, float_above
+from streamer.core.options import Option, option, validate
+from streamer.errors import ConfigError
+
+__all__ = ["ArchiveConfig"]
+
+_DURATION = "DURATION"
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveConfig:
+    """Where a run remembers what it saw, and for how long.
+
+    Attributes:
+        path: the archive directory (made when missing): recordings of the live streams and
+            the index of moments (an embedded LanceDB database: no server to run).
+        segment_s: length of a live stream's recording segment, seconds; a segment ends at the
+            first keyframe after it (and at every reconnect).
+        retain_s: recordings older than this are deleted with their index rows; None keeps
+            them (within `max_gb`).
+        max_gb: the archive's size limit; past it the oldest segments go first. None: no limit.
+        index_every_s: a moment is indexed at every scene change, and at least this often per
+            stream.
+    """
+
+    path: str
+    segment_s: float = option(
+        60.0,
+        Option("--segment", "length of a live stream's recording segment (it ends at the next "
+               "keyframe)", duration_above(0), metavar=_DURATION, group="archive"),
+    )  # fmt: skip
+    retain_s: float | None = option(
+        None,
+        Option("--retain", "delete recordings older than this, with their index rows",
+               duration_above(0), metavar=_DURATION, group="archive",
+               default_text="keep them"),
+    )  # fmt: skip
+    max_gb: float | None = option(
+        None,
+        Option("--archive-max-gb", "keep the archive under this many GB: the oldest segments "
+               "go first", float_above(0, "GB"), metavar="GB", group="archive",
+               default_text="no limit"),
+    )  # fmt: skip
+    index_every_s: float = option(
+        10.0,
+        Option("--index-every", "index a moment at every scene change and at least this often "
+               "per stream", duration_above(0), metavar=_DURATION, group="archive"),
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path.strip():
+            raise ConfigError(f"archive path must be a folder name, got {self.path!r} (--archive)")
+        validate(self)

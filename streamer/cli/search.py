@@ -1,0 +1,127 @@
+"""`streamer search`: the best moments of an archive for words or a picture.
+
+    streamer search "a red van at the gate" --archive DIR [--stream S] [--since 2h ago]
+    streamer search --image photo.jpg --archive DIR --clips OUT/ --before 5s --after 10s
+
+Each hit prints its stream, time, score, caption and thumbnail (written under `--thumbnails`,
+by default a folder of the user's cache); `--json` prints the same for scripts; `--clips OUT/`
+cuts a clip around each hit (by stream copy where the keyframes allow). The archive's own
+encoder (recorded in its `archive.json`) embeds the query, so the search needs no run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from streamer.cli.exits import EXIT_OK, report
+from streamer.core.checks import duration_above, int_at_least
+from streamer.core.samples import cache_dir
+
+__all__ = ["add_parser", "search_command"]
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register `search` on the `streamer` command's subparsers."""
+    parser = commands.add_parser(
+        "search",
+        help="find moments in an archive by words or by a picture",
+        description="The best moments of an archive (streamer run --archive DIR) for words "
+        "(what a moment looks like, or what its caption says) or for a picture.",
+    )
+    parser.add_argument("text", nargs="?", help="what to look for, in words")
+    parser.add_argument("--archive", required=True, metavar="DIR", help="the archive")
+    parser.add_argument("--image", metavar="FILE", help="look for moments like this picture")
+    parser.add_argument("--stream", help="only this stream")
+    parser.add_argument("--since", metavar="TIME", help="not before (ISO time or '2h ago')")
+    parser.add_argument("--until", metavar="TIME", help="not after (ISO time or '10m ago')")
+    parser.add_argument("--tag", help="only moments with this tag among their top tags")
+    parser.add_argument("-k", type=int_at_least(1), default=10, help="how many (default: 10)")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument(
+        "--thumbnails", metavar="DIR",
+        help="write the hits' thumbnails here (default: the cache's search/ folder)",
+    )  # fmt: skip
+    parser.add_argument("--clips", metavar="DIR", help="cut a clip around each hit into DIR")
+    parser.add_argument(
+        "--before", type=duration_above(0), default=5.0, metavar="DURATION",
+        help="a clip starts this long before its moment (default: 5s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--after", type=duration_above(0), default=10.0, metavar="DURATION",
+        help="a clip ends this long after its moment (default: 10s)",
+    )  # fmt: skip
+    parser.add_argument("--device", help="where the archive's encoder runs (default: cuda if any)")
+    parser.set_defaults(handler=search_command)
+
+
+def search_command(args: argparse.Namespace) -> int:
+    """Search, print the hits, write thumbnails and clips; returns the exit code."""
+    from streamer.archive import Archive
+
+    try:
+        archive = Archive(args.archive, device=args.device)
+        hits = archive.search(
+            args.text, image=args.image, stream=args.stream, since=args.since,
+            until=args.until, tag=args.tag, k=args.k,
+        )  # fmt: skip
+        rows = [_row(i, hit, args) for i, hit in enumerate(hits, 1)]
+    except Exception as exc:
+        return report(exc)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        for row in rows:
+            print(_line(row))
+        if not rows:
+            print("no moments found", file=sys.stderr)
+    return EXIT_OK
+
+
+def _row(rank: int, hit: Any, args: argparse.Namespace) -> dict[str, Any]:
+    moment = hit.moment
+    folder = Path(args.thumbnails) if args.thumbnails else cache_dir() / "search"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{moment.stream}-{moment.wall_time:.3f}"
+    thumbnail = hit.save_thumbnail(folder / f"{name}.jpg")
+    row = {
+        "rank": rank, "stream": moment.stream, "media_time": round(moment.media_time, 3),
+        "wall_time": _iso(moment.wall_time), "score": round(hit.score, 5),
+        "similarity": None if hit.similarity is None else round(hit.similarity, 4),
+        "caption": moment.caption, "caption_source": moment.caption_source,
+        "tags": [[label, round(score, 4)] for label, score in moment.tags],
+        "alerts": list(moment.alerts), "media_path": moment.media_path,
+        "thumbnail": str(thumbnail) if thumbnail else None, "clip": None,
+    }  # fmt: skip
+    if args.clips:
+        row["clip"] = str(_clip(args, moment, Path(args.clips) / f"{name}.mp4"))
+    return row
+
+
+def _clip(args: argparse.Namespace, moment: Any, out: Path) -> Path:
+    from streamer.archive.clips import clip_from_recordings, cut_clip
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if moment.media_path is not None:  # a file: cut from the file itself, in its own time
+        start = max(0.0, moment.media_time - args.before)
+        return cut_clip(moment.media_path, start, moment.media_time + args.after, out).path
+    start, end = moment.wall_time - args.before, moment.wall_time + args.after
+    return clip_from_recordings(Path(args.archive), moment.stream, start, end, out).path
+
+
+def _line(row: dict[str, Any]) -> str:
+    caption = f'  "{row["caption"]}"' if row["caption"] else ""
+    where = f"{row['stream']} @ {row['wall_time']} (media {row['media_time']:.1f} s)"
+    extras = [f"thumbnail {row['thumbnail']}"] if row["thumbnail"] else []
+    if row["clip"]:
+        extras.append(f"clip {row['clip']}")
+    tail = f"  [{'; '.join(extras)}]" if extras else ""
+    return f"{row['rank']:>2}. {where}  score {row['score']:.4f}{caption}{tail}"
+
+
+def _iso(wall: float) -> str:
+    return dt.datetime.fromtimestamp(wall).astimezone().isoformat(timespec="seconds")

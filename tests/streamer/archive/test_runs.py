@@ -1,0 +1,145 @@
+"""Runs with `--archive DIR`: what a file or a live stream leaves behind, and the commands that
+read it back (`streamer search`, `streamer archive info|prune`). Real clips, a real RTSP server,
+a real LanceDB table, the tiny random CLIP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from media import ffprobe, video_stream
+
+from streamer import OutputConfig, RunConfig, run_pipeline
+from streamer.archive import Archive, EncoderSpec
+from streamer.archive.options import ArchiveConfig
+from streamer.archive.recordings import segments
+from streamer.archive.retention import apply_retention
+from streamer.archive.search import Embedder
+from streamer.cli.main import main
+
+TINY = ["--model", "tiny", "--weights", "random", "--no-llm", "--no-progress", "--no-cache"]
+
+
+def _frame_at(clip: Path, when: float) -> np.ndarray:
+    with av.open(str(clip)) as container:
+        for frame in container.decode(video=0):
+            if frame.time >= when:
+                return frame.to_ndarray(format="rgb24")
+    raise AssertionError(f"no frame at {when} s in {clip}")
+
+
+def _streamer(*args: object, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streamer", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+async def test_a_file_run_indexes_its_moments_and_finds_a_frame_by_its_picture(
+    tmp_path, small_clip, tiny_encoder
+):
+    archive_dir = tmp_path / "arch"
+    config = RunConfig(
+        input=str(small_clip), outputs=OutputConfig(jsonl=str(tmp_path / "a.jsonl")),
+        archive=ArchiveConfig(str(archive_dir), index_every_s=0.5),
+    )  # fmt: skip
+    summary = await run_pipeline(config, encoder=tiny_encoder)
+    assert summary.frames == 50
+    archive = Archive(archive_dir, embedder=Embedder.of(tiny_encoder, EncoderSpec.of(tiny_encoder)))
+    info = archive.info()
+    (stream,) = info.streams
+    assert stream.stream == "small" and stream.rows == info.rows >= 3  # 2 s of media, ≥ 0.5 s
+    assert stream.first_media == 0.0 and stream.last_media <= 2.0
+    assert info.recordings_bytes == 0  # a file is referenced, not copied
+    for when in (0.0, 1.0, 1.5):
+        (hit, *_) = archive.search(image=_frame_at(small_clip, when), k=3)
+        assert abs(hit.moment.media_time - when) <= 1.0, (when, hit.moment.media_time)
+    moment = hit.moment
+    assert moment.media_path == str(small_clip.resolve()) and moment.media_size > 0
+    assert moment.caption and moment.caption_source == "tags"  # the caption in force there
+    assert moment.thumbnail[:2] == b"\xff\xd8"  # a JPEG
+    archive.close()
+
+
+@pytest.mark.integration
+def test_the_commands_index_search_clip_and_describe_an_archive(tmp_path, small_clip):
+    arch = tmp_path / "arch"
+    done = _streamer("run", small_clip, "--archive", arch, "--index-every", "0.5s", *TINY,
+                     cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    picture = tmp_path / "frame.png"
+    av.VideoFrame.from_ndarray(_frame_at(small_clip, 1.0), format="rgb24").to_image().save(picture)
+    done = _streamer("search", "--image", picture, "--archive", arch, "-k", "2", "--json",
+                     "--clips", tmp_path / "clips", "--before", "0.5s", "--after", "0.5s",
+                     "--thumbnails", tmp_path / "thumbs", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    hits = json.loads(done.stdout)
+    assert len(hits) == 2 and abs(hits[0]["media_time"] - 1.0) <= 1.0
+    assert Path(hits[0]["thumbnail"]).read_bytes()[:2] == b"\xff\xd8"
+    clip = video_stream(ffprobe(hits[0]["clip"]))
+    assert int(clip["nb_read_frames"]) >= 10  # about a second of 25 fps video
+    done = _streamer("archive", "info", arch, "--json", cwd=tmp_path)
+    info = json.loads(done.stdout)
+    assert done.returncode == 0 and info["rows"] >= 3 and info["streams"][0]["stream"] == "small"
+    assert info["encoder"] == "clip tiny (random, 64-d)"
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["search", "--archive", "ARCH"], "words to look for, or a picture"),
+        (["search", "x", "--archive", "ARCH", "--since", "1h ago", "--until", "2h ago"],
+         "--since"),
+        (["search", "x", "--archive", "ARCH", "--stream", "nope"], "nope"),
+        (["run", "x.mp4", "--jsonl", "a.jsonl", "--segment", "10s"], "needs --archive DIR"),
+        (["archive", "prune", "ARCH"], "--retain"),
+    ],
+    ids=["no-query", "since-after-until", "unknown-stream", "segment-alone", "prune-alone"],
+)  # fmt: skip
+def test_bad_queries_and_options_are_usage_errors(tmp_path, capsys, tiny_encoder, argv, words):
+    arch = tmp_path / "arch"
+    writer = Archive.create(arch, EncoderSpec.of(tiny_encoder))
+    from streamer.archive.moments import Moment
+
+    writer.writer().put(Moment("cam", 0.0, 1e9, np.ones(64, np.float32) / 8.0))
+    writer.close()
+    code = main([a.replace("ARCH", str(arch)) for a in argv])
+    assert code == 2
+    assert words in capsys.readouterr().err
+
+
+def test_a_missing_archive_is_an_error_naming_it(tmp_path, capsys):
+    assert main(["search", "x", "--archive", str(tmp_path / "none")]) == 1
+    assert str(tmp_path / "none") in capsys.readouterr().err
+
+
+@pytest.mark.slow
+async def test_a_live_run_records_its_stream_and_indexes_it(tmp_path, rtsp_server, tiny_encoder):
+    arch = tmp_path / "arch"
+    config = RunConfig(
+        input=f"door={rtsp_server.url('cam1')}",
+        archive=ArchiveConfig(str(arch), segment_s=2.0, index_every_s=1.0),
+    )
+    stop = __import__("asyncio").Event()
+    loop = __import__("asyncio").get_running_loop()
+    loop.call_later(8.0, stop.set)
+    await run_pipeline(config, encoder=tiny_encoder, stop=stop)
+    recorded = segments(arch, "door")
+    assert recorded and all((arch / s.path).exists() for s in recorded)
+    assert int(video_stream(ffprobe(arch / recorded[0].path))["nb_read_frames"]) > 25
+    archive = Archive(arch, embedder=Embedder.of(tiny_encoder, EncoderSpec.of(tiny_encoder)))
+    (stream,) = archive.info().streams
+    assert stream.stream == "door" and stream.rows >= 3
+    first, last = recorded[0].start_wall, time.time()
+    hits = archive.search(image=np.full((180, 320, 3), 128, np.uint8), k=50)
+    assert all(first - 2.0 <= h.moment.wall_time <= last for h in hits)  # found in the recording
+    assert all(h.moment.media_path is None for h in hits)  # live: the recording holds it
+    # retention: everything older than "now + 1 h - 1 s" goes, the segment being written stays
+    pruned = apply_retention(archive, retain_s=1.0, max_gb=None, now=time.time() + 3600)
+    assert pruned.rows == stream.rows and pruned.segments == len(recorded), recorded
+    assert archive.info().rows == 0 and not segments(arch, "door")
+    archive.close()
