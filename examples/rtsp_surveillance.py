@@ -2,9 +2,13 @@
 
     python examples/rtsp_surveillance.py NAME=rtsp://... [NAME=rtsp://...] \
         [--alert "a person at the door"] [--webhook URL] [--port 8080] [--out recordings]
+        [--retain 7d] [--search "a red van at the gate"]
 
 Every camera is recorded to OUT/NAME.mp4 (fragmented: a crash loses at most 2 s) with its
 events in OUT/NAME.jsonl; alerts also go to the overlay, the web page and the webhook.
+The run also remembers: OUT/archive keeps each camera's own packets in one-minute segments
+(for --retain) and an index of its moments, searchable afterwards with
+`streamer search "..." --archive OUT/archive` or here with --search.
 Cameras that drop reconnect by themselves. Ctrl-C (or --seconds) stops and finishes the files.
 """
 
@@ -15,6 +19,9 @@ from pathlib import Path
 
 from streamer import EncoderChoice, OutputConfig, RunConfig, ServeConfig, run_pipeline
 from streamer.analysis.alerts import AlertRule
+from streamer.archive import Archive
+from streamer.archive.options import ArchiveConfig
+from streamer.core.checks import seconds_of
 
 parser = argparse.ArgumentParser()
 parser.add_argument("cameras", nargs="+", metavar="NAME=URL")
@@ -25,6 +32,8 @@ parser.add_argument("--port", type=int, default=8080)
 parser.add_argument("--out", default="recordings")
 parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
 parser.add_argument("--weights", default="auto", help="auto, random, or a local file")
+parser.add_argument("--retain", default="7d", help="keep recordings this long (e.g. 12h, 7d)")
+parser.add_argument("--search", default=None, help="after the run, the archive's best moments")
 args = parser.parse_args()
 
 out = Path(args.out)
@@ -39,6 +48,7 @@ config = RunConfig(
     alerts=tuple(AlertRule(q, threshold=args.threshold, frames=2, cooldown_s=30) for q in queries),
     webhook=args.webhook,
     serve=ServeConfig(port=args.port),
+    archive=ArchiveConfig(str(out / "archive"), retain_s=seconds_of(args.retain)),
 )
 
 
@@ -53,6 +63,13 @@ async def main() -> None:
     summary = await run
     for stream in summary.streams:
         print(f"{stream.name}: {stream.frames} frames, {stream.reconnects} reconnects", flush=True)
+    if args.search:
+        with Archive(out / "archive") as archive:
+            for hit in archive.search(args.search, k=5):
+                moment = hit.moment
+                said = moment.caption or ", ".join(tag for tag, _ in moment.tags[:3])
+                print(f"found {moment.stream} at {moment.media_time:.1f} s "
+                      f"(score {hit.score:.3f}): {said}")  # fmt: skip
 
 
 asyncio.run(main())

@@ -55,8 +55,15 @@ def test_rtsp_surveillance_example_records_cameras_and_fires_alerts(
     weights carry no meaning), so the alert path runs end to end."""
     cams = [f"door={rtsp_server.url('cam1')}", f"yard={rtsp_server.url('cam2')}"]
     args = [*cams, "--alert", "a person at the door", "--threshold", "-1", "--port", free_port(),
-            "--out", tmp_path / "rec", "--seconds", "20", "--weights", "random"]  # fmt: skip
+            "--out", tmp_path / "rec", "--seconds", "20", "--weights", "random",
+            "--search", "a person at the door"]  # fmt: skip
     done = _example("rtsp_surveillance.py", *args, cwd=tmp_path, env=user_env)
+    # It remembered: both cameras recorded into segments, their moments indexed and searched.
+    found = [line for line in done.stdout.splitlines() if line.startswith("found ")]
+    assert found and {line.split()[1] for line in found} <= {"door", "yard"}, done.stdout
+    for name in ("door", "yard"):
+        segments = list((tmp_path / "rec" / "archive" / "recordings" / name).glob("*.mp4"))
+        assert segments and video_stream(ffprobe(segments[0]))["codec_name"] == "h264"
     for name in ("door", "yard"):
         assert f"{name}: " in done.stdout
         frames = int(video_stream(ffprobe(tmp_path / "rec" / f"{name}.mp4"))["nb_read_frames"])
