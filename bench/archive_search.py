@@ -9,7 +9,8 @@ archive index, in the archive's own schema and through its own table class. Then
 - exact top-10 (the vector index bypassed): the ground truth, and the time without the index;
 - the ANN index is built (--ann-type, IVF_RQ by default, cosine; `streamer.archive.index`),
   timed;
-- ANN top-10 with the query settings of `streamer.archive.search` (--nprobes, --refine);
+- ANN top-10 with the query settings of `streamer.archive.search` (--nprobes, --candidates:
+  the nearest by the quantized vectors re-ranked exactly);
 - recall@10 of ANN against exact, over the same queries;
 - the archive's whole hybrid `search()` (vector side, caption side, fusion, rows to hits);
 - the same with a stream filter.
@@ -40,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from streamer.archive.index import IndexPolicy, MomentTable, moments_schema  # noqa: E402
-from streamer.archive.search import NPROBES, REFINE, Embedder, Query, search  # noqa: E402
+from streamer.archive.search import CANDIDATES, NPROBES, Embedder, Query, search  # noqa: E402
 from streamer.archive.store import EncoderSpec  # noqa: E402
 
 STREAMS = 8
@@ -107,7 +108,7 @@ def top10(table: MomentTable, query: np.ndarray, *, exact: bool, args) -> tuple[
     if exact:
         builder = builder.bypass_vector_index()
     else:
-        builder = builder.nprobes(args.nprobes).refine_factor(args.refine)
+        builder = builder.nprobes(args.nprobes).refine_factor(max(1, args.candidates // 10))
     started = time.perf_counter()
     ids = builder.to_arrow()["_rowid"].to_pylist()
     return ids, time.perf_counter() - started
@@ -120,7 +121,7 @@ def timed_search(table: MomentTable, queries: np.ndarray, args, **filters) -> li
         embedder = Embedder(image=lambda _, v=vector: v, text=lambda _, v=vector: v, spec=spec)
         started = time.perf_counter()
         search(table, Query(text="a van near the gate", k=10, **filters), embedder,
-               nprobes=args.nprobes, refine=args.refine)  # fmt: skip
+               nprobes=args.nprobes, candidates=args.candidates)  # fmt: skip
         times.append(time.perf_counter() - started)
     return times
 
@@ -138,24 +139,41 @@ def run(args, folder: Path) -> None:
     rng = np.random.default_rng(args.seed)
     centres = rng.standard_normal((args.clusters, args.dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    table = MomentTable.open(folder, args.dim, create=True)
-    write_s = fill(table, rng, centres, args)
+    kept = MomentTable.open(folder, args.dim, create=False)
+    table = kept or MomentTable.open(folder, args.dim, create=True)
+    write_s = 0.0 if kept else fill(table, rng, centres, args)
     data_bytes = disk_bytes(folder)
+    # The same seed draws the same centres, so a kept table's queries come from its mixture.
     queries = mixture(rng, centres, args.queries, args.spread)
     top10(table, queries[0], exact=True, args=args)  # a first query warms the caches
     exact = [top10(table, q, exact=True, args=args) for q in queries]
     started = time.perf_counter()
-    policy = IndexPolicy(ann_type=args.ann_type, ann_partitions=args.partitions,
-                         ann_sub_vectors=args.sub_vectors)  # fmt: skip
-    table.create_vector_index(policy)
+    if not table.has_vector_index():
+        policy = IndexPolicy(ann_type=args.ann_type, ann_partitions=args.partitions,
+                             ann_sub_vectors=args.sub_vectors)  # fmt: skip
+        table.create_vector_index(policy)
     build_s = time.perf_counter() - started
+    for setting in filter(None, args.sweep.split(",")):
+        nprobes, candidates = map(int, setting.split("x"))
+        swept = argparse.Namespace(**{**vars(args), "nprobes": nprobes, "candidates": candidates})
+        top10(table, queries[0], exact=False, args=swept)
+        ann = [top10(table, q, exact=False, args=swept) for q in queries]
+        print(f"sweep nprobes {nprobes:>4} candidates {candidates:>5}: ANN p50/p95 ms "
+              f"{ms([t for _, t in ann])}, recall@10 {_recall(ann, exact):.3f}")  # fmt: skip
     top10(table, queries[0], exact=False, args=args)
     ann = [top10(table, q, exact=False, args=args) for q in queries]
-    recall = np.mean([len(set(a) & set(e)) / 10 for (a, _), (e, _) in zip(ann, exact, strict=True)])
+    recall = _recall(ann, exact)
     hybrid = timed_search(table, queries, args)
     filtered = timed_search(table, queries, args, stream="cam3")
     index_bytes = disk_bytes(folder) - data_bytes
     _report(args, write_s, build_s, data_bytes, index_bytes, exact, ann, recall, hybrid, filtered)
+
+
+def _recall(ann: list, exact: list) -> float:
+    """Mean share of the exact top-10 that the ANN top-10 found."""
+    return float(
+        np.mean([len(set(a) & set(e)) / 10 for (a, _), (e, _) in zip(ann, exact, strict=True)])
+    )
 
 
 def _report(args, write_s, build_s, data_bytes, index_bytes, exact, ann, recall, hybrid, filtered):
@@ -163,12 +181,16 @@ def _report(args, write_s, build_s, data_bytes, index_bytes, exact, ann, recall,
           f"thumbnails {args.thumbnail_bytes} B; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs; {args.ann_type} partitions {args.partitions or 'auto'}, "
           f"sub-vectors {args.sub_vectors or 'auto'}; nprobes {args.nprobes}, "
-          f"refine {args.refine}")  # fmt: skip
-    print(f"write {write_s:.1f} s ({args.rows / write_s:,.0f} rows/s, with the caption and "
-          f"filter indexes), ANN build {build_s:.1f} s")  # fmt: skip
-    print(f"disk: {data_bytes / args.rows:,.0f} bytes/row in the table and its caption and "
-          f"filter indexes (vectors "
-          f"{args.dim * 2} B), ANN index {index_bytes / args.rows:,.0f} bytes/row")  # fmt: skip
+          f"candidates {args.candidates}")  # fmt: skip
+    if write_s == 0:  # a kept table: nothing was written or built this run
+        print(f"reused the table under --keep: {(data_bytes + index_bytes) / args.rows:,.0f} "
+              "bytes/row on disk, indexes included")  # fmt: skip
+    else:
+        print(f"write {write_s:.1f} s ({args.rows / write_s:,.0f} rows/s, with the caption and "
+              f"filter indexes), ANN build {build_s:.1f} s")  # fmt: skip
+        print(f"disk: {data_bytes / args.rows:,.0f} bytes/row in the table and its caption and "
+              f"filter indexes (vectors {args.dim * 2} B), ANN index "
+              f"{index_bytes / args.rows:,.0f} bytes/row")  # fmt: skip
     print("\n| top-10 search | p50 ms | p95 ms |\n|---|---:|---:|")
     rows = [("exact (no index)", [t for _, t in exact]), ("ANN", [t for _, t in ann]),
             ("hybrid search() with ANN", hybrid), ("hybrid, stream filter", filtered)]  # fmt: skip
@@ -191,10 +213,19 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=None)
     parser.add_argument("--sub-vectors", type=int, default=None)
     parser.add_argument("--nprobes", type=int, default=NPROBES)
-    parser.add_argument("--refine", type=int, default=REFINE)
+    parser.add_argument("--candidates", type=int, default=CANDIDATES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", type=Path, default=None, help="where (default: a temp dir)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="write the table here and keep it; a later run with the same "
+                        "--keep and --seed reuses it (no writing, no index build)")  # fmt: skip
+    parser.add_argument(
+        "--sweep", default="", help="NPROBESxCANDIDATES,... ANN settings to compare"
+    )
     args = parser.parse_args()
+    if args.keep is not None:
+        run(args, args.keep)
+        return
     folder = Path(tempfile.mkdtemp(prefix="archive-bench-", dir=args.dir))
     try:
         run(args, folder)
