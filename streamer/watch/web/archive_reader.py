@@ -17,23 +17,26 @@ the archive names are ever served: a row's file, or a segment of its catalogue i
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from streamer.archive._segments import CATALOGUE, stream_folder
 from streamer.archive.archive import Archive
 from streamer.archive.moments import Moment
-from streamer.archive.recordings import locate
+from streamer.archive.recordings import Segment, locate, segments
 from streamer.archive.search import Embedder, Hit, Query, row_to_moment, sql_string
 from streamer.archive.store import RECORDINGS_DIR
 from streamer.errors import ConfigError
 
-__all__ = ["ArchiveReader", "Media", "MomentKey", "media_of"]
+__all__ = ["ArchiveReader", "Catalogues", "Media", "MomentKey", "media_of"]
 
 KEY_TOLERANCE_S = 1e-6  # a key's wall time matches the row's within this (it is the row's own)
 
@@ -85,12 +88,25 @@ class Media:
     gone: str | None = None
 
 
-def media_of(root: Path, moment: Moment) -> Media:
-    """Where `moment` of the archive at `root` plays, or why it no longer does."""
+Locate = Callable[[str, float], "tuple[Segment, float] | None"]
+
+
+def media_of(root: Path, moment: Moment, find: Locate | None = None) -> Media:
+    """Where `moment` of the archive at `root` plays, or why it no longer does.
+
+    Args:
+        root: the archive directory.
+        moment: the moment.
+        find: (stream, wall time) → its segment and the offset into it, as
+            `streamer.archive.recordings.locate` (the default) answers.
+    """
     if moment.media_path is not None:
         return _file_media(moment)
     try:
-        found = locate(root, moment.stream, moment.wall_time)
+        if find is None:
+            found = locate(root, moment.stream, moment.wall_time)
+        else:
+            found = find(moment.stream, moment.wall_time)
     except ConfigError:  # a stream name no recordings folder can have: never recorded
         found = None
     if found is None:
@@ -120,6 +136,55 @@ def _file_media(moment: Moment) -> Media:
     return Media("file", path, max(0.0, moment.media_time))
 
 
+class Catalogues:
+    """Each live stream's recording segments, read again only when its catalogue changes (or
+    after `max_age_s`, as whether a segment is being written can change without it).
+
+    `recordings.locate` reads the whole catalogue at every call (a week of one-minute
+    segments: about a quarter of a second), and a search locates each of its hits; this
+    answers by the same rule from the segments as last read.
+    """
+
+    def __init__(self, root: Path, max_age_s: float = 10.0) -> None:
+        self.root = root
+        self.max_age_s = max_age_s
+        self._read: dict[str, tuple[tuple[int, int], float, list[Segment], list[float]]] = {}
+        self._lock = threading.Lock()
+
+    def locate(self, stream: str, wall: float) -> tuple[Segment, float] | None:
+        """As `recordings.locate`: the segment of `stream` holding wall-clock time `wall` and
+        the offset into it; None when none holds it.
+
+        Raises:
+            ConfigError: `stream` cannot be a recorded stream's name.
+        """
+        listed, starts = self._segments(stream)
+        index = bisect.bisect_right(starts, wall) - 1
+        if index < 0:
+            return None
+        segment = listed[index]
+        if wall <= segment.end_estimate(self.root):
+            return segment, wall - segment.start_wall
+        return None
+
+    def _segments(self, stream: str) -> tuple[list[Segment], list[float]]:
+        catalogue = stream_folder(self.root, stream) / CATALOGUE
+        try:
+            stat = catalogue.stat()
+            version = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            version = (0, 0)
+        now = time.monotonic()
+        with self._lock:
+            read = self._read.get(stream)
+            if read is not None and read[0] == version and now - read[1] <= self.max_age_s:
+                return read[2], read[3]
+        listed = segments(self.root, stream)  # oldest first
+        with self._lock:
+            self._read[stream] = (version, now, listed, [s.start_wall for s in listed])
+        return listed, [s.start_wall for s in listed]
+
+
 class ArchiveReader:
     """The archive at `root`, read for the web; safe to call from several threads.
 
@@ -137,6 +202,7 @@ class ArchiveReader:
         self._device = device
         self._embedder = embedder
         self._archive: Archive | None = None
+        self._catalogues = Catalogues(self.root)
         self._opening = threading.Lock()
         self._loading = threading.Lock()  # held for seconds: opening waits on it not
         self.encoder_ready = embedder is not None
@@ -191,7 +257,7 @@ class ArchiveReader:
         where it plays (`media`: URL and offset, or null with `media_gone` saying why)."""
         moment = hit.moment
         key = MomentKey(moment.stream, moment.wall_time).query()
-        media = media_of(self.root, moment)
+        media = media_of(self.root, moment, self._catalogues.locate)
         where = None
         if media.path is not None:
             where = {"url": f"archive/media?{key}", "offset": round(media.offset, 3),
@@ -239,7 +305,7 @@ class ArchiveReader:
     def media(self, key: MomentKey) -> Media | None:
         """Where the moment plays; None when there is no such moment."""
         moment = self.moment(key)
-        return None if moment is None else media_of(self.root, moment)
+        return None if moment is None else media_of(self.root, moment, self._catalogues.locate)
 
     def _load_encoder(self, archive: Archive) -> None:
         with self._loading:  # one load, however many searches come at once

@@ -5,6 +5,7 @@ runs) and by a run's own viewer, asked through aiohttp's test client."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from streamer.archive.search import Embedder
 from streamer.config import ServeConfig
 from streamer.pipeline import _observers_from_config
 from streamer.watch.web import WebViewer
+from streamer.watch.web.archive_reader import Catalogues
 from streamer.watch.web.archive_routes import ArchiveServer
 
 TOKEN = "s3arch t0ken"
@@ -301,3 +303,26 @@ async def test_a_pruned_recording_is_reported_not_played(live_archive, tiny_enco
         assert status == 410 and b"no recording holds this moment" in body
     finally:
         await client.close()
+
+
+def _segment_lines(name: str, start: float, end: float) -> str:
+    opened = {"event": "open", "file": name, "start_wall": start, "start_media": 0.0}
+    closed = {"event": "close", "file": name, "start_wall": start, "end_wall": end,
+              "duration": end - start, "bytes": 10, "complete": True}  # fmt: skip
+    return json.dumps(opened) + "\n" + json.dumps(closed) + "\n"
+
+
+def test_the_catalogues_locate_as_the_recordings_do_and_follow_a_change(tmp_path):
+    folder = tmp_path / "recordings" / "door"
+    folder.mkdir(parents=True)
+    catalogue = folder / "segments.jsonl"
+    catalogue.write_text(_segment_lines("a.mp4", 100, 160) + _segment_lines("b.mp4", 160, 220)
+                         + _segment_lines("c.mp4", 300, 360))  # fmt: skip
+    catalogues = Catalogues(tmp_path)
+    for wall in (50.0, 100.0, 130.0, 160.0, 219.9, 250.0, 300.0, 360.0, 400.0, 430.0):
+        assert catalogues.locate("door", wall) == locate(tmp_path, "door", wall), wall
+    assert catalogues.locate("door", 430.0) is None
+    with catalogue.open("a") as file:  # a new segment: the catalogue is read again
+        file.write(_segment_lines("d.mp4", 400, 460))
+    segment, offset = catalogues.locate("door", 430.0)
+    assert segment.path == "recordings/door/d.mp4" and offset == 30.0
