@@ -34,8 +34,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         f"read. --serve defaults to 127.0.0.1:{DEFAULT_ADDRESS} (this machine only).",
     )
     parser.add_argument("--archive", required=True, metavar="DIR", help="the archive")
-    add_options(parser, ["serve", "serve-token"], defaults=True)
-    parser.add_argument("--device", help="where the archive's encoder runs (default: cuda if any)")
+    # The viewer's address and token, and where the (archive's) encoder runs: run's options.
+    add_options(parser, ["serve", "serve-token", "device"], defaults=True)
     parser.set_defaults(handler=serve_command)
 
 

@@ -37,6 +37,13 @@ def test_serve_takes_the_viewers_own_address_and_token_options():
     declared = by_key()
     assert flags["--serve-token"] == help_text(declared["serve-token"])  # declared once
     assert flags["--serve"] == help_text(declared["serve"])
+    assert flags["--device"] == help_text(declared["device"])
+
+
+def test_a_bad_device_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["serve", "--archive", "a", "--device", "gpu7"])
+    assert caught.value.code == 2 and "argument --device" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("address", ["nope", "host:99999"])
