@@ -126,7 +126,8 @@ def _observers_from_config(config: RunConfig) -> list[Observer]:
     """The observers the configuration asks for (web viewer, window, webhook)."""
     observers: list[Observer] = []
     if config.serve:
-        observers.append(WebViewer(config.serve))
+        archive = config.archive.path if config.archive else None
+        observers.append(WebViewer(config.serve, archive=archive))
     if config.show:
         observers.append(WindowViewer.from_config(config.show))
     if config.webhook:

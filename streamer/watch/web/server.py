@@ -12,12 +12,14 @@ package's own, read once with importlib.resources)::
     /api/captions, /api/alerts  history as JSON (?stream=NAME, ?after=ID)
     /healthz                    200 while the run is up
     /metrics                    Prometheus text (`streamer.watch.web.metrics`)
+    /search, /api/search, /archive/...  with an archive: its search page (`archive_routes`)
 
 With a token set, every route needs `Authorization: Bearer TOKEN` or `?token=TOKEN` (the page
 passes its own along, as `<img>` and `EventSource` cannot send headers). No route takes a
-body. Clients cannot hold the pipeline up: frames are encoded once per stream at a bounded
-rate on a low-priority thread, each client gets the newest one when it is ready for it, event
-queues are bounded, and a client whose write stalls past `write_timeout_s` is disconnected.
+body (`streamer.watch.web._http`: the guard every page shares). Clients cannot hold the
+pipeline up: frames are encoded once per stream at a bounded rate on a low-priority thread,
+each client gets the newest one when it is ready for it, event queues are bounded, and a
+client whose write stalls past `write_timeout_s` is disconnected.
 """
 
 from __future__ import annotations
@@ -25,15 +27,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hmac
 import importlib.resources
-import ipaddress
-import json
 import logging
+import os
 import secrets
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 from aiohttp import web
@@ -45,6 +44,7 @@ from streamer.core.frame import Caption
 from streamer.errors import ConfigError
 from streamer.watch.web._events import EventHub, sse_message
 from streamer.watch.web._frames import BOUNDARY, FrameHub
+from streamer.watch.web._http import guarded_app, json_response, listen, page_for
 from streamer.watch.web._status import Rates, run_status, stream_state
 from streamer.watch.web.metrics import CONTENT_TYPE, WebNumbers, metrics_registry
 from streamer.watch.web.options import ServeConfig
@@ -54,13 +54,6 @@ __all__ = ["ViewerLimits", "WebViewer"]
 log = logging.getLogger("streamer.watch.web")
 
 _STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
-_SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # the page's address may hold the token
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +97,8 @@ class WebViewer(Observer):
     Args:
         config: where to listen and the optional token.
         limits: rates, sizes and timeouts.
+        archive: the run's archive directory (`--archive`): its search page is served too
+            (`/search`, `streamer.watch.web.archive_routes`).
 
     Attributes:
         url: the page's address once started (with the port bound, for `port=0`), else None.
@@ -113,9 +108,16 @@ class WebViewer(Observer):
         >>> await run_pipeline(config, observers=[viewer])  # doctest: +SKIP
     """
 
-    def __init__(self, config: ServeConfig, limits: ViewerLimits | None = None) -> None:
+    def __init__(
+        self,
+        config: ServeConfig,
+        limits: ViewerLimits | None = None,
+        *,
+        archive: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.config = config
         self.limits = limits or ViewerLimits()
+        self.archive = archive
         self.url: str | None = None
         self.run: Any = None
         self._streams: dict[str, Any] = {}
@@ -147,29 +149,12 @@ class WebViewer(Observer):
         self._load_static()
         self._rates.read(run.streams)
         self._registry = metrics_registry(run, self._web_numbers)
-        runner = web.AppRunner(_app(self), access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
         try:
-            site = web.TCPSite(runner, self.config.host, self.config.port)
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
+            self._runner, self.url = await listen(_app(self), self.config)
+        except ConfigError:
             await self._frames.close()
-            raise ConfigError(
-                f"web viewer: cannot listen on {self.config.host}:{self.config.port}: "
-                f"{exc.strerror or exc}; choose another --serve port (0 picks a free one)"
-            ) from exc
-        self._runner = runner
-        host, port = runner.addresses[0][:2]
-        self.url = f"http://{_url_host(host)}:{port}/"
+            raise
         self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="web-status")
-        log.info("web viewer: %s%s", self.url, " (token required)" if self.config.token else "")
-        if not self.config.token and not _loopback(self.config.host):
-            log.warning(
-                "web viewer listens on %s without a token: anyone who can reach it "
-                "sees the video; set --serve-token",
-                self.config.host,
-            )
 
     def frame(self, stream: str, image: np.ndarray, timeline: float) -> None:
         if self._frames is not None:
@@ -225,11 +210,7 @@ class WebViewer(Observer):
     # -- routes --------------------------------------------------------------------------------
 
     async def index(self, request: web.Request) -> web.Response:
-        # The page's own static links carry the token when the page was opened with one.
-        token = request.query.get("token") if self.config.token else None
-        query = f"?token={quote(token, safe='')}" if token else ""
-        page = self._page.replace(b"{{query}}", query.encode("ascii"))
-        return web.Response(body=page, content_type="text/html", charset="utf-8")
+        return page_for(request, self._page, self.config.token is not None)
 
     def static(self, name: str):
         """The handler of one of the page's static files (a route per file, no path lookup)."""
@@ -306,7 +287,7 @@ class WebViewer(Observer):
         return response
 
     async def api_status(self, request: web.Request) -> web.Response:
-        return _json(self.status())
+        return json_response(self.status())
 
     async def api_captions(self, request: web.Request) -> web.Response:
         return self._records(request, "caption")
@@ -315,7 +296,7 @@ class WebViewer(Observer):
         return self._records(request, "alert")
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return _json({"status": "ok", "streams": len(self._streams)})
+        return json_response({"status": "ok", "streams": len(self._streams)})
 
     async def prometheus(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics().encode(), headers={"Content-Type": CONTENT_TYPE})
@@ -333,7 +314,7 @@ class WebViewer(Observer):
         if stream is not None and stream not in self._streams:
             raise web.HTTPNotFound(text=f"no stream named {stream!r}; /api/status lists them")
         after = _int_param(request.query.get("after"))
-        return _json({f"{kind}s": self._events.records(kind, stream, after)})
+        return json_response({f"{kind}s": self._events.records(kind, stream, after)})
 
     def _admit(self, kind: str) -> bool:
         if sum(self._clients.values()) >= self.limits.max_clients:
@@ -357,34 +338,7 @@ class WebViewer(Observer):
 
 
 def _app(viewer: WebViewer) -> web.Application:
-    token = viewer.config.token
-    # Without a token, a web page elsewhere that points its own name at 127.0.0.1 (DNS
-    # rebinding) could read a machine-only viewer through the browser of someone on it.
-    local_names_only = token is None and _loopback(viewer.config.host)
-
-    @web.middleware
-    async def guard(request: web.Request, handler):
-        if local_names_only and not _loopback(request.url.host or ""):
-            raise web.HTTPForbidden(
-                text="403: this viewer listens on this machine only: open it as "
-                "http://127.0.0.1:PORT/ or http://localhost:PORT/; behind a proxy or under "
-                "another name, set --serve-token"
-            )
-        if token is not None and not _authorized(request, token):
-            raise web.HTTPUnauthorized(
-                text="401: this viewer needs its token: open it as /?token=TOKEN or send "
-                "'Authorization: Bearer TOKEN'",
-                headers={"WWW-Authenticate": 'Bearer realm="streamer"'},
-            )
-        if request.content_length or "Transfer-Encoding" in request.headers:
-            raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length)
-        return await handler(request)
-
-    async def secure(request: web.Request, response: web.StreamResponse) -> None:
-        response.headers.update(_SECURITY_HEADERS)
-
-    app = web.Application(middlewares=[guard], client_max_size=1024)
-    app.on_response_prepare.append(secure)
+    app = guarded_app(viewer.config)
     app.router.add_get("/", viewer.index)
     for name in _STATIC:
         app.router.add_get(f"/static/{name}", viewer.static(name))
@@ -396,16 +350,11 @@ def _app(viewer: WebViewer) -> web.Application:
     app.router.add_get("/api/alerts", viewer.api_alerts)
     app.router.add_get("/healthz", viewer.healthz)
     app.router.add_get("/metrics", viewer.prometheus)
+    if viewer.archive is not None:  # imported here: the archive's code loads only when used
+        from streamer.watch.web.archive_routes import ArchiveRoutes
+
+        ArchiveRoutes.of(viewer.archive, viewer.config, live=True).add_to(app)
     return app
-
-
-def _authorized(request: web.Request, token: str) -> bool:
-    expected = token.encode()
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), expected):
-        return True
-    given = request.query.get("token")
-    return given is not None and hmac.compare_digest(given.encode(), expected)
 
 
 def _int_param(value: str | None) -> int:
@@ -419,30 +368,9 @@ def _int_param(value: str | None) -> int:
         ) from None
 
 
-def _json(data: dict[str, Any]) -> web.Response:
-    body = json.dumps(data, separators=(",", ":"), allow_nan=False)
-    return web.Response(
-        text=body, content_type="application/json", headers={"Cache-Control": "no-store"}
-    )
-
-
 def _too_many() -> web.Response:
     return web.Response(
         status=503,
         text="503: too many viewers are connected; try again later",
         headers={"Retry-After": "5"},
     )
-
-
-def _loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

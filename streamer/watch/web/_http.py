@@ -1,0 +1,148 @@
+"""What every page of the web viewer stands on: the guard, the security headers, listening.
+
+The live viewer (`server.WebViewer`) and the archive's search page (`archive_routes`, also
+served alone by `streamer serve --archive`) share these, so one token rule holds everywhere:
+
+- with a token, every route needs `Authorization: Bearer TOKEN` or `?token=TOKEN` (pages pass
+  theirs along: `<img>`, `<video>` and `EventSource` cannot send headers);
+- without one, a server on this machine only answers names of this machine (no DNS rebinding);
+- no route takes a body.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from streamer.errors import ConfigError
+from streamer.watch.web.options import ServeConfig
+
+__all__ = ["authorized", "guarded_app", "json_response", "listen", "loopback", "page_for"]
+
+log = logging.getLogger("streamer.watch.web")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # the page's address may hold the token
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+}
+
+
+def guarded_app(config: ServeConfig) -> web.Application:
+    """An empty application behind the guard (token, local names, no bodies), whose
+    responses carry the security headers; the caller adds its routes."""
+    token = config.token
+    # Without a token, a web page elsewhere that points its own name at 127.0.0.1 (DNS
+    # rebinding) could read a machine-only viewer through the browser of someone on it.
+    local_names_only = token is None and loopback(config.host)
+
+    @web.middleware
+    async def guard(request: web.Request, handler):
+        if local_names_only and not loopback(request.url.host or ""):
+            raise web.HTTPForbidden(
+                text="403: this viewer listens on this machine only: open it as "
+                "http://127.0.0.1:PORT/ or http://localhost:PORT/; behind a proxy or under "
+                "another name, set --serve-token"
+            )
+        if token is not None and not authorized(request, token):
+            raise web.HTTPUnauthorized(
+                text="401: this viewer needs its token: open it as /?token=TOKEN or send "
+                "'Authorization: Bearer TOKEN'",
+                headers={"WWW-Authenticate": 'Bearer realm="streamer"'},
+            )
+        if request.content_length or "Transfer-Encoding" in request.headers:
+            raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length)
+        return await handler(request)
+
+    async def secure(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(SECURITY_HEADERS)
+
+    app = web.Application(middlewares=[guard], client_max_size=1024)
+    app.on_response_prepare.append(secure)
+    return app
+
+
+async def listen(app: web.Application, config: ServeConfig) -> tuple[web.AppRunner, str]:
+    """Serve `app` at the configured address.
+
+    Returns:
+        The runner (`cleanup()` stops it) and the page's URL, with the port bound.
+
+    Raises:
+        ConfigError: the address cannot be listened on (a port in use, an unknown host).
+    """
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(
+            f"web viewer: cannot listen on {config.host}:{config.port}: "
+            f"{exc.strerror or exc}; choose another --serve port (0 picks a free one)"
+        ) from exc
+    host, port = runner.addresses[0][:2]
+    url = f"http://{_url_host(host)}:{port}/"
+    log.info("web viewer: %s%s", url, " (token required)" if config.token else "")
+    if not config.token and not loopback(config.host):
+        log.warning(
+            "web viewer listens on %s without a token: anyone who can reach it "
+            "sees the video; set --serve-token",
+            config.host,
+        )
+    return runner, url
+
+
+def page_for(request: web.Request, page: bytes, token_required: bool) -> web.Response:
+    """An HTML page whose `{{query}}` placeholders (its own static links) carry the token
+    when the page was opened with one."""
+    token = request.query.get("token") if token_required else None
+    query = f"?token={quote(token, safe='')}" if token else ""
+    body = page.replace(b"{{query}}", query.encode("ascii"))
+    return web.Response(body=body, content_type="text/html", charset="utf-8")
+
+
+def json_response(data: dict[str, Any], status: int = 200) -> web.Response:
+    """`data` as JSON, never cached (it is the state of a run or an archive)."""
+    body = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return web.Response(
+        text=body,
+        status=status,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def authorized(request: web.Request, token: str) -> bool:
+    """Whether the request carries `token` (a Bearer header or `?token=`), compared in
+    constant time."""
+    expected = token.encode()
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), expected):
+        return True
+    given = request.query.get("token")
+    return given is not None and hmac.compare_digest(given.encode(), expected)
+
+
+def loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
