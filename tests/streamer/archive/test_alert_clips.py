@@ -94,40 +94,56 @@ async def test_a_files_alerts_keep_clips_cut_from_the_file(tmp_path, gop_clip, t
 
 
 @pytest.mark.slow
-async def test_a_live_alert_keeps_a_clip_cut_from_the_recording_during_the_run(
+async def test_live_alerts_keep_clips_cut_from_the_recording_during_the_run_and_at_its_end(
     tmp_path, rtsp_server, tiny_encoder
 ):
-    arch = tmp_path / "arch"
-    # The 6th analysed frame fires (at 2 per second: about 3 s in), once.
-    rule = AlertRule("a person at the door", threshold=-1.0, frames=6, cooldown_s=1000.0)
+    arch, jsonl = tmp_path / "arch", tmp_path / "a.jsonl"
+    # At 2 analysed frames a second: the door fires about 3 s in, its clip is cut about
+    # 4 + 2.5 s later; the gate fires about 8 s in.
+    door = AlertRule("a person at the door", threshold=-1.0, frames=6, cooldown_s=1000.0)
+    gate = AlertRule("a van at the gate", threshold=-1.0, frames=16, cooldown_s=1000.0)
     config = RunConfig(
-        input=f"door={rtsp_server.url('cam1')}",
-        outputs=OutputConfig(jsonl=str(tmp_path / "a.jsonl")), alerts=(rule,),
-        archive=ArchiveConfig(str(arch), segment_s=2.0, clip_before_s=2.0, clip_after_s=2.0),
+        input=f"door={rtsp_server.url('cam1')}", outputs=OutputConfig(jsonl=str(jsonl)),
+        alerts=(door, gate),
+        archive=ArchiveConfig(str(arch), segment_s=2.0, clip_before_s=2.0, clip_after_s=4.0),
     )  # fmt: skip
+
+    def alerts() -> list[dict]:
+        return [r for r in read_jsonl(jsonl) if r["type"] == "alert"] if jsonl.exists() else []
+
     stop = asyncio.Event()
     run = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop))
     try:
-        await wait_until(lambda: (arch / "clips" / "clips.jsonl").exists() or run.done(), 40,
-                         "an alert clip written while the stream plays")  # fmt: skip
-        assert not run.done()  # cut while the stream went on, from its recording so far
+        # The door's clip is cut while the stream goes on, from its recording so far; the
+        # run stops as soon as the gate has fired too, before its clip's span is recorded.
+        cut = arch / "clips" / "clips.jsonl"
+        await wait_until(lambda: run.done() or (len(alerts()) == 2 and cut.exists()), 40,
+                         "the first clip and both alerts")  # fmt: skip
+        assert not run.done()
         cut_at = time.time()
     finally:
         stop.set()
     await run
-    (alert,) = [r for r in read_jsonl(tmp_path / "a.jsonl") if r["type"] == "alert"]
-    assert alert["clip"].startswith("clips/door/") and alert["clip"].endswith(
-        "-a-person-at-the-door.mp4"
-    )
-    noted = _catalogue(arch)[alert["clip"]]
-    assert noted["state"] == "written" and noted["clock"] == "wall", noted
-    start, end = noted["requested"]
-    assert end - start == pytest.approx(4.0)
-    assert abs(start + 2.0 - alert["wall"]) < 1.0  # around the alert's frame
-    assert cut_at >= end  # cut once the recording held the span, not before
-    # Copied from the key frame at or before the start: at most a GOP (and a frame) early.
-    assert start - GOP_S - 0.1 <= noted["start"] <= start + 0.05, noted
-    assert noted["end"] >= end - 0.1, noted
-    clip = arch / alert["clip"]
-    assert _duration(clip) == pytest.approx(noted["end"] - noted["start"], abs=0.15)
-    assert int(video_stream(ffprobe(clip))["nb_read_frames"]) >= 4.0 * 25 - 2
+    first, second = alerts()
+    catalogue = _catalogue(arch)
+    for alert in (first, second):
+        slug = alert["query"].replace(" ", "-")
+        assert alert["clip"].startswith("clips/door/") and alert["clip"].endswith(f"Z-{slug}.mp4")
+        noted = catalogue[alert["clip"]]
+        assert noted["state"] == "written" and noted["clock"] == "wall", noted
+        start, end = noted["requested"]
+        assert end - start == pytest.approx(6.0)
+        assert abs(start + 2.0 - alert["wall"]) < 1.0  # around the alert's frame
+        # Copied from the key frame at or before the start: at most a GOP (and a frame) early.
+        assert start - GOP_S - 0.1 <= noted["start"] <= start + 0.05, noted
+        clip = arch / alert["clip"]
+        assert _duration(clip) == pytest.approx(noted["end"] - noted["start"], abs=0.15)
+        frames = int(video_stream(ffprobe(clip))["nb_read_frames"])
+        assert frames >= (noted["end"] - noted["start"]) * 25 - 2, (clip, frames)
+    # The door's clip waited until its recording held all of it.
+    door_clip = catalogue[first["clip"]]
+    assert door_clip["end"] >= door_clip["requested"][1] - 0.1 and cut_at >= door_clip["end"]
+    # The gate's was cut when the run ended, from what was recorded: up to the stop.
+    gate_clip = catalogue[second["clip"]]
+    assert second["wall"] < gate_clip["end"] < gate_clip["requested"][1] - 0.5, gate_clip
+    assert gate_clip["end"] >= cut_at - 1.0, gate_clip
