@@ -218,6 +218,11 @@ class _Run:
         self.loop_lag_max_s = 0.0
         self.observers = observers if observers is not None else Observers()
         self.alerts: AlertDetector | None = None  # made at the start of `run`
+        # With --archive: its observer (alert clips, its state for the status surfaces) and
+        # the recorders of the live streams, by stream.
+        self.archive = next((o for o in self.observers.items if isinstance(o, ArchiveObserver)),
+                            None)  # fmt: skip
+        self.recorders: dict[str, Recorder] = {}
         model = encoder.model
         warning = RANDOM_WEIGHTS_WARNING if model.random_weights else None
         if warning:
@@ -316,6 +321,8 @@ class _Run:
             delivering = []
             for stream in self.streams:
                 tap = self._recorder(stream.source)
+                if tap is not None:
+                    self.recorders[stream.name] = tap
                 tg.create_task(self.runner.run(stream.source, stream.frames, self.stop, tap))
                 tg.create_task(stream.route())
                 delivering.append(tg.create_task(stream.deliver()))
@@ -350,6 +357,8 @@ class _Run:
                     for alert in self.alerts.check(
                         name, frame.index, request.timeline, embedding, frame.image
                     ):
+                        if self.archive is not None:  # its clip's path goes with it
+                            alert = self.archive.clip_alert(alert, frame)
                         request.stream.on_alert(alert)
                         fired.append(alert.query)
                 self.observers.embedded(name, annotation, embedding, request.frame, tuple(fired))
@@ -377,7 +386,8 @@ class _Run:
     async def _monitor(self) -> None:
         """Event-loop lag (a loop blocked for long is a bug), progress, status, state changes."""
         period = 0.1
-        reporter = Reporter(self.streams, self.config.status_every) if self.progress else None
+        status_every, archive = self.config.status_every, self.archive
+        reporter = Reporter(self.streams, status_every, archive) if self.progress else None
         states = {stream.name: None for stream in self.streams}
         while not self.done.is_set():
             before = time.monotonic()
@@ -385,6 +395,8 @@ class _Run:
                 await asyncio.wait_for(self.done.wait(), period)
             self.loop_lag_max_s = max(self.loop_lag_max_s, time.monotonic() - before - period)
             self._record_state_changes(states)
+            if self.archive is not None:
+                self.archive.report_changes(self.streams)
             if reporter:
                 reporter.tick()
         if reporter:

@@ -2,8 +2,10 @@
 
 Progress goes to stderr: a bar while every stream is a file, else a status table every
 `--status-every` seconds (per stream: state, input / analysed / output fps, drops, latency
-percentiles, reconnects, damaged). The summary (`RunSummary`, one `StreamSummary` per stream)
-is what `run_pipeline` returns and what the CLI prints and turns into an exit code.
+percentiles, reconnects, damaged), and under it, with `--archive`, a line on the archive
+(whether it writes, its moments, recordings and alert clips). The summary (`RunSummary`, one
+`StreamSummary` per stream) is what `run_pipeline` returns and what the CLI prints and turns
+into an exit code.
 """
 
 from __future__ import annotations
@@ -12,12 +14,20 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from streamer.core.progress import Counters, ProgressBar
 from streamer.core.stats import RateMeter, StreamRow, status_table
 from streamer.stream import StreamRun
 
-__all__ = ["Reporter", "RunSummary", "StreamSummary", "run_summary", "stream_summary"]
+__all__ = [
+    "Reporter",
+    "RunSummary",
+    "StreamSummary",
+    "archive_line",
+    "run_summary",
+    "stream_summary",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +142,15 @@ class Reporter:
     Args:
         streams: the run's streams.
         status_every: seconds between status tables.
+        archive: with `--archive`, what tells the archive's state (`status()`: a plain dict,
+            see `streamer.archive.observer.ArchiveObserver.status`); shown under the table.
     """
 
-    def __init__(self, streams: Sequence[StreamRun], status_every: float) -> None:
+    def __init__(
+        self, streams: Sequence[StreamRun], status_every: float, archive: Any = None
+    ) -> None:
         self.streams = streams
+        self.archive = archive
         self.status_every = status_every
         self.files = all(not s.live for s in streams)
         self.counters = Counters()
@@ -157,7 +172,10 @@ class Reporter:
         now = time.monotonic()
         if final or now - self.last_table >= self.status_every:
             self.last_table = now
-            print(status_table([self._row(s, now) for s in streams]), file=sys.stderr, flush=True)
+            table = status_table([self._row(s, now) for s in streams])
+            if self.archive is not None:
+                table += "\n" + archive_line(self.archive.status())
+            print(table, file=sys.stderr, flush=True)
 
     def _row(self, stream: StreamRun, now: float) -> StreamRow:
         m_in, m_ana, m_out = self.meters[stream.name]
@@ -173,3 +191,34 @@ class Reporter:
             p50_ms=p50 * 1000, p95_ms=p95 * 1000, p99_ms=p99 * 1000,
             reconnects=status.reconnects, damaged=status.damaged,
         )  # fmt: skip
+
+
+def archive_line(status: dict[str, Any]) -> str:
+    """The status table's line on the archive, from its plain `status()` dict.
+
+    Example:
+        >>> archive_line({"path": "arch", "state": "ok", "error": None, "moments": {
+        ...     "written": 12, "queued": 3, "dropped": 0, "lost": 0}, "recordings": {"door": {
+        ...     "state": "recording", "detail": None, "bytes": 2_500_000}},
+        ...     "clips": {"written": 1, "failed": 0, "waiting": 1}})
+        'archive arch: ok, 12 moments (3 queued); door recording 2.5 MB; 1 clips (1 waiting)'
+    """
+    state = status["state"].upper() if status["error"] else status["state"]
+    line = f"archive {status['path']}: {state}, {status['moments']['written']} moments"
+    line += _counts(status["moments"], ("queued", "dropped", "lost"))
+    if status["error"]:
+        line += f": {status['error']}; the streams go on"
+    parts = [line]
+    for name, rec in status["recordings"].items():
+        detail = f" ({rec['detail']})" if rec["detail"] else ""
+        parts.append(f"{name} {rec['state']} {rec['bytes'] / 1e6:.1f} MB{detail}")
+    clips = status["clips"]
+    if any(clips.values()):
+        parts.append(f"{clips['written']} clips" + _counts(clips, ("waiting", "failed")))
+    return "; ".join(parts)
+
+
+def _counts(counts: dict[str, int], keys: tuple[str, ...]) -> str:
+    """The counts of `keys` that are not 0, as ` (3 queued, 1 lost)`; "" when all are 0."""
+    shown = [f"{counts[key]} {key}" for key in keys if counts[key]]
+    return f" ({', '.join(shown)})" if shown else ""

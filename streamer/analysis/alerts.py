@@ -116,6 +116,9 @@ class Alert:
             the first caption).
         image: the analysed frame, H×W×3 uint8 RGB, without overlay (for snapshots). Not
             copied: analysed frames are never drawn on.
+        clip: where the alert's clip will be, relative to the archive directory
+            (`clips/<stream>/<time>-<query>.mp4`), with `--archive`; None without. Decided when
+            the alert fires; the file appears once its span is recorded and cut.
     """
 
     stream: str
@@ -127,6 +130,7 @@ class Alert:
     frame_index: int
     caption: str | None = None
     image: np.ndarray | None = field(default=None, repr=False)
+    clip: str | None = None
 
     @property
     def banner(self) -> str:

@@ -12,11 +12,19 @@ commits in batches on its own: the event loop only appends to a list.
 
 A file stream's rows refer to the file itself (path, size, modification time, media time);
 a live stream's to its recording, found by stream and wall time.
+
+Each alert gets a clip (`clip_alert`, `streamer.archive.alert_clips`) before anyone hears of
+it, so its records carry the clip's path. The archive's state (`status`: the index's writer,
+each stream's recording, the clips) is a plain dict, for the rooms that show it (status table,
+`/api/status`, `/metrics`) and do not import the archive; `report_changes` writes an
+`archive` record to a stream's JSON Lines when the archive stops writing or starts again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -35,6 +43,7 @@ __all__ = ["ArchiveObserver"]
 log = logging.getLogger("streamer.archive")
 
 RETENTION_EVERY_S = 60.0  # how often a running archive applies --retain and --archive-max-gb
+CLIPS_EVERY_S = 0.5  # how often waiting alert clips are looked at
 HOLD_ROWS = 64  # rows of a stream that may wait for their caption before they go without
 
 
@@ -88,11 +97,16 @@ class ArchiveObserver(Observer):
         self._pool: LowPriorityPool | None = None
         self._retention: asyncio.Task[None] | None = None
         self._failed = False
+        self.clips: Any = None  # `AlertClips`, made in `start`
+        self.run: Any = None
+        self._tending: asyncio.Task[None] | None = None
+        self._reported: dict[str, tuple[str, bool]] = {}  # stream → (index state, rec. failed)
 
     async def start(self, run: Any) -> None:
         """Open the archive for writing (made when new); fail the run before any work when it
         cannot be (another run writes it, another encoder's embeddings, a newer format)."""
         from streamer.archive import Archive, EncoderSpec, MomentPicker
+        from streamer.archive.alert_clips import AlertClips
 
         spec = EncoderSpec.of(run.encoder.model, self.weights)
         self.archive = await asyncio.to_thread(Archive.create, self.config.path, spec)
@@ -100,6 +114,10 @@ class ArchiveObserver(Observer):
         self.picker = MomentPicker(self.config.index_every_s, self.scene_threshold)
         self.streams = {s.name: _Stream(_media_of(s.source)) for s in run.streams}
         self._pool = LowPriorityPool("archive", workers=1)
+        self.run = run
+        config = self.config
+        self.clips = AlertClips(config.path, config.clip_before_s, config.clip_after_s)
+        self._tending = asyncio.create_task(self._tend_clips(CLIPS_EVERY_S))
         if self.config.retain_s is not None or self.config.max_gb is not None:
             self._retention = asyncio.create_task(self._retain_every(RETENTION_EVERY_S))
         log.info("archive: indexing moments into %s", self.config.path)
@@ -121,6 +139,31 @@ class ArchiveObserver(Observer):
                     log.info("archive: retention removed %d segments (%.1f MB) and %d moments",
                              pruned.segments, pruned.segment_bytes / 1e6, pruned.rows)  # fmt: skip
             await asyncio.sleep(period)
+
+    async def _tend_clips(self, period: float) -> None:
+        """Hand the live clips whose span is recorded by now to their thread."""
+        while True:
+            await asyncio.sleep(period)
+            self.clips.poll()
+
+    def clip_alert(self, alert: Any, frame: Frame) -> Any:
+        """The alert with the path of its clip (`Alert.clip`, relative to the archive), whose
+        cutting is set going: from the file, or from the stream's recording once it holds the
+        span. Unchanged for a live stream that is not recorded (no clip to cut)."""
+        state = self.streams.get(alert.stream)
+        if self.clips is None or state is None:
+            return alert
+        media = state.media[0] if state.media is not None else None
+        if media is None and alert.stream not in self._recorders():
+            return alert
+        name = self.clips.assign(
+            alert.stream, alert.query, wall=_wall_of(frame), media=media, media_time=alert.time
+        )
+        return dataclasses.replace(alert, clip=name)
+
+    def _recorders(self) -> dict[str, Any]:
+        """The run's recorders by stream (`PacketTap`s, each with a `state`)."""
+        return getattr(self.run, "recorders", None) or {}
 
     def embedded(
         self,
@@ -166,12 +209,18 @@ class ArchiveObserver(Observer):
         """Write what waits, then close the archive (the writer's last batch included)."""
         if self.archive is None:
             return
-        if self._retention is not None:
-            self._retention.cancel()
+        for task in (self._retention, self._tending):
+            if task is not None:
+                task.cancel()
         for state in self.streams.values():
             self._flush(state, upto=None)
         if self._pool is not None:
             await asyncio.to_thread(self._pool.shutdown)
+        await asyncio.to_thread(self.clips.finish)  # the recordings are closed by now
+        if self.clips.written or self.clips.failed:
+            log.log(logging.WARNING if self.clips.failed else logging.INFO,
+                    "archive: %d alert clips written, %d failed", self.clips.written,
+                    self.clips.failed)  # fmt: skip
         stats = self.writer.stats()
         await asyncio.to_thread(self.archive.close)
         missed = stats.dropped + stats.lost
@@ -185,6 +234,44 @@ class ArchiveObserver(Observer):
     def stats(self) -> Any:
         """The writer's state and counters (`WriterStats`), None before the run starts."""
         return self.writer.stats() if self.writer is not None else None
+
+    def status(self) -> dict[str, Any]:
+        """The archive now, as plain JSON-ready values: `state` ("starting", "ok", "failed":
+        no more moments are written, `error` says why, "closed"), the index's `moments`
+        counters, each recorded stream's `recordings` entry and the alert `clips`."""
+        stats = self.stats()
+        clips = self.clips
+        return {
+            "path": self.config.path,
+            "state": stats.state if stats is not None else "starting",
+            "error": stats.error if stats is not None else None,
+            "moments": {key: getattr(stats, key, 0) for key in
+                        ("written", "queued", "dropped", "lost")},
+            "recordings": {name: _recording(tap.state) for name, tap in self._recorders().items()},
+            "clips": {"written": clips.written if clips else 0,
+                      "failed": clips.failed if clips else 0,
+                      "waiting": clips.waiting if clips else 0},
+        }  # fmt: skip
+
+    def report_changes(self, streams: Any) -> None:
+        """Write an `archive` record to each stream's JSON Lines when the index stops being
+        written, or the stream's recording stops or starts again (event loop; the pipeline
+        calls it while the streams deliver). A run where all goes well writes none."""
+        if self.writer is None:
+            return
+        index = self.writer.state
+        recorders = self._recorders()
+        for stream in streams:
+            tap = recorders.get(stream.name)
+            key = (index, tap is not None and tap.state.state == "failed")
+            if key == self._reported.setdefault(stream.name, ("ok", False)):
+                continue
+            self._reported[stream.name] = key
+            stream.outputs.record({
+                "type": "archive", "stream": stream.name, "wall": round(time.time(), 3),
+                "state": index, "error": self.writer.error,
+                "recording": _recording(tap.state) if tap is not None else None,
+            })  # fmt: skip
 
     def _flush(self, state: _Stream, upto: int | None) -> None:
         """Hand the rows up to frame `upto` (all: None) to the archive thread."""
@@ -234,6 +321,16 @@ def _media_of(source: Any) -> tuple[str, int, float] | None:
     except OSError:
         return None
     return path, stat.st_size, stat.st_mtime
+
+
+def _recording(state: Any) -> dict[str, Any]:
+    """A recorder's `TapState` as plain values; `bytes` counts the segment being written."""
+    written = state.bytes
+    if state.current:
+        with contextlib.suppress(OSError):  # it was just closed (and counted) or removed
+            written += os.stat(state.current).st_size
+    return {"state": state.state, "detail": state.detail, "files": state.files,
+            "bytes": written, "dropped": state.dropped}  # fmt: skip
 
 
 def _picture(frame: Frame) -> np.ndarray | None:

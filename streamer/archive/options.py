@@ -27,6 +27,8 @@ class ArchiveConfig:
         max_gb: the archive's size limit; past it the oldest segments go first. None: no limit.
         index_every_s: a moment is indexed at every scene change, and at least this often per
             stream.
+        clip_before_s: an alert's clip starts this long before the alert (its pre-roll).
+        clip_after_s: ... and ends this long after it.
     """
 
     path: str
@@ -51,6 +53,16 @@ class ArchiveConfig:
         10.0,
         Option("--index-every", "index a moment at every scene change and at least this often "
                "per stream", duration_above(0), metavar=_DURATION, group="archive"),
+    )  # fmt: skip
+    clip_before_s: float = option(
+        5.0,
+        Option("--clip-before", "an alert's clip (kept in DIR/clips) starts this long before "
+               "the alert", duration_above(0), metavar=_DURATION, group="archive"),
+    )  # fmt: skip
+    clip_after_s: float = option(
+        10.0,
+        Option("--clip-after", "an alert's clip ends this long after the alert",
+               duration_above(0), metavar=_DURATION, group="archive"),
     )  # fmt: skip
 
     def __post_init__(self) -> None:

@@ -1,4 +1,5 @@
-"""JSON Lines sink: one JSON object per line (analysis results, captions, alerts).
+"""JSON Lines sink: one JSON object per line (analysis results, captions, alerts, and the
+pipeline's status and archive records).
 
 Each line is flushed as it is written, so a consumer can `tail -f` the file and an interrupted
 run leaves only complete lines. Lines are UTF-8 (`ensure_ascii=False`) and strict JSON: NaN
@@ -125,7 +126,8 @@ def caption_record(c: Caption) -> dict[str, Any]:
 
 def alert_record(a: Alert, *, wall: bool) -> dict[str, Any]:
     """The JSON Lines record of an alert; `wall` adds its wall-clock time (live streams only:
-    a file's records stay the same from run to run)."""
+    a file's records stay the same from run to run). With `--archive`, `clip` is where its
+    clip will be, relative to the archive directory (the file appears once it is cut)."""
     record = {
         "type": "alert",
         "stream": a.stream,
@@ -138,6 +140,8 @@ def alert_record(a: Alert, *, wall: bool) -> dict[str, Any]:
     }
     if wall:
         record["wall"] = round(a.wall, 3)
+    if a.clip is not None:
+        record["clip"] = a.clip
     return record
 
 

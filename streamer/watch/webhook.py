@@ -23,11 +23,14 @@ The body::
 
     {"type": "alert", "stream": "door", "time": 12.5, "wall": 1718000000.123, "frame": 312,
      "query": "a person at the door", "score": 0.3121, "threshold": 0.27,
-     "caption": "a man in a coat ...", "snapshot_jpeg_base64": "/9j/4AAQ..."}
+     "caption": "a man in a coat ...", "snapshot_jpeg_base64": "/9j/4AAQ...",
+     "clip": "clips/door/20250101T120000.123Z-a-person-at-the-door.mp4"}
 
 `time` is media time for files and seconds since the run started for live streams; `wall` is
 Unix time when it was detected; `snapshot_jpeg_base64` is the analysed frame without overlay,
-long edge at most 1024 px (null when there is no image).
+long edge at most 1024 px (null when there is no image); `clip`, with `--archive`, is where the
+alert's clip will be, relative to the archive directory (null without): it is cut once the
+stream is recorded `--clip-after` past the alert, so it may not exist yet when this arrives.
 """
 
 from __future__ import annotations
@@ -140,6 +143,7 @@ def webhook_body(alert: Alert, long_edge: int = 1024) -> bytes:
         "threshold": alert.threshold,
         "caption": alert.caption,
         "snapshot_jpeg_base64": snapshot,
+        "clip": alert.clip,
     }
     return json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
 

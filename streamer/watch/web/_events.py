@@ -1,4 +1,5 @@
-"""Live events for the page (Server-Sent Events) and the caption history behind them.
+"""Live events for the page (Server-Sent Events) and the caption history behind them: captions,
+alerts (with their clip's URL under `--archive`), and the archive stopping or going on writing.
 
 Each event is serialised once and put on every client's bounded queue. A client that falls
 `queue_size` events behind has its queue dropped and its connection closed: its browser
@@ -17,7 +18,10 @@ from typing import Any
 from streamer.core.frame import Caption
 from streamer.watch.web._status import caption_record
 
-_ALERT_FIELDS = ("time", "wall", "query", "score", "threshold", "frame_index", "caption")
+_ALERT_FIELDS = ("time", "wall", "query", "score", "threshold", "frame_index", "caption", "clip")
+#: Where the viewer serves the archive's alert clips (`_clips.py`): `Alert.clip` is relative to
+#: the archive directory (`clips/<stream>/<file>.mp4`), and so its URL is this + `clip`.
+ARCHIVE_ROUTE = "/archive/"
 
 
 def sse_message(event: str, data: dict[str, Any], ident: int | None = None) -> bytes:
@@ -28,14 +32,30 @@ def sse_message(event: str, data: dict[str, Any], ident: int | None = None) -> b
 
 
 def alert_record(stream: str, alert: Any, ident: int) -> dict[str, Any]:
-    """An alert's JSON-ready fields (the frame itself stays out)."""
+    """An alert's JSON-ready fields (the frame itself stays out); with a clip, `clip_url` is
+    the path this viewer serves it at (the token rules apply)."""
     record: dict[str, Any] = {"id": ident, "stream": stream}
     for name in _ALERT_FIELDS:
         value = getattr(alert, name, None)
         if isinstance(value, float):
             value = round(value, 4)
         record[name] = value if isinstance(value, str | int | float | type(None)) else str(value)
+    clip = record["clip"]
+    record["clip_url"] = ARCHIVE_ROUTE + clip if isinstance(clip, str) else None
     return record
+
+
+_ARCHIVE_LANE = ""  # the archive's events are kept apart from every stream's
+
+
+def archive_health(status: dict[str, Any] | None) -> tuple[bool, tuple[str, ...]]:
+    """What an `archive` event reports a change of: whether the index stopped being written,
+    and the streams whose recording failed (`status`: the archive's plain `status()` dict,
+    None without an archive)."""
+    if status is None:
+        return (False, ())
+    failed = tuple(sorted(n for n, r in status["recordings"].items() if r["state"] == "failed"))
+    return (status["state"] == "failed", failed)
 
 
 class EventClient:
@@ -75,6 +95,7 @@ class EventHub:
         self._next_id = 0
         self.clients: set[EventClient] = set()
         self.overflows = 0
+        self._archive_health: tuple[bool, tuple[str, ...]] = (False, ())  # all well
 
     def caption(self, caption: Caption) -> dict[str, Any]:
         record = caption_record(caption, self._take_id(), time.time())
@@ -85,6 +106,16 @@ class EventHub:
         record = alert_record(stream, alert, self._take_id())
         self._keep(stream, "alert", record)
         return record
+
+    def archive(self, status: dict[str, Any] | None) -> None:
+        """Publish an `archive` event when the archive stops writing or starts again (its
+        index, or a stream's recording: `archive_health`); kept with the history."""
+        health = archive_health(status)
+        if health == self._archive_health or status is None:
+            return
+        self._archive_health = health
+        record = {"id": self._take_id(), "wall": round(time.time(), 3), **status}
+        self._keep(_ARCHIVE_LANE, "archive", record)
 
     def publish(self, message: bytes) -> None:
         """Offer `message` to every client; ones too far behind are closed."""

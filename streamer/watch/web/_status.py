@@ -134,6 +134,14 @@ def llm_status(client: Any) -> dict[str, Any] | None:
     }
 
 
+def archive_status(run: Any) -> dict[str, Any] | None:
+    """The archive's state with `--archive` (a plain dict: `state`, `error`, `moments`,
+    `recordings` by stream, `clips`; see `ArchiveObserver.status`), None without one. The run
+    carries it (`run.archive`), so the viewer never imports the archive."""
+    archive = getattr(run, "archive", None)
+    return archive.status() if archive is not None else None
+
+
 def run_status(run: Any, rates: Rates, clients: dict[str, int]) -> dict[str, Any]:
     """The whole run, as `/api/status` and the page's status events show it."""
     model, load = run.encoder.model, run.encoder.load()  # the encoder service's
@@ -147,6 +155,7 @@ def run_status(run: Any, rates: Rates, clients: dict[str, int]) -> dict[str, Any
             "busy_s": round(load.busy_s, 3),
         },
         "llm": llm_status(run.client),
+        "archive": archive_status(run),
         "clients": dict(clients),
         "streams": [stream_status(stream, rates) for stream in run.streams],
     }

@@ -33,7 +33,22 @@ streamer_encoder_batch_size                 histogram  images per encoder call
 streamer_web_clients                        gauge      open MJPEG / event-stream clients
 streamer_web_disconnects_total              counter    clients dropped by the viewer, by reason
 streamer_uptime_seconds                     gauge      seconds since the run started
+streamer_archive_up                         gauge      1 while the archive writes its index
+streamer_archive_state                      gauge      1 for the index writer's state, else 0
+streamer_archive_rows_total                 counter    moments written to the index
+streamer_archive_rows_queued                gauge      moments waiting to be written
+streamer_archive_rows_dropped_total         counter    moments dropped: the disk was too slow
+streamer_archive_rows_lost_total            counter    moments not written: a write failed
+streamer_archive_clips_total                counter    alert clips, by outcome (written, failed)
+streamer_archive_clips_waiting              gauge      alert clips named, not yet cut
+streamer_recording_bytes_total              counter    bytes recorded, per stream
+streamer_recording_files_total              counter    segment files started, per stream
+streamer_recording_dropped_packets_total    counter    packets the recorder dropped
+streamer_recording_state                    gauge      1 for the recorder's state, else 0
 ==========================================  =========  =====================================
+
+The archive's families come with `--archive`, read from the run's plain `archive.status()`
+dict (`streamer.watch.web._status.archive_status`): this room never imports the archive.
 """
 
 from __future__ import annotations
@@ -52,7 +67,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from streamer.watch.web._status import STREAM_STATES, stream_state
+from streamer.sources.tap import TAP_STATES
+from streamer.watch.web._status import STREAM_STATES, archive_status, stream_state
 
 __all__ = ["CONTENT_TYPE", "RunCollector", "metrics_registry", "render_metrics"]
 
@@ -116,6 +132,9 @@ class RunCollector(Collector):
             yield from _llm_families(run.client)
         yield from _encoder_families(encoder_counters(run))
         yield from _web_families(self.web())
+        archive = archive_status(run)
+        if archive is not None:
+            yield from _archive_families(archive)
         yield GaugeMetricFamily(
             "streamer_uptime_seconds",
             "Seconds since the run started.",
@@ -249,3 +268,74 @@ def _web_families(web: WebNumbers) -> Iterator[Metric]:
     for reason, n in sorted(web.get("disconnects", {}).items()):
         disconnects.add_metric([reason], n)
     yield disconnects
+
+
+_ARCHIVE_STATES = ("starting", "ok", "failed", "closed")
+_ROW_COUNTERS = (
+    ("written", "streamer_archive_rows", "Moments written to the archive's index."),
+    ("dropped", "streamer_archive_rows_dropped", "Moments dropped because the disk was too slow "
+     "(the writer's queue was full)."),
+    ("lost", "streamer_archive_rows_lost", "Moments not written because a write failed (e.g. "
+     "the disk is full)."),
+)  # fmt: skip
+_RECORDING_COUNTERS = (
+    ("bytes", "streamer_recording_bytes", "Bytes of a live stream recorded into the archive."),
+    ("files", "streamer_recording_files", "Recording segments started."),
+    ("dropped", "streamer_recording_dropped_packets", "Packets the recorder dropped (the disk "
+     "fell behind or failed)."),
+)  # fmt: skip
+
+
+def _archive_families(status: Mapping[str, Any]) -> Iterator[Metric]:
+    """The archive's state from its plain `status()` dict (see the module's table)."""
+    state = status["state"]
+    yield GaugeMetricFamily(
+        "streamer_archive_up",
+        "1 while the archive writes its index, 0 once it stopped (a write failed) or closed.",
+        value=int(state == "ok"),
+    )
+    states = GaugeMetricFamily(
+        "streamer_archive_state",
+        "1 for the state of the archive's index writer, 0 for the others.",
+        labels=["state"],
+    )
+    for name in _ARCHIVE_STATES:
+        states.add_metric([name], int(name == state))
+    yield states
+    moments = status["moments"]
+    for key, name, help in _ROW_COUNTERS:
+        yield CounterMetricFamily(name, help, value=moments[key])
+    yield GaugeMetricFamily(
+        "streamer_archive_rows_queued", "Moments waiting to be written.", value=moments["queued"]
+    )
+    clips = CounterMetricFamily(
+        "streamer_archive_clips",
+        "Alert clips written, or given up on (nothing recorded of their span, a write error).",
+        labels=["outcome"],
+    )
+    for outcome in ("written", "failed"):
+        clips.add_metric([outcome], status["clips"][outcome])
+    yield clips
+    yield GaugeMetricFamily(
+        "streamer_archive_clips_waiting",
+        "Alert clips named, not yet cut.",
+        value=status["clips"]["waiting"],
+    )
+    yield from _recording_families(status["recordings"])
+
+
+def _recording_families(recordings: Mapping[str, Any]) -> Iterator[Metric]:
+    for key, name, help in _RECORDING_COUNTERS:
+        family = CounterMetricFamily(name, help, labels=["stream"])
+        for stream, rec in sorted(recordings.items()):
+            family.add_metric([stream], rec[key])
+        yield family
+    states = GaugeMetricFamily(
+        "streamer_recording_state",
+        "1 for the state of a stream's recorder, 0 for the others.",
+        labels=["stream", "state"],
+    )
+    for stream, rec in sorted(recordings.items()):
+        for name in TAP_STATES:
+            states.add_metric([stream, name], int(name == rec["state"]))
+    yield states

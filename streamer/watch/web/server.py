@@ -1,18 +1,19 @@
 """The web viewer: an aiohttp server beside the pipeline, told what happens as an `Observer`.
 
-Routes (a fixed table: no route reads a file path from the request; static files are the
-package's own, read once with importlib.resources)::
+Routes (a fixed table: no route but the clips' reads a file path from the request; static
+files are the package's own, read once with importlib.resources)::
 
     /                           the page: every stream's video, caption, tags, status, history
     /static/app.js, style.css   the page's script and style
     /streams/{name}/mjpeg       the stream's overlaid video (multipart MJPEG)
     /streams/{name}/snapshot.jpg  one current frame
-    /events                     Server-Sent Events: status (every second), caption, alert
+    /events                     Server-Sent Events: status (every second), caption, alert, archive
     /api/status                 the run as JSON
     /api/captions, /api/alerts  history as JSON (?stream=NAME, ?after=ID)
     /healthz                    200 while the run is up
     /metrics                    Prometheus text (`streamer.watch.web.metrics`)
     /search, /api/search, /archive/...  with an archive: its search page (`archive_routes`)
+    /archive/clips/{stream}/{file}  an alert's clip, with --archive (`_clips`, checked)
 
 With a token set, every route needs `Authorization: Bearer TOKEN` or `?token=TOKEN` (the page
 passes its own along, as `<img>` and `EventSource` cannot send headers). No route takes a
@@ -42,10 +43,11 @@ from prometheus_client.registry import CollectorRegistry
 from streamer.core.events import Observer
 from streamer.core.frame import Caption
 from streamer.errors import ConfigError
+from streamer.watch.web._clips import CLIP_ROUTE, archive_dir_of, clip_handler
 from streamer.watch.web._events import EventHub, sse_message
 from streamer.watch.web._frames import BOUNDARY, FrameHub
 from streamer.watch.web._http import guarded_app, json_response, listen, page_for
-from streamer.watch.web._status import Rates, run_status, stream_state
+from streamer.watch.web._status import Rates, archive_status, run_status, stream_state
 from streamer.watch.web.metrics import CONTENT_TYPE, WebNumbers, metrics_registry
 from streamer.watch.web.options import ServeConfig
 
@@ -199,6 +201,7 @@ class WebViewer(Observer):
         while True:
             await asyncio.sleep(self.limits.status_every_s)
             self._rates.read(self.run.streams)
+            self._events.archive(archive_status(self.run))  # an event when it stops writing
             if self._events.clients:
                 self._events.publish(sse_message("status", self.status()))
 
@@ -350,6 +353,7 @@ def _app(viewer: WebViewer) -> web.Application:
     app.router.add_get("/api/alerts", viewer.api_alerts)
     app.router.add_get("/healthz", viewer.healthz)
     app.router.add_get("/metrics", viewer.prometheus)
+    app.router.add_get(CLIP_ROUTE, clip_handler(lambda: archive_dir_of(viewer.run)))
     if viewer.archive is not None:  # imported here: the archive's code loads only when used
         from streamer.watch.web.archive_routes import ArchiveRoutes
 

@@ -95,6 +95,47 @@ def test_each_family_is_written_once_with_its_help_and_type():
     assert all(s.name.endswith("_total") for f in counters for s in f.samples)
 
 
+def _archive_status(state="ok", recorder="recording") -> dict:
+    """The archive's state as the run carries it (`ArchiveObserver.status`): plain values."""
+    return {
+        "path": "arch", "state": state, "error": None if state == "ok" else "disk full",
+        "moments": {"written": 40, "queued": 3, "dropped": 1, "lost": 0 if state == "ok" else 7},
+        "recordings": {"door": {"state": recorder, "detail": None, "files": 2,
+                                "bytes": 123456, "dropped": 5}},
+        "clips": {"written": 2, "failed": 1, "waiting": 1},
+    }  # fmt: skip
+
+
+def test_the_archives_state_is_read_from_the_plain_status_the_run_carries():
+    run = _run(_stream("door"))
+    without = _families(render_metrics(run))
+    assert not [name for name in without if "archive" in name or "recording" in name]
+    status = _archive_status()
+    run.archive = SimpleNamespace(status=lambda: status)
+    text = render_metrics(run)
+    families = _families(text)
+    names = [family.name for family in text_string_to_metric_families(text)]
+    assert len(names) == len(set(names)) == 18 + 12
+    assert _value(families["streamer_archive_up"], "streamer_archive_up") == 1
+    assert _value(families["streamer_archive_rows"], "streamer_archive_rows_total") == 40
+    assert _value(families["streamer_archive_rows_queued"], "streamer_archive_rows_queued") == 3
+    clips = families["streamer_archive_clips"]
+    assert _value(clips, "streamer_archive_clips_total", outcome="failed") == 1
+    recorded = families["streamer_recording_bytes"]
+    assert _value(recorded, "streamer_recording_bytes_total", stream="door") == 123456
+    states = families["streamer_recording_state"]
+    assert _value(states, "streamer_recording_state", stream="door", state="recording") == 1
+    assert sum(s.value for s in states.samples) == 1
+    status.update(_archive_status("failed", "failed"))  # read again at the next scrape
+    families = _families(render_metrics(run))
+    assert _value(families["streamer_archive_up"], "streamer_archive_up") == 0
+    assert _value(families["streamer_archive_state"], "streamer_archive_state",
+                  state="failed") == 1  # fmt: skip
+    assert _value(families["streamer_archive_rows_lost"], "streamer_archive_rows_lost_total") == 7
+    assert _value(families["streamer_recording_state"], "streamer_recording_state",
+                  stream="door", state="failed") == 1  # fmt: skip
+
+
 def test_each_registry_reads_its_own_run_at_scrape_time():
     first, second = _run(_stream("a")), _run(_stream("b"))
     registry = metrics_registry(first, lambda: {"disconnects": {"stalled": first.stalls}})
