@@ -27,6 +27,11 @@ class ArchiveConfig:
         max_gb: the archive's size limit; past it the oldest segments go first. None: no limit.
         index_every_s: a moment is indexed at every scene change, and at least this often per
             stream.
+        summary_every_s: every this many seconds, the LLM summarises each live stream's last
+            window (its captions, tags and alerts), citing its moments; None: no summaries.
+            Needs an LLM (`RunConfig.llm`).
+        summary: for file inputs, one LLM summary of each file and a WebVTT chapters file of
+            its scene segments (titled by the LLM, or by their tags without one).
     """
 
     path: str
@@ -51,6 +56,20 @@ class ArchiveConfig:
         10.0,
         Option("--index-every", "index a moment at every scene change and at least this often "
                "per stream", duration_above(0), metavar=_DURATION, group="archive"),
+    )  # fmt: skip
+    summary_every_s: float | None = option(
+        None,
+        Option("--summary-every", "summarise each live stream's last DURATION with the LLM "
+               "(captions, tags, alerts; citing its moments): kept in the archive, shown in "
+               "the viewer, written to --jsonl", duration_above(0), metavar=_DURATION,
+               group="archive", default_text="off"),
+    )  # fmt: skip
+    summary: bool = option(
+        False,
+        Option("--summary", "for files: one LLM summary of each file (in the archive and "
+               "--jsonl), and WebVTT chapters of its scene segments, titled by the LLM or by "
+               "their tags: NAME.chapters.vtt beside -o NAME.mp4, else in DIR/chapters/",
+               kind="switch", group="archive"),
     )  # fmt: skip
 
     def __post_init__(self) -> None:
