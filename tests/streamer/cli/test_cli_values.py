@@ -68,6 +68,7 @@ BAD = {
     "--retain": ("0d", ["a duration > 0 s"]),
     "--archive-max-gb": ("-5", ["a number of GB > 0"]),
     "--index-every": ("soon", ["a duration > 0 s"]),
+    "--summary-every": ("0s", ["a duration > 0 s"]),
 }
 CASES = [pytest.param(flag, bad, allowed, id=flag) for flag, (bad, allowed) in BAD.items()]
 
