@@ -233,18 +233,11 @@ class Archive:
         since: float | str | dt.datetime | None = None,
         until: float | str | dt.datetime | None = None,
     ) -> Answer:
-        """Answer a question from the archive: the best moments (hybrid search) and the
-        summaries around them, given to the LLM, which cites the moments (`streamer.archive.ask`).
-
-        Args:
-            question: what to answer, in words.
-            llm: the LLM server; None retrieves the moments and asks nothing.
-            k: moments retrieved and numbered in the prompt.
-            stream, since, until: as for `search`.
+        """Answer a question from the best moments (hybrid search) and the summaries around
+        them, the LLM citing the moments (`streamer.archive.ask`); `llm=None` asks no LLM.
 
         Returns:
-            The answer (`text` None, and `error` saying why, when the LLM gave none), with the
-            moments and summaries it was given and the citations it made of them.
+            The `Answer`: its `text` None, and `error` saying why, when the LLM gave none.
 
         Raises:
             ConfigError: an empty question or a bad filter (as `search`).

@@ -100,19 +100,22 @@ class SummaryObserver(Observer):
         self.scene_threshold = scene_threshold
         self.picker = MomentPicker(config.index_every_s, scene_threshold)
         self.lanes: dict[str, _Lane] = {}
-        self.summaries: list[Summary] = []
         self.run: Any = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, run: Any) -> None:
         self.run = run
-        now = time.time()
-        self.lanes = {s.name: _Lane(s.live, _media_path(s.source), now) for s in run.streams}
-        live = any(lane.live for lane in self.lanes.values())
-        if self.config.summary_every_s is not None and live:
-            self._task = asyncio.create_task(self._every(self.config.summary_every_s))
-        files = any(not lane.live for lane in self.lanes.values())
-        if self.config.summary and files and run.client is None:
+        now, windows, files = time.time(), self.config.summary_every_s, self.config.summary
+        # Only the streams that get summaries keep moments: live ones with --summary-every,
+        # files with --summary.
+        self.lanes = {
+            s.name: _Lane(s.live, _media_path(s.source), now)
+            for s in run.streams
+            if ((windows is not None) if s.live else files)
+        }
+        if windows is not None and any(lane.live for lane in self.lanes.values()):
+            self._task = asyncio.create_task(self._every(windows))
+        if any(not lane.live for lane in self.lanes.values()) and run.client is None:
             log.warning(
                 "archive: no LLM to summarise the files (--no-llm, or the server did not answer "
                 "at start): their chapters are titled by their tags"
@@ -170,9 +173,13 @@ class SummaryObserver(Observer):
         while True:
             await asyncio.sleep(period)
             for stream in self.run.streams:
-                lane = self.lanes[stream.name]
-                if lane.live:
+                lane = self.lanes.get(stream.name)
+                if lane is None or not lane.live:
+                    continue
+                try:
                     await self._window(stream, lane)
+                except Exception:  # a bug: said with its traceback; the next window tries again
+                    log.exception("archive: the summary of %s failed", stream.name)
 
     async def _window(self, stream: Any, lane: _Lane) -> None:
         now, start = time.time(), lane.window_start
@@ -227,7 +234,6 @@ class SummaryObserver(Observer):
 
     async def _publish(self, stream: Any, summary: Summary) -> None:
         """Store the summary, tell the observers (the viewer) and the JSON Lines."""
-        self.summaries.append(summary)
         log.info("archive: summary of %s: %s", summary.stream, " ".join(summary.text.split()))
         try:
             await asyncio.to_thread(self.archive_observer.archive.add_summaries, [summary])

@@ -8,19 +8,25 @@ import asyncio
 import itertools
 import logging
 import os
+import re
 import time
 
 import pytest
+from live_helpers import wait_until
 from media import parse_vtt, read_jsonl
 from servers.llm_server import llm_server  # noqa: F401  (session fixture)
 
+from bench.harness.browser import Chromium
+from bench.harness.lmstudio import LmStudioDouble
 from streamer import CaptionPolicy, OutputConfig, RunConfig, run_pipeline
 from streamer.archive import Archive, Chapter, EncoderSpec, MomentRef, Summary
 from streamer.archive.options import ArchiveConfig
 from streamer.cli.main import main
+from streamer.config import ServeConfig
 from streamer.core.events import Observer
 from streamer.errors import ArchiveError, ConfigError
 from streamer.llm import LlmConfig
+from streamer.watch.web import WebViewer
 from streamer.watch.web._events import EventHub
 
 DOWN = LlmConfig(url="http://127.0.0.1:9/v1", connect_timeout=1.0)
@@ -118,6 +124,7 @@ async def test_a_file_gets_a_summary_and_chapters_from_the_real_llm(
         outputs=OutputConfig(video=str(tmp_path / "out.mp4"), jsonl=str(tmp_path / "a.jsonl")),
         archive=ArchiveConfig(str(arch), index_every_s=0.5, summary=True),
         llm=LlmConfig(url=llm_server.url),
+        captions=CaptionPolicy(min_interval=30.0, max_age=30.0),  # one caption: a faster test
     )
     await run_pipeline(config, encoder=tiny_encoder)
     cues = parse_vtt((tmp_path / "out.chapters.vtt").read_text())
@@ -161,7 +168,10 @@ class _Summaries(Observer):
     """Keeps the summaries the run tells its observers; stops the run after `enough`."""
 
     def __init__(self, stop: asyncio.Event, enough: int = 1) -> None:
-        self.done, self.enough, self.seen = stop, enough, []
+        self.done, self.enough, self.seen, self.run = stop, enough, [], None
+
+    async def start(self, run):
+        self.run = run
 
     def summary(self, stream, summary):
         self.seen.append((stream, summary))
@@ -217,3 +227,51 @@ async def test_with_the_llm_down_a_live_run_goes_on_without_summaries(
     assert summary.frames >= 45  # the video went on at its pace
     assert "no summary of small" in caplog.text and "127.0.0.1:9" in caplog.text
     assert Archive(arch).summaries() == []
+
+
+# --- the viewer ---------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+async def test_the_viewer_page_shows_a_window_summary_with_its_citations(
+    tmp_path, long_clip, tiny_encoder
+):
+    """Headless Chromium on the viewer of a live run; the summary's text comes from the double
+    (what the page does with it is the point, not what a tiny model writes)."""
+
+    def answer(body, count):
+        system = body["messages"][0]["content"]
+        return "A rabbit crossed the meadow [1]." if "summarise" in system else "A rabbit."
+
+    stop = asyncio.Event()
+    watcher = _Summaries(stop, enough=10**6)  # never stops the run by itself
+    async with LmStudioDouble(answer=answer) as server, Chromium.launch() as browser:
+        config = RunConfig(
+            input=f"cam={long_clip}", live=True, serve=ServeConfig(port=0),
+            archive=ArchiveConfig(str(tmp_path / "arch"), index_every_s=0.5,
+                                  summary_every_s=1.0),
+            llm=LlmConfig(url=server.url), captions=CaptionPolicy(min_interval=30.0, max_age=30.0),
+        )  # fmt: skip
+        run = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop,
+                                               observers=[watcher]))  # fmt: skip
+        try:
+            await wait_until(lambda: watcher.run is not None or run.done(), 60, "the run")
+            viewer = next(o for o in watcher.run.observers.items if isinstance(o, WebViewer))
+            await wait_until(lambda: viewer.url is not None, 30, "the viewer")
+            page = await browser.new_page()
+            await page.goto(viewer.url)
+            shown = "document.querySelector('[data-stream=\"cam\"] .summary')"
+            await page.wait_for(f"{shown} && !{shown}.hidden", 60, "a summary on the page")
+            text = await page.evaluate(f"{shown}.textContent")
+            history = await page.evaluate(
+                "document.querySelector('[data-stream=\"cam\"] .history').innerText"
+            )
+        finally:
+            stop.set()
+            await asyncio.wait_for(run, 60)
+    assert not page.errors
+    # a file played live: its moments are shown at their media time (H:MM:SS.s)
+    assert re.search(r"A rabbit crossed the meadow \[cam @ \d:\d\d:\d\d\.\d\]\.$", text), text
+    assert "summary: A rabbit crossed the meadow [cam @ " in history
+    assert watcher.seen[0][1].text in text
