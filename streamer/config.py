@@ -145,6 +145,12 @@ class RunConfig:
         self._check_alerts()
         if not self.inputs:
             raise ConfigError("no input: give at least one file, camera or URL")
+        if self.archive is not None and self.archive.summary_every_s is not None and not self.llm:
+            raise ConfigError(
+                "--summary-every asks the LLM for summaries, but there is none: leave out "
+                "--no-llm (and give --llm-url if the server is not LM Studio's), or leave out "
+                "--summary-every"
+            )
         if not self.outputs.paths() and self.serve is None and not self.show and not self.archive:
             raise ConfigError(
                 "nothing to write or show: give at least one of -o/--output, --srt, --vtt, "

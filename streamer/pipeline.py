@@ -31,6 +31,7 @@ from streamer.analysis.service import EncoderService, ModelCard, local_encoder_s
 from streamer.analysis.text_cache import cached_text_embeddings
 from streamer.archive.observer import ArchiveObserver
 from streamer.archive.recordings import Recorder
+from streamer.archive.summary_observer import SummaryObserver
 from streamer.config import RunConfig
 from streamer.core.events import Observer, Observers
 from streamer.core.frame import Annotation
@@ -134,7 +135,10 @@ def _observers_from_config(config: RunConfig) -> list[Observer]:
         observers.append(WebhookSender(config.webhook))
     if config.archive:
         weights, threshold = config.encoder.weights, config.captions.scene_threshold
-        observers.append(ArchiveObserver(config.archive, weights, threshold))
+        archive = ArchiveObserver(config.archive, weights, threshold)
+        observers.append(archive)
+        if config.archive.summary_every_s is not None or config.archive.summary:
+            observers.append(SummaryObserver(config.archive, archive, threshold))
     return observers
 
 
@@ -292,6 +296,7 @@ class _Run:
     async def _run_stages(self, analyzer: Analyzer) -> None:
         try:
             await self._run_tasks(analyzer)
+            await self.observers.finish()  # the outputs are open still: a file's summary
         except BaseException as exc:
             # The failure that stopped the run is the one to report: closing the files after it
             # (a full disk fails both) only logs its own errors.

@@ -2,7 +2,9 @@
 
 An archive directory holds `archive.json` (`store`), an index of moments in an embedded
 LanceDB database (`moments`, `index`, `writer`), searched by picture and by words (`search`),
-and the recordings of live streams. `Archive` is the Python API.
+the LLM's summaries beside them (`summaries`, made by `summary_observer`), questions answered
+from both with citations (`ask`), and the recordings of live streams. `Archive` is the Python
+API.
 
 Names load on first use: `import streamer.archive` costs nothing until one is used, and the
 ones that need LanceDB and pyarrow (`Archive`, `MomentWriter`, ...) load them only then.
@@ -14,24 +16,34 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "Answer",
     "Archive",
     "ArchiveError",
     "ArchiveInfo",
+    "Chapter",
+    "Citation",
     "Embedder",
     "EncoderSpec",
     "Hit",
     "IndexPolicy",
     "Moment",
     "MomentPicker",
+    "MomentRef",
     "MomentWriter",
     "Query",
     "StreamInfo",
+    "Summary",
     "WriterPolicy",
     "WriterStats",
     "thumbnail_jpeg",
 ]
 
 _HOME = {
+    "Answer": "ask",
+    "Citation": "ask",
+    "Chapter": "summaries",
+    "MomentRef": "summaries",
+    "Summary": "summaries",
     "Archive": "archive",
     "ArchiveInfo": "archive",
     "StreamInfo": "archive",
@@ -51,10 +63,12 @@ _HOME = {
 
 if TYPE_CHECKING:
     from streamer.archive.archive import Archive, ArchiveInfo, StreamInfo
+    from streamer.archive.ask import Answer, Citation
     from streamer.archive.index import IndexPolicy
     from streamer.archive.moments import Moment, MomentPicker, thumbnail_jpeg
     from streamer.archive.search import Embedder, Hit, Query
     from streamer.archive.store import ArchiveError, EncoderSpec
+    from streamer.archive.summaries import Chapter, MomentRef, Summary
     from streamer.archive.writer import MomentWriter, WriterPolicy, WriterStats
 
 

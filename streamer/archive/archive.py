@@ -1,13 +1,14 @@
-"""`Archive`: the Python API of an archive directory (search, info, pruning the index).
+"""`Archive`: the Python API of an archive directory (search, ask, summaries, info, pruning).
 
     >>> from streamer.archive import Archive
     >>> with Archive("cams-archive") as archive:              # doctest: +SKIP
     ...     for hit in archive.search("a red van at the gate", since="2h ago", k=5):
     ...         print(hit.moment.stream, hit.moment.wall_time, hit.moment.caption)
+    ...     answer = archive.ask("when did the delivery van arrive?", llm=LlmConfig())
+    ...     print(answer.render())
 
-Later steps of issue 14 add, on this class: `ask` (an LLM answer citing retrieved moments),
-`clip` (cutting a moment's clip from the recordings, `streamer.archive.clips`) and the
-summaries table. They build on `search` and `MomentTable` as they are here.
+A later step of issue 14 adds `clip` (cutting a moment's clip from the recordings,
+`streamer.archive.clips`) on this class.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,8 +32,13 @@ from streamer.archive.store import (
     open_for_writing,
     read_meta,
 )
+from streamer.archive.summaries import Summary, SummaryTable, overlapping
 from streamer.archive.writer import MomentWriter, WriterPolicy
 from streamer.errors import ArchiveError
+
+if TYPE_CHECKING:
+    from streamer.archive.ask import Answer
+    from streamer.llm import LlmClient, LlmConfig
 
 __all__ = ["Archive", "ArchiveInfo", "StreamInfo"]
 
@@ -110,6 +116,7 @@ class Archive:
         self._device = device
         self._lock: WriterLock | None = None
         self._table: MomentTable | None = None
+        self._summaries: SummaryTable | None = None
         self._writer: MomentWriter | None = None
 
     @classmethod
@@ -215,6 +222,92 @@ class Archive:
         query = Query(text, image, stream, since, until, tag, k)
         table = self.table()
         return search(table, query, self.embedder if table is not None else self._embedder)
+
+    def ask(
+        self,
+        question: str,
+        *,
+        llm: LlmConfig | None = None,
+        k: int = 8,
+        stream: str | None = None,
+        since: float | str | dt.datetime | None = None,
+        until: float | str | dt.datetime | None = None,
+    ) -> Answer:
+        """Answer a question from the best moments (hybrid search) and the summaries around
+        them, the LLM citing the moments (`streamer.archive.ask`); `llm=None` asks no LLM.
+
+        Returns:
+            The `Answer`: its `text` None, and `error` saying why, when the LLM gave none.
+
+        Raises:
+            ConfigError: an empty question or a bad filter (as `search`).
+            ArchiveError: the index cannot be read.
+        """
+        from streamer.archive.ask import ask
+
+        return ask(self, question, llm=llm, k=k, stream=stream, since=since, until=until)
+
+    async def ask_async(
+        self,
+        question: str,
+        *,
+        llm: LlmConfig | None = None,
+        client: LlmClient | None = None,
+        k: int = 8,
+        stream: str | None = None,
+        since: float | str | dt.datetime | None = None,
+        until: float | str | dt.datetime | None = None,
+    ) -> Answer:
+        """`ask` for an event loop (the web viewer): retrieval runs on a thread, the LLM
+        request on the loop, through `client` when given (a running viewer's own)."""
+        from streamer.archive.ask import ask_async
+
+        return await ask_async(self, question, llm=llm, client=client, k=k, stream=stream,
+                               since=since, until=until)  # fmt: skip
+
+    def summaries(
+        self,
+        *,
+        stream: str | None = None,
+        since: float | str | dt.datetime | None = None,
+        until: float | str | dt.datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Summary]:
+        """The LLM's summaries (`--summary-every`, `--summary`), oldest first.
+
+        Args:
+            stream: only this stream's.
+            since, until: only those whose stretch overlaps this span of wall time (as for
+                `search`).
+            limit: only the newest this many.
+
+        Raises:
+            ConfigError: a time that cannot be read.
+            ArchiveError: the summaries cannot be read.
+        """
+        table = self._summary_table()
+        if table is None:
+            return []
+        return table.read(overlapping(stream, since, until), limit)
+
+    def add_summaries(self, summaries: list[Summary]) -> None:
+        """Store summaries (one commit). Blocking.
+
+        Raises:
+            ArchiveError: the archive was opened for reading, or the write failed.
+        """
+        if not self.writable:
+            raise ArchiveError(
+                f"archive {self.root} was opened for reading; Archive.create() opens it for writing"
+            )
+        table = self._summary_table()
+        assert table is not None  # a writer creates it
+        table.add(summaries)
+
+    def _summary_table(self) -> SummaryTable | None:
+        if self._summaries is None:
+            self._summaries = SummaryTable.open(self.index_dir, create=self.writable)
+        return self._summaries
 
     def info(self) -> ArchiveInfo:
         """Streams, time spans, rows and disk use.

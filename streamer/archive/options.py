@@ -29,6 +29,11 @@ class ArchiveConfig:
             stream.
         clip_before_s: an alert's clip starts this long before the alert (its pre-roll).
         clip_after_s: ... and ends this long after it.
+        summary_every_s: every this many seconds, the LLM summarises each live stream's last
+            window (its captions, tags and alerts), citing its moments; None: no summaries.
+            Needs an LLM (`RunConfig.llm`).
+        summary: for file inputs, one LLM summary of each file and a WebVTT chapters file of
+            its scene segments (titled by the LLM, or by their tags without one).
     """
 
     path: str
@@ -63,6 +68,20 @@ class ArchiveConfig:
         10.0,
         Option("--clip-after", "an alert's clip ends this long after the alert",
                duration_above(0), metavar=_DURATION, group="archive"),
+    )  # fmt: skip
+    summary_every_s: float | None = option(
+        None,
+        Option("--summary-every", "summarise each live stream's last DURATION with the LLM "
+               "(captions, tags, alerts; citing its moments): kept in the archive, shown in "
+               "the viewer, written to --jsonl", duration_above(0), metavar=_DURATION,
+               group="archive", default_text="off"),
+    )  # fmt: skip
+    summary: bool = option(
+        False,
+        Option("--summary", "for files: one LLM summary of each file (in the archive and "
+               "--jsonl), and WebVTT chapters of its scene segments, titled by the LLM or by "
+               "their tags: NAME.chapters.vtt beside -o NAME.mp4, else in DIR/chapters/",
+               kind="switch", group="archive"),
     )  # fmt: skip
 
     def __post_init__(self) -> None:

@@ -15,6 +15,11 @@ The pipeline tells every observer what happens, as it happens:
   frame, as soon as it is analysed: its pooled embedding (float32, L2-normalised), the `Frame`
   (its small analysis picture is `frame.analysis_image`) and the names of the alerts that fired
   on it (the archive indexes moments from these). Must not block either.
+- `summary(stream, summary)` on the event loop when the LLM has summarised a stretch of a
+  stream (`streamer.archive.summaries.Summary`: its span, text and cited moments).
+- `finish()` once every stream has delivered its last frame, before their outputs are closed
+  (await it): a file's summary still goes into its JSON Lines here. Not called when the run
+  fails.
 - `stop()` once every stream is done, before the run returns (await it).
 
 An observer that raises is logged once and its further calls of that kind are skipped: a
@@ -75,6 +80,12 @@ class Observer:
 
     def alert(self, stream: str, alert: Any) -> None:
         """A text-query alert fired (event loop)."""
+
+    def summary(self, stream: str, summary: Any) -> None:
+        """The LLM summarised a stretch of the stream (event loop)."""
+
+    async def finish(self) -> None:
+        """Every stream has delivered its last frame; the outputs are still open."""
 
     async def stop(self) -> None:
         """The run is over."""
@@ -153,6 +164,17 @@ class Observers(Observer):
     def alert(self, stream: str, alert: Any) -> None:
         for o in self.items:
             self._safe(o, "alert", lambda o: o.alert(stream, alert))
+
+    def summary(self, stream: str, summary: Any) -> None:
+        for o in self.items:
+            self._safe(o, "summary", lambda o: o.summary(stream, summary))
+
+    async def finish(self) -> None:
+        for observer in self.items:
+            try:
+                await observer.finish()
+            except Exception:
+                log.exception("%s failed to finish", type(observer).__name__)
 
     async def stop(self) -> None:
         for observer in self.items:

@@ -21,8 +21,9 @@ from streamer.errors import (
     LlmTimeoutError,
     LlmUnavailableError,
 )
-from streamer.llm.client import CaptionRequest, LlmClient, LlmState, LlmStats
+from streamer.llm.client import CaptionRequest, LlmClient
 from streamer.llm.config import DEFAULT_RETRY, DEFAULT_URL, LlmConfig
+from streamer.llm.health import LlmState, LlmStats
 from streamer.llm.probe import ModelInfo, ServerInfo
 from streamer.llm.prompts import DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
 

@@ -1,10 +1,12 @@
-"""What the client reads back: the answer text of a chat completion, cleaned for an overlay.
+"""What the client reads back: the answer text of a chat completion, cleaned for its reader.
 
 Models answer with markdown, reasoning blocks, several paragraphs or nothing at all; the overlay
-wants one short paragraph of plain text. `clean_caption` makes one, and an answer with nothing
-left after cleaning is an error (`LlmInputError`, kind "empty_answer") rather than a blank
-caption: the caller keeps its previous caption, and the request is not retried because the same
-prompt tends to give the same nothing (a silent context overflow, a reasoning-only answer).
+wants one short paragraph of plain text. `clean_caption` makes one; `clean_answer` keeps the
+paragraphs of a longer answer (a summary, an answer to a question) and its `[n]` citations.
+An answer with nothing left after cleaning is an error (`LlmInputError`, kind "empty_answer")
+rather than a blank caption: the caller keeps its previous caption, and the request is not
+retried because the same prompt tends to give the same nothing (a silent context overflow, a
+reasoning-only answer).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import unicodedata
 
 from streamer.errors import LlmInputError, LlmUnavailableError
 
-__all__ = ["MAX_CAPTION_CHARS", "answer_text", "clean_caption"]
+__all__ = ["MAX_ANSWER_CHARS", "MAX_CAPTION_CHARS", "answer_text", "clean_answer", "clean_caption"]
 
 MAX_CAPTION_CHARS = 300
+MAX_ANSWER_CHARS = 2000
 
 _THINK = re.compile(
     r"<(think|thinking|reasoning)>.*?(</\1>|$)|^.*?</(think|thinking|reasoning)>", re.S | re.I
@@ -79,14 +82,44 @@ def clean_caption(text: str, max_chars: int = MAX_CAPTION_CHARS) -> str:
     text = "".join(" " if _invisible(ch) else ch for ch in text)
     text = " ".join(text.split())
     text = _LABEL.sub("", text).strip().strip("\"'“”‘’").strip()
+    _require_text(text, "caption")
+    return _cut(text, max_chars)
+
+
+def clean_answer(text: str, max_chars: int = MAX_ANSWER_CHARS) -> str:
+    """Plain text from a longer answer, its paragraphs and `[n]` citations kept.
+
+    Removes reasoning blocks, terminal escape sequences, code fences, markdown headers and
+    emphasis, invisible characters and U+FFFD; keeps bullets' text on their own lines;
+    collapses the spaces within each line and blank lines between paragraphs to one; cuts to
+    `max_chars` at a word boundary with an ellipsis.
+
+    Raises:
+        LlmInputError: no letter or digit is left (kind "empty_answer").
+    """
+    text = _ANSI.sub("", _THINK.sub(" ", text))
+    text = _HEADER.sub("", _FENCE.sub("", text))
+    text = _EMPHASIS.sub(r"\2", _CODE.sub(r"\1", text))
+    lines = []
+    for line in text.splitlines():
+        line = "".join(" " if _invisible(ch) else ch for ch in line)
+        lines.append(" ".join(line.split()))
+    text = "\n".join(lines).strip()
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    text = _LABEL.sub("", text).strip()
+    _require_text(text, "answer")
+    return _cut(text, max_chars)
+
+
+def _require_text(text: str, what: str) -> None:
     if not any(ch.isalnum() for ch in text):  # nothing but leftover markup or symbols
         raise LlmInputError(
-            "the model answered with no caption text (a reasoning-only answer, or a context "
+            f"the model answered with no {what} text (a reasoning-only answer, or a context "
             "overflow the server did not report)",
             kind="empty_answer",
             reason="empty answer",
         )
-    return _cut(text, max_chars)
 
 
 def _invisible(ch: str) -> bool:

@@ -1,29 +1,31 @@
-"""`LlmClient`: one caption per call from an OpenAI-compatible server, robust to its faults.
+"""`LlmClient`: captions and text completions from an OpenAI-compatible server, robust to its
+faults.
 
-A call probes the server once (kind, model, vision; `probe.py`), sends one chat request (a JPEG
-and the tags for a vision model, the tags alone otherwise), retries only retryable failures
-with exponential backoff and full jitter (`LlmConfig.retry`), and returns one cleaned
-paragraph. A circuit breaker stops sending to a server that keeps failing and lets one trial
-through every `breaker_probe_every` seconds. Time is read from the injected clock and waited
-with the injected sleep, so tests step time instead of sleeping.
+A call probes the server once (kind, model, vision; `probe.py`), sends one chat request (for a
+caption: a JPEG and the tags for a vision model, the tags alone otherwise; for `complete`: the
+caller's system and user text), retries only retryable failures with exponential backoff and
+full jitter (`LlmConfig.retry`), and returns cleaned text: one paragraph for a caption, the
+answer's paragraphs for a completion. A circuit breaker stops sending to a server that keeps
+failing and lets one trial through every `breaker_probe_every` seconds. Time is read from the
+injected clock and waited with the injected sleep, so tests step time instead of sleeping.
 
 Example:
     >>> async with aiohttp.ClientSession() as session:  # doctest: +SKIP
     ...     client = LlmClient(LlmConfig(), session)
     ...     print(await client.probe())
     ...     text = await client.caption(CaptionRequest("cam1", 12.5, ("dog", "lawn"), frame))
+    ...     answer = await client.complete("Answer briefly.", "What is a van?", max_tokens=80)
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import aiohttp
 import numpy as np
@@ -39,78 +41,17 @@ from streamer.errors import (
     LlmUnavailableError,
 )
 from streamer.llm._http import Http, check
-from streamer.llm.answers import answer_text, clean_caption
+from streamer.llm.answers import MAX_ANSWER_CHARS, answer_text, clean_answer, clean_caption
 from streamer.llm.breaker import Breaker, BreakerState
 from streamer.llm.config import LlmConfig
-from streamer.llm.images import check_image, encode_jpeg, jpeg_data_uri, probe_image
+from streamer.llm.health import LlmState, LlmStats
+from streamer.llm.images import encode_jpeg, jpeg_data_uri, probe_image
 from streamer.llm.probe import ServerInfo, discover
-from streamer.llm.prompts import chat_messages, render
+from streamer.llm.prompts import CaptionRequest, chat_messages, render
 
-__all__ = ["CaptionRequest", "LlmClient", "LlmState", "LlmStats"]
+__all__ = ["CaptionRequest", "LlmClient", "LlmState", "LlmStats"]  # the last two: from health
 
 log = logging.getLogger("streamer.llm")
-
-
-class LlmState(enum.Enum):
-    """The client's health, for the overlay and metrics."""
-
-    OK = "ok"
-    SLOW = "slow"  # captions come, slower than `slow_after`
-    DOWN = "down"  # unreachable, timing out or failing; the breaker may be open
-    NO_VISION = "text-only"  # captions come from the tags: the model takes no images
-    ERROR = "error"  # a setup problem: no model loaded, unknown model, bad key, wrong URL
-
-
-@dataclass(frozen=True)
-class CaptionRequest:
-    """What one caption is about.
-
-    Attributes:
-        stream: the stream's name (prompt field {stream}).
-        time: media time in seconds for files, a Unix time for live streams (field {time}).
-        tags: zero-shot tags, best first (field {tags}).
-        image: the frame, HxWx3 uint8 RGB; None sends the tags only.
-
-    Raises:
-        LlmInputError: `image` is not an HxWx3 uint8 array.
-    """
-
-    stream: str
-    time: float
-    tags: tuple[str, ...] = ()
-    image: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        tags = (self.tags,) if isinstance(self.tags, str) else tuple(self.tags)
-        if not all(isinstance(tag, str) for tag in tags):
-            got = sorted({type(tag).__name__ for tag in tags if not isinstance(tag, str)})
-            raise LlmInputError(f"tags must be strings (labels), got {got}", kind="bad_request")
-        object.__setattr__(self, "tags", tags)
-        if self.image is not None:
-            check_image(self.image)
-
-
-@dataclass
-class LlmStats:
-    """Counters for metrics.
-
-    Attributes:
-        requests: chat requests sent (every attempt, the image probe included).
-        captions: captions returned.
-        errors: `caption` calls that raised.
-        retries: attempts made after a retryable failure.
-        rejected: calls refused at once by the open breaker (nothing sent).
-        fallbacks: image requests resent as tags only after an image error.
-        last_latency_s: round trip of the last answered chat request, seconds.
-    """
-
-    requests: int = 0
-    captions: int = 0
-    errors: int = 0
-    retries: int = 0
-    rejected: int = 0
-    fallbacks: int = 0
-    last_latency_s: float | None = None
 
 
 class LlmClient:
@@ -197,9 +138,9 @@ class LlmClient:
             self._answered(0.0)
         return info
 
-    async def _probe(self) -> ServerInfo:
+    async def _probe(self, vision: bool = True) -> ServerInfo:
         info = await discover(self._http, self.config.model)
-        if info.model is not None:
+        if info.model is not None and vision:
             info = await self._settle_vision(info, info.model)
         if info.parallel != self._slot_count:
             # Requests holding a slot keep the old semaphore; the new one bounds new requests.
@@ -251,25 +192,73 @@ class LlmClient:
             LlmInputError: the server refused this request (context overflow, bad image), or
                 answered with no text (kind "empty_answer").
         """
+        text = await self._call(lambda: self._attempt(request), judge_speed=True)
+        self.stats.captions += 1
+        return text
+
+    async def complete(
+        self,
+        system: str,
+        user: str,
+        *,
+        max_tokens: int | None = None,
+        max_chars: int = MAX_ANSWER_CHARS,
+    ) -> str:
+        """One text completion: the model's answer to `user` under the instructions `system`.
+
+        Goes through the same probe, slots, timeouts, retries and circuit breaker as a caption;
+        no image is sent, so the model's vision is not probed. A long answer does not mark the
+        client SLOW: that state is about captions keeping up with the video.
+
+        Args:
+            system: the system message.
+            user: the user message.
+            max_tokens: the answer's token budget (default: `LlmConfig.max_tokens`), 1 to 4096.
+            max_chars: the cleaned answer is cut to this many characters.
+
+        Returns:
+            The answer as plain text: reasoning blocks, escape sequences and invisible
+            characters removed, paragraphs kept, at most `max_chars` characters.
+
+        Raises:
+            LlmUnavailableError, LlmConfigError: as `caption`.
+            LlmInputError: the server refused the request (a context overflow), or the answer
+                held no text (kind "empty_answer").
+        """
+        if max_tokens is not None and not 1 <= max_tokens <= 4096:
+            raise LlmInputError(
+                f"max_tokens must be 1 to 4096, got {max_tokens}", kind="bad_request"
+            )
+
+        async def attempt() -> str:
+            model = _model_of(await self._ensure_probed(vision=False))
+            answer = await self._chat(model, system, user, None, max_tokens)
+            return clean_answer(answer, max_chars)
+
+        text = await self._call(attempt, judge_speed=False)
+        self.stats.completions += 1
+        return text
+
+    async def _call(self, attempt: Callable[[], Awaitable[str]], *, judge_speed: bool) -> str:
+        """Run `attempt` with retries; count a failure and report the state either way."""
         start = self._clock()
         try:
-            text = await self._with_retries(request)
+            text = await self._with_retries(attempt)
         except LlmError as exc:
             self.stats.errors += 1
             self._failed(exc)
             raise
-        self.stats.captions += 1
-        self._answered(self._clock() - start)
+        self._answered(self._clock() - start if judge_speed else None)
         return text
 
-    async def _with_retries(self, request: CaptionRequest) -> str:
+    async def _with_retries(self, attempt: Callable[[], Awaitable[str]]) -> str:
         backoff = Backoff(self.config.retry, random=self._rng)
         while True:
             if not self._breaker.allow():
                 self.stats.rejected += 1
                 raise self._circuit_open()
             try:
-                text = await self._attempt(request)
+                text = await attempt()
             except LlmUnavailableError:
                 self._breaker.failure()
                 opened = self._breaker.state is not BreakerState.CLOSED
@@ -299,11 +288,7 @@ class LlmClient:
 
     async def _attempt(self, request: CaptionRequest) -> str:
         info = await self._ensure_probed()
-        model = info.model
-        if model is None:
-            raise LlmConfigError(
-                info.problem or "no model to ask", kind="no_models_loaded", reason="no model loaded"
-            )
+        model = _model_of(info)
         fields = {"tags": request.tags, "stream": request.stream, "time": request.time}
         system = render(self.config.system_prompt, **fields)
         user = render(self.config.prompt, **fields)
@@ -318,11 +303,15 @@ class LlmClient:
                 self.stats.fallbacks += 1
         return clean_caption(await self._chat(model, system, user, None))
 
-    async def _ensure_probed(self) -> ServerInfo:
-        if self.info is None:
+    async def _ensure_probed(self, vision: bool = True) -> ServerInfo:
+        """What the server is, probed once; with `vision`, the model's vision settled too (a
+        text completion needs only the model, so it sends no image probe)."""
+        if self.info is None or (vision and self.info.vision is None):
             async with self._probe_lock:
                 if self.info is None:
-                    await self._probe()
+                    await self._probe(vision)
+                elif vision and self.info.vision is None and self.info.model is not None:
+                    self.info = await self._settle_vision(self.info, self.info.model)
         assert self.info is not None
         return self.info
 
@@ -380,9 +369,13 @@ class LlmClient:
 
     # -- state ---------------------------------------------------------------------------------
 
-    def _answered(self, elapsed: float) -> None:
+    def _answered(self, elapsed: float | None) -> None:
+        """The server answered, in `elapsed` seconds (None: not to be judged for speed, which
+        leaves a working state as it is)."""
         text_only = self.info is not None and self.info.vision is False
-        if elapsed > self.config.slow_after:
+        if elapsed is None and self.state in (LlmState.OK, LlmState.SLOW, LlmState.NO_VISION):
+            return
+        if elapsed is not None and elapsed > self.config.slow_after:
             suffix = " (text-only)" if text_only else ""
             self._set_state(LlmState.SLOW, f"LLM slow {elapsed:.1f} s{suffix}")
         elif text_only:
@@ -417,3 +410,12 @@ class LlmClient:
         log.debug("%s%s", detail, f": {cause}" if cause else "")
         if self.on_state_change is not None:
             self.on_state_change(state, detail)
+
+
+def _model_of(info: ServerInfo) -> str:
+    """The model to ask; LlmConfigError when the server has none to offer."""
+    if info.model is None:
+        raise LlmConfigError(
+            info.problem or "no model to ask", kind="no_models_loaded", reason="no model loaded"
+        )
+    return info.model

@@ -1,4 +1,5 @@
-"""What the client asks: the default prompts, their named fields, and the chat messages.
+"""What the client asks: a caption's request, the default prompts, their named fields, and the
+chat messages.
 
 Templates use `str.format` fields: `{tags}` (the zero-shot tags, comma-separated), `{stream}`
 (the stream's name) and `{time}` (media time such as 0:01:05.2 for files, the local clock time
@@ -9,14 +10,19 @@ from __future__ import annotations
 
 import datetime
 import string
+from dataclasses import dataclass
 from typing import Any
 
-from streamer.errors import ConfigError
+import numpy as np
+
+from streamer.errors import ConfigError, LlmInputError
+from streamer.llm.images import check_image
 
 __all__ = [
     "DEFAULT_PROMPT",
     "DEFAULT_SYSTEM_PROMPT",
     "FIELDS",
+    "CaptionRequest",
     "chat_messages",
     "check_template",
     "format_time",
@@ -32,6 +38,36 @@ DEFAULT_PROMPT = (
     "Describe the scene in one sentence."
 )
 FIELDS = frozenset({"tags", "stream", "time"})
+
+
+@dataclass(frozen=True)
+class CaptionRequest:
+    """What one caption is about.
+
+    Attributes:
+        stream: the stream's name (prompt field {stream}).
+        time: media time in seconds for files, a Unix time for live streams (field {time}).
+        tags: zero-shot tags, best first (field {tags}).
+        image: the frame, HxWx3 uint8 RGB; None sends the tags only.
+
+    Raises:
+        LlmInputError: `image` is not an HxWx3 uint8 array.
+    """
+
+    stream: str
+    time: float
+    tags: tuple[str, ...] = ()
+    image: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        tags = (self.tags,) if isinstance(self.tags, str) else tuple(self.tags)
+        if not all(isinstance(tag, str) for tag in tags):
+            got = sorted({type(tag).__name__ for tag in tags if not isinstance(tag, str)})
+            raise LlmInputError(f"tags must be strings (labels), got {got}", kind="bad_request")
+        object.__setattr__(self, "tags", tags)
+        if self.image is not None:
+            check_image(self.image)
+
 
 # Times above this are Unix times (live streams, ~2001 onwards); below, media time in a file.
 _UNIX_TIME_FROM = 1e9

@@ -1,5 +1,5 @@
-"""JSON Lines sink: one JSON object per line (analysis results, captions, alerts, and the
-pipeline's status and archive records).
+"""JSON Lines sink: one JSON object per line (analysis results, captions, alerts, summaries,
+and the pipeline's status and archive records).
 
 Each line is flushed as it is written, so a consumer can `tail -f` the file and an interrupted
 run leaves only complete lines. Lines are UTF-8 (`ensure_ascii=False`) and strict JSON: NaN
@@ -24,7 +24,13 @@ from streamer.outputs._errors import open_error
 if TYPE_CHECKING:
     from streamer.analysis.alerts import Alert
 
-__all__ = ["JsonlWriter", "alert_record", "annotation_record", "caption_record"]
+__all__ = [
+    "JsonlWriter",
+    "alert_record",
+    "annotation_record",
+    "caption_record",
+    "summary_record",
+]
 
 _DIGITS = 4
 
@@ -142,6 +148,32 @@ def alert_record(a: Alert, *, wall: bool) -> dict[str, Any]:
         record["wall"] = round(a.wall, 3)
     if a.clip is not None:
         record["clip"] = a.clip
+    return record
+
+
+def summary_record(s: Any, *, wall: bool) -> dict[str, Any]:
+    """The JSON Lines record of an LLM summary (`streamer.archive.summaries.Summary`): its
+    span, text, the moments it cites and a file's chapters; `wall` adds wall-clock times (live
+    streams only: a file's records stay the same from run to run)."""
+    cited = [{"pts": _round(r.media_time), **({"wall": round(r.wall_time, 3)} if wall else {})}
+             for r in s.cited]  # fmt: skip
+    record = {
+        "type": "summary",
+        "stream": s.stream,
+        "kind": s.kind,
+        "start_pts": _round(s.start_media),
+        "end_pts": _round(s.end_media),
+        "text": s.text,
+        "model": s.model,
+        "cited": cited,
+        "chapters": [
+            {"start": _round(c.start), "end": _round(c.end), "title": c.title, "source": c.source}
+            for c in s.chapters
+        ],
+    }
+    if wall:
+        record["start_wall"] = round(s.start_wall, 3)
+        record["end_wall"] = round(s.end_wall, 3)
     return record
 
 

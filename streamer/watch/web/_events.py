@@ -24,6 +24,19 @@ _ALERT_FIELDS = ("time", "wall", "query", "score", "threshold", "frame_index", "
 ARCHIVE_ROUTE = "/archive/"
 
 
+def summary_record(stream: str, summary: Any, ident: int) -> dict[str, Any]:
+    """An LLM summary's JSON-ready fields (`streamer.archive.summaries.Summary`); `wall` and
+    `pts` are its stretch's end, where the page files it."""
+    return {
+        "id": ident, "stream": stream, "kind": summary.kind, "text": summary.text,
+        "wall": round(summary.end_wall, 3), "pts": round(summary.end_media, 3),
+        "start_wall": round(summary.start_wall, 3), "start_pts": round(summary.start_media, 3),
+        "model": summary.model,
+        "cited": [{"pts": round(r.media_time, 3), "wall": round(r.wall_time, 3)}
+                  for r in summary.cited],
+    }  # fmt: skip
+
+
 def sse_message(event: str, data: dict[str, Any], ident: int | None = None) -> bytes:
     """One Server-Sent Event (`data` as one JSON line, so no line break can split it)."""
     head = f"id: {ident}\n" if ident is not None else ""
@@ -80,7 +93,8 @@ class EventClient:
 
 
 class EventHub:
-    """Captions and alerts of the run: a history per stream, and live delivery to clients.
+    """Captions, alerts and summaries of the run: a history per stream, and live delivery to
+    clients.
 
     Args:
         history: captions and alerts kept per stream.
@@ -117,6 +131,11 @@ class EventHub:
         record = {"id": self._take_id(), "wall": round(time.time(), 3), **status}
         self._keep(_ARCHIVE_LANE, "archive", record)
 
+    def summary(self, stream: str, summary: Any) -> dict[str, Any]:
+        record = summary_record(stream, summary, self._take_id())
+        self._keep(stream, "summary", record)
+        return record
+
     def publish(self, message: bytes) -> None:
         """Offer `message` to every client; ones too far behind are closed."""
         for client in list(self.clients):
@@ -133,7 +152,8 @@ class EventHub:
         self.clients.discard(client)
 
     def records(self, kind: str, stream: str | None = None, after: int = 0) -> list[dict[str, Any]]:
-        """Kept records of `kind` ("caption", "alert"), oldest first, with `id` > `after`."""
+        """Kept records of `kind` ("caption", "alert", "summary"), oldest first, with `id` >
+        `after`."""
         lanes = [self._history.get(stream, ())] if stream is not None else self._history.values()
         found = [rec for lane in lanes for k, rec, _ in lane if k == kind and rec["id"] > after]
         return sorted(found, key=lambda rec: rec["id"])

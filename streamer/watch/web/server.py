@@ -7,7 +7,8 @@ files are the package's own, read once with importlib.resources)::
     /static/app.js, style.css   the page's script and style
     /streams/{name}/mjpeg       the stream's overlaid video (multipart MJPEG)
     /streams/{name}/snapshot.jpg  one current frame
-    /events                     Server-Sent Events: status (every second), caption, alert, archive
+    /events                     Server-Sent Events: status (every second), caption, alert,
+                                summary, archive
     /api/status                 the run as JSON
     /api/captions, /api/alerts  history as JSON (?stream=NAME, ?after=ID)
     /healthz                    200 while the run is up
@@ -168,6 +169,9 @@ class WebViewer(Observer):
     def alert(self, stream: str, alert: Any) -> None:
         self._events.alert(stream, alert)
 
+    def summary(self, stream: str, summary: Any) -> None:
+        self._events.summary(stream, summary)
+
     async def stop(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
@@ -183,8 +187,7 @@ class WebViewer(Observer):
     # -- state ---------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """The run as `/api/status` shows it; `run_id` tells one run's viewer from the next
-        (the page reloads when it changes, as event ids start again)."""
+        """The run as `/api/status` shows it; a new `run_id` (event ids restart) reloads pages."""
         return {"run_id": self._run_id, **run_status(self.run, self._rates, self._clients)}
 
     def metrics(self) -> str:

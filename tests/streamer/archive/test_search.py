@@ -112,6 +112,8 @@ def test_a_thumbnail_can_be_written_to_a_file(bunny, tmp_path):
 def yard(tmp_path_factory, tiny_encoder, clip_moments):
     """Three streams: "front" seen 5 h, 3 h, 1 h and 10 min ago; "back" now, tagged "a parked car"
     at one moment; "o'hare" (a quote in its name)."""
+    global NOW  # "now" is when the rows are made: a long session before must not age them
+    NOW = time.time()
     ago = (5 * 3600, 3 * 3600, 3600, 600)
     front = [dataclasses.replace(m, stream="front", wall_time=NOW - s)
              for m, s in zip(clip_moments, ago, strict=False)]  # fmt: skip

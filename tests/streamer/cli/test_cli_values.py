@@ -70,6 +70,7 @@ BAD = {
     "--index-every": ("soon", ["a duration > 0 s"]),
     "--clip-before": ("0", ["a duration > 0 s"]),
     "--clip-after": ("-5s", ["a duration > 0 s"]),
+    "--summary-every": ("0s", ["a duration > 0 s"]),
 }
 CASES = [pytest.param(flag, bad, allowed, id=flag) for flag, (bad, allowed) in BAD.items()]
 

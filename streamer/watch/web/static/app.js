@@ -32,7 +32,7 @@
     entry = {
       node, img: q("img.video"), state: q(".state"), caption: q(".caption-text"),
       source: q(".caption-source"), tags: q(".tags"), stats: q(".stats"),
-      problem: q(".problem"), history: q(".history"),
+      problem: q(".problem"), history: q(".history"), summary: q(".summary"),
     };
     text(q(".name"), name);
     entry.img.alt = `live video of ${name}`;
@@ -112,13 +112,18 @@
     const when = document.createElement("time");
     text(when, kind === "alert" ? clock(rec.wall) : `${clock(rec.wall)} · ${fmt(rec.pts, 1, " s")}`);
     const body = document.createElement("span");
-    text(body, kind === "alert" ? `alert: ${rec.query} (${fmt(rec.score, 2, "")})` : rec.text);
+    text(body, kind === "alert" ? `alert: ${rec.query} (${fmt(rec.score, 2, "")})`
+      : kind === "summary" ? `summary: ${rec.text}` : rec.text);
     li.append(when, " ", body);
     c.history.prepend(li);
     while (c.history.children.length > HISTORY) c.history.lastElementChild.remove();
     if (kind === "caption") {
       text(c.caption, rec.text);
       text(c.source, `(${rec.source})`);
+    }
+    if (kind === "summary") { // the LLM's summary of the last window, citing [stream @ time]
+      text(c.summary, `${clock(rec.start_wall)}–${clock(rec.wall)}: ${rec.text}`);
+      c.summary.hidden = false;
     }
   }
 
@@ -130,6 +135,7 @@
     events.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
     events.addEventListener("caption", (e) => addHistory("caption", JSON.parse(e.data)));
     events.addEventListener("alert", (e) => addHistory("alert", JSON.parse(e.data)));
+    events.addEventListener("summary", (e) => addHistory("summary", JSON.parse(e.data)));
   }
 
   // A hidden tab stops its video streams: the server then encodes nothing for it.
