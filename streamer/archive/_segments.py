@@ -6,7 +6,8 @@ is not JSON is skipped on reading. Events:
 
     {"event": "open", "file": "20250101T120000.000Z.mp4", "start_wall": ..., "start_media": ...,
      "reason": "start" | "reconnect" | "format" | "time" | "resync" | "retry",
-     "codec": "h264", "width": 320, "height": 180, "audio": "aac" | null}
+     "codec": "h264", "width": 320, "height": 180, "audio": "aac" | null,
+     "encoded": "mjpeg"}                      (only for frames encoded: the source's codec)
     {"event": "close", "file": ..., "end_wall": ..., "start_wall": ..., "duration": ...,
      "frames": ..., "bytes": ..., "complete": true | false}
 
@@ -79,6 +80,8 @@ class Segment:
             write error).
         codec, width, height: its video; audio: its audio codec, None for none.
         frames: video frames in it, once known.
+        encoded: the source's codec ("mjpeg", "camera") when the segment holds its decoded
+            frames, encoded (its packets could not be copied); None for copied packets.
     """
 
     stream: str
@@ -96,6 +99,7 @@ class Segment:
     height: int = 0
     audio: str | None = None
     frames: int | None = None
+    encoded: str | None = None
 
     def end_estimate(self, root: Path) -> float:
         """Where it ends on the wall clock: `end_wall` when known; now while it is being
@@ -281,8 +285,9 @@ def _segment(
         codec=str(start.get("codec", "")),
         width=int(_number(start.get("width")) or 0),
         height=int(_number(start.get("height")) or 0),
-        audio=start.get("audio") if isinstance(start.get("audio"), str) else None,
+        audio=_text(start.get("audio")),
         frames=_int(end.get("frames")),
+        encoded=_text(start.get("encoded")),
     )
 
 
@@ -290,6 +295,10 @@ def _number(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _int(value: object) -> int | None:
