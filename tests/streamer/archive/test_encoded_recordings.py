@@ -27,6 +27,7 @@ from streamer.archive.search import Embedder
 from streamer.core.frame import Frame
 from streamer.sources import CameraSource, SourceRunner, VideoInfo, open_source
 from streamer.sources.options import DecodePlan
+from streamer.sources.pool import decoding
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -158,6 +159,28 @@ async def test_a_camera_is_recorded_by_encoding_its_pictures(small_clip, tmp_pat
         picture = next(container.decode(video=0)).to_ndarray(format="rgb24")
     difference = np.abs(picture.astype(int) - frames[0].image.astype(int)).mean()
     assert difference < 6, difference  # x264 at CRF 20: close, not identical
+
+
+@pytest.mark.slow
+async def test_an_mjpeg_camera_in_a_decode_worker_is_encoded_there(steady_mjpeg, tmp_path):
+    source = open_source(steady_mjpeg.url(), "pooled", options=FAST)
+    recorder = Recorder(tmp_path, "pooled", segment_s=1.0)
+    async with decoding([source], DecodePlan(full_frames=False), workers=1) as runner:
+        assert runner.in_worker(source)
+
+        class Pooled:
+            def run(self, source, out, stop):
+                return runner.run(source, out, stop, recorder)
+
+        async with Running(source, capacity=512, runner=Pooled()) as run:
+            await run.until(lambda: recorder.state.files >= 2, 20, "a second segment")
+            assert recorder.state.mode == "encode"  # followed from the worker's copy
+    assert recorder.state.state == "closed"
+    recorded = segments(tmp_path, "pooled")
+    assert len(recorded) >= 2 and all(s.complete and s.encoded == "mjpeg" for s in recorded)
+    for segment in recorded:  # full-size pictures, though the run converted only some
+        assert (segment.width, segment.height) == (320, 180)
+        _check_plays_from_a_key_frame(tmp_path / segment.path, segment.frames)
 
 
 def test_an_encoder_that_falls_behind_drops_frames_and_counts_them_never_waits(tmp_path):
