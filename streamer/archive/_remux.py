@@ -35,7 +35,7 @@ import av
 import av.error
 
 from streamer.archive._encode import FrameItem, FrameSegments, FramesStart, frames_allowed
-from streamer.archive._segment_log import SegmentLog
+from streamer.archive._segment_log import SEGMENT_MP4, SegmentLog
 from streamer.archive._segments import hold_writer_lock, repair
 from streamer.archive._streams import (
     MP4_VIDEO,
@@ -55,14 +55,8 @@ __all__ = ["SegmentWriter"]
 
 log = logging.getLogger("streamer.archive")
 
-FRAGMENT_US = 1_000_000  # a fragment at least every second: what a crash can cost
 MAX_BACKLOG_BYTES = 32 * 2**20  # packets queued for a stalled disk before dropping
 CLOSE_WAIT_S = 10.0  # how long `close` waits for the writer to finish its files
-_MOVFLAGS = {
-    "movflags": "frag_keyframe+empty_moov+default_base_moof",
-    "frag_duration": str(FRAGMENT_US),
-    "flush_packets": "1",  # each fragment reaches the file as it is made
-}
 
 # Queue items besides (packet, arrival wall time): a connection, its end, falling behind, close.
 _STOP = "stop"
@@ -333,7 +327,7 @@ class _Writer:
         file, path = self.log.new_file(start_wall)
         output = None
         try:
-            output = av.open(str(path), "w", format="mp4", container_options=_MOVFLAGS)
+            output = av.open(str(path), "w", format="mp4", container_options=SEGMENT_MP4)
             video = output.add_stream_from_template(conn.video, opaque=True)
             audio = None
             if conn.audio is not None and (conn.asc or not conn.adts):

@@ -21,11 +21,19 @@ from streamer.archive._segments import append_event, file_size
 if TYPE_CHECKING:
     from streamer.archive._remux import SegmentWriter
 
-__all__ = ["RETRY_S", "SegmentLog", "segment_file_name"]
+__all__ = ["RETRY_S", "SEGMENT_MP4", "SegmentLog", "segment_file_name"]
 
 log = logging.getLogger("streamer.archive")
 
 RETRY_S = 30.0  # after a write error, how long before trying a new segment
+FRAGMENT_US = 1_000_000  # a fragment at least every second: what a crash can cost
+#: The segment files' format options: fragmented MP4 (the header first, then a fragment at each
+#: key frame and at least every `FRAGMENT_US`), each fragment reaching the file as it is made.
+SEGMENT_MP4 = {
+    "movflags": "frag_keyframe+empty_moov+default_base_moof",
+    "frag_duration": str(FRAGMENT_US),
+    "flush_packets": "1",
+}
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 

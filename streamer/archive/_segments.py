@@ -114,6 +114,17 @@ class Segment:
             return self.start_wall
 
 
+def holding(found: list[Segment], root: Path, wall: float) -> tuple[Segment, float] | None:
+    """The segment of `found` (one stream's, oldest first) that holds wall-clock time `wall`,
+    and the offset into it; None when none does (see `streamer.archive.recordings.locate`)."""
+    for segment in reversed(found):
+        if segment.start_wall <= wall:
+            if wall <= segment.end_estimate(root):
+                return segment, wall - segment.start_wall
+            return None
+    return None
+
+
 def stream_folder(root: Path, stream: str) -> Path:
     """`root/recordings/<stream>`.
 
@@ -384,6 +395,32 @@ def repair(folder: Path) -> None:
             "frames": frames, "bytes": file_size(path), "complete": False, "repaired": True,
         })  # fmt: skip
         log.info("%s: %s was cut short at %.1f s; it plays to there", folder, file, duration)
+
+
+def repair_idle(root: Path) -> list[str]:
+    """Repair the catalogue of every stream that no process records now (`repair`): what a
+    run killed mid-segment left open is closed, as cut short. A stream being recorded is left
+    to its writer, which repaired it when it started.
+
+    Returns:
+        The streams looked at and repaired (those with nothing open are unchanged).
+
+    Raises:
+        OSError: a catalogue cannot be read or written.
+    """
+    repaired = []
+    for stream in stream_names(root):
+        folder = stream_folder(root, stream)
+        try:
+            fd = hold_writer_lock(folder, wait_s=0.0)
+        except BlockingIOError:
+            continue
+        try:
+            repair(folder)
+        finally:
+            os.close(fd)
+        repaired.append(stream)
+    return repaired
 
 
 def _measure(path: Path) -> tuple[float, int]:

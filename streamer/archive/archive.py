@@ -13,14 +13,16 @@ summaries table. They build on `search` and `MomentTable` as they are here.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from streamer.archive.index import IndexPolicy, MomentTable
+from streamer.archive.media import MediaCheck, MediaChecker
 from streamer.archive.search import Embedder, Hit, Query, search, sql_string
 from streamer.archive.store import (
     INDEX_DIR,
@@ -35,6 +37,8 @@ from streamer.archive.writer import MomentWriter, WriterPolicy
 from streamer.errors import ArchiveError
 
 __all__ = ["Archive", "ArchiveInfo", "StreamInfo"]
+
+log = logging.getLogger("streamer.archive")
 
 
 @dataclass(frozen=True)
@@ -125,11 +129,23 @@ class Archive:
         _, lock = open_for_writing(path, encoder)
         try:
             archive = cls(path, embedder=embedder)
+            archive._repair_recordings()
         except BaseException:
             lock.release()
             raise
         archive._lock = lock
         return archive
+
+    def _repair_recordings(self) -> None:
+        """Close in the catalogues what a run killed mid-segment left open (its files play to
+        their last fragment), for every stream no process records now: the run that opens the
+        archive next repairs it, whichever streams it records."""
+        from streamer.archive._segments import repair_idle
+
+        try:
+            repair_idle(self.root)
+        except OSError as exc:  # reading still works: a cut segment ends at its last write
+            log.warning("archive %s: cannot repair the recordings' catalogues: %s", self.root, exc)
 
     @property
     def index_dir(self) -> Path:
@@ -205,7 +221,8 @@ class Archive:
             k: how many hits.
 
         Returns:
-            Hits, best first.
+            Hits, best first, each saying where its media is now (`Hit.media_state`: a file
+            moved or changed since it was indexed, a recording pruned or cut short).
 
         Raises:
             ConfigError: a bad query (empty, unreadable image, `since` after `until`, an
@@ -214,7 +231,9 @@ class Archive:
         """
         query = Query(text, image, stream, since, until, tag, k)
         table = self.table()
-        return search(table, query, self.embedder if table is not None else self._embedder)
+        hits = search(table, query, self.embedder if table is not None else self._embedder)
+        media = MediaChecker(self.root)
+        return [_with_media(hit, media.check(hit.moment)) for hit in hits]
 
     def info(self) -> ArchiveInfo:
         """Streams, time spans, rows and disk use.
@@ -281,6 +300,10 @@ class Archive:
             return 0
         with table.failures("pruning"):
             return table.delete(where)
+
+
+def _with_media(hit: Hit, check: MediaCheck) -> Hit:
+    return replace(hit, media_state=check.state, media=check.path, media_offset=check.offset)
 
 
 def _stream_infos(table: MomentTable) -> tuple[StreamInfo, ...]:

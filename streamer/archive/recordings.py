@@ -39,6 +39,7 @@ from pathlib import Path
 from streamer.archive._remux import SegmentWriter
 from streamer.archive._segments import (
     Segment,
+    holding,
     rewrite_without,
     stream_folder,
     stream_names,
@@ -124,13 +125,7 @@ def locate(root: Path, stream: str, wall: float) -> tuple[Segment, float] | None
     up to now.
     """
     root = Path(root)
-    for segment in reversed(stream_segments(root, stream)):
-        if segment.start_wall <= wall:
-            end = segment.end_estimate(root)
-            if wall <= end:
-                return segment, wall - segment.start_wall
-            return None
-    return None
+    return holding(stream_segments(root, stream), root, wall)
 
 
 def prune(
