@@ -123,17 +123,19 @@ class Archive:
         """Open an archive for writing, creating it when `path` is new or empty.
 
         Raises:
-            ArchiveError: `path` cannot be an archive, or another run is writing it.
+            ArchiveError: `path` cannot be an archive, another run is writing it, or its index
+                cannot be opened (damaged); the lock is let go then.
             ConfigError: the archive holds another encoder's embeddings.
         """
         _, lock = open_for_writing(path, encoder)
         try:
             archive = cls(path, embedder=embedder)
+            archive._lock = lock
+            archive.table()  # a damaged index is refused now, before a run does any work
             archive._repair_recordings()
         except BaseException:
             lock.release()
             raise
-        archive._lock = lock
         return archive
 
     def _repair_recordings(self) -> None:
