@@ -131,7 +131,9 @@ class Archive:
         try:
             archive = cls(path, embedder=embedder)
             archive._lock = lock
-            archive.table()  # a damaged index is refused now, before a run does any work
+            # A damaged index is refused now, before a run does any work (a new one is made
+            # by the writer, when there is something to write).
+            archive._table = MomentTable.open(archive.index_dir, archive.meta.encoder.dim)
             archive._repair_recordings()
         except BaseException:
             lock.release()

@@ -175,5 +175,5 @@ def test_a_moment_of_another_encoder_is_refused_by_the_writer(arch, tiny_encoder
 
 def test_an_encoder_spec_needs_a_positive_dimension():
     for dim in (0, -3, 2.0, True):
-        with pytest.raises(ConfigError, match="`dim` must be a positive integer"):
+        with pytest.raises(ConfigError, match="dim must be a positive integer"):
             EncoderSpec("clip", "tiny", "random", dim)  # type: ignore[arg-type]
