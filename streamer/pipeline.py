@@ -342,10 +342,11 @@ class _Run:
                     self.llm.cancel()  # live requests still out: nobody will show them now
 
     def _recorder(self, source: Source) -> Recorder | None:
-        """With `--archive`, the recorder of a live stream whose packets can be copied (its
-        own packets remuxed, no re-encode); None for files (the index points at the file)."""
+        """With `--archive`, the recorder of a live stream (a camera or a network stream): its
+        own packets remuxed where MP4 can hold them, else its frames encoded once; None for
+        files (the index points at the file itself)."""
         archive = self.config.archive
-        if archive is None or not source.tappable or not source.live:
+        if archive is None or not source.connects or not source.live:
             return None
         return Recorder(archive.path, source.name, segment_s=archive.segment_s)
 

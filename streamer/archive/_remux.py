@@ -10,14 +10,18 @@ The files are fragmented (`empty_moov`: the header first, then a fragment at eac
 at least every second): a segment cut short by a crash or `kill -9` plays up to its last
 fragment, at most a second short.
 
+A connection whose codec MP4 cannot hold (an MJPEG camera over HTTP) is declined, and the
+source then hands the same sink its decoded frames, which the same writer thread encodes into
+segments of the same kind (`streamer.archive._encode`); a camera's frames always go that way.
+
 A write error (the disk is full) ends the segment where it is, says so in the tap's state, and
-drops packets until a retry `RETRY_S` later; the stream goes on meanwhile.
+drops packets until a retry `RETRY_S` later (`streamer.archive._segment_log`); the stream goes
+on meanwhile.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import queue
@@ -30,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 import av
 import av.error
 
-from streamer.archive._segments import append_event, file_size, hold_writer_lock, repair
+from streamer.archive._encode import FrameItem, FrameSegments, FramesStart, frames_allowed
+from streamer.archive._segment_log import SEGMENT_MP4, SegmentLog
+from streamer.archive._segments import hold_writer_lock, repair
 from streamer.archive._streams import (
     MP4_VIDEO,
     Connection,
@@ -42,21 +48,15 @@ from streamer.sources.tap import TapConnection
 
 if TYPE_CHECKING:
     from streamer.archive.recordings import Recorder
+    from streamer.core.frame import Frame
+    from streamer.sources.base import VideoInfo
 
 __all__ = ["SegmentWriter"]
 
 log = logging.getLogger("streamer.archive")
 
-FRAGMENT_US = 1_000_000  # a fragment at least every second: what a crash can cost
 MAX_BACKLOG_BYTES = 32 * 2**20  # packets queued for a stalled disk before dropping
-RETRY_S = 30.0  # after a write error, how long before trying a new segment
 CLOSE_WAIT_S = 10.0  # how long `close` waits for the writer to finish its files
-_MOVFLAGS = {
-    "movflags": "frag_keyframe+empty_moov+default_base_moof",
-    "frag_duration": str(FRAGMENT_US),
-    "flush_packets": "1",  # each fragment reaches the file as it is made
-}
-_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 # Queue items besides (packet, arrival wall time): a connection, its end, falling behind, close.
 _STOP = "stop"
@@ -83,8 +83,9 @@ class _Open:
 
 
 class SegmentWriter:
-    """A recorder's `PacketSink`, where the source runs: the decode thread queues, a writer
-    thread writes (see the module's docstring).
+    """A recorder's sink, where the source runs: the decode thread queues, a writer thread
+    writes (see the module's docstring). It is both a `PacketSink` (packets copied) and a
+    `FrameSink` (frames encoded, `streamer.archive._encode`), one connection one way.
 
     Args:
         recorder: the tap it works for: where the files go, and whose `state` it keeps.
@@ -99,6 +100,9 @@ class SegmentWriter:
         self._queued = 0  # bytes queued (decode thread) ...
         self._written = 0  # ... and taken off the queue (writer thread)
         self._behind = False
+        self._frames_allowed = 0  # frames that may wait for the encoder (per connection)
+        self._frames_queued = 0  # frames queued (decode thread) ...
+        self.frames_taken = 0  # ... and taken off the queue (writer thread)
         self._lock_fd: int | None = None
         self._thread: threading.Thread | None = None
         try:
@@ -151,6 +155,28 @@ class SegmentWriter:
         self._queued += packet.size
         self._queue.put((packet, time.time()))
 
+    def start_frames(self, info: VideoInfo) -> bool:
+        """Take a connection to record by encoding its frames (one whose packets were
+        declined, or a camera's)."""
+        if self._closed or self._thread is None:
+            return False
+        self._frames_allowed = frames_allowed(info)
+        self._queue.put(FramesStart(info))
+        return True
+
+    def frame(self, frame: Frame) -> None:
+        """Queue the frame (a reference, no copy) for the encoder; drop it, and count it,
+        when the encoder is that far behind."""
+        if self._closed:
+            return
+        if self._frames_queued - self.frames_taken >= self._frames_allowed:
+            self._add_dropped(1)
+            return
+        self._frames_queued += 1
+        # When it was captured on the wall clock (`captured` is monotonic).
+        wall = time.time() - (time.monotonic() - frame.captured)
+        self._queue.put(FrameItem(frame, wall))
+
     def stop(self) -> None:
         if not self._closed:
             self._queue.put(_STOP)
@@ -194,47 +220,48 @@ class SegmentWriter:
             self._closed = True
 
     def _serve(self, writer: _Writer) -> None:
+        encoder = FrameSegments(self, writer.log)
         while True:
             item = self._queue.get()
-            if isinstance(item, tuple):
+            if isinstance(item, FrameItem):
+                self.frames_taken += 1
+                encoder.frame(item.frame, item.wall)
+            elif isinstance(item, tuple):
                 packet, wall = item
                 self._written += packet.size
                 writer.packet(packet, wall)
             elif isinstance(item, Connection):
+                encoder.disconnect()
                 writer.connect(item)
+            elif isinstance(item, FramesStart):
+                writer.disconnect()
+                encoder.connect(item.info)
             elif item == _STOP:
                 writer.disconnect()
+                encoder.disconnect()
             elif item == _BEHIND:
                 writer.fell_behind()
             elif item == _CLOSE:
                 writer.finish()
+                encoder.disconnect()
                 return
 
 
 class _Writer:
-    """The writer thread's side: segments opened, written and closed."""
+    """The writer thread's side of copied packets: segments opened, written and closed."""
 
     def __init__(self, sink: SegmentWriter) -> None:
         self.sink = sink
         self.folder = sink.folder
         self.segment_s = sink._recorder.segment_s
+        self.log = SegmentLog(sink)
         self.conn: Connection | None = None
-        self.previous: Connection | None = None
         self.open: _Open | None = None
-        self.reason = "start"
-        self.retry_at: float | None = None  # monotonic: after a write error
-        self.unwritten: list[dict[str, Any]] = []  # catalogue lines a full disk held back
 
     def connect(self, conn: Connection) -> None:
         self.disconnect()
-        if self.previous is not None:
-            same = (conn.codec, conn.width, conn.height) == (
-                self.previous.codec, self.previous.width, self.previous.height,
-            )  # fmt: skip
-            self.reason = "reconnect" if same else "format"
-        self.conn = self.previous = conn
-        if self.retry_at is None:
-            self.sink._set(state="waiting", detail=None)
+        self.log.connection((conn.codec, conn.width, conn.height))
+        self.conn = conn
 
     def disconnect(self) -> None:
         self._close(complete=True)
@@ -242,7 +269,7 @@ class _Writer:
 
     def fell_behind(self) -> None:
         self._close(complete=True)
-        self.reason = "resync"
+        self.log.reason = "resync"
         self.sink._set(detail="the disk fell behind: packets dropped (see `dropped`)")
 
     def finish(self) -> None:
@@ -273,7 +300,7 @@ class _Writer:
             packet = unwrapped
         if self.open is not None:
             self._write(packet, video, index)
-        elif self.retry_at is not None:
+        elif self.log.retry_at is not None:
             self.sink._add_dropped(1)
 
     def _time(self, packet: av.Packet, wall: float, conn: Connection) -> None:
@@ -290,39 +317,36 @@ class _Writer:
         if self.open is None:
             if conn.adts and conn.asc is None and conn.keys < 2:
                 return False  # MP4 needs the audio's configuration first: from its 1st frame
-            return self.retry_at is None or time.monotonic() >= self.retry_at
+            return self.log.may_open()
         return _seconds(packet) - self.open.offset >= self.segment_s
 
     def _open(self, packet: av.Packet, conn: Connection) -> None:
         offset = _seconds(packet)
         assert conn.wall0 is not None
         start_wall = conn.wall0 + offset
-        file = _file_name(self.folder, start_wall)
-        path = self.folder / file
+        file, path = self.log.new_file(start_wall)
+        output = None
         try:
-            output = av.open(str(path), "w", format="mp4", container_options=_MOVFLAGS)
+            output = av.open(str(path), "w", format="mp4", container_options=SEGMENT_MP4)
             video = output.add_stream_from_template(conn.video, opaque=True)
             audio = None
             if conn.audio is not None and (conn.asc or not conn.adts):
                 audio = output.add_stream_from_template(conn.audio, opaque=True)
                 if conn.adts:
                     audio.codec_context.extradata = conn.asc
-            self._write_unwritten()  # close lines a full disk held back go first
-            append_event(self.folder, {
-                "event": "open", "file": file, "start_wall": round(start_wall, 3),
-                "start_media": round(offset, 6), "reason": self.reason, "codec": conn.codec,
-                "width": conn.width, "height": conn.height,
-                "audio": audio.codec_context.name if audio is not None else None,
-            })  # fmt: skip
+            self.log.opened(
+                file, start_wall, offset, codec=conn.codec, width=conn.width,
+                height=conn.height,
+                audio=audio.codec_context.name if audio is not None else None,
+            )  # fmt: skip
         except (OSError, ValueError, av.FFmpegError) as exc:
-            self._failed(exc, path)
+            if output is not None:
+                with contextlib.suppress(OSError, ValueError, av.FFmpegError):
+                    output.close()
+            self.log.failed(exc, path)
             return
         self.open = _Open(output, video, audio, file, path, offset, start_wall)
-        self.retry_at = None
-        self.reason = "time"  # why the next one starts, unless a new connection says otherwise
-        state = self.sink._recorder.state
-        self.sink._set(state="recording", current=str(path), files=state.files + 1,
-                       detail=None if state.state == "failed" else state.detail)  # fmt: skip
+        self.log.started(path, "copy")
 
     def _write(self, packet: av.Packet, video: bool, index: int) -> None:
         seg = self.open
@@ -352,7 +376,7 @@ class _Writer:
         try:
             seg.output.mux(packet)
         except (OSError, ValueError, av.FFmpegError) as exc:
-            self._failed(exc, seg.path)
+            self._failed(exc)
             return
         if video:
             seg.frames += 1
@@ -364,33 +388,12 @@ class _Writer:
         try:
             seg.output.close()
         except (OSError, ValueError, av.FFmpegError) as exc:
-            self._failed(exc, seg.path, closing=seg)
+            self._failed(exc, closing=seg)
             return
-        self._closed(seg, complete=complete)
-        state = self.sink._recorder.state
-        self.sink._set(bytes=state.bytes + file_size(seg.path), current=None)
+        self.log.closed(seg.file, seg.path, seg.start_wall, seg.end, seg.frames,
+                        complete=complete)  # fmt: skip
 
-    def _closed(self, seg: _Open, *, complete: bool) -> None:
-        """Write the segment's close line; when the disk is full, keep it for later (else
-        the segment would pass for the one being written)."""
-        duration = seg.end
-        self.unwritten.append({
-            "event": "close", "file": seg.file, "start_wall": round(seg.start_wall, 3),
-            "end_wall": round(seg.start_wall + duration, 3), "duration": round(duration, 3),
-            "frames": seg.frames, "bytes": file_size(seg.path), "complete": complete,
-        })  # fmt: skip
-        try:
-            self._write_unwritten()
-        except OSError as exc:
-            log.warning("%s: the close of %s is not in the catalogue yet (%s)", self.folder,
-                        seg.file, exc)  # fmt: skip
-
-    def _write_unwritten(self) -> None:
-        while self.unwritten:
-            append_event(self.folder, self.unwritten[0])
-            del self.unwritten[0]
-
-    def _failed(self, exc: BaseException, path: Path, closing: _Open | None = None) -> None:
+    def _failed(self, exc: BaseException, closing: _Open | None = None) -> None:
         """A write failed: end the segment (it plays to its last fragment), say why, drop
         packets until a retry."""
         seg = closing or self.open
@@ -400,26 +403,11 @@ class _Writer:
             with contextlib.suppress(OSError, ValueError, av.FFmpegError):
                 seg.output.close()
         if seg is not None:
-            self._closed(seg, complete=False)
-        code = getattr(exc, "errno", None)
-        why = "the disk is full" if code in _NO_ROOM else "writing failed"
-        detail = f"{why} ({exc}): recording stopped at {path.name}; retrying in {RETRY_S:g} s"
-        log.error("%s: %s", self.folder, detail)
-        self.sink._set(state="failed", detail=detail, current=None)
-        self.retry_at = time.monotonic() + RETRY_S
-        self.reason = "retry"
+            self.log.closed(seg.file, seg.path, seg.start_wall, seg.end, seg.frames,
+                            complete=False)  # fmt: skip
+            self.log.failed(exc, seg.path)
 
 
 def _seconds(packet: av.Packet) -> float:
     ticks = packet.dts if packet.dts is not None else packet.pts
     return float(ticks * packet.time_base)
-
-
-def _file_name(folder: Path, wall: float) -> str:
-    """`20250101T120000.123Z.mp4` (UTC), unique in the folder."""
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(wall)) + f".{int(wall * 1000) % 1000:03d}Z"
-    name, number = f"{stamp}.mp4", 1
-    while (folder / name).exists():
-        number += 1
-        name = f"{stamp}-{number}.mp4"
-    return name

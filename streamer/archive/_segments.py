@@ -6,7 +6,8 @@ is not JSON is skipped on reading. Events:
 
     {"event": "open", "file": "20250101T120000.000Z.mp4", "start_wall": ..., "start_media": ...,
      "reason": "start" | "reconnect" | "format" | "time" | "resync" | "retry",
-     "codec": "h264", "width": 320, "height": 180, "audio": "aac" | null}
+     "codec": "h264", "width": 320, "height": 180, "audio": "aac" | null,
+     "encoded": "mjpeg"}                      (only for frames encoded: the source's codec)
     {"event": "close", "file": ..., "end_wall": ..., "start_wall": ..., "duration": ...,
      "frames": ..., "bytes": ..., "complete": true | false}
 
@@ -79,6 +80,8 @@ class Segment:
             write error).
         codec, width, height: its video; audio: its audio codec, None for none.
         frames: video frames in it, once known.
+        encoded: the source's codec ("mjpeg", "camera") when the segment holds its decoded
+            frames, encoded (its packets could not be copied); None for copied packets.
     """
 
     stream: str
@@ -96,6 +99,7 @@ class Segment:
     height: int = 0
     audio: str | None = None
     frames: int | None = None
+    encoded: str | None = None
 
     def end_estimate(self, root: Path) -> float:
         """Where it ends on the wall clock: `end_wall` when known; now while it is being
@@ -108,6 +112,17 @@ class Segment:
             return max(self.start_wall, (root / self.path).stat().st_mtime)
         except OSError:
             return self.start_wall
+
+
+def holding(found: list[Segment], root: Path, wall: float) -> tuple[Segment, float] | None:
+    """The segment of `found` (one stream's, oldest first) that holds wall-clock time `wall`,
+    and the offset into it; None when none does (see `streamer.archive.recordings.locate`)."""
+    for segment in reversed(found):
+        if segment.start_wall <= wall:
+            if wall <= segment.end_estimate(root):
+                return segment, wall - segment.start_wall
+            return None
+    return None
 
 
 def stream_folder(root: Path, stream: str) -> Path:
@@ -281,8 +296,9 @@ def _segment(
         codec=str(start.get("codec", "")),
         width=int(_number(start.get("width")) or 0),
         height=int(_number(start.get("height")) or 0),
-        audio=start.get("audio") if isinstance(start.get("audio"), str) else None,
+        audio=_text(start.get("audio")),
         frames=_int(end.get("frames")),
+        encoded=_text(start.get("encoded")),
     )
 
 
@@ -290,6 +306,10 @@ def _number(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _int(value: object) -> int | None:
@@ -375,6 +395,32 @@ def repair(folder: Path) -> None:
             "frames": frames, "bytes": file_size(path), "complete": False, "repaired": True,
         })  # fmt: skip
         log.info("%s: %s was cut short at %.1f s; it plays to there", folder, file, duration)
+
+
+def repair_idle(root: Path) -> list[str]:
+    """Repair the catalogue of every stream that no process records now (`repair`): what a
+    run killed mid-segment left open is closed, as cut short. A stream being recorded is left
+    to its writer, which repaired it when it started.
+
+    Returns:
+        The streams looked at and repaired (those with nothing open are unchanged).
+
+    Raises:
+        OSError: a catalogue cannot be read or written.
+    """
+    repaired = []
+    for stream in stream_names(root):
+        folder = stream_folder(root, stream)
+        try:
+            fd = hold_writer_lock(folder, wait_s=0.0)
+        except BlockingIOError:
+            continue
+        try:
+            repair(folder)
+        finally:
+            os.close(fd)
+        repaired.append(stream)
+    return repaired
 
 
 def _measure(path: Path) -> tuple[float, int]:

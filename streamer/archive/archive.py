@@ -14,14 +14,16 @@ A later step of issue 14 adds `clip` (cutting a moment's clip from the recording
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from streamer.archive.index import IndexPolicy, MomentTable
+from streamer.archive.media import MediaCheck, MediaChecker
 from streamer.archive.search import Embedder, Hit, Query, search, sql_string
 from streamer.archive.store import (
     INDEX_DIR,
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
     from streamer.llm import LlmClient, LlmConfig
 
 __all__ = ["Archive", "ArchiveInfo", "StreamInfo"]
+
+log = logging.getLogger("streamer.archive")
 
 
 @dataclass(frozen=True)
@@ -126,17 +130,33 @@ class Archive:
         """Open an archive for writing, creating it when `path` is new or empty.
 
         Raises:
-            ArchiveError: `path` cannot be an archive, or another run is writing it.
+            ArchiveError: `path` cannot be an archive, another run is writing it, or its index
+                cannot be opened (damaged); the lock is let go then.
             ConfigError: the archive holds another encoder's embeddings.
         """
         _, lock = open_for_writing(path, encoder)
         try:
             archive = cls(path, embedder=embedder)
+            archive._lock = lock
+            # A damaged index is refused now, before a run does any work (a new one is made
+            # by the writer, when there is something to write).
+            archive._table = MomentTable.open(archive.index_dir, archive.meta.encoder.dim)
+            archive._repair_recordings()
         except BaseException:
             lock.release()
             raise
-        archive._lock = lock
         return archive
+
+    def _repair_recordings(self) -> None:
+        """Close in the catalogues what a run killed mid-segment left open (its files play to
+        their last fragment), for every stream no process records now: the run that opens the
+        archive next repairs it, whichever streams it records."""
+        from streamer.archive._segments import repair_idle
+
+        try:
+            repair_idle(self.root)
+        except OSError as exc:  # reading still works: a cut segment ends at its last write
+            log.warning("archive %s: cannot repair the recordings' catalogues: %s", self.root, exc)
 
     @property
     def index_dir(self) -> Path:
@@ -212,7 +232,8 @@ class Archive:
             k: how many hits.
 
         Returns:
-            Hits, best first.
+            Hits, best first, each saying where its media is now (`Hit.media_state`: a file
+            moved or changed since it was indexed, a recording pruned or cut short).
 
         Raises:
             ConfigError: a bad query (empty, unreadable image, `since` after `until`, an
@@ -221,7 +242,9 @@ class Archive:
         """
         query = Query(text, image, stream, since, until, tag, k)
         table = self.table()
-        return search(table, query, self.embedder if table is not None else self._embedder)
+        hits = search(table, query, self.embedder if table is not None else self._embedder)
+        media = MediaChecker(self.root)
+        return [_with_media(hit, media.check(hit.moment)) for hit in hits]
 
     def ask(
         self,
@@ -374,6 +397,10 @@ class Archive:
             return 0
         with table.failures("pruning"):
             return table.delete(where)
+
+
+def _with_media(hit: Hit, check: MediaCheck) -> Hit:
+    return replace(hit, media_state=check.state, media=check.path, media_offset=check.offset)
 
 
 def _stream_infos(table: MomentTable) -> tuple[StreamInfo, ...]:

@@ -9,9 +9,13 @@ costs a row per interval and a busy one a row per change.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from streamer.errors import ConfigError
 
 __all__ = ["Moment", "MomentPicker", "Pick", "thumbnail_jpeg"]
 
@@ -39,6 +43,10 @@ class Moment:
             recording is found by (stream, wall_time).
         media_size: the file's size in bytes when indexed, to notice a changed file.
         media_mtime: the file's modification time when indexed.
+
+    Raises:
+        ConfigError: the embedding is not a 1-D array, the stream has no name, or a time is
+            not a finite number.
     """
 
     stream: str
@@ -58,9 +66,13 @@ class Moment:
     def __post_init__(self) -> None:
         if not isinstance(self.embedding, np.ndarray) or self.embedding.ndim != 1:
             shape = getattr(self.embedding, "shape", type(self.embedding).__name__)
-            raise ValueError(f"embedding must be a 1-D numpy array, got {shape}")
-        if not self.stream:
-            raise ValueError("stream must be a non-empty name")
+            raise ConfigError(f"`embedding` must be a 1-D numpy array, got {shape}")
+        if not isinstance(self.stream, str) or not self.stream:
+            raise ConfigError(f"`stream` must be a non-empty name, got {self.stream!r}")
+        for name in ("media_time", "wall_time"):
+            value = getattr(self, name)
+            if not _number(value) or not math.isfinite(value):
+                raise ConfigError(f"`{name}` must be a finite number of seconds, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +107,10 @@ class MomentPicker:
         index_every_s: longest gap, in the stream's time, between two rows of a stream.
         scene_threshold: cosine distance from the previous row that counts as a scene change.
 
+    Raises:
+        ConfigError: `index_every_s` is not a positive number, or `scene_threshold` is not in
+            (0, 2].
+
     Example:
         >>> picker = MomentPicker(index_every_s=10, scene_threshold=0.3)
         >>> e = np.array([1.0, 0.0], np.float32)
@@ -103,10 +119,12 @@ class MomentPicker:
     """
 
     def __init__(self, index_every_s: float, scene_threshold: float) -> None:
-        if not index_every_s > 0:
-            raise ValueError(f"index_every_s must be > 0, got {index_every_s}")
-        if not 0 < scene_threshold <= 2:
-            raise ValueError(f"scene_threshold must be in (0, 2], got {scene_threshold}")
+        if not _number(index_every_s) or not index_every_s > 0:
+            raise ConfigError(f"`index_every_s` must be > 0 seconds, got {index_every_s!r}")
+        if not _number(scene_threshold) or not 0 < scene_threshold <= 2:
+            raise ConfigError(
+                f"`scene_threshold` must be a cosine distance in (0, 2], got {scene_threshold!r}"
+            )
         self.index_every_s = float(index_every_s)
         self.scene_threshold = float(scene_threshold)
         self._last: dict[str, _Last] = {}
@@ -141,6 +159,11 @@ class MomentPicker:
         self._last.pop(stream, None)
 
 
+def _number(value: object) -> bool:
+    """Whether `value` is a real number (NumPy's too; not a bool, not text)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def thumbnail_jpeg(
     image: np.ndarray, long_edge: int = THUMBNAIL_EDGE, quality: int = THUMBNAIL_QUALITY
 ) -> bytes:
@@ -150,13 +173,13 @@ def thumbnail_jpeg(
     (OpenCV releases the GIL).
 
     Raises:
-        ValueError: `image` is not an HxWx3 uint8 array.
+        ConfigError: `image` is not an HxWx3 uint8 array.
     """
     import cv2  # here: `import streamer.archive` stays light
 
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
         got = getattr(image, "shape", type(image).__name__)
-        raise ValueError(f"image must be an HxWx3 uint8 RGB array, got {got}")
+        raise ConfigError(f"`image` must be an HxWx3 uint8 RGB array, got {got}")
     height, width = image.shape[:2]
     scale = long_edge / max(height, width)
     if scale < 1:

@@ -8,11 +8,14 @@ of them per stream, and retention.
       20250101T120100.040Z.mp4     still plays when cut short by a crash (fragmented MP4)
       segments.jsonl               the catalogue (append-only; see `streamer.archive._segments`)
 
-A run records a network stream by giving its source a `Recorder` (a `PacketTap`):
+A run records a live stream by giving its source a `Recorder` (a `PacketTap`):
 `source.run(out, stop, plan, tap=Recorder(DIR, name))`, or the same through a
-`SourceRunner`. The packets are copied, never decoded or encoded; the decode thread only
-queues them, a writer thread per stream writes (`streamer.archive._remux`). A source that
-runs in a decode worker records there, and its `Recorder` here follows the state.
+`SourceRunner`. A network stream's packets are copied, never decoded or encoded; the decode
+thread only queues them, a writer thread per stream writes (`streamer.archive._remux`). What
+cannot be copied (an MJPEG camera over HTTP) and what has no packets (a local camera) is
+recorded by encoding its decoded frames once, as the `-o` video is, into segments of the same
+kind (`streamer.archive._encode`). A source that runs in a decode worker records there, and
+its `Recorder` here follows the state.
 
 Reading: `segments` lists them, `locate` finds the one holding a wall-clock time, `prune`
 removes the oldest (never the one being written) by age and by total size.
@@ -36,6 +39,7 @@ from pathlib import Path
 from streamer.archive._remux import SegmentWriter
 from streamer.archive._segments import (
     Segment,
+    holding,
     rewrite_without,
     stream_folder,
     stream_names,
@@ -53,10 +57,12 @@ class Recorder:
     """The packet tap that records one live stream into `DIR/recordings/<stream>/`.
 
     Give it to the stream's source (`run(..., tap=recorder)`); it is picklable, so it goes
-    with the source into a decode worker. Its `state` (a `TapState`) says what it is doing:
-    "waiting" for a key frame, "recording" (`current` file), "declined" (the codec cannot be
-    copied: record the frames by encoding instead), "failed" (`detail`: e.g. the disk is full;
-    it retries later, and the stream goes on), "closed".
+    with the source into a decode worker. Its sink is both a `PacketSink` and a `FrameSink`:
+    packets are copied when MP4 can hold their codec, else the frames are encoded. Its `state`
+    (a `TapState`) says what it is doing: "waiting" for a key frame, "recording" (`current`
+    file; `mode` "copy" or "encode"), "declined" (the codec cannot be copied, and the source
+    did not hand over its frames), "failed" (`detail`: e.g. the disk is full; it retries later,
+    and the stream goes on), "closed".
 
     Args:
         root: the archive directory.
@@ -119,13 +125,7 @@ def locate(root: Path, stream: str, wall: float) -> tuple[Segment, float] | None
     up to now.
     """
     root = Path(root)
-    for segment in reversed(stream_segments(root, stream)):
-        if segment.start_wall <= wall:
-            end = segment.end_estimate(root)
-            if wall <= end:
-                return segment, wall - segment.start_wall
-            return None
-    return None
+    return holding(stream_segments(root, stream), root, wall)
 
 
 def prune(

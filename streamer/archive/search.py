@@ -152,6 +152,12 @@ class Hit:
         similarity: cosine similarity of the query's vector to the moment's, when the vector
             side found it.
         vector_rank, text_rank: its rank (1 = best) on each side that found it.
+        media_state: where its media is now (`streamer.archive.media.MediaCheck`): "ok",
+            "missing", "moved" or "changed"; None when not checked (`search` alone does not
+            know the archive's recordings; `Archive.search` checks every hit).
+        media: the file that holds the moment now (the input file, its new place, or a
+            recording segment); None when missing or not checked.
+        media_offset: seconds into `media` where the moment is.
     """
 
     moment: Moment
@@ -159,6 +165,9 @@ class Hit:
     similarity: float | None
     vector_rank: int | None
     text_rank: int | None
+    media_state: str | None = None
+    media: str | None = None
+    media_offset: float | None = None
 
     def save_thumbnail(self, path: str | Path) -> Path | None:
         """Write the moment's JPEG thumbnail to `path`; None when it has none."""

@@ -69,7 +69,7 @@ class EncoderSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.dim, int) or isinstance(self.dim, bool) or self.dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {self.dim!r}")
+            raise ConfigError(f"dim must be a positive integer, got {self.dim!r}")
 
     @classmethod
     def of(cls, encoder: Any, weights: str = "pretrained") -> EncoderSpec:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from streamer.archive.index import IndexPolicy, MomentTable, lance_message
 from streamer.archive.moments import Moment
+from streamer.errors import ConfigError
 
 __all__ = ["MomentWriter", "WriterPolicy", "WriterStats"]
 
@@ -42,6 +43,10 @@ class WriterPolicy:
         batch_rows: a batch is written as soon as this many wait.
         flush_s: ... or when the oldest waiting one has waited this long.
         close_timeout_s: how long `close` waits for the last batch before giving up on it.
+
+    Raises:
+        ConfigError: a count that is not a whole number, `batch_rows` not in
+            1..`queue_rows`, or a time that is not a positive number.
     """
 
     queue_rows: int = 4096
@@ -50,13 +55,19 @@ class WriterPolicy:
     close_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
+        for name in ("queue_rows", "batch_rows"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"`{name}` must be a whole number, got {value!r}")
         if self.batch_rows < 1 or self.queue_rows < self.batch_rows:
-            raise ValueError(
+            raise ConfigError(
                 f"need 1 ≤ batch_rows ≤ queue_rows, got batch_rows={self.batch_rows}, "
                 f"queue_rows={self.queue_rows}"
             )
-        if not self.flush_s > 0:
-            raise ValueError(f"flush_s must be > 0, got {self.flush_s}")
+        for name in ("flush_s", "close_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ConfigError(f"`{name}` must be a number of seconds > 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -131,10 +142,10 @@ class MomentWriter:
         """Queue a moment; returns at once, whatever the disk does.
 
         Raises:
-            ValueError: the moment's embedding has the wrong length (a bug of the caller).
+            ConfigError: the moment's embedding has the wrong length (another encoder's).
         """
         if moment.embedding.shape != (self.table.dim,):
-            raise ValueError(
+            raise ConfigError(
                 f"embedding must have {self.table.dim} values, got {moment.embedding.shape}"
             )
         with self._cond:

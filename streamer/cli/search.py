@@ -7,6 +7,10 @@ Each hit prints its stream, time, score, caption and thumbnail (written under `-
 by default a folder of the user's cache); `--json` prints the same for scripts; `--clips OUT/`
 cuts a clip around each hit (by stream copy where the keyframes allow). The archive's own
 encoder (recorded in its `archive.json`) embeds the query, so the search needs no run.
+
+A hit whose media is not where the index says (a file moved or changed since it was indexed, a
+recording pruned or cut short by a crash) says so: `media_state` in `--json`, a note on its
+line; no clip is cut of what is missing.
 """
 
 from __future__ import annotations
@@ -95,20 +99,27 @@ def _row(rank: int, hit: Any, args: argparse.Namespace) -> dict[str, Any]:
         "caption": moment.caption, "caption_source": moment.caption_source,
         "tags": [[label, round(score, 4)] for label, score in moment.tags],
         "alerts": list(moment.alerts), "media_path": moment.media_path,
+        "media_state": hit.media_state, "media": hit.media,
+        "media_offset": None if hit.media_offset is None else round(hit.media_offset, 3),
         "thumbnail": str(thumbnail) if thumbnail else None, "clip": None,
     }  # fmt: skip
-    if args.clips:
-        row["clip"] = str(_clip(args, moment, Path(args.clips) / f"{name}.mp4"))
+    if args.clips and hit.media_state != "missing":
+        row["clip"] = str(_clip(args, hit, Path(args.clips) / f"{name}.mp4"))
+    elif args.clips:
+        print(f"{moment.stream} @ {row['wall_time']}: no clip, its media is missing",
+              file=sys.stderr)  # fmt: skip
     return row
 
 
-def _clip(args: argparse.Namespace, moment: Any, out: Path) -> Path:
+def _clip(args: argparse.Namespace, hit: Any, out: Path) -> Path:
     from streamer.archive.clips import clip_from_recordings, cut_clip
 
+    moment = hit.moment
     out.parent.mkdir(parents=True, exist_ok=True)
-    if moment.media_path is not None:  # a file: cut from the file itself, in its own time
+    if moment.media_path is not None:  # a file: cut from the file itself (or where it moved)
         start = max(0.0, moment.media_time - args.before)
-        return cut_clip(moment.media_path, start, moment.media_time + args.after, out).path
+        source = hit.media or moment.media_path
+        return cut_clip(source, start, moment.media_time + args.after, out).path
     start, end = moment.wall_time - args.before, moment.wall_time + args.after
     return clip_from_recordings(Path(args.archive), moment.stream, start, end, out).path
 
@@ -117,10 +128,19 @@ def _line(row: dict[str, Any]) -> str:
     caption = f'  "{row["caption"]}"' if row["caption"] else ""
     where = f"{row['stream']} @ {row['wall_time']} (media {row['media_time']:.1f} s)"
     extras = [f"thumbnail {row['thumbnail']}"] if row["thumbnail"] else []
+    if row["media_state"] not in (None, "ok"):
+        extras.insert(0, _MEDIA_NOTES[row["media_state"]].format(row["media"]))
     if row["clip"]:
         extras.append(f"clip {row['clip']}")
     tail = f"  [{'; '.join(extras)}]" if extras else ""
     return f"{row['rank']:>2}. {where}  score {row['score']:.4f}{caption}{tail}"
+
+
+_MEDIA_NOTES = {
+    "missing": "media missing: its file or recording is gone",
+    "moved": "file moved: found at {}",
+    "changed": "file changed since it was indexed: times may be off",
+}
 
 
 def _iso(wall: float) -> str:

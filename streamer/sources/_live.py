@@ -19,7 +19,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from fractions import Fraction
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,10 +29,11 @@ from streamer.core.redact import redact
 from streamer.core.retry import Backoff
 from streamer.errors import SourceError, SourceTimeout, SourceUnavailableError
 from streamer.sources._handoff import Handoff, put_and_wait
+from streamer.sources._timeline import Timeline
 from streamer.sources.base import SourceBase, VideoInfo
 from streamer.sources.options import DecodePlan, SourceOptions
 from streamer.sources.status import SourceStatus
-from streamer.sources.tap import PacketTap
+from streamer.sources.tap import FrameSink, PacketSink, PacketTap
 
 log = logging.getLogger("streamer.sources")
 
@@ -54,11 +54,14 @@ class Reader(Protocol):
         damaged: packets that failed to decode plus pictures decoded with errors on this
             connection so far; the source adds it to `status.damaged` (a local camera's
             reader counts none).
+        tap: the run's sink, when it takes this connection's packets; None otherwise (its
+            frames may then be recorded instead: `FrameSink`).
     """
 
     info: VideoInfo
     finite: bool
     damaged: int
+    tap: PacketSink | None
 
     def frames(self) -> Iterator[tuple[np.ndarray, int | None]]:
         """Yield (RGB image, pts in `info.time_base` units or None); return at the end of input.
@@ -96,7 +99,8 @@ class LiveSource(SourceBase):
         self._ever_online = False
         self._offline_at: float | None = None  # monotonic, for "back online after N s"
         self._consumer_gone = False
-        self._timeline = _Timeline()
+        self._timeline = Timeline()
+        self._sink: PacketSink | None = None  # the run's tap's sink, while it runs
 
     def _open_reader(self, resume_after: int | None) -> Reader:
         """Open one connection (blocking). `resume_after`: for non-live sources, the raw pts of
@@ -118,12 +122,23 @@ class LiveSource(SourceBase):
         (permanent error, or `max_attempts` reached: `status.state` says which); reconnects
         with backoff on the way. Closes `out` when it returns. `plan`: what to make of each
         frame, for the sources that decode with PyAV (a camera's frames are RGB as read).
-        `tap`: refused here (ConfigError); the sources with packets take it (`tappable`)."""
-        self._refuse_tap(tap)
+        `tap`: where packets go (`tappable` sources), and the frames of connections it does
+        not copy when its sink is a `FrameSink`; its sink is closed (its files finished)
+        before this returns. A source without packets refuses a tap that cannot encode."""
+        if tap is not None:
+            # Making the sink may touch the disk (a recorder's folder, lock, repairs).
+            self._sink = await asyncio.to_thread(tap.sink)
+            if not self.tappable and not isinstance(self._sink, FrameSink):
+                sink, self._sink = self._sink, None
+                await asyncio.to_thread(sink.close)
+                self._refuse_tap(tap)
         try:
             await self._supervise(out, stop)
         finally:
             out.close_nowait()
+            sink, self._sink = self._sink, None
+            if sink is not None:  # finishing a file writes to disk: not on the loop
+                await asyncio.to_thread(sink.close)
 
     async def _supervise(self, out: Channel[Frame], stop: asyncio.Event) -> None:
         attempts = 0
@@ -222,6 +237,7 @@ class LiveSource(SourceBase):
         resume = None if self.live else self._timeline.last_raw
         reader = self._open_reader(resume)
         reported = 0  # of this connection's damaged count, already added to `status`
+        frames_to: FrameSink | None = None
         try:
             if halt.is_set():
                 return _STOPPED
@@ -236,6 +252,7 @@ class LiveSource(SourceBase):
                 self._hand_off_now if out.policy is DropPolicy.DROP_OLDEST else self._wait_room
             )
             online = False
+            frames_to = self._frame_sink(reader)
             for image, raw in reader.frames():
                 if halt.is_set() or self._consumer_gone:
                     return _STOPPED
@@ -243,6 +260,8 @@ class LiveSource(SourceBase):
                 frame = self._timeline.stamp(self.name, image, raw)
                 if frame is None:  # resuming: already delivered before the reconnect
                     continue
+                if frames_to is not None:
+                    frames_to.frame(frame)
                 if not online:
                     online = True
                     _call(loop, self._went_online)
@@ -254,7 +273,18 @@ class LiveSource(SourceBase):
         finally:
             if not halt.is_set():  # packets that failed after the last picture count too
                 self._report_damaged(loop, reader, reported)
+            if frames_to is not None:
+                frames_to.stop()
             reader.close()
+
+    def _frame_sink(self, reader: Reader) -> FrameSink | None:
+        """The sink that records this connection's frames by encoding them, if any: when the
+        run's sink encodes, did not take the packets (declined, or there are none), and takes
+        the frames."""
+        sink = self._sink
+        if reader.tap is not None or not isinstance(sink, FrameSink):
+            return None
+        return sink if sink.start_frames(reader.info) else None
 
     def _report_damaged(
         self, loop: asyncio.AbstractEventLoop, reader: Reader, reported: int
@@ -328,65 +358,6 @@ class LiveSource(SourceBase):
 def _shape(info: VideoInfo) -> str:
     """What a reconnect can change about a stream: its codec and its frame size."""
     return f"{info.codec} {info.width}x{info.height}"
-
-
-class _Timeline:
-    """Frame numbers and timestamps across connections.
-
-    Indexes keep counting over reconnects. A live stream's timestamps restart (near 0, or at a
-    random RTP offset) on every connection; rebasing continues them from the last frame plus
-    the wall time the source was away, so they never go backwards and a recording shows the
-    outage as a gap. A non-live source resumes instead: frames up to the last delivered one are
-    skipped.
-    """
-
-    def __init__(self) -> None:
-        self.index = 0
-        self.last_raw: int | None = None  # this connection's raw pts of the last frame
-        self._last_pts: float | None = None
-        self._last_captured = 0.0
-        self._time_base = Fraction(1, 1000)
-        self._step = 1
-        self._offset: int | None = 0
-        self._resume_after: int | None = None
-        self._conn_raw: int | None = None
-
-    def new_connection(self, info: VideoInfo, *, rebase: bool) -> None:
-        self._time_base = info.time_base
-        fps = info.fps or Fraction(25)
-        self._step = max(1, round(1 / (fps * info.time_base)))
-        self._conn_raw = None
-        # None: work the offset out from the first frame of this connection.
-        self._offset = None if rebase and self._last_pts is not None else 0
-        self._resume_after = None if rebase else self.last_raw
-
-    def stamp(self, stream: str, image: np.ndarray, raw: int | None) -> Frame | None:
-        """The next Frame, or None for a frame already delivered before a reconnect."""
-        if raw is None:  # some packets carry no pts: count on from the last one
-            raw = 0 if self._conn_raw is None else self._conn_raw + self._step
-        self._conn_raw = raw
-        if self._resume_after is not None and raw <= self._resume_after:
-            return None
-        captured = time.monotonic()
-        if self._offset is None:
-            assert self._last_pts is not None
-            away = max(captured - self._last_captured, float(self._step * self._time_base))
-            self._offset = round((self._last_pts + away) / self._time_base) - raw
-        pts_raw = raw + self._offset
-        frame = Frame(
-            stream=stream,
-            index=self.index,
-            pts=float(pts_raw * self._time_base),
-            captured=captured,
-            image=image,
-            pts_raw=pts_raw,
-            time_base=self._time_base,
-        )
-        self.index += 1
-        self.last_raw = raw
-        self._last_pts = frame.pts
-        self._last_captured = captured
-        return frame
 
 
 def _describe(spec: str, info: VideoInfo | None) -> str:

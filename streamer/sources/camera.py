@@ -39,6 +39,10 @@ class CameraSource(LiveSource):
         capture_factory: makes the capture from `device`; defaults to `cv2.VideoCapture`.
             Pass e.g. `lambda d: cv2.VideoCapture(d, cv2.CAP_V4L2)` to pick a backend.
 
+    A camera has no packets to copy (`tappable` is False): `run(..., tap=)` takes a tap whose
+    sink encodes frames (`streamer.sources.tap.FrameSink`, as an archive's `Recorder` does)
+    and hands it every frame on the decode thread.
+
     Example:
         >>> CameraSource(0).name
         'cam0'
@@ -75,6 +79,7 @@ class _CameraReader:
 
     finite = False  # a camera never ends: no frame means it went away
     damaged = 0  # OpenCV says nothing of damaged pictures
+    tap = None  # no packets to copy: a recorder gets its frames (`FrameSink`)
 
     def __init__(self, capture: Any, spec: str, clock: Callable[[], int]) -> None:
         self.capture = capture

@@ -86,7 +86,8 @@ class NetworkSource(LiveSource):
 
     Its packets can be recorded as they arrive (`tappable`: `run(..., tap=)`, see
     `streamer.sources.tap`): each connection is offered to the tap's sink, and the video
-    packets (and the first audio stream's) of a connection it takes reach it after decoding.
+    packets (and the first audio stream's) of a connection it takes reach it after decoding;
+    one it declines (MJPEG) reaches a sink that encodes as decoded frames.
 
     Example:
         >>> source = NetworkSource("rtsp://user:pw@10.0.0.7/stream1")
@@ -113,7 +114,6 @@ class NetworkSource(LiveSource):
         )
         self._url = url  # with credentials: for FFmpeg only, never printed
         self._converter: FrameConverter | None = None
-        self._sink: PacketSink | None = None
         install_libav_redaction()
 
     def worker_spec(self) -> NetworkSpec:
@@ -132,14 +132,7 @@ class NetworkSource(LiveSource):
         offered to `tap`'s sink, which is closed (its files finished) before this returns."""
         # One converter for every connection: its sampler keeps the analysis grid across them.
         self._converter = FrameConverter(plan, self.name)
-        # Making the sink may touch the disk (a recorder's folder, lock, repairs): not on the loop.
-        self._sink = await asyncio.to_thread(tap.sink) if tap is not None else None
-        try:
-            await super().run(out, stop, plan)
-        finally:
-            sink, self._sink = self._sink, None
-            if sink is not None:  # finishing a file writes to disk: not on the loop
-                await asyncio.to_thread(sink.close)
+        await super().run(out, stop, plan, tap)
 
     def _open_reader(self, resume_after: int | None) -> _NetworkReader:
         return _NetworkReader(

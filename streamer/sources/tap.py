@@ -1,5 +1,6 @@
 """The packet tap: a live network source hands its demuxed, still compressed packets to a
-recorder, which copies them into files without decoding or encoding anything.
+recorder, which copies them into files without decoding or encoding anything; what cannot be
+copied, a live source hands over as decoded frames for the recorder to encode.
 
 ::
 
@@ -8,6 +9,10 @@ recorder, which copies them into files without decoding or encoding anything.
       per connection, on the decode thread:
         sink.start(TapConnection) → True/False      the sink takes or declines the connection
         sink.packet(packet) ...                     video (and audio) packets, after decoding
+        sink.stop()                                 the connection is over
+      per connection declined, or every connection of a camera (a `FrameSink` only):
+        sink.start_frames(VideoInfo) → True/False   the sink takes its frames to encode them
+        sink.frame(frame) ...                       each decoded frame, as it is stamped
         sink.stop()                                 the connection is over
       sink.close()                                  the run is over (waits for the writer)
 
@@ -19,28 +24,32 @@ pipeline's tap takes with `follow` (as a source follows its copy with `SourceBas
 So one process writes each stream's files: the one that decodes it.
 
 Which sources have packets: `Source.tappable`. Network sources (RTSP, HTTP, HLS through PyAV)
-do; cameras (OpenCV gives decoded pictures) and local files (never copied: an archive refers
-to the file itself) do not, and refuse a tap. A network connection whose codec cannot be
-copied into the sink's container (an MJPEG camera over HTTP) is declined by the sink at
-`start`; the tap's `state` then says "declined", and why, so that the stream can be recorded
-by encoding its frames instead.
+do; cameras (OpenCV gives decoded pictures) do not, and take a tap only when its sink is a
+`FrameSink`, to record their frames; local files (never copied: an archive refers to the file
+itself) refuse a tap. A network connection whose codec cannot be copied into the sink's
+container (an MJPEG camera over HTTP) is declined by the sink at `start`; the tap's `state`
+says "declined", and why, and a sink that is also a `FrameSink` is then offered the
+connection's frames to encode (`start_frames`).
 
 Cost on the decode thread: `packet` is called once per packet with the `av.Packet` the demuxer
-made (no copy: the sink keeps a reference and muxes it later on its own thread). It must not
-block: a sink that cannot keep up drops packets and says so in its state.
+made, `frame` once per frame with the `Frame` the pipeline gets too (no copy: the sink keeps a
+reference and muxes or encodes later on its own thread). They must not block: a sink that
+cannot keep up drops packets or frames and says so in its state.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from streamer.sources.base import VideoInfo
 
 if TYPE_CHECKING:  # PyAV's types only: this module loads without touching FFmpeg
     import av
 
-__all__ = ["TAP_STATES", "PacketSink", "PacketTap", "TapConnection", "TapState"]
+    from streamer.core.frame import Frame
+
+__all__ = ["TAP_STATES", "FrameSink", "PacketSink", "PacketTap", "TapConnection", "TapState"]
 
 #: What a tap can be doing (`TapState.state`).
 TAP_STATES = ("idle", "waiting", "recording", "declined", "failed", "closed")
@@ -79,7 +88,9 @@ class TapState:
         files: files started so far.
         bytes: bytes written so far.
         current: the file being written (a path as the sink names it), or None.
-        dropped: packets dropped because the writer fell behind or failed.
+        dropped: packets (or frames) dropped because the writer fell behind or failed.
+        mode: how the stream is recorded: "copy" (its packets), "encode" (its decoded
+            frames, encoded), None before either.
     """
 
     state: str = "idle"
@@ -88,6 +99,7 @@ class TapState:
     bytes: int = 0
     current: str | None = None
     dropped: int = 0
+    mode: str | None = None
 
 
 class PacketSink(Protocol):
@@ -111,6 +123,23 @@ class PacketSink(Protocol):
     def close(self) -> None:
         """The run is over: finish writing. Blocks until the files are complete; later calls
         of the other methods are ignored."""
+        ...
+
+
+@runtime_checkable
+class FrameSink(Protocol):
+    """A sink that also records decoded frames, by encoding them: a connection whose packets
+    it declined, and every connection of a source without packets (a camera). `start_frames`
+    and `frame` are called on the source's decode thread and must return quickly; `stop`
+    ends the connection as for packets."""
+
+    def start_frames(self, info: VideoInfo) -> bool:
+        """A connection to record by its frames: True to receive them. Never raises."""
+        ...
+
+    def frame(self, frame: Frame) -> None:
+        """A decoded frame of that connection, as the pipeline gets it (its pixels may be
+        made on first use, on the sink's thread). The sink may keep it; frames are immutable."""
         ...
 
 

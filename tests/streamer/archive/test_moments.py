@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from streamer.archive.moments import Moment, MomentPicker, thumbnail_jpeg
+from streamer.errors import ConfigError
 
 
 def direction(angle: float) -> np.ndarray:
@@ -72,22 +73,29 @@ def test_time_going_back_or_forget_starts_the_stream_afresh():
 
 @pytest.mark.parametrize(
     ("every", "threshold", "message"),
-    [(0, 0.3, "index_every_s must be > 0"), (1, 0, r"scene_threshold must be in \(0, 2\]"),
-     (1, 2.5, "scene_threshold")],
+    [(0, 0.3, "`index_every_s` must be > 0 seconds, got 0"),
+     ("10s", 0.3, "`index_every_s` must be > 0 seconds, got '10s'"),
+     (1, 0, r"`scene_threshold` must be a cosine distance in \(0, 2\], got 0"),
+     (1, 2.5, "scene_threshold"), (1, float("nan"), "scene_threshold"), (True, 0.3, "True")],
 )  # fmt: skip
 def test_the_picker_refuses_bad_settings(every, threshold, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         MomentPicker(every, threshold)
 
 
-def test_a_moment_needs_a_flat_embedding_and_a_stream():
-    Moment("cam", 0.0, 1.0, SAME)
-    with pytest.raises(ValueError, match="1-D numpy array"):
+def test_a_moment_needs_a_flat_embedding_a_stream_and_finite_times():
+    Moment("cam", np.float32(0.5), 1.0, SAME)  # NumPy's numbers are numbers
+    with pytest.raises(ConfigError, match="1-D numpy array, got \\(1, 3\\)"):
         Moment("cam", 0.0, 1.0, SAME[None, :])
-    with pytest.raises(ValueError, match="1-D numpy array"):
+    with pytest.raises(ConfigError, match="1-D numpy array, got list"):
         Moment("cam", 0.0, 1.0, [1.0, 0.0])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="stream"):
+    with pytest.raises(ConfigError, match="`stream` must be a non-empty name, got ''"):
         Moment("", 0.0, 1.0, SAME)
+    for bad in (float("nan"), float("inf"), "12:00", None, False):
+        with pytest.raises(ConfigError, match="`wall_time` must be a finite number"):
+            Moment("cam", 0.0, bad, SAME)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="`media_time` must be a finite number"):
+        Moment("cam", float("-inf"), 1.0, SAME)
 
 
 def test_a_thumbnail_is_a_small_jpeg_of_the_same_picture():
@@ -105,5 +113,5 @@ def test_a_thumbnail_is_a_small_jpeg_of_the_same_picture():
 
 
 def test_a_thumbnail_refuses_what_is_not_a_picture():
-    with pytest.raises(ValueError, match="HxWx3 uint8"):
+    with pytest.raises(ConfigError, match="HxWx3 uint8"):
         thumbnail_jpeg(np.zeros((10, 10, 3), np.float32))

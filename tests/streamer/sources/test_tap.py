@@ -104,8 +104,8 @@ async def test_a_declined_connection_sends_no_packets_and_frames_flow_on(rtsp_se
     assert len(tap.connections) == 1 and tap.packets == [] and tap.closed == 1
 
 
-async def test_sources_without_packets_refuse_a_tap(sample_clip):
-    tap = _Collect()
+async def test_sources_without_packets_refuse_a_tap_that_cannot_encode(sample_clip):
+    tap = _Collect()  # a packet sink only: no `start_frames`, no `frame`
     file = open_source(sample_clip)
     assert not file.tappable and not CameraSource(0).tappable
     runs = [
@@ -118,7 +118,8 @@ async def test_sources_without_packets_refuse_a_tap(sample_clip):
         async with asyncio.timeout(5):  # refused before anything opens
             with pytest.raises(ConfigError, match="record it by encoding its frames"):
                 await run
-    assert tap.connections == [] and tap.closed == 0
+    # The file never made the sink; the camera made it to see that it cannot encode, and closed it.
+    assert tap.connections == [] and tap.closed == 1
 
 
 def _channel() -> Channel[Frame]:
@@ -137,12 +138,17 @@ def _lock_holder(path: Path) -> int | None:
 
 async def test_an_mjpeg_camera_is_declined_so_it_can_be_encoded_instead(mjpeg_server, tmp_path):
     source = open_source(mjpeg_server.url(), "mjpeg", options=FAST)
-    recorder = Recorder(tmp_path, "mjpeg")
-    async with Running(source, runner=_Tapped(SourceRunner(DecodePlan()), recorder)) as run:
+    tap = _Collect(take=False)  # a packet sink that declines: nothing else happens
+    async with Running(source, runner=_Tapped(SourceRunner(DecodePlan()), tap)) as run:
         await run.until(lambda: len(run.frames) >= 10, 20, "10 frames")
-        assert recorder.state.state == "declined"
-        assert "mjpeg video cannot be copied into MP4" in recorder.state.detail
-    assert segments(tmp_path) == [] and not list((tmp_path / "recordings" / "mjpeg").glob("*.mp4"))
+    assert tap.connections[0][0] == "mjpeg" and tap.packets == []
+    # The recorder declines the packets and takes the frames instead, to encode them.
+    recorder = Recorder(tmp_path, "mjpeg")
+    source = open_source(mjpeg_server.url(), "mjpeg", options=FAST)
+    async with Running(source, runner=_Tapped(SourceRunner(DecodePlan()), recorder)) as run:
+        await run.until(lambda: recorder.state.state == "recording", 20, "recording")
+        assert recorder.state.mode == "encode" and recorder.state.detail is None
+    assert segments(tmp_path) and all(s.encoded == "mjpeg" for s in segments(tmp_path))
 
 
 async def test_audio_is_tapped_with_the_video_when_the_stream_has_it(hls_server, tmp_path, probe):
