@@ -128,8 +128,9 @@ class RunConfig:
     archive: ArchiveConfig | None = section(
         ArchiveConfig,
         Option("--archive", "remember what the run sees in DIR: live streams recorded (their "
-               "own packets, no re-encode), and an index of moments (embedding, tags, caption, "
-               "alerts, thumbnail) for `streamer search`", metavar="DIR"),
+               "own packets where MP4 holds them, else encoded once), and an index of moments "
+               "(embedding, tags, caption, alerts, thumbnail) for `streamer search`",
+               metavar="DIR"),
         group="archive", default=None,
     )  # fmt: skip
     webhook: str | None = option(

@@ -6,7 +6,9 @@ For each analysed frame the pipeline hands over its embedding, picture and alert
 is settled: captions come later than analysis (a file's in frame order as its frames are
 delivered, a live stream's when the LLM answers), and a row holds the caption in force at its
 frame, the latest one made for a frame at or before it. Once a caption for a later frame has
-come, that is known; rows also go after `HOLD_ROWS` wait or at the end of the run. Thumbnails
+come, that is known; rows also go once they have waited `HOLD_S` (a still scene repeats its
+caption, and a repeated caption is not passed on), after `HOLD_ROWS` wait, or at the end of the
+run. Thumbnails
 are made and rows handed to the archive's writer on a low-priority thread, and the writer
 commits in batches on its own: the event loop only appends to a list.
 
@@ -45,6 +47,7 @@ log = logging.getLogger("streamer.archive")
 RETENTION_EVERY_S = 60.0  # how often a running archive applies --retain and --archive-max-gb
 CLIPS_EVERY_S = 0.5  # how often waiting alert clips are looked at
 HOLD_ROWS = 64  # rows of a stream that may wait for their caption before they go without
+HOLD_S = 15.0  # ... and how long one may wait (an LLM caption comes within seconds)
 
 
 @dataclass
@@ -176,6 +179,9 @@ class ArchiveObserver(Observer):
         state = self.streams.get(stream)
         if state is None or self.picker is None:
             return
+        if state.pending and time.time() - state.pending[0].wall > HOLD_S:
+            waited = [p for p in state.pending if time.time() - p.wall > HOLD_S]
+            self._flush(state, upto=waited[-1].annotation.frame_index)
         pick = self.picker.pick(stream, annotation.pts, embedding)
         if pick is None and not alerts:
             return

@@ -143,3 +143,32 @@ async def test_a_live_run_records_its_stream_and_indexes_it(tmp_path, rtsp_serve
     assert pruned.rows == stream.rows and pruned.segments == len(recorded), recorded
     assert archive.info().rows == 0 and not segments(arch, "door")
     archive.close()
+
+
+@pytest.mark.integration
+async def test_a_live_streams_rows_reach_the_index_while_it_runs(
+    tmp_path, rtsp_server, tiny_encoder, monkeypatch
+):
+    """No caption ever settles the rows here (no LLM; the pattern's tag caption repeats, and a
+    repeated caption is not passed on): they must still reach the index within `HOLD_S`, not
+    wait for the end of the run or `HOLD_ROWS` picks (minutes at the default --index-every)."""
+    from streamer.archive import observer
+
+    monkeypatch.setattr(observer, "HOLD_S", 1.0)
+    monkeypatch.setattr(observer, "HOLD_ROWS", 10**6)
+    arch = tmp_path / "arch"
+    config = RunConfig(input=f"door={rtsp_server.url('cam1')}",
+                       archive=ArchiveConfig(str(arch), index_every_s=0.5))  # fmt: skip
+    asyncio = __import__("asyncio")
+    stop = asyncio.Event()
+    run = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop))
+    rows_while_running = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and rows_while_running < 3 and not run.done():
+        await asyncio.sleep(1.0)
+        if (arch / "index").exists():
+            with Archive(arch) as archive:
+                rows_while_running = archive.info().rows
+    stop.set()
+    await run
+    assert rows_while_running >= 3
