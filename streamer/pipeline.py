@@ -128,7 +128,7 @@ def _observers_from_config(config: RunConfig) -> list[Observer]:
     observers: list[Observer] = []
     if config.serve:
         archive = config.archive.path if config.archive else None
-        observers.append(WebViewer(config.serve, archive=archive))
+        observers.append(WebViewer(config.serve, archive=archive, llm=config.llm))
     if config.show:
         observers.append(WindowViewer.from_config(config.show))
     if config.webhook:

@@ -29,7 +29,7 @@ from streamer.cli.flags import add_options, dest
 from streamer.cli.options import TABLE
 from streamer.core.checks import int_at_least
 
-__all__ = ["add_parser", "ask_command"]
+__all__ = ["add_llm_options", "add_parser", "ask_command", "llm_config_of"]
 
 _PROG = "streamer ask"
 #: The LLM options borrowed from `streamer run` (declared once, on `LlmConfig`).
@@ -57,15 +57,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-llm", action="store_true", help="print the moments; ask no LLM")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.add_argument("--device", help="where the archive's encoder runs (default: cuda if any)")
-    add_options(parser, [_row(path).option.key for path in _LLM_FIELDS], defaults=True)
+    add_llm_options(parser)
     parser.set_defaults(handler=ask_command)
+
+
+def add_llm_options(parser: argparse.ArgumentParser) -> None:
+    """`streamer run`'s --llm-url, --llm-model and --llm-api-key (declared on `LlmConfig`),
+    for a command that asks questions (`ask`, `serve`)."""
+    add_options(parser, [_row(path).option.key for path in _LLM_FIELDS], defaults=True)
 
 
 def _row(path: str) -> Any:
     return next(row for row in TABLE if row.path == path)
 
 
-def _llm_config(args: argparse.Namespace) -> Any:
+def llm_config_of(args: argparse.Namespace) -> Any:
+    """The `LlmConfig` of the options `add_llm_options` added."""
     from streamer.llm import LlmConfig
 
     values = {path.split(".", 1)[1]: getattr(args, dest(_row(path))) for path in _LLM_FIELDS}
@@ -77,7 +84,7 @@ def ask_command(args: argparse.Namespace) -> int:
     from streamer.archive import Archive
 
     try:
-        llm = None if args.no_llm else _llm_config(args)
+        llm = None if args.no_llm else llm_config_of(args)
         archive = Archive(args.archive, device=args.device)
         answer = archive.ask(
             args.question, llm=llm, k=args.k, stream=args.stream, since=args.since,

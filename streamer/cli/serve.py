@@ -1,12 +1,14 @@
 """`streamer serve --archive DIR`: an archive's search page in the browser, with no run.
 
     streamer serve --archive DIR [--serve [HOST:]PORT] [--serve-token TOKEN] [--device cpu]
+                   [--llm-url URL] [--no-llm]
 
 The page (`/search`) finds moments by words and plays each from its recording, or from its
 file, at that moment (`streamer.watch.web.archive_routes`). Address and token are the viewer's
 own options (`--serve`, `--serve-token`: declared once, on `RunConfig.serve` and
 `ServeConfig`), with the same rules: this machine only unless told otherwise, and with a token
-every route needs it. The archive is only read: a run may be writing it at the same time.
+every route needs it. The page's questions go to `--llm-url` (as `streamer ask`'s). The
+archive is only read: a run may be writing it at the same time.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import asyncio
 import sys
 
+from streamer.cli.ask import add_llm_options, llm_config_of
 from streamer.cli.exits import EXIT_OK, report
 from streamer.cli.flags import add_options
 from streamer.cli.run import run_with_signals
@@ -36,6 +39,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--archive", required=True, metavar="DIR", help="the archive")
     # The viewer's address and token, and where the (archive's) encoder runs: run's options.
     add_options(parser, ["serve", "serve-token", "device"], defaults=True)
+    add_llm_options(parser)  # where the page's questions go
+    parser.add_argument("--no-llm", action="store_true",
+                        help="questions get the moments, no LLM answer")  # fmt: skip
     parser.set_defaults(handler=serve_command)
 
 
@@ -49,7 +55,8 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         read_meta(args.archive)  # not an archive: say so now, not at the first search
         config = ServeConfig.at(args.serve or DEFAULT_ADDRESS, args.serve_token)
-        server = ArchiveServer(args.archive, config, device=args.device)
+        llm = None if args.no_llm else llm_config_of(args)
+        server = ArchiveServer(args.archive, config, device=args.device, llm=llm)
 
         async def serve(stop: asyncio.Event) -> None:
             await server.start()

@@ -252,6 +252,17 @@ class ArchiveReader:
         hits = archive.search(text, **filters)
         return [self.hit_json(hit) for hit in hits]
 
+    def ready(self) -> Archive:
+        """The archive with its encoder loaded (a question searches by words at once).
+
+        Raises:
+            ArchiveError: `root` is not (yet) a readable archive.
+        """
+        archive = self.archive()
+        if archive.table() is not None:
+            self._load_encoder(archive)
+        return archive
+
     def hit_json(self, hit: Hit) -> dict[str, Any]:
         """A hit as the page and `/api/search` show it: the moment, its thumbnail's URL and
         where it plays (`media`: URL and offset, or null with `media_gone` saying why)."""

@@ -10,6 +10,9 @@ Routes (a fixed table; a moment is named by `?stream=NAME&at=WALL_TIME`, never b
     /archive/thumbnail.jpg?stream=..&at=..   a moment's thumbnail, from the index
     /archive/media?stream=..&at=..  the file a moment plays in (HTTP range requests): its
                                     recording segment, or the input file itself
+    /api/ask?q=..&k=..&stream=..&since=..&until=..   a question answered by the LLM from the
+                                    best moments and summaries, citing them
+                                    (`streamer.archive.ask`; without an LLM, the moments)
 
 Everything that touches the archive runs in a thread (`asyncio.to_thread`): a search embeds
 the query with the archive's encoder, which the first search loads (seconds: the page says
@@ -58,10 +61,13 @@ class ArchiveRoutes:
         live: the page is part of a run's viewer (it links back to the live page).
     """
 
-    def __init__(self, reader: ArchiveReader, *, token_required: bool, live: bool) -> None:
+    def __init__(
+        self, reader: ArchiveReader, *, token_required: bool, live: bool, llm: Any = None
+    ) -> None:
         self.reader = reader
         self.token_required = token_required
         self.live = live
+        self.llm = llm
         folder = importlib.resources.files("streamer.watch.web") / "static"
         self._page = (folder / "search.html").read_bytes()
         self._static = {name: (folder / name).read_bytes() for name in _STATIC}
@@ -69,12 +75,13 @@ class ArchiveRoutes:
     @classmethod
     def of(
         cls, root: str | os.PathLike[str], config: ServeConfig, *, live: bool,
-        device: str | None = None, embedder: Embedder | None = None,
+        device: str | None = None, embedder: Embedder | None = None, llm: Any = None,
     ) -> ArchiveRoutes:  # fmt: skip
         """The routes of the archive at `root`, served under `config`'s token rule (`device`
-        and `embedder`: as `ArchiveReader` takes them)."""
+        and `embedder`: as `ArchiveReader` takes them; `llm`: the `LlmConfig` questions go
+        to, None: `/api/ask` answers with the moments only)."""
         reader = ArchiveReader(root, device=device, embedder=embedder)
-        return cls(reader, token_required=config.token is not None, live=live)
+        return cls(reader, token_required=config.token is not None, live=live, llm=llm)
 
     def add_to(self, app: web.Application) -> None:
         """Add the routes to a viewer's application (one made by `guarded_app`)."""
@@ -85,6 +92,7 @@ class ArchiveRoutes:
         app.router.add_get("/api/search", self.api_search)
         app.router.add_get("/archive/thumbnail.jpg", self.thumbnail)
         app.router.add_get("/archive/media", self.media)
+        app.router.add_get("/api/ask", self.api_ask)
 
     # -- routes --------------------------------------------------------------------------------
 
@@ -105,6 +113,30 @@ class ArchiveRoutes:
         hits = await self._in_thread(self.reader.search, query.get("q"), k=k, **filters)
         took = round(time.monotonic() - started, 3)
         return json_response({"hits": hits, "took_s": took, "loaded_encoder": loading})
+
+    async def api_ask(self, request: web.Request) -> web.Response:
+        """The answer, its citations and the moments it drew on (as `/api/search` draws them);
+        `answer` is null and `error` says why when no LLM answered."""
+        from streamer.archive.ask import ask_async
+
+        query = request.query
+        filters = {name: query.get(name, "").strip() or None for name in
+                   ("stream", "since", "until")}  # fmt: skip
+        archive = await self._in_thread(self.reader.ready)
+        try:
+            answer = await ask_async(archive, query.get("q", ""), llm=self.llm,
+                                     k=_k(query.get("k"), default=8), **filters)  # fmt: skip
+        except ConfigError as exc:
+            raise _json_error(web.HTTPBadRequest, str(exc)) from exc
+        except ArchiveError as exc:
+            raise _json_error(web.HTTPServiceUnavailable, str(exc)) from exc
+        hits = await self._in_thread(lambda: [self.reader.hit_json(h) for h in answer.hits])
+        return json_response({
+            "question": answer.question, "answer": answer.render(), "error": answer.error,
+            "citations": [{"number": c.number, "stream": c.stream, "wall": c.wall_time,
+                           "media_time": c.media_time} for c in answer.citations],
+            "hits": hits,
+        })  # fmt: skip
 
     async def thumbnail(self, request: web.Request) -> web.Response:
         key = _key(request)
@@ -157,6 +189,7 @@ class ArchiveServer:
         config: where to listen and the optional token (the viewer's `--serve` options).
         device: where the archive's encoder runs (None: CUDA when present).
         embedder: the archive's encoder, already loaded (else the first search loads it).
+        llm: the `LlmConfig` the page's questions go to (None: answered with moments only).
 
     Attributes:
         url: the search page's address once started, else None.
@@ -169,9 +202,12 @@ class ArchiveServer:
         *,
         device: str | None = None,
         embedder: Embedder | None = None,
+        llm: Any = None,
     ) -> None:
         self.config = config
-        self.routes = ArchiveRoutes.of(root, config, live=False, device=device, embedder=embedder)
+        self.routes = ArchiveRoutes.of(
+            root, config, live=False, device=device, embedder=embedder, llm=llm
+        )
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
 
@@ -214,9 +250,9 @@ def _key(request: web.Request) -> MomentKey:
         raise _json_error(web.HTTPBadRequest, str(exc)) from None
 
 
-def _k(value: str | None) -> int:
+def _k(value: str | None, default: int = DEFAULT_K) -> int:
     if not value:
-        return DEFAULT_K
+        return default
     try:
         k = int(value)
     except ValueError:

@@ -102,6 +102,7 @@ class WebViewer(Observer):
         limits: rates, sizes and timeouts.
         archive: the run's archive directory (`--archive`): its search page is served too
             (`/search`, `streamer.watch.web.archive_routes`).
+        llm: the run's LLM (`LlmConfig`), which the search page's questions go to.
 
     Attributes:
         url: the page's address once started (with the port bound, for `port=0`), else None.
@@ -117,10 +118,12 @@ class WebViewer(Observer):
         limits: ViewerLimits | None = None,
         *,
         archive: str | os.PathLike[str] | None = None,
+        llm: Any = None,
     ) -> None:
         self.config = config
         self.limits = limits or ViewerLimits()
         self.archive = archive
+        self.llm = llm
         self.url: str | None = None
         self.run: Any = None
         self._streams: dict[str, Any] = {}
@@ -360,7 +363,7 @@ def _app(viewer: WebViewer) -> web.Application:
     if viewer.archive is not None:  # imported here: the archive's code loads only when used
         from streamer.watch.web.archive_routes import ArchiveRoutes
 
-        ArchiveRoutes.of(viewer.archive, viewer.config, live=True).add_to(app)
+        ArchiveRoutes.of(viewer.archive, viewer.config, live=True, llm=viewer.llm).add_to(app)
     return app
 
 

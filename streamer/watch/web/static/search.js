@@ -89,6 +89,38 @@
     $("hits").replaceChildren(...answer.hits.map(card));
   }
 
+  // A question: the LLM's answer, citing moments as [stream @ time], above the moments it was
+  // given (the cited ones marked); without an answer, why, and the moments still.
+  async function ask(event) {
+    event.preventDefault();
+    const params = new URLSearchParams({ q: $("question").value.trim() });
+    for (const name of ["stream", "since", "until"]) {
+      const value = $(name).value.trim();
+      if (value) params.set(name, value);
+    }
+    const mine = ++asked;
+    say(encoderReady ? "asking…" : "loading the archive's encoder, then asking…");
+    let reply;
+    try {
+      reply = await getJson(`api/ask?${params}`);
+    } catch (error) {
+      if (mine === asked) say(error.message, true);
+      return;
+    }
+    if (mine !== asked) return;
+    encoderReady = true;
+    $("answer").hidden = false;
+    $("answer-text").classList.toggle("error", reply.answer == null);
+    text($("answer-text"), reply.answer != null ? reply.answer : `no answer: ${reply.error}`);
+    const cited = new Set(reply.citations.map((c) => c.number));
+    say(`${reply.hits.length} moments given to the LLM, ${cited.size} cited`);
+    $("hits").replaceChildren(...reply.hits.map((hit, i) => {
+      const node = card(hit);
+      node.classList.toggle("cited", cited.has(i + 1));
+      return node;
+    }));
+  }
+
   function card(hit) {
     const node = $("hit-card").content.firstElementChild.cloneNode(true);
     const q = (sel) => node.querySelector(sel);
@@ -165,5 +197,6 @@
       + "the search, or the browser cannot decode its format");
   });
   $("search").addEventListener("submit", search);
+  $("ask").addEventListener("submit", ask);
   loadArchive();
 })();

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from servers.llm_server import llm_server  # noqa: F401  (session fixture)
 from web_helpers import raw_request, run_and_check
 
 from streamer import OutputConfig, RunConfig, run_pipeline
@@ -35,8 +36,9 @@ def _embedder(encoder) -> Embedder:
     return Embedder.of(encoder, EncoderSpec.of(encoder))
 
 
-async def _client(root: Path, encoder, token: str | None = TOKEN) -> TestClient:
-    server = ArchiveServer(root, ServeConfig(port=0, token=token), embedder=_embedder(encoder))
+async def _client(root: Path, encoder, token: str | None = TOKEN, llm=None) -> TestClient:
+    server = ArchiveServer(root, ServeConfig(port=0, token=token), embedder=_embedder(encoder),
+                           llm=llm)  # fmt: skip
     client = TestClient(TestServer(server.app()))
     await client.start_server()
     return client
@@ -326,3 +328,47 @@ def test_the_catalogues_locate_as_the_recordings_do_and_follow_a_change(tmp_path
         file.write(_segment_lines("d.mp4", 400, 460))
     segment, offset = catalogues.locate("door", 430.0)
     assert segment.path == "recordings/door/d.mp4" and offset == 30.0
+
+
+# --- questions (/api/ask) ------------------------------------------------------------------------
+
+
+async def _ask(client: TestClient, **params) -> tuple[int, dict]:
+    async with client.get("/api/ask", params=params, headers=AUTH) as response:
+        return response.status, await response.json()
+
+
+@pytest.mark.slow
+async def test_a_question_is_answered_by_the_real_llm_citing_the_moments_it_was_given(
+    clip_archive,
+    tiny_encoder,
+    llm_server,  # noqa: F811
+):
+    from streamer.llm import LlmConfig
+
+    client = await _client(clip_archive, tiny_encoder, llm=LlmConfig(url=llm_server.url))
+    try:
+        status, reply = await _ask(client, q="what is in the meadow?", k="4")
+    finally:
+        await client.close()
+    assert status == 200 and reply["error"] is None and reply["answer"], reply
+    assert len(reply["hits"]) == 4 and all(h["media"]["kind"] == "file" for h in reply["hits"])
+    given = {(h["stream"], h["wall_time"]) for h in reply["hits"]}
+    assert {(c["stream"], c["wall"]) for c in reply["citations"]} <= given
+    assert "[" not in reply["answer"] or "@" in reply["answer"]  # [n] written out as [s @ t]
+
+
+async def test_with_the_llm_down_a_question_gets_why_and_the_moments(clip_archive, tiny_encoder):
+    from streamer.llm import LlmConfig
+
+    down = LlmConfig(url="http://127.0.0.1:9/v1", connect_timeout=1.0)
+    client = await _client(clip_archive, tiny_encoder, llm=down)
+    try:
+        status, reply = await _ask(client, q="what is in the meadow?", k="3")
+        empty_status, empty = await _ask(client, q="  ")
+    finally:
+        await client.close()
+    assert status == 200 and reply["answer"] is None and reply["citations"] == []
+    assert "127.0.0.1:9" in reply["error"], reply["error"]
+    assert len(reply["hits"]) == 3
+    assert empty_status == 400 and "a question needs words" in empty["error"]
