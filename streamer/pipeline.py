@@ -29,6 +29,7 @@ from streamer.analysis.captioner import CaptionSchedule, LlmCaptioner, tag_capti
 from streamer.analysis.labels import default_labels, prompts
 from streamer.analysis.service import EncoderService, ModelCard, local_encoder_service
 from streamer.analysis.text_cache import cached_text_embeddings
+from streamer.archive import preload as preload_archive
 from streamer.archive.observer import ArchiveObserver
 from streamer.archive.recordings import Recorder
 from streamer.archive.summary_observer import SummaryObserver
@@ -85,6 +86,8 @@ async def run_pipeline(
     config.outputs.check([s.name for s in sources], config.inputs)
     check_rule_streams(config.alerts, [s.name for s in sources])
     hwaccel = resolve_hwaccel(config.sources.hwaccel)  # `cuda` without CUDA fails here
+    if config.archive is not None:
+        preload_archive()  # LanceDB's import, while the encoder loads
     service = await local_encoder_service(config.encoder, config.analysis.batch, encoder)
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(service.close)

@@ -13,6 +13,7 @@ ones that need LanceDB and pyarrow (`Archive`, `MomentWriter`, ...) load them on
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Summary",
     "WriterPolicy",
     "WriterStats",
+    "preload",
     "thumbnail_jpeg",
 ]
 
@@ -70,6 +72,15 @@ if TYPE_CHECKING:
     from streamer.archive.store import ArchiveError, EncoderSpec
     from streamer.archive.summaries import Chapter, MomentRef, Summary
     from streamer.archive.writer import MomentWriter, WriterPolicy, WriterStats
+
+
+def preload() -> None:
+    """Import LanceDB on a background thread now. The import costs about 2 s of CPU (most of it
+    in the models of its REST namespace client, which an embedded database never uses); a run
+    with `--archive` starts it while its encoder loads, so the first stream does not pay it."""
+    threading.Thread(
+        target=importlib.import_module, args=("lancedb",), name="archive-preload", daemon=True
+    ).start()
 
 
 def __getattr__(name: str) -> Any:
