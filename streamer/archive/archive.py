@@ -332,6 +332,12 @@ class Archive:
             self._summaries = SummaryTable.open(self.index_dir, create=self.writable)
         return self._summaries
 
+    def clip(self, hit: Hit, out: str | Path, *, before: float = 5.0, after: float = 10.0) -> Any:
+        """A clip around a search hit (`streamer.archive.clips.clip_of_hit`): a `ClipResult`."""
+        from streamer.archive.clips import clip_of_hit
+
+        return clip_of_hit(self.root, hit, out, before=before, after=after)
+
     def info(self) -> ArchiveInfo:
         """Streams, time spans, rows and disk use.
 

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -31,7 +32,7 @@ from streamer.archive._clip_io import CopyOut, EncodeOut, Piece, open_media
 from streamer.archive._segments import Segment, stream_segments
 from streamer.errors import ConfigError, SourceNotFoundError
 
-__all__ = ["ClipResult", "clip_from_recordings", "cut_clip"]
+__all__ = ["ClipResult", "clip_from_recordings", "clip_of_hit", "cut_clip"]
 
 #: By default a copied clip starts at most this long before the asked start.
 MAX_LEAD_S = 4.0
@@ -147,6 +148,36 @@ def clip_from_recordings(
     # clip's length: later segments join on without their gaps).
     start = held[0].start_wall + begin
     return ClipResult(Path(out), start, start + (finish - begin), copy, (start_wall, end_wall))
+
+
+def clip_of_hit(
+    root: str | Path, hit: Any, out: str | Path, *, before: float = 5.0, after: float = 10.0
+) -> ClipResult:
+    """A clip around a search hit: from `before` seconds before its moment to `after` after.
+
+    A file's moment is cut from the file (where it is now, when the search found it moved), in
+    its media time; a live stream's from the archive's recordings, in wall time.
+
+    Args:
+        root: the archive directory.
+        hit: a `streamer.archive.search.Hit`.
+        out: the clip to write (its folder is made).
+
+    Raises:
+        ConfigError: the moment's media is missing, or the span is empty.
+        SourceNotFoundError: the recordings do not hold the span.
+    """
+    moment, out = hit.moment, Path(out)
+    if hit.media_state == "missing":
+        raise ConfigError(f"no clip of {moment.stream} at {_when(moment.wall_time)}: its media "
+                          "is missing (pruned, or the file is gone)")  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if moment.media_path is not None:
+        source = hit.media or moment.media_path
+        start = max(0.0, moment.media_time - before)
+        return cut_clip(source, start, moment.media_time + after, out)
+    start, end = moment.wall_time - before, moment.wall_time + after
+    return clip_from_recordings(Path(root), moment.stream, start, end, out)
 
 
 def _check_span(start: float, end: float) -> None:

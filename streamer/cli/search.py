@@ -112,16 +112,9 @@ def _row(rank: int, hit: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _clip(args: argparse.Namespace, hit: Any, out: Path) -> Path:
-    from streamer.archive.clips import clip_from_recordings, cut_clip
+    from streamer.archive.clips import clip_of_hit
 
-    moment = hit.moment
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if moment.media_path is not None:  # a file: cut from the file itself (or where it moved)
-        start = max(0.0, moment.media_time - args.before)
-        source = hit.media or moment.media_path
-        return cut_clip(source, start, moment.media_time + args.after, out).path
-    start, end = moment.wall_time - args.before, moment.wall_time + args.after
-    return clip_from_recordings(Path(args.archive), moment.stream, start, end, out).path
+    return clip_of_hit(args.archive, hit, out, before=args.before, after=args.after).path
 
 
 def _line(row: dict[str, Any]) -> str:

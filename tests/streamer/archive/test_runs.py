@@ -62,6 +62,12 @@ async def test_a_file_run_indexes_its_moments_and_finds_a_frame_by_its_picture(
     assert moment.media_path == str(small_clip.resolve()) and moment.media_size > 0
     assert moment.caption and moment.caption_source == "tags"  # the caption in force there
     assert moment.thumbnail[:2] == b"\xff\xd8"  # a JPEG
+    # The Python API cuts a clip around a hit, from the file itself.
+    clip = archive.clip(hit, tmp_path / "clips" / "hit.mp4", before=0.5, after=0.5)
+    played = float(video_stream(ffprobe(clip.path))["duration"])
+    wanted = (moment.media_time - 0.5, min(moment.media_time + 0.5, 2.0))  # the clip is 2 s
+    assert clip.start <= wanted[0] + 0.05 and clip.end >= wanted[1] - 0.05, (clip, wanted)
+    assert abs(played - (clip.end - clip.start)) <= 0.1, (played, clip)  # what it says it holds
     archive.close()
 
 
