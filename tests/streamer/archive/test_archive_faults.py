@@ -21,7 +21,7 @@ from media import ffprobe, read_jsonl, video_stream
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamer import AnalysisConfig, OutputConfig, RunConfig, run_pipeline
-from streamer.archive import _remux
+from streamer.archive import _segment_log
 from streamer.archive.index import MomentTable
 from streamer.archive.options import ArchiveConfig
 from streamer.config import ServeConfig
@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180
 def _fill_the_disk_on(full: threading.Event, monkeypatch) -> None:
     """Once `full` is set, the index's commits and the recorder's catalogue fail as on a full
     disk (a recorder then stops at its next segment)."""
-    add, append = MomentTable.add, _remux.append_event
+    add, append = MomentTable.add, _segment_log.append_event
 
     def no_room() -> OSError:
         return OSError(errno.ENOSPC, "No space left on device")
@@ -49,7 +49,7 @@ def _fill_the_disk_on(full: threading.Event, monkeypatch) -> None:
         return append(folder, event)
 
     monkeypatch.setattr(MomentTable, "add", add_or_fail)
-    monkeypatch.setattr(_remux, "append_event", append_or_fail)
+    monkeypatch.setattr(_segment_log, "append_event", append_or_fail)
 
 
 async def _events(response, wanted) -> list[tuple[str, dict]]:

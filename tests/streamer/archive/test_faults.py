@@ -104,17 +104,19 @@ def test_a_killed_live_run_leaves_an_archive_the_next_run_and_the_commands_open(
     rtsp_server, tmp_path
 ):
     arch = tmp_path / "arch"
-    run = ["run", f"door={rtsp_server.url('cam1')}", "--archive", arch, "--segment", "2s",
+    run = ["run", f"door={rtsp_server.url('cam1')}", "--archive", arch, "--segment", "6s",
            "--index-every", "1s", *TINY]  # fmt: skip
     process = _streamer(*run, cwd=tmp_path)
     try:
         # The first moment is committed at once (its caption is the first); the next ones
         # wait for a new caption, which a still picture with tags for captions never gets.
-        _wait(lambda: len(segments(arch, "door")) >= 2 and _rows(arch) >= 1, 90,
-              "two segments and a moment", process)  # fmt: skip
+        _wait(lambda: len(segments(arch, "door")) >= 1 and _rows(arch) >= 1, 90,
+              "a segment and a moment", process)  # fmt: skip
         count = len(segments(arch, "door"))
-        _wait(lambda: len(segments(arch, "door")) > count, 10, "a new segment", process)
-        time.sleep(1.5)  # a fragment (a second: the pattern's key frames) into it, not two
+        _wait(lambda: len(segments(arch, "door")) > count, 20, "a new segment", process)
+        # A fragment (a second: the pattern's key frames) or more into it, and far from its
+        # end (6 s) even on a loaded machine: the kill cuts it short.
+        time.sleep(2.5)
     finally:
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=10)
