@@ -76,6 +76,18 @@ def test_file_keys_become_run_options_typed_by_their_flags(tmp_path):
     assert config.llm is None and config.live is True
 
 
+def test_an_archive_table_sets_the_archive_as_its_flags_do(tmp_path):
+    text = (
+        'inputs = ["clip.mp4"]\nno-llm = true\n[archive]\narchive = "cams"\n'
+        'retain = "7d"\nclip-before = "3s"\nindex-every = "30s"\nsummary = true\n'
+    )
+    config = configure(given("--config", write(tmp_path, text)))
+    archive = config.archive
+    assert archive.path == "cams" and archive.retain_s == 7 * 86400 and archive.summary
+    assert archive.clip_before_s == 3.0 and archive.index_every_s == 30.0
+    assert archive.segment_s == 60.0 and archive.max_gb is None  # the defaults, written once
+
+
 def test_sources_per_stream_alerts_watch_only_their_stream(tmp_path):
     options = given("--config", write(tmp_path, CAMERAS))
     assert options.get("alert") == ["a dog", "door=a person at the door", "door=a parcel"]
