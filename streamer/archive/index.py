@@ -23,7 +23,7 @@ import contextlib
 import datetime as dt
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,21 +184,13 @@ class MomentTable:
             ArchiveError: the table cannot be opened (damaged, unreadable) or its embeddings
                 are not `dim` long.
         """
-        import lancedb  # here: `import streamer.archive` stays light
-
-        index_dir = Path(index_dir)
-        path = index_dir / f"{TABLE}.lance"
-        if not path.exists() and not create:
+        opened = open_lance_table(index_dir, TABLE, lambda: moments_schema(dim), create=create)
+        if opened is None:
             return None
+        lance, path = opened
         try:
-            # A reader in a long-lived process (the viewer) sees the writer's new commits.
-            db = lancedb.connect(index_dir, read_consistency_interval=dt.timedelta(seconds=1))
-            if path.exists():
-                lance = db.open_table(TABLE)
-            else:
-                lance = db.create_table(TABLE, schema=moments_schema(dim), exist_ok=True)
             stored = lance.schema.field(VECTOR).type.list_size
-        except Exception as exc:  # LanceDB raises OSError, ValueError or its Rust errors
+        except Exception as exc:  # a damaged manifest
             raise index_failure(path, exc, "opening") from exc
         if stored != dim:
             raise ArchiveError(
@@ -329,6 +321,37 @@ def lance_message(exc: BaseException) -> str:
 
 
 _RUST_LOCATION = re.compile(r",?\s*/\S+\.rs:\d+:\d+")
+
+
+def open_lance_table(
+    index_dir: str | Path, name: str, schema: Callable[[], Any], *, create: bool
+) -> tuple[Any, Path] | None:
+    """The LanceDB table `name` in the database at `index_dir`, and its directory.
+
+    Args:
+        schema: the table's schema, asked for only when the table is made.
+        create: make the table (empty) when there is none.
+
+    Returns:
+        None when there is no such table and `create` is false.
+
+    Raises:
+        ArchiveError: the table cannot be opened or made (damaged, unreadable, disk full).
+    """
+    import lancedb  # here: `import streamer.archive` stays light
+
+    index_dir = Path(index_dir)
+    path = index_dir / f"{name}.lance"
+    if not path.exists() and not create:
+        return None
+    try:
+        # A reader in a long-lived process (the viewer) sees the writer's new commits.
+        db = lancedb.connect(index_dir, read_consistency_interval=dt.timedelta(seconds=1))
+        if path.exists():
+            return db.open_table(name), path
+        return db.create_table(name, schema=schema(), exist_ok=True), path
+    except Exception as exc:  # LanceDB raises OSError, ValueError or its Rust errors
+        raise index_failure(path, exc, "opening") from exc
 
 
 def index_failure(path: Path, exc: BaseException, doing: str = "reading") -> ArchiveError:

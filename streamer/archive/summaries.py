@@ -189,21 +189,10 @@ class SummaryTable:
         Raises:
             ArchiveError: the table cannot be opened or made (damaged, unreadable, disk full).
         """
-        import lancedb  # here: `import streamer.archive` stays light
+        from streamer.archive.index import open_lance_table
 
-        index_dir = Path(index_dir)
-        path = index_dir / f"{TABLE}.lance"
-        if not path.exists() and not create:
-            return None
-        try:
-            db = lancedb.connect(index_dir, read_consistency_interval=dt.timedelta(seconds=1))
-            if path.exists():
-                lance = db.open_table(TABLE)
-            else:
-                lance = db.create_table(TABLE, schema=summaries_schema(), exist_ok=True)
-        except Exception as exc:  # LanceDB raises OSError, ValueError or its Rust errors
-            raise _failure(path, exc, "opening") from exc
-        return cls(lance, path)
+        opened = open_lance_table(index_dir, TABLE, summaries_schema, create=create)
+        return None if opened is None else cls(*opened)
 
     @contextlib.contextmanager
     def failures(self, doing: str = "reading") -> Iterator[None]:
