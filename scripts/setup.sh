@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up streamer in a virtual environment (.venv) beside this script's repository.
 #   bash scripts/setup.sh          the package and its runtime dependencies
-#   bash scripts/setup.sh --test   also the test tools, Debian's ffmpeg (ffprobe checks outputs)
+#   bash scripts/setup.sh --test   also the test tools and Ray (the cluster extra), Debian's ffmpeg (ffprobe checks outputs)
 #                                  and GStreamer's RTSP server (the live-source tests' camera)
 #                                  and Debian's chromium (the web viewer's browser test)
 # Safe to run again: it reinstalls only when pyproject.toml changed.
@@ -56,7 +56,8 @@ fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 extras=""
-[ "$want_tests" = 1 ] && extras="[test]"
+# The tests also run the cluster (`--cluster`) on simulated Ray nodes: the `cluster` extra.
+[ "$want_tests" = 1 ] && extras="[test,cluster]"
 stamp=".venv/.streamer-installed$extras"
 digest=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then

@@ -16,6 +16,7 @@ from streamer.analysis.captioner import CaptionPolicy
 from streamer.analysis.options import AnalysisConfig
 from streamer.analysis.worker import EncoderChoice
 from streamer.archive.options import ArchiveConfig
+from streamer.cluster.options import ClusterConfig, cluster_address
 from streamer.core.checks import (
     float_above,
     float_at_least,
@@ -27,7 +28,7 @@ from streamer.core.options import Option, option, section, validate
 from streamer.errors import ConfigError
 from streamer.llm import LlmConfig
 from streamer.outputs.options import OutputConfig, check_writable
-from streamer.sources import SourceOptions
+from streamer.sources import SourceOptions, stream_names
 from streamer.watch.web.options import LOCAL_HOST, ServeConfig
 from streamer.watch.webhook import check_webhook_url
 
@@ -64,6 +65,9 @@ class RunConfig:
         show: a window per stream on this machine's display.
         alerts: text queries to watch for (`streamer.analysis.alerts`); they need a CLIP encoder.
         webhook: an http(s) URL every alert is POSTed to, None for none.
+        archive: where the run remembers what it saw (`ArchiveConfig`), None for nowhere.
+        cluster: the Ray cluster the run spreads over (`ClusterConfig`; `run_cluster` runs
+            it), None for this process alone.
     """
 
     input: str | tuple[str, ...]
@@ -139,6 +143,15 @@ class RunConfig:
                "URL; retried with backoff, never holds up the video", metavar="URL",
                group="alerts"),
     )  # fmt: skip
+    cluster: ClusterConfig | None = section(
+        ClusterConfig,
+        Option("--cluster", "run on a Ray cluster (pip install \"streamer[cluster]\"): 'auto' "
+               "(the cluster `ray start` made on this machine, or RAY_ADDRESS), "
+               "ray://HOST:10001 (Ray Client) or HOST:6379 (the head node). Each node decodes "
+               "its streams; a pool of --encoders replicas encodes for all",
+               cluster_address(), metavar="ADDRESS"),
+        group="cluster", default=None,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         # Bad values first: a user fixing "nothing to write" should not then meet the next one.
@@ -152,6 +165,8 @@ class RunConfig:
                 "--no-llm (and give --llm-url if the server is not LM Studio's), or leave out "
                 "--summary-every"
             )
+        if self.cluster is not None:
+            self._check_cluster(self.cluster)
         if not self.outputs.paths() and self.serve is None and not self.show and not self.archive:
             raise ConfigError(
                 "nothing to write or show: give at least one of -o/--output, --srt, --vtt, "
@@ -169,6 +184,21 @@ class RunConfig:
                 "--webhook sends alerts, but there are none: add --alert 'TEXT' (e.g. "
                 "--alert 'a person at the door')"
             )
+
+    def _check_cluster(self, cluster: ClusterConfig) -> None:
+        if self.show:
+            raise ConfigError(
+                "--show opens windows on this machine's display, but with --cluster the frames "
+                "stay on the nodes that decode them: watch the streams with --serve [HOST:]PORT "
+                "instead, or leave out --cluster"
+            )
+        names = [name for name, _ in stream_names(self.inputs)]
+        for pin in cluster.pins:
+            if pin.stream not in names:
+                raise ConfigError(
+                    f"--pin {pin}: this run has no stream named {pin.stream!r} (its streams: "
+                    f"{', '.join(names)}); name an input NAME=SPEC to pin it"
+                )
 
     @property
     def inputs(self) -> tuple[str, ...]:

@@ -33,6 +33,10 @@ shown in brackets, and states the exit code it ends the `streamer` command with:
     │   └── SinkOpenError (OSError)       an output file could not be created or opened
     ├── ArchiveError                      an archive directory that cannot be used: newer format,
     │                                     corrupt or missing metadata, locked by another run
+    ├── ClusterError                      a run on a Ray cluster (`--cluster`) failed; names what
+    │   │                                 and the fix
+    │   └── ClusterUnavailableError (ConnectionError)   the cluster cannot be reached, or Ray
+    │                                     refused the connection (e.g. another Ray version)
     ├── SampleUnavailableError (RuntimeError)   the sample clip could not be fetched
     ├── BenchError (RuntimeError)         a benchmark mode failed in its own process
     ├── ChannelClosed                     `put` on a closed channel, `get` on a closed, empty one
@@ -44,6 +48,8 @@ permanent when they happen at the first open (the source is then marked failed).
 retries only `LlmUnavailableError`, and only it counts towards the circuit breaker.
 `SourceDecodeError` is not raised: a file source keeps it as `incomplete`, and the run ends with
 its exit code. `ChannelClosed` and `ChannelFull` tell stages that a channel ended or is full.
+A missing optional extra (Ray for `--cluster`, a GUI OpenCV for `--show`) is a `ConfigError`:
+the command cannot run as given until it is installed, and the message says what to install.
 
 `encoders` sits below `streamer` and has its own root, `EncoderError`. The three classes that
 are also `encoders` errors (`UnknownModelError`, `ModelError` and its two children) are made
@@ -63,6 +69,8 @@ __all__ = [
     "BenchError",
     "ChannelClosed",
     "ChannelFull",
+    "ClusterError",
+    "ClusterUnavailableError",
     "ConfigError",
     "LlmAuthError",
     "LlmCircuitOpenError",
@@ -228,6 +236,20 @@ class ArchiveError(StreamerError):
     """An archive directory cannot be opened or written: not an archive, written by a newer
     streamer, damaged metadata or index, or locked by another run; the message names the path
     and the fix, and nothing of the archive is deleted."""
+
+
+# --- the cluster -------------------------------------------------------------------------------
+
+
+class ClusterError(StreamerError):
+    """A run on a Ray cluster (`--cluster`) failed as a whole: the message names what failed
+    (the pool, a shard, the cluster itself) and the fix."""
+
+
+class ClusterUnavailableError(ClusterError, ConnectionError):
+    """The cluster cannot be reached at its address (nothing answers there, no cluster was
+    started on this machine for `auto`), or Ray refused the connection (another Ray or Python
+    version on the cluster); the message names the address and the fix."""
 
 
 # --- the rest ----------------------------------------------------------------------------------

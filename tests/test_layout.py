@@ -28,9 +28,13 @@ PACKAGES = ("streamer", "encoders")
 # from one above. Every module of `streamer` and `encoders` must fall in a room listed here.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("commands", ("streamer", "streamer.__main__", "streamer.cli", "streamer.bench")),
+    # a cluster run runs the pipeline on each node: above the wiring, below the commands
+    ("cluster", ("streamer.cluster",)),
     ("wiring", ("streamer.pipeline", "streamer.report", "streamer.config")),
+    # RunConfig (wiring) holds ClusterConfig; connecting needs only errors, core and the options
     ("streams and outputs", ("streamer.stream", "streamer.watch", "streamer.outputs",
-                             "streamer.archive", "streamer.cluster")),
+                             "streamer.archive", "streamer.cluster.options",
+                             "streamer.cluster.connect")),
     ("analysis, LLM and sources", ("streamer.analysis", "streamer.llm", "streamer.sources")),
     ("core", ("streamer.core",)),
     ("errors", ("streamer.errors",)),

@@ -21,6 +21,7 @@ from streamer.archive.options import ArchiveConfig
 from streamer.cli import config_file
 from streamer.cli.flags import dest
 from streamer.cli.options import TABLE, by_key
+from streamer.cluster.options import ClusterConfig
 from streamer.config import RunConfig, ServeConfig
 from streamer.core.options import Declared, Ordered, section_of
 from streamer.core.samples import cache_dir
@@ -32,7 +33,7 @@ from streamer.watch.window import show_mode
 __all__ = ["Settings", "configure", "settings"]
 
 #: Sections the builder makes itself (their own options decide whether they exist at all).
-_BUILT_HERE = ("llm", "serve", "alerts", "archive")
+_BUILT_HERE = ("llm", "serve", "alerts", "archive", "cluster")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,7 @@ def configure(given: Settings) -> RunConfig:
         llm=None if given.get("no-llm") else LlmConfig(**fields.get("llm", {})),
         serve=_serve(given, fields.get("serve", {})),
         archive=_archive(given, fields.get("archive", {})),
+        cluster=_cluster(given, fields.get("cluster", {})),
         alerts=_alert_rules(given.get("alert") or (), fields.get("alerts", {}), inputs),
     )
 
@@ -198,6 +200,19 @@ def _archive(given: Settings, fields: dict[str, Any]) -> ArchiveConfig | None:
             raise ConfigError(f"{flag} needs --archive DIR (the archive it applies to)")
         return None
     return ArchiveConfig(path=path, **fields)
+
+
+def _cluster(given: Settings, fields: dict[str, Any]) -> ClusterConfig | None:
+    address = given.get("cluster")
+    if address is None:
+        # Defaults are let through: `config --print` writes every key, set or not.
+        rows = {r.path: r for r in TABLE if r.path.startswith("cluster.")}
+        changed = [k for k, v in fields.items() if v != rows[f"cluster.{k}"].default]
+        if changed:
+            flag = rows[f"cluster.{changed[0]}"].option.flag
+            raise ConfigError(f"{flag} needs --cluster ADDRESS (the cluster it applies to)")
+        return None
+    return ClusterConfig(address=address, **fields)
 
 
 # --- checks between options ---------------------------------------------------------------------

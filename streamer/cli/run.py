@@ -51,10 +51,13 @@ def run_command(args: argparse.Namespace) -> int:
         return report(exc)
     progress = not given.get("no-progress")
     signals: list[int] = []
+    run = run_pipeline
+    if config.cluster is not None:  # the same run, spread over a Ray cluster
+        from streamer.cluster import run_cluster  # Ray loads only for a cluster run
+
+        run = run_cluster
     try:
-        summary = run_with_signals(
-            lambda stop: run_pipeline(config, stop=stop, progress=progress), signals
-        )
+        summary = run_with_signals(lambda stop: run(config, stop=stop, progress=progress), signals)
     except Exception as exc:  # the tree states each error's exit code; a bug is re-raised
         return report(exc)
     except asyncio.CancelledError:

@@ -61,6 +61,8 @@ EXIT_CODES = {
     "SinkError": EXIT_ERROR,
     "SinkOpenError": EXIT_ERROR,
     "ArchiveError": EXIT_ERROR,
+    "ClusterError": EXIT_ERROR,
+    "ClusterUnavailableError": EXIT_ERROR,
     "SampleUnavailableError": EXIT_ERROR,
     "BenchError": EXIT_ERROR,
     "ChannelClosed": EXIT_ERROR,

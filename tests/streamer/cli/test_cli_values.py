@@ -71,6 +71,13 @@ BAD = {
     "--clip-before": ("0", ["a duration > 0 s"]),
     "--clip-after": ("-5s", ["a duration > 0 s"]),
     "--summary-every": ("0s", ["a duration > 0 s"]),
+    "--cluster": ("head", ["auto, ray://HOST:PORT", "or HOST:PORT"]),
+    "--encoders": ("0", ["a whole number ≥ 1"]),
+    "--encoder-cpus": ("0", ["a number of CPUs > 0"]),
+    "--shards-per-node": ("0", ["a whole number ≥ 1"]),
+    "--in-flight": ("0", ["a whole number ≥ 1"]),
+    "--files-per-shard": ("0", ["a whole number ≥ 1"]),
+    "--pin": ("door", ["STREAM=RESOURCE or STREAM=KEY=VALUE"]),
 }
 CASES = [pytest.param(flag, bad, allowed, id=flag) for flag, (bad, allowed) in BAD.items()]
 
@@ -122,6 +129,8 @@ def test_a_bad_file_value_names_the_key_path_the_value_and_what_is_allowed(
     row = by_key()[flag[2:]]
     key = row.option.key
     where = f"{row.group}.{key}" if row.group else key  # [table] key = ...
+    if row.option.kind == "list":  # a repeatable option's value is its list's first item
+        where += "[0]"
     value = toml_value(bad)
     table = f"[{row.group}]\n" if row.group else ""
     path = tmp_path / "streamer.toml"
