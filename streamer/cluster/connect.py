@@ -5,8 +5,9 @@ the `cluster` extra (`pip install "streamer[cluster]"`), and a run without `--cl
 loads it.
 
 Before Ray is asked to join, the address is checked the cheap way: its TCP port must answer
-within a few seconds. Ray itself retries an unreachable head for about a minute and logs each
-attempt; a user who typed the wrong address should hear so at once, in one line.
+within a few seconds, and answer an HTTP/2 hello as a gRPC server does. Ray itself retries an
+unreachable head, or a port that is not Ray's, for a minute or more and logs each attempt; a
+user who typed the wrong address should hear so at once, in one line.
 """
 
 from __future__ import annotations
@@ -241,8 +242,9 @@ def _check_reachable(target: str, *, given: str, timeout_s: float = REACH_TIMEOU
     assert parts is not None
     _scheme, host, port = parts
     try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            pass
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            # A cluster with TLS (Ray's RAY_USE_TLS) answers no plain HTTP/2 hello.
+            speaks_grpc = _uses_tls() or _speaks_grpc(sock)
     except OSError as exc:
         if isinstance(exc, TimeoutError):
             reason = f"no answer within {timeout_s:g} s"
@@ -251,6 +253,37 @@ def _check_reachable(target: str, *, given: str, timeout_s: float = REACH_TIMEOU
         raise ClusterUnavailableError(
             f"no Ray cluster answers at {_named(target, given)} ({reason}). Fix: {_START}"
         ) from exc
+    if not speaks_grpc:
+        raise ClusterUnavailableError(
+            f"something answers at {_named(target, given)}, but not Ray (no gRPC): is it the "
+            "right port? A head listens on 6379 unless `ray start --head --port` said otherwise, "
+            "Ray Client on 10001"
+        )
+
+
+def _uses_tls() -> bool:
+    return os.environ.get("RAY_USE_TLS", "0").strip().lower() in ("1", "true")
+
+
+#: What an HTTP/2 client sends first: the connection preface, then its (empty) SETTINGS frame.
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _speaks_grpc(sock: socket.socket) -> bool:
+    """Whether the server on `sock` answers an HTTP/2 hello with its SETTINGS frame, as every
+    gRPC server (Ray's GCS, Ray Client) does at once. Ray, given a port that is open but not
+    its own, retries for minutes and logs every attempt."""
+    try:
+        sock.sendall(_HTTP2_HELLO)
+        header = b""
+        while len(header) < 9:  # a frame header: length (3), type (1), flags (1), stream (4)
+            chunk = sock.recv(9 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    except TimeoutError:
+        return False
+    return header[3] == 4  # type 4: SETTINGS
 
 
 def _named(target: str, given: str) -> str:

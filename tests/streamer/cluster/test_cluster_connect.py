@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from live_helpers import SilentServer
 
 from streamer.cluster import ClusterConfig, ClusterInfo, Pin, connect, nodes
 from streamer.cluster.connect import disconnect
@@ -79,6 +80,19 @@ def test_auto_with_a_stale_address_file_names_both(tmp_path):
     (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}")
     proc = streamer_run(tmp_path, "auto", RAY_ADDRESS="", RAY_TMPDIR=str(ray_tmp))
     assert_one_line_error(proc, f"127.0.0.1:{port} (--cluster auto)", "connection refused")
+
+
+@pytest.mark.integration
+def test_run_with_a_port_that_is_open_but_not_ray_exits_1_within_seconds(tmp_path):
+    # Ray would retry such a port for minutes, logging every attempt.
+    server = SilentServer()
+    try:
+        started = time.monotonic()
+        proc = streamer_run(tmp_path, f"127.0.0.1:{server.port}")
+        assert time.monotonic() - started < 15
+    finally:
+        server.close()
+    assert_one_line_error(proc, f"127.0.0.1:{server.port}", "but not Ray", "right port")
 
 
 def test_nodes_without_a_cluster_says_to_connect_first():
