@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # RunConfig (wiring) holds ClusterConfig; connecting needs only errors, core and the options
     ("streams and outputs", ("streamer.stream", "streamer.watch", "streamer.outputs",
                              "streamer.archive", "streamer.cluster.options",
-                             "streamer.cluster.connect")),
+                             "streamer.cluster.session")),
     ("analysis, LLM and sources", ("streamer.analysis", "streamer.llm", "streamer.sources")),
     ("core", ("streamer.core",)),
     ("errors", ("streamer.errors",)),

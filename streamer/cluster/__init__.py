@@ -13,8 +13,8 @@ Example:
     ...                    outputs=OutputConfig(jsonl="out/{stream}.jsonl"))
     >>> summary = asyncio.run(run_cluster(config))  # doctest: +SKIP
 
-`import streamer.cluster` and its options load neither Ray nor torch: `run_cluster` loads on
-first use (PEP 562), and `connect` imports Ray only when called.
+`import streamer.cluster` and its options load neither Ray nor torch: every name loads on first
+use (PEP 562), and `connect` imports Ray only when called.
 """
 
 from __future__ import annotations
@@ -22,15 +22,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Imported now, not on first use: the function `connect` shares its name with its module, and
-# Python binds a submodule to its package's attribute when the submodule is first imported.
-# Importing it here binds the function over it once and for all, so `from streamer.cluster
-# import connect` is the function whichever import came first. The module is light (no Ray).
-from streamer.cluster.connect import ClusterInfo, NodeInfo, connect, nodes
-from streamer.cluster.options import ClusterConfig, Pin
-
-# public name → the module that defines it, for the names that load on first use
+# public name → the module that defines it (each loads on first use)
 _EXPORTS = {
+    "ClusterConfig": "streamer.cluster.options",
+    "ClusterInfo": "streamer.cluster.session",
+    "NodeInfo": "streamer.cluster.session",
+    "Pin": "streamer.cluster.options",
+    "connect": "streamer.cluster.session",
+    "nodes": "streamer.cluster.session",
     "run_cluster": "streamer.cluster.driver",
 }
 
@@ -50,5 +49,7 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 
 
-if TYPE_CHECKING:  # for type checkers and IDEs: the same name, imported eagerly
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from streamer.cluster.driver import run_cluster
+    from streamer.cluster.options import ClusterConfig, Pin
+    from streamer.cluster.session import ClusterInfo, NodeInfo, connect, nodes

@@ -15,7 +15,7 @@ from streamer.core.options import Option, option, validate
 from streamer.errors import ConfigError
 
 if TYPE_CHECKING:
-    from streamer.cluster.connect import NodeInfo
+    from streamer.cluster.session import NodeInfo
 
 __all__ = [
     "AUTO",

@@ -14,7 +14,7 @@ import pytest
 from streamer.cli.build import Settings, configure, settings
 from streamer.cli.main import build_parser, main
 from streamer.cluster import ClusterConfig, Pin
-from streamer.cluster.connect import NodeInfo
+from streamer.cluster.session import NodeInfo
 from streamer.config import RunConfig
 from streamer.errors import ConfigError
 from streamer.outputs.options import OutputConfig
@@ -217,7 +217,7 @@ def test_print_shows_the_cluster_table_and_it_loads_back(tmp_path, capsys):
 
 def test_the_cluster_package_and_its_options_load_neither_ray_nor_torch():
     code = (
-        "import sys, streamer.cluster, streamer.cluster.options, streamer.cluster.connect\n"
+        "import sys, streamer.cluster, streamer.cluster.options, streamer.cluster.session\n"
         "from streamer.cluster import ClusterConfig, connect, nodes\n"
         "assert callable(connect) and callable(nodes), connect\n"
         "print(sorted(m for m in ('ray', 'torch', 'open_clip') if m in sys.modules))\n"
@@ -229,8 +229,8 @@ def test_the_cluster_package_and_its_options_load_neither_ray_nor_torch():
 
 def test_connect_is_the_function_even_when_its_module_was_imported_first():
     code = (
-        "import streamer.cluster.connect\nfrom streamer.cluster import connect\n"
-        "from streamer.cluster.connect import connect as function\nassert connect is function\n"
+        "import streamer.cluster.session\nfrom streamer.cluster import connect\n"
+        "from streamer.cluster.session import connect as function\nassert connect is function\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
