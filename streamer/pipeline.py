@@ -59,6 +59,7 @@ async def run_pipeline(
     stop: asyncio.Event | None = None,
     progress: bool = False,
     observers: Sequence[Observer] = (),
+    service: EncoderService | None = None,
 ) -> RunSummary:
     """Run every input of `config` through the pipeline into its outputs.
 
@@ -68,6 +69,8 @@ async def run_pipeline(
         stop: set it to end early; outputs are finalised with what was written so far.
         progress: show progress on stderr (a bar for files, a status table for live streams).
         observers: also told what happens (`streamer.core.events`): a web viewer, a window, ...
+        service: the encoder service to use instead of one in this process (a cluster's shard
+            passes the encoder pool's); `encoder` is then ignored.
 
     Returns:
         What happened.
@@ -78,6 +81,11 @@ async def run_pipeline(
         EncoderError: the encoder cannot be loaded.
         SinkError: an output cannot be written.
     """
+    if config.cluster is not None:
+        raise ConfigError(
+            "this configuration runs on a cluster (cluster is set): run it with "
+            "streamer.cluster.run_cluster(config), or leave cluster out to run here"
+        )
     _check_alert_encoder(config, ModelCard.of(encoder) if encoder is not None else None)
     sources: list[Source] = [
         open_source(spec, name, live=config.live, options=config.sources)
@@ -88,7 +96,8 @@ async def run_pipeline(
     hwaccel = resolve_hwaccel(config.sources.hwaccel)  # `cuda` without CUDA fails here
     if config.archive is not None:
         preload_archive()  # LanceDB's import, while the encoder loads
-    service = await local_encoder_service(config.encoder, config.analysis.batch, encoder)
+    if service is None:
+        service = await local_encoder_service(config.encoder, config.analysis.batch, encoder)
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(service.close)
         _check_alert_encoder(config, service.model)
