@@ -35,8 +35,12 @@ shown in brackets, and states the exit code it ends the `streamer` command with:
     │                                     corrupt or missing metadata, locked by another run
     ├── ClusterError                      a run on a Ray cluster (`--cluster`) failed; names what
     │   │                                 and the fix
-    │   └── ClusterUnavailableError (ConnectionError)   the cluster cannot be reached, or Ray
-    │                                     refused the connection (e.g. another Ray version)
+    │   ├── ClusterUnavailableError (ConnectionError)   the cluster cannot be reached, or Ray
+    │   │                                 refused the connection (e.g. another Ray version)
+    │   └── ActorLostError                a shard or an encoder replica died with work of the run
+    │                                     (its node left, its process was killed); the run redoes
+    │                                     or drops that work, so it only ends a run when the
+    │                                     work is lost twice
     ├── SampleUnavailableError (RuntimeError)   the sample clip could not be fetched
     ├── BenchError (RuntimeError)         a benchmark mode failed in its own process
     ├── ChannelClosed                     `put` on a closed channel, `get` on a closed, empty one
@@ -65,6 +69,7 @@ import sys
 from typing import Any, ClassVar
 
 __all__ = [
+    "ActorLostError",
     "ArchiveError",
     "BenchError",
     "ChannelClosed",
@@ -250,6 +255,13 @@ class ClusterUnavailableError(ClusterError, ConnectionError):
     """The cluster cannot be reached at its address (nothing answers there, no cluster was
     started on this machine for `auto`), or Ray refused the connection (another Ray or Python
     version on the cluster); the message names the address and the fix."""
+
+
+class ActorLostError(ClusterError):
+    """A Ray actor of the run (a shard, an encoder replica) died with work in hand: its node
+    left the cluster or its process was killed. The driver redoes a lost shard's files and
+    restarts its live streams elsewhere; a shard resends a lost replica's file frames once and
+    drops its live ones. Raised out of a run only when the same work is lost twice."""
 
 
 # --- the rest ----------------------------------------------------------------------------------

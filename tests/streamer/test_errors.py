@@ -63,6 +63,7 @@ EXIT_CODES = {
     "ArchiveError": EXIT_ERROR,
     "ClusterError": EXIT_ERROR,
     "ClusterUnavailableError": EXIT_ERROR,
+    "ActorLostError": EXIT_ERROR,
     "SampleUnavailableError": EXIT_ERROR,
     "BenchError": EXIT_ERROR,
     "ChannelClosed": EXIT_ERROR,
