@@ -16,7 +16,7 @@ import pytest
 from live_helpers import SilentServer
 
 from streamer.cluster import ClusterConfig, ClusterInfo, Pin, connect, nodes
-from streamer.cluster.connect import disconnect
+from streamer.cluster.session import disconnect
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -32,7 +32,8 @@ def free_port() -> int:
 
 def streamer_run(tmp_path: Path, address: str, **env: str) -> subprocess.CompletedProcess:
     """`streamer run --cluster ADDRESS clip.mp4 --jsonl out.jsonl` as a user runs it (clip.mp4
-    need not exist: the cluster is joined before any input is opened)."""
+    exists but is never opened: the cluster is joined before any input is)."""
+    (tmp_path / "clip.mp4").touch()  # the driver checks a file input is there before joining
     return subprocess.run(
         [sys.executable, "-m", "streamer", "run", "--cluster", address, "clip.mp4",
          "--jsonl", str(tmp_path / "out.jsonl")],

@@ -1,0 +1,221 @@
+"""`run_cluster`: the same run as `run_pipeline`, spread over a Ray cluster.
+
+::
+
+    driver (this process)                      node 1                      node 2
+      connect, name the streams         ┌──── shard: streams/files ──┐  ┌── shard ...
+      start the pool and the shards ────┤       decode, sample,      │  │
+      hand out work (jobs.py):          │       overlay, outputs     │  │
+        live streams → a shard each     │             │ 224×224 uint8│  │
+        files → a queue over the shards └─────────────┼──────────────┘  └──
+      restart what a lost node had                    ▼
+      merge the summaries                  encoder replicas (pool.py), batching across shards
+
+A node lost: its live streams start again on another node (a pinned one waits for its node),
+its unfinished files are redone from the start elsewhere (their outputs rewritten); finished
+ones are kept. An encoder replica lost: Ray restarts it where resources allow (`pool.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from streamer.cluster.jobs import Job, Plan, merge_summaries, plan_run
+from streamer.cluster.options import ClusterConfig
+from streamer.cluster.placement import Placement
+from streamer.cluster.session import ClusterInfo, connect, disconnect
+from streamer.config import RunConfig
+from streamer.errors import ActorLostError, ClusterError, StreamerError
+from streamer.report import RunSummary
+
+__all__ = ["run_cluster"]
+
+log = logging.getLogger("streamer")
+
+STOP_GRACE_S = 30.0  # how long stopped shards get to finish their outputs
+
+
+async def run_cluster(
+    config: RunConfig, *, stop: asyncio.Event | None = None, progress: bool = False
+) -> RunSummary:
+    """Run every input of `config` on the Ray cluster `config.cluster` names.
+
+    Args:
+        config: the run; `config.cluster` says where and how (`ClusterConfig`).
+        stop: set it to end early; every shard finishes its outputs with what it wrote.
+        progress: log each finished file and the cluster's state now and then.
+
+    Returns:
+        What happened, every stream of every node in input order.
+
+    Raises:
+        ClusterUnavailableError: the cluster cannot be reached (before any work).
+        ConfigError, SourceError: as `run_pipeline`, before any work.
+        ClusterError: the pool or the shards could not be started, or failed for good.
+    """
+    if config.cluster is None:
+        raise ClusterError("run_cluster needs config.cluster (ClusterConfig(address='auto'))")
+    plan = plan_run(config)  # every check that needs no cluster first
+    info = await asyncio.to_thread(connect, config.cluster)
+    try:
+        log.info("%s", info.describe())
+        run = _ClusterRun(config, config.cluster, plan, info, stop or asyncio.Event(), progress)
+        return await run.run()
+    finally:
+        await asyncio.to_thread(disconnect)
+
+
+class _ClusterRun:
+    """The driver's side of one cluster run: jobs out, summaries back, faults handled."""
+
+    def __init__(
+        self, config: RunConfig, cluster: ClusterConfig, plan: Plan, info: ClusterInfo,
+        stop: asyncio.Event, progress: bool,
+    ) -> None:  # fmt: skip
+        self.config = config
+        self.plan = plan
+        self.stop = stop
+        self.progress = progress
+        self.placement = Placement(config, cluster, info)
+        self.running: dict[asyncio.Task, Job] = {}
+        self.done: dict[str, Any] = {}  # job key → its summary (a redone file: the last one)
+        self.started = time.monotonic()
+        self.stopping = False  # the shards were told to stop
+        self._stop_seen: asyncio.Task | None = None  # ends when `stop` is set
+
+    async def run(self) -> RunSummary:
+        try:
+            await self.placement.start()
+            await self._schedule()
+        finally:
+            if self._stop_seen is not None:
+                self._stop_seen.cancel()
+            await self._stop_all()
+            await asyncio.to_thread(self.placement.close)
+        return merge_summaries(
+            self.plan, self.done, time.monotonic() - self.started,
+            stopped=self.stop.is_set(), random_weights=self.placement.model.random_weights,
+        )  # fmt: skip
+
+    async def _schedule(self) -> None:
+        """Hand out jobs until every one has finished (or the run is stopped)."""
+        waiting_live = list(self.plan.live)
+        files = list(self.plan.files)
+        next_look = 0.0
+        while True:
+            if time.monotonic() >= next_look:  # nodes come and go
+                await self.placement.refresh()
+                next_look = time.monotonic() + 1.0
+            if not self.stop.is_set():
+                waiting_live = self._start_live(waiting_live)
+                files = self._start_files(files)
+            if not self.running and (self.stop.is_set() or not (files or waiting_live)):
+                return
+            await self._wait_some()
+            for job in self._collect():
+                if job.live:
+                    waiting_live.append(job)
+                else:
+                    files.insert(0, job)  # a lost file goes first: it is redone from the start
+
+    def _start_live(self, waiting: list[Job]) -> list[Job]:
+        """Start each waiting live job where it may run now; the rest keep waiting."""
+        still = []
+        for job in waiting:
+            shard = self.placement.shard_for(job)
+            if shard is None:
+                still.append(job)
+                continue
+            self._launch(job, shard)
+        return still
+
+    def _start_files(self, files: list[Job]) -> list[Job]:
+        """Give queued files to shards with room, least busy first."""
+        while files:
+            shard = self.placement.shard_with_room()
+            if shard is None:
+                break
+            self._launch(files.pop(0), shard)
+        return files
+
+    def _launch(self, job: Job, shard: Any) -> None:
+        ref = shard.handle.run.remote(job.config, job.key)
+        task = asyncio.get_running_loop().create_task(_result(ref))
+        shard.jobs.add(job.key)
+        job.shard = shard
+        self.running[task] = job
+        where = f"{shard.name} on {shard.host}"
+        log.log(logging.INFO if job.live or self.progress else logging.DEBUG,
+                "%s → %s", job.describe(), where)  # fmt: skip
+
+    async def _wait_some(self) -> None:
+        """Until a job ends, the run is told to stop, or a second passes (to look at nodes)."""
+        if self._stop_seen is None:
+            self._stop_seen = asyncio.get_running_loop().create_task(self.stop.wait())
+        waits: set[asyncio.Future] = {*self.running, self._stop_seen}
+        await asyncio.wait(waits, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+        if self.stop.is_set() and not self.stopping:
+            self.stopping = True
+            await self.placement.stop_shards()
+
+    def _collect(self) -> list[Job]:
+        """Take in the jobs that ended; returns those to run again (their node was lost)."""
+        again = []
+        for task in [t for t in self.running if t.done()]:
+            job = self.running.pop(task)
+            self.placement.job_ended(job.shard, job)
+            exc = task.exception()
+            if exc is None:
+                self.done[job.key] = task.result()
+                if self.progress and not job.live:
+                    log.info("%s done (%d/%d files)", job.describe(), self._files_done(),
+                             len(self.plan.files))  # fmt: skip
+            elif isinstance(exc, ActorLostError):
+                self.placement.lost(job.shard)
+                log.warning(
+                    "%s: %s lost (%s); %s",
+                    job.describe(),
+                    job.shard.name,
+                    exc,
+                    "restarting it elsewhere" if job.live else "redoing it elsewhere",
+                )
+                again.append(job.retry())
+            else:
+                raise exc
+        return again
+
+    def _files_done(self) -> int:
+        return sum(1 for job in self.plan.files if job.key in self.done)
+
+    async def _stop_all(self) -> None:
+        """Stop every running job and wait (bounded) for their outputs to finish."""
+        if not self.running:
+            return
+        if not self.stopping:
+            self.stopping = True
+            await self.placement.stop_shards()
+        done, pending = await asyncio.wait(set(self.running), timeout=STOP_GRACE_S)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            job = self.running.pop(task)
+            if task.exception() is None:
+                self.done[job.key] = task.result()
+
+
+async def _result(ref: Any) -> Any:
+    """A job's summary; its shard's loss as `ActorLostError`; a pipeline error as itself."""
+    from ray.exceptions import RayActorError, RayTaskError
+
+    try:
+        return await ref
+    except RayTaskError as exc:
+        cause = exc.cause
+        if isinstance(cause, StreamerError):
+            raise cause from None
+        raise
+    except RayActorError as exc:
+        raise ActorLostError(type(exc).__name__) from None

@@ -1,0 +1,219 @@
+"""Where things run: the encoder pool's replicas, a shard on every node, a job's shard.
+
+The driver owns every actor it starts here and kills them at the end of the run. Replicas are
+spread over the cluster (one GPU each where it has GPUs, else `--encoder-cpus` CPUs) and Ray
+restarts a lost one where resources allow. Shards are pinned to their node and reserve no CPU
+(decoding is their node's to give; the CPUs Ray counts are the encoders'); a node that joins
+during the run gets its shards at the next look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamer.analysis.service import ModelCard
+from streamer.cluster.jobs import Job
+from streamer.cluster.options import ClusterConfig
+from streamer.cluster.session import ClusterInfo, NodeInfo, nodes
+from streamer.config import RunConfig
+from streamer.errors import ClusterError
+
+__all__ = ["Placement", "ShardRef"]
+
+log = logging.getLogger("streamer")
+
+LOAD_TIMEOUT_S = 600.0  # a replica loading its model (pretrained weights may be downloaded)
+
+
+@dataclass(eq=False)
+class ShardRef:
+    """The driver's view of one shard.
+
+    Attributes:
+        name: unique in the run; the shard's lane at each replica.
+        node: the node it is pinned to.
+        handle: the actor.
+        jobs: keys of the jobs it runs now.
+        live: how many of those are live streams.
+        alive: False once its node (or process) was lost.
+    """
+
+    name: str
+    node: NodeInfo
+    handle: Any
+    jobs: set[str] = field(default_factory=set)
+    alive: bool = True
+
+    @property
+    def host(self) -> str:
+        return self.node.host
+
+
+class Placement:
+    """The run's actors and where each job goes.
+
+    Args:
+        config: the run (its encoder and batch policy go to the replicas).
+        cluster: `--encoders`, `--encoder-cpus`, `--shards-per-node`, `--in-flight`,
+            `--files-per-shard`.
+        info: the cluster as `connect` found it.
+    """
+
+    def __init__(self, config: RunConfig, cluster: ClusterConfig, info: ClusterInfo) -> None:
+        self._config = config
+        self._cluster = cluster
+        self._info = info
+        self._replicas: list[Any] = []
+        self._shards: list[ShardRef] = []
+        self._live: dict[str, int] = {}  # shard name → live jobs it was given
+        self.model: ModelCard | None = None
+
+    @property
+    def replicas(self) -> list[Any]:
+        return list(self._replicas)
+
+    @property
+    def shards(self) -> list[ShardRef]:
+        return [shard for shard in self._shards if shard.alive]
+
+    async def start(self) -> None:
+        """Start the encoder pool, wait for its models, then a shard on every node."""
+        self._start_replicas()
+        log.info("loading %s %s on %d encoder replica(s)", self._config.encoder.kind,
+                 self._config.encoder.model or "", len(self._replicas))  # fmt: skip
+        try:
+            cards = await asyncio.wait_for(
+                asyncio.gather(*(r.card.remote() for r in self._replicas)), LOAD_TIMEOUT_S
+            )
+        except TimeoutError:
+            raise ClusterError(
+                f"the encoder replicas did not start within {LOAD_TIMEOUT_S:.0f} s. Fix: check "
+                "`ray status` for the resources --encoders asks for"
+            ) from None
+        except Exception as exc:
+            raise ClusterError(f"an encoder replica failed to start: {_reason(exc)}") from None
+        self.model = cards[0]
+        await self.refresh()
+
+    def _start_replicas(self) -> None:
+        import ray
+
+        from streamer.cluster.pool import EncoderReplica
+
+        cluster = self._cluster
+        device = self._config.encoder.device
+        on_gpu = self._info.gpus >= 1 and (device is None or device.startswith("cuda"))
+        if on_gpu:
+            resources: dict[str, float] = {"num_gpus": 1, "num_cpus": 1}
+            threads = None
+        else:
+            _check_cpus(cluster, self._info)
+            resources = {"num_cpus": cluster.encoder_cpus}
+            threads = cluster.torch_threads
+        actor = ray.remote(EncoderReplica).options(
+            **resources, max_restarts=-1, max_task_retries=0, scheduling_strategy="SPREAD"
+        )
+        policy = self._config.analysis.batch
+        self._replicas = [
+            actor.remote(self._config.encoder, policy, threads) for _ in range(cluster.encoders)
+        ]
+
+    async def refresh(self) -> None:
+        """Give every new node its shards; mark the shards of nodes that left as lost."""
+        alive = {node.node_id: node for node in await asyncio.to_thread(nodes)}
+        for shard in self._shards:
+            if shard.alive and shard.node.node_id not in alive:
+                self.lost(shard)
+        have = {shard.node.node_id for shard in self._shards if shard.alive}
+        for node in alive.values():
+            if node.node_id not in have:
+                self._start_shards(node)
+
+    def _start_shards(self, node: NodeInfo) -> None:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from streamer.cluster.shard import Shard
+
+        actor = ray.remote(Shard)
+        where = NodeAffinitySchedulingStrategy(node.node_id, soft=False)
+        for i in range(self._cluster.shards_per_node):
+            name = f"shard-{node.host}-{node.node_id[:6]}-{i}"
+            handle = actor.options(num_cpus=0, max_restarts=0, scheduling_strategy=where).remote(
+                name, self._replicas, self.model, self._cluster.in_flight
+            )
+            self._shards.append(ShardRef(name, node, handle))
+            log.debug("%s started", name)
+
+    def shard_for(self, job: Job) -> ShardRef | None:
+        """The shard for a live job: on its pinned node if it has one, else the one with the
+        fewest live streams; None when no such shard is up now."""
+        shards = self.shards
+        if job.pin is not None:
+            shards = [shard for shard in shards if job.pin.matches(shard.node)]
+        if not shards:
+            return None
+        shard = min(shards, key=lambda s: (self._live.get(s.name, 0), len(s.jobs)))
+        self._live[shard.name] = self._live.get(shard.name, 0) + 1
+        return shard
+
+    def shard_with_room(self) -> ShardRef | None:
+        """The least busy shard running fewer than `--files-per-shard` jobs, None when every
+        shard is full."""
+        limit = self._cluster.files_per_shard
+        room = [s for s in self.shards if len(s.jobs) - self._live.get(s.name, 0) < limit]
+        return min(room, key=lambda s: len(s.jobs), default=None)
+
+    def job_ended(self, shard: ShardRef, job: Job) -> None:
+        shard.jobs.discard(job.key)
+        if job.live:
+            self._live[shard.name] = max(0, self._live.get(shard.name, 0) - 1)
+
+    def lost(self, shard: ShardRef) -> None:
+        """`shard` is gone (its node left, or its process died): nothing more goes to it."""
+        if not shard.alive:
+            return
+        shard.alive = False
+        self._live.pop(shard.name, None)
+        import ray
+
+        ray.kill(shard.handle, no_restart=True)
+
+    async def stop_shards(self) -> None:
+        """Tell every shard to stop its runs (each finishes its outputs)."""
+        for shard in self.shards:
+            shard.handle.stop.remote()
+
+    def close(self) -> None:
+        """Kill every actor of the run (blocking)."""
+        import ray
+
+        for handle in [*(s.handle for s in self._shards if s.alive), *self._replicas]:
+            try:
+                ray.kill(handle, no_restart=True)
+            except Exception as exc:  # an actor already gone: nothing to stop
+                log.debug("kill: %s", exc)
+
+
+def _check_cpus(cluster: ClusterConfig, info: ClusterInfo) -> None:
+    """Fail before starting replicas the cluster cannot hold (Ray would wait for ever)."""
+    widest = max((node.cpus for node in info.nodes), default=0.0)
+    need = cluster.encoders * cluster.encoder_cpus
+    if cluster.encoder_cpus > widest or need > info.cpus:
+        raise ClusterError(
+            f"--encoders {cluster.encoders} × --encoder-cpus {cluster.encoder_cpus:g} needs "
+            f"{need:g} CPUs, at most {widest:g} on one node; the cluster has {info.cpus:g} in "
+            "all. Fix: fewer --encoders, a smaller --encoder-cpus, or more nodes"
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of what went wrong inside Ray's wrapping of it."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {cause}"
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

@@ -1,0 +1,70 @@
+"""A shard: the streams one node owns, run by the one-process pipeline with the pool as encoder.
+
+A shard is a Ray actor pinned to its node. Each `run` is one `run_pipeline` over some of the
+run's streams (a file from the work queue, or the live streams given to this node): sources,
+decoding, sampling, overlay and file outputs all stay on the node, and only analysis-size
+frames go to the encoder pool (`streamer.cluster.pool`). The frames a shard has at the pool are
+bounded for the whole shard (`InFlight`), whichever of its runs sent them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from streamer.analysis.service import ModelCard
+from streamer.cluster.pool import InFlight, PoolEncoderService
+from streamer.config import RunConfig
+from streamer.pipeline import run_pipeline
+from streamer.report import RunSummary
+
+__all__ = ["Shard"]
+
+
+class Shard:
+    """The streams of one node (made an actor with `ray.remote` by the driver).
+
+    Args:
+        name: the shard's name (its lane at each encoder replica).
+        replicas: the encoder pool's actor handles.
+        model: the replicas' model card.
+        in_flight: frames this shard may have at the pool at once.
+    """
+
+    def __init__(self, name: str, replicas: list[Any], model: ModelCard, in_flight: int) -> None:
+        self._name = name
+        self._replicas = replicas
+        self._model = model
+        self._in_flight_frames = in_flight
+        self._in_flight: InFlight | None = None  # made on the actor's event loop
+        self._stops: dict[str, asyncio.Event] = {}
+
+    def node(self) -> str:
+        """The Ray node id this shard runs on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    async def run(self, config: RunConfig, key: str) -> RunSummary:
+        """Run `config` (some of the run's streams, named as the whole run names them) here.
+
+        Args:
+            config: the streams and outputs; its `cluster` is None (this is one process).
+            key: the job's name, for `stop`.
+        """
+        if self._in_flight is None:
+            self._in_flight = InFlight(self._in_flight_frames)
+        stop = self._stops[key] = asyncio.Event()
+        service = PoolEncoderService(
+            self._replicas, self._model, config.analysis.batch, self._in_flight, self._name
+        )
+        try:
+            return await run_pipeline(config, stop=stop, service=service)
+        finally:
+            self._stops.pop(key, None)
+
+    async def stop(self) -> None:
+        """Tell every run of this shard to stop: each finishes its outputs and returns (on the
+        actor's event loop, where the runs wait on their events)."""
+        for stop in self._stops.values():
+            stop.set()

@@ -1,0 +1,204 @@
+"""`run_cluster` on a simulated two-node Ray cluster: the outputs one process writes, faults.
+
+Each cluster is real Ray (`ray.cluster_utils.Cluster`: a raylet and workers per node on this
+machine, each node with its own CPUs and custom resources). Files are real clips, live streams
+come from the real RTSP server of the test helpers, and faults are real: a replica's process
+killed with SIGKILL, a node removed (its raylet and workers killed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import ray
+from media import ffprobe, read_jsonl
+from ray.cluster_utils import Cluster
+
+from streamer.analysis.worker import EncoderChoice
+from streamer.cluster.driver import run_cluster
+from streamer.cluster.options import ClusterConfig, Pin
+from streamer.config import RunConfig
+from streamer.outputs.options import OutputConfig
+from streamer.pipeline import run_pipeline
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+TINY = EncoderChoice(kind="clip", model="tiny", weights="random", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two nodes of one CPU each; the second has the custom resource `door-cam`."""
+    made = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = made.add_node(num_cpus=1, resources={"door-cam": 1})
+    ray.init(address=made.address, namespace="streamer", logging_level=logging.WARNING)
+    yield made, worker
+    ray.shutdown()
+    made.shutdown()
+
+
+@pytest.fixture(scope="module")
+def clips(make_clip, tmp_path_factory) -> list[Path]:
+    """Four different 8-s clips (320×240, 25 fps): long enough to be mid-run when hit."""
+    folder = tmp_path_factory.mktemp("cluster-clips")
+    base = make_clip("cluster.mp4", audio_codec=None, seconds=8)
+    out = []
+    for i, name in enumerate("abcd"):
+        path = folder / f"{name}.mp4"
+        # Each one shifted by a second: different frames, so mixed-up outputs would show.
+        cut = ["ffmpeg", "-v", "error", "-y", "-ss", str(i), "-i", str(base), "-c:v", "libx264"]
+        subprocess.run([*cut, "-preset", "ultrafast", str(path)], check=True)
+        out.append(path)
+    return out
+
+
+def _config(inputs, out: Path, cluster: ClusterConfig | None = None, **outputs) -> RunConfig:
+    out.mkdir(parents=True, exist_ok=True)
+    return RunConfig(
+        input=tuple(str(i) for i in inputs),
+        outputs=OutputConfig(jsonl=str(out / "{stream}.jsonl"), **outputs),
+        encoder=TINY, llm=None, cluster=cluster,
+    )  # fmt: skip
+
+
+def _one_process(inputs, out: Path, **outputs):
+    return asyncio.run(run_pipeline(_config(inputs, out, **outputs)))
+
+
+def _analysed(jsonl: Path) -> int:
+    """Analysis records a stream's JSON Lines holds so far (complete lines only)."""
+    if not jsonl.exists():
+        return 0
+    lines = jsonl.read_text().splitlines(keepends=True)
+    return sum(1 for line in lines if line.endswith("\n") and '"type": "analysis"' in line)
+
+
+def _pids(title: str) -> list[int]:
+    """Processes whose command line holds `title` (Ray titles an actor's process
+    `ray::ClassName...`)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.encode() in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def test_a_file_list_writes_what_one_process_writes(cluster, clips, tmp_path):
+    """Files spread over two shards and two replicas: every record of every output is the
+    one-process run's (byte for byte: same tags, scores, captions), every frame written."""
+    subtitles = {"srt": str(tmp_path / "c" / "{stream}.srt")}
+    spread = ClusterConfig("auto", encoders=2, files_per_shard=1)
+    summary = asyncio.run(run_cluster(_config(clips, tmp_path / "c", spread, **subtitles)))
+    one = _one_process(clips, tmp_path / "one", srt=str(tmp_path / "one" / "{stream}.srt"))
+    assert [s.name for s in summary.streams] == ["a", "b", "c", "d"]
+    assert summary.frames == one.frames and summary.analysed == one.analysed
+    assert not summary.interrupted and summary.incomplete is None
+    for name in "abcd":
+        ours, theirs = tmp_path / "c" / f"{name}.jsonl", tmp_path / "one" / f"{name}.jsonl"
+        assert read_jsonl(ours) and ours.read_bytes() == theirs.read_bytes(), name
+        srt = (tmp_path / "c" / f"{name}.srt").read_text()
+        assert srt == (tmp_path / "one" / f"{name}.srt").read_text()
+
+
+def test_video_output_is_complete_on_the_shard(cluster, clips, tmp_path):
+    """An -o video written on a shard has every frame of its file."""
+    video = {"video": str(tmp_path / "v" / "{stream}.mp4")}
+    asyncio.run(run_cluster(_config(clips[:2], tmp_path / "v", ClusterConfig("auto"), **video)))
+    for clip, name in zip(clips[:2], "ab", strict=True):
+        made = ffprobe(tmp_path / "v" / f"{name}.mp4", "-count_frames")
+        source = ffprobe(clip, "-count_frames")
+        assert made["streams"][0]["nb_read_frames"] == source["streams"][0]["nb_read_frames"]
+
+
+def test_a_replica_killed_mid_run_loses_no_file_frame(cluster, clips, tmp_path):
+    """SIGKILL one of two replicas while files run: its frames go once to the other, every
+    output is still the one-process run's, and Ray starts the replica again."""
+    spread = ClusterConfig("auto", encoders=2, files_per_shard=2)
+    config = _config(clips, tmp_path / "c", spread)
+
+    async def run_and_kill():
+        task = asyncio.create_task(run_cluster(config))
+        first = tmp_path / "c" / "a.jsonl"
+        while not (first.exists() and first.stat().st_size > 0):
+            assert not task.done(), "the run ended before a replica could be killed"
+            await asyncio.sleep(0.05)
+        victims = _pids("ray::EncoderReplica")
+        assert len(victims) == 2
+        os.kill(victims[0], signal.SIGKILL)
+        summary = await task
+        return summary, victims
+
+    summary, victims = asyncio.run(run_and_kill())
+    one = _one_process(clips, tmp_path / "one")
+    assert summary.frames == one.frames and summary.incomplete is None
+    for name in "abcd":
+        ours, theirs = tmp_path / "c" / f"{name}.jsonl", tmp_path / "one" / f"{name}.jsonl"
+        assert ours.read_bytes() == theirs.read_bytes(), name
+    assert victims[0] not in _pids("ray::EncoderReplica")
+
+
+def test_live_streams_spread_and_pinned(cluster, rtsp_server, tmp_path, caplog):
+    """Two RTSP cameras: the one pinned to `door-cam` runs on the node that has it, the other
+    on the other node; both are analysed until the run is stopped."""
+    _, worker = cluster
+    inputs = [f"door={rtsp_server.url('cam1')}", f"yard={rtsp_server.url('cam2')}"]
+    pinned = ClusterConfig("auto", pins=(Pin("door", resource="door-cam"),))
+    config = _config(inputs, tmp_path / "live", pinned)
+
+    async def run_until_analysed():
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_cluster(config, stop=stop))
+        deadline = time.monotonic() + 90
+        while not all(_analysed(tmp_path / "live" / f"{n}.jsonl") >= 3 for n in ("door", "yard")):
+            assert not task.done() and time.monotonic() < deadline, "the streams were not analysed"
+            await asyncio.sleep(0.2)
+        stop.set()
+        return await task
+
+    with caplog.at_level(logging.INFO, logger="streamer"):
+        summary = asyncio.run(run_until_analysed())
+    placed = {r.getMessage().split()[1]: r.getMessage() for r in caplog.records if "→" in r.msg}
+    assert worker.node_id[:6] in placed["door"]
+    assert worker.node_id[:6] not in placed["yard"]
+    assert summary.interrupted
+    for name in ("door", "yard"):
+        stream = next(s for s in summary.streams if s.name == name)
+        assert stream.frames > 0 and stream.analysed >= 3, stream
+
+
+def test_stop_finishes_every_output(cluster, clips, tmp_path):
+    """Stopped mid-run (Ctrl-C): the files being written end as valid outputs."""
+    video = {"video": str(tmp_path / "s" / "{stream}.mp4")}
+    config = _config(clips, tmp_path / "s", ClusterConfig("auto", files_per_shard=1), **video)
+
+    async def stop_early():
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_cluster(config, stop=stop))
+        first = tmp_path / "s" / "a.jsonl"
+        while not (first.exists() and first.stat().st_size > 0):
+            await asyncio.sleep(0.05)
+        stop.set()
+        return await task
+
+    started = time.monotonic()
+    summary = asyncio.run(stop_early())
+    assert time.monotonic() - started < 60
+    assert summary.interrupted
+    written = [s for s in summary.streams if s.frames]
+    assert written, summary
+    for stream in written:
+        info = ffprobe(tmp_path / "s" / f"{stream.name}.mp4", "-count_frames")
+        assert int(info["streams"][0]["nb_read_frames"]) == stream.frames
