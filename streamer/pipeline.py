@@ -60,8 +60,9 @@ async def run_pipeline(
     progress: bool = False,
     observers: Sequence[Observer] = (),
     service: EncoderService | None = None,
+    config_observers: bool = True,
 ) -> RunSummary:
-    """Run every input of `config` through the pipeline into its outputs.
+    """Run every input of `config` through the pipeline into its outputs; say what happened.
 
     Args:
         config: the run.
@@ -69,11 +70,9 @@ async def run_pipeline(
         stop: set it to end early; outputs are finalised with what was written so far.
         progress: show progress on stderr (a bar for files, a status table for live streams).
         observers: also told what happens (`streamer.core.events`): a web viewer, a window, ...
-        service: the encoder service to use instead of one in this process (a cluster's shard
-            passes the encoder pool's); `encoder` is then ignored.
-
-    Returns:
-        What happened.
+        service: the encoder service to use (a cluster shard's: the pool), not one made here.
+        config_observers: start the observers `config` asks for (viewer, webhook, ...); a
+            cluster shard passes False: they run on its coordinator, fed by its `observers`.
 
     Raises:
         SourceError: an input cannot be opened (before any output is created).
@@ -81,6 +80,29 @@ async def run_pipeline(
         EncoderError: the encoder cannot be loaded.
         SinkError: an output cannot be written.
     """
+    sources = _open_sources(config, encoder)
+    hwaccel = resolve_hwaccel(config.sources.hwaccel)  # `cuda` without CUDA fails here
+    if config.archive is not None:
+        preload_archive()  # LanceDB's import, while the encoder loads
+    if service is None:
+        service = await local_encoder_service(config.encoder, config.analysis.batch, encoder)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(service.close)
+        _check_alert_encoder(config, service.model)
+        client = await _llm_client(config, sources, stack)
+        own = observers_from_config(config) if config_observers else []
+        watchers = Observers([*own, *observers])
+        plan = _decode_plan(config, service.model, watchers, hwaccel, len(sources))
+        runner = await stack.enter_async_context(
+            decoding(sources, plan, config.sources.decode_workers)
+        )
+        run = _Run(config, sources, service, stop or asyncio.Event(), progress, client, watchers,
+                   runner=runner)  # fmt: skip
+        return await run.run()
+
+
+def _open_sources(config: RunConfig, encoder: Encoder | None) -> list[Source]:
+    """The run's sources, after every check that needs no model (before any output exists)."""
     if config.cluster is not None:
         raise ConfigError(
             "this configuration runs on a cluster (cluster is set): run it with "
@@ -93,23 +115,7 @@ async def run_pipeline(
     ]
     config.outputs.check([s.name for s in sources], config.inputs)
     check_rule_streams(config.alerts, [s.name for s in sources])
-    hwaccel = resolve_hwaccel(config.sources.hwaccel)  # `cuda` without CUDA fails here
-    if config.archive is not None:
-        preload_archive()  # LanceDB's import, while the encoder loads
-    if service is None:
-        service = await local_encoder_service(config.encoder, config.analysis.batch, encoder)
-    async with contextlib.AsyncExitStack() as stack:
-        stack.callback(service.close)
-        _check_alert_encoder(config, service.model)
-        client = await _llm_client(config, sources, stack)
-        watchers = Observers([*_observers_from_config(config), *observers])
-        plan = _decode_plan(config, service.model, watchers, hwaccel, len(sources))
-        runner = await stack.enter_async_context(
-            decoding(sources, plan, config.sources.decode_workers)
-        )
-        run = _Run(config, sources, service, stop or asyncio.Event(), progress, client, watchers,
-                   runner=runner)  # fmt: skip
-        return await run.run()
+    return sources
 
 
 def _decode_plan(
@@ -135,7 +141,7 @@ def _decode_plan(
     )
 
 
-def _observers_from_config(config: RunConfig) -> list[Observer]:
+def observers_from_config(config: RunConfig) -> list[Observer]:
     """The observers the configuration asks for (web viewer, window, webhook)."""
     observers: list[Observer] = []
     if config.serve:

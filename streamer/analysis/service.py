@@ -173,6 +173,24 @@ class ServiceLoad:
         """Frames dropped in every lane."""
         return sum(lane.dropped for lane in self.lanes.values())
 
+    @classmethod
+    def total(cls, loads: Sequence[ServiceLoad]) -> ServiceLoad:
+        """The load of several services as one (a cluster's shards each see part of the pool):
+        their lanes together, counts summed, the latest encode time and flush size the
+        largest."""
+        sizes: dict[int, int] = {}
+        for load in loads:
+            for size, count in load.batch_sizes.items():
+                sizes[size] = sizes.get(size, 0) + count
+        return cls(
+            lanes={name: lane for load in loads for name, lane in load.lanes.items()},
+            batches=sum(x.batches for x in loads), images=sum(x.images for x in loads),
+            busy_s=sum(x.busy_s for x in loads),
+            last_encode_s=max((x.last_encode_s for x in loads), default=0.0),
+            batch_sizes=sizes, batch_size=max((x.batch_size for x in loads), default=0),
+            batches_waiting=sum(x.batches_waiting for x in loads),
+        )  # fmt: skip
+
 
 class EncoderService(Protocol[T]):
     """The encoder behind the pipeline: lanes in, batches of embeddings out.

@@ -23,7 +23,7 @@ from streamer.archive.options import ArchiveConfig
 from streamer.archive.recordings import locate, prune
 from streamer.archive.search import Embedder
 from streamer.config import ServeConfig
-from streamer.pipeline import _observers_from_config
+from streamer.pipeline import observers_from_config
 from streamer.watch.web import WebViewer
 from streamer.watch.web.archive_reader import Catalogues
 from streamer.watch.web.archive_routes import ArchiveServer
@@ -213,10 +213,10 @@ async def test_a_missing_archive_is_a_503_naming_it(tmp_path, tiny_encoder):
 def test_a_run_hands_its_archive_to_its_viewer(tmp_path):
     config = RunConfig(input="x.mp4", serve=ServeConfig(port=0),
                        archive=ArchiveConfig(str(tmp_path / "arch")))  # fmt: skip
-    (viewer,) = [o for o in _observers_from_config(config) if isinstance(o, WebViewer)]
+    (viewer,) = [o for o in observers_from_config(config) if isinstance(o, WebViewer)]
     assert viewer.archive == str(tmp_path / "arch")
     config = RunConfig(input="x.mp4", serve=ServeConfig(port=0))
-    (viewer,) = [o for o in _observers_from_config(config) if isinstance(o, WebViewer)]
+    (viewer,) = [o for o in observers_from_config(config) if isinstance(o, WebViewer)]
     assert viewer.archive is None
 
 
