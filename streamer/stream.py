@@ -8,6 +8,7 @@ only the freshest frames, never waits for analysis, and shows the latest result 
 from __future__ import annotations
 
 import asyncio
+import platform
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +100,7 @@ class StreamRun:
         self.source = source
         self.name: str = source.name
         self.live = live
+        self.node = platform.node()  # the machine it runs on (a cluster run has several)
         self.shared = shared
         self.stats = StreamStats()
         self.latest: Analysis | None = None

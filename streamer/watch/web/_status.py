@@ -14,8 +14,8 @@ from typing import Any
 from streamer.core.frame import Caption
 
 #: Every state a stream can be in: its source's (`SourceStatus.state`): a live source's, or
-#: "playing" then "ended" for a file.
-STREAM_STATES = ("connecting", "online", "offline", "playing", "ended", "failed")
+#: "playing" then "ended" for a file; on a cluster, "queued" for a file no shard has taken yet.
+STREAM_STATES = ("connecting", "online", "offline", "playing", "ended", "failed", "queued")
 
 
 def stream_state(stream: Any) -> str:
@@ -89,6 +89,7 @@ def stream_status(stream: Any, rates: Rates) -> dict[str, Any]:
     return {
         "name": stream.name,
         "live": stream.live,
+        "node": stream.node,
         "state": stream_state(stream),
         "fps": rates.of(stream.name),
         "latency_ms": {"p50": _ms(p50), "p95": _ms(p95), "p99": _ms(p99)},

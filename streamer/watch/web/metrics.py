@@ -7,7 +7,7 @@ text exposition (version 0.0.4: every name here is a classic one). Each viewer h
 process (tests, a notebook) do not mix, and the process collectors of the global registry are
 not served.
 
-Families (every per-stream one has a `stream` label):
+Families (every per-stream one has a `stream` label, and a `node` one: the machine that runs it):
 
 ==========================================  =========  =====================================
 name                                        type       what
@@ -187,33 +187,33 @@ def _le(bound: float) -> str:
 
 def _stream_families(streams: Sequence[Any]) -> Iterator[Metric]:
     for name, help, read in _STREAM_COUNTERS:
-        family = CounterMetricFamily(name, help, labels=["stream"])
+        family = CounterMetricFamily(name, help, labels=["stream", "node"])
         for s in streams:
-            family.add_metric([s.name], read(s))
+            family.add_metric([s.name, s.node or ""], read(s))
         yield family
     states = GaugeMetricFamily(
         "streamer_stream_state",
         "1 for the state the stream is in, 0 for the others.",
-        labels=["stream", "state"],
+        labels=["stream", "node", "state"],
     )
     offline = GaugeMetricFamily(
         "streamer_stream_offline_since_seconds",
         "Unix time the stream went offline (only while it is offline).",
-        labels=["stream"],
+        labels=["stream", "node"],
     )
     latency = HistogramMetricFamily(
         "streamer_latency_seconds",
         "Seconds from a frame leaving the decoder to its delivery with the overlay.",
-        labels=["stream"],
+        labels=["stream", "node"],
     )
     for s in streams:
         now = stream_state(s)
         for state in STREAM_STATES:
-            states.add_metric([s.name, state], int(state == now))
+            states.add_metric([s.name, s.node or "", state], int(state == now))
         if s.source.status.offline_since is not None:
-            offline.add_metric([s.name], s.source.status.offline_since)
+            offline.add_metric([s.name, s.node or ""], s.source.status.offline_since)
         histogram = s.stats.latency.histogram
-        latency.add_metric([s.name], histogram_buckets(histogram), histogram.sum)
+        latency.add_metric([s.name, s.node or ""], histogram_buckets(histogram), histogram.sum)
     yield from (states, offline, latency)
 
 

@@ -38,7 +38,7 @@ def _stream(name: str, latencies=(0.05, 0.1, 0.5, 3.0), **status) -> SimpleNames
     stats = SimpleNamespace(decoded=10, analysed=4, delivered=9, captions=2, caption_timeouts=0,
                             latency=SimpleNamespace(histogram=histogram))  # fmt: skip
     state = {"state": "online", "reconnects": 0, "offline_since": None, "damaged": 0, **status}
-    return SimpleNamespace(name=name, stats=stats, dropped=1,
+    return SimpleNamespace(name=name, node="cam-host", stats=stats, dropped=1,
                            source=SimpleNamespace(status=SimpleNamespace(**state)))  # fmt: skip
 
 
@@ -54,7 +54,7 @@ def test_label_values_are_escaped_so_the_parser_reads_them_back():
     text = render_metrics(_run(_stream(odd, state="offline", offline_since=1718000000.5)))
     families = _families(text)
     assert _value(families["streamer_frames_decoded"], "streamer_frames_decoded_total",
-                  stream=odd) == 10  # fmt: skip
+                  stream=odd, node="cam-host") == 10  # fmt: skip
     assert _value(families["streamer_stream_state"], "streamer_stream_state", stream=odd,
                   state="offline") == 1  # fmt: skip
     offline = families["streamer_stream_offline_since_seconds"]
