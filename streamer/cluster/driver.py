@@ -19,17 +19,20 @@ ones are kept. An encoder replica lost: Ray restarts it where resources allow (`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
 
+from streamer.cluster.coordinator import Coordinator, RemoteRun, RemoteStream
 from streamer.cluster.jobs import Job, Plan, merge_summaries, plan_run
 from streamer.cluster.options import ClusterConfig
 from streamer.cluster.placement import Placement
 from streamer.cluster.session import ClusterInfo, connect, disconnect
 from streamer.config import RunConfig
 from streamer.errors import ActorLostError, ClusterError, StreamerError
-from streamer.report import RunSummary
+from streamer.pipeline import observers_from_config
+from streamer.report import Reporter, RunSummary
 
 __all__ = ["run_cluster"]
 
@@ -85,11 +88,12 @@ class _ClusterRun:
         self.started = time.monotonic()
         self.stopping = False  # the shards were told to stop
         self._stop_seen: asyncio.Task | None = None  # ends when `stop` is set
+        self.coordinator: Coordinator | None = None  # made once the pool's model is known
 
     async def run(self) -> RunSummary:
         try:
             await self.placement.start()
-            await self._schedule()
+            await self._coordinated()
         finally:
             if self._stop_seen is not None:
                 self._stop_seen.cancel()
@@ -99,6 +103,28 @@ class _ClusterRun:
             self.plan, self.done, time.monotonic() - self.started,
             stopped=self.stop.is_set(), random_weights=self.placement.model.random_weights,
         )  # fmt: skip
+
+    async def _coordinated(self) -> None:
+        """The schedule, with the coordinator reading the shards beside it."""
+        streams = [RemoteStream(job.key, job.live, job.connects) for job in self.plan.jobs]
+        run = RemoteRun(self.config, streams, self.placement.model, self.stop)
+        self.coordinator = Coordinator(run, observers_from_config(self.config))
+        await self.coordinator.start()
+        reporter = Reporter(streams, self.config.status_every) if self.progress else None
+        reading = asyncio.get_running_loop().create_task(
+            self.coordinator.keep_reading(lambda: self.placement.shards, reporter)
+        )
+        try:
+            await self._schedule()
+        finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+            await self._stop_all()
+            await self.coordinator.read(self.placement.shards)  # the last events of each run
+            if reporter is not None:
+                reporter.tick(final=True)
+            await self.coordinator.stop()
 
     async def _schedule(self) -> None:
         """Hand out jobs until every one has finished (or the run is stopped)."""
@@ -175,6 +201,7 @@ class _ClusterRun:
                              len(self.plan.files))  # fmt: skip
             elif isinstance(exc, ActorLostError):
                 self.placement.lost(job.shard)
+                self.coordinator.lost(job.key)
                 log.warning(
                     "%s: %s lost (%s); %s",
                     job.describe(),

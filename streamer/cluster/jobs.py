@@ -23,11 +23,7 @@ from streamer.sources.names import spec_kind
 __all__ = ["Job", "Plan", "merge_summaries", "plan_run"]
 
 # What runs only where the coordinator is; until it does, refused rather than half-done.
-_NOT_YET = (
-    ("serve", "--serve"),
-    ("webhook", "--webhook"),
-    ("archive", "--archive"),
-)
+_NOT_YET = (("archive", "--archive"),)
 
 
 @dataclass(eq=False)
@@ -52,6 +48,11 @@ class Job:
     attempt: int = 1
     shard: Any = field(default=None, repr=False)
 
+    @property
+    def connects(self) -> bool:
+        """A camera or a network stream (it connects and reconnects), not a file."""
+        return spec_kind(self.spec) != "file"
+
     def describe(self) -> str:
         kind = "stream" if self.live else "file"
         again = f" (attempt {self.attempt})" if self.attempt > 1 else ""
@@ -69,6 +70,12 @@ class Plan:
     order: tuple[str, ...]
     live: tuple[Job, ...]
     files: tuple[Job, ...]
+
+    @property
+    def jobs(self) -> list[Job]:
+        """Every job, in input order."""
+        by_key = {job.key: job for job in (*self.live, *self.files)}
+        return [by_key[key] for key in self.order]
 
 
 def plan_run(config: RunConfig) -> Plan:

@@ -51,6 +51,12 @@ class ShardRef:
     def host(self) -> str:
         return self.node.host
 
+    @property
+    def label(self) -> str:
+        """The node as status and `/metrics` name it: its address and the start of its Ray
+        node id (several nodes may share an address)."""
+        return f"{self.node.host}/{self.node.node_id[:6]}"
+
 
 class Placement:
     """The run's actors and where each job goes.

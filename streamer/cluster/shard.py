@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from streamer.analysis.service import ModelCard
+from streamer.analysis.service import ModelCard, ServiceLoad
 from streamer.cluster.pool import InFlight, PoolEncoderService
+from streamer.cluster.relay import FrameRelay, Relay, RelayBatch
 from streamer.config import RunConfig
 from streamer.pipeline import run_pipeline
 from streamer.report import RunSummary
@@ -38,6 +39,10 @@ class Shard:
         self._in_flight_frames = in_flight
         self._in_flight: InFlight | None = None  # made on the actor's event loop
         self._stops: dict[str, asyncio.Event] = {}
+        self._relays: dict[str, Relay] = {}  # job → its run's relay, until read after its end
+        self._ended: list[str] = []
+        self._services: dict[str, PoolEncoderService] = {}
+        self._watched = False
 
     def node(self) -> str:
         """The Ray node id this shard runs on."""
@@ -58,10 +63,32 @@ class Shard:
         service = PoolEncoderService(
             self._replicas, self._model, config.analysis.batch, self._in_flight, self._name
         )
+        # The run's viewer and webhook are the coordinator's: a relay tells it what they need.
+        relay = FrameRelay() if config.serve is not None else Relay()
+        relay.watched = self._watched
+        self._relays[key] = relay
+        self._services[key] = service
         try:
-            return await run_pipeline(config, stop=stop, service=service)
+            return await run_pipeline(
+                config, stop=stop, service=service, observers=[relay], config_observers=False
+            )
         finally:
             self._stops.pop(key, None)
+            self._services.pop(key, None)
+            self._ended.append(key)  # its relay goes once its last events are read
+
+    async def drain(self, watched: bool) -> tuple[list[RelayBatch], Any]:
+        """What every run's relay holds (their streams now, events since the last drain, frames
+        while `watched`), and this shard's view of the encoder pool's load."""
+        self._watched = watched
+        for relay in self._relays.values():
+            relay.watched = watched
+        ended, self._ended = self._ended, []
+        batches = [await relay.read() for relay in list(self._relays.values())]
+        for key in ended:
+            self._relays.pop(key, None)
+        loads = [service.load() for service in self._services.values()]
+        return batches, ServiceLoad.total(loads) if loads else None
 
     async def stop(self) -> None:
         """Tell every run of this shard to stop: each finishes its outputs and returns (on the

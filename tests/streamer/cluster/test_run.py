@@ -9,6 +9,7 @@ killed with SIGKILL, a node removed (its raylet and workers killed).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -16,15 +17,19 @@ import subprocess
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 import ray
 from media import ffprobe, read_jsonl
 from ray.cluster_utils import Cluster
+from webhook_receiver import Receiver
 
+from bench.harness.rtsp import free_port
+from streamer.analysis.alerts import AlertRule
 from streamer.analysis.worker import EncoderChoice
 from streamer.cluster.driver import run_cluster
 from streamer.cluster.options import ClusterConfig, Pin
-from streamer.config import RunConfig
+from streamer.config import RunConfig, ServeConfig
 from streamer.outputs.options import OutputConfig
 from streamer.pipeline import run_pipeline
 
@@ -202,3 +207,63 @@ def test_stop_finishes_every_output(cluster, clips, tmp_path):
     for stream in written:
         info = ffprobe(tmp_path / "s" / f"{stream.name}.mp4", "-count_frames")
         assert int(info["streams"][0]["nb_read_frames"]) == stream.frames
+
+
+def test_the_coordinator_serves_every_stream_of_every_node(cluster, rtsp_server, tmp_path):
+    """With --serve and --webhook on a cluster, the driver's viewer shows both streams (each
+    with its node), /metrics labels them by node, the video of a stream on the other node
+    plays, and the alerts of both nodes reach the webhook from the coordinator."""
+    _, worker = cluster
+    port = free_port()
+    inputs = [f"door={rtsp_server.url('cam1')}", f"yard={rtsp_server.url('cam2')}"]
+
+    async def scenario():
+        async with Receiver() as hook:
+            config = dataclasses.replace(
+                _config(inputs, tmp_path / "web",
+                        ClusterConfig("auto", pins=(Pin("door", resource="door-cam"),))),
+                serve=ServeConfig(port=port), webhook=hook.url,
+                alerts=(AlertRule("anything at all", threshold=-1.0, cooldown_s=1.0),),
+            )  # fmt: skip
+            stop = asyncio.Event()
+            task = asyncio.create_task(run_cluster(config, stop=stop))
+            try:
+                return await _look_at_the_viewer(port, task, hook), hook.payloads
+            finally:
+                stop.set()
+                await task
+
+    (status, metrics, jpeg), payloads = asyncio.run(scenario())
+    nodes = {s["name"]: s["node"] for s in status["streams"]}
+    assert worker.node_id[:6] in nodes["door"] and worker.node_id[:6] not in nodes["yard"]
+    for name in ("door", "yard"):
+        assert f'streamer_frames_analysed_total{{node="{nodes[name]}",stream="{name}"}}' in metrics
+    assert jpeg.startswith(b"\xff\xd8")  # door's video, decoded on the other node
+    assert {p["stream"] for p in payloads} == {"door", "yard"}
+
+
+async def _look_at_the_viewer(port: int, task: asyncio.Task, hook) -> tuple[dict, str, bytes]:
+    """Poll the viewer until both streams are analysed and both have alerted; then read
+    /metrics and one frame of door's MJPEG."""
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    async with aiohttp.ClientSession() as http:
+        while True:
+            assert not task.done() and time.monotonic() < deadline, "the viewer never showed both"
+            await asyncio.sleep(0.5)
+            try:
+                async with http.get(f"{base}/api/status") as answer:
+                    status = await answer.json()
+            except aiohttp.ClientError:
+                continue  # not listening yet: the pool is still loading
+            analysed = all(s["frames"]["analysed"] > 2 for s in status["streams"])
+            if analysed and len({p["stream"] for p in hook.payloads}) == 2:
+                break
+        async with http.get(f"{base}/metrics") as answer:
+            metrics = await answer.text()
+        async with http.get(f"{base}/streams/door/mjpeg") as answer:
+            jpeg = b""
+            while b"\xff\xd9" not in jpeg:  # the end of the first JPEG
+                jpeg += await answer.content.readany()
+            jpeg = jpeg[jpeg.index(b"\xff\xd8") :]
+    return status, metrics, jpeg

@@ -1,0 +1,231 @@
+"""The coordinator: the run's one status, viewer, `/metrics` and webhook, fed by every shard.
+
+The observers a run's configuration asks for (web viewer, webhook sender) run here, in the
+driver, unchanged: they are given a `RemoteRun` whose streams (`RemoteStream`) look like the
+one-process `StreamRun`s they read, kept up to date from the shards' relays
+(`streamer.cluster.relay`), and the events the shards saw are made again here in order. So
+`/api/status`, `/metrics`, the page's video and its captions and alerts show every stream,
+whichever node runs it, and a stream carries its node.
+
+::
+
+    shard ─ Relay.read() ─┐   every READ_EVERY_S
+    shard ─ Relay.read() ─┼─► Coordinator ─► RemoteStream.update  ─► status table, /api/status,
+    shard ─ Relay.read() ─┘                  observers.caption/alert/analysis/frame   /metrics
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+from streamer.analysis.service import ModelCard, ServiceLoad
+from streamer.cluster.placement import ShardRef
+from streamer.cluster.relay import RelayBatch, StreamSnapshot
+from streamer.config import RunConfig
+from streamer.core.events import Observer, Observers
+from streamer.core.stats import LATENCY_BUCKETS, Histogram
+from streamer.report import Reporter
+from streamer.sources.status import SourceStatus
+
+__all__ = ["Coordinator", "RemoteRun", "RemoteStream"]
+
+log = logging.getLogger("streamer")
+
+READ_EVERY_S = 0.25  # how often the shards' relays are read
+
+
+class _Latency:
+    """The latency of a remote stream as `LatencyTracker` answers it (three percentiles)."""
+
+    def __init__(self) -> None:
+        self.values = {50: math.nan, 95: math.nan, 99: math.nan}
+        self.histogram = Histogram(LATENCY_BUCKETS)
+
+    def percentiles(self, *qs: float) -> tuple[float, ...]:
+        return tuple(self.values.get(int(q), math.nan) for q in qs)
+
+    def __len__(self) -> int:
+        return self.histogram.count
+
+
+class _Stats:
+    """A remote stream's counters, as `StreamStats` holds them."""
+
+    def __init__(self) -> None:
+        self.decoded = self.analysed = self.delivered = 0
+        self.captions = self.caption_timeouts = self.alerts = 0
+        self.latency = _Latency()
+
+
+class _Source:
+    """What the status surfaces read of a remote stream's source."""
+
+    def __init__(self, live: bool, connects: bool) -> None:
+        self.live = live
+        self.connects = connects
+        self.status = SourceStatus(state="connecting" if connects else "queued")
+
+
+class _Latest:
+    """The latest analysis of a remote stream (`StreamRun.latest` has `.annotation`)."""
+
+    __slots__ = ("annotation",)
+
+    def __init__(self, annotation: Any) -> None:
+        self.annotation = annotation
+
+
+class RemoteStream:
+    """A stream that runs on a shard, as the coordinator's observers read it.
+
+    Args:
+        name: the stream.
+        live: the live contract.
+        connects: a camera or network stream (else a file).
+    """
+
+    def __init__(self, name: str, live: bool, connects: bool) -> None:
+        self.name = name
+        self.live = live
+        self.node: str | None = None  # the host of the shard that runs it now
+        self.stats = _Stats()
+        self.dropped = 0
+        self.caption = None
+        self.latest: _Latest | None = None
+        self.expected: int | None = None
+        self.source = _Source(live, connects)
+
+    def update(self, snapshot: StreamSnapshot, node: str) -> None:
+        """Take the shard's state of the stream."""
+        stats = self.stats
+        stats.decoded, stats.analysed = snapshot.decoded, snapshot.analysed
+        stats.delivered, stats.captions = snapshot.delivered, snapshot.captions
+        stats.caption_timeouts, stats.alerts = snapshot.caption_timeouts, snapshot.alerts
+        stats.latency.values = dict(zip((50, 95, 99), snapshot.latency, strict=True))
+        stats.latency.histogram = snapshot.histogram
+        self.dropped = snapshot.dropped
+        self.caption = snapshot.caption
+        self.latest = _Latest(snapshot.annotation) if snapshot.annotation is not None else None
+        self.expected = snapshot.expected
+        self.source.status = snapshot.status
+        self.node = node
+
+    def lost(self) -> None:
+        """Its shard was lost: it shows as offline until it runs again."""
+        status = self.source.status
+        self.source.status = SourceStatus(
+            state="offline", offline_since=time.time(), reconnects=status.reconnects,
+            frames=status.frames, damaged=status.damaged,
+            last_error=f"its node {self.node} was lost",
+        )  # fmt: skip
+
+
+class _PoolView:
+    """The encoder service as the status surfaces read it: the model, and the load summed
+    over every shard's view of the pool."""
+
+    def __init__(self, model: ModelCard) -> None:
+        self.model = model
+        self.loads: dict[str, ServiceLoad] = {}  # shard → its latest load
+
+    def load(self) -> ServiceLoad:
+        return ServiceLoad.total(list(self.loads.values()))
+
+
+class RemoteRun:
+    """What observers are given as `run` on a cluster (the one-process `_Run`'s surface)."""
+
+    def __init__(self, config: RunConfig, streams: list[RemoteStream], model: ModelCard,
+                 stop: asyncio.Event) -> None:  # fmt: skip
+        self.config = config
+        self.streams = streams
+        self.client = None  # each shard holds its streams' LLM client
+        self.encoder = _PoolView(model)
+        self.started = time.monotonic()
+        self.stop = stop
+        self.archive = None
+
+
+class Coordinator:
+    """Reads the shards' relays and tells the run's observers, as one process would.
+
+    Args:
+        run: the remote run the observers read.
+        observers: the run's observers (built from its configuration).
+    """
+
+    def __init__(self, run: RemoteRun, observers: Sequence[Observer]) -> None:
+        self.run = run
+        self.observers = Observers(list(observers))
+        self.by_name = {stream.name: stream for stream in run.streams}
+        self.lost_events = 0
+
+    async def start(self) -> None:
+        """Start the observers (the viewer binds its port here)."""
+        await self.observers.start(self.run)
+
+    async def stop(self) -> None:
+        await self.observers.stop()
+
+    async def keep_reading(
+        self, shards: Callable[[], list[ShardRef]], reporter: Reporter | None
+    ) -> None:
+        """Read every shard each READ_EVERY_S until cancelled; tick the status table."""
+        while True:
+            await self.read(shards())
+            if reporter is not None:
+                reporter.tick()
+            await asyncio.sleep(READ_EVERY_S)
+
+    async def read(self, shards: Sequence[ShardRef]) -> None:
+        """Read each of `shards` once (a shard that is gone is skipped: its jobs say so)."""
+        watched = self.watched
+        results = await asyncio.gather(
+            *(shard.handle.drain.remote(watched) for shard in shards), return_exceptions=True
+        )
+        for shard, result in zip(shards, results, strict=True):
+            if isinstance(result, BaseException):
+                log.debug("%s not read: %s", shard.name, type(result).__name__)
+                continue
+            batches, load = result
+            self.take(shard.name, shard.label, batches, load)
+
+    def lost(self, stream: str) -> None:
+        """`stream`'s shard was lost: it shows as such until it runs again."""
+        self.by_name[stream].lost()
+
+    @property
+    def watched(self) -> bool:
+        """Someone watches the video (a viewer has a client): the shards relay frames."""
+        return self.observers.wants_frames
+
+    def take(self, shard: str, node: str, batches: Sequence[RelayBatch], load: Any) -> None:
+        """Apply what one shard's relays returned: state first, then events in order."""
+        if load is not None:
+            self.run.encoder.loads[shard] = load
+        for batch in batches:
+            for snapshot in batch.snapshots:
+                stream = self.by_name.get(snapshot.name)
+                if stream is not None:
+                    stream.update(snapshot, node)
+            for event in batch.events:
+                getattr(self.observers, event.hook)(event.stream, event.value)
+            self.lost_events += batch.lost
+            for name, (jpeg, timeline) in batch.frames.items():
+                image = _decode(jpeg)
+                if image is not None:
+                    self.observers.frame(name, image, timeline)
+
+
+def _decode(jpeg: bytes) -> np.ndarray | None:
+    """RGB pixels of a relayed JPEG (the observers take frames as the pipeline draws them)."""
+    bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

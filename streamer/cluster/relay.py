@@ -1,0 +1,169 @@
+"""What a shard tells the coordinator: its streams' state, their events, a frame to watch.
+
+A `Relay` is the one observer of a shard's run (`run_pipeline(..., observers=[relay],
+config_observers=False)`): the run's own observers — web viewer, webhook — live on the
+coordinator, which reads each shard's relays a few times a second (`Shard.drain`) and hands
+what they hold to those observers as if the streams ran there (`streamer.cluster.coordinator`).
+
+What crosses per read is small: a `StreamSnapshot` per stream (counters, three latency
+percentiles, the latency histogram, the source's state, the caption and latest annotation),
+the events since the last read (analyses, captions, alerts with their snapshot), and — only
+while someone watches the viewer — the newest drawn frame of each stream as a JPEG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streamer.core.events import Observer
+from streamer.core.frame import Annotation, Caption
+from streamer.core.stats import Histogram
+from streamer.llm.images import encode_jpeg
+from streamer.sources.status import SourceStatus
+
+__all__ = ["Event", "FrameRelay", "Relay", "RelayBatch", "StreamSnapshot"]
+
+MAX_EVENTS = 4096  # events kept between two reads; past it the oldest go (and are counted)
+PERCENTILES = (50, 95, 99)
+FRAME_EDGE = 1280  # a relayed frame's long edge at most: the viewer shows it no bigger
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSnapshot:
+    """One stream's state on its shard, as status surfaces read it.
+
+    Attributes:
+        name, live: the stream.
+        decoded, analysed, delivered, captions, caption_timeouts, alerts: its counters.
+        dropped: frames dropped anywhere in the stream.
+        latency: capture → written, seconds, at `PERCENTILES` (NaN before the first frame).
+        histogram: every latency of the run, bucketed (for `/metrics`).
+        status: the source's state.
+        caption: the caption shown now.
+        annotation: the latest analysis.
+        expected: a file's frame count, None for a live stream or when unknown.
+    """
+
+    name: str
+    live: bool
+    decoded: int
+    analysed: int
+    delivered: int
+    captions: int
+    caption_timeouts: int
+    alerts: int
+    dropped: int
+    latency: tuple[float, float, float]
+    histogram: Histogram
+    status: SourceStatus
+    caption: Caption | None
+    annotation: Annotation | None
+    expected: int | None
+
+    @classmethod
+    def of(cls, stream: Any) -> StreamSnapshot:
+        """The snapshot of a running `StreamRun`."""
+        stats = stream.stats
+        p50, p95, p99 = stats.latency.percentiles(*PERCENTILES)
+        latest = stream.latest.annotation if stream.latest is not None else None
+        return cls(
+            name=stream.name, live=stream.live, decoded=stats.decoded, analysed=stats.analysed,
+            delivered=stats.delivered, captions=stats.captions,
+            caption_timeouts=stats.caption_timeouts, alerts=stats.alerts,
+            dropped=stream.dropped, latency=(p50, p95, p99), histogram=stats.latency.histogram,
+            status=stream.source.status, caption=stream.caption, annotation=latest,
+            expected=stream.expected,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An observer call made on the shard, to be made again on the coordinator.
+
+    Attributes:
+        hook: "analysis", "caption" or "alert".
+        stream: the stream it is about.
+        value: the `Annotation`, `Caption` or `Alert`.
+    """
+
+    hook: str
+    stream: str
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RelayBatch:
+    """What one read of a relay returns.
+
+    Attributes:
+        snapshots: every stream of the run, now.
+        events: the events since the last read, in order.
+        lost: events dropped since the last read (the coordinator read too slowly).
+        frames: stream → (JPEG of its newest drawn frame, its timeline), while watched.
+    """
+
+    snapshots: tuple[StreamSnapshot, ...]
+    events: tuple[Event, ...]
+    lost: int
+    frames: dict[str, tuple[bytes, float]]
+
+
+class Relay(Observer):
+    """The observer of one shard run: keeps its events until the coordinator reads them."""
+
+    def __init__(self) -> None:
+        self._run: Any = None
+        self._events: collections.deque[Event] = collections.deque()
+        self._lost = 0
+        self._frames: dict[str, tuple[np.ndarray, float]] = {}
+        self.watched = False  # the coordinator has a viewer open: relay drawn frames
+
+    async def start(self, run: Any) -> None:
+        self._run = run
+
+    def analysis(self, stream: str, annotation: Annotation) -> None:
+        self._keep(Event("analysis", stream, annotation))
+
+    def caption(self, stream: str, caption: Caption) -> None:
+        self._keep(Event("caption", stream, caption))
+
+    def alert(self, stream: str, alert: Any) -> None:
+        self._keep(Event("alert", stream, alert))
+
+    def frame(self, stream: str, image: np.ndarray, timeline: float) -> None:
+        self._frames[stream] = (image, timeline)  # the newest only; encoded when read
+
+    def _keep(self, event: Event) -> None:
+        if len(self._events) >= MAX_EVENTS:
+            self._events.popleft()
+            self._lost += 1
+        self._events.append(event)
+
+    async def read(self) -> RelayBatch:
+        """The streams now, and what happened since the last read (taken: read once). The
+        state is taken on the event loop; the frames are encoded on a thread."""
+        streams = self._run.streams if self._run is not None else []
+        snapshots = tuple(StreamSnapshot.of(stream) for stream in streams)
+        events, self._events = tuple(self._events), collections.deque()
+        lost, self._lost = self._lost, 0
+        frames, self._frames = self._frames, {}
+        jpegs = await asyncio.to_thread(_jpegs, frames) if frames else {}
+        return RelayBatch(snapshots, events, lost, jpegs)
+
+
+class FrameRelay(Relay):
+    """A relay that may be asked for drawn frames (the run has a web viewer): the pipeline then
+    decodes and draws full frames, and hands them over while the coordinator watches."""
+
+    @property
+    def wants_frames(self) -> bool:
+        return self.watched
+
+
+def _jpegs(frames: dict[str, tuple[np.ndarray, float]]) -> dict[str, tuple[bytes, float]]:
+    return {name: (encode_jpeg(image, FRAME_EDGE), at) for name, (image, at) in frames.items()}
