@@ -28,9 +28,10 @@ import numpy as np
 
 from streamer.analysis.service import ModelCard, ServiceLoad
 from streamer.cluster.placement import ShardRef
-from streamer.cluster.relay import RelayBatch, StreamSnapshot
+from streamer.cluster.relay import Embedded, RelayBatch, StreamSnapshot
 from streamer.config import RunConfig
 from streamer.core.events import Observer, Observers
+from streamer.core.frame import Frame
 from streamer.core.stats import LATENCY_BUCKETS, Histogram
 from streamer.report import Reporter
 from streamer.sources.status import SourceStatus
@@ -68,9 +69,10 @@ class _Stats:
 class _Source:
     """What the status surfaces read of a remote stream's source."""
 
-    def __init__(self, live: bool, connects: bool) -> None:
+    def __init__(self, live: bool, connects: bool, path: str | None) -> None:
         self.live = live
         self.connects = connects
+        self.path = path  # a file's path (the nodes and the coordinator share it)
         self.status = SourceStatus(state="connecting" if connects else "queued")
 
 
@@ -90,9 +92,10 @@ class RemoteStream:
         name: the stream.
         live: the live contract.
         connects: a camera or network stream (else a file).
+        path: a file's path.
     """
 
-    def __init__(self, name: str, live: bool, connects: bool) -> None:
+    def __init__(self, name: str, live: bool, connects: bool, path: str | None = None) -> None:
         self.name = name
         self.live = live
         self.node: str | None = None  # the host of the shard that runs it now
@@ -101,7 +104,7 @@ class RemoteStream:
         self.caption = None
         self.latest: _Latest | None = None
         self.expected: int | None = None
-        self.source = _Source(live, connects)
+        self.source = _Source(live, connects, path)
 
     def update(self, snapshot: StreamSnapshot, node: str) -> None:
         """Take the shard's state of the stream."""
@@ -151,7 +154,7 @@ class RemoteRun:
         self.encoder = _PoolView(model)
         self.started = time.monotonic()
         self.stop = stop
-        self.archive = None
+        self.archive: Any = None  # the coordinator's archive observer, with --archive
 
 
 class Coordinator:
@@ -217,12 +220,26 @@ class Coordinator:
                 if stream is not None:
                     stream.update(snapshot, node)
             for event in batch.events:
-                getattr(self.observers, event.hook)(event.stream, event.value)
+                if event.hook == "embedded":
+                    self._embedded(event.stream, event.value)
+                else:
+                    getattr(self.observers, event.hook)(event.stream, event.value)
             self.lost_events += batch.lost
             for name, (jpeg, timeline) in batch.frames.items():
                 image = _decode(jpeg)
                 if image is not None:
                     self.observers.frame(name, image, timeline)
+
+    def _embedded(self, stream: str, moment: Embedded) -> None:
+        """An analysed frame of a shard, to the archive: its picture as the frame's pixels,
+        captured when it was on this machine's monotonic clock."""
+        picture = _decode(moment.picture)
+        if picture is None:
+            return
+        captured = time.monotonic() - (time.time() - moment.wall)
+        frame = Frame(stream, moment.annotation.frame_index, moment.annotation.pts, captured,
+                      picture)  # fmt: skip
+        self.observers.embedded(stream, moment.annotation, moment.embedding, frame, moment.alerts)
 
 
 def _decode(jpeg: bytes) -> np.ndarray | None:

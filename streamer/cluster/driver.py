@@ -24,6 +24,7 @@ import logging
 import time
 from typing import Any
 
+from streamer.archive.observer import ArchiveObserver
 from streamer.cluster.coordinator import Coordinator, RemoteRun, RemoteStream
 from streamer.cluster.jobs import Job, Plan, merge_summaries, plan_run
 from streamer.cluster.options import ClusterConfig
@@ -106,11 +107,17 @@ class _ClusterRun:
 
     async def _coordinated(self) -> None:
         """The schedule, with the coordinator reading the shards beside it."""
-        streams = [RemoteStream(job.key, job.live, job.connects) for job in self.plan.jobs]
+        streams = [
+            RemoteStream(job.key, job.live, job.connects, job.path) for job in self.plan.jobs
+        ]
         run = RemoteRun(self.config, streams, self.placement.model, self.stop)
-        self.coordinator = Coordinator(run, observers_from_config(self.config))
+        observers = observers_from_config(self.config)  # viewer, webhook, the archive's index
+        run.archive = next((o for o in observers if isinstance(o, ArchiveObserver)), None)
+        self.coordinator = Coordinator(run, observers)
         await self.coordinator.start()
-        reporter = Reporter(streams, self.config.status_every) if self.progress else None
+        reporter = (
+            Reporter(streams, self.config.status_every, run.archive) if self.progress else None
+        )
         reading = asyncio.get_running_loop().create_task(
             self.coordinator.keep_reading(lambda: self.placement.shards, reporter)
         )

@@ -22,8 +22,7 @@ from streamer.sources.names import spec_kind
 
 __all__ = ["Job", "Plan", "merge_summaries", "plan_run"]
 
-# What runs only where the coordinator is; until it does, refused rather than half-done.
-_NOT_YET = (("archive", "--archive"),)
+_OUTPUT_PATHS = ("video", "srt", "vtt", "jsonl")  # OutputConfig's fields that name files
 
 
 @dataclass(eq=False)
@@ -52,6 +51,11 @@ class Job:
     def connects(self) -> bool:
         """A camera or a network stream (it connects and reconnects), not a file."""
         return spec_kind(self.spec) != "file"
+
+    @property
+    def path(self) -> str | None:
+        """A file's absolute path (as its shard opens it), None for a live stream."""
+        return None if self.connects else os.path.abspath(self.spec)
 
     def describe(self) -> str:
         kind = "stream" if self.live else "file"
@@ -83,16 +87,17 @@ def plan_run(config: RunConfig) -> Plan:
 
     Raises:
         ConfigError: outputs that cannot serve the inputs, an alert naming a stream the run does
-            not have, an option that does not run on a cluster yet (`RunConfig` has checked the
+            not have, summaries (they do not run on a cluster yet; `RunConfig` has checked the
             pins).
         SourceNotFoundError: a file input that does not exist (as seen from this machine: the
             nodes are expected to share it).
     """
-    for name, flag in _NOT_YET:
-        if getattr(config, name) is not None:
-            raise ConfigError(
-                f"{flag} does not run on a cluster yet: leave it out, or run without --cluster"
-            )
+    archive = config.archive
+    if archive is not None and (archive.summary_every_s is not None or archive.summary):
+        flag = "--summary-every" if archive.summary_every_s is not None else "--summary"
+        raise ConfigError(
+            f"{flag} does not run on a cluster yet: leave it out, or run without --cluster"
+        )
     named = stream_names(config.inputs)
     names = [name for name, _ in named]
     config.outputs.check(names, config.inputs)
@@ -117,9 +122,21 @@ def _is_live(spec: str, live: bool | None) -> bool:
 
 def _job_config(config: RunConfig, name: str, spec: str) -> RunConfig:
     """The one-process configuration of stream `name`: its input named as the whole run names
-    it, the alert rules that watch it, no cluster."""
+    it, the alert rules that watch it, no cluster. Paths are made absolute from here: a shard's
+    working directory is its Ray worker's, not this one's."""
     rules = tuple(rule for rule in config.alerts if not rule.streams or name in rule.streams)
-    return dataclasses.replace(config, input=(f"{name}={spec}",), alerts=rules, cluster=None)
+    if spec_kind(spec) == "file":
+        spec = os.path.abspath(spec)
+    outputs = config.outputs
+    paths = {key: os.path.abspath(getattr(outputs, key)) for key in _OUTPUT_PATHS
+             if getattr(outputs, key) is not None}  # fmt: skip
+    archive = config.archive
+    if archive is not None:
+        archive = dataclasses.replace(archive, path=os.path.abspath(archive.path))
+    return dataclasses.replace(
+        config, input=(f"{name}={spec}",), alerts=rules, cluster=None, archive=archive,
+        outputs=dataclasses.replace(outputs, **paths),
+    )  # fmt: skip
 
 
 def merge_summaries(

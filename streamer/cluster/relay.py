@@ -15,22 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from streamer.core.events import Observer
-from streamer.core.frame import Annotation, Caption
+from streamer.core.frame import Annotation, Caption, Frame
 from streamer.core.stats import Histogram
 from streamer.llm.images import encode_jpeg
 from streamer.sources.status import SourceStatus
 
-__all__ = ["Event", "FrameRelay", "Relay", "RelayBatch", "StreamSnapshot"]
+__all__ = ["Embedded", "Event", "FrameRelay", "Relay", "RelayBatch", "StreamSnapshot"]
 
 MAX_EVENTS = 4096  # events kept between two reads; past it the oldest go (and are counted)
 PERCENTILES = (50, 95, 99)
 FRAME_EDGE = 1280  # a relayed frame's long edge at most: the viewer shows it no bigger
+PICTURE_QUALITY = 90  # an analysed picture, relayed for the archive's thumbnail
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +85,33 @@ class StreamSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class Embedded:
+    """An analysed frame as the archive indexes it (`Observer.embedded`'s arguments, with the
+    frame reduced to what crosses: its analysis picture as JPEG and its wall-clock time).
+
+    Attributes:
+        annotation: its tags and scene score.
+        embedding: its pooled embedding, float32.
+        picture: JPEG of its analysis picture (the thumbnail's source); bytes once read.
+        wall: `time.time()` when it was captured (monotonic clocks differ between machines).
+        alerts: the alerts that fired on it.
+    """
+
+    annotation: Annotation
+    embedding: np.ndarray
+    picture: Any
+    wall: float
+    alerts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """An observer call made on the shard, to be made again on the coordinator.
 
     Attributes:
-        hook: "analysis", "caption" or "alert".
+        hook: "analysis", "caption", "alert" or "embedded".
         stream: the stream it is about.
-        value: the `Annotation`, `Caption` or `Alert`.
+        value: the `Annotation`, `Caption`, `Alert` or `Embedded`.
     """
 
     hook: str
@@ -114,9 +137,14 @@ class RelayBatch:
 
 
 class Relay(Observer):
-    """The observer of one shard run: keeps its events until the coordinator reads them."""
+    """The observer of one shard run: keeps its events until the coordinator reads them.
 
-    def __init__(self) -> None:
+    Args:
+        embedded: also relay every analysed frame (`Embedded`), for the coordinator's archive.
+    """
+
+    def __init__(self, *, embedded: bool = False) -> None:
+        self._embedded = embedded
         self._run: Any = None
         self._events: collections.deque[Event] = collections.deque()
         self._lost = 0
@@ -135,6 +163,15 @@ class Relay(Observer):
     def alert(self, stream: str, alert: Any) -> None:
         self._keep(Event("alert", stream, alert))
 
+    def embedded(
+        self, stream: str, annotation: Annotation, embedding: np.ndarray, frame: Frame,
+        alerts: tuple[str, ...],
+    ) -> None:  # fmt: skip
+        if self._embedded:
+            wall = time.time() - (time.monotonic() - frame.captured)
+            moment = Embedded(annotation, embedding, frame.analysis_image, wall, alerts)
+            self._keep(Event("embedded", stream, moment))
+
     def frame(self, stream: str, image: np.ndarray, timeline: float) -> None:
         self._frames[stream] = (image, timeline)  # the newest only; encoded when read
 
@@ -152,7 +189,10 @@ class Relay(Observer):
         events, self._events = tuple(self._events), collections.deque()
         lost, self._lost = self._lost, 0
         frames, self._frames = self._frames, {}
-        jpegs = await asyncio.to_thread(_jpegs, frames) if frames else {}
+        if frames or self._embedded:
+            events, jpegs = await asyncio.to_thread(_encoded, events, frames)
+        else:
+            jpegs = {}
         return RelayBatch(snapshots, events, lost, jpegs)
 
 
@@ -165,5 +205,16 @@ class FrameRelay(Relay):
         return self.watched
 
 
-def _jpegs(frames: dict[str, tuple[np.ndarray, float]]) -> dict[str, tuple[bytes, float]]:
-    return {name: (encode_jpeg(image, FRAME_EDGE), at) for name, (image, at) in frames.items()}
+def _encoded(
+    events: tuple[Event, ...], frames: dict[str, tuple[np.ndarray, float]]
+) -> tuple[tuple[Event, ...], dict[str, tuple[bytes, float]]]:
+    """The events with their analysed pictures as JPEG, and the frames as JPEG (a thread)."""
+    out = []
+    for event in events:
+        if event.hook == "embedded":
+            moment = event.value
+            jpeg = encode_jpeg(moment.picture, max(moment.picture.shape), PICTURE_QUALITY)
+            event = Event(event.hook, event.stream, dataclasses.replace(moment, picture=jpeg))
+        out.append(event)
+    jpegs = {name: (encode_jpeg(image, FRAME_EDGE), at) for name, (image, at) in frames.items()}
+    return tuple(out), jpegs

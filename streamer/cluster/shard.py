@@ -64,7 +64,10 @@ class Shard:
             self._replicas, self._model, config.analysis.batch, self._in_flight, self._name
         )
         # The run's viewer and webhook are the coordinator's: a relay tells it what they need.
-        relay = FrameRelay() if config.serve is not None else Relay()
+        embedded = config.archive is not None  # the coordinator indexes the moments
+        relay = (
+            FrameRelay(embedded=embedded) if config.serve is not None else Relay(embedded=embedded)
+        )
         relay.watched = self._watched
         self._relays[key] = relay
         self._services[key] = service

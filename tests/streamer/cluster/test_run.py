@@ -27,6 +27,8 @@ from webhook_receiver import Receiver
 from bench.harness.rtsp import free_port
 from streamer.analysis.alerts import AlertRule
 from streamer.analysis.worker import EncoderChoice
+from streamer.archive import Archive
+from streamer.archive.options import ArchiveConfig
 from streamer.cluster.driver import run_cluster
 from streamer.cluster.options import ClusterConfig, Pin
 from streamer.config import RunConfig, ServeConfig
@@ -267,3 +269,39 @@ async def _look_at_the_viewer(port: int, task: asyncio.Task, hook) -> tuple[dict
                 jpeg += await answer.content.readany()
             jpeg = jpeg[jpeg.index(b"\xff\xd8") :]
     return status, metrics, jpeg
+
+
+def test_the_archive_of_a_cluster_run_has_every_node_s_moments(
+    cluster, clips, rtsp_server, tmp_path, monkeypatch
+):
+    """--archive on a cluster, with relative paths as a user types them: the live stream is
+    recorded on its node, the coordinator indexes the moments of every stream (files and live)
+    into the one index; outputs land where the paths say."""
+    monkeypatch.chdir(tmp_path)
+    for clip in clips[:2]:
+        (tmp_path / clip.name).write_bytes(clip.read_bytes())
+    config = RunConfig(
+        input=("a.mp4", "b.mp4", f"door={rtsp_server.url('cam1')}"),
+        outputs=OutputConfig(jsonl="out/{stream}.jsonl"), encoder=TINY, llm=None,
+        archive=ArchiveConfig("arch", segment_s=2.0, index_every_s=1.0),
+        cluster=ClusterConfig("auto", pins=(Pin("door", resource="door-cam"),)),
+    )  # fmt: skip
+    (tmp_path / "out").mkdir()
+
+    async def run_until_files_done():
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_cluster(config, stop=stop))
+        deadline = time.monotonic() + 120
+        while not all(_analysed(tmp_path / "out" / f"{n}.jsonl") >= 3 for n in ("a", "b", "door")):
+            assert not task.done() and time.monotonic() < deadline, "not every stream ran"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(5.0)  # a few of door's segments and moments; the files end
+        stop.set()
+        return await task
+
+    summary = asyncio.run(run_until_files_done())
+    assert {s.name for s in summary.streams} == {"a", "b", "door"}
+    info = Archive(tmp_path / "arch").info()
+    rows = {s.stream: s.rows for s in info.streams}
+    assert rows.keys() == {"a", "b", "door"} and all(rows.values()), rows
+    assert info.recordings_bytes > 0  # door, recorded on its node
