@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from streamer.pipeline import run_pipeline
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
+REPO = Path(__file__).resolve().parents[3]
 TINY = EncoderChoice(kind="clip", model="tiny", weights="random", device="cpu")
 
 
@@ -305,3 +307,32 @@ def test_the_archive_of_a_cluster_run_has_every_node_s_moments(
     rows = {s.stream: s.rows for s in info.streams}
     assert rows.keys() == {"a", "b", "door"} and all(rows.values()), rows
     assert info.recordings_bytes > 0  # door, recorded on its node
+
+
+def test_ctrl_c_on_the_command_line_finishes_every_output(cluster, clips, tmp_path):
+    """`streamer run --cluster auto` as a user runs it, interrupted with Ctrl-C (SIGINT) while
+    its shards write: exit 130, every video written plays to its last frame, and none of the
+    run's actors is left behind."""
+    made, _ = cluster
+    out = tmp_path / "cli"
+    out.mkdir()
+    args = [sys.executable, "-m", "streamer", "run", "--cluster", "auto", *map(str, clips),
+            "-o", str(out / "{stream}.mp4"), "--jsonl", str(out / "{stream}.jsonl"),
+            "--encoder", "clip", "--model", "tiny", "--weights", "random", "--no-llm",
+            "--files-per-shard", "1", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "RAY_ADDRESS": made.address, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while _analysed(out / "a.jsonl") < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never got going"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stderr
+    assert "stopped early" in stderr and "Traceback" not in stderr, stderr
+    videos = sorted(out.glob("*.mp4"))
+    assert videos, stderr
+    for video in videos:
+        frames = int(ffprobe(video, "-count_frames")["streams"][0]["nb_read_frames"])
+        assert frames > 0, video
+    assert not _pids("ray::Shard"), "a shard outlived its run"
