@@ -195,9 +195,7 @@ def _serve(given: Settings, fields: dict[str, Any]) -> ServeConfig | None:
 def _archive(given: Settings, fields: dict[str, Any]) -> ArchiveConfig | None:
     path = given.get("archive")
     if path is None:
-        if fields:
-            flag = next(r.option.flag for r in TABLE if r.path == f"archive.{next(iter(fields))}")
-            raise ConfigError(f"{flag} needs --archive DIR (the archive it applies to)")
+        _refuse_set_fields("archive", fields, "--archive DIR (the archive it applies to)")
         return None
     return ArchiveConfig(path=path, **fields)
 
@@ -205,14 +203,18 @@ def _archive(given: Settings, fields: dict[str, Any]) -> ArchiveConfig | None:
 def _cluster(given: Settings, fields: dict[str, Any]) -> ClusterConfig | None:
     address = given.get("cluster")
     if address is None:
-        # Defaults are let through: `config --print` writes every key, set or not.
-        rows = {r.path: r for r in TABLE if r.path.startswith("cluster.")}
-        changed = [k for k, v in fields.items() if v != rows[f"cluster.{k}"].default]
-        if changed:
-            flag = rows[f"cluster.{changed[0]}"].option.flag
-            raise ConfigError(f"{flag} needs --cluster ADDRESS (the cluster it applies to)")
+        _refuse_set_fields("cluster", fields, "--cluster ADDRESS (the cluster it applies to)")
         return None
     return ClusterConfig(address=address, **fields)
+
+
+def _refuse_set_fields(section: str, fields: dict[str, Any], needs: str) -> None:
+    """A section that is off may not have options set to other than their defaults (which
+    `config --print` writes for every key, set or not)."""
+    rows = {r.path: r for r in TABLE if r.path.startswith(f"{section}.")}
+    changed = [k for k, v in fields.items() if v != rows[f"{section}.{k}"].default]
+    if changed:
+        raise ConfigError(f"{rows[f'{section}.{changed[0]}'].option.flag} needs {needs}")
 
 
 # --- checks between options ---------------------------------------------------------------------

@@ -349,3 +349,16 @@ input = {str(small_clip)!r}
     assert [r for r in records if r["type"] == "analysis"]
     assert parse_srt((tmp_path / "cli.srt").read_text())  # the flag replaced the file's srt
     assert not (tmp_path / "out" / "clip.srt").exists()
+
+
+def test_a_printed_configuration_without_an_archive_still_checks(tmp_path, capsys):
+    """`config --print` writes every key, the archive's defaults (segment, retain, ...) too:
+    loaded back without `archive` set, they must not read as options given without it."""
+    assert main(["config", "--print", "a.mp4", "--jsonl", "a.jsonl"]) == 0
+    printed = write(tmp_path, capsys.readouterr().out, "printed.toml")
+    assert "segment = 60.0" in printed.read_text()
+    assert main(["config", "--check", str(printed)]) == 0, capsys.readouterr().err
+    # a value of its own still needs the archive
+    changed = write(tmp_path, printed.read_text().replace("segment = 60.0", "segment = 30.0"))
+    assert main(["config", "--check", str(changed)]) == 2
+    assert "--segment needs --archive DIR" in capsys.readouterr().err
