@@ -238,7 +238,7 @@ def test_a_lost_node_s_live_streams_restart_and_pinned_ones_wait(
             restart_s = back()[0]["wall"] - removed
             assert not _since(out / "door.jsonl", removed + 1.0), "door ran without its node"
             added = time.time()
-            await asyncio.to_thread(sim.add_worker)
+            sim.add_worker()  # on the loop's thread: Ray's node start sets signal handlers
             door_back = lambda: _since(out / "door.jsonl", added)  # noqa: E731
             await until("door came back with a door-cam node", door_back, 90, task)
         finally:
