@@ -68,6 +68,7 @@ class SimCluster:
 
 @pytest.fixture(scope="module")
 def sim():
+    """The module's cluster, both nodes up; shut down after the last test."""
     made = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     ray.init(address=made.address, namespace="streamer", logging_level=logging.WARNING)
     cluster = SimCluster(made, None)
