@@ -214,7 +214,7 @@ class _ClusterRun:
                     job.describe(),
                     job.shard.name,
                     exc,
-                    "restarting it elsewhere" if job.live else "redoing it elsewhere",
+                    job.after_loss(),
                 )
                 again.append(job.retry())
             else:

@@ -62,6 +62,14 @@ class Job:
         again = f" (attempt {self.attempt})" if self.attempt > 1 else ""
         return f"{kind} {self.key}{again}"
 
+    def after_loss(self) -> str:
+        """What happens to this job once its shard is lost, for the warning that says so."""
+        if not self.live:
+            return "redoing it from the start elsewhere"
+        if self.pin is not None:
+            return f"pinned ({self.pin}): lost until a node it may run on joins the cluster"
+        return "restarting it elsewhere"
+
     def retry(self) -> Job:
         return dataclasses.replace(self, attempt=self.attempt + 1, shard=None)
 

@@ -2,15 +2,18 @@
 
 The driver owns every actor it starts here and kills them at the end of the run. Replicas are
 spread over the cluster (one GPU each where it has GPUs, else `--encoder-cpus` CPUs) and Ray
-restarts a lost one where resources allow. Shards are pinned to their node and reserve no CPU
-(decoding is their node's to give; the CPUs Ray counts are the encoders'); a node that joins
-during the run gets its shards at the next look.
+restarts a lost one where resources allow. Replicas are named `encoder-RUN-I` in the run's
+namespace, so `ray list actors` (and a test, or a tool) can find a run's pool and ask it for its
+`stats()`. Shards are pinned to their node and reserve no CPU (decoding is their node's to give;
+the CPUs Ray counts are the encoders'); a node that joins during the run gets its shards at the
+next look.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +24,11 @@ from streamer.cluster.session import ClusterInfo, NodeInfo, nodes
 from streamer.config import RunConfig
 from streamer.errors import ClusterError
 
-__all__ = ["Placement", "ShardRef"]
+__all__ = ["REPLICA_PREFIX", "Placement", "ShardRef", "replica_name"]
 
 log = logging.getLogger("streamer")
 
+REPLICA_PREFIX = "encoder-"  # a replica's actor name: encoder-RUN-I
 LOAD_TIMEOUT_S = 600.0  # a replica loading its model (pretrained weights may be downloaded)
 
 
@@ -76,6 +80,7 @@ class Placement:
         self._shards: list[ShardRef] = []
         self._live: dict[str, int] = {}  # shard name → live jobs it was given
         self.model: ModelCard | None = None
+        self.run_id = uuid.uuid4().hex[:8]  # names this run's replicas apart from another run's
 
     @property
     def replicas(self) -> list[Any]:
@@ -119,12 +124,14 @@ class Placement:
             _check_cpus(cluster, self._info)
             resources = {"num_cpus": cluster.encoder_cpus}
             threads = cluster.torch_threads
-        actor = ray.remote(EncoderReplica).options(
-            **resources, max_restarts=-1, max_task_retries=0, scheduling_strategy="SPREAD"
-        )
+        actor = ray.remote(EncoderReplica)
+        options = dict(resources, max_restarts=-1, max_task_retries=0, scheduling_strategy="SPREAD")
         policy = self._config.analysis.batch
         self._replicas = [
-            actor.remote(self._config.encoder, policy, threads) for _ in range(cluster.encoders)
+            actor.options(name=replica_name(self.run_id, i), **options).remote(
+                self._config.encoder, policy, threads
+            )
+            for i in range(cluster.encoders)
         ]
 
     async def refresh(self) -> None:
@@ -202,6 +209,11 @@ class Placement:
                 ray.kill(handle, no_restart=True)
             except Exception as exc:  # an actor already gone: nothing to stop
                 log.debug("kill: %s", exc)
+
+
+def replica_name(run_id: str, index: int) -> str:
+    """The Ray actor name of replica `index` of run `run_id` (unique in the namespace)."""
+    return f"{REPLICA_PREFIX}{run_id}-{index}"
 
 
 def _check_cpus(cluster: ClusterConfig, info: ClusterInfo) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ class ReplicaStats:
         images, batches: encoded so far.
         busy_s: seconds in the model so far.
         batch_sizes: images per batch → batches of that size.
+        pid: its process (a new one after Ray restarted it; `ray::EncoderReplica` in `top`).
     """
 
     node: str
@@ -74,6 +76,7 @@ class ReplicaStats:
     batches: int
     busy_s: float
     batch_sizes: dict[int, int]
+    pid: int = 0
 
 
 class EncoderReplica:
@@ -135,6 +138,7 @@ class EncoderReplica:
         return ReplicaStats(
             node=self.node(), outstanding=self._outstanding, images=load.images,
             batches=load.batches, busy_s=load.busy_s, batch_sizes=dict(load.batch_sizes),
+            pid=os.getpid(),
         )  # fmt: skip
 
     def _start(self) -> None:
