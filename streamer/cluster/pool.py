@@ -209,6 +209,7 @@ class PoolEncoderService(Generic[T]):
         if not replicas:
             raise ClusterError("the encoder pool has no replica. Fix: --encoders 1 or more")
         self._replicas = [_Replica(handle) for handle in replicas]
+        self._turn = 0  # ties between replicas go round
         self._model = model
         self._max_send = max(1, policy.max_batch)
         self._budget = in_flight if isinstance(in_flight, InFlight) else InFlight(in_flight)
@@ -349,13 +350,17 @@ class PoolEncoderService(Generic[T]):
             replica.outstanding -= len(images)
 
     async def _pick(self) -> _Replica:
-        """The replica with the least of this shard's frames outstanding, among those up;
+        """The replica with the least of this shard's frames outstanding, among those up, ties
+        taken in turn (a lightly loaded pool would else send everything to the first);
         waits (bounded) while every replica is being restarted."""
         deadline = time.monotonic() + REPLICA_BACK_S
         while True:
-            up = [r for r in self._replicas if r.up]
+            count = len(self._replicas)
+            up = [(i, r) for i, r in enumerate(self._replicas) if r.up]
             if up:
-                return min(up, key=lambda r: r.outstanding)
+                self._turn += 1
+                _, best = min(up, key=lambda ir: (ir[1].outstanding, (ir[0] - self._turn) % count))
+                return best
             if time.monotonic() > deadline:
                 raise ClusterError(
                     f"no encoder replica came back within {REPLICA_BACK_S:.0f} s. Fix: give the "
