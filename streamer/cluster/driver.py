@@ -175,7 +175,8 @@ class _ClusterRun:
         return files
 
     def _launch(self, job: Job, shard: Any) -> None:
-        ref = shard.handle.run.remote(job.config, job.key)
+        keep = job.attempt - 1 if job.live else 0  # a file is redone from its start
+        ref = shard.handle.run.remote(job.config, job.key, keep)
         task = asyncio.get_running_loop().create_task(_result(ref))
         shard.jobs.add(job.key)
         job.shard = shard

@@ -10,6 +10,8 @@ bounded for the whole shard (`InFlight`), whichever of its runs sent them.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from typing import Any
 
 from streamer.analysis.service import ModelCard, ServiceLoad
@@ -20,6 +22,8 @@ from streamer.pipeline import run_pipeline
 from streamer.report import RunSummary
 
 __all__ = ["Shard"]
+
+log = logging.getLogger("streamer")
 
 
 class Shard:
@@ -50,13 +54,18 @@ class Shard:
 
         return ray.get_runtime_context().get_node_id()
 
-    async def run(self, config: RunConfig, key: str) -> RunSummary:
+    async def run(self, config: RunConfig, key: str, keep: int = 0) -> RunSummary:
         """Run `config` (some of the run's streams, named as the whole run names them) here.
 
         Args:
             config: the streams and outputs; its `cluster` is None (this is one process).
-            key: the job's name, for `stop`.
+            key: the job's name (its stream's), for `stop`.
+            keep: a live stream started again after its node was lost, for the `keep`-th
+                time: what it wrote before is kept beside the new outputs (`NAME.keep-N.EXT`)
+                rather than written over. 0: a first run, or a file redone from its start.
         """
+        if keep:
+            _keep_outputs(config, key, keep)
         if self._in_flight is None:
             self._in_flight = InFlight(self._in_flight_frames)
         stop = self._stops[key] = asyncio.Event()
@@ -98,3 +107,17 @@ class Shard:
         actor's event loop, where the runs wait on their events)."""
         for stop in self._stops.values():
             stop.set()
+
+
+def _keep_outputs(config: RunConfig, stream: str, keep: int) -> None:
+    """Move the outputs a lost run of `stream` left (where this node sees them: a shared
+    filesystem) out of the new run's way, so that nothing it wrote is lost."""
+    for path in config.outputs.for_stream(stream).paths():
+        root, ext = os.path.splitext(path)
+        try:
+            os.replace(path, f"{root}.keep-{keep}{ext}")
+        except FileNotFoundError:
+            continue  # written on the lost node's own disk, or never begun
+        except OSError as exc:
+            log.warning("%s: cannot keep %s of its lost run (%s); it is written over", stream,
+                        path, exc)  # fmt: skip

@@ -223,6 +223,8 @@ def test_a_lost_node_s_live_streams_restart_and_pinned_ones_wait(
             await asyncio.sleep(0.1)
         return time.time()
 
+    removed_at: list[float] = []
+
     async def scenario():
         stop = asyncio.Event()
         task = asyncio.create_task(run_cluster(config, stop=stop))
@@ -233,6 +235,7 @@ def test_a_lost_node_s_live_streams_restart_and_pinned_ones_wait(
             moved = [name for name in there if name != "door"]
             assert "door" in there and len(moved) == 1, there
             removed = time.time()
+            removed_at.append(removed)
             await asyncio.to_thread(sim.remove_worker)
             back = lambda: _since(out / f"{moved[0]}.jsonl", removed)  # noqa: E731
             await until(f"{moved[0]} ran again", back, 30, task)
@@ -257,6 +260,10 @@ def test_a_lost_node_s_live_streams_restart_and_pinned_ones_wait(
     assert door and sim.worker_id in door[0], door
     assert summary.interrupted and [s.name for s in summary.streams] == list(cams)
     assert all(s.analysed > 0 for s in summary.streams), summary.streams
+    # What the moved stream wrote before its node was lost is kept beside the new file.
+    kept = _analyses(out / f"{moved}.keep-1.jsonl")
+    assert len(kept) >= 3 and all(r["wall"] <= removed_at[0] + 1.0 for r in kept), kept[-1:]
+    assert _analyses(out / f"{moved}.jsonl")[0]["wall"] > removed_at[0]
 
 
 def _replicas() -> list:
