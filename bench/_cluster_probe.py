@@ -48,6 +48,7 @@ class _Probe:
         self.bytes_back: list[int] = []
         self.frames_sent: list[int] = []
         self.image_shape: tuple[int, ...] = ()
+        self.lane_drops = 0  # frames the service's lanes dropped (live: a newer one came)
 
     def submit(self, lane: str, image: np.ndarray, item: Any) -> Awaitable[None]:
         now = time.perf_counter()
@@ -80,9 +81,11 @@ class _Probe:
             "bytes_back": self.bytes_back,
             "frames_sent": self.frames_sent,
             "image_shape": list(self.image_shape),
+            "lane_drops": self.lane_drops,
         }
 
     def close(self) -> None:
+        self.lane_drops = self.load().dropped  # type: ignore[attr-defined]
         folder = os.environ.get(PROBE_DIR)
         if folder:
             path = Path(folder) / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"

@@ -99,10 +99,18 @@ def _config(job: dict, inputs: list[str], folder: Path, *, every_frame: bool, en
     )
 
 
+def _niceness(job: dict) -> None:
+    """Ray starts its workers at niceness 15 unless `RAY_worker_niceness` says otherwise (read
+    by the raylets this process starts)."""
+    if job.get("niceness") is not None:
+        os.environ["RAY_worker_niceness"] = str(job["niceness"])  # noqa: SIM112 (Ray spells it so)
+
+
 def child_live(job: dict) -> dict:
     """Run the live streams in one process or on the cluster; returns the numbers of the run."""
     from bench._cluster_probe import PROBE_DIR, collect
 
+    _niceness(job)
     folder = Path(job["folder"])
     probe = folder / "probe"
     probe.mkdir()
@@ -170,6 +178,7 @@ def _live_numbers(summary, online: dict[str, float], stopped: float, probes: lis
         "p99": max(s.latency_ms[2] for s in streams),
         "analysed/s": sum(s.analysed / spans[s.name] for s in streams),
         "drops": sum(s.dropped for s in streams),
+        "ana_drops": sum(p["lane_drops"] for p in probes),
         "ana_p50": _quantile(analysis, 0.5),
         "ana_p99": _quantile(analysis, 0.99),
         **_bytes_numbers(probes),
@@ -181,6 +190,7 @@ def child_files(job: dict) -> dict:
     from bench._cluster_probe import collect
     from streamer.cluster.driver import run_cluster
 
+    _niceness(job)
     folder = Path(job["folder"])
     probe = folder / "probe"
     probe.mkdir()
@@ -269,7 +279,7 @@ def overhead(args: argparse.Namespace) -> None:
     server, names = pattern_server(args.streams, args.size)
     try:
         base = {"kind": "live", "urls": [server.url(n) for n in names], "seconds": args.seconds,
-                "encoder": args.encoder}  # fmt: skip
+                "encoder": args.encoder, "niceness": args.worker_niceness}  # fmt: skip
         print(f"\noverhead: {args.streams} RTSP streams {args.size} 25 fps, {args.seconds:g} s "
               f"from all online, JSON Lines out, {args.encoder} random weights, 1 torch thread; "
               "cluster: 2 simulated nodes x 1 CPU, 1 replica")  # fmt: skip
@@ -277,7 +287,7 @@ def overhead(args: argparse.Namespace) -> None:
                           args.rounds)  # fmt: skip
     finally:
         server.kill()
-    keys = ("fps", "p50", "p99", "analysed/s", "drops", "ana_p50", "ana_p99")
+    keys = ("fps", "p50", "p99", "analysed/s", "drops", "ana_drops", "ana_p50", "ana_p99")
     print(f"\noverhead: mean of {args.rounds} runs each (latencies in ms)")
     table(results, keys)
     one, cluster = results["one"], results["cluster"]
@@ -305,7 +315,8 @@ def make_clips(folder: Path, count: int, seconds: float) -> list[str]:
 def replicas(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
         clips = make_clips(Path(folder), args.files, args.file_seconds)
-        base = {"kind": "files", "clips": clips, "encoder": args.encoder, "cluster": True}
+        base = {"kind": "files", "clips": clips, "encoder": args.encoder, "cluster": True,
+                "niceness": args.worker_niceness}  # fmt: skip
         print(f"\nreplicas: {args.files} clips x {args.file_seconds:g} s 320x240 25 fps, every "
               f"frame analysed, {args.encoder} random weights; 2 simulated nodes x 1 CPU, "
               "replicas of 1 CPU / 1 torch thread")  # fmt: skip
@@ -321,7 +332,7 @@ def bytes_mode(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
         clips = make_clips(Path(folder), 1, args.file_seconds)
         job = {"kind": "files", "clips": clips, "encoder": args.encoder, "cluster": True,
-               "encoders": 1}  # fmt: skip
+               "encoders": 1, "niceness": args.worker_niceness}  # fmt: skip
         with tempfile.TemporaryDirectory() as out:
             result = spawn({**job, "folder": out})
     print(f"\nbytes: 1 clip x {args.file_seconds:g} s, every frame analysed, 1 replica")
@@ -351,6 +362,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--file-seconds", type=float, default=8.0)
     parser.add_argument("--encoder", default="default", help="kind[:model], random weights")
+    parser.add_argument("--worker-niceness", type=int, help="Ray workers' niceness (Ray: 15)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if unknown := set(args.modes) - set(MODES):
@@ -367,6 +379,8 @@ def main() -> None:
         f"python {platform.python_version()}, torch {torch.__version__}, ray {ray.__version__}"
     )
     print("command: python bench/cluster.py " + shlex.join(sys.argv[1:]))
+    nice = "Ray's default (15)" if args.worker_niceness is None else args.worker_niceness
+    print(f"Ray workers' niceness: {nice}; this process's: {os.nice(0)}")
     for mode in args.modes or MODES:
         {"overhead": overhead, "replicas": replicas, "bytes": bytes_mode}[mode](args)
 
