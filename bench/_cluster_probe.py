@@ -47,7 +47,7 @@ class _Probe:
         self.bytes_out: list[int] = []  # per call to a replica
         self.bytes_back: list[int] = []
         self.frames_sent: list[int] = []
-        self.image_shape: tuple[int, ...] = ()
+        self.sent_shapes: dict[str, int] = {}  # "HxWxC" of the frames sent → how many
         self.lane_drops = 0  # frames the service's lanes dropped (live: a newer one came)
 
     def submit(self, lane: str, image: np.ndarray, item: Any) -> Awaitable[None]:
@@ -58,7 +58,6 @@ class _Probe:
             old = now - _FORGET_S
             self._submitted = {k: v for k, v in self._submitted.items() if v[1] > old}
         self._submitted[id(item)] = (item, now)  # the item is kept, so its id stays unique
-        self.image_shape = tuple(image.shape)
         return super().submit(lane, image, item)  # type: ignore[misc]
 
     async def results(self) -> AsyncIterator[EncodedBatch]:
@@ -80,7 +79,7 @@ class _Probe:
             "bytes_out": self.bytes_out,
             "bytes_back": self.bytes_back,
             "frames_sent": self.frames_sent,
-            "image_shape": list(self.image_shape),
+            "sent_shapes": self.sent_shapes,
             "lane_drops": self.lane_drops,
         }
 
@@ -113,6 +112,8 @@ class ProbedPool(_Probe, PoolEncoderService):
         self.bytes_out.append(_ray_bytes(self._caller) + _ray_bytes(images))
         self.bytes_back.append(_ray_bytes(returned))
         self.frames_sent.append(len(images))
+        shape = "x".join(map(str, images.shape[1:]))
+        self.sent_shapes[shape] = self.sent_shapes.get(shape, 0) + len(images)
         return returned
 
 

@@ -93,7 +93,7 @@ def _config(job: dict, inputs: list[str], folder: Path, *, every_frame: bool, en
         input=tuple(inputs),
         outputs=OutputConfig(jsonl=str(folder / "{stream}.jsonl")),
         encoder=EncoderChoice(kind=kind, model=model or None, weights="random", device="cpu"),
-        analysis=AnalysisConfig(analyze_fps=None) if every_frame else AnalysisConfig(),
+        analysis=AnalysisConfig(analyze_fps=None if every_frame else job.get("analyze_fps", 2.0)),
         llm=None,
         cluster=cluster,
     )
@@ -217,10 +217,18 @@ def _bytes_numbers(probes: list[dict]) -> dict:
         "frames/call": frames / calls,
         "out/frame": sum(b for p in probes for b in p["bytes_out"]) / frames,
         "back/frame": sum(b for p in probes for b in p["bytes_back"]) / frames,
-        "image": "x".join(
-            str(d) for d in next(p["image_shape"] for p in probes if p["image_shape"])
-        ),
+        "shapes": _shapes(probes),
     }
+
+
+def _shapes(probes: list[dict]) -> dict[str, int]:
+    """Frames sent to the replicas by their shape: a live frame the decoder did not resize
+    (`Frame.analysis_image` falls back to the full picture) crosses at full size."""
+    shapes: dict[str, int] = {}
+    for probe in probes:
+        for shape, count in probe["sent_shapes"].items():
+            shapes[shape] = shapes.get(shape, 0) + count
+    return shapes
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -254,11 +262,13 @@ def measure(base: dict, conditions: dict[str, dict], rounds: int) -> dict[str, l
             result = spawn({**base, **conditions[condition], "folder": folder})
         results[condition].append(result)
         shown = "  ".join(f"{k} {_fmt(v)}" for k, v in result.items())
-        print(f"  {condition:<10}{shown}", flush=True)
+        print(f"  {condition:<12}{shown}", flush=True)
     return results
 
 
 def _fmt(value: object) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}:{v}" for k, v in value.items())
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
@@ -275,13 +285,15 @@ def table(results: dict[str, list[dict]], keys: tuple[str, ...]) -> None:
         print(f"{name:<12}" + "".join(cells))
 
 
-def overhead(args: argparse.Namespace) -> None:
+def overhead(args: argparse.Namespace) -> dict:
     server, names = pattern_server(args.streams, args.size)
     try:
         base = {"kind": "live", "urls": [server.url(n) for n in names], "seconds": args.seconds,
-                "encoder": args.encoder, "niceness": args.worker_niceness}  # fmt: skip
+                "encoder": args.encoder, "niceness": args.worker_niceness,
+                "analyze_fps": args.analyze_fps}  # fmt: skip
         print(f"\noverhead: {args.streams} RTSP streams {args.size} 25 fps, {args.seconds:g} s "
-              f"from all online, JSON Lines out, {args.encoder} random weights, 1 torch thread; "
+              f"from all online, JSON Lines out, {args.encoder} random weights, 1 torch thread, "
+              f"{args.analyze_fps:g} analysed frames/s per stream; "
               "cluster: 2 simulated nodes x 1 CPU, 1 replica")  # fmt: skip
         results = measure(base, {"one": {"cluster": False}, "cluster": {"cluster": True}},
                           args.rounds)  # fmt: skip
@@ -297,6 +309,7 @@ def overhead(args: argparse.Namespace) -> None:
           f"analysed {_mean(cluster, 'analysed/s') / _mean(one, 'analysed/s'):.3f}x, "
           f"added analysis p50 {added['ana_p50']:+.2f} ms")  # fmt: skip
     _print_bytes("live", cluster)
+    return results
 
 
 def make_clips(folder: Path, count: int, seconds: float) -> list[str]:
@@ -312,7 +325,7 @@ def make_clips(folder: Path, count: int, seconds: float) -> list[str]:
     return clips
 
 
-def replicas(args: argparse.Namespace) -> None:
+def replicas(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         clips = make_clips(Path(folder), args.files, args.file_seconds)
         base = {"kind": "files", "clips": clips, "encoder": args.encoder, "cluster": True,
@@ -326,9 +339,10 @@ def replicas(args: argparse.Namespace) -> None:
     table(results, ("analysed", "span_s", "analysed/s"))
     ratio = _mean(results["2 replicas"], "analysed/s") / _mean(results["1 replica"], "analysed/s")
     print(f"2 replicas / 1: {ratio:.3f}x analysed frames/s (target >= 1.7)")
+    return results
 
 
-def bytes_mode(args: argparse.Namespace) -> None:
+def bytes_mode(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         clips = make_clips(Path(folder), 1, args.file_seconds)
         job = {"kind": "files", "clips": clips, "encoder": args.encoder, "cluster": True,
@@ -337,6 +351,7 @@ def bytes_mode(args: argparse.Namespace) -> None:
             result = spawn({**job, "folder": out})
     print(f"\nbytes: 1 clip x {args.file_seconds:g} s, every frame analysed, 1 replica")
     _print_bytes("file", [result])
+    return result
 
 
 def _print_bytes(what: str, rows: list[dict]) -> None:
@@ -344,7 +359,9 @@ def _print_bytes(what: str, rows: list[dict]) -> None:
         print(f"bytes ({what}): no call to a replica was seen")
         return
     out, back = _mean(rows, "out/frame"), _mean(rows, "back/frame")
-    print(f"bytes ({what}): images {rows[0]['image']} uint8, {_mean(rows, 'frames/call'):.2f} "
+    shapes = _shapes([{"sent_shapes": r["shapes"]} for r in rows])
+    shown = ", ".join(f"{n} at {shape}" for shape, n in sorted(shapes.items(), key=lambda i: -i[1]))
+    print(f"bytes ({what}): frames sent {shown} (uint8); {_mean(rows, 'frames/call'):.2f} "
           f"frames per call; per analysed frame {out:,.0f} B to the replica "
           f"({out / FRAME_BYTES:.4f} x 150,528), {back:,.0f} B back, "
           f"{(out + back) / FRAME_BYTES:.4f} x 150,528 both ways")  # fmt: skip
@@ -359,9 +376,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="live run, from all online")
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--size", default="640x360")
+    parser.add_argument("--analyze-fps", type=float, default=2.0, help="overhead: per stream")
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--file-seconds", type=float, default=8.0)
     parser.add_argument("--encoder", default="default", help="kind[:model], random weights")
+    parser.add_argument("--out", type=Path, help="also write every result here (JSON)")
     parser.add_argument("--worker-niceness", type=int, help="Ray workers' niceness (Ray: 15)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -381,8 +400,10 @@ def main() -> None:
     print("command: python bench/cluster.py " + shlex.join(sys.argv[1:]))
     nice = "Ray's default (15)" if args.worker_niceness is None else args.worker_niceness
     print(f"Ray workers' niceness: {nice}; this process's: {os.nice(0)}")
-    for mode in args.modes or MODES:
-        {"overhead": overhead, "replicas": replicas, "bytes": bytes_mode}[mode](args)
+    runs = {"overhead": overhead, "replicas": replicas, "bytes": bytes_mode}
+    results = {mode: runs[mode](args) for mode in args.modes or MODES}
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
