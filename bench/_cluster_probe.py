@@ -4,7 +4,9 @@ The pipeline reaches the model only through its encoder service, so a subclass o
 sees every analysed frame go in and come back:
 
   latency   from a frame's submit to its embedding coming out of `results()` (the time a live
-            frame's analysis takes; the frame itself is written without waiting for it);
+            frame's analysis takes; the frame itself is written without waiting for it), and
+            the model's time for the batch it was in (`EncodedBatch.seconds`): the rest is
+            waiting and, on a cluster, the way to the replica and back;
   frames    how many came back, with the wall-clock time of the first submit and the last
             result (analysed frames/s of the encoder, startup left out);
   bytes     (the pool only) what each call to a replica carries, sized by Ray's own serializer
@@ -42,6 +44,7 @@ class _Probe:
     def _probe_start(self) -> None:
         self._submitted: dict[int, tuple[Any, float]] = {}  # id(item) → (item, perf_counter)
         self.latency_ms: list[float] = []
+        self.model_ms: list[float] = []  # the model's time for each frame's batch
         self.first_wall = 0.0
         self.last_wall = 0.0
         self.bytes_out: list[int] = []  # per call to a replica
@@ -67,6 +70,7 @@ class _Probe:
                 sent = self._submitted.pop(id(item), None)
                 if sent is not None:
                     self.latency_ms.append((now - sent[1]) * 1000)
+                    self.model_ms.append(batch.seconds * 1000)
             self.last_wall = time.time()
             yield batch
 
@@ -74,6 +78,7 @@ class _Probe:
         """What this service saw, as plain JSON."""
         return {
             "latency_ms": self.latency_ms,
+            "model_ms": self.model_ms,
             "first_wall": self.first_wall,
             "last_wall": self.last_wall,
             "bytes_out": self.bytes_out,
