@@ -280,9 +280,9 @@ def _mean(rows: list[dict], key: str) -> float:
 
 def table(results: dict[str, list[dict]], keys: tuple[str, ...]) -> None:
     """Means over the rounds, a row per condition."""
-    print(f"{'':<12}" + "".join(f"{k:>12}" for k in keys))
+    print(f"{'':<12}" + "".join(f"{k:>13}" for k in keys))
     for name, rows in results.items():
-        cells = (f"{_mean(rows, k):>12.2f}" if all(k in r for r in rows) else f"{'-':>12}"
+        cells = (f"{_mean(rows, k):>13.2f}" if all(k in r for r in rows) else f"{'-':>13}"
                  for k in keys)  # fmt: skip
         print(f"{name:<12}" + "".join(cells))
 
