@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import cv2
 import numpy as np
 
 from streamer.analysis.service import (
@@ -43,6 +44,7 @@ from streamer.analysis.service import (
 from streamer.core.batcher import BatchPolicy
 from streamer.core.channel import Channel, ChannelClosed, DropPolicy, FairChannel
 from streamer.errors import ActorLostError, ClusterError
+from streamer.sources.options import AnalysisSize
 
 if TYPE_CHECKING:
     from streamer.analysis.worker import EncoderChoice
@@ -55,6 +57,7 @@ T = TypeVar("T")
 
 _KEEP_LANE = "\0replica"  # never closed: a replica's batcher runs for the replica's life
 REPLICA_BACK_S = 60.0  # how long a shard waits for the pool to have a replica again
+_INTERPOLATION = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR}
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +309,7 @@ class PoolEncoderService(Generic[T]):
         """Embeddings of `group` from the least loaded replica; a lost replica's live frames
         are dropped (counted on their lanes), its file frames sent once more."""
         try:
-            images = np.stack([image for image, _, _ in group])
+            images = np.stack([self._crossing(image) for image, _, _ in group])
             items = [item for _, item, _ in group]
             try:
                 embeddings, seconds = await self._call(images)
@@ -333,6 +336,33 @@ class PoolEncoderService(Generic[T]):
             return EncodedBatch(items, embeddings, seconds)
         finally:
             self._budget.give(len(group))
+
+    def _crossing(self, image: np.ndarray) -> np.ndarray:
+        """What of a frame goes to a replica: the encoder's input, cut here.
+
+        A frame the decoder already resized (every sampled file frame) is only center-cropped
+        the way the encoder would crop it, so the replica's own resize and crop change nothing
+        and the embedding is the one-process one. A frame still at full size (a live frame
+        the pipeline picked after the decoder's guess) is resized here first: full frames
+        never leave their node. The crop is left to the replica when the encoder resizes
+        to more than its input (DINOv2: 256, then 224)."""
+        cfg = self._model.preprocess
+        if cfg is None:
+            return image
+        height, width = image.shape[:2]
+        size = AnalysisSize.from_preprocess(cfg)
+        resized = size.shape(height, width)
+        if resized != (height, width):
+            image = cv2.resize(
+                image, resized[::-1], interpolation=_INTERPOLATION[size.interpolation]
+            )
+            height, width = resized
+        if cfg.crop and not size.squash and size.target == cfg.size and height != width:
+            from encoders.preprocess import center_crop_offsets  # its rounding, not a copy
+
+            top, left = center_crop_offsets(height, width, cfg.size, cfg.crop_rounding)
+            image = image[top : top + cfg.size, left : left + cfg.size]
+        return np.ascontiguousarray(image)
 
     async def _call(self, images: np.ndarray) -> tuple[np.ndarray, float]:
         replica = await self._pick()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 
+import numpy as np
+
 from streamer.analysis.service import ModelCard
 from streamer.cluster.pool import PoolEncoderService
 from streamer.core.batcher import BatchPolicy
@@ -39,3 +41,32 @@ async def test_a_replica_that_is_down_is_passed_over():
     service = _service(2)
     service._replicas[0].up = False
     assert {(await service._pick()).handle.name for _ in range(4)} == {"r1"}
+
+
+def _clip_service() -> PoolEncoderService:
+    from encoders.registry import PreprocessConfig
+
+    cfg = PreprocessConfig(size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    card = ModelCard(info=None, has_text=True, preprocess=cfg)  # type: ignore[arg-type]
+    return PoolEncoderService([_Handle("r0")], card, BatchPolicy(), in_flight=4, caller="s")
+
+
+def test_a_full_size_frame_crosses_as_the_encoder_s_input_only():
+    """A live frame the decoder did not resize is resized and cropped on its node: 224×224
+    cross, not 1280×720."""
+    full = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+    sent = _clip_service()._crossing(full)
+    assert sent.shape == (224, 224, 3) and sent.flags.c_contiguous
+
+
+def test_a_resized_frame_is_cropped_as_the_encoder_would_crop_it():
+    """A frame the decoder resized (224×398) loses the margins the encoder's center crop
+    would drop, and nothing else: the replica then has nothing left to resize or crop."""
+    resized = np.random.default_rng(1).integers(0, 255, (224, 398, 3), dtype=np.uint8)
+    sent = _clip_service()._crossing(resized)
+    assert np.array_equal(sent, resized[:, 87 : 87 + 224])  # (398 - 224) / 2 = 87
+
+
+def test_a_model_without_preprocessing_gets_the_frame_as_it_is():
+    frame = np.zeros((100, 50, 3), np.uint8)
+    assert _service(1)._crossing(frame) is frame
