@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,20 +75,6 @@ def sim():
     yield cluster
     ray.shutdown()
     made.shutdown()
-
-
-@pytest.fixture(scope="module")
-def clips(make_clip, tmp_path_factory) -> list[Path]:
-    """Four different 8-s clips (320×240, 25 fps), each cut a second further into the base."""
-    folder = tmp_path_factory.mktemp("fault-clips")
-    base = make_clip("faults.mp4", audio_codec=None, seconds=8)
-    out = []
-    for i, name in enumerate("abcd"):
-        path = folder / f"{name}.mp4"
-        cut = ["ffmpeg", "-v", "error", "-y", "-ss", str(i), "-i", str(base), "-c:v", "libx264"]
-        subprocess.run([*cut, "-preset", "ultrafast", str(path)], check=True)
-        out.append(path)
-    return out
 
 
 def _config(inputs, out: Path, cluster: ClusterConfig | None = None, **kw) -> RunConfig:

@@ -54,21 +54,6 @@ def cluster():
     made.shutdown()
 
 
-@pytest.fixture(scope="module")
-def clips(make_clip, tmp_path_factory) -> list[Path]:
-    """Four different 8-s clips (320×240, 25 fps): long enough to be mid-run when hit."""
-    folder = tmp_path_factory.mktemp("cluster-clips")
-    base = make_clip("cluster.mp4", audio_codec=None, seconds=8)
-    out = []
-    for i, name in enumerate("abcd"):
-        path = folder / f"{name}.mp4"
-        # Each one shifted by a second: different frames, so mixed-up outputs would show.
-        cut = ["ffmpeg", "-v", "error", "-y", "-ss", str(i), "-i", str(base), "-c:v", "libx264"]
-        subprocess.run([*cut, "-preset", "ultrafast", str(path)], check=True)
-        out.append(path)
-    return out
-
-
 def _config(inputs, out: Path, cluster: ClusterConfig | None = None, **outputs) -> RunConfig:
     out.mkdir(parents=True, exist_ok=True)
     return RunConfig(
