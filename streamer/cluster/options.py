@@ -7,24 +7,34 @@ not have the `cluster` extra, and `streamer config --print` never needs it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from streamer.core.checks import Checked, float_above, int_at_least
 from streamer.core.options import Option, option, validate
 from streamer.errors import ConfigError
 
-if TYPE_CHECKING:
-    from streamer.cluster.session import NodeInfo
-
 __all__ = [
     "AUTO",
     "ClusterConfig",
+    "Node",
     "Pin",
     "cluster_address",
     "pin_text",
     "split_cluster_address",
 ]
+
+
+class Node(Protocol):
+    """What a pin looks at of a node (`streamer.cluster.session.NodeInfo` is one)."""
+
+    @property
+    def resources(self) -> Mapping[str, float]: ...
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
 
 #: The address that means "the cluster `ray start` made on this machine (or RAY_ADDRESS)".
 AUTO = "auto"
@@ -136,7 +146,7 @@ class Pin:
                 "`ray start --labels KEY=VALUE`)"
             ) from exc
 
-    def matches(self, node: NodeInfo) -> bool:
+    def matches(self, node: Node) -> bool:
         """Whether `node` is a node this pin allows: it has the resource, or the label."""
         if self.resource is not None:
             return node.resources.get(self.resource, 0) > 0
