@@ -120,7 +120,7 @@ def test_video_output_is_complete_on_the_shard(cluster, clips, tmp_path):
 
 def test_a_replica_killed_mid_run_loses_no_file_frame(cluster, clips, tmp_path):
     """SIGKILL one of two replicas while files run: its frames go once to the other, every
-    output is still the one-process run's (test_faults: Ray starts the replica again)."""
+    output is still the one-process run's (test_cluster_faults: Ray starts the replica again)."""
     spread = ClusterConfig("auto", encoders=2, files_per_shard=2)
     config = _config(clips, tmp_path / "c", spread)
 
