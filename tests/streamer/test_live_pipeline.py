@@ -70,7 +70,8 @@ async def _damaged_served(viewer: WebViewer, stream: str) -> tuple[float, int]:
             status = await response.json()
     (family,) = [f for f in text_string_to_metric_families(metrics) if f.name == "streamer_damaged"]
     assert family.type == "counter" and family.documentation.startswith("Packets that did not")
-    (sample,) = [s for s in family.samples if s.labels == {"stream": stream}]
+    (sample,) = [s for s in family.samples if s.labels.get("stream") == stream]
+    assert sample.labels["node"], sample.labels  # every per-stream series names its node
     (served,) = [s for s in status["streams"] if s["name"] == stream]
     return sample.value, served["damaged"]
 

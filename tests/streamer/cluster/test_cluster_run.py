@@ -108,16 +108,6 @@ def test_a_file_list_writes_what_one_process_writes(cluster, clips, tmp_path):
         assert srt == (tmp_path / "one" / f"{name}.srt").read_text()
 
 
-def test_video_output_is_complete_on_the_shard(cluster, clips, tmp_path):
-    """An -o video written on a shard has every frame of its file."""
-    video = {"video": str(tmp_path / "v" / "{stream}.mp4")}
-    asyncio.run(run_cluster(_config(clips[:2], tmp_path / "v", ClusterConfig("auto"), **video)))
-    for clip, name in zip(clips[:2], "ab", strict=True):
-        made = ffprobe(tmp_path / "v" / f"{name}.mp4", "-count_frames")
-        source = ffprobe(clip, "-count_frames")
-        assert made["streams"][0]["nb_read_frames"] == source["streams"][0]["nb_read_frames"]
-
-
 def test_a_replica_killed_mid_run_loses_no_file_frame(cluster, clips, tmp_path):
     """SIGKILL one of two replicas while files run: its frames go once to the other, every
     output is still the one-process run's (test_cluster_faults: Ray starts the replica again)."""
