@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FILE_LANE",
     "LIVE_LANE",
+    "EncodeCounts",
     "EncodedBatch",
     "EncoderService",
     "LaneLoad",
@@ -263,7 +264,7 @@ class LocalEncoderService(Generic[T]):
         self._inbox: FairChannel[tuple[np.ndarray, T]] = FairChannel("analysis")
         self._batches: Channel[list[tuple[np.ndarray, T]]] = Channel(BATCHES_AHEAD, name="batches")
         self._live: dict[str, bool] = {}
-        self._counts = _Counts()
+        self._counts = EncodeCounts()
         self._closed = False
 
     @property
@@ -330,7 +331,7 @@ class LocalEncoderService(Generic[T]):
             raise RuntimeError("the encoder service is closed")
 
 
-class _Counts:
+class EncodeCounts:
     """The work done, counted on the event loop as each batch comes back."""
 
     def __init__(self) -> None:

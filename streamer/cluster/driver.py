@@ -178,7 +178,7 @@ class _ClusterRun:
         keep = job.attempt - 1 if job.live else 0  # a file is redone from its start
         ref = shard.handle.run.remote(job.config, job.key, keep)
         task = asyncio.get_running_loop().create_task(_result(ref))
-        shard.jobs.add(job.key)
+        shard.jobs[job.key] = job.live
         job.shard = shard
         self.running[task] = job
         where = f"{shard.name} on {shard.host}"

@@ -40,16 +40,25 @@ class ShardRef:
         name: unique in the run; the shard's lane at each replica.
         node: the node it is pinned to.
         handle: the actor.
-        jobs: keys of the jobs it runs now.
-        live: how many of those are live streams.
+        jobs: the jobs it runs now: key → whether it is a live stream.
         alive: False once its node (or process) was lost.
     """
 
     name: str
     node: NodeInfo
     handle: Any
-    jobs: set[str] = field(default_factory=set)
+    jobs: dict[str, bool] = field(default_factory=dict)
     alive: bool = True
+
+    @property
+    def live(self) -> int:
+        """Live streams it runs now."""
+        return sum(self.jobs.values())
+
+    @property
+    def files(self) -> int:
+        """Files it works on now."""
+        return len(self.jobs) - self.live
 
     @property
     def host(self) -> str:
@@ -78,7 +87,6 @@ class Placement:
         self._info = info
         self._replicas: list[Any] = []
         self._shards: list[ShardRef] = []
-        self._live: dict[str, int] = {}  # shard name → live jobs it was given
         self.model: ModelCard | None = None
         self.run_id = uuid.uuid4().hex[:8]  # names this run's replicas apart from another run's
 
@@ -169,28 +177,23 @@ class Placement:
             shards = [shard for shard in shards if job.pin.matches(shard.node)]
         if not shards:
             return None
-        shard = min(shards, key=lambda s: (self._live.get(s.name, 0), len(s.jobs)))
-        self._live[shard.name] = self._live.get(shard.name, 0) + 1
-        return shard
+        return min(shards, key=lambda s: (s.live, len(s.jobs)))
 
     def shard_with_room(self) -> ShardRef | None:
         """The least busy shard running fewer than `--files-per-shard` jobs, None when every
         shard is full."""
         limit = self._cluster.files_per_shard
-        room = [s for s in self.shards if len(s.jobs) - self._live.get(s.name, 0) < limit]
+        room = [s for s in self.shards if s.files < limit]
         return min(room, key=lambda s: len(s.jobs), default=None)
 
     def job_ended(self, shard: ShardRef, job: Job) -> None:
-        shard.jobs.discard(job.key)
-        if job.live:
-            self._live[shard.name] = max(0, self._live.get(shard.name, 0) - 1)
+        shard.jobs.pop(job.key, None)
 
     def lost(self, shard: ShardRef) -> None:
         """`shard` is gone (its node left, or its process died): nothing more goes to it."""
         if not shard.alive:
             return
         shard.alive = False
-        self._live.pop(shard.name, None)
         import ray
 
         ray.kill(shard.handle, no_restart=True)

@@ -35,6 +35,7 @@ import numpy as np
 from streamer.analysis.service import (
     FILE_LANE,
     LIVE_LANE,
+    EncodeCounts,
     EncodedBatch,
     LaneLoad,
     LocalEncoderService,
@@ -189,7 +190,6 @@ class _Replica:
         self.handle = handle
         self.outstanding = 0
         self.up = True
-        self.failures = 0
 
 
 class PoolEncoderService(Generic[T]):
@@ -223,10 +223,7 @@ class PoolEncoderService(Generic[T]):
         self._live: dict[str, bool] = {}
         self._lost: collections.Counter[str] = collections.Counter()
         self._resent = 0
-        self._counts = collections.Counter()  # batches, images
-        self._busy_s = 0.0
-        self._last_s = 0.0
-        self._sizes: collections.Counter[int] = collections.Counter()
+        self._counts = EncodeCounts()
 
     @property
     def model(self) -> ModelCard:
@@ -297,8 +294,9 @@ class PoolEncoderService(Generic[T]):
             lane = self._inbox.lane(name)
             lanes[name] = LaneLoad(live, len(lane), self.dropped(name), lane.closed)
         return ServiceLoad(
-            lanes=lanes, batches=self._counts["batches"], images=self._counts["images"],
-            busy_s=self._busy_s, last_encode_s=self._last_s, batch_sizes=dict(self._sizes),
+            lanes=lanes, batches=self._counts.batches, images=self._counts.images,
+            busy_s=self._counts.busy_s, last_encode_s=self._counts.last_s,
+            batch_sizes=dict(self._counts.sizes),
             batch_size=self._max_send, batches_waiting=len(self._sent),
         )  # fmt: skip
 
@@ -329,10 +327,7 @@ class PoolEncoderService(Generic[T]):
                         "the pool is failing. Fix: check the nodes' logs (`ray status`)"
                     ) from None
                 items = [items[i] for i in keep]
-            self._counts.update(batches=1, images=len(items))
-            self._busy_s += seconds
-            self._last_s = seconds
-            self._sizes[len(items)] += 1
+            self._counts.add(len(items), seconds)
             return EncodedBatch(items, embeddings, seconds)
         finally:
             self._budget.give(len(group))
@@ -399,7 +394,6 @@ class PoolEncoderService(Generic[T]):
             await asyncio.sleep(0.2)
 
     def _lose(self, replica: _Replica, exc: BaseException) -> None:
-        replica.failures += 1
         if not replica.up:
             return  # another send already found it gone, and waits for it
         replica.up = False
