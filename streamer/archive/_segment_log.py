@@ -92,8 +92,11 @@ class SegmentLog:
         self.retry_at = None
         self.reason = "time"  # why the next one starts, unless a new connection says otherwise
         state = self.sink._recorder.state
+        # A failure is over, and so is a decline the decode thread reported for a connection
+        # it then handed over as frames (it may land after that connection's FramesStart).
+        stale = state.state in ("failed", "declined")
         self.sink._set(state="recording", mode=mode, current=str(path), files=state.files + 1,
-                       detail=None if state.state == "failed" else state.detail)  # fmt: skip
+                       detail=None if stale else state.detail)  # fmt: skip
 
     def closed(
         self, file: str, path: Path, start_wall: float, duration: float, frames: int,

@@ -331,7 +331,8 @@ def test_a_lost_replica_drops_live_frames_and_the_pool_is_refilled(sim, rtsp_ser
     (yard,) = summary.streams
     records = _analyses(jsonl)
     frames = [r["frame"] for r in records]
-    assert frames[0] == 0 and len(frames) == len(set(frames)) == yard.analysed
+    # (Not that the first is frame 0: a live stream may drop its first frames too.)
+    assert len(frames) == len(set(frames)) == yard.analysed
     lost = _held_by_the_lost_replica(records, frozen)
     assert len(lost) >= 3, f"frames {frames}: were the lost replica's frames resent?"
     # Every frame up to the last analysed one was delivered or dropped (at a channel, before
