@@ -115,6 +115,19 @@ class StreamerError(Exception):
 
     exit_code: ClassVar[int] = 1
 
+    def __reduce__(self) -> tuple:
+        # Pickled as its message and fields, not re-made from `args`: errors with keyword-only
+        # fields (LlmError's kind, SourceDecodeError's frames) cross processes (a cluster
+        # shard's reach its driver) and would not unpickle otherwise.
+        return (_remade, (type(self), self.args, self.__dict__))
+
+
+def _remade(cls: type[StreamerError], args: tuple, fields: dict) -> StreamerError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(fields)
+    return error
+
 
 class ConfigError(StreamerError, ValueError):
     """An option has a value outside what it allows (bad usage); the message names the option

@@ -38,10 +38,11 @@ from streamer.core.events import Observer, Observers
 from streamer.core.frame import Annotation
 from streamer.core.sampler import Sampler
 from streamer.errors import ConfigError
-from streamer.llm import CaptionRequest, LlmClient, LlmError, LlmState
+from streamer.llm import CaptionClient, CaptionRequest, LlmClient
+from streamer.llm.startup import open_llm_client
 from streamer.outputs.fanout import RANDOM_WEIGHTS_WARNING
 from streamer.report import Reporter, RunSummary, run_summary
-from streamer.sources import Source, SourceRunner, decoding, open_source, redact, stream_names
+from streamer.sources import Source, SourceRunner, decoding, open_source, stream_names
 from streamer.sources.hwaccel import resolve_hwaccel
 from streamer.sources.options import AnalysisSize, DecodePlan, decode_threads
 from streamer.stream import Analysis, AnalysisRequest, Shared, StreamRun
@@ -61,6 +62,7 @@ async def run_pipeline(
     observers: Sequence[Observer] = (),
     service: EncoderService | None = None,
     config_observers: bool = True,
+    llm: CaptionClient | None = None,
 ) -> RunSummary:
     """Run every input of `config` through the pipeline into its outputs; say what happened.
 
@@ -73,6 +75,8 @@ async def run_pipeline(
         service: the encoder service to use (a cluster shard's: the pool), not one made here.
         config_observers: start the observers `config` asks for (viewer, webhook, ...); a
             cluster shard passes False: they run on its coordinator, fed by its `observers`.
+        llm: the client to caption with when `config.llm` is set (a cluster shard's, which
+            asks its coordinator), not one made here.
 
     Raises:
         SourceError: an input cannot be opened (before any output is created).
@@ -89,7 +93,10 @@ async def run_pipeline(
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(service.close)
         _check_alert_encoder(config, service.model)
-        client = await _llm_client(config, sources, stack)
+        if llm is not None and config.llm is not None:
+            client = llm
+        else:
+            client = await _llm_client(config, sources, stack)
         own = observers_from_config(config) if config_observers else []
         watchers = Observers([*own, *observers])
         plan = _decode_plan(config, service.model, watchers, hwaccel, len(sources))
@@ -179,32 +186,11 @@ def _check_alert_encoder(config: RunConfig, model: ModelCard | None) -> None:
 
 
 async def _llm_client(config: RunConfig, sources: list, stack) -> LlmClient | None:
-    """The run's LLM client after its startup probe, or None for captions from tags.
-
-    A file-only run with no reachable server goes on with tags for the whole run (the same
-    captions every run); a live run keeps the client, whose breaker retries now and then.
-    """
+    """The run's LLM client after its startup probe, or None for captions from tags."""
     if config.llm is None:
         return None
     session = await stack.enter_async_context(aiohttp.ClientSession())
-    client = LlmClient(config.llm, session)
-    client.on_state_change = _report_llm_state
-    try:
-        info = await client.probe()
-    except LlmError as exc:
-        if not any(source.live for source in sources):
-            log.warning("no LLM captions: %s\n→ captions come from the tags for this run", exc)
-            return None
-        log.warning("LLM not available yet: %s\n→ captions from tags until it answers", exc)
-        return client
-    vision = "sees images" if info.vision else "text only: captions from tags and time"
-    log.info("LLM: %s at %s, model %s (%s)", info.kind, redact(config.llm.url), info.model, vision)
-    return client
-
-
-def _report_llm_state(state: LlmState, detail: str) -> None:
-    level = logging.INFO if state in (LlmState.OK, LlmState.NO_VISION) else logging.WARNING
-    log.log(level, "%s", detail)
+    return await open_llm_client(config.llm, session, live=any(s.live for s in sources))
 
 
 annotate_file = run_pipeline  # the name of the file-only first version
@@ -225,7 +211,7 @@ class _Run:
 
     def __init__(
         self, config: RunConfig, sources: list, encoder: EncoderService[AnalysisRequest],
-        stop: asyncio.Event, progress: bool, client: LlmClient | None = None,
+        stop: asyncio.Event, progress: bool, client: CaptionClient | None = None,
         observers: Observers | None = None, *, runner: SourceRunner,
     ) -> None:  # fmt: skip
         self.config = config

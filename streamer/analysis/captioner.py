@@ -18,7 +18,7 @@ from typing import ClassVar
 from streamer.core.checks import float_at_least, float_in
 from streamer.core.frame import Annotation, Caption
 from streamer.core.options import Option, Ordered, option, validate
-from streamer.llm import CaptionRequest, LlmClient, LlmError
+from streamer.llm import CaptionClient, CaptionRequest, LlmError
 
 SECONDS = "seconds"
 
@@ -131,7 +131,7 @@ class LlmCaptioner:
     """
 
     def __init__(
-        self, client: LlmClient, max_in_flight: int, spawn: Callable[[Coroutine], asyncio.Task]
+        self, client: CaptionClient, max_in_flight: int, spawn: Callable[[Coroutine], asyncio.Task]
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(

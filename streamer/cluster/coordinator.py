@@ -27,12 +27,14 @@ import cv2
 import numpy as np
 
 from streamer.analysis.service import ModelCard, ServiceLoad
+from streamer.cluster.desk import DeskView, StateLog
 from streamer.cluster.placement import ShardRef
 from streamer.cluster.relay import Embedded, RelayBatch, StreamSnapshot
 from streamer.config import RunConfig
 from streamer.core.events import Observer, Observers
 from streamer.core.frame import Frame
 from streamer.core.stats import LATENCY_BUCKETS, Histogram
+from streamer.errors import ArchiveError
 from streamer.report import Reporter
 from streamer.sources.status import SourceStatus
 
@@ -150,7 +152,7 @@ class RemoteRun:
                  stop: asyncio.Event) -> None:  # fmt: skip
         self.config = config
         self.streams = streams
-        self.client = None  # each shard holds its streams' LLM client
+        self.client: DeskView | None = None  # the LLM desk's client, as last read
         self.encoder = _PoolView(model)
         self.started = time.monotonic()
         self.stop = stop
@@ -165,17 +167,26 @@ class Coordinator:
         observers: the run's observers (built from its configuration).
     """
 
-    def __init__(self, run: RemoteRun, observers: Sequence[Observer]) -> None:
+    def __init__(
+        self, run: RemoteRun, observers: Sequence[Observer], desk: Any = None,
+        desk_view: DeskView | None = None,
+    ) -> None:  # fmt: skip
         self.run = run
+        self.desk = desk
+        self.run.client = desk_view
+        self.llm_log = StateLog(desk_view) if desk_view is not None else None
         self.observers = Observers(list(observers))
         self.by_name = {stream.name: stream for stream in run.streams}
         self.lost_events = 0
+        self._storing: set[asyncio.Task] = set()  # summaries on their way into the archive
 
     async def start(self) -> None:
         """Start the observers (the viewer binds its port here)."""
         await self.observers.start(self.run)
 
     async def stop(self) -> None:
+        if self._storing:
+            await asyncio.wait(set(self._storing))
         await self.observers.stop()
 
     async def keep_reading(
@@ -191,9 +202,15 @@ class Coordinator:
     async def read(self, shards: Sequence[ShardRef]) -> None:
         """Read each of `shards` once (a shard that is gone is skipped: its jobs say so)."""
         watched = self.watched
-        results = await asyncio.gather(
-            *(shard.handle.drain.remote(watched) for shard in shards), return_exceptions=True
-        )
+        reads = [shard.handle.drain.remote(watched) for shard in shards]
+        if self.desk is not None:
+            reads.append(self.desk.view.remote())
+        results = await asyncio.gather(*reads, return_exceptions=True)
+        if self.desk is not None:
+            view = results.pop()
+            if isinstance(view, DeskView):  # the LLM's state, for the status surfaces
+                self.run.client = view
+                self.llm_log.saw(view)
         for shard, result in zip(shards, results, strict=True):
             if isinstance(result, BaseException):
                 log.debug("%s not read: %s", shard.name, type(result).__name__)
@@ -222,13 +239,24 @@ class Coordinator:
             for event in batch.events:
                 if event.hook == "embedded":
                     self._embedded(event.stream, event.value)
-                else:
-                    getattr(self.observers, event.hook)(event.stream, event.value)
+                    continue
+                if event.hook == "summary":
+                    self._store(event.value)
+                getattr(self.observers, event.hook)(event.stream, event.value)
             self.lost_events += batch.lost
             for name, (jpeg, timeline) in batch.frames.items():
                 image = _decode(jpeg)
                 if image is not None:
                     self.observers.frame(name, image, timeline)
+
+    def _store(self, summary: Any) -> None:
+        """A summary made on a shard, into the archive (on a thread; `stop` waits for it)."""
+        archive = self.run.archive.archive if self.run.archive is not None else None
+        if archive is None:
+            return
+        task = asyncio.get_running_loop().create_task(_add_summary(archive, summary))
+        self._storing.add(task)
+        task.add_done_callback(self._storing.discard)
 
     def _embedded(self, stream: str, moment: Embedded) -> None:
         """An analysed frame of a shard, to the archive: its picture as the frame's pixels,
@@ -240,6 +268,13 @@ class Coordinator:
         frame = Frame(stream, moment.annotation.frame_index, moment.annotation.pts, captured,
                       picture)  # fmt: skip
         self.observers.embedded(stream, moment.annotation, moment.embedding, frame, moment.alerts)
+
+
+async def _add_summary(archive: Any, summary: Any) -> None:
+    try:
+        await asyncio.to_thread(archive.add_summaries, [summary])
+    except ArchiveError as exc:
+        log.warning("archive: the summary of %s was not stored: %s", summary.stream, exc)
 
 
 def _decode(jpeg: bytes) -> np.ndarray | None:

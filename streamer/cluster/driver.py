@@ -93,7 +93,7 @@ class _ClusterRun:
 
     async def run(self) -> RunSummary:
         try:
-            await self.placement.start()
+            await self.placement.start(live=bool(self.plan.live))
             await self._coordinated()
         finally:
             if self._stop_seen is not None:
@@ -113,7 +113,8 @@ class _ClusterRun:
         run = RemoteRun(self.config, streams, self.placement.model, self.stop)
         observers = observers_from_config(self.config)  # viewer, webhook, the archive's index
         run.archive = next((o for o in observers if isinstance(o, ArchiveObserver)), None)
-        self.coordinator = Coordinator(run, observers)
+        placement = self.placement
+        self.coordinator = Coordinator(run, observers, placement.desk, placement.desk_view)
         await self.coordinator.start()
         reporter = (
             Reporter(streams, self.config.status_every, run.archive) if self.progress else None

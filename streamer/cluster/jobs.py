@@ -15,7 +15,7 @@ from typing import Any
 
 from streamer.analysis.alerts import check_rule_streams
 from streamer.config import RunConfig
-from streamer.errors import ConfigError, SourceNotFoundError
+from streamer.errors import SourceNotFoundError
 from streamer.report import RunSummary, StreamSummary
 from streamer.sources import stream_names
 from streamer.sources.names import spec_kind
@@ -94,18 +94,11 @@ def plan_run(config: RunConfig) -> Plan:
     """The jobs of `config`, after the checks one process makes before any work.
 
     Raises:
-        ConfigError: outputs that cannot serve the inputs, an alert naming a stream the run does
-            not have, summaries (they do not run on a cluster yet; `RunConfig` has checked the
-            pins).
+        ConfigError: outputs that cannot serve the inputs, or an alert naming a stream the run
+            does not have (`RunConfig` has checked the pins).
         SourceNotFoundError: a file input that does not exist (as seen from this machine: the
             nodes are expected to share it).
     """
-    archive = config.archive
-    if archive is not None and (archive.summary_every_s is not None or archive.summary):
-        flag = "--summary-every" if archive.summary_every_s is not None else "--summary"
-        raise ConfigError(
-            f"{flag} does not run on a cluster yet: leave it out, or run without --cluster"
-        )
     named = stream_names(config.inputs)
     names = [name for name, _ in named]
     config.outputs.check(names, config.inputs)

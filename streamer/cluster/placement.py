@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamer.analysis.service import ModelCard
+from streamer.cluster.desk import DeskView
 from streamer.cluster.jobs import Job
 from streamer.cluster.options import ClusterConfig
 from streamer.cluster.session import ClusterInfo, NodeInfo, nodes
@@ -88,6 +89,8 @@ class Placement:
         self._replicas: list[Any] = []
         self._shards: list[ShardRef] = []
         self.model: ModelCard | None = None
+        self.desk: Any = None  # the LLM desk's handle, when the run has an LLM that answered
+        self.desk_view: DeskView | None = None
         self.run_id = uuid.uuid4().hex[:8]  # names this run's replicas apart from another run's
 
     @property
@@ -98,9 +101,11 @@ class Placement:
     def shards(self) -> list[ShardRef]:
         return [shard for shard in self._shards if shard.alive]
 
-    async def start(self) -> None:
-        """Start the encoder pool, wait for its models, then a shard on every node."""
+    async def start(self, live: bool) -> None:
+        """Start the encoder pool and the LLM desk, wait for their models, then a shard on
+        every node (`live`: the run has live streams)."""
         self._start_replicas()
+        desk = self._start_desk(live) if self._config.llm is not None else None
         log.info("loading %s %s on %d encoder replica(s)", self._config.encoder.kind,
                  self._config.encoder.model or "", len(self._replicas))  # fmt: skip
         try:
@@ -115,7 +120,41 @@ class Placement:
         except Exception as exc:
             raise ClusterError(f"an encoder replica failed to start: {_reason(exc)}") from None
         self.model = cards[0]
+        if desk is not None:
+            await self._open_desk(desk)
         await self.refresh()
+
+    def _start_desk(self, live: bool) -> Any:
+        """The LLM desk, on the driver's node where it can be (the one that must reach the
+        LLM server is the coordinator's; see `streamer.cluster.desk`)."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from streamer.cluster.desk import LlmDesk
+
+        options: dict[str, Any] = {"num_cpus": 0, "max_restarts": 0}
+        try:
+            here = ray.get_runtime_context().get_node_id()
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(here, soft=True)
+        except Exception as exc:  # a Ray Client driver is on no node: anywhere will do
+            log.debug("the LLM desk goes anywhere: %s", exc)
+        return ray.remote(LlmDesk).options(**options).remote(self._config.llm, live)
+
+    async def _open_desk(self, desk: Any) -> None:
+        """Probe the LLM from the desk and log what it found; no LLM for a file-only run
+        (the server did not answer): the desk goes, captions come from tags."""
+        view, said = await desk.open.remote()
+        node = await desk.node.remote()
+        host = next((n.host for n in self._info.nodes if n.node_id == node), "?")
+        log.info("the LLM desk runs on %s/%s: the one machine that asks the LLM", host, node[:6])
+        for level, line in said:
+            log.log(level, "%s", line)
+        if view is None:
+            import ray
+
+            ray.kill(desk, no_restart=True)
+            return
+        self.desk, self.desk_view = desk, view
 
     def _start_replicas(self) -> None:
         import ray
@@ -164,8 +203,9 @@ class Placement:
         for i in range(self._cluster.shards_per_node):
             name = f"shard-{node.host}-{node.node_id[:6]}-{i}"
             handle = actor.options(num_cpus=0, max_restarts=0, scheduling_strategy=where).remote(
-                name, self._replicas, self.model, self._cluster.in_flight
-            )
+                name, self._replicas, self.model, self._cluster.in_flight, self.desk,
+                self.desk_view,
+            )  # fmt: skip
             self._shards.append(ShardRef(name, node, handle))
             log.debug("%s started", name)
 
@@ -207,7 +247,8 @@ class Placement:
         """Kill every actor of the run (blocking)."""
         import ray
 
-        for handle in [*(s.handle for s in self._shards if s.alive), *self._replicas]:
+        desk = [self.desk] if self.desk is not None else []
+        for handle in [*(s.handle for s in self._shards if s.alive), *self._replicas, *desk]:
             try:
                 ray.kill(handle, no_restart=True)
             except Exception as exc:  # an actor already gone: nothing to stop

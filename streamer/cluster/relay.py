@@ -7,8 +7,8 @@ what they hold to those observers as if the streams ran there (`streamer.cluster
 
 What crosses per read is small: a `StreamSnapshot` per stream (counters, three latency
 percentiles, the latency histogram, the source's state, the caption and latest annotation),
-the events since the last read (analyses, captions, alerts with their snapshot), and — only
-while someone watches the viewer — the newest drawn frame of each stream as a JPEG.
+the events since the last read (analyses, captions, alerts with their snapshot, summaries),
+and — only while someone watches the viewer — the newest drawn frame of each stream as a JPEG.
 """
 
 from __future__ import annotations
@@ -109,9 +109,9 @@ class Event:
     """An observer call made on the shard, to be made again on the coordinator.
 
     Attributes:
-        hook: "analysis", "caption", "alert" or "embedded".
+        hook: "analysis", "caption", "alert", "summary" or "embedded".
         stream: the stream it is about.
-        value: the `Annotation`, `Caption`, `Alert` or `Embedded`.
+        value: the `Annotation`, `Caption`, `Alert`, `Summary` or `Embedded`.
     """
 
     hook: str
@@ -162,6 +162,9 @@ class Relay(Observer):
 
     def alert(self, stream: str, alert: Any) -> None:
         self._keep(Event("alert", stream, alert))
+
+    def summary(self, stream: str, summary: Any) -> None:
+        self._keep(Event("summary", stream, summary))
 
     def embedded(
         self, stream: str, annotation: Annotation, embedding: np.ndarray, frame: Frame,

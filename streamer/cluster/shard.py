@@ -10,11 +10,14 @@ bounded for the whole shard (`InFlight`), whichever of its runs sent them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from typing import Any
 
 from streamer.analysis.service import ModelCard, ServiceLoad
+from streamer.archive.summary_observer import SummaryObserver
+from streamer.cluster.desk import DeskClient, DeskView
 from streamer.cluster.pool import InFlight, PoolEncoderService
 from streamer.cluster.relay import FrameRelay, Relay, RelayBatch
 from streamer.config import RunConfig
@@ -34,10 +37,19 @@ class Shard:
         replicas: the encoder pool's actor handles.
         model: the replicas' model card.
         in_flight: frames this shard may have at the pool at once.
+        desk: the run's LLM desk (`streamer.cluster.desk`); None when the run has no LLM, or
+            a file-only run's did not answer (its captions come from tags).
+        desk_view: the desk's state when the run started.
     """
 
-    def __init__(self, name: str, replicas: list[Any], model: ModelCard, in_flight: int) -> None:
+    def __init__(
+        self, name: str, replicas: list[Any], model: ModelCard, in_flight: int,
+        desk: Any = None, desk_view: DeskView | None = None,
+    ) -> None:  # fmt: skip
         self._name = name
+        self._desk = desk
+        self._desk_view = desk_view
+        self._llm: DeskClient | None = None  # made on first use, for every run of the shard
         self._replicas = replicas
         self._model = model
         self._in_flight_frames = in_flight
@@ -80,14 +92,27 @@ class Shard:
         relay.watched = self._watched
         self._relays[key] = relay
         self._services[key] = service
+        config, llm = self._captions(config)
         try:
             return await run_pipeline(
-                config, stop=stop, service=service, observers=[relay], config_observers=False
-            )
+                config, stop=stop, service=service, observers=[*_summaries(config), relay],
+                config_observers=False, llm=llm,
+            )  # fmt: skip
         finally:
             self._stops.pop(key, None)
             self._services.pop(key, None)
             self._ended.append(key)  # its relay goes once its last events are read
+
+    def _captions(self, config: RunConfig) -> tuple[RunConfig, DeskClient | None]:
+        """The run's LLM is the desk's (no shard asks the server itself); without a desk a run
+        with `--llm-url` captions from tags, as one process does when its server is away."""
+        if config.llm is None:
+            return config, None
+        if self._desk is None or self._desk_view is None:
+            return dataclasses.replace(config, llm=None), None
+        if self._llm is None:
+            self._llm = DeskClient(self._desk, config.llm, self._desk_view)
+        return config, self._llm
 
     async def drain(self, watched: bool) -> tuple[list[RelayBatch], Any]:
         """What every run's relay holds (their streams now, events since the last drain, frames
@@ -107,6 +132,29 @@ class Shard:
         actor's event loop, where the runs wait on their events)."""
         for stop in self._stops.values():
             stop.set()
+
+
+def _summaries(config: RunConfig) -> list[SummaryObserver]:
+    """With `--summary`/`--summary-every`, the stream's summaries are made where it runs, as in
+    one process: from its moments and captions, asked of the LLM through the desk, written to
+    its JSON Lines and beside its video. The relay carries each to the coordinator, which
+    stores it in the archive (the index's one writer) and shows it."""
+    archive = config.archive
+    if archive is None or (archive.summary_every_s is None and not archive.summary):
+        return []
+    return [SummaryObserver(archive, _StoredByTheCoordinator(), config.captions.scene_threshold)]
+
+
+class _StoredByTheCoordinator:
+    """The archive as a shard's `SummaryObserver` sees it: adding a summary here does nothing,
+    the coordinator adds it when the relay brings it (`Coordinator.take`)."""
+
+    @property
+    def archive(self) -> _StoredByTheCoordinator:
+        return self
+
+    def add_summaries(self, summaries: list) -> None:
+        return None
 
 
 def _keep_outputs(config: RunConfig, stream: str, keep: int) -> None:

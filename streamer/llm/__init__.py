@@ -21,7 +21,7 @@ from streamer.errors import (
     LlmTimeoutError,
     LlmUnavailableError,
 )
-from streamer.llm.client import CaptionRequest, LlmClient
+from streamer.llm.client import CaptionClient, CaptionRequest, LlmClient
 from streamer.llm.config import DEFAULT_RETRY, DEFAULT_URL, LlmConfig
 from streamer.llm.health import LlmState, LlmStats
 from streamer.llm.probe import ModelInfo, ServerInfo
@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "DEFAULT_SYSTEM_PROMPT",
     "DEFAULT_URL",
+    "CaptionClient",
     "CaptionRequest",
     "LlmAuthError",
     "LlmCircuitOpenError",

@@ -26,6 +26,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Protocol, runtime_checkable
 
 import aiohttp
 import numpy as np
@@ -49,9 +50,32 @@ from streamer.llm.images import encode_jpeg, jpeg_data_uri, probe_image
 from streamer.llm.probe import ServerInfo, discover
 from streamer.llm.prompts import CaptionRequest, chat_messages, render
 
-__all__ = ["CaptionRequest", "LlmClient", "LlmState", "LlmStats"]  # the last two: from health
+# LlmState and LlmStats: from health
+__all__ = ["CaptionClient", "CaptionRequest", "LlmClient", "LlmState", "LlmStats"]
 
 log = logging.getLogger("streamer.llm")
+
+
+@runtime_checkable
+class CaptionClient(Protocol):
+    """What a run captions with: an `LlmClient`, or a stand-in that asks one elsewhere (a
+    cluster shard's, whose requests go to its coordinator's client).
+
+    Attributes:
+        state, state_detail, stats: as `LlmClient`'s (the overlay, /api/status, /metrics).
+        info: what the server's probe found (a summary names its model), None before.
+    """
+
+    state: LlmState
+    state_detail: str
+    stats: LlmStats
+    info: ServerInfo | None
+
+    async def caption(self, request: CaptionRequest) -> str: ...
+
+    async def complete(
+        self, system: str, user: str, *, max_tokens: int | None = None, max_chars: int = ...
+    ) -> str: ...
 
 
 class LlmClient:
@@ -292,9 +316,10 @@ class LlmClient:
         fields = {"tags": request.tags, "stream": request.stream, "time": request.time}
         system = render(self.config.system_prompt, **fields)
         user = render(self.config.prompt, **fields)
-        if request.image is not None and info.vision is not False:
+        if request.has_image and info.vision is not False:
+            image = jpeg_data_uri(request.jpeg) if request.jpeg is not None else request.image
             try:
-                return clean_caption(await self._chat(model, system, user, request.image))
+                return clean_caption(await self._chat(model, system, user, image))
             except LlmNoVisionError as exc:
                 # Text-only after all (a model without its vision add-on or mmproj, or metadata
                 # that said otherwise): remember it and send the same request without the image.

@@ -49,15 +49,19 @@ class CaptionRequest:
         time: media time in seconds for files, a Unix time for live streams (field {time}).
         tags: zero-shot tags, best first (field {tags}).
         image: the frame, HxWx3 uint8 RGB; None sends the tags only.
+        jpeg: the frame already encoded (`encode_jpeg` at the client's size and quality), sent
+            as it is in place of `image`: a cluster shard encodes it where the frame is, so
+            only the JPEG travels to the node that asks the LLM.
 
     Raises:
-        LlmInputError: `image` is not an HxWx3 uint8 array.
+        LlmInputError: `image` is not an HxWx3 uint8 array, or `jpeg` is not JPEG bytes.
     """
 
     stream: str
     time: float
     tags: tuple[str, ...] = ()
     image: np.ndarray | None = None
+    jpeg: bytes | None = None
 
     def __post_init__(self) -> None:
         tags = (self.tags,) if isinstance(self.tags, str) else tuple(self.tags)
@@ -67,6 +71,15 @@ class CaptionRequest:
         object.__setattr__(self, "tags", tags)
         if self.image is not None:
             check_image(self.image)
+        if self.jpeg is not None and not (
+            isinstance(self.jpeg, bytes) and self.jpeg.startswith(b"\xff\xd8")
+        ):
+            raise LlmInputError("jpeg must be the bytes of a JPEG image", kind="bad_image")
+
+    @property
+    def has_image(self) -> bool:
+        """Whether the request carries the frame (as an array or as a JPEG)."""
+        return self.image is not None or self.jpeg is not None
 
 
 # Times above this are Unix times (live streams, ~2001 onwards); below, media time in a file.

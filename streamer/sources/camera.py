@@ -62,16 +62,20 @@ class CameraSource(LiveSource):
         self.device = device
         self._capture_factory = capture_factory
         self._t0: float | None = None  # monotonic time of the first frame: pts 0
+        self._last = -1  # the last pts given
 
     def _open_reader(self, resume_after: int | None) -> _CameraReader:
         return _CameraReader(self._capture_factory(self.device), self.spec, self._clock)
 
     def _clock(self) -> int:
-        """Milliseconds since the source's first frame."""
+        """Milliseconds since the source's first frame, always after the last frame's: two
+        frames read within a millisecond (a driver handing over what it buffered while the
+        reader was held up) must not share a pts, which a muxer refuses."""
         now = time.monotonic()
         if self._t0 is None:
             self._t0 = now
-        return round((now - self._t0) * 1000)
+        self._last = max(round((now - self._t0) * 1000), self._last + 1)
+        return self._last
 
 
 class _CameraReader:

@@ -256,3 +256,22 @@ def test_the_table_has_a_row_per_class_and_the_other_exit_codes(error_table):
     assert "| — |  | 0 | done |" in rows and any(row.startswith("| — |  | 130 |") for row in rows)
     assert "| &emsp;`ConfigError` | `ValueError` | 2 | An option has a value" in table
     assert "| &emsp;&emsp;`SourceDecodeError` |  | 3 |" in table
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.LlmTimeoutError("no answer in 60 s", kind="timeout", status=None),
+        errors.LlmCircuitOpenError("not sent", kind="circuit_open", reason="circuit open"),
+        errors.LlmInputError("context overflow", kind="bad_request", status=400),
+        errors.SourceDecodeError("bad data", frames=12, pts=0.48),
+        errors.ConfigError("--in-flight must be at least 1"),
+    ],
+)
+def test_an_error_with_fields_crosses_a_process_whole(error):
+    """Errors travel between processes (a cluster shard's captions fail at the LLM desk, a
+    shard's error reaches the driver): class, message, fields and builtin parents survive."""
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error) and str(again) == str(error)
+    assert again.__dict__ == error.__dict__ and again.args == error.args
+    assert isinstance(again, OSError) == isinstance(error, OSError)

@@ -23,10 +23,12 @@ import pytest
 import ray
 from media import ffprobe, read_jsonl
 from ray.cluster_utils import Cluster
+from servers.llm_server import llm_server  # noqa: F401  (session fixture)
 from webhook_receiver import Receiver
 
 from bench.harness.rtsp import free_port
 from streamer.analysis.alerts import AlertRule
+from streamer.analysis.captioner import CaptionPolicy
 from streamer.analysis.worker import EncoderChoice
 from streamer.archive import Archive
 from streamer.archive.options import ArchiveConfig
@@ -34,6 +36,7 @@ from streamer.cluster.driver import run_cluster
 from streamer.cluster.options import ClusterConfig, Pin
 from streamer.cluster.placement import REPLICA_PREFIX
 from streamer.config import RunConfig, ServeConfig
+from streamer.llm import LlmConfig
 from streamer.outputs.options import OutputConfig
 from streamer.pipeline import run_pipeline
 
@@ -162,6 +165,74 @@ def test_live_streams_spread_and_pinned(cluster, rtsp_server, tmp_path, caplog):
     for name in ("door", "yard"):
         stream = next(s for s in summary.streams if s.name == name)
         assert stream.frames > 0 and stream.analysed >= 3, stream
+
+
+CAPTIONS = CaptionPolicy(min_interval=4.0, max_age=4.0, scene_threshold=1e-9)  # 0 s and 4 s
+
+
+def test_captions_and_summaries_come_from_the_coordinator_s_one_llm_client(
+    cluster,
+    clips,
+    tmp_path,
+    caplog,
+    llm_server,  # noqa: F811
+):
+    """With --llm-url, two files on two nodes get the real server's captions, the ones one
+    process writes; the server is probed once, by the desk on the driver's node, not by each
+    shard. With --archive --summary each file's summary (asked through the desk) is in its
+    JSON Lines, its chapters are written, and the coordinator stored both in the archive."""
+    head, _ = cluster
+    llm = LlmConfig(url=llm_server.url, temperature=0.0, read_timeout=60.0)
+    spread = ClusterConfig("auto", files_per_shard=1)
+
+    def config(out: Path, where: ClusterConfig | None) -> RunConfig:
+        made = _config(clips[:2], out, where, srt=str(out / "{stream}.srt"))
+        made = dataclasses.replace(made, llm=llm, captions=CAPTIONS, caption_wait=180.0)
+        if where is None:
+            return made  # captions only: the one-process run they are compared with
+        archive = ArchiveConfig(str(out / "arch"), index_every_s=2.0, summary=True)
+        return dataclasses.replace(made, archive=archive)
+
+    with caplog.at_level(logging.INFO, logger="streamer"):
+        asyncio.run(run_cluster(config(tmp_path / "c", spread)))
+    probed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("LLM: ")]
+    assert len(probed) == 1 and llm_server.model in probed[0], probed
+    (desk,) = [r.getMessage() for r in caplog.records if "LLM desk runs on" in r.getMessage()]
+    assert f"/{head.head_node.node_id[:6]}:" in desk  # the driver's node
+    asyncio.run(run_pipeline(config(tmp_path / "one", None)))
+    stored = {s.stream: s for s in Archive(tmp_path / "c" / "arch").summaries()}
+    assert sorted(stored) == ["a", "b"]
+    for name in "ab":
+        ours = read_jsonl(tmp_path / "c" / f"{name}.jsonl")
+        one = read_jsonl(tmp_path / "one" / f"{name}.jsonl")
+        captions = [r for r in ours if r["type"] == "caption"]
+        assert [c["source"] for c in captions] == ["llm", "llm"], captions
+        assert captions == [r for r in one if r["type"] == "caption"]
+        assert (tmp_path / "c" / f"{name}.srt").read_text() == (
+            tmp_path / "one" / f"{name}.srt"
+        ).read_text()
+        (summary,) = [r for r in ours if r["type"] == "summary"]
+        assert summary["kind"] == "file" and summary["text"] == stored[name].text
+        assert stored[name].model == llm_server.model
+        assert (tmp_path / "c" / "arch" / "chapters" / f"{name}.chapters.vtt").read_text()
+
+
+def test_a_file_run_whose_llm_is_away_captions_from_tags(cluster, clips, tmp_path, caplog):
+    """--llm-url of a server that is not there, files only: the driver says so once and every
+    caption comes from the tags, as in one process; no shard tries the server itself."""
+    llm = LlmConfig(url=f"http://127.0.0.1:{free_port()}/v1", read_timeout=5.0)
+    made = _config(clips[:2], tmp_path, ClusterConfig("auto", files_per_shard=1))
+    config = dataclasses.replace(made, llm=llm, captions=CAPTIONS)
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="streamer"):
+        summary = asyncio.run(run_cluster(config))
+    assert time.monotonic() - started < 120
+    warned = [r.getMessage() for r in caplog.records if "no LLM captions" in r.getMessage()]
+    assert len(warned) == 1 and "captions come from the tags" in warned[0], warned
+    for name in "ab":
+        captions = [r for r in read_jsonl(tmp_path / f"{name}.jsonl") if r["type"] == "caption"]
+        assert captions and {c["source"] for c in captions} == {"tags"}, captions
+    assert summary.frames > 0 and not summary.interrupted
 
 
 def test_stop_finishes_every_output(cluster, clips, tmp_path):

@@ -314,3 +314,18 @@ async def test_reasoning_and_markdown_in_answers_are_cleaned(double, make_client
     double.answer = lambda body, n: "<think>frame has a dog</think>\n\n**A dog** runs.\n\n\n"
     client, _ = make_client(double.url)
     assert await client.caption(request()) == "A dog runs."
+
+
+async def test_a_frame_already_encoded_as_jpeg_is_sent_as_it_is(double, make_client):
+    """A cluster shard encodes the frame where it is and sends only the JPEG: the client puts
+    those bytes in the request unchanged (no second encode, no resize)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 180), (200, 40, 40)).save(buffer, "JPEG", quality=70)
+    jpeg = buffer.getvalue()
+    client, _ = make_client(double.url, image_long_edge=128)
+    text = await client.caption(CaptionRequest("cam1", 12.5, ("dog",), jpeg=jpeg))
+    assert text.endswith("with an image.")
+    url = double.chat_bodies[0]["messages"][1]["content"][1]["image_url"]["url"]
+    assert base64.b64decode(url.split(",", 1)[1]) == jpeg
+    with pytest.raises(LlmInputError, match="JPEG"):
+        CaptionRequest("cam1", 1.0, (), jpeg=b"PNG not jpeg")

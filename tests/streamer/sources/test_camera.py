@@ -70,6 +70,34 @@ class PacedCameras:
         return PacedCapture(self.clip, self.fail_after[n] if n < len(self.fail_after) else None)
 
 
+class BurstCapture:
+    """A capture that hands over frames as fast as they are read, as a driver does with what
+    it buffered while the reader was held up: many within one millisecond."""
+
+    def __init__(self, device: object) -> None:
+        self.image = np.zeros((48, 64, 3), np.uint8)
+
+    def isOpened(self) -> bool:  # OpenCV's name
+        return True
+
+    def get(self, prop: int) -> float:
+        return 25.0
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        return True, self.image
+
+    def release(self) -> None:
+        pass
+
+
+async def test_frames_read_in_a_burst_still_get_increasing_pts():
+    source = CameraSource(0, options=FAST, capture_factory=BurstCapture)
+    async with Running(source) as run:
+        await run.until(lambda: len(run.frames) >= 200, 10, "200 frames")
+    pts = [f.pts for f in run.frames]
+    assert all(b > a for a, b in itertools.pairwise(pts)), pts[:40]
+
+
 async def test_camera_frames_arrive_at_the_camera_rate_in_rgb(small_clip):
     cameras = PacedCameras(small_clip)
     source = CameraSource(0, options=FAST, capture_factory=cameras)
