@@ -15,6 +15,7 @@ password "s3cret-pw"), and `own_mosquitto` (one per test, to kill). Use them fro
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import signal
 import socket
@@ -56,8 +57,15 @@ class Mosquitto:
         self.port = _free_port()
         self.user, self.password = user, password
         self.process: subprocess.Popen | None = None
-        lines = [f"listener {self.port} 127.0.0.1", "persistence true",
-                 f"persistence_location {folder}/", f"log_dest file {folder / 'broker.log'}"]  # fmt: skip
+        # As root, mosquitto drops to its own user unless told to stay: then it could not read
+        # the files here.
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            f"user {getpass.getuser()}",
+            "persistence true",
+            f"persistence_location {folder}/",
+            f"log_dest file {folder / 'broker.log'}",
+        ]
         if user is None:
             lines.append("allow_anonymous true")
         else:
@@ -77,8 +85,9 @@ class Mosquitto:
     def start(self) -> None:
         """Start the broker and wait until its port accepts connections."""
         binary = _binary("mosquitto", "/usr/sbin")
-        self.process = subprocess.Popen([binary, "-c", str(self.config)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        self.process = subprocess.Popen(
+            [binary, "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

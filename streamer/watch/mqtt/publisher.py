@@ -174,6 +174,7 @@ class MqttPublisher(Observer):
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
+        await self._pictures()  # a frame kept since the last tick
         self._alerts_off(None)
         self._statuses(final=True)
         self._closing = True
@@ -198,7 +199,7 @@ class MqttPublisher(Observer):
         self._alerts[stream] = tuple(alerts)
         if self.config.image_every_s > 0:
             self._due[stream] = 0.0
-        if self.config.discovery:
+        if self.config.discovery and self.connected:  # else they go out once connected
             for entity in self._entities(stream):
                 self._outbox.state(Message(entity.topic, payload(entity.config)))
 
