@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import socket
@@ -84,7 +85,22 @@ def _client_id() -> str:
     return f"streamer-{socket.gethostname()}-{os.getpid()}"[:64]
 
 
-URL_CHECK = Checked("an mqtt:// or mqtts:// URL with a host, e.g. mqtt://user:pass@host:1883", _url)
+class _Unechoed(Checked[str]):
+    """A check whose refusal shows the value with its credentials blanked (argparse would
+    print the URL as typed, password and all)."""
+
+    def __call__(self, text: str) -> str:
+        try:
+            return self.convert(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(
+                f"must be {self.expected}, got {redact(text)!r}"
+            ) from exc
+
+
+URL_CHECK = _Unechoed(
+    "an mqtt:// or mqtts:// URL with a host, e.g. mqtt://user:pass@host:1883", _url
+)
 TOPIC_CHECK = Checked("an MQTT topic without wildcards (+, #) or spaces, e.g. streamer", _topic)
 
 
