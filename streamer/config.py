@@ -179,10 +179,11 @@ class RunConfig:
             )
         if self.cluster is not None:
             self._check_cluster(self.cluster)
-        if not self.outputs.paths() and self.serve is None and not self.show and not self.archive:
+        shown = self.serve is not None or self.show or self.archive or self.mqtt
+        if not self.outputs.paths() and not shown:
             raise ConfigError(
                 "nothing to write or show: give at least one of -o/--output, --srt, --vtt, "
-                "--jsonl, --archive, --serve, --show"
+                "--jsonl, --archive, --serve, --show, --mqtt"
             )
 
     def _check_alerts(self) -> None:

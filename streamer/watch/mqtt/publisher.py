@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -28,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from streamer import __version__
 from streamer.core.background import run_in_background
 from streamer.core.events import Observer
 from streamer.core.redact import redact
@@ -222,7 +222,8 @@ class MqttPublisher(Observer):
 
     def _entities(self, stream: str):
         images = self.config.image_every_s > 0
-        return entities(self.topics, stream, self._alerts.get(stream, ()), images, __version__)
+        version = _version()
+        return entities(self.topics, stream, self._alerts.get(stream, ()), images, version)
 
     # -- queueing ----------------------------------------------------------------------------
 
@@ -349,3 +350,12 @@ class MqttPublisher(Observer):
         level = logging.WARNING if left or self.dropped else logging.INFO
         log.log(level, "mqtt: %d messages published to %s, %d dropped, %d not sent",
                 self.published, self.where, self.dropped, left)  # fmt: skip
+
+
+def _version() -> str:
+    """streamer's installed version, for the device blocks (the package's `__init__` is a layer
+    above this room)."""
+    try:
+        return importlib.metadata.version("streamer")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "dev"

@@ -35,6 +35,11 @@ def test_flags_make_the_mqtt_section_and_the_broker_is_taken_apart():
     assert isinstance(observers_from_config(config)[0], MqttPublisher)
 
 
+def test_mqtt_alone_is_enough_to_run():
+    config = configured("door=rtsp://cam.local/s", "--alert", "a person", "--mqtt", URL)
+    assert config.mqtt is not None and not config.outputs.paths()
+
+
 def test_a_mqtt_table_in_a_config_file_sets_it_as_the_flags_do(tmp_path):
     path = tmp_path / "streamer.toml"
     path.write_text(f'inputs = ["a.mp4"]\njsonl = "a.jsonl"\n[mqtt]\nmqtt = "{URL}"\n'
