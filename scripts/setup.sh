@@ -4,6 +4,7 @@
 #   bash scripts/setup.sh --test   also the test tools and Ray (the cluster extra), Debian's ffmpeg (ffprobe checks outputs)
 #                                  and GStreamer's RTSP server (the live-source tests' camera)
 #                                  and Debian's chromium (the web viewer's browser test)
+#                                  and Debian's mosquitto (the MQTT tests' broker; the mqtt extra)
 # Safe to run again: it reinstalls only when pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,16 @@ if [ "$want_tests" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+if [ "$want_tests" = 1 ] && ! [ -x /usr/sbin/mosquitto ] && ! command -v mosquitto >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's mosquitto (the MQTT tests publish to a real broker)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+  else
+    echo "setup: the tests need an MQTT broker: install mosquitto (e.g. 'sudo apt-get install mosquitto')" >&2
+    exit 1
+  fi
+fi
+
 # The live-source tests run a real RTSP server on Debian's Python (it has `gi`; the venv does not).
 rtsp_check='import gi; gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0")
 from gi.repository import Gst, GstRtspServer
@@ -56,8 +67,9 @@ fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 extras=""
-# The tests also run the cluster (`--cluster`) on simulated Ray nodes: the `cluster` extra.
-[ "$want_tests" = 1 ] && extras="[test,cluster]"
+# The tests also run the cluster (`--cluster`) on simulated Ray nodes and publish to MQTT
+# (`--mqtt`): the `cluster` and `mqtt` extras.
+[ "$want_tests" = 1 ] && extras="[test,cluster,mqtt]"
 stamp=".venv/.streamer-installed$extras"
 digest=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then

@@ -29,11 +29,13 @@ from streamer.errors import ConfigError
 from streamer.llm import LlmConfig
 from streamer.outputs.options import OutputConfig, check_writable
 from streamer.sources import SourceOptions, stream_names
+from streamer.watch.mqtt.options import URL_CHECK, MqttConfig
 from streamer.watch.web.options import LOCAL_HOST, ServeConfig
 from streamer.watch.webhook import check_webhook_url
 
 __all__ = [
     "AnalysisConfig",
+    "MqttConfig",
     "OutputConfig",
     "RunConfig",
     "ServeConfig",
@@ -65,6 +67,8 @@ class RunConfig:
         show: a window per stream on this machine's display.
         alerts: text queries to watch for (`streamer.analysis.alerts`); they need a CLIP encoder.
         webhook: an http(s) URL every alert is POSTed to, None for none.
+        mqtt: the MQTT broker the run's events go to, with Home Assistant discovery
+            (`MqttConfig`), None for none.
         archive: where the run remembers what it saw (`ArchiveConfig`), None for nowhere.
         cluster: the Ray cluster the run spreads over (`ClusterConfig`; `run_cluster` runs
             it), None for this process alone.
@@ -143,6 +147,14 @@ class RunConfig:
                "URL; retried with backoff, never holds up the video", metavar="URL",
                group="alerts"),
     )  # fmt: skip
+    mqtt: MqttConfig | None = section(
+        MqttConfig,
+        Option("--mqtt", "publish captions, alerts (on/off), statuses and pictures to this MQTT "
+               "broker (pip install \"streamer[mqtt]\"), with Home Assistant discovery: "
+               "mqtt://[USER:PASSWORD@]HOST[:PORT], mqtts:// for TLS", URL_CHECK,
+               metavar="URL"),
+        group="mqtt", default=None,
+    )  # fmt: skip
     cluster: ClusterConfig | None = section(
         ClusterConfig,
         Option("--cluster", "run on a Ray cluster (pip install \"streamer[cluster]\"): 'auto' "
@@ -167,10 +179,11 @@ class RunConfig:
             )
         if self.cluster is not None:
             self._check_cluster(self.cluster)
-        if not self.outputs.paths() and self.serve is None and not self.show and not self.archive:
+        shown = self.serve is not None or self.show or self.archive or self.mqtt
+        if not self.outputs.paths() and not shown:
             raise ConfigError(
                 "nothing to write or show: give at least one of -o/--output, --srt, --vtt, "
-                "--jsonl, --archive, --serve, --show"
+                "--jsonl, --archive, --serve, --show, --mqtt"
             )
 
     def _check_alerts(self) -> None:

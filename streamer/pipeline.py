@@ -46,6 +46,7 @@ from streamer.sources import Source, SourceRunner, decoding, open_source, stream
 from streamer.sources.hwaccel import resolve_hwaccel
 from streamer.sources.options import AnalysisSize, DecodePlan, decode_threads
 from streamer.stream import Analysis, AnalysisRequest, Shared, StreamRun
+from streamer.watch.mqtt import MqttPublisher
 from streamer.watch.web import WebViewer
 from streamer.watch.webhook import WebhookSender
 from streamer.watch.window import WindowViewer
@@ -149,7 +150,7 @@ def _decode_plan(
 
 
 def observers_from_config(config: RunConfig) -> list[Observer]:
-    """The observers the configuration asks for (web viewer, window, webhook)."""
+    """The observers the configuration asks for (web viewer, window, webhook, MQTT)."""
     observers: list[Observer] = []
     if config.serve:
         archive = config.archive.path if config.archive else None
@@ -158,6 +159,8 @@ def observers_from_config(config: RunConfig) -> list[Observer]:
         observers.append(WindowViewer.from_config(config.show))
     if config.webhook:
         observers.append(WebhookSender(config.webhook))
+    if config.mqtt:
+        observers.append(MqttPublisher(config.mqtt))
     if config.archive:
         weights, threshold = config.encoder.weights, config.captions.scene_threshold
         archive = ArchiveObserver(config.archive, weights, threshold)
@@ -226,10 +229,9 @@ class _Run:
         self.loop_lag_max_s = 0.0
         self.observers = observers if observers is not None else Observers()
         self.alerts: AlertDetector | None = None  # made at the start of `run`
-        # With --archive: its observer (alert clips, its state for the status surfaces) and
-        # the recorders of the live streams, by stream.
-        self.archive = next((o for o in self.observers.items if isinstance(o, ArchiveObserver)),
-                            None)  # fmt: skip
+        # --archive's and --mqtt's observers (the status surfaces read their state; alert clips)
+        found = {type(o): o for o in self.observers.items}
+        self.archive, self.mqtt = found.get(ArchiveObserver), found.get(MqttPublisher)
         self.recorders: dict[str, Recorder] = {}
         model = encoder.model
         warning = RANDOM_WEIGHTS_WARNING if model.random_weights else None

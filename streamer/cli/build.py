@@ -22,7 +22,7 @@ from streamer.cli import config_file
 from streamer.cli.flags import dest
 from streamer.cli.options import TABLE, by_key
 from streamer.cluster.options import ClusterConfig
-from streamer.config import RunConfig, ServeConfig
+from streamer.config import MqttConfig, RunConfig, ServeConfig
 from streamer.core.options import Declared, Ordered, section_of
 from streamer.core.samples import cache_dir
 from streamer.errors import ConfigError
@@ -33,7 +33,7 @@ from streamer.watch.window import show_mode
 __all__ = ["Settings", "configure", "settings"]
 
 #: Sections the builder makes itself (their own options decide whether they exist at all).
-_BUILT_HERE = ("llm", "serve", "alerts", "archive", "cluster")
+_BUILT_HERE = ("llm", "serve", "alerts", "archive", "cluster", "mqtt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +118,7 @@ def configure(given: Settings) -> RunConfig:
         serve=_serve(given, fields.get("serve", {})),
         archive=_archive(given, fields.get("archive", {})),
         cluster=_cluster(given, fields.get("cluster", {})),
+        mqtt=_mqtt(given, fields.get("mqtt", {})),
         alerts=_alert_rules(given.get("alert") or (), fields.get("alerts", {}), inputs),
     )
 
@@ -206,6 +207,14 @@ def _cluster(given: Settings, fields: dict[str, Any]) -> ClusterConfig | None:
         _refuse_set_fields("cluster", fields, "--cluster ADDRESS (the cluster it applies to)")
         return None
     return ClusterConfig(address=address, **fields)
+
+
+def _mqtt(given: Settings, fields: dict[str, Any]) -> MqttConfig | None:
+    url = given.get("mqtt")
+    if url is None:
+        _refuse_set_fields("mqtt", fields, "--mqtt URL (the broker it applies to)")
+        return None
+    return MqttConfig(url=url, **fields)
 
 
 def _refuse_set_fields(section: str, fields: dict[str, Any], needs: str) -> None:

@@ -38,6 +38,7 @@ from typing import Any
 from streamer.cli._toml import toml
 from streamer.cli.options import TABLE
 from streamer.core.options import Declared, Option
+from streamer.core.redact import redact
 from streamer.errors import ConfigError
 
 __all__ = ["FileOptions", "Keys", "from_mapping", "load", "read_toml"]
@@ -329,7 +330,8 @@ class _Reader:
         return ConfigError(f"{self.path}: {path}{separator}{message}")
 
     def bad(self, opt: Option, path: str, value: Any, reason: str) -> ConfigError:
-        return self.error(path, f"= {toml(value)}: {reason} (like {opt.flag})")
+        # A URL's credentials are not repeated back (a broker's, a camera's, an LLM server's).
+        return self.error(path, redact(f"= {toml(value)}: {reason} (like {opt.flag})"))
 
     def unknown(
         self, path: str, key: str, candidates: Sequence[str], allowed: Iterable[str], extra: str

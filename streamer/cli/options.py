@@ -33,6 +33,7 @@ GROUPS = {
     "alerts": "alerts (text queries: need a CLIP encoder)",
     "web-viewer": "web viewer",
     "archive": "archive (remember and search: recordings and an index of moments)",
+    "mqtt": "MQTT and Home Assistant",
     "cluster": "cluster (more than one machine, on Ray)",
     "live-sources": "live sources",
     "decode": "decode",

@@ -157,6 +157,7 @@ class RemoteRun:
         self.started = time.monotonic()
         self.stop = stop
         self.archive: Any = None  # the coordinator's archive observer, with --archive
+        self.mqtt: Any = None  # ... and its MQTT publisher, with --mqtt
 
 
 class Coordinator:

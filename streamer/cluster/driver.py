@@ -34,6 +34,7 @@ from streamer.config import RunConfig
 from streamer.errors import ActorLostError, ClusterError, StreamerError
 from streamer.pipeline import observers_from_config
 from streamer.report import Reporter, RunSummary
+from streamer.watch.mqtt import MqttPublisher
 
 __all__ = ["run_cluster"]
 
@@ -113,6 +114,7 @@ class _ClusterRun:
         run = RemoteRun(self.config, streams, self.placement.model, self.stop)
         observers = observers_from_config(self.config)  # viewer, webhook, the archive's index
         run.archive = next((o for o in observers if isinstance(o, ArchiveObserver)), None)
+        run.mqtt = next((o for o in observers if isinstance(o, MqttPublisher)), None)
         placement = self.placement
         self.coordinator = Coordinator(run, observers, placement.desk, placement.desk_view)
         await self.coordinator.start()

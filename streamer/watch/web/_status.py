@@ -143,6 +143,13 @@ def archive_status(run: Any) -> dict[str, Any] | None:
     return archive.status() if archive is not None else None
 
 
+def mqtt_status(run: Any) -> dict[str, Any] | None:
+    """The MQTT publisher's connection and counters with `--mqtt` (a plain dict: `broker`,
+    `connected`, `published`, `dropped`, `reconnects`, `queued`), None without."""
+    mqtt = getattr(run, "mqtt", None)
+    return mqtt.status() if mqtt is not None else None
+
+
 def run_status(run: Any, rates: Rates, clients: dict[str, int]) -> dict[str, Any]:
     """The whole run, as `/api/status` and the page's status events show it."""
     model, load = run.encoder.model, run.encoder.load()  # the encoder service's
@@ -157,6 +164,7 @@ def run_status(run: Any, rates: Rates, clients: dict[str, int]) -> dict[str, Any
         },
         "llm": llm_status(run.client),
         "archive": archive_status(run),
+        "mqtt": mqtt_status(run),
         "clients": dict(clients),
         "streams": [stream_status(stream, rates) for stream in run.streams],
     }

@@ -45,10 +45,16 @@ streamer_recording_bytes_total              counter    bytes recorded, per strea
 streamer_recording_files_total              counter    segment files started, per stream
 streamer_recording_dropped_packets_total    counter    packets the recorder dropped
 streamer_recording_state                    gauge      1 for the recorder's state, else 0
+streamer_mqtt_connected                     gauge      1 while connected to the MQTT broker
+streamer_mqtt_published_total               counter    messages the broker took
+streamer_mqtt_dropped_total                 counter    events dropped: the broker was away
+streamer_mqtt_reconnects_total              counter    connections back after a loss
+streamer_mqtt_queued                        gauge      messages waiting for the broker
 ==========================================  =========  =====================================
 
 The archive's families come with `--archive`, read from the run's plain `archive.status()`
-dict (`streamer.watch.web._status.archive_status`): this room never imports the archive.
+dict (`streamer.watch.web._status.archive_status`): this room never imports the archive. The
+MQTT families come with `--mqtt`, read the same way from `run.mqtt.status()`.
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from streamer.sources.tap import TAP_STATES
-from streamer.watch.web._status import STREAM_STATES, archive_status, stream_state
+from streamer.watch.web._status import STREAM_STATES, archive_status, mqtt_status, stream_state
 
 __all__ = ["CONTENT_TYPE", "RunCollector", "metrics_registry", "render_metrics"]
 
@@ -135,6 +141,9 @@ class RunCollector(Collector):
         archive = archive_status(run)
         if archive is not None:
             yield from _archive_families(archive)
+        mqtt = mqtt_status(run)
+        if mqtt is not None:
+            yield from _mqtt_families(mqtt)
         yield GaugeMetricFamily(
             "streamer_uptime_seconds",
             "Seconds since the run started.",
@@ -339,3 +348,22 @@ def _recording_families(recordings: Mapping[str, Any]) -> Iterator[Metric]:
         for name in TAP_STATES:
             states.add_metric([stream, name], int(name == rec["state"]))
     yield states
+
+
+_MQTT_FAMILIES = (
+    ("connected", "streamer_mqtt_connected", GaugeMetricFamily,
+     "1 while connected to the MQTT broker, 0 while it is away."),
+    ("published", "streamer_mqtt_published", CounterMetricFamily,
+     "MQTT messages the broker took."),
+    ("dropped", "streamer_mqtt_dropped", CounterMetricFamily,
+     "MQTT events dropped, oldest first, from a full queue while the broker was away or slow."),
+    ("reconnects", "streamer_mqtt_reconnects", CounterMetricFamily,
+     "Times the connection to the MQTT broker came back after it was lost."),
+    ("queued", "streamer_mqtt_queued", GaugeMetricFamily, "MQTT messages waiting to be sent."),
+)  # fmt: skip
+
+
+def _mqtt_families(status: Mapping[str, Any]) -> Iterator[Metric]:
+    """The MQTT publisher's connection and counters from its plain `status()` dict."""
+    for key, name, family, help in _MQTT_FAMILIES:
+        yield family(name, help, value=int(status[key]))

@@ -1,0 +1,361 @@
+"""`MqttPublisher`: the run's captions, alerts, statuses and pictures on an MQTT broker, with
+Home Assistant discovery; a broker that is down or slow never holds up a stream.
+
+Every hook only puts a message into the `Outbox` (bounded; the oldest event dropped and
+counted past it) and returns. One task holds the connection (`aiomqtt`) and publishes what
+waits, in order; when the broker goes away it reconnects with the sources' backoff
+(`streamer.core.retry.Backoff`), and what was queued meanwhile is sent once it is back. A
+second task ticks once a second: statuses (every `status_every_s`, at once on a change of
+state), alerts turning off, and pictures (JPEG-encoded on the low-priority thread).
+
+An alert is an event (`streamer.analysis.alerts`): its rule fires, then stays quiet for its
+cooldown, and fires again if the scene still matches. So an alert's binary sensor turns on when
+it fires and off once it has not fired again for its cooldown plus `ALERT_GRACE_S`: a scene
+that keeps matching keeps it on, one that stopped matching turns it off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from streamer.core.background import run_in_background
+from streamer.core.events import Observer
+from streamer.core.redact import redact
+from streamer.core.retry import Backoff
+from streamer.errors import ConfigError
+from streamer.llm.images import encode_jpeg
+from streamer.watch.mqtt.outbox import Message, Outbox
+from streamer.watch.mqtt.status import StatusBoard
+from streamer.watch.mqtt.topics import ALERT_OFF, ALERT_ON, Topics, entities, payload
+
+__all__ = ["ALERT_GRACE_S", "MqttPublisher"]
+
+log = logging.getLogger("streamer.watch.mqtt")
+
+ALERT_GRACE_S = 5.0
+"""Seconds past an alert's cooldown it stays on without firing again (analysis runs late)."""
+TICK_S = 1.0
+FLUSH_S = 3.0  # `stop` waits this long for the queue to empty
+PUBLISH_TIMEOUT_S = 10.0
+PICTURE_LONG_EDGE = 1280
+INSTALL = 'pip install "streamer[mqtt]"'
+
+
+class MqttPublisher(Observer):
+    """Publishes a run's events to an MQTT broker (`--mqtt`).
+
+    Args:
+        config: the broker and what to publish (`MqttConfig`).
+        clock: monotonic seconds (injectable: tests step the alert hold and the throttles).
+
+    Attributes:
+        published: messages the broker took.
+        reconnects: times the connection came back after it was lost.
+        connected: connected to the broker now.
+
+    Raises:
+        ConfigError: aiomqtt is not installed, or `ca_file` is not a file.
+
+    Example:
+        >>> publisher = MqttPublisher(MqttConfig("mqtt://127.0.0.1:1883"))
+        >>> await run_pipeline(config, observers=[publisher])  # doctest: +SKIP
+    """
+
+    def __init__(self, config: Any, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if importlib.util.find_spec("aiomqtt") is None:
+            raise ConfigError(f"--mqtt needs the aiomqtt package: {INSTALL}")
+        if config.ca_file is not None and not os.path.isfile(config.ca_file):
+            raise ConfigError(f"--mqtt-ca {config.ca_file!r}: no such file")
+        self.config = config
+        self.topics = Topics.of(config)
+        self.where = config.broker.where
+        self.run: Any = None
+        self.published = self.reconnects = 0
+        self.connected = False
+        self._clock = clock
+        self._outbox = Outbox(config.queue)
+        self._alerts: dict[str, tuple[str, ...]] = {}  # stream → the queries that watch it
+        self._holds: dict[str, float] = {}  # query → seconds an alert of it stays on
+        self._on: dict[tuple[str, str], tuple[float, dict]] = {}  # (stream, query) → until, body
+        self._due: dict[str, float] = {}  # stream → when its next picture is due
+        self._frames: dict[str, np.ndarray] = {}  # stream → a drawn frame (writer threads)
+        self._board = StatusBoard(config.status_every_s, clock)
+        self._closing = False
+        self._drop_warned = False
+        self._lost_at: float | None = None
+        self._ever_connected = False
+        self._tasks: list[asyncio.Task] = []
+
+    # -- what the status surfaces read -------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The connection and its counters, a plain dict (the viewer's /metrics reads it)."""
+        return {
+            "broker": self.where,
+            "connected": self.connected,
+            "published": self.published,
+            "dropped": self._outbox.dropped,
+            "reconnects": self.reconnects,
+            "queued": len(self._outbox),
+        }
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped from a full queue while the broker was away or slow."""
+        return self._outbox.dropped
+
+    # -- observer hooks ----------------------------------------------------------------------
+
+    @property
+    def wants_frames(self) -> bool:
+        """A drawn frame is wanted only when some stream's picture is due."""
+        if self.config.image_every_s <= 0:
+            return False
+        now = self._clock()
+        return any(now >= due for due in list(self._due.values()))
+
+    async def start(self, run: Any) -> None:
+        self.run = run
+        rules = tuple(getattr(run.config, "alerts", ()) or ())
+        for rule in rules:
+            hold = rule.cooldown_s + ALERT_GRACE_S
+            self._holds[rule.query] = max(hold, self._holds.get(rule.query, 0.0))
+        for stream in run.streams:
+            self.add_stream(stream.name, tuple(r.query for r in rules if r.watches(stream.name)))
+        self._tasks = [
+            asyncio.create_task(self._connection(), name="mqtt"),
+            asyncio.create_task(self._tick(), name="mqtt-tick"),
+        ]
+
+    def frame(self, stream: str, image: np.ndarray, timeline: float) -> None:
+        """Keep the frame if the stream's picture is due (writer thread: a reference only)."""
+        due = self._due.get(stream)
+        if due is not None and self._clock() >= due:
+            self._due[stream] = self._clock() + self.config.image_every_s
+            self._frames[stream] = image
+
+    def caption(self, stream: str, caption: Any) -> None:
+        body = {"stream": stream, "text": caption.text, "source": caption.source,
+                "pts": round(caption.pts, 3), "frame": caption.frame_index,
+                "wall": round(time.time(), 3)}  # fmt: skip
+        self._event(Message(self.topics.caption(stream), payload(body)))
+
+    def alert(self, stream: str, alert: Any) -> None:
+        """The alert's binary sensor on (again), and a picture of it soon."""
+        score = alert.score if np.isfinite(alert.score) else None
+        body = {"state": ALERT_ON, "stream": stream, "query": alert.query,
+                "score": None if score is None else round(score, 4),
+                "threshold": alert.threshold, "time": round(alert.time, 3),
+                "wall": round(alert.wall, 3), "frame": alert.frame_index,
+                "caption": alert.caption, "clip": alert.clip}  # fmt: skip
+        hold = self._holds.get(alert.query, ALERT_GRACE_S)
+        self._on[(stream, alert.query)] = (self._clock() + hold, body)
+        self._event(Message(self.topics.alert(stream, alert.query), payload(body)))
+        if stream in self._due:
+            self._due[stream] = self._clock()  # the next drawn frame shows the alert's banner
+
+    async def stop(self) -> None:
+        """Turn the alerts still on off, send the last statuses, wait up to `FLUSH_S` for the
+        queue to empty, say goodbye (offline), and close."""
+        if not self._tasks:
+            return
+        connection, ticker = self._tasks
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+        await self._pictures()  # a frame kept since the last tick
+        self._alerts_off(None)
+        self._statuses(final=True)
+        self._closing = True
+        self._outbox.ready.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(connection), FLUSH_S)
+        except TimeoutError:
+            connection.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connection
+        self._report()
+
+    # -- streams come and go -----------------------------------------------------------------
+
+    def add_stream(self, stream: str, alerts: tuple[str, ...] = ()) -> None:
+        """Publish `stream`'s events from now on, and its Home Assistant entities.
+
+        Args:
+            stream: the stream's name.
+            alerts: the queries of the alert rules that watch it (a binary sensor each).
+        """
+        self._alerts[stream] = tuple(alerts)
+        if self.config.image_every_s > 0:
+            self._due[stream] = 0.0
+        if self.config.discovery and self.connected:  # else they go out once connected
+            for entity in self._entities(stream):
+                self._outbox.state(Message(entity.topic, payload(entity.config)))
+
+    def remove_stream(self, stream: str) -> None:
+        """Remove `stream`'s Home Assistant entities (empty retained configs) and clear its
+        retained states from the broker; nothing more of it is published."""
+        topics = [e.topic for e in self._entities(stream)] if self.config.discovery else []
+        queries = self._alerts.pop(stream, ())
+        topics += [self.topics.caption(stream), self.topics.status(stream),
+                   self.topics.image(stream)]  # fmt: skip
+        topics += [self.topics.alert(stream, q) for q in queries]
+        self._due.pop(stream, None)
+        self._frames.pop(stream, None)
+        self._board.forget(stream)
+        for key in [k for k in self._on if k[0] == stream]:
+            del self._on[key]
+        self._outbox.forget(f"{self.topics.prefix}/{stream}/")
+        for topic in topics:  # an empty retained message deletes the retained one
+            self._outbox.state(Message(topic, b""))
+
+    def _entities(self, stream: str):
+        images = self.config.image_every_s > 0
+        version = _version()
+        return entities(self.topics, stream, self._alerts.get(stream, ()), images, version)
+
+    # -- queueing ----------------------------------------------------------------------------
+
+    def _event(self, message: Message) -> None:
+        if self._outbox.event(message) and not self._drop_warned:
+            self._drop_warned = True  # again after the queue has emptied
+            log.warning("mqtt: %d messages wait for %s: dropping the oldest (counted in "
+                        "/metrics)", self.config.queue, self.where)  # fmt: skip
+
+    async def _tick(self) -> None:
+        while True:
+            self._statuses()
+            self._alerts_off(self._clock())
+            await self._pictures()
+            await asyncio.sleep(TICK_S)
+
+    def _statuses(self, final: bool = False) -> None:
+        streams = [s for s in getattr(self.run, "streams", ()) if s.name in self._alerts]
+        for name, body in self._board.due(streams, final):
+            self._outbox.state(Message(self.topics.status(name), payload(body), qos=0))
+
+    def _alerts_off(self, now: float | None) -> None:
+        """Publish "off" for the alerts whose hold ran out (all of them when `now` is None)."""
+        for key, (until, body) in list(self._on.items()):
+            if now is None or now >= until:
+                del self._on[key]
+                off = {**body, "state": ALERT_OFF, "cleared": round(time.time(), 3)}
+                self._event(Message(self.topics.alert(*key), payload(off)))
+
+    async def _pictures(self) -> None:
+        for stream in list(self._frames):
+            image = self._frames.pop(stream, None)
+            if image is None or stream not in self._alerts:
+                continue
+            jpeg = await run_in_background(encode_jpeg, image, PICTURE_LONG_EDGE)
+            if stream in self._alerts:  # not removed while it was encoded
+                self._outbox.state(Message(self.topics.image(stream), jpeg, qos=0))
+
+    # -- the connection ----------------------------------------------------------------------
+
+    async def _connection(self) -> None:
+        """Connect, publish, and reconnect with backoff when the broker goes away, until
+        `stop` asks to close."""
+        import aiomqtt
+
+        backoff = Backoff(self.config.retry)
+        while True:
+            try:
+                async with self._client(aiomqtt) as client:
+                    self._up(backoff)
+                    await self._publish(client, Message(self.topics.availability, b"online"))
+                    if await self._send(client):
+                        self.connected = False
+                        return
+            except (aiomqtt.MqttError, OSError) as exc:  # OSError: a TLS handshake refused
+                self._down(exc)
+            if self._closing:
+                return
+            delay = backoff.next_delay()
+            await asyncio.sleep(delay if delay is not None else self.config.retry.cap)
+
+    def _client(self, aiomqtt: Any) -> Any:
+        broker = self.config.broker
+        tls = ssl.create_default_context(cafile=self.config.ca_file) if broker.tls else None
+        will = aiomqtt.Will(self.topics.availability, b"offline", qos=1, retain=True)
+        return aiomqtt.Client(
+            broker.host, broker.port, username=broker.username, password=broker.password,
+            identifier=self.config.client, will=will, tls_context=tls, keepalive=30,
+            timeout=PUBLISH_TIMEOUT_S,
+        )  # fmt: skip
+
+    async def _send(self, client: Any) -> bool:
+        """Publish what waits until the connection fails (raises) or `stop` asks to close
+        (returns True once the queue is empty and offline is said)."""
+        while True:
+            taken = self._outbox.take()
+            if taken is None:
+                self._drop_warned = False
+                if self._closing:
+                    await self._publish(client, Message(self.topics.availability, b"offline"))
+                    return True
+                await self._outbox.ready.wait()
+                continue
+            message, event = taken
+            try:
+                await self._publish(client, message)
+            except BaseException:
+                self._outbox.put_back(message, event)
+                raise
+
+    async def _publish(self, client: Any, message: Message) -> None:
+        await client.publish(message.topic, message.payload, qos=message.qos,
+                             retain=message.retain, timeout=PUBLISH_TIMEOUT_S)  # fmt: skip
+        self.published += 1
+
+    def _up(self, backoff: Backoff) -> None:
+        backoff.reset()
+        self.connected = True
+        if not self._ever_connected:
+            log.info("mqtt: connected to %s", self.where)
+        else:
+            self.reconnects += 1
+            log.warning("mqtt: %s is back after %.1f s; sending the %d messages held",
+                        self.where, self._clock() - self._lost_at, len(self._outbox))  # fmt: skip
+        self._ever_connected, self._lost_at = True, None
+        if self.config.discovery:  # again: the broker may have lost its retained messages
+            for stream in self._alerts:
+                for entity in self._entities(stream):
+                    self._outbox.state(Message(entity.topic, payload(entity.config)))
+
+    def _down(self, exc: BaseException) -> None:
+        was = self.connected
+        self.connected = False
+        if self._lost_at is not None:
+            log.debug("mqtt: %s still unreachable: %s", self.where, redact(str(exc)))
+            return
+        self._lost_at = self._clock()
+        what = "lost" if was else "cannot reach"  # at the start, or again after a loss
+        log.warning("mqtt: %s %s (%s); retrying with backoff, holding up to %d messages",
+                    what, self.where, redact(str(exc)), self.config.queue)  # fmt: skip
+
+    def _report(self) -> None:
+        left = len(self._outbox)
+        level = logging.WARNING if left or self.dropped else logging.INFO
+        log.log(level, "mqtt: %d messages published to %s, %d dropped, %d not sent",
+                self.published, self.where, self.dropped, left)  # fmt: skip
+
+
+def _version() -> str:
+    """streamer's installed version, for the device blocks (the package's `__init__` is a layer
+    above this room)."""
+    try:
+        return importlib.metadata.version("streamer")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "dev"

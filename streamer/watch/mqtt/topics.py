@@ -1,0 +1,150 @@
+"""What goes where on the broker: topic names and payloads, Home Assistant discovery configs.
+
+Pure functions of names and values (no I/O), so the tests read the same names the publisher
+writes. With the default prefixes::
+
+    streamer/status                               online / offline (retained; offline is the
+                                                  last will, sent by the broker if we vanish)
+    streamer/STREAM/caption                       {"text", "source", "pts", "frame", "wall"}
+    streamer/STREAM/alert/NAME                    {"state": "on"|"off", "query", "score", ...}
+    streamer/STREAM/status                        {"state", "fps", "latency_ms", "frames", ...}
+    streamer/STREAM/image                         the latest annotated frame, JPEG bytes
+    homeassistant/COMPONENT/NODE/OBJECT/config    discovery (retained; empty: entity removed)
+
+Every state message is retained, so Home Assistant (or any subscriber) that connects later
+gets the current value at once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from streamer.watch.mqtt.options import MqttConfig
+
+__all__ = ["ALERT_ON", "Entity", "Topics", "alert_name", "entities", "payload"]
+
+ALERT_ON, ALERT_OFF = "on", "off"
+_NOT_ID = re.compile(r"[^a-z0-9]+")
+# Home Assistant keeps at most 255 characters of a state: the caption's text is cut there (its
+# whole text stays in the entity's attributes).
+_STATE_MAX = 255
+
+
+def alert_name(query: str) -> str:
+    """An alert's query as a topic level and id: "a person at the door" → a_person_at_the_door."""
+    return _NOT_ID.sub("_", query.lower()).strip("_")[:64] or "alert"
+
+
+def _object_id(text: str) -> str:
+    return _NOT_ID.sub("_", text.lower()).strip("_") or "x"
+
+
+def payload(value: dict[str, Any]) -> bytes:
+    """A message's JSON, UTF-8 (NaN and infinities are refused: null is the JSON for none)."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The topics of one run (`MqttConfig.prefix` and `discovery_prefix`)."""
+
+    prefix: str = "streamer"
+    discovery_prefix: str = "homeassistant"
+
+    @classmethod
+    def of(cls, config: MqttConfig) -> Topics:
+        return cls(config.prefix, config.discovery_prefix)
+
+    @property
+    def availability(self) -> str:
+        return f"{self.prefix}/status"
+
+    def caption(self, stream: str) -> str:
+        return f"{self.prefix}/{stream}/caption"
+
+    def alert(self, stream: str, query: str) -> str:
+        return f"{self.prefix}/{stream}/alert/{alert_name(query)}"
+
+    def status(self, stream: str) -> str:
+        return f"{self.prefix}/{stream}/status"
+
+    def image(self, stream: str) -> str:
+        return f"{self.prefix}/{stream}/image"
+
+    @property
+    def node(self) -> str:
+        """The discovery configs' node id: one per prefix, so two runs with their own prefixes
+        on one broker are two sets of entities."""
+        return _object_id(self.prefix)
+
+    def config(self, component: str, object_id: str) -> str:
+        return f"{self.discovery_prefix}/{component}/{self.node}/{object_id}/config"
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """One Home Assistant entity: where its discovery config goes, and the config."""
+
+    topic: str
+    config: dict[str, Any]
+
+
+def entities(
+    topics: Topics, stream: str, alerts: tuple[str, ...], images: bool, version: str
+) -> Iterator[Entity]:
+    """The entities of one stream: its caption, status, fps and latency sensors, a binary
+    sensor per alert query, and its picture (when `images`).
+
+    Args:
+        topics: the run's topics.
+        stream: the stream's name.
+        alerts: the queries of the alert rules that watch the stream.
+        images: pictures are published (`image_every_s` > 0).
+        version: streamer's version, for the device and origin blocks.
+    """
+    sid = _object_id(stream)
+    base = {
+        "availability_topic": topics.availability,
+        "device": {
+            "identifiers": [f"streamer_{topics.node}_{sid}"],
+            "name": stream,
+            "manufacturer": "streamer",
+            "model": "video stream",
+            "sw_version": version,
+        },
+        "origin": {"name": "streamer", "sw_version": version},
+    }
+
+    def entity(component: str, key: str, **config: Any) -> Entity:
+        object_id = f"{sid}_{key}"
+        unique = {"unique_id": f"streamer_{topics.node}_{object_id}"}
+        return Entity(topics.config(component, object_id), {**config, **unique, **base})
+
+    caption, status = topics.caption(stream), topics.status(stream)
+    yield entity("sensor", "caption", name="Caption", state_topic=caption,
+                 value_template=f"{{{{ value_json.text[:{_STATE_MAX}] }}}}",
+                 json_attributes_topic=caption, icon="mdi:text-box-outline")  # fmt: skip
+    yield entity("sensor", "status", name="Status", state_topic=status,
+                 value_template="{{ value_json.state }}", json_attributes_topic=status,
+                 icon="mdi:cctv")  # fmt: skip
+    yield entity("sensor", "fps", name="Frames per second", state_topic=status,
+                 value_template="{{ value_json.fps.out }}", unit_of_measurement="fps",
+                 state_class="measurement", entity_category="diagnostic")  # fmt: skip
+    # "None" (the template of a null) is what Home Assistant reads as no value.
+    yield entity("sensor", "latency", name="Latency p95", state_topic=status,
+                 value_template="{{ value_json.latency_ms.p95 }}", unit_of_measurement="ms",
+                 device_class="duration", state_class="measurement",
+                 entity_category="diagnostic")  # fmt: skip
+    for query in dict.fromkeys(alerts):
+        topic = topics.alert(stream, query)
+        yield entity("binary_sensor", f"alert_{alert_name(query)}", name=f"Alert: {query}",
+                     state_topic=topic, value_template="{{ value_json.state }}",
+                     payload_on=ALERT_ON, payload_off=ALERT_OFF, json_attributes_topic=topic,
+                     icon="mdi:bell-alert")  # fmt: skip
+    if images:
+        yield entity("image", "frame", name="Frame", image_topic=topics.image(stream),
+                     content_type="image/jpeg")  # fmt: skip

@@ -1,0 +1,270 @@
+"""MQTT and Home Assistant against a real mosquitto: what a run publishes, discovery as Home
+Assistant reads it, alerts turning off, removing a stream, credentials, a broker that is away."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import jinja2
+import numpy as np
+import pytest
+from live_helpers import free_port
+from media import read_jsonl
+from mqtt_helpers import Watcher, until
+from servers.mosquitto import PASSWORD, USER
+
+from streamer import ConfigError, OutputConfig, RunConfig, run_pipeline
+from streamer.analysis.alerts import Alert, AlertRule
+from streamer.core.events import Observer
+from streamer.core.frame import Caption
+from streamer.core.retry import RetryPolicy
+from streamer.watch.mqtt import MqttConfig, MqttPublisher
+from streamer.watch.web.metrics import render_metrics
+
+# Home Assistant's discovery topic: <prefix>/<component>/[<node_id>/]<object_id>/config
+DISCOVERY = re.compile(r"homeassistant/(sensor|binary_sensor|image)/([a-zA-Z0-9_-]+)/"
+                       r"([a-zA-Z0-9_-]+)/config")  # fmt: skip
+FAST = RetryPolicy(initial=0.1, cap=0.5, jitter=0.0)
+
+
+@dataclass
+class Run:
+    """What an observer is given as `run`, for a publisher tested without a pipeline."""
+
+    config: Any = None
+    streams: list = field(default_factory=list)
+
+
+def discovered(watcher: Watcher, node: str) -> list:
+    """The discovery messages of one node (a run's prefix): the broker keeps other tests'."""
+    return [m for m in watcher.under("homeassistant/") if m.topic.split("/")[2:3] == [node]]
+
+
+def check_discovery(watcher: Watcher, prefix: str = "streamer") -> dict[str, dict]:
+    """Every discovery config received parses as Home Assistant's MQTT schemas require; their
+    templates render on the state messages received. Returns {object_id: config}."""
+    configs = {}
+    for message in discovered(watcher, prefix):
+        if not message.payload:
+            continue
+        match = DISCOVERY.fullmatch(message.topic)
+        assert match, message.topic
+        component, object_id = match[1], match[3]
+        config = message.json()
+        if component in ("sensor", "binary_sensor"):
+            assert config["state_topic"].startswith(f"{prefix}/")  # required
+        if component == "image":  # exactly one of image_topic, url_topic
+            assert "image_topic" in config and "url_topic" not in config
+            assert config["content_type"] == "image/jpeg"
+        if component == "binary_sensor":
+            assert {config["payload_on"], config["payload_off"]} == {"on", "off"}
+        assert config["availability_topic"] == f"{prefix}/status"
+        assert "availability" not in config  # never both
+        assert config["device"]["identifiers"] and config["device"]["name"]
+        assert config["origin"]["name"] == "streamer"
+        configs[object_id] = config
+    uniques = [c["unique_id"] for c in configs.values()]
+    assert len(uniques) == len(set(uniques)), "unique_id must be unique"
+    for config in configs.values():
+        if "value_template" not in config:
+            continue
+        states = [m for m in watcher.on(config["state_topic"]) if m.payload]
+        if states:
+            rendered = jinja2.Template(config["value_template"]).render(
+                value_json=states[-1].json()
+            )
+            assert rendered and len(rendered) <= 255, (config["unique_id"], rendered)
+    return configs
+
+
+class MetricsAtFinish(Observer):
+    """Reads the run's /metrics exposition while the run is still up."""
+
+    text = ""
+
+    async def start(self, run: Any) -> None:
+        self.run = run
+
+    async def finish(self) -> None:
+        self.text = render_metrics(self.run)
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole run.
+
+
+async def test_a_run_publishes_its_events_and_home_assistant_discovers_them(
+    mosquitto, tmp_path, small_clip, tiny_encoder
+):
+    rule = AlertRule("a rabbit", threshold=-1.0, frames=1, cooldown_s=0.0)  # every analysed frame
+    mqtt = MqttConfig(mosquitto.url(), status_every_s=1.0, prefix="t1")
+    outputs = OutputConfig(jsonl=str(tmp_path / "a.jsonl"))
+    config = RunConfig(input=f"clip={small_clip}", outputs=outputs, alerts=(rule,), mqtt=mqtt)
+    metrics = MetricsAtFinish()
+    async with Watcher(mosquitto.url()) as watcher:
+        summary = await run_pipeline(config, encoder=tiny_encoder, observers=[metrics])
+        await until(lambda: [m for m in watcher.on("t1/status") if m.payload == b"offline"],
+                    what="offline at the end")  # fmt: skip
+    assert summary.frames == 50
+    availability = [m.payload for m in watcher.on("t1/status")]
+    assert availability[0] == b"online" and availability[-1] == b"offline"
+
+    captions = [m.json() for m in watcher.on("t1/clip/caption")]
+    assert captions and all(c["text"] and c["stream"] == "clip" for c in captions)
+    recorded = [r for r in read_jsonl(tmp_path / "a.jsonl") if r["type"] == "alert"]
+    alerts = [m.json() for m in watcher.on("t1/clip/alert/a_rabbit")]
+    on = [a for a in alerts if a["state"] == "on"]
+    assert [a["frame"] for a in on] == [r["frame"] for r in recorded] and len(on) == 4
+    assert alerts[-1]["state"] == "off"  # the run ended: nothing watches any more
+    statuses = [m.json() for m in watcher.on("t1/clip/status")]
+    assert statuses and statuses[-1]["frames"]["delivered"] == 50
+    assert statuses[-1]["state"] in ("playing", "ended")
+    (picture, *_) = watcher.on("t1/clip/image")
+    image = cv2.imdecode(np.frombuffer(picture.payload, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (180, 320, 3)
+
+    configs = check_discovery(watcher, "t1")
+    assert set(configs) == {"clip_caption", "clip_status", "clip_fps", "clip_latency",
+                            "clip_alert_a_rabbit", "clip_frame"}  # fmt: skip
+    assert configs["clip_frame"]["image_topic"] == "t1/clip/image"
+    async with Watcher(mosquitto.url()) as late:  # Home Assistant started after the run
+        await until(lambda: len(late.under("homeassistant/sensor/t1/")) == 4, what="retained")
+        await asyncio.sleep(0.3)
+    assert all(m.retain for m in late.messages)
+    assert {m.topic for m in discovered(late, "t1")} == {m.topic for m in discovered(watcher, "t1")}
+    assert [m.payload for m in late.on("t1/status")] == [b"offline"]
+    assert "streamer_mqtt_connected 1.0" in metrics.text
+    published = re.search(r"streamer_mqtt_published_total (\d+)", metrics.text)
+    assert published and int(float(published[1])) > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# A publisher on its own: alerts, streams added and removed, credentials, the broker away.
+
+
+def an_alert(query: str = "a dog", stream: str = "door") -> Alert:
+    return Alert(stream, 3.0, time.time(), query, 0.31, 0.27, 75, "a dog on a mat")
+
+
+async def started(config: MqttConfig, clock=time.monotonic, rules=()) -> MqttPublisher:
+    publisher = MqttPublisher(config, clock=clock)
+    await publisher.start(Run(config=Rules(tuple(rules))))
+    return publisher
+
+
+@dataclass
+class Rules:
+    """A run's configuration as far as the publisher reads it: the alert rules."""
+
+    alerts: tuple = ()
+
+
+async def test_an_alert_turns_off_once_it_has_not_fired_for_its_cooldown(mosquitto):
+    now = [100.0]
+    rule = AlertRule("a dog", cooldown_s=10.0)
+    async with Watcher(mosquitto.url()) as watcher:
+        publisher = await started(MqttConfig(mosquitto.url(), prefix="t2"), lambda: now[0], (rule,))
+        publisher.add_stream("door", ("a dog",))
+        publisher.alert("door", an_alert())
+        topic = "t2/door/alert/a_dog"
+        await until(lambda: watcher.on(topic), what="the alert on")
+        now[0] += 14.0  # within its cooldown + 5 s: it may still hold
+        publisher.alert("door", an_alert())  # ... and it did: fired again at 14 s
+        now[0] += 14.0
+        await asyncio.sleep(1.5)  # a tick or more
+        assert [m.json()["state"] for m in watcher.on(topic)] == ["on", "on"]
+        now[0] += 1.1  # 15.1 s since it last fired: cleared
+        await until(lambda: len(watcher.on(topic)) == 3, what="the alert off")
+        await publisher.stop()
+    off = watcher.on(topic)[-1].json()
+    assert off["state"] == "off" and off["query"] == "a dog" and off["cleared"] >= off["wall"]
+    assert publisher.status()["dropped"] == 0
+
+
+async def test_removing_a_stream_removes_its_entities_and_retained_states(mosquitto):
+    config = MqttConfig(mosquitto.url(), prefix="t3")
+    publisher = await started(config)
+    publisher.add_stream("door", ("a dog",))
+    publisher.add_stream("yard")
+    publisher.caption("door", Caption("door", 25, 1.0, "a cat", "tags"))
+    publisher.alert("door", an_alert())
+    async with Watcher(mosquitto.url()) as before:  # retained: it gets them however late
+        configs = lambda: {m.topic for m in discovered(before, "t3")}  # noqa: E731
+        await until(lambda: len(configs()) == 11 and before.on("t3/door/caption"),
+                    what="6 configs of door's entities, 5 of yard's")  # fmt: skip
+        assert len(discovered(before, "t3")) == 11  # each once
+        door = {t for t in configs() if "/door_" in t}
+        assert len(door) == 6
+        publisher.remove_stream("door")
+        await until(lambda: all(m.payload == b"" for t in door for m in before.on(t)[-1:])
+                    and len(before.on("t3/door/caption")) == 2, what="empty configs")  # fmt: skip
+    await publisher.stop()
+    async with Watcher(mosquitto.url()) as after:
+        await until(lambda: after.under("homeassistant/sensor/t3/yard"), what="yard's configs")
+        await asyncio.sleep(0.3)
+        retained = {m.topic for m in after.messages if m.retain and m.payload and "t3" in m.topic}
+    assert not [t for t in retained if "door" in t], "door's retained messages are gone"
+    assert {t for t in retained if t.startswith("homeassistant/")} == {
+        f"homeassistant/sensor/t3/yard_{k}/config" for k in ("caption", "status", "fps", "latency")
+    } | {"homeassistant/image/t3/yard_frame/config"}
+
+
+async def test_credentials_reach_the_broker_and_nothing_else(mosquitto_auth, caplog):
+    wrong = MqttConfig(mosquitto_auth.url(USER, "not-the-pw"), retry=FAST, prefix="t4")
+    with caplog.at_level(logging.DEBUG, logger="streamer.watch.mqtt"):
+        refused = await started(wrong)
+        await until(lambda: "cannot reach" in caplog.text, what="the refusal logged")
+        await asyncio.sleep(0.5)  # retried meanwhile, logged once
+        assert not refused.connected and caplog.text.count("cannot reach") == 1
+        await refused.stop()
+        right = await started(MqttConfig(mosquitto_auth.url(USER, PASSWORD), prefix="t4"))
+        await until(lambda: right.connected, what="connected with the password")
+        async with Watcher(mosquitto_auth.url(USER, PASSWORD)) as watcher:
+            await until(lambda: watcher.on("t4/status"), what="online")
+        await right.stop()
+    shown = caplog.text + json.dumps([refused.status(), right.status()])
+    shown += str([refused.where, right.where])
+    assert "not-the-pw" not in shown and PASSWORD not in shown
+    assert right.status()["broker"] == f"mqtt://***@127.0.0.1:{mosquitto_auth.port}"
+    with pytest.raises(ConfigError) as bad:
+        MqttConfig(f"http://{USER}:{PASSWORD}@127.0.0.1:1883")
+    assert PASSWORD not in str(bad.value) and "mqtt://" in str(bad.value)
+
+
+async def test_a_broker_that_is_away_never_blocks_the_hooks_and_drops_the_oldest(caplog):
+    config = MqttConfig(f"mqtt://127.0.0.1:{free_port()}", queue=4, retry=FAST)
+    publisher = await started(config)
+    publisher.add_stream("door")
+    begin = time.perf_counter()
+    for i in range(10):
+        publisher.caption("door", Caption("door", i, float(i), f"caption {i}", "tags"))
+    assert time.perf_counter() - begin < 0.05  # queued, not sent
+    assert publisher.dropped == 6
+    waiting = [publisher._outbox.take() for _ in range(4)]
+    assert [json.loads(m.payload)["text"] for m, event in waiting] == [
+        f"caption {i}" for i in range(6, 10)
+    ]
+    await asyncio.sleep(0.5)
+    assert not publisher.connected and publisher.status()["reconnects"] == 0
+    begin = time.monotonic()
+    await publisher.stop()
+    assert time.monotonic() - begin < 5.0  # gives up on the broker within its flush time
+    assert "cannot reach mqtt://127.0.0.1" in caplog.text
+
+
+def test_a_missing_aiomqtt_names_the_extra_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "aiomqtt", None)  # what `import aiomqtt` finds uninstalled
+    monkeypatch.setattr(
+        "importlib.util.find_spec", lambda name, *a: None if name == "aiomqtt" else object()
+    )
+    with pytest.raises(ConfigError, match=re.escape('pip install "streamer[mqtt]"')):
+        MqttPublisher(MqttConfig("mqtt://127.0.0.1"))
