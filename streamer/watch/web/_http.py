@@ -64,11 +64,15 @@ def guarded_app(
                 "another name, set --serve-token"
             )
         if token is not None and not authorized(request, token):
-            raise web.HTTPUnauthorized(
-                text="401: this viewer needs its token: open it as /?token=TOKEN or send "
-                "'Authorization: Bearer TOKEN'",
-                headers={"WWW-Authenticate": 'Bearer realm="streamer"'},
-            )
+            message = ("401: this viewer needs its token: open it as /?token=TOKEN or send "
+                       "'Authorization: Bearer TOKEN'")  # fmt: skip
+            challenge = {"WWW-Authenticate": 'Bearer realm="streamer"'}
+            if takes_body is not None and takes_body(request):  # an API client reads JSON
+                body = json.dumps({"error": message})
+                raise web.HTTPUnauthorized(
+                    text=body, content_type="application/json", headers=challenge
+                )
+            raise web.HTTPUnauthorized(text=message, headers=challenge)
         has_body = request.content_length or "Transfer-Encoding" in request.headers
         if has_body and (takes_body is None or not takes_body(request)):
             raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length)

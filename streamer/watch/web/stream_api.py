@@ -334,9 +334,9 @@ async def _body(request: web.Request) -> Any:
 
 
 def requests_body(request: web.Request) -> bool:
-    """Whether `request` is one of the API's requests that carry a body (the guard lets
-    those through, up to `BODY_LIMIT`)."""
-    return request.method in ("POST", "PATCH") and (
+    """Whether `request` is one of the API's changes: they carry a body (the guard lets them
+    through, up to `BODY_LIMIT`) and are refused in JSON."""
+    return request.method in ("POST", "PATCH", "DELETE") and (
         request.path == "/api/streams" or request.path.startswith("/api/streams/")
     )
 
