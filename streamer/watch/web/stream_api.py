@@ -258,11 +258,11 @@ class StreamRoutes:
         async def handle(request: web.Request) -> web.Response:
             if route.handler == "document":
                 return json_response(await work(request, None))
+            control = self._allowed(route)
+            if isinstance(control, web.Response):
+                return control
             try:
-                control = self._allowed(route)
                 return json_response(await work(request, control), route.ok)
-            except _Refused as exc:
-                return _error(exc.status, exc)
             except UnknownStreamError as exc:
                 return _error(404, exc)
             except StreamExistsError as exc:
@@ -274,15 +274,16 @@ class StreamRoutes:
 
         return handle
 
-    def _allowed(self, route: Route) -> StreamControl:
+    def _allowed(self, route: Route) -> StreamControl | web.Response:
+        """The run's control, or the refusal of a run that cannot take `route`."""
         control = self._control()
         if control is None:
-            raise _Refused(501, "this run cannot change its streams while it runs (a --cluster "
-                           "run, for now): stop it and change its inputs")  # fmt: skip
+            return _refusal(501, "this run cannot change its streams while it runs (a "
+                            "--cluster run, for now): stop it and change its inputs")  # fmt: skip
         if route.changes and not self._token_set:
-            raise _Refused(403, "changing streams needs the viewer's token, also on this "
-                           "machine: start the run with --serve-token TOKEN and send "
-                           "'Authorization: Bearer TOKEN'")  # fmt: skip
+            return _refusal(403, "changing streams needs the viewer's token, also on this "
+                            "machine: start the run with --serve-token TOKEN and send "
+                            "'Authorization: Bearer TOKEN'")  # fmt: skip
         return control
 
     async def document(self, request: web.Request, control: Any) -> dict[str, Any]:
@@ -309,16 +310,12 @@ class StreamRoutes:
         return await control.remove(request.match_info["name"])
 
 
-class _Refused(Exception):
-    """A request this run does not take, whatever its body (`status`: 403 or 501)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+def _refusal(status: int, message: str) -> web.Response:
+    return json_response({"error": message}, status)
 
 
 def _error(status: int, exc: Exception) -> web.Response:
-    return json_response({"error": str(exc)}, status)
+    return _refusal(status, str(exc))
 
 
 async def _body(request: web.Request) -> Any:
