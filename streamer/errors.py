@@ -5,8 +5,10 @@ shown in brackets, and states the exit code it ends the `streamer` command with:
 
     StreamerError                         exit 1: anything `streamer` raises on purpose
     ├── ConfigError (ValueError)          exit 2: a bad option value; names it and what is allowed
-    │   └── UnknownModelError (UnknownEncoderError)   an encoder, model or weights tag that is not
-    │                                     registered; lists the valid ones
+    │   ├── UnknownModelError (UnknownEncoderError)   an encoder, model or weights tag that is not
+    │   │                                 registered; lists the valid ones
+    │   ├── UnknownStreamError (LookupError)   a change names a stream the run does not have
+    │   └── StreamExistsError             a stream to add has the name of a running one
     ├── SourceError                       an input could not be opened or read
     │   ├── SourceNotFoundError (FileNotFoundError)   the input path or URL does not exist (404)
     │   ├── SourceOpenError (OSError)     the input exists but cannot be opened as video
@@ -98,8 +100,10 @@ __all__ = [
     "SourceOpenError",
     "SourceTimeout",
     "SourceUnavailableError",
+    "StreamExistsError",
     "StreamerError",
     "UnknownModelError",  # noqa: F822 (made on first use: module __getattr__)
+    "UnknownStreamError",
     "WeightsMissingError",  # noqa: F822 (made on first use: module __getattr__)
     "from_encoder_error",
 ]
@@ -134,6 +138,15 @@ class ConfigError(StreamerError, ValueError):
     and what is allowed."""
 
     exit_code = 2
+
+
+class UnknownStreamError(ConfigError, LookupError):
+    """A change of a running run (`streamer.control`) names a stream it does not have; the
+    message lists the streams it has."""
+
+
+class StreamExistsError(ConfigError):
+    """A stream to add to a running run has the name of one that runs already."""
 
 
 # --- sources ------------------------------------------------------------------------------------

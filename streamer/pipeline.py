@@ -34,6 +34,7 @@ from streamer.archive.observer import ArchiveObserver
 from streamer.archive.recordings import Recorder
 from streamer.archive.summary_observer import SummaryObserver
 from streamer.config import RunConfig
+from streamer.control import RunControl
 from streamer.core.events import Observer, Observers
 from streamer.core.frame import Annotation
 from streamer.core.sampler import Sampler
@@ -233,6 +234,7 @@ class _Run:
         found = {type(o): o for o in self.observers.items}
         self.archive, self.mqtt = found.get(ArchiveObserver), found.get(MqttPublisher)
         self.recorders: dict[str, Recorder] = {}
+        self.control: RunControl | None = None  # the viewer's stream API calls it
         model = encoder.model
         warning = RANDOM_WEIGHTS_WARNING if model.random_weights else None
         if warning:
@@ -329,25 +331,20 @@ class _Run:
         async with asyncio.TaskGroup() as tg:
             if self.client is not None:
                 self.llm = LlmCaptioner(self.client, self.config.llm_max_in_flight, tg.create_task)
-            delivering = []
+            self.control = control = RunControl(self, tg)  # streams come and go through it
             for stream in self.streams:
-                tap = self._recorder(stream.source)
-                if tap is not None:
-                    self.recorders[stream.name] = tap
-                tg.create_task(self.runner.run(stream.source, stream.frames, self.stop, tap))
-                tg.create_task(stream.route())
-                delivering.append(tg.create_task(stream.deliver()))
+                control.start(stream)
             tg.create_task(self.encoder.run())
             tg.create_task(self._analyse(analyzer))
             tg.create_task(self._monitor())
             try:
-                await asyncio.gather(*delivering)
+                await control.wait()
             finally:
                 self.done.set()
                 if self.llm is not None:
                     self.llm.cancel()  # live requests still out: nobody will show them now
 
-    def _recorder(self, source: Source) -> Recorder | None:
+    def recorder_for(self, source: Source) -> Recorder | None:
         """With `--archive`, the recorder of a live stream (a camera or a network stream): its
         own packets remuxed where MP4 can hold them, else its frames encoded once; None for
         files (the index points at the file itself)."""
@@ -418,7 +415,7 @@ class _Run:
         """A status record whenever a connecting source's state changes (files only play)."""
         for stream in self.streams:
             status = stream.source.status
-            if not stream.source.connects or states[stream.name] == status.state:
+            if not stream.source.connects or states.get(stream.name) == status.state:
                 continue
             states[stream.name] = status.state
             stream.outputs.record({

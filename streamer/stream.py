@@ -119,6 +119,9 @@ class StreamRun:
             outputs, self._timing(), self._audio_from(), self.name, shared.observers
         )
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writer-{self.name}")
+        # Set by `close`: a stream removed from a running run may still get the results of
+        # frames it sent before; its finished files take no more records.
+        self.closed = False
 
     @property
     def dropped(self) -> int:
@@ -171,6 +174,8 @@ class StreamRun:
 
     def on_analysis(self, analysis: Analysis) -> None:
         """Called by the analyse stage when one of this stream's frames is analysed."""
+        if self.closed:
+            return
         self.stats.analysed += 1
         self.latest = analysis
         if self.live:  # files record in frame order, in `deliver`
@@ -181,6 +186,8 @@ class StreamRun:
 
     def on_caption(self, caption: Caption) -> None:
         """Show and record a caption, unless it only repeats the one shown."""
+        if self.closed:
+            return
         if self.caption is not None and near_duplicate(caption.text, self.caption.text):
             return
         self.caption = caption
@@ -192,6 +199,8 @@ class StreamRun:
         """Called by the analyse stage when a text-query alert fires on one of this stream's
         frames. A live stream reports it now; a file stream when its frame is delivered, so its
         records stay in frame order and the banner starts on that frame."""
+        if self.closed:
+            return
         if self.live:
             self._report_alert(alert)
         else:
@@ -256,8 +265,10 @@ class StreamRun:
 
         It runs on the writer thread and is waited for without awaiting, so a cancelled run
         still leaves finished files. Called once the analysis stage has ended too, so a live
-        stream's last analyses are recorded before its files close.
+        stream's last analyses are recorded before its files close (a stream removed from a
+        running run is closed while the others run: what reaches it after is not recorded).
         """
+        self.closed = True
         try:
             self._writer.submit(self.outputs.close).result()
         finally:

@@ -26,9 +26,7 @@ the command line. Every problem raises `ConfigError` naming the file, the key pa
 
 from __future__ import annotations
 
-import datetime
 import difflib
-import math
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -246,18 +244,11 @@ class _Reader:
         return value
 
     def scalar(self, opt: Option, path: str, value: Any) -> Any:
-        """One value, typed by the option's own check."""
-        expected = opt.check.expected if opt.check is not None else "a string"
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise self.bad(opt, path, value, f"got {_kind(value)}; expected {expected}")
-        text = value if isinstance(value, str) else _number_text(value)
-        if opt.check is None:
-            return text
+        """One value, typed by the option's own check (`Option.read`: a JSON body's too)."""
         try:
-            return opt.check.convert(text)
-        except ValueError as exc:  # the flag's own words
-            reason = f"must be {expected}, got {text.strip()!r}"
-            raise self.bad(opt, path, value, reason) from exc
+            return opt.read(value)
+        except ValueError as exc:
+            raise self.bad(opt, path, value, str(exc)) from exc
 
     def plain_inputs(self, raw: str, value: Any) -> None:
         items = value if isinstance(value, list) else [value]
@@ -339,19 +330,3 @@ class _Reader:
         close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return self.error(path, f"unknown key{hint}; allowed here: {', '.join(allowed)}{extra}")
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"{toml(value)} (a switch value)"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, datetime.date | datetime.time):
-        return "a date or time"
-    return type(value).__name__
-
-
-def _number_text(value: int | float) -> str:
-    return repr(value) if isinstance(value, float) and math.isfinite(value) else str(value)

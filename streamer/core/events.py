@@ -17,6 +17,9 @@ The pipeline tells every observer what happens, as it happens:
   on it (the archive indexes moments from these). Must not block either.
 - `summary(stream, summary)` on the event loop when the LLM has summarised a stretch of a
   stream (`streamer.archive.summaries.Summary`: its span, text and cited moments).
+- `stream_added(stream)` / `stream_removed(stream)` on the event loop when a stream joins a
+  running run or leaves it (`streamer.control`: the HTTP API); `run.streams` already holds
+  it / no longer does. A removed stream's outputs are finished by then.
 - `finish()` once every stream has delivered its last frame, before their outputs are closed
   (await it): a file's summary still goes into its JSON Lines here. Not called when the run
   fails.
@@ -83,6 +86,12 @@ class Observer:
 
     def summary(self, stream: str, summary: Any) -> None:
         """The LLM summarised a stretch of the stream (event loop)."""
+
+    def stream_added(self, stream: Any) -> None:
+        """A stream (a `StreamRun`) joined the running run (event loop)."""
+
+    def stream_removed(self, stream: Any) -> None:
+        """A stream left the running run, its outputs finished (event loop)."""
 
     async def finish(self) -> None:
         """Every stream has delivered its last frame; the outputs are still open."""
@@ -168,6 +177,14 @@ class Observers(Observer):
     def summary(self, stream: str, summary: Any) -> None:
         for o in self.items:
             self._safe(o, "summary", lambda o: o.summary(stream, summary))
+
+    def stream_added(self, stream: Any) -> None:
+        for o in self.items:
+            self._safe(o, "stream_added", lambda o: o.stream_added(stream))
+
+    def stream_removed(self, stream: Any) -> None:
+        for o in self.items:
+            self._safe(o, "stream_removed", lambda o: o.stream_removed(stream))
 
     async def finish(self) -> None:
         for observer in self.items:

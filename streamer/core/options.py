@@ -24,6 +24,7 @@ its message names the flags and the file keys.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field
@@ -99,6 +100,25 @@ class Option:
     @property
     def takes_value(self) -> bool:
         return self.kind in ("value", "list", "positional")
+
+    def read(self, value: Any) -> Any:
+        """One value as a configuration file or a JSON body gives it (text or a number), typed
+        by the option's check as the command line types it.
+
+        Raises:
+            ValueError: the value is not allowed; its message says why, in the words
+                "got ...; expected ..." or "must be ..., got ...".
+        """
+        expected = self.check.expected if self.check is not None else "a string"
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError(f"got {_kind(value)}; expected {expected}")
+        text = value if isinstance(value, str) else _number_text(value)
+        if self.check is None:
+            return text
+        try:
+            return self.check.convert(text)
+        except ValueError as exc:  # the flag's own words
+            raise ValueError(f"must be {expected}, got {text.strip()!r}") from exc
 
 
 def option(default: Any, *options: Option, factory: Callable[[], Any] | None = None) -> Any:
@@ -277,6 +297,23 @@ def _one(f: dataclasses.Field, opt: Option, value: Any) -> Any:
         raise ConfigError(
             f"{f.name} must be {opt.check.expected}, got {value!r} ({opt.flag})"
         ) from exc
+
+
+def _kind(value: Any) -> str:
+    """What a value that is no scalar is, in a message."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a switch value)"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, datetime.date | datetime.time):
+        return "a date or time"
+    return "null" if value is None else type(value).__name__
+
+
+def _number_text(value: int | float) -> str:
+    return repr(value) if isinstance(value, float) and math.isfinite(value) else str(value)
 
 
 def _as_text(value: Any) -> str | None:

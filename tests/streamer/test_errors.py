@@ -40,6 +40,8 @@ EXIT_CODES = {
     "StreamerError": EXIT_ERROR,
     "ConfigError": EXIT_USAGE,
     "UnknownModelError": EXIT_USAGE,
+    "UnknownStreamError": EXIT_USAGE,
+    "StreamExistsError": EXIT_USAGE,
     "SourceError": EXIT_ERROR,
     "SourceNotFoundError": EXIT_ERROR,
     "SourceOpenError": EXIT_ERROR,

@@ -155,7 +155,19 @@ class FrameHub:
         def encode(image: np.ndarray) -> bytes:
             return encode_jpeg(image, long_edge=long_edge, quality=quality)
 
-        self.slots = {name: FrameSlot(name, encode, self.pool, 1.0 / max_fps) for name in streams}
+        self._encode, self._interval = encode, 1.0 / max_fps
+        self.slots = {name: FrameSlot(name, encode, self.pool, self._interval) for name in streams}
+
+    def add(self, stream: str) -> None:
+        """A slot for a stream that joined the run (a name used before gets a new one)."""
+        self.remove(stream)
+        self.slots[stream] = FrameSlot(stream, self._encode, self.pool, self._interval)
+
+    def remove(self, stream: str) -> None:
+        """Forget a stream that left the run; its clients' responses end."""
+        slot = self.slots.pop(stream, None)
+        if slot is not None:
+            slot.close()
 
     @property
     def watched(self) -> bool:

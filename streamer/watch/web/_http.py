@@ -6,7 +6,7 @@ served alone by `streamer serve --archive`) share these, so one token rule holds
 - with a token, every route needs `Authorization: Bearer TOKEN` or `?token=TOKEN` (pages pass
   theirs along: `<img>`, `<video>` and `EventSource` cannot send headers);
 - without one, a server on this machine only answers names of this machine (no DNS rebinding);
-- no route takes a body.
+- no route takes a body, but the few a caller names (the stream API's changes, bounded).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import hmac
 import ipaddress
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -36,9 +37,19 @@ SECURITY_HEADERS = {
 }
 
 
-def guarded_app(config: ServeConfig) -> web.Application:
+def guarded_app(
+    config: ServeConfig,
+    takes_body: Callable[[web.Request], bool] | None = None,
+    body_limit: int = 1024,
+) -> web.Application:
     """An empty application behind the guard (token, local names, no bodies), whose
-    responses carry the security headers; the caller adds its routes."""
+    responses carry the security headers; the caller adds its routes.
+
+    Args:
+        config: the address and token.
+        takes_body: the requests that may carry a body (None: none may).
+        body_limit: the largest body those may carry, in bytes.
+    """
     token = config.token
     # Without a token, a web page elsewhere that points its own name at 127.0.0.1 (DNS
     # rebinding) could read a machine-only viewer through the browser of someone on it.
@@ -53,19 +64,24 @@ def guarded_app(config: ServeConfig) -> web.Application:
                 "another name, set --serve-token"
             )
         if token is not None and not authorized(request, token):
-            raise web.HTTPUnauthorized(
-                text="401: this viewer needs its token: open it as /?token=TOKEN or send "
-                "'Authorization: Bearer TOKEN'",
-                headers={"WWW-Authenticate": 'Bearer realm="streamer"'},
-            )
-        if request.content_length or "Transfer-Encoding" in request.headers:
+            message = ("401: this viewer needs its token: open it as /?token=TOKEN or send "
+                       "'Authorization: Bearer TOKEN'")  # fmt: skip
+            challenge = {"WWW-Authenticate": 'Bearer realm="streamer"'}
+            if takes_body is not None and takes_body(request):  # an API client reads JSON
+                body = json.dumps({"error": message})
+                raise web.HTTPUnauthorized(
+                    text=body, content_type="application/json", headers=challenge
+                )
+            raise web.HTTPUnauthorized(text=message, headers=challenge)
+        has_body = request.content_length or "Transfer-Encoding" in request.headers
+        if has_body and (takes_body is None or not takes_body(request)):
             raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length)
         return await handler(request)
 
     async def secure(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.update(SECURITY_HEADERS)
 
-    app = web.Application(middlewares=[guard], client_max_size=1024)
+    app = web.Application(middlewares=[guard], client_max_size=body_limit)
     app.on_response_prepare.append(secure)
     return app
 

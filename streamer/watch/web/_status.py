@@ -58,6 +58,10 @@ class Rates:
             while len(readings) > 2 and now - readings[1][0] >= self.window:
                 readings.popleft()
 
+    def forget(self, name: str) -> None:
+        """Drop a removed stream's readings (one added under its name starts afresh)."""
+        self._readings.pop(name, None)
+
     def of(self, name: str) -> dict[str, float]:
         """`{"in", "analysed", "out"}` frames per second (0 before two readings)."""
         readings = self._readings.get(name)

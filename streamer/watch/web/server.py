@@ -11,6 +11,8 @@ files are the package's own, read once with importlib.resources)::
                                 summary, archive
     /api/status                 the run as JSON
     /api/captions, /api/alerts  history as JSON (?stream=NAME, ?after=ID)
+    /api/streams[/{name}]       list, add, change and remove streams while the run runs
+                                (`stream_api`; changes need the token), /api/openapi.json
     /healthz                    200 while the run is up
     /metrics                    Prometheus text (`streamer.watch.web.metrics`)
     /search, /api/search, /archive/...  with an archive: its search page (`archive_routes`)
@@ -18,10 +20,10 @@ files are the package's own, read once with importlib.resources)::
 
 With a token set, every route needs `Authorization: Bearer TOKEN` or `?token=TOKEN` (the page
 passes its own along, as `<img>` and `EventSource` cannot send headers). No route takes a
-body (`streamer.watch.web._http`: the guard every page shares). Clients cannot hold the
-pipeline up: frames are encoded once per stream at a bounded rate on a low-priority thread,
-each client gets the newest one when it is ready for it, event queues are bounded, and a
-client whose write stalls past `write_timeout_s` is disconnected.
+body but the stream API's changes (`streamer.watch.web._http`: the guard every page shares).
+Clients cannot hold the pipeline up: frames are encoded once per stream at a bounded rate on
+a low-priority thread, each client gets the newest one when it is ready for it, event queues
+are bounded, and a client whose write stalls past `write_timeout_s` is disconnected.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from streamer.watch.web._http import guarded_app, json_response, listen, page_fo
 from streamer.watch.web._status import Rates, archive_status, run_status, stream_state
 from streamer.watch.web.metrics import CONTENT_TYPE, WebNumbers, metrics_registry
 from streamer.watch.web.options import ServeConfig
+from streamer.watch.web.stream_api import BODY_LIMIT, StreamRoutes, requests_body
 
 __all__ = ["ViewerLimits", "WebViewer"]
 
@@ -174,6 +177,18 @@ class WebViewer(Observer):
 
     def summary(self, stream: str, summary: Any) -> None:
         self._events.summary(stream, summary)
+
+    def stream_added(self, stream: Any) -> None:
+        self._streams[stream.name] = stream
+        if self._frames is not None:
+            self._frames.add(stream.name)
+
+    def stream_removed(self, stream: Any) -> None:
+        if self._streams.get(stream.name) is stream:
+            del self._streams[stream.name]
+            self._rates.forget(stream.name)
+            if self._frames is not None:
+                self._frames.remove(stream.name)
 
     async def stop(self) -> None:
         if self._ticker is not None:
@@ -347,7 +362,7 @@ class WebViewer(Observer):
 
 
 def _app(viewer: WebViewer) -> web.Application:
-    app = guarded_app(viewer.config)
+    app = guarded_app(viewer.config, requests_body, BODY_LIMIT)
     app.router.add_get("/", viewer.index)
     for name in _STATIC:
         app.router.add_get(f"/static/{name}", viewer.static(name))
@@ -360,6 +375,8 @@ def _app(viewer: WebViewer) -> web.Application:
     app.router.add_get("/healthz", viewer.healthz)
     app.router.add_get("/metrics", viewer.prometheus)
     app.router.add_get(CLIP_ROUTE, clip_handler(lambda: archive_dir_of(viewer.run)))
+    control = lambda: getattr(viewer.run, "control", None)  # noqa: E731 (read per request)
+    StreamRoutes(control, viewer.config.token is not None).add_to(app)
     if viewer.archive is not None:  # imported here: the archive's code loads only when used
         from streamer.watch.web.archive_routes import ArchiveRoutes
 

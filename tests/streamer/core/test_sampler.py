@@ -35,3 +35,16 @@ def test_a_gap_does_not_cause_a_burst():
 def test_rejects_non_positive_rate():
     with pytest.raises(ValueError, match="must be > 0"):
         Sampler(0)
+
+
+def test_a_stream_given_its_own_rate_changes_from_its_next_frame_and_alone():
+    sampler = Sampler(1.0)
+    times = [i / 10 for i in range(40)]  # 4 s at 10 fps
+    assert sum(sampler.take("a", t) for t in times[:20]) == 2  # 1 per second
+    sampler.set_rate("a", 5.0)
+    assert sampler.rate("a") == 5.0 and sampler.rate("b") == 1.0
+    assert sampler.take("a", times[20])  # the new grid starts at once
+    assert sum(sampler.take("a", t) for t in times[21:]) == 9  # then 5 per second
+    assert sum(sampler.take("b", t) for t in times) == 4  # the other stream keeps its rate
+    sampler.forget("a")
+    assert sampler.rate("a") == 1.0
