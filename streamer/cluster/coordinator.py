@@ -21,6 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -145,6 +146,13 @@ class _PoolView:
         return ServiceLoad.total(list(self.loads.values()))
 
 
+@dataclass(frozen=True)
+class _Recording:
+    """A live stream's recorder as the archive's status reads it (its last relayed state)."""
+
+    state: Any
+
+
 class RemoteRun:
     """What observers are given as `run` on a cluster (the one-process `_Run`'s surface)."""
 
@@ -157,6 +165,7 @@ class RemoteRun:
         self.started = time.monotonic()
         self.stop = stop
         self.archive: Any = None  # the coordinator's archive observer, with --archive
+        self.recorders: dict[str, _Recording] = {}  # live streams' recorders, as last read
         self.mqtt: Any = None  # ... and its MQTT publisher, with --mqtt
 
 
@@ -237,18 +246,36 @@ class Coordinator:
                 stream = self.by_name.get(snapshot.name)
                 if stream is not None:
                     stream.update(snapshot, node)
+                if snapshot.recording is not None:
+                    self.run.recorders[snapshot.name] = _Recording(snapshot.recording)
             for event in batch.events:
+                value = event.value
                 if event.hook == "embedded":
-                    self._embedded(event.stream, event.value)
+                    self._embedded(event.stream, value)
                     continue
                 if event.hook == "summary":
-                    self._store(event.value)
-                getattr(self.observers, event.hook)(event.stream, event.value)
+                    self._store(value)
+                elif event.hook == "alert":
+                    value = self._clip(value)
+                getattr(self.observers, event.hook)(event.stream, value)
             self.lost_events += batch.lost
             for name, (jpeg, timeline) in batch.frames.items():
                 image = _decode(jpeg)
                 if image is not None:
                     self.observers.frame(name, image, timeline)
+
+    def _clip(self, alert: Any) -> Any:
+        """With --archive, the alert's clip is named and cut here, from the shared archive
+        directory (a file's clip from the file, a live one's from the recordings its node
+        writes there): the webhook and the viewer get its path. The stream's JSON Lines,
+        written on its node as the alert fired, has no `clip` on a cluster."""
+        archive = self.run.archive
+        if archive is None or alert.clip is not None:
+            return alert
+        captured = time.monotonic() - (time.time() - alert.wall)
+        image = alert.image if alert.image is not None else np.zeros((1, 1, 3), np.uint8)
+        frame = Frame(alert.stream, alert.frame_index, alert.time, captured, image)
+        return archive.clip_alert(alert, frame)  # only the capture time is read of the frame
 
     def _store(self, summary: Any) -> None:
         """A summary made on a shard, into the archive (on a thread; `stop` waits for it)."""

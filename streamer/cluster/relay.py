@@ -50,6 +50,7 @@ class StreamSnapshot:
         caption: the caption shown now.
         annotation: the latest analysis.
         expected: a file's frame count, None for a live stream or when unknown.
+        recording: its recorder's state (`TapState`) with --archive, None without one.
     """
 
     name: str
@@ -67,10 +68,11 @@ class StreamSnapshot:
     caption: Caption | None
     annotation: Annotation | None
     expected: int | None
+    recording: Any = None
 
     @classmethod
-    def of(cls, stream: Any) -> StreamSnapshot:
-        """The snapshot of a running `StreamRun`."""
+    def of(cls, stream: Any, recorder: Any = None) -> StreamSnapshot:
+        """The snapshot of a running `StreamRun` (and of its recorder, when it has one)."""
         stats = stream.stats
         p50, p95, p99 = stats.latency.percentiles(*PERCENTILES)
         latest = stream.latest.annotation if stream.latest is not None else None
@@ -81,6 +83,7 @@ class StreamSnapshot:
             dropped=stream.dropped, latency=(p50, p95, p99), histogram=stats.latency.histogram,
             status=stream.source.status, caption=stream.caption, annotation=latest,
             expected=stream.expected,
+            recording=recorder.state if recorder is not None else None,
         )  # fmt: skip
 
 
@@ -188,7 +191,8 @@ class Relay(Observer):
         """The streams now, and what happened since the last read (taken: read once). The
         state is taken on the event loop; the frames are encoded on a thread."""
         streams = self._run.streams if self._run is not None else []
-        snapshots = tuple(StreamSnapshot.of(stream) for stream in streams)
+        recorders = getattr(self._run, "recorders", None) or {}
+        snapshots = tuple(StreamSnapshot.of(s, recorders.get(s.name)) for s in streams)
         events, self._events = tuple(self._events), collections.deque()
         lost, self._lost = self._lost, 0
         frames, self._frames = self._frames, {}

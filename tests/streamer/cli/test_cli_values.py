@@ -26,7 +26,7 @@ from streamer.errors import ConfigError
 FREE_TEXT = {
     "--sources", "--config", "--output", "--srt", "--vtt", "--jsonl", "--model", "--weights",
     "--labels", "--llm-model", "--llm-api-key", "--prompt", "--system-prompt", "--alert",
-    "--webhook", "--serve-token", "--archive",
+    "--webhook", "--serve-token", "--archive", "--mqtt-client-id", "--mqtt-ca",
 }  # fmt: skip
 
 # Every other option that takes a value: a bad value, and words its error uses for what is allowed.
@@ -78,6 +78,12 @@ BAD = {
     "--in-flight": ("0", ["a whole number ≥ 1"]),
     "--files-per-shard": ("0", ["a whole number ≥ 1"]),
     "--pin": ("door", ["STREAM=RESOURCE or STREAM=KEY=VALUE"]),
+    "--mqtt": ("http://x", ["an mqtt:// or mqtts:// URL with a host"]),
+    "--mqtt-prefix": ("a/#", ["an MQTT topic without wildcards (+, #)"]),
+    "--mqtt-discovery-prefix": ("+x", ["an MQTT topic without wildcards (+, #)"]),
+    "--mqtt-image-every": ("-1", ["a number of seconds ≥ 0"]),
+    "--mqtt-status-every": ("0", ["a number of seconds ≥ 1"]),
+    "--mqtt-queue": ("0", ["a whole number ≥ 1"]),
 }
 CASES = [pytest.param(flag, bad, allowed, id=flag) for flag, (bad, allowed) in BAD.items()]
 

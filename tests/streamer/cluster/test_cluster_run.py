@@ -325,26 +325,49 @@ def test_the_archive_of_a_cluster_run_has_every_node_s_moments(
 ):
     """--archive on a cluster, with relative paths as a user types them: the live stream is
     recorded on its node, the coordinator indexes the moments of every stream (files and live)
-    into the one index; outputs land where the paths say."""
+    into the one index; outputs land where the paths say. An alert that fires on every stream
+    gets its clip cut by the coordinator: the file's from the file, the live stream's from
+    the recording its node wrote; the recording's state reaches the coordinator's status."""
     monkeypatch.chdir(tmp_path)
     for clip in clips[:2]:
         (tmp_path / clip.name).write_bytes(clip.read_bytes())
+    everything = AlertRule("anything at all", threshold=-1.0, cooldown_s=60.0)
     config = RunConfig(
         input=("a.mp4", "b.mp4", f"door={rtsp_server.url('cam1')}"),
         outputs=OutputConfig(jsonl="out/{stream}.jsonl"), encoder=TINY, llm=None,
-        archive=ArchiveConfig("arch", segment_s=2.0, index_every_s=1.0),
+        archive=ArchiveConfig("arch", segment_s=2.0, index_every_s=1.0, clip_before_s=1.0,
+                              clip_after_s=1.0),
         cluster=ClusterConfig("auto", pins=(Pin("door", resource="door-cam"),)),
+        alerts=(everything,),
     )  # fmt: skip
+    port = free_port()
+    config = dataclasses.replace(config, serve=ServeConfig(port=port))
+    seen: dict = {}
+
+    async def recordings() -> None:
+        """What the coordinator's /api/status says of the recordings, as the run goes."""
+        async with aiohttp.ClientSession() as http:
+            while True:
+                await asyncio.sleep(0.5)
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/api/status") as answer:
+                        archive = (await answer.json())["archive"]
+                except aiohttp.ClientError:
+                    continue  # not listening yet
+                seen.update((archive or {}).get("recordings") or {})
+
     (tmp_path / "out").mkdir()
 
     async def run_until_files_done():
         stop = asyncio.Event()
         task = asyncio.create_task(run_cluster(config, stop=stop))
+        looking = asyncio.create_task(recordings())
         deadline = time.monotonic() + 120
         while not all(_analysed(tmp_path / "out" / f"{n}.jsonl") >= 3 for n in ("a", "b", "door")):
             assert not task.done() and time.monotonic() < deadline, "not every stream ran"
             await asyncio.sleep(0.2)
         await asyncio.sleep(5.0)  # a few of door's segments and moments; the files end
+        looking.cancel()
         stop.set()
         return await task
 
@@ -354,6 +377,13 @@ def test_the_archive_of_a_cluster_run_has_every_node_s_moments(
     rows = {s.stream: s.rows for s in info.streams}
     assert rows.keys() == {"a", "b", "door"} and all(rows.values()), rows
     assert info.recordings_bytes > 0  # door, recorded on its node
+    assert seen.get("door", {}).get("state") == "recording", seen
+    made = read_jsonl(tmp_path / "arch" / "clips" / "clips.jsonl")
+    written = {r["stream"]: r for r in made if r["state"] == "written"}
+    assert {"a", "b", "door"} <= written.keys(), made
+    for record in written.values():
+        clip = tmp_path / "arch" / record["clip"]
+        assert int(ffprobe(clip, "-count_frames")["streams"][0]["nb_read_frames"]) > 0
 
 
 def test_ctrl_c_on_the_command_line_finishes_every_output(cluster, clips, tmp_path):
