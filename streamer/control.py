@@ -24,7 +24,7 @@ import asyncio
 import logging
 import os
 from dataclasses import asdict, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from streamer.errors import ConfigError, StreamExistsError, UnknownStreamError
 from streamer.outputs.options import OutputConfig
@@ -33,9 +33,6 @@ from streamer.sources import open_source, redact, stream_names
 from streamer.stream import StreamRun
 from streamer.watch.web import WebViewer
 from streamer.watch.web.stream_api import StreamRequest
-
-if TYPE_CHECKING:
-    from streamer.pipeline import _Run
 
 __all__ = ["RunControl"]
 
@@ -51,11 +48,12 @@ class RunControl:
     """The streams of one running run: started, waited for, added, removed and changed.
 
     Args:
-        run: the run (its streams, shared parts, runner, observers and stop).
+        run: the pipeline's run (`streamer.pipeline._Run`, not imported: the pipeline imports
+            this module): its streams, shared parts, runner, observers and stop.
         tg: the run's task group, where every stream's tasks run.
     """
 
-    def __init__(self, run: _Run, tg: asyncio.TaskGroup) -> None:
+    def __init__(self, run: Any, tg: asyncio.TaskGroup) -> None:
         self._run = run
         self._tg = tg
         self._delivering: dict[str, asyncio.Task] = {}
