@@ -125,8 +125,8 @@ class Placement:
         await self.refresh()
 
     def _start_desk(self, live: bool) -> Any:
-        """The LLM desk, on the driver's node where it can be (the one that must reach the
-        LLM server is the coordinator's; see `streamer.cluster.desk`)."""
+        """The LLM desk, on the driver's node (the one that must reach the LLM server is the
+        coordinator's; see `streamer.cluster.desk`); anywhere for a Ray Client driver."""
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -135,7 +135,9 @@ class Placement:
         options: dict[str, Any] = {"num_cpus": 0, "max_restarts": 0}
         try:
             here = ray.get_runtime_context().get_node_id()
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(here, soft=True)
+            # Hard: a soft affinity let Ray put it on another node when replicas held all the
+            # driver node's CPUs (seen on a simulated cluster); it needs none.
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(here, soft=False)
         except Exception as exc:  # a Ray Client driver is on no node: anywhere will do
             log.debug("the LLM desk goes anywhere: %s", exc)
         return ray.remote(LlmDesk).options(**options).remote(self._config.llm, live)

@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import ray
-from media import ffprobe, parse_srt, read_jsonl
+from media import ffprobe, read_jsonl
 from ray.cluster_utils import Cluster
 from servers.llm_server import llm_server  # noqa: F401  (session fixture)
 from webhook_receiver import Receiver
@@ -177,12 +177,11 @@ def test_captions_and_summaries_come_from_the_coordinator_s_one_llm_client(
     caplog,
     llm_server,  # noqa: F811
 ):
-    """With --llm-url, two files on two nodes get the real server's captions where one
-    process gets them (same frames, times and source); the server is probed once, by the
-    desk on the driver's node, not by each shard. With --archive --summary each file's
+    """With --llm-url, two files on two nodes get the real server's captions, the ones one
+    process writes; the server is probed once, by the desk on the driver's node, not by each
+    shard. With --archive --summary each file's
     summary (asked through the desk) is in its JSON Lines, its chapters are written, and the
     coordinator stored both in the archive."""
-    head, _ = cluster
     llm = LlmConfig(url=llm_server.url, temperature=0.0, read_timeout=60.0)
     spread = ClusterConfig("auto", files_per_shard=1)
 
@@ -199,7 +198,9 @@ def test_captions_and_summaries_come_from_the_coordinator_s_one_llm_client(
     probed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("LLM: ")]
     assert len(probed) == 1 and llm_server.model in probed[0], probed
     (desk,) = [r.getMessage() for r in caplog.records if "LLM desk runs on" in r.getMessage()]
-    assert f"/{head.head_node.node_id[:6]}:" in desk  # the driver's node
+    # On the driver's node: the raylet this process joined (on one machine with two simulated
+    # nodes, either may be it).
+    assert f"/{ray.get_runtime_context().get_node_id()[:6]}:" in desk, desk
     asyncio.run(run_pipeline(config(tmp_path / "one", None)))
     stored = {s.stream: s for s in Archive(tmp_path / "c" / "arch").summaries()}
     assert sorted(stored) == ["a", "b"]
@@ -208,25 +209,14 @@ def test_captions_and_summaries_come_from_the_coordinator_s_one_llm_client(
         one = read_jsonl(tmp_path / "one" / f"{name}.jsonl")
         captions = [r for r in ours if r["type"] == "caption"]
         assert [c["source"] for c in captions] == ["llm"], captions
-        assert all(c["text"].strip() for c in captions), captions
-        # The same caption records but for their words: llama.cpp reuses its cached prompt
-        # state, so the order of earlier requests (the two shards' interleave) can tip a
-        # greedy pick; what the pipeline decides (which frames, when, from where) is equal.
-        assert [_no_text(c) for c in captions] == [
-            _no_text(r) for r in one if r["type"] == "caption"
-        ]
-        cues = parse_srt((tmp_path / "c" / f"{name}.srt").read_text())
-        assert [c[:2] for c in cues] == [
-            c[:2] for c in parse_srt((tmp_path / "one" / f"{name}.srt").read_text())
-        ]
+        assert captions == [r for r in one if r["type"] == "caption"]
+        assert (tmp_path / "c" / f"{name}.srt").read_text() == (
+            tmp_path / "one" / f"{name}.srt"
+        ).read_text()
         (summary,) = [r for r in ours if r["type"] == "summary"]
         assert summary["kind"] == "file" and summary["text"] == stored[name].text
         assert stored[name].model == llm_server.model
         assert (tmp_path / "c" / "arch" / "chapters" / f"{name}.chapters.vtt").read_text()
-
-
-def _no_text(record: dict) -> dict:
-    return {key: value for key, value in record.items() if key != "text"}
 
 
 def test_a_file_run_whose_llm_is_away_captions_from_tags(cluster, clips, tmp_path, caplog):
