@@ -17,6 +17,7 @@ whichever node runs it, and a stream carries its node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -200,14 +201,22 @@ class Coordinator:
         await self.observers.stop()
 
     async def keep_reading(
-        self, shards: Callable[[], list[ShardRef]], reporter: Reporter | None
+        self,
+        shards: Callable[[], list[ShardRef]],
+        reporter: Reporter | None,
+        until: asyncio.Event,
     ) -> None:
-        """Read every shard each READ_EVERY_S until cancelled; tick the status table."""
-        while True:
+        """Read every shard each READ_EVERY_S until `until` is set; tick the status table.
+
+        Ended by the event, not by cancelling: a read cancelled after the shards' drains ran
+        would lose what they handed over (a drain takes its events; Ray runs it to the end
+        whether or not its caller still waits)."""
+        while not until.is_set():
             await self.read(shards())
             if reporter is not None:
                 reporter.tick()
-            await asyncio.sleep(READ_EVERY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(until.wait(), READ_EVERY_S)
 
     async def read(self, shards: Sequence[ShardRef]) -> None:
         """Read each of `shards` once (a shard that is gone is skipped: its jobs say so)."""

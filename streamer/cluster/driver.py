@@ -19,7 +19,6 @@ ones are kept. An encoder replica lost: Ray restarts it where resources allow (`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -121,15 +120,21 @@ class _ClusterRun:
         reporter = (
             Reporter(streams, self.config.status_every, run.archive) if self.progress else None
         )
+        finished = asyncio.Event()
         reading = asyncio.get_running_loop().create_task(
-            self.coordinator.keep_reading(lambda: self.placement.shards, reporter)
+            self.coordinator.keep_reading(lambda: self.placement.shards, reporter, finished)
         )
         try:
             await self._schedule()
         finally:
-            reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reading
+            finished.set()  # the read in progress is taken in whole
+            try:
+                await asyncio.wait_for(asyncio.shield(reading), STOP_GRACE_S)
+            except TimeoutError:
+                reading.cancel()
+            except asyncio.CancelledError:
+                reading.cancel()
+                raise
             await self._stop_all()
             await self.coordinator.read(self.placement.shards)  # the last events of each run
             if reporter is not None:

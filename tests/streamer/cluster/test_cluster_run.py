@@ -202,8 +202,16 @@ def test_captions_and_summaries_come_from_the_coordinator_s_one_llm_client(
     # nodes, either may be it).
     assert f"/{ray.get_runtime_context().get_node_id()[:6]}:" in desk, desk
     asyncio.run(run_pipeline(config(tmp_path / "one", None)))
+    # Each file's summary was made on its node (its JSON Lines has it) and reached the
+    # coordinator, the archive's one writer, through the relay.
+    written = {
+        name: [r for r in read_jsonl(tmp_path / "c" / f"{name}.jsonl") if r["type"] == "summary"]
+        for name in "ab"
+    }
+    assert all(len(records) == 1 for records in written.values()), written
     stored = {s.stream: s for s in Archive(tmp_path / "c" / "arch").summaries()}
     assert sorted(stored) == ["a", "b"]
+    assert all(stored[name].text == written[name][0]["text"] for name in "ab"), stored
     for name in "ab":
         ours = read_jsonl(tmp_path / "c" / f"{name}.jsonl")
         one = read_jsonl(tmp_path / "one" / f"{name}.jsonl")
