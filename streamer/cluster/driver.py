@@ -99,7 +99,7 @@ class _ClusterRun:
             if self._stop_seen is not None:
                 self._stop_seen.cancel()
             await self._stop_all()
-            await asyncio.to_thread(self.placement.close)
+            await self.placement.close()
         return merge_summaries(
             self.plan, self.done, time.monotonic() - self.started,
             stopped=self.stop.is_set(), random_weights=self.placement.model.random_weights,
@@ -183,8 +183,8 @@ class _ClusterRun:
         return files
 
     def _launch(self, job: Job, shard: Any) -> None:
-        keep = job.attempt - 1 if job.live else 0  # a file is redone from its start
-        ref = shard.handle.run.remote(job.config, job.key, keep)
+        restarted = job.live and job.attempt > 1  # a file is redone from its start
+        ref = shard.handle.run.remote(job.config, job.key, restarted)
         task = asyncio.get_running_loop().create_task(_result(ref))
         shard.jobs[job.key] = job.live
         job.shard = shard

@@ -31,6 +31,7 @@ log = logging.getLogger("streamer")
 
 REPLICA_PREFIX = "encoder-"  # a replica's actor name: encoder-RUN-I
 LOAD_TIMEOUT_S = 600.0  # a replica loading its model (pretrained weights may be downloaded)
+FIRST_SHARDS_S = 60.0  # the first jobs wait this long for every node's shards to answer
 
 
 @dataclass(eq=False)
@@ -43,6 +44,9 @@ class ShardRef:
         handle: the actor.
         jobs: the jobs it runs now: key → whether it is a live stream.
         alive: False once its node (or process) was lost.
+        ready: its actor answered once. Jobs go only to ready shards: one started on a node
+            that has just died (Ray still lists it until its health checks fail) never
+            answers, and a job given to it would be lost a second time.
     """
 
     name: str
@@ -50,6 +54,7 @@ class ShardRef:
     handle: Any
     jobs: dict[str, bool] = field(default_factory=dict)
     alive: bool = True
+    ready: bool = False
 
     @property
     def live(self) -> int:
@@ -88,6 +93,8 @@ class Placement:
         self._info = info
         self._replicas: list[Any] = []
         self._shards: list[ShardRef] = []
+        self._started: dict[str, int] = {}  # node id → shards started there (names them)
+        self._answers: set[asyncio.Task] = set()  # shards not yet ready
         self.model: ModelCard | None = None
         self.desk: Any = None  # the LLM desk's handle, when the run has an LLM that answered
         self.desk_view: DeskView | None = None
@@ -99,7 +106,8 @@ class Placement:
 
     @property
     def shards(self) -> list[ShardRef]:
-        return [shard for shard in self._shards if shard.alive]
+        """The shards that may be given jobs (and read): alive and ready."""
+        return [shard for shard in self._shards if shard.alive and shard.ready]
 
     async def start(self, live: bool) -> None:
         """Start the encoder pool and the LLM desk, wait for their models, then a shard on
@@ -123,6 +131,8 @@ class Placement:
         if desk is not None:
             await self._open_desk(desk)
         await self.refresh()
+        if self._answers:  # the first jobs go out at once, to every node's shards
+            await asyncio.wait(set(self._answers), timeout=FIRST_SHARDS_S)
 
     def _start_desk(self, live: bool) -> Any:
         """The LLM desk, on the driver's node (the one that must reach the LLM server is the
@@ -202,14 +212,30 @@ class Placement:
 
         actor = ray.remote(Shard)
         where = NodeAffinitySchedulingStrategy(node.node_id, soft=False)
-        for i in range(self._cluster.shards_per_node):
-            name = f"shard-{node.host}-{node.node_id[:6]}-{i}"
+        for _ in range(self._cluster.shards_per_node):
+            number = self._started.get(node.node_id, 0)
+            self._started[node.node_id] = number + 1
+            name = f"shard-{node.host}-{node.node_id[:6]}-{number}"  # a lane name never reused
             handle = actor.options(num_cpus=0, max_restarts=0, scheduling_strategy=where).remote(
                 name, self._replicas, self.model, self._cluster.in_flight, self.desk,
                 self.desk_view,
             )  # fmt: skip
-            self._shards.append(ShardRef(name, node, handle))
+            shard = ShardRef(name, node, handle)
+            self._shards.append(shard)
+            task = asyncio.get_running_loop().create_task(self._answer(shard))
+            self._answers.add(task)
+            task.add_done_callback(self._answers.discard)
             log.debug("%s started", name)
+
+    async def _answer(self, shard: ShardRef) -> None:
+        """`shard` is ready once its actor answers; lost if it cannot start."""
+        try:
+            await shard.handle.node.remote()
+        except Exception as exc:
+            log.debug("%s did not start: %s", shard.name, type(exc).__name__)
+            self.lost(shard)
+            return
+        shard.ready = shard.alive
 
     def shard_for(self, job: Job) -> ShardRef | None:
         """The shard for a live job: on its pinned node if it has one, else the one with the
@@ -245,16 +271,26 @@ class Placement:
         for shard in self.shards:
             shard.handle.stop.remote()
 
-    def close(self) -> None:
-        """Kill every actor of the run (blocking)."""
-        import ray
-
+    async def close(self) -> None:
+        """Kill every actor of the run."""
+        for task in self._answers:
+            task.cancel()
         desk = [self.desk] if self.desk is not None else []
-        for handle in [*(s.handle for s in self._shards if s.alive), *self._replicas, *desk]:
-            try:
-                ray.kill(handle, no_restart=True)
-            except Exception as exc:  # an actor already gone: nothing to stop
-                log.debug("kill: %s", exc)
+        shards = [s for s in self._shards if s.alive]
+        for shard in shards:
+            shard.alive = False
+        await asyncio.to_thread(_kill, [*(s.handle for s in shards), *self._replicas, *desk])
+
+
+def _kill(handles: list[Any]) -> None:
+    """Kill each actor (blocking); one already gone is skipped."""
+    import ray
+
+    for handle in handles:
+        try:
+            ray.kill(handle, no_restart=True)
+        except Exception as exc:  # an actor already gone: nothing to stop
+            log.debug("kill: %s", exc)
 
 
 def replica_name(run_id: str, index: int) -> str:

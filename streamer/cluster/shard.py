@@ -66,18 +66,19 @@ class Shard:
 
         return ray.get_runtime_context().get_node_id()
 
-    async def run(self, config: RunConfig, key: str, keep: int = 0) -> RunSummary:
+    async def run(self, config: RunConfig, key: str, restarted: bool = False) -> RunSummary:
         """Run `config` (some of the run's streams, named as the whole run names them) here.
 
         Args:
             config: the streams and outputs; its `cluster` is None (this is one process).
             key: the job's name (its stream's), for `stop`.
-            keep: a live stream started again after its node was lost, for the `keep`-th
-                time: what it wrote before is kept beside the new outputs (`NAME.keep-N.EXT`)
-                rather than written over. 0: a first run, or a file redone from its start.
+            restarted: a live stream started again after its node was lost: what it wrote
+                before is kept beside the new outputs (`NAME.keep-N.EXT`, N the first number
+                free) rather than written over. False: a first run, or a file redone from
+                its start.
         """
-        if keep:
-            _keep_outputs(config, key, keep)
+        if restarted:
+            _keep_outputs(config, key)
         if self._in_flight is None:
             self._in_flight = InFlight(self._in_flight_frames)
         stop = self._stops[key] = asyncio.Event()
@@ -157,11 +158,17 @@ class _StoredByTheCoordinator:
         return None
 
 
-def _keep_outputs(config: RunConfig, stream: str, keep: int) -> None:
+def _keep_outputs(config: RunConfig, stream: str) -> None:
     """Move the outputs a lost run of `stream` left (where this node sees them: a shared
-    filesystem) out of the new run's way, so that nothing it wrote is lost."""
-    for path in config.outputs.for_stream(stream).paths():
-        root, ext = os.path.splitext(path)
+    filesystem) out of the new run's way, so that nothing it wrote is lost. They are numbered
+    by the first N no `NAME.keep-N.*` of the stream has yet (a restart whose node died before
+    it wrote leaves no gap)."""
+    paths = [os.path.splitext(path) for path in config.outputs.for_stream(stream).paths()]
+    keep = 1
+    while any(os.path.exists(f"{root}.keep-{keep}{ext}") for root, ext in paths):
+        keep += 1
+    for root, ext in paths:
+        path = root + ext
         try:
             os.replace(path, f"{root}.keep-{keep}{ext}")
         except FileNotFoundError:

@@ -12,6 +12,7 @@ tells the tests which stream ran on which node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -52,7 +53,15 @@ class SimCluster:
 
     def remove_worker(self, *, crash: bool = False) -> None:
         """Remove the worker node: its processes told to stop, or with `crash` killed at once
-        (SIGKILL, as when the machine dies: Ray learns it from its health checks)."""
+        (SIGKILL, as when the machine dies: Ray learns it from its health checks). Ray's own
+        removal kills the node's Ray daemons only; its workers (our shards and replicas) would
+        notice their raylet gone and exit in their own time, writing on meanwhile, which a
+        machine that died does not. A crash kills every process of the node in one go."""
+        if crash:
+            (raylet,) = self.worker.all_processes["raylet"]
+            for pid in [*_descendants(raylet.process.pid), raylet.process.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         self.cluster.remove_node(self.worker, allow_graceful=not crash)
         self.worker = None
 
@@ -65,6 +74,24 @@ class SimCluster:
     def worker_id(self) -> str:
         """The first characters of the worker's node id, as shard names carry them."""
         return self.worker.node_id[:6]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, their children, ...), read from /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # ended while we looked
+        fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 # What README ("More than one machine") tells users to set for a crashed node to be noticed in
@@ -125,6 +152,14 @@ def _analyses(jsonl: Path) -> list[dict]:
 def _since(jsonl: Path, wall: float) -> list[dict]:
     """A live stream's analysis records made after the wall-clock time `wall`."""
     return [r for r in _analyses(jsonl) if r["wall"] > wall]
+
+
+def _rerun(out: Path, stream: str, wall: float) -> list[dict]:
+    """A restarted live stream's analysis records made after `wall`, once its new run has
+    moved the lost run's outputs aside (none before: the file may still be the old run's)."""
+    if not (out / f"{stream}.keep-1.jsonl").exists():
+        return []
+    return _since(out / f"{stream}.jsonl", wall)
 
 
 def _launches(caplog) -> list[tuple[str, str]]:
@@ -244,13 +279,15 @@ def test_a_lost_node_s_live_streams_restart_and_pinned_ones_wait(
             removed = time.time()
             removed_at.append(removed)
             await asyncio.to_thread(sim.remove_worker, crash=True)
-            back = lambda: _since(out / f"{moved[0]}.jsonl", removed)  # noqa: E731
+            # Its new run moved the old outputs aside (.keep-1) before writing: the rows
+            # counted are the new run's, not the last ones of the node that died.
+            back = lambda: _rerun(out, moved[0], removed)  # noqa: E731
             await until(f"{moved[0]} ran again", back, 30, task)
             restart_s = back()[0]["wall"] - removed
             assert not _since(out / "door.jsonl", removed + 1.0), "door ran without its node"
             added = time.time()
             sim.add_worker()  # on the loop's thread: Ray's node start sets signal handlers
-            door_back = lambda: _since(out / "door.jsonl", added)  # noqa: E731
+            door_back = lambda: _rerun(out, "door", added)  # noqa: E731
             await until("door came back with a door-cam node", door_back, 90, task)
         finally:
             stop.set()
