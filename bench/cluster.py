@@ -21,8 +21,13 @@ Analysis is timed at the encoder-service seam from outside `streamer/` (`bench/_
   bytes     one clip on the cluster, every frame analysed: the bytes of each call from a shard
             to a replica (its arguments and its result, sized by Ray's own serializer on the
             objects sent), per analysed frame, beside 224 × 224 × 3 = 150,528.
+  gpu       the clips of `replicas`, every frame analysed on the GPU (--device cuda): one
+            process vs the cluster with one GPU replica (the head node of the simulated cluster
+            has the GPU). Analysed frames/s of each, their ratio, and whether both wrote the
+            same tags for every frame.
 
-Run:  python bench/cluster.py [overhead|replicas|bytes ...] [--rounds 2] [--seconds 20]
+Run:  python bench/cluster.py [overhead|replicas|bytes|gpu ...] [--rounds 2] [--seconds 20]
+      (--clips DIR: use DIR's .mp4 files instead of making them with ffmpeg)
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ sys.path.insert(0, str(REPO))
 
 from bench._live_setup import abba, pattern_server  # noqa: E402
 
-MODES = ("overhead", "replicas", "bytes")
+MODES = ("overhead", "replicas", "bytes", "gpu")
 FRAME_BYTES = 224 * 224 * 3  # one analysis-size uint8 frame
 ONLINE_TIMEOUT_S = 240.0  # a simulated cluster on two busy cores takes a while to start
 
@@ -58,17 +63,18 @@ ONLINE_TIMEOUT_S = 240.0  # a simulated cluster on two busy cores takes a while 
 
 
 @contextlib.contextmanager
-def simulated_cluster(nodes: int, cpus: float, probe: Path) -> Iterator[None]:
+def simulated_cluster(nodes: int, cpus: float, probe: Path, gpus: int = 0) -> Iterator[None]:
     """`nodes` Ray nodes of `cpus` CPUs each on this machine, joined by this process, with the
-    probe installed in every worker."""
+    probe installed in every worker; the head node has `gpus` GPUs, the others none (one
+    machine's GPU must not be counted once per simulated node)."""
     import ray
     from ray.cluster_utils import Cluster
 
     from bench._cluster_probe import PROBE_DIR
 
-    made = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus})
+    made = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus, "num_gpus": gpus})
     for _ in range(nodes - 1):
-        made.add_node(num_cpus=cpus)
+        made.add_node(num_cpus=cpus, num_gpus=0)
     hook = {"worker_process_setup_hook": "bench._cluster_probe.install",
             "env_vars": {PROBE_DIR: str(probe)}}  # fmt: skip
     ray.init(address=made.address, namespace="streamer", logging_level=logging.WARNING,
@@ -92,7 +98,9 @@ def _config(job: dict, inputs: list[str], folder: Path, *, every_frame: bool, en
     return RunConfig(
         input=tuple(inputs),
         outputs=OutputConfig(jsonl=str(folder / "{stream}.jsonl")),
-        encoder=EncoderChoice(kind=kind, model=model or None, weights="random", device="cpu"),
+        encoder=EncoderChoice(
+            kind=kind, model=model or None, weights="random", device=job.get("device", "cpu")
+        ),
         analysis=AnalysisConfig(analyze_fps=None if every_frame else job.get("analyze_fps", 2.0)),
         llm=None,
         cluster=cluster,
@@ -188,23 +196,54 @@ def _live_numbers(summary, online: dict[str, float], stopped: float, probes: lis
 
 
 def child_files(job: dict) -> dict:
-    """Analyse every frame of the clips on the cluster with `job["encoders"]` replicas."""
-    from bench._cluster_probe import collect
+    """Analyse every frame of the clips on the cluster with `job["encoders"]` replicas, or in
+    one process (`job["cluster"]` false)."""
+    from bench._cluster_probe import PROBE_DIR, collect
     from streamer.cluster.driver import run_cluster
 
     _niceness(job)
     folder = Path(job["folder"])
     probe = folder / "probe"
     probe.mkdir()
-    config = _config(job, job["clips"], folder, every_frame=True, encoders=job["encoders"])
-    with simulated_cluster(2, 1, probe):
-        summary = asyncio.run(run_cluster(config))
+    os.environ[PROBE_DIR] = str(probe)
+    config = _config(job, job["clips"], folder, every_frame=True,
+                     encoders=job.get("encoders", 1))  # fmt: skip
+    if job["cluster"]:
+        with simulated_cluster(2, 1, probe, gpus=job.get("gpus", 0)):
+            summary = asyncio.run(run_cluster(config))
+    else:
+        summary = asyncio.run(_one_process(config))
     probes = collect(probe)
     span = max(p["last_wall"] for p in probes) - min(
         p["first_wall"] for p in probes if p["first_wall"]
     )
     return {"analysed": summary.analysed, "span_s": span, "analysed/s": summary.analysed / span,
-            **_bytes_numbers(probes)}  # fmt: skip
+            "tags": _tags_digest(folder), **_bytes_numbers(probes)}  # fmt: skip
+
+
+async def _one_process(config):
+    from bench._cluster_probe import ProbedLocal
+    from streamer.analysis.worker import load_encoder
+    from streamer.pipeline import run_pipeline
+
+    service = ProbedLocal(load_encoder(config.encoder), config.analysis.batch)
+    return await run_pipeline(config, service=service)
+
+
+def _tags_digest(folder: Path) -> str:
+    """A digest of every analysis record's (stream, frame, tag labels) in the run's JSON
+    Lines: two runs that tagged every frame alike have the same one (scores may differ in the
+    last digits between a batch of one size and another)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            if record.get("type") == "analysis":
+                labels = [t["label"] for t in record.get("tags", [])]
+                digest.update(json.dumps([path.stem, record.get("frame"), labels]).encode())
+    return digest.hexdigest()[:12]
 
 
 def _bytes_numbers(probes: list[dict]) -> dict:
@@ -331,7 +370,7 @@ def make_clips(folder: Path, count: int, seconds: float) -> list[str]:
 
 def replicas(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as folder:
-        clips = make_clips(Path(folder), args.files, args.file_seconds)
+        clips = _clips(args, Path(folder), args.files)
         base = {"kind": "files", "clips": clips, "encoder": args.encoder, "cluster": True,
                 "niceness": args.worker_niceness}  # fmt: skip
         print(f"\nreplicas: {args.files} clips x {args.file_seconds:g} s 320x240 25 fps, every "
@@ -346,9 +385,38 @@ def replicas(args: argparse.Namespace) -> dict:
     return results
 
 
+def gpu(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        clips = _clips(args, Path(folder), args.files)
+        base = {"kind": "files", "clips": clips, "encoder": args.encoder, "device": "cuda",
+                "gpus": 1, "niceness": args.worker_niceness}  # fmt: skip
+        print(f"\ngpu: {len(clips)} clips, every frame analysed, {args.encoder} random weights "
+              "on cuda: one process vs the cluster (2 simulated nodes x 1 CPU, the head with "
+              "the GPU, 1 GPU replica)")  # fmt: skip
+        results = measure(base, {"one": {"cluster": False}, "cluster": {"cluster": True}},
+                          args.rounds)  # fmt: skip
+    print(f"\ngpu: mean of {args.rounds} runs each")
+    table(results, ("analysed", "span_s", "analysed/s"))
+    ratio = _mean(results["cluster"], "analysed/s") / _mean(results["one"], "analysed/s")
+    same = len({r["tags"] for rows in results.values() for r in rows}) == 1
+    print(f"cluster / one process: {ratio:.3f}x analysed frames/s; every frame's tags "
+          f"{'the same in every run' if same else 'DIFFER between runs'}")  # fmt: skip
+    return results
+
+
+def _clips(args: argparse.Namespace, folder: Path, count: int) -> list[str]:
+    """`--clips DIR`'s first `count` .mp4 files, else `count` clips made here."""
+    if args.clips is not None:
+        found = sorted(str(p) for p in args.clips.glob("*.mp4"))[:count]
+        if len(found) < count:
+            sys.exit(f"--clips {args.clips}: {len(found)} .mp4 files, {count} needed")
+        return found
+    return make_clips(folder, count, args.file_seconds)
+
+
 def bytes_mode(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as folder:
-        clips = make_clips(Path(folder), 1, args.file_seconds)
+        clips = _clips(args, Path(folder), 1)
         job = {"kind": "files", "clips": clips, "encoder": args.encoder, "cluster": True,
                "encoders": 1, "niceness": args.worker_niceness}  # fmt: skip
         with tempfile.TemporaryDirectory() as out:
@@ -375,7 +443,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("modes", nargs="*", help=f"of {', '.join(MODES)} (default: all three)")
+    shown = ", ".join(MODES)
+    parser.add_argument("modes", nargs="*", help=f"of {shown} (default: the first three)")
     parser.add_argument("--rounds", type=int, default=2, help="A B B A: 2 rounds = 4 runs")
     parser.add_argument("--seconds", type=float, default=20.0, help="live run, from all online")
     parser.add_argument("--streams", type=int, default=8)
@@ -386,6 +455,7 @@ def main() -> None:
     parser.add_argument("--encoder", default="default", help="kind[:model], random weights")
     parser.add_argument("--out", type=Path, help="also write every result here (JSON)")
     parser.add_argument("--worker-niceness", type=int, help="Ray workers' niceness (Ray: 15)")
+    parser.add_argument("--clips", type=Path, help="a folder of .mp4 clips to use (files modes)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if unknown := set(args.modes) - set(MODES):
@@ -404,8 +474,8 @@ def main() -> None:
     print("command: python bench/cluster.py " + shlex.join(sys.argv[1:]))
     nice = "Ray's default (15)" if args.worker_niceness is None else args.worker_niceness
     print(f"Ray workers' niceness: {nice}; this process's: {os.nice(0)}")
-    runs = {"overhead": overhead, "replicas": replicas, "bytes": bytes_mode}
-    results = {mode: runs[mode](args) for mode in args.modes or MODES}
+    runs = {"overhead": overhead, "replicas": replicas, "bytes": bytes_mode, "gpu": gpu}
+    results = {mode: runs[mode](args) for mode in args.modes or MODES[:3]}
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
 
