@@ -30,7 +30,7 @@ from streamer.analysis.labels import default_labels, prompts
 from streamer.analysis.service import EncoderService, ModelCard, local_encoder_service
 from streamer.analysis.text_cache import cached_text_embeddings
 from streamer.archive import preload as preload_archive
-from streamer.archive.observer import ArchiveObserver
+from streamer.archive.observer import ArchiveObserver, ClipNamer
 from streamer.archive.recordings import Recorder
 from streamer.archive.summary_observer import SummaryObserver
 from streamer.config import RunConfig
@@ -233,6 +233,7 @@ class _Run:
         # --archive's and --mqtt's observers (the status surfaces read their state; alert clips)
         found = {type(o): o for o in self.observers.items}
         self.archive, self.mqtt = found.get(ArchiveObserver), found.get(MqttPublisher)
+        self.clips = self.archive or found.get(ClipNamer)  # names each alert's clip
         self.recorders: dict[str, Recorder] = {}
         self.control: RunControl | None = None  # the viewer's stream API calls it
         model = encoder.model
@@ -366,8 +367,8 @@ class _Run:
                     for alert in self.alerts.check(
                         name, frame.index, request.timeline, embedding, frame.image
                     ):
-                        if self.archive is not None:  # its clip's path goes with it
-                            alert = self.archive.clip_alert(alert, frame)
+                        if self.clips is not None:  # its clip's path goes with it
+                            alert = self.clips.clip_alert(alert, frame)
                         request.stream.on_alert(alert)
                         fired.append(alert.query)
                 self.observers.embedded(name, annotation, embedding, request.frame, tuple(fired))

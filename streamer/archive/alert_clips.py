@@ -135,7 +135,7 @@ class AlertClips:
 
     def assign(
         self, stream: str, query: str, *, wall: float, media: str | None = None,
-        media_time: float = 0.0,
+        media_time: float = 0.0, name: str | None = None,
     ) -> str:  # fmt: skip
         """Name the clip of an alert and set it to be cut (event loop: returns at once).
 
@@ -146,16 +146,19 @@ class AlertClips:
             media: a file stream's file (absolute): the clip is cut from it, around
                 `media_time`; None for a live stream (cut from its recordings).
             media_time: a file's alert: its frame's media time.
+            name: the name already given where the alert fired (`ClipNamer`, on a cluster's
+                shard); None: named here, by the same rule.
 
         Returns:
             The clip's path relative to the archive directory.
         """
         if media is not None:
-            name = self._unique(clip_name(stream, query, media_time=media_time), reuse=True)
+            name = self._unique(name or clip_name(stream, query, media_time=media_time),
+                                reuse=True)  # fmt: skip
             start = max(0.0, media_time - self.before_s)
             self._submit(_Job(stream, name, query, start, media_time + self.after_s, media))
             return name
-        name = self._unique(clip_name(stream, query, wall=wall), reuse=False)
+        name = self._unique(name or clip_name(stream, query, wall=wall), reuse=False)
         end = wall + self.after_s
         job = _Job(stream, name, query, wall - self.before_s, end, None, due=end + SETTLE_S)
         with self._lock:

@@ -160,8 +160,9 @@ class ArchiveObserver(Observer):
         if media is None and alert.stream not in self._recorders():
             return alert
         name = self.clips.assign(
-            alert.stream, alert.query, wall=_wall_of(frame), media=media, media_time=alert.time
-        )
+            alert.stream, alert.query, wall=_wall_of(frame), media=media, media_time=alert.time,
+            name=alert.clip,
+        )  # fmt: skip
         return dataclasses.replace(alert, clip=name)
 
     def _recorders(self) -> dict[str, Any]:
@@ -315,6 +316,38 @@ class ArchiveObserver(Observer):
             ))  # fmt: skip
         except Exception:  # one bad row must not stop the others (counted by the writer)
             log.exception("archive: a moment of %s could not be indexed", stream)
+
+
+class ClipNamer(Observer):
+    """Names an alert's clip where the alert fires, for a run whose archive is written by
+    another process (a cluster's shard; its coordinator cuts the clip under that name). The
+    name is the one `ArchiveObserver.clip_alert` gives in one process, so the stream's JSON
+    Lines record carries the same `clip` either way."""
+
+    def __init__(self) -> None:
+        self.run: Any = None
+        self.files: dict[str, bool] = {}  # stream → a file (named by media time)
+
+    async def start(self, run: Any) -> None:
+        self.run = run
+        self.files = {s.name: _media_of(s.source) is not None for s in run.streams}
+
+    def clip_alert(self, alert: Any, frame: Frame) -> Any:
+        """The alert with its clip's path (relative to the archive); unchanged for a live
+        stream that is not recorded."""
+        from streamer.archive.alert_clips import clip_name
+
+        if alert.stream not in self.files:
+            return alert
+        if self.files[alert.stream]:
+            return dataclasses.replace(
+                alert, clip=clip_name(alert.stream, alert.query, media_time=alert.time)
+            )
+        if alert.stream not in (getattr(self.run, "recorders", None) or {}):
+            return alert
+        return dataclasses.replace(
+            alert, clip=clip_name(alert.stream, alert.query, wall=_wall_of(frame))
+        )
 
 
 def _media_of(source: Any) -> tuple[str, int, float] | None:

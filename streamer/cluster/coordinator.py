@@ -274,12 +274,12 @@ class Coordinator:
                     self.observers.frame(name, image, timeline)
 
     def _clip(self, alert: Any) -> Any:
-        """With --archive, the alert's clip is named and cut here, from the shared archive
-        directory (a file's clip from the file, a live one's from the recordings its node
-        writes there): the webhook and the viewer get its path. The stream's JSON Lines,
-        written on its node as the alert fired, has no `clip` on a cluster."""
+        """With --archive, the alert's clip is cut here, from the shared archive directory (a
+        file's clip from the file, a live one's from the recordings its node writes there),
+        under the name its shard gave it as it fired (the stream's JSON Lines has it); the
+        webhook and the viewer get that path."""
         archive = self.run.archive
-        if archive is None or alert.clip is not None:
+        if archive is None:
             return alert
         captured = time.monotonic() - (time.time() - alert.wall)
         image = alert.image if alert.image is not None else np.zeros((1, 1, 3), np.uint8)

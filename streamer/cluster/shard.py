@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 from streamer.analysis.service import ModelCard, ServiceLoad
+from streamer.archive.observer import ClipNamer
 from streamer.archive.summary_observer import SummaryObserver
 from streamer.cluster.desk import DeskClient, DeskView
 from streamer.cluster.pool import InFlight, PoolEncoderService
@@ -96,7 +97,8 @@ class Shard:
         config, llm = self._captions(config)
         try:
             return await run_pipeline(
-                config, stop=stop, service=service, observers=[*_summaries(config), relay],
+                config, stop=stop, service=service,
+                observers=[*_summaries(config), *_clip_names(config), relay],
                 config_observers=False, llm=llm,
             )  # fmt: skip
         finally:
@@ -144,6 +146,12 @@ def _summaries(config: RunConfig) -> list[SummaryObserver]:
     if archive is None or (archive.summary_every_s is None and not archive.summary):
         return []
     return [SummaryObserver(archive, _StoredByTheCoordinator(), config.captions.scene_threshold)]
+
+
+def _clip_names(config: RunConfig) -> list[ClipNamer]:
+    """With --archive, each alert's clip is named here as it fires (its JSON Lines record
+    says where the clip is, as in one process); the coordinator cuts it under that name."""
+    return [ClipNamer()] if config.archive is not None else []
 
 
 class _StoredByTheCoordinator:

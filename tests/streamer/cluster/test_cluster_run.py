@@ -394,6 +394,11 @@ def test_the_archive_of_a_cluster_run_has_every_node_s_moments(
     for record in written.values():
         clip = tmp_path / "arch" / record["clip"]
         assert int(ffprobe(clip, "-count_frames")["streams"][0]["nb_read_frames"]) > 0
+    # Each stream's JSON Lines, written on its node as the alert fired, names that clip (the
+    # shard names it by the rule one process uses; the coordinator cut it under that name).
+    for name in ("a", "b", "door"):
+        fired = [r for r in read_jsonl(tmp_path / "out" / f"{name}.jsonl") if r["type"] == "alert"]
+        assert len(fired) == 1 and fired[0].get("clip") == written[name]["clip"], (name, fired)
 
 
 def test_ctrl_c_on_the_command_line_finishes_every_output(cluster, clips, tmp_path):
