@@ -10,6 +10,14 @@ drawn with OpenCV) into --out.
 
 Run:  python bench/soak.py --minutes 60 --streams 4 --out soak-results   (an hour, by hand)
       python bench/soak.py --minutes 3 --streams 2                        (a few minutes)
+      python bench/soak.py --minutes 30 --churn 6 --mqtt --restart-every 0  (issue 17's soak)
+
+`--churn S` also adds a stream through the viewer's stream API (POST /api/streams, with the
+token, as a user's script would) and removes it S/2 seconds later (DELETE, which waits for its
+outputs to finish), again and again; the samples are then taken right after each removal, so
+every sample sees the same set of streams. `--mqtt` publishes the run's events to a real
+mosquitto broker started here (Debian's package), Home Assistant discovery included: each
+added stream publishes its entities and each removal clears them.
 
 When RSS grows, `--tracemalloc` tells Python and NumPy allocations from native ones (FFmpeg,
 torch, the C allocator): it starts tracing Python's allocator when the warm-up ends, and at the
@@ -42,11 +50,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from _live_setup import pattern_server, random_encoder  # noqa: E402
+from harness.mosquitto import Mosquitto  # noqa: E402
+from harness.rtsp import free_port  # noqa: E402
 
 from streamer import CaptionPolicy, OutputConfig, RunConfig, run_pipeline  # noqa: E402
 from streamer.core.events import Observer  # noqa: E402
 from streamer.core.retry import RetryPolicy  # noqa: E402
 from streamer.sources import SourceOptions  # noqa: E402
+from streamer.watch.mqtt.options import MqttConfig  # noqa: E402
+from streamer.watch.web.options import ServeConfig  # noqa: E402
 
 SERIES = ("rss_mb", "fds", "threads", "tasks")
 
@@ -60,6 +72,7 @@ class Sample:
     tasks: int
     analysed: int
     restarts: int
+    churns: int = 0  # streams added and removed through the API so far
 
 
 class _Counter(Observer):
@@ -140,57 +153,141 @@ def plot(samples: list[Sample], warmup: float, path: Path, title: str) -> None:
     cv2.imwrite(str(path), image)
 
 
-async def soak(args, out: Path) -> tuple[list[Sample], object]:
+TOKEN = "soak-token"  # the viewer's token, for the stream API's changes
+
+
+class _Soak:
+    """One soak run's state: the samples, the server restarts and the API churns so far."""
+
+    def __init__(self, args, counter: _Counter) -> None:
+        self.args = args
+        self.counter = counter
+        self.samples: list[Sample] = []
+        self.restarts = 0
+        self.churns = 0
+        self.started = time.monotonic()
+        self.tracing = False
+        self.mqtt: dict[str, float] = {}  # the MQTT counters at the end (/metrics)
+
+    def sample(self, out: Path) -> None:
+        now = time.monotonic()
+        if self.args.trim:
+            _trim()
+        if self.args.tracemalloc and not self.tracing and now - self.started >= self.args.warmup:
+            tracemalloc.start(8)
+            self.tracing = True
+        self.samples.append(Sample(
+            round(now - self.started, 1), round(_rss_mb(), 1), _fds(), threading.active_count(),
+            len(asyncio.all_tasks()), self.counter.analysed, self.restarts, self.churns,
+        ))  # fmt: skip
+        print(f"{self.samples[-1]}", flush=True)
+
+
+async def _churn(soak: _Soak, url: str, source: str, out: Path, end: float) -> None:
+    """Add a stream through the API, remove it half a period later, sample; until `end`."""
+    import aiohttp
+
+    period = soak.args.churn
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=auth) as http:
+        while time.monotonic() < end:
+            await asyncio.sleep(period / 2)
+            body = {"name": "churn", "input": source}
+            async with http.post(f"{url}/api/streams", json=body) as answer:
+                if answer.status != 201:
+                    raise RuntimeError(f"adding a stream: {answer.status} {await answer.text()}")
+            await asyncio.sleep(period / 2)
+            async with http.delete(f"{url}/api/streams/churn") as answer:
+                if answer.status != 200:
+                    raise RuntimeError(f"removing it: {answer.status} {await answer.text()}")
+            soak.churns += 1
+            await asyncio.sleep(0.5)  # its last tasks and threads end
+            soak.sample(out)
+
+
+async def soak(args, out: Path) -> tuple[list[Sample], object, dict[str, float]]:
     encoder = random_encoder(args.encoder)
     server, names = pattern_server(args.streams, args.size)
-    samples: list[Sample] = []
-    restarts = 0
     try:
         with tempfile.TemporaryDirectory() as folder:
+            broker = None
+            if args.mqtt:
+                broker = Mosquitto(Path(folder))
+                broker.start()
+            port = free_port()
             config = RunConfig(
                 input=tuple(f"{n}={server.url(n)}" for n in names),
                 outputs=OutputConfig(jsonl=str(Path(folder) / "{stream}.jsonl")),
                 captions=CaptionPolicy(min_interval=2.0),
                 sources=SourceOptions(reconnect=RetryPolicy(initial=0.5, cap=2.0, jitter=0.25)),
                 status_every=3600.0,
+                serve=ServeConfig(port=port, token=TOKEN) if args.churn else None,
+                mqtt=MqttConfig(broker.url()) if broker is not None else None,
             )  # fmt: skip
             stop = asyncio.Event()
             counter = _Counter()  # analysed frames: proof that the streams keep flowing
             task = asyncio.create_task(
                 run_pipeline(config, encoder=encoder, stop=stop, observers=[counter])
             )
-            started = time.monotonic()
-            tracing = False
-            next_restart = started + args.restart_every
-            end = started + args.minutes * 60
-            while time.monotonic() < end and not task.done():
-                await asyncio.sleep(args.sample_every)
-                now = time.monotonic()
-                if now >= next_restart:
-                    server.kill()
-                    await asyncio.sleep(1.0)
-                    await asyncio.to_thread(server.start)
-                    restarts += 1
-                    next_restart = now + args.restart_every
-                if args.trim:
-                    _trim()
-                if args.tracemalloc and not tracing and now - started >= args.warmup:
-                    tracemalloc.start(8)
-                    tracing = True
-                samples.append(Sample(
-                    round(now - started, 1), round(_rss_mb(), 1), _fds(),
-                    threading.active_count(), len(asyncio.all_tasks()), counter.analysed,
-                    restarts,
-                ))  # fmt: skip
-                print(f"{samples[-1]}", flush=True)
-            if tracing:
+            state = _Soak(args, counter)
+            try:
+                await _run(state, task, server, names, port, out)
+            finally:
+                stop.set()
+                summary = await task
+                if broker is not None:
+                    broker.stop()
+            if state.tracing:
                 _write_growth(tracemalloc.take_snapshot(), out)
                 tracemalloc.stop()
-            stop.set()
-            summary = await task
     finally:
         server.kill()
-    return samples, summary
+    return state.samples, summary, state.mqtt
+
+
+async def _run(state: _Soak, task: asyncio.Task, server, names, port: int, out: Path) -> None:
+    """Restart the camera server now and then; sample (or churn, which samples) until the end."""
+    args = state.args
+    end = state.started + args.minutes * 60
+    churning = None
+    if args.churn:
+        source = server.url(names[0])
+        churning = asyncio.create_task(_churn(state, f"http://127.0.0.1:{port}", source, out, end))
+    next_restart = state.started + args.restart_every if args.restart_every else float("inf")
+    try:
+        while time.monotonic() < end and not task.done():
+            await asyncio.sleep(args.sample_every)
+            if churning is not None and churning.done():
+                churning.result()  # its error, if it failed
+            now = time.monotonic()
+            if now >= next_restart:
+                server.kill()
+                await asyncio.sleep(1.0)
+                await asyncio.to_thread(server.start)
+                state.restarts += 1
+                next_restart = now + args.restart_every
+            if churning is None:
+                state.sample(out)
+        if churning is not None:
+            state.mqtt = await _mqtt_counts(f"http://127.0.0.1:{port}")
+    finally:
+        if churning is not None:
+            churning.cancel()
+
+
+async def _mqtt_counts(url: str) -> dict[str, float]:
+    """The run's MQTT counters, read from the viewer's /metrics (empty without --mqtt)."""
+    import aiohttp
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=auth) as http, http.get(f"{url}/metrics") as answer:
+        text = await answer.text()
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("streamer_mqtt_"):
+            name, _, value = line.rpartition(" ")
+            counts[name.removeprefix("streamer_mqtt_")] = float(value)
+    return counts
 
 
 def _write_growth(snapshot: tracemalloc.Snapshot, out: Path) -> None:
@@ -211,7 +308,14 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--streams", type=int, default=2)
     parser.add_argument("--size", default="320x180")
-    parser.add_argument("--restart-every", type=float, default=45.0, help="seconds")
+    parser.add_argument("--restart-every", type=float, default=45.0, help="seconds; 0: never")
+    parser.add_argument(
+        "--churn",
+        type=float,
+        default=0.0,
+        help="add and remove a stream through the API every S seconds",
+    )
+    parser.add_argument("--mqtt", action="store_true", help="publish to a mosquitto started here")
     parser.add_argument("--sample-every", type=float, default=5.0, help="seconds")
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds not judged")
     parser.add_argument("--encoder", default="clip:tiny")
@@ -229,8 +333,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"soak: {args.streams} stream(s) {args.size}, {args.minutes:g} min, server restarted "
-          f"every {args.restart_every:g} s; {machine}", flush=True)  # fmt: skip
-    samples, summary = asyncio.run(soak(args, out))
+          f"every {args.restart_every:g} s, a stream added and removed through the API every "
+          f"{args.churn:g} s, MQTT {'on' if args.mqtt else 'off'}; {machine}",
+          flush=True)  # fmt: skip
+    samples, summary, mqtt = asyncio.run(soak(args, out))
     with open(out / "soak.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(asdict(samples[0])) if samples else ["t"])
         writer.writeheader()
@@ -240,6 +346,8 @@ def main() -> None:
         "args": vars(args),
         "frames_delivered": summary.frames,
         "restarts": samples[-1].restarts if samples else 0,
+        "churns": samples[-1].churns if samples else 0,
+        "mqtt": mqtt,
         "reconnects": sum(s.reconnects for s in summary.streams),
         "growth_after_warmup": growth(samples, args.warmup),
     }
