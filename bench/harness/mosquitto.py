@@ -38,18 +38,47 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A certificate authority and a server certificate it signed for 127.0.0.1/localhost:
+    (ca.pem, server.pem, server.key) in `folder`."""
+    ca_key, ca = folder / "ca.key", folder / "ca.pem"
+    key, request, cert = folder / "server.key", folder / "server.csr", folder / "server.pem"
+    names = folder / "names.ext"
+    names.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n", encoding="utf-8")
+    openssl = shutil.which("openssl") or "openssl"
+    steps = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+         "/CN=streamer test CA", "-keyout", ca_key, "-out", ca],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", key,
+         "-out", request],
+        ["x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-days", "2", "-extfile", names, "-out", cert],
+    ]  # fmt: skip
+    for step in steps:
+        subprocess.run([openssl, *map(str, step)], check=True, capture_output=True)
+    return ca, cert, key
+
+
 class Mosquitto:
     """One mosquitto broker on 127.0.0.1.
 
     Args:
         folder: where its config, password file, persistence and log go.
         user, password: the one user allowed; None for anonymous clients.
+        tls: listen with TLS only (mqtts://), with a certificate for 127.0.0.1 and localhost
+            signed by a certificate authority of its own, made here with `openssl`
+            (`ca_file`: that authority's PEM, for the clients).
     """
 
-    def __init__(self, folder: Path, user: str | None = None, password: str | None = None):
+    def __init__(
+        self, folder: Path, user: str | None = None, password: str | None = None,
+        tls: bool = False,
+    ) -> None:  # fmt: skip
         self.folder = folder
         self.port = _free_port()
         self.user, self.password = user, password
+        self.tls = tls
+        self.ca_file: Path | None = None
         self.process: subprocess.Popen | None = None
         # As root, mosquitto drops to its own user unless told to stay: then it could not read
         # the files here.
@@ -68,13 +97,16 @@ class Mosquitto:
                             user, password], check=True, capture_output=True)  # fmt: skip
             passwords.chmod(0o600)
             lines += ["allow_anonymous false", f"password_file {passwords}"]
+        if tls:
+            self.ca_file, cert, key = _certificates(folder)
+            lines += [f"cafile {self.ca_file}", f"certfile {cert}", f"keyfile {key}"]
         self.config = folder / "mosquitto.conf"
         self.config.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def url(self, user: str | None = None, password: str | None = None) -> str:
-        """The broker's mqtt:// URL, with credentials when given."""
+        """The broker's mqtt:// (mqtts:// with TLS) URL, with credentials when given."""
         auth = f"{user}:{password}@" if user is not None else ""
-        return f"mqtt://{auth}127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}127.0.0.1:{self.port}"
 
     def start(self) -> None:
         """Start the broker and wait until its port accepts connections."""

@@ -1,7 +1,8 @@
 """The MQTT broker fixtures: Debian's mosquitto (`bench.harness.mosquitto.Mosquitto`).
 
 `mosquitto` (anonymous, one per session), `mosquitto_auth` (user "streamer", password
-"s3cret-pw"), and `own_mosquitto` (one per test, to kill). Use them from a conftest::
+"s3cret-pw"), `mosquitto_tls` (mqtts:// with a certificate authority of its own), and
+`own_mosquitto` (one per test, to kill). Use them from a conftest::
 
     from servers.mosquitto import mosquitto, mosquitto_auth, own_mosquitto  # noqa: F401
 """
@@ -14,7 +15,10 @@ import pytest
 
 from bench.harness.mosquitto import PASSWORD, USER, Mosquitto
 
-__all__ = ["PASSWORD", "USER", "Mosquitto", "mosquitto", "mosquitto_auth", "own_mosquitto"]
+__all__ = [
+    "PASSWORD", "USER", "Mosquitto", "mosquitto", "mosquitto_auth", "mosquitto_tls",
+    "own_mosquitto",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +34,16 @@ def mosquitto(tmp_path_factory) -> Iterator[Mosquitto]:
 def mosquitto_auth(tmp_path_factory) -> Iterator[Mosquitto]:
     """A broker that only lets in `USER` with `PASSWORD`."""
     broker = Mosquitto(tmp_path_factory.mktemp("mosquitto-auth"), USER, PASSWORD)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def mosquitto_tls(tmp_path_factory) -> Iterator[Mosquitto]:
+    """A broker that speaks TLS only (mqtts://), its certificate signed by its own authority
+    (`ca_file`)."""
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto-tls"), tls=True)
     broker.start()
     yield broker
     broker.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,14 +30,19 @@ class Watcher:
     """`async with Watcher(url) as w:` subscribes to every topic and collects in `w.messages`.
 
     `identifier` with `clean=False` keeps a persistent session: what is published while it is
-    away (QoS 1) waits at the broker for it.
+    away (QoS 1) waits at the broker for it. An mqtts:// URL connects with TLS, trusting
+    `ca_file` (None: the system's authorities).
     """
 
-    def __init__(self, url: str, identifier: str | None = None, clean: bool = True) -> None:
+    def __init__(
+        self, url: str, identifier: str | None = None, clean: bool = True,
+        ca_file: str | None = None,
+    ) -> None:  # fmt: skip
         broker = broker_url(url)
+        tls = ssl.create_default_context(cafile=ca_file) if broker.tls else None
         self.client = aiomqtt.Client(
             broker.host, broker.port, username=broker.username, password=broker.password,
-            identifier=identifier, clean_session=clean,
+            identifier=identifier, clean_session=clean, tls_context=tls,
         )  # fmt: skip
         self.messages: list[Received] = []
         self._task: asyncio.Task | None = None
