@@ -206,11 +206,13 @@ class RunConfig:
                 "instead, or leave out --cluster"
             )
         names = [name for name, _ in stream_names(self.inputs)]
+        api = self.serve is not None and self.serve.token is not None  # streams may be added
         for pin in cluster.pins:
-            if pin.stream not in names:
+            if pin.stream not in names and not api:
                 raise ConfigError(
                     f"--pin {pin}: this run has no stream named {pin.stream!r} (its streams: "
-                    f"{', '.join(names)}); name an input NAME=SPEC to pin it"
+                    f"{', '.join(names)}); name an input NAME=SPEC to pin it (or, for a stream "
+                    "the stream API will add, run with --serve and --serve-token)"
                 )
 
     @property

@@ -34,7 +34,7 @@ from streamer.stream import StreamRun
 from streamer.watch.web import WebViewer
 from streamer.watch.web.stream_api import StreamRequest
 
-__all__ = ["RunControl"]
+__all__ = ["RunControl", "outputs_for"]
 
 log = logging.getLogger("streamer")
 
@@ -204,27 +204,8 @@ class RunControl:
         raise UnknownStreamError(f"no stream named {name!r} (the run's streams: {names})")
 
     def _outputs(self, name: str, spec: str, settings: dict[str, Any]) -> OutputConfig:
-        """The new stream's outputs: the run's `{stream}` templates (a path without one is
-        the run's first stream's), and the paths it gave (templates too); checked writable
-        and used by no other stream."""
-        run_outputs = self._run.config.outputs
-        kept = {f: _template(getattr(run_outputs, f)) for f in _OUTPUTS.values()}
-        given = {field: settings[path] for path, field in _OUTPUTS.items() if path in settings}
-        outputs = replace(run_outputs, **{**kept, **given}).for_stream(name)
-        outputs.check([name], (spec,))
-        taken = {
-            os.path.realpath(path): stream.name
-            for stream in self._run.streams
-            for path in stream.outputs.config.paths()
-        }
-        for path in outputs.paths():
-            other = taken.get(os.path.realpath(path))
-            if other is not None:
-                raise ConfigError(
-                    f"output {path!r} is written by stream {other!r}; give this stream its "
-                    "own (a path, or a template with {stream})"
-                )
-        return outputs
+        taken = {stream.name: stream.outputs.config for stream in self._run.streams}
+        return outputs_for(self._run.config.outputs, name, spec, settings, taken)
 
     def _describe(self, stream: StreamRun) -> dict[str, Any]:
         outputs = stream.outputs.config
@@ -247,6 +228,33 @@ class RunControl:
                 "dropped": stream.dropped,
             },
         }
+
+
+def outputs_for(
+    run_outputs: OutputConfig, name: str, spec: str, settings: dict[str, Any],
+    taken: dict[str, OutputConfig],
+) -> OutputConfig:  # fmt: skip
+    """A new stream's outputs: the run's `{stream}` templates (a path without one is the run's
+    first stream's), and the paths its request gave (templates too); checked writable and used
+    by none of the streams in `taken` (name → its outputs).
+
+    Raises:
+        ConfigError: an output that cannot be written, or that another stream writes.
+    """
+    kept = {f: _template(getattr(run_outputs, f)) for f in _OUTPUTS.values()}
+    given = {field: settings[path] for path, field in _OUTPUTS.items() if path in settings}
+    outputs = replace(run_outputs, **{**kept, **given}).for_stream(name)
+    outputs.check([name], (spec,))
+    owners = {os.path.realpath(path): other for other, its in taken.items()
+              for path in its.paths()}  # fmt: skip
+    for path in outputs.paths():
+        other = owners.get(os.path.realpath(path))
+        if other is not None:
+            raise ConfigError(
+                f"output {path!r} is written by stream {other!r}; give this stream its own "
+                "(a path, or a template with {stream})"
+            )
+    return outputs
 
 
 def _template(path: str | None) -> str | None:

@@ -168,6 +168,7 @@ class RemoteRun:
         self.archive: Any = None  # the coordinator's archive observer, with --archive
         self.recorders: dict[str, _Recording] = {}  # live streams' recorders, as last read
         self.mqtt: Any = None  # ... and its MQTT publisher, with --mqtt
+        self.control: Any = None  # the stream API's control (`streamer.cluster.control`)
 
 
 class Coordinator:
@@ -236,6 +237,24 @@ class Coordinator:
                 continue
             batches, load = result
             self.take(shard.name, shard.label, batches, load)
+
+    def add(self, stream: RemoteStream, alerts: tuple[str, ...] = ()) -> None:
+        """A stream the stream API added: shown from now on (viewer, /metrics, MQTT)."""
+        self.run.streams.append(stream)
+        self.by_name[stream.name] = stream
+        self.observers.stream_added(stream)
+        if self.run.mqtt is not None:
+            self.run.mqtt.add_stream(stream.name, alerts)
+
+    def remove(self, name: str) -> None:
+        """A stream the stream API removed: no longer shown."""
+        stream = self.by_name.pop(name, None)
+        if stream is None:
+            return
+        self.run.streams.remove(stream)
+        self.observers.stream_removed(stream)
+        if self.run.mqtt is not None:
+            self.run.mqtt.remove_stream(name)
 
     def lost(self, stream: str) -> None:
         """`stream`'s shard was lost: it shows as such until it runs again."""

@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from streamer.archive.observer import ArchiveObserver
+from streamer.cluster.control import ClusterControl
 from streamer.cluster.coordinator import Coordinator, RemoteRun, RemoteStream
 from streamer.cluster.jobs import Job, Plan, merge_summaries, plan_run
 from streamer.cluster.options import ClusterConfig
@@ -85,6 +86,10 @@ class _ClusterRun:
         self.progress = progress
         self.placement = Placement(config, cluster, info)
         self.running: dict[asyncio.Task, Job] = {}
+        self.waiting_live: list[Job] = list(plan.live)  # not started yet, or lost
+        self.queued: list[Job] = list(plan.files)
+        self.removed: set[str] = set()  # jobs the stream API is removing
+        self.emptied = False  # the API removed the last stream: wait for the next one
         self.done: dict[str, Any] = {}  # job key → its summary (a redone file: the last one)
         self.started = time.monotonic()
         self.stopping = False  # the shards were told to stop
@@ -116,6 +121,8 @@ class _ClusterRun:
         run.mqtt = next((o for o in observers if isinstance(o, MqttPublisher)), None)
         placement = self.placement
         self.coordinator = Coordinator(run, observers, placement.desk, placement.desk_view)
+        if self.config.serve is not None:  # the viewer's stream API changes the run's streams
+            run.control = ClusterControl(self, self.coordinator)
         await self.coordinator.start()
         reporter = (
             Reporter(streams, self.config.status_every, run.archive) if self.progress else None
@@ -142,25 +149,55 @@ class _ClusterRun:
             await self.coordinator.stop()
 
     async def _schedule(self) -> None:
-        """Hand out jobs until every one has finished (or the run is stopped)."""
-        waiting_live = list(self.plan.live)
-        files = list(self.plan.files)
+        """Hand out jobs until every one has finished (or the run is stopped); a run the
+        stream API emptied waits for the next stream."""
         next_look = 0.0
         while True:
             if time.monotonic() >= next_look:  # nodes come and go
                 await self.placement.refresh()
                 next_look = time.monotonic() + 1.0
             if not self.stop.is_set():
-                waiting_live = self._start_live(waiting_live)
-                files = self._start_files(files)
-            if not self.running and (self.stop.is_set() or not (files or waiting_live)):
+                self.waiting_live = self._start_live(self.waiting_live)
+                self.queued = self._start_files(self.queued)
+            waiting = self.queued or self.waiting_live or self.emptied
+            if not self.running and (self.stop.is_set() or not waiting):
                 return
             await self._wait_some()
             for job in self._collect():
                 if job.live:
-                    waiting_live.append(job)
+                    self.waiting_live.append(job)
                 else:
-                    files.insert(0, job)  # a lost file goes first: it is redone from the start
+                    self.queued.insert(0, job)  # a lost file goes first: redone from the start
+
+    # -- the stream API's side (`streamer.cluster.control`) --------------------------------------
+
+    def jobs(self) -> list[Job]:
+        """Every job of the run now, running or waiting, in the run's order."""
+        current = {job.key: job for job in (*self.running.values(), *self.waiting_live,
+                                            *self.queued)}  # fmt: skip
+        return [current[key] for key in self.plan.order if key in current]
+
+    def add_job(self, job: Job) -> None:
+        """A stream added while the run runs: it starts at the next look (within a second)."""
+        self.plan = self.plan.with_job(job)
+        (self.waiting_live if job.live else self.queued).append(job)
+        self.emptied = False
+
+    async def remove_job(self, key: str) -> Any:
+        """Stop job `key` (its shard finishes its outputs) and forget it; its summary, None
+        when it had not started."""
+        self.removed.add(key)
+        self.plan = self.plan.without(key)
+        self.waiting_live = [job for job in self.waiting_live if job.key != key]
+        self.queued = [job for job in self.queued if job.key != key]
+        task = next((t for t, job in self.running.items() if job.key == key), None)
+        summary = None
+        if task is not None:
+            self.running[task].shard.handle.stop_job.remote(key)
+            await asyncio.wait([task])
+            summary = task.result() if not task.cancelled() and not task.exception() else None
+        self.emptied = not (self.plan.order or self.stop.is_set())
+        return summary
 
     def _start_live(self, waiting: list[Job]) -> list[Job]:
         """Start each waiting live job where it may run now; the rest keep waiting."""
@@ -209,6 +246,9 @@ class _ClusterRun:
         for task in [t for t in self.running if t.done()]:
             job = self.running.pop(task)
             self.placement.job_ended(job.shard, job)
+            if job.key in self.removed:  # the stream API took it out: `remove_job` answers
+                self.removed.discard(job.key)
+                continue
             exc = task.exception()
             if exc is None:
                 self.done[job.key] = task.result()

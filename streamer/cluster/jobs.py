@@ -20,7 +20,7 @@ from streamer.report import RunSummary, StreamSummary
 from streamer.sources import stream_names
 from streamer.sources.names import spec_kind
 
-__all__ = ["Job", "Plan", "merge_summaries", "plan_run"]
+__all__ = ["Job", "Plan", "is_live", "job_config", "merge_summaries", "plan_run"]
 
 _OUTPUT_PATHS = ("video", "srt", "vtt", "jsonl")  # OutputConfig's fields that name files
 
@@ -89,6 +89,20 @@ class Plan:
         by_key = {job.key: job for job in (*self.live, *self.files)}
         return [by_key[key] for key in self.order]
 
+    def with_job(self, job: Job) -> Plan:
+        """This plan and a stream added while the run runs (last in its order)."""
+        if job.live:
+            return Plan((*self.order, job.key), (*self.live, job), self.files)
+        return Plan((*self.order, job.key), self.live, (*self.files, job))
+
+    def without(self, key: str) -> Plan:
+        """This plan less a stream removed while the run runs."""
+        return Plan(
+            tuple(k for k in self.order if k != key),
+            tuple(j for j in self.live if j.key != key),
+            tuple(j for j in self.files if j.key != key),
+        )
+
 
 def plan_run(config: RunConfig) -> Plan:
     """The jobs of `config`, after the checks one process makes before any work.
@@ -105,15 +119,15 @@ def plan_run(config: RunConfig) -> Plan:
     check_rule_streams(config.alerts, names)
     live, files = [], []
     for name, spec in named:
-        is_live = _is_live(spec, config.live)
-        if not is_live and spec_kind(spec) == "file" and not os.path.exists(spec):
+        live_one = is_live(spec, config.live)
+        if not live_one and spec_kind(spec) == "file" and not os.path.exists(spec):
             raise SourceNotFoundError(f"{spec}: no such file")
-        job = Job(name, spec, is_live, _job_config(config, name, spec), config.cluster.pin_of(name))
-        (live if is_live else files).append(job)
+        job = Job(name, spec, live_one, job_config(config, name, spec), config.cluster.pin_of(name))
+        (live if live_one else files).append(job)
     return Plan(tuple(names), tuple(live), tuple(files))
 
 
-def _is_live(spec: str, live: bool | None) -> bool:
+def is_live(spec: str, live: bool | None) -> bool:
     """A camera or a URL is a live stream (it keeps a shard); a file is a queue item unless
     the run treats every input as live (`--live`)."""
     if live is not None:
@@ -121,7 +135,7 @@ def _is_live(spec: str, live: bool | None) -> bool:
     return spec_kind(spec) != "file"
 
 
-def _job_config(config: RunConfig, name: str, spec: str) -> RunConfig:
+def job_config(config: RunConfig, name: str, spec: str) -> RunConfig:
     """The one-process configuration of stream `name`: its input named as the whole run names
     it, the alert rules that watch it, no cluster. Paths are made absolute from here: a shard's
     working directory is its Ray worker's, not this one's."""

@@ -157,6 +157,12 @@ class Relay(Observer):
     async def start(self, run: Any) -> None:
         self._run = run
 
+    @property
+    def run(self) -> Any:
+        """The pipeline's run it was started with (None before): the shard reaches the run's
+        stream control through it."""
+        return self._run
+
     def analysis(self, stream: str, annotation: Annotation) -> None:
         self._keep(Event("analysis", stream, annotation))
 

@@ -22,6 +22,7 @@ from streamer.cluster.desk import DeskClient, DeskView
 from streamer.cluster.pool import InFlight, PoolEncoderService
 from streamer.cluster.relay import FrameRelay, Relay, RelayBatch
 from streamer.config import RunConfig
+from streamer.errors import UnknownStreamError
 from streamer.pipeline import run_pipeline
 from streamer.report import RunSummary
 
@@ -135,6 +136,25 @@ class Shard:
         actor's event loop, where the runs wait on their events)."""
         for stop in self._stops.values():
             stop.set()
+
+    async def stop_job(self, key: str) -> None:
+        """Tell one run to stop (the stream API removed its stream); the others go on."""
+        stop = self._stops.get(key)
+        if stop is not None:
+            stop.set()
+
+    async def change(self, key: str, name: str, request: Any) -> dict[str, Any]:
+        """Change a running stream's settings (the stream API's PATCH), through its run's own
+        control, as in one process.
+
+        Raises:
+            UnknownStreamError: job `key` does not run here (it ended, or has not started).
+        """
+        relay = self._relays.get(key)
+        control = getattr(relay.run, "control", None) if relay is not None else None
+        if control is None or key not in self._stops:
+            raise UnknownStreamError(f"stream {name!r} is not running now (it starts, or ended)")
+        return await control.change(name, request)
 
 
 def _summaries(config: RunConfig) -> list[SummaryObserver]:

@@ -18,10 +18,11 @@ what the API accepts and what it documents cannot drift apart.
 Every change needs the viewer's token (`--serve-token`), also from this machine: a viewer
 without one answers 403 to changes. Errors are JSON `{"error": message}`: 400 a bad body (the
 message names the field and what is allowed), 401/403 the token, 404 an unknown stream, 409 a
-name in use, 501 a run that cannot change its streams (a `--cluster` run, for now).
+name in use, 501 a run that cannot change its streams.
 
 The run does the work: it hands the viewer a control object as `run.control`
-(`streamer.control.RunControl`, a layer above), which these routes call.
+(`streamer.control.RunControl`, a layer above; `streamer.cluster.control.ClusterControl` on a
+cluster), which these routes call.
 """
 
 from __future__ import annotations
@@ -278,8 +279,8 @@ class StreamRoutes:
         """The run's control, or the refusal of a run that cannot take `route`."""
         control = self._control()
         if control is None:
-            return _refusal(501, "this run cannot change its streams while it runs (a "
-                            "--cluster run, for now): stop it and change its inputs")  # fmt: skip
+            return _refusal(501, "this server has no run whose streams can change (a viewer "
+                            "of an archive alone): start a run with --serve")  # fmt: skip
         if route.changes and not self._token_set:
             return _refusal(403, "changing streams needs the viewer's token, also on this "
                             "machine: start the run with --serve-token TOKEN and send "
@@ -359,7 +360,7 @@ _ERRORS = {
     "403": "changes need the viewer's token (--serve-token), also on this machine",
     "404": "no stream of that name",
     "409": "a stream of that name runs already",
-    "501": "this run cannot change its streams (a --cluster run)",
+    "501": "no run whose streams can change is behind this server",
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import os
 import signal
@@ -428,3 +429,77 @@ def test_ctrl_c_on_the_command_line_finishes_every_output(cluster, clips, tmp_pa
         frames = int(ffprobe(video, "-count_frames")["streams"][0]["nb_read_frames"])
         assert frames > 0, video
     assert not _pids("ray::Shard"), "a shard outlived its run"
+
+
+def _gaps(rows: list[dict]) -> float:
+    """The median time between consecutive analysed frames of `rows` (wall clock)."""
+    walls = sorted(r["wall"] for r in rows)
+    gaps = sorted(b - a for a, b in itertools.pairwise(walls))
+    return gaps[len(gaps) // 2]
+
+
+def test_the_stream_api_adds_changes_and_removes_streams_of_a_cluster_run(
+    cluster, rtsp_server, tmp_path
+):
+    """The viewer's stream API on a cluster run: a camera added over HTTP is placed by its
+    pin (on the door-cam node) and analysed at the rate asked; PATCH changes the rate on its
+    shard; DELETE stops it there, its JSON Lines ends on a whole record and its summary comes
+    back; a name in use is refused; the run's own stream never stops."""
+    _, worker = cluster
+    out, port = tmp_path / "live", free_port()
+    pinned = ClusterConfig("auto", pins=(Pin("door", resource="door-cam"),))
+    config = dataclasses.replace(
+        _config([f"yard={rtsp_server.url('cam2')}"], out),
+        serve=ServeConfig(port=port, token="t0k"),
+        cluster=pinned,
+    )  # a pin for a stream the API will add: allowed with the API on
+    api = f"http://127.0.0.1:{port}/api/streams"
+    seen: dict = {}
+
+    async def until(check, task: asyncio.Task, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not check():
+            assert not task.done() and time.monotonic() < deadline, "not in time"
+            await asyncio.sleep(0.2)
+
+    async def call(http, method: str, url: str, status: int, body=None) -> dict:
+        async with http.request(method, url, json=body) as answer:
+            assert answer.status == status, await answer.text()
+            return await answer.json()
+
+    async def scenario():
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_cluster(config, stop=stop))
+        door = {"name": "door", "input": rtsp_server.url("cam1"), "analyze-fps": 1}
+        try:
+            await until(lambda: _analysed(out / "yard.jsonl") >= 3, task, 90)
+            async with aiohttp.ClientSession(headers={"Authorization": "Bearer t0k"}) as http:
+                seen["added"] = await call(http, "POST", api, 201, door)
+                await until(lambda: _analysed(out / "door.jsonl") >= 4, task, 60)
+                seen["listed"] = (await call(http, "GET", api, 200))["streams"]
+                await call(http, "PATCH", f"{api}/door", 200, {"analyze-fps": 4})
+                seen["changed"] = time.time()
+                await asyncio.sleep(4.0)
+                seen["removed"] = await call(http, "DELETE", f"{api}/door", 200)
+                seen["gone"] = time.time()
+                await call(http, "POST", api, 409, {"name": "yard", "input": door["input"]})
+                await asyncio.sleep(2.0)
+        finally:
+            stop.set()
+        return await task
+
+    summary = asyncio.run(scenario())
+    assert seen["added"]["name"] == "door" and seen["added"]["analyze_fps"] == 1
+    listed = {s["name"]: s for s in seen["listed"]}
+    assert list(listed) == ["yard", "door"] and worker.node_id[:6] in listed["door"]["node"]
+    rows = [r for r in read_jsonl(out / "door.jsonl") if r["type"] == "analysis"]
+    before = [r for r in rows if r["wall"] < seen["changed"]]
+    after = [r for r in rows if r["wall"] > seen["changed"] + 1.0]
+    assert len(before) >= 4 and len(after) >= 4, (len(before), len(after))
+    assert _gaps(after) < 0.6 * _gaps(before), (_gaps(before), _gaps(after))
+    assert (out / "door.jsonl").read_text().endswith("\n")
+    assert all(r["wall"] < seen["gone"] for r in rows)
+    assert seen["removed"]["name"] == "door" and seen["removed"]["analysed"] >= len(rows) > 0
+    assert [s.name for s in summary.streams] == ["yard"]
+    yard = [r for r in read_jsonl(out / "yard.jsonl") if r["type"] == "analysis"]
+    assert any(r["wall"] > seen["gone"] for r in yard)
