@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import json
 import logging
 import os
 import signal
@@ -20,11 +21,13 @@ import time
 from pathlib import Path
 
 import aiohttp
+import aiomqtt
 import pytest
 import ray
 from media import ffprobe, read_jsonl
 from ray.cluster_utils import Cluster
 from servers.llm_server import llm_server  # noqa: F401  (session fixture)
+from servers.mosquitto import mosquitto  # noqa: F401  (session fixture)
 from webhook_receiver import Receiver
 
 from bench.harness.rtsp import free_port
@@ -40,6 +43,7 @@ from streamer.config import RunConfig, ServeConfig
 from streamer.llm import LlmConfig
 from streamer.outputs.options import OutputConfig
 from streamer.pipeline import run_pipeline
+from streamer.watch.mqtt import MqttConfig
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -439,12 +443,17 @@ def _gaps(rows: list[dict]) -> float:
 
 
 def test_the_stream_api_adds_changes_and_removes_streams_of_a_cluster_run(
-    cluster, rtsp_server, tmp_path
+    cluster,
+    rtsp_server,
+    mosquitto,  # noqa: F811
+    tmp_path,
 ):
     """The viewer's stream API on a cluster run: a camera added over HTTP is placed by its
     pin (on the door-cam node) and analysed at the rate asked; PATCH changes the rate on its
     shard; DELETE stops it there, its JSON Lines ends on a whole record and its summary comes
-    back; a name in use is refused; the run's own stream never stops."""
+    back; a name in use is refused; the run's own stream never stops. With --mqtt (a real
+    mosquitto) the coordinator publishes the remote streams' states, and the added stream's
+    Home Assistant entities appear with it and are cleared when it goes."""
     _, worker = cluster
     out, port = tmp_path / "live", free_port()
     pinned = ClusterConfig("auto", pins=(Pin("door", resource="door-cam"),))
@@ -452,9 +461,18 @@ def test_the_stream_api_adds_changes_and_removes_streams_of_a_cluster_run(
         _config([f"yard={rtsp_server.url('cam2')}"], out),
         serve=ServeConfig(port=port, token="t0k"),
         cluster=pinned,
+        mqtt=MqttConfig(mosquitto.url(), prefix="cl", status_every_s=1.0),
     )  # a pin for a stream the API will add: allowed with the API on
     api = f"http://127.0.0.1:{port}/api/streams"
     seen: dict = {}
+    heard: list[tuple[str, bytes]] = []
+
+    async def listen() -> None:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            await client.subscribe("cl/#")
+            await client.subscribe("homeassistant/+/+/door_caption/config")
+            async for message in client.messages:
+                heard.append((message.topic.value, bytes(message.payload or b"")))
 
     async def until(check, task: asyncio.Task, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -469,6 +487,7 @@ def test_the_stream_api_adds_changes_and_removes_streams_of_a_cluster_run(
 
     async def scenario():
         stop = asyncio.Event()
+        listening = asyncio.create_task(listen())
         task = asyncio.create_task(run_cluster(config, stop=stop))
         door = {"name": "door", "input": rtsp_server.url("cam1"), "analyze-fps": 1}
         try:
@@ -486,7 +505,10 @@ def test_the_stream_api_adds_changes_and_removes_streams_of_a_cluster_run(
                 await asyncio.sleep(2.0)
         finally:
             stop.set()
-        return await task
+        try:
+            return await task
+        finally:
+            listening.cancel()
 
     summary = asyncio.run(scenario())
     assert seen["added"]["name"] == "door" and seen["added"]["analyze_fps"] == 1
@@ -503,3 +525,7 @@ def test_the_stream_api_adds_changes_and_removes_streams_of_a_cluster_run(
     assert [s.name for s in summary.streams] == ["yard"]
     yard = [r for r in read_jsonl(out / "yard.jsonl") if r["type"] == "analysis"]
     assert any(r["wall"] > seen["gone"] for r in yard)
+    states = {t: json.loads(p) for t, p in heard if t in ("cl/yard/status", "cl/door/status") and p}
+    assert {"cl/yard/status", "cl/door/status"} <= states.keys(), sorted({t for t, _ in heard})
+    door_config = [p for t, p in heard if t.endswith("/door_caption/config")]
+    assert door_config and door_config[0] and door_config[-1] == b"", door_config[:1]
