@@ -397,7 +397,9 @@ class _Run:
         """Event-loop lag (a loop blocked for long is a bug), progress, status, state changes."""
         period = 0.1
         status_every, archive = self.config.status_every, self.archive
-        reporter = Reporter(self.streams, status_every, archive) if self.progress else None
+        reporter = (
+            Reporter(self.streams, status_every, archive, self.mqtt) if self.progress else None
+        )
         states = {stream.name: None for stream in self.streams}
         while not self.done.is_set():
             before = time.monotonic()

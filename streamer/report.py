@@ -25,6 +25,7 @@ __all__ = [
     "RunSummary",
     "StreamSummary",
     "archive_line",
+    "mqtt_line",
     "run_summary",
     "stream_summary",
 ]
@@ -144,13 +145,17 @@ class Reporter:
         status_every: seconds between status tables.
         archive: with `--archive`, what tells the archive's state (`status()`: a plain dict,
             see `streamer.archive.observer.ArchiveObserver.status`); shown under the table.
+        mqtt: with `--mqtt`, the publisher (`status()`: a plain dict, see
+            `streamer.watch.mqtt.MqttPublisher.status`); a line under the table too.
     """
 
     def __init__(
-        self, streams: Sequence[StreamRun], status_every: float, archive: Any = None
-    ) -> None:
+        self, streams: Sequence[StreamRun], status_every: float, archive: Any = None,
+        mqtt: Any = None,
+    ) -> None:  # fmt: skip
         self.streams = streams
         self.archive = archive
+        self.mqtt = mqtt
         self.status_every = status_every
         self.files = all(not s.live for s in streams)
         self.counters = Counters()
@@ -175,6 +180,8 @@ class Reporter:
             table = status_table([self._row(s, now) for s in streams])
             if self.archive is not None:
                 table += "\n" + archive_line(self.archive.status())
+            if self.mqtt is not None:
+                table += "\n" + mqtt_line(self.mqtt.status())
             print(table, file=sys.stderr, flush=True)
 
     def _row(self, stream: StreamRun, now: float) -> StreamRow:
@@ -216,6 +223,19 @@ def archive_line(status: dict[str, Any]) -> str:
     if any(clips.values()):
         parts.append(f"{clips['written']} clips" + _counts(clips, ("waiting", "failed")))
     return "; ".join(parts)
+
+
+def mqtt_line(status: dict[str, Any]) -> str:
+    """The status table's line on MQTT, from the publisher's plain `status()` dict.
+
+    Example:
+        >>> mqtt_line({"broker": "mqtt://hub:1883", "connected": False, "published": 12,
+        ...     "dropped": 2, "reconnects": 1, "queued": 40})
+        'mqtt mqtt://hub:1883: NOT CONNECTED, 12 published (40 queued, 2 dropped, 1 reconnects)'
+    """
+    state = "connected" if status["connected"] else "NOT CONNECTED"
+    counts = _counts(status, ("queued", "dropped", "reconnects"))
+    return f"mqtt {status['broker']}: {state}, {status['published']} published{counts}"
 
 
 def _counts(counts: dict[str, int], keys: tuple[str, ...]) -> str:

@@ -125,7 +125,9 @@ class _ClusterRun:
             run.control = ClusterControl(self, self.coordinator)
         await self.coordinator.start()
         reporter = (
-            Reporter(streams, self.config.status_every, run.archive) if self.progress else None
+            Reporter(streams, self.config.status_every, run.archive, run.mqtt)
+            if self.progress
+            else None
         )
         finished = asyncio.Event()
         reading = asyncio.get_running_loop().create_task(

@@ -1,7 +1,7 @@
-"""The status table's line on the archive (`streamer.report.archive_line`), from the plain
-state a run with `--archive` carries."""
+"""The status table's lines on the archive (`streamer.report.archive_line`) and on MQTT
+(`mqtt_line`), from the plain state a run with `--archive` or `--mqtt` carries."""
 
-from streamer.report import archive_line
+from streamer.report import archive_line, mqtt_line
 
 
 def _status(**changes) -> dict:
@@ -30,3 +30,16 @@ def test_a_stopped_archive_says_so_and_why_and_what_it_missed():
     assert "No space left on device; the streams go on" in line
     assert "; door failed 0.0 MB (the disk is full); gate recording 1.0 MB" in line
     assert line.endswith("; 3 clips (2 waiting, 1 failed)")
+
+
+def test_the_mqtt_line_reads_the_publisher_s_own_state_and_never_its_password():
+    """The line under the table with --mqtt, from a real publisher's `status()`: before it
+    reached its broker it says so, and the URL it shows has no credentials."""
+    from streamer.watch.mqtt import MqttConfig, MqttPublisher
+
+    publisher = MqttPublisher(MqttConfig("mqtt://cam:pa55word@hub.local:1883"))
+    line = mqtt_line(publisher.status())
+    assert line == "mqtt mqtt://***@hub.local:1883: NOT CONNECTED, 0 published"
+    connected = {**publisher.status(), "connected": True, "published": 7, "queued": 2}
+    expected = "mqtt mqtt://***@hub.local:1883: connected, 7 published (2 queued)"
+    assert mqtt_line(connected) == expected
