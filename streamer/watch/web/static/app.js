@@ -100,6 +100,14 @@
       llm.dataset.state = status.llm.state;
     }
     status.streams.forEach(showStream);
+    // A stream removed while the run runs (the stream API): its card goes, its video stops.
+    const present = new Set(status.streams.map((s) => s.name));
+    for (const [name, entry] of cards) {
+      if (present.has(name)) continue;
+      entry.img.removeAttribute("src");
+      entry.node.remove();
+      cards.delete(name);
+    }
   }
 
   function addHistory(kind, rec) {
