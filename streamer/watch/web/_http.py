@@ -15,6 +15,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -128,8 +129,10 @@ def page_for(request: web.Request, page: bytes, token_required: bool) -> web.Res
 
 
 def json_response(data: dict[str, Any], status: int = 200) -> web.Response:
-    """`data` as JSON, never cached (it is the state of a run or an archive)."""
-    body = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    """`data` as JSON, never cached (it is the state of a run or an archive). A float that
+    JSON cannot hold (NaN, infinity: a latency of a stream that never delivered a frame) is
+    written as null."""
+    body = json.dumps(_finite(data), separators=(",", ":"), allow_nan=False)
     return web.Response(
         text=body,
         status=status,
@@ -162,3 +165,14 @@ def loopback(host: str) -> bool:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float (in dicts, lists and tuples) made None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
