@@ -129,9 +129,12 @@ class Outcome:
         parts = [f"+{n}" for n in self.added] + [f"-{n}" for n in self.removed]
         parts += [f"~{n} ({what})" for n, what in self.changed]
         parts += [f"!{n} (failed)" for n, _ in self.failed]
+        if not parts and not self.ignored:
+            return f"reload: no change in {self.path}"
+        text = ", ".join(parts) if parts else "no stream changed"
         if self.ignored:
-            parts.append(f"{len(self.ignored)} option(s) for the next start")
-        return "reload: " + (", ".join(parts) if parts else f"no change in {self.path}")
+            text += f"; {len(self.ignored)} option(s) changed for the next start"
+        return f"reload: {text}"
 
     def as_dict(self) -> dict[str, Any]:
         return {

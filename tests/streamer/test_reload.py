@@ -95,7 +95,10 @@ def test_the_outcome_says_what_changed_in_one_line():
     outcome = Outcome("run.toml", added=["gate"], removed=["yard"], kept=["hall"],
                       changed=[("door", "input"), ("hall2", "rate")], ignored=ignored)  # fmt: skip
     assert outcome.line() == (
-        "reload: +gate, -yard, ~door (input), ~hall2 (rate), 1 option(s) for the next start"
+        "reload: +gate, -yard, ~door (input), ~hall2 (rate); 1 option(s) changed for the next start"
+    )
+    assert Outcome("run.toml", ignored=ignored).line() == (
+        "reload: no stream changed; 1 option(s) changed for the next start"
     )
     answer = outcome.as_dict()
     assert answer["changed"] == [{"name": "door", "what": "input"},
