@@ -185,6 +185,7 @@ class Reloader:
         self._notes: dict[str, str] | None = None
         self._lock = asyncio.Lock()
         self._wanted = False  # a SIGHUP came that no reload has served yet
+        self._ended = False
         self._serving: asyncio.Task | None = None
 
     def attach(self, control: RunControl, notes: dict[str, str] | None = None) -> None:
@@ -196,13 +197,16 @@ class Reloader:
 
     def detach(self) -> None:
         """The run ends: no reload from now on (a SIGHUP still being served is cancelled)."""
-        self._control = None
+        self._control, self._ended = None, True
         if self._serving is not None:
             self._serving.cancel()
 
     def request(self) -> None:
         """Reload soon, from the event loop (the SIGHUP handler): after the reload that runs,
         if one does; SIGHUPs that come meanwhile make one reload together."""
+        if self._ended:
+            log.info("SIGHUP: the run is ending; %s is not re-read", self.path)
+            return
         self._wanted = True
         if self._control is None:
             log.info("SIGHUP: the run is not running yet; %s is re-read once it is", self.path)
@@ -231,7 +235,7 @@ class Reloader:
             try:
                 reading = await asyncio.to_thread(self._read)
             except ConfigError as exc:
-                log.warning("reload: %s; the running configuration is kept", exc)
+                log.warning("reload: the running configuration is kept: %s", exc)
                 raise
             changes = compare(self._streams, self._rate, self._options, reading)
             outcome = await self._apply(control, changes)

@@ -214,7 +214,7 @@ async def test_a_file_that_does_not_read_keeps_every_stream_and_says_why(
             expected = _start_error(toml)
             status, answer = await _call(s, "POST", run.url + "/api/reload", headers=AUTH)
             assert (status, answer) == (400, {"error": expected})
-            assert f"reload: {expected}; the running configuration is kept" in caplog.text
+            assert f"reload: the running configuration is kept: {expected}" in caplog.text
         assert "not valid TOML" in caplog.text and "analyze-fps = 0" in caplog.text
         assert await _names(s, run.url) == ["yard", "door"]
         assert run.stream("yard") is yard and run.stream("door") is door
