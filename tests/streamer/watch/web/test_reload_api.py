@@ -221,6 +221,16 @@ async def test_a_file_that_does_not_read_keeps_every_stream_and_says_why(
         toml.write_text(good)
         status, answer = await _call(s, "POST", run.url + "/api/reload", headers=AUTH)
         assert status == 200 and answer["kept"] == ["yard", "door"], answer
+        assert answer["summary"] == f"reload: no change in {toml}"
+        # The rate is the one option a running stream takes: each stream changes, none restarts.
+        toml.write_text(good.replace("preset = ", "analyze-fps = 4\npreset = "))
+        status, answer = await _call(s, "POST", run.url + "/api/reload", headers=AUTH)
+        assert answer["changed"] == [{"name": "yard", "what": "rate"},
+                                     {"name": "door", "what": "rate"}], answer  # fmt: skip
+        assert answer["summary"] == "reload: ~yard (rate), ~door (rate)"
+        _, listed = await _call(s, "GET", run.url + "/api/streams", headers=AUTH)
+        assert [x["analyze_fps"] for x in listed["streams"]] == [4.0, 4.0]
+        assert run.stream("yard") is yard and run.stream("door") is door
     for stream in (yard, door):
         assert run.longest_stall(stream) < 2.0, (stream.name, run.longest_stall(stream))
 
