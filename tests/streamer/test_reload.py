@@ -137,3 +137,18 @@ def test_sighup_calls_the_hangup_and_the_run_goes_on_and_still_stops_on_sigint()
     assert run_with_signals(run, received, lambda: hangups.append(1)) == "stopped"
     assert received == [signal.SIGINT]  # a SIGHUP is no stop: not in the exit code
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # the handler went with the run
+
+
+def test_the_reload_route_is_documented_with_its_answer_and_its_refusals():
+    from streamer.watch.web.stream_api import openapi
+
+    operation = openapi()["paths"]["/api/reload"]["post"]
+    assert operation["security"] == [{"token": []}]  # a change: the token, always
+    assert {"400", "401", "403", "409", "501"} <= set(operation["responses"])
+    assert "--config" in operation["responses"]["409"]["description"]
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    outcome = Outcome("run.toml", added=["gate"], changed=[("door", "input")],
+                      failed=[("yard", "cannot open")])  # fmt: skip
+    assert set(schema["properties"]) == set(outcome.as_dict())
+    jsonschema = pytest.importorskip("jsonschema")  # not a dependency: checked where it is
+    jsonschema.validate(outcome.as_dict(), schema)
