@@ -236,6 +236,7 @@ class Reloader:
                 reading = await asyncio.to_thread(self._read)
             except ConfigError as exc:
                 log.warning("reload: the running configuration is kept: %s", exc)
+                self._note(f"the running configuration is kept: {str(exc).splitlines()[0]}")
                 raise
             changes = compare(self._streams, self._rate, self._options, reading)
             outcome = await self._apply(control, changes)
@@ -314,5 +315,9 @@ class Reloader:
             log.warning("reload: %s", ignored)
         for name, why in outcome.failed:
             log.warning("reload: %s: %s", name, why)
+        self._note(line.removeprefix("reload: "))
+
+    def _note(self, text: str) -> None:
+        """The line under the status table: when the last reload was, and what it did."""
         if self._notes is not None:
-            self._notes["reload"] = f"{time.strftime('%H:%M:%S')} {line}"
+            self._notes["reload"] = f"{time.strftime('%H:%M:%S')} reload: {text}"

@@ -112,6 +112,9 @@ def test_sighup_reloads_the_file_and_a_broken_one_changes_nothing(tmp_path, cams
         toml.write_text(toml.read_text().replace("[[sources]]", "[[sources]", 1))
         proc.send_signal(signal.SIGHUP)
         stderr.wait_for(r"reload: the running configuration is kept: .*not valid TOML", 30)
+        # ... and under the table (its first line; the log has the marked line too).
+        stderr.wait_for(r"\n\d\d:\d\d:\d\d reload: the running configuration is kept: .*"
+                        r"line 11, column 10: not valid TOML", 10)  # fmt: skip
         time.sleep(1.0)
         assert list(_streams(port)) == ["yard", "gate"] and proc.poll() is None
         proc.send_signal(signal.SIGTERM)
@@ -121,6 +124,7 @@ def test_sighup_reloads_the_file_and_a_broken_one_changes_nothing(tmp_path, cams
             proc.kill()
         proc.wait()
         stderr.thread.join(10)
+        proc.stderr.close()
     assert proc.returncode == 143, stderr.text
     for name in ("yard", "door", "gate"):  # door's when it was removed, the others' at the end
         assert int(video_stream(ffprobe(tmp_path / f"{name}.mp4"))["nb_read_frames"]) > 10
