@@ -231,6 +231,17 @@ async def test_a_file_that_does_not_read_keeps_every_stream_and_says_why(
         _, listed = await _call(s, "GET", run.url + "/api/streams", headers=AUTH)
         assert [x["analyze_fps"] for x in listed["streams"]] == [4.0, 4.0]
         assert run.stream("yard") is yard and run.stream("door") is door
+        # A new input that cannot be opened: door goes back to its old one, and says why.
+        missing = tmp_path / "missing.mp4"
+        toml.write_text(toml.read_text().replace(cams.url("cam2"), str(missing)))
+        status, answer = await _call(s, "POST", run.url + "/api/reload", headers=AUTH)
+        assert status == 200 and answer["summary"] == "reload: !door (failed)", answer
+        assert answer["failed"][0]["error"].startswith("its new input cannot run: ")
+        assert str(missing) in answer["failed"][0]["error"]
+        _, described = await _call(s, "GET", run.url + "/api/streams/door", headers=AUTH)
+        assert described["input"] == cams.url("cam2") and described["analyze_fps"] == 4.0
+        await wait_until(lambda: run.delivered("door") > 10, 30, "door back on its old input")
+        assert (out / "door.keep-1.mp4").exists()  # what it wrote before the attempt
     for stream in (yard, door):
         assert run.longest_stall(stream) < 2.0, (stream.name, run.longest_stall(stream))
 
