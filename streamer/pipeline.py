@@ -42,6 +42,7 @@ from streamer.errors import ConfigError
 from streamer.llm import CaptionClient, CaptionRequest, LlmClient
 from streamer.llm.startup import open_llm_client
 from streamer.outputs.fanout import RANDOM_WEIGHTS_WARNING
+from streamer.reload import Reloader
 from streamer.report import Reporter, RunSummary, run_summary
 from streamer.sources import Source, SourceRunner, decoding, open_source, stream_names
 from streamer.sources.hwaccel import resolve_hwaccel
@@ -65,6 +66,7 @@ async def run_pipeline(
     service: EncoderService | None = None,
     config_observers: bool = True,
     llm: CaptionClient | None = None,
+    reloader: Reloader | None = None,
 ) -> RunSummary:
     """Run every input of `config` through the pipeline into its outputs; say what happened.
 
@@ -79,6 +81,8 @@ async def run_pipeline(
             cluster shard passes False: they run on its coordinator, fed by its `observers`.
         llm: the client to caption with when `config.llm` is set (a cluster shard's, which
             asks its coordinator), not one made here.
+        reloader: re-reads the run's `--config` file (SIGHUP, `POST /api/reload`) and changes
+            the streams through the run's control while it runs.
 
     Raises:
         SourceError: an input cannot be opened (before any output is created).
@@ -107,6 +111,7 @@ async def run_pipeline(
         )
         run = _Run(config, sources, service, stop or asyncio.Event(), progress, client, watchers,
                    runner=runner)  # fmt: skip
+        run.reloader = reloader
         return await run.run()
 
 
@@ -236,6 +241,8 @@ class _Run:
         self.clips = self.archive or found.get(ClipNamer)  # names each alert's clip
         self.recorders: dict[str, Recorder] = {}
         self.control: RunControl | None = None  # the viewer's stream API calls it
+        self.reloader: Reloader | None = None  # re-reads --config (SIGHUP, POST /api/reload)
+        self.notes: dict[str, str] = {}  # lines shown under the status table (the last reload)
         model = encoder.model
         warning = RANDOM_WEIGHTS_WARNING if model.random_weights else None
         if warning:
@@ -335,6 +342,8 @@ class _Run:
             self.control = control = RunControl(self, tg)  # streams come and go through it
             for stream in self.streams:
                 control.start(stream)
+            if self.reloader is not None:
+                self.reloader.attach(control, self.notes)
             tg.create_task(self.encoder.run())
             tg.create_task(self._analyse(analyzer))
             tg.create_task(self._monitor())
@@ -342,6 +351,8 @@ class _Run:
                 await control.wait()
             finally:
                 self.done.set()
+                if self.reloader is not None:
+                    self.reloader.detach()
                 if self.llm is not None:
                     self.llm.cancel()  # live requests still out: nobody will show them now
 
@@ -397,9 +408,9 @@ class _Run:
         """Event-loop lag (a loop blocked for long is a bug), progress, status, state changes."""
         period = 0.1
         status_every, archive = self.config.status_every, self.archive
-        reporter = (
-            Reporter(self.streams, status_every, archive, self.mqtt) if self.progress else None
-        )
+        reporter = None
+        if self.progress:
+            reporter = Reporter(self.streams, status_every, archive, self.mqtt, self.notes)
         states = {stream.name: None for stream in self.streams}
         while not self.done.is_set():
             before = time.monotonic()

@@ -147,20 +147,24 @@ class Reporter:
             see `streamer.archive.observer.ArchiveObserver.status`); shown under the table.
         mqtt: with `--mqtt`, the publisher (`status()`: a plain dict, see
             `streamer.watch.mqtt.MqttPublisher.status`); a line under the table too.
+        notes: lines the run keeps to show under the table, read at each table (the last
+            reload's changes: `streamer.reload`).
     """
 
     def __init__(
         self, streams: Sequence[StreamRun], status_every: float, archive: Any = None,
-        mqtt: Any = None,
+        mqtt: Any = None, notes: dict[str, str] | None = None,
     ) -> None:  # fmt: skip
         self.streams = streams
         self.archive = archive
         self.mqtt = mqtt
+        self.notes = notes if notes is not None else {}
         self.status_every = status_every
         self.files = all(not s.live for s in streams)
         self.counters = Counters()
         self.bar = ProgressBar(self.counters) if self.files else None
-        self.meters = {s.name: (RateMeter(), RateMeter(), RateMeter()) for s in streams}
+        self.meters: dict[str, tuple[StreamRun, RateMeter, RateMeter, RateMeter]] = {}
+        self._meter_new_streams()
         self.last_table = time.monotonic()
         expected = [s.expected for s in streams]
         self.counters.expected = sum(expected) if all(expected) else None
@@ -168,6 +172,7 @@ class Reporter:
     def tick(self, final: bool = False) -> None:
         """Update the bar, or print the table when it is due (always when `final`)."""
         streams = self.streams
+        self._meter_new_streams()
         if self.bar is not None:
             self.counters.written = sum(s.stats.delivered for s in streams)
             self.counters.analysed = sum(s.stats.analysed for s in streams)
@@ -182,10 +187,22 @@ class Reporter:
                 table += "\n" + archive_line(self.archive.status())
             if self.mqtt is not None:
                 table += "\n" + mqtt_line(self.mqtt.status())
+            for note in self.notes.values():
+                table += "\n" + note
             print(table, file=sys.stderr, flush=True)
 
+    def _meter_new_streams(self) -> None:
+        """Meters for the streams added (or added again) since the last tick: the stream API
+        and a reload add streams while the run runs; a tick comes every 0.1 s."""
+        for gone in self.meters.keys() - {stream.name for stream in self.streams}:
+            del self.meters[gone]
+        for stream in self.streams:
+            kept = self.meters.get(stream.name)
+            if kept is None or kept[0] is not stream:
+                self.meters[stream.name] = (stream, RateMeter(), RateMeter(), RateMeter())
+
     def _row(self, stream: StreamRun, now: float) -> StreamRow:
-        m_in, m_ana, m_out = self.meters[stream.name]
+        _, m_in, m_ana, m_out = self.meters[stream.name]
         source = stream.source
         status = source.status
         p50, p95, p99 = stream.stats.latency.percentiles(50, 95, 99)

@@ -8,12 +8,14 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 
-from streamer.cli.build import configure, settings
+from streamer.cli.build import Settings, configure, settings
 from streamer.cli.exits import EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, report
 from streamer.cli.flags import add_options
 from streamer.config import RunConfig
 from streamer.pipeline import run_pipeline
+from streamer.reload import Reading, Reloader
 from streamer.report import RunSummary
 
 log = logging.getLogger("streamer")
@@ -51,13 +53,18 @@ def run_command(args: argparse.Namespace) -> int:
         return report(exc)
     progress = not given.get("no-progress")
     signals: list[int] = []
-    run = run_pipeline
-    if config.cluster is not None:  # the same run, spread over a Ray cluster
-        from streamer.cluster import run_cluster  # Ray loads only for a cluster run
+    reloader = reloader_for(args, given, config)
+    hangup = reloader.request if reloader is not None else _no_reload(config)
 
-        run = run_cluster
+    def run(stop: asyncio.Event):
+        if config.cluster is not None:  # the same run, spread over a Ray cluster
+            from streamer.cluster import run_cluster  # Ray loads only for a cluster run
+
+            return run_cluster(config, stop=stop, progress=progress)
+        return run_pipeline(config, stop=stop, progress=progress, reloader=reloader)
+
     try:
-        summary = run_with_signals(lambda stop: run(config, stop=stop, progress=progress), signals)
+        summary = run_with_signals(run, signals, hangup)
     except Exception as exc:  # the tree states each error's exit code; a bug is re-raised
         return report(exc)
     except asyncio.CancelledError:
@@ -69,6 +76,27 @@ def run_command(args: argparse.Namespace) -> int:
     if any(s.state == "failed" for s in summary.streams):
         return EXIT_ERROR
     return EXIT_INCOMPLETE if summary.incomplete else EXIT_OK
+
+
+def reloader_for(args: argparse.Namespace, given: Settings, config: RunConfig) -> Reloader | None:
+    """What re-reads the `--config` file of a one-process run (None: no file, a cluster)."""
+    if given.file is None or config.cluster is not None:
+        return None
+
+    def read() -> Reading:  # the file and the same command line, as at the start
+        again = settings(args)
+        return Reading(configure(again), again.values)
+
+    return Reloader(read, given.file.path, Reading(config, given.values))
+
+
+def _no_reload(config: RunConfig) -> Callable[[], None]:
+    """What a SIGHUP does in a run that cannot reload: say why, and go on."""
+    if config.cluster is not None:
+        why = "a --cluster run cannot change its streams while it runs (yet)"
+    else:
+        why = "this run was started without --config: there is no file to re-read"
+    return lambda: log.warning("SIGHUP: %s; the run goes on", why)
 
 
 def _interrupted(signals: list[int]) -> int:
@@ -112,7 +140,9 @@ def _print_summary(summary: RunSummary, config: RunConfig) -> None:
         print(f"streamer: input incomplete: {summary.incomplete}", file=sys.stderr)
 
 
-def run_with_signals(coro_factory, received: list[int] | None = None) -> object:
+def run_with_signals(
+    coro_factory, received: list[int] | None = None, hangup: Callable[[], None] | None = None
+) -> object:
     """Run a coroutine under `asyncio.run` with graceful Ctrl-C / SIGTERM.
 
     The first SIGINT or SIGTERM sets the stop event the coroutine was given (sources stop,
@@ -122,6 +152,8 @@ def run_with_signals(coro_factory, received: list[int] | None = None) -> object:
     Args:
         coro_factory: called with the stop event, returns the coroutine to run.
         received: the signals that arrived are appended to it (for the exit code).
+        hangup: called in the loop on each SIGHUP (a reload), which then never ends the run.
+            Windows has no SIGHUP: there a reload is `POST /api/reload` only.
     """
 
     async def runner():
@@ -144,10 +176,15 @@ def run_with_signals(coro_factory, received: list[int] | None = None) -> object:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, sig)
+        hup = getattr(signal, "SIGHUP", None)  # none on Windows
+        if hangup is not None and hup is not None:
+            loop.add_signal_handler(hup, hangup)
         try:
             return await coro_factory(stop)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+            if hangup is not None and hup is not None:
+                loop.remove_signal_handler(hup)
 
     return asyncio.run(runner())

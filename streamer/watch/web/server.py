@@ -13,6 +13,7 @@ files are the package's own, read once with importlib.resources)::
     /api/captions, /api/alerts  history as JSON (?stream=NAME, ?after=ID)
     /api/streams[/{name}]       list, add, change and remove streams while the run runs
                                 (`stream_api`; changes need the token), /api/openapi.json
+    /api/reload                 POST: re-read the run's --config file (`reload_api`)
     /healthz                    200 while the run is up
     /metrics                    Prometheus text (`streamer.watch.web.metrics`)
     /search, /api/search, /archive/...  with an archive: its search page (`archive_routes`)
@@ -376,7 +377,8 @@ def _app(viewer: WebViewer) -> web.Application:
     app.router.add_get("/metrics", viewer.prometheus)
     app.router.add_get(CLIP_ROUTE, clip_handler(lambda: archive_dir_of(viewer.run)))
     control = lambda: getattr(viewer.run, "control", None)  # noqa: E731 (read per request)
-    StreamRoutes(control, viewer.config.token is not None).add_to(app)
+    reloader = lambda: getattr(viewer.run, "reloader", None)  # noqa: E731
+    StreamRoutes(control, viewer.config.token is not None, reloader).add_to(app)
     if viewer.archive is not None:  # imported here: the archive's code loads only when used
         from streamer.watch.web.archive_routes import ArchiveRoutes
 

@@ -7,6 +7,7 @@
     GET    /api/streams/{name}   one stream
     PATCH  /api/streams/{name}   change a running one: {"analyze-fps": 1}
     DELETE /api/streams/{name}   remove one: its outputs are finished; answers its summary
+    POST   /api/reload           re-read the run's --config file (`reload_api`)
     GET    /api/openapi.json     this API as an OpenAPI 3.1 document
 
 A body's keys are the options' own keys, as a configuration file writes them (`analyze-fps`,
@@ -46,6 +47,7 @@ from streamer.errors import (
 )
 from streamer.outputs.options import OutputConfig
 from streamer.sources import split_stream_name
+from streamer.watch.web import reload_api
 from streamer.watch.web._http import json_response
 
 __all__ = ["FIELDS", "BodyField", "StreamControl", "StreamRequest", "openapi", "parse_body"]
@@ -231,6 +233,8 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/api/streams/{name}", "remove",
           "Remove a stream: its outputs are finished; answers its summary", changes=True),
     Route("GET", "/api/openapi.json", "document", "This API as an OpenAPI 3.1 document"),
+    Route("POST", "/api/reload", "reload", "Re-read the run's --config file: streams added, "
+          "removed or changed by its difference, the others untouched", changes=True),
 )  # fmt: skip
 
 
@@ -242,11 +246,16 @@ class StreamRoutes:
             501 (a run that cannot change its streams).
         token_set: the viewer has a token (the guard has checked it by then); without one,
             changes are refused.
+        reloader: the run's `--config` reloader, read when a reload is asked (None: 409).
     """
 
-    def __init__(self, control: Callable[[], StreamControl | None], token_set: bool) -> None:
+    def __init__(
+        self, control: Callable[[], StreamControl | None], token_set: bool,
+        reloader: Callable[[], reload_api.Reloads | None] = lambda: None,
+    ) -> None:  # fmt: skip
         self._control = control
         self._token_set = token_set
+        self._reloader = reloader
 
     def add_to(self, app: web.Application) -> None:
         """Register every route of `ROUTES`."""
@@ -266,7 +275,7 @@ class StreamRoutes:
                 return json_response(await work(request, control), route.ok)
             except UnknownStreamError as exc:
                 return _error(404, exc)
-            except StreamExistsError as exc:
+            except (StreamExistsError, reload_api.NoConfigFile) as exc:
                 return _error(409, exc)
             except (ConfigError, SourceError) as exc:
                 return _error(400, exc)
@@ -310,6 +319,9 @@ class StreamRoutes:
     async def remove(self, request: web.Request, control: StreamControl) -> dict[str, Any]:
         return await control.remove(request.match_info["name"])
 
+    async def reload(self, request: web.Request, control: StreamControl) -> dict[str, Any]:
+        return await reload_api.reload(self._reloader())
+
 
 def _refusal(status: int, message: str) -> web.Response:
     return json_response({"error": message}, status)
@@ -335,7 +347,7 @@ def requests_body(request: web.Request) -> bool:
     """Whether `request` is one of the API's changes: they carry a body (the guard lets them
     through, up to `BODY_LIMIT`) and are refused in JSON."""
     return request.method in ("POST", "PATCH", "DELETE") and (
-        request.path == "/api/streams" or request.path.startswith("/api/streams/")
+        request.path in ("/api/streams", "/api/reload") or request.path.startswith("/api/streams/")
     )
 
 
@@ -399,6 +411,8 @@ def _operation(route: Route) -> dict[str, Any]:
         codes.append("404")
     if route.handler == "document":
         codes = ["401"]
+    if route.handler == "reload":
+        responses, codes = reload_api.responses(_ERROR), []
     for code in sorted(codes):
         responses[code] = {"description": _ERRORS[code],
                            "content": {"application/json": {"schema": _ERROR}}}  # fmt: skip
