@@ -54,7 +54,11 @@ def run_command(args: argparse.Namespace) -> int:
     progress = not given.get("no-progress")
     signals: list[int] = []
     reloader = reloader_for(args, given, config)
-    hangup = reloader.request if reloader is not None else _no_reload(config)
+    # With --config a SIGHUP re-reads it; without one it stops the run like SIGTERM (a closed
+    # terminal ends the run with its outputs finished).
+    hangup = reloader.request if reloader is not None else None
+    if hangup is None and given.file is not None:
+        hangup = _no_reload(config)
 
     def run(stop: asyncio.Event):
         if config.cluster is not None:  # the same run, spread over a Ray cluster
@@ -91,11 +95,9 @@ def reloader_for(args: argparse.Namespace, given: Settings, config: RunConfig) -
 
 
 def _no_reload(config: RunConfig) -> Callable[[], None]:
-    """What a SIGHUP does in a run that cannot reload: say why, and go on."""
-    if config.cluster is not None:
-        why = "a --cluster run cannot change its streams while it runs (yet)"
-    else:
-        why = "this run was started without --config: there is no file to re-read"
+    """What a SIGHUP does in a run with --config that cannot reload it (a cluster run): say
+    why, and go on."""
+    why = "a --cluster run cannot re-read its --config while it runs (yet)"
     return lambda: log.warning("SIGHUP: %s; the run goes on", why)
 
 
@@ -152,8 +154,9 @@ def run_with_signals(
     Args:
         coro_factory: called with the stop event, returns the coroutine to run.
         received: the signals that arrived are appended to it (for the exit code).
-        hangup: called in the loop on each SIGHUP (a reload), which then never ends the run.
-            Windows has no SIGHUP: there a reload is `POST /api/reload` only.
+        hangup: called in the loop on each SIGHUP (a reload), which then never ends the run;
+            None: a SIGHUP stops the run as SIGTERM does. Windows has no SIGHUP: there a
+            reload is `POST /api/reload` only.
     """
 
     async def runner():
@@ -174,15 +177,16 @@ def run_with_signals(
             else:
                 task.cancel()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal, sig)
         hup = getattr(signal, "SIGHUP", None)  # none on Windows
+        stops = [signal.SIGINT, signal.SIGTERM] + ([hup] if hangup is None and hup else [])
+        for sig in stops:
+            loop.add_signal_handler(sig, on_signal, sig)
         if hangup is not None and hup is not None:
             loop.add_signal_handler(hup, hangup)
         try:
             return await coro_factory(stop)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in stops:
                 loop.remove_signal_handler(sig)
             if hangup is not None and hup is not None:
                 loop.remove_signal_handler(hup)

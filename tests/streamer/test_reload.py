@@ -11,7 +11,8 @@ from streamer.cli.build import configure, settings
 from streamer.cli.main import build_parser
 from streamer.cli.run import reloader_for, run_with_signals
 from streamer.errors import ConfigError
-from streamer.reload import Outcome, Reading, compare, keep_outputs
+from streamer.outputs.keep import keep_outputs
+from streamer.reload import Outcome, Reading, compare
 from streamer.sources import stream_names
 
 
@@ -152,3 +153,18 @@ def test_the_reload_route_is_documented_with_its_answer_and_its_refusals():
     assert set(schema["properties"]) == set(outcome.as_dict())
     jsonschema = pytest.importorskip("jsonschema")  # not a dependency: checked where it is
     jsonschema.validate(outcome.as_dict(), schema)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on Windows")
+def test_without_a_file_to_re_read_a_sighup_stops_the_run_as_sigterm_does():
+    """No --config (no hangup given): a closed terminal's SIGHUP is a graceful stop, counted
+    in the exit code, not the default action that would kill the process mid-write."""
+    received: list[int] = []
+
+    async def run(stop: asyncio.Event) -> str:
+        os.kill(os.getpid(), signal.SIGHUP)
+        await asyncio.wait_for(stop.wait(), 5)
+        return "stopped"
+
+    assert run_with_signals(run, received) == "stopped"
+    assert received == [signal.SIGHUP]
