@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,10 +35,11 @@ from typing import Any
 from streamer.config import RunConfig
 from streamer.control import RATE, RunControl
 from streamer.errors import ConfigError, StreamerError
+from streamer.outputs.keep import keep_outputs
 from streamer.sources import stream_names
 from streamer.watch.web.stream_api import StreamRequest
 
-__all__ = ["Changes", "Outcome", "Reading", "Reloader", "compare", "keep_outputs"]
+__all__ = ["Changes", "Outcome", "Reading", "Reloader", "compare"]
 
 log = logging.getLogger("streamer")
 
@@ -146,22 +146,6 @@ class Outcome:
             "failed": [{"name": n, "error": why} for n, why in self.failed],
             "summary": self.line(),
         }
-
-
-def keep_outputs(stream: str, paths: list[str]) -> None:
-    """Move the finished outputs of a stream that restarts out of its new run's way, as
-    `NAME.keep-N.EXT` (N the first number none of them has yet), so that nothing is lost."""
-    split = [os.path.splitext(path) for path in paths]
-    keep = 1
-    while any(os.path.exists(f"{root}.keep-{keep}{ext}") for root, ext in split):
-        keep += 1
-    for root, ext in split:
-        try:
-            os.replace(root + ext, f"{root}.keep-{keep}{ext}")
-        except FileNotFoundError:
-            continue  # never begun
-        except OSError as exc:
-            log.warning("%s: cannot keep %s (%s); it is written over", stream, root + ext, exc)
 
 
 class Reloader:

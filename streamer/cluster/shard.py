@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 from typing import Any
 
 from streamer.analysis.service import ModelCard, ServiceLoad
@@ -23,6 +22,7 @@ from streamer.cluster.pool import InFlight, PoolEncoderService
 from streamer.cluster.relay import FrameRelay, Relay, RelayBatch
 from streamer.config import RunConfig
 from streamer.errors import UnknownStreamError
+from streamer.outputs.keep import keep_outputs
 from streamer.pipeline import run_pipeline
 from streamer.report import RunSummary
 
@@ -188,19 +188,5 @@ class _StoredByTheCoordinator:
 
 def _keep_outputs(config: RunConfig, stream: str) -> None:
     """Move the outputs a lost run of `stream` left (where this node sees them: a shared
-    filesystem) out of the new run's way, so that nothing it wrote is lost. They are numbered
-    by the first N no `NAME.keep-N.*` of the stream has yet (a restart whose node died before
-    it wrote leaves no gap)."""
-    paths = [os.path.splitext(path) for path in config.outputs.for_stream(stream).paths()]
-    keep = 1
-    while any(os.path.exists(f"{root}.keep-{keep}{ext}") for root, ext in paths):
-        keep += 1
-    for root, ext in paths:
-        path = root + ext
-        try:
-            os.replace(path, f"{root}.keep-{keep}{ext}")
-        except FileNotFoundError:
-            continue  # written on the lost node's own disk, or never begun
-        except OSError as exc:
-            log.warning("%s: cannot keep %s of its lost run (%s); it is written over", stream,
-                        path, exc)  # fmt: skip
+    filesystem) out of the new run's way, so that nothing it wrote is lost."""
+    keep_outputs(stream, config.outputs.for_stream(stream).paths())
