@@ -5,14 +5,17 @@
     GET    /api/streams          every stream and its settings (the read rules of the viewer)
     POST   /api/streams          add one: {"name": "door", "input": "rtsp://...", ...options}
     GET    /api/streams/{name}   one stream
-    PATCH  /api/streams/{name}   change a running one: {"analyze-fps": 1}
+    PATCH  /api/streams/{name}   change a running one: {"analyze-fps": 1, "labels": "dog, cat",
+                                 "alerts": ["a person"], "captions": "off"}
     DELETE /api/streams/{name}   remove one: its outputs are finished; answers its summary
     GET    /api/openapi.json     this API as an OpenAPI 3.1 document
 
 A body's keys are the options' own keys, as a configuration file writes them (`analyze-fps`,
 `jsonl`; `_` works as `-`), and each value is typed by its option's declaration
 (`Option.read`, which the TOML reader uses too): the same value is refused in a file and in a
-body with the same words. The document's schemas are made from the same table (`FIELDS`), so
+body with the same words (the values that are more than one option's text, a stream's
+labels, alerts and captions switch, are read in `stream_body`, their parts by their options
+too). The document's schemas are made from the same table (`FIELDS`), so
 what the API accepts and what it documents cannot drift apart.
 
 Every change needs the viewer's token (`--serve-token`), also from this machine: a viewer
@@ -46,6 +49,7 @@ from streamer.errors import (
 from streamer.outputs.options import OutputConfig
 from streamer.sources import split_stream_name
 from streamer.watch.web._http import json_response
+from streamer.watch.web.stream_body import AlertsValue, CaptionsValue, LabelsValue, Value
 
 __all__ = ["FIELDS", "BodyField", "StreamControl", "StreamRequest", "openapi", "parse_body"]
 
@@ -69,6 +73,8 @@ class BodyField:
             stream's own keys.
         required: a request of these kinds needs it.
         help: what it is, where it is no option.
+        value: how a value that is more than one option's text is read and documented
+            (`stream_body`); None for one option's value or a stream's own key.
     """
 
     key: str
@@ -76,6 +82,12 @@ class BodyField:
     row: Declared | None = None
     required: tuple[Kind, ...] = ()
     help: str = ""
+    value: Value | None = None
+
+    @property
+    def setting(self) -> bool:
+        """It is a setting of the stream (not its name or input)."""
+        return self.row is not None or self.value is not None
 
     @property
     def path(self) -> str:
@@ -84,6 +96,8 @@ class BodyField:
 
     def read(self, value: Any) -> Any:
         """The value, typed as its option types a file's; ConfigError says why not."""
+        if self.value is not None:
+            return self.value.read(value)
         if self.row is None:
             return _stream_key(self.key, value)
         opt = self.row.option
@@ -95,6 +109,8 @@ class BodyField:
 
     def schema(self) -> dict[str, Any]:
         """Its JSON schema, from the declaration: text or a number, as `Option.read` takes."""
+        if self.value is not None:
+            return self.value.schema()
         if self.row is None:
             return {"type": "string", "description": self.help}
         opt = self.row.option
@@ -120,6 +136,10 @@ FIELDS: tuple[BodyField, ...] = (
               help="the stream's source: an rtsp://, rtsps://, http(s):// URL, a camera "
                    "index or device, or a file path"),
     _option("analyze-fps", ("add", "change")),
+    BodyField("labels", ("add", "change"), _OPTIONS["labels"],
+              value=LabelsValue(_OPTIONS["labels"])),
+    BodyField("alerts", ("add", "change"), value=AlertsValue()),
+    BodyField("captions", ("add", "change"), value=CaptionsValue()),
     *(_option(key, ("add",)) for key in ("output", "srt", "vtt", "jsonl")),
 )  # fmt: skip
 
@@ -131,7 +151,8 @@ class StreamRequest:
     Attributes:
         name: the stream's name (adding), else None.
         input: its source spec (adding), else None.
-        settings: option path (`analysis.analyze_fps`, `outputs.jsonl`) → typed value, for
+        settings: option path (`analysis.analyze_fps`, `analysis.labels`, `outputs.jsonl`) or
+            key (`alerts`: `stream_body.AlertSpec`s, `captions`: a bool) → typed value, for
             the keys the body gave.
     """
 
@@ -160,7 +181,7 @@ def parse_body(body: Any, kind: Kind) -> StreamRequest:
     for f in allowed.values():
         if kind in f.required and f.key not in values:
             raise ConfigError(f"{f.key}: missing; give {f.help}")
-    settings = {allowed[k].path: v for k, v in values.items() if allowed[k].row is not None}
+    settings = {allowed[k].path: v for k, v in values.items() if allowed[k].setting}
     return StreamRequest(values.get("name"), values.get("input"), settings)
 
 
