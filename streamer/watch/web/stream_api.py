@@ -30,7 +30,6 @@ The run does the work: it hands the viewer a control object as `run.control`
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -47,9 +46,15 @@ from streamer.errors import (
     UnknownStreamError,
 )
 from streamer.outputs.options import OutputConfig
-from streamer.sources import split_stream_name
 from streamer.watch.web._http import json_response
-from streamer.watch.web.stream_body import AlertsValue, CaptionsValue, LabelsValue, Value
+from streamer.watch.web.stream_body import (
+    AlertsValue,
+    CaptionsValue,
+    LabelsValue,
+    Value,
+    json_kind,
+    stream_key,
+)
 
 __all__ = ["FIELDS", "BodyField", "StreamControl", "StreamRequest", "openapi", "parse_body"]
 
@@ -99,7 +104,7 @@ class BodyField:
         if self.value is not None:
             return self.value.read(value)
         if self.row is None:
-            return _stream_key(self.key, value)
+            return stream_key(self.key, value)
         opt = self.row.option
         try:
             typed = opt.read(value)
@@ -169,7 +174,7 @@ def parse_body(body: Any, kind: Kind) -> StreamRequest:
             value its option refuses, a required key missing; the message names the key.
     """
     if not isinstance(body, dict):
-        raise ConfigError(f"the body must be a JSON object of settings, got {_json_kind(body)}")
+        raise ConfigError(f"the body must be a JSON object of settings, got {json_kind(body)}")
     allowed = {f.key: f for f in FIELDS if kind in f.kinds}
     known = {f.key: f for f in FIELDS}
     values: dict[str, Any] = {}
@@ -192,26 +197,6 @@ def _unknown(key: str, kind: Kind, allowed: dict, known: dict) -> str:
     close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"{key}: unknown key{hint}; allowed here: {', '.join(allowed)}"
-
-
-def _stream_key(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{key}: must be a non-empty string, got {_json_kind(value)}")
-    if key == "name" and split_stream_name(f"{value}=x")[0] != value:
-        raise ConfigError(
-            f"name: {value!r} is no stream name; use letters, digits, '_', '.' and '-' "
-            "(it names files through {stream})"
-        )
-    return value.strip() if key == "input" else value
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return json.dumps(value)
-    names = {dict: "an object", list: "an array", str: "a string", int: "a number"}
-    return names.get(type(value), "a number" if isinstance(value, float) else type(value).__name__)
 
 
 class StreamControl(Protocol):

@@ -15,6 +15,7 @@ Unlike `--labels`, a body never names a file: the server reads no file for a req
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,8 +23,17 @@ from typing import Any, Protocol
 from streamer.analysis.alerts import AlertRule
 from streamer.core.options import Declared, declared
 from streamer.errors import ConfigError
+from streamer.sources import split_stream_name
 
-__all__ = ["AlertSpec", "AlertsValue", "CaptionsValue", "LabelsValue", "Value"]
+__all__ = [
+    "AlertSpec",
+    "AlertsValue",
+    "CaptionsValue",
+    "LabelsValue",
+    "Value",
+    "json_kind",
+    "stream_key",
+]
 
 _ALERT_ROWS = {row.option.key: row for row in declared(AlertRule, "alerts.")}
 _FIELD_OF = {key: row.path.split(".", 1)[1] for key, row in _ALERT_ROWS.items()}
@@ -187,3 +197,29 @@ class CaptionsValue:
             "description": "captions for this stream: off asks the LLM nothing for it and "
             "writes no caption (the other streams go on as they were)",
         }
+
+
+def stream_key(key: str, value: Any) -> str:
+    """A stream's own key (`name`, `input`): text, and a name that can name files.
+
+    Raises:
+        ConfigError: not text, or a name with characters a file name must not have.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key}: must be a non-empty string, got {json_kind(value)}")
+    if key == "name" and split_stream_name(f"{value}=x")[0] != value:
+        raise ConfigError(
+            f"name: {value!r} is no stream name; use letters, digits, '_', '.' and '-' "
+            "(it names files through {stream})"
+        )
+    return value.strip() if key == "input" else value
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in words ("an array", "null")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return json.dumps(value)
+    names = {dict: "an object", list: "an array", str: "a string", int: "a number"}
+    return names.get(type(value), "a number" if isinstance(value, float) else type(value).__name__)
