@@ -57,36 +57,43 @@ async def show(session: aiohttp.ClientSession) -> None:
               f"{s['analyze_fps']}/s, alerts: {alerts}", flush=True)  # fmt: skip
 
 
+async def drive(session: aiohttp.ClientSession) -> None:
+    await show(session)
+    alert = {"query": args.alert, "alert-threshold": args.threshold, "alert-frames": 1}
+    body = {"name": second, "input": args.second.split("=", 1)[1], "analyze-fps": 1,
+            "alerts": [alert]}  # fmt: skip
+    await call(session, "POST", "/streams", body)
+    print(f"added {second} at 1 frame/s, alerting on {args.alert!r}", flush=True)
+    await asyncio.sleep(args.step)
+    await show(session)
+    change = {"analyze-fps": 4, "alerts": [{**alert, "query": "a delivery van"}]}
+    await call(session, "PATCH", f"/streams/{second}", change)
+    print(f"changed {second}: 4 frames/s, alerting on 'a delivery van' instead", flush=True)
+    await asyncio.sleep(args.step)
+    await show(session)
+    summary = await call(session, "DELETE", f"/streams/{second}")
+    print(f"removed {second}: {summary['frames']} frames, {summary['analysed']} analysed")
+
+
 async def main() -> None:
     process = await asyncio.create_subprocess_exec(*run)
     headers = {"Authorization": f"Bearer {args.token}"}
-    async with aiohttp.ClientSession(headers=headers) as session:
-        for _ in range(600):  # the model loads, then the viewer listens
-            if process.returncode is not None:
-                sys.exit("the run ended before it served: see its message above")
-            try:
-                await call(session, "GET", "/streams")
-                break
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.2)
-        print(f"running at http://127.0.0.1:{args.port}/:", flush=True)
-        await show(session)
-        alert = {"query": args.alert, "alert-threshold": args.threshold, "alert-frames": 1}
-        body = {"name": second, "input": args.second.split("=", 1)[1], "analyze-fps": 1,
-                "alerts": [alert]}  # fmt: skip
-        await call(session, "POST", "/streams", body)
-        print(f"added {second} at 1 frame/s, alerting on {args.alert!r}", flush=True)
-        await asyncio.sleep(args.step)
-        await show(session)
-        change = {"analyze-fps": 4, "alerts": [{**alert, "query": "a delivery van"}]}
-        await call(session, "PATCH", f"/streams/{second}", change)
-        print(f"changed {second}: 4 frames/s, alerting on 'a delivery van' instead", flush=True)
-        await asyncio.sleep(args.step)
-        await show(session)
-        summary = await call(session, "DELETE", f"/streams/{second}")
-        print(f"removed {second}: {summary['frames']} frames, {summary['analysed']} analysed")
-    process.send_signal(signal.SIGINT)  # as Ctrl-C: the run finishes its files
-    await process.wait()
+    try:
+        async with aiohttp.ClientSession(headers=headers) as session:
+            for _ in range(600):  # the model loads, then the viewer listens
+                if process.returncode is not None:
+                    sys.exit("the run ended before it served: see its message above")
+                try:
+                    await call(session, "GET", "/streams")
+                    break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.2)
+            print(f"running at http://127.0.0.1:{args.port}/:", flush=True)
+            await drive(session)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)  # as Ctrl-C: the run finishes its files
+            await process.wait()
     lines = (out / f"{second}.jsonl").read_text(encoding="utf-8").splitlines()
     fired = [r["query"] for r in map(json.loads, lines) if r["type"] == "alert"]
     print(f"{second}'s alerts: {len(fired)} ({', '.join(sorted(set(fired))) or 'none'})")

@@ -155,7 +155,7 @@ class RunControl:
             self._emptied = False
             run.observers.stream_added(stream)
             if run.mqtt is not None:
-                run.mqtt.add_stream(name, tuple(r.query for r in self._rules(name)))
+                run.mqtt.set_alerts(name, self._rules(name))
             log.info("%s: added (%s)", name, self._inputs[name])
             return self._describe(stream)
 
@@ -199,7 +199,7 @@ class RunControl:
             settle = await self._prepare(name, request.settings)
             settle(stream)
             if ALERTS in request.settings and self._run.mqtt is not None:
-                self._run.mqtt.add_stream(name, tuple(r.query for r in self._rules(name)))
+                self._run.mqtt.set_alerts(name, self._rules(name))
             for key, value in request.settings.items():
                 log.info("%s: %s now %s", name, key.rsplit(".", 1)[-1], _shown(value))
             return self._describe(stream)
