@@ -131,3 +131,43 @@ def test_an_unreachable_server_exits_1_naming_it_and_the_fix():
     assert done.returncode == 1
     assert done.stderr.startswith(f"streamer streams: error: cannot reach {nobody} (")
     assert "--server URL (or STREAMER_SERVER)" in done.stderr and done.stderr.count("\n") == 1
+
+
+async def test_a_failing_server_or_one_that_is_no_viewer_is_unavailable_not_a_refusal():
+    """Faults a real run does not make on purpose, from an in-process server: a 500, and a
+    page that is not the API's (another service on that port)."""
+    from aiohttp import ClientSession, web
+
+    from streamer.cli.streams import StreamsClient
+    from streamer.errors import ApiRefusedError, ApiUnavailableError
+
+    async def broken(request):
+        return web.json_response({"error": "disk full"}, status=500)
+
+    async def other(request):
+        return web.Response(text="<html>a router's login page</html>", content_type="text/html")
+
+    async def refused(request):
+        return web.Response(text="401: this viewer needs its token", status=401)
+
+    app = web.Application()
+    app.router.add_get("/a/api/streams", broken)
+    app.router.add_get("/b/api/streams", other)
+    app.router.add_get("/c/api/streams", refused)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with ClientSession() as session:
+            with pytest.raises(ApiUnavailableError, match=r"/a/api/streams: 500: disk full"):
+                await StreamsClient(session, base + "/a", "t").list()
+            with pytest.raises(ApiUnavailableError, match=r"200: <html>.*streamer run's viewer"):
+                await StreamsClient(session, base + "/b", "t").list()
+            with pytest.raises(ApiRefusedError) as caught:
+                await StreamsClient(session, base + "/c", None).list()
+    finally:
+        await runner.cleanup()
+    assert caught.value.status == 401 and caught.value.exit_code == 2
+    assert str(caught.value).endswith("(give --token T, or set STREAMER_TOKEN)")
