@@ -64,13 +64,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     listing.add_argument("--json", action="store_true", help="print JSON for scripts")
     add = actions.add_parser("add", parents=[common], help="add a stream; it starts at once")
     add.add_argument("spec", metavar="NAME=URL", help="the stream's name and source")
-    _add_settings(add, labels=("--label", "a label of its own (repeatable; 'dog, cat' works)"),
+    _add_settings(add, labels=("--label", "labels of its own: 'dog, cat' or a file of this "
+                                          "machine, one per line (repeatable)"),
                   alerts=("--alert", "a text query to alert on (repeatable)"))  # fmt: skip
     remove = actions.add_parser("rm", parents=[common], help="remove a stream (outputs finished)")
     remove.add_argument("name", help="the stream")
     change = actions.add_parser("set", parents=[common], help="change a running stream")
     change.add_argument("name", help="the stream")
-    labels = "its own labels instead of those it has: 'dog, cat, person'"
+    labels = "its own labels instead of those it has: 'dog, cat' or a file, one per line"
     alerts = "its whole set of alerts, replacing the one it has (none: no alert)"
     _add_settings(change, labels=("--labels", labels), alerts=("--alerts", alerts))
     parser.set_defaults(handler=streams_command)
@@ -139,6 +140,7 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
     Raises:
         ConfigError: a spec with no name, an alert setting with no alert, nothing to change.
     """
+    from streamer.analysis.labels import load_labels
     from streamer.errors import ConfigError
     from streamer.sources import split_stream_name
 
@@ -151,9 +153,9 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
         body.update(name=name, input=spec)
     if args.rate is not None:
         body["analyze-fps"] = args.rate
-    if args.labels is not None:
+    if args.labels is not None:  # a file is read here, as `streamer run --labels` reads it
         items = args.labels if isinstance(args.labels, list) else [args.labels]
-        body["labels"] = [part.strip() for item in items for part in item.split(",")]
+        body["labels"] = [label for item in items for label in load_labels(item)]
     settings = {key: getattr(args, _dest_of(key)) for key in _ALERT_KEYS
                 if hasattr(args, _dest_of(key))}  # fmt: skip
     if args.alerts is not None:

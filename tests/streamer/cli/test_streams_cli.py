@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -31,9 +32,12 @@ def streams(*args: str, token: str | None = TOKEN, server: str | None = None):
 
 
 def _serving(url: str) -> bool:
+    """Whether the viewer answers (a 401 too: it wants the token)."""
     try:
         with urllib.request.urlopen(url + "/healthz", timeout=2):
             return True
+    except urllib.error.HTTPError:
+        return True
     except OSError:
         return False
 
@@ -41,22 +45,26 @@ def _serving(url: str) -> bool:
 @pytest.fixture
 def running(tmp_path, rtsp_server):
     """`streamer run cam1=... --serve 127.0.0.1:PORT --serve-token TOKEN`, serving."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer", "run", f"cam1={rtsp_server.url('cam1')}",
-         "--jsonl", str(tmp_path / "{stream}.jsonl"), "--serve", f"127.0.0.1:{port}",
-         "--serve-token", TOKEN, "--analyze-fps", "2", *TINY],
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    port, log = free_port(), tmp_path / "run.log"
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120  # the model loads first, then the viewer binds
-    while not _serving(url):
-        assert proc.poll() is None, proc.stderr.read()[-3000:]
-        assert time.monotonic() < deadline, "the run never served"
-        time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(60)
+    with log.open("w") as err:  # a file: an unread pipe would fill and block the run
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamer", "run", f"cam1={rtsp_server.url('cam1')}",
+             "--jsonl", str(tmp_path / "{stream}.jsonl"), "--serve", f"127.0.0.1:{port}",
+             "--serve-token", TOKEN, "--analyze-fps", "2", *TINY],
+            stderr=err,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120  # the model loads first, then the viewer binds
+        try:
+            while not _serving(url):
+                assert proc.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the run never served"
+                time.sleep(0.3)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    assert proc.returncode == 143, log.read_text()[-3000:]  # SIGTERM's graceful end
 
 
 def _wait_for(condition, timeout: float, what: str) -> None:
@@ -110,7 +118,8 @@ def test_list_add_set_and_rm_a_stream_of_a_running_process(tmp_path, rtsp_server
 @pytest.mark.slow
 def test_refusals_print_the_servers_message_on_one_line(tmp_path, running):
     cases = [  # (args, token, exit code, words)
-        (["set", "cam1", "--labels", "/etc/passwd"], TOKEN, 2, "looks like a file"),
+        (["add", "x=ftp://cam/1"], TOKEN, 2, "ftp:// streams"),
+        (["set", "cam1", "--labels", str(tmp_path / "no.txt")], TOKEN, 2, "does not exist"),
         (["rm", "nope"], TOKEN, 2, "no stream named 'nope' (the run's streams: cam1)"),
         (["add", "cam1=rtsp://127.0.0.1:9/x"], TOKEN, 2, "'cam1' runs already"),
         (["list"], "wrong", 2, "401: this viewer needs its token"),
