@@ -11,7 +11,12 @@ same object, handed to it as `run.control`. What each does, never pausing the ot
 - remove: stop that stream's source only (each stream has its own stop, set also when the run
   stops), let its last frames through, finish its outputs (a playable MP4, complete subtitles,
   JSON Lines ending on a whole record), tell the observers; answers its summary.
-- change: its analysis rate, from its next frame on.
+- change: its analysis rate, its zero-shot labels, its set of alerts, its captions on or off,
+  from its next analysed frame on. New label and query texts are embedded first, through the
+  encoder service's thread (its text cache too), so nothing changes when that fails and the
+  loop never waits on the model; then every setting is applied at once. Labels are a
+  vocabulary of the stream's own (`Analyzer.use`), alerts a rule set of its own
+  (`AlertDetector.set_rules`: a rule kept keeps its state); both can also come with an add.
 
 One change runs at a time. The encoder service ends when its last lane closes; while a viewer
 can add streams, a lane of the control's own stays open, so a run whose streams were all
@@ -23,9 +28,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any
 
+import numpy as np
+
+from streamer.analysis.alerts import AlertDetector, AlertRule
+from streamer.analysis.analyzer import Vocabulary
+from streamer.analysis.labels import prompts
+from streamer.analysis.text_cache import cached_text_embeddings
 from streamer.errors import ConfigError, StreamExistsError, UnknownStreamError
 from streamer.outputs.options import OutputConfig
 from streamer.report import stream_summary
@@ -39,7 +51,7 @@ __all__ = ["RunControl", "outputs_for"]
 log = logging.getLogger("streamer")
 
 KEEP_LANE = "\x00control"  # the control's own encoder lane (no stream can take this name)
-RATE = "analysis.analyze_fps"
+RATE, LABELS, ALERTS, CAPTIONS = "analysis.analyze_fps", "analysis.labels", "alerts", "captions"
 _OUTPUTS = {"outputs.video": "video", "outputs.srt": "srt", "outputs.vtt": "vtt",
             "outputs.jsonl": "jsonl"}  # fmt: skip
 
@@ -130,21 +142,20 @@ class RunControl:
                                         "another name, or DELETE it first")  # fmt: skip
             spec, config = request.input, run.config
             outputs = self._outputs(name, spec, request.settings)
+            self._forget(name)  # a stream of that name that was removed before
+            settle = await self._prepare(name, request.settings)
             source = await asyncio.to_thread(
                 open_source, spec, name, live=config.live, options=config.sources
             )  # a file is probed: not on the loop
             stream = StreamRun(source, source.live, outputs, run.shared)
             self._inputs[name] = redact(spec)
-            run.shared.sampler.forget(name)
-            if RATE in request.settings:
-                run.shared.sampler.set_rate(name, request.settings[RATE])
+            settle(stream)
             run.streams.append(stream)
             self.start(stream)
             self._emptied = False
             run.observers.stream_added(stream)
             if run.mqtt is not None:
-                rules = tuple(r.query for r in config.alerts if r.watches(name))
-                run.mqtt.add_stream(name, rules)
+                run.mqtt.set_alerts(name, self._rules(name))
             log.info("%s: added (%s)", name, self._inputs[name])
             return self._describe(stream)
 
@@ -167,7 +178,7 @@ class RunControl:
             await asyncio.to_thread(stream.close)
             del self._delivering[name], self._stops[name]
             run.recorders.pop(name, None)
-            run.shared.sampler.forget(name)
+            self._forget(name)
             self._emptied = not self._running()
             run.observers.stream_removed(stream)
             if run.mqtt is not None:
@@ -185,10 +196,74 @@ class RunControl:
         """
         async with self._lock:
             stream = self._find(name)
-            if RATE in request.settings:
-                self._run.shared.sampler.set_rate(name, request.settings[RATE])
-                log.info("%s: analysis rate now %s", name, _rate(request.settings[RATE]))
+            settle = await self._prepare(name, request.settings)
+            settle(stream)
+            if ALERTS in request.settings and self._run.mqtt is not None:
+                self._run.mqtt.set_alerts(name, self._rules(name))
+            for key, value in request.settings.items():
+                log.info("%s: %s now %s", name, key.rsplit(".", 1)[-1], _shown(value))
             return self._describe(stream)
+
+    async def _prepare(self, name: str, settings: dict[str, Any]) -> Callable[[StreamRun], None]:
+        """Embed what `settings` needs embedded (off the loop); answers what applies them all
+        at once to the stream. Nothing is changed until then, so a failure changes nothing.
+
+        Raises:
+            ConfigError: labels or alerts for an encoder with no text tower.
+        """
+        run = self._run
+        vocabulary, rules, embeddings = None, None, None
+        if (LABELS in settings or ALERTS in settings) and not run.encoder.model.has_text:
+            raise ConfigError(
+                f"labels and alerts are compared with text, and the {run.encoder.model.kind} "
+                "encoder has no text tower: run with --encoder clip to change them"
+            )
+        if LABELS in settings:
+            labels = settings[LABELS]
+            text = await self._embed(prompts(labels, run.config.analysis.prompt))
+            vocabulary = Vocabulary(labels, text, run.encoder.model.logit_scale)
+        if ALERTS in settings:
+            defaults = run.config.alerts[0] if run.config.alerts else None
+            rules = tuple(spec.rule(name, defaults) for spec in settings[ALERTS])
+            embeddings = await self._embed([rule.query for rule in rules])
+
+        def settle(stream: StreamRun) -> None:
+            if RATE in settings:
+                run.shared.sampler.set_rate(name, settings[RATE])
+            if vocabulary is not None:
+                run.analyzer.use(name, vocabulary)
+            if rules is not None:
+                if run.alerts is None:  # the run had no alert: a detector for the streams' own
+                    run.alerts = AlertDetector((), np.zeros((0, embeddings.shape[1]), np.float32))
+                run.alerts.set_rules(name, rules, embeddings)
+            if CAPTIONS in settings:
+                stream.captioned = settings[CAPTIONS]
+
+        return settle
+
+    async def _embed(self, texts: list[str]) -> np.ndarray:
+        """Text embeddings through the encoder service's thread and the run's text cache."""
+        run = self._run
+        if not texts:
+            return np.zeros((0, run.encoder.model.info.dim), np.float32)
+        return await cached_text_embeddings(
+            run.config.analysis.text_cache, run.encoder.model.info, texts, run.encoder.embed_text
+        )
+
+    def _rules(self, name: str) -> tuple[AlertRule, ...]:
+        alerts = self._run.alerts
+        if alerts is not None:
+            return alerts.rules_for(name)
+        return tuple(rule for rule in self._run.config.alerts if rule.watches(name))
+
+    def _forget(self, name: str) -> None:
+        """Drop the per-stream state of the analysis for `name` (a stream gone or new)."""
+        run = self._run
+        run.shared.sampler.forget(name)
+        if run.analyzer is not None:
+            run.analyzer.forget(name)
+        if run.alerts is not None:
+            run.alerts.forget(name)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -215,6 +290,9 @@ class RunControl:
             "live": stream.live,
             "state": "ended" if stream.closed else stream.source.status.state,
             "analyze_fps": _rate(self._run.shared.sampler.rate(stream.name)),
+            "labels": self._labels(stream.name),
+            "alerts": [_alert(rule) for rule in self._rules(stream.name)],
+            "captions": "on" if stream.captioned else "off",
             "outputs": {
                 "video": outputs.video,
                 "srt": outputs.srt,
@@ -228,6 +306,29 @@ class RunControl:
                 "dropped": stream.dropped,
             },
         }
+
+    def _labels(self, name: str) -> list[str] | None:
+        """The stream's own labels; None while it has the run's (often hundreds)."""
+        analyzer = self._run.analyzer
+        if analyzer is None or analyzer.vocabulary_of(name) is analyzer.vocabulary:
+            return None
+        vocabulary = analyzer.vocabulary_of(name)
+        return list(vocabulary.labels) if vocabulary is not None else None
+
+
+def _alert(rule: AlertRule) -> dict[str, Any]:
+    """A rule as a body gives it (its settings under their options' keys)."""
+    return {"query": rule.query, "alert-threshold": rule.threshold,
+            "alert-frames": rule.frames, "alert-cooldown": rule.cooldown_s}  # fmt: skip
+
+
+def _shown(value: Any) -> str:
+    """A setting's new value as the log says it."""
+    if value is True or value is False:
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ", ".join(getattr(v, "query", v) for v in value) or "none"
+    return str(_rate(value))
 
 
 def outputs_for(

@@ -8,7 +8,10 @@ shown in brackets, and states the exit code it ends the `streamer` command with:
     │   ├── UnknownModelError (UnknownEncoderError)   an encoder, model or weights tag that is not
     │   │                                 registered; lists the valid ones
     │   ├── UnknownStreamError (LookupError)   a change names a stream the run does not have
-    │   └── StreamExistsError             a stream to add has the name of a running one
+    │   ├── StreamExistsError             a stream to add has the name of a running one
+    │   └── ApiRefusedError               `streamer streams`: the run's server refused (4xx)
+    ├── ApiUnavailableError (ConnectionError)   `streamer streams`: the run's server cannot be
+    │                                     reached, or failed (5xx)
     ├── SourceError                       an input could not be opened or read
     │   ├── SourceNotFoundError (FileNotFoundError)   the input path or URL does not exist (404)
     │   ├── SourceOpenError (OSError)     the input exists but cannot be opened as video
@@ -72,6 +75,8 @@ from typing import Any, ClassVar
 
 __all__ = [
     "ActorLostError",
+    "ApiRefusedError",
+    "ApiUnavailableError",
     "ArchiveError",
     "BenchError",
     "ChannelClosed",
@@ -147,6 +152,23 @@ class UnknownStreamError(ConfigError, LookupError):
 
 class StreamExistsError(ConfigError):
     """A stream to add to a running run has the name of one that runs already."""
+
+
+class ApiRefusedError(ConfigError):
+    """A running run's stream API refused a request (`streamer streams`): a bad body, a wrong
+    token, an unknown stream; the message is the server's.
+
+    Attributes:
+        status: the HTTP status (4xx).
+    """
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiUnavailableError(StreamerError, ConnectionError):
+    """A running run's server cannot be reached, or failed (5xx); names the URL and the fix."""
 
 
 # --- sources ------------------------------------------------------------------------------------

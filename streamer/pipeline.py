@@ -235,6 +235,7 @@ class _Run:
         self.loop_lag_max_s = 0.0
         self.observers = observers if observers is not None else Observers()
         self.alerts: AlertDetector | None = None  # made at the start of `run`
+        self.analyzer: Analyzer | None = None  # made at the start of `run`
         # --archive's and --mqtt's observers (the status surfaces read their state; alert clips)
         found = {type(o): o for o in self.observers.items}
         self.archive, self.mqtt = found.get(ArchiveObserver), found.get(MqttPublisher)
@@ -272,7 +273,7 @@ class _Run:
 
     async def run(self) -> RunSummary:
         started = time.monotonic()
-        analyzer = Analyzer(await self._vocabulary(), self.config.analysis.top_k)
+        self.analyzer = analyzer = Analyzer(await self._vocabulary(), self.config.analysis.top_k)
         self.alerts = await self._alert_detector()
         try:
             await self.observers.start(self)
@@ -384,7 +385,7 @@ class _Run:
                         fired.append(alert.query)
                 self.observers.embedded(name, annotation, embedding, request.frame, tuple(fired))
                 analysis = Analysis(annotation, None)
-                if self.schedule.due(annotation):
+                if request.stream.captioned and self.schedule.due(annotation):
                     analyzer.set_reference(name, embedding)
                     analysis = self._caption(request, annotation)
                 request.future.set_result(analysis)

@@ -122,6 +122,8 @@ class StreamRun:
         # Set by `close`: a stream removed from a running run may still get the results of
         # frames it sent before; its finished files take no more records.
         self.closed = False
+        # Off (the stream API): the analyse stage asks no caption for its frames.
+        self.captioned = True
 
     @property
     def dropped(self) -> int:
@@ -185,8 +187,9 @@ class StreamRun:
                 self.on_caption(analysis.caption)
 
     def on_caption(self, caption: Caption) -> None:
-        """Show and record a caption, unless it only repeats the one shown."""
-        if self.closed:
+        """Show and record a caption, unless it only repeats the one shown (or captions were
+        turned off for the stream while it was asked for)."""
+        if self.closed or not self.captioned:
             return
         if self.caption is not None and near_duplicate(caption.text, self.caption.text):
             return

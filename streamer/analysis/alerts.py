@@ -170,6 +170,9 @@ class AlertDetector:
         rules: the rules.
         embeddings: [len(rules), dim] text embeddings of the queries, rows L2-normalised.
         clock: wall clock for `Alert.wall` (injectable for tests).
+
+    A stream may have its own set of rules instead (`set_rules`, from the stream API): it is
+    checked against them from its next analysed frame on, the others against theirs.
     """
 
     def __init__(
@@ -178,16 +181,40 @@ class AlertDetector:
         embeddings: np.ndarray,
         clock: Callable[[], float] = _time.time,
     ) -> None:
-        embeddings = np.asarray(embeddings, dtype=np.float32)
-        if embeddings.ndim != 2 or embeddings.shape[0] != len(rules):
-            raise ValueError(
-                f"embeddings must have one row per rule ({len(rules)}), got shape "
-                f"{embeddings.shape}"
-            )
+        embeddings = _rows(rules, embeddings)
         self.rules = tuple(rules)
         self.embeddings = embeddings
         self.clock = clock
-        self._trackers: dict[str, list[tuple[int, AlertTracker]]] = {}
+        self._watches: dict[str, _Watch] = {}
+
+    def rules_for(self, stream: str) -> tuple[AlertRule, ...]:
+        """The rules `stream` is checked against."""
+        return tuple(tracker.rule for tracker in self._watch(stream).trackers)
+
+    def set_rules(self, stream: str, rules: tuple[AlertRule, ...], embeddings: np.ndarray) -> None:
+        """Check `stream` against `rules` (with their query embeddings) from now on, instead
+        of the rules it had. A rule it keeps keeps its state (its run of matching frames,
+        its cooldown), so replacing the set does not fire a kept rule again at once.
+
+        Raises:
+            ValueError: `embeddings` has not one row per rule.
+        """
+        embeddings = _rows(rules, embeddings)
+        kept = {_same(t.rule): t for t in self._watch(stream).trackers}
+        trackers = [kept.get(_same(rule)) or AlertTracker(rule) for rule in rules]
+        self._watches[stream] = _Watch(embeddings, trackers)
+
+    def forget(self, stream: str) -> None:
+        """Drop the state of a stream that left the run."""
+        self._watches.pop(stream, None)
+
+    def _watch(self, stream: str) -> _Watch:
+        watch = self._watches.get(stream)
+        if watch is None:
+            mine = [i for i, rule in enumerate(self.rules) if rule.watches(stream)]
+            trackers = [AlertTracker(self.rules[i]) for i in mine]
+            watch = self._watches[stream] = _Watch(self.embeddings[mine], trackers)
+        return watch
 
     def check(
         self,
@@ -209,16 +236,12 @@ class AlertDetector:
         Returns:
             The alerts that fire on this frame (usually none).
         """
-        trackers = self._trackers.get(stream)
-        if trackers is None:
-            trackers = [(i, AlertTracker(r)) for i, r in enumerate(self.rules) if r.watches(stream)]
-            self._trackers[stream] = trackers
-        if not trackers:
+        watch = self._watch(stream)
+        if not watch.trackers:
             return []
-        scores = self.embeddings @ np.asarray(embedding, dtype=np.float32)
+        scores = watch.embeddings @ np.asarray(embedding, dtype=np.float32)
         fired = []
-        for i, tracker in trackers:
-            score = float(scores[i])
+        for tracker, score in zip(watch.trackers, scores.tolist(), strict=True):
             if tracker.update(score, time):
                 rule = tracker.rule
                 fired.append(
@@ -226,3 +249,25 @@ class AlertDetector:
                           frame_index, image=image)
                 )  # fmt: skip
         return fired
+
+
+@dataclass(slots=True)
+class _Watch:
+    """The rules one stream is checked against: their query embeddings and trackers."""
+
+    embeddings: np.ndarray
+    trackers: list[AlertTracker]
+
+
+def _rows(rules: tuple[AlertRule, ...], embeddings: np.ndarray) -> np.ndarray:
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    if embeddings.ndim != 2 or embeddings.shape[0] != len(rules):
+        raise ValueError(
+            f"embeddings must have one row per rule ({len(rules)}), got shape {embeddings.shape}"
+        )
+    return embeddings
+
+
+def _same(rule: AlertRule) -> tuple:
+    """What makes two rules the same rule on one stream (the streams they name aside)."""
+    return (rule.query, rule.threshold, rule.frames, rule.cooldown_s)

@@ -44,6 +44,9 @@ class Analyzer:
         vocabulary: labels for zero-shot tags; None when the encoder has no text tower (then
             annotations carry no tags, only scene scores).
         top_k: how many tags each annotation keeps.
+
+    A stream may have labels of its own (`use`, from the stream API): its tags come from them
+    from its next analysed frame on; the others keep the run's.
     """
 
     def __init__(self, vocabulary: Vocabulary | None, top_k: int = 3) -> None:
@@ -52,6 +55,23 @@ class Analyzer:
         self.vocabulary = vocabulary
         self.top_k = top_k
         self._reference: dict[str, np.ndarray] = {}
+        self._own: dict[str, Vocabulary] = {}  # streams with labels of their own
+
+    def use(self, stream: str, vocabulary: Vocabulary | None) -> None:
+        """Tag `stream` with `vocabulary` from now on; None gives it the run's again."""
+        if vocabulary is None:
+            self._own.pop(stream, None)
+        else:
+            self._own[stream] = vocabulary
+
+    def vocabulary_of(self, stream: str) -> Vocabulary | None:
+        """The vocabulary `stream`'s tags come from."""
+        return self._own.get(stream, self.vocabulary)
+
+    def forget(self, stream: str) -> None:
+        """Drop what is kept for a stream that left the run."""
+        self._own.pop(stream, None)
+        self._reference.pop(stream, None)
 
     def analyze(
         self, stream: str, frame_index: int, pts: float, embeddings: np.ndarray
@@ -63,26 +83,26 @@ class Analyzer:
             stream=stream,
             frame_index=frame_index,
             pts=pts,
-            tags=self._tags(embeddings),
+            tags=self._tags(embeddings, self.vocabulary_of(stream)),
             scene_score=max(0.0, scene),
         )
 
     def tag_batch(self, embeddings: np.ndarray) -> list[tuple[Tag, ...]]:
         """Top tags for each row of a [batch, dim] array."""
-        return [self._tags(row) for row in embeddings]
+        return [self._tags(row, self.vocabulary) for row in embeddings]
 
     def set_reference(self, stream: str, embedding: np.ndarray) -> None:
         """Remember the embedding a caption was made from; scene scores measure from it."""
         self._reference[stream] = embedding
 
-    def _tags(self, embedding: np.ndarray) -> tuple[Tag, ...]:
-        if self.vocabulary is None:
+    def _tags(self, embedding: np.ndarray, vocabulary: Vocabulary | None) -> tuple[Tag, ...]:
+        if vocabulary is None:
             return ()
-        logits = self.vocabulary.logit_scale * (self.vocabulary.embeddings @ embedding)
+        logits = vocabulary.logit_scale * (vocabulary.embeddings @ embedding)
         logits = logits - logits.max()
         probs = np.exp(logits)
         probs /= probs.sum()
         k = min(self.top_k, len(probs))
         best = np.argpartition(-probs, k - 1)[:k]
         best = best[np.argsort(-probs[best], kind="stable")]
-        return tuple(Tag(self.vocabulary.labels[i], float(probs[i])) for i in best)
+        return tuple(Tag(vocabulary.labels[i], float(probs[i])) for i in best)

@@ -38,7 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from streamer.cli import archive, ask, bench, config, encoders, llm, run, search, serve
+    from streamer.cli import (
+        archive,
+        ask,
+        bench,
+        config,
+        encoders,
+        llm,
+        run,
+        search,
+        serve,
+        streams,
+    )
 
     run.add_parser(commands)
     config.add_parser(commands)
@@ -49,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_parser(commands)
     archive.add_parser(commands)
     serve.add_parser(commands)
+    streams.add_parser(commands)
     sample = commands.add_parser("sample", help="fetch the sample clip and print its path")
     sample.add_argument("--cache-dir", help="where to keep it (default: ~/.cache/streamer/samples)")
     sample.set_defaults(handler=_sample)

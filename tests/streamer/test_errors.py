@@ -42,6 +42,8 @@ EXIT_CODES = {
     "UnknownModelError": EXIT_USAGE,
     "UnknownStreamError": EXIT_USAGE,
     "StreamExistsError": EXIT_USAGE,
+    "ApiRefusedError": EXIT_USAGE,
+    "ApiUnavailableError": EXIT_ERROR,
     "SourceError": EXIT_ERROR,
     "SourceNotFoundError": EXIT_ERROR,
     "SourceOpenError": EXIT_ERROR,

@@ -71,3 +71,28 @@ def test_rtsp_surveillance_example_records_cameras_and_fires_alerts(
         records = read_jsonl(tmp_path / "rec" / f"{name}.jsonl")
         alerts = [r for r in records if r["type"] == "alert"]
         assert alerts and alerts[0]["query"] == "a person at the door", json.dumps(records[:3])
+
+
+@pytest.mark.slow
+def test_control_api_example_adds_changes_and_removes_a_camera_of_a_running_run(
+    tmp_path, rtsp_server, user_env
+):
+    """Two real RTSP cameras; the second is added, changed and removed over HTTP. A threshold
+    of -1 makes every analysed frame match (random weights), so both of its alerts fire: the
+    one it was added with, then the one that replaced it."""
+    env = dict(user_env, PYTHONPATH=str(REPO))  # this checkout's streamer runs the API
+    args = [f"door={rtsp_server.url('cam1')}", f"yard={rtsp_server.url('cam2')}",
+            "--port", free_port(), "--threshold", "-1", "--step", "4", "--out", tmp_path / "out",
+            "--model", "tiny", "--weights", "random"]  # fmt: skip
+    done = _example("control_api.py", *args, cwd=tmp_path, env=env)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("running at http://127.0.0.1:") and lines[1].startswith("  door: ")
+    assert "added yard at 1 frame/s, alerting on 'a person at the door'" in lines
+    listed = [line for line in lines if line.startswith("  yard: ")]
+    assert len(listed) == 2 and "at 1.0/s" in listed[0] and "at 4.0/s" in listed[1], lines
+    assert "alerts: a delivery van" in listed[1]
+    removed = next(line for line in lines if line.startswith("removed yard: "))
+    assert int(removed.split()[2]) > 0
+    assert lines[-1] == "yard's alerts: 2 (a delivery van, a person at the door)", lines
+    records = read_jsonl(tmp_path / "out" / "door.jsonl")  # the first ran on all along
+    assert sum(r["type"] == "analysis" for r in records) > 10

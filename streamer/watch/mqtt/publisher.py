@@ -203,6 +203,24 @@ class MqttPublisher(Observer):
             for entity in self._entities(stream):
                 self._outbox.state(Message(entity.topic, payload(entity.config)))
 
+    def set_alerts(self, stream: str, rules: tuple[Any, ...]) -> None:
+        """`stream`'s alerts are now `rules` (`AlertRule`s; the stream API replaced its set):
+        the binary sensors of the queries it no longer has are removed with their retained
+        states, the others announced (again), each held on for its rule's cooldown."""
+        for rule in rules:
+            hold = rule.cooldown_s + ALERT_GRACE_S
+            self._holds[rule.query] = max(hold, self._holds.get(rule.query, 0.0))
+        queries = tuple(rule.query for rule in rules)
+        gone = [query for query in self._alerts.get(stream, ()) if query not in queries]
+        before = {e.topic for e in self._entities(stream)} if self.config.discovery else set()
+        self._alerts[stream] = queries
+        after = {e.topic for e in self._entities(stream)} if self.config.discovery else set()
+        for query in gone:
+            self._on.pop((stream, query), None)
+        for topic in [*sorted(before - after), *(self.topics.alert(stream, q) for q in gone)]:
+            self._outbox.state(Message(topic, b""))  # an empty retained message deletes one
+        self.add_stream(stream, queries)
+
     def remove_stream(self, stream: str) -> None:
         """Remove `stream`'s Home Assistant entities (empty retained configs) and clear its
         retained states from the broker; nothing more of it is published."""

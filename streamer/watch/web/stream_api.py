@@ -5,7 +5,8 @@
     GET    /api/streams          every stream and its settings (the read rules of the viewer)
     POST   /api/streams          add one: {"name": "door", "input": "rtsp://...", ...options}
     GET    /api/streams/{name}   one stream
-    PATCH  /api/streams/{name}   change a running one: {"analyze-fps": 1}
+    PATCH  /api/streams/{name}   change a running one: {"analyze-fps": 1, "labels": "dog, cat",
+                                 "alerts": ["a person"], "captions": "off"}
     DELETE /api/streams/{name}   remove one: its outputs are finished; answers its summary
     POST   /api/reload           re-read the run's --config file (`reload_api`)
     GET    /api/openapi.json     this API as an OpenAPI 3.1 document
@@ -13,7 +14,9 @@
 A body's keys are the options' own keys, as a configuration file writes them (`analyze-fps`,
 `jsonl`; `_` works as `-`), and each value is typed by its option's declaration
 (`Option.read`, which the TOML reader uses too): the same value is refused in a file and in a
-body with the same words. The document's schemas are made from the same table (`FIELDS`), so
+body with the same words (the values that are more than one option's text, a stream's
+labels, alerts and captions switch, are read in `stream_body`, their parts by their options
+too). The document's schemas are made from the same table (`FIELDS`), so
 what the API accepts and what it documents cannot drift apart.
 
 Every change needs the viewer's token (`--serve-token`), also from this machine: a viewer
@@ -29,7 +32,6 @@ cluster), which these routes call.
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -46,9 +48,16 @@ from streamer.errors import (
     UnknownStreamError,
 )
 from streamer.outputs.options import OutputConfig
-from streamer.sources import split_stream_name
 from streamer.watch.web import reload_api
 from streamer.watch.web._http import json_response
+from streamer.watch.web.stream_body import (
+    AlertsValue,
+    CaptionsValue,
+    LabelsValue,
+    Value,
+    json_kind,
+    stream_key,
+)
 
 __all__ = ["FIELDS", "BodyField", "StreamControl", "StreamRequest", "openapi", "parse_body"]
 
@@ -72,6 +81,8 @@ class BodyField:
             stream's own keys.
         required: a request of these kinds needs it.
         help: what it is, where it is no option.
+        value: how a value that is more than one option's text is read and documented
+            (`stream_body`); None for one option's value or a stream's own key.
     """
 
     key: str
@@ -79,6 +90,12 @@ class BodyField:
     row: Declared | None = None
     required: tuple[Kind, ...] = ()
     help: str = ""
+    value: Value | None = None
+
+    @property
+    def setting(self) -> bool:
+        """It is a setting of the stream (not its name or input)."""
+        return self.row is not None or self.value is not None
 
     @property
     def path(self) -> str:
@@ -87,8 +104,10 @@ class BodyField:
 
     def read(self, value: Any) -> Any:
         """The value, typed as its option types a file's; ConfigError says why not."""
+        if self.value is not None:
+            return self.value.read(value)
         if self.row is None:
-            return _stream_key(self.key, value)
+            return stream_key(self.key, value)
         opt = self.row.option
         try:
             typed = opt.read(value)
@@ -98,6 +117,8 @@ class BodyField:
 
     def schema(self) -> dict[str, Any]:
         """Its JSON schema, from the declaration: text or a number, as `Option.read` takes."""
+        if self.value is not None:
+            return self.value.schema()
         if self.row is None:
             return {"type": "string", "description": self.help}
         opt = self.row.option
@@ -123,6 +144,10 @@ FIELDS: tuple[BodyField, ...] = (
               help="the stream's source: an rtsp://, rtsps://, http(s):// URL, a camera "
                    "index or device, or a file path"),
     _option("analyze-fps", ("add", "change")),
+    BodyField("labels", ("add", "change"), _OPTIONS["labels"],
+              value=LabelsValue(_OPTIONS["labels"])),
+    BodyField("alerts", ("add", "change"), value=AlertsValue()),
+    BodyField("captions", ("add", "change"), value=CaptionsValue()),
     *(_option(key, ("add",)) for key in ("output", "srt", "vtt", "jsonl")),
 )  # fmt: skip
 
@@ -134,7 +159,8 @@ class StreamRequest:
     Attributes:
         name: the stream's name (adding), else None.
         input: its source spec (adding), else None.
-        settings: option path (`analysis.analyze_fps`, `outputs.jsonl`) → typed value, for
+        settings: option path (`analysis.analyze_fps`, `analysis.labels`, `outputs.jsonl`) or
+            key (`alerts`: `stream_body.AlertSpec`s, `captions`: a bool) → typed value, for
             the keys the body gave.
     """
 
@@ -151,7 +177,7 @@ def parse_body(body: Any, kind: Kind) -> StreamRequest:
             value its option refuses, a required key missing; the message names the key.
     """
     if not isinstance(body, dict):
-        raise ConfigError(f"the body must be a JSON object of settings, got {_json_kind(body)}")
+        raise ConfigError(f"the body must be a JSON object of settings, got {json_kind(body)}")
     allowed = {f.key: f for f in FIELDS if kind in f.kinds}
     known = {f.key: f for f in FIELDS}
     values: dict[str, Any] = {}
@@ -163,7 +189,7 @@ def parse_body(body: Any, kind: Kind) -> StreamRequest:
     for f in allowed.values():
         if kind in f.required and f.key not in values:
             raise ConfigError(f"{f.key}: missing; give {f.help}")
-    settings = {allowed[k].path: v for k, v in values.items() if allowed[k].row is not None}
+    settings = {allowed[k].path: v for k, v in values.items() if allowed[k].setting}
     return StreamRequest(values.get("name"), values.get("input"), settings)
 
 
@@ -174,26 +200,6 @@ def _unknown(key: str, kind: Kind, allowed: dict, known: dict) -> str:
     close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"{key}: unknown key{hint}; allowed here: {', '.join(allowed)}"
-
-
-def _stream_key(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{key}: must be a non-empty string, got {_json_kind(value)}")
-    if key == "name" and split_stream_name(f"{value}=x")[0] != value:
-        raise ConfigError(
-            f"name: {value!r} is no stream name; use letters, digits, '_', '.' and '-' "
-            "(it names files through {stream})"
-        )
-    return value.strip() if key == "input" else value
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return json.dumps(value)
-    names = {dict: "an object", list: "an array", str: "a string", int: "a number"}
-    return names.get(type(value), "a number" if isinstance(value, float) else type(value).__name__)
 
 
 class StreamControl(Protocol):

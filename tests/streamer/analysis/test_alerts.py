@@ -70,6 +70,40 @@ def test_each_stream_has_its_own_trackers_and_a_rule_can_watch_one_stream():
     assert yard2[0].score == pytest.approx(0.8)
 
 
+def test_a_stream_given_its_own_rules_is_checked_against_them_only():
+    everywhere = AlertRule("anything", threshold=0.5, frames=1, cooldown_s=0)
+    detector = AlertDetector((everywhere,), np.eye(1, 3, dtype=np.float32))
+    frame = np.array([0.8, 0.6, 0.0], np.float32)
+    assert [a.query for a in detector.check("door", 0, 0.0, frame)] == ["anything"]
+    a_car = AlertRule("a car", ("door",), threshold=0.5, frames=1, cooldown_s=0)
+    detector.set_rules("door", (a_car,), np.eye(2, 3, dtype=np.float32)[1:])
+    assert detector.rules_for("door") == (a_car,)
+    assert [(a.query, round(a.score, 3)) for a in detector.check("door", 1, 0.5, frame)] == [
+        ("a car", 0.6)
+    ]
+    assert [a.query for a in detector.check("yard", 0, 0.0, frame)] == ["anything"]
+    detector.set_rules("door", (), np.zeros((0, 3), np.float32))  # none: it fires no more
+    assert detector.check("door", 2, 1.0, frame) == [] and detector.rules_for("door") == ()
+    detector.forget("door")  # gone, then back under that name: the run's rules again
+    assert detector.rules_for("door") == (everywhere,)
+    with pytest.raises(ValueError, match="one row per rule"):
+        detector.set_rules("door", (a_car,), np.zeros((2, 3), np.float32))
+
+
+def test_a_rule_kept_across_a_new_set_keeps_its_count_and_cooldown():
+    keep = AlertRule("a dog", ("door",), threshold=0.5, frames=2, cooldown_s=10)
+    detector = AlertDetector((), np.zeros((0, 2), np.float32))
+    detector.set_rules("door", (keep,), np.array([[1.0, 0.0]], np.float32))
+    match = np.array([1.0, 0.0], np.float32)
+    fired = [bool(detector.check("door", i, float(i), match)) for i in range(2)]
+    assert fired == [False, True]
+    other = AlertRule("a cat", ("door",), threshold=0.5, frames=1, cooldown_s=0)
+    both = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)
+    detector.set_rules("door", (keep, other), both)  # "a dog" is in its cooldown still
+    assert [a.query for a in detector.check("door", 2, 2.0, match)] == ["a cat"]
+    assert [a.query for a in detector.check("door", 12, 12.0, match)] == ["a dog", "a cat"]
+
+
 def test_an_alert_keeps_the_frame_for_its_snapshot():
     detector = AlertDetector(
         (AlertRule("x", threshold=-1.0, frames=1),), np.eye(1, 3), clock=lambda: 123.0

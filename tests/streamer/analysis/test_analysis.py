@@ -46,6 +46,23 @@ def test_scene_score_is_distance_from_the_caption_reference_per_stream():
     assert analyzer.analyze("other", 0, 0.0, _unit([0, 1, 0])).scene_score == 0.0
 
 
+def test_a_stream_with_labels_of_its_own_is_tagged_from_them_the_others_from_the_runs():
+    analyzer = Analyzer(_vocab(), top_k=1)
+    own = Vocabulary(("boat", "tree"), np.stack([_unit([0, 1, 0]), _unit([1, 0, 0])]))
+    analyzer.use("yard", own)
+    frame = _unit([1.0, 0.1, 0.0])
+    assert analyzer.analyze("yard", 0, 0.0, frame).tags[0].label == "tree"
+    assert analyzer.analyze("door", 0, 0.0, frame).tags[0].label == "dog"
+    assert analyzer.vocabulary_of("yard") is own and analyzer.vocabulary_of("door") is not own
+    analyzer.use("yard", None)  # back to the run's
+    assert analyzer.analyze("yard", 1, 0.5, frame).tags[0].label == "dog"
+    analyzer.use("yard", own)
+    analyzer.set_reference("yard", frame)
+    analyzer.forget("yard")  # a stream that left: nothing of it kept
+    assert analyzer.vocabulary_of("yard") is analyzer.vocabulary
+    assert analyzer.analyze("yard", 2, 1.0, _unit([0, 1, 0])).scene_score == 0.0
+
+
 def test_no_vocabulary_means_no_tags():
     assert Analyzer(None).analyze("s", 0, 0.0, _unit([1, 0, 0])).tags == ()
 

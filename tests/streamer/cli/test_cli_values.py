@@ -8,6 +8,7 @@ table itself, so an option declared without a check fails here until it gets one
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -284,3 +285,49 @@ def test_the_command_refuses_a_bad_flag_and_a_bad_file_value_with_exit_2(tmp_pat
         "streamer: error: cams.toml: live-sources.reconnect-initial = -1: must be a number of "
         "seconds > 0, got '-1' (like --reconnect-initial)\n"
     )
+
+
+# --- `streamer streams`: its own options with a check, and those it borrows from `run` -------
+
+# Each checked option of `streamer streams ACTION`: (action, bad value, what is allowed).
+STREAMS_BAD = {
+    "--server": ("list", "127.0.0.1:8080", ["an http:// or https:// URL with a host"]),
+    "--rate": ("set", "0", ["a number of frames per second > 0, or 'all'"]),
+    "--captions": ("set", "maybe", ["one of on, off"]),
+    "--alert-threshold": ("add", "2", ["a cosine similarity in -1..1"]),
+    "--alert-frames": ("set", "0", ["a whole number ≥ 1"]),
+    "--alert-cooldown": ("add", "-1", ["a number of seconds ≥ 0"]),
+}
+_STREAMS_ARGS = {"list": [], "rm": ["door"], "set": ["door"], "add": ["door=rtsp://cam/1"]}
+
+
+def streams_checked_options() -> set[str]:
+    """Every option of `streamer streams`' actions whose value has a check."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    streams = commands.choices["streams"]
+    actions = next(a for a in streams._actions if isinstance(a, argparse._SubParsersAction))
+    return {
+        flag for sub in actions.choices.values() for action in sub._actions
+        if action.type is not None for flag in action.option_strings
+    }  # fmt: skip
+
+
+def test_every_checked_option_of_streams_has_a_bad_value_here():
+    assert streams_checked_options() == set(STREAMS_BAD)
+
+
+@pytest.mark.parametrize(
+    ("flag", "action", "bad", "allowed"),
+    [pytest.param(flag, *case, id=flag) for flag, case in STREAMS_BAD.items()],
+)
+def test_a_bad_streams_value_exits_2_naming_the_flag_before_the_server_is_asked(
+    capsys, flag, action, bad, allowed
+):
+    argv = ["streams", action, *_STREAMS_ARGS[action], f"{flag}={bad}"]
+    with pytest.raises(SystemExit) as caught:
+        main([*argv, "--server", "http://127.0.0.1:9"] if flag != "--server" else argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: " in err and repr(bad) in err, err
+    assert all(words in err for words in allowed), err

@@ -216,6 +216,42 @@ async def test_removing_a_stream_removes_its_entities_and_retained_states(mosqui
     } | {"homeassistant/image/t3/yard_frame/config"}
 
 
+async def test_a_new_alert_set_retracts_the_dropped_queries_and_announces_the_new(mosquitto):
+    """The stream API replaced door's alerts: "a dog" goes (its binary sensor and its retained
+    on), "a cat" comes, held on for its own cooldown; yard's entities are untouched."""
+    now = [100.0]
+    publisher = await started(MqttConfig(mosquitto.url(), prefix="t5"), lambda: now[0])
+    publisher.add_stream("door", ("a dog",))
+    publisher.add_stream("yard", ("a dog",))
+    publisher.alert("door", an_alert())
+    async with Watcher(mosquitto.url()) as watcher:
+        topics = lambda: {m.topic for m in discovered(watcher, "t5") if m.payload}  # noqa: E731
+        await until(lambda: len(topics()) == 12 and watcher.on("t5/door/alert/a_dog"),
+                    what="door's and yard's entities, door's alert on")  # fmt: skip
+        dog = "homeassistant/binary_sensor/t5/door_alert_a_dog/config"
+        cat = "homeassistant/binary_sensor/t5/door_alert_a_cat/config"
+        publisher.set_alerts("door", (AlertRule("a cat", ("door",), cooldown_s=60.0),))
+        await until(lambda: watcher.on(cat) and watcher.on(dog)[-1].payload == b""
+                    and watcher.on("t5/door/alert/a_dog")[-1].payload == b"",
+                    what="a dog retracted, a cat announced")  # fmt: skip
+        assert watcher.on(cat)[-1].json()["name"] == "Alert: a cat"
+        publisher.alert("door", an_alert("a cat"))
+        await until(lambda: watcher.on("t5/door/alert/a_cat"), what="a cat on")
+        now[0] += 30.0  # within its 60-s cooldown (+ 5 s): still on
+        await asyncio.sleep(1.5)
+        assert [m.json()["state"] for m in watcher.on("t5/door/alert/a_cat")] == ["on"]
+        now[0] += 36.0
+        await until(lambda: len(watcher.on("t5/door/alert/a_cat")) == 2, what="a cat off")
+        assert publisher.status()["dropped"] == 0
+    await publisher.stop()
+    async with Watcher(mosquitto.url()) as after:
+        await until(lambda: after.on(cat), what="the retained configs")
+        await asyncio.sleep(0.3)
+        retained = {m.topic for m in after.messages if m.retain and m.payload}
+    assert dog not in retained and cat in retained
+    assert "homeassistant/binary_sensor/t5/yard_alert_a_dog/config" in retained
+
+
 async def test_credentials_reach_the_broker_and_nothing_else(mosquitto_auth, caplog):
     wrong = MqttConfig(mosquitto_auth.url(USER, "not-the-pw"), retry=FAST, prefix="t4")
     with caplog.at_level(logging.DEBUG, logger="streamer.watch.mqtt"):

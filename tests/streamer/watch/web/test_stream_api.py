@@ -3,6 +3,7 @@ RTSP server while another stream keeps going; the refusals; the OpenAPI document
 
 import asyncio
 import itertools
+import json
 import statistics
 import time
 
@@ -12,6 +13,7 @@ from live_helpers import wait_until
 from media import ffprobe, read_jsonl, video_stream
 
 from streamer import OutputConfig, RunConfig, run_pipeline
+from streamer.analysis.alerts import AlertRule
 from streamer.config import ServeConfig
 from streamer.core.retry import RetryPolicy
 from streamer.errors import ConfigError
@@ -207,6 +209,11 @@ async def test_without_a_token_the_api_reads_but_changes_nothing(
         assert run.delivered("cam1") > 0 and [x.name for x in run.viewer.run.streams] == ["cam1"]
 
 
+# A value each key takes, where "2" (an option's number) is not one.
+EXAMPLES = {"name": "n", "input": "rtsp://h/s", "labels": "dog, cat", "alerts": ["a dog"],
+            "captions": "off"}  # fmt: skip
+
+
 def test_the_openapi_document_lists_every_route_and_every_field_the_bodies_take():
     document = openapi()
     assert document["openapi"].startswith("3.1")
@@ -219,13 +226,16 @@ def test_the_openapi_document_lists_every_route_and_every_field_the_bodies_take(
         assert schema["additionalProperties"] is False
         for key in takes:  # what the schema lists, the validation takes; anything else not
             field = next(f for f in FIELDS if f.key == key)
-            value = {"name": "n", "input": "rtsp://h/s"}.get(key, "2" if field.row else "x")
+            value = EXAMPLES.get(key, "2" if field.row else "x")
             body = {"name": "n", "input": "rtsp://h/s", key: value} if kind == "add" else {
                 key: value}  # fmt: skip
             assert parse_body(body, kind)
         with pytest.raises(ConfigError, match="zzz: unknown key"):
             parse_body({"name": "n", "input": "rtsp://h/s", "zzz": 1} if kind == "add" else {
                 "zzz": 1}, kind)  # fmt: skip
+    change, add = schemas["ChangeStream"]["properties"], schemas["AddStream"]["properties"]
+    assert {"labels", "alerts", "captions"} <= set(change) <= set(add)
+    assert "--alert-threshold" in json.dumps(change["alerts"])
     fps = schemas["ChangeStream"]["properties"]["analyze-fps"]
     assert "--analyze-fps" in fps["description"] and "'all'" in fps["description"]
     assert parse_body({"analyze-fps": "all"}, "change").settings == {"analysis.analyze_fps": None}
@@ -252,3 +262,51 @@ async def test_the_routes_are_served_with_the_document(tmp_path, small_clip, tin
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+def test_labels_alerts_and_captions_are_read_as_their_options_read_them():
+    request = parse_body(
+        {"labels": " dog, cat ,dog", "captions": "OFF",
+         "alerts": ["a dog", {"query": " a red car ", "alert_threshold": "0.3",
+                              "alert-frames": 1, "alert-cooldown": 0}]},
+        "change",
+    )  # fmt: skip
+    settings = request.settings
+    assert settings["analysis.labels"] == ("dog", "cat") and settings["captions"] is False
+    dog, car = settings["alerts"]
+    assert (dog.query, dog.settings) == ("a dog", {})
+    assert (car.query, car.settings) == ("a red car", {"threshold": 0.3, "frames": 1,
+                                                       "cooldown_s": 0.0})  # fmt: skip
+    run_rule = AlertRule("x", threshold=-0.5, frames=3, cooldown_s=7)  # the run's settings
+    assert dog.rule("door", run_rule) == AlertRule("a dog", ("door",), -0.5, 3, 7)
+    assert car.rule("door", None) == AlertRule("a red car", ("door",), 0.3, 1, 0.0)
+    assert dog.rule("door", None) == AlertRule("a dog", ("door",))  # the declared defaults
+    listed = parse_body({"labels": ["a dog, running", "cat"], "alerts": []}, "change").settings
+    assert listed == {"analysis.labels": ("a dog, running", "cat"), "alerts": ()}
+    assert parse_body({"captions": True}, "change").settings == {"captions": True}
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"labels": "/etc/passwd"}, "labels: '/etc/passwd' looks like a file"),
+        ({"labels": " , "}, "labels: no label given"),
+        ({"labels": [1, {}]}, "labels[1]: got a table; expected a string (like --labels)"),
+        ({"alerts": "a dog"}, "alerts: must be an array of queries"),
+        ({"alerts": [3]}, "alerts[0]: must be a query or an object"),
+        ({"alerts": [{"threshold": 1}]}, "alerts[0].query: must be some text"),
+        ({"alerts": [{"query": "x", "alert-threshold": 2}]},
+         "alerts[0].alert-threshold: must be a cosine similarity in -1..1, got '2' "
+         "(like --alert-threshold)"),
+        ({"alerts": [{"query": "x", "frames": 2}]},
+         "alerts[0].frames: unknown key; allowed here: query, alert-threshold"),
+        ({"alerts": ["x", {"query": "x"}]}, "alerts[1]: 'x' is given twice"),
+        ({"captions": "maybe"}, 'captions: must be "on" or "off"'),
+        ({"captions": None}, 'captions: must be "on" or "off"'),
+        ({"label": "dog"}, "label: unknown key (did you mean 'labels'?)"),
+    ],
+)  # fmt: skip
+def test_a_bad_labels_alerts_or_captions_value_is_refused_naming_where(body, words):
+    with pytest.raises(ConfigError) as caught:
+        parse_body(body, "change")
+    assert words in str(caught.value)
