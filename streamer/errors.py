@@ -9,6 +9,7 @@ shown in brackets, and states the exit code it ends the `streamer` command with:
     │   │                                 registered; lists the valid ones
     │   ├── UnknownStreamError (LookupError)   a change names a stream the run does not have
     │   ├── StreamExistsError             a stream to add has the name of a running one
+    │   ├── NoConfigFileError             a reload asked of a run started without --config
     │   └── ApiRefusedError               `streamer streams`: the run's server refused (4xx)
     ├── ApiUnavailableError (ConnectionError)   `streamer streams`: the run's server cannot be
     │                                     reached, or failed (5xx)
@@ -94,6 +95,7 @@ __all__ = [
     "LlmUnavailableError",
     "ModelError",  # noqa: F822 (made on first use: module __getattr__)
     "ModelInputError",  # noqa: F822 (made on first use: module __getattr__)
+    "NoConfigFileError",
     "PixelsUnavailable",
     "SampleUnavailableError",
     "SinkError",
@@ -152,6 +154,10 @@ class UnknownStreamError(ConfigError, LookupError):
 
 class StreamExistsError(ConfigError):
     """A stream to add to a running run has the name of one that runs already."""
+
+
+class NoConfigFileError(ConfigError):
+    """A reload (`POST /api/reload`) asked of a run started without `--config`."""
 
 
 class ApiRefusedError(ConfigError):

@@ -42,6 +42,7 @@ EXIT_CODES = {
     "UnknownModelError": EXIT_USAGE,
     "UnknownStreamError": EXIT_USAGE,
     "StreamExistsError": EXIT_USAGE,
+    "NoConfigFileError": EXIT_USAGE,
     "ApiRefusedError": EXIT_USAGE,
     "ApiUnavailableError": EXIT_ERROR,
     "SourceError": EXIT_ERROR,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from streamer.errors import ConfigError
+from streamer.errors import NoConfigFileError
 
-__all__ = ["NoConfigFile", "Reloads", "reload", "responses"]
+__all__ = ["Reloads", "reload", "responses"]
 
 
 class Reloads(Protocol):
@@ -21,19 +21,15 @@ class Reloads(Protocol):
     async def reload(self) -> dict[str, Any]: ...
 
 
-class NoConfigFile(ConfigError):
-    """A reload asked of a run started without `--config` (answered 409)."""
-
-
 async def reload(reloader: Reloads | None) -> dict[str, Any]:
     """Reload with the run's reloader; what it did.
 
     Raises:
-        NoConfigFile: the run has no file to re-read.
+        NoConfigFileError: the run has no file to re-read.
         ConfigError: the file does not read; the running configuration is kept.
     """
     if reloader is None:
-        raise NoConfigFile(
+        raise NoConfigFileError(
             "this run was started without --config: there is no file to re-read; start it "
             "with --config FILE (streams in [[sources]]) to reload it, or change its streams "
             "with POST, PATCH and DELETE /api/streams"

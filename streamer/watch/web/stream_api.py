@@ -42,6 +42,7 @@ from streamer.analysis.options import AnalysisConfig
 from streamer.core.options import Declared, declared
 from streamer.errors import (
     ConfigError,
+    NoConfigFileError,
     SourceError,
     StreamerError,
     StreamExistsError,
@@ -281,7 +282,7 @@ class StreamRoutes:
                 return json_response(await work(request, control), route.ok)
             except UnknownStreamError as exc:
                 return _error(404, exc)
-            except (StreamExistsError, reload_api.NoConfigFile) as exc:
+            except (StreamExistsError, NoConfigFileError) as exc:
                 return _error(409, exc)
             except (ConfigError, SourceError) as exc:
                 return _error(400, exc)
