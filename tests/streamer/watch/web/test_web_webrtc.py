@@ -1,0 +1,150 @@
+"""WebRTC in the viewer, in a real headless Chromium during a live run (a 720p file played
+live, the tiny random encoder): the page plays the stream over WebRTC (frames decoded), two
+pages share one encoder, a page that leaves frees its peer, MJPEG takes over when asked; and
+the offer route keeps the viewer's token rule and refuses a bad body."""
+
+import asyncio
+
+import aiohttp
+import numpy as np
+import pytest
+from live_helpers import wait_until
+
+from bench.harness.browser import Chromium, chromium_path
+from streamer import RunConfig, run_pipeline
+from streamer.config import ServeConfig
+from streamer.core.events import Observer
+from streamer.watch.web import WebViewer
+from streamer.watch.web._rtc_media import read_stamp, stamp_clock
+from streamer.watch.web.webrtc import available
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TOKEN = "webrtc-test-token"
+CARD = "document.querySelector('[data-stream=\"cam\"]')"
+
+
+def test_the_clock_stamp_reads_back_after_jpeg():
+    import cv2
+
+    image = np.full((720, 1280, 3), 90, np.uint8)
+    stamp_clock(image, now_ms=1_733_280_000_123)
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 60])
+    assert ok
+    back = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+    assert read_stamp(back) == 1_733_280_000_123 % (1 << 32)
+    assert read_stamp(np.full((720, 1280, 3), 90, np.uint8)) is None  # no stamp: no value
+
+
+class RunHolder(Observer):
+    run = None
+
+    async def start(self, run) -> None:
+        self.run = run
+
+    def viewer(self) -> WebViewer | None:
+        if self.run is None:
+            return None
+        return next((o for o in self.run.observers.items if isinstance(o, WebViewer)), None)
+
+
+async def _frames_decoded(page) -> int:
+    """framesDecoded of the page's inbound WebRTC video (getStats), 0 when none."""
+    return await page.evaluate("""(async () => {
+      const pc = window.streamerRtc.connections.cam;
+      if (!pc) return 0;
+      const stats = await pc.getStats();
+      let n = 0;
+      stats.forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "video")
+        n = s.framesDecoded || 0; });
+      return n;
+    })()""")
+
+
+async def _status(session, url) -> dict:
+    async with session.get(f"{url}api/status", headers=_auth()) as response:
+        return (await response.json())["webrtc"]
+
+
+def _auth() -> dict:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+async def test_two_pages_watch_one_encoder_and_a_page_that_leaves_is_freed(tmp_path, long_clip,
+                                                                         tiny_encoder):  # fmt: skip
+    if chromium_path() is None:  # CI installs it (scripts/setup.sh --test): a failure, no skip
+        pytest.fail("chromium is missing: run `bash scripts/setup.sh --test` (apt: chromium)")
+    assert available(), "aiortc is missing: pip install -e '.[webrtc]' (setup.sh --test does)"
+    config = RunConfig(input=f"cam={long_clip}", live=True, serve=ServeConfig(port=0, token=TOKEN))
+    holder, stop = RunHolder(), asyncio.Event()
+    run = asyncio.create_task(
+        run_pipeline(config, encoder=tiny_encoder, stop=stop, observers=[holder])
+    )
+    try:
+        async with Chromium.launch() as browser, aiohttp.ClientSession() as http:
+            await wait_until(lambda: holder.viewer() is not None or run.done(), 60, "viewer up")
+            url = holder.viewer().url
+            pages = [await browser.new_page(new_window=True) for _ in range(2)]
+            for page in pages:
+                await page.goto(f"{url}?token={TOKEN}")
+                await page.wait_for(f"{CARD}?.querySelector('select.view').value === 'webrtc'",
+                                    30, "WebRTC is the default view")  # fmt: skip
+            for page in pages:
+                await wait_until_async(lambda p=page: _frames_decoded(p), 20, 30, "20 frames")
+            first = await _frames_decoded(pages[0])
+            await asyncio.sleep(1.5)
+            assert await _frames_decoded(pages[0]) > first  # still playing
+            codec = await pages[0].evaluate(f"{CARD}.querySelector('video.rtc').dataset.codec")
+            rtc = await _status(http, url)
+            assert (rtc["peers"], rtc["encoders"]) == (2, 1)
+            assert rtc["streams"]["cam"]["codec"] == codec and rtc["streams"]["cam"]["peers"] == 2
+            async with http.get(f"{url}metrics", headers=_auth()) as response:
+                metrics = await response.text()
+            assert "streamer_webrtc_peers 2.0" in metrics
+            assert "streamer_webrtc_encoders 1.0" in metrics
+
+            await pages[0].goto("about:blank")  # the page leaves: its peer is freed
+            await wait_until_async(lambda: _peers(http, url), 1, 15, "one peer left", exact=True)
+            assert (await _status(http, url))["encoders"] == 1
+
+            await pages[1].evaluate(f"""(() => {{ const s = {CARD}.querySelector('select.view');
+                s.value = 'mjpeg'; s.dispatchEvent(new Event('change')); }})()""")
+            await pages[1].wait_for(f"{CARD}.querySelector('img.video').naturalWidth > 0", 20,
+                                    "MJPEG shows a frame")  # fmt: skip
+            await wait_until_async(lambda: _peers(http, url), 0, 15, "no peer", exact=True)
+            assert (await _status(http, url))["encoders"] == 0  # nothing encoded for nobody
+            assert not pages[1].errors
+            await _refusals(http, url)
+    finally:
+        stop.set()
+        summary = await asyncio.wait_for(run, 60)
+    assert summary.frames > 0
+
+
+async def _peers(http, url) -> int:
+    return (await _status(http, url))["peers"]
+
+
+async def _refusals(http, url) -> None:
+    offer = {"type": "offer", "sdp": "v=0\r\n"}
+    async with http.post(f"{url}api/webrtc/cam", json=offer) as response:
+        assert response.status == 401  # the viewer's token rule holds for WebRTC too
+    async with http.post(f"{url}api/webrtc/cam", data=b"{", headers=_auth()) as response:
+        assert response.status == 400 and "offer" in (await response.json())["error"]
+    async with http.post(f"{url}api/webrtc/nope", json=offer, headers=_auth()) as response:
+        assert response.status == 404
+    async with http.post(f"{url}api/webrtc/cam", json=offer, headers=_auth()) as response:
+        assert response.status == 400  # not an SDP aiortc can answer
+    assert (await _status(http, url))["peers"] == 0  # nothing left behind by a refusal
+
+
+async def wait_until_async(read, target: int, timeout: float, what: str, exact: bool = False):
+    """Poll the coroutine function `read` until it returns `target` (exact) or more."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await read()
+        if value == target or (not exact and value >= target):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what} (last: {value})")
+        await asyncio.sleep(0.2)
