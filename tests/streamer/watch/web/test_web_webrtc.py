@@ -11,12 +11,11 @@ import pytest
 from live_helpers import wait_until
 
 from bench.harness.browser import Chromium, chromium_path
-from streamer import RunConfig, run_pipeline
+from streamer import OutputConfig, RunConfig, run_pipeline
 from streamer.config import ServeConfig
-from streamer.core.events import Observer
 from streamer.watch.web import WebViewer
 from streamer.watch.web._rtc_media import read_stamp, stamp_clock
-from streamer.watch.web.webrtc import available
+from streamer.watch.web.webrtc import RtcLimits, available
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,18 +33,6 @@ def test_the_clock_stamp_reads_back_after_jpeg():
     back = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
     assert read_stamp(back) == 1_733_280_000_123 % (1 << 32)
     assert read_stamp(np.full((720, 1280, 3), 90, np.uint8)) is None  # no stamp: no value
-
-
-class RunHolder(Observer):
-    run = None
-
-    async def start(self, run) -> None:
-        self.run = run
-
-    def viewer(self) -> WebViewer | None:
-        if self.run is None:
-            return None
-        return next((o for o in self.run.observers.items if isinstance(o, WebViewer)), None)
 
 
 async def _frames_decoded(page) -> int:
@@ -70,55 +57,85 @@ def _auth() -> dict:
     return {"Authorization": f"Bearer {TOKEN}"}
 
 
-async def test_two_pages_watch_one_encoder_and_a_page_that_leaves_is_freed(tmp_path, long_clip,
-                                                                         tiny_encoder):  # fmt: skip
+async def test_two_pages_watch_one_encoder_and_a_page_that_leaves_is_freed(
+    tmp_path, long_clip, tiny_encoder
+):
     if chromium_path() is None:  # CI installs it (scripts/setup.sh --test): a failure, no skip
         pytest.fail("chromium is missing: run `bash scripts/setup.sh --test` (apt: chromium)")
     assert available(), "aiortc is missing: pip install -e '.[webrtc]' (setup.sh --test does)"
-    config = RunConfig(input=f"cam={long_clip}", live=True, serve=ServeConfig(port=0, token=TOKEN))
-    holder, stop = RunHolder(), asyncio.Event()
+    limits = RtcLimits(max_peers=2, stamp_clock=True)  # a third page is refused: MJPEG
+    viewer = WebViewer(ServeConfig(port=0, token=TOKEN), webrtc=limits)
+    jsonl = OutputConfig(jsonl=str(tmp_path / "cam.jsonl"))  # a run must write something
+    config = RunConfig(input=f"cam={long_clip}", live=True, outputs=jsonl)
+    stop = asyncio.Event()
     run = asyncio.create_task(
-        run_pipeline(config, encoder=tiny_encoder, stop=stop, observers=[holder])
+        run_pipeline(config, encoder=tiny_encoder, stop=stop, observers=[viewer])
     )
     try:
         async with Chromium.launch() as browser, aiohttp.ClientSession() as http:
-            await wait_until(lambda: holder.viewer() is not None or run.done(), 60, "viewer up")
-            url = holder.viewer().url
-            pages = [await browser.new_page(new_window=True) for _ in range(2)]
-            for page in pages:
-                await page.goto(f"{url}?token={TOKEN}")
-                await page.wait_for(f"{CARD}?.querySelector('select.view').value === 'webrtc'",
-                                    30, "WebRTC is the default view")  # fmt: skip
-            for page in pages:
+            await wait_until(lambda: viewer.url is not None or run.done(), 60, "viewer up")
+            url = viewer.url
+            pages = [await browser.new_page(new_window=True) for _ in range(3)]
+            for page in pages[:2]:
+                await _open(page, url)
                 await wait_until_async(lambda p=page: _frames_decoded(p), 20, 30, "20 frames")
-            first = await _frames_decoded(pages[0])
-            await asyncio.sleep(1.5)
-            assert await _frames_decoded(pages[0]) > first  # still playing
-            codec = await pages[0].evaluate(f"{CARD}.querySelector('video.rtc').dataset.codec")
-            rtc = await _status(http, url)
-            assert (rtc["peers"], rtc["encoders"]) == (2, 1)
-            assert rtc["streams"]["cam"]["codec"] == codec and rtc["streams"]["cam"]["peers"] == 2
-            async with http.get(f"{url}metrics", headers=_auth()) as response:
-                metrics = await response.text()
-            assert "streamer_webrtc_peers 2.0" in metrics
-            assert "streamer_webrtc_encoders 1.0" in metrics
-
-            await pages[0].goto("about:blank")  # the page leaves: its peer is freed
-            await wait_until_async(lambda: _peers(http, url), 1, 15, "one peer left", exact=True)
-            assert (await _status(http, url))["encoders"] == 1
-
-            await pages[1].evaluate(f"""(() => {{ const s = {CARD}.querySelector('select.view');
-                s.value = 'mjpeg'; s.dispatchEvent(new Event('change')); }})()""")
-            await pages[1].wait_for(f"{CARD}.querySelector('img.video').naturalWidth > 0", 20,
+            await _both_share_one_encoder(pages, http, url)
+            await _open(pages[2], url)
+            note = f"{CARD}.querySelector('.view-note').textContent"
+            await pages[2].wait_for(f"{note}.includes('showing MJPEG')", 20, "the fallback")
+            await pages[2].wait_for(f"{CARD}.querySelector('img.video').naturalWidth > 0", 20,
                                     "MJPEG shows a frame")  # fmt: skip
-            await wait_until_async(lambda: _peers(http, url), 0, 15, "no peer", exact=True)
-            assert (await _status(http, url))["encoders"] == 0  # nothing encoded for nobody
-            assert not pages[1].errors
+            assert "WebRTC viewers already" in await pages[2].evaluate(note)
+            await _the_latency_is_measured(pages[0])
+            await _pages_that_leave_are_freed(pages, http, url)
             await _refusals(http, url)
     finally:
         stop.set()
         summary = await asyncio.wait_for(run, 60)
     assert summary.frames > 0
+
+
+async def _open(page, url: str) -> None:
+    await page.goto(f"{url}?token={TOKEN}")
+    await page.wait_for(f"{CARD}?.querySelector('select.view').value === 'webrtc'",
+                        30, "WebRTC is the default view")  # fmt: skip
+
+
+async def _both_share_one_encoder(pages, http, url: str) -> None:
+    first = await _frames_decoded(pages[0])
+    await asyncio.sleep(1.5)
+    assert await _frames_decoded(pages[0]) > first  # still playing
+    codec = await pages[0].evaluate(f"{CARD}.querySelector('video.rtc').dataset.codec")
+    rtc = await _status(http, url)
+    assert (rtc["peers"], rtc["encoders"]) == (2, 1)
+    assert rtc["streams"]["cam"]["codec"] == codec and rtc["streams"]["cam"]["peers"] == 2
+    async with http.get(f"{url}metrics", headers=_auth()) as response:
+        metrics = await response.text()
+    assert "streamer_webrtc_peers 2.0" in metrics
+    assert "streamer_webrtc_encoders 1.0" in metrics
+
+
+async def _the_latency_is_measured(page) -> None:
+    """The page reads the clock stamp back from the WebRTC video: a latency per frame."""
+    samples = "window.streamerLatency.cam.webrtc"
+    await page.wait_for(f"{samples}.length >= 20", 20, "20 frames' latency")
+    values = await page.evaluate(samples)
+    assert all(0 <= ms < 5000 for ms in values), values  # drawn moments ago, not garbage
+    shown = await page.evaluate(f"{CARD}.querySelector('.glass').textContent")
+    assert "glass-to-glass (webrtc) p50" in shown and "p95" in shown
+
+
+async def _pages_that_leave_are_freed(pages, http, url: str) -> None:
+    await pages[0].goto("about:blank")  # the page leaves: its peer is freed
+    await wait_until_async(lambda: _peers(http, url), 1, 15, "one peer left", exact=True)
+    assert (await _status(http, url))["encoders"] == 1
+    await pages[1].evaluate(f"""(() => {{ const s = {CARD}.querySelector('select.view');
+        s.value = 'mjpeg'; s.dispatchEvent(new Event('change')); }})()""")
+    await pages[1].wait_for(f"{CARD}.querySelector('img.video').naturalWidth > 0", 20,
+                            "MJPEG shows a frame")  # fmt: skip
+    await wait_until_async(lambda: _peers(http, url), 0, 15, "no peer", exact=True)
+    assert (await _status(http, url))["encoders"] == 0  # nothing encoded for nobody
+    assert not pages[1].errors and not pages[2].errors
 
 
 async def _peers(http, url) -> int:
