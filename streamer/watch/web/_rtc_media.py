@@ -52,7 +52,8 @@ class RtcLimits:
         keyframe_s: seconds between keyframes a peer can always start from.
         max_peers: WebRTC viewers at once; more are refused (the page falls back to MJPEG).
         queue: packets a peer may be behind before it skips to the next keyframe.
-        stamp_clock: draw the clock stamp into every frame the viewer gets (latency bench).
+        stamp_clock: draw the clock stamp into every frame the viewer gets (latency bench;
+            it draws in place, so a video file the run writes shows it too).
     """
 
     max_fps: float = 30.0
@@ -165,10 +166,17 @@ class SharedEncoder:
         codec: "H264" or "VP8" (as SDP names them).
         limits: rate, size, bitrate, keyframe interval.
         loop: the event loop the peers live on (packets are handed over there).
+        failed: called on the loop if encoding fails (logged once; the thread ends): the
+            hub closes the peers, whose pages fall back to MJPEG.
     """
 
     def __init__(
-        self, name: str, codec: str, limits: RtcLimits, loop: asyncio.AbstractEventLoop
+        self,
+        name: str,
+        codec: str,
+        limits: RtcLimits,
+        loop: asyncio.AbstractEventLoop,
+        failed: Callable[[SharedEncoder], None] = lambda encoder: None,
     ) -> None:
         self.name = name
         self.codec = codec
@@ -176,6 +184,7 @@ class SharedEncoder:
         self.frames = 0  # frames encoded
         self.bytes = 0  # bytes of encoded video
         self._loop = loop
+        self._failed = failed
         self._tracks: set[Any] = set()
         self._latest: np.ndarray | None = None  # written by the writer thread, taken here
         self._wake = threading.Event()
@@ -242,11 +251,7 @@ class SharedEncoder:
         except Exception:
             log.exception("%s: cannot encode WebRTC video; its WebRTC viewers stop", self.name)
             with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._end_tracks)
-
-    def _end_tracks(self) -> None:
-        for track in tuple(self._tracks):
-            track.stop()
+                self._loop.call_soon_threadsafe(self._failed, self)
 
 
 class _Coder:

@@ -190,7 +190,7 @@ class WebRtc:
         encoder = self._encoders.get((stream, codec))
         if encoder is None:
             loop = asyncio.get_running_loop()
-            encoder = SharedEncoder(stream, codec, self.limits, loop)
+            encoder = SharedEncoder(stream, codec, self.limits, loop, self._encoder_failed)
             self._encoders[(stream, codec)] = encoder
             self._index()
         return encoder
@@ -216,7 +216,13 @@ class WebRtc:
 
     def remove(self, stream: str) -> None:
         """Close the peers of a stream that left the run (event loop; in the background)."""
-        for peer in [p for p in self._peers.values() if p.stream == stream]:
+        self._close_soon([p for p in self._peers.values() if p.stream == stream])
+
+    def _encoder_failed(self, encoder: SharedEncoder) -> None:
+        self._close_soon([p for p in self._peers.values() if p.encoder is encoder])
+
+    def _close_soon(self, peers: list[_Peer]) -> None:
+        for peer in peers:
             task = asyncio.get_running_loop().create_task(self._close(peer))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)

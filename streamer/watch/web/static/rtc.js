@@ -10,6 +10,7 @@ window.streamerRtc = (() => {
   const BLOCK = 16;
   const KEEP = 2000; // latency samples kept per stream and mode
   const FIRST_FRAME_MS = 10000; // WebRTC that shows no frame by then falls back to MJPEG
+  const DISCONNECTED_MS = 3000; // a connection disconnected this long falls back too
   window.streamerLatency = {};
   const connections = {}; // stream -> its RTCPeerConnection (tools read its getStats())
 
@@ -44,9 +45,18 @@ window.streamerRtc = (() => {
       fallback(why);
     };
     pc.addTransceiver("video", { direction: "recvonly" });
-    pc.addEventListener("track", (e) => { c.video.srcObject = new MediaStream([e.track]); });
-    pc.addEventListener("connectionstatechange", () => {
-      if (pc.connectionState === "failed") fail("the WebRTC connection failed");
+    pc.addEventListener("track", (e) => {
+      c.video.srcObject = new MediaStream([e.track]);
+      e.track.addEventListener("ended", () => fail("the WebRTC video ended"));
+    });
+    pc.addEventListener("connectionstatechange", () => { // the server closed it, or the network
+      if (["failed", "closed"].includes(pc.connectionState)) fail("the WebRTC connection ended");
+      // A server that closed the connection is only seen as "disconnected" (ICE consent).
+      if (pc.connectionState === "disconnected") {
+        setTimeout(() => {
+          if (pc.connectionState === "disconnected") fail("the WebRTC connection was lost");
+        }, DISCONNECTED_MS);
+      }
     });
     try {
       await pc.setLocalDescription(await pc.createOffer());

@@ -1,12 +1,12 @@
 """WebRTC in the viewer, in a real headless Chromium during a live run (a 720p file played
 live, the tiny random encoder): the page plays the stream over WebRTC (frames decoded), two
-pages share one encoder, a page that leaves frees its peer, MJPEG takes over when asked; and
-the offer route keeps the viewer's token rule and refuses a bad body."""
+pages share one encoder, a page that leaves frees its peer, MJPEG takes over when asked, when
+WebRTC is refused and when the connection is lost; the page measures the latency; and the
+offer route keeps the viewer's token rule and refuses a bad body."""
 
 import asyncio
 
 import aiohttp
-import numpy as np
 import pytest
 from live_helpers import wait_until
 
@@ -14,25 +14,12 @@ from bench.harness.browser import Chromium, chromium_path
 from streamer import OutputConfig, RunConfig, run_pipeline
 from streamer.config import ServeConfig
 from streamer.watch.web import WebViewer
-from streamer.watch.web._rtc_media import read_stamp, stamp_clock
 from streamer.watch.web.webrtc import RtcLimits, available
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOKEN = "webrtc-test-token"
 CARD = "document.querySelector('[data-stream=\"cam\"]')"
-
-
-def test_the_clock_stamp_reads_back_after_jpeg():
-    import cv2
-
-    image = np.full((720, 1280, 3), 90, np.uint8)
-    stamp_clock(image, now_ms=1_733_280_000_123)
-    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 60])
-    assert ok
-    back = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
-    assert read_stamp(back) == 1_733_280_000_123 % (1 << 32)
-    assert read_stamp(np.full((720, 1280, 3), 90, np.uint8)) is None  # no stamp: no value
 
 
 async def _frames_decoded(page) -> int:
@@ -88,6 +75,7 @@ async def test_two_pages_watch_one_encoder_and_a_page_that_leaves_is_freed(
             assert "WebRTC viewers already" in await pages[2].evaluate(note)
             await _the_latency_is_measured(pages[0])
             await _pages_that_leave_are_freed(pages, http, url)
+            await _a_lost_connection_falls_back(viewer, pages[1], http, url)
             await _refusals(http, url)
     finally:
         stop.set()
@@ -129,13 +117,30 @@ async def _pages_that_leave_are_freed(pages, http, url: str) -> None:
     await pages[0].goto("about:blank")  # the page leaves: its peer is freed
     await wait_until_async(lambda: _peers(http, url), 1, 15, "one peer left", exact=True)
     assert (await _status(http, url))["encoders"] == 1
-    await pages[1].evaluate(f"""(() => {{ const s = {CARD}.querySelector('select.view');
-        s.value = 'mjpeg'; s.dispatchEvent(new Event('change')); }})()""")
+    await _choose(pages[1], "mjpeg")  # the viewer's choice: the peer goes, MJPEG plays
     await pages[1].wait_for(f"{CARD}.querySelector('img.video').naturalWidth > 0", 20,
                             "MJPEG shows a frame")  # fmt: skip
     await wait_until_async(lambda: _peers(http, url), 0, 15, "no peer", exact=True)
     assert (await _status(http, url))["encoders"] == 0  # nothing encoded for nobody
     assert not pages[1].errors and not pages[2].errors
+
+
+async def _a_lost_connection_falls_back(viewer, page, http, url: str) -> None:
+    """The server ends a page's connection (its encoder failed: an injected fault); the
+    browser sees it only as "disconnected", and then shows MJPEG."""
+    await _choose(page, "webrtc")
+    await wait_until_async(lambda: _frames_decoded(page), 5, 30, "WebRTC again")
+    rtc = viewer._rtc
+    rtc._encoder_failed(next(iter(rtc._encoders.values())))
+    await wait_until_async(lambda: _peers(http, url), 0, 15, "the peer closed", exact=True)
+    note = f"{CARD}.querySelector('.view-note').textContent"
+    await page.wait_for(f"{note}.includes('lost; showing MJPEG')", 30, "the fallback")
+    assert await page.evaluate(f"{CARD}.querySelector('select.view').value") == "mjpeg"
+
+
+async def _choose(page, view: str) -> None:
+    await page.evaluate(f"""(() => {{ const s = {CARD}.querySelector('select.view');
+        s.value = '{view}'; s.dispatchEvent(new Event('change')); }})()""")
 
 
 async def _peers(http, url) -> int:
