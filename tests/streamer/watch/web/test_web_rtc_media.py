@@ -1,12 +1,18 @@
 """The WebRTC media of the viewer without a browser: one encoding feeds every peer (the same
 `av.Packet` objects), each peer starts on a keyframe, a peer that falls behind skips to the
-next keyframe, and the clock stamp reads back after JPEG."""
+next keyframe, and the clock stamp reads back after JPEG. Without aiortc the viewer refuses
+offers (501) and says so in its status."""
 
 import asyncio
 
+import aiohttp
 import numpy as np
 import pytest
+from web_helpers import run_and_check
 
+from streamer import OutputConfig, RunConfig
+from streamer.config import ServeConfig
+from streamer.watch.web import WebViewer
 from streamer.watch.web._rtc_media import (
     RtcLimits,
     SharedEncoder,
@@ -16,7 +22,7 @@ from streamer.watch.web._rtc_media import (
 )
 from streamer.watch.web.webrtc import available
 
-pytestmark = pytest.mark.skipif(not available(), reason="needs aiortc (the webrtc extra)")
+NEEDS_AIORTC = pytest.mark.skipif(not available(), reason="needs aiortc (the webrtc extra)")
 
 
 def _picture(i: int) -> np.ndarray:
@@ -43,6 +49,7 @@ async def _drain(track) -> list:
     return packets
 
 
+@NEEDS_AIORTC
 @pytest.mark.parametrize("codec", ["H264", "VP8"])
 async def test_one_encoding_feeds_every_peer_each_from_a_keyframe(codec):
     limits = RtcLimits(max_fps=200, keyframe_s=100.0, queue=50)  # no timed keyframe here
@@ -65,6 +72,7 @@ async def test_one_encoding_feeds_every_peer_each_from_a_keyframe(codec):
     assert encoder.bytes == sum(p.size for p in a)
 
 
+@NEEDS_AIORTC
 async def test_a_peer_that_falls_behind_waits_for_a_keyframe_it_asked_for():
     limits = RtcLimits(max_fps=200, keyframe_s=100.0, queue=3)
     encoder = SharedEncoder("cam", "H264", limits, asyncio.get_running_loop())
@@ -90,3 +98,28 @@ def test_the_clock_stamp_reads_back_after_jpeg():
     back = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
     assert read_stamp(back) == 1_733_280_000_123 % (1 << 32)
     assert read_stamp(np.full((720, 1280, 3), 90, np.uint8)) is None  # no stamp: no value
+
+
+async def test_without_aiortc_the_offer_is_refused_and_the_page_stays_on_mjpeg(
+    tmp_path, small_clip, tiny_encoder
+):
+    viewer = WebViewer(ServeConfig(port=0))
+    viewer._rtc.available = False  # as without the extra (aiortc is installed for the tests)
+
+    async def check(viewer):
+        async with aiohttp.ClientSession() as http:
+            offer = {"type": "offer", "sdp": "v=0\r\n"}
+            async with http.post(f"{viewer.url}api/webrtc/clip", json=offer) as response:
+                refused = response.status, (await response.json())["error"]
+            async with http.get(f"{viewer.url}api/status") as response:
+                status = (await response.json())["webrtc"]
+            async with http.get(f"{viewer.url}static/rtc.js") as response:
+                script = response.status, response.content_type
+        return refused, status, script
+
+    config = RunConfig(input=f"clip={small_clip}", outputs=OutputConfig(jsonl=str(tmp_path / "c")))
+    _, (refused, status, script) = await run_and_check(config, tiny_encoder, viewer, check)
+    assert refused[0] == 501 and "streamer[webrtc]" in refused[1]
+    assert status == {"available": False, "stamp_clock": False, "peers": 0, "encoders": 0,
+                      "streams": {}}  # fmt: skip
+    assert script == (200, "text/javascript")  # the page's part that then picks MJPEG
