@@ -5,6 +5,7 @@
 #                                  and GStreamer's RTSP server (the live-source tests' camera)
 #                                  and Debian's chromium (the web viewer's browser test)
 #                                  and Debian's mosquitto (the MQTT tests' broker; the mqtt extra)
+#                                  and aiortc (the viewer's WebRTC; the webrtc extra)
 # Safe to run again: it reinstalls only when pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,8 +69,8 @@ fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 extras=""
 # The tests also run the cluster (`--cluster`) on simulated Ray nodes and publish to MQTT
-# (`--mqtt`): the `cluster` and `mqtt` extras.
-[ "$want_tests" = 1 ] && extras="[test,cluster,mqtt]"
+# (`--mqtt`), and the viewer's WebRTC in Chromium: the `cluster`, `mqtt` and `webrtc` extras.
+[ "$want_tests" = 1 ] && extras="[test,cluster,mqtt,webrtc]"
 stamp=".venv/.streamer-installed$extras"
 digest=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then

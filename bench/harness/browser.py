@@ -90,9 +90,12 @@ class Chromium:
                 await browser._close()
                 log.close()
 
-    async def new_page(self) -> Page:
-        """A new tab, attached (flat sessions: one websocket carries every tab)."""
-        target = await self.send("Target.createTarget", {"url": "about:blank"})
+    async def new_page(self, new_window: bool = False) -> Page:
+        """A new tab, attached (flat sessions: one websocket carries every tab). Only the
+        newest tab of a window is visible (`document.hidden` in the others): pages that must
+        all play video at once each take a `new_window`."""
+        params = {"url": "about:blank", "newWindow": new_window}
+        target = await self.send("Target.createTarget", params)
         attached = await self.send(
             "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}
         )

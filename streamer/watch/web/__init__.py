@@ -4,7 +4,9 @@ captions, tags and status, plus `/metrics`, `/healthz` and JSON for tools.
 ::
 
     writer threads ─► WebViewer.frame (keeps a reference) ─► JPEG at ≤ max_fps, low priority
-                                                              └─► /streams/{name}/mjpeg
+                                                 │            └─► /streams/{name}/mjpeg
+                                                 └─► H.264/VP8 once per stream (`webrtc`)
+                                                              └─► every WebRTC peer
     event loop ─► WebViewer.caption / alert ─► history ─► /events (SSE), /api/captions
     run counters ─────────────────────────────────────► /api/status, /metrics
 """

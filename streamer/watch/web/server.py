@@ -7,6 +7,7 @@ files are the package's own, read once with importlib.resources)::
     /static/app.js, style.css   the page's script and style
     /streams/{name}/mjpeg       the stream's overlaid video (multipart MJPEG)
     /streams/{name}/snapshot.jpg  one current frame
+    /api/webrtc/{name}          the stream over WebRTC: the page's offer, the answer (`webrtc`)
     /events                     Server-Sent Events: status (every second), caption, alert,
                                 summary, archive
     /api/status                 the run as JSON
@@ -51,16 +52,18 @@ from streamer.watch.web._clips import CLIP_ROUTE, archive_dir_of, clip_handler
 from streamer.watch.web._events import EventHub, sse_message
 from streamer.watch.web._frames import BOUNDARY, FrameHub
 from streamer.watch.web._http import guarded_app, json_response, listen, page_for
+from streamer.watch.web._rtc_media import stamp_clock
 from streamer.watch.web._status import Rates, archive_status, run_status, stream_state
 from streamer.watch.web.metrics import CONTENT_TYPE, WebNumbers, metrics_registry
 from streamer.watch.web.options import ServeConfig
 from streamer.watch.web.stream_api import BODY_LIMIT, StreamRoutes, requests_body
+from streamer.watch.web.webrtc import RtcLimits, WebRtc
 
 __all__ = ["ViewerLimits", "WebViewer"]
 
 log = logging.getLogger("streamer.watch.web")
 
-_STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
+_STATIC = {"app.js": "text/javascript", "rtc.js": "text/javascript", "style.css": "text/css"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,7 @@ class WebViewer(Observer):
         archive: the run's archive directory (`--archive`): its search page is served too
             (`/search`, `streamer.watch.web.archive_routes`).
         llm: the run's LLM (`LlmConfig`), which the search page's questions go to.
+        webrtc: how the WebRTC video is made (offered when aiortc is installed).
 
     Attributes:
         url: the page's address once started (with the port bound, for `port=0`), else None.
@@ -123,6 +127,7 @@ class WebViewer(Observer):
         *,
         archive: str | os.PathLike[str] | None = None,
         llm: Any = None,
+        webrtc: RtcLimits | None = None,
     ) -> None:
         self.config = config
         self.limits = limits or ViewerLimits()
@@ -132,6 +137,7 @@ class WebViewer(Observer):
         self.run: Any = None
         self._streams: dict[str, Any] = {}
         self._frames: FrameHub | None = None
+        self._rtc = WebRtc(webrtc or RtcLimits(), lambda: self._streams)
         self._events = EventHub(self.limits.history, self.limits.queue_events)
         self._rates = Rates()
         self._clients = {"mjpeg": 0, "events": 0}
@@ -147,7 +153,7 @@ class WebViewer(Observer):
 
     @property
     def wants_frames(self) -> bool:
-        return self._frames is not None and self._frames.watched
+        return (self._frames is not None and self._frames.watched) or self._rtc.watched
 
     async def start(self, run: Any) -> None:
         self.run = run
@@ -159,6 +165,7 @@ class WebViewer(Observer):
         self._load_static()
         self._rates.read(run.streams)
         self._registry = metrics_registry(run, self._web_numbers)
+        self._registry.register(self._rtc)
         try:
             self._runner, self.url = await listen(_app(self), self.config)
         except ConfigError:
@@ -167,8 +174,11 @@ class WebViewer(Observer):
         self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="web-status")
 
     def frame(self, stream: str, image: np.ndarray, timeline: float) -> None:
+        if self._rtc.limits.stamp_clock:  # the latency bench: the page reads it back
+            stamp_clock(image)
         if self._frames is not None:
             self._frames.store(stream, image)
+        self._rtc.store(stream, image)
 
     def caption(self, stream: str, caption: Caption) -> None:
         self._events.caption(caption)
@@ -190,6 +200,7 @@ class WebViewer(Observer):
             self._rates.forget(stream.name)
             if self._frames is not None:
                 self._frames.remove(stream.name)
+            self._rtc.remove(stream.name)
 
     async def stop(self) -> None:
         if self._ticker is not None:
@@ -197,6 +208,7 @@ class WebViewer(Observer):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         self._events.close()
+        await self._rtc.close()
         if self._frames is not None:
             await self._frames.close()
         if self._runner is not None:
@@ -207,7 +219,8 @@ class WebViewer(Observer):
 
     def status(self) -> dict[str, Any]:
         """The run as `/api/status` shows it; a new `run_id` (event ids restart) reloads pages."""
-        return {"run_id": self._run_id, **run_status(self.run, self._rates, self._clients)}
+        status = run_status(self.run, self._rates, self._clients)
+        return {"run_id": self._run_id, **status, "webrtc": self._rtc.status()}
 
     def metrics(self) -> str:
         """The Prometheus exposition `/metrics` serves (once started)."""
@@ -363,12 +376,15 @@ class WebViewer(Observer):
 
 
 def _app(viewer: WebViewer) -> web.Application:
-    app = guarded_app(viewer.config, requests_body, BODY_LIMIT)
+    rtc = viewer._rtc
+    takes_body = lambda r: requests_body(r) or rtc.takes_body(r)  # noqa: E731
+    app = guarded_app(viewer.config, takes_body, BODY_LIMIT)
     app.router.add_get("/", viewer.index)
     for name in _STATIC:
         app.router.add_get(f"/static/{name}", viewer.static(name))
     app.router.add_get("/streams/{name}/mjpeg", viewer.mjpeg, allow_head=False)
     app.router.add_get("/streams/{name}/snapshot.jpg", viewer.snapshot)
+    rtc.add_to(app)
     app.router.add_get("/events", viewer.events, allow_head=False)
     app.router.add_get("/api/status", viewer.api_status)
     app.router.add_get("/api/captions", viewer.api_captions)

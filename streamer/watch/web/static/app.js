@@ -1,5 +1,6 @@
-// The streamer viewer page: one card per stream (live MJPEG video, caption, tags, status and a
-// caption history), kept up to date by the server's event stream. Plain JS, no build step.
+// The streamer viewer page: one card per stream (live video over WebRTC or MJPEG, caption,
+// tags, status and a caption history), kept up to date by the server's event stream. Plain JS,
+// no build step; the WebRTC part is rtc.js.
 "use strict";
 
 (() => {
@@ -8,6 +9,9 @@
   const cards = new Map();
   let lastId = 0;
   let runId = null;
+  let rtcOffered = false; // the server offers WebRTC (aiortc installed): the default view
+  const forcedView = new URLSearchParams(location.search).get("view"); // ?view=mjpeg|webrtc
+  const rtc = window.streamerRtc;
 
   // <img> and EventSource cannot send headers: the token travels in the query.
   function withToken(path) {
@@ -33,17 +37,50 @@
       node, img: q("img.video"), state: q(".state"), caption: q(".caption-text"),
       source: q(".caption-source"), tags: q(".tags"), stats: q(".stats"),
       problem: q(".problem"), history: q(".history"), summary: q(".summary"),
+      video: q("video.rtc"), select: q("select.view"), note: q(".view-note"),
+      glass: q(".glass"), rtc: null, metered: false,
+      mode: forcedView || (rtcOffered && rtc.supported ? "webrtc" : "mjpeg"),
     };
     text(q(".name"), name);
     entry.img.alt = `live video of ${name}`;
     entry.img.addEventListener("error", () => {
       // The server restarted or the connection dropped: try again shortly.
-      setTimeout(() => { if (!document.hidden) entry.img.src = videoUrl(name); }, 2000);
+      setTimeout(() => { if (!document.hidden && entry.mode === "mjpeg") entry.img.src = videoUrl(name); }, 2000);
     });
-    if (!document.hidden) entry.img.src = videoUrl(name);
+    entry.select.querySelector("option[value=webrtc]").disabled = !(rtcOffered && rtc.supported);
+    entry.select.value = entry.mode;
+    entry.select.addEventListener("change", () => {
+      entry.note.hidden = true;
+      setView(name, entry, entry.select.value);
+    });
+    showVideo(name, entry);
     document.getElementById("streams").appendChild(node);
     cards.set(name, entry);
     return entry;
+  }
+
+  // Show the card's video in its mode (WebRTC falls back to MJPEG, saying why).
+  function showVideo(name, c) {
+    if (document.hidden) return;
+    c.video.hidden = c.mode !== "webrtc";
+    c.img.hidden = c.mode === "webrtc";
+    if (c.mode === "webrtc") {
+      c.img.removeAttribute("src");
+      rtc.start(name, c, withToken, (why) => {
+        text(c.note, `${why}; showing MJPEG`);
+        c.note.hidden = false;
+        setView(name, c, "mjpeg");
+      });
+    } else {
+      rtc.stop(c);
+      c.img.src = videoUrl(name);
+    }
+  }
+
+  function setView(name, c, mode) {
+    c.mode = mode;
+    c.select.value = mode;
+    showVideo(name, c);
   }
 
   function fmt(value, digits, unit) {
@@ -90,6 +127,7 @@
       return;
     }
     runId = status.run_id;
+    rtcOffered = Boolean(status.webrtc && status.webrtc.available);
     const enc = status.encoder;
     text(document.getElementById("run"),
       `${enc.model || ""}${enc.random_weights ? " (random weights)" : ""} · up ${Math.round(status.uptime_s)} s`);
@@ -104,9 +142,16 @@
     const present = new Set(status.streams.map((s) => s.name));
     for (const [name, entry] of cards) {
       if (present.has(name)) continue;
+      rtc.stop(entry);
       entry.img.removeAttribute("src");
       entry.node.remove();
       cards.delete(name);
+    }
+    if (status.webrtc && status.webrtc.stamp_clock) { // a latency bench: measure every card
+      for (const [name, c] of cards) {
+        if (!c.metered) rtc.meter(name, c, () => c.mode);
+        c.metered = true;
+      }
     }
   }
 
@@ -149,10 +194,13 @@
   // A hidden tab stops its video streams: the server then encodes nothing for it.
   document.addEventListener("visibilitychange", () => {
     for (const [name, c] of cards) {
-      if (document.hidden) c.img.removeAttribute("src");
-      else c.img.src = videoUrl(name);
+      if (document.hidden) {
+        c.img.removeAttribute("src");
+        rtc.stop(c);
+      } else showVideo(name, c);
     }
   });
+  window.addEventListener("pagehide", () => { for (const c of cards.values()) rtc.stop(c); });
 
   connect();
 })();

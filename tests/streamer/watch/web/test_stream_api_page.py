@@ -43,7 +43,7 @@ async def test_the_page_shows_a_stream_added_and_drops_one_removed(
             aiohttp.ClientSession(headers=AUTH) as http,
         ):
             page = await browser.new_page()
-            await page.goto(f"{url}/?token={TOKEN}")
+            await page.goto(f"{url}/?token={TOKEN}&view=mjpeg")  # its <img>, not WebRTC
             await page.wait_for(f"JSON.stringify({CARDS}) === '[\"cam1\"]'", 30, "cam1's card")
             body = {"name": "cam2", "input": rtsp_server.url("cam2")}
             async with http.post(f"{url}/api/streams", json=body) as answer:

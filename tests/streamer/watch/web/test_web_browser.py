@@ -80,7 +80,7 @@ async def test_the_page_shows_the_live_video_and_the_pipelines_captions(
             await page.goto(url)
             refused = await page.evaluate("document.body.innerText")
             assert "401" in refused and "token" in refused  # no page without the token
-            await page.goto(f"{url}?token={TOKEN}")
+            await page.goto(f"{url}?token={TOKEN}&view=mjpeg")  # WebRTC: test_web_webrtc
             video = "document.querySelector('[data-stream=\"cam\"] img.video')"
             await page.wait_for(f"{video}?.naturalWidth > 0", 30, "the video shows a frame")
             await wait_until(lambda: _llm_captions(jsonl), 30, "a caption from the pipeline")
