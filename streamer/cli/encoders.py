@@ -22,6 +22,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     info.add_argument("--model")
     info.add_argument("--weights", default="pretrained")
     info.add_argument("--device")
+    info.add_argument("--backend", default="torch", help="torch | openvino | auto")
     info.set_defaults(handler=_info)
     export = sub.add_parser(
         "export",
@@ -69,8 +70,9 @@ def _info(args: argparse.Namespace) -> int:
 
     try:
         encoder = encoders.create_encoder(
-            args.encoder, args.model, weights=args.weights, device=args.device
-        )
+            args.encoder, args.model, weights=args.weights, device=args.device,
+            backend=args.backend, export_cache=cache_dir() / "exports",
+        )  # fmt: skip
     except Exception as exc:
         return report(exc)
     for field in dataclasses.fields(encoder.info):
