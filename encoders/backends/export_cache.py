@@ -4,7 +4,8 @@ An export is a folder `<root>/<backend>/<name>/` holding the backend's files and
 `manifest.json` written last, which records the key and every file's size and SHA-256:
 
 - The key (`ExportKey`) names everything the export depends on: the family, the model, a
-  digest of the weights, the backend and its version, the exporter (torch) version and the
+  digest of the weights, the code of the forward (its classes' library versions and a digest
+  of their source files), the backend and its version, the exporter (torch) version and the
   input size. Any change gives another folder name, so a stale export is never even looked at.
 - A folder whose manifest is missing, unreadable, for another key, or whose files differ from
   it in size or digest (a truncated or damaged file) is rebuilt, with a log line saying why;
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +35,7 @@ try:
 except ImportError:  # Windows: no advisory locks; a race then only costs a second export
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["ExportCache", "ExportKey", "state_dict_digest"]
+__all__ = ["ExportCache", "ExportKey", "code_identity", "state_dict_digest"]
 
 logger = logging.getLogger("encoders")
 
@@ -49,6 +52,7 @@ class ExportKey:
         family: the encoder kind ("clip").
         model: the model name ("ViT-B/32").
         weights: a digest of the weights (`state_dict_digest`).
+        code: what computes the forward (`code_identity`).
         backend: the backend ("openvino").
         backend_version: the backend library's version.
         exporter: what converted it, with its version ("torch 2.14.1").
@@ -58,6 +62,7 @@ class ExportKey:
     family: str
     model: str
     weights: str
+    code: str
     backend: str
     backend_version: str
     exporter: str
@@ -88,6 +93,28 @@ def state_dict_digest(tensors: Iterable[tuple[str, Any]]) -> str:
         digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
         digest.update(memoryview(data.reshape(-1).view(torch.uint8).numpy()))
     return digest.hexdigest()
+
+
+def code_identity(*classes: type) -> str:
+    """The code of a forward: each class with its package's version and a digest of the file
+    that defines it (the version covers a library, the digest this project's own code).
+
+    Args:
+        classes: e.g. the encoder's class and its torch module's class.
+
+    Returns:
+        A short text, e.g. "encoders.clip.ClipEncoder 1a2b3c4d5e6f; open_clip.model.CLIP 3.3.0
+        0f1e2d3c4b5a".
+    """
+    parts = []
+    for cls in classes:
+        package = sys.modules.get(cls.__module__.partition(".")[0])
+        version = getattr(package, "__version__", "")
+        source = inspect.getsourcefile(cls)
+        digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:12] if source else ""
+        named = (f"{cls.__module__}.{cls.__qualname__}", version, digest)
+        parts.append(" ".join(part for part in named if part))
+    return "; ".join(parts)
 
 
 class ExportCache:

@@ -102,12 +102,13 @@ def export_key(encoder: Encoder) -> Any:
     import openvino as ov
     import torch
 
-    from encoders.backends.export_cache import ExportKey, state_dict_digest
+    from encoders.backends.export_cache import ExportKey, code_identity, state_dict_digest
 
     return ExportKey(
         family=encoder.kind,
         model=encoder.info.model,
         weights=state_dict_digest(encoder.module.state_dict().items()),
+        code=code_identity(type(encoder), type(encoder.module)),
         backend="openvino",
         backend_version=ov.__version__,
         exporter=f"torch {torch.__version__}",

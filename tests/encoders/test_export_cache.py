@@ -112,12 +112,13 @@ def test_a_damaged_export_is_rebuilt_not_trusted(built, caplog, damage) -> None:
 
 # -- the cache itself, with a plain file as the export ------------------------------------------
 
-KEY = ExportKey("clip", "ViT-B/32", "ab12", "openvino", "1.0", "torch 2.0", 224)
+KEY = ExportKey("clip", "ViT-B/32", "ab12", "CLIP 1.0", "openvino", "1.0", "torch 2.0", 224)
 
 
 def test_every_part_of_the_key_names_another_folder(tmp_path) -> None:
     cache = ExportCache(tmp_path)
-    changes = {"family": "dinov2", "model": "ViT-B/16", "weights": "cd34", "backend": "onnx",
+    changes = {"family": "dinov2", "model": "ViT-B/16", "weights": "cd34", "code": "CLIP 1.1",
+               "backend": "onnx",
                "backend_version": "1.1", "exporter": "torch 2.1", "input_size": 336}  # fmt: skip
     variants = [replace(KEY, **{field: value}) for field, value in changes.items()]
     folders = {cache.folder(k) for k in [KEY, *variants]}
