@@ -9,6 +9,8 @@ transforms' resize) and the torch path with its batched interpolation.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -170,6 +172,13 @@ def test_auto_builds_an_openvino_encoder_on_a_cpu(tmp_path) -> None:
     encoder = encoders.create_encoder("clip", "tiny", weights="random", device="cpu",
                                       backend="auto", export_cache=tmp_path)  # fmt: skip
     assert encoder.info.backend == "openvino" and encoder.info.device == "cpu"
+
+
+def test_without_openvino_auto_is_torch_and_openvino_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # how Python marks a module unimportable
+    assert choose_backend("auto", "clip", device="cpu").name == "torch"
+    reason = unsupported_reason("openvino", "clip", device="cpu")
+    assert "pip install 'streamer[cpu]'" in reason and "backend 'torch'" in reason
 
 
 @pytest.mark.parametrize(
