@@ -7,7 +7,8 @@ the weights are, and nothing has to be downloaded.
 
 By default the input is model input already on the device (normalised Bx3xSxS): the encoder
 alone. `frame_size` measures uint8 frames from the host instead: staging, upload and the
-on-device preprocessing included, as the pipeline feeds it.
+on-device preprocessing included, as the pipeline feeds it. `backend` measures another runtime
+of the image tower (`--backend openvino`); `bench/backends.py` puts two side by side.
 """
 
 from __future__ import annotations
