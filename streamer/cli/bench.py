@@ -176,10 +176,12 @@ def _pipeline(args: argparse.Namespace) -> int:
 def _backend(spec: str, device: torch.device, args: argparse.Namespace) -> str:
     """The backend that runs `spec` (`--backend` with "auto" decided), checked as `run` checks
     it: a combination it cannot run is a ConfigError naming the fix."""
+    from encoders.registry import parse_model_name
     from streamer.analysis.worker import EncoderChoice
     from streamer.bench.encoders import parse_encoder_spec
 
     kind, model = parse_encoder_spec(spec)
+    parse_model_name(kind, model)  # an unknown kind or model: the registry's own words
     return EncoderChoice(kind=kind, model=model, device=str(device), precision=args.precision,
                          compile=args.compile, backend=args.backend).runs_on  # fmt: skip
 
