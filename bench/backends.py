@@ -9,10 +9,12 @@ of the machine's load cancels out. Two inputs per batch size:
   frames        uint8 frames at the encoder's resize size (as the pipeline hands them over:
                 the source scales them while decoding), so crop and normalisation are in
 
-Prints the median milliseconds per batch, images per second, images per second per core, and
-OpenVINO's time as a fraction of torch's; then what each took to build (torch: create the
-model; OpenVINO: create the model, export and compile on the first run; load the export and
-compile on a later one). Random weights: speed does not depend on them.
+Prints the median milliseconds per batch (the mean of the rounds' medians), images per second,
+images per second per core, and OpenVINO's time as a fraction of torch's; the same for the
+fastest batch of all rounds (on a machine shared with other work, the least disturbed one);
+then what each took to build (torch: create the model; OpenVINO: create the model, export and
+compile on the first run; load the export and compile on a later one). Random weights: speed
+does not depend on them.
 
 Run:  python bench/backends.py [--model ViT-B/32] [--batches 8] [--seconds 10] [--rounds 2]
 """
@@ -95,8 +97,8 @@ def _inputs(encoder: encoders.Encoder, frames: list[np.ndarray], batch: int) -> 
 
 
 def _measure(built: dict, frames: list[np.ndarray], args: argparse.Namespace) -> dict:
-    """Median seconds per batch: {(input, batch, backend): [one median per round]}."""
-    medians: dict[tuple[str, int, str], list[float]] = {}
+    """Seconds per batch: {(input, batch, backend): [(median, fastest) per round]}."""
+    medians: dict[tuple[str, int, str], list[tuple[float, float]]] = {}
     for round_number in range(args.rounds):
         order = BACKENDS if round_number % 2 == 0 else BACKENDS[::-1]  # A B, then B A
         for batch in args.batches:
@@ -106,7 +108,9 @@ def _measure(built: dict, frames: list[np.ndarray], args: argparse.Namespace) ->
                     encoder = built[backend]
                     timing = time_runs(lambda e=encoder, i=images: e.embed(i),
                                        seconds=args.seconds)  # fmt: skip
-                    medians.setdefault((name, batch, backend), []).append(timing.median_s)
+                    medians.setdefault((name, batch, backend), []).append(
+                        (timing.median_s, min(timing.runs))
+                    )
                     print(f"round {round_number + 1} {name} b{batch} {backend}: "
                           f"{timing.median_ms:.1f} ms", file=sys.stderr)  # fmt: skip
     return medians
@@ -115,15 +119,20 @@ def _measure(built: dict, frames: list[np.ndarray], args: argparse.Namespace) ->
 def _table(medians: dict, args: argparse.Namespace) -> list[str]:
     cores = os.cpu_count() or 1
     lines = [
-        "| input | batch | backend | ms per batch | img/s | img/s per core | ÷ torch |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| input | batch | backend | ms per batch | img/s | img/s per core | ÷ torch "
+        "| fastest batch (ms) | ÷ torch |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for (name, batch, backend), values in medians.items():
-        seconds = statistics.mean(values)
-        torch_seconds = statistics.mean(medians[(name, batch, "torch")])
+        seconds = statistics.mean(v[0] for v in values)
+        fastest = min(v[1] for v in values)
+        reference = medians[(name, batch, "torch")]
+        torch_seconds = statistics.mean(v[0] for v in reference)
+        torch_fastest = min(v[1] for v in reference)
         lines.append(
             f"| {name} | {batch} | {backend} | {seconds * 1e3:.1f} | {batch / seconds:.1f} | "
-            f"{batch / seconds / cores:.1f} | {seconds / torch_seconds:.3f}× |"
+            f"{batch / seconds / cores:.1f} | {seconds / torch_seconds:.3f}× | "
+            f"{fastest * 1e3:.1f} | {fastest / torch_fastest:.3f}× |"
         )
     return lines
 
