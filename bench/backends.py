@@ -143,12 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="8", help="batch sizes, comma-separated")
     parser.add_argument("--seconds", type=float, default=10.0, help="time per measurement")
     parser.add_argument("--rounds", type=int, default=2, help="A B rounds, alternating")
+    parser.add_argument(
+        "--threads", type=int, help="threads of both backends (default: torch's, one per core; "
+        "1 is steadier on a busy machine)",
+    )  # fmt: skip
     parser.add_argument("--json", help="also write the results as JSON")
     args = parser.parse_args(argv)
     args.batches = [int(b) for b in args.batches.split(",") if b.strip()]
     import openvino
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)  # OpenVINO compiles with torch's count
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="streamer-backends-") as cache:
         built, build_seconds = _build(args.model, Path(cache))

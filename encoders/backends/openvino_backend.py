@@ -30,13 +30,13 @@ if TYPE_CHECKING:
     from encoders.backends.export_cache import ExportCache
     from encoders.base import Encoder
 
-__all__ = ["OpenVinoBackend", "OpenVinoRuntime", "export_image_tower"]
+__all__ = ["OpenVinoBackend", "OpenVinoRuntime", "compile_config", "export_image_tower"]
 
 logger = logging.getLogger("encoders")
 
 _IR = "image.xml"  # and image.bin beside it
-#: fp32 as torch computes it; LATENCY: all cores on one batch at a time (the encoder thread
-#: runs one batch after another).
+#: fp32 as torch computes it; LATENCY: the threads on one batch at a time (the encoder thread
+#: runs one batch after another). The thread count is torch's (`compile_config`).
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
 _MAX_BATCH = 4096  # the exported program's upper bound of the dynamic batch dimension
 
@@ -77,10 +77,11 @@ class OpenVinoBackend:
         import openvino as ov
 
         core = ov.Core()
+        config = compile_config()
         what = f"{encoder.kind} {encoder.info.model!r}"
         if cache is None:
             logger.info("converting %s to OpenVINO in memory (no export cache: every run)", what)
-            compiled = core.compile_model(export_image_tower(encoder), "CPU", COMPILE_CONFIG)
+            compiled = core.compile_model(export_image_tower(encoder), "CPU", config)
             return OpenVinoRuntime(compiled, f"OpenVINO {ov.__version__}, converted in memory")
 
         def build(folder: Path) -> None:
@@ -89,12 +90,21 @@ class OpenVinoBackend:
             ov.save_model(export_image_tower(encoder), folder / _IR, compress_to_fp16=False)
 
         def load(folder: Path) -> ov.CompiledModel:
-            return core.compile_model(core.read_model(folder / _IR), "CPU", COMPILE_CONFIG)
+            return core.compile_model(core.read_model(folder / _IR), "CPU", config)
 
         key = export_key(encoder)
         compiled = cache.load_or_build(key, build, load)
         logger.info("%s runs on OpenVINO %s (export %s)", what, ov.__version__, cache.folder(key))
         return OpenVinoRuntime(compiled, f"OpenVINO {ov.__version__}, {cache.folder(key)}")
+
+
+def compile_config() -> dict[str, Any]:
+    """How the model is compiled: `COMPILE_CONFIG` with torch's thread count, so one setting
+    (`torch.set_num_threads`: a bench's `--threads`, a cluster replica's `--encoder-cpus`)
+    sizes both backends alike."""
+    import torch
+
+    return {**COMPILE_CONFIG, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
 
 
 def export_key(encoder: Encoder) -> Any:
