@@ -10,7 +10,8 @@ of the machine's load cancels out. Two inputs per batch size:
                 the source scales them while decoding), so crop and normalisation are in
 
 Prints the median milliseconds per batch (the mean of the rounds' medians), images per second,
-images per second per core, and OpenVINO's time as a fraction of torch's; the same for the
+images per second per thread (both run torch's thread count: one per core unless `--threads`),
+and OpenVINO's time as a fraction of torch's; the same for the
 fastest batch of all rounds (on a machine shared with other work, the least disturbed one);
 then what each took to build (torch: create the model; OpenVINO: create the model, export and
 compile on the first run; load the export and compile on a later one). Random weights: speed
@@ -116,10 +117,9 @@ def _measure(built: dict, frames: list[np.ndarray], args: argparse.Namespace) ->
     return medians
 
 
-def _table(medians: dict, args: argparse.Namespace) -> list[str]:
-    cores = os.cpu_count() or 1
+def _table(medians: dict, threads: int) -> list[str]:
     lines = [
-        "| input | batch | backend | ms per batch | img/s | img/s per core | ÷ torch "
+        "| input | batch | backend | ms per batch | img/s | img/s per thread | ÷ torch "
         "| fastest batch (ms) | ÷ torch |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -131,7 +131,7 @@ def _table(medians: dict, args: argparse.Namespace) -> list[str]:
         torch_fastest = min(v[1] for v in reference)
         lines.append(
             f"| {name} | {batch} | {backend} | {seconds * 1e3:.1f} | {batch / seconds:.1f} | "
-            f"{batch / seconds / cores:.1f} | {seconds / torch_seconds:.3f}× | "
+            f"{batch / seconds / threads:.1f} | {seconds / torch_seconds:.3f}× | "
             f"{fastest * 1e3:.1f} | {fastest / torch_fastest:.3f}× |"
         )
     return lines
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"clip {args.model}, random weights, fp32 both; lowest pooled cosine OpenVINO vs "
           f"torch on 8 real frames: {cosine:.7f}. Means over {args.rounds} rounds of "
           f"{args.seconds:g} s medians.\n")  # fmt: skip
-    print("\n".join(_table(medians, args)))
+    print("\n".join(_table(medians, torch.get_num_threads())))
     print("\n" + ", ".join(f"{k}: {v:.2f} s" for k, v in build_seconds.items()))
     if args.json:
         rows = {" ".join(map(str, k)): v for k, v in medians.items()}
