@@ -4,6 +4,8 @@
     >>> enc = encoders.create_encoder("clip", "ViT-B/32")   # pretrained, from the local cache
     >>> enc.embed(frames)                                   # uint8 HxWx3 frames -> [B, 512]
     >>> enc.embed_text(["a person at the door"])            # CLIP only -> [1, 512]
+    >>> encoders.create_encoder("clip", "ViT-B/32", backend="openvino",   # the image tower on
+    ...                         export_cache="~/.cache/streamer/exports")  # OpenVINO (CPU)
 
 open_clip and transformers are imported only when a CLIP or DINOv2 encoder is built.
 """
@@ -22,6 +24,7 @@ from encoders.errors import (
     EncoderError,
     EncoderInputError,
     UnknownEncoderError,
+    UnsupportedBackendError,
     WeightsUnavailableError,
 )
 from encoders.factory import create_encoder
@@ -40,6 +43,7 @@ __all__ = [
     "EncoderSpec",
     "PreprocessConfig",
     "UnknownEncoderError",
+    "UnsupportedBackendError",
     "UseCase",
     "WeightsUnavailableError",
     "create_clip_encoder",

@@ -4,7 +4,9 @@ A family subclass (CLIP, DINOv2, default) only implements `_forward(pixels) -> (
 pooled)`; everything between the caller's frames and that call lives here: staging the frames
 in reusable (pinned) host buffers, preprocessing on the device, the optional speed-ups
 (`encoders.acceleration`: CUDA graphs, torch.compile), and the out-of-memory handling (its
-own module, `encoders._oom`).
+own module, `encoders._oom`). That is the torch backend; another backend (`encoders.backends`)
+exports `_forward` and is handed to the encoder with `run_on`, after which frames go through
+numpy preprocessing to it instead (`encoders.backends.frames`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from torch import nn
 
 from encoders._oom import Batch, OutOfMemoryHandling, concat_parts
 from encoders.acceleration import Acceleration, CompiledForward
+from encoders.backends.base import ImageRuntime
+from encoders.backends.frames import encode_frames
 from encoders.cuda_graphs import GraphRunner, bucket_for, cuda_graphs_unsupported
 from encoders.errors import WeightsUnavailableError
 from encoders.preprocess import FrameGroup, HostStaging, preprocess_frames, split_images
@@ -77,8 +81,9 @@ class EncoderInfo:
         weights: where the weights came from, for people ("local file /x/y.pt", ...).
         random_weights: True for an untrained initialisation.
         device, dtype: where and in what precision it runs now ("cuda:0", "float16").
-        speedups: the speed-ups in use now: "eager", "cuda-graphs", "compile" or
-            "compile+cuda-graphs".
+        speedups: the torch speed-ups in use now: "eager", "cuda-graphs", "compile" or
+            "compile+cuda-graphs"; "none" on another backend.
+        backend: what runs the image tower: "torch" or "openvino" (`encoders.backends`).
     """
 
     kind: str
@@ -92,6 +97,7 @@ class EncoderInfo:
     device: str
     dtype: str
     speedups: str = "eager"
+    backend: str = "torch"
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,7 @@ class Encoder(OutOfMemoryHandling):
         self._graphs: GraphRunner | None = None
         self._compiled: CompiledForward | None = None
         self._batch_limit: int | None = None
+        self._runtime: ImageRuntime | None = None
         if weights.random:
             logger.warning(
                 "%s %r uses random weights (not trained): its embeddings carry no meaning, so "
@@ -227,6 +234,9 @@ class Encoder(OutOfMemoryHandling):
         Raises:
             EncoderInputError: for images in any other form.
         """
+        if self._runtime is not None:
+            tokens, embeddings = encode_frames(images, self._preprocess_cfg, self._runtime.run)
+            return EncoderOutput(torch.from_numpy(tokens), torch.from_numpy(embeddings))
         staging = self._staging  # a CPU fallback mid-call swaps it; release what was taken
         try:
             groups, count = split_images(images, self._preprocess_cfg.size, staging)
@@ -256,6 +266,11 @@ class Encoder(OutOfMemoryHandling):
             acceleration: what to use; `Acceleration()` picks CUDA graphs on CUDA only.
         """
         self._acceleration = acceleration
+        if self._runtime is not None:
+            if acceleration.compile or acceleration.cuda_graphs:
+                logger.warning("torch.compile and CUDA graphs do nothing on backend %r",
+                               self._runtime.backend)  # fmt: skip
+            return
         self._compiled = None
         if acceleration.compile:
             self._compiled = CompiledForward(
@@ -280,7 +295,19 @@ class Encoder(OutOfMemoryHandling):
         size = self._preprocess_cfg.size
         for batch in batch_sizes:
             pixels = torch.zeros(batch, 3, size, size, device=self._device, dtype=self._dtype)
-            self._run_model(pixels)
+            if self._runtime is not None:
+                self._runtime.run(pixels.numpy())
+            else:
+                self._run_model(pixels)
+
+    def run_on(self, runtime: ImageRuntime) -> None:
+        """Run the image tower on another backend's runtime from now on (text stays on torch).
+
+        `encoders.create_encoder(..., backend=...)` does this; `encode` then preprocesses with
+        numpy and calls `runtime.run`, and `accelerate` no longer applies.
+        """
+        self._runtime = runtime
+        self._graphs = self._compiled = None
 
     @property
     def acceleration(self) -> Acceleration:
@@ -317,7 +344,8 @@ class Encoder(OutOfMemoryHandling):
             random_weights=self._weights.random,
             device=str(self._device),
             dtype=str(self._dtype).removeprefix("torch."),
-            speedups=self._speedups(),
+            speedups=self._speedups() if self._runtime is None else "none",
+            backend=self._runtime.backend if self._runtime is not None else "torch",
         )
 
     def _speedups(self) -> str:

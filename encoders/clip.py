@@ -368,5 +368,6 @@ FAMILY = register_family(
         specs=lambda: [_clip_spec(m) for m in CLIP_MODELS],
         create=_build,
         has_text=ClipEncoder.has_text,
+        backends=("torch", "openvino"),
     )
 )

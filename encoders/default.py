@@ -197,5 +197,6 @@ FAMILY = register_family(
         specs=_specs,
         create=_build,
         has_text=DefaultEncoder.has_text,
+        backends=("torch", "openvino"),
     )
 )

@@ -368,5 +368,6 @@ FAMILY = register_family(
         specs=lambda: [_dinov2_spec(s) for s in DINOV2_SIZES],
         create=_build,
         has_text=Dinov2Encoder.has_text,
+        backends=("torch", "openvino"),
     )
 )

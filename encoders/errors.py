@@ -8,8 +8,11 @@ One small tree; each error also subclasses the builtin a caller would naturally 
     ├── WeightsUnavailableError(EncoderError, FileNotFoundError)
     │       pretrained weights neither cached nor downloadable, or a local weights path that is
     │       missing; the message names the model and the fixes
-    └── EncoderInputError(EncoderError, ValueError)
-            images that are not uint8 HxWx3 RGB frames (or a normalised Bx3xSxS float tensor)
+    ├── EncoderInputError(EncoderError, ValueError)
+    │       images that are not uint8 HxWx3 RGB frames (or a normalised Bx3xSxS float tensor)
+    └── UnsupportedBackendError(EncoderError, ValueError)
+            a backend that cannot run this encoder as asked (not installed, another device or
+            precision, a family without an export); the message names the combination and fix
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ __all__ = [
     "EncoderError",
     "EncoderInputError",
     "UnknownEncoderError",
+    "UnsupportedBackendError",
     "WeightsUnavailableError",
 ]
 
@@ -36,6 +40,10 @@ class WeightsUnavailableError(EncoderError, FileNotFoundError):
 
 class EncoderInputError(EncoderError, ValueError):
     """Images in a form the encoder does not accept."""
+
+
+class UnsupportedBackendError(EncoderError, ValueError):
+    """A backend that cannot run the encoder as asked: the message names why and the fix."""
 
 
 def weights_unavailable(model: str, reason: str, *, library: str) -> WeightsUnavailableError:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
+from encoders.backends import choose_backend
+from encoders.backends.export_cache import ExportCache
 from encoders.base import Encoder
 from encoders.registry import family, parse_model_name
 
@@ -17,6 +21,8 @@ def create_encoder(
     weights: str = "pretrained",
     device: str | torch.device | None = None,
     precision: str = "auto",
+    backend: str = "torch",
+    export_cache: str | os.PathLike[str] | None = None,
 ) -> Encoder:
     """Build an encoder by kind and model name.
 
@@ -29,6 +35,11 @@ def create_encoder(
             design: "pretrained" gives its (labelled) random weights.
         device: torch device; None picks CUDA when available, else the CPU.
         precision: "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16" or "bf16".
+        backend: what runs the image tower (`encoders.backends`): "torch", "openvino" (CPU,
+            fp32; `pip install openvino`) or "auto" (OpenVINO on a CPU when it is installed,
+            torch otherwise).
+        export_cache: folder for the exports a backend other than torch makes (converted once,
+            loaded afterwards); None converts in memory on every call.
 
     Returns:
         The encoder.
@@ -36,6 +47,8 @@ def create_encoder(
     Raises:
         UnknownEncoderError: unknown kind or model; the message lists the valid names.
         WeightsUnavailableError: weights neither cached nor downloadable, or a missing path.
+        UnsupportedBackendError: the backend cannot run this encoder on this device or
+            precision (or is not installed); the message names the fix.
 
     Example:
         >>> enc = create_encoder("clip", "tiny", weights="random", device="cpu")
@@ -43,4 +56,12 @@ def create_encoder(
         64
     """
     ref = parse_model_name(kind, model)
-    return family(ref.kind).create(ref, device, weights=weights, precision=precision)
+    named_device = None if device is None else str(device)
+    runner = choose_backend(backend, ref.kind, device=named_device, precision=precision)
+    device, precision = runner.placement(device, precision)
+    encoder = family(ref.kind).create(ref, device, weights=weights, precision=precision)
+    cache = ExportCache(export_cache) if export_cache is not None else None
+    runtime = runner.runtime(encoder, cache)
+    if runtime is not None:
+        encoder.run_on(runtime)
+    return encoder

@@ -168,6 +168,9 @@ class Family:
         specs: the family's registered models, for `list_encoders()`.
         create: builds an encoder from a parsed name (`CreateEncoder`).
         has_text: its encoders embed text (zero-shot tags, alert queries).
+        backends: the backends that can run its image tower (`encoders.backends`): "torch"
+            always; "openvino" when its `_forward` exports with `torch.export` (the
+            built-in families' do).
     """
 
     kind: str
@@ -176,10 +179,13 @@ class Family:
     specs: Callable[[], Sequence[EncoderSpec]]
     create: CreateEncoder
     has_text: bool = False
+    backends: tuple[str, ...] = ("torch",)
 
     def __post_init__(self) -> None:
         if not self.kind or self.kind != self.kind.strip().lower():
             raise ValueError(f"kind must be a non-empty lower-case name, got {self.kind!r}")
+        if "torch" not in self.backends:
+            raise ValueError(f"a family runs on torch at least, got backends {self.backends}")
 
 
 _FAMILIES: dict[str, Family] = {}

@@ -18,11 +18,12 @@ import numpy as np
 import encoders
 from encoders import Encoder, EncoderError, WeightsUnavailableError
 from encoders.acceleration import Acceleration
+from encoders.backends import BACKEND_CHOICES, choose_backend, unsupported_reason
 from encoders.base import PRECISIONS
 from encoders.registry import kinds
 from streamer.core.checks import one_of, one_of_registered, torch_device
 from streamer.core.options import Option, option, validate
-from streamer.errors import from_encoder_error
+from streamer.errors import ConfigError, from_encoder_error
 
 log = logging.getLogger("streamer.encoder")
 
@@ -42,6 +43,10 @@ class EncoderChoice:
             does nothing on a CPU); False: off (`encoders.acceleration.Acceleration`).
         compile: run the forward through torch.compile (off by default: compiling costs tens
             of seconds and was not measured to pay on top of CUDA graphs).
+        backend: what runs the image encoder: "torch", "openvino" (CPU, fp32) or "auto"
+            (OpenVINO on a CPU when installed, else torch; `encoders.backends`).
+        export_cache: folder for the backend's exported model (converted once, then loaded);
+            None converts it at every load. The command line sets it under streamer's cache.
     """
 
     kind: str = option(
@@ -83,9 +88,26 @@ class EncoderChoice:
         Option("--compile", "torch.compile the encoder (compiling takes tens of seconds)",
                kind="toggle"),
     )  # fmt: skip
+    backend: str = option(
+        "torch",
+        Option("--backend", "what runs the image encoder: torch | openvino (CPU, fp32: pip install "
+               "'streamer[cpu]') | auto (openvino on a CPU when installed, else torch)",
+               one_of(*BACKEND_CHOICES)),
+    )  # fmt: skip
+    export_cache: str | None = None
 
     def __post_init__(self) -> None:
         validate(self)
+        reason = unsupported_reason(self.backend, self.kind, device=self.device,
+                                    precision=self.precision, compile=self.compile)  # fmt: skip
+        if reason is not None:
+            raise ConfigError(f"--backend {self.backend}: {reason}")
+
+    @property
+    def runs_on(self) -> str:
+        """The backend that will run the encoder: `backend`, with "auto" decided."""
+        return choose_backend(self.backend, self.kind, device=self.device,
+                              precision=self.precision, compile=self.compile).name  # fmt: skip
 
     @property
     def acceleration(self) -> Acceleration:
@@ -125,7 +147,13 @@ def load_encoder(choice: EncoderChoice) -> Encoder:
 
 def _create(choice: EncoderChoice, weights: str) -> Encoder:
     return encoders.create_encoder(
-        choice.kind, choice.model, weights=weights, device=choice.device, precision=choice.precision
+        choice.kind,
+        choice.model,
+        weights=weights,
+        device=choice.device,
+        precision=choice.precision,
+        backend=choice.runs_on,  # "auto" decided with --compile in view (it needs torch)
+        export_cache=choice.export_cache,
     )
 
 

@@ -7,7 +7,8 @@ the weights are, and nothing has to be downloaded.
 
 By default the input is model input already on the device (normalised Bx3xSxS): the encoder
 alone. `frame_size` measures uint8 frames from the host instead: staging, upload and the
-on-device preprocessing included, as the pipeline feeds it.
+on-device preprocessing included, as the pipeline feeds it. `backend` measures another runtime
+of the image tower (`--backend openvino`); `bench/backends.py` puts two side by side.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class EncoderRow:
 
     Attributes:
         encoder: "kind:model" as given.
-        device, dtype, speedups: where and how it ran (`EncoderInfo`).
+        device, dtype, speedups, backend: where and how it ran (`EncoderInfo`).
         params_m: parameters in millions (CLIP: image and text towers).
         size_mb: weights in memory, in the dtype it ran in.
         latency_ms: median milliseconds per batch, by batch size.
@@ -80,6 +81,7 @@ class EncoderRow:
     memory_kind: str = ""
     input: str = "model input"
     random_weights: bool = True
+    backend: str = "torch"
 
     @property
     def best_batch(self) -> int:
@@ -118,6 +120,8 @@ def bench_encoder(
     seconds: float = 2.0,
     acceleration: Acceleration | None = None,
     frame_size: tuple[int, int] | None = None,
+    backend: str = "torch",
+    export_cache: str | None = None,
 ) -> EncoderRow:
     """Load one encoder with random weights and measure it.
 
@@ -129,6 +133,8 @@ def bench_encoder(
         acceleration: speed-ups (None: the streamer's default, CUDA graphs on CUDA).
         frame_size: (width, height) of uint8 frames to feed from the host; None feeds model
             input already on the device.
+        backend: what runs the image tower ("torch", "openvino", "auto"; `encoders.backends`).
+        export_cache: where a backend's export is kept (None: converted in memory, untimed).
 
     Returns:
         The measurements.
@@ -138,14 +144,31 @@ def bench_encoder(
     _import_library(kind)  # its import is not the encoder's memory
     with PeakMemory(target) as memory:
         encoder = encoders.create_encoder(
-            kind, model, weights="random", device=target, precision=precision
-        )
+            kind, model, weights="random", device=target, precision=precision,
+            backend=backend, export_cache=export_cache,
+        )  # fmt: skip
         encoder.accelerate(acceleration or Acceleration())
         latency, throughput = _time_batches(encoder, batches, seconds, frame_size)
+    row = _row(spec, encoder, latency, throughput, memory, frame_size)
+    del encoder
+    gc.collect()
+    if target.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def _row(
+    spec: str,
+    encoder: encoders.Encoder,
+    latency: dict[int, float],
+    throughput: dict[int, float],
+    memory: PeakMemory,
+    frame_size: tuple[int, int] | None,
+) -> EncoderRow:
     info = encoder.info
     module = encoder.module
     size = sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
-    row = EncoderRow(
+    return EncoderRow(
         encoder=spec,
         device=info.device,
         dtype=info.dtype,
@@ -158,12 +181,8 @@ def bench_encoder(
         memory_kind=memory.kind,
         input="model input" if frame_size is None else "uint8 frames {}x{}".format(*frame_size),
         random_weights=info.random_weights,
+        backend=info.backend,
     )
-    del encoder, module
-    gc.collect()
-    if target.type == "cuda":
-        torch.cuda.empty_cache()
-    return row
 
 
 def _import_library(kind: str) -> None:
@@ -211,7 +230,8 @@ def markdown_table(rows: Sequence[EncoderRow]) -> str:
     device = torch.device(first.device)
     lines = [
         f"Machine: {machine_line(device)}.",
-        f"Device {first.device}{_threads(device)}, {first.dtype}, speed-ups: {first.speedups}; "
+        f"Device {first.device}{_threads(device)}, {first.dtype}, backend {first.backend}, "
+        f"speed-ups: {first.speedups}; "
         f"input: {first.input}; RANDOM weights (speed and memory do not depend on them); "
         f"peak memory: {first.memory_kind}.",
         "",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamer.cli.exits import EXIT_OK, report
 from streamer.cli.flags import add_options
+from streamer.core.samples import cache_dir
 from streamer.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="CPU threads for torch (default: torch's, one per core); 1 is steadier on a busy "
         "machine",
     )  # fmt: skip
-    add_options(enc, ["device", "precision", "cuda-graphs", "compile"], defaults=True)
+    add_options(enc, ["device", "precision", "cuda-graphs", "compile", "backend"], defaults=True)
     enc.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     enc.set_defaults(handler=_encoders)
 
@@ -124,9 +125,12 @@ def _encoders(args: argparse.Namespace) -> int:
     for spec in specs:
         print(f"streamer: measuring {spec} on {device} ...", file=sys.stderr)
         try:
+            backend = _backend(spec, device, args)
             rows.append(_measure(spec, device=device, precision=args.precision,
                                  batches=batches, seconds=args.seconds,
-                                 acceleration=acceleration, frame_size=frames))  # fmt: skip
+                                 acceleration=acceleration, frame_size=frames,
+                                 backend=backend,
+                                 export_cache=str(cache_dir() / "exports")))  # fmt: skip
         except Exception as exc:
             return report(exc)
     print(markdown_table(rows))
@@ -167,6 +171,19 @@ def _pipeline(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, result.to_json())
     return EXIT_OK
+
+
+def _backend(spec: str, device: torch.device, args: argparse.Namespace) -> str:
+    """The backend that runs `spec` (`--backend` with "auto" decided), checked as `run` checks
+    it: a combination it cannot run is a ConfigError naming the fix."""
+    from encoders.registry import parse_model_name
+    from streamer.analysis.worker import EncoderChoice
+    from streamer.bench.encoders import parse_encoder_spec
+
+    kind, model = parse_encoder_spec(spec)
+    parse_model_name(kind, model)  # an unknown kind or model: the registry's own words
+    return EncoderChoice(kind=kind, model=model, device=str(device), precision=args.precision,
+                         compile=args.compile, backend=args.backend).runs_on  # fmt: skip
 
 
 def _write_json(path: str, data: object) -> None:

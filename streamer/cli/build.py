@@ -4,7 +4,7 @@
 where each value came from; `configure(settings)` checks what no single option can (pairs of
 options, the model name), then builds `RunConfig` field by field from the table. The options
 that do not map onto one field are built here by name: the inputs, the alert rules, the
-viewer, the LLM switch, the text cache.
+viewer, the LLM switch, the text and export caches.
 """
 
 from __future__ import annotations
@@ -105,8 +105,9 @@ def configure(given: Settings) -> RunConfig:
     inputs = tuple(given.get("inputs")) + _sources_file(given.get("sources"))
     fields = _fields(given)
     run = fields.pop("", {})
-    cache = None if given.get("no-cache") else str(cache_dir() / "text")
-    fields.setdefault("analysis", {})["text_cache"] = cache
+    cache = None if given.get("no-cache") else cache_dir()
+    fields.setdefault("analysis", {})["text_cache"] = cache and str(cache / "text")
+    fields.setdefault("encoder", {})["export_cache"] = cache and str(cache / "exports")
     sections = {name: _section(name, fields.get(name, {})) for name in _sections()}
     if "show" in run:
         run["show"] = show_mode(run["show"])

@@ -1,4 +1,5 @@
-"""`streamer encoders`: the registered encoders, the selection matrix, one encoder's details."""
+"""`streamer encoders`: the registered encoders, the selection matrix, one encoder's details,
+and exports for a backend made ahead of the first run."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import argparse
 import dataclasses
 
 from streamer.cli.exits import EXIT_OK, report
+from streamer.cli.flags import add_options
+from streamer.core.samples import cache_dir
+from streamer.errors import ConfigError
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -18,7 +22,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     info.add_argument("--model")
     info.add_argument("--weights", default="pretrained")
     info.add_argument("--device")
+    info.add_argument("--backend", default="torch", help="torch | openvino | auto")
     info.set_defaults(handler=_info)
+    export = sub.add_parser(
+        "export",
+        help="convert an encoder for a backend now, into the cache later runs load it from",
+        description="Export the image encoder for --backend (openvino) once, into streamer's "
+        "cache, so the first run does not wait for the conversion.",
+    )
+    add_options(export, ["encoder", "model", "weights", "backend"], defaults=True)
+    export.set_defaults(handler=_export)
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -30,13 +43,15 @@ def _table(rows: list[list[str]]) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     import encoders
+    from encoders.registry import family
 
-    rows = [["kind", "model", "dim", "tokens", "input", "text tags", "weights"]]
+    rows = [["kind", "model", "dim", "tokens", "input", "text tags", "backends", "weights"]]
     for spec in encoders.list_encoders():
         pre = spec.preprocess
         size = f"{pre.size}px" + (f" (from {pre.resize_size})" if pre.resize_size else "")
         rows.append([spec.kind, spec.model, str(spec.dim), f"{spec.tokens}x{spec.token_dim}",
-                     size, "yes" if spec.has_text else "no", spec.weights])  # fmt: skip
+                     size, "yes" if spec.has_text else "no",
+                     ",".join(family(spec.kind).backends), spec.weights])  # fmt: skip
     print(_table(rows))
     return EXIT_OK
 
@@ -55,14 +70,37 @@ def _info(args: argparse.Namespace) -> int:
 
     try:
         encoder = encoders.create_encoder(
-            args.encoder, args.model, weights=args.weights, device=args.device
-        )
+            args.encoder, args.model, weights=args.weights, device=args.device,
+            backend=args.backend, export_cache=cache_dir() / "exports",
+        )  # fmt: skip
     except Exception as exc:
         return report(exc)
     for field in dataclasses.fields(encoder.info):
         print(f"{field.name:>15}: {_cell(getattr(encoder.info, field.name))}")
     for field in dataclasses.fields(encoder.preprocess_cfg):
         print(f"{field.name:>15}: {_cell(getattr(encoder.preprocess_cfg, field.name))}")
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from encoders.backends.export_cache import ExportCache
+    from encoders.backends.openvino_backend import export_key
+    from streamer.analysis.worker import EncoderChoice, load_encoder
+
+    try:
+        choice = EncoderChoice(kind=args.encoder, model=args.model, weights=args.weights,
+                               device="cpu", backend=args.backend,
+                               export_cache=str(cache_dir() / "exports"))  # fmt: skip
+        if choice.runs_on != "openvino":
+            raise ConfigError(
+                f"--backend {args.backend}: the encoder runs on {choice.runs_on}, which runs "
+                "the torch model as it is: there is nothing to export; use --backend openvino"
+            )
+        encoder = load_encoder(choice)  # exports, or checks and loads what is cached
+    except Exception as exc:
+        return report(exc)
+    folder = ExportCache(choice.export_cache).folder(export_key(encoder))
+    print(f"{encoder.kind} {encoder.info.model!r} on {choice.runs_on}: {folder}")
     return EXIT_OK
 
 

@@ -64,7 +64,11 @@ class CommandLine:
     progress: bool = option(True, Option("--no-progress", "no progress bar", kind="negated"))
     cache: bool = option(
         True,
-        Option("--no-cache", "do not cache label text embeddings on disk", kind="negated"),
+        Option(
+            "--no-cache",
+            "do not cache label text embeddings or encoder exports on disk",
+            kind="negated",
+        ),
     )
 
 

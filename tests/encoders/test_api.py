@@ -18,6 +18,7 @@ PUBLIC = {
     "EncoderSpec",
     "PreprocessConfig",
     "UnknownEncoderError",
+    "UnsupportedBackendError",
     "UseCase",
     "WeightsUnavailableError",
     "create_clip_encoder",
@@ -43,7 +44,8 @@ def _signature(func) -> str:
 def test_factory_signatures() -> None:
     assert _signature(encoders.create_encoder) == (
         "(kind: str, model: str | None = None, *, weights: str = pretrained, "
-        "device: str | torch.device | None = None, precision: str = auto) -> Encoder"
+        "device: str | torch.device | None = None, precision: str = auto, "
+        "backend: str = torch, export_cache: str | os.PathLike[str] | None = None) -> Encoder"
     )
     assert _signature(encoders.create_clip_encoder) == (
         "(model_name: str = ViT-B/32, device: str | torch.device | None = None, *, "
@@ -63,10 +65,12 @@ def test_error_tree() -> None:
     assert issubclass(encoders.UnknownEncoderError, ValueError)
     assert issubclass(encoders.WeightsUnavailableError, FileNotFoundError)
     assert issubclass(encoders.EncoderInputError, ValueError)
+    assert issubclass(encoders.UnsupportedBackendError, ValueError)
     for error in (
         encoders.UnknownEncoderError,
         encoders.WeightsUnavailableError,
         encoders.EncoderInputError,
+        encoders.UnsupportedBackendError,
     ):
         assert issubclass(error, encoders.EncoderError)
 
@@ -75,5 +79,5 @@ def test_info_fields() -> None:
     fields = list(encoders.EncoderInfo.__dataclass_fields__)
     assert fields == [
         "kind", "model", "dim", "token_dim", "num_params", "image_size",
-        "weights", "random_weights", "device", "dtype", "speedups",
+        "weights", "random_weights", "device", "dtype", "speedups", "backend",
     ]  # fmt: skip

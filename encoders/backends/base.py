@@ -1,0 +1,73 @@
+"""The backend interface: what runs an encoder's image tower, and what it then runs.
+
+A family describes its model once, in torch: the `Encoder._forward` from model input to
+(tokens, pooled). A `Backend` decides how that forward runs. The torch backend runs it as it is
+(the encoder's own path: on any device and precision, with CUDA graphs or torch.compile); any
+other backend turns it into an `ImageRuntime` (for OpenVINO: `torch.export`, then OpenVINO's
+converter), which the encoder then feeds with numpy model input (`encoders.backends.frames`).
+Neither the family nor the pipeline knows which backend runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from encoders.backends.export_cache import ExportCache
+    from encoders.base import Encoder
+
+__all__ = ["Backend", "ImageRuntime"]
+
+
+class ImageRuntime(Protocol):
+    """An image tower made ready by a backend: model input in, (tokens, pooled) out.
+
+    Attributes:
+        backend: the backend's name ("openvino").
+        detail: for people: the backend's version and where the model came from.
+    """
+
+    backend: str
+    detail: str
+
+    def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 Bx3xSxS model input → (tokens [B, T, token_dim], pooled [B, dim]), float32."""
+        ...
+
+
+class Backend(Protocol):
+    """One way to run encoders (`encoders.backends.BACKENDS` lists them).
+
+    Attributes:
+        name: what users type (`backend="openvino"`, `--backend openvino`).
+    """
+
+    name: str
+
+    def unsupported(self, *, device: str | None, precision: str, compile: bool) -> str | None:
+        """None when this backend can run an encoder so, else why not and what to do instead.
+
+        Args:
+            device: the device asked for (None: the backend's default).
+            precision: "auto", "fp32", "fp16" or "bf16".
+            compile: whether torch.compile is asked for.
+        """
+        ...
+
+    def placement(self, device: str | None, precision: str) -> tuple[str | None, str]:
+        """The device and precision the family builds the torch model with for this backend."""
+        ...
+
+    def runtime(self, encoder: Encoder, cache: ExportCache | None) -> ImageRuntime | None:
+        """Make `encoder`'s image tower ready to run here.
+
+        Args:
+            encoder: the family's encoder, as built with `placement`.
+            cache: where exports are kept; None converts in memory every time.
+
+        Returns:
+            The runtime, or None when the encoder runs its own torch forward.
+        """
+        ...

@@ -1,0 +1,28 @@
+"""The torch backend: the encoder runs its own forward, exactly as it always has."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from encoders.backends.base import ImageRuntime
+    from encoders.backends.export_cache import ExportCache
+    from encoders.base import Encoder
+
+__all__ = ["TorchBackend"]
+
+
+class TorchBackend:
+    """Runs the family's torch module eagerly (or with CUDA graphs / torch.compile), on any
+    device and precision torch supports. It needs no export."""
+
+    name = "torch"
+
+    def unsupported(self, *, device: str | None, precision: str, compile: bool) -> str | None:
+        return None
+
+    def placement(self, device: str | None, precision: str) -> tuple[str | None, str]:
+        return device, precision
+
+    def runtime(self, encoder: Encoder, cache: ExportCache | None) -> ImageRuntime | None:
+        return None

@@ -1,0 +1,103 @@
+"""`--backend`: declared once on `EncoderChoice`, refused early when it cannot run as asked,
+and reaching the encoder from the command line, a configuration file and the Python API."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from streamer.analysis.worker import EncoderChoice, load_encoder
+from streamer.cli.main import build_parser, main
+from streamer.errors import ConfigError
+
+pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
+
+
+def _run_config(tmp_path, *flags: str):
+    from streamer.cli.run import config_from_args
+
+    clip = tmp_path / "in.mp4"
+    clip.write_bytes(b"")
+    args = build_parser().parse_args(["run", str(clip), "-o", str(tmp_path / "o.mp4"), *flags])
+    return config_from_args(args)
+
+
+def test_the_default_backend_is_torch_and_auto_is_decided_by_the_device() -> None:
+    assert EncoderChoice().backend == "torch" and EncoderChoice(device="cpu").runs_on == "torch"
+    assert EncoderChoice(backend="auto", device="cpu").runs_on == "openvino"
+    assert EncoderChoice(backend="auto", device="cuda").runs_on == "torch"
+    # torch.compile is torch's: asked for, auto keeps torch rather than refuse
+    assert EncoderChoice(backend="auto", device="cpu", compile=True).runs_on == "torch"
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"device": "cuda"}, "--backend openvino: backend 'openvino' runs on the CPU only"),
+        ({"device": "cpu", "precision": "bf16"}, "fp32 only"),
+        ({"device": "cpu", "compile": True}, "applies to backend 'torch' only"),
+    ],
+)
+def test_a_combination_openvino_cannot_run_is_a_config_error(options, words) -> None:
+    with pytest.raises(ConfigError, match=words):
+        EncoderChoice(backend="openvino", **options)
+
+
+def test_an_unknown_backend_lists_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="backend must be one of auto, torch, openvino"):
+        EncoderChoice(backend="tensorrt")
+
+
+def test_the_flag_and_the_file_key_reach_the_choice_with_the_export_cache(tmp_path) -> None:
+    config = _run_config(tmp_path, "--backend", "openvino", "--device", "cpu")
+    assert config.encoder.backend == "openvino"
+    assert config.encoder.export_cache is not None
+    assert config.encoder.export_cache.endswith(os.path.join("streamer", "exports"))
+    assert _run_config(tmp_path, "--backend", "auto", "--no-cache").encoder.export_cache is None
+    toml = tmp_path / "run.toml"
+    toml.write_text('[encoder]\nbackend = "openvino"\ndevice = "cpu"\n')
+    assert _run_config(tmp_path, "--config", str(toml)).encoder.backend == "openvino"
+
+
+def test_the_command_line_refuses_it_before_loading_anything(tmp_path, capsys) -> None:
+    toml = tmp_path / "run.toml"
+    toml.write_text('[encoder]\nbackend = "openvino"\ndevice = "cuda"\n')
+    assert main(["config", "--check", str(toml)]) == 2
+    assert "runs on the CPU only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_load_encoder_runs_the_choice_on_openvino(tmp_path) -> None:
+    choice = EncoderChoice("clip", "tiny", weights="random", device="cpu", backend="openvino",
+                           export_cache=str(tmp_path))  # fmt: skip
+    encoder = load_encoder(choice)
+    assert encoder.info.backend == "openvino"
+    assert list((tmp_path / "openvino").iterdir())  # exported into the given cache
+
+
+@pytest.mark.slow
+def test_encoders_export_converts_once_into_the_cache(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    argv = ["encoders", "export", "--backend", "openvino", "--model", "tiny", "--weights",
+            "random"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out.strip()
+    folder = printed.rpartition(": ")[2]
+    assert folder.startswith(str(tmp_path / "streamer" / "exports" / "openvino" / "clip-tiny-"))
+    assert (Path(folder) / "manifest.json").is_file()
+    assert main(argv) == 0 and capsys.readouterr().out.strip() == printed
+    assert main(["encoders", "export", "--backend", "torch", "--model", "tiny"]) == 2
+    assert "nothing to export" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_encoders_measures_the_openvino_backend(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    code = main(["bench", "encoders", "--encoders", "clip:tiny", "--device", "cpu",
+                 "--backend", "openvino", "--batches", "1,4", "--seconds", "0.05"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and "backend openvino" in printed and "| clip:tiny |" in printed
+    assert main(["bench", "encoders", "--encoders", "clip:tiny", "--device", "cuda",
+                 "--backend", "openvino"]) == 2  # fmt: skip
