@@ -37,6 +37,7 @@ BAD = {
     "--encoder": ("nope", ["one of clip, dinov2, default"]),
     "--device": ("gpu", ["cpu, cuda or cuda:N"]),
     "--precision": ("fp8", ["one of auto, fp32, fp16, bf16"]),
+    "--backend": ("onnx", ["one of auto, torch, openvino"]),
     "--analyze-fps": ("-2", ["a number of frames per second > 0, or 'all'"]),
     "--max-batch": ("0", ["a whole number ≥ 1"]),
     "--max-wait-ms": ("-1", ["a number of milliseconds ≥ 0"]),
