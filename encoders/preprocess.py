@@ -35,6 +35,7 @@ __all__ = [
     "FrameGroup",
     "HostStaging",
     "center_crop_offsets",
+    "input_error",
     "preprocess_frames",
     "resized_shape",
     "split_images",
@@ -78,7 +79,7 @@ def split_images(
     """
     if isinstance(images, torch.Tensor) and images.is_floating_point():
         if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (size, size):
-            raise _input_error(images, size)
+            raise input_error(images, size)
         return [FrameGroup(tuple(range(images.shape[0])), images, normalised=True)], len(images)
     if isinstance(images, (np.ndarray, torch.Tensor)):
         frames = _frames_tensor(images, size)
@@ -90,7 +91,7 @@ def split_images(
         return [FrameGroup(tuple(range(batch.shape[0])), batch)], batch.shape[0]
     if isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
         return _group_by_size(images, size, staging), len(images)
-    raise _input_error(images, size)
+    raise input_error(images, size)
 
 
 def _group_by_size(
@@ -102,7 +103,7 @@ def _group_by_size(
     for index, image in enumerate(images):
         frame = _frames_tensor(image, size, item=index)
         if frame.ndim != 3:
-            raise _input_error(image, size, item=index)
+            raise input_error(image, size, item=index)
         by_shape.setdefault(tuple(frame.shape), []).append((index, frame))
     return [
         FrameGroup(tuple(i for i, _ in items), _stack([f for _, f in items], staging))
@@ -196,7 +197,7 @@ def _frames_tensor(image: Any, size: int, item: int | None = None) -> torch.Tens
     """A uint8 HxWx3 or BxHxWx3 array/tensor as a torch tensor sharing memory where it can."""
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (3, 4) or image.shape[-1] != 3:
-            raise _input_error(image, size, item)
+            raise input_error(image, size, item)
         # from_numpy shares memory; it warns on read-only arrays and rejects negative strides
         # (e.g. frame[..., ::-1] for BGR->RGB), so copy those.
         if not image.flags.writeable or any(s < 0 for s in image.strides):
@@ -204,13 +205,15 @@ def _frames_tensor(image: Any, size: int, item: int | None = None) -> torch.Tens
         return torch.from_numpy(image)
     if isinstance(image, torch.Tensor):
         if image.dtype != torch.uint8 or image.ndim not in (3, 4) or image.shape[-1] != 3:
-            raise _input_error(image, size, item)
+            raise input_error(image, size, item)
         return image
-    raise _input_error(image, size, item)
+    raise input_error(image, size, item)
 
 
-def _input_error(image: Any, size: int, item: int | None = None) -> EncoderInputError:
-    if isinstance(image, (np.ndarray, torch.Tensor)):
+def input_error(image: Any, size: int, item: int | None = None) -> EncoderInputError:
+    """The error for images an encoder does not take (what it takes, what it got); shared by
+    the torch preprocessing and the backends' numpy one (`encoders.backends.frames`)."""
+    if hasattr(image, "dtype") and hasattr(image, "shape"):  # a numpy array or torch tensor
         got = f"{type(image).__name__} of dtype {image.dtype} and shape {tuple(image.shape)}"
     else:
         got = type(image).__name__

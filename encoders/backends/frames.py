@@ -24,7 +24,7 @@ import numpy as np
 import PIL.Image
 
 from encoders.errors import EncoderInputError
-from encoders.preprocess import center_crop_offsets, resized_shape
+from encoders.preprocess import center_crop_offsets, input_error, resized_shape
 from encoders.registry import PreprocessConfig
 
 __all__ = ["PixelGroup", "encode_frames", "frames_to_pixels", "pixel_groups"]
@@ -88,7 +88,7 @@ def pixel_groups(images: Any, cfg: PreprocessConfig) -> tuple[list[PixelGroup], 
         images = images.detach().cpu().numpy()
     if isinstance(images, np.ndarray) and images.dtype.kind == "f":
         if images.ndim != 4 or images.shape[1:] != (3, size, size):
-            raise _input_error(images, size)
+            raise input_error(images, size)
         pixels = np.ascontiguousarray(images, dtype=np.float32)
         return [PixelGroup(tuple(range(len(pixels))), pixels)], len(pixels)
     if isinstance(images, np.ndarray):
@@ -99,7 +99,7 @@ def pixel_groups(images: Any, cfg: PreprocessConfig) -> tuple[list[PixelGroup], 
         return [PixelGroup(tuple(range(len(batch))), frames_to_pixels(batch, cfg))], len(batch)
     if isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
         return _by_size(images, cfg), len(images)
-    raise _input_error(images, size)
+    raise input_error(images, size)
 
 
 def frames_to_pixels(frames: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
@@ -134,7 +134,7 @@ def _by_size(images: Sequence[Any], cfg: PreprocessConfig) -> list[PixelGroup]:
     for index, image in enumerate(images):
         frame = _frames(image.detach().cpu().numpy() if _is_torch(image) else image, cfg.size)
         if frame.ndim != 3:
-            raise _input_error(image, cfg.size, item=index)
+            raise input_error(image, cfg.size, item=index)
         by_shape.setdefault(frame.shape, []).append((index, frame))
     groups = []
     for items in by_shape.values():
@@ -150,7 +150,7 @@ def _frames(image: Any, size: int, item: int | None = None) -> np.ndarray:
         or image.ndim not in (3, 4)
         or image.shape[-1] != 3
     ):
-        raise _input_error(image, size, item)
+        raise input_error(image, size, item)
     return image
 
 
@@ -168,16 +168,3 @@ def _merge(parts: list[np.ndarray], groups: list[PixelGroup], count: int) -> np.
 def _is_torch(value: Any) -> bool:
     # Checked by name: this module must not import torch for the numpy frames it is fed.
     return type(value).__module__.startswith("torch") and hasattr(value, "detach")
-
-
-def _input_error(image: Any, size: int, item: int | None = None) -> EncoderInputError:
-    if hasattr(image, "dtype") and hasattr(image, "shape"):
-        got = f"{type(image).__name__} of dtype {image.dtype} and shape {tuple(image.shape)}"
-    else:
-        got = type(image).__name__
-    where = f" (item {item} of the list)" if item is not None else ""
-    return EncoderInputError(
-        "images must be uint8 HxWx3 RGB frames (a numpy array or torch tensor: one frame HxWx3, "
-        "a batch BxHxWx3, or a list of HxWx3 frames of any sizes) or an already-normalised "
-        f"float tensor Bx3x{size}x{size}, got {got}{where}"
-    )
