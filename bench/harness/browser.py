@@ -40,6 +40,9 @@ FLAGS = (
     "--no-default-browser-check",
     "--hide-scrollbars",
     "--mute-audio",
+    # WebRTC host candidates as addresses, not mDNS `.local` names (which the server's ICE
+    # would have to resolve over multicast): a test's connection on this machine is direct.
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
 )
 
 

@@ -168,5 +168,26 @@ async def wait_until_async(read, target: int, timeout: float, what: str, exact: 
         if value == target or (not exact and value >= target):
             return value
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what} (last: {value})")
+            seen = await _diagnosis(read)
+            raise AssertionError(f"not within {timeout} s: {what} (last: {value}){seen}")
         await asyncio.sleep(0.2)
+
+
+async def _diagnosis(read) -> str:
+    """What the page knows of its connection, for a failure's message (a page-reading `read`
+    carries its page as the default of its lambda)."""
+    page = (read.__defaults__ or (None,))[0]
+    if page is None:
+        return ""
+    try:
+        state = await page.evaluate("""(() => {
+          const pc = window.streamerRtc.connections.cam;
+          const note = document.querySelector('[data-stream="cam"] .view-note');
+          return JSON.stringify({connection: pc && pc.connectionState,
+            ice: pc && pc.iceConnectionState, gathering: pc && pc.iceGatheringState,
+            note: note && note.textContent, mode: document.querySelector(
+              '[data-stream="cam"] select.view')?.value});
+        })()""")
+    except Exception as exc:  # the page is gone: say so rather than hide the first failure
+        return f"; the page could not be read: {exc}"
+    return f"; the page: {state}; its console: {page.errors}"
