@@ -122,7 +122,7 @@ class ClusterControl:
             job.config = _with_rate(job.config, request.settings)
             shard = job.shard
             if shard is not None and shard.alive:
-                await shard.handle.change.remote(name, name, request)
+                await shard.handle.change.remote(name, request)
             return self._describe(job)
 
     def _find(self, name: str) -> Job:

@@ -143,7 +143,7 @@ class Shard:
         if stop is not None:
             stop.set()
 
-    async def change(self, key: str, name: str, request: Any) -> dict[str, Any]:
+    async def change(self, key: str, request: Any) -> dict[str, Any]:
         """Change a running stream's settings (the stream API's PATCH), through its run's own
         control, as in one process.
 
@@ -153,8 +153,8 @@ class Shard:
         relay = self._relays.get(key)
         control = getattr(relay.run, "control", None) if relay is not None else None
         if control is None or key not in self._stops:
-            raise UnknownStreamError(f"stream {name!r} is not running now (it starts, or ended)")
-        return await control.change(name, request)
+            raise UnknownStreamError(f"stream {key!r} is not running now (it starts, or ended)")
+        return await control.change(key, request)  # a job's key is its stream's name
 
 
 def _summaries(config: RunConfig) -> list[SummaryObserver]:
