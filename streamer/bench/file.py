@@ -187,6 +187,8 @@ def mode_floor(config: ModeConfig, draw: bool) -> ModeResult:
 
 
 def mode_naive(config: ModeConfig) -> ModeResult:
+    import asyncio
+
     import numpy as np
     import open_clip
     import torch
@@ -195,6 +197,7 @@ def mode_naive(config: ModeConfig) -> ModeResult:
 
     from encoders import create_encoder
     from streamer.analysis.labels import default_labels, prompts
+    from streamer.analysis.text_cache import cached_text_embeddings
     from streamer.core.frame import Annotation, Caption, Tag
     from streamer.core.sampler import Sampler
     from streamer.outputs.overlay import Overlay, OverlayStyle
@@ -207,7 +210,14 @@ def mode_naive(config: ModeConfig) -> ModeResult:
         PreprocessCfg(**open_clip.get_model_preprocess_cfg(model)), is_train=False
     )
     labels = config.labels or default_labels()
-    text = encoder.embed_text(prompts(labels)).cpu().numpy()  # set-up, as in the pipeline
+
+    async def embed(texts):
+        return encoder.embed_text(texts).cpu().numpy()
+
+    # Set-up, as in the pipeline (the same label cache when one is given).
+    text = asyncio.run(
+        cached_text_embeddings(config.text_cache, encoder.info, prompts(labels), embed)
+    )
     overlay, sampler = Overlay(OverlayStyle()), Sampler(config.analyze_fps)
     annotation = caption = None
     loop = _Loop(config)
@@ -284,12 +294,12 @@ def mode_pipeline(config: ModeConfig) -> ModeResult:
 
 
 def run_mode(config: ModeConfig) -> ModeResult:
-    """Run one mode in this process."""
+    """Run one mode in this process (the floors never import torch)."""
+    if config.mode in ("floor", "floor+draw"):
+        return mode_floor(config, draw=config.mode == "floor+draw")
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
-    if config.mode in ("floor", "floor+draw"):
-        return mode_floor(config, draw=config.mode == "floor+draw")
     if config.mode == "naive":
         return mode_naive(config)
     return mode_pipeline(config)

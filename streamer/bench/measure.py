@@ -22,8 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: the floors never need it
+    import torch
 
 __all__ = ["PeakMemory", "Timing", "machine_line", "percentiles", "time_runs"]
 
@@ -112,6 +114,8 @@ class PeakMemory:
 
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
+            import torch
+
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
@@ -126,6 +130,8 @@ class PeakMemory:
 
     def __exit__(self, *exc: object) -> None:
         if self.device.type == "cuda":
+            import torch
+
             torch.cuda.synchronize(self.device)
             peak = torch.cuda.max_memory_allocated(self.device)
         elif self.kind == "RSS peak delta":
@@ -164,6 +170,8 @@ def _status_kb(field: str) -> int:
 
 def machine_line(device: torch.device) -> str:
     """The machine, for a benchmark's header: CPU, cores, GPU, software versions."""
+    import torch
+
     cpu = f"{platform.machine()}, {os.cpu_count()} cores"
     gpu = ""
     if device.type == "cuda":

@@ -1,0 +1,165 @@
+"""Whole processes, start to exit: `streamer run` against a naive loop and the floor.
+
+What a user waits for is the whole process: imports, the model, the label embeddings, every
+frame, the files closed. Each run here is one child process timed by this one from its spawn
+to its exit, on the same 720p clip (the sample clip looped), all in one run:
+
+  floor      decode + draw + H.264 encode, no analysis (`streamer.bench.file` floor+draw)
+  naive      one thread, frame by frame: PyAV decode, open_clip's PIL preprocessing and torch
+             encode of each analysed frame, cv2 text, write (`streamer.bench.file` naive)
+  streamer   `python -m streamer run CLIP -o OUT.mp4 --backend B ...`, as a user types it
+
+each at the default analysis rate (2 frames/s) and with every frame analysed; `streamer` once
+per backend asked for. Caches are warm, as for every run after a user's first: one untimed run
+per backend fills the export and label-embedding caches first (the naive loop gets the same
+label cache, so it does not pay its text tower either). The order alternates over `--rounds`
+(forward, then backward, ...) so a drift of the machine's load cancels out; the table has each
+mode's median seconds.
+
+Ratios (the targets of issue 16 in brackets): every frame analysed, streamer / naive
+(>= 2.5x); default rate, streamer / floor (>= 0.85). Random weights: speed does not depend on
+them.
+
+Run:  python bench/whole_process.py [--loops 4] [--backends torch,openvino] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from streamer.bench.clips import looped_clip  # noqa: E402
+from streamer.bench.file import ModeConfig  # noqa: E402
+from streamer.core.samples import sample_clip  # noqa: E402
+
+RATES = {"2 fps": "2", "every frame": "all"}
+
+
+def _command(mode: str, backend: str | None, rate: str, clip: Path, out: Path, args) -> list[str]:
+    """The child's command line for one mode at one rate."""
+    if mode == "streamer":
+        return [sys.executable, "-m", "streamer", "run", str(clip), "-o", str(out),
+                "--encoder", "clip", "--model", args.model, "--weights", "random",
+                "--device", "cpu", "--backend", backend, "--analyze-fps", rate,
+                "--preset", args.preset, "--no-audio"]  # fmt: skip
+    config = ModeConfig(
+        mode="floor+draw" if mode == "floor" else "naive",
+        clip=str(clip),
+        out=str(out),
+        model=args.model,
+        preset=args.preset,
+        analyze_fps=None if rate == "all" else float(rate),
+        text_cache=str(Path(os.environ["XDG_CACHE_HOME"]) / "streamer" / "text"),
+    )
+    return [sys.executable, "-m", "streamer.bench.file", json.dumps(asdict(config))]
+
+
+def _frames(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.demux(container.streams.video[0]) if _.size)
+
+
+def _timed(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(command[:6])} ...\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--loops", type=int, default=4, help="sample clip repeated this many times")
+    parser.add_argument("--backends", default="torch,openvino", help="comma-separated")
+    parser.add_argument("--model", default="ViT-B/32")
+    parser.add_argument("--preset", default="veryfast")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rates", default="2 fps,every frame", help="comma-separated, of: "
+                        + ", ".join(RATES))  # fmt: skip
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    rates = [r.strip() for r in args.rates.split(",") if r.strip()]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        env = {**os.environ, "XDG_CACHE_HOME": str(folder / "cache"), "PYTHONPATH": str(REPO)}
+        os.environ["XDG_CACHE_HOME"] = env["XDG_CACHE_HOME"]
+        clip, loops = looped_clip(sample_clip(REPO / ".cache" / "samples"), 0, folder / "clip.mp4",
+                                  args.loops)  # fmt: skip
+        frames = _frames(clip)
+        modes = [("floor", None), ("naive", None), *(("streamer", b) for b in backends)]
+        runs = [
+            (m, b, r) for r in rates for (m, b) in modes if not (m == "floor" and r != rates[0])
+        ]
+        for backend in backends:  # fill the export and label caches: later runs are warm
+            print(f"warming the caches for {backend} ...", file=sys.stderr)
+            _timed(_command("streamer", backend, "2", clip, folder / "warm.mp4", args), env)
+        _timed(_command("naive", None, "2", clip, folder / "warm.mp4", args), env)
+        seconds: dict[tuple, list[float]] = {run: [] for run in runs}
+        for round_ in range(args.rounds):
+            for run in runs if round_ % 2 == 0 else runs[::-1]:
+                mode, backend, rate = run
+                out = folder / f"{mode}-{backend}-{RATES[rate]}.mp4"
+                print(f"round {round_ + 1}: {mode} {backend or ''} {rate} ...", file=sys.stderr)
+                seconds[run].append(
+                    _timed(_command(mode, backend, RATES[rate], clip, out, args), env)
+                )
+                written = _frames(out)
+                if written != frames:
+                    sys.exit(f"{out.name}: {written} frames written, the clip has {frames}")
+        _report(args, loops, frames, rates, backends, seconds)
+
+
+def _report(args, loops, frames, rates, backends, seconds) -> None:
+    median = {run: statistics.median(values) for run, values in seconds.items()}
+    floor = next(v for (m, _, _), v in median.items() if m == "floor")
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
+          f"sample clip x{loops} ({frames} frames, 720p); CLIP {args.model}, random weights; "
+          f"x264 {args.preset}; median of {args.rounds} rounds, start to exit.\n")  # fmt: skip
+    print("| mode | backend | analysed | seconds | frames/s |\n|---|---|---|---|---|")
+    for (mode, backend, rate), value in median.items():
+        shown = "" if mode == "floor" else rate
+        print(f"| {mode} | {backend or ''} | {shown} | {value:.2f} | {frames / value:.1f} |")
+    print(
+        "\n| ratio | "
+        + " | ".join(backends)
+        + " | target |\n|---|"
+        + "---|" * len(backends)
+        + "---|"
+    )
+    ratios = {}
+    for rate in rates:
+        naive = median[("naive", None, rate)]
+        for label, base, target in ((f"{rate}: streamer / naive", naive, "≥ 2.5" if rate ==
+                                     "every frame" else ""),
+                                    (f"{rate}: streamer / floor", floor, "≥ 0.85" if rate ==
+                                     "2 fps" else "")):  # fmt: skip
+            row = [base / median[("streamer", b, rate)] for b in backends]
+            ratios[label] = dict(zip(backends, row, strict=True))
+            print(f"| {label} | " + " | ".join(f"{v:.2f}" for v in row) + f" | {target} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "frames": frames, "loops": loops, "seconds": {" ".join(filter(None, map(str, k))): v
+                                                        for k, v in seconds.items()},
+            "ratios": ratios}, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
