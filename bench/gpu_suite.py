@@ -52,7 +52,21 @@ from streamer.bench.encoders import parse_encoder_spec  # noqa: E402
 from streamer.bench.file import ModeConfig, spawn  # noqa: E402
 from streamer.bench.measure import machine_line, time_runs  # noqa: E402
 
-VARIANTS = ("eager", "cuda-graphs", "compile")
+VARIANTS = ("eager", "cuda-graphs", "compile", "compile-graphs", "autotune-graphs")
+#: what each variant asks of `Acceleration` (compile-graphs: each padded batch size compiled
+#: statically, inside the CUDA graphs; autotune-graphs: the same with inductor's max-autotune,
+#: which also times Triton GEMM templates against cuBLAS: minutes of compiling)
+ACCELERATIONS = {
+    "eager": Acceleration(cuda_graphs=False),
+    "cuda-graphs": Acceleration(cuda_graphs=True),
+    "compile": Acceleration(cuda_graphs=False, compile=True),
+    "compile-graphs": Acceleration(cuda_graphs=True, compile=True),
+    "autotune-graphs": Acceleration(
+        cuda_graphs=True, compile=True, compile_mode="max-autotune-no-cudagraphs"
+    ),
+}
+GRAPH_VARIANTS = ("cuda-graphs", "compile-graphs", "autotune-graphs")
+SECTIONS = ("encoders", "upload", "preprocess", "oom", "decode", "pipeline")
 TARGET_MODEL = "clip:ViT-B/32"
 # A quick run's vocabulary: the default one's ~100 text embeddings take seconds on a CPU.
 QUICK_LABELS = ("a person", "a rabbit", "a tree", "a meadow", "the sky", "a bird")
@@ -75,6 +89,7 @@ class Plan:
     trim: float | None
     labels: tuple[str, ...] | None
     max_seconds: float
+    sections: tuple[str, ...] = SECTIONS
 
     @property
     def cuda(self) -> bool:
@@ -90,7 +105,10 @@ def make_plan(args: argparse.Namespace) -> Plan:
     full_batches = (1, 4, 64, 256) if cuda else (1, 4, 16)
     precisions = ("fp16", "bf16") if cuda else (("fp32",) if args.quick else ("fp32", "bf16"))
     # Compiling on a CPU takes minutes: not in a quick run unless asked for.
-    variants = VARIANTS if (cuda or not args.quick) else ("eager", "cuda-graphs")
+    if cuda:  # autotune-graphs only when asked: its compiling takes minutes per batch size
+        variants: tuple[str, ...] = ("eager", "cuda-graphs", "compile-graphs")
+    else:
+        variants = ("eager", "cuda-graphs") if args.quick else ("eager", "compile")
     return Plan(
         device=device,
         quick=args.quick,
@@ -99,7 +117,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         if args.batches
         else ((1, 4) if args.quick else full_batches),
         precisions=tuple(args.precisions.split(",")) if args.precisions else precisions,
-        variants=tuple(args.variants.split(",")) if args.variants else variants,
+        variants=_choices(args.variants, VARIANTS, "--variants") if args.variants else variants,
         seconds=args.seconds if args.seconds else (0.3 if args.quick else 1.0),
         frames=2 if args.quick else 16,
         clip=str(args.clip or _default_clip()),
@@ -107,7 +125,17 @@ def make_plan(args: argparse.Namespace) -> Plan:
         trim=2.0 if args.quick else None,
         labels=QUICK_LABELS if args.quick else None,
         max_seconds=args.max_seconds,
+        sections=_choices(args.sections, SECTIONS, "--sections") if args.sections else SECTIONS,
     )
+
+
+def _choices(text: str, valid: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    chosen = tuple(text.split(","))
+    unknown = [c for c in chosen if c not in valid]
+    if unknown:
+        wrong, known = ", ".join(unknown), ", ".join(valid)
+        raise SystemExit(f"gpu_suite: {flag}: unknown {wrong}; valid: {known}")
+    return chosen
 
 
 def _default_clip() -> Path:
@@ -128,16 +156,18 @@ def section_encoders(plan: Plan) -> dict:
     for m, model in enumerate(plan.models):
         for p, precision in enumerate(plan.precisions):
             for variant in plan.variants:
-                if variant == "compile" and (m or p):
+                if variant.startswith(("compile", "autotune")) and (m or p):
                     continue  # compiling costs about a minute per shape; once is enough
                 rows.append(encoder_row(plan, model, precision, variant))
+                # each row as it comes, so a run cut short by its time limit still says it
+                print(f"gpu_suite: row {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
                 _free(plan)  # the encoder of the row is gone: give its memory back
     return {"rows": rows}
 
 
 def encoder_row(plan: Plan, model: str, precision: str, variant: str) -> dict:
     row: dict = {"model": model, "precision": precision, "variant": variant}
-    if variant == "cuda-graphs" and not plan.cuda:
+    if variant in GRAPH_VARIANTS and not plan.cuda:
         return {**row, "skipped": "CUDA graphs need a CUDA device"}
     kind, name = parse_encoder_spec(model)
     encoder = create_encoder(kind, name, weights="random", device=plan.device, precision=precision)
@@ -145,8 +175,7 @@ def encoder_row(plan: Plan, model: str, precision: str, variant: str) -> dict:
     generator = torch.Generator().manual_seed(0)
     pixels = torch.randn(max(plan.batches), 3, size, size, generator=generator)
     pixels = pixels.to(plan.device, encoder.dtype)
-    encoder.accelerate(Acceleration(cuda_graphs=variant == "cuda-graphs",
-                                    compile=variant == "compile"))  # fmt: skip
+    encoder.accelerate(ACCELERATIONS[variant])
     started = time.perf_counter()
     encoder.warm_up(plan.batches)  # records the graphs / compiles every shape
     _sync(plan)
@@ -438,6 +467,9 @@ def run_suite(plan: Plan, out: Path) -> dict:
             ("pipeline", lambda: section_pipeline(plan, clip, folder)),
         ]
         for name, step in steps:
+            if name not in plan.sections:
+                results["sections"][name] = {"skipped": "not in --sections"}
+                continue
             if time.monotonic() - started > plan.max_seconds:
                 results["sections"][name] = {"skipped": f"over --max-seconds {plan.max_seconds}"}
                 continue
@@ -526,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", help="comma-separated batch sizes")
     parser.add_argument("--precisions", help="comma-separated: fp16, bf16, fp32")
     parser.add_argument("--variants", help=f"comma-separated: {', '.join(VARIANTS)}")
+    parser.add_argument("--sections", help=f"comma-separated: {', '.join(SECTIONS)} (default all)")
     parser.add_argument("--seconds", type=float, help="time per measurement")
     parser.add_argument("--clip", help="video for decode and the pipeline (default: the sample)")
     parser.add_argument("--loops", type=int, help="clip repeated (default 4; quick: 1)")

@@ -271,15 +271,20 @@ class Encoder(OutOfMemoryHandling):
                 logger.warning("torch.compile and CUDA graphs do nothing on backend %r",
                                self._runtime.backend)  # fmt: skip
             return
+        reason = cuda_graphs_unsupported(self._device)
+        graphs = acceleration.wants_graphs(self._device) and reason is None
         self._compiled = None
         if acceleration.compile:
+            # Under graphs every batch is padded to one of a few sizes: compile each statically.
             self._compiled = CompiledForward(
-                self._forward, acceleration.compile_backend, acceleration.compile_mode
+                self._forward,
+                acceleration.compile_backend,
+                acceleration.compile_mode,
+                static=graphs,
             )
         self._graphs = None
         if acceleration.wants_graphs(self._device):
-            reason = cuda_graphs_unsupported(self._device)
-            if reason is None:
+            if graphs:
                 self._graphs = GraphRunner(self._forward_once, acceleration.graph_sizes)
             elif acceleration.cuda_graphs:
                 logger.warning("cuda_graphs=True (--cuda-graphs) does nothing here: %s", reason)

@@ -78,6 +78,33 @@ def test_compiled_forward_gives_the_eager_embeddings(video_frames) -> None:
     torch.testing.assert_close(got.embeddings, expected.embeddings)
 
 
+@pytest.mark.parametrize("static", [True, False])
+def test_static_compiling_specialises_each_batch_size(static) -> None:
+    """Under CUDA graphs every batch is padded to a few sizes, so each is compiled for its own
+    shape; left to torch, a second size turns the forward shape-generic (slower per batch)."""
+    from encoders.acceleration import CompiledForward
+
+    graphs: list[list] = []  # per compiled graph: its inputs' shapes (a size as itself)
+
+    def backend(graph, example_inputs):  # a dynamo backend that records what it was given
+        graphs.append([tuple(t.shape) if isinstance(t, torch.Tensor) else t
+                       for t in example_inputs])  # fmt: skip
+        return graph.forward
+
+    torch._dynamo.reset()
+    forward = CompiledForward(lambda x: (x * 2 + 1,), backend, None, static=static)
+    for batch in (1, 4, 16):
+        (out,) = forward(torch.ones(batch, 3))
+        torch.testing.assert_close(out, torch.full((batch, 3), 3.0))
+    assert forward.active
+    if static:
+        assert graphs == [[(1, 3)], [(4, 3)], [(16, 3)]]
+    else:  # after the second size one shape-generic graph serves every later size
+        assert len(graphs) == 2 and graphs[0] == [(1, 3)]
+        assert any(not isinstance(i, tuple) or not all(isinstance(d, int) for d in i)
+                   for i in graphs[1])  # fmt: skip
+
+
 def test_compile_failure_falls_back_to_eager_once(monkeypatch, caplog, video_frames) -> None:
     compiled_calls = []
 
