@@ -376,13 +376,15 @@ class _Run:
                 fired: list[str] = []
                 if self.alerts is not None:
                     frame = request.frame
-                    for alert in self.alerts.check(
+                    alerts, cleared = self.alerts.scan(
                         name, frame.index, request.timeline, embedding, frame.image
-                    ):
+                    )
+                    for alert in alerts:
                         if self.clips is not None:  # its clip's path goes with it
                             alert = self.clips.clip_alert(alert, frame)
                         request.stream.on_alert(alert)
                         fired.append(alert.query)
+                    request.stream.on_cleared(cleared)
                 self.observers.embedded(name, annotation, embedding, request.frame, tuple(fired))
                 analysis = Analysis(annotation, None)
                 if request.stream.captioned and self.schedule.due(annotation):
