@@ -262,17 +262,23 @@ class StreamRun:
         loop = asyncio.get_running_loop()
         shown: Analysis | None = None
         async for frame, timeline, future, sampled in self.outgoing:
-            analysis = self.latest if self.live else await future
+            # Shielded: a removal that cancels this task leaves the analysis to its stage.
+            analysis = self.latest if self.live else await asyncio.shield(future)
             if not self.live and analysis is not shown:
                 await self._settle(analysis)
             shown = analysis
             annotation = analysis.annotation if analysis is not None else None
             await loop.run_in_executor(
-                self._writer, self.outputs.write_frame, frame, timeline, annotation,
+                self._writer, self._write, frame, timeline, annotation,
                 self.caption, self._hud(frame, timeline), sampled,
             )  # fmt: skip
-            self.stats.delivered += 1
             self.stats.latency.add(time.monotonic() - frame.captured)
+
+    def _write(self, frame: Frame, *args) -> None:
+        """Write a frame and count it, on the writer thread: a write in flight when a removal
+        cancels `deliver` still happens, and is counted."""
+        self.outputs.write_frame(frame, *args)
+        self.stats.delivered += 1
 
     def close(self) -> None:
         """Finish the outputs, after any write in flight (blocking: the run's last step).
