@@ -87,6 +87,19 @@ class RunControl:
 
     # -- the pipeline's side -------------------------------------------------------------------
 
+    async def start_all(self, streams: list[StreamRun]) -> None:
+        """Start the run's own streams, each with the settings the configuration gives it
+        (`RunConfig.stream_settings`: embedded first, in force from its first frame)."""
+        run = self._run
+        for stream in list(streams):
+            settings = run.config.stream_settings.get(stream.name)
+            if settings:
+                settle = await self._prepare(stream.name, settings)
+                settle(stream)
+                if ALERTS in settings and run.mqtt is not None:
+                    run.mqtt.set_alerts(stream.name, self._rules(stream.name))
+            self.start(stream)
+
     def start(self, stream: StreamRun) -> None:
         """Start a stream's tasks in the run's task group: source, route, deliver."""
         run, stop = self._run, asyncio.Event()

@@ -341,8 +341,7 @@ class _Run:
             if self.client is not None:
                 self.llm = LlmCaptioner(self.client, self.config.llm_max_in_flight, tg.create_task)
             self.control = control = RunControl(self, tg)  # streams come and go through it
-            for stream in self.streams:
-                control.start(stream)
+            await control.start_all(self.streams)  # each with its own settings of the config
             if self.reloader is not None:
                 self.reloader.attach(control, self.notes)
             tg.create_task(self.encoder.run())

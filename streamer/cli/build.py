@@ -121,6 +121,7 @@ def configure(given: Settings) -> RunConfig:
         cluster=_cluster(given, fields.get("cluster", {})),
         mqtt=_mqtt(given, fields.get("mqtt", {})),
         alerts=_alert_rules(given.get("alert") or (), fields.get("alerts", {}), inputs),
+        stream_settings=given.file.stream_settings if given.file is not None else {},
     )
 
 
