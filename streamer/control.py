@@ -75,6 +75,7 @@ class RunControl:
         self._tg = tg
         self._delivering: dict[str, asyncio.Task] = {}
         self._feeding: dict[str, tuple[asyncio.Task, ...]] = {}  # its source and route tasks
+        self._removing: set[str] = set()  # being removed: the run waits for the removal
         self._stops: dict[str, asyncio.Event] = {}
         self._inputs = {name: redact(spec) for name, spec in stream_names(run.config.inputs)}
         self._lock = asyncio.Lock()
@@ -138,7 +139,10 @@ class RunControl:
         self._changed.set()
 
     def _running(self) -> list[str]:
-        return [name for name, task in self._delivering.items() if not task.done()]
+        """The streams that deliver, and those being removed (a run whose last stream is
+        being removed must not end before the removal says whether it was the last)."""
+        return [name for name, task in self._delivering.items()
+                if not task.done() or name in self._removing]  # fmt: skip
 
     # -- the API's side ------------------------------------------------------------------------
 
@@ -194,12 +198,12 @@ class RunControl:
         async with self._lock:
             run = self._run
             stream = self._find(name)
-            self._stops[name].set()
-            cut = await self._last_frames(name)
-            run.streams.remove(stream)
-            stream.closed = True  # results still on their way are not recorded
-            await asyncio.to_thread(stream.close)
-            del self._delivering[name], self._stops[name], self._feeding[name]
+            self._removing.add(name)
+            try:
+                cut = await self._finish(name, stream)
+            finally:
+                self._removing.discard(name)
+                self._changed.set()
             run.recorders.pop(name, None)
             self._forget(name)
             self._emptied = not self._running()
@@ -218,6 +222,17 @@ class RunControl:
             else:
                 log.info("%s: removed after %d frames", name, summary["frames"])
             return summary
+
+    async def _finish(self, name: str, stream: StreamRun) -> bool:
+        """Stop a stream, let its last frames through (bounded), close its outputs; True when
+        it was cancelled."""
+        self._stops[name].set()
+        cut = await self._last_frames(name)
+        self._run.streams.remove(stream)
+        stream.closed = True  # results still on their way are not recorded
+        await asyncio.to_thread(stream.close)
+        del self._delivering[name], self._stops[name], self._feeding[name]
+        return cut
 
     async def _last_frames(self, name: str) -> bool:
         """Wait up to `REMOVE_TIMEOUT_S` for a stopped stream's last frames to be written;
@@ -252,21 +267,25 @@ class RunControl:
         """Embed what `settings` needs embedded (off the loop); answers what applies them all
         at once to the stream. Nothing is changed until then, so a failure changes nothing.
 
+        A None labels or alerts value gives the stream the run's again (a reload whose file
+        no longer gives the stream its own).
+
         Raises:
             ConfigError: labels or alerts for an encoder with no text tower.
         """
         run = self._run
         vocabulary, rules, embeddings = None, None, None
-        if (LABELS in settings or ALERTS in settings) and not run.encoder.model.has_text:
+        own = [settings.get(key) for key in (LABELS, ALERTS)]
+        if any(value is not None for value in own) and not run.encoder.model.has_text:
             raise ConfigError(
                 f"labels and alerts are compared with text, and the {run.encoder.model.kind} "
                 "encoder has no text tower: run with --encoder clip to change them"
             )
-        if LABELS in settings:
+        if settings.get(LABELS) is not None:
             labels = settings[LABELS]
             text = await self._embed(prompts(labels, run.config.analysis.prompt))
             vocabulary = Vocabulary(labels, text, run.encoder.model.logit_scale)
-        if ALERTS in settings:
+        if settings.get(ALERTS) is not None:
             defaults = run.config.alerts[0] if run.config.alerts else None
             rules = tuple(spec.rule(name, defaults) for spec in settings[ALERTS])
             embeddings = await self._embed([rule.query for rule in rules])
@@ -274,8 +293,10 @@ class RunControl:
         def settle(stream: StreamRun) -> None:
             if RATE in settings:
                 run.shared.sampler.set_rate(name, settings[RATE])
-            if vocabulary is not None:
-                run.analyzer.use(name, vocabulary)
+            if LABELS in settings and run.analyzer is not None:
+                run.analyzer.use(name, vocabulary)  # None: the run's
+            if ALERTS in settings and rules is None and run.alerts is not None:
+                run.alerts.forget(name)  # the run's rules that watch it, from its next frame
             if rules is not None:
                 if run.alerts is None:  # the run had no alert: a detector for the streams' own
                     run.alerts = AlertDetector((), np.zeros((0, embeddings.shape[1]), np.float32))

