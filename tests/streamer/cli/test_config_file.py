@@ -261,7 +261,11 @@ def test_the_example_file_is_valid_and_has_named_cameras_with_alerts(capsys):
     inputs = options.get("inputs")
     assert [spec.split("=", 1)[0] for spec in inputs] == ["door", "yard"]
     assert all(spec.split("=", 1)[1].startswith("rtsp://") for spec in inputs)
-    assert {rule.streams for rule in configure(options).alerts} == {("door",), ("yard",)}
+    config = configure(options)
+    assert {rule.streams for rule in config.alerts} == {("door",)}
+    yard = config.stream_settings["yard"]  # its own settings: a whole set of alerts, and more
+    assert [a.query for a in yard["alerts"]] == ["a car in the driveway", "a fox"]
+    assert yard["captions"] is False and yard["analysis.analyze_fps"] == 1.0
     assert "{stream}" in options.get("output") and options.get("serve")
     assert options.get("llm-url")
 
