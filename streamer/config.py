@@ -9,7 +9,8 @@ here too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from streamer.analysis.alerts import AlertRule
 from streamer.analysis.captioner import CaptionPolicy
@@ -72,6 +73,11 @@ class RunConfig:
         archive: where the run remembers what it saw (`ArchiveConfig`), None for nowhere.
         cluster: the Ray cluster the run spreads over (`ClusterConfig`; `run_cluster` runs
             it), None for this process alone.
+        stream_settings: stream name → its own settings, as the stream API changes them
+            (`PATCH /api/streams/NAME`): `analysis.analyze_fps`, `analysis.labels` (a tuple),
+            `alerts` (`streamer.watch.web.stream_body.AlertSpec`s: its whole set) and
+            `captions` (a bool); applied before its first frame. A configuration file's
+            `[[sources]]` entries give them.
     """
 
     input: str | tuple[str, ...]
@@ -164,6 +170,7 @@ class RunConfig:
                cluster_address(), metavar="ADDRESS"),
         group="cluster", default=None,
     )  # fmt: skip
+    stream_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Bad values first: a user fixing "nothing to write" should not then meet the next one.
@@ -171,6 +178,11 @@ class RunConfig:
         self._check_alerts()
         if not self.inputs:
             raise ConfigError("no input: give at least one file, camera or URL")
+        names = [name for name, _ in stream_names(self.inputs)]
+        unknown = [name for name in self.stream_settings if name not in names]
+        if unknown:
+            raise ConfigError(f"stream settings for {unknown[0]!r}, which this run does not "
+                              f"have; its streams are {', '.join(names)}")  # fmt: skip
         if self.archive is not None and self.archive.summary_every_s is not None and not self.llm:
             raise ConfigError(
                 "--summary-every asks the LLM for summaries, but there is none: leave out "

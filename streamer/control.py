@@ -10,7 +10,10 @@ same object, handed to it as `run.control`. What each does, never pausing the ot
   MQTT read `run.streams`; `stream_added`, `MqttPublisher.add_stream`).
 - remove: stop that stream's source only (each stream has its own stop, set also when the run
   stops), let its last frames through, finish its outputs (a playable MP4, complete subtitles,
-  JSON Lines ending on a whole record), tell the observers; answers its summary.
+  JSON Lines ending on a whole record), tell the observers; answers its summary. Its last
+  frames get `REMOVE_TIMEOUT_S`: past it (a camera that does not answer its stop, analysis or
+  an LLM caption that does not come) its tasks are cancelled and its outputs finished as they
+  are, ending on the last frame written; the summary says so (`cancelled`).
 - change: its analysis rate, its zero-shot labels, its set of alerts, its captions on or off,
   from its next analysed frame on. New label and query texts are embedded first, through the
   encoder service's thread (its text cache too), so nothing changes when that fails and the
@@ -46,10 +49,12 @@ from streamer.stream import StreamRun
 from streamer.watch.web import WebViewer
 from streamer.watch.web.stream_api import StreamRequest
 
-__all__ = ["RunControl", "outputs_for"]
+__all__ = ["REMOVE_TIMEOUT_S", "RunControl", "outputs_for"]
 
 log = logging.getLogger("streamer")
 
+REMOVE_TIMEOUT_S = 10.0
+"""Seconds a removed stream's last frames have to go through before it is cancelled."""
 KEEP_LANE = "\x00control"  # the control's own encoder lane (no stream can take this name)
 RATE, LABELS, ALERTS, CAPTIONS = "analysis.analyze_fps", "analysis.labels", "alerts", "captions"
 _OUTPUTS = {"outputs.video": "video", "outputs.srt": "srt", "outputs.vtt": "vtt",
@@ -69,6 +74,8 @@ class RunControl:
         self._run = run
         self._tg = tg
         self._delivering: dict[str, asyncio.Task] = {}
+        self._feeding: dict[str, tuple[asyncio.Task, ...]] = {}  # its source and route tasks
+        self._removing: set[str] = set()  # being removed: the run waits for the removal
         self._stops: dict[str, asyncio.Event] = {}
         self._inputs = {name: redact(spec) for name, spec in stream_names(run.config.inputs)}
         self._lock = asyncio.Lock()
@@ -81,6 +88,19 @@ class RunControl:
 
     # -- the pipeline's side -------------------------------------------------------------------
 
+    async def start_all(self, streams: list[StreamRun]) -> None:
+        """Start the run's own streams, each with the settings the configuration gives it
+        (`RunConfig.stream_settings`: embedded first, in force from its first frame)."""
+        run = self._run
+        for stream in list(streams):
+            settings = run.config.stream_settings.get(stream.name)
+            if settings:
+                settle = await self._prepare(stream.name, settings)
+                settle(stream)
+                if ALERTS in settings and run.mqtt is not None:
+                    run.mqtt.set_alerts(stream.name, self._rules(stream.name))
+            self.start(stream)
+
     def start(self, stream: StreamRun) -> None:
         """Start a stream's tasks in the run's task group: source, route, deliver."""
         run, stop = self._run, asyncio.Event()
@@ -90,8 +110,10 @@ class RunControl:
         if tap is not None:
             run.recorders[stream.name] = tap
         self._stops[stream.name] = stop
-        self._tg.create_task(run.runner.run(stream.source, stream.frames, stop, tap))
-        self._tg.create_task(stream.route())
+        self._feeding[stream.name] = (
+            self._tg.create_task(run.runner.run(stream.source, stream.frames, stop, tap)),
+            self._tg.create_task(stream.route()),
+        )
         task = self._tg.create_task(stream.deliver())
         task.add_done_callback(lambda _: self._changed.set())
         self._delivering[stream.name] = task
@@ -117,7 +139,10 @@ class RunControl:
         self._changed.set()
 
     def _running(self) -> list[str]:
-        return [name for name, task in self._delivering.items() if not task.done()]
+        """The streams that deliver, and those being removed (a run whose last stream is
+        being removed must not end before the removal says whether it was the last)."""
+        return [name for name, task in self._delivering.items()
+                if not task.done() or name in self._removing]  # fmt: skip
 
     # -- the API's side ------------------------------------------------------------------------
 
@@ -163,7 +188,9 @@ class RunControl:
         """Stop a stream, finish its outputs and forget it; the others run on.
 
         Returns:
-            Its summary (`streamer.report.StreamSummary` as a dict).
+            Its summary (`streamer.report.StreamSummary` as a dict); with `cancelled`, why its
+            last frames were cut short, when they did not go through within
+            `REMOVE_TIMEOUT_S`.
 
         Raises:
             UnknownStreamError: the run has no stream of that name.
@@ -171,12 +198,12 @@ class RunControl:
         async with self._lock:
             run = self._run
             stream = self._find(name)
-            self._stops[name].set()
-            await asyncio.wait([self._delivering[name]])  # its last frames written
-            run.streams.remove(stream)
-            stream.closed = True  # results still on their way are not recorded
-            await asyncio.to_thread(stream.close)
-            del self._delivering[name], self._stops[name]
+            self._removing.add(name)
+            try:
+                cut = await self._finish(name, stream)
+            finally:
+                self._removing.discard(name)
+                self._changed.set()
             run.recorders.pop(name, None)
             self._forget(name)
             self._emptied = not self._running()
@@ -185,8 +212,40 @@ class RunControl:
                 run.mqtt.remove_stream(name)
             self._changed.set()
             summary = asdict(stream_summary(stream))
-            log.info("%s: removed after %d frames", name, summary["frames"])
+            if cut:
+                summary["cancelled"] = (
+                    f"its last frames did not go through within {REMOVE_TIMEOUT_S:g} s of its "
+                    "stop (a source, analysis or caption that did not answer): it was "
+                    f"cancelled, its files end on the last frame written ({summary['frames']})"
+                )
+                log.warning("%s: removed: %s", name, summary["cancelled"])
+            else:
+                log.info("%s: removed after %d frames", name, summary["frames"])
             return summary
+
+    async def _finish(self, name: str, stream: StreamRun) -> bool:
+        """Stop a stream, let its last frames through (bounded), close its outputs; True when
+        it was cancelled."""
+        self._stops[name].set()
+        cut = await self._last_frames(name)
+        self._run.streams.remove(stream)
+        stream.closed = True  # results still on their way are not recorded
+        await asyncio.to_thread(stream.close)
+        del self._delivering[name], self._stops[name], self._feeding[name]
+        return cut
+
+    async def _last_frames(self, name: str) -> bool:
+        """Wait up to `REMOVE_TIMEOUT_S` for a stopped stream's last frames to be written;
+        past it cancel its tasks (a write in flight still ends: its thread is not
+        interrupted). True when it was cancelled."""
+        delivering = self._delivering[name]
+        done, _ = await asyncio.wait([delivering], timeout=REMOVE_TIMEOUT_S)
+        if done:
+            return False
+        for task in (*self._feeding[name], delivering):
+            task.cancel()  # the source and route tasks end in their own time
+        await asyncio.wait([delivering])  # at once, or once a write in flight is done
+        return True
 
     async def change(self, name: str, request: StreamRequest) -> dict[str, Any]:
         """Change a running stream's settings; they apply from its next frame on.
@@ -208,21 +267,25 @@ class RunControl:
         """Embed what `settings` needs embedded (off the loop); answers what applies them all
         at once to the stream. Nothing is changed until then, so a failure changes nothing.
 
+        A None labels or alerts value gives the stream the run's again (a reload whose file
+        no longer gives the stream its own).
+
         Raises:
             ConfigError: labels or alerts for an encoder with no text tower.
         """
         run = self._run
         vocabulary, rules, embeddings = None, None, None
-        if (LABELS in settings or ALERTS in settings) and not run.encoder.model.has_text:
+        own = [settings.get(key) for key in (LABELS, ALERTS)]
+        if any(value is not None for value in own) and not run.encoder.model.has_text:
             raise ConfigError(
                 f"labels and alerts are compared with text, and the {run.encoder.model.kind} "
                 "encoder has no text tower: run with --encoder clip to change them"
             )
-        if LABELS in settings:
+        if settings.get(LABELS) is not None:
             labels = settings[LABELS]
             text = await self._embed(prompts(labels, run.config.analysis.prompt))
             vocabulary = Vocabulary(labels, text, run.encoder.model.logit_scale)
-        if ALERTS in settings:
+        if settings.get(ALERTS) is not None:
             defaults = run.config.alerts[0] if run.config.alerts else None
             rules = tuple(spec.rule(name, defaults) for spec in settings[ALERTS])
             embeddings = await self._embed([rule.query for rule in rules])
@@ -230,8 +293,10 @@ class RunControl:
         def settle(stream: StreamRun) -> None:
             if RATE in settings:
                 run.shared.sampler.set_rate(name, settings[RATE])
-            if vocabulary is not None:
-                run.analyzer.use(name, vocabulary)
+            if LABELS in settings and run.analyzer is not None:
+                run.analyzer.use(name, vocabulary)  # None: the run's
+            if ALERTS in settings and rules is None and run.alerts is not None:
+                run.alerts.forget(name)  # the run's rules that watch it, from its next frame
             if rules is not None:
                 if run.alerts is None:  # the run had no alert: a detector for the streams' own
                     run.alerts = AlertDetector((), np.zeros((0, embeddings.shape[1]), np.float32))

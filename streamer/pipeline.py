@@ -341,8 +341,7 @@ class _Run:
             if self.client is not None:
                 self.llm = LlmCaptioner(self.client, self.config.llm_max_in_flight, tg.create_task)
             self.control = control = RunControl(self, tg)  # streams come and go through it
-            for stream in self.streams:
-                control.start(stream)
+            await control.start_all(self.streams)  # each with its own settings of the config
             if self.reloader is not None:
                 self.reloader.attach(control, self.notes)
             tg.create_task(self.encoder.run())
@@ -376,13 +375,15 @@ class _Run:
                 fired: list[str] = []
                 if self.alerts is not None:
                     frame = request.frame
-                    for alert in self.alerts.check(
+                    alerts, cleared = self.alerts.scan(
                         name, frame.index, request.timeline, embedding, frame.image
-                    ):
+                    )
+                    for alert in alerts:
                         if self.clips is not None:  # its clip's path goes with it
                             alert = self.clips.clip_alert(alert, frame)
                         request.stream.on_alert(alert)
                         fired.append(alert.query)
+                    request.stream.on_cleared(cleared)
                 self.observers.embedded(name, annotation, embedding, request.frame, tuple(fired))
                 analysis = Analysis(annotation, None)
                 if request.stream.captioned and self.schedule.due(annotation):

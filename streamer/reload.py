@@ -11,6 +11,9 @@ run's control (`streamer.control.RunControl`); the streams it does not name run 
   outputs (what it wrote before is kept beside them as `NAME.keep-N.EXT`);
 - `analyze-fps` changed: each of the configuration's running streams takes the new rate from
   its next frame;
+- a `[[sources]]` entry's own settings changed (`analyze-fps`, `labels`, `alerts`,
+  `captions`: `RunConfig.stream_settings`): that stream alone changes them, live, as
+  `PATCH /api/streams/NAME` does; a setting no longer given goes back to the run's;
 - any other option changed (encoder, device, `--serve`, archive, outputs, alerts...): reported,
   one line each, and otherwise ignored; it takes effect at the next start.
 
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamer.config import RunConfig
-from streamer.control import RATE, RunControl
+from streamer.control import ALERTS, CAPTIONS, LABELS, RATE, RunControl
 from streamer.errors import ConfigError, StreamerError
 from streamer.outputs.keep import keep_outputs
 from streamer.sources import stream_names
@@ -73,6 +76,8 @@ class Changes:
         kept: names of the streams left as they run.
         rate: the new analysis rate (None: every frame), or `_SAME`.
         ignored: the keys of the options that changed but cannot change while the run runs.
+        own: name → the new `stream_settings` of each stream whose own settings changed
+            (its input kept).
     """
 
     added: dict[str, str]
@@ -81,13 +86,16 @@ class Changes:
     kept: list[str]
     rate: Any
     ignored: list[str]
+    own: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def compare(
-    streams: Mapping[str, str], rate: float | None, options: Mapping[str, Any], new: Reading
-) -> Changes:
-    """The changes of `new` against the last applied streams and rate, and the options the
-    run started with (a change not applied is reported at every reload until a restart).
+    streams: Mapping[str, str], rate: float | None, options: Mapping[str, Any], new: Reading,
+    own: Mapping[str, dict[str, Any]] | None = None,
+) -> Changes:  # fmt: skip
+    """The changes of `new` against the last applied streams, rate and streams' own settings
+    (`own`), and the options the run started with (a change not applied is reported at every
+    reload until a restart).
 
     Example:
         >>> from streamer.outputs.options import OutputConfig
@@ -102,7 +110,10 @@ def compare(
     wanted = dict(stream_names(new.config.inputs))
     new_rate = new.config.analysis.analyze_fps
     keys = dict.fromkeys([*options, *new.options])  # in order, once
+    own, settings = own or {}, new.config.stream_settings
+    kept = [n for n, s in wanted.items() if streams.get(n) == s]
     return Changes(
+        own={n: settings.get(n, {}) for n in kept if settings.get(n, {}) != own.get(n, {})},
         added={n: s for n, s in wanted.items() if n not in streams},
         removed=[n for n in streams if n not in wanted],
         replaced={n: s for n, s in wanted.items() if n in streams and streams[n] != s},
@@ -165,6 +176,8 @@ class Reloader:
         self._streams = dict(stream_names(first.config.inputs))  # as applied: name → spec
         self._rate = first.config.analysis.analyze_fps
         self._started_rate = self._rate  # the sampler's own rate, for the streams without one
+        self._own = dict(first.config.stream_settings)  # as applied: name → its own settings
+        self._next_own: Mapping[str, dict[str, Any]] = self._own  # the reading being applied
         self._control: RunControl | None = None
         self._notes: dict[str, str] | None = None
         self._lock = asyncio.Lock()
@@ -222,8 +235,10 @@ class Reloader:
                 log.warning("reload: the running configuration is kept: %s", exc)
                 self._note(f"the running configuration is kept: {str(exc).splitlines()[0]}")
                 raise
-            changes = compare(self._streams, self._rate, self._options, reading)
+            changes = compare(self._streams, self._rate, self._options, reading, self._own)
+            self._next_own = reading.config.stream_settings
             outcome = await self._apply(control, changes)
+            self._own = {n: s for n, s in self._next_own.items() if n in self._streams}
             self._report(outcome)
             return outcome.as_dict()
 
@@ -249,12 +264,36 @@ class Reloader:
                 continue
             self._streams[name] = spec
             outcome.added.append(name)
+        for name, own in changes.own.items():
+            if name in running:
+                await self._change_own(control, name, own, outcome)
         if changes.rate is not _SAME:
             for name in [n for n in changes.kept if n in running]:
+                if RATE in self._next_own.get(name, {}):
+                    continue  # a rate of its own
                 await control.change(name, StreamRequest(settings={RATE: changes.rate}))
-                outcome.kept.remove(name)
+                if name in outcome.kept:
+                    outcome.kept.remove(name)
                 outcome.changed.append((name, "rate"))
         return outcome
+
+    async def _change_own(
+        self, control: RunControl, name: str, own: dict[str, Any], outcome: Outcome
+    ) -> None:
+        """A kept stream's own settings as the file now gives them; one it no longer gives
+        goes back to the run's."""
+        old = self._own.get(name, {})
+        settings = {key: value for key, value in own.items() if old.get(key) != value}
+        back = {RATE: self._rate, LABELS: None, ALERTS: None, CAPTIONS: True}
+        settings.update({key: back[key] for key in old if key not in own})
+        try:
+            await control.change(name, StreamRequest(settings=settings))
+        except StreamerError as exc:
+            outcome.failed.append((name, f"its own settings: {exc}"))
+            return
+        outcome.kept.remove(name)
+        what = ", ".join(sorted(key.rsplit(".", 1)[-1].replace("_", "-") for key in settings))
+        outcome.changed.append((name, what))
 
     async def _replace(
         self, control: RunControl, name: str, spec: str, running: bool, outcome: Outcome
@@ -290,6 +329,7 @@ class Reloader:
         settings: dict[str, Any] = dict(outputs or {})
         if self._rate != self._started_rate:
             settings[RATE] = self._rate
+        settings.update(self._next_own.get(name, {}))  # its own settings in the file
         return StreamRequest(name=name, input=spec, settings=settings)
 
     def _report(self, outcome: Outcome) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from streamer.analysis.alerts import Alert
+from streamer.analysis.alerts import Alert, AlertCleared
 from streamer.analysis.captioner import near_duplicate, tag_caption
 from streamer.analysis.service import EncoderService
 from streamer.core.channel import Channel, DropPolicy
@@ -22,7 +22,7 @@ from streamer.core.events import Observers
 from streamer.core.frame import Annotation, Caption, Frame
 from streamer.core.sampler import Sampler
 from streamer.core.stats import StreamStats
-from streamer.outputs import alert_record
+from streamer.outputs import alert_cleared_record, alert_record
 from streamer.outputs.fanout import LIVE_TIME_BASE, Outputs, VideoTiming
 from streamer.outputs.options import OutputConfig
 from streamer.outputs.overlay import Hud
@@ -108,7 +108,7 @@ class StreamRun:
         self._hud_at, self._hud_latency = 0.0, ""
         # A file's alerts wait for their frame's turn (frame, time) → alerts; then the overlay
         # shows them for ALERT_SHOWN_S.
-        self._alerts_due: dict[tuple[int, float], list[Alert]] = {}
+        self._alerts_due: dict[tuple[int, float], list[Alert | AlertCleared]] = {}
         self._alerts_shown: list[Alert] = []
         capacity = LIVE_QUEUE if live else shared.queue_frames
         policy = DropPolicy.DROP_OLDEST if live else DropPolicy.BLOCK
@@ -198,10 +198,11 @@ class StreamRun:
         self.stats.captions += 1
         self.shared.observers.caption(self.name, caption)
 
-    def on_alert(self, alert: Alert) -> None:
+    def on_alert(self, alert: Alert | AlertCleared) -> None:
         """Called by the analyse stage when a text-query alert fires on one of this stream's
-        frames. A live stream reports it now; a file stream when its frame is delivered, so its
-        records stay in frame order and the banner starts on that frame."""
+        frames, or clears on one (`AlertCleared`). A live stream reports it now; a file stream
+        when its frame is delivered, so its records stay in frame order and the banner starts
+        on that frame."""
         if self.closed:
             return
         if self.live:
@@ -209,7 +210,17 @@ class StreamRun:
         else:
             self._alerts_due.setdefault((alert.frame_index, alert.time), []).append(alert)
 
-    def _report_alert(self, alert: Alert) -> None:
+    def on_cleared(self, cleared: list[AlertCleared]) -> None:
+        """Called by the analyse stage with the alerts that cleared on one of this stream's
+        frames; reported as `on_alert` reports alerts."""
+        for done in cleared:
+            self.on_alert(done)
+
+    def _report_alert(self, alert: Alert | AlertCleared) -> None:
+        if isinstance(alert, AlertCleared):
+            self.outputs.record(alert_cleared_record(alert, wall=self.live))
+            self.shared.observers.alert_cleared(self.name, alert)
+            return
         alert = replace(alert, caption=self.caption.text if self.caption is not None else None)
         self.stats.alerts += 1
         self.outputs.record(alert_record(alert, wall=self.live))
@@ -251,17 +262,23 @@ class StreamRun:
         loop = asyncio.get_running_loop()
         shown: Analysis | None = None
         async for frame, timeline, future, sampled in self.outgoing:
-            analysis = self.latest if self.live else await future
+            # Shielded: a removal that cancels this task leaves the analysis to its stage.
+            analysis = self.latest if self.live else await asyncio.shield(future)
             if not self.live and analysis is not shown:
                 await self._settle(analysis)
             shown = analysis
             annotation = analysis.annotation if analysis is not None else None
             await loop.run_in_executor(
-                self._writer, self.outputs.write_frame, frame, timeline, annotation,
+                self._writer, self._write, frame, timeline, annotation,
                 self.caption, self._hud(frame, timeline), sampled,
             )  # fmt: skip
-            self.stats.delivered += 1
             self.stats.latency.add(time.monotonic() - frame.captured)
+
+    def _write(self, frame: Frame, *args) -> None:
+        """Write a frame and count it, on the writer thread: a write in flight when a removal
+        cancels `deliver` still happens, and is counted."""
+        self.outputs.write_frame(frame, *args)
+        self.stats.delivered += 1
 
     def close(self) -> None:
         """Finish the outputs, after any write in flight (blocking: the run's last step).

@@ -9,10 +9,16 @@ the same every run; the run's timeline for live streams). A condition that holds
 the cooldown fires again once it ends: a person standing at the door for five minutes is
 reported every `cooldown_s`, not once.
 
+A rule that fired is *on* until its condition has stopped holding, by the same two settings
+mirrored: once `frames` consecutive analysed frames no longer match and its cooldown since it
+last fired is over, it clears (`AlertCleared`: an MQTT binary sensor goes off). So "on" spans
+the cooldown, and a condition back after the rule cleared fires at once (its cooldown is over).
+
 ::
 
-    analysed frame ─► AlertDetector.check(stream, …) ─► AlertTracker per (stream, rule)
-                                                          └─► Alert ─► JSONL, overlay, observers
+    analysed frame ─► AlertDetector.scan(stream, …) ─► AlertTracker per (stream, rule)
+                                                          ├─► Alert ─► JSONL, overlay, observers
+                                                          └─► AlertCleared ─► JSONL, observers
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from streamer.errors import ConfigError
 __all__ = [
     "DEFAULT_ALERT_THRESHOLD",
     "Alert",
+    "AlertCleared",
     "AlertDetector",
     "AlertRule",
     "AlertTracker",
@@ -138,8 +145,38 @@ class Alert:
         return f"ALERT {self.query} {self.score:.2f}"
 
 
+@dataclass(frozen=True, slots=True)
+class AlertCleared:
+    """A rule that fired has stopped holding: `frames` analysed frames in a row no longer
+    match it and its cooldown is over.
+
+    Attributes:
+        stream: the stream it cleared on.
+        time: when, on the stream's timeline (as `Alert.time`).
+        wall: `time.time()` when it was noticed.
+        query: the rule's query.
+        score: the cosine similarity of the frame that cleared it.
+        threshold: the rule's threshold.
+        frame_index: the analysed frame that cleared it.
+        fired: when it last fired, on the stream's timeline.
+    """
+
+    stream: str
+    time: float
+    wall: float
+    query: str
+    score: float
+    threshold: float
+    frame_index: int
+    fired: float
+
+
+FIRED, CLEARED = "fired", "cleared"
+
+
 class AlertTracker:
-    """The state of one rule on one stream: the run of matching frames and the cooldown.
+    """The state of one rule on one stream: the runs of matching and of non-matching frames,
+    the cooldown, and whether it is on (fired and not cleared since).
 
     Pure logic over (score, time) pairs: it never reads a clock, so tests step time.
 
@@ -150,17 +187,28 @@ class AlertTracker:
     def __init__(self, rule: AlertRule) -> None:
         self.rule = rule
         self.run = 0  # consecutive analysed frames at or above the threshold
+        self.misses = 0  # consecutive analysed frames below it
         self.last_fired: float | None = None
+        self.on = False
 
     def update(self, score: float, time: float) -> bool:
         """Count one analysed frame's `score` at stream time `time`; True when it fires."""
-        self.run = self.run + 1 if score >= self.rule.threshold else 0
-        if self.run < self.rule.frames:
-            return False
-        if self.last_fired is not None and time - self.last_fired < self.rule.cooldown_s:
-            return False
-        self.last_fired = time
-        return True
+        return self.step(score, time) == FIRED
+
+    def step(self, score: float, time: float) -> str | None:
+        """Count one analysed frame; `FIRED` when the rule fires on it, `CLEARED` when the
+        rule was on and has stopped holding, else None."""
+        rule = self.rule
+        match = score >= rule.threshold
+        self.run, self.misses = (self.run + 1, 0) if match else (0, self.misses + 1)
+        quiet = self.last_fired is not None and time - self.last_fired < rule.cooldown_s
+        if self.run >= rule.frames and not quiet:
+            self.last_fired, self.on = time, True
+            return FIRED
+        if self.on and self.misses >= rule.frames and not quiet:
+            self.on = False
+            return CLEARED
+        return None
 
 
 class AlertDetector:
@@ -224,6 +272,17 @@ class AlertDetector:
         embedding: np.ndarray,
         image: np.ndarray | None = None,
     ) -> list[Alert]:
+        """The alerts that fire on one analysed frame (`scan` without the cleared ones)."""
+        return self.scan(stream, frame_index, time, embedding, image)[0]
+
+    def scan(
+        self,
+        stream: str,
+        frame_index: int,
+        time: float,
+        embedding: np.ndarray,
+        image: np.ndarray | None = None,
+    ) -> tuple[list[Alert], list[AlertCleared]]:
         """Score one analysed frame against every rule watching `stream`.
 
         Args:
@@ -234,21 +293,27 @@ class AlertDetector:
             image: the frame, kept in the alert for snapshots.
 
         Returns:
-            The alerts that fire on this frame (usually none).
+            The alerts that fire on this frame and the rules that clear on it (usually none).
         """
         watch = self._watch(stream)
         if not watch.trackers:
-            return []
+            return [], []
         scores = watch.embeddings @ np.asarray(embedding, dtype=np.float32)
-        fired = []
+        fired, cleared = [], []
         for tracker, score in zip(watch.trackers, scores.tolist(), strict=True):
-            if tracker.update(score, time):
-                rule = tracker.rule
+            fired_at, rule = tracker.last_fired, tracker.rule
+            step = tracker.step(score, time)
+            if step == FIRED:
                 fired.append(
                     Alert(stream, time, self.clock(), rule.query, score, rule.threshold,
                           frame_index, image=image)
                 )  # fmt: skip
-        return fired
+            elif step == CLEARED:
+                cleared.append(
+                    AlertCleared(stream, time, self.clock(), rule.query, score, rule.threshold,
+                                 frame_index, fired_at)
+                )  # fmt: skip
+        return fired, cleared
 
 
 @dataclass(slots=True)

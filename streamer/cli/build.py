@@ -121,6 +121,7 @@ def configure(given: Settings) -> RunConfig:
         cluster=_cluster(given, fields.get("cluster", {})),
         mqtt=_mqtt(given, fields.get("mqtt", {})),
         alerts=_alert_rules(given.get("alert") or (), fields.get("alerts", {}), inputs),
+        stream_settings=given.file.stream_settings if given.file is not None else {},
     )
 
 
@@ -190,8 +191,10 @@ def _serve(given: Settings, fields: dict[str, Any]) -> ServeConfig | None:
     if address is None:
         if token is not None:
             raise ConfigError("--serve-token needs --serve [HOST:]PORT")
+        _refuse_set_fields("serve", fields, "--serve [HOST:]PORT (the viewer it applies to)")
         return None
-    return ServeConfig.at(address, token)
+    others = {k: v for k, v in fields.items() if k != "token"}
+    return dataclasses.replace(ServeConfig.at(address, token), **others)
 
 
 def _archive(given: Settings, fields: dict[str, Any]) -> ArchiveConfig | None:

@@ -80,10 +80,13 @@ def render(given: Settings) -> str:
     source = (
         f"defaults < {given.file.path} < command line" if given.file else "defaults < command line"
     )
+    own = given.file.stream_entries if given.file else {}  # streams with settings of their own
+    inputs = given.values.get("inputs", [])
+    plain = [i for i in inputs if i.split("=", 1)[0] not in own or "=" not in i]
     lines = [
         "# The effective options of `streamer run` (" + source + ").",
         "# Secrets are shown as ***.",
-        f"inputs = {toml([mask('input', i) for i in given.values.get('inputs', [])])}",
+        f"inputs = {toml([mask('input', i) for i in plain])}",
     ]
     for group in groups():
         rows = [r for r in group.rows if r.option.key not in ("config", "inputs")]
@@ -92,6 +95,11 @@ def render(given: Settings) -> str:
         table = f"  (table [{group.name}])" if group.name else ""
         lines += ["", f"# {group.title}{table}" if group.name else "# general"]
         lines += [_line(row, given) for row in rows]
+    for spec in (i for i in inputs if i not in plain):
+        name, _, spec = spec.partition("=")
+        lines += ["", "[[sources]]", f"name = {toml(name)}",
+                  f"input = {toml(mask('input', spec))}"]  # fmt: skip
+        lines += [f"{key} = {toml(value)}" for key, value in own[name].items()]
     return "\n".join(lines) + "\n"
 
 

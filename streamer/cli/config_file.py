@@ -17,6 +17,8 @@ declared today is a key today, typed and checked by its own declaration. The for
     name = "door"
     input = "rtsp://cam1.local/stream"
     alert = ["a person at the door"]   # per-stream alerts: `--alert door=QUERY`
+    labels = "person, dog, car"        # what PATCH /api/streams/door changes: labels, alerts
+    captions = "off"                   # (its whole set), captions, analyze-fps
 
 Flags given on the command line win over the file; inputs and repeatable flags given there are
 added to the file's (`streamer.cli.build`). Paths are relative to the current directory, as on
@@ -41,7 +43,8 @@ from streamer.errors import ConfigError
 
 __all__ = ["FileOptions", "Keys", "from_mapping", "load", "read_toml"]
 
-SOURCE_KEYS = ("name", "input", "alert")
+STREAM_KEYS = ("analyze-fps", "labels", "alerts", "captions")  # what the stream API changes
+SOURCE_KEYS = ("name", "input", "alert", *STREAM_KEYS)
 FILE_ONLY = ("config",)  # options that name the file itself: never keys in it
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")  # what `NAME=SPEC` accepts as a stream name
 _UNSET = object()  # a switch set to false: as if the flag were not given
@@ -56,12 +59,17 @@ class FileOptions:
         values: option key → value, typed as the command line types it.
         origins: option key → the key path that set it (`analysis.max-batch`).
         inputs: the file's inputs as `NAME=SPEC` or `SPEC`, in file order.
+        stream_settings: stream name → the settings its [[sources]] entry gives (as a
+            stream API change gives them: option path → typed value).
+        stream_entries: stream name → those settings as the file wrote them (for printing).
     """
 
     path: str
     values: dict[str, Any] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
     inputs: tuple[str, ...] = ()
+    stream_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stream_entries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Keys:
@@ -161,6 +169,8 @@ class _Reader:
         self.origins: dict[str, str] = {}
         self.inputs: list[str] = []
         self.stream_alerts: list[tuple[str, Any]] = []
+        self.stream_settings: dict[str, dict[str, Any]] = {}
+        self.stream_entries: dict[str, dict[str, Any]] = {}
         self.names: dict[str, str] = {}
 
     def document(self, data: dict[str, Any]) -> None:
@@ -264,11 +274,13 @@ class _Reader:
             path = f"sources[{i}]"
             if not isinstance(entry, dict):
                 raise self.error(path, "each [[sources]] entry is a table: input = \"...\", "
-                                 "optionally name = \"...\" and alert = [\"...\"]")  # fmt: skip
-            for key in entry:
+                                 "optionally name = \"...\", alert = [\"...\"] and the "
+                                 f"stream's own {', '.join(STREAM_KEYS)}")  # fmt: skip
+            for raw in entry:
+                key = raw.replace("_", "-")
                 if key not in SOURCE_KEYS:
                     allowed = list(SOURCE_KEYS)
-                    raise self.unknown(f"{path}.{key}", key, allowed, allowed, "")
+                    raise self.unknown(f"{path}.{raw}", key, allowed, allowed, "")
             self.source(path, entry)
 
     def source(self, path: str, entry: dict[str, Any]) -> None:
@@ -283,6 +295,9 @@ class _Reader:
         self.inputs.append(f"{name}={spec}" if name else spec)
         if "alert" in entry:
             self.source_alerts(path, name, entry["alert"])
+        own = {k: v for k, v in entry.items() if k.replace("_", "-") in STREAM_KEYS}
+        if own:
+            self.source_settings(path, name, own, "alert" in entry)
 
     def check_name(self, path: str, name: Any) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
@@ -309,12 +324,33 @@ class _Reader:
                                  "e.g. \"a person at the door\"")  # fmt: skip
             self.stream_alerts.append((where, self.scalar(row.option, where, f"{name}={query}")))
 
+    def source_settings(
+        self, path: str, name: str | None, own: dict[str, Any], alert: bool
+    ) -> None:
+        """A stream's own settings, read as a stream API change reads them (the same option
+        declarations and words)."""
+        from streamer.watch.web.stream_api import parse_body  # the API's reader: loaded here
+
+        first = next(iter(own))
+        if name is None:
+            raise self.error(f"{path}.{first}", "a stream's own settings need its name: add "
+                             "name = \"door\" to this [[sources]] entry")  # fmt: skip
+        if alert and any(k == "alerts" for k in own):
+            raise self.error(f"{path}.alerts", "give alert (added to the run's alerts) or "
+                             "alerts (the stream's whole set), not both")  # fmt: skip
+        try:
+            self.stream_settings[name] = parse_body(own, "change").settings
+            self.stream_entries[name] = {k.replace("_", "-"): v for k, v in own.items()}
+        except ConfigError as exc:
+            raise ConfigError(redact(f"{self.path}: {path}.{exc}")) from None
+
     def result(self) -> FileOptions:
         if self.stream_alerts:
             self.values["alert"] = [*self.values.get("alert", []),
                                     *(a for _, a in self.stream_alerts)]  # fmt: skip
             self.origins.setdefault("alert", self.stream_alerts[0][0])
-        return FileOptions(self.path, self.values, self.origins, tuple(self.inputs))
+        return FileOptions(self.path, self.values, self.origins, tuple(self.inputs),
+                           self.stream_settings, self.stream_entries)  # fmt: skip
 
     def error(self, path: str, message: str) -> ConfigError:
         separator = " " if message.startswith("=") else ": "

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from streamer import __version__
+from streamer.cli._stderr import unblocked_stderr
 from streamer.cli.exits import EXIT_INTERRUPTED, EXIT_OK, report
 
 log = logging.getLogger("streamer")
@@ -21,12 +22,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `streamer` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose - args.quiet)
-    try:
-        return args.handler(args)
-    except KeyboardInterrupt:
-        print("streamer: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with unblocked_stderr():  # a stderr nobody reads never stops the command
+        _setup_logging(args.verbose - args.quiet)
+        try:
+            return args.handler(args)
+        except KeyboardInterrupt:
+            print("streamer: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,8 +9,9 @@ stream_api`); on a cluster they reach this object as `run.control`:
 - remove: its shard stops that job alone (its outputs finished, as in one process); the
   coordinator forgets it; answers its summary.
 - change: sent to the shard that runs it, where the stream's own run applies it through its
-  control (`streamer.control.RunControl.change`); kept in the job, so a restart after a lost
-  node keeps it.
+  control (`streamer.control.RunControl.change`); kept in the job's configuration
+  (`RunConfig.stream_settings`, with what an add gave), so a restart after a lost node starts
+  the stream with every setting it was given (rate, labels, alerts, captions).
 
 A stream's input is not opened here (a camera may be reachable from its node only): a file
 must exist, a live input shows its state as the shard reaches it.
@@ -26,7 +27,7 @@ from typing import Any
 
 from streamer.cluster.coordinator import Coordinator, RemoteStream
 from streamer.cluster.jobs import Job, is_live, job_config
-from streamer.control import RATE, outputs_for
+from streamer.control import ALERTS, CAPTIONS, LABELS, RATE, outputs_for
 from streamer.errors import (
     ConfigError,
     SourceNotFoundError,
@@ -83,10 +84,12 @@ class ClusterControl:
             taken = {key: job.config.outputs.for_stream(key) for key, job in jobs.items()}
             outputs = outputs_for(config.outputs, name, spec, request.settings, taken)
             made = job_config(dataclasses.replace(config, outputs=outputs), name, spec)
-            job = Job(name, spec, is_live(spec, config.live), _with_rate(made, request.settings),
+            job = Job(name, spec, is_live(spec, config.live), _with(made, name, request.settings),
                       config.cluster.pin_of(name))  # fmt: skip
             stream = RemoteStream(name, job.live, job.connects, job.path)
             alerts = tuple(rule.query for rule in made.alerts)
+            if ALERTS in request.settings:  # its own set
+                alerts = tuple(spec.query for spec in request.settings[ALERTS])
             self._coordinator.add(stream, alerts)
             driver.add_job(job)
             log.info("%s: added (%s)", name, redact(spec))
@@ -119,10 +122,12 @@ class ClusterControl:
         """
         async with self._lock:
             job = self._find(name)
-            job.config = _with_rate(job.config, request.settings)
+            job.config = _with(job.config, name, request.settings)
             shard = job.shard
             if shard is not None and shard.alive:
                 await shard.handle.change.remote(name, request)
+            if ALERTS in request.settings and self._coordinator.run.mqtt is not None:
+                self._coordinator.run.mqtt.set_alerts(name, request.settings[ALERTS])
             return self._describe(job)
 
     def _find(self, name: str) -> Job:
@@ -160,9 +165,16 @@ class ClusterControl:
         }
 
 
-def _with_rate(config: Any, settings: dict[str, Any]) -> Any:
-    """`config` with the analysis rate a request set (unchanged when it set none)."""
-    if RATE not in settings:
+def _with(config: Any, name: str, settings: dict[str, Any]) -> Any:
+    """`config` (stream `name`'s job's) with the settings a request set kept in it: in the
+    stream's own settings, which its run applies at each start, and the rate also in its
+    analysis section (what the API shows)."""
+    own = {k: v for k, v in settings.items() if k in (RATE, LABELS, ALERTS, CAPTIONS)}
+    if not own:
         return config
-    analysis = dataclasses.replace(config.analysis, analyze_fps=settings[RATE])
+    kept = {**config.stream_settings.get(name, {}), **own}
+    config = dataclasses.replace(config, stream_settings={**config.stream_settings, name: kept})
+    if RATE not in own:
+        return config
+    analysis = dataclasses.replace(config.analysis, analyze_fps=own[RATE])
     return dataclasses.replace(config, analysis=analysis)

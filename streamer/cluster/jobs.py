@@ -137,9 +137,10 @@ def is_live(spec: str, live: bool | None) -> bool:
 
 def job_config(config: RunConfig, name: str, spec: str) -> RunConfig:
     """The one-process configuration of stream `name`: its input named as the whole run names
-    it, the alert rules that watch it, no cluster. Paths are made absolute from here: a shard's
-    working directory is its Ray worker's, not this one's."""
+    it, the alert rules that watch it, its own settings, no cluster. Paths are made absolute
+    from here: a shard's working directory is its Ray worker's, not this one's."""
     rules = tuple(rule for rule in config.alerts if not rule.streams or name in rule.streams)
+    own = {name: config.stream_settings[name]} if name in config.stream_settings else {}
     if spec_kind(spec) == "file":
         spec = os.path.abspath(spec)
     outputs = config.outputs
@@ -150,7 +151,7 @@ def job_config(config: RunConfig, name: str, spec: str) -> RunConfig:
         archive = dataclasses.replace(archive, path=os.path.abspath(archive.path))
     return dataclasses.replace(
         config, input=(f"{name}={spec}",), alerts=rules, cluster=None, archive=archive,
-        outputs=dataclasses.replace(outputs, **paths),
+        outputs=dataclasses.replace(outputs, **paths), stream_settings=own,
     )  # fmt: skip
 
 

@@ -112,7 +112,7 @@ class Event:
     """An observer call made on the shard, to be made again on the coordinator.
 
     Attributes:
-        hook: "analysis", "caption", "alert", "summary" or "embedded".
+        hook: "analysis", "caption", "alert", "alert_cleared", "summary" or "embedded".
         stream: the stream it is about.
         value: the `Annotation`, `Caption`, `Alert`, `Summary` or `Embedded`.
     """
@@ -171,6 +171,9 @@ class Relay(Observer):
 
     def alert(self, stream: str, alert: Any) -> None:
         self._keep(Event("alert", stream, alert))
+
+    def alert_cleared(self, stream: str, cleared: Any) -> None:
+        self._keep(Event("alert_cleared", stream, cleared))
 
     def summary(self, stream: str, summary: Any) -> None:
         self._keep(Event("summary", stream, summary))

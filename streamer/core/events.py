@@ -15,6 +15,9 @@ The pipeline tells every observer what happens, as it happens:
   frame, as soon as it is analysed: its pooled embedding (float32, L2-normalised), the `Frame`
   (its small analysis picture is `frame.analysis_image`) and the names of the alerts that fired
   on it (the archive indexes moments from these). Must not block either.
+- `alert_cleared(stream, cleared)` on the event loop when an alert that fired has stopped
+  holding (`streamer.analysis.alerts.AlertCleared`: its frames no longer match and its
+  cooldown is over), in the stream's order with its alerts.
 - `summary(stream, summary)` on the event loop when the LLM has summarised a stretch of a
   stream (`streamer.archive.summaries.Summary`: its span, text and cited moments).
 - `stream_added(stream)` / `stream_removed(stream)` on the event loop when a stream joins a
@@ -83,6 +86,9 @@ class Observer:
 
     def alert(self, stream: str, alert: Any) -> None:
         """A text-query alert fired (event loop)."""
+
+    def alert_cleared(self, stream: str, cleared: Any) -> None:
+        """A text-query alert that fired has stopped holding (event loop)."""
 
     def summary(self, stream: str, summary: Any) -> None:
         """The LLM summarised a stretch of the stream (event loop)."""
@@ -173,6 +179,10 @@ class Observers(Observer):
     def alert(self, stream: str, alert: Any) -> None:
         for o in self.items:
             self._safe(o, "alert", lambda o: o.alert(stream, alert))
+
+    def alert_cleared(self, stream: str, cleared: Any) -> None:
+        for o in self.items:
+            self._safe(o, "alert_cleared", lambda o: o.alert_cleared(stream, cleared))
 
     def summary(self, stream: str, summary: Any) -> None:
         for o in self.items:

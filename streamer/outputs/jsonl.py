@@ -22,10 +22,11 @@ from streamer.outputs._append import append_whole
 from streamer.outputs._errors import open_error
 
 if TYPE_CHECKING:
-    from streamer.analysis.alerts import Alert
+    from streamer.analysis.alerts import Alert, AlertCleared
 
 __all__ = [
     "JsonlWriter",
+    "alert_cleared_record",
     "alert_record",
     "annotation_record",
     "caption_record",
@@ -148,6 +149,24 @@ def alert_record(a: Alert, *, wall: bool) -> dict[str, Any]:
         record["wall"] = round(a.wall, 3)
     if a.clip is not None:
         record["clip"] = a.clip
+    return record
+
+
+def alert_cleared_record(c: AlertCleared, *, wall: bool) -> dict[str, Any]:
+    """The JSON Lines record of an alert that stopped holding (`AlertCleared`): the frame
+    that cleared it and when the alert last fired (`fired_pts`); `wall` as for alerts."""
+    record = {
+        "type": "alert_cleared",
+        "stream": c.stream,
+        "frame": c.frame_index,
+        "pts": _round(c.time),
+        "query": c.query,
+        "score": _round(c.score),
+        "threshold": c.threshold,
+        "fired_pts": _round(c.fired),
+    }
+    if wall:
+        record["wall"] = round(c.wall, 3)
     return record
 
 

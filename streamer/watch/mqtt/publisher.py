@@ -6,12 +6,11 @@ counted past it) and returns. One task holds the connection (`aiomqtt`) and publ
 waits, in order; when the broker goes away it reconnects with the sources' backoff
 (`streamer.core.retry.Backoff`), and what was queued meanwhile is sent once it is back. A
 second task ticks once a second: statuses (every `status_every_s`, at once on a change of
-state), alerts turning off, and pictures (JPEG-encoded on the low-priority thread).
+state) and pictures (JPEG-encoded on the low-priority thread).
 
-An alert is an event (`streamer.analysis.alerts`): its rule fires, then stays quiet for its
-cooldown, and fires again if the scene still matches. So an alert's binary sensor turns on when
-it fires and off once it has not fired again for its cooldown plus `ALERT_GRACE_S`: a scene
-that keeps matching keeps it on, one that stopped matching turns it off.
+An alert's binary sensor turns on when its rule fires (`alert`) and off when the rule clears
+(`alert_cleared`: `streamer.analysis.alerts` says when a fired rule has stopped holding), and
+off for every alert still on when the run ends or the stream's alert goes away.
 """
 
 from __future__ import annotations
@@ -39,12 +38,10 @@ from streamer.watch.mqtt.outbox import Message, Outbox
 from streamer.watch.mqtt.status import StatusBoard
 from streamer.watch.mqtt.topics import ALERT_OFF, ALERT_ON, Topics, entities, payload
 
-__all__ = ["ALERT_GRACE_S", "MqttPublisher"]
+__all__ = ["MqttPublisher"]
 
 log = logging.getLogger("streamer.watch.mqtt")
 
-ALERT_GRACE_S = 5.0
-"""Seconds past an alert's cooldown it stays on without firing again (analysis runs late)."""
 TICK_S = 1.0
 FLUSH_S = 3.0  # `stop` waits this long for the queue to empty
 PUBLISH_TIMEOUT_S = 10.0
@@ -57,7 +54,7 @@ class MqttPublisher(Observer):
 
     Args:
         config: the broker and what to publish (`MqttConfig`).
-        clock: monotonic seconds (injectable: tests step the alert hold and the throttles).
+        clock: monotonic seconds (injectable: tests step the throttles).
 
     Attributes:
         published: messages the broker took.
@@ -86,8 +83,7 @@ class MqttPublisher(Observer):
         self._clock = clock
         self._outbox = Outbox(config.queue)
         self._alerts: dict[str, tuple[str, ...]] = {}  # stream → the queries that watch it
-        self._holds: dict[str, float] = {}  # query → seconds an alert of it stays on
-        self._on: dict[tuple[str, str], tuple[float, dict]] = {}  # (stream, query) → until, body
+        self._on: dict[tuple[str, str], dict] = {}  # (stream, query) → the "on" body
         self._due: dict[str, float] = {}  # stream → when its next picture is due
         self._frames: dict[str, np.ndarray] = {}  # stream → a drawn frame (writer threads)
         self._board = StatusBoard(config.status_every_s, clock)
@@ -128,9 +124,6 @@ class MqttPublisher(Observer):
     async def start(self, run: Any) -> None:
         self.run = run
         rules = tuple(getattr(run.config, "alerts", ()) or ())
-        for rule in rules:
-            hold = rule.cooldown_s + ALERT_GRACE_S
-            self._holds[rule.query] = max(hold, self._holds.get(rule.query, 0.0))
         for stream in run.streams:
             self.add_stream(stream.name, tuple(r.query for r in rules if r.watches(stream.name)))
         self._tasks = [
@@ -159,11 +152,20 @@ class MqttPublisher(Observer):
                 "threshold": alert.threshold, "time": round(alert.time, 3),
                 "wall": round(alert.wall, 3), "frame": alert.frame_index,
                 "caption": alert.caption, "clip": alert.clip}  # fmt: skip
-        hold = self._holds.get(alert.query, ALERT_GRACE_S)
-        self._on[(stream, alert.query)] = (self._clock() + hold, body)
+        self._on[(stream, alert.query)] = body
         self._event(Message(self.topics.alert(stream, alert.query), payload(body)))
         if stream in self._due:
             self._due[stream] = self._clock()  # the next drawn frame shows the alert's banner
+
+    def alert_cleared(self, stream: str, cleared: Any) -> None:
+        """The alert's binary sensor off: its rule has stopped holding."""
+        body = self._on.pop((stream, cleared.query), None)
+        if body is None or stream not in self._alerts:
+            return
+        score = cleared.score if np.isfinite(cleared.score) else None
+        self._off(stream, cleared.query, body, time=round(cleared.time, 3),
+                  score=None if score is None else round(score, 4),
+                  cleared=round(cleared.wall, 3), frame=cleared.frame_index)  # fmt: skip
 
     async def stop(self) -> None:
         """Turn the alerts still on off, send the last statuses, wait up to `FLUSH_S` for the
@@ -175,7 +177,9 @@ class MqttPublisher(Observer):
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
         await self._pictures()  # a frame kept since the last tick
-        self._alerts_off(None)
+        for (stream, query), body in list(self._on.items()):  # nothing watches any more
+            self._off(stream, query, body, cleared=round(time.time(), 3))
+        self._on.clear()
         self._statuses(final=True)
         self._closing = True
         self._outbox.ready.set()
@@ -206,10 +210,7 @@ class MqttPublisher(Observer):
     def set_alerts(self, stream: str, rules: tuple[Any, ...]) -> None:
         """`stream`'s alerts are now `rules` (`AlertRule`s; the stream API replaced its set):
         the binary sensors of the queries it no longer has are removed with their retained
-        states, the others announced (again), each held on for its rule's cooldown."""
-        for rule in rules:
-            hold = rule.cooldown_s + ALERT_GRACE_S
-            self._holds[rule.query] = max(hold, self._holds.get(rule.query, 0.0))
+        states, the others announced (again)."""
         queries = tuple(rule.query for rule in rules)
         gone = [query for query in self._alerts.get(stream, ()) if query not in queries]
         before = {e.topic for e in self._entities(stream)} if self.config.discovery else set()
@@ -254,7 +255,6 @@ class MqttPublisher(Observer):
     async def _tick(self) -> None:
         while True:
             self._statuses()
-            self._alerts_off(self._clock())
             await self._pictures()
             await asyncio.sleep(TICK_S)
 
@@ -263,13 +263,10 @@ class MqttPublisher(Observer):
         for name, body in self._board.due(streams, final):
             self._outbox.state(Message(self.topics.status(name), payload(body), qos=0))
 
-    def _alerts_off(self, now: float | None) -> None:
-        """Publish "off" for the alerts whose hold ran out (all of them when `now` is None)."""
-        for key, (until, body) in list(self._on.items()):
-            if now is None or now >= until:
-                del self._on[key]
-                off = {**body, "state": ALERT_OFF, "cleared": round(time.time(), 3)}
-                self._event(Message(self.topics.alert(*key), payload(off)))
+    def _off(self, stream: str, query: str, body: dict, **changes: Any) -> None:
+        """Publish `query`'s alert on `stream` off: its last "on" body with `changes`."""
+        off = {**body, **changes, "state": ALERT_OFF}
+        self._event(Message(self.topics.alert(stream, query), payload(off)))
 
     async def _pictures(self) -> None:
         for stream in list(self._frames):

@@ -52,8 +52,8 @@ class RtcLimits:
         keyframe_s: seconds between keyframes a peer can always start from.
         max_peers: WebRTC viewers at once; more are refused (the page falls back to MJPEG).
         queue: packets a peer may be behind before it skips to the next keyframe.
-        stamp_clock: draw the clock stamp into every frame the viewer gets (latency bench;
-            it draws in place, so a video file the run writes shows it too).
+        stamp_clock: draw the clock stamp into every frame the viewer serves, WebRTC and
+            MJPEG (`--webrtc-stamp`; on the viewer's copy: the files written never show it).
     """
 
     max_fps: float = 30.0

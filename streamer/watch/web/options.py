@@ -21,6 +21,9 @@ class ServeConfig:
         host: address to bind; 127.0.0.1 (this machine only) unless told otherwise.
         port: TCP port; 0 picks a free one.
         token: when set, every route needs `Authorization: Bearer TOKEN` (or `?token=`).
+        webrtc_stamp: draw a clock stamp into the frames the viewer serves (WebRTC and
+            MJPEG; never into the files the run writes), which the page reads back as the
+            glass-to-glass latency of each card.
     """
 
     host: str = LOCAL_HOST
@@ -30,6 +33,12 @@ class ServeConfig:
         Option("--serve-token", "require this token on every route of --serve: open the page "
                "as /?token=TOKEN, tools send 'Authorization: Bearer TOKEN' (a config file keeps "
                "it off the command line)", metavar="TOKEN", secret=True),
+    )  # fmt: skip
+    webrtc_stamp: bool = option(
+        False,
+        Option("--webrtc-stamp", "draw a clock stamp into the frames the viewer serves (not "
+               "the files written); the page then shows each card's glass-to-glass latency "
+               "(WebRTC and MJPEG)", kind="switch"),
     )  # fmt: skip
 
     def __post_init__(self) -> None:

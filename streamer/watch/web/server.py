@@ -110,7 +110,8 @@ class WebViewer(Observer):
         archive: the run's archive directory (`--archive`): its search page is served too
             (`/search`, `streamer.watch.web.archive_routes`).
         llm: the run's LLM (`LlmConfig`), which the search page's questions go to.
-        webrtc: how the WebRTC video is made (offered when aiortc is installed).
+        webrtc: how the WebRTC video is made (offered when aiortc is installed); by default
+            `RtcLimits()` with the clock stamp as `config.webrtc_stamp` says.
 
     Attributes:
         url: the page's address once started (with the port bound, for `port=0`), else None.
@@ -137,7 +138,8 @@ class WebViewer(Observer):
         self.run: Any = None
         self._streams: dict[str, Any] = {}
         self._frames: FrameHub | None = None
-        self._rtc = WebRtc(webrtc or RtcLimits(), lambda: self._streams)
+        webrtc = webrtc or RtcLimits(stamp_clock=config.webrtc_stamp)
+        self._rtc = WebRtc(webrtc, lambda: self._streams)
         self._events = EventHub(self.limits.history, self.limits.queue_events)
         self._rates = Rates()
         self._clients = {"mjpeg": 0, "events": 0}
@@ -174,7 +176,8 @@ class WebViewer(Observer):
         self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="web-status")
 
     def frame(self, stream: str, image: np.ndarray, timeline: float) -> None:
-        if self._rtc.limits.stamp_clock:  # the latency bench: the page reads it back
+        if self._rtc.limits.stamp_clock:  # the page reads it back; on a copy: the files the
+            image = image.copy()  # run writes (and the other observers) never get it
             stamp_clock(image)
         if self._frames is not None:
             self._frames.store(stream, image)

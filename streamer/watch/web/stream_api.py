@@ -238,7 +238,9 @@ ROUTES: tuple[Route, ...] = (
     Route("PATCH", "/api/streams/{name}", "change", "Change a running stream's settings",
           "change", True),
     Route("DELETE", "/api/streams/{name}", "remove",
-          "Remove a stream: its outputs are finished; answers its summary", changes=True),
+          "Remove a stream: its outputs are finished (cut short after "
+          "streamer.control.REMOVE_TIMEOUT_S, said in `cancelled`); answers its summary",
+          changes=True),
     Route("GET", "/api/openapi.json", "document", "This API as an OpenAPI 3.1 document"),
     Route("POST", "/api/reload", "reload", "Re-read the run's --config file: streams added, "
           "removed or changed by its difference, the others untouched", changes=True),

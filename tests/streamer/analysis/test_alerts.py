@@ -51,6 +51,51 @@ def test_after_the_cooldown_a_new_match_needs_n_frames_again():
     assert fired(tracker, steps) == [1.0, 9.0]  # 8.0 is past the cooldown but alone
 
 
+def steps_of(tracker: AlertTracker, steps: list[tuple[float, float]]) -> list[tuple[str, float]]:
+    """What `tracker` says over `steps` of (score, time): ("fired" | "cleared", time)."""
+    return [(said, t) for score, t in steps if (said := tracker.step(score, t)) is not None]
+
+
+def test_a_fired_rule_clears_after_n_frames_without_a_match_once_its_cooldown_is_over():
+    tracker = AlertTracker(AlertRule("a dog", threshold=0.3, frames=2, cooldown_s=5))
+    match, miss = 0.5, 0.1
+    steps = [(match, 0.0), (match, 1.0), (miss, 2.0), (miss, 3.0), (miss, 4.0), (miss, 6.0)]
+    # Two misses at 3 s, but it fired at 1 s with a 5-s cooldown: it clears at 6 s.
+    assert steps_of(tracker, steps) == [("fired", 1.0), ("cleared", 6.0)]
+    assert not tracker.on
+    # Back after it cleared: the cooldown is over, so it fires as soon as it matches n frames.
+    assert steps_of(tracker, [(match, 7.0), (match, 8.0)]) == [("fired", 8.0)]
+
+
+def test_a_match_back_before_it_cleared_keeps_it_on_and_one_miss_does_not_clear_it():
+    tracker = AlertTracker(AlertRule("a dog", threshold=0.3, frames=2, cooldown_s=2))
+    steps = [(0.5, 0.0), (0.5, 1.0), (0.1, 2.0), (0.5, 3.0), (0.1, 4.0), (0.5, 5.0),
+             (0.5, 6.0), (0.1, 7.0), (0.1, 8.0)]  # fmt: skip
+    # Never two misses in a row until 8 s; the lasting match fires again at 6 s (cooldown over).
+    assert steps_of(tracker, steps) == [("fired", 1.0), ("fired", 6.0), ("cleared", 8.0)]
+
+
+def test_a_rule_that_never_fired_never_clears():
+    tracker = AlertTracker(AlertRule("a dog", threshold=0.3, frames=1, cooldown_s=0))
+    assert steps_of(tracker, [(0.1, float(t)) for t in range(5)]) == []
+
+
+def test_the_detector_says_which_rule_cleared_on_which_frame():
+    rule = AlertRule("a dog", threshold=0.5, frames=1, cooldown_s=0)
+    detector = AlertDetector((rule,), np.eye(1, 2, dtype=np.float32), clock=lambda: 50.0)
+    on, off = np.array([1.0, 0.0], np.float32), np.array([0.0, 1.0], np.float32)
+    assert detector.scan("door", 3, 1.5, on)[1] == []
+    fired, (cleared,) = detector.scan("door", 4, 2.0, off)
+    assert fired == [] and detector.check("door", 5, 2.5, off) == []
+    assert (cleared.stream, cleared.query, cleared.frame_index, cleared.time) == (
+        "door",
+        "a dog",
+        4,
+        2.0,
+    )
+    assert (cleared.fired, cleared.wall, cleared.score) == (1.5, 50.0, 0.0)
+
+
 def test_each_stream_has_its_own_trackers_and_a_rule_can_watch_one_stream():
     everywhere = AlertRule("anything", threshold=0.5, frames=2, cooldown_s=0)
     door_only = AlertRule("a person", streams=("door",), threshold=0.5, frames=1, cooldown_s=0)

@@ -2,10 +2,13 @@
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +19,8 @@ from media import ffprobe, parse_srt, parse_vtt, read_jsonl, stream_types, video
 from bench.harness.lmstudio import LmStudioDouble
 
 pytestmark = pytest.mark.integration
+
+F_SETPIPE_SZ = 1031  # Linux's fcntl to size a pipe (not in Python's fcntl before 3.10 on all)
 
 
 # The tiny registered CLIP and the fastest x264 preset: the command's behaviour, quickly.
@@ -324,3 +329,37 @@ def test_sigterm_during_a_live_run_finalises_every_output_and_exits_143(tmp_path
     assert any(r["type"] == "analysis" for r in records)
     parse_srt((tmp_path / "a.srt").read_text())
     parse_vtt((tmp_path / "a.vtt").read_text())
+
+
+@pytest.mark.slow
+def test_a_live_run_whose_stderr_nobody_reads_still_ends_on_sigterm(tmp_path, long_clip):
+    """Its stderr on a pipe that is never read (a service manager's, a script's): once the
+    pipe is full the run goes on, drops log lines, and SIGTERM still ends it with 143."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)  # the smallest pipe: full within seconds
+    jsonl = tmp_path / "a.jsonl"
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamer", "-v", "run", f"cam={long_clip}", "--live",
+             "--status-every", "0.1", "--jsonl", jsonl, "-o", tmp_path / "a.mp4", *TINY],
+            stdout=subprocess.DEVNULL, stderr=write_end,
+        )  # fmt: skip
+        os.close(write_end)
+        deadline = time.monotonic() + 60
+        while _unread(read_end) < 3500:  # as full as whole lines make it: writes would block
+            assert time.monotonic() < deadline and proc.poll() is None, "the pipe never filled"
+            time.sleep(0.1)
+        records = len(read_jsonl(jsonl)) if jsonl.exists() else 0
+        time.sleep(2.0)
+        assert len(read_jsonl(jsonl)) > records, "the run stopped moving on a full stderr"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143
+    finally:
+        os.close(read_end)
+    assert int(video_stream(ffprobe(tmp_path / "a.mp4"))["nb_read_frames"]) > 0
+    assert any(r["type"] == "analysis" for r in read_jsonl(jsonl))
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting in a pipe's read end."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]

@@ -261,7 +261,11 @@ def test_the_example_file_is_valid_and_has_named_cameras_with_alerts(capsys):
     inputs = options.get("inputs")
     assert [spec.split("=", 1)[0] for spec in inputs] == ["door", "yard"]
     assert all(spec.split("=", 1)[1].startswith("rtsp://") for spec in inputs)
-    assert {rule.streams for rule in configure(options).alerts} == {("door",), ("yard",)}
+    config = configure(options)
+    assert {rule.streams for rule in config.alerts} == {("door",)}
+    yard = config.stream_settings["yard"]  # its own settings: a whole set of alerts, and more
+    assert [a.query for a in yard["alerts"]] == ["a car in the driveway", "a fox"]
+    assert yard["captions"] is False and yard["analysis.analyze_fps"] == 1.0
     assert "{stream}" in options.get("output") and options.get("serve")
     assert options.get("llm-url")
 
@@ -362,3 +366,99 @@ def test_a_printed_configuration_without_an_archive_still_checks(tmp_path, capsy
     changed = write(tmp_path, printed.read_text().replace("segment = 60.0", "segment = 30.0"))
     assert main(["config", "--check", str(changed)]) == 2
     assert "--segment needs --archive DIR" in capsys.readouterr().err
+
+
+OWN = """
+no-llm = true
+alert = ["a dog"]
+[outputs]
+jsonl = "{stream}.jsonl"
+[[sources]]
+name = "door"
+input = "a.mp4"
+labels = "person, parcel"
+alerts = ["a person", {query = "a parcel", alert-cooldown = 5}]
+captions = "off"
+analyze_fps = 1
+[[sources]]
+name = "yard"
+input = "b.mp4"
+"""
+
+
+def test_a_sources_entry_carries_its_streams_own_labels_alerts_captions_and_rate(tmp_path):
+    config = configure(given("--config", write(tmp_path, OWN)))
+    door = config.stream_settings["door"]
+    assert set(config.stream_settings) == {"door"}
+    assert door["analysis.labels"] == ("person", "parcel") and door["captions"] is False
+    assert door["analysis.analyze_fps"] == 1.0
+    assert [(a.query, a.settings) for a in door["alerts"]] == [
+        ("a person", {}),
+        ("a parcel", {"cooldown_s": 5.0}),
+    ]
+    assert [rule.query for rule in config.alerts] == ["a dog"]  # the run's own: unchanged
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ('labels = "a, b"', ["sources[0].labels", "need its name"]),
+        ('name = "d"\nlabels = []', ["sources[0].labels: no label given"]),
+        ('name = "d"\nlabels = "labels.txt"', ["sources[0].labels", "looks like a file"]),
+        ('name = "d"\ncaptions = "maybe"', ["sources[0].captions", '"on" or "off"']),
+        ('name = "d"\nanalyze-fps = -1', ["sources[0].analyze-fps", "--analyze-fps"]),
+        ('name = "d"\nalerts = "a dog"', ["sources[0].alerts", "array of queries"]),
+        ('name = "d"\nalerts = [{query = "x", alert-frames = 0}]',
+         ["sources[0].alerts[0].alert-frames", "--alert-frames"]),
+        ('name = "d"\nalert = ["x"]\nalerts = ["y"]', ["sources[0].alerts", "not both"]),
+    ],
+)  # fmt: skip
+def test_a_streams_own_setting_is_refused_as_the_stream_api_refuses_it(tmp_path, entry, words):
+    message = load_error(tmp_path, f'[[sources]]\ninput = "a.mp4"\n{entry}\n')
+    assert message.startswith(str(tmp_path / "streamer.toml") + ": ")
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.integration
+async def test_a_streams_own_settings_apply_from_its_first_frame(
+    tmp_path, small_clip, tiny_encoder
+):
+    from streamer.pipeline import run_pipeline
+
+    text = f"""
+no-llm = true
+[outputs]
+jsonl = "{tmp_path}/{{stream}}.jsonl"
+[[sources]]
+name = "door"
+input = "{small_clip}"
+labels = "a parcel, a cat"
+alerts = [{{query = "anything", alert-threshold = -1, alert-frames = 1, alert-cooldown = 0}}]
+captions = "off"
+analyze-fps = 1
+[[sources]]
+name = "yard"
+input = "{small_clip}"
+"""
+    config = configure(given("--config", write(tmp_path, text)))
+    await run_pipeline(config, encoder=tiny_encoder)
+    door, yard = (read_jsonl(tmp_path / f"{name}.jsonl") for name in ("door", "yard"))
+    analysed = [r for r in door if r["type"] == "analysis"]
+    assert [r["pts"] for r in analysed] == [0.0, 1.0]  # 1 a second from the first frame
+    assert {t["label"] for r in analysed for t in r["tags"]} <= {"a parcel", "a cat"}
+    assert not [r for r in door if r["type"] == "caption"]
+    assert len([r for r in door if r["type"] == "alert"]) == len(analysed)
+    assert [r for r in yard if r["type"] == "caption"] and not [
+        r for r in yard if r["type"] == "alert"
+    ]
+    assert len([r for r in yard if r["type"] == "analysis"]) == 4  # the run's 2 a second
+
+
+def test_a_printed_configuration_keeps_the_streams_own_settings(tmp_path, capsys):
+    original = configure(given("--config", write(tmp_path, OWN)))
+    assert main(["config", "--print", "--config", str(tmp_path / "streamer.toml")]) == 0
+    printed = write(tmp_path, capsys.readouterr().out, "printed.toml")
+    again = configure(given("--config", printed))
+    assert sorted(again.inputs) == sorted(original.inputs)  # those with settings come last
+    assert again.stream_settings == original.stream_settings

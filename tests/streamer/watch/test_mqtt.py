@@ -7,8 +7,10 @@ import asyncio
 import json
 import logging
 import re
+import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -20,8 +22,8 @@ from media import read_jsonl
 from mqtt_helpers import Watcher, until
 from servers.mosquitto import PASSWORD, USER
 
-from streamer import ConfigError, OutputConfig, RunConfig, run_pipeline
-from streamer.analysis.alerts import Alert, AlertRule
+from streamer import AnalysisConfig, ConfigError, OutputConfig, RunConfig, run_pipeline
+from streamer.analysis.alerts import Alert, AlertCleared, AlertRule
 from streamer.core.events import Observer
 from streamer.core.frame import Caption
 from streamer.core.retry import RetryPolicy
@@ -166,26 +168,53 @@ class Rules:
     alerts: tuple = ()
 
 
-async def test_an_alert_turns_off_once_it_has_not_fired_for_its_cooldown(mosquitto):
-    now = [100.0]
-    rule = AlertRule("a dog", cooldown_s=10.0)
+def two_colour_clip(folder: Path, first: str, then: str) -> Path:
+    """A 2-s 25-fps clip: 1 s of one solid colour, then 1 s of another."""
+    out = folder / f"{first}-{then}.mp4"
+    colours = [
+        arg
+        for colour in (first, then)
+        for arg in ("-f", "lavfi", "-i", f"color=c={colour}:s=320x240:r=25:d=1")
+    ]
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *colours, "-filter_complex",
+                    "[0][1]concat=n=2:v=1:a=0", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-pix_fmt", "yuv420p", str(out)], check=True)  # fmt: skip
+    return out
+
+
+async def test_an_alert_goes_off_when_its_scene_stops_matching(mosquitto, tmp_path, tiny_encoder):
+    """A clip whose first second matches the query and whose second does not: the alert fires
+    in the first, clears in the second (an alert_cleared record), and its binary sensor goes
+    off then, not at the end of the run."""
+    query = "a red square"
+    (text,) = tiny_encoder.embed_text([query])
+    score = {c: float(tiny_encoder.embed(np.full((1, 240, 320, 3), rgb, np.uint8))[0] @ text)
+             for c, rgb in (("red", (255, 0, 0)), ("blue", (0, 0, 255)))}  # fmt: skip
+    match, miss = sorted(score, key=score.get, reverse=True)  # random weights: either way
+    assert score[match] - score[miss] > 0.02, "the colours must score apart"
+    threshold = (score[match] + score[miss]) / 2
+    rule = AlertRule(query, threshold=threshold, frames=2, cooldown_s=0.5)
+    outputs = OutputConfig(jsonl=str(tmp_path / "a.jsonl"))
+    config = RunConfig(input=f"clip={two_colour_clip(tmp_path, match, miss)}", outputs=outputs,
+                       alerts=(rule,), analysis=AnalysisConfig(analyze_fps=4),
+                       mqtt=MqttConfig(mosquitto.url(), prefix="t2"))  # fmt: skip
     async with Watcher(mosquitto.url()) as watcher:
-        publisher = await started(MqttConfig(mosquitto.url(), prefix="t2"), lambda: now[0], (rule,))
-        publisher.add_stream("door", ("a dog",))
-        publisher.alert("door", an_alert())
-        topic = "t2/door/alert/a_dog"
-        await until(lambda: watcher.on(topic), what="the alert on")
-        now[0] += 14.0  # within its cooldown + 5 s: it may still hold
-        publisher.alert("door", an_alert())  # ... and it did: fired again at 14 s
-        now[0] += 14.0
-        await asyncio.sleep(1.5)  # a tick or more
-        assert [m.json()["state"] for m in watcher.on(topic)] == ["on", "on"]
-        now[0] += 1.1  # 15.1 s since it last fired: cleared
-        await until(lambda: len(watcher.on(topic)) == 3, what="the alert off")
-        await publisher.stop()
-    off = watcher.on(topic)[-1].json()
-    assert off["state"] == "off" and off["query"] == "a dog" and off["cleared"] >= off["wall"]
-    assert publisher.status()["dropped"] == 0
+        await run_pipeline(config, encoder=tiny_encoder)
+        await until(lambda: [m for m in watcher.on("t2/status") if m.payload == b"offline"],
+                    what="offline at the end")  # fmt: skip
+    records = read_jsonl(tmp_path / "a.jsonl")
+    fired = [r for r in records if r["type"] == "alert"]
+    (cleared,) = [r for r in records if r["type"] == "alert_cleared"]
+    assert fired and all(r["pts"] < 1.0 for r in fired)
+    assert cleared["pts"] >= 1.0 and cleared["fired_pts"] == fired[-1]["pts"]
+    assert cleared["score"] < threshold and cleared["query"] == query
+    misses = [r for r in records if r["type"] == "analysis" and r["pts"] >= 1.0]
+    assert cleared["frame"] == misses[1]["frame"]  # the 2nd miss in a row, past the cooldown
+    states = [m.json() for m in watcher.on("t2/clip/alert/a_red_square")]
+    assert [s["state"] for s in states] == ["on"] * len(fired) + ["off"]  # none at the end
+    off = states[-1]
+    assert off["frame"] == cleared["frame"] and off["time"] == cleared["pts"]
+    assert off["cleared"] >= states[-2]["wall"] and off["query"] == query
 
 
 async def test_removing_a_stream_removes_its_entities_and_retained_states(mosquitto):
@@ -218,9 +247,8 @@ async def test_removing_a_stream_removes_its_entities_and_retained_states(mosqui
 
 async def test_a_new_alert_set_retracts_the_dropped_queries_and_announces_the_new(mosquitto):
     """The stream API replaced door's alerts: "a dog" goes (its binary sensor and its retained
-    on), "a cat" comes, held on for its own cooldown; yard's entities are untouched."""
-    now = [100.0]
-    publisher = await started(MqttConfig(mosquitto.url(), prefix="t5"), lambda: now[0])
+    on), "a cat" comes, on until it clears; yard's entities are untouched."""
+    publisher = await started(MqttConfig(mosquitto.url(), prefix="t5"))
     publisher.add_stream("door", ("a dog",))
     publisher.add_stream("yard", ("a dog",))
     publisher.alert("door", an_alert())
@@ -237,10 +265,8 @@ async def test_a_new_alert_set_retracts_the_dropped_queries_and_announces_the_ne
         assert watcher.on(cat)[-1].json()["name"] == "Alert: a cat"
         publisher.alert("door", an_alert("a cat"))
         await until(lambda: watcher.on("t5/door/alert/a_cat"), what="a cat on")
-        now[0] += 30.0  # within its 60-s cooldown (+ 5 s): still on
-        await asyncio.sleep(1.5)
-        assert [m.json()["state"] for m in watcher.on("t5/door/alert/a_cat")] == ["on"]
-        now[0] += 36.0
+        publisher.alert_cleared("door", AlertCleared("door", 9.0, time.time(), "a cat", 0.1,
+                                                     0.27, 100, 3.0))  # fmt: skip
         await until(lambda: len(watcher.on("t5/door/alert/a_cat")) == 2, what="a cat off")
         assert publisher.status()["dropped"] == 0
     await publisher.stop()

@@ -266,3 +266,38 @@ async def test_reload_needs_the_token_and_a_file(tmp_path, long_clip, tiny_encod
             status, answer = await _call(s, "POST", run.url + url, headers=AUTH)
             assert status == 409 and "started without --config" in answer["error"]
             assert "--config FILE" in answer["error"]
+
+
+@pytest.mark.slow
+async def test_a_reload_changes_one_streams_own_settings_live(tmp_path, long_clip, tiny_encoder):
+    """A [[sources]] entry gains labels and alerts of its own: that stream takes them from
+    its next frame, without a restart; the other stream is untouched. Taken out of the file
+    again, the stream has the run's once more."""
+    toml, out = tmp_path / "run.toml", tmp_path
+    sources = {"yard": str(long_clip), "door": str(long_clip)}
+    write_config(toml, out, sources, "live = true")
+    own = ('labels = "a cat, a dog"\nalerts = [{query = "anything", alert-threshold = -1, '
+           "alert-frames = 1, alert-cooldown = 0}]\n")  # fmt: skip
+    async with Reloading(toml, tiny_encoder) as run, aiohttp.ClientSession() as s:
+        yard, door = run.stream("yard"), run.stream("door")
+        write_config(toml, out, sources, "live = true")
+        toml.write_text(toml.read_text() + own, encoding="utf-8")  # door is the last entry
+        status, answer = await _call(s, "POST", run.url + "/api/reload", headers=AUTH)
+        assert status == 200, answer
+        assert answer["changed"] == [{"name": "door", "what": "alerts, labels"}]
+        assert answer["kept"] == ["yard"] and answer["failed"] == []
+        analysed = door.stats.analysed
+        await wait_until(lambda: door.stats.analysed > analysed + 3, 20, "door analysed again")
+        rows = read_jsonl(out / "door.jsonl")
+        alerts = [r for r in rows if r["type"] == "alert"]
+        assert alerts and all(r["query"] == "anything" for r in alerts)
+        last = [r for r in rows if r["type"] == "analysis"][-1]
+        assert {t["label"] for t in last["tags"]} <= {"a cat", "a dog"}
+        write_config(toml, out, sources, "live = true")  # its own settings gone again
+        status, answer = await _call(s, "POST", run.url + "/api/reload", headers=AUTH)
+        assert answer["changed"] == [{"name": "door", "what": "alerts, labels"}], answer
+        pipeline = run.viewer.run
+        assert pipeline.alerts.rules_for("door") == ()
+        assert pipeline.analyzer.vocabulary_of("door") is pipeline.analyzer.vocabulary
+        assert run.stream("yard") is yard and run.stream("door") is door  # neither restarted
+    assert not [r for r in read_jsonl(out / "yard.jsonl") if r["type"] == "alert"]

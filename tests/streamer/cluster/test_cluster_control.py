@@ -1,0 +1,75 @@
+"""A cluster run's stream API keeps what POST and PATCH set in the stream's job, so the
+configuration a shard restarts the job with (after its node was lost) has every setting, and
+the one-process run a shard makes of it applies them from the first frame. No Ray here: the
+driver is a stand-in holding jobs; the restarted configuration runs in this process, as a
+shard runs it."""
+
+import asyncio
+import dataclasses
+from types import SimpleNamespace
+
+from media import read_jsonl
+
+from streamer import OutputConfig, RunConfig, run_pipeline
+from streamer.cluster.control import ClusterControl
+from streamer.cluster.coordinator import Coordinator
+from streamer.cluster.options import ClusterConfig
+from streamer.core.events import Observers
+from streamer.watch.web.stream_api import parse_body
+
+
+class Driver:
+    """What `ClusterControl` reads of a cluster run's driver: its jobs and its config."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.stop = asyncio.Event()
+        self.added: list = []
+
+    def jobs(self) -> list:
+        return list(self.added)
+
+    def add_job(self, job) -> None:
+        self.added.append(job)
+
+
+def coordinator() -> Coordinator:
+    """A coordinator's bookkeeping alone (no shard, no observer)."""
+    made = Coordinator.__new__(Coordinator)
+    made.run = SimpleNamespace(streams=[], mqtt=None)
+    made.by_name = {}
+    made.observers = Observers()
+    return made
+
+
+async def test_settings_set_by_post_and_patch_are_replayed_when_the_job_restarts(
+    tmp_path, small_clip, tiny_encoder
+):
+    outputs = OutputConfig(jsonl=str(tmp_path / "{stream}.jsonl"))
+    config = RunConfig(input=f"yard={small_clip}", outputs=outputs, llm=None,
+                       cluster=ClusterConfig("auto"))  # fmt: skip
+    control = ClusterControl(Driver(config), coordinator())
+    body = {"name": "door", "input": str(small_clip), "labels": "a cat, a dog"}
+    await control.add(parse_body(body, "add"))
+    change = {
+        "analyze-fps": 1,
+        "captions": "off",
+        "alerts": [
+            {"query": "anything", "alert-threshold": -1, "alert-frames": 1, "alert-cooldown": 0}
+        ],
+    }
+    described = await control.change("door", parse_body(change, "change"))  # queued: no shard
+    assert described["analyze_fps"] == 1.0
+    (job,) = control._driver.jobs()
+    restarted = job.retry()  # what the driver starts again on another node
+    own = restarted.config.stream_settings["door"]
+    assert own["analysis.labels"] == ("a cat", "a dog") and own["captions"] is False
+    assert own["analysis.analyze_fps"] == 1.0 and [a.query for a in own["alerts"]] == ["anything"]
+
+    await run_pipeline(dataclasses.replace(restarted.config, cluster=None), encoder=tiny_encoder)
+    rows = read_jsonl(tmp_path / "door.jsonl")
+    analysed = [r for r in rows if r["type"] == "analysis"]
+    assert [r["pts"] for r in analysed] == [0.0, 1.0]
+    assert {t["label"] for r in analysed for t in r["tags"]} <= {"a cat", "a dog"}
+    assert len([r for r in rows if r["type"] == "alert"]) == 2
+    assert not [r for r in rows if r["type"] == "caption"]

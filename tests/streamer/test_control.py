@@ -1,0 +1,63 @@
+"""Removing a stream is bounded: one whose last frames never go through is cancelled after
+`REMOVE_TIMEOUT_S`, its files finished as they are, and the run goes on."""
+
+import asyncio
+import threading
+
+from live_helpers import wait_until
+from media import ffprobe, read_jsonl, video_stream
+
+from streamer import OutputConfig, RunConfig, run_pipeline
+from streamer.config import ServeConfig
+from streamer.watch.web import WebViewer
+
+
+class GatedEncoder:
+    """The tiny CLIP whose `embed` waits while its gate is shut (an analysis that hangs)."""
+
+    def __init__(self, encoder) -> None:
+        self._encoder = encoder
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def embed(self, images):
+        self.gate.wait(60)
+        return self._encoder.embed(images)
+
+    def __getattr__(self, name):
+        return getattr(self._encoder, name)
+
+
+def delivered(viewer: WebViewer) -> int:
+    streams = viewer.run.streams if viewer.run is not None else []
+    return streams[0].stats.delivered if streams else 0
+
+
+async def test_a_stream_whose_last_frames_hang_is_cancelled_with_its_files_whole(
+    tmp_path, sample_clip, tiny_encoder, monkeypatch
+):
+    monkeypatch.setattr("streamer.control.REMOVE_TIMEOUT_S", 0.5)
+    encoder = GatedEncoder(tiny_encoder)
+    outputs = OutputConfig(video=str(tmp_path / "{stream}.mp4"),
+                           jsonl=str(tmp_path / "{stream}.jsonl"), preset="ultrafast")  # fmt: skip
+    # A file: each frame waits for its analysis, so a hung encoder holds its delivery.
+    config = RunConfig(input=f"clip={sample_clip}", outputs=outputs)
+    viewer = WebViewer(ServeConfig(port=0, token="t"))  # keeps the run up once it has no stream
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_pipeline(config, encoder=encoder, stop=stop, observers=[viewer]))
+    try:
+        await wait_until(lambda: delivered(viewer) > 10, 30, "clip runs")
+        encoder.gate.clear()
+        summary = await asyncio.wait_for(viewer.run.control.remove("clip"), 10)
+        assert "cancelled" in summary and "0.5 s" in summary["cancelled"]
+        assert 10 < summary["frames"] < 132
+        assert not viewer.run.streams and not task.done()  # the run goes on
+    finally:
+        encoder.gate.set()
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    video = video_stream(ffprobe(tmp_path / "clip.mp4"))
+    assert int(video["nb_read_frames"]) == summary["frames"]
+    records = read_jsonl(tmp_path / "clip.jsonl")  # every line a whole record
+    # A frame analysed but cut before its turn came is counted, not written.
+    assert 0 < sum(r["type"] == "analysis" for r in records) <= summary["analysed"]
