@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from encoders.backends.frames import encode_frames
+from encoders.info import EncoderInfo
 from encoders.registry import PreprocessConfig
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     from encoders.acceleration import Acceleration
     from encoders.backends.base import ImageRuntime
-    from encoders.base import Encoder, EncoderInfo, EncoderOutput
+    from encoders.base import Encoder, EncoderOutput
 
 __all__ = ["ExportedEncoder"]
 
@@ -111,8 +112,6 @@ class ExportedEncoder:
 
     @property
     def info(self) -> EncoderInfo:
-        from encoders.base import EncoderInfo
-
         return EncoderInfo(**self._card["info"])
 
     @property

@@ -153,7 +153,8 @@ def _load(choice: EncoderChoice, weights: str) -> Encoder:
             encoder = _create(choice, "random")
     except EncoderError as exc:
         raise from_encoder_error(exc) from exc
-    encoder.accelerate(choice.acceleration)
+    if encoder.info.backend == "torch" or choice.compile or choice.cuda_graphs:
+        encoder.accelerate(choice.acceleration)  # (on another backend only to warn: torch's)
     return encoder
 
 
