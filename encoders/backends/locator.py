@@ -12,10 +12,12 @@ The request (`ExportRequest`) holds only what is known before anything is built:
 the model as asked, the weights' identity (a checkpoint's path, size and modification time; the
 pretrained tag; "random", which is seeded), the backend and its version, the precision, and the
 versions and source of the code that would build and export the model. A warm run finds the
-locator, checks the export it names the way the cache does (the manifest: key, sizes, digests),
-and opens it. Anything off is a miss, logged, and the run takes the normal path (which rebuilds
-what is stale and writes a new locator): a changed checkpoint (its size or time), a damaged or
-missing export, an unreadable or mismatched locator. Nothing stale is trusted.
+locator, checks the export it names (each file's size and modification time as they were when
+the locator was written, after the cache had checked their digests; any difference and the
+export is checked again the cache's way: the manifest's key, sizes and digests), and opens it.
+Anything off is a miss, logged, and the run takes the normal path (which rebuilds what is stale
+and writes a new locator): a changed checkpoint (its size or time), a damaged or missing export,
+an unreadable or mismatched locator. Nothing stale is trusted.
 """
 
 from __future__ import annotations
@@ -120,12 +122,18 @@ def find_export(cache: ExportCache, request: ExportRequest) -> Located | None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         logger.info("export locator %s is unusable (%s): building the model", path.name, exc)
         return None
-    problem = cache.problem(key)
-    if problem is not None:
-        logger.info("the export %s named by locator %s is unusable (%s): building the model",
-                    cache.folder(key), path.name, problem)  # fmt: skip
-        return None
-    return Located(cache.folder(key), key, card)
+    folder = cache.folder(key)
+    # The digests were checked when the locator was written; files with the size and time they
+    # had then are those files. Any other: the export is checked again, as the cache does.
+    files = saved.get("files")
+    if files is None or files != _stats(folder):
+        problem = cache.problem(key)
+        if problem is not None:
+            logger.info("the export %s named by locator %s is unusable (%s): building the model",
+                        folder, path.name, problem)  # fmt: skip
+            return None
+        write_locator(cache, request, key, card)  # sound: note the files as they are now
+    return Located(folder, key, card)
 
 
 def write_locator(
@@ -134,7 +142,8 @@ def write_locator(
     """Remember that `request` is answered by the export of `key` (atomically; a cache that
     cannot be written costs the next run time, not correctness)."""
     path = _path(cache, request)
-    body = {"request": asdict(request), "key": asdict(key), "card": card}
+    files = _stats(cache.folder(key))  # as the cache just checked them (or built them)
+    body = {"request": asdict(request), "key": asdict(key), "card": card, "files": files}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
@@ -142,6 +151,15 @@ def write_locator(
         partial.replace(path)
     except OSError as exc:
         logger.warning("cannot write the export locator %s: %s", path, exc)
+
+
+def _stats(folder: Path) -> dict[str, list[int]] | None:
+    """Each file of an export with its size and modification time (None: unreadable)."""
+    try:
+        return {p.name: [p.stat().st_size, p.stat().st_mtime_ns]
+                for p in sorted(folder.iterdir()) if p.is_file()}  # fmt: skip
+    except OSError:
+        return None
 
 
 def _path(cache: ExportCache, request: ExportRequest) -> Path:

@@ -34,6 +34,7 @@ __all__ = ["OpenVinoBackend", "OpenVinoRuntime", "compile_config", "export_image
 logger = logging.getLogger("encoders")
 
 _IR = "image.xml"  # and image.bin beside it
+_COMPILED = "compiled"  # OpenVINO's cache of the compiled model, for `OpenVinoBackend.open`
 #: fp32 as torch computes it; LATENCY: the threads on one batch at a time (the encoder thread
 #: runs one batch after another). The thread count is torch's (`compile_config`).
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
@@ -102,7 +103,11 @@ class OpenVinoBackend:
         import openvino as ov
 
         core = ov.Core()
-        compiled = core.compile_model(core.read_model(folder / _IR), "CPU", compile_config())
+        # OpenVINO keeps the compiled model beside the export (keyed by the model, the
+        # settings and the CPU), so a warm start imports it instead of compiling (half the
+        # time); a cache it cannot use it ignores and compiles.
+        core.set_property({"CACHE_DIR": str(folder / _COMPILED)})
+        compiled = core.compile_model(str(folder / _IR), "CPU", compile_config())
         return OpenVinoRuntime(compiled, f"OpenVINO {ov.__version__}, {folder}", key)
 
 
