@@ -7,17 +7,21 @@
     >>> encoders.create_encoder("clip", "ViT-B/32", backend="openvino",   # the image tower on
     ...                         export_cache="~/.cache/streamer/exports")  # OpenVINO (CPU)
 
-open_clip and transformers are imported only when a CLIP or DINOv2 encoder is built.
+torch, open_clip and transformers are imported only when an encoder is built (listing the
+encoders, parsing names and opening a cached export need none of them).
 """
 
-from encoders.base import Encoder, EncoderInfo, EncoderOutput
+import importlib
+from typing import TYPE_CHECKING, Any
 
 # isort: off
 # Each family registers itself in `encoders.registry` when imported; this order is the table's
-# (`list_encoders()`, the kinds, `--encoder`). A new family: its module, and a line here.
-from encoders.clip import ClipEncoder, create_clip_encoder
-from encoders.dinov2 import Dinov2Encoder, create_dinov2_encoder
-from encoders.default import DefaultEncoder, create_default_encoder
+# (`list_encoders()`, the kinds, `--encoder`). A new family: its module, and a line here. The
+# family modules describe their models without torch; their encoders are built (and torch
+# imported) by `create_encoder` or when a name below that needs torch is first read.
+from encoders.clip import create_clip_encoder
+from encoders.dinov2 import create_dinov2_encoder
+from encoders.default import create_default_encoder
 
 # isort: on
 from encoders.errors import (
@@ -28,8 +32,32 @@ from encoders.errors import (
     WeightsUnavailableError,
 )
 from encoders.factory import create_encoder
+from encoders.info import EncoderInfo
 from encoders.registry import EncoderSpec, PreprocessConfig, list_encoders
 from encoders.selection import UseCase, encoder_matrix, recommend_encoder
+
+if TYPE_CHECKING:
+    from encoders.base import Encoder, EncoderOutput
+    from encoders.clip import ClipEncoder
+    from encoders.default import DefaultEncoder
+    from encoders.dinov2 import Dinov2Encoder
+
+#: names read when first asked for: each one's module imports torch
+_LAZY = {
+    "ClipEncoder": "encoders.clip",
+    "DefaultEncoder": "encoders.default",
+    "Dinov2Encoder": "encoders.dinov2",
+    "Encoder": "encoders.base",
+    "EncoderOutput": "encoders.base",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "ClipEncoder",

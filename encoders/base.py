@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +28,12 @@ from encoders.backends.base import ImageRuntime
 from encoders.backends.frames import encode_frames
 from encoders.cuda_graphs import GraphRunner, bucket_for, cuda_graphs_unsupported
 from encoders.errors import WeightsUnavailableError
+from encoders.info import PRECISION_NAMES, RANDOM_WEIGHTS, EncoderInfo, WeightsSource
 from encoders.preprocess import FrameGroup, HostStaging, preprocess_frames, split_images
 from encoders.registry import ModelRef, PreprocessConfig
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "PRECISIONS",
@@ -46,58 +50,9 @@ __all__ = [
 
 logger = logging.getLogger("encoders")
 
-PRECISIONS: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-}
-
-
-@dataclass(frozen=True)
-class WeightsSource:
-    """Where an encoder's weights came from.
-
-    Attributes:
-        description: for people, e.g. "open_clip pretrained 'openai' (cache)".
-        random: True when the weights are an untrained initialisation.
-    """
-
-    description: str
-    random: bool = False
-
-
-RANDOM_WEIGHTS = WeightsSource("random weights (not trained)", random=True)
-
-
-@dataclass(frozen=True)
-class EncoderInfo:
-    """A snapshot of what an encoder is and where it runs (for logs, the HUD, benchmarks).
-
-    Attributes:
-        kind, model: as passed to `create_encoder` ("clip", "ViT-B/32").
-        dim: size of `embed()` vectors; token_dim: size of each token of `encoder(images)`.
-        num_params: parameters of the whole model (CLIP: image and text towers).
-        image_size: the model's square input side.
-        weights: where the weights came from, for people ("local file /x/y.pt", ...).
-        random_weights: True for an untrained initialisation.
-        device, dtype: where and in what precision it runs now ("cuda:0", "float16").
-        speedups: the torch speed-ups in use now: "eager", "cuda-graphs", "compile" or
-            "compile+cuda-graphs"; "none" on another backend.
-        backend: what runs the image tower: "torch" or "openvino" (`encoders.backends`).
-    """
-
-    kind: str
-    model: str
-    dim: int
-    token_dim: int
-    num_params: int
-    image_size: int
-    weights: str
-    random_weights: bool
-    device: str
-    dtype: str
-    speedups: str = "eager"
-    backend: str = "torch"
+PRECISIONS: dict[str, torch.dtype] = dict(
+    zip(PRECISION_NAMES, (torch.float32, torch.float16, torch.bfloat16), strict=True)
+)
 
 
 @dataclass(frozen=True)
@@ -255,6 +210,10 @@ class Encoder(OutOfMemoryHandling):
         """L2-normalised float32 embeddings [batch, dim] (see `encode`)."""
         return self.encode(images).embeddings
 
+    def embed_array(self, images: Any) -> np.ndarray:
+        """`embed` as float32 numpy on the host (what an `ExportedEncoder` gives torch-free)."""
+        return self.embed(images).float().cpu().numpy()
+
     def accelerate(self, acceleration: Acceleration) -> None:
         """Choose the forward's speed-ups (replacing earlier ones); results stay the same.
 
@@ -315,6 +274,11 @@ class Encoder(OutOfMemoryHandling):
         self._graphs = self._compiled = None
 
     @property
+    def runtime(self) -> ImageRuntime | None:
+        """What runs the image tower when a backend other than torch does (`run_on`)."""
+        return self._runtime
+
+    @property
     def acceleration(self) -> Acceleration:
         """The speed-ups asked for with `accelerate()` (`info.speedups`: what is in use now)."""
         return self._acceleration
@@ -351,6 +315,7 @@ class Encoder(OutOfMemoryHandling):
             dtype=str(self._dtype).removeprefix("torch."),
             speedups=self._speedups() if self._runtime is None else "none",
             backend=self._runtime.backend if self._runtime is not None else "torch",
+            weights_digest=getattr(getattr(self._runtime, "export_key", None), "weights", None),
         )
 
     def _speedups(self) -> str:

@@ -7,19 +7,10 @@ and repr say "random weights". A state-dict file written by `save()` can be load
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from encoders.base import (
-    RANDOM_WEIGHTS,
-    Encoder,
-    WeightsSource,
-    local_weights_path,
-    resolve_device,
-    resolve_dtype,
-)
 from encoders.errors import UnknownEncoderError
 from encoders.registry import (
     OPENAI_MEAN,
@@ -30,6 +21,11 @@ from encoders.registry import (
     PreprocessConfig,
     register_family,
 )
+
+if TYPE_CHECKING:
+    import torch
+
+    from encoders._default_torch import DefaultEncoder, RandomViT
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -80,17 +76,9 @@ def _build(
     ref: ModelRef, device: str | torch.device | None, *, weights: str, precision: str
 ) -> DefaultEncoder:
     """`create_default_encoder` (the family's `create`; there is one model)."""
-    target = resolve_device(device)
-    dtype = resolve_dtype(precision, target)
-    cfg = DefaultViTConfig()
-    model = RandomViT(cfg)
-    source = RANDOM_WEIGHTS
-    if weights not in ("random", "pretrained"):
-        path = local_weights_path(weights, "the default encoder")
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        source = WeightsSource(f"local file {path}")
-    preprocess_cfg = PreprocessConfig(cfg.image_size, OPENAI_MEAN, OPENAI_STD, "bicubic")
-    return DefaultEncoder(model, ref, preprocess_cfg, source, target, dtype)
+    from encoders._default_torch import build
+
+    return build(ref, device, weights=weights, precision=precision, cfg=DefaultViTConfig())
 
 
 def _parse(name: str) -> ModelRef:
@@ -112,81 +100,9 @@ def _specs() -> list[EncoderSpec]:
             tokens=(cfg.image_size // cfg.patch_size) ** 2 + 1,
             preprocess=PreprocessConfig(cfg.image_size, OPENAI_MEAN, OPENAI_STD),
             weights="random weights by design (seeded), or a local state-dict file",
-            has_text=DefaultEncoder.has_text,
+            has_text=False,
         )
     ]
-
-
-class _Block(nn.Module):
-    """A pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
-
-    def __init__(self, width: int, heads: int, mlp_ratio: int) -> None:
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(width)
-        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.ln_2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(
-            nn.Linear(width, width * mlp_ratio), nn.GELU(), nn.Linear(width * mlp_ratio, width)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.ln_1(x)
-        x = x + self.attn(h, h, h, need_weights=False)[0]
-        return x + self.mlp(self.ln_2(x))
-
-
-class RandomViT(nn.Module):
-    """A plain ViT: patch embedding, CLS token, learned positions, pre-norm blocks, final LN."""
-
-    def __init__(self, cfg: DefaultViTConfig) -> None:
-        super().__init__()
-        grid = cfg.image_size // cfg.patch_size
-        self.patch_embed = nn.Conv2d(3, cfg.width, cfg.patch_size, stride=cfg.patch_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.width))
-        self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, cfg.width))
-        self.blocks = nn.ModuleList(
-            _Block(cfg.width, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.layers)
-        )
-        self.norm = nn.LayerNorm(cfg.width)
-        self._init_weights(cfg.seed)
-
-    def _init_weights(self, seed: int) -> None:
-        # A private seeded generator: the same weights every run, whatever the global RNG did.
-        generator = torch.Generator().manual_seed(seed)
-        for name, param in self.named_parameters():
-            if ".ln_" in name or name.startswith("norm."):
-                continue  # LayerNorms keep their deterministic (1, 0) init
-            if name.endswith("bias"):
-                nn.init.zeros_(param)
-            else:
-                nn.init.normal_(param, std=0.02, generator=generator)
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Bx3xSxS normalised pixels -> LayerNorm'd tokens [B, 1 + grid^2, width], CLS first."""
-        x = self.patch_embed(pixels).flatten(2).transpose(1, 2)
-        cls = self.cls_token.expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1) + self.pos_embed
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
-
-
-class DefaultEncoder(Encoder):
-    """The random ViT behind the `Encoder` interface; embedding = the normalised LN'd CLS."""
-
-    kind = "default"
-
-    def _forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens = self._module(pixels)
-        return tokens, tokens[:, 0]
-
-    @property
-    def dim(self) -> int:
-        return self._module.norm.normalized_shape[0]
-
-    @property
-    def token_dim(self) -> int:
-        return self.dim
 
 
 FAMILY = register_family(
@@ -196,7 +112,14 @@ FAMILY = register_family(
         parse=_parse,
         specs=_specs,
         create=_build,
-        has_text=DefaultEncoder.has_text,
+        has_text=False,
         backends=("torch", "openvino"),
     )
 )
+
+
+def __getattr__(name: str) -> Any:
+    # the torch side, read from `encoders._default_torch` when asked for (it imports torch)
+    if name in ("DefaultEncoder", "RandomViT"):
+        return getattr(importlib.import_module("encoders._default_torch"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

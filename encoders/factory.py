@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import os
-
-import torch
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from encoders.backends import choose_backend
 from encoders.backends.export_cache import ExportCache
-from encoders.base import Encoder
+from encoders.backends.locator import ExportRequest, find_export, request_for, write_locator
+from encoders.exported import ExportedEncoder, card_of
 from encoders.registry import family, parse_model_name
 
+if TYPE_CHECKING:
+    import torch
+
+    from encoders.base import Encoder
+
 __all__ = ["create_encoder"]
+
+logger = logging.getLogger("encoders")
 
 
 def create_encoder(
@@ -42,7 +51,7 @@ def create_encoder(
             loaded afterwards); None converts in memory on every call.
 
     Returns:
-        The encoder.
+        The encoder; an `ExportedEncoder` when `export_cache` holds this request's export.
 
     Raises:
         UnknownEncoderError: unknown kind or model; the message lists the valid names.
@@ -59,9 +68,42 @@ def create_encoder(
     named_device = None if device is None else str(device)
     runner = choose_backend(backend, ref.kind, device=named_device, precision=precision)
     device, precision = runner.placement(device, precision)
-    encoder = family(ref.kind).create(ref, device, weights=weights, precision=precision)
+
+    def build() -> Encoder:
+        return family(ref.kind).create(ref, device, weights=weights, precision=precision)
+
     cache = ExportCache(export_cache) if export_cache is not None else None
+    exports = cache is not None and hasattr(runner, "open")  # a backend that runs exports
+    request = request_for(kind, model, weights, runner.name, precision) if exports else None
+    if request is not None and (opened := _open_cached(runner, cache, request, build)):
+        return opened
+    encoder = build()
     runtime = runner.runtime(encoder, cache)
     if runtime is not None:
         encoder.run_on(runtime)
+        _remember(cache, request, runtime, encoder)
     return encoder
+
+
+def _remember(
+    cache: ExportCache | None, request: ExportRequest | None, runtime: Any, encoder: Encoder
+) -> None:
+    """Note which export answers `request`, so the next run opens it without building."""
+    key = getattr(runtime, "export_key", None)
+    if request is not None and cache is not None and key is not None:
+        write_locator(cache, request, key, card_of(encoder))
+
+
+def _open_cached(
+    runner: Any, cache: ExportCache, request: ExportRequest, build: Callable[[], Encoder]
+) -> ExportedEncoder | None:
+    """The export that answers `request`, opened without building the model; None: a miss."""
+    found = find_export(cache, request)
+    if found is None:
+        return None
+    try:
+        return ExportedEncoder(runner.open(found.folder, found.key), found.card, build)
+    except Exception as exc:  # the backend's reader raises its own types: build instead
+        logger.warning("could not open the export %s (%s: %s): building the model",
+                       found.folder, type(exc).__name__, exc)  # fmt: skip
+        return None

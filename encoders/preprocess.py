@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from encoders._geometry import center_crop_offsets, input_error, resized_shape
 from encoders.errors import EncoderInputError
 from encoders.registry import PreprocessConfig
 
@@ -210,21 +211,6 @@ def _frames_tensor(image: Any, size: int, item: int | None = None) -> torch.Tens
     raise input_error(image, size, item)
 
 
-def input_error(image: Any, size: int, item: int | None = None) -> EncoderInputError:
-    """The error for images an encoder does not take (what it takes, what it got); shared by
-    the torch preprocessing and the backends' numpy one (`encoders.backends.frames`)."""
-    if hasattr(image, "dtype") and hasattr(image, "shape"):  # a numpy array or torch tensor
-        got = f"{type(image).__name__} of dtype {image.dtype} and shape {tuple(image.shape)}"
-    else:
-        got = type(image).__name__
-    where = f" (item {item} of the list)" if item is not None else ""
-    return EncoderInputError(
-        "images must be uint8 HxWx3 RGB frames (a numpy array or torch tensor: one frame HxWx3, "
-        "a batch BxHxWx3, or a list of HxWx3 frames of any sizes) or an already-normalised "
-        f"float tensor Bx3x{size}x{size}, got {got}{where}"
-    )
-
-
 def preprocess_frames(
     frames: torch.Tensor,
     cfg: PreprocessConfig,
@@ -268,38 +254,3 @@ def _to_device(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
         pinned = frames if frames.is_pinned() else frames.pin_memory()
         return pinned.to(device, non_blocking=True)
     return frames.to(device)
-
-
-def resized_shape(height: int, width: int, cfg: PreprocessConfig) -> tuple[int, int]:
-    """The (height, width) after the resize step, computed as torchvision and PIL do.
-
-    Args:
-        height, width: the frame's size.
-        cfg: the preprocessing config.
-
-    Returns:
-        The resized (height, width).
-    """
-    if cfg.resize_mode == "squash":
-        return cfg.size, cfg.size
-    target = cfg.resize_target
-    short, long = min(height, width), max(height, width)
-    new_long = int(target * long / short)  # truncation, as torchvision and transformers do
-    return (target, new_long) if height <= width else (new_long, target)
-
-
-def center_crop_offsets(height: int, width: int, size: int, rounding: str) -> tuple[int, int]:
-    """Top and left offsets of a centered `size` crop.
-
-    Args:
-        height, width: the image's size (at least `size` each).
-        size: the crop's side.
-        rounding: "round" (torchvision: `int(round(margin / 2))`, half to even) or "floor"
-            (transformers: `margin // 2`). They differ by one pixel when a margin is odd.
-
-    Returns:
-        (top, left).
-    """
-    if rounding == "floor":
-        return (height - size) // 2, (width - size) // 2
-    return round((height - size) / 2.0), round((width - size) / 2.0)

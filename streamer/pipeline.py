@@ -19,15 +19,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import aiohttp
 
-from encoders import Encoder, list_encoders
-from streamer.analysis.alerts import AlertDetector, check_rule_streams
+from streamer.analysis.alerts import AlertDetector, check_alert_encoder, check_rule_streams
 from streamer.analysis.analyzer import Analyzer, Vocabulary
 from streamer.analysis.captioner import CaptionSchedule, LlmCaptioner, tag_caption
 from streamer.analysis.labels import default_labels, prompts
-from streamer.analysis.service import EncoderService, ModelCard, local_encoder_service
+from streamer.analysis.service import EncoderService, ModelCard, abandon
+from streamer.analysis.service import start_local_encoder_service as start_encoder_service
 from streamer.analysis.text_cache import cached_text_embeddings
 from streamer.archive import preload as preload_archive
 from streamer.archive.observer import ArchiveObserver, ClipNamer
@@ -35,11 +36,12 @@ from streamer.archive.recordings import Recorder
 from streamer.archive.summary_observer import SummaryObserver
 from streamer.config import RunConfig
 from streamer.control import RunControl
+from streamer.core import startup
 from streamer.core.events import Observer, Observers
 from streamer.core.frame import Annotation
 from streamer.core.sampler import Sampler
 from streamer.errors import ConfigError
-from streamer.llm import CaptionClient, CaptionRequest, LlmClient
+from streamer.llm import CaptionClient, CaptionRequest
 from streamer.llm.startup import open_llm_client
 from streamer.outputs.fanout import RANDOM_WEIGHTS_WARNING
 from streamer.reload import Reloader
@@ -52,6 +54,9 @@ from streamer.watch.mqtt import MqttPublisher
 from streamer.watch.web import WebViewer
 from streamer.watch.webhook import WebhookSender
 from streamer.watch.window import WindowViewer
+
+if TYPE_CHECKING:
+    from encoders import Encoder
 
 log = logging.getLogger("streamer")
 
@@ -90,19 +95,16 @@ async def run_pipeline(
         EncoderError: the encoder cannot be loaded.
         SinkError: an output cannot be written.
     """
-    sources = _open_sources(config, encoder)
-    hwaccel = resolve_hwaccel(config.sources.hwaccel)  # `cuda` without CUDA fails here
-    if config.archive is not None:
-        preload_archive()  # LanceDB's import, while the encoder loads
-    if service is None:
-        service = await local_encoder_service(config.encoder, config.analysis.batch, encoder)
+    sources, hwaccel, service = await _open(config, encoder, service)
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(service.close)
-        _check_alert_encoder(config, service.model)
-        if llm is not None and config.llm is not None:
-            client = llm
-        else:
-            client = await _llm_client(config, sources, stack)
+        check_alert_encoder(config.alerts, service.model.kind, service.model.has_text)
+        client = llm if config.llm is not None else None
+        if client is None and config.llm is not None:  # after its start-up probe
+            with startup.phase("LLM client"):
+                session = await stack.enter_async_context(aiohttp.ClientSession())
+                live = any(s.live for s in sources)
+                client = await open_llm_client(config.llm, session, live=live)
         own = observers_from_config(config) if config_observers else []
         watchers = Observers([*own, *observers])
         plan = _decode_plan(config, service.model, watchers, hwaccel, len(sources))
@@ -115,14 +117,34 @@ async def run_pipeline(
         return await run.run()
 
 
-def _open_sources(config: RunConfig, encoder: Encoder | None) -> list[Source]:
-    """The run's sources, after every check that needs no model (before any output exists)."""
+async def _open(
+    config: RunConfig, encoder: Encoder | None, service: EncoderService | None
+) -> tuple[list[Source], str | None, EncoderService]:
+    """The sources, the hardware decoder and the encoder service: the model loads (its imports
+    included) on a thread of its own while the sources open."""
     if config.cluster is not None:
         raise ConfigError(
             "this configuration runs on a cluster (cluster is set): run it with "
             "streamer.cluster.run_cluster(config), or leave cluster out to run here"
         )
-    _check_alert_encoder(config, ModelCard.of(encoder) if encoder is not None else None)
+    loading = None if service is not None else start_encoder_service(
+        config.encoder, config.analysis.batch, encoder)  # fmt: skip
+    try:
+        with startup.phase("source open"):
+            sources = _open_sources(config, encoder)
+        hwaccel = resolve_hwaccel(config.sources.hwaccel)  # `cuda` without CUDA fails here
+        if config.archive is not None:
+            preload_archive()  # LanceDB's import, while the encoder loads
+        return sources, hwaccel, service if loading is None else await loading
+    except BaseException:
+        abandon(loading)
+        raise
+
+
+def _open_sources(config: RunConfig, encoder: Encoder | None) -> list[Source]:
+    """The run's sources, after every check that needs no model (before any output exists)."""
+    check_alert_encoder(config.alerts, config.encoder.kind,
+                        encoder.has_text if encoder is not None else None)  # fmt: skip
     sources: list[Source] = [
         open_source(spec, name, live=config.live, options=config.sources)
         for name, spec in stream_names(config.inputs)
@@ -174,32 +196,6 @@ def observers_from_config(config: RunConfig) -> list[Observer]:
         if config.archive.summary_every_s is not None or config.archive.summary:
             observers.append(SummaryObserver(config.archive, archive, threshold))
     return observers
-
-
-def _check_alert_encoder(config: RunConfig, model: ModelCard | None) -> None:
-    """Alerts compare frames with the text of their queries: fail before any work when the
-    encoder has no text tower (judged by its kind until it is loaded)."""
-    if not config.alerts:
-        return
-    if model is not None:
-        has_text, name = model.has_text, f"the {model.kind} encoder"
-    else:
-        kind = config.encoder.kind.strip().lower()
-        has_text = kind not in {spec.kind for spec in list_encoders() if not spec.has_text}
-        name = f"the {kind} encoder"
-    if not has_text:
-        raise ConfigError(
-            f"--alert needs an encoder with a text tower to embed its query, and {name} has "
-            "none. Fix: --encoder clip (or leave out --alert)"
-        )
-
-
-async def _llm_client(config: RunConfig, sources: list, stack) -> LlmClient | None:
-    """The run's LLM client after its startup probe, or None for captions from tags."""
-    if config.llm is None:
-        return None
-    session = await stack.enter_async_context(aiohttp.ClientSession())
-    return await open_llm_client(config.llm, session, live=any(s.live for s in sources))
 
 
 annotate_file = run_pipeline  # the name of the file-only first version
@@ -273,8 +269,10 @@ class _Run:
 
     async def run(self) -> RunSummary:
         started = time.monotonic()
-        self.analyzer = analyzer = Analyzer(await self._vocabulary(), self.config.analysis.top_k)
-        self.alerts = await self._alert_detector()
+        with startup.phase("text embeddings"):
+            vocabulary = await self._vocabulary()
+            self.alerts = await self._alert_detector()
+        self.analyzer = analyzer = Analyzer(vocabulary, self.config.analysis.top_k)
         try:
             await self.observers.start(self)
         except BaseException:
@@ -367,6 +365,7 @@ class _Run:
 
     async def _analyse(self, analyzer: Analyzer) -> None:
         async for batch in self.encoder.results():
+            startup.mark(startup.LAST)
             for request, embedding in batch:
                 name = request.stream.name
                 annotation = analyzer.analyze(

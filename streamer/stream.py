@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from streamer.analysis.alerts import Alert, AlertCleared
 from streamer.analysis.captioner import near_duplicate, tag_caption
 from streamer.analysis.service import EncoderService
+from streamer.core import startup
 from streamer.core.channel import Channel, DropPolicy
 from streamer.core.events import Observers
 from streamer.core.frame import Annotation, Caption, Frame
@@ -161,6 +162,8 @@ class StreamRun:
         covering: asyncio.Future | None = None
         try:
             async for frame in self.frames:
+                if not self.stats.decoded:
+                    startup.mark("first frame decoded")
                 self.stats.decoded += 1
                 timeline = self.timeline(frame)
                 # The first frame of a stream is always sampled, so `covering` is set from then on.

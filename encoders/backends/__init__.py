@@ -101,11 +101,22 @@ def choose_backend(
 
 def _automatic(kind: str, *, device: str | None, precision: str, compile: bool) -> Backend:
     if device is None:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if _cuda_available() else "cpu"
     for name in reversed(BACKENDS):
         why = unsupported_reason(name, kind, device=device, precision=precision, compile=compile)
         if why is None:
             return _TABLE[name]
     raise AssertionError("the torch backend runs everything")  # pragma: no cover
+
+
+def _cuda_available() -> bool:
+    """Whether torch sees CUDA, asked without importing torch where no NVIDIA driver is
+    loaded (a CPU machine's run from a cached export needs no torch at all)."""
+    import sys
+    from pathlib import Path
+
+    if "torch" not in sys.modules and not Path("/proc/driver/nvidia").exists():
+        return False
+    import torch
+
+    return torch.cuda.is_available()

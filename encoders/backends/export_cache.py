@@ -131,6 +131,11 @@ class ExportCache:
         """Where the export for `key` lives (whether or not it exists yet)."""
         return self.root / key.backend / key.name
 
+    def problem(self, key: ExportKey) -> str | None:
+        """None when the export for `key` is whole and sound (manifest, sizes, digests), else
+        what is wrong with it."""
+        return _problem(self.folder(key), key)
+
     def load_or_build(
         self, key: ExportKey, build: Callable[[Path], None], load: Callable[[Path], T]
     ) -> T:

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
+from encoders._geometry import center_crop_offsets, input_error, resized_shape
 from encoders.errors import EncoderInputError
-from encoders.preprocess import center_crop_offsets, input_error, resized_shape
 from encoders.registry import PreprocessConfig
 
 __all__ = ["PixelGroup", "encode_frames", "frames_to_pixels", "pixel_groups"]

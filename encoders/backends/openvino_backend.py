@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from torch import nn
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,6 +34,7 @@ __all__ = ["OpenVinoBackend", "OpenVinoRuntime", "compile_config", "export_image
 logger = logging.getLogger("encoders")
 
 _IR = "image.xml"  # and image.bin beside it
+_COMPILED = "compiled"  # OpenVINO's cache of the compiled model, for `OpenVinoBackend.open`
 #: fp32 as torch computes it; LATENCY: the threads on one batch at a time (the encoder thread
 #: runs one batch after another). The thread count is torch's (`compile_config`).
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
@@ -95,15 +95,30 @@ class OpenVinoBackend:
         key = export_key(encoder)
         compiled = cache.load_or_build(key, build, load)
         logger.info("%s runs on OpenVINO %s (export %s)", what, ov.__version__, cache.folder(key))
-        return OpenVinoRuntime(compiled, f"OpenVINO {ov.__version__}, {cache.folder(key)}")
+        return OpenVinoRuntime(compiled, f"OpenVINO {ov.__version__}, {cache.folder(key)}", key)
+
+    def open(self, folder: Path, key: Any) -> OpenVinoRuntime:
+        """The runtime of an export found sound in the cache (`encoders.backends.locator`),
+        compiled without building the torch model; any exception means it is unusable."""
+        import openvino as ov
+
+        core = ov.Core()
+        # OpenVINO keeps the compiled model beside the export (keyed by the model, the
+        # settings and the CPU), so a warm start imports it instead of compiling (half the
+        # time); a cache it cannot use it ignores and compiles.
+        core.set_property({"CACHE_DIR": str(folder / _COMPILED)})
+        compiled = core.compile_model(str(folder / _IR), "CPU", compile_config())
+        return OpenVinoRuntime(compiled, f"OpenVINO {ov.__version__}, {folder}", key)
 
 
 def compile_config() -> dict[str, Any]:
     """How the model is compiled: `COMPILE_CONFIG` with torch's thread count, so one setting
     (`torch.set_num_threads`: a bench's `--threads`, a cluster replica's `--encoder-cpus`)
-    sizes both backends alike."""
-    import torch
-
+    sizes both backends alike. A process without torch (a run from a cached export) leaves
+    the count to OpenVINO."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return dict(COMPILE_CONFIG)
     return {**COMPILE_CONFIG, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
 
 
@@ -136,8 +151,9 @@ class OpenVinoRuntime:
 
     backend = "openvino"
 
-    def __init__(self, compiled: ov.CompiledModel, detail: str) -> None:
+    def __init__(self, compiled: ov.CompiledModel, detail: str, key: Any = None) -> None:
         self._compiled = compiled
+        self.export_key = key  # the cache's key (its weights digest), None when not cached
         self._request = compiled.create_infer_request()
         self.detail = detail
 
@@ -158,6 +174,7 @@ def export_image_tower(encoder: Encoder) -> ov.Model:
     import openvino as ov
     import torch
 
+    from encoders.backends._tower import ImageTower as _ImageTower
     from encoders.errors import UnsupportedBackendError
 
     size = encoder.preprocess_cfg.size
@@ -179,13 +196,10 @@ def export_image_tower(encoder: Encoder) -> ov.Model:
     return model
 
 
-class _ImageTower(nn.Module):
-    """`encoder._forward` as a module holding the encoder's weights, for `torch.export`."""
+def __getattr__(name: str) -> Any:
+    # `_ImageTower` is a torch module: defined in `_tower`, imported when asked for
+    if name == "_ImageTower":
+        from encoders.backends._tower import ImageTower
 
-    def __init__(self, encoder: Encoder) -> None:
-        super().__init__()
-        self.model = encoder.module  # registered, so its weights are the program's parameters
-        self._encoder_forward = encoder._forward
-
-    def forward(self, pixels: Any) -> Any:
-        return self._encoder_forward(pixels)
+        return ImageTower
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

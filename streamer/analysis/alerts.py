@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from encoders import list_encoders
 from streamer.core.checks import float_at_least, float_in, int_at_least
 from streamer.core.options import Option, option, validate
 from streamer.errors import ConfigError
@@ -40,6 +41,7 @@ __all__ = [
     "AlertDetector",
     "AlertRule",
     "AlertTracker",
+    "check_alert_encoder",
     "check_rule_streams",
 ]
 
@@ -104,6 +106,21 @@ def check_rule_streams(rules: tuple[AlertRule, ...], streams: list[str]) -> None
                 f"alert {rule.query!r} watches stream {unknown[0]!r}, which this run does not "
                 f"have; its streams are {', '.join(streams)}"
             )
+
+
+def check_alert_encoder(rules: tuple[AlertRule, ...], kind: str, has_text: bool | None) -> None:
+    """Alerts compare frames with the text of their queries: fail before any work when the
+    encoder has no text tower (`has_text` None: judged by its `kind`, before it is loaded)."""
+    if not rules:
+        return
+    if has_text is None:
+        kind = kind.strip().lower()
+        has_text = kind not in {spec.kind for spec in list_encoders() if not spec.has_text}
+    if not has_text:
+        raise ConfigError(
+            f"--alert needs an encoder with a text tower to embed its query, and the {kind} "
+            "encoder has none. Fix: --encoder clip (or leave out --alert)"
+        )
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from streamer.core.background import start_in_thread
 from streamer.core.batcher import BatchPolicy, BatchSizer, batch_items
 from streamer.core.channel import Channel, ChannelClosed, DropPolicy, FairChannel
 
@@ -48,7 +49,9 @@ __all__ = [
     "LocalEncoderService",
     "ModelCard",
     "ServiceLoad",
+    "abandon",
     "local_encoder_service",
+    "start_local_encoder_service",
 ]
 
 T = TypeVar("T")
@@ -362,8 +365,43 @@ async def local_encoder_service(
     Raises:
         EncoderError: the encoder cannot be loaded (see `load_encoder`).
     """
-    if encoder is None:
-        from streamer.analysis.worker import load_encoder
+    return await start_local_encoder_service(choice, policy, encoder)
 
-        encoder = await asyncio.to_thread(load_encoder, choice)
-    return LocalEncoderService(encoder, policy)
+
+def start_local_encoder_service(
+    choice: EncoderChoice, policy: BatchPolicy, encoder: Encoder | None = None
+) -> asyncio.Task[LocalEncoderService]:
+    """`local_encoder_service`, with the encoder's load (its imports too) started now on a
+    thread of its own, so the caller opens its sources meanwhile; await the task for the
+    service, or cancel it when the run fails first.
+
+    Must be called on the event loop.
+    """
+    loop = asyncio.get_running_loop()
+    if encoder is not None:
+        loading: asyncio.Future[Encoder] = loop.create_future()
+        loading.set_result(encoder)
+    else:
+        loading = start_in_thread(_load_encoder, choice, name="encoder-load")
+    return loop.create_task(_service_of(loading, policy))
+
+
+def _load_encoder(choice: EncoderChoice) -> Encoder:
+    from streamer.analysis.worker import load_encoder  # torch, where it is needed: here
+
+    return load_encoder(choice)
+
+
+async def _service_of(loading: Awaitable[Encoder], policy: BatchPolicy) -> LocalEncoderService:
+    return LocalEncoderService(await loading, policy)
+
+
+def abandon(loading: asyncio.Task[LocalEncoderService] | None) -> None:
+    """The run failed before it needed the service it started: stop waiting for its encoder
+    (the load's thread ends on its own, unwaited), or close the service it made."""
+    if loading is None:
+        return
+    if not loading.done():
+        loading.cancel()
+    elif not loading.cancelled() and loading.exception() is None:
+        loading.result().close()

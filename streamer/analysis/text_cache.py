@@ -2,22 +2,27 @@
 
 Embedding a vocabulary of a hundred prompts through CLIP's text tower costs seconds on a CPU
 (77 tokens each), and the answer only changes with the model, its weights and the prompts. The
-cache is keyed by those; because a checkpoint can change under the same name, a hit is checked
+cache is keyed by those. When the encoder knows a digest of its weights (one run from an export:
+`EncoderInfo.weights_digest`) the key holds it and a hit is trusted, so a warm run needs no text
+tower at all; otherwise, because a checkpoint can change under the same name, a hit is checked
 by embedding the first prompt again and comparing (one prompt instead of all of them).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from encoders import EncoderInfo
+if TYPE_CHECKING:
+    from encoders import EncoderInfo
 
 log = logging.getLogger("streamer.analysis.text_cache")
 
@@ -25,13 +30,25 @@ _AGREE = 0.999  # cosine of a fresh first-prompt embedding to the cached one
 
 
 def cache_key(info: EncoderInfo, texts: list[str]) -> str:
-    """A file-name-safe key for `texts` embedded by the encoder `info` describes."""
-    import open_clip
-    import torch
-
-    parts = [info.kind, info.model, info.weights, info.num_params, info.dim, info.dtype,
-             torch.__version__, open_clip.__version__, texts]  # fmt: skip
+    """A file-name-safe key for `texts` embedded by the encoder `info` describes: by its
+    weights digest when it has one (trusted: `cached_text_embeddings`), else by its weights'
+    description (checked on a hit)."""
+    versions = [_version("torch"), _version("open_clip_torch")]
+    if info.weights_digest is not None:
+        parts = ["digest", info.kind, info.model, info.weights_digest, info.dim, info.dtype,
+                 *versions, texts]  # fmt: skip
+    else:
+        parts = [info.kind, info.model, info.weights, info.num_params, info.dim, info.dtype,
+                 *versions, texts]  # fmt: skip
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+def _version(distribution: str) -> str | None:
+    # the installed version, read without importing the library (a warm run may never need it)
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 async def cached_text_embeddings(
@@ -55,6 +72,8 @@ async def cached_text_embeddings(
         return await embed(texts)
     path = Path(folder) / f"{cache_key(info, texts)}.npy"
     cached = _load(path, len(texts))
+    if cached is not None and info.weights_digest is not None:
+        return cached  # keyed by the weights' digest: these weights computed it
     if cached is not None:
         fresh = await embed(texts[:1])
         if float(fresh[0] @ cached[0]) >= _AGREE:

@@ -12,18 +12,23 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import encoders
-from encoders import Encoder, EncoderError, WeightsUnavailableError
-from encoders.acceleration import Acceleration
+from encoders import EncoderError, WeightsUnavailableError
 from encoders.backends import BACKEND_CHOICES, choose_backend, unsupported_reason
-from encoders.base import PRECISIONS
+from encoders.info import PRECISION_NAMES
 from encoders.registry import kinds
+from streamer.core import startup
 from streamer.core.checks import one_of, one_of_registered, torch_device
 from streamer.core.options import Option, option, validate
 from streamer.errors import ConfigError, from_encoder_error
+
+if TYPE_CHECKING:
+    from encoders import Encoder
+    from encoders.acceleration import Acceleration
 
 log = logging.getLogger("streamer.encoder")
 
@@ -76,7 +81,7 @@ class EncoderChoice:
     precision: str = option(
         "auto",
         Option("--precision", "auto (fp16 on CUDA, fp32 on a CPU) | fp32 | fp16 | bf16",
-               one_of("auto", *PRECISIONS)),
+               one_of("auto", *PRECISION_NAMES)),
     )  # fmt: skip
     cuda_graphs: bool | None = option(
         None,
@@ -112,6 +117,8 @@ class EncoderChoice:
     @property
     def acceleration(self) -> Acceleration:
         """The speed-ups this choice asks for."""
+        from encoders.acceleration import Acceleration  # torch: only where a model runs
+
         return Acceleration(cuda_graphs=self.cuda_graphs, compile=self.compile)
 
 
@@ -129,6 +136,11 @@ def load_encoder(choice: EncoderChoice) -> Encoder:
         ModelError: any other failure of the encoder to load.
     """
     weights = "pretrained" if choice.weights == "auto" else choice.weights
+    with startup.phase("model create"):
+        return _load(choice, weights)
+
+
+def _load(choice: EncoderChoice, weights: str) -> Encoder:
     try:
         try:
             encoder = _create(choice, weights)
@@ -141,7 +153,8 @@ def load_encoder(choice: EncoderChoice) -> Encoder:
             encoder = _create(choice, "random")
     except EncoderError as exc:
         raise from_encoder_error(exc) from exc
-    encoder.accelerate(choice.acceleration)
+    if encoder.info.backend == "torch" or choice.compile or choice.cuda_graphs:
+        encoder.accelerate(choice.acceleration)  # (on another backend only to warn: torch's)
     return encoder
 
 
@@ -184,7 +197,7 @@ class EncoderWorker:
 
     def _embed(self, images: list[np.ndarray]) -> tuple[np.ndarray, float]:
         start = time.perf_counter()
-        out = self.encoder.embed(images).float().cpu().numpy()
+        out = self.encoder.embed_array(images)
         return out, time.perf_counter() - start
 
     def _embed_text(self, texts: list[str]) -> np.ndarray:

@@ -84,7 +84,6 @@ def _info(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from encoders.backends.export_cache import ExportCache
-    from encoders.backends.openvino_backend import export_key
     from streamer.analysis.worker import EncoderChoice, load_encoder
 
     try:
@@ -99,7 +98,8 @@ def _export(args: argparse.Namespace) -> int:
         encoder = load_encoder(choice)  # exports, or checks and loads what is cached
     except Exception as exc:
         return report(exc)
-    folder = ExportCache(choice.export_cache).folder(export_key(encoder))
+    # the runtime's key: an encoder opened from the cache has no torch model to digest
+    folder = ExportCache(choice.export_cache).folder(encoder.runtime.export_key)
     print(f"{encoder.kind} {encoder.info.model!r} on {choice.runs_on}: {folder}")
     return EXIT_OK
 

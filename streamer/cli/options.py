@@ -2,8 +2,8 @@
 
 The options of a run are declared on the fields that keep them (`streamer.core.options`); the
 few that only the command line has (the inputs, `--sources`, `--config`, `--no-progress`,
-`--no-cache`) are declared here on `CommandLine`. `TABLE` lists them all, grouped as `--help`,
-the README's flag table and a configuration file's tables show them. The parser
+`--no-cache`, `--profile-startup`) are declared here on `CommandLine`. `TABLE` lists them all,
+grouped as `--help`, the README's flag table and a configuration file's tables show them. The parser
 (`streamer.cli.flags`), the file reader (`streamer.cli.config_file`) and the builder of the
 run's configuration (`streamer.cli.build`) are generated from it.
 """
@@ -70,6 +70,11 @@ class CommandLine:
             kind="negated",
         ),
     )
+    profile_startup: bool = option(
+        False,
+        Option("--profile-startup", "print where start-up time goes (imports, sources, model, "
+               "text, first frame) once the first frame is analysed", kind="switch"),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from streamer.cli.build import Settings, configure, settings
 from streamer.cli.exits import EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, report
 from streamer.cli.flags import add_options
 from streamer.config import RunConfig
+from streamer.core import startup
 from streamer.pipeline import run_pipeline
 from streamer.reload import Reading, Reloader
 from streamer.report import RunSummary
@@ -46,11 +47,15 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    startup.mark("imports", since=0.0)  # the interpreter's start and the imports before this
     try:
-        given = settings(args)
-        config = configure(given)
+        with startup.phase("config"):
+            given = settings(args)
+            config = configure(given)
     except Exception as exc:
         return report(exc)
+    if given.get("profile-startup"):
+        startup.enable()
     progress = not given.get("no-progress")
     signals: list[int] = []
     reloader = reloader_for(args, given, config)

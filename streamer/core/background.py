@@ -12,6 +12,7 @@ normal priority, which is correct, only less polite.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -20,7 +21,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["BACKGROUND_NICE", "LowPriorityPool", "run_in_background", "thread_nice"]
+__all__ = [
+    "BACKGROUND_NICE",
+    "LowPriorityPool",
+    "run_in_background",
+    "start_in_thread",
+    "thread_nice",
+]
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +103,36 @@ _shared = LowPriorityPool("background", workers=1)
 async def run_in_background(fn: Callable[..., T], *args: object) -> T:
     """Run `fn(*args)` on the process's shared low-priority thread."""
     return await _shared.run(fn, *args)
+
+
+def start_in_thread(fn: Callable[..., T], *args: object, name: str) -> asyncio.Future[T]:
+    """Start `fn(*args)` on a thread of its own now, before the caller's next await, and give
+    the future of its result.
+
+    For work the caller overlaps with its own (the model loads while the sources open). The
+    thread is a daemon: when the caller fails before awaiting the result, the process exits
+    without waiting for work whose result nobody wants. Must be called on the event loop.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():  # cancelled meanwhile: nobody wants it
+            outcome()
+
+    def work() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the awaiting task, raised there
+            error = exc
+            _call_soon(loop, settle, lambda: future.set_exception(error))
+        else:
+            _call_soon(loop, settle, lambda: future.set_result(result))
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return future
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: object) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed: nobody awaits the result
+        loop.call_soon_threadsafe(fn, *args)

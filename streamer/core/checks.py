@@ -266,7 +266,9 @@ def torch_device() -> Checked[str]:
     """A device torch can name: cpu, cuda, cuda:N (mps, xpu, ... where torch has them)."""
 
     def convert(text: str) -> str:
-        import torch  # the CLI has it loaded already; keep this module light for others
+        if re.fullmatch(r"cpu|cuda(:\d+)?", text):
+            return text  # torch names these; asking it would import it for nothing
+        import torch  # other names: as torch has them
 
         try:
             torch.device(text)

@@ -80,4 +80,5 @@ def test_info_fields() -> None:
     assert fields == [
         "kind", "model", "dim", "token_dim", "num_params", "image_size",
         "weights", "random_weights", "device", "dtype", "speedups", "backend",
+        "weights_digest",
     ]  # fmt: skip

@@ -56,3 +56,18 @@ async def test_unwritable_cache_warns_and_still_answers(tmp_path, tiny_encoder, 
             blocker / "sub", tiny_encoder.info, TEXTS, _Counting(tiny_encoder)
         )
     assert out.shape[0] == 3 and "cannot write the text embedding cache" in caplog.text
+
+
+async def test_an_entry_keyed_by_the_weights_digest_is_trusted(tmp_path, tiny_encoder):
+    import dataclasses
+
+    info = dataclasses.replace(tiny_encoder.info, weights_digest="ab" * 32)
+    embed = _Counting(tiny_encoder)
+    first = await cached_text_embeddings(tmp_path, info, TEXTS, embed)
+    second = await cached_text_embeddings(tmp_path, info, TEXTS, embed)
+    assert embed.prompts == 3  # the hit needed no text tower: a warm run from an export
+    np.testing.assert_array_equal(first, second)
+    # another digest (other weights) is another entry
+    other = dataclasses.replace(info, weights_digest="cd" * 32)
+    await cached_text_embeddings(tmp_path, other, TEXTS, embed)
+    assert embed.prompts == 6 and len(list(tmp_path.glob("*.npy"))) == 2

@@ -1,0 +1,153 @@
+"""An encoder opened from a cached export: the warm start, without building the torch model.
+
+`create_encoder(..., backend="openvino", export_cache=...)` makes one when the export cache
+holds the export for exactly this request (`encoders.backends.locator`). It has the
+`Encoder` surface the pipeline uses (`encode`, `embed`, `info`, `preprocess_cfg`, `dim`,
+`logit_scale`, `embed_text`), preprocesses frames with numpy (`encoders.backends.frames`)
+and runs them on the backend's runtime. Its text tower is not in the export: the first
+`embed_text` builds the family's torch model once (the streamer's text cache, keyed by the
+weights digest, makes that rare: a warm run finds its labels cached).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from encoders.backends.frames import encode_frames
+from encoders.info import EncoderInfo
+from encoders.registry import PreprocessConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from encoders.acceleration import Acceleration
+    from encoders.backends.base import ImageRuntime
+    from encoders.base import Encoder, EncoderOutput
+
+__all__ = ["ExportedEncoder"]
+
+logger = logging.getLogger("encoders")
+
+
+class ExportedEncoder:
+    """A family's image tower as exported for a backend, with the family's description.
+
+    Args:
+        runtime: the backend's runtime, opened from the export.
+        card: what the encoder is, as the built encoder described itself when the export was
+            made or loaded: "info" (`EncoderInfo` fields), "preprocess" (`PreprocessConfig`
+            fields), "has_text", "logit_scale".
+        build: builds the family's torch encoder (for its text tower), when first needed.
+    """
+
+    def __init__(
+        self, runtime: ImageRuntime, card: dict[str, Any], build: Callable[[], Encoder]
+    ) -> None:
+        self._runtime = runtime
+        self._card = card
+        self._preprocess_cfg = PreprocessConfig(**card["preprocess"])
+        self._build = build
+        self._text_encoder: Encoder | None = None
+        self._lock = threading.Lock()
+        self.kind: str = card["info"]["kind"]
+        self.has_text: bool = bool(card["has_text"])
+
+    def encode_arrays(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens [B, T, token_dim], embeddings [B, dim]) as float32 numpy, in input order
+        (images as `Encoder.encode` takes them)."""
+        return encode_frames(images, self._preprocess_cfg, self._runtime.run)
+
+    def embed_array(self, images: Any) -> np.ndarray:
+        """L2-normalised float32 embeddings [B, dim] as numpy (no torch)."""
+        return self.encode_arrays(images)[1]
+
+    def encode(self, images: Any) -> EncoderOutput:
+        """As `Encoder.encode` (torch tensors on the CPU)."""
+        import torch
+
+        from encoders.base import EncoderOutput
+
+        tokens, embeddings = self.encode_arrays(images)
+        return EncoderOutput(torch.from_numpy(tokens), torch.from_numpy(embeddings))
+
+    def __call__(self, images: Any) -> torch.Tensor:
+        return self.encode(images).tokens
+
+    def embed(self, images: Any) -> torch.Tensor:
+        return self.encode(images).embeddings
+
+    def embed_text(self, texts: Sequence[str] | str) -> torch.Tensor:
+        """As `ClipEncoder.embed_text`: the family's text tower, built on first use."""
+        return self.text_encoder().embed_text(texts)
+
+    def embed_text_array(self, texts: Sequence[str]) -> np.ndarray:
+        """Text embeddings [len(texts), dim], float32 numpy."""
+        return self.embed_text(texts).float().cpu().numpy()
+
+    def text_encoder(self) -> Encoder:
+        """The family's torch encoder (built once, on the CPU in fp32, as the export was)."""
+        with self._lock:
+            if self._text_encoder is None:
+                logger.info("building %s %r on torch for its text tower (labels not cached)",
+                            self.kind, self.info.model)  # fmt: skip
+                self._text_encoder = self._build()
+            return self._text_encoder
+
+    def accelerate(self, acceleration: Acceleration) -> None:
+        """torch.compile and CUDA graphs do not apply to an export (a warning when asked)."""
+        if acceleration.compile or acceleration.cuda_graphs:
+            logger.warning("torch.compile and CUDA graphs do nothing on backend %r",
+                           self._runtime.backend)  # fmt: skip
+
+    def warm_up(self, batch_sizes: Sequence[int]) -> None:
+        """Run the runtime once per batch size on blank input."""
+        size = self._preprocess_cfg.size
+        for batch in batch_sizes:
+            self._runtime.run(np.zeros((batch, 3, size, size), dtype=np.float32))
+
+    @property
+    def info(self) -> EncoderInfo:
+        return EncoderInfo(**self._card["info"])
+
+    @property
+    def preprocess_cfg(self) -> PreprocessConfig:
+        return self._preprocess_cfg
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self._card["logit_scale"])
+
+    @property
+    def dim(self) -> int:
+        return int(self._card["info"]["dim"])
+
+    @property
+    def token_dim(self) -> int:
+        return int(self._card["info"]["token_dim"])
+
+    @property
+    def runtime(self) -> ImageRuntime:
+        """What runs the image tower."""
+        return self._runtime
+
+    def __repr__(self) -> str:
+        info = self._card["info"]
+        return (f"ExportedEncoder(model={info['model']!r}, dim={info['dim']}, "
+                f"backend={self._runtime.backend!r}, detail={self._runtime.detail!r})")  # fmt: skip
+
+
+def card_of(encoder: Any) -> dict[str, Any]:
+    """What an `ExportedEncoder` needs to know of the built `encoder` it stands in for."""
+    from dataclasses import asdict
+
+    return {
+        "info": asdict(encoder.info),
+        "preprocess": asdict(encoder.preprocess_cfg),
+        "has_text": bool(encoder.has_text),
+        "logit_scale": float(getattr(encoder, "logit_scale", 100.0)),
+    }

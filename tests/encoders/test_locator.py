@@ -1,0 +1,117 @@
+"""The warm path: an export found by its request (`encoders.backends.locator`) is opened without
+building the torch model, gives the built encoder's numbers, and is never trusted when stale."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import encoders
+from encoders.backends.export_cache import ExportCache
+from encoders.backends.locator import find_export, request_for
+from encoders.exported import ExportedEncoder
+
+pytest.importorskip("openvino")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _create(cache: Path, weights: str = "random"):
+    return encoders.create_encoder("clip", "tiny", weights=weights, backend="openvino",
+                                   export_cache=cache)  # fmt: skip
+
+
+def _found(cache: Path, weights: str = "random"):
+    request = request_for("clip", "tiny", weights, "openvino", "fp32")  # as placed
+    assert request is not None
+    return find_export(ExportCache(cache), request)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, object]:
+    """One export of the tiny CLIP (random weights) and the encoder built for it; tests copy
+    the cache (exporting is the slow part)."""
+    cache = tmp_path_factory.mktemp("exports")
+    return cache, _create(cache)
+
+
+@pytest.fixture
+def cache(tmp_path, exported) -> Path:
+    copy = tmp_path / "cache"
+    shutil.copytree(exported[0], copy)
+    return copy
+
+
+def _locators(cache: Path) -> list[Path]:
+    return sorted((cache / "openvino" / "locators").glob("*.json"))
+
+
+def test_a_second_create_opens_the_export_without_building(cache, exported, video_frames):
+    built = exported[1]
+    assert not isinstance(built, ExportedEncoder)
+    assert len(_locators(cache)) == 1
+    opened = _create(cache)
+    assert isinstance(opened, ExportedEncoder)
+    assert opened.info == built.info  # the same description, weights digest included
+    assert opened.info.weights_digest is not None
+    np.testing.assert_array_equal(opened.embed_array(video_frames), built.embed_array(video_frames))
+    # its text tower is the family's, built when first asked for
+    text = opened.embed_text(["a photo of a dog"]).numpy()
+    np.testing.assert_allclose(text, built.embed_text(["a photo of a dog"]).numpy(), atol=1e-6)
+
+
+def test_a_changed_checkpoint_misses(cache, tmp_path) -> None:
+    checkpoint = tmp_path / "tiny.pt"
+    model = encoders.create_clip_encoder("tiny", "cpu", weights="random", precision="fp32")
+    model.save(checkpoint)  # the exported weights: the export is found, the locator written
+    assert not isinstance(_create(cache, str(checkpoint)), ExportedEncoder)
+    assert _found(cache, str(checkpoint)) is not None
+    model.save(checkpoint)  # written again (other weights, as far as anyone can tell)
+    stamp = checkpoint.stat().st_mtime_ns + 10**9
+    os.utime(checkpoint, ns=(stamp, stamp))
+    assert _found(cache, str(checkpoint)) is None
+    assert _found(cache) is not None  # the random weights' locator is another request
+
+
+def test_a_damaged_export_misses(cache) -> None:
+    assert _found(cache) is not None
+    (weights,) = (cache / "openvino").glob("*/image.bin")
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte: the same size, another digest
+    weights.write_bytes(bytes(data))
+    assert _found(cache) is None
+
+
+def test_an_unreadable_locator_misses(cache) -> None:
+    (locator,) = _locators(cache)
+    locator.write_text("{not json")
+    assert _found(cache) is None
+
+
+def test_a_locator_for_another_request_misses(cache) -> None:
+    (locator,) = _locators(cache)
+    saved = json.loads(locator.read_text())
+    saved["request"]["precision"] = "fp16"
+    locator.write_text(json.dumps(saved))
+    assert _found(cache) is None
+
+
+def test_opening_a_cached_export_imports_no_torch(cache) -> None:
+    script = (
+        "import sys, numpy as np, encoders\n"
+        f"enc = encoders.create_encoder('clip', 'tiny', weights='random', backend='openvino', "
+        f"export_cache={str(cache)!r})\n"
+        "out = enc.embed_array(np.zeros((2, 64, 64, 3), np.uint8))\n"
+        "print(type(enc).__name__, out.shape, 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's encoders
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=ROOT, env=env, timeout=120, check=True)  # fmt: skip
+    assert result.stdout.split() == ["ExportedEncoder", "(2,", "64)", "False"], result.stderr
