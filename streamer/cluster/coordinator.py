@@ -193,8 +193,13 @@ class Coordinator:
         self._storing: set[asyncio.Task] = set()  # summaries on their way into the archive
 
     async def start(self) -> None:
-        """Start the observers (the viewer binds its port here)."""
+        """Start the observers (the viewer binds its port here); MQTT announces the alerts of
+        a stream that has its own set (`RunConfig.stream_settings`) instead of the run's."""
         await self.observers.start(self.run)
+        if self.run.mqtt is not None:
+            for name, own in self.run.config.stream_settings.items():
+                if "alerts" in own:
+                    self.run.mqtt.set_alerts(name, own["alerts"])
 
     async def stop(self) -> None:
         if self._storing:

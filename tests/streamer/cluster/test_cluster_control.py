@@ -73,3 +73,22 @@ async def test_settings_set_by_post_and_patch_are_replayed_when_the_job_restarts
     assert {t["label"] for r in analysed for t in r["tags"]} <= {"a cat", "a dog"}
     assert len([r for r in rows if r["type"] == "alert"]) == 2
     assert not [r for r in rows if r["type"] == "caption"]
+
+
+async def test_the_coordinator_announces_a_streams_own_alerts_to_mqtt(small_clip):
+    """A [[sources]] entry's whole set of alerts is what MQTT announces for that stream."""
+    spec = parse_body({"alerts": ["a fox"]}, "change").settings["alerts"]
+    config = RunConfig(input=(f"door={small_clip}", f"yard={small_clip}"), llm=None,
+                       outputs=OutputConfig(jsonl="{stream}.jsonl"),
+                       stream_settings={"door": {"alerts": spec}})  # fmt: skip
+    announced = []
+    made = coordinator()
+    made.run = SimpleNamespace(
+        config=config,
+        streams=[],
+        mqtt=SimpleNamespace(
+            set_alerts=lambda name, rules: announced.append((name, [r.query for r in rules]))
+        ),
+    )
+    await made.start()
+    assert announced == [("door", ["a fox"])]
