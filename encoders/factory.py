@@ -102,7 +102,9 @@ def _open_cached(
     if found is None:
         return None
     try:
-        return ExportedEncoder(runner.open(found.folder, found.key), found.card, build)
+        return ExportedEncoder(
+            runner.open(found.folder, found.key, found.compiled), found.card, build
+        )
     except Exception as exc:  # the backend's reader raises its own types: build instead
         logger.warning("could not open the export %s (%s: %s): building the model",
                        found.folder, type(exc).__name__, exc)  # fmt: skip
