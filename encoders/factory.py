@@ -102,8 +102,12 @@ def _open_cached(
     if found is None:
         return None
     try:
-        return ExportedEncoder(runner.open(found.folder, found.key), found.card, build)
+        runtime = runner.open(found.folder, found.key, found.compiled)
     except Exception as exc:  # the backend's reader raises its own types: build instead
         logger.warning("could not open the export %s (%s: %s): building the model",
                        found.folder, type(exc).__name__, exc)  # fmt: skip
         return None
+    encoder = ExportedEncoder(runtime, found.card, build)
+    logger.info("%s %r runs on %s (opened from the export cache, no torch model built)",
+                encoder.kind, encoder.info.model, runtime.detail)  # fmt: skip
+    return encoder

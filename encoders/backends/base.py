@@ -6,6 +6,11 @@ A family describes its model once, in torch: the `Encoder._forward` from model i
 other backend turns it into an `ImageRuntime` (for OpenVINO: `torch.export`, then OpenVINO's
 converter), which the encoder then feeds with numpy model input (`encoders.backends.frames`).
 Neither the family nor the pipeline knows which backend runs.
+
+A backend that keeps exports may also have `open(folder, key, compiled) -> ImageRuntime`: the
+runtime of an export found sound in the cache by its request (`encoders.backends.locator`),
+made without building the torch model (`compiled`: a folder it may keep derived files in).
+`create_encoder` uses it where it exists, for a warm start without torch.
 """
 
 from __future__ import annotations

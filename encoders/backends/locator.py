@@ -5,7 +5,7 @@ dict, so finding an export by its key means building the model first: seconds, o
 A locator is a small file, written beside the exports when one is made or loaded the normal way,
 that maps what was *asked for* to the export that answers it::
 
-    <cache>/<backend>/locators/<digest of the request>.json
+    <cache>/locators/<backend>-<digest of the request>.json
         {"request": {...}, "key": {...the ExportKey...}, "card": {...what the encoder is...}}
 
 The request (`ExportRequest`) holds only what is known before anything is built: the family and
@@ -38,6 +38,7 @@ __all__ = ["ExportRequest", "Located", "find_export", "write_locator"]
 logger = logging.getLogger("encoders")
 
 _LOCATORS = "locators"
+_COMPILED = "compiled"
 #: the libraries whose versions decide what a build and an export give
 _LIBRARIES = ("torch", "open_clip_torch", "transformers", "numpy")
 _CODE_DIGEST: str | None = None
@@ -70,12 +71,14 @@ class ExportRequest:
 
 @dataclass(frozen=True)
 class Located:
-    """An export found by its request: where it is, its key, and what the encoder is (`card`:
-    the fields an `ExportedEncoder` needs, as the built encoder gave them)."""
+    """An export found by its request: where it is, its key, what the encoder is (`card`: the
+    fields an `ExportedEncoder` needs, as the built encoder gave them), and a folder where the
+    backend may keep what it makes of the export (OpenVINO's compiled model)."""
 
     folder: Path
     key: ExportKey
     card: dict[str, Any]
+    compiled: Path
 
 
 def weights_identity(weights: str) -> str | None:
@@ -133,7 +136,7 @@ def find_export(cache: ExportCache, request: ExportRequest) -> Located | None:
                         folder, path.name, problem)  # fmt: skip
             return None
         write_locator(cache, request, key, card)  # sound: note the files as they are now
-    return Located(folder, key, card)
+    return Located(folder, key, card, cache.root / _COMPILED / key.backend / key.name)
 
 
 def write_locator(
@@ -163,7 +166,8 @@ def _stats(folder: Path) -> dict[str, list[int]] | None:
 
 
 def _path(cache: ExportCache, request: ExportRequest) -> Path:
-    return cache.root / request.backend / _LOCATORS / f"{request.digest}.json"
+    # beside the backends' folders, not in one: a backend's folder holds its exports only
+    return cache.root / _LOCATORS / f"{request.backend}-{request.digest}.json"
 
 
 def _version(distribution: str) -> str | None:

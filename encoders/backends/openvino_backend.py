@@ -34,7 +34,6 @@ __all__ = ["OpenVinoBackend", "OpenVinoRuntime", "compile_config", "export_image
 logger = logging.getLogger("encoders")
 
 _IR = "image.xml"  # and image.bin beside it
-_COMPILED = "compiled"  # OpenVINO's cache of the compiled model, for `OpenVinoBackend.open`
 #: fp32 as torch computes it; LATENCY: the threads on one batch at a time (the encoder thread
 #: runs one batch after another). The thread count is torch's (`compile_config`).
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
@@ -97,16 +96,17 @@ class OpenVinoBackend:
         logger.info("%s runs on OpenVINO %s (export %s)", what, ov.__version__, cache.folder(key))
         return OpenVinoRuntime(compiled, f"OpenVINO {ov.__version__}, {cache.folder(key)}", key)
 
-    def open(self, folder: Path, key: Any) -> OpenVinoRuntime:
+    def open(self, folder: Path, key: Any, compiled: Path) -> OpenVinoRuntime:
         """The runtime of an export found sound in the cache (`encoders.backends.locator`),
-        compiled without building the torch model; any exception means it is unusable."""
+        compiled without building the torch model (OpenVINO keeps the compiled model in
+        `compiled`); any exception means it is unusable."""
         import openvino as ov
 
         core = ov.Core()
-        # OpenVINO keeps the compiled model beside the export (keyed by the model, the
-        # settings and the CPU), so a warm start imports it instead of compiling (half the
-        # time); a cache it cannot use it ignores and compiles.
-        core.set_property({"CACHE_DIR": str(folder / _COMPILED)})
+        # OpenVINO keeps the compiled model (keyed by the model, the settings and the CPU), so
+        # a warm start imports it instead of compiling (half the time); a cache it cannot use
+        # it ignores and compiles.
+        core.set_property({"CACHE_DIR": str(compiled)})
         compiled = core.compile_model(str(folder / _IR), "CPU", compile_config())
         return OpenVinoRuntime(compiled, f"OpenVINO {ov.__version__}, {folder}", key)
 

@@ -50,7 +50,7 @@ def cache(tmp_path, exported) -> Path:
 
 
 def _locators(cache: Path) -> list[Path]:
-    return sorted((cache / "openvino" / "locators").glob("*.json"))
+    return sorted((cache / "locators").glob("openvino-*.json"))
 
 
 def test_a_second_create_opens_the_export_without_building(cache, exported, video_frames):

@@ -8,37 +8,30 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[3]
 
-_HEAVY = ("torch", "open_clip", "transformers")
+COMMANDS = (["--help"], ["run", "--help"], ["encoders", "list"], ["config", "--print"])
 
+# One child process runs the commands one after the other (a child is a second or two of
+# imports) and says, after each, which of the heavy libraries are loaded by then.
 _SCRIPT = """
 import sys
 from streamer.cli.main import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
-print("IMPORTED", *[name for name in {heavy!r} if name in sys.modules])
+for argv in {commands!r}:
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+    heavy = [name for name in ("torch", "open_clip", "transformers") if name in sys.modules]
+    print("IMPORTED", " ".join(argv), "->", *heavy)
 """
 
 
-def _imported(*argv: str) -> list[str]:
+def test_commands_that_run_no_model_import_no_torch() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's streamer
     done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT.format(heavy=_HEAVY), *argv],
+        [sys.executable, "-c", _SCRIPT.format(commands=COMMANDS)],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=120,
     )  # fmt: skip
-    (line,) = [x for x in done.stdout.splitlines() if x.startswith("IMPORTED")]
-    return line.split()[1:]
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [("--help",), ("run", "--help"), ("encoders", "list"), ("config", "--print")],
-    ids=["help", "run-help", "encoders-list", "config-print"],
-)
-def test_a_command_that_runs_no_model_imports_no_torch(argv) -> None:
-    assert _imported(*argv) == []
+    lines = [x for x in done.stdout.splitlines() if x.startswith("IMPORTED")]
+    assert lines == [f"IMPORTED {' '.join(argv)} ->" for argv in COMMANDS], done.stderr[-2000:]
