@@ -150,7 +150,8 @@ class RunConfig:
     webhook: str | None = option(
         None,
         Option("--webhook", "POST every alert as JSON with a JPEG snapshot to this http(s) "
-               "URL; retried with backoff, never holds up the video", metavar="URL",
+               "URL, and every alert that clears (\"type\": \"alert_cleared\"); retried with "
+               "backoff, never holds up the video", metavar="URL",
                group="alerts"),
     )  # fmt: skip
     mqtt: MqttConfig | None = section(

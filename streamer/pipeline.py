@@ -439,6 +439,8 @@ class _Run:
                 "reconnects": status.reconnects, "damaged": status.damaged,
                 "error": status.last_error,
             })  # fmt: skip
+            if status.state in ("offline", "ended", "failed"):  # no frames: its alerts clear
+                stream.stopped_delivering(self.alerts)
 
     def _summary(self, wall_s: float) -> RunSummary:
         return run_summary(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from streamer.analysis.alerts import Alert, AlertCleared
+from streamer.analysis.alerts import Alert, AlertCleared, AlertDetector
 from streamer.analysis.captioner import near_duplicate, tag_caption
 from streamer.analysis.service import EncoderService
 from streamer.core import startup
@@ -218,6 +218,15 @@ class StreamRun:
         frames; reported as `on_alert` reports alerts."""
         for done in cleared:
             self.on_alert(done)
+
+    def stopped_delivering(self, alerts: AlertDetector | None) -> None:
+        """Its source went offline (or ended, or failed): no frame will say whether its alerts
+        still hold, so the ones on clear now (`AlertCleared` with reason "offline"), rather
+        than stay on until it comes back (a stale alarm in Home Assistant)."""
+        if alerts is None or self.closed:
+            return
+        last = self.latest.annotation.frame_index if self.latest is not None else 0
+        self.on_cleared(alerts.clear(self.name, self.now(), last))
 
     def _report_alert(self, alert: Alert | AlertCleared) -> None:
         if isinstance(alert, AlertCleared):

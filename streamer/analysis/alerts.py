@@ -174,8 +174,11 @@ class AlertCleared:
         query: the rule's query.
         score: the cosine similarity of the frame that cleared it.
         threshold: the rule's threshold.
-        frame_index: the analysed frame that cleared it.
+        frame_index: the analysed frame that cleared it (the stream's last analysed frame
+            when it cleared because the stream stopped delivering frames).
         fired: when it last fired, on the stream's timeline.
+        reason: why: "no match" (its frames stopped matching) or "offline" (its stream stopped
+            delivering frames: a camera offline, a source that ended or failed).
     """
 
     stream: str
@@ -186,6 +189,7 @@ class AlertCleared:
     threshold: float
     frame_index: int
     fired: float
+    reason: str = "no match"
 
 
 FIRED, CLEARED = "fired", "cleared"
@@ -268,6 +272,23 @@ class AlertDetector:
         kept = {_same(t.rule): t for t in self._watch(stream).trackers}
         trackers = [kept.get(_same(rule)) or AlertTracker(rule) for rule in rules]
         self._watches[stream] = _Watch(embeddings, trackers)
+
+    def clear(self, stream: str, time: float, frame_index: int) -> list[AlertCleared]:
+        """Turn off every rule that is on for `stream`, which has stopped delivering frames
+        (a camera offline): nothing watches them now, so they clear at once (`reason`
+        "offline", no score) and start again from no frames seen. Its cooldown is kept."""
+        watch = self._watches.get(stream)
+        cleared = []
+        for tracker in watch.trackers if watch is not None else ():
+            if tracker.on:
+                rule = tracker.rule
+                cleared.append(
+                    AlertCleared(stream, time, self.clock(), rule.query, float("nan"),
+                                 rule.threshold, frame_index, tracker.last_fired, "offline")
+                )  # fmt: skip
+            tracker.run = tracker.misses = 0
+            tracker.on = False
+        return cleared
 
     def forget(self, stream: str) -> None:
         """Drop the state of a stream that left the run."""

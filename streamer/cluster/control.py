@@ -25,6 +25,7 @@ import logging
 import os
 from typing import Any
 
+from streamer import control as one_process  # REMOVE_TIMEOUT_S, read when used
 from streamer.cluster.coordinator import Coordinator, RemoteStream
 from streamer.cluster.jobs import Job, is_live, job_config
 from streamer.control import ALERTS, CAPTIONS, LABELS, RATE, outputs_for
@@ -100,18 +101,28 @@ class ClusterControl:
 
         Returns:
             Its summary (`streamer.report.StreamSummary` as a dict); an empty one when it had
-            not started.
+            not started; with `cancelled` (and no counts: its shard did not answer), why,
+            when its shard did not finish it within `REMOVE_TIMEOUT_S` of its stop.
 
         Raises:
             UnknownStreamError: the run has no stream of that name.
         """
         async with self._lock:
             self._find(name)
-            summary = await self._driver.remove_job(name)
+            summary, cut = await self._driver.remove_job(name)
             self._coordinator.remove(name)
             streams = summary.streams if summary is not None else ()
             mine = next((dataclasses.asdict(s) for s in streams if s.name == name), {})
-            log.info("%s: removed after %d frames", name, mine.get("frames", 0))
+            if cut:
+                limit = one_process.REMOVE_TIMEOUT_S
+                mine["cancelled"] = (
+                    f"its shard did not finish it within {limit:g} s of its stop (a source, "
+                    "analysis or caption that did not answer): its run there was cancelled, "
+                    "its files end on the last frame written"
+                )
+                log.warning("%s: removed: %s", name, mine["cancelled"])
+            else:
+                log.info("%s: removed after %d frames", name, mine.get("frames", 0))
             return mine
 
     async def change(self, name: str, request: StreamRequest) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import logging
 import time
 from typing import Any
 
+from streamer import control as one_process  # REMOVE_TIMEOUT_S, read when used
 from streamer.archive.observer import ArchiveObserver
 from streamer.cluster.control import ClusterControl
 from streamer.cluster.coordinator import Coordinator, RemoteRun, RemoteStream
@@ -86,6 +87,7 @@ class _ClusterRun:
         self.progress = progress
         self.placement = Placement(config, cluster, info)
         self.running: dict[asyncio.Task, Job] = {}
+        self.refs: dict[asyncio.Task, Any] = {}  # each running job's Ray call (to cancel it)
         self.waiting_live: list[Job] = list(plan.live)  # not started yet, or lost
         self.queued: list[Job] = list(plan.files)
         self.removed: set[str] = set()  # jobs the stream API is removing
@@ -185,21 +187,34 @@ class _ClusterRun:
         (self.waiting_live if job.live else self.queued).append(job)
         self.emptied = False
 
-    async def remove_job(self, key: str) -> Any:
-        """Stop job `key` (its shard finishes its outputs) and forget it; its summary, None
-        when it had not started."""
+    async def remove_job(self, key: str) -> tuple[Any, bool]:
+        """Stop job `key` (its shard finishes its outputs) and forget it.
+
+        Its shard gets `REMOVE_TIMEOUT_S` (as a stream removed in one process): past it (a
+        source, analysis or caption that does not answer its stop) its run there is
+        cancelled, and its files end as they are.
+
+        Returns:
+            Its summary (None when it had not started, or was cancelled) and whether it was
+            cancelled.
+        """
         self.removed.add(key)
         self.plan = self.plan.without(key)
         self.waiting_live = [job for job in self.waiting_live if job.key != key]
         self.queued = [job for job in self.queued if job.key != key]
         task = next((t for t, job in self.running.items() if job.key == key), None)
-        summary = None
+        summary, cut = None, False
         if task is not None:
             self.running[task].shard.handle.stop_job.remote(key)
-            await asyncio.wait([task])
+            done, _ = await asyncio.wait([task], timeout=one_process.REMOVE_TIMEOUT_S)
+            if not done:
+                cut = True
+                _cancel(self.refs.get(task))  # its run on the shard: cancelled there
+                task.cancel()
+                await asyncio.wait([task])
             summary = task.result() if not task.cancelled() and not task.exception() else None
         self.emptied = not (self.plan.order or self.stop.is_set())
-        return summary
+        return summary, cut
 
     def _start_live(self, waiting: list[Job]) -> list[Job]:
         """Start each waiting live job where it may run now; the rest keep waiting."""
@@ -225,6 +240,7 @@ class _ClusterRun:
         restarted = job.live and job.attempt > 1  # a file is redone from its start
         ref = shard.handle.run.remote(job.config, job.key, restarted)
         task = asyncio.get_running_loop().create_task(_result(ref))
+        self.refs[task] = ref
         shard.jobs[job.key] = job.live
         job.shard = shard
         self.running[task] = job
@@ -247,6 +263,7 @@ class _ClusterRun:
         again = []
         for task in [t for t in self.running if t.done()]:
             job = self.running.pop(task)
+            self.refs.pop(task, None)
             self.placement.job_ended(job.shard, job)
             if job.key in self.removed:  # the stream API took it out: `remove_job` answers
                 self.removed.discard(job.key)
@@ -289,6 +306,19 @@ class _ClusterRun:
             job = self.running.pop(task)
             if task.exception() is None:
                 self.done[job.key] = task.result()
+
+
+def _cancel(ref: Any) -> None:
+    """Cancel a job's Ray call: its shard is an async actor, so its run gets CancelledError
+    (and finishes its outputs as a cancelled run does)."""
+    if ref is None:
+        return
+    import ray
+
+    try:
+        ray.cancel(ref)
+    except Exception as exc:  # the shard is gone already: nothing left to cancel
+        log.debug("cancelling a job's run on its shard: %s", exc)
 
 
 async def _result(ref: Any) -> Any:

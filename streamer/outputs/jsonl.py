@@ -154,7 +154,8 @@ def alert_record(a: Alert, *, wall: bool) -> dict[str, Any]:
 
 def alert_cleared_record(c: AlertCleared, *, wall: bool) -> dict[str, Any]:
     """The JSON Lines record of an alert that stopped holding (`AlertCleared`): the frame
-    that cleared it and when the alert last fired (`fired_pts`); `wall` as for alerts."""
+    that cleared it, when the alert last fired (`fired_pts`) and why (`reason`: "no match", or
+    "offline" when its stream stopped delivering frames); `wall` as for alerts."""
     record = {
         "type": "alert_cleared",
         "stream": c.stream,
@@ -164,6 +165,7 @@ def alert_cleared_record(c: AlertCleared, *, wall: bool) -> dict[str, Any]:
         "score": _round(c.score),
         "threshold": c.threshold,
         "fired_pts": _round(c.fired),
+        "reason": c.reason,
     }
     if wall:
         record["wall"] = round(c.wall, 3)

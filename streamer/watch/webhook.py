@@ -1,7 +1,8 @@
-"""The alert webhook: every alert POSTed as JSON, with a JPEG snapshot, without ever holding up
-the video.
+"""The alert webhook: every alert POSTed as JSON, with a JPEG snapshot, and every alert that
+clears, without ever holding up the video.
 
-`WebhookSender.alert` (called on the event loop) only appends to a bounded queue and returns;
+`WebhookSender.alert` and `.alert_cleared` (called on the event loop) only append to a bounded
+queue and return;
 one task started in `start` sends what is queued, one alert at a time, in order. The JSON body
 (with the snapshot's JPEG, which costs milliseconds) is built on the low-priority background
 thread (`streamer.core.background`), so it takes no core from decode and drawing.
@@ -31,6 +32,18 @@ Unix time when it was detected; `snapshot_jpeg_base64` is the analysed frame wit
 long edge at most 1024 px (null when there is no image); `clip`, with `--archive`, is where the
 alert's clip will be, relative to the archive directory (null without): it is cut once the
 stream is recorded `--clip-after` past the alert, so it may not exist yet when this arrives.
+
+An alert that clears (its scene stopped matching, or its stream stopped delivering frames:
+`streamer.analysis.alerts.AlertCleared`) is POSTed in the same shape, in order after the
+alert, with `"type": "alert_cleared"` (what tells the two apart), the frame and score that
+cleared it (`score` null when its stream went offline), no snapshot, caption or clip, and two
+more fields: `fired`, when it last fired (the same timeline as `time`), and `reason`
+("no match" or "offline")::
+
+    {"type": "alert_cleared", "stream": "door", "time": 20.0, "wall": 1718000007.6,
+     "frame": 500, "query": "a person at the door", "score": 0.1903, "threshold": 0.27,
+     "caption": null, "snapshot_jpeg_base64": null, "clip": null, "fired": 12.5,
+     "reason": "no match"}
 """
 
 from __future__ import annotations
@@ -50,7 +63,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from streamer.analysis.alerts import Alert
+from streamer.analysis.alerts import Alert, AlertCleared
 from streamer.core.background import run_in_background
 from streamer.core.events import Observer
 from streamer.core.retry import Backoff, RetryPolicy
@@ -127,13 +140,15 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{port}{rest}"
 
 
-def webhook_body(alert: Alert, long_edge: int = 1024) -> bytes:
-    """The JSON body for `alert`, snapshot included (blocking: JPEG encoding)."""
+def webhook_body(alert: Alert | AlertCleared, long_edge: int = 1024) -> bytes:
+    """The JSON body for `alert`, snapshot included (blocking: JPEG encoding), or for an alert
+    that cleared (no snapshot)."""
     snapshot = None
-    if alert.image is not None:
+    cleared = isinstance(alert, AlertCleared)
+    if not cleared and alert.image is not None:
         snapshot = base64.b64encode(encode_jpeg(alert.image, long_edge)).decode("ascii")
     body = {
-        "type": "alert",
+        "type": "alert_cleared" if cleared else "alert",
         "stream": alert.stream,
         "time": round(alert.time, 3),
         "wall": round(alert.wall, 3),
@@ -141,15 +156,17 @@ def webhook_body(alert: Alert, long_edge: int = 1024) -> bytes:
         "query": alert.query,
         "score": round(alert.score, 4) if math.isfinite(alert.score) else None,
         "threshold": alert.threshold,
-        "caption": alert.caption,
+        "caption": None if cleared else alert.caption,
         "snapshot_jpeg_base64": snapshot,
-        "clip": alert.clip,
+        "clip": None if cleared else alert.clip,
     }
+    if cleared:
+        body |= {"fired": round(alert.fired, 3), "reason": alert.reason}
     return json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 class WebhookSender(Observer):
-    """POSTs every alert of a run to `url`, in the background.
+    """POSTs every alert of a run to `url`, and every alert that clears, in the background.
 
     Args:
         url: the receiver (http or https).
@@ -186,8 +203,8 @@ class WebhookSender(Observer):
         self._session = session
         self._own_session = session is None
         self._random = random
-        self._queue: collections.deque[Alert] = collections.deque()
-        self._in_flight: Alert | None = None
+        self._queue: collections.deque[Alert | AlertCleared] = collections.deque()
+        self._in_flight: Alert | AlertCleared | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -206,7 +223,11 @@ class WebhookSender(Observer):
             self._session = aiohttp.ClientSession()
         self._task = asyncio.create_task(self._send_all(), name="webhook")
 
-    def alert(self, stream: str, alert: Alert) -> None:
+    def alert_cleared(self, stream: str, cleared: AlertCleared) -> None:
+        """Queue the alert that cleared, after the alerts queued before it (event loop)."""
+        self.alert(stream, cleared)
+
+    def alert(self, stream: str, alert: Alert | AlertCleared) -> None:
         """Queue `alert` and return at once (event loop)."""
         if len(self._queue) >= self.policy.queue:
             self._queue.popleft()
@@ -270,7 +291,7 @@ class WebhookSender(Observer):
             finally:
                 self._in_flight = None
 
-    async def _send(self, alert: Alert) -> None:
+    async def _send(self, alert: Alert | AlertCleared) -> None:
         body = await run_in_background(webhook_body, alert, self.policy.snapshot_long_edge)
         policy = self.policy
         backoff = Backoff(policy.retry, random=self._random)

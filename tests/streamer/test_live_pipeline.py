@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from servers.udp_loss_proxy import ProxyThread, UdpLossProxy
 
 from streamer import OutputConfig, RunConfig, run_pipeline
+from streamer.analysis.alerts import AlertRule
 from streamer.config import ServeConfig
 from streamer.core.events import Observer
 from streamer.core.retry import RetryPolicy
@@ -129,6 +130,45 @@ async def test_server_killed_and_restarted_the_run_reconnects_and_keeps_going(
     )
     assert offline["offline_since"] is not None and offline["error"]
     assert int(video_stream(ffprobe(tmp_path / f"{name}.mp4"))["nb_read_frames"]) == stream.frames
+
+
+class _Cleared(Observer):
+    def __init__(self) -> None:
+        self.cleared = []
+
+    def alert_cleared(self, stream, cleared) -> None:
+        self.cleared.append(cleared)
+
+
+async def test_a_camera_that_goes_offline_turns_its_alerts_off(
+    tmp_path, own_rtsp_server, tiny_encoder
+):
+    """Its alerts were on (every frame matches); offline, no frame says whether they still
+    hold, so they clear then (not at the end of the run): a record and the observers' hook."""
+    rule = AlertRule("anything", threshold=-1.0, frames=1, cooldown_s=0.2)
+    config = RunConfig(input=f"cam={own_rtsp_server.url('cam')}", outputs=_outputs(tmp_path),
+                       sources=FAST_RECONNECT, alerts=(rule,))  # fmt: skip
+    jsonl, observer, stop = tmp_path / "cam.jsonl", _Cleared(), asyncio.Event()
+    task = asyncio.create_task(
+        run_pipeline(config, encoder=tiny_encoder, stop=stop, observers=[observer])
+    )
+    types = lambda: [r["type"] for r in read_jsonl(jsonl)] if jsonl.exists() else []  # noqa: E731
+    try:
+        await wait_until(lambda: "alert" in types() or task.done(), 30, "an alert")
+        own_rtsp_server.kill()
+        await wait_until(lambda: observer.cleared or task.done(), 15, "cleared once offline")
+        assert not task.done()  # cleared while the run goes on, reconnecting
+    finally:
+        stop.set()
+    await asyncio.wait_for(task, 30)
+    records = read_jsonl(jsonl)
+    (offline,) = [i for i, r in enumerate(records) if r.get("state") == "offline"][:1]
+    (cleared,) = [r for r in records if r["type"] == "alert_cleared"]
+    assert records.index(cleared) > offline and cleared["reason"] == "offline"
+    assert cleared["query"] == "anything" and cleared["score"] is None
+    fired = [r for r in records[: records.index(cleared)] if r["type"] == "alert"]
+    assert cleared["fired_pts"] == fired[-1]["pts"] <= cleared["pts"]
+    assert [c.reason for c in observer.cleared] == ["offline"]
 
 
 async def test_a_failing_stream_does_not_stop_the_others_and_credentials_stay_hidden(

@@ -158,14 +158,16 @@ class MqttPublisher(Observer):
             self._due[stream] = self._clock()  # the next drawn frame shows the alert's banner
 
     def alert_cleared(self, stream: str, cleared: Any) -> None:
-        """The alert's binary sensor off: its rule has stopped holding."""
+        """The alert's binary sensor off: its rule has stopped holding, or its stream has
+        stopped delivering frames (`reason`)."""
         body = self._on.pop((stream, cleared.query), None)
         if body is None or stream not in self._alerts:
             return
         score = cleared.score if np.isfinite(cleared.score) else None
         self._off(stream, cleared.query, body, time=round(cleared.time, 3),
                   score=None if score is None else round(score, 4),
-                  cleared=round(cleared.wall, 3), frame=cleared.frame_index)  # fmt: skip
+                  cleared=round(cleared.wall, 3), frame=cleared.frame_index,
+                  reason=cleared.reason)  # fmt: skip
 
     async def stop(self) -> None:
         """Turn the alerts still on off, send the last statuses, wait up to `FLUSH_S` for the

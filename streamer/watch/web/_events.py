@@ -1,5 +1,6 @@
 """Live events for the page (Server-Sent Events) and the caption history behind them: captions,
-alerts (with their clip's URL under `--archive`), and the archive stopping or going on writing.
+alerts (with their clip's URL under `--archive`) and the alerts that clear, and the archive
+stopping or going on writing.
 
 Each event is serialised once and put on every client's bounded queue. A client that falls
 `queue_size` events behind has its queue dropped and its connection closed: its browser
@@ -19,6 +20,7 @@ from streamer.core.frame import Caption
 from streamer.watch.web._status import caption_record
 
 _ALERT_FIELDS = ("time", "wall", "query", "score", "threshold", "frame_index", "caption", "clip")
+_CLEARED_FIELDS = ("time", "wall", "query", "score", "threshold", "frame_index", "fired", "reason")
 #: Where the viewer serves the archive's alert clips (`_clips.py`): `Alert.clip` is relative to
 #: the archive directory (`clips/<stream>/<file>.mp4`), and so its URL is this + `clip`.
 ARCHIVE_ROUTE = "/archive/"
@@ -47,14 +49,25 @@ def sse_message(event: str, data: dict[str, Any], ident: int | None = None) -> b
 def alert_record(stream: str, alert: Any, ident: int) -> dict[str, Any]:
     """An alert's JSON-ready fields (the frame itself stays out); with a clip, `clip_url` is
     the path this viewer serves it at (the token rules apply)."""
-    record: dict[str, Any] = {"id": ident, "stream": stream}
-    for name in _ALERT_FIELDS:
-        value = getattr(alert, name, None)
-        if isinstance(value, float):
-            value = round(value, 4)
-        record[name] = value if isinstance(value, str | int | float | type(None)) else str(value)
+    record = _fields(stream, alert, ident, _ALERT_FIELDS)
     clip = record["clip"]
     record["clip_url"] = ARCHIVE_ROUTE + clip if isinstance(clip, str) else None
+    return record
+
+
+def cleared_record(stream: str, cleared: Any, ident: int) -> dict[str, Any]:
+    """An alert that cleared (`AlertCleared`): when, why (`reason`: "no match" or "offline",
+    `score` null then), and when it last `fired`."""
+    return _fields(stream, cleared, ident, _CLEARED_FIELDS)
+
+
+def _fields(stream: str, event: Any, ident: int, names: tuple[str, ...]) -> dict[str, Any]:
+    record: dict[str, Any] = {"id": ident, "stream": stream}
+    for name in names:
+        value = getattr(event, name, None)
+        if isinstance(value, float):
+            value = round(value, 4) if value == value and abs(value) != float("inf") else None
+        record[name] = value if isinstance(value, str | int | float | type(None)) else str(value)
     return record
 
 
@@ -121,6 +134,11 @@ class EventHub:
         self._keep(stream, "alert", record)
         return record
 
+    def alert_cleared(self, stream: str, cleared: Any) -> dict[str, Any]:
+        record = cleared_record(stream, cleared, self._take_id())
+        self._keep(stream, "alert_cleared", record)
+        return record
+
     def archive(self, status: dict[str, Any] | None) -> None:
         """Publish an `archive` event when the archive stops writing or starts again (its
         index, or a stream's recording: `archive_health`); kept with the history."""
@@ -152,7 +170,8 @@ class EventHub:
         self.clients.discard(client)
 
     def records(self, kind: str, stream: str | None = None, after: int = 0) -> list[dict[str, Any]]:
-        """Kept records of `kind` ("caption", "alert", "summary"), oldest first, with `id` >
+        """Kept records of `kind` ("caption", "alert", "alert_cleared", "summary"), oldest
+        first, with `id` >
         `after`."""
         lanes = [self._history.get(stream, ())] if stream is not None else self._history.values()
         found = [rec for lane in lanes for k, rec, _ in lane if k == kind and rec["id"] > after]

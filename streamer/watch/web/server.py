@@ -9,7 +9,7 @@ files are the package's own, read once with importlib.resources)::
     /streams/{name}/snapshot.jpg  one current frame
     /api/webrtc/{name}          the stream over WebRTC: the page's offer, the answer (`webrtc`)
     /events                     Server-Sent Events: status (every second), caption, alert,
-                                summary, archive
+                                alert_cleared, summary, archive
     /api/status                 the run as JSON
     /api/captions, /api/alerts  history as JSON (?stream=NAME, ?after=ID)
     /api/streams[/{name}]       list, add, change and remove streams while the run runs
@@ -188,6 +188,9 @@ class WebViewer(Observer):
 
     def alert(self, stream: str, alert: Any) -> None:
         self._events.alert(stream, alert)
+
+    def alert_cleared(self, stream: str, cleared: Any) -> None:
+        self._events.alert_cleared(stream, cleared)
 
     def summary(self, stream: str, summary: Any) -> None:
         self._events.summary(stream, summary)

@@ -96,6 +96,23 @@ def test_the_detector_says_which_rule_cleared_on_which_frame():
     assert (cleared.fired, cleared.wall, cleared.score) == (1.5, 50.0, 0.0)
 
 
+def test_a_stream_that_stops_delivering_clears_the_rules_that_are_on_and_only_those():
+    on_rule = AlertRule("a dog", threshold=0.5, frames=1, cooldown_s=10)
+    off_rule = AlertRule("a cat", threshold=0.5, frames=1, cooldown_s=0)
+    detector = AlertDetector((on_rule, off_rule), np.eye(2, dtype=np.float32), clock=lambda: 7.0)
+    dog = np.array([1.0, 0.0], np.float32)
+    assert [a.query for a in detector.check("door", 3, 1.5, dog)] == ["a dog"]
+    assert detector.check("yard", 3, 1.5, dog)
+    (cleared,) = detector.clear("door", 4.0, 3)
+    assert (cleared.query, cleared.time, cleared.frame_index) == ("a dog", 4.0, 3)
+    assert cleared.fired == 1.5
+    assert (cleared.reason, cleared.wall, np.isnan(cleared.score)) == ("offline", 7.0, True)
+    assert detector.clear("door", 5.0, 3) == []  # off now: cleared once
+    # Back online within the cooldown: quiet (off); after it, a match fires again.
+    assert detector.check("door", 5, 6.0, dog) == [] and detector.check("door", 6, 12.0, dog)
+    assert [c.query for c in detector.clear("yard", 4.0, 3)] == ["a dog"]  # its own state
+
+
 def test_each_stream_has_its_own_trackers_and_a_rule_can_watch_one_stream():
     everywhere = AlertRule("anything", threshold=0.5, frames=2, cooldown_s=0)
     door_only = AlertRule("a person", streams=("door",), threshold=0.5, frames=1, cooldown_s=0)

@@ -13,6 +13,8 @@ from media import read_jsonl
 from streamer import OutputConfig, RunConfig, run_pipeline
 from streamer.cluster.control import ClusterControl
 from streamer.cluster.coordinator import Coordinator
+from streamer.cluster.driver import _ClusterRun
+from streamer.cluster.jobs import plan_run
 from streamer.cluster.options import ClusterConfig
 from streamer.core.events import Observers
 from streamer.watch.web.stream_api import parse_body
@@ -92,3 +94,30 @@ async def test_the_coordinator_announces_a_streams_own_alerts_to_mqtt(small_clip
     )
     await made.start()
     assert announced == [("door", ["a fox"])]
+
+
+async def test_a_removal_its_shard_does_not_finish_in_time_is_cancelled_and_says_so(
+    monkeypatch, small_clip
+):
+    """DELETE on a cluster run waits for the shard as one process waits for a stream,
+    `REMOVE_TIMEOUT_S`: a shard that does not answer has its run cancelled, and the answer
+    says so. The driver's own `remove_job`, its shard a stand-in that never answers."""
+    monkeypatch.setattr("streamer.control.REMOVE_TIMEOUT_S", 0.2)
+    cancelled: list = []
+    monkeypatch.setattr("streamer.cluster.driver._cancel", cancelled.append)
+    config = RunConfig(input=f"door={small_clip}", llm=None, cluster=ClusterConfig("auto"),
+                       outputs=OutputConfig(jsonl="{stream}.jsonl"))  # fmt: skip
+    driver = _ClusterRun.__new__(_ClusterRun)  # no Ray: the bookkeeping remove_job reads
+    driver.plan, driver.stop, driver.removed = plan_run(config), asyncio.Event(), set()
+    driver.waiting_live, driver.queued = [], []
+    (job,) = driver.plan.jobs
+    stops: list = []
+    job.shard = SimpleNamespace(
+        handle=SimpleNamespace(stop_job=SimpleNamespace(remote=stops.append))
+    )
+    hung = asyncio.create_task(asyncio.Event().wait())  # its run on the shard: never ends
+    driver.running, driver.refs = {hung: job}, {hung: "the run's Ray call"}
+    answer = await ClusterControl(driver, coordinator()).remove("door")
+    assert stops == ["door"] and cancelled == ["the run's Ray call"] and hung.cancelled()
+    assert "did not finish it within 0.2 s" in answer["cancelled"] and "frames" not in answer
+    assert driver.jobs() == [] and driver.removed == {"door"}  # `_collect` takes the task in

@@ -215,6 +215,7 @@ async def test_an_alert_goes_off_when_its_scene_stops_matching(mosquitto, tmp_pa
     off = states[-1]
     assert off["frame"] == cleared["frame"] and off["time"] == cleared["pts"]
     assert off["cleared"] >= states[-2]["wall"] and off["query"] == query
+    assert off["reason"] == cleared["reason"] == "no match"
 
 
 async def test_removing_a_stream_removes_its_entities_and_retained_states(mosquitto):

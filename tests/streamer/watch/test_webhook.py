@@ -17,7 +17,7 @@ from media import read_jsonl
 from webhook_receiver import Receiver
 
 from streamer import ConfigError, OutputConfig, RunConfig, run_pipeline
-from streamer.analysis.alerts import Alert, AlertRule
+from streamer.analysis.alerts import Alert, AlertCleared, AlertRule
 from streamer.core.retry import RetryPolicy
 from streamer.watch import webhook
 from streamer.watch.webhook import WebhookPolicy, WebhookSender
@@ -65,6 +65,28 @@ async def test_posts_every_field_and_a_decodable_jpeg_snapshot():
     assert bgr[60, 20, 2] > 200 and bgr[60, 20, 0] < 60  # still red on the left: RGB kept
     assert bgr[60, 140].max() < 60
     assert (sender.delivered, sender.undelivered) == (1, 0)
+
+
+async def test_an_alert_that_clears_is_posted_after_it_in_the_same_shape_told_apart_by_type():
+    alert = an_alert()
+    cleared = AlertCleared("door", 20.0, 1_700_000_007.5, alert.query, 0.19031, 0.27, 500, 12.5)
+    offline = dataclasses.replace(cleared, score=float("nan"), reason="offline")
+    async with Receiver() as receiver:
+        sender = WebhookSender(receiver.url, FAST, random=lambda: 0.0)
+        await sender.start(None)
+        sender.alert("door", alert)
+        sender.alert_cleared("door", cleared)
+        sender.alert_cleared("door", offline)
+        await sender.stop()
+    first, off, gone = receiver.payloads
+    assert [p["type"] for p in receiver.payloads] == ["alert", "alert_cleared", "alert_cleared"]
+    assert set(off) == set(gone) == FIELDS | {"fired", "reason"}
+    assert (off["time"], off["wall"], off["frame"], off["score"]) == (20.0, 1_700_000_007.5, 500,
+                                                                      0.1903)  # fmt: skip
+    assert (off["query"], off["threshold"], off["fired"]) == (first["query"], 0.27, first["time"])
+    assert off["snapshot_jpeg_base64"] is off["caption"] is off["clip"] is None
+    assert (off["reason"], gone["reason"], gone["score"]) == ("no match", "offline", None)
+    assert (sender.delivered, sender.undelivered) == (3, 0)
 
 
 async def test_a_large_frame_is_sent_scaled_down():

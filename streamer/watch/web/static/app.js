@@ -163,9 +163,11 @@
     li.className = kind;
     li.dataset.id = rec.id;
     const when = document.createElement("time");
-    text(when, kind === "alert" ? clock(rec.wall) : `${clock(rec.wall)} · ${fmt(rec.pts, 1, " s")}`);
+    const alerting = kind === "alert" || kind === "alert_cleared";
+    text(when, alerting ? clock(rec.wall) : `${clock(rec.wall)} · ${fmt(rec.pts, 1, " s")}`);
     const body = document.createElement("span");
     text(body, kind === "alert" ? `alert: ${rec.query} (${fmt(rec.score, 2, "")})`
+      : kind === "alert_cleared" ? `alert over: ${rec.query} (${rec.reason})`
       : kind === "summary" ? `summary: ${rec.text}` : rec.text);
     li.append(when, " ", body);
     c.history.prepend(li);
@@ -188,6 +190,7 @@
     events.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
     events.addEventListener("caption", (e) => addHistory("caption", JSON.parse(e.data)));
     events.addEventListener("alert", (e) => addHistory("alert", JSON.parse(e.data)));
+    events.addEventListener("alert_cleared", (e) => addHistory("alert_cleared", JSON.parse(e.data)));
     events.addEventListener("summary", (e) => addHistory("summary", JSON.parse(e.data)));
   }
 

@@ -14,6 +14,7 @@ from PIL import Image
 from web_helpers import port_of, run_and_check, stalled_client, wait_for_url
 
 from streamer import CaptionPolicy, OutputConfig, RunConfig, run_pipeline
+from streamer.analysis.alerts import AlertCleared
 from streamer.config import ServeConfig
 from streamer.core.events import Observer
 from streamer.llm import LlmConfig
@@ -158,3 +159,20 @@ def test_an_event_client_too_far_behind_is_dropped_with_its_queue():
     assert slow.queue.qsize() == 1 and slow.queue.get_nowait() is None  # buffer gone: close
     assert hub.clients == {fast} and hub.overflows == 1
     assert fast.queue.get_nowait() == b"data: 3\n\n"
+
+
+def test_an_alert_that_clears_reaches_the_page_as_its_own_event_after_the_alert():
+    viewer = WebViewer(ServeConfig(port=0))
+    hub = viewer._events  # what /events and its replay serve
+    client = hub.subscribe()
+    offline = AlertCleared("door", 20.0, 1_700_000_007.5, "a fox", float("nan"), 0.27, 500, 12.5,
+                           "offline")  # fmt: skip
+    viewer.alert_cleared("door", offline)
+    message = client.queue.get_nowait().decode()
+    assert message.startswith("id: 1\nevent: alert_cleared\ndata: ")
+    record = json.loads(message.split("data: ", 1)[1])
+    assert record == {"id": 1, "stream": "door", "time": 20.0, "wall": 1_700_000_007.5,
+                      "query": "a fox", "score": None, "threshold": 0.27, "frame_index": 500,
+                      "fired": 12.5, "reason": "offline"}  # fmt: skip
+    assert hub.records("alert_cleared", "door") == [record] and hub.records("alert") == []
+    assert b"event: alert_cleared" in hub.replay(0)  # a page that reconnects gets it too
