@@ -15,6 +15,7 @@ from streamer.cli.exits import EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EX
 from streamer.cli.flags import add_options
 from streamer.config import RunConfig
 from streamer.core import startup
+from streamer.core.signal_stack import ensure_signal_stack
 from streamer.pipeline import run_pipeline
 from streamer.reload import Reading, Reloader
 from streamer.report import RunSummary
@@ -165,6 +166,7 @@ def run_with_signals(
     """
 
     async def runner():
+        ensure_signal_stack()  # a library may have left this thread's one freed (signal_stack)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         task = asyncio.current_task()

@@ -7,7 +7,7 @@ import threading
 from live_helpers import wait_until
 from media import ffprobe, read_jsonl, video_stream
 
-from streamer import OutputConfig, RunConfig, run_pipeline
+from streamer import AnalysisConfig, OutputConfig, RunConfig, run_pipeline
 from streamer.config import ServeConfig
 from streamer.watch.web import WebViewer
 
@@ -40,8 +40,11 @@ async def test_a_stream_whose_last_frames_hang_is_cancelled_with_its_files_whole
     encoder = GatedEncoder(tiny_encoder)
     outputs = OutputConfig(video=str(tmp_path / "{stream}.mp4"),
                            jsonl=str(tmp_path / "{stream}.jsonl"), preset="ultrafast")  # fmt: skip
-    # A file: each frame waits for its analysis, so a hung encoder holds its delivery.
-    config = RunConfig(input=f"clip={sample_clip}", outputs=outputs)
+    # A file with every frame analysed: each frame waits for its analysis, so a hung encoder
+    # holds the next delivery whenever the gate shuts (at 2 fps the source could reach its stop
+    # before the next analysed frame, and the removal would finish in time).
+    config = RunConfig(input=f"clip={sample_clip}", outputs=outputs,
+                       analysis=AnalysisConfig(analyze_fps=None))  # fmt: skip
     viewer = WebViewer(ServeConfig(port=0, token="t"))  # keeps the run up once it has no stream
     stop = asyncio.Event()
     task = asyncio.create_task(run_pipeline(config, encoder=encoder, stop=stop, observers=[viewer]))
