@@ -158,7 +158,7 @@ def test_the_other_families_run_on_openvino(tmp_path, video_frames, kind) -> Non
 
 
 def test_auto_picks_openvino_on_a_cpu_and_torch_elsewhere() -> None:
-    assert BACKENDS == ("torch", "openvino")
+    assert BACKENDS == ("torch", "onnxruntime", "openvino")
     assert choose_backend("auto", "clip", device="cpu").name == "openvino"
     assert choose_backend("auto", "clip", device="cuda").name == "torch"
     assert choose_backend("auto", "clip", device="cuda:1").name == "torch"
@@ -176,9 +176,12 @@ def test_auto_builds_an_openvino_encoder_on_a_cpu(tmp_path) -> None:
 
 def test_without_openvino_auto_is_torch_and_openvino_says_what_to_install(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "openvino", None)  # how Python marks a module unimportable
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert choose_backend("auto", "clip", device="cpu").name == "torch"
     reason = unsupported_reason("openvino", "clip", device="cpu")
     assert "pip install 'streamer[cpu]'" in reason and "backend 'torch'" in reason
+    reason = unsupported_reason("onnxruntime", "clip", device="cpu")
+    assert "pip install 'streamer[onnx]'" in reason and "backend 'torch'" in reason
 
 
 @pytest.mark.parametrize(
