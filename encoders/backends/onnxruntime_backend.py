@@ -188,4 +188,5 @@ def _session(model: str | bytes) -> ort.InferenceSession:
 def _quantized(model: onnx.ModelProto, int8: Calibration, encoder: Encoder) -> onnx.ModelProto:
     from encoders.backends.calibration import quantize
 
-    return quantize(model, int8.pixels(encoder.preprocess_cfg), lambda x: {_INPUT: x})
+    layers = [node.name for node in model.graph.node if node.op_type in ("Conv", "MatMul", "Gemm")]
+    return quantize(model, int8.pixels(encoder.preprocess_cfg), layers, lambda x: {_INPUT: x})

@@ -160,4 +160,6 @@ def export_image_tower(encoder: Encoder) -> ov.Model:
 def _quantized(model: ov.Model, int8: Calibration, encoder: Encoder) -> ov.Model:
     from encoders.backends.calibration import quantize
 
-    return quantize(model, int8.pixels(encoder.preprocess_cfg))
+    layers = [op.get_friendly_name() for op in model.get_ordered_ops()
+              if op.get_type_name() in ("Convolution", "MatMul")]  # fmt: skip
+    return quantize(model, int8.pixels(encoder.preprocess_cfg), layers)
