@@ -122,7 +122,7 @@ def test_int8_keeps_the_embeddings_and_the_top_tag_on_a_held_out_clip(
     text = encoder.embed_text([DEFAULT_PROMPT.format(label=label) for label in labels])
     expected = encoder.embed(frames)
     expected_top = (expected @ text.T).argmax(dim=1)
-    calibration = Calibration(sample_clip, frames=32)  # not the clip it is checked on
+    calibration = Calibration(sample_clip)  # the default 128 frames; not the clip checked on
     runtime = backend("openvino").runtime(encoder, None, int8=calibration)
     _, pooled = encode_frames(frames, cfg, runtime.run)
     pooled = torch.from_numpy(pooled)
