@@ -1,23 +1,25 @@
-"""Torch against OpenVINO fp32 on this CPU: the same encoder, side by side in one run.
+"""torch, OpenVINO and ONNX Runtime, fp32 and int8, on this CPU: one encoder, side by side.
 
-One process builds the encoder twice, on torch (fp32, eager) and on OpenVINO (fp32, exported
-once into a fresh cache folder), checks that they agree on real frames of the sample clip
-(pooled-embedding cosine), and then times both, alternating A B B A over `--rounds` so a drift
-of the machine's load cancels out. Two inputs per batch size:
+One process builds the encoder on every backend and variant: torch (fp32, eager), OpenVINO and
+ONNX Runtime in fp32 (exported once into a fresh cache folder) and in int8 (NNCF post-training
+quantisation, calibrated on `--calibration-frames` frames of the sample clip, kept beside the
+fp32 export). It checks each against torch on real frames of another clip (pooled-embedding
+cosine, lowest and mean), then times them all, rotating the order each round so a drift of the
+machine's load spreads over all of them. Two inputs per batch size:
 
   model input   normalised Bx3xSxS float32 already in memory: the encoder alone
   frames        uint8 frames at the encoder's resize size (as the pipeline hands them over:
                 the source scales them while decoding), so crop and normalisation are in
 
-Prints the median milliseconds per batch (the mean of the rounds' medians), images per second,
-images per second per thread (both run torch's thread count: one per core unless `--threads`),
-and OpenVINO's time as a fraction of torch's; the same for the
+and each thread count of `--threads` (every backend is rebuilt with it: OpenVINO and ONNX
+Runtime take torch's thread count when they compile). Prints the median milliseconds per batch
+(the mean of the rounds' medians), images per second, images per second per thread (to size a
+CPU box: a core gives about that many), and the time as a fraction of torch's; the same for the
 fastest batch of all rounds (on a machine shared with other work, the least disturbed one);
-then what each took to build (torch: create the model; OpenVINO: create the model, export and
-compile on the first run; load the export and compile on a later one). Random weights: speed
-does not depend on them.
+then what each build took (the first exports and quantises; the later ones load the cache).
+Random weights: speed does not depend on them.
 
-Run:  python bench/backends.py [--model ViT-B/32] [--batches 8] [--seconds 10] [--rounds 2]
+Run:  python bench/backends.py [--model ViT-B/32] [--batches 8] [--threads 1,2] [--seconds 5]
 """
 
 from __future__ import annotations
@@ -39,52 +41,56 @@ sys.path.insert(0, str(REPO))
 import encoders  # noqa: E402
 from streamer.bench.measure import machine_line, time_runs  # noqa: E402
 
-BACKENDS = ("torch", "openvino")
+#: label → (backend, int8)
+VARIANTS = {
+    "torch": ("torch", False),
+    "openvino": ("openvino", False),
+    "onnxruntime": ("onnxruntime", False),
+    "openvino int8": ("openvino", True),
+    "onnxruntime int8": ("onnxruntime", True),
+}
 
 
-def _frames(cfg: encoders.PreprocessConfig, count: int) -> list[np.ndarray]:
-    """`count` real frames of the sample clip, scaled to the encoder's resize size."""
+def _frames(path: Path, cfg: encoders.PreprocessConfig, count: int) -> list[np.ndarray]:
+    """`count` real frames of `path`, spread over it, scaled to the encoder's resize size."""
     import av
     import PIL.Image
 
     from encoders.preprocess import resized_shape
-    from streamer.core.samples import sample_clip
 
-    frames = []
-    with av.open(str(sample_clip())) as container:
-        for index, frame in enumerate(container.decode(video=0)):
-            if index % 16 == 0:
-                frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) == count:
-                break
+    with av.open(str(path)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    step = max(1, len(decoded) // count)
     out = []
-    for frame in frames:
+    for frame in decoded[::step][:count]:
         height, width = resized_shape(frame.shape[0], frame.shape[1], cfg)
         image = PIL.Image.fromarray(frame).resize((width, height), PIL.Image.Resampling.BICUBIC)
         out.append(np.asarray(image))
     return out
 
 
-def _build(model: str, cache: Path) -> tuple[dict, dict]:
-    """The two encoders, and what building each took (seconds)."""
-    started = time.perf_counter()
-    built = {"torch": encoders.create_encoder("clip", model, weights="random", device="cpu",
-                                              precision="fp32")}  # fmt: skip
-    seconds = {"torch build": time.perf_counter() - started}
-    for label in ("openvino build + export", "openvino build + cached export"):
+def _build(args: argparse.Namespace, cache: Path, calibration) -> tuple[dict, dict]:
+    """Every variant, built with torch's thread count now, and what each build took (s)."""
+    built, seconds = {}, {}
+    for label, (backend, int8) in VARIANTS.items():
         started = time.perf_counter()
-        built["openvino"] = encoders.create_encoder(
-            "clip", model, weights="random", backend="openvino", export_cache=cache
-        )
+        built[label] = encoders.create_encoder(
+            "clip", args.model, weights="random", device="cpu", precision="fp32",
+            backend=backend, export_cache=cache, int8=int8,
+            calibration=calibration if int8 else None,
+        )  # fmt: skip
         seconds[label] = time.perf_counter() - started
     return built, seconds
 
 
-def _agreement(built: dict, frames: list[np.ndarray]) -> float:
-    """The lowest pooled-embedding cosine between the two backends on `frames`."""
-    ours = built["openvino"].embed(frames).numpy()
+def _agreement(built: dict, frames: list[np.ndarray]) -> dict[str, tuple[float, float]]:
+    """(lowest, mean) pooled-embedding cosine of each variant against torch on `frames`."""
     reference = built["torch"].embed(frames).numpy()
-    return float((ours * reference).sum(axis=1).min())
+    out = {}
+    for label, encoder in built.items():
+        cosines = (encoder.embed(frames).numpy() * reference).sum(axis=1)
+        out[label] = (float(cosines.min()), float(cosines.mean()))
+    return out
 
 
 def _inputs(encoder: encoders.Encoder, frames: list[np.ndarray], batch: int) -> dict:
@@ -93,87 +99,105 @@ def _inputs(encoder: encoders.Encoder, frames: list[np.ndarray], batch: int) -> 
     from encoders.backends.frames import frames_to_pixels
 
     chosen = np.stack([frames[i % len(frames)] for i in range(batch)])
-    pixels = torch.from_numpy(frames_to_pixels(chosen, encoder.preprocess_cfg))  # both take it
+    pixels = torch.from_numpy(frames_to_pixels(chosen, encoder.preprocess_cfg))  # all take it
     return {"model input": pixels, "frames": chosen}
 
 
-def _measure(built: dict, frames: list[np.ndarray], args: argparse.Namespace) -> dict:
-    """Seconds per batch: {(input, batch, backend): [(median, fastest) per round]}."""
-    medians: dict[tuple[str, int, str], list[tuple[float, float]]] = {}
+def _measure(built: dict, frames: list[np.ndarray], threads: int, args, medians: dict) -> None:
+    """Add {(input, batch, threads, label): [(median, fastest) per round]} to `medians`."""
+    labels = list(built)
     for round_number in range(args.rounds):
-        order = BACKENDS if round_number % 2 == 0 else BACKENDS[::-1]  # A B, then B A
+        shift = round_number % len(labels)
+        order = labels[shift:] + labels[:shift]  # each variant leads one round in turn
         for batch in args.batches:
-            inputs = _inputs(built["torch"], frames, batch)
-            for name, images in inputs.items():
-                for backend in order:
-                    encoder = built[backend]
+            for name, images in _inputs(built["torch"], frames, batch).items():
+                for label in order:
+                    encoder = built[label]
                     timing = time_runs(lambda e=encoder, i=images: e.embed(i),
                                        seconds=args.seconds)  # fmt: skip
-                    medians.setdefault((name, batch, backend), []).append(
+                    medians.setdefault((name, batch, threads, label), []).append(
                         (timing.median_s, min(timing.runs))
                     )
-                    print(f"round {round_number + 1} {name} b{batch} {backend}: "
-                          f"{timing.median_ms:.1f} ms", file=sys.stderr)  # fmt: skip
-    return medians
+                    print(f"{threads} thread(s), round {round_number + 1} {name} b{batch} "
+                          f"{label}: {timing.median_ms:.1f} ms", file=sys.stderr)  # fmt: skip
 
 
-def _table(medians: dict, threads: int) -> list[str]:
+def _table(medians: dict) -> list[str]:
     lines = [
-        "| input | batch | backend | ms per batch | img/s | img/s per thread | ÷ torch "
-        "| fastest batch (ms) | ÷ torch |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| input | batch | threads | backend | ms per batch | img/s | img/s per thread "
+        "| ÷ torch | fastest batch (ms) | ÷ torch |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for (name, batch, backend), values in medians.items():
+    for (name, batch, threads, label), values in medians.items():
         seconds = statistics.mean(v[0] for v in values)
         fastest = min(v[1] for v in values)
-        reference = medians[(name, batch, "torch")]
+        reference = medians[(name, batch, threads, "torch")]
         torch_seconds = statistics.mean(v[0] for v in reference)
         torch_fastest = min(v[1] for v in reference)
         lines.append(
-            f"| {name} | {batch} | {backend} | {seconds * 1e3:.1f} | {batch / seconds:.1f} | "
-            f"{batch / seconds / threads:.1f} | {seconds / torch_seconds:.3f}× | "
-            f"{fastest * 1e3:.1f} | {fastest / torch_fastest:.3f}× |"
+            f"| {name} | {batch} | {threads} | {label} | {seconds * 1e3:.1f} | "
+            f"{batch / seconds:.1f} | {batch / seconds / threads:.1f} | "
+            f"{seconds / torch_seconds:.3f}× | {fastest * 1e3:.1f} | "
+            f"{fastest / torch_fastest:.3f}× |"
         )
     return lines
+
+
+def _clips() -> tuple[Path, Path]:
+    """The calibration clip (the sample clip) and a held-out one to check agreement on."""
+    from streamer.core.samples import sample_clip
+
+    return sample_clip(), sample_clip(name="bikes.mp4")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="ViT-B/32", help="CLIP model (random weights)")
     parser.add_argument("--batches", default="8", help="batch sizes, comma-separated")
-    parser.add_argument("--seconds", type=float, default=10.0, help="time per measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="A B rounds, alternating")
-    parser.add_argument(
-        "--threads", type=int, help="threads of both backends (default: torch's, one per core; "
-        "1 is steadier on a busy machine)",
-    )  # fmt: skip
+    parser.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
+    parser.add_argument("--seconds", type=float, default=5.0, help="time per measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds, order rotated")
+    parser.add_argument("--calibration-frames", type=int, default=128, help="int8 calibration")
     parser.add_argument("--json", help="also write the results as JSON")
     args = parser.parse_args(argv)
     args.batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    import nncf
+    import onnxruntime
     import openvino
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)  # OpenVINO compiles with torch's count
+    from encoders.backends.calibration import Calibration
+
+    calibration_clip, held_out = _clips()
+    calibration = Calibration(calibration_clip, frames=args.calibration_frames)
     load_before = os.getloadavg()
+    medians: dict = {}
+    builds: dict = {}
     with tempfile.TemporaryDirectory(prefix="streamer-backends-") as cache:
-        built, build_seconds = _build(args.model, Path(cache))
-        frames = _frames(built["torch"].preprocess_cfg, 8)
-        cosine = _agreement(built, frames)
-        medians = _measure(built, frames, args)
+        for threads in (int(t) for t in args.threads.split(",")):
+            torch.set_num_threads(threads)
+            built, builds[threads] = _build(args, Path(cache), calibration)
+            frames = _frames(held_out, built["torch"].preprocess_cfg, 16)
+            agreement = _agreement(built, frames)
+            _measure(built, frames, threads, args, medians)
     load_after = os.getloadavg()
-    print(f"Machine: {machine_line(torch.device('cpu'))}; OpenVINO {openvino.__version__}; "
-          f"torch threads {torch.get_num_threads()}; load average {load_before[0]:.2f} before, "
-          f"{load_after[0]:.2f} after.")  # fmt: skip
-    print(f"clip {args.model}, random weights, fp32 both; lowest pooled cosine OpenVINO vs "
-          f"torch on 8 real frames: {cosine:.7f}. Means over {args.rounds} rounds of "
-          f"{args.seconds:g} s medians.\n")  # fmt: skip
-    print("\n".join(_table(medians, torch.get_num_threads())))
-    print("\n" + ", ".join(f"{k}: {v:.2f} s" for k, v in build_seconds.items()))
+    print(f"Machine: {machine_line(torch.device('cpu'))}; torch {torch.__version__}, OpenVINO "
+          f"{openvino.__version__}, ONNX Runtime {onnxruntime.__version__}, NNCF "
+          f"{nncf.__version__}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} "
+          "after.")  # fmt: skip
+    print(f"clip {args.model}, random weights; int8 calibrated on {args.calibration_frames} "
+          f"frames of {calibration_clip.name}; pooled cosine against torch on 16 frames of "
+          f"{held_out.name} (lowest / mean): "
+          + ", ".join(f"{k} {v[0]:.5f} / {v[1]:.5f}" for k, v in agreement.items())
+          + f". Means over {args.rounds} rounds of {args.seconds:g} s medians.\n")  # fmt: skip
+    print("\n".join(_table(medians)))
+    for threads, seconds in builds.items():
+        print(f"\nbuilds with {threads} thread(s): "
+              + ", ".join(f"{k}: {v:.1f} s" for k, v in seconds.items()))  # fmt: skip
     if args.json:
         rows = {" ".join(map(str, k)): v for k, v in medians.items()}
-        Path(args.json).write_text(json.dumps({"medians_s": rows, "cosine": cosine,
-                                               "build_s": build_seconds}, indent=2))  # fmt: skip
+        Path(args.json).write_text(json.dumps({"medians_s": rows, "cosine": agreement,
+                                               "build_s": builds}, indent=2))  # fmt: skip
     return 0
 
 

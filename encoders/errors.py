@@ -10,14 +10,18 @@ One small tree; each error also subclasses the builtin a caller would naturally 
     │       missing; the message names the model and the fixes
     ├── EncoderInputError(EncoderError, ValueError)
     │       images that are not uint8 HxWx3 RGB frames (or a normalised Bx3xSxS float tensor)
-    └── UnsupportedBackendError(EncoderError, ValueError)
-            a backend that cannot run this encoder as asked (not installed, another device or
-            precision, a family without an export); the message names the combination and fix
+    ├── UnsupportedBackendError(EncoderError, ValueError)
+    │       a backend that cannot run this encoder as asked (not installed, another device or
+    │       precision, a family without an export); the message names the combination and fix
+    └── CalibrationError(EncoderError, ValueError)
+            int8 calibration frames that cannot be had: the video is missing, is no video, or
+            has no frame; the message names the file and the fix (another file, or no int8)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CalibrationError",
     "EncoderError",
     "EncoderInputError",
     "UnknownEncoderError",
@@ -44,6 +48,10 @@ class EncoderInputError(EncoderError, ValueError):
 
 class UnsupportedBackendError(EncoderError, ValueError):
     """A backend that cannot run the encoder as asked: the message names why and the fix."""
+
+
+class CalibrationError(EncoderError, ValueError):
+    """A video to calibrate int8 on that cannot be read: the message names it and the fix."""
 
 
 def weights_unavailable(model: str, reason: str, *, library: str) -> WeightsUnavailableError:

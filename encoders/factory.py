@@ -8,8 +8,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from encoders.backends import choose_backend
+from encoders.backends.calibration import Calibration
 from encoders.backends.export_cache import ExportCache
 from encoders.backends.locator import ExportRequest, find_export, request_for, write_locator
+from encoders.errors import CalibrationError
 from encoders.exported import ExportedEncoder, card_of
 from encoders.registry import family, parse_model_name
 
@@ -32,6 +34,8 @@ def create_encoder(
     precision: str = "auto",
     backend: str = "torch",
     export_cache: str | os.PathLike[str] | None = None,
+    int8: bool = False,
+    calibration: str | os.PathLike[str] | Calibration | None = None,
 ) -> Encoder:
     """Build an encoder by kind and model name.
 
@@ -44,11 +48,12 @@ def create_encoder(
             design: "pretrained" gives its (labelled) random weights.
         device: torch device; None picks CUDA when available, else the CPU.
         precision: "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16" or "bf16".
-        backend: what runs the image tower (`encoders.backends`): "torch", "openvino" (CPU,
-            fp32; `pip install openvino`) or "auto" (OpenVINO on a CPU when it is installed,
-            torch otherwise).
+        backend: what runs the image tower: "torch", "openvino", "onnxruntime" or "auto"
+            (`encoders.backends` says which needs what, and what "auto" picks).
         export_cache: folder for the exports a backend other than torch makes (converted once,
             loaded afterwards); None converts in memory on every call.
+        int8: quantise the image tower to int8 (NNCF), calibrated on `calibration` (a
+            video path, or a `Calibration` to choose how many frames); kept in the cache.
 
     Returns:
         The encoder; an `ExportedEncoder` when `export_cache` holds this request's export.
@@ -58,31 +63,40 @@ def create_encoder(
         WeightsUnavailableError: weights neither cached nor downloadable, or a missing path.
         UnsupportedBackendError: the backend cannot run this encoder on this device or
             precision (or is not installed); the message names the fix.
+        CalibrationError: `int8` without a calibration video, or one that cannot be read.
 
-    Example:
-        >>> enc = create_encoder("clip", "tiny", weights="random", device="cpu")
-        >>> enc.info.dim
-        64
+    Example: `create_encoder("clip", "tiny", weights="random", device="cpu").info.dim` is 64.
     """
     ref = parse_model_name(kind, model)
     named_device = None if device is None else str(device)
-    runner = choose_backend(backend, ref.kind, device=named_device, precision=precision)
+    runner = choose_backend(backend, ref.kind, device=named_device, precision=precision, int8=int8)
+    frames = _calibration(calibration) if int8 else None
     device, precision = runner.placement(device, precision)
 
     def build() -> Encoder:
         return family(ref.kind).create(ref, device, weights=weights, precision=precision)
 
     cache = ExportCache(export_cache) if export_cache is not None else None
-    exports = cache is not None and hasattr(runner, "open")  # a backend that runs exports
-    request = request_for(kind, model, weights, runner.name, precision) if exports else None
+    request = _locator_request(cache, runner, frames, kind, model, weights, precision)
     if request is not None and (opened := _open_cached(runner, cache, request, build)):
         return opened
     encoder = build()
-    runtime = runner.runtime(encoder, cache)
-    if runtime is not None:
+    if (runtime := runner.runtime(encoder, cache, int8=frames)) is not None:
         encoder.run_on(runtime)
         _remember(cache, request, runtime, encoder)
     return encoder
+
+
+def _locator_request(
+    cache: ExportCache | None, runner: Any, frames: Calibration | None, *asked: Any
+) -> ExportRequest | None:
+    """What the locator files the export under: for a backend that opens exports, in fp32 (the
+    request names no int8 variant, i.e. no calibration video, so an int8 run builds the model
+    and finds its export by the key); None: no warm path."""
+    if cache is None or not hasattr(runner, "open") or frames is not None:
+        return None
+    kind, model, weights, precision = asked
+    return request_for(kind, model, weights, runner.name, precision)
 
 
 def _remember(
@@ -111,3 +125,14 @@ def _open_cached(
     logger.info("%s %r runs on %s (opened from the export cache, no torch model built)",
                 encoder.kind, encoder.info.model, runtime.detail)  # fmt: skip
     return encoder
+
+
+def _calibration(calibration: str | os.PathLike[str] | Calibration | None) -> Calibration:
+    if calibration is None:
+        raise CalibrationError(
+            "int8 needs frames to calibrate on, and none were named: pass calibration=PATH "
+            "(a video; CLI: --calibrate PATH), or drop int8"
+        )
+    chosen = calibration if isinstance(calibration, Calibration) else Calibration(calibration)
+    chosen.check()  # before minutes of building and exporting
+    return chosen

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up streamer in a virtual environment (.venv) beside this script's repository.
 #   bash scripts/setup.sh          the package and its runtime dependencies
-#   bash scripts/setup.sh --test   also the test tools, Ray and OpenVINO (the cluster and cpu extras), Debian's ffmpeg (ffprobe checks outputs)
+#   bash scripts/setup.sh --test   also the test tools, Ray, OpenVINO + NNCF and ONNX Runtime (the cluster, cpu and onnx extras), Debian's ffmpeg (ffprobe checks outputs)
 #                                  and GStreamer's RTSP server (the live-source tests' camera)
 #                                  and Debian's chromium (the web viewer's browser test)
 #                                  and Debian's mosquitto (the MQTT tests' broker; the mqtt extra)
@@ -69,9 +69,9 @@ fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 extras=""
 # The tests also run the cluster (`--cluster`) on simulated Ray nodes, publish to MQTT
-# (`--mqtt`), show the viewer's WebRTC in Chromium and compare the OpenVINO backend with torch:
-# the `cluster`, `mqtt`, `webrtc` and `cpu` extras.
-[ "$want_tests" = 1 ] && extras="[test,cluster,mqtt,webrtc,cpu]"
+# (`--mqtt`), show the viewer's WebRTC in Chromium and compare the OpenVINO and ONNX Runtime
+# backends (fp32 and int8) with torch: the `cluster`, `mqtt`, `webrtc`, `cpu` and `onnx` extras.
+[ "$want_tests" = 1 ] && extras="[test,cluster,mqtt,webrtc,cpu,onnx]"
 stamp=".venv/.streamer-installed$extras"
 digest=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then

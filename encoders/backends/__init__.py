@@ -1,17 +1,24 @@
-"""Backends: what runs an encoder's image tower (torch, OpenVINO), chosen by name.
+"""Backends: what runs an encoder's image tower (torch, OpenVINO, ONNX Runtime), chosen by name.
 
     >>> enc = encoders.create_encoder("clip", "ViT-B/32", backend="openvino",
     ...                               export_cache="~/.cache/streamer/exports")
 
 `backend="auto"` picks OpenVINO on a CPU when it is installed and can run the encoder as asked
-(fp32, no torch.compile, a family that exports), torch otherwise, and always torch on CUDA. A
-backend named outright that cannot run the encoder as asked is an `UnsupportedBackendError`
-naming the combination and the fix. The interface is `encoders.backends.base`.
+(fp32 or int8, no torch.compile, a family that exports), else ONNX Runtime when that is
+installed and can, else torch; always torch on CUDA (int8 on CUDA: an error, torch does not
+quantise). A backend named outright that cannot run the encoder as asked is an
+`UnsupportedBackendError` naming the combination and the fix. The interface is
+`encoders.backends.base`.
+
+OpenVINO and ONNX Runtime both run the family's forward as `torch.export` captures it
+(`encoders.backends.capture`): a family whose forward exports (it lists "openvino" or
+"onnxruntime" in its `Family.backends`) runs on both.
 """
 
 from __future__ import annotations
 
 from encoders.backends.base import Backend, ImageRuntime
+from encoders.backends.onnxruntime_backend import OnnxRuntimeBackend
 from encoders.backends.openvino_backend import OpenVinoBackend
 from encoders.backends.torch_backend import TorchBackend
 from encoders.errors import UnsupportedBackendError
@@ -24,14 +31,19 @@ __all__ = [
     "ImageRuntime",
     "backend",
     "choose_backend",
+    "family_backends",
     "unsupported_reason",
 ]
 
-_TABLE: dict[str, Backend] = {b.name: b for b in (TorchBackend(), OpenVinoBackend())}
+_TABLE: dict[str, Backend] = {
+    b.name: b for b in (TorchBackend(), OnnxRuntimeBackend(), OpenVinoBackend())
+}
 #: the backends, in the order `auto` prefers them on a CPU (last first)
 BACKENDS: tuple[str, ...] = tuple(_TABLE)
 #: what a user may ask for
 BACKEND_CHOICES: tuple[str, ...] = ("auto", *BACKENDS)
+#: the backends that run the `torch.export` capture of a family's forward
+EXPORTED: tuple[str, ...] = ("onnxruntime", "openvino")
 
 
 def backend(name: str) -> Backend:
@@ -48,65 +60,100 @@ def backend(name: str) -> Backend:
     return found
 
 
+def family_backends(kind: str) -> tuple[str, ...]:
+    """The backends that can run family `kind`'s image tower, installed or not.
+
+    A family lists "torch" and the exporting backends it was checked with; the exporting
+    backends all run the same `torch.export` capture, so naming one names them all.
+
+    Raises:
+        UnknownEncoderError: an unknown kind.
+    """
+    listed = family(kind).backends
+    exports = any(name in EXPORTED for name in listed)
+    return tuple(name for name in BACKENDS if name in listed or (exports and name in EXPORTED))
+
+
 def unsupported_reason(
-    name: str, kind: str, *, device: str | None, precision: str = "auto", compile: bool = False
+    name: str,
+    kind: str,
+    *,
+    device: str | None,
+    precision: str = "auto",
+    compile: bool = False,
+    int8: bool = False,
 ) -> str | None:
     """Why backend `name` cannot run encoder `kind` as asked, or None when it can.
 
-    "auto" always can: it falls back to torch.
+    "auto" can unless int8 is asked for where no backend quantises (on CUDA, or with neither
+    OpenVINO nor ONNX Runtime installed): otherwise it falls back to torch.
 
     Args:
         name: a backend name or "auto".
         kind: the encoder kind ("clip").
         device, precision, compile: as the encoder is asked to run.
+        int8: whether the image tower is to be quantised to int8.
 
     Raises:
         UnsupportedBackendError: an unknown backend name.
         UnknownEncoderError: an unknown kind.
     """
     if name == "auto":
+        if not int8:
+            return None
+        device = device if device is not None else _default_device()
+        asked = {"device": device, "precision": precision, "compile": compile, "int8": True}
+        reasons = [unsupported_reason(other, kind, **asked) for other in reversed(BACKENDS)]
+        if all(reasons):
+            return "no backend can run int8 so: " + "; ".join(r for r in reasons if r)
         return None
     chosen = backend(name)
-    supported = family(kind).backends
+    supported = family_backends(kind)
     if name not in supported:
         return (
             f"encoder {kind!r} has no {name!r} export yet (it runs on: {', '.join(supported)}): "
             "use backend 'torch'"
         )
-    return chosen.unsupported(device=device, precision=precision, compile=compile)
+    return chosen.unsupported(device=device, precision=precision, compile=compile, int8=int8)
 
 
 def choose_backend(
-    name: str, kind: str, *, device: str | None, precision: str = "auto", compile: bool = False
+    name: str,
+    kind: str,
+    *,
+    device: str | None,
+    precision: str = "auto",
+    compile: bool = False,
+    int8: bool = False,
 ) -> Backend:
     """The backend that runs encoder `kind`: `name`, or for "auto" the best one that can.
 
     Args:
-        name: "auto", "torch" or "openvino".
+        name: "auto", "torch", "openvino" or "onnxruntime".
         kind: the encoder kind.
         device: the device asked for; None: CUDA when available, else the CPU (for "auto"),
             the backend's own default otherwise.
-        precision, compile: as the encoder is asked to run.
+        precision, compile, int8: as the encoder is asked to run.
 
     Raises:
         UnsupportedBackendError: `name` is unknown, or cannot run the encoder as asked.
     """
-    if name == "auto":
-        return _automatic(kind, device=device, precision=precision, compile=compile)
-    reason = unsupported_reason(name, kind, device=device, precision=precision, compile=compile)
+    if name == "auto" and device is None:
+        device = _default_device()
+    asked = {"device": device, "precision": precision, "compile": compile, "int8": int8}
+    reason = unsupported_reason(name, kind, **asked)
     if reason is not None:
         raise UnsupportedBackendError(reason)
-    return backend(name)
+    if name != "auto":
+        return backend(name)
+    for candidate in reversed(BACKENDS):
+        if unsupported_reason(candidate, kind, **asked) is None:
+            return _TABLE[candidate]
+    raise AssertionError("the torch backend runs everything in fp32")  # pragma: no cover
 
 
-def _automatic(kind: str, *, device: str | None, precision: str, compile: bool) -> Backend:
-    if device is None:
-        device = "cuda" if _cuda_available() else "cpu"
-    for name in reversed(BACKENDS):
-        why = unsupported_reason(name, kind, device=device, precision=precision, compile=compile)
-        if why is None:
-            return _TABLE[name]
-    raise AssertionError("the torch backend runs everything")  # pragma: no cover
+def _default_device() -> str:
+    return "cuda" if _cuda_available() else "cpu"
 
 
 def _cuda_available() -> bool:

@@ -3,8 +3,10 @@
 A family describes its model once, in torch: the `Encoder._forward` from model input to
 (tokens, pooled). A `Backend` decides how that forward runs. The torch backend runs it as it is
 (the encoder's own path: on any device and precision, with CUDA graphs or torch.compile); any
-other backend turns it into an `ImageRuntime` (for OpenVINO: `torch.export`, then OpenVINO's
-converter), which the encoder then feeds with numpy model input (`encoders.backends.frames`).
+other backend turns it into an `ImageRuntime` (OpenVINO, ONNX Runtime: `torch.export`, then the
+library's converter, `encoders.backends.capture`), which the encoder then feeds with numpy model
+input (`encoders.backends.frames`); those two can also quantise it to int8
+(`encoders.backends.calibration`).
 Neither the family nor the pipeline knows which backend runs.
 
 A backend that keeps exports may also have `open(folder, key, compiled) -> ImageRuntime`: the
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
+    from encoders.backends.calibration import Calibration
     from encoders.backends.export_cache import ExportCache
     from encoders.base import Encoder
 
@@ -51,13 +54,16 @@ class Backend(Protocol):
 
     name: str
 
-    def unsupported(self, *, device: str | None, precision: str, compile: bool) -> str | None:
+    def unsupported(
+        self, *, device: str | None, precision: str, compile: bool, int8: bool = False
+    ) -> str | None:
         """None when this backend can run an encoder so, else why not and what to do instead.
 
         Args:
             device: the device asked for (None: the backend's default).
             precision: "auto", "fp32", "fp16" or "bf16".
             compile: whether torch.compile is asked for.
+            int8: whether the image tower is to be quantised to int8.
         """
         ...
 
@@ -65,12 +71,15 @@ class Backend(Protocol):
         """The device and precision the family builds the torch model with for this backend."""
         ...
 
-    def runtime(self, encoder: Encoder, cache: ExportCache | None) -> ImageRuntime | None:
+    def runtime(
+        self, encoder: Encoder, cache: ExportCache | None, int8: Calibration | None = None
+    ) -> ImageRuntime | None:
         """Make `encoder`'s image tower ready to run here.
 
         Args:
             encoder: the family's encoder, as built with `placement`.
             cache: where exports are kept; None converts in memory every time.
+            int8: quantise to int8, calibrated on these frames (None: fp32).
 
         Returns:
             The runtime, or None when the encoder runs its own torch forward.

@@ -5,8 +5,10 @@ An export is a folder `<root>/<backend>/<name>/` holding the backend's files and
 
 - The key (`ExportKey`) names everything the export depends on: the family, the model, a
   digest of the weights, the code of the forward (its classes' library versions and a digest
-  of their source files), the backend and its version, the exporter (torch) version and the
-  input size. Any change gives another folder name, so a stale export is never even looked at.
+  of their source files), the backend and its version, the exporter (torch) version, the
+  input size and the variant ("fp32", or "int8" with what calibrated it: an int8 export sits
+  beside the fp32 one it was quantised from). Any change gives another folder name, so a
+  stale export is never even looked at.
 - A folder whose manifest is missing, unreadable, for another key, or whose files differ from
   it in size or digest (a truncated or damaged file) is rebuilt, with a log line saying why;
   so is one the backend then fails to load.
@@ -57,6 +59,8 @@ class ExportKey:
         backend_version: the backend library's version.
         exporter: what converted it, with its version ("torch 2.14.1").
         input_size: the model input's side in pixels.
+        variant: "fp32", or "int8 ..." naming the calibration frames
+            (`encoders.backends.calibration.Calibration.variant`).
     """
 
     family: str
@@ -67,13 +71,15 @@ class ExportKey:
     backend_version: str
     exporter: str
     input_size: int
+    variant: str = "fp32"
 
     @property
     def name(self) -> str:
         """The export's folder name: readable, and unique to the whole key."""
         digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
         model = re.sub(r"[^A-Za-z0-9.-]+", "_", self.model).strip("_")
-        return f"{self.family}-{model}-{self.input_size}px-{digest[:16]}"
+        variant = "" if self.variant == "fp32" else f"{self.variant.split()[0]}-"
+        return f"{self.family}-{model}-{self.input_size}px-{variant}{digest[:16]}"
 
 
 def state_dict_digest(tensors: Iterable[tuple[str, Any]]) -> str:

@@ -1,14 +1,15 @@
-"""The OpenVINO backend: the image tower exported once to OpenVINO IR, run on the CPU in fp32.
+"""The OpenVINO backend: the image tower exported once to OpenVINO IR, run on the CPU.
 
-The family's torch forward (`Encoder._forward`, model input → tokens and pooled) is captured
-with `torch.export` (batch size dynamic, the input side fixed) and converted by OpenVINO's own
-converter (`openvino.convert_model`); nothing is written by hand. The IR is kept in the export
-cache (`encoders.backends.export_cache`) with its weights in fp32 (`compress_to_fp16=False`),
-and compiled with `INFERENCE_PRECISION_HINT=f32`: OpenVINO's CPU plugin would otherwise run in
-bf16 on CPUs that have it, which is faster but not the numbers torch gives.
+The family's forward, captured with `torch.export` (`encoders.backends.capture`, shared with
+ONNX Runtime), is converted by OpenVINO's own converter (`openvino.convert_model`); nothing is
+written by hand. The IR is kept in the export cache (`encoders.backends.export_cache`) with its
+weights in fp32 (`compress_to_fp16=False`), and compiled with `INFERENCE_PRECISION_HINT=f32`:
+OpenVINO's CPU plugin would otherwise run in bf16 on CPUs that have it, which is faster but not
+the numbers torch gives.
 
-`torch.export` rather than `convert_model`'s own TorchScript tracing: tracing is deprecated in
-torch 2.14, warns on DINOv2 (its shape checks become constants) and converts slower.
+int8 (`int8=Calibration(...)`): the fp32 IR (from the cache, or exported first) quantised by
+NNCF's post-training quantisation on the calibration frames (`encoders.backends.calibration`),
+and kept beside it in the cache.
 
 Text embeddings (CLIP's text tower) stay on torch: they are computed once per vocabulary and
 cached by the streamer (`streamer.analysis.text_cache`).
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
     import numpy as np
     import openvino as ov
 
-    from encoders.backends.export_cache import ExportCache
+    from encoders.backends.calibration import Calibration
+    from encoders.backends.export_cache import ExportCache, ExportKey
     from encoders.base import Encoder
 
 __all__ = ["OpenVinoBackend", "OpenVinoRuntime", "compile_config", "export_image_tower"]
@@ -37,62 +39,64 @@ _IR = "image.xml"  # and image.bin beside it
 #: fp32 as torch computes it; LATENCY: the threads on one batch at a time (the encoder thread
 #: runs one batch after another). The thread count is torch's (`compile_config`).
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-_MAX_BATCH = 4096  # the exported program's upper bound of the dynamic batch dimension
 
 
 class OpenVinoBackend:
-    """The image tower on OpenVINO's CPU plugin, fp32. Install with `pip install
-    "streamer[cpu]"` (or `pip install openvino`)."""
+    """The image tower on OpenVINO's CPU plugin, fp32 or int8. Install with `pip install
+    "streamer[cpu]"` (or `pip install openvino nncf`)."""
 
     name = "openvino"
 
-    def unsupported(self, *, device: str | None, precision: str, compile: bool) -> str | None:
+    def unsupported(
+        self, *, device: str | None, precision: str, compile: bool, int8: bool = False
+    ) -> str | None:
         if importlib.util.find_spec("openvino") is None:
             return (
                 "backend 'openvino' needs the openvino package, which is not installed: "
                 "pip install 'streamer[cpu]' (or pip install openvino), or use backend 'torch'"
             )
-        if device is not None and str(device).partition(":")[0] != "cpu":
-            return (
-                f"backend 'openvino' runs on the CPU only, got device {str(device)!r}: use "
-                "backend 'torch' on that device, or device 'cpu'"
-            )
-        if precision not in ("auto", "fp32"):
-            return (
-                f"backend 'openvino' runs in fp32 only (int8 is not there yet), got precision "
-                f"{precision!r}: use precision 'fp32' (or 'auto'), or backend 'torch'"
-            )
-        if compile:
-            return (
-                "torch.compile (compile) applies to backend 'torch' only: drop it, or use "
-                "backend 'torch'"
-            )
-        return None
+        from encoders.backends.checks import exported_unsupported
+
+        return exported_unsupported(self.name, device=device,
+                                    precision=precision, compile=compile, int8=int8)  # fmt: skip
 
     def placement(self, device: str | None, precision: str) -> tuple[str | None, str]:
         return "cpu", "fp32"  # the torch model it exports from, and the text tower
 
-    def runtime(self, encoder: Encoder, cache: ExportCache | None) -> OpenVinoRuntime:
+    def runtime(
+        self, encoder: Encoder, cache: ExportCache | None, int8: Calibration | None = None
+    ) -> OpenVinoRuntime:
         import openvino as ov
 
         core = ov.Core()
         config = compile_config()
-        what = f"{encoder.kind} {encoder.info.model!r}"
+        name = f"{encoder.kind} {encoder.info.model!r}"
+        what = f"{name} int8" if int8 else name
         if cache is None:
             logger.info("converting %s to OpenVINO in memory (no export cache: every run)", what)
-            compiled = core.compile_model(export_image_tower(encoder), "CPU", config)
+            model = export_image_tower(encoder)
+            if int8 is not None:
+                model = _quantized(model, int8, encoder)
+            compiled = core.compile_model(model, "CPU", config)
             return OpenVinoRuntime(compiled, f"OpenVINO {ov.__version__}, converted in memory")
 
-        def build(folder: Path) -> None:
-            logger.info("exporting %s to OpenVINO (once: later runs load %s)", what,
-                        cache.folder(key))  # fmt: skip
+        def build_fp32(folder: Path) -> None:
+            logger.info("exporting %s to OpenVINO (once: later runs load %s)",
+                        name, cache.folder(fp32))  # fmt: skip
             ov.save_model(export_image_tower(encoder), folder / _IR, compress_to_fp16=False)
+
+        def build_int8(folder: Path) -> None:
+            source = cache.load_or_build(fp32, build_fp32, lambda f: core.read_model(f / _IR))
+            logger.info("quantising %s to int8 on %s (once: later runs load %s)", name,
+                        int8.path, cache.folder(key))  # fmt: skip
+            ov.save_model(_quantized(source, int8, encoder), folder / _IR, compress_to_fp16=False)
 
         def load(folder: Path) -> ov.CompiledModel:
             return core.compile_model(core.read_model(folder / _IR), "CPU", config)
 
-        key = export_key(encoder)
-        compiled = cache.load_or_build(key, build, load)
+        fp32 = export_key(encoder)
+        key = fp32 if int8 is None else export_key(encoder, int8.variant)
+        compiled = cache.load_or_build(key, build_fp32 if int8 is None else build_int8, load)
         logger.info("%s runs on OpenVINO %s (export %s)", what, ov.__version__, cache.folder(key))
         return OpenVinoRuntime(compiled, f"OpenVINO {ov.__version__}, {cache.folder(key)}", key)
 
@@ -122,23 +126,13 @@ def compile_config() -> dict[str, Any]:
     return {**COMPILE_CONFIG, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
 
 
-def export_key(encoder: Encoder) -> Any:
-    """The export cache key of `encoder`'s image tower on OpenVINO."""
+def export_key(encoder: Encoder, variant: str = "fp32") -> ExportKey:
+    """The export cache key of `encoder`'s image tower on OpenVINO (`capture.export_key`)."""
     import openvino as ov
-    import torch
 
-    from encoders.backends.export_cache import ExportKey, code_identity, state_dict_digest
+    from encoders.backends.capture import export_key as key
 
-    return ExportKey(
-        family=encoder.kind,
-        model=encoder.info.model,
-        weights=state_dict_digest(encoder.module.state_dict().items()),
-        code=code_identity(type(encoder), type(encoder.module)),
-        backend="openvino",
-        backend_version=ov.__version__,
-        exporter=f"torch {torch.__version__}",
-        input_size=encoder.preprocess_cfg.size,
-    )
+    return key(encoder, "openvino", ov.__version__, variant)
 
 
 class OpenVinoRuntime:
@@ -172,34 +166,18 @@ def export_image_tower(encoder: Encoder) -> ov.Model:
         UnsupportedBackendError: the forward cannot be exported (torch.export's reason).
     """
     import openvino as ov
-    import torch
 
-    from encoders.backends._tower import ImageTower as _ImageTower
-    from encoders.errors import UnsupportedBackendError
+    from encoders.backends.capture import capture_image_tower
 
     size = encoder.preprocess_cfg.size
-    example = torch.zeros(2, 3, size, size)  # 2, not 1: torch.export specialises a size of 1
-    batch = torch.export.Dim("batch", min=1, max=_MAX_BATCH)
-    with torch.inference_mode(False), torch.no_grad():
-        try:
-            program = torch.export.export(
-                _ImageTower(encoder), (example,), dynamic_shapes=({0: batch},), strict=False
-            )
-        except Exception as exc:  # torch.export's many error types: all mean "cannot export"
-            raise UnsupportedBackendError(
-                f"{encoder.kind} {encoder.info.model!r} cannot be exported for backend "
-                f"'openvino' ({type(exc).__name__}: {str(exc).splitlines()[0]}); use backend "
-                "'torch'"
-            ) from exc
-    model = ov.convert_model(program)
+    model = ov.convert_model(capture_image_tower(encoder, "openvino"))
     model.reshape({model.input(0): ov.PartialShape([-1, 3, size, size])})
     return model
 
 
-def __getattr__(name: str) -> Any:
-    # `_ImageTower` is a torch module: defined in `_tower`, imported when asked for
-    if name == "_ImageTower":
-        from encoders.backends._tower import ImageTower
+def _quantized(model: ov.Model, int8: Calibration, encoder: Encoder) -> ov.Model:
+    from encoders.backends.calibration import quantize
 
-        return ImageTower
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    layers = [op.get_friendly_name() for op in model.get_ordered_ops()
+              if op.get_type_name() in ("Convolution", "MatMul")]  # fmt: skip
+    return quantize(model, int8.pixels(encoder.preprocess_cfg), layers)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from encoders.backends.base import ImageRuntime
+    from encoders.backends.calibration import Calibration
     from encoders.backends.export_cache import ExportCache
     from encoders.base import Encoder
 
@@ -18,11 +19,20 @@ class TorchBackend:
 
     name = "torch"
 
-    def unsupported(self, *, device: str | None, precision: str, compile: bool) -> str | None:
+    def unsupported(
+        self, *, device: str | None, precision: str, compile: bool, int8: bool = False
+    ) -> str | None:
+        if int8:
+            return (
+                "int8 (--int8) runs on backend 'openvino' or 'onnxruntime' (quantised by NNCF "
+                "on the CPU), not on torch: use backend 'openvino' (or 'auto'), or drop --int8"
+            )
         return None
 
     def placement(self, device: str | None, precision: str) -> tuple[str | None, str]:
         return device, precision
 
-    def runtime(self, encoder: Encoder, cache: ExportCache | None) -> ImageRuntime | None:
+    def runtime(
+        self, encoder: Encoder, cache: ExportCache | None, int8: Calibration | None = None
+    ) -> ImageRuntime | None:
         return None

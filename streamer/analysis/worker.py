@@ -48,8 +48,13 @@ class EncoderChoice:
             does nothing on a CPU); False: off (`encoders.acceleration.Acceleration`).
         compile: run the forward through torch.compile (off by default: compiling costs tens
             of seconds and was not measured to pay on top of CUDA graphs).
-        backend: what runs the image encoder: "torch", "openvino" (CPU, fp32) or "auto"
-            (OpenVINO on a CPU when installed, else torch; `encoders.backends`).
+        backend: what runs the image encoder: "torch", "openvino" (CPU), "onnxruntime" (CPU)
+            or "auto" (OpenVINO on a CPU when installed, else ONNX Runtime when installed,
+            else torch; `encoders.backends`).
+        int8: quantise the image encoder to int8 (OpenVINO or ONNX Runtime, NNCF's
+            post-training quantisation), calibrated on `calibrate`; kept beside the fp32 export.
+        calibrate: the video whose frames calibrate `int8`. None: the sample clip (the
+            command line makes it the run's first file input, when it has one).
         export_cache: folder for the backend's exported model (converted once, then loaded);
             None converts it at every load. The command line sets it under streamer's cache.
     """
@@ -95,24 +100,39 @@ class EncoderChoice:
     )  # fmt: skip
     backend: str = option(
         "torch",
-        Option("--backend", "what runs the image encoder: torch | openvino (CPU, fp32: pip install "
-               "'streamer[cpu]') | auto (openvino on a CPU when installed, else torch)",
+        Option("--backend", "what runs the image encoder: torch | openvino (CPU: pip install "
+               "'streamer[cpu]') | onnxruntime (CPU: pip install 'streamer[onnx]') | auto "
+               "(openvino on a CPU when installed, else onnxruntime when installed, else torch)",
                one_of(*BACKEND_CHOICES)),
+    )  # fmt: skip
+    int8: bool = option(
+        False,
+        Option("--int8", "quantise the image encoder to int8 (openvino or onnxruntime backend; "
+               "NNCF, pip install 'streamer[cpu]'), calibrated on --calibrate, once: kept in "
+               "the cache beside the fp32 export", kind="toggle"),
+    )  # fmt: skip
+    calibrate: str | None = option(
+        None,
+        Option("--calibrate", "video whose frames calibrate --int8", metavar="PATH",
+               default_text="the first file input, else the sample clip"),
     )  # fmt: skip
     export_cache: str | None = None
 
     def __post_init__(self) -> None:
         validate(self)
-        reason = unsupported_reason(self.backend, self.kind, device=self.device,
-                                    precision=self.precision, compile=self.compile)  # fmt: skip
+        reason = unsupported_reason(self.backend, self.kind, **self._asked())
         if reason is not None:
-            raise ConfigError(f"--backend {self.backend}: {reason}")
+            flags = f"--backend {self.backend}" + (" --int8" if self.int8 else "")
+            raise ConfigError(f"{flags}: {reason}")
+
+    def _asked(self) -> dict[str, object]:
+        return {"device": self.device, "precision": self.precision, "compile": self.compile,
+                "int8": self.int8}  # fmt: skip
 
     @property
     def runs_on(self) -> str:
         """The backend that will run the encoder: `backend`, with "auto" decided."""
-        return choose_backend(self.backend, self.kind, device=self.device,
-                              precision=self.precision, compile=self.compile).name  # fmt: skip
+        return choose_backend(self.backend, self.kind, **self._asked()).name
 
     @property
     def acceleration(self) -> Acceleration:
@@ -167,7 +187,26 @@ def _create(choice: EncoderChoice, weights: str) -> Encoder:
         precision=choice.precision,
         backend=choice.runs_on,  # "auto" decided with --compile in view (it needs torch)
         export_cache=choice.export_cache,
+        int8=choice.int8,
+        calibration=calibration_video(choice) if choice.int8 else None,
     )
+
+
+def calibration_video(choice: EncoderChoice) -> str:
+    """The video `--int8` calibrates on: `--calibrate`, else the sample clip (fetched once)."""
+    if choice.calibrate is not None:
+        return choice.calibrate
+    from streamer.core.samples import sample_clip
+    from streamer.errors import SampleUnavailableError
+
+    log.info("--int8: calibrating on the sample clip (--calibrate PATH names another video)")
+    try:
+        return str(sample_clip())
+    except SampleUnavailableError as exc:
+        raise SampleUnavailableError(
+            f"--int8 calibrates on the sample clip when no --calibrate PATH names a video, "
+            f"and {exc}"
+        ) from exc
 
 
 class EncoderWorker:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from encoders import UnknownEncoderError
@@ -108,6 +109,7 @@ def configure(given: Settings) -> RunConfig:
     cache = None if given.get("no-cache") else cache_dir()
     fields.setdefault("analysis", {})["text_cache"] = cache and str(cache / "text")
     fields.setdefault("encoder", {})["export_cache"] = cache and str(cache / "exports")
+    _calibrate_on_the_input(fields["encoder"], inputs)
     sections = {name: _section(name, fields.get(name, {})) for name in _sections()}
     if "show" in run:
         run["show"] = show_mode(run["show"])
@@ -123,6 +125,15 @@ def configure(given: Settings) -> RunConfig:
         alerts=_alert_rules(given.get("alert") or (), fields.get("alerts", {}), inputs),
         stream_settings=given.file.stream_settings if given.file is not None else {},
     )
+
+
+def _calibrate_on_the_input(encoder: dict[str, Any], inputs: tuple[str, ...]) -> None:
+    """`--int8` without `--calibrate`: calibrate on the run's first file input, if it has one
+    (its own frames; the encoder falls back to the sample clip for live-only runs)."""
+    if encoder.get("int8") and encoder.get("calibrate") is None:
+        files = [i for i in inputs if "://" not in i and Path(i).expanduser().is_file()]
+        if files:
+            encoder["calibrate"] = files[0]
 
 
 def _sections() -> list[str]:

@@ -22,15 +22,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     info.add_argument("--model")
     info.add_argument("--weights", default="pretrained")
     info.add_argument("--device")
-    info.add_argument("--backend", default="torch", help="torch | openvino | auto")
+    add_options(info, ["backend", "int8", "calibrate"], defaults=True)
     info.set_defaults(handler=_info)
     export = sub.add_parser(
         "export",
         help="convert an encoder for a backend now, into the cache later runs load it from",
-        description="Export the image encoder for --backend (openvino) once, into streamer's "
-        "cache, so the first run does not wait for the conversion.",
+        description="Export the image encoder for --backend (openvino, onnxruntime) once, "
+        "into streamer's cache, so the first run does not wait for the conversion; with "
+        "--int8 also quantise it, calibrated on --calibrate PATH (default: the sample clip; "
+        "a run finds this export when it calibrates on the same video).",
     )
-    add_options(export, ["encoder", "model", "weights", "backend"], defaults=True)
+    add_options(export, ["encoder", "model", "weights", "backend", "int8", "calibrate"],
+                defaults=True)  # fmt: skip
     export.set_defaults(handler=_export)
 
 
@@ -43,17 +46,33 @@ def _table(rows: list[list[str]]) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     import encoders
-    from encoders.registry import family
+    from encoders.backends import BACKENDS
 
-    rows = [["kind", "model", "dim", "tokens", "input", "text tags", "backends", "weights"]]
+    reasons: dict[str, str] = {}  # why a backend cannot run a family, footnoted by number
+    rows = [["kind", "model", "dim", "tokens", "input", "text tags", *BACKENDS, "weights"]]
     for spec in encoders.list_encoders():
         pre = spec.preprocess
         size = f"{pre.size}px" + (f" (from {pre.resize_size})" if pre.resize_size else "")
+        runs = [_runs(backend, spec.kind, reasons) for backend in BACKENDS]
         rows.append([spec.kind, spec.model, str(spec.dim), f"{spec.tokens}x{spec.token_dim}",
-                     size, "yes" if spec.has_text else "no",
-                     ",".join(family(spec.kind).backends), spec.weights])  # fmt: skip
+                     size, "yes" if spec.has_text else "no", *runs, spec.weights])  # fmt: skip
     print(_table(rows))
+    print("\nBackends: torch on any device and precision; openvino and onnxruntime on the CPU, "
+          "in fp32 or int8 (--int8).")  # fmt: skip
+    for reason, number in reasons.items():
+        print(f"[{number}] {reason}")
     return EXIT_OK
+
+
+def _runs(backend: str, kind: str, reasons: dict[str, str]) -> str:
+    """ "yes", or "no [N]" with the reason kept as footnote N."""
+    from encoders.backends import unsupported_reason
+
+    reason = unsupported_reason(backend, kind, device=None if backend == "torch" else "cpu")
+    if reason is None:
+        return "yes"
+    number = reasons.setdefault(reason, str(len(reasons) + 1))
+    return f"no [{number}]"
 
 
 def _matrix(args: argparse.Namespace) -> int:
@@ -66,13 +85,14 @@ def _matrix(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    import encoders
+    from streamer.analysis.worker import EncoderChoice, load_encoder
 
     try:
-        encoder = encoders.create_encoder(
-            args.encoder, args.model, weights=args.weights, device=args.device,
-            backend=args.backend, export_cache=cache_dir() / "exports",
-        )  # fmt: skip
+        encoder = load_encoder(EncoderChoice(
+            kind=args.encoder, model=args.model, weights=args.weights, device=args.device,
+            backend=args.backend, int8=args.int8, calibrate=args.calibrate,
+            export_cache=str(cache_dir() / "exports"),
+        ))  # fmt: skip
     except Exception as exc:
         return report(exc)
     for field in dataclasses.fields(encoder.info):
@@ -83,25 +103,41 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from encoders.backends import EXPORTED
+    from encoders.backends.calibration import Calibration
     from encoders.backends.export_cache import ExportCache
-    from streamer.analysis.worker import EncoderChoice, load_encoder
+    from streamer.analysis.worker import EncoderChoice, calibration_video, load_encoder
 
     try:
         choice = EncoderChoice(kind=args.encoder, model=args.model, weights=args.weights,
-                               device="cpu", backend=args.backend,
+                               device="cpu", backend=args.backend, int8=args.int8,
+                               calibrate=args.calibrate,
                                export_cache=str(cache_dir() / "exports"))  # fmt: skip
-        if choice.runs_on != "openvino":
+        if choice.runs_on not in EXPORTED:
             raise ConfigError(
                 f"--backend {args.backend}: the encoder runs on {choice.runs_on}, which runs "
-                "the torch model as it is: there is nothing to export; use --backend openvino"
+                "the torch model as it is: there is nothing to export; use --backend openvino "
+                "or onnxruntime"
             )
         encoder = load_encoder(choice)  # exports, or checks and loads what is cached
+        variant = Calibration(calibration_video(choice)).variant if choice.int8 else "fp32"
     except Exception as exc:
         return report(exc)
-    # the runtime's key: an encoder opened from the cache has no torch model to digest
-    folder = ExportCache(choice.export_cache).folder(encoder.runtime.export_key)
-    print(f"{encoder.kind} {encoder.info.model!r} on {choice.runs_on}: {folder}")
+    # the runtime's key where it has one: an encoder opened from the cache has no torch model
+    # to digest
+    key = getattr(encoder.runtime, "export_key", None) or _export_key(choice.runs_on)(
+        encoder, variant
+    )
+    folder = ExportCache(choice.export_cache).folder(key)
+    print(f"{encoder.kind} {encoder.info.model!r} on {choice.runs_on} ({variant}): {folder}")
     return EXIT_OK
+
+
+def _export_key(backend: str):  # the backend module's `export_key`
+    from encoders.backends import onnxruntime_backend, openvino_backend
+
+    return {"openvino": openvino_backend.export_key,
+            "onnxruntime": onnxruntime_backend.export_key}[backend]  # fmt: skip
 
 
 def _cell(value: object) -> str:

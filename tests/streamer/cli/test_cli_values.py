@@ -27,7 +27,7 @@ from streamer.errors import ConfigError
 FREE_TEXT = {
     "--sources", "--config", "--output", "--srt", "--vtt", "--jsonl", "--model", "--weights",
     "--labels", "--llm-model", "--llm-api-key", "--prompt", "--system-prompt", "--alert",
-    "--webhook", "--serve-token", "--archive", "--mqtt-client-id", "--mqtt-ca",
+    "--webhook", "--serve-token", "--archive", "--mqtt-client-id", "--mqtt-ca", "--calibrate",
 }  # fmt: skip
 
 # Every other option that takes a value: a bad value, and words its error uses for what is allowed.
@@ -37,7 +37,7 @@ BAD = {
     "--encoder": ("nope", ["one of clip, dinov2, default"]),
     "--device": ("gpu", ["cpu, cuda or cuda:N"]),
     "--precision": ("fp8", ["one of auto, fp32, fp16, bf16"]),
-    "--backend": ("onnx", ["one of auto, torch, openvino"]),
+    "--backend": ("onnx", ["one of auto, torch, onnxruntime, openvino"]),
     "--analyze-fps": ("-2", ["a number of frames per second > 0, or 'all'"]),
     "--max-batch": ("0", ["a whole number ≥ 1"]),
     "--max-wait-ms": ("-1", ["a number of milliseconds ≥ 0"]),

@@ -1,0 +1,86 @@
+"""The torch side of every exporting backend: the image tower captured once, and its cache key.
+
+OpenVINO and ONNX Runtime start from the same thing: the family's forward (`Encoder._forward`,
+model input → tokens and pooled) captured with `torch.export`, batch size dynamic, the input
+side fixed. Each then converts that program with its own library's converter
+(`openvino.convert_model`, `torch.onnx.export`); nothing is written by hand. The export cache
+key (`export_key`) is built here too, so both backends key their exports alike: they differ
+only in the backend's name and version, and the variant ("fp32", or "int8" with its
+calibration).
+
+`torch.export` rather than TorchScript tracing: tracing is deprecated in torch 2.14, warns on
+DINOv2 (its shape checks become constants) and converts slower.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from encoders.backends.export_cache import ExportKey
+    from encoders.base import Encoder
+
+__all__ = ["MAX_BATCH", "capture_image_tower", "export_key"]
+
+MAX_BATCH = 4096  # the captured program's upper bound of the dynamic batch dimension
+
+
+def export_key(encoder: Encoder, backend: str, backend_version: str, variant: str = "fp32"
+               ) -> ExportKey:  # fmt: skip
+    """The export cache key of `encoder`'s image tower on `backend`.
+
+    Args:
+        encoder: the family's encoder (its torch module gives the weights' digest).
+        backend: the backend's name ("openvino", "onnxruntime").
+        backend_version: its library's version.
+        variant: "fp32", or the int8 variant's text (`Calibration.variant`).
+    """
+    import torch
+
+    from encoders.backends.export_cache import ExportKey, code_identity, state_dict_digest
+
+    return ExportKey(
+        family=encoder.kind,
+        model=encoder.info.model,
+        weights=state_dict_digest(encoder.module.state_dict().items()),
+        code=code_identity(type(encoder), type(encoder.module)),
+        backend=backend,
+        backend_version=backend_version,
+        exporter=f"torch {torch.__version__}",
+        input_size=encoder.preprocess_cfg.size,
+        variant=variant,
+    )
+
+
+def capture_image_tower(encoder: Encoder, backend: str) -> torch.export.ExportedProgram:
+    """The family's forward (model input → tokens, pooled) as a `torch.export` program, fp32,
+    with a dynamic batch dimension.
+
+    Args:
+        encoder: the family's encoder, on the CPU in fp32.
+        backend: the backend it is captured for, named in the error.
+
+    Raises:
+        UnsupportedBackendError: the forward cannot be exported (torch.export's reason).
+    """
+    import torch
+
+    from encoders.backends._tower import ImageTower
+    from encoders.errors import UnsupportedBackendError
+
+    size = encoder.preprocess_cfg.size
+    example = torch.zeros(2, 3, size, size)  # 2, not 1: torch.export specialises a size of 1
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    with torch.inference_mode(False), torch.no_grad():
+        try:
+            return torch.export.export(
+                ImageTower(encoder), (example,), dynamic_shapes=({0: batch},), strict=False
+            )
+        except Exception as exc:  # torch.export's many error types: all mean "cannot export"
+            raise UnsupportedBackendError(
+                f"{encoder.kind} {encoder.info.model!r} cannot be exported for backend "
+                f"{backend!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}); use backend "
+                "'torch'"
+            ) from exc

@@ -1,0 +1,192 @@
+"""The ONNX Runtime backend: the image tower exported once to ONNX, run on ONNX Runtime's CPU
+execution provider.
+
+The family's forward, captured with `torch.export` (`encoders.backends.capture`, shared with
+OpenVINO), is converted by torch's own ONNX exporter (`torch.onnx.export` of the program, which
+keeps its dynamic batch dimension); nothing is written by hand. The model is kept in the export
+cache (`encoders.backends.export_cache`) as one `image.onnx` with its weights inside, and run
+with the thread count torch uses (`torch.get_num_threads()`: a bench's `--threads`, a cluster
+replica's `--encoder-cpus` size both alike), one batch at a time (`inter_op_num_threads=1`).
+
+int8 (`int8=Calibration(...)`): the fp32 model (from the cache, or exported first) quantised by
+NNCF on the calibration frames (`encoders.backends.calibration`): quantize/dequantize pairs that
+ONNX Runtime runs as int8 kernels; kept beside the fp32 model in the cache.
+
+The CPU only: the `onnxruntime` package has the CPU provider alone; its CUDA provider comes with
+`onnxruntime-gpu` and CUDA and cuDNN libraries of matching versions, which streamer does not
+install or check. On CUDA the torch backend runs the encoder (with CUDA graphs).
+
+Text embeddings (CLIP's text tower) stay on torch, as on OpenVINO.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from encoders.backends.calibration import Calibration
+    from encoders.backends.export_cache import ExportCache, ExportKey
+    from encoders.base import Encoder
+
+__all__ = ["OnnxRuntimeBackend", "OnnxRuntimeRuntime", "export_image_tower"]
+
+logger = logging.getLogger("encoders")
+
+_MODEL = "image.onnx"
+_DATA = "image.onnx.data"  # the weights of a model too large for one protobuf file
+_LARGE = 3 << 29  # 1.5 GiB of weights and more: kept beside the model (the limit is 2 GiB)
+_INPUT = "pixels"
+_OUTPUTS = ("tokens", "pooled")
+_NEEDS = ("onnxruntime", "onnx", "onnxscript")  # run; export (torch's exporter needs the others)
+
+
+class OnnxRuntimeBackend:
+    """The image tower on ONNX Runtime's CPU execution provider, fp32 or int8. Install with
+    `pip install "streamer[onnx]"` (int8 also needs nncf: `"streamer[onnx,cpu]"`)."""
+
+    name = "onnxruntime"
+
+    def unsupported(
+        self, *, device: str | None, precision: str, compile: bool, int8: bool = False
+    ) -> str | None:
+        missing = [name for name in _NEEDS if importlib.util.find_spec(name) is None]
+        if missing:
+            return (
+                f"backend 'onnxruntime' needs {', '.join(missing)}, not installed: pip install "
+                "'streamer[onnx]', or use backend 'torch'"
+            )
+        from encoders.backends.checks import exported_unsupported
+
+        return exported_unsupported(
+            self.name, device=device, precision=precision, compile=compile, int8=int8,
+            cpu_only=" here (the onnxruntime package's CPU execution provider; its CUDA one "
+            "needs onnxruntime-gpu and matching CUDA libraries, which streamer does not set up)",
+        )  # fmt: skip
+
+    def placement(self, device: str | None, precision: str) -> tuple[str | None, str]:
+        return "cpu", "fp32"  # the torch model it exports from, and the text tower
+
+    def runtime(
+        self, encoder: Encoder, cache: ExportCache | None, int8: Calibration | None = None
+    ) -> OnnxRuntimeRuntime:
+        import onnx
+        import onnxruntime as ort
+
+        name = f"{encoder.kind} {encoder.info.model!r}"
+        what = f"{name} int8" if int8 else name
+        if cache is None:
+            logger.info("converting %s to ONNX in memory (no export cache: every run)", what)
+            model = export_image_tower(encoder)
+            if int8 is not None:
+                model = _quantized(model, int8, encoder)
+            detail = f"ONNX Runtime {ort.__version__}, converted in memory"
+            return OnnxRuntimeRuntime(_session(model.SerializeToString()), detail)
+
+        def build_fp32(folder: Path) -> None:
+            logger.info("exporting %s to ONNX (once: later runs load %s)",
+                        name, cache.folder(fp32))  # fmt: skip
+            _save(export_image_tower(encoder), folder / _MODEL)
+
+        def build_int8(folder: Path) -> None:
+            source = cache.load_or_build(fp32, build_fp32, lambda f: onnx.load(f / _MODEL))
+            logger.info("quantising %s to int8 on %s (once: later runs load %s)", name,
+                        int8.path, cache.folder(key))  # fmt: skip
+            _save(_quantized(source, int8, encoder), folder / _MODEL)
+
+        def load(folder: Path) -> ort.InferenceSession:
+            return _session(str(folder / _MODEL))
+
+        fp32 = export_key(encoder)
+        key = fp32 if int8 is None else export_key(encoder, int8.variant)
+        session = cache.load_or_build(key, build_fp32 if int8 is None else build_int8, load)
+        logger.info("%s runs on ONNX Runtime %s (export %s)", what, ort.__version__,
+                    cache.folder(key))  # fmt: skip
+        return OnnxRuntimeRuntime(session, f"ONNX Runtime {ort.__version__}, {cache.folder(key)}")
+
+
+def export_key(encoder: Encoder, variant: str = "fp32") -> ExportKey:
+    """The export cache key of `encoder`'s image tower on ONNX Runtime (`capture.export_key`)."""
+    import onnxruntime as ort
+
+    from encoders.backends.capture import export_key as key
+
+    return key(encoder, "onnxruntime", ort.__version__, variant)
+
+
+class OnnxRuntimeRuntime:
+    """An ONNX Runtime session of the image tower.
+
+    Args:
+        session: the session: input "pixels", outputs ("tokens", "pooled").
+        detail: for people: version and origin.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, session: ort.InferenceSession, detail: str) -> None:
+        self._session = session
+        self.detail = detail
+
+    def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        tokens, pooled = self._session.run(_OUTPUTS, {_INPUT: pixels})
+        return tokens, pooled
+
+
+def export_image_tower(encoder: Encoder) -> onnx.ModelProto:
+    """The family's forward (model input → tokens, pooled) as an ONNX model, fp32, with a
+    dynamic batch dimension; input "pixels", outputs "tokens" and "pooled".
+
+    Raises:
+        UnsupportedBackendError: the forward cannot be captured or converted (the reason).
+    """
+    import torch
+
+    from encoders.backends.capture import capture_image_tower
+    from encoders.errors import UnsupportedBackendError
+
+    program = capture_image_tower(encoder, "onnxruntime")
+    try:
+        exported = torch.onnx.export(program, dynamo=True, input_names=[_INPUT],
+                                     output_names=list(_OUTPUTS), optimize=True,
+                                     verbose=False)  # fmt: skip
+    except Exception as exc:  # the exporter's many error types: all mean "cannot convert"
+        raise UnsupportedBackendError(
+            f"{encoder.kind} {encoder.info.model!r} cannot be converted to ONNX "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0]}); use backend 'openvino' or "
+            "'torch'"
+        ) from exc
+    return exported.model_proto
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    import onnx
+
+    weights = sum(len(t.raw_data) for t in model.graph.initializer)
+    onnx.save(model, path, save_as_external_data=weights >= _LARGE, location=_DATA)
+
+
+def _session(model: str | bytes) -> ort.InferenceSession:
+    """A CPU session with torch's thread count, one batch at a time."""
+    import onnxruntime as ort
+    import torch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: its warnings are about its own graph passes
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _quantized(model: onnx.ModelProto, int8: Calibration, encoder: Encoder) -> onnx.ModelProto:
+    from encoders.backends.calibration import quantize
+
+    layers = [node.name for node in model.graph.node if node.op_type in ("Conv", "MatMul", "Gemm")]
+    return quantize(model, int8.pixels(encoder.preprocess_cfg), layers, lambda x: {_INPUT: x})
