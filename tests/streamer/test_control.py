@@ -13,15 +13,25 @@ from streamer.watch.web import WebViewer
 
 
 class GatedEncoder:
-    """The tiny CLIP whose `embed` waits while its gate is shut (an analysis that hangs)."""
+    """The tiny CLIP whose embedding waits while its gate is shut (an analysis that hangs)."""
 
     def __init__(self, encoder) -> None:
         self._encoder = encoder
         self.gate = threading.Event()
         self.gate.set()
+        self.held = threading.Event()  # an analysis is waiting at the shut gate
+
+    def _hold(self) -> None:
+        if not self.gate.is_set():
+            self.held.set()
+        self.gate.wait(60)
+
+    def embed_array(self, images):  # what the analysis worker calls
+        self._hold()
+        return self._encoder.embed_array(images)
 
     def embed(self, images):
-        self.gate.wait(60)
+        self._hold()
         return self._encoder.embed(images)
 
     def __getattr__(self, name):
@@ -51,6 +61,9 @@ async def test_a_stream_whose_last_frames_hang_is_cancelled_with_its_files_whole
     try:
         await wait_until(lambda: delivered(viewer) > 10, 30, "clip runs")
         encoder.gate.clear()
+        # Analysis runs ahead of delivery: only once a frame's analysis is held does the
+        # stream have a frame it cannot finish (earlier, the removal could drain in time).
+        await wait_until(encoder.held.is_set, 30, "an analysis held at the gate")
         summary = await asyncio.wait_for(viewer.run.control.remove("clip"), 10)
         assert "cancelled" in summary and "0.5 s" in summary["cancelled"]
         assert 10 < summary["frames"] < 132
