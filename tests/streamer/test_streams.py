@@ -11,16 +11,23 @@ pytestmark = pytest.mark.integration
 
 
 class SlowEncoder:
-    """The tiny CLIP with a slow `embed`: an analyser that cannot keep up with the video."""
+    """The tiny CLIP with a slow embedding: an analyser that cannot keep up with the video."""
 
     def __init__(self, encoder, seconds: float) -> None:
         self._encoder = encoder
         self._seconds = seconds
         self.batches: list[int] = []
 
-    def embed(self, images):
+    def _wait(self, images) -> None:
         self.batches.append(len(images))
         time.sleep(self._seconds)
+
+    def embed_array(self, images):  # what the analysis worker calls
+        self._wait(images)
+        return self._encoder.embed_array(images)
+
+    def embed(self, images):
+        self._wait(images)
         return self._encoder.embed(images)
 
     def __getattr__(self, name):
