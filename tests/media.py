@@ -103,3 +103,19 @@ def damaged_copy(clip: Path, out: Path) -> Path:
         data[offset : offset + 3000] = rng.randbytes(3000)
     out.write_bytes(bytes(data))
     return out
+
+
+def at_resize_size(frames: list, cfg) -> list:
+    """The frames as the pipeline hands them over: scaled to the encoder's resize size (PIL,
+    bicubic), so a backend and torch get the same pixels."""
+    import numpy as np
+    import PIL.Image
+
+    from encoders.preprocess import resized_shape
+
+    out = []
+    for frame in frames:
+        height, width = resized_shape(frame.shape[0], frame.shape[1], cfg)
+        image = PIL.Image.fromarray(frame).resize((width, height), PIL.Image.Resampling.BICUBIC)
+        out.append(np.asarray(image))
+    return out

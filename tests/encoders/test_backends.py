@@ -12,16 +12,16 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import PIL.Image
 import pytest
 import torch
 import torch.nn.functional as F
+from media import at_resize_size
 
 import encoders
 from encoders.backends import BACKENDS, choose_backend, unsupported_reason
 from encoders.backends.frames import frames_to_pixels
 from encoders.errors import EncoderInputError, UnsupportedBackendError
-from encoders.preprocess import preprocess_frames, resized_shape
+from encoders.preprocess import preprocess_frames
 from encoders.registry import Family, register_family, unregister_family
 
 pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
@@ -31,16 +31,6 @@ MIN_COSINE = 0.9999
 # Tokens, for frames at the resize size (the same pixels in): both run fp32 kernels that sum
 # in different orders; measured below 2e-6 on tiny and 2e-5 on ViT-B/32 (values of order 1).
 TOKEN_ATOL = 1e-4
-
-
-def _at_resize_size(frames: list[np.ndarray], cfg) -> list[np.ndarray]:
-    """The frames as the pipeline hands them over: scaled to the encoder's resize size."""
-    out = []
-    for frame in frames:
-        height, width = resized_shape(frame.shape[0], frame.shape[1], cfg)
-        image = PIL.Image.fromarray(frame).resize((width, height), PIL.Image.Resampling.BICUBIC)
-        out.append(np.asarray(image))
-    return out
 
 
 def _eight(frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -73,7 +63,7 @@ def _check_equivalent(torch_encoder, openvino_encoder, frames, *, tokens: bool) 
 def test_openvino_matches_torch_on_frames_at_the_resize_size(
     tiny_clip, tiny_openvino, video_frames, batch
 ) -> None:
-    frames = _at_resize_size(_eight(video_frames)[:batch], tiny_clip.preprocess_cfg)
+    frames = at_resize_size(_eight(video_frames)[:batch], tiny_clip.preprocess_cfg)
     _check_equivalent(tiny_clip, tiny_openvino, frames, tokens=True)
     assert tiny_openvino.info.backend == "openvino" and tiny_clip.info.backend == "torch"
 
@@ -88,7 +78,7 @@ def test_openvino_matches_torch_on_full_size_frames(
 
 def test_numpy_preprocessing_gives_the_torch_paths_pixels(tiny_clip, video_frames) -> None:
     cfg = tiny_clip.preprocess_cfg
-    frames = np.stack(_at_resize_size(video_frames, cfg))
+    frames = np.stack(at_resize_size(video_frames, cfg))
     ours = frames_to_pixels(frames, cfg)
     reference = preprocess_frames(torch.from_numpy(frames), cfg, torch.device("cpu"),
                                   torch.float32)  # fmt: skip
@@ -98,7 +88,7 @@ def test_numpy_preprocessing_gives_the_torch_paths_pixels(tiny_clip, video_frame
 def test_the_openvino_path_runs_no_torch_operation_per_frame(
     tiny_clip, tiny_openvino, video_frames
 ) -> None:
-    frames = _at_resize_size(video_frames, tiny_openvino.preprocess_cfg)
+    frames = at_resize_size(video_frames, tiny_openvino.preprocess_cfg)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         tiny_openvino.embed(frames)
     # Only torch.from_numpy, which hands the results over as tensors (the `Encoder` API)
@@ -139,7 +129,7 @@ def test_the_default_family_runs_on_the_exporting_backends(tmp_path, video_frame
     reference = encoders.create_encoder("default", device="cpu", weights="random")
     openvino = encoders.create_encoder("default", weights="random", backend=backend,
                                        export_cache=tmp_path)  # fmt: skip
-    frames = _at_resize_size(_eight(video_frames), reference.preprocess_cfg)
+    frames = at_resize_size(_eight(video_frames), reference.preprocess_cfg)
     _check_equivalent(reference, openvino, frames, tokens=True)
 
 

@@ -26,16 +26,15 @@ from pathlib import Path
 
 import av
 import numpy as np
-import PIL.Image
 import pytest
 import torch
 import torch.nn.functional as F
+from media import at_resize_size
 
 import encoders
 from encoders.backends import backend
 from encoders.backends.calibration import Calibration
 from encoders.backends.frames import encode_frames
-from encoders.preprocess import resized_shape
 
 pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
 pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
@@ -51,15 +50,6 @@ TOKEN_ATOL = 1e-4
 INT8_MEAN_COSINE = 0.99
 INT8_SAME_TOP_TAG = 0.95
 BACKENDS = ("openvino", "onnxruntime")
-
-
-def _at_resize_size(frames: list[np.ndarray], cfg) -> list[np.ndarray]:
-    out = []
-    for frame in frames:
-        height, width = resized_shape(frame.shape[0], frame.shape[1], cfg)
-        image = PIL.Image.fromarray(frame).resize((width, height), PIL.Image.Resampling.BICUBIC)
-        out.append(np.asarray(image))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +81,7 @@ def test_fp32_backends_match_torch(_reused, video_frames, kind, model) -> None:
     encoder = _reused(kind, model)
     cfg = encoder.preprocess_cfg
     eight = [*video_frames, *(np.ascontiguousarray(f[:, ::-1]) for f in video_frames)]
-    resized = _at_resize_size(eight, cfg)
+    resized = at_resize_size(eight, cfg)
     expected, expected_full = encoder.encode(resized), encoder.embed(np.stack(eight))
     for name in BACKENDS:
         run = backend(name).runtime(encoder, None).run
@@ -117,7 +107,7 @@ def test_int8_keeps_the_embeddings_and_the_top_tag_on_a_held_out_clip(
 
     encoder = _reused("clip", "ViT-B/32")
     cfg = encoder.preprocess_cfg
-    frames = _at_resize_size(_frames(held_out_clip, 64), cfg)
+    frames = at_resize_size(_frames(held_out_clip, 64), cfg)
     labels = default_labels()
     text = encoder.embed_text([DEFAULT_PROMPT.format(label=label) for label in labels])
     expected = encoder.embed(frames)

@@ -10,31 +10,21 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import PIL.Image
 import pytest
 import torch
 import torch.nn.functional as F
+from media import at_resize_size
 
 import encoders
 from encoders.backends import choose_backend, family_backends, unsupported_reason
 from encoders.backends.calibration import Calibration
 from encoders.errors import CalibrationError, UnsupportedBackendError
-from encoders.preprocess import resized_shape
 
 pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
 
 MIN_COSINE = 0.9999  # fp32 against torch, the bar
 # Tokens, same pixels in: fp32 kernels summing in other orders; measured below 3e-6 on tiny.
 TOKEN_ATOL = 1e-4
-
-
-def _at_resize_size(frames: list[np.ndarray], cfg) -> list[np.ndarray]:
-    out = []
-    for frame in frames:
-        height, width = resized_shape(frame.shape[0], frame.shape[1], cfg)
-        image = PIL.Image.fromarray(frame).resize((width, height), PIL.Image.Resampling.BICUBIC)
-        out.append(np.asarray(image))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +37,7 @@ def tiny_onnx(tmp_path_factory) -> encoders.Encoder:
 
 @pytest.mark.parametrize("batch", [1, 4])
 def test_onnxruntime_matches_torch_on_real_frames(tiny_clip, tiny_onnx, video_frames, batch):
-    frames = _at_resize_size(video_frames[:batch], tiny_clip.preprocess_cfg)
+    frames = at_resize_size(video_frames[:batch], tiny_clip.preprocess_cfg)
     expected, got = tiny_clip.encode(frames), tiny_onnx.encode(frames)
     assert F.cosine_similarity(got.embeddings, expected.embeddings).min() >= MIN_COSINE
     torch.testing.assert_close(got.tokens, expected.tokens, atol=TOKEN_ATOL, rtol=0)
@@ -89,7 +79,7 @@ def test_int8_is_calibrated_on_the_clip_and_kept_beside_the_fp32_export(
                                    int8=True, calibration=calibration)  # fmt: skip
     names = sorted(p.name for p in (tmp_path / "cache" / backend).iterdir() if p.is_dir())
     assert len(names) == 2 and [n for n in names if "-int8-" in n]  # fp32 and int8, beside
-    frames = _at_resize_size(video_frames, tiny_clip.preprocess_cfg)
+    frames = at_resize_size(video_frames, tiny_clip.preprocess_cfg)
     cosine = F.cosine_similarity(int8.embed(frames), tiny_clip.embed(frames))
     assert cosine.min() >= 0.95 and cosine.mean() < 0.99999  # close, and really quantised
 
