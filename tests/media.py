@@ -94,6 +94,34 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
+def same_records(ours: str | Path, theirs: str | Path, tolerance: float = 2e-4) -> None:
+    """Assert two JSON Lines files hold the same records, numbers equal within `tolerance`.
+
+    For runs whose frames reach the encoder in other batches (a replica killed, a shard
+    restarted): a batch of another size can move an embedding by ~1e-7, enough to flip the
+    fourth decimal a score is rounded to. Everything that is not a number must be equal.
+    """
+    a, b = read_jsonl(ours), read_jsonl(theirs)
+    assert len(a) == len(b), (Path(ours).name, len(a), len(b))
+    for index, (x, y) in enumerate(zip(a, b, strict=True)):
+        _same(x, y, tolerance, f"{Path(ours).name} record {index}")
+
+
+def _same(x, y, tolerance: float, where: str) -> None:
+    if isinstance(x, float) or isinstance(y, float):
+        assert abs(x - y) <= tolerance, (where, x, y)
+    elif isinstance(x, dict) and isinstance(y, dict):
+        assert x.keys() == y.keys(), (where, sorted(x), sorted(y))
+        for key in x:
+            _same(x[key], y[key], tolerance, f"{where}.{key}")
+    elif isinstance(x, list) and isinstance(y, list):
+        assert len(x) == len(y), (where, x, y)
+        for index, (i, j) in enumerate(zip(x, y, strict=True)):
+            _same(i, j, tolerance, f"{where}[{index}]")
+    else:
+        assert x == y, (where, x, y)
+
+
 def damaged_copy(clip: Path, out: Path) -> Path:
     """`clip` with two 3000-byte runs in its middle overwritten by random bytes (seeded): a
     file whose packets there do not decode, the rest intact."""
