@@ -69,9 +69,10 @@ def test_the_onnx_export_is_cached_and_reloaded(tmp_path, tiny_clip, caplog) -> 
 @pytest.mark.slow  # an fp32 export and a quantisation each: 8-15 s
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
 def test_int8_is_calibrated_on_the_clip_and_kept_beside_the_fp32_export(
-    tmp_path, sample_clip, tiny_clip, video_frames, backend
+    tmp_path, sample_clip, tiny_clip, video_frames, backend, caplog
 ) -> None:
     pytest.importorskip("nncf", reason="the cpu extra (pip install 'streamer[cpu]')")
+    levels = [h.level for h in logging.getLogger().handlers]
     tiny_clip.save(tmp_path / "tiny.pt")  # the same weights on every backend
     calibration = Calibration(sample_clip, frames=16)
     int8 = encoders.create_encoder("clip", "tiny", weights=str(tmp_path / "tiny.pt"),
@@ -82,6 +83,11 @@ def test_int8_is_calibrated_on_the_clip_and_kept_beside_the_fp32_export(
     frames = at_resize_size(video_frames, tiny_clip.preprocess_cfg)
     cosine = F.cosine_similarity(int8.embed(frames), tiny_clip.embed(frames))
     assert cosine.min() >= 0.95 and cosine.mean() < 0.99999  # close, and really quantised
+    # Quantising leaves the process's logging as it was: NNCF's own level setter once raised
+    # the root's handlers to ERROR (pytest's capture among them: every later warning lost).
+    assert [h.level for h in logging.getLogger().handlers] == levels
+    logging.getLogger("streamer.test").warning("still heard")
+    assert "still heard" in caplog.text
 
 
 def test_int8_without_frames_or_on_an_unreadable_clip_names_the_file_and_the_fix(
