@@ -59,9 +59,8 @@ def test_int8_where_nothing_quantises_is_a_config_error(options, words) -> None:
 
 @pytest.mark.slow  # the tiny CLIP exported and quantised: about 10 s
 def test_encoders_export_int8_calibrates_and_a_bad_clip_names_the_fix(tmp_path, small_clip) -> None:
-    # A child process, as a user runs it: in this process the export left the log capture of
-    # later tests without their warnings (the camera and network tests failed after it, in
-    # one test run; the cause inside the ONNX export or NNCF was not found).
+    # A child process, as a user runs it (the command's exit code and stderr are what is
+    # checked).
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
     argv = [sys.executable, "-m", "streamer", "encoders", "export", "--backend", "onnxruntime",
             "--model", "tiny", "--weights", "random", "--int8"]  # fmt: skip
