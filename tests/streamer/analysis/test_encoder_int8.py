@@ -4,16 +4,13 @@ ahead of time by `streamer encoders export --int8`."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from streamer.analysis.worker import EncoderChoice
-from streamer.cli.main import build_parser
+from streamer.cli.main import build_parser, main
 from streamer.errors import ConfigError
 
 pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
@@ -58,23 +55,19 @@ def test_int8_where_nothing_quantises_is_a_config_error(options, words) -> None:
 
 
 @pytest.mark.slow  # the tiny CLIP exported and quantised: about 10 s
-def test_encoders_export_int8_calibrates_and_a_bad_clip_names_the_fix(tmp_path, small_clip) -> None:
-    # A child process, as a user runs it (the command's exit code and stderr are what is
-    # checked).
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
-    argv = [sys.executable, "-m", "streamer", "encoders", "export", "--backend", "onnxruntime",
-            "--model", "tiny", "--weights", "random", "--int8"]  # fmt: skip
-    done = subprocess.run([*argv, "--calibrate", str(small_clip)], env=env, capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    printed = done.stdout.strip()
+def test_encoders_export_int8_calibrates_and_a_bad_clip_names_the_fix(
+    tmp_path, monkeypatch, capsys, small_clip
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    argv = ["encoders", "export", "--backend", "onnxruntime", "--model", "tiny", "--weights",
+            "random", "--int8"]  # fmt: skip
+    assert main([*argv, "--calibrate", str(small_clip)]) == 0
+    printed = capsys.readouterr().out.strip()
     assert f"(int8 {small_clip.name} " in printed
     folder = Path(printed.rpartition(": ")[2])
     assert folder.name.startswith("clip-tiny-64px-int8-") and (folder / "image.onnx").is_file()
     assert len([p for p in folder.parent.iterdir() if p.is_dir()]) == 2  # and its fp32 source
-    done = subprocess.run([*argv, "--calibrate", str(tmp_path / "nope.mp4")], env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 1
-    err = done.stderr
+    assert main([*argv, "--calibrate", str(tmp_path / "nope.mp4")]) == 1
+    err = capsys.readouterr().err
     assert "cannot calibrate int8 on" in err and "nope.mp4" in err and "--calibrate PATH" in err
     assert "Traceback" not in err
