@@ -12,7 +12,9 @@ The table has each phase's end (median of `--rounds`), the first analysed frame 
 number issue 16 targets: <= 2 s warm) and the whole process, start to exit. Random weights: the
 start does not depend on them.
 
-Run:  python bench/startup.py [--backends torch,openvino] [--rounds 3] [--model ViT-B/32]
+Run:  python bench/startup.py [--backends default,torch,openvino] [--rounds 3] [--model ViT-B/32]
+
+"default" runs without `--backend`, as `streamer run clip.mp4 -o out.mp4` is typed.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ _ROW = re.compile(r"streamer:\s+(.+?)\s+(-?\d+\.\d+)\s+(-?\d+\.\d+)\s+(-?\d+\.\d
 def _command(clip: Path, out: Path, backend: str, args) -> list[str]:
     return [sys.executable, "-m", "streamer", "run", str(clip), "-o", str(out),
             "--encoder", "clip", "--model", args.model, "--weights", "random",
-            "--backend", backend, "--no-audio", "--no-progress", "--profile-startup",
-            *args.extra]  # fmt: skip
+            *(() if backend == "default" else ("--backend", backend)),
+            "--no-audio", "--no-progress", "--profile-startup", *args.extra]  # fmt: skip
 
 
 def _run(command: list[str], env: dict[str, str]) -> tuple[dict[str, float], float]:
@@ -68,7 +70,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--backends", default="torch,openvino", help="comma-separated")
+    parser.add_argument(
+        "--backends",
+        default="default,torch",
+        help="comma-separated; 'default': no --backend flag, as a user types it",
+    )
     parser.add_argument("--model", default="ViT-B/32")
     parser.add_argument("--rounds", type=int, default=3, help="warm runs per backend")
     parser.add_argument("extra", nargs="*", help="more `streamer run` options (after --)")

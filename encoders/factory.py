@@ -49,7 +49,8 @@ def create_encoder(
         device: torch device; None picks CUDA when available, else the CPU.
         precision: "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16" or "bf16".
         backend: what runs the image tower: "torch", "openvino", "onnxruntime" or "auto"
-            (`encoders.backends` says which needs what, and what "auto" picks).
+            (`encoders.backends` says which needs what, and what "auto" picks: torch in fp32
+            without `export_cache`).
         export_cache: folder for the exports a backend other than torch makes (converted once,
             loaded afterwards); None converts in memory on every call.
         int8: quantise the image tower to int8 (NNCF), calibrated on `calibration` (a
@@ -69,7 +70,8 @@ def create_encoder(
     """
     ref = parse_model_name(kind, model)
     named_device = None if device is None else str(device)
-    runner = choose_backend(backend, ref.kind, device=named_device, precision=precision, int8=int8)
+    runner = choose_backend(backend, ref.kind, device=named_device, precision=precision, int8=int8,
+                            cached=export_cache is not None)  # fmt: skip
     frames = _calibration(calibration) if int8 else None
     device, precision = runner.placement(device, precision)
 

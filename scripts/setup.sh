@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up streamer in a virtual environment (.venv) beside this script's repository.
-#   bash scripts/setup.sh          the package and its runtime dependencies
+#   bash scripts/setup.sh          the package, its runtime dependencies and OpenVINO (the cpu
+#                                  extra: the default --backend auto runs the encoder on it on
+#                                  a CPU, and later runs start without building the model)
 #   bash scripts/setup.sh --test   also the test tools, Ray, OpenVINO + NNCF and ONNX Runtime (the cluster, cpu and onnx extras), Debian's ffmpeg (ffprobe checks outputs)
 #                                  and GStreamer's RTSP server (the live-source tests' camera)
 #                                  and Debian's chromium (the web viewer's browser test)
@@ -67,7 +69,7 @@ if [ "$want_tests" = 1 ] && ! /usr/bin/python3 -c "$rtsp_check" >/dev/null 2>&1;
 fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-extras=""
+extras="[cpu]"
 # The tests also run the cluster (`--cluster`) on simulated Ray nodes, publish to MQTT
 # (`--mqtt`), show the viewer's WebRTC in Chromium and compare the OpenVINO and ONNX Runtime
 # backends (fp32 and int8) with torch: the `cluster`, `mqtt`, `webrtc`, `cpu` and `onnx` extras.

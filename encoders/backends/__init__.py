@@ -6,9 +6,12 @@
 `backend="auto"` picks OpenVINO on a CPU when it is installed and can run the encoder as asked
 (fp32 or int8, no torch.compile, a family that exports), else ONNX Runtime when that is
 installed and can, else torch; always torch on CUDA (int8 on CUDA: an error, torch does not
-quantise). A backend named outright that cannot run the encoder as asked is an
-`UnsupportedBackendError` naming the combination and the fix. The interface is
-`encoders.backends.base`.
+quantise). Two exceptions: without an export cache to keep the export in, "auto" picks torch
+in fp32 (converting at every start costs more than the faster forward saves), and int8 on a
+CPU without VNNI (AVX2 only) prefers ONNX Runtime, whose int8 kernels are about twice torch's
+speed there while OpenVINO's are not faster than fp32 (BENCHMARKS.md). A backend named
+outright that cannot run the encoder as asked is an `UnsupportedBackendError` naming the
+combination and the fix. The interface is `encoders.backends.base`.
 
 OpenVINO and ONNX Runtime both run the family's forward as `torch.export` captures it
 (`encoders.backends.capture`): a family whose forward exports (it lists "openvino" or
@@ -125,6 +128,7 @@ def choose_backend(
     precision: str = "auto",
     compile: bool = False,
     int8: bool = False,
+    cached: bool = True,
 ) -> Backend:
     """The backend that runs encoder `kind`: `name`, or for "auto" the best one that can.
 
@@ -134,6 +138,8 @@ def choose_backend(
         device: the device asked for; None: CUDA when available, else the CPU (for "auto"),
             the backend's own default otherwise.
         precision, compile, int8: as the encoder is asked to run.
+        cached: whether an export cache keeps what an exporting backend converts; without
+            one, "auto" picks torch for fp32 (it would convert at every start).
 
     Raises:
         UnsupportedBackendError: `name` is unknown, or cannot run the encoder as asked.
@@ -146,10 +152,38 @@ def choose_backend(
         raise UnsupportedBackendError(reason)
     if name != "auto":
         return backend(name)
-    for candidate in reversed(BACKENDS):
+    if not cached and not int8:
+        return _TABLE["torch"]
+    for candidate in _auto_order(int8):
         if unsupported_reason(candidate, kind, **asked) is None:
             return _TABLE[candidate]
     raise AssertionError("the torch backend runs everything in fp32")  # pragma: no cover
+
+
+def _auto_order(int8: bool) -> tuple[str, ...]:
+    """The backends "auto" tries, best first: OpenVINO, ONNX Runtime, torch; for int8 on a CPU
+    without VNNI, ONNX Runtime before OpenVINO."""
+    order = tuple(reversed(BACKENDS))
+    if int8 and not cpu_has_vnni():
+        order = ("onnxruntime", *(name for name in order if name != "onnxruntime"))
+    return order
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX), read
+    from /proc/cpuinfo; True where that cannot be read (not Linux): OpenVINO's default."""
+    from pathlib import Path
+
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+            break
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def _default_device() -> str:

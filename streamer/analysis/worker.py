@@ -48,9 +48,10 @@ class EncoderChoice:
             does nothing on a CPU); False: off (`encoders.acceleration.Acceleration`).
         compile: run the forward through torch.compile (off by default: compiling costs tens
             of seconds and was not measured to pay on top of CUDA graphs).
-        backend: what runs the image encoder: "torch", "openvino" (CPU), "onnxruntime" (CPU)
-            or "auto" (OpenVINO on a CPU when installed, else ONNX Runtime when installed,
-            else torch; `encoders.backends`).
+        backend: what runs the image encoder: "auto" (the default: OpenVINO on a CPU when
+            installed, else ONNX Runtime when installed, else torch; torch on CUDA, and in
+            fp32 without `export_cache`; `encoders.backends`), "torch", "openvino" (CPU) or
+            "onnxruntime" (CPU).
         int8: quantise the image encoder to int8 (OpenVINO or ONNX Runtime, NNCF's
             post-training quantisation), calibrated on `calibrate`; kept beside the fp32 export.
         calibrate: the video whose frames calibrate `int8`. None: the sample clip (the
@@ -99,11 +100,11 @@ class EncoderChoice:
                kind="toggle"),
     )  # fmt: skip
     backend: str = option(
-        "torch",
-        Option("--backend", "what runs the image encoder: torch | openvino (CPU: pip install "
-               "'streamer[cpu]') | onnxruntime (CPU: pip install 'streamer[onnx]') | auto "
-               "(openvino on a CPU when installed, else onnxruntime when installed, else torch)",
-               one_of(*BACKEND_CHOICES)),
+        "auto",
+        Option("--backend", "what runs the image encoder: auto (openvino on a CPU when "
+               "installed, else onnxruntime when installed, else torch; torch on CUDA and with "
+               "--no-cache) | torch | openvino (CPU: pip install 'streamer[cpu]') | onnxruntime "
+               "(CPU: pip install 'streamer[onnx]')", one_of(*BACKEND_CHOICES)),
     )  # fmt: skip
     int8: bool = option(
         False,
@@ -132,7 +133,8 @@ class EncoderChoice:
     @property
     def runs_on(self) -> str:
         """The backend that will run the encoder: `backend`, with "auto" decided."""
-        return choose_backend(self.backend, self.kind, **self._asked()).name
+        cached = self.export_cache is not None
+        return choose_backend(self.backend, self.kind, **self._asked(), cached=cached).name
 
     @property
     def acceleration(self) -> Acceleration:

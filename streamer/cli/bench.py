@@ -183,7 +183,8 @@ def _backend(spec: str, device: torch.device, args: argparse.Namespace) -> str:
     kind, model = parse_encoder_spec(spec)
     parse_model_name(kind, model)  # an unknown kind or model: the registry's own words
     return EncoderChoice(kind=kind, model=model, device=str(device), precision=args.precision,
-                         compile=args.compile, backend=args.backend).runs_on  # fmt: skip
+                         compile=args.compile, backend=args.backend,
+                         export_cache=str(cache_dir() / "exports")).runs_on  # fmt: skip
 
 
 def _write_json(path: str, data: object) -> None:

@@ -151,6 +151,11 @@ def test_auto_builds_an_openvino_encoder_on_a_cpu(tmp_path) -> None:
     encoder = encoders.create_encoder("clip", "tiny", weights="random", device="cpu",
                                       backend="auto", export_cache=tmp_path)  # fmt: skip
     assert encoder.info.backend == "openvino" and encoder.info.device == "cpu"
+    # no cache to keep the export in: auto keeps torch rather than convert at every start
+    assert choose_backend("auto", "clip", device="cpu", cached=False).name == "torch"
+    uncached = encoders.create_encoder("clip", "tiny", weights="random", device="cpu",
+                                       backend="auto")  # fmt: skip
+    assert uncached.info.backend == "torch"
 
 
 def test_without_openvino_auto_is_torch_and_openvino_says_what_to_install(monkeypatch) -> None:

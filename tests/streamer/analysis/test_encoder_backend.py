@@ -24,12 +24,36 @@ def _run_config(tmp_path, *flags: str):
     return config_from_args(args)
 
 
-def test_the_default_backend_is_torch_and_auto_is_decided_by_the_device() -> None:
-    assert EncoderChoice().backend == "torch" and EncoderChoice(device="cpu").runs_on == "torch"
-    assert EncoderChoice(backend="auto", device="cpu").runs_on == "openvino"
-    assert EncoderChoice(backend="auto", device="cuda").runs_on == "torch"
+def test_the_default_backend_is_auto_and_is_decided_by_the_device_and_the_cache() -> None:
+    cache = {"export_cache": "unused"}
+    assert EncoderChoice().backend == "auto"
+    assert EncoderChoice(device="cpu", **cache).runs_on == "openvino"
+    assert EncoderChoice(device="cuda", **cache).runs_on == "torch"
+    # no cache to keep the export: converting at every start costs more than it saves
+    assert EncoderChoice(device="cpu").runs_on == "torch"
     # torch.compile is torch's: asked for, auto keeps torch rather than refuse
-    assert EncoderChoice(backend="auto", device="cpu", compile=True).runs_on == "torch"
+    assert EncoderChoice(device="cpu", compile=True, **cache).runs_on == "torch"
+
+
+@pytest.mark.parametrize(("vnni", "expected"), [(True, "openvino"), (False, "onnxruntime")])
+def test_auto_int8_prefers_onnxruntime_on_a_cpu_without_vnni(monkeypatch, vnni, expected):
+    pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
+    import encoders.backends as backends
+
+    monkeypatch.setattr(backends, "cpu_has_vnni", lambda: vnni)
+    choice = EncoderChoice(device="cpu", int8=True)  # int8 exports, cache or not
+    assert choice.runs_on == expected
+
+
+def test_vnni_is_read_from_the_cpu_flags() -> None:
+    from encoders.backends import cpu_has_vnni
+
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        flags = next(line for line in lines if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo flags line on this machine (not x86 Linux)")
+    assert cpu_has_vnni() == bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags))
 
 
 @pytest.mark.parametrize(
