@@ -92,13 +92,14 @@ def create_encoder(
 def _locator_request(
     cache: ExportCache | None, runner: Any, frames: Calibration | None, *asked: Any
 ) -> ExportRequest | None:
-    """What the locator files the export under: for a backend that opens exports, in fp32 (the
-    request names no int8 variant, i.e. no calibration video, so an int8 run builds the model
-    and finds its export by the key); None: no warm path."""
-    if cache is None or not hasattr(runner, "open") or frames is not None:
+    """What the locator files the export under, for a backend that opens exports: in fp32, or
+    int8 calibrated on `frames` (the request names the calibration's variant); None: no warm
+    path."""
+    if cache is None or not hasattr(runner, "open"):
         return None
     kind, model, weights, precision = asked
-    return request_for(kind, model, weights, runner.name, precision)
+    variant = "fp32" if frames is None else frames.variant
+    return request_for(kind, model, weights, runner.name, precision, variant)
 
 
 def _remember(

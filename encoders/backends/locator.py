@@ -54,6 +54,8 @@ class ExportRequest:
         backend, backend_version: what runs it.
         precision: the precision it runs in.
         code: the versions of the libraries and a digest of this package's source.
+        variant: "fp32", or the int8 calibration's variant (`Calibration.variant`: the video's
+            name, size, a digest of its start, and the frame count).
     """
 
     kind: str
@@ -63,6 +65,7 @@ class ExportRequest:
     backend_version: str
     precision: str
     code: str
+    variant: str = "fp32"
 
     @property
     def digest(self) -> str:
@@ -97,10 +100,11 @@ def weights_identity(weights: str) -> str | None:
 
 
 def request_for(
-    kind: str, model: str | None, weights: str, backend: str, precision: str
+    kind: str, model: str | None, weights: str, backend: str, precision: str, variant: str = "fp32"
 ) -> ExportRequest | None:
     """The request of `create_encoder(kind, model, weights=..., backend=..., precision=...)`
-    for an installed backend; None when it has no identity (unreadable weights, no backend)."""
+    (with `int8=True`: `variant` names the calibration) for an installed backend; None when it
+    has no identity (unreadable weights, no backend)."""
     identity = weights_identity(weights)
     version = _version(backend)
     if identity is None or version is None:
@@ -108,6 +112,7 @@ def request_for(
     return ExportRequest(
         kind=kind.strip().lower(), model=(model or "").strip(), weights=identity,
         backend=backend, backend_version=version, precision=precision, code=_code(),
+        variant=variant,
     )  # fmt: skip
 
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -108,7 +109,18 @@ class OnnxRuntimeBackend:
         session = cache.load_or_build(key, build_fp32 if int8 is None else build_int8, load)
         logger.info("%s runs on ONNX Runtime %s (export %s)", what, ort.__version__,
                     cache.folder(key))  # fmt: skip
-        return OnnxRuntimeRuntime(session, f"ONNX Runtime {ort.__version__}, {cache.folder(key)}")
+        detail = f"ONNX Runtime {ort.__version__}, {cache.folder(key)}"
+        return OnnxRuntimeRuntime(session, detail, key)
+
+    def open(self, folder: Path, key: Any, compiled: Path) -> OnnxRuntimeRuntime:
+        """The runtime of an export found sound in the cache (`encoders.backends.locator`),
+        loaded without building the torch model (`compiled` is unused: ONNX Runtime optimises
+        the graph at every load, in well under a second for these models); any exception
+        means it is unusable."""
+        import onnxruntime as ort
+
+        session = _session(str(folder / _MODEL))
+        return OnnxRuntimeRuntime(session, f"ONNX Runtime {ort.__version__}, {folder}", key)
 
 
 def export_key(encoder: Encoder, variant: str = "fp32") -> ExportKey:
@@ -130,8 +142,9 @@ class OnnxRuntimeRuntime:
 
     backend = "onnxruntime"
 
-    def __init__(self, session: ort.InferenceSession, detail: str) -> None:
+    def __init__(self, session: ort.InferenceSession, detail: str, key: Any = None) -> None:
         self._session = session
+        self.export_key = key  # the cache's key (its weights digest), None when not cached
         self.detail = detail
 
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -173,12 +186,15 @@ def _save(model: onnx.ModelProto, path: Path) -> None:
 
 
 def _session(model: str | bytes) -> ort.InferenceSession:
-    """A CPU session with torch's thread count, one batch at a time."""
+    """A CPU session with torch's thread count (`openvino_backend.compile_config` says why),
+    one batch at a time; a process without torch (a run from a cached export) leaves the
+    count to ONNX Runtime."""
     import onnxruntime as ort
-    import torch
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only: its warnings are about its own graph passes

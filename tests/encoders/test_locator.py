@@ -115,3 +115,58 @@ def test_opening_a_cached_export_imports_no_torch(cache) -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             cwd=ROOT, env=env, timeout=120, check=True)  # fmt: skip
     assert result.stdout.split() == ["ExportedEncoder", "(2,", "64)", "False"], result.stderr
+
+
+# -- ONNX Runtime, and int8 -------------------------------------------------------------------
+
+
+def _subprocess_create(backend: str, cache: Path, calibrate: Path | None = None) -> list[str]:
+    """Create the tiny CLIP on `backend` from `cache` in a fresh process (int8 calibrated on 8
+    frames of `calibrate`, when given): [its class, whether torch was imported]."""
+    int8 = f", int8=True, calibration=Calibration({str(calibrate)!r}, 8)" if calibrate else ""
+    script = (
+        "import sys, numpy as np, encoders\n"
+        "from encoders.backends.calibration import Calibration\n"
+        f"enc = encoders.create_encoder('clip', 'tiny', weights='random', backend={backend!r}, "
+        f"export_cache={str(cache)!r}{int8})\n"
+        "enc.embed_array(np.zeros((2, 64, 64, 3), np.uint8))\n"
+        "print(type(enc).__name__, 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's encoders
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=ROOT, env=env, timeout=180, check=True)  # fmt: skip
+    return result.stdout.split()
+
+
+def test_onnxruntime_opens_its_export_without_building(tmp_path, video_frames) -> None:
+    pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
+    built = encoders.create_encoder("clip", "tiny", weights="random", backend="onnxruntime",
+                                    export_cache=tmp_path)  # fmt: skip
+    assert not isinstance(built, ExportedEncoder)
+    assert len(list((tmp_path / "locators").glob("onnxruntime-*.json"))) == 1
+    opened = encoders.create_encoder("clip", "tiny", weights="random", backend="onnxruntime",
+                                     export_cache=tmp_path)  # fmt: skip
+    assert isinstance(opened, ExportedEncoder) and opened.info == built.info
+    np.testing.assert_array_equal(opened.embed_array(video_frames), built.embed_array(video_frames))
+    assert _subprocess_create("onnxruntime", tmp_path) == ["ExportedEncoder", "False"]
+
+
+@pytest.mark.slow  # the tiny CLIP exported and quantised twice: about 20 s
+def test_an_int8_export_opens_without_building_until_the_calibration_changes(
+    tmp_path, small_clip, sample_clip, video_frames
+) -> None:
+    pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
+    pytest.importorskip("nncf", reason="the cpu extra (pip install 'streamer[cpu]')")
+    from encoders.backends.calibration import Calibration
+
+    def create(clip: Path):
+        return encoders.create_encoder("clip", "tiny", weights="random", backend="onnxruntime",
+                                       export_cache=tmp_path, int8=True,
+                                       calibration=Calibration(clip, frames=8))  # fmt: skip
+
+    built = create(small_clip)
+    opened = create(small_clip)
+    assert not isinstance(built, ExportedEncoder) and isinstance(opened, ExportedEncoder)
+    np.testing.assert_array_equal(opened.embed_array(video_frames), built.embed_array(video_frames))
+    assert _subprocess_create("onnxruntime", tmp_path, small_clip) == ["ExportedEncoder", "False"]
+    assert not isinstance(create(sample_clip), ExportedEncoder)  # another calibration: built
