@@ -51,7 +51,9 @@ VARIANTS = {
 }
 
 
-def _frames(path: Path, cfg: encoders.PreprocessConfig, count: int) -> list[np.ndarray]:
+def frames_at_resize_size(
+    path: Path, cfg: encoders.PreprocessConfig, count: int
+) -> list[np.ndarray]:
     """`count` real frames of `path`, spread over it, scaled to the encoder's resize size."""
     import av
     import PIL.Image
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         for threads in (int(t) for t in args.threads.split(",")):
             torch.set_num_threads(threads)
             built, builds[threads] = _build(args, Path(cache), calibration)
-            frames = _frames(held_out, built["torch"].preprocess_cfg, 16)
+            frames = frames_at_resize_size(held_out, built["torch"].preprocess_cfg, 16)
             agreement = _agreement(built, frames)
             _measure(built, frames, threads, args, medians)
     load_after = os.getloadavg()
