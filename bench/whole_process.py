@@ -20,7 +20,8 @@ Ratios (the targets of issue 16 in brackets): every frame analysed, streamer / n
 (>= 2.5x); default rate, streamer / floor (>= 0.85). Random weights: speed does not depend on
 them.
 
-Run:  python bench/whole_process.py [--loops 4] [--backends torch,openvino] [--rounds 2]
+Run:  python bench/whole_process.py [--loops 4] [--backends torch,openvino,onnxruntime+int8]
+                                   [--rounds 2]
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ RATES = {"2 fps": "2", "every frame": "all"}
 def _command(mode: str, backend: str | None, rate: str, clip: Path, out: Path, args) -> list[str]:
     """The child's command line for one mode at one rate."""
     if mode == "streamer":
+        name, _, variant = (backend or "").partition("+")  # "onnxruntime+int8": --int8
         return [sys.executable, "-m", "streamer", "run", str(clip), "-o", str(out),
                 "--encoder", "clip", "--model", args.model, "--weights", "random",
-                "--device", "cpu", "--backend", backend, "--analyze-fps", rate,
-                "--preset", args.preset, "--no-audio"]  # fmt: skip
+                "--device", "cpu", "--backend", name, *(["--int8"] if variant == "int8" else []),
+                "--analyze-fps", rate, "--preset", args.preset, "--no-audio"]  # fmt: skip
     config = ModeConfig(
         mode="floor+draw" if mode == "floor" else "naive",
         clip=str(clip),
@@ -87,7 +89,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--loops", type=int, default=4, help="sample clip repeated this many times")
-    parser.add_argument("--backends", default="torch,openvino", help="comma-separated")
+    parser.add_argument(
+        "--backends",
+        default="torch,openvino",
+        help="comma-separated; BACKEND+int8 adds --int8 (calibrated on the clip)",
+    )
     parser.add_argument("--model", default="ViT-B/32")
     parser.add_argument("--preset", default="veryfast")
     parser.add_argument("--rounds", type=int, default=2)
