@@ -82,10 +82,13 @@ class CompiledForward:
         *,
         static: bool = False,
     ):
+        from encoders.backends.capture import EXPORT_LOCK
+
         self._eager = forward
-        self._compiled: Callable[[torch.Tensor], Outputs] | None = torch.compile(
-            forward, backend=backend, mode=mode, dynamic=False if static else None
-        )
+        with EXPORT_LOCK:  # during another thread's torch.export, torch.compile is ignored
+            self._compiled: Callable[[torch.Tensor], Outputs] | None = torch.compile(
+                forward, backend=backend, mode=mode, dynamic=False if static else None
+            )
         self._backend = backend
 
     @property

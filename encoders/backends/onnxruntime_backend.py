@@ -161,14 +161,17 @@ def export_image_tower(encoder: Encoder) -> onnx.ModelProto:
     """
     import torch
 
-    from encoders.backends.capture import capture_image_tower
+    from encoders.backends.capture import EXPORT_LOCK, capture_image_tower
     from encoders.errors import UnsupportedBackendError
 
-    program = capture_image_tower(encoder, "onnxruntime")
     try:
-        exported = torch.onnx.export(program, dynamo=True, input_names=[_INPUT],
-                                     output_names=list(_OUTPUTS), optimize=True,
-                                     verbose=False)  # fmt: skip
+        with EXPORT_LOCK:  # the exporter decomposes the program: torch's global tables
+            program = capture_image_tower(encoder, "onnxruntime")
+            exported = torch.onnx.export(program, dynamo=True, input_names=[_INPUT],
+                                         output_names=list(_OUTPUTS), optimize=True,
+                                         verbose=False)  # fmt: skip
+    except UnsupportedBackendError:
+        raise
     except Exception as exc:  # the exporter's many error types: all mean "cannot convert"
         raise UnsupportedBackendError(
             f"{encoder.kind} {encoder.info.model!r} cannot be converted to ONNX "

@@ -167,10 +167,11 @@ def export_image_tower(encoder: Encoder) -> ov.Model:
     """
     import openvino as ov
 
-    from encoders.backends.capture import capture_image_tower
+    from encoders.backends.capture import EXPORT_LOCK, capture_image_tower
 
     size = encoder.preprocess_cfg.size
-    model = ov.convert_model(capture_image_tower(encoder, "openvino"))
+    with EXPORT_LOCK:  # the conversion decomposes the program: torch's global tables
+        model = ov.convert_model(capture_image_tower(encoder, "openvino"))
     model.reshape({model.input(0): ov.PartialShape([-1, 3, size, size])})
     return model
 

@@ -199,3 +199,25 @@ def test_a_family_without_an_export_names_the_backends_it_has(tiny_clip) -> None
         assert choose_backend("auto", "torchonly", device="cpu").name == "torch"
     finally:
         unregister_family("torchonly")
+
+
+# -- two exports in one process -----------------------------------------------------------------
+
+
+@pytest.mark.slow  # two tiny exports side by side, twice: about 20 s
+def test_exports_on_two_threads_of_one_process_both_succeed(tmp_path) -> None:
+    # torch.export's decompositions change torch's global operator tables: without
+    # `capture.EXPORT_LOCK`, two at once fail ("Trying to override a python impl ...").
+    from concurrent.futures import ThreadPoolExecutor
+
+    pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
+
+    def export(backend: str):
+        return encoders.create_encoder(
+            "clip", "tiny", weights="random", device="cpu", backend=backend
+        )  # fmt: skip (in memory: no cache)
+
+    for _ in range(2):
+        with ThreadPoolExecutor(2) as pool:
+            built = list(pool.map(export, ["openvino", "onnxruntime"]))
+        assert [encoder.info.backend for encoder in built] == ["openvino", "onnxruntime"]
