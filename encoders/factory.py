@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from encoders.backends import choose_backend
 from encoders.backends.calibration import Calibration
-from encoders.backends.export_cache import ExportCache
+from encoders.backends.export_cache import ExportCache, writable
 from encoders.backends.locator import ExportRequest, find_export, request_for, write_locator
-from encoders.errors import CalibrationError
+from encoders.errors import CalibrationError, UnsupportedBackendError
 from encoders.exported import ExportedEncoder, card_of
 from encoders.registry import family, parse_model_name
 
@@ -50,7 +50,7 @@ def create_encoder(
         precision: "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16" or "bf16".
         backend: what runs the image tower: "torch", "openvino", "onnxruntime" or "auto"
             (`encoders.backends` says which needs what, and what "auto" picks: torch in fp32
-            without `export_cache`).
+            without an `export_cache` it can write).
         export_cache: folder for the exports a backend other than torch makes (converted once,
             loaded afterwards); None converts in memory on every call.
         int8: quantise the image tower to int8 (NNCF), calibrated on `calibration` (a
@@ -63,15 +63,23 @@ def create_encoder(
         UnknownEncoderError: unknown kind or model; the message lists the valid names.
         WeightsUnavailableError: weights neither cached nor downloadable, or a missing path.
         UnsupportedBackendError: the backend cannot run this encoder on this device or
-            precision (or is not installed); the message names the fix.
+            precision (or is not installed), or cannot write `export_cache`; the message
+            names the fix.
         CalibrationError: `int8` without a calibration video, or one that cannot be read.
 
     Example: `create_encoder("clip", "tiny", weights="random", device="cpu").info.dim` is 64.
     """
     ref = parse_model_name(kind, model)
     named_device = None if device is None else str(device)
+    cached = export_cache is not None and writable(export_cache)
     runner = choose_backend(backend, ref.kind, device=named_device, precision=precision, int8=int8,
-                            cached=export_cache is not None)  # fmt: skip
+                            cached=cached)  # fmt: skip
+    if export_cache is not None and not cached and runner.name != "torch":
+        raise UnsupportedBackendError(
+            f"the export cache {str(export_cache)!r} cannot be written, and backend "
+            f"{runner.name!r} keeps its export there: make it writable, point XDG_CACHE_HOME "
+            "at a writable folder, or run with --no-cache (converts at every start)"
+        )
     frames = _calibration(calibration) if int8 else None
     device, precision = runner.placement(device, precision)
 

@@ -6,12 +6,13 @@
 `backend="auto"` picks OpenVINO on a CPU when it is installed and can run the encoder as asked
 (fp32 or int8, no torch.compile, a family that exports), else ONNX Runtime when that is
 installed and can, else torch; always torch on CUDA (int8 on CUDA: an error, torch does not
-quantise). Two exceptions: without an export cache to keep the export in, "auto" picks torch
-in fp32 (converting at every start costs more than the faster forward saves), and int8 on a
-CPU without VNNI (AVX2 only) prefers ONNX Runtime, whose int8 kernels are about twice torch's
-speed there while OpenVINO's are not faster than fp32 (BENCHMARKS.md). A backend named
-outright that cannot run the encoder as asked is an `UnsupportedBackendError` naming the
-combination and the fix. The interface is `encoders.backends.base`.
+quantise). Two exceptions: without an export cache to keep the export in (or with one it
+cannot write), "auto" picks torch in fp32 (converting at every start costs more than the
+faster forward saves), and int8 on a CPU without VNNI (AVX2 only) prefers ONNX Runtime, whose
+int8 kernels are about twice torch's speed there while OpenVINO's are not faster than fp32
+(BENCHMARKS.md). A backend named outright that cannot run the encoder as asked is an
+`UnsupportedBackendError` naming the combination and the fix. The interface is
+`encoders.backends.base`.
 
 OpenVINO and ONNX Runtime both run the family's forward as `torch.export` captures it
 (`encoders.backends.capture`): a family whose forward exports (it lists "openvino" or

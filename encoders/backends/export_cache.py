@@ -37,7 +37,7 @@ try:
 except ImportError:  # Windows: no advisory locks; a race then only costs a second export
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["ExportCache", "ExportKey", "code_identity", "state_dict_digest"]
+__all__ = ["ExportCache", "ExportKey", "code_identity", "state_dict_digest", "writable"]
 
 logger = logging.getLogger("encoders")
 
@@ -99,6 +99,15 @@ def state_dict_digest(tensors: Iterable[tuple[str, Any]]) -> str:
         digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
         digest.update(memoryview(data.reshape(-1).view(torch.uint8).numpy()))
     return digest.hexdigest()
+
+
+def writable(root: str | os.PathLike[str]) -> bool:
+    """Whether an export cache at `root` can be written: the folder, or the nearest folder
+    above it that exists (it is created on the first export), is writable. Creates nothing."""
+    path = Path(root).expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
 
 
 def code_identity(*classes: type) -> str:

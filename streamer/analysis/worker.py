@@ -50,8 +50,8 @@ class EncoderChoice:
             of seconds and was not measured to pay on top of CUDA graphs).
         backend: what runs the image encoder: "auto" (the default: OpenVINO on a CPU when
             installed, else ONNX Runtime when installed, else torch; torch on CUDA, and in
-            fp32 without `export_cache`; `encoders.backends`), "torch", "openvino" (CPU) or
-            "onnxruntime" (CPU).
+            fp32 without an `export_cache` it can write; `encoders.backends`), "torch",
+            "openvino" (CPU) or "onnxruntime" (CPU).
         int8: quantise the image encoder to int8 (OpenVINO or ONNX Runtime, NNCF's
             post-training quantisation), calibrated on `calibrate`; kept beside the fp32 export.
         calibrate: the video whose frames calibrate `int8`. None: the sample clip (the
@@ -133,7 +133,9 @@ class EncoderChoice:
     @property
     def runs_on(self) -> str:
         """The backend that will run the encoder: `backend`, with "auto" decided."""
-        cached = self.export_cache is not None
+        from encoders.backends.export_cache import writable
+
+        cached = self.export_cache is not None and writable(self.export_cache)
         return choose_backend(self.backend, self.kind, **self._asked(), cached=cached).name
 
     @property

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from encoders.errors import EncoderError
 from streamer.analysis.worker import EncoderChoice, load_encoder
 from streamer.cli.main import build_parser, main
 from streamer.errors import ConfigError
@@ -33,6 +34,26 @@ def test_the_default_backend_is_auto_and_is_decided_by_the_device_and_the_cache(
     assert EncoderChoice(device="cpu").runs_on == "torch"
     # torch.compile is torch's: asked for, auto keeps torch rather than refuse
     assert EncoderChoice(device="cpu", compile=True, **cache).runs_on == "torch"
+
+
+def test_auto_keeps_torch_when_the_cache_cannot_be_written(tmp_path) -> None:
+    blocker = tmp_path / "a file"
+    blocker.write_text("")  # a cache "inside" a file: no user, root included, can create it
+    assert EncoderChoice(device="cpu", export_cache=str(blocker / "exports")).runs_on == "torch"
+    deep = tmp_path / "not" / "made" / "yet"  # created on the first export
+    assert EncoderChoice(device="cpu", export_cache=str(deep)).runs_on == "openvino"
+    assert not deep.parent.exists()  # deciding creates nothing
+    with pytest.raises(EncoderError, match=r"cannot be written.*--no-cache"):  # named outright
+        load_encoder(
+            EncoderChoice(
+                "clip",
+                "tiny",
+                weights="random",
+                device="cpu",
+                backend="openvino",
+                export_cache=str(blocker / "exports"),
+            )
+        )
 
 
 @pytest.mark.parametrize(("vnni", "expected"), [(True, "openvino"), (False, "onnxruntime")])
