@@ -131,6 +131,20 @@ class ExportedEncoder:
         return int(self._card["info"]["token_dim"])
 
     @property
+    def device(self) -> torch.device:
+        """The CPU: where the exporting backends run (`Encoder.device`, for torch callers)."""
+        import torch
+
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """float32: the model input the export takes (`Encoder.dtype`, for torch callers)."""
+        import torch
+
+        return torch.float32
+
+    @property
     def runtime(self) -> ImageRuntime:
         """What runs the image tower."""
         return self._runtime

@@ -48,9 +48,8 @@ def create_encoder(
             design: "pretrained" gives its (labelled) random weights.
         device: torch device; None picks CUDA when available, else the CPU.
         precision: "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16" or "bf16".
-        backend: what runs the image tower: "torch", "openvino", "onnxruntime" or "auto"
-            (`encoders.backends` says which needs what, and what "auto" picks: torch in fp32
-            without an `export_cache` it can write).
+        backend: "torch", "openvino", "onnxruntime" or "auto" (`encoders.backends` says which
+            needs what, and what "auto" picks: fp32 torch without a writable `export_cache`).
         export_cache: folder for the exports a backend other than torch makes (converted once,
             loaded afterwards); None converts in memory on every call.
         int8: quantise the image tower to int8 (NNCF), calibrated on `calibration` (a
@@ -63,23 +62,14 @@ def create_encoder(
         UnknownEncoderError: unknown kind or model; the message lists the valid names.
         WeightsUnavailableError: weights neither cached nor downloadable, or a missing path.
         UnsupportedBackendError: the backend cannot run this encoder on this device or
-            precision (or is not installed), or cannot write `export_cache`; the message
-            names the fix.
+            precision, is not installed, or cannot write `export_cache`; it names the fix.
         CalibrationError: `int8` without a calibration video, or one that cannot be read.
 
     Example: `create_encoder("clip", "tiny", weights="random", device="cpu").info.dim` is 64.
     """
     ref = parse_model_name(kind, model)
     named_device = None if device is None else str(device)
-    cached = export_cache is not None and writable(export_cache)
-    runner = choose_backend(backend, ref.kind, device=named_device, precision=precision, int8=int8,
-                            cached=cached)  # fmt: skip
-    if export_cache is not None and not cached and runner.name != "torch":
-        raise UnsupportedBackendError(
-            f"the export cache {str(export_cache)!r} cannot be written, and backend "
-            f"{runner.name!r} keeps its export there: make it writable, point XDG_CACHE_HOME "
-            "at a writable folder, or run with --no-cache (converts at every start)"
-        )
+    runner = _runner(backend, ref.kind, named_device, precision, int8, export_cache)
     frames = _calibration(calibration) if int8 else None
     device, precision = runner.placement(device, precision)
 
@@ -95,6 +85,23 @@ def create_encoder(
         encoder.run_on(runtime)
         _remember(cache, request, runtime, encoder)
     return encoder
+
+
+def _runner(
+    backend: str, kind: str, device: str | None, precision: str, int8: bool, export_cache: Any
+) -> Any:
+    """The backend that runs the encoder (`choose_backend`, told whether the cache can keep an
+    export); one that exports, with a cache it cannot write, is refused with the fix."""
+    cached = export_cache is not None and writable(export_cache)
+    runner = choose_backend(backend, kind, device=device, precision=precision, int8=int8,
+                            cached=cached)  # fmt: skip
+    if export_cache is not None and not cached and runner.name != "torch":
+        raise UnsupportedBackendError(
+            f"the export cache {str(export_cache)!r} cannot be written, and backend "
+            f"{runner.name!r} keeps its export there: make it writable, point XDG_CACHE_HOME "
+            "at a writable folder, or run with --no-cache (converts at every start)"
+        )
+    return runner
 
 
 def _locator_request(

@@ -35,6 +35,7 @@ __all__ = [
     "ImageRuntime",
     "backend",
     "choose_backend",
+    "cpu_has_vnni",
     "family_backends",
     "unsupported_reason",
 ]
