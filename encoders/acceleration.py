@@ -82,7 +82,7 @@ class CompiledForward:
         *,
         static: bool = False,
     ):
-        from encoders.backends.capture import EXPORT_LOCK
+        from encoders.export_lock import EXPORT_LOCK
 
         self._eager = forward
         with EXPORT_LOCK:  # during another thread's torch.export, torch.compile is ignored

@@ -14,8 +14,9 @@ DINOv2 (its shape checks become constants) and converts slower.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
+
+from encoders.export_lock import EXPORT_LOCK
 
 if TYPE_CHECKING:
     import torch
@@ -23,17 +24,9 @@ if TYPE_CHECKING:
     from encoders.backends.export_cache import ExportKey
     from encoders.base import Encoder
 
-__all__ = ["EXPORT_LOCK", "MAX_BATCH", "capture_image_tower", "export_key"]
+__all__ = ["MAX_BATCH", "capture_image_tower", "export_key"]
 
 MAX_BATCH = 4096  # the captured program's upper bound of the dynamic batch dimension
-
-#: Held by every capture and conversion (and by `torch.compile`'s set-up): `torch.export`, and
-#: the converters that decompose its programs, change torch's global operator tables while they
-#: work, so two at once in one process fail ("Trying to override a python impl for
-#: DispatchKey...") and a `torch.compile` meanwhile is silently ignored. Two can meet in one
-#: process: a run that failed early leaves its model load (a daemon thread) exporting while
-#: the next run starts, or an application creates two encoders on two threads.
-EXPORT_LOCK = threading.RLock()
 
 
 def export_key(encoder: Encoder, backend: str, backend_version: str, variant: str = "fp32"

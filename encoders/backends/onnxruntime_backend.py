@@ -161,8 +161,9 @@ def export_image_tower(encoder: Encoder) -> onnx.ModelProto:
     """
     import torch
 
-    from encoders.backends.capture import EXPORT_LOCK, capture_image_tower
+    from encoders.backends.capture import capture_image_tower
     from encoders.errors import UnsupportedBackendError
+    from encoders.export_lock import EXPORT_LOCK
 
     try:
         with EXPORT_LOCK:  # the exporter decomposes the program: torch's global tables

@@ -167,7 +167,8 @@ def export_image_tower(encoder: Encoder) -> ov.Model:
     """
     import openvino as ov
 
-    from encoders.backends.capture import EXPORT_LOCK, capture_image_tower
+    from encoders.backends.capture import capture_image_tower
+    from encoders.export_lock import EXPORT_LOCK
 
     size = encoder.preprocess_cfg.size
     with EXPORT_LOCK:  # the conversion decomposes the program: torch's global tables

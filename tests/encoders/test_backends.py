@@ -207,7 +207,7 @@ def test_a_family_without_an_export_names_the_backends_it_has(tiny_clip) -> None
 @pytest.mark.slow  # two tiny exports side by side, twice: about 20 s
 def test_exports_on_two_threads_of_one_process_both_succeed(tmp_path) -> None:
     # torch.export's decompositions change torch's global operator tables: without
-    # `capture.EXPORT_LOCK`, two at once fail ("Trying to override a python impl ...").
+    # `encoders.export_lock.EXPORT_LOCK`, two at once fail ("Trying to override a python impl ...").
     from concurrent.futures import ThreadPoolExecutor
 
     pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
