@@ -166,8 +166,11 @@ def _row(
     frame_size: tuple[int, int] | None,
 ) -> EncoderRow:
     info = encoder.info
-    module = encoder.module
-    size = sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+    module = getattr(encoder, "module", None)
+    if module is None:  # opened from the export cache, no torch model: the export runs fp32
+        size = info.num_params * 4
+    else:
+        size = sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
     return EncoderRow(
         encoder=spec,
         device=info.device,
