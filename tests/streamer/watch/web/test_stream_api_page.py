@@ -36,7 +36,10 @@ async def test_the_page_shows_a_stream_added_and_drops_one_removed(
         run_pipeline(config, encoder=tiny_encoder, stop=stop, observers=[viewer])
     )
     try:
-        await wait_until(lambda: viewer.run is not None or run.done(), 60, "the viewer is up")
+        # the url, not the run: the viewer has the run before its server listens
+        await wait_until(lambda: viewer.url is not None or run.done(), 60, "the viewer is up")
+        if run.done():
+            run.result()  # the run's own error, not a missing url
         url = viewer.url.rstrip("/")
         async with (
             Chromium.launch(width=1280, height=800) as browser,
