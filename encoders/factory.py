@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from encoders.backends import choose_backend
 from encoders.backends.calibration import Calibration
-from encoders.backends.export_cache import ExportCache, writable
+from encoders.backends.export_cache import ExportCache, keeps_exports
 from encoders.backends.locator import ExportRequest, find_export, request_for, write_locator
 from encoders.errors import CalibrationError, UnsupportedBackendError
 from encoders.exported import ExportedEncoder, card_of
@@ -92,7 +92,7 @@ def _runner(
 ) -> Any:
     """The backend that runs the encoder (`choose_backend`, told whether the cache can keep an
     export); one that exports, with a cache it cannot write, is refused with the fix."""
-    cached = export_cache is not None and writable(export_cache)
+    cached = keeps_exports(export_cache)
     runner = choose_backend(backend, kind, device=device, precision=precision, int8=int8,
                             cached=cached)  # fmt: skip
     if export_cache is not None and not cached and runner.name != "torch":

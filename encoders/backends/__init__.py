@@ -21,6 +21,8 @@ OpenVINO and ONNX Runtime both run the family's forward as `torch.export` captur
 
 from __future__ import annotations
 
+import functools
+
 from encoders.backends.base import Backend, ImageRuntime
 from encoders.backends.onnxruntime_backend import OnnxRuntimeBackend
 from encoders.backends.openvino_backend import OpenVinoBackend
@@ -171,21 +173,18 @@ def _auto_order(int8: bool) -> tuple[str, ...]:
     return order
 
 
+@functools.cache
 def cpu_has_vnni() -> bool:
     """Whether this CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX), read
-    from /proc/cpuinfo; True where that cannot be read (not Linux): OpenVINO's default."""
+    from /proc/cpuinfo once; True where that cannot be read (not Linux): OpenVINO's default."""
     from pathlib import Path
 
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
         return True
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-            break
-    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    flags = next((line.partition(":")[2].split() for line in lines if line.startswith("flags")), [])
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags))
 
 
 def _default_device() -> str:

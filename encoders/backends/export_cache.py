@@ -37,7 +37,7 @@ try:
 except ImportError:  # Windows: no advisory locks; a race then only costs a second export
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["ExportCache", "ExportKey", "code_identity", "state_dict_digest", "writable"]
+__all__ = ["ExportCache", "ExportKey", "code_identity", "keeps_exports", "state_dict_digest"]
 
 logger = logging.getLogger("encoders")
 
@@ -101,9 +101,12 @@ def state_dict_digest(tensors: Iterable[tuple[str, Any]]) -> str:
     return digest.hexdigest()
 
 
-def writable(root: str | os.PathLike[str]) -> bool:
-    """Whether an export cache at `root` can be written: the folder, or the nearest folder
-    above it that exists (it is created on the first export), is writable. Creates nothing."""
+def keeps_exports(root: str | os.PathLike[str] | None) -> bool:
+    """Whether an export cache at `root` can keep an export: there is one (None: no cache) and
+    it can be written (the folder, or the nearest folder above it that exists: it is created
+    on the first export). Creates nothing."""
+    if root is None:
+        return False
     path = Path(root).expanduser().absolute()
     while not path.exists() and path != path.parent:
         path = path.parent

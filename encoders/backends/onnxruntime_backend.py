@@ -165,20 +165,18 @@ def export_image_tower(encoder: Encoder) -> onnx.ModelProto:
     from encoders.errors import UnsupportedBackendError
     from encoders.export_lock import EXPORT_LOCK
 
-    try:
-        with EXPORT_LOCK:  # the exporter decomposes the program: torch's global tables
-            program = capture_image_tower(encoder, "onnxruntime")
+    with EXPORT_LOCK:  # the exporter decomposes the program: torch's global tables
+        program = capture_image_tower(encoder, "onnxruntime")
+        try:
             exported = torch.onnx.export(program, dynamo=True, input_names=[_INPUT],
                                          output_names=list(_OUTPUTS), optimize=True,
                                          verbose=False)  # fmt: skip
-    except UnsupportedBackendError:
-        raise
-    except Exception as exc:  # the exporter's many error types: all mean "cannot convert"
-        raise UnsupportedBackendError(
-            f"{encoder.kind} {encoder.info.model!r} cannot be converted to ONNX "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0]}); use backend 'openvino' or "
-            "'torch'"
-        ) from exc
+        except Exception as exc:  # the exporter's many error types: all mean "cannot convert"
+            raise UnsupportedBackendError(
+                f"{encoder.kind} {encoder.info.model!r} cannot be converted to ONNX "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0]}); use backend 'openvino' "
+                "or 'torch'"
+            ) from exc
     return exported.model_proto
 
 

@@ -133,9 +133,9 @@ class EncoderChoice:
     @property
     def runs_on(self) -> str:
         """The backend that will run the encoder: `backend`, with "auto" decided."""
-        from encoders.backends.export_cache import writable
+        from encoders.backends.export_cache import keeps_exports
 
-        cached = self.export_cache is not None and writable(self.export_cache)
+        cached = keeps_exports(self.export_cache)
         return choose_backend(self.backend, self.kind, **self._asked(), cached=cached).name
 
     @property
