@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from encoders.abandon import check_abandoned
 from encoders.backends import choose_backend
 from encoders.backends.calibration import Calibration
 from encoders.backends.export_cache import ExportCache, keeps_exports
 from encoders.backends.locator import ExportRequest, find_export, request_for, write_locator
 from encoders.errors import CalibrationError, UnsupportedBackendError
 from encoders.exported import ExportedEncoder, card_of
-from encoders.registry import family, parse_model_name
+from encoders.registry import ModelRef, family, parse_model_name
 
 if TYPE_CHECKING:
     import torch
@@ -73,9 +75,7 @@ def create_encoder(
     frames = _calibration(calibration) if int8 else None
     device, precision = runner.placement(device, precision)
 
-    def build() -> Encoder:
-        return family(ref.kind).create(ref, device, weights=weights, precision=precision)
-
+    build = functools.partial(_build, ref, device, weights, precision)
     cache = ExportCache(export_cache) if export_cache is not None else None
     request = _locator_request(cache, runner, frames, kind, model, weights, precision)
     if request is not None and (opened := _open_cached(runner, cache, request, build)):
@@ -85,6 +85,15 @@ def create_encoder(
         encoder.run_on(runtime)
         _remember(cache, request, runtime, encoder)
     return encoder
+
+
+def _build(ref: ModelRef, device: Any, weights: str, precision: str) -> Encoder:
+    """The family's torch model; a load given up on (`encoders.abandon`) stops before and
+    after it (a large model takes seconds to build, its export longer)."""
+    check_abandoned()
+    built = family(ref.kind).create(ref, device, weights=weights, precision=precision)
+    check_abandoned()
+    return built
 
 
 def _runner(

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from encoders.abandon import check_abandoned
 from encoders.errors import CalibrationError, UnsupportedBackendError
 
 if TYPE_CHECKING:
@@ -175,6 +176,7 @@ def quantize(
             "int8 (--int8) needs the nncf package, which is not installed: pip install "
             "'streamer[cpu]' (or pip install nncf), or drop --int8"
         )
+    check_abandoned()  # calibrating takes tens of seconds
     import nncf
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters,

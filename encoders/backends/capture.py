@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from encoders.abandon import check_abandoned
 from encoders.export_lock import EXPORT_LOCK
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ def capture_image_tower(encoder: Encoder, backend: str) -> torch.export.Exported
     example = torch.zeros(2, 3, size, size)  # 2, not 1: torch.export specialises a size of 1
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     with EXPORT_LOCK, torch.inference_mode(False), torch.no_grad():
+        check_abandoned()  # also after waiting for another thread's export
         try:
             return torch.export.export(
                 ImageTower(encoder), (example,), dynamic_shapes=({0: batch},), strict=False

@@ -25,6 +25,7 @@ module loads no torch: a process that only submits frames and reads results neve
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
@@ -378,18 +379,29 @@ def start_local_encoder_service(
     Must be called on the event loop.
     """
     loop = asyncio.get_running_loop()
+    abandoned = threading.Event()  # set when the caller gives up waiting: the load stops
     if encoder is not None:
         loading: asyncio.Future[Encoder] = loop.create_future()
         loading.set_result(encoder)
     else:
-        loading = start_in_thread(_load_encoder, choice, name="encoder-load")
-    return loop.create_task(_service_of(loading, policy))
+        loading = start_in_thread(_load_encoder, choice, abandoned, name="encoder-load")
+    task = loop.create_task(_service_of(loading, policy))
+
+    def given_up(done: asyncio.Task[LocalEncoderService]) -> None:
+        if done.cancelled():  # (a task cancelled before it ran never awaited `loading`)
+            abandoned.set()
+            loading.cancel()  # its outcome, LoadAbandoned included, goes nowhere
+
+    task.add_done_callback(given_up)
+    return task
 
 
-def _load_encoder(choice: EncoderChoice) -> Encoder:
+def _load_encoder(choice: EncoderChoice, abandoned: threading.Event) -> Encoder:
+    from encoders.abandon import abandonable
     from streamer.analysis.worker import load_encoder  # torch, where it is needed: here
 
-    return load_encoder(choice)
+    with abandonable(abandoned):
+        return load_encoder(choice)
 
 
 async def _service_of(loading: Awaitable[Encoder], policy: BatchPolicy) -> LocalEncoderService:
@@ -398,7 +410,8 @@ async def _service_of(loading: Awaitable[Encoder], policy: BatchPolicy) -> Local
 
 def abandon(loading: asyncio.Task[LocalEncoderService] | None) -> None:
     """The run failed before it needed the service it started: stop waiting for its encoder
-    (the load's thread ends on its own, unwaited), or close the service it made."""
+    (the load's thread stops before its next costly step: `encoders.abandon`), or close the
+    service it made."""
     if loading is None:
         return
     if not loading.done():

@@ -10,6 +10,7 @@ transforms' resize) and the torch path with its batched interpolation.
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -221,3 +222,29 @@ def test_exports_on_two_threads_of_one_process_both_succeed(tmp_path) -> None:
         with ThreadPoolExecutor(2) as pool:
             built = list(pool.map(export, ["openvino", "onnxruntime"]))
         assert [encoder.info.backend for encoder in built] == ["openvino", "onnxruntime"]
+
+
+# -- a load given up on -------------------------------------------------------------------------
+
+
+def test_a_load_given_up_on_stops_at_its_next_costly_step(tiny_encoder) -> None:
+    # The model's load runs on a thread the run cannot kill; when the run stops waiting, the
+    # load must stop at capture and at calibration, as itself (not as "cannot export").
+    from encoders.abandon import LoadAbandoned, abandonable, check_abandoned
+    from encoders.backends.calibration import quantize
+    from encoders.backends.capture import capture_image_tower
+
+    pytest.importorskip("nncf", reason="the cpu extra (pip install 'streamer[cpu]')")
+    given_up, waiting = threading.Event(), threading.Event()
+    given_up.set()
+    check_abandoned()  # outside a load: nothing to stop
+    with abandonable(waiting):
+        check_abandoned()  # the caller still waits
+        with abandonable(given_up):
+            with pytest.raises(LoadAbandoned):
+                capture_image_tower(tiny_encoder, "openvino")
+            with pytest.raises(LoadAbandoned):
+                quantize(object(), [], [])
+        check_abandoned()  # the enclosing load's own event again
+    with abandonable(given_up), pytest.raises(LoadAbandoned):
+        encoders.create_encoder("clip", "tiny", weights="random", device="cpu")  # before building

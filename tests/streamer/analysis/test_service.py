@@ -271,3 +271,25 @@ def test_the_interface_loads_no_torch() -> None:
     code = "import sys, streamer.analysis.service; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_a_load_the_run_gave_up_on_stops_before_it_exports(tmp_path) -> None:
+    # A run that fails before it needs its model (a bad input) gives up the load it started on
+    # a thread; that thread must not go on to export for seconds, a core and the export lock
+    # held, in a process that lives on (an application, the test suite).
+    from streamer.analysis.service import abandon, start_local_encoder_service
+    from streamer.analysis.worker import EncoderChoice
+
+    pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
+    cache = tmp_path / "exports"
+    choice = EncoderChoice("clip", "tiny", weights="random", device="cpu", backend="openvino",
+                           export_cache=str(cache))  # fmt: skip
+    before = set(threading.enumerate())
+    loading = start_local_encoder_service(choice, SLOW)
+    (thread,) = [t for t in set(threading.enumerate()) - before if t.name == "encoder-load"]
+    abandon(loading)  # the run failed at once
+    with pytest.raises(asyncio.CancelledError):
+        await loading
+    await asyncio.to_thread(thread.join, 120)
+    assert not thread.is_alive()
+    assert not cache.exists() or not [p for p in cache.rglob("*") if p.is_file()]
