@@ -19,6 +19,12 @@ fastest batch of all rounds (on a machine shared with other work, the least dist
 then what each build took (the first exports and quantises; the later ones load the cache).
 Random weights: speed does not depend on them.
 
+The arithmetic ceiling: each row's fastest batch is also given in GFLOP/s (torch's FLOP count
+of the model) and as a share of the best GFLOP/s torch's own fp32 matrix product reaches on
+this CPU with the same threads (square products of 512 to 2048). A backend cannot run the fp32
+model much faster than that ceiling, so the lines after the table say what share of it a time
+of 0.5× or 0.3× torch's would need: above 100 %, fp32 cannot get there on this CPU.
+
 Run:  python bench/backends.py [--model ViT-B/32] [--batches 8] [--threads 1,2] [--seconds 5]
 """
 
@@ -124,11 +130,44 @@ def _measure(built: dict, frames: list[np.ndarray], threads: int, args, medians:
                           f"{label}: {timing.median_ms:.1f} ms", file=sys.stderr)  # fmt: skip
 
 
-def _table(medians: dict) -> list[str]:
+def flops_per_image(encoder: encoders.Encoder, frames: list[np.ndarray]) -> float:
+    """Floating-point operations of one image through the torch encoder, as torch's counter
+    counts them (matrix products, convolutions, attention; 2 per multiply-add).
+
+    Counted with `nn.MultiheadAttention`'s fused inference kernel off: the counter does not see
+    inside it, and would miss the attention's projections (a third of ViT-B/32's work)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fused = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            encoder.embed(_inputs(encoder, frames, 2)["model input"])
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fused)
+    return counter.get_total_flops() / 2
+
+
+def matmul_ceiling(seconds: float) -> float:
+    """The most GFLOP/s torch's fp32 matrix product reaches here with the current thread
+    count: the best single product of square sizes 512, 1024 and 2048 (the BLAS at its best;
+    a whole model, with its softmax, norms and copies, stays below it)."""
+    import torch
+
+    best = 0.0
+    for size in (512, 1024, 2048):
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        timing = time_runs(lambda a=a, b=b: torch.mm(a, b), seconds=seconds)
+        best = max(best, 2 * size**3 / min(timing.runs) / 1e9)
+    return best
+
+
+def _table(medians: dict, flops: float, ceilings: dict[int, float]) -> list[str]:
     lines = [
         "| input | batch | threads | backend | ms per batch | img/s | img/s per thread "
-        "| ÷ torch | fastest batch (ms) | ÷ torch |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| ÷ torch | fastest batch (ms) | ÷ torch | GFLOP/s | of the ceiling |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (name, batch, threads, label), values in medians.items():
         seconds = statistics.mean(v[0] for v in values)
@@ -136,11 +175,30 @@ def _table(medians: dict) -> list[str]:
         reference = medians[(name, batch, threads, "torch")]
         torch_seconds = statistics.mean(v[0] for v in reference)
         torch_fastest = min(v[1] for v in reference)
+        gflops = batch * flops / fastest / 1e9  # int8: the fp32 model's count, for comparison
         lines.append(
             f"| {name} | {batch} | {threads} | {label} | {seconds * 1e3:.1f} | "
             f"{batch / seconds:.1f} | {batch / seconds / threads:.1f} | "
             f"{seconds / torch_seconds:.3f}× | {fastest * 1e3:.1f} | "
-            f"{fastest / torch_fastest:.3f}× |"
+            f"{fastest / torch_fastest:.3f}× | {gflops:.1f} | {gflops / ceilings[threads]:.0%} |"
+        )
+    return lines
+
+
+def _ceiling_lines(medians: dict, flops: float, ceilings: dict[int, float]) -> list[str]:
+    """What the targets ask of the arithmetic: 0.5× and 0.3× torch's fastest batch, as a
+    share of the measured matmul ceiling."""
+    lines = [f"\n{flops / 1e9:.2f} GFLOP per image (torch's counter)."]
+    for (name, batch, threads, label), values in medians.items():
+        if label != "torch" or name != "model input":
+            continue
+        torch_rate = batch * flops / min(v[1] for v in values) / 1e9
+        ceiling = ceilings[threads]
+        lines.append(
+            f"{threads} thread(s), batch {batch}: matmul ceiling {ceiling:.1f} GFLOP/s; torch "
+            f"reaches {torch_rate:.1f} ({torch_rate / ceiling:.0%}); 0.5× its time needs "
+            f"{2 * torch_rate / ceiling:.0%} of the ceiling, 0.3× needs "
+            f"{torch_rate / 0.3 / ceiling:.0%} (int8 arithmetic may exceed the fp32 ceiling)"
         )
     return lines
 
@@ -175,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     medians: dict = {}
     builds: dict = {}
+    ceilings: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="streamer-backends-") as cache:
         for threads in (int(t) for t in args.threads.split(",")):
             torch.set_num_threads(threads)
@@ -182,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             frames = frames_at_resize_size(held_out, built["torch"].preprocess_cfg, 16)
             agreement = _agreement(built, frames)
             _measure(built, frames, threads, args, medians)
+            ceilings[threads] = matmul_ceiling(args.seconds / 2)
+    flops = flops_per_image(built["torch"], frames)
     load_after = os.getloadavg()
     print(f"Machine: {machine_line(torch.device('cpu'))}; torch {torch.__version__}, OpenVINO "
           f"{openvino.__version__}, ONNX Runtime {onnxruntime.__version__}, NNCF "
@@ -192,14 +253,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{held_out.name} (lowest / mean): "
           + ", ".join(f"{k} {v[0]:.5f} / {v[1]:.5f}" for k, v in agreement.items())
           + f". Means over {args.rounds} rounds of {args.seconds:g} s medians.\n")  # fmt: skip
-    print("\n".join(_table(medians)))
+    print("\n".join(_table(medians, flops, ceilings) + _ceiling_lines(medians, flops, ceilings)))
     for threads, seconds in builds.items():
         print(f"\nbuilds with {threads} thread(s): "
               + ", ".join(f"{k}: {v:.1f} s" for k, v in seconds.items()))  # fmt: skip
     if args.json:
         rows = {" ".join(map(str, k)): v for k, v in medians.items()}
         Path(args.json).write_text(json.dumps({"medians_s": rows, "cosine": agreement,
-                                               "build_s": builds}, indent=2))  # fmt: skip
+                                               "build_s": builds, "flops_per_image": flops,
+                                               "matmul_ceiling_gflops": ceilings},
+                                              indent=2))  # fmt: skip
     return 0
 
 
