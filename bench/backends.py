@@ -3,9 +3,10 @@
 One process builds the encoder on every backend and variant: torch (fp32, eager), OpenVINO and
 ONNX Runtime in fp32 (exported once into a fresh cache folder) and in int8 (NNCF post-training
 quantisation, calibrated on `--calibration-frames` frames of the sample clip, kept beside the
-fp32 export). It checks each against torch on real frames of another clip (pooled-embedding
-cosine, lowest and mean), then times them all, rotating the order each round so a drift of the
-machine's load spreads over all of them. Two inputs per batch size:
+fp32 export), and OpenVINO in bf16 on a CPU with bf16 arithmetic (AVX-512 BF16 or AMX). It
+checks each against torch on real frames of another clip (pooled-embedding cosine, lowest and
+mean), then times them all, rotating the order each round so a drift of the machine's load
+spreads over all of them. Two inputs per batch size:
 
   model input   normalised Bx3xSxS float32 already in memory: the encoder alone
   frames        uint8 frames at the encoder's resize size (as the pipeline hands them over:
@@ -47,13 +48,14 @@ sys.path.insert(0, str(REPO))
 import encoders  # noqa: E402
 from streamer.bench.measure import machine_line, time_runs  # noqa: E402
 
-#: label → (backend, int8)
+#: label → (backend, int8, precision); "openvino bf16" only on a CPU with bf16 arithmetic
 VARIANTS = {
-    "torch": ("torch", False),
-    "openvino": ("openvino", False),
-    "onnxruntime": ("onnxruntime", False),
-    "openvino int8": ("openvino", True),
-    "onnxruntime int8": ("onnxruntime", True),
+    "torch": ("torch", False, "fp32"),
+    "openvino": ("openvino", False, "fp32"),
+    "onnxruntime": ("onnxruntime", False, "fp32"),
+    "openvino int8": ("openvino", True, "fp32"),
+    "onnxruntime int8": ("onnxruntime", True, "fp32"),
+    "openvino bf16": ("openvino", False, "bf16"),
 }
 
 
@@ -79,11 +81,15 @@ def frames_at_resize_size(
 
 def _build(args: argparse.Namespace, cache: Path, calibration) -> tuple[dict, dict]:
     """Every variant, built with torch's thread count now, and what each build took (s)."""
+    from encoders.backends.openvino_backend import cpu_has_bf16
+
     built, seconds = {}, {}
-    for label, (backend, int8) in VARIANTS.items():
+    for label, (backend, int8, precision) in VARIANTS.items():
+        if precision == "bf16" and not cpu_has_bf16():
+            continue  # refused there (OpenVINO would compute in fp32)
         started = time.perf_counter()
         built[label] = encoders.create_encoder(
-            "clip", args.model, weights="random", device="cpu", precision="fp32",
+            "clip", args.model, weights="random", device="cpu", precision=precision,
             backend=backend, export_cache=cache, int8=int8,
             calibration=calibration if int8 else None,
         )  # fmt: skip

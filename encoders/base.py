@@ -312,7 +312,7 @@ class Encoder(OutOfMemoryHandling):
             weights=self._weights.description,
             random_weights=self._weights.random,
             device=str(self._device),
-            dtype=str(self._dtype).removeprefix("torch."),
+            dtype=getattr(self._runtime, "dtype", None) or str(self._dtype).removeprefix("torch."),
             speedups=self._speedups() if self._runtime is None else "none",
             backend=self._runtime.backend if self._runtime is not None else "torch",
             weights_digest=getattr(getattr(self._runtime, "export_key", None), "weights", None),

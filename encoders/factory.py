@@ -73,15 +73,16 @@ def create_encoder(
     named_device = None if device is None else str(device)
     runner = _runner(backend, ref.kind, named_device, precision, int8, export_cache)
     frames = _calibration(calibration) if int8 else None
-    device, precision = runner.placement(device, precision)
+    device, built_in = runner.placement(device, precision)
+    build = functools.partial(_build, ref, device, weights, built_in)
+    runs_in = "bf16" if precision == "bf16" else built_in  # OpenVINO: an fp32 export, in bf16
 
-    build = functools.partial(_build, ref, device, weights, precision)
     cache = ExportCache(export_cache) if export_cache is not None else None
-    request = _locator_request(cache, runner, frames, kind, model, weights, precision)
-    if request is not None and (opened := _open_cached(runner, cache, request, build)):
+    request = _locator_request(cache, runner, frames, kind, model, weights, runs_in)
+    if request is not None and (opened := _open_cached(runner, cache, request, build, runs_in)):
         return opened
     encoder = build()
-    if (runtime := runner.runtime(encoder, cache, int8=frames)) is not None:
+    if (runtime := runner.runtime(encoder, cache, int8=frames, precision=runs_in)) is not None:
         encoder.run_on(runtime)
         _remember(cache, request, runtime, encoder)
     return encoder
@@ -136,14 +137,19 @@ def _remember(
 
 
 def _open_cached(
-    runner: Any, cache: ExportCache, request: ExportRequest, build: Callable[[], Encoder]
+    runner: Any,
+    cache: ExportCache,
+    request: ExportRequest,
+    build: Callable[[], Encoder],
+    precision: str,
 ) -> ExportedEncoder | None:
-    """The export that answers `request`, opened without building the model; None: a miss."""
+    """The export that answers `request`, opened (to compute in `precision`) without building
+    the model; None: a miss."""
     found = find_export(cache, request)
     if found is None:
         return None
     try:
-        runtime = runner.open(found.folder, found.key, found.compiled)
+        runtime = runner.open(found.folder, found.key, found.compiled, precision)
     except Exception as exc:  # the backend's reader raises its own types: build instead
         logger.warning("could not open the export %s (%s: %s): building the model",
                        found.folder, type(exc).__name__, exc)  # fmt: skip

@@ -35,9 +35,11 @@ class ImageRuntime(Protocol):
     Attributes:
         backend: the backend's name ("openvino").
         detail: for people: the backend's version and where the model came from.
+        dtype: what it computes in when not the built model's dtype ("bfloat16"), else None.
     """
 
     backend: str
+    dtype: str | None
     detail: str
 
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +74,11 @@ class Backend(Protocol):
         ...
 
     def runtime(
-        self, encoder: Encoder, cache: ExportCache | None, int8: Calibration | None = None
+        self,
+        encoder: Encoder,
+        cache: ExportCache | None,
+        int8: Calibration | None = None,
+        precision: str = "fp32",
     ) -> ImageRuntime | None:
         """Make `encoder`'s image tower ready to run here.
 
@@ -80,6 +86,8 @@ class Backend(Protocol):
             encoder: the family's encoder, as built with `placement`.
             cache: where exports are kept; None converts in memory every time.
             int8: quantise to int8, calibrated on these frames (None: fp32).
+            precision: what the runtime computes in when that is not the built model's own
+                ("bf16" on OpenVINO: the fp32 export compiled in bf16); "fp32" otherwise.
 
         Returns:
             The runtime, or None when the encoder runs its own torch forward.

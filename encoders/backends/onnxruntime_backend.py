@@ -75,7 +75,11 @@ class OnnxRuntimeBackend:
         return "cpu", "fp32"  # the torch model it exports from, and the text tower
 
     def runtime(
-        self, encoder: Encoder, cache: ExportCache | None, int8: Calibration | None = None
+        self,
+        encoder: Encoder,
+        cache: ExportCache | None,
+        int8: Calibration | None = None,
+        precision: str = "fp32",
     ) -> OnnxRuntimeRuntime:
         import onnx
         import onnxruntime as ort
@@ -112,7 +116,9 @@ class OnnxRuntimeBackend:
         detail = f"ONNX Runtime {ort.__version__}, {cache.folder(key)}"
         return OnnxRuntimeRuntime(session, detail, key)
 
-    def open(self, folder: Path, key: Any, compiled: Path) -> OnnxRuntimeRuntime:
+    def open(
+        self, folder: Path, key: Any, compiled: Path, precision: str = "fp32"
+    ) -> OnnxRuntimeRuntime:
         """The runtime of an export found sound in the cache (`encoders.backends.locator`),
         loaded without building the torch model (`compiled` is unused: ONNX Runtime optimises
         the graph at every load, in well under a second for these models); any exception
@@ -141,6 +147,7 @@ class OnnxRuntimeRuntime:
     """
 
     backend = "onnxruntime"
+    dtype = None  # as the model: fp32, or int8 where quantised
 
     def __init__(self, session: ort.InferenceSession, detail: str, key: Any = None) -> None:
         self._session = session

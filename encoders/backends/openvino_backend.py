@@ -5,7 +5,10 @@ ONNX Runtime), is converted by OpenVINO's own converter (`openvino.convert_model
 written by hand. The IR is kept in the export cache (`encoders.backends.export_cache`) with its
 weights in fp32 (`compress_to_fp16=False`), and compiled with `INFERENCE_PRECISION_HINT=f32`:
 OpenVINO's CPU plugin would otherwise run in bf16 on CPUs that have it, which is faster but not
-the numbers torch gives.
+the numbers torch gives. `precision="bf16"` asks for exactly that, on a CPU with bf16
+arithmetic (AVX-512 BF16 or AMX: OpenVINO lists "BF16" among the CPU's capabilities); the
+export is the same fp32 IR, only compiled with the bf16 hint. On a CPU without it OpenVINO
+would quietly compute in fp32, so it is refused there with the fix.
 
 int8 (`int8=Calibration(...)`): the fp32 IR (from the cache, or exported first) quantised by
 NNCF's post-training quantisation on the calibration frames (`encoders.backends.calibration`),
@@ -17,6 +20,7 @@ cached by the streamer (`streamer.analysis.text_cache`).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import sys
@@ -37,13 +41,16 @@ logger = logging.getLogger("encoders")
 
 _IR = "image.xml"  # and image.bin beside it
 #: fp32 as torch computes it; LATENCY: the threads on one batch at a time (the encoder thread
-#: runs one batch after another). The thread count is torch's (`compile_config`).
+#: runs one batch after another). The thread count is torch's, the hint bf16 when asked
+#: (`compile_config`).
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+#: what the `precision` asked for compiles with ("auto" and "fp32": f32)
+_HINTS = {"bf16": "bf16"}
 
 
 class OpenVinoBackend:
-    """The image tower on OpenVINO's CPU plugin, fp32 or int8. Install with `pip install
-    "streamer[cpu]"` (or `pip install openvino nncf`)."""
+    """The image tower on OpenVINO's CPU plugin: fp32, bf16 (on a CPU with it) or int8.
+    Install with `pip install "streamer[cpu]"` (or `pip install openvino nncf`)."""
 
     name = "openvino"
 
@@ -57,28 +64,49 @@ class OpenVinoBackend:
             )
         from encoders.backends.checks import exported_unsupported
 
-        return exported_unsupported(self.name, device=device,
-                                    precision=precision, compile=compile, int8=int8)  # fmt: skip
+        # the export itself is fp32 (bf16 is how it is compiled): the rest as the others
+        other = exported_unsupported(self.name, device=device,
+                                     precision="fp32", compile=compile, int8=int8)  # fmt: skip
+        if other is not None or precision in ("auto", "fp32"):
+            return other
+        if precision != "bf16":
+            return (
+                "backend 'openvino' computes in fp32, in bf16 (on a CPU with AVX-512 BF16 or "
+                f"AMX) or in int8 (--int8), not {precision!r}: use precision 'fp32' (or 'auto'), "
+                "or backend 'torch'"
+            )
+        if not cpu_has_bf16():
+            return (
+                "precision 'bf16' on backend 'openvino' needs a CPU with bf16 arithmetic "
+                "(AVX-512 BF16 or AMX), and this one has none (OpenVINO would compute in fp32 "
+                "anyway): use precision 'fp32' (or 'auto'), or --int8 for speed here"
+            )
+        return None
 
     def placement(self, device: str | None, precision: str) -> tuple[str | None, str]:
         return "cpu", "fp32"  # the torch model it exports from, and the text tower
 
     def runtime(
-        self, encoder: Encoder, cache: ExportCache | None, int8: Calibration | None = None
+        self,
+        encoder: Encoder,
+        cache: ExportCache | None,
+        int8: Calibration | None = None,
+        precision: str = "fp32",
     ) -> OpenVinoRuntime:
         import openvino as ov
 
         core = ov.Core()
-        config = compile_config()
+        config = compile_config(precision)
         name = f"{encoder.kind} {encoder.info.model!r}"
-        what = f"{name} int8" if int8 else name
+        what = (f"{name} int8" if int8 else name) + _in(precision)
         if cache is None:
             logger.info("converting %s to OpenVINO in memory (no export cache: every run)", what)
             model = export_image_tower(encoder)
             if int8 is not None:
                 model = _quantized(model, int8, encoder)
             compiled = core.compile_model(model, "CPU", config)
-            return OpenVinoRuntime(compiled, f"OpenVINO {ov.__version__}, converted in memory")
+            detail = f"OpenVINO {ov.__version__}{_in(precision)}, converted in memory"
+            return OpenVinoRuntime(compiled, detail, dtype=_dtype(precision))
 
         def build_fp32(folder: Path) -> None:
             logger.info("exporting %s to OpenVINO (once: later runs load %s)",
@@ -98,12 +126,15 @@ class OpenVinoBackend:
         key = fp32 if int8 is None else export_key(encoder, int8.variant)
         compiled = cache.load_or_build(key, build_fp32 if int8 is None else build_int8, load)
         logger.info("%s runs on OpenVINO %s (export %s)", what, ov.__version__, cache.folder(key))
-        return OpenVinoRuntime(compiled, f"OpenVINO {ov.__version__}, {cache.folder(key)}", key)
+        detail = f"OpenVINO {ov.__version__}{_in(precision)}, {cache.folder(key)}"
+        return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision))
 
-    def open(self, folder: Path, key: Any, compiled: Path) -> OpenVinoRuntime:
+    def open(
+        self, folder: Path, key: Any, compiled: Path, precision: str = "fp32"
+    ) -> OpenVinoRuntime:
         """The runtime of an export found sound in the cache (`encoders.backends.locator`),
-        compiled without building the torch model (OpenVINO keeps the compiled model in
-        `compiled`); any exception means it is unusable."""
+        compiled (in `precision`) without building the torch model (OpenVINO keeps the
+        compiled model in `compiled`); any exception means it is unusable."""
         import openvino as ov
 
         core = ov.Core()
@@ -111,19 +142,39 @@ class OpenVinoBackend:
         # a warm start imports it instead of compiling (half the time); a cache it cannot use
         # it ignores and compiles.
         core.set_property({"CACHE_DIR": str(compiled)})
-        compiled = core.compile_model(str(folder / _IR), "CPU", compile_config())
-        return OpenVinoRuntime(compiled, f"OpenVINO {ov.__version__}, {folder}", key)
+        compiled = core.compile_model(str(folder / _IR), "CPU", compile_config(precision))
+        detail = f"OpenVINO {ov.__version__}{_in(precision)}, {folder}"
+        return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision))
 
 
-def compile_config() -> dict[str, Any]:
+def compile_config(precision: str = "fp32") -> dict[str, Any]:
     """How the model is compiled: `COMPILE_CONFIG` with torch's thread count, so one setting
     (`torch.set_num_threads`: a bench's `--threads`, a cluster replica's `--encoder-cpus`)
-    sizes both backends alike. A process without torch (a run from a cached export) leaves
-    the count to OpenVINO."""
+    sizes both backends alike, and the bf16 hint for `precision="bf16"`. A process without
+    torch (a run from a cached export) leaves the count to OpenVINO."""
+    config = {**COMPILE_CONFIG, "INFERENCE_PRECISION_HINT": _HINTS.get(precision, "f32")}
     torch = sys.modules.get("torch")
-    if torch is None:
-        return dict(COMPILE_CONFIG)
-    return {**COMPILE_CONFIG, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+    if torch is not None:
+        config["INFERENCE_NUM_THREADS"] = torch.get_num_threads()
+    return config
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin computes in bf16 on this CPU ("BF16" among its
+    capabilities: AVX-512 BF16 or AMX), asked once."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def _in(precision: str) -> str:
+    return f" in {precision}" if precision in _HINTS else ""
+
+
+def _dtype(precision: str) -> str | None:
+    """What `EncoderInfo.dtype` says of a runtime compiled in `precision` (None: the model's)."""
+    return "bfloat16" if precision == "bf16" else None
 
 
 def export_key(encoder: Encoder, variant: str = "fp32") -> ExportKey:
@@ -141,13 +192,18 @@ class OpenVinoRuntime:
     Args:
         compiled: the compiled model: one input (model input), outputs (tokens, pooled).
         detail: for people: version and origin.
+        key: the export cache's key, None when not cached.
+        dtype: what it computes in, when not the model's own dtype ("bfloat16").
     """
 
     backend = "openvino"
 
-    def __init__(self, compiled: ov.CompiledModel, detail: str, key: Any = None) -> None:
+    def __init__(
+        self, compiled: ov.CompiledModel, detail: str, key: Any = None, dtype: str | None = None
+    ) -> None:
         self._compiled = compiled
         self.export_key = key  # the cache's key (its weights digest), None when not cached
+        self.dtype = dtype
         self._request = compiled.create_infer_request()
         self.detail = detail
 

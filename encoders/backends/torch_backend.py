@@ -33,6 +33,10 @@ class TorchBackend:
         return device, precision
 
     def runtime(
-        self, encoder: Encoder, cache: ExportCache | None, int8: Calibration | None = None
+        self,
+        encoder: Encoder,
+        cache: ExportCache | None,
+        int8: Calibration | None = None,
+        precision: str = "fp32",
     ) -> ImageRuntime | None:
         return None

@@ -86,7 +86,8 @@ class EncoderChoice:
     )  # fmt: skip
     precision: str = option(
         "auto",
-        Option("--precision", "auto (fp16 on CUDA, fp32 on a CPU) | fp32 | fp16 | bf16",
+        Option("--precision", "auto (fp16 on CUDA, fp32 on a CPU) | fp32 | fp16 | bf16 (on a "
+               "CPU with AVX-512 BF16 or AMX, OpenVINO computes in bf16: about twice fp32's speed)",
                one_of("auto", *PRECISION_NAMES)),
     )  # fmt: skip
     cuda_graphs: bool | None = option(

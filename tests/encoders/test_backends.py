@@ -173,7 +173,7 @@ def test_without_openvino_auto_is_torch_and_openvino_says_what_to_install(monkey
     ("options", "words"),
     [
         ({"device": "cuda"}, "runs on the CPU only, got device 'cuda'"),
-        ({"device": "cpu", "precision": "fp16"}, "fp32 only"),
+        ({"device": "cpu", "precision": "fp16"}, "or in int8 (--int8), not 'fp16'"),
         ({"device": "cpu", "compile": True}, "applies to backend 'torch' only"),
     ],
 )

@@ -81,7 +81,7 @@ def test_vnni_is_read_from_the_cpu_flags() -> None:
     ("options", "words"),
     [
         ({"device": "cuda"}, "--backend openvino: backend 'openvino' runs on the CPU only"),
-        ({"device": "cpu", "precision": "bf16"}, "fp32 only"),
+        ({"device": "cpu", "precision": "fp16"}, "in int8 \\(--int8\\), not 'fp16'"),
         ({"device": "cpu", "compile": True}, "applies to backend 'torch' only"),
     ],
 )
