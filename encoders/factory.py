@@ -49,7 +49,8 @@ def create_encoder(
             (untrained, logged), or a local checkpoint path. The default encoder is random by
             design: "pretrained" gives its (labelled) random weights.
         device: torch device; None picks CUDA when available, else the CPU.
-        precision: "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16" or "bf16".
+        precision: "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16" or "bf16" (on
+            OpenVINO: its fp32 export computed in bf16, on a CPU with AVX-512 BF16 or AMX).
         backend: "torch", "openvino", "onnxruntime" or "auto" (`encoders.backends` says which
             needs what, and what "auto" picks: fp32 torch without a writable `export_cache`).
         export_cache: folder for the exports a backend other than torch makes (converted once,
