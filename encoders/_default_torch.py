@@ -5,11 +5,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
+from encoders._default_config import DefaultViTConfig
 from encoders.base import (
     RANDOM_WEIGHTS,
     Encoder,
@@ -19,9 +18,6 @@ from encoders.base import (
     resolve_dtype,
 )
 from encoders.registry import OPENAI_MEAN, OPENAI_STD, ModelRef, PreprocessConfig
-
-if TYPE_CHECKING:
-    from encoders.default import DefaultViTConfig
 
 __all__ = ["DefaultEncoder", "RandomViT", "build"]
 

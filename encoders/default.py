@@ -8,9 +8,9 @@ and repr say "random weights". A state-dict file written by `save()` can be load
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from encoders._default_config import DefaultViTConfig
 from encoders.errors import UnknownEncoderError
 from encoders.registry import (
     OPENAI_MEAN,
@@ -37,19 +37,6 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "vit-4x768"
-
-
-@dataclass(frozen=True)
-class DefaultViTConfig:
-    """The default encoder's architecture: a small pre-norm ViT with a CLS token."""
-
-    image_size: int = 224
-    patch_size: int = 32
-    width: int = 768
-    layers: int = 4
-    heads: int = 12
-    mlp_ratio: int = 4
-    seed: int = 0  # random init is seeded so a "random" run is the same run to run
 
 
 def create_default_encoder(
