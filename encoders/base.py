@@ -24,8 +24,8 @@ from torch import nn
 
 from encoders._oom import Batch, OutOfMemoryHandling, concat_parts
 from encoders.acceleration import Acceleration, CompiledForward
-from encoders.backends.base import ImageRuntime
 from encoders.backends.frames import encode_frames
+from encoders.backends.runtime import ImageRuntime
 from encoders.cuda_graphs import GraphRunner, bucket_for, cuda_graphs_unsupported
 from encoders.errors import WeightsUnavailableError
 from encoders.info import PRECISION_NAMES, RANDOM_WEIGHTS, EncoderInfo, WeightsSource

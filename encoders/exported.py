@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import torch
 
     from encoders.acceleration import Acceleration
-    from encoders.backends.base import ImageRuntime
+    from encoders.backends.runtime import ImageRuntime
     from encoders.base import Encoder, EncoderOutput
 
 __all__ = ["ExportedEncoder"]

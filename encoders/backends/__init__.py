@@ -12,7 +12,7 @@ faster forward saves), and int8 on a CPU without VNNI (AVX2 only) prefers ONNX R
 int8 kernels are about twice torch's speed there while OpenVINO's are not faster than fp32
 (BENCHMARKS.md). A backend named outright that cannot run the encoder as asked is an
 `UnsupportedBackendError` naming the combination and the fix. The interface is
-`encoders.backends.base`.
+`encoders.backends.base` (what a backend makes: `encoders.backends.runtime`).
 
 OpenVINO and ONNX Runtime both run the family's forward as `torch.export` captures it
 (`encoders.backends.capture`): a family whose forward exports (it lists "openvino" or
@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import functools
 
-from encoders.backends.base import Backend, ImageRuntime
+from encoders.backends.base import Backend
 from encoders.backends.onnxruntime_backend import OnnxRuntimeBackend
 from encoders.backends.openvino_backend import OpenVinoBackend
+from encoders.backends.runtime import ImageRuntime
 from encoders.backends.torch_backend import TorchBackend
 from encoders.errors import UnsupportedBackendError
 from encoders.registry import family

@@ -3,9 +3,9 @@
 A family describes its model once, in torch: the `Encoder._forward` from model input to
 (tokens, pooled). A `Backend` decides how that forward runs. The torch backend runs it as it is
 (the encoder's own path: on any device and precision, with CUDA graphs or torch.compile); any
-other backend turns it into an `ImageRuntime` (OpenVINO, ONNX Runtime: `torch.export`, then the
-library's converter, `encoders.backends.capture`), which the encoder then feeds with numpy model
-input (`encoders.backends.frames`); those two can also quantise it to int8
+other backend turns it into an `ImageRuntime` (`encoders.backends.runtime`; OpenVINO, ONNX Runtime:
+`torch.export`, then the library's converter, `encoders.backends.capture`), which the encoder then
+feeds with numpy model input (`encoders.backends.frames`); those two can also quantise it to int8
 (`encoders.backends.calibration`).
 Neither the family nor the pipeline knows which backend runs.
 
@@ -20,31 +20,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from encoders.backends.calibration import Calibration
     from encoders.backends.export_cache import ExportCache
+    from encoders.backends.runtime import ImageRuntime
     from encoders.base import Encoder
 
-__all__ = ["Backend", "ImageRuntime"]
-
-
-class ImageRuntime(Protocol):
-    """An image tower made ready by a backend: model input in, (tokens, pooled) out.
-
-    Attributes:
-        backend: the backend's name ("openvino").
-        detail: for people: the backend's version and where the model came from.
-        dtype: what it computes in when not the built model's dtype ("bfloat16"), else None.
-    """
-
-    backend: str
-    dtype: str | None
-    detail: str
-
-    def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """float32 Bx3xSxS model input → (tokens [B, T, token_dim], pooled [B, dim]), float32."""
-        ...
+__all__ = ["Backend"]
 
 
 class Backend(Protocol):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from encoders.backends.base import ImageRuntime
     from encoders.backends.calibration import Calibration
     from encoders.backends.export_cache import ExportCache
+    from encoders.backends.runtime import ImageRuntime
     from encoders.base import Encoder
 
 __all__ = ["TorchBackend"]
