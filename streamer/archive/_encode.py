@@ -40,7 +40,7 @@ from streamer.archive._segment_log import SEGMENT_MP4, SegmentLog
 from streamer.errors import PixelsUnavailable
 
 if TYPE_CHECKING:
-    from streamer.archive._remux import SegmentWriter
+    from streamer.archive._sink_state import SinkState
     from streamer.core.frame import Frame
     from streamer.sources.base import VideoInfo
 
@@ -101,14 +101,14 @@ class FrameSegments:
     """The writer thread's side of encoded frames: segments opened, written and closed.
 
     Args:
-        sink: the stream's sink (its recorder's settings, its tap state).
+        shared: the stream's sink's share: its recorder's settings, its tap state.
         log: the catalogue bookkeeping it shares with the copying side.
     """
 
-    def __init__(self, sink: SegmentWriter, log: SegmentLog) -> None:
-        self.sink = sink
+    def __init__(self, shared: SinkState, log: SegmentLog) -> None:
+        self.shared = shared
         self.log = log
-        self.segment_s = sink._recorder.segment_s
+        self.segment_s = shared.recorder.segment_s
         self.info: VideoInfo | None = None
         self.wall0: float | None = None  # wall time of media time 0, the earliest estimate
         self.open: _Encoding | None = None
@@ -118,7 +118,7 @@ class FrameSegments:
         self.disconnect()
         self.log.connection((info.codec, info.width, info.height))
         self.info, self.wall0 = info, None
-        self.sink._set(mode="encode")
+        self.shared.set(mode="encode")
 
     def disconnect(self) -> None:
         """The connection is over (or the run): finish the segment being written."""
@@ -133,7 +133,7 @@ class FrameSegments:
         try:
             image = frame.image
         except PixelsUnavailable:
-            self.sink._add_dropped(1)
+            self.shared.add_dropped(1)
             return
         seg = self.open
         if seg is not None and self._cut_here(seg, frame, image):
@@ -141,14 +141,14 @@ class FrameSegments:
             seg = None
         if seg is None:
             if not self.log.may_open():
-                self.sink._add_dropped(1)
+                self.shared.add_dropped(1)
                 return
             seg = self._open(frame, image)
             if seg is None:
                 return
         pts = frame.pts_raw - seg.first_raw
         if seg.last is not None and pts <= seg.last:
-            self.sink._add_dropped(1)  # not after the previous frame: it has no place
+            self.shared.add_dropped(1)  # not after the previous frame: it has no place
             return
         if seg.last is not None:
             seg.step = pts - seg.last

@@ -27,7 +27,7 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ import av.error
 from streamer.archive._encode import FrameItem, FrameSegments, FramesStart, frames_allowed
 from streamer.archive._segment_log import SEGMENT_MP4, SegmentLog
 from streamer.archive._segments import hold_writer_lock, repair
+from streamer.archive._sink_state import RecorderSettings, SinkState
 from streamer.archive._streams import (
     MP4_VIDEO,
     Connection,
@@ -47,7 +48,6 @@ from streamer.archive._streams import (
 from streamer.sources.tap import TapConnection
 
 if TYPE_CHECKING:
-    from streamer.archive.recordings import Recorder
     from streamer.core.frame import Frame
     from streamer.sources.base import VideoInfo
 
@@ -91,11 +91,10 @@ class SegmentWriter:
         recorder: the tap it works for: where the files go, and whose `state` it keeps.
     """
 
-    def __init__(self, recorder: Recorder) -> None:
-        self._recorder = recorder
+    def __init__(self, recorder: RecorderSettings) -> None:
+        self.shared = SinkState(recorder)
         self.folder = recorder.folder
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()  # around state updates, from both threads
         self._closed = False
         self._queued = 0  # bytes queued (decode thread) ...
         self._written = 0  # ... and taken off the queue (writer thread)
@@ -110,10 +109,10 @@ class SegmentWriter:
             self._lock_fd = hold_writer_lock(self.folder)
             repair(self.folder)
         except BlockingIOError:
-            self._set(state="failed", detail=f"{self.folder}: another process records it")
+            self.shared.set(state="failed", detail=f"{self.folder}: another process records it")
             return
         except OSError as exc:
-            self._set(state="failed", detail=f"cannot record into {self.folder}: {exc}")
+            self.shared.set(state="failed", detail=f"cannot record into {self.folder}: {exc}")
             return
         self._thread = threading.Thread(
             target=self._run, name=f"record:{recorder.stream}", daemon=True
@@ -128,15 +127,15 @@ class SegmentWriter:
             return False
         codec = connection.info.codec
         if codec not in MP4_VIDEO:
-            self._set(
+            self.shared.set(
                 state="declined",
                 detail=f"{codec} video cannot be copied into MP4; record it by encoding",
             )
             return False
         try:
-            copied = copy_parameters(connection, self._recorder.audio)
+            copied = copy_parameters(connection, self.shared.recorder.audio)
         except (ValueError, av.FFmpegError) as exc:
-            self._set(state="declined", detail=f"{codec} video cannot be copied: {exc}")
+            self.shared.set(state="declined", detail=f"{codec} video cannot be copied: {exc}")
             return False
         self._queue.put(copied)
         return True
@@ -149,7 +148,7 @@ class SegmentWriter:
             if not self._behind:
                 self._behind = True
                 self._queue.put(_BEHIND)
-            self._add_dropped(1)
+            self.shared.add_dropped(1)
             return
         self._behind = False
         self._queued += packet.size
@@ -170,7 +169,7 @@ class SegmentWriter:
         if self._closed:
             return
         if self._frames_queued - self.frames_taken >= self._frames_allowed:
-            self._add_dropped(1)
+            self.shared.add_dropped(1)
             return
         self._frames_queued += 1
         # When it was captured on the wall clock (`captured` is monotonic).
@@ -195,32 +194,22 @@ class SegmentWriter:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-        if self._recorder.state.state != "failed":
-            self._set(state="closed", current=None)
-
-    # -- state -------------------------------------------------------------------------------
-
-    def _set(self, **changes: Any) -> None:
-        with self._lock:
-            self._recorder.state = replace(self._recorder.state, **changes)
-
-    def _add_dropped(self, count: int) -> None:
-        with self._lock:
-            state = self._recorder.state
-            self._recorder.state = replace(state, dropped=state.dropped + count)
+        if self.shared.state.state != "failed":
+            self.shared.set(state="closed", current=None)
 
     # -- the writer thread -------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
-            self._serve(_Writer(self))
+            self._serve(_Writer(self.shared))
         except Exception as exc:  # a bug: say so, and stop taking packets; the stream goes on
             log.exception("%s: the recording writer failed", self.folder)
-            self._set(state="failed", detail=f"recording stopped: {type(exc).__name__}: {exc}")
+            detail = f"recording stopped: {type(exc).__name__}: {exc}"
+            self.shared.set(state="failed", detail=detail)
             self._closed = True
 
     def _serve(self, writer: _Writer) -> None:
-        encoder = FrameSegments(self, writer.log)
+        encoder = FrameSegments(self.shared, writer.log)
         while True:
             item = self._queue.get()
             if isinstance(item, FrameItem):
@@ -250,11 +239,11 @@ class SegmentWriter:
 class _Writer:
     """The writer thread's side of copied packets: segments opened, written and closed."""
 
-    def __init__(self, sink: SegmentWriter) -> None:
-        self.sink = sink
-        self.folder = sink.folder
-        self.segment_s = sink._recorder.segment_s
-        self.log = SegmentLog(sink)
+    def __init__(self, shared: SinkState) -> None:
+        self.shared = shared
+        self.folder = shared.folder
+        self.segment_s = shared.recorder.segment_s
+        self.log = SegmentLog(shared)
         self.conn: Connection | None = None
         self.open: _Open | None = None
 
@@ -270,7 +259,7 @@ class _Writer:
     def fell_behind(self) -> None:
         self._close(complete=True)
         self.log.reason = "resync"
-        self.sink._set(detail="the disk fell behind: packets dropped (see `dropped`)")
+        self.shared.set(detail="the disk fell behind: packets dropped (see `dropped`)")
 
     def finish(self) -> None:
         self.disconnect()
@@ -301,7 +290,7 @@ class _Writer:
         if self.open is not None:
             self._write(packet, video, index)
         elif self.log.retry_at is not None:
-            self.sink._add_dropped(1)
+            self.shared.add_dropped(1)
 
     def _time(self, packet: av.Packet, wall: float, conn: Connection) -> None:
         """Refine the connection's wall time of media time 0: the earliest that any packet

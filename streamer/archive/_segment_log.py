@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from streamer.archive._segments import append_event, file_size
 
 if TYPE_CHECKING:
-    from streamer.archive._remux import SegmentWriter
+    from streamer.archive._sink_state import SinkState
 
 __all__ = ["RETRY_S", "SEGMENT_MP4", "SegmentLog", "segment_file_name"]
 
@@ -41,7 +41,7 @@ class SegmentLog:
     """The writer thread's bookkeeping of one stream's segments.
 
     Args:
-        sink: the stream's sink: where the files go, and whose tap state is kept up to date.
+        shared: the stream's sink's share: where the files go, and the tap state it keeps.
 
     Attributes:
         reason: why the next segment starts ("start", "reconnect", "format", "time",
@@ -50,9 +50,9 @@ class SegmentLog:
             error; None when all is well.
     """
 
-    def __init__(self, sink: SegmentWriter) -> None:
-        self.sink = sink
-        self.folder = sink.folder
+    def __init__(self, shared: SinkState) -> None:
+        self.shared = shared
+        self.folder = shared.folder
         self.reason = "start"
         self.retry_at: float | None = None
         self._previous: tuple[str, int, int] | None = None
@@ -64,7 +64,7 @@ class SegmentLog:
             self.reason = "reconnect" if shape == self._previous else "format"
         self._previous = shape
         if self.retry_at is None:
-            self.sink._set(state="waiting", detail=None)
+            self.shared.set(state="waiting", detail=None)
 
     def may_open(self) -> bool:
         """Whether a new segment may start now (not while waiting to retry a failed write)."""
@@ -91,11 +91,11 @@ class SegmentLog:
         """A segment is being written: say so in the tap's state."""
         self.retry_at = None
         self.reason = "time"  # why the next one starts, unless a new connection says otherwise
-        state = self.sink._recorder.state
+        state = self.shared.state
         # A failure is over, and so is a decline the decode thread reported for a connection
         # it then handed over as frames (it may land after that connection's FramesStart).
         stale = state.state in ("failed", "declined")
-        self.sink._set(state="recording", mode=mode, current=str(path), files=state.files + 1,
+        self.shared.set(state="recording", mode=mode, current=str(path), files=state.files + 1,
                        detail=None if stale else state.detail)  # fmt: skip
 
     def closed(
@@ -115,15 +115,15 @@ class SegmentLog:
         except OSError as exc:
             log.warning("%s: the close of %s is not in the catalogue yet (%s)", self.folder,
                         file, exc)  # fmt: skip
-        state = self.sink._recorder.state
-        self.sink._set(bytes=state.bytes + size, current=None)
+        state = self.shared.state
+        self.shared.set(bytes=state.bytes + size, current=None)
 
     def failed(self, exc: BaseException, path: Path) -> None:
         """A write failed (the segment is already ended): say why, and retry `RETRY_S` later."""
         why = "the disk is full" if _no_room(exc) else "writing failed"
         detail = f"{why} ({exc}): recording stopped at {path.name}; retrying in {RETRY_S:g} s"
         log.error("%s: %s", self.folder, detail)
-        self.sink._set(state="failed", detail=detail, current=None)
+        self.shared.set(state="failed", detail=detail, current=None)
         self.retry_at = time.monotonic() + RETRY_S
         self.reason = "retry"
 
