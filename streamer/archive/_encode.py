@@ -42,7 +42,7 @@ from streamer.errors import PixelsUnavailable
 if TYPE_CHECKING:
     from streamer.archive._sink_state import SinkState
     from streamer.core.frame import Frame
-    from streamer.sources.base import VideoInfo
+    from streamer.sources.info import VideoInfo
 
 __all__ = ["FrameItem", "FrameSegments", "FramesStart", "frames_allowed"]
 

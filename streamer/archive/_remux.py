@@ -49,7 +49,7 @@ from streamer.sources.tap import TapConnection
 
 if TYPE_CHECKING:
     from streamer.core.frame import Frame
-    from streamer.sources.base import VideoInfo
+    from streamer.sources.info import VideoInfo
 
 __all__ = ["SegmentWriter"]
 

@@ -29,9 +29,10 @@ from streamer.core.redact import redact
 from streamer.core.retry import Backoff
 from streamer.errors import SourceOpenError
 from streamer.sources._live import LiveSource
-from streamer.sources.base import Source, VideoInfo
+from streamer.sources.base import Source
 from streamer.sources.camera import CameraSource
 from streamer.sources.file import FileSource, probe_video
+from streamer.sources.info import VideoInfo
 from streamer.sources.names import spec_kind, split_stream_name, stream_names
 from streamer.sources.network import NETWORK_SCHEMES, NetworkSource
 from streamer.sources.options import SourceOptions

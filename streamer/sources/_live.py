@@ -30,7 +30,8 @@ from streamer.core.retry import Backoff
 from streamer.errors import SourceError, SourceTimeout, SourceUnavailableError
 from streamer.sources._handoff import Handoff, put_and_wait
 from streamer.sources._timeline import Timeline
-from streamer.sources.base import SourceBase, VideoInfo
+from streamer.sources.base import SourceBase
+from streamer.sources.info import VideoInfo
 from streamer.sources.options import DecodePlan, SourceOptions
 from streamer.sources.status import SourceStatus
 from streamer.sources.tap import FrameSink, PacketSink, PacketTap

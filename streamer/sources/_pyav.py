@@ -29,8 +29,8 @@ from av.video.reformatter import VideoReformatter
 from streamer.core.frame import Picture
 from streamer.core.sampler import Sampler
 from streamer.errors import SourceOpenError
-from streamer.sources.base import VideoInfo
 from streamer.sources.hwaccel import check_stream
+from streamer.sources.info import VideoInfo
 from streamer.sources.options import AnalysisSize, DecodePlan
 
 __all__ = [

@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 
 from streamer.core.frame import Frame
-from streamer.sources.base import VideoInfo
+from streamer.sources.info import VideoInfo
 
 __all__ = ["Timeline"]
 

@@ -14,48 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
 
 from streamer.core.channel import Channel
 from streamer.core.frame import Frame
 from streamer.errors import ConfigError, SourceDecodeError, SourceError
+from streamer.sources.info import VideoInfo
 from streamer.sources.options import DecodePlan
 from streamer.sources.status import SourceStatus
 
 if TYPE_CHECKING:
     from streamer.sources.tap import PacketTap
 
-__all__ = ["Source", "SourceBase", "VideoInfo", "WorkerSpec"]
+__all__ = ["Source", "SourceBase", "WorkerSpec"]
 
 log = logging.getLogger("streamer.sources")
-
-
-@dataclass(frozen=True, slots=True)
-class VideoInfo:
-    """What a video says about itself before decoding.
-
-    Attributes:
-        width, height: frame size in pixels.
-        fps: average frame rate, when the container knows it.
-        time_base: time base of the video stream's timestamps.
-        frames: frame count, from the container or estimated from duration × fps; None if unknown.
-        duration: seconds, when known.
-        start: media time of the first frame, seconds.
-        codec: video codec name ("camera" for a local camera).
-        audio: name of the first audio codec, None when there is no audio.
-    """
-
-    width: int
-    height: int
-    fps: Fraction | None
-    time_base: Fraction
-    frames: int | None
-    duration: float | None
-    start: float
-    codec: str
-    audio: str | None
 
 
 class WorkerSpec(Protocol):

@@ -17,7 +17,7 @@ import numpy as np
 
 from streamer.errors import SourceOpenError, SourceUnavailableError
 from streamer.sources._live import LiveSource
-from streamer.sources.base import VideoInfo
+from streamer.sources.info import VideoInfo
 from streamer.sources.names import camera_stream_name
 from streamer.sources.options import SourceOptions
 

@@ -27,8 +27,9 @@ from streamer.errors import SourceDecodeError, SourceNotFoundError, SourceOpenEr
 from streamer.sources._handoff import Handoff, put_and_wait
 from streamer.sources._pyav import FrameConverter, configure_decoder, describe
 from streamer.sources._pyav import to_rgb as to_rgb  # re-exported: `streamer.bench` uses it
-from streamer.sources.base import SourceBase, VideoInfo
+from streamer.sources.base import SourceBase
 from streamer.sources.hwaccel import hwaccel_for
+from streamer.sources.info import VideoInfo
 from streamer.sources.options import DecodePlan
 from streamer.sources.pool.wire import FileSpec
 from streamer.sources.status import SourceStatus

@@ -45,8 +45,8 @@ from streamer.errors import (
 )
 from streamer.sources._live import LiveSource
 from streamer.sources._pyav import FrameConverter, configure_decoder, describe
-from streamer.sources.base import VideoInfo
 from streamer.sources.hwaccel import hwaccel_for
+from streamer.sources.info import VideoInfo
 from streamer.sources.names import url_stream_name
 from streamer.sources.options import DecodePlan, SourceOptions
 from streamer.sources.pool.wire import NetworkSpec

@@ -42,7 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from streamer.sources.base import VideoInfo
+from streamer.sources.info import VideoInfo
 
 if TYPE_CHECKING:  # PyAV's types only: this module loads without touching FFmpeg
     import av

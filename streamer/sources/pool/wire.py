@@ -36,7 +36,8 @@ from streamer.errors import (
     SourceTimeout,
     SourceUnavailableError,
 )
-from streamer.sources.base import Source, SourceBase, VideoInfo, WorkerSpec
+from streamer.sources.base import Source, SourceBase, WorkerSpec
+from streamer.sources.info import VideoInfo
 from streamer.sources.options import DecodePlan, SourceOptions
 from streamer.sources.status import SourceStatus
 from streamer.sources.tap import PacketTap, TapState

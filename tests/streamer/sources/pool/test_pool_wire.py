@@ -15,7 +15,7 @@ from live_helpers import wait_until
 from streamer.core.channel import Channel
 from streamer.errors import SourceDecodeError, SourceError, SourceTimeout
 from streamer.sources import NetworkSource, SourceStatus, open_source
-from streamer.sources.base import VideoInfo
+from streamer.sources.info import VideoInfo
 from streamer.sources.options import AnalysisSize, DecodePlan, SourceOptions
 from streamer.sources.pool import wire
 from streamer.sources.pool.parent import WorkerHandle
