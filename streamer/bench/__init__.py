@@ -4,7 +4,8 @@ Modules, each usable on its own and from `bench/*.py`:
 
     measure     timing and peak-memory helpers shared by every benchmark
     encoders    `streamer bench encoders`: latency, throughput, memory and size per encoder
-    clips       a benchmark clip of at least N seconds (the input looped, streams copied)
+    clips       a benchmark clip of at least N seconds (the input looped, streams copied), or
+                a synthetic H.264 clip of any size (a moving pattern)
     file        file annotation: decode floor, floor+draw, a naive loop and the pipeline,
                 each in its own process, paced like a camera for the live rows
     live        live streams (steady state and an outage) for `bench/live_streams.py`, and

@@ -5,6 +5,7 @@ These check that the benchmarks run and what they print, never how fast anything
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -16,9 +17,10 @@ from pathlib import Path
 import pytest
 from media import ffprobe, video_stream
 
-from streamer.bench.clips import looped_clip
+from streamer.bench.clips import H264_ENCODERS, looped_clip, synthetic_clip
 from streamer.bench.encoders import EncoderRow, markdown_table, parse_encoder_spec
 from streamer.cli.main import main
+from streamer.errors import SourceOpenError
 
 REPO = Path(__file__).resolve().parents[3]
 ENCODER_HEADER = (
@@ -123,6 +125,31 @@ def test_trimmed_clip_keeps_a_decodable_prefix(small_clip, tmp_path) -> None:
     out, loops = looped_clip(small_clip, 0, tmp_path / "short.mp4", loops=3, trim=1.0)
     frames = int(video_stream(ffprobe(out))["nb_read_frames"])
     assert loops == 3 and 3 * 20 <= frames <= 3 * 26  # about 25 frames a copy
+
+
+def test_synthetic_clip_moves_at_its_size_and_rate(tmp_path) -> None:
+    import av
+    import numpy as np
+
+    out = tmp_path / "synthetic.mp4"
+    codec = synthetic_clip(out, (96, 54), 1.0, fps=25)
+    assert codec in H264_ENCODERS
+    video = video_stream(ffprobe(out))
+    assert (video["width"], video["height"], video["r_frame_rate"]) == (96, 54, "25/1")
+    assert int(video["nb_read_frames"]) == 25
+    with av.open(str(out)) as container:
+        lumas = [f.to_ndarray(format="gray").astype(int) for f in container.decode(video=0)]
+    moved = [np.abs(a - b).mean() for a, b in itertools.pairwise(lumas)]
+    assert min(moved) > 1  # every frame differs from the last: the decoder has work to do
+
+
+def test_synthetic_clip_takes_the_first_encoder_that_opens(tmp_path) -> None:
+    codec = synthetic_clip(tmp_path / "a.mp4", (32, 32), 0.2, encoders=("no-such-codec", "mpeg4"))
+    assert codec == "mpeg4" and video_stream(ffprobe(tmp_path / "a.mp4"))["codec_name"] == "mpeg4"
+    with pytest.raises(SourceOpenError, match=r"no-such-codec: not in this build"):
+        synthetic_clip(tmp_path / "b.mp4", (32, 32), 0.2, encoders=("no-such-codec",))
+    with pytest.raises(SourceOpenError, match="even size"):
+        synthetic_clip(tmp_path / "c.mp4", (33, 32), 0.2)
 
 
 # -- streamer bench pipeline -------------------------------------------------------------------
