@@ -135,9 +135,8 @@ class _Window(Observer):
 
     def reading(self) -> tuple[float, dict[str, int], float]:
         """(monotonic time, delivered frames per stream, this process's CPU seconds)."""
-        times = os.times()
         counts = {s.name: s.stats.delivered for s in self.streams}
-        return time.monotonic(), counts, times.user + times.system
+        return time.monotonic(), counts, time.process_time()
 
     async def watch(self, seconds: float, settle_s: float) -> None:
         deadline = self.started + settle_s
