@@ -224,6 +224,7 @@ def test_gpu_suite_quick_runs_on_the_cpu_through_gpu_sh(small_clip, tmp_path) ->
     pipeline = sections["pipeline"]["pipeline, every frame"]
     assert pipeline["analysed"] == pipeline["frames"] > 0 and pipeline["ratio_to_floor"] > 0
     assert sections["targets"]["status"].startswith("not yet measured")
+    assert [r["stream"] for r in sections["streams"]["per_stream"]] == ["cam01", "cam02"]
     assert "not yet measured" in (out / "gpu_suite.md").read_text()
 
 
@@ -243,3 +244,37 @@ def test_gpu_sh_without_wheels_says_what_to_do(tmp_path) -> None:
 def test_gpu_sh_is_valid_bash() -> None:
     assert shutil.which("bash")
     subprocess.run(["bash", "-n", str(REPO / "bench" / "gpu.sh")], check=True)
+
+
+@pytest.mark.slow
+def test_gpu_suite_streams_play_files_as_live_cameras(tmp_path, capsys) -> None:
+    from bench import gpu_suite
+
+    out = tmp_path / "results"
+    code = gpu_suite.main(["--device", "cpu", "--quick", "--models", "clip:tiny",
+                           "--sections", "streams", "--streams", "2", "--stream-size", "320x180",
+                           "--stream-seconds", "3", "--out", str(out)])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0
+    section = json.loads((out / "gpu_suite.json").read_text())["sections"]["streams"]
+    assert section["hwaccel"] == "none" and "nvdec_error" not in section  # no CUDA: not tried
+    assert section["clip"]["encoder"] in H264_ENCODERS and section["size"] == "320x180"
+    rows = section["per_stream"]
+    assert [r["stream"] for r in rows] == ["cam01", "cam02"]  # one clip, a name per stream
+    clip_frames = round(section["clip"]["seconds"] * 25)
+    for r in rows:
+        assert r["error"] is None and r["analysed"] > 0
+        # Paced like a 25 fps camera: delivered at about that rate, never as fast as the
+        # decoder goes (hundreds of fps at this size). Pacing, not our speed.
+        assert 12.5 <= r["fps"] <= 35, r
+        assert r["frames"] > 0 and r["frames"] + r["dropped"] <= clip_frames, r
+        assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"], r
+    assert section["window_s"] == pytest.approx(3.0, abs=0.5)
+    assert section["target_fps_total"] == 50
+    assert section["delivered_fps_total"] == pytest.approx(sum(r["fps"] for r in rows))
+    assert section["slowest_stream"]["fps"] == min(r["fps"] for r in rows)
+    assert section["worst_p95_ms"]["ms"] == max(r["p95_ms"] for r in rows)
+    assert section["drops_total"] == sum(r["dropped"] for r in rows)
+    assert section["cpu"]["cores"] == os.cpu_count() and section["cpu"]["cores_busy"] > 0
+    assert "## streams" in printed and "| cam01 |" in printed and "| cam02 |" in printed
+    assert "of 50 (" in printed
