@@ -8,7 +8,10 @@
 #   bench/gpu.sh [OUT] [ARGS...]    there: install the carried wheels if av/open_clip are
 #                                   missing (pip --no-index), then run the suite, writing
 #                                   gpu_suite.json and gpu_suite.md into OUT (default: $OUT,
-#                                   else gpu-results). ARGS go to bench/gpu_suite.py.
+#                                   else gpu-results). ARGS go to bench/gpu_suite.py, e.g.
+#                                   --sections streams (only the 32 live 1080p25 streams;
+#                                   --streams, --stream-size, --stream-seconds); its
+#                                   docstring lists every section.
 #
 # Environment: PYTHON (default python3), WHEELS (the carried wheels, default .whl).
 set -euo pipefail

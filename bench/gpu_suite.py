@@ -15,9 +15,20 @@ Sections (each one's failure is recorded and the next one still runs):
               frames needs): the batch is split, later batches are capped, embeddings equal the
               uncapped run's; with a cap nothing fits under, the encoder falls back to the CPU
   targets     the issue's GPU targets for ViT-B/32, met or missed (only on CUDA)
+  streams     N live streams (--streams 32, --stream-size 1920x1080, 25 fps) through the
+              pipeline in this process, measured for --stream-seconds (20) once every stream
+              delivers: a synthetic H.264 clip played by every stream as a live camera, JSON
+              Lines out (no video encode), NVDEC where it works, decode in threads (or in
+              --stream-decode-workers processes); per stream fps, analysed, drops, latency
+              p50/p95/p99; delivered fps against N x 25, the slowest stream, the worst p95, and
+              the CPU cores the process kept busy (decode on the cores or the GPU: which limits)
 
 On a lent GPU:      bench/gpu.sh [OUT]          (installs the carried wheels, then this)
 Here, on the CPU:   python bench/gpu_suite.py --device cpu --quick --out /tmp/gpu
+Only the streams:   python bench/gpu_suite.py --device cpu --quick --sections streams
+
+`--max-seconds` is checked before each section starts: the streams come last, so a long run of
+the others can skip them (raise it, or pick `--sections`).
 
 Random weights throughout: speed does not depend on them. A partial result is written after
 every section, so a run cut short still leaves what it measured.
@@ -27,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sys
@@ -47,9 +59,12 @@ import torch.nn.functional as F  # noqa: E402
 from encoders import create_encoder  # noqa: E402
 from encoders.acceleration import Acceleration  # noqa: E402
 from encoders.preprocess import preprocess_frames  # noqa: E402
-from streamer.bench.clips import looped_clip  # noqa: E402
+from streamer import AnalysisConfig  # noqa: E402
+from streamer.analysis.worker import EncoderChoice, load_encoder  # noqa: E402
+from streamer.bench.clips import looped_clip, synthetic_clip  # noqa: E402
 from streamer.bench.encoders import parse_encoder_spec  # noqa: E402
 from streamer.bench.file import ModeConfig, spawn  # noqa: E402
+from streamer.bench.live import LiveRun, SteadyResult, measure  # noqa: E402
 from streamer.bench.measure import machine_line, time_runs  # noqa: E402
 
 VARIANTS = ("eager", "cuda-graphs", "compile", "compile-graphs", "autotune-graphs")
@@ -66,10 +81,16 @@ ACCELERATIONS = {
     ),
 }
 GRAPH_VARIANTS = ("cuda-graphs", "compile-graphs", "autotune-graphs")
-SECTIONS = ("encoders", "upload", "preprocess", "oom", "decode", "pipeline")
+SECTIONS = ("encoders", "upload", "preprocess", "oom", "decode", "pipeline", "streams")
 TARGET_MODEL = "clip:ViT-B/32"
 # A quick run's vocabulary: the default one's ~100 text embeddings take seconds on a CPU.
 QUICK_LABELS = ("a person", "a rabbit", "a tree", "a meadow", "the sky", "a bird")
+STREAM_FPS = 25  # the streams section's cameras
+# Seconds of clip beyond the measured window: the streams start within a second or two of each
+# other, and the window opens once the last one delivers; a stream whose file ran out before
+# the window closed would count as slow.
+STREAM_MARGIN_S = 8.0
+STREAM_SPARE_THREADS = 16  # the run's other work in the default pool (text, outputs, probes)
 
 
 @dataclass(frozen=True)
@@ -90,6 +111,10 @@ class Plan:
     labels: tuple[str, ...] | None
     max_seconds: float
     sections: tuple[str, ...] = SECTIONS
+    streams: int = 32
+    stream_size: tuple[int, int] = (1920, 1080)
+    stream_seconds: float = 20.0
+    stream_decode_workers: int | str = 0
 
     @property
     def cuda(self) -> bool:
@@ -126,6 +151,10 @@ def make_plan(args: argparse.Namespace) -> Plan:
         labels=QUICK_LABELS if args.quick else None,
         max_seconds=args.max_seconds,
         sections=_choices(args.sections, SECTIONS, "--sections") if args.sections else SECTIONS,
+        streams=args.streams or (2 if args.quick else 32),
+        stream_size=_size(args.stream_size or ("640x360" if args.quick else "1920x1080")),
+        stream_seconds=args.stream_seconds or (6.0 if args.quick else 20.0),
+        stream_decode_workers=_workers(args.stream_decode_workers),
     )
 
 
@@ -136,6 +165,19 @@ def _choices(text: str, valid: tuple[str, ...], flag: str) -> tuple[str, ...]:
         wrong, known = ", ".join(unknown), ", ".join(valid)
         raise SystemExit(f"gpu_suite: {flag}: unknown {wrong}; valid: {known}")
     return chosen
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    if not (width.isdigit() and height.isdigit()) or int(width) % 2 or int(height) % 2:
+        raise SystemExit(f"gpu_suite: --stream-size must be WIDTHxHEIGHT, both even, got {text!r}")
+    return int(width), int(height)
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto" or text.isdigit():
+        return text if text == "auto" else int(text)
+    raise SystemExit(f"gpu_suite: --stream-decode-workers must be a number or auto, got {text!r}")
 
 
 def _default_clip() -> Path:
@@ -412,6 +454,127 @@ def section_oom(plan: Plan) -> dict:
     return result
 
 
+# -- live streams ------------------------------------------------------------------------------
+
+
+def section_streams(plan: Plan, folder: Path) -> dict:
+    """`plan.streams` live cameras of `plan.stream_size` at 25 fps, in this process.
+
+    One synthetic clip, played by every stream (`NAME=PATH` names them cam01, cam02, ...) as
+    a live camera: paced at its frame rate, freshest frame winning. JSON Lines out only, so
+    the run decodes, analyses and writes records; N video encodes would measure x264. NVDEC
+    first where CUDA is (its error recorded, then the CPU).
+    """
+    kind, model = parse_encoder_spec(plan.models[0])
+    work = folder / "streams"
+    work.mkdir()
+    clip_s = plan.stream_seconds + STREAM_MARGIN_S
+    started = time.monotonic()
+    codec = synthetic_clip(work / "clip.mp4", plan.stream_size, clip_s, STREAM_FPS)
+    width, height = plan.stream_size
+    result: dict = {
+        "streams": plan.streams, "size": f"{width}x{height}", "fps_each": STREAM_FPS,
+        "model": plan.models[0], "decode_workers": plan.stream_decode_workers,
+        "threads": plan.streams + STREAM_SPARE_THREADS,
+        "clip": {"encoder": codec, "seconds": clip_s, "made_s": time.monotonic() - started},
+    }  # fmt: skip
+    width_digits = max(2, len(str(plan.streams)))
+    inputs = [f"cam{i:0{width_digits}d}={work / 'clip.mp4'}" for i in range(1, plan.streams + 1)]
+    choice = EncoderChoice(kind=kind, model=model, weights="random", device=plan.device)
+    encoder = load_encoder(choice)  # as `streamer run` loads it (CUDA graphs on CUDA)
+    analysis = AnalysisConfig(labels=plan.labels, text_cache=str(work / "text"))
+    # The steady state: the graphs of the batch sizes the run will send (up to max_batch)
+    # recorded now, not in the measured window.
+    encoder.warm_up(sorted({1, 4, analysis.batch.max_batch}))
+    result["encoder"] = {"device": str(encoder.device), "dtype": str(encoder.dtype),
+                         "speedups": encoder.info.speedups}  # fmt: skip
+    for hwaccel in ("cuda", "none") if plan.cuda else ("none",):
+        # A thread per file, as a camera has, plus room for the run's other blocking calls:
+        # asyncio's default pool (cores + 4) would start the streams beyond it only as
+        # others end (`LiveRun.threads`).
+        run = LiveRun(live=True, video=False, hwaccel=hwaccel, analysis=analysis,
+                      decode_workers=plan.stream_decode_workers,
+                      threads=plan.streams + STREAM_SPARE_THREADS)  # fmt: skip
+        out = work / f"out-{hwaccel}"
+        out.mkdir()
+        try:
+            with _SourceLog() as log:
+                measured = measure(inputs, encoder, plan.stream_seconds, out, run)
+        except Exception as exc:  # NVDEC refused at start: recorded, then the CPU decodes
+            if hwaccel == "none":
+                raise
+            result["nvdec_error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
+            continue
+        failed = [r.error for r in measured.rows if r.error]
+        if failed and hwaccel != "none":
+            result["nvdec_error"] = f"{len(failed)} streams failed, e.g. {failed[0][:500]}"
+            continue
+        result["hwaccel"] = hwaccel
+        result["decoded_on_cpu_instead"] = log.on_cpu  # NVDEC asked, the codec fell back
+        result["log"] = log.lines[:20]
+        break
+    del encoder
+    _free(plan)
+    return {**result, **streams_figures(measured, plan.streams * STREAM_FPS)}
+
+
+def streams_figures(measured: SteadyResult, target_fps: float) -> dict:
+    """The per-stream rows and what they add up to (the section's figures)."""
+    rows = measured.rows
+    slowest = min(rows, key=lambda r: r.fps)
+    worst = max(rows, key=lambda r: r.latency_ms[1])
+    total = sum(r.fps for r in rows)
+    cores = os.cpu_count() or 1
+    busy = measured.cpu_s / measured.window_s
+    return {
+        "window_s": measured.window_s,
+        "settle_s": measured.settle_s,
+        "delivered_fps_total": total,
+        "target_fps_total": target_fps,
+        "delivered_share": total / target_fps,
+        "slowest_stream": {"stream": slowest.stream, "fps": slowest.fps},
+        "worst_p95_ms": {"stream": worst.stream, "ms": worst.latency_ms[1]},
+        "drops_total": sum(r.dropped for r in rows),
+        "frames_total": sum(r.frames for r in rows),
+        "analysed_total": sum(r.analysed for r in rows),
+        "failed_streams": sum(1 for r in rows if r.error),
+        "cpu": {"seconds_in_window": measured.cpu_s, "cores_busy": busy, "cores": cores,
+                "share_of_cores": busy / cores, "child_processes_s": measured.child_cpu_s},
+        "per_stream": [
+            {"stream": r.stream, "frames": r.frames, "fps": r.fps, "analysed": r.analysed,
+             "dropped": r.dropped, "p50_ms": r.latency_ms[0], "p95_ms": r.latency_ms[1],
+             "p99_ms": r.latency_ms[2], "error": r.error}
+            for r in rows
+        ],
+    }  # fmt: skip
+
+
+class _SourceLog(logging.Handler):
+    """What the sources log during a run (info and up), to tell whether NVDEC decoded: a
+    stream whose codec has no NVDEC decoder says it decodes on the CPU instead."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.on_cpu = 0
+        self._logger = logging.getLogger("streamer.sources")
+        self._level = self._logger.level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        self.on_cpu += "decoding it on the CPU" in message
+        self.lines.append(message[:300])
+
+    def __enter__(self) -> _SourceLog:
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+
+
 # -- targets, running and writing --------------------------------------------------------------
 
 
@@ -457,7 +620,9 @@ def run_suite(plan: Plan, out: Path) -> dict:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="gpu-suite-") as tmp:
         folder = Path(tmp)
-        clip = str(looped_clip(plan.clip, 0, folder / "clip.mp4", plan.loops, plan.trim)[0])
+        clip = ""  # the looped sample, for the sections that decode it
+        if {"decode", "pipeline"} & set(plan.sections):
+            clip = str(looped_clip(plan.clip, 0, folder / "clip.mp4", plan.loops, plan.trim)[0])
         steps: list[tuple[str, Callable[[], dict]]] = [
             ("encoders", lambda: section_encoders(plan)),
             ("upload", lambda: section_upload(plan)),
@@ -465,6 +630,7 @@ def run_suite(plan: Plan, out: Path) -> dict:
             ("oom", lambda: section_oom(plan)),
             ("decode", lambda: section_decode(plan, clip)),
             ("pipeline", lambda: section_pipeline(plan, clip, folder)),
+            ("streams", lambda: section_streams(plan, folder)),
         ]
         for name, step in steps:
             if name not in plan.sections:
@@ -522,7 +688,41 @@ def markdown(results: dict) -> str:
                   "```", ""]  # fmt: skip
     if "error" in enc:
         lines += ["## encoders", "", "```", enc["error"], "```"]
+    if "streams" in sections:
+        lines += streams_markdown(sections["streams"])
     return "\n".join(lines)
+
+
+def streams_markdown(section: dict) -> list[str]:
+    """The streams section: what ran, the totals, then a row per stream."""
+    if "per_stream" not in section:  # skipped or failed: as the other sections
+        return ["## streams", "", "```", json.dumps(section, indent=1, default=str)[:4000], "```"]
+    s, cpu = section, section["cpu"]
+    nvdec = f"; NVDEC refused: {s['nvdec_error']}" if "nvdec_error" in s else ""
+    lines = [
+        "## streams", "",
+        f"{s['streams']} live streams {s['size']} at {s['fps_each']} fps (one "
+        f"{s['clip']['encoder']} clip, paced as cameras), {s['model']} on {s['encoder']['device']} "
+        f"({s['encoder']['dtype']}, {s['encoder']['speedups']}), decode: hwaccel {s['hwaccel']}, "
+        f"{s['decode_workers']} decode workers{nvdec}; JSON Lines out, no video encode. "
+        f"Window {s['window_s']:.1f} s, opened {s['settle_s']:.1f} s after the start.", "",
+        f"- delivered: **{s['delivered_fps_total']:.1f} fps** of {s['target_fps_total']:.0f} "
+        f"({100 * s['delivered_share']:.1f} %); slowest stream {s['slowest_stream']['stream']} "
+        f"at {s['slowest_stream']['fps']:.1f} fps",
+        f"- worst p95 latency: {s['worst_p95_ms']['ms']:.0f} ms ({s['worst_p95_ms']['stream']}); "
+        f"drops: {s['drops_total']}; analysed: {s['analysed_total']}; failed streams: "
+        f"{s['failed_streams']}",
+        f"- CPU: {cpu['cores_busy']:.2f} of {cpu['cores']} cores busy in the window "
+        f"({100 * cpu['share_of_cores']:.0f} %); decode worker processes "
+        f"{cpu['child_processes_s']:.1f} CPU s over the whole run", "",
+        "| stream | frames | fps | analysed | drops | p50 ms | p95 ms | p99 ms | error |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]  # fmt: skip
+    for r in s["per_stream"]:
+        lines.append(f"| {r['stream']} | {r['frames']} | {r['fps']:.1f} | {r['analysed']} | "
+                     f"{r['dropped']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
+                     f"{r['p99_ms']:.0f} | {r['error'] or ''} |")  # fmt: skip
+    return [*lines, ""]
 
 
 def _sync(plan: Plan) -> None:
@@ -562,6 +762,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="time per measurement")
     parser.add_argument("--clip", help="video for decode and the pipeline (default: the sample)")
     parser.add_argument("--loops", type=int, help="clip repeated (default 4; quick: 1)")
+    parser.add_argument("--streams", type=int, help="live streams (default 32; quick: 2)")
+    parser.add_argument(
+        "--stream-size", help="the streams' WIDTHxHEIGHT (default 1920x1080; quick: 640x360)"
+    )
+    parser.add_argument(
+        "--stream-seconds",
+        type=float,
+        help="measured seconds of the streams (default 20; quick: 6)",
+    )
+    parser.add_argument(
+        "--stream-decode-workers",
+        default="0",
+        help="decode processes for the streams, N or auto (default 0: threads of this process)",
+    )
     parser.add_argument(
         "--max-seconds",
         type=float,

@@ -4,8 +4,9 @@ Starts GStreamer's RTSP server on loopback (Debian's python3 with gi, as the tes
 live 25 fps test patterns, runs `streamer`'s pipeline on all of them in one process (each stream
 recorded to MP4 + JSON Lines, analysis at the default rate), and reports per stream:
 
-  phase 1 (steady): delivered fps over the run, latency p50/p95/p99 (capture → frame written
-                    with its overlay, measured by the pipeline), drops;
+  phase 1 (steady): delivered fps over --seconds once every stream delivers, latency
+                    p50/p95/p99 (capture → frame written with its overlay, measured by the
+                    pipeline), drops;
   phase 2 (outage): the server is killed for --outage seconds and restarted; how long after
                     its return each stream was online again, and how many reconnect attempts
                     each logged.
@@ -53,7 +54,8 @@ def main() -> None:
     server.start()
     try:
         with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as two:
-            print_steady(steady(server, names, encoder, args.seconds, Path(one)), args.seconds)
+            urls = [server.url(n) for n in names]
+            print_steady(steady(urls, encoder, args.seconds, Path(one)), args.seconds)
             print_outage(outage(server, names, encoder, args.outage, Path(two)), args.outage)
     finally:
         server.kill()

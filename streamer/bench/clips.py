@@ -5,18 +5,34 @@ pictures) and costs no re-encoding; the timestamps of each copy are shifted by t
 the clip. A shorter clip keeps a prefix of the packets in decode order, which stays decodable:
 every packet's references come before it in that order. Audio is left out: the benchmarks time
 video.
+
+`synthetic_clip` writes a clip of any size instead: a moving pattern drawn with numpy, encoded
+with the first H.264 encoder this FFmpeg build opens (many live cameras at a chosen resolution,
+with no sample of that size at hand).
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.error
+import numpy as np
 
 from streamer.errors import SourceOpenError
 
-__all__ = ["clip_seconds", "looped_clip"]
+__all__ = ["H264_ENCODERS", "clip_seconds", "looped_clip", "synthetic_clip"]
+
+#: tried in order; mpeg4 (MPEG-4 part 2) is the last resort of a build without H.264 encoders
+H264_ENCODERS = ("libx264", "libopenh264", "h264_nvenc", "mpeg4")
+# What each encoder is asked for: a camera's stream (no B-frames, a keyframe every 2 s) that
+# costs a decoder what a camera's would (CABAC and the deblocking filter stay on).
+_ENCODER_OPTIONS = {
+    "libx264": {"preset": "veryfast", "bframes": "0"},
+    "h264_nvenc": {"preset": "p4", "bf": "0"},
+}
 
 
 def clip_seconds(path: str | Path) -> float:
@@ -78,3 +94,79 @@ def looped_clip(
                     new.stream = copy
                     sink.mux(new)
     return out, loops
+
+
+def synthetic_clip(
+    out: str | Path, size: tuple[int, int], seconds: float, fps: int = 25,
+    encoders: tuple[str, ...] = H264_ENCODERS,
+) -> str:  # fmt: skip
+    """Write `seconds` of a moving pattern at `size` (width, height) and `fps` into `out`.
+
+    The picture moves every frame (a drifting gradient with a fixed grain, a bright square
+    crossing it), so decoding it is real work: motion-compensated blocks with a residual, at
+    about 4 Mbit/s for 1080p (scaled by area), as a camera sends.
+
+    Returns:
+        The encoder used: the first of `encoders` that this FFmpeg build has and can open
+        (`h264_nvenc` needs a GPU; the others need nothing).
+
+    Raises:
+        SourceOpenError: none of `encoders` opens here; the message says why each did not.
+    """
+    width, height = size
+    if width < 16 or height < 16 or width % 2 or height % 2:
+        raise SourceOpenError(f"a synthetic clip needs an even size of at least 16x16, got {size}")
+    codec = _first_encoder(encoders, width, height, fps)
+    with av.open(str(out), "w") as sink:
+        stream = sink.add_stream(codec, rate=fps, options=_ENCODER_OPTIONS.get(codec, {}))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.bit_rate = max(300_000, int(4_000_000 * width * height / (1920 * 1080)))
+        stream.codec_context.gop_size = 2 * fps
+        for index, planes in enumerate(_pattern(width, height, round(seconds * fps))):
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            frame.pts, frame.time_base = index, Fraction(1, fps)
+            sink.mux(stream.encode(frame))
+        sink.mux(stream.encode(None))
+    return codec
+
+
+def _first_encoder(encoders: tuple[str, ...], width: int, height: int, fps: int) -> str:
+    problems = []
+    for name in encoders:
+        if name not in av.codecs_available:
+            problems.append(f"{name}: not in this build")
+            continue
+        context = av.CodecContext.create(name, "w")
+        context.width, context.height, context.pix_fmt = width, height, "yuv420p"
+        context.time_base, context.framerate = Fraction(1, fps), Fraction(fps)
+        try:
+            context.open()
+        except av.error.FFmpegError as exc:  # e.g. h264_nvenc without a GPU: the next one
+            problems.append(f"{name}: {exc}")
+            continue
+        return name
+    raise SourceOpenError(f"no video encoder opens here ({'; '.join(problems)})")
+
+
+def _pattern(width: int, height: int, count: int):
+    """`count` frames of yuv420p planes, stacked as `VideoFrame.from_ndarray` takes them."""
+    rng = np.random.default_rng(0)
+    x, y = np.meshgrid(np.arange(2 * width), np.arange(height))
+    wave = 60 * np.sin(x / 37.0) + 40 * np.cos(y / 23.0 + x / 91.0)
+    luma = np.clip(128 + wave + rng.normal(0, 10, wave.shape), 16, 235).astype(np.uint8)
+    cx, cy = np.meshgrid(np.arange(width), np.arange(height // 2))
+    chroma = (128 + 40 * np.sin(cx / 29.0) * np.cos(cy / 17.0)).astype(np.uint8)
+    side = max(8, height // 6) // 2 * 2
+    area = width * height
+    for index in range(count):
+        flat = np.empty(area * 3 // 2, np.uint8)  # Y, then U and V at half width and height
+        luma_plane = flat[:area].reshape(height, width)
+        shift = (3 * index) % width
+        luma_plane[:] = luma[:, shift : shift + width]
+        left, top = (7 * index) % max(1, width - side), (height - side) // 2
+        luma_plane[top : top + side, left : left + side] = 235
+        u = np.roll(chroma[:, : width // 2], -index, axis=1)  # they drift the other way
+        v = np.roll(chroma[:, width // 2 :], index, axis=0)
+        flat[area : area * 5 // 4] = u.reshape(-1)
+        flat[area * 5 // 4 :] = v.reshape(-1)
+        yield flat.reshape(height * 3 // 2, width)

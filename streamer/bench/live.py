@@ -1,29 +1,75 @@
-"""Live RTSP streams: delivered fps and end-to-end latency, then recovery from a server outage.
+"""Live streams: delivered fps and end-to-end latency, then recovery from a server outage.
 
-The pipeline runs on N live streams of an RTSP server the caller provides and starts
-(`bench/live_streams.py` uses GStreamer's, from `bench.harness.rtsp`), each stream recorded to MP4
-and JSON Lines, analysis at the default rate. Per stream:
+The pipeline runs in this process on N live inputs: streams of an RTSP server the caller
+provides and starts (`bench/live_streams.py` uses GStreamer's, from `bench.harness.rtsp`), or
+files played as live cameras (`LiveRun(live=True)`: paced at their frame rate, freshest frame
+wins; `bench/gpu_suite.py`'s streams section). Per stream:
 
-  steady   delivered fps over the run, latency p50/p95/p99 (capture → frame written with its
-           overlay, measured by the pipeline), drops;
+  steady   delivered fps over a window that opens once every stream has delivered a frame,
+           latency p50/p95/p99 (capture → frame written, measured by the pipeline), drops;
+           and the process's CPU seconds over that window (`measure`);
   outage   the server is killed for a while and restarted: how long after its return each
            stream was online again, and how many reconnect attempts each logged.
 
-The server object needs `url(name)`, `port`, `start()` and `kill()`.
+The server object of `outage` needs `url(name)`, `port`, `start()` and `kill()`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamer import OutputConfig, RunConfig, run_pipeline
+from streamer import AnalysisConfig, OutputConfig, RunConfig, RunSummary, run_pipeline
+from streamer.core.events import Observer
+from streamer.sources import SourceOptions
 
-__all__ = ["OutageRow", "SteadyRow", "outage", "print_outage", "print_steady", "steady"]
+__all__ = [
+    "LiveRun",
+    "OutageRow",
+    "SteadyResult",
+    "SteadyRow",
+    "measure",
+    "outage",
+    "print_outage",
+    "print_steady",
+    "steady",
+]
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    """How the streams of `steady` and `measure` run.
+
+    Attributes:
+        live: the run's contract: None by source kind (RTSP is live); True plays files as
+            live cameras, paced at their frame rate, freshest frame winning.
+        video: record each stream to MP4 (x264 ultrafast) besides its JSON Lines; False
+            writes JSON Lines only (then nothing converts or draws the frames not analysed).
+        hwaccel: where to decode: "none", "cuda" (NVDEC) or "auto" (`SourceOptions.hwaccel`).
+        decode_workers: decode processes, a number or "auto" (`SourceOptions.decode_workers`).
+        analysis: the analysis settings (rate, vocabulary, text-embedding cache).
+        settle_s: the longest wait for every stream's first frame before the window opens.
+        threads: the size of the event loop's default thread pool, None for asyncio's
+            (min(32, cores + 4)). A file decodes in a thread of that pool for as long as it
+            plays, so a run of more files than the pool has threads starts the rest only as
+            others end; a camera's or a URL's decode thread is its own.
+    """
+
+    live: bool | None = None
+    video: bool = True
+    hwaccel: str = "none"
+    decode_workers: int | str = 0
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    settle_s: float = 60.0
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +82,29 @@ class SteadyRow:
     analysed: int
     dropped: int
     latency_ms: tuple[float, float, float]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SteadyResult:
+    """What `measure` saw: a row per stream, the window and the CPU time spent in it.
+
+    Attributes:
+        rows: one per stream, in input order.
+        window_s: the measured window's length (shorter than asked when every stream ended
+            first, e.g. files that ran out).
+        settle_s: from the run's start to the window's (every stream delivering).
+        cpu_s: CPU seconds (user + system, every thread) this process spent in the window;
+            decode worker processes are not in it (`child_cpu_s`).
+        child_cpu_s: CPU seconds of the run's ended child processes (decode workers), over
+            the whole run, not only the window.
+    """
+
+    rows: list[SteadyRow]
+    window_s: float
+    settle_s: float
+    cpu_s: float
+    child_cpu_s: float
 
 
 @dataclass(frozen=True)
@@ -57,34 +126,106 @@ def _online_walls(folder: Path, stream: str) -> list[float]:
             if r["type"] == "status" and r["state"] == "online"]  # fmt: skip
 
 
-async def _run(config: RunConfig, encoder, seconds: float, during=None):
+class _Window(Observer):
+    """Each stream's delivered frames over a window that opens once every stream delivered
+    one (or `settle_s` passed) and lasts `seconds`; told the run's streams at its start."""
+
+    def __init__(self) -> None:
+        self.streams: list[Any] = []
+        self.started = time.monotonic()
+        self.opened: tuple[float, dict[str, int], float] | None = None
+        self.closed: tuple[float, dict[str, int], float] | None = None
+
+    async def start(self, run: Any) -> None:
+        self.streams = list(run.streams)
+
+    def reading(self) -> tuple[float, dict[str, int], float]:
+        """(monotonic time, delivered frames per stream, this process's CPU seconds)."""
+        counts = {s.name: s.stats.delivered for s in self.streams}
+        return time.monotonic(), counts, time.process_time()
+
+    async def watch(self, seconds: float, settle_s: float) -> None:
+        deadline = self.started + settle_s
+        while time.monotonic() < deadline and not (
+            self.streams and all(self.reading()[1].values())
+        ):
+            await asyncio.sleep(0.05)
+        self.opened = self.reading()
+        await asyncio.sleep(seconds)
+        self.closed = self.reading()
+
+
+async def _run(
+    config: RunConfig, encoder, during: Callable[[], Awaitable[None]], observers=(),
+    threads: int | None = None,
+) -> RunSummary:  # fmt: skip
+    """Run the pipeline while `during` runs, then stop it; a run that ends (or fails) first
+    ends the wait, and an error of `during` is raised after the run stopped."""
+    if threads is not None:  # asyncio.run shuts it down with the loop
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(threads))
     stop = asyncio.Event()
-    task = asyncio.create_task(run_pipeline(config, encoder=encoder, stop=stop))
+    task = asyncio.create_task(
+        run_pipeline(config, encoder=encoder, stop=stop, observers=observers)
+    )
+    waiting = asyncio.create_task(during())
     try:
-        if during is not None:
-            await during()
-        else:
-            await asyncio.sleep(seconds)
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop.set()
-    return await task, time.time()
+        waiting.cancel()
+    summary = await task
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    return summary
 
 
-def _config(server: Any, names: list[str], folder: Path) -> RunConfig:
-    outputs = OutputConfig(video=str(folder / "{stream}.mp4"), jsonl=str(folder / "{stream}.jsonl"),
-                           preset="ultrafast")  # fmt: skip
-    return RunConfig(input=tuple(server.url(n) for n in names), outputs=outputs)
+def _config(inputs: Sequence[str], folder: Path, run: LiveRun) -> RunConfig:
+    video = str(folder / "{stream}.mp4") if run.video else None
+    outputs = OutputConfig(video=video, jsonl=str(folder / "{stream}.jsonl"), preset="ultrafast")
+    sources = SourceOptions(hwaccel=run.hwaccel, decode_workers=run.decode_workers)
+    return RunConfig(input=tuple(inputs), outputs=outputs, live=run.live, sources=sources,
+                     analysis=run.analysis)  # fmt: skip
 
 
-def steady(server: Any, names: list[str], encoder, seconds: float, folder: Path) -> list[SteadyRow]:
-    """Run every stream for `seconds`; delivered fps counts from each stream's first frame."""
-    summary, stopped = asyncio.run(_run(_config(server, names, folder), encoder, seconds))
-    rows = []
-    for s in summary.streams:
-        online = _online_walls(folder, s.name)
-        fps = s.frames / (stopped - online[0]) if online else 0.0
-        rows.append(SteadyRow(s.name, s.frames, fps, s.analysed, s.dropped, s.latency_ms))
-    return rows
+def measure(
+    inputs: Sequence[str], encoder, seconds: float, folder: Path, run: LiveRun | None = None
+) -> SteadyResult:
+    """Run every input live, measure `seconds` once every stream delivers, then stop.
+
+    Args:
+        inputs: the run's inputs (URLs, or files with `run.live`); each becomes a stream.
+        encoder: an encoder already loaded, shared by every stream.
+        seconds: the measured window.
+        folder: where each stream's outputs go (`{stream}.jsonl`, `{stream}.mp4`).
+        run: how the streams run (None: `LiveRun()`).
+    """
+    run = run or LiveRun()
+    window = _Window()
+    before = os.times()
+    summary = asyncio.run(
+        _run(_config(inputs, folder, run), encoder,
+             lambda: window.watch(seconds, run.settle_s), [window], run.threads)
+    )  # fmt: skip
+    after = os.times()
+    # A window the run's end cut short (every input ended) closes with the final counts.
+    ended = (time.monotonic(), {s.name: s.frames for s in summary.streams}, window.reading()[2])
+    opened, closed = window.opened or ended, window.closed or ended
+    span = max(closed[0] - opened[0], 1e-9)
+    rows = [
+        SteadyRow(s.name, s.frames, (closed[1].get(s.name, 0) - opened[1].get(s.name, 0)) / span,
+                  s.analysed, s.dropped, s.latency_ms, s.error)
+        for s in summary.streams
+    ]  # fmt: skip
+    children = after.children_user + after.children_system
+    children -= before.children_user + before.children_system
+    return SteadyResult(rows, span, opened[0] - window.started, closed[2] - opened[2], children)
+
+
+def steady(
+    inputs: Sequence[str], encoder, seconds: float, folder: Path, run: LiveRun | None = None
+) -> list[SteadyRow]:
+    """`measure`'s rows: a row per stream, delivered fps over the measured window."""
+    return measure(inputs, encoder, seconds, folder, run).rows
 
 
 def outage(
@@ -107,9 +248,8 @@ def outage(
             await asyncio.sleep(0.1)
         await asyncio.sleep(2)
 
-    summary, _ = asyncio.run(
-        _run(_config(server, names, folder), encoder, 0, during=kill_and_restart)
-    )
+    inputs = [server.url(n) for n in names]
+    summary = asyncio.run(_run(_config(inputs, folder, LiveRun()), encoder, kill_and_restart))
     rows = []
     for s in summary.streams:
         online = _online_walls(folder, s.name)

@@ -5,6 +5,7 @@ These check that the benchmarks run and what they print, never how fast anything
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -16,9 +17,10 @@ from pathlib import Path
 import pytest
 from media import ffprobe, video_stream
 
-from streamer.bench.clips import looped_clip
+from streamer.bench.clips import H264_ENCODERS, looped_clip, synthetic_clip
 from streamer.bench.encoders import EncoderRow, markdown_table, parse_encoder_spec
 from streamer.cli.main import main
+from streamer.errors import SourceOpenError
 
 REPO = Path(__file__).resolve().parents[3]
 ENCODER_HEADER = (
@@ -125,6 +127,31 @@ def test_trimmed_clip_keeps_a_decodable_prefix(small_clip, tmp_path) -> None:
     assert loops == 3 and 3 * 20 <= frames <= 3 * 26  # about 25 frames a copy
 
 
+def test_synthetic_clip_moves_at_its_size_and_rate(tmp_path) -> None:
+    import av
+    import numpy as np
+
+    out = tmp_path / "synthetic.mp4"
+    codec = synthetic_clip(out, (96, 54), 1.0, fps=25)
+    assert codec in H264_ENCODERS
+    video = video_stream(ffprobe(out))
+    assert (video["width"], video["height"], video["r_frame_rate"]) == (96, 54, "25/1")
+    assert int(video["nb_read_frames"]) == 25
+    with av.open(str(out)) as container:
+        lumas = [f.to_ndarray(format="gray").astype(int) for f in container.decode(video=0)]
+    moved = [np.abs(a - b).mean() for a, b in itertools.pairwise(lumas)]
+    assert min(moved) > 1  # every frame differs from the last: the decoder has work to do
+
+
+def test_synthetic_clip_takes_the_first_encoder_that_opens(tmp_path) -> None:
+    codec = synthetic_clip(tmp_path / "a.mp4", (32, 32), 0.2, encoders=("no-such-codec", "mpeg4"))
+    assert codec == "mpeg4" and video_stream(ffprobe(tmp_path / "a.mp4"))["codec_name"] == "mpeg4"
+    with pytest.raises(SourceOpenError, match=r"no-such-codec: not in this build"):
+        synthetic_clip(tmp_path / "b.mp4", (32, 32), 0.2, encoders=("no-such-codec",))
+    with pytest.raises(SourceOpenError, match="even size"):
+        synthetic_clip(tmp_path / "c.mp4", (33, 32), 0.2)
+
+
 # -- streamer bench pipeline -------------------------------------------------------------------
 
 
@@ -197,6 +224,7 @@ def test_gpu_suite_quick_runs_on_the_cpu_through_gpu_sh(small_clip, tmp_path) ->
     pipeline = sections["pipeline"]["pipeline, every frame"]
     assert pipeline["analysed"] == pipeline["frames"] > 0 and pipeline["ratio_to_floor"] > 0
     assert sections["targets"]["status"].startswith("not yet measured")
+    assert [r["stream"] for r in sections["streams"]["per_stream"]] == ["cam01", "cam02"]
     assert "not yet measured" in (out / "gpu_suite.md").read_text()
 
 
@@ -216,3 +244,42 @@ def test_gpu_sh_without_wheels_says_what_to_do(tmp_path) -> None:
 def test_gpu_sh_is_valid_bash() -> None:
     assert shutil.which("bash")
     subprocess.run(["bash", "-n", str(REPO / "bench" / "gpu.sh")], check=True)
+
+
+@pytest.mark.slow
+def test_gpu_suite_streams_play_files_as_live_cameras(tmp_path, capsys) -> None:
+    from bench import gpu_suite
+
+    out = tmp_path / "results"
+    # More streams than asyncio's default thread pool (cores + 4) holds: each file decodes in
+    # a thread of the loop's pool for as long as it plays.
+    streams = (os.cpu_count() or 1) + 6
+    code = gpu_suite.main(["--device", "cpu", "--quick", "--models", "clip:tiny",
+                           "--sections", "streams", "--streams", str(streams),
+                           "--stream-size", "160x90", "--stream-seconds", "3",
+                           "--out", str(out)])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0
+    section = json.loads((out / "gpu_suite.json").read_text())["sections"]["streams"]
+    assert section["hwaccel"] == "none" and "nvdec_error" not in section  # no CUDA: not tried
+    assert section["clip"]["encoder"] in H264_ENCODERS and section["size"] == "160x90"
+    rows = section["per_stream"]
+    names = [f"cam{i:02d}" for i in range(1, streams + 1)]
+    assert [r["stream"] for r in rows] == names  # one clip, a name per stream
+    clip_frames = round(section["clip"]["seconds"] * 25)
+    for r in rows:
+        assert r["error"] is None and r["analysed"] > 0
+        # Paced like a 25 fps camera: delivered at about that rate, never as fast as the
+        # decoder goes (hundreds of fps at this size). Pacing, not our speed.
+        assert 12.5 <= r["fps"] <= 35, r
+        assert r["frames"] > 0 and r["frames"] + r["dropped"] <= clip_frames, r
+        assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"], r
+    assert section["window_s"] == pytest.approx(3.0, abs=0.5)
+    assert section["target_fps_total"] == 25 * streams
+    assert section["delivered_fps_total"] == pytest.approx(sum(r["fps"] for r in rows))
+    assert section["slowest_stream"]["fps"] == min(r["fps"] for r in rows)
+    assert section["worst_p95_ms"]["ms"] == max(r["p95_ms"] for r in rows)
+    assert section["drops_total"] == sum(r["dropped"] for r in rows)
+    assert section["cpu"]["cores"] == os.cpu_count() and section["cpu"]["cores_busy"] > 0
+    assert "## streams" in printed and all(f"| {name} |" in printed for name in names)
+    assert f"of {25 * streams} (" in printed
