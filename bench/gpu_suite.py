@@ -90,7 +90,6 @@ STREAM_FPS = 25  # the streams section's cameras
 # other, and the window opens once the last one delivers; a stream whose file ran out before
 # the window closed would count as slow.
 STREAM_MARGIN_S = 8.0
-STREAM_SPARE_THREADS = 16  # the run's other work in the default pool (text, outputs, probes)
 
 
 @dataclass(frozen=True)
@@ -475,7 +474,6 @@ def section_streams(plan: Plan, folder: Path) -> dict:
     result: dict = {
         "streams": plan.streams, "size": f"{width}x{height}", "fps_each": STREAM_FPS,
         "model": plan.models[0], "decode_workers": plan.stream_decode_workers,
-        "threads": plan.streams + STREAM_SPARE_THREADS,
         "clip": {"encoder": codec, "seconds": clip_s, "made_s": time.monotonic() - started},
     }  # fmt: skip
     width_digits = max(2, len(str(plan.streams)))
@@ -489,12 +487,8 @@ def section_streams(plan: Plan, folder: Path) -> dict:
     result["encoder"] = {"device": str(encoder.device), "dtype": str(encoder.dtype),
                          "speedups": encoder.info.speedups}  # fmt: skip
     for hwaccel in ("cuda", "none") if plan.cuda else ("none",):
-        # A thread per file, as a camera has, plus room for the run's other blocking calls:
-        # asyncio's default pool (cores + 4) would start the streams beyond it only as
-        # others end (`LiveRun.threads`).
         run = LiveRun(live=True, video=False, hwaccel=hwaccel, analysis=analysis,
-                      decode_workers=plan.stream_decode_workers,
-                      threads=plan.streams + STREAM_SPARE_THREADS)  # fmt: skip
+                      decode_workers=plan.stream_decode_workers)  # fmt: skip
         out = work / f"out-{hwaccel}"
         out.mkdir()
         try:

@@ -22,7 +22,6 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,10 +56,6 @@ class LiveRun:
         decode_workers: decode processes, a number or "auto" (`SourceOptions.decode_workers`).
         analysis: the analysis settings (rate, vocabulary, text-embedding cache).
         settle_s: the longest wait for every stream's first frame before the window opens.
-        threads: the size of the event loop's default thread pool, None for asyncio's
-            (min(32, cores + 4)). A file decodes in a thread of that pool for as long as it
-            plays, so a run of more files than the pool has threads starts the rest only as
-            others end; a camera's or a URL's decode thread is its own.
     """
 
     live: bool | None = None
@@ -69,7 +64,6 @@ class LiveRun:
     decode_workers: int | str = 0
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     settle_s: float = 60.0
-    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -156,13 +150,10 @@ class _Window(Observer):
 
 
 async def _run(
-    config: RunConfig, encoder, during: Callable[[], Awaitable[None]], observers=(),
-    threads: int | None = None,
-) -> RunSummary:  # fmt: skip
+    config: RunConfig, encoder, during: Callable[[], Awaitable[None]], observers=()
+) -> RunSummary:
     """Run the pipeline while `during` runs, then stop it; a run that ends (or fails) first
     ends the wait, and an error of `during` is raised after the run stopped."""
-    if threads is not None:  # asyncio.run shuts it down with the loop
-        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(threads))
     stop = asyncio.Event()
     task = asyncio.create_task(
         run_pipeline(config, encoder=encoder, stop=stop, observers=observers)
@@ -204,7 +195,7 @@ def measure(
     before = os.times()
     summary = asyncio.run(
         _run(_config(inputs, folder, run), encoder,
-             lambda: window.watch(seconds, run.settle_s), [window], run.threads)
+             lambda: window.watch(seconds, run.settle_s), [window])
     )  # fmt: skip
     after = os.times()
     # A window the run's end cut short (every input ended) closes with the final counts.

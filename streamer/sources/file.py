@@ -21,6 +21,7 @@ from pathlib import Path
 import av
 import av.error
 
+from streamer.core.background import start_in_thread
 from streamer.core.channel import Channel, ChannelClosed, DropPolicy
 from streamer.core.frame import Frame
 from streamer.errors import SourceDecodeError, SourceNotFoundError, SourceOpenError
@@ -130,13 +131,18 @@ class FileSource(SourceBase):
         plan: DecodePlan = DecodePlan(),  # noqa: B008 (frozen, so sharing is safe)
         tap: PacketTap | None = None,
     ) -> None:
-        """Decode every frame into `out` in a thread, then close it. Returns early when
-        `stop` is set. A file is never copied: it refuses a `tap` (ConfigError)."""
+        """Decode every frame into `out` in a thread of its own, then close it. Returns early
+        when `stop` is set. A file is never copied: it refuses a `tap` (ConfigError).
+
+        Its own thread, not one of the loop's default pool: a file holds its thread for as long
+        as it plays, and the pool (cores + 4 threads) would start the files beyond it only as
+        others end, and leave no thread for the run's other short blocking calls meanwhile."""
         self._refuse_tap(tap)
         loop = asyncio.get_running_loop()
         halt = threading.Event()
         try:
-            await asyncio.to_thread(self._decode_into, plan, out, loop, halt, stop)
+            await start_in_thread(self._decode_into, plan, out, loop, halt, stop,
+                                  name=f"decode-{self.name}")  # fmt: skip
         finally:
             halt.set()
             await out.close()

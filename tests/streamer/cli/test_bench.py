@@ -251,8 +251,8 @@ def test_gpu_suite_streams_play_files_as_live_cameras(tmp_path, capsys) -> None:
     from bench import gpu_suite
 
     out = tmp_path / "results"
-    # More streams than asyncio's default thread pool (cores + 4) holds: each file decodes in
-    # a thread of the loop's pool for as long as it plays.
+    # More streams than asyncio's default thread pool (cores + 4) holds: a file holds its
+    # decode thread for as long as it plays, so files decoding on that pool started late.
     streams = (os.cpu_count() or 1) + 6
     code = gpu_suite.main(["--device", "cpu", "--quick", "--models", "clip:tiny",
                            "--sections", "streams", "--streams", str(streams),
