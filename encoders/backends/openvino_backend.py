@@ -44,8 +44,6 @@ _IR = "image.xml"  # and image.bin beside it
 #: runs one batch after another). The thread count is torch's, the hint bf16 when asked
 #: (`compile_config`).
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-#: what the `precision` asked for compiles with ("auto" and "fp32": f32)
-_HINTS = {"bf16": "bf16"}
 
 
 class OpenVinoBackend:
@@ -152,7 +150,10 @@ def compile_config(precision: str = "fp32") -> dict[str, Any]:
     (`torch.set_num_threads`: a bench's `--threads`, a cluster replica's `--encoder-cpus`)
     sizes both backends alike, and the bf16 hint for `precision="bf16"`. A process without
     torch (a run from a cached export) leaves the count to OpenVINO."""
-    config = {**COMPILE_CONFIG, "INFERENCE_PRECISION_HINT": _HINTS.get(precision, "f32")}
+    config = {
+        **COMPILE_CONFIG,
+        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+    }
     torch = sys.modules.get("torch")
     if torch is not None:
         config["INFERENCE_NUM_THREADS"] = torch.get_num_threads()
@@ -169,7 +170,7 @@ def cpu_has_bf16() -> bool:
 
 
 def _in(precision: str) -> str:
-    return f" in {precision}" if precision in _HINTS else ""
+    return " in bf16" if precision == "bf16" else ""
 
 
 def _dtype(precision: str) -> str | None:
