@@ -24,7 +24,12 @@ The arithmetic ceiling: each row's fastest batch is also given in GFLOP/s (torch
 of the model) and as a share of the best GFLOP/s torch's own fp32 matrix product reaches on
 this CPU with the same threads (square products of 512 to 2048). A backend cannot run the fp32
 model much faster than that ceiling, so the lines after the table say what share of it a time
-of 0.5× or 0.3× torch's would need: above 100 %, fp32 cannot get there on this CPU.
+of 0.5× or 0.3× torch's would need: above 100 %, fp32 cannot get there on this CPU. int8 has
+a ceiling of its own, measured the same way on ONNX Runtime's int8 matrix product
+(`MatMulInteger`, the kernel its quantised models use): the lines say what time the whole model
+would take with every operation at that ceiling, a bound no int8 backend here can beat, and
+where ONNX Runtime int8's time goes (its own profiler, one batch: the int8 products against
+everything else).
 
 Run:  python bench/backends.py [--model ViT-B/32] [--batches 8] [--threads 1,2] [--seconds 5]
 """
@@ -136,12 +141,15 @@ def _measure(built: dict, frames: list[np.ndarray], threads: int, args, medians:
                           f"{label}: {timing.median_ms:.1f} ms", file=sys.stderr)  # fmt: skip
 
 
-def flops_per_image(encoder: encoders.Encoder, frames: list[np.ndarray]) -> float:
+def flops_per_image(encoder: encoders.Encoder, frames: list[np.ndarray]) -> tuple[float, float]:
     """Floating-point operations of one image through the torch encoder, as torch's counter
-    counts them (matrix products, convolutions, attention; 2 per multiply-add).
+    counts them (matrix products and convolutions, 2 per multiply-add): all of them, and those
+    of the linear layers' products alone (`mm`, `addmm`, `bmm`: what int8 quantises).
 
     Counted with `nn.MultiheadAttention`'s fused inference kernel off: the counter does not see
-    inside it, and would miss the attention's projections (a third of ViT-B/32's work)."""
+    inside it, and would miss the attention's projections (a third of ViT-B/32's work). The
+    attention's own score products (scaled dot-product attention) are not counted: about 1 % of
+    ViT-B/32's work at 50 tokens."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -152,7 +160,9 @@ def flops_per_image(encoder: encoders.Encoder, frames: list[np.ndarray]) -> floa
             encoder.embed(_inputs(encoder, frames, 2)["model input"])
     finally:
         torch.backends.mha.set_fastpath_enabled(fused)
-    return counter.get_total_flops() / 2
+    linear = sum(n for op, n in counter.get_flop_counts()["Global"].items()
+                 if str(op) in ("aten.mm", "aten.addmm", "aten.bmm"))  # fmt: skip
+    return counter.get_total_flops() / 2, linear / 2
 
 
 def matmul_ceiling(seconds: float) -> float:
@@ -167,6 +177,75 @@ def matmul_ceiling(seconds: float) -> float:
         timing = time_runs(lambda a=a, b=b: torch.mm(a, b), seconds=seconds)
         best = max(best, 2 * size**3 / min(timing.runs) / 1e9)
     return best
+
+
+def int8_matmul_ceiling(seconds: float) -> float:
+    """The most GOP/s (2 per multiply-add) ONNX Runtime's int8 matrix product reaches here
+    with torch's thread count: `MatMulInteger`, uint8 × int8 → int32, the kernel its quantised
+    models run on, best of square sizes 512, 1024 and 2048. A quantised model cannot run its
+    matrix products faster than this, whatever else it does."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from onnx import TensorProto, helper
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    best = 0.0
+    rng = np.random.default_rng(0)
+    for size in (512, 1024, 2048):
+        weights = rng.integers(-127, 128, (size, size), dtype=np.int8)
+        graph = helper.make_graph(
+            [helper.make_node("MatMulInteger", ["a", "w"], ["y"])], "int8 matmul",
+            [helper.make_tensor_value_info("a", TensorProto.UINT8, [size, size])],
+            [helper.make_tensor_value_info("y", TensorProto.INT32, [size, size])],
+            [onnx.numpy_helper.from_array(weights, "w")],
+        )  # fmt: skip
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8  # what every ONNX Runtime of the last years reads
+        session = ort.InferenceSession(model.SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])  # fmt: skip
+        feed = {"a": rng.integers(0, 256, (size, size), dtype=np.uint8)}
+        timing = time_runs(lambda s=session, f=feed: s.run(None, f), seconds=seconds)
+        best = max(best, 2 * size**3 / min(timing.runs) / 1e9)
+    return best
+
+
+#: ONNX Runtime's int8 matrix products (its CPU graph passes fuse NNCF's quantize/dequantize
+#: pairs around a MatMul or Gemm into these)
+INT8_PRODUCTS = frozenset(
+    {"MatMulIntegerToFloat", "MatMulInteger", "QGemm", "QLinearMatMul", "QLinearConv",
+     "ConvInteger", "DynamicQuantizeMatMul"}
+)  # fmt: skip
+
+
+def onnxruntime_time_shares(model: Path, pixels: np.ndarray, runs: int = 5) -> dict[str, float]:
+    """Milliseconds per run of each operator type of the ONNX model at `model` on `pixels`,
+    from ONNX Runtime's own profiler (a session of its own, torch's thread count), most first."""
+    import onnxruntime as ort
+    import torch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory(prefix="streamer-profile-") as folder:
+        options.profile_file_prefix = str(Path(folder) / "run")
+        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: pixels}
+        for _ in range(runs + 1):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    first = min((e for e in events if e["name"] == "model_run"), key=lambda e: e["ts"])
+    warm = first["ts"] + first["dur"]  # the first run chooses kernels: left out
+    totals: dict[str, float] = {}
+    for event in events:
+        node = event.get("cat") == "Node" and event["name"].endswith("_kernel_time")
+        if node and event["ts"] >= warm:
+            op = event["args"]["op_name"]
+            totals[op] = totals.get(op, 0.0) + event["dur"] / 1e3 / runs
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
 
 def _table(medians: dict, flops: float, ceilings: dict[int, float]) -> list[str]:
@@ -191,22 +270,42 @@ def _table(medians: dict, flops: float, ceilings: dict[int, float]) -> list[str]
     return lines
 
 
-def _ceiling_lines(medians: dict, flops: float, ceilings: dict[int, float]) -> list[str]:
+def _ceiling_lines(medians: dict, flops: float, ceilings: dict[int, tuple[float, float]]
+                   ) -> list[str]:  # fmt: skip
     """What the targets ask of the arithmetic: 0.5× and 0.3× torch's fastest batch, as a
-    share of the measured matmul ceiling."""
+    share of the measured fp32 matmul ceiling, and the least time the int8 ceiling allows."""
     lines = [f"\n{flops / 1e9:.2f} GFLOP per image (torch's counter)."]
     for (name, batch, threads, label), values in medians.items():
         if label != "torch" or name != "model input":
             continue
-        torch_rate = batch * flops / min(v[1] for v in values) / 1e9
-        ceiling = ceilings[threads]
+        torch_fastest = min(v[1] for v in values)
+        torch_rate = batch * flops / torch_fastest / 1e9
+        fp32, int8 = ceilings[threads]
         lines.append(
-            f"{threads} thread(s), batch {batch}: matmul ceiling {ceiling:.1f} GFLOP/s; torch "
-            f"reaches {torch_rate:.1f} ({torch_rate / ceiling:.0%}); 0.5× its time needs "
-            f"{2 * torch_rate / ceiling:.0%} of the ceiling, 0.3× needs "
-            f"{torch_rate / 0.3 / ceiling:.0%} (int8 arithmetic may exceed the fp32 ceiling)"
+            f"{threads} thread(s), batch {batch}: matmul ceiling {fp32:.1f} GFLOP/s; torch "
+            f"reaches {torch_rate:.1f} ({torch_rate / fp32:.0%}); 0.5× its time needs "
+            f"{2 * torch_rate / fp32:.0%} of the ceiling, 0.3× needs "
+            f"{torch_rate / 0.3 / fp32:.0%}. int8 matmul ceiling {int8:.1f} GOP/s "
+            f"({int8 / fp32:.0%} of fp32): every operation of the model at it would take "
+            f"{batch * flops / int8 / 1e9 / torch_fastest:.2f}× torch's time"
         )
     return lines
+
+
+def _profile_lines(shares: dict[str, float], linear_ops: float, int8_ceiling: float,
+                   threads: int) -> list[str]:  # fmt: skip
+    """Where ONNX Runtime int8's time goes: its int8 products (`linear_ops` operations a
+    batch: the linear layers' work) against the rest."""
+    products = sum(ms for op, ms in shares.items() if op in INT8_PRODUCTS)
+    total = sum(shares.values())
+    rate = linear_ops / products / 1e6
+    top = ", ".join(f"{op} {ms:.1f}" for op, ms in list(shares.items())[:6])
+    return [
+        f"ONNX Runtime int8, {threads} thread(s), one batch: {total:.1f} ms in operators; "
+        f"int8 matrix products {products:.1f} ms ({products / total:.0%}: {rate:.1f} GOP/s, "
+        f"{rate / int8_ceiling:.0%} of the int8 ceiling), the rest {total - products:.1f} ms. "
+        f"Most (ms): {top}."
+    ]
 
 
 def _clips() -> tuple[Path, Path]:
@@ -233,13 +332,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from encoders.backends.calibration import Calibration
+    from encoders.backends.export_cache import ExportCache
 
     calibration_clip, held_out = _clips()
     calibration = Calibration(calibration_clip, frames=args.calibration_frames)
     load_before = os.getloadavg()
     medians: dict = {}
     builds: dict = {}
-    ceilings: dict[int, float] = {}
+    ceilings: dict[int, tuple[float, float]] = {}  # threads → fp32 GFLOP/s, int8 GOP/s
+    profiles: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="streamer-backends-") as cache:
         for threads in (int(t) for t in args.threads.split(",")):
             torch.set_num_threads(threads)
@@ -247,8 +348,12 @@ def main(argv: list[str] | None = None) -> int:
             frames = frames_at_resize_size(held_out, built["torch"].preprocess_cfg, 16)
             agreement = _agreement(built, frames)
             _measure(built, frames, threads, args, medians)
-            ceilings[threads] = matmul_ceiling(args.seconds / 2)
-    flops = flops_per_image(built["torch"], frames)
+            ceilings[threads] = (matmul_ceiling(args.seconds / 2),
+                                 int8_matmul_ceiling(args.seconds / 2))  # fmt: skip
+            int8 = ExportCache(cache).folder(built["onnxruntime int8"].runtime.export_key)
+            pixels = _inputs(built["torch"], frames, args.batches[0])["model input"].numpy()
+            profiles[threads] = onnxruntime_time_shares(int8 / "image.onnx", pixels)
+    flops, linear = flops_per_image(built["torch"], frames)
     load_after = os.getloadavg()
     print(f"Machine: {machine_line(torch.device('cpu'))}; torch {torch.__version__}, OpenVINO "
           f"{openvino.__version__}, ONNX Runtime {onnxruntime.__version__}, NNCF "
@@ -259,7 +364,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{held_out.name} (lowest / mean): "
           + ", ".join(f"{k} {v[0]:.5f} / {v[1]:.5f}" for k, v in agreement.items())
           + f". Means over {args.rounds} rounds of {args.seconds:g} s medians.\n")  # fmt: skip
-    print("\n".join(_table(medians, flops, ceilings) + _ceiling_lines(medians, flops, ceilings)))
+    lines = _table(medians, flops, {t: c[0] for t, c in ceilings.items()})
+    lines += _ceiling_lines(medians, flops, ceilings)
+    for threads, shares in profiles.items():
+        lines += _profile_lines(shares, args.batches[0] * linear, ceilings[threads][1], threads)
+    print("\n".join(lines))
     for threads, seconds in builds.items():
         print(f"\nbuilds with {threads} thread(s): "
               + ", ".join(f"{k}: {v:.1f} s" for k, v in seconds.items()))  # fmt: skip
@@ -267,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = {" ".join(map(str, k)): v for k, v in medians.items()}
         Path(args.json).write_text(json.dumps({"medians_s": rows, "cosine": agreement,
                                                "build_s": builds, "flops_per_image": flops,
-                                               "matmul_ceiling_gflops": ceilings},
+                                               "matmul_ceilings_fp32_int8": ceilings,
+                                               "onnxruntime_int8_ms": profiles},
                                               indent=2))  # fmt: skip
     return 0
 
