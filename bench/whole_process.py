@@ -14,7 +14,8 @@ per backend asked for. Caches are warm, as for every run after a user's first: o
 per backend fills the export and label-embedding caches first (the naive loop gets the same
 label cache, so it does not pay its text tower either). The order alternates over `--rounds`
 (forward, then backward, ...) so a drift of the machine's load cancels out; the table has each
-mode's median seconds.
+mode's median seconds, and the CPU seconds the child used (user + system), which over its
+seconds say how many cores it kept busy.
 
 Ratios (the targets of issue 16 in brackets): every frame analysed, streamer / naive
 (>= 2.5x); default rate, streamer / floor (>= 0.85). Random weights: speed does not depend on
@@ -30,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -75,13 +77,17 @@ def _frames(path: Path) -> int:
         return sum(1 for _ in container.demux(container.streams.video[0]) if _.size)
 
 
-def _timed(command: list[str], env: dict[str, str]) -> float:
+def _timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """The child's seconds from spawn to exit, and the CPU seconds it used (user + system,
+    its own children included)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         sys.exit(f"failed ({done.returncode}): {' '.join(command[:6])} ...\n{done.stderr[-3000:]}")
-    return seconds
+    return seconds, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def main() -> None:
@@ -118,7 +124,7 @@ def main() -> None:
             print(f"warming the caches for {backend} ...", file=sys.stderr)
             _timed(_command("streamer", backend, "2", clip, folder / "warm.mp4", args), env)
         _timed(_command("naive", None, "2", clip, folder / "warm.mp4", args), env)
-        seconds: dict[tuple, list[float]] = {run: [] for run in runs}
+        seconds: dict[tuple, list[tuple[float, float]]] = {run: [] for run in runs}
         for round_ in range(args.rounds):
             for run in runs if round_ % 2 == 0 else runs[::-1]:
                 mode, backend, rate = run
@@ -134,15 +140,19 @@ def main() -> None:
 
 
 def _report(args, loops, frames, rates, backends, seconds) -> None:
-    median = {run: statistics.median(values) for run, values in seconds.items()}
+    median = {run: statistics.median(v[0] for v in values) for run, values in seconds.items()}
+    cpu = {run: statistics.median(v[1] for v in values) for run, values in seconds.items()}
     floor = next(v for (m, _, _), v in median.items() if m == "floor")
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
           f"sample clip x{loops} ({frames} frames, 720p); CLIP {args.model}, random weights; "
           f"x264 {args.preset}; median of {args.rounds} rounds, start to exit.\n")  # fmt: skip
-    print("| mode | backend | analysed | seconds | frames/s |\n|---|---|---|---|---|")
+    print("| mode | backend | analysed | seconds | frames/s | CPU seconds | cores busy |\n"
+          "|---|---|---|---|---|---|---|")  # fmt: skip
     for (mode, backend, rate), value in median.items():
         shown = "" if mode == "floor" else rate
-        print(f"| {mode} | {backend or ''} | {shown} | {value:.2f} | {frames / value:.1f} |")
+        used = cpu[(mode, backend, rate)]
+        print(f"| {mode} | {backend or ''} | {shown} | {value:.2f} | {frames / value:.1f} | "
+              f"{used:.2f} | {used / value:.2f} |")  # fmt: skip
     print(
         "\n| ratio | "
         + " | ".join(backends)
@@ -161,10 +171,10 @@ def _report(args, loops, frames, rates, backends, seconds) -> None:
             ratios[label] = dict(zip(backends, row, strict=True))
             print(f"| {label} | " + " | ".join(f"{v:.2f}" for v in row) + f" | {target} |")
     if args.json:
+        runs = {" ".join(filter(None, map(str, k))): v for k, v in seconds.items()}
         Path(args.json).write_text(json.dumps({
-            "frames": frames, "loops": loops, "seconds": {" ".join(filter(None, map(str, k))): v
-                                                        for k, v in seconds.items()},
-            "ratios": ratios}, indent=2))  # fmt: skip
+            "frames": frames, "loops": loops, "wall_cpu_seconds": runs, "ratios": ratios,
+        }, indent=2))  # fmt: skip
 
 
 if __name__ == "__main__":
