@@ -22,6 +22,7 @@ OpenVINO and ONNX Runtime both run the family's forward as `torch.export` captur
 from __future__ import annotations
 
 import functools
+import sys
 
 from encoders.backends.base import Backend
 from encoders.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -30,6 +31,14 @@ from encoders.backends.runtime import ImageRuntime
 from encoders.backends.torch_backend import TorchBackend
 from encoders.errors import UnsupportedBackendError
 from encoders.registry import family
+
+# `import openvino` sends a usage event to Google Analytics at every start, from a process it
+# forks for the purpose, unless the user has opted out of its `openvino_telemetry` package; and
+# it writes a client id into the home folder. A camera box should not report to a third party
+# unasked, nor fork while it starts. With that package unimportable, OpenVINO and NNCF fall back
+# to their own telemetry stubs. Set before any backend imports openvino (they all do it lazily);
+# a process that imported the package itself keeps it.
+sys.modules.setdefault("openvino_telemetry", None)
 
 __all__ = [
     "BACKENDS",
