@@ -179,6 +179,18 @@ def matmul_ceiling(seconds: float) -> float:
     return best
 
 
+def _ort_options():
+    """ONNX Runtime session options as the backend's sessions have them: torch's thread count,
+    one batch at a time."""
+    import onnxruntime as ort
+    import torch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return options
+
+
 def int8_matmul_ceiling(seconds: float) -> float:
     """The most GOP/s (2 per multiply-add) ONNX Runtime's int8 matrix product reaches here
     with torch's thread count: `MatMulInteger`, uint8 × int8 → int32, the kernel its quantised
@@ -186,12 +198,9 @@ def int8_matmul_ceiling(seconds: float) -> float:
     matrix products faster than this, whatever else it does."""
     import onnx
     import onnxruntime as ort
-    import torch
     from onnx import TensorProto, helper
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1
+    options = _ort_options()
     best = 0.0
     rng = np.random.default_rng(0)
     for size in (512, 1024, 2048):
@@ -224,11 +233,8 @@ def onnxruntime_time_shares(model: Path, pixels: np.ndarray, runs: int = 5) -> d
     """Milliseconds per run of each operator type of the ONNX model at `model` on `pixels`,
     from ONNX Runtime's own profiler (a session of its own, torch's thread count), most first."""
     import onnxruntime as ort
-    import torch
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1
+    options = _ort_options()
     options.enable_profiling = True
     with tempfile.TemporaryDirectory(prefix="streamer-profile-") as folder:
         options.profile_file_prefix = str(Path(folder) / "run")
