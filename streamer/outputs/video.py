@@ -22,7 +22,7 @@ from fractions import Fraction
 import av
 import cv2
 import numpy as np
-from av.video.reformatter import Colorspace
+from av.video.reformatter import Colorspace, VideoReformatter
 
 from streamer.errors import ConfigError, SinkError
 from streamer.outputs._errors import open_error, write_error
@@ -118,6 +118,11 @@ class VideoWriter:
                 exc.add_note(f"closing the half-open output also failed: {cleanup}")
             raise open_error("video", path, exc) from exc
         self._lock = threading.Lock()
+        # One swscale context for every frame: a new one per frame (`VideoFrame.reformat`)
+        # costs about 1 ms of CPU at 720p (BENCHMARKS.md). Its own lock: conversion runs
+        # outside `_lock`, so encoding one frame overlaps converting the next.
+        self._reformatter = VideoReformatter()
+        self._converting = threading.Lock()
         self._held: av.VideoFrame | None = None  # waits for the next frame to know its duration
         self._durations: dict[int, int] = {}  # pts → duration, for packets the encoder emits
         self._last_pts: int | None = None
@@ -226,7 +231,10 @@ class VideoWriter:
                 image, 0, self._pad[0], 0, self._pad[1], cv2.BORDER_REPLICATE
             )
         rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame = rgb.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709)
+        with self._converting:
+            frame = self._reformatter.reformat(
+                rgb, format="yuv420p", dst_colorspace=Colorspace.ITU709
+            )
         frame.time_base = self._time_base
         return frame
 

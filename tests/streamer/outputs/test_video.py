@@ -52,6 +52,26 @@ def test_writes_h264_mp4_with_every_frame(tmp_path, probe):
 
 
 @pytest.mark.integration
+def test_each_frame_keeps_its_own_colours(tmp_path):
+    """The writer reuses one colour converter for every frame: each frame must still come
+    back as it was written (BT.709, TV range), not as its neighbour or a shared buffer."""
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (240, 240, 240), (16, 16, 16)]
+    path = tmp_path / "colours.mp4"
+    writer = VideoWriter(str(path), width=64, height=48, time_base=TB25, rate=Fraction(25),
+                         crf=0)  # fmt: skip
+    for i, colour in enumerate(colours * 3):
+        writer.write(np.full((48, 64, 3), colour, np.uint8), i)
+    writer.close()
+
+    with av.open(str(path)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == 15
+    for i, image in enumerate(decoded):
+        mean = image.reshape(-1, 3).mean(axis=0)
+        assert np.abs(mean - colours[i % 5]).max() < 4, (i, mean)
+
+
+@pytest.mark.integration
 def test_variable_frame_rate_timestamps_are_kept(tmp_path, probe):
     tb = Fraction(1, 90000)
     pts = [0, 3000, 6000, 15000, 16000, 45000, 48000, 90000]
