@@ -1,11 +1,17 @@
 """Lazy access to open_clip with this package's model configs registered.
 
 open_clip is imported on first use, not when `encoders` is imported, so `import encoders` stays
-fast for code that never builds a CLIP model (the CLI's --help, the web viewer).
+fast for code that never builds a CLIP model (the CLI's --help, the web viewer). Its model names
+are read without importing it (`model_names`): importing open_clip imports torch and
+torchvision, seconds that a run from a cached export does not otherwise spend.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import json
+import sys
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -30,3 +36,37 @@ def load_open_clip() -> ModuleType:
             open_clip.add_model_config(_CONFIG_DIR)
             _registered = True
     return open_clip
+
+
+#: The keys open_clip requires of a model config file before it lists the model.
+_CONFIG_KEYS = ("embed_dim", "vision_cfg", "text_cfg")
+
+
+def model_names() -> list[str]:
+    """The model names `open_clip.list_models()` gives after `load_open_clip`, found without
+    importing open_clip: the config files in its package's `model_configs` folder and ours,
+    kept when they have the keys open_clip requires (as open_clip itself reads them).
+
+    Raises:
+        ModuleNotFoundError: open_clip is not installed.
+    """
+    if "open_clip" in sys.modules:  # imported already: its own list costs nothing
+        return load_open_clip().list_models()
+    return list(_config_file_names())
+
+
+@functools.cache
+def _config_file_names() -> tuple[str, ...]:
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:  # not a plain package: ask it
+        return tuple(load_open_clip().list_models())
+    folders = [Path(p) / "model_configs" for p in spec.submodule_search_locations]
+    names = set()
+    for path in (f for folder in [*folders, _CONFIG_DIR] for f in folder.glob("*.json")):
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # open_clip would fail on it at import; not a name anyone can use
+        if isinstance(config, dict) and all(key in config for key in _CONFIG_KEYS):
+            names.add(path.stem)
+    return tuple(sorted(names))

@@ -13,7 +13,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from encoders._openclip import load_open_clip
+from encoders._openclip import load_open_clip, model_names
 from encoders.errors import UnknownEncoderError
 from encoders.registry import (
     OPENAI_MEAN,
@@ -108,27 +108,44 @@ def _build(
     ref: ModelRef, device: str | torch.device | None, *, weights: str, precision: str
 ) -> ClipEncoder:
     """`create_clip_encoder` for a name parsed already (the family's `create`)."""
+    check_tag(ref)
     from encoders._clip_torch import build
 
     return build(ref, device, weights=weights, precision=precision)
 
 
 def _parse_clip(name: str) -> ModelRef:
+    """A registered name, or an open_clip model name with an optional pretrained tag. The
+    open_clip name is checked against its config files (`encoders._openclip.model_names`,
+    no import); the tag when the model is built (`check_tag`), where open_clip is imported
+    anyway: a run from a cached export never imports it."""
     registered = {m.name.lower(): m for m in CLIP_MODELS}
     known = registered.get(name.strip().lower())
     if known is not None:
         return ModelRef("clip", known.name, known.arch, known.tag)
     arch, sep, tag = name.strip().partition(":")
-    open_clip = load_open_clip()
-    if "/" in arch or "@" in arch or arch not in open_clip.list_models():
-        raise UnknownEncoderError(_unknown_clip_message(name, open_clip.list_models()))
-    tags = open_clip.list_pretrained_tags_by_model(arch)
-    if sep and tag not in tags:
+    names = model_names()
+    if "/" in arch or "@" in arch or arch not in names:
+        raise UnknownEncoderError(_unknown_clip_message(name, names))
+    if sep and not tag:
+        raise UnknownEncoderError(f"clip {name!r}: the pretrained tag after ':' is empty")
+    return ModelRef("clip", name.strip(), arch, tag or None)
+
+
+def check_tag(ref: ModelRef) -> None:
+    """The pretrained tag of an open_clip name exists (imports open_clip: seconds).
+
+    Raises:
+        UnknownEncoderError: an unknown tag; the message lists the model's tags.
+    """
+    if ref.tag is None or ref.name in {m.name for m in CLIP_MODELS}:
+        return
+    tags = load_open_clip().list_pretrained_tags_by_model(ref.arch)
+    if ref.tag not in tags:
         raise UnknownEncoderError(
-            f"unknown pretrained tag {tag!r} for open_clip model {arch!r}; "
+            f"unknown pretrained tag {ref.tag!r} for open_clip model {ref.arch!r}; "
             f"valid tags: {', '.join(tags) or '(none: use weights=PATH or weights=random)'}"
         )
-    return ModelRef("clip", name.strip(), arch, tag or None)
 
 
 def _unknown_clip_message(name: str, open_clip_names: list[str]) -> str:
@@ -170,6 +187,7 @@ FAMILY = register_family(
         create=_build,
         has_text=True,
         backends=("torch", "openvino"),
+        check=check_tag,
     )
 )
 

@@ -33,6 +33,7 @@ __all__ = [
     "Family",
     "ModelRef",
     "PreprocessConfig",
+    "check_model_name",
     "families",
     "family",
     "kinds",
@@ -171,6 +172,9 @@ class Family:
         backends: the backends that can run its image tower (`encoders.backends`): "torch"
             always; "openvino" when its `_forward` exports with `torch.export` (the
             built-in families' do).
+        check: what `parse` leaves to the build, checked on request (`check_model_name`);
+            it may import the family's library, which takes seconds. None: `parse` checks
+            everything.
     """
 
     kind: str
@@ -180,6 +184,7 @@ class Family:
     create: CreateEncoder
     has_text: bool = False
     backends: tuple[str, ...] = ("torch",)
+    check: Callable[[ModelRef], None] | None = None
 
     def __post_init__(self) -> None:
         if not self.kind or self.kind != self.kind.strip().lower():
@@ -255,10 +260,26 @@ def parse_model_name(kind: str, model: str | None = None) -> ModelRef:
         The validated `ModelRef`.
 
     Raises:
-        UnknownEncoderError: for an unknown kind, name or tag; the message lists valid ones.
+        UnknownEncoderError: for an unknown kind or name; the message lists valid ones. An
+            open_clip pretrained tag is checked when the model is built (its list needs
+            open_clip imported, which a run from a cached export never does).
     """
     entry = family(kind)
     return entry.parse(model or entry.default_model)
+
+
+def check_model_name(kind: str, model: str | None = None) -> ModelRef:
+    """`parse_model_name`, and also what it leaves to the build (an open_clip pretrained tag),
+    checked now: for a configuration check, where seconds of imports do not matter.
+
+    Raises:
+        UnknownEncoderError: for an unknown kind, name or tag; the message lists valid ones.
+    """
+    ref = parse_model_name(kind, model)
+    check = family(kind).check
+    if check is not None:
+        check(ref)
+    return ref
 
 
 def list_encoders() -> list[EncoderSpec]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from encoders import UnknownEncoderError
-from encoders.registry import parse_model_name
+from encoders.registry import check_model_name, parse_model_name
 from streamer.analysis.alerts import AlertRule
 from streamer.archive.options import ArchiveConfig
 from streamer.cli import config_file
@@ -31,7 +31,7 @@ from streamer.llm import LlmConfig
 from streamer.sources import stream_names
 from streamer.watch.window import show_mode
 
-__all__ = ["Settings", "configure", "settings"]
+__all__ = ["Settings", "check_configuration", "configure", "settings"]
 
 #: Sections the builder makes itself (their own options decide whether they exist at all).
 _BUILT_HERE = ("llm", "serve", "alerts", "archive", "cluster", "mqtt")
@@ -283,13 +283,21 @@ def _check_pair(given: Settings, rule: Ordered, rows: dict[str, Declared], secti
     )
 
 
-def _check_model(given: Settings) -> None:
-    """`--model` must name a model of `--encoder` (checked here, so `config --check` sees it)."""
+def _check_model(given: Settings, thorough: bool = False) -> None:
+    """`--model` must name a model of `--encoder` (checked here, so `config --check` sees it);
+    `thorough` also checks what the build would (an open_clip pretrained tag: seconds)."""
     model = given.get("model")
     try:
-        parse_model_name(given.get("encoder"), model)
+        (check_model_name if thorough else parse_model_name)(given.get("encoder"), model)
     except UnknownEncoderError as exc:
         raise ConfigError(f"{given.named('model', repr(model))}: {exc}") from exc
+
+
+def check_configuration(given: Settings) -> RunConfig:
+    """`configure`, and the checks a run leaves to its start (`streamer config --check`)."""
+    config = configure(given)
+    _check_model(given, thorough=True)
+    return config
 
 
 # --- inputs and alert rules -------------------------------------------------------------------

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from streamer.cli._toml import mask, toml
-from streamer.cli.build import Settings, configure, settings
+from streamer.cli.build import Settings, check_configuration, settings
 from streamer.cli.exits import EXIT_OK, report
 from streamer.cli.flags import add_options
 from streamer.cli.options import groups
@@ -61,7 +61,7 @@ def config_command(args: argparse.Namespace) -> int:
         sys.stdout.write(render(given))
         return EXIT_OK
     try:
-        config = configure(given)
+        config = check_configuration(given)
     except Exception as exc:
         return report(exc, context=f"{args.check}: ")
     inputs = ", ".join(redact(spec) for spec in config.inputs)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 import encoders
-from encoders.clip import CLIP_MODELS
+from encoders.clip import CLIP_MODELS, check_tag
 from encoders.dinov2 import DINOV2_PREPROCESS
 from encoders.registry import ModelRef, PreprocessConfig, parse_model_name
 
@@ -60,9 +63,40 @@ def test_unknown_clip_name_lists_the_valid_names() -> None:
     assert isinstance(info.value, ValueError)
 
 
-def test_unknown_tag_lists_the_valid_tags() -> None:
+def test_unknown_tag_lists_the_valid_tags_when_the_model_is_built() -> None:
+    ref = parse_model_name("clip", "ViT-B-32:nope")  # the tag list needs open_clip imported
     with pytest.raises(encoders.UnknownEncoderError, match="laion2b_s34b_b79k"):
-        parse_model_name("clip", "ViT-B-32:nope")
+        encoders.create_encoder("clip", "ViT-B-32:nope", weights="random", device="cpu")
+    with pytest.raises(encoders.UnknownEncoderError, match="valid tags"):
+        check_tag(ref)
+    check_tag(parse_model_name("clip", "ViT-B-32:laion2b_s34b_b79k"))  # a real one passes
+
+
+def test_empty_tag_is_refused() -> None:
+    with pytest.raises(encoders.UnknownEncoderError, match="empty"):
+        parse_model_name("clip", "ViT-B-32:")
+
+
+def test_open_clip_names_are_read_as_open_clip_lists_them() -> None:
+    """`model_names` reads open_clip's config files instead of importing it: the same list."""
+    from encoders import _openclip
+
+    from_files = set(_openclip._config_file_names())
+    assert set(_openclip.load_open_clip().list_models()) == from_files
+    assert {"ViT-B-32", "ViT-L-14", "tiny"} <= from_files
+
+
+def test_parsing_an_open_clip_name_imports_neither_open_clip_nor_torch() -> None:
+    """A run from a cached export parses its model name at start: that must not cost the
+    seconds of importing open_clip, torch and torchvision."""
+    code = (
+        "import sys; from encoders.registry import parse_model_name; import encoders.clip; "
+        "ref = parse_model_name('clip', 'ViT-B-32:laion2b_s34b_b79k'); "
+        "print(ref.arch, ref.tag, 'open_clip' in sys.modules, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=120)  # fmt: skip
+    assert done.stdout.split() == ["ViT-B-32", "laion2b_s34b_b79k", "False", "False"]
 
 
 def test_openai_names_take_no_tag() -> None:

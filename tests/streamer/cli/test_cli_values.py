@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from streamer.cli import config_file
+from streamer.cli.build import configure, settings
 from streamer.cli.main import build_parser, main
 from streamer.cli.options import TABLE, by_key
 from streamer.cli.run import config_from_args
@@ -236,6 +237,23 @@ def test_flags_that_disagree_in_a_file_are_named_with_their_keys(tmp_path, capsy
     assert (
         "--batch-ceiling 4 must be ≥ --max-batch 16 (file key analysis" in capsys.readouterr().err
     )
+
+
+def test_config_check_also_checks_an_open_clip_tag_a_run_leaves_to_its_start(tmp_path, capsys):
+    """`run` reads open_clip names from their config files and checks the tag when the model
+    is built (no open_clip import at start); `config --check` checks the tag too."""
+    path = tmp_path / "cams.toml"
+    path.write_text('inputs = ["clip.mp4"]\njsonl = "out.jsonl"\nmodel = "ViT-B-32:nope"\n',
+                    encoding="utf-8")  # fmt: skip
+    given = settings(build_parser().parse_args(["run", "--config", str(path)]))
+    assert configure(given).encoder.model == "ViT-B-32:nope"  # what `run` checks up front
+    assert main(["config", "--check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "--model 'ViT-B-32:nope' (file key model): unknown pretrained tag 'nope'" in err
+    assert "laion2b_s34b_b79k" in err  # the valid tags are listed
+    path.write_text('inputs = ["clip.mp4"]\njsonl = "out.jsonl"\n'
+                    'model = "ViT-B-32:laion2b_s34b_b79k"\n', encoding="utf-8")  # fmt: skip
+    assert main(["config", "--check", str(path)]) == 0
 
 
 def test_a_bad_value_in_a_file_without_outputs_is_reported_before_the_missing_output(
