@@ -56,7 +56,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from encoders import create_encoder  # noqa: E402
+from encoders import create_encoder, list_encoders  # noqa: E402
 from encoders.acceleration import Acceleration  # noqa: E402
 from encoders.preprocess import preprocess_frames  # noqa: E402
 from streamer import AnalysisConfig  # noqa: E402
@@ -328,6 +328,44 @@ def section_decode(plan: Plan, clip: str) -> dict:
         result["NVDEC decode+rgb24 fps"] = _decode_fps(clip, "AUTO", rgb=True, hwaccel=nvdec)
     except Exception as exc:  # reported, not fatal: NVDEC is optional
         result["NVDEC"] = f"unavailable: {type(exc).__name__}: {exc}"
+    try:
+        result.update(_nvdec_on_device(plan, clip))
+    except Exception as exc:
+        result["NVDEC on device"] = f"failed: {type(exc).__name__}: {str(exc)[:500]}"
+    return result
+
+
+def _nvdec_on_device(plan: Plan, clip: str) -> dict:
+    """NVDEC frames kept on the GPU (`is_hw_owned`) and read through DLPack: decode + RGB on
+    the device, then + the encoder's preprocessing, and the first frame against the CPU's
+    RGB (mean absolute difference in levels)."""
+    import av
+    from av.codec.hwaccel import HWAccel
+
+    from streamer.sources.device_frames import device_rgb
+
+    cfg = next(s.preprocess for s in list_encoders() if (s.kind, s.model) == ("clip", "ViT-B/32"))
+    device = torch.device(plan.device)
+    result: dict = {}
+    for label, prepare in (("rgb", False), ("rgb+preprocess", True)):
+        owned = HWAccel("cuda", allow_software_fallback=False, is_hw_owned=True)
+        with av.open(clip, hwaccel=owned) as container:
+            stream = container.streams.video[0]
+            started, count = time.perf_counter(), 0
+            for frame in container.decode(stream):
+                rgb = device_rgb(frame)
+                if prepare:
+                    preprocess_frames(rgb[None], cfg, device, torch.float16)
+                if count == 0:
+                    first = rgb
+                count += 1
+            _sync(plan)
+            result[f"NVDEC on device, {label} fps"] = count / (time.perf_counter() - started)
+    with av.open(clip) as container:
+        cpu = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    gap = (first.cpu().to(torch.int16) - torch.from_numpy(cpu).to(torch.int16)).abs()
+    result["NVDEC on device, first frame vs CPU (mean levels)"] = gap.float().mean().item()
+    result["NVDEC on device, frame device"] = str(first.device)
     return result
 
 
