@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from media import at_resize_size
 
 import encoders
-from encoders.backends import BACKENDS, choose_backend, unsupported_reason
+from encoders.backends import BACKENDS, choose_backend, openvino_backend, unsupported_reason
 from encoders.backends.frames import frames_to_pixels
 from encoders.errors import EncoderInputError, UnsupportedBackendError
 from encoders.preprocess import preprocess_frames
@@ -142,7 +142,9 @@ def test_auto_picks_openvino_on_a_cpu_and_torch_elsewhere() -> None:
     assert choose_backend("auto", "clip", device="cpu").name == "openvino"
     assert choose_backend("auto", "clip", device="cuda").name == "torch"
     assert choose_backend("auto", "clip", device="cuda:1").name == "torch"
-    assert choose_backend("auto", "clip", device="cpu", precision="bf16").name == "torch"
+    # bf16 on a CPU: OpenVINO where the CPU computes in bf16 (AVX-512 BF16, AMX), else torch
+    bf16 = "openvino" if openvino_backend.cpu_has_bf16() else "torch"
+    assert choose_backend("auto", "clip", device="cpu", precision="bf16").name == bf16
     assert choose_backend("auto", "clip", device="cpu", compile=True).name == "torch"
     expected = "torch" if torch.cuda.is_available() else "openvino"
     assert choose_backend("auto", "clip", device=None).name == expected
