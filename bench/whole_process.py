@@ -48,6 +48,8 @@ from streamer.bench.file import ModeConfig  # noqa: E402
 from streamer.core.samples import sample_clip  # noqa: E402
 
 RATES = {"2 fps": "2", "every frame": "all"}
+#: What `--backends openvino+VARIANT` adds to the run's command line (bf16: a CPU with it only).
+VARIANTS = {"": [], "int8": ["--int8"], "bf16": ["--precision", "bf16"]}
 
 
 def _command(mode: str, backend: str | None, rate: str, clip: Path, out: Path, args) -> list[str]:
@@ -56,7 +58,7 @@ def _command(mode: str, backend: str | None, rate: str, clip: Path, out: Path, a
         name, _, variant = (backend or "").partition("+")  # "onnxruntime+int8": --int8
         return [sys.executable, "-m", "streamer", "run", str(clip), "-o", str(out),
                 "--encoder", "clip", "--model", args.model, "--weights", "random",
-                "--device", "cpu", "--backend", name, *(["--int8"] if variant == "int8" else []),
+                "--device", "cpu", "--backend", name, *VARIANTS[variant],
                 "--analyze-fps", rate, "--preset", args.preset, "--no-audio"]  # fmt: skip
     config = ModeConfig(
         mode="floor+draw" if mode == "floor" else "naive",
@@ -98,7 +100,8 @@ def main() -> None:
     parser.add_argument(
         "--backends",
         default="torch,openvino",
-        help="comma-separated; BACKEND+int8 adds --int8 (calibrated on the clip)",
+        help="comma-separated; BACKEND+int8 adds --int8 (calibrated on the clip), "
+        "openvino+bf16 --precision bf16 (a CPU with bf16 arithmetic)",
     )
     parser.add_argument("--model", default="ViT-B/32")
     parser.add_argument("--preset", default="veryfast")
@@ -108,6 +111,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for backend in backends:
+        if backend.partition("+")[2] not in VARIANTS:
+            parser.error(f"--backends {backend!r}: after '+' give int8 or bf16")
     rates = [r.strip() for r in args.rates.split(",") if r.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
