@@ -344,7 +344,8 @@ def _nvdec_on_device(plan: Plan, clip: str) -> dict:
 
     from streamer.sources.device_frames import device_rgb
 
-    cfg = next(s.preprocess for s in list_encoders() if (s.kind, s.model) == ("clip", "ViT-B/32"))
+    kind, model = TARGET_MODEL.split(":", 1)
+    cfg = next(s.preprocess for s in list_encoders() if (s.kind, s.model) == (kind, model))
     device = torch.device(plan.device)
     result: dict = {}
     for label, prepare in (("rgb", False), ("rgb+preprocess", True)):
