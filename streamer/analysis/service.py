@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from streamer.core.background import start_in_thread
+from streamer.core.background import lower_priority, start_in_thread
 from streamer.core.batcher import BatchPolicy, BatchSizer, batch_items
 from streamer.core.channel import Channel, ChannelClosed, DropPolicy, FairChannel
 
@@ -255,14 +255,17 @@ class LocalEncoderService(Generic[T]):
         encoder: the loaded encoder; only the service's thread calls it from now on.
         policy: when a batch is sent (`BatchPolicy`); adaptive batching also learns from the
             encode times.
+        background: run the model at low priority (`start_local_encoder_service`).
     """
 
-    def __init__(self, encoder: Encoder, policy: BatchPolicy | None = None) -> None:
+    def __init__(
+        self, encoder: Encoder, policy: BatchPolicy | None = None, *, background: bool = False
+    ) -> None:
         from streamer.analysis.worker import EncoderWorker  # torch: only where a model runs
 
         self._policy = policy if policy is not None else BatchPolicy()
         self._model = ModelCard.of(encoder)
-        self._worker = EncoderWorker(encoder)
+        self._worker = EncoderWorker(encoder, background=background)
         # One sizer sees both sides: how long batches wait (batcher) and take (encoder).
         self._sizer = BatchSizer(self._policy)
         self._inbox: FairChannel[tuple[np.ndarray, T]] = FairChannel("analysis")
@@ -354,7 +357,11 @@ class EncodeCounts:
 
 
 async def local_encoder_service(
-    choice: EncoderChoice, policy: BatchPolicy, encoder: Encoder | None = None
+    choice: EncoderChoice,
+    policy: BatchPolicy,
+    encoder: Encoder | None = None,
+    *,
+    background: bool = False,
 ) -> LocalEncoderService:
     """The in-process service for `choice`, loading the encoder in a thread.
 
@@ -362,19 +369,32 @@ async def local_encoder_service(
         choice: the encoder to load.
         policy: when batches are sent.
         encoder: an encoder already loaded (tests, benchmarks): used instead of `choice`.
+        background: run the model at low priority (`start_local_encoder_service`).
 
     Raises:
         EncoderError: the encoder cannot be loaded (see `load_encoder`).
     """
-    return await start_local_encoder_service(choice, policy, encoder)
+    return await start_local_encoder_service(choice, policy, encoder, background=background)
 
 
 def start_local_encoder_service(
-    choice: EncoderChoice, policy: BatchPolicy, encoder: Encoder | None = None
+    choice: EncoderChoice,
+    policy: BatchPolicy,
+    encoder: Encoder | None = None,
+    *,
+    background: bool = False,
 ) -> asyncio.Task[LocalEncoderService]:
     """`local_encoder_service`, with the encoder's load (its imports too) started now on a
     thread of its own, so the caller opens its sources meanwhile; await the task for the
     service, or cancel it when the run fails first.
+
+    `background=True` is for runs whose streams are all files: the load thread and the
+    service's thread lower their priority (`streamer.core.background.lower_priority`), and
+    so does every thread they start, the runtimes' own workers included (OpenVINO's are
+    started while the model compiles). The decode, overlay and video-encode threads then take
+    the cores first and the model runs on what they leave idle; the frames queued between
+    them keep the writer fed meanwhile. A live stream's analysis must not wait like that, so
+    a run with one keeps the default.
 
     Must be called on the event loop.
     """
@@ -384,8 +404,8 @@ def start_local_encoder_service(
         loading: asyncio.Future[Encoder] = loop.create_future()
         loading.set_result(encoder)
     else:
-        loading = start_in_thread(_load_encoder, choice, abandoned, name="encoder-load")
-    task = loop.create_task(_service_of(loading, policy))
+        loading = start_in_thread(_load_encoder, choice, abandoned, background, name="encoder-load")
+    task = loop.create_task(_service_of(loading, policy, background))
 
     def given_up(done: asyncio.Task[LocalEncoderService]) -> None:
         if done.cancelled():  # (a task cancelled before it ran never awaited `loading`)
@@ -396,16 +416,20 @@ def start_local_encoder_service(
     return task
 
 
-def _load_encoder(choice: EncoderChoice, abandoned: threading.Event) -> Encoder:
+def _load_encoder(choice: EncoderChoice, abandoned: threading.Event, background: bool) -> Encoder:
     from encoders.abandon import abandonable
     from streamer.analysis.worker import load_encoder  # torch, where it is needed: here
 
+    if background:  # before the runtime starts its worker threads: they inherit it
+        lower_priority()
     with abandonable(abandoned):
         return load_encoder(choice)
 
 
-async def _service_of(loading: Awaitable[Encoder], policy: BatchPolicy) -> LocalEncoderService:
-    return LocalEncoderService(await loading, policy)
+async def _service_of(
+    loading: Awaitable[Encoder], policy: BatchPolicy, background: bool
+) -> LocalEncoderService:
+    return LocalEncoderService(await loading, policy, background=background)
 
 
 def abandon(loading: asyncio.Task[LocalEncoderService] | None) -> None:

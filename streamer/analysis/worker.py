@@ -22,6 +22,7 @@ from encoders.backends import BACKEND_CHOICES, choose_backend, unsupported_reaso
 from encoders.info import PRECISION_NAMES
 from encoders.registry import kinds
 from streamer.core import startup
+from streamer.core.background import lower_priority
 from streamer.core.checks import one_of, one_of_registered, torch_device
 from streamer.core.options import Option, option, validate
 from streamer.errors import ConfigError, from_encoder_error
@@ -222,11 +223,17 @@ class EncoderWorker:
 
     Args:
         encoder: the encoder to drive.
+        background: the thread runs at low priority (`lower_priority`), and so do the
+            threads the model starts from it.
     """
 
-    def __init__(self, encoder: Encoder) -> None:
+    def __init__(self, encoder: Encoder, *, background: bool = False) -> None:
         self.encoder = encoder
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
+        self._thread = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="encoder",
+            initializer=lower_priority if background else None,
+        )
 
     async def embed(self, images: list[np.ndarray]) -> tuple[np.ndarray, float]:
         """L2-normalised embeddings [len(images), dim], float32, on the host, and the seconds

@@ -24,6 +24,7 @@ from typing import TypeVar
 __all__ = [
     "BACKGROUND_NICE",
     "LowPriorityPool",
+    "lower_priority",
     "run_in_background",
     "start_in_thread",
     "thread_nice",
@@ -37,8 +38,9 @@ T = TypeVar("T")
 BACKGROUND_NICE = 10
 
 
-def _lower_priority(step: int) -> None:
-    """Thread initializer: raise this thread's nice value by `step` (Linux: per thread)."""
+def lower_priority(step: int = BACKGROUND_NICE) -> None:
+    """Raise the calling thread's nice value by `step` (Linux: per thread; threads it starts
+    from then on inherit it). Also a thread pool's initializer."""
     try:
         tid = threading.get_native_id()
         current = os.getpriority(os.PRIO_PROCESS, tid)
@@ -78,7 +80,7 @@ class LowPriorityPool:
                 self._executor = ThreadPoolExecutor(
                     max_workers=self.workers,
                     thread_name_prefix=self.name,
-                    initializer=_lower_priority,
+                    initializer=lower_priority,
                     initargs=(self.nice,),
                 )
             return self._executor
