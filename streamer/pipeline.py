@@ -46,14 +46,7 @@ from streamer.llm.startup import open_llm_client
 from streamer.outputs.fanout import RANDOM_WEIGHTS_WARNING
 from streamer.reload import Reloader
 from streamer.report import Reporter, RunSummary, run_summary
-from streamer.sources import (
-    Source,
-    SourceRunner,
-    decoding,
-    open_source,
-    spec_kind,
-    stream_names,
-)
+from streamer.sources import Source, SourceRunner, decoding, files_only, open_source, stream_names
 from streamer.sources.hwaccel import resolve_hwaccel
 from streamer.sources.options import AnalysisSize, DecodePlan, decode_threads
 from streamer.stream import Analysis, AnalysisRequest, Shared, StreamRun
@@ -128,14 +121,14 @@ async def _open(
     config: RunConfig, encoder: Encoder | None, service: EncoderService | None
 ) -> tuple[list[Source], str | None, EncoderService]:
     """The sources, the hardware decoder and the encoder service: the model loads (its imports
-    included) on a thread of its own while the sources open."""
+    included) on a thread of its own while the sources open; with files only, on idle cores."""
     if config.cluster is not None:
-        raise ConfigError(
-            "this configuration runs on a cluster (cluster is set): run it with "
-            "streamer.cluster.run_cluster(config), or leave cluster out to run here"
-        )
+        raise ConfigError("this configuration runs on a cluster (cluster is set): run it with "
+                          "streamer.cluster.run_cluster(config), or leave cluster out to run "
+                          "here")  # fmt: skip
+    background = files_only(config.inputs, config.live)
     loading = None if service is not None else start_encoder_service(
-        config.encoder, config.analysis.batch, encoder, background=_files_only(config))  # fmt: skip
+        config.encoder, config.analysis.batch, encoder, background=background)  # fmt: skip
     try:
         with startup.phase("source open"):
             sources = _open_sources(config, encoder)
@@ -146,15 +139,6 @@ async def _open(
     except BaseException:
         abandon(loading)
         raise
-
-
-def _files_only(config: RunConfig) -> bool:
-    """Whether every input is a file read at its own pace (the file contract): then the model
-    can run at low priority, on what the video threads leave idle
-    (`start_local_encoder_service`)."""
-    return not config.live and all(
-        spec_kind(spec) == "file" for _, spec in stream_names(config.inputs)
-    )
 
 
 def _open_sources(config: RunConfig, encoder: Encoder | None) -> list[Source]:

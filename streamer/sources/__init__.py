@@ -33,7 +33,7 @@ from streamer.sources.base import Source
 from streamer.sources.camera import CameraSource
 from streamer.sources.file import FileSource, probe_video
 from streamer.sources.info import VideoInfo
-from streamer.sources.names import spec_kind, split_stream_name, stream_names
+from streamer.sources.names import files_only, spec_kind, split_stream_name, stream_names
 from streamer.sources.network import NETWORK_SCHEMES, NetworkSource
 from streamer.sources.options import SourceOptions
 from streamer.sources.pool import SourceRunner, decoding
@@ -56,6 +56,7 @@ __all__ = [
     "TapState",
     "VideoInfo",
     "decoding",
+    "files_only",
     "open_source",
     "probe_video",
     "redact",

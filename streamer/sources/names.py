@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 __all__ = [
     "camera_stream_name",
     "default_stream_name",
+    "files_only",
     "spec_kind",
     "split_stream_name",
     "stream_names",
@@ -37,6 +38,13 @@ def spec_kind(spec: str) -> Literal["camera", "url", "file"]:
     if _URL.match(spec):
         return "url"
     return "file"
+
+
+def files_only(specs: Iterable[str], live: bool | None) -> bool:
+    """Whether every input is a file read at its own pace (the file contract, `live` not
+    True): a run of them can put its model on what the video threads leave idle
+    (`streamer.analysis.service.start_local_encoder_service`)."""
+    return not live and all(spec_kind(split_stream_name(s)[1]) == "file" for s in specs)
 
 
 def split_stream_name(spec: str) -> tuple[str | None, str]:

@@ -18,7 +18,7 @@ import pytest
 
 from streamer import AnalysisConfig, OutputConfig, RunConfig, run_pipeline
 from streamer.core.background import BACKGROUND_NICE, thread_nice
-from streamer.pipeline import _files_only
+from streamer.sources import files_only
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's"
@@ -50,14 +50,13 @@ def _lowered(nice: int) -> int:
         (("a.mp4",), None, True),
         (("a.mp4", "b.mkv"), False, True),
         (("a.mp4",), True, False),  # a file played as live: its analysis must keep up
-        (("a.mp4", "rtsp://127.0.0.1:8554/cam"), None, False),
+        (("a.mp4", "door=rtsp://127.0.0.1:8554/cam"), None, False),  # a named stream
         (("0",), None, False),  # a camera
         (("https://example.com/live.m3u8",), False, False),  # arrives in real time anyway
     ],
 )
 def test_only_a_run_of_files_read_at_their_own_pace_lowers_the_model(inputs, live, expected):
-    outputs = OutputConfig(jsonl="{stream}.jsonl")
-    assert _files_only(RunConfig(input=inputs, live=live, outputs=outputs)) is expected
+    assert files_only(inputs, live) is expected
 
 
 @linux_only
