@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench._live_setup import abba, pattern_server  # noqa: E402
+from streamer.bench.measure import child_env  # noqa: E402
 
 
 def _cpu_seconds() -> float:
@@ -157,8 +158,7 @@ def _online_at(folder: Path, stream: str) -> float:
 
 def spawn(job: dict) -> dict:
     """Run one job in a fresh interpreter; its last stdout line is the result."""
-    path = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))
-    env = dict(os.environ, PYTHONPATH=path)
+    env = child_env()
     done = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)],
                           capture_output=True, text=True, env=env, check=False)  # fmt: skip
     if done.returncode != 0:

@@ -53,6 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench._live_setup import abba, pattern_server  # noqa: E402
+from streamer.bench.measure import child_env  # noqa: E402
 
 MODES = ("overhead", "replicas", "bytes", "gpu")
 FRAME_BYTES = 224 * 224 * 3  # one analysis-size uint8 frame
@@ -284,8 +285,7 @@ def _quantile(values: list[float], q: float) -> float:
 
 def spawn(job: dict) -> dict:
     """Run one job in a fresh interpreter; its last stdout line is the result."""
-    path = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))
-    env = dict(os.environ, PYTHONPATH=path)
+    env = child_env()
     env.pop("RAY_ADDRESS", None)  # the child's own simulated cluster, never another
     done = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)],
                           capture_output=True, text=True, env=env, check=False)  # fmt: skip

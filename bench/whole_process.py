@@ -11,8 +11,9 @@ to its exit, on the same 720p clip (the sample clip looped), all in one run:
 
 each at the default analysis rate (2 frames/s) and with every frame analysed; `streamer` once
 per backend asked for. Caches are warm, as for every run after a user's first: one untimed run
-per backend fills the export and label-embedding caches first (the naive loop gets the same
-label cache, so it does not pay its text tower either). The order alternates over `--rounds`
+per backend fills the export and label-embedding caches and Python's bytecode cache first
+(`streamer.bench.measure.child_env`; the naive loop gets the same label cache, so it does not
+pay its text tower either). The order alternates over `--rounds`
 (forward, then backward, ...) so a drift of the machine's load cancels out; the table has each
 mode's median seconds, and the CPU seconds the child used (user + system), which over its
 seconds say how many cores it kept busy.
@@ -45,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from streamer.bench.clips import looped_clip  # noqa: E402
 from streamer.bench.file import ModeConfig  # noqa: E402
+from streamer.bench.measure import child_env  # noqa: E402
 from streamer.core.samples import sample_clip  # noqa: E402
 
 RATES = {"2 fps": "2", "every frame": "all"}
@@ -117,7 +119,7 @@ def main() -> None:
     rates = [r.strip() for r in args.rates.split(",") if r.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        env = {**os.environ, "XDG_CACHE_HOME": str(folder / "cache"), "PYTHONPATH": str(REPO)}
+        env = child_env(XDG_CACHE_HOME=str(folder / "cache"))
         os.environ["XDG_CACHE_HOME"] = env["XDG_CACHE_HOME"]
         clip, loops = looped_clip(sample_clip(REPO / ".cache" / "samples"), 0, folder / "clip.mp4",
                                   args.loops)  # fmt: skip

@@ -29,9 +29,8 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from streamer.bench.measure import percentiles
+from streamer.bench.measure import child_env, percentiles
 from streamer.errors import BenchError, ConfigError
 
 __all__ = ["MODES", "ModeConfig", "ModeResult", "run_mode", "spawn"]
@@ -311,9 +310,7 @@ def spawn(config: ModeConfig, timeout: float | None = None) -> ModeResult:
     Raises:
         BenchError: the child failed; the message ends with its stderr.
     """
-    root = str(Path(__file__).resolve().parents[2])  # the folder holding `streamer/`
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env = child_env()
     command = [sys.executable, "-m", "streamer.bench.file", json.dumps(asdict(config))]
     done = subprocess.run(
         command, capture_output=True, text=True, check=False, env=env, timeout=timeout
