@@ -95,7 +95,9 @@ async def run_pipeline(
         EncoderError: the encoder cannot be loaded.
         SinkError: an output cannot be written.
     """
-    sources, hwaccel, service = await _open(config, encoder, service)
+    joinable = reloader is not None or config.serve is not None or any(
+        isinstance(o, WebViewer) for o in observers)  # fmt: skip
+    sources, hwaccel, service = await _open(config, encoder, service, joinable)
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(service.close)
         check_alert_encoder(config.alerts, service.model.kind, service.model.has_text)
@@ -117,16 +119,15 @@ async def run_pipeline(
         return await run.run()
 
 
-async def _open(
-    config: RunConfig, encoder: Encoder | None, service: EncoderService | None
-) -> tuple[list[Source], str | None, EncoderService]:
-    """The sources, the hardware decoder and the encoder service: the model loads (its imports
-    included) on a thread of its own while the sources open; with files only, on idle cores."""
+async def _open(config: RunConfig, encoder: Encoder | None, service: EncoderService | None,
+                joinable: bool) -> tuple[list[Source], str | None, EncoderService]:  # fmt: skip
+    """The sources, the hardware decoder and the encoder service, whose model loads on a thread
+    meanwhile: at low priority when only files run and no stream can join (`joinable`: a
+    viewer's stream API, a --config reload), as a priority once lowered stays lowered."""
     if config.cluster is not None:
         raise ConfigError("this configuration runs on a cluster (cluster is set): run it with "
-                          "streamer.cluster.run_cluster(config), or leave cluster out to run "
-                          "here")  # fmt: skip
-    background = files_only(config.inputs, config.live)
+                          "streamer.cluster.run_cluster(config), or leave cluster out")  # fmt: skip
+    background = files_only(config.inputs, config.live) and not joinable
     loading = None if service is not None else start_encoder_service(
         config.encoder, config.analysis.batch, encoder, background=background)  # fmt: skip
     try:
@@ -232,8 +233,7 @@ class _Run:
         self.observers = observers if observers is not None else Observers()
         self.alerts: AlertDetector | None = None  # made at the start of `run`
         self.analyzer: Analyzer | None = None  # made at the start of `run`
-        # --archive's and --mqtt's observers (the status surfaces read their state; alert clips)
-        found = {type(o): o for o in self.observers.items}
+        found = {type(o): o for o in self.observers.items}  # archive, MQTT: status reads them
         self.archive, self.mqtt = found.get(ArchiveObserver), found.get(MqttPublisher)
         self.clips = self.archive or found.get(ClipNamer)  # names each alert's clip
         self.recorders: dict[str, Recorder] = {}

@@ -8,6 +8,7 @@ runtime's own workers) inherits it. These tests read the nice values the kernel 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
@@ -16,9 +17,11 @@ import threading
 import numpy as np
 import pytest
 
-from streamer import AnalysisConfig, OutputConfig, RunConfig, run_pipeline
+from streamer import AnalysisConfig, OutputConfig, RunConfig, ServeConfig, run_pipeline
 from streamer.core.background import BACKGROUND_NICE, thread_nice
+from streamer.reload import Reading, Reloader
 from streamer.sources import files_only
+from streamer.watch.web import WebViewer
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's"
@@ -80,6 +83,39 @@ async def test_a_live_run_keeps_its_model_at_normal_priority(tmp_path, small_cli
     config = RunConfig(input=str(small_clip), live=True,
                        outputs=OutputConfig(jsonl=str(tmp_path / "a.jsonl")))  # fmt: skip
     summary = await run_pipeline(config, encoder=recorder)
+    assert summary.streams[0].analysed > 0
+    assert recorder.nice == {mine}
+
+
+@linux_only
+@pytest.mark.integration
+@pytest.mark.parametrize("join", ["--serve", "a viewer of the caller's", "--config reload"])
+async def test_a_file_run_that_a_live_stream_can_join_keeps_its_model_at_normal_priority(
+    join, tmp_path, small_clip, tiny_encoder
+):
+    # A priority once lowered cannot be raised back: a camera added later through the stream
+    # API or a reload would have its analysis wait for idle cores.
+    mine = thread_nice()
+    recorder = NiceRecorder(tiny_encoder)
+    config = RunConfig(input=str(small_clip), outputs=OutputConfig(jsonl=str(tmp_path / "a.jsonl")),
+                       serve=ServeConfig(port=0) if join == "--serve" else None)  # fmt: skip
+    observers = [WebViewer(ServeConfig(port=0))] if join == "a viewer of the caller's" else []
+    first = Reading(config, {})
+    reloader = (
+        Reloader(lambda: first, str(tmp_path / "run.toml"), first) if "reload" in join else None
+    )
+    stop = asyncio.Event()
+    run = asyncio.create_task(
+        run_pipeline(config, encoder=recorder, stop=stop, observers=observers, reloader=reloader)
+    )
+    try:
+        for _ in range(600):  # a viewer keeps the run up after its file: stop it once analysed
+            if recorder.nice or run.done():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        summary = await asyncio.wait_for(run, 60)
     assert summary.streams[0].analysed > 0
     assert recorder.nice == {mine}
 
