@@ -15,8 +15,9 @@ per backend fills the export and label-embedding caches and Python's bytecode ca
 (`streamer.bench.measure.child_env`; the naive loop gets the same label cache, so it does not
 pay its text tower either). The order alternates over `--rounds`
 (forward, then backward, ...) so a drift of the machine's load cancels out; the table has each
-mode's median seconds, and the CPU seconds the child used (user + system), which over its
-seconds say how many cores it kept busy.
+mode's median seconds and the range of its rounds (the floor alone moves by a few per cent
+between runs), and the CPU seconds the child used (user + system), which over its seconds say
+how many cores it kept busy.
 
 Ratios (the targets of issue 16 in brackets): every frame analysed, streamer / naive
 (>= 2.5x); default rate, streamer / floor (>= 0.85). Random weights: speed does not depend on
@@ -154,13 +155,15 @@ def _report(args, loops, frames, rates, backends, seconds) -> None:
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
           f"sample clip x{loops} ({frames} frames, 720p); CLIP {args.model}, random weights; "
           f"x264 {args.preset}; median of {args.rounds} rounds, start to exit.\n")  # fmt: skip
-    print("| mode | backend | analysed | seconds | frames/s | CPU seconds | cores busy |\n"
-          "|---|---|---|---|---|---|---|")  # fmt: skip
+    print("| mode | backend | analysed | seconds | rounds' range | frames/s | CPU seconds | "
+          "cores busy |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
     for (mode, backend, rate), value in median.items():
         shown = "" if mode == "floor" else rate
         used = cpu[(mode, backend, rate)]
-        print(f"| {mode} | {backend or ''} | {shown} | {value:.2f} | {frames / value:.1f} | "
-              f"{used:.2f} | {used / value:.2f} |")  # fmt: skip
+        runs = [v[0] for v in seconds[(mode, backend, rate)]]
+        spread = f"{min(runs):.2f}–{max(runs):.2f}"
+        print(f"| {mode} | {backend or ''} | {shown} | {value:.2f} | {spread} | "
+              f"{frames / value:.1f} | {used:.2f} | {used / value:.2f} |")  # fmt: skip
     print(
         "\n| ratio | "
         + " | ".join(backends)
