@@ -82,6 +82,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   .venv/bin/python -m pip install --quiet -e ".$extras"
   echo "$digest" > "$stamp"
 fi
+# Bytecode for streamer's own modules. An editable install writes it at the first import,
+# unless PYTHONDONTWRITEBYTECODE is set (as in many container images), and then every start
+# compiles ~160 modules again: 0.15 s of each `streamer run` on a 2-core machine. compileall
+# writes it regardless and skips what is up to date; a module edited later is compiled in
+# memory as usual.
+.venv/bin/python -m compileall -q -j 0 streamer encoders >/dev/null
 
 if [ "$want_tests" = 1 ]; then
   # The LLM client tests need a real OpenAI-compatible server (llama-cpp-python + SmolLM2);
