@@ -20,7 +20,9 @@ between runs), and the CPU seconds the child used (user + system), which over it
 how many cores it kept busy.
 
 Ratios (the targets of issue 16 in brackets): every frame analysed, streamer / naive
-(>= 2.5x); default rate, streamer / floor (>= 0.85). Random weights: speed does not depend on
+(>= 2.5x); default rate, streamer / floor (>= 0.85). Each is the ratio of the medians, with
+the range of the ratio within each round beside it (its two runs timed close together), which
+says how much of a difference is the machine drifting. Random weights: speed does not depend on
 them.
 
 Run:  python bench/whole_process.py [--loops 4] [--backends torch,openvino,onnxruntime+int8]
@@ -151,7 +153,6 @@ def main() -> None:
 def _report(args, loops, frames, rates, backends, seconds) -> None:
     median = {run: statistics.median(v[0] for v in values) for run, values in seconds.items()}
     cpu = {run: statistics.median(v[1] for v in values) for run, values in seconds.items()}
-    floor = next(v for (m, _, _), v in median.items() if m == "floor")
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
           f"sample clip x{loops} ({frames} frames, 720p); CLIP {args.model}, random weights; "
           f"x264 {args.preset}; median of {args.rounds} rounds, start to exit.\n")  # fmt: skip
@@ -165,27 +166,37 @@ def _report(args, loops, frames, rates, backends, seconds) -> None:
         print(f"| {mode} | {backend or ''} | {shown} | {value:.2f} | {spread} | "
               f"{frames / value:.1f} | {used:.2f} | {used / value:.2f} |")  # fmt: skip
     print(
-        "\n| ratio | "
+        "\n| ratio of medians (range of the rounds' own) | "
         + " | ".join(backends)
         + " | target |\n|---|"
         + "---|" * len(backends)
         + "---|"
     )
     ratios = {}
+    floor_run = next(run for run in seconds if run[0] == "floor")
     for rate in rates:
-        naive = median[("naive", None, rate)]
-        for label, base, target in ((f"{rate}: streamer / naive", naive, "≥ 2.5" if rate ==
-                                     "every frame" else ""),
-                                    (f"{rate}: streamer / floor", floor, "≥ 0.85" if rate ==
-                                     "2 fps" else "")):  # fmt: skip
-            row = [base / median[("streamer", b, rate)] for b in backends]
+        for label, base, target in ((f"{rate}: streamer / naive", ("naive", None, rate),
+                                     "≥ 2.5" if rate == "every frame" else ""),
+                                    (f"{rate}: streamer / floor", floor_run,
+                                     "≥ 0.85" if rate == "2 fps" else "")):  # fmt: skip
+            row = [median[base] / median[("streamer", b, rate)] for b in backends]
             ratios[label] = dict(zip(backends, row, strict=True))
-            print(f"| {label} | " + " | ".join(f"{v:.2f}" for v in row) + f" | {target} |")
+            paired = [_round_ratios(seconds[base], seconds[("streamer", b, rate)])
+                      for b in backends]  # fmt: skip
+            print(f"| {label} | " + " | ".join(
+                f"{v:.2f} ({min(p):.2f}–{max(p):.2f})" for v, p in zip(row, paired, strict=True)
+            ) + f" | {target} |")  # fmt: skip
     if args.json:
         runs = {" ".join(filter(None, map(str, k))): v for k, v in seconds.items()}
         Path(args.json).write_text(json.dumps({
             "frames": frames, "loops": loops, "wall_cpu_seconds": runs, "ratios": ratios,
         }, indent=2))  # fmt: skip
+
+
+def _round_ratios(base: list[tuple[float, float]], run: list[tuple[float, float]]) -> list[float]:
+    """The ratio within each round (base ÷ run, the two timed close together), whose range
+    says how much of a difference between medians is the machine drifting."""
+    return [b[0] / r[0] for b, r in zip(base, run, strict=True)]
 
 
 if __name__ == "__main__":
