@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -41,6 +41,7 @@ from streamer.analysis.alerts import AlertDetector, AlertRule
 from streamer.analysis.analyzer import Vocabulary
 from streamer.analysis.labels import prompts
 from streamer.analysis.text_cache import cached_text_embeddings
+from streamer.core.events import Observer
 from streamer.errors import ConfigError, StreamExistsError, UnknownStreamError
 from streamer.outputs.options import OutputConfig
 from streamer.report import stream_summary
@@ -82,7 +83,7 @@ class RunControl:
         self._changed = asyncio.Event()
         self._emptied = False  # the last running stream was removed (not ended by itself)
         self._closed = False
-        self._keep = any(isinstance(o, WebViewer) for o in run.observers.items)
+        self._keep = offers_stream_api(run.observers.items)
         if self._keep:
             run.encoder.open_lane(KEEP_LANE, live=True)
 
@@ -379,6 +380,12 @@ class RunControl:
             return None
         vocabulary = analyzer.vocabulary_of(name)
         return list(vocabulary.labels) if vocabulary is not None else None
+
+
+def offers_stream_api(observers: Iterable[Observer]) -> bool:
+    """Whether a viewer among `observers` serves the stream API, through which streams join
+    the run while it runs."""
+    return any(isinstance(o, WebViewer) for o in observers)
 
 
 def _alert(rule: AlertRule) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from streamer.archive.observer import ArchiveObserver, ClipNamer
 from streamer.archive.recordings import Recorder
 from streamer.archive.summary_observer import SummaryObserver
 from streamer.config import RunConfig
-from streamer.control import RunControl
+from streamer.control import RunControl, offers_stream_api
 from streamer.core import startup
 from streamer.core.events import Observer, Observers
 from streamer.core.frame import Annotation
@@ -95,8 +95,7 @@ async def run_pipeline(
         EncoderError: the encoder cannot be loaded.
         SinkError: an output cannot be written.
     """
-    joinable = reloader is not None or config.serve is not None or any(
-        isinstance(o, WebViewer) for o in observers)  # fmt: skip
+    joinable = reloader is not None or config.serve is not None or offers_stream_api(observers)
     sources, hwaccel, service = await _open(config, encoder, service, joinable)
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(service.close)
