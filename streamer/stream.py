@@ -30,6 +30,7 @@ from streamer.outputs.overlay import Hud
 from streamer.sources import Source
 
 LIVE_QUEUE = 2  # live frames buffered per stage: any more would only add latency
+FILE_DECODED = 8  # a file's decoded frames waiting to be routed; the rest wait to be written
 ALERT_SHOWN_S = 3.0  # seconds of stream time an alert stays on the overlay
 
 
@@ -111,10 +112,10 @@ class StreamRun:
         # shows them for ALERT_SHOWN_S.
         self._alerts_due: dict[tuple[int, float], list[Alert | AlertCleared]] = {}
         self._alerts_shown: list[Alert] = []
-        capacity = LIVE_QUEUE if live else shared.queue_frames
+        decoded, routed = _capacities(live, shared.queue_frames)
         policy = DropPolicy.DROP_OLDEST if live else DropPolicy.BLOCK
-        self.frames: Channel[Frame] = Channel(capacity, policy, name=f"{self.name}/frames")
-        self.outgoing: Channel[tuple] = Channel(capacity, policy, name=f"{self.name}/out")
+        self.frames: Channel[Frame] = Channel(decoded, policy, name=f"{self.name}/frames")
+        self.outgoing: Channel[tuple] = Channel(routed, policy, name=f"{self.name}/out")
         shared.encoder.open_lane(self.name, live=live)
         self.outputs = Outputs(
             outputs, self._timing(), self._audio_from(), self.name, shared.observers
@@ -274,6 +275,8 @@ class StreamRun:
         loop = asyncio.get_running_loop()
         shown: Analysis | None = None
         async for frame, timeline, future, sampled in self.outgoing:
+            if not self.live and not future.done():
+                self.shared.encoder.hurry()  # its frame waits in a batch being filled
             # Shielded: a removal that cancels this task leaves the analysis to its stage.
             analysis = self.latest if self.live else await asyncio.shield(future)
             if not self.live and analysis is not shown:
@@ -326,3 +329,18 @@ class StreamRun:
             lines=(first, second), warning=self.shared.warning, status=status,
             alert=self._alert_banner(timeline),
         )  # fmt: skip
+
+
+def _capacities(live: bool, queue_frames: int) -> tuple[int, int]:
+    """(decoded, routed): how many frames wait to be routed, and how many routed ones wait to
+    be written.
+
+    A file stream's `2 × queue_frames` frames in flight mostly wait after the route, where the
+    sampled ones have already gone to the analysis: the further a sampled frame is ahead of
+    its writer, the longer the batcher can hold it for a fuller batch without the writer
+    waiting (`streamer.analysis.service`, `hurry`).
+    """
+    if live:
+        return LIVE_QUEUE, LIVE_QUEUE
+    decoded = min(FILE_DECODED, queue_frames)
+    return decoded, 2 * queue_frames - decoded

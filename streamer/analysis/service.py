@@ -7,7 +7,7 @@ is and how loaded it is, and is closed at the end::
 
     stream a ─ submit ─► lane a ─┐
                                  ├─► taken in turn ─► batched ─► encoded ─► results()
-    stream b ─ submit ─► lane b ─┘    (fair)          (max_batch or max_wait)
+    stream b ─ submit ─► lane b ─┘    (fair)      (max_batch, max_wait or hurry)
 
 A lane keeps its stream's contract: a live lane holds the newest frame only, dropping (and
 counting) the one it replaces; a file lane holds a few and then makes its stream wait. Results
@@ -227,6 +227,11 @@ class EncoderService(Protocol[T]):
         """Frames `lane` has dropped so far (cheap: read per frame for the HUD)."""
         ...
 
+    def hurry(self) -> None:
+        """Someone waits for a frame already submitted (a file's writer): send what is
+        gathered for the model now rather than at the batch deadline."""
+        ...
+
     async def run(self) -> None:
         """The service's own work until every lane is closed and drained."""
         ...
@@ -273,6 +278,7 @@ class LocalEncoderService(Generic[T]):
         self._live: dict[str, bool] = {}
         self._counts = EncodeCounts()
         self._closed = False
+        self._hurry = asyncio.Event()
 
     @property
     def model(self) -> ModelCard:
@@ -293,9 +299,14 @@ class LocalEncoderService(Generic[T]):
     def dropped(self, lane: str) -> int:
         return self._inbox.lane(lane).dropped
 
+    def hurry(self) -> None:
+        self._hurry.set()
+
     async def run(self) -> None:
         """Batch what the lanes hold until every lane is closed and drained."""
-        await batch_items(self._inbox, self._batches, self._policy, sizer=self._sizer)
+        await batch_items(
+            self._inbox, self._batches, self._policy, sizer=self._sizer, hurry=self._hurry
+        )
 
     async def results(self) -> AsyncIterator[EncodedBatch[T]]:
         """Each batch the batcher formed, encoded on the service's thread when asked for."""
@@ -363,13 +374,8 @@ async def local_encoder_service(
     *,
     background: bool = False,
 ) -> LocalEncoderService:
-    """The in-process service for `choice`, loading the encoder in a thread.
-
-    Args:
-        choice: the encoder to load.
-        policy: when batches are sent.
-        encoder: an encoder already loaded (tests, benchmarks): used instead of `choice`.
-        background: run the model at low priority (`start_local_encoder_service`).
+    """The in-process service for `choice` (or for `encoder`, already loaded: tests,
+    benchmarks), loading the encoder in a thread; `start_local_encoder_service` says more.
 
     Raises:
         EncoderError: the encoder cannot be loaded (see `load_encoder`).

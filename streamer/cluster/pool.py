@@ -248,6 +248,9 @@ class PoolEncoderService(Generic[T]):
     def dropped(self, lane: str) -> int:
         return self._inbox.lane(lane).dropped + self._lost[lane]
 
+    def hurry(self) -> None:
+        """Nothing to do: the pool sends what its lanes hold as soon as the budget allows."""
+
     async def run(self) -> None:
         """Send what the lanes hold to the replicas, at most `in_flight` frames out at once."""
         try:

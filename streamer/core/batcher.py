@@ -124,11 +124,13 @@ async def batch_items(
     policy: BatchPolicy,
     clock: Callable[[], float] = time.monotonic,
     sizer: BatchSizer | None = None,
+    hurry: asyncio.Event | None = None,
 ) -> None:
     """Group items from `inbox` into lists for `outbox`; closes `outbox` at the end.
 
-    A batch is sent when it holds the size in force or when its first item has waited
-    `policy.max_wait_ms` by `clock`; an item taken after that deadline starts the next batch.
+    A batch is sent when it holds the size in force, when its first item has waited
+    `policy.max_wait_ms` by `clock`, or when `hurry` is set; an item taken after that deadline
+    starts the next batch.
 
     Args:
         inbox: items to batch, in order.
@@ -138,6 +140,8 @@ async def batch_items(
         clock: seconds, monotonic; injectable for tests.
         sizer: the size in force; pass one to also feed it encode times (`sizer.encoded`);
             None makes one from `policy`.
+        hurry: set by whoever waits for an item (a file's writer): the batch being filled,
+            or the next one, is sent without waiting for more; cleared at each send.
     """
     sizer = sizer if sizer is not None else BatchSizer(policy)
     late: list[T] = []  # an item that arrived after its batch's deadline: the next one's first
@@ -153,7 +157,9 @@ async def batch_items(
             batch = [first]
             started = clock()
             deadline = started + policy.max_wait_ms / 1000.0
-            ended = await _fill(inbox, batch, sizer.size, deadline, clock, late)
+            ended = await _fill(inbox, batch, sizer.size, deadline, clock, late, hurry)
+            if hurry is not None:
+                hurry.clear()
             await outbox.put(batch)  # waits while the encoder is busy (file contract)
             sizer.flushed(len(batch), clock() - started, len(inbox) + len(late))
             if ended:
@@ -169,8 +175,9 @@ async def _fill(
     deadline: float,
     clock: Callable[[], float],
     late: list[T],
+    hurry: asyncio.Event | None,
 ) -> bool:
-    """Add items until `size` or `deadline`; True when the inbox has ended.
+    """Add items until `size`, `deadline` or `hurry`; True when the inbox has ended.
 
     The wait for the next item is bounded by the deadline in real seconds, but `clock` decides:
     an item it shows arriving after the deadline goes to `late`, not into this batch.
@@ -180,10 +187,10 @@ async def _fill(
             batch.append(await inbox.get())
             continue
         remaining = deadline - clock()
-        if remaining <= 0:
+        if remaining <= 0 or (hurry is not None and hurry.is_set()):
             return False
         try:
-            item = await asyncio.wait_for(inbox.get(), remaining)
+            item = await _next(inbox, remaining, hurry)
         except TimeoutError:
             return False
         except ChannelClosed:
@@ -193,3 +200,22 @@ async def _fill(
             return False
         batch.append(item)
     return False
+
+
+async def _next(inbox: Channel[T], timeout: float, hurry: asyncio.Event | None) -> T:
+    """The inbox's next item within `timeout` seconds; `TimeoutError` when none came in time
+    or `hurry` was set first (nothing is taken from the inbox then)."""
+    if hurry is None:
+        return await asyncio.wait_for(inbox.get(), timeout)
+    get = asyncio.ensure_future(inbox.get())
+    hurried = asyncio.ensure_future(hurry.wait())
+    try:
+        await asyncio.wait((get, hurried), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hurried.cancel()
+        if not get.done():
+            get.cancel()  # a get still waiting has taken nothing: cancelling it loses no item
+            await asyncio.wait((get,))
+    if get.cancelled():
+        raise TimeoutError
+    return get.result()  # the item, or the inbox's ChannelClosed

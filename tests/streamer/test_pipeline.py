@@ -1,11 +1,13 @@
 """The file pipeline end to end, in-process, with the tiny CLIP and real clips."""
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from media import ffprobe, parse_srt, parse_vtt, read_jsonl, stream_types, video_stream
 
 from streamer import AnalysisConfig, OutputConfig, RunConfig, run_pipeline
+from streamer.core.batcher import BatchPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +70,17 @@ async def test_analyze_every_frame(tmp_path, small_clip, tiny_encoder):
     )
     analysed = [r for r in read_jsonl(tmp_path / "a.jsonl") if r["type"] == "analysis"]
     assert summary.analysed == len(analysed) == 50
+
+
+async def test_a_writer_waiting_for_its_analysis_does_not_wait_for_the_batch_deadline(
+    tmp_path, small_clip, tiny_encoder
+):
+    # A minute's deadline and batches of 8, with 4 frames in flight: the analysis of frame 0
+    # shares its batch with at most one other, so only the writer's hurry sends it.
+    config = _config(small_clip, tmp_path, batch=BatchPolicy(max_batch=8, max_wait_ms=60_000))
+    config = replace(config, queue_frames=2)
+    summary = await asyncio.wait_for(run_pipeline(config, encoder=tiny_encoder), 30)
+    assert summary.frames == 50 and summary.analysed == 4
 
 
 async def test_stop_finalises_playable_outputs(tmp_path, long_clip, tiny_encoder):

@@ -131,3 +131,13 @@ def test_split_stream_name():
     assert split_stream_name("door=rtsp://u:p@cam/1") == ("door", "rtsp://u:p@cam/1")
     assert split_stream_name("rtsp://cam/1?a=b") == (None, "rtsp://cam/1?a=b")
     assert split_stream_name("0") == (None, "0")
+
+
+@pytest.mark.parametrize("queue_frames", [2, 5, 8, 32, 48])
+def test_a_file_streams_frames_in_flight_mostly_wait_after_the_route(queue_frames):
+    from streamer.stream import FILE_DECODED, LIVE_QUEUE, _capacities
+
+    decoded, routed = _capacities(False, queue_frames)
+    assert decoded + routed == 2 * queue_frames  # the memory bound --queue-frames promises
+    assert decoded == min(FILE_DECODED, queue_frames) and routed >= decoded
+    assert _capacities(True, queue_frames) == (LIVE_QUEUE, LIVE_QUEUE)

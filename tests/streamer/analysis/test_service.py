@@ -142,6 +142,22 @@ async def test_a_partial_batch_is_sent_at_its_deadline(service) -> None:
         assert [b async for b in results] == []
 
 
+async def test_hurry_sends_what_is_gathered_without_waiting_for_the_deadline(service) -> None:
+    svc = service(SLOW)
+    svc.open_lane("a", live=False)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(svc.run())
+        results = svc.results()
+        await svc.submit("a", _image(0), 0)
+        await svc.submit("a", _image(1), 1)
+        await asyncio.sleep(0.05)
+        svc.hurry()  # a file's writer waits for item 0: an hour's deadline does not hold it
+        first = await asyncio.wait_for(anext(results), 30)
+        assert list(first.items) == [0, 1]
+        svc.close_lane("a")
+        assert [b async for b in results] == []
+
+
 async def test_each_item_comes_back_with_the_embedding_of_its_own_image(
     service, tiny_encoder
 ) -> None:

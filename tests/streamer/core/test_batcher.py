@@ -59,6 +59,44 @@ async def test_deadline_is_measured_from_the_first_item_with_a_stepped_clock():
     assert await _collect(outbox) == [[1, 2], [3]]
 
 
+async def test_hurry_sends_the_partial_batch_at_once_and_loses_no_item():
+    inbox: Channel[int] = Channel(100)
+    outbox: Channel[list[int]] = Channel(100)
+    hurry = asyncio.Event()
+    # A deadline of an hour: without `hurry` the first batch would wait for 8 items.
+    task = asyncio.create_task(batch_items(inbox, outbox, BatchPolicy(8, 3_600_000), hurry=hurry))
+    await inbox.put(1)
+    await inbox.put(2)
+    await asyncio.sleep(0.01)  # both taken; the batcher waits for a third
+    assert len(outbox) == 0
+    hurry.set()  # a writer waits for item 1
+    assert await asyncio.wait_for(outbox.get(), 2) == [1, 2]
+    assert not hurry.is_set()  # cleared with the send: the next batch fills again
+    for item in range(3, 6):
+        await inbox.put(item)
+    await asyncio.sleep(0.01)
+    assert len(outbox) == 0
+    hurry.set()
+    assert await asyncio.wait_for(outbox.get(), 2) == [3, 4, 5]
+    await inbox.put(6)
+    await inbox.close()
+    await asyncio.wait_for(task, 2)
+    assert await _collect(outbox) == [[6]]
+
+
+async def test_hurry_set_before_a_batch_starts_sends_its_first_item_alone():
+    inbox: Channel[int] = Channel(100)
+    outbox: Channel[list[int]] = Channel(100)
+    hurry = asyncio.Event()
+    hurry.set()  # the writer waits for an item not submitted yet
+    task = asyncio.create_task(batch_items(inbox, outbox, BatchPolicy(8, 3_600_000), hurry=hurry))
+    await asyncio.sleep(0.01)
+    await inbox.put(1)
+    assert await asyncio.wait_for(outbox.get(), 2) == [1]
+    await inbox.close()
+    await asyncio.wait_for(task, 2)
+
+
 async def test_outbox_closed_when_inbox_ends_empty():
     inbox: Channel[int] = Channel(1)
     outbox: Channel[list[int]] = Channel(1)
