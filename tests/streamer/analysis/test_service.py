@@ -128,31 +128,20 @@ async def test_a_batch_is_sent_when_full_without_waiting_for_its_deadline(servic
         assert [b async for b in results] == []
 
 
-async def test_a_partial_batch_is_sent_at_its_deadline(service) -> None:
-    svc = service(BatchPolicy(max_batch=8, max_wait_ms=30))
+@pytest.mark.parametrize("hurried", [False, True], ids=["deadline", "hurry"])
+async def test_a_partial_batch_is_sent_at_its_deadline_or_when_hurried(service, hurried) -> None:
+    # Hurried: a minute's deadline, so only `hurry` (a file's writer waiting) can send it.
+    svc = service(SLOW if hurried else BatchPolicy(max_batch=8, max_wait_ms=30))
     svc.open_lane("a", live=False)
     async with asyncio.TaskGroup() as tg:
         tg.create_task(svc.run())
         results = svc.results()
         await svc.submit("a", _image(0), 0)
         await svc.submit("a", _image(1), 1)
+        if hurried:
+            await asyncio.sleep(0.05)  # both taken; the batcher waits for more
+            svc.hurry()
         first = await asyncio.wait_for(anext(results), 30)  # the lane stays open
-        assert list(first.items) == [0, 1]
-        svc.close_lane("a")
-        assert [b async for b in results] == []
-
-
-async def test_hurry_sends_what_is_gathered_without_waiting_for_the_deadline(service) -> None:
-    svc = service(SLOW)
-    svc.open_lane("a", live=False)
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(svc.run())
-        results = svc.results()
-        await svc.submit("a", _image(0), 0)
-        await svc.submit("a", _image(1), 1)
-        await asyncio.sleep(0.05)
-        svc.hurry()  # a file's writer waits for item 0: an hour's deadline does not hold it
-        first = await asyncio.wait_for(anext(results), 30)
         assert list(first.items) == [0, 1]
         svc.close_lane("a")
         assert [b async for b in results] == []
