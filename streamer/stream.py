@@ -69,7 +69,7 @@ class Shared:
         hud_model: the encoder, as shown on the HUD.
         warning: banner for every frame (random weights), or None.
         started: `time.monotonic()` at the start of the run (live timelines count from it).
-        queue_frames: frames buffered per stage of a file stream.
+        queue_frames: a file stream holds twice this many frames in flight (`_capacities`).
         copy_audio: copy a file's audio into its video output.
         caption_wait: seconds a file's output waits for a pending LLM caption.
         llm_status: the LLM's state for the HUD ("LLM ok"), None without an LLM.
