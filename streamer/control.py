@@ -31,9 +31,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,8 +48,9 @@ from streamer.outputs.options import OutputConfig
 from streamer.report import stream_summary
 from streamer.sources import open_source, redact, stream_names
 from streamer.stream import StreamRun
-from streamer.watch.web import WebViewer
-from streamer.watch.web.stream_api import StreamRequest
+
+if TYPE_CHECKING:
+    from streamer.watch.web.stream_body import StreamRequest
 
 __all__ = ["REMOVE_TIMEOUT_S", "RunControl", "outputs_for"]
 
@@ -384,8 +386,10 @@ class RunControl:
 
 def offers_stream_api(observers: Iterable[Observer]) -> bool:
     """Whether a viewer among `observers` serves the stream API, through which streams join
-    the run while it runs."""
-    return any(isinstance(o, WebViewer) for o in observers)
+    the run while it runs. (No viewer was made unless its module, and aiohttp with it, was
+    loaded: a run without one does not load them to find out.)"""
+    server = sys.modules.get("streamer.watch.web.server")
+    return server is not None and any(isinstance(o, server.WebViewer) for o in observers)
 
 
 def _alert(rule: AlertRule) -> dict[str, Any]:

@@ -21,8 +21,6 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import aiohttp
-
 from streamer.analysis.alerts import AlertDetector, check_alert_encoder, check_rule_streams
 from streamer.analysis.analyzer import Analyzer, Vocabulary
 from streamer.analysis.captioner import CaptionSchedule, LlmCaptioner, tag_caption
@@ -51,7 +49,6 @@ from streamer.sources.hwaccel import resolve_hwaccel
 from streamer.sources.options import AnalysisSize, DecodePlan, decode_threads
 from streamer.stream import Analysis, AnalysisRequest, Shared, StreamRun
 from streamer.watch.mqtt import MqttPublisher
-from streamer.watch.web import WebViewer
 from streamer.watch.webhook import WebhookSender
 from streamer.watch.window import WindowViewer
 
@@ -103,6 +100,8 @@ async def run_pipeline(
         client = llm if config.llm is not None else None
         if client is None and config.llm is not None:  # after its start-up probe
             with startup.phase("LLM client"):
+                import aiohttp  # ~80 ms (two TLS contexts): only for a run that asks an LLM
+
                 session = await stack.enter_async_context(aiohttp.ClientSession())
                 live = any(s.live for s in sources)
                 client = await open_llm_client(config.llm, session, live=live)
@@ -181,6 +180,8 @@ def observers_from_config(config: RunConfig) -> list[Observer]:
     """The observers the configuration asks for (web viewer, window, webhook, MQTT)."""
     observers: list[Observer] = []
     if config.serve:
+        from streamer.watch.web import WebViewer  # aiohttp's web server: only when served
+
         archive = config.archive.path if config.archive else None
         observers.append(WebViewer(config.serve, archive=archive, llm=config.llm))
     if config.show:

@@ -40,7 +40,7 @@ from streamer.control import ALERTS, CAPTIONS, LABELS, RATE, RunControl
 from streamer.errors import ConfigError, StreamerError
 from streamer.outputs.keep import keep_outputs
 from streamer.sources import stream_names
-from streamer.watch.web.stream_api import StreamRequest
+from streamer.watch.web.stream_body import StreamRequest
 
 __all__ = ["Changes", "Outcome", "Reading", "Reloader", "compare"]
 

@@ -13,7 +13,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-import aiohttp
 import numpy as np
 
 from streamer.cli.exits import EXIT_ERROR, EXIT_OK, report
@@ -79,6 +78,8 @@ def check(args: argparse.Namespace) -> int:
 
 
 async def _check(config: LlmConfig) -> int:
+    import aiohttp  # here, not at the CLI's start: every command builds this parser
+
     async with aiohttp.ClientSession() as session:
         client = LlmClient(config, session)
         try:

@@ -26,9 +26,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import aiohttp
 import numpy as np
 
 from streamer.core.background import run_in_background
@@ -41,7 +40,6 @@ from streamer.errors import (
     LlmNoVisionError,
     LlmUnavailableError,
 )
-from streamer.llm._http import Http, check
 from streamer.llm.answers import MAX_ANSWER_CHARS, answer_text, clean_answer, clean_caption
 from streamer.llm.breaker import Breaker, BreakerState
 from streamer.llm.config import LlmConfig
@@ -49,6 +47,9 @@ from streamer.llm.health import LlmState, LlmStats
 from streamer.llm.images import encode_jpeg, jpeg_data_uri, probe_image
 from streamer.llm.probe import ServerInfo, discover
 from streamer.llm.prompts import CaptionRequest, chat_messages, render
+
+if TYPE_CHECKING:  # aiohttp's import (~80 ms, two TLS contexts) waits for the first client
+    import aiohttp
 
 # LlmState and LlmStats: from health
 __all__ = ["CaptionClient", "CaptionRequest", "LlmClient", "LlmState", "LlmStats"]
@@ -109,7 +110,9 @@ class LlmClient:
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
-        self._http = Http(session, config)
+        from streamer.llm._http import Http, check
+
+        self._http, self._check = Http(session, config), check
         self._clock = clock
         self._sleep = sleep
         self._rng = rng
@@ -386,7 +389,7 @@ class LlmClient:
             sent = self._clock()
             reply = await self._http.send("POST", url, read_timeout=timeout, data=data)
             latency = self._clock() - sent
-        check(reply, f"POST {url}")
+        self._check(reply, f"POST {url}")
         text = answer_text(reply.body, where=f"POST {url}")
         self._warm.add(model)
         self.stats.last_latency_s = latency

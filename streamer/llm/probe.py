@@ -23,10 +23,12 @@ is settled by the client with one tiny image request (`LlmClient.probe`).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamer.errors import LlmConfigError
-from streamer.llm._http import Http
+
+if TYPE_CHECKING:
+    from streamer.llm._http import Http
 
 __all__ = ["SERVER_KINDS", "ModelInfo", "ServerInfo", "choose_model", "discover", "find_model"]
 

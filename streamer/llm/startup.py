@@ -4,14 +4,16 @@ later state changes logged once each (the client itself only logs at DEBUG)."""
 from __future__ import annotations
 
 import logging
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from streamer.core.redact import redact
 from streamer.errors import LlmError
 from streamer.llm.client import LlmClient
 from streamer.llm.config import LlmConfig
 from streamer.llm.health import LlmState
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["open_llm_client", "report_llm_state"]
 

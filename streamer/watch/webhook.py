@@ -58,10 +58,8 @@ import math
 import random as _random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from streamer.analysis.alerts import Alert, AlertCleared
 from streamer.core.background import run_in_background
@@ -69,6 +67,9 @@ from streamer.core.events import Observer
 from streamer.core.retry import Backoff, RetryPolicy
 from streamer.errors import ConfigError
 from streamer.llm.images import encode_jpeg
+
+if TYPE_CHECKING:  # loaded by `start`: the configuration checks URLs without it
+    import aiohttp
 
 __all__ = ["DEFAULT_RETRY", "WebhookPolicy", "WebhookSender", "check_webhook_url", "webhook_body"]
 
@@ -219,6 +220,8 @@ class WebhookSender(Observer):
         return self.failed + self.refused + self.dropped + self.abandoned
 
     async def start(self, run: Any) -> None:
+        import aiohttp
+
         if self._session is None:
             self._session = aiohttp.ClientSession()
         self._task = asyncio.create_task(self._send_all(), name="webhook")
@@ -316,6 +319,8 @@ class WebhookSender(Observer):
 
     async def _post(self, body: bytes) -> tuple[str, str, float | None]:
         """One attempt: (outcome, what went wrong, the server's Retry-After in seconds)."""
+        import aiohttp  # already loaded by `start`
+
         assert self._session is not None, "start() makes the session"
         timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
         try:

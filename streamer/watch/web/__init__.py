@@ -11,7 +11,23 @@ captions, tags and status, plus `/metrics`, `/healthz` and JSON for tools.
     run counters ─────────────────────────────────────► /api/status, /metrics
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from streamer.watch.web.metrics import render_metrics
-from streamer.watch.web.server import ViewerLimits, WebViewer
+
+if TYPE_CHECKING:
+    from streamer.watch.web.server import ViewerLimits, WebViewer
 
 __all__ = ["ViewerLimits", "WebViewer", "render_metrics"]
+
+
+def __getattr__(name: str) -> Any:
+    """The viewer itself loads on first use, with aiohttp (~80 ms): a run's configuration
+    reads this package's options without it."""
+    if name in ("ViewerLimits", "WebViewer"):
+        from streamer.watch.web import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

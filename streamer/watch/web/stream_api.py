@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from aiohttp import web
@@ -55,6 +55,7 @@ from streamer.watch.web.stream_body import (
     AlertsValue,
     CaptionsValue,
     LabelsValue,
+    StreamRequest,
     Value,
     json_kind,
     stream_key,
@@ -151,23 +152,6 @@ FIELDS: tuple[BodyField, ...] = (
     BodyField("captions", ("add", "change"), value=CaptionsValue()),
     *(_option(key, ("add",)) for key in ("output", "srt", "vtt", "jsonl")),
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class StreamRequest:
-    """A checked body.
-
-    Attributes:
-        name: the stream's name (adding), else None.
-        input: its source spec (adding), else None.
-        settings: option path (`analysis.analyze_fps`, `analysis.labels`, `outputs.jsonl`) or
-            key (`alerts`: `stream_body.AlertSpec`s, `captions`: a bool) → typed value, for
-            the keys the body gave.
-    """
-
-    name: str | None = None
-    input: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_body(body: Any, kind: Kind) -> StreamRequest:

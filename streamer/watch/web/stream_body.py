@@ -39,6 +39,23 @@ _ALERT_ROWS = {row.option.key: row for row in declared(AlertRule, "alerts.")}
 _FIELD_OF = {key: row.path.split(".", 1)[1] for key, row in _ALERT_ROWS.items()}
 
 
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    """A checked body.
+
+    Attributes:
+        name: the stream's name (adding), else None.
+        input: its source spec (adding), else None.
+        settings: option path (`analysis.analyze_fps`, `analysis.labels`, `outputs.jsonl`) or
+            key (`alerts`: `stream_body.AlertSpec`s, `captions`: a bool) → typed value, for
+            the keys the body gave.
+    """
+
+    name: str | None = None
+    input: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
 class Value(Protocol):
     """How one body key's value is read and documented."""
 

@@ -1,5 +1,6 @@
 """Commands that run no model import no torch (nor open_clip, transformers): their start is the
-Python start, not torch's seconds of imports."""
+Python start, not torch's seconds of imports. Nor aiohttp (~80 ms, two TLS contexts built at
+its import), which only a run that talks HTTP (an LLM, the viewer, a webhook) loads."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ for argv in {commands!r}:
         main(argv)
     except SystemExit:
         pass
-    heavy = [name for name in ("torch", "open_clip", "transformers") if name in sys.modules]
+    heavy = [name for name in ("torch", "open_clip", "transformers", "aiohttp")
+             if name in sys.modules]
     print("IMPORTED", " ".join(argv), "->", *heavy)
 """
 
