@@ -40,7 +40,7 @@ from streamer.core.frame import Annotation
 from streamer.core.sampler import Sampler
 from streamer.errors import ConfigError
 from streamer.llm import CaptionClient, CaptionRequest
-from streamer.llm.startup import open_llm_client
+from streamer.llm import startup as llm_startup
 from streamer.outputs.fanout import RANDOM_WEIGHTS_WARNING
 from streamer.reload import Reloader
 from streamer.report import Reporter, RunSummary, run_summary
@@ -100,11 +100,9 @@ async def run_pipeline(
         client = llm if config.llm is not None else None
         if client is None and config.llm is not None:  # after its start-up probe
             with startup.phase("LLM client"):
-                import aiohttp  # ~80 ms (two TLS contexts): only for a run that asks an LLM
-
-                session = await stack.enter_async_context(aiohttp.ClientSession())
+                session = await stack.enter_async_context(llm_startup.client_session())
                 live = any(s.live for s in sources)
-                client = await open_llm_client(config.llm, session, live=live)
+                client = await llm_startup.open_llm_client(config.llm, session, live=live)
         own = observers_from_config(config) if config_observers else []
         watchers = Observers([*own, *observers])
         plan = _decode_plan(config, service.model, watchers, hwaccel, len(sources))
@@ -134,6 +132,8 @@ async def _open(config: RunConfig, encoder: Encoder | None, service: EncoderServ
         hwaccel = resolve_hwaccel(config.sources.hwaccel)  # `cuda` without CUDA fails here
         if config.archive is not None:
             preload_archive()  # LanceDB's import, while the encoder loads
+        if config.llm is not None:
+            llm_startup.preload()  # aiohttp's, likewise
         return sources, hwaccel, service if loading is None else await loading
     except BaseException:
         abandon(loading)

@@ -15,9 +15,22 @@ from streamer.llm.health import LlmState
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["open_llm_client", "report_llm_state"]
+__all__ = ["client_session", "open_llm_client", "preload", "report_llm_state"]
 
 log = logging.getLogger("streamer")
+
+
+def preload() -> None:
+    """Import aiohttp now, ~80 ms (it builds two TLS contexts): a run calls this while its
+    encoder loads on another thread, so the client does not wait for it later."""
+    import aiohttp  # noqa: F401
+
+
+def client_session() -> aiohttp.ClientSession:
+    """A new HTTP session for a run's LLM client; the caller closes it."""
+    import aiohttp
+
+    return aiohttp.ClientSession()
 
 
 async def open_llm_client(
