@@ -21,36 +21,29 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from streamer.analysis.alerts import AlertDetector, check_alert_encoder, check_rule_streams
+from streamer.analysis.alerts import AlertDetector, check_alert_encoder
 from streamer.analysis.analyzer import Analyzer, Vocabulary
 from streamer.analysis.captioner import CaptionSchedule, LlmCaptioner, tag_caption
 from streamer.analysis.labels import default_labels, prompts
-from streamer.analysis.service import EncoderService, ModelCard, abandon
-from streamer.analysis.service import start_local_encoder_service as start_encoder_service
+from streamer.analysis.service import EncoderService
 from streamer.analysis.text_cache import cached_text_embeddings
-from streamer.archive import preload as preload_archive
 from streamer.archive.observer import ArchiveObserver, ClipNamer
 from streamer.archive.recordings import Recorder
-from streamer.archive.summary_observer import SummaryObserver
 from streamer.config import RunConfig
 from streamer.control import RunControl, offers_stream_api
 from streamer.core import startup
 from streamer.core.events import Observer, Observers
 from streamer.core.frame import Annotation
 from streamer.core.sampler import Sampler
-from streamer.errors import ConfigError
 from streamer.llm import CaptionClient, CaptionRequest
 from streamer.llm import startup as llm_startup
 from streamer.outputs.fanout import RANDOM_WEIGHTS_WARNING
 from streamer.reload import Reloader
 from streamer.report import Reporter, RunSummary, run_summary
-from streamer.sources import Source, SourceRunner, decoding, files_only, open_source, stream_names
-from streamer.sources.hwaccel import resolve_hwaccel
-from streamer.sources.options import AnalysisSize, DecodePlan, decode_threads
+from streamer.run_setup import decode_plan, observers_from_config, open_run
+from streamer.sources import Source, SourceRunner, decoding
 from streamer.stream import Analysis, AnalysisRequest, Shared, StreamRun
 from streamer.watch.mqtt import MqttPublisher
-from streamer.watch.webhook import WebhookSender
-from streamer.watch.window import WindowViewer
 
 if TYPE_CHECKING:
     from encoders import Encoder
@@ -93,7 +86,7 @@ async def run_pipeline(
         SinkError: an output cannot be written.
     """
     joinable = reloader is not None or config.serve is not None or offers_stream_api(observers)
-    sources, hwaccel, service = await _open(config, encoder, service, joinable)
+    sources, hwaccel, service = await open_run(config, encoder, service, joinable)
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(service.close)
         check_alert_encoder(config.alerts, service.model.kind, service.model.has_text)
@@ -105,7 +98,7 @@ async def run_pipeline(
                 client = await llm_startup.open_llm_client(config.llm, session, live=live)
         own = observers_from_config(config) if config_observers else []
         watchers = Observers([*own, *observers])
-        plan = _decode_plan(config, service.model, watchers, hwaccel, len(sources))
+        plan = decode_plan(config, service.model, watchers, hwaccel, len(sources))
         runner = await stack.enter_async_context(
             decoding(sources, plan, config.sources.decode_workers)
         )
@@ -113,90 +106,6 @@ async def run_pipeline(
                    runner=runner)  # fmt: skip
         run.reloader = reloader
         return await run.run()
-
-
-async def _open(config: RunConfig, encoder: Encoder | None, service: EncoderService | None,
-                joinable: bool) -> tuple[list[Source], str | None, EncoderService]:  # fmt: skip
-    """The sources, the hardware decoder and the encoder service, whose model loads on a thread
-    meanwhile: at low priority when only files run and no stream can join (`joinable`: a
-    viewer's stream API, a --config reload), as a priority once lowered stays lowered."""
-    if config.cluster is not None:
-        raise ConfigError("this configuration runs on a cluster (cluster is set): run it with "
-                          "streamer.cluster.run_cluster(config), or leave cluster out")  # fmt: skip
-    background = files_only(config.inputs, config.live) and not joinable
-    loading = None if service is not None else start_encoder_service(
-        config.encoder, config.analysis.batch, encoder, background=background)  # fmt: skip
-    try:
-        with startup.phase("source open"):
-            sources = _open_sources(config, encoder)
-        hwaccel = resolve_hwaccel(config.sources.hwaccel)  # `cuda` without CUDA fails here
-        if config.archive is not None:
-            preload_archive()  # LanceDB's import, while the encoder loads
-        if config.llm is not None:
-            llm_startup.preload()  # aiohttp's, likewise
-        return sources, hwaccel, service if loading is None else await loading
-    except BaseException:
-        abandon(loading)
-        raise
-
-
-def _open_sources(config: RunConfig, encoder: Encoder | None) -> list[Source]:
-    """The run's sources, after every check that needs no model (before any output exists)."""
-    check_alert_encoder(config.alerts, config.encoder.kind,
-                        encoder.has_text if encoder is not None else None)  # fmt: skip
-    sources: list[Source] = [
-        open_source(spec, name, live=config.live, options=config.sources)
-        for name, spec in stream_names(config.inputs)
-    ]
-    config.outputs.check([s.name for s in sources], config.inputs)
-    check_rule_streams(config.alerts, [s.name for s in sources])
-    return sources
-
-
-def _decode_plan(
-    config: RunConfig, model: ModelCard, watchers: Observers, hwaccel: str | None, streams: int
-) -> DecodePlan:
-    """What the decode threads make of each frame (`streamer.sources.DecodePlan`): full-size
-    RGB only when something draws every frame; analysed frames at the encoder's input size."""
-    draws = (
-        config.outputs.video is not None
-        or config.serve is not None
-        or bool(config.show)
-        or any(type(o).wants_frames is not Observer.wants_frames for o in watchers.items)
-    )
-    cfg = model.preprocess
-    return DecodePlan(
-        full_frames=draws,
-        analysis=AnalysisSize.from_preprocess(cfg) if cfg is not None else None,
-        analyze_fps=config.analysis.analyze_fps,
-        # A caption request sends the LLM a JPEG of the frame, an alert keeps it as snapshot.
-        full_analysed=config.llm is not None or bool(config.alerts),
-        threads=decode_threads(streams),
-        hwaccel=hwaccel,
-    )
-
-
-def observers_from_config(config: RunConfig) -> list[Observer]:
-    """The observers the configuration asks for (web viewer, window, webhook, MQTT)."""
-    observers: list[Observer] = []
-    if config.serve:
-        from streamer.watch.web import WebViewer  # aiohttp's web server: only when served
-
-        archive = config.archive.path if config.archive else None
-        observers.append(WebViewer(config.serve, archive=archive, llm=config.llm))
-    if config.show:
-        observers.append(WindowViewer.from_config(config.show))
-    if config.webhook:
-        observers.append(WebhookSender(config.webhook))
-    if config.mqtt:
-        observers.append(MqttPublisher(config.mqtt))
-    if config.archive:
-        weights, threshold = config.encoder.weights, config.captions.scene_threshold
-        archive = ArchiveObserver(config.archive, weights, threshold)
-        observers.append(archive)
-        if config.archive.summary_every_s is not None or config.archive.summary:
-            observers.append(SummaryObserver(config.archive, archive, threshold))
-    return observers
 
 
 annotate_file = run_pipeline  # the name of the file-only first version

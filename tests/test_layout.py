@@ -30,8 +30,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("commands", ("streamer", "streamer.__main__", "streamer.cli", "streamer.bench")),
     # a cluster run runs the pipeline on each node: above the wiring, below the commands
     ("cluster", ("streamer.cluster",)),
-    ("wiring", ("streamer.pipeline", "streamer.control", "streamer.reload", "streamer.report",
-                "streamer.config")),
+    ("wiring", ("streamer.pipeline", "streamer.run_setup", "streamer.control", "streamer.reload",
+                "streamer.report", "streamer.config")),
     # RunConfig (wiring) holds ClusterConfig; connecting needs only errors, core and the options
     ("streams and outputs", ("streamer.stream", "streamer.watch", "streamer.outputs",
                              "streamer.archive", "streamer.cluster.options",

@@ -33,7 +33,7 @@ from streamer.cluster.placement import Placement
 from streamer.cluster.session import ClusterInfo, connect, disconnect
 from streamer.config import RunConfig
 from streamer.errors import ActorLostError, ClusterError, StreamerError
-from streamer.pipeline import observers_from_config
+from streamer.run_setup import observers_from_config
 from streamer.report import Reporter, RunSummary
 from streamer.watch.mqtt import MqttPublisher
 

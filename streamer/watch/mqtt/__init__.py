@@ -1,7 +1,7 @@
 """MQTT and Home Assistant: the run's events on a broker, its entities by discovery.
 
 `MqttConfig` is `--mqtt URL` and its options; `MqttPublisher` the observer that publishes
-(`streamer.pipeline.observers_from_config` makes it from the run's configuration). aiomqtt, the
+(`streamer.run_setup.observers_from_config` makes it from the run's configuration). aiomqtt, the
 `mqtt` extra, is imported only when a publisher connects.
 """
 

@@ -10,7 +10,7 @@ import pytest
 from streamer import ConfigError, OutputConfig, RunConfig
 from streamer.cli.build import configure, settings
 from streamer.cli.main import build_parser, main
-from streamer.pipeline import observers_from_config
+from streamer.run_setup import observers_from_config
 from streamer.watch.mqtt import MqttConfig, MqttPublisher
 
 URL = "mqtt://ha:pa55word@broker.local"

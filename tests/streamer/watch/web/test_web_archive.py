@@ -23,7 +23,7 @@ from streamer.archive.options import ArchiveConfig
 from streamer.archive.recordings import locate, prune
 from streamer.archive.search import Embedder
 from streamer.config import ServeConfig
-from streamer.pipeline import observers_from_config
+from streamer.run_setup import observers_from_config
 from streamer.watch.web import WebViewer
 from streamer.watch.web.archive_reader import Catalogues
 from streamer.watch.web.archive_routes import ArchiveServer
