@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from streamer.analysis.alerts import check_alert_encoder, check_rule_streams
-from streamer.analysis.service import EncoderService, ModelCard, abandon
-from streamer.analysis.service import start_local_encoder_service as start_encoder_service
+from streamer.analysis.loading import abandon
+from streamer.analysis.loading import start_local_encoder_service as start_encoder_service
+from streamer.analysis.service import EncoderService, ModelCard
 from streamer.archive import preload as preload_archive
 from streamer.archive.observer import ArchiveObserver
 from streamer.archive.summary_observer import SummaryObserver

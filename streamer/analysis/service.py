@@ -18,27 +18,25 @@ and the load. Threads, torch tensors and the `Encoder` object stay behind it, so
 interface can be served from somewhere else (a pool of Ray actors fed analysis-size crops).
 
 `LocalEncoderService` is the in-process implementation: `FairChannel` lanes, the deadline
-batcher (`streamer.core.batcher`) and one encoder thread (`EncoderWorker`). Importing this
-module loads no torch: a process that only submits frames and reads results never needs it.
+batcher (`streamer.core.batcher`) and one encoder thread (`EncoderWorker`); a run starts it
+while its model loads (`streamer.analysis.loading`). Importing this module loads no torch: a
+process that only submits frames and reads results never needs it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from streamer.core.background import lower_priority, start_in_thread
 from streamer.core.batcher import BatchPolicy, BatchSizer, batch_items
 from streamer.core.channel import Channel, ChannelClosed, DropPolicy, FairChannel
 
 if TYPE_CHECKING:
     from encoders import Encoder, EncoderInfo, PreprocessConfig
-    from streamer.analysis.worker import EncoderChoice
 
 __all__ = [
     "FILE_LANE",
@@ -50,9 +48,6 @@ __all__ = [
     "LocalEncoderService",
     "ModelCard",
     "ServiceLoad",
-    "abandon",
-    "local_encoder_service",
-    "start_local_encoder_service",
 ]
 
 T = TypeVar("T")
@@ -365,86 +360,3 @@ class EncodeCounts:
         self.busy_s += seconds
         self.last_s = seconds
         self.sizes[images] = self.sizes.get(images, 0) + 1
-
-
-async def local_encoder_service(
-    choice: EncoderChoice,
-    policy: BatchPolicy,
-    encoder: Encoder | None = None,
-    *,
-    background: bool = False,
-) -> LocalEncoderService:
-    """The in-process service for `choice` (or for `encoder`, already loaded: tests,
-    benchmarks), loading the encoder in a thread; `start_local_encoder_service` says more.
-
-    Raises:
-        EncoderError: the encoder cannot be loaded (see `load_encoder`).
-    """
-    return await start_local_encoder_service(choice, policy, encoder, background=background)
-
-
-def start_local_encoder_service(
-    choice: EncoderChoice,
-    policy: BatchPolicy,
-    encoder: Encoder | None = None,
-    *,
-    background: bool = False,
-) -> asyncio.Task[LocalEncoderService]:
-    """`local_encoder_service`, with the encoder's load (its imports too) started now on a
-    thread of its own, so the caller opens its sources meanwhile; await the task for the
-    service, or cancel it when the run fails first.
-
-    `background=True` is for runs whose streams are all files: the load thread and the
-    service's thread lower their priority (`streamer.core.background.lower_priority`), and
-    so does every thread they start, the runtimes' own workers included (OpenVINO's are
-    started while the model compiles). The decode, overlay and video-encode threads then take
-    the cores first and the model runs on what they leave idle; the frames queued between
-    them keep the writer fed meanwhile. A live stream's analysis must not wait like that, so
-    a run with one keeps the default.
-
-    Must be called on the event loop.
-    """
-    loop = asyncio.get_running_loop()
-    abandoned = threading.Event()  # set when the caller gives up waiting: the load stops
-    if encoder is not None:
-        loading: asyncio.Future[Encoder] = loop.create_future()
-        loading.set_result(encoder)
-    else:
-        loading = start_in_thread(_load_encoder, choice, abandoned, background, name="encoder-load")
-    task = loop.create_task(_service_of(loading, policy, background))
-
-    def given_up(done: asyncio.Task[LocalEncoderService]) -> None:
-        if done.cancelled():  # (a task cancelled before it ran never awaited `loading`)
-            abandoned.set()
-            loading.cancel()  # its outcome, LoadAbandoned included, goes nowhere
-
-    task.add_done_callback(given_up)
-    return task
-
-
-def _load_encoder(choice: EncoderChoice, abandoned: threading.Event, background: bool) -> Encoder:
-    from encoders.abandon import abandonable
-    from streamer.analysis.worker import load_encoder  # torch, where it is needed: here
-
-    if background:  # before the runtime starts its worker threads: they inherit it
-        lower_priority()
-    with abandonable(abandoned):
-        return load_encoder(choice)
-
-
-async def _service_of(
-    loading: Awaitable[Encoder], policy: BatchPolicy, background: bool
-) -> LocalEncoderService:
-    return LocalEncoderService(await loading, policy, background=background)
-
-
-def abandon(loading: asyncio.Task[LocalEncoderService] | None) -> None:
-    """The run failed before it needed the service it started: stop waiting for its encoder
-    (the load's thread stops before its next costly step: `encoders.abandon`), or close the
-    service it made."""
-    if loading is None:
-        return
-    if not loading.done():
-        loading.cancel()
-    elif not loading.cancelled() and loading.exception() is None:
-        loading.result().close()

@@ -33,8 +33,8 @@ from streamer.cluster.placement import Placement
 from streamer.cluster.session import ClusterInfo, connect, disconnect
 from streamer.config import RunConfig
 from streamer.errors import ActorLostError, ClusterError, StreamerError
-from streamer.run_setup import observers_from_config
 from streamer.report import Reporter, RunSummary
+from streamer.run_setup import observers_from_config
 from streamer.watch.mqtt import MqttPublisher
 
 __all__ = ["run_cluster"]

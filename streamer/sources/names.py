@@ -43,7 +43,7 @@ def spec_kind(spec: str) -> Literal["camera", "url", "file"]:
 def files_only(specs: Iterable[str], live: bool | None) -> bool:
     """Whether every input is a file read at its own pace (the file contract, `live` not
     True): a run of them can put its model on what the video threads leave idle
-    (`streamer.analysis.service.start_local_encoder_service`)."""
+    (`streamer.analysis.loading.start_local_encoder_service`)."""
     return not live and all(spec_kind(split_stream_name(s)[1]) == "file" for s in specs)
 
 

@@ -282,7 +282,7 @@ async def test_a_load_the_run_gave_up_on_stops_before_it_exports(tmp_path) -> No
     # A run that fails before it needs its model (a bad input) gives up the load it started on
     # a thread; that thread must not go on to export for seconds, a core and the export lock
     # held, in a process that lives on (an application, the test suite).
-    from streamer.analysis.service import abandon, start_local_encoder_service
+    from streamer.analysis.loading import abandon, start_local_encoder_service
     from streamer.analysis.worker import EncoderChoice
 
     pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
