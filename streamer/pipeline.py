@@ -229,6 +229,7 @@ class _Run:
             if first is exc:
                 raise
             raise first from None  # one stage's error, not the TaskGroup's wrapper
+        self.encoder.close()  # nothing asks the model now: it is freed while the files close
         self._close_streams()
 
     def _close_streams(self, failing: bool = False) -> None:

@@ -50,7 +50,7 @@ def start_local_encoder_service(
         loading.set_result(encoder)
     else:
         loading = start_in_thread(_load_encoder, choice, abandoned, background, name="encoder-load")
-    task = loop.create_task(_service_of(loading, policy, background))
+    task = loop.create_task(_service_of(loading, policy, background, owned=encoder is None))
 
     def given_up(done: asyncio.Task[LocalEncoderService]) -> None:
         if done.cancelled():  # (a task cancelled before it ran never awaited `loading`)
@@ -72,9 +72,9 @@ def _load_encoder(choice: EncoderChoice, abandoned: threading.Event, background:
 
 
 async def _service_of(
-    loading: Awaitable[Encoder], policy: BatchPolicy, background: bool
+    loading: Awaitable[Encoder], policy: BatchPolicy, background: bool, *, owned: bool
 ) -> LocalEncoderService:
-    return LocalEncoderService(await loading, policy, background=background)
+    return LocalEncoderService(await loading, policy, background=background, owned=owned)
 
 
 def abandon(loading: asyncio.Task[LocalEncoderService] | None) -> None:

@@ -256,10 +256,16 @@ class LocalEncoderService(Generic[T]):
         policy: when a batch is sent (`BatchPolicy`); adaptive batching also learns from the
             encode times.
         background: run the model at low priority (`start_local_encoder_service`).
+        owned: the service loaded `encoder` and is its only holder: closing frees it.
     """
 
     def __init__(
-        self, encoder: Encoder, policy: BatchPolicy | None = None, *, background: bool = False
+        self,
+        encoder: Encoder,
+        policy: BatchPolicy | None = None,
+        *,
+        background: bool = False,
+        owned: bool = False,
     ) -> None:
         from streamer.analysis.worker import EncoderWorker  # torch: only where a model runs
 
@@ -273,6 +279,7 @@ class LocalEncoderService(Generic[T]):
         self._live: dict[str, bool] = {}
         self._counts = EncodeCounts()
         self._closed = False
+        self._owned = owned
         self._hurry = asyncio.Event()
 
     @property
@@ -336,8 +343,9 @@ class LocalEncoderService(Generic[T]):
         )  # fmt: skip
 
     def close(self) -> None:
-        self._closed = True
-        self._worker.close()
+        if not self._closed:
+            self._closed = True
+            self._worker.close(release=self._owned)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -271,6 +271,37 @@ async def test_close_stops_the_thread_and_refuses_more_work(tiny_encoder) -> Non
     svc.close()  # idempotent
 
 
+class _Held:
+    """The encoder seen through an object of its own, which says on which thread it is freed."""
+
+    def __init__(self, encoder, freed: list[str]) -> None:
+        self._encoder, self._freed = encoder, freed
+
+    def __getattr__(self, name: str):
+        return getattr(self._encoder, name)
+
+    def __del__(self) -> None:
+        self._freed.append(threading.current_thread().name)
+
+
+async def test_closing_frees_an_owned_model_on_a_thread_of_its_own(tiny_encoder) -> None:
+    # Freeing a real model takes tens of milliseconds: the run's files close meanwhile.
+    freed: list[str] = []
+    owned = LocalEncoderService(_Held(tiny_encoder, freed), SLOW, owned=True)
+    await owned.embed_text(["a dog"])
+    owned.close()
+    for thread in threading.enumerate():  # (it may have ended already)
+        if thread.name == "encoder-release":
+            await asyncio.to_thread(thread.join, 30)
+    assert freed == ["encoder-release"]
+    owned.close()  # idempotent: nothing left to free
+
+    lent = _Held(tiny_encoder, freed)  # the caller's: the service only borrowed it
+    svc = LocalEncoderService(lent, SLOW)
+    svc.close()
+    assert freed == ["encoder-release"] and lent.embed_text(["a cat"]).shape[0] == 1
+
+
 def test_the_interface_loads_no_torch() -> None:
     # A process that only submits frames and reads embeddings (a cluster shard) stays light.
     code = "import sys, streamer.analysis.service; print('torch' in sys.modules)"
