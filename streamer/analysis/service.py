@@ -244,7 +244,8 @@ class EncoderService(Protocol[T]):
         ...
 
     def close(self) -> None:
-        """Stop; waits for a batch in the model. Idempotent."""
+        """Stop; waits for a batch in the model, unless the service owns its model: then the
+        model is freed on a thread of its own, after that batch, without waiting. Idempotent."""
         ...
 
 
