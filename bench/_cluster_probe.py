@@ -89,6 +89,11 @@ class _Probe:
         }
 
     def close(self) -> None:
+        # Idempotent, as the service's own close: a run closes its service when its stages
+        # end and again on the way out; the numbers are written once.
+        if getattr(self, "_probe_written", False):
+            return
+        self._probe_written = True
         self.lane_drops = self.load().dropped  # type: ignore[attr-defined]
         folder = os.environ.get(PROBE_DIR)
         if folder:
