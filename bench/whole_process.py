@@ -25,6 +25,12 @@ the range of the ratio within each round beside it (its two runs timed close tog
 says how much of a difference is the machine drifting. Random weights: speed does not depend on
 them.
 
+With `--rates "2 fps,0.1 fps"` (a rate that leaves a run little but its fixed cost) the report
+also splits a run's time: what it pays once (0.1 fps against the floor: imports, the model,
+the first frame, the exit) and what each analysis adds (2 fps against 0.1 fps, over the frames
+analysed more, counted from the run's summary line). On a short clip the first weighs on the
+default-rate ratio.
+
 Run:  python bench/whole_process.py [--loops 4] [--backends torch,openvino,onnxruntime+int8]
                                    [--rounds 2]
 """
@@ -35,6 +41,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -52,7 +59,10 @@ from streamer.bench.file import ModeConfig  # noqa: E402
 from streamer.bench.measure import child_env  # noqa: E402
 from streamer.core.samples import sample_clip  # noqa: E402
 
-RATES = {"2 fps": "2", "every frame": "all"}
+RATES = {"2 fps": "2", "every frame": "all", "0.1 fps": "0.1"}
+#: The rate that leaves a run little but its fixed cost (imports, model, first and last frame):
+#: against the floor it says what a run pays once, against 2 fps what an analysis costs.
+FIXED = "0.1 fps"
 #: What `--backends openvino+VARIANT` adds to the run's command line (bf16: a CPU with it only).
 VARIANTS = {"": [], "int8": ["--int8"], "bf16": ["--precision", "bf16"]}
 
@@ -84,9 +94,9 @@ def _frames(path: Path) -> int:
         return sum(1 for _ in container.demux(container.streams.video[0]) if _.size)
 
 
-def _timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """The child's seconds from spawn to exit, and the CPU seconds it used (user + system,
-    its own children included)."""
+def _timed(command: list[str], env: dict[str, str]) -> tuple[float, float, int | None]:
+    """The child's seconds from spawn to exit, the CPU seconds it used (user + system, its own
+    children included) and, for `streamer run`, the frames it analysed (its summary line)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -94,7 +104,9 @@ def _timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         sys.exit(f"failed ({done.returncode}): {' '.join(command[:6])} ...\n{done.stderr[-3000:]}")
-    return seconds, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    analysed = re.search(r"done: \d+ frames, (\d+) analysed", done.stderr)
+    used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return seconds, used, int(analysed.group(1)) if analysed else None
 
 
 def main() -> None:
@@ -129,13 +141,16 @@ def main() -> None:
         frames = _frames(clip)
         modes = [("floor", None), ("naive", None), *(("streamer", b) for b in backends)]
         runs = [
-            (m, b, r) for r in rates for (m, b) in modes if not (m == "floor" and r != rates[0])
+            (m, b, r)
+            for r in rates
+            for (m, b) in modes
+            if not (m == "floor" and r != rates[0]) and not (m == "naive" and r == FIXED)
         ]
         for backend in backends:  # fill the export and label caches: later runs are warm
             print(f"warming the caches for {backend} ...", file=sys.stderr)
             _timed(_command("streamer", backend, "2", clip, folder / "warm.mp4", args), env)
         _timed(_command("naive", None, "2", clip, folder / "warm.mp4", args), env)
-        seconds: dict[tuple, list[tuple[float, float]]] = {run: [] for run in runs}
+        seconds: dict[tuple, list[tuple[float, float, int | None]]] = {run: [] for run in runs}
         for round_ in range(args.rounds):
             for run in runs if round_ % 2 == 0 else runs[::-1]:
                 mode, backend, rate = run
@@ -179,6 +194,8 @@ def _report(args, loops, frames, rates, backends, seconds) -> None:
                                      "≥ 2.5" if rate == "every frame" else ""),
                                     (f"{rate}: streamer / floor", floor_run,
                                      "≥ 0.85" if rate == "2 fps" else "")):  # fmt: skip
+            if base not in median:  # no naive loop at the fixed-cost rate
+                continue
             row = [median[base] / median[("streamer", b, rate)] for b in backends]
             ratios[label] = dict(zip(backends, row, strict=True))
             paired = [_round_ratios(seconds[base], seconds[("streamer", b, rate)])
@@ -186,6 +203,8 @@ def _report(args, loops, frames, rates, backends, seconds) -> None:
             print(f"| {label} | " + " | ".join(
                 f"{v:.2f} ({min(p):.2f}–{max(p):.2f})" for v, p in zip(row, paired, strict=True)
             ) + f" | {target} |")  # fmt: skip
+    if FIXED in rates and "2 fps" in rates:
+        ratios.update(_fixed_and_per_analysis(median, seconds, floor_run, backends))
     if args.json:
         runs = {" ".join(filter(None, map(str, k))): v for k, v in seconds.items()}
         Path(args.json).write_text(json.dumps({
@@ -193,7 +212,25 @@ def _report(args, loops, frames, rates, backends, seconds) -> None:
         }, indent=2))  # fmt: skip
 
 
-def _round_ratios(base: list[tuple[float, float]], run: list[tuple[float, float]]) -> list[float]:
+def _fixed_and_per_analysis(median, seconds, floor_run, backends) -> dict[str, dict]:
+    """Print and return what a run pays once (at `FIXED` against the floor) and what each
+    analysis adds (2 fps against `FIXED`, over the difference in frames analysed)."""
+    fixed, per = {}, {}
+    for b in backends:
+        low, high = ("streamer", b, FIXED), ("streamer", b, "2 fps")
+        fixed[b] = median[low] - median[floor_run]
+        counts = [[v[2] for v in seconds[run]] for run in (low, high)]
+        known = all(c is not None for runs in counts for c in runs)
+        more = statistics.median(counts[1]) - statistics.median(counts[0]) if known else 0
+        per[b] = (median[high] - median[low]) / more * 1000 if more > 0 else float("nan")
+    print(f"| what a run pays once: {FIXED} streamer − floor (s) | "
+          + " | ".join(f"{fixed[b]:.2f}" for b in backends) + " | |")  # fmt: skip
+    print(f"| what an analysis adds: (2 fps − {FIXED}) ÷ frames analysed more (ms) | "
+          + " | ".join(f"{per[b]:.1f}" for b in backends) + " | |")  # fmt: skip
+    return {"fixed seconds": fixed, "ms per analysis": per}
+
+
+def _round_ratios(base: list[tuple], run: list[tuple]) -> list[float]:
     """The ratio within each round (base ÷ run, the two timed close together), whose range
     says how much of a difference between medians is the machine drifting."""
     return [b[0] / r[0] for b, r in zip(base, run, strict=True)]
