@@ -52,6 +52,7 @@ class _Probe:
         self.frames_sent: list[int] = []
         self.sent_shapes: dict[str, int] = {}  # "HxWxC" of the frames sent → how many
         self.lane_drops = 0  # frames the service's lanes dropped (live: a newer one came)
+        self._written = False  # the numbers go to the probe folder once, at the first close
 
     def submit(self, lane: str, image: np.ndarray, item: Any) -> Awaitable[None]:
         now = time.perf_counter()
@@ -90,10 +91,10 @@ class _Probe:
 
     def close(self) -> None:
         # Idempotent, as the service's own close: a run closes its service when its stages
-        # end and again on the way out; the numbers are written once.
-        if getattr(self, "_probe_written", False):
+        # end and again on the way out.
+        if self._written:
             return
-        self._probe_written = True
+        self._written = True
         self.lane_drops = self.load().dropped  # type: ignore[attr-defined]
         folder = os.environ.get(PROBE_DIR)
         if folder:
