@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING
 import av
 import av.error
 import numpy as np
-from av.video.reformatter import Colorspace
+from av.video.reformatter import VideoReformatter
 
 from streamer.archive._segment_log import SEGMENT_MP4, SegmentLog
 from streamer.errors import PixelsUnavailable
+from streamer.outputs.yuv import BT709, TV_RANGE, to_yuv420
 
 if TYPE_CHECKING:
     from streamer.archive._sink_state import SinkState
@@ -50,7 +51,6 @@ KEYFRAME_S = 2.0  # a key frame this often: where a clip can start without re-en
 ENCODE_THREADS = 2  # x264 threads per recorded stream: enough for 1080p at camera rates
 # As the `-o` video (`VideoWriter`'s defaults): codec, x264 options, colours (BT.709, TV range).
 _CODEC, _X264 = "libx264", {"preset": "veryfast", "crf": "20"}
-_BT709, _TV_RANGE = 1, 1
 _WRITE_ERRORS = (OSError, ValueError, av.FFmpegError)
 BACKLOG_S = 2.0  # frames that may wait for the encoder, in seconds of the stream ...
 BACKLOG_BYTES = 128 * 2**20  # ... and in bytes of RGB pictures, whichever is fewer
@@ -258,6 +258,7 @@ class _SegmentEncoder:
         self.width, self.height = width + self.pad[1], height + self.pad[0]
         self.time_base = time_base
         self.duration = 0  # the last frame's, in ticks: the encoder's last packets get it
+        self.reformatter = VideoReformatter()  # this segment's colour conversion, frame after frame
         self.output = av.open(str(path), "w", format="mp4", container_options=SEGMENT_MP4)
         try:
             self.stream = self.output.add_stream(_CODEC, rate=fps)
@@ -269,8 +270,8 @@ class _SegmentEncoder:
             ctx.thread_count = ENCODE_THREADS
             ctx.gop_size = max(1, round(KEYFRAME_S * float(fps or _DEFAULT_FPS)))
             ctx.max_b_frames = 0
-            ctx.colorspace = ctx.color_primaries = ctx.color_trc = _BT709
-            ctx.color_range = _TV_RANGE
+            ctx.colorspace = ctx.color_primaries = ctx.color_trc = BT709
+            ctx.color_range = TV_RANGE
             self.stream.options = dict(_X264)
             self.output.start_encoding()
         except BaseException:
@@ -282,8 +283,7 @@ class _SegmentEncoder:
         frame's time decides)."""
         if any(self.pad):
             image = np.pad(image, ((0, self.pad[0]), (0, self.pad[1]), (0, 0)), mode="edge")
-        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame = rgb.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709)
+        frame = to_yuv420(image, self.reformatter)
         frame.pts, frame.time_base = pts, self.time_base
         self._mux(self.stream.encode(frame), duration)
         self.duration = duration

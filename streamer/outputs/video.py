@@ -22,10 +22,11 @@ from fractions import Fraction
 import av
 import cv2
 import numpy as np
-from av.video.reformatter import Colorspace, VideoReformatter
+from av.video.reformatter import VideoReformatter
 
 from streamer.errors import ConfigError, SinkError
 from streamer.outputs._errors import open_error, write_error
+from streamer.outputs.yuv import BT709, TV_RANGE, to_yuv420
 
 __all__ = ["VideoWriter"]
 
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 
 # Encoders that take x264-style `preset` and `crf` private options.
 _X26X = frozenset({"libx264", "libx265"})
-_BT709 = 1  # AVCOL_PRI_BT709 / AVCOL_TRC_BT709 / AVCOL_SPC_BT709
-_TV_RANGE = 1  # AVCOL_RANGE_MPEG
 
 
 class VideoWriter:
@@ -213,8 +212,8 @@ class VideoWriter:
         ctx.thread_count = threads
         # Tag the colours we convert with (BT.709, TV range) so players don't have to guess;
         # untagged HD is read as BT.709 by some players and BT.601 by others.
-        ctx.colorspace = ctx.color_primaries = ctx.color_trc = _BT709
-        ctx.color_range = _TV_RANGE
+        ctx.colorspace = ctx.color_primaries = ctx.color_trc = BT709
+        ctx.color_range = TV_RANGE
         if codec in _X26X:
             stream.options = {"preset": preset, "crf": str(crf)}
         return stream
@@ -230,11 +229,8 @@ class VideoWriter:
             image = cv2.copyMakeBorder(
                 image, 0, self._pad[0], 0, self._pad[1], cv2.BORDER_REPLICATE
             )
-        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         with self._converting:
-            frame = self._reformatter.reformat(
-                rgb, format="yuv420p", dst_colorspace=Colorspace.ITU709
-            )
+            frame = to_yuv420(image, self._reformatter)
         frame.time_base = self._time_base
         return frame
 

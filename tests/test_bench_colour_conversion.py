@@ -1,0 +1,36 @@
+"""bench/colour_conversion.py: the three conversions timed side by side, refused when their
+pixels differ."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    path = REPO / "bench" / "colour_conversion.py"
+    spec = importlib.util.spec_from_file_location("bench_colour_conversion", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_way_gets_a_row_against_the_view(bench, sample_clip, capsys):
+    bench.main(["--clip", str(sample_clip), "--frames", "3", "--rounds", "1"])
+    out = capsys.readouterr().out
+    assert "1280x720, 3 frames × 1 rounds" in out
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert set(rows) == {"fresh", "copy", "view"}
+    assert rows["view"].endswith("1.00x view")
+
+
+def test_a_way_that_changes_the_pixels_is_refused(bench, sample_clip, monkeypatch):
+    def darker(image, reformatter):
+        return bench.to_yuv420(image // 2, reformatter)
+
+    monkeypatch.setitem(bench.WAYS, "copy", darker)
+    with pytest.raises(SystemExit, match="different pixels"):
+        bench.main(["--clip", str(sample_clip), "--frames", "2", "--rounds", "1"])
