@@ -264,6 +264,7 @@ class _Coder:
         self._size: tuple[int, int] = (0, 0)
         self._start = time.monotonic()
         self._pts = -1
+        self._reformatter: Any = None  # made with the first frame (PyAV loads with the first)
 
     def encode(self, image: np.ndarray, key: bool) -> list[Any]:
         import av
@@ -272,8 +273,14 @@ class _Coder:
         size = _fit(image.shape[1], image.shape[0], self.limits.long_edge)
         if size != self._size:
             self._context, self._size, key = self._open(size), size, True
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-        frame = frame.reformat(width=size[0], height=size[1], format="yuv420p")
+        if self._reformatter is None:
+            from av.video.reformatter import VideoReformatter
+
+            self._reformatter = VideoReformatter()
+        # Read in place and scaled by one swscale context kept from frame to frame: a copy
+        # and a new context per frame cost twice the conversion (bench/colour_conversion.py).
+        rgb = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(image), format="rgb24")
+        frame = self._reformatter.reformat(rgb, width=size[0], height=size[1], format="yuv420p")
         # RTP times from the wall clock: the browser plays frames at the pace they were made.
         self._pts = max(self._pts + 1, round((time.monotonic() - self._start) / CLOCK))
         frame.pts, frame.time_base = self._pts, CLOCK

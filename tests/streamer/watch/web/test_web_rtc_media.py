@@ -123,3 +123,27 @@ async def test_without_aiortc_the_offer_is_refused_and_the_page_stays_on_mjpeg(
     assert status == {"available": False, "stamp_clock": False, "peers": 0, "encoders": 0,
                       "streams": {}}  # fmt: skip
     assert script == (200, "text/javascript")  # the page's part that then picks MJPEG
+
+
+@pytest.mark.parametrize("codec", ["H264", "VP8"])
+def test_each_picture_reaches_the_peer_in_its_colours_and_scaled_to_the_limit(codec):
+    import av
+
+    from streamer.watch.web._rtc_media import _Coder
+
+    coder = _Coder(codec, RtcLimits(long_edge=160, bitrate=4_000_000))
+    base = np.zeros((240, 400, 3), np.uint8)
+    colours = [(200, 60, 20), (20, 180, 90), (40, 40, 220)]
+    packets = []
+    for i, colour in enumerate(colours):
+        base[:] = colour  # the same buffer, repainted: each frame must read it afresh
+        view = base[:, 40:360]  # 240x320 of it, not contiguous
+        packets += coder.encode(view, key=i == 0)
+    packets += coder._context.encode(None)  # what the encoder still holds
+    decoder = av.CodecContext.create("h264" if codec == "H264" else "vp8", "r")
+    decoded = [f for p in packets for f in decoder.decode(p)] + list(decoder.decode(None))
+    assert len(decoded) == len(colours)
+    for frame, colour in zip(decoded, colours, strict=True):
+        assert (frame.width, frame.height) == (160, 120)  # 320x240 with its long edge at 160
+        mean = frame.to_ndarray(format="rgb24").reshape(-1, 3).mean(axis=0)
+        np.testing.assert_allclose(mean, colour, atol=12)
