@@ -2,7 +2,7 @@
 
 Both writers that encode pictures (`VideoWriter`, the archive's recording by encoding) convert
 every frame, so the conversion reads the picture where it lies and reuses one libswscale
-context: at 720p on a 2-core CPU, a copy of the picture costs 15 % more, a copy and a context
+context: at 720p on a 2-core CPU, a copy of the picture costs 15–40 % more, a copy and a context
 made for each frame twice as much (`bench/colour_conversion.py`, BENCHMARKS.md).
 """
 
