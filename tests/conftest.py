@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -16,6 +19,21 @@ REPO = Path(__file__).resolve().parents[1]
 def sample_clip() -> Path:
     """Big Buck Bunny, 1280×720 H.264 + AAC, 25 fps, 132 frames (fetched once into .cache/)."""
     return fetch_sample_clip(REPO / ".cache" / "samples")
+
+
+@pytest.fixture(scope="session")
+def load_script() -> Callable[[str], ModuleType]:
+    """Imports a script of the repository that is not a package module (`bench/…`,
+    `scripts/…`) from its path relative to the repository, as a module of its own."""
+
+    def load(relative: str) -> ModuleType:
+        path = REPO / relative
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 def _ffmpeg(*args: str | Path) -> None:

@@ -1,7 +1,6 @@
 """bench/backends.py's ONNX Runtime measurements, on models small enough for a test: the
 profile's time per operator type, and the int8 matrix-product ceiling."""
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -11,15 +10,10 @@ import pytest
 onnx = pytest.importorskip("onnx", reason="the ONNX Runtime backend's packages (streamer[onnx])")
 pytest.importorskip("onnxruntime", reason="the ONNX Runtime backend's packages (streamer[onnx])")
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_backends", REPO / "bench" / "backends.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script("bench/backends.py")
 
 
 def _model(path: Path) -> Path:

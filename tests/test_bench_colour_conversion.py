@@ -1,21 +1,12 @@
 """bench/colour_conversion.py: the three conversions timed side by side, refused when their
 pixels differ."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def bench():
-    path = REPO / "bench" / "colour_conversion.py"
-    spec = importlib.util.spec_from_file_location("bench_colour_conversion", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script("bench/colour_conversion.py")
 
 
 def test_each_way_gets_a_row_against_the_view(bench, sample_clip, capsys):

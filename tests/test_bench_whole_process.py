@@ -1,23 +1,15 @@
 """bench/whole_process.py's report: medians, each mode's range, and each ratio beside the range
 of the ratios within the rounds (a floor and a streamer run timed close together)."""
 
-import importlib.util
 import json
 import types
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def bench():
-    path = REPO / "bench" / "whole_process.py"
-    spec = importlib.util.spec_from_file_location("bench_whole_process", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script("bench/whole_process.py")
 
 
 def test_each_ratio_comes_with_the_range_of_its_rounds(bench, tmp_path, capsys):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -20,11 +19,8 @@ SCRIPT = REPO / "scripts" / "flag_table.py"
 
 
 @pytest.fixture(scope="module")
-def flag_table():
-    spec = importlib.util.spec_from_file_location("flag_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def flag_table(load_script):
+    return load_script("scripts/flag_table.py")
 
 
 def test_readme_flag_table_is_up_to_date(flag_table):

@@ -79,11 +79,8 @@ EXIT_CODES = {
 
 
 @pytest.fixture(scope="module")
-def error_table():
-    spec = importlib.util.spec_from_file_location("error_table", REPO / "scripts/error_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def error_table(load_script):
+    return load_script("scripts/error_table.py")
 
 
 def tree_classes() -> set[type]:
