@@ -7,7 +7,8 @@ imported when a CLIP encoder is built, does the building.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -146,6 +147,17 @@ def preprocess_config_from_open_clip(cfg: dict[str, Any]) -> PreprocessConfig:
     )
 
 
+def _token_capture(encoder: weakref.ref[ClipEncoder]) -> Callable[..., None]:
+    """The forward hook on ln_post that hands its output (the token sequence) to `encoder`."""
+
+    def capture(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        owner = encoder()
+        if owner is not None:
+            owner._captured = output
+
+    return capture
+
+
 class ClipEncoder(Encoder):
     """An open_clip CLIP model: image tokens after ln_post, projected image and text embeddings."""
 
@@ -176,11 +188,11 @@ class ClipEncoder(Encoder):
         self._dim = visual.output_dim
         self._captured: torch.Tensor | None = None
         # ln_post's output is the full token sequence [B, T, width]; encode_image then pools
-        # and projects it. A hook gets both from one forward pass.
-        visual.ln_post.register_forward_hook(self._capture_tokens)
-
-    def _capture_tokens(self, _module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-        self._captured = output
+        # and projects it. A hook gets both from one forward pass. It reaches the encoder
+        # through a weak reference: the model holds its hooks, and a bound method would tie
+        # the encoder and its model in a cycle that only the garbage collector frees (a GPU
+        # model's memory kept after `del encoder`, a run's model kept to the interpreter's exit).
+        visual.ln_post.register_forward_hook(_token_capture(weakref.ref(self)))
 
     def _forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pooled = self._module.encode_image(pixels)
