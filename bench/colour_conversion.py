@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
+import platform
 import statistics
 import sys
 import time
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="passes over the frames")
     args = parser.parse_args(argv)
     pictures = _pictures(args.clip, args.frames)
+    if not pictures:
+        raise SystemExit(f"no frame decoded from {args.clip or 'the sample clip'}")
     contexts = {name: VideoReformatter() for name in WAYS}
     spent: dict[str, list[float]] = {name: [] for name in WAYS}
     for _ in range(args.rounds):
@@ -79,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in WAYS:
             spent[name].append(totals[name] / len(pictures) * 1000)
     height, width = pictures[0].shape[:2]
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores; PyAV {av.__version__}")
     print(f"RGB → yuv420p BT.709, {width}x{height}, {len(pictures)} frames × {args.rounds} rounds")
     view = statistics.median(spent["view"])
     for name in WAYS:
