@@ -264,7 +264,7 @@ class _Coder:
         self._size: tuple[int, int] = (0, 0)
         self._start = time.monotonic()
         self._pts = -1
-        self._reformatter: Any = None  # made with the first frame (PyAV loads with the first)
+        self._reformatter: Any = None  # one swscale context per output size, made with it
 
     def encode(self, image: np.ndarray, key: bool) -> list[Any]:
         import av
@@ -272,10 +272,9 @@ class _Coder:
 
         size = _fit(image.shape[1], image.shape[0], self.limits.long_edge)
         if size != self._size:
-            self._context, self._size, key = self._open(size), size, True
-        if self._reformatter is None:
             from av.video.reformatter import VideoReformatter
 
+            self._context, self._size, key = self._open(size), size, True
             self._reformatter = VideoReformatter()
         # Read in place and scaled by one swscale context kept from frame to frame: a copy
         # and a new context per frame cost twice the conversion (bench/colour_conversion.py).
