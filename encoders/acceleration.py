@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from encoders.cuda_graphs import GRAPH_BATCH_SIZES, Outputs, check_graph_sizes
+from encoders.cuda_graphs import GRAPH_BATCH_SIZES, Outputs, WeakForward, check_graph_sizes
 
 __all__ = ["Acceleration", "CompiledForward"]
 
@@ -66,7 +66,9 @@ class CompiledForward:
     it propagates, so the encoder can split the batch.
 
     Args:
-        forward: pixels -> tuple of tensors.
+        forward: pixels -> tuple of tensors. Of a bound method, the function is compiled and
+            called with the object, which is held weakly (`WeakForward`): the frames torch
+            traces are the method's, as when the bound method itself is compiled.
         backend, mode: passed to `torch.compile`.
         static: compile each batch size for its own shape (`dynamic=False`). Right under CUDA
             graphs, which pad every batch to a few sizes; without them torch decides, and after
@@ -84,10 +86,10 @@ class CompiledForward:
     ):
         from encoders.export_lock import EXPORT_LOCK
 
-        self._eager = forward
+        self._eager = WeakForward(forward)
         with EXPORT_LOCK:  # during another thread's torch.export, torch.compile is ignored
-            self._compiled: Callable[[torch.Tensor], Outputs] | None = torch.compile(
-                forward, backend=backend, mode=mode, dynamic=False if static else None
+            self._compiled: Callable[..., Outputs] | None = torch.compile(
+                self._eager.function, backend=backend, mode=mode, dynamic=False if static else None
             )
         self._backend = backend
 
@@ -97,10 +99,11 @@ class CompiledForward:
         return self._compiled is not None
 
     def __call__(self, pixels: torch.Tensor) -> Outputs:
+        arguments = self._eager.arguments(pixels)
         if self._compiled is None:
-            return self._eager(pixels)
+            return self._eager.function(*arguments)
         try:
-            return self._compiled(pixels)
+            return self._compiled(*arguments)
         except torch.cuda.OutOfMemoryError:
             raise
         except Exception as exc:  # any compile failure: the eager forward is always correct
@@ -112,4 +115,4 @@ class CompiledForward:
                 type(exc).__name__,
                 str(exc).splitlines()[0] if str(exc) else "",
             )
-            return self._eager(pixels)
+            return self._eager.function(*arguments)

@@ -20,7 +20,9 @@ rows' outputs are dropped and the real rows are what an eager run of the batch g
 
 from __future__ import annotations
 
+import inspect
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +32,7 @@ __all__ = [
     "GRAPH_BATCH_SIZES",
     "CapturedGraph",
     "GraphRunner",
+    "WeakForward",
     "bucket_for",
     "capture_cuda_graph",
     "check_graph_sizes",
@@ -44,6 +47,43 @@ WARMUP_RUNS = 3
 
 Outputs = tuple[torch.Tensor, ...]
 Forward = Callable[[torch.Tensor], Outputs]
+
+
+class WeakForward:
+    """A forward that does not keep its encoder alive.
+
+    An encoder holds its runner, so a runner holding the encoder's bound method would make a
+    cycle: the encoder, its model and their GPU memory would then wait for the garbage
+    collector after the last reference goes. This holds the method's function and a weak
+    reference to its object instead. A plain function is called as it is.
+
+    Attributes:
+        function: what runs: the method's function (called with the object first) or the
+            plain function.
+    """
+
+    def __init__(self, forward: Forward) -> None:
+        if inspect.ismethod(forward):
+            self.function: Callable[..., Outputs] = forward.__func__
+            self._owner: weakref.ref | None = weakref.ref(forward.__self__)
+        else:
+            self.function, self._owner = forward, None
+
+    def arguments(self, pixels: torch.Tensor) -> tuple:
+        """What `function` is called with for `pixels`.
+
+        Raises:
+            ReferenceError: when the method's object is gone.
+        """
+        if self._owner is None:
+            return (pixels,)
+        owner = self._owner()
+        if owner is None:
+            raise ReferenceError("the encoder this forward belongs to was freed")
+        return (owner, pixels)
+
+    def __call__(self, pixels: torch.Tensor) -> Outputs:
+        return self.function(*self.arguments(pixels))
 
 
 def check_graph_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
@@ -136,7 +176,8 @@ class GraphRunner:
     """Runs a forward through graphs recorded per batch size, eagerly when that fails.
 
     Args:
-        forward: pixels [B, 3, S, S] -> tuple of tensors with the batch first.
+        forward: pixels [B, 3, S, S] -> tuple of tensors with the batch first; a bound
+            method's object is held weakly (`WeakForward`).
         sizes: the batch sizes to record, ascending.
         capture: how one graph is recorded (`capture_cuda_graph`); it raises when it cannot.
 
@@ -151,7 +192,7 @@ class GraphRunner:
         sizes: Sequence[int] = GRAPH_BATCH_SIZES,
         capture: Capture = capture_cuda_graph,
     ) -> None:
-        self._forward = forward
+        self._forward = WeakForward(forward)
         self.sizes = check_graph_sizes(sizes)
         self._capture = capture
         self._graphs: dict[tuple, CapturedGraph] = {}

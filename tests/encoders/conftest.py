@@ -5,6 +5,9 @@ The frames come from the sample clip (`sample_clip` in tests/conftest.py).
 
 from __future__ import annotations
 
+import gc
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -52,3 +55,24 @@ def default_encoder() -> encoders.DefaultEncoder:
 def dinov2_small() -> encoders.Dinov2Encoder:
     """DINOv2 small with its real architecture and random weights, CPU fp32."""
     return encoders.create_dinov2_encoder("small", "cpu", weights="random", precision="fp32")
+
+
+@pytest.fixture
+def freed_with_last_reference() -> Callable[[list], bool]:
+    """Takes the one encoder out of a list (its only reference) and drops it with the garbage
+    collector off: were it and its model freed at once? A run hands its model to a thread to
+    be freed while the files close, and a GPU user's `del encoder` frees the memory: neither
+    waits for a collection, so nothing may hold the encoder in a cycle."""
+
+    def drop(holder: list) -> bool:
+        encoder = holder.pop()
+        gone, model = weakref.ref(encoder), weakref.ref(encoder._module)
+        gc.collect()  # frames and cycles left by the imports and the build may still see it
+        gc.disable()
+        try:
+            del encoder
+            return gone() is None and model() is None
+        finally:
+            gc.enable()
+
+    return drop

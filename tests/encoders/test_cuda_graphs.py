@@ -190,6 +190,20 @@ def test_warm_up_records_the_buckets_before_frames_arrive(fake_cuda_graphs) -> N
     assert encoder._graphs.captured == [1, 4, 16]
 
 
+@pytest.mark.parametrize("compile_too", [False, True])
+def test_an_encoder_with_graphs_goes_with_its_last_reference(
+    fake_cuda_graphs, video_frames, freed_with_last_reference, compile_too
+) -> None:
+    # The runner holds the encoder's forward weakly: dropping the encoder frees its model
+    # (and, on a GPU, the graphs' memory) without waiting for the garbage collector.
+    held = [encoders.create_clip_encoder("tiny", "cpu", weights="random", precision="fp32")]
+    held[0].accelerate(Acceleration(cuda_graphs=True, graph_sizes=(1, 4),
+                                    compile=compile_too, compile_backend="eager"))  # fmt: skip
+    held[0].encode(np.stack(video_frames[:3]))
+    assert held[0]._graphs.captured == [4]
+    assert freed_with_last_reference(held)
+
+
 def test_encoder_capture_failure_reports_eager(monkeypatch, caplog, video_frames) -> None:
     monkeypatch.setattr(encoders.base, "cuda_graphs_unsupported", lambda device: None)
     failing = functools.partial(GraphRunner, capture=failing_capture)
@@ -226,11 +240,12 @@ def test_encoder_splits_when_recording_runs_out_of_memory(monkeypatch, video_fra
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_real_cuda_graphs_match_eager(video_frames) -> None:
-    encoder = encoders.create_clip_encoder("tiny", "cuda", weights="random", precision="fp16")
-    expected = encoder.embed(video_frames[:3])
-    encoder.accelerate(Acceleration())
-    got = encoder.embed(video_frames[:3])
-    assert encoder.info.speedups == "cuda-graphs" and encoder._graphs.captured == [4]
+def test_real_cuda_graphs_match_eager(video_frames, freed_with_last_reference) -> None:
+    held = [encoders.create_clip_encoder("tiny", "cuda", weights="random", precision="fp16")]
+    expected = held[0].embed(video_frames[:3])
+    held[0].accelerate(Acceleration())
+    got = held[0].embed(video_frames[:3])
+    assert held[0].info.speedups == "cuda-graphs" and held[0]._graphs.captured == [4]
     cosines = torch.nn.functional.cosine_similarity(got, expected)
     assert cosines.min() > 0.999
+    assert freed_with_last_reference(held)  # real graphs hold no reference to the encoder

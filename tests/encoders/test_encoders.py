@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import logging
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -52,20 +50,13 @@ def test_encode_returns_tokens_and_embeddings_from_one_pass(request, video_frame
     torch.testing.assert_close(out.embeddings, encoder.embed(video_frames[0]))
 
 
-def test_a_clip_encoder_and_its_model_go_with_their_last_reference(video_frames) -> None:
-    # A run hands its model to a thread to be freed while the files close; a GPU user's
-    # `del encoder` frees the memory. Neither waits for the garbage collector: no cycle.
-    encoder = encoders.create_clip_encoder("tiny", "cpu", weights="random", precision="fp32")
-    out = encoder.encode(video_frames[0])  # the token hook has run
+def test_a_clip_encoder_and_its_model_go_with_their_last_reference(
+    video_frames, freed_with_last_reference
+) -> None:
+    held = [encoders.create_clip_encoder("tiny", "cpu", weights="random", precision="fp32")]
+    out = held[0].encode(video_frames[0])  # the token hook has run
     assert out.tokens.shape[1:] == (17, 64)
-    gone, model = weakref.ref(encoder), weakref.ref(encoder._module)
-    gc.collect()  # frames and cycles left by the imports and the build, which may still see it
-    gc.disable()
-    try:
-        del encoder
-        assert gone() is None and model() is None
-    finally:
-        gc.enable()
+    assert freed_with_last_reference(held)
 
 
 def test_all_input_forms_agree(tiny_clip, video_frames) -> None:

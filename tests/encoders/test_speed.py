@@ -105,11 +105,25 @@ def test_static_compiling_specialises_each_batch_size(static) -> None:
                    for i in graphs[1])  # fmt: skip
 
 
+def test_a_compiled_encoder_goes_with_its_last_reference(
+    video_frames, freed_with_last_reference
+) -> None:
+    # torch.compile is given the forward's function and the encoder weakly, not the bound
+    # method the encoder would hold in a cycle. "eager": traced by dynamo, nothing to build.
+    torch._dynamo.reset()
+    held = [_tiny()]
+    expected = held[0].embed(video_frames[:2])
+    held[0].accelerate(Acceleration(compile=True, compile_backend="eager"))
+    torch.testing.assert_close(held[0].embed(video_frames[:2]), expected)
+    assert held[0].info.speedups == "compile"
+    assert freed_with_last_reference(held)
+
+
 def test_compile_failure_falls_back_to_eager_once(monkeypatch, caplog, video_frames) -> None:
     compiled_calls = []
 
     def broken_compile(fn, **kwargs):
-        def compiled(pixels):
+        def compiled(encoder, pixels):  # what is compiled: the forward's function
             compiled_calls.append(len(pixels))
             raise RuntimeError("inductor: no working C++ compiler found (injected)")
 
@@ -134,11 +148,11 @@ def test_out_of_memory_in_a_compiled_forward_still_splits_the_batch(
     seen = []
 
     def compile_that_runs_out_of_memory(fn, **kwargs):
-        def compiled(pixels):
+        def compiled(encoder, pixels):  # what is compiled: the forward's function
             seen.append(len(pixels))
             if len(pixels) > 1:
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
-            return fn(pixels)
+            return fn(encoder, pixels)
 
         return compiled
 
