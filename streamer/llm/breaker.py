@@ -8,14 +8,23 @@
 
 Only reachability counts: an answer that is an error about the request (a context overflow, an
 unknown model) proves the server is up, so it closes the breaker like a success.
+`with_retries` is the loop every request goes through: the breaker asked first, retryable
+failures retried with backoff until the attempts are used up or the breaker opens.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-__all__ = ["Breaker", "BreakerState"]
+from streamer.core.retry import Backoff
+from streamer.errors import LlmError, LlmUnavailableError
+from streamer.llm.health import LlmStats
+
+__all__ = ["Breaker", "BreakerState", "with_retries"]
+
+T = TypeVar("T")
 
 
 class BreakerState(enum.Enum):
@@ -79,3 +88,52 @@ class Breaker:
         if self._trial or self._count >= self.failures:
             self._opened_at = self._clock()
             self._trial = False
+
+
+async def with_retries(
+    attempt: Callable[[], Awaitable[T]],
+    breaker: Breaker,
+    backoff: Backoff,
+    *,
+    sleep: Callable[[float], Awaitable[object]],
+    stats: LlmStats,
+    refused: Callable[[], LlmError],
+) -> T:
+    """`attempt()` through the breaker, retrying unavailability errors with `backoff`.
+
+    Args:
+        attempt: one request; raises `LlmError`s as classified.
+        breaker: asked before every attempt and told how each one went.
+        backoff: the delays between attempts, None when they are used up.
+        sleep: awaited for each delay.
+        stats: `rejected` and `retries` are counted here.
+        refused: the error raised, nothing sent, while the breaker is open.
+
+    Raises:
+        LlmUnavailableError: the last attempt's, once the attempts are used up or the breaker
+            opened (an open breaker's trials replace the retries).
+        LlmError: any other, at once: the server answered, so it is up.
+    """
+    while True:
+        if not breaker.allow():
+            stats.rejected += 1
+            raise refused()
+        try:
+            result = await attempt()
+        except LlmUnavailableError:
+            breaker.failure()
+            opened = breaker.state is not BreakerState.CLOSED
+            delay = backoff.next_delay()  # None: the attempts are used up
+            if opened or delay is None:
+                raise
+        except LlmError:
+            breaker.success()  # the server answered: it is up
+            raise
+        except BaseException:
+            breaker.abandon()  # cancelled: do not leave a trial hanging
+            raise
+        else:
+            breaker.success()
+            return result
+        stats.retries += 1
+        await sleep(delay)

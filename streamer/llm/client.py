@@ -41,7 +41,7 @@ from streamer.errors import (
     LlmUnavailableError,
 )
 from streamer.llm.answers import MAX_ANSWER_CHARS, answer_text, clean_answer, clean_caption
-from streamer.llm.breaker import Breaker, BreakerState
+from streamer.llm.breaker import Breaker, BreakerState, with_retries
 from streamer.llm.config import LlmConfig
 from streamer.llm.health import LlmState, LlmStats
 from streamer.llm.images import encode_jpeg, jpeg_data_uri, probe_image
@@ -269,40 +269,16 @@ class LlmClient:
     async def _call(self, attempt: Callable[[], Awaitable[str]], *, judge_speed: bool) -> str:
         """Run `attempt` with retries; count a failure and report the state either way."""
         start = self._clock()
+        backoff = Backoff(self.config.retry, random=self._rng)
         try:
-            text = await self._with_retries(attempt)
+            text = await with_retries(attempt, self._breaker, backoff, sleep=self._sleep,
+                                      stats=self.stats, refused=self._circuit_open)  # fmt: skip
         except LlmError as exc:
             self.stats.errors += 1
             self._failed(exc)
             raise
         self._answered(self._clock() - start if judge_speed else None)
         return text
-
-    async def _with_retries(self, attempt: Callable[[], Awaitable[str]]) -> str:
-        backoff = Backoff(self.config.retry, random=self._rng)
-        while True:
-            if not self._breaker.allow():
-                self.stats.rejected += 1
-                raise self._circuit_open()
-            try:
-                text = await attempt()
-            except LlmUnavailableError:
-                self._breaker.failure()
-                opened = self._breaker.state is not BreakerState.CLOSED
-                delay = backoff.next_delay()  # None: the attempts are used up
-                if opened or delay is None:  # an open breaker's trials replace retries
-                    raise
-            except LlmError:
-                self._breaker.success()  # the server answered: it is up
-                raise
-            except BaseException:
-                self._breaker.abandon()  # cancelled: do not leave a trial hanging
-                raise
-            else:
-                self._breaker.success()
-                return text
-            self.stats.retries += 1
-            await self._sleep(delay)
 
     def _circuit_open(self) -> LlmCircuitOpenError:
         cause = f": {self.last_error.reason}" if self.last_error else ""
