@@ -1,5 +1,3 @@
-import sys
+from streamer.cli.main import console
 
-from streamer.cli.main import main
-
-sys.exit(main())
+console()

@@ -39,7 +39,7 @@ from streamer.llm import CaptionClient, CaptionRequest
 from streamer.llm import startup as llm_startup
 from streamer.outputs.fanout import RANDOM_WEIGHTS_WARNING
 from streamer.reload import Reloader
-from streamer.report import Reporter, RunSummary, run_summary
+from streamer.report import Reporter, RunSummary, run_summary, stopped_before_start
 from streamer.run_setup import decode_plan, observers_from_config, open_run
 from streamer.sources import Source, SourceRunner, decoding
 from streamer.stream import Analysis, AnalysisRequest, Shared, StreamRun
@@ -86,7 +86,10 @@ async def run_pipeline(
         SinkError: an output cannot be written.
     """
     joinable = reloader is not None or config.serve is not None or offers_stream_api(observers)
-    sources, hwaccel, service = await open_run(config, encoder, service, joinable)
+    started = time.monotonic()
+    sources, hwaccel, service = await open_run(config, encoder, service, joinable, stop)
+    if service is None:  # stopped while the model loaded: nothing was written
+        return stopped_before_start(time.monotonic() - started)
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(service.close)
         check_alert_encoder(config.alerts, service.model.kind, service.model.has_text)

@@ -27,6 +27,7 @@ __all__ = [
     "archive_line",
     "mqtt_line",
     "run_summary",
+    "stopped_before_start",
     "stream_summary",
 ]
 
@@ -117,6 +118,12 @@ def run_summary(
         interrupted=stopped and not ended, incomplete="; ".join(problems) or None,
         random_weights=random_weights, loop_lag_max_s=loop_lag_max_s, streams=summaries,
     )  # fmt: skip
+
+
+def stopped_before_start(wall_s: float) -> RunSummary:
+    """The summary of a run stopped before its model was ready: nothing was begun."""
+    return RunSummary(frames=0, analysed=0, captions=0, wall_s=wall_s, interrupted=True,
+                      incomplete=None, random_weights=False, loop_lag_max_s=0.0)  # fmt: skip
 
 
 def stream_summary(stream: StreamRun) -> StreamSummary:

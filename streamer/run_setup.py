@@ -7,6 +7,8 @@ for the observers it runs on behalf of its shards.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from streamer.analysis.alerts import check_alert_encoder, check_rule_streams
@@ -33,12 +35,20 @@ if TYPE_CHECKING:
 
 __all__ = ["decode_plan", "observers_from_config", "open_run", "open_sources"]
 
+log = logging.getLogger("streamer")
 
-async def open_run(config: RunConfig, encoder: Encoder | None, service: EncoderService | None,
-                joinable: bool) -> tuple[list[Source], str | None, EncoderService]:  # fmt: skip
+
+async def open_run(
+    config: RunConfig, encoder: Encoder | None, service: EncoderService | None, joinable: bool,
+    stop: asyncio.Event | None = None,
+) -> tuple[list[Source], str | None, EncoderService | None]:  # fmt: skip
     """The sources, the hardware decoder and the encoder service, whose model loads on a thread
     meanwhile: at low priority when only files run and no stream can join (`joinable`: a
-    viewer's stream API, a --config reload), as a priority once lowered stays lowered."""
+    viewer's stream API, a --config reload), as a priority once lowered stays lowered.
+
+    The service is None when `stop` was set before the model was ready (a Ctrl-C during a
+    first run's export): the load is abandoned then, not waited for, and nothing was written.
+    """
     if config.cluster is not None:
         raise ConfigError("this configuration runs on a cluster (cluster is set): run it with "
                           "streamer.cluster.run_cluster(config), or leave cluster out")  # fmt: skip
@@ -53,10 +63,29 @@ async def open_run(config: RunConfig, encoder: Encoder | None, service: EncoderS
             preload_archive()  # LanceDB's import, while the encoder loads
         if config.llm is not None:
             llm_startup.preload()  # aiohttp's, likewise
-        return sources, hwaccel, service if loading is None else await loading
+        if loading is not None:
+            service = await _unless_stopped(loading, stop)
+            if service is None:
+                abandon(loading)
+                log.info("stopped before the model was ready: no output was begun")
+        return sources, hwaccel, service
     except BaseException:
         abandon(loading)
         raise
+
+
+async def _unless_stopped(
+    loading: asyncio.Task[EncoderService], stop: asyncio.Event | None
+) -> EncoderService | None:
+    """The service once its model is ready; None when `stop` is set first."""
+    if stop is None:
+        return await loading
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    return loading.result() if loading.done() else None
 
 
 def open_sources(config: RunConfig, encoder: Encoder | None) -> list[Source]:

@@ -14,6 +14,8 @@ An export is a folder `<root>/<backend>/<name>/` holding the backend's files and
   so is one the backend then fails to load.
 - A build goes to a temporary folder that is renamed into place, whole, under an exclusive
   lock on `<name>.lock`: concurrent first runs export once, the others wait and load it.
+  A build cut short by a killed or aborted process leaves its temporary folder; the next
+  build beside it removes every such folder whose lock no process holds.
 """
 
 from __future__ import annotations
@@ -186,6 +188,7 @@ class ExportCache:
                 logger.warning("the %s export %s is unusable (%s): rebuilding it",
                                key.backend, folder, problem)  # fmt: skip
                 shutil.rmtree(folder)
+            _sweep_partials(folder)
             self._build(folder, key, build)
         return load(folder)
 
@@ -217,6 +220,27 @@ class ExportCache:
         with open(folder.with_name(f"{folder.name}.lock"), "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
             yield
+
+
+def _sweep_partials(folder: Path) -> None:
+    """Remove the temporary folders of builds that did not finish (a process killed or aborted
+    mid-export), beside `folder`, whose lock the caller holds: its own are stale, and another
+    export's are when its lock can be taken (nobody is building it)."""
+    if fcntl is None:  # no locks to tell a stale build from a running one
+        return
+    for partial in folder.parent.glob(".*.partial"):
+        name = partial.name[1:].rsplit(".", 2)[0]  # .<name>.<pid>.partial
+        with contextlib.ExitStack() as held:
+            if name != folder.name:
+                lock = held.enter_context(open(folder.with_name(f"{name}.lock"), "a+b"))
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:  # being built now
+                    continue
+            size = sum(p.stat().st_size for p in partial.rglob("*") if p.is_file())
+            shutil.rmtree(partial, ignore_errors=True)
+            logger.info("removed an export left unfinished by a stopped process: %s (%.0f MB)",
+                        partial, size / 1e6)  # fmt: skip
 
 
 def _problem(folder: Path, key: ExportKey) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -29,6 +30,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("streamer: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+
+
+def console() -> None:
+    """The `streamer` console script: `main`, then the process's exit.
+
+    A run stopped while its model was being exported has abandoned that load: its thread may
+    still be inside torch or OpenVINO, and Python 3.11 ends such a thread at exit in a way
+    C++ code turns into an abort (SIGABRT, "terminate called without an active exception").
+    Nothing of that work is wanted, so the process then leaves at once, after flushing its
+    output, with the run's exit code (an unfinished export is swept by the next one).
+    """
+    code = main()
+    from streamer.core.background import unfinished_threads
+
+    if unfinished_threads():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,4 +120,4 @@ def _setup_logging(level: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -28,6 +29,7 @@ __all__ = [
     "run_in_background",
     "start_in_thread",
     "thread_nice",
+    "unfinished_threads",
 ]
 
 log = logging.getLogger(__name__)
@@ -131,8 +133,19 @@ def start_in_thread(fn: Callable[..., T], *args: object, name: str) -> asyncio.F
         else:
             _call_soon(loop, settle, lambda: future.set_result(result))
 
-    threading.Thread(target=work, name=name, daemon=True).start()
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    _started.add(thread)
     return future
+
+
+_started: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def unfinished_threads() -> list[threading.Thread]:
+    """The threads of `start_in_thread` still at work: once their callers are done, work that
+    nobody wants any more (an abandoned model load, still inside torch or OpenVINO)."""
+    return [thread for thread in list(_started) if thread.is_alive()]
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: object) -> None:

@@ -162,3 +162,26 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path) -> None:
     with pytest.raises(RuntimeError, match="converter failed"):
         cache.load_or_build(KEY, build, lambda f: None)
     assert [p for p in (tmp_path / "openvino").iterdir() if p.is_dir()] == []
+
+
+def test_builds_cut_short_are_swept_by_the_next_build(tmp_path, caplog) -> None:
+    # A process killed or aborted mid-export (Ctrl-C twice, `docker stop`, kill -9) leaves its
+    # temporary folder, a whole model's worth; the next build removes those nobody is building.
+    fcntl = pytest.importorskip("fcntl", reason="advisory locks tell a running build (POSIX)")
+    cache = ExportCache(tmp_path)
+    other = cache.folder(replace(KEY, model="ViT-B/16"))
+    busy = cache.folder(replace(KEY, model="ViT-L/14"))
+    left = [f.with_name(f".{f.name}.{pid}.partial") for f, pid in
+            [(cache.folder(KEY), 4242), (other, 4243), (busy, 4244)]]  # fmt: skip
+    for partial in left:
+        partial.mkdir(parents=True)
+        (partial / "image.bin").write_bytes(b"x" * 1000)
+    with open(busy.with_name(f"{busy.name}.lock"), "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process is exporting ViT-L/14 right now
+        caplog.set_level(logging.INFO, logger="encoders")
+        built = cache.load_or_build(KEY, lambda f: (f / "m.txt").write_text("m"),
+                                    lambda f: (f / "m.txt").read_text())  # fmt: skip
+    assert built == "m"
+    assert [p.exists() for p in left] == [False, False, True]
+    swept = [r.getMessage() for r in caplog.records if "left unfinished" in r.getMessage()]
+    assert len(swept) == 2

@@ -1,6 +1,7 @@
 """The file pipeline end to end, in-process, with the tiny CLIP and real clips."""
 
 import asyncio
+import time
 from dataclasses import replace
 
 import pytest
@@ -95,6 +96,38 @@ async def test_stop_finalises_playable_outputs(tmp_path, long_clip, tiny_encoder
     assert int(video_stream(ffprobe(tmp_path / "a.mp4"))["nb_read_frames"]) == summary.frames
     parse_srt((tmp_path / "a.srt").read_text())
     read_jsonl(tmp_path / "a.jsonl")
+
+
+async def test_a_stop_while_the_model_loads_ends_the_run_at_once(tmp_path, small_clip, monkeypatch):
+    # A first run exports its model for seconds; Ctrl-C then must not wait for the export.
+    import streamer.analysis.worker
+    from encoders.abandon import LoadAbandoned, check_abandoned
+
+    outcome = []
+
+    def exporting(choice):  # a load that only ends when it is given up
+        try:
+            for _ in range(600):
+                time.sleep(0.05)
+                check_abandoned()
+        except LoadAbandoned as exc:
+            outcome.append(exc)
+            raise
+        raise AssertionError("the load was never abandoned")
+
+    monkeypatch.setattr(streamer.analysis.worker, "load_encoder", exporting)
+    stop = asyncio.Event()
+    run = asyncio.create_task(run_pipeline(_config(small_clip, tmp_path), stop=stop))
+    await asyncio.sleep(0.5)
+    stop.set()
+    summary = await asyncio.wait_for(run, 5)
+    assert summary.interrupted and summary.frames == summary.analysed == 0
+    assert list(tmp_path.iterdir()) == []  # no output was begun
+    for _ in range(40):  # the load's thread stops at its next check
+        if outcome:
+            break
+        await asyncio.sleep(0.05)
+    assert outcome, "the abandoned load went on"
 
 
 async def test_encoder_without_text_tower_gives_scene_scores_only(tmp_path, small_clip):

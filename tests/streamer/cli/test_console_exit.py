@@ -1,0 +1,54 @@
+"""The console script's exit while an abandoned model load is still inside native code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+# A run stopped mid-export leaves the load's thread inside torch/OpenVINO. Python 3.11 ends
+# such a daemon thread at exit in a way C++ turns into an abort ("terminate called without an
+# active exception", SIGABRT). Here the thread is a torch matmul loop: the same native frames.
+SCRIPT = textwrap.dedent(
+    """
+    import asyncio
+
+    import torch
+
+    import streamer.cli.main as cli
+    from streamer.core.background import start_in_thread
+
+    a = torch.randn(1500, 1500)
+
+    def exporting():
+        for _ in range(100_000):
+            a @ a
+
+    async def run():
+        start_in_thread(exporting, name="encoder-load")
+        await asyncio.sleep(0.3)
+
+    def main(argv=None):  # a run that was aborted while its model exported
+        asyncio.run(run())
+        print("aborted", flush=True)
+        return 130
+
+    cli.main = main
+    cli.console()
+    """
+)
+
+
+def test_the_run_exit_code_comes_back_not_an_abort() -> None:
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert "terminate called" not in done.stderr
+    assert done.returncode == 130, done.stderr
+    assert done.stdout == "aborted\n"  # what was printed before the exit was flushed
+
+
+def test_without_such_a_thread_the_exit_is_the_usual_one() -> None:
+    script = "import streamer.cli.main as cli\ncli.main = lambda argv=None: 3\ncli.console()"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 3 and done.stderr == ""
