@@ -13,9 +13,12 @@ One small tree; each error also subclasses the builtin a caller would naturally 
     ├── UnsupportedBackendError(EncoderError, ValueError)
     │       a backend that cannot run this encoder as asked (not installed, another device or
     │       precision, a family without an export); the message names the combination and fix
-    └── CalibrationError(EncoderError, ValueError)
-            int8 calibration frames that cannot be had: the video is missing, is no video, or
-            has no frame; the message names the file and the fix (another file, or no int8)
+    ├── CalibrationError(EncoderError, ValueError)
+    │       int8 calibration frames that cannot be had: the video is missing, is no video, or
+    │       has no frame; the message names the file and the fix (another file, or no int8)
+    └── ExportCacheError(EncoderError, OSError)
+            the export cache cannot keep an export being written (its disk is full); the
+            message names the folder and the fixes
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = [
     "CalibrationError",
     "EncoderError",
     "EncoderInputError",
+    "ExportCacheError",
     "UnknownEncoderError",
     "UnsupportedBackendError",
     "WeightsUnavailableError",
@@ -52,6 +56,11 @@ class UnsupportedBackendError(EncoderError, ValueError):
 
 class CalibrationError(EncoderError, ValueError):
     """A video to calibrate int8 on that cannot be read: the message names it and the fix."""
+
+
+class ExportCacheError(EncoderError, OSError):
+    """An export cache that cannot keep the export being written: the message names the folder
+    and the fixes."""
 
 
 def weights_unavailable(model: str, reason: str, *, library: str) -> WeightsUnavailableError:

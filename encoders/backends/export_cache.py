@@ -21,6 +21,7 @@ An export is a folder `<root>/<backend>/<name>/` holding the backend's files and
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import inspect
 import json
@@ -34,6 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from encoders.errors import ExportCacheError
+
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; a race then only costs a second export
@@ -46,6 +49,7 @@ logger = logging.getLogger("encoders")
 T = TypeVar("T")
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 24
+_ROOM_MARGIN = 32 << 20  # free space kept beyond an export's own size
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,30 @@ class ExportCache:
         """Where the export for `key` lives (whether or not it exists yet)."""
         return self.root / key.backend / key.name
 
+    def check_room(self, key: ExportKey, needed: int) -> None:
+        """Refuse, before it is written, an export of `needed` bytes that its disk cannot hold.
+
+        A converter that runs out of space midway does not always say so (OpenVINO's writer
+        raises "basic_ios::clear: iostream error" and removes its files), so the backends
+        call this with their model's size before saving it.
+
+        Raises:
+            ExportCacheError: naming the folder, the space and the fixes.
+        """
+        path = self.root.absolute()
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        free = shutil.disk_usage(path).free
+        if free < needed + _ROOM_MARGIN:
+            raise self._full(key, f"{free / 1e6:.0f} MB free, it needs {needed / 1e6:.0f} MB")
+
+    def _full(self, key: ExportKey, detail: str) -> ExportCacheError:
+        return ExportCacheError(
+            f"the export cache {self.root} has no room for the {key.backend} export of "
+            f"{key.family} {key.model!r} ({detail}): free space there, point XDG_CACHE_HOME at "
+            "a disk with room, or run with --no-cache (converts at every start)"
+        )
+
     def problem(self, key: ExportKey) -> str | None:
         """None when the export for `key` is whole and sound (manifest, sizes, digests), else
         what is wrong with it."""
@@ -206,8 +234,10 @@ class ExportCache:
                 shutil.rmtree(partial)
             else:
                 os.rename(partial, folder)  # atomic: readers see no folder or a whole one
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(partial, ignore_errors=True)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise self._full(key, exc.strerror or "disk full") from exc
             raise
         logger.info("stored the %s export in %s", key.backend, folder)
 

@@ -97,13 +97,13 @@ class OnnxRuntimeBackend:
         def build_fp32(folder: Path) -> None:
             logger.info("exporting %s to ONNX (once: later runs load %s)",
                         name, cache.folder(fp32))  # fmt: skip
-            _save(export_image_tower(encoder), folder / _MODEL)
+            _save(export_image_tower(encoder), folder / _MODEL, cache, fp32)
 
         def build_int8(folder: Path) -> None:
             source = cache.load_or_build(fp32, build_fp32, lambda f: onnx.load(f / _MODEL))
             logger.info("quantising %s to int8 on %s (once: later runs load %s)", name,
                         int8.path, cache.folder(key))  # fmt: skip
-            _save(_quantized(source, int8, encoder), folder / _MODEL)
+            _save(_quantized(source, int8, encoder), folder / _MODEL, cache, key)
 
         def load(folder: Path) -> ort.InferenceSession:
             return _session(str(folder / _MODEL))
@@ -187,10 +187,13 @@ def export_image_tower(encoder: Encoder) -> onnx.ModelProto:
     return exported.model_proto
 
 
-def _save(model: onnx.ModelProto, path: Path) -> None:
+def _save(model: onnx.ModelProto, path: Path, cache: ExportCache, key: ExportKey) -> None:
+    """Write `model` to `path` (its weights beside it when large), after checking that the
+    cache's disk holds them."""
     import onnx
 
     weights = sum(len(t.raw_data) for t in model.graph.initializer)
+    cache.check_room(key, weights)
     onnx.save(model, path, save_as_external_data=weights >= _LARGE, location=_DATA)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,13 +110,13 @@ class OpenVinoBackend:
         def build_fp32(folder: Path) -> None:
             logger.info("exporting %s to OpenVINO (once: later runs load %s)",
                         name, cache.folder(fp32))  # fmt: skip
-            ov.save_model(export_image_tower(encoder), folder / _IR, compress_to_fp16=False)
+            _save(export_image_tower(encoder), folder, cache, fp32)
 
         def build_int8(folder: Path) -> None:
             source = cache.load_or_build(fp32, build_fp32, lambda f: core.read_model(f / _IR))
             logger.info("quantising %s to int8 on %s (once: later runs load %s)", name,
                         int8.path, cache.folder(key))  # fmt: skip
-            ov.save_model(_quantized(source, int8, encoder), folder / _IR, compress_to_fp16=False)
+            _save(_quantized(source, int8, encoder), folder, cache, key)
 
         def load(folder: Path) -> ov.CompiledModel:
             return core.compile_model(core.read_model(folder / _IR), "CPU", config)
@@ -232,6 +233,18 @@ def export_image_tower(encoder: Encoder) -> ov.Model:
         model = ov.convert_model(capture_image_tower(encoder, "openvino"))
     model.reshape({model.input(0): ov.PartialShape([-1, 3, size, size])})
     return model
+
+
+def _save(model: ov.Model, folder: Path, cache: ExportCache, key: ExportKey) -> None:
+    """Write `model` as IR into `folder`, after checking that the cache's disk holds it (its
+    constants: the weights file)."""
+    import openvino as ov
+
+    constants = [op for op in model.get_ops() if op.get_type_name() == "Constant"]
+    size = sum(op.get_output_element_type(0).size * math.prod(op.get_output_shape(0))
+               for op in constants)  # fmt: skip
+    cache.check_room(key, size)
+    ov.save_model(model, folder / _IR, compress_to_fp16=False)
 
 
 def _quantized(model: ov.Model, int8: Calibration, encoder: Encoder) -> ov.Model:

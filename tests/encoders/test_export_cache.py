@@ -19,7 +19,9 @@ import pytest
 import torch
 
 import encoders
+import encoders.backends.export_cache as export_cache
 from encoders.backends.export_cache import MANIFEST, ExportCache, ExportKey
+from encoders.errors import ExportCacheError
 
 pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
 
@@ -185,3 +187,45 @@ def test_builds_cut_short_are_swept_by_the_next_build(tmp_path, caplog) -> None:
     assert [p.exists() for p in left] == [False, False, True]
     swept = [r.getMessage() for r in caplog.records if "left unfinished" in r.getMessage()]
     assert len(swept) == 2
+
+
+def test_a_full_disk_is_named_with_the_fix_and_leaves_nothing(tmp_path) -> None:
+    cache = ExportCache(tmp_path)
+
+    def build(folder: Path) -> None:
+        (folder / "image.bin").write_bytes(b"x" * 1000)
+        raise OSError(28, "No space left on device")  # what Python's own writers raise
+
+    with pytest.raises(ExportCacheError) as caught:
+        cache.load_or_build(KEY, build, lambda f: None)
+    message = str(caught.value)
+    assert str(tmp_path) in message and "has no room" in message
+    assert "XDG_CACHE_HOME" in message and "--no-cache" in message
+    assert isinstance(caught.value, OSError)  # an `except OSError` still catches it
+    assert [p for p in (tmp_path / "openvino").iterdir() if p.is_dir()] == []
+
+
+def test_an_export_the_disk_cannot_hold_is_refused_before_it_is_written(
+    tmp_path, monkeypatch
+) -> None:
+    # OpenVINO's writer reports a full disk as "basic_ios::clear: iostream error" and removes
+    # its files: the backends check the room for their model's size before they save it.
+    cache = ExportCache(tmp_path / "not yet made")
+    usage = export_cache.shutil.disk_usage
+    free = {"bytes": 100 << 20}
+    monkeypatch.setattr(export_cache.shutil, "disk_usage",
+                        lambda path: usage(path)._replace(free=free["bytes"]))  # fmt: skip
+    with pytest.raises(ExportCacheError, match=r"\(105 MB free, it needs 350 MB\)"):
+        cache.check_room(KEY, 350_000_000)
+    cache.check_room(KEY, 50_000_000)  # room enough
+    assert not cache.root.exists()  # the check creates nothing
+
+
+@pytest.mark.slow  # an export of the tiny CLIP
+def test_a_real_export_checks_the_room_first(tmp_path, monkeypatch) -> None:
+    seen = []
+    monkeypatch.setattr(ExportCache, "check_room", lambda self, key, needed: seen.append(needed))
+    _openvino_tiny(tmp_path)
+    (folder,) = _exports(tmp_path)
+    weights = (folder / "image.bin").stat().st_size
+    assert len(seen) == 1 and weights <= seen[0] <= 1.05 * weights  # the weights' own size

@@ -19,6 +19,7 @@ from encoders.errors import (
     CalibrationError,
     EncoderError,
     EncoderInputError,
+    ExportCacheError,
     UnknownEncoderError,
     WeightsUnavailableError,
 )
@@ -161,6 +162,7 @@ def test_each_class_states_the_exit_code_it_ends_streamer_with():
         (UnknownEncoderError("unknown encoder 'nope'"), EXIT_USAGE),  # raw: its twin's code
         (WeightsUnavailableError("not cached"), EXIT_ERROR),
         (CalibrationError("cannot calibrate int8 on 'x.mp4'"), EXIT_ERROR),  # a ModelError
+        (ExportCacheError("the export cache ran out of disk space"), EXIT_ERROR),
         (EncoderError("broken"), EXIT_ERROR),
         (OSError(98, "Address already in use"), EXIT_ERROR),
         (KeyboardInterrupt(), 130),
