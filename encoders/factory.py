@@ -47,14 +47,14 @@ def create_encoder(
             (ViT-B/32, large, vit-4x768).
         weights: "pretrained" (the library's cached weights, downloaded once), "random"
             (untrained, logged), or a local checkpoint path. The default encoder is random by
-            design: "pretrained" gives its (labelled) random weights.
+            design ("pretrained": its labelled random weights).
         device: torch device; None picks CUDA when available, else the CPU.
         precision: "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16" or "bf16" (on
             OpenVINO: its fp32 export computed in bf16, on a CPU with AVX-512 BF16 or AMX).
         backend: "torch", "openvino", "onnxruntime" or "auto" (`encoders.backends` says which
-            needs what, and what "auto" picks: fp32 torch without a writable `export_cache`).
+            needs what and what "auto" picks: fp32 torch without an export it can keep or read).
         export_cache: folder for the exports a backend other than torch makes (converted once,
-            loaded afterwards); None converts in memory on every call.
+            loaded after); read only when it cannot be written; None: converted every call.
         int8: quantise the image tower to int8 (NNCF), calibrated on `calibration` (a
             video path, or a `Calibration` to choose how many frames); kept in the cache.
 
@@ -72,21 +72,44 @@ def create_encoder(
     """
     ref = parse_model_name(kind, model)
     named_device = None if device is None else str(device)
-    runner = _runner(backend, ref.kind, named_device, precision, int8, export_cache)
+    runner = choose_backend(backend, ref.kind, device=named_device, precision=precision,
+                            int8=int8, cached=export_cache is not None)  # fmt: skip
     frames = _calibration(calibration) if int8 else None
-    device, built_in = runner.placement(device, precision)
-    build = functools.partial(_build, ref, device, weights, built_in)
-    runs_in = "bf16" if precision == "bf16" else built_in  # OpenVINO: an fp32 export, in bf16
-
-    cache = ExportCache(export_cache) if export_cache is not None else None
+    build, runs_in = _builder(runner, ref, device, weights, precision)
+    cache = None if export_cache is None else ExportCache(export_cache)
     request = _locator_request(cache, runner, frames, kind, model, weights, runs_in)
     if request is not None and (opened := _open_cached(runner, cache, request, build, runs_in)):
         return opened
-    encoder = build()
+    if not keeps_exports(export_cache):  # none to open, none to write: what runs (or why not)
+        runner = _runner(backend, ref.kind, named_device, precision, int8, export_cache)
+        build, runs_in = _builder(runner, ref, device, weights, precision)
+    return _built(runner, build(), cache, request, frames, runs_in)
+
+
+def _built(
+    runner: Any,
+    encoder: Encoder,
+    cache: ExportCache | None,
+    request: ExportRequest | None,
+    frames: Calibration | None,
+    runs_in: str,
+) -> Encoder:
+    """The torch `encoder`, on `runner`'s runtime when it has one (its export noted for the
+    next run's warm start)."""
     if (runtime := runner.runtime(encoder, cache, int8=frames, precision=runs_in)) is not None:
         encoder.run_on(runtime)
         _remember(cache, request, runtime, encoder)
     return encoder
+
+
+def _builder(
+    runner: Any, ref: ModelRef, device: Any, weights: str, precision: str
+) -> tuple[Callable[[], Encoder], str]:
+    """What builds the torch model `runner` starts from, and the precision it computes in
+    (OpenVINO: an fp32 export, computed in bf16 when asked)."""
+    device, built_in = runner.placement(device, precision)
+    build = functools.partial(_build, ref, device, weights, built_in)
+    return build, "bf16" if precision == "bf16" else built_in
 
 
 def _build(ref: ModelRef, device: Any, weights: str, precision: str) -> Encoder:
@@ -106,6 +129,12 @@ def _runner(
     cached = keeps_exports(export_cache)
     runner = choose_backend(backend, kind, device=device, precision=precision, int8=int8,
                             cached=cached)  # fmt: skip
+    if export_cache is not None and not cached and backend == "auto" and runner.name == "torch":
+        logger.warning(
+            "the export cache %s cannot be written and holds no export for this model: "
+            "backend 'auto' runs torch (a slower start and slower frames); make it writable, "
+            "or run `streamer encoders export` where it can be written", export_cache,
+        )  # fmt: skip
     if export_cache is not None and not cached and runner.name != "torch":
         raise UnsupportedBackendError(
             f"the export cache {str(export_cache)!r} cannot be written, and backend "

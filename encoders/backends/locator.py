@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from encoders.backends.export_cache import ExportCache, ExportKey
+from encoders.info import EncoderInfo
+from encoders.registry import PreprocessConfig
 
 __all__ = ["ExportRequest", "Located", "find_export", "write_locator"]
 
@@ -126,7 +128,7 @@ def find_export(cache: ExportCache, request: ExportRequest) -> Located | None:
         if saved["request"] != asdict(request):
             raise ValueError("it is for another request")
         key = ExportKey(**saved["key"])
-        card = dict(saved["card"])
+        card = _checked_card(saved["card"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         logger.info("export locator %s is unusable (%s): building the model", path.name, exc)
         return None
@@ -142,6 +144,17 @@ def find_export(cache: ExportCache, request: ExportRequest) -> Located | None:
             return None
         write_locator(cache, request, key, card)  # sound: note the files as they are now
     return Located(folder, key, card, cache.root / _COMPILED / key.backend / key.name)
+
+
+def _checked_card(card: Any) -> dict[str, Any]:
+    """The card as saved, once every part of it makes what an `ExportedEncoder` makes of it
+    (a file edited or written by another version raises here, not in the run)."""
+    card = dict(card)
+    PreprocessConfig(**card["preprocess"])
+    EncoderInfo(**card["info"])
+    float(card["logit_scale"])
+    bool(card["has_text"])
+    return card
 
 
 def write_locator(

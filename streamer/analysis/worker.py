@@ -192,7 +192,9 @@ def _create(choice: EncoderChoice, weights: str) -> Encoder:
         weights=weights,
         device=choice.device,
         precision=choice.precision,
-        backend=choice.runs_on,  # "auto" decided with --compile in view (it needs torch)
+        # --compile needs torch: "auto" is decided here with it in view; without it the
+        # factory decides (it opens an export a read-only cache holds)
+        backend=choice.runs_on if choice.compile else choice.backend,
         export_cache=choice.export_cache,
         int8=choice.int8,
         calibration=calibration_video(choice) if choice.int8 else None,

@@ -4,6 +4,7 @@ building the torch model, gives the built encoder's numbers, and is never truste
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -101,6 +102,48 @@ def test_a_locator_for_another_request_misses(cache) -> None:
     saved["request"]["precision"] = "fp16"
     locator.write_text(json.dumps(saved))
     assert _found(cache) is None
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda card: card["preprocess"].update(size=0),  # a value the config refuses
+        lambda card: card["preprocess"].update(extra=1),  # a field it does not have
+        lambda card: card["info"].pop("dim"),
+        lambda card: card.update(logit_scale="high"),
+    ],
+    ids=["bad-size", "unknown-field", "missing-field", "bad-scale"],
+)
+def test_a_locator_whose_card_does_not_make_an_encoder_misses(cache, edit) -> None:
+    # Valid JSON that a hand or another version wrote wrong: a miss (rebuilt), not a crash.
+    (locator,) = _locators(cache)
+    saved = json.loads(locator.read_text())
+    edit(saved["card"])
+    locator.write_text(json.dumps(saved))
+    assert _found(cache) is None
+    assert not isinstance(_create(cache), ExportedEncoder)  # built, and noted again
+    assert _found(cache) is not None
+
+
+def test_a_cache_that_cannot_be_written_is_still_read(cache, monkeypatch, caplog) -> None:
+    # An export made ahead of time (`streamer encoders export`) in an image's read-only layer.
+    import encoders.factory
+
+    monkeypatch.setattr(encoders.factory, "keeps_exports", lambda root: False)
+    for backend in ("openvino", "auto"):
+        opened = encoders.create_encoder("clip", "tiny", weights="random", backend=backend,
+                                         export_cache=cache, device="cpu")  # fmt: skip
+        assert isinstance(opened, ExportedEncoder), backend
+    shutil.rmtree(cache / "locators")  # nothing to open now: auto says so and runs torch
+    caplog.set_level(logging.WARNING, logger="encoders")
+    torch_run = encoders.create_encoder("clip", "tiny", weights="random", backend="auto",
+                                        export_cache=cache, device="cpu")  # fmt: skip
+    assert torch_run.info.backend == "torch"
+    assert any("cannot be written" in r.getMessage() and "runs torch" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    with pytest.raises(encoders.UnsupportedBackendError, match="cannot be written"):
+        encoders.create_encoder("clip", "tiny", weights="random", backend="openvino",
+                                export_cache=cache)  # fmt: skip
 
 
 def _subprocess_create(backend: str, cache: Path, calibrate: Path | None = None) -> list[str]:
