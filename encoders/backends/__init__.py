@@ -22,6 +22,7 @@ OpenVINO and ONNX Runtime both run the family's forward as `torch.export` captur
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 from encoders.backends.base import Backend
@@ -39,6 +40,10 @@ from encoders.registry import family
 # to their own telemetry stubs. Set before any backend imports openvino (they all do it lazily);
 # a process that imported the package itself keeps it.
 sys.modules.setdefault("openvino_telemetry", None)
+# ONNX Runtime's Linux wheels (1.2x and later) queue usage events in a database under
+# $XDG_CACHE_HOME/Microsoft/DeveloperTools, with a device id, for upload to Microsoft's
+# collector; its own switch, read when it loads, turns that off. A user's setting is kept.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 __all__ = [
     "BACKENDS",
