@@ -129,7 +129,8 @@ def _export(args: argparse.Namespace) -> int:
         encoder, variant
     )
     folder = ExportCache(choice.export_cache).folder(key)
-    print(f"{encoder.kind} {encoder.info.model!r} on {choice.runs_on} ({variant}): {folder}")
+    shown = f"int8, calibrated on {calibration_video(choice)}" if choice.int8 else "fp32"
+    print(f"{encoder.kind} {encoder.info.model!r} on {choice.runs_on} ({shown}): {folder}")
     return EXIT_OK
 
 

@@ -111,8 +111,11 @@ def _setup_logging(level: int) -> None:
     )
     # Libraries below us are chatty at INFO; keep their warnings and errors only.
     quiet = max(logging.WARNING, levels[max(-2, min(1, level))])
-    for name in ("httpx", "huggingface_hub", "urllib3", "open_clip"):
+    # (onnxscript and onnx_ir: a line per graph rewrite of an ONNX export, hundreds)
+    for name in ("httpx", "huggingface_hub", "urllib3", "open_clip", "onnxscript", "onnx_ir"):
         logging.getLogger(name).setLevel(quiet)
+    # NNCF's int8 import makes torch look for a CUDA toolkit; on a CPU machine that is no news
+    logging.getLogger("torch.utils.cpp_extension").setLevel(max(logging.ERROR, quiet))
     # open_clip also logs on the root logger itself: drop those below WARNING at the handler
     # (setting the root logger's level would silence streamer's own INFO lines as well).
     for handler in logging.getLogger().handlers:

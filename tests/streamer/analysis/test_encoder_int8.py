@@ -64,7 +64,7 @@ def test_encoders_export_int8_calibrates_and_a_bad_clip_names_the_fix(
             "random", "--int8"]  # fmt: skip
     assert main([*argv, "--calibrate", str(small_clip)]) == 0
     printed = capsys.readouterr().out.strip()
-    assert f"(int8 {small_clip.name} " in printed
+    assert f"(int8, calibrated on {small_clip}): " in printed
     folder = Path(printed.rpartition(": ")[2])
     assert folder.name.startswith("clip-tiny-64px-int8-") and (folder / "image.onnx").is_file()
     assert len([p for p in folder.parent.iterdir() if p.is_dir()]) == 2  # and its fp32 source
