@@ -248,7 +248,11 @@ class ExportCache:
             yield
             return
         with open(folder.with_name(f"{folder.name}.lock"), "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            try:  # released when the file is closed
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                logger.info("another process is making the export %s: waiting for it", folder)
+                fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
 

@@ -128,7 +128,8 @@ def test_every_part_of_the_key_names_another_folder(tmp_path) -> None:
     assert cache.folder(KEY).name.startswith("clip-ViT-B_32-224px-")
 
 
-def test_concurrent_first_loads_build_once(tmp_path) -> None:
+def test_concurrent_first_loads_build_once(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="encoders")
     cache = ExportCache(tmp_path)
     builds: list[int] = []
     started = threading.Barrier(4)
@@ -149,6 +150,8 @@ def test_concurrent_first_loads_build_once(tmp_path) -> None:
     for thread in threads:
         thread.join(timeout=30)
     assert results == ["exported"] * 4 and len(builds) == 1
+    waited = [r for r in caplog.records if "waiting for it" in r.getMessage()]
+    assert 1 <= len(waited) <= 3  # the loads that found the export being made said so
     assert [p.name for p in (tmp_path / "openvino").iterdir() if p.is_dir()] == [
         cache.folder(KEY).name
     ]  # no partial folder left behind
