@@ -21,7 +21,6 @@ from encoders.base import (
     RANDOM_WEIGHTS,
     Encoder,
     WeightsSource,
-    local_weights_path,
     resolve_device,
     resolve_dtype,
     seeded,
@@ -30,6 +29,7 @@ from encoders.errors import (
     EncoderInputError,
     UnknownEncoderError,
     WeightsUnavailableError,
+    local_weights_path,
     weights_unavailable,
 )
 from encoders.registry import ModelRef, PreprocessConfig

@@ -13,10 +13,10 @@ from encoders.base import (
     RANDOM_WEIGHTS,
     Encoder,
     WeightsSource,
-    local_weights_path,
     resolve_device,
     resolve_dtype,
 )
+from encoders.errors import local_weights_path
 from encoders.registry import OPENAI_MEAN, OPENAI_STD, ModelRef, PreprocessConfig
 
 __all__ = ["DefaultEncoder", "RandomViT", "build"]

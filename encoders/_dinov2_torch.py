@@ -25,12 +25,11 @@ from encoders.base import (
     RANDOM_WEIGHTS,
     Encoder,
     WeightsSource,
-    local_weights_path,
     resolve_device,
     resolve_dtype,
     seeded,
 )
-from encoders.errors import weights_unavailable
+from encoders.errors import local_weights_path, weights_unavailable
 from encoders.registry import ModelRef, PreprocessConfig
 
 __all__ = ["Dinov2Encoder", "build"]

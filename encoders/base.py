@@ -27,7 +27,6 @@ from encoders.acceleration import Acceleration, CompiledForward
 from encoders.backends.frames import encode_frames
 from encoders.backends.runtime import ImageRuntime
 from encoders.cuda_graphs import GraphRunner, bucket_for, cuda_graphs_unsupported
-from encoders.errors import WeightsUnavailableError
 from encoders.info import PRECISION_NAMES, RANDOM_WEIGHTS, EncoderInfo, WeightsSource
 from encoders.preprocess import FrameGroup, HostStaging, preprocess_frames, split_images
 from encoders.registry import ModelRef, PreprocessConfig
@@ -42,7 +41,6 @@ __all__ = [
     "EncoderInfo",
     "EncoderOutput",
     "WeightsSource",
-    "local_weights_path",
     "resolve_device",
     "resolve_dtype",
     "seeded",
@@ -99,26 +97,6 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
-
-
-def local_weights_path(weights: str | Path, what: str) -> Path:
-    """A user-supplied weights path, which must exist.
-
-    Args:
-        weights: the path given as `weights=`.
-        what: the model, for the message, e.g. "clip 'tiny'".
-
-    Raises:
-        WeightsUnavailableError: when nothing exists at the path.
-    """
-    path = Path(weights).expanduser()
-    if not path.exists():
-        raise WeightsUnavailableError(
-            f"weights path {str(path)!r} for {what} does not exist; pass an existing checkpoint "
-            "(as written by encoder.save()), weights='pretrained' for the library's cached "
-            "weights, or weights='random' for untrained weights"
-        )
-    return path.resolve()
 
 
 class Encoder(OutOfMemoryHandling):

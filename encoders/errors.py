@@ -23,6 +23,8 @@ One small tree; each error also subclasses the builtin a caller would naturally 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = [
     "CalibrationError",
     "EncoderError",
@@ -31,6 +33,7 @@ __all__ = [
     "UnknownEncoderError",
     "UnsupportedBackendError",
     "WeightsUnavailableError",
+    "local_weights_path",
 ]
 
 
@@ -81,3 +84,23 @@ def weights_unavailable(model: str, reason: str, *, library: str) -> WeightsUnav
         "with a local checkpoint; or pass weights='random' (CLI: --weights random) for a run "
         "with untrained weights, labelled as such."
     )
+
+
+def local_weights_path(weights: str | Path, what: str) -> Path:
+    """A user-supplied weights path, which must exist.
+
+    Args:
+        weights: the path given as `weights=`.
+        what: the model, for the message, e.g. "clip 'tiny'".
+
+    Raises:
+        WeightsUnavailableError: when nothing exists at the path.
+    """
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise WeightsUnavailableError(
+            f"weights path {str(path)!r} for {what} does not exist; pass an existing checkpoint "
+            "(as written by encoder.save()), weights='pretrained' for the library's cached "
+            "weights, or weights='random' for untrained weights"
+        )
+    return path.resolve()

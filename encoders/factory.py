@@ -13,7 +13,7 @@ from encoders.backends import choose_backend
 from encoders.backends.calibration import Calibration
 from encoders.backends.export_cache import ExportCache, keeps_exports
 from encoders.backends.locator import ExportRequest, find_export, request_for, write_locator
-from encoders.errors import CalibrationError, UnsupportedBackendError
+from encoders.errors import CalibrationError, UnsupportedBackendError, local_weights_path
 from encoders.exported import ExportedEncoder, card_of
 from encoders.registry import ModelRef, family, parse_model_name
 
@@ -106,7 +106,10 @@ def _builder(
     runner: Any, ref: ModelRef, device: Any, weights: str, precision: str
 ) -> tuple[Callable[[], Encoder], str]:
     """What builds the torch model `runner` starts from, and the precision it computes in
-    (OpenVINO: an fp32 export, computed in bf16 when asked)."""
+    (OpenVINO: an fp32 export, computed in bf16 when asked). A local weights path is checked
+    here, in milliseconds: the build imports torch first (seconds)."""
+    if weights not in ("pretrained", "random"):
+        local_weights_path(weights, f"{ref.kind} {ref.name!r}")
     device, built_in = runner.placement(device, precision)
     build = functools.partial(_build, ref, device, weights, built_in)
     return build, "bf16" if precision == "bf16" else built_in

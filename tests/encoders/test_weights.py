@@ -163,6 +163,22 @@ def test_missing_weights_path_names_the_path(tmp_path, kind) -> None:
         encoders.create_encoder(kind, model, weights=str(missing), device="cpu")
 
 
+def test_a_missing_weights_path_is_refused_before_torch_is_imported(tmp_path) -> None:
+    # Importing torch takes seconds: a typo in --weights is named at once, not after it.
+    code = (
+        "import sys, encoders\n"
+        "try:\n"
+        f"    encoders.create_encoder('clip', 'ViT-B/32', weights={str(tmp_path / 'x.pt')!r})\n"
+        "except encoders.WeightsUnavailableError as exc:\n"
+        "    print('torch' in sys.modules, 'does not exist' in str(exc))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True"]
+
+
 def test_importing_encoders_does_not_import_the_model_libraries() -> None:
     code = (
         "import sys, encoders; "
