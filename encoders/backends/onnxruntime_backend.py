@@ -92,7 +92,8 @@ class OnnxRuntimeBackend:
             if int8 is not None:
                 model = _quantized(model, int8, encoder)
             detail = f"ONNX Runtime {ort.__version__}, converted in memory"
-            return OnnxRuntimeRuntime(_session(model.SerializeToString()), detail)
+            return OnnxRuntimeRuntime(_session(model.SerializeToString()), detail,
+                                      dtype="int8" if int8 is not None else None)  # fmt: skip
 
         def build_fp32(folder: Path) -> None:
             logger.info("exporting %s to ONNX (once: later runs load %s)",
@@ -114,7 +115,7 @@ class OnnxRuntimeBackend:
         logger.info("%s runs on ONNX Runtime %s (export %s)", what, ort.__version__,
                     cache.folder(key))  # fmt: skip
         detail = f"ONNX Runtime {ort.__version__}, {cache.folder(key)}"
-        return OnnxRuntimeRuntime(session, detail, key)
+        return OnnxRuntimeRuntime(session, detail, key, dtype=_dtype(key))
 
     def open(
         self, folder: Path, key: Any, compiled: Path, precision: str = "fp32"
@@ -126,7 +127,8 @@ class OnnxRuntimeBackend:
         import onnxruntime as ort
 
         session = _session(str(folder / _MODEL))
-        return OnnxRuntimeRuntime(session, f"ONNX Runtime {ort.__version__}, {folder}", key)
+        detail = f"ONNX Runtime {ort.__version__}, {folder}"
+        return OnnxRuntimeRuntime(session, detail, key, dtype=_dtype(key))
 
 
 def export_key(encoder: Encoder, variant: str = "fp32") -> ExportKey:
@@ -144,13 +146,16 @@ class OnnxRuntimeRuntime:
     Args:
         session: the session: input "pixels", outputs ("tokens", "pooled").
         detail: for people: version and origin.
+        dtype: "int8" for a quantised model; None: the model's own (fp32).
     """
 
     backend = "onnxruntime"
-    dtype = None  # as the model: fp32, or int8 where quantised
 
-    def __init__(self, session: ort.InferenceSession, detail: str, key: Any = None) -> None:
+    def __init__(
+        self, session: ort.InferenceSession, detail: str, key: Any = None, dtype: str | None = None
+    ) -> None:
         self._session = session
+        self.dtype = dtype
         self.export_key = key  # the cache's key (its weights digest), None when not cached
         self.detail = detail
 
@@ -185,6 +190,11 @@ def export_image_tower(encoder: Encoder) -> onnx.ModelProto:
                 "or 'torch'"
             ) from exc
     return exported.model_proto
+
+
+def _dtype(key: ExportKey) -> str | None:
+    """What `EncoderInfo.dtype` says of the export of `key`: "int8" when quantised."""
+    return "int8" if key.variant.startswith("int8") else None
 
 
 def _save(model: onnx.ModelProto, path: Path, cache: ExportCache, key: ExportKey) -> None:

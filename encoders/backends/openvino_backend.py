@@ -105,7 +105,8 @@ class OpenVinoBackend:
                 model = _quantized(model, int8, encoder)
             compiled = core.compile_model(model, "CPU", config)
             detail = f"OpenVINO {ov.__version__}{_in(precision)}, converted in memory"
-            return OpenVinoRuntime(compiled, detail, dtype=_dtype(precision))
+            dtype = "int8" if int8 is not None else _dtype(precision)
+            return OpenVinoRuntime(compiled, detail, dtype=dtype)
 
         def build_fp32(folder: Path) -> None:
             logger.info("exporting %s to OpenVINO (once: later runs load %s)",
@@ -126,7 +127,7 @@ class OpenVinoBackend:
         compiled = cache.load_or_build(key, build_fp32 if int8 is None else build_int8, load)
         logger.info("%s runs on OpenVINO %s (export %s)", what, ov.__version__, cache.folder(key))
         detail = f"OpenVINO {ov.__version__}{_in(precision)}, {cache.folder(key)}"
-        return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision))
+        return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key))
 
     def open(
         self, folder: Path, key: Any, compiled: Path, precision: str = "fp32"
@@ -143,7 +144,7 @@ class OpenVinoBackend:
         core.set_property({"CACHE_DIR": str(compiled)})
         compiled = core.compile_model(str(folder / _IR), "CPU", compile_config(precision))
         detail = f"OpenVINO {ov.__version__}{_in(precision)}, {folder}"
-        return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision))
+        return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key))
 
 
 def compile_config(precision: str = "fp32") -> dict[str, Any]:
@@ -174,8 +175,11 @@ def _in(precision: str) -> str:
     return " in bf16" if precision == "bf16" else ""
 
 
-def _dtype(precision: str) -> str | None:
-    """What `EncoderInfo.dtype` says of a runtime compiled in `precision` (None: the model's)."""
+def _dtype(precision: str, key: ExportKey | None = None) -> str | None:
+    """What `EncoderInfo.dtype` says of a runtime compiled in `precision`, of the export of
+    `key`: "int8" when quantised (None: the model's)."""
+    if key is not None and key.variant.startswith("int8"):
+        return "int8"
     return "bfloat16" if precision == "bf16" else None
 
 

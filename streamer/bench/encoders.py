@@ -122,6 +122,7 @@ def bench_encoder(
     frame_size: tuple[int, int] | None = None,
     backend: str = "torch",
     export_cache: str | None = None,
+    calibration: str | None = None,
 ) -> EncoderRow:
     """Load one encoder with random weights and measure it.
 
@@ -135,6 +136,8 @@ def bench_encoder(
             input already on the device.
         backend: what runs the image tower ("torch", "openvino", "auto"; `encoders.backends`).
         export_cache: where a backend's export is kept (None: converted in memory, untimed).
+        calibration: a video to calibrate int8 on: the image tower quantised (openvino or
+            onnxruntime); None: not quantised.
 
     Returns:
         The measurements.
@@ -145,7 +148,8 @@ def bench_encoder(
     with PeakMemory(target) as memory:
         encoder = encoders.create_encoder(
             kind, model, weights="random", device=target, precision=precision,
-            backend=backend, export_cache=export_cache,
+            backend=backend, export_cache=export_cache, int8=calibration is not None,
+            calibration=calibration,
         )  # fmt: skip
         encoder.accelerate(acceleration or Acceleration())
         latency, throughput = _time_batches(encoder, batches, seconds, frame_size)
@@ -233,20 +237,20 @@ def markdown_table(rows: Sequence[EncoderRow]) -> str:
     device = torch.device(first.device)
     lines = [
         f"Machine: {machine_line(device)}.",
-        f"Device {first.device}{_threads(device)}, {first.dtype}, backend {first.backend}, "
-        f"speed-ups: {first.speedups}; "
+        f"Device {first.device}{_threads(device)}, speed-ups: {first.speedups}; "
         f"input: {first.input}; RANDOM weights (speed and memory do not depend on them); "
         f"peak memory: {first.memory_kind}.",
         "",
-        "| encoder | params (M) | size (MB) | latency b1 (ms) | latency b4 (ms) | best batch "
-        "| throughput (img/s) | peak memory (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| encoder | backend, dtype | params (M) | size (MB) | latency b1 (ms) | latency b4 (ms) "
+        "| best batch | throughput (img/s) | peak memory (MB) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         best = row.best_batch
         lines.append(
-            f"| {row.encoder} | {row.params_m:.1f} | {row.size_mb:.0f} | "
-            f"{_ms(row.latency_ms.get(1))} | {_ms(row.latency_ms.get(4))} | {best} | "
+            f"| {row.encoder} | {row.backend}, {row.dtype} | {row.params_m:.1f} | "
+            f"{row.size_mb:.0f} | {_ms(row.latency_ms.get(1))} | {_ms(row.latency_ms.get(4))} | "
+            f"{best} | "
             f"{row.throughput[best]:.1f} | {row.peak_mb:.0f} |"
         )
     return "\n".join(lines)

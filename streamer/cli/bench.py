@@ -50,7 +50,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="CPU threads for torch (default: torch's, one per core); 1 is steadier on a busy "
         "machine",
     )  # fmt: skip
-    add_options(enc, ["device", "precision", "cuda-graphs", "compile", "backend"], defaults=True)
+    add_options(enc, ["device", "precision", "cuda-graphs", "compile", "backend", "int8",
+                      "calibrate"], defaults=True)  # fmt: skip
     enc.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     enc.set_defaults(handler=_encoders)
 
@@ -125,11 +126,11 @@ def _encoders(args: argparse.Namespace) -> int:
     for spec in specs:
         print(f"streamer: measuring {spec} on {device} ...", file=sys.stderr)
         try:
-            backend = _backend(spec, device, args)
+            backend, calibration = _backend(spec, device, args)
             rows.append(_measure(spec, device=device, precision=args.precision,
                                  batches=batches, seconds=args.seconds,
                                  acceleration=acceleration, frame_size=frames,
-                                 backend=backend,
+                                 backend=backend, calibration=calibration,
                                  export_cache=str(cache_dir() / "exports")))  # fmt: skip
         except Exception as exc:
             return report(exc)
@@ -173,18 +174,21 @@ def _pipeline(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _backend(spec: str, device: torch.device, args: argparse.Namespace) -> str:
+def _backend(spec: str, device: torch.device, args: argparse.Namespace) -> tuple[str, str | None]:
     """The backend that runs `spec` (`--backend` with "auto" decided), checked as `run` checks
-    it: a combination it cannot run is a ConfigError naming the fix."""
+    it (a combination it cannot run is a ConfigError naming the fix), and with --int8 the
+    video it calibrates on."""
     from encoders.registry import parse_model_name
-    from streamer.analysis.worker import EncoderChoice
+    from streamer.analysis.worker import EncoderChoice, calibration_video
     from streamer.bench.encoders import parse_encoder_spec
 
     kind, model = parse_encoder_spec(spec)
     parse_model_name(kind, model)  # an unknown kind or model: the registry's own words
-    return EncoderChoice(kind=kind, model=model, device=str(device), precision=args.precision,
-                         compile=args.compile, backend=args.backend,
-                         export_cache=str(cache_dir() / "exports")).runs_on  # fmt: skip
+    choice = EncoderChoice(kind=kind, model=model, device=str(device), precision=args.precision,
+                           compile=args.compile, backend=args.backend, int8=args.int8,
+                           calibrate=args.calibrate,
+                           export_cache=str(cache_dir() / "exports"))  # fmt: skip
+    return choice.runs_on, calibration_video(choice) if args.int8 else None
 
 
 def _write_json(path: str, data: object) -> None:

@@ -24,8 +24,8 @@ from streamer.errors import SourceOpenError
 
 REPO = Path(__file__).resolve().parents[3]
 ENCODER_HEADER = (
-    "| encoder | params (M) | size (MB) | latency b1 (ms) | latency b4 (ms) | best batch "
-    "| throughput (img/s) | peak memory (MB) |"
+    "| encoder | backend, dtype | params (M) | size (MB) | latency b1 (ms) | latency b4 (ms) "
+    "| best batch | throughput (img/s) | peak memory (MB) |"
 )
 
 
@@ -50,14 +50,15 @@ def test_bench_encoders_prints_the_table_and_writes_json(tmp_path, capsys) -> No
                  "--batches", "1,4", "--seconds", "0.05", "--json", str(out)])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0
-    assert "RANDOM weights" in printed and "Device cpu (" in printed and "float32" in printed
+    assert "RANDOM weights" in printed and "Device cpu (" in printed
     rows = _table_rows(printed, ENCODER_HEADER)
     assert [r[0] for r in rows] == ["clip:tiny", "default"]
     for row in rows:
-        params, size, b1, b4, best, throughput, peak = map(float, row[1:])
+        assert row[1].endswith(", float32")  # torch, or OpenVINO under --backend auto
+        params, size, b1, b4, best, throughput, peak = map(float, row[2:])
         assert params > 0 and size > 0 and b1 > 0 and b4 > 0 and throughput > 0 and peak >= 0
         assert best in (1, 4)
-    assert float(rows[1][1]) == pytest.approx(30.8, abs=0.1)  # ViT 4x768: 30.8 M parameters
+    assert float(rows[1][2]) == pytest.approx(30.8, abs=0.1)  # ViT 4x768: 30.8 M parameters
     data = json.loads(out.read_text())
     assert [d["encoder"] for d in data] == ["clip:tiny", "default"]
     assert set(data[0]["latency_ms"]) == {"1", "4"} and data[0]["random_weights"] is True
@@ -70,7 +71,22 @@ def test_bench_encoders_from_frames(capsys) -> None:
     printed = capsys.readouterr().out
     assert code == 0 and "input: uint8 frames 160x90" in printed
     (row,) = _table_rows(printed, ENCODER_HEADER)
-    assert row[3] == row[4] == "–" and row[5] == "2"  # no batch 1 or 4 measured
+    assert row[4] == row[5] == "–" and row[6] == "2"  # no batch 1 or 4 measured
+
+
+@pytest.mark.slow  # the tiny CLIP exported and quantised
+def test_bench_encoders_measures_int8(tmp_path, monkeypatch, capsys, small_clip) -> None:
+    pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    code = main(["bench", "encoders", "--encoders", "clip:tiny", "--backend", "onnxruntime",
+                 "--int8", "--calibrate", str(small_clip), "--batches", "1",
+                 "--seconds", "0.05"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0
+    (row,) = _table_rows(printed, ENCODER_HEADER)
+    assert row[1] == "onnxruntime, int8" and float(row[4]) > 0
+    assert [p.name for p in (tmp_path / "streamer" / "exports" / "onnxruntime").iterdir()
+            if "-int8-" in p.name and p.is_dir()]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -96,7 +112,7 @@ def test_markdown_table_marks_missing_batches() -> None:
                      latency_ms={1: 2.5, 16: 20.0}, throughput={1: 400.0, 16: 800.0},
                      peak_mb=50.0, memory_kind="RSS peak delta")  # fmt: skip
     (cells,) = _table_rows(markdown_table([row]), ENCODER_HEADER)
-    assert cells == ["clip:tiny", "3.4", "13", "2.50", "–", "16", "800.0", "50"]
+    assert cells == ["clip:tiny", "torch, float32", "3.4", "13", "2.50", "–", "16", "800.0", "50"]
     assert row.to_json()["best_batch"] == 16
 
 
