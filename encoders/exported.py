@@ -112,7 +112,12 @@ class ExportedEncoder:
 
     @property
     def info(self) -> EncoderInfo:
-        return EncoderInfo(**self._card["info"])
+        """As the built encoder described itself, computing in what this runtime computes in
+        (one export serves fp32 and bf16)."""
+        info = self._card["info"]
+        return EncoderInfo(
+            **{**info, "dtype": getattr(self._runtime, "dtype", None) or info["dtype"]}
+        )
 
     @property
     def preprocess_cfg(self) -> PreprocessConfig:
@@ -159,8 +164,11 @@ def card_of(encoder: Any) -> dict[str, Any]:
     """What an `ExportedEncoder` needs to know of the built `encoder` it stands in for."""
     from dataclasses import asdict
 
+    info = asdict(encoder.info)
+    # what the model computes in itself; a runtime that computes in another dtype says so
+    info["dtype"] = str(encoder.dtype).removeprefix("torch.")
     return {
-        "info": asdict(encoder.info),
+        "info": info,
         "preprocess": asdict(encoder.preprocess_cfg),
         "has_text": bool(encoder.has_text),
         "logit_scale": float(getattr(encoder, "logit_scale", 100.0)),

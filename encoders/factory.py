@@ -152,12 +152,14 @@ def _locator_request(
 ) -> ExportRequest | None:
     """What the locator files the export under, for a backend that opens exports: in fp32, or
     int8 calibrated on `frames` (the request names the calibration's variant); None: no warm
-    path."""
+    path. The precision named is the export's (the torch model's it is made from): one export
+    serves every precision it is computed in (OpenVINO's bf16), so it is found for each."""
     if cache is None or not hasattr(runner, "open"):
         return None
     kind, model, weights, precision = asked
+    exported_in = runner.placement(None, precision)[1]
     variant = "fp32" if frames is None else frames.variant
-    return request_for(kind, model, weights, runner.name, precision, variant)
+    return request_for(kind, model, weights, runner.name, exported_in, variant)
 
 
 def _remember(

@@ -64,9 +64,10 @@ def test_bf16_compiles_the_fp32_export_and_opens_it_warm(monkeypatch, tmp_path, 
     again = _create("bf16", cache)  # warm: the export opened and compiled in bf16, no model
     assert isinstance(again, ExportedEncoder)
     assert again.info == built.info and "in bf16" in again.runtime.detail
-    # fp32 has no locator of its own yet: it builds the model to find the export by its
-    # weights digest, and loads the one export bf16 made (compiled as torch computes)
+    # one export, one locator: fp32 opens what bf16 made without building the model either
+    # (compiled as torch computes)
     fp32 = _create("fp32", cache)
+    assert isinstance(fp32, ExportedEncoder)
     assert (fp32.info.backend, fp32.info.dtype) == ("openvino", "float32")
     assert " in bf16" not in fp32.runtime.detail
     assert (fp32.embed_array(video_frames) * reference).sum(axis=1).min() >= 0.9999  # as fp32
