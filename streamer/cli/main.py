@@ -7,6 +7,7 @@ Exit codes are listed in `streamer.cli.exits`; each error states its own (`strea
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -61,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # -v and -q also after the command (`streamer run clip.mp4 -v`), where people put them
+    loudness = argparse.ArgumentParser(add_help=False)
+    loudness.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                          help="more log output")  # fmt: skip
+    loudness.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS,
+                          help="less log output")  # fmt: skip
+    commands.add_parser = functools.partial(commands.add_parser, parents=[loudness])
     from streamer.cli import (
         archive,
         ask,

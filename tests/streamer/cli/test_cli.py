@@ -363,3 +363,20 @@ def test_a_live_run_whose_stderr_nobody_reads_still_ends_on_sigterm(tmp_path, lo
 def _unread(fd: int) -> int:
     """Bytes waiting in a pipe's read end."""
     return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbose", "quiet"),
+    [
+        (["run", "clip.mp4", "-v"], 1, 0),  # after the command, where people put it
+        (["-v", "run", "clip.mp4"], 1, 0),
+        (["run", "clip.mp4", "-qq"], 0, 2),
+        (["encoders", "list", "--verbose"], 1, 0),
+        (["run", "clip.mp4"], 0, 0),
+    ],
+)
+def test_verbose_and_quiet_go_before_or_after_the_command(argv, verbose, quiet) -> None:
+    from streamer.cli.main import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert (args.verbose, args.quiet) == (verbose, quiet)
