@@ -7,7 +7,6 @@ Exit codes are listed in `streamer.cli.exits`; each error states its own (`strea
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import os
 import sys
@@ -62,13 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # -v and -q also after the command (`streamer run clip.mp4 -v`), where people put them
-    loudness = argparse.ArgumentParser(add_help=False)
-    loudness.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                          help="more log output")  # fmt: skip
-    loudness.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS,
-                          help="less log output")  # fmt: skip
-    commands.add_parser = functools.partial(commands.add_parser, parents=[loudness])
+
     from streamer.cli import (
         archive,
         ask,
@@ -95,7 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="fetch the sample clip and print its path")
     sample.add_argument("--cache-dir", help="where to keep it (default: ~/.cache/streamer/samples)")
     sample.set_defaults(handler=_sample)
+    _loudness_after_commands(parser)
     return parser
+
+
+def _loudness_after_commands(parser: argparse.ArgumentParser) -> None:
+    """-v and -q after any command too (`streamer run clip.mp4 -v`), where people put them."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for command in action.choices.values():
+            for flags, more in ((("-v", "--verbose"), "more"), (("-q", "--quiet"), "less")):
+                if flags[0] not in command._option_string_actions:
+                    command.add_argument(*flags, action="count", default=argparse.SUPPRESS,
+                                         help=f"{more} log output")  # fmt: skip
+            _loudness_after_commands(command)
 
 
 def _sample(args: argparse.Namespace) -> int:
