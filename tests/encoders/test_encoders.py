@@ -299,3 +299,12 @@ def test_cuda_auto_precision_is_fp16(video_frames) -> None:
     embeddings = encoder.embed(video_frames)
     assert embeddings.device.type == "cuda"
     _assert_unit_norm(embeddings)
+
+
+def test_fp16_on_the_cpu_warns_that_it_is_slow(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="encoders"):
+        encoders.create_clip_encoder("tiny", "cpu", weights="random", precision="fp16")
+        slow = [r.getMessage() for r in caplog.records if "precision fp16 on the CPU" in r.msg]
+        encoders.create_clip_encoder("tiny", "cpu", weights="random", precision="fp32")
+    assert len(slow) == 1 and "use fp32" in slow[0]
+    assert sum("precision fp16 on the CPU" in r.msg for r in caplog.records) == 1
