@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,9 @@ from streamer.llm import LlmConfig
 from streamer.sources import stream_names
 from streamer.watch.window import show_mode
 
-__all__ = ["Settings", "check_configuration", "configure", "settings"]
+__all__ = ["Settings", "calibrate_needs_int8", "check_configuration", "configure", "settings"]
+
+log = logging.getLogger("streamer")
 
 #: Sections the builder makes itself (their own options decide whether they exist at all).
 _BUILT_HERE = ("llm", "serve", "alerts", "archive", "cluster", "mqtt")
@@ -130,10 +133,18 @@ def configure(given: Settings) -> RunConfig:
 def _calibrate_on_the_input(encoder: dict[str, Any], inputs: tuple[str, ...]) -> None:
     """`--int8` without `--calibrate`: calibrate on the run's first file input, if it has one
     (its own frames; the encoder falls back to the sample clip for live-only runs)."""
+    calibrate_needs_int8(bool(encoder.get("int8")), encoder.get("calibrate"))
     if encoder.get("int8") and encoder.get("calibrate") is None:
         files = [i for i in inputs if "://" not in i and Path(i).expanduser().is_file()]
         if files:
             encoder["calibrate"] = files[0]
+
+
+def calibrate_needs_int8(int8: bool, calibrate: str | None) -> None:
+    """Say that `--calibrate` alone does nothing (it names the video `--int8` calibrates on)."""
+    if calibrate is not None and not int8:
+        log.warning("--calibrate %s does nothing without --int8: add --int8 to quantise the "
+                    "encoder on its frames, or drop --calibrate", calibrate)  # fmt: skip
 
 
 def _sections() -> list[str]:

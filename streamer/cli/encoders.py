@@ -107,7 +107,9 @@ def _export(args: argparse.Namespace) -> int:
     from encoders.backends.calibration import Calibration
     from encoders.backends.export_cache import ExportCache
     from streamer.analysis.worker import EncoderChoice, calibration_video, load_encoder
+    from streamer.cli.build import calibrate_needs_int8
 
+    calibrate_needs_int8(args.int8, args.calibrate)
     try:
         choice = EncoderChoice(kind=args.encoder, model=args.model, weights=args.weights,
                                device="cpu", backend=args.backend, int8=args.int8,

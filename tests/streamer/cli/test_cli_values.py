@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -350,3 +351,12 @@ def test_a_bad_streams_value_exits_2_naming_the_flag_before_the_server_is_asked(
     err = capsys.readouterr().err
     assert f"argument {flag}: " in err and repr(bad) in err, err
     assert all(words in err for words in allowed), err
+
+
+def test_calibrate_without_int8_says_it_does_nothing(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="streamer"):
+        alone = config_from_args(build_parser().parse_args(["run", "c.mp4", "--calibrate", "x"]))
+        config_from_args(build_parser().parse_args(["run", "c.mp4", "--int8", "--calibrate", "x"]))
+    warned = [r.getMessage() for r in caplog.records if "--calibrate" in r.getMessage()]
+    assert len(warned) == 1 and "does nothing without --int8" in warned[0]
+    assert not alone.encoder.int8
