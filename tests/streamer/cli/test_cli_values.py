@@ -355,8 +355,14 @@ def test_a_bad_streams_value_exits_2_naming_the_flag_before_the_server_is_asked(
 
 def test_calibrate_without_int8_says_it_does_nothing(caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="streamer"):
-        alone = config_from_args(build_parser().parse_args(["run", "c.mp4", "--calibrate", "x"]))
-        config_from_args(build_parser().parse_args(["run", "c.mp4", "--int8", "--calibrate", "x"]))
+        alone = config_from_args(
+            build_parser().parse_args(["run", "c.mp4", "--jsonl", "a", "--calibrate", "x"])
+        )
+        config_from_args(
+            build_parser().parse_args(
+                ["run", "c.mp4", "--jsonl", "a", "--int8", "--calibrate", "x"]
+            )
+        )
     warned = [r.getMessage() for r in caplog.records if "--calibrate" in r.getMessage()]
     assert len(warned) == 1 and "does nothing without --int8" in warned[0]
     assert not alone.encoder.int8
