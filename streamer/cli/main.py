@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from streamer import __version__
@@ -44,6 +45,9 @@ def console() -> None:
     code = main()
     from streamer.core.background import unfinished_threads
 
+    deadline = time.monotonic() + 0.5  # a thread that has just handed over its result ends
+    for thread in unfinished_threads():
+        thread.join(max(0.0, deadline - time.monotonic()))
     if unfinished_threads():
         logging.shutdown()
         sys.stdout.flush()
@@ -61,7 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
     from streamer.cli import (
         archive,
         ask,
