@@ -105,16 +105,19 @@ def _info(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from encoders.backends import EXPORTED
     from encoders.backends.calibration import Calibration
-    from encoders.backends.export_cache import ExportCache
+    from encoders.backends.export_cache import ExportCache, keeps_exports
     from streamer.analysis.worker import EncoderChoice, calibration_video, load_encoder
     from streamer.cli.build import calibrate_needs_int8
 
     calibrate_needs_int8(args.int8, args.calibrate)
+    cache = cache_dir() / "exports"
     try:
+        if not keeps_exports(cache):
+            raise ConfigError(f"the export cache {cache} cannot be written: make it writable, "
+                              "or point XDG_CACHE_HOME at a folder that can be")  # fmt: skip
         choice = EncoderChoice(kind=args.encoder, model=args.model, weights=args.weights,
                                device="cpu", backend=args.backend, int8=args.int8,
-                               calibrate=args.calibrate,
-                               export_cache=str(cache_dir() / "exports"))  # fmt: skip
+                               calibrate=args.calibrate, export_cache=str(cache))  # fmt: skip
         if choice.runs_on not in EXPORTED:
             raise ConfigError(
                 f"--backend {args.backend}: the encoder runs on {choice.runs_on}, which runs "

@@ -139,6 +139,17 @@ def test_encoders_export_converts_once_into_the_cache(tmp_path, monkeypatch, cap
     assert "nothing to export" in capsys.readouterr().err
 
 
+def test_encoders_export_into_a_cache_it_cannot_write_names_it(tmp_path, monkeypatch, capsys):
+    import encoders.backends.export_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(encoders.backends.export_cache, "keeps_exports", lambda root: False)
+    assert main(["encoders", "export", "--model", "tiny", "--weights", "random"]) == 2
+    err = capsys.readouterr().err
+    assert f"the export cache {tmp_path / 'streamer' / 'exports'} cannot be written" in err
+    assert "XDG_CACHE_HOME" in err and "nothing to export" not in err
+
+
 @pytest.mark.slow
 def test_bench_encoders_measures_the_openvino_backend(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
