@@ -87,14 +87,29 @@ class OutputConfig:
                     f"{len(streams)} streams would write the same file {shared[0]!r}: put "
                     "'{stream}' in output names, e.g. -o 'out/{stream}.mp4'"
                 )
+        if self.video is not None and not os.path.splitext(self.video)[1]:
+            raise ConfigError(f"-o {self.video!r} has no extension to tell the video's "
+                              "container: end it with .mp4 (or .mkv, .mov)")  # fmt: skip
         sources = {os.path.realpath(spec) for spec in inputs if os.path.exists(spec)}
         for stream in streams:
-            for path in self.for_stream(stream).paths():
+            taken: dict[str, str] = {}
+            for flag, path in self.for_stream(stream).flagged_paths():
                 check_writable(path)
-                if os.path.realpath(path) in sources:
+                where = os.path.realpath(path)
+                if where in sources:
                     raise ConfigError(
                         f"output {path!r} is an input of this run; choose another name"
                     )
+                if where in taken:
+                    raise ConfigError(f"{taken[where]} and {flag} both name {path!r}: each "
+                                      "output needs a file of its own")  # fmt: skip
+                taken[where] = flag
+
+    def flagged_paths(self) -> list[tuple[str, str]]:
+        """(the option's flag, its path) of each output set."""
+        given = (("-o", self.video), ("--srt", self.srt), ("--vtt", self.vtt),
+                 ("--jsonl", self.jsonl))  # fmt: skip
+        return [(flag, path) for flag, path in given if path]
 
 
 def check_writable(path: str) -> None:
@@ -105,6 +120,7 @@ def check_writable(path: str) -> None:
     if not os.path.isdir(folder):
         raise ConfigError(f"output {path!r}: folder {folder!r} does not exist; create it first")
     if not os.access(folder, os.W_OK):
-        raise ConfigError(f"output {path!r}: folder {folder!r} is not writable")
+        raise ConfigError(f"output {path!r}: folder {folder!r} is not writable; write the "
+                          "output somewhere else, or make the folder writable")  # fmt: skip
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise ConfigError(f"output {path!r} exists and is not writable")

@@ -117,6 +117,25 @@ async def test_an_output_that_would_overwrite_an_input_is_refused(
     assert clip.read_bytes() == small_clip.read_bytes()
 
 
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        ({"srt": "t.srt", "vtt": "t.srt"}, "--srt and --vtt both name"),
+        ({"video": "t.mp4", "jsonl": "./t.mp4"}, "-o and --jsonl both name"),
+        ({"video": "{stream}.mp4", "srt": "small.mp4"}, "-o and --srt both name"),
+        ({"video": "t"}, "has no extension to tell the video's container"),
+    ],
+    ids=["srt-vtt", "video-jsonl", "filled-placeholder", "no-extension"],
+)
+def test_outputs_that_would_mix_in_one_file_are_refused_before_any_work(
+    tmp_path, monkeypatch, outputs, message
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        OutputConfig(**outputs).check(["small"])
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_inputs_can_be_named(tmp_path, small_clip, tiny_encoder):
     config = RunConfig(input=(f"door={small_clip}", f"yard={small_clip}"),
                        outputs=OutputConfig(jsonl=str(tmp_path / "{stream}.jsonl")))  # fmt: skip
