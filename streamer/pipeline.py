@@ -180,10 +180,10 @@ class _Run:
         return streams
 
     async def run(self) -> RunSummary:
-        started = time.monotonic()
-        with startup.phase("text embeddings"):
+        with startup.phase("text embeddings"):  # once per label set and model, seconds
             vocabulary = await self._vocabulary()
             self.alerts = await self._alert_detector()
+        started = time.monotonic()  # the summary's fps is the streams', as the progress bar's
         self.analyzer = analyzer = Analyzer(vocabulary, self.config.analysis.top_k)
         try:
             await self.observers.start(self)

@@ -130,6 +130,26 @@ async def test_a_stop_while_the_model_loads_ends_the_run_at_once(tmp_path, small
     assert outcome, "the abandoned load went on"
 
 
+async def test_the_summary_times_the_streams_not_the_label_embeddings(
+    tmp_path, small_clip, tiny_encoder, monkeypatch
+):
+    # A first run embeds its label set (seconds); the summary's fps is the video's, as the
+    # progress bar's, not diluted by that.
+    import streamer.pipeline
+
+    embed = streamer.pipeline.cached_text_embeddings
+
+    async def slow_embeddings(*args, **kwargs):
+        await asyncio.sleep(1.5)
+        return await embed(*args, **kwargs)
+
+    monkeypatch.setattr(streamer.pipeline, "cached_text_embeddings", slow_embeddings)
+    began = time.monotonic()
+    summary = await run_pipeline(_config(small_clip, tmp_path), encoder=tiny_encoder)
+    assert summary.frames == 50
+    assert summary.wall_s < time.monotonic() - began - 1.4
+
+
 async def test_encoder_without_text_tower_gives_scene_scores_only(tmp_path, small_clip):
     import encoders
 
