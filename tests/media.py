@@ -133,6 +133,20 @@ def damaged_copy(clip: Path, out: Path) -> Path:
     return out
 
 
+def damaged_in_places(
+    clip: Path, out: Path, places: tuple[float, ...] = (0.3, 0.45, 0.6, 0.75)
+) -> Path:
+    """`clip` with 6000 bytes overwritten by 0xFF at each of `places` (fractions of its size):
+    several packets in its middle that do not decode (more frames lost than a container's
+    rounding), its end intact."""
+    data = bytearray(clip.read_bytes())
+    for place in places:
+        offset = int(len(data) * place)
+        data[offset : offset + 6000] = b"\xff" * 6000
+    out.write_bytes(bytes(data))
+    return out
+
+
 def at_resize_size(frames: list, cfg) -> list:
     """The frames as the pipeline hands them over: scaled to the encoder's resize size (PIL,
     bicubic), so a backend and torch get the same pixels."""

@@ -210,13 +210,23 @@ class FileSource(SourceBase):
         expected = self.info.frames
         read = self.status.frames
         # Containers round their frame counts and durations; two frames short is still whole.
-        if expected and read < expected - 2:
+        # Frames lost to damaged packets in the middle are counted and noted as such: a file
+        # decoded to its last frame is not "ended early" (exit 3) for them.
+        if expected and read < expected - 2 and not self._reached_the_end(last_raw, time_base):
             self._stopped_early(
                 f"the file ends early: {read} of {expected} frames decoded "
                 "(truncated or damaged file)",
                 last_raw,
                 time_base,
             )
+
+    def _reached_the_end(self, last_raw: int | None, time_base: Fraction) -> bool:
+        """Whether decoding got to the last frame the container announces (within two)."""
+        info = self.info
+        if last_raw is None or not info.duration or not info.fps:
+            return False
+        last_frame = info.start + info.duration - 1 / float(info.fps)
+        return float(last_raw * time_base) >= last_frame - 2 / float(info.fps)
 
     def _stopped_early(self, why: str, last_raw: int | None, time_base: Fraction) -> None:
         pts = float(last_raw * time_base) if last_raw is not None else None
