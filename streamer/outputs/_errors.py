@@ -15,20 +15,31 @@ _FULL = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file is over the si
          errno.EDQUOT: "the disk quota is used up"}  # fmt: skip
 
 
-def write_error(kind: str, path: str, cause: BaseException, verb: str = "write") -> SinkError:
-    """Build the `SinkError` for a failed write, with the fix when the disk is full."""
+def write_error(
+    kind: str, path: str, cause: BaseException, verb: str = "write", *, mp4: str | None = None
+) -> SinkError:
+    """Build the `SinkError` for a failed write, with the fix when the disk is full.
+
+    Args:
+        mp4: for an MP4/MOV output, "fragmented" or "plain": what a full disk leaves of it.
+    """
     reason = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
     full = _FULL.get(getattr(cause, "errno", None) or -1)
     if full is None and "No space left" in str(cause):
         full = _FULL[errno.ENOSPC]
-    if full:
-        return SinkError(
-            f"cannot {verb} {kind} output {path!r}: {full} ({reason}). Fix: free space or "
-            "write the outputs to another disk; what was written so far is kept (subtitles and "
-            "JSON Lines up to the last complete line; a fragmented MP4, the default for live "
-            "streams and --fragmented for files, plays up to its last fragment)"
-        )
-    return SinkError(f"cannot {verb} {kind} output {path!r}: {reason}")
+    if not full:
+        return SinkError(f"cannot {verb} {kind} output {path!r}: {reason}")
+    video = {
+        "fragmented": "; this MP4 plays up to its last fragment",
+        "plain": "; this MP4 will not play: its index goes at its end, which could not be "
+        "written (--fragmented writes MP4s that play up to their last fragment after a full "
+        "disk)",
+    }.get(mp4 or "", "")
+    return SinkError(
+        f"cannot {verb} {kind} output {path!r}: {full} ({reason}). Fix: free space or write "
+        "the outputs to another disk; what was written so far is kept (subtitles and JSON "
+        f"Lines up to the last complete line{video})"
+    )
 
 
 def open_error(kind: str, path: str, cause: BaseException) -> SinkOpenError:

@@ -103,6 +103,8 @@ class VideoWriter:
                 path, width, height, width + self._pad[1], height + self._pad[0],
             )  # fmt: skip
         self._container = _open_container(path, fragmented)
+        self._fragments = fragmented and _fragmentable(path)
+        self._failed = False  # a write failed and said why: finishing then says nothing more
         self._audio: _AudioCopy | None = None
         try:
             self._stream = self._add_video_stream(codec, preset, crf, threads)
@@ -166,7 +168,8 @@ class VideoWriter:
                 if self._audio is not None:
                     self._audio.mux_until(self._container, frame.pts * self._time_base)
             except (OSError, av.FFmpegError) as exc:
-                raise write_error("video", self._path, exc) from exc
+                self._failed = True
+                raise write_error("video", self._path, exc, mp4=self._mp4()) from exc
             self._held = frame
             self._frames += 1
 
@@ -189,7 +192,11 @@ class VideoWriter:
                 finally:
                     self._abandon()
             except (OSError, av.FFmpegError) as exc:
-                raise write_error("video", self._path, exc, "finish") from exc
+                if self._failed:  # the same cause, reported by the write that failed
+                    log.debug("%s: finishing after a failed write also failed: %s",
+                              self._path, exc)  # fmt: skip
+                    return
+                raise write_error("video", self._path, exc, "finish", mp4=self._mp4()) from exc
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -273,6 +280,12 @@ class VideoWriter:
             return max(1, round(1 / (self._rate * self._time_base)))
         return self._last_duration or 1
 
+    def _mp4(self) -> str | None:
+        """ "fragmented" or "plain" for an MP4/MOV output (what a full disk leaves of it)."""
+        if not _fragmentable(self._path):
+            return None
+        return "fragmented" if self._fragments else "plain"
+
     def _abandon(self) -> None:
         """Close the input audio and the container, whatever state they are in."""
         try:
@@ -295,8 +308,12 @@ def _check_args(width: int, height: int, time_base: Fraction, rate: Fraction | N
 _FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
 
 
+def _fragmentable(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in (".mp4", ".m4v", ".mov")
+
+
 def _open_container(path: str, fragmented: bool = False) -> av.container.OutputContainer:
-    fragments = fragmented and os.path.splitext(path)[1].lower() in (".mp4", ".m4v", ".mov")
+    fragments = fragmented and _fragmentable(path)
     try:
         return av.open(path, "w", options=_FRAGMENTED if fragments else None)
     except (OSError, ValueError, av.FFmpegError) as exc:

@@ -59,6 +59,7 @@ def test_disk_full_mid_run_says_so_and_what_was_written_stays_valid(tmp_path, sa
     done = _streamer(sample_clip, *outputs, *TINY, limit=2_500_000)
     assert done.returncode == 1, done.stderr
     assert "over the size limit" in done.stderr and "Fix: free space" in done.stderr
+    assert "this MP4 plays up to its last fragment" in done.stderr
     assert "Traceback" not in done.stderr
     # The video plays up to its last complete fragment (a keyframe at least every 2 s).
     assert _decodable_frames(tmp_path / f"a.{ext}") >= 24
@@ -66,6 +67,18 @@ def test_disk_full_mid_run_says_so_and_what_was_written_stays_valid(tmp_path, sa
     assert records and all(r["type"] in ("analysis", "caption") for r in records)
     parse_srt((tmp_path / "a.srt").read_text())
     parse_vtt((tmp_path / "a.vtt").read_text())
+
+
+@pytest.mark.slow
+def test_a_full_disk_says_once_that_a_plain_mp4_will_not_play_and_what_would(tmp_path, sample_clip):
+    # A file's MP4 is plain by default: its index goes at its end, which a full disk keeps
+    # from being written. The message says so, and names --fragmented, once.
+    outputs = ["-o", tmp_path / "a.mp4", "--jsonl", tmp_path / "a.jsonl"]
+    done = _streamer(sample_clip, *outputs, *TINY, limit=2_500_000)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("video output") == 1, done.stderr  # not again on finishing
+    assert "this MP4 will not play" in done.stderr and "--fragmented" in done.stderr
+    assert _complete_jsonl(tmp_path / "a.jsonl")
 
 
 @pytest.mark.slow
