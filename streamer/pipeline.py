@@ -40,7 +40,7 @@ from streamer.llm import startup as llm_startup
 from streamer.outputs.fanout import RANDOM_WEIGHTS_WARNING
 from streamer.reload import Reloader
 from streamer.report import Reporter, RunSummary, run_summary, stopped_before_start
-from streamer.run_setup import decode_plan, observers_from_config, open_run
+from streamer.run_setup import decode_plan, observers_from_config, open_run, unless_stopped
 from streamer.sources import Source, SourceRunner, decoding
 from streamer.stream import Analysis, AnalysisRequest, Shared, StreamRun
 from streamer.watch.mqtt import MqttPublisher
@@ -95,10 +95,7 @@ async def run_pipeline(
         check_alert_encoder(config.alerts, service.model.kind, service.model.has_text)
         client = llm if config.llm is not None else None
         if client is None and config.llm is not None:  # after its start-up probe
-            with startup.phase("LLM client"):
-                session = await stack.enter_async_context(llm_startup.client_session())
-                live = any(s.live for s in sources)
-                client = await llm_startup.open_llm_client(config.llm, session, live=live)
+            client = await _llm_client(config, stack, sources, stop)
         own = observers_from_config(config) if config_observers else []
         watchers = Observers([*own, *observers])
         plan = decode_plan(config, service.model, watchers, hwaccel, len(sources))
@@ -112,6 +109,25 @@ async def run_pipeline(
 
 
 annotate_file = run_pipeline  # the name of the file-only first version
+
+
+async def _llm_client(
+    config: RunConfig, stack: contextlib.AsyncExitStack, sources: list[Source],
+    stop: asyncio.Event | None,
+) -> CaptionClient | None:  # fmt: skip
+    """The run's LLM client after its start-up probe (up to its timeout when the server does
+    not answer); None when `stop` comes first: the probe is given up, nothing is captioned."""
+    assert config.llm is not None
+    with startup.phase("LLM client"):
+        session = await stack.enter_async_context(llm_startup.client_session())
+        live = any(s.live for s in sources)
+        probe = asyncio.ensure_future(llm_startup.open_llm_client(config.llm, session, live=live))
+        client = await unless_stopped(probe, stop)
+        if not probe.done():
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
+        return client
 
 
 def _first_failure(exc: BaseException) -> BaseException:

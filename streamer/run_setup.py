@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from streamer.analysis.alerts import check_alert_encoder, check_rule_streams
 from streamer.analysis.loading import abandon
@@ -33,7 +33,9 @@ from streamer.watch.window import WindowViewer
 if TYPE_CHECKING:
     from encoders import Encoder
 
-__all__ = ["decode_plan", "observers_from_config", "open_run", "open_sources"]
+__all__ = ["decode_plan", "observers_from_config", "open_run", "open_sources", "unless_stopped"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("streamer")
 
@@ -64,7 +66,7 @@ async def open_run(
         if config.llm is not None:
             llm_startup.preload()  # aiohttp's, likewise
         if loading is not None:
-            service = await _unless_stopped(loading, stop)
+            service = await unless_stopped(loading, stop)
             if service is None:
                 abandon(loading)
                 log.info("stopped before the model was ready: no output was begun")
@@ -74,18 +76,17 @@ async def open_run(
         raise
 
 
-async def _unless_stopped(
-    loading: asyncio.Task[EncoderService], stop: asyncio.Event | None
-) -> EncoderService | None:
-    """The service once its model is ready; None when `stop` is set first."""
+async def unless_stopped(work: asyncio.Future[T], stop: asyncio.Event | None) -> T | None:
+    """What `work` gives, once done; None when `stop` is set first (`work` is left running:
+    the caller gives it up as it must)."""
     if stop is None:
-        return await loading
+        return await work
     stopping = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
-    return loading.result() if loading.done() else None
+    return work.result() if work.done() else None
 
 
 def open_sources(config: RunConfig, encoder: Encoder | None) -> list[Source]:

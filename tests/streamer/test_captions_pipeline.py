@@ -394,3 +394,25 @@ async def test_hostile_answers_leave_every_output_well_formed(tmp_path, small_cl
 
     with av.open(str(tmp_path / "a.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 50
+
+
+async def test_a_stop_while_the_llm_probe_waits_ends_the_run_at_once(
+    tmp_path, small_clip, tiny_encoder
+):
+    # A server that takes the connection and never answers: the start-up probe waits for its
+    # timeout (seconds); Ctrl-C meanwhile gives the probe up instead.
+    held = []
+    silent = await asyncio.start_server(lambda reader, writer: held.append(writer), "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    config = _config(small_clip, tmp_path, LlmConfig(url=f"http://127.0.0.1:{port}/v1"))
+    stop = asyncio.Event()
+    try:
+        run = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop))
+        await wait_until(lambda: held, 10, "the probe connected")  # it waits for an answer
+        stop.set()
+        summary = await asyncio.wait_for(run, 2.5)
+    finally:
+        silent.close()
+        for writer in held:
+            writer.close()
+    assert summary.interrupted and summary.captions == 0
