@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 
 from streamer.core.checks import int_in, one_of
@@ -87,6 +88,11 @@ class OutputConfig:
                     f"{len(streams)} streams would write the same file {shared[0]!r}: put "
                     "'{stream}' in output names, e.g. -o 'out/{stream}.mp4'"
                 )
+        for flag, path in self.flagged_paths():
+            unknown = sorted(set(re.findall(r"\{(\w*)\}", path)) - {"stream"})
+            if unknown:
+                raise ConfigError(f"{flag} {path!r}: {{{unknown[0]}}} is not a placeholder; "
+                                  "the one output names know is {stream}")  # fmt: skip
         if self.video is not None and not os.path.splitext(self.video)[1]:
             raise ConfigError(f"-o {self.video!r} has no extension to tell the video's "
                               "container: end it with .mp4 (or .mkv, .mov)")  # fmt: skip

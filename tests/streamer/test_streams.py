@@ -124,10 +124,11 @@ async def test_an_output_that_would_overwrite_an_input_is_refused(
         ({"video": "t.mp4", "jsonl": "./t.mp4"}, "-o and --jsonl both name"),
         ({"video": "{stream}.mp4", "srt": "small.mp4"}, "-o and --srt both name"),
         ({"video": "t"}, "has no extension to tell the video's container"),
+        ({"jsonl": "{date}.jsonl"}, r"\{date\} is not a placeholder"),
     ],
-    ids=["srt-vtt", "video-jsonl", "filled-placeholder", "no-extension"],
+    ids=["srt-vtt", "video-jsonl", "filled-placeholder", "no-extension", "unknown-placeholder"],
 )
-def test_outputs_that_would_mix_in_one_file_are_refused_before_any_work(
+def test_outputs_that_would_mix_or_misname_are_refused_before_any_work(
     tmp_path, monkeypatch, outputs, message
 ) -> None:
     monkeypatch.chdir(tmp_path)
