@@ -80,6 +80,11 @@ class ExportKey:
     variant: str = "fp32"
 
     @property
+    def int8(self) -> bool:
+        """Whether the export is quantised (its variant names the calibration)."""
+        return self.variant.startswith("int8")
+
+    @property
     def name(self) -> str:
         """The export's folder name: readable, and unique to the whole key."""
         digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
@@ -113,10 +118,16 @@ def keeps_exports(root: str | os.PathLike[str] | None) -> bool:
     on the first export). Creates nothing."""
     if root is None:
         return False
-    path = Path(root).expanduser().absolute()
+    path = _nearest_existing(Path(root).expanduser())
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+
+
+def _nearest_existing(path: Path) -> Path:
+    """`path`, or the nearest folder above it that exists (where it would be created)."""
+    path = path.absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
-    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+    return path
 
 
 def code_identity(*classes: type) -> str:
@@ -165,10 +176,7 @@ class ExportCache:
         Raises:
             ExportCacheError: naming the folder, the space and the fixes.
         """
-        path = self.root.absolute()
-        while not path.exists() and path != path.parent:
-            path = path.parent
-        free = shutil.disk_usage(path).free
+        free = shutil.disk_usage(_nearest_existing(self.root)).free
         if free < needed + _ROOM_MARGIN:
             raise self._full(key, f"{free / 1e6:.0f} MB free, it needs {needed / 1e6:.0f} MB")
 

@@ -115,7 +115,7 @@ class OnnxRuntimeBackend:
         logger.info("%s runs on ONNX Runtime %s (export %s)", what, ort.__version__,
                     cache.folder(key))  # fmt: skip
         detail = f"ONNX Runtime {ort.__version__}, {cache.folder(key)}"
-        return OnnxRuntimeRuntime(session, detail, key, dtype=_dtype(key))
+        return OnnxRuntimeRuntime(session, detail, key, dtype="int8" if key.int8 else None)
 
     def open(
         self, folder: Path, key: Any, compiled: Path, precision: str = "fp32"
@@ -128,7 +128,7 @@ class OnnxRuntimeBackend:
 
         session = _session(str(folder / _MODEL))
         detail = f"ONNX Runtime {ort.__version__}, {folder}"
-        return OnnxRuntimeRuntime(session, detail, key, dtype=_dtype(key))
+        return OnnxRuntimeRuntime(session, detail, key, dtype="int8" if key.int8 else None)
 
 
 def export_key(encoder: Encoder, variant: str = "fp32") -> ExportKey:
@@ -190,11 +190,6 @@ def export_image_tower(encoder: Encoder) -> onnx.ModelProto:
                 "or 'torch'"
             ) from exc
     return exported.model_proto
-
-
-def _dtype(key: ExportKey) -> str | None:
-    """What `EncoderInfo.dtype` says of the export of `key`: "int8" when quantised."""
-    return "int8" if key.variant.startswith("int8") else None
 
 
 def _save(model: onnx.ModelProto, path: Path, cache: ExportCache, key: ExportKey) -> None:

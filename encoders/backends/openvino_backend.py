@@ -105,8 +105,7 @@ class OpenVinoBackend:
                 model = _quantized(model, int8, encoder)
             compiled = core.compile_model(model, "CPU", config)
             detail = f"OpenVINO {ov.__version__}{_in(precision)}, converted in memory"
-            dtype = "int8" if int8 is not None else _dtype(precision)
-            return OpenVinoRuntime(compiled, detail, dtype=dtype)
+            return OpenVinoRuntime(compiled, detail, dtype=_dtype(precision, int8 is not None))
 
         def build_fp32(folder: Path) -> None:
             logger.info("exporting %s to OpenVINO (once: later runs load %s)",
@@ -127,7 +126,7 @@ class OpenVinoBackend:
         compiled = cache.load_or_build(key, build_fp32 if int8 is None else build_int8, load)
         logger.info("%s runs on OpenVINO %s (export %s)", what, ov.__version__, cache.folder(key))
         detail = f"OpenVINO {ov.__version__}{_in(precision)}, {cache.folder(key)}"
-        return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key))
+        return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key.int8))
 
     def open(
         self, folder: Path, key: Any, compiled: Path, precision: str = "fp32"
@@ -144,7 +143,7 @@ class OpenVinoBackend:
         core.set_property({"CACHE_DIR": str(compiled)})
         compiled = core.compile_model(str(folder / _IR), "CPU", compile_config(precision))
         detail = f"OpenVINO {ov.__version__}{_in(precision)}, {folder}"
-        return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key))
+        return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key.int8))
 
 
 def compile_config(precision: str = "fp32") -> dict[str, Any]:
@@ -175,10 +174,10 @@ def _in(precision: str) -> str:
     return " in bf16" if precision == "bf16" else ""
 
 
-def _dtype(precision: str, key: ExportKey | None = None) -> str | None:
-    """What `EncoderInfo.dtype` says of a runtime compiled in `precision`, of the export of
-    `key`: "int8" when quantised (None: the model's)."""
-    if key is not None and key.variant.startswith("int8"):
+def _dtype(precision: str, int8: bool = False) -> str | None:
+    """What `EncoderInfo.dtype` says of a runtime compiled in `precision`: "int8" when
+    quantised (None: the model's)."""
+    if int8:
         return "int8"
     return "bfloat16" if precision == "bf16" else None
 

@@ -67,7 +67,7 @@ class OutputConfig:
         validate(self)
 
     def paths(self) -> list[str]:
-        return [p for p in (self.video, self.srt, self.vtt, self.jsonl) if p]
+        return [path for _, path in self.flagged_paths()]
 
     def for_stream(self, stream: str) -> OutputConfig:
         """This configuration with `{stream}` in each path replaced by the stream's name."""

@@ -103,7 +103,8 @@ class VideoWriter:
                 path, width, height, width + self._pad[1], height + self._pad[0],
             )  # fmt: skip
         self._container = _open_container(path, fragmented)
-        self._fragments = fragmented and _fragmentable(path)
+        # what a full disk leaves of an MP4/MOV output (for the message): None for others
+        self._mp4 = ("fragmented" if fragmented else "plain") if _fragmentable(path) else None
         self._failed = False  # a write failed and said why: finishing then says nothing more
         self._audio: _AudioCopy | None = None
         try:
@@ -169,7 +170,7 @@ class VideoWriter:
                     self._audio.mux_until(self._container, frame.pts * self._time_base)
             except (OSError, av.FFmpegError) as exc:
                 self._failed = True
-                raise write_error("video", self._path, exc, mp4=self._mp4()) from exc
+                raise write_error("video", self._path, exc, mp4=self._mp4) from exc
             self._held = frame
             self._frames += 1
 
@@ -196,7 +197,7 @@ class VideoWriter:
                     log.debug("%s: finishing after a failed write also failed: %s",
                               self._path, exc)  # fmt: skip
                     return
-                raise write_error("video", self._path, exc, "finish", mp4=self._mp4()) from exc
+                raise write_error("video", self._path, exc, "finish", mp4=self._mp4) from exc
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -279,12 +280,6 @@ class VideoWriter:
         if self._rate:
             return max(1, round(1 / (self._rate * self._time_base)))
         return self._last_duration or 1
-
-    def _mp4(self) -> str | None:
-        """ "fragmented" or "plain" for an MP4/MOV output (what a full disk leaves of it)."""
-        if not _fragmentable(self._path):
-            return None
-        return "fragmented" if self._fragments else "plain"
 
     def _abandon(self) -> None:
         """Close the input audio and the container, whatever state they are in."""
