@@ -28,7 +28,7 @@ from streamer.core.checks import (
 from streamer.core.options import Option, option, section, validate
 from streamer.errors import ConfigError
 from streamer.llm import LlmConfig
-from streamer.outputs.options import OutputConfig, check_writable
+from streamer.outputs.options import STDOUT, OutputConfig, check_writable
 from streamer.sources import SourceOptions, stream_names
 from streamer.watch.mqtt.options import URL_CHECK, MqttConfig
 from streamer.watch.web.options import LOCAL_HOST, ServeConfig
@@ -217,6 +217,12 @@ class RunConfig:
                 "--show opens windows on this machine's display, but with --cluster the frames "
                 "stay on the nodes that decode them: watch the streams with --serve [HOST:]PORT "
                 "instead, or leave out --cluster"
+            )
+        if self.outputs.jsonl == STDOUT:
+            raise ConfigError(
+                "--jsonl - writes to this process's standard output, but with --cluster the "
+                "streams are written by processes on the cluster's nodes: name a file, e.g. "
+                "--jsonl 'out/{stream}.jsonl', or leave out --cluster"
             )
         names = [name for name, _ in stream_names(self.inputs)]
         api = self.serve is not None and self.serve.token is not None  # streams may be added

@@ -2,8 +2,9 @@
 and the pipeline's status and archive records).
 
 Each line is flushed as it is written, so a consumer can `tail -f` the file and an interrupted
-run leaves only complete lines. Lines are UTF-8 (`ensure_ascii=False`) and strict JSON: NaN
-and infinities become `null`, because most JSON parsers outside Python reject them.
+run leaves only complete lines. The name `-` writes to standard output (`--jsonl - | jq`).
+Lines are UTF-8 (`ensure_ascii=False`) and strict JSON: NaN and infinities become `null`,
+because most JSON parsers outside Python reject them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,8 @@ import numpy as np
 from streamer.core.frame import Annotation, Caption
 from streamer.errors import SinkError
 from streamer.outputs._append import append_whole
-from streamer.outputs._errors import open_error
+from streamer.outputs._errors import open_error, write_error
+from streamer.outputs.options import STDOUT
 
 if TYPE_CHECKING:
     from streamer.analysis.alerts import Alert, AlertCleared
@@ -34,6 +37,9 @@ __all__ = [
 ]
 
 _DIGITS = 4
+
+# Every stream's writer to standard output takes this lock: their lines never interleave.
+_STDOUT_LOCK = threading.Lock()
 
 
 class JsonlWriter:
@@ -52,13 +58,18 @@ class JsonlWriter:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = path = os.fspath(path)
+        self._lines = 0
+        self._closed = False
+        if path == STDOUT:  # shared by every stream's writer, never closed here
+            self._file = sys.stdout.buffer
+            self._lock = _STDOUT_LOCK
+            return
         try:
             self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
         except OSError as exc:
             raise open_error("JSON Lines", path, exc) from exc
         # Stages write from different tasks/threads; a line must never interleave with another.
         self._lock = threading.Lock()
-        self._lines = 0
 
     @property
     def lines_written(self) -> int:
@@ -74,21 +85,48 @@ class JsonlWriter:
         """
         line = dumps_line(record)
         with self._lock:
-            if self._file.closed:
+            if self._closed:
                 raise SinkError(f"JSON Lines output {self._path!r} is closed")
-            append_whole(self._file, line, "JSON Lines", self._path)
+            if self._path == STDOUT:
+                _print_line(self._file, line)
+            else:
+                append_whole(self._file, line, "JSON Lines", self._path)
             self._lines += 1
 
     def close(self) -> None:
-        """Close the file. Safe to call more than once."""
+        """Close the file (standard output stays open). Safe to call more than once."""
         with self._lock:
-            self._file.close()
+            self._closed = True
+            if self._path != STDOUT:
+                self._file.close()
 
     def __enter__(self) -> JsonlWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _print_line(out: Any, line: bytes) -> None:
+    """Write one line to standard output and flush it; a reader that went away (`| head`)
+    ends the output with a `SinkError` that says so."""
+    try:
+        out.write(line)
+        out.flush()
+    except BrokenPipeError as exc:
+        # What is still buffered can never be written: point the descriptor at /dev/null so
+        # that the interpreter's own flush at exit does not fail again (Python's advice for
+        # SIGPIPE, in the `signal` module's documentation).
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # no descriptor (a test's capture)
+            pass
+        raise SinkError("JSON Lines output '-': the program reading standard output has "
+                        "ended (a closed pipe)") from exc  # fmt: skip
+    except OSError as exc:
+        raise write_error("JSON Lines", STDOUT, exc) from exc
 
 
 def dumps_line(record: dict[str, Any]) -> bytes:

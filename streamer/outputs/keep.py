@@ -11,6 +11,8 @@ import logging
 import os
 from collections.abc import Iterable
 
+from streamer.outputs.options import STDOUT
+
 __all__ = ["keep_outputs"]
 
 log = logging.getLogger("streamer")
@@ -19,7 +21,7 @@ log = logging.getLogger("streamer")
 def keep_outputs(stream: str, paths: Iterable[str]) -> None:
     """Move `stream`'s outputs at `paths` to `ROOT.keep-N.EXT`, N the first number none of
     them has yet (a restart that wrote nothing leaves no gap); a path not there is skipped."""
-    split = [os.path.splitext(path) for path in paths]
+    split = [os.path.splitext(path) for path in paths if path != STDOUT]
     keep = 1
     while any(os.path.exists(f"{root}.keep-{keep}{ext}") for root, ext in split):
         keep += 1

@@ -10,7 +10,11 @@ from streamer.core.checks import int_in, one_of
 from streamer.core.options import Option, option, validate
 from streamer.errors import ConfigError
 
-__all__ = ["X264_PRESETS", "OutputConfig", "check_writable"]
+__all__ = ["STDOUT", "X264_PRESETS", "OutputConfig", "check_writable"]
+
+# The name that sends JSON Lines to standard output (`--jsonl -`, for `| jq`): every stream's
+# records go there, each naming its stream. The other outputs are files only.
+STDOUT = "-"
 
 # libx264's speed presets, fastest first.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
@@ -40,7 +44,11 @@ class OutputConfig:
     vtt: str | None = option(None, Option("--vtt", "WebVTT subtitles, one cue per caption"))
     jsonl: str | None = option(
         None,
-        Option("--jsonl", "JSON Lines: a record per analysed frame, per caption and per alert"),
+        Option(
+            "--jsonl",
+            "JSON Lines: a record per analysed frame, per caption and per alert "
+            "('-': standard output, every stream's records, for | jq)",
+        ),
     )
     preset: str = option(
         "veryfast",
@@ -81,8 +89,9 @@ class OutputConfig:
     def check(self, streams: list[str], inputs: tuple[str, ...] = ()) -> None:
         """Fail fast, before any work, when the outputs cannot serve these streams (or would
         overwrite one of the `inputs`)."""
+        self._check_stdout()
         if len(streams) > 1:
-            shared = [p for p in self.paths() if "{stream}" not in p]
+            shared = [p for p in self.paths() if "{stream}" not in p and p != STDOUT]
             if shared:
                 raise ConfigError(
                     f"{len(streams)} streams would write the same file {shared[0]!r}: put "
@@ -100,6 +109,8 @@ class OutputConfig:
         for stream in streams:
             taken: dict[str, str] = {}
             for flag, path in self.for_stream(stream).flagged_paths():
+                if path == STDOUT:
+                    continue
                 check_writable(path)
                 where = os.path.realpath(path)
                 if where in sources:
@@ -110,6 +121,12 @@ class OutputConfig:
                     raise ConfigError(f"{taken[where]} and {flag} both name {path!r}: each "
                                       "output needs a file of its own")  # fmt: skip
                 taken[where] = flag
+
+    def _check_stdout(self) -> None:
+        for flag, path in self.flagged_paths():
+            if path == STDOUT and flag != "--jsonl":
+                raise ConfigError(f"{flag} -: only --jsonl writes to standard output ('-'); "
+                                  f"give {flag} a file name")  # fmt: skip
 
     def flagged_paths(self) -> list[tuple[str, str]]:
         """(the option's flag, its path) of each output set."""

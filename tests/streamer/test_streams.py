@@ -125,8 +125,18 @@ async def test_an_output_that_would_overwrite_an_input_is_refused(
         ({"video": "{stream}.mp4", "srt": "small.mp4"}, "-o and --srt both name"),
         ({"video": "t"}, "has no extension to tell the video's container"),
         ({"jsonl": "{date}.jsonl"}, r"\{date\} is not a placeholder"),
+        ({"srt": "-"}, r"--srt -: only --jsonl writes to standard output"),
+        ({"video": "-", "jsonl": "-"}, r"-o -: only --jsonl writes to standard output"),
     ],
-    ids=["srt-vtt", "video-jsonl", "filled-placeholder", "no-extension", "unknown-placeholder"],
+    ids=[
+        "srt-vtt",
+        "video-jsonl",
+        "filled-placeholder",
+        "no-extension",
+        "unknown-placeholder",
+        "srt-stdout",
+        "video-stdout",
+    ],
 )
 def test_outputs_that_would_mix_or_misname_are_refused_before_any_work(
     tmp_path, monkeypatch, outputs, message
@@ -135,6 +145,14 @@ def test_outputs_that_would_mix_or_misname_are_refused_before_any_work(
     with pytest.raises(ConfigError, match=message):
         OutputConfig(**outputs).check(["small"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_stream_may_write_its_records_to_standard_output(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    OutputConfig(jsonl="-", srt="{stream}.srt").check(["door", "yard"])  # no error
+    with pytest.raises(ConfigError, match=r"2 streams would write the same file 'a\.srt'"):
+        OutputConfig(jsonl="-", srt="a.srt").check(["door", "yard"])
+    assert list(tmp_path.iterdir()) == []  # nothing named '-' made
 
 
 async def test_inputs_can_be_named(tmp_path, small_clip, tiny_encoder):

@@ -115,6 +115,8 @@ def test_a_run_config_refuses_a_window_and_a_pin_of_no_stream_with_the_fix():
                     cluster=ClusterConfig("auto", pins=("door=cam",)))  # fmt: skip
     assert run.cluster.pins == (Pin("door", resource="cam"),)
     assert RunConfig(input="a.mp4", outputs=outputs).cluster is None
+    with pytest.raises(ConfigError, match=r"--jsonl - writes to this process's standard output"):
+        RunConfig(input="a.mp4", outputs=OutputConfig(jsonl="-"), cluster=ClusterConfig("auto"))
 
 
 # --- the command line and the configuration file ------------------------------------------------

@@ -1,0 +1,49 @@
+"""`--jsonl -`: the records on standard output, for a pipe (`| jq`), every stream's lines whole."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from media import ffprobe, parse_srt, video_stream
+
+pytestmark = pytest.mark.integration
+
+TINY = ["--model", "tiny", "--weights", "random", "--preset", "ultrafast", "--no-llm"]
+
+
+def test_two_streams_write_whole_json_lines_to_stdout_and_nothing_else(tmp_path, small_clip):
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "run", f"door={small_clip}", f"yard={small_clip}",
+         "--jsonl", "-", "--analyze-fps", "all", *TINY],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]  # each line whole JSON
+    analyses = [r for r in records if r["type"] == "analysis"]
+    assert {r["stream"] for r in analyses} == {"door", "yard"}
+    for name in ("door", "yard"):  # every frame of each 50-frame clip, in order
+        assert [r["frame"] for r in analyses if r["stream"] == name] == list(range(50))
+    assert "streamer: done" in done.stderr and "streamer: done" not in done.stdout
+    assert list(tmp_path.iterdir()) == []  # no file named '-'
+
+
+def test_a_reader_that_goes_away_stops_the_run_with_a_message_and_valid_outputs(
+    tmp_path, long_clip
+):
+    """`streamer run … --jsonl - | head -1`: the closed pipe ends the run (as a full disk
+    would), says why, and the video written so far still plays."""
+    video, srt = tmp_path / "a.mp4", tmp_path / "a.srt"
+    with subprocess.Popen(
+        [sys.executable, "-m", "streamer", "run", long_clip, "-o", video, "--srt", srt,
+         "--jsonl", "-", *TINY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as proc:  # fmt: skip
+        assert json.loads(proc.stdout.readline())["stream"] == "long"
+        proc.stdout.close()  # the reader ends, as `head -1` does
+        stderr = proc.stderr.read()
+        assert proc.wait(timeout=60) == 1, stderr
+    assert "the program reading standard output has ended" in stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert int(video_stream(ffprobe(video))["nb_read_frames"]) > 0
+    parse_srt(srt.read_text())
