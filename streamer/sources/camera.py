@@ -7,6 +7,9 @@ hiccup) is reopened with backoff like a network source.
 
 from __future__ import annotations
 
+import os
+import stat
+import sys
 import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -24,6 +27,7 @@ from streamer.sources.options import SourceOptions
 __all__ = ["CameraSource"]
 
 _TIME_BASE = Fraction(1, 1000)
+_V4L_MAJOR = 81  # Linux's device number of video4linux devices (/dev/video*)
 
 
 class CameraSource(LiveSource):
@@ -65,6 +69,8 @@ class CameraSource(LiveSource):
         self._last = -1  # the last pts given
 
     def _open_reader(self, resume_after: int | None) -> _CameraReader:
+        if isinstance(self.device, str):
+            _check_device(self.device)
         return _CameraReader(self._capture_factory(self.device), self.spec, self._clock)
 
     def _clock(self) -> int:
@@ -76,6 +82,22 @@ class CameraSource(LiveSource):
             self._t0 = now
         self._last = max(round((now - self._t0) * 1000), self._last + 1)
         return self._last
+
+
+def _check_device(path: str) -> None:
+    """Refuse a path under /dev that exists but is no camera (`/dev/null`, a disk), which
+    OpenCV would only report as "cannot be opened"."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return  # not there (yet): the capture's own message says what to check
+    if sys.platform.startswith("linux") and not (
+        stat.S_ISCHR(info.st_mode) and os.major(info.st_rdev) == _V4L_MAJOR
+    ):
+        raise SourceOpenError(
+            f"{path}: not a camera (a camera is a video4linux device, `ls /dev/video*`); a "
+            "video file or stream goes by its own path or URL"
+        )
 
 
 class _CameraReader:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 import time
 from fractions import Fraction
 
@@ -154,6 +155,18 @@ async def test_a_camera_that_never_opens_fails_naming_the_fix():
     assert source.status.state == "failed"
     assert isinstance(source.error, SourceOpenError)
     assert "camera 7: the camera cannot be opened. Fix:" in source.status.last_error
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="video4linux is Linux's")
+async def test_a_device_path_that_is_no_camera_is_named_so_without_opening_it():
+    opened: list[object] = []
+    source = CameraSource(
+        "/dev/null", options=FAST, capture_factory=lambda device: opened.append(device) or _Closed()
+    )
+    async with Running(source) as run:
+        await run.ended(5)
+    assert source.status.state == "failed" and opened == []
+    assert "/dev/null: not a camera (a camera is a video4linux device" in source.status.last_error
 
 
 def test_open_source_gives_cameras_for_indexes_and_device_paths():
