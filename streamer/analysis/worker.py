@@ -118,7 +118,8 @@ class EncoderChoice:
     calibrate: str | None = option(
         None,
         Option("--calibrate", "video whose frames calibrate --int8", metavar="PATH",
-               default_text="the first file input, else the sample clip"),
+               default_text="a run's first file input, else (and for encoders export) the "
+               "sample clip"),
     )  # fmt: skip
     export_cache: str | None = None
 
