@@ -40,7 +40,13 @@ from streamer.llm import startup as llm_startup
 from streamer.outputs.fanout import RANDOM_WEIGHTS_WARNING
 from streamer.reload import Reloader
 from streamer.report import Reporter, RunSummary, run_summary, stopped_before_start
-from streamer.run_setup import decode_plan, observers_from_config, open_run, unless_stopped
+from streamer.run_setup import (
+    decode_plan,
+    give_up,
+    observers_from_config,
+    open_run,
+    unless_stopped,
+)
 from streamer.sources import Source, SourceRunner, decoding
 from streamer.stream import Analysis, AnalysisRequest, Shared, StreamRun
 from streamer.watch.mqtt import MqttPublisher
@@ -123,10 +129,7 @@ async def _llm_client(
         live = any(s.live for s in sources)
         probe = asyncio.ensure_future(llm_startup.open_llm_client(config.llm, session, live=live))
         client = await unless_stopped(probe, stop)
-        if not probe.done():
-            probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await probe
+        await give_up(probe)
         return client
 
 
@@ -197,8 +200,14 @@ class _Run:
 
     async def run(self) -> RunSummary:
         with startup.phase("text embeddings"):  # once per label set and model, seconds
-            vocabulary = await self._vocabulary()
-            self.alerts = await self._alert_detector()
+            texts = asyncio.ensure_future(self._texts())
+            embedded = await unless_stopped(texts, self.stop)
+        if embedded is None:  # stopped meanwhile: a first run's embeddings take seconds
+            await give_up(texts)  # the encoder's thread finishes them for nobody
+            self._close_streams()
+            log.info("stopped before the labels were embedded: no frame was written")
+            return stopped_before_start(time.monotonic() - self.started)
+        vocabulary, self.alerts = embedded
         started = time.monotonic()  # the summary's fps is the streams', as the progress bar's
         self.analyzer = analyzer = Analyzer(vocabulary, self.config.analysis.top_k)
         try:
@@ -211,6 +220,9 @@ class _Run:
         finally:
             await self.observers.stop()
         return self._summary(time.monotonic() - started)
+
+    async def _texts(self) -> tuple[Vocabulary | None, AlertDetector | None]:
+        return await self._vocabulary(), await self._alert_detector()
 
     async def _vocabulary(self) -> Vocabulary | None:
         model = self.encoder.model

@@ -8,6 +8,7 @@ for the observers it runs on behalf of its shards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, TypeVar
 
@@ -33,7 +34,8 @@ from streamer.watch.window import WindowViewer
 if TYPE_CHECKING:
     from encoders import Encoder
 
-__all__ = ["decode_plan", "observers_from_config", "open_run", "open_sources", "unless_stopped"]
+__all__ = ["decode_plan", "give_up", "observers_from_config", "open_run", "open_sources",
+           "unless_stopped"]  # fmt: skip
 
 T = TypeVar("T")
 
@@ -87,6 +89,14 @@ async def unless_stopped(work: asyncio.Future[T], stop: asyncio.Event | None) ->
     finally:
         stopping.cancel()
     return work.result() if work.done() else None
+
+
+async def give_up(work: asyncio.Future) -> None:
+    """Cancel `work` unless it is done, and wait for it to end (a task's `finally` runs)."""
+    if not work.done():
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
 
 
 def open_sources(config: RunConfig, encoder: Encoder | None) -> list[Source]:

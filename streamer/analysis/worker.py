@@ -23,7 +23,7 @@ from encoders.backends import BACKEND_CHOICES, choose_backend, unsupported_reaso
 from encoders.info import PRECISION_NAMES
 from encoders.registry import kinds
 from streamer.core import startup
-from streamer.core.background import lower_priority
+from streamer.core.background import lower_priority, not_waited_for_at_exit
 from streamer.core.checks import one_of, one_of_registered, torch_device
 from streamer.core.options import Option, option, validate
 from streamer.errors import ConfigError, from_encoder_error
@@ -236,7 +236,7 @@ class EncoderWorker:
         self._thread = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="encoder",
-            initializer=lower_priority if background else None,
+            initializer=_low_priority_thread if background else not_waited_for_at_exit,
         )
 
     async def embed(self, images: list[np.ndarray]) -> tuple[np.ndarray, float]:
@@ -275,6 +275,11 @@ class EncoderWorker:
             dropping = threading.Thread(target=_drop, args=args, name="encoder-release")
             del args
             dropping.start()
+
+
+def _low_priority_thread() -> None:
+    not_waited_for_at_exit()
+    lower_priority()
 
 
 def _drop(encoder: Encoder) -> None:

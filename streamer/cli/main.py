@@ -39,8 +39,10 @@ def console() -> None:
     A run stopped while its model was being exported has abandoned that load: its thread may
     still be inside torch or OpenVINO, and Python 3.11 ends such a thread at exit in a way
     C++ code turns into an abort (SIGABRT, "terminate called without an active exception").
-    Nothing of that work is wanted, so the process then leaves at once, after flushing its
-    output, with the run's exit code (an unfinished export is swept by the next one).
+    One stopped during a first run's label embeddings leaves the encoder's thread in the text
+    tower, which the interpreter would wait for. Nothing of that work is wanted, so the process
+    then leaves at once, after flushing its output, with the run's exit code (an unfinished
+    export is swept by the next one).
     """
     code = main()
     from streamer.core.background import unfinished_threads

@@ -26,6 +26,7 @@ __all__ = [
     "BACKGROUND_NICE",
     "LowPriorityPool",
     "lower_priority",
+    "not_waited_for_at_exit",
     "run_in_background",
     "start_in_thread",
     "thread_nice",
@@ -142,9 +143,17 @@ def start_in_thread(fn: Callable[..., T], *args: object, name: str) -> asyncio.F
 _started: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
+def not_waited_for_at_exit() -> None:
+    """Count the calling thread among `unfinished_threads` while it lives: the work it may
+    still be doing when its caller is done is wanted by nobody (the encoder's thread, in the
+    middle of a first run's label embeddings when the run was stopped)."""
+    _started.add(threading.current_thread())
+
+
 def unfinished_threads() -> list[threading.Thread]:
-    """The threads of `start_in_thread` still at work: once their callers are done, work that
-    nobody wants any more (an abandoned model load, still inside torch or OpenVINO)."""
+    """The threads of `start_in_thread` (and those `not_waited_for_at_exit` named) still at
+    work: once their callers are done, work that nobody wants any more (an abandoned model
+    load, still inside torch or OpenVINO)."""
     return [thread for thread in list(_started) if thread.is_alive()]
 
 

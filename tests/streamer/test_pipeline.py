@@ -1,6 +1,7 @@
 """The file pipeline end to end, in-process, with the tiny CLIP and real clips."""
 
 import asyncio
+import threading
 import time
 from dataclasses import replace
 
@@ -128,6 +129,46 @@ async def test_a_stop_while_the_model_loads_ends_the_run_at_once(tmp_path, small
             break
         await asyncio.sleep(0.05)
     assert outcome, "the abandoned load went on"
+
+
+async def test_a_stop_during_the_label_embeddings_ends_the_run_at_once(
+    tmp_path, small_clip, tiny_encoder, monkeypatch
+):
+    # A first run embeds its label set through the text tower (seconds, once per model);
+    # Ctrl-C then must not wait for it: the run ends, its files closed with nothing in them.
+    import streamer.analysis.worker
+    import streamer.pipeline
+
+    released = threading.Event()
+
+    class FirstRun:  # the tiny CLIP with a text tower as slow as a first run's
+        def embed_text(self, texts):
+            released.wait(30)
+            return tiny_encoder.embed_text(texts)
+
+        def __getattr__(self, name):
+            return getattr(tiny_encoder, name)
+
+    async def uncached(cache, info, texts, embed):
+        return await embed(texts)
+
+    monkeypatch.setattr(streamer.pipeline, "cached_text_embeddings", uncached)
+    monkeypatch.setattr(streamer.analysis.worker, "load_encoder", lambda choice: FirstRun())
+    stop = asyncio.Event()
+    run = asyncio.create_task(run_pipeline(_config(small_clip, tmp_path), stop=stop))
+    await asyncio.sleep(1.0)
+    stop.set()
+    began = time.monotonic()
+    try:
+        summary = await asyncio.wait_for(run, 10)
+        waited = time.monotonic() - began
+    finally:
+        released.set()
+    assert waited < 2.0  # not the 30 s the embedding would take
+    assert summary.interrupted and summary.frames == summary.analysed == 0
+    assert parse_srt((tmp_path / "a.srt").read_text()) == []
+    assert read_jsonl(tmp_path / "a.jsonl") == []
+    assert not (tmp_path / "a.mp4").exists()
 
 
 async def test_the_summary_times_the_streams_not_the_label_embeddings(
