@@ -68,7 +68,7 @@ class Shared:
         sampler: which frames are analysed.
         hud_model: the encoder, as shown on the HUD.
         warning: banner for every frame (random weights), or None.
-        started: `time.monotonic()` at the start of the run (live timelines count from it).
+        started: `time.monotonic()` at the start of the run (its uptime).
         queue_frames: a file stream holds twice this many frames in flight (`_capacities`).
         copy_audio: copy a file's audio into its video output.
         caption_wait: seconds a file's output waits for a pending LLM caption.
@@ -108,6 +108,7 @@ class StreamRun:
         self.latest: Analysis | None = None
         self.caption: Caption | None = None
         self._hud_at, self._hud_latency = 0.0, ""
+        self._t0: float | None = None  # a live stream's first frame: its timeline's 0
         # A file's alerts wait for their frame's turn (frame, time) → alerts; then the overlay
         # shows them for ALERT_SHOWN_S.
         self._alerts_due: dict[tuple[int, float], list[Alert | AlertCleared]] = {}
@@ -152,9 +153,15 @@ class StreamRun:
         return path if info.audio else None
 
     def timeline(self, frame: Frame) -> float:
-        """Media time for files; seconds since the run started for live streams (a live
-        stream's own timestamps restart when it reconnects)."""
-        return frame.captured - self.shared.started if self.live else frame.pts
+        """Media time for files; for live streams, seconds since the stream's first frame
+        (its own timestamps restart when it reconnects): every output of the stream starts at
+        0, so the subtitles beside an MP4 play in step with it, whenever the stream began (a
+        first run's label embeddings, a camera added an hour into the run)."""
+        if not self.live:
+            return frame.pts
+        if self._t0 is None:
+            self._t0 = frame.captured
+        return max(0.0, frame.captured - self._t0)
 
     async def route(self) -> None:
         """Send every frame out, and sampled ones to analysis; each frame carries the future
@@ -248,8 +255,8 @@ class StreamRun:
         return "  |  ".join(a.banner for a in reversed(recent)) or None
 
     def now(self) -> float:
-        """The live timeline's present (seconds since the run started)."""
-        return time.monotonic() - self.shared.started
+        """The live timeline's present (seconds since the stream's first frame; 0 before it)."""
+        return 0.0 if self._t0 is None else time.monotonic() - self._t0
 
     async def _settle(self, analysis: Analysis) -> None:
         """Record a file stream's analysis and its caption, waiting (bounded) for the LLM's."""

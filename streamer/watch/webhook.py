@@ -27,10 +27,10 @@ The body::
      "caption": "a man in a coat ...", "snapshot_jpeg_base64": "/9j/4AAQ...",
      "clip": "clips/door/20250101T120000.123Z-a-person-at-the-door.mp4"}
 
-`time` is media time for files and seconds since the run started for live streams; `wall` is
-Unix time when it was detected; `snapshot_jpeg_base64` is the analysed frame without overlay,
-long edge at most 1024 px (null when there is no image); `clip`, with `--archive`, is where the
-alert's clip will be, relative to the archive directory (null without): it is cut once the
+`time` is media time for files and seconds since the stream's first frame for live streams;
+`wall` is Unix time when it was detected; `snapshot_jpeg_base64` is the analysed frame without
+overlay, long edge at most 1024 px (null when there is no image); `clip`, with `--archive`, is
+where the alert's clip will be, relative to the archive directory (null without): it is cut once the
 stream is recorded `--clip-after` past the alert, so it may not exist yet when this arrives.
 
 An alert that clears (its scene stopped matching, or its stream stopped delivering frames:

@@ -6,7 +6,7 @@ import logging
 import aiohttp
 import pytest
 from live_helpers import RtspServer, wait_until
-from media import ffprobe, read_jsonl, video_stream
+from media import ffprobe, parse_srt, read_jsonl, video_stream
 from prometheus_client.parser import text_string_to_metric_families
 from servers.udp_loss_proxy import ProxyThread, UdpLossProxy
 
@@ -95,6 +95,42 @@ async def test_two_live_streams_share_the_encoder_and_write_their_own_outputs(
         assert written == stream.frames
         assert _states(tmp_path / f"{stream.name}.jsonl")[:2] == ["connecting", "online"]
         assert stream.damaged == 0  # RTSP over TCP loses nothing: nothing counted as damaged
+
+
+async def test_a_late_live_stream_has_subtitles_and_records_on_its_videos_clock(
+    tmp_path, rtsp_server, tiny_encoder, monkeypatch
+):
+    # A first run embeds its labels for seconds before the first frame; a camera added to a
+    # running run begins later still. Its fragmented MP4 starts at 0: so must its cues.
+    import streamer.pipeline
+
+    embed = streamer.pipeline.cached_text_embeddings
+
+    async def first_run(*args, **kwargs):
+        await asyncio.sleep(2.0)
+        return await embed(*args, **kwargs)
+
+    monkeypatch.setattr(streamer.pipeline, "cached_text_embeddings", first_run)
+    outputs = OutputConfig(video=str(tmp_path / "cam.mp4"), srt=str(tmp_path / "cam.srt"),
+                           jsonl=str(tmp_path / "cam.jsonl"), preset="ultrafast")  # fmt: skip
+    config = RunConfig(input=f"cam={rtsp_server.url('cam1')}", outputs=outputs,
+                       sources=FAST_RECONNECT)  # fmt: skip
+    jsonl = tmp_path / "cam.jsonl"
+    await _run_until(
+        config, tiny_encoder,
+        lambda: sum('"analysis"' in line for line in _text(jsonl)) >= 8, 40, "analysed",
+    )  # fmt: skip
+    analyses = [r for r in read_jsonl(jsonl) if r["type"] == "analysis"]
+    assert analyses[0]["pts"] < 0.5, analyses[0]  # not the 2 s the labels took
+    info = ffprobe(tmp_path / "cam.mp4")
+    assert abs(float(info["format"].get("start_time", 0.0))) < 0.1
+    cues = parse_srt((tmp_path / "cam.srt").read_text())
+    assert cues[0][0] < 0.5
+    assert cues[-1][1] <= float(info["format"]["duration"]) + 0.6  # the last cue's minimum
+
+
+def _text(path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
 
 
 async def test_server_killed_and_restarted_the_run_reconnects_and_keeps_going(
