@@ -40,6 +40,9 @@ log = logging.getLogger("streamer.sources")
 
 # How long a stop waits for the decode thread to finish before leaving it to end by itself.
 _JOIN_GRACE_S = 0.5
+# While a source stays offline with the same error, its reconnect attempts are warned of again
+# this often (the others are debug lines).
+_REMIND_S = 600.0
 _STOPPED = "stopped"
 _ENDED = "ended"
 
@@ -99,6 +102,7 @@ class LiveSource(SourceBase):
         self._backoff = Backoff(options.reconnect)
         self._ever_online = False
         self._offline_at: float | None = None  # monotonic, for "back online after N s"
+        self._warned: tuple[str, float] | None = None  # the last failure warned of, and when
         self._consumer_gone = False
         self._timeline = Timeline()
         self._sink: PacketSink | None = None  # the run's tap's sink, while it runs
@@ -173,13 +177,14 @@ class LiveSource(SourceBase):
             status.state = "offline"
             status.offline_since = time.time()
             self._offline_at = time.monotonic()
-        log.warning(
-            "%s: %s; reconnect attempt %d in %.1f s",
-            self.name,
-            error,
-            status.reconnects + 1,
-            delay,
-        )
+        # A warning when the failure is new, and a reminder every _REMIND_S while it lasts;
+        # every attempt in between is a debug line (a dead camera retries ~6 times a minute).
+        now, said = time.monotonic(), self._warned
+        new = said is None or said[0] != str(error) or now - said[1] >= _REMIND_S
+        log.log(logging.WARNING if new else logging.DEBUG, "%s: %s; reconnect attempt %d in "
+                "%.1f s", self.name, error, status.reconnects + 1, delay)  # fmt: skip
+        if new:
+            self._warned = (str(error), now)
         return delay
 
     def _fail(self, error: SourceError, message: str) -> None:
@@ -352,6 +357,7 @@ class LiveSource(SourceBase):
         status.state = "online"
         status.offline_since = None
         self._offline_at = None
+        self._warned = None
         self._ever_online = True
         self._backoff.reset()
 

@@ -61,6 +61,9 @@ NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
 _FILE_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".flv", ".mpg", ".mpeg")
 # A finite stream that stops this far short of its announced duration was cut off.
 _EARLY_END_S = 1.0
+# A packet that comes this share of --read-timeout after it was asked for means a stall (PyAV's
+# interrupt fires at the whole timeout; the margin is the clock's and the scheduler's).
+_GAP_SHARE = 0.95
 
 
 def _is_live_url(url: str) -> bool:
@@ -263,15 +266,17 @@ class _NetworkReader:
         A frame is an RGB array, or a `Picture` when the run's plan converts only some frames
         (`Frame` takes either).
         """
-        last_frame = time.monotonic()
+        last_frame = asked = time.monotonic()
         last_raw: int | None = None
         tap, video = self.tap, self.stream.index
         streams = (self.stream,) if self.audio is None else (self.stream, self.audio)
         try:
             for packet in self.container.demux(*streams):
+                self._check_gap(time.monotonic() - asked)
                 if packet.stream_index != video:  # audio, demuxed for the tap only
                     if tap is not None and packet.size:
                         tap.packet(packet)
+                    asked = time.monotonic()
                     continue
                 frames = self._decode(packet)
                 # After decoding (the decoder has its own reference to the data), before the
@@ -287,9 +292,18 @@ class _NetworkReader:
                     raise SourceTimeout(
                         f"{self.spec}: no picture decoded for {self.options.read_timeout:g} s"
                     )
+                asked = time.monotonic()  # not counting the time the frames took to hand on
         except (av.error.FFmpegError, OSError) as exc:
             raise _translate(exc, self.spec, self.options, opening=False) from None
         self._check_whole(last_raw)
+
+    def _check_gap(self, waited: float) -> None:
+        """A packet that took `--read-timeout` to come ends the connection as a stall. At
+        PyAV's timeout FFmpeg's RTSP demuxer hands over one more packet it held, and only the
+        next timeout raises: without this, a stall counted after twice the timeout."""
+        if waited >= self.options.read_timeout * _GAP_SHARE:
+            raise SourceTimeout(f"{self.spec}: no data for {self.options.read_timeout:g} s "
+                                "(stalled)")  # fmt: skip
 
     def _timeline(self, frame: av.VideoFrame) -> float | None:
         """The frame's time as the pipeline's sampler will see it: the clock for live streams

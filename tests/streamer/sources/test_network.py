@@ -88,7 +88,7 @@ async def test_a_clip_served_once_ends_the_source(rtsp_server):
 async def test_reconnects_by_itself_when_the_server_is_killed_and_restarted(
     own_rtsp_server, caplog
 ):
-    caplog.set_level(logging.INFO, logger="streamer.sources")
+    caplog.set_level(logging.DEBUG, logger="streamer.sources")
     source = open_source(own_rtsp_server.url("cam"), options=FAST)
     async with Running(source) as run:
         await run.until(lambda: len(run.frames) >= 10, 15, "10 frames")
@@ -108,11 +108,14 @@ async def test_reconnects_by_itself_when_the_server_is_killed_and_restarted(
     assert all(b.index > a.index and b.pts > a.pts for a, b in itertools.pairwise(frames))
     # The media time continues across the outage and shows it as a gap.
     assert frames[before].pts - frames[before - 1].pts > 0.5
-    # One warning per attempt, each with its reason, and one line when it came back.
-    warnings = _warnings(caplog)
-    assert len(warnings) == status.reconnects >= 2
-    assert "the server closed the stream" in warnings[0]
-    assert all("reconnect attempt" in w for w in warnings)
+    # A line per attempt, each with its reason: a warning when the reason is new, a debug
+    # line when it repeats; and one line when it came back.
+    attempts = [r for r in caplog.records if "; reconnect attempt" in r.getMessage()]
+    assert len(attempts) == status.reconnects >= 2
+    assert "the server closed the stream" in attempts[0].getMessage()
+    reasons = [r.getMessage().split(": ", 2)[2].split(";")[0] for r in attempts]
+    new = [i == 0 or reasons[i] != reasons[i - 1] for i in range(len(reasons))]
+    assert [r.levelno for r in attempts] == [logging.WARNING if n else logging.DEBUG for n in new]
     assert len(_infos(caplog, "back online after")) == 1
 
 
@@ -153,13 +156,16 @@ async def test_damage_from_lost_datagrams_is_counted_and_adds_up_across_reconnec
 
 
 async def test_a_stalled_server_times_out_then_comes_back(own_rtsp_server, caplog):
-    options = dataclasses.replace(FAST, open_timeout=1.0, read_timeout=1.0)
+    options = dataclasses.replace(FAST, open_timeout=2.0, read_timeout=2.0)
     source = open_source(own_rtsp_server.url("cam"), options=options)
     async with Running(source) as run:
         await run.until(lambda: len(run.frames) >= 5, 15, "5 frames")
         own_rtsp_server.pause()  # the connection stays up, nothing arrives
-        await run.until(lambda: source.status.state == "offline", 6, "stall noticed")
-        assert "no data for 1 s (stalled)" in source.status.last_error
+        # Offline after --read-timeout, not twice it: at PyAV's timeout FFmpeg's RTSP demuxer
+        # hands over one more packet, and only its next timeout raised.
+        took = await run.until(lambda: source.status.state == "offline", 8, "stall noticed")
+        assert took < 3.5, f"the stall was noticed after {took:.1f} s, not 2"
+        assert "no data for 2 s (stalled)" in source.status.last_error
         await run.until(lambda: source.status.reconnects >= 1, 6, "a reopen attempt")
         before = len(run.frames)
         own_rtsp_server.resume()
@@ -181,6 +187,7 @@ async def test_a_server_that_never_answers_times_out_and_retries(silent_server, 
 
 
 async def test_a_refused_port_is_retried_with_backoff(caplog):
+    caplog.set_level(logging.DEBUG, logger="streamer.sources")
     port = free_port()
     source = open_source(f"rtsp://127.0.0.1:{port}/cam", options=FAST)
     async with Running(source) as run:
@@ -189,11 +196,14 @@ async def test_a_refused_port_is_retried_with_backoff(caplog):
     assert status.state == "offline"
     assert status.offline_since == pytest.approx(time.time(), abs=10)
     assert "connection refused" in status.last_error
-    warnings = _warnings(caplog)
+    attempts = [r.getMessage() for r in caplog.records if "reconnect attempt" in r.getMessage()]
     # Jitter is off in FAST: delays double from backoff_initial up to backoff_cap.
-    assert "reconnect attempt 1 in 0.2 s" in warnings[0]
-    assert "reconnect attempt 2 in 0.4 s" in warnings[1]
-    assert "reconnect attempt 3 in 0.8 s" in warnings[2]
+    assert "reconnect attempt 1 in 0.2 s" in attempts[0]
+    assert "reconnect attempt 2 in 0.4 s" in attempts[1]
+    assert "reconnect attempt 3 in 0.8 s" in attempts[2]
+    # A warning when the failure begins; the same failure again is a debug line, not one
+    # warning per attempt all day long from a camera that is gone.
+    assert [w for w in _warnings(caplog) if "reconnect attempt" in w] == [attempts[0]]
 
 
 async def test_max_attempts_gives_up_and_marks_the_source_failed(caplog):
