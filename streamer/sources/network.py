@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -397,4 +398,23 @@ def _retryable(
         return SourceUnavailableError(f"{spec}: the server sent no readable video ({what})")
     if not opening:
         return SourceUnavailableError(f"{spec}: the connection broke ({what})")
+    unresolved = _unresolved(spec)
+    if unresolved is not None:  # FFmpeg says only "Input/output error"
+        return SourceUnavailableError(unresolved)
     return SourceUnavailableError(f"{spec}: {what}")
+
+
+def _unresolved(spec: str) -> str | None:
+    """What to say when the URL's host name does not resolve (a typo, or no DNS here), else
+    None. Blocking: called on the decode thread, after an open failed."""
+    host = urlsplit(spec).hostname
+    if not host:
+        return None
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror as exc:
+        return (f"{spec}: the host name {host!r} does not resolve ({exc.strerror}). Fix: check "
+                "the camera's address in the URL, or this machine's DNS")  # fmt: skip
+    except (OSError, UnicodeError):
+        return None
+    return None

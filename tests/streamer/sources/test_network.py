@@ -206,6 +206,15 @@ async def test_a_refused_port_is_retried_with_backoff(caplog):
     assert [w for w in _warnings(caplog) if "reconnect attempt" in w] == [attempts[0]]
 
 
+async def test_a_host_name_that_does_not_resolve_is_named_so():
+    # `.invalid` never resolves (RFC 2606); FFmpeg itself says only "Input/output error".
+    source = open_source("rtsp://no-such-camera.invalid/cam", options=FAST)
+    async with Running(source) as run:
+        await run.until(lambda: source.status.reconnects >= 1, 10, "a retry")
+    assert "the host name 'no-such-camera.invalid' does not resolve" in source.status.last_error
+    assert "Input/output error" not in source.status.last_error
+
+
 async def test_max_attempts_gives_up_and_marks_the_source_failed(caplog):
     quick = RetryPolicy(initial=0.05, cap=0.05, jitter=0.0, max_attempts=3)
     options = dataclasses.replace(FAST, reconnect=quick)
