@@ -13,8 +13,13 @@ server checks every value (the same words as a configuration file's); the values
 are only those whose option this command borrows (`--rate` is `--analyze-fps`, the alert
 settings are `streamer run`'s).
 
+`add` waits (up to `ADD_WAIT_S`) for the new stream's first connection: an input that fails
+for good (no stream at that path, credentials refused) is an error, exit 1; one that cannot be
+reached yet is added and keeps retrying, as at a run's start, and the answer says why.
+
 Exit codes: 0 done; 1 the server cannot be reached or failed (the message names its URL and
-the fix); 2 bad usage, or the server refused the request (its message, on one line).
+the fix), or an added stream's input failed; 2 bad usage, or the server refused the request
+(its message, on one line).
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ SERVER_ENV, TOKEN_ENV = "STREAMER_SERVER", "STREAMER_TOKEN"
 _ALERT_KEYS = ("alert-threshold", "alert-frames", "alert-cooldown")
 _RATE = next(row for row in TABLE if row.path == "analysis.analyze_fps")
 _COLUMNS = ("name", "source", "live", "fps", "analysed", "rate", "state")
+#: How long `add` waits for a new stream to leave "connecting" (a camera's open timeout, 5 s
+#: by default, and its first probe).
+ADD_WAIT_S = 12.0
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -117,6 +125,14 @@ def streams_command(args: argparse.Namespace) -> int:
               "analysed; its outputs are finished")  # fmt: skip
     else:
         print(_settings_line(answer, "added" if args.action == "add" else "changed"))
+    if args.action == "add" and answer.get("state") == "failed":
+        from streamer.errors import SourceError
+
+        name = answer["name"]
+        return report(SourceError(
+            f"{name}: its input cannot be opened: {answer.get('last_error')}; it stays listed "
+            f"as failed until `streamer streams rm {name}`, then add it with the input fixed"
+        ), _PROG)  # fmt: skip
     return EXIT_OK
 
 
@@ -128,7 +144,7 @@ async def _act(args: argparse.Namespace, server: str, token: str | None, body: A
         if args.action == "list":
             return await client.list()
         if args.action == "add":
-            return await client.add(body)
+            return await client.settled(await client.add(body))
         if args.action == "rm":
             return await client.remove(args.name)
         return await client.change(args.name, body)
@@ -201,6 +217,21 @@ class StreamsClient:
         """Add a stream (`POST /api/streams`); answers it as the server describes it."""
         return await self._call("POST", "/api/streams", body)
 
+    async def settled(self, added: dict[str, Any], wait: float = ADD_WAIT_S) -> dict[str, Any]:
+        """`added` once its first connection is over (online, offline or failed, with the
+        status's `last_error`), or as it is after `wait` seconds."""
+        deadline = asyncio.get_running_loop().time() + wait
+        stream = added
+        while stream.get("state") == "connecting" and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.25)
+            status = await self._call("GET", "/api/status")
+            found = [s for s in status.get("streams", []) if s.get("name") == added["name"]]
+            if not found:
+                break
+            stream = {**added, "state": found[0].get("state"),
+                      "last_error": found[0].get("last_error")}  # fmt: skip
+        return stream
+
     async def remove(self, name: str) -> dict[str, Any]:
         """Remove a stream; answers its summary."""
         return await self._call("DELETE", f"/api/streams/{_quoted(name)}")
@@ -236,6 +267,7 @@ class StreamsClient:
         answer = _json(text)
         message = answer.get("error") if isinstance(answer, dict) else None
         message = " ".join(str(message or text or f"HTTP {status}").split())
+        message = message.removeprefix(f"{status}: ")  # said once, below
         if status in (401, 403) and "token" in message:
             message += f" (give --token T, or set {TOKEN_ENV})"
         if 400 <= status < 500:
@@ -283,5 +315,6 @@ def _settings_line(stream: dict[str, Any], done: str) -> str:
     alerts = ", ".join(a["query"] for a in stream.get("alerts", [])) or "none"
     labels = ", ".join(stream.get("labels") or []) or "the run's"
     rate, captions, state = stream.get("analyze_fps"), stream.get("captions"), stream.get("state")
+    why = f" ({stream['last_error']}; it keeps retrying)" if state == "offline" else ""
     return (f"{done} {stream['name']}: rate {rate}, labels {labels}, alerts {alerts}, "
-            f"captions {captions}, state {state}")  # fmt: skip
+            f"captions {captions}, state {state}{why}")  # fmt: skip

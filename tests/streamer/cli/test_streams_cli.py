@@ -142,6 +142,21 @@ def test_refusals_print_the_servers_message_on_one_line(tmp_path, running):
     assert [row.split()[0] for row in rows] == ["cam1"]  # nothing was changed
 
 
+@pytest.mark.slow
+def test_an_added_input_that_fails_is_an_error_and_one_not_reached_yet_says_why(
+    rtsp_server, running
+):
+    failed = streams("add", f"gate={rtsp_server.url('nope')}", server=running)  # no such mount
+    assert failed.returncode == 1, failed.stderr
+    assert "gate: its input cannot be opened: " in failed.stderr
+    assert "the server has no stream there" in failed.stderr
+    assert "`streamer streams rm gate`" in failed.stderr
+    refused = streams("add", f"yard=rtsp://127.0.0.1:{free_port()}/cam", server=running)
+    assert refused.returncode == 0, refused.stderr
+    assert "state offline (" in refused.stdout and "connection refused" in refused.stdout
+    assert "it keeps retrying" in refused.stdout
+
+
 def test_an_unreachable_server_exits_1_naming_it_and_the_fix():
     nobody = f"http://127.0.0.1:{free_port()}"
     done = streams("list", server=nobody)
