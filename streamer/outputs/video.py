@@ -245,10 +245,11 @@ class VideoWriter:
     def _next_pts(self, pts: int) -> int:
         if self._last_pts is not None and pts <= self._last_pts:
             if not self._retimed:
-                log.warning(
-                    "%s: timestamp %d does not increase (previous %d); moved after it",
-                    self._path, pts, self._last_pts,
-                )  # fmt: skip
+                # Two frames in one tick of the time base (a live stream's burst within a
+                # millisecond) are no news; a timestamp that goes back is.
+                level = logging.WARNING if pts < self._last_pts else logging.DEBUG
+                log.log(level, "%s: timestamp %d does not increase (previous %d); moved after "
+                        "it", self._path, pts, self._last_pts)  # fmt: skip
             self._retimed += 1
             pts = self._last_pts + 1
         if self._last_pts is not None:

@@ -87,6 +87,24 @@ def test_variable_frame_rate_timestamps_are_kept(tmp_path, probe):
     assert float(info["format"]["duration"]) == pytest.approx(1 + 42000 / 90000, abs=0.002)
 
 
+@pytest.mark.parametrize(("pts", "warned"), [([0, 40, 40, 80], False), ([0, 80, 40, 120], True)],
+                         ids=["same-tick", "backwards"])  # fmt: skip
+def test_a_repeated_tick_is_moved_quietly_and_a_step_back_with_a_warning(
+    tmp_path, probe, caplog, pts, warned
+):
+    # A live stream's frames are timed in milliseconds: two decoded within one are no news.
+    caplog.set_level(logging.DEBUG)
+    tb = Fraction(1, 1000)
+    path = tmp_path / "ticks.mp4"
+    with VideoWriter(str(path), width=160, height=120, time_base=tb, rate=None) as writer:
+        for i, p in enumerate(pts):
+            writer.write(_image(i), p)
+    times = [float(f["pts_time"]) for f in probe(path, "-show_frames")["frames"]]
+    assert len(times) == 4 and times == sorted(set(times))  # every frame, in order
+    said = [r for r in caplog.records if "does not increase" in r.getMessage()]
+    assert len(said) == 1 and (said[0].levelno == logging.WARNING) is warned
+
+
 @pytest.mark.integration
 def test_copies_frames_and_audio_from_an_input(tmp_path, probe, make_clip):
     source = make_clip("in.mp4")
