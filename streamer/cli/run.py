@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -26,7 +27,7 @@ log = logging.getLogger("streamer")
 def add_parser(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "run",
-        help="annotate a video file",
+        help="annotate video files, cameras and streams",
         description="Annotate a video file: zero-shot tags, scene changes and captions drawn on "
         "every frame, written as video, subtitles and JSON Lines.",
     )
@@ -124,11 +125,11 @@ def _print_summary(summary: RunSummary, config: RunConfig) -> None:
         s.reconnects or s.dropped or s.damaged for s in summary.streams
     ):
         for s in summary.streams:
-            p50, p95, p99 = s.latency_ms
+            latency = "/".join("-" if math.isnan(ms) else f"{ms:.0f}" for ms in s.latency_ms)
             print(
                 f"streamer:   {s.name}: {s.frames} frames, {s.analysed} analysed, {s.dropped} "
                 f"dropped, {s.reconnects} reconnects, {s.damaged} damaged, latency p50/p95/p99 "
-                f"{p50:.0f}/{p95:.0f}/{p99:.0f} ms, {s.state}",
+                f"{latency} ms, {s.state}",
                 file=sys.stderr,
             )
     for s in summary.streams:

@@ -45,3 +45,15 @@ def test_no_damage_no_note_and_a_file_keeps_its_own_note(capsys):
         "streamer: note: clip: skipped 3 damaged packet(s) that did not decode; the frames "
         "around them were annotated"
     ]
+
+
+def test_a_stream_that_never_delivered_shows_no_latency_rather_than_nan(capsys):
+    never = StreamSummary(
+        name="gate", frames=0, analysed=0, captions=0, dropped=0,
+        latency_ms=(float("nan"),) * 3, reconnects=4, state="offline", error=None,
+    )  # fmt: skip
+    _print_summary(_summary(_stream("door"), never), _config("rtsp://h/door", "rtsp://h/gate"))
+    lines = capsys.readouterr().err.splitlines()
+    (line,) = [s for s in lines if s.startswith("streamer:   gate:")]
+    assert "latency p50/p95/p99 -/-/- ms, offline" in line and "nan" not in line
+    assert any("latency p50/p95/p99 40/60/90 ms" in s for s in lines)
