@@ -2,14 +2,16 @@
 
 Progress goes to stderr: a bar while every stream is a file, else a status table every
 `--status-every` seconds (per stream: state, input / analysed / output fps, drops, latency
-percentiles, reconnects, damaged), and under it, with `--archive`, a line on the archive
-(whether it writes, its moments, recordings and alert clips). The summary (`RunSummary`, one
+percentiles, reconnects, damaged), and under it a line for each live stream whose analysis
+falls well short of its rate, and, with `--archive`, a line on the archive (whether it writes,
+its moments, recordings and alert clips). The summary (`RunSummary`, one
 `StreamSummary` per stream) is what `run_pipeline` returns and what the CLI prints and turns
 into an exit code.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +21,8 @@ from typing import Any
 from streamer.core.progress import Counters, ProgressBar
 from streamer.core.stats import RateMeter, StreamRow, status_table
 from streamer.stream import StreamRun
+
+log = logging.getLogger("streamer")
 
 __all__ = [
     "Reporter",
@@ -173,6 +177,7 @@ class Reporter:
         self.meters: dict[str, tuple[StreamRun, RateMeter, RateMeter, RateMeter]] = {}
         self._meter_new_streams()
         self.last_table = time.monotonic()
+        self.short: dict[str, int] = {}  # tables in a row each stream's analysis fell short
         expected = [s.expected for s in streams]
         self.counters.expected = sum(expected) if all(expected) else None
 
@@ -189,7 +194,10 @@ class Reporter:
         now = time.monotonic()
         if final or now - self.last_table >= self.status_every:
             self.last_table = now
-            table = status_table([self._row(s, now) for s in streams])
+            rows = [self._row(s, now) for s in streams]
+            table = status_table(rows)
+            for note in self._short_of_analysis(rows):
+                table += "\n" + note
             if self.archive is not None:
                 table += "\n" + archive_line(self.archive.status())
             if self.mqtt is not None:
@@ -197,6 +205,27 @@ class Reporter:
             for note in self.notes.values():
                 table += "\n" + note
             print(table, file=sys.stderr, flush=True)
+
+    def _short_of_analysis(self, rows: list[StreamRow]) -> list[str]:
+        """A line for each live stream whose analysis has run well short of the rate asked
+        for two tables in a row (the encoder saturated: the newest frames are analysed, the
+        others counted in its drops); a warning the first time, for the log."""
+        notes = []
+        for stream, row in zip(self.streams, rows, strict=True):
+            asked = stream.shared.sampler.rate(stream.name)
+            wanted = row.in_fps if asked is None else min(asked, row.in_fps)
+            short = stream.live and row.state in ("online", "playing") and wanted >= 0.5 and (
+                row.analysed_fps < 0.8 * wanted)  # fmt: skip
+            self.short[stream.name] = self.short.get(stream.name, 0) + 1 if short else 0
+            if self.short[stream.name] < 2:
+                continue
+            note = (f"{stream.name}: analyses {row.analysed_fps:.1f} of the {wanted:.1f} "
+                    "frames/s asked: the encoder cannot keep up (lower --analyze-fps, use "
+                    "--int8 on a CPU, or a GPU)")  # fmt: skip
+            if self.short[stream.name] == 2:
+                log.warning("%s", note)
+            notes.append(note)
+        return notes
 
     def _meter_new_streams(self) -> None:
         """Meters for the streams added (or added again) since the last tick: the stream API

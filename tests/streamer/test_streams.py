@@ -1,11 +1,14 @@
 """Several streams in one run, and the live contract (freshest frame wins), on real clips."""
 
+import asyncio
+import logging
 import time
 
 import pytest
 from media import ffprobe, read_jsonl, video_stream
 
 from streamer import AnalysisConfig, ConfigError, OutputConfig, RunConfig, run_pipeline
+from streamer.core.batcher import BatchPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -104,6 +107,26 @@ async def test_file_contract_with_the_same_slow_analyser_waits_and_drops_nothing
     summary = await run_pipeline(config, encoder=slow)
     (stream,) = summary.streams
     assert stream.dropped == 0 and stream.frames == 50 and stream.analysed == 20
+
+
+async def test_a_live_stream_whose_analysis_cannot_keep_up_says_so_under_the_table(
+    tmp_path, long_clip, tiny_encoder, caplog, capsys
+):
+    slow = SlowEncoder(tiny_encoder, seconds=0.3)  # about 3 analyses a second
+    config = RunConfig(input=f"cam={long_clip}", live=True, status_every=0.5,
+                       outputs=OutputConfig(jsonl=str(tmp_path / "a.jsonl")),
+                       analysis=AnalysisConfig(analyze_fps=10.0,
+                                               batch=BatchPolicy(max_batch=1)))  # fmt: skip
+    stop = asyncio.Event()
+    run = asyncio.create_task(run_pipeline(config, encoder=slow, stop=stop, progress=True))
+    await asyncio.sleep(4.0)
+    stop.set()
+    await asyncio.wait_for(run, 30)
+    notes = [line for line in capsys.readouterr().err.splitlines() if "cannot keep up" in line]
+    assert notes and notes[0].startswith("cam: analyses ")
+    assert "of the 10.0 frames/s asked" in notes[0] and "--int8" in notes[0]
+    warned = [r for r in caplog.records if "cannot keep up" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING  # once, for the log
 
 
 async def test_an_output_that_would_overwrite_an_input_is_refused(
