@@ -104,7 +104,9 @@ class OpenVinoBackend:
             if int8 is not None:
                 model = _quantized(model, int8, encoder)
             compiled = core.compile_model(model, "CPU", config)
-            detail = f"OpenVINO {ov.__version__}{_in(precision)}, converted in memory"
+            detail = (
+                f"OpenVINO {ov.__version__}{_in(precision, int8 is not None)}, converted in memory"
+            )
             return OpenVinoRuntime(compiled, detail, dtype=_dtype(precision, int8 is not None))
 
         def build_fp32(folder: Path) -> None:
@@ -125,7 +127,7 @@ class OpenVinoBackend:
         key = fp32 if int8 is None else export_key(encoder, int8.variant)
         compiled = cache.load_or_build(key, build_fp32 if int8 is None else build_int8, load)
         logger.info("%s runs on OpenVINO %s (export %s)", what, ov.__version__, cache.folder(key))
-        detail = f"OpenVINO {ov.__version__}{_in(precision)}, {cache.folder(key)}"
+        detail = f"OpenVINO {ov.__version__}{_in(precision, key.int8)}, {cache.folder(key)}"
         return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key.int8))
 
     def open(
@@ -142,7 +144,7 @@ class OpenVinoBackend:
         # it ignores and compiles.
         core.set_property({"CACHE_DIR": str(compiled)})
         compiled = core.compile_model(str(folder / _IR), "CPU", compile_config(precision))
-        detail = f"OpenVINO {ov.__version__}{_in(precision)}, {folder}"
+        detail = f"OpenVINO {ov.__version__}{_in(precision, key.int8)}, {folder}"
         return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key.int8))
 
 
@@ -170,7 +172,10 @@ def cpu_has_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def _in(precision: str) -> str:
+def _in(precision: str, int8: bool = False) -> str:
+    """What the log line says the runtime computes in (int8 runs its other ops in `precision`)."""
+    if int8:
+        return " in int8" + (", the rest in bf16" if precision == "bf16" else "")
     return " in bf16" if precision == "bf16" else ""
 
 
