@@ -59,7 +59,8 @@ class EncoderChoice:
         calibrate: the video whose frames calibrate `int8`. None: the sample clip (the
             command line makes it the run's first file input, when it has one).
         export_cache: folder for the backend's exported model (converted once, then loaded);
-            None converts it at every load. The command line sets it under streamer's cache.
+            None converts it at every load, and makes "auto" torch (a log line says so). The
+            command line sets it to `streamer.core.samples.export_cache_dir()`.
     """
 
     kind: str = option(
@@ -165,7 +166,31 @@ def load_encoder(choice: EncoderChoice) -> Encoder:
     """
     weights = "pretrained" if choice.weights == "auto" else choice.weights
     with startup.phase("model create"):
-        return _load(choice, weights)
+        encoder = _load(choice, weights)
+    if encoder.info.backend == "torch":
+        _say_torch(choice, encoder)
+    return encoder
+
+
+def _say_torch(choice: EncoderChoice, encoder: Encoder) -> None:
+    """Log that torch runs the encoder, as the other backends log theirs; where "auto" chose
+    torch only for want of an export cache (`--no-cache`, or the API's `export_cache=None`),
+    the same line says what runs the faster backend."""
+    import torch  # loaded already: torch runs the encoder
+
+    info = encoder.info
+    why = ""
+    if choice.backend == "auto" and choice.export_cache is None:
+        cached = choose_backend("auto", choice.kind, **choice._asked(), cached=True).name
+        if cached != "torch":
+            why = (
+                f": backend 'auto' runs {cached} here only with an export cache to keep its "
+                "export in, and this run has none (--no-cache, or EncoderChoice without "
+                "export_cache); drop --no-cache, or from Python pass "
+                "export_cache=str(streamer.core.samples.export_cache_dir()), the command line's"
+            )
+    log.info("%s %r runs on torch %s (%s, %s)%s", info.kind, info.model, torch.__version__,
+             info.device, info.dtype, why)  # fmt: skip
 
 
 def _load(choice: EncoderChoice, weights: str) -> Encoder:

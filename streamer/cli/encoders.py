@@ -8,7 +8,7 @@ import dataclasses
 
 from streamer.cli.exits import EXIT_OK, report
 from streamer.cli.flags import add_options
-from streamer.core.samples import cache_dir
+from streamer.core.samples import export_cache_dir
 from streamer.errors import ConfigError
 
 
@@ -91,7 +91,7 @@ def _info(args: argparse.Namespace) -> int:
         encoder = load_encoder(EncoderChoice(
             kind=args.encoder, model=args.model, weights=args.weights, device=args.device,
             backend=args.backend, int8=args.int8, calibrate=args.calibrate,
-            export_cache=str(cache_dir() / "exports"),
+            export_cache=str(export_cache_dir()),
         ))  # fmt: skip
     except Exception as exc:
         return report(exc)
@@ -110,7 +110,7 @@ def _export(args: argparse.Namespace) -> int:
     from streamer.cli.build import calibrate_needs_int8
 
     calibrate_needs_int8(args.int8, args.calibrate)
-    cache = cache_dir() / "exports"
+    cache = export_cache_dir()
     try:
         if not keeps_exports(cache):
             raise ConfigError(f"the export cache {cache} cannot be written: make it writable, "

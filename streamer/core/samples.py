@@ -32,6 +32,12 @@ def cache_dir() -> Path:
     return Path(base) / "streamer"
 
 
+def export_cache_dir() -> Path:
+    """Where the command line keeps encoder exports: `cache_dir()`/exports. From Python,
+    `EncoderChoice(export_cache=str(export_cache_dir()))` runs as `streamer run` does."""
+    return cache_dir() / "exports"
+
+
 def default_cache_dir() -> Path:
     """Where fetched samples are kept: `cache_dir()`/samples."""
     return cache_dir() / "samples"

@@ -3,6 +3,7 @@ and reaching the encoder from the command line, a configuration file and the Pyt
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -113,6 +114,35 @@ def test_the_command_line_refuses_it_before_loading_anything(tmp_path, capsys) -
     toml.write_text('[encoder]\nbackend = "openvino"\ndevice = "cuda"\n')
     assert main(["config", "--check", str(toml)]) == 2
     assert "runs on the CPU only" in capsys.readouterr().err
+
+
+def _torch_lines(caplog, choice: EncoderChoice) -> list[str]:
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="streamer.encoder"):
+        load_encoder(choice)
+    return [r.getMessage() for r in caplog.records if "runs on torch" in r.getMessage()]
+
+
+def test_auto_without_an_export_cache_says_why_it_runs_torch_and_how_not_to(tmp_path, caplog):
+    from streamer.core.samples import export_cache_dir
+
+    tiny = {"kind": "clip", "model": "tiny", "weights": "random", "device": "cpu"}
+    (line,) = _torch_lines(caplog, EncoderChoice(**tiny))  # the API's default: no cache
+    assert line.startswith("clip 'tiny' runs on torch ") and "(cpu, float32)" in line
+    assert "backend 'auto' runs openvino here only with an export cache" in line
+    assert "export_cache=str(streamer.core.samples.export_cache_dir())" in line
+    # ... which is the cache the command line gives a run
+    assert _run_config(tmp_path).encoder.export_cache == str(export_cache_dir())
+    # torch asked for by name: which backend runs, and no advice
+    (line,) = _torch_lines(caplog, EncoderChoice(**tiny, backend="torch"))
+    assert line.endswith("(cpu, float32)") and "auto" not in line
+
+
+def test_a_no_cache_run_says_which_backend_runs(tmp_path, caplog) -> None:
+    config = _run_config(tmp_path, "--no-cache", "--model", "tiny", "--weights", "random",
+                         "--device", "cpu")  # fmt: skip
+    (line,) = _torch_lines(caplog, config.encoder)
+    assert line.startswith("clip 'tiny' runs on torch ") and "--no-cache" in line
 
 
 @pytest.mark.slow
