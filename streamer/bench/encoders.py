@@ -1,7 +1,8 @@
 """`streamer bench encoders`: the encoder table for the machine it runs on.
 
-For each encoder: parameters, size of the weights in the dtype it runs in, median latency of a
-batch of 1 and of 4, the batch size with the highest throughput and that throughput, and the
+For each encoder: parameters, size of the weights in the dtype it runs in (on another backend
+than torch: the size on disk of the export it runs, int8 or fp32), median latency of a batch
+of 1 and of 4, the batch size with the highest throughput and that throughput, and the
 peak memory of loading and running it. Random weights: speed and memory do not depend on what
 the weights are, and nothing has to be downloaded.
 
@@ -61,7 +62,9 @@ class EncoderRow:
         encoder: "kind:model" as given.
         device, dtype, speedups, backend: where and how it ran (`EncoderInfo`).
         params_m: parameters in millions (CLIP: image and text towers).
-        size_mb: weights in memory, in the dtype it ran in.
+        size_mb: torch: the weights in memory, in the dtype it ran in (CLIP: both towers);
+            another backend: the files of the image tower's export it ran, on disk (int8 or
+            fp32); None: converted in memory, nothing on disk.
         latency_ms: median milliseconds per batch, by batch size.
         throughput: images per second, by batch size.
         peak_mb: peak memory of loading and running it; memory_kind says how it was measured.
@@ -74,7 +77,7 @@ class EncoderRow:
     dtype: str
     speedups: str
     params_m: float
-    size_mb: float
+    size_mb: float | None
     latency_ms: dict[int, float] = field(default_factory=dict)
     throughput: dict[int, float] = field(default_factory=dict)
     peak_mb: float = 0.0
@@ -153,7 +156,9 @@ def bench_encoder(
         )  # fmt: skip
         encoder.accelerate(acceleration or Acceleration())
         latency, throughput = _time_batches(encoder, batches, seconds, frame_size)
-    row = _row(spec, encoder, latency, throughput, memory, frame_size)
+    row = _row(
+        spec, encoder, latency, throughput, memory, frame_size, _size_mb(encoder, export_cache)
+    )
     del encoder
     gc.collect()
     if target.type == "cuda":
@@ -168,20 +173,16 @@ def _row(
     throughput: dict[int, float],
     memory: PeakMemory,
     frame_size: tuple[int, int] | None,
+    size_mb: float | None,
 ) -> EncoderRow:
     info = encoder.info
-    module = getattr(encoder, "module", None)
-    if module is None:  # opened from the export cache, no torch model: the export runs fp32
-        size = info.num_params * 4
-    else:
-        size = sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
     return EncoderRow(
         encoder=spec,
         device=info.device,
         dtype=info.dtype,
         speedups=info.speedups,
         params_m=info.num_params / 1e6,
-        size_mb=size / 2**20,
+        size_mb=size_mb,
         latency_ms=latency,
         throughput=throughput,
         peak_mb=memory.peak_mb,
@@ -190,6 +191,22 @@ def _row(
         random_weights=info.random_weights,
         backend=info.backend,
     )
+
+
+def _size_mb(encoder: encoders.Encoder, export_cache: str | None) -> float | None:
+    """What the row's encoder runs, in MB: torch's weights in memory; on another backend, the
+    export's files on disk (None: converted in memory)."""
+    if encoder.info.backend == "torch":
+        module = encoder.module
+        tensors = (*module.parameters(), *module.buffers())
+        return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+    key = getattr(encoder.runtime, "export_key", None)
+    if key is None or export_cache is None:
+        return None
+    from encoders.backends.export_cache import ExportCache
+
+    folder = ExportCache(export_cache).folder(key)
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
 
 
 def _import_library(kind: str) -> None:
@@ -237,9 +254,9 @@ def markdown_table(rows: Sequence[EncoderRow]) -> str:
     device = torch.device(first.device)
     lines = [
         f"Machine: {machine_line(device)}.",
-        f"Device {first.device}{_threads(device)}, speed-ups: {first.speedups}; "
+        f"Device {first.device}{_threads(device)}{_speedups(rows)}; "
         f"input: {first.input}; RANDOM weights (speed and memory do not depend on them); "
-        f"peak memory: {first.memory_kind}.",
+        f"peak memory: {first.memory_kind}{_size_note(rows)}.",
         "",
         "| encoder | backend, dtype | params (M) | size (MB) | latency b1 (ms) | latency b4 (ms) "
         "| best batch | throughput (img/s) | peak memory (MB) |",
@@ -249,11 +266,28 @@ def markdown_table(rows: Sequence[EncoderRow]) -> str:
         best = row.best_batch
         lines.append(
             f"| {row.encoder} | {row.backend}, {row.dtype} | {row.params_m:.1f} | "
-            f"{row.size_mb:.0f} | {_ms(row.latency_ms.get(1))} | {_ms(row.latency_ms.get(4))} | "
+            f"{_mb(row.size_mb)} | {_ms(row.latency_ms.get(1))} | {_ms(row.latency_ms.get(4))} | "
             f"{best} | "
             f"{row.throughput[best]:.1f} | {row.peak_mb:.0f} |"
         )
     return "\n".join(lines)
+
+
+def _speedups(rows: Sequence[EncoderRow]) -> str:
+    """The torch speed-ups of the rows torch runs; nothing where none does (they do not
+    apply to another backend)."""
+    used = sorted({row.speedups for row in rows if row.backend == "torch"})
+    return f", torch speed-ups: {' / '.join(used)}" if used else ""
+
+
+def _size_note(rows: Sequence[EncoderRow]) -> str:
+    if all(row.backend == "torch" for row in rows):
+        return ""
+    return "; size: torch's weights in memory, another backend's image-tower export on disk"
+
+
+def _mb(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}"
 
 
 def _threads(device: torch.device) -> str:

@@ -78,15 +78,21 @@ def test_bench_encoders_from_frames(capsys) -> None:
 def test_bench_encoders_measures_int8(tmp_path, monkeypatch, capsys, small_clip) -> None:
     pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    out = tmp_path / "encoders.json"
     code = main(["bench", "encoders", "--encoders", "clip:tiny", "--backend", "onnxruntime",
                  "--int8", "--calibrate", str(small_clip), "--batches", "1",
-                 "--seconds", "0.05"])  # fmt: skip
+                 "--seconds", "0.05", "--json", str(out)])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0
     (row,) = _table_rows(printed, ENCODER_HEADER)
     assert row[1] == "onnxruntime, int8" and float(row[4]) > 0
-    assert [p.name for p in (tmp_path / "streamer" / "exports" / "onnxruntime").iterdir()
-            if "-int8-" in p.name and p.is_dir()]  # fmt: skip
+    (export,) = [p for p in (tmp_path / "streamer" / "exports" / "onnxruntime").iterdir()
+                 if "-int8-" in p.name and p.is_dir()]  # fmt: skip
+    # the size is what the row ran, the int8 export on disk, not the fp32 torch model's
+    on_disk = sum(f.stat().st_size for f in export.rglob("*") if f.is_file()) / 2**20
+    (data,) = json.loads(out.read_text())
+    assert data["size_mb"] == pytest.approx(on_disk)
+    assert "speed-ups" not in printed  # torch's, and no row runs torch
 
 
 @pytest.mark.parametrize(
@@ -105,6 +111,23 @@ def test_bench_encoders_rejects_bad_flags(flags, message, capsys) -> None:
     code = main(["bench", "encoders", "--device", "cpu", "--seconds", "0.01", *flags])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_encoder_table_header_agrees_with_its_rows() -> None:
+    timing = {"latency_ms": {1: 2.5}, "throughput": {1: 400.0}, "memory_kind": "RSS peak delta"}
+    torch_row = EncoderRow("clip:tiny", "cpu", "float32", "eager", 3.4, 13.0, **timing)
+    openvino_row = EncoderRow("clip:tiny", "cpu", "int8", "none", 3.4, 0.9, **timing,
+                              backend="openvino")  # fmt: skip
+    converted = EncoderRow("default", "cpu", "float32", "none", 30.8, None, **timing,
+                           backend="openvino")  # fmt: skip
+    both = markdown_table([torch_row, openvino_row])
+    assert "torch speed-ups: eager" in both and "speed-ups: none" not in both
+    assert "size: torch's weights in memory, another backend's image-tower export on disk" in both
+    assert [r[3] for r in _table_rows(both, ENCODER_HEADER)] == ["13", "1"]
+    alone = markdown_table([openvino_row, converted])
+    assert "speed-ups" not in alone  # no row runs torch
+    assert [r[3] for r in _table_rows(alone, ENCODER_HEADER)] == ["1", "–"]  # in memory only
+    assert "size:" not in markdown_table([torch_row])
 
 
 def test_markdown_table_marks_missing_batches() -> None:
