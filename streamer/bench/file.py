@@ -8,7 +8,11 @@ the label vocabulary are set-up in every mode):
   naive        one thread, frame by frame: decode; for sampled frames open_clip's own PIL
                preprocess + encode one image; draw; H.264 encode
   pipeline     `streamer`'s pipeline (threaded decode, batched on-device preprocessing,
-               encoder thread, writer thread)
+               encoder thread, writer thread), its encoder loaded as `streamer run` loads it
+               (`PipelineEncoder`: the backend, int8, precision and export cache it is given)
+
+The naive loop stays torch in fp32 whatever the pipeline runs on: it is the loop a user writes
+first, the baseline the pipeline is measured against.
 
 With `live=True` each mode reads the clip paced at its frame rate, like a camera: a frame is
 "captured" at its scheduled time whether or not the loop is ready for it, and its latency is
@@ -16,7 +20,9 @@ the time from then until it is written. The floor and the naive loop cannot drop
 loop slower than the camera falls further behind; the pipeline keeps the newest frames.
 
 Each mode runs in a child process (`python -m streamer.bench.file CONFIG-JSON`) so that its
-peak memory is its own; the child prints one JSON line.
+peak memory is its own; the child prints one JSON line. `prepare` runs what a first
+`streamer run` does once (`--prepare CONFIG-JSON`: the export made, the labels embedded), so
+that each timed pipeline row starts as a later run does.
 """
 
 from __future__ import annotations
@@ -28,14 +34,48 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from streamer.bench.measure import child_env, percentiles
 from streamer.errors import BenchError, ConfigError
 
-__all__ = ["MODES", "ModeConfig", "ModeResult", "run_mode", "spawn"]
+if TYPE_CHECKING:
+    from streamer.analysis.worker import EncoderChoice
+
+__all__ = ["MODES", "ModeConfig", "ModeResult", "PipelineEncoder", "prepare", "run_mode", "spawn"]
 
 MODES = ("floor", "floor+draw", "naive", "pipeline")
+
+
+@dataclass(frozen=True)
+class PipelineEncoder:
+    """How the pipeline mode loads its encoder: as `streamer run` does, through an
+    `EncoderChoice` with these fields (`streamer.analysis.worker`).
+
+    Attributes:
+        backend: "auto", "torch", "openvino" or "onnxruntime" ("auto" without an
+            `export_cache` is torch, as `EncoderChoice` says).
+        precision: "auto", "fp32", "fp16" or "bf16".
+        int8: the image tower quantised to int8, calibrated on `calibrate`.
+        calibrate: the video int8 calibrates on; None: the sample clip.
+        export_cache: where the exports are kept (the command line's:
+            `streamer.core.samples.export_cache_dir()`); None: none kept.
+    """
+
+    backend: str = "auto"
+    precision: str = "auto"
+    int8: bool = False
+    calibrate: str | None = None
+    export_cache: str | None = None
+
+    def choice(self, model: str, device: str | None) -> EncoderChoice:
+        """The choice of CLIP `model` on `device` with random weights; a combination no
+        backend runs is a ConfigError naming the fix."""
+        from streamer.analysis.worker import EncoderChoice
+
+        return EncoderChoice(kind="clip", model=model, weights="random", device=device,
+                             **asdict(self))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -47,7 +87,8 @@ class ModeConfig:
         clip: the input file.
         out: the annotated video written.
         model: CLIP model for the naive loop and the pipeline (random weights).
-        device: "cpu", "cuda", ...
+        device: "cpu", "cuda", ...; None: CUDA when available.
+        encoder: how the pipeline loads its encoder (the naive loop: torch, fp32).
         preset: x264 preset of the written video.
         analyze_fps: analysed frames per second; None: every frame.
         live: read the clip paced at its frame rate, like a camera.
@@ -61,7 +102,8 @@ class ModeConfig:
     clip: str
     out: str
     model: str = "ViT-B/32"
-    device: str = "cpu"
+    device: str | None = "cpu"
+    encoder: PipelineEncoder = field(default_factory=PipelineEncoder)
     preset: str = "veryfast"
     analyze_fps: float | None = 2.0
     live: bool = False
@@ -74,6 +116,8 @@ class ModeConfig:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.labels is not None:  # a list after a JSON round trip
             object.__setattr__(self, "labels", tuple(self.labels))
+        if isinstance(self.encoder, dict):  # a dict, likewise
+            object.__setattr__(self, "encoder", PipelineEncoder(**self.encoder))
 
 
 @dataclass(frozen=True)
@@ -87,6 +131,8 @@ class ModeResult:
         wall_s: seconds of the frame loop; fps: frames written per second.
         latency_ms: live runs: (p50, p95, p99) from capture to written; None for files.
         peak_rss_mb: the child process's peak resident memory.
+        encoder: what ran the image encoder, "backend, dtype on device" ("openvino, float32 on
+            cpu"); None for the floors.
     """
 
     mode: str
@@ -98,6 +144,7 @@ class ModeResult:
     fps: float
     latency_ms: tuple[float, float, float] | None
     peak_rss_mb: float
+    encoder: str | None = None
 
 
 def _writer(clip: str, out: str, preset: str):
@@ -146,6 +193,7 @@ class _Loop:
         self.latencies: list[float] = []
         self.frames = 0
         self.analysed = 0
+        self.encoder: str | None = None
         self.started = time.perf_counter()
         self.writer = _writer(config.clip, config.out, config.preset)
 
@@ -160,7 +208,7 @@ class _Loop:
         live = self.config.live
         return ModeResult(self.config.mode, live, self.frames, self.analysed, 0, wall,
                           self.frames / wall, percentiles(self.latencies) if live else None,
-                          _peak_rss_mb())  # fmt: skip
+                          _peak_rss_mb(), self.encoder)  # fmt: skip
 
 
 def _hud(t: float, n: int):
@@ -220,6 +268,7 @@ def mode_naive(config: ModeConfig) -> ModeResult:
     overlay, sampler = Overlay(OverlayStyle()), Sampler(config.analyze_fps)
     annotation = caption = None
     loop = _Loop(config)
+    loop.encoder = _ran(encoder)
     for pts, t, image, captured in _frames(config.clip, config.live):
         if sampler.take("bench", t):
             pixels = preprocess(Image.fromarray(image)).unsqueeze(0).to(encoder.device)
@@ -243,14 +292,9 @@ def mode_naive(config: ModeConfig) -> ModeResult:
 def mode_pipeline(config: ModeConfig) -> ModeResult:
     import asyncio
 
-    from encoders import create_encoder
-    from encoders.acceleration import Acceleration
     from streamer import AnalysisConfig, OutputConfig, RunConfig, run_pipeline
-    from streamer.analysis.labels import default_labels, prompts
-    from streamer.analysis.text_cache import cached_text_embeddings
 
-    encoder = create_encoder("clip", config.model, weights="random", device=config.device)
-    encoder.accelerate(Acceleration())  # what `streamer run` does by default
+    encoder = _loaded(config)
     extra = {}
     if config.hwaccel != "none":
         from streamer.sources import SourceOptions
@@ -264,16 +308,6 @@ def mode_pipeline(config: ModeConfig) -> ModeResult:
         ),
         live=True if config.live else None,
         **extra,
-    )
-
-    async def embed(texts):
-        return encoder.embed_text(texts).cpu().numpy()
-
-    # Set-up outside the timed part, as for the naive loop: fill the label-embedding cache.
-    asyncio.run(
-        cached_text_embeddings(
-            config.text_cache, encoder.info, prompts(config.labels or default_labels()), embed
-        )
     )
     started = time.perf_counter()
     summary = asyncio.run(run_pipeline(run, encoder=encoder))
@@ -289,16 +323,41 @@ def mode_pipeline(config: ModeConfig) -> ModeResult:
         fps=summary.frames / wall,
         latency_ms=tuple(stream.latency_ms) if (stream and config.live) else None,
         peak_rss_mb=_peak_rss_mb(),
+        encoder=_ran(encoder),
     )
+
+
+def _loaded(config: ModeConfig):
+    """The pipeline's encoder, loaded as `streamer run` loads it (`load_encoder`), with the
+    label embeddings in `config.text_cache`: set-up outside the timed part, as for the naive
+    loop."""
+    import asyncio
+
+    from streamer.analysis.labels import default_labels, prompts
+    from streamer.analysis.text_cache import cached_text_embeddings
+    from streamer.analysis.worker import load_encoder
+
+    encoder = load_encoder(config.encoder.choice(config.model, config.device))
+
+    async def embed(texts):
+        return encoder.embed_text(texts).float().cpu().numpy()
+
+    texts = prompts(config.labels or default_labels())
+    asyncio.run(cached_text_embeddings(config.text_cache, encoder.info, texts, embed))
+    return encoder
+
+
+def _ran(encoder) -> str:
+    """What runs the image encoder: "backend, dtype on device"."""
+    info = encoder.info
+    return f"{info.backend}, {info.dtype} on {info.device}"
 
 
 def run_mode(config: ModeConfig) -> ModeResult:
     """Run one mode in this process (the floors never import torch)."""
     if config.mode in ("floor", "floor+draw"):
         return mode_floor(config, draw=config.mode == "floor+draw")
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 1)
+    _set_threads()
     if config.mode == "naive":
         return mode_naive(config)
     return mode_pipeline(config)
@@ -310,17 +369,42 @@ def spawn(config: ModeConfig, timeout: float | None = None) -> ModeResult:
     Raises:
         BenchError: the child failed; the message ends with its stderr.
     """
-    env = child_env()
-    command = [sys.executable, "-m", "streamer.bench.file", json.dumps(asdict(config))]
-    done = subprocess.run(
-        command, capture_output=True, text=True, check=False, env=env, timeout=timeout
-    )
-    if done.returncode != 0:
-        raise BenchError(f"benchmark mode {config.mode} failed:\n{done.stderr[-3000:]}")
-    fields = json.loads(done.stdout.strip().splitlines()[-1])
+    fields = _child([json.dumps(asdict(config))], config.mode, timeout)
     if fields["latency_ms"] is not None:
         fields["latency_ms"] = tuple(fields["latency_ms"])
     return ModeResult(**fields)
+
+
+def prepare(config: ModeConfig, timeout: float | None = None) -> str:
+    """Do once, in a child process, what a first `streamer run` does: load the pipeline's
+    encoder (exported, and quantised with int8, into its export cache) and embed the labels
+    into `config.text_cache`. The timed pipeline rows then start as a later run does, and the
+    export's cost is in none of their times or peak memories.
+
+    Returns:
+        What runs the pipeline's image encoder, "backend, dtype on device".
+
+    Raises:
+        BenchError: the child failed; the message ends with its stderr.
+    """
+    return _child(["--prepare", json.dumps(asdict(config))], "prepare", timeout)["encoder"]
+
+
+def _child(args: list[str], name: str, timeout: float | None) -> dict:
+    """Run `python -m streamer.bench.file ARGS`; its last line of output, as JSON."""
+    command = [sys.executable, "-m", "streamer.bench.file", *args]
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=False, env=child_env(), timeout=timeout
+    )
+    if done.returncode != 0:
+        raise BenchError(f"benchmark mode {name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _set_threads() -> None:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
 
 
 def _peak_rss_mb() -> float:
@@ -328,11 +412,17 @@ def _peak_rss_mb() -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Child entry point: one ModeConfig as JSON in, one ModeResult as JSON out."""
+    """Child entry point: one ModeConfig as JSON in, one ModeResult as JSON out; with
+    `--prepare` first, `prepare`'s work, and what runs the encoder out."""
     import logging
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    config = ModeConfig(**json.loads((argv or sys.argv[1:])[0]))
+    args = argv or sys.argv[1:]
+    config = ModeConfig(**json.loads(args[-1]))
+    if args[0] == "--prepare":
+        _set_threads()
+        print(json.dumps({"encoder": _ran(_loaded(config))}))
+        return
     print(json.dumps(asdict(run_mode(config))))
 
 

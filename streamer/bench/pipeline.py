@@ -9,6 +9,11 @@ the other, and the report gives the ratios between them:
   over the floor's, and latency (capture → written) of the pipeline, the floor and the naive
   loop. The naive loop cannot drop frames: when it is slower than the camera its latency grows
   through the run.
+
+The pipeline loads its encoder as `streamer run` does (`PipelineBench.encoder`: the backend,
+int8, precision and export cache); the naive loop runs torch in fp32, the loop a user writes
+first. A backend that keeps an export has it made, and the labels embedded, once before the
+timed rows (`streamer.bench.file.prepare`): each row starts as a later `streamer run` does.
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from streamer.bench.clips import looped_clip
-from streamer.bench.file import ModeConfig, ModeResult, spawn
+from streamer.bench.file import ModeConfig, ModeResult, PipelineEncoder, prepare, spawn
 from streamer.errors import ConfigError
 
 __all__ = ["PipelineBench", "PipelineReport", "run_pipeline_bench"]
@@ -35,7 +40,11 @@ class PipelineBench:
         seconds: shortest length of the benchmark clip.
         loops: repeat the input exactly this many times instead; None: from `seconds`.
         model: CLIP model (random weights) for the naive loop and the pipeline.
-        device: "cpu", "cuda", ...
+        device: "cpu", "cuda", ...; None: CUDA when available, as `streamer run` (decided in
+            the child processes: this one never imports torch, whose memory a child started
+            from it would count in its peak).
+        encoder: how the pipeline loads its encoder (the command line: as `streamer run`,
+            with the export cache); the naive loop runs torch in fp32.
         preset: x264 preset of the written videos.
         analyze_fps: the default analysis rate; None: every frame.
         every_frame: also the file rows with every frame analysed.
@@ -46,7 +55,8 @@ class PipelineBench:
     seconds: float = 20.0
     loops: int | None = None
     model: str = "ViT-B/32"
-    device: str = "cpu"
+    device: str | None = "cpu"
+    encoder: PipelineEncoder = field(default_factory=PipelineEncoder)
     preset: str = "veryfast"
     analyze_fps: float | None = 2.0
     every_frame: bool = True
@@ -65,6 +75,7 @@ class PipelineBench:
         if self.analyze_fps is not None and not self.analyze_fps > 0:
             raise ConfigError(f"analyze_fps must be > 0 (or None: every frame), got "
                              f"{self.analyze_fps}")  # fmt: skip
+        self.encoder.choice(self.model, self.device)  # refused now, not after the floors
 
 
 @dataclass(frozen=True)
@@ -106,7 +117,7 @@ class PipelineReport:
         lines = [
             f"Machine: {platform.machine()}, {os.cpu_count()} cores; clip {b.clip.name} "
             f"x{self.loops}{'' if b.loops else f' (≥ {b.seconds:g} s)'}; CLIP {b.model} "
-            f"(random weights) on {b.device}; x264 {b.preset}.",
+            f"(random weights){self._encoders()}; x264 {b.preset}.",
             "",
             "| mode | frames | analysed | dropped | frames/s | latency p50 / p95 / p99 (ms) "
             "| peak RSS (MB) |",
@@ -122,6 +133,18 @@ class PipelineReport:
 
     def _rates(self) -> list[str]:
         return [_rate(fps) for fps in self.bench.rates()]
+
+    def _encoders(self) -> str:
+        """What ran the encoder of the pipeline and of the naive loop, from their rows:
+        ": pipeline openvino, float32 on cpu (--backend auto), naive loop torch, float32 on
+        cpu"."""
+        parts = []
+        for mode, name in (("pipeline", "pipeline"), ("naive", "naive loop")):
+            ran = sorted({r.encoder for r in self.results.values() if r.mode == mode and r.encoder})
+            if ran:
+                asked = f" (--backend {self.bench.encoder.backend})" if mode == "pipeline" else ""
+                parts.append(f"{name} {' / '.join(ran)}{asked}")
+        return ": " + ", ".join(parts) if parts else ""
 
 
 def _rate(fps: float | None) -> str:
@@ -142,7 +165,8 @@ def run_pipeline_bench(
     Args:
         bench: what to run.
         folder: a scratch folder (the looped clip and every mode's video go there).
-        progress: told the name of each mode as it starts.
+        progress: told the name of each mode as it starts (and of the set-up, when the
+            pipeline's backend keeps an export).
 
     Returns:
         The report.
@@ -160,19 +184,18 @@ def run_pipeline_bench(
         plan += [("live floor", "floor", None, True),
                  (f"live naive @{rate}", "naive", bench.analyze_fps, True),
                  (f"live pipeline @{rate}", "pipeline", bench.analyze_fps, True)]  # fmt: skip
+
+    def config(index: int, mode: str, fps: float | None, live: bool) -> ModeConfig:
+        return ModeConfig(mode=mode, clip=str(clip), out=str(folder / f"out{index}.mp4"),
+                          model=bench.model, device=bench.device, encoder=bench.encoder,
+                          preset=bench.preset, analyze_fps=fps, live=live,
+                          text_cache=str(folder / "text"))  # fmt: skip
+
+    if bench.encoder.backend != "torch" and bench.encoder.export_cache is not None:
+        progress("pipeline set-up (its export made once, the labels embedded)")
+        prepare(config(len(plan), "pipeline", None, False))
     results: dict[str, ModeResult] = {}
     for index, (name, mode, fps, live) in enumerate(plan):
         progress(name)
-        config = ModeConfig(
-            mode=mode,
-            clip=str(clip),
-            out=str(folder / f"out{index}.mp4"),
-            model=bench.model,
-            device=bench.device,
-            preset=bench.preset,
-            analyze_fps=fps,
-            live=live,
-            text_cache=str(folder / "text"),
-        )
-        results[name] = spawn(config)
+        results[name] = spawn(config(index, mode, fps, live))
     return PipelineReport(bench, loops, results)

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from streamer.cli.exits import EXIT_OK, report
 from streamer.cli.flags import add_options
-from streamer.core.samples import cache_dir
+from streamer.core.samples import export_cache_dir
 from streamer.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
 
     from streamer.bench.encoders import EncoderRow
+    from streamer.bench.pipeline import PipelineBench
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -58,9 +59,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     pipe = sub.add_parser(
         "pipeline",
         help="file and live fps and latency against the decode floor and a naive loop",
-        description="Run the decode floor, floor+draw, a naive one-thread loop and the "
-        "pipeline on the same clip, each in its own process, for files and paced like a "
-        "camera, and print the ratios (markdown).",
+        description="Run the decode floor, floor+draw, a naive one-thread loop (torch, fp32) "
+        "and the pipeline on the same clip, each in its own process, for files and paced like "
+        "a camera, and print the ratios (markdown). The pipeline loads its encoder as "
+        "`streamer run` does: --backend, --int8, --precision, the export cache.",
     )
     pipe.add_argument("--clip", help="input video (default: the sample clip, fetched once)")
     pipe.add_argument(
@@ -68,7 +70,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="shortest benchmark clip: the input is repeated whole (default 20)",
     )  # fmt: skip
     pipe.add_argument("--model", default="ViT-B/32", help="CLIP model (random weights)")
-    pipe.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
+    add_options(pipe, ["device", "precision", "backend", "int8", "calibrate"], defaults=True)
     pipe.add_argument("--preset", default="veryfast", help="x264 preset (default: veryfast)")
     pipe.add_argument(
         "--analyze-fps", type=float, default=2.0, help="default analysis rate (default 2)"
@@ -131,7 +133,7 @@ def _encoders(args: argparse.Namespace) -> int:
                                  batches=batches, seconds=args.seconds,
                                  acceleration=acceleration, frame_size=frames,
                                  backend=backend, calibration=calibration,
-                                 export_cache=str(cache_dir() / "exports")))  # fmt: skip
+                                 export_cache=str(export_cache_dir())))  # fmt: skip
         except Exception as exc:
             return report(exc)
     print(markdown_table(rows))
@@ -141,23 +143,10 @@ def _encoders(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from streamer.bench.pipeline import PipelineBench, run_pipeline_bench
-    from streamer.core.samples import sample_clip
+    from streamer.bench.pipeline import run_pipeline_bench
 
     try:
-        clip = Path(args.clip) if args.clip else sample_clip()
-        if not clip.is_file():
-            raise ConfigError(f"--clip {str(clip)!r} is not a file")
-        bench = PipelineBench(
-            clip=clip,
-            seconds=args.seconds,
-            model=args.model,
-            device=args.device,
-            preset=args.preset,
-            analyze_fps=args.analyze_fps,
-            every_frame=not args.skip_every_frame,
-            live=not args.no_live,
-        )
+        bench = _pipeline_bench(args)
     except Exception as exc:  # a bad option (exit 2), or the sample clip not to be had (1)
         return report(exc)
     with tempfile.TemporaryDirectory(prefix="streamer-bench-") as tmp:
@@ -174,6 +163,36 @@ def _pipeline(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _pipeline_bench(args: argparse.Namespace) -> PipelineBench:
+    """What `bench pipeline` runs: the pipeline's encoder chosen as `streamer run` chooses it
+    (the export cache, `--int8` calibrated on the clip unless `--calibrate` names a video)."""
+    from streamer.bench.file import PipelineEncoder
+    from streamer.bench.pipeline import PipelineBench
+    from streamer.cli.build import calibrate_needs_int8
+    from streamer.core.samples import sample_clip
+
+    clip = Path(args.clip) if args.clip else sample_clip()
+    if not clip.is_file():
+        raise ConfigError(f"--clip {str(clip)!r} is not a file")
+    calibrate_needs_int8(args.int8, args.calibrate)
+    calibrate = str(clip.resolve()) if args.int8 and args.calibrate is None else args.calibrate
+    encoder = PipelineEncoder(
+        backend=args.backend, precision=args.precision, int8=args.int8, calibrate=calibrate,
+        export_cache=str(export_cache_dir()),
+    )  # fmt: skip
+    return PipelineBench(
+        clip=clip,
+        seconds=args.seconds,
+        model=args.model,
+        device=args.device,
+        encoder=encoder,
+        preset=args.preset,
+        analyze_fps=args.analyze_fps,
+        every_frame=not args.skip_every_frame,
+        live=not args.no_live,
+    )
+
+
 def _backend(spec: str, device: torch.device, args: argparse.Namespace) -> tuple[str, str | None]:
     """The backend that runs `spec` (`--backend` with "auto" decided), checked as `run` checks
     it (a combination it cannot run is a ConfigError naming the fix), and with --int8 the
@@ -187,7 +206,7 @@ def _backend(spec: str, device: torch.device, args: argparse.Namespace) -> tuple
     choice = EncoderChoice(kind=kind, model=model, device=str(device), precision=args.precision,
                            compile=args.compile, backend=args.backend, int8=args.int8,
                            calibrate=args.calibrate,
-                           export_cache=str(cache_dir() / "exports"))  # fmt: skip
+                           export_cache=str(export_cache_dir()))  # fmt: skip
     return choice.runs_on, calibration_video(choice) if args.int8 else None
 
 

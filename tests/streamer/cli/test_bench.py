@@ -19,6 +19,8 @@ from media import ffprobe, video_stream
 
 from streamer.bench.clips import H264_ENCODERS, looped_clip, synthetic_clip
 from streamer.bench.encoders import EncoderRow, markdown_table, parse_encoder_spec
+from streamer.bench.file import ModeResult, PipelineEncoder
+from streamer.bench.pipeline import PipelineBench, PipelineReport
 from streamer.cli.main import main
 from streamer.errors import SourceOpenError
 
@@ -234,6 +236,70 @@ def test_bench_pipeline_reports_every_mode_and_the_ratios(small_clip, tmp_path, 
 def test_bench_pipeline_rejects_a_missing_clip(tmp_path, capsys) -> None:
     code = main(["bench", "pipeline", "--clip", str(tmp_path / "nope.mp4")])
     assert code == 2 and "is not a file" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # the tiny CLIP exported and quantised, then four short modes
+def test_bench_pipeline_loads_its_encoder_as_run_does(small_clip, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
+    pytest.importorskip("nncf", reason="the cpu extra (pip install 'streamer[cpu]')")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    out = tmp_path / "pipeline.json"
+    code = main(["bench", "pipeline", "--clip", str(small_clip), "--seconds", "1",
+                 "--model", "tiny", "--preset", "ultrafast", "--skip-every-frame", "--no-live",
+                 "--backend", "openvino", "--int8", "--json", str(out)])  # fmt: skip
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    header = printed.out.splitlines()[0]
+    assert "pipeline openvino, int8 on cpu (--backend openvino)" in header
+    assert "naive loop torch, float32 on cpu" in header  # the baseline stays torch
+    results = json.loads(out.read_text())["results"]
+    assert results["file pipeline @2 fps"]["encoder"] == "openvino, int8 on cpu"
+    assert results["file naive @2 fps"]["encoder"] == "torch, float32 on cpu"
+    assert results["file floor"]["encoder"] is None
+    # Exported and quantised once, before the timed rows, into the cache `streamer run` uses,
+    # calibrated on the clip as `streamer run` calibrates on its first file input.
+    progress = [line for line in printed.err.splitlines() if line.startswith("streamer: running")]
+    assert progress[0].startswith("streamer: running pipeline set-up")
+    exports = tmp_path / "streamer" / "exports"
+    assert [p for p in (exports / "openvino").iterdir() if "-int8-" in p.name and p.is_dir()]
+    variants = [json.loads(p.read_text())["request"]["variant"]
+                for p in (exports / "locators").glob("*.json")]  # fmt: skip
+    assert [v for v in variants if v.startswith(f"int8 {small_clip.name} ")], variants
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--backend", "openvino", "--device", "cuda"], "--backend openvino: "),
+        (["--precision", "fp8"], "argument --precision: "),
+        (["--backend", "onnx"], "argument --backend: "),
+    ],
+)
+def test_bench_pipeline_refuses_an_encoder_run_would_refuse(flags, message, small_clip, capsys):
+    try:
+        code = main(["bench", "pipeline", "--clip", str(small_clip), *flags])
+    except SystemExit as exc:  # argparse's own refusal of a value
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "running" not in err  # before any mode ran
+
+
+def test_the_pipeline_report_names_what_ran_each_encoder(tmp_path) -> None:
+    encoder = PipelineEncoder(int8=True, export_cache=str(tmp_path))
+    bench = PipelineBench(tmp_path / "c.mp4", every_frame=False, live=False, encoder=encoder)
+
+    def result(mode: str, encoder: str | None) -> ModeResult:
+        return ModeResult(mode, False, 50, 4, 0, 1.0, 50.0, None, 100.0, encoder)
+
+    report = PipelineReport(bench, 1, {
+        "file floor": result("floor", None), "file floor+draw": result("floor+draw", None),
+        "file naive @2 fps": result("naive", "torch, float32 on cpu"),
+        "file pipeline @2 fps": result("pipeline", "openvino, int8 on cpu"),
+    })  # fmt: skip
+    header = report.markdown().splitlines()[0]
+    assert ("CLIP ViT-B/32 (random weights): pipeline openvino, int8 on cpu (--backend auto), "
+            "naive loop torch, float32 on cpu; x264 veryfast.") in header  # fmt: skip
 
 
 # -- the GPU suite, on the CPU ------------------------------------------------------------------
