@@ -39,11 +39,17 @@ def test_a_reader_that_goes_away_stops_the_run_with_a_message_and_valid_outputs(
          "--jsonl", "-", *TINY],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     ) as proc:  # fmt: skip
-        assert json.loads(proc.stdout.readline())["stream"] == "long"
-        proc.stdout.close()  # the reader ends, as `head -1` does
+        # A file's analysis record is written when its frame's turn to be written comes: once
+        # frame 13's is read, frames 0-12 are in the video.
+        for line in proc.stdout:
+            record = json.loads(line)
+            assert record["stream"] == "long"
+            if record.get("frame", 0) >= 13:
+                break
+        proc.stdout.close()  # the reader ends, as `head` does
         stderr = proc.stderr.read()
         assert proc.wait(timeout=60) == 1, stderr
     assert "the program reading standard output has ended" in stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
-    assert int(video_stream(ffprobe(video))["nb_read_frames"]) > 0
+    assert int(video_stream(ffprobe(video))["nb_read_frames"]) >= 13
     parse_srt(srt.read_text())
