@@ -3,6 +3,7 @@ and for live sources a real RTSP server and a silent TCP server."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -161,3 +162,21 @@ def mjpeg_server(small_clip) -> Iterator[MjpegServer]:
     server = MjpegServer([cv2.imencode(".jpg", f)[1].tobytes() for f in frames])
     yield server
     server.close()
+
+
+@pytest.fixture
+def slow_label_embeddings(monkeypatch):
+    """`slow(seconds)`: the run's label embeddings take that much longer, as a first run's do
+    (the label set through the text tower, once per model)."""
+    import streamer.pipeline
+
+    embed = streamer.pipeline.cached_text_embeddings
+
+    def slow(seconds: float) -> None:
+        async def first_run(*args, **kwargs):
+            await asyncio.sleep(seconds)
+            return await embed(*args, **kwargs)
+
+        monkeypatch.setattr(streamer.pipeline, "cached_text_embeddings", first_run)
+
+    return slow

@@ -98,19 +98,11 @@ async def test_two_live_streams_share_the_encoder_and_write_their_own_outputs(
 
 
 async def test_a_late_live_stream_has_subtitles_and_records_on_its_videos_clock(
-    tmp_path, rtsp_server, tiny_encoder, monkeypatch
+    tmp_path, rtsp_server, tiny_encoder, slow_label_embeddings
 ):
     # A first run embeds its labels for seconds before the first frame; a camera added to a
     # running run begins later still. Its fragmented MP4 starts at 0: so must its cues.
-    import streamer.pipeline
-
-    embed = streamer.pipeline.cached_text_embeddings
-
-    async def first_run(*args, **kwargs):
-        await asyncio.sleep(2.0)
-        return await embed(*args, **kwargs)
-
-    monkeypatch.setattr(streamer.pipeline, "cached_text_embeddings", first_run)
+    slow_label_embeddings(2.0)
     outputs = OutputConfig(video=str(tmp_path / "cam.mp4"), srt=str(tmp_path / "cam.srt"),
                            jsonl=str(tmp_path / "cam.jsonl"), preset="ultrafast")  # fmt: skip
     config = RunConfig(input=f"cam={rtsp_server.url('cam1')}", outputs=outputs,

@@ -172,19 +172,11 @@ async def test_a_stop_during_the_label_embeddings_ends_the_run_at_once(
 
 
 async def test_the_summary_times_the_streams_not_the_label_embeddings(
-    tmp_path, small_clip, tiny_encoder, monkeypatch
+    tmp_path, small_clip, tiny_encoder, slow_label_embeddings
 ):
     # A first run embeds its label set (seconds); the summary's fps is the video's, as the
     # progress bar's, not diluted by that.
-    import streamer.pipeline
-
-    embed = streamer.pipeline.cached_text_embeddings
-
-    async def slow_embeddings(*args, **kwargs):
-        await asyncio.sleep(1.5)
-        return await embed(*args, **kwargs)
-
-    monkeypatch.setattr(streamer.pipeline, "cached_text_embeddings", slow_embeddings)
+    slow_label_embeddings(1.5)
     began = time.monotonic()
     summary = await run_pipeline(_config(small_clip, tmp_path), encoder=tiny_encoder)
     assert summary.frames == 50
