@@ -26,7 +26,7 @@ from streamer.cli.options import TABLE, by_key
 from streamer.cluster.options import ClusterConfig
 from streamer.config import MqttConfig, RunConfig, ServeConfig
 from streamer.core.options import Declared, Ordered, section_of
-from streamer.core.samples import cache_dir, export_cache_dir
+from streamer.core.samples import cache_dir, export_cache_dir, text_cache_dir
 from streamer.errors import ConfigError
 from streamer.llm import LlmConfig
 from streamer.sources import stream_names
@@ -110,7 +110,7 @@ def configure(given: Settings) -> RunConfig:
     fields = _fields(given)
     run = fields.pop("", {})
     cache = None if given.get("no-cache") else cache_dir()
-    fields.setdefault("analysis", {})["text_cache"] = cache and str(cache / "text")
+    fields.setdefault("analysis", {})["text_cache"] = cache and str(text_cache_dir())
     fields.setdefault("encoder", {})["export_cache"] = cache and str(export_cache_dir())
     _calibrate_on_the_input(fields["encoder"], inputs)
     sections = {name: _section(name, fields.get(name, {})) for name in _sections()}

@@ -38,6 +38,13 @@ def export_cache_dir() -> Path:
     return cache_dir() / "exports"
 
 
+def text_cache_dir() -> Path:
+    """Where the command line keeps label text embeddings: `cache_dir()`/text. From Python,
+    `AnalysisConfig(text_cache=str(text_cache_dir()))` embeds a label set once, as `streamer
+    run` does (without it every run embeds them, through the torch text tower)."""
+    return cache_dir() / "text"
+
+
 def default_cache_dir() -> Path:
     """Where fetched samples are kept: `cache_dir()`/samples."""
     return cache_dir() / "samples"
