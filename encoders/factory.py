@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from encoders.abandon import check_abandoned
 from encoders.backends import choose_backend
+from encoders.backends.cache_inventory import mark_used, stale_note
 from encoders.backends.calibration import Calibration
 from encoders.backends.export_cache import ExportCache, keeps_exports
 from encoders.backends.locator import ExportRequest, find_export, request_for, write_locator
@@ -167,8 +168,12 @@ def _remember(
 ) -> None:
     """Note which export answers `request`, so the next run opens it without building."""
     key = getattr(runtime, "export_key", None)
-    if request is not None and cache is not None and key is not None:
+    if cache is None or key is None:
+        return
+    mark_used(cache.folder(key))
+    if request is not None:
         write_locator(cache, request, key, card_of(encoder))
+    stale_note(cache, key)
 
 
 def _open_cached(
@@ -189,6 +194,7 @@ def _open_cached(
         logger.warning("could not open the export %s (%s: %s): building the model",
                        found.folder, type(exc).__name__, exc)  # fmt: skip
         return None
+    mark_used(found.folder)
     encoder = ExportedEncoder(runtime, found.card, build)
     logger.info("%s %r runs on %s (opened from the export cache, no torch model built)",
                 encoder.kind, encoder.info.model, runtime.detail)  # fmt: skip

@@ -42,7 +42,15 @@ try:
 except ImportError:  # Windows: no advisory locks; a race then only costs a second export
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["ExportCache", "ExportKey", "code_identity", "keeps_exports", "state_dict_digest"]
+__all__ = [
+    "MANIFEST",
+    "ExportCache",
+    "ExportKey",
+    "code_identity",
+    "keeps_exports",
+    "state_dict_digest",
+    "try_lock",
+]
 
 logger = logging.getLogger("encoders")
 
@@ -264,6 +272,22 @@ class ExportCache:
             yield
 
 
+@contextlib.contextmanager
+def try_lock(lock: Path) -> Iterator[bool]:
+    """Take the export lock file `lock` if nobody holds it, for the `with` block: yields
+    whether it was taken (always True without advisory locks)."""
+    if fcntl is None:
+        yield True
+        return
+    with open(lock, "a+b") as fh:  # released when the file is closed
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+        else:
+            yield True
+
+
 def _sweep_partials(folder: Path) -> None:
     """Remove the temporary folders of builds that did not finish (a process killed or aborted
     mid-export), beside `folder`, whose lock the caller holds: its own are stale, and another
@@ -273,12 +297,9 @@ def _sweep_partials(folder: Path) -> None:
     for partial in folder.parent.glob(".*.partial"):
         name = partial.name[1:].rsplit(".", 2)[0]  # .<name>.<pid>.partial
         with contextlib.ExitStack() as held:
-            if name != folder.name:
-                lock = held.enter_context(open(folder.with_name(f"{name}.lock"), "a+b"))
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:  # being built now
-                    continue
+            lock = folder.with_name(f"{name}.lock")
+            if name != folder.name and not held.enter_context(try_lock(lock)):
+                continue  # being built now
             size = sum(p.stat().st_size for p in partial.rglob("*") if p.is_file())
             shutil.rmtree(partial, ignore_errors=True)
             logger.info("removed an export left unfinished by a stopped process: %s (%.0f MB)",

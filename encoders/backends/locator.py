@@ -35,12 +35,21 @@ from encoders.backends.export_cache import ExportCache, ExportKey
 from encoders.info import EncoderInfo
 from encoders.registry import PreprocessConfig
 
-__all__ = ["ExportRequest", "Located", "find_export", "write_locator"]
+__all__ = [
+    "COMPILED",
+    "LOCATORS",
+    "ExportRequest",
+    "Located",
+    "find_export",
+    "is_current",
+    "write_locator",
+]
 
 logger = logging.getLogger("encoders")
 
-_LOCATORS = "locators"
-_COMPILED = "compiled"
+#: the folders beside the backends' ones: locators, and OpenVINO's compiled models
+LOCATORS = "locators"
+COMPILED = "compiled"
 #: the libraries whose versions decide what a build and an export give
 _LIBRARIES = ("torch", "open_clip_torch", "transformers", "numpy")
 _CODE_DIGEST: str | None = None
@@ -143,7 +152,22 @@ def find_export(cache: ExportCache, request: ExportRequest) -> Located | None:
                         folder, path.name, problem)  # fmt: skip
             return None
         write_locator(cache, request, key, card)  # sound: note the files as they are now
-    return Located(folder, key, card, cache.root / _COMPILED / key.backend / key.name)
+    return Located(folder, key, card, cache.root / COMPILED / key.backend / key.name)
+
+
+def is_current(locator: dict[str, Any]) -> bool:
+    """Whether a locator file's body was written by this installation: the same libraries and
+    `encoders` source, and the backend's installed version (its exports are the ones a run
+    here opens)."""
+    request = locator.get("request")
+    if not isinstance(request, dict):
+        return False
+    backend = request.get("backend")
+    return (
+        isinstance(backend, str)
+        and request.get("code") == _code()
+        and request.get("backend_version") == _version(backend)
+    )
 
 
 def _checked_card(card: Any) -> dict[str, Any]:
@@ -185,7 +209,7 @@ def _stats(folder: Path) -> dict[str, list[int]] | None:
 
 def _path(cache: ExportCache, request: ExportRequest) -> Path:
     # beside the backends' folders, not in one: a backend's folder holds its exports only
-    return cache.root / _LOCATORS / f"{request.backend}-{request.digest}.json"
+    return cache.root / LOCATORS / f"{request.backend}-{request.digest}.json"
 
 
 def _version(distribution: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 
 from streamer.cli.exits import EXIT_OK, report
 from streamer.cli.flags import add_options
@@ -35,6 +36,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_options(export, ["encoder", "model", "weights", "backend", "int8", "calibrate"],
                 defaults=True)  # fmt: skip
     export.set_defaults(handler=_export)
+    cache = sub.add_parser(
+        "cache",
+        help="what the export cache holds; --prune removes what this installation no longer opens",
+        description="List the exports in streamer's cache (each backend's converted models), "
+        "with their size, when a run last opened one, and whether this installation opens it. "
+        "An upgrade of streamer, of a backend or of torch makes new exports and leaves the old "
+        "ones: --prune removes those, with unfinished builds and files of exports that are "
+        "gone. An export this version has not opened yet counts as old (one run opens it).",
+    )
+    what = cache.add_mutually_exclusive_group()
+    what.add_argument("--prune", action="store_true",
+                      help="remove what this installation no longer opens")  # fmt: skip
+    what.add_argument("--all", action="store_true", dest="everything",
+                      help="remove every export (later runs export again)")  # fmt: skip
+    cache.set_defaults(handler=_cache)
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -137,6 +153,46 @@ def _export(args: argparse.Namespace) -> int:
     shown = f"int8, calibrated on {calibration_video(choice)}" if choice.int8 else "fp32"
     print(f"{encoder.kind} {encoder.info.model!r} on {choice.runs_on} ({shown}): {folder}")
     return EXIT_OK
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from encoders.backends.cache_inventory import inventory, prune
+
+    root = export_cache_dir()
+    if args.prune or args.everything:
+        removed = prune(root, everything=args.everything)
+        for path, size in removed:
+            print(f"removed {path} ({size / 1e6:.0f} MB)")
+        total = sum(size for _, size in removed)
+        print(f"{len(removed)} removed, {total / 1e6:.0f} MB freed; "
+              f"{inventory(root).size / 1e6:.0f} MB left in {root}")  # fmt: skip
+        return EXIT_OK
+    found = inventory(root)
+    print(f"export cache {root}: {found.size / 1e6:.0f} MB")
+    if found.exports:
+        rows = [["backend", "model", "variant", "MB", "last opened", "this installation"]]
+        for export in sorted(found.exports, key=lambda e: -e.used):
+            key = export.key
+            model = f"{key.family} {key.model}" if key else f"? ({export.folder.name})"
+            shown = "building" if export.building else "opens it" if export.current else "old"
+            rows.append([export.backend, model, key.variant.split()[0] if key else "?",
+                         f"{export.size / 1e6:.0f}", _ago(export.used), shown])  # fmt: skip
+        print(_table(rows))
+    stale = sum(e.size for e in found.stale) + sum(size for _, size in found.leftovers)
+    if stale:
+        print(f"\n{stale / 1e6:.0f} MB no longer opened by this installation (older versions' "
+              "exports, unfinished builds, stray files): `streamer encoders cache --prune` "
+              "removes them")  # fmt: skip
+    return EXIT_OK
+
+
+def _ago(when: float) -> str:
+    """'just now', '12 min ago', '5 h ago', '3 d ago'."""
+    elapsed = max(0.0, time.time() - when)
+    for unit, span in (("d", 86400), ("h", 3600), ("min", 60)):
+        if elapsed >= span:
+            return f"{elapsed // span:.0f} {unit} ago"
+    return "just now"
 
 
 def _export_key(backend: str):  # the backend module's `export_key`
