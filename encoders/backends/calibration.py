@@ -23,10 +23,12 @@ one made before.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -178,27 +180,38 @@ def quantize(
         )
     check_abandoned()  # calibrating takes tens of seconds
     import nncf
-    from nncf.quantization.advanced_parameters import (
-        AdvancedQuantizationParameters,
-        AdvancedSmoothQuantParameters,
-        OverflowFix,
-    )
 
     # Its per-step lines go; ours say what is quantised on what. The level of its logger only:
     # `nncf.set_log_level` also sets the level of every handler that logger holds, and under
     # the test suite pytest's capture handlers were among them after a quantisation, and
     # every test after it captured no warning at all.
     logging.getLogger("nncf").setLevel(logging.ERROR)
+    # NNCF draws its progress bars (rich) on standard output, where `--jsonl -` writes its
+    # records: they go to standard error, with the log, while it calibrates.
+    with contextlib.redirect_stdout(sys.stderr):
+        return _nncf_quantize(model, nncf.Dataset(samples, feed), len(samples), layers)
+
+
+def _nncf_quantize(model: M, dataset: Any, size: int, layers: list[str]) -> M:
+    """NNCF's post-training quantisation, set for a vision transformer: the first and last
+    computing layers in float, overflow fix on, smooth-quant off."""
+    import nncf
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        AdvancedSmoothQuantParameters,
+        OverflowFix,
+    )
+
     advanced = AdvancedQuantizationParameters(
         overflow_fix=OverflowFix.ENABLE,
         smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1),  # -1: off
     )
     return nncf.quantize(
         model,
-        nncf.Dataset(samples, feed),
+        dataset,
         preset=nncf.QuantizationPreset.MIXED,
         model_type=nncf.ModelType.TRANSFORMER,
-        subset_size=len(samples),
+        subset_size=size,
         ignored_scope=nncf.IgnoredScope(names=sorted({layers[0], layers[-1]}) if layers else []),
         advanced_parameters=advanced,
     )

@@ -1,6 +1,7 @@
 """`--jsonl -`: the records on standard output, for a pipe (`| jq`), every stream's lines whole."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -53,3 +54,18 @@ def test_a_reader_that_goes_away_stops_the_run_with_a_message_and_valid_outputs(
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
     assert int(video_stream(ffprobe(video))["nb_read_frames"]) >= 13
     parse_srt(srt.read_text())
+
+
+def test_a_first_int8_run_keeps_its_calibration_progress_off_stdout(tmp_path, small_clip):
+    """NNCF draws progress bars on standard output while it calibrates: they go to stderr."""
+    pytest.importorskip("nncf", reason="the cpu extra (pip install 'streamer[cpu]')")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}  # nothing exported yet
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "run", str(small_clip), "--jsonl", "-", "--int8",
+         "--backend", "openvino", *TINY],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "quantising clip 'tiny' to int8" in done.stderr  # calibrated in this run
+    records = [json.loads(line) for line in done.stdout.splitlines()]  # each line whole JSON
+    assert [r["frame"] for r in records if r["type"] == "analysis"]
