@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamer.cli._toml import toml
-from streamer.cli.options import TABLE
+from streamer.cli.options import GROUPS, TABLE
 from streamer.core.options import Declared, Option
 from streamer.core.redact import redact
 from streamer.errors import ConfigError
@@ -363,6 +363,10 @@ class _Reader:
     def unknown(
         self, path: str, key: str, candidates: Sequence[str], allowed: Iterable[str], extra: str
     ) -> ConfigError:
-        close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
+        # `encoder-weights`: a table's name before an option of its own (`weights`) is the
+        # likelier meaning than a near spelling (`encoders`)
+        close = [key[len(g) + 1 :] for g in GROUPS if g and key.startswith(f"{g}-")]
+        close = [rest for rest in close if rest in candidates]
+        close = close or difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return self.error(path, f"unknown key{hint}; allowed here: {', '.join(allowed)}{extra}")

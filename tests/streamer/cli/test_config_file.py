@@ -139,6 +139,8 @@ def load_error(tmp_path: Path, text: str) -> str:
     ("text", "words"),
     [
         ("crff = 2", ["crff: unknown key", "did you mean 'crf'", "allowed here:", "preset"]),
+        # a table's name before its option: the option, not the near spelling 'encoders'
+        ('encoder-weights = "x"', ["encoder-weights: unknown key", "did you mean 'weights'"]),
         (
             '[[sources]]\ninput = "a.mp4"\n[[sources]]\nnmae = "b"\ninput = "b.mp4"',
             ["sources[1].nmae: unknown key", "did you mean 'name'", "name, input, alert"],
@@ -170,7 +172,8 @@ def load_error(tmp_path: Path, text: str) -> str:
         ),
     ],
     ids=[
-        "unknown-key", "unknown-source-key", "unknown-table-key", "unknown-table",
+        "unknown-key", "table-before-key", "unknown-source-key", "unknown-table-key",
+        "unknown-table",
         "table-as-value", "float-for-int", "text-for-int", "list-for-int", "choices",
         "switch-as-text", "bool-for-number",
         "exclusive", "twice", "nested-config", "sources-single-table", "source-no-input",
