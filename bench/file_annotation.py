@@ -7,9 +7,10 @@ Modes, each run in its own process (so peak memory is per mode) on the same clip
   naive        one thread, frame by frame: decode; for sampled frames PIL preprocess (open_clip's
                own transform) + encode one image; draw; H.264 encode
   pipeline     `streamer`'s file pipeline (threaded decode, batched on-device preprocessing,
-               encoder thread, writer thread)
+               encoder thread, writer thread), its encoder loaded as `streamer run` loads it
+               (`--backend auto`: OpenVINO on a CPU, from the command line's export cache)
 
-Run:  python bench/file_annotation.py [--loops 4] [--model ViT-B/32] [--device cpu]
+Run:  python bench/file_annotation.py [--loops 4] [--model ViT-B/32] [--backend torch]
 It prints a table of frames/s, peak RSS and ratios, for the default analysis rate and for every
 frame analysed. Random weights: speed does not depend on what the weights are.
 
@@ -27,8 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from streamer.bench.file import PipelineEncoder  # noqa: E402
 from streamer.bench.pipeline import PipelineBench, run_pipeline_bench  # noqa: E402
-from streamer.core.samples import sample_clip  # noqa: E402
+from streamer.core.samples import export_cache_dir, sample_clip  # noqa: E402
 
 
 def main() -> None:
@@ -38,6 +40,7 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=4, help="sample clip repeated this many times")
     parser.add_argument("--model", default="ViT-B/32")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", default="auto", help="the pipeline's, as `streamer run`'s")
     parser.add_argument("--preset", default="veryfast")
     parser.add_argument(
         "--analyze-fps", default="2", help="default analysis rate ('all' = every frame)"
@@ -50,6 +53,7 @@ def main() -> None:
         loops=args.loops,
         model=args.model,
         device=args.device,
+        encoder=PipelineEncoder(backend=args.backend, export_cache=str(export_cache_dir())),
         preset=args.preset,
         analyze_fps=rate,
         every_frame=not args.skip_every_frame,
