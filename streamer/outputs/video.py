@@ -301,7 +301,10 @@ def _check_args(width: int, height: int, time_base: Fraction, rate: Fraction | N
         raise ConfigError(f"`rate` must be >= 0 or None, got {rate!r}")
 
 
-_FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+# `delay_moov`: the header waits for the first fragment, so it can carry the edit list that
+# puts the first frame at its own time (x264's B-frames start the decode two frames earlier;
+# with the header written first the whole video played 80 ms late against its audio and cues)
+_FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof"}
 
 
 def _fragmentable(path: str) -> bool:
@@ -340,7 +343,7 @@ class _AudioCopy:
             log.info("%s: %r has no audio; writing video only", container.name, path)
             source.close()
             return None
-        copy = cls(source, source.streams.audio[0])
+        copy = cls(source, source.streams.best("audio") or source.streams.audio[0])  # a player's
         reason = _refuses(container.format.name, copy._in)
         if reason is None:
             try:

@@ -129,6 +129,33 @@ def test_copies_frames_and_audio_from_an_input(tmp_path, probe, make_clip):
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("fragmented", [False, True], ids=["whole", "fragmented"])
+def test_frames_keep_the_input_times_beside_the_audio(tmp_path, make_clip, fragmented):
+    """x264's B-frames start the decode two frames before the first picture: the output's
+    frames still come at the input's times, and its audio where the input's is (a fragmented
+    MP4 played its whole video 80 ms late)."""
+    source = make_clip("in.mp4")
+    path = tmp_path / "out.mp4"
+    with av.open(str(source)) as inp:
+        stream = inp.streams.video[0]
+        writer = VideoWriter(
+            str(path), width=320, height=240, time_base=stream.time_base,
+            rate=stream.average_rate, audio_from=str(source), fragmented=fragmented,
+        )  # fmt: skip
+        times = []
+        for frame in inp.decode(stream):
+            writer.write(frame.to_ndarray(format="rgb24"), frame.pts)
+            times.append(float(frame.pts * frame.time_base))
+        audio_start = float(inp.streams.audio[0].start_time * inp.streams.audio[0].time_base)
+    writer.close()
+    with av.open(str(path)) as out:
+        got = [float(f.pts * f.time_base) for f in out.decode(video=0)]
+        audio = out.streams.audio[0]
+        assert float(audio.start_time * audio.time_base) == pytest.approx(audio_start, abs=0.025)
+    assert got == pytest.approx(times, abs=0.001)
+
+
+@pytest.mark.integration
 def test_audio_stops_with_the_video(tmp_path, probe, make_clip):
     source = make_clip("in.mp4")
     path = tmp_path / "half.mp4"
