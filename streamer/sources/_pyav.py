@@ -38,6 +38,7 @@ __all__ = [
     "FrameConverter",
     "configure_decoder",
     "describe",
+    "main_stream",
     "quarter_turns",
     "to_rgb",
     "to_rgb_resized",
@@ -47,6 +48,13 @@ __all__ = [
 #: The largest frame side accepted (8K is 7680x4320): a larger frame is refused at open rather
 #: than decoded into hundreds of megabytes per frame.
 MAX_SIDE = 8192
+
+
+def main_stream(container: av.container.InputContainer, kind: str) -> av.stream.Stream | None:
+    """The container's video (`kind` "video") or audio stream a player shows: FFmpeg's best
+    (the one marked default, never a cover picture), else the first; None: there is none."""
+    streams = container.streams.video if kind == "video" else container.streams.audio
+    return (container.streams.best(kind) or streams[0]) if streams else None
 
 
 def describe(where: str, container: av.container.InputContainer) -> VideoInfo:
@@ -65,7 +73,7 @@ def describe(where: str, container: av.container.InputContainer) -> VideoInfo:
             f"input {where!r} has no video stream (it holds {', '.join(kinds)}). "
             "Fix: give a file with video."
         )
-    stream = container.streams.video[0]
+    stream = main_stream(container, "video")
     ctx = stream.codec_context
     if not ctx:
         raise SourceOpenError(
@@ -87,7 +95,8 @@ def describe(where: str, container: av.container.InputContainer) -> VideoInfo:
     if frames is None and duration and fps:
         frames = round(duration * fps)
     start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-    audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+    audio = main_stream(container, "audio")
+    audio = audio.codec_context.name if audio is not None else None
     return VideoInfo(
         width=ctx.width,
         height=ctx.height,

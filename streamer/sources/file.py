@@ -26,7 +26,7 @@ from streamer.core.channel import Channel, ChannelClosed, DropPolicy
 from streamer.core.frame import Frame
 from streamer.errors import SourceDecodeError, SourceNotFoundError, SourceOpenError
 from streamer.sources._handoff import Handoff, put_and_wait
-from streamer.sources._pyav import FrameConverter, configure_decoder, describe
+from streamer.sources._pyav import FrameConverter, configure_decoder, describe, main_stream
 from streamer.sources._pyav import to_rgb as to_rgb  # re-exported: `streamer.bench` uses it
 from streamer.sources.base import SourceBase
 from streamer.sources.hwaccel import hwaccel_for
@@ -169,7 +169,7 @@ class FileSource(SourceBase):
         """The file's frames, decoded in this (decode) thread; counts them in `status`."""
         status = self.status
         with _open_container(self.path, plan.hwaccel) as container:
-            stream = container.streams.video[0]
+            stream = main_stream(container, "video")  # the one `describe` described
             configure_decoder(stream, plan, live=False, name=self.name)
             convert = FrameConverter(plan, self.name)
             time_base = Fraction(stream.time_base)

@@ -45,7 +45,7 @@ from streamer.errors import (
     SourceUnavailableError,
 )
 from streamer.sources._live import LiveSource
-from streamer.sources._pyav import FrameConverter, configure_decoder, describe
+from streamer.sources._pyav import FrameConverter, configure_decoder, describe, main_stream
 from streamer.sources.hwaccel import hwaccel_for
 from streamer.sources.info import VideoInfo
 from streamer.sources.names import url_stream_name
@@ -232,14 +232,13 @@ class _NetworkReader:
         self.finite = self.container.duration is not None
 
     def _prepare(self, live: bool, resume_after: int | None) -> tuple[av.VideoStream, VideoInfo]:
-        streams = self.container.streams.video
-        if streams and streams[0].codec_context is None:
+        stream = main_stream(self.container, "video")
+        if stream is not None and stream.codec_context is None:
             raise SourceOpenError(
                 f"{self.spec}: the video codec cannot be decoded by this FFmpeg build. "
                 "Fix: have the camera send H.264, H.265 or MJPEG."
             )
         info = describe(self.spec, self.container)  # raises when there is no video stream
-        stream = streams[0]
         configure_decoder(stream, self.converter.plan, live=live, name=self.spec)
         if resume_after is not None:
             self._seek(stream, resume_after)
@@ -250,7 +249,7 @@ class _NetworkReader:
         (video, and the first audio stream's) go there too."""
         if sink is None:
             return
-        audio = self.container.streams.audio[0] if self.container.streams.audio else None
+        audio = main_stream(self.container, "audio")
         if sink.start(TapConnection(self.stream, audio, self.info, time.time())):
             self.tap, self.audio = sink, audio
 

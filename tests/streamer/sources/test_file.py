@@ -1,10 +1,14 @@
 import asyncio
 import subprocess
+from fractions import Fraction
 
+import av
+import numpy as np
 import pytest
 
 from streamer.core.channel import Channel
 from streamer.errors import SourceNotFoundError, SourceOpenError
+from streamer.outputs import VideoWriter
 from streamer.sources import open_source, probe_video
 
 
@@ -81,3 +85,30 @@ def test_audio_only_file_is_refused_naming_what_it_holds(tmp_path):
     )
     with pytest.raises(SourceOpenError, match=r"no video stream.*audio"):
         open_source(path)
+
+
+async def test_of_two_video_streams_the_one_marked_default_is_read(tmp_path):
+    """A file's second video stream is the one players show (marked default; the first is a
+    small preview here): it is the one described and decoded, with the audio marked default."""
+    path = tmp_path / "two.mkv"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=1",
+         "-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=1", "-f", "lavfi", "-i", "sine=d=1",
+         "-f", "lavfi", "-i", "sine=d=1:sample_rate=8000", "-map", "0:v", "-map", "1:v",
+         "-map", "3:a", "-map", "2:a", "-c:v", "libx264", "-c:a", "flac",
+         "-disposition:v:0", "0", "-disposition:v:1", "default",
+         "-disposition:a:0", "0", "-disposition:a:1", "default", str(path)],
+        check=True,
+    )  # fmt: skip
+    info = probe_video(path)
+    assert (info.width, info.height) == (320, 240)
+    frames = await _read_all(open_source(path))
+    assert len(frames) == 25 and {f[3] for f in frames} == {(240, 320, 3)}
+    out = tmp_path / "out.mkv"  # the audio copied into an annotated video: the default one
+    writer = VideoWriter(str(out), width=320, height=240, time_base=Fraction(1, 25),
+                         rate=Fraction(25), audio_from=str(path))  # fmt: skip
+    for i in range(25):
+        writer.write(np.zeros((240, 320, 3), np.uint8), i)
+    writer.close()
+    with av.open(str(out)) as written:
+        assert [a.sample_rate for a in written.streams.audio] == [44100]  # not the 8-kHz one
