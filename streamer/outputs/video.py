@@ -208,7 +208,11 @@ class VideoWriter:
     def _add_video_stream(
         self, codec: str, preset: str, crf: int, threads: int
     ) -> av.video.stream.VideoStream:
-        stream = self._container.add_stream(codec, rate=self._rate)
+        try:
+            stream = self._container.add_stream(codec, rate=self._rate)
+        except ValueError as exc:  # "'webm' format does not support 'libx264' codec"
+            raise ValueError(f"{exc}: write the annotated video ({codec}) to a .mp4, .mkv or "
+                             ".mov file") from exc  # fmt: skip
         stream.width = self._width + self._pad[1]
         stream.height = self._height + self._pad[0]
         stream.pix_fmt = "yuv420p"
@@ -351,9 +355,12 @@ class _AudioCopy:
             except (ValueError, av.FFmpegError) as exc:
                 reason = str(exc)
         if reason is not None:
-            log.warning("%s: cannot copy %s audio into %s (%s); writing video only",
-                        container.name, copy._in.codec_context.name, container.format.name,
-                        reason)  # fmt: skip
+            into, codec = container.format.name, copy._in.codec_context.name
+            mkv = "" if "matroska" in into else "write to .mkv, or "
+            log.warning("%s: cannot copy %s audio into %s (%s); writing video only (to keep "
+                        "the sound, %sconvert the input's audio first: `ffmpeg -i INPUT -c:v "
+                        "copy -c:a aac INPUT.aac.mp4`)", container.name, codec, into, reason,
+                        mkv)  # fmt: skip
             source.close()
             return None
         return copy
