@@ -121,6 +121,8 @@ class StreamRun:
         self.outputs = Outputs(
             outputs, self._timing(), self._audio_from(), self.name, shared.observers
         )
+        timing = self.outputs.timing
+        self._origin = float(timing.origin * timing.time_base)  # a file's time shown as 0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writer-{self.name}")
         # Set by `close`: a stream removed from a running run may still get the results of
         # frames it sent before; its finished files take no more records.
@@ -144,7 +146,8 @@ class StreamRun:
         info = self.source.info
         if self.live or info is None:
             return VideoTiming(LIVE_TIME_BASE, None, media=False)
-        return VideoTiming(info.time_base, info.fps, media=True)
+        origin = round(info.origin / info.time_base)  # `timeline` counts from it too
+        return VideoTiming(info.time_base, info.fps, media=True, origin=origin)
 
     def _audio_from(self) -> str | None:
         info, path = self.source.info, self.source.path
@@ -153,12 +156,13 @@ class StreamRun:
         return path if info.audio else None
 
     def timeline(self, frame: Frame) -> float:
-        """Media time for files; for live streams, seconds since the stream's first frame
+        """Media time for files, from the time a player shows as 0 (`VideoInfo.origin`: an
+        MPEG-TS may start hours in); for live streams, seconds since the stream's first frame
         (its own timestamps restart when it reconnects): every output of the stream starts at
         0, so the subtitles beside an MP4 play in step with it, whenever the stream began (a
         first run's label embeddings, a camera added an hour into the run)."""
         if not self.live:
-            return frame.pts
+            return frame.pts - self._origin
         if self._t0 is None:
             self._t0 = frame.captured
         return max(0.0, frame.captured - self._t0)

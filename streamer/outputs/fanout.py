@@ -40,11 +40,13 @@ class VideoTiming:
         time_base: units of the written timestamps.
         rate: nominal frame rate, None when variable (live).
         media: True writes the source's own timestamps (files); False the stream timeline.
+        origin: the source tick written as 0 (`VideoInfo.origin`, in `time_base` units).
     """
 
     time_base: Fraction
     rate: Fraction | None
     media: bool
+    origin: int = 0
 
 
 class Outputs:
@@ -165,7 +167,7 @@ class Outputs:
             self.video = VideoWriter(
                 self.config.video, width=width, height=height, time_base=self.timing.time_base,
                 rate=self.timing.rate, audio_from=self.audio_from, preset=self.config.preset,
-                crf=self.config.crf, fragmented=fragmented,
+                crf=self.config.crf, fragmented=fragmented, origin=self.timing.origin,
                 keyframe_every=max(1, round(rate * self.config.keyframe_seconds))
                 if fragmented else None,
             )  # fmt: skip

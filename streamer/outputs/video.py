@@ -1,9 +1,10 @@
 """Video sink: H.264 MP4 (or any container PyAV writes by extension) with the input's timing.
 
-Frames are written with their source timestamps (`pts_raw` in the source `time_base`), so the
-output has the same frame count and timestamps as the input, variable frame rate included.
-The input's audio can be copied through packet by packet (no re-encode), interleaved with the
-video as it is written.
+Frames are written with their source timestamps (`pts_raw` in the source `time_base`), less
+the input's start time (`origin`: what players show as 0), so the output has the same frame
+count and timestamps as the input shows them, variable frame rate included. The input's audio
+can be copied through packet by packet (no re-encode), moved back by the same start, and
+interleaved with the video as it is written.
 
 Every packet has a duration, which an encoder does not know for variable-rate input: the writer
 holds each frame until the next one arrives (or until `close`), so a frame lasts until the next
@@ -63,6 +64,9 @@ class VideoWriter:
             Other containers ignore it (Matroska is written progressively anyway).
         keyframe_every: at most this many frames between keyframes (so between fragments);
             None keeps the encoder's default (x264: 250).
+        origin: the source tick written as 0, with the audio moved back as much: a file's
+            start time (`VideoInfo.origin`; an MPEG-TS may start hours in, which players show
+            as 0).
 
     Raises:
         SinkOpenError: the file cannot be created, the extension names no known container,
@@ -90,9 +94,11 @@ class VideoWriter:
         threads: int = 0,
         fragmented: bool = False,
         keyframe_every: int | None = None,
+        origin: int = 0,
     ) -> None:
         _check_args(width, height, time_base, rate)
         self._path = path = os.fspath(path)
+        self._origin = int(origin)
         self._width, self._height = width, height
         self._time_base = Fraction(time_base)
         self._rate = Fraction(rate) if rate else None
@@ -111,7 +117,10 @@ class VideoWriter:
             self._stream = self._add_video_stream(codec, preset, crf, threads)
             if keyframe_every:
                 self._stream.codec_context.gop_size = keyframe_every
-            self._audio = _AudioCopy.attach(audio_from, self._container) if audio_from else None
+            start = self._origin * self._time_base
+            self._audio = (
+                _AudioCopy.attach(audio_from, self._container, start) if audio_from else None
+            )
             self._container.start_encoding()
         except (OSError, ValueError, av.FFmpegError) as exc:
             try:
@@ -162,7 +171,7 @@ class VideoWriter:
         with self._lock:
             if self._closed:
                 raise SinkError(f"video output {self._path!r} is closed")
-            frame.pts = self._next_pts(int(pts_raw))
+            frame.pts = self._next_pts(int(pts_raw) - self._origin)
             try:
                 if self._held is not None:
                     self._encode(self._held, duration=frame.pts - self._held.pts)
@@ -326,17 +335,26 @@ def _open_container(path: str, fragmented: bool = False) -> av.container.OutputC
 class _AudioCopy:
     """Copies one input audio stream's packets into the output, in step with the video."""
 
-    def __init__(self, source: av.container.InputContainer, stream: av.audio.stream.AudioStream):
+    def __init__(
+        self,
+        source: av.container.InputContainer,
+        stream: av.audio.stream.AudioStream,
+        origin: Fraction = Fraction(0),
+    ):
         self._source = source
         self._in = stream
+        self._shift = round(origin / stream.time_base)  # the input's origin, in its ticks
         self._out: av.stream.Stream | None = None
         self._packets: Iterator[av.Packet] = _audio_packets(source, stream)
         self._next: av.Packet | None = None
         self._failed = False
 
     @classmethod
-    def attach(cls, path: str, container: av.container.OutputContainer) -> _AudioCopy | None:
-        """Add `path`'s first audio stream to `container`, or log why not and return None."""
+    def attach(
+        cls, path: str, container: av.container.OutputContainer, origin: Fraction = Fraction(0)
+    ) -> _AudioCopy | None:
+        """Add `path`'s audio stream (a player's) to `container`, moved back by `origin`
+        seconds as the video is, or log why not and return None."""
         try:
             source = av.open(path)
         except (OSError, ValueError, av.FFmpegError) as exc:
@@ -347,7 +365,7 @@ class _AudioCopy:
             log.info("%s: %r has no audio; writing video only", container.name, path)
             source.close()
             return None
-        copy = cls(source, source.streams.best("audio") or source.streams.audio[0])  # a player's
+        copy = cls(source, source.streams.best("audio") or source.streams.audio[0], origin)
         reason = _refuses(container.format.name, copy._in)
         if reason is None:
             try:
@@ -371,10 +389,13 @@ class _AudioCopy:
             packet = self._next if self._next is not None else next(self._packets, None)
             if packet is None:
                 return
-            if packet.pts * packet.time_base >= end:
+            if (packet.pts - self._shift) * packet.time_base >= end:
                 self._next = packet
                 return
             self._next = None
+            packet.pts -= self._shift
+            if packet.dts is not None:
+                packet.dts -= self._shift
             packet.stream = self._out
             try:
                 container.mux(packet)

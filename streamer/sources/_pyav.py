@@ -107,6 +107,7 @@ def describe(where: str, container: av.container.InputContainer) -> VideoInfo:
         start=start,
         codec=ctx.name,
         audio=audio,
+        origin=max(0.0, (container.start_time or 0) / av.time_base),
     )
 
 

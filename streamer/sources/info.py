@@ -21,6 +21,9 @@ class VideoInfo:
         frames: frame count, from the container or estimated from duration × fps; None if unknown.
         duration: seconds, when known.
         start: media time of the first frame, seconds.
+        origin: the media time a player shows as 0 (the container's start: hours into the day
+            for a broadcast or camcorder MPEG-TS, 1.4 s for most others; 0 when the input
+            starts at or before 0): a file's outputs count from it.
         codec: video codec name ("camera" for a local camera).
         audio: name of the first audio codec, None when there is no audio.
     """
@@ -34,3 +37,4 @@ class VideoInfo:
     start: float
     codec: str
     audio: str | None
+    origin: float = 0.0

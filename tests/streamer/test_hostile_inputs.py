@@ -106,18 +106,34 @@ def test_variable_frame_rate_keeps_every_timestamp(tmp_path, small_clip):
 
 
 @pytest.mark.slow
-def test_a_nonzero_start_time_is_kept_in_every_output(tmp_path, small_clip):
-    path = tmp_path / "late.mp4"
-    _ffmpeg("-i", small_clip, "-an", "-c:v", "copy", "-output_ts_offset", "10", path)
+@pytest.mark.parametrize("container", ["mp4", "ts"])
+def test_a_start_time_is_where_every_output_counts_from(tmp_path, small_clip, container):
+    """An input whose clock starts late (an MPEG-TS from a broadcast or a camcorder starts
+    hours in) gives outputs that start at 0, as ffmpeg writes them (it moves every input to
+    its start time unless told `-copyts`) and players show the input: not an MP4 with hours
+    of nothing before its first frame. The audio keeps its place against the video."""
+    path = tmp_path / f"late.{container}"
+    _ffmpeg("-f", "lavfi", "-i", "sine=d=3", "-i", small_clip, "-map", "1:v", "-map", "0:a",
+            "-t", "2", "-c:v", "copy", "-c:a", "aac", "-output_ts_offset", "3600",
+            path)  # fmt: skip
+    with av.open(str(path)) as source:
+        starts = {s.type: float(s.start_time * s.time_base) for s in source.streams}
+    assert starts["video"] >= 3600
     done = _streamer(path, "-o", tmp_path / "a.mp4", "--jsonl", tmp_path / "a.jsonl",
                      "--srt", tmp_path / "a.srt", *TINY)  # fmt: skip
     assert done.returncode == 0, done.stderr
+    origin = min(starts.values())
     records = read_jsonl(tmp_path / "a.jsonl")
-    assert records[0]["pts"] == pytest.approx(10.0, abs=0.05)
-    with av.open(str(tmp_path / "a.mp4")) as container:
-        first = next(container.decode(video=0))
-        assert float(first.pts * first.time_base) == pytest.approx(10.0, abs=0.05)
-    assert (tmp_path / "a.srt").read_text().splitlines()[1].startswith("00:00:10,0")
+    assert records[0]["pts"] == pytest.approx(starts["video"] - origin, abs=0.002)
+    with av.open(str(tmp_path / "a.mp4")) as out:
+        got = {s.type: float(s.start_time * s.time_base) for s in out.streams}
+        first = next(out.decode(video=0))
+        assert float(first.pts * first.time_base) == pytest.approx(
+            starts["video"] - origin, abs=0.002
+        )
+        assert float(out.duration / av.time_base) < 3  # not an hour and 2 s
+    assert got["audio"] - got["video"] == pytest.approx(starts["audio"] - starts["video"], abs=0.03)
+    assert (tmp_path / "a.srt").read_text().splitlines()[1].startswith("00:00:00,")
 
 
 async def test_rotation_metadata_gives_upright_frames_as_ffmpeg_shows_them(tmp_path, small_clip):
