@@ -211,7 +211,8 @@ class SourceDecodeError(SourceError):
 
     Attributes:
         frames: frames decoded before the failure.
-        pts: media time of the last good frame, seconds (None if no frame decoded).
+        pts: media time of the last good frame, seconds from the file's start as the outputs
+            count it (`VideoInfo.origin`; None if no frame decoded).
     """
 
     exit_code = 3

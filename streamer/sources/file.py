@@ -51,10 +51,45 @@ def _open_container(path: str, hwaccel: str | None = None) -> av.container.Input
     try:
         return av.open(path, metadata_errors="ignore", hwaccel=hwaccel_for(hwaccel))
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        if _mp4_without_index(path):  # FFmpeg logs "moov atom not found", raises InvalidData
+            raise SourceOpenError(
+                f"input {path!r} is an MP4/MOV without its index (no 'moov' box): the "
+                "recording or download that wrote it did not finish, and without the index no "
+                "frame can be found in it. Fix: let the program writing it finish, or fetch it "
+                "again; tools such as untrunc rebuild the index from a whole file of the same "
+                "camera. (streamer's own live recordings are fragmented MP4s, which stay "
+                "readable when cut short.)"
+            ) from exc
         raise SourceOpenError(
             f"input {path!r} is not a readable video ({exc}). Fix: give a video file "
             "(MP4, MKV, MOV, WebM, AVI, …) that ffprobe can read."
         ) from exc
+
+
+def _mp4_without_index(path: str) -> bool:
+    """Whether `path` is an ISO media file (MP4, MOV: 'ftyp' first) whose top-level boxes,
+    read to its end, hold media ('mdat') but no index ('moov'): one written last that never
+    was."""
+    boxes = set()
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            at = 0
+            while at + 8 <= size and len(boxes) < 1000:
+                fh.seek(at)
+                head = fh.read(16)
+                length, kind = int.from_bytes(head[:4], "big"), head[4:8]
+                if length == 1 and len(head) == 16:  # a 64-bit size follows
+                    length = int.from_bytes(head[8:16], "big")
+                elif length == 0:  # to the end of the file
+                    length = size - at
+                if length < 8 or (not boxes and kind != b"ftyp"):
+                    break
+                boxes.add(kind)
+                at += length
+    except OSError:
+        return False
+    return {b"ftyp", b"mdat"} <= boxes and not boxes & {b"moov", b"moof"}
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
@@ -120,6 +155,7 @@ class FileSource(SourceBase):
     def lost(self, message: str, pts: float | None) -> None:
         """The decode worker reading this file is gone: the file ends incomplete, with the
         frames that reached the pipeline."""
+        pts = None if pts is None else pts - self.info.origin  # as the outputs count it
         self.incomplete = SourceDecodeError(message, frames=self.status.frames, pts=pts)
         self.status.state = "ended"
         log.error("%s", self.incomplete)
@@ -229,9 +265,10 @@ class FileSource(SourceBase):
         return float(last_raw * time_base) >= last_frame - 2 / float(info.fps)
 
     def _stopped_early(self, why: str, last_raw: int | None, time_base: Fraction) -> None:
-        pts = float(last_raw * time_base) if last_raw is not None else None
+        # the last frame as the outputs name it: counted from 0, its time from the file's start
+        pts = float(last_raw * time_base) - self.info.origin if last_raw is not None else None
         read = self.status.frames
-        where = f"after frame {read}" + (f" (t={pts:.3f} s)" if pts is not None else "")
+        where = f"after frame {read - 1}" + (f" (t={pts:.3f} s)" if pts is not None else "")
         self.incomplete = SourceDecodeError(
             f"{self.path}: {why}; stopped {where}", frames=read, pts=pts
         )

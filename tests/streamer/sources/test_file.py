@@ -59,6 +59,10 @@ async def test_truncated_file_delivers_what_decodes_and_says_where_it_stopped(tr
     assert source.incomplete is not None
     assert source.incomplete.frames == len(frames)
     assert f"{len(frames)} of 132 frames" in str(source.incomplete)
+    # the last frame named as the outputs name it: its index from 0, its time
+    last_index, last_pts = frames[-1][0], frames[-1][1]
+    assert f"stopped after frame {last_index} (t={last_pts:.3f} s)" in str(source.incomplete)
+    assert source.incomplete.pts == pytest.approx(last_pts)
 
 
 @pytest.mark.parametrize(
@@ -112,3 +116,19 @@ async def test_of_two_video_streams_the_one_marked_default_is_read(tmp_path):
     writer.close()
     with av.open(str(out)) as written:
         assert [a.sample_rate for a in written.streams.audio] == [44100]  # not the 8-kHz one
+
+
+def test_an_mp4_cut_before_its_index_is_named_as_such(tmp_path, small_clip):
+    """A plain MP4 keeps its index ('moov') at the end: cut short, FFmpeg finds no frame and
+    says only "Invalid data found"; the message names the missing index and what to do."""
+    whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(small_clip), "-c", "copy", str(whole)],
+                   check=True)  # fmt: skip
+    data = whole.read_bytes()
+    assert data.rindex(b"moov") > data.index(b"mdat")  # the index written last
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SourceOpenError, match=r"without its index \(no 'moov' box\).*did not"):
+        open_source(cut)
+    with pytest.raises(SourceOpenError, match="not a readable video"):  # other damage: as was
+        (tmp_path / "noise.mp4").write_bytes(b"\0\0\0\x18ftypisom" + bytes(range(256)) * 8)
+        open_source(tmp_path / "noise.mp4")
