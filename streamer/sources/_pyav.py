@@ -17,6 +17,7 @@ Decoding, for files and network streams alike (`DecodePlan`):
 
 from __future__ import annotations
 
+import logging
 import threading
 from fractions import Fraction
 
@@ -44,6 +45,8 @@ __all__ = [
     "to_rgb_resized",
     "turn",
 ]
+
+log = logging.getLogger("streamer.sources")
 
 #: The largest frame side accepted (8K is 7680x4320): a larger frame is refused at open rather
 #: than decoded into hundreds of megabytes per frame.
@@ -179,11 +182,15 @@ class FrameConverter:
         self.name = name
         predict = not plan.full_frames or plan.analysis is not None
         self._sampler = Sampler(plan.analyze_fps) if predict else None
+        self._checked = False  # the first frame says what the video is
 
     def picture(self, decoded: av.VideoFrame, timeline: float | None) -> np.ndarray | Picture:
         """A plain array when only the full-size picture is made, else a `Picture`; turned
         upright when the stream says it is shown rotated (phone videos)."""
         plan = self.plan
+        if not self._checked:
+            self._checked = True
+            _warn_unconverted(decoded, self.name)
         analysed = (
             self._sampler is not None
             and timeline is not None
@@ -200,6 +207,28 @@ class FrameConverter:
         if small is None and full is not None:
             return full
         return Picture(full, small, None if full is not None else _Upright(decoded, turns))
+
+
+#: transfer characteristics of high dynamic range video (FFmpeg's AVColorTransferCharacteristic)
+_HDR = {16: "HDR10/PQ", 18: "HLG"}
+
+
+def _warn_unconverted(decoded: av.VideoFrame, name: str) -> None:
+    """Say what streamer reads as it is, though it is not made for that: interlaced frames
+    (combed on motion), HDR (analysed and written as standard video: washed-out colours)."""
+    if decoded.interlaced_frame:
+        log.warning(
+            "%s: the video is interlaced: it is analysed and written as decoded, with comb "
+            "lines where it moves (deinterlace it first, e.g. `ffmpeg -i INPUT -vf bwdif -c:a "
+            "copy OUTPUT.mp4`)", name,
+        )  # fmt: skip
+    hdr = _HDR.get(decoded.color_trc)
+    if hdr is not None:
+        log.warning(
+            "%s: the video is %s high dynamic range: it is analysed and written as standard "
+            "video (BT.709), so its colours look washed out (tone-map it to SDR first, e.g. "
+            "with ffmpeg's zscale and tonemap filters)", name, hdr,
+        )  # fmt: skip
 
 
 class _Upright:

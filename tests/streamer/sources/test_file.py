@@ -132,3 +132,30 @@ def test_an_mp4_cut_before_its_index_is_named_as_such(tmp_path, small_clip):
     with pytest.raises(SourceOpenError, match="not a readable video"):  # other damage: as was
         (tmp_path / "noise.mp4").write_bytes(b"\0\0\0\x18ftypisom" + bytes(range(256)) * 8)
         open_source(tmp_path / "noise.mp4")
+
+
+@pytest.mark.parametrize(
+    ("encode", "words"),
+    [
+        (["-vf", "tinterlace=4", "-flags", "+ildct+ilme"], "is interlaced"),
+        (["-color_trc", "smpte2084", "-color_primaries", "bt2020", "-colorspace", "bt2020nc"],
+         "HDR10/PQ high dynamic range"),
+        (["-color_trc", "arib-std-b67", "-color_primaries", "bt2020"], "HLG high dynamic range"),
+        ([], None),
+    ],
+    ids=["interlaced", "pq", "hlg", "progressive-sdr"],
+)  # fmt: skip
+async def test_video_read_as_it_is_though_it_needs_converting_says_so_once(
+    tmp_path, small_clip, caplog, encode, words
+):
+    path = tmp_path / "in.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(small_clip), "-t", "0.5", "-an", *encode,
+                    "-c:v", "libx264", str(path)], check=True)  # fmt: skip
+    with caplog.at_level("WARNING", logger="streamer.sources"):
+        frames = await _read_all(open_source(path))
+    assert len(frames) > 5
+    warned = [r.getMessage() for r in caplog.records if r.name == "streamer.sources"]
+    if words is None:
+        assert warned == []
+    else:
+        assert len(warned) == 1 and words in warned[0] and "first" in warned[0], warned
