@@ -44,7 +44,11 @@ def console() -> None:
     then leaves at once, after flushing its output, with the run's exit code (an unfinished
     export is swept by the next one).
     """
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # before the command began: building the parser imports a lot
+        print("streamer: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     from streamer.core.background import unfinished_threads
 
     deadline = time.monotonic() + 0.5  # a thread that has just handed over its result ends

@@ -52,3 +52,22 @@ def test_without_such_a_thread_the_exit_is_the_usual_one() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60)  # fmt: skip
     assert done.returncode == 3 and done.stderr == ""
+
+
+def test_ctrl_c_before_the_command_begins_is_exit_130_without_a_traceback():
+    """Ctrl-C while the parser is built (its imports: the first few tenths of a second)."""
+    script = textwrap.dedent(
+        """
+        import streamer.cli.main as cli
+
+        def interrupted():
+            raise KeyboardInterrupt
+
+        cli.build_parser = interrupted
+        cli.console()
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 130
+    assert done.stderr == "streamer: interrupted\n"
