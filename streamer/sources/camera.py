@@ -113,10 +113,13 @@ class _CameraReader:
         self._clock = clock
         if not capture.isOpened():
             capture.release()
+            index = spec.removeprefix("camera ")  # `streamer run 3` with a file named 3 here
+            here = index.isdigit() and os.path.isfile(index)
+            file = f" (a file named {index!r} is here: give it as ./{index})" if here else ""
             raise SourceOpenError(
                 f"{spec}: the camera cannot be opened. Fix: check the index or path "
                 "(`ls /dev/video*`), that no other program holds it, and the permissions "
-                "(the `video` group)."
+                f"(the `video` group).{file}"
             )
         ok, first = capture.read()
         if not ok or first is None:

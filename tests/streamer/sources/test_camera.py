@@ -155,6 +155,16 @@ async def test_a_camera_that_never_opens_fails_naming_the_fix():
     assert source.status.state == "failed"
     assert isinstance(source.error, SourceOpenError)
     assert "camera 7: the camera cannot be opened. Fix:" in source.status.last_error
+    assert "a file named" not in source.status.last_error
+
+
+async def test_a_camera_index_that_is_also_a_file_here_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "3").write_bytes(b"")  # `streamer run 3` meant the video file named 3
+    source = CameraSource(3, options=FAST, capture_factory=lambda device: _Closed())
+    async with Running(source) as run:
+        await run.ended(5)
+    assert "(a file named '3' is here: give it as ./3)" in source.status.last_error
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="video4linux is Linux's")
