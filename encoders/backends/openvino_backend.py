@@ -144,7 +144,7 @@ class OpenVinoBackend:
         # OpenVINO keeps the compiled model (keyed by the model, the settings and the CPU), so
         # a warm start imports it instead of compiling (half the time); a cache it cannot use
         # it ignores and compiles. It keeps it without the weights, which it reads from the
-        # export's own .bin when it imports it: 0.7 MB instead of a second copy of them (335
+        # export's own .bin when it imports it: 0.7 MB instead of a second copy of them (351
         # MB for ViT-B/32), the same outputs bit for bit, the import as fast (BENCHMARKS.md).
         _drop_full_blobs(compiled)
         core.set_property({"CACHE_DIR": str(compiled / _WEIGHTLESS)})
