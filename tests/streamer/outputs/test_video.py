@@ -105,19 +105,28 @@ def test_a_repeated_tick_is_moved_quietly_and_a_step_back_with_a_warning(
     assert len(said) == 1 and (said[0].levelno == logging.WARNING) is warned
 
 
-@pytest.mark.integration
-def test_copies_frames_and_audio_from_an_input(tmp_path, probe, make_clip):
-    source = make_clip("in.mp4")
-    path = tmp_path / "out.mp4"
+def _copy_through(source, path, **kwargs) -> list[float]:
+    """Write every frame of the 320x240 `source` to `path` with its timestamps and audio (a
+    `VideoWriter` with `kwargs`); return the frames' times in seconds."""
+    times = []
     with av.open(str(source)) as inp:
         stream = inp.streams.video[0]
         writer = VideoWriter(
             str(path), width=320, height=240, time_base=stream.time_base,
-            rate=stream.average_rate, audio_from=str(source),
+            rate=stream.average_rate, audio_from=str(source), **kwargs,
         )  # fmt: skip
         for frame in inp.decode(stream):
             writer.write(frame.to_ndarray(format="rgb24"), frame.pts)
+            times.append(float(frame.pts * frame.time_base))
     writer.close()
+    return times
+
+
+@pytest.mark.integration
+def test_copies_frames_and_audio_from_an_input(tmp_path, probe, make_clip):
+    source = make_clip("in.mp4")
+    path = tmp_path / "out.mp4"
+    _copy_through(source, path)
 
     expected, got = probe(source), probe(path)
     assert [s["codec_type"] for s in got["streams"]] == ["video", "audio"]
@@ -136,18 +145,9 @@ def test_frames_keep_the_input_times_beside_the_audio(tmp_path, make_clip, fragm
     MP4 played its whole video 80 ms late)."""
     source = make_clip("in.mp4")
     path = tmp_path / "out.mp4"
+    times = _copy_through(source, path, fragmented=fragmented)
     with av.open(str(source)) as inp:
-        stream = inp.streams.video[0]
-        writer = VideoWriter(
-            str(path), width=320, height=240, time_base=stream.time_base,
-            rate=stream.average_rate, audio_from=str(source), fragmented=fragmented,
-        )  # fmt: skip
-        times = []
-        for frame in inp.decode(stream):
-            writer.write(frame.to_ndarray(format="rgb24"), frame.pts)
-            times.append(float(frame.pts * frame.time_base))
         audio_start = float(inp.streams.audio[0].start_time * inp.streams.audio[0].time_base)
-    writer.close()
     with av.open(str(path)) as out:
         got = [float(f.pts * f.time_base) for f in out.decode(video=0)]
         audio = out.streams.audio[0]
