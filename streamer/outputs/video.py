@@ -381,6 +381,10 @@ class _AudioCopy:
                         mkv)  # fmt: skip
             source.close()
             return None
+        if container.format.name == "mp4" and copy._in.codec_context.name.startswith("pcm_"):
+            log.warning("%s: %s audio goes into MP4 as its new PCM ('ipcm'), which FFmpeg "
+                        "before 6.1 and many players misread; .mov or .mkv holds it everywhere",
+                        container.name, copy._in.codec_context.name)  # fmt: skip
         return copy
 
     def mux_until(self, container: av.container.OutputContainer, end: Fraction) -> None:

@@ -187,6 +187,20 @@ def test_audio_the_container_refuses_is_dropped_with_a_warning(tmp_path, probe, 
 
 
 @pytest.mark.integration
+def test_pcm_audio_into_mp4_is_kept_with_a_warning_naming_mov_and_mkv(
+    tmp_path, probe, make_clip, caplog
+):
+    source = make_clip("pcm.mov", audio_codec="pcm_s24le")
+    with caplog.at_level(logging.WARNING, logger="streamer.outputs.video"):
+        _write(tmp_path / "out.mp4", 10, audio_from=str(source)).close()
+        _write(tmp_path / "out.mov", 10, audio_from=str(source)).close()  # no warning
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "'ipcm'" in warned[0] and ".mov or .mkv" in warned[0]
+    types = [s["codec_type"] for s in probe(tmp_path / "out.mp4")["streams"]]
+    assert types == ["video", "audio"]  # kept
+
+
+@pytest.mark.integration
 def test_input_without_audio_writes_video_only(tmp_path, probe, make_clip):
     source = make_clip("silent.mp4", audio_codec=None, seconds=0.4)
     path = tmp_path / "out.mp4"
