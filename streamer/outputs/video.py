@@ -98,8 +98,7 @@ class VideoWriter:
     ) -> None:
         _check_args(width, height, time_base, rate)
         self._path = path = os.fspath(path)
-        self._origin = int(origin)
-        self._width, self._height = width, height
+        self._width, self._height, self._origin = width, height, int(origin)
         self._time_base = Fraction(time_base)
         self._rate = Fraction(rate) if rate else None
         self._pad = (height % 2, width % 2)
@@ -117,10 +116,9 @@ class VideoWriter:
             self._stream = self._add_video_stream(codec, preset, crf, threads)
             if keyframe_every:
                 self._stream.codec_context.gop_size = keyframe_every
-            start = self._origin * self._time_base
-            self._audio = (
-                _AudioCopy.attach(audio_from, self._container, start) if audio_from else None
-            )
+            if audio_from:  # moved back by the origin, as the frames are
+                start = self._origin * self._time_base
+                self._audio = _AudioCopy.attach(audio_from, self._container, start)
             self._container.start_encoding()
         except (OSError, ValueError, av.FFmpegError) as exc:
             try:
