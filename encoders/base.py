@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,8 +112,9 @@ class Encoder(OutOfMemoryHandling):
     gives [batch, dim] float32 unit vectors, `encoder.encode(images)` gives both from one
     forward pass. Results are on `encoder.device`.
 
-    The forward runs eagerly until `accelerate()` turns on CUDA graphs or torch.compile. An
-    encoder is driven from one thread at a time (the streamer's encoder worker).
+    The forward runs eagerly until `accelerate()` turns on CUDA graphs or torch.compile. Calls
+    from several threads (two runs lent one encoder) take turns: a forward keeps state between
+    its steps (the token hook's capture, a backend's one infer request).
     """
 
     kind: ClassVar[str] = ""
@@ -140,6 +142,7 @@ class Encoder(OutOfMemoryHandling):
         self._compiled: CompiledForward | None = None
         self._batch_limit: int | None = None
         self._runtime: ImageRuntime | None = None
+        self._turn = threading.RLock()  # one forward at a time (see the class docstring)
         if weights.random:
             logger.warning(
                 "%s %r uses random weights (not trained): its embeddings carry no meaning, so "
@@ -171,15 +174,16 @@ class Encoder(OutOfMemoryHandling):
         Raises:
             EncoderInputError: for images in any other form.
         """
-        if self._runtime is not None:
-            tokens, embeddings = encode_frames(images, self._preprocess_cfg, self._runtime.run)
-            return EncoderOutput(torch.from_numpy(tokens), torch.from_numpy(embeddings))
-        staging = self._staging  # a CPU fallback mid-call swaps it; release what was taken
-        try:
-            groups, count = split_images(images, self._preprocess_cfg.size, staging)
-            results = [self._encode_group(g) for g in groups]
-        finally:
-            staging.uploaded()
+        with self._turn:
+            if self._runtime is not None:
+                tokens, embeddings = encode_frames(images, self._preprocess_cfg, self._runtime.run)
+                return EncoderOutput(torch.from_numpy(tokens), torch.from_numpy(embeddings))
+            staging = self._staging  # a CPU fallback mid-call swaps it; release what was taken
+            try:
+                groups, count = split_images(images, self._preprocess_cfg.size, staging)
+                results = [self._encode_group(g) for g in groups]
+            finally:
+                staging.uploaded()
         tokens = _merge([r[0] for r in results], groups, count, self._device)
         pooled = _merge([r[1] for r in results], groups, count, self._device)
         return EncoderOutput(tokens, F.normalize(pooled.float(), dim=-1))

@@ -54,13 +54,15 @@ class ExportedEncoder:
         self._build = build
         self._text_encoder: Encoder | None = None
         self._lock = threading.Lock()
+        self._turn = threading.Lock()  # one forward at a time: the runtime has one request
         self.kind: str = card["info"]["kind"]
         self.has_text: bool = bool(card["has_text"])
 
     def encode_arrays(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
         """(tokens [B, T, token_dim], embeddings [B, dim]) as float32 numpy, in input order
-        (images as `Encoder.encode` takes them)."""
-        return encode_frames(images, self._preprocess_cfg, self._runtime.run)
+        (images as `Encoder.encode` takes them); calls from several threads take turns."""
+        with self._turn:
+            return encode_frames(images, self._preprocess_cfg, self._runtime.run)
 
     def embed_array(self, images: Any) -> np.ndarray:
         """L2-normalised float32 embeddings [B, dim] as numpy (no torch)."""
