@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders._hub import cached_hub_file, hub_unreachable_reason
-from encoders._openclip import load_open_clip
+from encoders._openclip import load_open_clip, root_logging_kept
 from encoders.base import (
     RANDOM_WEIGHTS,
     Encoder,
@@ -44,6 +44,13 @@ def build(
     ref: ModelRef, device: str | torch.device | None, *, weights: str, precision: str
 ) -> ClipEncoder:
     """`create_clip_encoder` for a name parsed already (the family's `create`)."""
+    with root_logging_kept():
+        return _build(ref, device, weights, precision)
+
+
+def _build(
+    ref: ModelRef, device: str | torch.device | None, weights: str, precision: str
+) -> ClipEncoder:
     open_clip = load_open_clip()
     target = resolve_device(device)
     dtype = resolve_dtype(precision, target)

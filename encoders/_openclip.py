@@ -8,11 +8,14 @@ torchvision, seconds that a run from a cached export does not otherwise spend.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
+import logging
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -36,6 +39,25 @@ def load_open_clip() -> ModuleType:
             open_clip.add_model_config(_CONFIG_DIR)
             _registered = True
     return open_clip
+
+
+@contextlib.contextmanager
+def root_logging_kept() -> Iterator[None]:
+    """For a block that calls open_clip: it logs through the logging module's functions
+    (`logging.info`), which set the root logger up (`basicConfig`) when it has no handler, and
+    a library must leave that to the program (whose own `basicConfig` then does nothing).
+    A root logger without handlers gets a `NullHandler` for the block, so open_clip's lines
+    are dropped there; what matters of them this package logs itself (random weights)."""
+    root = logging.getLogger()
+    if root.handlers:  # the program's (or the command line's): open_clip's lines go there
+        yield
+        return
+    quiet = logging.NullHandler()
+    root.addHandler(quiet)
+    try:
+        yield
+    finally:
+        root.removeHandler(quiet)
 
 
 #: The keys open_clip requires of a model config file before it lists the model.

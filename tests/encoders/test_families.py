@@ -6,7 +6,10 @@ and unregistered after it, so the other tests see the built-in table only.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +20,8 @@ import encoders
 from encoders import registry
 from encoders.base import RANDOM_WEIGHTS, Encoder, resolve_device, resolve_dtype, seeded
 from encoders.registry import EncoderSpec, Family, ModelRef, PreprocessConfig
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PREPROCESS = PreprocessConfig(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 BUILT_IN = ("clip", "dinov2", "default")
@@ -141,3 +146,21 @@ def test_names_that_moved_into_their_family_modules_still_import_from_the_regist
     assert registry.DEFAULT_MODEL == default.DEFAULT_MODEL == "vit-4x768"
     with pytest.raises(AttributeError, match="no attribute 'NOPE'"):
         registry.NOPE  # noqa: B018
+
+
+def test_building_a_clip_model_leaves_the_root_logger_to_the_program() -> None:
+    """open_clip logs through `logging.warning` & co., which would set up the root logger (a
+    program's own `basicConfig` afterwards did nothing). In a fresh process: no root handler
+    after a build, and the program's format is the one its lines come out in."""
+    script = (
+        "import logging, encoders\n"
+        "encoders.create_encoder('clip', 'tiny', weights='random')\n"
+        "print(len(logging.getLogger().handlers))\n"
+        "logging.basicConfig(level=logging.INFO, format='MYAPP %(message)s')\n"
+        "logging.getLogger('myapp').info('hello')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0"]
+    assert "MYAPP hello" in done.stderr
