@@ -10,8 +10,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from streamer import EncoderChoice, OutputConfig, RunConfig, run_pipeline
-from streamer.core.samples import sample_clip
+from streamer import AnalysisConfig, EncoderChoice, OutputConfig, RunConfig, run_pipeline
+from streamer.core.samples import export_cache_dir, sample_clip, text_cache_dir
 
 source = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else str(sample_clip())
 out = Path(sys.argv[2] if len(sys.argv) > 2 else "out")
@@ -24,7 +24,9 @@ config = RunConfig(
         vtt=str(out / "annotated.vtt"),
         jsonl=str(out / "annotated.jsonl"),
     ),
-    encoder=EncoderChoice("clip", "ViT-B/32", weights="auto"),
+    # the command line's caches: the model converted for the CPU and the labels embedded once
+    encoder=EncoderChoice("clip", "ViT-B/32", weights="auto", export_cache=str(export_cache_dir())),
+    analysis=AnalysisConfig(text_cache=str(text_cache_dir())),
 )
 summary = asyncio.run(run_pipeline(config, progress=True))
 print(f"{summary.frames} frames, {summary.analysed} analysed, {summary.fps:.1f} fps -> {out}/")

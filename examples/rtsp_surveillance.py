@@ -17,11 +17,20 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from streamer import EncoderChoice, OutputConfig, RunConfig, ServeConfig, run_pipeline
+from streamer import (
+    AnalysisConfig,
+    EncoderChoice,
+    OutputConfig,
+    RunConfig,
+    ServeConfig,
+    run_pipeline,
+)
 from streamer.analysis.alerts import AlertRule
 from streamer.archive import Archive
 from streamer.archive.options import ArchiveConfig
 from streamer.core.checks import seconds_of
+from streamer.core.events import FirstAnalysis
+from streamer.core.samples import export_cache_dir, text_cache_dir
 
 parser = argparse.ArgumentParser()
 parser.add_argument("cameras", nargs="+", metavar="NAME=URL")
@@ -30,7 +39,9 @@ parser.add_argument("--threshold", type=float, default=0.27, help="CLIP cosine t
 parser.add_argument("--webhook", default=None)
 parser.add_argument("--port", type=int, default=8080)
 parser.add_argument("--out", default="recordings")
-parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
+parser.add_argument(
+    "--seconds", type=float, default=None, help="stop this long after the first analysed frame"
+)
 parser.add_argument("--weights", default="auto", help="auto, random, or a local file")
 parser.add_argument("--retain", default="7d", help="keep recordings this long (e.g. 12h, 7d)")
 parser.add_argument("--search", default=None, help="after the run, the archive's best moments")
@@ -44,7 +55,11 @@ config = RunConfig(
     outputs=OutputConfig(
         video=str(out / "{stream}.mp4"), jsonl=str(out / "{stream}.jsonl"), fragmented=True
     ),
-    encoder=EncoderChoice("clip", "ViT-B/32", weights=args.weights),
+    # the command line's caches: a start in under a second once the model and labels are in
+    encoder=EncoderChoice(
+        "clip", "ViT-B/32", weights=args.weights, export_cache=str(export_cache_dir())
+    ),
+    analysis=AnalysisConfig(text_cache=str(text_cache_dir())),
     alerts=tuple(AlertRule(q, threshold=args.threshold, frames=2, cooldown_s=30) for q in queries),
     webhook=args.webhook,
     serve=ServeConfig(port=args.port),
@@ -53,10 +68,11 @@ config = RunConfig(
 
 
 async def main() -> None:
-    stop = asyncio.Event()
-    run = asyncio.create_task(run_pipeline(config, stop=stop, progress=True))
+    stop, first = asyncio.Event(), FirstAnalysis()
+    run = asyncio.create_task(run_pipeline(config, stop=stop, progress=True, observers=[first]))
     print(f"watch at http://127.0.0.1:{args.port}/", flush=True)
-    if args.seconds is not None:
+    if args.seconds is not None:  # seconds of recording, from the first analysed frame
+        await first.reached(run)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(run), args.seconds)
         stop.set()

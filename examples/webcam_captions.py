@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 
 from streamer import (
+    AnalysisConfig,
     CaptionPolicy,
     EncoderChoice,
     OutputConfig,
@@ -20,12 +21,16 @@ from streamer import (
     ServeConfig,
     run_pipeline,
 )
+from streamer.core.events import FirstAnalysis
+from streamer.core.samples import export_cache_dir, text_cache_dir
 from streamer.llm import LlmConfig
 
 parser = argparse.ArgumentParser()
 parser.add_argument("camera", nargs="?", default="0")
 parser.add_argument("--llm-url", default="http://localhost:1234/v1")
-parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
+parser.add_argument(
+    "--seconds", type=float, default=None, help="stop this long after the first analysed frame"
+)
 parser.add_argument("--port", type=int, default=8080)
 parser.add_argument("--weights", default="auto", help="auto, random, or a local file")
 args = parser.parse_args()
@@ -34,7 +39,11 @@ config = RunConfig(
     input=f"webcam={args.camera}",
     live=True,  # freshest frame wins, also when CAMERA is a recording
     outputs=OutputConfig(srt="captions.srt", jsonl="captions.jsonl"),
-    encoder=EncoderChoice("clip", "ViT-B/32", weights=args.weights),
+    # the command line's caches: a start in under a second once the model and labels are in
+    encoder=EncoderChoice(
+        "clip", "ViT-B/32", weights=args.weights, export_cache=str(export_cache_dir())
+    ),
+    analysis=AnalysisConfig(text_cache=str(text_cache_dir())),
     captions=CaptionPolicy(min_interval=3.0, max_age=15.0),  # a new caption at most every 3 s
     llm=LlmConfig(url=args.llm_url),
     serve=ServeConfig(port=args.port),
@@ -42,10 +51,11 @@ config = RunConfig(
 
 
 async def main() -> None:
-    stop = asyncio.Event()
-    run = asyncio.create_task(run_pipeline(config, stop=stop))
+    stop, first = asyncio.Event(), FirstAnalysis()
+    run = asyncio.create_task(run_pipeline(config, stop=stop, observers=[first]))
     print(f"watch at http://127.0.0.1:{args.port}/", flush=True)
-    if args.seconds is not None:
+    if args.seconds is not None:  # seconds of captioning, from the first analysed frame
+        await first.reached(run)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(run), args.seconds)
         stop.set()

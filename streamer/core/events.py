@@ -38,6 +38,7 @@ else needs the overlay they are not drawn at all.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -45,7 +46,7 @@ import numpy as np
 
 from streamer.core.frame import Annotation, Caption, Frame
 
-__all__ = ["Observer", "Observers"]
+__all__ = ["FirstAnalysis", "Observer", "Observers"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,26 @@ class Observer:
 
     async def stop(self) -> None:
         """The run is over."""
+
+
+class FirstAnalysis(Observer):
+    """Notes a run's first analysed frame: `await first.reached(run)` returns then, or when
+    `run` (the run's task) ends first. A time limit counted from there is streaming time; from
+    the run's start it would include the model's load, and a first run's conversion of the
+    model and embedding of its labels (seconds)."""
+
+    def __init__(self) -> None:
+        self._seen = asyncio.Event()
+
+    def analysis(self, stream: str, annotation: Annotation) -> None:
+        self._seen.set()
+
+    async def reached(self, run: asyncio.Future) -> None:
+        seen = asyncio.ensure_future(self._seen.wait())
+        try:
+            await asyncio.wait([run, seen], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            seen.cancel()
 
 
 class Observers(Observer):

@@ -1,11 +1,12 @@
 """Observers see what the files see, as it happens, and a broken one never stops the run."""
 
+import asyncio
 import logging
 
 from media import read_jsonl
 
 from streamer import OutputConfig, RunConfig, run_pipeline
-from streamer.core.events import Observer
+from streamer.core.events import FirstAnalysis, Observer
 
 
 class Recorder(Observer):
@@ -89,3 +90,17 @@ async def test_a_broken_observer_is_reported_once_and_the_run_goes_on(
     assert len([e for e in recorder.events if e[0] == "frame"]) == 50  # the next one still sees
     failures = [r for r in caplog.records if "failed" in r.getMessage()]
     assert len(failures) == 2  # frame and caption: once each, not once per call
+
+
+async def test_first_analysis_is_reached_at_the_first_analysed_frame_or_the_runs_end():
+    first = FirstAnalysis()
+    never = asyncio.get_running_loop().create_future()  # a run that goes on
+    waiting = asyncio.create_task(first.reached(never))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    first.analysis("cam", None)
+    await asyncio.wait_for(waiting, 1)
+    ended = asyncio.get_running_loop().create_future()  # a run that ends before any analysis
+    ended.set_result(None)
+    await asyncio.wait_for(FirstAnalysis().reached(ended), 1)
+    never.cancel()
