@@ -28,6 +28,7 @@ from encoders.acceleration import Acceleration, CompiledForward
 from encoders.backends.frames import encode_frames
 from encoders.backends.runtime import ImageRuntime
 from encoders.cuda_graphs import GraphRunner, bucket_for, cuda_graphs_unsupported
+from encoders.errors import UnsupportedBackendError
 from encoders.info import PRECISION_NAMES, RANDOM_WEIGHTS, EncoderInfo, WeightsSource
 from encoders.preprocess import FrameGroup, HostStaging, preprocess_frames, split_images
 from encoders.registry import ModelRef, PreprocessConfig
@@ -68,10 +69,29 @@ class EncoderOutput:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`device`, or CUDA when available, else the CPU."""
+    """`device`, or CUDA when available, else the CPU.
+
+    Raises:
+        UnsupportedBackendError: a device torch does not know, or a CUDA device this machine
+            does not have (torch's own error is a traceback from its first CUDA call).
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise UnsupportedBackendError(
+            f"device {device!r} is not one torch knows: give 'cpu', 'cuda' or 'cuda:N'"
+        ) from exc
+    count = torch.cuda.device_count() if chosen.type == "cuda" else 0
+    if chosen.type == "cuda" and (count == 0 or (chosen.index or 0) >= count):
+        have = f"{count} CUDA device(s)" if count else "no CUDA device (no NVIDIA GPU or "
+        have += "" if count else "driver, or a CPU-only torch)"
+        raise UnsupportedBackendError(
+            f"device {device!r}: torch sees {have} here: leave the device unset (CUDA when "
+            "there is one, else the CPU) or give 'cpu'"
+        )
+    return chosen
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:

@@ -11,6 +11,7 @@ import torch
 
 import encoders
 from encoders.base import resolve_dtype
+from encoders.errors import UnsupportedBackendError
 from encoders.preprocess import preprocess_frames
 
 CPU = torch.device("cpu")
@@ -308,3 +309,15 @@ def test_fp16_on_the_cpu_warns_that_it_is_slow(caplog) -> None:
         encoders.create_clip_encoder("tiny", "cpu", weights="random", precision="fp32")
     assert len(slow) == 1 and "use fp32" in slow[0]
     assert sum("precision fp16 on the CPU" in r.msg for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("device", ["gpu", "past-the-last-cuda"])
+def test_a_device_torch_does_not_know_or_this_machine_lacks_is_named(device):
+    """torch's own error is a traceback from its first CUDA call ("Found no NVIDIA driver")."""
+    if device == "past-the-last-cuda":
+        device = f"cuda:{torch.cuda.device_count()}"  # on any machine, one more than it has
+        words = "CUDA device"
+    else:
+        words = "is not one torch knows"
+    with pytest.raises(UnsupportedBackendError, match=words):
+        encoders.create_encoder("clip", "tiny", weights="random", device=device)
