@@ -89,7 +89,11 @@ async def main() -> None:
                 except aiohttp.ClientConnectionError:
                     await asyncio.sleep(0.2)
             print(f"running at http://127.0.0.1:{args.port}/:", flush=True)
-            await drive(session)
+            try:
+                await drive(session)
+            except aiohttp.ClientConnectionError:  # the run is gone: a file input ended
+                sys.exit("the run ended while it was being driven: a file input ends at its "
+                         "last frame, and this example drives cameras (rtsp://...)")  # fmt: skip
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGINT)  # as Ctrl-C: the run finishes its files
