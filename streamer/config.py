@@ -25,7 +25,7 @@ from streamer.core.checks import (
     one_of,
     serve_address,
 )
-from streamer.core.options import Option, option, section, validate
+from streamer.core.options import Option, option, path_text, section, validate, wrong_type
 from streamer.errors import ConfigError
 from streamer.llm import LlmConfig
 from streamer.outputs.options import STDOUT, OutputConfig, check_writable
@@ -49,7 +49,8 @@ class RunConfig:
     """One run over one or more inputs.
 
     Attributes:
-        input: a source spec (file, camera, URL), or several; each becomes a stream.
+        input: a source spec (file, camera, URL), or several; each becomes a stream. A file
+            may be given as an `os.PathLike` (a `pathlib.Path`); it is kept as its str.
         outputs: where results go; with several streams, paths contain "{stream}".
         encoder: which image encoder to load (one, shared by every stream).
         analysis: sampling, batching, tags.
@@ -175,6 +176,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         # Bad values first: a user fixing "nothing to write" should not then meet the next one.
+        object.__setattr__(self, "input", _input_specs(self.input))
         validate(self)
         self._check_alerts()
         if not self.inputs:
@@ -200,8 +202,6 @@ class RunConfig:
             )
 
     def _check_alerts(self) -> None:
-        if not all(isinstance(rule, AlertRule) for rule in self.alerts):
-            raise ConfigError(f"alerts must be AlertRule objects, got {self.alerts!r}")
         if self.webhook is None:
             return
         check_webhook_url(self.webhook)
@@ -238,3 +238,22 @@ class RunConfig:
     def inputs(self) -> tuple[str, ...]:
         """The inputs as a tuple, whether one or several were given."""
         return (self.input,) if isinstance(self.input, str) else tuple(self.input)
+
+
+_INPUT = "a file path, camera or URL (a str or an os.PathLike), or a list of them"
+
+
+def _input_specs(given: Any) -> str | tuple[str, ...]:
+    """`RunConfig.input` as text: one spec, or a tuple of them (a `pathlib.Path` as its str)."""
+    if isinstance(given, list | tuple):
+        return tuple(_input_spec(spec) for spec in given)
+    return _input_spec(given)
+
+
+def _input_spec(spec: Any) -> str:
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        raise wrong_type("input", _INPUT, spec, fix=f"a camera's index goes as text, '{spec}'")
+    try:
+        return path_text("input", spec)
+    except ConfigError:
+        raise wrong_type("input", _INPUT, spec) from None

@@ -28,7 +28,8 @@ class AnalysisConfig:
         top_k: tags kept per analysed frame.
         labels: zero-shot vocabulary; None for the shipped default.
         prompt: text template per label; must contain "{label}".
-        text_cache: folder for cached label text embeddings; None computes them every run.
+        text_cache: folder for cached label text embeddings (a str or an `os.PathLike`, kept
+            as its str); None computes them every run.
     """
 
     analyze_fps: float | None = option(
@@ -48,7 +49,7 @@ class AnalysisConfig:
         Option("--label-prompt", "text template per label, with {label} where the label goes",
                template_with("label")),
     )  # fmt: skip
-    text_cache: str | None = None
+    text_cache: str | None = option(None, path=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "analyze_fps", _every_frame(self.analyze_fps))

@@ -61,6 +61,9 @@ class EncoderChoice:
         export_cache: folder for the backend's exported model (converted once, then loaded);
             None converts it at every load, and makes "auto" torch (a log line says so). The
             command line sets it to `streamer.core.samples.export_cache_dir()`.
+
+    A path (`weights`, `calibrate`, `export_cache`) may be a str or an `os.PathLike` (a
+    `pathlib.Path`); it is kept as its str.
     """
 
     kind: str = option(
@@ -81,6 +84,7 @@ class EncoderChoice:
         "pretrained",
         Option("--weights", "pretrained | random | auto (pretrained if available, else random, "
                "labelled) | PATH"),
+        path=True,
     )  # fmt: skip
     device: str | None = option(
         None,
@@ -121,8 +125,9 @@ class EncoderChoice:
         Option("--calibrate", "video whose frames calibrate --int8", metavar="PATH",
                default_text="a run's first file input, else (and for encoders export) the "
                "sample clip"),
+        path=True,
     )  # fmt: skip
-    export_cache: str | None = None
+    export_cache: str | None = option(None, path=True)
 
     def __post_init__(self) -> None:
         validate(self)

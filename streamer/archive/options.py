@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streamer.core.checks import duration_above, float_above
-from streamer.core.options import Option, option, validate
+from streamer.core.options import Option, option, path_text, validate
 from streamer.errors import ConfigError
 
 __all__ = ["ArchiveConfig"]
@@ -18,8 +18,9 @@ class ArchiveConfig:
     """Where a run remembers what it saw, and for how long.
 
     Attributes:
-        path: the archive directory (made when missing): recordings of the live streams and
-            the index of moments (an embedded LanceDB database: no server to run).
+        path: the archive directory (made when missing; a str or an `os.PathLike`): recordings
+            of the live streams and the index of moments (an embedded LanceDB database: no
+            server to run).
         segment_s: length of a live stream's recording segment, seconds; a segment ends at the
             first keyframe after it (and at every reconnect).
         retain_s: recordings older than this are deleted with their index rows; None keeps
@@ -85,6 +86,8 @@ class ArchiveConfig:
     )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if not isinstance(self.path, str) or not self.path.strip():
+        # A pathlib.Path is as good a folder name as a str; it is kept as its str.
+        object.__setattr__(self, "path", path_text("archive path", self.path, "--archive"))
+        if not self.path.strip():
             raise ConfigError(f"archive path must be a folder name, got {self.path!r} (--archive)")
         validate(self)

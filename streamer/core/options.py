@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field
 from typing import Any, Literal
@@ -39,9 +40,11 @@ __all__ = [
     "Ordered",
     "declared",
     "option",
+    "path_text",
     "section",
     "section_of",
     "validate",
+    "wrong_type",
 ]
 
 #: How an option is given: with a value; a switch that sets True; a switch that sets False
@@ -52,6 +55,11 @@ Kind = Literal["value", "switch", "negated", "toggle", "const", "list", "positio
 
 _OPTIONS = "streamer.options"
 _SECTION = "streamer.section"
+_PATH = "streamer.path"
+
+#: The kinds whose field holds a bool (None too, where the field allows it): a switch is
+#: True/False from Python, never "yes" or 1.
+_SWITCHES = ("switch", "negated", "toggle")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +129,17 @@ class Option:
             raise ValueError(f"must be {expected}, got {text.strip()!r}") from exc
 
 
-def option(default: Any, *options: Option, factory: Callable[[], Any] | None = None) -> Any:
-    """A dataclass field holding `default`, declared as the option(s) `options`."""
-    metadata = {_OPTIONS: options}
+def option(
+    default: Any, *options: Option, factory: Callable[[], Any] | None = None, path: bool = False
+) -> Any:
+    """A dataclass field holding `default`, declared as the option(s) `options`.
+
+    `path`: the value names a file or folder. From Python it may be a str or any
+    `os.PathLike` (a `pathlib.Path`), kept as its str; anything else is refused (`validate`).
+    """
+    metadata: dict[str, Any] = {_OPTIONS: options}
+    if path:
+        metadata[_PATH] = True
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -252,29 +268,113 @@ class Ordered:
 
 
 def validate(instance: Any) -> None:
-    """Check every declared option of a config dataclass, then its `Ordered` rules.
+    """Check every declared field of a config dataclass, then its `Ordered` rules.
 
     Each value goes through the check its option declares (the same function that types it on
     the command line), so `BatchPolicy(max_batch=0)` and `--max-batch 0` are refused alike;
-    a value the check normalises (`"VeryFast"` → `"veryfast"`) is stored normalised.
+    a value the check normalises (`"VeryFast"` → `"veryfast"`) is stored normalised. What the
+    declaration says of the value's type holds from Python too: a switch (`--int8`,
+    `--no-audio`, `--live`) takes True or False; a path (`option(..., path=True)`) a str or
+    an `os.PathLike`, stored as its str; a section (`section`) an instance of its dataclass,
+    or None where None is its default.
 
     Raises:
         ConfigError: naming the field, the value, what is allowed and the flag.
     """
     for f in dataclasses.fields(instance):
-        for opt in f.metadata.get(_OPTIONS, ()):
-            if opt.check is None or f.metadata.get(_SECTION):
-                continue
-            value = getattr(instance, f.name)
-            checked = _checked(f, opt, value)
-            if checked is not value and checked != value:
-                object.__setattr__(instance, f.name, checked)
+        given = value = getattr(instance, f.name)
+        if f.metadata.get(_SECTION):
+            value = _section_value(f, value)
+        elif f.metadata.get(_PATH) and value is not None:
+            value = path_text(f.name, value, _flags(f))
+        for opt in () if f.metadata.get(_SECTION) else f.metadata.get(_OPTIONS, ()):
+            if _is_switch(opt):
+                _check_switch(f, value)
+            elif opt.check is not None:
+                value = _checked(f, opt, value)
+        if value is not given and value != given:
+            object.__setattr__(instance, f.name, value)
     for rule in getattr(type(instance), "RULES", ()):
         _check_rule(instance, rule)
 
 
+def path_text(name: str, value: Any, flag: str = "") -> str:
+    """A path given from Python (a str, or an `os.PathLike` such as `pathlib.Path`) as its str.
+
+    Raises:
+        ConfigError: `value` is neither, naming `name` (and `flag`, the option's flag).
+    """
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str):
+        return value
+    raise wrong_type(name, "a path: a str or an os.PathLike such as pathlib.Path", value,
+                     flag=flag)  # fmt: skip
+
+
+def wrong_type(
+    name: str, expected: str, value: Any, *, flag: str = "", fix: str = ""
+) -> ConfigError:
+    """The error for a value of the wrong type given from Python, in the words of every other
+    refusal: "`name` must be `expected`, got `type value` (`flag`): `fix`"."""
+    flag_text = f" ({flag})" if flag else ""
+    fix_text = f": {fix}" if fix else ""
+    return ConfigError(f"{name} must be {expected}, got {_got(value)}{flag_text}{fix_text}")
+
+
+def _got(value: Any) -> str:
+    """A value of the wrong type in a message: its type, and what it is when that is short."""
+    if value is None:
+        return "None"
+    kind = type(value).__name__
+    if isinstance(value, str | bytes | int | float | list | tuple | dict):
+        text = repr(value)
+        return f"{kind} {text if len(text) <= 60 else text[:57] + '...'}"
+    module = type(value).__module__
+    return type(value).__qualname__ if module == "builtins" else f"{module}.{kind}"
+
+
+def _flags(f: dataclasses.Field) -> str:
+    """The field's flags, `--live/--no-drop`; empty for a field without one."""
+    return "/".join(opt.flag for opt in f.metadata.get(_OPTIONS, ()))
+
+
+def _allows_none(f: dataclasses.Field) -> bool:
+    return "None" in str(f.type)
+
+
+def _is_switch(opt: Option) -> bool:
+    return opt.kind in _SWITCHES or (opt.kind == "const" and isinstance(opt.const, bool))
+
+
+def _check_switch(f: dataclasses.Field, value: Any) -> None:
+    if isinstance(value, bool) or (value is None and _allows_none(f)):
+        return
+    either = "True, False or None" if _allows_none(f) else "True or False"
+    raise wrong_type(f.name, either, value, flag=_flags(f))
+
+
+def _section_value(f: dataclasses.Field, value: Any) -> Any:
+    """A section's value, when it is an instance of its dataclass (a list of records: as a
+    tuple), or None where None is its default."""
+    cls, _group, many, _fields = f.metadata[_SECTION]
+    example = f"{cls.__name__}({dataclasses.fields(cls)[0].name}=...)"
+    if many:
+        if isinstance(value, list | tuple) and all(isinstance(v, cls) for v in value):
+            return tuple(value)
+        raise wrong_type(f.name, f"a tuple of {cls.__name__}", value,
+                         fix=f"{f.name}=({example},)")  # fmt: skip
+    if isinstance(value, cls) or (value is None and f.default is None):
+        return value
+    name = cls.__name__  # "an" before a vowel, and before a spelt-out acronym: "an LlmConfig"
+    spelt = name[0] in "FHLMNRSX" and name[1] in "lmnqrst"
+    article = "an" if name[0] in "AEIOU" or spelt else "a"
+    none = " or None" if f.default is None else ""
+    raise wrong_type(f.name, f"{article} {name}{none}", value, fix=f"{f.name}={example}")
+
+
 def _checked(f: dataclasses.Field, opt: Option, value: Any) -> Any:
-    if value is None and "None" in str(f.type):
+    if value is None and _allows_none(f):
         return value
     if value is f.default or (opt.optional and value is opt.const):
         return value  # the default, or what the flag alone means (`--show`: True)

@@ -26,7 +26,8 @@ class OutputConfig:
     """Where results go (files). A run needs at least one of them, or a viewer (`RunConfig`).
 
     Attributes:
-        video: annotated video file (H.264 MP4 by default).
+        video: annotated video file (H.264 MP4 by default). Each path may be a str or an
+            `os.PathLike` (a `pathlib.Path`), kept as its str.
         srt, vtt: subtitle files, one cue per caption.
         jsonl: JSON Lines events: one record per analysed frame and per caption.
         preset, crf: libx264 speed preset and quality.
@@ -38,10 +39,15 @@ class OutputConfig:
     """
 
     video: str | None = option(
-        None, Option("--output", "annotated video (MP4, H.264; audio copied)", short="-o")
+        None, Option("--output", "annotated video (MP4, H.264; audio copied)", short="-o"),
+        path=True,
+    )  # fmt: skip
+    srt: str | None = option(
+        None, Option("--srt", "SubRip subtitles, one cue per caption"), path=True
     )
-    srt: str | None = option(None, Option("--srt", "SubRip subtitles, one cue per caption"))
-    vtt: str | None = option(None, Option("--vtt", "WebVTT subtitles, one cue per caption"))
+    vtt: str | None = option(
+        None, Option("--vtt", "WebVTT subtitles, one cue per caption"), path=True
+    )
     jsonl: str | None = option(
         None,
         Option(
@@ -49,6 +55,7 @@ class OutputConfig:
             "JSON Lines: a record per analysed frame, per caption and per alert "
             "('-': standard output, every stream's records, for | jq)",
         ),
+        path=True,
     )
     preset: str = option(
         "veryfast",

@@ -170,6 +170,7 @@ class MqttConfig:
         Option("--mqtt-ca", "PEM file of the authority that signed an mqtts:// broker's "
                "certificate (a private CA)", metavar="FILE", group=_GROUP,
                default_text="the system's"),
+        path=True,
     )  # fmt: skip
     retry: RetryPolicy = DEFAULT_RETRY
 

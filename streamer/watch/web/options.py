@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streamer.core.checks import split_serve_address
-from streamer.core.options import Option, option
+from streamer.core.options import Option, option, validate
 from streamer.errors import ConfigError
 
 __all__ = ["LOCAL_HOST", "ServeConfig"]
@@ -42,6 +42,7 @@ class ServeConfig:
     )  # fmt: skip
 
     def __post_init__(self) -> None:
+        validate(self)  # webrtc_stamp, a switch: True or False
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"serve port must be in 0..65535, got {self.port} (--serve)")
         if self.token is not None and not self.token.strip():

@@ -104,3 +104,12 @@ def test_print_masks_the_password_and_loads_back_to_the_same_options(tmp_path, c
         original.discovery,
         original.image_every_s,
     )
+
+
+def test_the_ca_file_may_be_a_path_and_discovery_takes_a_bool(tmp_path):
+    config = MqttConfig("mqtts://broker", ca_file=tmp_path / "ca.pem")
+    assert config.ca_file == str(tmp_path / "ca.pem")
+    with pytest.raises(ConfigError, match=r"^ca_file must be a path: .* \(--mqtt-ca\)$"):
+        MqttConfig("mqtts://broker", ca_file=1)
+    with pytest.raises(ConfigError, match=r"^discovery must be True or False, got str 'no'"):
+        MqttConfig("mqtt://broker", discovery="no")
