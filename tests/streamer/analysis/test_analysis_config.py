@@ -1,12 +1,33 @@
-"""`AnalysisConfig` and `EncoderChoice` from Python: switches as True/False, paths as str or
-`os.PathLike`."""
+"""`AnalysisConfig` and `EncoderChoice` from Python: labels as a tuple (the command line's text
+is refused, naming `load_labels`), switches as True/False, paths as str or `os.PathLike`."""
 
 from pathlib import Path
 
 import pytest
 
 from streamer import AnalysisConfig, EncoderChoice
+from streamer.analysis.labels import load_labels
 from streamer.errors import ConfigError
+
+
+def test_labels_as_the_command_lines_text_are_refused_naming_load_labels():
+    with pytest.raises(ConfigError) as caught:
+        AnalysisConfig(labels="dog, cat")  # once: tags 'd', 'o', 'g', ',', ...
+    message = str(caught.value)
+    assert message.startswith("labels must be a tuple of labels such as ('dog', 'cat')")
+    assert "got str 'dog, cat' (--labels): labels=load_labels('dog, cat')" in message
+    assert AnalysisConfig(labels=load_labels("dog, cat")).labels == ("dog", "cat")
+
+
+@pytest.mark.parametrize("labels", [[], ("dog", 3), ("dog", " "), 5, {"dog": 1}])
+def test_labels_that_are_no_tuple_of_labels_are_refused(labels):
+    with pytest.raises(ConfigError, match=r"^labels must be a tuple of labels"):
+        AnalysisConfig(labels=labels)
+
+
+def test_labels_as_a_list_are_kept_as_a_tuple():
+    assert AnalysisConfig(labels=["dog", "cat"]).labels == ("dog", "cat")
+    assert AnalysisConfig().labels is None  # the shipped vocabulary
 
 
 def test_text_cache_takes_a_path_and_refuses_anything_else(tmp_path):
