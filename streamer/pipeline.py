@@ -41,6 +41,7 @@ from streamer.outputs.fanout import RANDOM_WEIGHTS_WARNING
 from streamer.reload import Reloader
 from streamer.report import Reporter, RunSummary, run_summary, stopped_before_start
 from streamer.run_setup import (
+    check_entry,
     decode_plan,
     give_up,
     observers_from_config,
@@ -87,10 +88,11 @@ async def run_pipeline(
 
     Raises:
         SourceError: an input cannot be opened (before any output is created).
-        ConfigError: the outputs cannot serve the inputs (before any work).
+        ConfigError: an argument of the wrong type, or outputs unfit for the inputs (no work).
         EncoderError: the encoder cannot be loaded.
         SinkError: an output cannot be written.
     """
+    observers = check_entry(config, stop, observers)
     joinable = reloader is not None or config.serve is not None or offers_stream_api(observers)
     started = time.monotonic()
     sources, hwaccel, service = await open_run(config, encoder, service, joinable, stop)

@@ -22,6 +22,7 @@ from streamer.archive.summary_observer import SummaryObserver
 from streamer.config import RunConfig
 from streamer.core import startup
 from streamer.core.events import Observer, Observers
+from streamer.core.options import wrong_type
 from streamer.errors import ConfigError
 from streamer.llm import startup as llm_startup
 from streamer.sources import Source, files_only, open_source, stream_names
@@ -34,12 +35,47 @@ from streamer.watch.window import WindowViewer
 if TYPE_CHECKING:
     from encoders import Encoder
 
-__all__ = ["decode_plan", "give_up", "observers_from_config", "open_run", "open_sources",
-           "unless_stopped"]  # fmt: skip
+__all__ = ["check_entry", "check_stop", "decode_plan", "give_up", "observers_from_config",
+           "open_run", "open_sources", "unless_stopped"]  # fmt: skip
 
 T = TypeVar("T")
 
 log = logging.getLogger("streamer")
+
+
+def check_entry(config: object, stop: object, observers: object) -> tuple[Observer, ...]:
+    """Refuse, before any work, arguments of a run's entry (`run_pipeline`) of the wrong type;
+    the observers as a tuple.
+
+    Raises:
+        ConfigError: naming the argument, what it got and what it takes.
+    """
+    if not isinstance(config, RunConfig):
+        raise wrong_type("config", "a RunConfig", config,
+                         fix="RunConfig(input=..., outputs=OutputConfig(...))")  # fmt: skip
+    check_stop(stop)
+    if not isinstance(observers, list | tuple):
+        raise wrong_type("observers", "a list of Observer (streamer.core.events)", observers,
+                         fix="observers=() for none")  # fmt: skip
+    for i, observer in enumerate(observers):
+        if not isinstance(observer, Observer):
+            raise wrong_type(f"observers[{i}]", "an Observer", observer,
+                             fix="subclass streamer.core.events.Observer and override the "
+                             "hooks you need")  # fmt: skip
+    return tuple(observers)
+
+
+def check_stop(stop: object) -> None:
+    """Refuse a `stop` that is not an `asyncio.Event`: a `threading.Event`'s `wait()` would
+    block the event loop for good.
+
+    Raises:
+        ConfigError: naming asyncio.Event and how to set one from another thread.
+    """
+    if stop is not None and not isinstance(stop, asyncio.Event):
+        raise wrong_type("stop", "an asyncio.Event or None", stop,
+                         fix="make an asyncio.Event in the run's event loop; from another "
+                         "thread, set it with loop.call_soon_threadsafe(stop.set)")  # fmt: skip
 
 
 async def open_run(

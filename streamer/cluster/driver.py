@@ -34,7 +34,7 @@ from streamer.cluster.session import ClusterInfo, connect, disconnect
 from streamer.config import RunConfig
 from streamer.errors import ActorLostError, ClusterError, StreamerError
 from streamer.report import Reporter, RunSummary
-from streamer.run_setup import observers_from_config
+from streamer.run_setup import check_stop, observers_from_config
 from streamer.watch.mqtt import MqttPublisher
 
 __all__ = ["run_cluster"]
@@ -59,9 +59,11 @@ async def run_cluster(
 
     Raises:
         ClusterUnavailableError: the cluster cannot be reached (before any work).
-        ConfigError, SourceError: as `run_pipeline`, before any work.
+        ConfigError, SourceError: as `run_pipeline`, before any work (a `stop` that is not an
+            `asyncio.Event` included).
         ClusterError: the pool or the shards could not be started, or failed for good.
     """
+    check_stop(stop)
     if config.cluster is None:
         raise ClusterError("run_cluster needs config.cluster (ClusterConfig(address='auto'))")
     plan = plan_run(config)  # every check that needs no cluster first

@@ -1,14 +1,18 @@
-"""`RunConfig` given values of the wrong type from Python: refused at construction with a
-ConfigError naming the parameter, what it got and what it takes, never a TypeError or
-AttributeError from deep inside a run; paths as `pathlib.Path`."""
+"""`RunConfig` and `run_pipeline` given values of the wrong type from Python: refused at
+construction (or at the entry) with a ConfigError naming the parameter, what it got and what
+it takes, never a TypeError or AttributeError from deep inside a run; paths as `pathlib.Path`."""
 
+import threading
 from pathlib import Path
 
 import pytest
 
-from streamer import OutputConfig, RunConfig, ServeConfig
+from streamer import OutputConfig, RunConfig, ServeConfig, run_pipeline
 from streamer.analysis.alerts import AlertRule
 from streamer.archive.options import ArchiveConfig
+from streamer.cluster.driver import run_cluster
+from streamer.cluster.options import ClusterConfig
+from streamer.core.events import Observer
 from streamer.errors import ConfigError
 
 OUT = OutputConfig(jsonl="out.jsonl")
@@ -61,6 +65,41 @@ def test_live_takes_true_false_or_none(live):
     with pytest.raises(ConfigError, match=r"live must be True, False or None, got .* "
                                           r"\(--live/--no-drop\)"):  # fmt: skip
         RunConfig(input="clip.mp4", outputs=OUT, live=live)
+
+
+class Duck:
+    def start(self) -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [({"config": "x.mp4"}, "config must be a RunConfig, got str 'x.mp4': RunConfig(input=..."),
+     ({"observers": None},
+      "observers must be a list of Observer (streamer.core.events), got None"),
+     ({"observers": [Observer(), Duck()]},
+      "observers[1] must be an Observer, got test_run_config.Duck: subclass "
+      "streamer.core.events.Observer"),
+     # Its wait() blocked the event loop for good (the run never ended).
+     ({"stop": threading.Event()},
+      "stop must be an asyncio.Event or None, got threading.Event: make an asyncio.Event")],
+)  # fmt: skip
+async def test_run_pipeline_refuses_arguments_of_another_type_before_any_work(
+    arguments, words, tmp_path, small_clip, tiny_encoder
+):
+    outputs = OutputConfig(video=str(tmp_path / "a.mp4"), jsonl=str(tmp_path / "a.jsonl"))
+    arguments.setdefault("config", RunConfig(input=str(small_clip), outputs=outputs))
+    config = arguments.pop("config")
+    with pytest.raises(ConfigError) as caught:
+        await run_pipeline(config, encoder=tiny_encoder, **arguments)
+    assert words in str(caught.value)
+    assert list(tmp_path.iterdir()) == []  # nothing was opened or written
+
+
+async def test_run_cluster_refuses_a_stop_that_is_no_asyncio_event():
+    config = RunConfig(input="clip.mp4", outputs=OUT, cluster=ClusterConfig(address="auto"))
+    with pytest.raises(ConfigError) as caught:
+        await run_cluster(config, stop=threading.Event())
+    assert "stop must be an asyncio.Event or None, got threading.Event" in str(caught.value)
 
 
 def test_the_archive_folder_may_be_a_path_and_the_viewers_switch_takes_a_bool(tmp_path):
