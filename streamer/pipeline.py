@@ -81,13 +81,17 @@ async def run_pipeline(
         service: the encoder service to use (a cluster shard's: the pool), not one made here.
         config_observers: start the observers `config` asks for (viewer, webhook, ...); a
             cluster shard passes False: they run on its coordinator, fed by its `observers`.
-        llm: the client to caption with when `config.llm` is set (a cluster shard's, which
-            asks its coordinator), not one made here.
+        llm: with `config.llm` set, the client to caption with (a cluster shard's), not a new one.
         reloader: re-reads the run's `--config` file (SIGHUP, `POST /api/reload`) and changes
             the streams through the run's control while it runs.
 
+    Returns:
+        What happened. A live input (camera, URL) connects once the run has started and raises
+        nothing: one that fails for good ends with its stream's `state` "failed", the others
+        run on, and `summary.incomplete` names it and why (as for a file cut short).
+
     Raises:
-        SourceError: an input cannot be opened (before any output is created).
+        SourceError: a file input cannot be opened (before any output is created).
         ConfigError: an argument of the wrong type, or outputs unfit for the inputs (no work).
         EncoderError: the encoder cannot be loaded.
         SinkError: an output cannot be written.
