@@ -215,12 +215,14 @@ def _write_json(path: str, data: object) -> None:
 
 
 def _device(name: str | None) -> torch.device:
-    """`--device`, or the default; torch's own words when it names no device torch knows."""
+    """`--device`, or the default; a device torch does not know, or this machine does not
+    have, is bad usage of the bench (exit 2), named in `resolve_device`'s words."""
     from encoders.base import resolve_device
+    from encoders.errors import UnsupportedBackendError
 
     try:
         return resolve_device(name)
-    except RuntimeError as exc:
+    except (RuntimeError, UnsupportedBackendError) as exc:
         raise ConfigError(str(exc)) from exc
 
 
