@@ -103,8 +103,6 @@ class SourceOptions:
     def __post_init__(self) -> None:
         validate(self)
         _positive("analyze_duration", self.analyze_duration)
-        if not isinstance(self.reconnect, RetryPolicy):
-            raise ConfigError(f"`reconnect` must be a RetryPolicy, got {self.reconnect!r}")
 
 
 def _positive(field: str, value: object) -> None:

@@ -29,7 +29,7 @@ from streamer.sources import (
         ("open_timeout", 0, "open_timeout must be a number of seconds > 0, got 0"),
         ("read_timeout", -1.0, "read_timeout must be a number of seconds > 0, got -1.0"),
         ("read_timeout", "5", "read_timeout must be a number of seconds > 0, got '5'"),
-        ("reconnect", (0.5, 10.0), "`reconnect` must be a RetryPolicy, got (0.5, 10.0)"),
+        ("reconnect", (0.5, 10.0), "reconnect must be a RetryPolicy, got tuple (0.5, 10.0)"),
     ],
 )
 def test_source_options_name_the_bad_value(field, value, message):
