@@ -85,8 +85,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         ) from exc
     count = torch.cuda.device_count() if chosen.type == "cuda" else 0
     if chosen.type == "cuda" and (count == 0 or (chosen.index or 0) >= count):
-        have = f"{count} CUDA device(s)" if count else "no CUDA device (no NVIDIA GPU or "
-        have += "" if count else "driver, or a CPU-only torch)"
+        none = "no CUDA device (no NVIDIA GPU or driver, or a CPU-only torch)"
+        have = f"{count} CUDA device(s)" if count else none
         raise UnsupportedBackendError(
             f"device {device!r}: torch sees {have} here: leave the device unset (CUDA when "
             "there is one, else the CPU) or give 'cpu'"

@@ -27,12 +27,11 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from encoders.backends.export_cache import MANIFEST, ExportCache, ExportKey, try_lock
-from encoders.backends.locator import COMPILED, LOCATORS, is_current
+from encoders.backends.locator import COMPILED, LOCATORS, compiled_folder, is_current
 
 __all__ = [
     "CacheInventory",
@@ -94,7 +93,8 @@ def inventory(root: str | os.PathLike[str]) -> CacheInventory:
     found = CacheInventory(root)
     if not root.is_dir():
         return found
-    current = _current_names(root)
+    locators = _read_locators(root)
+    current = _current_names(locators)
     names: set[tuple[str, str]] = set()
     for backend in _backend_folders(root):
         for folder in sorted(backend.iterdir()):
@@ -106,7 +106,7 @@ def inventory(root: str | os.PathLike[str]) -> CacheInventory:
                     found.leftovers.append((folder, _bytes(folder)))
                 continue
             names.add((backend.name, folder.name))
-            compiled = root / COMPILED / backend.name / folder.name
+            compiled = compiled_folder(root, backend.name, folder.name)
             found.exports.append(CachedExport(
                 folder, _key(folder), _bytes(folder) + _bytes(compiled),
                 folder.stat().st_mtime, (backend.name, folder.name) in current,
@@ -115,8 +115,9 @@ def inventory(root: str | os.PathLike[str]) -> CacheInventory:
     for compiled in sorted((root / COMPILED).glob("*/*")):
         if (compiled.parent.name, compiled.name) not in names:
             found.leftovers.append((compiled, _bytes(compiled)))
-    for path, _ in _locators(root, lambda body: not _names_current(body, names)):
-        found.leftovers.append((path, path.stat().st_size))
+    for path, body, ours in locators:
+        if not (ours and _names(body) in names):  # another version's, or its export is gone
+            found.leftovers.append((path, path.stat().st_size))
     return found
 
 
@@ -135,11 +136,11 @@ def prune(root: str | os.PathLike[str], everything: bool = False) -> list[tuple[
             if lock.exists() and not held.enter_context(try_lock(lock)):
                 continue  # a build began since the listing
             _remove(export.folder)
-            _remove(found.root / COMPILED / export.backend / export.folder.name)
+            _remove(compiled_folder(found.root, export.backend, export.folder.name))
             removed.append((export.folder, export.size))
         lock.unlink(missing_ok=True)
     if everything:
-        for path, _ in _locators(found.root, lambda body: True):
+        for path in (found.root / LOCATORS).glob("*.json"):
             _remove(path)
     return removed
 
@@ -171,36 +172,40 @@ def _same_model(key: ExportKey | None, other: ExportKey) -> bool:
         other.backend, other.family, other.model, other.variant[:4])  # fmt: skip
 
 
-def _current_names(root: Path) -> set[tuple[str, str]]:
+def _current_names(locators: list[tuple[Path, dict, bool]]) -> set[tuple[str, str]]:
     """(backend, export name) of every export this installation's locators name, and the fp32
     export each current int8 one was quantised from."""
     names = set()
-    for _, body in _locators(root, is_current):
-        with contextlib.suppress(KeyError, TypeError, ValueError):
+    for _, body, ours in locators:
+        named = _names(body) if ours else None
+        if named is not None:
             key = ExportKey(**body["key"])
-            names.add((key.backend, key.name))
+            names.add(named)
             names.add((key.backend, dataclasses.replace(key, variant="fp32").name))
     return names
 
 
-def _names_current(body: dict, names: set[tuple[str, str]]) -> bool:
-    """Whether a locator is this installation's and names an export that is there."""
+def _names(body: dict) -> tuple[str, str] | None:
+    """(backend, export name) a locator's body names; None when it names none readably."""
     try:
         key = ExportKey(**body["key"])
-    except (KeyError, TypeError):
-        return False
-    return is_current(body) and (key.backend, key.name) in names
+    except (KeyError, TypeError, ValueError):
+        return None
+    return key.backend, key.name
 
 
-def _locators(root: Path, keep) -> Iterator[tuple[Path, dict]]:
-    """The locator files (with their bodies; an unreadable one as {}) for which `keep(body)`."""
+def _read_locators(root: Path) -> list[tuple[Path, dict, bool]]:
+    """Each locator file, read once: its path, its body ({} when unreadable), and whether this
+    installation wrote it (`is_current`)."""
+    locators = []
     for path in sorted((root / LOCATORS).glob("*.json")):
         try:
             body = json.loads(path.read_text())
         except (OSError, ValueError):
             body = {}
-        if keep(body if isinstance(body, dict) else {}):
-            yield path, body
+        body = body if isinstance(body, dict) else {}
+        locators.append((path, body, is_current(body)))
+    return locators
 
 
 def _backend_folders(root: Path) -> list[Path]:

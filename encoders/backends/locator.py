@@ -40,6 +40,7 @@ __all__ = [
     "LOCATORS",
     "ExportRequest",
     "Located",
+    "compiled_folder",
     "find_export",
     "is_current",
     "write_locator",
@@ -152,7 +153,13 @@ def find_export(cache: ExportCache, request: ExportRequest) -> Located | None:
                         folder, path.name, problem)  # fmt: skip
             return None
         write_locator(cache, request, key, card)  # sound: note the files as they are now
-    return Located(folder, key, card, cache.root / COMPILED / key.backend / key.name)
+    return Located(folder, key, card, compiled_folder(cache.root, key.backend, key.name))
+
+
+def compiled_folder(root: Path, backend: str, name: str) -> Path:
+    """Where a backend may keep what it makes of the export `name` (OpenVINO's compiled
+    models), beside the backends' folders of the cache at `root`."""
+    return root / COMPILED / backend / name
 
 
 def is_current(locator: dict[str, Any]) -> bool:

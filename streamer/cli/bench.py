@@ -222,7 +222,7 @@ def _device(name: str | None) -> torch.device:
 
     try:
         return resolve_device(name)
-    except (RuntimeError, UnsupportedBackendError) as exc:
+    except UnsupportedBackendError as exc:
         raise ConfigError(str(exc)) from exc
 
 
