@@ -28,7 +28,7 @@ from encoders.acceleration import Acceleration, CompiledForward
 from encoders.backends.frames import encode_frames
 from encoders.backends.runtime import ImageRuntime
 from encoders.cuda_graphs import GraphRunner, bucket_for, cuda_graphs_unsupported
-from encoders.errors import UnsupportedBackendError
+from encoders.errors import UnsupportedBackendError, no_text_tower
 from encoders.info import PRECISION_NAMES, RANDOM_WEIGHTS, EncoderInfo, WeightsSource
 from encoders.preprocess import FrameGroup, HostStaging, preprocess_frames, split_images
 from encoders.registry import ModelRef, PreprocessConfig
@@ -219,6 +219,14 @@ class Encoder(OutOfMemoryHandling):
     def embed_array(self, images: Any) -> np.ndarray:
         """`embed` as float32 numpy on the host (what an `ExportedEncoder` gives torch-free)."""
         return self.embed(images).float().cpu().numpy()
+
+    def embed_text(self, texts: Sequence[str] | str) -> torch.Tensor:
+        """Text embeddings, for a family with a text tower (`has_text`); CLIP overrides this.
+
+        Raises:
+            UnknownEncoderError: this family embeds images only.
+        """
+        raise no_text_tower(self.kind, self._ref.name)
 
     def accelerate(self, acceleration: Acceleration) -> None:
         """Choose the forward's speed-ups (replacing earlier ones); results stay the same.

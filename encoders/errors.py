@@ -34,6 +34,7 @@ __all__ = [
     "UnsupportedBackendError",
     "WeightsUnavailableError",
     "local_weights_path",
+    "no_text_tower",
 ]
 
 
@@ -83,6 +84,20 @@ def weights_unavailable(model: str, reason: str, *, library: str) -> WeightsUnav
         "weights (later runs load them offline); or pass weights=PATH (CLI: --weights PATH) "
         "with a local checkpoint; or pass weights='random' (CLI: --weights random) for a run "
         "with untrained weights, labelled as such."
+    )
+
+
+def no_text_tower(kind: str, model: str) -> UnknownEncoderError:
+    """Build the error for `embed_text` on a family that embeds images only.
+
+    Args:
+        kind: the family ("dinov2", "default").
+        model: its model name.
+    """
+    return UnknownEncoderError(
+        f"{kind} {model!r} embeds images only: it has no text tower, so embed_text (zero-shot "
+        "tags, text alerts) is not available; use a family with text (clip), and check "
+        "encoder.has_text before calling embed_text"
     )
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from encoders.backends.frames import encode_frames
+from encoders.errors import no_text_tower
 from encoders.info import EncoderInfo
 from encoders.registry import PreprocessConfig
 
@@ -85,6 +86,8 @@ class ExportedEncoder:
 
     def embed_text(self, texts: Sequence[str] | str) -> torch.Tensor:
         """As `ClipEncoder.embed_text`: the family's text tower, built on first use."""
+        if not self.has_text:
+            raise no_text_tower(self.kind, self.info.model)
         return self.text_encoder().embed_text(texts)
 
     def embed_text_array(self, texts: Sequence[str]) -> np.ndarray:

@@ -22,6 +22,7 @@ import encoders
 from encoders.backends import BACKENDS, choose_backend, openvino_backend, unsupported_reason
 from encoders.backends.frames import frames_to_pixels
 from encoders.errors import EncoderInputError, UnsupportedBackendError
+from encoders.exported import ExportedEncoder
 from encoders.preprocess import preprocess_frames
 from encoders.registry import Family, register_family, unregister_family
 
@@ -132,6 +133,12 @@ def test_the_default_family_runs_on_the_exporting_backends(tmp_path, video_frame
                                        export_cache=tmp_path)  # fmt: skip
     frames = at_resize_size(_eight(video_frames), reference.preprocess_cfg)
     _check_equivalent(reference, openvino, frames, tokens=True)
+    # Opened from the cache (no torch model), an image-only family still says it has no text.
+    opened = encoders.create_encoder("default", weights="random", backend=backend,
+                                     export_cache=tmp_path)  # fmt: skip
+    assert isinstance(opened, ExportedEncoder) and not opened.has_text
+    with pytest.raises(encoders.UnknownEncoderError, match="no text tower"):
+        opened.embed_text(["a dog"])
 
 
 # -- choosing a backend --------------------------------------------------------------------------

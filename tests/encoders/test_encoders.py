@@ -137,7 +137,10 @@ def test_text_must_be_strings(tiny_clip) -> None:
 
 def test_only_clip_has_text(default_encoder, dinov2_small) -> None:
     assert not default_encoder.has_text and not dinov2_small.has_text
-    assert not hasattr(default_encoder, "embed_text")
+    # The text call on an image-only family names the problem and the family to use.
+    for encoder, name in ((default_encoder, "default"), (dinov2_small, "dinov2 'small'")):
+        with pytest.raises(encoders.UnknownEncoderError, match=f"{name}.*no text tower.*clip"):
+            encoder.embed_text(["a dog"])
 
 
 def test_info_and_repr(tiny_clip, default_encoder) -> None:
