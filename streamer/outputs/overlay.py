@@ -80,8 +80,9 @@ class OverlayStyle:
     """How the overlay looks; validated on construction.
 
     Attributes:
-        font_scale: text height as a fraction of the frame height (0.03 is about 22 px of
-            text on a 720p frame). Text never gets smaller than OpenCV can draw legibly.
+        font_scale: text height as a fraction of the frame's shorter side, its height unless
+            the video is portrait (0.03 is about 22 px of text on a 720p frame, and on a
+            720×1280 phone video). Text never gets smaller than OpenCV can draw legibly.
         max_caption_lines: caption lines shown; longer captions end in "...".
         box_opacity: opacity of the dark boxes behind text, 0 (none) to 1 (solid).
         top_k_tags: tags shown top-left, best first; 0 hides them.
@@ -126,7 +127,9 @@ class _Layout:
 
 @functools.lru_cache(maxsize=16)
 def _layout(width: int, height: int, style: OverlayStyle) -> _Layout:
-    scale = max(_MIN_SCALE, style.font_scale * height / _FONT_PX)
+    # The shorter side: a portrait frame sized by its height would get text as large as a
+    # landscape frame twice its width, and its tags and HUD, side by side, would not fit.
+    scale = max(_MIN_SCALE, style.font_scale * min(width, height) / _FONT_PX)
     thickness = max(1, int(scale * 1.5))
     (_, text_h), baseline = cv2.getTextSize("Ag", _FONT, scale, thickness)
     pad = max(2, text_h // 3)

@@ -98,6 +98,20 @@ def test_long_captions_stop_at_max_lines():
     assert box_top(4) > 720 // 2, "even a long caption leaves the top of the frame free"
 
 
+def test_a_portrait_frame_gets_the_text_size_of_its_landscape_twin():
+    # Text is sized by the shorter side: a 360x640 phone video sized by its height had text
+    # as large as a 1138x640 frame's, and its tags and HUD were cut to "crowd of p...".
+    def caption_box_height(height: int, width: int) -> int:
+        before = np.full((height, width, 3), 128, np.uint8)
+        short = Caption("cam", 0, 0.0, "a dog", "llm")
+        image = _draw(before.copy(), caption=short, annotation=None, hud=Hud())
+        return height - int(np.flatnonzero(_changed(before, image).any(axis=1)).min())
+
+    assert caption_box_height(640, 360) == caption_box_height(360, 640)
+    assert caption_box_height(1280, 720) == caption_box_height(720, 1280)
+    assert caption_box_height(720, 1280) > caption_box_height(360, 640)
+
+
 @pytest.mark.parametrize("size", [(48, 64), (47, 63), (1, 1), (21, 1001), (1001, 13)])
 def test_tiny_and_odd_frames_do_not_raise(size):
     hud = Hud(lines=("12.3 fps", "x" * 300), warning="W" * 200, status="LLM: down")
