@@ -11,13 +11,14 @@ served alone by `streamer serve --archive`) share these, so one token rule holds
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
 import logging
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from aiohttp import web
@@ -25,9 +26,22 @@ from aiohttp import web
 from streamer.errors import ConfigError
 from streamer.watch.web.options import ServeConfig
 
-__all__ = ["authorized", "guarded_app", "json_response", "listen", "loopback", "page_for"]
+__all__ = [
+    "authorized",
+    "guarded_app",
+    "json_response",
+    "listen",
+    "loopback",
+    "page_for",
+    "unless_gone",
+]
 
 log = logging.getLogger("streamer.watch.web")
+
+T = TypeVar("T")
+
+#: How often a streaming response waiting for something to send checks its client is there.
+GONE_CHECK_S = 1.0
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -117,6 +131,27 @@ async def listen(app: web.Application, config: ServeConfig) -> tuple[web.AppRunn
             config.host,
         )
     return runner, url
+
+
+async def unless_gone(request: web.Request, waiting: Awaitable[T]) -> T | None:
+    """`waiting`'s result, or None once the client has disconnected (checked every
+    `GONE_CHECK_S`; `waiting` is then cancelled).
+
+    aiohttp does not cancel a handler whose client went away: a streaming response notices
+    only when it next writes. One that waits for a frame that never comes (its stream ended,
+    its camera offline) would hold the client's place for good.
+    """
+    task = asyncio.ensure_future(waiting)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=GONE_CHECK_S)
+            if done:
+                return task.result()
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return None
+    finally:
+        task.cancel()
 
 
 def page_for(request: web.Request, page: bytes, token_required: bool) -> web.Response:

@@ -51,7 +51,7 @@ from streamer.errors import ConfigError
 from streamer.watch.web._clips import CLIP_ROUTE, archive_dir_of, clip_handler
 from streamer.watch.web._events import EventHub, sse_message
 from streamer.watch.web._frames import BOUNDARY, FrameHub
-from streamer.watch.web._http import guarded_app, json_response, listen, page_for
+from streamer.watch.web._http import guarded_app, json_response, listen, page_for, unless_gone
 from streamer.watch.web._rtc_media import stamp_clock
 from streamer.watch.web._status import Rates, archive_status, run_status, stream_state
 from streamer.watch.web.metrics import CONTENT_TYPE, WebNumbers, metrics_registry
@@ -280,7 +280,7 @@ class WebViewer(Observer):
         try:
             await response.prepare(request)
             version = 0
-            while (jpeg := await slot.next_jpeg(version)) is not None:
+            while (jpeg := await unless_gone(request, slot.next_jpeg(version))) is not None:
                 version = jpeg.version
                 if not await self._send(request, response, jpeg.part):
                     break
@@ -322,7 +322,9 @@ class WebViewer(Observer):
             try:
                 first = b"retry: 2000\n\n" + sse_message("status", self.status())
                 ok = await self._send(request, response, first + self._events.replay(after))
-                while ok and (message := await client.queue.get()) is not None:
+                while (
+                    ok and (message := await unless_gone(request, client.queue.get())) is not None
+                ):
                     ok = await self._send(request, response, message)
             finally:
                 self._events.unsubscribe(client)

@@ -3,6 +3,7 @@ makes them, MJPEG and snapshots carry the overlaid frames, and clients that stop
 the pipeline nothing."""
 
 import asyncio
+import contextlib
 import io
 import json
 
@@ -144,6 +145,36 @@ async def test_a_client_that_stops_reading_is_disconnected_and_the_run_goes_on(
         stop.set()
         if sock is not None:
             sock.close()
+        summary = await asyncio.wait_for(run, 60)
+    assert summary.frames > 0
+
+
+async def test_clients_of_a_stream_that_draws_no_more_frames_are_freed_when_they_leave(
+    tmp_path, long_clip, small_clip, tiny_encoder
+):
+    # A stream that has ended sends nothing, so a handler waiting for its next frame never
+    # wrote and never noticed its client had gone: 32 page loads and the viewer refused all.
+    viewer = WebViewer(ServeConfig(port=0), ViewerLimits(max_clients=3))
+    config = RunConfig(input=(f"cam={long_clip}", f"short={small_clip}"), live=True,
+                       outputs=OutputConfig(jsonl=str(tmp_path / "{stream}.jsonl")))  # fmt: skip
+    stop = asyncio.Event()
+    run = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop,
+                                           observers=[viewer]))  # fmt: skip
+    try:
+        base = await wait_for_url(viewer)
+        short = next(s for s in viewer.run.streams if s.name == "short")
+        await wait_until(lambda: short.source.status.state == "ended", 60, "short ended")
+        async with aiohttp.ClientSession() as session:
+            for _ in range(5):  # more than max_clients: each left its place to the next
+                with contextlib.suppress(TimeoutError):
+                    async with session.get(base + "streams/short/mjpeg") as response:
+                        assert response.status == 200
+                        await asyncio.wait_for(response.content.read(1), 0.3)
+                await wait_until(lambda: viewer.status()["clients"]["mjpeg"] == 0, 5, "freed")
+            async with session.get(base + "streams/cam/mjpeg") as response:
+                assert response.status == 200  # not "503: too many viewers"
+    finally:
+        stop.set()
         summary = await asyncio.wait_for(run, 60)
     assert summary.frames > 0
 
