@@ -12,8 +12,10 @@ mode 1; Debian's Chromium does) and PyAV has libx264, else VP8. ICE uses host ca
 (no STUN or TURN server): the viewer is for this machine or its LAN. aiortc gathers every
 candidate before it answers, so one request and one answer make the connection.
 
-A peer whose connection fails or closes (the tab went away) is closed and unsubscribed; a
-stream's encoder stops with its last peer, so nothing is encoded while nobody watches. Without
+A peer whose connection fails or closes (the tab went away) is closed and unsubscribed, and so
+is one that has not connected `CONNECT_TIMEOUT_S` after its answer (a tab closed during the
+handshake, a page that never applied the answer: no state change ever comes); a stream's
+encoder stops with its last peer, so nothing is encoded while nobody watches. Without
 aiortc the routes answer 501 and the page shows MJPEG (`available()` says which).
 """
 
@@ -39,6 +41,8 @@ log = logging.getLogger("streamer.watch.web")
 
 OFFER_LIMIT = 64 * 1024  # bytes of an offer, at most (Chromium's are ~6 KB)
 PREFIX = "/api/webrtc/"
+#: Seconds a peer has from its answer to connecting (on a LAN it takes well under one).
+CONNECT_TIMEOUT_S = 15.0
 
 
 def available() -> bool:
@@ -183,8 +187,15 @@ class WebRtc:
                 content_type="application/json",
             ) from exc
         encoder.subscribe(track)
+        asyncio.get_running_loop().call_later(CONNECT_TIMEOUT_S, self._unless_connected, peer)
         log.info("webrtc: peer %s watches %s (%s)", peer.id, stream, codec)
         return peer
+
+    def _unless_connected(self, peer: _Peer) -> None:
+        if self._peers.get(peer.id) is peer and peer.pc.connectionState in ("new", "connecting"):
+            log.info("webrtc: peer %s did not connect within %.0f s; closed", peer.id,
+                     CONNECT_TIMEOUT_S)  # fmt: skip
+            self._close_soon([peer])
 
     def _encoder(self, stream: str, codec: str) -> SharedEncoder:
         encoder = self._encoders.get((stream, codec))

@@ -191,3 +191,42 @@ async def _diagnosis(read) -> str:
     except Exception as exc:  # the page is gone: say so rather than hide the first failure
         return f"; the page could not be read: {exc}"
     return f"; the page: {state}; its console: {page.errors}"
+
+
+async def test_a_peer_that_never_connects_is_closed_with_its_encoder(
+    tmp_path, long_clip, tiny_encoder, monkeypatch
+):
+    # A tab closed during the handshake, or a page that never applied the answer: no
+    # connection state ever changes, and the peer kept its place and an encoder at work.
+    from aiortc import RTCPeerConnection
+
+    from streamer.watch.web import webrtc
+
+    assert available(), "aiortc is missing: pip install -e '.[webrtc]' (setup.sh --test does)"
+    monkeypatch.setattr(webrtc, "CONNECT_TIMEOUT_S", 1.0)
+    viewer = WebViewer(ServeConfig(port=0, token=TOKEN), webrtc=RtcLimits())
+    config = RunConfig(input=f"cam={long_clip}", live=True,
+                       outputs=OutputConfig(jsonl=str(tmp_path / "cam.jsonl")))  # fmt: skip
+    stop = asyncio.Event()
+    run = asyncio.create_task(
+        run_pipeline(config, encoder=tiny_encoder, stop=stop, observers=[viewer])
+    )
+    client = RTCPeerConnection()
+    try:
+        await wait_until(lambda: viewer.url is not None or run.done(), 60, "viewer up")
+        client.addTransceiver("video", direction="recvonly")
+        await client.setLocalDescription(await client.createOffer())
+        offer = {"type": "offer", "sdp": client.localDescription.sdp}
+        async with aiohttp.ClientSession() as http:
+            url = f"{viewer.url}api/webrtc/cam"
+            async with http.post(url, json=offer, headers=_auth()) as response:
+                assert response.status == 200 and (await response.json())["type"] == "answer"
+            assert (await _status(http, viewer.url))["peers"] == 1
+            await client.close()  # the answer never applied: the server's peer never connects
+            await wait_until_async(lambda: _peers(http, viewer.url), 0, 10, "closed", exact=True)
+            assert (await _status(http, viewer.url))["encoders"] == 0
+    finally:
+        await client.close()
+        stop.set()
+        summary = await asyncio.wait_for(run, 60)
+    assert summary.frames > 0
