@@ -104,6 +104,13 @@ class EventClient:
             self.queue.get_nowait()
         self.queue.put_nowait(None)
 
+    def end(self) -> None:
+        """Close after what is queued (the run's end: its last status still reaches the page)."""
+        if self.queue.full():
+            self.close()
+        else:
+            self.queue.put_nowait(None)
+
 
 class EventHub:
     """Captions, alerts and summaries of the run: a history per stream, and live delivery to
@@ -182,9 +189,11 @@ class EventHub:
         kept = [(rec["id"], msg) for lane in self._history.values() for _, rec, msg in lane]
         return b"".join(msg for ident, msg in sorted(kept) if ident > after)
 
-    def close(self) -> None:
+    def close(self, last: bytes | None = None) -> None:
+        """Close every client after what it has queued and `last` (the run's final status)."""
         for client in list(self.clients):
-            client.close()
+            if last is None or client.offer(last):
+                client.end()
         self.clients.clear()
 
     def _take_id(self) -> int:

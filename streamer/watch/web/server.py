@@ -199,6 +199,8 @@ class WebViewer(Observer):
         self._streams[stream.name] = stream
         if self._frames is not None:
             self._frames.add(stream.name)
+        # The pages make its card now: its first caption may come before the next status.
+        self._events.publish(sse_message("status", self.status()))
 
     def stream_removed(self, stream: Any) -> None:
         if self._streams.get(stream.name) is stream:
@@ -213,7 +215,8 @@ class WebViewer(Observer):
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        self._events.close()
+        # The pages' last word: the run is over (not the connection: they would retry).
+        self._events.close(sse_message("status", {**self.status(), "ended": True}))
         await self._rtc.close()
         if self._frames is not None:
             await self._frames.close()
@@ -284,6 +287,9 @@ class WebViewer(Observer):
                 version = jpeg.version
                 if not await self._send(request, response, jpeg.part):
                     break
+            else:  # the viewer stops: the closing boundary (a browser keeps the last frame)
+                if slot.closed:
+                    await self._send(request, response, f"--{BOUNDARY}--\r\n".encode())
         finally:
             slot.unwatch()
             self._clients["mjpeg"] -= 1

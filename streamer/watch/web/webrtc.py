@@ -5,7 +5,8 @@ Routes (on the viewer's server, behind its guard: its bind and token rules)::
 
     POST   /api/webrtc/{name}         {"type": "offer", "sdp": ...} -> {"type": "answer",
                                       "sdp": ..., "peer": ID, "codec": "H264" | "VP8"}
-    DELETE /api/webrtc/peers/{peer}   the page closed its connection: free it at once
+    DELETE /api/webrtc/peers/{peer}   the page closed its connection: free it at once (a peer
+                                      closed already answers as done: 200)
 
 The browser offers; the server answers with H.264 when the browser offers it (packetization
 mode 1; Debian's Chromium does) and PyAV has libx264, else VP8. ICE uses host candidates only
@@ -80,6 +81,7 @@ class WebRtc:
         # Read by writer threads: replaced whole (never changed in place) on the event loop.
         self._by_stream: dict[str, tuple[SharedEncoder, ...]] = {}
         self._ids = itertools.count(1)
+        self._issued = 0  # the last peer id given: a DELETE of one closed already is done
         self._track_class: type | None = None
         self._closing: set[asyncio.Task] = set()
         self.refused = 0
@@ -151,9 +153,12 @@ class WebRtc:
                               "codec": peer.encoder.codec})  # fmt: skip
 
     async def hang_up(self, request: web.Request) -> web.Response:
-        peer = self._peers.get(request.match_info["peer"])
+        ident = request.match_info["peer"]
+        peer = self._peers.get(ident)
         if peer is None:
-            return _error(404, "no such WebRTC peer (it has gone already)")
+            if ident.isdigit() and 0 < int(ident) <= self._issued:  # closed already: done
+                return json_response({"closed": ident})
+            return _error(404, "no such WebRTC peer")
         await self._close(peer)
         return json_response({"closed": peer.id})
 
@@ -168,7 +173,8 @@ class WebRtc:
         if self._track_class is None:
             self._track_class = packet_track_class()
         track = self._track_class(self.limits.queue, encoder.want_key)
-        peer = _Peer(str(next(self._ids)), stream, pc, track, encoder)
+        self._issued = next(self._ids)
+        peer = _Peer(str(self._issued), stream, pc, track, encoder)
         self._peers[peer.id] = peer
 
         @pc.on("connectionstatechange")

@@ -10,6 +10,8 @@
   let lastId = 0;
   let runId = null;
   let rtcOffered = false; // the server offers WebRTC (aiortc installed): the default view
+  let runEnded = false; // the server said the run is over: its videos stop where they are
+  const FINISHED = ["ended", "failed"]; // a stream in these states draws no more frames
   const forcedView = new URLSearchParams(location.search).get("view"); // ?view=mjpeg|webrtc
   const rtc = window.streamerRtc;
 
@@ -27,7 +29,7 @@
     return withToken(`streams/${encodeURIComponent(name)}/mjpeg`);
   }
 
-  function card(name) {
+  function card(name, state) {
     let entry = cards.get(name);
     if (entry) return entry;
     const node = document.getElementById("stream-card").content.firstElementChild.cloneNode(true);
@@ -38,17 +40,27 @@
       source: q(".caption-source"), tags: q(".tags"), stats: q(".stats"),
       problem: q(".problem"), history: q(".history"), summary: q(".summary"),
       video: q("video.rtc"), select: q("select.view"), note: q(".view-note"),
-      glass: q(".glass"), rtc: null, metered: false,
+      glass: q(".glass"), rtc: null, metered: false, streamState: state,
       mode: forcedView || (rtcOffered && rtc.supported ? "webrtc" : "mjpeg"),
     };
     text(q(".name"), name);
     entry.img.alt = `live video of ${name}`;
     entry.img.addEventListener("error", () => {
-      // The server restarted or the connection dropped: try again shortly.
-      setTimeout(() => { if (!document.hidden && entry.mode === "mjpeg") entry.img.src = videoUrl(name); }, 2000);
+      // The server restarted or the connection dropped: try again shortly, unless nothing
+      // more will come (then no broken image: the card says why).
+      setTimeout(() => {
+        if (finished(entry)) noVideo(entry);
+        else if (!document.hidden && entry.mode === "mjpeg") entry.img.src = videoUrl(name);
+      }, 2000);
     });
     entry.select.querySelector("option[value=webrtc]").disabled = !(rtcOffered && rtc.supported);
     entry.select.value = entry.mode;
+    if (!forcedView && entry.mode === "mjpeg") { // say why there is no WebRTC, as a refusal does
+      const why = !rtcOffered ? "WebRTC is not offered by this server (pip install 'streamer[webrtc]')"
+        : "this browser has no WebRTC";
+      text(entry.note, `${why}; showing MJPEG`);
+      entry.note.hidden = false;
+    }
     entry.select.addEventListener("change", () => {
       entry.note.hidden = true;
       setView(name, entry, entry.select.value);
@@ -59,14 +71,45 @@
     return entry;
   }
 
-  // Show the card's video in its mode (WebRTC falls back to MJPEG, saying why).
+  function finished(c) {
+    return runEnded || FINISHED.includes(c.streamState);
+  }
+
+  function noVideo(c) {
+    c.img.hidden = true;
+    text(c.note, runEnded ? "the run has ended" : `the stream has ${c.streamState}; no more video`);
+    c.note.hidden = false;
+  }
+
+  // Keep the frame an MJPEG card shows as a still: the browser drops it when its stream
+  // closes (it may have closed already: then the card says why it shows none).
+  function freeze(c) {
+    if (c.mode !== "mjpeg" || c.img.hidden) return;
+    if (!c.img.naturalWidth || c.img.src.startsWith("data:")) {
+      if (!c.img.src.startsWith("data:")) noVideo(c);
+      return;
+    }
+    const canvas = document.createElement("canvas");
+    canvas.width = c.img.naturalWidth;
+    canvas.height = c.img.naturalHeight;
+    canvas.getContext("2d").drawImage(c.img, 0, 0);
+    c.img.src = canvas.toDataURL("image/jpeg");
+  }
+
+  // Show the card's video in its mode (WebRTC falls back to MJPEG, saying why). A stream that
+  // draws no more frames is not asked for any: it has none to send.
   function showVideo(name, c) {
     if (document.hidden) return;
+    if (finished(c)) {
+      if (!c.img.src && c.video.hidden) noVideo(c);
+      return;
+    }
     c.video.hidden = c.mode !== "webrtc";
     c.img.hidden = c.mode === "webrtc";
     if (c.mode === "webrtc") {
       c.img.removeAttribute("src");
       rtc.start(name, c, withToken, (why) => {
+        if (finished(c)) return; // nothing more would come over MJPEG either
         text(c.note, `${why}; showing MJPEG`);
         c.note.hidden = false;
         setView(name, c, "mjpeg");
@@ -92,9 +135,12 @@
   }
 
   function showStream(s) {
-    const c = card(s.name);
-    text(c.state, s.state);
-    c.state.dataset.state = s.state;
+    const c = card(s.name, s.state);
+    // A run that ended with the stream still going (Ctrl-C, a stop): it stopped there.
+    const state = runEnded && !FINISHED.includes(s.state) ? "stopped" : s.state;
+    c.streamState = s.state;
+    text(c.state, state);
+    c.state.dataset.state = state;
     if (s.caption) {
       text(c.caption, s.caption.text);
       text(c.source, `(${s.caption.source})`);
@@ -128,6 +174,14 @@
     }
     runId = status.run_id;
     rtcOffered = Boolean(status.webrtc && status.webrtc.available);
+    if (status.ended) { // the run's last status: its videos stop, the page stays as it was
+      runEnded = true;
+      for (const c of cards.values()) freeze(c);
+      setTimeout(() => { for (const c of cards.values()) freeze(c); }, 1000); // closed since
+      const conn = document.getElementById("connection");
+      text(conn, "run ended");
+      conn.dataset.state = "ended";
+    }
     const enc = status.encoder;
     text(document.getElementById("run"),
       `${enc.model || ""}${enc.random_weights ? " (random weights)" : ""} · up ${Math.round(status.uptime_s)} s`);
@@ -158,7 +212,8 @@
   function addHistory(kind, rec) {
     if (rec.id <= lastId) return; // already shown (a replay after reconnecting)
     lastId = rec.id;
-    const c = card(rec.stream);
+    const c = cards.get(rec.stream);
+    if (!c) return; // a stream removed from the run: its replayed captions bring no card back
     const li = document.createElement("li");
     li.className = kind;
     li.dataset.id = rec.id;
@@ -185,8 +240,12 @@
   function connect() {
     const conn = document.getElementById("connection");
     const events = new EventSource(withToken("events"));
-    events.addEventListener("open", () => { text(conn, "live"); conn.dataset.state = "ok"; });
-    events.addEventListener("error", () => { text(conn, "reconnecting…"); conn.dataset.state = "down"; });
+    events.addEventListener("open", () => { if (!runEnded) { text(conn, "live"); conn.dataset.state = "ok"; } });
+    events.addEventListener("error", () => { // (after the run's end: retried, for the next run)
+      if (runEnded) return;
+      text(conn, "reconnecting…");
+      conn.dataset.state = "down";
+    });
     events.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
     events.addEventListener("caption", (e) => addHistory("caption", JSON.parse(e.data)));
     events.addEventListener("alert", (e) => addHistory("alert", JSON.parse(e.data)));

@@ -86,11 +86,11 @@ window.streamerRtc = (() => {
     for (const name of Object.keys(connections)) {
       if (connections[name] === session.pc) delete connections[name];
     }
-    session.pc.close();
-    if (session.peer) {
+    if (session.peer) { // before closing: the close alone may free it first (then a 404)
       fetch(session.url(`api/webrtc/peers/${session.peer}`), { method: "DELETE", keepalive: true })
         .catch(() => {});
     }
+    session.pc.close();
     if (c.video) c.video.srcObject = null;
   }
 

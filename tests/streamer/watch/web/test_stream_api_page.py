@@ -29,6 +29,7 @@ async def test_the_page_shows_a_stream_added_and_drops_one_removed(
     config = RunConfig(
         input=f"cam1={rtsp_server.url('cam1')}",
         outputs=OutputConfig(jsonl=str(tmp_path / "{stream}.jsonl")),
+        llm=None,  # captions from tags: the page's history has some of each stream's
     )
     viewer = WebViewer(ServeConfig(port=0, token=TOKEN))
     stop = asyncio.Event()
@@ -53,9 +54,42 @@ async def test_the_page_shows_a_stream_added_and_drops_one_removed(
                 assert answer.status == 201, await answer.text()
             video = "document.querySelector('[data-stream=\"cam2\"] img.video')"
             await page.wait_for(f"{video}?.naturalWidth > 0", 30, "cam2's video in the page")
+            history = "document.querySelector('[data-stream=\"cam2\"] .history li')"
+            await page.wait_for(f"{history} !== null", 60, "a caption of cam2")
             async with http.delete(f"{url}/api/streams/cam2") as answer:
                 assert answer.status == 200, await answer.text()
             await page.wait_for(f"JSON.stringify({CARDS}) === '[\"cam1\"]'", 15, "cam2's card gone")
+            await _a_new_page_shows_no_card_of_the_removed_stream(browser, url)
+            stop.set()  # the run ends while the page is open: it says so, the video stays
+            await page.wait_for("document.getElementById('connection').textContent === "
+                                "'run ended'", 30, "the page says the run ended")  # fmt: skip
+            state = "document.querySelector('[data-stream=\"cam1\"] .state').textContent"
+            assert await page.evaluate(state) == "stopped"
+            await asyncio.sleep(2.5)  # past the page's retry delay: no broken image comes
+            cam1 = "document.querySelector('[data-stream=\"cam1\"] img.video')"
+            note = "document.querySelector('.view-note').textContent"
+            shown = await page.evaluate(f"[{cam1}.hidden, {cam1}.naturalWidth, {note}]")
+            assert shown[1] > 0 if not shown[0] else shown[2] == "the run has ended", shown
+            assert await page.evaluate("document.getElementById('connection').textContent") == (
+                "run ended"
+            )
     finally:
         stop.set()
         await asyncio.wait_for(run, 30)
+
+
+async def _a_new_page_shows_no_card_of_the_removed_stream(browser, url: str) -> None:
+    """The page's caption history replays the removed stream's captions: they bring no card
+    back (it came for a second, asking for the stream's video: 404s)."""
+    page = await browser.new_page()
+    seen = """window.seen = []; document.addEventListener("DOMContentLoaded", () =>
+      new MutationObserver(() => document.querySelectorAll('[data-stream]').forEach((n) => {
+        if (!window.seen.includes(n.dataset.stream)) window.seen.push(n.dataset.stream); }))
+      .observe(document.getElementById('streams'), { childList: true }));"""
+    await page.send("Page.addScriptToEvaluateOnNewDocument", {"source": seen})
+    await page.goto(f"{url}/?token={TOKEN}&view=mjpeg")
+    await page.wait_for(f"JSON.stringify({CARDS}) === '[\"cam1\"]'", 30, "cam1's card")
+    replayed = "[...document.querySelectorAll('.history li')].length"
+    await page.wait_for(f"{replayed} > 0", 30, "the history replayed")
+    await asyncio.sleep(1.5)  # a status event or two later
+    assert await page.evaluate("window.seen") == ["cam1"]
