@@ -212,7 +212,7 @@ class Reporter:
         others counted in its drops); a warning the first time, for the log."""
         notes = []
         for stream, row in zip(self.streams, rows, strict=True):
-            asked = stream.shared.sampler.rate(stream.name)
+            asked = stream.asked_rate
             wanted = row.in_fps if asked is None else min(asked, row.in_fps)
             short = stream.live and row.state in ("online", "playing") and wanted >= 0.5 and (
                 row.analysed_fps < 0.8 * wanted)  # fmt: skip

@@ -136,6 +136,11 @@ class StreamRun:
         return self.frames.dropped + self.outgoing.dropped + self.shared.encoder.dropped(self.name)
 
     @property
+    def asked_rate(self) -> float | None:
+        """The analysis rate asked for this stream (frames/s; None: every frame)."""
+        return self.shared.sampler.rate(self.name)
+
+    @property
     def expected(self) -> int | None:
         info = self.source.info
         return info.frames if info is not None and not self.live else None

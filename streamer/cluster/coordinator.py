@@ -108,6 +108,7 @@ class RemoteStream:
         self.caption = None
         self.latest: _Latest | None = None
         self.expected: int | None = None
+        self.asked_rate: float | None = None
         self.source = _Source(live, connects, path)
 
     def update(self, snapshot: StreamSnapshot, node: str) -> None:
@@ -122,6 +123,7 @@ class RemoteStream:
         self.caption = snapshot.caption
         self.latest = _Latest(snapshot.annotation) if snapshot.annotation is not None else None
         self.expected = snapshot.expected
+        self.asked_rate = snapshot.asked_rate
         self.source.status = snapshot.status
         self.node = node
 
@@ -220,7 +222,11 @@ class Coordinator:
         while not until.is_set():
             await self.read(shards())
             if reporter is not None:
-                reporter.tick()
+                try:
+                    reporter.tick()
+                except Exception:  # the status table is not worth the run's observers
+                    log.exception("the status table failed; the run goes on without it")
+                    reporter = None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(until.wait(), READ_EVERY_S)
 

@@ -51,6 +51,7 @@ class StreamSnapshot:
         annotation: the latest analysis.
         expected: a file's frame count, None for a live stream or when unknown.
         recording: its recorder's state (`TapState`) with --archive, None without one.
+        asked_rate: the analysis rate asked for it (frames/s; None: every frame).
     """
 
     name: str
@@ -69,6 +70,7 @@ class StreamSnapshot:
     annotation: Annotation | None
     expected: int | None
     recording: Any = None
+    asked_rate: float | None = None
 
     @classmethod
     def of(cls, stream: Any, recorder: Any = None) -> StreamSnapshot:
@@ -84,6 +86,7 @@ class StreamSnapshot:
             status=stream.source.status, caption=stream.caption, annotation=latest,
             expected=stream.expected,
             recording=recorder.state if recorder is not None else None,
+            asked_rate=stream.asked_rate,
         )  # fmt: skip
 
 

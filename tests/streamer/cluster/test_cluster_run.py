@@ -145,17 +145,18 @@ def test_a_replica_killed_mid_run_loses_no_file_frame(cluster, clips, tmp_path):
         same_records(tmp_path / "c" / f"{name}.jsonl", tmp_path / "one" / f"{name}.jsonl")
 
 
-def test_live_streams_spread_and_pinned(cluster, rtsp_server, tmp_path, caplog):
+def test_live_streams_spread_and_pinned(cluster, rtsp_server, tmp_path, caplog, capsys):
     """Two RTSP cameras: the one pinned to `door-cam` runs on the node that has it, the other
-    on the other node; both are analysed until the run is stopped."""
+    on the other node; both are analysed until the run is stopped. The console shows the
+    live status table (its first one stopped the coordinator's reading once)."""
     _, worker = cluster
     inputs = [f"door={rtsp_server.url('cam1')}", f"yard={rtsp_server.url('cam2')}"]
     pinned = ClusterConfig("auto", pins=(Pin("door", resource="door-cam"),))
-    config = _config(inputs, tmp_path / "live", pinned)
+    config = dataclasses.replace(_config(inputs, tmp_path / "live", pinned), status_every=0.5)
 
     async def run_until_analysed():
         stop = asyncio.Event()
-        task = asyncio.create_task(run_cluster(config, stop=stop))
+        task = asyncio.create_task(run_cluster(config, stop=stop, progress=True))
         deadline = time.monotonic() + 90
         while not all(_analysed(tmp_path / "live" / f"{n}.jsonl") >= 3 for n in ("door", "yard")):
             assert not task.done() and time.monotonic() < deadline, "the streams were not analysed"
@@ -165,6 +166,9 @@ def test_live_streams_spread_and_pinned(cluster, rtsp_server, tmp_path, caplog):
 
     with caplog.at_level(logging.INFO, logger="streamer"):
         summary = asyncio.run(run_until_analysed())
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    tables = capsys.readouterr().err.count("p50 ms")
+    assert tables >= 2, "no live status table on the console"
     placed = {r.getMessage().split()[1]: r.getMessage() for r in caplog.records if "→" in r.msg}
     assert worker.node_id[:6] in placed["door"]
     assert worker.node_id[:6] not in placed["yard"]
