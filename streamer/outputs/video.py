@@ -314,8 +314,14 @@ def _check_args(width: int, height: int, time_base: Fraction, rate: Fraction | N
 
 # `delay_moov`: the header waits for the first fragment, so it can carry the edit list that
 # puts the first frame at its own time (x264's B-frames start the decode two frames earlier;
-# with the header written first the whole video played 80 ms late against its audio and cues)
-_FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof"}
+# with the header written first the whole video played 80 ms late against its audio and cues).
+# A fragment at each keyframe and at least every second, each written through to the file as
+# it is made: FFmpeg's 256-KiB write buffer held a small camera's fragments for a minute.
+_FRAGMENTED = {
+    "movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof",
+    "frag_duration": "1000000",
+    "flush_packets": "1",
+}
 
 
 def _fragmentable(path: str) -> bool:

@@ -111,3 +111,27 @@ def test_a_live_recording_killed_outright_still_plays(tmp_path, small_clip):
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert _decodable_frames(out) >= 25
+
+
+@pytest.mark.slow
+def test_a_small_live_recording_killed_outright_loses_at_most_its_last_seconds(tmp_path, make_clip):
+    """A low-bitrate camera's fragments are small: they must reach the file as they are made,
+    not wait in a 256-KiB write buffer (a 320x240 camera's file was empty 17 s in)."""
+    clip = make_clip("small_camera.mp4", audio_codec=None, seconds=20)
+    out, jsonl = tmp_path / "live.mp4", tmp_path / "live.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "run", f"cam={clip}", "--live", "-o", out,
+         "--jsonl", jsonl, *TINY],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline, seconds = time.monotonic() + 90, 0.0
+    while time.monotonic() < deadline and seconds < 7.0:
+        time.sleep(0.2)
+        lines = jsonl.read_text().splitlines() if jsonl.exists() else []
+        times = [json.loads(line).get("pts", 0) for line in lines if '"analysis"' in line]
+        seconds = max(times, default=0.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert seconds >= 7.0, "the run did not get 7 s in"
+    # README: a live recording killed outright plays to its last fragment, <= 2 s lost.
+    assert _decodable_frames(out) >= (7.0 - 2.5) * 25
