@@ -93,7 +93,9 @@ def default_stream_name(spec: str) -> str:
         return camera_stream_name(int(spec) if spec.isdigit() else spec)
     if kind == "url":
         return url_stream_name(spec)
-    return Path(spec).stem
+    # As a given NAME= may be: a name goes into output paths, MQTT topics ('+' and '#' are
+    # wildcards there) and URLs; "front door #1.mp4" is the stream front_door_1.
+    return _UNSAFE.sub("_", Path(spec).stem).strip("_.") or "clip"
 
 
 def stream_names(inputs: Iterable[str | os.PathLike[str]]) -> list[tuple[str, str]]:

@@ -17,6 +17,7 @@ gets the current value at once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ __all__ = ["ALERT_ON", "Entity", "Topics", "alert_name", "entities", "payload"]
 
 ALERT_ON, ALERT_OFF = "on", "off"
 _NOT_ID = re.compile(r"[^a-z0-9]+")
+_ID = re.compile(r"[a-z0-9_-]+")
 # Home Assistant keeps at most 255 characters of a state: the caption's text is cut there (its
 # whole text stays in the entity's attributes).
 _STATE_MAX = 255
@@ -40,7 +42,13 @@ def alert_name(query: str) -> str:
 
 
 def _object_id(text: str) -> str:
-    return _NOT_ID.sub("_", text.lower()).strip("_") or "x"
+    """`text` as a Home Assistant id, one per name: as it is when it is one already (a-z, 0-9,
+    '_', '-'), else its nearest such form and a digest of the whole name ("Door" and "door",
+    "a.b" and "a_b" stay two devices: one would have replaced the other's entities)."""
+    if _ID.fullmatch(text):
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:6]
+    return f"{_NOT_ID.sub('_', text.lower()).strip('_') or 'x'}_{digest}"
 
 
 def payload(value: dict[str, Any]) -> bytes:

@@ -41,10 +41,10 @@ def test_a_given_name_never_collides_with_a_numbered_one():
     assert len(set(names)) == len(names)
 
 
-def test_a_file_whose_name_holds_an_equals_sign_keeps_its_whole_name(tmp_path):
+def test_a_file_whose_name_holds_an_equals_sign_is_not_split(tmp_path):
     path = tmp_path / "take=2.mp4"
     path.write_bytes(b"")
-    assert stream_names([str(path)]) == [("take=2", str(path))]
+    assert stream_names([str(path)]) == [("take_2", str(path))]
 
 
 @pytest.mark.parametrize(
@@ -56,6 +56,9 @@ def test_a_file_whose_name_holds_an_equals_sign_keeps_its_whole_name(tmp_path):
         ("ftp://u:pw@host/v.mp4", "url", "host_v.mp4"),  # refused when opened, named anyway
         ("rtsp://u:pw@host:80x/a", "url", "host_a"),  # a malformed port: refused when opened
         ("videos/clip.final.mp4", "file", "clip.final"),
+        # what a name may not hold (MQTT wildcards, spaces, '/'-free already) becomes '_'
+        ("rec/front door #1+.mp4", "file", "front_door_1"),
+        ("rec/__.mp4", "file", "clip"),
     ],
 )
 def test_each_kind_of_spec_and_its_default_name(spec, kind, name):

@@ -113,3 +113,22 @@ def test_the_ca_file_may_be_a_path_and_discovery_takes_a_bool(tmp_path):
         MqttConfig("mqtts://broker", ca_file=1)
     with pytest.raises(ConfigError, match=r"^discovery must be True or False, got str 'no'"):
         MqttConfig("mqtt://broker", discovery="no")
+
+
+def test_every_stream_name_is_its_own_home_assistant_device():
+    # "cam-1" and "cam_1" were one device (and removing one deleted the other's entities);
+    # a name that is already an id keeps it, as the topics and earlier runs have it.
+    from streamer.watch.mqtt.topics import Topics, entities
+
+    def ids(stream: str) -> set[str]:
+        made = list(entities(Topics(), stream, ("a person",), images=True, version="1"))
+        return {e.config["unique_id"] for e in made} | {e.topic for e in made}
+
+    names = ["cam-1", "cam_1", "Door", "door", "a.b", "a_b"]
+    every = [ids(name) for name in names]
+    for i, one in enumerate(every):
+        for other in every[i + 1 :]:
+            assert not one & other
+    assert "homeassistant/sensor/streamer/door_caption/config" in ids("door")
+    assert "homeassistant/sensor/streamer/cam-1_caption/config" in ids("cam-1")
+    assert all(re.fullmatch(r"[a-z0-9_/-]+", topic) for topic in ids("Door") if "/" in topic)
