@@ -328,6 +328,7 @@ class RunControl:
         """Drop the per-stream state of the analysis for `name` (a stream gone or new)."""
         run = self._run
         run.shared.sampler.forget(name)
+        run.schedule.forget(name)
         if run.analyzer is not None:
             run.analyzer.forget(name)
         if run.alerts is not None:

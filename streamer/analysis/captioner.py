@@ -64,13 +64,20 @@ class CaptionSchedule:
     def due(self, annotation: Annotation) -> bool:
         """True when `annotation`'s frame should be captioned; records it when so."""
         last = self._last.get(annotation.stream)
-        if last is not None:
+        # Time that went back is another stream of the name (its times start at 0 again; the
+        # removed one's last analyses may come in after it was forgotten): it starts afresh.
+        if last is not None and annotation.pts >= last:
             age = annotation.pts - last
             changed = annotation.scene_score >= self.policy.scene_threshold
             if not (age >= self.policy.max_age or (changed and age >= self.policy.min_interval)):
                 return False
         self._last[annotation.stream] = annotation.pts
         return True
+
+    def forget(self, stream: str) -> None:
+        """Drop `stream`'s last caption time: a stream added again under its name starts its
+        times at 0, and would wait as long as the earlier one ran for its first caption."""
+        self._last.pop(stream, None)
 
 
 def tag_caption_text(annotation: Annotation) -> str:
@@ -84,23 +91,6 @@ def tag_caption(annotation: Annotation) -> Caption:
     """The caption the tags of `annotation` give."""
     return Caption(annotation.stream, annotation.frame_index, annotation.pts,
                    tag_caption_text(annotation), "tags")  # fmt: skip
-
-
-class TagCaptioner:
-    """Captions made from the zero-shot tags; a repeat of the stream's last text is not new."""
-
-    source = "tags"
-
-    def __init__(self) -> None:
-        self._last_text: dict[str, str] = {}
-
-    def caption(self, annotation: Annotation) -> Caption | None:
-        """The caption for `annotation`, or None when it would repeat the current one."""
-        caption = tag_caption(annotation)
-        if self._last_text.get(annotation.stream) == caption.text:
-            return None
-        self._last_text[annotation.stream] = caption.text
-        return caption
 
 
 def near_duplicate(a: str, b: str, threshold: float = 0.9) -> bool:

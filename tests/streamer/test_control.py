@@ -77,3 +77,37 @@ async def test_a_stream_whose_last_frames_hang_is_cancelled_with_its_files_whole
     records = read_jsonl(tmp_path / "clip.jsonl")  # every line a whole record
     # A frame analysed but cut before its turn came is counted, not written.
     assert 0 < sum(r["type"] == "analysis" for r in records) <= summary["analysed"]
+
+
+async def test_a_stream_added_again_under_its_name_gets_its_first_caption_at_once(
+    tmp_path, long_clip, tiny_encoder
+):
+    # The caption schedule kept the removed stream's last caption time, in its media seconds;
+    # the new stream's start at 0, so it waited as long as the first had run.
+    from streamer import CaptionPolicy
+    from streamer.watch.web.stream_body import StreamRequest
+
+    outputs = OutputConfig(jsonl=str(tmp_path / "{stream}.jsonl"))
+    config = RunConfig(
+        input=f"cam={long_clip}",
+        live=True,
+        outputs=outputs,
+        llm=None,
+        captions=CaptionPolicy(0.5, 1e9, 2.0),
+    )  # one caption per stream run
+    viewer = WebViewer(ServeConfig(port=0, token="t"))  # keeps the run up once it has no stream
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop,
+                                            observers=[viewer]))  # fmt: skip
+    try:
+        await wait_until(lambda: delivered(viewer) > 75, 60, "3 s of the first stream")
+        await viewer.run.control.remove("cam")
+        (tmp_path / "cam.jsonl").rename(tmp_path / "first.jsonl")
+        await viewer.run.control.add(StreamRequest(name="cam", input=str(long_clip)))
+        await wait_until(lambda: delivered(viewer) > 25, 60, "1 s of the second")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert [r for r in read_jsonl(tmp_path / "first.jsonl") if r["type"] == "caption"]
+    again = [r for r in read_jsonl(tmp_path / "cam.jsonl") if r["type"] == "caption"]
+    assert again and again[0]["pts"] < 1.0, again[:1]

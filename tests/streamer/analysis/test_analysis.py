@@ -8,8 +8,8 @@ from streamer.analysis.captioner import (
     CaptionPolicy,
     CaptionSchedule,
     LlmCaptioner,
-    TagCaptioner,
     near_duplicate,
+    tag_caption,
     tag_caption_text,
 )
 from streamer.analysis.labels import default_labels, load_labels, prompts
@@ -89,12 +89,22 @@ def test_policy_validation_names_the_field():
         CaptionPolicy(min_interval=5, max_age=1)
 
 
-def test_tag_captions_are_marked_and_not_repeated():
-    captioner = TagCaptioner()
-    first = captioner.caption(_ann(0.0, 0.0))
+def test_tag_captions_are_marked():
+    first = tag_caption(_ann(0.0, 0.0))
     assert first.source == "tags" and first.text == "Looks like: dog"
-    assert captioner.caption(_ann(5.0, 0.5)) is None  # same text: not a new caption
     assert "text tower" in tag_caption_text(Annotation("s", 0, 0.0, (), 0.0))
+
+
+def test_a_stream_added_again_under_a_name_is_captioned_from_its_first_frame():
+    # Its times start at 0 again: with the earlier stream's last caption time kept, it had
+    # no caption until it had run as long as that one had (minutes, days).
+    schedule = CaptionSchedule(CaptionPolicy(min_interval=2.0, max_age=10.0, scene_threshold=0.3))
+    assert schedule.due(_ann(0.0, 0.0)) and schedule.due(_ann(150.0, 0.0))
+    schedule.forget("s")
+    assert schedule.due(_ann(0.0, 0.0))
+    assert schedule.due(_ann(150.0, 0.0))  # the removed stream's last analysis, late
+    assert schedule.due(_ann(0.5, 0.0))  # time went back: the new stream, afresh
+    assert not schedule.due(_ann(1.0, 0.0))
 
 
 def test_labels_default_list_file_and_errors(tmp_path):
