@@ -79,6 +79,9 @@ class RunConfig:
             `alerts` (`streamer.watch.web.stream_body.AlertSpec`s: its whole set) and
             `captions` (a bool); applied before its first frame. A configuration file's
             `[[sources]]` entries give them.
+        alert_settings: `AlertRule` field → value, the run's `--alert-threshold`,
+            `--alert-frames` and `--alert-cooldown` as given: the alerts a stream is given of
+            its own (the stream API, `[[sources]]`) take them as every `--alert` does.
     """
 
     input: str | tuple[str, ...]
@@ -173,11 +176,13 @@ class RunConfig:
         group="cluster", default=None,
     )  # fmt: skip
     stream_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    alert_settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Bad values first: a user fixing "nothing to write" should not then meet the next one.
         object.__setattr__(self, "input", _input_specs(self.input))
         validate(self)
+        AlertRule("alert_settings", **self.alert_settings)  # a name or value it has not: refused
         self._check_alerts()
         if not self.inputs:
             raise ConfigError("no input: give at least one file, camera or URL")

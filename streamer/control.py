@@ -289,8 +289,8 @@ class RunControl:
             text = await self._embed(prompts(labels, run.config.analysis.prompt))
             vocabulary = Vocabulary(labels, text, run.encoder.model.logit_scale)
         if settings.get(ALERTS) is not None:
-            defaults = run.config.alerts[0] if run.config.alerts else None
-            rules = tuple(spec.rule(name, defaults) for spec in settings[ALERTS])
+            given = run.config.alert_settings
+            rules = tuple(spec.rule(name, given) for spec in settings[ALERTS])
             embeddings = await self._embed([rule.query for rule in rules])
 
         def settle(stream: StreamRun) -> None:

@@ -127,6 +127,7 @@ def configure(given: Settings) -> RunConfig:
         mqtt=_mqtt(given, fields.get("mqtt", {})),
         alerts=_alert_rules(given.get("alert") or (), fields.get("alerts", {}), inputs),
         stream_settings=given.file.stream_settings if given.file is not None else {},
+        alert_settings=fields.get("alerts", {}),
     )
 
 

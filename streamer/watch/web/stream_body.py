@@ -118,13 +118,10 @@ class AlertSpec:
     query: str
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def rule(self, stream: str, defaults: AlertRule | None) -> AlertRule:
-        """The rule for `stream`; settings not given are `defaults`' (the run's), else the
-        declared ones."""
-        base = {}
-        if defaults is not None:
-            base = {name: getattr(defaults, name) for name in _FIELD_OF.values()}
-        return AlertRule(self.query, (stream,), **{**base, **self.settings})
+    def rule(self, stream: str, defaults: dict[str, Any]) -> AlertRule:
+        """The rule for `stream`; settings not given are `defaults`' (the run's
+        `RunConfig.alert_settings`), else the declared ones."""
+        return AlertRule(self.query, (stream,), **{**defaults, **self.settings})
 
 
 @dataclass(frozen=True, slots=True)

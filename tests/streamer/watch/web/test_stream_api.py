@@ -14,6 +14,8 @@ from media import ffprobe, read_jsonl, video_stream
 
 from streamer import OutputConfig, RunConfig, run_pipeline
 from streamer.analysis.alerts import AlertRule
+from streamer.cli import build
+from streamer.cli.main import build_parser
 from streamer.config import ServeConfig
 from streamer.core.retry import RetryPolicy
 from streamer.errors import ConfigError
@@ -277,10 +279,18 @@ def test_labels_alerts_and_captions_are_read_as_their_options_read_them():
     assert (dog.query, dog.settings) == ("a dog", {})
     assert (car.query, car.settings) == ("a red car", {"threshold": 0.3, "frames": 1,
                                                        "cooldown_s": 0.0})  # fmt: skip
-    run_rule = AlertRule("x", threshold=-0.5, frames=3, cooldown_s=7)  # the run's settings
-    assert dog.rule("door", run_rule) == AlertRule("a dog", ("door",), -0.5, 3, 7)
-    assert car.rule("door", None) == AlertRule("a red car", ("door",), 0.3, 1, 0.0)
-    assert dog.rule("door", None) == AlertRule("a dog", ("door",))  # the declared defaults
+    run_settings = {"threshold": -0.5, "frames": 3, "cooldown_s": 7}  # the run's --alert-*
+    assert dog.rule("door", run_settings) == AlertRule("a dog", ("door",), -0.5, 3, 7)
+    assert car.rule("door", {}) == AlertRule("a red car", ("door",), 0.3, 1, 0.0)
+    assert dog.rule("door", {}) == AlertRule("a dog", ("door",))  # the declared defaults
+    # The run's settings come as given, with or without an --alert of the run's own.
+    for argv in (["--alert-threshold", "-0.5", "--alert-frames", "3", "--alert-cooldown", "7"],
+                 ["--alert", "a cat", "--alert-threshold", "-0.5", "--alert-frames", "3",
+                  "--alert-cooldown", "7"]):  # fmt: skip
+        config = build.configure(
+            build.settings(build_parser().parse_args(["run", "a.mp4", "--jsonl", "-", *argv]))
+        )
+        assert dog.rule("door", config.alert_settings) == AlertRule("a dog", ("door",), -0.5, 3, 7)
     listed = parse_body({"labels": ["a dog, running", "cat"], "alerts": []}, "change").settings
     assert listed == {"analysis.labels": ("a dog, running", "cat"), "alerts": ()}
     assert parse_body({"captions": True}, "change").settings == {"captions": True}
