@@ -19,7 +19,13 @@ __all__ = ["install_libav_redaction", "redact"]
 
 # scheme://userinfo@ — userinfo runs to the last "@" before the host; it may itself hold a raw
 # "@" (a careless password), so the class allows "@" and the match backtracks to the last one.
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^\s/?#'\"<>]*@")
+# After "user:", a password may also hold a raw "#", "/" or "?" (typed without percent-encoding:
+# the URL is then refused, and its message must not show it): there it runs to the URL's last
+# "@". A path with an "@" after a port (host:554/a@b) loses its host: shown less, never a secret.
+_USERINFO = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)"
+    r"(?:[^\s/?#'\"<>]*@|[^\s/?#'\"<>@:]*:[^\s'\"<>]*@)"
+)
 # Secrets passed as query parameters, a common habit of IP cameras' HTTP interfaces.
 _QUERY_SECRET = re.compile(
     r"(?P<key>[?&;](?:password|passwd|pass|pwd|token|access_token|auth|key|api_key|apikey"

@@ -99,7 +99,9 @@ class _Unechoed(Checked[str]):
 
 
 URL_CHECK = _Unechoed(
-    "an mqtt:// or mqtts:// URL with a host, e.g. mqtt://user:pass@host:1883", _url
+    "an mqtt:// or mqtts:// URL with a host, e.g. mqtt://user:pass@host:1883 (in the user and "
+    "password, write @ # / ? as %40 %23 %2F %3F)",
+    _url,
 )
 TOPIC_CHECK = Checked("an MQTT topic without wildcards (+, #) or spaces, e.g. streamer", _topic)
 

@@ -64,6 +64,10 @@ def test_source_options_are_frozen_with_live_defaults():
         ),
         ("http://cam/live?token=abc123#x", "http://cam/live?token=***#x"),
         ("rtsp://10.0.0.7/path/with@sign", "rtsp://10.0.0.7/path/with@sign"),
+        # a password typed with characters a URL reads otherwise (not percent-encoded)
+        ("got 'mqtt://ha:pa#ss@127.0.0.1:1883'", "got 'mqtt://***@127.0.0.1:1883'"),
+        ("mqtt://ha:my?secret@h", "mqtt://***@h"),
+        ("rtsp://admin:a/b@cam/live", "rtsp://***@cam/live"),
         ("mail me at a@b.example", "mail me at a@b.example"),
         ("no url here", "no url here"),
     ],

@@ -53,6 +53,10 @@ def test_a_mqtt_table_in_a_config_file_sets_it_as_the_flags_do(tmp_path):
     [
         (["--mqtt-prefix", "x"], "--mqtt-prefix needs --mqtt URL"),
         (["--mqtt", "http://u:pa55word@h"], "must be an mqtt:// or mqtts:// URL"),
+        # characters a URL gives other meanings: the password must not show, the fix must
+        (["--mqtt", "mqtt://u:pa55#word@h:1883"], "%23"),
+        (["--mqtt", "mqtt://u:pa55?word@h"], "%3F"),
+        (["--mqtt", "mqtt://u:pa55/word@h"], "%2F"),
         (["--mqtt", URL, "--mqtt-prefix", "a/#"], "without wildcards"),
         (["--mqtt", URL, "--mqtt-status-every", "0.5"], "≥ 1"),
         (["--mqtt", URL, "--mqtt-ca", "ca.pem"], "--mqtt-ca is for TLS"),
@@ -70,10 +74,11 @@ def test_mistakes_are_refused_naming_the_option_and_never_the_password(argv, wor
 
 def test_a_bad_url_in_a_file_is_refused_without_its_password(tmp_path, capsys):
     path = tmp_path / "bad.toml"
-    path.write_text('inputs = ["a.mp4"]\njsonl = "a.jsonl"\n[mqtt]\nmqtt = "http://u:pa55word@h"\n')
-    assert main(["config", "--check", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert "mqtt.mqtt" in err and "must be an mqtt://" in err and "pa55word" not in err
+    for url in ("http://u:pa55word@h", "mqtt://u:pa55?word@h", "mqtt://u:pa55#word@h"):
+        path.write_text(f'inputs = ["a.mp4"]\njsonl = "a.jsonl"\n[mqtt]\nmqtt = "{url}"\n')
+        assert main(["config", "--check", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "mqtt.mqtt" in err and "must be an mqtt://" in err and "pa55" not in err, err
 
 
 def test_the_api_refuses_what_the_command_line_refuses():
