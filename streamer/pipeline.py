@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("streamer")
 
+_OVER = ("ended", "failed")  # states a source does not leave
+
 
 async def run_pipeline(
     config: RunConfig,
@@ -374,19 +376,25 @@ class _Run:
             reporter.tick(final=True)
 
     def _record_state_changes(self, states: dict) -> None:
-        """A status record whenever a connecting source's state changes (files only play)."""
+        """A status record whenever a connecting source's state changes (files only play);
+        a live stream that stops delivering frames has its alerts cleared."""
         for stream in self.streams:
             status = stream.source.status
-            if not stream.source.connects or states.get(stream.name) == status.state:
-                continue
+            changed = states.get(stream.name) != status.state
             states[stream.name] = status.state
-            stream.outputs.record({
-                "type": "status", "stream": stream.name, "state": status.state,
-                "wall": round(time.time(), 3), "offline_since": status.offline_since,
-                "reconnects": status.reconnects, "damaged": status.damaged,
-                "error": status.last_error,
-            })  # fmt: skip
-            if status.state in ("offline", "ended", "failed"):  # no frames: its alerts clear
+            if changed and stream.source.connects:
+                stream.outputs.record({
+                    "type": "status", "stream": stream.name, "state": status.state,
+                    "wall": round(time.time(), 3), "offline_since": status.offline_since,
+                    "reconnects": status.reconnects, "damaged": status.damaged,
+                    "error": status.last_error,
+                })  # fmt: skip
+            # No more frames: its alerts clear; a live stream's at every tick once it has ended
+            # for good (a file played live too): its last analyses may fire one after that.
+            gone = status.state == "offline" or status.state in _OVER
+            if (changed and gone and (stream.live or stream.source.connects)) or (
+                stream.live and status.state in _OVER
+            ):
                 stream.stopped_delivering(self.alerts)
 
     def _summary(self, wall_s: float) -> RunSummary:

@@ -199,6 +199,31 @@ async def test_a_camera_that_goes_offline_turns_its_alerts_off(
     assert [c.reason for c in observer.cleared] == ["offline"]
 
 
+async def test_a_stream_that_ends_while_others_run_turns_its_alerts_off(
+    tmp_path, small_clip, long_clip, tiny_encoder
+):
+    """A file played live ends (as a camera stream may): its alerts clear then, the last
+    ones too (an analysis of its last frames could fire after the end), not at the run's
+    end, which may be days later."""
+    rule = AlertRule("anything", ("short",), threshold=-1.0, frames=1, cooldown_s=0.2)
+    config = RunConfig(input=(f"short={small_clip}", f"cam={long_clip}"), live=True,
+                       outputs=_outputs(tmp_path), alerts=(rule,))  # fmt: skip
+    jsonl, observer, stop = tmp_path / "short.jsonl", _Cleared(), asyncio.Event()
+    task = asyncio.create_task(
+        run_pipeline(config, encoder=tiny_encoder, stop=stop, observers=[observer])
+    )
+    try:
+        await wait_until(lambda: observer.cleared or task.done(), 30, "cleared at its end")
+        await asyncio.sleep(2.0)  # a second or two of the other stream: the run goes on
+        assert not task.done()
+        alerts = [r["type"] for r in read_jsonl(jsonl) if r["type"].startswith("alert")]
+        assert alerts and alerts[-1] == "alert_cleared", alerts[-3:]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert observer.cleared[-1].reason == "offline"
+
+
 async def test_a_failing_stream_does_not_stop_the_others_and_credentials_stay_hidden(
     tmp_path, rtsp_server, tiny_encoder, caplog
 ):
