@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -291,9 +292,11 @@ def _named(target: str, given: str) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
+    """Ray's reason on one line: its lines joined (a version mismatch gives the versions on
+    the lines after "The cluster was started with:"), cut at 400 characters."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+    text = " ".join(lines) if lines else type(exc).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 @contextlib.contextmanager
@@ -303,7 +306,15 @@ def _sigterm_kept() -> Iterator[None]:
 
     Outside the main thread (an async driver joins from a worker thread) Ray installs nothing
     and warns that it did not: that warning is left out, the run's own handler is in place.
+
+    Ray's core worker also installs a crash handler (absl's) for SIGTERM among the fatal
+    signals: it dumps a stack and aborts after the run's handler (exit 134, a "crash" to
+    systemd and `docker stop`). The driver does without it, as Ray lets one
+    (`RAY_DISABLE_FAILURE_SIGNAL_HANDLER`, read when the core worker starts).
     """
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None and hasattr(constants, "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"):
+        constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
     if threading.current_thread() is not threading.main_thread():
         ray_worker = logging.getLogger("ray._private.worker")
         ray_worker.addFilter(_no_sigterm_warning)

@@ -172,3 +172,16 @@ def test_connect_again_uses_the_ray_this_process_joined(cluster, joined):
     again = connect(ClusterConfig(cluster.address))
     assert ray.is_initialized()
     assert {n.node_id for n in again.nodes} == {n.node_id for n in joined.nodes}
+
+
+def test_ray_s_reason_keeps_its_later_lines():
+    # Ray's version mismatch puts the versions on the lines after its first: the message had
+    # "Version mismatch: The cluster was started with:" and nothing more.
+    from streamer.cluster.session import _one_line
+
+    reason = RuntimeError("Version mismatch: The cluster was started with:\n    Ray: 2.60.0\n"
+                          "    Python: 3.11.7\nThis process was started with:\n    Ray: 2.60.0\n"
+                          "    Python: 3.11.2\n")  # fmt: skip
+    line = _one_line(reason)
+    assert "\n" not in line and "Python: 3.11.7" in line and "Python: 3.11.2" in line
+    assert len(_one_line(RuntimeError("x" * 1000))) == 400
