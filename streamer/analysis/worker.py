@@ -192,7 +192,8 @@ def _say_torch(choice: EncoderChoice, encoder: Encoder) -> None:
                 f": backend 'auto' runs {cached} here only with an export cache to keep its "
                 "export in, and this run has none (--no-cache, or EncoderChoice without "
                 "export_cache); drop --no-cache, or from Python pass "
-                "export_cache=str(streamer.core.samples.export_cache_dir()), the command line's"
+                "export_cache=str(streamer.core.samples.export_cache_dir()) (the command "
+                "line's folder)"
             )
     log.info("%s %r runs on torch %s (%s, %s)%s", info.kind, info.model, torch.__version__,
              info.device, info.dtype, why)  # fmt: skip

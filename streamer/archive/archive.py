@@ -206,7 +206,10 @@ class Archive:
             from streamer.analysis.worker import EncoderChoice, load_encoder
 
             spec = self.meta.encoder
-            choice = EncoderChoice(spec.kind, spec.model, spec.weights, self._device)
+            # torch: a search embeds words, and the text tower is torch's on every backend (an
+            # export would add its own load to the torch model's, for the one query image).
+            choice = EncoderChoice(spec.kind, spec.model, spec.weights, self._device,
+                                   backend="torch")  # fmt: skip
             self._embedder = Embedder.of(load_encoder(choice), spec)
         return self._embedder
 

@@ -3,7 +3,7 @@
     streamer search "a red van at the gate" --archive DIR [--stream S] [--since 2h ago]
     streamer search --image photo.jpg --archive DIR --clips OUT/ --before 5s --after 10s
 
-Each hit prints its stream, time, score, caption and thumbnail (written under `--thumbnails`,
+Each hit prints its stream, time, similarity, caption and thumbnail (written under `--thumbnails`,
 by default a folder of the user's cache); `--json` prints the same for scripts; `--clips OUT/`
 cuts a clip around each hit (by stream copy where the keyframes allow). The archive's own
 encoder (recorded in its `archive.json`) embeds the query, so the search needs no run.
@@ -126,7 +126,11 @@ def _line(row: dict[str, Any]) -> str:
     if row["clip"]:
         extras.append(f"clip {row['clip']}")
     tail = f"  [{'; '.join(extras)}]" if extras else ""
-    return f"{row['rank']:>2}. {where}  score {row['score']:.4f}{caption}{tail}"
+    # The cosine similarity says how well it matched; the fused score only orders the hits
+    # (it is 1/(60 + rank) summed over the lists a hit is in, whatever the query).
+    similarity = row["similarity"]
+    match = f"similarity {similarity:.3f}" if similarity is not None else "words match"
+    return f"{row['rank']:>2}. {where}  {match}{caption}{tail}"
 
 
 _MEDIA_NOTES = {

@@ -5,6 +5,7 @@ a real LanceDB table, the tiny random CLIP."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -88,6 +89,11 @@ def test_the_commands_index_search_clip_and_describe_an_archive(tmp_path, small_
     assert Path(hits[0]["thumbnail"]).read_bytes()[:2] == b"\xff\xd8"
     clip = video_stream(ffprobe(hits[0]["clip"]))
     assert int(clip["nb_read_frames"]) >= 10  # about a second of 25 fps video
+    # The table shows how well each hit matched (not the fused score, which only orders
+    # them); a search runs its encoder on torch, for the words, and says no more of it.
+    done = _streamer("search", "--image", picture, "--archive", arch, "-k", "1", cwd=tmp_path)
+    assert re.search(r"^ 1\. small @ .* similarity 0\.9\d\d", done.stdout), done.stdout
+    assert "runs on torch" in done.stderr and "--no-cache" not in done.stderr, done.stderr
     done = _streamer("archive", "info", arch, "--json", cwd=tmp_path)
     info = json.loads(done.stdout)
     assert done.returncode == 0 and info["rows"] >= 3 and info["streams"][0]["stream"] == "small"
