@@ -22,6 +22,7 @@ __all__ = [
     "EXIT_INCOMPLETE",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_PIPE_CLOSED",
     "EXIT_USAGE",
     "OUTCOMES",
     "exit_code",
@@ -33,6 +34,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
 EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, what a program killed by SIGPIPE ends with
 
 OUTCOMES = (
     ("0", "done"),
@@ -40,7 +42,8 @@ OUTCOMES = (
      "MP4 with every frame written so far, complete subtitles and JSON Lines); twice aborts, "
      "still closing files"),
     ("128 + N", "stopped by signal N: 143 for SIGTERM (`kill`, `docker stop`, systemd), with "
-     "the same graceful finish as Ctrl-C"),
+     "the same graceful finish as Ctrl-C; 141 when what reads its output stopped reading "
+     "(piped into `head -1`: as SIGPIPE would)"),
 )  # fmt: skip
 """The exit codes no error class states: (code, what it means), for the README's table."""
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from streamer import __version__
 from streamer.cli._stderr import unblocked_stderr
-from streamer.cli.exits import EXIT_INTERRUPTED, EXIT_OK, report
+from streamer.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_PIPE_CLOSED, report
 
 log = logging.getLogger("streamer")
 
@@ -49,6 +49,10 @@ def console() -> None:
     except KeyboardInterrupt:  # before the command began: building the parser imports a lot
         print("streamer: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:  # `streamer archive info A | head -1`: the reader has what it wanted
+        # Python would flush stdout again at exit, into the closed pipe, and complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_PIPE_CLOSED)
     from streamer.core.background import unfinished_threads
 
     deadline = time.monotonic() + 0.5  # a thread that has just handed over its result ends

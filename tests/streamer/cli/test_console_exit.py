@@ -71,3 +71,19 @@ def test_ctrl_c_before_the_command_begins_is_exit_130_without_a_traceback():
                           timeout=60)  # fmt: skip
     assert done.returncode == 130
     assert done.stderr == "streamer: interrupted\n"
+
+
+def test_output_piped_into_a_reader_that_stopped_ends_quietly():
+    """`streamer ... | head -1`: the reader closes the pipe early; the command ends with 141
+    (as a program killed by SIGPIPE does) and no BrokenPipeError traceback."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # a reader that has stopped (head after its line)
+    try:
+        command = [sys.executable, "-m", "streamer", "encoders", "list"]
+        done = subprocess.run(command, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 141, done.stderr
+    assert "Traceback" not in done.stderr and "Broken pipe" not in done.stderr, done.stderr
