@@ -10,7 +10,7 @@ whole number ≥ 1, got '0'``).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from streamer.cli.options import TABLE, Group, groups, shown_default
@@ -82,6 +82,23 @@ def _add(target: Any, row: Declared, default: Any) -> None:
         elif opt.optional:
             extra.update(nargs="?", const=opt.const)
         target.add_argument(*names, **common, **extra)
+
+
+def optional_values_apart(argv: Sequence[str]) -> list[str]:
+    """`argv` with a word after a flag whose value is optional (`--show [grid]`) moved before
+    the flag when the flag would refuse it: `streamer run --show clip.mp4` means the window
+    and the input, where argparse takes `clip.mp4` for `--show`'s value and fails."""
+    flags = {row.option.flag: row.option for row in TABLE if row.option.optional}
+    out = list(argv)
+    for at in range(len(out) - 1):
+        opt, word = flags.get(out[at]), out[at + 1]
+        if opt is None or word.startswith("-") or opt.check is None:
+            continue
+        try:
+            opt.check.convert(word)
+        except ValueError:
+            out[at], out[at + 1] = word, out[at]
+    return out
 
 
 def every_key() -> list[str]:

@@ -23,7 +23,9 @@ log = logging.getLogger("streamer")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `streamer` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    from streamer.cli.flags import optional_values_apart  # loaded by build_parser already
+
+    args = parser.parse_args(optional_values_apart(sys.argv[1:] if argv is None else argv))
     with unblocked_stderr():  # a stderr nobody reads never stops the command
         _setup_logging(args.verbose - args.quiet)
         try:

@@ -9,6 +9,7 @@ table itself, so an option declared without a check fails here until it gets one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import subprocess
@@ -366,3 +367,28 @@ def test_calibrate_without_int8_says_it_does_nothing(caplog) -> None:
     warned = [r.getMessage() for r in caplog.records if "--calibrate" in r.getMessage()]
     assert len(warned) == 1 and "does nothing without --int8" in warned[0]
     assert not alone.encoder.int8
+
+
+@pytest.mark.parametrize(
+    ("argv", "inputs", "show"),
+    [
+        (["--show", "a.mp4"], ["a.mp4"], True),  # was: "--show: must be one of grid"
+        (["--show", "a.mp4", "b.mp4"], ["a.mp4", "b.mp4"], True),
+        (["--show", "grid", "a.mp4"], ["a.mp4"], "grid"),
+        (["a.mp4", "--show"], ["a.mp4"], True),
+        (["--show", "GRID", "a.mp4"], ["a.mp4"], "grid"),
+    ],
+)
+def test_an_input_after_a_flag_whose_value_is_optional_is_an_input(argv, inputs, show):
+    from streamer.cli.flags import optional_values_apart
+
+    args = build_parser().parse_args(optional_values_apart(["run", *argv, "--jsonl", "x"]))
+    assert (args.inputs, args.show) == (inputs, show)  # (a window needs a display: not built)
+
+
+def test_the_command_reads_an_input_after_show_as_an_input(tmp_path, capsys):
+    # (argparse exited: "--show: must be one of grid, got '...mp4'")
+    with contextlib.suppress(SystemExit):
+        main(["run", "--show", str(tmp_path / "missing.mp4")])
+    err = capsys.readouterr().err
+    assert "one of grid" not in err, err  # (the next complaint: a window, or the input)
