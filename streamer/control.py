@@ -29,11 +29,11 @@ removed keeps its encoder and waits for the next one (or its stop).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
 import sys
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,7 +44,7 @@ from streamer.analysis.labels import prompts
 from streamer.analysis.text_cache import cached_text_embeddings
 from streamer.core.events import Observer
 from streamer.errors import ConfigError, StreamExistsError, UnknownStreamError
-from streamer.outputs.options import OutputConfig
+from streamer.outputs.options import OutputConfig, outputs_for
 from streamer.report import stream_summary
 from streamer.sources import open_source, redact, stream_names
 from streamer.stream import StreamRun
@@ -52,7 +52,7 @@ from streamer.stream import StreamRun
 if TYPE_CHECKING:
     from streamer.watch.web.stream_body import StreamRequest
 
-__all__ = ["REMOVE_TIMEOUT_S", "RunControl", "outputs_for"]
+__all__ = ["REMOVE_TIMEOUT_S", "RunControl"]
 
 log = logging.getLogger("streamer")
 
@@ -60,8 +60,6 @@ REMOVE_TIMEOUT_S = 10.0
 """Seconds a removed stream's last frames have to go through before it is cancelled."""
 KEEP_LANE = "\x00control"  # the control's own encoder lane (no stream can take this name)
 RATE, LABELS, ALERTS, CAPTIONS = "analysis.analyze_fps", "analysis.labels", "alerts", "captions"
-_OUTPUTS = {"outputs.video": "video", "outputs.srt": "srt", "outputs.vtt": "vtt",
-            "outputs.jsonl": "jsonl"}  # fmt: skip
 
 
 class RunControl:
@@ -84,6 +82,7 @@ class RunControl:
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
         self._emptied = False  # the last running stream was removed (not ended by itself)
+        self._held = 0  # changes in progress (a reload) that the run must not end under
         self._closed = False
         self._keep = offers_stream_api(run.observers.items)
         if self._keep:
@@ -126,7 +125,7 @@ class RunControl:
         A run whose streams were all removed waits for a new one or for its stop."""
         follower = asyncio.create_task(self._follow_stop(), name="control-stop")
         try:
-            while self._running() or (self._emptied and not self._run.stop.is_set()):
+            while self._running() or self._held or (self._emptied and not self._run.stop.is_set()):
                 self._changed.clear()
                 await self._changed.wait()
         finally:
@@ -134,6 +133,17 @@ class RunControl:
             follower.cancel()
             if self._keep:
                 self._run.encoder.close_lane(KEEP_LANE)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """The run does not end while this is open, even with no stream left running (a
+        reload: the stream it put on a new input failed; it goes back on its old one)."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+            self._changed.set()
 
     async def _follow_stop(self) -> None:
         await self._run.stop.wait()
@@ -358,6 +368,7 @@ class RunControl:
             "input": self._inputs.get(stream.name),
             "live": stream.live,
             "state": "ended" if stream.closed else stream.source.status.state,
+            "error": stream.source.status.last_error,
             "analyze_fps": _rate(self._run.shared.sampler.rate(stream.name)),
             "labels": self._labels(stream.name),
             "alerts": [_alert(rule) for rule in self._rules(stream.name)],
@@ -406,38 +417,6 @@ def _shown(value: Any) -> str:
     if isinstance(value, tuple):
         return ", ".join(getattr(v, "query", v) for v in value) or "none"
     return str(_rate(value))
-
-
-def outputs_for(
-    run_outputs: OutputConfig, name: str, spec: str, settings: dict[str, Any],
-    taken: dict[str, OutputConfig],
-) -> OutputConfig:  # fmt: skip
-    """A new stream's outputs: the run's `{stream}` templates (a path without one is the run's
-    first stream's), and the paths its request gave (templates too); checked writable and used
-    by none of the streams in `taken` (name → its outputs).
-
-    Raises:
-        ConfigError: an output that cannot be written, or that another stream writes.
-    """
-    kept = {f: _template(getattr(run_outputs, f)) for f in _OUTPUTS.values()}
-    given = {field: settings[path] for path, field in _OUTPUTS.items() if path in settings}
-    outputs = replace(run_outputs, **{**kept, **given}).for_stream(name)
-    outputs.check([name], (spec,))
-    owners = {os.path.realpath(path): other for other, its in taken.items()
-              for path in its.paths()}  # fmt: skip
-    for path in outputs.paths():
-        other = owners.get(os.path.realpath(path))
-        if other is not None:
-            raise ConfigError(
-                f"output {path!r} is written by stream {other!r}; give this stream its own "
-                "(a path, or a template with {stream})"
-            )
-    return outputs
-
-
-def _template(path: str | None) -> str | None:
-    """The run's output path if it is a template for every stream, else None."""
-    return path if path and "{stream}" in path else None
 
 
 def _rate(fps: float | None) -> float | str:

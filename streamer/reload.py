@@ -37,7 +37,7 @@ from typing import Any
 
 from streamer.config import RunConfig
 from streamer.control import ALERTS, CAPTIONS, LABELS, RATE, RunControl
-from streamer.errors import ConfigError, StreamerError
+from streamer.errors import ConfigError, SourceError, StreamerError
 from streamer.outputs.keep import keep_outputs
 from streamer.sources import stream_names
 from streamer.watch.web.stream_body import StreamRequest
@@ -176,6 +176,7 @@ class Reloader:
         self._streams = dict(stream_names(first.config.inputs))  # as applied: name → spec
         self._rate = first.config.analysis.analyze_fps
         self._started_rate = self._rate  # the sampler's own rate, for the streams without one
+        self._open_timeout = first.config.sources.open_timeout
         self._own = dict(first.config.stream_settings)  # as applied: name → its own settings
         self._next_own: Mapping[str, dict[str, Any]] = self._own  # the reading being applied
         self._control: RunControl | None = None
@@ -237,7 +238,8 @@ class Reloader:
                 raise
             changes = compare(self._streams, self._rate, self._options, reading, self._own)
             self._next_own = reading.config.stream_settings
-            outcome = await self._apply(control, changes)
+            with control.held():
+                outcome = await self._apply(control, changes)
             self._own = {n: s for n, s in self._next_own.items() if n in self._streams}
             self._report(outcome)
             return outcome.as_dict()
@@ -308,6 +310,11 @@ class Reloader:
             keep_outputs(name, list(outputs.values()))
         try:
             await control.add(self._request(name, spec, outputs))
+            # `add` opens a camera's stream in the background: wait to see it come up.
+            why = await self._came_up(control, name)
+            if why is not None:
+                await control.remove(name)
+                raise SourceError(why)
         except StreamerError as exc:
             outcome.failed.append((name, f"its new input cannot run: {exc}"))
             if running:
@@ -319,6 +326,25 @@ class Reloader:
             return
         self._streams[name] = spec
         outcome.changed.append((name, "input"))
+
+    async def _came_up(self, control: RunControl, name: str) -> str | None:
+        """None once the stream `name` delivers a frame or plays; else why not, once it has
+        failed, or has not connected within the sources' open timeout (and a margin)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._open_timeout + 2.0
+        while True:
+            described = next((s for s in control.streams() if s["name"] == name), None)
+            if described is None:
+                return "it was removed meanwhile"
+            state, error = described["state"], described.get("error")
+            if described["frames"]["decoded"] > 0 or state in ("online", "playing"):
+                return None
+            if state in ("failed", "ended"):
+                return f"it {state}: {error}" if error else f"it {state} before its first frame"
+            if loop.time() > deadline:
+                since = f" ({error})" if error else ""
+                return f"it did not connect within {self._open_timeout:g} s{since}"
+            await asyncio.sleep(0.2)
 
     def _request(
         self, name: str, spec: str, outputs: dict[str, str] | None = None

@@ -127,6 +127,7 @@ class StreamRun:
         # Set by `close`: a stream removed from a running run may still get the results of
         # frames it sent before; its finished files take no more records.
         self.closed = False
+        self._writer_done = False  # `close` has finished the outputs and the writer thread
         # Off (the stream API): the analyse stage asks no caption for its frames.
         self.captioned = True
 
@@ -318,8 +319,12 @@ class StreamRun:
         still leaves finished files. Called once the analysis stage has ended too, so a live
         stream's last analyses are recorded before its files close (a stream removed from a
         running run is closed while the others run: what reaches it after is not recorded).
+        Once: a stream that ended on its own, removed after, is closed already.
         """
         self.closed = True
+        if self._writer_done:
+            return
+        self._writer_done = True
         try:
             self._writer.submit(self.outputs.close).result()
         finally:

@@ -28,13 +28,14 @@ from typing import Any
 from streamer import control as one_process  # REMOVE_TIMEOUT_S, read when used
 from streamer.cluster.coordinator import Coordinator, RemoteStream
 from streamer.cluster.jobs import Job, is_live, job_config
-from streamer.control import ALERTS, CAPTIONS, LABELS, RATE, outputs_for
+from streamer.control import ALERTS, CAPTIONS, LABELS, RATE
 from streamer.errors import (
     ConfigError,
     SourceNotFoundError,
     StreamExistsError,
     UnknownStreamError,
 )
+from streamer.outputs.options import outputs_for
 from streamer.sources import redact
 from streamer.sources.names import spec_kind
 from streamer.watch.web.stream_api import StreamRequest

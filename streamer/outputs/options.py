@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, replace
+from typing import Any
 
 from streamer.core.checks import int_in, one_of
 from streamer.core.options import Option, option, validate
 from streamer.errors import ConfigError
 
-__all__ = ["STDOUT", "X264_PRESETS", "OutputConfig", "check_writable"]
+__all__ = ["STDOUT", "X264_PRESETS", "OutputConfig", "check_writable", "outputs_for"]
 
 # The name that sends JSON Lines to standard output (`--jsonl -`, for `| jq`): every stream's
 # records go there, each naming its stream. The other outputs are files only.
@@ -154,3 +155,40 @@ def check_writable(path: str) -> None:
                           "output somewhere else, or make the folder writable")  # fmt: skip
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise ConfigError(f"output {path!r} exists and is not writable")
+
+
+_OUTPUTS = {"outputs.video": "video", "outputs.srt": "srt", "outputs.vtt": "vtt",
+            "outputs.jsonl": "jsonl"}  # fmt: skip
+"""A stream's own output settings (`streamer.control`'s paths) → `OutputConfig` fields."""
+
+
+def outputs_for(
+    run_outputs: OutputConfig, name: str, spec: str, settings: dict[str, Any],
+    taken: dict[str, OutputConfig],
+) -> OutputConfig:  # fmt: skip
+    """A new stream's outputs: the run's `{stream}` templates (a path without one is the run's
+    first stream's), and the paths its request gave (templates too); checked writable and used
+    by none of the streams in `taken` (name → its outputs).
+
+    Raises:
+        ConfigError: an output that cannot be written, or that another stream writes.
+    """
+    kept = {f: _template(getattr(run_outputs, f)) for f in _OUTPUTS.values()}
+    given = {field: settings[path] for path, field in _OUTPUTS.items() if path in settings}
+    outputs = replace(run_outputs, **{**kept, **given}).for_stream(name)
+    outputs.check([name], (spec,))
+    owners = {os.path.realpath(path): other for other, its in taken.items()
+              for path in its.paths()}  # fmt: skip
+    for path in outputs.paths():
+        other = owners.get(os.path.realpath(path))
+        if other is not None:
+            raise ConfigError(
+                f"output {path!r} is written by stream {other!r}; give this stream its own "
+                "(a path, or a template with {stream})"
+            )
+    return outputs
+
+
+def _template(path: str | None) -> str | None:
+    """The run's output path if it is a template for every stream, else None."""
+    return path if path and "{stream}" in path else None

@@ -159,6 +159,26 @@ async def test_a_reload_restarts_only_the_stream_whose_input_changed(tmp_path, c
     assert _frames(out / "door.mp4") == summaries["door"].frames  # the new door's own video
 
 
+async def test_a_new_input_that_does_not_come_up_puts_the_stream_back_on_its_old_one(
+    tmp_path, cams, tiny_encoder
+):
+    # A camera's stream opens in the background: the reload answered "~door (input)" with
+    # nothing failed, then the typo'd camera failed, and a run of one stream ended (exit 1).
+    toml, out = tmp_path / "run.toml", tmp_path
+    write_config(toml, out, {"door": cams.url("cam2")})
+    async with Reloading(toml, tiny_encoder) as run, aiohttp.ClientSession() as s:
+        write_config(toml, out, {"door": cams.url("typo")})  # the server has no such stream
+        status, answer = await _call(s, "POST", run.url + "/api/reload", headers=AUTH)
+        assert status == 200, answer
+        assert answer["changed"] == [] and [f["name"] for f in answer["failed"]] == ["door"]
+        assert "its new input cannot run" in answer["failed"][0]["error"], answer
+        _, described = await _call(s, "GET", run.url + "/api/streams/door", headers=AUTH)
+        assert described["input"] == cams.url("cam2")
+        at = run.delivered("door")
+        await wait_until(lambda: run.delivered("door") > at + 25, 30, "door back on cam2")
+        assert not run.task.done()
+
+
 @pytest.mark.slow
 async def test_streams_added_and_removed_by_editing_the_file_and_sighups_queued(
     tmp_path, cams, tiny_encoder, caplog
