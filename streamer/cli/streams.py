@@ -129,9 +129,10 @@ def streams_command(args: argparse.Namespace) -> int:
         from streamer.errors import SourceError
 
         name = answer["name"]
+        why = str(answer.get("last_error") or answer.get("error") or "no reason given")
         return report(SourceError(
-            f"{name}: its input cannot be opened: {answer.get('last_error')}; it stays listed "
-            f"as failed until `streamer streams rm {name}`, then add it with the input fixed"
+            f"{name}: its input cannot be opened: {why.rstrip('. ')}. It stays listed as "
+            f"failed until `streamer streams rm {name}`; then add it with the input fixed"
         ), _PROG)  # fmt: skip
     return EXIT_OK
 

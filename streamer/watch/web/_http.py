@@ -82,7 +82,8 @@ def guarded_app(
             message = ("401: this viewer needs its token: open it as /?token=TOKEN or send "
                        "'Authorization: Bearer TOKEN'")  # fmt: skip
             challenge = {"WWW-Authenticate": 'Bearer realm="streamer"'}
-            if takes_body is not None and takes_body(request):  # an API client reads JSON
+            api = request.path.startswith("/api/")  # its callers read JSON, reads or changes
+            if api or (takes_body is not None and takes_body(request)):
                 body = json.dumps({"error": message})
                 raise web.HTTPUnauthorized(
                     text=body, content_type="application/json", headers=challenge

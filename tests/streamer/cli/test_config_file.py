@@ -139,6 +139,7 @@ def load_error(tmp_path: Path, text: str) -> str:
     ("text", "words"),
     [
         ("crff = 2", ["crff: unknown key", "did you mean 'crf'", "allowed here:", "preset"]),
+        ("blah = 1", ["blah: unknown key; allowed here:"]),  # no "did you mean 'batch'"
         # a table's name before its option: the option, not the near spelling 'encoders'
         ('encoder-weights = "x"', ["encoder-weights: unknown key", "did you mean 'weights'"]),
         (
@@ -172,7 +173,8 @@ def load_error(tmp_path: Path, text: str) -> str:
         ),
     ],
     ids=[
-        "unknown-key", "table-before-key", "unknown-source-key", "unknown-table-key",
+        "unknown-key", "unknown-key-no-near-one", "table-before-key", "unknown-source-key",
+        "unknown-table-key",
         "unknown-table",
         "table-as-value", "float-for-int", "text-for-int", "list-for-int", "choices",
         "switch-as-text", "bool-for-number",

@@ -151,6 +151,7 @@ def test_an_added_input_that_fails_is_an_error_and_one_not_reached_yet_says_why(
     assert "gate: its input cannot be opened: " in failed.stderr
     assert "the server has no stream there" in failed.stderr
     assert "`streamer streams rm gate`" in failed.stderr
+    assert ".;" not in failed.stderr and ")." in failed.stderr  # one sentence ends, the next starts
     refused = streams("add", f"yard=rtsp://127.0.0.1:{free_port()}/cam", server=running)
     assert refused.returncode == 0, refused.stderr
     assert "state offline (" in refused.stdout and "connection refused" in refused.stdout

@@ -165,6 +165,7 @@ async def test_changes_are_refused_with_a_json_error_naming_the_problem(
             ("POST", url, {"name": "x", "input": cam2}, {"Authorization": "Bearer no"}, 401,
              "token"),
             ("DELETE", url + "/cam1", None, {}, 401, "token"),
+            ("GET", url, None, {"Authorization": "Bearer no"}, 401, "token"),  # JSON too
             ("POST", url, {"name": "x", "input": cam2, "analyze-fps": 0}, AUTH, 400,
              "analyze-fps: must be a number of frames per second > 0"),
             ("POST", url, {"name": "x", "input": cam2, "nmae": 1}, AUTH, 400,
