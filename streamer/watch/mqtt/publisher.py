@@ -41,6 +41,9 @@ from streamer.watch.mqtt.topics import ALERT_OFF, ALERT_ON, Topics, entities, pa
 __all__ = ["MqttPublisher"]
 
 log = logging.getLogger("streamer.watch.mqtt")
+#: CONNACK codes of a login the broker refused: MQTT 3.1.1 (4 bad user name or password, 5 not
+#: authorised) and MQTT 5 (134, 135).
+_REFUSED_LOGIN = {4, 5, 134, 135}
 
 TICK_S = 1.0
 FLUSH_S = 3.0  # `stop` waits this long for the queue to empty
@@ -90,6 +93,8 @@ class MqttPublisher(Observer):
         self._closing = False
         self._drop_warned = False
         self._lost_at: float | None = None
+        self._down_reason: str | None = None  # why it is down, as last told
+        self._captions: dict[str, Message] = {}  # stream → its last caption (retained)
         self._ever_connected = False
         self._tasks: list[asyncio.Task] = []
 
@@ -142,7 +147,9 @@ class MqttPublisher(Observer):
         body = {"stream": stream, "text": caption.text, "source": caption.source,
                 "pts": round(caption.pts, 3), "frame": caption.frame_index,
                 "wall": round(time.time(), 3)}  # fmt: skip
-        self._event(Message(self.topics.caption(stream), payload(body)))
+        message = Message(self.topics.caption(stream), payload(body))
+        self._captions[stream] = message
+        self._event(message)
 
     def alert(self, stream: str, alert: Any) -> None:
         """The alert's binary sensor on (again), and a picture of it soon."""
@@ -234,6 +241,7 @@ class MqttPublisher(Observer):
         topics += [self.topics.alert(stream, q) for q in queries]
         self._due.pop(stream, None)
         self._frames.pop(stream, None)
+        self._captions.pop(stream, None)
         self._board.forget(stream)
         for key in [k for k in self._on if k[0] == stream]:
             del self._on[key]
@@ -345,22 +353,33 @@ class MqttPublisher(Observer):
             self.reconnects += 1
             log.warning("mqtt: %s is back after %.1f s; sending the %d messages held",
                         self.where, self._clock() - self._lost_at, len(self._outbox))  # fmt: skip
-        self._ever_connected, self._lost_at = True, None
+        self._ever_connected, self._lost_at, self._down_reason = True, None, None
         if self.config.discovery:  # again: the broker may have lost its retained messages
             for stream in self._alerts:
                 for entity in self._entities(stream):
                     self._outbox.state(Message(entity.topic, payload(entity.config)))
+        for message in self._captions.values():  # a caption may not change for hours
+            self._outbox.state(message)  # (the latest: if it waits as an event too, the same)
 
     def _down(self, exc: BaseException) -> None:
         was = self.connected
         self.connected = False
-        if self._lost_at is not None:
-            log.debug("mqtt: %s still unreachable: %s", self.where, redact(str(exc)))
+        reason = redact(str(exc))
+        if self._lost_at is not None and reason == self._down_reason:
+            log.debug("mqtt: %s still unreachable: %s", self.where, reason)
             return
-        self._lost_at = self._clock()
+        if self._lost_at is None:
+            self._lost_at = self._clock()
+        self._down_reason = reason  # told again when it changes (down, then up but refusing)
+        code = getattr(exc, "rc", None)
+        if getattr(code, "value", code) in _REFUSED_LOGIN:
+            log.warning("mqtt: %s refused the user and password (%s): check them in --mqtt "
+                        "(or [mqtt] mqtt in the file); retrying with backoff", self.where,
+                        reason)  # fmt: skip
+            return
         what = "lost" if was else "cannot reach"  # at the start, or again after a loss
         log.warning("mqtt: %s %s (%s); retrying with backoff, holding up to %d messages",
-                    what, self.where, redact(str(exc)), self.config.queue)  # fmt: skip
+                    what, self.where, reason, self.config.queue)  # fmt: skip
 
     def _report(self) -> None:
         left = len(self._outbox)

@@ -283,9 +283,12 @@ async def test_credentials_reach_the_broker_and_nothing_else(mosquitto_auth, cap
     wrong = MqttConfig(mosquitto_auth.url(USER, "not-the-pw"), retry=FAST, prefix="t4")
     with caplog.at_level(logging.DEBUG, logger="streamer.watch.mqtt"):
         refused = await started(wrong)
-        await until(lambda: "cannot reach" in caplog.text, what="the refusal logged")
+        # Named as a refused login with where to fix it, not as a broker out of reach.
+        words = "refused the user and password"
+        await until(lambda: words in caplog.text, what="the refusal logged")
         await asyncio.sleep(0.5)  # retried meanwhile, logged once
-        assert not refused.connected and caplog.text.count("cannot reach") == 1
+        assert not refused.connected and caplog.text.count(words) == 1
+        assert "check them in --mqtt" in caplog.text and "cannot reach" not in caplog.text
         await refused.stop()
         right = await started(MqttConfig(mosquitto_auth.url(USER, PASSWORD), prefix="t4"))
         await until(lambda: right.connected, what="connected with the password")

@@ -11,7 +11,7 @@ import pytest
 from media import read_jsonl
 from mqtt_helpers import Watcher, until
 
-from streamer import OutputConfig, RunConfig, run_pipeline
+from streamer import CaptionPolicy, OutputConfig, RunConfig, run_pipeline
 from streamer.analysis.alerts import AlertRule
 from streamer.core.retry import RetryPolicy
 from streamer.watch.mqtt import MqttConfig, MqttPublisher
@@ -73,3 +73,34 @@ def _before(recorded: list[int], received: set[int]) -> set[int]:
     """The alerts before the first received one: sent before the watcher subscribed."""
     first = next((i for i, f in enumerate(recorded) if f in received), len(recorded))
     return set(recorded[:first])
+
+
+@pytest.mark.slow
+async def test_a_broker_that_lost_its_retained_messages_gets_the_caption_again(
+    own_mosquitto, tmp_path, long_clip, tiny_encoder
+):
+    """A broker restarted without its persistence: discovery and statuses come back by
+    themselves, and the caption, which may not change for hours, is published again."""
+    once = CaptionPolicy(0.5, 1e9, 2.0)  # one caption, at the start: it never changes after
+    config = RunConfig(input=f"clip={long_clip}", live=True, llm=None, captions=once,
+                       outputs=OutputConfig(jsonl=str(tmp_path / "a.jsonl")))  # fmt: skip
+    retry = RetryPolicy(initial=0.2, cap=0.5, jitter=0.0)
+    publisher = MqttPublisher(MqttConfig(own_mosquitto.url(), retry=retry))
+    stop, url, caption = asyncio.Event(), own_mosquitto.url(), "streamer/clip/caption"
+    run = asyncio.create_task(
+        run_pipeline(config, encoder=tiny_encoder, stop=stop, observers=[publisher])
+    )
+    try:
+        async with Watcher(url) as watcher:
+            await until(lambda: watcher.on(caption), 60, "the caption")
+        own_mosquitto.stop()
+        for saved in own_mosquitto.folder.glob("*.db"):
+            saved.unlink()  # its retained messages are gone
+        own_mosquitto.start()
+        await until(lambda: publisher.connected and publisher.reconnects == 1, 30, "back")
+        async with Watcher(url) as late:
+            await until(lambda: late.on(caption), 10, "the caption, retained again")
+    finally:
+        stop.set()
+        await run
+    assert late.on(caption)[-1].json()["source"] == "tags"
