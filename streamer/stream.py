@@ -25,6 +25,7 @@ from streamer.core.sampler import Sampler
 from streamer.core.stats import StreamStats
 from streamer.outputs import alert_cleared_record, alert_record
 from streamer.outputs.fanout import LIVE_TIME_BASE, Outputs, VideoTiming
+from streamer.outputs.keep import keep_outputs
 from streamer.outputs.options import OutputConfig
 from streamer.outputs.overlay import Hud
 from streamer.sources import Source
@@ -118,6 +119,8 @@ class StreamRun:
         self.frames: Channel[Frame] = Channel(decoded, policy, name=f"{self.name}/frames")
         self.outgoing: Channel[tuple] = Channel(routed, policy, name=f"{self.name}/out")
         shared.encoder.open_lane(self.name, live=live)
+        if live:  # a recording is not written over (a restarted service, a name added again)
+            keep_outputs(self.name, outputs.paths())
         self.outputs = Outputs(
             outputs, self._timing(), self._audio_from(), self.name, shared.observers
         )

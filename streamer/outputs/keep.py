@@ -1,6 +1,7 @@
 """Outputs of a stream that starts again, kept beside its new ones (`NAME.keep-N.EXT`).
 
-A live stream restarted on another node (`--cluster`) or with a new input (a reload) writes
+A live stream restarted on another node (`--cluster`), with a new input (a reload), added
+again under its name, or in a new run of the same configuration (a service restarted) writes
 the same output paths again; what its earlier run wrote is moved out of the way first, so that
 nothing is lost.
 """
@@ -18,17 +19,22 @@ __all__ = ["keep_outputs"]
 log = logging.getLogger("streamer")
 
 
-def keep_outputs(stream: str, paths: Iterable[str]) -> None:
+def keep_outputs(stream: str, paths: Iterable[str]) -> list[str]:
     """Move `stream`'s outputs at `paths` to `ROOT.keep-N.EXT`, N the first number none of
-    them has yet (a restart that wrote nothing leaves no gap); a path not there is skipped."""
+    them has yet (a restart that wrote nothing leaves no gap); a path not there is skipped.
+    Returns where the moved ones went."""
     split = [os.path.splitext(path) for path in paths if path != STDOUT]
     keep = 1
     while any(os.path.exists(f"{root}.keep-{keep}{ext}") for root, ext in split):
         keep += 1
+    kept = []
     for root, ext in split:
         try:
             os.replace(root + ext, f"{root}.keep-{keep}{ext}")
+            kept.append(f"{root}.keep-{keep}{ext}")
+            log.info("%s: %s from before is kept as %s", stream, root + ext, kept[-1])
         except FileNotFoundError:
             continue  # never begun, or written on another machine's disk
         except OSError as exc:
             log.warning("%s: cannot keep %s (%s); it is written over", stream, root + ext, exc)
+    return kept

@@ -404,3 +404,21 @@ async def test_udp_datagrams_lost_between_camera_and_streamer_damage_pictures_no
     assert stream.damaged < stream.frames  # the damaged ones, not every picture
     assert stream.damaged_packets == 0  # a file's field: a live source leaves it alone
     assert all("damaged" in r for r in read_jsonl(jsonl) if r["type"] == "status")
+
+
+async def test_a_live_run_started_again_keeps_what_the_last_one_recorded(
+    tmp_path, small_clip, tiny_encoder
+):
+    """A service restarted (or a camera added again under its name) writes the same paths: the
+    earlier recording is kept beside the new one (it was written over: 28 MB of a camera)."""
+    outputs = OutputConfig(video=str(tmp_path / "{stream}.mp4"),
+                           jsonl=str(tmp_path / "{stream}.jsonl"), preset="ultrafast")  # fmt: skip
+    config = RunConfig(input=f"door={small_clip}", live=True, outputs=outputs)
+    first = await run_pipeline(config, encoder=tiny_encoder)
+    second = await run_pipeline(config, encoder=tiny_encoder)
+    kept = tmp_path / "door.keep-1.mp4"
+    assert int(video_stream(ffprobe(kept))["nb_read_frames"]) == first.streams[0].frames
+    assert int(video_stream(ffprobe(tmp_path / "door.mp4"))["nb_read_frames"]) == (
+        second.streams[0].frames
+    )
+    assert (tmp_path / "door.keep-1.jsonl").exists() and not (tmp_path / "door.keep-2.mp4").exists()
