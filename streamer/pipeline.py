@@ -99,6 +99,8 @@ async def run_pipeline(
         SinkError: an output cannot be written.
     """
     observers = check_entry(config, stop, observers)
+    if config.serve is not None and config_observers:
+        config.serve.check_free()  # now: the viewer listens only after the model's load
     joinable = reloader is not None or config.serve is not None or offers_stream_api(observers)
     started = time.monotonic()
     sources, hwaccel, service = await open_run(config, encoder, service, joinable, stop)

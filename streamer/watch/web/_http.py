@@ -24,7 +24,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from streamer.errors import ConfigError
-from streamer.watch.web.options import ServeConfig
+from streamer.watch.web.options import ServeConfig, cannot_listen
 
 __all__ = [
     "authorized",
@@ -118,10 +118,7 @@ async def listen(app: web.Application, config: ServeConfig) -> tuple[web.AppRunn
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise ConfigError(
-            f"web viewer: cannot listen on {config.host}:{config.port}: "
-            f"{exc.strerror or exc}; choose another --serve port (0 picks a free one)"
-        ) from exc
+        raise ConfigError(cannot_listen(config, exc)) from exc
     host, port = runner.addresses[0][:2]
     url = f"http://{_url_host(host)}:{port}/"
     log.info("web viewer: %s%s", url, " (token required)" if config.token else "")

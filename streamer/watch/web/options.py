@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 from streamer.core.checks import split_serve_address
 from streamer.core.options import Option, option, validate
 from streamer.errors import ConfigError
 
-__all__ = ["LOCAL_HOST", "ServeConfig"]
+__all__ = ["LOCAL_HOST", "ServeConfig", "cannot_listen"]
 
 LOCAL_HOST = "127.0.0.1"  # the viewer's default: this machine only
 
@@ -48,6 +49,26 @@ class ServeConfig:
         if self.token is not None and not self.token.strip():
             raise ConfigError("--serve-token must not be empty; leave it out for no token")
 
+    def check_free(self) -> None:
+        """Refuse, before any work, an address nothing here can listen on now (a port in use,
+        a host that is not this machine's): the viewer starts only once the model has loaded
+        and the outputs are open.
+
+        Raises:
+            ConfigError: naming the address, why, and the fix.
+        """
+        if self.port == 0:
+            return
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server
+                probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(cannot_listen(self, exc)) from exc
+
     @classmethod
     def at(cls, address: str, token: str | None = None) -> ServeConfig:
         """The viewer at `[HOST:]PORT` (`--serve`), HOST defaulting to this machine only."""
@@ -56,3 +77,9 @@ class ServeConfig:
         except ValueError as exc:
             raise ConfigError(f"--serve must be [HOST:]PORT, got {address!r}") from exc
         return cls(host=host, port=port, token=token)
+
+
+def cannot_listen(config: ServeConfig, exc: OSError) -> str:
+    """Why the viewer cannot listen at `config`'s address, and the fix."""
+    return (f"web viewer: cannot listen on {config.host}:{config.port}: "
+            f"{exc.strerror or exc}; choose another --serve port (0 picks a free one)")  # fmt: skip

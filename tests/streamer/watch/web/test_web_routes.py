@@ -165,10 +165,14 @@ async def test_a_viewer_that_cannot_bind_its_port_says_so(tmp_path, small_clip, 
     first = WebViewer(ServeConfig(port=0))
 
     async def check(viewer):
-        # A second run, serving only (no files), asks for the port the first one holds.
-        taken = RunConfig(input=str(small_clip), serve=ServeConfig(port=port_of(viewer)))
+        # A second run asks for the port the first one holds: refused before any work (its
+        # model loaded and an empty JSON Lines file made, before the viewer found out).
+        jsonl = tmp_path / "second.jsonl"
+        taken = RunConfig(input=str(small_clip), serve=ServeConfig(port=port_of(viewer)),
+                          outputs=OutputConfig(jsonl=str(jsonl)))  # fmt: skip
         with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1") as caught:
-            await run_pipeline(taken, encoder=tiny_encoder)
+            await run_pipeline(taken)  # (no encoder given: the run would load one)
+        assert not jsonl.exists()
         return str(caught.value)
 
     _, message = await run_and_check(_config(tmp_path, small_clip), tiny_encoder, first, check)
