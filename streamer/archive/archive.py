@@ -141,6 +141,8 @@ class Archive:
             # A damaged index is refused now, before a run does any work (a new one is made
             # by the writer, when there is something to write).
             archive._table = MomentTable.open(archive.index_dir, archive.meta.encoder.dim)
+            if archive._table is not None:
+                archive._table.check_readable()
             archive._repair_recordings()
         except BaseException:
             lock.release()

@@ -199,6 +199,19 @@ class MomentTable:
             )
         return cls(lance, dim, path)
 
+    def check_readable(self) -> None:
+        """Read one small column of every row: a data file cut short (its end, where Lance
+        keeps what it holds, missing) fails here, not at the first search after a run that
+        wrote beside it and said all was well. About 45 ms for 120,000 rows.
+
+        Raises:
+            ArchiveError: naming the index, what failed and the fix.
+        """
+        with self.failures("opening"):
+            rows = self.lance.count_rows()
+            if rows:
+                self.lance.search().select(["wall_time"]).limit(rows).to_arrow()
+
     @contextlib.contextmanager
     def failures(self, doing: str = "reading") -> Iterator[None]:
         """Turn LanceDB's errors in the block (a damaged file, an I/O error) into an

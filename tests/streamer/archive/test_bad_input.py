@@ -71,7 +71,7 @@ def test_a_newer_archive_is_refused_by_every_command_and_left_as_it_was(
     assert _files(arch) == before
 
 
-@pytest.mark.parametrize("damage", ["junk manifest", "no versions"])
+@pytest.mark.parametrize("damage", ["junk manifest", "no versions", "data cut short"])
 def test_a_damaged_index_is_refused_by_every_command_naming_it(
     arch, tmp_path, small_clip, capsys, damage
 ):
@@ -80,8 +80,11 @@ def test_a_damaged_index_is_refused_by_every_command_naming_it(
     for manifest in versions:
         if damage == "junk manifest":
             manifest.write_bytes(b"junk")
-        else:
+        elif damage == "no versions":
             manifest.unlink()
+    if damage == "data cut short":  # the manifest reads; a run that wrote beside it said "ok"
+        for data in (table / "data").glob("*.lance"):
+            data.write_bytes(data.read_bytes()[:1000])
     before = _files(arch)
     commands = _commands(arch, tmp_path, small_clip)
     for name in ("search", "info", "run"):
