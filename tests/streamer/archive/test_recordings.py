@@ -111,7 +111,11 @@ def test_locate_finds_the_segment_and_the_offset_in_it(recorded):
         assert hit is not None and hit[0] == segment and hit[1] == pytest.approx(0.25)
     hit = locate(recorded.root, "cam1", found[1].start_wall)
     assert hit is not None and hit[0] == found[1] and hit[1] == 0.0
-    assert locate(recorded.root, "cam1", found[0].start_wall - 1) is None
+    # A moment just before the first recording (a stream's first analysed frames come before
+    # the first keyframe it records from) is at its start; one long before is not recorded.
+    hit = locate(recorded.root, "cam1", found[0].start_wall - 0.5)
+    assert hit is not None and hit[0] == found[0] and hit[1] == 0.0
+    assert locate(recorded.root, "cam1", found[0].start_wall - 2.5) is None
     assert locate(recorded.root, "cam1", found[-1].end_wall + 1) is None  # none is written now
     assert locate(recorded.root, "elsewhere", found[0].start_wall) is None
 
