@@ -19,6 +19,7 @@ ones are kept. An encoder replica lost: Ray restarts it where resources allow (`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -33,7 +34,7 @@ from streamer.cluster.placement import Placement
 from streamer.cluster.session import ClusterInfo, connect, disconnect
 from streamer.config import RunConfig
 from streamer.errors import ActorLostError, ClusterError, StreamerError
-from streamer.report import Reporter, RunSummary
+from streamer.report import Reporter, RunSummary, stopped_before_start
 from streamer.run_setup import check_stop, observers_from_config
 from streamer.watch.mqtt import MqttPublisher
 
@@ -102,7 +103,8 @@ class _ClusterRun:
 
     async def run(self) -> RunSummary:
         try:
-            await self.placement.start(live=bool(self.plan.live))
+            if not await self._started():
+                return stopped_before_start(time.monotonic() - self.started)
             await self._coordinated()
         finally:
             if self._stop_seen is not None:
@@ -113,6 +115,23 @@ class _ClusterRun:
             self.plan, self.done, time.monotonic() - self.started,
             stopped=self.stop.is_set(), random_weights=self.placement.model.random_weights,
         )  # fmt: skip
+
+    async def _started(self) -> bool:
+        """Start the pool and the shards; False when `stop` came first (Ctrl-C while the
+        replicas load or wait for free CPUs: the run stops at once, as one process's does)."""
+        starting = asyncio.ensure_future(self.placement.start(live=bool(self.plan.live)))
+        stopped = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StreamerError):
+                await starting
+            return False
+        starting.result()
+        return True
 
     async def _coordinated(self) -> None:
         """The schedule, with the coordinator reading the shards beside it."""

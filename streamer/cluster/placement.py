@@ -31,6 +31,7 @@ log = logging.getLogger("streamer")
 
 REPLICA_PREFIX = "encoder-"  # a replica's actor name: encoder-RUN-I
 LOAD_TIMEOUT_S = 600.0  # a replica loading its model (pretrained weights may be downloaded)
+SLOW_LOAD_S = 15.0  # past this, a start says what the replicas may be waiting for
 FIRST_SHARDS_S = 60.0  # the first jobs wait this long for every node's shards to answer
 
 
@@ -104,6 +105,22 @@ class Placement:
     def replicas(self) -> list[Any]:
         return list(self._replicas)
 
+    async def _cards(self) -> list[ModelCard]:
+        """The replicas' model cards, once they have loaded (`LOAD_TIMEOUT_S` at most); past
+        `SLOW_LOAD_S` the log says what they may be waiting for."""
+        loading = asyncio.ensure_future(asyncio.gather(*(r.card.remote() for r in self._replicas)))
+        try:
+            done, _ = await asyncio.wait({loading}, timeout=SLOW_LOAD_S)
+            if not done:
+                log.warning("the encoder replicas are not ready after %.0f s: each waits for a "
+                            "free CPU (%d asked: `ray status` shows what is free; another run "
+                            "may hold them) or loads a large model; waiting up to %.0f s, "
+                            "Ctrl-C stops", SLOW_LOAD_S, len(self._replicas),
+                            LOAD_TIMEOUT_S)  # fmt: skip
+            return await asyncio.wait_for(asyncio.shield(loading), LOAD_TIMEOUT_S - SLOW_LOAD_S)
+        finally:
+            loading.cancel()
+
     @property
     def shards(self) -> list[ShardRef]:
         """The shards that may be given jobs (and read): alive and ready."""
@@ -117,9 +134,7 @@ class Placement:
         log.info("loading %s %s on %d encoder replica(s)", self._config.encoder.kind,
                  self._config.encoder.model or "", len(self._replicas))  # fmt: skip
         try:
-            cards = await asyncio.wait_for(
-                asyncio.gather(*(r.card.remote() for r in self._replicas)), LOAD_TIMEOUT_S
-            )
+            cards = await self._cards()
         except TimeoutError:
             raise ClusterError(
                 f"the encoder replicas did not start within {LOAD_TIMEOUT_S:.0f} s. Fix: check "

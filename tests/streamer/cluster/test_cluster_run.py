@@ -540,3 +540,42 @@ def test_the_stream_api_adds_changes_and_removes_streams_of_a_cluster_run(
     assert {"cl/yard/status", "cl/door/status"} <= states.keys(), sorted({t for t, _ in heard})
     door_config = [p for t, p in heard if t.endswith("/door_caption/config")]
     assert door_config and door_config[0] and door_config[-1] == b"", door_config[:1]
+
+
+@ray.remote(num_cpus=1)
+class _Hog:
+    """Holds one CPU of the cluster (another run's replica, as far as a new run can tell)."""
+
+    def ping(self) -> int:
+        return 1
+
+
+def test_a_stop_while_the_replicas_wait_for_cpus_ends_the_run_at_once(
+    cluster, clips, tmp_path, caplog, monkeypatch
+):
+    # Both CPUs held: the run's replica waits. Ctrl-C was ignored there (up to 600 s), and
+    # nothing said what it waited for.
+    monkeypatch.setattr("streamer.cluster.placement.SLOW_LOAD_S", 1.0)
+    hogs = [_Hog.remote() for _ in range(2)]
+    ray.get([hog.ping.remote() for hog in hogs])
+    config = _config(clips[:1], tmp_path / "waiting", ClusterConfig("auto"))
+
+    async def stopped_while_waiting():
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_cluster(config, stop=stop))
+        await asyncio.sleep(3.0)
+        assert not task.done()
+        stop.set()
+        at = time.monotonic()
+        summary = await asyncio.wait_for(task, 30)
+        return summary, time.monotonic() - at
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="streamer"):
+            summary, took = asyncio.run(stopped_while_waiting())
+    finally:
+        for hog in hogs:
+            ray.kill(hog)
+    assert summary.interrupted and summary.frames == 0 and took < 10, (summary, took)
+    assert "each waits for a free CPU" in caplog.text
+    assert not _pids("ray::EncoderReplica"), "a replica outlived its run"
