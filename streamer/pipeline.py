@@ -98,9 +98,7 @@ async def run_pipeline(
         EncoderError: the encoder cannot be loaded.
         SinkError: an output cannot be written.
     """
-    observers = check_entry(config, stop, observers)
-    if config.serve is not None and config_observers:
-        config.serve.check_free()  # now: the viewer listens only after the model's load
+    observers = check_entry(config, stop, observers, serves=config_observers)
     joinable = reloader is not None or config.serve is not None or offers_stream_api(observers)
     started = time.monotonic()
     sources, hwaccel, service = await open_run(config, encoder, service, joinable, stop)

@@ -43,9 +43,12 @@ T = TypeVar("T")
 log = logging.getLogger("streamer")
 
 
-def check_entry(config: object, stop: object, observers: object) -> tuple[Observer, ...]:
-    """Refuse, before any work, arguments of a run's entry (`run_pipeline`) of the wrong type;
-    the observers as a tuple.
+def check_entry(
+    config: object, stop: object, observers: object, *, serves: bool = True
+) -> tuple[Observer, ...]:
+    """Refuse, before any work, arguments of a run's entry (`run_pipeline`) of the wrong type,
+    and (`serves`: this process runs the viewer) a `--serve` address nothing can listen on
+    now (the viewer listens only after the model's load); the observers as a tuple.
 
     Raises:
         ConfigError: naming the argument, what it got and what it takes.
@@ -62,6 +65,8 @@ def check_entry(config: object, stop: object, observers: object) -> tuple[Observ
             raise wrong_type(f"observers[{i}]", "an Observer", observer,
                              fix="subclass streamer.core.events.Observer and override the "
                              "hooks you need")  # fmt: skip
+    if serves and config.serve is not None:
+        config.serve.check_free()
     return tuple(observers)
 
 

@@ -54,10 +54,6 @@ CATALOGUE = "segments.jsonl"
 WRITER_LOCK = ".writer.lock"
 CATALOGUE_LOCK = ".catalogue.lock"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
-#: Seconds before a segment's start that still count as its start (`holding`): about one
-#: keyframe interval of a camera.
-START_GRACE_S = 2.0
-_JOINS = ("start", "reconnect", "format")  # reasons a segment begins a (new) connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,27 +112,6 @@ class Segment:
             return max(self.start_wall, (root / self.path).stat().st_mtime)
         except OSError:
             return self.start_wall
-
-
-def holding(found: list[Segment], root: Path, wall: float) -> tuple[Segment, float] | None:
-    """The segment of `found` (one stream's, oldest first) that holds wall-clock time `wall`,
-    and the offset into it; None when none does (see `streamer.archive.recordings.locate`).
-
-    A time up to `START_GRACE_S` before the start of a segment that began a connection, that
-    no earlier segment holds, is that segment's start: a recording begins at a keyframe, and
-    a stream joined mid-picture-group decodes (and analyses) frames before its first one.
-    """
-    later: Segment | None = None
-    for segment in reversed(found):
-        if segment.start_wall <= wall:
-            if wall <= segment.end_estimate(root):
-                return segment, wall - segment.start_wall
-            break
-        later = segment
-    joined = later is not None and later.reason in _JOINS
-    if joined and later.start_wall - wall <= START_GRACE_S:
-        return later, 0.0
-    return None
 
 
 def stream_folder(root: Path, stream: str) -> Path:

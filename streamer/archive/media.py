@@ -15,8 +15,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamer.archive._segments import Segment, holding, stream_segments
+from streamer.archive._segments import Segment, stream_segments
 from streamer.archive.moments import Moment
+from streamer.archive.recordings import holding
 from streamer.errors import ConfigError
 
 __all__ = ["MEDIA_STATES", "MediaCheck", "MediaChecker"]

@@ -39,7 +39,6 @@ from pathlib import Path
 from streamer.archive._remux import SegmentWriter
 from streamer.archive._segments import (
     Segment,
-    holding,
     rewrite_without,
     stream_folder,
     stream_names,
@@ -48,7 +47,7 @@ from streamer.archive._segments import (
 from streamer.errors import ConfigError
 from streamer.sources.tap import TapState
 
-__all__ = ["Recorder", "Segment", "locate", "prune", "segments"]
+__all__ = ["Recorder", "Segment", "holding", "locate", "prune", "segments"]
 
 log = logging.getLogger("streamer.archive")
 
@@ -115,6 +114,33 @@ def segments(root: Path, stream: str | None = None) -> list[Segment]:
     names = [stream] if stream is not None else stream_names(Path(root))
     found = [s for name in names for s in stream_segments(Path(root), name)]
     return sorted(found, key=lambda s: (s.start_wall, s.stream))
+
+
+#: Seconds before a segment's start that still count as its start (`holding`): about one
+#: keyframe interval of a camera.
+START_GRACE_S = 2.0
+_JOINS = ("start", "reconnect", "format")  # reasons a segment begins a (new) connection
+
+
+def holding(found: list[Segment], root: Path, wall: float) -> tuple[Segment, float] | None:
+    """The segment of `found` (one stream's, oldest first) that holds wall-clock time `wall`,
+    and the offset into it; None when none does (see `locate`).
+
+    A time up to `START_GRACE_S` before the start of a segment that began a connection, that
+    no earlier segment holds, is that segment's start: a recording begins at a keyframe, and
+    a stream joined mid-picture-group decodes (and analyses) frames before its first one.
+    """
+    later: Segment | None = None
+    for segment in reversed(found):
+        if segment.start_wall <= wall:
+            if wall <= segment.end_estimate(root):
+                return segment, wall - segment.start_wall
+            break
+        later = segment
+    joined = later is not None and later.reason in _JOINS
+    if joined and later.start_wall - wall <= START_GRACE_S:
+        return later, 0.0
+    return None
 
 
 def locate(root: Path, stream: str, wall: float) -> tuple[Segment, float] | None:
