@@ -51,8 +51,9 @@ class ArchiveConfig:
     )  # fmt: skip
     max_gb: float | None = option(
         None,
-        Option("--archive-max-gb", "keep the archive under this many GB: the oldest segments "
-               "go first", float_above(0, "GB"), metavar="GB", group="archive",
+        Option("--archive-max-gb", "keep the archive's recordings under this many GB (its "
+               "index comes on top): the oldest segments go first",
+               float_above(0, "GB"), metavar="GB", group="archive",
                default_text="no limit"),
     )  # fmt: skip
     index_every_s: float = option(

@@ -116,6 +116,9 @@ class Query:
         object.__setattr__(self, "text", text)
         if text is None and self.image is None:
             raise ConfigError("a search needs words to look for, or a picture (--image)")
+        if isinstance(self.image, str | Path) and not Path(self.image).is_file():
+            # now, not after the archive's encoder has loaded (seconds) to embed it
+            raise ConfigError(f"--image {self.image}: no such file")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ConfigError(f"-k must be an integer ≥ 1, got {self.k!r}")
         now = time.time() if self.now is None else self.now

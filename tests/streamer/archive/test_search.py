@@ -200,6 +200,9 @@ def test_an_unknown_stream_is_refused_listing_the_streams(yard):
 def test_an_unreadable_picture_is_refused_naming_the_file(bunny, tmp_path):
     with pytest.raises(ConfigError, match=r"--image .*nope\.jpg: no such file"):
         bunny.search(image=tmp_path / "nope.jpg")
+    # ... as the query is made: before the archive's encoder loads (seconds) to embed it
+    with pytest.raises(ConfigError, match=r"--image .*nope\.jpg: no such file"):
+        Query(image=str(tmp_path / "nope.jpg"))
     text = tmp_path / "notes.jpg"
     text.write_text("not a picture")
     with pytest.raises(ConfigError, match=r"--image .*notes\.jpg: cannot read it as a picture"):
