@@ -47,7 +47,7 @@ from streamer.archive._segments import (
 from streamer.errors import ConfigError
 from streamer.sources.tap import TapState
 
-__all__ = ["Recorder", "Segment", "holding", "locate", "prune", "segments"]
+__all__ = ["Recorder", "Segment", "holding", "locate", "prune", "segments", "starts_at"]
 
 log = logging.getLogger("streamer.archive")
 
@@ -137,10 +137,13 @@ def holding(found: list[Segment], root: Path, wall: float) -> tuple[Segment, flo
                 return segment, wall - segment.start_wall
             break
         later = segment
-    joined = later is not None and later.reason in _JOINS
-    if joined and later.start_wall - wall <= START_GRACE_S:
-        return later, 0.0
-    return None
+    return (later, 0.0) if later is not None and starts_at(later, wall) else None
+
+
+def starts_at(segment: Segment, wall: float) -> bool:
+    """Whether `wall`, before `segment` and held by no earlier one, counts as its start (see
+    `holding`)."""
+    return segment.reason in _JOINS and 0.0 <= segment.start_wall - wall <= START_GRACE_S
 
 
 def locate(root: Path, stream: str, wall: float) -> tuple[Segment, float] | None:

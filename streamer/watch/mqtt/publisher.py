@@ -304,7 +304,9 @@ class MqttPublisher(Observer):
                         self.connected = False
                         return
             except (aiomqtt.MqttError, OSError) as exc:  # OSError: a TLS handshake refused
-                self._down(exc)
+                # (only a CONNACK's code says why a login failed: a publish's are paho's own)
+                login = isinstance(exc, aiomqtt.exceptions.MqttConnectError)
+                self._down(exc, refused_login=login and _code(exc) in _REFUSED_LOGIN)
             if self._closing:
                 return
             delay = backoff.next_delay()
@@ -353,15 +355,15 @@ class MqttPublisher(Observer):
             self.reconnects += 1
             log.warning("mqtt: %s is back after %.1f s; sending the %d messages held",
                         self.where, self._clock() - self._lost_at, len(self._outbox))  # fmt: skip
+            for message in self._captions.values():  # lost with a broker's retained messages,
+                self._outbox.state(message)  # and it may not change for hours (the latest)
         self._ever_connected, self._lost_at, self._down_reason = True, None, None
         if self.config.discovery:  # again: the broker may have lost its retained messages
             for stream in self._alerts:
                 for entity in self._entities(stream):
                     self._outbox.state(Message(entity.topic, payload(entity.config)))
-        for message in self._captions.values():  # a caption may not change for hours
-            self._outbox.state(message)  # (the latest: if it waits as an event too, the same)
 
-    def _down(self, exc: BaseException) -> None:
+    def _down(self, exc: BaseException, *, refused_login: bool = False) -> None:
         was = self.connected
         self.connected = False
         reason = redact(str(exc))
@@ -371,8 +373,7 @@ class MqttPublisher(Observer):
         if self._lost_at is None:
             self._lost_at = self._clock()
         self._down_reason = reason  # told again when it changes (down, then up but refusing)
-        code = getattr(exc, "rc", None)
-        if getattr(code, "value", code) in _REFUSED_LOGIN:
+        if refused_login:
             log.warning("mqtt: %s refused the user and password (%s): check them in --mqtt "
                         "(or [mqtt] mqtt in the file); retrying with backoff", self.where,
                         reason)  # fmt: skip
@@ -395,3 +396,9 @@ def _version() -> str:
         return importlib.metadata.version("streamer")
     except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
         return "dev"
+
+
+def _code(exc: BaseException) -> int | None:
+    """An aiomqtt error's code: an int, or a paho `ReasonCode`'s value."""
+    code = getattr(exc, "rc", None)
+    return getattr(code, "value", code)

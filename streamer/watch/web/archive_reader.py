@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 from streamer.archive._segments import CATALOGUE, stream_folder
 from streamer.archive.archive import Archive
 from streamer.archive.moments import Moment
-from streamer.archive.recordings import Segment, locate, segments
+from streamer.archive.recordings import Segment, locate, segments, starts_at
 from streamer.archive.search import Embedder, Hit, Query, row_to_moment, sql_string
 from streamer.archive.store import RECORDINGS_DIR
 from streamer.errors import ConfigError
@@ -160,12 +160,10 @@ class Catalogues:
         """
         listed, starts = self._segments(stream)
         index = bisect.bisect_right(starts, wall) - 1
-        if index < 0:
-            return None
-        segment = listed[index]
-        if wall <= segment.end_estimate(self.root):
-            return segment, wall - segment.start_wall
-        return None
+        if index >= 0 and wall <= listed[index].end_estimate(self.root):
+            return listed[index], wall - listed[index].start_wall
+        later = listed[index + 1] if index + 1 < len(listed) else None
+        return (later, 0.0) if later is not None and starts_at(later, wall) else None
 
     def _segments(self, stream: str) -> tuple[list[Segment], list[float]]:
         catalogue = stream_folder(self.root, stream) / CATALOGUE
