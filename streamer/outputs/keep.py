@@ -28,7 +28,8 @@ def keep_outputs(stream: str, paths: Iterable[str]) -> list[str]:
     while any(os.path.exists(f"{root}.keep-{keep}{ext}") for root, ext in split):
         keep += 1
     kept = []
-    for root, ext in split:
+    # An empty file holds nothing to keep (a stream that never got a frame, a failed start).
+    for root, ext in [(root, ext) for root, ext in split if _written(root + ext)]:
         try:
             os.replace(root + ext, f"{root}.keep-{keep}{ext}")
             kept.append(f"{root}.keep-{keep}{ext}")
@@ -38,3 +39,10 @@ def keep_outputs(stream: str, paths: Iterable[str]) -> list[str]:
         except OSError as exc:
             log.warning("%s: cannot keep %s (%s); it is written over", stream, root + ext, exc)
     return kept
+
+
+def _written(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:  # not there: nothing to keep
+        return False

@@ -113,8 +113,11 @@ def test_a_restarted_stream_s_outputs_are_kept_beside_the_new_ones(tmp_path):
     (tmp_path / "door.keep-1.mp4").write_bytes(b"older")
     video.write_bytes(b"video")
     jsonl.write_text("rows")
-    keep_outputs("door", [str(video), str(jsonl), str(tmp_path / "door.srt")])
+    (tmp_path / "door.vtt").write_text("")  # nothing in it: not worth keeping
+    keep_outputs("door", [str(video), str(jsonl), str(tmp_path / "door.srt"),
+                          str(tmp_path / "door.vtt")])  # fmt: skip
     assert not video.exists() and not jsonl.exists()
+    assert not list(tmp_path.glob("door.keep-*.vtt"))
     assert (tmp_path / "door.keep-2.mp4").read_bytes() == b"video"  # keep-1 was taken
     assert (tmp_path / "door.keep-2.jsonl").read_text() == "rows"
     assert (tmp_path / "door.keep-1.mp4").read_bytes() == b"older"
