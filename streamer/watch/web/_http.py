@@ -52,6 +52,11 @@ SECURITY_HEADERS = {
 }
 
 
+# Open without the token: a health check (Docker, Kubernetes, a load balancer) cannot send
+# one. What it answers tells nothing but counts of stream states.
+OPEN_PATHS = frozenset({"/healthz"})
+
+
 def guarded_app(
     config: ServeConfig,
     takes_body: Callable[[web.Request], bool] | None = None,
@@ -78,7 +83,7 @@ def guarded_app(
                 "http://127.0.0.1:PORT/ or http://localhost:PORT/; behind a proxy or under "
                 "another name, set --serve-token"
             )
-        if token is not None and not authorized(request, token):
+        if token is not None and request.path not in OPEN_PATHS and not authorized(request, token):
             message = ("401: this viewer needs its token: open it as /?token=TOKEN or send "
                        "'Authorization: Bearer TOKEN'")  # fmt: skip
             challenge = {"WWW-Authenticate": 'Bearer realm="streamer"'}

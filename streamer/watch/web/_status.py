@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import math
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from streamer.core.frame import Caption
@@ -21,6 +22,22 @@ STREAM_STATES = ("connecting", "online", "offline", "playing", "ended", "failed"
 def stream_state(stream: Any) -> str:
     """The stream's state, one of `STREAM_STATES`."""
     return stream.source.status.state
+
+
+TROUBLED_STATES = ("offline", "failed")  # a camera down now, or given up on
+
+
+def health(states: Iterable[str]) -> dict[str, Any]:
+    """`/healthz`: "ok", or "degraded" while a stream is offline or has failed, with how many
+    streams are in each state (no names: the route is open without the token).
+
+    >>> health(["online", "offline", "online"])
+    {'status': 'degraded', 'streams': 3, 'states': {'offline': 1, 'online': 2}}
+    """
+    counts = collections.Counter(states)
+    troubled = any(counts[s] for s in TROUBLED_STATES)
+    return {"status": "degraded" if troubled else "ok", "streams": sum(counts.values()),
+            "states": dict(sorted(counts.items()))}  # fmt: skip
 
 
 def caption_record(caption: Caption, ident: int, wall: float) -> dict[str, Any]:

@@ -15,13 +15,15 @@ files are the package's own, read once with importlib.resources)::
     /api/streams[/{name}]       list, add, change and remove streams while the run runs
                                 (`stream_api`; changes need the token), /api/openapi.json
     /api/reload                 POST: re-read the run's --config file (`reload_api`)
-    /healthz                    200 while the run is up
+    /healthz                    200 while the run is up: "ok", or "degraded" with a stream
+                                offline or failed (open without the token)
     /metrics                    Prometheus text (`streamer.watch.web.metrics`)
     /search, /api/search, /archive/...  with an archive: its search page (`archive_routes`)
     /archive/clips/{stream}/{file}  an alert's clip, with --archive (`_clips`, checked)
 
-With a token set, every route needs `Authorization: Bearer TOKEN` or `?token=TOKEN` (the page
-passes its own along, as `<img>` and `EventSource` cannot send headers). No route takes a
+With a token set, every route but /healthz needs `Authorization: Bearer TOKEN` or
+`?token=TOKEN` (the page passes its own along, as `<img>` and `EventSource` cannot send
+headers). No route takes a
 body but the stream API's changes (`streamer.watch.web._http`: the guard every page shares).
 Clients cannot hold the pipeline up: frames are encoded once per stream at a bounded rate on
 a low-priority thread, each client gets the newest one when it is ready for it, event queues
@@ -53,7 +55,7 @@ from streamer.watch.web._events import EventHub, sse_message
 from streamer.watch.web._frames import BOUNDARY, FrameHub
 from streamer.watch.web._http import guarded_app, json_response, listen, page_for, unless_gone
 from streamer.watch.web._rtc_media import stamp_clock
-from streamer.watch.web._status import Rates, archive_status, run_status, stream_state
+from streamer.watch.web._status import Rates, archive_status, health, run_status, stream_state
 from streamer.watch.web.metrics import CONTENT_TYPE, WebNumbers, metrics_registry
 from streamer.watch.web.options import ServeConfig
 from streamer.watch.web.stream_api import BODY_LIMIT, StreamRoutes, requests_body
@@ -348,7 +350,7 @@ class WebViewer(Observer):
         return self._records(request, "alert")
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return json_response({"status": "ok", "streams": len(self._streams)})
+        return json_response(health(stream_state(s) for s in self._streams.values()))
 
     async def prometheus(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics().encode(), headers={"Content-Type": CONTENT_TYPE})

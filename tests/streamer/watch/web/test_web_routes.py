@@ -14,10 +14,11 @@ from streamer.errors import ConfigError
 from streamer.watch.web import WebViewer
 
 TOKEN = "t0k/en with space"
-ROUTES = [
+GUARDED = [
     "/", "/static/app.js", "/static/style.css", "/api/status", "/api/captions", "/api/alerts",
-    "/healthz", "/metrics",
+    "/metrics",
 ]  # fmt: skip
+ROUTES = [*GUARDED, "/healthz"]
 SNAPSHOT = "/streams/clip/snapshot.jpg"  # 503 once the stream has ended: tested while live
 STREAMING = ["/streams/clip/mjpeg", "/events"]
 
@@ -40,32 +41,35 @@ async def test_every_route_needs_the_token_by_header_or_query(tmp_path, small_cl
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         seen = {}
         async with aiohttp.ClientSession() as session:
-            for route in [*ROUTES, SNAPSHOT, *STREAMING]:
+            for route in [*GUARDED, SNAPSHOT, *STREAMING]:
                 no_token = await _get(session, base + route)
                 wrong = await _get(session, base + route, headers={"Authorization": "Bearer x"})
                 wrong_query = await _get(session, base + route, params={"token": TOKEN + "x"})
                 seen[route] = (no_token[0], wrong[0], wrong_query[0])
                 assert no_token[1]["WWW-Authenticate"].startswith("Bearer")
                 assert b"token" in no_token[2]  # says what is missing
-            for route in [*ROUTES, SNAPSHOT]:
+            for route in [*GUARDED, SNAPSHOT]:
                 by_header = await _get(session, base + route, headers=bearer)
                 by_query = await _get(session, base + route, params={"token": TOKEN})
                 seen[route] += (by_header[0], by_query[0])
             page = await _get(session, base + "/", params={"token": TOKEN})
+            health = await _get(session, base + "/healthz")  # a container's check has no token
         # With a token, any name reaches it (a proxy in front): the token is the guard.
         proxied = await raw_request(
-            port_of(viewer), f"GET /healthz HTTP/1.1\r\nAuthorization: Bearer {TOKEN}",
+            port_of(viewer), f"GET /api/status HTTP/1.1\r\nAuthorization: Bearer {TOKEN}",
             host="cams.example.com",
         )  # fmt: skip
         seen["proxied"] = (proxied[0],)
-        return seen, page
+        return seen, page, health
 
     config = _config(tmp_path, small_clip)
-    _, (seen, page) = await run_and_check(config, tiny_encoder, viewer, check)
+    _, (seen, page, health) = await run_and_check(config, tiny_encoder, viewer, check)
     assert seen.pop("proxied") == (200,)
+    assert health[0] == 200 and json.loads(health[2])["streams"] == 1  # counts, no names
+    assert b"clip" not in health[2]
     for route, statuses in seen.items():
         assert statuses[:3] == (401, 401, 401), route
-        if route in ROUTES:
+        if route in GUARDED:
             assert statuses[3:] == (200, 200), route
     assert seen[SNAPSHOT][3:] == (503, 503)  # let in: the stream has just no frame to show
     # The page passes its token on to its own script and style (they are guarded too).
@@ -131,7 +135,8 @@ async def test_routes_answer_what_the_run_did(tmp_path, small_clip, tiny_encoder
         assert answers[route][0] == 200, route
     assert answers["/api/status"][1]["Content-Type"].startswith("application/json")
     assert answers["/static/app.js"][1]["Content-Type"].startswith("text/javascript")
-    assert json.loads(answers["/healthz"][2]) == {"status": "ok", "streams": 1}
+    health = json.loads(answers["/healthz"][2])
+    assert health == {"status": "ok", "streams": 1, "states": {"ended": 1}}
     status = json.loads(answers["/api/status"][2])
     (stream,) = status["streams"]
     assert stream["name"] == "clip" and stream["frames"]["delivered"] == summary.frames == 50

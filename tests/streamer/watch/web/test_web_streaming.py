@@ -207,3 +207,28 @@ def test_an_alert_that_clears_reaches_the_page_as_its_own_event_after_the_alert(
                       "fired": 12.5, "reason": "offline"}  # fmt: skip
     assert hub.records("alert_cleared", "door") == [record] and hub.records("alert") == []
     assert b"event: alert_cleared" in hub.replay(0)  # a page that reconnects gets it too
+
+
+async def test_healthz_says_degraded_while_a_camera_is_down_and_needs_no_token(
+    tmp_path, long_clip, tiny_encoder
+):
+    # A container's health check sends no token; it needs to see more than "the process is up".
+    viewer = WebViewer(ServeConfig(port=0, token="s3cret"))
+    config = RunConfig(input=(f"cam={long_clip}", "door=rtsp://127.0.0.1:9/stream"), live=True,
+                       outputs=OutputConfig(jsonl=str(tmp_path / "{stream}.jsonl")))  # fmt: skip
+    stop = asyncio.Event()
+    run = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop,
+                                           observers=[viewer]))  # fmt: skip
+    try:
+        await wait_for_url(viewer)
+        door = next(s for s in viewer.run.streams if s.name == "door")
+        cam = next(s for s in viewer.run.streams if s.name == "cam")
+        await wait_until(lambda: door.source.status.state == "offline", 30, "door offline")
+        await wait_until(lambda: cam.stats.delivered > 0, 30, "cam's frames")
+        async with aiohttp.ClientSession() as session, session.get(viewer.url + "healthz") as r:
+            assert r.status == 200
+            health = await r.json()
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, 60)
+    assert health == {"status": "degraded", "streams": 2, "states": {"offline": 1, "playing": 1}}
