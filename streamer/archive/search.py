@@ -93,7 +93,7 @@ class Query:
         stream: only this stream.
         since, until: only moments seen in this span of wall time: epoch seconds, a
             `datetime`, or text (ISO 8601, "2h ago", "90m ago", "today", "yesterday").
-        tag: only moments with this label among their tags.
+        tag: only moments with this label among their tags (the whole label, in any case).
         k: how many hits.
         now: the time "ago" counts from (epoch seconds; default: the clock).
 
@@ -140,8 +140,10 @@ class Query:
             parts.append(f"wall_time >= {float(self.since)!r}")  # type: ignore[arg-type]
         if self.until is not None:
             parts.append(f"wall_time <= {float(self.until)!r}")  # type: ignore[arg-type]
-        if self.tag is not None:
-            parts.append(f"array_has(tag_labels, {sql_string(self.tag)})")
+        if self.tag is not None:  # a whole label, in any case ("Person" finds "person")
+            labels = f"concat('{_SEP}', array_to_string(tag_labels, '{_SEP}'), '{_SEP}')"
+            pattern = f"%{_SEP}{_like_escaped(self.tag.strip())}{_SEP}%"
+            parts.append(f"{labels} ILIKE {sql_string(pattern)} ESCAPE '\\'")
         return " AND ".join(parts) or None
 
 
@@ -299,6 +301,18 @@ def parse_when(value: float | str | dt.datetime | None, now: float, name: str) -
 def sql_string(text: str) -> str:
     """`text` as an SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
+
+
+_SEP = "\x1f"  # the unit separator, which no label holds, between a moment's labels
+
+
+def _like_escaped(text: str) -> str:
+    r"""`text` matched as itself in a LIKE pattern (escape character \).
+
+    >>> _like_escaped("50%_off")
+    '50\\%\\_off'
+    """
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 # --- the two sides and their fusion -------------------------------------------------------------

@@ -43,7 +43,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--stream", help="only this stream")
     parser.add_argument("--since", metavar="TIME", help="not before (ISO time or '2h ago')")
     parser.add_argument("--until", metavar="TIME", help="not after (ISO time or '10m ago')")
-    parser.add_argument("--tag", help="only moments with this tag among their top tags")
+    parser.add_argument(
+        "--tag",
+        help="only moments with this tag among their top tags (the whole label, in any case)",
+    )
     parser.add_argument("-k", type=int_at_least(1), default=10, help="how many (default: 10)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.add_argument(

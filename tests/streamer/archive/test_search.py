@@ -119,7 +119,8 @@ def yard(tmp_path_factory, tiny_encoder, clip_moments):
              for m, s in zip(clip_moments, ago, strict=False)]  # fmt: skip
     back = [dataclasses.replace(m, stream="back", wall_time=NOW - 60 + m.media_time)
             for m in clip_moments]  # fmt: skip
-    back[2] = dataclasses.replace(back[2], tags=(("a parked car", 0.8), ("a wet road", 0.1)))
+    tags = (("a parked car", 0.8), ("a wet road", 0.1), ("o'neil's 50%_off", 0.05))
+    back[2] = dataclasses.replace(back[2], tags=tags)
     quoted = [dataclasses.replace(clip_moments[0], stream="o'hare", wall_time=NOW)]
     return build(tmp_path_factory.mktemp("yard"), tiny_encoder, front + back + quoted)
 
@@ -148,6 +149,15 @@ def test_filters_by_a_tag_among_the_tags(yard):
     assert search_all(yard, tag="a parked car") == [("back", 58)]
     assert search_all(yard, tag="a wet road") == [("back", 58)]  # not only the first tag
     assert search_all(yard, tag="a submarine") == []
+
+
+def test_a_tag_matches_a_whole_label_in_any_case_and_as_written(yard):
+    assert search_all(yard, tag="A Parked Car ") == [("back", 58)]
+    assert search_all(yard, tag="a parked") == [] and search_all(yard, tag="car") == []
+    assert search_all(yard, tag="O'Neil's 50%_OFF") == [("back", 58)]
+    # LIKE's wildcards in a label are its own characters, not patterns
+    for pattern in ("o'neil's 50%xoff", "o'neil's 50x_off", "%", "_", "a parked car%"):
+        assert search_all(yard, tag=pattern) == [], pattern
 
 
 def test_filters_combine(yard):
