@@ -8,6 +8,7 @@
   let encoderReady = false;
   let asked = 0; // the latest search: an older answer arriving late is dropped
   let wanted = null; // the hit the player is to show once its file's metadata is in
+  let addressStream = null; // ?stream= of the address, chosen once the list has it
 
   // <img> and <video> cannot send headers: the token travels in the query.
   function withToken(path) {
@@ -57,7 +58,8 @@
     for (const s of info.streams) {
       select.add(new Option(`${s.stream} (${s.rows})`, s.stream));
     }
-    select.value = chosen;
+    select.value = addressStream ?? chosen;
+    addressStream = null;
     if (info.live) {
       $("live").href = withToken("./");
       $("live").hidden = false;
@@ -71,6 +73,7 @@
     for (const [name, value] of form) {
       if (String(value).trim()) params.set(name, String(value).trim());
     }
+    toAddress(params);
     const mine = ++asked;
     say(encoderReady ? "searching…"
       : "loading the archive's encoder for the first search (a few seconds)…");
@@ -119,6 +122,26 @@
       node.classList.toggle("cited", cited.has(i + 1));
       return node;
     }));
+  }
+
+  // A search has an address to share or bookmark: /search?q=red+van&since=2h+ago fills the
+  // form and runs it, and every search writes its fields into the address bar.
+  const FIELDS = ["q", "stream", "since", "until", "tag", "k"];
+
+  function fromAddress() {
+    const given = new URLSearchParams(location.search);
+    for (const name of FIELDS) {
+      const value = given.get(name);
+      if (value != null && name !== "stream") $(name).value = value;
+    }
+    addressStream = given.get("stream");
+    return Boolean((given.get("q") || "").trim());
+  }
+
+  function toAddress(params) {
+    const shown = new URLSearchParams(params);
+    if (token) shown.set("token", token); // it was in the address already: keep it working
+    history.replaceState(null, "", `${location.pathname}?${shown}`);
   }
 
   function card(hit) {
@@ -198,5 +221,6 @@
   });
   $("search").addEventListener("submit", search);
   $("ask").addEventListener("submit", ask);
-  loadArchive();
+  const searchNow = fromAddress();
+  loadArchive().then(() => { if (searchNow) $("search").requestSubmit(); });
 })();

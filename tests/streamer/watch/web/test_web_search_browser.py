@@ -120,6 +120,16 @@ async def test_the_search_page_finds_moments_and_plays_each_from_its_moment(
             live_offset = await _play(page, "door", 0.0, 10.0)  # a recording segment
             playing = await page.evaluate("document.getElementById('playing').textContent")
             png = await page.screenshot()
+            address = await page.evaluate("location.search")  # the search is in the address
+            # An address with a search in it fills the form and runs it.
+            await page.goto(f"{base}search?token={TOKEN}&q=a+rabbit&stream=door&k=4")
+            shared = await page.wait_for("document.querySelectorAll('.hit').length", 60, "hits")
+            shared_streams = await page.evaluate(
+                "[...document.querySelectorAll('.hit')].map((c) => c.dataset.stream)"
+            )
+            form = await page.evaluate(
+                "['q', 'stream', 'k'].map((id) => document.getElementById(id).value)"
+            )
     finally:
         proc.send_signal(signal.SIGTERM)
         stderr = await asyncio.wait_for(proc.stderr.read(), 30)
@@ -130,5 +140,7 @@ async def test_the_search_page_finds_moments_and_plays_each_from_its_moment(
     assert status.startswith(f"{count} moments in")
     assert file_offset >= 3.0 and live_offset >= 0.0
     assert playing.startswith("door · ")
+    assert "q=a+rabbit" in address and "k=100" in address and f"token={TOKEN}" in address
+    assert shared == 4 and set(shared_streams) == {"door"} and form == ["a rabbit", "door", "4"]
     assert proc.returncode == 143, stderr.decode()
     assert TOKEN not in stderr.decode()  # the token is not logged
