@@ -368,10 +368,11 @@ class Archive:
             vector_index=vector_index,
         )
 
-    def prune_index(self, before_wall: float, stream: str | None = None) -> int:
-        """Delete moments seen before `before_wall` (of one stream, or all). Blocking.
-
-        Takes the writer lock for the time it runs unless this archive holds it already.
+    def prune_index(
+        self, before_wall: float, stream: str | None = None, media_path: str | None = None
+    ) -> int:
+        """Delete moments seen before `before_wall` (of one stream or all, of one input file
+        or any). Blocking. Takes the writer lock while it runs unless this archive holds it.
 
         Returns:
             How many moments went.
@@ -382,6 +383,8 @@ class Archive:
         where = f"wall_time < {float(before_wall)!r}"
         if stream is not None:
             where += f" AND stream = {sql_string(stream)}"
+        if media_path is not None:
+            where += f" AND media_path = {sql_string(media_path)}"
         if self.writable:
             return self._delete(where)
         with WriterLock(self.root):

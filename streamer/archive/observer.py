@@ -70,6 +70,7 @@ class _Stream:
     captions: list[tuple[int, str, str]] = field(default_factory=list)  # (frame, text, source)
     pending: list[_Pending] = field(default_factory=list)
     rows: int = 0
+    first_wall: float | None = None  # the earliest row of this run (a file's earlier runs before)
 
     def caption_at(self, frame_index: int) -> tuple[str, str] | None:
         """The caption in force at a frame: the latest made for a frame at or before it."""
@@ -223,6 +224,7 @@ class ArchiveObserver(Observer):
             self._flush(state, upto=None)
         if self._pool is not None:
             await asyncio.to_thread(self._pool.shutdown)
+        await asyncio.to_thread(self._replace_earlier_runs)
         await asyncio.to_thread(self.clips.finish)  # the recordings are closed by now
         if self.clips.written or self.clips.failed:
             log.log(logging.WARNING if self.clips.failed else logging.INFO,
@@ -237,6 +239,25 @@ class ArchiveObserver(Observer):
             self.config.path, f"; {missed} not written" if missed else "",
             f" ({stats.error})" if stats.error else "",
         )  # fmt: skip
+
+    def _replace_earlier_runs(self) -> None:
+        """A file indexed to its end again replaces its moments of earlier runs: the same file
+        twice must not find every moment twice. A run stopped early keeps the old rows."""
+        ended = {
+            s.name for s in getattr(self.run, "streams", ()) if s.source.status.state == "ended"
+        }
+        done = [(n, s) for n, s in self.streams.items() if n in ended and s.media and s.rows]
+        if not done or not self.writer.flush(timeout=60.0) or self.writer.state != "ok":
+            return  # the new rows are not all in: keep the old ones
+        for name, state in done:
+            try:
+                gone = self.archive.prune_index(state.first_wall, name, media_path=state.media[0])
+            except Exception as exc:  # the new rows are in: an old copy left is no loss
+                log.warning("archive: the earlier moments of %s stay: %s", name, exc)
+                continue
+            if gone:
+                log.info("archive: %s: %d moments of an earlier run of %s replaced", name, gone,
+                         os.path.basename(state.media[0]))  # fmt: skip
 
     def stats(self) -> Any:
         """The writer's state and counters (`WriterStats`), None before the run starts."""
@@ -288,6 +309,8 @@ class ArchiveObserver(Observer):
         state.pending = [p for p in state.pending if p not in ready]
         for pending in ready:
             state.rows += 1
+            if state.first_wall is None or pending.wall < state.first_wall:
+                state.first_wall = pending.wall
             caption = state.caption_at(pending.annotation.frame_index)
             self._pool.executor.submit(self._write, pending, caption, state.media)
 

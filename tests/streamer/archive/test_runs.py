@@ -4,7 +4,9 @@ a real LanceDB table, the tiny random CLIP."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from streamer.archive.recordings import segments
 from streamer.archive.retention import apply_retention
 from streamer.archive.search import Embedder
 from streamer.cli.main import main
+from streamer.core.events import Observer
 
 TINY = ["--model", "tiny", "--weights", "random", "--no-llm", "--no-progress", "--no-cache"]
 
@@ -33,6 +36,49 @@ def _frame_at(clip: Path, when: float) -> np.ndarray:
             if frame.time >= when:
                 return frame.to_ndarray(format="rgb24")
     raise AssertionError(f"no frame at {when} s in {clip}")
+
+
+async def test_a_file_indexed_again_replaces_its_moments_and_a_stopped_run_keeps_them(
+    tmp_path, small_clip, long_clip, tiny_encoder, caplog
+):
+    # Twice the same file was every moment twice in every search.
+    caplog.set_level(logging.INFO, "streamer.archive")
+    folder = tmp_path / "arch"
+    archive = ArchiveConfig(str(folder), index_every_s=0.5)
+
+    def rows() -> dict[tuple[str, str], list[float]]:
+        seen = Archive(folder, embedder=Embedder.of(tiny_encoder, EncoderSpec.of(tiny_encoder)))
+        table = seen.table().lance.search().select(["stream", "media_path", "wall_time"])
+        found: dict[tuple[str, str], list[float]] = {}
+        for row in table.limit(None).to_arrow().to_pylist():
+            found.setdefault((row["stream"], Path(row["media_path"]).name), []).append(
+                row["wall_time"]
+            )
+        seen.close()
+        return found
+
+    await run_pipeline(RunConfig(input=f"clip={small_clip}", archive=archive), encoder=tiny_encoder)
+    await run_pipeline(RunConfig(input=f"long={long_clip}", archive=archive), encoder=tiny_encoder)
+    first = rows()
+    await run_pipeline(RunConfig(input=f"clip={small_clip}", archive=archive), encoder=tiny_encoder)
+    second = rows()
+    assert len(second[("clip", small_clip.name)]) == len(first[("clip", small_clip.name)]) >= 3
+    assert min(second[("clip", small_clip.name)]) > max(first[("clip", small_clip.name)])
+    assert second[("long", long_clip.name)] == first[("long", long_clip.name)]  # not another's
+    assert "moments of an earlier run of" in caplog.text
+    # A run stopped before the file's end keeps the earlier run's moments beside its own.
+    stop = asyncio.Event()
+
+    class StopAfterAFewFrames(Observer):
+        def analysis(self, stream: str, annotation) -> None:
+            if annotation.pts >= 2.0:  # the archive has rows by then (one per 0.5 s)
+                stop.set()
+
+    config = RunConfig(input=f"long={long_clip}", archive=archive)
+    observers = [StopAfterAFewFrames()]
+    summary = await run_pipeline(config, encoder=tiny_encoder, stop=stop, observers=observers)
+    assert summary.interrupted
+    assert set(rows()[("long", long_clip.name)]) > set(first[("long", long_clip.name)])
 
 
 def _streamer(*args: object, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
