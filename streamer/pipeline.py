@@ -129,12 +129,18 @@ async def _llm_client(
     config: RunConfig, stack: contextlib.AsyncExitStack, sources: list[Source],
     stop: asyncio.Event | None,
 ) -> CaptionClient | None:  # fmt: skip
-    """The run's LLM client after its start-up probe (up to its timeout when the server does
-    not answer); None when `stop` comes first: the probe is given up, nothing is captioned."""
+    """The run's LLM client. A file-only run waits for its start-up probe (up to its timeout
+    when the server does not answer: the captions wait on it anyway) and gets None when `stop`
+    comes first; a live run's video does not wait: the probe goes on beside it."""
     assert config.llm is not None
     with startup.phase("LLM client"):
         session = await stack.enter_async_context(llm_startup.client_session())
         live = any(s.live for s in sources)
+        if live:
+            client = llm_startup.new_client(config.llm, session)
+            probing = llm_startup.open_llm_client(config.llm, session, live=True, client=client)
+            stack.push_async_callback(give_up, asyncio.ensure_future(probing))
+            return client
         probe = asyncio.ensure_future(llm_startup.open_llm_client(config.llm, session, live=live))
         client = await unless_stopped(probe, stop)
         await give_up(probe)
@@ -286,7 +292,12 @@ class _Run:
     async def _run_tasks(self, analyzer: Analyzer) -> None:
         async with asyncio.TaskGroup() as tg:
             if self.client is not None:
-                self.llm = LlmCaptioner(self.client, self.config.llm_max_in_flight, tg.create_task)
+                self.llm = LlmCaptioner(
+                    self.client,
+                    self.config.llm_max_in_flight,
+                    tg.create_task,
+                    slow_after=self.config.llm.slow_after if self.config.llm else 5.0,
+                )
             self.control = control = RunControl(self, tg)  # streams come and go through it
             await control.start_all(self.streams)  # each with its own settings of the config
             if self.reloader is not None:

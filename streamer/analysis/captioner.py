@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import re
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import ClassVar
@@ -112,17 +113,24 @@ class LlmCaptioner:
     on (bounded by the run's caption wait). Live streams get at most `max_in_flight` requests
     each; a caption point that comes while they are busy waits as the stream's one candidate,
     replaced by any newer one, and the answer shows from when it arrives. A failed request
-    (server down, breaker open, bad answer) falls back to the caption from tags.
+    (server down, breaker open, bad answer) falls back to the caption from tags, and so does a
+    live caption point that finds the stream's requests out for longer than `slow_after` (a
+    server that took them and does not answer): the caption does not go stale meanwhile.
 
     Args:
         client: the LLM client (shared by every stream).
         max_in_flight: requests per live stream at once.
         spawn: starts a task inside the run's TaskGroup.
+        slow_after: seconds a live stream's oldest request may be out before its caption
+            points get the tags' caption (the LLM's answer still shows when it comes).
+        clock: monotonic seconds (for tests).
     """
 
     def __init__(
-        self, client: CaptionClient, max_in_flight: int, spawn: Callable[[Coroutine], asyncio.Task]
-    ) -> None:
+        self, client: CaptionClient, max_in_flight: int,
+        spawn: Callable[[Coroutine], asyncio.Task], slow_after: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
         if max_in_flight < 1:
             raise ValueError(
                 f"llm max_in_flight must be ≥ 1, got {max_in_flight} (--llm-max-in-flight)"
@@ -130,7 +138,10 @@ class LlmCaptioner:
         self.client = client
         self.max_in_flight = max_in_flight
         self._spawn = spawn
+        self.slow_after = slow_after
+        self._clock = clock
         self._in_flight: dict[str, int] = {}
+        self._sent: dict[str, list[float]] = {}  # when each live request out now was sent
         self._candidate: dict[str, tuple] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -166,15 +177,22 @@ class LlmCaptioner:
         stream = annotation.stream
         if self._in_flight.get(stream, 0) >= self.max_in_flight:
             self._candidate[stream] = (request, annotation, deliver, now)
+            sent = self._sent.get(stream)
+            if sent and self._clock() - min(sent) > self.slow_after:
+                deliver(replace(tag_caption(annotation), pts=now()))
             return
         self._in_flight[stream] = self._in_flight.get(stream, 0) + 1
         self._start(self._live(request, annotation, deliver, now))
 
     async def _live(self, request, annotation, deliver, now) -> None:
+        sent = self._sent.setdefault(annotation.stream, [])
+        mark = self._clock()
+        sent.append(mark)
         try:
             caption = await self._ask(request, annotation)
             deliver(replace(caption, pts=now()))
         finally:
+            sent.remove(mark)
             self._in_flight[annotation.stream] -= 1
             waiting = self._candidate.pop(annotation.stream, None)
             if waiting is not None:

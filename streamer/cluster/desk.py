@@ -45,11 +45,12 @@ class DeskView:
     state_detail: str
     stats: LlmStats
     info: ServerInfo | None = None
+    state_cause: str | None = None
 
     @classmethod
     def of(cls, client: LlmClient) -> DeskView:
         stats = dataclasses.replace(client.stats)
-        return cls(client.state, client.state_detail, stats, client.info)
+        return cls(client.state, client.state_detail, stats, client.info, client.state_cause)
 
 
 class LlmDesk:
@@ -194,8 +195,8 @@ class StateLog:
 
     def saw(self, view: DeskView) -> None:
         if view.state is not self.state:
-            self.state = view.state
-            report_llm_state(view.state, view.state_detail)
+            was, self.state = self.state, view.state
+            report_llm_state(view.state, view.state_detail, view.state_cause, was=was)
 
 
 class _Said(logging.Handler):

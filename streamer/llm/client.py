@@ -119,6 +119,7 @@ class LlmClient:
         self._breaker = Breaker(config.breaker_failures, config.breaker_probe_every, clock)
         self.state = LlmState.OK
         self.state_detail = "LLM ok"
+        self.state_cause: str | None = None  # why the state last changed (an error's text)
         self.on_state_change: Callable[[LlmState, str], None] | None = None
         self.last_error: LlmError | None = None
         self.info: ServerInfo | None = None
@@ -270,6 +271,10 @@ class LlmClient:
         """Run `attempt` with retries; count a failure and report the state either way."""
         start = self._clock()
         backoff = Backoff(self.config.retry, random=self._rng)
+        # A server that takes the request and never answers is slow now, not when (if ever)
+        # its answer comes: the overlay and the log say so while the caption waits.
+        watch = (asyncio.get_running_loop().call_later(self.config.slow_after, self._no_answer_yet)
+                 if judge_speed else None)  # fmt: skip
         try:
             text = await with_retries(attempt, self._breaker, backoff, sleep=self._sleep,
                                       stats=self.stats, refused=self._circuit_open)  # fmt: skip
@@ -277,8 +282,19 @@ class LlmClient:
             self.stats.errors += 1
             self._failed(exc)
             raise
+        finally:
+            if watch is not None:
+                watch.cancel()
         self._answered(self._clock() - start if judge_speed else None)
         return text
+
+    def _no_answer_yet(self) -> None:
+        """A caption request is still out after `slow_after` seconds."""
+        if self.state in (LlmState.OK, LlmState.NO_VISION, LlmState.SLOW):
+            info = self.info
+            text_only = " (text-only)" if info is not None and info.vision is False else ""
+            after = f"{self.config.slow_after:g}"
+            self._set_state(LlmState.SLOW, f"LLM slow: no answer in {after} s{text_only}")
 
     def _circuit_open(self) -> LlmCircuitOpenError:
         cause = f": {self.last_error.reason}" if self.last_error else ""
@@ -409,6 +425,7 @@ class LlmClient:
         self.state_detail = detail
         if not changed:
             return
+        self.state_cause = cause
         # Reporting is the owner's job (`on_state_change`, `last_error`): logging it here too
         # would say every fault twice.
         log.debug("%s%s", detail, f": {cause}" if cause else "")

@@ -3,6 +3,7 @@ later state changes logged once each (the client itself only logs at DEBUG)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -15,9 +16,11 @@ from streamer.llm.health import LlmState
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["client_session", "open_llm_client", "preload", "report_llm_state"]
+__all__ = ["client_session", "new_client", "open_llm_client", "preload", "report_llm_state"]
 
 log = logging.getLogger("streamer")
+
+WAIT_NOTICE_S = 3.0  # a probe unanswered this long is said to be waited for
 
 
 def preload() -> None:
@@ -33,17 +36,36 @@ def client_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession()
 
 
+def new_client(config: LlmConfig, session: aiohttp.ClientSession) -> LlmClient:
+    """A run's LLM client, not probed yet, whose state changes are logged."""
+    client = LlmClient(config, session)
+    last = [client.state]
+
+    def report(state: LlmState, detail: str) -> None:
+        report_llm_state(state, detail, client.state_cause, was=last[0])
+        last[0] = state
+
+    client.on_state_change = report
+    return client
+
+
 async def open_llm_client(
-    config: LlmConfig, session: aiohttp.ClientSession, *, live: bool
-) -> LlmClient | None:
+    config: LlmConfig, session: aiohttp.ClientSession, *, live: bool,
+    client: LlmClient | None = None,
+) -> LlmClient | None:  # fmt: skip
     """A run's LLM client after its startup probe (its state changes logged), or None.
 
     A file-only run (`live` False) with no reachable server goes on with tags for the whole
     run (the same captions every run); a live run keeps the client, whose breaker retries now
-    and then.
+    and then. A probe still unanswered after `WAIT_NOTICE_S` says what it waits for.
+
+    Args:
+        config, session: the client's settings and HTTP session.
+        live: the run has a live stream.
+        client: the client to probe (default: a new one).
     """
-    client = LlmClient(config, session)
-    client.on_state_change = report_llm_state
+    client = client or new_client(config, session)
+    notice = asyncio.get_running_loop().call_later(WAIT_NOTICE_S, _say_waiting, config, live)
     try:
         info = await client.probe()
     except LlmError as exc:
@@ -52,12 +74,35 @@ async def open_llm_client(
             return None
         log.warning("LLM not available yet: %s\n→ captions from tags until it answers", exc)
         return client
-    vision = "sees images" if info.vision else "text only: captions from tags and time"
+    finally:
+        notice.cancel()
+    vision = ("sees images" if info.vision else "text only: captions from tags and time; "
+              "a vision model (one that takes images) would caption what it sees")  # fmt: skip
     log.info("LLM: %s at %s, model %s (%s)", info.kind, redact(config.url), info.model, vision)
     return client
 
 
-def report_llm_state(state: LlmState, detail: str) -> None:
-    """Log a change of the LLM client's state: a warning when it went wrong, else info."""
-    level = logging.INFO if state in (LlmState.OK, LlmState.NO_VISION) else logging.WARNING
-    log.log(level, "%s", detail)
+def _say_waiting(config: LlmConfig, live: bool) -> None:
+    cold = max(config.first_request_timeout, config.read_timeout)
+    goes_on = ("the video goes on, captions from tags meanwhile" if live
+               else "the file's captions wait for it; --no-llm runs without")  # fmt: skip
+    log.warning("waiting for the LLM server at %s to answer (up to %.0f s: it may be loading "
+                "its model); %s", redact(config.url), cold, goes_on)  # fmt: skip
+
+
+def report_llm_state(
+    state: LlmState, detail: str, cause: str | None = None, was: LlmState | None = None
+) -> None:
+    """Log a change of the LLM client's state: a warning with its cause when it went wrong,
+    else info ("LLM back: …" after it was down or in error).
+
+    Args:
+        state, detail: the new state and its overlay text.
+        cause: what made it change (an error's text), if known.
+        was: the state before.
+    """
+    if state in (LlmState.OK, LlmState.NO_VISION):
+        back = "LLM back: " if was in (LlmState.DOWN, LlmState.ERROR) else ""
+        log.info("%s%s", back, detail)
+    else:
+        log.warning("%s%s", detail, f": {cause}" if cause else "")

@@ -283,8 +283,9 @@ async def test_an_empty_answer_live_shows_the_tags_then_the_next_answer(
 
 
 async def test_captions_resume_when_the_server_comes_back(
-    tmp_path, long_clip, tiny_encoder, double
+    tmp_path, long_clip, tiny_encoder, double, caplog
 ):
+    caplog.set_level(logging.INFO, "streamer")
     policy = CaptionPolicy(min_interval=0.3, max_age=0.3, scene_threshold=1e-9)
     llm = LlmConfig(url=double.url, connect_timeout=0.5, retry=ONE_ATTEMPT, breaker_failures=1,
                     breaker_probe_every=0.5)  # fmt: skip
@@ -303,6 +304,10 @@ async def test_captions_resume_when_the_server_comes_back(
         stop.set()
     summary = await asyncio.wait_for(run, 30)
     assert summary.streams[0].frames > 0
+    # The warning says why (it named only the time), and the return is told as one.
+    (down,) = [r.getMessage() for r in caplog.records if "LLM down since" in r.getMessage()]
+    assert "cannot reach the LLM server at" in down, down
+    assert any(r.getMessage().startswith("LLM back: LLM ok") for r in caplog.records)
 
 
 async def test_the_llm_sees_the_frame_without_the_overlay_drawn_on_it(
@@ -416,3 +421,34 @@ async def test_a_stop_while_the_llm_probe_waits_ends_the_run_at_once(
         for writer in held:
             writer.close()
     assert summary.interrupted and summary.captions == 0
+
+
+async def test_a_live_run_does_not_wait_for_a_server_that_never_answers(
+    tmp_path, long_clip, tiny_encoder, caplog, monkeypatch
+):
+    # The start-up probe held a live run's first frame for as long as the server was silent
+    # (up to 120 s), without a word; now the video goes, the wait is said, and the caption
+    # points get the tags' caption while the first request waits.
+    monkeypatch.setattr("streamer.llm.startup.WAIT_NOTICE_S", 0.5, raising=False)
+    held = []
+    silent = await asyncio.start_server(lambda reader, writer: held.append(writer), "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    llm = LlmConfig(url=f"http://127.0.0.1:{port}/v1", slow_after=1.0)
+    policy = CaptionPolicy(min_interval=0.5, max_age=0.5)
+    config = _config(long_clip, tmp_path, llm, live=True, captions=policy)
+    stop = asyncio.Event()
+    try:
+        run = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop))
+        await wait_until(lambda: held, 10, "the probe connected")
+        await asyncio.sleep(4.0)
+        stop.set()
+        summary = await asyncio.wait_for(run, 10)
+    finally:
+        silent.close()
+        for writer in held:
+            writer.close()
+    assert summary.frames >= 50  # 4 s of a 25 fps clip played live, not held by the probe
+    assert "waiting for the LLM server at" in caplog.text and "the video goes on" in caplog.text
+    captions = _captions(tmp_path / "a.jsonl")
+    assert captions and {c["source"] for c in captions} == {"tags"}
+    assert "LLM slow: no answer in 1 s" in caplog.text

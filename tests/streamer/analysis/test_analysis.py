@@ -156,6 +156,31 @@ async def test_live_llm_captioner_keeps_one_request_in_flight_and_the_newest_can
     assert [c.source for c in shown] == ["llm", "llm"]
 
 
+async def test_a_live_caption_point_gets_the_tags_while_the_request_out_is_too_slow():
+    # A server that took the request and never answered left the caption of 40 s ago on
+    # screen: now a caption point after `slow_after` shows the tags, and the LLM's answer
+    # still shows when it comes, then the newest candidate is asked.
+    client = _GatedClient()
+    tasks = []
+    clock = [100.0]
+    captioner = LlmCaptioner(client, 1, spawn=lambda c: tasks.append(asyncio.ensure_future(c))
+                             or tasks[-1], slow_after=5.0, clock=lambda: clock[0])  # fmt: skip
+    shown = []
+    for t, now in ((1.0, 100.0), (3.0, 104.0), (11.0, 110.0), (21.0, 120.0)):
+        clock[0] = now
+        captioner.for_live(CaptionRequest("s", t), _ann(t, 0.5), shown.append, lambda: clock[0])
+        await asyncio.sleep(0)
+    # 3.0 came 4 s in (within slow_after): nothing; 11.0 and 21.0 came later: the tags
+    assert [(c.source, c.pts) for c in shown] == [("tags", 110.0), ("tags", 120.0)]
+    assert shown[0].frame_index == _ann(11.0, 0.5).frame_index
+    client.gates[0].set()
+    await asyncio.sleep(0.01)
+    assert [c.source for c in shown] == ["tags", "tags", "llm"]
+    assert client.asked == [1.0, 21.0]
+    client.gates[1].set()
+    await asyncio.gather(*tasks)
+
+
 async def test_llm_failure_falls_back_to_the_tag_caption():
     class Down:
         async def caption(self, request):

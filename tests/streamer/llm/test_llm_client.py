@@ -239,6 +239,25 @@ async def test_a_slow_server_marks_slow_and_recovers_to_ok(double, session):
     assert [state for state, _ in changes] == [LlmState.SLOW, LlmState.OK]
 
 
+async def test_a_request_out_longer_than_slow_after_marks_slow_before_its_answer(double, session):
+    # A server that took the request and hung showed "LLM ok" for as long as it hung.
+    config = LlmConfig(url=double.url, slow_after=0.2)
+    client = LlmClient(config, session)
+    await client.caption(request())
+    changes = []
+    client.on_state_change = lambda state, detail: changes.append((state, detail))
+    double.delay_s = 1.0
+    asking = asyncio.ensure_future(client.caption(request()))
+    await asyncio.sleep(0.5)
+    assert client.state is LlmState.SLOW and not asking.done()
+    assert client.state_detail == "LLM slow: no answer in 0.2 s"
+    await asking
+    assert re.fullmatch(r"LLM slow 1\.\d s", client.state_detail)
+    double.delay_s = 0
+    await client.caption(request())
+    assert [state for state, _ in changes] == [LlmState.SLOW, LlmState.OK]
+
+
 async def test_the_server_going_down_opens_the_breaker_and_coming_back_closes_it(
     double, make_client, fake_time
 ):
