@@ -2,12 +2,13 @@
 
 Drawing runs in a worker thread once per delivered frame, so it is kept cheap: only the small
 regions under the boxes are blended (never the whole frame), and everything that depends only
-on the frame size (font scale, line height, padding) or on the text (ASCII folding, word
-wrapping) is cached. The same inputs always give the same pixels.
+on the frame size (font scale, line height, padding) or on the text (word wrapping, rendered
+text) is cached. The same inputs always give the same pixels.
 
-OpenCV's Hershey fonts only cover printable ASCII and draw '?' for anything else, so every
-string is folded to ASCII first: accents are dropped ("café" → "cafe"), typographic punctuation
-becomes its ASCII look-alike, and characters with no ASCII form (emoji, CJK) are removed.
+ASCII text is drawn with OpenCV's Hershey font; a box with any other text (accents, CJK,
+symbols) is drawn with a system font through Pillow's FreeType, rendered once per text and
+blended on every frame (`streamer.outputs._text`, fonts: `streamer.outputs._fonts`). A
+character no font has becomes its ASCII look-alike or "?", never nothing.
 
 ::
 
@@ -26,8 +27,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,6 +35,7 @@ import numpy as np
 
 from streamer.core.frame import Annotation, Caption
 from streamer.errors import ConfigError
+from streamer.outputs._text import Hershey, Pen, ascii_text, fit, pen_for, wrap
 
 __all__ = ["Hud", "Overlay", "OverlayStyle", "ascii_text"]
 
@@ -43,7 +43,6 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 # Glyph height of FONT_HERSHEY_SIMPLEX at fontScale 1, in pixels (from cv2.getTextSize).
 _FONT_PX = 22.0
 _MIN_SCALE = 0.3  # below this Hershey glyphs are unreadable smudges
-_ELLIPSIS = "..."
 
 # Colours are RGB: frames travel as RGB, and OpenCV does not care about channel order.
 _WHITE = (255, 255, 255)
@@ -54,6 +53,7 @@ _BLACK = (0, 0, 0)
 _RED = (200, 24, 24)
 _WARNING_OPACITY = 0.85  # the warning must stay legible even when boxes are faint
 _SOURCE_LABELS = {"tags": "[from tags]", "llm": "[LLM]"}
+_Row = tuple[str, tuple[int, int, int], Pen]  # text, colour, the pen that measures and draws it
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,7 @@ class _Layout:
 
     width: int
     height: int
-    scale: float  # cv2 fontScale
-    thickness: int
+    pen: Hershey  # for ASCII text; other text gets a FreeType pen of the same cap height
     ascent: int  # from the top of a line to its baseline
     line_h: int  # distance between baselines
     pad: int  # inside a box, around the text
@@ -136,8 +135,7 @@ def _layout(width: int, height: int, style: OverlayStyle) -> _Layout:
     return _Layout(
         width=width,
         height=height,
-        scale=scale,
-        thickness=thickness,
+        pen=Hershey(scale, thickness),
         ascent=text_h,
         line_h=text_h + baseline + max(1, text_h // 4),
         pad=pad,
@@ -200,7 +198,7 @@ class Overlay:
         banner = self._warning_rows(lay, hud.warning) if hud.warning else []
         top = _block_height(lay, len(banner)) if banner else 0
         alert_y = top
-        alert = _fit(ascii_text(hud.alert), _text_width(lay), lay) if hud.alert else ""
+        alert = _line(lay, hud.alert, _text_width(lay), _WHITE) if hud.alert else None
         if alert:
             top += _block_height(lay, 1)
         if annotation is not None and self.style.top_k_tags:
@@ -213,30 +211,32 @@ class Overlay:
         if banner:
             _draw_block(image, lay, banner, 0, 0, lay.width, (_RED, opacity))
         if alert:
-            _draw_block(image, lay, [(alert, _WHITE)], 0, alert_y, lay.width, (_RED, opacity))
+            _draw_block(image, lay, [alert], 0, alert_y, lay.width, (_RED, opacity))
         return image
 
-    def _warning_rows(self, lay: _Layout, warning: str) -> list[tuple[str, tuple[int, int, int]]]:
+    def _warning_rows(self, lay: _Layout, warning: str) -> list[_Row]:
         """The banner's lines: at most two, fewer when the frame is tiny."""
         max_lines = max(1, min(2, _lines_in_half(lay)))
-        lines = _wrap(ascii_text(warning), _text_width(lay), lay.scale, lay.thickness, max_lines)
-        return [(line, _WHITE) for line in lines]
+        pen = _pen(lay, warning)
+        lines = wrap(pen.prepare(warning), _text_width(lay), pen, max_lines)
+        return [(line, _WHITE, pen) for line in lines]
 
     def _draw_tags(self, image: np.ndarray, lay: _Layout, annotation: Annotation, top: int) -> None:
         max_w = _half_width(lay)
-        rows = []
-        for tag in annotation.tags[: self.style.top_k_tags]:
-            label = _fit(f"{ascii_text(tag.label)} {tag.score:.2f}", max_w, lay)
-            rows.append((label, _WHITE))
+        tags = annotation.tags[: self.style.top_k_tags]
+        # One pen for the whole box, so its rows share a typeface.
+        pen = _pen(lay, *(tag.label for tag in tags))
+        labels = [f"{pen.prepare(tag.label)} {tag.score:.2f}" for tag in tags]
+        rows = [(fit(label, max_w, pen), _WHITE, pen) for label in labels]
         if rows:
             width = _rows_width(rows, lay)
             _draw_block(image, lay, rows, lay.margin, top + lay.margin, width, self._fill)
 
     def _draw_hud(self, image: np.ndarray, lay: _Layout, hud: Hud, top: int) -> None:
         max_w = _half_width(lay)
-        rows = [(_fit(ascii_text(line), max_w, lay), _WHITE) for line in hud.lines]
+        rows = [_line(lay, line, max_w, _WHITE) for line in hud.lines]
         if hud.status:
-            rows.append((_fit(ascii_text(hud.status), max_w, lay), _YELLOW))
+            rows.append(_line(lay, hud.status, max_w, _YELLOW))
         rows = [row for row in rows if row[0]]
         if rows:
             width = _rows_width(rows, lay)
@@ -247,13 +247,14 @@ class Overlay:
         text_w = _text_width(lay)
         # On small frames the box may cover at most half the frame (header line included).
         max_lines = max(1, min(self.style.max_caption_lines, _lines_in_half(lay) - 1))
-        lines = _wrap(ascii_text(caption.text), text_w, lay.scale, lay.thickness, max_lines)
+        pen = _pen(lay, caption.text)
+        lines = wrap(pen.prepare(caption.text), text_w, pen, max_lines)
         if not lines:
             return
-        label = _SOURCE_LABELS.get(caption.source) or f"[{ascii_text(caption.source)}]"
-        header = _fit(f"{label} {_age(now - caption.pts)}", text_w, lay)
+        label = _SOURCE_LABELS.get(caption.source) or f"[{caption.source}]"
         accent = _YELLOW if caption.source == "tags" else _CYAN
-        rows = [(header, accent)] + [(line, _WHITE) for line in lines]
+        header = _line(lay, f"{label} {_age(now - caption.pts)}", text_w, accent)
+        rows = [header] + [(line, _WHITE, pen) for line in lines]
         y = max(0, lay.height - lay.margin - _block_height(lay, len(rows)))
         width = lay.width - 2 * lay.margin
         _draw_block(image, lay, rows, lay.margin, y, width, self._fill)
@@ -266,7 +267,7 @@ class Overlay:
 def _draw_block(
     image: np.ndarray,
     lay: _Layout,
-    rows: list[tuple[str, tuple[int, int, int]]],
+    rows: list[_Row],
     x: int,
     y: int,
     width: int,
@@ -275,17 +276,15 @@ def _draw_block(
     align_right: bool = False,
 ) -> None:
     """Shade a box at (x, y) of `width` with `fill` (colour, opacity) and draw `rows` of
-    (text, colour) in it."""
+    (text, colour, pen) in it."""
     box_h = _block_height(lay, len(rows))
     _shade(image, x, y, x + width, y + box_h, *fill)
     baseline = y + lay.pad + lay.ascent
-    for text, colour in rows:
+    for text, colour, pen in rows:
         tx = x + lay.pad
         if align_right:
-            tx = x + width - lay.pad - _measure(text, lay.scale, lay.thickness)
-        cv2.putText(
-            image, text, (tx, baseline), _FONT, lay.scale, colour, lay.thickness, cv2.LINE_AA
-        )
+            tx = x + width - lay.pad - pen.measure(text)
+        pen.draw(image, text, tx, baseline, colour)
         baseline += lay.line_h
 
 
@@ -336,8 +335,19 @@ def _half_width(lay: _Layout) -> int:
     return max(1, lay.width // 2 - 2 * (lay.margin + lay.pad))
 
 
-def _rows_width(rows: list[tuple[str, tuple[int, int, int]]], lay: _Layout) -> int:
-    return max(_measure(text, lay.scale, lay.thickness) for text, _ in rows) + 2 * lay.pad
+def _rows_width(rows: list[_Row], lay: _Layout) -> int:
+    return max(pen.measure(text) for text, _, pen in rows) + 2 * lay.pad
+
+
+def _pen(lay: _Layout, *texts: str) -> Pen:
+    """The pen for a box holding `texts` (Hershey for ASCII, else FreeType at the same size)."""
+    return pen_for(lay.pen, *texts)
+
+
+def _line(lay: _Layout, text: str, max_w: int, colour: tuple[int, int, int]) -> _Row:
+    """A row of its own: `text` with its own pen, cut to `max_w` pixels."""
+    pen = _pen(lay, text)
+    return fit(pen.prepare(text), max_w, pen), colour, pen
 
 
 def _age(seconds: float) -> str:
@@ -349,100 +359,3 @@ def _age(seconds: float) -> str:
     if minutes < 60:
         return f"{minutes} min {secs} s ago"
     return f"{minutes // 60} h {minutes % 60} min ago"
-
-
-# Typographic characters that NFKD does not fold to ASCII but that have an obvious stand-in.
-_ASCII_LOOKALIKES = str.maketrans(
-    {
-        "‘": "'", "’": "'", "‚": "'", "‛": "'", "′": "'",
-        "“": '"', "”": '"', "„": '"', "‟": '"', "″": '"', "«": '"', "»": '"',
-        "‐": "-", "‑": "-", "‒": "-", "–": "-", "—": "-", "―": "-", "−": "-",
-        "…": "...", "•": "*", "·": "*", "×": "x", "÷": "/", "°": " deg",
-        "ß": "ss", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "đ": "d", "Đ": "D",
-        "ł": "l", "Ł": "L", "þ": "th", "Þ": "Th", "œ": "oe", "Œ": "OE",
-    }
-)  # fmt: skip
-_SPACES = re.compile(r"\s+")
-
-
-@functools.lru_cache(maxsize=512)
-def ascii_text(text: str) -> str:
-    """Fold `text` to printable ASCII on one line, for OpenCV's Hershey fonts.
-
-    Example:
-        >>> ascii_text("Café “crème”\\n— 2 dogs 🐶")
-        'Cafe "creme" - 2 dogs'
-    """
-    folded = unicodedata.normalize("NFKD", text.translate(_ASCII_LOOKALIKES))
-    # Line breaks and other whitespace become spaces (so words stay apart); anything else
-    # outside printable ASCII (control characters, combining accents, emoji, CJK) is dropped.
-    chars = [" " if ch.isspace() else ch for ch in folded if ch.isspace() or " " <= ch <= "~"]
-    return _SPACES.sub(" ", "".join(chars)).strip()
-
-
-@functools.lru_cache(maxsize=4096)
-def _measure(text: str, scale: float, thickness: int) -> int:
-    return cv2.getTextSize(text, _FONT, scale, thickness)[0][0]
-
-
-def _fit(text: str, max_w: int, lay: _Layout) -> str:
-    """`text` cut to fit `max_w` pixels, ending in "..." when cut."""
-    if _measure(text, lay.scale, lay.thickness) <= max_w:
-        return text
-    return _with_ellipsis(text, max_w, lay.scale, lay.thickness)
-
-
-def _with_ellipsis(text: str, max_w: int, scale: float, thickness: int) -> str:
-    # Binary search for the longest prefix that fits with the ellipsis after it.
-    lo, hi = 0, len(text)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _measure(text[:mid].rstrip() + _ELLIPSIS, scale, thickness) <= max_w:
-            lo = mid
-        else:
-            hi = mid - 1
-    return text[:lo].rstrip() + _ELLIPSIS
-
-
-@functools.lru_cache(maxsize=64)
-def _wrap(text: str, max_w: int, scale: float, thickness: int, max_lines: int) -> tuple[str, ...]:
-    """Word-wrap `text` into at most `max_lines` lines of at most `max_w` pixels.
-
-    Words wider than a line are split; text that does not fit ends in "...". Cached because
-    the same caption is drawn on every frame until the next one arrives.
-    """
-    lines: list[str] = []
-    current = ""
-    for word in text.split(" "):
-        candidate = f"{current} {word}" if current else word
-        if _measure(candidate, scale, thickness) <= max_w:
-            current = candidate
-            continue
-        if current:
-            lines.append(current)
-        current = word
-        while _measure(current, scale, thickness) > max_w and len(current) > 1:
-            cut = _longest_prefix(current, max_w, scale, thickness)
-            lines.append(current[:cut])
-            current = current[cut:]
-        if len(lines) > max_lines:
-            break
-    if current:
-        lines.append(current)
-    if len(lines) <= max_lines:
-        return tuple(lines)
-    kept = lines[:max_lines]
-    kept[-1] = _with_ellipsis(kept[-1] + " " + lines[max_lines], max_w, scale, thickness)
-    return tuple(kept)
-
-
-def _longest_prefix(word: str, max_w: int, scale: float, thickness: int) -> int:
-    """Length of the longest prefix of `word` that fits (at least 1, so wrapping progresses)."""
-    lo, hi = 1, len(word)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _measure(word[:mid], scale, thickness) <= max_w:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from streamer.core.frame import Annotation, Caption, Tag
+from streamer.outputs import _fonts
+from streamer.outputs._text import forget_fonts
 from streamer.outputs.overlay import Hud, Overlay, OverlayStyle, ascii_text
 
 ANNOTATION = Annotation(
@@ -123,20 +125,90 @@ def test_tiny_and_odd_frames_do_not_raise(size):
         assert _changed(before, image).any()
 
 
-def test_non_ascii_text_draws_like_its_ascii_folding():
-    hostile = Caption("cam", 0, 0.0, "Café “crème”\n— 2 dogs 🐶\x00\x1b 日本", "llm")
-    folded = Caption("cam", 0, 0.0, 'Cafe "creme" - 2 dogs', "llm")
-    tags = Annotation("cam", 0, 0.0, (Tag("hôtel", 0.5),), 0.0)
-    plain = Annotation("cam", 0, 0.0, (Tag("hotel", 0.5),), 0.0)
-    a = _draw(_frame(), caption=hostile, annotation=tags, hud=Hud(lines=("naïve ✓",)))
-    b = _draw(_frame(), caption=folded, annotation=plain, hud=Hud(lines=("naive",)))
-    assert np.array_equal(a, b)
+def _tag_box_width(*labels: str) -> int:
+    """Width of the tag box drawn for `labels` on a flat frame."""
+    before = np.full((360, 640, 3), 128, np.uint8)
+    tags = Annotation("cam", 0, 0.0, tuple(Tag(label, 0.21) for label in labels), 0.0)
+    image = _draw(before.copy(), annotation=tags, caption=None, hud=Hud())
+    return int(np.flatnonzero(_changed(before, image)[:120].any(axis=0)).max())
+
+
+def test_a_japanese_tag_draws_its_name():
+    # Folded to ASCII, the label vanished and the tag read " 0.21".
+    assert _tag_box_width("日本語のラベル") > _tag_box_width("") + 40
+
+
+def test_a_character_no_font_has_still_draws_something():
+    # U+10FFFD (private use) is in no font: it is drawn as "?", where it used to vanish.
+    mixed = ("café", "\U0010fffd bike")  # "café" puts both rows in the font that has "é"
+    assert np.array_equal(
+        _draw(_frame(), annotation=_tags(*mixed), caption=None),
+        _draw(_frame(), annotation=_tags("café", "? bike"), caption=None),
+    )
+    before = np.full((360, 640, 3), 200, np.uint8)
+    only = Caption("cam", 0, 0.0, "\U0010fffd\U0010fffd", "llm")
+    image = _draw(before.copy(), caption=only, annotation=None, hud=Hud())
+    assert _changed(before, image)[-40:].any(), "the caption box is drawn"
+
+
+def _tags(*labels: str) -> Annotation:
+    return Annotation("cam", 0, 0.0, tuple(Tag(label, 0.5) for label in labels), 0.0)
+
+
+def test_accented_text_keeps_its_accents():
+    def draw(text: str, *labels: str) -> np.ndarray:
+        caption = Caption("cam", 0, 0.0, text, "llm")
+        return _draw(_frame(), caption=caption, annotation=_tags(*labels))
+
+    accented = draw("Straße mit Fußgängern, café crème", "café crème")
+    assert not np.array_equal(accented, draw("Strasse mit Fussgangern, cafe creme", "cafe creme"))
+    # The same text, composed or decomposed (e + combining acute), draws the same.
+    decomposed = "Straße mit Fußgängern, cafe\u0301 cre\u0300me"
+    assert np.array_equal(accented, draw(decomposed, "cafe\u0301 cre\u0300me"))
+
+
+def test_ascii_text_is_drawn_as_before_and_hostile_characters_vanish():
+    hostile = Caption("cam", 0, 0.0, "A dog\n\x00\x1b  runs\t", "llm")
+    plain = Caption("cam", 0, 0.0, "A dog runs", "llm")
+    assert np.array_equal(_draw(_frame(), caption=hostile), _draw(_frame(), caption=plain))
+    unicode_hostile = Caption("cam", 0, 0.0, "Café\u200b\n\x00日本\u202e", "llm")
+    unicode_plain = Caption("cam", 0, 0.0, "Café 日本", "llm")
+    assert np.array_equal(
+        _draw(_frame(), caption=unicode_hostile), _draw(_frame(), caption=unicode_plain)
+    )
+
+
+def test_a_long_japanese_caption_wraps_onto_several_lines():
+    long = Caption("cam", 0, 0.0, "犬が緑の芝生の上を走っています。" * 8, "llm")
+    before = np.full((360, 640, 3), 128, np.uint8)
+    image = _draw(before.copy(), caption=long, annotation=None, hud=Hud())
+    short = _draw(
+        before.copy(), caption=Caption("cam", 0, 0.0, "犬", "llm"), annotation=None, hud=Hud()
+    )
+    top = int(np.flatnonzero(_changed(before, image).any(axis=1)).min())
+    assert top < int(np.flatnonzero(_changed(before, short).any(axis=1)).min())
+
+
+def test_without_system_fonts_text_still_draws(monkeypatch):
+    # A machine with no fonts beyond Pillow's own (Latin only): accents are still drawn, and a
+    # Japanese tag shows one "?" per character rather than nothing.
+    monkeypatch.setattr(_fonts, "_font_files", dict)
+    monkeypatch.setattr(_fonts, "_fontconfig_matches", list)
+    forget_fonts()
+    try:
+        assert _fonts.chain() == (_fonts.BUNDLED,)
+        assert _tag_box_width("日本語") > _tag_box_width("")
+        assert _tag_box_width("日本語") == _tag_box_width("é??")
+    finally:
+        monkeypatch.undo()
+        forget_fonts()
 
 
 def test_ascii_text_folds_and_strips():
-    assert ascii_text("Café “crème”\n— 2 dogs 🐶") == 'Cafe "creme" - 2 dogs'
+    assert ascii_text("Café “crème”\n— 2 dogs 🐶") == 'Cafe "creme" - 2 dogs ?'
     assert ascii_text("tab\there\r\nline\x00\x7f…") == "tab here line..."
-    assert ascii_text("日本語") == ""
+    assert ascii_text("日本語") == "???"
+    assert ascii_text("e\u0301\u200d") == "e", "marks and joiners are no characters of their own"
     assert all(" " <= ch <= "~" for ch in ascii_text("".join(map(chr, range(0x3000)))))
 
 
