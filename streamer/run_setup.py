@@ -102,7 +102,8 @@ async def open_run(
         config.encoder, config.analysis.batch, encoder, background=background)  # fmt: skip
     try:
         with startup.phase("source open"):
-            sources = open_sources(config, encoder)
+            # In a thread: an HLS playlist URL is fetched to tell whether it is finished.
+            sources = await asyncio.to_thread(open_sources, config, encoder)
         hwaccel = resolve_hwaccel(config.sources.hwaccel)  # `cuda` without CUDA fails here
         if config.archive is not None:
             preload_archive()  # LanceDB's import, while the encoder loads

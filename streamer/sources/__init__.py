@@ -7,10 +7,15 @@ spec                                   source              default contract
 =====================================  ==================  ==========================
 `0`, `1`, … or `/dev/video0`           `CameraSource`      live
 `rtsp://…`, `rtsps://…`                `NetworkSource`     live
-`http(s)://…` (MJPEG, HLS `.m3u8`)     `NetworkSource`     live
+`http(s)://…` (MJPEG, live HLS)        `NetworkSource`     live
 `http(s)://…/clip.mp4` (a video file)  `NetworkSource`     file (nothing dropped)
+`http(s)://…/vod.m3u8` (finished HLS)  `NetworkSource`     file (nothing dropped)
 a file path                            `FileSource`        file
 =====================================  ==================  ==========================
+
+An HLS playlist is finished when it ends with `#EXT-X-ENDLIST` (video on demand): making its
+source fetches the playlist once to tell (`playlist.py`), so it blocks for up to the open
+timeout.
 
 Every source is a `Source` (`base.py`): made with its final name and contract, it says what
 it is doing in a `SourceStatus`. Live sources (`LiveSource`: cameras and network streams)
@@ -72,7 +77,8 @@ def open_source(
     live: bool | None = None,
     options: SourceOptions = SourceOptions(),  # noqa: B008 (frozen, so sharing is safe)
 ) -> FileSource | NetworkSource | CameraSource:
-    """Open an input by its spec. Network and camera sources connect when they run.
+    """Open an input by its spec. Network and camera sources connect when they run (an HLS
+    playlist URL is fetched once here, to tell a finished playlist from a live one).
 
     Args:
         spec: a camera index (`"0"`) or device path (`/dev/video0`); an `rtsp://`, `rtsps://`,

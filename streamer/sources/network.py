@@ -50,6 +50,7 @@ from streamer.sources.hwaccel import hwaccel_for
 from streamer.sources.info import VideoInfo
 from streamer.sources.names import url_stream_name
 from streamer.sources.options import DecodePlan, SourceOptions
+from streamer.sources.playlist import is_playlist_url, playlist_finished
 from streamer.sources.pool.wire import NetworkSpec
 from streamer.sources.tap import PacketSink, PacketTap, TapConnection
 
@@ -67,11 +68,19 @@ _EARLY_END_S = 1.0
 _GAP_SHARE = 0.95
 
 
-def _is_live_url(url: str) -> bool:
+def _is_live_url(url: str, options: SourceOptions) -> bool:
+    """The default contract of `url`: live, except for a video file on a web server and a
+    finished HLS playlist (fetched to tell: blocking), which are read like files."""
     parts = urlsplit(url)
     if parts.scheme.lower() in ("rtsp", "rtsps"):
         return True
-    return not parts.path.lower().endswith(_FILE_SUFFIXES)
+    if parts.path.lower().endswith(_FILE_SUFFIXES):
+        return False
+    if is_playlist_url(url) and playlist_finished(url, options.open_timeout):
+        log.info("%s: a finished HLS playlist (video on demand): every frame is read, as from "
+                 "a file (--live reads it as a live stream)", redact(url))  # fmt: skip
+        return False
+    return True
 
 
 class NetworkSource(LiveSource):
@@ -81,7 +90,9 @@ class NetworkSource(LiveSource):
         url: `rtsp://`, `rtsps://`, `http://` or `https://` URL; may carry credentials, which
             never appear in names, logs, errors or `status`.
         name: stream name; defaults to host, port and path (`127.0.0.1_8554_cam1`).
-        live: the live contract; by default True except for URLs of video files.
+        live: the live contract; by default True except for URLs of video files and
+            finished HLS playlists (the playlist is fetched here to tell: blocking, at most
+            `options.open_timeout` per request).
         options: timeouts, transport and backoff.
 
     A decode worker process can read the stream instead of a thread of this process
@@ -114,7 +125,7 @@ class NetworkSource(LiveSource):
             url,
             name or url_stream_name(url),
             options,
-            live=_is_live_url(url) if live is None else live,
+            live=_is_live_url(url, options) if live is None else live,
         )
         self._url = url  # with credentials: for FFmpeg only, never printed
         self._converter: FrameConverter | None = None

@@ -122,17 +122,25 @@ def silent_server() -> Iterator[SilentServer]:
 
 @pytest.fixture(scope="session")
 def hls_server(tmp_path_factory, small_clip) -> Iterator[StaticServer]:
-    """HTTP on 127.0.0.1 serving `small.mp4` (the small clip, index first) and
-    `small/index.m3u8` (the same clip as a finished HLS playlist of 1 s segments)."""
+    """HTTP on 127.0.0.1 serving `small.mp4` (the small clip, index first),
+    `small/index.m3u8` (the same clip as a finished HLS playlist of 1 s segments, with
+    `small/master.m3u8` naming it as its one variant) and `live/index.m3u8` (a live playlist
+    as a client sees it: a window of the last segments, no `#EXT-X-ENDLIST`)."""
     folder = tmp_path_factory.mktemp("http")
     (folder / "small").mkdir()
+    (folder / "live").mkdir()
     ffmpeg = _need("ffmpeg")
     # Index first: Python's file server cannot serve byte ranges, so FFmpeg must not seek.
     faststart = ["-c", "copy", "-movflags", "+faststart", str(folder / "small.mp4")]
     subprocess.run([ffmpeg, "-v", "error", "-i", str(small_clip), *faststart], check=True)
     hls = ["-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod"]
+    hls += ["-master_pl_name", "master.m3u8"]
     playlist = folder / "small" / "index.m3u8"
     cmd = [ffmpeg, "-v", "error", "-i", str(small_clip), "-an", "-c", "copy", *hls, str(playlist)]
+    subprocess.run(cmd, check=True)
+    live = ["-f", "hls", "-hls_time", "0.5", "-hls_list_size", "2", "-hls_flags", "omit_endlist"]
+    cmd = [ffmpeg, "-v", "error", "-i", str(small_clip), "-an", "-c:v", "libx264", "-preset",
+           "ultrafast", "-g", "12", *live, str(folder / "live" / "index.m3u8")]  # fmt: skip
     subprocess.run(cmd, check=True)
     server = StaticServer(folder)
     yield server

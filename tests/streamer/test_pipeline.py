@@ -74,6 +74,26 @@ async def test_analyze_every_frame(tmp_path, small_clip, tiny_encoder):
     assert summary.analysed == len(analysed) == 50
 
 
+@pytest.mark.parametrize("path", ["small/index.m3u8", "small.mp4"])
+async def test_a_finished_hls_playlist_or_remote_file_is_annotated_like_the_file(
+    tmp_path, small_clip, hls_server, tiny_encoder, path
+):
+    # Served far faster than real time: under the live contract, analysis sampled on the wall
+    # clock took 1 frame of the 4 the same clip gives as a file.
+    remote = RunConfig(input=hls_server.url(path),
+                       outputs=OutputConfig(jsonl=str(tmp_path / "remote.jsonl")))  # fmt: skip
+    local = RunConfig(input=str(small_clip), outputs=OutputConfig(jsonl=str(tmp_path / "a.jsonl")))
+    summary = await run_pipeline(remote, encoder=tiny_encoder)
+    await run_pipeline(local, encoder=tiny_encoder)
+
+    def analysed(name):
+        records = read_jsonl(tmp_path / name)
+        return [(r["frame"], r["tags"]) for r in records if r["type"] == "analysis"]
+
+    assert summary.frames == 50 and summary.analysed == 4 and summary.streams[0].dropped == 0
+    assert analysed("remote.jsonl") == analysed("a.jsonl")
+
+
 async def test_a_writer_waiting_for_its_analysis_does_not_wait_for_the_batch_deadline(
     tmp_path, small_clip, tiny_encoder
 ):

@@ -300,14 +300,38 @@ async def test_http_mjpeg_camera_is_read_and_reconnected_when_it_drops(mjpeg_ser
     assert "the connection broke (Input/output error)" in _warnings(caplog)[0]
 
 
-async def test_http_hls_playlist_plays_to_its_end(hls_server):
-    source = open_source(hls_server.url("small/index.m3u8"), options=FAST)
-    assert source.live  # a playlist may be live; this one says where it ends
-    async with Running(source) as run:
+@pytest.mark.parametrize("playlist", ["small/index.m3u8", "small/master.m3u8"])
+async def test_a_finished_hls_playlist_is_read_like_a_file_every_frame(
+    hls_server, playlist, caplog
+):
+    caplog.set_level(logging.INFO, "streamer.sources")
+    source = open_source(hls_server.url(playlist), options=FAST)
+    # It ends with #EXT-X-ENDLIST (video on demand): the file contract, as for a remote .mp4.
+    assert not source.live
+    assert _infos(caplog, "a finished HLS playlist (video on demand)")
+    async with Running(source, capacity=2, policy=DropPolicy.BLOCK) as run:
         await run.ended(20)
     assert source.status.state == "ended"
-    # A live source keeps the freshest frames: a loaded machine may drop some, never add any.
-    assert 20 <= len(run.frames) <= 50 and run.frames[0].image.shape == (180, 320, 3)
+    assert [f.index for f in run.frames] == list(range(50)) and run.channel.dropped == 0
+    assert run.frames[0].image.shape == (180, 320, 3)
+
+
+async def test_a_live_hls_playlist_keeps_the_live_contract(hls_server):
+    # A window of the latest segments and no #EXT-X-ENDLIST: more is coming.
+    source = open_source(hls_server.url("live/index.m3u8"), options=FAST)
+    assert source.live
+    async with Running(source) as run:
+        await run.until(lambda: len(run.frames) >= 5, 15, "frames of the live playlist")
+    assert run.frames[0].image.shape == (180, 320, 3)
+    # `--no-drop` still reads a live playlist without dropping, and `--live` a finished one live.
+    assert not open_source(hls_server.url("live/index.m3u8"), live=False, options=FAST).live
+    assert open_source(hls_server.url("small/index.m3u8"), live=True, options=FAST).live
+
+
+async def test_a_playlist_that_cannot_be_read_is_opened_as_live(hls_server):
+    # The check never fails the open: the source reports what is wrong when it connects.
+    assert open_source(hls_server.url("missing.m3u8"), options=FAST).live
+    assert open_source(f"http://127.0.0.1:{free_port()}/a.m3u8", options=FAST).live
 
 
 async def test_http_remote_file_delivers_every_frame_through_a_blocking_channel(
@@ -344,7 +368,10 @@ def test_rtsp_options_use_tcp_and_ffmpeg_8_microsecond_timeouts():
     options = SourceOptions(rtsp_transport="udp", open_timeout=3, read_timeout=2)
     opts = NetworkSource("rtsp://127.0.0.1/cam", options=options).container_options()
     assert opts == {"analyzeduration": "500000", "rtsp_transport": "udp", "timeout": "4000000"}
-    assert "rtsp_transport" not in NetworkSource("http://127.0.0.1/a.m3u8").container_options()
+    assert (
+        "rtsp_transport"
+        not in NetworkSource("http://127.0.0.1/a.m3u8", live=True).container_options()
+    )
 
 
 async def test_a_dropped_connection_is_freed_at_once_not_at_the_next_garbage_collection(

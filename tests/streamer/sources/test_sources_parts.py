@@ -8,6 +8,7 @@ import logging
 
 import av.logging
 import pytest
+from live_helpers import free_port
 
 from streamer.core.redact import install_libav_redaction
 from streamer.core.retry import RetryPolicy
@@ -93,11 +94,14 @@ def test_libav_log_lines_are_redacted(caplog):
 
 
 def test_open_source_dispatches_by_spec(small_clip):
+    # A playlist is fetched to tell whether it is finished; nothing listens on this port, so
+    # it stays live (a finished one: tests/streamer/sources/test_network.py).
+    playlist = f"http://127.0.0.1:{free_port()}/live/index.m3u8?k=1"
     cases = {
         "rtsp://cam.local:8554/live/main": (NetworkSource, True, "cam.local_8554_live_main"),
         "rtsps://u:p@cam.local/s1": (NetworkSource, True, "cam.local_s1"),
         "http://10.0.0.7/mjpg/video.mjpg": (NetworkSource, True, "10.0.0.7_mjpg_video.mjpg"),
-        "https://example.org/live/index.m3u8?k=1": (NetworkSource, True, None),
+        playlist: (NetworkSource, True, None),
         "https://example.org/media/clip.mp4": (NetworkSource, False, "example.org_media_clip.mp4"),
         "0": (CameraSource, True, "cam0"),
         "/dev/video1": (CameraSource, True, "cam1"),
@@ -109,7 +113,7 @@ def test_open_source_dispatches_by_spec(small_clip):
         assert source.live is live, spec
         if name:
             assert source.name == name, spec
-    assert open_source("https://example.org/live/index.m3u8?k=1").name == (
+    assert open_source("https://example.org/live/index.m3u8?k=1", live=True).name == (
         "example.org_live_index.m3u8"
     )
 
