@@ -125,7 +125,9 @@ class StreamRun:
             outputs, self._timing(), self._audio_from(), self.name, shared.observers
         )
         timing = self.outputs.timing
-        self._origin = float(timing.origin * timing.time_base)  # a file's time shown as 0
+        # A file's time shown as 0; a remote file's (no `info` before it connects): None until
+        # its first frame, when its connection has said.
+        self._origin = float(timing.origin * timing.time_base) if timing.media else None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writer-{self.name}")
         # Set by `close`: a stream removed from a running run may still get the results of
         # frames it sent before; its finished files take no more records.
@@ -166,11 +168,15 @@ class StreamRun:
 
     def timeline(self, frame: Frame) -> float:
         """Media time for files, from the time a player shows as 0 (`VideoInfo.origin`: an
-        MPEG-TS may start hours in); for live streams, seconds since the stream's first frame
-        (its own timestamps restart when it reconnects): every output of the stream starts at
-        0, so the subtitles beside an MP4 play in step with it, whenever the stream began (a
-        first run's label embeddings, a camera added an hour into the run)."""
+        MPEG-TS may start hours in, a finished HLS playlist's segments at 1.4 s); for live
+        streams, seconds since the stream's first frame (its own timestamps restart when it
+        reconnects): every output of the stream starts at 0, so the subtitles beside an MP4
+        play in step with it, whenever the stream began (a first run's label embeddings, a
+        camera added an hour into the run)."""
         if not self.live:
+            if self._origin is None:
+                info = self.source.info
+                self._origin = info.origin if info is not None else 0.0
             return frame.pts - self._origin
         if self._t0 is None:
             self._t0 = frame.captured
