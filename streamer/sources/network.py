@@ -66,6 +66,8 @@ _EARLY_END_S = 1.0
 # A packet that comes this share of --read-timeout after it was asked for means a stall (PyAV's
 # interrupt fires at the whole timeout; the margin is the clock's and the scheduler's).
 _GAP_SHARE = 0.95
+# The longest a live reader of a finite input waits for a frame's time to come.
+_MAX_PACE_S = 1.0
 
 
 def _is_live_url(url: str, options: SourceOptions) -> bool:
@@ -216,6 +218,7 @@ class _NetworkReader:
         self.live = live
         self.converter = converter or FrameConverter(DecodePlan(), spec)
         self.damaged = 0
+        self._clock: tuple[float, float] | None = None  # (monotonic, media time): pacing
         started = time.monotonic()
         try:
             self.container = av.open(
@@ -295,6 +298,7 @@ class _NetworkReader:
                 if tap is not None and packet.size:
                     tap.packet(packet)
                 for frame in frames:
+                    self._pace(frame)
                     last_frame = time.monotonic()
                     last_raw = frame.pts if frame.pts is not None else last_raw
                     yield self.converter.picture(frame, self._timeline(frame)), frame.pts
@@ -307,6 +311,22 @@ class _NetworkReader:
         except (av.error.FFmpegError, OSError) as exc:
             raise _translate(exc, self.spec, self.options, opening=False) from None
         self._check_whole(last_raw)
+
+    def _pace(self, frame: av.VideoFrame) -> None:
+        """Under the live contract, an input with an end (`--live` on a finished playlist or a
+        remote file) plays at its own frame rate, as a live file does, not at the server's
+        speed (analysis sampled on the clock saw a few frames of it). A jump in the
+        timestamps is not waited out."""
+        if not (self.live and self.finite) or frame.time is None:
+            return
+        now = time.monotonic()
+        if self._clock is None:
+            self._clock = (now, frame.time)
+        wait = self._clock[0] + frame.time - self._clock[1] - now
+        if wait > _MAX_PACE_S:  # a jump: go on from here
+            self._clock, wait = (now, frame.time), 0.0
+        if wait > 0:
+            time.sleep(wait)
 
     def _check_gap(self, waited: float) -> None:
         """A packet that took `--read-timeout` to come ends the connection as a stall. At

@@ -328,6 +328,18 @@ async def test_a_live_hls_playlist_keeps_the_live_contract(hls_server):
     assert open_source(hls_server.url("small/index.m3u8"), live=True, options=FAST).live
 
 
+@pytest.mark.parametrize("path", ["small/index.m3u8", "small.mp4"])
+async def test_an_input_with_an_end_read_live_plays_at_its_frame_rate(hls_server, path):
+    # `--live` on a finished playlist or a remote file: the clip's 2 s take 2 s, as a live
+    # file's do; at the server's speed the clock-sampled analysis saw a few frames of it.
+    source = open_source(hls_server.url(path), live=True, options=FAST)
+    async with Running(source, capacity=64) as run:
+        await run.ended(20)
+    assert source.status.state == "ended" and len(run.frames) == 50
+    took = run.frames[-1].captured - run.frames[0].captured
+    assert took == pytest.approx(run.frames[-1].pts - run.frames[0].pts, abs=0.25)
+
+
 async def test_a_playlist_that_cannot_be_read_is_opened_as_live(hls_server):
     # The check never fails the open: the source reports what is wrong when it connects.
     assert open_source(hls_server.url("missing.m3u8"), options=FAST).live
