@@ -308,13 +308,24 @@ def serve_address(default_host: str) -> Checked[str]:
     )
 
 
+# One word that names a file: a path (a separator in it) or a name with an extension.
+_FILE_LIKE = re.compile(r"\S*[/\\]\S*|\S+\.(txt|md|prompt|text|j2|tmpl)", re.IGNORECASE)
+
+
 def text_or_file(value: str) -> str:
     """The text itself, or, when `value` names a file, the file's text (a prompt kept in a file).
 
     Raises:
-        ConfigError: the file exists but cannot be read as UTF-8 text.
+        ConfigError: the file exists but cannot be read as UTF-8 text, or `value` is one word
+            that looks like a file's path and no such file exists (a typo would otherwise be
+            sent to the LLM as the prompt).
     """
     if not os.path.isfile(value):
+        if _FILE_LIKE.fullmatch(value.strip()):
+            raise ConfigError(
+                f"{value!r} looks like a file, but there is no such file; give the path of an "
+                "existing file, or the prompt's own words"
+            )
         return value
     try:
         with open(value, encoding="utf-8") as fh:

@@ -392,3 +392,17 @@ def test_the_command_reads_an_input_after_show_as_an_input(tmp_path, capsys):
         main(["run", "--show", str(tmp_path / "missing.mp4")])
     err = capsys.readouterr().err
     assert "one of grid" not in err, err  # (the next complaint: a window, or the input)
+
+
+def test_a_prompt_may_be_a_file_and_a_missing_file_is_no_prompt(tmp_path):
+    kept = tmp_path / "caption.txt"
+    kept.write_text("Say what {stream} shows at {time}.\n", encoding="utf-8")
+    run = ["run", "clip.mp4", "--jsonl", str(tmp_path / "a.jsonl"), "--prompt"]
+    args = build_parser().parse_args([*run, str(kept)])
+    assert config_from_args(args).llm.prompt == "Say what {stream} shows at {time}."
+    # A typo in the file's path was sent to the LLM as the prompt itself.
+    for missing in (str(tmp_path / "captoin.txt"), "prompts/caption.txt", "caption.md"):
+        with pytest.raises(ConfigError, match="looks like a file, but there is no such file"):
+            config_from_args(build_parser().parse_args([*run, missing]))
+    for words in ("Describe the scene.", "Describe.", "{tags}", "Yes or no: a dog in {tags}?"):
+        assert config_from_args(build_parser().parse_args([*run, words])).llm.prompt == words
