@@ -12,6 +12,7 @@ from streamer.errors import LlmError
 from streamer.llm.client import LlmClient
 from streamer.llm.config import LlmConfig
 from streamer.llm.health import LlmState
+from streamer.llm.probe import ServerInfo, find_model
 
 if TYPE_CHECKING:
     import aiohttp
@@ -76,10 +77,25 @@ async def open_llm_client(
         return client
     finally:
         notice.cancel()
+    if info.model is None:
+        log.warning("LLM at %s: %s\n→ captions from tags until it has one", redact(config.url),
+                    info.problem)  # fmt: skip
+        return client
+    _check_listed(config.model, info)
     vision = ("sees images" if info.vision else "text only: captions from tags and time; "
               "a vision model (one that takes images) would caption what it sees")  # fmt: skip
     log.info("LLM: %s at %s, model %s (%s)", info.kind, redact(config.url), info.model, vision)
     return client
+
+
+def _check_listed(wanted: str | None, info: ServerInfo) -> None:
+    """Warn when --llm-model names no model the server lists: some servers answer any name
+    with the model they have (llama.cpp's), others refuse it at the first caption."""
+    if wanted is None or not info.models or find_model(info.models, wanted) is not None:
+        return
+    listed = ", ".join(m.id for m in info.models[:8]) + (", …" if len(info.models) > 8 else "")
+    log.warning("the LLM server lists no model %r (it lists: %s); it may take it as an alias "
+                "or answer with the model it has: check --llm-model", wanted, listed)  # fmt: skip
 
 
 def _say_waiting(config: LlmConfig, live: bool) -> None:

@@ -7,6 +7,7 @@ another arrives.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ import pytest
 
 from streamer.llm import CaptionRequest, LlmClient, LlmConfig, LlmState
 from streamer.llm.answers import clean_caption
+from streamer.llm.startup import open_llm_client
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +32,21 @@ async def test_the_probe_finds_llama_cpp_python_serving_a_text_only_smollm2(llm_
     assert (info.vision, info.vision_source) == (False, "image probe")
     assert info.parallel == 1
     assert client.state is LlmState.NO_VISION and client.stats.requests == 1
+
+
+async def test_a_model_name_the_server_does_not_list_is_warned_about(llm_server, session, caplog):
+    # llama.cpp answers any model name with the model it has: "--llm-model llava" went by
+    # without a word, captioned by smollm2.
+    caplog.set_level(logging.INFO, "streamer")
+    config = LlmConfig(url=llm_server.url, model="llava", vision=False)
+    client = await open_llm_client(config, session, live=False)
+    assert client is not None and client.info.model == "llava"
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "lists no model 'llava' (it lists: smollm2)" in warning and "--llm-model" in warning
+    caplog.clear()
+    await open_llm_client(LlmConfig(url=llm_server.url, model="smollm2", vision=False), session,
+                          live=False)  # fmt: skip
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
 @pytest.mark.slow
