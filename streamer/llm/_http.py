@@ -81,6 +81,16 @@ class Http:
             raise LlmTimeoutError(
                 f"{where}: no answer within {read_timeout:g} s", kind="timeout", reason="timed out"
             ) from exc
+        except aiohttp.ClientSSLError as exc:  # before its base class, ClientConnectorError
+            plain = "wrong version number" in str(exc).lower()
+            fix = ("the server speaks plain HTTP: write its URL with http://" if plain else
+                   "the server's TLS certificate is not trusted here, or write its URL with "
+                   "http:// if it speaks plain HTTP")  # fmt: skip
+            raise LlmConfigError(
+                f"cannot reach the LLM server at {self.base} over TLS: {exc} (fix: {fix})",
+                kind="wrong_url",
+                reason="TLS failed",
+            ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise LlmUnavailableError(
                 f"cannot reach the LLM server at {self.base}: {exc.os_error.strerror or exc} "

@@ -184,6 +184,17 @@ async def test_configuration_faults_are_not_retried_and_reported_once(
     assert client.breaker_state is BreakerState.CLOSED  # the server is up: no breaker
 
 
+async def test_https_to_a_plain_http_server_says_to_write_http(double, make_client):
+    # The TLS handshake's "wrong version number" was told as "is LM Studio running?".
+    client, changes = make_client(double.url.replace("http://", "https://"))
+    with pytest.raises(LlmConfigError) as caught:
+        await client.probe()
+    assert caught.value.kind == "wrong_url"
+    assert "over TLS" in str(caught.value) and "write its URL with http://" in str(caught.value)
+    assert "LM Studio running" not in str(caught.value)
+    assert [state for state, _ in changes] == [LlmState.ERROR]
+
+
 async def test_no_model_loaded_recovers_when_one_is_loaded(double, make_client):
     double.no_models_loaded = True
     client, changes = make_client(double.url)
