@@ -193,7 +193,7 @@ class _Run:
             encoder=encoder, sampler=Sampler(config.analysis.analyze_fps),
             hud_model=f"{model.kind} {model.name}", warning=warning, started=time.monotonic(),
             queue_frames=config.queue_frames, copy_audio=config.outputs.copy_audio,
-            caption_wait=config.caption_wait,
+            caption_wait=config.caption_wait, stopping=stop,
             llm_status=(lambda: client.state_detail) if client is not None else None,
             observers=self.observers,
         )  # fmt: skip

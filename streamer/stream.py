@@ -73,6 +73,7 @@ class Shared:
         queue_frames: a file stream holds twice this many frames in flight (`_capacities`).
         copy_audio: copy a file's audio into its video output.
         caption_wait: seconds a file's output waits for a pending LLM caption.
+        stopping: set when the run is told to stop: captions still pending are not waited for.
         llm_status: the LLM's state for the HUD ("LLM ok"), None without an LLM.
         observers: who else is told what happens (web viewer, window, webhook).
     """
@@ -85,6 +86,7 @@ class Shared:
     queue_frames: int
     copy_audio: bool
     caption_wait: float = 10.0
+    stopping: asyncio.Event | None = None
     llm_status: Callable[[], str] | None = None
     observers: Observers = field(default_factory=Observers)
 
@@ -283,18 +285,33 @@ class StreamRun:
         self.shared.observers.analysis(self.name, analysis.annotation)
         caption = analysis.caption
         if analysis.pending is not None:
-            try:
-                caption = await asyncio.wait_for(
-                    asyncio.shield(analysis.pending), self.shared.caption_wait
-                )
-            except TimeoutError:
-                caption = tag_caption(analysis.annotation)
-                self.stats.caption_timeouts += 1
+            caption = await self._pending_caption(analysis)
         if caption is not None:
             self.on_caption(caption)
         key = (analysis.annotation.frame_index, analysis.annotation.pts)
         for alert in self._alerts_due.pop(key, ()):
             self._report_alert(alert)
+
+    async def _pending_caption(self, analysis: Analysis) -> Caption:
+        """The LLM's caption of a file's frame, waited for up to `caption_wait`, or the tags'
+        when it does not come in time or the run is stopping (Ctrl-C does not wait on it)."""
+        pending = asyncio.shield(analysis.pending)
+        stopping = self.shared.stopping
+        if stopping is not None and stopping.is_set() and not pending.done():
+            return tag_caption(analysis.annotation)
+        stop = asyncio.ensure_future(stopping.wait()) if stopping is not None else None
+        try:
+            await asyncio.wait([f for f in (pending, stop) if f is not None],
+                               timeout=self.shared.caption_wait,
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        finally:
+            if stop is not None:
+                stop.cancel()
+        if pending.done() and not pending.cancelled():
+            return pending.result()
+        if stopping is None or not stopping.is_set():
+            self.stats.caption_timeouts += 1
+        return tag_caption(analysis.annotation)
 
     async def deliver(self) -> None:
         """Overlay and write every frame that reaches it, in order, on the writer thread."""

@@ -452,3 +452,24 @@ async def test_a_live_run_does_not_wait_for_a_server_that_never_answers(
     captions = _captions(tmp_path / "a.jsonl")
     assert captions and {c["source"] for c in captions} == {"tags"}
     assert "LLM slow: no answer in 1 s" in caplog.text
+
+
+async def test_a_stop_does_not_wait_for_a_file_s_pending_captions(
+    tmp_path, long_clip, tiny_encoder, double
+):
+    # Ctrl-C during a slow caption waited up to --caption-wait with no word about why.
+    double.delay_s = 20.0
+    llm = LlmConfig(url=double.url, vision=True)
+    config = _config(long_clip, tmp_path, llm, captions=EVERY_SECOND, caption_wait=30.0)
+    stop = asyncio.Event()
+    run = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop))
+    chat = "POST /v1/chat/completions"
+    await wait_until(lambda: double.counts[chat] >= 2, 30, "caption requests out")
+    stopped = time.monotonic()
+    stop.set()
+    summary = await asyncio.wait_for(run, 15)
+    assert time.monotonic() - stopped < 5.0
+    assert summary.interrupted
+    captions = _captions(tmp_path / "a.jsonl")
+    assert captions and {c["source"] for c in captions} == {"tags"}
+    assert parse_srt((tmp_path / "a.srt").read_text())  # the subtitles are complete
