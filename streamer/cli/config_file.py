@@ -28,13 +28,13 @@ the command line. Every problem raises `ConfigError` naming the file, the key pa
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamer.cli._spelling import closest
 from streamer.cli._toml import toml
 from streamer.cli.options import GROUPS, TABLE
 from streamer.core.options import Declared, Option
@@ -367,24 +367,7 @@ class _Reader:
         # likelier meaning than a near spelling (`encoders`)
         close = [key[len(g) + 1 :] for g in GROUPS if g and key.startswith(f"{g}-")]
         close = [rest for rest in close if rest in candidates]
-        near = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
         # A slip of a letter or two, not any word that shares a few ("blah" is not "batch")
-        close = close or [c for c in near if _slip(key, c) or _ratio(key, c) >= 0.75]
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = close[0] if close else closest(key, candidates)
+        hint = f" (did you mean {hint!r}?)" if hint else ""
         return self.error(path, f"unknown key{hint}; allowed here: {', '.join(allowed)}{extra}")
-
-
-def _ratio(a: str, b: str) -> float:
-    return difflib.SequenceMatcher(None, a, b).ratio()
-
-
-def _slip(typed: str, key: str) -> bool:
-    """One letter wrong, missing or extra, or two neighbours swapped ("ulr" for "url")."""
-    if len(typed) == len(key):
-        wrong = [i for i, (a, b) in enumerate(zip(typed, key, strict=True)) if a != b]
-        swapped = len(wrong) == 2 and wrong[1] == wrong[0] + 1 and typed[wrong[0]] == key[wrong[1]]
-        return len(wrong) <= 1 or (swapped and typed[wrong[1]] == key[wrong[0]])
-    longer, shorter = (typed, key) if len(typed) > len(key) else (key, typed)
-    return len(longer) == len(shorter) + 1 and any(
-        longer[:i] + longer[i + 1 :] == shorter for i in range(len(longer))
-    )

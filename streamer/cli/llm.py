@@ -152,7 +152,9 @@ def _test_card() -> np.ndarray:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m streamer.cli.llm [--url …]`: the check on its own, before it is wired in."""
-    parser = argparse.ArgumentParser(prog="streamer")
+    from streamer.cli._parser import Parser
+
+    parser = Parser(prog="streamer")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["llm-check", *(sys.argv[1:] if argv is None else argv)])
     return args.handler(args)

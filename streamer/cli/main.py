@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 from streamer import __version__
+from streamer.cli._parser import Parser
 from streamer.cli._stderr import unblocked_stderr
 from streamer.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_PIPE_CLOSED, report
 
@@ -69,7 +70,7 @@ def console() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="streamer",
         description="Annotate video with image-encoder tags, scene changes and captions.",
     )
