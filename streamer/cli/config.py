@@ -73,9 +73,10 @@ def config_command(args: argparse.Namespace) -> int:
 def render(given: Settings) -> str:
     """The effective options as a TOML configuration file, secrets masked.
 
-    Every option is written (unset ones as comments), grouped as in `--help`, each value that
-    differs from its default marked with where it came from. Loading the output gives the same
-    options back, except the masked secrets.
+    Every option is written (unset ones as comments), grouped as in `--help`, each value the
+    file or the command line set marked with where it came from, even one equal to its default;
+    unmarked values are the defaults. Loading the output gives the same options back, except
+    the masked secrets.
     """
     source = (
         f"defaults < {given.file.path} < command line" if given.file else "defaults < command line"
@@ -85,6 +86,7 @@ def render(given: Settings) -> str:
     plain = [i for i in inputs if i.split("=", 1)[0] not in own or "=" not in i]
     lines = [
         "# The effective options of `streamer run` (" + source + ").",
+        "# Each value set by the file or the command line says so; unmarked ones are defaults.",
         "# Secrets are shown as ***.",
         f"inputs = {toml([mask('input', i) for i in plain])}",
     ]
@@ -109,7 +111,17 @@ def _line(row: Declared, given: Settings) -> str:
     if value is None:
         return f"# {key}: not set"
     line = f"{key} = {toml(mask(key, value, opt.secret))}"
-    if key not in given.values or value == row.default:
+    if key not in given.values:
         return line
-    where = "the file" if key in given.origins else "the command line"
-    return f"{line}  # from {where}"
+    return f"{line}  # from {_source(row, given)}"
+
+
+def _source(row: Declared, given: Settings) -> str:
+    """Who set a given option: the file, the command line, or both (a repeatable flag given on
+    the command line adds to the file's list; any other overrides the file's value)."""
+    key = row.option.key
+    if key in given.origins:
+        return "the file"
+    if row.option.kind == "list" and given.file is not None and key in given.file.values:
+        return "the file and the command line"
+    return "the command line"

@@ -227,6 +227,32 @@ def test_print_masks_secrets_and_marks_where_values_came_from(tmp_path, capsys):
     assert 'serve = "8080"  # from the file' in out
 
 
+def test_print_marks_a_given_value_even_when_it_equals_the_default(tmp_path, capsys):
+    path = write(tmp_path, 'crf = 20\npreset = "slow"\ntop-k = 5\nalert = ["a dog"]\n')
+    argv = ["--config", str(path), "--analyze-fps", "2", "--top-k", "3", "--alert", "a cat"]
+    assert main(["config", "--print", *argv]) == 0
+    out = capsys.readouterr().out
+    assert "crf = 20  # from the file" in out  # 20 and 2 and 3 are the defaults
+    assert 'preset = "slow"  # from the file' in out
+    assert "analyze-fps = 2.0  # from the command line" in out
+    assert "top-k = 3  # from the command line" in out  # over the file's 5
+    assert 'alert = ["a dog", "a cat"]  # from the file and the command line' in out
+    assert re.search(r"^max-batch = \d+$", out, re.M)  # nobody set it: the default, unmarked
+    again = given("--config", write(tmp_path, out, "printed.toml"))
+    assert {k: again.get(k) for k in ("crf", "preset", "analyze-fps", "top-k", "alert")} == {
+        "crf": 20, "preset": "slow", "analyze-fps": 2.0, "top-k": 3, "alert": ["a dog", "a cat"]
+    }  # fmt: skip
+
+
+def test_print_marks_every_value_the_example_file_sets(capsys):
+    example = str(REPO / "examples" / "streamer.toml")
+    assert main(["config", "--print", "--config", example]) == 0
+    out = capsys.readouterr().out
+    marked = dict(re.findall(r"^([\w-]+) = .*  # from (the file)$", out, re.M))
+    assert set(marked) == set(config_file.load(example).values)
+    assert {"alert-threshold", "weights", "encoder", "analyze-fps", "model"} <= set(marked)
+
+
 def test_printed_configuration_loads_back_to_the_same_options(tmp_path, capsys):
     argv = ["--config", str(write(tmp_path, CAMERAS)), "--no-drop", "--alert", "a cat", "x.mp4"]
     original = given(*argv)
