@@ -16,7 +16,14 @@ import unicodedata
 
 from streamer.errors import LlmInputError, LlmUnavailableError
 
-__all__ = ["MAX_ANSWER_CHARS", "MAX_CAPTION_CHARS", "answer_text", "clean_answer", "clean_caption"]
+__all__ = [
+    "MAX_ANSWER_CHARS",
+    "MAX_CAPTION_CHARS",
+    "answer_text",
+    "clean_answer",
+    "clean_caption",
+    "drop_unfinished",
+]
 
 MAX_CAPTION_CHARS = 300
 MAX_ANSWER_CHARS = 2000
@@ -58,7 +65,28 @@ def answer_text(body: object, *, where: str) -> str:
         ) from exc
     if isinstance(content, list):  # some servers answer in parts, like the request's
         content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return content if isinstance(content, str) else ""
+    text = content if isinstance(content, str) else ""
+    choice = body["choices"][0]  # type: ignore[index]
+    if isinstance(choice, dict) and choice.get("finish_reason") == "length":
+        text = drop_unfinished(text)
+    return text
+
+
+# A sentence's end: its mark, closing quotes or brackets, then space (or the text's end).
+_SENTENCE_END = re.compile(r"[.!?。！？…][\"'”’)\]]*(?=\s|$)")
+
+
+def drop_unfinished(text: str) -> str:
+    """`text` cut by the token limit, back to the end of its last whole sentence; as it is when
+    it holds none (a caption of one long sentence keeps what it has).
+
+    >>> drop_unfinished("A dog runs on the grass. Two cyclists in traditional Japanese")
+    'A dog runs on the grass.'
+    >>> drop_unfinished("A dog runs across a very long")
+    'A dog runs across a very long'
+    """
+    ends = list(_SENTENCE_END.finditer(text.rstrip()))
+    return text[: ends[-1].end()] if ends else text
 
 
 def clean_caption(text: str, max_chars: int = MAX_CAPTION_CHARS) -> str:

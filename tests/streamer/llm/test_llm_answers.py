@@ -66,3 +66,26 @@ def test_a_body_that_is_no_completion_is_a_bad_response(body):
     with pytest.raises(LlmUnavailableError) as caught:
         answer_text(body, where="POST u")
     assert caught.value.kind == "bad_response"
+
+
+def _completion(content: str, finish: str | None) -> dict:
+    return {"choices": [{"message": {"role": "assistant", "content": content},
+                         "finish_reason": finish}]}  # fmt: skip
+
+
+def test_an_answer_cut_by_the_token_limit_ends_at_its_last_whole_sentence():
+    # 60 tokens ended captions mid-phrase: "…in traditional Japanese", "…cycling culture. #"
+    cut = "A man rides a bike. Two cyclists pass a shop in traditional Japanese"
+    assert answer_text(_completion(cut, "length"), where="x") == "A man rides a bike."
+    hashtag = 'He said "go!" A street full of cycling culture. #'
+    assert answer_text(_completion(hashtag, "length"), where="x") == (
+        'He said "go!" A street full of cycling culture.'
+    )
+    # One sentence cut short keeps what it has; an answer that ended keeps all of it.
+    one = "A very long sentence about a street that goes on and on"
+    assert answer_text(_completion(one, "length"), where="x") == one
+    assert answer_text(_completion(cut, "stop"), where="x") == cut
+    assert answer_text(_completion(cut, None), where="x") == cut
+    assert answer_text(_completion("Pi is 3.14 and e is 2.71", "length"), where="x") == (
+        "Pi is 3.14 and e is 2.71"
+    )
