@@ -36,7 +36,11 @@ class CaptionPolicy:
 
     min_interval: float = option(
         2.0,
-        Option("--caption-interval", "min seconds between captions", float_at_least(0, SECONDS)),
+        Option(
+            "--caption-interval",
+            "least seconds between two caption points of a stream",
+            float_at_least(0, SECONDS),
+        ),
     )
     max_age: float = option(
         10.0,

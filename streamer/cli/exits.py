@@ -42,8 +42,9 @@ OUTCOMES = (
      "MP4 with every frame written so far, complete subtitles and JSON Lines); twice aborts, "
      "still closing files"),
     ("128 + N", "stopped by signal N: 143 for SIGTERM (`kill`, `docker stop`, systemd), with "
-     "the same graceful finish as Ctrl-C; 141 when what reads its output stopped reading "
-     "(piped into `head -1`: as SIGPIPE would)"),
+     "the same graceful finish as Ctrl-C; 141 when what reads a command's printout stopped "
+     "reading (`streamer search … | head -1`: as SIGPIPE would; a run whose `--jsonl -` "
+     "reader ends exits 1, see *What happens when…*)"),
 )  # fmt: skip
 """The exit codes no error class states: (code, what it means), for the README's table."""
 

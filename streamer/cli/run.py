@@ -28,8 +28,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "run",
         help="annotate video files, cameras and streams",
-        description="Annotate a video file: zero-shot tags, scene changes and captions drawn on "
-        "every frame, written as video, subtitles and JSON Lines.",
+        description="Annotate video files, cameras and streams: zero-shot tags, scene changes, "
+        "alerts and captions drawn on every frame, written as video, subtitles and JSON Lines, "
+        "shown in a window or served to a browser.",
     )
     add_options(run)
     run.set_defaults(handler=run_command)
