@@ -225,6 +225,9 @@ class RunControl:
                 run.mqtt.remove_stream(name)
             self._changed.set()
             summary = asdict(stream_summary(stream))
+            # As /api/status shows it: named percentiles, 0.1 ms (NaN, before a frame: null)
+            p50, p95, p99 = (round(ms, 1) for ms in summary["latency_ms"])
+            summary["latency_ms"] = {"p50": p50, "p95": p95, "p99": p99}
             if cut:
                 summary["cancelled"] = (
                     f"its last frames did not go through within {REMOVE_TIMEOUT_S:g} s of its "

@@ -390,10 +390,10 @@ def _translate(
     (`SourceUnavailableError`, `SourceTimeout`) say what happened."""
     what = redact(str(getattr(exc, "strerror", None) or exc))
     if isinstance(exc, av.error.HTTPNotFoundError):
-        return SourceNotFoundError(
-            f"{spec}: the server has no stream there ({what}). Fix: check the path in the URL "
-            "(the RTSP mount or stream name in the camera's manual)."
-        )
+        where = "the RTSP mount or stream name in the camera's manual" if "rtsp" in spec[:5] else (
+            "the file's or playlist's address, as a browser opens it")  # fmt: skip
+        return SourceNotFoundError(f"{spec}: the server has no stream there ({what}). Fix: check "
+                                   f"the path in the URL ({where}).")  # fmt: skip
     if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
         return SourceAuthError(
             f"{spec}: the server refused access ({what}). Fix: put the right user and "

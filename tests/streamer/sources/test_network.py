@@ -238,9 +238,19 @@ async def test_a_wrong_mount_fails_fast_naming_the_url_and_the_fix(rtsp_server, 
     assert isinstance(source.error, SourceNotFoundError)
     assert url in source.status.last_error and "404" in source.status.last_error
     assert "Fix: check the path in the URL" in source.status.last_error
+    assert "the camera's manual" in source.status.last_error
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and url in errors[0]
     assert _warnings(caplog) == []  # no retrying
+
+
+async def test_a_missing_http_video_is_not_sent_to_a_camera_s_manual(hls_server):
+    source = open_source(hls_server.url("nope.mp4"), options=FAST)
+    async with Running(source) as run:
+        await run.ended(10)
+    assert source.status.state == "failed" and isinstance(source.error, SourceNotFoundError)
+    assert "as a browser opens it" in source.status.last_error
+    assert "RTSP" not in source.status.last_error
 
 
 async def test_credentials_never_appear_anywhere(rtsp_server, caplog):

@@ -137,6 +137,8 @@ async def test_a_stream_added_changed_and_removed_while_another_runs_on(
         status, summary = await _call(s, "DELETE", run.url + "/api/streams/door", headers=AUTH)
         assert status == 200, summary
         assert summary["name"] == "door" and summary["frames"] > 40
+        latency = summary["latency_ms"]  # as /api/status has it, not a bare list of floats
+        assert set(latency) == {"p50", "p95", "p99"} and latency["p99"] == round(latency["p99"], 1)
         video = video_stream(ffprobe(tmp_path / "door.mp4"))
         assert int(video["nb_read_frames"]) == summary["frames"]
         records = read_jsonl(tmp_path / "door.jsonl")  # every line a whole record
