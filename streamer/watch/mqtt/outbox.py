@@ -85,7 +85,11 @@ class Outbox:
             self._states = {message.topic: message, **self._states}
         self.ready.set()
 
-    def forget(self, prefix: str) -> None:
-        """Drop every message waiting for a topic under `prefix` (a stream that was removed)."""
-        self._events = collections.deque(m for m in self._events if not m.topic.startswith(prefix))
+    def forget(self, prefix: str, keep: str | None = None) -> None:
+        """Drop every message waiting for a topic under `prefix` (a stream that was removed),
+        but the events under `keep` (its alerts turning on and off: their end is heard)."""
+        self._events = collections.deque(
+            m for m in self._events
+            if not m.topic.startswith(prefix) or (keep is not None and m.topic.startswith(keep))
+        )  # fmt: skip
         self._states = {t: m for t, m in self._states.items() if not t.startswith(prefix)}

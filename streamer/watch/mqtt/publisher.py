@@ -10,7 +10,9 @@ state) and pictures (JPEG-encoded on the low-priority thread).
 
 An alert's binary sensor turns on when its rule fires (`alert`) and off when the rule clears
 (`alert_cleared`: `streamer.analysis.alerts` says when a fired rule has stopped holding), and
-off for every alert still on when the run ends or the stream's alert goes away.
+off for every alert still on when the run stops (`"reason": "stopped"`) or the stream or its
+alert goes away ("removed"): the pipeline clears them first, on every surface; these are for
+a publisher used on its own.
 """
 
 from __future__ import annotations
@@ -187,7 +189,7 @@ class MqttPublisher(Observer):
             await ticker
         await self._pictures()  # a frame kept since the last tick
         for (stream, query), body in list(self._on.items()):  # nothing watches any more
-            self._off(stream, query, body, cleared=round(time.time(), 3))
+            self._off(stream, query, body, cleared=round(time.time(), 3), reason="stopped")
         self._on.clear()
         self._statuses(final=True)
         self._closing = True
@@ -225,8 +227,8 @@ class MqttPublisher(Observer):
         before = {e.topic for e in self._entities(stream)} if self.config.discovery else set()
         self._alerts[stream] = queries
         after = {e.topic for e in self._entities(stream)} if self.config.discovery else set()
-        for query in gone:
-            self._on.pop((stream, query), None)
+        for query in gone:  # off before its topic goes: an automation hears it end
+            self._off_removed(stream, query)
         for topic in [*sorted(before - after), *(self.topics.alert(stream, q) for q in gone)]:
             self._outbox.state(Message(topic, b""))  # an empty retained message deletes one
         self.add_stream(stream, queries)
@@ -243,9 +245,10 @@ class MqttPublisher(Observer):
         self._frames.pop(stream, None)
         self._captions.pop(stream, None)
         self._board.forget(stream)
-        for key in [k for k in self._on if k[0] == stream]:
-            del self._on[key]
-        self._outbox.forget(f"{self.topics.prefix}/{stream}/")
+        prefix = f"{self.topics.prefix}/{stream}/"
+        self._outbox.forget(prefix, keep=f"{prefix}alert/")  # an alert's off still goes out
+        for query in [q for s, q in self._on if s == stream]:
+            self._off_removed(stream, query)
         for topic in topics:  # an empty retained message deletes the retained one
             self._outbox.state(Message(topic, b""))
 
@@ -277,6 +280,12 @@ class MqttPublisher(Observer):
         """Publish `query`'s alert on `stream` off: its last "on" body with `changes`."""
         off = {**body, **changes, "state": ALERT_OFF}
         self._event(Message(self.topics.alert(stream, query), payload(off)))
+
+    def _off_removed(self, stream: str, query: str) -> None:
+        """`query`'s alert on `stream` off, if on: it or its stream left the run."""
+        body = self._on.pop((stream, query), None)
+        if body is not None:
+            self._off(stream, query, body, cleared=round(time.time(), 3), reason="removed")
 
     async def _pictures(self) -> None:
         for stream in list(self._frames):

@@ -235,6 +235,9 @@ async def test_removing_a_stream_removes_its_entities_and_retained_states(mosqui
         publisher.remove_stream("door")
         await until(lambda: all(m.payload == b"" for t in door for m in before.on(t)[-1:])
                     and len(before.on("t3/door/caption")) == 2, what="empty configs")  # fmt: skip
+        on, off, gone = before.on("t3/door/alert/a_dog")  # off before its topic goes
+        assert (on.json()["state"], off.json()["state"], gone.payload) == ("on", "off", b"")
+        assert off.json()["reason"] == "removed" and off.json()["cleared"] >= on.json()["wall"]
     await publisher.stop()
     async with Watcher(mosquitto.url()) as after:
         await until(lambda: after.under("homeassistant/sensor/t3/yard"), what="yard's configs")
