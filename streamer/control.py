@@ -116,9 +116,17 @@ class RunControl:
             self._tg.create_task(run.runner.run(stream.source, stream.frames, stop, tap)),
             self._tg.create_task(stream.route()),
         )
-        task = self._tg.create_task(stream.deliver())
+        task = self._tg.create_task(self._deliver(stream))
         task.add_done_callback(lambda _: self._changed.set())
         self._delivering[stream.name] = task
+
+    async def _deliver(self, stream: StreamRun) -> None:
+        """Deliver a stream's frames. A file's alerts still on at its end clear then (all of
+        its frames' are reported by then); a live stream's last analyses come after: its
+        clear at the run's end (`_Run`) or its removal."""
+        await stream.deliver()
+        if not stream.live:
+            stream.end_alerts(self._run.alerts)
 
     async def wait(self) -> None:
         """Until no stream delivers any more: they all ended, or the run was told to stop.
@@ -147,6 +155,8 @@ class RunControl:
 
     async def _follow_stop(self) -> None:
         await self._run.stop.wait()
+        for stream in self._run.streams:  # its alerts still on clear as "stopped"
+            stream.ending = stream.ending or "stopped"
         for stop in self._stops.values():
             stop.set()
         self._changed.set()
@@ -242,9 +252,11 @@ class RunControl:
     async def _finish(self, name: str, stream: StreamRun) -> bool:
         """Stop a stream, let its last frames through (bounded), close its outputs; True when
         it was cancelled."""
+        stream.ending = "removed"
         self._stops[name].set()
         cut = await self._last_frames(name)
         self._run.streams.remove(stream)
+        stream.end_alerts(self._run.alerts)  # its last records, before its files close
         stream.closed = True  # results still on their way are not recorded
         await asyncio.to_thread(stream.close)
         del self._delivering[name], self._stops[name], self._feeding[name]

@@ -265,6 +265,8 @@ class _Run:
     async def _run_stages(self, analyzer: Analyzer) -> None:
         try:
             await self._run_tasks(analyzer)
+            for stream in self.streams:  # analysis is over: the alerts still on clear
+                stream.end_alerts(self.alerts)
             await self.observers.finish()  # the outputs are open still: a file's summary
         except BaseException as exc:
             # The failure that stopped the run is the one to report: closing the files after it
@@ -401,12 +403,13 @@ class _Run:
                     "error": status.last_error,
                 })  # fmt: skip
             # No more frames: its alerts clear; a live stream's at every tick once it has ended
-            # for good (a file played live too): its last analyses may fire one after that.
-            gone = status.state == "offline" or status.state in _OVER
-            if (changed and gone and (stream.live or stream.source.connects)) or (
-                stream.live and status.state in _OVER
+            # for good (a file played live too): its last analyses may fire one after that. A
+            # file read as a file clears at its end, after its last frame (`RunControl`).
+            offline = changed and status.state == "offline"
+            if (stream.live and status.state in _OVER) or (
+                offline and (stream.live or stream.source.connects)
             ):
-                stream.stopped_delivering(self.alerts)
+                stream.stopped_delivering(self.alerts, _why_stopped(status.state))
 
     def _summary(self, wall_s: float) -> RunSummary:
         return run_summary(
@@ -414,3 +417,8 @@ class _Run:
             random_weights=self.encoder.model.random_weights,
             loop_lag_max_s=self.loop_lag_max_s,
         )  # fmt: skip
+
+
+def _why_stopped(state: str) -> str:
+    """The reason a live stream's alerts clear when its source stops delivering frames."""
+    return "ended" if state == "ended" else "offline"

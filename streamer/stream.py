@@ -134,6 +134,9 @@ class StreamRun:
         # Set by `close`: a stream removed from a running run may still get the results of
         # frames it sent before; its finished files take no more records.
         self.closed = False
+        # Why it ends, once that is decided before its frames stop: "stopped" (the run's stop)
+        # or "removed" (it left the running run); None: it ends when its input does.
+        self.ending: str | None = None
         self._writer_done = False  # `close` has finished the outputs and the writer thread
         # Off (the stream API): the analyse stage asks no caption for its frames.
         self.captioned = True
@@ -248,14 +251,28 @@ class StreamRun:
         for done in cleared:
             self.on_alert(done)
 
-    def stopped_delivering(self, alerts: AlertDetector | None) -> None:
+    def stopped_delivering(self, alerts: AlertDetector | None, reason: str = "offline") -> None:
         """Its source went offline (or ended, or failed): no frame will say whether its alerts
-        still hold, so the ones on clear now (`AlertCleared` with reason "offline"), rather
-        than stay on until it comes back (a stale alarm in Home Assistant)."""
+        still hold, so the ones on clear now (`AlertCleared` with `reason`), rather than stay
+        on until it comes back (a stale alarm in Home Assistant)."""
         if alerts is None or self.closed:
             return
         last = self.latest.annotation.frame_index if self.latest is not None else 0
-        self.on_cleared(alerts.clear(self.name, self.now(), last))
+        self.on_cleared(alerts.clear(self.name, self.now(), last, reason))
+
+    def end_alerts(self, alerts: AlertDetector | None) -> None:
+        """The stream is over: its alerts still on clear now, on every surface that got them
+        (`AlertCleared` with reason `ending`, else "ended": its input ended). Called once
+        every alert of its frames is reported (a file: its last frame delivered; a live
+        stream: the analysis stage done with it), so the cleared ones are its last records;
+        at the last analysed frame's time (a file's media time), or now (a live stream)."""
+        if alerts is None or self.closed:
+            return
+        latest = self.latest.annotation if self.latest is not None else None
+        last = latest.frame_index if latest is not None else 0
+        when = self.now() if self.live or latest is None else latest.pts
+        for cleared in alerts.clear(self.name, when, last, self.ending or "ended"):
+            self._report_alert(cleared)
 
     def _report_alert(self, alert: Alert | AlertCleared) -> None:
         if isinstance(alert, AlertCleared):

@@ -13,6 +13,8 @@ A rule that fired is *on* until its condition has stopped holding, by the same t
 mirrored: once `frames` consecutive analysed frames no longer match and its cooldown since it
 last fired is over, it clears (`AlertCleared`: an MQTT binary sensor goes off). So "on" spans
 the cooldown, and a condition back after the rule cleared fires at once (its cooldown is over).
+A rule still on when its stream stops delivering frames clears then (`AlertDetector.clear`):
+the stream offline, its input ended, the run stopped or the stream removed, each its `reason`.
 
 ::
 
@@ -177,8 +179,10 @@ class AlertCleared:
         frame_index: the analysed frame that cleared it (the stream's last analysed frame
             when it cleared because the stream stopped delivering frames).
         fired: when it last fired, on the stream's timeline.
-        reason: why: "no match" (its frames stopped matching) or "offline" (its stream stopped
-            delivering frames: a camera offline, a source that ended or failed).
+        reason: why: "no match" (its frames stopped matching), "offline" (its stream stopped
+            delivering frames: a camera offline and reconnecting, a source that failed),
+            "ended" (its stream's input ended: a file's end, a live stream that ended),
+            "stopped" (the run was stopped) or "removed" (its stream left the running run).
     """
 
     stream: str
@@ -273,10 +277,13 @@ class AlertDetector:
         trackers = [kept.get(_same(rule)) or AlertTracker(rule) for rule in rules]
         self._watches[stream] = _Watch(embeddings, trackers)
 
-    def clear(self, stream: str, time: float, frame_index: int) -> list[AlertCleared]:
+    def clear(
+        self, stream: str, time: float, frame_index: int, reason: str = "offline"
+    ) -> list[AlertCleared]:
         """Turn off every rule that is on for `stream`, which has stopped delivering frames
-        (a camera offline): nothing watches them now, so they clear at once (`reason`
-        "offline", no score) and start again from no frames seen. Its cooldown is kept."""
+        (a camera offline, its end, the run's stop): nothing watches them now, so they clear
+        at once (with `reason`, no score) and start again from no frames seen. Its cooldown
+        is kept. A rule that is off gives nothing: a second call clears nothing again."""
         watch = self._watches.get(stream)
         cleared = []
         for tracker in watch.trackers if watch is not None else ():
@@ -284,7 +291,7 @@ class AlertDetector:
                 rule = tracker.rule
                 cleared.append(
                     AlertCleared(stream, time, self.clock(), rule.query, float("nan"),
-                                 rule.threshold, frame_index, tracker.last_fired, "offline")
+                                 rule.threshold, frame_index, tracker.last_fired, reason)
                 )  # fmt: skip
             tracker.run = tracker.misses = 0
             tracker.on = False

@@ -17,7 +17,9 @@ The pipeline tells every observer what happens, as it happens:
   on it (the archive indexes moments from these). Must not block either.
 - `alert_cleared(stream, cleared)` on the event loop when an alert that fired has stopped
   holding (`streamer.analysis.alerts.AlertCleared`: its frames no longer match and its
-  cooldown is over), in the stream's order with its alerts.
+  cooldown is over, or its stream stopped delivering frames: offline, ended, the run stopped,
+  the stream removed), in the stream's order with its alerts; every alert still on when its
+  stream ends clears once, before `finish` (or `stream_removed`).
 - `summary(stream, summary)` on the event loop when the LLM has summarised a stretch of a
   stream (`streamer.archive.summaries.Summary`: its span, text and cited moments).
 - `stream_added(stream)` / `stream_removed(stream)` on the event loop when a stream joins a

@@ -193,7 +193,8 @@ def alert_record(a: Alert, *, wall: bool) -> dict[str, Any]:
 def alert_cleared_record(c: AlertCleared, *, wall: bool) -> dict[str, Any]:
     """The JSON Lines record of an alert that stopped holding (`AlertCleared`): the frame
     that cleared it, when the alert last fired (`fired_pts`) and why (`reason`: "no match", or
-    "offline" when its stream stopped delivering frames); `wall` as for alerts."""
+    "offline", "ended", "stopped", "removed" when its stream stopped delivering frames:
+    `AlertCleared`); `wall` as for alerts."""
     record = {
         "type": "alert_cleared",
         "stream": c.stream,

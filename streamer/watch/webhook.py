@@ -36,9 +36,9 @@ stream is recorded `--clip-after` past the alert, so it may not exist yet when t
 An alert that clears (its scene stopped matching, or its stream stopped delivering frames:
 `streamer.analysis.alerts.AlertCleared`) is POSTed in the same shape, in order after the
 alert, with `"type": "alert_cleared"` (what tells the two apart), the frame and score that
-cleared it (`score` null when its stream went offline), no snapshot, caption or clip, and two
-more fields: `fired`, when it last fired (the same timeline as `time`), and `reason`
-("no match" or "offline")::
+cleared it (`score` null when its stream stopped delivering frames), no snapshot, caption or
+clip, and two more fields: `fired`, when it last fired (the same timeline as `time`), and
+`reason` ("no match", "offline", "ended", "stopped" or "removed": `AlertCleared`)::
 
     {"type": "alert_cleared", "stream": "door", "time": 20.0, "wall": 1718000007.6,
      "frame": 500, "query": "a person at the door", "score": 0.1903, "threshold": 0.27,

@@ -221,7 +221,7 @@ async def test_a_stream_that_ends_while_others_run_turns_its_alerts_off(
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-    assert observer.cleared[-1].reason == "offline"
+    assert observer.cleared[-1].reason == "ended"
 
 
 async def test_a_failing_stream_does_not_stop_the_others_and_credentials_stay_hidden(

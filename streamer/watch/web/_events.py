@@ -56,8 +56,8 @@ def alert_record(stream: str, alert: Any, ident: int) -> dict[str, Any]:
 
 
 def cleared_record(stream: str, cleared: Any, ident: int) -> dict[str, Any]:
-    """An alert that cleared (`AlertCleared`): when, why (`reason`: "no match" or "offline",
-    `score` null then), and when it last `fired`."""
+    """An alert that cleared (`AlertCleared`): when, why (`reason`: "no match", or why its stream
+    stopped delivering frames, `score` null then: `AlertCleared`), and when it last `fired`."""
     return _fields(stream, cleared, ident, _CLEARED_FIELDS)
 
 

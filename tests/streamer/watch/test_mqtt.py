@@ -120,11 +120,16 @@ async def test_a_run_publishes_its_events_and_home_assistant_discovers_them(
 
     captions = [m.json() for m in watcher.on("t1/clip/caption")]
     assert captions and all(c["text"] and c["stream"] == "clip" for c in captions)
-    recorded = [r for r in read_jsonl(tmp_path / "a.jsonl") if r["type"] == "alert"]
+    records = [r for r in read_jsonl(tmp_path / "a.jsonl") if r["type"].startswith("alert")]
+    *recorded, cleared = records  # the file ended: nothing watches any more
     alerts = [m.json() for m in watcher.on("t1/clip/alert/a_rabbit")]
     on = [a for a in alerts if a["state"] == "on"]
     assert [a["frame"] for a in on] == [r["frame"] for r in recorded] and len(on) == 4
-    assert alerts[-1]["state"] == "off"  # the run ended: nothing watches any more
+    assert cleared["type"] == "alert_cleared" and cleared["reason"] == "ended"
+    assert cleared["pts"] >= recorded[-1]["pts"] == cleared["fired_pts"]
+    assert alerts[-1]["state"] == "off" and alerts[-1]["reason"] == "ended"
+    assert alerts[-1]["frame"] == cleared["frame"]
+    assert alerts[-1]["time"] == pytest.approx(cleared["pts"], abs=1e-3)
     statuses = [m.json() for m in watcher.on("t1/clip/status")]
     assert statuses and statuses[-1]["frames"]["delivered"] == 50
     assert statuses[-1]["state"] in ("playing", "ended")

@@ -197,7 +197,8 @@ async def test_a_run_posts_each_alert_it_records(tmp_path, small_clip, tiny_enco
         config = run_config(small_clip, tmp_path, webhook=receiver.url)  # --webhook's path
         summary = await run_pipeline(config, encoder=tiny_encoder)
     recorded = [r for r in read_jsonl(tmp_path / "a.jsonl") if r["type"] == "alert"]
-    posted = receiver.payloads
+    *posted, cleared = receiver.payloads  # on at the file's end: over then
+    assert cleared["type"] == "alert_cleared" and cleared["reason"] == "ended"
     assert summary.frames == 50 and len(recorded) == 4  # 2 s analysed at 2 per second
     assert [(p["stream"], p["time"], p["frame"], p["query"], p["score"], p["caption"])
             for p in posted] == [(r["stream"], r["pts"], r["frame"], r["query"], r["score"],
@@ -218,8 +219,8 @@ async def test_a_receiver_that_is_down_costs_the_run_nothing(
     assert summary.frames == 50
     alerts = [r for r in read_jsonl(tmp_path / "a.jsonl") if r["type"] == "alert"]
     assert len(alerts) == 4 and sender.delivered == 0
-    assert sender.undelivered == 4
-    assert "4 of 4 alerts not delivered" in caplog.text
+    assert sender.undelivered == 5  # and the alert cleared at the file's end
+    assert "5 of 5 alerts not delivered" in caplog.text
 
 
 async def test_a_receiver_that_hangs_does_not_hold_up_the_run(tmp_path, small_clip, tiny_encoder):
@@ -232,5 +233,5 @@ async def test_a_receiver_that_hangs_does_not_hold_up_the_run(tmp_path, small_cl
         )
         assert summary.frames == 50
         assert len(receiver.bodies) == 1  # the first request never got an answer
-    assert sender.delivered == 0 and sender.undelivered == 4
-    assert sender.abandoned == 4  # still queued or in flight when the run ended
+    assert sender.delivered == 0 and sender.undelivered == 5  # 4 alerts, 1 cleared at the end
+    assert sender.abandoned == 5  # still queued or in flight when the run ended
