@@ -78,18 +78,20 @@ async def test_the_command_serves_with_its_token_and_needs_no_file_output(long_c
                 while True:  # the model loads first, then the viewer binds
                     assert proc.returncode is None, "the command ended before serving"
                     try:
-                        async with session.get(url + "healthz") as response:
+                        async with session.get(url + "api/status") as response:
                             refused = response.status
                             break
                     except aiohttp.ClientConnectionError:
                         await asyncio.sleep(0.2)
             async with session.get(url + "api/status", headers=headers) as response:
                 status = await response.json()
+            async with session.get(url + "healthz") as response:  # a health check's: no token
+                health = response.status
     finally:
         proc.send_signal(signal.SIGTERM)
         stderr = await asyncio.wait_for(proc.stderr.read(), 60)
         await proc.wait()
-    assert refused == 401
+    assert refused == 401 and health == 200
     assert status["streams"][0]["name"] == "cam" and status["streams"][0]["live"]
     assert proc.returncode == 143, stderr.decode()
 
