@@ -36,6 +36,7 @@ import numpy as np
 from streamer.core.channel import Channel
 from streamer.core.frame import Frame, Picture
 from streamer.core.redact import install_libav_redaction, redact
+from streamer.core.retry import Backoff
 from streamer.errors import (
     SourceAuthError,
     SourceError,
@@ -50,8 +51,13 @@ from streamer.sources.hwaccel import hwaccel_for
 from streamer.sources.info import VideoInfo
 from streamer.sources.names import url_stream_name
 from streamer.sources.options import DecodePlan, SourceOptions
-from streamer.sources.playlist import is_playlist_url, playlist_finished
 from streamer.sources.pool.wire import NetworkSpec
+from streamer.sources.remote_file import (
+    file_policy,
+    is_remote_file,
+    live_by_default,
+    no_ranges_hint,
+)
 from streamer.sources.tap import PacketSink, PacketTap, TapConnection
 
 __all__ = ["NETWORK_SCHEMES", "NetworkSource"]
@@ -59,8 +65,6 @@ __all__ = ["NETWORK_SCHEMES", "NetworkSource"]
 log = logging.getLogger("streamer.sources")
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
-# A URL path ending like this is a file on a web server: read it to the end, nothing dropped.
-_FILE_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".flv", ".mpg", ".mpeg")
 # A finite stream that stops this far short of its announced duration was cut off.
 _EARLY_END_S = 1.0
 # A packet that comes this share of --read-timeout after it was asked for means a stall (PyAV's
@@ -68,21 +72,6 @@ _EARLY_END_S = 1.0
 _GAP_SHARE = 0.95
 # The longest a live reader of a finite input waits for a frame's time to come.
 _MAX_PACE_S = 1.0
-
-
-def _is_live_url(url: str, options: SourceOptions) -> bool:
-    """The default contract of `url`: live, except for a video file on a web server and a
-    finished HLS playlist (fetched to tell: blocking), which are read like files."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() in ("rtsp", "rtsps"):
-        return True
-    if parts.path.lower().endswith(_FILE_SUFFIXES):
-        return False
-    if is_playlist_url(url) and playlist_finished(url, options.open_timeout):
-        log.info("%s: a finished HLS playlist (video on demand): every frame is read, as from "
-                 "a file (--live reads it as a live stream)", redact(url))  # fmt: skip
-        return False
-    return True
 
 
 class NetworkSource(LiveSource):
@@ -127,8 +116,10 @@ class NetworkSource(LiveSource):
             url,
             name or url_stream_name(url),
             options,
-            live=_is_live_url(url, options) if live is None else live,
+            live=live_by_default(url, options.open_timeout) if live is None else live,
         )
+        if not self.live and is_remote_file(url):  # a file: its server will not mend
+            self._backoff = Backoff(file_policy(options.reconnect))
         self._url = url  # with credentials: for FFmpeg only, never printed
         self._converter: FrameConverter | None = None
         install_libav_redaction()
@@ -427,7 +418,9 @@ def _retryable(
     if isinstance(exc, av.error.InvalidDataError):
         return SourceUnavailableError(f"{spec}: the server sent no readable video ({what})")
     if not opening:
-        return SourceUnavailableError(f"{spec}: the connection broke ({what})")
+        return SourceUnavailableError(
+            f"{spec}: the connection broke ({what}){no_ranges_hint(spec)}"
+        )
     unresolved = _unresolved(spec)
     if unresolved is not None:  # FFmpeg says only "Input/output error"
         return SourceUnavailableError(unresolved)

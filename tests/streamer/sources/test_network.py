@@ -8,8 +8,10 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import shutil
 import time
 import traceback
+from pathlib import Path
 
 import av
 import av.logging
@@ -22,6 +24,7 @@ from streamer.core.channel import DropPolicy
 from streamer.core.retry import RetryPolicy
 from streamer.errors import SourceNotFoundError
 from streamer.sources import NetworkSource, SourceOptions, open_source
+from streamer.sources.remote_file import FILE_ATTEMPTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -242,6 +245,20 @@ async def test_a_wrong_mount_fails_fast_naming_the_url_and_the_fix(rtsp_server, 
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and url in errors[0]
     assert _warnings(caplog) == []  # no retrying
+
+
+async def test_a_remote_file_its_server_cannot_serve_fails_soon_naming_why(hls_server, small_clip):
+    # Index at the end and a server without byte ranges (Python's): FFmpeg cannot reach it.
+    # It was retried for as long as the run went on, "the connection broke" every time.
+    shutil.copy(small_clip, Path(hls_server.folder) / "index_last.mp4")
+    options = dataclasses.replace(FAST, reconnect=RetryPolicy(initial=0.05, cap=0.1))
+    source = open_source(hls_server.url("index_last.mp4"), options=options)
+    assert not source.live
+    async with Running(source) as run:
+        await run.ended(20)
+    assert source.status.state == "failed" and source.status.reconnects == FILE_ATTEMPTS - 1
+    assert "does not serve byte ranges" in source.status.last_error
+    assert "-movflags +faststart" in source.status.last_error
 
 
 async def test_a_missing_http_video_is_not_sent_to_a_camera_s_manual(hls_server):
