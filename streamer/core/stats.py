@@ -135,18 +135,36 @@ class StreamRow:
     damaged: int = 0
 
 
+NAME_MAX = 40  # a longer stream name shows its start and end around "…"
+
+
 def status_table(rows: list[StreamRow]) -> str:
-    """A compact fixed-width table for the console."""
-    head = f"{'stream':<20}{'state':<11}{'in/s':>7}{'ana/s':>7}{'out/s':>7}{'drops':>7}" \
-           f"{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'recon':>6}{'damaged':>8}"  # fmt: skip
+    """A compact fixed-width table for the console; the stream column as wide as its longest
+    name (up to `NAME_MAX`), so names that differ only at their end stay apart."""
+    width = min(max([19, *(len(r.name) for r in rows)]), NAME_MAX)
+    head = (f"{'stream':<{width + 1}}{'state':<11}{'in/s':>7}{'ana/s':>7}{'out/s':>7}"
+            f"{'drops':>7}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'recon':>6}"
+            f"{'damaged':>8}")  # fmt: skip
     lines = [head]
     for r in rows:
         lines.append(
-            f"{r.name[:19]:<20}{r.state[:10]:<11}{r.in_fps:>7.1f}{r.analysed_fps:>7.1f}"
-            f"{r.out_fps:>7.1f}{r.dropped:>7d}{_ms(r.p50_ms)}{_ms(r.p95_ms)}{_ms(r.p99_ms)}"
-            f"{r.reconnects:>6d}{r.damaged:>8d}"
+            f"{_shortened(r.name, width):<{width + 1}}{r.state[:10]:<11}{r.in_fps:>7.1f}"
+            f"{r.analysed_fps:>7.1f}{r.out_fps:>7.1f}{r.dropped:>7d}{_ms(r.p50_ms)}"
+            f"{_ms(r.p95_ms)}{_ms(r.p99_ms)}{r.reconnects:>6d}{r.damaged:>8d}"
         )
     return "\n".join(lines)
+
+
+def _shortened(name: str, width: int) -> str:
+    """`name` in `width` characters: its start and end around "…" when longer.
+
+    >>> _shortened("127.0.0.1_23466_hls_index.m3u8", 20)
+    '127.0.0.1_…ndex.m3u8'
+    """
+    if len(name) <= width:
+        return name
+    tail = (width - 1) // 2
+    return name[: width - 1 - tail] + "…" + name[-tail:]
 
 
 def _ms(value: float) -> str:

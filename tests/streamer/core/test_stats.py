@@ -43,3 +43,15 @@ def test_status_table_has_a_row_per_stream_and_dashes_for_no_latency():
     ]
     assert lines[0].split()[-2:] == ["recon", "damaged"]
     assert lines[2].split()[-5:] == ["-", "-", "-", "4", "0"]
+    assert lines[2].split()[0] == "yard-with-a-very-long-name"  # it was cut at 19 characters
+
+
+def test_names_past_the_widest_column_keep_their_start_and_end():
+    # Two playlists of one server were both "127.0.0.1_23466_hls".
+    names = [f"127.0.0.1_23466_hls_the_index_of_camera_{n}.m3u8" for n in ("a", "b")]
+    rows = [StreamRow(n, "online", 25.0, 2.0, 24.9, 0, 41.0, 80.0, 120.0, 0) for n in names]
+    lines = status_table(rows).splitlines()
+    shown = [line.split()[0] for line in lines[1:]]
+    assert len(set(shown)) == 2 and all(len(s) == 40 and "…" in s for s in shown)
+    assert all(s.startswith("127.0.0.1_23466_hls_") and s.endswith(".m3u8") for s in shown)
+    assert len({len(line) for line in lines}) == 1  # the columns line up
