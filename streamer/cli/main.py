@@ -56,6 +56,9 @@ def console() -> None:
         # Python would flush stdout again at exit, into the closed pipe, and complain.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(EXIT_PIPE_CLOSED)
+    if code not in (EXIT_OK, EXIT_INTERRUPTED):
+        # The error is the last word: an abandoned load's "runs on OpenVINO" does not follow it.
+        logging.disable(logging.INFO)
     from streamer.core.background import unfinished_threads
 
     deadline = time.monotonic() + 0.5  # a thread that has just handed over its result ends

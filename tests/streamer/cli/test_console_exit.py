@@ -87,3 +87,39 @@ def test_output_piped_into_a_reader_that_stopped_ends_quietly():
         os.close(write)
     assert done.returncode == 141, done.stderr
     assert "Traceback" not in done.stderr and "Broken pipe" not in done.stderr, done.stderr
+
+
+LATE_LINE = textwrap.dedent(
+    """
+    import asyncio
+    import logging
+    import time
+
+    import streamer.cli.main as cli
+    from streamer.core.background import start_in_thread
+
+    def loaded():  # the model's load, abandoned by the refused run, ends a moment later
+        time.sleep(0.2)
+        logging.getLogger("streamer").info("clip 'tiny' runs on OpenVINO")
+
+    async def refused():  # the run starts its model's load, then a check refuses it
+        start_in_thread(loaded, name="encoder-load")
+
+    def main(argv=None):
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+        asyncio.run(refused())
+        print("streamer: error: input 'missing.mp4' does not exist", flush=True)
+        return 2
+
+    cli.main = main
+    cli.console()
+    """
+)
+
+
+def test_an_error_is_the_last_word_of_a_refused_run() -> None:
+    # The model loads beside the checks: its "runs on OpenVINO" line came after the error.
+    done = subprocess.run([sys.executable, "-c", LATE_LINE], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "runs on OpenVINO" not in done.stderr, done.stderr
