@@ -55,7 +55,7 @@ def test_rtsp_surveillance_example_records_cameras_and_fires_alerts(
     weights carry no meaning), so the alert path runs end to end."""
     cams = [f"door={rtsp_server.url('cam1')}", f"yard={rtsp_server.url('cam2')}"]
     args = [*cams, "--alert", "a person at the door", "--threshold", "-1", "--port", free_port(),
-            "--out", tmp_path / "rec", "--seconds", "20", "--weights", "random",
+            "--out", tmp_path / "rec", "--seconds", "10", "--weights", "random",
             "--search", "a person at the door"]  # fmt: skip
     done = _example("rtsp_surveillance.py", *args, cwd=tmp_path, env=user_env)
     # It remembered: both cameras recorded into segments, their moments indexed and searched.
