@@ -319,6 +319,9 @@ class RunControl:
             embeddings = await self._embed([rule.query for rule in rules])
 
         def settle(stream: StreamRun) -> None:
+            if ALERTS in settings and run.alerts is not None:  # the ones it drops go off
+                keep = rules if rules is not None else run.alerts.rules_of(name)
+                stream.end_alerts(run.alerts, "removed", keep)
             if RATE in settings:
                 run.shared.sampler.set_rate(name, settings[RATE])
             if LABELS in settings and run.analyzer is not None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from streamer.analysis.alerts import Alert, AlertCleared, AlertDetector
+from streamer.analysis.alerts import Alert, AlertCleared, AlertDetector, AlertRule
 from streamer.analysis.captioner import near_duplicate, tag_caption
 from streamer.analysis.service import EncoderService
 from streamer.core import startup
@@ -260,18 +260,24 @@ class StreamRun:
         last = self.latest.annotation.frame_index if self.latest is not None else 0
         self.on_cleared(alerts.clear(self.name, self.now(), last, reason))
 
-    def end_alerts(self, alerts: AlertDetector | None) -> None:
+    def end_alerts(
+        self, alerts: AlertDetector | None, reason: str | None = None,
+        keep: tuple[AlertRule, ...] | None = None,
+    ) -> None:  # fmt: skip
         """The stream is over: its alerts still on clear now, on every surface that got them
         (`AlertCleared` with reason `ending`, else "ended": its input ended). Called once
         every alert of its frames is reported (a file: its last frame delivered; a live
         stream: the analysis stage done with it), so the cleared ones are its last records;
-        at the last analysed frame's time (a file's media time), or now (a live stream)."""
+        at the last analysed frame's time (a file's media time), or now (a live stream).
+        With `keep` (its alerts changed through the API), only the ones it no longer has
+        clear, with `reason` ("removed")."""
         if alerts is None or self.closed:
             return
         latest = self.latest.annotation if self.latest is not None else None
         last = latest.frame_index if latest is not None else 0
         when = self.now() if self.live or latest is None else latest.pts
-        for cleared in alerts.clear(self.name, when, last, self.ending or "ended"):
+        why = reason or self.ending or "ended"
+        for cleared in alerts.clear(self.name, when, last, why, keep or ()):
             self._report_alert(cleared)
 
     def _report_alert(self, alert: Alert | AlertCleared) -> None:

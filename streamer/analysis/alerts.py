@@ -278,15 +278,20 @@ class AlertDetector:
         self._watches[stream] = _Watch(embeddings, trackers)
 
     def clear(
-        self, stream: str, time: float, frame_index: int, reason: str = "offline"
-    ) -> list[AlertCleared]:
+        self, stream: str, time: float, frame_index: int, reason: str = "offline",
+        keep: tuple[AlertRule, ...] = (),
+    ) -> list[AlertCleared]:  # fmt: skip
         """Turn off every rule that is on for `stream`, which has stopped delivering frames
         (a camera offline, its end, the run's stop): nothing watches them now, so they clear
         at once (with `reason`, no score) and start again from no frames seen. Its cooldown
-        is kept. A rule that is off gives nothing: a second call clears nothing again."""
+        is kept. A rule that is off gives nothing: a second call clears nothing again. The
+        rules in `keep` are left as they are (the ones a change of the stream's set keeps)."""
         watch = self._watches.get(stream)
         cleared = []
+        kept = {_same(rule) for rule in keep}
         for tracker in watch.trackers if watch is not None else ():
+            if _same(tracker.rule) in kept:
+                continue
             if tracker.on:
                 rule = tracker.rule
                 cleared.append(
@@ -296,6 +301,10 @@ class AlertDetector:
             tracker.run = tracker.misses = 0
             tracker.on = False
         return cleared
+
+    def rules_of(self, stream: str) -> tuple[AlertRule, ...]:
+        """The run's rules that watch `stream` (those it has without a set of its own)."""
+        return tuple(rule for rule in self.rules if rule.watches(stream))
 
     def forget(self, stream: str) -> None:
         """Drop the state of a stream that left the run."""

@@ -16,6 +16,7 @@ from streamer import OutputConfig, RunConfig, run_pipeline
 from streamer.analysis.alerts import AlertRule
 from streamer.core.events import Observer
 from streamer.watch.mqtt import MqttConfig
+from streamer.watch.web.stream_body import AlertSpec, StreamRequest
 
 pytestmark = pytest.mark.integration
 
@@ -112,3 +113,34 @@ async def test_a_removed_streams_alerts_go_off_as_removed_before_its_entities_go
     assert off.json()["reason"] == "removed" and off.json()["frame"] == records[-1]["frame"]
     assert [c.reason for c in seen.cleared] == ["removed"]
     assert not alert_records(tmp_path / "yard.jsonl")  # its alert watches door only
+
+
+async def test_an_alert_a_change_drops_goes_off_as_removed_and_a_kept_one_stays_on(
+    tmp_path, long_clip, tiny_encoder
+):
+    """Its stream's alerts replaced through the stream API while two are on: the one dropped
+    clears ("removed") on the JSON Lines and the events; the one kept stays on, not fired
+    again. Only MQTT used to say the dropped one went off."""
+    seen, stop = Seen(), asyncio.Event()
+    rules = tuple(AlertRule(q, ("door",), threshold=-1.0, frames=1, cooldown_s=600.0)
+                  for q in ("anything", "something"))  # fmt: skip
+    config = RunConfig(input=f"door={long_clip}", live=True, alerts=rules,
+                       outputs=OutputConfig(jsonl=str(tmp_path / "{stream}.jsonl")))  # fmt: skip
+    task = asyncio.create_task(
+        run_pipeline(config, encoder=tiny_encoder, stop=stop, observers=[seen])
+    )
+    try:
+        await until(lambda: len(seen.fired) >= 2 or task.done(), 30, "both alerts")
+        keep = AlertSpec("something", {"threshold": -1.0, "frames": 1, "cooldown_s": 600.0})
+        await seen.run.control.change("door", StreamRequest(settings={"alerts": (keep,)}))
+        await asyncio.sleep(1.0)  # frames go on: the kept alert is not fired again
+    finally:
+        stop.set()
+    await asyncio.wait_for(task, 30)
+    found = alert_records(tmp_path / "door.jsonl")
+    records = [(r["type"], r["query"], r.get("reason")) for r in found]
+    assert sorted(records[:2]) == [("alert", "anything", None), ("alert", "something", None)]
+    assert records[2:] == [("alert_cleared", "anything", "removed"),
+                           ("alert_cleared", "something", "stopped")]  # fmt: skip
+    assert [(c.query, c.reason) for c in seen.cleared] == [("anything", "removed"),
+                                                          ("something", "stopped")]  # fmt: skip
