@@ -5,6 +5,7 @@ import contextlib
 import fcntl
 import os
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -252,41 +253,50 @@ class StderrReader:
 def test_second_sigint_aborts_a_graceful_stop_that_waits_and_still_closes_the_files(
     tmp_path, long_clip
 ):
-    """The first Ctrl-C starts the graceful stop, which here must wait (up to --caption-wait,
-    300 s) for a caption the LLM never sends; the second aborts it at once. The abort says so,
-    prints no summary of a finished stop, and still leaves every file closed and readable."""
+    """The first Ctrl-C starts the graceful stop, which here must wait (the webhook's flush,
+    5 s) for an alert a receiver took and never answers; the second aborts it at once. The
+    abort says so, prints no summary of a finished stop, and still leaves every file closed
+    and readable. (A pending LLM caption no longer holds a stop: it takes the tags'.)"""
     out = tmp_path / "a.mp4"
     outputs = ["-o", out, "--srt", tmp_path / "a.srt", "--jsonl", tmp_path / "a.jsonl"]
-    with double_in_a_thread(hang_after=1) as double:  # the first caption, then silence
+    held: list[socket.socket] = []
+    silent = socket.create_server(("127.0.0.1", 0))  # takes the POST, never answers it
+    port = silent.getsockname()[1]
+    taker = threading.Thread(target=lambda: held.append(silent.accept()[0]), daemon=True)
+    taker.start()
+    try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamer", "run", long_clip, *outputs, *TINY,
-             "--llm-url", double.url, "--caption-wait", "300"],
+            [sys.executable, "-m", "streamer", "run", long_clip, *outputs, *TINY, "--no-llm",
+             "--alert", "anything", "--alert-threshold", "-1",
+             "--webhook", f"http://127.0.0.1:{port}/hook"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         stderr = StderrReader(proc)
-        deadline = time.monotonic() + 90
-        while double.chat_count() < 2:  # the second caption is asked for, and will not come
-            assert proc.poll() is None and time.monotonic() < deadline, stderr.text
-            time.sleep(0.1)
+        taker.join(90)  # the alert's POST is in flight, and will get no answer
+        assert held and proc.poll() is None, stderr.text
         proc.send_signal(signal.SIGINT)
         stderr.wait_for("SIGINT: stopping, finishing outputs (again to abort)", 30)
         time.sleep(1.0)
-        assert proc.poll() is None  # the graceful stop is waiting for that caption
+        assert proc.poll() is None  # the graceful stop is waiting for the webhook
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)  # far sooner than the 300 s the graceful stop would wait
+        proc.wait(timeout=60)
         text = stderr.finish()
         proc.stdout.close()
         proc.stderr.close()
+    finally:
+        for conn in held:
+            conn.close()
+        silent.close()
     assert proc.returncode == 130, text
     assert "streamer: aborted; outputs closed with what was written" in text
     assert "stopped early" not in text  # no summary: the graceful stop never finished
-    assert double.chat_count() == 2
     frames = int(video_stream(ffprobe(out))["nb_read_frames"])
     assert 0 < frames < 132 * 6
-    captions = [r for r in read_jsonl(tmp_path / "a.jsonl") if r["type"] == "caption"]
-    assert [c["source"] for c in captions] == ["llm"]  # the one answer, nothing after it
+    records = read_jsonl(tmp_path / "a.jsonl")  # every line a whole record
+    assert any(r["type"] == "alert" for r in records)
+    captions = [r for r in records if r["type"] == "caption"]
     assert [text for _, _, text in parse_srt((tmp_path / "a.srt").read_text())] == [
-        captions[0]["text"]
+        c["text"] for c in captions
     ]
 
 
