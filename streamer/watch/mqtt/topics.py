@@ -36,6 +36,14 @@ _ID = re.compile(r"[a-z0-9_-]+")
 _STATE_MAX = 255
 
 
+# A stream's counters as sensors: (object key, name, field of the status message, icon).
+_COUNTERS = (
+    ("dropped", "Frames dropped", "frames.dropped", "mdi:delete-sweep-outline"),
+    ("reconnects", "Reconnects", "reconnects", "mdi:connection"),
+    ("damaged", "Damaged packets", "damaged", "mdi:image-broken-variant"),
+)
+
+
 def alert_name(query: str) -> str:
     """An alert's query as a topic level and id: "a person at the door" → a_person_at_the_door."""
     return _NOT_ID.sub("_", query.lower()).strip("_")[:64] or "alert"
@@ -104,8 +112,9 @@ class Entity:
 def entities(
     topics: Topics, stream: str, alerts: tuple[str, ...], images: bool, version: str
 ) -> Iterator[Entity]:
-    """The entities of one stream: its caption, status, fps and latency sensors, a binary
-    sensor per alert query, and its picture (when `images`).
+    """The entities of one stream: its caption, status, fps and latency sensors, its counters'
+    sensors (frames dropped, reconnects, damaged packets), a binary sensor per alert query,
+    and its picture (when `images`).
 
     Args:
         topics: the run's topics.
@@ -147,6 +156,10 @@ def entities(
                  value_template="{{ value_json.latency_ms.p95 }}", unit_of_measurement="ms",
                  device_class="duration", state_class="measurement",
                  entity_category="diagnostic")  # fmt: skip
+    for key, name, field, icon in _COUNTERS:  # counters: graphed, and alerted on, as totals
+        yield entity("sensor", key, name=name, state_topic=status,
+                     value_template=f"{{{{ value_json.{field} }}}}", icon=icon,
+                     state_class="total_increasing", entity_category="diagnostic")  # fmt: skip
     for query in dict.fromkeys(alerts):
         topic = topics.alert(stream, query)
         yield entity("binary_sensor", f"alert_{alert_name(query)}", name=f"Alert: {query}",

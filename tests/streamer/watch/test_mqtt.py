@@ -139,10 +139,22 @@ async def test_a_run_publishes_its_events_and_home_assistant_discovers_them(
 
     configs = check_discovery(watcher, "t1")
     assert set(configs) == {"clip_caption", "clip_status", "clip_fps", "clip_latency",
+                            "clip_dropped", "clip_reconnects", "clip_damaged",
                             "clip_alert_a_rabbit", "clip_frame"}  # fmt: skip
     assert configs["clip_frame"]["image_topic"] == "t1/clip/image"
+    # The counters are sensors of their own (graphs, alerts), totals as Home Assistant reads them.
+    for key, value in [("dropped", statuses[-1]["frames"]["dropped"]),
+                       ("reconnects", statuses[-1]["reconnects"]),
+                       ("damaged", statuses[-1]["damaged"])]:  # fmt: skip
+        counter = configs[f"clip_{key}"]
+        assert counter["state_topic"] == "t1/clip/status"
+        assert counter["state_class"] == "total_increasing"
+        assert counter["unique_id"] == f"streamer_t1_clip_{key}"
+        assert counter["entity_category"] == "diagnostic"
+        shown = jinja2.Template(counter["value_template"]).render(value_json=statuses[-1])
+        assert shown == str(value) and isinstance(value, int)
     async with Watcher(mosquitto.url()) as late:  # Home Assistant started after the run
-        await until(lambda: len(late.under("homeassistant/sensor/t1/")) == 4, what="retained")
+        await until(lambda: len(late.under("homeassistant/sensor/t1/")) == 7, what="retained")
         await asyncio.sleep(0.3)
     assert all(m.retain for m in late.messages)
     assert {m.topic for m in discovered(late, "t1")} == {m.topic for m in discovered(watcher, "t1")}
@@ -232,11 +244,11 @@ async def test_removing_a_stream_removes_its_entities_and_retained_states(mosqui
     publisher.alert("door", an_alert())
     async with Watcher(mosquitto.url()) as before:  # retained: it gets them however late
         configs = lambda: {m.topic for m in discovered(before, "t3")}  # noqa: E731
-        await until(lambda: len(configs()) == 11 and before.on("t3/door/caption"),
-                    what="6 configs of door's entities, 5 of yard's")  # fmt: skip
-        assert len(discovered(before, "t3")) == 11  # each once
+        await until(lambda: len(configs()) == 17 and before.on("t3/door/caption"),
+                    what="9 configs of door's entities, 8 of yard's")  # fmt: skip
+        assert len(discovered(before, "t3")) == 17  # each once
         door = {t for t in configs() if "/door_" in t}
-        assert len(door) == 6
+        assert len(door) == 9
         publisher.remove_stream("door")
         await until(lambda: all(m.payload == b"" for t in door for m in before.on(t)[-1:])
                     and len(before.on("t3/door/caption")) == 2, what="empty configs")  # fmt: skip
@@ -250,7 +262,8 @@ async def test_removing_a_stream_removes_its_entities_and_retained_states(mosqui
         retained = {m.topic for m in after.messages if m.retain and m.payload and "t3" in m.topic}
     assert not [t for t in retained if "door" in t], "door's retained messages are gone"
     assert {t for t in retained if t.startswith("homeassistant/")} == {
-        f"homeassistant/sensor/t3/yard_{k}/config" for k in ("caption", "status", "fps", "latency")
+        f"homeassistant/sensor/t3/yard_{k}/config"
+        for k in ("caption", "status", "fps", "latency", "dropped", "reconnects", "damaged")
     } | {"homeassistant/image/t3/yard_frame/config"}
 
 
@@ -263,7 +276,7 @@ async def test_a_new_alert_set_retracts_the_dropped_queries_and_announces_the_ne
     publisher.alert("door", an_alert())
     async with Watcher(mosquitto.url()) as watcher:
         topics = lambda: {m.topic for m in discovered(watcher, "t5") if m.payload}  # noqa: E731
-        await until(lambda: len(topics()) == 12 and watcher.on("t5/door/alert/a_dog"),
+        await until(lambda: len(topics()) == 18 and watcher.on("t5/door/alert/a_dog"),
                     what="door's and yard's entities, door's alert on")  # fmt: skip
         dog = "homeassistant/binary_sensor/t5/door_alert_a_dog/config"
         cat = "homeassistant/binary_sensor/t5/door_alert_a_cat/config"
