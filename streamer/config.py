@@ -30,7 +30,7 @@ from streamer.errors import ConfigError
 from streamer.llm import LlmConfig
 from streamer.outputs.options import STDOUT, OutputConfig, check_writable
 from streamer.sources import SourceOptions, stream_names
-from streamer.watch.mqtt.options import URL_CHECK, MqttConfig
+from streamer.watch.mqtt.options import PASSWORD_ENV, URL_CHECK, MqttConfig
 from streamer.watch.web.options import LOCAL_HOST, ServeConfig
 from streamer.watch.webhook import check_webhook_url
 
@@ -162,7 +162,8 @@ class RunConfig:
         MqttConfig,
         Option("--mqtt", "publish captions, alerts (on/off), statuses and pictures to this MQTT "
                "broker (pip install \"streamer[mqtt]\"), with Home Assistant discovery: "
-               "mqtt://[USER:PASSWORD@]HOST[:PORT], mqtts:// for TLS", URL_CHECK,
+               "mqtt://[USER[:PASSWORD]@]HOST[:PORT], mqtts:// for TLS; a USER without "
+               f"PASSWORD takes it from ${PASSWORD_ENV}", URL_CHECK,
                metavar="URL"),
         group="mqtt", default=None,
     )  # fmt: skip

@@ -6,7 +6,7 @@ import argparse
 import os
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from urllib.parse import unquote, urlsplit
 
 from streamer.core.checks import Checked, float_at_least, int_at_least
@@ -15,12 +15,15 @@ from streamer.core.redact import redact
 from streamer.core.retry import RetryPolicy
 from streamer.errors import ConfigError
 
-__all__ = ["DEFAULT_RETRY", "Broker", "MqttConfig", "broker_url"]
+__all__ = ["DEFAULT_RETRY", "PASSWORD_ENV", "Broker", "MqttConfig", "broker_url"]
 
 _GROUP = "mqtt"
 _PORTS = {"mqtt": 1883, "mqtts": 8883}
 # A topic level of our own: MQTT's wildcards and separator are not allowed in it.
 _TOPIC = re.compile(r"[^/+#\s\x00]+(?:/[^/+#\s\x00]+)*")
+PASSWORD_ENV = "STREAMER_MQTT_PASSWORD"
+"""The broker's password when the URL names a user but no password: kept out of the command
+line (the shell's history, `ps`) and of the files that hold the URL."""
 DEFAULT_RETRY = RetryPolicy(initial=1.0, cap=30.0, jitter=0.25)
 """Reconnecting to the broker: 1 s doubling to 30 s, a quarter of each random, forever."""
 
@@ -32,14 +35,14 @@ class Broker:
     Attributes:
         host, port: the broker's address (port 1883 for mqtt://, 8883 for mqtts://).
         tls: mqtts://: TLS, the server's certificate checked.
-        username, password: from the URL's user part, None without one.
+        username, password: from the URL's user part, None without one (never in the repr).
     """
 
     host: str
     port: int
     tls: bool
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
 
     @property
     def where(self) -> str:
@@ -111,7 +114,8 @@ class MqttConfig:
     """Publishing the run's events to an MQTT broker, and Home Assistant discovery (`--mqtt`).
 
     Attributes:
-        url: the broker, `mqtt://[USER:PASSWORD@]HOST[:PORT]` (`mqtts://` for TLS).
+        url: the broker, `mqtt://[USER[:PASSWORD]@]HOST[:PORT]` (`mqtts://` for TLS); a USER
+            without a PASSWORD takes the password from `STREAMER_MQTT_PASSWORD` when it is set.
         prefix: the first level of every topic: `PREFIX/STREAM/caption`, `PREFIX/status`, ...
         discovery: publish Home Assistant discovery configs, so its entities appear by themselves.
         discovery_prefix: Home Assistant's discovery prefix (its MQTT setting; `homeassistant`).
@@ -195,8 +199,14 @@ class MqttConfig:
 
     @property
     def broker(self) -> Broker:
-        """The broker `url` names."""
-        return broker_url(self.url)
+        """The broker `url` names; a user without a password there gets `PASSWORD_ENV`'s, when
+        that is set (read at each connection: the URL, and so `config --print`, never holds it)."""
+        broker = broker_url(self.url)
+        if broker.username is not None and broker.password is None:
+            password = os.environ.get(PASSWORD_ENV)
+            if password is not None:
+                return replace(broker, password=password)
+        return broker
 
     @property
     def client(self) -> str:

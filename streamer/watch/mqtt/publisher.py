@@ -36,6 +36,7 @@ from streamer.core.redact import redact
 from streamer.core.retry import Backoff
 from streamer.errors import ConfigError
 from streamer.llm.images import encode_jpeg
+from streamer.watch.mqtt.options import PASSWORD_ENV
 from streamer.watch.mqtt.outbox import Message, Outbox
 from streamer.watch.mqtt.status import StatusBoard
 from streamer.watch.mqtt.topics import ALERT_OFF, ALERT_ON, Topics, entities, payload
@@ -384,8 +385,8 @@ class MqttPublisher(Observer):
         self._down_reason = reason  # told again when it changes (down, then up but refusing)
         if refused_login:
             log.warning("mqtt: %s refused the user and password (%s): check them in --mqtt "
-                        "(or [mqtt] mqtt in the file); retrying with backoff", self.where,
-                        reason)  # fmt: skip
+                        "(or [mqtt] mqtt in the file, or %s); retrying with backoff",
+                        self.where, reason, PASSWORD_ENV)  # fmt: skip
             return
         what = "lost" if was else "cannot reach"  # at the start, or again after a loss
         log.warning("mqtt: %s %s (%s); retrying with backoff, holding up to %d messages",

@@ -28,6 +28,7 @@ from streamer.core.events import Observer
 from streamer.core.frame import Caption
 from streamer.core.retry import RetryPolicy
 from streamer.watch.mqtt import MqttConfig, MqttPublisher
+from streamer.watch.mqtt.options import PASSWORD_ENV
 from streamer.watch.web.metrics import render_metrics
 
 # Home Assistant's discovery topic: <prefix>/<component>/[<node_id>/]<object_id>/config
@@ -323,6 +324,32 @@ async def test_credentials_reach_the_broker_and_nothing_else(mosquitto_auth, cap
     with pytest.raises(ConfigError) as bad:
         MqttConfig(f"http://{USER}:{PASSWORD}@127.0.0.1:1883")
     assert PASSWORD not in str(bad.value) and "mqtt://" in str(bad.value)
+
+
+async def test_a_user_without_a_password_takes_it_from_the_environment(
+    mosquitto_auth, caplog, monkeypatch
+):
+    """`STREAMER_MQTT_PASSWORD` keeps the password out of the command line and the files; a
+    password in the URL wins over it; it is shown nowhere."""
+    url = f"mqtt://{USER}@127.0.0.1:{mosquitto_auth.port}"
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    with caplog.at_level(logging.DEBUG, logger="streamer.watch.mqtt"):
+        without = await started(MqttConfig(url, retry=FAST, prefix="t6"))
+        await until(lambda: "refused the user and password" in caplog.text, what="refused")
+        assert PASSWORD_ENV in caplog.text  # the refusal says where a password may come from
+        await without.stop()
+        monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+        config = MqttConfig(url, retry=FAST, prefix="t6")
+        publisher = await started(config)
+        async with Watcher(mosquitto_auth.url(USER, PASSWORD)) as watcher:
+            await until(lambda: publisher.connected and watcher.on("t6/status"), what="online")
+        await publisher.stop()
+        monkeypatch.setenv(PASSWORD_ENV, "not-the-pw")  # the URL's own password wins
+        given = await started(MqttConfig(mosquitto_auth.url(USER, PASSWORD), prefix="t6"))
+        await until(lambda: given.connected, what="connected with the URL's password")
+        await given.stop()
+    shown = caplog.text + json.dumps(publisher.status()) + repr(config) + repr(config.broker)
+    assert PASSWORD not in shown and "not-the-pw" not in shown
 
 
 # paho-mqtt 2.2 (under aiomqtt) leaves the socket of a failed TLS handshake to the garbage
