@@ -31,6 +31,8 @@ __all__ = ["ALERT_ON", "Entity", "Topics", "alert_name", "entities", "payload"]
 ALERT_ON, ALERT_OFF = "on", "off"
 _NOT_ID = re.compile(r"[^a-z0-9]+")
 _ID = re.compile(r"[a-z0-9_-]+")
+_PLAIN = re.compile(r"[a-z0-9]+(?: [a-z0-9]+)*")  # a query whose name is its words and '_'
+_NAME_MAX = 64
 # Home Assistant keeps at most 255 characters of a state: the caption's text is cut there (its
 # whole text stays in the entity's attributes).
 _STATE_MAX = 255
@@ -45,8 +47,18 @@ _COUNTERS = (
 
 
 def alert_name(query: str) -> str:
-    """An alert's query as a topic level and id: "a person at the door" → a_person_at_the_door."""
-    return _NOT_ID.sub("_", query.lower()).strip("_")[:64] or "alert"
+    """An alert's query as a topic level and id, one per query.
+
+    A plain query (lower-case words of a-z and 0-9 between single spaces, at most
+    `_NAME_MAX` characters) is its words joined by '_', as it has always been: "a person at the
+    door" → a_person_at_the_door. Any other is its nearest such form and a digest of the whole
+    query: "A person!" → a_person_e3ce65, so queries that differ only in case, punctuation or
+    past `_NAME_MAX` characters do not share one topic (each would overwrite the other's state).
+    """
+    name = _NOT_ID.sub("_", query.lower()).strip("_")[:_NAME_MAX]
+    if len(query) <= _NAME_MAX and _PLAIN.fullmatch(query):
+        return name
+    return _digested(name or "alert", query)
 
 
 def _object_id(text: str) -> str:
@@ -55,8 +67,12 @@ def _object_id(text: str) -> str:
     "a.b" and "a_b" stay two devices: one would have replaced the other's entities)."""
     if _ID.fullmatch(text):
         return text
-    digest = hashlib.sha256(text.encode()).hexdigest()[:6]
-    return f"{_NOT_ID.sub('_', text.lower()).strip('_') or 'x'}_{digest}"
+    return _digested(_NOT_ID.sub("_", text.lower()).strip("_") or "x", text)
+
+
+def _digested(name: str, text: str) -> str:
+    """`name` (an id made from `text`) with 6 hex digits of `text`'s SHA-256 after it."""
+    return f"{name}_{hashlib.sha256(text.encode()).hexdigest()[:6]}"
 
 
 def payload(value: dict[str, Any]) -> bytes:

@@ -301,6 +301,33 @@ async def test_a_new_alert_set_retracts_the_dropped_queries_and_announces_the_ne
     assert "homeassistant/binary_sensor/t5/yard_alert_a_dog/config" in retained
 
 
+async def test_queries_that_differ_in_case_or_punctuation_keep_topics_of_their_own(mosquitto):
+    """ "a person" and "A person!" once shared one topic and one binary sensor: one's off
+    overwrote the other's on. A plain query keeps the name it always had."""
+    queries = ("a person", "A person!", "a person!", "a_person", "a person at the door")
+    publisher = await started(MqttConfig(mosquitto.url(), prefix="t7"))
+    publisher.add_stream("door", queries)
+    async with Watcher(mosquitto.url()) as watcher:
+        sensors = lambda: [m.json() for m in watcher.under("homeassistant/binary_sensor/t7/")]  # noqa: E731
+        await until(lambda: len(sensors()) == 5, what="a binary sensor per query")
+        publisher.alert("door", an_alert("a person"))
+        publisher.alert("door", an_alert("A person!"))
+        publisher.alert_cleared("door", AlertCleared("door", 9.0, time.time(), "A person!", 0.1,
+                                                     0.27, 100, 3.0))  # fmt: skip
+        await until(lambda: len(watcher.under("t7/door/alert/")) == 3, what="on, on, off")
+    await publisher.stop()
+    topics = {config["name"]: config["state_topic"] for config in sensors()}
+    ids = {config["unique_id"] for config in sensors()}
+    assert len(set(topics.values())) == len(ids) == 5
+    assert topics["Alert: a person"] == "t7/door/alert/a_person"  # as before: nothing moves
+    assert topics["Alert: a person at the door"] == "t7/door/alert/a_person_at_the_door"
+    assert "streamer_t7_door_alert_a_person" in ids
+    assert all(re.fullmatch(r"t7/door/alert/[a-z0-9_]+", t) for t in topics.values())
+    states = {t: [m.json()["state"] for m in watcher.on(t)] for t in topics.values()}
+    assert states[topics["Alert: a person"]] == ["on"]
+    assert states[topics["Alert: A person!"]] == ["on", "off"]
+
+
 async def test_credentials_reach_the_broker_and_nothing_else(mosquitto_auth, caplog):
     wrong = MqttConfig(mosquitto_auth.url(USER, "not-the-pw"), retry=FAST, prefix="t4")
     with caplog.at_level(logging.DEBUG, logger="streamer.watch.mqtt"):
