@@ -8,7 +8,8 @@
 A thin client of the run's stream API (`streamer.watch.web.stream_api`), on the viewer's
 server: start the run with `--serve [HOST:]PORT --serve-token TOKEN`, then give the same
 address as `--server URL` (or `STREAMER_SERVER`; default http://127.0.0.1:8080) and the token
-as `--token` (or `STREAMER_TOKEN`, which keeps it out of the shell's history and `ps`). The
+as `--token` (or `STREAMER_TOKEN`, which keeps it out of the shell's history and `ps`), before
+the action or after it (`streamer streams --server URL list`, `... list --server URL`). The
 server checks every value (the same words as a configuration file's); the values checked here
 are only those whose option this command borrows (`--rate` is `--analyze-fps`, the alert
 settings are `streamer run`'s).
@@ -59,15 +60,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "alerts, captions) without pausing the others. Exit 0: done; 1: server unreachable "
         "or failed; 2: bad usage or refused by the server.",
     )
+    _add_connection(parser, default=None)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--server",
-        type=http_url(),
-        metavar="URL",
-        help=f"the run's viewer (default: ${SERVER_ENV}, else {DEFAULT_SERVER})",
-    )
-    common.add_argument("--token", help=f"its --serve-token (default: ${TOKEN_ENV})")
+    # Given after the action too; there, one not given leaves the one before it as it is.
+    _add_connection(common, default=argparse.SUPPRESS)
     listing = actions.add_parser("list", parents=[common], help="the streams and their state")
     listing.add_argument("--json", action="store_true", help="print JSON for scripts")
     add = actions.add_parser("add", parents=[common], help="add a stream; it starts at once")
@@ -83,6 +80,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     alerts = "its whole set of alerts, replacing the one it has (none: no alert)"
     _add_settings(change, labels=("--labels", labels), alerts=("--alerts", alerts))
     parser.set_defaults(handler=streams_command)
+
+
+def _add_connection(parser: argparse.ArgumentParser, default: Any) -> None:
+    """`--server` and `--token`, which every action takes before its name or after it."""
+    parser.add_argument("--server", type=http_url(), metavar="URL", default=default,
+                        help=f"the run's viewer (default: ${SERVER_ENV}, else "
+                        f"{DEFAULT_SERVER})")  # fmt: skip
+    parser.add_argument("--token", default=default,
+                        help=f"its --serve-token (default: ${TOKEN_ENV})")  # fmt: skip
 
 
 def _add_settings(

@@ -131,6 +131,7 @@ def test_refusals_print_the_servers_message_on_one_line(tmp_path, running):
         (["rm", "nope"], TOKEN, 2, "no stream named 'nope' (the run's streams: cam1)"),
         (["add", "cam1=rtsp://127.0.0.1:9/x"], TOKEN, 2, "'cam1' runs already"),
         (["list"], "wrong", 2, "401: this viewer needs its token"),
+        (["--token", "wrong", "list"], TOKEN, 2, "401: this viewer needs its token"),
         (["rm", "cam1"], None, 2, "give --token T, or set STREAMER_TOKEN"),
     ]
     for args, token, code, words in cases:
@@ -164,6 +165,19 @@ def test_an_unreachable_server_exits_1_naming_it_and_the_fix():
     assert done.returncode == 1
     assert done.stderr.startswith(f"streamer streams: error: cannot reach {nobody} (")
     assert "--server URL (or STREAMER_SERVER)" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_the_server_may_be_given_before_the_action_or_after_it():
+    # `streamer streams --server URL list` was refused by argparse (the option was the
+    # actions'); after the action, it wins over one before it; either wins over the variable.
+    nobody, elsewhere = f"http://127.0.0.1:{free_port()}", "http://127.0.0.1:9"
+    after = ["--server", elsewhere, "--token", "t", "rm", "cam1", "--server", nobody]
+    for args in (["--server", nobody, "list"], ["list", "--server", nobody], after):
+        done = streams(*args, server=elsewhere)
+        assert done.returncode == 1, (args, done.stderr)
+        assert done.stderr.startswith(f"streamer streams: error: cannot reach {nobody} (")
+    listed = streams("--server", nobody, "list", "--help")
+    assert listed.returncode == 0 and "--server URL" in listed.stdout
 
 
 async def test_a_failing_server_or_one_that_is_no_viewer_is_unavailable_not_a_refusal():
