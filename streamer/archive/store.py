@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from streamer.core.checks import why_unwritable
 from streamer.errors import ArchiveError, ConfigError
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "ArchiveMeta",
     "EncoderSpec",
     "WriterLock",
+    "check_writable",
     "create_or_open",
     "open_for_writing",
     "read_meta",
@@ -210,6 +212,35 @@ def open_for_writing(root: str | Path, encoder: EncoderSpec) -> tuple[ArchiveMet
     except BaseException:
         lock.release()
         raise
+
+
+def check_writable(root: str | Path, doing: str) -> None:
+    """Refuse, before anything changes, an archive whose folders or lock cannot be written.
+
+    Args:
+        root: the archive directory.
+        doing: what would write it, for the message ("prune").
+
+    Raises:
+        ArchiveError: a folder of its index or its recordings, or its lock file (or the
+            archive's folder, when the lock file is to be made) cannot be written by this
+            user; the message names it and the fix.
+    """
+    root = Path(root)
+    lock = root / LOCK_FILE
+    folders = [f for sub in (INDEX_DIR, RECORDINGS_DIR) for f, _, _ in os.walk(root / sub)]
+    whys = (why_unwritable(folder) for folder in folders)
+    why = next((why for why in whys if why), None)
+    if why is None and not lock.is_file():
+        why = why_unwritable(root)
+    elif why is None and not os.access(lock, os.W_OK):
+        why = f"{lock} is on a read-only file system or not writable by this user"
+    if why:
+        raise ArchiveError(
+            f"cannot {doing} archive {root}: {why}; nothing was changed. Make the archive "
+            f"writable (mount it read-write, or give this user write permission), or {doing} "
+            "it as the user that writes it"
+        )
 
 
 def _check_can_create(root: Path) -> None:

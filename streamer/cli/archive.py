@@ -63,11 +63,13 @@ def prune_command(args: argparse.Namespace) -> int:
     """Apply retention to an archive no run is writing; returns the exit code."""
     from streamer.archive import Archive
     from streamer.archive.retention import apply_retention
+    from streamer.archive.store import check_writable
 
     try:
         if args.retain is None and args.archive_max_gb is None:
             raise ConfigError("archive prune needs --retain DURATION and/or --archive-max-gb GB")
         archive = Archive(args.path)
+        check_writable(archive.root, "prune")
         try:
             pruned = apply_retention(archive, retain_s=args.retain, max_gb=args.archive_max_gb)
         finally:

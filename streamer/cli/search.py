@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from streamer.cli.exits import EXIT_OK, report
-from streamer.core.checks import duration_above, int_at_least
+from streamer.core.checks import duration_above, int_at_least, why_unwritable
 from streamer.core.samples import cache_dir
+from streamer.errors import ConfigError
 
 __all__ = ["add_parser", "search_command"]
 
@@ -71,6 +72,7 @@ def search_command(args: argparse.Namespace) -> int:
     from streamer.archive import Archive
 
     try:
+        _check_folders(args)
         archive = Archive(args.archive, device=args.device)
         hits = archive.search(
             args.text, image=args.image, stream=args.stream, since=args.since,
@@ -89,9 +91,31 @@ def search_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_folders(args: argparse.Namespace) -> None:
+    """Refuse, before the search, folders of thumbnails and clips that cannot be written.
+
+    Raises:
+        ConfigError: `--clips` or `--thumbnails` (or the cache, its default) names a folder
+            that cannot be made or written.
+    """
+    fixes = {
+        "--clips": "give --clips a folder this user can write",
+        "--thumbnails": "give --thumbnails a folder this user can write"
+        + ("" if args.thumbnails else ", or point XDG_CACHE_HOME at one"),
+    }
+    for flag, folder in (("--clips", args.clips), ("--thumbnails", _thumbnails(args))):
+        why = folder and why_unwritable(folder)
+        if why:
+            raise ConfigError(f"{flag} {folder}: cannot write there ({why}); {fixes[flag]}")
+
+
+def _thumbnails(args: argparse.Namespace) -> Path:
+    return Path(args.thumbnails) if args.thumbnails else cache_dir() / "search"
+
+
 def _row(rank: int, hit: Any, args: argparse.Namespace) -> dict[str, Any]:
     moment = hit.moment
-    folder = Path(args.thumbnails) if args.thumbnails else cache_dir() / "search"
+    folder = _thumbnails(args)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{moment.stream}-{moment.wall_time:.3f}"
     thumbnail = hit.save_thumbnail(folder / f"{name}.jpg")

@@ -44,6 +44,7 @@ __all__ = [
     "template_with",
     "text_or_file",
     "torch_device",
+    "why_unwritable",
 ]
 
 T = TypeVar("T")
@@ -332,3 +333,31 @@ def text_or_file(value: str) -> str:
             return fh.read().strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {value!r}: {exc}") from exc
+
+
+def why_unwritable(path: str | os.PathLike[str]) -> str | None:
+    """Why a folder cannot be written, or made where it is missing; None when it can.
+
+    Looks at `path`, or where it is missing, at the nearest folder above it that exists (the
+    one it would be made in). Changes nothing. The access check is the kernel's for this user
+    (`os.access`), so root passes a folder without write permission but not a read-only file
+    system.
+
+    Returns:
+        A clause for a message: "/mnt/ro is on a read-only file system", "/data/out is a
+        file", "/srv/clips is not writable by this user".
+    """
+    target = os.path.abspath(path)
+    while not os.path.lexists(target) and os.path.dirname(target) != target:
+        target = os.path.dirname(target)
+    if not os.path.isdir(target):
+        return f"{target} is a file"
+    if os.access(target, os.W_OK | os.X_OK):
+        return None
+    try:
+        read_only = bool(os.statvfs(target).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        return f"{target} is on a read-only file system"
+    return f"{target} is not writable by this user"

@@ -5,7 +5,11 @@ archive changed. Real LanceDB tables, the commands run in this process."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -180,3 +184,82 @@ def test_an_encoder_spec_needs_a_positive_dimension():
     for dim in (0, -3, 2.0, True):
         with pytest.raises(ConfigError, match="dim must be a positive integer"):
             EncoderSpec("clip", "tiny", "random", dim)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def read_only() -> Iterator[Callable[[Path], Path]]:
+    """Makes a folder and what it holds read-only to this process, for real: without write
+    permission, or for root (whom permissions do not stop) as a read-only bind mount of it
+    (skipped where root may not mount). Undone at the end."""
+    undo: list[Callable[[], object]] = []
+
+    def make(folder: Path) -> Path:
+        if os.geteuid() != 0:
+            for path in [folder, *folder.rglob("*")]:
+                mode = path.stat().st_mode
+                path.chmod(mode & ~0o222)
+                undo.append(lambda path=path, mode=mode: path.chmod(mode))
+            return folder
+        for argv in (["mount", "--bind", folder, folder],
+                     ["mount", "-o", "remount,bind,ro", folder]):  # fmt: skip
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if done.returncode:
+                for step in reversed(undo):
+                    step()
+                pytest.skip(f"root cannot make a read-only bind mount here: {done.stderr}")
+            if argv[1] == "--bind":
+                undo.append(lambda: subprocess.run(["umount", folder], check=True))
+        return folder
+
+    yield make
+    for step in reversed(undo):
+        step()
+
+
+@pytest.fixture
+def file_moments(tmp_path, tiny_encoder, small_clip) -> Path:
+    """An archive of 2 moments of the small clip (a file whose media is there to cut)."""
+    root, stat = tmp_path / "files", small_clip.stat()
+    with Archive.create(root, EncoderSpec.of(tiny_encoder)) as archive:
+        writer = archive.writer(WriterPolicy(batch_rows=16, flush_s=0.05))
+        for moment in random_moments(2, DIM, stream="small", start_wall=1.7e9):
+            writer.put(dataclasses.replace(moment, media_path=str(small_clip),
+                       media_size=stat.st_size, media_mtime=stat.st_mtime))  # fmt: skip
+        assert writer.flush(30)
+    return root
+
+
+def test_clips_and_thumbnails_where_nothing_can_be_written_are_refused_before_the_search(
+    file_moments, tmp_path, read_only, capsys
+):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")  # a folder "inside" a file: no user, root included, can make it
+    (tmp_path / "locked").mkdir()
+    locked = read_only(tmp_path / "locked")  # read-only for real, root included
+    cases = [("--clips", a_file / "clips", f"{a_file} is a file"),
+             ("--clips", locked, f"{locked} is "), ("--clips", locked / "new", f"{locked} is "),
+             ("--thumbnails", locked / "thumbs", f"{locked} is ")]  # fmt: skip
+    for flag, folder, why in cases:
+        argv = ["search", "x", "--archive", str(file_moments), "--thumbnails",
+                str(tmp_path / "thumbs"), flag, str(folder), "--after", "0.5s"]  # fmt: skip
+        code, err = main(argv), capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err and "[Errno" not in err, err
+        (line,) = [line for line in err.splitlines() if line.startswith("streamer: error:")]
+        assert f"{flag} {folder}: cannot write there ({why}" in line, line
+        assert f"give {flag} a folder this user can write" in line, line
+    assert list(locked.iterdir()) == []
+    # The same search with a folder it can write cuts its clips.
+    clips = tmp_path / "clips"
+    assert main(["search", "x", "--archive", str(file_moments), "--clips", str(clips),
+                 "--thumbnails", str(tmp_path / "thumbs"), "--after", "0.5s"]) == 0  # fmt: skip
+    assert len(list(clips.glob("*.mp4"))) == 2
+
+
+def test_pruning_an_archive_that_cannot_be_written_is_one_error_naming_it(arch, read_only, capsys):
+    before = _files(arch)
+    read_only(arch)
+    line = _refused(["archive", "prune", str(arch), "--retain", "1s"], capsys)
+    assert f"cannot prune archive {arch}: {arch / 'index'} is " in line, line
+    assert "nothing was changed" in line and "[Errno" not in line, line
+    assert "mount it read-write, or give this user write permission" in line, line
+    assert _files(arch) == before
