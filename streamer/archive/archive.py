@@ -205,14 +205,7 @@ class Archive:
     def embedder(self) -> Embedder:
         """The archive's encoder as an `Embedder`, loaded on first use (takes seconds)."""
         if self._embedder is None:
-            from streamer.analysis.worker import EncoderChoice, load_encoder
-
-            spec = self.meta.encoder
-            # torch: a search embeds words, and the text tower is torch's on every backend (an
-            # export would add its own load to the torch model's, for the one query image).
-            choice = EncoderChoice(spec.kind, spec.model, spec.weights, self._device,
-                                   backend="torch")  # fmt: skip
-            self._embedder = Embedder.of(load_encoder(choice), spec)
+            self._embedder = Embedder.load(self.meta.encoder, self.root, self._device)
         return self._embedder
 
     def search(

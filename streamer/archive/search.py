@@ -82,6 +82,23 @@ class Embedder:
 
         return cls(image, text if encoder.has_text else None, spec or EncoderSpec.of(encoder))
 
+    @classmethod
+    def load(cls, spec: EncoderSpec, root: Path, device: str | None = None) -> Embedder:
+        """Load the encoder an archive's `archive.json` names (takes seconds), on torch: a
+        search embeds words, and the text tower is torch's on every backend (an export would
+        add its own load to the torch model's, for the one query image).
+
+        Raises:
+            ArchiveError: the encoder makes vectors of another length than `spec` says: the
+                file was edited (`EncoderSpec.check_dim`).
+        """
+        from streamer.analysis.worker import EncoderChoice, load_encoder
+
+        choice = EncoderChoice(spec.kind, spec.model, spec.weights, device, backend="torch")
+        encoder = load_encoder(choice)
+        spec.check_dim(encoder.info.dim, root)
+        return cls.of(encoder, spec)
+
 
 @dataclass(frozen=True)
 class Query:

@@ -93,13 +93,43 @@ class EncoderSpec:
         """For messages: "clip ViT-B/32 (pretrained, 512-d)"."""
         return f"{self.kind} {self.model} ({self.weights}, {self.dim}-d)"
 
+    @property
+    def named(self) -> tuple[str, str, str]:
+        """(kind, model, weights): which encoder, without what it makes."""
+        return self.kind, self.model, self.weights
+
+    def check_dim(self, dim: int, root: Path) -> None:
+        """Refuse the encoder this spec names when it makes vectors of another length than
+        the spec says: the archive's `archive.json` was edited (its model or its dim) after
+        the archive was made.
+
+        Args:
+            dim: the length of the vectors of the encoder this spec names, loaded.
+            root: the archive directory, for the message.
+
+        Raises:
+            ArchiveError: `dim` is not `self.dim`.
+        """
+        if dim != self.dim:
+            raise ArchiveError(
+                f"{Path(root) / ARCHIVE_FILE} disagrees with itself: it says the archive's "
+                f"embeddings are {self.dim}-d, but the encoder it names, {self.kind} "
+                f"{self.model}, makes {dim}-d ones; the file was changed after the archive was "
+                f"made. Nothing was changed; restore {ARCHIVE_FILE} from a backup, or set its "
+                "encoder back to the one the archive was made with"
+            )
+
     def check_same(self, other: EncoderSpec, root: Path) -> None:
         """Refuse to mix embeddings of two encoders in one archive, or to search across them.
 
         Raises:
+            ArchiveError: `other` is the encoder this spec names but makes vectors of another
+                length (`check_dim`).
             ConfigError: `other` (the run's or the searcher's encoder) differs from this one
                 (the archive's) in kind, model, weights or dim.
         """
+        if other != self and other.dim != self.dim and other.named == self.named:
+            self.check_dim(other.dim, root)  # the same encoder: archive.json was edited
         if other != self:
             raise ConfigError(
                 f"archive {root} holds embeddings of {self.describe()}, but the encoder here is "

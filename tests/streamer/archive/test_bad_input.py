@@ -99,6 +99,31 @@ def test_a_damaged_index_is_refused_by_every_command_naming_it(
         pass
 
 
+@pytest.mark.parametrize(
+    ("edit", "says", "makes", "commands"),
+    [({"model": "ViT-B-32"}, 64, 512, ("search", "run")), ({"dim": 128}, 128, 64, ("run",))],
+    ids=["model", "dim"],
+)  # fmt: skip
+def test_an_archive_json_whose_model_and_dim_disagree_is_refused_naming_it(
+    arch, tmp_path, small_clip, capsys, edit, says, makes, commands
+):
+    path = arch / "archive.json"
+    meta = json.loads(path.read_text())
+    meta["encoder"].update(edit)
+    path.write_text(json.dumps(meta))
+    before = _files(arch)
+    argvs = _commands(arch, tmp_path, small_clip)
+    for name in commands:  # a run names the encoder archive.json now names
+        line = _refused([meta["encoder"]["model"] if a == "tiny" else a for a in argvs[name]],
+                        capsys)  # fmt: skip
+        words = (f"{path} disagrees with itself: it says the archive's embeddings are "
+                 f"{says}-d, but the encoder it names, clip {meta['encoder']['model']}, makes "
+                 f"{makes}-d ones")  # fmt: skip
+        assert words in line, (name, line)
+        assert "restore archive.json from a backup, or set its encoder back" in line, line
+    assert _files(arch) == before
+
+
 def test_a_missing_or_unusable_archive_directory_is_an_error_naming_it(tmp_path, capsys):
     file = tmp_path / "a-file"
     file.write_text("not an archive")
