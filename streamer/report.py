@@ -269,13 +269,25 @@ def archive_line(status: dict[str, Any]) -> str:
     if status["error"]:
         line += f": {status['error']}; the streams go on"
     parts = [line]
+    # A full disk stops the index and the recordings alike: the line says so once.
+    said = status["error"] and any(words in status["error"] for words in _DISK_FULL)
     for name, rec in status["recordings"].items():
-        detail = f" ({rec['detail']})" if rec["detail"] else ""
+        detail = rec["detail"]
+        if said and detail and detail.startswith(_RECORDING_FULL):
+            detail = detail.removeprefix(_RECORDING_FULL)
+        detail = f" ({detail})" if detail else ""
         parts.append(f"{name} {rec['state']} {rec['bytes'] / 1e6:.1f} MB{detail}")
     clips = status["clips"]
     if any(clips.values()):
         parts.append(f"{clips['written']} clips" + _counts(clips, ("waiting", "failed")))
     return "; ".join(parts)
+
+
+_DISK_FULL = ("No space left on device", "Disk quota exceeded", "File too large",
+              "the disk is full")  # fmt: skip
+"""How the index's error says the disk is full (the OS's words, or ours)."""
+_RECORDING_FULL = "the disk is full: "
+"""How a recording's `detail` starts when the disk is full (`_segment_log.failed`)."""
 
 
 def mqtt_line(status: dict[str, Any]) -> str:

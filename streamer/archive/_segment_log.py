@@ -120,8 +120,10 @@ class SegmentLog:
 
     def failed(self, exc: BaseException, path: Path) -> None:
         """A write failed (the segment is already ended): say why, and retry `RETRY_S` later."""
-        why = "the disk is full" if _no_room(exc) else "writing failed"
-        detail = f"{why} ({exc}): recording stopped at {path.name}; retrying in {RETRY_S:g} s"
+        # The disk's own words ("[Errno 28] No space left on device: '…/name.mp4'") would
+        # say again what "the disk is full" and the file's name say.
+        why = "the disk is full" if _no_room(exc) else f"writing failed ({exc})"
+        detail = f"{why}: recording stopped at {path.name}; retrying in {RETRY_S:g} s"
         log.error("%s: %s", self.folder, detail)
         self.shared.set(state="failed", detail=detail, current=None)
         self.retry_at = time.monotonic() + RETRY_S

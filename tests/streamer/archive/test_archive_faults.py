@@ -148,3 +148,9 @@ async def test_a_full_disk_stops_the_archive_and_every_surface_says_so_while_the
     assert int(video_stream(ffprobe(video))["nb_read_frames"]) >= summary.frames - 2
     table = capfd.readouterr().err
     assert f"archive {arch}: FAILED" in table and "door failed" in table
+    # The index and the recording stopped for one cause: each status line says it once.
+    lines = [line for line in table.splitlines() if f"archive {arch}: FAILED" in line]
+    assert any("door failed" in line for line in lines)
+    for line in lines:
+        said = sum(line.count(words) for words in ("No space left on device", "disk is full"))
+        assert said == 1, line
