@@ -258,14 +258,14 @@ def archive_line(status: dict[str, Any]) -> str:
 
     Example:
         >>> archive_line({"path": "arch", "state": "ok", "error": None, "moments": {
-        ...     "written": 12, "queued": 3, "dropped": 0, "lost": 0}, "recordings": {"door": {
-        ...     "state": "recording", "detail": None, "bytes": 2_500_000}},
-        ...     "clips": {"written": 1, "failed": 0, "waiting": 1}})
-        'archive arch: ok, 12 moments (3 queued); door recording 2.5 MB; 1 clips (1 waiting)'
+        ...     "written": 12, "waiting": 2, "queued": 3, "dropped": 0, "lost": 0},
+        ...     "recordings": {"door": {"state": "recording", "detail": None, "bytes": 2_500_000}},
+        ...     "clips": {"written": 1, "failed": 0, "waiting": 0}})
+        'archive arch: ok, 12 moments (2 waiting, 3 queued); door recording 2.5 MB; 1 clips'
     """
     state = status["state"].upper() if status["error"] else status["state"]
     line = f"archive {status['path']}: {state}, {status['moments']['written']} moments"
-    line += _counts(status["moments"], ("queued", "dropped", "lost"))
+    line += _counts(status["moments"], ("waiting", "queued", "dropped", "lost"))
     if status["error"]:
         line += f": {status['error']}; the streams go on"
     parts = [line]
@@ -304,6 +304,7 @@ def mqtt_line(status: dict[str, Any]) -> str:
 
 
 def _counts(counts: dict[str, int], keys: tuple[str, ...]) -> str:
-    """The counts of `keys` that are not 0, as ` (3 queued, 1 lost)`; "" when all are 0."""
-    shown = [f"{counts[key]} {key}" for key in keys if counts[key]]
+    """The counts of `keys` that are not 0 (or missing), as ` (3 queued, 1 lost)`; "" when
+    all are 0."""
+    shown = [f"{counts[key]} {key}" for key in keys if counts.get(key)]
     return f" ({', '.join(shown)})" if shown else ""

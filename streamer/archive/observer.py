@@ -266,7 +266,8 @@ class ArchiveObserver(Observer):
     def status(self) -> dict[str, Any]:
         """The archive now, as plain JSON-ready values: `state` ("starting", "ok", "failed":
         no more moments are written, `error` says why, "closed"), the index's `moments`
-        counters, each recorded stream's `recordings` entry and the alert `clips`."""
+        counters (with `waiting`: picked, held here for their caption, up to `HOLD_S`, not
+        yet the writer's), each recorded stream's `recordings` entry and the alert `clips`."""
         stats = self.stats()
         clips = self.clips
         return {
@@ -274,7 +275,8 @@ class ArchiveObserver(Observer):
             "state": stats.state if stats is not None else "starting",
             "error": stats.error if stats is not None else None,
             "moments": {key: getattr(stats, key, 0) for key in
-                        ("written", "queued", "dropped", "lost")},
+                        ("written", "queued", "dropped", "lost")}
+                       | {"waiting": sum(len(s.pending) for s in self.streams.values())},
             "recordings": {name: _recording(tap.state) for name, tap in self._recorders().items()},
             "clips": {"written": clips.written if clips else 0,
                       "failed": clips.failed if clips else 0,

@@ -230,3 +230,40 @@ async def test_a_live_streams_rows_reach_the_index_while_it_runs(
     stop.set()
     await run
     assert rows_while_running >= 3
+
+
+@pytest.mark.integration
+async def test_moments_held_for_their_caption_are_shown_waiting_then_indexed(
+    tmp_path, rtsp_server, tiny_encoder, capfd
+):
+    """A live stream's rows wait up to `HOLD_S` (15 s) for a caption that may never settle
+    them (no LLM; the pattern's tag caption repeats): meanwhile the status says how many
+    wait, rather than showing an index that holds nothing, and they all reach it at the end."""
+    from live_helpers import wait_until
+
+    from streamer.config import ServeConfig
+    from streamer.watch.web import WebViewer
+
+    arch = tmp_path / "arch"
+    viewer = WebViewer(ServeConfig(port=0))
+    config = RunConfig(input=f"door={rtsp_server.url('cam1')}", status_every=0.5,
+                       archive=ArchiveConfig(str(arch), index_every_s=0.2))  # fmt: skip
+    stop = asyncio.Event()
+    run = asyncio.create_task(
+        run_pipeline(config, encoder=tiny_encoder, stop=stop, progress=True, observers=[viewer])
+    )
+    try:
+        await wait_until(lambda: viewer.url is not None or run.done(), 60, "the viewer")
+        moments = lambda: viewer.status()["archive"]["moments"]  # noqa: E731
+        await wait_until(lambda: moments().get("waiting", 0) >= 3 or run.done(), 12,
+                         "moments shown waiting for their caption")  # fmt: skip
+        held = moments()
+        await asyncio.sleep(1.0)  # a status line or two
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, 60)
+    assert held["waiting"] >= 3 and held["written"] < held["waiting"], held
+    table = capfd.readouterr().err
+    assert re.search(rf"archive {re.escape(str(arch))}: ok, \d+ moments \(\d+ waiting\)", table)
+    with Archive(arch) as archive:  # held, then indexed: none lost
+        assert archive.info().rows >= held["written"] + held["waiting"]
