@@ -111,8 +111,11 @@ def test_the_writer_is_closed_with_the_archive(tmp_path):
 
 
 def test_searching_with_another_encoder_is_refused(filled, tiny_encoder):
+    # (The same encoder making vectors of another length is an edited archive.json: an
+    # ArchiveError, test_bad_input.)
+    other = EncoderSpec("dinov2", "small", "random", 64)
     with pytest.raises(ConfigError, match=r"holds embeddings of clip tiny \(random, 16-d\)"):
-        Archive(filled, embedder=Embedder.of(tiny_encoder))
+        Archive(filled, embedder=Embedder.of(tiny_encoder, other))
 
 
 def test_without_an_embedder_the_archive_loads_its_own_encoder(tmp_path, tiny_encoder):
