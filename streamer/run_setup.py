@@ -67,6 +67,10 @@ def check_entry(
                              "hooks you need")  # fmt: skip
     if serves and config.serve is not None:
         config.serve.check_free()
+    if config.mqtt is not None:  # before the model's load, not after it
+        from streamer.watch.mqtt.publisher import require_aiomqtt
+
+        require_aiomqtt()
     return tuple(observers)
 
 

@@ -76,8 +76,7 @@ class MqttPublisher(Observer):
     """
 
     def __init__(self, config: Any, *, clock: Callable[[], float] = time.monotonic) -> None:
-        if importlib.util.find_spec("aiomqtt") is None:
-            raise ConfigError(f"--mqtt needs the aiomqtt package: {INSTALL}")
+        require_aiomqtt()
         if config.ca_file is not None and not os.path.isfile(config.ca_file):
             raise ConfigError(f"--mqtt-ca {config.ca_file!r}: no such file")
         self.config = config
@@ -412,3 +411,13 @@ def _code(exc: BaseException) -> int | None:
     """An aiomqtt error's code: an int, or a paho `ReasonCode`'s value."""
     code = getattr(exc, "rc", None)
     return getattr(code, "value", code)
+
+
+def require_aiomqtt() -> None:
+    """Refuse `--mqtt` where aiomqtt is not installed: a run calls it before its model loads.
+
+    Raises:
+        ConfigError: naming the package and its install command.
+    """
+    if importlib.util.find_spec("aiomqtt") is None:
+        raise ConfigError(f"--mqtt needs the aiomqtt package: {INSTALL}")

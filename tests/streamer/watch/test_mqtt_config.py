@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import tomllib
 
 import pytest
 
-from streamer import ConfigError, OutputConfig, RunConfig
+from streamer import ConfigError, OutputConfig, RunConfig, run_pipeline
 from streamer.cli.build import configure, settings
 from streamer.cli.main import build_parser, main
 from streamer.run_setup import observers_from_config
@@ -137,3 +138,14 @@ def test_every_stream_name_is_its_own_home_assistant_device():
     assert "homeassistant/sensor/streamer/door_caption/config" in ids("door")
     assert "homeassistant/sensor/streamer/cam-1_caption/config" in ids("cam-1")
     assert all(re.fullmatch(r"[a-z0-9_/-]+", topic) for topic in ids("Door") if "/" in topic)
+
+
+async def test_without_aiomqtt_a_run_is_refused_before_its_model_loads(tmp_path, monkeypatch):
+    # It was refused once the model had loaded (seconds to minutes with real weights).
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "aiomqtt" else real(name, *a))  # fmt: skip
+    # An input that is not there: the model would load beside its check; the refusal is first.
+    config = RunConfig(input=str(tmp_path / "a.mp4"), mqtt=MqttConfig("mqtt://127.0.0.1:1883"))
+    with pytest.raises(ConfigError, match=r"--mqtt needs the aiomqtt package: pip install"):
+        await run_pipeline(config)
