@@ -2,9 +2,11 @@
 for), the live contract (never in the way of the video), and a server that fails."""
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from live_helpers import wait_until
@@ -401,25 +403,32 @@ async def test_hostile_answers_leave_every_output_well_formed(tmp_path, small_cl
         assert sum(1 for _ in container.decode(video=0)) == 50
 
 
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[tuple[str, list]]:
+    """A server that takes connections and never answers: (its /v1 URL, the connections)."""
+    held: list = []
+    silent = await asyncio.start_server(lambda reader, writer: held.append(writer), "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1", held
+    finally:
+        silent.close()
+        for writer in held:
+            writer.close()
+
+
 async def test_a_stop_while_the_llm_probe_waits_ends_the_run_at_once(
     tmp_path, small_clip, tiny_encoder
 ):
     # A server that takes the connection and never answers: the start-up probe waits for its
     # timeout (seconds); Ctrl-C meanwhile gives the probe up instead.
-    held = []
-    silent = await asyncio.start_server(lambda reader, writer: held.append(writer), "127.0.0.1", 0)
-    port = silent.sockets[0].getsockname()[1]
-    config = _config(small_clip, tmp_path, LlmConfig(url=f"http://127.0.0.1:{port}/v1"))
-    stop = asyncio.Event()
-    try:
+    async with silent_server() as (url, held):
+        config = _config(small_clip, tmp_path, LlmConfig(url=url))
+        stop = asyncio.Event()
         run = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop))
         await wait_until(lambda: held, 10, "the probe connected")  # it waits for an answer
         stop.set()
         summary = await asyncio.wait_for(run, 2.5)
-    finally:
-        silent.close()
-        for writer in held:
-            writer.close()
     assert summary.interrupted and summary.captions == 0
 
 
@@ -430,23 +439,16 @@ async def test_a_live_run_does_not_wait_for_a_server_that_never_answers(
     # (up to 120 s), without a word; now the video goes, the wait is said, and the caption
     # points get the tags' caption while the first request waits.
     monkeypatch.setattr("streamer.llm.startup.WAIT_NOTICE_S", 0.5, raising=False)
-    held = []
-    silent = await asyncio.start_server(lambda reader, writer: held.append(writer), "127.0.0.1", 0)
-    port = silent.sockets[0].getsockname()[1]
-    llm = LlmConfig(url=f"http://127.0.0.1:{port}/v1", slow_after=1.0)
     policy = CaptionPolicy(min_interval=0.5, max_age=0.5)
-    config = _config(long_clip, tmp_path, llm, live=True, captions=policy)
-    stop = asyncio.Event()
-    try:
+    async with silent_server() as (url, held):
+        llm = LlmConfig(url=url, slow_after=1.0)
+        config = _config(long_clip, tmp_path, llm, live=True, captions=policy)
+        stop = asyncio.Event()
         run = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop))
         await wait_until(lambda: held, 10, "the probe connected")
         await asyncio.sleep(4.0)
         stop.set()
         summary = await asyncio.wait_for(run, 10)
-    finally:
-        silent.close()
-        for writer in held:
-            writer.close()
     assert summary.frames >= 50  # 4 s of a 25 fps clip played live, not held by the probe
     assert "waiting for the LLM server at" in caplog.text and "the video goes on" in caplog.text
     captions = _captions(tmp_path / "a.jsonl")
