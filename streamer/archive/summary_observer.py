@@ -203,6 +203,13 @@ class SummaryObserver(Observer):
         end = max(float(stream.outputs.end_pts), moments[-1].media_time)
         segments = scene_segments(moments, end, self.scene_threshold)
         client = self.run.client
+        stop = getattr(self.run, "stop", None)
+        if client is not None and stop is not None and stop.is_set():
+            # Told to stop: the LLM is not waited for (its titles and summary take seconds,
+            # a silent server its timeouts); what was seen still gets its chapters.
+            log.info("archive: the run was stopped: the chapters of %s are titled by their "
+                     "tags, no summary", stream.name)  # fmt: skip
+            client = None
         chapters = await title_segments(client, stream.name, segments)
         path = chapters_path(stream.outputs.config.video, self.config.path, stream.name)
         try:

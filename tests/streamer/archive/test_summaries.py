@@ -161,6 +161,39 @@ async def test_with_the_llm_down_a_file_gets_chapters_from_its_tags_and_no_summa
     assert Archive(arch).summaries() == []
 
 
+async def test_a_stopped_file_run_does_not_wait_for_the_llm_for_its_chapters(
+    tmp_path, long_clip, tiny_encoder
+):
+    # The server answers its probe, then no chat request: captions pending at the stop take
+    # the tags', and the chapters are titled by their tags instead of waiting on the LLM.
+    double = LmStudioDouble(hang_after=0)
+    await double.start()
+    arch = tmp_path / "arch"
+    stop = asyncio.Event()
+
+    class StopAfterFrames(Observer):
+        def analysis(self, stream: str, annotation) -> None:
+            if annotation.pts >= 2.0:
+                stop.set()
+
+    config = RunConfig(
+        input=f"talk={long_clip}", outputs=OutputConfig(jsonl=str(tmp_path / "a.jsonl")),
+        archive=ArchiveConfig(str(arch), index_every_s=0.5, summary=True),
+        llm=LlmConfig(url=double.url, vision=False, read_timeout=60.0),
+    )  # fmt: skip
+    try:
+        started = time.monotonic()
+        run = run_pipeline(config, encoder=tiny_encoder, stop=stop, observers=[StopAfterFrames()])
+        summary = await asyncio.wait_for(run, 40)
+        took = time.monotonic() - started
+    finally:
+        await double.stop()
+    assert summary.interrupted and took < 30  # not the 60 s a title would wait
+    cues = parse_vtt((arch / "chapters" / "talk.chapters.vtt").read_text())
+    assert cues and all(text for _, _, text in cues)
+    assert not [r for r in read_jsonl(tmp_path / "a.jsonl") if r["type"] == "summary"]
+
+
 # --- live streams -------------------------------------------------------------------------------
 
 
