@@ -415,7 +415,18 @@ def _app(viewer: WebViewer) -> web.Application:
         from streamer.watch.web.archive_routes import ArchiveRoutes
 
         ArchiveRoutes.of(viewer.archive, viewer.config, live=True, llm=viewer.llm).add_to(app)
+    else:  # a bare 404 told nothing of why there is no search here
+        for path in ("/search", "/api/search", "/api/ask"):
+            app.router.add_get(path, _no_archive)
     return app
+
+
+async def _no_archive(request: web.Request) -> web.Response:
+    message = ("404: this run keeps no archive, so there is nothing to search: run with "
+               "--archive DIR, or serve one with `streamer serve --archive DIR`")  # fmt: skip
+    if request.path.startswith("/api/"):
+        return json_response({"error": message}, status=404)
+    raise web.HTTPNotFound(text=message)
 
 
 def _int_param(value: str | None) -> int:

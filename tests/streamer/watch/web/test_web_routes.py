@@ -126,6 +126,9 @@ async def test_routes_answer_what_the_run_did(tmp_path, small_clip, tiny_encoder
         for host in ("localhost:1", "[::1]:1", "evil.example:1", "127.0.0.1.evil.example"):
             answers[host] = await raw_request(port, "GET /healthz HTTP/1.1", host=host)
         answers["head mjpeg"] = await raw_request(port, "HEAD /streams/clip/mjpeg HTTP/1.1")
+        async with aiohttp.ClientSession() as session:
+            answers["search"] = await _get(session, base + "/search")
+            answers["api search"] = await _get(session, base + "/api/search?q=x")
         return answers
 
     summary, answers = await run_and_check(
@@ -135,6 +138,10 @@ async def test_routes_answer_what_the_run_did(tmp_path, small_clip, tiny_encoder
         assert answers[route][0] == 200, route
     assert answers["/api/status"][1]["Content-Type"].startswith("application/json")
     assert answers["/static/app.js"][1]["Content-Type"].startswith("text/javascript")
+    # No archive: the search page says why there is none, rather than a bare 404.
+    assert answers["search"][0] == 404 and b"run with --archive DIR" in answers["search"][2]
+    assert answers["api search"][0] == 404
+    assert "--archive DIR" in json.loads(answers["api search"][2])["error"]
     health = json.loads(answers["/healthz"][2])
     assert health == {"status": "ok", "streams": 1, "states": {"ended": 1}}
     status = json.loads(answers["/api/status"][2])
