@@ -57,6 +57,9 @@ __all__ = ["CaptionClient", "CaptionRequest", "LlmClient", "LlmState", "LlmStats
 log = logging.getLogger("streamer.llm")
 
 
+CONNECTING = "LLM connecting"  # the overlay before the server has answered once
+
+
 @runtime_checkable
 class CaptionClient(Protocol):
     """What a run captions with: an `LlmClient`, or a stand-in that asks one elsewhere (a
@@ -90,7 +93,8 @@ class LlmClient:
         rng: uniform [0, 1) for the jitter.
 
     Attributes:
-        state, state_detail: health and its overlay text ("LLM ok", "LLM slow 6.2 s",
+        state, state_detail: health and its overlay text ("LLM connecting" until the server
+            first answers, "LLM ok", "LLM slow 6.2 s",
             "LLM down since 12:03:04", "LLM text-only", "LLM error: no model loaded").
         on_state_change: called as `(state, detail)` once per change of `state`, so a fault is
             reported once, not per request. The client itself logs only at DEBUG: reporting
@@ -118,7 +122,7 @@ class LlmClient:
         self._rng = rng
         self._breaker = Breaker(config.breaker_failures, config.breaker_probe_every, clock)
         self.state = LlmState.OK
-        self.state_detail = "LLM ok"
+        self.state_detail = CONNECTING  # until the server first answers
         self.state_cause: str | None = None  # why the state last changed (an error's text)
         self.on_state_change: Callable[[LlmState, str], None] | None = None
         self.last_error: LlmError | None = None
@@ -393,7 +397,8 @@ class LlmClient:
         """The server answered, in `elapsed` seconds (None: not to be judged for speed, which
         leaves a working state as it is)."""
         text_only = self.info is not None and self.info.vision is False
-        if elapsed is None and self.state in (LlmState.OK, LlmState.SLOW, LlmState.NO_VISION):
+        working = (LlmState.OK, LlmState.SLOW, LlmState.NO_VISION)
+        if elapsed is None and self.state in working and self.state_detail != CONNECTING:
             return
         if elapsed is not None and elapsed > self.config.slow_after:
             suffix = " (text-only)" if text_only else ""

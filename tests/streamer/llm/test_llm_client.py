@@ -59,6 +59,9 @@ def sent_image(body: dict) -> Image.Image | None:
 
 async def test_a_vision_model_gets_a_jpeg_and_the_tags(double, make_client):
     client, changes = make_client(double.url, image_long_edge=512)
+    # Before the server has answered, the overlay does not say "LLM ok" (a live run starts
+    # beside its probe).
+    assert (client.state, client.state_detail) == (LlmState.OK, "LLM connecting")
     text = await client.caption(request())
     assert text == "Caption 1 by qwen2-vl-2b-instruct, with an image."
     body = double.chat_bodies[0]

@@ -41,6 +41,7 @@ async def test_a_completion_sends_the_callers_text_and_keeps_paragraphs_and_cita
     assert body["max_tokens"] == 123 and body["stream"] is False
     assert (client.stats.completions, client.stats.captions, client.stats.errors) == (1, 0, 0)
     assert changes == [] and client.state is LlmState.OK
+    assert client.state_detail == "LLM ok"  # answered: no longer "LLM connecting"
 
 
 async def test_a_completion_sends_no_image_probe_and_a_later_caption_still_settles_vision(
