@@ -294,12 +294,9 @@ class _Run:
     async def _run_tasks(self, analyzer: Analyzer) -> None:
         async with asyncio.TaskGroup() as tg:
             if self.client is not None:
-                self.llm = LlmCaptioner(
-                    self.client,
-                    self.config.llm_max_in_flight,
-                    tg.create_task,
-                    slow_after=self.config.llm.slow_after if self.config.llm else 5.0,
-                )
+                assert self.config.llm is not None  # a client comes only with LLM settings
+                self.llm = LlmCaptioner(self.client, self.config.llm_max_in_flight,
+                                        tg.create_task, self.config.llm.slow_after)  # fmt: skip
             self.control = control = RunControl(self, tg)  # streams come and go through it
             await control.start_all(self.streams)  # each with its own settings of the config
             if self.reloader is not None:

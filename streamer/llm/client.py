@@ -58,6 +58,7 @@ log = logging.getLogger("streamer.llm")
 
 
 CONNECTING = "LLM connecting"  # the overlay before the server has answered once
+_WORKING = (LlmState.OK, LlmState.SLOW, LlmState.NO_VISION)  # captions come
 
 
 @runtime_checkable
@@ -294,11 +295,13 @@ class LlmClient:
 
     def _no_answer_yet(self) -> None:
         """A caption request is still out after `slow_after` seconds."""
-        if self.state in (LlmState.OK, LlmState.NO_VISION, LlmState.SLOW):
-            info = self.info
-            text_only = " (text-only)" if info is not None and info.vision is False else ""
+        if self.state in _WORKING:
             after = f"{self.config.slow_after:g}"
-            self._set_state(LlmState.SLOW, f"LLM slow: no answer in {after} s{text_only}")
+            self._set_state(LlmState.SLOW, f"LLM slow: no answer in {after} s{self._suffix()}")
+
+    def _suffix(self) -> str:
+        """ " (text-only)" after a SLOW state's text when the model takes no images."""
+        return " (text-only)" if self.info is not None and self.info.vision is False else ""
 
     def _circuit_open(self) -> LlmCircuitOpenError:
         cause = f": {self.last_error.reason}" if self.last_error else ""
@@ -396,14 +399,11 @@ class LlmClient:
     def _answered(self, elapsed: float | None) -> None:
         """The server answered, in `elapsed` seconds (None: not to be judged for speed, which
         leaves a working state as it is)."""
-        text_only = self.info is not None and self.info.vision is False
-        working = (LlmState.OK, LlmState.SLOW, LlmState.NO_VISION)
-        if elapsed is None and self.state in working and self.state_detail != CONNECTING:
+        if elapsed is None and self.state in _WORKING and self.state_detail != CONNECTING:
             return
         if elapsed is not None and elapsed > self.config.slow_after:
-            suffix = " (text-only)" if text_only else ""
-            self._set_state(LlmState.SLOW, f"LLM slow {elapsed:.1f} s{suffix}")
-        elif text_only:
+            self._set_state(LlmState.SLOW, f"LLM slow {elapsed:.1f} s{self._suffix()}")
+        elif self._suffix():
             self._set_state(LlmState.NO_VISION, "LLM text-only")
         else:
             self._set_state(LlmState.OK, "LLM ok")

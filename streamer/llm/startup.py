@@ -40,11 +40,12 @@ def client_session() -> aiohttp.ClientSession:
 def new_client(config: LlmConfig, session: aiohttp.ClientSession) -> LlmClient:
     """A run's LLM client, not probed yet, whose state changes are logged."""
     client = LlmClient(config, session)
-    last = [client.state]
+    was = client.state
 
     def report(state: LlmState, detail: str) -> None:
-        report_llm_state(state, detail, client.state_cause, was=last[0])
-        last[0] = state
+        nonlocal was
+        report_llm_state(state, detail, client.state_cause, was=was)
+        was = state
 
     client.on_state_change = report
     return client
