@@ -5,7 +5,7 @@ Plain argparse leaves a subcommand's unknown words to the top-level parser, whic
 ``usage: streamer [-h] ...`` and "unrecognized arguments". Here the subcommand that received
 them refuses them itself: ``usage: streamer run ...`` and ``unknown option --jsnl: did you
 mean --jsonl?``, the hint chosen by the rule of a configuration file's unknown keys
-(`streamer.cli._spelling`). The exit code stays 2.
+(`streamer.core.spelling`). The exit code stays 2.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from streamer.cli._spelling import closest
+from streamer.core.spelling import closest
 
 __all__ = ["Parser", "unknown_words"]
 

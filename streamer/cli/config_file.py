@@ -34,11 +34,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamer.cli._spelling import closest
 from streamer.cli._toml import toml
 from streamer.cli.options import GROUPS, TABLE
 from streamer.core.options import Declared, Option
 from streamer.core.redact import redact
+from streamer.core.spelling import closest
 from streamer.errors import ConfigError
 
 __all__ = ["FileOptions", "Keys", "from_mapping", "load", "read_toml"]

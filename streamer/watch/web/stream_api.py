@@ -31,7 +31,6 @@ cluster), which these routes call.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -40,6 +39,7 @@ from aiohttp import web
 
 from streamer.analysis.options import AnalysisConfig
 from streamer.core.options import Declared, declared
+from streamer.core.spelling import closest
 from streamer.errors import (
     ConfigError,
     NoConfigFileError,
@@ -182,8 +182,8 @@ def _unknown(key: str, kind: Kind, allowed: dict, known: dict) -> str:
     if key in known:
         return (f"{key}: cannot be set when {'adding' if kind == 'add' else 'changing'} a "
                 f"stream; allowed here: {', '.join(allowed)}")  # fmt: skip
-    close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(key, list(allowed))
+    hint = f" (did you mean {close!r}?)" if close else ""
     return f"{key}: unknown key{hint}; allowed here: {', '.join(allowed)}"
 
 

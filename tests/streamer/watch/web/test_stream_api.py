@@ -317,6 +317,10 @@ def test_labels_alerts_and_captions_are_read_as_their_options_read_them():
         ({"captions": "maybe"}, 'captions: must be "on" or "off"'),
         ({"captions": None}, 'captions: must be "on" or "off"'),
         ({"label": "dog"}, "label: unknown key (did you mean 'labels'?)"),
+        ({"lable": "dog"}, "lable: unknown key (did you mean 'labels'?)"),
+        ({"analyse": 2}, "analyse: unknown key (did you mean 'analyze-fps'?)"),
+        ({"cpations": "on"}, "cpations: unknown key (did you mean 'captions'?)"),
+        ({"blah": 1}, "blah: unknown key; allowed here: "),
     ],
 )  # fmt: skip
 def test_a_bad_labels_alerts_or_captions_value_is_refused_naming_where(body, words):
