@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from streamer.core.checks import http_url, text_or_file
+from streamer.core.checks import float_above, http_url, int_in, text_or_file
 from streamer.core.options import Option, option, validate
 from streamer.core.retry import RetryPolicy
 from streamer.errors import ConfigError
@@ -61,14 +61,24 @@ class LlmConfig:
         None, Option("--llm-api-key", "API key, if the server wants one", secret=True)
     )
     connect_timeout: float = 3.0
-    read_timeout: float = 30.0
-    first_request_timeout: float = 120.0
+    read_timeout: float = option(
+        30.0,
+        Option("--llm-timeout", "seconds to wait for a caption before giving up on it",
+               float_above(0, "seconds")),
+    )  # fmt: skip
+    first_request_timeout: float = option(
+        120.0,
+        Option("--llm-first-timeout", "seconds for the first caption, which may load the model",
+               float_above(0, "seconds")),
+    )  # fmt: skip
     retry: RetryPolicy = DEFAULT_RETRY
     breaker_failures: int = 3
     breaker_probe_every: float = 10.0
     image_long_edge: int = 1024
     jpeg_quality: int = 85
-    max_tokens: int = 60
+    max_tokens: int = option(
+        60, Option("--llm-max-tokens", "the answer's token budget", int_in(1, 4096))
+    )
     temperature: float = 0.0
     system_prompt: str = option(
         DEFAULT_SYSTEM_PROMPT,
@@ -104,8 +114,6 @@ class LlmConfig:
     def _check_positive(self) -> None:
         for name in (
             "connect_timeout",
-            "read_timeout",
-            "first_request_timeout",
             "breaker_probe_every",
             "slow_after",
         ):
@@ -121,7 +129,6 @@ class LlmConfig:
         # 5120² pixels is LM Studio's hard limit; 16 px is the smallest useful frame.
         _int_in("image_long_edge", self.image_long_edge, 16, 5120)
         _int_in("jpeg_quality", self.jpeg_quality, 1, 100)
-        _int_in("max_tokens", self.max_tokens, 1, 4096)
         if not _is_number(self.temperature) or not 0 <= self.temperature <= 2:
             raise ConfigError(f"`temperature` must be between 0 and 2, got {self.temperature!r}")
 

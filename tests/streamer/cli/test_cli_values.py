@@ -53,6 +53,9 @@ BAD = {
     "--scene-threshold": ("7", ["a cosine distance > 0 and ≤ 2"]),
     "--llm-url": ("localhost:1234/v1", ["an http:// or https:// URL"]),
     "--llm-max-in-flight": ("0", ["a whole number ≥ 1"]),
+    "--llm-timeout": ("0", ["a number of seconds > 0"]),
+    "--llm-first-timeout": ("-5", ["a number of seconds > 0"]),
+    "--llm-max-tokens": ("5000", ["a whole number in 1..4096"]),
     "--caption-wait": ("-1", ["a number of seconds ≥ 0"]),
     "--status-every": ("0", ["a number of seconds > 0"]),
     "--show": ("grd", ["grid"]),
@@ -177,6 +180,19 @@ def test_good_values_are_converted_as_the_run_uses_them():
     assert config.captions.scene_threshold == 2.0 and config.sources.rtsp_transport == "udp"
     fps = build_parser().parse_args(["run", "clip.mp4", "--analyze-fps", "2.5"]).analyze_fps
     assert fps == 2.5
+
+
+def test_the_llm_s_timeouts_and_token_budget_reach_its_client(tmp_path):
+    argv = ["run", "clip.mp4", "--jsonl", "a.jsonl", "--llm-timeout", "8",
+            "--llm-first-timeout", "300", "--llm-max-tokens", "120"]  # fmt: skip
+    llm = config_from_args(build_parser().parse_args(argv)).llm
+    assert (llm.read_timeout, llm.first_request_timeout, llm.max_tokens) == (8.0, 300.0, 120)
+    path = tmp_path / "run.toml"
+    path.write_text(
+        'inputs = ["clip.mp4"]\njsonl = "a.jsonl"\n[llm]\ntimeout = 8\nmax-tokens = 9\n'
+    )
+    llm = config_from_args(build_parser().parse_args(["run", "--config", str(path)])).llm
+    assert (llm.read_timeout, llm.first_request_timeout, llm.max_tokens) == (8.0, 120.0, 9)
 
 
 # Checks between two flags: made after parsing, in the flags' names, still before the outputs.

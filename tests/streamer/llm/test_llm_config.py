@@ -29,8 +29,8 @@ def test_a_trailing_slash_is_dropped():
         ("url", "localhost:1234/v1", "url must be an http:// or https:// URL with a host"),
         ("model", "", "`model` must be a non-empty string or None, got ''"),
         ("connect_timeout", 0, "`connect_timeout` must be a positive number of seconds, got 0"),
-        ("read_timeout", float("inf"), "`read_timeout` must be a positive number"),
-        ("read_timeout", True, "`read_timeout` must be a positive number"),
+        ("read_timeout", float("inf"), "read_timeout must be a number of seconds > 0, got inf"),
+        ("read_timeout", True, "read_timeout must be a number of seconds > 0, got True"),
         ("retry", 2, "`retry` must be a RetryPolicy, got 2"),
         (
             "retry",
@@ -45,7 +45,7 @@ def test_a_trailing_slash_is_dropped():
         ("breaker_failures", 0, "`breaker_failures` must be an integer from 1 to 1000, got 0"),
         ("image_long_edge", 8000, "`image_long_edge` must be an integer from 16 to 5120"),
         ("jpeg_quality", 101, "`jpeg_quality` must be an integer from 1 to 100, got 101"),
-        ("max_tokens", 0, "`max_tokens` must be an integer from 1 to 4096, got 0"),
+        ("max_tokens", 0, "max_tokens must be a whole number in 1..4096, got 0 (--llm-max-tokens)"),
         ("temperature", 3, "`temperature` must be between 0 and 2, got 3"),
         ("vision", "yes", "`vision` must be True, False or None, got 'yes'"),
         (
