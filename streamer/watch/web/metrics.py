@@ -37,6 +37,7 @@ streamer_archive_up                         gauge      1 while the archive write
 streamer_archive_state                      gauge      1 for the index writer's state, else 0
 streamer_archive_rows_total                 counter    moments written to the index
 streamer_archive_rows_queued                gauge      moments waiting to be written
+streamer_archive_rows_waiting               gauge      moments held for their caption
 streamer_archive_rows_dropped_total         counter    moments dropped: the disk was too slow
 streamer_archive_rows_lost_total            counter    moments not written: a write failed
 streamer_archive_clips_total                counter    alert clips, by outcome (written, failed)
@@ -316,6 +317,11 @@ def _archive_families(status: Mapping[str, Any]) -> Iterator[Metric]:
         yield CounterMetricFamily(name, help, value=moments[key])
     yield GaugeMetricFamily(
         "streamer_archive_rows_queued", "Moments waiting to be written.", value=moments["queued"]
+    )
+    yield GaugeMetricFamily(
+        "streamer_archive_rows_waiting",
+        "Moments picked and held for their stream's caption, not yet queued to be written.",
+        value=moments.get("waiting", 0),
     )
     clips = CounterMetricFamily(
         "streamer_archive_clips",

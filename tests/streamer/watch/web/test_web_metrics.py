@@ -99,7 +99,8 @@ def _archive_status(state="ok", recorder="recording") -> dict:
     """The archive's state as the run carries it (`ArchiveObserver.status`): plain values."""
     return {
         "path": "arch", "state": state, "error": None if state == "ok" else "disk full",
-        "moments": {"written": 40, "queued": 3, "dropped": 1, "lost": 0 if state == "ok" else 7},
+        "moments": {"written": 40, "queued": 3, "dropped": 1, "lost": 0 if state == "ok" else 7,
+                    "waiting": 5},
         "recordings": {"door": {"state": recorder, "detail": None, "files": 2,
                                 "bytes": 123456, "dropped": 5}},
         "clips": {"written": 2, "failed": 1, "waiting": 1},
@@ -115,10 +116,11 @@ def test_the_archives_state_is_read_from_the_plain_status_the_run_carries():
     text = render_metrics(run)
     families = _families(text)
     names = [family.name for family in text_string_to_metric_families(text)]
-    assert len(names) == len(set(names)) == 18 + 12
+    assert len(names) == len(set(names)) == 18 + 13
     assert _value(families["streamer_archive_up"], "streamer_archive_up") == 1
     assert _value(families["streamer_archive_rows"], "streamer_archive_rows_total") == 40
     assert _value(families["streamer_archive_rows_queued"], "streamer_archive_rows_queued") == 3
+    assert _value(families["streamer_archive_rows_waiting"], "streamer_archive_rows_waiting") == 5
     clips = families["streamer_archive_clips"]
     assert _value(clips, "streamer_archive_clips_total", outcome="failed") == 1
     recorded = families["streamer_recording_bytes"]
