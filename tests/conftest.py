@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -75,3 +76,33 @@ def tiny_encoder():
     import encoders
 
     return encoders.create_encoder("clip", "tiny", weights="random", device="cpu")
+
+
+@pytest.fixture
+def read_only() -> Iterator[Callable[[Path], Path]]:
+    """Makes a folder and what it holds read-only to this process, for real: without write
+    permission, or for root (whom permissions do not stop) as a read-only bind mount of it
+    (skipped where root may not mount). Undone at the end."""
+    undo: list[Callable[[], object]] = []
+
+    def make(folder: Path) -> Path:
+        if os.geteuid() != 0:
+            for path in [folder, *folder.rglob("*")]:
+                mode = path.stat().st_mode
+                path.chmod(mode & ~0o222)
+                undo.append(lambda path=path, mode=mode: path.chmod(mode))
+            return folder
+        for argv in (["mount", "--bind", folder, folder],
+                     ["mount", "-o", "remount,bind,ro", folder]):  # fmt: skip
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if done.returncode:
+                for step in reversed(undo):
+                    step()
+                pytest.skip(f"root cannot make a read-only bind mount here: {done.stderr}")
+            if argv[1] == "--bind":
+                undo.append(lambda: subprocess.run(["umount", folder], check=True))
+        return folder
+
+    yield make
+    for step in reversed(undo):
+        step()

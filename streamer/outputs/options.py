@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from streamer.core.checks import int_in, one_of
+from streamer.core.checks import int_in, one_of, why_unwritable
 from streamer.core.options import Option, option, validate
 from streamer.errors import ConfigError
 
@@ -150,9 +150,10 @@ def check_writable(path: str) -> None:
         raise ConfigError(f"output {path!r} is a folder; give a file name")
     if not os.path.isdir(folder):
         raise ConfigError(f"output {path!r}: folder {folder!r} does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"output {path!r}: folder {folder!r} is not writable; write the "
-                          "output somewhere else, or make the folder writable")  # fmt: skip
+    why = why_unwritable(folder)
+    if why is not None:
+        raise ConfigError(f"output {path!r}: cannot write there ({why}); write the output "
+                          "somewhere else, or make the folder writable")  # fmt: skip
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise ConfigError(f"output {path!r} exists and is not writable")
 

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -209,36 +206,6 @@ def test_an_encoder_spec_needs_a_positive_dimension():
     for dim in (0, -3, 2.0, True):
         with pytest.raises(ConfigError, match="dim must be a positive integer"):
             EncoderSpec("clip", "tiny", "random", dim)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def read_only() -> Iterator[Callable[[Path], Path]]:
-    """Makes a folder and what it holds read-only to this process, for real: without write
-    permission, or for root (whom permissions do not stop) as a read-only bind mount of it
-    (skipped where root may not mount). Undone at the end."""
-    undo: list[Callable[[], object]] = []
-
-    def make(folder: Path) -> Path:
-        if os.geteuid() != 0:
-            for path in [folder, *folder.rglob("*")]:
-                mode = path.stat().st_mode
-                path.chmod(mode & ~0o222)
-                undo.append(lambda path=path, mode=mode: path.chmod(mode))
-            return folder
-        for argv in (["mount", "--bind", folder, folder],
-                     ["mount", "-o", "remount,bind,ro", folder]):  # fmt: skip
-            done = subprocess.run(argv, capture_output=True, text=True, check=False)
-            if done.returncode:
-                for step in reversed(undo):
-                    step()
-                pytest.skip(f"root cannot make a read-only bind mount here: {done.stderr}")
-            if argv[1] == "--bind":
-                undo.append(lambda: subprocess.run(["umount", folder], check=True))
-        return folder
-
-    yield make
-    for step in reversed(undo):
-        step()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from media import read_jsonl
 
 from streamer import OutputConfig, RunConfig, run_pipeline
 from streamer.errors import ConfigError
+from streamer.outputs.options import check_writable
 
 
 def test_the_paths_may_be_path_objects_and_are_kept_as_text(tmp_path):
@@ -46,3 +47,15 @@ async def test_a_run_given_path_objects_writes_to_them(tmp_path, small_clip, tin
     summary = await run_pipeline(config, encoder=tiny_encoder)
     assert summary.frames == 50 and (tmp_path / "a.mp4").stat().st_size > 0
     assert read_jsonl(tmp_path / "a.jsonl")[0]["stream"] == "small"
+
+
+def test_an_output_in_a_folder_that_cannot_be_written_says_why(tmp_path, read_only):
+    """A read-only folder (a read-only mount for root, whom permissions do not stop) is refused
+    naming what stops the write, before any work."""
+    (tmp_path / "locked").mkdir()
+    locked = read_only(tmp_path / "locked")
+    with pytest.raises(ConfigError) as caught:
+        check_writable(str(locked / "out.mp4"))
+    message = str(caught.value)
+    assert f"cannot write there ({locked} is " in message, message
+    assert "write the output somewhere else" in message, message
