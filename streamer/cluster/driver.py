@@ -94,6 +94,7 @@ class _ClusterRun:
         self.waiting_live: list[Job] = list(plan.live)  # not started yet, or lost
         self.queued: list[Job] = list(plan.files)
         self.removed: set[str] = set()  # jobs the stream API is removing
+        self.told_no_node: set[str] = set()  # pinned streams said to wait for their node
         self.emptied = False  # the API removed the last stream: wait for the next one
         self.done: dict[str, Any] = {}  # job key → its summary (a redone file: the last one)
         self.started = time.monotonic()
@@ -244,9 +245,20 @@ class _ClusterRun:
             shard = self.placement.shard_for(job)
             if shard is None:
                 still.append(job)
+                self._tell_no_node(job)
                 continue
             self._launch(job, shard)
         return still
+
+    def _tell_no_node(self, job: Job) -> None:
+        """Warn once that a pinned stream waits for a node the cluster does not have (after a
+        loss, the loss's warning has said so)."""
+        if job.pin is None or job.attempt > 1 or job.key in self.told_no_node:
+            return
+        if not self.placement.has_node_for(job):
+            self.told_no_node.add(job.key)
+            log.warning("stream %s waits: no node of the cluster may run it (--pin %s); it "
+                        "starts once %s joins", job.key, job.pin, job.pin.wanted())  # fmt: skip
 
     def _start_files(self, files: list[Job]) -> list[Job]:
         """Give queued files to shards with room, least busy first."""

@@ -154,6 +154,16 @@ class Pin:
         key, value = self.label
         return node.labels.get(key) == value
 
+    def wanted(self) -> str:
+        """The node this pin waits for, with how to start one: "a node with the resource
+        door-cam (`ray start --resources '{"door-cam": 1}'`)"."""
+        if self.resource is not None:
+            return (f"a node with the resource {self.resource} (`ray start --resources "
+                    f"'{{\"{self.resource}\": 1}}'`)")  # fmt: skip
+        assert self.label is not None
+        label = "=".join(self.label)
+        return f"a node with the label {label} (`ray start --labels {label}`)"
+
     def __str__(self) -> str:
         """The pin as `--pin` takes it."""
         node = self.resource if self.label is None else "=".join(self.label)

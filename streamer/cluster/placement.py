@@ -262,6 +262,10 @@ class Placement:
             return None
         return min(shards, key=lambda s: (s.live, len(s.jobs)))
 
+    def has_node_for(self, job: Job) -> bool:
+        """Whether a node of the cluster now may run `job` (its shards ready or starting)."""
+        return any(s.alive and (job.pin is None or job.pin.matches(s.node)) for s in self._shards)
+
     def shard_with_room(self) -> ShardRef | None:
         """The least busy shard running fewer than `--files-per-shard` jobs, None when every
         shard is full."""
