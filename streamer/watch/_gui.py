@@ -84,7 +84,13 @@ def _gui_framework() -> str:
 
 
 class OpenCvGui:
-    """HighGUI through OpenCV: resizable windows that keep the frame's aspect ratio."""
+    """HighGUI through OpenCV: resizable windows that keep the frame's aspect ratio.
+
+    A new window opens at its image's size (Qt, the toolkit of PyPI's `opencv-python` on
+    Linux, would open a resizable window at 400x300 whatever it shows). A window the user
+    closed reads as closed whichever way the toolkit reports it: GTK answers -1, Qt raises
+    once its last window is gone.
+    """
 
     def __init__(self) -> None:
         require_gui()
@@ -94,6 +100,7 @@ class OpenCvGui:
         if window not in self._made:
             flags = cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL
             cv2.namedWindow(window, flags)
+            cv2.resizeWindow(window, image.shape[1], image.shape[0])
             self._made.add(window)
         cv2.imshow(window, image)
 
@@ -105,4 +112,7 @@ class OpenCvGui:
         cv2.destroyWindow(window)
 
     def is_open(self, window: str) -> bool:
-        return cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) >= 1
+        try:
+            return cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) >= 1
+        except cv2.error:  # Qt with no window left: "NULL guiReceiver (please create a window)"
+            return False
