@@ -8,6 +8,7 @@ has no HighGUI: `require_gui` says so before any work, with the fix.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from typing import Protocol
@@ -63,12 +64,48 @@ def require_gui(environ: Mapping[str, str] | None = None, platform: str | None =
     platform = sys.platform if platform is None else platform
     if platform in ("win32", "darwin", "cygwin"):
         return
-    if not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")):
+    display, wayland = environ.get("DISPLAY"), environ.get("WAYLAND_DISPLAY")
+    if not (display or wayland):
         raise ConfigError(
             "--show: there is no display to open a window on (neither DISPLAY nor "
             "WAYLAND_DISPLAY is set: an SSH session or a service?). Fix: run it in a desktop "
             f"session or over `ssh -X`, or {_FIX}"
         )
+    if display and not wayland and not x_display_reachable(display):
+        # The toolkit would abort the whole process at the first window, outputs unfinished.
+        raise ConfigError(
+            f"--show: cannot reach the X display DISPLAY={display} (its X server is gone, or "
+            "an SSH session's forwarding is closed). Fix: run it in a desktop session or over "
+            f"`ssh -X`, or {_FIX}"
+        )
+
+
+def x_display_reachable(display: str, timeout_s: float = 2.0) -> bool:
+    """Whether the X server of `display` (DISPLAY's value) accepts a connection.
+
+    ":N" is the local socket /tmp/.X11-unix/XN (Linux's abstract one too), "HOST:N" is TCP port
+    6000+N (`ssh -X` gives "localhost:10.0"). A value this cannot parse counts as reachable.
+    """
+    host, _, rest = display.rpartition(":")
+    number = rest.split(".")[0]
+    if not number.isdigit():
+        return True
+    if host not in ("", "unix"):
+        try:
+            socket.create_connection((host, 6000 + int(number)), timeout_s).close()
+            return True
+        except OSError:
+            return False
+    path = f"/tmp/.X11-unix/X{number}"
+    for address in ("\0" + path, path):  # Linux's abstract socket, then the file
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout_s)
+                sock.connect(address)
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _gui_framework() -> str:
