@@ -40,7 +40,9 @@ class OutputConfig:
     """
 
     video: str | None = option(
-        None, Option("--output", "annotated video (MP4, H.264; audio copied)", short="-o"),
+        None,
+        Option("--output", "annotated video (MP4, H.264; a file's audio copied, not a live "
+               "stream's)", short="-o"),
         path=True,
     )  # fmt: skip
     srt: str | None = option(
