@@ -233,3 +233,60 @@ class _FlakyHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data if self.state.requests > 1 else data[: len(data) // 2])
         self.close_connection = True
+
+
+class GrowingPlaylist:
+    """A live HLS playlist on 127.0.0.1 that grows as a live encoder's does: the segments of
+    `folder/index.m3u8` (an ended playlist made beforehand) appear one per segment duration,
+    `ahead` of them at the start, in a window of the last five, without `#EXT-X-ENDLIST`.
+    Its URL is `url("live.m3u8")`; the segments are served as files."""
+
+    def __init__(self, folder: Path, ahead: int = 2) -> None:
+        lines = (folder / "index.m3u8").read_text().splitlines()
+        self.segments = [
+            (float(line.split(":")[1].rstrip(",")), lines[n + 1])
+            for n, line in enumerate(lines)
+            if line.startswith("#EXTINF:")
+        ]
+        self.target = max(round(d + 0.49) for d, _ in self.segments)
+        self.ahead, self.started = ahead, time.monotonic()
+        owner = self
+
+        class Handler(_QuietHandler):
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/live.m3u8"):
+                    body = owner.playlist().encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/vnd.apple.mpegurl")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                super().do_GET()
+
+        handler = functools.partial(Handler, directory=str(folder))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def playlist(self) -> str:
+        elapsed, shown, count = time.monotonic() - self.started, 0.0, self.ahead
+        for duration, _ in self.segments[self.ahead :]:
+            shown += duration
+            if shown > elapsed:
+                break
+            count += 1
+        first = max(0, count - 5)
+        text = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{self.target}",
+                f"#EXT-X-MEDIA-SEQUENCE:{first}"]  # fmt: skip
+        for duration, name in self.segments[first:count]:
+            text += [f"#EXTINF:{duration:.6f},", name]
+        return "\n".join(text) + "\n"
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -235,6 +235,9 @@ class _NetworkReader:
         # A stream that announces its length (a clip, a file, a finished playlist) ends at
         # end of input; one that does not (a camera) has dropped when its input ends.
         self.finite = self.container.duration is not None
+        # HLS hands a segment's frames over at once, then none until the next segment: seconds
+        # apart (6 s is Apple's advice), longer than --read-timeout.
+        self.segmented = self.container.format.name == "hls"
 
     def _prepare(self, live: bool, resume_after: int | None) -> tuple[av.VideoStream, VideoInfo]:
         stream = main_stream(self.container, "video")
@@ -305,10 +308,11 @@ class _NetworkReader:
 
     def _pace(self, frame: av.VideoFrame) -> None:
         """Under the live contract, an input with an end (`--live` on a finished playlist or a
-        remote file) plays at its own frame rate, as a live file does, not at the server's
-        speed (analysis sampled on the clock saw a few frames of it). A jump in the
-        timestamps is not waited out."""
-        if not (self.live and self.finite) or frame.time is None:
+        remote file) and a live HLS playlist play at their own frame rate, as a live file
+        does, not at the server's speed: analysis sampled on the clock saw a few frames of
+        each burst, and a live playlist's next segment came seconds after the burst, a stall.
+        A jump in the timestamps is not waited out."""
+        if not (self.live and (self.finite or self.segmented)) or frame.time is None:
             return
         now = time.monotonic()
         if self._clock is None:

@@ -9,15 +9,17 @@ import dataclasses
 import itertools
 import logging
 import shutil
+import subprocess
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import av.logging
 import numpy as np
 import pytest
-from live_helpers import FAST, RtspServer, Running, free_port, wait_until
+from live_helpers import FAST, GrowingPlaylist, RtspServer, Running, free_port, wait_until
 from servers.udp_loss_proxy import ProxyThread, UdpLossProxy
 
 from streamer.core.channel import DropPolicy
@@ -365,6 +367,38 @@ async def test_an_input_with_an_end_read_live_plays_at_its_frame_rate(hls_server
     assert source.status.state == "ended" and len(run.frames) == 50
     took = run.frames[-1].captured - run.frames[0].captured
     assert took == pytest.approx(run.frames[-1].pts - run.frames[0].pts, abs=0.25)
+
+
+@pytest.fixture(scope="module")
+def growing_playlist(tmp_path_factory) -> Iterator[GrowingPlaylist]:
+    """A live playlist of 2-s segments (320×180, 25 fps) that grows by one every 2 s."""
+    folder = tmp_path_factory.mktemp("growing")
+    source = ["-f", "lavfi", "-i", "testsrc=size=320x180:rate=25:duration=16"]
+    encode = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"]
+    hls = ["-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod", str(folder / "index.m3u8")]
+    subprocess.run(["ffmpeg", "-v", "error", *source, *encode, *hls], check=True)
+    server = GrowingPlaylist(folder)
+    yield server
+    server.close()
+
+
+async def test_a_live_hls_playlist_plays_at_its_rate_through_segments_longer_than_the_timeout(
+    growing_playlist,
+):
+    # HLS hands over a segment at once and the next one a segment later. Read at the
+    # server's speed, a segment longer than --read-timeout (here 2 s against 1 s; Apple
+    # advises 6 s against the default 5) was a stall and a reconnect every segment, and each
+    # burst gave the clock-sampled analysis one frame of it.
+    options = dataclasses.replace(FAST, read_timeout=1.0)
+    source = open_source(growing_playlist.url("live.m3u8"), options=options)
+    assert source.live
+    async with Running(source, capacity=256) as run:
+        await asyncio.sleep(5.0)
+    assert source.status.reconnects == 0, source.status
+    captured = [frame.captured for frame in run.frames]
+    assert len(captured) >= 75, len(captured)  # frames kept coming
+    first_second = [t for t in captured if t - captured[0] < 1.0]
+    assert len(first_second) <= 35, len(first_second)  # 25 a second, not a 4-s burst of 100
 
 
 async def test_a_playlist_that_cannot_be_read_is_opened_as_live(hls_server):
