@@ -125,16 +125,22 @@ class SilentServer:
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
-        pass
+        """Not printed: the path asked for is kept in the server's `requests`, where it has one."""
+        requests = getattr(self.server, "requests", None)
+        if requests is not None:
+            requests.append(self.path)
 
 
 class StaticServer:
-    """Python's HTTP file server on 127.0.0.1 over `folder`, in a thread."""
+    """Python's HTTP file server on 127.0.0.1 over `folder`, in a thread; `requests` lists the
+    paths asked for, in order."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.requests: list[str] = []
         handler = functools.partial(_QuietHandler, directory=str(folder))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.requests = self.requests  # type: ignore[attr-defined]
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 

@@ -25,6 +25,7 @@ import av
 import av.error
 import numpy as np
 from av.codec.context import Flags
+from av.stream import Discard
 from av.video.reformatter import VideoReformatter
 
 from streamer.core.frame import Picture
@@ -39,6 +40,7 @@ __all__ = [
     "FrameConverter",
     "configure_decoder",
     "describe",
+    "discard_others",
     "main_stream",
     "quarter_turns",
     "to_rgb",
@@ -58,6 +60,16 @@ def main_stream(container: av.container.InputContainer, kind: str) -> av.stream.
     (the one marked default, never a cover picture), else the first; None: there is none."""
     streams = container.streams.video if kind == "video" else container.streams.audio
     return (container.streams.best(kind) or streams[0]) if streams else None
+
+
+def discard_others(container: av.container.InputContainer, *read: av.stream.Stream | None) -> None:
+    """Have the demuxer drop every stream but `read` before it fetches them: an HLS master
+    playlist's other variants (and an audio rendition nobody records) are then not downloaded,
+    where FFmpeg would fetch every variant's segments to hand over one."""
+    kept = {stream.index for stream in read if stream is not None}
+    for stream in container.streams:
+        if stream.index not in kept:
+            stream.discard = Discard.all
 
 
 def describe(where: str, container: av.container.InputContainer) -> VideoInfo:

@@ -10,7 +10,7 @@ import numpy as np
 from streamer.core.frame import Frame
 from streamer.sources.info import VideoInfo
 
-__all__ = ["Timeline"]
+__all__ = ["Pacer", "Timeline"]
 
 
 class Timeline:
@@ -70,3 +70,28 @@ class Timeline:
         self._last_pts = frame.pts
         self._last_captured = captured
         return frame
+
+
+class Pacer:
+    """Holds frames back until their own time comes, so a source that hands them over faster
+    than they play (a server at network speed, an HLS segment at once) plays at its frame rate.
+
+    Args:
+        most: the longest wait for one frame, in seconds; a larger jump in the timestamps is
+            not waited out (the clock starts again from that frame).
+    """
+
+    def __init__(self, most: float = 1.0) -> None:
+        self.most = most
+        self._clock: tuple[float, float] | None = None  # (monotonic, media time)
+
+    def wait(self, media_time: float) -> None:
+        """Sleep until the frame at `media_time` is due."""
+        now = time.monotonic()
+        if self._clock is None:
+            self._clock = (now, media_time)
+        wait = self._clock[0] + media_time - self._clock[1] - now
+        if wait > self.most:  # a jump: go on from here
+            self._clock, wait = (now, media_time), 0.0
+        if wait > 0:
+            time.sleep(wait)

@@ -46,7 +46,14 @@ from streamer.errors import (
     SourceUnavailableError,
 )
 from streamer.sources._live import LiveSource
-from streamer.sources._pyav import FrameConverter, configure_decoder, describe, main_stream
+from streamer.sources._pyav import (
+    FrameConverter,
+    configure_decoder,
+    describe,
+    discard_others,
+    main_stream,
+)
+from streamer.sources._timeline import Pacer
 from streamer.sources.hwaccel import hwaccel_for
 from streamer.sources.info import VideoInfo
 from streamer.sources.names import url_stream_name
@@ -70,7 +77,7 @@ _EARLY_END_S = 1.0
 # A packet that comes this share of --read-timeout after it was asked for means a stall (PyAV's
 # interrupt fires at the whole timeout; the margin is the clock's and the scheduler's).
 _GAP_SHARE = 0.95
-# The longest a live reader of a finite input waits for a frame's time to come.
+# The longest a paced reader waits for a frame's time to come.
 _MAX_PACE_S = 1.0
 
 
@@ -209,7 +216,7 @@ class _NetworkReader:
         self.live = live
         self.converter = converter or FrameConverter(DecodePlan(), spec)
         self.damaged = 0
-        self._clock: tuple[float, float] | None = None  # (monotonic, media time): pacing
+        self._pacer = Pacer(most=_MAX_PACE_S)
         started = time.monotonic()
         try:
             self.container = av.open(
@@ -229,6 +236,7 @@ class _NetworkReader:
         try:
             self.stream, self.info = self._prepare(live, resume_after)
             self._offer(sink)
+            discard_others(self.container, self.stream, self.audio)
         except BaseException:
             self.container.close()
             raise
@@ -312,16 +320,8 @@ class _NetworkReader:
         does, not at the server's speed: analysis sampled on the clock saw a few frames of
         each burst, and a live playlist's next segment came seconds after the burst, a stall.
         A jump in the timestamps is not waited out."""
-        if not (self.live and (self.finite or self.segmented)) or frame.time is None:
-            return
-        now = time.monotonic()
-        if self._clock is None:
-            self._clock = (now, frame.time)
-        wait = self._clock[0] + frame.time - self._clock[1] - now
-        if wait > _MAX_PACE_S:  # a jump: go on from here
-            self._clock, wait = (now, frame.time), 0.0
-        if wait > 0:
-            time.sleep(wait)
+        if self.live and (self.finite or self.segmented) and frame.time is not None:
+            self._pacer.wait(frame.time)
 
     def _check_gap(self, waited: float) -> None:
         """A packet that took `--read-timeout` to come ends the connection as a stall. At

@@ -19,7 +19,15 @@ import av
 import av.logging
 import numpy as np
 import pytest
-from live_helpers import FAST, GrowingPlaylist, RtspServer, Running, free_port, wait_until
+from live_helpers import (
+    FAST,
+    GrowingPlaylist,
+    RtspServer,
+    Running,
+    StaticServer,
+    free_port,
+    wait_until,
+)
 from servers.udp_loss_proxy import ProxyThread, UdpLossProxy
 
 from streamer.core.channel import DropPolicy
@@ -399,6 +407,39 @@ async def test_a_live_hls_playlist_plays_at_its_rate_through_segments_longer_tha
     assert len(captured) >= 75, len(captured)  # frames kept coming
     first_second = [t for t in captured if t - captured[0] < 1.0]
     assert len(first_second) <= 35, len(first_second)  # 25 a second, not a 4-s burst of 100
+
+
+@pytest.fixture(scope="module")
+def two_variants(tmp_path_factory) -> Iterator[StaticServer]:
+    """`master.m3u8`: a finished playlist of two variants (320×180 and 160×90, 4 s each in
+    1-s segments), as a site offering several bit rates serves it."""
+    folder = tmp_path_factory.mktemp("variants")
+    source = ["-f", "lavfi", "-i", "testsrc=size=320x180:rate=25:duration=4"]
+    for name, size in (("big", "320:180"), ("small", "160:90")):
+        (folder / name).mkdir()
+        hls = ["-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod"]
+        out = [*hls, str(folder / name / "index.m3u8")]
+        encode = ["-vf", f"scale={size}", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25"]
+        subprocess.run(["ffmpeg", "-v", "error", *source, *encode, *out], check=True)
+    (folder / "master.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=320x180\nbig/index.m3u8\n"
+        "#EXT-X-STREAM-INF:BANDWIDTH=200000,RESOLUTION=160x90\nsmall/index.m3u8\n"
+    )
+    server = StaticServer(folder)
+    yield server
+    server.close()
+
+
+async def test_of_a_playlist_s_variants_only_the_one_read_is_downloaded(two_variants):
+    # FFmpeg fetches every variant's segments unless told the others are not read: an
+    # adaptive stream of five bit rates cost five times the bandwidth of the one decoded.
+    source = open_source(two_variants.url("master.m3u8"), options=FAST)
+    async with Running(source, capacity=128) as run:
+        await run.ended(20)
+    assert len(run.frames) == 100 and run.frames[0].image.shape == (180, 320, 3)
+    big = [p for p in two_variants.requests if p.startswith("/big/index") and p.endswith(".ts")]
+    small = [p for p in two_variants.requests if p.startswith("/small/") and p.endswith(".ts")]
+    assert len(big) >= 4 and len(small) <= 1, two_variants.requests  # one: FFmpeg's probe
 
 
 async def test_a_playlist_that_cannot_be_read_is_opened_as_live(hls_server):
