@@ -183,9 +183,10 @@ async def test_real_llama_cpp_server_live_run_shows_its_captions(
     llm_server,  # noqa: F811
 ):
     """Live against the real server: the first caption shown is the server's. The run goes on
-    until it has come (a loaded machine can make the server take seconds), then stops."""
+    until it has come (a loaded machine can make the server take seconds), then stops; the
+    request counts as slow (tags' captions meanwhile) only after 60 s, not the default 5."""
     policy = CaptionPolicy(min_interval=0.5, max_age=0.5, scene_threshold=1e-9)
-    llm = LlmConfig(url=llm_server.url, temperature=0.0, read_timeout=60.0)
+    llm = LlmConfig(url=llm_server.url, temperature=0.0, read_timeout=60.0, slow_after=60.0)
     config = _config(long_clip, tmp_path, llm, live=True, captions=policy)
     stop = asyncio.Event()
     run = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop))
