@@ -112,6 +112,7 @@ def _encoders(args: argparse.Namespace) -> int:
             raise ConfigError(f"--seconds must be > 0, got {args.seconds}")
         if args.threads is not None and args.threads < 1:
             raise ConfigError(f"--threads must be ≥ 1, got {args.threads}")
+        _check_json(args.json)
     except Exception as exc:
         return report(exc)
     if args.threads is not None:
@@ -137,9 +138,7 @@ def _encoders(args: argparse.Namespace) -> int:
         except Exception as exc:
             return report(exc)
     print(markdown_table(rows))
-    if args.json:
-        _write_json(args.json, [row.to_json() for row in rows])
-    return EXIT_OK
+    return _write_json(args.json, [row.to_json() for row in rows])
 
 
 def _pipeline(args: argparse.Namespace) -> int:
@@ -158,9 +157,7 @@ def _pipeline(args: argparse.Namespace) -> int:
         except Exception as exc:
             return report(exc)
     print(result.markdown())
-    if args.json:
-        _write_json(args.json, result.to_json())
-    return EXIT_OK
+    return _write_json(args.json, result.to_json())
 
 
 def _pipeline_bench(args: argparse.Namespace) -> PipelineBench:
@@ -170,17 +167,20 @@ def _pipeline_bench(args: argparse.Namespace) -> PipelineBench:
     from streamer.bench.pipeline import PipelineBench
     from streamer.cli.build import calibrate_needs_int8
     from streamer.core.samples import sample_clip
+    from streamer.sources.file import probe_video
 
+    _check_pipeline_flags(args)
     clip = Path(args.clip) if args.clip else sample_clip()
     if not clip.is_file():
         raise ConfigError(f"--clip {str(clip)!r} is not a file")
+    probe_video(clip)  # not a readable video: the message `streamer run` gives, and its fix
     calibrate_needs_int8(args.int8, args.calibrate)
     calibrate = str(clip.resolve()) if args.int8 and args.calibrate is None else args.calibrate
     encoder = PipelineEncoder(
         backend=args.backend, precision=args.precision, int8=args.int8, calibrate=calibrate,
         export_cache=str(export_cache_dir()),
     )  # fmt: skip
-    return PipelineBench(
+    bench = PipelineBench(
         clip=clip,
         seconds=args.seconds,
         model=args.model,
@@ -191,6 +191,21 @@ def _pipeline_bench(args: argparse.Namespace) -> PipelineBench:
         every_frame=not args.skip_every_frame,
         live=not args.no_live,
     )
+    if args.device is not None:  # after the combination checks, which name their fix
+        _device(args.device)  # a device this machine lacks
+    return bench
+
+
+def _check_pipeline_flags(args: argparse.Namespace) -> None:
+    """What the modes' child processes would refuse only after the set-up (a traceback and
+    seconds to minutes later), refused here before any mode runs."""
+    from encoders.registry import parse_model_name
+    from streamer.outputs.options import X264_PRESETS
+
+    _check_json(args.json)
+    if args.preset not in X264_PRESETS:
+        raise ConfigError(f"--preset must be one of {', '.join(X264_PRESETS)}, got {args.preset!r}")
+    parse_model_name("clip", args.model)  # an unknown model: the registry's own words
 
 
 def _backend(spec: str, device: torch.device, args: argparse.Namespace) -> tuple[str, str | None]:
@@ -210,8 +225,22 @@ def _backend(spec: str, device: torch.device, args: argparse.Namespace) -> tuple
     return choice.runs_on, calibration_video(choice) if args.int8 else None
 
 
-def _write_json(path: str, data: object) -> None:
-    Path(path).expanduser().write_text(json.dumps(data, indent=2, default=str) + "\n")
+def _check_json(path: str | None) -> None:
+    """Refuse a `--json` file that cannot be written before the minutes of measuring."""
+    from streamer.outputs.options import check_writable
+
+    if path:
+        check_writable(str(Path(path).expanduser()))
+
+
+def _write_json(path: str | None, data: object) -> int:
+    """Write `data` to `--json` (when given); the exit code, the table being printed already."""
+    if path:
+        try:
+            Path(path).expanduser().write_text(json.dumps(data, indent=2, default=str) + "\n")
+        except OSError as exc:
+            return report(exc, context=f"--json {path}: ")
+    return EXIT_OK
 
 
 def _device(name: str | None) -> torch.device:

@@ -115,6 +115,15 @@ def test_bench_encoders_rejects_bad_flags(flags, message, capsys) -> None:
     assert message in capsys.readouterr().err
 
 
+def test_bench_encoders_refuses_a_json_file_it_cannot_write_before_measuring(tmp_path, capsys):
+    out = tmp_path / "no-such-folder" / "rows.json"
+    code = main(["bench", "encoders", "--encoders", "clip:tiny", "--device", "cpu",
+                 "--batches", "1", "--seconds", "0.01", "--json", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "does not exist; create it first" in err, err
+    assert "measuring" not in err  # refused before the minutes of measuring, not after
+
+
 def test_the_encoder_table_header_agrees_with_its_rows() -> None:
     timing = {"latency_ms": {1: 2.5}, "throughput": {1: 400.0}, "memory_kind": "RSS peak delta"}
     torch_row = EncoderRow("clip:tiny", "cpu", "float32", "eager", 3.4, 13.0, **timing)
@@ -283,6 +292,33 @@ def test_bench_pipeline_refuses_an_encoder_run_would_refuse(flags, message, smal
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and "running" not in err  # before any mode ran
+
+
+def _not_a_video(folder: Path) -> Path:
+    path = folder / "notes.mp4"
+    path.write_text("not a video\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("flags", "code", "message"),
+    [
+        (["--preset", "quick"], 2, "--preset must be one of ultrafast, "),
+        (["--model", "ViT-Q/99"], 2, "unknown clip model 'ViT-Q/99'"),
+        (["--json", "{tmp}/no-such-folder/out.json"], 2, "does not exist; create it first"),
+        (["--clip", "{not_a_video}"], 1, "is not a readable video"),
+    ],
+)
+def test_bench_pipeline_refuses_bad_values_before_any_mode(
+    flags, code, message, small_clip, tmp_path, capsys
+):
+    values = {"tmp": tmp_path, "not_a_video": _not_a_video(tmp_path)}
+    flags = [flag.format(**values) for flag in flags]
+    got = main(["bench", "pipeline", "--clip", str(small_clip), "--seconds", "1", "--no-live",
+                "--skip-every-frame", "--model", "tiny", *flags])  # fmt: skip
+    err = capsys.readouterr().err
+    assert got == code and message in err, err
+    assert "running" not in err and "Traceback" not in err  # no child started
 
 
 def test_the_pipeline_report_names_what_ran_each_encoder(tmp_path) -> None:
