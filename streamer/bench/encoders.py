@@ -70,6 +70,8 @@ class EncoderRow:
         peak_mb: peak memory of loading and running it; memory_kind says how it was measured.
         input: "model input" or "uint8 frames WxH".
         random_weights: the weights were random (speed does not depend on them).
+        threads: on a CPU, the threads it ran with (torch's count, which OpenVINO and ONNX
+            Runtime are compiled with): throughput / threads is its rate per core; None on a GPU.
     """
 
     encoder: str
@@ -85,6 +87,7 @@ class EncoderRow:
     input: str = "model input"
     random_weights: bool = True
     backend: str = "torch"
+    threads: int | None = None
 
     @property
     def best_batch(self) -> int:
@@ -190,6 +193,7 @@ def _row(
         input="model input" if frame_size is None else "uint8 frames {}x{}".format(*frame_size),
         random_weights=info.random_weights,
         backend=info.backend,
+        threads=torch.get_num_threads() if torch.device(info.device).type == "cpu" else None,
     )
 
 

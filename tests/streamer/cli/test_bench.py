@@ -115,6 +115,18 @@ def test_bench_encoders_rejects_bad_flags(flags, message, capsys) -> None:
     assert message in capsys.readouterr().err
 
 
+def test_bench_encoders_json_says_how_many_threads_each_row_ran_with(tmp_path, capsys) -> None:
+    import torch
+
+    out = tmp_path / "rows.json"
+    code = main(["bench", "encoders", "--encoders", "clip:tiny", "--device", "cpu", "--backend",
+                 "torch", "--batches", "1", "--seconds", "0.01", "--json", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    (row,) = json.loads(out.read_text())
+    # The table's header says it; the JSON, read without the header, needs it for a per-core rate.
+    assert row["threads"] == torch.get_num_threads() >= 1
+
+
 def test_bench_encoders_refuses_a_json_file_it_cannot_write_before_measuring(tmp_path, capsys):
     out = tmp_path / "no-such-folder" / "rows.json"
     code = main(["bench", "encoders", "--encoders", "clip:tiny", "--device", "cpu",
