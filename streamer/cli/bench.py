@@ -103,6 +103,7 @@ def _size(text: str) -> tuple[int, int]:
 def _encoders(args: argparse.Namespace) -> int:
     from encoders.acceleration import Acceleration
     from streamer.bench.encoders import default_batches, default_encoders, markdown_table
+    from streamer.cli.build import calibrate_needs_int8
 
     try:
         device = _device(args.device)
@@ -113,6 +114,7 @@ def _encoders(args: argparse.Namespace) -> int:
         if args.threads is not None and args.threads < 1:
             raise ConfigError(f"--threads must be ≥ 1, got {args.threads}")
         _check_json(args.json)
+        calibrate_needs_int8(args.int8, args.calibrate)  # else fp32 rows, silently
     except Exception as exc:
         return report(exc)
     if args.threads is not None:

@@ -136,6 +136,14 @@ def test_bench_encoders_refuses_a_json_file_it_cannot_write_before_measuring(tmp
     assert "measuring" not in err  # refused before the minutes of measuring, not after
 
 
+def test_bench_encoders_says_calibrate_does_nothing_without_int8(tmp_path, caplog) -> None:
+    code = main(["bench", "encoders", "--encoders", "clip:tiny", "--device", "cpu", "--backend",
+                 "torch", "--batches", "1", "--seconds", "0.01", "--calibrate",
+                 str(tmp_path / "street.mp4")])  # fmt: skip
+    assert code == 0
+    assert "--calibrate" in caplog.text and "does nothing without --int8" in caplog.text
+
+
 def test_the_encoder_table_header_agrees_with_its_rows() -> None:
     timing = {"latency_ms": {1: 2.5}, "throughput": {1: 400.0}, "memory_kind": "RSS peak delta"}
     torch_row = EncoderRow("clip:tiny", "cpu", "float32", "eager", 3.4, 13.0, **timing)
