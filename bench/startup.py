@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from streamer.bench.measure import child_env  # noqa: E402
+from streamer.bench.measure import child_env, cpu_line  # noqa: E402
 from streamer.core.samples import sample_clip  # noqa: E402
 from streamer.core.startup import LAST  # noqa: E402
 
@@ -101,7 +101,7 @@ def main() -> None:
 def _report(args, results) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"Machine: {cpu_line()}, Python "
         f"{platform.python_version()}, load average {load:.1f} at the end; CLIP {args.model}, "
         f"random weights; the sample clip (720p); warm: median of {args.rounds} runs.\n"
     )

@@ -56,7 +56,7 @@ sys.path.insert(0, str(REPO))
 
 from streamer.bench.clips import looped_clip  # noqa: E402
 from streamer.bench.file import ModeConfig  # noqa: E402
-from streamer.bench.measure import child_env  # noqa: E402
+from streamer.bench.measure import child_env, cpu_line  # noqa: E402
 from streamer.core.samples import sample_clip  # noqa: E402
 
 RATES = {"2 fps": "2", "every frame": "all", "0.1 fps": "0.1"}
@@ -168,7 +168,7 @@ def main() -> None:
 def _report(args, loops, frames, rates, backends, seconds) -> None:
     median = {run: statistics.median(v[0] for v in values) for run, values in seconds.items()}
     cpu = {run: statistics.median(v[1] for v in values) for run, values in seconds.items()}
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
+    print(f"Machine: {cpu_line()}, Python {platform.python_version()}; "
           f"sample clip x{loops} ({frames} frames, 720p); CLIP {args.model}, random weights; "
           f"x264 {args.preset}; median of {args.rounds} rounds, start to exit.\n")  # fmt: skip
     print("| mode | backend | analysed | seconds | rounds' range | frames/s | CPU seconds | "

@@ -1,11 +1,12 @@
-"""The environment benchmarks give the child processes they time (`child_env`)."""
+"""Around what benchmarks time: the environment of their child processes (`child_env`) and
+the machine their header names (`cpu_line`)."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from streamer.bench.measure import child_env
+from streamer.bench.measure import child_env, cpu_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,3 +34,15 @@ def test_without_overrides_the_shells_variables_pass_through(monkeypatch):
     env = child_env()
     assert env["PYTHONPATH"] == str(REPO)
     assert env["STREAMER_BENCH_PROBE"] == "kept"
+
+
+def test_the_machine_line_names_the_cpu_and_the_features_its_speed_turns_on() -> None:
+    xeon = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Gold 6430\n"
+            "flags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16 amx_tile amx_int8\n\n"
+            "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Gold 6430\n")  # fmt: skip
+    line = cpu_line(xeon)
+    assert line.startswith("Intel(R) Xeon(R) Gold 6430, ")
+    assert line.endswith(" cores (AVX2, AVX-512, VNNI, bf16, AMX)")
+    laptop = "model name\t: Intel(R) Core(TM) i5-8250U\nflags\t\t: fpu sse2 avx2 fma\n"
+    assert cpu_line(laptop).endswith(" cores (AVX2)")
+    assert "(" not in cpu_line("")  # no /proc/cpuinfo (macOS, Windows): no feature list

@@ -186,11 +186,38 @@ def _status_kb(field: str) -> int:
     return 0
 
 
+# The CPU features a model's speed depends on, as Linux names them in /proc/cpuinfo's flags.
+_CPU_FEATURES = (
+    ("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_vnni", "VNNI"), ("avx_vnni", "AVX-VNNI"),
+    ("avx512_bf16", "bf16"), ("amx_tile", "AMX"),
+)  # fmt: skip
+
+
+def cpu_line(cpuinfo: str | None = None) -> str:
+    """The CPU for a benchmark's header: "AMD EPYC, x86_64, 2 cores (AVX2, AVX-512, VNNI,
+    bf16)". int8 and bf16 speed turn on VNNI, bf16 and AMX, so a reader sizing a machine needs
+    them. `cpuinfo`: /proc/cpuinfo's text (read here where it exists)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields = dict(
+        line.split(":", 1) for line in cpuinfo.splitlines() if ":" in line and line[0] != " "
+    )
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    model = fields.get("model name") or platform.processor()
+    flags = set(fields.get("flags", "").split())
+    have = [name for flag, name in _CPU_FEATURES if flag in flags]
+    text = f"{model + ', ' if model else ''}{platform.machine()}, {os.cpu_count()} cores"
+    return f"{text} ({', '.join(have)})" if have else text
+
+
 def machine_line(device: torch.device) -> str:
     """The machine, for a benchmark's header: CPU, cores, GPU, software versions."""
     import torch
 
-    cpu = f"{platform.machine()}, {os.cpu_count()} cores"
+    cpu = cpu_line()
     gpu = ""
     if device.type == "cuda":
         gpu = f", GPU {torch.cuda.get_device_name(device)}"

@@ -18,14 +18,13 @@ timed rows (`streamer.bench.file.prepare`): each row starts as a later `streamer
 
 from __future__ import annotations
 
-import os
-import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from streamer.bench.clips import looped_clip
 from streamer.bench.file import ModeConfig, ModeResult, PipelineEncoder, prepare, spawn
+from streamer.bench.measure import cpu_line
 from streamer.errors import ConfigError
 
 __all__ = ["PipelineBench", "PipelineReport", "run_pipeline_bench"]
@@ -115,7 +114,7 @@ class PipelineReport:
     def markdown(self) -> str:
         b = self.bench
         lines = [
-            f"Machine: {platform.machine()}, {os.cpu_count()} cores; clip {b.clip.name} "
+            f"Machine: {cpu_line()}; clip {b.clip.name} "
             f"x{self.loops}{'' if b.loops else f' (≥ {b.seconds:g} s)'}; CLIP {b.model} "
             f"(random weights){self._encoders()}; x264 {b.preset}.",
             "",
