@@ -68,12 +68,12 @@ class PipelineBench:
 
     def __post_init__(self) -> None:
         if not self.seconds > 0:
-            raise ConfigError(f"seconds must be > 0, got {self.seconds}")
+            raise ConfigError(f"seconds must be > 0, got {self.seconds} (--seconds)")
         if self.loops is not None and self.loops < 1:
             raise ConfigError(f"loops must be ≥ 1, got {self.loops}")
         if self.analyze_fps is not None and not self.analyze_fps > 0:
             raise ConfigError(f"analyze_fps must be > 0 (or None: every frame), got "
-                             f"{self.analyze_fps}")  # fmt: skip
+                             f"{self.analyze_fps} (--analyze-fps)")  # fmt: skip
         self.encoder.choice(self.model, self.device)  # refused now, not after the floors
 
 
