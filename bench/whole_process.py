@@ -237,4 +237,8 @@ def _round_ratios(base: list[tuple], run: list[tuple]) -> list[float]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # its children stop with it; the temporary folder is removed
+        print("whole_process: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
