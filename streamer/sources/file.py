@@ -31,6 +31,7 @@ from streamer.sources._pyav import to_rgb as to_rgb  # re-exported: `streamer.be
 from streamer.sources.base import SourceBase
 from streamer.sources.hwaccel import hwaccel_for
 from streamer.sources.info import VideoInfo
+from streamer.sources.names import FILE_SUFFIXES
 from streamer.sources.options import DecodePlan
 from streamer.sources.pool.wire import FileSpec
 from streamer.sources.status import SourceStatus
@@ -40,12 +41,27 @@ __all__ = ["FileSource", "VideoInfo", "probe_video"]
 
 log = logging.getLogger("streamer.sources")
 
+# What a folder given as an input is searched for, to say how to give its videos.
+_IN_FOLDERS = (*FILE_SUFFIXES, ".ts", ".m2ts", ".mts", ".3gp")
+
+
+def _folder_fix(path: str) -> str:
+    """How to give a folder's videos: each is an input of its own."""
+    videos = sorted(p.name for p in Path(path).iterdir() if p.suffix.lower() in _IN_FOLDERS)
+    if not videos:
+        return f"It holds no video files ({', '.join(_IN_FOLDERS)}). Fix: give a video file."
+    suffixes = sorted({Path(name).suffix for name in videos})
+    pattern = os.path.join(path, f"*{suffixes[0]}" if len(suffixes) == 1 else "*")
+    shown = ", ".join(videos[:3]) + (", …" if len(videos) > 3 else "")
+    return (f"Fix: give its videos, each an input of its own: {pattern} (it holds "
+            f"{len(videos)}: {shown}).")  # fmt: skip
+
 
 def _open_container(path: str, hwaccel: str | None = None) -> av.container.InputContainer:
     if not os.path.exists(path):
         raise SourceNotFoundError(f"input {path!r} does not exist. Fix: check the path.")
     if os.path.isdir(path):
-        raise SourceOpenError(f"input {path!r} is a folder, not a video file.")
+        raise SourceOpenError(f"input {path!r} is a folder, not a video file. {_folder_fix(path)}")
     if os.path.getsize(path) == 0:
         raise SourceOpenError(f"input {path!r} is empty (0 bytes): not a video.")
     try:

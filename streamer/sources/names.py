@@ -16,6 +16,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 __all__ = [
+    "FILE_SUFFIXES",
     "camera_stream_name",
     "default_stream_name",
     "files_only",
@@ -24,6 +25,9 @@ __all__ = [
     "stream_names",
     "url_stream_name",
 ]
+
+#: Names of video files (on a web server: read as files; in a folder: the videos it holds).
+FILE_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".flv", ".mpg", ".mpeg")
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _NAMED = re.compile(r"^([A-Za-z0-9_.\-]+)=(.+)$")

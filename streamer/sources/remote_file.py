@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from streamer.core.redact import redact
 from streamer.core.retry import RetryPolicy
+from streamer.sources.names import FILE_SUFFIXES
 from streamer.sources.playlist import is_playlist_url, playlist_finished
 
 __all__ = ["FILE_ATTEMPTS", "file_policy", "is_remote_file", "live_by_default", "no_ranges_hint"]
@@ -31,7 +32,6 @@ log = logging.getLogger("streamer.sources")
 
 FILE_ATTEMPTS = 5  # failed connections in a row before a remote file is given up
 # A URL path ending like this is a file on a web server: read it to the end, nothing dropped.
-FILE_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".flv", ".mpg", ".mpeg")
 _INDEXED = (".mp4", ".m4v", ".mov")  # files whose index (moov) may sit at their end
 
 

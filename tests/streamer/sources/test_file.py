@@ -159,3 +159,18 @@ async def test_video_read_as_it_is_though_it_needs_converting_says_so_once(
         assert warned == []
     else:
         assert len(warned) == 1 and words in warned[0] and "first" in warned[0], warned
+
+
+def test_a_folder_given_as_an_input_is_told_how_to_give_its_videos(tmp_path):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("b.mp4", "a.mp4", "notes.txt"):
+        (folder / name).write_bytes(b"")
+    with pytest.raises(SourceOpenError) as caught:
+        probe_video(folder)
+    message = str(caught.value)
+    assert f"Fix: give its videos, each an input of its own: {folder / '*.mp4'}" in message
+    assert "(it holds 2: a.mp4, b.mp4)" in message
+    (folder / "c.mkv").write_bytes(b"")
+    with pytest.raises(SourceOpenError, match=r": .*clips/\* \(it holds 3: a.mp4, b.mp4, c.mkv\)"):
+        probe_video(folder)
