@@ -161,7 +161,7 @@ class RunConfig:
     mqtt: MqttConfig | None = section(
         MqttConfig,
         Option("--mqtt", "publish captions, alerts (on/off), statuses and pictures to this MQTT "
-               "broker (pip install \"streamer[mqtt]\"), with Home Assistant discovery: "
+               "broker (pip install aiomqtt), with Home Assistant discovery: "
                "mqtt://[USER[:PASSWORD]@]HOST[:PORT], mqtts:// for TLS; a USER without "
                f"PASSWORD takes it from ${PASSWORD_ENV}", URL_CHECK,
                metavar="URL"),
@@ -169,8 +169,8 @@ class RunConfig:
     )  # fmt: skip
     cluster: ClusterConfig | None = section(
         ClusterConfig,
-        Option("--cluster", "run on a Ray cluster (pip install \"streamer[cluster]\"): 'auto' "
-               "(the cluster `ray start` made on this machine, or RAY_ADDRESS), "
+        Option("--cluster", "run on a Ray cluster (pip install ray, the same version on every "
+               "node): 'auto' (the cluster `ray start` made on this machine, or RAY_ADDRESS), "
                "ray://HOST:10001 (Ray Client) or HOST:6379 (the head node). Each node decodes "
                "its streams; a pool of --encoders replicas encodes for all",
                cluster_address(), metavar="ADDRESS"),

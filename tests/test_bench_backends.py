@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx", reason="the ONNX Runtime backend's packages (streamer[onnx])")
-pytest.importorskip("onnxruntime", reason="the ONNX Runtime backend's packages (streamer[onnx])")
+onnx = pytest.importorskip("onnx", reason="the onnx extra (pip install onnxruntime onnx)")
+pytest.importorskip("onnxruntime", reason="the onnx extra (pip install onnxruntime onnx)")
 
 
 @pytest.fixture(scope="module")

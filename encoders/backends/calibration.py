@@ -37,6 +37,7 @@ import numpy as np
 
 from encoders.abandon import check_abandoned
 from encoders.errors import CalibrationError, UnsupportedBackendError
+from encoders.extras import install_hint
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -175,8 +176,8 @@ def quantize(
     """
     if importlib.util.find_spec("nncf") is None:
         raise UnsupportedBackendError(
-            "int8 (--int8) needs the nncf package, which is not installed: pip install "
-            "'streamer[cpu]' (or pip install nncf), or drop --int8"
+            "int8 (--int8) needs the nncf package, which is not installed: "
+            f"{install_hint('cpu', 'nncf')}, or drop --int8"
         )
     check_abandoned()  # calibrating takes tens of seconds
     import nncf

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 
+from encoders.extras import install_hint
+
 __all__ = ["exported_unsupported"]
 
 
@@ -40,7 +42,7 @@ def exported_unsupported(
         )
     if int8 and importlib.util.find_spec("nncf") is None:
         return (
-            "int8 (--int8) needs the nncf package, which is not installed: pip install "
-            "'streamer[cpu]' (or pip install nncf), or drop --int8"
+            "int8 (--int8) needs the nncf package, which is not installed: "
+            f"{install_hint('cpu', 'nncf')}, or drop --int8"
         )
     return None

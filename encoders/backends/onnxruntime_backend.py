@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from encoders.extras import install_hint
+
 if TYPE_CHECKING:
     import numpy as np
     import onnx
@@ -50,7 +52,7 @@ _NEEDS = ("onnxruntime", "onnx", "onnxscript")  # run; export (torch's exporter 
 
 class OnnxRuntimeBackend:
     """The image tower on ONNX Runtime's CPU execution provider, fp32 or int8. Install with
-    `pip install "streamer[onnx]"` (int8 also needs nncf: `"streamer[onnx,cpu]"`)."""
+    the `onnx` extra (`encoders.extras.install_hint("onnx")`; int8 also needs nncf)."""
 
     name = "onnxruntime"
 
@@ -60,8 +62,8 @@ class OnnxRuntimeBackend:
         missing = [name for name in _NEEDS if importlib.util.find_spec(name) is None]
         if missing:
             return (
-                f"backend 'onnxruntime' needs {', '.join(missing)}, not installed: pip install "
-                "'streamer[onnx]', or use backend 'torch'"
+                f"backend 'onnxruntime' needs {', '.join(missing)}, not installed: "
+                f"{install_hint('onnx')}, or use backend 'torch'"
             )
         from encoders.backends.checks import exported_unsupported
 

@@ -29,6 +29,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from encoders.extras import install_hint
+
 if TYPE_CHECKING:
     import numpy as np
     import openvino as ov
@@ -51,7 +53,7 @@ COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENC
 
 class OpenVinoBackend:
     """The image tower on OpenVINO's CPU plugin: fp32, bf16 (on a CPU with it) or int8.
-    Install with `pip install "streamer[cpu]"` (or `pip install openvino nncf`)."""
+    Installed with the `cpu` extra (`encoders.extras.install_hint("cpu")`)."""
 
     name = "openvino"
 
@@ -61,7 +63,7 @@ class OpenVinoBackend:
         if importlib.util.find_spec("openvino") is None:
             return (
                 "backend 'openvino' needs the openvino package, which is not installed: "
-                "pip install 'streamer[cpu]' (or pip install openvino), or use backend 'torch'"
+                f"{install_hint('cpu', 'openvino')}, or use backend 'torch'"
             )
         from encoders.backends.checks import exported_unsupported
 

@@ -111,13 +111,13 @@ class EncoderChoice:
         "auto",
         Option("--backend", "what runs the image encoder: auto (openvino on a CPU when "
                "installed, else onnxruntime when installed, else torch; torch on CUDA and with "
-               "--no-cache) | torch | openvino (CPU: pip install 'streamer[cpu]') | onnxruntime "
-               "(CPU: pip install 'streamer[onnx]')", one_of(*BACKEND_CHOICES)),
+               "--no-cache) | torch | openvino (CPU: pip install openvino) | onnxruntime "
+               "(CPU: pip install onnxruntime onnx onnxscript)", one_of(*BACKEND_CHOICES)),
     )  # fmt: skip
     int8: bool = option(
         False,
         Option("--int8", "quantise the image encoder to int8 (openvino or onnxruntime backend; "
-               "NNCF, pip install 'streamer[cpu]'), calibrated on --calibrate, once: kept in "
+               "NNCF: pip install nncf), calibrated on --calibrate, once: kept in "
                "the cache beside the fp32 export", kind="toggle"),
     )  # fmt: skip
     calibrate: str | None = option(

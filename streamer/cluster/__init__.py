@@ -3,7 +3,7 @@
 Shards (one or more actors per node) run the pipeline on their streams, so full frames never
 leave the node that decoded them; a pool of encoder replicas serves every shard through the
 encoder-service seam (docs/design.md §3). Ray is the `cluster` extra:
-`pip install "streamer[cluster]"`.
+`pip install ".[cluster]"` in a checkout, or `pip install ray`.
 
 Example:
     >>> import asyncio

@@ -1,7 +1,7 @@
 """Joining a Ray cluster: `connect`, what it holds (`ClusterInfo`, `NodeInfo`), `disconnect`.
 
 This is the one module that imports Ray for the run's driver, and only inside `connect`: Ray is
-the `cluster` extra (`pip install "streamer[cluster]"`), and a run without `--cluster` never
+the `cluster` extra (`encoders.extras.install_hint("cluster")`), and a run without `--cluster` never
 loads it.
 
 Before Ray is asked to join, the address is checked the cheap way: its TCP port must answer
@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from encoders.extras import install_hint
 from streamer.cluster.options import AUTO, ClusterConfig, split_cluster_address
 from streamer.errors import ClusterError, ClusterUnavailableError, ConfigError
 
@@ -37,7 +38,6 @@ REACH_TIMEOUT_S = 3.0
 #: The namespace every actor of a run lives in (named actors of two runs do not meet).
 NAMESPACE = "streamer"
 
-_INSTALL = 'pip install "streamer[cluster]"'
 _START = (
     "start one with `ray start --head` on the head machine (and `ray start --address "
     "HEAD:6379` on each of the others), or give --cluster the head's address"
@@ -128,8 +128,7 @@ def connect(config: ClusterConfig) -> ClusterInfo:
         The cluster: its alive nodes and what they hold.
 
     Raises:
-        ConfigError: Ray is not installed here (the message says `pip install
-            "streamer[cluster]"`).
+        ConfigError: Ray is not installed here (the message says how to install it).
         ClusterUnavailableError: no cluster answers at the address, none was started on this
             machine for `auto`, or Ray refused to join (its reason in one line).
     """
@@ -190,8 +189,8 @@ def nodes(*, include_dead: bool = False) -> list[NodeInfo]:
 def _import_ray() -> Any:
     if importlib.util.find_spec("ray") is None:
         raise ConfigError(
-            f"--cluster needs Ray, which is not installed here: {_INSTALL} (on every machine "
-            "of the cluster, with the same Ray and Python versions)"
+            f"--cluster needs Ray, which is not installed here: {install_hint('cluster')} (on "
+            "every machine of the cluster, with the same Ray and Python versions)"
         )
     import ray
 

@@ -36,8 +36,8 @@ from encoders.backends import backend
 from encoders.backends.calibration import Calibration
 from encoders.backends.frames import encode_frames
 
-pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
-pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
+pytest.importorskip("openvino", reason="the cpu extra (pip install openvino nncf)")
+pytest.importorskip("onnxruntime", reason="the onnx extra (pip install onnxruntime)")
 
 # Full-size models: captures and conversions of tens of seconds; a minute or two a test with
 # other work on the machine's two cores.

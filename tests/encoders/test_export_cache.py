@@ -23,7 +23,7 @@ import encoders.backends.export_cache as export_cache
 from encoders.backends.export_cache import MANIFEST, ExportCache, ExportKey
 from encoders.errors import ExportCacheError
 
-pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
+pytest.importorskip("openvino", reason="the cpu extra (pip install openvino nncf)")
 
 EXPORTING = "exporting clip 'tiny' to OpenVINO"
 REBUILDING = "unusable"

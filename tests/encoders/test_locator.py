@@ -173,7 +173,7 @@ def test_opening_a_cached_export_imports_no_torch(cache) -> None:
 
 
 def test_onnxruntime_opens_its_export_without_building(tmp_path, video_frames) -> None:
-    pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
+    pytest.importorskip("onnxruntime", reason="the onnx extra (pip install onnxruntime)")
     built = encoders.create_encoder("clip", "tiny", weights="random", backend="onnxruntime",
                                     export_cache=tmp_path)  # fmt: skip
     assert not isinstance(built, ExportedEncoder)
@@ -189,8 +189,8 @@ def test_onnxruntime_opens_its_export_without_building(tmp_path, video_frames) -
 def test_an_int8_export_opens_without_building_until_the_calibration_changes(
     tmp_path, small_clip, sample_clip, video_frames
 ) -> None:
-    pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
-    pytest.importorskip("nncf", reason="the cpu extra (pip install 'streamer[cpu]')")
+    pytest.importorskip("onnxruntime", reason="the onnx extra (pip install onnxruntime)")
+    pytest.importorskip("nncf", reason="the cpu extra (pip install openvino nncf)")
     from encoders.backends.calibration import Calibration
 
     def create(clip: Path):

@@ -20,7 +20,7 @@ from encoders.backends import choose_backend, cpu_has_vnni, family_backends, uns
 from encoders.backends.calibration import Calibration
 from encoders.errors import CalibrationError, UnsupportedBackendError
 
-pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
+pytest.importorskip("onnxruntime", reason="the onnx extra (pip install onnxruntime)")
 
 MIN_COSINE = 0.9999  # fp32 against torch, the bar
 # Tokens, same pixels in: fp32 kernels summing in other orders; measured below 3e-6 on tiny.
@@ -71,7 +71,7 @@ def test_the_onnx_export_is_cached_and_reloaded(tmp_path, tiny_clip, caplog) -> 
 def test_int8_is_calibrated_on_the_clip_and_kept_beside_the_fp32_export(
     tmp_path, sample_clip, tiny_clip, video_frames, backend, caplog
 ) -> None:
-    pytest.importorskip("nncf", reason="the cpu extra (pip install 'streamer[cpu]')")
+    pytest.importorskip("nncf", reason="the cpu extra (pip install openvino nncf)")
     levels = [h.level for h in logging.getLogger().handlers]
     tiny_clip.save(tmp_path / "tiny.pt")  # the same weights on every backend
     calibration = Calibration(sample_clip, frames=16)
@@ -93,7 +93,7 @@ def test_int8_is_calibrated_on_the_clip_and_kept_beside_the_fp32_export(
 def test_int8_without_frames_or_on_an_unreadable_clip_names_the_file_and_the_fix(
     tmp_path,
 ) -> None:
-    pytest.importorskip("nncf", reason="the cpu extra (pip install 'streamer[cpu]')")
+    pytest.importorskip("nncf", reason="the cpu extra (pip install openvino nncf)")
     with pytest.raises(CalibrationError, match=r"calibration=PATH .*--calibrate PATH"):
         encoders.create_encoder("clip", "tiny", weights="random", backend="openvino", int8=True)
     garbage = tmp_path / "notes.mp4"
@@ -118,7 +118,7 @@ def test_onnxruntime_refuses_cuda_with_the_reason_and_the_fix() -> None:
 
 
 def test_int8_needs_an_exporting_backend() -> None:
-    pytest.importorskip("nncf", reason="the cpu extra (pip install 'streamer[cpu]')")
+    pytest.importorskip("nncf", reason="the cpu extra (pip install openvino nncf)")
     reason = unsupported_reason("torch", "clip", device="cpu", int8=True)
     assert "backend 'openvino'" in reason and "drop --int8" in reason
     fast_int8 = "openvino" if cpu_has_vnni() else "onnxruntime"  # AVX2 only: ONNX Runtime's

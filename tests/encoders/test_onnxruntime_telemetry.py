@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
+pytest.importorskip("onnxruntime", reason="the onnx extra (pip install onnxruntime)")
 
 REPO = Path(__file__).resolve().parents[2]
 CHECK = """

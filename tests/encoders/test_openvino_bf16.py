@@ -15,7 +15,7 @@ from encoders.backends import choose_backend, openvino_backend, unsupported_reas
 from encoders.errors import UnsupportedBackendError
 from encoders.exported import ExportedEncoder
 
-pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
+pytest.importorskip("openvino", reason="the cpu extra (pip install openvino nncf)")
 
 #: pooled-embedding cosine of bf16 against torch's fp32 (bf16 keeps 8 bits of mantissa;
 #: ViT-B/32 measured 0.99999 on an AVX-512 BF16 CPU, BENCHMARKS.md)

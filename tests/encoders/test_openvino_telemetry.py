@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'streamer[cpu]')")
+pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install openvino nncf)")
 
 REPO = Path(__file__).resolve().parents[2]
 CHECK = """

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from media import read_jsonl
 
-pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
+pytest.importorskip("openvino", reason="the cpu extra (pip install openvino nncf)")
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from encoders.extras import install_hint
 from streamer.core.background import run_in_background
 from streamer.core.events import Observer
 from streamer.core.redact import redact
@@ -52,7 +53,6 @@ TICK_S = 1.0
 FLUSH_S = 3.0  # `stop` waits this long for the queue to empty
 PUBLISH_TIMEOUT_S = 10.0
 PICTURE_LONG_EDGE = 1280
-INSTALL = 'pip install "streamer[mqtt]"'
 
 
 class MqttPublisher(Observer):
@@ -420,4 +420,4 @@ def require_aiomqtt() -> None:
         ConfigError: naming the package and its install command.
     """
     if importlib.util.find_spec("aiomqtt") is None:
-        raise ConfigError(f"--mqtt needs the aiomqtt package: {INSTALL}")
+        raise ConfigError(f"--mqtt needs the aiomqtt package: {install_hint('mqtt')}")

@@ -33,6 +33,7 @@ import numpy as np
 from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily
 
+from encoders.extras import install_hint
 from streamer.watch.web._http import json_response
 from streamer.watch.web._rtc_media import RtcLimits, SharedEncoder, packet_track_class
 
@@ -138,8 +139,8 @@ class WebRtc:
     async def offer(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if not self.available:
-            return _error(501, "WebRTC needs aiortc: pip install 'streamer[webrtc]'; "
-                               "the page shows MJPEG meanwhile")  # fmt: skip
+            return _error(501, f"WebRTC needs aiortc: {install_hint('webrtc')}; the page shows "
+                               "MJPEG meanwhile")  # fmt: skip
         if name not in self._streams():
             return _error(404, f"no stream named {name!r}; /api/status lists them")
         if len(self._peers) >= self.limits.max_peers:

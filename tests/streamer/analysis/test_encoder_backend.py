@@ -14,7 +14,7 @@ from streamer.analysis.worker import EncoderChoice, load_encoder
 from streamer.cli.main import build_parser, main
 from streamer.errors import ConfigError
 
-pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
+pytest.importorskip("openvino", reason="the cpu extra (pip install openvino nncf)")
 
 
 def _run_config(tmp_path, *flags: str):
@@ -59,7 +59,7 @@ def test_auto_keeps_torch_when_the_cache_cannot_be_written(tmp_path) -> None:
 
 @pytest.mark.parametrize(("vnni", "expected"), [(True, "openvino"), (False, "onnxruntime")])
 def test_auto_int8_prefers_onnxruntime_on_a_cpu_without_vnni(monkeypatch, vnni, expected):
-    pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
+    pytest.importorskip("onnxruntime", reason="the onnx extra (pip install onnxruntime)")
     import encoders.backends as backends
 
     monkeypatch.setattr(backends, "cpu_has_vnni", lambda: vnni)

@@ -14,8 +14,8 @@ from streamer.analysis.worker import EncoderChoice
 from streamer.cli.main import build_parser, main
 from streamer.errors import ConfigError
 
-pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
-pytest.importorskip("nncf", reason="the cpu extra (pip install 'streamer[cpu]')")
+pytest.importorskip("openvino", reason="the cpu extra (pip install openvino nncf)")
+pytest.importorskip("nncf", reason="the cpu extra (pip install openvino nncf)")
 
 
 def _encoder(tmp_path, *argv: str):

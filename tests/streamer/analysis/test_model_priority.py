@@ -134,7 +134,7 @@ def _threads() -> dict[int, int]:
 async def test_the_runtime_workers_started_by_the_load_inherit_the_low_priority(tmp_path):
     # OpenVINO starts its worker threads while it compiles, on the load thread: lowering only
     # the service's thread would leave them at normal priority.
-    pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
+    pytest.importorskip("openvino", reason="the cpu extra (pip install openvino nncf)")
     from streamer.analysis.loading import start_local_encoder_service
     from streamer.analysis.worker import EncoderChoice
     from streamer.core.batcher import BatchPolicy

@@ -316,7 +316,7 @@ async def test_a_load_the_run_gave_up_on_stops_before_it_exports(tmp_path) -> No
     from streamer.analysis.loading import abandon, start_local_encoder_service
     from streamer.analysis.worker import EncoderChoice
 
-    pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
+    pytest.importorskip("openvino", reason="the cpu extra (pip install openvino nncf)")
     cache = tmp_path / "exports"
     choice = EncoderChoice("clip", "tiny", weights="random", device="cpu", backend="openvino",
                            export_cache=str(cache))  # fmt: skip

@@ -78,7 +78,7 @@ def test_bench_encoders_from_frames(capsys) -> None:
 
 @pytest.mark.slow  # the tiny CLIP exported and quantised
 def test_bench_encoders_measures_int8(tmp_path, monkeypatch, capsys, small_clip) -> None:
-    pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'streamer[onnx]')")
+    pytest.importorskip("onnxruntime", reason="the onnx extra (pip install onnxruntime)")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     out = tmp_path / "encoders.json"
     code = main(["bench", "encoders", "--encoders", "clip:tiny", "--backend", "onnxruntime",
@@ -269,8 +269,8 @@ def test_bench_pipeline_rejects_a_missing_clip(tmp_path, capsys) -> None:
 
 @pytest.mark.slow  # the tiny CLIP exported and quantised, then four short modes
 def test_bench_pipeline_loads_its_encoder_as_run_does(small_clip, tmp_path, monkeypatch, capsys):
-    pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
-    pytest.importorskip("nncf", reason="the cpu extra (pip install 'streamer[cpu]')")
+    pytest.importorskip("openvino", reason="the cpu extra (pip install openvino nncf)")
+    pytest.importorskip("nncf", reason="the cpu extra (pip install openvino nncf)")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     out = tmp_path / "pipeline.json"
     code = main(["bench", "pipeline", "--clip", str(small_clip), "--seconds", "1",

@@ -9,7 +9,7 @@ import sys
 import pytest
 from media import read_jsonl
 
-pytest.importorskip("openvino", reason="the cpu extra (pip install 'streamer[cpu]')")
+pytest.importorskip("openvino", reason="the cpu extra (pip install openvino nncf)")
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

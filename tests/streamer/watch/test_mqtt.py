@@ -433,5 +433,5 @@ def test_a_missing_aiomqtt_names_the_extra_to_install(monkeypatch):
     monkeypatch.setattr(
         "importlib.util.find_spec", lambda name, *a: None if name == "aiomqtt" else object()
     )
-    with pytest.raises(ConfigError, match=re.escape('pip install "streamer[mqtt]"')):
+    with pytest.raises(ConfigError, match=re.escape('pip install "aiomqtt>=')):
         MqttPublisher(MqttConfig("mqtt://127.0.0.1"))

@@ -56,7 +56,7 @@
     entry.select.querySelector("option[value=webrtc]").disabled = !(rtcOffered && rtc.supported);
     entry.select.value = entry.mode;
     if (!forcedView && entry.mode === "mjpeg") { // say why there is no WebRTC, as a refusal does
-      const why = !rtcOffered ? "WebRTC is not offered by this server (pip install 'streamer[webrtc]')"
+      const why = !rtcOffered ? "WebRTC is not offered by this server (it needs aiortc: pip install aiortc)"
         : "this browser has no WebRTC";
       text(entry.note, `${why}; showing MJPEG`);
       entry.note.hidden = false;
