@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from encoders.registry import family
 from streamer.analysis.service import ModelCard
 from streamer.cluster.desk import DeskView
 from streamer.cluster.jobs import Job
@@ -131,8 +132,10 @@ class Placement:
         every node (`live`: the run has live streams)."""
         self._start_replicas()
         desk = self._start_desk(live) if self._config.llm is not None else None
-        log.info("loading %s %s on %d encoder replica(s)", self._config.encoder.kind,
-                 self._config.encoder.model or "", len(self._replicas))  # fmt: skip
+        encoder = self._config.encoder
+        model = encoder.model or family(encoder.kind).default_model
+        log.info("loading %s %s on %d encoder replica(s)", encoder.kind, model,
+                 len(self._replicas))  # fmt: skip
         try:
             cards = await self._cards()
         except TimeoutError:
