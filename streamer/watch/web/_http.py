@@ -43,6 +43,13 @@ T = TypeVar("T")
 #: How often a streaming response waiting for something to send checks its client is there.
 GONE_CHECK_S = 1.0
 
+#: A connection that has not sent a whole request this long after it opened, or after its last
+#: answer, is closed. aiohttp's `AppRunner` waits an hour: a client that opens connections and
+#: never finishes their headers (slowloris) held a file descriptor each, before any token is
+#: checked, until the run could open no file or camera. A long answer (video, events) is never
+#: cut by it.
+IDLE_TIMEOUT_S = 15.0
+
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",  # the page's address may hold the token
@@ -116,7 +123,9 @@ async def listen(app: web.Application, config: ServeConfig) -> tuple[web.AppRunn
     Raises:
         ConfigError: the address cannot be listened on (a port in use, an unknown host).
     """
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=2.0, keepalive_timeout=IDLE_TIMEOUT_S
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)
