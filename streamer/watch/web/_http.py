@@ -6,7 +6,9 @@ served alone by `streamer serve --archive`) share these, so one token rule holds
 - with a token, every route needs `Authorization: Bearer TOKEN` or `?token=TOKEN` (pages pass
   theirs along: `<img>`, `<video>` and `EventSource` cannot send headers);
 - without one, a server on this machine only answers names of this machine (no DNS rebinding);
-- no route takes a body, but the few a caller names (the stream API's changes, bounded).
+- no route takes a body, but the few a caller names (the stream API's changes, bounded);
+- a browser's change from a page of another site is refused (its `Origin` names another
+  server): the page may not need the token (a WebRTC offer to a viewer without one).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
@@ -89,6 +91,11 @@ def guarded_app(
                 text="403: this viewer listens on this machine only: open it as "
                 "http://127.0.0.1:PORT/ or http://localhost:PORT/; behind a proxy or under "
                 "another name, set --serve-token"
+            )
+        if _cross_site(request):
+            raise web.HTTPForbidden(
+                text=f"403: a page of {request.headers['Origin']} may not change this viewer "
+                "(only its own pages may, and tools that send no Origin)"
             )
         if token is not None and request.path not in OPEN_PATHS and not authorized(request, token):
             message = ("401: this viewer needs its token: open it as /?token=TOKEN or send "
@@ -197,6 +204,17 @@ def authorized(request: web.Request, token: str) -> bool:
         return True
     given = request.query.get("token")
     return given is not None and hmac.compare_digest(given.encode(), expected)
+
+
+def _cross_site(request: web.Request) -> bool:
+    """A request that may change something (not GET, HEAD or OPTIONS), sent by a browser from
+    a page of another server: its `Origin` (browsers send one with every such request) is not
+    this server's address. Without this, a web page the user opens could POST to a viewer on
+    127.0.0.1 (a plain `fetch` with mode "no-cors" needs no CORS) and fill its WebRTC places."""
+    origin = request.headers.get("Origin")
+    if origin is None or request.method in ("GET", "HEAD", "OPTIONS"):
+        return False
+    return urlsplit(origin).netloc.lower() != (request.host or "").lower()
 
 
 def loopback(host: str) -> bool:
