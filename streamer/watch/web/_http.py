@@ -7,8 +7,10 @@ served alone by `streamer serve --archive`) share these, so one token rule holds
   theirs along: `<img>`, `<video>` and `EventSource` cannot send headers);
 - without one, a server on this machine only answers names of this machine (no DNS rebinding);
 - no route takes a body, but the few a caller names (the stream API's changes, bounded);
-- a browser's change from a page of another site is refused (its `Origin` names another
-  server): the page may not need the token (a WebRTC offer to a viewer without one).
+- without a token, a browser's change from a page of another site is refused (its `Origin`
+  names another server): a page the user opens could otherwise POST to a viewer on this
+  machine (a WebRTC offer). With a token that page lacks it; behind a proxy that does not pass
+  the Host on, the viewer's own pages then still send theirs.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ GONE_CHECK_S = 1.0
 #: A connection that has not sent a whole request this long after it opened, or after its last
 #: answer, is closed. aiohttp's `AppRunner` waits an hour: a client that opens connections and
 #: never finishes their headers (slowloris) held a file descriptor each, before any token is
-#: checked, until the run could open no file or camera. A long answer (video, events) is never
-#: cut by it.
+#: checked, until the run could open no file or camera (aiohttp 3.14.4 and later time a connection
+#: from its opening). A long answer (video, events) is never cut by it.
 IDLE_TIMEOUT_S = 15.0
 
 SECURITY_HEADERS = {
@@ -92,7 +94,7 @@ def guarded_app(
                 "http://127.0.0.1:PORT/ or http://localhost:PORT/; behind a proxy or under "
                 "another name, set --serve-token"
             )
-        if _cross_site(request):
+        if token is None and _cross_site(request):  # a token is what a foreign page lacks
             raise web.HTTPForbidden(
                 text=f"403: a page of {request.headers['Origin']} may not change this viewer "
                 "(only its own pages may, and tools that send no Origin)"

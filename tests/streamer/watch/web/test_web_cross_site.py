@@ -1,4 +1,6 @@
-"""A page of another site cannot make the viewer's browser change it (CSRF), token or not."""
+"""A page of another site cannot make the browser change a viewer that has no token (CSRF);
+with a token, a page without it is refused by the token, and the viewer's own pages behind a
+proxy (whose Origin need not match the Host the proxy passes on) still pass."""
 
 import aiohttp
 import pytest
@@ -45,3 +47,21 @@ async def test_its_own_pages_tools_and_reads_still_pass(base):
                 assert r.status == 200 and await r.json() == {"got": 2}, headers
         async with session.get(f"{base}/api/status", headers={"Origin": "http://x.example"}) as r:
             assert r.status == 200
+
+
+async def test_with_a_token_the_origin_is_not_asked():
+    config = ServeConfig(host="0.0.0.0", port=0, token="s3cret")
+    app = guarded_app(config, takes_body=lambda request: request.method == "POST")
+    app.router.add_post("/api/webrtc/cam", _offer)
+    runner, url = await listen(app, config)
+    proxied = {"Origin": "https://cams.example.org", "Authorization": "Bearer s3cret"}
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{url.rstrip('/')}/api/webrtc/cam", data="{}",
+                                    headers=proxied) as r:  # fmt: skip
+                assert r.status == 200
+            async with session.post(f"{url.rstrip('/')}/api/webrtc/cam", data="{}",
+                                    headers={"Origin": "http://evil.example"}) as r:  # fmt: skip
+                assert r.status == 401
+    finally:
+        await runner.cleanup()
