@@ -293,12 +293,18 @@ async def _read_offer(request: web.Request) -> str:
         body = await request.json()
     except (ValueError, UnicodeDecodeError):
         body = None
-    if not isinstance(body, dict) or body.get("type") != "offer" or not body.get("sdp"):
+    sdp = body.get("sdp") if isinstance(body, dict) else None
+    if (
+        not isinstance(body, dict)
+        or body.get("type") != "offer"
+        or not isinstance(sdp, str)
+        or not sdp
+    ):
         raise web.HTTPBadRequest(
             text=json.dumps({"error": 'the body must be JSON {"type": "offer", "sdp": ...}'}),
             content_type="application/json",
         )
-    return str(body["sdp"])
+    return sdp
 
 
 def _error(status: int, message: str) -> web.Response:
