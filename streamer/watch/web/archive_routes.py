@@ -14,9 +14,11 @@ Routes (a fixed table; a moment is named by `?stream=NAME&at=WALL_TIME`, never b
                                     best moments and summaries, citing them
                                     (`streamer.archive.ask`; without an LLM, the moments)
 
-Everything that touches the archive runs in a thread (`asyncio.to_thread`): a search embeds
-the query with the archive's encoder, which the first search loads (seconds: the page says
-so). The guard, the token rule and the headers are the viewer's (`streamer.watch.web._http`).
+Everything that touches the archive runs on two low-priority threads of its own: a search
+embeds the query with the archive's encoder, which the first search loads (seconds: the page
+says so), and a flood of searches must neither take the cores the video uses nor fill the
+event loop's default thread pool, which the run's stages use. The guard, the token rule and
+the headers are the viewer's (`streamer.watch.web._http`).
 
 A new route that reads the archive (an answer to a question, say) is a method here calling
 the reader in a thread, added in `add_to`; `ArchiveReader.hit_json` is how the page draws a
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from streamer.core.background import LowPriorityPool
 from streamer.errors import ArchiveError, ConfigError
 from streamer.watch.web._http import guarded_app, json_response, listen, page_for
 from streamer.watch.web.archive_reader import ArchiveReader, MomentKey
@@ -68,6 +71,7 @@ class ArchiveRoutes:
         self.token_required = token_required
         self.live = live
         self.llm = llm
+        self._pool = LowPriorityPool("archive-reader", workers=2)
         folder = importlib.resources.files("streamer.watch.web") / "static"
         self._page = (folder / "search.html").read_bytes()
         self._static = {name: (folder / name).read_bytes() for name in _STATIC}
@@ -93,6 +97,10 @@ class ArchiveRoutes:
         app.router.add_get("/archive/thumbnail.jpg", self.thumbnail)
         app.router.add_get("/archive/media", self.media)
         app.router.add_get("/api/ask", self.api_ask)
+        app.on_cleanup.append(self._close)
+
+    async def _close(self, app: web.Application) -> None:
+        await asyncio.to_thread(self._pool.shutdown)  # after a search in progress
 
     # -- routes --------------------------------------------------------------------------------
 
@@ -174,7 +182,7 @@ class ArchiveRoutes:
         """Run a reader call off the event loop; its errors become HTTP answers: a bad query
         400, an archive that cannot be read (not made yet, damaged) 503."""
         try:
-            return await asyncio.to_thread(call, *args, **kwargs)
+            return await self._pool.run(call, *args, **kwargs)
         except ConfigError as exc:
             raise _json_error(web.HTTPBadRequest, str(exc)) from exc
         except ArchiveError as exc:
