@@ -33,6 +33,7 @@ from streamer.cluster.desk import DeskView, StateLog
 from streamer.cluster.placement import ShardRef
 from streamer.cluster.relay import Embedded, RelayBatch, StreamSnapshot
 from streamer.config import RunConfig
+from streamer.core import startup
 from streamer.core.events import Observer, Observers
 from streamer.core.frame import Frame
 from streamer.core.stats import LATENCY_BUCKETS, Histogram
@@ -282,6 +283,8 @@ class Coordinator:
             self.run.encoder.loads[shard] = load
         for batch in batches:
             for snapshot in batch.snapshots:
+                if snapshot.annotation is not None:  # as the driver learns it, a relay later
+                    startup.mark(startup.LAST)
                 stream = self.by_name.get(snapshot.name)
                 if stream is not None:
                     stream.update(snapshot, node)

@@ -33,6 +33,7 @@ from streamer.cluster.options import ClusterConfig
 from streamer.cluster.placement import Placement
 from streamer.cluster.session import ClusterInfo, connect, disconnect
 from streamer.config import RunConfig
+from streamer.core import startup
 from streamer.errors import ActorLostError, ClusterError, StreamerError
 from streamer.report import Reporter, RunSummary, stopped_before_start
 from streamer.run_setup import check_stop, observers_from_config
@@ -68,7 +69,8 @@ async def run_cluster(
     if config.cluster is None:
         raise ClusterError("run_cluster needs config.cluster (ClusterConfig(address='auto'))")
     plan = plan_run(config)  # every check that needs no cluster first
-    info = await asyncio.to_thread(connect, config.cluster)
+    with startup.phase("cluster join"):
+        info = await asyncio.to_thread(connect, config.cluster)
     try:
         log.info("%s", info.describe())
         run = _ClusterRun(config, config.cluster, plan, info, stop or asyncio.Event(), progress)
@@ -120,7 +122,7 @@ class _ClusterRun:
     async def _started(self) -> bool:
         """Start the pool and the shards; False when `stop` came first (Ctrl-C while the
         replicas load or wait for free CPUs: the run stops at once, as one process's does)."""
-        starting = asyncio.ensure_future(self.placement.start(live=bool(self.plan.live)))
+        starting = asyncio.ensure_future(self._start_placement())
         stopped = asyncio.ensure_future(self.stop.wait())
         try:
             await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -133,6 +135,10 @@ class _ClusterRun:
             return False
         starting.result()
         return True
+
+    async def _start_placement(self) -> None:
+        with startup.phase("replicas and shards"):  # the model loads on every replica
+            await self.placement.start(live=bool(self.plan.live))
 
     async def _coordinated(self) -> None:
         """The schedule, with the coordinator reading the shards beside it."""
@@ -271,6 +277,7 @@ class _ClusterRun:
 
     def _launch(self, job: Job, shard: Any) -> None:
         restarted = job.live and job.attempt > 1  # a file is redone from its start
+        startup.mark("first job sent")
         ref = shard.handle.run.remote(job.config, job.key, restarted)
         task = asyncio.get_running_loop().create_task(_result(ref))
         self.refs[task] = ref

@@ -40,6 +40,7 @@ from streamer.cluster.driver import run_cluster
 from streamer.cluster.options import ClusterConfig, Pin
 from streamer.cluster.placement import REPLICA_PREFIX
 from streamer.config import RunConfig, ServeConfig
+from streamer.core import startup
 from streamer.llm import LlmConfig
 from streamer.outputs.options import OutputConfig
 from streamer.pipeline import run_pipeline
@@ -99,14 +100,19 @@ def _pids(title: str) -> list[int]:
     return found
 
 
-def test_a_file_list_writes_what_one_process_writes(cluster, clips, tmp_path):
+def test_a_file_list_writes_what_one_process_writes(cluster, clips, tmp_path, monkeypatch):
     """Files spread over two shards and two replicas: every record of every output is the
     one-process run's (same tags and captions; scores within one rounding step, as two
     replicas batch frames otherwise than one process: CI saw a fourth decimal flip), every
-    frame written."""
+    frame written. `--profile-startup` gives the driver's phases up to the first analysis."""
+    monkeypatch.setattr(startup, "_RECORDER", startup.Recorder())  # this run's phases alone
+    profiles: list[list[str]] = []
+    startup.enable(lambda recorder: profiles.append([s.name for s in recorder.spans()]))
     subtitles = {"srt": str(tmp_path / "c" / "{stream}.srt")}
     spread = ClusterConfig("auto", encoders=2, files_per_shard=1)
     summary = asyncio.run(run_cluster(_config(clips, tmp_path / "c", spread, **subtitles)))
+    assert profiles == [["cluster join", "replicas and shards", "first job sent",
+                         startup.LAST]]  # fmt: skip
     one = _one_process(clips, tmp_path / "one", srt=str(tmp_path / "one" / "{stream}.srt"))
     assert [s.name for s in summary.streams] == ["a", "b", "c", "d"]
     assert summary.frames == one.frames and summary.analysed == one.analysed
