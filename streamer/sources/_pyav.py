@@ -57,7 +57,8 @@ MAX_SIDE = 8192
 
 def main_stream(container: av.container.InputContainer, kind: str) -> av.stream.Stream | None:
     """The container's video (`kind` "video") or audio stream a player shows: FFmpeg's best
-    (the one marked default, never a cover picture), else the first; None: there is none."""
+    (the one marked default; a cover picture only when there is no other), else the first;
+    None: there is none."""
     streams = container.streams.video if kind == "video" else container.streams.audio
     return (container.streams.best(kind) or streams[0]) if streams else None
 
@@ -89,6 +90,13 @@ def describe(where: str, container: av.container.InputContainer) -> VideoInfo:
             "Fix: give a file with video."
         )
     stream = main_stream(container, "video")
+    if stream.disposition & av.stream.Disposition.attached_pic:
+        raise SourceOpenError(
+            f"input {where!r} holds no video, only a still cover picture (album art) beside "
+            "its audio. Fix: give a video file; to annotate the picture over the audio, make "
+            "one first, e.g. `ffmpeg -loop 1 -i PICTURE -i INPUT -map 0:v -map 1:a -shortest "
+            "-pix_fmt yuv420p OUTPUT.mp4`."
+        )
     ctx = stream.codec_context
     if not ctx:
         raise SourceOpenError(

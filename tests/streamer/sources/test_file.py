@@ -174,3 +174,16 @@ def test_a_folder_given_as_an_input_is_told_how_to_give_its_videos(tmp_path):
     (folder / "c.mkv").write_bytes(b"")
     with pytest.raises(SourceOpenError, match=r": .*clips/\* \(it holds 3: a.mp4, b.mp4, c.mkv\)"):
         probe_video(folder)
+
+
+def test_audio_with_only_a_cover_picture_is_refused_naming_the_picture(tmp_path):
+    """An MP3 or M4A with album art has one "video" stream: a single still picture. Read as a
+    video it gave one frame and a bogus "ends early: 1 of 361535 frames" (exit 3)."""
+    cover, path = tmp_path / "cover.png", tmp_path / "song.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=64x64",
+                    "-frames:v", "1", str(cover)], check=True)  # fmt: skip
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=d=1", "-i", str(cover),
+                    "-map", "0:a", "-map", "1", "-c:v", "copy", "-disposition:v",
+                    "attached_pic", str(path)], check=True)  # fmt: skip
+    with pytest.raises(SourceOpenError, match=r"only a still cover picture.*Fix: .*-loop 1"):
+        open_source(path)
