@@ -30,6 +30,8 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
+import av
+
 from streamer.core.redact import redact
 from streamer.core.retry import Backoff
 from streamer.errors import SourceOpenError
@@ -101,6 +103,7 @@ def open_source(
     """
     text = os.fspath(spec)
     kind = spec_kind(text)
+    _refuse_dash(text, kind)
     if kind == "camera":
         device = int(text) if text.isdigit() else text
         return CameraSource(device, name, live=True if live is None else live, options=options)
@@ -113,3 +116,25 @@ def open_source(
             )
         return NetworkSource(text, name, live=live, options=options)
     return FileSource(text, name, live=bool(live))
+
+
+def _refuse_dash(text: str, kind: str) -> None:
+    """A DASH manifest (`.mpd`) is refused at once when this FFmpeg cannot read one (PyAV's
+    wheels have no DASH demuxer): a URL would otherwise be retried forever as a stream that
+    sends "no readable video"."""
+    path = urlsplit(text).path if kind == "url" else text
+    if not path.lower().endswith(".mpd") or _has_demuxer("dash"):
+        return
+    raise SourceOpenError(
+        f"{redact(text)!r} is a DASH manifest (.mpd): the FFmpeg that streamer uses (PyAV's) "
+        "cannot read DASH. Fix: use the stream's HLS (.m3u8) URL if it has one, or fetch it "
+        "into a file first, e.g. `ffmpeg -i MANIFEST.mpd -c copy OUTPUT.mkv`."
+    )
+
+
+def _has_demuxer(name: str) -> bool:
+    try:
+        av.format.ContainerFormat(name, "r")
+    except ValueError:
+        return False
+    return True

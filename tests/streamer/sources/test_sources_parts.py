@@ -140,3 +140,17 @@ def test_network_source_spec_and_name_carry_no_credentials():
     assert source.spec == "rtsp://***@127.0.0.1:8554/cam1?token=***"
     assert source.name == "127.0.0.1_8554_cam1"
     assert source.status.state == "connecting" and source.info is None
+
+
+@pytest.mark.parametrize("spec", ["https://u:secret@cdn/live/stream.MPD?t=1", "local/show.mpd"])
+def test_a_dash_manifest_is_refused_at_once_when_ffmpeg_cannot_read_dash(monkeypatch, spec):
+    """PyAV's FFmpeg has no DASH demuxer: an .mpd URL was retried forever ("the server sent no
+    readable video"); it is refused at open, naming DASH and the alternatives."""
+    import streamer.sources as sources
+
+    monkeypatch.setattr(sources, "_has_demuxer", lambda name: False)
+    with pytest.raises(SourceOpenError, match=r"DASH manifest \(\.mpd\).*Fix: .*HLS") as caught:
+        open_source(spec)
+    assert "secret" not in str(caught.value)
+    monkeypatch.setattr(sources, "_has_demuxer", lambda name: name == "dash")
+    assert isinstance(open_source(spec.replace("local/", "rtsp://h/")), NetworkSource)
