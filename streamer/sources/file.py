@@ -163,6 +163,7 @@ class FileSource(SourceBase):
             path=path,
         )
         self.paced = live if paced is None else paced
+        self._size = os.path.getsize(path)  # to tell a file still being written at its end
 
     def worker_spec(self) -> FileSpec:
         """A decode worker opens the same file by its path."""
@@ -259,6 +260,15 @@ class FileSource(SourceBase):
             return []
 
     def _check_complete(self, last_raw: int | None, time_base: Fraction) -> None:
+        with contextlib.suppress(OSError):
+            if os.path.getsize(self.path) != self._size:
+                self._stopped_early(
+                    "the file grew while it was read (another program is still writing it; "
+                    "run again once it is finished)",
+                    last_raw,
+                    time_base,
+                )
+                return
         expected = self.info.frames
         read = self.status.frames
         # Containers round their frame counts and durations; two frames short is still whole.

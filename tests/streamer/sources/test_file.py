@@ -187,3 +187,23 @@ def test_audio_with_only_a_cover_picture_is_refused_naming_the_picture(tmp_path)
                     "attached_pic", str(path)], check=True)  # fmt: skip
     with pytest.raises(SourceOpenError, match=r"only a still cover picture.*Fix: .*-loop 1"):
         open_source(path)
+
+
+async def test_a_file_still_being_written_ends_incomplete_not_done(tmp_path, small_clip):
+    """A recording still being written was read to its end of the moment and reported done
+    (exit 0) with a part of the video; now the file's growth while it was read is named."""
+    whole = tmp_path / "whole.ts"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(small_clip), "-c", "copy", str(whole)],
+                   check=True)  # fmt: skip
+    data = whole.read_bytes()
+    growing = tmp_path / "growing.ts"
+    growing.write_bytes(data[: len(data) // 2])
+    source = open_source(growing)
+    with growing.open("ab") as fh:  # the writer goes on after the file was opened
+        fh.write(data[len(data) // 2 :])
+    frames = await _read_all(source)
+    assert source.incomplete is not None and source.incomplete.frames == len(frames)
+    assert "grew while it was read" in str(source.incomplete)
+    again = open_source(growing)
+    await _read_all(again)
+    assert again.incomplete is None
