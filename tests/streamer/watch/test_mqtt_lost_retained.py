@@ -1,0 +1,46 @@
+"""A broker that lost its retained messages (restarted without its persistence): what is still
+true is retained again, so Home Assistant, restarted afterwards, does not read it as unknown."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+from mqtt_helpers import Watcher, until
+
+from streamer.analysis.alerts import Alert
+from streamer.core.frame import Caption
+from streamer.core.retry import RetryPolicy
+from streamer.watch.mqtt import MqttConfig, MqttPublisher
+from streamer.watch.mqtt import publisher as publisher_module
+
+
+async def test_an_alert_still_on_is_retained_again_after_the_broker_lost_it(
+    own_mosquitto, monkeypatch
+):
+    """The alert fired before the broker went; it has not cleared: its binary sensor's "on" is
+    published again once the broker is back (as the caption is), not left to the next firing,
+    a cooldown away or never."""
+    monkeypatch.setattr(publisher_module, "PUBLISH_TIMEOUT_S", 0.5)  # a dead link shows soon
+    retry = RetryPolicy(initial=0.1, cap=0.2, jitter=0.0)
+    config = MqttConfig(own_mosquitto.url(), retry=retry, prefix="t10", image_every_s=0)
+    publisher = MqttPublisher(config)
+    await publisher.start(SimpleNamespace(config=SimpleNamespace(alerts=()), streams=[]))
+    publisher.add_stream("door", ("a dog",))
+    publisher.alert("door", Alert("door", 3.0, time.time(), "a dog", 0.31, 0.27, 75, "a dog"))
+    topic, url = "t10/door/alert/a_dog", own_mosquitto.url()
+    try:
+        async with Watcher(url) as watcher:
+            await until(lambda: watcher.on(topic), 5, "the alert on")
+        own_mosquitto.stop()
+        for saved in own_mosquitto.folder.glob("*.db"):
+            saved.unlink()  # its retained messages are gone
+        own_mosquitto.start()
+        publisher.caption("door", Caption("door", 80, 3.2, "a dog", "tags"))  # finds it gone
+        sent = lambda: publisher.reconnects == 1 and publisher.status()["queued"] == 0  # noqa: E731
+        await until(lambda: publisher.connected and sent(), 5, "back, and all sent")
+        async with Watcher(url) as late:  # what the broker keeps now, as Home Assistant reads it
+            await until(lambda: late.on(topic), 2, "the alert's on, retained again")
+    finally:
+        await publisher.stop()
+    assert [m.json()["state"] for m in late.on(topic)] == ["on"] and late.on(topic)[0].retain
