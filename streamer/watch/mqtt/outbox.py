@@ -57,6 +57,15 @@ class Outbox:
         self.ready.set()
         return full
 
+    def resend(self, message: Message) -> None:
+        """Queue again an event whose retained copy the broker lost (the latest caption, an
+        alert still on), after the events held: none is dropped for it, and it is left out
+        when one of its topic waits already (the same, or newer)."""
+        if any(held.topic == message.topic for held in self._events):
+            return
+        self._events.append(message)
+        self.ready.set()
+
     def state(self, message: Message) -> None:
         """Hold `message` as its topic's newest state (an older one still waiting goes)."""
         self._states.pop(message.topic, None)  # re-inserted last: states go out in order

@@ -364,11 +364,13 @@ class MqttPublisher(Observer):
             self.reconnects += 1
             log.warning("mqtt: %s is back after %.1f s; sending the %d messages held",
                         self.where, self._clock() - self._lost_at, len(self._outbox))  # fmt: skip
-            for message in self._captions.values():  # lost with a broker's retained messages,
-                self._outbox.state(message)  # and it may not change for hours (the latest)
-            for (stream, query), body in self._on.items():  # an alert still on, likewise: as
-                # an event, so an off that comes meanwhile still goes out after it
-                self._outbox.event(Message(self.topics.alert(stream, query), payload(body)))
+            # Lost with a broker's retained messages: the latest caption (it may not change
+            # for hours) and each alert still on. Queued as events, so a caption or an off
+            # that comes meanwhile still goes out after them (states go after every event).
+            for message in self._captions.values():
+                self._outbox.resend(message)
+            for (stream, query), body in self._on.items():
+                self._outbox.resend(Message(self.topics.alert(stream, query), payload(body)))
         self._ever_connected, self._lost_at, self._down_reason = True, None, None
         if self.config.discovery:  # again: the broker may have lost its retained messages
             for stream in self._alerts:

@@ -3,6 +3,7 @@ true is retained again, so Home Assistant, restarted afterwards, does not read i
 
 from __future__ import annotations
 
+import json
 import time
 from types import SimpleNamespace
 
@@ -10,9 +11,10 @@ from mqtt_helpers import Watcher, until
 
 from streamer.analysis.alerts import Alert
 from streamer.core.frame import Caption
-from streamer.core.retry import RetryPolicy
+from streamer.core.retry import Backoff, RetryPolicy
 from streamer.watch.mqtt import MqttConfig, MqttPublisher
 from streamer.watch.mqtt import publisher as publisher_module
+from streamer.watch.mqtt.outbox import Message, Outbox
 
 
 async def test_an_alert_still_on_is_retained_again_after_the_broker_lost_it(
@@ -44,3 +46,29 @@ async def test_an_alert_still_on_is_retained_again_after_the_broker_lost_it(
     finally:
         await publisher.stop()
     assert [m.json()["state"] for m in late.on(topic)] == ["on"] and late.on(topic)[0].retain
+
+
+def test_a_caption_newer_than_the_one_republished_on_reconnect_is_retained_last():
+    """Back from an outage, the last caption is queued again for the broker to retain; a new
+    caption that comes before that queue is out must still be the one retained last (an older
+    one after it would show in Home Assistant until the next caption, hours away maybe)."""
+    config = MqttConfig("mqtt://127.0.0.1:9", retry=RetryPolicy(initial=0.1, cap=0.2))
+    publisher = MqttPublisher(config)
+    publisher.add_stream("door")
+    publisher.caption("door", Caption("door", 1, 0.1, "old", "tags"))  # held: broker away
+    publisher._ever_connected, publisher._lost_at = True, 0.0  # it had been connected
+    publisher._up(Backoff(config.retry))  # back: the caption is queued again
+    publisher.caption("door", Caption("door", 90, 3.6, "new", "tags"))
+    sent = iter(publisher._outbox.take, None)
+    texts = [json.loads(m.payload)["text"] for m, _ in sent if m.topic == "streamer/door/caption"]
+    assert texts[-1] == "new"
+
+
+def test_a_resent_event_drops_none_held_and_waits_once():
+    outbox = Outbox(1)
+    outbox.event(Message("s/door/alert/a_dog", b"off"))  # the bound is reached
+    outbox.resend(Message("s/door/caption", b"a cat"))
+    outbox.resend(Message("s/door/alert/a_dog", b"on"))  # one of its topic waits: left out
+    assert outbox.dropped == 0
+    assert [outbox.take()[0].payload for _ in range(2)] == [b"off", b"a cat"]
+    assert outbox.take() is None
