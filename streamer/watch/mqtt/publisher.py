@@ -211,19 +211,23 @@ class MqttPublisher(Observer):
             stream: the stream's name.
             alerts: the queries of the alert rules that watch it (a binary sensor each).
         """
+        fresh = stream not in self._alerts
         self._alerts[stream] = tuple(alerts)
         if self.config.image_every_s > 0:
             self._due[stream] = 0.0
         if self.config.discovery and self.connected:  # else they go out once connected
             for entity in self._entities(stream):
                 self._outbox.state(Message(entity.topic, payload(entity.config)))
+        if fresh:
+            self._off_at_start(stream, alerts)
 
     def set_alerts(self, stream: str, rules: tuple[Any, ...]) -> None:
         """`stream`'s alerts are now `rules` (`AlertRule`s; the stream API replaced its set):
         the binary sensors of the queries it no longer has are removed with their retained
         states, the others announced (again)."""
         queries = tuple(rule.query for rule in rules)
-        gone = [query for query in self._alerts.get(stream, ()) if query not in queries]
+        known = self._alerts.get(stream, ())
+        gone = [query for query in known if query not in queries]
         before = {e.topic for e in self._entities(stream)} if self.config.discovery else set()
         self._alerts[stream] = queries
         after = {e.topic for e in self._entities(stream)} if self.config.discovery else set()
@@ -232,6 +236,7 @@ class MqttPublisher(Observer):
         for topic in [*sorted(before - after), *(self.topics.alert(stream, q) for q in gone)]:
             self._outbox.state(Message(topic, b""))  # an empty retained message deletes one
         self.add_stream(stream, queries)
+        self._off_at_start(stream, [query for query in queries if query not in known])
 
     def remove_stream(self, stream: str) -> None:
         """Remove `stream`'s Home Assistant entities (empty retained configs) and clear its
@@ -280,6 +285,16 @@ class MqttPublisher(Observer):
         """Publish `query`'s alert on `stream` off: its last "on" body with `changes`."""
         off = {**body, **changes, "state": ALERT_OFF}
         self._event(Message(self.topics.alert(stream, query), payload(off)))
+
+    def _off_at_start(self, stream: str, queries: Any) -> None:
+        """Each new alert of `stream` starts off (`"reason": "started"`): a retained "on" left
+        by a run that crashed would otherwise stay on (an automation saw a false alarm when
+        the new run came online), and one never fired would read "unknown"."""
+        for query in queries:
+            if (stream, query) not in self._on:
+                body = {"state": ALERT_OFF, "stream": stream, "query": query,
+                        "cleared": round(time.time(), 3), "reason": "started"}  # fmt: skip
+                self._event(Message(self.topics.alert(stream, query), payload(body)))
 
     def _off_removed(self, stream: str, query: str) -> None:
         """`query`'s alert on `stream` off, if on: it or its stream left the run."""

@@ -74,6 +74,20 @@ class Watcher:
     def under(self, prefix: str) -> list[Received]:
         return [m for m in self.messages if m.topic.startswith(prefix)]
 
+    def fired(self, topic: str, *, under: bool = False) -> list[Received]:
+        """The alert messages on `topic` (every topic below it, `under`) but the "off" each
+        alert starts with (`"reason": "started"`): what its rule did."""
+        found = self.under(topic) if under else self.on(topic)
+        return [m for m in found if not _started(m)]
+
+
+def _started(message: Received) -> bool:
+    try:
+        body = message.json()
+    except ValueError:  # an empty payload: a deleted retained message
+        return False
+    return isinstance(body, dict) and body.get("reason") == "started"
+
 
 async def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
     """Poll `check` until it returns something true; fail naming `what` after `timeout`."""

@@ -69,7 +69,7 @@ async def test_alerts_on_when_a_live_run_stops_go_off_as_stopped_everywhere(
     assert fired["type"] == "alert" and cleared["type"] == "alert_cleared"
     assert cleared["reason"] == "stopped" and cleared["query"] == "anything"
     assert cleared["fired_pts"] == fired["pts"] <= cleared["pts"] and cleared["score"] is None
-    on, off = [m.json() for m in watcher.on("end1/cam/alert/anything")]
+    on, off = [m.json() for m in watcher.fired("end1/cam/alert/anything")]
     assert (on["state"], off["state"]) == ("on", "off")
     assert off["reason"] == "stopped" and off["cleared"] >= on["wall"]
     assert off["frame"] == cleared["frame"] and off["time"] == pytest.approx(
@@ -108,7 +108,7 @@ async def test_a_removed_streams_alerts_go_off_as_removed_before_its_entities_go
     records = alert_records(tmp_path / "door.jsonl")
     assert [r["type"] for r in records] == ["alert", "alert_cleared"]
     assert records[-1]["reason"] == "removed"
-    on, off, gone = watcher.on(topic)
+    on, off, gone = watcher.fired(topic)
     assert (on.json()["state"], off.json()["state"], gone.payload) == ("on", "off", b"")
     assert off.json()["reason"] == "removed" and off.json()["frame"] == records[-1]["frame"]
     assert [c.reason for c in seen.cleared] == ["removed"]

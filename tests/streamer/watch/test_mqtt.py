@@ -228,7 +228,8 @@ async def test_an_alert_goes_off_when_its_scene_stops_matching(mosquitto, tmp_pa
     assert cleared["score"] < threshold and cleared["query"] == query
     misses = [r for r in records if r["type"] == "analysis" and r["pts"] >= 1.0]
     assert cleared["frame"] == misses[1]["frame"]  # the 2nd miss in a row, past the cooldown
-    states = [m.json() for m in watcher.on("t2/clip/alert/a_red_square")]
+    start, *states = [m.json() for m in watcher.on("t2/clip/alert/a_red_square")]
+    assert (start["state"], start["reason"]) == ("off", "started")  # before the run's first
     assert [s["state"] for s in states] == ["on"] * len(fired) + ["off"]  # none at the end
     off = states[-1]
     assert off["frame"] == cleared["frame"] and off["time"] == cleared["pts"]
@@ -253,7 +254,7 @@ async def test_removing_a_stream_removes_its_entities_and_retained_states(mosqui
         publisher.remove_stream("door")
         await until(lambda: all(m.payload == b"" for t in door for m in before.on(t)[-1:])
                     and len(before.on("t3/door/caption")) == 2, what="empty configs")  # fmt: skip
-        on, off, gone = before.on("t3/door/alert/a_dog")  # off before its topic goes
+        on, off, gone = before.fired("t3/door/alert/a_dog")  # off before its topic goes
         assert (on.json()["state"], off.json()["state"], gone.payload) == ("on", "off", b"")
         assert off.json()["reason"] == "removed" and off.json()["cleared"] >= on.json()["wall"]
     await publisher.stop()
@@ -290,7 +291,7 @@ async def test_a_new_alert_set_retracts_the_dropped_queries_and_announces_the_ne
         await until(lambda: watcher.on("t5/door/alert/a_cat"), what="a cat on")
         publisher.alert_cleared("door", AlertCleared("door", 9.0, time.time(), "a cat", 0.1,
                                                      0.27, 100, 3.0))  # fmt: skip
-        await until(lambda: len(watcher.on("t5/door/alert/a_cat")) == 2, what="a cat off")
+        await until(lambda: len(watcher.fired("t5/door/alert/a_cat")) == 2, what="a cat off")
         assert publisher.status()["dropped"] == 0
     await publisher.stop()
     async with Watcher(mosquitto.url()) as after:
@@ -314,7 +315,8 @@ async def test_queries_that_differ_in_case_or_punctuation_keep_topics_of_their_o
         publisher.alert("door", an_alert("A person!"))
         publisher.alert_cleared("door", AlertCleared("door", 9.0, time.time(), "A person!", 0.1,
                                                      0.27, 100, 3.0))  # fmt: skip
-        await until(lambda: len(watcher.under("t7/door/alert/")) == 3, what="on, on, off")
+        await until(lambda: len(watcher.fired("t7/door/alert/", under=True)) == 3,
+                    what="on, on, off")  # fmt: skip
     await publisher.stop()
     topics = {config["name"]: config["state_topic"] for config in sensors()}
     ids = {config["unique_id"] for config in sensors()}
@@ -323,7 +325,7 @@ async def test_queries_that_differ_in_case_or_punctuation_keep_topics_of_their_o
     assert topics["Alert: a person at the door"] == "t7/door/alert/a_person_at_the_door"
     assert "streamer_t7_door_alert_a_person" in ids
     assert all(re.fullmatch(r"t7/door/alert/[a-z0-9_]+", t) for t in topics.values())
-    states = {t: [m.json()["state"] for m in watcher.on(t)] for t in topics.values()}
+    states = {t: [m.json()["state"] for m in watcher.fired(t)] for t in topics.values()}
     assert states[topics["Alert: a person"]] == ["on"]
     assert states[topics["Alert: A person!"]] == ["on", "off"]
 

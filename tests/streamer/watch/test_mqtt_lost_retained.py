@@ -72,3 +72,33 @@ def test_a_resent_event_drops_none_held_and_waits_once():
     assert outbox.dropped == 0
     assert [outbox.take()[0].payload for _ in range(2)] == [b"off", b"a cat"]
     assert outbox.take() is None
+
+
+async def test_a_run_s_alerts_start_off_clearing_an_on_left_by_a_run_that_crashed(mosquitto):
+    """A run killed while its alert was on leaves that "on" retained; the next run announces
+    the same alert off (`"reason": "started"`) before anything fires, so Home Assistant does
+    not show the old alarm as the new run comes online (an automation on "to: on" fired)."""
+    retry = RetryPolicy(initial=0.1, cap=0.2, jitter=0.0)
+    config = MqttConfig(mosquitto.url(), retry=retry, prefix="t11", image_every_s=0)
+    topic, run = "t11/door/alert/a_dog", SimpleNamespace(config=SimpleNamespace(alerts=()))
+    crashed = MqttPublisher(config)
+    await crashed.start(SimpleNamespace(**vars(run), streams=[]))
+    crashed.add_stream("door", ("a dog",))
+    crashed.alert("door", Alert("door", 3.0, time.time(), "a dog", 0.31, 0.27, 75, "a dog"))
+    async with Watcher(mosquitto.url()) as watcher:
+        await until(lambda: watcher.fired(topic), 5, "the alert on")
+    for task in crashed._tasks:  # killed: no "off", no goodbye
+        task.cancel()
+    after = MqttPublisher(config)
+    await after.start(SimpleNamespace(**vars(run), streams=[]))
+    after.add_stream("door", ("a dog",))
+    try:
+        sent = lambda: after.connected and after.status()["queued"] == 0  # noqa: E731
+        await until(sent, 5, "the new run's announcements sent")
+        async with Watcher(mosquitto.url()) as watcher:  # what the broker retains now
+            await until(lambda: watcher.on(topic), 5, "the alert's retained state")
+    finally:
+        await after.stop()
+    (kept,) = watcher.on(topic)
+    assert kept.retain and kept.json()["state"] == "off"
+    assert (kept.json()["reason"], kept.json()["query"]) == ("started", "a dog")
