@@ -68,7 +68,7 @@ def check_entry(
     if serves and config.serve is not None:
         config.serve.check_free()
     if config.mqtt is not None:  # before the model's load, not after it
-        from streamer.watch.mqtt.publisher import require_aiomqtt
+        from streamer.watch.mqtt.options import require_aiomqtt
 
         require_aiomqtt()
     return tuple(observers)

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import socket
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote, urlsplit
 
+from encoders.extras import install_hint
 from streamer.core.checks import Checked, float_at_least, int_at_least
 from streamer.core.options import Option, option, validate
 from streamer.core.redact import redact
 from streamer.core.retry import RetryPolicy
 from streamer.errors import ConfigError
 
-__all__ = ["DEFAULT_RETRY", "PASSWORD_ENV", "Broker", "MqttConfig", "broker_url"]
+__all__ = [
+    "DEFAULT_RETRY",
+    "PASSWORD_ENV",
+    "Broker",
+    "MqttConfig",
+    "broker_url",
+    "require_aiomqtt",
+]
 
 _GROUP = "mqtt"
 _PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -212,3 +221,13 @@ class MqttConfig:
     def client(self) -> str:
         """The client id to connect with."""
         return self.client_id or _client_id()
+
+
+def require_aiomqtt() -> None:
+    """Refuse `--mqtt` where aiomqtt is not installed: a run calls it before its model loads.
+
+    Raises:
+        ConfigError: naming the package and its install command.
+    """
+    if importlib.util.find_spec("aiomqtt") is None:
+        raise ConfigError(f"--mqtt needs the aiomqtt package: {install_hint('mqtt')}")

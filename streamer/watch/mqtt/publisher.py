@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
-import importlib.util
 import logging
 import os
 import ssl
@@ -30,17 +28,24 @@ from typing import Any
 
 import numpy as np
 
-from encoders.extras import install_hint
 from streamer.core.background import run_in_background
 from streamer.core.events import Observer
 from streamer.core.redact import redact
 from streamer.core.retry import Backoff
 from streamer.errors import ConfigError
 from streamer.llm.images import encode_jpeg
-from streamer.watch.mqtt.options import PASSWORD_ENV
+from streamer.watch.mqtt.options import PASSWORD_ENV, require_aiomqtt
 from streamer.watch.mqtt.outbox import Message, Outbox
 from streamer.watch.mqtt.status import StatusBoard
-from streamer.watch.mqtt.topics import ALERT_OFF, ALERT_ON, Topics, entities, payload
+from streamer.watch.mqtt.sweep import published_topics, retained_elsewhere, stale
+from streamer.watch.mqtt.topics import (
+    ALERT_OFF,
+    ALERT_ON,
+    Topics,
+    entities,
+    payload,
+    streamer_version,
+)
 
 __all__ = ["MqttPublisher"]
 
@@ -98,6 +103,8 @@ class MqttPublisher(Observer):
         self._down_reason: str | None = None  # why it is down, as last told
         self._captions: dict[str, Message] = {}  # stream → its last caption (retained)
         self._ever_connected = False
+        self._swept, self._sweeping = False, None  # an earlier run's leftovers removed (`_sweep`)
+        self._sent: set[str] = set()  # the topics this run has published to
         self._tasks: list[asyncio.Task] = []
 
     # -- what the status surfaces read -------------------------------------------------------
@@ -259,7 +266,7 @@ class MqttPublisher(Observer):
 
     def _entities(self, stream: str):
         images = self.config.image_every_s > 0
-        version = _version()
+        version = streamer_version()
         return entities(self.topics, stream, self._alerts.get(stream, ()), images, version)
 
     # -- queueing ----------------------------------------------------------------------------
@@ -324,6 +331,8 @@ class MqttPublisher(Observer):
                 async with self._client(aiomqtt) as client:
                     self._up(backoff)
                     await self._publish(client, Message(self.topics.availability, b"online"))
+                    if self.config.discovery and not self._swept:
+                        self._sweeping = asyncio.create_task(self._sweep(client))  # beside
                     if await self._send(client):
                         self.connected = False
                         return
@@ -335,6 +344,22 @@ class MqttPublisher(Observer):
                 return
             delay = backoff.next_delay()
             await asyncio.sleep(delay if delay is not None else self.config.retry.cap)
+
+    async def _sweep(self, client: Any) -> None:
+        """Delete what an earlier run of this prefix left retained and this one does not
+        publish (`streamer.watch.mqtt.sweep`), once; a connection lost meanwhile: the next."""
+        try:
+            found = await retained_elsewhere(client, self.topics)
+        except Exception as exc:  # aiomqtt's errors, or the connection closing under it
+            log.debug("mqtt: the retained topics could not be read: %s", exc)
+            return
+        self._swept = True
+        images = self.config.image_every_s > 0
+        ours = published_topics(self.topics, self._alerts, images, streamer_version()) | self._sent
+        for topic in (gone := stale(found, ours)):  # not what this run sent (a stream removed)
+            self._outbox.state(Message(topic, b""))  # an empty retained message deletes one
+        if gone:
+            log.info("mqtt: removed %d retained topics an earlier run left", len(gone))
 
     def _client(self, aiomqtt: Any) -> Any:
         broker = self.config.broker
@@ -369,6 +394,7 @@ class MqttPublisher(Observer):
         await client.publish(message.topic, message.payload, qos=message.qos,
                              retain=message.retain, timeout=PUBLISH_TIMEOUT_S)  # fmt: skip
         self.published += 1
+        self._sent.add(message.topic)
 
     def _up(self, backoff: Backoff) -> None:
         backoff.reset()
@@ -418,26 +444,7 @@ class MqttPublisher(Observer):
                 self.published, self.where, self.dropped, left)  # fmt: skip
 
 
-def _version() -> str:
-    """streamer's installed version, for the device blocks (the package's `__init__` is a layer
-    above this room)."""
-    try:
-        return importlib.metadata.version("streamer")
-    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
-        return "dev"
-
-
 def _code(exc: BaseException) -> int | None:
     """An aiomqtt error's code: an int, or a paho `ReasonCode`'s value."""
     code = getattr(exc, "rc", None)
     return getattr(code, "value", code)
-
-
-def require_aiomqtt() -> None:
-    """Refuse `--mqtt` where aiomqtt is not installed: a run calls it before its model loads.
-
-    Raises:
-        ConfigError: naming the package and its install command.
-    """
-    if importlib.util.find_spec("aiomqtt") is None:
-        raise ConfigError(f"--mqtt needs the aiomqtt package: {install_hint('mqtt')}")

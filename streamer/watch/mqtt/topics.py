@@ -18,6 +18,7 @@ gets the current value at once.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import re
 from collections.abc import Iterator
@@ -26,7 +27,15 @@ from typing import Any
 
 from streamer.watch.mqtt.options import MqttConfig
 
-__all__ = ["ALERT_ON", "Entity", "Topics", "alert_name", "entities", "payload"]
+__all__ = [
+    "ALERT_ON",
+    "Entity",
+    "Topics",
+    "alert_name",
+    "entities",
+    "payload",
+    "streamer_version",
+]
 
 ALERT_ON, ALERT_OFF = "on", "off"
 _NOT_ID = re.compile(r"[^a-z0-9]+")
@@ -185,3 +194,12 @@ def entities(
     if images:
         yield entity("image", "frame", name="Frame", image_topic=topics.image(stream),
                      content_type="image/jpeg")  # fmt: skip
+
+
+def streamer_version() -> str:
+    """streamer's installed version, for the device blocks (the package's `__init__` is a layer
+    above this room)."""
+    try:
+        return importlib.metadata.version("streamer")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "dev"
