@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +124,7 @@ async def ask_async(
     stream: str | None = None,
     since: float | str | dt.datetime | None = None,
     until: float | str | dt.datetime | None = None,
+    offload: Callable[..., Awaitable[Any]] = asyncio.to_thread,
 ) -> Answer:
     """Retrieve the evidence for `question` and ask the LLM, citing it.
 
@@ -133,6 +135,8 @@ async def ask_async(
         client: an `LlmClient` to ask instead (one a running viewer holds); wins over `llm`.
         k: moments retrieved.
         stream, since, until: only moments (and summaries) of this stream and span.
+        offload: how the search runs off the event loop (`asyncio.to_thread`; the viewer
+            gives its own low-priority threads).
 
     Returns:
         The answer; with no LLM, or an LLM that fails, its `text` is None and `error` says why.
@@ -146,9 +150,7 @@ async def ask_async(
         raise ConfigError(
             'a question needs words, e.g. streamer ask "when did the van arrive?" --archive DIR'
         )
-    hits, summaries = await asyncio.to_thread(
-        _retrieve, archive, text, k, stream, since, until
-    )  # fmt: skip
+    hits, summaries = await offload(_retrieve, archive, text, k, stream, since, until)
     found: dict[str, Any] = {"question": text, "hits": tuple(hits), "summaries": tuple(summaries)}
     if client is None and llm is None:
         return Answer(**found, text=None, citations=(), error="no LLM was asked (--no-llm)")

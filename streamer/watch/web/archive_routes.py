@@ -133,7 +133,8 @@ class ArchiveRoutes:
         archive = await self._in_thread(self.reader.ready)
         try:
             answer = await ask_async(archive, query.get("q", ""), llm=self.llm,
-                                     k=_k(query.get("k"), default=8), **filters)  # fmt: skip
+                                     k=_k(query.get("k"), default=8), offload=self._pool.run,
+                                     **filters)  # fmt: skip
         except ConfigError as exc:
             raise _json_error(web.HTTPBadRequest, str(exc)) from exc
         except ArchiveError as exc:

@@ -17,7 +17,7 @@ from servers.llm_server import llm_server  # noqa: F401  (session fixture)
 
 from bench.harness.lmstudio import LmStudioDouble
 from streamer.archive import Archive, Summary
-from streamer.archive.ask import ask_prompt, related_summaries
+from streamer.archive.ask import ask_async, ask_prompt, related_summaries
 from streamer.archive.search import Embedder
 from streamer.archive.writer import WriterPolicy
 from streamer.errors import ConfigError
@@ -181,3 +181,17 @@ def test_ask_prints_the_real_llms_answer_with_its_citations_written_out(
     }
     for citation in printed["citations"]:
         assert citation["label"] in printed["answer"]
+
+
+async def test_the_search_runs_where_the_caller_offloads_it():
+    """The viewer hands its own low-priority threads (`offload`), so questions asked of its
+    page never fill the event loop's default pool, which the run's stages use."""
+    calls = []
+
+    async def offload(call, *args):
+        calls.append((call.__name__, args[1]))
+        return [], []
+
+    answer = await ask_async(object(), "when did the van come?", offload=offload)
+    assert calls == [("_retrieve", "when did the van come?")]
+    assert answer.text is None and answer.error == "no LLM was asked (--no-llm)"
