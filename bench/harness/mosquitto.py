@@ -142,3 +142,11 @@ class Mosquitto:
                 self.process.wait()
         self.process.stderr.close()
         self.process = None
+
+    def restart_forgetting(self) -> None:
+        """Stop the broker, delete its saved state and start it again: a broker restarted
+        without persistence, which has lost every retained message."""
+        self.stop()
+        for saved in self.folder.glob("*.db"):
+            saved.unlink()
+        self.start()

@@ -34,10 +34,7 @@ async def test_an_alert_still_on_is_retained_again_after_the_broker_lost_it(
     try:
         async with Watcher(url) as watcher:
             await until(lambda: watcher.on(topic), 5, "the alert on")
-        own_mosquitto.stop()
-        for saved in own_mosquitto.folder.glob("*.db"):
-            saved.unlink()  # its retained messages are gone
-        own_mosquitto.start()
+        own_mosquitto.restart_forgetting()  # its retained messages are gone
         publisher.caption("door", Caption("door", 80, 3.2, "a dog", "tags"))  # finds it gone
         sent = lambda: publisher.reconnects == 1 and publisher.status()["queued"] == 0  # noqa: E731
         await until(lambda: publisher.connected and sent(), 5, "back, and all sent")

@@ -98,10 +98,7 @@ async def test_a_broker_that_lost_its_retained_messages_gets_the_caption_again(
     try:
         async with Watcher(url) as watcher:
             await until(lambda: watcher.on(caption), 60, "the caption")
-        own_mosquitto.stop()
-        for saved in own_mosquitto.folder.glob("*.db"):
-            saved.unlink()  # its retained messages are gone
-        own_mosquitto.start()
+        own_mosquitto.restart_forgetting()  # its retained messages are gone
         await until(lambda: publisher.connected and publisher.reconnects == 1, 30, "back")
         async with Watcher(url) as late:
             await until(lambda: late.on(caption), 10, "the caption, retained again")
