@@ -45,8 +45,8 @@ class ArchiveConfig:
     )  # fmt: skip
     retain_s: float | None = option(
         None,
-        Option("--retain", "delete recordings older than this, with their index rows",
-               duration_above(0), metavar=_DURATION, group="archive",
+        Option("--retain", "delete recordings older than this, with their index rows and "
+               "alert clips", duration_above(0), metavar=_DURATION, group="archive",
                default_text="keep them"),
     )  # fmt: skip
     max_gb: float | None = option(

@@ -3,19 +3,26 @@
 Whole recording segments go, oldest first, never the one being written
 (`streamer.archive.recordings.prune`); the index rows go with them: rows older than `retain_s`
 (files' rows too), and a live stream's rows older than its oldest remaining recording, which
-would otherwise point at media that is gone. Used by a running archive now and then, and by
-`streamer archive prune DIR`.
+would otherwise point at media that is gone. Alert clips (`DIR/clips/<stream>/`) older than
+`retain_s` go too: a camera that alerts all day would otherwise fill the disk with them. Used by
+a running archive now and then, and by `streamer archive prune DIR`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from streamer.archive.alert_clips import CLIPS
 from streamer.archive.recordings import prune, segments
 
-__all__ = ["Pruned", "apply_retention"]
+__all__ = ["Pruned", "apply_retention", "prune_clips"]
+
+log = logging.getLogger("streamer.archive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +33,13 @@ class Pruned:
         segments: recording segments deleted.
         segment_bytes: their size on disk.
         rows: index rows deleted.
+        clips: alert clips deleted.
     """
 
     segments: int
     segment_bytes: int
     rows: int
+    clips: int = 0
 
 
 def apply_retention(
@@ -59,4 +68,19 @@ def apply_retention(
         # before the last one removed
         before = left[0].start_wall if left else max(s.start_wall for s in removed) + 1e-3
         rows += archive.prune_index(before, stream=stream)
-    return Pruned(len(removed), sum(s.bytes for s in removed), rows)
+    clips = prune_clips(archive.root, now - retain_s) if retain_s is not None else 0
+    return Pruned(len(removed), sum(s.bytes for s in removed), rows, clips)
+
+
+def prune_clips(root: Path | str, before: float) -> int:
+    """Delete the alert clips last written before `before` (seconds since the epoch); their
+    lines in `clips.jsonl` stay, a record of what was cut. Returns how many went."""
+    gone = 0
+    for clip in sorted(Path(root, CLIPS).glob("*/*.mp4")):
+        with contextlib.suppress(FileNotFoundError):  # removed by someone else meanwhile
+            if clip.stat().st_mtime < before:
+                clip.unlink()
+                gone += 1
+    if gone:
+        log.info("archive: removed %d old alert clips", gone)
+    return gone

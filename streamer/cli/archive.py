@@ -76,8 +76,8 @@ def prune_command(args: argparse.Namespace) -> int:
             archive.close()
     except Exception as exc:
         return report(exc)
-    print(f"{args.path}: removed {pruned.segments} segments ({_mb(pruned.segment_bytes)}) and "
-          f"{pruned.rows} moments")  # fmt: skip
+    print(f"{args.path}: removed {pruned.segments} segments ({_mb(pruned.segment_bytes)}), "
+          f"{pruned.rows} moments and {pruned.clips} alert clips")  # fmt: skip
     return EXIT_OK
 
 
