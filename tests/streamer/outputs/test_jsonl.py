@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 
 import numpy as np
@@ -133,3 +134,15 @@ def test_unwritable_path_fails_at_construction(tmp_path):
         JsonlWriter(str(bad))
     assert str(bad) in str(caught.value)
     assert isinstance(caught.value.__cause__, FileNotFoundError)
+
+
+def test_a_file_truncated_under_the_writer_goes_on_from_its_start(tmp_path):
+    """logrotate's `copytruncate` empties a live run's JSON Lines while it writes: the next
+    line goes at the file's new end, not at the old offset after a hole of zero bytes."""
+    path = tmp_path / "cam.jsonl"
+    with JsonlWriter(path) as out:
+        out.write({"n": 1})
+        out.write({"n": 2})
+        os.truncate(path, 0)  # what copytruncate does after copying
+        out.write({"n": 3})
+    assert path.read_bytes() == b'{"n": 3}\n'
