@@ -97,8 +97,7 @@ class MqttPublisher(Observer):
         self._due: dict[str, float] = {}  # stream → when its next picture is due
         self._frames: dict[str, np.ndarray] = {}  # stream → a drawn frame (writer threads)
         self._board = StatusBoard(config.status_every_s, clock)
-        self._closing = False
-        self._drop_warned = False
+        self._closing = self._drop_warned = False
         self._lost_at: float | None = None
         self._down_reason: str | None = None  # why it is down, as last told
         self._captions: dict[str, Message] = {}  # stream → its last caption (retained)
@@ -347,13 +346,14 @@ class MqttPublisher(Observer):
 
     async def _sweep(self, client: Any) -> None:
         """Delete what an earlier run of this prefix left retained and this one does not
-        publish (`streamer.watch.mqtt.sweep`), once; a connection lost meanwhile: the next."""
+        publish (`streamer.watch.mqtt.sweep`); tried once (a broker may drop a client whose
+        subscription its rules deny)."""
+        self._swept = True
         try:
             found = await retained_elsewhere(client, self.topics)
         except Exception as exc:  # aiomqtt's errors, or the connection closing under it
             log.debug("mqtt: the retained topics could not be read: %s", exc)
             return
-        self._swept = True
         images = self.config.image_every_s > 0
         ours = published_topics(self.topics, self._alerts, images, streamer_version()) | self._sent
         for topic in (gone := stale(found, ours)):  # not what this run sent (a stream removed)
