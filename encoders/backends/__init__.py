@@ -53,7 +53,9 @@ __all__ = [
     "backend",
     "choose_backend",
     "cpu_has_vnni",
+    "cpu_info",
     "family_backends",
+    "parse_cpuinfo",
     "unsupported_reason",
 ]
 
@@ -188,18 +190,34 @@ def _auto_order(int8: bool) -> tuple[str, ...]:
     return order
 
 
+def parse_cpuinfo(text: str) -> dict[str, str]:
+    """/proc/cpuinfo's fields of its first processor ("model name", "flags", ...)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, colon, value = line.partition(":")
+        if colon:
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
 @functools.cache
-def cpu_has_vnni() -> bool:
-    """Whether this CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX), read
-    from /proc/cpuinfo once; True where that cannot be read (not Linux): OpenVINO's default."""
+def cpu_info() -> dict[str, str]:
+    """This machine's `parse_cpuinfo`, read once; empty where /proc/cpuinfo cannot be read."""
     from pathlib import Path
 
     try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:
+        return {}
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX), from
+    /proc/cpuinfo; True where that cannot be read (not Linux): OpenVINO's default."""
+    info = cpu_info()
+    if not info:
         return True
-    flags = next((line.partition(":")[2].split() for line in lines if line.startswith("flags")), [])
-    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags))
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(info.get("flags", "").split()))
 
 
 def _default_device() -> str:

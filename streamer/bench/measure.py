@@ -196,16 +196,10 @@ _CPU_FEATURES = (
 def cpu_line(cpuinfo: str | None = None) -> str:
     """The CPU for a benchmark's header: "AMD EPYC, x86_64, 2 cores (AVX2, AVX-512, VNNI,
     bf16)". int8 and bf16 speed turn on VNNI, bf16 and AMX, so a reader sizing a machine needs
-    them. `cpuinfo`: /proc/cpuinfo's text (read here where it exists)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    fields = dict(
-        line.split(":", 1) for line in cpuinfo.splitlines() if ":" in line and line[0] != " "
-    )
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    them. `cpuinfo`: /proc/cpuinfo's text (this machine's where None)."""
+    from encoders.backends import cpu_info, parse_cpuinfo
+
+    fields = cpu_info() if cpuinfo is None else parse_cpuinfo(cpuinfo)
     model = fields.get("model name") or platform.processor()
     flags = set(fields.get("flags", "").split())
     have = [name for flag, name in _CPU_FEATURES if flag in flags]
