@@ -44,6 +44,7 @@ from streamer.watch.mqtt.topics import (
     Topics,
     entities,
     payload,
+    retained_topics,
     streamer_version,
 )
 
@@ -247,11 +248,9 @@ class MqttPublisher(Observer):
     def remove_stream(self, stream: str) -> None:
         """Remove `stream`'s Home Assistant entities (empty retained configs) and clear its
         retained states from the broker; nothing more of it is published."""
-        topics = [e.topic for e in self._entities(stream)] if self.config.discovery else []
         queries = self._alerts.pop(stream, ())
-        topics += [self.topics.caption(stream), self.topics.status(stream),
-                   self.topics.image(stream)]  # fmt: skip
-        topics += [self.topics.alert(stream, q) for q in queries]
+        topics = retained_topics(self.topics, stream, queries, self.config.image_every_s > 0,
+                                 streamer_version(), configs=self.config.discovery)  # fmt: skip
         self._due.pop(stream, None)
         self._frames.pop(stream, None)
         self._captions.pop(stream, None)

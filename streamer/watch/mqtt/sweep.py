@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import Iterable
 from typing import Any
 
-from streamer.watch.mqtt.topics import Topics, entities
+from streamer.watch.mqtt.topics import Topics, retained_topics
 
 __all__ = ["SWEEP_S", "published_topics", "retained_elsewhere", "stale"]
 
@@ -43,9 +43,7 @@ def published_topics(
     publishes: its entities' configs and its streams' states."""
     found: set[str] = set()
     for stream, queries in alerts.items():
-        found.update(entity.topic for entity in entities(topics, stream, queries, images, version))
-        found.update((topics.caption(stream), topics.status(stream), topics.image(stream)))
-        found.update(topics.alert(stream, query) for query in queries)
+        found.update(retained_topics(topics, stream, queries, images, version))
     return found
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "alert_name",
     "entities",
     "payload",
+    "retained_topics",
     "streamer_version",
 ]
 
@@ -203,3 +204,19 @@ def streamer_version() -> str:
         return importlib.metadata.version("streamer")
     except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
         return "dev"
+
+
+def retained_topics(
+    topics: Topics,
+    stream: str,
+    alerts: tuple[str, ...],
+    images: bool,
+    version: str,
+    *,
+    configs: bool = True,
+) -> list[str]:
+    """Every topic a stream's messages are retained on: its entities' discovery configs
+    (`configs`), its caption, status and picture, and each alert's state."""
+    found = [e.topic for e in entities(topics, stream, alerts, images, version)] if configs else []
+    found += [topics.caption(stream), topics.status(stream), topics.image(stream)]
+    return found + [topics.alert(stream, query) for query in alerts]
