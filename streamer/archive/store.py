@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import importlib.metadata
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from streamer.core.checks import why_unwritable
+from streamer.core.version import __version__
 from streamer.errors import ArchiveError, ConfigError
 
 __all__ = [
@@ -208,7 +208,7 @@ def create_or_open(root: str | Path, encoder: EncoderSpec) -> ArchiveMeta:
         _make_layout(root)
         return meta
     _check_can_create(root)
-    meta = ArchiveMeta(FORMAT, _now_iso(), _streamer_version(), encoder)
+    meta = ArchiveMeta(FORMAT, _now_iso(), __version__, encoder)
     _make_layout(root)
     _write_atomically(root / ARCHIVE_FILE, meta.to_json())
     return meta
@@ -431,10 +431,3 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def _now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _streamer_version() -> str:
-    try:
-        return importlib.metadata.version("streamer")
-    except importlib.metadata.PackageNotFoundError:  # a checkout that is not installed
-        return "unknown"

@@ -18,13 +18,13 @@ gets the current value at once.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from streamer.core.version import __version__
 from streamer.watch.mqtt.options import MqttConfig
 
 __all__ = [
@@ -198,12 +198,8 @@ def entities(
 
 
 def streamer_version() -> str:
-    """streamer's installed version, for the device blocks (the package's `__init__` is a layer
-    above this room)."""
-    try:
-        return importlib.metadata.version("streamer")
-    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
-        return "dev"
+    """streamer's version, for the device blocks."""
+    return __version__
 
 
 def retained_topics(

@@ -21,6 +21,7 @@ from streamer.archive.store import (
     open_for_writing,
     read_meta,
 )
+from streamer.core.version import __version__
 from streamer.errors import ArchiveError, ConfigError
 
 CLIP = EncoderSpec("clip", "ViT-B/32", "pretrained", 512)
@@ -45,7 +46,7 @@ def test_a_new_archive_gets_its_layout_and_metadata(tmp_path):
     assert data["format"] == FORMAT == 1
     assert data["encoder"] == {"kind": "clip", "model": "ViT-B/32", "weights": "pretrained",
                                "dim": 512}  # fmt: skip
-    assert data["created"].endswith("Z") and data["streamer"]
+    assert data["created"].endswith("Z") and data["streamer"] == __version__
     assert read_meta(root) == meta
 
 

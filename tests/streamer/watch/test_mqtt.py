@@ -22,7 +22,7 @@ from media import read_jsonl
 from mqtt_helpers import Watcher, until
 from servers.mosquitto import PASSWORD, USER
 
-from streamer import AnalysisConfig, ConfigError, OutputConfig, RunConfig, run_pipeline
+from streamer import AnalysisConfig, ConfigError, OutputConfig, RunConfig, __version__, run_pipeline
 from streamer.analysis.alerts import Alert, AlertCleared, AlertRule
 from streamer.core.events import Observer
 from streamer.core.frame import Caption
@@ -72,6 +72,7 @@ def check_discovery(watcher: Watcher, prefix: str = "streamer") -> dict[str, dic
         assert "availability" not in config  # never both
         assert config["device"]["identifiers"] and config["device"]["name"]
         assert config["origin"]["name"] == "streamer"
+        assert config["device"]["sw_version"] == config["origin"]["sw_version"] == __version__
         configs[object_id] = config
     uniques = [c["unique_id"] for c in configs.values()]
     assert len(uniques) == len(set(uniques)), "unique_id must be unique"
