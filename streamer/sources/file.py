@@ -232,8 +232,10 @@ class FileSource(SourceBase):
                 for packet in container.demux(stream):
                     for decoded in self._decode_packet(packet):
                         raw = decoded.pts if decoded.pts is not None else _next_pts(last_raw, step)
-                        last_raw = raw
                         pts = float(raw * time_base)
+                        if last_raw is None:
+                            self._tell_undecodable_start(pts)
+                        last_raw = raw
                         yield Frame(
                             stream=self.name,
                             index=status.frames,
@@ -250,6 +252,22 @@ class FileSource(SourceBase):
                 return
         self._check_complete(last_raw, time_base)
         status.state = "ended"
+
+    def _tell_undecodable_start(self, first: float) -> None:
+        """A file cut between keyframes (a recording split by size, `ffmpeg -c copy` without
+        `-ss` on a keyframe) opens with pictures that refer to frames it lacks: FFmpeg drops
+        them, and the outputs begin at the first whole picture. Said once, so that a video
+        shorter than its source and cues that start late have their reason."""
+        info = self.info
+        late = first - info.start
+        # beyond what B-frame reordering or an edit list may leave before the first picture
+        if late > max(0.25, 3 / float(info.fps or 25)):
+            log.warning(
+                "%s: its first %.2f s do not decode (the file was cut before a keyframe, so "
+                "those pictures refer to frames it does not hold); the outputs start at "
+                "t=%.2f s, its first whole picture",
+                self.name, late, first - info.origin,
+            )  # fmt: skip
 
     def _decode_packet(self, packet: av.Packet) -> list[av.VideoFrame]:
         try:

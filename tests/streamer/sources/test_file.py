@@ -207,3 +207,35 @@ async def test_a_file_still_being_written_ends_incomplete_not_done(tmp_path, sma
     again = open_source(growing)
     await _read_all(again)
     assert again.incomplete is None
+
+
+def _ts_with_keyframes_every(path, frames: int) -> list[tuple[float, int, bool]]:
+    """A 4-s MPEG-TS of 160x120 at 25 fps, no B-frames; its packets as (pts, byte, key)."""
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=4",
+                    "-c:v", "libx264", "-bf", "0", "-g", str(frames), "-f", "mpegts", str(path)],
+                   check=True)  # fmt: skip
+    shown = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries",
+                            "packet=pts_time,pos,flags", "-of", "csv=p=0", str(path)],
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    rows = [line.split(",")[:3] for line in shown.split()]  # each line ends in a comma
+    return [(float(pts), int(pos), "K" in flags) for pts, pos, flags in rows]
+
+
+async def test_a_file_cut_between_keyframes_says_what_it_could_not_decode(tmp_path, caplog):
+    whole = tmp_path / "whole.ts"
+    packets = _ts_with_keyframes_every(whole, 40)  # keyframes at 0, 1.6 and 3.2 s
+    cut_at = packets[45]  # five frames after the keyframe at 1.6 s: 1.4 s to the next
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(whole.read_bytes()[cut_at[1] // 188 * 188 :])  # at a TS packet
+    with caplog.at_level("WARNING", logger="streamer.sources"):
+        assert len(await _read_all(open_source(whole))) == 100
+        assert [r for r in caplog.records if r.name == "streamer.sources"] == []
+        source = open_source(cut)
+        frames = await _read_all(source)
+    # what decodes is the keyframe at 3.2 s and the frames after it, none lost in the middle
+    assert len(frames) == 20 and frames[0][1] == pytest.approx(packets[80][0])
+    assert source.incomplete is None
+    (warned,) = [r.getMessage() for r in caplog.records if r.name == "streamer.sources"]
+    late, shown = packets[80][0] - cut_at[0], packets[80][0] - source.info.origin
+    assert f"first {late:.2f} s do not decode" in warned and "cut before a keyframe" in warned
+    assert f"outputs start at t={shown:.2f} s" in warned, warned
