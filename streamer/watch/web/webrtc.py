@@ -8,6 +8,9 @@ Routes (on the viewer's server, behind its guard: its bind and token rules)::
     DELETE /api/webrtc/peers/{peer}   the page closed its connection: free it at once (a peer
                                       closed already answers as done: 200)
 
+A peer's id is random (128 bits), not a count: whoever holds the viewer's token can hang up a
+peer only by the id its own offer was answered with, not by guessing the next browser's.
+
 The browser offers; the server answers with H.264 when the browser offers it (packetization
 mode 1; Debian's Chromium does) and PyAV has libx264, else VP8. ICE uses host candidates only
 (no STUN or TURN server): the viewer is for this machine or its LAN. aiortc gathers every
@@ -23,9 +26,9 @@ aiortc the routes answer 501 and the page shows MJPEG (`available()` says which)
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
+import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -45,6 +48,7 @@ OFFER_LIMIT = 64 * 1024  # bytes of an offer, at most (Chromium's are ~6 KB)
 PREFIX = "/api/webrtc/"
 #: Seconds a peer has from its answer to connecting (on a LAN it takes well under one).
 CONNECT_TIMEOUT_S = 15.0
+GONE_KEPT = 1024  # closed peers' ids remembered, for a page's late hang-up
 
 
 def available() -> bool:
@@ -81,8 +85,8 @@ class WebRtc:
         self._encoders: dict[tuple[str, str], SharedEncoder] = {}
         # Read by writer threads: replaced whole (never changed in place) on the event loop.
         self._by_stream: dict[str, tuple[SharedEncoder, ...]] = {}
-        self._ids = itertools.count(1)
-        self._issued = 0  # the last peer id given: a DELETE of one closed already is done
+        # ids of peers closed lately, oldest first: a DELETE of one of them is done, not 404
+        self._gone: dict[str, None] = {}
         self._track_class: type | None = None
         self._closing: set[asyncio.Task] = set()
         self.refused = 0
@@ -157,7 +161,7 @@ class WebRtc:
         ident = request.match_info["peer"]
         peer = self._peers.get(ident)
         if peer is None:
-            if ident.isdigit() and 0 < int(ident) <= self._issued:  # closed already: done
+            if ident in self._gone:  # closed already (its connection failed first): done
                 return json_response({"closed": ident})
             return _error(404, "no such WebRTC peer")
         await self._close(peer)
@@ -174,8 +178,7 @@ class WebRtc:
         if self._track_class is None:
             self._track_class = packet_track_class()
         track = self._track_class(self.limits.queue, encoder.want_key)
-        self._issued = next(self._ids)
-        peer = _Peer(str(self._issued), stream, pc, track, encoder)
+        peer = _Peer(secrets.token_urlsafe(16), stream, pc, track, encoder)
         self._peers[peer.id] = peer
 
         @pc.on("connectionstatechange")
@@ -216,6 +219,9 @@ class WebRtc:
     async def _close(self, peer: _Peer) -> None:
         if self._peers.pop(peer.id, None) is None:
             return  # closed already (the page's DELETE, then the connection's state)
+        self._gone[peer.id] = None
+        if len(self._gone) > GONE_KEPT:
+            del self._gone[next(iter(self._gone))]
         peer.encoder.unsubscribe(peer.track)
         peer.track.stop()
         key = (peer.stream, peer.encoder.codec)

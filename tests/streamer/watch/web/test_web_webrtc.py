@@ -222,6 +222,8 @@ async def test_a_peer_that_never_connects_is_closed_with_its_encoder(
             async with http.post(url, json=offer, headers=_auth()) as response:
                 answer = await response.json()
                 assert response.status == 200 and answer["type"] == "answer"
+            # random, not a count: another token holder cannot hang up the next browser
+            assert len(answer["peer"]) >= 20 and not answer["peer"].isdigit(), answer["peer"]
             assert (await _status(http, viewer.url))["peers"] == 1
             await client.close()  # the answer never applied: the server's peer never connects
             await wait_until_async(lambda: _peers(http, viewer.url), 0, 10, "closed", exact=True)
