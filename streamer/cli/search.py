@@ -4,9 +4,10 @@
     streamer search --image photo.jpg --archive DIR --clips OUT/ --before 5s --after 10s
 
 Each hit prints its stream, time, similarity, caption and thumbnail (written under `--thumbnails`,
-by default a folder of the user's cache); `--json` prints the same for scripts; `--clips OUT/`
-cuts a clip around each hit (by stream copy where the keyframes allow). The archive's own
-encoder (recorded in its `archive.json`) embeds the query, so the search needs no run.
+by default a folder of the user's cache that keeps a week of them); `--json` prints the same for
+scripts; `--clips OUT/` cuts a clip around each hit (by stream copy where the keyframes allow).
+The archive's own encoder (recorded in its `archive.json`) embeds the query, so the search needs
+no run.
 
 A hit whose media is not where the index says (a file moved or changed since it was indexed, a
 recording pruned or cut short by a crash) says so: `media_state` in `--json`, a note on its
@@ -16,9 +17,11 @@ line; no clip is cut of what is missing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,9 @@ from streamer.core.samples import cache_dir
 from streamer.errors import ConfigError
 
 __all__ = ["add_parser", "search_command"]
+
+#: The cache's thumbnails older than this go at the next search (`--thumbnails DIR` is kept).
+CACHED_THUMBNAILS_S = 7 * 86400.0
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -52,7 +58,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.add_argument(
         "--thumbnails", metavar="DIR",
-        help="write the hits' thumbnails here (default: the cache's search/ folder)",
+        help="write the hits' thumbnails here (default: the cache's search/ folder, which "
+             "keeps a week of them)",
     )  # fmt: skip
     parser.add_argument("--clips", metavar="DIR", help="cut a clip around each hit into DIR")
     parser.add_argument(
@@ -73,6 +80,8 @@ def search_command(args: argparse.Namespace) -> int:
 
     try:
         _check_folders(args)
+        if not args.thumbnails:
+            _forget_old_thumbnails(_thumbnails(args))
         archive = Archive(args.archive, device=args.device)
         hits = archive.search(
             args.text, image=args.image, stream=args.stream, since=args.since,
@@ -107,6 +116,16 @@ def _check_folders(args: argparse.Namespace) -> None:
         why = folder and why_unwritable(folder)
         if why:
             raise ConfigError(f"{flag} {folder}: cannot write there ({why}); {fixes[flag]}")
+
+
+def _forget_old_thumbnails(folder: Path) -> None:
+    """Remove the cache's thumbnails of hits last shown more than `CACHED_THUMBNAILS_S` ago: a
+    hit shown again rewrites its file, so what goes is what no search has returned lately."""
+    cutoff = time.time() - CACHED_THUMBNAILS_S
+    for path in folder.glob("*.jpg"):
+        with contextlib.suppress(OSError):  # gone already: another search removed it
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
 
 
 def _thumbnails(args: argparse.Namespace) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -81,9 +82,12 @@ async def test_a_file_indexed_again_replaces_its_moments_and_a_stopped_run_keeps
     assert set(rows()[("long", long_clip.name)]) > set(first[("long", long_clip.name)])
 
 
-def _streamer(*args: object, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+def _streamer(
+    *args: object, cwd: Path, timeout: float = 240, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "streamer", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+                          capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})  # fmt: skip
 
 
 async def test_a_file_run_indexes_its_moments_and_finds_a_frame_by_its_picture(
@@ -136,10 +140,20 @@ def test_the_commands_index_search_clip_and_describe_an_archive(tmp_path, small_
     clip = video_stream(ffprobe(hits[0]["clip"]))
     assert int(clip["nb_read_frames"]) >= 10  # about a second of 25 fps video
     # The table shows how well each hit matched (not the fused score, which only orders
-    # them); a search runs its encoder on torch, for the words, and says no more of it.
-    done = _streamer("search", "--image", picture, "--archive", arch, "-k", "1", cwd=tmp_path)
+    # them); a search runs its encoder on torch, for the words, and says no more of it. Its
+    # thumbnails go to the cache, which forgets those no search has shown for a week.
+    cached = tmp_path / "cache" / "streamer" / "search"
+    cached.mkdir(parents=True)
+    old, recent = cached / "cam-1.000.jpg", cached / "cam-2.000.jpg"
+    for path, days in ((old, 8), (recent, 6)):
+        path.write_bytes(b"\xff\xd8")
+        os.utime(path, (time.time() - days * 86400,) * 2)
+    done = _streamer("search", "--image", picture, "--archive", arch, "-k", "1", cwd=tmp_path,
+                     env={"XDG_CACHE_HOME": str(tmp_path / "cache")})  # fmt: skip
     assert re.search(r"^ 1\. small @ .* similarity 0\.9\d\d", done.stdout), done.stdout
     assert "runs on torch" in done.stderr and "--no-cache" not in done.stderr, done.stderr
+    assert not old.exists() and recent.exists()
+    assert [p for p in cached.glob("small-*.jpg")], "the hit's thumbnail"
     done = _streamer("archive", "info", arch, "--json", cwd=tmp_path)
     info = json.loads(done.stdout)
     assert done.returncode == 0 and info["rows"] >= 3 and info["streams"][0]["stream"] == "small"
