@@ -56,6 +56,12 @@ _COUNTERS = (
 )
 
 
+_COUNTER_KEYS = frozenset(key for key, *_ in _COUNTERS)
+# A stream's availability, read from its status message: the states of `SourceStatus` in which
+# frames arrive (a camera's "online", a file's "playing").
+_DELIVERING = "{{ 'online' if value_json.state in ('online', 'playing') else 'offline' }}"
+
+
 def alert_name(query: str) -> str:
     """An alert's query as a topic level and id, one per query.
 
@@ -142,6 +148,12 @@ def entities(
     sensors (frames dropped, reconnects, damaged packets), a binary sensor per alert query,
     and its picture (when `images`).
 
+    Each is unavailable while the run is (its last will, `Topics.availability`). Those that
+    only a stream delivering frames keeps current (caption, fps, latency, alerts, picture) are
+    unavailable while the stream is not either (its status's state other than online or
+    playing): a camera gone offline greys them out instead of showing its last caption and
+    alert states as if they held. The status and the counters stay, to say why.
+
     Args:
         topics: the run's topics.
         stream: the stream's name.
@@ -150,8 +162,8 @@ def entities(
         version: streamer's version, for the device and origin blocks.
     """
     sid = _object_id(stream)
+    caption, status = topics.caption(stream), topics.status(stream)
     base = {
-        "availability_topic": topics.availability,
         "device": {
             "identifiers": [f"streamer_{topics.node}_{sid}"],
             "name": stream,
@@ -162,12 +174,20 @@ def entities(
         "origin": {"name": "streamer", "sw_version": version},
     }
 
+    with_stream = {
+        "availability": [{"topic": topics.availability},
+                         {"topic": status, "value_template": _DELIVERING}],
+        "availability_mode": "all",
+    }  # fmt: skip
+
     def entity(component: str, key: str, **config: Any) -> Entity:
         object_id = f"{sid}_{key}"
         unique = {"unique_id": f"streamer_{topics.node}_{object_id}"}
-        return Entity(topics.config(component, object_id), {**config, **unique, **base})
+        run_only = key == "status" or key in _COUNTER_KEYS
+        available = {"availability_topic": topics.availability} if run_only else with_stream
+        return Entity(topics.config(component, object_id),
+                      {**config, **unique, **available, **base})  # fmt: skip
 
-    caption, status = topics.caption(stream), topics.status(stream)
     yield entity("sensor", "caption", name="Caption", state_topic=caption,
                  value_template=f"{{{{ value_json.text[:{_STATE_MAX}] }}}}",
                  json_attributes_topic=caption, icon="mdi:text-box-outline")  # fmt: skip

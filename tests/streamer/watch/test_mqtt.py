@@ -27,6 +27,7 @@ from streamer.analysis.alerts import Alert, AlertCleared, AlertRule
 from streamer.core.events import Observer
 from streamer.core.frame import Caption
 from streamer.core.retry import RetryPolicy
+from streamer.sources.status import FILE_STATES, LIVE_STATES
 from streamer.watch.mqtt import MqttConfig, MqttPublisher
 from streamer.watch.mqtt.options import PASSWORD_ENV
 from streamer.watch.web.metrics import render_metrics
@@ -35,6 +36,7 @@ from streamer.watch.web.metrics import render_metrics
 DISCOVERY = re.compile(r"homeassistant/(sensor|binary_sensor|image)/([a-zA-Z0-9_-]+)/"
                        r"([a-zA-Z0-9_-]+)/config")  # fmt: skip
 FAST = RetryPolicy(initial=0.1, cap=0.5, jitter=0.0)
+RUN_ONLY = ("_status", "_dropped", "_reconnects", "_damaged")  # available with the run alone
 
 
 @dataclass
@@ -68,8 +70,19 @@ def check_discovery(watcher: Watcher, prefix: str = "streamer") -> dict[str, dic
             assert config["content_type"] == "image/jpeg"
         if component == "binary_sensor":
             assert {config["payload_on"], config["payload_off"]} == {"on", "off"}
-        assert config["availability_topic"] == f"{prefix}/status"
-        assert "availability" not in config  # never both
+        if object_id.endswith(RUN_ONLY):  # what says why a stream is not delivering
+            assert config["availability_topic"] == f"{prefix}/status"
+            assert "availability" not in config  # never both
+        else:  # unavailable while the run is, or while the stream delivers no frames
+            assert "availability_topic" not in config
+            assert config["availability_mode"] == "all"
+            run, stream = config["availability"]
+            assert run == {"topic": f"{prefix}/status"}
+            assert stream["topic"].startswith(f"{prefix}/") and stream["topic"].endswith("/status")
+            available = jinja2.Template(stream["value_template"])
+            for state in (*LIVE_STATES, *FILE_STATES):
+                shown = available.render(value_json={"state": state})
+                assert shown == ("online" if state in ("online", "playing") else "offline")
         assert config["device"]["identifiers"] and config["device"]["name"]
         assert config["origin"]["name"] == "streamer"
         assert config["device"]["sw_version"] == config["origin"]["sw_version"] == __version__
