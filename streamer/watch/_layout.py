@@ -53,13 +53,15 @@ class PerStream:
 class GridLayout:
     """Every stream in one window: tiles in rows, each labelled with its stream's name.
 
-    Streams fill the tiles in order, left to right and top to bottom; a tile keeps its frame's
-    aspect ratio (black bars) and shows "waiting" until its stream's first frame.
+    Streams fill the tiles in order, left to right and top to bottom. A tile is a strip with
+    its stream's name over the picture, not on it: the overlay's top lines (an alert's banner,
+    the tags) stay readable. The picture keeps its frame's aspect ratio (black bars); the strip
+    says "waiting" until the stream's first frame.
 
     Args:
         streams: the stream names, in tile order.
-        tile: one tile's (width, height); default: 16:9, at most 480 wide, the grid at most
-            1920 wide.
+        tile: one tile's (width, height), its name's strip included; default: a 16:9 picture
+            at most 480 wide under the strip, the grid at most 1920 wide.
     """
 
     LABEL_H = 22
@@ -70,8 +72,9 @@ class GridLayout:
         self.streams = list(streams)
         self.rows, self.cols = self.shape(len(self.streams))
         if tile is None:
-            width = min(480, MAX_VIEW[0] // self.cols) // 2 * 2
-            tile = (width, width * 9 // 16 // 2 * 2)
+            tall = (MAX_VIEW[1] // self.rows - self.LABEL_H) * 16 // 9  # the rows fit too
+            width = min(480, MAX_VIEW[0] // self.cols, tall) // 2 * 2
+            tile = (width, width * 9 // 16 // 2 * 2 + self.LABEL_H)
         self.tile = tile
         self.canvas = np.zeros((self.rows * tile[1], self.cols * tile[0], 3), np.uint8)
         self.images = {GRID_WINDOW: self.canvas}
@@ -94,8 +97,8 @@ class GridLayout:
             return GRID_WINDOW  # a stream the run did not announce: no tile for it
         index = self.streams.index(stream)
         x, y = self.origin(index)
-        width, height = self.tile
-        cell = self.canvas[y : y + height, x : x + width]
+        width, height = self.tile[0], self.tile[1] - self.LABEL_H
+        cell = self.canvas[y + self.LABEL_H : y + self.tile[1], x : x + width]
         fitted = cv2.resize(
             rgb, self._inside(rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA
         )
@@ -106,13 +109,12 @@ class GridLayout:
         return GRID_WINDOW
 
     def _inside(self, width: int, height: int) -> tuple[int, int]:
-        scale = min(self.tile[0] / width, self.tile[1] / height)
+        scale = min(self.tile[0] / width, (self.tile[1] - self.LABEL_H) / height)
         return max(1, round(width * scale)), max(1, round(height * scale))
 
     def _label(self, index: int, text: str) -> None:
         x, y = self.origin(index)
-        band = self.canvas[y : y + self.LABEL_H, x : x + self.tile[0]]
-        band[:] = band // 3  # darken, so the name reads on any picture
+        self.canvas[y : y + self.LABEL_H, x : x + self.tile[0]] = 0
         outlined_text(self.canvas, text, (x + 6, y + 16))
 
 

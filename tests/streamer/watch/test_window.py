@@ -30,6 +30,7 @@ from streamer.errors import ConfigError
 from streamer.outputs.fanout import Outputs, VideoTiming
 from streamer.outputs.overlay import Hud
 from streamer.watch import _gui
+from streamer.watch._layout import MAX_VIEW
 from streamer.watch.window import GRID_WINDOW, GridLayout, WindowViewer, require_gui, show_mode
 
 
@@ -224,6 +225,14 @@ def test_grid_shape_is_as_square_as_possible():
     }  # fmt: skip
 
 
+def test_a_grid_of_any_size_fits_a_1080p_screen_with_its_names():
+    for count in range(1, 26):
+        grid = GridLayout([f"cam{i}" for i in range(count)])
+        height, width = grid.canvas.shape[:2]
+        assert width <= MAX_VIEW[0] and height <= MAX_VIEW[1], (count, width, height)
+        assert grid.tile[0] >= 320 or count > 16  # no smaller than it must be
+
+
 @pytest.mark.parametrize(("layout", "names"), [("auto", "abcde"), ("grid", "ab")])
 async def test_beyond_four_streams_or_when_asked_one_grid_of_labelled_scaled_tiles(layout, names):
     gui = FakeGui()
@@ -233,7 +242,9 @@ async def test_beyond_four_streams_or_when_asked_one_grid_of_labelled_scaled_til
     sizes = [(1280, 720), (640, 480), (320, 180), (1920, 1080), (100, 100)]
     try:
         for (name, colour), size in zip(colours.items(), sizes, strict=False):
-            viewer.frame(name, rgb(colour, size), 0.0)
+            image = rgb(colour, size)
+            image[: size[1] // 20] = 255  # a white band on top, where an alert's banner goes
+            viewer.frame(name, image, 0.0)
         grid = GridLayout(list(names))
         rows, cols = grid.shape(len(names))
         width, height = grid.tile
@@ -251,11 +262,17 @@ async def test_beyond_four_streams_or_when_asked_one_grid_of_labelled_scaled_til
         assert {w for w, _ in gui.shown} == {GRID_WINDOW}
         canvas = gui.shown[-1][1]
         assert canvas.shape == (rows * height, cols * width, 3)
-        assert width <= 480 and height == width * 9 // 16 // 2 * 2  # scaled down, 16:9
+        label = GridLayout.LABEL_H
+        assert width <= 480 and height - label == width * 9 // 16 // 2 * 2  # scaled down, 16:9
         for index in range(len(names)):
             x, y = grid.origin(index)
-            band = canvas[y : y + GridLayout.LABEL_H, x : x + width]
+            band = canvas[y : y + label, x : x + width]
             assert band.max() == 255  # the stream's name, in white
+        # The name's strip is above the picture, not on it: the 16:9 frame fills the rest of
+        # its tile, its top band (the overlay's alert banner) whole and undimmed under it.
+        x, y = grid.origin(0)
+        assert (canvas[y + label : y + label + 2, x : x + width] == 255).all()
+        assert tuple(canvas[y + height - 1, x + width // 2]) == colours[names[0]][::-1]
         if len(names) > 1:  # 640×480 in a 16:9 tile: black bars left and right
             x, y = grid.origin(1)
             assert (canvas[y + height // 2, x : x + 5] == 0).all()
