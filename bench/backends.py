@@ -49,8 +49,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
 import encoders  # noqa: E402
+from bench._entry import run_script  # noqa: E402
 from streamer.bench.measure import machine_line, time_runs  # noqa: E402
 
 #: label → (backend, int8, precision); "openvino bf16" only on a CPU with bf16 arithmetic
@@ -389,4 +389,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)

@@ -51,7 +51,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
+from bench._entry import run_script  # noqa: E402
 from bench._live_setup import abba, pattern_server  # noqa: E402
 from streamer.bench.measure import child_env  # noqa: E402
 
@@ -481,4 +481,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

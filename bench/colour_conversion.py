@@ -28,11 +28,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 from av.video.reformatter import Colorspace, VideoReformatter  # noqa: E402
 
+from bench._entry import run_script  # noqa: E402
 from streamer.core.samples import sample_clip  # noqa: E402
 from streamer.outputs.yuv import to_yuv420  # noqa: E402
 
@@ -92,4 +92,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

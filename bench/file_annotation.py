@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
+from bench._entry import run_script  # noqa: E402
 from streamer.bench.file import PipelineEncoder  # noqa: E402
 from streamer.bench.pipeline import PipelineBench, run_pipeline_bench  # noqa: E402
 from streamer.core.samples import export_cache_dir, sample_clip  # noqa: E402
@@ -67,4 +67,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

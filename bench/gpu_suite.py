@@ -51,11 +51,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from bench._entry import run_script  # noqa: E402
 from encoders import create_encoder, list_encoders  # noqa: E402
 from encoders.acceleration import Acceleration  # noqa: E402
 from encoders.preprocess import preprocess_frames  # noqa: E402
@@ -825,4 +825,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

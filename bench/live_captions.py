@@ -27,9 +27,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
 from _live_setup import abba, mean, pattern_server, random_encoder  # noqa: E402
 
+from bench._entry import run_script  # noqa: E402
 from streamer import CaptionPolicy, OutputConfig, RunConfig, run_pipeline  # noqa: E402
 from streamer.llm import LlmConfig  # noqa: E402
 
@@ -129,4 +129,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

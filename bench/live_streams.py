@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
+from bench._entry import run_script  # noqa: E402
 from bench.harness.rtsp import SYSTEM_PYTHON, RtspServer  # noqa: E402
 from encoders import create_encoder  # noqa: E402
 from streamer.bench.live import outage, print_outage, print_steady, steady  # noqa: E402
@@ -62,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -48,11 +48,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
 from _live_setup import pattern_server, random_encoder  # noqa: E402
 from harness.mosquitto import Mosquitto  # noqa: E402
 from harness.rtsp import free_port  # noqa: E402
 
+from bench._entry import run_script  # noqa: E402
 from streamer import CaptionPolicy, OutputConfig, RunConfig, run_pipeline  # noqa: E402
 from streamer.core.events import Observer  # noqa: E402
 from streamer.core.retry import RetryPolicy  # noqa: E402
@@ -361,4 +361,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
+from bench._entry import run_script  # noqa: E402
 from streamer.bench.measure import child_env, cpu_line  # noqa: E402
 from streamer.core.samples import sample_clip  # noqa: E402
 from streamer.core.startup import LAST  # noqa: E402
@@ -120,4 +120,4 @@ def _report(args, results) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
 from _live_setup import abba, mean, pattern_server, random_encoder  # noqa: E402
 
+from bench._entry import run_script  # noqa: E402
 from bench.harness.browser import Chromium  # noqa: E402
 from bench.harness.rtsp import free_port  # noqa: E402
 from streamer import OutputConfig, RunConfig, ServeConfig, run_pipeline  # noqa: E402
@@ -125,4 +125,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -27,9 +27,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
 from _live_setup import abba, pattern_server, random_encoder  # noqa: E402
 
+from bench._entry import run_script  # noqa: E402
 from bench.harness.browser import Chromium  # noqa: E402
 from streamer import OutputConfig, RunConfig, run_pipeline  # noqa: E402
 from streamer.config import ServeConfig  # noqa: E402
@@ -159,4 +159,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -53,7 +53,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
+from bench._entry import run_script  # noqa: E402
 from streamer.bench.clips import looped_clip  # noqa: E402
 from streamer.bench.file import ModeConfig  # noqa: E402
 from streamer.bench.measure import child_env, cpu_line  # noqa: E402
@@ -237,8 +237,4 @@ def _round_ratios(base: list[tuple], run: list[tuple]) -> list[float]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:  # its children stop with it; the temporary folder is removed
-        print("whole_process: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_script(main)
