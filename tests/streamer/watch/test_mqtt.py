@@ -266,8 +266,11 @@ async def test_removing_a_stream_removes_its_entities_and_retained_states(mosqui
         door = {t for t in configs() if "/door_" in t}
         assert len(door) == 9
         publisher.remove_stream("door")
+        # the alert's topic is deleted last of all (after its off, an event): wait for it too
         await until(lambda: all(m.payload == b"" for t in door for m in before.on(t)[-1:])
-                    and len(before.on("t3/door/caption")) == 2, what="empty configs")  # fmt: skip
+                    and len(before.on("t3/door/caption")) == 2
+                    and len(before.fired("t3/door/alert/a_dog")) == 3,
+                    what="empty configs, the alert's off and its topic deleted")  # fmt: skip
         on, off, gone = before.fired("t3/door/alert/a_dog")  # off before its topic goes
         assert (on.json()["state"], off.json()["state"], gone.payload) == ("on", "off", b"")
         assert off.json()["reason"] == "removed" and off.json()["cleared"] >= on.json()["wall"]
