@@ -18,8 +18,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from streamer.core.version import __version__
-
 # public name → the module that defines it
 _EXPORTS = {
     "AnalysisConfig": "streamer.analysis.options",
@@ -41,6 +39,7 @@ _EXPORTS = {
     "StreamSummary": "streamer.report",
     "StreamerError": "streamer.errors",
     "Tag": "streamer.core.frame",
+    "__version__": "streamer.core.version",
     "annotate_file": "streamer.pipeline",
     "run_pipeline": "streamer.pipeline",
 }
@@ -91,6 +90,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from streamer.config import RunConfig
     from streamer.core.batcher import BatchPolicy
     from streamer.core.frame import Annotation, Caption, Frame, Tag
+    from streamer.core.version import __version__
     from streamer.errors import (
         ConfigError,
         SourceDecodeError,

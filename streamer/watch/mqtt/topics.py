@@ -56,10 +56,23 @@ _COUNTERS = (
 )
 
 
-_COUNTER_KEYS = frozenset(key for key, *_ in _COUNTERS)
+# The entities that stay available while their stream delivers no frames: they say why.
+_RUN_ONLY = frozenset({"status", *(key for key, *_ in _COUNTERS)})
 # A stream's availability, read from its status message: the states of `SourceStatus` in which
 # frames arrive (a camera's "online", a file's "playing").
 _DELIVERING = "{{ 'online' if value_json.state in ('online', 'playing') else 'offline' }}"
+
+
+def _available(topics: Topics, stream: str, key: str) -> dict[str, Any]:
+    """Entity `key` of `stream` is unavailable while the run is (its last will). Unless it is
+    in `_RUN_ONLY`, also while the stream delivers no frames (mode all): a camera gone offline
+    greys out its caption, fps, latency, alerts and picture instead of showing their last
+    states as if they held, and its status and counters stay to say why."""
+    if key in _RUN_ONLY:
+        return {"availability_topic": topics.availability}
+    stream_status = {"topic": topics.status(stream), "value_template": _DELIVERING}
+    return {"availability": [{"topic": topics.availability}, stream_status],
+            "availability_mode": "all"}  # fmt: skip
 
 
 def alert_name(query: str) -> str:
@@ -146,13 +159,7 @@ def entities(
 ) -> Iterator[Entity]:
     """The entities of one stream: its caption, status, fps and latency sensors, its counters'
     sensors (frames dropped, reconnects, damaged packets), a binary sensor per alert query,
-    and its picture (when `images`).
-
-    Each is unavailable while the run is (its last will, `Topics.availability`). Those that
-    only a stream delivering frames keeps current (caption, fps, latency, alerts, picture) are
-    unavailable while the stream is not either (its status's state other than online or
-    playing): a camera gone offline greys them out instead of showing its last caption and
-    alert states as if they held. The status and the counters stay, to say why.
+    and its picture (when `images`); when each is available: `_available`.
 
     Args:
         topics: the run's topics.
@@ -174,19 +181,11 @@ def entities(
         "origin": {"name": "streamer", "sw_version": version},
     }
 
-    with_stream = {
-        "availability": [{"topic": topics.availability},
-                         {"topic": status, "value_template": _DELIVERING}],
-        "availability_mode": "all",
-    }  # fmt: skip
-
     def entity(component: str, key: str, **config: Any) -> Entity:
         object_id = f"{sid}_{key}"
         unique = {"unique_id": f"streamer_{topics.node}_{object_id}"}
-        run_only = key == "status" or key in _COUNTER_KEYS
-        available = {"availability_topic": topics.availability} if run_only else with_stream
         return Entity(topics.config(component, object_id),
-                      {**config, **unique, **available, **base})  # fmt: skip
+                      {**config, **unique, **_available(topics, stream, key), **base})  # fmt: skip
 
     yield entity("sensor", "caption", name="Caption", state_topic=caption,
                  value_template=f"{{{{ value_json.text[:{_STATE_MAX}] }}}}",
