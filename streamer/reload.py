@@ -40,6 +40,7 @@ from streamer.control import ALERTS, CAPTIONS, LABELS, RATE, RunControl
 from streamer.errors import ConfigError, SourceError, StreamerError
 from streamer.outputs.keep import keep_outputs
 from streamer.sources import stream_names
+from streamer.sources.status import DELIVERING_STATES
 from streamer.watch.web.stream_body import StreamRequest
 
 __all__ = ["Changes", "Outcome", "Reading", "Reloader", "compare"]
@@ -337,7 +338,7 @@ class Reloader:
             if described is None:
                 return "it was removed meanwhile"
             state, error = described["state"], described.get("error")
-            if described["frames"]["decoded"] > 0 or state in ("online", "playing"):
+            if described["frames"]["decoded"] > 0 or state in DELIVERING_STATES:
                 return None
             if state in ("failed", "ended"):
                 return f"it {state}: {error}" if error else f"it {state} before its first frame"

@@ -20,6 +20,7 @@ from typing import Any
 
 from streamer.core.progress import Counters, ProgressBar
 from streamer.core.stats import RateMeter, StreamRow, status_table
+from streamer.sources.status import DELIVERING_STATES
 from streamer.stream import StreamRun
 
 log = logging.getLogger("streamer")
@@ -214,7 +215,7 @@ class Reporter:
         for stream, row in zip(self.streams, rows, strict=True):
             asked = stream.asked_rate
             wanted = row.in_fps if asked is None else min(asked, row.in_fps)
-            short = stream.live and row.state in ("online", "playing") and wanted >= 0.5 and (
+            short = stream.live and row.state in DELIVERING_STATES and wanted >= 0.5 and (
                 row.analysed_fps < 0.8 * wanted)  # fmt: skip
             self.short[stream.name] = self.short.get(stream.name, 0) + 1 if short else 0
             if self.short[stream.name] < 2:

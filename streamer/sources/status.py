@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FILE_STATES", "LIVE_STATES", "SourceStatus"]
+__all__ = ["DELIVERING_STATES", "FILE_STATES", "LIVE_STATES", "SourceStatus"]
 
 #: The states of a source that connects (a camera, a network stream).
 LIVE_STATES = ("connecting", "online", "offline", "ended", "failed")
 #: The states of a local file: it plays until it ends (`incomplete` says whether it ended early).
 FILE_STATES = ("playing", "ended")
+#: The states in which frames arrive: a camera's "online", a file's "playing".
+DELIVERING_STATES = ("online", "playing")
 
 
 @dataclass(slots=True)

@@ -97,7 +97,7 @@ class GridLayout:
             return GRID_WINDOW  # a stream the run did not announce: no tile for it
         index = self.streams.index(stream)
         x, y = self.origin(index)
-        width, height = self.tile[0], self.tile[1] - self.LABEL_H
+        width, height = self.tile[0], self._picture_height
         cell = self.canvas[y + self.LABEL_H : y + self.tile[1], x : x + width]
         fitted = cv2.resize(
             rgb, self._inside(rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA
@@ -108,8 +108,12 @@ class GridLayout:
         self._label(index, stream)
         return GRID_WINDOW
 
+    @property
+    def _picture_height(self) -> int:
+        return self.tile[1] - self.LABEL_H  # under the name's strip
+
     def _inside(self, width: int, height: int) -> tuple[int, int]:
-        scale = min(self.tile[0] / width, (self.tile[1] - self.LABEL_H) / height)
+        scale = min(self.tile[0] / width, self._picture_height / height)
         return max(1, round(width * scale)), max(1, round(height * scale))
 
     def _label(self, index: int, text: str) -> None:

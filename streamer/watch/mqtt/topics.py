@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from streamer.core.version import __version__
+from streamer.sources.status import DELIVERING_STATES
 from streamer.watch.mqtt.options import MqttConfig
 
 __all__ = [
@@ -35,7 +35,6 @@ __all__ = [
     "entities",
     "payload",
     "retained_topics",
-    "streamer_version",
 ]
 
 ALERT_ON, ALERT_OFF = "on", "off"
@@ -58,9 +57,8 @@ _COUNTERS = (
 
 # The entities that stay available while their stream delivers no frames: they say why.
 _RUN_ONLY = frozenset({"status", *(key for key, *_ in _COUNTERS)})
-# A stream's availability, read from its status message: the states of `SourceStatus` in which
-# frames arrive (a camera's "online", a file's "playing").
-_DELIVERING = "{{ 'online' if value_json.state in ('online', 'playing') else 'offline' }}"
+# A stream's availability, read from its status message: online in the states frames arrive in.
+_DELIVERING = f"{{{{ 'online' if value_json.state in {DELIVERING_STATES!r} else 'offline' }}}}"
 
 
 def _available(topics: Topics, stream: str, key: str) -> dict[str, Any]:
@@ -214,11 +212,6 @@ def entities(
     if images:
         yield entity("image", "frame", name="Frame", image_topic=topics.image(stream),
                      content_type="image/jpeg")  # fmt: skip
-
-
-def streamer_version() -> str:
-    """streamer's version, for the device blocks."""
-    return __version__
 
 
 def retained_topics(
