@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -237,6 +238,7 @@ class ExportCache:
         return load(folder)
 
     def _build(self, folder: Path, key: ExportKey, build: Callable[[Path], None]) -> None:
+        started = time.monotonic()
         partial = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
@@ -255,7 +257,8 @@ class ExportCache:
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise self._full(key, exc.strerror or "disk full") from exc
             raise
-        logger.info("stored the %s export in %s", key.backend, folder)
+        logger.info("stored the %s export in %s (%.1f s)", key.backend, folder,
+                    time.monotonic() - started)  # fmt: skip
 
     @contextlib.contextmanager
     def _locked(self, folder: Path) -> Iterator[None]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -155,6 +157,20 @@ def test_concurrent_first_loads_build_once(tmp_path, caplog) -> None:
     assert [p.name for p in (tmp_path / "openvino").iterdir() if p.is_dir()] == [
         cache.folder(KEY).name
     ]  # no partial folder left behind
+
+
+def test_a_build_says_where_it_stored_the_export_and_how_long_it_took(tmp_path, caplog):
+    # a first run's export can take half a minute on a busy machine: the line says so
+    caplog.set_level(logging.INFO, logger="encoders")
+
+    def build(folder: Path) -> None:
+        time.sleep(0.2)
+        (folder / "model.bin").write_bytes(b"x")
+
+    ExportCache(tmp_path).load_or_build(KEY, build, lambda f: f)
+    [line] = [r.getMessage() for r in caplog.records if "stored the" in r.getMessage()]
+    took = re.fullmatch(r"stored the openvino export in .+ \((\d+\.\d) s\)", line)
+    assert took and 0.2 <= float(took[1]) < 10, line
 
 
 def test_a_failed_build_leaves_nothing_behind(tmp_path) -> None:
