@@ -179,14 +179,15 @@ class Reporter:
         self._meter_new_streams()
         self.last_table = time.monotonic()
         self.short: dict[str, int] = {}  # tables in a row each stream's analysis fell short
-        expected = [s.expected for s in streams]
-        self.counters.expected = sum(expected) if all(expected) else None
 
     def tick(self, final: bool = False) -> None:
         """Update the bar, or print the table when it is due (always when `final`)."""
         streams = self.streams
         self._meter_new_streams()
         if self.bar is not None:
+            # read each time: a file whose first seconds do not decode lowers its count
+            expected = [s.expected for s in streams]
+            self.counters.expected = sum(expected) if all(expected) else None
             self.counters.written = sum(s.stats.delivered for s in streams)
             self.counters.analysed = sum(s.stats.analysed for s in streams)
             self.counters.captions = sum(s.stats.captions for s in streams)

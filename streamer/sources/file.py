@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -262,6 +263,8 @@ class FileSource(SourceBase):
         late = first - info.start
         # beyond what B-frame reordering or an edit list may leave before the first picture
         if late > max(0.25, 3 / float(info.fps or 25)):
+            if info.frames and info.fps:  # what is left to decode: the progress bar's 100 %
+                self.info = replace(info, frames=max(1, info.frames - round(late * info.fps)))
             log.warning(
                 "%s: its first %.2f s do not decode (the file was cut before a keyframe, so "
                 "those pictures refer to frames it does not hold); the outputs start at "

@@ -239,3 +239,18 @@ async def test_a_file_cut_between_keyframes_says_what_it_could_not_decode(tmp_pa
     late, shown = packets[80][0] - cut_at[0], packets[80][0] - source.info.origin
     assert f"first {late:.2f} s do not decode" in warned and "cut before a keyframe" in warned
     assert f"outputs start at t={shown:.2f} s" in warned, warned
+    # the count the progress bar ends at is what decodes, not the container's count
+    assert abs(source.info.frames - len(frames)) <= 2, source.info.frames
+
+
+def test_the_progress_bar_of_a_cut_file_ends_at_what_decodes(tmp_path, capsys):
+    from streamer.cli.main import main
+
+    whole = tmp_path / "whole.ts"
+    packets = _ts_with_keyframes_every(whole, 40)
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(whole.read_bytes()[packets[45][1] // 188 * 188 :])  # 20 frames decode
+    assert main(["run", str(cut), "-o", str(tmp_path / "out.mp4"), "--weights", "random",
+                 "--model", "tiny", "--no-llm", "--preset", "ultrafast"]) == 0  # fmt: skip
+    bars = [line for line in capsys.readouterr().err.splitlines() if "% " in line]
+    assert bars and "100.0% 20/20 frames" in bars[-1], bars
