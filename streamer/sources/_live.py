@@ -370,7 +370,7 @@ def _shape(info: VideoInfo) -> str:
 def _describe(spec: str, info: VideoInfo | None) -> str:
     if info is None:
         return spec
-    fps = f" at {float(info.fps):g} fps" if info.fps else ""
+    fps = f" at {float(info.fps):g} fps" if info.fps else ", rate not stated"
     return f"{spec}, {info.width}×{info.height} {info.codec}{fps}"
 
 

@@ -73,11 +73,20 @@ def discard_others(container: av.container.InputContainer, *read: av.stream.Stre
             stream.discard = Discard.all
 
 
-def describe(where: str, container: av.container.InputContainer) -> VideoInfo:
+# AVFMT_NOTIMESTAMPS (libavformat/avformat.h): the format carries no timestamps (mpjpeg, raw
+# streams); PyAV's names for the flags changed between versions, the value did not.
+_NO_TIMESTAMPS = 0x0080
+
+
+def describe(
+    where: str, container: av.container.InputContainer, *, live: bool = False
+) -> VideoInfo:
     """Check that an open container has a video stream this FFmpeg decodes, and describe it.
 
     Args:
         where: the input as messages name it (a path, or a URL without credentials).
+        live: a camera's stream: a rate FFmpeg only assumes (25 fps for a container without
+            timestamps that states none, as MJPEG over HTTP) is left unknown, not reported.
 
     Raises:
         SourceOpenError: no video stream, no decoder for its codec, no frame size, or frames
@@ -103,16 +112,8 @@ def describe(where: str, container: av.container.InputContainer) -> VideoInfo:
             f"input {where!r}: its video is in a codec FFmpeg has no decoder for. Fix: convert "
             "it, e.g. `ffmpeg -i INPUT -c:v libx264 -c:a copy OUTPUT.mp4`."
         )
-    if not ctx.width or not ctx.height:
-        raise SourceOpenError(f"input {where!r}: video stream has no frame size; is it damaged?")
-    if max(ctx.width, ctx.height) > MAX_SIDE:
-        raise SourceOpenError(
-            f"input {where!r} is {ctx.width}x{ctx.height}: larger than streamer takes (at most "
-            f"{MAX_SIDE} pixels a side; one RGB frame of it is "
-            f"{ctx.width * ctx.height * 3 / 2**20:.0f} MB). Fix: scale it down first, e.g. "
-            "`ffmpeg -i INPUT -vf scale=3840:-2 OUTPUT.mp4`."
-        )
-    fps = stream.average_rate or stream.guessed_rate
+    _check_frame_size(where, ctx.width, ctx.height)
+    fps = _rate(container, stream, live)
     duration = _duration(container, stream)
     frames = stream.frames or None
     if frames is None and duration and fps:
@@ -132,6 +133,28 @@ def describe(where: str, container: av.container.InputContainer) -> VideoInfo:
         audio=audio,
         origin=max(0.0, (container.start_time or 0) / av.time_base),
     )
+
+
+def _check_frame_size(where: str, width: int, height: int) -> None:
+    if not width or not height:
+        raise SourceOpenError(f"input {where!r}: video stream has no frame size; is it damaged?")
+    if max(width, height) > MAX_SIDE:
+        raise SourceOpenError(
+            f"input {where!r} is {width}x{height}: larger than streamer takes (at most "
+            f"{MAX_SIDE} pixels a side; one RGB frame of it is "
+            f"{width * height * 3 / 2**20:.0f} MB). Fix: scale it down first, e.g. "
+            "`ffmpeg -i INPUT -vf scale=3840:-2 OUTPUT.mp4`."
+        )
+
+
+def _rate(
+    container: av.container.InputContainer, stream: av.VideoStream, live: bool
+) -> Fraction | None:
+    """The stream's frame rate: as stated, else FFmpeg's guess (from the timestamps); for a live
+    stream without timestamps, only what its codec states."""
+    if live and not stream.average_rate and container.format.flags & _NO_TIMESTAMPS:
+        return stream.codec_context.framerate
+    return stream.average_rate or stream.guessed_rate
 
 
 def _duration(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:

@@ -254,7 +254,7 @@ class _NetworkReader:
                 f"{self.spec}: the video codec cannot be decoded by this FFmpeg build. "
                 "Fix: have the camera send H.264, H.265 or MJPEG."
             )
-        info = describe(self.spec, self.container)  # raises when there is no video stream
+        info = describe(self.spec, self.container, live=live)  # raises without a video stream
         configure_decoder(stream, self.converter.plan, live=live, name=self.spec)
         if resume_after is not None:
             self._seek(stream, resume_after)

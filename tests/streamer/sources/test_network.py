@@ -326,6 +326,7 @@ async def test_stop_returns_promptly_while_connecting_backing_off_or_streaming(
 
 
 async def test_http_mjpeg_camera_is_read_and_reconnected_when_it_drops(mjpeg_server, caplog):
+    caplog.set_level(logging.INFO, "streamer.sources")
     source = open_source(mjpeg_server.url(), options=FAST)
     assert source.live
     async with Running(source) as run:
@@ -335,6 +336,10 @@ async def test_http_mjpeg_camera_is_read_and_reconnected_when_it_drops(mjpeg_ser
     assert run.frames[0].image.shape == (180, 320, 3)
     assert all(b.pts > a.pts for a, b in itertools.pairwise(run.frames))
     assert "the connection broke (Input/output error)" in _warnings(caplog)[0]
+    # MJPEG over HTTP states no rate: FFmpeg's assumed 25 fps is not reported as the camera's
+    online = [r.getMessage() for r in caplog.records if ": online (" in r.getMessage()]
+    assert online and all("320×180 mjpeg, rate not stated)" in line for line in online), online
+    assert source.info is not None and source.info.fps is None
 
 
 @pytest.mark.parametrize("playlist", ["small/index.m3u8", "small/master.m3u8"])
