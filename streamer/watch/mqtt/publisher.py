@@ -41,8 +41,8 @@ from streamer.watch.mqtt.status import StatusBoard
 from streamer.watch.mqtt.sweep import published_topics, retained_elsewhere, stale
 from streamer.watch.mqtt.topics import (
     ALERT_OFF,
-    ALERT_ON,
     Topics,
+    alert_bodies,
     entities,
     payload,
     retained_topics,
@@ -161,15 +161,11 @@ class MqttPublisher(Observer):
         self._event(message)
 
     def alert(self, stream: str, alert: Any) -> None:
-        """The alert's binary sensor on (again), and a picture of it soon."""
-        score = alert.score if np.isfinite(alert.score) else None
-        body = {"state": ALERT_ON, "stream": stream, "query": alert.query,
-                "score": None if score is None else round(score, 4),
-                "threshold": alert.threshold, "time": round(alert.time, 3),
-                "wall": round(alert.wall, 3), "frame": alert.frame_index,
-                "caption": alert.caption, "clip": alert.clip}  # fmt: skip
+        """The alert's binary sensor on (again), its event fired, and a picture of it soon."""
+        body, fired = alert_bodies(stream, alert)
         self._on[(stream, alert.query)] = body
         self._event(Message(self.topics.alert(stream, alert.query), payload(body)))
+        self._event(Message(self.topics.fired(stream, alert.query), payload(fired), retain=False))
         if stream in self._due:
             self._due[stream] = self._clock()  # the next drawn frame shows the alert's banner
 

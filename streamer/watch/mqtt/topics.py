@@ -7,20 +7,24 @@ writes. With the default prefixes::
                                                   last will, sent by the broker if we vanish)
     streamer/STREAM/caption                       {"text", "source", "pts", "frame", "wall"}
     streamer/STREAM/alert/NAME                    {"state": "on"|"off", "query", "score", ...}
+    streamer/STREAM/alert/NAME/fired              each firing, not retained (an event entity)
     streamer/STREAM/status                        {"state", "fps", "latency_ms", "frames", ...}
     streamer/STREAM/image                         the latest annotated frame, JPEG bytes
     homeassistant/COMPONENT/NODE/OBJECT/config    discovery (retained; empty: entity removed)
 
 Every state message is retained, so Home Assistant (or any subscriber) that connects later
-gets the current value at once.
+gets the current value at once. A firing is not a state: an alert's binary sensor stays on
+while its rule fires again, so each firing also goes out once, unretained, on its `fired`
+topic (a subscriber that connects later must not see old firings as new).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +32,11 @@ from streamer.sources.status import DELIVERING_STATES
 from streamer.watch.mqtt.options import MqttConfig
 
 __all__ = [
+    "ALERT_FIRED",
     "ALERT_ON",
     "Entity",
     "Topics",
+    "alert_bodies",
     "alert_name",
     "entities",
     "payload",
@@ -38,6 +44,7 @@ __all__ = [
 ]
 
 ALERT_ON, ALERT_OFF = "on", "off"
+ALERT_FIRED = "fired"  # the event type of an alert's event entity
 _NOT_ID = re.compile(r"[^a-z0-9]+")
 _ID = re.compile(r"[a-z0-9_-]+")
 _PLAIN = re.compile(r"[a-z0-9]+(?: [a-z0-9]+)*")  # a query whose name is its words and '_'
@@ -88,6 +95,18 @@ def alert_name(query: str) -> str:
     return _digested(name or "alert", query)
 
 
+def alert_bodies(stream: str, alert: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A firing's messages: the binary sensor's "on" state, and the event entity's event (the
+    same fields, its `event_type` in place of the state)."""
+    score = alert.score if math.isfinite(alert.score) else None
+    fields = {"stream": stream, "query": alert.query,
+              "score": None if score is None else round(score, 4),
+              "threshold": alert.threshold, "time": round(alert.time, 3),
+              "wall": round(alert.wall, 3), "frame": alert.frame_index,
+              "caption": alert.caption, "clip": alert.clip}  # fmt: skip
+    return {"state": ALERT_ON, **fields}, {"event_type": ALERT_FIRED, **fields}
+
+
 def _object_id(text: str) -> str:
     """`text` as a Home Assistant id, one per name: as it is when it is one already (a-z, 0-9,
     '_', '-'), else its nearest such form and a digest of the whole name ("Door" and "door",
@@ -127,6 +146,9 @@ class Topics:
 
     def alert(self, stream: str, query: str) -> str:
         return f"{self.prefix}/{stream}/alert/{alert_name(query)}"
+
+    def fired(self, stream: str, query: str) -> str:
+        return f"{self.alert(stream, query)}/{ALERT_FIRED}"
 
     def status(self, stream: str) -> str:
         return f"{self.prefix}/{stream}/status"
@@ -204,14 +226,25 @@ def entities(
                      value_template=f"{{{{ value_json.{field} }}}}", icon=icon,
                      state_class="total_increasing", entity_category="diagnostic")  # fmt: skip
     for query in dict.fromkeys(alerts):
-        topic = topics.alert(stream, query)
-        yield entity("binary_sensor", f"alert_{alert_name(query)}", name=f"Alert: {query}",
-                     state_topic=topic, value_template="{{ value_json.state }}",
-                     payload_on=ALERT_ON, payload_off=ALERT_OFF, json_attributes_topic=topic,
-                     icon="mdi:bell-alert")  # fmt: skip
+        yield from _alert_entities(entity, topics, stream, query)
     if images:
         yield entity("image", "frame", name="Frame", image_topic=topics.image(stream),
                      content_type="image/jpeg")  # fmt: skip
+
+
+def _alert_entities(
+    entity: Callable[..., Entity], topics: Topics, stream: str, query: str
+) -> Iterator[Entity]:
+    """An alert's binary sensor (on while its rule holds) and its event entity (each firing, for
+    automations: a rule that fires again while on leaves the sensor as it is)."""
+    topic, name = topics.alert(stream, query), alert_name(query)
+    yield entity("binary_sensor", f"alert_{name}", name=f"Alert: {query}", state_topic=topic,
+                 value_template="{{ value_json.state }}", payload_on=ALERT_ON,
+                 payload_off=ALERT_OFF, json_attributes_topic=topic,
+                 icon="mdi:bell-alert")  # fmt: skip
+    yield entity("event", f"{ALERT_FIRED}_{name}", name=f"Alert fired: {query}",
+                 state_topic=topics.fired(stream, query), event_types=[ALERT_FIRED],
+                 icon="mdi:bell-ring")  # fmt: skip
 
 
 def retained_topics(

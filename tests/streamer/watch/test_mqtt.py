@@ -33,7 +33,7 @@ from streamer.watch.mqtt.options import PASSWORD_ENV
 from streamer.watch.web.metrics import render_metrics
 
 # Home Assistant's discovery topic: <prefix>/<component>/[<node_id>/]<object_id>/config
-DISCOVERY = re.compile(r"homeassistant/(sensor|binary_sensor|image)/([a-zA-Z0-9_-]+)/"
+DISCOVERY = re.compile(r"homeassistant/(sensor|binary_sensor|image|event)/([a-zA-Z0-9_-]+)/"
                        r"([a-zA-Z0-9_-]+)/config")  # fmt: skip
 FAST = RetryPolicy(initial=0.1, cap=0.5, jitter=0.0)
 RUN_ONLY = ("_status", "_dropped", "_reconnects", "_damaged")  # available with the run alone
@@ -63,8 +63,11 @@ def check_discovery(watcher: Watcher, prefix: str = "streamer") -> dict[str, dic
         assert match, message.topic
         component, object_id = match[1], match[3]
         config = message.json()
-        if component in ("sensor", "binary_sensor"):
+        if component in ("sensor", "binary_sensor", "event"):
             assert config["state_topic"].startswith(f"{prefix}/")  # required
+        if component == "event":  # required: the types its messages' event_type may take
+            assert config["event_types"] == ["fired"] and "value_template" not in config
+            assert config["state_topic"].endswith("/fired")
         if component == "image":  # exactly one of image_topic, url_topic
             assert "image_topic" in config and "url_topic" not in config
             assert config["content_type"] == "image/jpeg"
@@ -145,6 +148,10 @@ async def test_a_run_publishes_its_events_and_home_assistant_discovers_them(
     assert alerts[-1]["state"] == "off" and alerts[-1]["reason"] == "ended"
     assert alerts[-1]["frame"] == cleared["frame"]
     assert alerts[-1]["time"] == pytest.approx(cleared["pts"], abs=1e-3)
+    # every firing is an event too, unretained: the binary sensor was on from the first one
+    fired = [m.json() for m in watcher.on("t1/clip/alert/a_rabbit/fired")]
+    assert fired == [{k: v for k, v in a.items() if k != "state"} | {"event_type": "fired"}
+                     for a in on]  # fmt: skip
     statuses = [m.json() for m in watcher.on("t1/clip/status")]
     assert statuses and statuses[-1]["frames"]["delivered"] == 50
     assert statuses[-1]["state"] in ("playing", "ended")
@@ -155,7 +162,9 @@ async def test_a_run_publishes_its_events_and_home_assistant_discovers_them(
     configs = check_discovery(watcher, "t1")
     assert set(configs) == {"clip_caption", "clip_status", "clip_fps", "clip_latency",
                             "clip_dropped", "clip_reconnects", "clip_damaged",
-                            "clip_alert_a_rabbit", "clip_frame"}  # fmt: skip
+                            "clip_alert_a_rabbit", "clip_fired_a_rabbit",
+                            "clip_frame"}  # fmt: skip
+    assert configs["clip_fired_a_rabbit"]["name"] == "Alert fired: a rabbit"
     assert configs["clip_frame"]["image_topic"] == "t1/clip/image"
     # The counters are sensors of their own (graphs, alerts), totals as Home Assistant reads them.
     for key, value in [("dropped", statuses[-1]["frames"]["dropped"]),
@@ -174,6 +183,7 @@ async def test_a_run_publishes_its_events_and_home_assistant_discovers_them(
     assert all(m.retain for m in late.messages)
     assert {m.topic for m in discovered(late, "t1")} == {m.topic for m in discovered(watcher, "t1")}
     assert [m.payload for m in late.on("t1/status")] == [b"offline"]
+    assert late.on("t1/clip/alert/a_rabbit/fired") == []  # an old firing is not news
     assert "streamer_mqtt_connected 1.0" in metrics.text
     published = re.search(r"streamer_mqtt_published_total (\d+)", metrics.text)
     assert published and int(float(published[1])) > 0
@@ -260,11 +270,11 @@ async def test_removing_a_stream_removes_its_entities_and_retained_states(mosqui
     publisher.alert("door", an_alert())
     async with Watcher(mosquitto.url()) as before:  # retained: it gets them however late
         configs = lambda: {m.topic for m in discovered(before, "t3")}  # noqa: E731
-        await until(lambda: len(configs()) == 17 and before.on("t3/door/caption"),
-                    what="9 configs of door's entities, 8 of yard's")  # fmt: skip
-        assert len(discovered(before, "t3")) == 17  # each once
+        await until(lambda: len(configs()) == 18 and before.on("t3/door/caption"),
+                    what="10 configs of door's entities, 8 of yard's")  # fmt: skip
+        assert len(discovered(before, "t3")) == 18  # each once
         door = {t for t in configs() if "/door_" in t}
-        assert len(door) == 9
+        assert len(door) == 10 and "homeassistant/event/t3/door_fired_a_dog/config" in door
         publisher.remove_stream("door")
         # the alert's topic is deleted last of all (after its off, an event): wait for it too
         await until(lambda: all(m.payload == b"" for t in door for m in before.on(t)[-1:])
@@ -295,12 +305,14 @@ async def test_a_new_alert_set_retracts_the_dropped_queries_and_announces_the_ne
     publisher.alert("door", an_alert())
     async with Watcher(mosquitto.url()) as watcher:
         topics = lambda: {m.topic for m in discovered(watcher, "t5") if m.payload}  # noqa: E731
-        await until(lambda: len(topics()) == 18 and watcher.on("t5/door/alert/a_dog"),
+        await until(lambda: len(topics()) == 20 and watcher.on("t5/door/alert/a_dog"),
                     what="door's and yard's entities, door's alert on")  # fmt: skip
         dog = "homeassistant/binary_sensor/t5/door_alert_a_dog/config"
         cat = "homeassistant/binary_sensor/t5/door_alert_a_cat/config"
+        dog_fired = "homeassistant/event/t5/door_fired_a_dog/config"
         publisher.set_alerts("door", (AlertRule("a cat", ("door",), cooldown_s=60.0),))
         await until(lambda: watcher.on(cat) and watcher.on(dog)[-1].payload == b""
+                    and watcher.on(dog_fired)[-1].payload == b""
                     and watcher.on("t5/door/alert/a_dog")[-1].payload == b"",
                     what="a dog retracted, a cat announced")  # fmt: skip
         assert watcher.on(cat)[-1].json()["name"] == "Alert: a cat"
@@ -315,7 +327,8 @@ async def test_a_new_alert_set_retracts_the_dropped_queries_and_announces_the_ne
         await until(lambda: after.on(cat), what="the retained configs")
         await asyncio.sleep(0.3)
         retained = {m.topic for m in after.messages if m.retain and m.payload}
-    assert dog not in retained and cat in retained
+    assert dog not in retained and dog_fired not in retained and cat in retained
+    assert "homeassistant/event/t5/door_fired_a_cat/config" in retained
     assert "homeassistant/binary_sensor/t5/yard_alert_a_dog/config" in retained
 
 
@@ -332,8 +345,9 @@ async def test_queries_that_differ_in_case_or_punctuation_keep_topics_of_their_o
         publisher.alert("door", an_alert("A person!"))
         publisher.alert_cleared("door", AlertCleared("door", 9.0, time.time(), "A person!", 0.1,
                                                      0.27, 100, 3.0))  # fmt: skip
-        await until(lambda: len(watcher.fired("t7/door/alert/", under=True)) == 3,
-                    what="on, on, off")  # fmt: skip
+        states = lambda: [m for m in watcher.fired("t7/door/alert/", under=True)  # noqa: E731
+                          if not m.topic.endswith("/fired")]  # fmt: skip
+        await until(lambda: len(states()) == 3, what="on, on, off")
     await publisher.stop()
     topics = {config["name"]: config["state_topic"] for config in sensors()}
     ids = {config["unique_id"] for config in sensors()}
