@@ -26,6 +26,7 @@ from streamer.core.stats import StreamStats
 from streamer.outputs import alert_cleared_record, alert_record
 from streamer.outputs.fanout import LIVE_TIME_BASE, Outputs, VideoTiming
 from streamer.outputs.keep import keep_outputs
+from streamer.outputs.lock import OutputLocks
 from streamer.outputs.options import OutputConfig
 from streamer.outputs.overlay import Hud
 from streamer.sources import Source
@@ -91,6 +92,20 @@ class Shared:
     observers: Observers = field(default_factory=Observers)
 
 
+def _hold(stream: str, live: bool, outputs: OutputConfig) -> OutputLocks:
+    """Lock a stream's output files (another run writing one stops this stream here, before
+    anything is moved or written); a live stream's recordings from before are then kept
+    beside them (a restarted service, a name added again)."""
+    locks = OutputLocks(stream, outputs.paths()).acquire()
+    if live:
+        try:
+            keep_outputs(stream, outputs.paths())
+        except BaseException:
+            locks.release()
+            raise
+    return locks
+
+
 class StreamRun:
     """The route and deliver stages of one stream, and its outputs and statistics.
 
@@ -120,12 +135,15 @@ class StreamRun:
         policy = DropPolicy.DROP_OLDEST if live else DropPolicy.BLOCK
         self.frames: Channel[Frame] = Channel(decoded, policy, name=f"{self.name}/frames")
         self.outgoing: Channel[tuple] = Channel(routed, policy, name=f"{self.name}/out")
+        self._locks = _hold(self.name, live, outputs)
+        try:
+            self.outputs = Outputs(
+                outputs, self._timing(), self._audio_from(), self.name, shared.observers
+            )
+        except BaseException:
+            self._locks.release()
+            raise
         shared.encoder.open_lane(self.name, live=live)
-        if live:  # a recording is not written over (a restarted service, a name added again)
-            keep_outputs(self.name, outputs.paths())
-        self.outputs = Outputs(
-            outputs, self._timing(), self._audio_from(), self.name, shared.observers
-        )
         timing = self.outputs.timing
         # A file's time shown as 0; a remote file's (no `info` before it connects): None until
         # its first frame, when its connection has said.
@@ -378,6 +396,7 @@ class StreamRun:
             self._writer.submit(self.outputs.close).result()
         finally:
             self._writer.shutdown(wait=True)
+            self._locks.release()  # after the files are whole: then another run may take them
 
     def _hud(self, frame: Frame, timeline: float) -> Hud:
         if self.live:
