@@ -25,6 +25,7 @@ from streamer.core.events import Observer, Observers
 from streamer.core.options import wrong_type
 from streamer.errors import ConfigError
 from streamer.llm import startup as llm_startup
+from streamer.outputs.lock import OutputLocks
 from streamer.sources import Source, files_only, open_source, stream_names
 from streamer.sources.hwaccel import resolve_hwaccel
 from streamer.sources.options import AnalysisSize, DecodePlan, decode_threads
@@ -154,6 +155,8 @@ def open_sources(config: RunConfig, encoder: Encoder | None) -> list[Source]:
         for name, spec in stream_names(config.inputs)
     ]
     config.outputs.check([s.name for s in sources], config.inputs)
+    for source in sources:  # taken by another run: said now, not once the model has loaded
+        OutputLocks(source.name, config.outputs.for_stream(source.name).paths()).acquire().release()
     check_rule_streams(config.alerts, [s.name for s in sources])
     return sources
 

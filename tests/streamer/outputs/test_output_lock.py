@@ -108,3 +108,19 @@ def test_a_cache_that_cannot_be_written_leaves_the_outputs_unlocked(tmp_path):
     locks = OutputLocks("door", [str(tmp_path / "a.srt")], blocker / "locks").acquire()
     OutputLocks("yard", [str(tmp_path / "a.srt")], blocker / "locks").acquire()  # no error
     locks.release()
+
+
+def test_the_check_before_the_model_loads_finds_a_taken_output(held, small_clip):
+    """Said while the sources open (the model loading beside them: a first run's export takes
+    seconds), not once the model is ready."""
+    from streamer import OutputConfig, RunConfig
+    from streamer.run_setup import open_sources
+
+    path, holder = held
+    config = RunConfig(input=str(small_clip), outputs=OutputConfig(video=str(path)))
+    with pytest.raises(ConfigError, match=rf"being written by another run \(pid {holder.pid}\)"):
+        open_sources(config, None)
+    free = RunConfig(
+        input=str(small_clip), outputs=OutputConfig(video=str(path.with_name("b.mp4")))
+    )
+    assert [s.name for s in open_sources(free, None)] == [small_clip.stem]
