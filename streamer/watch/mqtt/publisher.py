@@ -32,7 +32,6 @@ from streamer.core.background import run_in_background
 from streamer.core.events import Observer
 from streamer.core.redact import redact
 from streamer.core.retry import Backoff
-from streamer.core.version import __version__
 from streamer.errors import ConfigError
 from streamer.llm.images import encode_jpeg
 from streamer.watch.mqtt.options import PASSWORD_ENV, require_aiomqtt
@@ -246,7 +245,7 @@ class MqttPublisher(Observer):
         retained states from the broker; nothing more of it is published."""
         queries = self._alerts.pop(stream, ())
         topics = retained_topics(self.topics, stream, queries, self.config.image_every_s > 0,
-                                 __version__, configs=self.config.discovery)  # fmt: skip
+                                 configs=self.config.discovery)  # fmt: skip
         self._due.pop(stream, None)
         self._frames.pop(stream, None)
         self._captions.pop(stream, None)
@@ -260,8 +259,7 @@ class MqttPublisher(Observer):
 
     def _entities(self, stream: str):
         images = self.config.image_every_s > 0
-        version = __version__
-        return entities(self.topics, stream, self._alerts.get(stream, ()), images, version)
+        return entities(self.topics, stream, self._alerts.get(stream, ()), images)
 
     # -- queueing ----------------------------------------------------------------------------
 
@@ -350,7 +348,7 @@ class MqttPublisher(Observer):
             log.debug("mqtt: the retained topics could not be read: %s", exc)
             return
         images = self.config.image_every_s > 0
-        ours = published_topics(self.topics, self._alerts, images, __version__) | self._sent
+        ours = published_topics(self.topics, self._alerts, images) | self._sent
         for topic in (gone := stale(found, ours)):  # not what this run sent (a stream removed)
             self._outbox.state(Message(topic, b""))  # an empty retained message deletes one
         if gone:

@@ -36,14 +36,12 @@ def _patterns(topics: Topics) -> list[str]:
     return [config, *states, f"{prefix}/+/alert/+"]
 
 
-def published_topics(
-    topics: Topics, alerts: dict[str, tuple[str, ...]], images: bool, version: str
-) -> set[str]:
+def published_topics(topics: Topics, alerts: dict[str, tuple[str, ...]], images: bool) -> set[str]:
     """Every retained topic a run with these streams (`alerts`: stream → its alert queries)
     publishes: its entities' configs and its streams' states."""
     found: set[str] = set()
     for stream, queries in alerts.items():
-        found.update(retained_topics(topics, stream, queries, images, version))
+        found.update(retained_topics(topics, stream, queries, images))
     return found
 
 

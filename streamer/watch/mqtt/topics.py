@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from streamer.core.version import __version__
 from streamer.sources.status import DELIVERING_STATES
 from streamer.watch.mqtt.options import MqttConfig
 
@@ -175,7 +176,7 @@ class Entity:
 
 
 def entities(
-    topics: Topics, stream: str, alerts: tuple[str, ...], images: bool, version: str
+    topics: Topics, stream: str, alerts: tuple[str, ...], images: bool
 ) -> Iterator[Entity]:
     """The entities of one stream: its caption, status, fps and latency sensors, its counters'
     sensors (frames dropped, reconnects, damaged packets), a binary sensor per alert query,
@@ -186,7 +187,6 @@ def entities(
         stream: the stream's name.
         alerts: the queries of the alert rules that watch the stream.
         images: pictures are published (`image_every_s` > 0).
-        version: streamer's version, for the device and origin blocks.
     """
     sid = _object_id(stream)
     caption, status = topics.caption(stream), topics.status(stream)
@@ -196,9 +196,9 @@ def entities(
             "name": stream,
             "manufacturer": "streamer",
             "model": "video stream",
-            "sw_version": version,
+            "sw_version": __version__,
         },
-        "origin": {"name": "streamer", "sw_version": version},
+        "origin": {"name": "streamer", "sw_version": __version__},
     }
 
     def entity(component: str, key: str, **config: Any) -> Entity:
@@ -252,12 +252,11 @@ def retained_topics(
     stream: str,
     alerts: tuple[str, ...],
     images: bool,
-    version: str,
     *,
     configs: bool = True,
 ) -> list[str]:
     """Every topic a stream's messages are retained on: its entities' discovery configs
     (`configs`), its caption, status and picture, and each alert's state."""
-    found = [e.topic for e in entities(topics, stream, alerts, images, version)] if configs else []
+    found = [e.topic for e in entities(topics, stream, alerts, images)] if configs else []
     found += [topics.caption(stream), topics.status(stream), topics.image(stream)]
     return found + [topics.alert(stream, query) for query in alerts]

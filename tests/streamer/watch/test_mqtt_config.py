@@ -127,7 +127,7 @@ def test_every_stream_name_is_its_own_home_assistant_device():
     from streamer.watch.mqtt.topics import Topics, entities
 
     def ids(stream: str) -> set[str]:
-        made = list(entities(Topics(), stream, ("a person",), images=True, version="1"))
+        made = list(entities(Topics(), stream, ("a person",), images=True))
         return {e.config["unique_id"] for e in made} | {e.topic for e in made}
 
     names = ["cam-1", "cam_1", "Door", "door", "a.b", "a_b"]

@@ -58,7 +58,7 @@ async def test_a_run_removes_the_entities_and_states_an_earlier_run_left(mosquit
 
 def test_only_what_the_run_does_not_publish_is_stale():
     topics = Topics("cams")
-    published = published_topics(topics, {"door": ("a dog",)}, images=True, version="1")
+    published = published_topics(topics, {"door": ("a dog",)}, images=True)
     assert {"cams/door/caption", "cams/door/status", "cams/door/image",
             "cams/door/alert/a_dog"} <= published  # fmt: skip
     assert "homeassistant/binary_sensor/cams/door_alert_a_dog/config" in published
