@@ -1,4 +1,4 @@
-"""The torch module `torch.export` captures: an encoder's forward holding its weights."""
+"""The torch modules `torch.export` captures: an encoder's forwards holding its weights."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 if TYPE_CHECKING:
     from encoders.base import Encoder
 
-__all__ = ["ImageTower"]
+__all__ = ["ImageTower", "TextTower"]
 
 
 class ImageTower(nn.Module):
@@ -22,3 +22,22 @@ class ImageTower(nn.Module):
 
     def forward(self, pixels: Any) -> Any:
         return self._encoder_forward(pixels)
+
+
+class TextTower(nn.Module):
+    """A text encoder's forward from token ids to L2-normalised float32 embeddings (what
+    `embed_text` computes after tokenising), holding the model's weights, for `torch.export`.
+
+    Attributes:
+        context_length: the token sequence length the model takes (open_clip's).
+    """
+
+    def __init__(self, encoder: Encoder) -> None:
+        super().__init__()
+        self.model = encoder.module
+        self.context_length = int(self.model.context_length)
+
+    def forward(self, tokens: Any) -> Any:
+        from torch.nn import functional
+
+        return functional.normalize(self.model.encode_text(tokens).float(), dim=-1)

@@ -1,4 +1,4 @@
-"""The torch side of every exporting backend: the image tower captured once, and its cache key.
+"""The torch side of every exporting backend: the towers captured once, and their cache key.
 
 OpenVINO and ONNX Runtime start from the same thing: the family's forward (`Encoder._forward`,
 model input → tokens and pooled) captured with `torch.export`, batch size dynamic, the input
@@ -7,6 +7,10 @@ side fixed. Each then converts that program with its own library's converter
 key (`export_key`) is built here too, so both backends key their exports alike: they differ
 only in the backend's name and version, and the variant ("fp32", or "int8" with its
 calibration).
+
+A family with a text tower (CLIP) has its text forward captured the same way
+(`capture_text_tower`: token ids → L2-normalised text embeddings), exported beside the image
+tower so that a run opened from the export embeds text without building the torch model.
 
 `torch.export` rather than TorchScript tracing: tracing is deprecated in torch 2.14, warns on
 DINOv2 (its shape checks become constants) and converts slower.
@@ -25,7 +29,7 @@ if TYPE_CHECKING:
     from encoders.backends.export_cache import ExportKey
     from encoders.base import Encoder
 
-__all__ = ["MAX_BATCH", "capture_image_tower", "export_key"]
+__all__ = ["MAX_BATCH", "capture_image_tower", "capture_text_tower", "export_key"]
 
 MAX_BATCH = 4096  # the captured program's upper bound of the dynamic batch dimension
 
@@ -71,20 +75,53 @@ def capture_image_tower(encoder: Encoder, backend: str) -> torch.export.Exported
     import torch
 
     from encoders.backends._tower import ImageTower
-    from encoders.errors import UnsupportedBackendError
 
     size = encoder.preprocess_cfg.size
     example = torch.zeros(2, 3, size, size)  # 2, not 1: torch.export specialises a size of 1
+    return _capture(ImageTower(encoder), example, encoder, backend, "")
+
+
+def capture_text_tower(encoder: Encoder, backend: str) -> torch.export.ExportedProgram:
+    """The family's text forward (token ids int64 [B, context_length] → L2-normalised text
+    embeddings [B, dim], float32: `embed_text` after its tokenizer) as a `torch.export`
+    program with a dynamic batch dimension.
+
+    Args:
+        encoder: the family's encoder with a text tower, on the CPU in fp32.
+        backend: the backend it is captured for, named in the error.
+
+    Raises:
+        UnsupportedBackendError: the text forward cannot be exported (torch.export's reason).
+    """
+    import torch
+
+    from encoders.backends._tower import TextTower
+
+    tower = TextTower(encoder)
+    # 2, not 1 (torch.export specialises a size of 1); ids that are not all equal, so the
+    # end-of-text position (the largest id, where CLIP pools) is traced as data, not a constant
+    example = torch.arange(2 * tower.context_length, dtype=torch.int64)
+    example = example.reshape(2, tower.context_length) % 1000
+    return _capture(tower, example, encoder, backend, "the text tower of ")
+
+
+def _capture(
+    tower: torch.nn.Module, example: torch.Tensor, encoder: Encoder, backend: str, what: str
+) -> torch.export.ExportedProgram:
+    """`torch.export` of `tower` on `example`, its first dimension dynamic (1 to MAX_BATCH)."""
+    import torch
+
+    from encoders.errors import UnsupportedBackendError
+
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     with EXPORT_LOCK, torch.inference_mode(False), torch.no_grad():
         check_abandoned()  # also after waiting for another thread's export
         try:
-            return torch.export.export(
-                ImageTower(encoder), (example,), dynamic_shapes=({0: batch},), strict=False
-            )
+            return torch.export.export(tower, (example,), dynamic_shapes=({0: batch},),
+                                       strict=False)  # fmt: skip
         except Exception as exc:  # torch.export's many error types: all mean "cannot export"
             raise UnsupportedBackendError(
-                f"{encoder.kind} {encoder.info.model!r} cannot be exported for backend "
-                f"{backend!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}); use backend "
-                "'torch'"
+                f"{what}{encoder.kind} {encoder.info.model!r} cannot be exported for "
+                f"backend {backend!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}); use "
+                "backend 'torch'"
             ) from exc
