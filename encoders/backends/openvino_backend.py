@@ -14,8 +14,11 @@ int8 (`int8=Calibration(...)`): the fp32 IR (from the cache, or exported first) 
 NNCF's post-training quantisation on the calibration frames (`encoders.backends.calibration`),
 and kept beside it in the cache.
 
-Text embeddings (CLIP's text tower) stay on torch: they are computed once per vocabulary and
-cached by the streamer (`streamer.analysis.text_cache`).
+A family with a text tower (CLIP) has it exported beside the image tower, in the same folder
+(`text.xml`, `text.bin`: token ids [B, context_length] → L2-normalised embeddings [B, dim]),
+and compiled in fp32 when first used (`OpenVinoRuntime.run_text`), so a run opened from the
+export embeds text without building the torch model. An export made before the text tower was
+exported has none; its encoder builds the torch model for text as it did then.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import importlib.util
 import logging
 import math
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,11 +43,18 @@ if TYPE_CHECKING:
     from encoders.backends.export_cache import ExportCache, ExportKey
     from encoders.base import Encoder
 
-__all__ = ["OpenVinoBackend", "OpenVinoRuntime", "compile_config", "export_image_tower"]
+__all__ = [
+    "OpenVinoBackend",
+    "OpenVinoRuntime",
+    "compile_config",
+    "export_image_tower",
+    "export_text_tower",
+]
 
 logger = logging.getLogger("encoders")
 
 _IR = "image.xml"  # and image.bin beside it
+_TEXT_IR = "text.xml"  # the text tower, for families with one (text.bin beside it)
 _WEIGHTLESS = "weightless"  # the compiled models' folder, in the one the cache gives
 #: fp32 as torch computes it; LATENCY: the threads on one batch at a time (the encoder thread
 #: runs one batch after another). The thread count is torch's, the hint bf16 when asked
@@ -117,12 +128,14 @@ class OpenVinoBackend:
             logger.info("exporting %s to OpenVINO (once: later runs load %s)",
                         name, cache.folder(fp32))  # fmt: skip
             _save(export_image_tower(encoder), folder, cache, fp32)
+            _save_text(encoder, folder, cache, fp32)
 
         def build_int8(folder: Path) -> None:
             source = cache.load_or_build(fp32, build_fp32, lambda f: core.read_model(f / _IR))
             logger.info("quantising %s to int8 on %s (once: later runs load %s)", name,
                         int8.path, cache.folder(key))  # fmt: skip
             _save(_quantized(source, int8, encoder), folder, cache, key)
+            _save_text(encoder, folder, cache, key)  # fp32: int8 is for frames
 
         def load(folder: Path) -> ov.CompiledModel:
             return core.compile_model(core.read_model(folder / _IR), "CPU", config)
@@ -132,7 +145,8 @@ class OpenVinoBackend:
         compiled = cache.load_or_build(key, build_fp32 if int8 is None else build_int8, load)
         logger.info("%s runs on OpenVINO %s (export %s)", what, ov.__version__, cache.folder(key))
         detail = f"OpenVINO {ov.__version__}{_in(precision, key.int8)}, {cache.folder(key)}"
-        return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key.int8))
+        text = _TextTower.of(core, cache.folder(key), compile_config())
+        return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key.int8), text=text)
 
     def open(
         self, folder: Path, key: Any, compiled: Path, precision: str = "fp32"
@@ -153,7 +167,8 @@ class OpenVinoBackend:
         config = {**compile_config(precision), "CACHE_MODE": "OPTIMIZE_SIZE"}
         compiled = core.compile_model(str(folder / _IR), "CPU", config)
         detail = f"OpenVINO {ov.__version__}{_in(precision, key.int8)}, {folder}"
-        return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key.int8))
+        text = _TextTower.of(core, folder, {**compile_config(), "CACHE_MODE": "OPTIMIZE_SIZE"})
+        return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key.int8), text=text)
 
 
 def _drop_full_blobs(compiled: Path) -> None:
@@ -214,25 +229,49 @@ def export_key(encoder: Encoder, variant: str = "fp32") -> ExportKey:
 
 
 class OpenVinoRuntime:
-    """A compiled OpenVINO image tower, run with one reused infer request (one thread).
+    """A compiled OpenVINO image tower, run with one reused infer request (one thread), and
+    the export's text tower when it has one.
 
     Args:
         compiled: the compiled model: one input (model input), outputs (tokens, pooled).
         detail: for people: version and origin.
         key: the export cache's key, None when not cached.
         dtype: what it computes in, when not the model's own dtype ("bfloat16").
+        text: the export's text tower (compiled when first run); None: not exported.
     """
 
     backend = "openvino"
 
     def __init__(
-        self, compiled: ov.CompiledModel, detail: str, key: Any = None, dtype: str | None = None
+        self,
+        compiled: ov.CompiledModel,
+        detail: str,
+        key: Any = None,
+        dtype: str | None = None,
+        text: _TextTower | None = None,
     ) -> None:
         self._compiled = compiled
         self.export_key = key  # the cache's key (its weights digest), None when not cached
         self.dtype = dtype
         self._request = compiled.create_infer_request()
         self.detail = detail
+        self._text = text
+
+    @property
+    def has_text_tower(self) -> bool:
+        """Whether the export holds the text tower (`run_text` answers)."""
+        return self._text is not None
+
+    def run_text(self, tokens: np.ndarray) -> np.ndarray:
+        """Token ids, int64 [B, context_length] → L2-normalised text embeddings [B, dim],
+        float32, computed in fp32 (whatever the image tower computes in).
+
+        Raises:
+            RuntimeError: the export holds no text tower (`has_text_tower` is False).
+        """
+        if self._text is None:
+            raise RuntimeError(f"the OpenVINO export ({self.detail}) holds no text tower")
+        return self._text.run(tokens)
 
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # share_inputs: the pixels are read in place; the outputs are copied, since the
@@ -260,16 +299,77 @@ def export_image_tower(encoder: Encoder) -> ov.Model:
     return model
 
 
-def _save(model: ov.Model, folder: Path, cache: ExportCache, key: ExportKey) -> None:
-    """Write `model` as IR into `folder`, after checking that the cache's disk holds it (its
-    constants: the weights file)."""
+def export_text_tower(encoder: Encoder) -> ov.Model:
+    """The family's text forward (token ids int64 [B, context_length] → L2-normalised text
+    embeddings [B, dim]) as an OpenVINO model, fp32, with a dynamic batch dimension.
+
+    Raises:
+        UnsupportedBackendError: the text forward cannot be exported (torch.export's reason).
+    """
+    import openvino as ov
+
+    from encoders.backends.capture import capture_text_tower
+    from encoders.export_lock import EXPORT_LOCK
+
+    context = int(encoder.module.context_length)
+    with EXPORT_LOCK:
+        model = ov.convert_model(capture_text_tower(encoder, "openvino"))
+    model.reshape({model.input(0): ov.PartialShape([-1, context])})
+    return model
+
+
+def _save_text(encoder: Encoder, folder: Path, cache: ExportCache, key: ExportKey) -> None:
+    """Export `encoder`'s text tower into `folder` beside the image tower, when it has one."""
+    if encoder.has_text:
+        _save(export_text_tower(encoder), folder, cache, key, _TEXT_IR)
+
+
+class _TextTower:
+    """An exported text tower, compiled (fp32) when first run: a run whose labels are cached
+    never compiles it.
+
+    Args:
+        core: the OpenVINO core that compiles it (the image tower's, with its cache folder).
+        path: the IR.
+        config: how it is compiled.
+    """
+
+    def __init__(self, core: ov.Core, path: Path, config: dict[str, Any]) -> None:
+        self._core = core
+        self._path = path
+        self._config = config
+        self._request: ov.InferRequest | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, core: ov.Core, folder: Path, config: dict[str, Any]) -> _TextTower | None:
+        """The text tower in the export `folder`; None when it holds none."""
+        path = folder / _TEXT_IR
+        return cls(core, path, config) if path.is_file() else None
+
+    def run(self, tokens: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        with self._lock:  # one infer request: one call at a time
+            if self._request is None:
+                compiled = self._core.compile_model(str(self._path), "CPU", self._config)
+                self._request = compiled.create_infer_request()
+            ids = np.ascontiguousarray(tokens, dtype=np.int64)
+            return self._request.infer(ids, share_inputs=True, share_outputs=False)[0]
+
+
+def _save(
+    model: ov.Model, folder: Path, cache: ExportCache, key: ExportKey, name: str = _IR
+) -> None:
+    """Write `model` as IR `name` into `folder`, after checking that the cache's disk holds it
+    (its constants: the weights file)."""
     import openvino as ov
 
     constants = [op for op in model.get_ops() if op.get_type_name() == "Constant"]
     size = sum(op.get_output_element_type(0).size * math.prod(op.get_output_shape(0))
                for op in constants)  # fmt: skip
     cache.check_room(key, size)
-    ov.save_model(model, folder / _IR, compress_to_fp16=False)
+    ov.save_model(model, folder / name, compress_to_fp16=False)
 
 
 def _quantized(model: ov.Model, int8: Calibration, encoder: Encoder) -> ov.Model:
