@@ -148,6 +148,15 @@ def check_tag(ref: ModelRef) -> None:
         )
 
 
+def _tokenizer(ref: ModelRef) -> Any:
+    """open_clip's tokenizer for the model (its vocabulary ships with open_clip: no weights, no
+    model built); it imports open_clip, and so torch."""
+    from encoders._openclip import root_logging_kept
+
+    with root_logging_kept():
+        return load_open_clip().get_tokenizer(ref.arch)
+
+
 def _unknown_clip_message(name: str, open_clip_names: list[str]) -> str:
     registered = ", ".join(m.name for m in CLIP_MODELS)
     close = difflib.get_close_matches(name.partition(":")[0], open_clip_names, n=5, cutoff=0.6)
@@ -188,6 +197,7 @@ FAMILY = register_family(
         has_text=True,
         backends=("torch", "openvino"),
         check=check_tag,
+        tokenizer=_tokenizer,
     )
 )
 

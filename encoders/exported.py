@@ -4,9 +4,12 @@
 holds the export for exactly this request (`encoders.backends.locator`). It has the
 `Encoder` surface the pipeline uses (`encode`, `embed`, `info`, `preprocess_cfg`, `dim`,
 `logit_scale`, `embed_text`), preprocesses frames with numpy (`encoders.backends.frames`)
-and runs them on the backend's runtime. Its text tower is not in the export: the first
-`embed_text` builds the family's torch model once (the streamer's text cache, keyed by the
-weights digest, makes that rare: a warm run finds its labels cached).
+and runs them on the backend's runtime. Text runs on the export's text tower when the runtime
+has one (`has_text_tower`, `run_text`), tokenised with the family's tokenizer (which needs no
+weights). An export without it (one made before text towers were exported, or by a backend
+that does not export them) falls back as before: the first `embed_text` builds the family's
+torch model once (the streamer's text cache, keyed by the weights digest, makes that rare: a
+warm run finds its labels cached).
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from encoders.backends.frames import encode_frames
-from encoders.errors import no_text_tower
+from encoders.errors import EncoderInputError, no_text_tower
 from encoders.info import EncoderInfo
-from encoders.registry import PreprocessConfig
+from encoders.registry import PreprocessConfig, family, parse_model_name
 
 if TYPE_CHECKING:
     import torch
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["ExportedEncoder"]
 
 logger = logging.getLogger("encoders")
+
+_TEXT_BATCH = 256  # texts per run of an exported text tower (a vocabulary can be large)
 
 
 class ExportedEncoder:
@@ -54,6 +59,8 @@ class ExportedEncoder:
         self._preprocess_cfg = PreprocessConfig(**card["preprocess"])
         self._build = build
         self._text_encoder: Encoder | None = None
+        self._tokenizer: Callable[[list[str]], Any] | None = None
+        self._no_tokenizer = False  # the family has none, or it could not be made
         self._lock = threading.Lock()
         self._turn = threading.Lock()  # one forward at a time: the runtime has one request
         self.kind: str = card["info"]["kind"]
@@ -85,10 +92,44 @@ class ExportedEncoder:
         return self.encode(images).embeddings
 
     def embed_text(self, texts: Sequence[str] | str) -> torch.Tensor:
-        """As `ClipEncoder.embed_text`: the family's text tower, built on first use."""
+        """As `ClipEncoder.embed_text` ([len(texts), dim] float32, L2-normalised, on the CPU):
+        the export's text tower, or the family's torch model (built on first use) when the
+        export holds none."""
+        import torch
+
         if not self.has_text:
             raise no_text_tower(self.kind, self.info.model)
-        return self.text_encoder().embed_text(texts)
+        tokenizer = self._text_tokenizer()
+        if tokenizer is None:
+            return self.text_encoder().embed_text(texts)
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not all(isinstance(t, str) for t in texts):
+            got = sorted({type(t).__name__ for t in texts if not isinstance(t, str)})
+            raise EncoderInputError(f"texts must be a list of str, got items of type {got}")
+        if not texts:
+            return torch.empty(0, self.dim)
+        parts = [
+            self._runtime.run_text(np.asarray(tokenizer(texts[i : i + _TEXT_BATCH]), np.int64))
+            for i in range(0, len(texts), _TEXT_BATCH)
+        ]
+        return torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False))
+
+    def _text_tokenizer(self) -> Callable[[list[str]], Any] | None:
+        """The family's tokenizer when the runtime has the exported text tower (made once);
+        None: text runs on the torch model (no exported text tower, or no tokenizer here)."""
+        if not getattr(self._runtime, "has_text_tower", False):
+            return None
+        with self._lock:
+            if self._tokenizer is None and not self._no_tokenizer:
+                make = family(self.kind).tokenizer
+                try:
+                    ref = parse_model_name(self.kind, self.info.model)
+                    self._tokenizer = None if make is None else make(ref)
+                except Exception as exc:  # one that needs files not here: text runs on torch
+                    logger.warning("no tokenizer for %s %r (%s: %s): text runs on torch",
+                                   self.kind, self.info.model, type(exc).__name__, exc)  # fmt: skip
+                self._no_tokenizer = self._tokenizer is None
+            return self._tokenizer
 
     def embed_text_array(self, texts: Sequence[str]) -> np.ndarray:
         """Text embeddings [len(texts), dim], float32 numpy."""

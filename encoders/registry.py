@@ -175,6 +175,9 @@ class Family:
         check: what `parse` leaves to the build, checked on request (`check_model_name`);
             it may import the family's library, which takes seconds. None: `parse` checks
             everything.
+        tokenizer: for a family with a text tower, a parsed name → its tokenizer (texts →
+            int64 token ids [len(texts), context_length]), made without the weights: what an
+            exported text tower takes (`encoders.exported`). None: text needs the torch model.
     """
 
     kind: str
@@ -185,6 +188,7 @@ class Family:
     has_text: bool = False
     backends: tuple[str, ...] = ("torch",)
     check: Callable[[ModelRef], None] | None = None
+    tokenizer: Callable[[ModelRef], Callable[[list[str]], Any]] | None = None
 
     def __post_init__(self) -> None:
         if not self.kind or self.kind != self.kind.strip().lower():
