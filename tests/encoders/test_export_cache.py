@@ -246,5 +246,8 @@ def test_a_real_export_checks_the_room_first(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(ExportCache, "check_room", lambda self, key, needed: seen.append(needed))
     _openvino_tiny(tmp_path)
     (folder,) = _exports(tmp_path)
-    weights = (folder / "image.bin").stat().st_size
-    assert len(seen) == 1 and weights <= seen[0] <= 1.05 * weights  # the weights' own size
+    # each tower's weights, checked before it is written: the image tower, then the text tower
+    assert len(seen) == 2
+    for needed, name in zip(seen, ("image.bin", "text.bin"), strict=True):
+        weights = (folder / name).stat().st_size
+        assert weights <= needed <= 1.05 * weights  # the weights' own size

@@ -63,7 +63,7 @@ def test_a_second_create_opens_the_export_without_building(cache, exported, vide
     assert opened.info == built.info  # the same description, weights digest included
     assert opened.info.weights_digest is not None
     np.testing.assert_array_equal(opened.embed_array(video_frames), built.embed_array(video_frames))
-    # its text tower is the family's, built when first asked for
+    # its text tower is the export's (tests/encoders/test_text_tower.py: never built)
     text = opened.embed_text(["a photo of a dog"]).numpy()
     np.testing.assert_allclose(text, built.embed_text(["a photo of a dog"]).numpy(), atol=1e-6)
 

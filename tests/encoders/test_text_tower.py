@@ -1,0 +1,143 @@
+"""The exported text tower: CLIP's text forward captured with `torch.export`, exported to
+OpenVINO beside the image tower, gives `embed_text`'s numbers; an encoder opened from the
+export cache embeds text on it without building the torch model, and an export made before
+text towers were exported still answers `embed_text` (by building the model, as it did)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import encoders
+from encoders.exported import ExportedEncoder
+
+ov = pytest.importorskip("openvino")
+
+TEXTS = ["a photo of a dog", "a red car parked on a street", "people", "an empty room at night"]
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def _exported_text(encoder, texts: list[str]) -> np.ndarray:
+    """`texts` through the text tower exported to OpenVINO, compiled in fp32."""
+    from encoders.backends.openvino_backend import export_text_tower
+
+    compiled = ov.Core().compile_model(export_text_tower(encoder), "CPU",
+                                       {"INFERENCE_PRECISION_HINT": "f32"})  # fmt: skip
+    tokens = encoder._tokenizer(texts).numpy()
+    return compiled(tokens)[0]
+
+
+def _check_matches_torch(encoder) -> None:
+    for texts in (TEXTS, TEXTS[:1]):  # a dynamic batch: 4 and 1 (captured on 2)
+        exported = _exported_text(encoder, texts)
+        torch_side = encoder.embed_text(texts).numpy()
+        assert exported.shape == torch_side.shape and exported.dtype == np.float32
+        assert _cosines(exported, torch_side).min() >= 0.9999
+        np.testing.assert_allclose(np.linalg.norm(exported, axis=-1), 1.0, atol=1e-5)
+
+
+def test_the_captured_program_is_embed_text(clip_tiny_fp32) -> None:
+    from encoders.backends.capture import capture_text_tower
+
+    program = capture_text_tower(clip_tiny_fp32, "openvino").module()
+    for texts in (TEXTS, TEXTS[:1], TEXTS * 3):
+        got = program(clip_tiny_fp32._tokenizer(texts)).detach().numpy()
+        want = clip_tiny_fp32.embed_text(texts).numpy()
+        assert _cosines(got, want).min() >= 0.9999
+
+
+def test_the_openvino_text_tower_matches_torch_on_tiny(clip_tiny_fp32) -> None:
+    _check_matches_torch(clip_tiny_fp32)
+
+
+@pytest.mark.slow
+def test_the_openvino_text_tower_matches_torch_on_vit_b32() -> None:
+    encoder = encoders.create_encoder("clip", "ViT-B/32", weights="random", device="cpu",
+                                      precision="fp32")  # fmt: skip
+    _check_matches_torch(encoder)
+
+
+@pytest.fixture(scope="module")
+def clip_tiny_fp32():
+    return encoders.create_encoder("clip", "tiny", weights="random", device="cpu",
+                                   precision="fp32")  # fmt: skip
+
+
+# -- the warm start --------------------------------------------------------------------------
+
+
+def _create(cache: Path):
+    return encoders.create_encoder("clip", "tiny", weights="random", backend="openvino",
+                                   export_cache=cache)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, object]:
+    """One export of the tiny CLIP (random weights) and the encoder built for it; tests copy
+    the cache."""
+    cache = tmp_path_factory.mktemp("exports")
+    return cache, _create(cache)
+
+
+@pytest.fixture
+def cache(tmp_path, exported) -> Path:
+    copy = tmp_path / "cache"
+    shutil.copytree(exported[0], copy)
+    return copy
+
+
+def _opened(cache: Path) -> tuple[ExportedEncoder, list[int]]:
+    """The encoder opened from `cache`, and the calls of its build callback (counted)."""
+    opened = _create(cache)
+    assert isinstance(opened, ExportedEncoder)
+    calls: list[int] = []
+    build = opened._build
+
+    def counted():
+        calls.append(1)
+        return build()
+
+    opened._build = counted
+    return opened, calls
+
+
+def test_an_opened_export_embeds_text_without_building(cache, exported) -> None:
+    built = exported[1]
+    (folder,) = (p for p in (cache / "openvino").iterdir() if p.is_dir())
+    assert {"text.xml", "text.bin"} <= {p.name for p in folder.iterdir()}
+    opened, calls = _opened(cache)
+    assert opened.runtime.has_text_tower
+    started = time.perf_counter()
+    text = opened.embed_text(TEXTS).numpy()
+    took = time.perf_counter() - started
+    assert calls == []  # never built
+    assert _cosines(text, built.embed_text(TEXTS).numpy()).min() >= 0.9999
+    assert opened.embed_text("one label").shape == (1, built.dim)
+    assert opened.embed_text([]).shape == (0, built.dim)
+    np.testing.assert_array_equal(opened.embed_text_array(TEXTS), text)  # deterministic
+    assert calls == []
+    assert took < 10, took  # a tokenizer and a compile, not a model build
+
+
+def test_an_export_without_a_text_tower_still_embeds_text(cache, exported) -> None:
+    """An export made before text towers were exported: image files only, in the manifest
+    too (sound as such), so it is opened, and text falls back to building the model."""
+    (folder,) = (p for p in (cache / "openvino").iterdir() if p.is_dir())
+    for name in ("text.xml", "text.bin"):
+        (folder / name).unlink()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith("text.")}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    opened, calls = _opened(cache)
+    assert not opened.runtime.has_text_tower
+    text = opened.embed_text(TEXTS).numpy()
+    assert calls == [1]  # built once, for its text tower
+    np.testing.assert_allclose(text, exported[1].embed_text(TEXTS).numpy(), atol=1e-6)
