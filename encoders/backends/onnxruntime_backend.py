@@ -16,7 +16,9 @@ The CPU only: the `onnxruntime` package has the CPU provider alone; its CUDA pro
 `onnxruntime-gpu` and CUDA and cuDNN libraries of matching versions, which streamer does not
 install or check. On CUDA the torch backend runs the encoder (with CUDA graphs).
 
-Text embeddings (CLIP's text tower) stay on torch, as on OpenVINO.
+A family with a text tower (CLIP) has it exported beside the image tower (`text.onnx`: token
+ids "tokens" [B, context_length] → L2-normalised "embeddings" [B, dim], fp32 also beside an
+int8 image tower), loaded when first run (`OnnxRuntimeRuntime.run_text`), as on OpenVINO.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
     from encoders.backends.export_cache import ExportCache, ExportKey
     from encoders.base import Encoder
 
-__all__ = ["OnnxRuntimeBackend", "OnnxRuntimeRuntime", "export_image_tower"]
+__all__ = ["OnnxRuntimeBackend", "OnnxRuntimeRuntime", "export_image_tower", "export_text_tower"]
 
 logger = logging.getLogger("encoders")
 
@@ -47,6 +50,8 @@ _DATA = "image.onnx.data"  # the weights of a model too large for one protobuf f
 _LARGE = 3 << 29  # 1.5 GiB of weights and more: kept beside the model (the limit is 2 GiB)
 _INPUT = "pixels"
 _OUTPUTS = ("tokens", "pooled")
+_TEXT = "text.onnx"  # the text tower, for families with one
+_TEXT_DATA = "text.onnx.data"
 _NEEDS = ("onnxruntime", "onnx", "onnxscript")  # run; export (torch's exporter needs the others)
 
 
@@ -101,12 +106,14 @@ class OnnxRuntimeBackend:
             logger.info("exporting %s to ONNX (once: later runs load %s)",
                         name, cache.folder(fp32))  # fmt: skip
             _save(export_image_tower(encoder), folder / _MODEL, cache, fp32)
+            _save_text(encoder, folder, cache, fp32)
 
         def build_int8(folder: Path) -> None:
             source = cache.load_or_build(fp32, build_fp32, lambda f: onnx.load(f / _MODEL))
             logger.info("quantising %s to int8 on %s (once: later runs load %s)", name,
                         int8.path, cache.folder(key))  # fmt: skip
             _save(_quantized(source, int8, encoder), folder / _MODEL, cache, key)
+            _save_text(encoder, folder, cache, key)  # fp32: int8 is for frames
 
         def load(folder: Path) -> ort.InferenceSession:
             return _session(str(folder / _MODEL))
@@ -117,7 +124,8 @@ class OnnxRuntimeBackend:
         logger.info("%s runs on ONNX Runtime %s (export %s)", what, ort.__version__,
                     cache.folder(key))  # fmt: skip
         detail = f"ONNX Runtime {ort.__version__}, {cache.folder(key)}"
-        return OnnxRuntimeRuntime(session, detail, key, dtype="int8" if key.int8 else None)
+        text = _TextTower.of(cache.folder(key))
+        return OnnxRuntimeRuntime(session, detail, key, "int8" if key.int8 else None, text)
 
     def open(
         self, folder: Path, key: Any, compiled: Path, precision: str = "fp32"
@@ -130,7 +138,8 @@ class OnnxRuntimeBackend:
 
         session = _session(str(folder / _MODEL))
         detail = f"ONNX Runtime {ort.__version__}, {folder}"
-        return OnnxRuntimeRuntime(session, detail, key, dtype="int8" if key.int8 else None)
+        text = _TextTower.of(folder)
+        return OnnxRuntimeRuntime(session, detail, key, "int8" if key.int8 else None, text)
 
 
 def export_key(encoder: Encoder, variant: str = "fp32") -> ExportKey:
@@ -143,27 +152,75 @@ def export_key(encoder: Encoder, variant: str = "fp32") -> ExportKey:
 
 
 class OnnxRuntimeRuntime:
-    """An ONNX Runtime session of the image tower.
+    """An ONNX Runtime session of the image tower, and the export's text tower when it has one.
 
     Args:
         session: the session: input "pixels", outputs ("tokens", "pooled").
         detail: for people: version and origin.
         dtype: "int8" for a quantised model; None: the model's own (fp32).
+        text: the export's text tower (loaded when first run); None: not exported.
     """
 
     backend = "onnxruntime"
 
     def __init__(
-        self, session: ort.InferenceSession, detail: str, key: Any = None, dtype: str | None = None
+        self,
+        session: ort.InferenceSession,
+        detail: str,
+        key: Any = None,
+        dtype: str | None = None,
+        text: _TextTower | None = None,
     ) -> None:
         self._session = session
         self.dtype = dtype
         self.export_key = key  # the cache's key (its weights digest), None when not cached
         self.detail = detail
+        self._text = text
 
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         tokens, pooled = self._session.run(_OUTPUTS, {_INPUT: pixels})
         return tokens, pooled
+
+    @property
+    def has_text_tower(self) -> bool:
+        """Whether the export holds the text tower (`run_text` answers)."""
+        return self._text is not None
+
+    def run_text(self, tokens: np.ndarray) -> np.ndarray:
+        """Token ids, int64 [B, context_length] → L2-normalised text embeddings [B, dim],
+        float32.
+
+        Raises:
+            RuntimeError: the export holds no text tower (`has_text_tower` is False).
+        """
+        if self._text is None:
+            raise RuntimeError(f"the ONNX export ({self.detail}) holds no text tower")
+        return self._text.run(tokens)
+
+
+class _TextTower:
+    """An exported text tower, loaded when first run: a run whose labels are cached never
+    loads it."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._session: ort.InferenceSession | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, folder: Path) -> _TextTower | None:
+        """The text tower in the export `folder`; None when it holds none."""
+        path = folder / _TEXT
+        return cls(path) if path.is_file() else None
+
+    def run(self, tokens: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        with self._lock:
+            if self._session is None:
+                self._session = _session(str(self._path))
+        ids = np.ascontiguousarray(tokens, dtype=np.int64)
+        return self._session.run(["embeddings"], {"tokens": ids})[0]
 
 
 def export_image_tower(encoder: Encoder) -> onnx.ModelProto:
@@ -173,17 +230,44 @@ def export_image_tower(encoder: Encoder) -> onnx.ModelProto:
     Raises:
         UnsupportedBackendError: the forward cannot be captured or converted (the reason).
     """
+    from encoders.backends.capture import capture_image_tower
+
+    return _converted(encoder, capture_image_tower, [_INPUT], list(_OUTPUTS))
+
+
+def export_text_tower(encoder: Encoder) -> onnx.ModelProto:
+    """The family's text forward (token ids int64 [B, context_length] → L2-normalised text
+    embeddings [B, dim]) as an ONNX model, fp32, with a dynamic batch dimension; input
+    "tokens", output "embeddings".
+
+    Raises:
+        UnsupportedBackendError: the text forward cannot be captured or converted (the reason).
+    """
+    from encoders.backends.capture import capture_text_tower
+
+    return _converted(encoder, capture_text_tower, ["tokens"], ["embeddings"])
+
+
+def _save_text(encoder: Encoder, folder: Path, cache: ExportCache, key: ExportKey) -> None:
+    """Export `encoder`'s text tower into `folder` beside the image tower, when it has one."""
+    if encoder.has_text:
+        _save(export_text_tower(encoder), folder / _TEXT, cache, key, _TEXT_DATA)
+
+
+def _converted(
+    encoder: Encoder, capture: Any, inputs: list[str], outputs: list[str]
+) -> onnx.ModelProto:
+    """The program `capture(encoder, "onnxruntime")` gives, converted by torch's exporter."""
     import torch
 
-    from encoders.backends.capture import capture_image_tower
     from encoders.errors import UnsupportedBackendError
     from encoders.export_lock import EXPORT_LOCK
 
     with EXPORT_LOCK:  # the exporter decomposes the program: torch's global tables
-        program = capture_image_tower(encoder, "onnxruntime")
+        program = capture(encoder, "onnxruntime")
         try:
-            exported = torch.onnx.export(program, dynamo=True, input_names=[_INPUT],
-                                         output_names=list(_OUTPUTS), optimize=True,
+            exported = torch.onnx.export(program, dynamo=True, input_names=inputs,
+                                         output_names=outputs, optimize=True,
                                          verbose=False)  # fmt: skip
         except Exception as exc:  # the exporter's many error types: all mean "cannot convert"
             raise UnsupportedBackendError(
@@ -194,14 +278,16 @@ def export_image_tower(encoder: Encoder) -> onnx.ModelProto:
     return exported.model_proto
 
 
-def _save(model: onnx.ModelProto, path: Path, cache: ExportCache, key: ExportKey) -> None:
+def _save(
+    model: onnx.ModelProto, path: Path, cache: ExportCache, key: ExportKey, data: str = _DATA
+) -> None:
     """Write `model` to `path` (its weights beside it when large), after checking that the
     cache's disk holds them."""
     import onnx
 
     weights = sum(len(t.raw_data) for t in model.graph.initializer)
     cache.check_room(key, weights)
-    onnx.save(model, path, save_as_external_data=weights >= _LARGE, location=_DATA)
+    onnx.save(model, path, save_as_external_data=weights >= _LARGE, location=data)
 
 
 def _session(model: str | bytes) -> ort.InferenceSession:

@@ -1,5 +1,5 @@
 """The exported text tower: CLIP's text forward captured with `torch.export`, exported to
-OpenVINO beside the image tower, gives `embed_text`'s numbers; an encoder opened from the
+OpenVINO and ONNX beside the image tower, gives `embed_text`'s numbers; an encoder opened from the
 export cache embeds text on it without building the torch model, and an export made before
 text towers were exported still answers `embed_text` (by building the model, as it did)."""
 
@@ -65,6 +65,18 @@ def test_the_openvino_text_tower_matches_torch_on_vit_b32() -> None:
     _check_matches_torch(encoder)
 
 
+def test_the_onnx_text_tower_matches_torch_on_tiny(clip_tiny_fp32) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from encoders.backends.onnxruntime_backend import _session, export_text_tower
+
+    session = _session(export_text_tower(clip_tiny_fp32).SerializeToString())
+    for texts in (TEXTS, TEXTS[:1]):
+        tokens = clip_tiny_fp32._tokenizer(texts).numpy()
+        (exported,) = session.run(["embeddings"], {"tokens": tokens})
+        assert _cosines(exported, clip_tiny_fp32.embed_text(texts).numpy()).min() >= 0.9999
+
+
 @pytest.fixture(scope="module")
 def clip_tiny_fp32():
     return encoders.create_encoder("clip", "tiny", weights="random", device="cpu",
@@ -74,17 +86,20 @@ def clip_tiny_fp32():
 # -- the warm start --------------------------------------------------------------------------
 
 
-def _create(cache: Path):
-    return encoders.create_encoder("clip", "tiny", weights="random", backend="openvino",
+def _create(cache: Path, backend: str):
+    return encoders.create_encoder("clip", "tiny", weights="random", backend=backend,
                                    export_cache=cache)  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> tuple[Path, object]:
-    """One export of the tiny CLIP (random weights) and the encoder built for it; tests copy
-    the cache."""
+@pytest.fixture(scope="module", params=["openvino", "onnxruntime"])
+def exported(request, tmp_path_factory) -> tuple[Path, object, str]:
+    """One export of the tiny CLIP (random weights) per backend, the encoder built for it and
+    the backend; tests copy the cache."""
+    if request.param == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnxscript")
     cache = tmp_path_factory.mktemp("exports")
-    return cache, _create(cache)
+    return cache, _create(cache, request.param), request.param
 
 
 @pytest.fixture
@@ -94,9 +109,9 @@ def cache(tmp_path, exported) -> Path:
     return copy
 
 
-def _opened(cache: Path) -> tuple[ExportedEncoder, list[int]]:
+def _opened(cache: Path, backend: str) -> tuple[ExportedEncoder, list[int]]:
     """The encoder opened from `cache`, and the calls of its build callback (counted)."""
-    opened = _create(cache)
+    opened = _create(cache, backend)
     assert isinstance(opened, ExportedEncoder)
     calls: list[int] = []
     build = opened._build
@@ -110,10 +125,9 @@ def _opened(cache: Path) -> tuple[ExportedEncoder, list[int]]:
 
 
 def test_an_opened_export_embeds_text_without_building(cache, exported) -> None:
-    built = exported[1]
-    (folder,) = (p for p in (cache / "openvino").iterdir() if p.is_dir())
-    assert {"text.xml", "text.bin"} <= {p.name for p in folder.iterdir()}
-    opened, calls = _opened(cache)
+    built, backend = exported[1:]
+    assert _text_files(cache, backend)
+    opened, calls = _opened(cache, backend)
     assert opened.runtime.has_text_tower
     started = time.perf_counter()
     text = opened.embed_text(TEXTS).numpy()
@@ -130,14 +144,21 @@ def test_an_opened_export_embeds_text_without_building(cache, exported) -> None:
 def test_an_export_without_a_text_tower_still_embeds_text(cache, exported) -> None:
     """An export made before text towers were exported: image files only, in the manifest
     too (sound as such), so it is opened, and text falls back to building the model."""
-    (folder,) = (p for p in (cache / "openvino").iterdir() if p.is_dir())
-    for name in ("text.xml", "text.bin"):
-        (folder / name).unlink()
+    backend = exported[2]
+    for path in _text_files(cache, backend):
+        path.unlink()
+    (folder,) = (p for p in (cache / backend).iterdir() if p.is_dir())
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith("text.")}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    opened, calls = _opened(cache)
+    opened, calls = _opened(cache, backend)
     assert not opened.runtime.has_text_tower
     text = opened.embed_text(TEXTS).numpy()
     assert calls == [1]  # built once, for its text tower
     np.testing.assert_allclose(text, exported[1].embed_text(TEXTS).numpy(), atol=1e-6)
+
+
+def _text_files(cache: Path, backend: str) -> list[Path]:
+    """The text tower's files in the one export of `backend` in `cache`."""
+    (folder,) = (p for p in (cache / backend).iterdir() if p.is_dir())
+    return sorted(folder.glob("text.*"))
