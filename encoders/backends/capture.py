@@ -24,12 +24,20 @@ from encoders.abandon import check_abandoned
 from encoders.export_lock import EXPORT_LOCK
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
 
     from encoders.backends.export_cache import ExportKey
     from encoders.base import Encoder
 
-__all__ = ["MAX_BATCH", "capture_image_tower", "capture_text_tower", "export_key"]
+__all__ = [
+    "MAX_BATCH",
+    "capture_image_tower",
+    "capture_text_tower",
+    "export_key",
+    "require_text_tower",
+]
 
 MAX_BATCH = 4096  # the captured program's upper bound of the dynamic batch dimension
 
@@ -59,6 +67,23 @@ def export_key(encoder: Encoder, backend: str, backend_version: str, variant: st
         input_size=encoder.preprocess_cfg.size,
         variant=variant,
     )
+
+
+def require_text_tower(encoder: Encoder, key: ExportKey, folder: Path, name: str) -> None:
+    """Refuse an fp32 export of a family with a text tower that holds none (`name` missing):
+    it was made before text towers were exported, and its key (the weights, the family's
+    code) does not say so. Refused while loading, the export cache exports it again, once,
+    with its text tower; the model is built then anyway. An int8 export is kept (quantising
+    again takes minutes): an encoder opened from it builds the torch model for text.
+
+    Raises:
+        FileNotFoundError: naming the missing file and why the export is made again.
+    """
+    if encoder.has_text and not key.int8 and not (folder / name).is_file():
+        raise FileNotFoundError(
+            f"it has no {name}: made before text towers were exported, it is exported again "
+            "with its text tower"
+        )
 
 
 def capture_image_tower(encoder: Encoder, backend: str) -> torch.export.ExportedProgram:

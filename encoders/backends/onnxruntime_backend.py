@@ -116,7 +116,10 @@ class OnnxRuntimeBackend:
             _save_text(encoder, folder, cache, key)  # fp32: int8 is for frames
 
         def load(folder: Path) -> ort.InferenceSession:
+            require_text_tower(encoder, key, folder, _TEXT)
             return _session(str(folder / _MODEL))
+
+        from encoders.backends.capture import require_text_tower
 
         fp32 = export_key(encoder)
         key = fp32 if int8 is None else export_key(encoder, int8.variant)

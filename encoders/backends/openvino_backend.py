@@ -138,7 +138,10 @@ class OpenVinoBackend:
             _save_text(encoder, folder, cache, key)  # fp32: int8 is for frames
 
         def load(folder: Path) -> ov.CompiledModel:
+            require_text_tower(encoder, key, folder, _TEXT_IR)
             return core.compile_model(core.read_model(folder / _IR), "CPU", config)
+
+        from encoders.backends.capture import require_text_tower
 
         fp32 = export_key(encoder)
         key = fp32 if int8 is None else export_key(encoder, int8.variant)

@@ -1,7 +1,8 @@
 """The exported text tower: CLIP's text forward captured with `torch.export`, exported to
 OpenVINO and ONNX beside the image tower, gives `embed_text`'s numbers; an encoder opened from the
 export cache embeds text on it without building the torch model, and an export made before
-text towers were exported still answers `embed_text` (by building the model, as it did)."""
+text towers were exported still answers `embed_text` (by building the model, as it did), and
+is exported again, with its text tower, when a run builds the model anyway."""
 
 from __future__ import annotations
 
@@ -142,20 +143,43 @@ def test_an_opened_export_embeds_text_without_building(cache, exported) -> None:
 
 
 def test_an_export_without_a_text_tower_still_embeds_text(cache, exported) -> None:
-    """An export made before text towers were exported: image files only, in the manifest
-    too (sound as such), so it is opened, and text falls back to building the model."""
+    """An export made before text towers were exported, opened from its locator: text falls
+    back to building the model (once)."""
     backend = exported[2]
+    _as_made_before(cache, backend)
+    opened, calls = _opened(cache, backend)
+    assert not opened.runtime.has_text_tower
+    text = opened.embed_text(TEXTS).numpy()
+    assert calls == [1]  # built once, for its text tower
+    np.testing.assert_allclose(text, exported[1].embed_text(TEXTS).numpy(), atol=1e-6)
+
+
+def test_an_export_without_a_text_tower_is_made_again_when_the_model_is_built(
+    cache, exported, caplog
+) -> None:
+    backend = exported[2]
+    _as_made_before(cache, backend)
+    shutil.rmtree(cache / "locators")  # no warm start: the model is built, the export loaded
+    built = _create(cache, backend)
+    assert not isinstance(built, ExportedEncoder)
+    assert _text_files(cache, backend)  # exported again, with its text tower
+    assert "made before text towers were exported" in caplog.text
+    opened, calls = _opened(cache, backend)
+    assert opened.runtime.has_text_tower
+    opened.embed_text(TEXTS)
+    assert calls == []
+
+
+def _as_made_before(cache: Path, backend: str) -> None:
+    """Make the export in `cache` one made before text towers were exported: image files
+    only, in its manifest too (so it is sound as such)."""
     for path in _text_files(cache, backend):
         path.unlink()
     (folder,) = (p for p in (cache / backend).iterdir() if p.is_dir())
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith("text.")}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    opened, calls = _opened(cache, backend)
-    assert not opened.runtime.has_text_tower
-    text = opened.embed_text(TEXTS).numpy()
-    assert calls == [1]  # built once, for its text tower
-    np.testing.assert_allclose(text, exported[1].embed_text(TEXTS).numpy(), atol=1e-6)
+    assert not _text_files(cache, backend)
 
 
 def _text_files(cache: Path, backend: str) -> list[Path]:
