@@ -41,7 +41,8 @@ def export_cache_dir() -> Path:
 def text_cache_dir() -> Path:
     """Where the command line keeps label text embeddings: `cache_dir()`/text. From Python,
     `AnalysisConfig(text_cache=str(text_cache_dir()))` embeds a label set once, as `streamer
-    run` does (without it every run embeds them, through the torch text tower)."""
+    run` does (without it every run embeds them, through the text tower: the export's on
+    OpenVINO and ONNX Runtime, torch's on torch)."""
     return cache_dir() / "text"
 
 
