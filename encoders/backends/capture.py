@@ -18,6 +18,8 @@ DINOv2 (its shape checks become constants) and converts slower.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from encoders.abandon import check_abandoned
@@ -33,13 +35,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_BATCH",
+    "NO_TEXT_TOWER",
     "capture_image_tower",
     "capture_text_tower",
     "export_key",
     "require_text_tower",
+    "save_text_tower",
 ]
 
+logger = logging.getLogger("encoders")
+
 MAX_BATCH = 4096  # the captured program's upper bound of the dynamic batch dimension
+#: in an export whose family has a text tower that could not be exported: why (text runs on
+#: torch), so that the export is not made again for want of it (`require_text_tower`)
+NO_TEXT_TOWER = "no-text-tower.txt"
 
 
 def export_key(encoder: Encoder, backend: str, backend_version: str, variant: str = "fp32"
@@ -79,11 +88,29 @@ def require_text_tower(encoder: Encoder, key: ExportKey, folder: Path, name: str
     Raises:
         FileNotFoundError: naming the missing file and why the export is made again.
     """
-    if encoder.has_text and not key.int8 and not (folder / name).is_file():
+    if not encoder.has_text or key.int8 or (folder / NO_TEXT_TOWER).is_file():
+        return
+    if not (folder / name).is_file():
         raise FileNotFoundError(
             f"it has no {name}: made before text towers were exported, it is exported again "
             "with its text tower"
         )
+
+
+def save_text_tower(encoder: Encoder, folder: Path, save: Callable[[], None]) -> None:
+    """`save()` the text tower into the export `folder` beside the image tower, for a family
+    with one. A text forward that cannot be exported costs the text tower only: the image
+    tower is kept, and `NO_TEXT_TOWER` says why (its encoder builds the torch model for text).
+    """
+    from encoders.errors import UnsupportedBackendError
+
+    if not encoder.has_text:
+        return
+    try:
+        save()
+    except UnsupportedBackendError as exc:
+        logger.warning("%s; its text embeddings run on torch", exc)
+        (folder / NO_TEXT_TOWER).write_text(f"{exc}\n")
 
 
 def capture_image_tower(encoder: Encoder, backend: str) -> torch.export.ExportedProgram:

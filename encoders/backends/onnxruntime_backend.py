@@ -252,9 +252,14 @@ def export_text_tower(encoder: Encoder) -> onnx.ModelProto:
 
 
 def _save_text(encoder: Encoder, folder: Path, cache: ExportCache, key: ExportKey) -> None:
-    """Export `encoder`'s text tower into `folder` beside the image tower, when it has one."""
-    if encoder.has_text:
+    """Export `encoder`'s text tower into `folder` beside the image tower, when it has one
+    (`capture.save_text_tower`)."""
+    from encoders.backends.capture import save_text_tower
+
+    def save() -> None:
         _save(export_text_tower(encoder), folder / _TEXT, cache, key, _TEXT_DATA)
+
+    save_text_tower(encoder, folder, save)
 
 
 def _converted(

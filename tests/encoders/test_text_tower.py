@@ -186,3 +186,29 @@ def _text_files(cache: Path, backend: str) -> list[Path]:
     """The text tower's files in the one export of `backend` in `cache`."""
     (folder,) = (p for p in (cache / backend).iterdir() if p.is_dir())
     return sorted(folder.glob("text.*"))
+
+
+def test_a_text_tower_that_cannot_be_exported_costs_the_text_tower_only(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    from encoders.backends import capture
+    from encoders.errors import UnsupportedBackendError
+
+    def refuse(encoder, backend):
+        raise UnsupportedBackendError("the text tower of clip 'tiny' cannot be exported (test)")
+
+    monkeypatch.setattr(capture, "capture_text_tower", refuse)
+    built = _create(tmp_path, "openvino")  # the image tower still runs on OpenVINO
+    assert built.info.backend == "openvino"
+    (folder,) = (p for p in (tmp_path / "openvino").iterdir() if p.is_dir())
+    assert not _text_files(tmp_path, "openvino")
+    assert "cannot be exported (test)" in (folder / capture.NO_TEXT_TOWER).read_text()
+    assert "its text embeddings run on torch" in caplog.text
+    made = (folder / "manifest.json").stat().st_mtime_ns
+    shutil.rmtree(tmp_path / "locators")
+    _create(tmp_path, "openvino")  # built again: the export is loaded, not made again
+    assert (folder / "manifest.json").stat().st_mtime_ns == made
+    opened, calls = _opened(tmp_path, "openvino")
+    assert not opened.runtime.has_text_tower
+    opened.embed_text(TEXTS)
+    assert calls == [1]
