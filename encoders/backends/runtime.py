@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["ImageRuntime"]
+__all__ = ["ImageRuntime", "TextRuntime"]
 
 
 class ImageRuntime(Protocol):
@@ -30,4 +30,21 @@ class ImageRuntime(Protocol):
 
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """float32 Bx3xSxS model input → (tokens [B, T, token_dim], pooled [B, dim]), float32."""
+        ...
+
+
+class TextRuntime(ImageRuntime, Protocol):
+    """An exporting backend's runtime, which may also hold the family's text tower (exported
+    beside the image tower; `encoders.exported.ExportedEncoder` runs text on it).
+
+    Attributes:
+        has_text_tower: whether the export holds the text tower (an export made before text
+            towers were exported, or one whose text forward could not be exported, has none).
+    """
+
+    has_text_tower: bool
+
+    def run_text(self, tokens: np.ndarray) -> np.ndarray:
+        """int64 token ids [B, context_length] → L2-normalised text embeddings [B, dim],
+        float32."""
         ...
