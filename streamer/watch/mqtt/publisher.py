@@ -45,6 +45,7 @@ from streamer.watch.mqtt.topics import (
     entities,
     payload,
     retained_topics,
+    score_of,
 )
 
 __all__ = ["MqttPublisher"]
@@ -174,11 +175,9 @@ class MqttPublisher(Observer):
         body = self._on.pop((stream, cleared.query), None)
         if body is None or stream not in self._alerts:
             return
-        score = cleared.score if np.isfinite(cleared.score) else None
         self._off(stream, cleared.query, body, time=round(cleared.time, 3),
-                  score=None if score is None else round(score, 4),
-                  cleared=round(cleared.wall, 3), frame=cleared.frame_index,
-                  reason=cleared.reason)  # fmt: skip
+                  score=score_of(cleared.score), cleared=round(cleared.wall, 3),
+                  frame=cleared.frame_index, reason=cleared.reason)  # fmt: skip
 
     async def stop(self) -> None:
         """Turn the alerts still on off, send the last statuses, wait up to `FLUSH_S` for the

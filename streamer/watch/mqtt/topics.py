@@ -42,6 +42,7 @@ __all__ = [
     "entities",
     "payload",
     "retained_topics",
+    "score_of",
 ]
 
 ALERT_ON, ALERT_OFF = "on", "off"
@@ -96,12 +97,16 @@ def alert_name(query: str) -> str:
     return _digested(name or "alert", query)
 
 
+def score_of(score: float) -> float | None:
+    """An alert's score as its messages carry it: 4 decimals, null when there is none (NaN:
+    no frame was looked at)."""
+    return round(float(score), 4) if math.isfinite(score) else None
+
+
 def alert_bodies(stream: str, alert: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """A firing's messages: the binary sensor's "on" state, and the event entity's event (the
     same fields, its `event_type` in place of the state)."""
-    score = alert.score if math.isfinite(alert.score) else None
-    fields = {"stream": stream, "query": alert.query,
-              "score": None if score is None else round(score, 4),
+    fields = {"stream": stream, "query": alert.query, "score": score_of(alert.score),
               "threshold": alert.threshold, "time": round(alert.time, 3),
               "wall": round(alert.wall, 3), "frame": alert.frame_index,
               "caption": alert.caption, "clip": alert.clip}  # fmt: skip
