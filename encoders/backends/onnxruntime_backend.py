@@ -26,10 +26,11 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
-import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from encoders.backends.runtime import LazyTextTower, TextSide
 from encoders.extras import install_hint
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ class OnnxRuntimeBackend:
         logger.info("%s runs on ONNX Runtime %s (export %s)", what, ort.__version__,
                     cache.folder(key))  # fmt: skip
         detail = f"ONNX Runtime {ort.__version__}, {cache.folder(key)}"
-        text = _TextTower.of(cache.folder(key))
+        text = LazyTextTower.at(cache.folder(key) / _TEXT, _text_session)
         return OnnxRuntimeRuntime(session, detail, key, "int8" if key.int8 else None, text)
 
     def open(
@@ -141,7 +142,7 @@ class OnnxRuntimeBackend:
 
         session = _session(str(folder / _MODEL))
         detail = f"ONNX Runtime {ort.__version__}, {folder}"
-        text = _TextTower.of(folder)
+        text = LazyTextTower.at(folder / _TEXT, _text_session)
         return OnnxRuntimeRuntime(session, detail, key, "int8" if key.int8 else None, text)
 
 
@@ -154,7 +155,7 @@ def export_key(encoder: Encoder, variant: str = "fp32") -> ExportKey:
     return key(encoder, "onnxruntime", ort.__version__, variant)
 
 
-class OnnxRuntimeRuntime:
+class OnnxRuntimeRuntime(TextSide):
     """An ONNX Runtime session of the image tower, and the export's text tower when it has one.
 
     Args:
@@ -172,7 +173,7 @@ class OnnxRuntimeRuntime:
         detail: str,
         key: Any = None,
         dtype: str | None = None,
-        text: _TextTower | None = None,
+        text: LazyTextTower | None = None,
     ) -> None:
         self._session = session
         self.dtype = dtype
@@ -184,46 +185,11 @@ class OnnxRuntimeRuntime:
         tokens, pooled = self._session.run(_OUTPUTS, {_INPUT: pixels})
         return tokens, pooled
 
-    @property
-    def has_text_tower(self) -> bool:
-        """Whether the export holds the text tower (`run_text` answers)."""
-        return self._text is not None
 
-    def run_text(self, tokens: np.ndarray) -> np.ndarray:
-        """Token ids, int64 [B, context_length] → L2-normalised text embeddings [B, dim],
-        float32.
-
-        Raises:
-            RuntimeError: the export holds no text tower (`has_text_tower` is False).
-        """
-        if self._text is None:
-            raise RuntimeError(f"the ONNX export ({self.detail}) holds no text tower")
-        return self._text.run(tokens)
-
-
-class _TextTower:
-    """An exported text tower, loaded when first run: a run whose labels are cached never
-    loads it."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._session: ort.InferenceSession | None = None
-        self._lock = threading.Lock()
-
-    @classmethod
-    def of(cls, folder: Path) -> _TextTower | None:
-        """The text tower in the export `folder`; None when it holds none."""
-        path = folder / _TEXT
-        return cls(path) if path.is_file() else None
-
-    def run(self, tokens: np.ndarray) -> np.ndarray:
-        import numpy as np
-
-        with self._lock:
-            if self._session is None:
-                self._session = _session(str(self._path))
-        ids = np.ascontiguousarray(tokens, dtype=np.int64)
-        return self._session.run(["embeddings"], {"tokens": ids})[0]
+def _text_session(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """What runs the exported text tower at `path` (`LazyTextTower`'s loader)."""
+    session = _session(str(path))
+    return lambda ids: session.run(["embeddings"], {"tokens": ids})[0]
 
 
 def export_image_tower(encoder: Encoder) -> onnx.ModelProto:

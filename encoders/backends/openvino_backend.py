@@ -29,10 +29,11 @@ import importlib.util
 import logging
 import math
 import sys
-import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from encoders.backends.runtime import LazyTextTower, TextSide
 from encoders.extras import install_hint
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ class OpenVinoBackend:
         compiled = cache.load_or_build(key, build_fp32 if int8 is None else build_int8, load)
         logger.info("%s runs on OpenVINO %s (export %s)", what, ov.__version__, cache.folder(key))
         detail = f"OpenVINO {ov.__version__}{_in(precision, key.int8)}, {cache.folder(key)}"
-        text = _TextTower.of(core, cache.folder(key), compile_config())
+        text = LazyTextTower.at(cache.folder(key) / _TEXT_IR, _text_request(core, compile_config()))
         return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key.int8), text=text)
 
     def open(
@@ -170,7 +171,8 @@ class OpenVinoBackend:
         config = {**compile_config(precision), "CACHE_MODE": "OPTIMIZE_SIZE"}
         compiled = core.compile_model(str(folder / _IR), "CPU", config)
         detail = f"OpenVINO {ov.__version__}{_in(precision, key.int8)}, {folder}"
-        text = _TextTower.of(core, folder, {**compile_config(), "CACHE_MODE": "OPTIMIZE_SIZE"})
+        config = {**compile_config(), "CACHE_MODE": "OPTIMIZE_SIZE"}
+        text = LazyTextTower.at(folder / _TEXT_IR, _text_request(core, config))
         return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key.int8), text=text)
 
 
@@ -231,7 +233,7 @@ def export_key(encoder: Encoder, variant: str = "fp32") -> ExportKey:
     return key(encoder, "openvino", ov.__version__, variant)
 
 
-class OpenVinoRuntime:
+class OpenVinoRuntime(TextSide):
     """A compiled OpenVINO image tower, run with one reused infer request (one thread), and
     the export's text tower when it has one.
 
@@ -251,7 +253,7 @@ class OpenVinoRuntime:
         detail: str,
         key: Any = None,
         dtype: str | None = None,
-        text: _TextTower | None = None,
+        text: LazyTextTower | None = None,
     ) -> None:
         self._compiled = compiled
         self.export_key = key  # the cache's key (its weights digest), None when not cached
@@ -259,22 +261,6 @@ class OpenVinoRuntime:
         self._request = compiled.create_infer_request()
         self.detail = detail
         self._text = text
-
-    @property
-    def has_text_tower(self) -> bool:
-        """Whether the export holds the text tower (`run_text` answers)."""
-        return self._text is not None
-
-    def run_text(self, tokens: np.ndarray) -> np.ndarray:
-        """Token ids, int64 [B, context_length] → L2-normalised text embeddings [B, dim],
-        float32, computed in fp32 (whatever the image tower computes in).
-
-        Raises:
-            RuntimeError: the export holds no text tower (`has_text_tower` is False).
-        """
-        if self._text is None:
-            raise RuntimeError(f"the OpenVINO export ({self.detail}) holds no text tower")
-        return self._text.run(tokens)
 
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # share_inputs: the pixels are read in place; the outputs are copied, since the
@@ -332,38 +318,15 @@ def _save_text(encoder: Encoder, folder: Path, cache: ExportCache, key: ExportKe
     save_text_tower(encoder, folder, save)
 
 
-class _TextTower:
-    """An exported text tower, compiled (fp32) when first run: a run whose labels are cached
-    never compiles it.
+def _text_request(core: ov.Core, config: dict[str, Any]) -> Callable[[Path], Any]:
+    """`LazyTextTower`'s loader: the IR compiled (fp32) by `core` (the image tower's, with
+    its cache folder) with `config`, as a callable on token ids."""
 
-    Args:
-        core: the OpenVINO core that compiles it (the image tower's, with its cache folder).
-        path: the IR.
-        config: how it is compiled.
-    """
+    def load(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+        request = core.compile_model(str(path), "CPU", config).create_infer_request()
+        return lambda ids: request.infer(ids, share_inputs=True, share_outputs=False)[0]
 
-    def __init__(self, core: ov.Core, path: Path, config: dict[str, Any]) -> None:
-        self._core = core
-        self._path = path
-        self._config = config
-        self._request: ov.InferRequest | None = None
-        self._lock = threading.Lock()
-
-    @classmethod
-    def of(cls, core: ov.Core, folder: Path, config: dict[str, Any]) -> _TextTower | None:
-        """The text tower in the export `folder`; None when it holds none."""
-        path = folder / _TEXT_IR
-        return cls(core, path, config) if path.is_file() else None
-
-    def run(self, tokens: np.ndarray) -> np.ndarray:
-        import numpy as np
-
-        with self._lock:  # one infer request: one call at a time
-            if self._request is None:
-                compiled = self._core.compile_model(str(self._path), "CPU", self._config)
-                self._request = compiled.create_infer_request()
-            ids = np.ascontiguousarray(tokens, dtype=np.int64)
-            return self._request.infer(ids, share_inputs=True, share_outputs=False)[0]
+    return load
 
 
 def _save(

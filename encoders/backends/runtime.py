@@ -2,17 +2,22 @@
 
 It lives apart from the `Backend` interface (`encoders.backends.base`) because the two sit on
 either side of `encoders.base.Encoder`: a backend takes an encoder and makes its runtime, and
-the encoder then runs on that runtime.
+the encoder then runs on that runtime. The exporting backends' text side (`LazyTextTower`,
+`TextSide`) is written here once for both.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
-__all__ = ["ImageRuntime", "TextRuntime"]
+__all__ = ["ImageRuntime", "LazyTextTower", "TextRuntime", "TextSide"]
 
 
 class ImageRuntime(Protocol):
@@ -48,3 +53,59 @@ class TextRuntime(ImageRuntime, Protocol):
         """int64 token ids [B, context_length] → L2-normalised text embeddings [B, dim],
         float32."""
         ...
+
+
+class LazyTextTower:
+    """An exported text tower, made ready (loaded, compiled) at its first run: a run whose
+    labels are cached never pays for it. One call at a time (OpenVINO's one infer request).
+
+    Args:
+        path: the exported file.
+        load: the backend's loader: the file → what runs int64 token ids [B, context_length]
+            to L2-normalised float32 embeddings [B, dim].
+    """
+
+    def __init__(self, path: Path, load: Callable[[Path], Callable[[np.ndarray], np.ndarray]]):
+        self._path = path
+        self._load = load
+        self._run: Callable[[np.ndarray], np.ndarray] | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def at(
+        cls, path: Path, load: Callable[[Path], Callable[[np.ndarray], np.ndarray]]
+    ) -> LazyTextTower | None:
+        """The text tower exported at `path`; None when the export holds none."""
+        return cls(path, load) if path.is_file() else None
+
+    def __call__(self, tokens: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        with self._lock:
+            if self._run is None:
+                self._run = self._load(self._path)
+            return self._run(np.ascontiguousarray(tokens, dtype=np.int64))
+
+
+class TextSide:
+    """`TextRuntime`'s text half for a runtime holding a `LazyTextTower` (or None) in `_text`
+    and its description in `detail`."""
+
+    detail: str
+    _text: LazyTextTower | None
+
+    @property
+    def has_text_tower(self) -> bool:
+        """Whether the export holds the text tower (`run_text` answers)."""
+        return self._text is not None
+
+    def run_text(self, tokens: np.ndarray) -> np.ndarray:
+        """Token ids, int64 [B, context_length] → L2-normalised text embeddings [B, dim],
+        float32, computed in fp32 (whatever the image tower computes in).
+
+        Raises:
+            RuntimeError: the export holds no text tower (`has_text_tower` is False).
+        """
+        if self._text is None:
+            raise RuntimeError(f"the export ({self.detail}) holds no text tower")
+        return self._text(tokens)
