@@ -19,7 +19,9 @@ DINOv2 (its shape checks become constants) and converts slower.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+import shutil
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from encoders.abandon import check_abandoned
@@ -40,6 +42,7 @@ __all__ = [
     "capture_text_tower",
     "export_key",
     "require_text_tower",
+    "reuse_text_tower",
     "save_text_tower",
 ]
 
@@ -111,6 +114,33 @@ def save_text_tower(encoder: Encoder, folder: Path, save: Callable[[], None]) ->
     except UnsupportedBackendError as exc:
         logger.warning("%s; its text embeddings run on torch", exc)
         (folder / NO_TEXT_TOWER).write_text(f"{exc}\n")
+
+
+def reuse_text_tower(encoder: Encoder, source: Path, folder: Path, names: Sequence[str]) -> bool:
+    """Give an int8 export (`folder`) the text tower of the fp32 export it was quantised from
+    (`source`): the same fp32 files (int8 is for frames), hard-linked where the disk allows,
+    else copied, instead of a second capture and conversion (seconds). A `NO_TEXT_TOWER` note
+    comes along in their place.
+
+    Args:
+        names: the text tower's files, its model first (the others come along where they
+            are: ONNX keeps large weights beside the model).
+
+    Returns:
+        Whether `folder` now holds what `source` holds of a text tower; False: `source` holds
+        neither the model `names[0]` nor the note (export it then, `save_text_tower`).
+    """
+    if not encoder.has_text:
+        return True
+    present = [name for name in (*names, NO_TEXT_TOWER) if (source / name).is_file()]
+    if names[0] not in present and NO_TEXT_TOWER not in present:
+        return False
+    for name in present:
+        try:
+            os.link(source / name, folder / name)
+        except OSError:  # another file system, or one without hard links
+            shutil.copy2(source / name, folder / name)
+    return True
 
 
 def capture_image_tower(encoder: Encoder, backend: str) -> torch.export.ExportedProgram:

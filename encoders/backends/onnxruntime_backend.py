@@ -114,13 +114,14 @@ class OnnxRuntimeBackend:
             logger.info("quantising %s to int8 on %s (once: later runs load %s)", name,
                         int8.path, cache.folder(key))  # fmt: skip
             _save(_quantized(source, int8, encoder), folder / _MODEL, cache, key)
-            _save_text(encoder, folder, cache, key)  # fp32: int8 is for frames
+            if not reuse_text_tower(encoder, cache.folder(fp32), folder, (_TEXT, _TEXT_DATA)):
+                _save_text(encoder, folder, cache, key)  # fp32: int8 is for frames
 
         def load(folder: Path) -> ort.InferenceSession:
             require_text_tower(encoder, key, folder, _TEXT)
             return _session(str(folder / _MODEL))
 
-        from encoders.backends.capture import require_text_tower
+        from encoders.backends.capture import require_text_tower, reuse_text_tower
 
         fp32 = export_key(encoder)
         key = fp32 if int8 is None else export_key(encoder, int8.variant)

@@ -56,6 +56,7 @@ logger = logging.getLogger("encoders")
 
 _IR = "image.xml"  # and image.bin beside it
 _TEXT_IR = "text.xml"  # the text tower, for families with one (text.bin beside it)
+_TEXT_FILES = (_TEXT_IR, "text.bin")
 _WEIGHTLESS = "weightless"  # the compiled models' folder, in the one the cache gives
 #: fp32 as torch computes it; LATENCY: the threads on one batch at a time (the encoder thread
 #: runs one batch after another). The thread count is torch's, the hint bf16 when asked
@@ -136,13 +137,14 @@ class OpenVinoBackend:
             logger.info("quantising %s to int8 on %s (once: later runs load %s)", name,
                         int8.path, cache.folder(key))  # fmt: skip
             _save(_quantized(source, int8, encoder), folder, cache, key)
-            _save_text(encoder, folder, cache, key)  # fp32: int8 is for frames
+            if not reuse_text_tower(encoder, cache.folder(fp32), folder, _TEXT_FILES):
+                _save_text(encoder, folder, cache, key)  # fp32: int8 is for frames
 
         def load(folder: Path) -> ov.CompiledModel:
             require_text_tower(encoder, key, folder, _TEXT_IR)
             return core.compile_model(core.read_model(folder / _IR), "CPU", config)
 
-        from encoders.backends.capture import require_text_tower
+        from encoders.backends.capture import require_text_tower, reuse_text_tower
 
         fp32 = export_key(encoder)
         key = fp32 if int8 is None else export_key(encoder, int8.variant)

@@ -187,10 +187,11 @@ def test_onnxruntime_opens_its_export_without_building(tmp_path, video_frames) -
 
 @pytest.mark.slow  # the tiny CLIP exported and quantised twice: about 20 s
 def test_an_int8_export_opens_without_building_until_the_calibration_changes(
-    tmp_path, small_clip, sample_clip, video_frames
+    tmp_path, small_clip, sample_clip, video_frames, monkeypatch
 ) -> None:
     pytest.importorskip("onnxruntime", reason="the onnx extra (pip install onnxruntime)")
     pytest.importorskip("nncf", reason="the cpu extra (pip install openvino nncf)")
+    from encoders.backends import capture
     from encoders.backends.calibration import Calibration
 
     def create(clip: Path):
@@ -198,10 +199,24 @@ def test_an_int8_export_opens_without_building_until_the_calibration_changes(
                                        export_cache=tmp_path, int8=True,
                                        calibration=Calibration(clip, frames=8))  # fmt: skip
 
+    captured, capture_text = [], capture.capture_text_tower
+    monkeypatch.setattr(capture, "capture_text_tower",
+                        lambda *args: captured.append(args) or capture_text(*args))  # fmt: skip
     built = create(small_clip)
+    # The int8 export holds the fp32 export's text tower, not a second capture of it.
+    assert len(captured) == 1
+    fp32, int8 = sorted((tmp_path / "onnxruntime").glob("*/text.onnx"), key=_int8_last)
+    assert fp32.read_bytes() == int8.read_bytes()
     opened = create(small_clip)
     assert not isinstance(built, ExportedEncoder) and isinstance(opened, ExportedEncoder)
     np.testing.assert_array_equal(opened.embed_array(video_frames), built.embed_array(video_frames))
+    assert opened.runtime.has_text_tower  # so its text needs no torch model either
+    np.testing.assert_allclose(opened.embed_text(["a dog"]).numpy(),
+                               built.embed_text(["a dog"]).numpy(), atol=1e-5)  # fmt: skip
     warm = _subprocess_create("onnxruntime", tmp_path, small_clip)
     assert warm == ["ExportedEncoder", "64", "False"]
     assert not isinstance(create(sample_clip), ExportedEncoder)  # another calibration: built
+
+
+def _int8_last(path: Path) -> bool:
+    return json.loads((path.parent / "manifest.json").read_text())["key"]["variant"] != "fp32"

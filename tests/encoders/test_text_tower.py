@@ -212,3 +212,23 @@ def test_a_text_tower_that_cannot_be_exported_costs_the_text_tower_only(
     assert not opened.runtime.has_text_tower
     opened.embed_text(TEXTS)
     assert calls == [1]
+
+
+def test_an_int8_export_takes_the_fp32_text_tower_or_its_note(tmp_path, clip_tiny_fp32) -> None:
+    from encoders.backends.capture import NO_TEXT_TOWER, reuse_text_tower
+
+    names = ("text.xml", "text.bin")
+    fp32, int8, other = tmp_path / "fp32", tmp_path / "int8", tmp_path / "other"
+    for folder in (fp32, int8, other):
+        folder.mkdir()
+    assert not reuse_text_tower(clip_tiny_fp32, fp32, int8, names)  # none there: export it
+    assert not list(int8.iterdir())
+    for name in names:
+        (fp32 / name).write_bytes(name.encode())
+    assert reuse_text_tower(clip_tiny_fp32, fp32, int8, names)
+    assert [(int8 / name).read_bytes() for name in names] == [b"text.xml", b"text.bin"]
+    (fp32 / "text.xml").unlink()  # a text forward that could not be exported: its note
+    (fp32 / "text.bin").unlink()
+    (fp32 / NO_TEXT_TOWER).write_text("why\n")
+    assert reuse_text_tower(clip_tiny_fp32, fp32, other, names)
+    assert [p.name for p in other.iterdir()] == [NO_TEXT_TOWER]
