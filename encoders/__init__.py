@@ -31,7 +31,7 @@ from encoders.errors import (
     UnsupportedBackendError,
     WeightsUnavailableError,
 )
-from encoders.factory import create_encoder
+from encoders.factory import create_encoder, open_export
 from encoders.info import EncoderInfo
 from encoders.registry import EncoderSpec, PreprocessConfig, list_encoders
 from encoders.selection import UseCase, encoder_matrix, recommend_encoder
@@ -80,5 +80,6 @@ __all__ = [
     "create_encoder",
     "encoder_matrix",
     "list_encoders",
+    "open_export",
     "recommend_encoder",
 ]

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from encoders.base import Encoder
 
-__all__ = ["create_encoder"]
+__all__ = ["create_encoder", "open_export"]
 
 logger = logging.getLogger("encoders")
 
@@ -78,13 +78,51 @@ def create_encoder(
     frames = _calibration(calibration) if int8 else None
     build, runs_in = _builder(runner, ref, device, weights, precision)
     cache = None if export_cache is None else ExportCache(export_cache)
-    request = _locator_request(cache, runner, frames, kind, model, weights, runs_in)
+    request = _locator_request(cache, runner, frames, ref, weights, runs_in)
     if request is not None and (opened := _open_cached(runner, cache, request, build, runs_in)):
         return opened
     if not keeps_exports(export_cache):  # none to open, none to write: what runs (or why not)
         runner = _runner(backend, ref.kind, named_device, precision, int8, export_cache)
         build, runs_in = _builder(runner, ref, device, weights, precision)
     return _built(runner, build(), cache, request, frames, runs_in)
+
+
+def open_export(
+    kind: str,
+    model: str | None = None,
+    *,
+    weights: str = "pretrained",
+    export_cache: str | os.PathLike[str],
+    device: str | None = None,
+    backend: str = "auto",
+) -> ExportedEncoder | None:
+    """The fp32 export `export_cache` holds for this encoder, opened without building the torch
+    model and without exporting anything: for a short-lived reader (a search's one query),
+    which gains from an export a run made and would lose seconds making one itself.
+
+    Args:
+        kind, model, weights, device: as `create_encoder` takes them.
+        export_cache: the folder `create_encoder` keeps exports in.
+        backend: the backend whose export is opened ("auto": the one `create_encoder` picks).
+
+    Returns:
+        The `ExportedEncoder`; None when `backend` runs on torch here (a CUDA device, no
+        exporting backend installed) or no sound export answers: build the model then.
+
+    Raises:
+        UnknownEncoderError: unknown kind or model.
+        WeightsUnavailableError: a local weights path that is missing.
+        UnsupportedBackendError: a named backend that cannot run the encoder here.
+    """
+    ref = parse_model_name(kind, model)
+    runner = choose_backend(backend, ref.kind, device=device, precision="fp32", cached=True)
+    if not hasattr(runner, "open"):
+        return None
+    build, runs_in = _builder(runner, ref, device, weights, "fp32")
+    cache = ExportCache(export_cache)
+    request = _locator_request(cache, runner, None, ref, weights, runs_in)
+    assert request is not None  # a cache and a runner that opens exports
+    return _open_cached(runner, cache, request, build, runs_in)
 
 
 def _built(
@@ -149,18 +187,25 @@ def _runner(
 
 
 def _locator_request(
-    cache: ExportCache | None, runner: Any, frames: Calibration | None, *asked: Any
+    cache: ExportCache | None,
+    runner: Any,
+    frames: Calibration | None,
+    ref: ModelRef,
+    weights: str,
+    precision: str,
 ) -> ExportRequest | None:
     """What the locator files the export under, for a backend that opens exports: in fp32, or
     int8 calibrated on `frames` (the request names the calibration's variant); None: no warm
-    path. The precision named is the export's (the torch model's it is made from): one export
-    serves every precision it is computed in (OpenVINO's bf16), so it is found for each."""
+    path. The model is named as `parse_model_name` resolves it (the default model by its
+    name), so a run that names it and one that does not, and an archive's record of it
+    (`streamer search`), find one export. The precision named is the export's (the torch
+    model's it is made from): one export serves every precision it is computed in (OpenVINO's
+    bf16), so it is found for each."""
     if cache is None or not hasattr(runner, "open"):
         return None
-    kind, model, weights, precision = asked
     exported_in = runner.placement(None, precision)[1]
     variant = "fp32" if frames is None else frames.variant
-    return request_for(kind, model, weights, runner.name, exported_in, variant)
+    return request_for(ref.kind, ref.name, weights, runner.name, exported_in, variant)
 
 
 def _remember(

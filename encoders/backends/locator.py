@@ -9,15 +9,16 @@ that maps what was *asked for* to the export that answers it::
         {"request": {...}, "key": {...the ExportKey...}, "card": {...what the encoder is...}}
 
 The request (`ExportRequest`) holds only what is known before anything is built: the family and
-the model as asked, the weights' identity (a checkpoint's path, size and modification time; the
-pretrained tag; "random", which is seeded), the backend and its version, the precision, and the
-versions and source of the code that would build and export the model. A warm run finds the
-locator, checks the export it names (each file's size and modification time as they were when
-the locator was written, after the cache had checked their digests; any difference and the
-export is checked again the cache's way: the manifest's key, sizes and digests), and opens it.
-Anything off is a miss, logged, and the run takes the normal path (which rebuilds what is stale
-and writes a new locator): a changed checkpoint (its size or time), a damaged or missing export,
-an unreadable or mismatched locator. Nothing stale is trusted.
+the model (as `parse_model_name` resolves the names asked for), the weights' identity (a
+checkpoint's path, size and modification time; the pretrained tag; "random", which is seeded),
+the backend and its version, the precision, and the versions and source of the code that would
+build and export the model. A warm run finds the locator, checks the export it names (each
+file's size and modification time as they were when the locator was written, after the cache
+had checked their digests; any difference and the export is checked again the cache's way: the
+manifest's key, sizes and digests), and opens it. Anything off is a miss, logged, and the run
+takes the normal path (which rebuilds what is stale and writes a new locator): a changed
+checkpoint (its size or time), a damaged or missing export, an unreadable or mismatched locator.
+Nothing stale is trusted.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class ExportRequest:
     """What an encoder was asked to be, as known before it is built.
 
     Attributes:
-        kind, model: as asked (lower-cased kind; the model name as typed, "" for the default).
+        kind, model: the family and the model as `parse_model_name` resolves them (the
+            default model by its name, so naming it or not finds one export).
         weights: the weights' identity (`weights_identity`).
         backend, backend_version: what runs it.
         precision: the precision it runs in.

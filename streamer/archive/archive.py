@@ -103,6 +103,8 @@ class Archive:
         embedder: turns query text and pictures into vectors; must be the archive's encoder.
             None: loaded from `archive.json` at the first search that needs it.
         device: where that encoder runs, when it is loaded here (None: CUDA when present).
+        export_cache: where runs keep encoder exports (`encoders.open_export`): the encoder
+            loaded here opens one a run left, else is built on torch (None: always built).
 
     Raises:
         ArchiveError: `path` is not a readable archive (missing, newer format, damaged).
@@ -110,14 +112,15 @@ class Archive:
     """
 
     def __init__(
-        self, path: str | Path, *, embedder: Embedder | None = None, device: str | None = None
-    ) -> None:
+        self, path: str | Path, *, embedder: Embedder | None = None, device: str | None = None,
+        export_cache: str | Path | None = None,
+    ) -> None:  # fmt: skip
         self.root = Path(path)
         self.meta = read_meta(self.root)
         if embedder is not None:
             self.meta.encoder.check_same(embedder.spec, self.root)
         self._embedder = embedder
-        self._device = device
+        self._device, self._export_cache = device, export_cache
         self._lock: WriterLock | None = None
         self._table: MomentTable | None = None
         self._summaries: SummaryTable | None = None
@@ -205,7 +208,9 @@ class Archive:
     def embedder(self) -> Embedder:
         """The archive's encoder as an `Embedder`, loaded on first use (takes seconds)."""
         if self._embedder is None:
-            self._embedder = Embedder.load(self.meta.encoder, self.root, self._device)
+            self._embedder = Embedder.load(
+                self.meta.encoder, self.root, self._device, self._export_cache
+            )
         return self._embedder
 
     def search(

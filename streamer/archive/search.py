@@ -83,19 +83,33 @@ class Embedder:
         return cls(image, text if encoder.has_text else None, spec or EncoderSpec.of(encoder))
 
     @classmethod
-    def load(cls, spec: EncoderSpec, root: Path, device: str | None = None) -> Embedder:
-        """Load the encoder an archive's `archive.json` names (takes seconds), on torch: a
-        search embeds words, and the text tower is torch's on every backend (an export would
-        add its own load to the torch model's, for the one query image).
+    def load(
+        cls,
+        spec: EncoderSpec,
+        root: Path,
+        device: str | None = None,
+        export_cache: str | Path | None = None,
+    ) -> Embedder:
+        """Load the encoder an archive's `archive.json` names: the export a run left in
+        `export_cache` when there is one (opened in a fraction of a second, without torch's
+        model), else the torch model (seconds). Nothing is exported here: a search embeds one
+        query, and an export takes longer than the torch model it replaces.
 
         Raises:
             ArchiveError: the encoder makes vectors of another length than `spec` says: the
                 file was edited (`EncoderSpec.check_dim`).
         """
-        from streamer.analysis.worker import EncoderChoice, load_encoder
+        encoder = None
+        if export_cache is not None:
+            from encoders import open_export
 
-        choice = EncoderChoice(spec.kind, spec.model, spec.weights, device, backend="torch")
-        encoder = load_encoder(choice)
+            encoder = open_export(spec.kind, spec.model, weights=spec.weights,
+                                  export_cache=export_cache, device=device)  # fmt: skip
+        if encoder is None:
+            from streamer.analysis.worker import EncoderChoice, load_encoder
+
+            encoder = load_encoder(EncoderChoice(spec.kind, spec.model, spec.weights, device,
+                                                 backend="torch"))  # fmt: skip
         spec.check_dim(encoder.info.dim, root)
         return cls.of(encoder, spec)
 

@@ -28,6 +28,7 @@ from streamer.cli.exits import EXIT_ERROR, EXIT_OK, report
 from streamer.cli.flags import add_options, dest
 from streamer.cli.options import TABLE
 from streamer.core.checks import int_at_least
+from streamer.core.samples import export_cache_dir
 
 __all__ = ["add_llm_options", "add_parser", "ask_command", "llm_config_of"]
 
@@ -85,7 +86,7 @@ def ask_command(args: argparse.Namespace) -> int:
 
     try:
         llm = None if args.no_llm else llm_config_of(args)
-        archive = Archive(args.archive, device=args.device)
+        archive = Archive(args.archive, device=args.device, export_cache=export_cache_dir())
         answer = archive.ask(
             args.question, llm=llm, k=args.k, stream=args.stream, since=args.since,
             until=args.until,

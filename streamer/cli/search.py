@@ -27,7 +27,7 @@ from typing import Any
 
 from streamer.cli.exits import EXIT_OK, report
 from streamer.core.checks import duration_above, int_at_least, why_unwritable
-from streamer.core.samples import cache_dir
+from streamer.core.samples import cache_dir, export_cache_dir
 from streamer.errors import ConfigError
 
 __all__ = ["add_parser", "search_command"]
@@ -82,7 +82,7 @@ def search_command(args: argparse.Namespace) -> int:
         _check_folders(args)
         if not args.thumbnails:
             _forget_old_thumbnails(_thumbnails(args))
-        archive = Archive(args.archive, device=args.device)
+        archive = Archive(args.archive, device=args.device, export_cache=export_cache_dir())
         hits = archive.search(
             args.text, image=args.image, stream=args.stream, since=args.since,
             until=args.until, tag=args.tag, k=args.k,

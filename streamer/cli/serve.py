@@ -21,6 +21,7 @@ from streamer.cli.ask import add_llm_options, llm_config_of
 from streamer.cli.exits import EXIT_OK, report
 from streamer.cli.flags import add_options
 from streamer.cli.run import run_with_signals
+from streamer.core.samples import export_cache_dir
 
 __all__ = ["add_parser", "serve_command"]
 
@@ -56,7 +57,8 @@ def serve_command(args: argparse.Namespace) -> int:
         read_meta(args.archive)  # not an archive: say so now, not at the first search
         config = ServeConfig.at(args.serve or DEFAULT_ADDRESS, args.serve_token)
         llm = None if args.no_llm else llm_config_of(args)
-        server = ArchiveServer(args.archive, config, device=args.device, llm=llm)
+        server = ArchiveServer(args.archive, config, device=args.device, llm=llm,
+                               export_cache=export_cache_dir())  # fmt: skip
 
         async def serve(stop: asyncio.Event) -> None:
             await server.start()

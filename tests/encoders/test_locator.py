@@ -220,3 +220,26 @@ def test_an_int8_export_opens_without_building_until_the_calibration_changes(
 
 def _int8_last(path: Path) -> bool:
     return json.loads((path.parent / "manifest.json").read_text())["key"]["variant"] != "fp32"
+
+
+def test_open_export_opens_what_a_run_left_and_builds_nothing(cache, exported, monkeypatch):
+    # The model is named as parse_model_name resolves it: another spelling finds the export.
+    import encoders.factory
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("open_export built the torch model")
+
+    monkeypatch.setattr(encoders.factory, "_build", no_build)
+    opened = encoders.open_export("clip", "TINY", weights="random", export_cache=cache)
+    assert isinstance(opened, ExportedEncoder)
+    assert opened.info == exported[1].info
+
+
+def test_open_export_finds_nothing_and_writes_nothing_in_an_empty_cache(tmp_path) -> None:
+    empty = tmp_path / "exports"
+    assert encoders.open_export("clip", "tiny", weights="random", export_cache=empty) is None
+    assert not empty.exists()
+    # a backend that opens no exports: nothing to open
+    on_torch = encoders.open_export("clip", "tiny", weights="random", export_cache=empty,
+                                    backend="torch")  # fmt: skip
+    assert on_torch is None

@@ -191,13 +191,16 @@ class ArchiveReader:
         device: where the archive's encoder runs when a search loads it (None: CUDA when
             present).
         embedder: the archive's encoder, already loaded (else loaded at the first search).
+        export_cache: where runs keep encoder exports: the first search opens the one a run
+            left there, if any (`Archive`).
     """
 
     def __init__(
-        self, root: str | Path, *, device: str | None = None, embedder: Embedder | None = None
-    ) -> None:
+        self, root: str | Path, *, device: str | None = None, embedder: Embedder | None = None,
+        export_cache: str | Path | None = None,
+    ) -> None:  # fmt: skip
         self.root = Path(root)
-        self._device = device
+        self._device, self._export_cache = device, export_cache
         self._embedder = embedder
         self._archive: Archive | None = None
         self._catalogues = Catalogues(self.root)
@@ -213,7 +216,8 @@ class ArchiveReader:
         """
         with self._opening:
             if self._archive is None:
-                self._archive = Archive(self.root, embedder=self._embedder, device=self._device)
+                self._archive = Archive(self.root, embedder=self._embedder, device=self._device,
+                                        export_cache=self._export_cache)  # fmt: skip
             return self._archive
 
     def info(self) -> dict[str, Any]:

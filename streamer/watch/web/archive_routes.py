@@ -80,11 +80,13 @@ class ArchiveRoutes:
     def of(
         cls, root: str | os.PathLike[str], config: ServeConfig, *, live: bool,
         device: str | None = None, embedder: Embedder | None = None, llm: Any = None,
+        export_cache: str | os.PathLike[str] | None = None,
     ) -> ArchiveRoutes:  # fmt: skip
-        """The routes of the archive at `root`, served under `config`'s token rule (`device`
-        and `embedder`: as `ArchiveReader` takes them; `llm`: the `LlmConfig` questions go
-        to, None: `/api/ask` answers with the moments only)."""
-        reader = ArchiveReader(root, device=device, embedder=embedder)
+        """The routes of the archive at `root`, served under `config`'s token rule (`device`,
+        `embedder` and `export_cache`: as `ArchiveReader` takes them; `llm`: the `LlmConfig`
+        questions go to, None: `/api/ask` answers with the moments only)."""
+        reader = ArchiveReader(root, device=device, embedder=embedder,
+                               export_cache=export_cache)  # fmt: skip
         return cls(reader, token_required=config.token is not None, live=live, llm=llm)
 
     def add_to(self, app: web.Application) -> None:
@@ -197,6 +199,7 @@ class ArchiveServer:
         root: the archive directory.
         config: where to listen and the optional token (the viewer's `--serve` options).
         device: where the archive's encoder runs (None: CUDA when present).
+        export_cache: where runs keep encoder exports (the first search opens one left there).
         embedder: the archive's encoder, already loaded (else the first search loads it).
         llm: the `LlmConfig` the page's questions go to (None: answered with moments only).
 
@@ -212,11 +215,13 @@ class ArchiveServer:
         device: str | None = None,
         embedder: Embedder | None = None,
         llm: Any = None,
+        export_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         self.config = config
         self.routes = ArchiveRoutes.of(
-            root, config, live=False, device=device, embedder=embedder, llm=llm
-        )
+            root, config, live=False, device=device, embedder=embedder, llm=llm,
+            export_cache=export_cache,
+        )  # fmt: skip
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
 

@@ -5,6 +5,7 @@ a real LanceDB table, the tiny random CLIP."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import os
@@ -124,24 +125,28 @@ async def test_a_file_run_indexes_its_moments_and_finds_a_frame_by_its_picture(
 
 @pytest.mark.integration
 def test_the_commands_index_search_clip_and_describe_an_archive(tmp_path, small_clip):
-    arch = tmp_path / "arch"
-    done = _streamer("run", small_clip, "--archive", arch, "--index-every", "0.5s", *TINY,
-                     cwd=tmp_path)  # fmt: skip
+    # The run keeps its encoder's export in its cache (backend auto: OpenVINO, when it is
+    # installed), and the first search opens that export instead of building the model.
+    arch, run_cache = tmp_path / "arch", {"XDG_CACHE_HOME": str(tmp_path / "run-cache")}
+    done = _streamer("run", small_clip, "--archive", arch, "--index-every", "0.5s",
+                     *TINY[:-1], cwd=tmp_path, env=run_cache)  # fmt: skip
     assert done.returncode == 0, done.stderr
     picture = tmp_path / "frame.png"
     av.VideoFrame.from_ndarray(_frame_at(small_clip, 1.0), format="rgb24").to_image().save(picture)
     done = _streamer("search", "--image", picture, "--archive", arch, "-k", "2", "--json",
                      "--clips", tmp_path / "clips", "--before", "0.5s", "--after", "0.5s",
-                     "--thumbnails", tmp_path / "thumbs", cwd=tmp_path)  # fmt: skip
+                     "--thumbnails", tmp_path / "thumbs", cwd=tmp_path, env=run_cache)  # fmt: skip
     assert done.returncode == 0, done.stderr
+    if importlib.util.find_spec("openvino") or importlib.util.find_spec("onnxruntime"):
+        assert "opened from the export cache" in done.stderr, done.stderr
     hits = json.loads(done.stdout)
     assert len(hits) == 2 and abs(hits[0]["media_time"] - 1.0) <= 1.0
     assert Path(hits[0]["thumbnail"]).read_bytes()[:2] == b"\xff\xd8"
     clip = video_stream(ffprobe(hits[0]["clip"]))
     assert int(clip["nb_read_frames"]) >= 10  # about a second of 25 fps video
     # The table shows how well each hit matched (not the fused score, which only orders
-    # them); a search runs its encoder on torch, for the words, and says no more of it. Its
-    # thumbnails go to the cache, which forgets those no search has shown for a week.
+    # them); with no export in its cache a search runs its encoder on torch and says no more
+    # of it. Its thumbnails go to the cache, which forgets those no search has shown for a week.
     cached = tmp_path / "cache" / "streamer" / "search"
     cached.mkdir(parents=True)
     old, recent = cached / "cam-1.000.jpg", cached / "cam-2.000.jpg"
