@@ -18,9 +18,11 @@ DINOv2 (its shape checks become constants) and converts slower.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -66,13 +68,18 @@ def export_key(encoder: Encoder, backend: str, backend_version: str, variant: st
     """
     import torch
 
+    from encoders.backends import _tower
     from encoders.backends.export_cache import ExportKey, code_identity, state_dict_digest
 
+    # what computes the forward, and what captures and converts it: an edit to any of them
+    # makes the exports made before it stale
+    code = (type(encoder), type(encoder.module), sys.modules[__name__], _tower,
+            importlib.import_module(f"encoders.backends.{backend}_backend"))  # fmt: skip
     return ExportKey(
         family=encoder.kind,
         model=encoder.info.model,
         weights=state_dict_digest(encoder.module.state_dict().items()),
-        code=code_identity(type(encoder), type(encoder.module)),
+        code=code_identity(*code),
         backend=backend,
         backend_version=backend_version,
         exporter=f"torch {torch.__version__}",

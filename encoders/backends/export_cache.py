@@ -139,26 +139,29 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def code_identity(*classes: type) -> str:
-    """The code of a forward: each class with its package's version and a digest of the file
-    that defines it (the version covers a library, the digest this project's own code).
+def code_identity(*parts: Any) -> str:
+    """The code of a forward and its export: each class or module with its package's version
+    and a digest of the file that defines it (the version covers a library, the digest this
+    project's own code).
 
     Args:
-        classes: e.g. the encoder's class and its torch module's class.
+        parts: e.g. the encoder's class and its torch module's class, and the modules that
+            capture and convert it.
 
     Returns:
         A short text, e.g. "encoders.clip.ClipEncoder 1a2b3c4d5e6f; open_clip.model.CLIP 3.3.0
         0f1e2d3c4b5a".
     """
-    parts = []
-    for cls in classes:
-        package = sys.modules.get(cls.__module__.partition(".")[0])
+    named = []
+    for part in parts:
+        module = part.__name__ if inspect.ismodule(part) else part.__module__
+        package = sys.modules.get(module.partition(".")[0])
         version = getattr(package, "__version__", "")
-        source = inspect.getsourcefile(cls)
+        source = inspect.getsourcefile(part)
         digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:12] if source else ""
-        named = (f"{cls.__module__}.{cls.__qualname__}", version, digest)
-        parts.append(" ".join(part for part in named if part))
-    return "; ".join(parts)
+        name = module if inspect.ismodule(part) else f"{module}.{part.__qualname__}"
+        named.append(" ".join(word for word in (name, version, digest) if word))
+    return "; ".join(named)
 
 
 class ExportCache:

@@ -130,6 +130,26 @@ def test_every_part_of_the_key_names_another_folder(tmp_path) -> None:
     assert cache.folder(KEY).name.startswith("clip-ViT-B_32-224px-")
 
 
+def test_an_edit_to_the_code_that_captures_or_converts_is_another_key(tmp_path, monkeypatch):
+    # The key's code names the family's classes and the modules that capture the forward and
+    # convert it: an export made by other code is stale, whatever else is the same.
+    from encoders.backends.capture import export_key
+
+    encoder = encoders.create_encoder("clip", "tiny", weights="random", device="cpu")
+    code = export_key(encoder, "openvino", "1").code
+    for module in ("encoders.backends.capture ", "encoders.backends._tower ",
+                   "encoders.backends.openvino_backend "):  # fmt: skip
+        assert module in code, code
+    converter = tmp_path / "edited_converter.py"
+    converter.write_text("SCALE = 1\n")
+    monkeypatch.syspath_prepend(tmp_path)
+    import edited_converter
+
+    before = export_cache.code_identity(edited_converter)
+    converter.write_text("SCALE = 2\n")
+    assert export_cache.code_identity(edited_converter) != before
+
+
 def test_concurrent_first_loads_build_once(tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO, logger="encoders")
     cache = ExportCache(tmp_path)
