@@ -6,6 +6,8 @@
     >>> enc.embed_text(["a person at the door"])            # CLIP only -> [1, 512]
     >>> encoders.create_encoder("clip", "ViT-B/32", backend="openvino",   # the image tower on
     ...                         export_cache="~/.cache/streamer/exports")  # OpenVINO (CPU)
+    >>> encoders.open_export("clip", "ViT-B/32",                # that export, opened without
+    ...                      export_cache="~/.cache/streamer/exports")  # building; None if none
 
 torch, open_clip and transformers are imported only when an encoder is built (listing the
 encoders, parsing names and opening a cached export need none of them).
