@@ -40,8 +40,9 @@ import pyarrow as pa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench._entry import run_script  # noqa: E402
+from streamer.archive.embedder import Embedder  # noqa: E402
 from streamer.archive.index import IndexPolicy, MomentTable, moments_schema  # noqa: E402
-from streamer.archive.search import CANDIDATES, NPROBES, Embedder, Query, search  # noqa: E402
+from streamer.archive.search import CANDIDATES, NPROBES, Query, search  # noqa: E402
 from streamer.archive.store import EncoderSpec  # noqa: E402
 
 STREAMS = 8

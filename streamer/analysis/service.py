@@ -239,6 +239,11 @@ class EncoderService(Protocol[T]):
         """[len(texts), dim] float32, L2-normalised (models with `has_text` only)."""
         ...
 
+    async def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """[len(images), dim] float32, L2-normalised: pictures of any size outside the lanes
+        (a search's query), on the run's model, in turn with the frames' batches."""
+        ...
+
     def load(self) -> ServiceLoad:
         """The queues and the work done, now."""
         ...
@@ -330,6 +335,11 @@ class LocalEncoderService(Generic[T]):
     async def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         self._check_open()
         return await self._worker.embed_text(list(texts))
+
+    async def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        self._check_open()
+        embeddings, _ = await self._worker.embed(list(images))
+        return embeddings
 
     def load(self) -> ServiceLoad:
         lanes = {}

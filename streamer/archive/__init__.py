@@ -51,7 +51,7 @@ _HOME = {
     "StreamInfo": "archive",
     "ArchiveError": "store",
     "EncoderSpec": "store",
-    "Embedder": "search",
+    "Embedder": "embedder",
     "Hit": "search",
     "Query": "search",
     "IndexPolicy": "index",
@@ -66,9 +66,10 @@ _HOME = {
 if TYPE_CHECKING:
     from streamer.archive.archive import Archive, ArchiveInfo, StreamInfo
     from streamer.archive.ask import Answer, Citation
+    from streamer.archive.embedder import Embedder
     from streamer.archive.index import IndexPolicy
     from streamer.archive.moments import Moment, MomentPicker, thumbnail_jpeg
-    from streamer.archive.search import Embedder, Hit, Query
+    from streamer.archive.search import Hit, Query
     from streamer.archive.store import ArchiveError, EncoderSpec
     from streamer.archive.summaries import Chapter, MomentRef, Summary
     from streamer.archive.writer import MomentWriter, WriterPolicy, WriterStats

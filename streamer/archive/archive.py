@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from streamer.archive.embedder import Embedder
 from streamer.archive.index import IndexPolicy, MomentTable
 from streamer.archive.media import MediaCheck, MediaChecker
-from streamer.archive.search import Embedder, Hit, Query, search, sql_string
+from streamer.archive.search import Hit, Query, search, sql_string
 from streamer.archive.store import (
     INDEX_DIR,
     RECORDINGS_DIR,

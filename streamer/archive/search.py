@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from streamer.archive.embedder import Embedder
 from streamer.archive.index import CAPTION, VECTOR, MomentTable
 from streamer.archive.moments import Moment
-from streamer.archive.store import EncoderSpec
 from streamer.errors import ConfigError
 
-__all__ = ["Embedder", "Hit", "Query", "load_image", "parse_when", "search"]
+__all__ = ["Hit", "Query", "load_image", "parse_when", "search"]
 
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009); 60 is the usual
 DEPTH = 50  # rows fetched from each side at least: enough overlap for the fusion
@@ -47,71 +47,6 @@ _RELATIVE = re.compile(
     r"^(\d+(?:\.\d+)?)\s*(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?|w|weeks?)"
     r"\s+ago$"
 )
-
-
-@dataclass(frozen=True)
-class Embedder:
-    """How a query becomes a vector in the archive's embedding space.
-
-    Attributes:
-        image: an HxWx3 uint8 RGB picture → its L2-normalised embedding [dim].
-        text: a text → its embedding [dim] in the same space; None for encoders with no text
-            tower (text queries then search the captions only).
-        spec: the encoder these come from, checked against the archive's.
-    """
-
-    image: Callable[[np.ndarray], np.ndarray]
-    text: Callable[[str], np.ndarray] | None
-    spec: EncoderSpec
-
-    @classmethod
-    def of(cls, encoder: Any, spec: EncoderSpec | None = None) -> Embedder:
-        """The embedder of a loaded `encoders.Encoder` (its `embed` and `embed_text`).
-
-        Args:
-            encoder: the encoder.
-            spec: what it is, as an archive records it (default: from `encoder.info`, with
-                weights "pretrained" unless they are random).
-        """
-
-        def image(picture: np.ndarray) -> np.ndarray:
-            return encoder.embed(picture)[0].float().cpu().numpy()
-
-        def text(words: str) -> np.ndarray:
-            return encoder.embed_text([words])[0].float().cpu().numpy()
-
-        return cls(image, text if encoder.has_text else None, spec or EncoderSpec.of(encoder))
-
-    @classmethod
-    def load(
-        cls,
-        spec: EncoderSpec,
-        root: Path,
-        device: str | None = None,
-        export_cache: str | Path | None = None,
-    ) -> Embedder:
-        """Load the encoder an archive's `archive.json` names: the export a run left in
-        `export_cache` when there is one (opened in a fraction of a second, without torch's
-        model), else the torch model (seconds). Nothing is exported here: a search embeds one
-        query, and an export takes longer than the torch model it replaces.
-
-        Raises:
-            ArchiveError: the encoder makes vectors of another length than `spec` says: the
-                file was edited (`EncoderSpec.check_dim`).
-        """
-        encoder = None
-        if export_cache is not None:
-            from encoders import open_export
-
-            encoder = open_export(spec.kind, spec.model, weights=spec.weights,
-                                  export_cache=export_cache, device=device)  # fmt: skip
-        if encoder is None:
-            from streamer.analysis.worker import EncoderChoice, load_encoder
-
-            encoder = load_encoder(EncoderChoice(spec.kind, spec.model, spec.weights, device,
-                                                 backend="torch"))  # fmt: skip
-        spec.check_dim(encoder.info.dim, root)
-        return cls.of(encoder, spec)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import collections
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -55,8 +55,10 @@ __all__ = ["EncoderReplica", "InFlight", "PoolEncoderService", "ReplicaStats"]
 log = logging.getLogger("streamer")
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 _KEEP_LANE = "\0replica"  # never closed: a replica's batcher runs for the replica's life
+_QUERY_LANE = "\0query"  # a search's query pictures (`embed_images`)
 REPLICA_BACK_S = 60.0  # how long a shard waits for the pool to have a replica again
 _INTERPOLATION = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR}
 
@@ -281,15 +283,29 @@ class PoolEncoderService(Generic[T]):
                 yield batch
 
     async def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        return await self._on_a_replica("embed text", lambda r: r.embed_text.remote(list(texts)))
+
+    async def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        embedded = []
+        for image in images:  # one at a time: pictures of other sizes cross as other shapes
+            crossed = self._crossing(image)[None]
+            found, _ = await self._on_a_replica(
+                "embed a picture", lambda r, crossed=crossed: r.embed.remote(_QUERY_LANE, crossed)
+            )
+            embedded.append(found)
+        return np.concatenate(embedded)
+
+    async def _on_a_replica(self, what: str, call: Callable[[Any], Awaitable[R]]) -> R:
+        """`call(handle)` on the least busy replica, on another when that one is lost."""
         for _ in range(len(self._replicas) + 1):
             replica = await self._pick()
             try:
-                return await replica.handle.embed_text.remote(list(texts))
+                return await call(replica.handle)
             except Exception as exc:
                 if not _actor_lost(exc):
                     raise
                 self._lose(replica, exc)
-        raise ClusterError("every encoder replica failed to embed text")
+        raise ClusterError(f"every encoder replica failed to {what}")
 
     def load(self) -> ServiceLoad:
         lanes = {}

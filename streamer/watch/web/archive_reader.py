@@ -30,9 +30,10 @@ from urllib.parse import urlencode
 
 from streamer.archive._segments import CATALOGUE, stream_folder
 from streamer.archive.archive import Archive
+from streamer.archive.embedder import Embedder
 from streamer.archive.moments import Moment
 from streamer.archive.recordings import Segment, locate, segments, starts_at
-from streamer.archive.search import Embedder, Hit, Query, row_to_moment, sql_string
+from streamer.archive.search import Hit, Query, row_to_moment, sql_string
 from streamer.archive.store import RECORDINGS_DIR
 from streamer.errors import ConfigError
 

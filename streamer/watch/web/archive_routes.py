@@ -28,11 +28,13 @@ moment, so whatever returns moments can hand them to the page the same way.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.resources
 import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -44,7 +46,7 @@ from streamer.watch.web.archive_reader import ArchiveReader, MomentKey
 from streamer.watch.web.options import ServeConfig
 
 if TYPE_CHECKING:
-    from streamer.archive.search import Embedder
+    from streamer.archive.embedder import Embedder
 
 __all__ = ["ArchiveRoutes", "ArchiveServer"]
 
@@ -88,6 +90,27 @@ class ArchiveRoutes:
         reader = ArchiveReader(root, device=device, embedder=embedder,
                                export_cache=export_cache)  # fmt: skip
         return cls(reader, token_required=config.token is not None, live=live, llm=llm)
+
+    @classmethod
+    def of_run(
+        cls, root: str | os.PathLike[str], config: ServeConfig, run: Any, llm: Any = None
+    ) -> ArchiveRoutes:
+        """The routes of a running pipeline's archive, beside its live page: a search embeds
+        its query on the run's own model (`run.encoder`, in turn with the frames), so no
+        second model is loaded (once the run has ended, the archive's encoder is loaded as
+        `streamer serve` loads it). Called on the run's event loop."""
+        from streamer.archive.embedder import Embedder
+        from streamer.archive.store import EncoderSpec
+
+        embedder = None
+        writer = getattr(run, "archive", None)  # the run's ArchiveObserver: what it records
+        if writer is not None:
+            spec = EncoderSpec.of(run.encoder.model, writer.weights)
+            choice = run.config.encoder
+            after = functools.partial(Embedder.load, spec, Path(root), choice.device,
+                                      choice.export_cache)  # fmt: skip
+            embedder = Embedder.of_service(run.encoder, asyncio.get_running_loop(), spec, after)
+        return cls.of(root, config, live=True, embedder=embedder, llm=llm)
 
     def add_to(self, app: web.Application) -> None:
         """Add the routes to a viewer's application (one made by `guarded_app`)."""

@@ -414,7 +414,7 @@ def _app(viewer: WebViewer) -> web.Application:
     if viewer.archive is not None:  # imported here: the archive's code loads only when used
         from streamer.watch.web.archive_routes import ArchiveRoutes
 
-        ArchiveRoutes.of(viewer.archive, viewer.config, live=True, llm=viewer.llm).add_to(app)
+        ArchiveRoutes.of_run(viewer.archive, viewer.config, viewer.run, viewer.llm).add_to(app)
     else:  # a bare 404 told nothing of why there is no search here
         for path in ("/search", "/api/search", "/api/ask"):
             app.router.add_get(path, _no_archive)

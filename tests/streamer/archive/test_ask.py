@@ -18,7 +18,7 @@ from servers.llm_server import llm_server  # noqa: F401  (session fixture)
 from bench.harness.lmstudio import LmStudioDouble
 from streamer.archive import Archive, Summary
 from streamer.archive.ask import ask_async, ask_prompt, related_summaries
-from streamer.archive.search import Embedder
+from streamer.archive.embedder import Embedder
 from streamer.archive.writer import WriterPolicy
 from streamer.errors import ConfigError
 from streamer.llm import LlmConfig

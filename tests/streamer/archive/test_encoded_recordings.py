@@ -21,9 +21,9 @@ from media import ffprobe, video_stream
 
 from streamer import RunConfig, run_pipeline
 from streamer.archive import Archive, EncoderSpec
+from streamer.archive.embedder import Embedder
 from streamer.archive.options import ArchiveConfig
 from streamer.archive.recordings import Recorder, locate, segments
-from streamer.archive.search import Embedder
 from streamer.core.frame import Frame
 from streamer.sources import CameraSource, SourceRunner, VideoInfo, open_source
 from streamer.sources.options import DecodePlan

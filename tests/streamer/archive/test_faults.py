@@ -24,8 +24,8 @@ from live_helpers import FAST, MjpegServer, Running
 from media import ffprobe, video_stream
 
 from streamer.archive import Archive, EncoderSpec, Moment, WriterPolicy
+from streamer.archive.embedder import Embedder
 from streamer.archive.recordings import Recorder, locate, prune, segments
-from streamer.archive.search import Embedder
 from streamer.cli.main import main
 from streamer.errors import ArchiveError
 from streamer.sources import SourceRunner, open_source

@@ -22,10 +22,10 @@ from media import ffprobe, video_stream
 
 from streamer import OutputConfig, RunConfig, run_pipeline
 from streamer.archive import Archive, EncoderSpec
+from streamer.archive.embedder import Embedder
 from streamer.archive.options import ArchiveConfig
 from streamer.archive.recordings import segments
 from streamer.archive.retention import apply_retention
-from streamer.archive.search import Embedder
 from streamer.cli.main import main
 from streamer.core.events import Observer
 

@@ -13,8 +13,9 @@ import pytest
 from index_helpers import annotate_clip, decoded_frames, random_moments, tiny_spec
 
 from streamer.archive.archive import Archive
+from streamer.archive.embedder import Embedder
 from streamer.archive.index import IndexPolicy
-from streamer.archive.search import Embedder, Query, parse_when
+from streamer.archive.search import Query, parse_when
 from streamer.archive.writer import WriterPolicy
 from streamer.errors import ConfigError
 

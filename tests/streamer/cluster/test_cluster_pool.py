@@ -70,3 +70,28 @@ def test_a_resized_frame_is_cropped_as_the_encoder_would_crop_it():
 def test_a_model_without_preprocessing_gets_the_frame_as_it_is():
     frame = np.zeros((100, 50, 3), np.uint8)
     assert _service(1)._crossing(frame) is frame
+
+
+class _Remote:
+    """Stands in for an actor method: `.remote(...)` gives an awaitable, as Ray's does."""
+
+    def __init__(self, call) -> None:
+        self.remote = call
+
+
+async def test_a_query_picture_crosses_as_the_encoder_s_input_and_comes_back_embedded():
+    # A search on a cluster run's page: each picture goes to a replica as its own batch of
+    # one, at the encoder's input size (any picture size crosses as 224×224).
+    sent = []
+
+    async def embed(lane: str, images: np.ndarray):
+        sent.append((lane, images.shape))
+        return np.full((len(images), 4), len(sent), np.float32), 0.01
+
+    service = _clip_service()
+    service._replicas[0].handle.embed = _Remote(embed)
+    pictures = [np.zeros((720, 1280, 3), np.uint8), np.zeros((100, 50, 3), np.uint8)]
+    embedded = await service.embed_images(pictures)
+    assert embedded.tolist() == [[1.0] * 4, [2.0] * 4]
+    assert [shape for _, shape in sent] == [(1, 224, 224, 3)] * 2
+    assert len({lane for lane, _ in sent}) == 1  # one lane of its own, beside the shards'

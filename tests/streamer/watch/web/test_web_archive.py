@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from servers.llm_server import llm_server  # noqa: F401  (session fixture)
-from web_helpers import raw_request, run_and_check
+from web_helpers import raw_request, run_and_check, wait_for_url
 
 from streamer import OutputConfig, RunConfig, run_pipeline
 from streamer.archive import Archive, EncoderSpec
+from streamer.archive.embedder import Embedder
 from streamer.archive.options import ArchiveConfig
 from streamer.archive.recordings import locate, prune
-from streamer.archive.search import Embedder
 from streamer.config import ServeConfig
 from streamer.run_setup import observers_from_config
 from streamer.watch.web import WebViewer
@@ -245,6 +245,44 @@ async def test_a_runs_viewer_serves_the_search_of_the_runs_archive(
     assert info["live"] is True and info["streams"][0]["stream"] == "clip"
     assert hits and hits[0]["media"]["kind"] == "file"
     assert 'id="q"' in page
+
+
+async def test_a_live_runs_page_searches_on_the_runs_own_encoder(
+    tmp_path, rtsp_server, tiny_encoder, monkeypatch
+):
+    # While the run goes on, a search embeds its query on the run's encoder service: the page
+    # says the encoder is ready from the start, and no second model is loaded.
+    import aiohttp
+
+    loads = []
+    monkeypatch.setattr(Embedder, "load", classmethod(lambda cls, *a: loads.append(a)))
+    arch = tmp_path / "arch"
+    config = RunConfig(input=f"door={rtsp_server.url('cam1')}",
+                       archive=ArchiveConfig(str(arch), index_every_s=0.5))  # fmt: skip
+    viewer, stop = WebViewer(ServeConfig(port=0), archive=arch), asyncio.Event()
+
+    async def search() -> tuple[dict, list[dict]]:
+        url = await wait_for_url(viewer)
+        async with aiohttp.ClientSession() as session:
+            async with asyncio.timeout(60):
+                while True:
+                    async with session.get(url + "api/search", params={"q": "a pattern"}) as got:
+                        hits = (await got.json())["hits"]
+                    if hits:
+                        break
+                    await asyncio.sleep(0.3)
+            async with session.get(url + "api/archive") as response:
+                return await response.json(), hits
+
+    try:
+        running = asyncio.create_task(run_pipeline(config, encoder=tiny_encoder, stop=stop,
+                                                   observers=[viewer]))  # fmt: skip
+        info, hits = await search()
+    finally:
+        stop.set()
+    await running
+    assert info["encoder_ready"] is True and hits[0]["stream"] == "door"
+    assert loads == []
 
 
 @pytest.fixture(scope="module")
