@@ -23,6 +23,34 @@ def sample_clip() -> Path:
 
 
 @pytest.fixture(scope="session")
+def user_caches(tmp_path_factory) -> Path:
+    """The model caches of a user who has run streamer before, kept for the session: exported
+    encoders (`exports`) and embedded labels (`text`). The examples and the README's snippets
+    share them, so ViT-B/32 is exported once a session, not once a test (about 20 s each on
+    two cores); what a first run does with an empty cache is tested on its own
+    (tests/streamer/test_warm_start.py, tests/encoders/test_export_cache.py)."""
+    root = tmp_path_factory.mktemp("user-caches")
+    for name in ("exports", "text"):
+        (root / name).mkdir()
+    return root
+
+
+@pytest.fixture
+def user_env(tmp_path, sample_clip, user_caches) -> dict[str, str]:
+    """A user's environment for a script run as a user runs it: a cache of its own
+    (`XDG_CACHE_HOME`) holding the sample clip and the session's `user_caches`, no repo on
+    sys.path."""
+    cache = tmp_path / "cache" / "streamer"
+    (cache / "samples").mkdir(parents=True)
+    (cache / "samples" / "bigbuckbunny.mp4").write_bytes(sample_clip.read_bytes())
+    for name in ("exports", "text"):
+        (cache / name).symlink_to(user_caches / name, target_is_directory=True)
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+@pytest.fixture(scope="session")
 def load_script() -> Callable[[str], ModuleType]:
     """Imports a script of the repository that is not a package module (`bench/…`,
     `scripts/…`) from its path relative to the repository, as a module of its own."""

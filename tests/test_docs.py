@@ -6,7 +6,6 @@ The README checks are functions from the README's text to a list of problems, so
 the end can feed them a README with one fact changed and see the problem reported.
 """
 
-import os
 import re
 import subprocess
 import sys
@@ -19,17 +18,6 @@ import encoders
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 SNIPPETS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
-
-
-@pytest.fixture
-def user_env(tmp_path, sample_clip):
-    """A user's environment: the sample clip already in their cache, no repo on sys.path."""
-    cached = tmp_path / "cache" / "streamer" / "samples" / "bigbuckbunny.mp4"
-    cached.parent.mkdir(parents=True)
-    cached.write_bytes(sample_clip.read_bytes())
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
-    env.pop("PYTHONPATH", None)
-    return env
 
 
 def _run(args, cwd, env):

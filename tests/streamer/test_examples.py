@@ -1,7 +1,6 @@
 """The use-case examples run as a user runs them: against real sources, outside the repo."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +12,6 @@ from media import ffprobe, parse_srt, read_jsonl, video_stream
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def user_env(tmp_path):
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
-    env.pop("PYTHONPATH", None)
-    return env
 
 
 def _example(name, *args, cwd, env, timeout=240) -> subprocess.CompletedProcess:
