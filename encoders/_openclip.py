@@ -77,18 +77,60 @@ def model_names() -> list[str]:
     return list(_config_file_names())
 
 
-@functools.cache
 def _config_file_names() -> tuple[str, ...]:
-    spec = importlib.util.find_spec("open_clip")
-    if spec is None or not spec.submodule_search_locations:  # not a plain package: ask it
+    files = _config_files()
+    if files is None:  # not a plain package: ask it
         return tuple(load_open_clip().list_models())
+    return tuple(sorted(files))
+
+
+@functools.cache
+def _config_files() -> dict[str, Path] | None:
+    """Model name → its config file, as open_clip registers them: the files with the keys it
+    requires in its package's `model_configs` folder, then in ours, a later file of a name in
+    place of an earlier one. None: open_clip is not installed as a plain package."""
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        return None
     folders = [Path(p) / "model_configs" for p in spec.submodule_search_locations]
-    names = set()
-    for path in (f for folder in [*folders, _CONFIG_DIR] for f in folder.glob("*.json")):
-        try:
-            config = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # open_clip would fail on it at import; not a name anyone can use
-        if isinstance(config, dict) and all(key in config for key in _CONFIG_KEYS):
-            names.add(path.stem)
-    return tuple(sorted(names))
+    files = {}
+    for path in (f for folder in [*folders, _CONFIG_DIR] for f in sorted(folder.glob("*.json"))):
+        if _read_config(path) is not None:
+            files[path.stem] = path
+    return files
+
+
+def _read_config(path: Path) -> dict | None:
+    """The model config in `path`; None when open_clip would not list it (unreadable, or
+    without the keys it requires)."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # open_clip would fail on it at import; not a name anyone can use
+    if isinstance(config, dict) and all(key in config for key in _CONFIG_KEYS):
+        return config
+    return None
+
+
+#: The `tokenizer_kwargs` a config may give that leave open_clip's `SimpleTokenizer` as it is.
+_DEFAULT_TOKENIZER_KWARGS = {"clean": "lower", "reduction_mask": ""}
+
+
+def simple_tokenizer_context(name: str) -> int | None:
+    """The context length when `open_clip.get_tokenizer(name)` gives its `SimpleTokenizer` with
+    the default cleaning, read from the model's config file (open_clip not imported); None when
+    it gives another tokenizer (a Hugging Face one named by the config's `hf_tokenizer_name`,
+    SigLIP's for a name with "siglip" in it), other settings (`tokenizer_kwargs`), or when the
+    config is not found. open_clip's own rule is in `open_clip.factory.get_tokenizer`."""
+    path = (_config_files() or {}).get(name)
+    config = None if path is None else _read_config(path)
+    text = config.get("text_cfg") if config is not None else None
+    if not isinstance(text, dict) or "siglip" in name.lower() or text.get("hf_tokenizer_name"):
+        return None
+    kwargs = text.get("tokenizer_kwargs") or {}
+    if not isinstance(kwargs, dict) or any(
+        _DEFAULT_TOKENIZER_KWARGS.get(key, object()) != value for key, value in kwargs.items()
+    ):
+        return None
+    context = text.get("context_length", 77)
+    return context if type(context) is int and context >= 2 else None

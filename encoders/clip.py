@@ -149,10 +149,21 @@ def check_tag(ref: ModelRef) -> None:
 
 
 def _tokenizer(ref: ModelRef) -> Any:
-    """open_clip's tokenizer for the model (its vocabulary ships with open_clip: no weights, no
-    model built); it imports open_clip, and so torch."""
-    from encoders._openclip import root_logging_kept
+    """The model's tokenizer (texts → int64 ids [len(texts), context_length]), made without
+    weights or a model. Where open_clip would use its own BPE tokenizer with the default
+    cleaning (the model's config names no other: OpenAI's CLIP and most open_clip models), the
+    same algorithm in `encoders.bpe`, which imports neither open_clip nor torch; otherwise, or
+    when its vocabulary file is missing, open_clip's `get_tokenizer` (imports torch)."""
+    from encoders._openclip import root_logging_kept, simple_tokenizer_context
 
+    context = simple_tokenizer_context(ref.arch)
+    if context is not None:
+        from encoders.bpe import ClipTokenizer
+
+        try:
+            return ClipTokenizer(context)
+        except (FileNotFoundError, ImportError):  # no vocabulary, ftfy or regex: open_clip's
+            pass
     with root_logging_kept():
         return load_open_clip().get_tokenizer(ref.arch)
 

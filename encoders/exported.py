@@ -6,10 +6,12 @@ holds the export for exactly this request (`encoders.backends.locator`). It has 
 `logit_scale`, `embed_text`), preprocesses frames with numpy (`encoders.backends.frames`)
 and runs them on the backend's runtime. Text runs on the export's text tower when the runtime
 has one (`has_text_tower`, `run_text`), tokenised with the family's tokenizer (which needs no
-weights). An export without it (one made before text towers were exported, or by a backend
-that does not export them) falls back as before: the first `embed_text` builds the family's
-torch model once (the streamer's text cache, keyed by the weights digest, makes that rare: a
-warm run finds its labels cached).
+weights). CLIP's, for the models that use CLIP's own tokenizer, is `encoders.bpe`, which
+imports neither torch nor open_clip: `embed_text_array` then runs without torch, and
+`embed_text` imports it only for the tensor it returns. An export without a text tower (one
+made before text towers were exported, or by a backend that does not export them) falls back
+as before: the first `embed_text` builds the family's torch model once (the streamer's text
+cache, keyed by the weights digest, makes that rare: a warm run finds its labels cached).
 """
 
 from __future__ import annotations
@@ -93,26 +95,31 @@ class ExportedEncoder:
 
     def embed_text(self, texts: Sequence[str] | str) -> torch.Tensor:
         """As `ClipEncoder.embed_text` ([len(texts), dim] float32, L2-normalised, on the CPU):
-        the export's text tower, or the family's torch model (built on first use) when the
-        export holds none."""
+        `embed_text_array` as a torch tensor."""
         import torch
 
+        return torch.from_numpy(self.embed_text_array(texts))
+
+    def embed_text_array(self, texts: Sequence[str] | str) -> np.ndarray:
+        """Text embeddings [len(texts), dim], float32 numpy, L2-normalised: the export's text
+        tower (neither torch nor open_clip imported where the family's tokenizer needs
+        neither), or the family's torch model (built on first use) when the export holds none."""
         if not self.has_text:
             raise no_text_tower(self.kind, self.info.model)
         tokenizer = self._text_tokenizer()
         if tokenizer is None:
-            return self.text_encoder().embed_text(texts)
+            return self.text_encoder().embed_text(texts).float().cpu().numpy()
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not all(isinstance(t, str) for t in texts):
             got = sorted({type(t).__name__ for t in texts if not isinstance(t, str)})
             raise EncoderInputError(f"texts must be a list of str, got items of type {got}")
         if not texts:
-            return torch.empty(0, self.dim)
+            return np.empty((0, self.dim), np.float32)
         parts = [
             self._runtime.run_text(np.asarray(tokenizer(texts[i : i + _TEXT_BATCH]), np.int64))
             for i in range(0, len(texts), _TEXT_BATCH)
         ]
-        return torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False))
+        return np.concatenate(parts).astype(np.float32, copy=False)
 
     def _text_tokenizer(self) -> Callable[[list[str]], Any] | None:
         """The family's tokenizer when the runtime has the exported text tower (made once);
@@ -130,10 +137,6 @@ class ExportedEncoder:
                                    self.kind, self.info.model, type(exc).__name__, exc)  # fmt: skip
                 self._no_tokenizer = self._tokenizer is None
             return self._tokenizer
-
-    def embed_text_array(self, texts: Sequence[str]) -> np.ndarray:
-        """Text embeddings [len(texts), dim], float32 numpy."""
-        return self.embed_text(texts).float().cpu().numpy()
 
     def text_encoder(self) -> Encoder:
         """The family's torch encoder (built once, on the CPU in fp32, as the export was)."""
