@@ -72,3 +72,39 @@ async def test_an_encoder_without_a_text_tower_has_no_text_side(tiny_encoder):
         assert embedder.text is None
     finally:
         service.close()
+
+
+def test_a_search_on_an_export_imports_no_torch(tmp_path):
+    """`Embedder.load` from the export a run left: the query's text and picture embed in a
+    fresh process without importing torch (or open_clip), as the torch model embeds them."""
+    pytest.importorskip("openvino")
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import encoders
+
+    built = encoders.create_encoder("clip", "tiny", weights="random", backend="openvino",
+                                    export_cache=tmp_path, device="cpu")  # fmt: skip
+    script = (
+        "import json, sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from streamer.archive.embedder import Embedder\n"
+        "from streamer.archive.store import EncoderSpec\n"
+        "spec = EncoderSpec('clip', 'tiny', 'random', 64)\n"
+        f"embedder = Embedder.load(spec, Path('.'), 'cpu', {str(tmp_path)!r})\n"
+        "text = embedder.text('a rabbit in a meadow')\n"
+        f"image = embedder.image(np.asarray({PICTURE[:64, :64].tolist()!r}, np.uint8))\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'open_clip'})\n"
+        "print(json.dumps([heavy, text.tolist(), image.tolist()]))\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": str(root)}  # this checkout's packages
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=root, env=env, timeout=180, check=True)  # fmt: skip
+    heavy, text, image = json.loads(done.stdout.splitlines()[-1])
+    assert heavy == []
+    np.testing.assert_allclose(text, built.embed_text(["a rabbit in a meadow"])[0], atol=1e-5)
+    np.testing.assert_allclose(image, built.embed(PICTURE[:64, :64])[0], atol=1e-5)
