@@ -27,6 +27,7 @@ PUBLIC = {
     "create_encoder",
     "encoder_matrix",
     "list_encoders",
+    "open_export",
     "recommend_encoder",
 }
 
@@ -48,6 +49,11 @@ def test_factory_signatures() -> None:
         "backend: str = torch, export_cache: str | os.PathLike[str] | None = None, "
         "int8: bool = False, calibration: str | os.PathLike[str] | Calibration | None = None) "
         "-> Encoder"
+    )
+    assert _signature(encoders.open_export) == (
+        "(kind: str, model: str | None = None, *, weights: str = pretrained, "
+        "export_cache: str | os.PathLike[str], device: str | None = None, "
+        "backend: str = auto) -> ExportedEncoder | None"
     )
     assert _signature(encoders.create_clip_encoder) == (
         "(model_name: str = ViT-B/32, device: str | torch.device | None = None, *, "
