@@ -81,9 +81,13 @@ def llm_server(tmp_path_factory) -> Iterator[LlmServer]:
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     log = tmp_path_factory.mktemp("llm-server") / "server.log"
+    # One thread: llama.cpp's threads wait for each other by spinning, so two of them beside
+    # a busy process on two cores slowed a test's answer from seconds to two minutes
+    # (scripts/test.sh runs the encoder tests beside the rest).
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(MODEL_PATH),
                "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-               "--n_ctx", "2048", "--n_threads", "2", "--verbose", "False"]  # fmt: skip
+               "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "1",
+               "--verbose", "False"]  # fmt: skip
     with open(log, "wb") as out:
         process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
