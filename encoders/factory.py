@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from encoders.abandon import check_abandoned
-from encoders.backends import choose_backend
+from encoders.backends import BACKENDS, choose_backend, unsupported_reason
 from encoders.backends.cache_inventory import mark_used, stale_note
 from encoders.backends.calibration import Calibration
 from encoders.backends.export_cache import ExportCache, keeps_exports
@@ -103,7 +103,8 @@ def open_export(
     Args:
         kind, model, weights, device: as `create_encoder` takes them.
         export_cache: the folder `create_encoder` keeps exports in.
-        backend: the backend whose export is opened ("auto": the one `create_encoder` picks).
+        backend: the backend whose export is opened; "auto": the one `create_encoder` picks
+            first, then any other installed backend's (a run may have named its backend).
 
     Returns:
         The `ExportedEncoder`; None when `backend` runs on torch here (a CUDA device, no
@@ -115,14 +116,22 @@ def open_export(
         UnsupportedBackendError: a named backend that cannot run the encoder here.
     """
     ref = parse_model_name(kind, model)
-    runner = choose_backend(backend, ref.kind, device=device, precision="fp32", cached=True)
-    if not hasattr(runner, "open"):
+    first = choose_backend(backend, ref.kind, device=device, precision="fp32", cached=True)
+    if not hasattr(first, "open"):
         return None
-    build, runs_in = _builder(runner, ref, device, weights, "fp32")
+    others = [] if backend != "auto" else [
+        choose_backend(name, ref.kind, device=device, precision="fp32")
+        for name in BACKENDS
+        if name != first.name and unsupported_reason(name, ref.kind, device=device) is None
+    ]  # fmt: skip
     cache = ExportCache(export_cache)
-    request = _locator_request(cache, runner, None, ref, weights, runs_in)
-    assert request is not None  # a cache and a runner that opens exports
-    return _open_cached(runner, cache, request, build, runs_in)
+    for runner in (first, *(other for other in others if hasattr(other, "open"))):
+        build, runs_in = _builder(runner, ref, device, weights, "fp32")
+        request = _locator_request(cache, runner, None, ref, weights, runs_in)
+        assert request is not None  # a cache and a runner that opens exports
+        if (opened := _open_cached(runner, cache, request, build, runs_in)) is not None:
+            return opened
+    return None
 
 
 def _built(

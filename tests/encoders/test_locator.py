@@ -183,6 +183,9 @@ def test_onnxruntime_opens_its_export_without_building(tmp_path, video_frames) -
     assert isinstance(opened, ExportedEncoder) and opened.info == built.info
     np.testing.assert_array_equal(opened.embed_array(video_frames), built.embed_array(video_frames))
     assert _subprocess_create("onnxruntime", tmp_path) == ["ExportedEncoder", "64", "False"]
+    # A search asks for "auto" (OpenVINO here): it opens the ONNX export the run left.
+    searched = encoders.open_export("clip", "tiny", weights="random", export_cache=tmp_path)
+    assert isinstance(searched, ExportedEncoder) and "ONNX Runtime" in searched.runtime.detail
 
 
 @pytest.mark.slow  # the tiny CLIP exported and quantised twice: about 20 s
