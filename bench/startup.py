@@ -8,6 +8,8 @@ where the time went, in seconds since the process started. Side by side, per bac
          embeddings computed, as on a user's first run
   warm   the same cache again, Python's bytecode cache included
          (`streamer.bench.measure.child_env`): every run after the first
+  alert  warm, with an `--alert` query no run embedded before (another each round): its
+         text is embedded at start-up, on the export's text tower where the backend has one
 
 The table has each phase's end (median of `--rounds`), the first analysed frame last (the
 number issue 16 targets: <= 2 s warm) and the whole process, start to exit. Random weights: the
@@ -91,10 +93,14 @@ def main() -> None:
             out = Path(tmp) / f"{backend}.mp4"
             print(f"{backend}: cold ...", file=sys.stderr)
             results[(backend, "cold")] = [_run(_command(clip, out, backend, args), env)]
-            results[(backend, "warm")] = []
+            results[(backend, "warm")], results[(backend, "alert")] = [], []
             for round_ in range(args.rounds):
                 print(f"{backend}: warm {round_ + 1} ...", file=sys.stderr)
                 results[(backend, "warm")].append(_run(_command(clip, out, backend, args), env))
+                alert = ["--alert", f"a parcel left at door number {round_} {time.time():.0f}"]
+                results[(backend, "alert")].append(
+                    _run([*_command(clip, out, backend, args), *alert], env)
+                )
     _report(args, results)
 
 
