@@ -104,7 +104,9 @@ class ArchiveRoutes:
 
         embedder = None
         writer = getattr(run, "archive", None)  # the run's ArchiveObserver: what it records
-        if writer is not None:
+        # A cluster's driver sees the pool only through a status view, which embeds nothing:
+        # its page loads the archive's encoder at the first search, as `streamer serve` does.
+        if writer is not None and hasattr(run.encoder, "embed_images"):
             spec = EncoderSpec.of(run.encoder.model, writer.weights)
             choice = run.config.encoder
             after = functools.partial(Embedder.load, spec, Path(root), choice.device,

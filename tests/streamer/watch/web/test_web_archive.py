@@ -23,6 +23,7 @@ from streamer.archive.embedder import Embedder
 from streamer.archive.options import ArchiveConfig
 from streamer.archive.recordings import locate, prune
 from streamer.config import ServeConfig
+from streamer.core.batcher import BatchPolicy
 from streamer.run_setup import observers_from_config
 from streamer.watch.web import WebViewer
 from streamer.watch.web.archive_reader import Catalogues
@@ -245,6 +246,28 @@ async def test_a_runs_viewer_serves_the_search_of_the_runs_archive(
     assert info["live"] is True and info["streams"][0]["stream"] == "clip"
     assert hits and hits[0]["media"]["kind"] == "file"
     assert 'id="q"' in page
+
+
+async def test_a_cluster_drivers_page_loads_the_archives_encoder_at_its_first_search(
+    tmp_path, tiny_encoder
+):
+    # The driver of a cluster run holds a status view of the pool (the model card, the
+    # load), which embeds nothing: its page keeps the `streamer serve` way.
+    from types import SimpleNamespace
+
+    from streamer.analysis.service import LocalEncoderService
+    from streamer.watch.web.archive_routes import ArchiveRoutes
+
+    writer = SimpleNamespace(weights="random")
+    service = LocalEncoderService(tiny_encoder, BatchPolicy())
+    config = SimpleNamespace(encoder=SimpleNamespace(device="cpu", export_cache=None))
+    try:
+        for encoder, borrowed in ((service, True), (SimpleNamespace(model=service.model), False)):
+            run = SimpleNamespace(archive=writer, encoder=encoder, config=config)
+            routes = ArchiveRoutes.of_run(tmp_path, ServeConfig(port=0), run)
+            assert routes.reader.encoder_ready is borrowed
+    finally:
+        service.close()
 
 
 async def test_a_live_runs_page_searches_on_the_runs_own_encoder(
