@@ -220,6 +220,11 @@ class Encoder(OutOfMemoryHandling):
         """`embed` as float32 numpy on the host (what an `ExportedEncoder` gives torch-free)."""
         return self.embed(images).float().cpu().numpy()
 
+    def embed_text_array(self, texts: Sequence[str] | str) -> np.ndarray:
+        """`embed_text` as float32 numpy on the host (an `ExportedEncoder` gives it
+        torch-free)."""
+        return self.embed_text(texts).float().cpu().numpy()
+
     def embed_text(self, texts: Sequence[str] | str) -> torch.Tensor:
         """Text embeddings, for a family with a text tower (`has_text`); CLIP overrides this.
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from encoders.abandon import check_abandoned
 from encoders.backends import BACKENDS, choose_backend, unsupported_reason
+from encoders.backends import backend as backend_named  # `backend` is open_export's argument
 from encoders.backends.cache_inventory import mark_used, stale_note
 from encoders.backends.calibration import Calibration
 from encoders.backends.export_cache import ExportCache, keeps_exports
@@ -120,7 +121,7 @@ def open_export(
     if not hasattr(first, "open"):
         return None
     others = [] if backend != "auto" else [
-        choose_backend(name, ref.kind, device=device, precision="fp32")
+        backend_named(name)
         for name in BACKENDS
         if name != first.name and unsupported_reason(name, ref.kind, device=device) is None
     ]  # fmt: skip

@@ -38,27 +38,20 @@ class Embedder:
 
     @classmethod
     def of(cls, encoder: Any, spec: EncoderSpec | None = None) -> Embedder:
-        """The embedder of a loaded `encoders.Encoder` (its `embed` and `embed_text`, or their
-        numpy forms `embed_array` and `embed_text_array` where it has them: an encoder opened
-        from an export gives those without importing torch).
+        """The embedder of a loaded `encoders.Encoder` (its numpy `embed_array` and
+        `embed_text_array`: an encoder opened from an export gives them without torch).
 
         Args:
             encoder: the encoder.
             spec: what it is, as an archive records it (default: from `encoder.info`, with
                 weights "pretrained" unless they are random).
         """
-        image_array = getattr(encoder, "embed_array", None)
-        text_array = getattr(encoder, "embed_text_array", None)
 
         def image(picture: np.ndarray) -> np.ndarray:
-            if image_array is not None:
-                return np.asarray(image_array(picture)[0], np.float32)
-            return encoder.embed(picture)[0].float().cpu().numpy()
+            return np.asarray(encoder.embed_array(picture)[0], np.float32)
 
         def text(words: str) -> np.ndarray:
-            if text_array is not None:
-                return np.asarray(text_array([words])[0], np.float32)
-            return encoder.embed_text([words])[0].float().cpu().numpy()
+            return np.asarray(encoder.embed_text_array([words])[0], np.float32)
 
         return cls(image, text if encoder.has_text else None, spec or EncoderSpec.of(encoder))
 
