@@ -107,7 +107,7 @@ class HybridPixelLLM:
             return None
         if self._analyzer is None or self._analyzer.top_k != top_k:
             labels = default_labels()
-            text = self.encoder.embed_text(prompts(labels)).float().cpu().numpy()
+            text = self.encoder.embed_text_array(prompts(labels))
             vocabulary = Vocabulary(labels, text, self.encoder.logit_scale)
             self._analyzer = Analyzer(vocabulary, top_k=top_k)
         return self._analyzer

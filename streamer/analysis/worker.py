@@ -287,7 +287,7 @@ class EncoderWorker:
         return out, time.perf_counter() - start
 
     def _embed_text(self, texts: list[str]) -> np.ndarray:
-        return self.encoder.embed_text(texts).float().cpu().numpy()
+        return self.encoder.embed_text_array(texts)  # torch-free on an export
 
     def close(self, *, release: bool = False) -> None:
         """Stop the thread after the running call, cancelling the calls queued.

@@ -340,7 +340,7 @@ def _loaded(config: ModeConfig):
     encoder = load_encoder(config.encoder.choice(config.model, config.device))
 
     async def embed(texts):
-        return encoder.embed_text(texts).float().cpu().numpy()
+        return encoder.embed_text_array(texts)
 
     texts = prompts(config.labels or default_labels())
     asyncio.run(cached_text_embeddings(config.text_cache, encoder.info, texts, embed))

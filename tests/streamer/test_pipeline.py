@@ -164,9 +164,9 @@ async def test_a_stop_during_the_label_embeddings_ends_the_run_at_once(
     released = threading.Event()
 
     class FirstRun:  # the tiny CLIP with a text tower as slow as a first run's
-        def embed_text(self, texts):
+        def embed_text_array(self, texts):
             released.wait(30)
-            return tiny_encoder.embed_text(texts)
+            return tiny_encoder.embed_text_array(texts)
 
         def __getattr__(self, name):
             return getattr(tiny_encoder, name)

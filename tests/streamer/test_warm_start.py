@@ -24,13 +24,13 @@ sys.exit(code)
 """
 
 
-def _run(clip: Path, out: Path, cache: Path, model: str = "tiny") -> bool:
+def _run(clip: Path, out: Path, cache: Path, model: str = "tiny", *extra: str) -> bool:
     """`streamer run` in a child process; whether it imported torch (and so open_clip)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(cache)}
     done = subprocess.run(
         [sys.executable, "-c", _RUN, "run", str(clip), "--jsonl", str(out), "--encoder", "clip",
          "--model", model, "--weights", "random", "--backend", "openvino", "--no-llm",
-         "--analyze-fps", "5", "--no-progress"],
+         "--analyze-fps", "5", "--no-progress", *extra],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -53,6 +53,9 @@ def test_a_warm_run_imports_no_torch_and_writes_the_first_run_s_records(tmp_path
     assert not _run(small_clip, tmp_path / "warm.jsonl", cache)  # opens the export
     first, warm = _tags(tmp_path / "first.jsonl"), _tags(tmp_path / "warm.jsonl")
     assert len(first) == 10 and warm == first
+    # A query no run embedded before runs on the export's text tower: still no torch.
+    assert not _run(small_clip, tmp_path / "alert.jsonl", cache, "tiny", "--alert", "a red kite")
+    assert _tags(tmp_path / "alert.jsonl") == first
 
 
 @pytest.mark.slow
