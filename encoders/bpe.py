@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ClipTokenizer", "vocab_path"]
+__all__ = ["ClipTokenizer", "text_length", "vocab_path"]
 
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 START, END = "<start_of_text>", "<end_of_text>"
@@ -147,6 +147,13 @@ def _shared_vocabulary() -> _Vocabulary:
         if _vocabulary is None:
             _vocabulary = _Vocabulary.read(vocab_path())
         return _vocabulary
+
+
+def text_length(ids: Any) -> int:
+    """How many leading positions of token ids [B, T] (numpy or torch) hold every row's
+    end-of-text token, the largest id of a row (CLIP's vocabulary ends with it): a model
+    with a causal mask that pools there reads nothing after them (`ClipEncoder.text_any_length`)."""
+    return int(ids.argmax(-1).max()) + 1 if len(ids) else 1
 
 
 def clean(text: str) -> str:

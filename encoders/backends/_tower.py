@@ -30,14 +30,18 @@ class TextTower(nn.Module):
 
     Attributes:
         context_length: the token sequence length the model takes (open_clip's).
+        any_length: whether it takes ids cut after the last end-of-text token, any length up
+            to `context_length` (`ClipEncoder.text_any_length`); else exactly that length.
     """
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()
         self.model = encoder.module
         self.context_length = int(self.model.context_length)
+        self.any_length = bool(getattr(encoder, "text_any_length", False))
+        self._text_forward = encoder._text_forward
 
     def forward(self, tokens: Any) -> Any:
         from torch.nn import functional
 
-        return functional.normalize(self.model.encode_text(tokens).float(), dim=-1)
+        return functional.normalize(self._text_forward(tokens).float(), dim=-1)

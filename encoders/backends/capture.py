@@ -24,7 +24,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from encoders.abandon import check_abandoned
 from encoders.export_lock import EXPORT_LOCK
@@ -173,7 +173,8 @@ def capture_image_tower(encoder: Encoder, backend: str) -> torch.export.Exported
 def capture_text_tower(encoder: Encoder, backend: str) -> torch.export.ExportedProgram:
     """The family's text forward (token ids int64 [B, context_length] → L2-normalised text
     embeddings [B, dim], float32: `embed_text` after its tokenizer) as a `torch.export`
-    program with a dynamic batch dimension.
+    program with a dynamic batch dimension, and a dynamic length (2 to context_length) where
+    the encoder reads ids cut after the last end-of-text token (`TextTower.any_length`).
 
     Args:
         encoder: the family's encoder with a text tower, on the CPU in fp32.
@@ -191,23 +192,32 @@ def capture_text_tower(encoder: Encoder, backend: str) -> torch.export.ExportedP
     # end-of-text position (the largest id, where CLIP pools) is traced as data, not a constant
     example = torch.arange(2 * tower.context_length, dtype=torch.int64)
     example = example.reshape(2, tower.context_length) % 1000
-    return _capture(tower, example, encoder, backend, "the text tower of ")
+    # the ids' length dynamic too where the tower reads ids cut after the last end-of-text
+    length = torch.export.Dim("length", min=2, max=tower.context_length)
+    lengths = {1: length} if tower.any_length else {}
+    return _capture(tower, example, encoder, backend, "the text tower of ", lengths)
 
 
 def _capture(
-    tower: torch.nn.Module, example: torch.Tensor, encoder: Encoder, backend: str, what: str
+    tower: torch.nn.Module,
+    example: torch.Tensor,
+    encoder: Encoder,
+    backend: str,
+    what: str,
+    dynamic: dict[int, Any] | None = None,
 ) -> torch.export.ExportedProgram:
-    """`torch.export` of `tower` on `example`, its first dimension dynamic (1 to MAX_BATCH)."""
+    """`torch.export` of `tower` on `example`, its first dimension dynamic (1 to MAX_BATCH),
+    and those of `dynamic` (dimension → `torch.export.Dim`)."""
     import torch
 
     from encoders.errors import UnsupportedBackendError
 
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    shapes = ({0: batch, **(dynamic or {})},)
     with EXPORT_LOCK, torch.inference_mode(False), torch.no_grad():
         check_abandoned()  # also after waiting for another thread's export
         try:
-            return torch.export.export(tower, (example,), dynamic_shapes=({0: batch},),
-                                       strict=False)  # fmt: skip
+            return torch.export.export(tower, (example,), dynamic_shapes=shapes, strict=False)
         except Exception as exc:  # torch.export's many error types: all mean "cannot export"
             raise UnsupportedBackendError(
                 f"{what}{encoder.kind} {encoder.info.model!r} cannot be exported for "

@@ -17,8 +17,9 @@ The CPU only: the `onnxruntime` package has the CPU provider alone; its CUDA pro
 install or check. On CUDA the torch backend runs the encoder (with CUDA graphs).
 
 A family with a text tower (CLIP) has it exported beside the image tower (`text.onnx`: token
-ids "tokens" [B, context_length] → L2-normalised "embeddings" [B, dim], fp32 also beside an
-int8 image tower), loaded when first run (`OnnxRuntimeRuntime.run_text`), as on OpenVINO.
+ids "tokens" [B, context_length] → L2-normalised "embeddings" [B, dim], or any length up to
+it as on OpenVINO; fp32 also beside an int8 image tower), loaded when first run
+(`OnnxRuntimeRuntime.run_text`), as on OpenVINO.
 """
 
 from __future__ import annotations
@@ -187,10 +188,12 @@ class OnnxRuntimeRuntime(TextSide):
         return tokens, pooled
 
 
-def _text_session(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """What runs the exported text tower at `path` (`LazyTextTower`'s loader)."""
+def _text_session(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], bool]:
+    """What runs the exported text tower at `path`, and whether it takes ids of any length
+    (a named, symbolic length dimension): `LazyTextTower`'s loader."""
     session = _session(str(path))
-    return lambda ids: session.run(["embeddings"], {"tokens": ids})[0]
+    any_length = not isinstance(session.get_inputs()[0].shape[1], int)
+    return lambda ids: session.run(["embeddings"], {"tokens": ids})[0], any_length
 
 
 def export_image_tower(encoder: Encoder) -> onnx.ModelProto:
@@ -207,8 +210,8 @@ def export_image_tower(encoder: Encoder) -> onnx.ModelProto:
 
 def export_text_tower(encoder: Encoder) -> onnx.ModelProto:
     """The family's text forward (token ids int64 [B, context_length] → L2-normalised text
-    embeddings [B, dim]) as an ONNX model, fp32, with a dynamic batch dimension; input
-    "tokens", output "embeddings".
+    embeddings [B, dim]) as an ONNX model, fp32, with a dynamic batch dimension (and a
+    dynamic length where `capture_text_tower` made one); input "tokens", output "embeddings".
 
     Raises:
         UnsupportedBackendError: the text forward cannot be captured or converted (the reason).

@@ -15,7 +15,8 @@ NNCF's post-training quantisation on the calibration frames (`encoders.backends.
 and kept beside it in the cache.
 
 A family with a text tower (CLIP) has it exported beside the image tower, in the same folder
-(`text.xml`, `text.bin`: token ids [B, context_length] → L2-normalised embeddings [B, dim]),
+(`text.xml`, `text.bin`: token ids [B, context_length] → L2-normalised embeddings [B, dim];
+CLIP's takes ids of any length up to the context length, cut after the last end-of-text token),
 and compiled in fp32 when first used (`OpenVinoRuntime.run_text`), so a run opened from the
 export embeds text without building the torch model. An export made before the text tower was
 exported has none; its encoder builds the torch model for text as it did then.
@@ -292,7 +293,8 @@ def export_image_tower(encoder: Encoder) -> ov.Model:
 
 def export_text_tower(encoder: Encoder) -> ov.Model:
     """The family's text forward (token ids int64 [B, context_length] → L2-normalised text
-    embeddings [B, dim]) as an OpenVINO model, fp32, with a dynamic batch dimension.
+    embeddings [B, dim]) as an OpenVINO model, fp32, with a dynamic batch dimension (and a
+    dynamic length, 1 to context_length, where `capture_text_tower` made one).
 
     Raises:
         UnsupportedBackendError: the text forward cannot be exported (torch.export's reason).
@@ -305,7 +307,9 @@ def export_text_tower(encoder: Encoder) -> ov.Model:
     context = int(encoder.module.context_length)
     with EXPORT_LOCK:
         model = ov.convert_model(capture_text_tower(encoder, "openvino"))
-    model.reshape({model.input(0): ov.PartialShape([-1, context])})
+    any_length = getattr(encoder, "text_any_length", False)  # as `capture_text_tower` made it
+    length = ov.Dimension(1, context) if any_length else ov.Dimension(context)
+    model.reshape({model.input(0): ov.PartialShape([ov.Dimension(), length])})
     return model
 
 
@@ -322,11 +326,14 @@ def _save_text(encoder: Encoder, folder: Path, cache: ExportCache, key: ExportKe
 
 def _text_request(core: ov.Core, config: dict[str, Any]) -> Callable[[Path], Any]:
     """`LazyTextTower`'s loader: the IR compiled (fp32) by `core` (the image tower's, with
-    its cache folder) with `config`, as a callable on token ids."""
+    its cache folder) with `config`, as a callable on token ids, and whether it takes ids of
+    any length (its length dimension dynamic)."""
 
-    def load(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-        request = core.compile_model(str(path), "CPU", config).create_infer_request()
-        return lambda ids: request.infer(ids, share_inputs=True, share_outputs=False)[0]
+    def load(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], bool]:
+        compiled = core.compile_model(str(path), "CPU", config)
+        request = compiled.create_infer_request()
+        any_length = compiled.input(0).get_partial_shape()[1].is_dynamic
+        return lambda ids: request.infer(ids, share_inputs=True, share_outputs=False)[0], any_length
 
     return load
 

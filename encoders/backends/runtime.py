@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ImageRuntime", "LazyTextTower", "TextRuntime", "TextSide"]
 
+#: a loaded text tower: int64 token ids [B, length] → L2-normalised float32 embeddings [B, dim]
+Runner = Callable[["np.ndarray"], "np.ndarray"]
+
 
 class ImageRuntime(Protocol):
     """An image tower made ready by a backend: model input in, (tokens, pooled) out.
@@ -58,32 +61,38 @@ class TextRuntime(ImageRuntime, Protocol):
 class LazyTextTower:
     """An exported text tower, made ready (loaded, compiled) at its first run: a run whose
     labels are cached never pays for it. One call at a time (OpenVINO's one infer request).
+    A tower that takes ids of any length gets them cut after the last end-of-text token
+    (`encoders.bpe.text_length`): a prompt is about 10 of CLIP's 77 positions.
 
     Args:
         path: the exported file.
-        load: the backend's loader: the file → what runs int64 token ids [B, context_length]
-            to L2-normalised float32 embeddings [B, dim].
+        load: the backend's loader: the file → (what runs int64 token ids [B, length] to
+            L2-normalised float32 embeddings [B, dim], whether any length up to the context
+            length is taken; else exactly the context length).
     """
 
-    def __init__(self, path: Path, load: Callable[[Path], Callable[[np.ndarray], np.ndarray]]):
+    def __init__(self, path: Path, load: Callable[[Path], tuple[Runner, bool]]):
         self._path = path
         self._load = load
-        self._run: Callable[[np.ndarray], np.ndarray] | None = None
+        self._run: Runner | None = None
+        self._any_length = False
         self._lock = threading.Lock()
 
     @classmethod
-    def at(
-        cls, path: Path, load: Callable[[Path], Callable[[np.ndarray], np.ndarray]]
-    ) -> LazyTextTower | None:
+    def at(cls, path: Path, load: Callable[[Path], tuple[Runner, bool]]) -> LazyTextTower | None:
         """The text tower exported at `path`; None when the export holds none."""
         return cls(path, load) if path.is_file() else None
 
     def __call__(self, tokens: np.ndarray) -> np.ndarray:
         import numpy as np
 
+        from encoders.bpe import text_length
+
         with self._lock:
             if self._run is None:
-                self._run = self._load(self._path)
+                self._run, self._any_length = self._load(self._path)
+            if self._any_length:
+                tokens = tokens[:, : text_length(tokens)]
             return self._run(np.ascontiguousarray(tokens, dtype=np.int64))
 
 

@@ -1,7 +1,8 @@
 """A disk cache for label text embeddings.
 
-Embedding a vocabulary of a hundred prompts through CLIP's text tower costs seconds on a CPU
-(77 tokens each), and the answer only changes with the model, its weights and the prompts. The
+Embedding a vocabulary of a hundred prompts through CLIP's text tower costs a fraction of a
+second on a CPU (ViT-B/32; a bigger text tower more, and a first call compiles it), and the
+answer only changes with the model, its weights and the prompts. The
 cache is keyed by those. When the encoder knows a digest of its weights (one run from an export:
 `EncoderInfo.weights_digest`) the key holds it and a hit is trusted, so a warm run needs no text
 tower at all; otherwise, because a checkpoint can change under the same name, a hit is checked

@@ -232,3 +232,89 @@ def test_an_int8_export_takes_the_fp32_text_tower_or_its_note(tmp_path, clip_tin
     (fp32 / NO_TEXT_TOWER).write_text("why\n")
     assert reuse_text_tower(clip_tiny_fp32, fp32, other, names)
     assert [p.name for p in other.iterdir()] == [NO_TEXT_TOWER]
+
+
+# -- ids cut after the last end-of-text ------------------------------------------------------
+
+LONG = " ".join(["a very long alert query about a person near the gate"] * 12)  # > 77 tokens
+
+
+def _full_context(encoder, texts: list[str]) -> np.ndarray:
+    """open_clip's own `encode_text` on the whole context (77 ids a text), normalised."""
+    import torch
+
+    with torch.inference_mode():
+        features = encoder.module.encode_text(encoder._tokenizer(texts)).float()
+    return torch.nn.functional.normalize(features, dim=-1).numpy()
+
+
+def test_clip_reads_only_the_ids_up_to_the_last_end_of_text(clip_tiny_fp32) -> None:
+    """The causal mask keeps every position from seeing a later one and CLIP pools at the
+    end-of-text token: the ids after the batch's last one change nothing, so they are not
+    computed (a prompt is about a tenth of the 77 positions)."""
+    from encoders.bpe import text_length
+
+    assert clip_tiny_fp32.text_any_length
+    lengths: list[int] = []
+    hook = clip_tiny_fp32.module.transformer.register_forward_pre_hook(
+        lambda _module, args: lengths.append(args[0].shape[1])
+    )
+    try:
+        for texts in (TEXTS, TEXTS[:1], [*TEXTS, LONG]):
+            want = _full_context(clip_tiny_fp32, texts)
+            lengths.clear()
+            got = clip_tiny_fp32.embed_text(texts).numpy()
+            assert lengths == [text_length(clip_tiny_fp32._tokenizer(texts))]
+            np.testing.assert_allclose(got, want, atol=1e-5)
+            assert _cosines(got, want).min() >= 0.99999
+    finally:
+        hook.remove()
+    assert lengths[-1] == 77  # the long text: cut to the context, its end-of-text kept last
+    assert text_length(clip_tiny_fp32._tokenizer(TEXTS[:1])) < 10
+
+
+def test_a_clip_whose_mask_is_not_causal_reads_the_whole_context(clip_tiny_fp32) -> None:
+    import copy
+
+    from encoders._clip_torch import _reads_any_length
+
+    module = copy.deepcopy(clip_tiny_fp32.module)
+    assert _reads_any_length(module)
+    module.attn_mask = module.attn_mask * 0  # every position sees every other one
+    assert not _reads_any_length(module)
+    module.attn_mask = None
+    assert not _reads_any_length(module)
+
+
+def test_an_exported_text_tower_is_given_the_cut_ids(cache, exported) -> None:
+    """The exports take ids of any length (2 to 77) and the runtime cuts them as torch does."""
+    from encoders.bpe import text_length
+
+    built, backend = exported[1:]
+    opened, _ = _opened(cache, backend)
+    tower = opened.runtime._text
+    first = opened.embed_text_array(TEXTS)
+    run, shapes = tower._run, []
+    tower._run = lambda ids: (shapes.append(ids.shape), run(ids))[1]
+    for texts in (TEXTS, [*TEXTS, LONG]):
+        got = opened.embed_text_array(texts)
+        assert _cosines(got, _full_context(built, texts)).min() >= 0.9999
+    np.testing.assert_array_equal(opened.embed_text_array(TEXTS), first)
+    want = text_length(built._tokenizer(TEXTS))
+    assert shapes == [(4, want), (5, 77), (4, want)] and want < 10
+
+
+def test_a_text_tower_of_the_whole_context_gets_every_id() -> None:
+    from encoders.backends.runtime import LazyTextTower
+
+    shapes: list[tuple] = []
+
+    def run(tokens: np.ndarray) -> np.ndarray:
+        shapes.append(tokens.shape)
+        return tokens[:, :1].astype(np.float32)
+
+    ids = np.zeros((3, 77), np.int64)
+    ids[:, 0], ids[0, 5], ids[1, 3], ids[2, 7] = 49406, 49407, 49407, 49407  # start, ends
+    for any_length in (False, True):
+        LazyTextTower(Path("text.xml"), lambda _path, a=any_length: (run, a))(ids)
+    assert shapes == [(3, 77), (3, 8)]
