@@ -267,8 +267,9 @@ class _Coder:
         self._reformatter: Any = None  # one swscale context per output size, made with it
 
     def encode(self, image: np.ndarray, key: bool) -> list[Any]:
-        import av
         from av.video.frame import PictureType
+
+        from streamer.outputs.yuv import rgb_frame
 
         size = _fit(image.shape[1], image.shape[0], self.limits.long_edge)
         if size != self._size:
@@ -276,9 +277,10 @@ class _Coder:
 
             self._context, self._size, key = self._open(size), size, True
             self._reformatter = VideoReformatter()
-        # Read in place and scaled by one swscale context kept from frame to frame: a copy
-        # and a new context per frame cost twice the conversion (bench/colour_conversion.py).
-        rgb = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(image), format="rgb24")
+        # Read in place where that is safe (`rgb_frame`) and scaled by one swscale context kept
+        # from frame to frame: a copy and a new context per frame cost twice the conversion
+        # (bench/colour_conversion.py).
+        rgb = rgb_frame(image)
         frame = self._reformatter.reformat(rgb, width=size[0], height=size[1], format="yuv420p")
         # RTP times from the wall clock: the browser plays frames at the pace they were made.
         self._pts = max(self._pts + 1, round((time.monotonic() - self._start) / CLOCK))

@@ -1,5 +1,8 @@
 """The writers' colour conversion: the same pixels as PyAV's own copy-then-convert, from a view."""
 
+import subprocess
+import sys
+
 import av
 import numpy as np
 import pytest
@@ -68,3 +71,40 @@ def test_the_frame_owns_its_pixels_once_made():
     image[:] = 0  # the writer's picture is reused or freed after the call
     for plane, kept in zip(_planes(made), before, strict=True):
         np.testing.assert_array_equal(plane, kept)
+
+
+# A picture that ends right before an unreadable page: a conversion that reads past its last
+# row kills the process (SIGSEGV), so it runs in a child.
+_AT_A_GUARD_PAGE = """
+import ctypes, mmap, sys
+import numpy as np
+from av.video.reformatter import VideoReformatter
+from streamer.outputs.yuv import to_yuv420
+from streamer.watch.web._rtc_media import RtcLimits, _Coder
+
+width, height = int(sys.argv[1]), int(sys.argv[2])
+size, page = width * height * 3, mmap.PAGESIZE
+pages = -(-size // page)
+buffer = mmap.mmap(-1, (pages + 1) * page)
+start = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.mprotect(ctypes.c_void_p(start + pages * page), page, 0) == 0  # PROT_NONE
+image = np.frombuffer(buffer, np.uint8, size, pages * page - size).reshape(height, width, 3)
+image[:] = np.arange(size, dtype=np.uint8).reshape(image.shape)
+frame = to_yuv420(image, VideoReformatter())
+_Coder("H264", RtcLimits()).encode(image, key=True)
+print("converted", frame.width, frame.height)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the guard page is made with Linux mprotect")
+@pytest.mark.parametrize(("width", "height"), [(322, 182), (854, 480), (1366, 768), (320, 180)])
+def test_a_picture_is_not_read_past_its_end(width, height):
+    """libswscale's SIMD readers go past the last row of a picture whose rows are not a
+    multiple of 16 bytes (an odd-sized source crashed a run now and then, where the picture's
+    buffer happened to end at a page boundary): such pictures are copied into a padded
+    frame first, by the writers and by the WebRTC encoder."""
+    done = subprocess.run([sys.executable, "-c", _AT_A_GUARD_PAGE, str(width), str(height)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["converted", str(width), str(height)]
