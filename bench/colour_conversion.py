@@ -5,7 +5,8 @@
              by encoding did this)
   copy       the picture copied, one context reused (the `-o` video writer did this)
   view       the picture read where it lies, one context reused
-             (`streamer.outputs.yuv.to_yuv420`, what both writers do now)
+             (`streamer.outputs.yuv.to_yuv420`, what both writers do now; a picture whose
+             rows are not a multiple of 64 bytes is first copied into rows that are)
 
 Every frame goes through each way in turn, which way first rotating from frame to frame
 (the picture is in the CPU's cache for the second and third: no way always gets it so), and

@@ -28,15 +28,21 @@ _IN_PLACE_ROWS = 64
 
 
 def rgb_frame(image: np.ndarray) -> av.VideoFrame:
-    """`image` (H×W×3 uint8 RGB) as an rgb24 frame for libswscale to read: a view of it
-    (`VideoFrame.from_numpy_buffer`, no copy) when its rows are a multiple of 64 bytes long
-    (640, 1280, 1920, 3840 pixels wide), else a copy into a frame PyAV allocates, whose rows
-    are aligned and whose end is padded (`VideoFrame.from_ndarray`). A view is read while the
-    conversion runs, not after."""
+    """`image` (H×W×3 uint8 RGB) as an rgb24 frame for libswscale to read
+    (`VideoFrame.from_numpy_buffer`): a view of it when its rows are a multiple of 64 bytes long
+    (640, 1280, 1920, 3840 pixels wide), else a view of a copy whose rows are padded to such a
+    length and whose end has 64 bytes to spare (numpy's copy: a tenth of PyAV's
+    `from_ndarray` at 854x480). A view is read while the conversion runs, not after."""
     image = np.ascontiguousarray(image)
     if image.strides[0] % _IN_PLACE_ROWS == 0:
         return av.VideoFrame.from_numpy_buffer(image, format="rgb24")
-    return av.VideoFrame.from_ndarray(image, format="rgb24")
+    height, width = image.shape[:2]
+    stride = -(-width * 3 // _IN_PLACE_ROWS) * _IN_PLACE_ROWS
+    padded = np.empty(height * stride + _IN_PLACE_ROWS, np.uint8)
+    rows = padded[: height * stride].reshape(height, stride)[:, : width * 3]
+    rows = rows.reshape(height, width, 3)
+    rows[...] = image
+    return av.VideoFrame.from_numpy_buffer(rows, format="rgb24")
 
 
 def to_yuv420(image: np.ndarray, reformatter: VideoReformatter) -> av.VideoFrame:
