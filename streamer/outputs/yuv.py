@@ -31,7 +31,7 @@ def rgb_frame(image: np.ndarray) -> av.VideoFrame:
     """`image` (H×W×3 uint8 RGB) as an rgb24 frame for libswscale to read
     (`VideoFrame.from_numpy_buffer`): a view of it when its rows are a multiple of 64 bytes long
     (640, 1280, 1920, 3840 pixels wide), else a view of a copy whose rows are padded to such a
-    length and whose end has 64 bytes to spare (numpy's copy: a tenth of PyAV's
+    length and whose end has 64 bytes to spare (numpy's copy: a twentieth of PyAV's
     `from_ndarray` at 854x480). A view is read while the conversion runs, not after."""
     image = np.ascontiguousarray(image)
     if image.strides[0] % _IN_PLACE_ROWS == 0:
