@@ -38,7 +38,7 @@ class TextTower(nn.Module):
         super().__init__()
         self.model = encoder.module
         self.context_length = int(self.model.context_length)
-        self.any_length = bool(getattr(encoder, "text_any_length", False))
+        self.any_length = bool(encoder.text_any_length)  # a family with text has both
         self._text_forward = encoder._text_forward
 
     def forward(self, tokens: Any) -> Any:

@@ -307,8 +307,8 @@ def export_text_tower(encoder: Encoder) -> ov.Model:
     context = int(encoder.module.context_length)
     with EXPORT_LOCK:
         model = ov.convert_model(capture_text_tower(encoder, "openvino"))
-    any_length = getattr(encoder, "text_any_length", False)  # as `capture_text_tower` made it
-    length = ov.Dimension(1, context) if any_length else ov.Dimension(context)
+    # the converter leaves both dimensions free: the length is bounded, or fixed, as captured
+    length = ov.Dimension(1, context) if encoder.text_any_length else ov.Dimension(context)
     model.reshape({model.input(0): ov.PartialShape([ov.Dimension(), length])})
     return model
 
