@@ -162,6 +162,7 @@ class Encoder(OutOfMemoryHandling):
         self._compiled: CompiledForward | None = None
         self._batch_limit: int | None = None
         self._runtime: ImageRuntime | None = None
+        self._weights_digest: str | None = None  # `note_weights_digest`
         self._turn = threading.RLock()  # one forward at a time (see the class docstring)
         if weights.random:
             logger.warning(
@@ -289,8 +290,15 @@ class Encoder(OutOfMemoryHandling):
         `encoders.create_encoder(..., backend=...)` does this; `encode` then preprocesses with
         numpy and calls `runtime.run`, and `accelerate` no longer applies.
         """
-        self._runtime = runtime
-        self._graphs = self._compiled = None
+        with self._turn:  # between two forwards (a background export moves it mid-run)
+            self._runtime = runtime
+            self._graphs = self._compiled = None
+
+    def note_weights_digest(self, digest: str) -> None:
+        """Give `info.weights_digest` before a runtime's export key does: a first run whose
+        export a child process makes keys what it caches (label embeddings) as its later runs,
+        opened from that export, look it up."""
+        self._weights_digest = digest
 
     @property
     def runtime(self) -> ImageRuntime | None:
@@ -334,7 +342,8 @@ class Encoder(OutOfMemoryHandling):
             dtype=getattr(self._runtime, "dtype", None) or str(self._dtype).removeprefix("torch."),
             speedups=self._speedups() if self._runtime is None else "none",
             backend=self._runtime.backend if self._runtime is not None else "torch",
-            weights_digest=getattr(getattr(self._runtime, "export_key", None), "weights", None),
+            weights_digest=getattr(getattr(self._runtime, "export_key", None), "weights", None)
+            or self._weights_digest,
         )
 
     def _speedups(self) -> str:

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from encoders.abandon import check_abandoned
 from encoders.backends import BACKENDS, choose_backend, unsupported_reason
 from encoders.backends import backend as backend_named  # `backend` is open_export's argument
+from encoders.backends.background import BackgroundExport
 from encoders.backends.cache_inventory import mark_used, stale_note
 from encoders.backends.calibration import Calibration
-from encoders.backends.export_cache import ExportCache, keeps_exports
+from encoders.backends.export_cache import ExportCache, keeps_exports, state_dict_digest
 from encoders.backends.locator import ExportRequest, find_export, request_for, write_locator
 from encoders.errors import CalibrationError, UnsupportedBackendError, local_weights_path
 from encoders.exported import ExportedEncoder, card_of
@@ -40,6 +41,7 @@ def create_encoder(
     export_cache: str | os.PathLike[str] | None = None,
     int8: bool = False,
     calibration: str | os.PathLike[str] | Calibration | None = None,
+    export_in_background: bool = False,
 ) -> Encoder:
     """Build an encoder by kind and model name.
 
@@ -47,9 +49,8 @@ def create_encoder(
         kind: a registered kind: "clip", "dinov2" or "default" (`encoders.registry.kinds()`).
         model: a model name of that kind (see `parse_model_name`); None for the kind's default
             (ViT-B/32, large, vit-4x768).
-        weights: "pretrained" (the library's cached weights, downloaded once), "random"
-            (untrained, logged), or a local checkpoint path. The default encoder is random by
-            design ("pretrained": its labelled random weights).
+        weights: "pretrained" (the library's cached weights, downloaded once; the default
+            encoder's are random by design), "random" (untrained, logged), or a checkpoint path.
         device: torch device; None picks CUDA when available, else the CPU.
         precision: "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16" or "bf16" (on
             OpenVINO: its fp32 export computed in bf16, on a CPU with AVX-512 BF16 or AMX).
@@ -59,6 +60,7 @@ def create_encoder(
             loaded after); read only when it cannot be written; None: converted every call.
         int8: quantise the image tower to int8 (NNCF), calibrated on `calibration` (a
             video path, or a `Calibration` to choose how many frames); kept in the cache.
+        export_in_background: make a missing export in a child process, on torch meanwhile.
 
     Returns:
         The encoder; an `ExportedEncoder` when `export_cache` holds this request's export.
@@ -85,7 +87,9 @@ def create_encoder(
     if not keeps_exports(export_cache):  # none to open, none to write: what runs (or why not)
         runner = _runner(backend, ref.kind, named_device, precision, int8, export_cache)
         build, runs_in = _builder(runner, ref, device, weights, precision)
-    return _built(runner, build(), cache, request, frames, runs_in)
+    later = {"kind": ref.kind, "model": ref.name, "weights": weights, "device": named_device,
+             "precision": precision, "int8": int8} if export_in_background else None  # fmt: skip
+    return _built(runner, build(), cache, request, frames, runs_in, later)
 
 
 def open_export(
@@ -142,12 +146,53 @@ def _built(
     request: ExportRequest | None,
     frames: Calibration | None,
     runs_in: str,
+    later: dict[str, Any] | None = None,
 ) -> Encoder:
     """The torch `encoder`, on `runner`'s runtime when it has one (its export noted for the
-    next run's warm start)."""
+    next run's warm start); with `later` (`create_encoder`'s arguments), an export still to be
+    made is made by a child process, the encoder moved onto it when it is ready
+    (`encoders.backends.background`)."""
+    if later is not None and request is not None and keeps_exports(getattr(cache, "root", None)):
+        assert cache is not None  # (a request is made for a cache)
+        child = {**later, "backend": runner.name, "export_cache": str(cache.root)}
+        if frames is not None:
+            child |= {"calibration": str(frames.path), "calibration_frames": frames.frames}
+        try:
+            return _export_later(runner, encoder, cache, request, runs_in, child)
+        except OSError as exc:  # no process can be started (memory, limits): export here
+            logger.warning("cannot start a process to export in the background (%s): "
+                           "exporting now", exc)  # fmt: skip
     if (runtime := runner.runtime(encoder, cache, int8=frames, precision=runs_in)) is not None:
         encoder.run_on(runtime)
         _remember(cache, request, runtime, encoder)
+    return encoder
+
+
+def _export_later(
+    runner: Any,
+    encoder: Encoder,
+    cache: ExportCache,
+    request: ExportRequest,
+    runs_in: str,
+    child: dict[str, Any],
+) -> Encoder:
+    """The torch `encoder`, with its export made by a child process (`create_encoder(**child)`)
+    and its image tower moved onto it when the child is done."""
+
+    def ready() -> None:
+        found = find_export(cache, request)
+        if found is None:
+            raise FileNotFoundError(f"no sound export in {cache.root} answers the request")
+        encoder.run_on(runner.open(found.folder, found.key, found.compiled, runs_in))
+        mark_used(found.folder)
+
+    # the export's key names the weights by this digest: what the run caches under it (its
+    # label embeddings) the runs opened from the export find (0.3 s for ViT-B/32)
+    encoder.note_weights_digest(state_dict_digest(encoder.module.state_dict().items()))
+    export = f"{runner.name}{'' if request.variant == 'fp32' else ' int8'} export"
+    job = BackgroundExport(child, f"{export} of {encoder.kind} {encoder.info.model!r}", ready)
+    logger.info("%s %r runs on torch while process %d makes its %s (once: later runs open it)",
+                encoder.kind, encoder.info.model, job.pid, export)  # fmt: skip
     return encoder
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import http.server
+import os
 import socket
 import threading
 import time
@@ -296,3 +297,12 @@ class GrowingPlaylist:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` still exists (a zombie not yet reaped counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -47,7 +47,8 @@ def test_factory_signatures() -> None:
         "(kind: str, model: str | None = None, *, weights: str = pretrained, "
         "device: str | torch.device | None = None, precision: str = auto, "
         "backend: str = torch, export_cache: str | os.PathLike[str] | None = None, "
-        "int8: bool = False, calibration: str | os.PathLike[str] | Calibration | None = None) "
+        "int8: bool = False, calibration: str | os.PathLike[str] | Calibration | None = None, "
+        "export_in_background: bool = False) "
         "-> Encoder"
     )
     assert _signature(encoders.open_export) == (

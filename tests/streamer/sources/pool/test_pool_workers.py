@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from live_helpers import FAST, RtspServer, Running, wait_until
+from live_helpers import FAST, RtspServer, Running, alive, wait_until
 from servers.udp_loss_proxy import ProxyThread, UdpLossProxy
 
 from streamer import AnalysisConfig, OutputConfig, RunConfig, run_pipeline
@@ -244,15 +244,7 @@ async def test_workers_ignore_ctrl_c_and_leave_when_the_pool_closes(sample_clip)
             os.kill(pid, signal.SIGINT)  # a terminal's Ctrl-C must not kill a worker mid-frame
         frames = await _read(source, runner)
         assert len(frames) == 132
-    await wait_until(lambda: not any(_alive(pid) for pid in pids), 5, "workers gone")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    await wait_until(lambda: not any(alive(pid) for pid in pids), 5, "workers gone")
 
 
 def _worker_pids() -> set[int]:
