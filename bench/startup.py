@@ -4,8 +4,11 @@ Each run is a child process, `python -m streamer run ... --profile-startup`, as 
 its start-up table (`streamer.core.startup`, printed once the first frame is analysed) says
 where the time went, in seconds since the process started. Side by side, per backend:
 
-  cold   an empty cache (`XDG_CACHE_HOME` in a fresh folder): the export is made and the label
-         embeddings computed, as on a user's first run
+  cold   an empty cache (`XDG_CACHE_HOME` in a fresh folder): the export made and the label
+         embeddings computed, as on a user's first run (with `-- --live`, a live run's: the
+         export made by a child process while the first frames run on torch)
+  second the run after it, the first to open the export (OpenVINO compiles it once more,
+         into its own cache of compiled models)
   warm   the same cache again, Python's bytecode cache included
          (`streamer.bench.measure.child_env`): every run after the first
   alert  warm, with an `--alert` query no run embedded before (another each round): its
@@ -93,6 +96,8 @@ def main() -> None:
             out = Path(tmp) / f"{backend}.mp4"
             print(f"{backend}: cold ...", file=sys.stderr)
             results[(backend, "cold")] = [_run(_command(clip, out, backend, args), env)]
+            print(f"{backend}: second ...", file=sys.stderr)
+            results[(backend, "second")] = [_run(_command(clip, out, backend, args), env)]
             results[(backend, "warm")], results[(backend, "alert")] = [], []
             for round_ in range(args.rounds):
                 print(f"{backend}: warm {round_ + 1} ...", file=sys.stderr)

@@ -39,7 +39,8 @@ def start_local_encoder_service(
     started while the model compiles). The decode, overlay and video-encode threads then take
     the cores first and the model runs on what they leave idle; the frames queued between
     them keep the writer fed meanwhile. A live stream's analysis must not wait like that, so
-    a run with one keeps the default.
+    a run with one keeps the default, and a first run's export (`load_encoder`'s
+    `export_in_background`) is made by a child process while its frames start on torch.
 
     Must be called on the event loop.
     """
@@ -68,7 +69,11 @@ def _load_encoder(choice: EncoderChoice, abandoned: threading.Event, background:
     if background:  # before the runtime starts its worker threads: they inherit it
         lower_priority()
     with abandonable(abandoned):
-        return load_encoder(choice)
+        # A live run makes a missing export in a child process while its first frames run on
+        # torch (analysed ~10 s sooner on a 2-core CPU); a file run, whose user waits for the
+        # whole file, makes it first: the child's own model build and the contention for the
+        # cores make a 2-core file run seconds longer (BENCHMARKS.md).
+        return load_encoder(choice, export_in_background=not background)
 
 
 async def _service_of(

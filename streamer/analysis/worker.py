@@ -156,8 +156,12 @@ class EncoderChoice:
         return Acceleration(cuda_graphs=self.cuda_graphs, compile=self.compile)
 
 
-def load_encoder(choice: EncoderChoice) -> Encoder:
+def load_encoder(choice: EncoderChoice, *, export_in_background: bool = False) -> Encoder:
     """Create the encoder `choice` names, with the speed-ups it asks for.
+
+    `export_in_background=True` (a run's load): where the backend's export is still to be made,
+    the frames start on torch and move onto the export when a child process has made it
+    (`encoders.backends.background`); `streamer encoders export` makes it here and now.
 
     With `weights="auto"`, a missing pretrained checkpoint is reported as a warning and the
     encoder is created with random weights instead (the overlay says so); every other failure
@@ -171,7 +175,7 @@ def load_encoder(choice: EncoderChoice) -> Encoder:
     """
     weights = "pretrained" if choice.weights == "auto" else choice.weights
     with startup.phase("model create"):
-        encoder = _load(choice, weights)
+        encoder = _load(choice, weights, export_in_background)
     if encoder.info.backend == "torch":
         _say_torch(choice, encoder)
     return encoder
@@ -199,17 +203,17 @@ def _say_torch(choice: EncoderChoice, encoder: Encoder) -> None:
              info.device, info.dtype, why)  # fmt: skip
 
 
-def _load(choice: EncoderChoice, weights: str) -> Encoder:
+def _load(choice: EncoderChoice, weights: str, in_background: bool) -> Encoder:
     try:
         try:
-            encoder = _create(choice, weights)
+            encoder = _create(choice, weights, in_background)
         except WeightsUnavailableError as exc:
             if choice.weights != "auto":
                 raise
             log.warning(
                 "%s\n→ --weights auto: continuing with RANDOM weights; tags are meaningless.", exc
             )
-            encoder = _create(choice, "random")
+            encoder = _create(choice, "random", in_background)
     except EncoderError as exc:
         raise from_encoder_error(exc) from exc
     if encoder.info.backend == "torch" or choice.compile or choice.cuda_graphs:
@@ -217,7 +221,7 @@ def _load(choice: EncoderChoice, weights: str) -> Encoder:
     return encoder
 
 
-def _create(choice: EncoderChoice, weights: str) -> Encoder:
+def _create(choice: EncoderChoice, weights: str, in_background: bool) -> Encoder:
     return encoders.create_encoder(
         choice.kind,
         choice.model,
@@ -230,6 +234,7 @@ def _create(choice: EncoderChoice, weights: str) -> Encoder:
         export_cache=choice.export_cache,
         int8=choice.int8,
         calibration=calibration_video(choice) if choice.int8 else None,
+        export_in_background=in_background,
     )
 
 

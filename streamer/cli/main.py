@@ -34,6 +34,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("streamer: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+        finally:
+            _wait_for_exports()
+
+
+def _wait_for_exports() -> None:
+    """A live first run's export still being made by its child process is waited for here,
+    while the log still goes through this command's stderr (`encoders.backends.background`);
+    a command that made none imports nothing for it."""
+    background = sys.modules.get("encoders.backends.background")
+    if background is not None:
+        background.wait_for_exports()
 
 
 def console() -> None:

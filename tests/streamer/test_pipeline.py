@@ -128,7 +128,7 @@ async def test_a_stop_while_the_model_loads_ends_the_run_at_once(tmp_path, small
 
     outcome = []
 
-    def exporting(choice):  # a load that only ends when it is given up
+    def exporting(choice, *, export_in_background):  # a load that only ends when given up
         try:
             for _ in range(600):
                 time.sleep(0.05)
@@ -153,6 +153,25 @@ async def test_a_stop_while_the_model_loads_ends_the_run_at_once(tmp_path, small
     assert outcome, "the abandoned load went on"
 
 
+@pytest.mark.parametrize(("live", "in_background"), [(False, False), (True, True)])
+async def test_a_live_run_makes_a_missing_export_beside_its_first_frames(
+    tmp_path, small_clip, tiny_encoder, monkeypatch, live, in_background
+):
+    # live: analysed seconds sooner; a file run, whose user waits for the whole file, exports
+    # first (a child's model build and conversion beside the run make a 2-core run longer)
+    import streamer.analysis.worker
+
+    asked = []
+
+    def load(choice, *, export_in_background):
+        asked.append(export_in_background)
+        return tiny_encoder
+
+    monkeypatch.setattr(streamer.analysis.worker, "load_encoder", load)
+    summary = await run_pipeline(replace(_config(small_clip, tmp_path), live=live))
+    assert summary.frames > 0 and asked == [in_background]
+
+
 async def test_a_stop_during_the_label_embeddings_ends_the_run_at_once(
     tmp_path, small_clip, tiny_encoder, monkeypatch
 ):
@@ -175,7 +194,7 @@ async def test_a_stop_during_the_label_embeddings_ends_the_run_at_once(
         return await embed(texts)
 
     monkeypatch.setattr(streamer.pipeline, "cached_text_embeddings", uncached)
-    monkeypatch.setattr(streamer.analysis.worker, "load_encoder", lambda choice: FirstRun())
+    monkeypatch.setattr(streamer.analysis.worker, "load_encoder", lambda choice, **_: FirstRun())
     stop = asyncio.Event()
     run = asyncio.create_task(run_pipeline(_config(small_clip, tmp_path), stop=stop))
     await asyncio.sleep(1.0)

@@ -44,3 +44,23 @@ def test_openvino_run_writes_the_records_torch_writes(tmp_path, small_clip) -> N
         for mine, reference in zip(ours["tags"], theirs["tags"], strict=True):
             assert mine["score"] == pytest.approx(reference["score"], abs=2e-4)
         assert ours["scene_score"] == pytest.approx(theirs["scene_score"], abs=2e-4)
+
+
+def test_a_live_first_run_starts_on_torch_and_leaves_the_export_for_the_next(tmp_path, small_clip):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    live = [sys.executable, "-m", "streamer", "run", str(small_clip), "--live", "--model",
+            "tiny", "--weights", "random", "--no-llm", "--no-progress", "--backend",
+            "openvino"]  # fmt: skip
+    first = subprocess.run([*live, "--jsonl", str(tmp_path / "first.jsonl")], capture_output=True,
+                           text=True, timeout=240, env=env)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    # its frames start on torch; the export, made beside them, is whole when the process ends
+    assert "clip 'tiny' runs on torch while process" in first.stderr
+    assert EXPORTING not in first.stderr  # (the child's log is its own)
+    assert "the openvino export of clip 'tiny' is ready" in first.stderr
+    second = subprocess.run([*live, "--jsonl", str(tmp_path / "second.jsonl")],
+                            capture_output=True, text=True, timeout=240, env=env)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert "opened from the export cache, no torch model built" in second.stderr
+    records = [r for r in read_jsonl(tmp_path / "first.jsonl") if r["type"] == "analysis"]
+    assert records and all(r["tags"] for r in records)
