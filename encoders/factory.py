@@ -103,7 +103,8 @@ def open_export(
 ) -> ExportedEncoder | None:
     """The fp32 export `export_cache` holds for this encoder, opened without building the torch
     model and without exporting anything: for a short-lived reader (a search's one query),
-    which gains from an export a run made and would lose seconds making one itself.
+    which gains from an export a run made and would lose seconds making one itself. Its image
+    tower is compiled at its first run: a text query never pays for it.
 
     Args:
         kind, model, weights, device: as `create_encoder` takes them.
@@ -134,7 +135,8 @@ def open_export(
         build, runs_in = _builder(runner, ref, device, weights, "fp32")
         request = _locator_request(cache, runner, None, ref, weights, runs_in)
         assert request is not None  # a cache and a runner that opens exports
-        if (opened := _open_cached(runner, cache, request, build, runs_in)) is not None:
+        opened = _open_cached(runner, cache, request, build, runs_in, lazy_image=True)
+        if opened is not None:
             return opened
     return None
 
@@ -282,14 +284,15 @@ def _open_cached(
     request: ExportRequest,
     build: Callable[[], Encoder],
     precision: str,
+    lazy_image: bool = False,
 ) -> ExportedEncoder | None:
     """The export that answers `request`, opened (to compute in `precision`) without building
-    the model; None: a miss."""
+    the model, its image tower compiled at its first run with `lazy_image`; None: a miss."""
     found = find_export(cache, request)
     if found is None:
         return None
     try:
-        runtime = runner.open(found.folder, found.key, found.compiled, precision)
+        runtime = runner.open(found.folder, found.key, found.compiled, precision, lazy_image)
     except Exception as exc:  # the backend's reader raises its own types: build instead
         logger.warning("could not open the export %s (%s: %s): building the model",
                        found.folder, type(exc).__name__, exc)  # fmt: skip

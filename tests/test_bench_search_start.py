@@ -26,3 +26,6 @@ def test_the_search_start_bench_compares_both_ways(tmp_path):
     assert re.search(r"^ torch: load .* \(torch imported: True\)$", printed, re.M), printed
     ratio = re.search(r"^export / torch, total_s: (\d+\.\d+)$", printed, re.M)
     assert ratio and float(ratio.group(1)) > 0, printed
+    peak = re.search(r"^export: .*peak RSS after the text (\d+) MB, at the end (\d+) MB", printed,
+                     re.M)  # fmt: skip
+    assert peak and 0 < int(peak.group(1)) <= int(peak.group(2)), printed

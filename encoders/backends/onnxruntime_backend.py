@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from encoders.backends.runtime import LazyTextTower, TextSide
+from encoders.backends.runtime import LazyTextTower, OnFirstUse, TextSide
 from encoders.extras import install_hint
 
 if TYPE_CHECKING:
@@ -134,15 +134,22 @@ class OnnxRuntimeBackend:
         return OnnxRuntimeRuntime(session, detail, key, "int8" if key.int8 else None, text)
 
     def open(
-        self, folder: Path, key: Any, compiled: Path, precision: str = "fp32"
+        self,
+        folder: Path,
+        key: Any,
+        compiled: Path,
+        precision: str = "fp32",
+        lazy_image: bool = False,
     ) -> OnnxRuntimeRuntime:
         """The runtime of an export found sound in the cache (`encoders.backends.locator`),
         loaded without building the torch model (`compiled` is unused: ONNX Runtime optimises
         the graph at every load, in well under a second for these models); any exception
-        means it is unusable."""
+        means it is unusable. `lazy_image`: the image tower is loaded at its first run."""
         import onnxruntime as ort
 
-        session = _session(str(folder / _MODEL))
+        session = (OnFirstUse if lazy_image else OnFirstUse.now)(
+            lambda: _session(str(folder / _MODEL))
+        )
         detail = f"ONNX Runtime {ort.__version__}, {folder}"
         text = LazyTextTower.at(folder / _TEXT, _text_session)
         return OnnxRuntimeRuntime(session, detail, key, "int8" if key.int8 else None, text)
@@ -161,7 +168,8 @@ class OnnxRuntimeRuntime(TextSide):
     """An ONNX Runtime session of the image tower, and the export's text tower when it has one.
 
     Args:
-        session: the session: input "pixels", outputs ("tokens", "pooled").
+        session: the session: input "pixels", outputs ("tokens", "pooled"); an `OnFirstUse`
+            one is loaded at the first `run`.
         detail: for people: version and origin.
         dtype: "int8" for a quantised model; None: the model's own (fp32).
         text: the export's text tower (loaded when first run); None: not exported.
@@ -171,20 +179,27 @@ class OnnxRuntimeRuntime(TextSide):
 
     def __init__(
         self,
-        session: ort.InferenceSession,
+        session: ort.InferenceSession | OnFirstUse[ort.InferenceSession],
         detail: str,
         key: Any = None,
         dtype: str | None = None,
         text: LazyTextTower | None = None,
     ) -> None:
-        self._session = session
+        self._session = (
+            session if isinstance(session, OnFirstUse) else OnFirstUse.now(lambda: session)
+        )
         self.dtype = dtype
         self.export_key = key  # the cache's key (its weights digest), None when not cached
         self.detail = detail
         self._text = text
 
+    @property
+    def image_ready(self) -> bool:
+        """Whether the image tower is loaded (one opened for a reader is at its first run)."""
+        return self._session.made
+
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        tokens, pooled = self._session.run(_OUTPUTS, {_INPUT: pixels})
+        tokens, pooled = self._session().run(_OUTPUTS, {_INPUT: pixels})
         return tokens, pooled
 
 

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from encoders.backends.runtime import LazyTextTower, TextSide
+from encoders.backends.runtime import LazyTextTower, OnFirstUse, TextSide
 from encoders.extras import install_hint
 
 if TYPE_CHECKING:
@@ -156,11 +156,17 @@ class OpenVinoBackend:
         return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key.int8), text=text)
 
     def open(
-        self, folder: Path, key: Any, compiled: Path, precision: str = "fp32"
+        self,
+        folder: Path,
+        key: Any,
+        compiled: Path,
+        precision: str = "fp32",
+        lazy_image: bool = False,
     ) -> OpenVinoRuntime:
         """The runtime of an export found sound in the cache (`encoders.backends.locator`),
         compiled (in `precision`) without building the torch model (OpenVINO keeps the
-        compiled model in `compiled`); any exception means it is unusable."""
+        compiled model in `compiled`); any exception means it is unusable. `lazy_image`: the
+        image tower is compiled at its first run (a reader that may only embed text)."""
         import openvino as ov
 
         core = ov.Core()
@@ -171,8 +177,10 @@ class OpenVinoBackend:
         # MB for ViT-B/32), the same outputs bit for bit, the import as fast (BENCHMARKS.md).
         _drop_full_blobs(compiled)
         core.set_property({"CACHE_DIR": str(compiled / _WEIGHTLESS)})
-        config = {**compile_config(precision), "CACHE_MODE": "OPTIMIZE_SIZE"}
-        compiled = core.compile_model(str(folder / _IR), "CPU", config)
+        image = {**compile_config(precision), "CACHE_MODE": "OPTIMIZE_SIZE"}
+        compiled = (OnFirstUse if lazy_image else OnFirstUse.now)(
+            lambda: core.compile_model(str(folder / _IR), "CPU", image)
+        )
         detail = f"OpenVINO {ov.__version__}{_in(precision, key.int8)}, {folder}"
         config = {**compile_config(), "CACHE_MODE": "OPTIMIZE_SIZE"}
         text = LazyTextTower.at(folder / _TEXT_IR, _text_request(core, config))
@@ -241,7 +249,8 @@ class OpenVinoRuntime(TextSide):
     the export's text tower when it has one.
 
     Args:
-        compiled: the compiled model: one input (model input), outputs (tokens, pooled).
+        compiled: the compiled model: one input (model input), outputs (tokens, pooled);
+            an `OnFirstUse` one is compiled at the first `run`.
         detail: for people: version and origin.
         key: the export cache's key, None when not cached.
         dtype: what it computes in, when not the model's own dtype ("bfloat16").
@@ -252,23 +261,30 @@ class OpenVinoRuntime(TextSide):
 
     def __init__(
         self,
-        compiled: ov.CompiledModel,
+        compiled: ov.CompiledModel | OnFirstUse[ov.CompiledModel],
         detail: str,
         key: Any = None,
         dtype: str | None = None,
         text: LazyTextTower | None = None,
     ) -> None:
-        self._compiled = compiled
+        self._image = image = (
+            compiled if isinstance(compiled, OnFirstUse) else OnFirstUse.now(lambda: compiled)
+        )
         self.export_key = key  # the cache's key (its weights digest), None when not cached
         self.dtype = dtype
-        self._request = compiled.create_infer_request()
+        self._request = OnFirstUse(lambda: image().create_infer_request())
         self.detail = detail
         self._text = text
+
+    @property
+    def image_ready(self) -> bool:
+        """Whether the image tower is compiled (one opened for a reader is at its first run)."""
+        return self._image.made
 
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # share_inputs: the pixels are read in place; the outputs are copied, since the
         # request's buffers are overwritten by the next batch.
-        results = self._request.infer(pixels, share_inputs=True, share_outputs=False)
+        results = self._request().infer(pixels, share_inputs=True, share_outputs=False)
         return results[0], results[1]
 
 

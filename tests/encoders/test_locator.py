@@ -186,6 +186,11 @@ def test_onnxruntime_opens_its_export_without_building(tmp_path, video_frames) -
     # A search asks for "auto" (OpenVINO here): it opens the ONNX export the run left.
     searched = encoders.open_export("clip", "tiny", weights="random", export_cache=tmp_path)
     assert isinstance(searched, ExportedEncoder) and "ONNX Runtime" in searched.runtime.detail
+    assert not searched.runtime.image_ready  # loaded at its first image, as here
+    np.testing.assert_array_equal(
+        searched.embed_array(video_frames), built.embed_array(video_frames)
+    )
+    assert searched.runtime.image_ready
 
 
 @pytest.mark.slow  # the tiny CLIP exported and quantised twice: about 20 s
@@ -225,7 +230,9 @@ def _int8_last(path: Path) -> bool:
     return json.loads((path.parent / "manifest.json").read_text())["key"]["variant"] != "fp32"
 
 
-def test_open_export_opens_what_a_run_left_and_builds_nothing(cache, exported, monkeypatch):
+def test_open_export_opens_what_a_run_left_and_builds_nothing(
+    cache, exported, monkeypatch, video_frames
+):
     # The model is named as parse_model_name resolves it: another spelling finds the export.
     import encoders.factory
 
@@ -236,6 +243,14 @@ def test_open_export_opens_what_a_run_left_and_builds_nothing(cache, exported, m
     opened = encoders.open_export("clip", "TINY", weights="random", export_cache=cache)
     assert isinstance(opened, ExportedEncoder)
     assert opened.info == exported[1].info
+    # A text query compiles no image tower (a search's usual query); an image query, then.
+    built = exported[1]
+    assert not opened.runtime.image_ready
+    np.testing.assert_allclose(opened.embed_text_array(["a dog"]),
+                               built.embed_text_array(["a dog"]), atol=1e-5)  # fmt: skip
+    assert not opened.runtime.image_ready
+    np.testing.assert_array_equal(opened.embed_array(video_frames), built.embed_array(video_frames))
+    assert opened.runtime.image_ready
 
 
 def test_open_export_finds_nothing_and_writes_nothing_in_an_empty_cache(tmp_path) -> None:
