@@ -26,7 +26,8 @@ _NICE = 10
 
 def main(argv: list[str]) -> int:
     """Make the export for the request in `argv[1]`; 0 once it is in the cache."""
-    os.nice(max(0, _NICE - os.nice(0)))
+    if hasattr(os, "nice"):  # (not on Windows)
+        os.nice(max(0, _NICE - os.nice(0)))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     request = json.loads(argv[1])
     frames = request.pop("calibration_frames", None)
