@@ -52,7 +52,7 @@ def test_bf16_compiles_the_fp32_export_and_opens_it_warm(monkeypatch, tmp_path, 
     assert (built.info.backend, built.info.dtype) == ("openvino", "bfloat16")
     assert "in bf16" in built.runtime.detail
     assert openvino_backend.compile_config("bf16")["INFERENCE_PRECISION_HINT"] == "bf16"
-    hint = str(built.runtime._compiled.get_property("INFERENCE_PRECISION_HINT"))
+    hint = str(built.runtime._image().get_property("INFERENCE_PRECISION_HINT"))
     # OpenVINO names the type "bf16" or "<Type: 'bfloat16'>" by version; a CPU without bf16
     # computes in fp32 anyway
     assert ("bf16" in hint or "bfloat16" in hint) == really, hint
