@@ -128,6 +128,7 @@ class ExportedEncoder:
             return None
         with self._lock:
             if self._tokenizer is None and not self._no_tokenizer:
+                self._runtime.prepare_text()  # its compile beside the vocabulary's read
                 make = family(self.kind).tokenizer
                 try:
                     ref = parse_model_name(self.kind, self.info.model)

@@ -8,6 +8,7 @@ the encoder then runs on that runtime. The exporting backends' text side (`LazyT
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
@@ -53,6 +54,11 @@ class TextRuntime(ImageRuntime, Protocol):
     """
 
     has_text_tower: bool
+
+    def prepare_text(self) -> None:
+        """Start making the text tower ready, on a thread of its own (the first `run_text`
+        waits for it)."""
+        ...
 
     def run_text(self, tokens: np.ndarray) -> np.ndarray:
         """int64 token ids [B, context_length] → L2-normalised text embeddings [B, dim],
@@ -121,14 +127,27 @@ class LazyTextTower:
         """The text tower exported at `path`; None when the export holds none."""
         return cls(path, load) if path.is_file() else None
 
+    def prepare(self) -> None:
+        """Start loading on a thread of its own (the first call waits for it): its compile
+        then overlaps what the caller does meanwhile (reading the tokenizer's vocabulary)."""
+        threading.Thread(target=self._prepared, name="text-tower-load", daemon=True).start()
+
+    def _prepared(self) -> None:
+        with contextlib.suppress(Exception):  # the first call loads it again, and raises
+            self._ready()
+
+    def _ready(self) -> None:
+        with self._lock:
+            if self._run is None:
+                self._run, self._any_length = self._load(self._path)
+
     def __call__(self, tokens: np.ndarray) -> np.ndarray:
         import numpy as np
 
         from encoders.bpe import text_length
 
+        self._ready()
         with self._lock:
-            if self._run is None:
-                self._run, self._any_length = self._load(self._path)
             if self._any_length:
                 tokens = tokens[:, : text_length(tokens)]
             return self._run(np.ascontiguousarray(tokens, dtype=np.int64))
@@ -145,6 +164,11 @@ class TextSide:
     def has_text_tower(self) -> bool:
         """Whether the export holds the text tower (`run_text` answers)."""
         return self._text is not None
+
+    def prepare_text(self) -> None:
+        """Start loading the text tower, where the export holds one (`LazyTextTower.prepare`)."""
+        if self._text is not None:
+            self._text.prepare()
 
     def run_text(self, tokens: np.ndarray) -> np.ndarray:
         """Token ids, int64 [B, context_length] → L2-normalised text embeddings [B, dim],

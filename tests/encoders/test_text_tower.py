@@ -318,3 +318,33 @@ def test_a_text_tower_of_the_whole_context_gets_every_id() -> None:
     for any_length in (False, True):
         LazyTextTower(Path("text.xml"), lambda _path, a=any_length: (run, a))(ids)
     assert shapes == [(3, 77), (3, 8)]
+
+
+def test_a_prepared_text_tower_loads_beside_the_caller_once_and_a_failure_reaches_the_call():
+    import threading
+
+    from encoders.backends.runtime import LazyTextTower
+
+    loads, started, release = [], threading.Event(), threading.Event()
+
+    def load(path: Path):
+        loads.append(threading.current_thread().name)
+        started.set()
+        release.wait(10)  # a compile in progress
+        return (lambda ids: ids[:, :1].astype(np.float32)), False
+
+    tower = LazyTextTower(Path("text.xml"), load)
+    tower.prepare()
+    assert started.wait(10) and loads == ["text-tower-load"]  # on a thread of its own
+    release.set()
+    ids = np.zeros((2, 77), np.int64)
+    assert tower(ids).shape == (2, 1) and tower(ids).shape == (2, 1)  # waited for, not redone
+    assert loads == ["text-tower-load"]
+
+    def broken(path: Path):
+        raise RuntimeError(f"cannot read {path}")
+
+    failing = LazyTextTower(Path("text.xml"), broken)
+    failing.prepare()  # its thread keeps the failure to itself: the first call raises it
+    with pytest.raises(RuntimeError, match=r"cannot read text\.xml"):
+        failing(ids)
