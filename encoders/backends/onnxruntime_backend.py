@@ -133,14 +133,8 @@ class OnnxRuntimeBackend:
         text = LazyTextTower.at(cache.folder(key) / _TEXT, _text_session)
         return OnnxRuntimeRuntime(session, detail, key, "int8" if key.int8 else None, text)
 
-    def open(
-        self,
-        folder: Path,
-        key: Any,
-        compiled: Path,
-        precision: str = "fp32",
-        lazy_image: bool = False,
-    ) -> OnnxRuntimeRuntime:
+    def open(self, folder: Path, key: Any, compiled: Path, precision: str = "fp32",
+             lazy_image: bool = False) -> OnnxRuntimeRuntime:  # fmt: skip
         """The runtime of an export found sound in the cache (`encoders.backends.locator`),
         loaded without building the torch model (`compiled` is unused: ONNX Runtime optimises
         the graph at every load, in well under a second for these models); any exception

@@ -155,14 +155,8 @@ class OpenVinoBackend:
         text = LazyTextTower.at(cache.folder(key) / _TEXT_IR, _text_request(core, compile_config()))
         return OpenVinoRuntime(compiled, detail, key, dtype=_dtype(precision, key.int8), text=text)
 
-    def open(
-        self,
-        folder: Path,
-        key: Any,
-        compiled: Path,
-        precision: str = "fp32",
-        lazy_image: bool = False,
-    ) -> OpenVinoRuntime:
+    def open(self, folder: Path, key: Any, compiled: Path, precision: str = "fp32",
+             lazy_image: bool = False) -> OpenVinoRuntime:  # fmt: skip
         """The runtime of an export found sound in the cache (`encoders.backends.locator`),
         compiled (in `precision`) without building the torch model (OpenVINO keeps the
         compiled model in `compiled`); any exception means it is unusable. `lazy_image`: the
